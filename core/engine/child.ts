@@ -1,0 +1,451 @@
+/**
+ * The child side of the fork engine. `compileChild` runs in the parent and turns the child's
+ * ops into steps whose every string and buffer is already encoded; `runChild` runs in the
+ * cloned child, where only synchronous FFI calls are safe (DESIGN.md §4): no await, no
+ * timers, no console, no Deno.* ops. A failing step writes `{step, errno}` to the error
+ * pipe and exits; EOF on that pipe (it is O_CLOEXEC) tells the parent execve succeeded.
+ */
+import { C, type CStr, cstr, cstrArray, RLIMITS, type Sys } from "../sys/mod.ts";
+import type { MountFlag, Op } from "../ops.ts";
+
+/** What a step is, for the error the parent builds from a child's report. */
+export interface StepInfo {
+  phase: string;
+  plugin: string;
+  kind: string;
+  paths: Record<string, string>;
+}
+
+export interface ChildProgram {
+  info: StepInfo[];
+  run: (() => number)[];
+}
+
+/** Fixed fd numbers the child moves O_PATH descriptors to, so their /proc paths are known. */
+const FD_TARGET = 1000;
+const FD_SOURCE = 1001;
+const FD_ROOT = 1002;
+
+export interface ChildContext {
+  /** Host path where the new root is staged (a directory the engine made). */
+  rootPath: string;
+  syncRead: number;
+  syncWrite: number;
+  errWrite: number;
+  /** The pty slave to make the controlling terminal, or -1. */
+  ttySlave: number;
+  /** An fd on /dev/null to use as stdin when stdin is not passed, or -1. */
+  devNull: number;
+}
+
+const MS: Record<MountFlag, number> = {
+  MS_RDONLY: C.MS_RDONLY,
+  MS_NOSUID: C.MS_NOSUID,
+  MS_NODEV: C.MS_NODEV,
+  MS_NOEXEC: C.MS_NOEXEC,
+  MS_REMOUNT: C.MS_REMOUNT,
+  MS_BIND: C.MS_BIND,
+  MS_REC: C.MS_REC,
+  MS_PRIVATE: C.MS_PRIVATE,
+  MS_SLAVE: C.MS_SLAVE,
+  MS_STRICTATIME: C.MS_STRICTATIME,
+  MS_RELATIME: C.MS_RELATIME,
+};
+
+export function mountFlags(flags: readonly MountFlag[]): number {
+  return flags.reduce((acc, f) => acc | MS[f], 0);
+}
+
+/** statfs ST_* flags a bind remount inside a user namespace must keep (else EPERM). */
+const ST_LOCKED = C.MS_NOSUID | C.MS_NODEV | C.MS_NOEXEC | 1024 | 2048; // + NOATIME, NODIRATIME
+const ST_RELATIME = 4096;
+
+const PROC_FD_TARGET = cstr(`/proc/self/fd/${FD_TARGET}`);
+const PROC_FD_SOURCE = cstr(`/proc/self/fd/${FD_SOURCE}`);
+const DEV_NULL = cstr("/dev/null");
+const SLASH = cstr("/");
+const DOT = cstr(".");
+const TMPFS = cstr("tmpfs");
+
+/** Splits a container path into the prefixes to create, parent first. */
+function components(path: string): string[] {
+  return path.split("/").filter((c) => c && c !== ".");
+}
+
+export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgram {
+  const info: StepInfo[] = [];
+  const run: (() => number)[] = [];
+  const step = (i: StepInfo, fn: () => number) => {
+    info.push(i);
+    run.push(fn);
+  };
+  const engine = (kind: string, paths: Record<string, string> = {}) => ({
+    phase: "rootfs",
+    plugin: "engine",
+    kind,
+    paths,
+  });
+  const inRoot = C.RESOLVE_IN_ROOT | C.RESOLVE_NO_MAGICLINKS;
+
+  /** Opens a container path (resolved inside the new root) as O_PATH at a fixed fd. */
+  const openInRoot = (path: CStr, fixed: number): number => {
+    const fd = sys.openat2(FD_ROOT, path, C.O_PATH | C.O_CLOEXEC, 0, inRoot);
+    if (fd < 0) return fd;
+    const rc = sys.dup3(fd, fixed, C.O_CLOEXEC);
+    sys.close(fd);
+    return rc < 0 ? rc : 0;
+  };
+
+  /** mkdir -p inside the root: each level is created in a directory resolved in the root. */
+  const makeParents = (path: string, leaf: "dir" | "file"): () => number => {
+    const parts = components(path);
+    const levels = parts.map((name, i) => ({
+      parent: cstr("/" + parts.slice(0, i).join("/")),
+      name: cstr(name),
+      isLeaf: i === parts.length - 1,
+    }));
+    const full = cstr(path);
+    return () => {
+      for (const lv of levels) {
+        const dir = sys.openat2(
+          FD_ROOT,
+          lv.parent,
+          C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC,
+          0,
+          inRoot,
+        );
+        if (dir < 0) return dir;
+        let rc = 0;
+        if (!lv.isLeaf || leaf === "dir") rc = sys.mkdirat(dir, lv.name, 0o755);
+        sys.close(dir);
+        if (rc < 0 && rc !== -17) return rc; // EEXIST is fine
+      }
+      if (leaf === "file") {
+        const fd = sys.openat2(
+          FD_ROOT,
+          full,
+          C.O_CREAT | C.O_WRONLY | C.O_CLOEXEC | C.O_NOFOLLOW,
+          0o644,
+          inRoot,
+        );
+        if (fd >= 0) sys.close(fd);
+        else if (fd !== -21 && fd !== -40) return fd; // EISDIR, ELOOP: something is there
+      }
+      return 0;
+    };
+  };
+
+  /** Remounts the mount at `fd` read-only, keeping the flags the kernel locks. */
+  const remountReadonly = (fdPath: CStr, fd: number, extra: number): number => {
+    const st = sys.fstatfsFlags(fd);
+    if (st < 0) return st;
+    let flags = C.MS_REMOUNT | C.MS_BIND | C.MS_RDONLY | extra | (st & ST_LOCKED);
+    if (st & ST_RELATIME) flags |= C.MS_RELATIME;
+    return sys.mount(null, fdPath, null, flags, null);
+  };
+
+  let pivoted = false;
+
+  // Prologue: die with the parent, wait for the parent's attach phase, own session, stdio.
+  step(engine("prctl(PR_SET_PDEATHSIG)"), () => sys.prctl(C.PR_SET_PDEATHSIG, C.SIGKILL, 0, 0, 0));
+  const one = new Uint8Array(1);
+  step(engine("sync"), () => {
+    sys.close(ctx.syncWrite);
+    const n = sys.read(ctx.syncRead, one, 1);
+    if (n === 0) sys.exit(1); // the parent is gone
+    sys.close(ctx.syncRead);
+    return n < 0 ? n : 0;
+  });
+  step(engine("setsid"), () => sys.setsid());
+  if (ctx.ttySlave >= 0) {
+    step(engine("ioctl(TIOCSCTTY)"), () => sys.ioctl(ctx.ttySlave, C.TIOCSCTTY, 0));
+  }
+  step(engine("stdio"), () => {
+    for (let fd = 0; fd < 3; fd++) {
+      const src = ctx.ttySlave >= 0 ? ctx.ttySlave : (fd === 0 ? ctx.devNull : -1);
+      if (src < 0) continue;
+      const rc = sys.dup3(src, fd, 0);
+      if (rc < 0) return rc;
+    }
+    return 0;
+  });
+
+  for (const o of ops) {
+    const i: StepInfo = { phase: o.phase, plugin: o.plugin, kind: o.kind, paths: {} };
+    switch (o.kind) {
+      case "make-private": {
+        step(i, () => sys.mount(null, SLASH, null, C.MS_REC | C.MS_PRIVATE, null));
+        break;
+      }
+      case "bind-root": {
+        const root = cstr(ctx.rootPath);
+        i.paths = { src: o.args.source ?? "tmpfs", dst: ctx.rootPath };
+        const src = o.args.source === null ? null : cstr(o.args.source);
+        step(i, () => {
+          const rc = src === null
+            ? sys.mount(TMPFS, root, TMPFS, C.MS_NOSUID | C.MS_NODEV, cstr("mode=0755"))
+            : sys.mount(src, root, null, C.MS_BIND | C.MS_REC, null);
+          if (rc < 0) return rc;
+          const fd = sys.open(root, C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
+          if (fd < 0) return fd;
+          const d = sys.dup3(fd, FD_ROOT, C.O_CLOEXEC);
+          sys.close(fd);
+          return d < 0 ? d : 0;
+        });
+        break;
+      }
+      case "mount": {
+        const a = o.args;
+        i.paths = { src: a.source, dst: a.target, flags: a.flags.join("|") || "0" };
+        if (a.data) i.paths.data = a.data;
+        if (pivoted) throw new Error(`mount of ${a.target} planned after pivot-root`);
+        const create = a.create ? makeParents(a.target, a.create) : null;
+        const target = cstr(a.target);
+        const source = cstr(a.source);
+        const fstype = a.fstype ? cstr(a.fstype) : null;
+        const data = a.data ? cstr(a.data) : null;
+        const flags = mountFlags(a.flags);
+        const isBind = (flags & C.MS_BIND) !== 0;
+        const ro = (flags & C.MS_RDONLY) !== 0;
+        step(i, () => {
+          if (create) {
+            const rc = create();
+            if (rc < 0) return rc;
+          }
+          let rc = openInRoot(target, FD_TARGET);
+          if (rc < 0) return rc;
+          let src: CStr = source;
+          if (a.sourceInRoot) {
+            rc = openInRoot(source, FD_SOURCE);
+            if (rc < 0) return rc;
+            src = PROC_FD_SOURCE;
+          }
+          // A bind ignores MS_RDONLY: bind first, then remount read-only.
+          rc = sys.mount(src, PROC_FD_TARGET, fstype, isBind ? flags & ~C.MS_RDONLY : flags, data);
+          if (rc >= 0 && isBind && ro) {
+            sys.close(FD_TARGET);
+            rc = openInRoot(target, FD_TARGET);
+            if (rc >= 0) rc = remountReadonly(PROC_FD_TARGET, FD_TARGET, flags & ST_LOCKED);
+          }
+          sys.close(FD_TARGET);
+          if (a.sourceInRoot) sys.close(FD_SOURCE);
+          return rc;
+        });
+        break;
+      }
+      case "mask": {
+        i.paths = { path: o.args.path };
+        const path = cstr(o.args.path);
+        step(i, () => {
+          let rc = openInRoot(path, FD_TARGET);
+          if (rc === -2) return 0; // nothing to hide
+          if (rc < 0) return rc;
+          const dir = sys.openat2(FD_ROOT, path, C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0, inRoot);
+          if (dir >= 0) {
+            sys.close(dir);
+            rc = sys.mount(
+              TMPFS,
+              PROC_FD_TARGET,
+              TMPFS,
+              C.MS_RDONLY | C.MS_NOSUID | C.MS_NODEV | C.MS_NOEXEC,
+              cstr("size=0"),
+            );
+          } else {
+            rc = sys.mount(DEV_NULL, PROC_FD_TARGET, null, C.MS_BIND, null);
+          }
+          sys.close(FD_TARGET);
+          return rc;
+        });
+        break;
+      }
+      case "readonly-path": {
+        i.paths = { path: o.args.path };
+        const path = cstr(o.args.path);
+        step(i, () => {
+          let rc = openInRoot(path, FD_TARGET);
+          if (rc === -2) return 0;
+          if (rc < 0) return rc;
+          rc = sys.mount(PROC_FD_TARGET, PROC_FD_TARGET, null, C.MS_BIND | C.MS_REC, null);
+          sys.close(FD_TARGET);
+          if (rc < 0) return rc;
+          rc = openInRoot(path, FD_TARGET);
+          if (rc >= 0) {
+            rc = remountReadonly(PROC_FD_TARGET, FD_TARGET, C.MS_NOSUID | C.MS_NODEV | C.MS_NOEXEC);
+          }
+          sys.close(FD_TARGET);
+          return rc;
+        });
+        break;
+      }
+      case "mkdir": {
+        i.paths = { path: o.args.path };
+        const mk = makeParents(o.args.path, "dir");
+        step(i, mk);
+        break;
+      }
+      case "symlink": {
+        i.paths = { target: o.args.target, path: o.args.path };
+        const parts = components(o.args.path);
+        const parent = cstr("/" + parts.slice(0, -1).join("/"));
+        const name = cstr(parts[parts.length - 1]);
+        const target = cstr(o.args.target);
+        step(i, () => {
+          const dir = sys.openat2(
+            FD_ROOT,
+            parent,
+            C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC,
+            0,
+            inRoot,
+          );
+          if (dir < 0) return dir;
+          const rc = sys.symlinkat(target, dir, name);
+          sys.close(dir);
+          return rc === -17 ? 0 : rc;
+        });
+        break;
+      }
+      case "pivot-root": {
+        pivoted = true;
+        i.paths = { root: ctx.rootPath };
+        step(i, () => {
+          let rc = sys.fchdir(FD_ROOT);
+          if (rc >= 0) rc = sys.pivotRoot(DOT, DOT);
+          // The old root is stacked under the new one at "."; detach it so it is gone.
+          if (rc >= 0) rc = sys.umount2(DOT, C.MNT_DETACH);
+          if (rc >= 0) rc = sys.chdir(SLASH);
+          sys.close(FD_ROOT);
+          return rc;
+        });
+        break;
+      }
+      case "remount-root-ro": {
+        step(i, () => {
+          const fd = sys.open(SLASH, C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
+          if (fd < 0) return fd;
+          const st = sys.fstatfsFlags(fd);
+          sys.close(fd);
+          if (st < 0) return st;
+          let flags = C.MS_REMOUNT | C.MS_BIND | C.MS_RDONLY | (st & ST_LOCKED);
+          if (st & ST_RELATIME) flags |= C.MS_RELATIME;
+          return sys.mount(null, SLASH, null, flags, null);
+        });
+        break;
+      }
+      case "userns-root": {
+        step(i, () => {
+          let rc = sys.setresgid(0, 0, 0);
+          if (rc >= 0) rc = sys.setresuid(0, 0, 0);
+          return rc;
+        });
+        break;
+      }
+      case "sethostname": {
+        i.paths = { name: o.args.name };
+        const name = cstr(o.args.name);
+        step(i, () => sys.sethostname(name));
+        break;
+      }
+      case "loopback-up": {
+        const ifr = new Uint8Array(40);
+        ifr.set([0x6c, 0x6f]); // "lo"
+        new DataView(ifr.buffer).setUint16(16, C.IFF_UP | C.IFF_RUNNING, true);
+        i.paths = { dev: "lo" };
+        step(i, () => {
+          const fd = sys.socket(C.AF_INET, C.SOCK_DGRAM | C.SOCK_CLOEXEC, 0);
+          if (fd < 0) return fd;
+          const rc = sys.ioctlBuf(fd, C.SIOCSIFFLAGS, ifr);
+          sys.close(fd);
+          return rc;
+        });
+        break;
+      }
+      case "setgroups": {
+        i.paths = { gids: o.args.gids.join(",") || "none" };
+        const gids = new Uint32Array(o.args.gids);
+        step(i, () => sys.setgroups(gids));
+        break;
+      }
+      case "setresgid": {
+        i.paths = { gid: String(o.args.gid) };
+        const g = o.args.gid;
+        step(i, () => sys.setresgid(g, g, g));
+        break;
+      }
+      case "setresuid": {
+        i.paths = { uid: String(o.args.uid) };
+        const u = o.args.uid;
+        step(i, () => sys.setresuid(u, u, u));
+        // A credential change clears the parent-death signal: set it again.
+        step(
+          engine("prctl(PR_SET_PDEATHSIG)"),
+          () => sys.prctl(C.PR_SET_PDEATHSIG, C.SIGKILL, 0, 0, 0),
+        );
+        break;
+      }
+      case "setrlimit": {
+        const a = o.args;
+        i.paths = { resource: a.resource, soft: String(a.soft), hard: String(a.hard) };
+        const res = RLIMITS[a.resource];
+        step(i, () => sys.setrlimit(res, a.soft, a.hard));
+        break;
+      }
+      case "no-new-privs": {
+        step(i, () => sys.prctl(C.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
+        break;
+      }
+      case "chdir": {
+        i.paths = { path: o.args.path };
+        const p = cstr(o.args.path);
+        step(i, () => sys.chdir(p));
+        break;
+      }
+      case "execve": {
+        const a = o.args;
+        i.paths = { path: a.args[0] ?? "" };
+        const argv = cstrArray(a.args);
+        const envp = cstrArray(a.env);
+        const candidates = a.path.map(cstr);
+        step(engine("close_range"), () => sys.closeRange(3, 0x7fffffff, C.CLOSE_RANGE_CLOEXEC));
+        step(engine("reset signals"), () => sys.resetSignals());
+        step(i, () => {
+          // execvp's rule: ENOENT moves on, EACCES is remembered, anything else stops.
+          let saw = 0;
+          for (const c of candidates) {
+            const rc = sys.execve(c, argv, envp);
+            if (rc === -13) saw = rc;
+            else if (rc !== -2 && rc !== -20) return rc;
+          }
+          return saw || -2;
+        });
+        break;
+      }
+      case "namespace":
+      case "proc-write":
+        throw new Error(`op ${o.kind} does not run in the child`);
+    }
+  }
+  return { info, run };
+}
+
+/**
+ * Runs in the cloned child. Writes `[step, errno]` to the error pipe on the first failure
+ * and leaves; on success the last step is execve and never returns.
+ */
+export function runChild(prog: ChildProgram, errWrite: number, sys: Sys): never {
+  const report = new Int32Array(2);
+  const bytes = new Uint8Array(report.buffer);
+  const run = prog.run;
+  for (let i = 0; i < run.length; i++) {
+    const rc = run[i]();
+    if (rc < 0) {
+      report[0] = i;
+      report[1] = -rc;
+      sys.write(errWrite, bytes, 8);
+      sys.exit(1);
+    }
+  }
+  report[0] = -1;
+  report[1] = 0;
+  sys.write(errWrite, bytes, 8);
+  sys.exit(1);
+}

@@ -1,0 +1,100 @@
+/**
+ * The host probe: every fact plan() needs from the host, read once before planning, so
+ * that plugins stay pure and `micro plan` shows what a run would do.
+ */
+import type { HostInfo } from "./plugin.ts";
+import type { Spec } from "./spec.ts";
+
+/**
+ * A container path to the host path it names inside `root`, following symlinks as the
+ * container would see them: an absolute link or `..` never leaves the root.
+ */
+export function resolveInRoot(root: string, path: string): string {
+  const parts = path.split("/").filter((p) => p && p !== ".");
+  const done: string[] = [];
+  let links = 0;
+  while (parts.length) {
+    const name = parts.shift()!;
+    if (name === "..") {
+      done.pop();
+      continue;
+    }
+    const host = `${root}/${[...done, name].join("/")}`;
+    let info: Deno.FileInfo;
+    try {
+      info = Deno.lstatSync(host);
+    } catch {
+      done.push(name, ...parts);
+      break;
+    }
+    if (info.isSymlink) {
+      if (++links > 40) throw new Error(`too many symlinks resolving ${path}`);
+      const target = Deno.readLinkSync(host);
+      if (target.startsWith("/")) done.length = 0;
+      parts.unshift(...target.split("/").filter((p) => p && p !== "."));
+      continue;
+    }
+    done.push(name);
+  }
+  return `${root}/${done.join("/")}`;
+}
+
+function readOr(path: string, fallback: string): string {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch {
+    return fallback;
+  }
+}
+
+function subRange(file: string): { start: number; count: number } | undefined {
+  for (const line of readOr(file, "").split("\n")) {
+    const [name, start, count] = line.trim().split(":");
+    if (name === "micro" && /^[0-9]+$/.test(start) && /^[0-9]+$/.test(count)) {
+      return { start: Number(start), count: Number(count) };
+    }
+  }
+  return undefined;
+}
+
+export function probeHost(spec: Spec, id: string, stateDir: string): HostInfo {
+  const hostView: HostInfo["hostView"] = [];
+  for (const path of spec.micro.hostView) {
+    try {
+      const st = Deno.lstatSync(path);
+      if (st.isSymlink) hostView.push({ path, kind: "symlink", target: Deno.readLinkSync(path) });
+      else if (st.isDirectory) hostView.push({ path, kind: "dir" });
+    } catch { /* not on this host: skipped */ }
+  }
+  const devices = spec.micro.devices.filter((d) => {
+    try {
+      Deno.statSync(`/dev/${d}`);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  const sourceKinds: HostInfo["sourceKinds"] = {};
+  for (const m of spec.mounts) {
+    if (m.type !== "bind") continue;
+    try {
+      sourceKinds[m.source] = Deno.statSync(m.source).isDirectory ? "dir" : "file";
+    } catch { /* missing: a check reports it */ }
+  }
+  const etc = (f: string) => spec.root.path === null ? f : resolveInRoot(spec.root.path, f);
+  const uid = Deno.uid() ?? 0;
+  return {
+    arch: Deno.build.arch === "aarch64" ? "aarch64" : "x86_64",
+    uid,
+    gid: Deno.gid() ?? 0,
+    subuid: uid === 0 ? subRange("/etc/subuid") : undefined,
+    subgid: uid === 0 ? subRange("/etc/subgid") : undefined,
+    id,
+    stateDir,
+    hostView,
+    devices,
+    passwd: readOr(etc("/etc/passwd"), ""),
+    group: readOr(etc("/etc/group"), ""),
+    sourceKinds,
+  };
+}

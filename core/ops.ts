@@ -1,0 +1,109 @@
+/**
+ * Ops are plain data: plugins return them from `plan`, `micro plan` prints them and the
+ * engine is the only code that executes them. Each kind names where it runs by its phase.
+ */
+
+/** The fixed phase order (DESIGN.md §3). A plugin never decides the order. */
+export const PHASES = [
+  "prepare",
+  "clone",
+  "attach",
+  "rootfs",
+  "identity",
+  "credentials",
+  "restrict",
+  "exec",
+  "supervise",
+  "cleanup",
+] as const;
+export type Phase = typeof PHASES[number];
+
+/** Phases whose ops run in the child, after the clone and before execve. */
+export const CHILD_PHASES: readonly Phase[] = [
+  "rootfs",
+  "identity",
+  "credentials",
+  "restrict",
+  "exec",
+];
+
+export type MountFlag =
+  | "MS_RDONLY"
+  | "MS_NOSUID"
+  | "MS_NODEV"
+  | "MS_NOEXEC"
+  | "MS_REMOUNT"
+  | "MS_BIND"
+  | "MS_REC"
+  | "MS_PRIVATE"
+  | "MS_SLAVE"
+  | "MS_STRICTATIME"
+  | "MS_RELATIME";
+
+/** The arguments of each op kind. */
+export interface OpArgs {
+  /** clone: one namespace flag for the single clone call. */
+  namespace: { flag: string };
+  /** attach: write a file of the child's under /proc/PID (uid_map, gid_map, setgroups). */
+  "proc-write": { file: "uid_map" | "gid_map" | "setgroups"; content: string };
+  /**
+   * rootfs: mount. `target` is a container path; before pivot_root it is resolved inside the
+   * new root by the kernel (openat2 RESOLVE_IN_ROOT), so no symlink can move it outside.
+   * `source` is a host path, or a container path when `sourceInRoot`.
+   */
+  mount: {
+    source: string;
+    target: string;
+    fstype: string;
+    flags: MountFlag[];
+    data?: string;
+    sourceInRoot?: boolean;
+    /** Create the target (a directory, or an empty file for `file`) if it is missing. */
+    create?: "dir" | "file";
+  };
+  /** rootfs: make the whole tree private so nothing propagates back to the host. */
+  "make-private": Record<never, never>;
+  /** rootfs: bind the new root onto itself so it is a mount point pivot_root accepts. */
+  "bind-root": { source: string | null; readonly: boolean };
+  /** rootfs: hide a path: /dev/null over a file, an empty read-only tmpfs over a directory. */
+  mask: { path: string };
+  /** rootfs: bind a path onto itself read-only. A missing path is skipped. */
+  "readonly-path": { path: string };
+  mkdir: { path: string; mode: number };
+  symlink: { target: string; path: string };
+  /** rootfs: pivot_root into the new root and detach the old one. */
+  "pivot-root": Record<never, never>;
+  /** rootfs: remount / read-only (after pivot_root). */
+  "remount-root-ro": Record<never, never>;
+  /** rootfs: become root of the new user namespace so created files get mapped owners. */
+  "userns-root": Record<never, never>;
+  /** identity */
+  sethostname: { name: string };
+  /** identity: bring the loopback interface up in a new network namespace. */
+  "loopback-up": Record<never, never>;
+  /** credentials */
+  setgroups: { gids: number[] };
+  setresgid: { gid: number };
+  setresuid: { uid: number };
+  setrlimit: { resource: string; soft: number; hard: number };
+  /** restrict */
+  "no-new-privs": Record<never, never>;
+  /** exec */
+  chdir: { path: string };
+  execve: { args: string[]; env: string[]; path: string[] };
+}
+
+export type OpKind = keyof OpArgs;
+
+export type Op = {
+  [K in OpKind]: { phase: Phase; plugin: string; kind: K; args: OpArgs[K] };
+}[OpKind];
+
+export function op<K extends OpKind>(
+  phase: Phase,
+  plugin: string,
+  kind: K,
+  args: OpArgs[K],
+): Op {
+  return { phase, plugin, kind, args } as Op;
+}

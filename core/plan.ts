@@ -1,0 +1,62 @@
+/**
+ * Profile to spec (each enabled plugin configures its part), spec to plan (each plugin's
+ * ops, then the core's process ops, ordered by the fixed phase table). Pure: no I/O.
+ */
+import { type Op, PHASES } from "./ops.ts";
+import type { HostInfo, Plugin } from "./plugin.ts";
+import { configureProcess, processOps, type ProcessOptions } from "./process.ts";
+import { emptySpec, type Spec } from "./spec.ts";
+
+export interface Sections {
+  process: ProcessOptions;
+  sections: Record<string, { enabled: boolean; options: Record<string, unknown> }>;
+}
+
+export interface RunInput {
+  image: string | null;
+  args: string[];
+  terminal: boolean;
+  stdin: boolean;
+}
+
+// deno-lint-ignore no-explicit-any
+type AnyPlugin = Plugin<any>;
+
+export function enabledPlugins(profile: Sections, plugins: AnyPlugin[]): AnyPlugin[] {
+  return plugins.filter((p) => profile.sections[p.name]?.enabled);
+}
+
+export function buildSpec(input: RunInput, profile: Sections, plugins: AnyPlugin[]): Spec {
+  const spec = emptySpec();
+  spec.root.path = input.image;
+  spec.process.args = input.args;
+  spec.process.terminal = input.terminal;
+  spec.process.stdin = input.stdin;
+  configureProcess(profile.process, spec);
+  for (const p of enabledPlugins(profile, plugins)) {
+    p.configure(profile.sections[p.name].options, spec);
+    spec.micro.plugins.push(p.name);
+  }
+  return spec;
+}
+
+export function planRun(spec: Spec, host: HostInfo, plugins: AnyPlugin[]): Op[] {
+  const enabled = plugins.filter((p) => spec.micro.plugins.includes(p.name));
+  const ops = [...enabled.flatMap((p) => p.plan(spec, host)), ...processOps(spec, host)];
+  const rank = (o: Op) => PHASES.indexOf(o.phase);
+  // Array.prototype.sort is stable: within a phase, plugin order then op order stand.
+  return ops.sort((a, b) => rank(a) - rank(b));
+}
+
+/** `micro plan` output: one op per line, with its phase and plugin. */
+export function formatPlan(ops: Op[]): string {
+  const lines = ops.map((o, i) => {
+    const args = Object.entries(o.args as Record<string, unknown>)
+      .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
+      .join(" ");
+    return `${String(i + 1).padStart(3)}  ${o.phase.padEnd(11)} ${o.plugin.padEnd(8)} ${o.kind}${
+      args ? " " + args : ""
+    }`;
+  });
+  return lines.join("\n") + "\n";
+}

@@ -1,0 +1,39 @@
+/** The plugin contract (DESIGN.md §2). */
+import type { Op } from "./ops.ts";
+import type { ObjectSchema } from "./schema_types.ts";
+import type { Spec } from "./spec.ts";
+
+/** What the host probe found, gathered once before planning so plan() needs no I/O. */
+export interface HostInfo {
+  arch: "x86_64" | "aarch64";
+  /** The caller's real ids; a non-root caller runs rootless. */
+  uid: number;
+  gid: number;
+  /** From /etc/subuid and /etc/subgid for the `micro` account, when they name one. */
+  subuid?: { start: number; count: number };
+  subgid?: { start: number; count: number };
+  /** The run's id (also the default hostname) and its directory under the state root. */
+  id: string;
+  stateDir: string;
+  /** For the no-image root: the host paths to bind, as found (merged /usr makes symlinks). */
+  hostView: { path: string; kind: "dir" | "symlink"; target?: string }[];
+  /** Device nodes that exist on the host, by name under /dev. */
+  devices: string[];
+  /** The image's /etc/passwd and /etc/group (the host's with no image), for `--user`. */
+  passwd: string;
+  group: string;
+  /** What each bind source in the spec is on the host (absent: it does not exist). */
+  sourceKinds: Record<string, "file" | "dir">;
+}
+
+export interface Plugin<O = Record<string, unknown>> {
+  name: string;
+  /** One line for `micro profile show` and the README. */
+  description: string;
+  /** Options accepted in the plugin's profile section (besides `enabled`). */
+  schema: ObjectSchema;
+  /** Profile options to its part of the spec. No I/O. */
+  configure(options: O, spec: Spec): void;
+  /** Its part of the spec to ops in phases. No I/O, no syscalls. */
+  plan(spec: Spec, host: HostInfo): Op[];
+}

@@ -1,0 +1,180 @@
+/**
+ * The process belongs to the core, not to a plugin: user and groups (names resolved from the
+ * image's /etc/passwd and /etc/group), environment, working directory, rlimits,
+ * no-new-privileges and the execve itself.
+ */
+import { MicroError } from "./errors.ts";
+import { type Op, op } from "./ops.ts";
+import type { HostInfo } from "./plugin.ts";
+import { hasNamespace, type Spec } from "./spec.ts";
+
+export interface ProcessOptions {
+  env?: Record<string, string>;
+  user?: string;
+  groups?: string[];
+  cwd?: string;
+  noNewPrivileges?: boolean;
+  rlimits?: Record<string, string | number>;
+}
+
+export const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+interface PasswdEntry {
+  name: string;
+  uid: number;
+  gid: number;
+  home: string;
+}
+
+function parsePasswd(text: string): PasswdEntry[] {
+  return text.split("\n").filter((l) => l && !l.startsWith("#")).map((l) => {
+    const f = l.split(":");
+    return { name: f[0], uid: Number(f[2]), gid: Number(f[3]), home: f[5] || "/" };
+  }).filter((e) => Number.isInteger(e.uid) && Number.isInteger(e.gid));
+}
+
+function parseGroup(text: string): { name: string; gid: number; members: string[] }[] {
+  return text.split("\n").filter((l) => l && !l.startsWith("#")).map((l) => {
+    const f = l.split(":");
+    return { name: f[0], gid: Number(f[2]), members: (f[3] ?? "").split(",").filter((m) => m) };
+  }).filter((g) => Number.isInteger(g.gid));
+}
+
+const isId = (s: string) => /^[0-9]+$/.test(s) && Number(s) < 4294967295;
+
+/**
+ * `--user UID[:GID]` or `NAME[:GROUP]` against the image's files, as Docker does: a name
+ * must exist; a bare uid takes its passwd gid (else 0); a named user gets its groups.
+ */
+export function resolveUser(
+  userSpec: string | undefined,
+  groups: string[],
+  passwd: string,
+  group: string,
+): { uid: number; gid: number; additionalGids: number[]; home: string } {
+  const users = parsePasswd(passwd);
+  const grps = parseGroup(group);
+  const [u = "0", g] = (userSpec ?? "0").split(":", 2);
+  let entry = isId(u) ? users.find((e) => e.uid === Number(u)) : users.find((e) => e.name === u);
+  if (!entry && !isId(u)) {
+    throw new MicroError(`user "${u}" not found in the image's /etc/passwd`, {
+      hint: "use a numeric UID[:GID] or add the user to the image",
+    });
+  }
+  const uid = isId(u) ? Number(u) : entry!.uid;
+  if (entry && entry.uid !== uid) entry = undefined;
+  const groupId = (name: string): number => {
+    if (isId(name)) return Number(name);
+    const found = grps.find((x) => x.name === name);
+    if (!found) {
+      throw new MicroError(`group "${name}" not found in the image's /etc/group`, {
+        hint: "use a numeric GID or add the group to the image",
+      });
+    }
+    return found.gid;
+  };
+  const gid = g !== undefined ? groupId(g) : entry?.gid ?? 0;
+  const additional = new Set<number>();
+  if (entry && g === undefined) {
+    for (const x of grps) {
+      if (x.members.includes(entry.name) && x.gid !== gid) additional.add(x.gid);
+    }
+  }
+  for (const x of groups) additional.add(groupId(x));
+  return {
+    uid,
+    gid,
+    additionalGids: [...additional],
+    home: entry?.home ?? (uid === 0 ? "/root" : "/"),
+  };
+}
+
+const RLIMIT_NAMES = [
+  "cpu",
+  "fsize",
+  "data",
+  "stack",
+  "core",
+  "rss",
+  "nproc",
+  "nofile",
+  "memlock",
+  "as",
+  "locks",
+  "sigpending",
+  "msgqueue",
+  "nice",
+  "rtprio",
+  "rttime",
+];
+
+/** `SOFT[:HARD]`, each a number or `unlimited` (-1). */
+export function parseRlimit(name: string, v: string | number): { soft: number; hard: number } {
+  const n = name.toLowerCase().replace(/^rlimit_/, "");
+  if (!RLIMIT_NAMES.includes(n)) {
+    throw new MicroError(`unknown ulimit "${name}"`, { hint: `known: ${RLIMIT_NAMES.join(", ")}` });
+  }
+  const one = (s: string) => {
+    if (s === "unlimited" || s === "-1") return -1;
+    if (!/^[0-9]+$/.test(s)) throw new MicroError(`ulimit ${n}: "${s}" is not a number`);
+    return Number(s);
+  };
+  const [soft, hard = soft] = String(v).split(":").map(one);
+  if (hard !== -1 && (soft === -1 || soft > hard)) {
+    throw new MicroError(`ulimit ${n}: the soft limit ${soft} exceeds the hard limit ${hard}`);
+  }
+  return { soft, hard };
+}
+
+/** Fills `spec.process` from the profile's `process` section and the request. */
+export function configureProcess(o: ProcessOptions, spec: Spec): void {
+  const p = spec.process;
+  p.userSpec = o.user;
+  p.groupSpecs = o.groups ?? [];
+  p.cwd = o.cwd ?? p.cwd;
+  p.noNewPrivileges = o.noNewPrivileges ?? false;
+  p.envMap = { PATH: DEFAULT_PATH, ...(o.env ?? {}) };
+  p.rlimits = Object.entries(o.rlimits ?? {}).map(([name, v]) => ({
+    type: `RLIMIT_${name.toUpperCase().replace(/^RLIMIT_/, "")}`,
+    ...parseRlimit(name, v),
+  }));
+}
+
+/** The core's ops: credentials, rlimits, no_new_privs, chdir and execve. */
+export function processOps(spec: Spec, host: HostInfo): Op[] {
+  const p = spec.process;
+  const who = resolveUser(p.userSpec, p.groupSpecs ?? [], host.passwd, host.group);
+  const hostname = hasNamespace(spec, "uts") ? (spec.hostname || host.id) : undefined;
+  const env: Record<string, string> = { ...(p.envMap ?? {}) };
+  env.HOME ??= who.home;
+  if (hostname) env.HOSTNAME ??= hostname;
+  if (p.terminal) env.TERM ??= "xterm";
+  const envList = Object.entries(env).map(([k, v]) => `${k}=${v}`);
+  const cmd = p.args[0] ?? "";
+  const path = cmd.includes("/")
+    ? [cmd]
+    : (env.PATH ?? DEFAULT_PATH).split(":").filter((d) => d).map((d) => `${d}/${cmd}`);
+  // setgroups is denied in a rootless user namespace; there the list must stay empty.
+  const rootlessUserns = hasNamespace(spec, "user") && host.uid !== 0;
+  const ops: Op[] = [];
+  for (const r of p.rlimits) {
+    ops.push(op("credentials", "process", "setrlimit", {
+      resource: r.type.replace(/^RLIMIT_/, "").toLowerCase(),
+      soft: r.soft,
+      hard: r.hard,
+    }));
+  }
+  if (!rootlessUserns || who.additionalGids.length) {
+    ops.push(op("credentials", "process", "setgroups", { gids: who.additionalGids }));
+  }
+  ops.push(
+    op("credentials", "process", "setresgid", { gid: who.gid }),
+    op("credentials", "process", "setresuid", { uid: who.uid }),
+  );
+  if (p.noNewPrivileges) ops.push(op("restrict", "process", "no-new-privs", {}));
+  ops.push(
+    op("exec", "process", "chdir", { path: p.cwd }),
+    op("exec", "process", "execve", { args: p.args, env: envList, path }),
+  );
+  return ops;
+}

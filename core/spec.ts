@@ -1,0 +1,97 @@
+/**
+ * The resolved container spec. Shaped like the OCI runtime spec so that an OCI bundle can
+ * enter here later and share everything below; fields micro adds live under `micro`.
+ */
+
+export type NamespaceType = "mount" | "pid" | "uts" | "ipc" | "network" | "user" | "cgroup";
+
+export interface IdMapping {
+  containerID: number;
+  hostID: number;
+  size: number;
+}
+
+export interface Rlimit {
+  type: string; // RLIMIT_NOFILE, ...
+  soft: number;
+  hard: number;
+}
+
+export interface Mount {
+  destination: string;
+  type: "bind" | "tmpfs" | "proc" | "sysfs" | "devpts" | "mqueue";
+  source: string;
+  options: string[];
+}
+
+export interface ProcessSpec {
+  args: string[];
+  env: string[];
+  cwd: string;
+  /** Set by the user plugin / core; numeric after resolution. */
+  user: { uid: number; gid: number; additionalGids: number[] };
+  /** `--user` and `--group-add` as given; resolved against the image's files at plan time. */
+  userSpec?: string;
+  groupSpecs?: string[];
+  /** The environment before the defaults that depend on the user and hostname. */
+  envMap?: Record<string, string>;
+  terminal: boolean;
+  stdin: boolean;
+  rlimits: Rlimit[];
+  noNewPrivileges: boolean;
+}
+
+export interface Spec {
+  process: ProcessSpec;
+  /** `null` path: the embedded host view (tmpfs root with host dirs bound read-only). */
+  root: { path: string | null; readonly: boolean };
+  hostname?: string;
+  mounts: Mount[];
+  linux: {
+    namespaces: { type: NamespaceType }[];
+    uidMappings: IdMapping[];
+    gidMappings: IdMapping[];
+    maskedPaths: string[];
+    readonlyPaths: string[];
+  };
+  micro: {
+    /** Host directories bound read-only into a tmpfs root when there is no image. */
+    hostView: string[];
+    /** Devices bound from the host into the container's /dev. */
+    devices: string[];
+    network: "none" | "host";
+    /** The enabled plugins, in plugin order. */
+    plugins: string[];
+    /** How many ids the user plugin maps (as root). */
+    userSize?: number;
+  };
+}
+
+export function emptySpec(): Spec {
+  return {
+    process: {
+      args: [],
+      env: [],
+      cwd: "/",
+      user: { uid: 0, gid: 0, additionalGids: [] },
+      terminal: false,
+      stdin: false,
+      rlimits: [],
+      noNewPrivileges: false,
+    },
+    root: { path: null, readonly: false },
+    mounts: [],
+    linux: {
+      namespaces: [],
+      uidMappings: [],
+      gidMappings: [],
+      maskedPaths: [],
+      readonlyPaths: [],
+    },
+    micro: { plugins: [], hostView: [], devices: [], network: "host" },
+  };
+}
+
+export function hasNamespace(spec: Spec, type: NamespaceType): boolean {
+  return spec.linux.namespaces.some((n) => n.type === type);
+}

@@ -1,0 +1,189 @@
+/**
+ * The kernel seam (DESIGN.md §5). Everything above `core/sys/` receives a `Sys` and never
+ * calls `Deno.dlopen` itself, so tests can pass the recording fake from `fake.ts`.
+ *
+ * Calls are synchronous and return the result, or `-errno` on failure, like raw syscalls:
+ * the child runs them in a loop with no exceptions and no allocation worth the name.
+ * Paths are NUL-terminated byte strings (`CStr`), encoded in the parent before the clone.
+ */
+
+export type CStr = Uint8Array;
+
+const encoder = new TextEncoder();
+export function cstr(s: string): CStr {
+  const bytes = encoder.encode(s);
+  const out = new Uint8Array(bytes.length + 1);
+  out.set(bytes);
+  return out;
+}
+
+export function decodeCStr(b: CStr | null): string | null {
+  if (b === null) return null;
+  const end = b.indexOf(0);
+  return new TextDecoder().decode(end < 0 ? b : b.subarray(0, end));
+}
+
+/** argv or envp: strings in one stable buffer and a NULL-terminated pointer array. */
+export interface CStrArray {
+  strings: string[];
+  /** Backing data kept alive for as long as the pointers are used. */
+  data: Uint8Array;
+  pointers: BigUint64Array;
+}
+
+export type Arch = "x86_64" | "aarch64";
+
+export interface Sys {
+  readonly arch: Arch;
+  // File system
+  mount(
+    source: CStr | null,
+    target: CStr,
+    fstype: CStr | null,
+    flags: number,
+    data: CStr | null,
+  ): number;
+  umount2(target: CStr, flags: number): number;
+  mkdirat(dirfd: number, path: CStr, mode: number): number;
+  symlinkat(target: CStr, dirfd: number, name: CStr): number;
+  /** The mount flags (ST_*) of the file system holding `fd`, or -errno. */
+  fstatfsFlags(fd: number): number;
+  chdir(path: CStr): number;
+  fchdir(fd: number): number;
+  open(path: CStr, flags: number, mode: number): number;
+  /** openat2(2) with `struct open_how {flags, mode, resolve}`. */
+  openat2(dirfd: number, path: CStr, flags: number, mode: number, resolve: number): number;
+  close(fd: number): number;
+  dup3(oldfd: number, newfd: number, flags: number): number;
+  pivotRoot(newRoot: CStr, putOld: CStr): number;
+  // Identity and credentials (raw syscalls: glibc's setxid broadcast would hang the child)
+  sethostname(name: CStr): number;
+  setresuid(r: number, e: number, s: number): number;
+  setresgid(r: number, e: number, s: number): number;
+  setgroups(gids: Uint32Array): number;
+  setrlimit(resource: number, soft: number, hard: number): number;
+  prctl(option: number, arg2: number, arg3: number, arg4: number, arg5: number): number;
+  setsid(): number;
+  // I/O
+  read(fd: number, buf: Uint8Array, len: number): number;
+  write(fd: number, buf: Uint8Array, len: number): number;
+  pipe2(fds: Int32Array, flags: number): number;
+  ioctl(fd: number, request: number, arg: number): number;
+  ioctlBuf(fd: number, request: number, buf: Uint8Array): number;
+  socket(domain: number, type: number, protocol: number): number;
+  closeRange(first: number, last: number, flags: number): number;
+  // Signals and processes
+  /** Resets every signal to its default action and unblocks all of them. */
+  resetSignals(): number;
+  execve(path: CStr, argv: CStrArray, envp: CStrArray): number;
+  /** Leaves the process at once (exit_group), with no atexit handlers. */
+  exit(code: number): never;
+  /** Raw clone with fork semantics; 0 in the child. */
+  clone(flags: number): number;
+  /** Marks the whole address space MADV_DOFORK (see DESIGN.md §4). */
+  prepareFork(): void;
+  kill(pid: number, sig: number): number;
+  getpid(): number;
+  /** waitpid(pid, 0) off the main thread; resolves with the raw status. */
+  waitpid(pid: number): Promise<{ pid: number; status: number }>;
+  /** A blocking read off the main thread (for pipes and pty masters). */
+  readAsync(fd: number, buf: Uint8Array, len: number): Promise<number>;
+  flock(fd: number, op: number): number;
+  // Terminals
+  openpty(): { master: number; slave: number } | number;
+}
+
+/** Flag values shared by the real and the fake Sys (x86_64 and aarch64 agree on these). */
+export const C = {
+  CLONE_NEWNS: 0x00020000,
+  CLONE_NEWCGROUP: 0x02000000,
+  CLONE_NEWUTS: 0x04000000,
+  CLONE_NEWIPC: 0x08000000,
+  CLONE_NEWUSER: 0x10000000,
+  CLONE_NEWPID: 0x20000000,
+  CLONE_NEWNET: 0x40000000,
+  SIGCHLD: 17,
+  MS_RDONLY: 1,
+  MS_NOSUID: 2,
+  MS_NODEV: 4,
+  MS_NOEXEC: 8,
+  MS_REMOUNT: 32,
+  MS_BIND: 4096,
+  MS_REC: 16384,
+  MS_PRIVATE: 1 << 18,
+  MS_SLAVE: 1 << 19,
+  MS_RELATIME: 1 << 21,
+  MS_STRICTATIME: 1 << 24,
+  MNT_DETACH: 2,
+  O_RDONLY: 0,
+  O_WRONLY: 1,
+  O_RDWR: 2,
+  O_CREAT: 0o100,
+  O_EXCL: 0o200,
+  O_NOCTTY: 0o400,
+  O_NONBLOCK: 0o4000,
+  O_DIRECTORY: 0o200000,
+  O_NOFOLLOW: 0o400000,
+  O_CLOEXEC: 0o2000000,
+  O_PATH: 0o10000000,
+  AT_FDCWD: -100,
+  RESOLVE_NO_XDEV: 0x01,
+  RESOLVE_NO_MAGICLINKS: 0x02,
+  RESOLVE_NO_SYMLINKS: 0x04,
+  RESOLVE_BENEATH: 0x08,
+  RESOLVE_IN_ROOT: 0x10,
+  PR_SET_PDEATHSIG: 1,
+  PR_SET_DUMPABLE: 4,
+  PR_SET_NO_NEW_PRIVS: 38,
+  SIGKILL: 9,
+  TIOCSCTTY: 0x540e,
+  TIOCGWINSZ: 0x5413,
+  TIOCSWINSZ: 0x5414,
+  SIOCSIFFLAGS: 0x8914,
+  AF_INET: 2,
+  SOCK_DGRAM: 2,
+  SOCK_CLOEXEC: 0o2000000,
+  IFF_UP: 1,
+  IFF_RUNNING: 0x40,
+  CLOSE_RANGE_CLOEXEC: 4,
+  LOCK_EX: 2,
+  LOCK_NB: 4,
+  LOCK_UN: 8,
+} as const;
+
+export const RLIMITS: Record<string, number> = {
+  cpu: 0,
+  fsize: 1,
+  data: 2,
+  stack: 3,
+  core: 4,
+  rss: 5,
+  nproc: 6,
+  nofile: 7,
+  memlock: 8,
+  as: 9,
+  locks: 10,
+  sigpending: 11,
+  msgqueue: 12,
+  nice: 13,
+  rtprio: 14,
+  rttime: 15,
+};
+
+const ptrEncoder = new TextEncoder();
+/** Packs strings into one buffer with a NULL-terminated pointer array for execve. */
+export function cstrArray(strings: string[]): CStrArray {
+  const encoded = strings.map((s) => ptrEncoder.encode(s));
+  const total = encoded.reduce((n, b) => n + b.length + 1, 0);
+  // One backing store of at least a page keeps V8 from placing it on the moving heap.
+  const data = new Uint8Array(Math.max(total, 4096));
+  const pointers = new BigUint64Array(strings.length + 1);
+  const base = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(data)));
+  let off = 0;
+  encoded.forEach((b, i) => {
+    data.set(b, off);
+    pointers[i] = base + BigInt(off);
+    off += b.length + 1;
+  });
+  return { strings, data, pointers };
+}

@@ -1,0 +1,15 @@
+/**
+ * The plugins, in the order their ops run within a phase. `user` comes first: the child
+ * must become root of its user namespace before it creates anything.
+ */
+import type { Plugin } from "../core/plugin.ts";
+import { cgroupns } from "./cgroupns.ts";
+import { ipc } from "./ipc.ts";
+import { mount } from "./mount.ts";
+import { net } from "./net.ts";
+import { pid } from "./pid.ts";
+import { user } from "./user.ts";
+import { uts } from "./uts.ts";
+
+// deno-lint-ignore no-explicit-any
+export const PLUGINS: Plugin<any>[] = [user, mount, pid, uts, ipc, net, cgroupns];

@@ -1,0 +1,253 @@
+/**
+ * mount: a private mount namespace whose root is the image (or, with no image, a tmpfs
+ * holding the host's system directories read-only), with /proc, a minimal /dev, /sys, the
+ * user's binds and tmpfs mounts, runc's masked and read-only paths, then pivot_root.
+ * Every destination is resolved inside the new root by the engine, never on the host.
+ */
+import { type MountFlag, type Op, op } from "../core/ops.ts";
+import type { HostInfo, Plugin } from "../core/plugin.ts";
+import { hasNamespace, type Mount, type Spec } from "../core/spec.ts";
+import { addNamespace } from "./_ns.ts";
+
+export interface MountOptions {
+  masked?: string[];
+  readonly?: string[];
+  binds?: string[];
+  tmpfs?: string[];
+  devices?: string[];
+  hostView?: string[];
+}
+
+export const DEFAULT_DEVICES = ["null", "zero", "full", "random", "urandom", "tty"];
+export const DEFAULT_HOST_VIEW = [
+  "/usr",
+  "/bin",
+  "/sbin",
+  "/lib",
+  "/lib64",
+  "/lib32",
+  "/libx32",
+  "/etc",
+];
+
+const absPath = (v: string) =>
+  v.startsWith("/") && !v.split("/").includes("..")
+    ? undefined
+    : "must be an absolute path without '..'";
+
+/** `HOST:CTR[:ro|rw]` as Docker spells it. */
+export function parseBind(v: string): Mount | string {
+  const parts = v.split(":");
+  if (parts.length < 2 || parts.length > 3) return "a bind is HOST:CONTAINER[:ro|rw]";
+  const [source, destination, mode = "rw"] = parts;
+  if (absPath(source)) return `the host path "${source}" must be absolute`;
+  if (absPath(destination)) return `the container path "${destination}" must be absolute`;
+  if (mode !== "ro" && mode !== "rw") return `the mode "${mode}" must be ro or rw`;
+  const options = ["rbind"];
+  if (mode === "ro") options.push("ro");
+  return { destination, type: "bind", source, options };
+}
+
+const bindCheck = (v: string) => {
+  const m = parseBind(v);
+  return typeof m === "string" ? m : undefined;
+};
+const pathList = { type: "list", items: { type: "string", check: absPath } } as const;
+
+export const mount: Plugin<MountOptions> = {
+  name: "mount",
+  description: "private mount namespace, pivot_root into the image, /proc /dev /sys, binds",
+  schema: {
+    type: "object",
+    fields: {
+      masked: { ...pathList, doc: "paths hidden from the container" },
+      readonly: { ...pathList, doc: "paths bound read-only" },
+      binds: {
+        type: "list",
+        items: { type: "string", check: bindCheck },
+        doc: "HOST:CONTAINER[:ro|rw]",
+      },
+      tmpfs: { ...pathList, doc: "empty tmpfs mounts" },
+      devices: {
+        type: "list",
+        items: {
+          type: "string",
+          check: (v) => /^[a-z0-9]+$/.test(v) ? undefined : "a device is a name under /dev",
+        },
+        doc: "device nodes bound from the host's /dev",
+      },
+      hostView: { ...pathList, doc: "host dirs bound read-only when there is no image" },
+    },
+  },
+  configure(o, spec) {
+    addNamespace(spec, "mount");
+    spec.linux.maskedPaths = [...(o.masked ?? [])];
+    spec.linux.readonlyPaths = [...(o.readonly ?? [])];
+    spec.micro.devices = [...(o.devices ?? DEFAULT_DEVICES)];
+    if (spec.root.path === null) spec.micro.hostView = [...(o.hostView ?? DEFAULT_HOST_VIEW)];
+    for (const b of o.binds ?? []) {
+      const m = parseBind(b);
+      if (typeof m !== "string") spec.mounts.push(m);
+    }
+    for (const t of o.tmpfs ?? []) {
+      spec.mounts.push({
+        destination: t,
+        type: "tmpfs",
+        source: "tmpfs",
+        options: ["nosuid", "nodev", "mode=1777"],
+      });
+    }
+  },
+  plan: planMounts,
+};
+
+const OPTION_FLAGS: Record<string, MountFlag[]> = {
+  ro: ["MS_RDONLY"],
+  nosuid: ["MS_NOSUID"],
+  nodev: ["MS_NODEV"],
+  noexec: ["MS_NOEXEC"],
+  bind: ["MS_BIND"],
+  rbind: ["MS_BIND", "MS_REC"],
+  strictatime: ["MS_STRICTATIME"],
+  relatime: ["MS_RELATIME"],
+};
+
+/** OCI mount options to flags and the data string the kernel gets. */
+export function splitOptions(options: string[]): { flags: MountFlag[]; data?: string } {
+  const flags: MountFlag[] = [];
+  const data: string[] = [];
+  for (const o of options) {
+    if (OPTION_FLAGS[o]) flags.push(...OPTION_FLAGS[o]);
+    else if (o !== "rw" && o !== "file") data.push(o);
+  }
+  return data.length ? { flags, data: data.join(",") } : { flags };
+}
+
+function mountOp(m: Mount, host?: HostInfo): Op {
+  const { flags, data } = splitOptions(m.options);
+  const fileSource = m.type === "bind" &&
+    (m.options.includes("file") || host?.sourceKinds[m.source] === "file");
+  return op("rootfs", "mount", "mount", {
+    source: m.source,
+    target: m.destination,
+    fstype: m.type === "bind" ? "" : m.type,
+    flags,
+    ...(data ? { data } : {}),
+    create: fileSource ? "file" : "dir",
+  });
+}
+
+function planMounts(spec: Spec, host: HostInfo): Op[] {
+  const rootfs = (kind: Parameters<typeof op>[2], args: unknown) =>
+    op("rootfs", "mount", kind, args as never);
+  const userns = hasNamespace(spec, "user");
+  const ops: Op[] = [
+    { phase: "clone", plugin: "mount", kind: "namespace", args: { flag: "CLONE_NEWNS" } },
+    rootfs("make-private", {}),
+    rootfs("bind-root", { source: spec.root.path, readonly: spec.root.readonly }),
+  ];
+
+  // No image: the host's system directories, read-only, and an empty writable /tmp.
+  if (spec.root.path === null) {
+    for (const h of host.hostView.filter((h) => spec.micro.hostView.includes(h.path))) {
+      if (h.kind === "symlink") {
+        ops.push(rootfs("symlink", { target: h.target, path: h.path }));
+      } else {
+        ops.push(mountOp({
+          destination: h.path,
+          type: "bind",
+          source: h.path,
+          options: ["rbind", "ro", "nosuid", "nodev"],
+        }));
+      }
+    }
+    ops.push(mountOp({
+      destination: "/tmp",
+      type: "tmpfs",
+      source: "tmpfs",
+      options: ["nosuid", "nodev", "mode=1777"],
+    }));
+  }
+
+  // /proc belongs to the pid namespace; without one, the host's is bound instead.
+  ops.push(mountOp(
+    hasNamespace(spec, "pid")
+      ? {
+        destination: "/proc",
+        type: "proc",
+        source: "proc",
+        options: ["nosuid", "noexec", "nodev"],
+      }
+      : {
+        destination: "/proc",
+        type: "bind",
+        source: "/proc",
+        options: ["rbind", "nosuid", "noexec", "nodev"],
+      },
+  ));
+
+  // A minimal /dev: a tmpfs with the host's harmless nodes bound in, and its own devpts.
+  ops.push(mountOp({
+    destination: "/dev",
+    type: "tmpfs",
+    source: "tmpfs",
+    options: ["nosuid", "strictatime", "mode=755", "size=65536k"],
+  }));
+  for (const d of spec.micro.devices.filter((d) => host.devices.includes(d))) {
+    ops.push(
+      mountOp({
+        destination: `/dev/${d}`,
+        type: "bind",
+        source: `/dev/${d}`,
+        options: ["bind", "file"],
+      }),
+    );
+  }
+  // gid=5 (tty) only when that gid exists inside; a rootless map has just gid 0.
+  const ttyGid = !userns || !spec.linux.gidMappings.length && host.uid === 0 ? ",gid=5" : "";
+  ops.push(
+    mountOp({
+      destination: "/dev/pts",
+      type: "devpts",
+      source: "devpts",
+      options: ["nosuid", "noexec", `newinstance,ptmxmode=0666,mode=0620${ttyGid}`],
+    }),
+    rootfs("symlink", { target: "pts/ptmx", path: "/dev/ptmx" }),
+    mountOp({
+      destination: "/dev/shm",
+      type: "tmpfs",
+      source: "shm",
+      options: ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+    }),
+    rootfs("symlink", { target: "/proc/self/fd", path: "/dev/fd" }),
+    rootfs("symlink", { target: "/proc/self/fd/0", path: "/dev/stdin" }),
+    rootfs("symlink", { target: "/proc/self/fd/1", path: "/dev/stdout" }),
+    rootfs("symlink", { target: "/proc/self/fd/2", path: "/dev/stderr" }),
+  );
+
+  // A fresh sysfs needs a network namespace of our own; otherwise the host's, read-only.
+  ops.push(mountOp(
+    hasNamespace(spec, "network")
+      ? {
+        destination: "/sys",
+        type: "sysfs",
+        source: "sysfs",
+        options: ["ro", "nosuid", "noexec", "nodev"],
+      }
+      : {
+        destination: "/sys",
+        type: "bind",
+        source: "/sys",
+        options: ["rbind", "ro", "nosuid", "noexec", "nodev"],
+      },
+  ));
+
+  // What the user and the other plugins asked for, in order.
+  for (const m of spec.mounts) ops.push(mountOp(m, host));
+
+  for (const p of spec.linux.maskedPaths) ops.push(rootfs("mask", { path: p }));
+  for (const p of spec.linux.readonlyPaths) ops.push(rootfs("readonly-path", { path: p }));
+  ops.push(rootfs("pivot-root", {}));
+  if (spec.root.readonly) ops.push(rootfs("remount-root-ro", {}));
+  return ops;
+}
