@@ -207,7 +207,7 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
       hint: hintFor(step?.kind ?? "", errno),
     });
   }
-  return await supervise(pid, master, opts, sys);
+  return await supervise(pid, master, sys);
 }
 
 function copyWindowSize(sys: Sys, master: number): void {
@@ -224,7 +224,6 @@ function copyWindowSize(sys: Sys, master: number): void {
 async function supervise(
   pid: number,
   master: number,
-  opts: EngineOptions,
   sys: Sys,
 ): Promise<RunResult> {
   const handlers: [Deno.Signal, () => void][] = [];

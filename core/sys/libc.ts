@@ -2,7 +2,7 @@
  * The real `Sys`: libc through `Deno.dlopen`. The only file that opens a library.
  * Symbols are bound once per process; binding costs ~0.3 ms each, so only what micro uses.
  */
-import type { Arch, CStr, CStrArray, Sys } from "./mod.ts";
+import type { Arch, Sys } from "./mod.ts";
 
 /** Raw syscall numbers that differ between the two architectures. */
 const NR = {
