@@ -1,0 +1,366 @@
+/**
+ * Argument parsing for `micro run` and `micro plan` (DESIGN.md §1, step 1). Docker's flag
+ * spellings become a Request: the image, the command, the profiles to resolve and a
+ * profile-shaped layer that is merged on top of them.
+ *
+ *     micro run [OPTIONS] [IMAGE] [--] COMMAND [ARG...]
+ *
+ * Options come before IMAGE; parsing stops at the first positional or at `--`. The first
+ * positional before `--` is IMAGE and the rest is the command; with `--` first, there is no
+ * image (the host view is used).
+ */
+import { MicroError } from "./errors.ts";
+
+/** A plain object shaped like a profile (no `extends`, no line numbers). */
+export type ProfileLayer = Record<string, unknown>;
+
+export interface Request {
+  command: "run" | "plan";
+  /** The image directory or OCI bundle; null for the host view. */
+  image: string | null;
+  args: string[];
+  /** `--profile` references in order; empty means the default profile. */
+  profiles: string[];
+  layer: ProfileLayer;
+  /** `-t`: allocate a terminal. */
+  terminal: boolean;
+  /** `-i`: keep stdin open. */
+  stdin: boolean;
+  name?: string;
+  json: boolean;
+  /** `--help` was given: print RUN_HELP and do nothing else. */
+  help: boolean;
+}
+
+/** What the parser may read from the outside: micro's environment and `--env-file` files. */
+export interface CliIO {
+  getEnv(name: string): string | undefined;
+  readFile(path: string): string;
+}
+
+const DENO_IO: CliIO = {
+  getEnv: (name) => Deno.env.get(name),
+  readFile: (path) => Deno.readTextFileSync(path),
+};
+
+export const RUN_HELP = `usage: micro run [OPTIONS] [IMAGE] [--] COMMAND [ARG...]
+       micro plan [OPTIONS] [IMAGE] [--] COMMAND [ARG...]
+
+Run COMMAND in a new container. IMAGE is a directory holding a root file system or an OCI
+bundle; without it (\`micro run -- COMMAND\`) the container sees the host's directories
+read-only. \`micro plan\` prints the operations instead of running them.
+
+Options:
+  -p, --profile NAME|PATH   profile to apply (repeatable, left to right; default: default)
+  -e, --env KEY[=VALUE]     set an environment variable (KEY alone copies micro's value)
+      --env-file FILE       read KEY=VALUE lines from FILE (repeatable)
+  -w, --workdir DIR         working directory inside the container (absolute)
+  -u, --user UID[:GID]      user to run as: UID[:GID] or NAME[:GROUP]
+      --group-add GROUP     add a supplementary group (repeatable)
+      --ulimit NAME=SOFT[:HARD]
+                            set a resource limit, e.g. nofile=1024:4096 (repeatable)
+  -i, --interactive         keep stdin open
+  -t, --tty                 allocate a terminal
+      --hostname NAME       container host name
+      --network none|host   none: an isolated network namespace; host: the host's network
+  -v, --volume HOST:CTR[:ro|rw]
+                            bind a host path into the container (repeatable)
+      --tmpfs PATH          mount a tmpfs at PATH in the container (repeatable)
+      --name NAME           name the container
+      --json                print machine-readable output
+      --rm                  accepted for Docker compatibility (micro always removes)
+      --help                print this help
+`;
+
+type Kind = "value" | "flag";
+
+interface OptionDef {
+  long: string;
+  short?: string;
+  kind: Kind;
+}
+
+const OPTIONS: OptionDef[] = [
+  { long: "profile", short: "p", kind: "value" },
+  { long: "env", short: "e", kind: "value" },
+  { long: "env-file", kind: "value" },
+  { long: "workdir", short: "w", kind: "value" },
+  { long: "user", short: "u", kind: "value" },
+  { long: "group-add", kind: "value" },
+  { long: "ulimit", kind: "value" },
+  { long: "interactive", short: "i", kind: "flag" },
+  { long: "tty", short: "t", kind: "flag" },
+  { long: "hostname", kind: "value" },
+  { long: "network", kind: "value" },
+  { long: "volume", short: "v", kind: "value" },
+  { long: "tmpfs", kind: "value" },
+  { long: "name", kind: "value" },
+  { long: "json", kind: "flag" },
+  { long: "rm", kind: "flag" },
+  { long: "help", kind: "flag" },
+];
+
+const BY_LONG = new Map(OPTIONS.map((o) => [o.long, o]));
+const BY_SHORT = new Map(OPTIONS.filter((o) => o.short).map((o) => [o.short!, o]));
+
+const HELP_HINT = 'see "micro run --help"';
+
+/** Throws a usage error (exit code 125); `null` for no hint. */
+function fail(message: string, hint: string | null = HELP_HINT): never {
+  throw new MicroError(message, hint === null ? {} : { hint });
+}
+
+/** One option occurrence in command-line order. */
+interface Given {
+  opt: OptionDef;
+  /** As typed, for messages: `--env`, `-e`. */
+  spelled: string;
+  value: string;
+}
+
+function parseFlagValue(spelled: string, value: string): string {
+  if (value === "true" || value === "false") return value;
+  fail(`option "${spelled}" takes no value, or "true" or "false": got "${value}"`);
+}
+
+/** Splits argv (after the verb) into options, the image and the command. */
+function scan(argv: readonly string[]) {
+  const given: Given[] = [];
+  let i = 0;
+  const next = (spelled: string): string => {
+    if (i + 1 >= argv.length) fail(`option "${spelled}" needs a value`);
+    return argv[++i];
+  };
+  for (; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--" || !a.startsWith("-") || a === "-") break;
+    if (a.startsWith("--")) {
+      const eq = a.indexOf("=");
+      const name = eq < 0 ? a.slice(2) : a.slice(2, eq);
+      const spelled = `--${name}`;
+      const opt = BY_LONG.get(name);
+      if (!opt) fail(`unknown option "${spelled}"`);
+      if (opt.kind === "flag") {
+        const value = eq < 0 ? "true" : parseFlagValue(spelled, a.slice(eq + 1));
+        given.push({ opt, spelled, value });
+      } else {
+        given.push({ opt, spelled, value: eq < 0 ? next(spelled) : a.slice(eq + 1) });
+      }
+      if (opt.long === "help" && given[given.length - 1].value === "true") break;
+      continue;
+    }
+    // A cluster of short options: -it, -e KEY=V, -eKEY=V, -e=KEY=V.
+    for (let j = 1; j < a.length; j++) {
+      const spelled = `-${a[j]}`;
+      const opt = BY_SHORT.get(a[j]);
+      if (!opt) fail(`unknown option "${spelled}"${j > 1 ? ` in "${a}"` : ""}`);
+      if (opt.kind === "flag") {
+        given.push({ opt, spelled, value: "true" });
+        continue;
+      }
+      let rest = a.slice(j + 1);
+      if (rest.startsWith("=")) rest = rest.slice(1);
+      given.push({ opt, spelled, value: rest !== "" ? rest : next(spelled) });
+      break;
+    }
+  }
+  let image: string | null = null;
+  let args: string[];
+  if (i < argv.length && argv[i] === "--") {
+    args = argv.slice(i + 1);
+  } else {
+    image = i < argv.length ? argv[i] : null;
+    const rest = argv.slice(i + 1);
+    args = rest[0] === "--" ? rest.slice(1) : rest;
+  }
+  return { given, image, args };
+}
+
+/** `KEY=VALUE`, or `KEY` alone for micro's own value (skipped when micro has none). */
+function envEntry(
+  text: string,
+  io: CliIO,
+  where: string,
+  hint: string | null,
+): [string, string] | undefined {
+  const eq = text.indexOf("=");
+  const key = eq < 0 ? text : text.slice(0, eq);
+  if (key === "") fail(`${where}: variable name is empty in "${text}"`, hint);
+  if (/\s/.test(key)) fail(`${where}: variable name "${key}" contains whitespace`, hint);
+  if (eq >= 0) return [key, text.slice(eq + 1)];
+  const value = io.getEnv(key);
+  return value === undefined ? undefined : [key, value];
+}
+
+/** Docker's env-file format: `KEY=VALUE` or `KEY` lines, `#` comments, blank lines. */
+export function parseEnvFile(path: string, io: CliIO = DENO_IO): Record<string, string> {
+  let text: string;
+  try {
+    text = io.readFile(path);
+  } catch (e) {
+    const reason = e instanceof Deno.errors.NotFound
+      ? "no such file"
+      : e instanceof Deno.errors.PermissionDenied
+      ? "permission denied"
+      : e instanceof Deno.errors.IsADirectory
+      ? "is a directory"
+      : String(e instanceof Error ? e.message : e).split("\n")[0];
+    fail(`env file "${path}": cannot read: ${reason}`, null);
+  }
+  const env: Record<string, string> = {};
+  text.split(/\r?\n/).forEach((raw, n) => {
+    const line = raw.replace(/^\s+/, "");
+    if (line === "" || line.startsWith("#")) return;
+    const entry = envEntry(line, io, `env file "${path}" (line ${n + 1})`, null);
+    if (entry) env[entry[0]] = entry[1];
+  });
+  return env;
+}
+
+const PATH_HINT = "use -v /abs/host/path:/abs/container/path[:ro]";
+
+/** `-v HOST:CTR[:ro|rw]`, both absolute; returns the string for `mount.binds`. */
+function parseVolume(spelled: string, v: string): string {
+  const parts = v.split(":");
+  if (parts.length < 2 || parts.length > 3) {
+    fail(`option "${spelled}": expected HOST:CTR[:ro|rw], got "${v}"`, PATH_HINT);
+  }
+  const [host, ctr, mode] = parts;
+  if (!host.startsWith("/")) {
+    fail(
+      `option "${spelled}": host path "${host}" is not absolute`,
+      'micro has no named volumes; give an absolute host path, e.g. -v "$PWD/data:/data"',
+    );
+  }
+  if (!ctr.startsWith("/")) {
+    fail(`option "${spelled}": container path "${ctr}" is not absolute`, PATH_HINT);
+  }
+  if (mode !== undefined && mode !== "ro" && mode !== "rw") {
+    fail(`option "${spelled}": invalid mode "${mode}": expected "ro" or "rw"`, PATH_HINT);
+  }
+  return v;
+}
+
+function section(layer: ProfileLayer, name: string): Record<string, unknown> {
+  return (layer[name] ??= {}) as Record<string, unknown>;
+}
+
+/**
+ * Parses `micro run ...` or `micro plan ...`: argv[0] is the verb. Throws a MicroError
+ * (exit code 125, no stack trace) for a bad option.
+ */
+export function parseRun(argv: readonly string[], io: CliIO = DENO_IO): Request {
+  const command = argv[0];
+  if (command !== "run" && command !== "plan") {
+    fail(`unknown command "${command ?? ""}": expected "run" or "plan"`, 'see "micro --help"');
+  }
+  const { given, image, args } = scan(argv.slice(1));
+  const req: Request = {
+    command,
+    image,
+    args,
+    profiles: [],
+    layer: {},
+    terminal: false,
+    stdin: false,
+    json: false,
+    help: false,
+  };
+  const layer = req.layer;
+  const fileEnv: Record<string, string> = {};
+  const flagEnv: Record<string, string> = {};
+  const groups: string[] = [];
+  const rlimits: Record<string, string> = {};
+  const binds: string[] = [];
+  const tmpfs: string[] = [];
+  const process = () => section(layer, "process");
+
+  for (const { opt, spelled, value } of given) {
+    const on = value === "true";
+    switch (opt.long) {
+      case "profile":
+        if (value === "") fail(`option "${spelled}" needs a profile name or path`);
+        req.profiles.push(value);
+        break;
+      case "env": {
+        const entry = envEntry(value, io, `option "${spelled}"`, HELP_HINT);
+        if (entry) flagEnv[entry[0]] = entry[1];
+        break;
+      }
+      case "env-file":
+        Object.assign(fileEnv, parseEnvFile(value, io));
+        break;
+      case "workdir":
+        if (!value.startsWith("/")) {
+          fail(`option "${spelled}": working directory "${value}" is not absolute`);
+        }
+        process().cwd = value;
+        break;
+      case "user":
+        if (value === "") fail(`option "${spelled}" needs UID[:GID] or NAME[:GROUP]`);
+        process().user = value;
+        break;
+      case "group-add":
+        groups.push(value);
+        break;
+      case "ulimit": {
+        const eq = value.indexOf("=");
+        if (eq <= 0) fail(`option "${spelled}": expected NAME=SOFT[:HARD], got "${value}"`);
+        rlimits[value.slice(0, eq)] = value.slice(eq + 1);
+        break;
+      }
+      case "interactive":
+        req.stdin = on;
+        break;
+      case "tty":
+        req.terminal = on;
+        break;
+      case "hostname":
+        section(layer, "uts").hostname = value;
+        break;
+      case "network":
+        if (value !== "none" && value !== "host") {
+          fail(`option "${spelled}": invalid value "${value}": expected "none" or "host"`);
+        }
+        section(layer, "net").mode = value;
+        break;
+      case "volume":
+        binds.push(parseVolume(spelled, value));
+        break;
+      case "tmpfs":
+        if (value.includes(":")) {
+          fail(
+            `option "${spelled}": tmpfs options are not supported: "${value}"`,
+            "give only the container path, e.g. --tmpfs /run",
+          );
+        }
+        if (!value.startsWith("/")) fail(`option "${spelled}": path "${value}" is not absolute`);
+        tmpfs.push(value);
+        break;
+      case "name":
+        req.name = value;
+        break;
+      case "json":
+        req.json = on;
+        break;
+      case "rm":
+        break;
+      case "help":
+        req.help = on;
+        break;
+    }
+  }
+
+  // Docker reads --env-file first, then -e, whatever their order on the command line.
+  const env = { ...fileEnv, ...flagEnv };
+  if (Object.keys(env).length > 0) process().env = env;
+  if (groups.length > 0) process().groups = groups;
+  if (Object.keys(rlimits).length > 0) process().rlimits = rlimits;
+  if (binds.length > 0) section(layer, "mount").binds = binds;
+  if (tmpfs.length > 0) section(layer, "mount").tmpfs = tmpfs;
+
+  if (!req.help && req.image === null && req.args.length === 0) {
+    fail(`${command}: no command given`, `usage: micro ${command} [OPTIONS] [IMAGE] [--] COMMAND`);
+  }
+  return req;
+}

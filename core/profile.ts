@@ -1,0 +1,553 @@
+/**
+ * Profiles: YAML files that choose the plugins and their options (DESIGN.md §1, step 2).
+ *
+ * A profile has `description`, `extends` (names or paths), `process` (the core's process
+ * options) and one section per plugin. A section that is present turns its plugin on unless
+ * it says `enabled: false`; an absent section leaves the plugin as the layers below left it
+ * (off when no layer names it). Layers merge left to right: maps deep-merge, later wins,
+ * lists and scalars are replaced, except that the command-line layer appends to
+ * `mount.binds` and `mount.tmpfs` (like Docker's `-v`).
+ *
+ * Built-in profiles are embedded (`profiles/_embedded.ts`); files are read only when named.
+ * This is the only module that imports `yaml`; main.ts loads it lazily.
+ */
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, stringify } from "yaml";
+import type { Document } from "yaml";
+import { MicroError, MicroErrors } from "./errors.ts";
+import type { Plugin } from "./plugin.ts";
+import {
+  isPlainObject,
+  issueLine,
+  type KeyPath,
+  type Locate,
+  showValue,
+  validate,
+} from "./schema.ts";
+import type { ObjectSchema, Schema } from "./schema_types.ts";
+import { EMBEDDED } from "../profiles/_embedded.ts";
+
+/** What this module needs of a plugin: its name and the schema of its options. */
+export type PluginSchema = Pick<Plugin, "name" | "schema">;
+
+/** The profile used when no `--profile` is given. */
+export const DEFAULT_PROFILE = "default";
+
+/** The label of the command-line layer in messages. */
+export const COMMAND_LINE = "command line";
+
+/** `unlimited` in a resolved rlimit (RLIM_INFINITY, all ones as an unsigned 64-bit value). */
+export const RLIM_INFINITY = -1;
+
+/** The rlimits a profile may set, by their short names (`nofile` is RLIMIT_NOFILE). */
+export const RLIMIT_NAMES = [
+  "as",
+  "core",
+  "cpu",
+  "data",
+  "fsize",
+  "locks",
+  "memlock",
+  "msgqueue",
+  "nice",
+  "nofile",
+  "nproc",
+  "rss",
+  "rtprio",
+  "rttime",
+  "sigpending",
+  "stack",
+] as const;
+
+export interface Rlimit {
+  /** RLIM_INFINITY (-1) for `unlimited`. */
+  soft: number;
+  hard: number;
+}
+
+export interface ProcessOptions {
+  env: Record<string, string>;
+  /** As written: `1000`, `1000:1000`, `app`, `app:staff`; resolved against the image later. */
+  user?: string;
+  /** Supplementary groups, names or numbers, as written. */
+  groups: string[];
+  cwd?: string;
+  noNewPrivileges: boolean;
+  /** By short name (`nofile`); the kernel's name is `RLIMIT_` + the name upper-cased. */
+  rlimits: Record<string, Rlimit>;
+}
+
+export interface Section {
+  enabled: boolean;
+  /** The plugin's options, without `enabled`. */
+  options: Record<string, unknown>;
+}
+
+export interface ResolvedProfile {
+  description?: string;
+  process: ProcessOptions;
+  /** One entry for every plugin passed in, enabled or not. */
+  sections: Record<string, Section>;
+}
+
+export interface Resolved {
+  profile: ResolvedProfile;
+  /** The layers applied, bottom first: `builtin:default`, `./web.yaml`, `command line`. */
+  sources: string[];
+}
+
+export interface ResolveOptions {
+  /** Reads a profile file; `Deno.readTextFileSync` unless a test passes another. */
+  readFile?: (path: string) => string;
+  /** The built-in profiles, name → YAML; the embedded ones unless a test passes others. */
+  builtins?: Record<string, string>;
+}
+
+// --- the process section ---------------------------------------------------------------
+
+const ID_PART = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
+const MAX_ID = 2 ** 32 - 2;
+
+function checkId(part: string): string | undefined {
+  if (!ID_PART.test(part)) return "expected a name or a number";
+  if (/^[0-9]+$/.test(part) && Number(part) > MAX_ID) return `id is larger than ${MAX_ID}`;
+  return undefined;
+}
+
+function checkUser(v: string): string | undefined {
+  const parts = v.split(":");
+  if (parts.length > 2) return "expected UID[:GID] or NAME[:GROUP]";
+  for (const p of parts) {
+    if (checkId(p)) return "expected UID[:GID] or NAME[:GROUP]";
+  }
+  return undefined;
+}
+
+/** Parses `SOFT[:HARD]` (numbers or `unlimited`); a reason string when it is bad. */
+export function parseRlimit(v: string | number): Rlimit | string {
+  if (typeof v === "number") return { soft: v, hard: v };
+  const parts = v.split(":");
+  if (parts.length > 2) return 'expected SOFT[:HARD], each a number or "unlimited"';
+  const nums: number[] = [];
+  for (const p of parts) {
+    if (p === "unlimited") nums.push(RLIM_INFINITY);
+    else if (/^[0-9]+$/.test(p) && Number.isSafeInteger(Number(p))) nums.push(Number(p));
+    else return 'expected SOFT[:HARD], each a number or "unlimited"';
+  }
+  const [soft, hard = soft] = nums;
+  const big = (n: number) => n === RLIM_INFINITY ? Infinity : n;
+  if (big(soft) > big(hard)) return "the soft limit is larger than the hard limit";
+  return { soft, hard };
+}
+
+function checkRlimit(v: string): string | undefined {
+  const r = parseRlimit(v);
+  return typeof r === "string" ? r : undefined;
+}
+
+const ID_VALUE: Schema = {
+  type: "oneOf",
+  options: [
+    { type: "string", check: checkId },
+    { type: "integer", min: 0, max: MAX_ID },
+  ],
+};
+
+/** The `process` section: options of the container's process, which the core applies. */
+export const PROCESS_SCHEMA: ObjectSchema = {
+  type: "object",
+  doc: "the container's process",
+  fields: {
+    env: {
+      type: "map",
+      doc: "environment variables",
+      values: { type: "string" },
+      keyCheck: (k) =>
+        k === "" ? "the name is empty" : k.includes("=") ? 'the name contains "="' : undefined,
+    },
+    user: {
+      type: "oneOf",
+      doc: "UID[:GID] or NAME[:GROUP]",
+      options: [{ type: "string", check: checkUser }, { type: "integer", min: 0, max: MAX_ID }],
+    },
+    groups: { type: "list", doc: "supplementary groups, names or numbers", items: ID_VALUE },
+    cwd: {
+      type: "string",
+      doc: "working directory",
+      check: (v) => v.startsWith("/") ? undefined : "expected an absolute path",
+    },
+    noNewPrivileges: { type: "boolean", doc: "set no_new_privs before exec" },
+    rlimits: {
+      type: "map",
+      doc: "resource limits: NAME: SOFT[:HARD] (numbers or unlimited)",
+      keyCheck: (k) =>
+        (RLIMIT_NAMES as readonly string[]).includes(k)
+          ? undefined
+          : `unknown rlimit: expected one of ${RLIMIT_NAMES.map((n) => `"${n}"`).join(", ")}`,
+      values: {
+        type: "oneOf",
+        options: [{ type: "string", check: checkRlimit }, { type: "integer", min: 0 }],
+      },
+    },
+  },
+};
+
+/** The schema of a whole profile layer for these plugins. */
+export function profileSchema(plugins: readonly PluginSchema[]): ObjectSchema {
+  const fields: Record<string, Schema> = {
+    description: { type: "string" },
+    extends: {
+      type: "oneOf",
+      options: [{ type: "string" }, { type: "list", items: { type: "string" } }],
+    },
+    process: PROCESS_SCHEMA,
+  };
+  for (const p of plugins) {
+    fields[p.name] = {
+      type: "object",
+      doc: p.schema.doc,
+      fields: { ...p.schema.fields, enabled: { type: "boolean" } },
+    };
+  }
+  return { type: "object", fields };
+}
+
+// --- paths (small, so the binary's start-up does not load node:path) --------------------
+
+/** Normalizes a POSIX path: no `.` segments, `..` folded where it can be. */
+export function normalizePath(path: string): string {
+  const abs = path.startsWith("/");
+  const out: string[] = [];
+  for (const seg of path.split("/")) {
+    if (seg === "" || seg === ".") continue;
+    if (seg === ".." && out.length > 0 && out[out.length - 1] !== "..") out.pop();
+    else if (seg !== ".." || !abs) out.push(seg);
+  }
+  const body = out.join("/");
+  return abs ? `/${body}` : body || ".";
+}
+
+function dirname(path: string): string {
+  const i = path.replace(/\/+$/, "").lastIndexOf("/");
+  return i < 0 ? "." : i === 0 ? "/" : path.slice(0, i);
+}
+
+function joinPath(dir: string, path: string): string {
+  return normalizePath(path.startsWith("/") ? path : `${dir}/${path}`);
+}
+
+// --- loading ---------------------------------------------------------------------------
+
+/** A built-in profile is named without a `/` and without a `.yaml`/`.yml` suffix. */
+export function isBuiltinName(ref: string): boolean {
+  return !ref.includes("/") && !/\.ya?ml$/.test(ref);
+}
+
+interface Layer {
+  label: string;
+  data: Record<string, unknown>;
+}
+
+interface Source {
+  /** `builtin:NAME` or the path as given (joined to the extending file's directory). */
+  label: string;
+  /** Identity for cycles and repeats: `builtin:NAME` or the absolute path. */
+  id: string;
+  /** Directory that relative `extends` paths start from. */
+  dir: string;
+  text: string;
+}
+
+/** The line (1-based) of the node at a key path: the key's line for a map entry. */
+function locator(doc: Document, lc: LineCounter): Locate {
+  return (path: KeyPath) => {
+    let node: unknown = doc.contents;
+    let offset: number | undefined = (node as { range?: number[] } | null)?.range?.[0];
+    for (const seg of path) {
+      if (isMap(node)) {
+        const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === seg);
+        if (!pair) break;
+        offset = (pair.key as { range?: number[] }).range?.[0] ?? offset;
+        node = pair.value;
+      } else if (isSeq(node) && typeof seg === "number" && node.items[seg]) {
+        node = node.items[seg];
+        offset = (node as { range?: number[] }).range?.[0] ?? offset;
+      } else break;
+    }
+    return offset === undefined ? undefined : { line: lc.linePos(offset).line };
+  };
+}
+
+function readError(e: unknown): string {
+  if (e instanceof Deno.errors.NotFound) return "no such file";
+  if (e instanceof Deno.errors.PermissionDenied) return "permission denied";
+  if (e instanceof Deno.errors.IsADirectory) return "is a directory";
+  return (e instanceof Error ? e.message : String(e)).split("\n")[0];
+}
+
+class Loader {
+  readonly errors: MicroError[] = [];
+  readonly layers: Layer[] = [];
+  readonly #done = new Set<string>();
+  readonly #schema: ObjectSchema;
+  readonly #plugins: readonly PluginSchema[];
+  readonly #readFile: (path: string) => string;
+  readonly #builtins: Record<string, string>;
+
+  constructor(plugins: readonly PluginSchema[], opts: ResolveOptions) {
+    this.#plugins = plugins;
+    this.#schema = profileSchema(plugins);
+    this.#readFile = opts.readFile ?? Deno.readTextFileSync;
+    this.#builtins = opts.builtins ?? EMBEDDED;
+  }
+
+  /**
+   * Finds a profile by reference. `from` is the extending profile, or undefined for a
+   * `--profile`; `fail` reports a problem in the extending profile's terms.
+   */
+  find(ref: string, from: Source | undefined, fail: (reason: string) => void): Source | null {
+    if (isBuiltinName(ref)) {
+      const text = Object.hasOwn(this.#builtins, ref) ? this.#builtins[ref] : undefined;
+      if (text === undefined) {
+        const known = Object.keys(this.#builtins).sort().map((n) => `"${n}"`).join(", ");
+        const what = from
+          ? `unknown built-in profile ${showValue(ref)}`
+          : "no such built-in profile";
+        fail(`${what}: expected one of ${known}`);
+        return null;
+      }
+      return { label: `builtin:${ref}`, id: `builtin:${ref}`, dir: ".", text };
+    }
+    const label = from ? joinPath(from.dir, ref) : ref;
+    try {
+      const text = this.#readFile(label);
+      return { label, id: joinPath(Deno.cwd(), label), dir: dirname(label), text };
+    } catch (e) {
+      fail(from ? `cannot read ${showValue(label)}: ${readError(e)}` : readError(e));
+      return null;
+    }
+  }
+
+  /** Loads a profile and what it extends, depth first, each profile once. */
+  load(src: Source, chain: Source[]): void {
+    if (this.#done.has(src.id)) return;
+    const label = `profile ${src.label}`;
+    const lc = new LineCounter();
+    const doc = parseDocument(src.text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
+    if (doc.errors.length > 0) {
+      for (const err of doc.errors) {
+        // An error found at the end of the text belongs to its last line.
+        const end = Math.max(0, src.text.trimEnd().length - 1);
+        const line = lc.linePos(Math.min(err.pos[0], end)).line;
+        const reason = err.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "");
+        this.errors.push(
+          new MicroError(`${label} (line ${line}): invalid yaml: ${lowerFirst(reason)}`),
+        );
+      }
+      this.#done.add(src.id);
+      return;
+    }
+    const locate = locator(doc, lc);
+    let data: unknown = doc.toJS({ maxAliasCount: 1000 });
+    if (data === null || data === undefined) data = {};
+    if (isPlainObject(data)) data = this.#normalize(data);
+    const found = validate(data, this.#schema, label, locate);
+    this.errors.push(...found);
+    if (!isPlainObject(data)) {
+      this.#done.add(src.id);
+      return;
+    }
+
+    const ext = data.extends;
+    const refs = typeof ext === "string" ? [ext] : Array.isArray(ext) ? ext : [];
+    refs.forEach((ref, i) => {
+      if (typeof ref !== "string") return;
+      const at: KeyPath = typeof ext === "string" ? ["extends"] : ["extends", i];
+      const fail = (reason: string) =>
+        this.errors.push(new MicroError(issueLine(label, { path: at, reason }, locate)));
+      const next = this.find(ref, src, fail);
+      if (!next) return;
+      const loop = [...chain, src].findIndex((s) => s.id === next.id);
+      if (loop >= 0) {
+        const names = [...chain, src].slice(loop).map((s) => s.label);
+        fail(`cycle: ${[...names, next.label].join(" -> ")}`);
+        return;
+      }
+      this.load(next, [...chain, src]);
+    });
+    this.#done.add(src.id);
+    if (found.length === 0) this.layers.push({ label: src.label, data });
+  }
+
+  /** The command-line layer: validated like a profile, with no lines. */
+  addFlags(layer: Record<string, unknown>): void {
+    const data = this.#normalize(layer);
+    const found = validate(data, this.#schema, COMMAND_LINE);
+    this.errors.push(...found);
+    if (found.length === 0) this.layers.push({ label: COMMAND_LINE, data });
+  }
+
+  /** An empty plugin section (`pid:`) is an enabled one; `enabled` defaults to true. */
+  #normalize(data: Record<string, unknown>): Record<string, unknown> {
+    const out = { ...data };
+    for (const p of this.#plugins) {
+      if (!Object.hasOwn(out, p.name)) continue;
+      const section = out[p.name] ?? {};
+      out[p.name] = isPlainObject(section)
+        ? Object.hasOwn(section, "enabled") ? { ...section } : { ...section, enabled: true }
+        : section;
+    }
+    if (out.process === null) out.process = {};
+    return out;
+  }
+}
+
+function lowerFirst(s: string): string {
+  return s.charAt(0).toLowerCase() + s.slice(1);
+}
+
+// --- merging ---------------------------------------------------------------------------
+
+/** Lists the command-line layer appends to instead of replacing. */
+const APPENDED = new Set(["mount.binds", "mount.tmpfs"]);
+
+function clone<T>(v: T): T {
+  return structuredClone(v);
+}
+
+/** Deep-merges `over` onto `base`: maps merge, later wins; lists and scalars replace. */
+export function mergeLayers(
+  base: Record<string, unknown>,
+  over: Record<string, unknown>,
+  append: ReadonlySet<string> = new Set(),
+  path = "",
+): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    const at = path ? `${path}.${k}` : k;
+    const old = out[k];
+    if (isPlainObject(old) && isPlainObject(v)) out[k] = mergeLayers(old, v, append, at);
+    else if (Array.isArray(old) && Array.isArray(v) && append.has(at)) {
+      out[k] = [...old, ...clone(v)];
+    } else out[k] = clone(v);
+  }
+  return out;
+}
+
+function toProcess(raw: unknown): ProcessOptions {
+  const p = isPlainObject(raw) ? raw : {};
+  const rlimits: Record<string, Rlimit> = {};
+  for (const [name, v] of Object.entries((p.rlimits ?? {}) as Record<string, string | number>)) {
+    rlimits[name] = parseRlimit(v) as Rlimit;
+  }
+  const out: ProcessOptions = {
+    env: { ...(p.env ?? {}) as Record<string, string> },
+    groups: ((p.groups ?? []) as (string | number)[]).map(String),
+    noNewPrivileges: p.noNewPrivileges === true,
+    rlimits,
+  };
+  if (p.user !== undefined) out.user = String(p.user);
+  if (p.cwd !== undefined) out.cwd = p.cwd as string;
+  return out;
+}
+
+// --- the API ---------------------------------------------------------------------------
+
+/**
+ * Resolves `--profile` references (left to right; `default` when there are none) and the
+ * command-line layer into one validated profile. Every problem found is thrown together:
+ * a `MicroError` when there is one, `MicroErrors` when there are several.
+ */
+export function resolveProfile(
+  refs: readonly string[],
+  flagLayer: Record<string, unknown> | null,
+  plugins: readonly PluginSchema[],
+  opts: ResolveOptions = {},
+): Resolved {
+  const loader = new Loader(plugins, opts);
+  for (const ref of refs.length > 0 ? refs : [DEFAULT_PROFILE]) {
+    const label = isBuiltinName(ref) ? `profile builtin:${ref}` : `profile ${ref}`;
+    const src = loader.find(ref, undefined, (reason) => {
+      loader.errors.push(new MicroError(`${label}: ${reason}`));
+    });
+    if (src) loader.load(src, []);
+  }
+  if (flagLayer && Object.keys(flagLayer).length > 0) loader.addFlags(flagLayer);
+  if (loader.errors.length === 1) throw loader.errors[0];
+  if (loader.errors.length > 1) throw new MicroErrors(loader.errors);
+
+  let merged: Record<string, unknown> = {};
+  for (const layer of loader.layers) {
+    merged = mergeLayers(merged, layer.data, layer.label === COMMAND_LINE ? APPENDED : undefined);
+  }
+  const sections: Record<string, Section> = {};
+  for (const p of plugins) {
+    const raw = merged[p.name];
+    if (!isPlainObject(raw)) {
+      sections[p.name] = { enabled: false, options: {} };
+      continue;
+    }
+    const { enabled, ...options } = raw;
+    sections[p.name] = { enabled: enabled !== false, options };
+  }
+  const profile: ResolvedProfile = typeof merged.description === "string"
+    ? { description: merged.description, process: toProcess(merged.process), sections }
+    : { process: toProcess(merged.process), sections };
+  return { profile, sources: loader.layers.map((l) => l.label) };
+}
+
+/** The built-in profiles with their descriptions, by name. */
+export function listProfiles(
+  builtins: Record<string, string> = EMBEDDED,
+): { name: string; description: string }[] {
+  return Object.keys(builtins).sort().map((name) => {
+    const data = parseDocument(builtins[name]).toJS();
+    const description = isPlainObject(data) && typeof data.description === "string"
+      ? data.description
+      : "";
+    return { name, description };
+  });
+}
+
+function rlimitText(r: Rlimit): string {
+  const t = (n: number) => n === RLIM_INFINITY ? "unlimited" : String(n);
+  return r.soft === r.hard ? t(r.soft) : `${t(r.soft)}:${t(r.hard)}`;
+}
+
+/** A resolved profile as YAML, itself a valid profile (for `micro profile show`). */
+export function profileToYaml(resolved: Resolved): string {
+  const { profile, sources } = resolved;
+  const p = profile.process;
+  const process: Record<string, unknown> = {};
+  if (Object.keys(p.env).length > 0) process.env = p.env;
+  if (p.user !== undefined) process.user = p.user;
+  if (p.groups.length > 0) process.groups = p.groups;
+  if (p.cwd !== undefined) process.cwd = p.cwd;
+  if (p.noNewPrivileges) process.noNewPrivileges = true;
+  if (Object.keys(p.rlimits).length > 0) {
+    process.rlimits = Object.fromEntries(
+      Object.entries(p.rlimits).map(([k, r]) => [k, rlimitText(r)]),
+    );
+  }
+  const doc: Record<string, unknown> = {};
+  if (profile.description !== undefined) doc.description = profile.description;
+  doc.process = process;
+  const off: string[] = [];
+  for (const [name, s] of Object.entries(profile.sections)) {
+    if (s.enabled) doc[name] = s.options;
+    else off.push(name);
+  }
+  let text = `# resolved from: ${sources.join(", ")}\n`;
+  if (off.length > 0) text += `# disabled: ${off.join(", ")}\n`;
+  return text + stringify(doc, { lineWidth: 0 });
+}
+
+/** `micro profile show NAME...`: the resolved profile as YAML text. */
+export function showProfile(
+  refs: string | readonly string[],
+  plugins: readonly PluginSchema[],
+  opts: ResolveOptions = {},
+): string {
+  return profileToYaml(
+    resolveProfile(typeof refs === "string" ? [refs] : refs, null, plugins, opts),
+  );
+}

@@ -1,0 +1,355 @@
+import assert from "node:assert/strict";
+import { type CliIO, parseEnvFile, parseRun, type Request, RUN_HELP } from "../../core/cli.ts";
+import { MicroError } from "../../core/errors.ts";
+
+/** A fake environment and file system for `-e KEY` and `--env-file`. */
+function io(env: Record<string, string> = {}, files: Record<string, string> = {}): CliIO {
+  return {
+    getEnv: (name) => env[name],
+    readFile: (path) => {
+      if (!Object.hasOwn(files, path)) throw new Deno.errors.NotFound(path);
+      return files[path];
+    },
+  };
+}
+
+const parse = (...argv: string[]): Request => parseRun(argv, io());
+
+function errorLine(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof MicroError) {
+      assert.equal(e.exitCode, 125);
+      return e.line();
+    }
+    throw e;
+  }
+  throw new Error("expected an error");
+}
+
+// --- image and command ------------------------------------------------------------------
+
+Deno.test("cli takes the first positional as the image and the rest as the command", () => {
+  const r = parse("run", "img/", "/bin/sh", "-c", "id");
+  assert.equal(r.command, "run");
+  assert.equal(r.image, "img/");
+  assert.deepEqual(r.args, ["/bin/sh", "-c", "id"]);
+  assert.deepEqual(r.profiles, []);
+  assert.deepEqual(r.layer, {});
+  assert.equal(r.terminal, false);
+  assert.equal(r.stdin, false);
+  assert.equal(r.json, false);
+  assert.equal(r.help, false);
+  assert.equal(r.name, undefined);
+});
+
+Deno.test("cli treats -- before any positional as no image", () => {
+  const r = parse("run", "--profile", "hardened", "--", "id", "-u");
+  assert.equal(r.image, null);
+  assert.deepEqual(r.args, ["id", "-u"]);
+  assert.deepEqual(r.profiles, ["hardened"]);
+});
+
+Deno.test("cli allows -- between the image and the command", () => {
+  const r = parse("run", "img", "--", "ls", "--", "-l");
+  assert.equal(r.image, "img");
+  assert.deepEqual(r.args, ["ls", "--", "-l"]);
+});
+
+Deno.test("cli stops parsing options at the image", () => {
+  const r = parse("plan", "-t", "img", "ls", "-t", "--json");
+  assert.equal(r.command, "plan");
+  assert.equal(r.terminal, true);
+  assert.equal(r.json, false);
+  assert.deepEqual(r.args, ["ls", "-t", "--json"]);
+});
+
+Deno.test("cli accepts an image with no command (an OCI bundle brings its own)", () => {
+  const r = parse("run", "bundle/");
+  assert.equal(r.image, "bundle/");
+  assert.deepEqual(r.args, []);
+});
+
+Deno.test("cli rejects a run with neither image nor command", () => {
+  assert.equal(
+    errorLine(() => parse("run", "-it")),
+    "run: no command given (usage: micro run [OPTIONS] [IMAGE] [--] COMMAND)",
+  );
+  assert.equal(
+    errorLine(() => parse("run", "--")),
+    "run: no command given (usage: micro run [OPTIONS] [IMAGE] [--] COMMAND)",
+  );
+});
+
+// --- option syntax ----------------------------------------------------------------------
+
+Deno.test("cli accepts --opt value, --opt=value, -o value, -ovalue and -o=value", () => {
+  for (
+    const spelled of [
+      ["--user", "app"],
+      ["--user=app"],
+      ["-u", "app"],
+      ["-uapp"],
+      ["-u=app"],
+    ]
+  ) {
+    const r = parse("run", ...spelled, "img", "true");
+    assert.deepEqual(r.layer, { process: { user: "app" } }, spelled.join(" "));
+  }
+});
+
+Deno.test("cli combines short flags like -it, with a value option last", () => {
+  const r = parse("run", "-itp", "hardened", "img", "sh");
+  assert.equal(r.terminal, true);
+  assert.equal(r.stdin, true);
+  assert.deepEqual(r.profiles, ["hardened"]);
+});
+
+Deno.test("cli accepts =true and =false on boolean flags", () => {
+  const r = parse("run", "--tty=true", "--interactive=false", "--json", "--rm=false", "x");
+  assert.equal(r.terminal, true);
+  assert.equal(r.stdin, false);
+  assert.equal(r.json, true);
+  assert.equal(
+    errorLine(() => parse("run", "--json=yes", "x")),
+    'option "--json" takes no value, or "true" or "false": got "yes" (see "micro run --help")',
+  );
+});
+
+Deno.test("cli rejects an unknown option with a hint to --help", () => {
+  assert.equal(
+    errorLine(() => parse("run", "--privileged", "img", "sh")),
+    'unknown option "--privileged" (see "micro run --help")',
+  );
+  assert.equal(
+    errorLine(() => parse("run", "-itx", "img", "sh")),
+    'unknown option "-x" in "-itx" (see "micro run --help")',
+  );
+  assert.equal(
+    errorLine(() => parse("run", "-h", "img")),
+    'unknown option "-h" (see "micro run --help")',
+  );
+});
+
+Deno.test("cli rejects an option missing its value", () => {
+  assert.equal(
+    errorLine(() => parse("run", "--env")),
+    'option "--env" needs a value (see "micro run --help")',
+  );
+  assert.equal(
+    errorLine(() => parse("run", "-it", "-v")),
+    'option "-v" needs a value (see "micro run --help")',
+  );
+});
+
+Deno.test("cli --help stops parsing and needs no command", () => {
+  const r = parse("run", "--help");
+  assert.equal(r.help, true);
+  assert.equal(parse("plan", "-t", "--help", "--bogus").help, true);
+});
+
+Deno.test("cli help text lists every option", () => {
+  for (
+    const opt of [
+      "--profile",
+      "-p,",
+      "--env ",
+      "-e,",
+      "--env-file",
+      "--workdir",
+      "-w,",
+      "--user",
+      "-u,",
+      "--group-add",
+      "--ulimit",
+      "--interactive",
+      "-i,",
+      "--tty",
+      "-t,",
+      "--hostname",
+      "--network",
+      "--volume",
+      "-v,",
+      "--tmpfs",
+      "--name",
+      "--json",
+      "--rm",
+      "--help",
+    ]
+  ) assert.ok(RUN_HELP.includes(opt), opt);
+});
+
+// --- flags to the profile layer ---------------------------------------------------------
+
+Deno.test("cli maps Docker flags onto a profile-shaped layer", () => {
+  const r = parse(
+    "run",
+    "-p",
+    "hardened",
+    "--profile=./web.yaml",
+    "--hostname",
+    "box",
+    "--network",
+    "host",
+    "-v",
+    "/srv/data:/data:ro",
+    "--volume=/tmp/x:/x",
+    "--tmpfs",
+    "/run",
+    "--tmpfs=/tmp",
+    "-w",
+    "/data",
+    "-u",
+    "1000:1000",
+    "--group-add",
+    "audio",
+    "--group-add",
+    "44",
+    "--ulimit",
+    "nofile=1024:4096",
+    "--ulimit",
+    "core=0",
+    "--name",
+    "web1",
+    "img",
+    "sh",
+  );
+  assert.deepEqual(r.profiles, ["hardened", "./web.yaml"]);
+  assert.equal(r.name, "web1");
+  assert.deepEqual(r.layer, {
+    uts: { hostname: "box" },
+    net: { mode: "host" },
+    mount: { binds: ["/srv/data:/data:ro", "/tmp/x:/x"], tmpfs: ["/run", "/tmp"] },
+    process: {
+      cwd: "/data",
+      user: "1000:1000",
+      groups: ["audio", "44"],
+      rlimits: { nofile: "1024:4096", core: "0" },
+    },
+  });
+});
+
+Deno.test("cli --network none sets only the net mode", () => {
+  assert.deepEqual(parse("run", "--network=none", "--", "true").layer, { net: { mode: "none" } });
+  assert.equal(
+    errorLine(() => parse("run", "--network", "bridge", "--", "true")),
+    'option "--network": invalid value "bridge": expected "none" or "host" ' +
+      '(see "micro run --help")',
+  );
+});
+
+Deno.test("cli -e sets variables and a bare KEY copies micro's own value", () => {
+  const r = parseRun(
+    ["run", "-e", "A=1", "-e", "B=x=y", "-e", "C=", "-e", "HOME", "-e", "UNSET", "--", "env"],
+    io({ HOME: "/root" }),
+  );
+  assert.deepEqual(r.layer, { process: { env: { A: "1", B: "x=y", C: "", HOME: "/root" } } });
+});
+
+Deno.test("cli rejects an -e with an empty or spaced name", () => {
+  assert.equal(
+    errorLine(() => parse("run", "-e", "=x", "--", "env")),
+    'option "-e": variable name is empty in "=x" (see "micro run --help")',
+  );
+  assert.equal(
+    errorLine(() => parse("run", "--env", "A B=1", "--", "env")),
+    'option "--env": variable name "A B" contains whitespace (see "micro run --help")',
+  );
+});
+
+Deno.test("cli reads --env-file and lets -e win over it whatever the order", () => {
+  const files = {
+    "app.env": "# settings\n\nA=file\nB=file\n  C=indented\nHOME\nD=with # hash\r\nUNSET\n",
+  };
+  const r = parseRun(
+    ["run", "-e", "A=flag", "--env-file", "app.env", "--", "env"],
+    io({ HOME: "/root" }, files),
+  );
+  assert.deepEqual(r.layer, {
+    process: { env: { A: "flag", B: "file", C: "indented", HOME: "/root", D: "with # hash" } },
+  });
+});
+
+Deno.test("cli reports the file and line of a bad env-file line", () => {
+  const files = { "bad.env": "A=1\n# ok\nB C=2\n", "empty.env": "=3\n" };
+  assert.equal(
+    errorLine(() => parseRun(["run", "--env-file", "bad.env", "--", "env"], io({}, files))),
+    'env file "bad.env" (line 3): variable name "B C" contains whitespace',
+  );
+  assert.equal(
+    errorLine(() => parseRun(["run", "--env-file=empty.env", "x"], io({}, files))),
+    'env file "empty.env" (line 1): variable name is empty in "=3"',
+  );
+  assert.equal(
+    errorLine(() => parseRun(["run", "--env-file", "none.env", "x"], io({}, files))),
+    'env file "none.env": cannot read: no such file',
+  );
+});
+
+Deno.test("parseEnvFile reads a real file", () => {
+  const path = Deno.makeTempFileSync({ suffix: ".env" });
+  try {
+    Deno.writeTextFileSync(path, "X=1\n");
+    assert.deepEqual(parseEnvFile(path), { X: "1" });
+  } finally {
+    Deno.removeSync(path);
+  }
+});
+
+Deno.test("cli rejects a volume whose paths are not absolute, with a hint", () => {
+  assert.equal(
+    errorLine(() => parse("run", "-v", "data:/data", "img", "sh")),
+    'option "-v": host path "data" is not absolute (micro has no named volumes; give an ' +
+      'absolute host path, e.g. -v "$PWD/data:/data")',
+  );
+  assert.equal(
+    errorLine(() => parse("run", "--volume", "/data:data", "img", "sh")),
+    'option "--volume": container path "data" is not absolute ' +
+      "(use -v /abs/host/path:/abs/container/path[:ro])",
+  );
+  assert.equal(
+    errorLine(() => parse("run", "-v", "/data", "img", "sh")),
+    'option "-v": expected HOST:CTR[:ro|rw], got "/data" ' +
+      "(use -v /abs/host/path:/abs/container/path[:ro])",
+  );
+  assert.equal(
+    errorLine(() => parse("run", "-v", "/a:/b:z", "img", "sh")),
+    'option "-v": invalid mode "z": expected "ro" or "rw" ' +
+      "(use -v /abs/host/path:/abs/container/path[:ro])",
+  );
+});
+
+Deno.test("cli rejects a relative --workdir or --tmpfs and tmpfs options", () => {
+  assert.equal(
+    errorLine(() => parse("run", "-w", "srv", "img", "sh")),
+    'option "-w": working directory "srv" is not absolute (see "micro run --help")',
+  );
+  assert.equal(
+    errorLine(() => parse("run", "--tmpfs", "run", "img", "sh")),
+    'option "--tmpfs": path "run" is not absolute (see "micro run --help")',
+  );
+  assert.equal(
+    errorLine(() => parse("run", "--tmpfs", "/run:size=1m", "img", "sh")),
+    'option "--tmpfs": tmpfs options are not supported: "/run:size=1m" ' +
+      "(give only the container path, e.g. --tmpfs /run)",
+  );
+});
+
+Deno.test("cli rejects a --ulimit without NAME=", () => {
+  assert.equal(
+    errorLine(() => parse("run", "--ulimit", "1024", "img", "sh")),
+    'option "--ulimit": expected NAME=SOFT[:HARD], got "1024" (see "micro run --help")',
+  );
+});
+
+Deno.test("cli --rm is accepted and changes nothing", () => {
+  assert.deepEqual(parse("run", "--rm", "img", "sh"), parse("run", "img", "sh"));
+});
+
+Deno.test("cli rejects a verb other than run and plan", () => {
+  assert.equal(
+    errorLine(() => parse("exec", "x")),
+    'unknown command "exec": expected "run" or "plan" (see "micro --help")',
+  );
+});
