@@ -81,6 +81,14 @@ export function probeHost(spec: Spec, id: string, stateDir: string): HostInfo {
       sourceKinds[m.source] = Deno.statSync(m.source).isDirectory ? "dir" : "file";
     } catch { /* missing: a check reports it */ }
   }
+  let image: HostInfo["image"] = null;
+  if (spec.root.path !== null) {
+    try {
+      image = Deno.statSync(spec.root.path).isDirectory ? "dir" : "other";
+    } catch {
+      image = "missing";
+    }
+  }
   const etc = (f: string) => spec.root.path === null ? f : resolveInRoot(spec.root.path, f);
   const uid = Deno.uid() ?? 0;
   return {
@@ -96,5 +104,6 @@ export function probeHost(spec: Spec, id: string, stateDir: string): HostInfo {
     passwd: readOr(etc("/etc/passwd"), ""),
     group: readOr(etc("/etc/group"), ""),
     sourceKinds,
+    image,
   };
 }

@@ -52,7 +52,9 @@ export function planRun(spec: Spec, host: HostInfo, plugins: AnyPlugin[]): Op[] 
 export function formatPlan(ops: Op[]): string {
   const lines = ops.map((o, i) => {
     const args = Object.entries(o.args as Record<string, unknown>)
-      .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
+      .map(([k, v]) =>
+        `${k}=${typeof v === "string" && /^[^\s"]*$/.test(v) ? v : JSON.stringify(v)}`
+      )
       .join(" ");
     return `${String(i + 1).padStart(3)}  ${o.phase.padEnd(11)} ${o.plugin.padEnd(8)} ${o.kind}${
       args ? " " + args : ""

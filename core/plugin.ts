@@ -22,6 +22,8 @@ export interface HostInfo {
   /** The image's /etc/passwd and /etc/group (the host's with no image), for `--user`. */
   passwd: string;
   group: string;
+  /** What the image path is on the host; null when there is no image. */
+  image: "dir" | "other" | "missing" | null;
   /** What each bind source in the spec is on the host (absent: it does not exist). */
   sourceKinds: Record<string, "file" | "dir">;
 }

@@ -8,13 +8,15 @@ import { type Op, op } from "./ops.ts";
 import type { HostInfo } from "./plugin.ts";
 import { hasNamespace, type Spec } from "./spec.ts";
 
+/** The profile's validated `process` section (see core/profile.ts). */
 export interface ProcessOptions {
   env?: Record<string, string>;
   user?: string;
   groups?: string[];
   cwd?: string;
   noNewPrivileges?: boolean;
-  rlimits?: Record<string, string | number>;
+  /** By short name (`nofile`); -1 is unlimited. */
+  rlimits?: Record<string, { soft: number; hard: number }>;
 }
 
 export const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -89,43 +91,6 @@ export function resolveUser(
   };
 }
 
-const RLIMIT_NAMES = [
-  "cpu",
-  "fsize",
-  "data",
-  "stack",
-  "core",
-  "rss",
-  "nproc",
-  "nofile",
-  "memlock",
-  "as",
-  "locks",
-  "sigpending",
-  "msgqueue",
-  "nice",
-  "rtprio",
-  "rttime",
-];
-
-/** `SOFT[:HARD]`, each a number or `unlimited` (-1). */
-export function parseRlimit(name: string, v: string | number): { soft: number; hard: number } {
-  const n = name.toLowerCase().replace(/^rlimit_/, "");
-  if (!RLIMIT_NAMES.includes(n)) {
-    throw new MicroError(`unknown ulimit "${name}"`, { hint: `known: ${RLIMIT_NAMES.join(", ")}` });
-  }
-  const one = (s: string) => {
-    if (s === "unlimited" || s === "-1") return -1;
-    if (!/^[0-9]+$/.test(s)) throw new MicroError(`ulimit ${n}: "${s}" is not a number`);
-    return Number(s);
-  };
-  const [soft, hard = soft] = String(v).split(":").map(one);
-  if (hard !== -1 && (soft === -1 || soft > hard)) {
-    throw new MicroError(`ulimit ${n}: the soft limit ${soft} exceeds the hard limit ${hard}`);
-  }
-  return { soft, hard };
-}
-
 /** Fills `spec.process` from the profile's `process` section and the request. */
 export function configureProcess(o: ProcessOptions, spec: Spec): void {
   const p = spec.process;
@@ -134,9 +99,10 @@ export function configureProcess(o: ProcessOptions, spec: Spec): void {
   p.cwd = o.cwd ?? p.cwd;
   p.noNewPrivileges = o.noNewPrivileges ?? false;
   p.envMap = { PATH: DEFAULT_PATH, ...(o.env ?? {}) };
-  p.rlimits = Object.entries(o.rlimits ?? {}).map(([name, v]) => ({
-    type: `RLIMIT_${name.toUpperCase().replace(/^RLIMIT_/, "")}`,
-    ...parseRlimit(name, v),
+  p.rlimits = Object.entries(o.rlimits ?? {}).map(([name, r]) => ({
+    type: `RLIMIT_${name.toUpperCase()}`,
+    soft: r.soft,
+    hard: r.hard,
   }));
 }
 

@@ -121,7 +121,7 @@ export function openLibc(): Sys {
       arr[i * 2 + 1] = Math.floor(v / 0x100000000);
     }
   };
-  let mapsCache: Float64Array | null = null;
+  let sweep: Float64Array | null = null;
 
   const sys: Sys = {
     arch,
@@ -184,11 +184,12 @@ export function openLibc(): Sys {
     },
     clone: (flags) => r(lib.sc_i(nr.clone, flags, 0, 0, 0, 0)),
     prepareFork() {
-      // Computed before the sweep: the sweep itself must not allocate.
-      if (mapsCache === null) mapsCache = readMaps();
-      const m = mapsCache;
+      // The whole user address space, holes included (madvise skips them with ENOMEM but
+      // still marks every mapping), so pages V8 maps after reading /proc/self/maps are
+      // covered too. Only the VM_IO mappings, which never move, are stepped around.
+      if (sweep === null) sweep = sweepRanges(arch);
+      const m = sweep;
       for (let i = 0; i < m.length; i += 2) lib.madvise(m[i], m[i + 1] - m[i], 11);
-      mapsCache = null;
     },
     kill: (pid, sig) => r(lib.kill(pid, sig)),
     getpid: () => lib.getpid(),
@@ -220,23 +221,29 @@ export function openLibc(): Sys {
   return sys;
 }
 
+/** Top of the user address space (48-bit virtual addresses on both architectures). */
+const USER_TOP = { x86_64: 0x7ffffffff000, aarch64: 0xfffffffff000 };
+
 /**
- * The user address space as [start, end) pairs, split around the mappings whose VM_IO flag
- * makes madvise stop with EINVAL ([vvar], [vvar_vclock], [vsyscall]).
+ * [start, end) pairs covering the user address space, split around the mappings whose
+ * VM_IO flag makes madvise stop with EINVAL ([vvar], [vvar_vclock], [vsyscall]).
  */
-function readMaps(): Float64Array {
-  const text = Deno.readTextFileSync("/proc/self/maps");
-  const out: number[] = [];
-  for (const line of text.split("\n")) {
-    if (!line) continue;
-    if (line.includes("[vvar") || line.includes("[vsyscall]")) continue;
+function sweepRanges(arch: Arch): Float64Array {
+  const special: [number, number][] = [];
+  for (const line of Deno.readTextFileSync("/proc/self/maps").split("\n")) {
+    if (!line.includes("[vvar") && !line.includes("[vsyscall]")) continue;
     const dash = line.indexOf("-");
-    const sp = line.indexOf(" ");
     const start = parseInt(line.slice(0, dash), 16);
-    const end = parseInt(line.slice(dash + 1, sp), 16);
-    const last = out.length - 1;
-    if (last > 0 && out[last] === start) out[last] = end;
-    else out.push(start, end);
+    const end = parseInt(line.slice(dash + 1, line.indexOf(" ")), 16);
+    if (start < USER_TOP[arch]) special.push([start, end]);
   }
+  special.sort((a, b) => a[0] - b[0]);
+  const out: number[] = [];
+  let from = 0x10000; // below mmap_min_addr nothing is mapped
+  for (const [start, end] of special) {
+    if (start > from) out.push(from, start);
+    from = end;
+  }
+  out.push(from, USER_TOP[arch]);
   return new Float64Array(out);
 }
