@@ -338,7 +338,8 @@ class Loader {
         // An error found at the end of the text belongs to its last line.
         const end = Math.max(0, src.text.trimEnd().length - 1);
         const line = lc.linePos(Math.min(err.pos[0], end)).line;
-        const reason = err.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "");
+        const reason = err.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "")
+          .replace(/\.$/, "");
         this.errors.push(
           new MicroError(`${label} (line ${line}): invalid yaml: ${lowerFirst(reason)}`),
         );
