@@ -77,6 +77,11 @@ export interface OpArgs {
   "remount-root-ro": Record<never, never>;
   /** rootfs: become root of the new user namespace so created files get mapped owners. */
   "userns-root": Record<never, never>;
+  /**
+   * rootfs (after pivot_root): a terminal from the container's own devpts; the slave becomes
+   * stdio and the controlling terminal, the master goes to the parent over the report socket.
+   */
+  console: Record<never, never>;
   /** identity */
   sethostname: { name: string };
   /** identity: bring the loopback interface up in a new network namespace. */

@@ -123,6 +123,7 @@ export function processOps(spec: Spec, host: HostInfo): Op[] {
   // setgroups is denied in a rootless user namespace; there the list must stay empty.
   const rootlessUserns = hasNamespace(spec, "user") && host.uid !== 0;
   const ops: Op[] = [];
+  if (p.terminal) ops.push(op("rootfs", "process", "console", {}));
   for (const r of p.rlimits) {
     ops.push(op("credentials", "process", "setrlimit", {
       resource: r.type.replace(/^RLIMIT_/, "").toLowerCase(),

@@ -2,8 +2,8 @@
  * The child side of the fork engine. `compileChild` runs in the parent and turns the child's
  * ops into steps whose every string and buffer is already encoded; `runChild` runs in the
  * cloned child, where only synchronous FFI calls are safe (DESIGN.md §4): no await, no
- * timers, no console, no Deno.* ops. A failing step writes `{step, errno}` to the error
- * pipe and exits; EOF on that pipe (it is O_CLOEXEC) tells the parent execve succeeded.
+ * timers, no console, no Deno.* ops. A failing step sends `{step, errno}` on the report
+ * socket and exits; EOF there (the socket is O_CLOEXEC) tells the parent execve succeeded.
  */
 import { C, type CStr, cstr, cstrArray, RLIMITS, type Sys } from "../sys/mod.ts";
 import type { MountFlag, Op } from "../ops.ts";
@@ -21,6 +21,9 @@ export interface ChildProgram {
   run: (() => number)[];
 }
 
+/** The record a child sends with the terminal's master fd attached. */
+export const CONSOLE_RECORD = -2;
+
 /** Fixed fd numbers the child moves O_PATH descriptors to, so their /proc paths are known. */
 const FD_TARGET = 1000;
 const FD_SOURCE = 1001;
@@ -31,9 +34,8 @@ export interface ChildContext {
   rootPath: string;
   syncRead: number;
   syncWrite: number;
-  errWrite: number;
-  /** The pty slave to make the controlling terminal, or -1. */
-  ttySlave: number;
+  /** The child's end of the report socket (SOCK_SEQPACKET, close-on-exec). */
+  report: number;
   /** An fd on /dev/null to use as stdin when stdin is not passed, or -1. */
   devNull: number;
 }
@@ -157,18 +159,9 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
     return n < 0 ? n : 0;
   });
   step(engine("setsid"), () => sys.setsid());
-  if (ctx.ttySlave >= 0) {
-    step(engine("ioctl(TIOCSCTTY)"), () => sys.ioctl(ctx.ttySlave, C.TIOCSCTTY, 0));
+  if (ctx.devNull >= 0) {
+    step(engine("stdin", { path: "/dev/null" }), () => sys.dup3(ctx.devNull, 0, 0));
   }
-  step(engine("stdio"), () => {
-    for (let fd = 0; fd < 3; fd++) {
-      const src = ctx.ttySlave >= 0 ? ctx.ttySlave : (fd === 0 ? ctx.devNull : -1);
-      if (src < 0) continue;
-      const rc = sys.dup3(src, fd, 0);
-      if (rc < 0) return rc;
-    }
-    return 0;
-  });
 
   for (const o of ops) {
     const i: StepInfo = { phase: o.phase, plugin: o.plugin, kind: o.kind, paths: {} };
@@ -339,6 +332,27 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         });
         break;
       }
+      case "console": {
+        if (!pivoted) throw new Error("console planned before pivot-root");
+        i.paths = { path: "/dev/ptmx" };
+        const ptmx = cstr("/dev/ptmx");
+        const unlock = new Uint8Array(4);
+        const record = new Int32Array([CONSOLE_RECORD, 0]);
+        step(i, () => {
+          const master = sys.open(ptmx, C.O_RDWR | C.O_NOCTTY | C.O_CLOEXEC, 0);
+          if (master < 0) return master;
+          let rc = sys.ioctlBuf(master, C.TIOCSPTLCK, unlock);
+          const slave = rc < 0 ? rc : sys.ioctl(master, C.TIOCGPTPEER, C.O_RDWR | C.O_NOCTTY);
+          rc = slave;
+          if (rc >= 0) rc = sys.ioctl(slave, C.TIOCSCTTY, 0);
+          for (let fd = 0; fd < 3 && rc >= 0; fd++) rc = sys.dup3(slave, fd, 0);
+          if (slave > 2) sys.close(slave);
+          if (rc >= 0) rc = sys.sendRecord(ctx.report, record, master);
+          sys.close(master);
+          return rc < 0 ? rc : 0;
+        });
+        break;
+      }
       case "sethostname": {
         i.paths = { name: o.args.name };
         const name = cstr(o.args.name);
@@ -428,24 +442,23 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
 }
 
 /**
- * Runs in the cloned child. Writes `[step, errno]` to the error pipe on the first failure
+ * Runs in the cloned child. Sends `[step, errno]` on the report socket on the first failure
  * and leaves; on success the last step is execve and never returns.
  */
-export function runChild(prog: ChildProgram, errWrite: number, sys: Sys): never {
+export function runChild(prog: ChildProgram, reportFd: number, sys: Sys): never {
   const report = new Int32Array(2);
-  const bytes = new Uint8Array(report.buffer);
   const run = prog.run;
   for (let i = 0; i < run.length; i++) {
     const rc = run[i]();
     if (rc < 0) {
       report[0] = i;
       report[1] = -rc;
-      sys.write(errWrite, bytes, 8);
+      sys.sendRecord(reportFd, report, -1);
       sys.exit(1);
     }
   }
   report[0] = -1;
   report[1] = 0;
-  sys.write(errWrite, bytes, 8);
+  sys.sendRecord(reportFd, report, -1);
   sys.exit(1);
 }

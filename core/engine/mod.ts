@@ -7,7 +7,7 @@
 import { errnoName, EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, hintFor, MicroError } from "../errors.ts";
 import { CHILD_PHASES, type Op } from "../ops.ts";
 import { C, cstr, type Sys } from "../sys/mod.ts";
-import { compileChild, runChild } from "./child.ts";
+import { compileChild, CONSOLE_RECORD, runChild } from "./child.ts";
 
 export interface EngineOptions {
   /** Host directory the new root is staged on. */
@@ -115,18 +115,11 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
   const childOps = plan.filter((o) => CHILD_PHASES.includes(o.phase));
 
   const sync = new Int32Array(2);
-  const err = new Int32Array(2);
+  const report = new Int32Array(2);
   check(sys.pipe2(sync, C.O_CLOEXEC), "pipe2");
-  check(sys.pipe2(err, C.O_CLOEXEC), "pipe2");
-  let master = -1;
-  let slave = -1;
+  check(sys.socketpair(C.AF_UNIX, C.SOCK_SEQPACKET | C.SOCK_CLOEXEC, report), "socketpair");
   let devNull = -1;
-  if (opts.terminal) {
-    const pty = sys.openpty();
-    if (typeof pty === "number") check(pty, "openpty");
-    else ({ master, slave } = pty);
-    copyWindowSize(sys, master);
-  } else if (!opts.stdin) {
+  if (!opts.stdin && !opts.terminal) {
     devNull = check(sys.open(cstr("/dev/null"), C.O_RDONLY | C.O_CLOEXEC, 0), "open", {
       path: "/dev/null",
     });
@@ -136,24 +129,21 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
     rootPath: opts.rootPath,
     syncRead: sync[0],
     syncWrite: sync[1],
-    errWrite: err[1],
-    ttySlave: slave,
+    report: report[1],
     devNull,
   }, sys);
 
   // From the sweep to the clone nothing may allocate (DESIGN.md §4).
   sys.prepareFork();
   const pid = sys.clone(flags);
-  if (pid === 0) runChild(prog, err[1], sys);
+  if (pid === 0) runChild(prog, report[1], sys);
 
   sys.close(sync[0]);
-  sys.close(err[1]);
-  if (slave >= 0) sys.close(slave);
+  sys.close(report[1]);
   if (devNull >= 0) sys.close(devNull);
   if (pid < 0) {
     sys.close(sync[1]);
-    sys.close(err[0]);
-    if (master >= 0) sys.close(master);
+    sys.close(report[0]);
     throw new MicroError("", {
       phase: "clone",
       plugin: "engine",
@@ -170,21 +160,28 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
   } catch (e) {
     sys.kill(pid, C.SIGKILL);
     sys.close(sync[1]);
-    sys.close(err[0]);
+    sys.close(report[0]);
     await sys.waitpid(pid);
     throw e;
   }
-  // Release the child; it reports the first failure on the error pipe, or EOF on exec.
+  // Release the child. It sends the terminal's master (with -t), then either the first
+  // failure or nothing: EOF, once execve has closed its end of the socket.
   sys.write(sync[1], new Uint8Array([1]), 1);
   sys.close(sync[1]);
-  const report = new Int32Array(2);
-  const n = await sys.readAsync(err[0], new Uint8Array(report.buffer), 8);
-  sys.close(err[0]);
-  if (n === 8) {
-    const st = await sys.waitpid(pid);
+  let master = -1;
+  const record = new Int32Array(2);
+  let got = await sys.recvRecord(report[0], record);
+  if (got.n === 8 && record[0] === CONSOLE_RECORD && got.fd >= 0) {
+    master = got.fd;
+    copyWindowSize(sys, master);
+    got = await sys.recvRecord(report[0], record);
+  }
+  sys.close(report[0]);
+  if (got.n === 8) {
     if (master >= 0) sys.close(master);
-    const step = prog.info[report[0]];
-    const errno = report[1];
+    await sys.waitpid(pid);
+    const step = prog.info[record[0]];
+    const errno = record[1];
     if (step?.kind === "execve") {
       const notFound = errno === 2 || errno === 20;
       throw new MicroError("", {
@@ -197,11 +194,10 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
         exitCode: notFound ? EXIT_NOT_FOUND : EXIT_CANNOT_INVOKE,
       });
     }
-    void st;
     throw new MicroError("", {
       phase: step?.phase ?? "child",
       plugin: step?.plugin,
-      op: step?.kind ?? `step ${report[0]}`,
+      op: step?.kind ?? `step ${record[0]}`,
       paths: step?.paths ?? {},
       errno,
       hint: hintFor(step?.kind ?? "", errno),

@@ -66,10 +66,9 @@ const SYMBOLS = {
   getpid: { parameters: [], result: "i32" },
   waitpid: { parameters: ["i32", B, "i32"], result: "i32", nonblocking: true },
   flock: { parameters: ["i32", "i32"], result: "i32" },
-  posix_openpt: { parameters: ["i32"], result: "i32" },
-  grantpt: { parameters: ["i32"], result: "i32" },
-  unlockpt: { parameters: ["i32"], result: "i32" },
-  ptsname_r: { parameters: ["i32", B, "usize"], result: "i32" },
+  socketpair: { parameters: ["i32", "i32", "i32", B], result: "i32" },
+  sendmsg: { parameters: ["i32", B, "i32"], result: "isize" },
+  recvmsg: { parameters: ["i32", B, "i32"], result: "isize", nonblocking: true },
   // syscall(2) under several signatures; every argument is passed as 64 bits.
   sc_i: { name: "syscall", parameters: [I, I, I, I, I, I], result: "i32" },
   sc_bb: { name: "syscall", parameters: [I, B, B], result: "i32" },
@@ -122,6 +121,7 @@ export function openLibc(): Sys {
     }
   };
   let sweep: Float64Array | null = null;
+  const send = messageBuffer();
 
   const sys: Sys = {
     arch,
@@ -206,19 +206,58 @@ export function openLibc(): Sys {
       return rn(await lib.read_async(fd, buf, len));
     },
     flock: (fd, op) => r(lib.flock(fd, op)),
-    openpty() {
-      const master = lib.posix_openpt(2 | 0o400 | 0o2000000);
-      if (master < 0) return -errno();
-      if (lib.grantpt(master) < 0 || lib.unlockpt(master) < 0) return -errno();
-      const name = new Uint8Array(128);
-      const rc = lib.ptsname_r(master, name, 128);
-      if (rc !== 0) return -rc;
-      const slave = lib.open(name, 2 | 0o400 | 0o2000000, 0);
-      if (slave < 0) return -errno();
-      return { master, slave };
+    socketpair: (d, t, fds) =>
+      r(lib.socketpair(d, t, 0, new Uint8Array(fds.buffer, fds.byteOffset, 8))),
+    sendRecord(sock, record, fd) {
+      send.words.set(record, MSG_DATA / 4);
+      send.words[MSG_CMSG / 4 + 4] = fd;
+      send.set(MSG_CONTROLLEN, fd >= 0 ? CMSG_SPACE_INT : 0);
+      return rn(lib.sendmsg(sock, send.bytes, 0x4000)); // MSG_NOSIGNAL
+    },
+    async recvRecord(sock, record) {
+      const m = messageBuffer();
+      for (;;) {
+        m.set(MSG_CONTROLLEN, CMSG_SPACE_INT);
+        const n = rn(await lib.recvmsg(sock, m.bytes, 0x40000000)); // MSG_CMSG_CLOEXEC
+        if (n === -4) continue;
+        if (n > 0) record.set(m.words.subarray(MSG_DATA / 4, MSG_DATA / 4 + 2));
+        const withFd = m.words[MSG_CONTROLLEN / 4] >= 20 && m.words[MSG_CMSG / 4 + 3] === 1;
+        return { n, fd: withFd ? m.words[MSG_CMSG / 4 + 4] : -1 };
+      }
     },
   };
   return sys;
+}
+
+// One message buffer: msghdr at 0, iovec at 64, the 8 data bytes at 96, a cmsghdr at 128.
+const MSG_IOV = 64;
+const MSG_DATA = 96;
+const MSG_CMSG = 128;
+const MSG_CONTROLLEN = 40;
+const CMSG_SPACE_INT = 24;
+
+/**
+ * A msghdr for one 8-byte record and one SCM_RIGHTS fd, with its pointers filled in once:
+ * the child then only stores numbers into it. A 4 KiB backing store is not moved by V8.
+ */
+function messageBuffer() {
+  const bytes = new Uint8Array(4096);
+  const words = new Uint32Array(bytes.buffer);
+  const base = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(bytes)));
+  const set = (off: number, v: number) => {
+    words[off / 4] = v >>> 0;
+    words[off / 4 + 1] = Math.floor(v / 0x100000000);
+  };
+  set(16, base + MSG_IOV); // msg_iov
+  set(24, 1); // msg_iovlen
+  set(32, base + MSG_CMSG); // msg_control
+  set(MSG_CONTROLLEN, CMSG_SPACE_INT);
+  set(MSG_IOV, base + MSG_DATA); // iov_base
+  set(MSG_IOV + 8, 8); // iov_len
+  set(MSG_CMSG, 20); // cmsg_len = CMSG_LEN(sizeof(int))
+  words[MSG_CMSG / 4 + 2] = 1; // SOL_SOCKET
+  words[MSG_CMSG / 4 + 3] = 1; // SCM_RIGHTS
+  return { bytes, words, set };
 }
 
 /** Top of the user address space (48-bit virtual addresses on both architectures). */

@@ -89,8 +89,11 @@ export interface Sys {
   /** A blocking read off the main thread (for pipes and pty masters). */
   readAsync(fd: number, buf: Uint8Array, len: number): Promise<number>;
   flock(fd: number, op: number): number;
-  // Terminals
-  openpty(): { master: number; slave: number } | number;
+  socketpair(domain: number, type: number, fds: Int32Array): number;
+  /** Sends 8 bytes on a socket, with `fd` attached (SCM_RIGHTS) unless it is -1. */
+  sendRecord(sock: number, record: Int32Array, fd: number): number;
+  /** Receives one record off the main thread: its length (0 at EOF) and any fd passed. */
+  recvRecord(sock: number, record: Int32Array): Promise<{ n: number; fd: number }>;
 }
 
 /** Flag values shared by the real and the fake Sys (x86_64 and aarch64 agree on these). */
@@ -142,6 +145,10 @@ export const C = {
   SIOCSIFFLAGS: 0x8914,
   AF_INET: 2,
   SOCK_DGRAM: 2,
+  SOCK_SEQPACKET: 5,
+  AF_UNIX: 1,
+  TIOCSPTLCK: 0x40045431,
+  TIOCGPTPEER: 0x5441,
   SOCK_CLOEXEC: 0o2000000,
   IFF_UP: 1,
   IFF_RUNNING: 0x40,
