@@ -1,0 +1,93 @@
+/**
+ * Golden plans: the ops `micro plan` prints for the built-in profiles, on a fixed host.
+ * Run with UPDATE_GOLDEN=1 to rewrite the files after an intended change, then review
+ * the diff like code.
+ */
+import assert from "node:assert/strict";
+import { buildSpec, formatPlan, planRun } from "../../core/plan.ts";
+import type { HostInfo } from "../../core/plugin.ts";
+import { resolveProfile } from "../../core/profile.ts";
+import { PLUGINS } from "../../plugins/mod.ts";
+
+const PASSWD = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n";
+const GROUP = "root:x:0:\nstaff:x:50:app\napp:x:1000:\n";
+
+function host(over: Partial<HostInfo> = {}): HostInfo {
+  return {
+    arch: "x86_64",
+    uid: 0,
+    gid: 0,
+    id: "0123456789ab",
+    stateDir: "/run/micro/0123456789ab",
+    hostView: [
+      { path: "/usr", kind: "dir" },
+      { path: "/bin", kind: "symlink", target: "usr/bin" },
+      { path: "/lib", kind: "symlink", target: "usr/lib" },
+      { path: "/etc", kind: "dir" },
+    ],
+    devices: ["null", "zero", "full", "random", "urandom", "tty"],
+    passwd: PASSWD,
+    group: GROUP,
+    sourceKinds: { "/srv/data": "dir", "/srv/app.conf": "file" },
+    image: "dir",
+    ...over,
+  };
+}
+
+function plan(profiles: string[], image: string | null, args: string[], h = host(), layer = {}) {
+  const { profile } = resolveProfile(profiles, layer, PLUGINS);
+  const spec = buildSpec({ image, args, terminal: false, stdin: false }, profile, PLUGINS);
+  return formatPlan(planRun(spec, h, PLUGINS));
+}
+
+async function golden(name: string, actual: string) {
+  const path = new URL(`../golden/${name}.plan`, import.meta.url);
+  if (Deno.env.get("UPDATE_GOLDEN")) await Deno.writeTextFile(path, actual);
+  assert.equal(actual, await Deno.readTextFile(path));
+}
+
+Deno.test("plan for the default profile matches its golden file", async () => {
+  await golden("default", plan([], "/images/busybox", ["sh", "-c", "id"]));
+});
+
+Deno.test("plan for the hardened profile matches its golden file", async () => {
+  await golden("hardened", plan(["hardened"], "/images/busybox", ["sh", "-c", "id"]));
+});
+
+Deno.test("plan for the hardened host view (no image) matches its golden file", async () => {
+  await golden("hardened-hostview", plan(["hardened"], null, ["/bin/true"], host({ image: null })));
+});
+
+Deno.test("plan with binds, user, ulimits and env matches its golden file", async () => {
+  const layer = {
+    mount: { binds: ["/srv/data:/data:ro", "/srv/app.conf:/etc/app.conf"], tmpfs: ["/scratch"] },
+    process: {
+      user: "app",
+      env: { FOO: "bar" },
+      cwd: "/data",
+      rlimits: { nofile: "512:1024" },
+    },
+    uts: { hostname: "web1" },
+  };
+  await golden("flags", plan([], "/images/busybox", ["ls"], host(), layer));
+});
+
+Deno.test("a rootless plan maps only the caller and denies setgroups first", () => {
+  const out = plan(["hardened"], "/img", ["true"], host({ uid: 1000, gid: 1000 }));
+  const lines = out.split("\n");
+  const deny = lines.findIndex((l) => l.includes("file=setgroups content=deny"));
+  const gidMap = lines.findIndex((l) => l.includes("file=gid_map"));
+  assert.ok(deny >= 0 && deny < gidMap, out);
+  assert.match(out, /file=uid_map content="0 1000 1\\n"/);
+  assert.doesNotMatch(out, /setgroups gids/);
+});
+
+Deno.test("ops come out in the fixed phase order", () => {
+  const order = ["clone", "attach", "rootfs", "identity", "credentials", "restrict", "exec"];
+  const phases = plan(["hardened"], "/img", ["true"]).trim().split("\n").map((l) =>
+    l.trim().split(/\s+/)[1]
+  );
+  const ranks = phases.map((p) => order.indexOf(p));
+  assert.ok(ranks.every((r) => r >= 0), phases.join(","));
+  assert.deepEqual(ranks, [...ranks].sort((a, b) => a - b));
+});
