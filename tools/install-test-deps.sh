@@ -1,0 +1,34 @@
+#!/bin/sh
+# Install the Debian packages the test suite needs, and only those that are missing.
+# Quiet and idempotent: prints nothing when everything is already installed.
+set -eu
+
+# busybox-static: the demo/test image (tools/mkimage.sh)
+# iproute2: ip, tc (net and bandwidth tests)
+# util-linux: script, unshare, setpriv
+# procps: ps, pgrep
+# python3: helper scripts in tests
+PACKAGES="busybox-static iproute2 util-linux procps python3"
+
+installed() {
+  status=$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) || return 1
+  [ "$status" = "install ok installed" ]
+}
+
+missing=""
+for pkg in $PACKAGES; do
+  installed "$pkg" || missing="$missing $pkg"
+done
+
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+  echo "install-test-deps: missing packages:$missing (run as root to install them)" >&2
+  exit 1
+fi
+
+echo "install-test-deps: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086 # word splitting of the package list is intended
+apt-get install -y -qq --no-install-recommends $missing >/dev/null
