@@ -1,0 +1,70 @@
+# micro: build, test image, tests, benchmark, demo.
+#
+#   make build   dist/micro, one executable file (tools/build.sh)
+#   make image   dist/image, a busybox root filesystem (tools/mkimage.sh)
+#   make test    what CI runs (.ci/run): TEST_COMMANDS below, after build and image
+#   make bench   /bin/true in a container: micro against crun, runc and bubblewrap
+#   make demo    one hardened container
+#   make deps    node_modules (npm ci) when missing or when package-lock.json changed
+
+DENO ?= node_modules/.bin/deno
+IMAGE := dist/image
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo "sudo ")
+
+# The test suite, one command per line, run in this order by `make test` (and so by CI).
+# The integration tests need root.
+define TEST_COMMANDS
+$(DENO) fmt --check
+$(DENO) lint
+$(DENO) check main.ts
+$(DENO) test -A test/unit/
+$(SUDO)$(DENO) test -A test/integration/
+endef
+
+# The integration tests find the binary and the image here.
+export MICRO_BIN := $(CURDIR)/dist/micro
+export MICRO_IMAGE := $(CURDIR)/$(IMAGE)
+
+# Only the default DENO comes from npm; another one (DENO=deno) is used as it is.
+DENO_DEP := $(filter node_modules/.bin/deno,$(DENO))
+
+.PHONY: build deps image test test-commands bench demo clean
+
+build: $(DENO_DEP)
+	tools/build.sh
+
+deps: node_modules/.package-lock.json
+
+# npm writes node_modules/.package-lock.json last, so it is newer than package-lock.json
+# after every successful install.
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci
+
+node_modules/.bin/deno: node_modules/.package-lock.json
+	@test -x $@ || { echo "$@ missing after npm ci" >&2; exit 1; }
+
+image:
+	tools/mkimage.sh $(IMAGE)
+
+test:
+	tools/install-test-deps.sh
+	$(MAKE) --no-print-directory build image
+	$(TEST_COMMANDS)
+
+# Print the test commands (for the README).
+export TEST_COMMANDS
+test-commands:
+	@printf '%s\n' "$$TEST_COMMANDS"
+
+bench:
+	tools/install-test-deps.sh
+	$(MAKE) --no-print-directory build image
+	bench/start
+
+demo:
+	tools/install-test-deps.sh
+	$(MAKE) --no-print-directory build image
+	dist/micro run --profile hardened $(IMAGE) /bin/sh -c 'echo hello from $$(hostname); id; cat /proc/self/uid_map'
+
+clean:
+	rm -rf dist
