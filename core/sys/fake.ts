@@ -1,0 +1,419 @@
+/**
+ * A recording `Sys` for tests (DESIGN.md §5): every call is logged as a readable entry
+ * (CStr arguments decoded, buffers summarized) and answered from a script, so tests can
+ * assert the exact call sequence of the engine without root and without a single syscall.
+ *
+ * Nothing here forks, execs, kills or exits: `clone` returns a pid, `exit` throws
+ * `FakeExit`, a scripted successful `execve` throws `FakeExec`.
+ */
+import { type Arch, type CStr, type CStrArray, decodeCStr, type Sys } from "./mod.ts";
+
+/** The name of a `Sys` method. */
+export type SysCall = Exclude<keyof Sys, "arch">;
+
+/** Decoded arguments: strings (or null) for CStr, numbers, string/number arrays. */
+export type Arg = string | number | null | readonly string[] | readonly number[];
+
+export interface Call {
+  call: SysCall;
+  args: Arg[];
+}
+
+/** Thrown by `exit`, carrying the code: the child's program ends here. */
+export class FakeExit extends Error {
+  constructor(readonly code: number) {
+    super(`exit(${code})`);
+    this.name = "FakeExit";
+  }
+}
+
+/** Thrown by an `execve` scripted to succeed (a real execve never returns). */
+export class FakeExec extends Error {
+  constructor(readonly path: string, readonly argv: string[], readonly envp: string[]) {
+    super(`execve(${JSON.stringify(path)}, ${JSON.stringify(argv)})`);
+    this.name = "FakeExec";
+  }
+}
+
+/** A record the child sent on the report socket: `[step, errno]` and the fd it passed. */
+export interface SentRecord {
+  record: number[];
+  fd: number;
+}
+
+type Predicate = (args: Arg[]) => boolean;
+type Result = number | ((args: Arg[]) => number);
+
+interface Rule {
+  call: SysCall;
+  when: Predicate;
+  result: Result;
+  /** How many more calls the rule answers; Infinity by default. */
+  left: number;
+}
+
+/** How `format` prints each argument: d decimal, x hex, o octal, s string, j JSON. */
+const FORMATS: Partial<Record<SysCall, string>> = {
+  mount: "ssxxs",
+  umount2: "sx",
+  mkdirat: "dso",
+  symlinkat: "sds",
+  open: "sxo",
+  dup3: "ddx",
+  openat2: "dsxox",
+  clone: "x",
+  ioctl: "dxx",
+  ioctlBuf: "dx",
+  pipe2: "jx",
+  socketpair: "dxj",
+  sendRecord: "djd",
+  closeRange: "dxx",
+  socket: "dxd",
+};
+
+function formatArg(a: Arg, kind: string): string {
+  if (typeof a === "number") {
+    if (kind === "x") return (a < 0 ? "-0x" : "0x") + Math.abs(a).toString(16);
+    if (kind === "o") return a === 0 ? "0" : "0o" + a.toString(8);
+    return String(a);
+  }
+  return JSON.stringify(a);
+}
+
+/** One line per call: `mount("tmpfs", "/proc/self/fd/1000", "tmpfs", 0x6, "mode=0755")`. */
+export function formatCall(c: Call): string {
+  const kinds = FORMATS[c.call] ?? "";
+  return `${c.call}(${c.args.map((a, i) => formatArg(a, kinds[i] ?? "d")).join(", ")})`;
+}
+
+export interface RecordingSysOptions {
+  arch?: Arch;
+  /** What `clone` returns (the child's pid as the parent sees it). */
+  clonePid?: number;
+  /** What `getpid` returns. */
+  pid?: number;
+  /** The raw status `waitpid` resolves with. */
+  waitStatus?: number;
+}
+
+export class RecordingSys implements Sys {
+  readonly arch: Arch;
+  clonePid: number;
+  pid: number;
+  waitStatus: number;
+  private readonly log: Call[] = [];
+  private readonly resultLog: number[] = [];
+  private readonly rules: Rule[] = [];
+  private readonly execOk: Predicate[] = [];
+  private readonly reads = new Map<number, Uint8Array[]>();
+  private readonly writes = new Map<number, number[]>();
+  private readonly sends = new Map<number, SentRecord[]>();
+  private readonly recvs = new Map<number, { record: [number, number]; fd?: number }[]>();
+  private nextFd = 3;
+
+  constructor(opts: RecordingSysOptions = {}) {
+    this.arch = opts.arch ?? "x86_64";
+    this.clonePid = opts.clonePid ?? 4242;
+    this.pid = opts.pid ?? 4241;
+    this.waitStatus = opts.waitStatus ?? 0;
+  }
+
+  // ---- Scripting --------------------------------------------------------------------
+
+  /** Makes matching calls return `-errno`. `predicate` sees the decoded arguments. */
+  failOn(call: SysCall, errno: number): this;
+  failOn(call: SysCall, predicate: Predicate, errno: number, times?: number): this;
+  failOn(call: SysCall, a: Predicate | number, b?: number, times = Infinity): this {
+    return typeof a === "number"
+      ? this.returns(call, () => true, -a)
+      : this.returns(call, a, -(b ?? 0), times);
+  }
+
+  /**
+   * Makes matching calls return `result` (a number, or a function of the arguments).
+   * Rules are tried in the order they were added; the first that matches answers.
+   */
+  returns(call: SysCall, when: Predicate, result: Result, times = Infinity): this {
+    this.rules.push({ call, when, result, left: times });
+    return this;
+  }
+
+  /** Makes `execve` of a matching path (every path by default) "succeed": it throws FakeExec. */
+  execSucceeds(when: Predicate | string = () => true): this {
+    this.execOk.push(typeof when === "string" ? (a) => a[0] === when : when);
+    return this;
+  }
+
+  /** Bytes the next `read`/`readAsync` calls on `fd` return, one chunk per call. */
+  scriptRead(fd: number, ...chunks: Uint8Array[]): this {
+    const q = this.reads.get(fd) ?? [];
+    q.push(...chunks);
+    this.reads.set(fd, q);
+    return this;
+  }
+
+  /**
+   * Records the next `recvRecord` calls on `sock` receive, one per call (8 bytes, with `fd`
+   * attached when given). Unscripted, `recvRecord` sees EOF.
+   */
+  scriptRecv(sock: number, ...records: { record: [number, number]; fd?: number }[]): this {
+    const q = this.recvs.get(sock) ?? [];
+    q.push(...records);
+    this.recvs.set(sock, q);
+    return this;
+  }
+
+  // ---- Inspection -------------------------------------------------------------------
+
+  /** Every call so far, in order. */
+  calls(): Call[] {
+    return this.log.map((c) => ({ call: c.call, args: [...c.args] }));
+  }
+
+  /** What each call returned (parallel to `calls()`; NaN for calls that did not return). */
+  results(): number[] {
+    return [...this.resultLog];
+  }
+
+  /** The call names, in order. */
+  names(): SysCall[] {
+    return this.log.map((c) => c.call);
+  }
+
+  /** One line per call; with `results`, each line ends with ` = N`. */
+  format(opts: { results?: boolean } = {}): string[] {
+    return this.log.map((c, i) => {
+      const line = formatCall(c);
+      const r = this.resultLog[i];
+      return opts.results && !Number.isNaN(r) ? `${line} = ${r}` : line;
+    });
+  }
+
+  /** Everything written to `fd`, concatenated. */
+  written(fd: number): Uint8Array {
+    return new Uint8Array(this.writes.get(fd) ?? []);
+  }
+
+  /** Every record sent on `sock` with `sendRecord`, with the fd attached (or -1). */
+  sent(sock: number): SentRecord[] {
+    return [...(this.sends.get(sock) ?? [])];
+  }
+
+  /** Forgets the calls recorded so far (the script stays). */
+  clear(): void {
+    this.log.length = 0;
+    this.resultLog.length = 0;
+    this.writes.clear();
+    this.sends.clear();
+  }
+
+  // ---- Machinery --------------------------------------------------------------------
+
+  private record(call: SysCall, args: Arg[], fallback: () => number): number {
+    const entry: Call = { call, args };
+    this.log.push(entry);
+    const i = this.resultLog.push(NaN) - 1;
+    let rc: number | undefined;
+    for (const rule of this.rules) {
+      if (rule.call !== call || rule.left <= 0 || !rule.when(args)) continue;
+      rule.left--;
+      rc = typeof rule.result === "number" ? rule.result : rule.result(args);
+      break;
+    }
+    if (rc === undefined) rc = fallback();
+    this.resultLog[i] = rc;
+    return rc;
+  }
+
+  private fd(): number {
+    return this.nextFd++;
+  }
+
+  private s(b: CStr | null): string | null {
+    return decodeCStr(b);
+  }
+
+  // ---- Sys --------------------------------------------------------------------------
+
+  mount(source: CStr | null, target: CStr, fstype: CStr | null, flags: number, data: CStr | null) {
+    return this.record(
+      "mount",
+      [this.s(source), this.s(target), this.s(fstype), flags, this.s(data)],
+      () => 0,
+    );
+  }
+  umount2(target: CStr, flags: number) {
+    return this.record("umount2", [this.s(target), flags], () => 0);
+  }
+  mkdirat(dirfd: number, path: CStr, mode: number) {
+    return this.record("mkdirat", [dirfd, this.s(path), mode], () => 0);
+  }
+  symlinkat(target: CStr, dirfd: number, name: CStr) {
+    return this.record("symlinkat", [this.s(target), dirfd, this.s(name)], () => 0);
+  }
+  fstatfsFlags(fd: number) {
+    return this.record("fstatfsFlags", [fd], () => 0);
+  }
+  chdir(path: CStr) {
+    return this.record("chdir", [this.s(path)], () => 0);
+  }
+  fchdir(fd: number) {
+    return this.record("fchdir", [fd], () => 0);
+  }
+  open(path: CStr, flags: number, mode: number) {
+    return this.record("open", [this.s(path), flags, mode], () => this.fd());
+  }
+  openat2(dirfd: number, path: CStr, flags: number, mode: number, resolve: number) {
+    return this.record(
+      "openat2",
+      [dirfd, this.s(path), flags, mode, resolve],
+      () => this.fd(),
+    );
+  }
+  close(fd: number) {
+    return this.record("close", [fd], () => 0);
+  }
+  dup3(oldfd: number, newfd: number, flags: number) {
+    return this.record("dup3", [oldfd, newfd, flags], () => newfd);
+  }
+  pivotRoot(newRoot: CStr, putOld: CStr) {
+    return this.record("pivotRoot", [this.s(newRoot), this.s(putOld)], () => 0);
+  }
+  sethostname(name: CStr) {
+    return this.record("sethostname", [this.s(name)], () => 0);
+  }
+  setresuid(r: number, e: number, s: number) {
+    return this.record("setresuid", [r, e, s], () => 0);
+  }
+  setresgid(r: number, e: number, s: number) {
+    return this.record("setresgid", [r, e, s], () => 0);
+  }
+  setgroups(gids: Uint32Array) {
+    return this.record("setgroups", [Array.from(gids)], () => 0);
+  }
+  setrlimit(resource: number, soft: number, hard: number) {
+    return this.record("setrlimit", [resource, soft, hard], () => 0);
+  }
+  prctl(option: number, arg2: number, arg3: number, arg4: number, arg5: number) {
+    return this.record("prctl", [option, arg2, arg3, arg4, arg5], () => 0);
+  }
+  setsid() {
+    return this.record("setsid", [], () => this.pid);
+  }
+  read(fd: number, buf: Uint8Array, len: number) {
+    // Unscripted, the bytes "arrive" (the sync pipe's release byte): len is returned.
+    return this.record("read", [fd, len], () => this.take(fd, buf, len) ?? len);
+  }
+  write(fd: number, buf: Uint8Array, len: number) {
+    const bytes = Array.from(buf.subarray(0, len));
+    return this.record("write", [fd, len], () => {
+      const all = this.writes.get(fd) ?? [];
+      all.push(...bytes);
+      this.writes.set(fd, all);
+      return len;
+    });
+  }
+  pipe2(fds: Int32Array, flags: number) {
+    const args: Arg[] = [[], flags];
+    const rc = this.record("pipe2", args, () => {
+      fds[0] = this.fd();
+      fds[1] = this.fd();
+      return 0;
+    });
+    if (rc >= 0) args[0] = [fds[0], fds[1]];
+    return rc;
+  }
+  ioctl(fd: number, request: number, arg: number) {
+    return this.record("ioctl", [fd, request, arg], () => 0);
+  }
+  ioctlBuf(fd: number, request: number, _buf: Uint8Array) {
+    return this.record("ioctlBuf", [fd, request], () => 0);
+  }
+  socket(domain: number, type: number, protocol: number) {
+    return this.record("socket", [domain, type, protocol], () => this.fd());
+  }
+  closeRange(first: number, last: number, flags: number) {
+    return this.record("closeRange", [first, last, flags], () => 0);
+  }
+  resetSignals() {
+    return this.record("resetSignals", [], () => 0);
+  }
+  execve(path: CStr, argv: CStrArray, envp: CStrArray) {
+    const p = this.s(path) ?? "";
+    const args: Arg[] = [p, [...argv.strings], [...envp.strings]];
+    return this.record("execve", args, () => {
+      if (this.execOk.some((ok) => ok(args))) {
+        throw new FakeExec(p, [...argv.strings], [...envp.strings]);
+      }
+      return -2;
+    });
+  }
+  exit(code: number): never {
+    this.record("exit", [code], () => NaN);
+    throw new FakeExit(code);
+  }
+  clone(flags: number) {
+    return this.record("clone", [flags], () => this.clonePid);
+  }
+  prepareFork() {
+    this.record("prepareFork", [], () => NaN);
+  }
+  kill(pid: number, sig: number) {
+    return this.record("kill", [pid, sig], () => 0);
+  }
+  getpid() {
+    return this.record("getpid", [], () => this.pid);
+  }
+  waitpid(pid: number) {
+    const got = this.record("waitpid", [pid], () => pid);
+    return Promise.resolve({ pid: got, status: got < 0 ? 0 : this.waitStatus });
+  }
+  readAsync(fd: number, buf: Uint8Array, len: number) {
+    // Unscripted: EOF (a pty master whose slave side is gone).
+    return Promise.resolve(
+      this.record("readAsync", [fd, len], () => this.take(fd, buf, len) ?? 0),
+    );
+  }
+  flock(fd: number, op: number) {
+    return this.record("flock", [fd, op], () => 0);
+  }
+  socketpair(domain: number, type: number, fds: Int32Array) {
+    const args: Arg[] = [domain, type, []];
+    const rc = this.record("socketpair", args, () => {
+      fds[0] = this.fd();
+      fds[1] = this.fd();
+      return 0;
+    });
+    if (rc >= 0) args[2] = [fds[0], fds[1]];
+    return rc;
+  }
+  sendRecord(sock: number, record: Int32Array, fd: number) {
+    const rec = [record[0], record[1]];
+    return this.record("sendRecord", [sock, rec, fd], () => {
+      const all = this.sends.get(sock) ?? [];
+      all.push({ record: rec, fd });
+      this.sends.set(sock, all);
+      return 8;
+    });
+  }
+  recvRecord(sock: number, record: Int32Array) {
+    let fd = -1;
+    const n = this.record("recvRecord", [sock], () => {
+      const next = this.recvs.get(sock)?.shift();
+      if (next === undefined) return 0; // EOF: the child exec'd (or died) without a word
+      record.set(next.record);
+      fd = next.fd ?? -1;
+      return 8;
+    });
+    return Promise.resolve({ n, fd });
+  }
+
+  /** Copies the next scripted chunk for `fd` into `buf`; undefined when none is left. */
+  private take(fd: number, buf: Uint8Array, len: number): number | undefined {
+    const chunk = this.reads.get(fd)?.shift();
+    if (chunk === undefined) return undefined;
+    const n = Math.min(len, chunk.length);
+    buf.set(chunk.subarray(0, n));
+    return n;
+  }
+}

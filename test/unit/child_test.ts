@@ -1,0 +1,671 @@
+/**
+ * The child side of the fork engine, driven through the recording Sys: `compileChild` turns
+ * ops into steps in the parent, `runChild` walks them as the cloned child would. Every test
+ * asserts the exact calls, so a change to the order of kernel calls shows up here.
+ */
+import assert from "node:assert/strict";
+import {
+  type ChildContext,
+  compileChild,
+  CONSOLE_RECORD,
+  runChild,
+} from "../../core/engine/child.ts";
+import { type Op, op } from "../../core/ops.ts";
+import { buildSpec, planRun, type Sections } from "../../core/plan.ts";
+import type { HostInfo } from "../../core/plugin.ts";
+import { FakeExec, FakeExit, RecordingSys } from "../../core/sys/fake.ts";
+import { C } from "../../core/sys/mod.ts";
+import { PLUGINS } from "../../plugins/mod.ts";
+
+const ROOT = "/run/micro/c1/root";
+const REPORT_FD = 53;
+
+function context(over: Partial<ChildContext> = {}): ChildContext {
+  return {
+    rootPath: ROOT,
+    syncRead: 50,
+    syncWrite: 51,
+    report: REPORT_FD,
+    devNull: 54,
+    ...over,
+  };
+}
+
+/** Runs a compiled program to its end: a FakeExit (failure report) or a FakeExec. */
+function runToEnd(ops: Op[], sys: RecordingSys, ctx = context()) {
+  const prog = compileChild(ops, ctx, sys);
+  try {
+    runChild(prog, ctx.report, sys);
+  } catch (e) {
+    if (e instanceof FakeExit || e instanceof FakeExec) return { prog, end: e };
+    throw e;
+  }
+  assert.fail("runChild returned");
+}
+
+/** The one `[step, errno]` record the child sent on the report socket (with no fd). */
+function reportOf(sys: RecordingSys): number[] {
+  const sent = sys.sent(REPORT_FD);
+  assert.equal(sent.length, 1);
+  assert.equal(sent[0].fd, -1);
+  return sent[0].record;
+}
+
+const PROLOGUE = [
+  "prctl(1, 9, 0, 0, 0)",
+  "close(51)",
+  "read(50, 1)",
+  "close(50)",
+  "setsid()",
+  "dup3(54, 0, 0x0)",
+];
+const exitWithReport = (step: number, errno: number) => [
+  `sendRecord(${REPORT_FD}, [${step},${errno}], -1)`,
+  "exit(1)",
+];
+
+const SH = { args: ["sh", "-c", "id"], env: ["PATH=/usr/bin:/bin"] };
+const execve = (path: string[]) => op("exec", "process", "execve", { ...SH, path });
+
+Deno.test("compileChild makes no calls; runChild runs every phase's steps in order", () => {
+  const ops: Op[] = [
+    op("rootfs", "user", "userns-root", {}),
+    op("rootfs", "mount", "make-private", {}),
+    op("rootfs", "mount", "bind-root", { source: "/img", readonly: false }),
+    op("rootfs", "mount", "mount", {
+      source: "proc",
+      target: "/proc",
+      fstype: "proc",
+      flags: ["MS_NOSUID", "MS_NOEXEC", "MS_NODEV"],
+      create: "dir",
+    }),
+    op("rootfs", "mount", "mount", {
+      source: "/data",
+      target: "/srv",
+      fstype: "",
+      flags: ["MS_BIND", "MS_REC", "MS_RDONLY"],
+    }),
+    op("rootfs", "mount", "mask", { path: "/proc/kcore" }),
+    op("rootfs", "mount", "mask", { path: "/proc/acpi" }),
+    op("rootfs", "mount", "mask", { path: "/proc/nothere" }),
+    op("rootfs", "mount", "pivot-root", {}),
+    op("identity", "uts", "sethostname", { name: "box" }),
+    op("identity", "net", "loopback-up", {}),
+    op("credentials", "process", "setgroups", { gids: [10, 20] }),
+    op("credentials", "process", "setresgid", { gid: 1000 }),
+    op("credentials", "process", "setresuid", { uid: 1000 }),
+    op("restrict", "process", "no-new-privs", {}),
+    op("exec", "process", "chdir", { path: "/home" }),
+    execve(["/usr/local/bin/sh", "/bin/sh", "/sbin/sh"]),
+  ];
+  const sys = new RecordingSys()
+    // The read-only bind's mount: nosuid, nodev, relatime (locked in a user namespace).
+    .returns("fstatfsFlags", () => true, C.MS_NOSUID | C.MS_NODEV | 4096)
+    // /proc/kcore is a file: opening it as a directory fails.
+    .failOn(
+      "openat2",
+      (a) => a[1] === "/proc/kcore" && ((a[2] as number) & C.O_DIRECTORY) !== 0,
+      20,
+    )
+    .failOn("openat2", (a) => a[1] === "/proc/nothere", 2)
+    .failOn("execve", (a) => a[0] === "/bin/sh", 13);
+
+  const prog = compileChild(ops, context(), sys);
+  assert.deepEqual(sys.calls(), [], "compiling must not touch the kernel");
+  assert.throws(() => runChild(prog, REPORT_FD, sys), FakeExit);
+
+  assert.deepEqual(sys.format({ results: true }), [
+    // Prologue: die with the parent, wait for the attach phase, own session, stdin.
+    "prctl(1, 9, 0, 0, 0) = 0",
+    "close(51) = 0",
+    "read(50, 1) = 1",
+    "close(50) = 0",
+    "setsid() = 4241",
+    "dup3(54, 0, 0x0) = 0",
+    // userns-root
+    "setresgid(0, 0, 0) = 0",
+    "setresuid(0, 0, 0) = 0",
+    // make-private
+    'mount(null, "/", null, 0x44000, null) = 0',
+    // bind-root: bind the image and keep an O_PATH fd on it at 1002
+    `mount("/img", "${ROOT}", null, 0x5000, null) = 0`,
+    `open("${ROOT}", 0x290000, 0) = 3`,
+    "dup3(3, 1002, 0x80000) = 1002",
+    "close(3) = 0",
+    // /proc: create the mount point in the root, resolve it in the root, mount on the fd
+    'openat2(1002, "/", 0x290000, 0, 0x12) = 4',
+    'mkdirat(4, "proc", 0o755) = 0',
+    "close(4) = 0",
+    'openat2(1002, "/proc", 0x280000, 0, 0x12) = 5',
+    "dup3(5, 1000, 0x80000) = 1000",
+    "close(5) = 0",
+    'mount("proc", "/proc/self/fd/1000", "proc", 0xe, null) = 0',
+    "close(1000) = 0",
+    // read-only bind: bind (without MS_RDONLY), reopen, remount keeping the locked flags
+    'openat2(1002, "/srv", 0x280000, 0, 0x12) = 6',
+    "dup3(6, 1000, 0x80000) = 1000",
+    "close(6) = 0",
+    'mount("/data", "/proc/self/fd/1000", null, 0x5000, null) = 0',
+    "close(1000) = 0",
+    'openat2(1002, "/srv", 0x280000, 0, 0x12) = 7',
+    "dup3(7, 1000, 0x80000) = 1000",
+    "close(7) = 0",
+    "fstatfsFlags(1000) = 4102",
+    'mount(null, "/proc/self/fd/1000", null, 0x201027, null) = 0',
+    "close(1000) = 0",
+    // mask of a file: /dev/null bound over it
+    'openat2(1002, "/proc/kcore", 0x280000, 0, 0x12) = 8',
+    "dup3(8, 1000, 0x80000) = 1000",
+    "close(8) = 0",
+    'openat2(1002, "/proc/kcore", 0x290000, 0, 0x12) = -20',
+    'mount("/dev/null", "/proc/self/fd/1000", null, 0x1000, null) = 0',
+    "close(1000) = 0",
+    // mask of a directory: an empty read-only tmpfs
+    'openat2(1002, "/proc/acpi", 0x280000, 0, 0x12) = 9',
+    "dup3(9, 1000, 0x80000) = 1000",
+    "close(9) = 0",
+    'openat2(1002, "/proc/acpi", 0x290000, 0, 0x12) = 10',
+    "close(10) = 0",
+    'mount("tmpfs", "/proc/self/fd/1000", "tmpfs", 0xf, "size=0") = 0',
+    "close(1000) = 0",
+    // mask of a missing path: skipped
+    'openat2(1002, "/proc/nothere", 0x280000, 0, 0x12) = -2',
+    // pivot-root
+    "fchdir(1002) = 0",
+    'pivotRoot(".", ".") = 0',
+    'umount2(".", 0x2) = 0',
+    'chdir("/") = 0',
+    "close(1002) = 0",
+    // identity
+    'sethostname("box") = 0',
+    "socket(2, 0x80002, 0) = 11",
+    "ioctlBuf(11, 0x8914) = 0",
+    "close(11) = 0",
+    // credentials, then the parent-death signal again (a credential change clears it)
+    "setgroups([10,20]) = 0",
+    "setresgid(1000, 1000, 1000) = 0",
+    "setresuid(1000, 1000, 1000) = 0",
+    "prctl(1, 9, 0, 0, 0) = 0",
+    // restrict
+    "prctl(38, 1, 0, 0, 0) = 0",
+    // exec
+    'chdir("/home") = 0',
+    "closeRange(3, 0x7fffffff, 0x4) = 0",
+    "resetSignals() = 0",
+    'execve("/usr/local/bin/sh", ["sh","-c","id"], ["PATH=/usr/bin:/bin"]) = -2',
+    'execve("/bin/sh", ["sh","-c","id"], ["PATH=/usr/bin:/bin"]) = -13',
+    'execve("/sbin/sh", ["sh","-c","id"], ["PATH=/usr/bin:/bin"]) = -2',
+    // ENOENT moved on, EACCES was remembered: the report names the execve step
+    `sendRecord(${REPORT_FD}, [23,13], -1) = 8`,
+    "exit(1)",
+  ]);
+  assert.deepEqual(reportOf(sys), [23, 13]);
+  assert.deepEqual(prog.info[23], {
+    phase: "exec",
+    plugin: "process",
+    kind: "execve",
+    paths: { path: "sh" },
+  });
+});
+
+Deno.test("calls() records decoded arguments and summarized buffers", () => {
+  const sys = new RecordingSys();
+  const { end } = runToEnd([
+    op("rootfs", "mount", "bind-root", { source: null, readonly: false }),
+    op("credentials", "process", "setgroups", { gids: [5, 7] }),
+    execve(["/bin/sh"]),
+  ], sys);
+  assert.ok(end instanceof FakeExit);
+  const calls = sys.calls();
+  assert.deepEqual(calls[6], {
+    call: "mount",
+    args: ["tmpfs", ROOT, "tmpfs", C.MS_NOSUID | C.MS_NODEV, "mode=0755"],
+  });
+  assert.deepEqual(calls.find((c) => c.call === "setgroups"), {
+    call: "setgroups",
+    args: [[5, 7]],
+  });
+  assert.deepEqual(calls.find((c) => c.call === "execve"), {
+    call: "execve",
+    args: ["/bin/sh", ["sh", "-c", "id"], ["PATH=/usr/bin:/bin"]],
+  });
+});
+
+Deno.test("console opens the container's ptmx, makes the peer stdio and sends the master", () => {
+  const sys = new RecordingSys()
+    .returns("ioctl", (a) => a[1] === C.TIOCGPTPEER, 9)
+    .execSucceeds();
+  runToEnd(
+    [
+      op("rootfs", "mount", "pivot-root", {}),
+      op("rootfs", "process", "console", {}),
+      execve(["/bin/sh"]),
+    ],
+    sys,
+    context({ devNull: -1 }),
+  );
+  assert.deepEqual(sys.format({ results: true }).slice(10, 20), [
+    'open("/dev/ptmx", 0x80102, 0) = 3',
+    "ioctlBuf(3, 0x40045431) = 0",
+    "ioctl(3, 0x5441, 0x102) = 9",
+    "ioctl(9, 0x540e, 0x0) = 0",
+    "dup3(9, 0, 0x0) = 0",
+    "dup3(9, 1, 0x0) = 1",
+    "dup3(9, 2, 0x0) = 2",
+    "close(9) = 0",
+    `sendRecord(${REPORT_FD}, [-2,0], 3) = 8`,
+    "close(3) = 0",
+  ]);
+  assert.deepEqual(sys.sent(REPORT_FD), [{ record: [CONSOLE_RECORD, 0], fd: 3 }]);
+});
+
+Deno.test("console planned before pivot-root throws at compile time", () => {
+  assert.throws(
+    () => compileChild([op("rootfs", "process", "console", {})], context(), new RecordingSys()),
+    /console planned before pivot-root/,
+  );
+});
+
+Deno.test("with stdin passed and no terminal, stdio is left alone", () => {
+  const sys = new RecordingSys().execSucceeds();
+  runToEnd([execve(["/bin/sh"])], sys, context({ devNull: -1 }));
+  assert.deepEqual(sys.names().slice(4, 7), ["setsid", "closeRange", "resetSignals"]);
+});
+
+Deno.test("EOF on the sync pipe (the parent died) exits without a report", () => {
+  const sys = new RecordingSys().scriptRead(50, new Uint8Array(0));
+  const { end } = runToEnd([execve(["/bin/sh"])], sys);
+  assert.ok(end instanceof FakeExit);
+  assert.equal(end.code, 1);
+  assert.deepEqual(sys.format(), ["prctl(1, 9, 0, 0, 0)", "close(51)", "read(50, 1)", "exit(1)"]);
+  assert.deepEqual(sys.sent(REPORT_FD), []);
+});
+
+Deno.test("a successful execve never returns: FakeExec carries path, argv and envp", () => {
+  const sys = new RecordingSys().execSucceeds("/usr/bin/sh");
+  const { end } = runToEnd([execve(["/usr/local/bin/sh", "/usr/bin/sh", "/bin/sh"])], sys);
+  assert.ok(end instanceof FakeExec);
+  assert.equal(end.path, "/usr/bin/sh");
+  assert.deepEqual(end.argv, ["sh", "-c", "id"]);
+  assert.deepEqual(end.envp, ["PATH=/usr/bin:/bin"]);
+  assert.deepEqual(sys.calls().filter((c) => c.call === "execve").map((c) => c.args[0]), [
+    "/usr/local/bin/sh",
+    "/usr/bin/sh",
+  ]);
+  assert.deepEqual(sys.sent(REPORT_FD), [], "nothing is reported when exec succeeds");
+});
+
+Deno.test("execve after an EACCES still runs a later candidate that works", () => {
+  const sys = new RecordingSys()
+    .failOn("execve", (a) => a[0] === "/a/sh", 13)
+    .execSucceeds("/c/sh");
+  const { end } = runToEnd([execve(["/a/sh", "/b/sh", "/c/sh"])], sys);
+  assert.ok(end instanceof FakeExec);
+  assert.equal(end.path, "/c/sh");
+});
+
+Deno.test("execve reports ENOENT when every candidate is missing", () => {
+  const sys = new RecordingSys();
+  const { prog } = runToEnd([execve(["/a/sh", "/b/sh"])], sys);
+  const [step, errno] = reportOf(sys);
+  assert.equal(errno, 2);
+  assert.equal(prog.info[step].kind, "execve");
+  assert.equal(sys.names().filter((n) => n === "execve").length, 2);
+});
+
+Deno.test("execve stops at the first error other than ENOENT, ENOTDIR and EACCES", () => {
+  const sys = new RecordingSys()
+    .failOn("execve", (a) => a[0] === "/a/sh", 20)
+    .failOn("execve", (a) => a[0] === "/b/sh", 8);
+  runToEnd([execve(["/a/sh", "/b/sh", "/c/sh"])], sys);
+  assert.deepEqual(reportOf(sys)[1], 8);
+  assert.deepEqual(
+    sys.calls().filter((c) => c.call === "execve").map((c) => c.args[0]),
+    ["/a/sh", "/b/sh"],
+  );
+});
+
+Deno.test("a failing mount sends [step, errno] on the report socket and exits 1", () => {
+  const ops: Op[] = [
+    op("rootfs", "mount", "make-private", {}),
+    op("rootfs", "mount", "bind-root", { source: "/img", readonly: false }),
+    op("rootfs", "mount", "mount", {
+      source: "proc",
+      target: "/proc",
+      fstype: "proc",
+      flags: ["MS_NOSUID", "MS_NOEXEC", "MS_NODEV"],
+    }),
+    op("rootfs", "mount", "pivot-root", {}),
+    execve(["/bin/sh"]),
+  ];
+  const sys = new RecordingSys().failOn("mount", (a) => a[0] === "proc", 13);
+  const { prog, end } = runToEnd(ops, sys);
+  assert.ok(end instanceof FakeExit);
+  assert.equal(end.code, 1);
+  const [step, errno] = reportOf(sys);
+  assert.deepEqual([step, errno], [6, 13]);
+  assert.deepEqual(prog.info[step], {
+    phase: "rootfs",
+    plugin: "mount",
+    kind: "mount",
+    paths: { src: "proc", dst: "/proc", flags: "MS_NOSUID|MS_NOEXEC|MS_NODEV" },
+  });
+  // Nothing runs after the failing call but the report.
+  assert.deepEqual(sys.format().slice(-4), [
+    'mount("proc", "/proc/self/fd/1000", "proc", 0xe, null)',
+    "close(1000)",
+    ...exitWithReport(6, 13),
+  ]);
+  assert.equal(sys.names().includes("pivotRoot"), false);
+});
+
+Deno.test("a failing prologue step is reported against the engine", () => {
+  const sys = new RecordingSys().failOn("setsid", 1);
+  const { prog } = runToEnd([execve(["/bin/sh"])], sys);
+  const [step, errno] = reportOf(sys);
+  assert.deepEqual([step, errno], [2, 1]);
+  assert.deepEqual(prog.info[step], {
+    phase: "rootfs",
+    plugin: "engine",
+    kind: "setsid",
+    paths: {},
+  });
+  assert.deepEqual(sys.format(), [...PROLOGUE.slice(0, 5), ...exitWithReport(2, 1)]);
+});
+
+Deno.test("a mount target that resolves outside the root fails with openat2's errno", () => {
+  const sys = new RecordingSys().failOn("openat2", (a) => a[1] === "/etc/evil", 18);
+  const { prog } = runToEnd([
+    op("rootfs", "mount", "mount", {
+      source: "/data",
+      target: "/etc/evil",
+      fstype: "",
+      flags: ["MS_BIND"],
+    }),
+  ], sys);
+  const [step, errno] = reportOf(sys);
+  assert.equal(errno, 18);
+  assert.deepEqual(prog.info[step].paths, { src: "/data", dst: "/etc/evil", flags: "MS_BIND" });
+  assert.equal(sys.names().includes("mount"), false);
+});
+
+Deno.test("a file bind creates its parents and an empty file inside the root", () => {
+  const sys = new RecordingSys().failOn("mkdirat", (a) => a[1] === "dev", 17);
+  runToEnd([
+    op("rootfs", "mount", "mount", {
+      source: "/dev/null",
+      target: "/dev/null",
+      fstype: "",
+      flags: ["MS_BIND"],
+      create: "file",
+    }),
+  ], sys);
+  assert.deepEqual(sys.format().slice(PROLOGUE.length, -2), [
+    'openat2(1002, "/", 0x290000, 0, 0x12)',
+    'mkdirat(3, "dev", 0o755)',
+    "close(3)",
+    'openat2(1002, "/dev", 0x290000, 0, 0x12)',
+    "close(4)",
+    'openat2(1002, "/dev/null", 0xa0041, 0o644, 0x12)',
+    "close(5)",
+    'openat2(1002, "/dev/null", 0x280000, 0, 0x12)',
+    "dup3(6, 1000, 0x80000)",
+    "close(6)",
+    'mount("/dev/null", "/proc/self/fd/1000", null, 0x1000, null)',
+    "close(1000)",
+  ]);
+  assert.deepEqual(reportOf(sys), [-1, 0], "a plan without execve reports step -1");
+});
+
+Deno.test("creating a mount point stops at an errno other than EEXIST", () => {
+  const sys = new RecordingSys().failOn("mkdirat", (a) => a[1] === "mnt", 30);
+  const { prog } = runToEnd([
+    op("rootfs", "mount", "mount", {
+      source: "tmpfs",
+      target: "/mnt/x",
+      fstype: "tmpfs",
+      flags: [],
+      create: "dir",
+    }),
+  ], sys);
+  const [step, errno] = reportOf(sys);
+  assert.equal(errno, 30);
+  assert.deepEqual(prog.info[step].paths, { src: "tmpfs", dst: "/mnt/x", flags: "0" });
+});
+
+Deno.test("a source inside the root is resolved there too and passed as /proc/self/fd/1001", () => {
+  const sys = new RecordingSys();
+  runToEnd([
+    op("rootfs", "mount", "mount", {
+      source: "/data",
+      target: "/srv",
+      fstype: "",
+      flags: ["MS_BIND", "MS_REC"],
+      sourceInRoot: true,
+    }),
+  ], sys);
+  assert.deepEqual(sys.format().slice(PROLOGUE.length, -2), [
+    'openat2(1002, "/srv", 0x280000, 0, 0x12)',
+    "dup3(3, 1000, 0x80000)",
+    "close(3)",
+    'openat2(1002, "/data", 0x280000, 0, 0x12)',
+    "dup3(4, 1001, 0x80000)",
+    "close(4)",
+    'mount("/proc/self/fd/1001", "/proc/self/fd/1000", null, 0x5000, null)',
+    "close(1000)",
+    "close(1001)",
+  ]);
+});
+
+Deno.test("a read-only path is bound onto itself, then remounted ro with the locked flags", () => {
+  const sys = new RecordingSys()
+    .returns("fstatfsFlags", () => true, 1024) // noatime, locked
+    .failOn("openat2", (a) => a[1] === "/proc/absent", 2);
+  runToEnd([
+    op("rootfs", "mount", "readonly-path", { path: "/proc/sys" }),
+    op("rootfs", "mount", "readonly-path", { path: "/proc/absent" }),
+  ], sys);
+  assert.deepEqual(sys.format().slice(PROLOGUE.length, -2), [
+    'openat2(1002, "/proc/sys", 0x280000, 0, 0x12)',
+    "dup3(3, 1000, 0x80000)",
+    "close(3)",
+    'mount("/proc/self/fd/1000", "/proc/self/fd/1000", null, 0x5000, null)',
+    "close(1000)",
+    'openat2(1002, "/proc/sys", 0x280000, 0, 0x12)',
+    "dup3(4, 1000, 0x80000)",
+    "close(4)",
+    "fstatfsFlags(1000)",
+    // MS_REMOUNT|MS_BIND|MS_RDONLY|MS_NOSUID|MS_NODEV|MS_NOEXEC|MS_NOATIME
+    'mount(null, "/proc/self/fd/1000", null, 0x142f, null)',
+    "close(1000)",
+    // a missing read-only path is skipped
+    'openat2(1002, "/proc/absent", 0x280000, 0, 0x12)',
+  ]);
+});
+
+Deno.test("remount-root-ro remounts / read-only keeping relatime and the locked flags", () => {
+  const sys = new RecordingSys().returns("fstatfsFlags", () => true, C.MS_NOSUID | 4096);
+  runToEnd([op("rootfs", "mount", "remount-root-ro", {})], sys);
+  assert.deepEqual(sys.format().slice(PROLOGUE.length, -2), [
+    'open("/", 0x290000, 0)',
+    "fstatfsFlags(3)",
+    "close(3)",
+    // MS_REMOUNT|MS_BIND|MS_RDONLY|MS_NOSUID|MS_RELATIME
+    'mount(null, "/", null, 0x201023, null)',
+  ]);
+});
+
+Deno.test("mkdir, symlink and setrlimit run inside the root; EEXIST is fine", () => {
+  const sys = new RecordingSys().failOn("symlinkat", 17);
+  runToEnd([
+    op("rootfs", "mount", "mkdir", { path: "/run/lock", mode: 0o755 }),
+    op("rootfs", "mount", "symlink", { target: "pts/ptmx", path: "/dev/ptmx" }),
+    op("credentials", "process", "setrlimit", { resource: "nofile", soft: 1024, hard: 4096 }),
+  ], sys);
+  assert.deepEqual(sys.format().slice(PROLOGUE.length), [
+    'openat2(1002, "/", 0x290000, 0, 0x12)',
+    'mkdirat(3, "run", 0o755)',
+    "close(3)",
+    'openat2(1002, "/run", 0x290000, 0, 0x12)',
+    'mkdirat(4, "lock", 0o755)',
+    "close(4)",
+    'openat2(1002, "/dev", 0x290000, 0, 0x12)',
+    'symlinkat("pts/ptmx", 5, "ptmx")',
+    "close(5)",
+    "setrlimit(7, 1024, 4096)",
+    ...exitWithReport(-1, 0),
+  ]);
+});
+
+Deno.test("a mount op planned after pivot-root throws at compile time", () => {
+  const ops: Op[] = [
+    op("rootfs", "mount", "pivot-root", {}),
+    op("rootfs", "mount", "mount", { source: "tmpfs", target: "/srv", fstype: "tmpfs", flags: [] }),
+  ];
+  assert.throws(
+    () => compileChild(ops, context(), new RecordingSys()),
+    /mount of \/srv planned after pivot-root/,
+  );
+});
+
+Deno.test("parent-side ops (namespace, proc-write) are refused by compileChild", () => {
+  const sys = new RecordingSys();
+  assert.throws(
+    () => compileChild([op("clone", "pid", "namespace", { flag: "CLONE_NEWPID" })], context(), sys),
+    /op namespace does not run in the child/,
+  );
+  assert.throws(
+    () =>
+      compileChild(
+        [op("attach", "user", "proc-write", { file: "uid_map", content: "0 0 1\n" })],
+        context(),
+        sys,
+      ),
+    /op proc-write does not run in the child/,
+  );
+});
+
+// ---- A real plan: profile sections -> spec -> plan -> child program ----------------------
+
+const HOST: HostInfo = {
+  arch: "x86_64",
+  uid: 0,
+  gid: 0,
+  id: "c0ffee",
+  stateDir: "/run/micro/c0ffee",
+  hostView: [],
+  devices: ["null", "zero"],
+  image: "dir",
+  passwd: "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+  group: "root:x:0:\nstaff:x:50:app\napp:x:1000:\n",
+  sourceKinds: {},
+};
+
+const PROFILE: Sections = {
+  process: { user: "app", cwd: "/home/app", noNewPrivileges: true },
+  sections: {
+    user: { enabled: true, options: {} },
+    mount: {
+      enabled: true,
+      options: { devices: ["null", "zero"], masked: ["/proc/kcore"], readonly: ["/proc/sys"] },
+    },
+    pid: { enabled: true, options: {} },
+    uts: { enabled: true, options: { hostname: "box" } },
+    net: { enabled: true, options: { mode: "none" } },
+  },
+};
+
+function realPlan(): Op[] {
+  const input = { image: "/img", args: ["sh", "-c", "id"], terminal: false, stdin: false };
+  return planRun(buildSpec(input, PROFILE, PLUGINS), HOST, PLUGINS);
+}
+
+Deno.test("a real plan compiles into the expected child steps, phase by phase", () => {
+  const plan = realPlan();
+  const childOps = plan.filter((o) => !["clone", "attach"].includes(o.phase));
+  const prog = compileChild(childOps, context(), new RecordingSys());
+  assert.deepEqual(prog.info.map((i) => `${i.phase} ${i.plugin} ${i.kind} ${i.paths.dst ?? ""}`), [
+    "rootfs engine prctl(PR_SET_PDEATHSIG) ",
+    "rootfs engine sync ",
+    "rootfs engine setsid ",
+    "rootfs engine stdin ",
+    "rootfs user userns-root ",
+    "rootfs mount make-private ",
+    "rootfs mount bind-root /run/micro/c1/root",
+    "rootfs mount mount /proc",
+    "rootfs mount mount /dev",
+    "rootfs mount mount /dev/null",
+    "rootfs mount mount /dev/zero",
+    "rootfs mount mount /dev/pts",
+    "rootfs mount symlink ",
+    "rootfs mount mount /dev/shm",
+    "rootfs mount symlink ",
+    "rootfs mount symlink ",
+    "rootfs mount symlink ",
+    "rootfs mount symlink ",
+    "rootfs mount mount /sys",
+    "rootfs mount mask ",
+    "rootfs mount readonly-path ",
+    "rootfs mount pivot-root ",
+    "identity uts sethostname ",
+    "identity net loopback-up ",
+    "credentials process setgroups ",
+    "credentials process setresgid ",
+    "credentials process setresuid ",
+    "rootfs engine prctl(PR_SET_PDEATHSIG) ",
+    "restrict process no-new-privs ",
+    "exec process chdir ",
+    "rootfs engine close_range ",
+    "rootfs engine reset signals ",
+    "exec process execve ",
+  ]);
+});
+
+Deno.test("a real plan runs to an execve of the first PATH candidate that exists", () => {
+  const plan = realPlan();
+  const sys = new RecordingSys().execSucceeds("/bin/sh");
+  const { end } = runToEnd(plan.filter((o) => !["clone", "attach"].includes(o.phase)), sys);
+  assert.ok(end instanceof FakeExec);
+  assert.deepEqual(end.argv, ["sh", "-c", "id"]);
+  assert.deepEqual(end.envp, [
+    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "HOME=/home/app",
+    "HOSTNAME=box",
+  ]);
+  // Every mount lands on the fd the target was resolved to, never on a host path.
+  assert.deepEqual(sys.calls().filter((c) => c.call === "mount").map((c) => c.args[1]), [
+    "/",
+    ROOT,
+    // /proc /dev /dev/null /dev/zero /dev/pts /dev/shm /sys, mask, readonly bind + remount
+    ...Array(10).fill("/proc/self/fd/1000"),
+  ]);
+  const tail = sys.format().slice(sys.names().indexOf("pivotRoot") - 1);
+  const lo = sys.results()[sys.names().indexOf("socket")];
+  assert.deepEqual(tail, [
+    "fchdir(1002)",
+    'pivotRoot(".", ".")',
+    'umount2(".", 0x2)',
+    'chdir("/")',
+    "close(1002)",
+    'sethostname("box")',
+    "socket(2, 0x80002, 0)",
+    `ioctlBuf(${lo}, 0x8914)`,
+    `close(${lo})`,
+    "setgroups([50])",
+    "setresgid(1000, 1000, 1000)",
+    "setresuid(1000, 1000, 1000)",
+    "prctl(1, 9, 0, 0, 0)",
+    "prctl(38, 1, 0, 0, 0)",
+    'chdir("/home/app")',
+    "closeRange(3, 0x7fffffff, 0x4)",
+    "resetSignals()",
+    ...[
+      "/usr/local/sbin/sh",
+      "/usr/local/bin/sh",
+      "/usr/sbin/sh",
+      "/usr/bin/sh",
+      "/sbin/sh",
+      "/bin/sh",
+    ].map((p) => `execve("${p}", ${JSON.stringify(end.argv)}, ${JSON.stringify(end.envp)})`),
+  ]);
+});
