@@ -23,6 +23,8 @@ export interface ChildProgram {
 
 /** The record a child sends with the terminal's master fd attached. */
 export const CONSOLE_RECORD = -2;
+/** The record a child sends right before execve: from here on, death is the command's. */
+export const READY_RECORD = -3;
 
 /** Fixed fd numbers the child moves O_PATH descriptors to, so their /proc paths are known. */
 const FD_TARGET = 1000;
@@ -60,7 +62,19 @@ export function mountFlags(flags: readonly MountFlag[]): number {
 
 /** statfs ST_* flags a bind remount inside a user namespace must keep (else EPERM). */
 const ST_LOCKED = C.MS_NOSUID | C.MS_NODEV | C.MS_NOEXEC | 1024 | 2048; // + NOATIME, NODIRATIME
+const ST_NOATIME = 1024;
 const ST_RELATIME = 4096;
+
+/**
+ * Flags for a read-only bind remount that keep what the kernel locks, the atime mode
+ * included: without an explicit one the remount means relatime, refused over strictatime.
+ */
+export function readonlyRemountFlags(st: number): number {
+  let flags = C.MS_REMOUNT | C.MS_BIND | C.MS_RDONLY | (st & ST_LOCKED);
+  if (st & ST_RELATIME) flags |= C.MS_RELATIME;
+  else if (!(st & ST_NOATIME)) flags |= C.MS_STRICTATIME;
+  return flags;
+}
 
 const PROC_FD_TARGET = cstr(`/proc/self/fd/${FD_TARGET}`);
 const PROC_FD_SOURCE = cstr(`/proc/self/fd/${FD_SOURCE}`);
@@ -68,6 +82,8 @@ const DEV_NULL = cstr("/dev/null");
 const SLASH = cstr("/");
 const DOT = cstr(".");
 const TMPFS = cstr("tmpfs");
+const ROOT_TMPFS_DATA = cstr("mode=0755");
+const MASK_TMPFS_DATA = cstr("size=0");
 
 /** Splits a container path into the prefixes to create, parent first. */
 function components(path: string): string[] {
@@ -126,12 +142,12 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         const fd = sys.openat2(
           FD_ROOT,
           full,
-          C.O_CREAT | C.O_WRONLY | C.O_CLOEXEC | C.O_NOFOLLOW,
+          C.O_CREAT | C.O_EXCL | C.O_WRONLY | C.O_CLOEXEC | C.O_NOFOLLOW,
           0o644,
           inRoot,
         );
         if (fd >= 0) sys.close(fd);
-        else if (fd !== -21 && fd !== -40) return fd; // EISDIR, ELOOP: something is there
+        else if (fd !== -17) return fd; // EEXIST: something is there already
       }
       return 0;
     };
@@ -141,9 +157,7 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
   const remountReadonly = (fdPath: CStr, fd: number, extra: number): number => {
     const st = sys.fstatfsFlags(fd);
     if (st < 0) return st;
-    let flags = C.MS_REMOUNT | C.MS_BIND | C.MS_RDONLY | extra | (st & ST_LOCKED);
-    if (st & ST_RELATIME) flags |= C.MS_RELATIME;
-    return sys.mount(null, fdPath, null, flags, null);
+    return sys.mount(null, fdPath, null, readonlyRemountFlags(st) | extra, null);
   };
 
   let pivoted = false;
@@ -176,7 +190,7 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         const src = o.args.source === null ? null : cstr(o.args.source);
         step(i, () => {
           const rc = src === null
-            ? sys.mount(TMPFS, root, TMPFS, C.MS_NOSUID | C.MS_NODEV, cstr("mode=0755"))
+            ? sys.mount(TMPFS, root, TMPFS, C.MS_NOSUID | C.MS_NODEV, ROOT_TMPFS_DATA)
             : sys.mount(src, root, null, C.MS_BIND | C.MS_REC, null);
           if (rc < 0) return rc;
           const fd = sys.open(root, C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
@@ -241,7 +255,7 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
               PROC_FD_TARGET,
               TMPFS,
               C.MS_RDONLY | C.MS_NOSUID | C.MS_NODEV | C.MS_NOEXEC,
-              cstr("size=0"),
+              MASK_TMPFS_DATA,
             );
           } else {
             rc = sys.mount(DEV_NULL, PROC_FD_TARGET, null, C.MS_BIND, null);
@@ -315,12 +329,9 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         step(i, () => {
           const fd = sys.open(SLASH, C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
           if (fd < 0) return fd;
-          const st = sys.fstatfsFlags(fd);
+          const rc = remountReadonly(SLASH, fd, 0);
           sys.close(fd);
-          if (st < 0) return st;
-          let flags = C.MS_REMOUNT | C.MS_BIND | C.MS_RDONLY | (st & ST_LOCKED);
-          if (st & ST_RELATIME) flags |= C.MS_RELATIME;
-          return sys.mount(null, SLASH, null, flags, null);
+          return rc;
         });
         break;
       }
@@ -421,6 +432,8 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         const candidates = a.path.map(cstr);
         step(engine("close_range"), () => sys.closeRange(3, 0x7fffffff, C.CLOSE_RANGE_CLOEXEC));
         step(engine("reset signals"), () => sys.resetSignals());
+        const ready = new Int32Array([READY_RECORD, 0]);
+        step(engine("ready"), () => sys.sendRecord(ctx.report, ready, -1));
         step(i, () => {
           // execvp's rule: ENOENT moves on, EACCES is remembered, anything else stops.
           let saw = 0;

@@ -4,10 +4,17 @@
  * flag; the parent then attaches (id maps), releases the child, reads its error pipe,
  * supervises and reports the exit status.
  */
-import { errnoName, EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, hintFor, MicroError } from "../errors.ts";
+import {
+  ERRNO,
+  errnoName,
+  EXIT_CANNOT_INVOKE,
+  EXIT_NOT_FOUND,
+  hintFor,
+  MicroError,
+} from "../errors.ts";
 import { CHILD_PHASES, type Op } from "../ops.ts";
 import { C, cstr, type Sys } from "../sys/mod.ts";
-import { compileChild, CONSOLE_RECORD, runChild } from "./child.ts";
+import { compileChild, CONSOLE_RECORD, READY_RECORD, runChild, type StepInfo } from "./child.ts";
 
 export interface EngineOptions {
   /** Host directory the new root is staged on. */
@@ -53,6 +60,12 @@ const SIGNUM: Record<string, number> = {
   SIGWINCH: 28,
 };
 
+const DEV_NULL = cstr("/dev/null");
+const ONE = new Uint8Array([1]);
+const ERRNO_BY_CODE: Record<string, number> = Object.fromEntries(
+  Object.entries(ERRNO).map(([n, name]) => [name, Number(n)]),
+);
+
 export function cloneFlags(plan: Op[]): number {
   let flags = 0;
   for (const o of plan) {
@@ -93,7 +106,7 @@ function attach(plan: Op[], pid: number): void {
     try {
       Deno.writeTextFileSync(path, o.args.content);
     } catch (e) {
-      const errno = e instanceof Deno.errors.PermissionDenied ? 1 : 22;
+      const errno = ERRNO_BY_CODE[(e as { code?: string }).code ?? ""] ?? 22;
       throw new MicroError("", {
         phase: "attach",
         plugin: o.plugin,
@@ -106,44 +119,83 @@ function attach(plan: Op[], pid: number): void {
   }
 }
 
+/** The child died of a signal before it reached execve: nothing outside it exists yet. */
+class FailedStart extends Error {}
+
 /**
  * Runs the plan and returns when the container has exited. Throws MicroError when it
- * could not start; the caller owns state and cleanup.
+ * could not start; the caller owns state and cleanup. A child that dies of a signal before
+ * its ready report is a failed start (DESIGN.md §4) and is retried once.
  */
 export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promise<RunResult> {
   const flags = cloneFlags(plan) | C.SIGCHLD;
   const childOps = plan.filter((o) => CHILD_PHASES.includes(o.phase));
+  for (let attempt = 0;; attempt++) {
+    try {
+      const { pid, master } = await start(plan, childOps, flags, opts, sys);
+      return await supervise(pid, master, sys);
+    } catch (e) {
+      if (!(e instanceof FailedStart) || attempt > 0) {
+        if (e instanceof FailedStart) {
+          throw new MicroError(e.message, { phase: "clone", plugin: "engine" });
+        }
+        throw e;
+      }
+    }
+  }
+}
 
+/** Clones the child, attaches it and waits until it has exec'd (or failed). */
+async function start(
+  plan: Op[],
+  childOps: Op[],
+  flags: number,
+  opts: EngineOptions,
+  sys: Sys,
+): Promise<{ pid: number; master: number }> {
+  const fds: number[] = [];
+  const closeAll = () => {
+    for (const fd of fds.splice(0)) sys.close(fd);
+  };
   const sync = new Int32Array(2);
   const report = new Int32Array(2);
-  check(sys.pipe2(sync, C.O_CLOEXEC), "pipe2");
-  check(sys.socketpair(C.AF_UNIX, C.SOCK_SEQPACKET | C.SOCK_CLOEXEC, report), "socketpair");
-  let devNull = -1;
-  if (!opts.stdin && !opts.terminal) {
-    devNull = check(sys.open(cstr("/dev/null"), C.O_RDONLY | C.O_CLOEXEC, 0), "open", {
-      path: "/dev/null",
-    });
+  let prog;
+  try {
+    check(sys.pipe2(sync, C.O_CLOEXEC), "pipe2");
+    fds.push(sync[0], sync[1]);
+    check(sys.socketpair(C.AF_UNIX, C.SOCK_SEQPACKET | C.SOCK_CLOEXEC, report), "socketpair");
+    fds.push(report[0], report[1]);
+    let devNull = -1;
+    if (!opts.stdin && !opts.terminal) {
+      devNull = check(sys.open(DEV_NULL, C.O_RDONLY | C.O_CLOEXEC, 0), "open", {
+        path: "/dev/null",
+      });
+      fds.push(devNull);
+    }
+    prog = compileChild(childOps, {
+      rootPath: opts.rootPath,
+      syncRead: sync[0],
+      syncWrite: sync[1],
+      report: report[1],
+      devNull,
+    }, sys);
+  } catch (e) {
+    closeAll();
+    throw e;
   }
-
-  const prog = compileChild(childOps, {
-    rootPath: opts.rootPath,
-    syncRead: sync[0],
-    syncWrite: sync[1],
-    report: report[1],
-    devNull,
-  }, sys);
 
   // From the sweep to the clone nothing may allocate (DESIGN.md §4).
   sys.prepareFork();
   const pid = sys.clone(flags);
   if (pid === 0) runChild(prog, report[1], sys);
 
-  sys.close(sync[0]);
-  sys.close(report[1]);
-  if (devNull >= 0) sys.close(devNull);
+  // The parent keeps only its ends: the sync pipe's write end and the report socket.
+  for (const fd of fds.splice(0)) {
+    if (fd === sync[1] || fd === report[0]) fds.push(fd);
+    else sys.close(fd);
+  }
   if (pid < 0) {
-    sys.close(sync[1]);
-    sys.close(report[0]);
+    closeAll();
     throw new MicroError("", {
       phase: "clone",
       plugin: "engine",
@@ -153,57 +205,91 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
       hint: hintFor("clone", -pid),
     });
   }
+  const abandon = async () => {
+    sys.kill(pid, C.SIGKILL);
+    closeAll();
+    await sys.waitpid(pid);
+  };
 
   try {
     opts.onChild?.(pid);
     attach(plan, pid);
   } catch (e) {
-    sys.kill(pid, C.SIGKILL);
-    sys.close(sync[1]);
-    sys.close(report[0]);
-    await sys.waitpid(pid);
+    await abandon();
     throw e;
   }
-  // Release the child. It sends the terminal's master (with -t), then either the first
-  // failure or nothing: EOF, once execve has closed its end of the socket.
-  sys.write(sync[1], new Uint8Array([1]), 1);
+  // Release the child. It sends the terminal's master (with -t), then READY just before
+  // execve, then either the execve failure or nothing: EOF once execve closed the socket.
+  sys.write(sync[1], ONE, 1);
   sys.close(sync[1]);
+  fds.splice(fds.indexOf(sync[1]), 1);
   let master = -1;
+  let ready = false;
   const record = new Int32Array(2);
-  let got = await sys.recvRecord(report[0], record);
-  if (got.n === 8 && record[0] === CONSOLE_RECORD && got.fd >= 0) {
-    master = got.fd;
-    copyWindowSize(sys, master);
-    got = await sys.recvRecord(report[0], record);
-  }
-  sys.close(report[0]);
-  if (got.n === 8) {
+  for (;;) {
+    const got = await sys.recvRecord(report[0], record);
+    if (got.n === 8 && record[0] === CONSOLE_RECORD && got.fd >= 0 && master < 0) {
+      master = got.fd;
+      copyWindowSize(sys, master);
+      continue;
+    }
+    if (got.n === 8 && record[0] === READY_RECORD) {
+      ready = true;
+      continue;
+    }
+    closeAll();
+    if (got.n === 0 && ready) return { pid, master };
     if (master >= 0) sys.close(master);
-    await sys.waitpid(pid);
-    const step = prog.info[record[0]];
-    const errno = record[1];
-    if (step?.kind === "execve") {
-      const notFound = errno === 2 || errno === 20;
-      throw new MicroError("", {
-        phase: "exec",
-        plugin: step.plugin,
-        op: "execve",
-        paths: step.paths,
-        errno,
-        hint: hintFor("execve", errno),
-        exitCode: notFound ? EXIT_NOT_FOUND : EXIT_CANNOT_INVOKE,
+    if (got.n === 0) {
+      // EOF without READY: the child died before execve.
+      const { status } = await sys.waitpid(pid);
+      const r = decodeStatus(status);
+      if (r.signal) {
+        throw new FailedStart(
+          `the container's first process died of signal ${r.signal} before exec`,
+        );
+      }
+      throw new MicroError(`the container's first process exited with ${r.exitCode} before exec`, {
+        phase: "clone",
+        plugin: "engine",
       });
     }
-    throw new MicroError("", {
-      phase: step?.phase ?? "child",
-      plugin: step?.plugin,
-      op: step?.kind ?? `step ${record[0]}`,
-      paths: step?.paths ?? {},
+    if (got.n !== 8 || record[0] < 0 || record[0] >= prog.info.length) {
+      await abandon();
+      throw new MicroError(
+        got.n < 0
+          ? `reading the child's report: ${errnoName(-got.n)}`
+          : `the child sent a malformed report (${got.n} bytes, step ${record[0]})`,
+        { phase: "clone", plugin: "engine" },
+      );
+    }
+    await sys.waitpid(pid);
+    throw childError(prog.info[record[0]], record[1]);
+  }
+}
+
+/** The error for a child's `[step, errno]` report. */
+function childError(step: StepInfo, errno: number): MicroError {
+  if (step.kind === "execve") {
+    const notFound = errno === 2 || errno === 20;
+    return new MicroError("", {
+      phase: "exec",
+      plugin: step.plugin,
+      op: "execve",
+      paths: step.paths,
       errno,
-      hint: hintFor(step?.kind ?? "", errno),
+      hint: hintFor("execve", errno),
+      exitCode: notFound ? EXIT_NOT_FOUND : EXIT_CANNOT_INVOKE,
     });
   }
-  return await supervise(pid, master, sys);
+  return new MicroError("", {
+    phase: step.phase,
+    plugin: step.plugin,
+    op: step.kind,
+    paths: step.paths,
+    errno,
+    hint: hintFor(step.kind, errno),
+  });
 }
 
 function copyWindowSize(sys: Sys, master: number): void {
