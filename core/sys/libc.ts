@@ -4,78 +4,121 @@
  */
 import type { Arch, Sys } from "./mod.ts";
 
-/** Raw syscall numbers that differ between the two architectures. */
+/**
+ * Syscall numbers. Every call goes through libc's `syscall(2)` under a handful of
+ * signatures: one binding per signature instead of one per function keeps start-up short,
+ * and raw credential calls avoid glibc's setxid broadcast, which would hang the child.
+ */
 const NR = {
   x86_64: {
+    read: 0,
+    write: 1,
+    close: 3,
+    ioctl: 16,
+    madvise: 28,
+    getpid: 39,
+    socket: 41,
+    sendmsg: 46,
+    recvmsg: 47,
+    socketpair: 53,
     clone: 56,
-    pivot_root: 155,
-    openat2: 437,
-    close_range: 436,
+    execve: 59,
+    wait4: 61,
+    kill: 62,
+    flock: 73,
+    chdir: 80,
+    fchdir: 81,
+    setsid: 112,
+    setgroups: 116,
     setresuid: 117,
     setresgid: 119,
-    setgroups: 116,
-    prlimit64: 302,
+    fstatfs: 138,
+    pivot_root: 155,
+    prctl: 157,
+    mount: 165,
+    umount2: 166,
+    sethostname: 170,
     exit_group: 231,
+    openat: 257,
+    mkdirat: 258,
+    symlinkat: 266,
+    dup3: 292,
+    pipe2: 293,
+    prlimit64: 302,
     rt_sigaction: 13,
     rt_sigprocmask: 14,
-    sethostname: 170,
+    close_range: 436,
+    openat2: 437,
   },
   aarch64: {
+    read: 63,
+    write: 64,
+    close: 57,
+    ioctl: 29,
+    madvise: 233,
+    getpid: 172,
+    socket: 198,
+    sendmsg: 211,
+    recvmsg: 212,
+    socketpair: 199,
     clone: 220,
-    pivot_root: 41,
-    openat2: 437,
-    close_range: 436,
+    execve: 221,
+    wait4: 260,
+    kill: 129,
+    flock: 32,
+    chdir: 49,
+    fchdir: 50,
+    setsid: 157,
+    setgroups: 159,
     setresuid: 147,
     setresgid: 149,
-    setgroups: 159,
-    prlimit64: 261,
+    fstatfs: 44,
+    pivot_root: 41,
+    prctl: 167,
+    mount: 40,
+    umount2: 39,
+    sethostname: 161,
     exit_group: 94,
+    openat: 56,
+    mkdirat: 34,
+    symlinkat: 36,
+    dup3: 24,
+    pipe2: 59,
+    prlimit64: 261,
     rt_sigaction: 134,
     rt_sigprocmask: 135,
-    sethostname: 161,
+    close_range: 436,
+    openat2: 437,
   },
 } as const;
 
 const I = "i64" as const;
 const B = "buffer" as const;
+const sc = (...parameters: ("i64" | "buffer")[]) => ({
+  name: "syscall",
+  parameters: [I, ...parameters],
+  result: "i64",
+} as const);
 
+/** syscall(2) by signature: i = a number, b = a buffer (or null); every argument 64-bit. */
 const SYMBOLS = {
   __errno_location: { parameters: [], result: "pointer" },
-  mount: { parameters: [B, B, B, "u64", B], result: "i32" },
-  umount2: { parameters: [B, "i32"], result: "i32" },
-  mkdirat: { parameters: ["i32", B, "u32"], result: "i32" },
-  symlinkat: { parameters: [B, "i32", B], result: "i32" },
-  fstatfs: { parameters: ["i32", B], result: "i32" },
-  chdir: { parameters: [B], result: "i32" },
-  fchdir: { parameters: ["i32"], result: "i32" },
-  open: { parameters: [B, "i32", "u32"], result: "i32" },
-  close: { parameters: ["i32"], result: "i32" },
-  dup3: { parameters: ["i32", "i32", "i32"], result: "i32" },
-  read: { parameters: ["i32", B, "usize"], result: "isize" },
-  read_async: { name: "read", parameters: ["i32", B, "usize"], result: "isize", nonblocking: true },
-  write: { parameters: ["i32", B, "usize"], result: "isize" },
-  pipe2: { parameters: [B, "i32"], result: "i32" },
-  ioctl: { parameters: ["i32", "u64", "u64"], result: "i32" },
-  ioctl_buf: { name: "ioctl", parameters: ["i32", "u64", B], result: "i32" },
-  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
-  prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
-  setsid: { parameters: [], result: "i32" },
-  execve: { parameters: [B, B, B], result: "i32" },
-  madvise: { parameters: ["usize", "usize", "i32"], result: "i32" },
-  kill: { parameters: ["i32", "i32"], result: "i32" },
-  getpid: { parameters: [], result: "i32" },
-  waitpid: { parameters: ["i32", B, "i32"], result: "i32", nonblocking: true },
-  flock: { parameters: ["i32", "i32"], result: "i32" },
-  socketpair: { parameters: ["i32", "i32", "i32", B], result: "i32" },
-  sendmsg: { parameters: ["i32", B, "i32"], result: "isize" },
-  recvmsg: { parameters: ["i32", B, "i32"], result: "isize", nonblocking: true },
-  // syscall(2) under several signatures; every argument is passed as 64 bits.
-  sc_i: { name: "syscall", parameters: [I, I, I, I, I, I], result: "i32" },
-  sc_bb: { name: "syscall", parameters: [I, B, B], result: "i32" },
-  sc_ib: { name: "syscall", parameters: [I, I, B], result: "i32" },
-  sc_bi: { name: "syscall", parameters: [I, B, I], result: "i32" },
-  sc_ibbi: { name: "syscall", parameters: [I, I, B, B, I], result: "i32" },
-  sc_iibbi: { name: "syscall", parameters: [I, I, I, B, B, I], result: "i32" },
+  i: sc(I, I, I, I, I),
+  b: sc(B),
+  bi: sc(B, I),
+  ib: sc(I, B),
+  bb: sc(B, B),
+  bbb: sc(B, B, B),
+  ibi: sc(I, B, I),
+  bib: sc(B, I, B),
+  iib: sc(I, I, B),
+  ibii: sc(I, B, I, I),
+  iiib: sc(I, I, I, B),
+  ibbi: sc(I, B, B, I),
+  iibb: sc(I, I, B, B),
+  bbbib: sc(B, B, B, I, B),
+  ibi_async: { ...sc(I, B, I), nonblocking: true },
+  ibib_async: { ...sc(I, B, I, B), nonblocking: true },
 } as const;
 
 /**
@@ -96,12 +139,23 @@ export function openLibc(): Sys {
   const nr = NR[arch];
   const errnoView = new Deno.UnsafePointerView(lib.__errno_location()!);
   const errno = () => errnoView.getInt32(0);
-  /** libc convention (-1 and errno) to ours (-errno). */
-  const r = (v: number) => (v < 0 ? -errno() : v);
-  const rn = (v: number | bigint) => {
+  /** libc's convention (-1 and errno) to ours (-errno); results fit in a number. */
+  const r = (v: number | bigint) => {
     const n = Number(v);
     return n < 0 ? -errno() : n;
   };
+  /**
+   * Calls made off the main thread set errno in another thread, so it cannot be read:
+   * a failure is retried a few times (EINTR) and then reported as `fallback`.
+   */
+  const retryAsync = async (call: () => Promise<number | bigint>, fallback: number) => {
+    for (let i = 0; i < 16; i++) {
+      const n = Number(await call());
+      if (n >= 0) return n;
+    }
+    return -fallback;
+  };
+  const AT_FDCWD = -100;
   // Pre-allocated scratch buffers so child-side calls allocate nothing of note.
   const how = new Uint32Array(6);
   const howBytes = new Uint8Array(how.buffer);
@@ -125,105 +179,105 @@ export function openLibc(): Sys {
 
   const sys: Sys = {
     arch,
-    mount: (s, t, f, flags, d) => r(lib.mount(s, t, f, flags, d)),
-    umount2: (t, flags) => r(lib.umount2(t, flags)),
-    mkdirat: (fd, p, mode) => r(lib.mkdirat(fd, p, mode)),
-    symlinkat: (t, fd, p) => r(lib.symlinkat(t, fd, p)),
+    mount: (s, t, f, flags, d) => r(lib.bbbib(nr.mount, s, t, f, flags, d)),
+    umount2: (t, flags) => r(lib.bi(nr.umount2, t, flags)),
+    mkdirat: (fd, p, mode) => r(lib.ibi(nr.mkdirat, fd, p, mode)),
+    symlinkat: (t, fd, p) => r(lib.bib(nr.symlinkat, t, fd, p)),
     fstatfsFlags(fd) {
-      const rc = lib.fstatfs(fd, statfsBuf);
+      const rc = r(lib.ib(nr.fstatfs, fd, statfsBuf));
       // struct statfs on 64-bit Linux: f_flags is the 11th 8-byte field.
-      return rc < 0 ? -errno() : statfsWords[20];
+      return rc < 0 ? rc : statfsWords[20];
     },
-    chdir: (p) => r(lib.chdir(p)),
-    fchdir: (fd) => r(lib.fchdir(fd)),
-    open: (p, flags, mode) => r(lib.open(p, flags, mode)),
+    chdir: (p) => r(lib.b(nr.chdir, p)),
+    fchdir: (fd) => r(lib.i(nr.fchdir, fd, 0, 0, 0, 0)),
+    open: (p, flags, mode) => r(lib.ibii(nr.openat, AT_FDCWD, p, flags, mode)),
     openat2(dirfd, path, flags, mode, resolve) {
       setU64(how, 0, flags);
       setU64(how, 1, mode);
       setU64(how, 2, resolve);
-      return r(lib.sc_ibbi(nr.openat2, dirfd, path, howBytes, 24));
+      return r(lib.ibbi(nr.openat2, dirfd, path, howBytes, 24));
     },
-    close: (fd) => r(lib.close(fd)),
-    dup3: (a, b, flags) => r(lib.dup3(a, b, flags)),
-    pivotRoot: (n, o) => r(lib.sc_bb(nr.pivot_root, n, o)),
-    sethostname: (name) => r(lib.sc_bi(nr.sethostname, name, name.indexOf(0))),
-    setresuid: (a, b, c) => r(lib.sc_i(nr.setresuid, a, b, c, 0, 0)),
-    setresgid: (a, b, c) => r(lib.sc_i(nr.setresgid, a, b, c, 0, 0)),
+    close: (fd) => r(lib.i(nr.close, fd, 0, 0, 0, 0)),
+    dup3: (a, b, flags) => r(lib.i(nr.dup3, a, b, flags, 0, 0)),
+    pivotRoot: (n, o) => r(lib.bb(nr.pivot_root, n, o)),
+    sethostname: (name) => r(lib.bi(nr.sethostname, name, name.indexOf(0))),
+    setresuid: (a, b, c) => r(lib.i(nr.setresuid, a, b, c, 0, 0)),
+    setresgid: (a, b, c) => r(lib.i(nr.setresgid, a, b, c, 0, 0)),
     setgroups: (gids) =>
-      r(lib.sc_ib(nr.setgroups, gids.length, new Uint8Array(gids.buffer, gids.byteOffset))),
+      r(lib.ib(nr.setgroups, gids.length, new Uint8Array(gids.buffer, gids.byteOffset))),
     setrlimit(resource, soft, hard) {
       setU64(rlim, 0, soft);
       setU64(rlim, 1, hard);
-      return r(lib.sc_iibbi(nr.prlimit64, 0, resource, rlimBytes, null, 0));
+      return r(lib.iibb(nr.prlimit64, 0, resource, rlimBytes, null));
     },
-    prctl: (o, a, b, c, d) => r(lib.prctl(o, a, b, c, d)),
-    setsid: () => r(lib.setsid()),
-    read: (fd, buf, len) => rn(lib.read(fd, buf, len)),
-    write: (fd, buf, len) => rn(lib.write(fd, buf, len)),
-    pipe2: (fds, flags) => r(lib.pipe2(new Uint8Array(fds.buffer, fds.byteOffset, 8), flags)),
-    ioctl: (fd, req, arg) => r(lib.ioctl(fd, req, arg)),
-    ioctlBuf: (fd, req, buf) => r(lib.ioctl_buf(fd, req, buf)),
-    socket: (d, t, p) => r(lib.socket(d, t, p)),
-    closeRange: (a, b, flags) => r(lib.sc_i(nr.close_range, a, b, flags, 0, 0)),
+    prctl: (o, a, b, c, d) => r(lib.i(nr.prctl, o, a, b, c, d)),
+    setsid: () => r(lib.i(nr.setsid, 0, 0, 0, 0, 0)),
+    read: (fd, buf, len) => r(lib.ibi(nr.read, fd, buf, len)),
+    write: (fd, buf, len) => r(lib.ibi(nr.write, fd, buf, len)),
+    pipe2: (fds, flags) =>
+      r(lib.bi(nr.pipe2, new Uint8Array(fds.buffer, fds.byteOffset, 8), flags)),
+    ioctl: (fd, req, arg) => r(lib.i(nr.ioctl, fd, req, arg, 0, 0)),
+    ioctlBuf: (fd, req, buf) => r(lib.iib(nr.ioctl, fd, req, buf)),
+    socket: (d, t, p) => r(lib.i(nr.socket, d, t, p, 0, 0)),
+    closeRange: (a, b, flags) => r(lib.i(nr.close_range, a, b, flags, 0, 0)),
     resetSignals() {
       for (let sig = 1; sig < 65; sig++) {
         if (sig === 9 || sig === 19 || sig === 32 || sig === 33) continue;
-        lib.sc_ibbi(nr.rt_sigaction, sig, sigact, null, 8);
+        lib.ibbi(nr.rt_sigaction, sig, sigact, null, 8);
       }
-      return r(lib.sc_ibbi(nr.rt_sigprocmask, 2, sigset, null, 8)); // SIG_SETMASK, empty
+      return r(lib.ibbi(nr.rt_sigprocmask, 2, sigset, null, 8)); // SIG_SETMASK, empty
     },
     execve: (path, argv, envp) =>
-      r(lib.execve(
+      r(lib.bbb(
+        nr.execve,
         path,
         new Uint8Array(argv.pointers.buffer),
         new Uint8Array(envp.pointers.buffer),
       )),
     exit(code: number): never {
-      lib.sc_i(nr.exit_group, code, 0, 0, 0, 0);
+      lib.i(nr.exit_group, code, 0, 0, 0, 0);
       throw new Error("unreachable");
     },
-    clone: (flags) => r(lib.sc_i(nr.clone, flags, 0, 0, 0, 0)),
+    clone: (flags) => r(lib.i(nr.clone, flags, 0, 0, 0, 0)),
     prepareFork() {
       // The whole user address space, holes included (madvise skips them with ENOMEM but
       // still marks every mapping), so pages V8 maps after reading /proc/self/maps are
       // covered too. Only the VM_IO mappings, which never move, are stepped around.
       if (sweep === null) sweep = sweepRanges(arch);
       const m = sweep;
-      for (let i = 0; i < m.length; i += 2) lib.madvise(m[i], m[i + 1] - m[i], 11);
+      for (let i = 0; i < m.length; i += 2) lib.i(nr.madvise, m[i], m[i + 1] - m[i], 11, 0, 0);
     },
-    kill: (pid, sig) => r(lib.kill(pid, sig)),
-    getpid: () => lib.getpid(),
+    kill: (pid, sig) => r(lib.i(nr.kill, pid, sig, 0, 0, 0)),
+    getpid: () => r(lib.i(nr.getpid, 0, 0, 0, 0, 0)),
     async waitpid(pid) {
       const st = new Int32Array(1);
+      const bytes = new Uint8Array(st.buffer);
+      // __WALL; a failure is EINTR unless the child is gone (then ECHILD).
       for (;;) {
-        const got = await lib.waitpid(pid, new Uint8Array(st.buffer), 0x40000000);
+        const got = Number(await lib.ibib_async(nr.wait4, pid, bytes, 0x40000000, null));
         if (got >= 0) return { pid: got, status: st[0] };
-        const e = errno();
-        if (e !== 4) return { pid: -e, status: 0 };
+        if (sys.kill(pid, 0) === -3) return { pid: -10, status: 0 };
       }
     },
-    async readAsync(fd, buf, len) {
-      return rn(await lib.read_async(fd, buf, len));
-    },
-    flock: (fd, op) => r(lib.flock(fd, op)),
+    readAsync: (fd, buf, len) => retryAsync(() => lib.ibi_async(nr.read, fd, buf, len), 5),
+    flock: (fd, op) => r(lib.i(nr.flock, fd, op, 0, 0, 0)),
     socketpair: (d, t, fds) =>
-      r(lib.socketpair(d, t, 0, new Uint8Array(fds.buffer, fds.byteOffset, 8))),
+      r(lib.iiib(nr.socketpair, d, t, 0, new Uint8Array(fds.buffer, fds.byteOffset, 8))),
     sendRecord(sock, record, fd) {
       send.words.set(record, MSG_DATA / 4);
       send.words[MSG_CMSG / 4 + 4] = fd;
       send.set(MSG_CONTROLLEN, fd >= 0 ? CMSG_SPACE_INT : 0);
-      return rn(lib.sendmsg(sock, send.bytes, 0x4000)); // MSG_NOSIGNAL
+      return r(lib.ibi(nr.sendmsg, sock, send.bytes, 0x4000)); // MSG_NOSIGNAL
     },
     async recvRecord(sock, record) {
       const m = messageBuffer();
-      for (;;) {
+      const n = await retryAsync(() => {
         m.set(MSG_CONTROLLEN, CMSG_SPACE_INT);
-        const n = rn(await lib.recvmsg(sock, m.bytes, 0x40000000)); // MSG_CMSG_CLOEXEC
-        if (n === -4) continue;
-        if (n > 0) record.set(m.words.subarray(MSG_DATA / 4, MSG_DATA / 4 + 2));
-        const withFd = m.words[MSG_CONTROLLEN / 4] >= 20 && m.words[MSG_CMSG / 4 + 3] === 1;
-        return { n, fd: withFd ? m.words[MSG_CMSG / 4 + 4] : -1 };
-      }
+        return lib.ibi_async(nr.recvmsg, sock, m.bytes, 0x40000000); // MSG_CMSG_CLOEXEC
+      }, 5);
+      if (n > 0) record.set(m.words.subarray(MSG_DATA / 4, MSG_DATA / 4 + 2));
+      const withFd = n > 0 && m.words[MSG_CONTROLLEN / 4] >= 20 && m.words[MSG_CMSG / 4 + 3] === 1;
+      return { n, fd: withFd ? m.words[MSG_CMSG / 4 + 4] : -1 };
     },
   };
   return sys;
