@@ -92,7 +92,7 @@ export interface RecordingSysOptions {
   clonePid?: number;
   /** What `getpid` returns. */
   pid?: number;
-  /** The raw status `waitpid` resolves with. */
+  /** The raw status `waitpid` resolves with (once `scriptWait`'s statuses are used up). */
   waitStatus?: number;
 }
 
@@ -109,6 +109,7 @@ export class RecordingSys implements Sys {
   private readonly writes = new Map<number, number[]>();
   private readonly sends = new Map<number, SentRecord[]>();
   private readonly recvs = new Map<number, { record: [number, number]; fd?: number }[]>();
+  private readonly waits: number[] = [];
   private nextFd = 3;
 
   constructor(opts: RecordingSysOptions = {}) {
@@ -160,6 +161,15 @@ export class RecordingSys implements Sys {
     const q = this.recvs.get(sock) ?? [];
     q.push(...records);
     this.recvs.set(sock, q);
+    return this;
+  }
+
+  /**
+   * Raw statuses the next successful `waitpid` calls resolve with, one per call; after them,
+   * `waitStatus`.
+   */
+  scriptWait(...statuses: number[]): this {
+    this.waits.push(...statuses);
     return this;
   }
 
@@ -366,7 +376,8 @@ export class RecordingSys implements Sys {
   }
   waitpid(pid: number) {
     const got = this.record("waitpid", [pid], () => pid);
-    return Promise.resolve({ pid: got, status: got < 0 ? 0 : this.waitStatus });
+    const status = got < 0 ? 0 : this.waits.shift() ?? this.waitStatus;
+    return Promise.resolve({ pid: got, status });
   }
   readAsync(fd: number, buf: Uint8Array, len: number) {
     // Unscripted: EOF (a pty master whose slave side is gone).

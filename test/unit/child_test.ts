@@ -8,6 +8,8 @@ import {
   type ChildContext,
   compileChild,
   CONSOLE_RECORD,
+  readonlyRemountFlags,
+  READY_RECORD,
   runChild,
 } from "../../core/engine/child.ts";
 import { type Op, op } from "../../core/ops.ts";
@@ -49,6 +51,18 @@ function reportOf(sys: RecordingSys): number[] {
   assert.equal(sent.length, 1);
   assert.equal(sent[0].fd, -1);
   return sent[0].record;
+}
+
+/** The READY record the child sends right before execve (no fd). */
+const READY = { record: [READY_RECORD, 0], fd: -1 };
+
+/** The `[step, errno]` of a failed execve: the child sent exactly READY, then that record. */
+function execReportOf(sys: RecordingSys): number[] {
+  const sent = sys.sent(REPORT_FD);
+  assert.equal(sent.length, 2);
+  assert.deepEqual(sent[0], READY);
+  assert.equal(sent[1].fd, -1);
+  return sent[1].record;
 }
 
 const PROLOGUE = [
@@ -192,15 +206,22 @@ Deno.test("compileChild makes no calls; runChild runs every phase's steps in ord
     'chdir("/home") = 0',
     "closeRange(3, 0x7fffffff, 0x4) = 0",
     "resetSignals() = 0",
+    // READY: from here on, the child's death is the command's
+    `sendRecord(${REPORT_FD}, [-3,0], -1) = 8`,
     'execve("/usr/local/bin/sh", ["sh","-c","id"], ["PATH=/usr/bin:/bin"]) = -2',
     'execve("/bin/sh", ["sh","-c","id"], ["PATH=/usr/bin:/bin"]) = -13',
     'execve("/sbin/sh", ["sh","-c","id"], ["PATH=/usr/bin:/bin"]) = -2',
     // ENOENT moved on, EACCES was remembered: the report names the execve step
-    `sendRecord(${REPORT_FD}, [23,13], -1) = 8`,
+    `sendRecord(${REPORT_FD}, [24,13], -1) = 8`,
     "exit(1)",
   ]);
-  assert.deepEqual(reportOf(sys), [23, 13]);
-  assert.deepEqual(prog.info[23], {
+  assert.deepEqual(execReportOf(sys), [24, 13]);
+  assert.deepEqual(prog.info.slice(21, 24), [
+    { phase: "rootfs", plugin: "engine", kind: "close_range", paths: {} },
+    { phase: "rootfs", plugin: "engine", kind: "reset signals", paths: {} },
+    { phase: "rootfs", plugin: "engine", kind: "ready", paths: {} },
+  ]);
+  assert.deepEqual(prog.info[24], {
     phase: "exec",
     plugin: "process",
     kind: "execve",
@@ -256,7 +277,13 @@ Deno.test("console opens the container's ptmx, makes the peer stdio and sends th
     `sendRecord(${REPORT_FD}, [-2,0], 3) = 8`,
     "close(3) = 0",
   ]);
-  assert.deepEqual(sys.sent(REPORT_FD), [{ record: [CONSOLE_RECORD, 0], fd: 3 }]);
+  // The master first, then READY right before the execve.
+  assert.deepEqual(sys.sent(REPORT_FD), [{ record: [CONSOLE_RECORD, 0], fd: 3 }, READY]);
+  assert.deepEqual(sys.format().slice(-3), [
+    "resetSignals()",
+    `sendRecord(${REPORT_FD}, [-3,0], -1)`,
+    'execve("/bin/sh", ["sh","-c","id"], ["PATH=/usr/bin:/bin"])',
+  ]);
 });
 
 Deno.test("console planned before pivot-root throws at compile time", () => {
@@ -269,7 +296,13 @@ Deno.test("console planned before pivot-root throws at compile time", () => {
 Deno.test("with stdin passed and no terminal, stdio is left alone", () => {
   const sys = new RecordingSys().execSucceeds();
   runToEnd([execve(["/bin/sh"])], sys, context({ devNull: -1 }));
-  assert.deepEqual(sys.names().slice(4, 7), ["setsid", "closeRange", "resetSignals"]);
+  assert.deepEqual(sys.names().slice(4), [
+    "setsid",
+    "closeRange",
+    "resetSignals",
+    "sendRecord",
+    "execve",
+  ]);
 });
 
 Deno.test("EOF on the sync pipe (the parent died) exits without a report", () => {
@@ -292,7 +325,13 @@ Deno.test("a successful execve never returns: FakeExec carries path, argv and en
     "/usr/local/bin/sh",
     "/usr/bin/sh",
   ]);
-  assert.deepEqual(sys.sent(REPORT_FD), [], "nothing is reported when exec succeeds");
+  assert.deepEqual(sys.sent(REPORT_FD), [READY], "only READY is reported when exec succeeds");
+  assert.deepEqual(sys.format().slice(-4), [
+    "resetSignals()",
+    `sendRecord(${REPORT_FD}, [-3,0], -1)`,
+    'execve("/usr/local/bin/sh", ["sh","-c","id"], ["PATH=/usr/bin:/bin"])',
+    'execve("/usr/bin/sh", ["sh","-c","id"], ["PATH=/usr/bin:/bin"])',
+  ]);
 });
 
 Deno.test("execve after an EACCES still runs a later candidate that works", () => {
@@ -307,7 +346,7 @@ Deno.test("execve after an EACCES still runs a later candidate that works", () =
 Deno.test("execve reports ENOENT when every candidate is missing", () => {
   const sys = new RecordingSys();
   const { prog } = runToEnd([execve(["/a/sh", "/b/sh"])], sys);
-  const [step, errno] = reportOf(sys);
+  const [step, errno] = execReportOf(sys);
   assert.equal(errno, 2);
   assert.equal(prog.info[step].kind, "execve");
   assert.equal(sys.names().filter((n) => n === "execve").length, 2);
@@ -318,7 +357,7 @@ Deno.test("execve stops at the first error other than ENOENT, ENOTDIR and EACCES
     .failOn("execve", (a) => a[0] === "/a/sh", 20)
     .failOn("execve", (a) => a[0] === "/b/sh", 8);
   runToEnd([execve(["/a/sh", "/b/sh", "/c/sh"])], sys);
-  assert.deepEqual(reportOf(sys)[1], 8);
+  assert.deepEqual(execReportOf(sys)[1], 8);
   assert.deepEqual(
     sys.calls().filter((c) => c.call === "execve").map((c) => c.args[0]),
     ["/a/sh", "/b/sh"],
@@ -406,7 +445,8 @@ Deno.test("a file bind creates its parents and an empty file inside the root", (
     "close(3)",
     'openat2(1002, "/dev", 0x290000, 0, 0x12)',
     "close(4)",
-    'openat2(1002, "/dev/null", 0xa0041, 0o644, 0x12)',
+    // O_CREAT|O_EXCL|O_WRONLY|O_CLOEXEC|O_NOFOLLOW
+    'openat2(1002, "/dev/null", 0xa00c1, 0o644, 0x12)',
     "close(5)",
     'openat2(1002, "/dev/null", 0x280000, 0, 0x12)',
     "dup3(6, 1000, 0x80000)",
@@ -415,6 +455,59 @@ Deno.test("a file bind creates its parents and an empty file inside the root", (
     "close(1000)",
   ]);
   assert.deepEqual(reportOf(sys), [-1, 0], "a plan without execve reports step -1");
+});
+
+const DEV_NULL_BIND = op("rootfs", "mount", "mount", {
+  source: "/dev/null",
+  target: "/dev/null",
+  fstype: "",
+  flags: ["MS_BIND"],
+  create: "file",
+});
+const isCreate = (a: unknown[]) => ((a[2] as number) & C.O_CREAT) !== 0;
+
+Deno.test("a file bind target that exists already (EEXIST under O_EXCL) is bound over", () => {
+  const sys = new RecordingSys()
+    .failOn("mkdirat", (a) => a[1] === "dev", 17)
+    .failOn("openat2", (a) => a[1] === "/dev/null" && isCreate(a), 17);
+  runToEnd([DEV_NULL_BIND], sys);
+  assert.deepEqual(sys.format({ results: true }).slice(PROLOGUE.length, -2), [
+    'openat2(1002, "/", 0x290000, 0, 0x12) = 3',
+    'mkdirat(3, "dev", 0o755) = -17',
+    "close(3) = 0",
+    'openat2(1002, "/dev", 0x290000, 0, 0x12) = 4',
+    "close(4) = 0",
+    // Nothing was created, so nothing is closed: the existing target is used as it is.
+    'openat2(1002, "/dev/null", 0xa00c1, 0o644, 0x12) = -17',
+    'openat2(1002, "/dev/null", 0x280000, 0, 0x12) = 5',
+    "dup3(5, 1000, 0x80000) = 1000",
+    "close(5) = 0",
+    'mount("/dev/null", "/proc/self/fd/1000", null, 0x1000, null) = 0',
+    "close(1000) = 0",
+  ]);
+  assert.deepEqual(reportOf(sys), [-1, 0]);
+});
+
+Deno.test("creating a file bind target stops at any errno but EEXIST (EISDIR, ELOOP too)", () => {
+  for (const errno of [30, 21, 40]) {
+    const sys = new RecordingSys()
+      .failOn("openat2", (a) => a[1] === "/dev/null" && isCreate(a), errno);
+    const { prog } = runToEnd([DEV_NULL_BIND], sys);
+    assert.deepEqual(sys.format().slice(PROLOGUE.length), [
+      'openat2(1002, "/", 0x290000, 0, 0x12)',
+      'mkdirat(3, "dev", 0o755)',
+      "close(3)",
+      'openat2(1002, "/dev", 0x290000, 0, 0x12)',
+      "close(4)",
+      'openat2(1002, "/dev/null", 0xa00c1, 0o644, 0x12)',
+      ...exitWithReport(4, errno),
+    ]);
+    assert.deepEqual(prog.info[4].paths, {
+      src: "/dev/null",
+      dst: "/dev/null",
+      flags: "MS_BIND",
+    });
+  }
 });
 
 Deno.test("creating a mount point stops at an errno other than EEXIST", () => {
@@ -486,12 +579,110 @@ Deno.test("a read-only path is bound onto itself, then remounted ro with the loc
 Deno.test("remount-root-ro remounts / read-only keeping relatime and the locked flags", () => {
   const sys = new RecordingSys().returns("fstatfsFlags", () => true, C.MS_NOSUID | 4096);
   runToEnd([op("rootfs", "mount", "remount-root-ro", {})], sys);
-  assert.deepEqual(sys.format().slice(PROLOGUE.length, -2), [
+  assert.deepEqual(sys.format().slice(PROLOGUE.length), [
+    'open("/", 0x290000, 0)',
+    "fstatfsFlags(3)",
+    // MS_REMOUNT|MS_BIND|MS_RDONLY|MS_NOSUID|MS_RELATIME
+    'mount(null, "/", null, 0x201023, null)',
+    "close(3)",
+    ...exitWithReport(-1, 0),
+  ]);
+});
+
+Deno.test("remount-root-ro over a strictatime root says MS_STRICTATIME (else: relatime, EPERM)", () => {
+  const sys = new RecordingSys().returns("fstatfsFlags", () => true, C.MS_NODEV);
+  runToEnd([op("rootfs", "mount", "remount-root-ro", {})], sys);
+  assert.deepEqual(sys.format().slice(PROLOGUE.length), [
+    'open("/", 0x290000, 0)',
+    "fstatfsFlags(3)",
+    // MS_REMOUNT|MS_BIND|MS_RDONLY|MS_NODEV|MS_STRICTATIME
+    'mount(null, "/", null, 0x1001025, null)',
+    "close(3)",
+    ...exitWithReport(-1, 0),
+  ]);
+});
+
+Deno.test("remount-root-ro: a failing fstatfs or mount is reported after / is closed", () => {
+  const statFails = new RecordingSys().failOn("fstatfsFlags", 38);
+  runToEnd([op("rootfs", "mount", "remount-root-ro", {})], statFails);
+  assert.deepEqual(statFails.format().slice(PROLOGUE.length), [
     'open("/", 0x290000, 0)',
     "fstatfsFlags(3)",
     "close(3)",
-    // MS_REMOUNT|MS_BIND|MS_RDONLY|MS_NOSUID|MS_RELATIME
-    'mount(null, "/", null, 0x201023, null)',
+    ...exitWithReport(4, 38),
+  ]);
+
+  const mountFails = new RecordingSys()
+    .returns("fstatfsFlags", () => true, 4096)
+    .failOn("mount", 1);
+  const { prog } = runToEnd([op("rootfs", "mount", "remount-root-ro", {})], mountFails);
+  assert.deepEqual(mountFails.format().slice(PROLOGUE.length), [
+    'open("/", 0x290000, 0)',
+    "fstatfsFlags(3)",
+    'mount(null, "/", null, 0x201021, null)',
+    "close(3)",
+    ...exitWithReport(4, 1),
+  ]);
+  assert.deepEqual(prog.info[4], {
+    phase: "rootfs",
+    plugin: "mount",
+    kind: "remount-root-ro",
+    paths: {},
+  });
+});
+
+Deno.test("readonlyRemountFlags keeps the locked flags and says the atime mode explicitly", () => {
+  const RO = C.MS_REMOUNT | C.MS_BIND | C.MS_RDONLY;
+  const ST_NOATIME = 1024, ST_NODIRATIME = 2048, ST_RELATIME = 4096;
+  // strictatime (no atime flag in statfs): a remount without one would mean relatime
+  assert.equal(readonlyRemountFlags(0), RO | C.MS_STRICTATIME);
+  assert.equal(readonlyRemountFlags(0), 0x1001021);
+  // relatime
+  assert.equal(readonlyRemountFlags(ST_RELATIME), RO | C.MS_RELATIME);
+  assert.equal(readonlyRemountFlags(ST_RELATIME), 0x201021);
+  // noatime: MS_NOATIME is kept and is the atime mode itself
+  assert.equal(readonlyRemountFlags(ST_NOATIME), RO | ST_NOATIME);
+  assert.equal(readonlyRemountFlags(ST_NOATIME), 0x1421);
+  // nodiratime is locked too, and goes with either atime mode
+  assert.equal(readonlyRemountFlags(ST_NODIRATIME), RO | ST_NODIRATIME | C.MS_STRICTATIME);
+  assert.equal(
+    readonlyRemountFlags(ST_NODIRATIME | ST_RELATIME),
+    RO | ST_NODIRATIME | C.MS_RELATIME,
+  );
+  // nosuid, nodev, noexec are kept
+  assert.equal(
+    readonlyRemountFlags(C.MS_NOSUID | C.MS_NODEV | C.MS_NOEXEC | ST_RELATIME),
+    0x20102f,
+  );
+  // what the kernel does not lock is dropped: ST_RDONLY (already there), ST_SYNCHRONOUS,
+  // ST_MANDLOCK, ST_NOSYMFOLLOW
+  assert.equal(readonlyRemountFlags(1 | 16 | 64 | 8192 | ST_RELATIME), RO | C.MS_RELATIME);
+  assert.equal(readonlyRemountFlags(1 | 16 | 64 | 8192), RO | C.MS_STRICTATIME);
+});
+
+Deno.test("a read-only bind over a strictatime mount is remounted with MS_STRICTATIME", () => {
+  const sys = new RecordingSys().returns("fstatfsFlags", () => true, C.MS_NOSUID);
+  runToEnd([
+    op("rootfs", "mount", "mount", {
+      source: "/data",
+      target: "/srv",
+      fstype: "",
+      flags: ["MS_BIND", "MS_RDONLY"],
+    }),
+  ], sys);
+  assert.deepEqual(sys.format({ results: true }).slice(PROLOGUE.length, -2), [
+    'openat2(1002, "/srv", 0x280000, 0, 0x12) = 3',
+    "dup3(3, 1000, 0x80000) = 1000",
+    "close(3) = 0",
+    'mount("/data", "/proc/self/fd/1000", null, 0x1000, null) = 0',
+    "close(1000) = 0",
+    'openat2(1002, "/srv", 0x280000, 0, 0x12) = 4',
+    "dup3(4, 1000, 0x80000) = 1000",
+    "close(4) = 0",
+    "fstatfsFlags(1000) = 2",
+    // MS_REMOUNT|MS_BIND|MS_RDONLY|MS_NOSUID|MS_STRICTATIME
+    'mount(null, "/proc/self/fd/1000", null, 0x1001023, null) = 0',
+    "close(1000) = 0",
   ]);
 });
 
@@ -617,6 +808,7 @@ Deno.test("a real plan compiles into the expected child steps, phase by phase", 
     "exec process chdir ",
     "rootfs engine close_range ",
     "rootfs engine reset signals ",
+    "rootfs engine ready ",
     "exec process execve ",
   ]);
 });
@@ -659,6 +851,7 @@ Deno.test("a real plan runs to an execve of the first PATH candidate that exists
     'chdir("/home/app")',
     "closeRange(3, 0x7fffffff, 0x4)",
     "resetSignals()",
+    `sendRecord(${REPORT_FD}, [-3,0], -1)`,
     ...[
       "/usr/local/sbin/sh",
       "/usr/local/bin/sh",
@@ -668,4 +861,5 @@ Deno.test("a real plan runs to an execve of the first PATH candidate that exists
       "/bin/sh",
     ].map((p) => `execve("${p}", ${JSON.stringify(end.argv)}, ${JSON.stringify(end.envp)})`),
   ]);
+  assert.deepEqual(sys.sent(REPORT_FD), [READY]);
 });

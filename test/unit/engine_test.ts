@@ -4,7 +4,7 @@
  * child's report turned into an error, and the exit status decoded.
  */
 import assert from "node:assert/strict";
-import { compileChild } from "../../core/engine/child.ts";
+import { compileChild, CONSOLE_RECORD, READY_RECORD } from "../../core/engine/child.ts";
 import { cloneFlags, decodeStatus, execute } from "../../core/engine/mod.ts";
 import { MicroError } from "../../core/errors.ts";
 import { CHILD_PHASES, type Op, op } from "../../core/ops.ts";
@@ -49,18 +49,55 @@ function stepOf(plan: Op[], kind: string, stdinStep = true): number {
   return i;
 }
 
-/** The fds the fake hands out in order: sync pipe 3,4; report socket 5,6; /dev/null 7. */
-const SETUP = [
-  "pipe2([3,4], 0x80000)",
-  "socketpair(1, 0x80005, [5,6])",
+/**
+ * One start's set-up with the fds the fake hands out from `fd` on: sync pipe fd,fd+1; report
+ * socket fd+2,fd+3; /dev/null fd+4. The parent keeps the pipe's write end and its socket end.
+ */
+const setup = (fd: number) => [
+  `pipe2([${fd},${fd + 1}], 0x80000)`,
+  `socketpair(1, 0x80005, [${fd + 2},${fd + 3}])`,
   'open("/dev/null", 0x80000, 0)',
   "prepareFork()",
   "clone(0x24020011)",
-  "close(3)",
-  "close(6)",
-  "close(7)",
+  `close(${fd})`,
+  `close(${fd + 3})`,
+  `close(${fd + 4})`,
 ];
-const RELEASE = ["write(4, 1)", "close(4)", "recvRecord(5)", "close(5)"];
+/** The first start: sync pipe 3,4; report socket 5,6; /dev/null 7. */
+const SETUP = setup(3);
+/** The release byte on the sync pipe, whose write end is then closed. */
+const release = (fd: number) => [`write(${fd + 1}, 1)`, `close(${fd + 1})`];
+const RELEASE = release(3);
+/** READY, then EOF (execve closed the child's end): the report socket is closed. */
+const EXECED = ["recvRecord(5)", "recvRecord(5)", "close(5)"];
+/** EOF without READY: the child died before execve. */
+const DIED = (fd: number, pid: number) => [
+  `recvRecord(${fd + 2})`,
+  `close(${fd + 2})`,
+  `waitpid(${pid})`,
+];
+
+/** The record the child sends right before execve. */
+const READY = { record: [READY_RECORD, 0] as [number, number] };
+
+/**
+ * The fds the fake handed out (pipe2, socketpair, open) and the fds closed, each sorted:
+ * equal when every fd was closed exactly once.
+ */
+function openedAndClosed(sys: RecordingSys): { opened: number[]; closed: number[] } {
+  const calls = sys.calls();
+  const results = sys.results();
+  const opened: number[] = [];
+  const closed: number[] = [];
+  calls.forEach((c, i) => {
+    if (c.call === "pipe2") opened.push(...(c.args[0] as number[]));
+    if (c.call === "socketpair") opened.push(...(c.args[2] as number[]));
+    if (c.call === "open" && results[i] >= 0) opened.push(results[i]);
+    if (c.call === "close") closed.push(c.args[0] as number);
+  });
+  const byValue = (a: number, b: number) => a - b;
+  return { opened: opened.sort(byValue), closed: closed.sort(byValue) };
+}
 
 async function failure(p: Promise<unknown>): Promise<MicroError> {
   try {
@@ -107,15 +144,15 @@ Deno.test("decodeStatus: exit codes as they are, signals as 128+N", () => {
   assert.deepEqual(decodeStatus(0x80 | 11), { exitCode: 139, signal: 11 });
 });
 
-Deno.test("execute: one clone with the namespace flags and SIGCHLD, release, wait", async () => {
-  const sys = new RecordingSys({ waitStatus: 3 << 8 });
+Deno.test("execute: one clone with the flags and SIGCHLD, release, READY then EOF, wait", async () => {
+  const sys = new RecordingSys({ waitStatus: 3 << 8 }).scriptRecv(5, READY);
   const seen: { pid: number; callsBefore: number }[] = [];
   const result = await execute(PLAN, {
     ...OPTS,
     onChild: (pid) => seen.push({ pid, callsBefore: sys.calls().length }),
   }, sys);
   assert.deepEqual(result, { exitCode: 3 });
-  assert.deepEqual(sys.format(), [...SETUP, ...RELEASE, "waitpid(4242)"]);
+  assert.deepEqual(sys.format(), [...SETUP, ...RELEASE, ...EXECED, "waitpid(4242)"]);
   assert.equal(
     sys.calls()[4].args[0],
     C.CLONE_NEWNS | C.CLONE_NEWPID | C.CLONE_NEWUTS | C.SIGCHLD,
@@ -124,16 +161,19 @@ Deno.test("execute: one clone with the namespace flags and SIGCHLD, release, wai
   assert.deepEqual(sys.written(4), new Uint8Array([1]));
   // onChild sees the pid after the clone and before the child is released.
   assert.deepEqual(seen, [{ pid: 4242, callsBefore: SETUP.length }]);
+  assert.deepEqual(openedAndClosed(sys), { opened: [3, 4, 5, 6, 7], closed: [3, 4, 5, 6, 7] });
 });
 
 Deno.test("execute: a command killed by a signal exits 128+N", async () => {
-  const sys = new RecordingSys({ waitStatus: 9 });
+  const sys = new RecordingSys({ waitStatus: 9 }).scriptRecv(5, READY);
   assert.deepEqual(await execute(PLAN, OPTS, sys), { exitCode: 137, signal: 9 });
+  // After READY the death is the command's: no second start.
+  assert.deepEqual(sys.format(), [...SETUP, ...RELEASE, ...EXECED, "waitpid(4242)"]);
 });
 
 Deno.test("execute: with stdin passed or a terminal, no /dev/null is opened", async () => {
   for (const o of [{ stdin: true }, { terminal: true }]) {
-    const sys = new RecordingSys();
+    const sys = new RecordingSys().scriptRecv(5, READY);
     await execute(PLAN, { ...OPTS, ...o }, sys);
     assert.deepEqual(sys.format().slice(0, 7), [
       "pipe2([3,4], 0x80000)",
@@ -149,7 +189,7 @@ Deno.test("execute: with stdin passed or a terminal, no /dev/null is opened", as
 
 Deno.test("execute: an execve ENOENT report is a MicroError with exit code 127", async () => {
   const step = stepOf(PLAN, "execve");
-  const sys = new RecordingSys().scriptRecv(5, { record: [step, 2] });
+  const sys = new RecordingSys().scriptRecv(5, READY, { record: [step, 2] });
   const e = await failure(execute(PLAN, OPTS, sys));
   assert.equal(e.exitCode, 127);
   assert.equal(
@@ -157,16 +197,23 @@ Deno.test("execute: an execve ENOENT report is a MicroError with exit code 127",
     "exec: process: execve path=nope: ENOENT (command not found in the container; check the path and PATH)",
   );
   // The child is reaped; it is not killed (it has exited already).
-  assert.deepEqual(sys.format(), [...SETUP, ...RELEASE, "waitpid(4242)"]);
+  assert.deepEqual(sys.format(), [
+    ...SETUP,
+    ...RELEASE,
+    "recvRecord(5)", // READY
+    "recvRecord(5)", // [execve, ENOENT]
+    "close(5)",
+    "waitpid(4242)",
+  ]);
 });
 
 Deno.test("execute: an execve ENOTDIR report is 'not found' too (127)", async () => {
-  const sys = new RecordingSys().scriptRecv(5, { record: [stepOf(PLAN, "execve"), 20] });
+  const sys = new RecordingSys().scriptRecv(5, READY, { record: [stepOf(PLAN, "execve"), 20] });
   assert.equal((await failure(execute(PLAN, OPTS, sys))).exitCode, 127);
 });
 
 Deno.test("execute: an execve EACCES report is a MicroError with exit code 126", async () => {
-  const sys = new RecordingSys().scriptRecv(5, { record: [stepOf(PLAN, "execve"), 13] });
+  const sys = new RecordingSys().scriptRecv(5, READY, { record: [stepOf(PLAN, "execve"), 13] });
   const e = await failure(execute(PLAN, OPTS, sys));
   assert.equal(e.exitCode, 126);
   assert.equal(
@@ -232,6 +279,7 @@ Deno.test("execute: a failed clone closes every fd and names the flags", async (
   );
   assert.equal(e.exitCode, 125);
   assert.deepEqual(sys.format(), [...SETUP, "close(4)", "close(5)"]);
+  assert.deepEqual(openedAndClosed(sys), { opened: [3, 4, 5, 6, 7], closed: [3, 4, 5, 6, 7] });
 });
 
 Deno.test("execute: a failed pipe2 is a prepare-phase engine error", async () => {
@@ -259,6 +307,190 @@ Deno.test("execute: an onChild that throws kills and reaps the child before rele
     "waitpid(4242)",
   ]);
   assert.deepEqual(sys.written(4), new Uint8Array(0), "the child is never released");
+  assert.deepEqual(openedAndClosed(sys), { opened: [3, 4, 5, 6, 7], closed: [3, 4, 5, 6, 7] });
+});
+
+// ---- READY and failed starts -------------------------------------------------------------
+
+/** fds from..to-1 */
+const fdRange = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i);
+
+Deno.test("execute: a child that dies of a signal before READY is started again, once", async () => {
+  const sys = new RecordingSys({ clonePid: 4243, waitStatus: 9 })
+    .returns("clone", () => true, 4242, 1);
+  const pids: number[] = [];
+  const e = await failure(execute(PLAN, { ...OPTS, onChild: (pid) => pids.push(pid) }, sys));
+  assert.equal(e.message, "the container's first process died of signal 9 before exec");
+  assert.deepEqual(e.fields, { phase: "clone", plugin: "engine" });
+  assert.equal(e.exitCode, 125);
+  assert.equal(
+    e.line(),
+    "clone: engine: the container's first process died of signal 9 before exec",
+  );
+  // Two whole starts: new pipes, a new socket, a new clone; each child is reaped, not killed.
+  assert.deepEqual(sys.format(), [
+    ...setup(3),
+    ...release(3),
+    ...DIED(3, 4242),
+    ...setup(8),
+    ...release(8),
+    ...DIED(8, 4243),
+  ]);
+  assert.equal(sys.names().filter((n) => n === "clone").length, 2);
+  assert.deepEqual(pids, [4242, 4243]);
+  assert.deepEqual(openedAndClosed(sys), { opened: fdRange(3, 13), closed: fdRange(3, 13) });
+});
+
+Deno.test("execute: a start retried after a signal death runs normally the second time", async () => {
+  const sys = new RecordingSys({ clonePid: 4243 })
+    .returns("clone", () => true, 4242, 1)
+    .scriptWait(0x80 | 11) // the first child: SIGSEGV, core dumped
+    .scriptRecv(10, READY);
+  assert.deepEqual(await execute(PLAN, OPTS, sys), { exitCode: 0 });
+  assert.deepEqual(sys.format(), [
+    ...setup(3),
+    ...release(3),
+    ...DIED(3, 4242),
+    ...setup(8),
+    ...release(8),
+    "recvRecord(10)",
+    "recvRecord(10)",
+    "close(10)",
+    "waitpid(4243)",
+  ]);
+  assert.deepEqual(openedAndClosed(sys), { opened: fdRange(3, 13), closed: fdRange(3, 13) });
+});
+
+Deno.test("execute: a failed start closes the console master before the retry", async () => {
+  const plan = [...PLAN.slice(0, 7), op("rootfs", "process", "console", {}), ...PLAN.slice(7)];
+  const sys = new RecordingSys({ clonePid: 4243, waitStatus: 15 })
+    .returns("clone", () => true, 4242, 1)
+    .scriptRecv(5, { record: [CONSOLE_RECORD, 0], fd: 99 })
+    .scriptRecv(9, { record: [CONSOLE_RECORD, 0], fd: 98 });
+  const e = await failure(execute(plan, { ...OPTS, terminal: true }, sys));
+  assert.equal(
+    e.line(),
+    "clone: engine: the container's first process died of signal 15 before exec",
+  );
+  // With a terminal there is no /dev/null: 3..6, then 7..10.
+  const attempt = (fd: number, pid: number, master: number) => [
+    `pipe2([${fd},${fd + 1}], 0x80000)`,
+    `socketpair(1, 0x80005, [${fd + 2},${fd + 3}])`,
+    "prepareFork()",
+    "clone(0x24020011)",
+    `close(${fd})`,
+    `close(${fd + 3})`,
+    ...release(fd),
+    `recvRecord(${fd + 2})`,
+    "ioctlBuf(0, 0x5413)",
+    `ioctlBuf(${master}, 0x5414)`,
+    `recvRecord(${fd + 2})`,
+    `close(${fd + 2})`,
+    `close(${master})`,
+    `waitpid(${pid})`,
+  ];
+  assert.deepEqual(sys.format(), [...attempt(3, 4242, 99), ...attempt(7, 4243, 98)]);
+});
+
+Deno.test("execute: a child that exits before READY is a clone error, not retried", async () => {
+  const sys = new RecordingSys({ waitStatus: 1 << 8 });
+  const e = await failure(execute(PLAN, OPTS, sys));
+  assert.equal(e.message, "the container's first process exited with 1 before exec");
+  assert.deepEqual(e.fields, { phase: "clone", plugin: "engine" });
+  assert.equal(e.exitCode, 125);
+  assert.equal(e.line(), "clone: engine: the container's first process exited with 1 before exec");
+  assert.deepEqual(sys.format(), [...SETUP, ...RELEASE, ...DIED(3, 4242)]);
+  assert.deepEqual(openedAndClosed(sys), { opened: fdRange(3, 8), closed: fdRange(3, 8) });
+});
+
+/** After a bad report the child is killed, the socket closed and the child reaped. */
+const KILLED = ["recvRecord(5)", "close(5)", "kill(4242, 9)", "waitpid(4242)"];
+
+Deno.test("execute: a report of the wrong length kills the child", async () => {
+  const sys = new RecordingSys().returns("recvRecord", () => true, 4, 1);
+  const e = await failure(execute(PLAN, OPTS, sys));
+  assert.equal(e.line(), "clone: engine: the child sent a malformed report (4 bytes, step 0)");
+  assert.deepEqual(e.fields, { phase: "clone", plugin: "engine" });
+  assert.equal(e.exitCode, 125);
+  assert.deepEqual(sys.format(), [...SETUP, ...RELEASE, ...KILLED]);
+  assert.deepEqual(openedAndClosed(sys), { opened: fdRange(3, 8), closed: fdRange(3, 8) });
+});
+
+Deno.test("execute: a report naming a step out of range kills the child", async () => {
+  const ops = PLAN.filter((o) => CHILD_PHASES.includes(o.phase));
+  const ctx = { rootPath: ROOT, syncRead: 3, syncWrite: 4, report: 6, devNull: 7 };
+  const steps = compileChild(ops, ctx, new RecordingSys()).info.length;
+  for (const [step, errno] of [[steps, 1], [999, 13], [-1, 0], [CONSOLE_RECORD, 0]]) {
+    const sys = new RecordingSys().scriptRecv(5, { record: [step, errno] });
+    const e = await failure(execute(PLAN, OPTS, sys));
+    assert.equal(
+      e.line(),
+      `clone: engine: the child sent a malformed report (8 bytes, step ${step})`,
+    );
+    assert.deepEqual(sys.format(), [...SETUP, ...RELEASE, ...KILLED]);
+  }
+});
+
+Deno.test("execute: a failing recv on the report socket kills the child", async () => {
+  const sys = new RecordingSys().failOn("recvRecord", 9);
+  const e = await failure(execute(PLAN, OPTS, sys));
+  assert.equal(e.line(), "clone: engine: reading the child's report: EBADF");
+  assert.equal(e.exitCode, 125);
+  assert.deepEqual(sys.format({ results: true }).slice(SETUP.length), [
+    "write(4, 1) = 1",
+    "close(4) = 0",
+    "recvRecord(5) = -9",
+    "close(5) = 0",
+    "kill(4242, 9) = 0",
+    "waitpid(4242) = 4242",
+  ]);
+  assert.deepEqual(openedAndClosed(sys), { opened: fdRange(3, 8), closed: fdRange(3, 8) });
+});
+
+// ---- Early failures close what was opened ------------------------------------------------
+
+Deno.test("execute: a failed socketpair closes both ends of the sync pipe", async () => {
+  const sys = new RecordingSys().failOn("socketpair", 24);
+  const e = await failure(execute(PLAN, OPTS, sys));
+  assert.equal(e.line(), "prepare: engine: socketpair: EMFILE");
+  assert.deepEqual(sys.format(), [
+    "pipe2([3,4], 0x80000)",
+    "socketpair(1, 0x80005, [])",
+    "close(3)",
+    "close(4)",
+  ]);
+});
+
+Deno.test("execute: a failed open of /dev/null closes the pipe and the socket", async () => {
+  const sys = new RecordingSys().failOn("open", 24);
+  const e = await failure(execute(PLAN, OPTS, sys));
+  assert.equal(e.line(), "prepare: engine: open path=/dev/null: EMFILE");
+  assert.deepEqual(sys.format(), [
+    "pipe2([3,4], 0x80000)",
+    "socketpair(1, 0x80005, [5,6])",
+    'open("/dev/null", 0x80000, 0)',
+    "close(3)",
+    "close(4)",
+    "close(5)",
+    "close(6)",
+  ]);
+});
+
+Deno.test("execute: a plan compileChild refuses closes every fd, and nothing is cloned", async () => {
+  // A console before pivot-root is a planning bug compileChild throws on.
+  const plan = [...PLAN.slice(0, 6), op("rootfs", "process", "console", {}), ...PLAN.slice(6)];
+  const sys = new RecordingSys();
+  await assert.rejects(execute(plan, OPTS, sys), /console planned before pivot-root/);
+  assert.deepEqual(sys.format(), [
+    "pipe2([3,4], 0x80000)",
+    "socketpair(1, 0x80005, [5,6])",
+    'open("/dev/null", 0x80000, 0)',
+    "close(3)",
+    "close(4)",
+    "close(5)",
+    "close(6)",
+    "close(7)",
+  ]);
 });
 
 // ---- A real plan from the plugins ------------------------------------------------------
@@ -286,14 +518,14 @@ const ON = { enabled: true, options: {} };
 
 Deno.test("execute: a real plan without a user namespace clones with its flags and waits", async () => {
   const plan = realPlan({ mount: ON, pid: ON, uts: ON, ipc: ON, net: ON, cgroupns: ON });
-  const sys = new RecordingSys();
+  const sys = new RecordingSys().scriptRecv(5, READY);
   assert.deepEqual(await execute(plan, OPTS, sys), { exitCode: 0 });
   assert.equal(
     sys.calls().find((c) => c.call === "clone")?.args[0],
     C.CLONE_NEWNS | C.CLONE_NEWPID | C.CLONE_NEWUTS | C.CLONE_NEWIPC | C.CLONE_NEWNET |
       C.CLONE_NEWCGROUP | C.SIGCHLD,
   );
-  assert.deepEqual(sys.format().slice(SETUP.length), [...RELEASE, "waitpid(4242)"]);
+  assert.deepEqual(sys.format().slice(SETUP.length), [...RELEASE, ...EXECED, "waitpid(4242)"]);
 });
 
 Deno.test("execute: a failed id-map write is an attach error naming the plugin and path", async () => {
@@ -305,9 +537,12 @@ Deno.test("execute: a failed id-map write is an attach error naming the plugin a
   assert.equal(e.fields.plugin, "user");
   assert.equal(e.fields.op, "write");
   assert.deepEqual(e.fields.paths, { path, content: '"0 1000000000 65536"' });
+  // The Deno error's code is mapped to its errno: a missing /proc/PID is ENOENT.
+  assert.equal(e.fields.errno, 2);
+  assert.equal(e.exitCode, 125);
   assert.match(
     e.line(),
-    new RegExp(`^attach: user: write path=${path} content="0 1000000000 65536": E[A-Z]+ \\(.+\\)$`),
+    new RegExp(`^attach: user: write path=${path} content="0 1000000000 65536": ENOENT \\(.+\\)$`),
   );
   // The child is killed and reaped, never released.
   assert.deepEqual(sys.format().slice(-4), [
@@ -317,4 +552,23 @@ Deno.test("execute: a failed id-map write is an attach error naming the plugin a
     `waitpid(${NO_SUCH_PID})`,
   ]);
   assert.equal(sys.names().includes("write"), false);
+});
+
+Deno.test("execute: an id-map write the kernel refuses is EPERM, with the rootless hint", async () => {
+  // This process's own uid_map is written already: writing it again is EPERM.
+  const plan = realPlan({ user: ON, mount: ON });
+  const sys = new RecordingSys({ clonePid: Deno.pid });
+  const e = await failure(execute(plan, OPTS, sys));
+  assert.equal(e.fields.errno, 1);
+  assert.equal(
+    e.line(),
+    `attach: user: write path=/proc/${Deno.pid}/uid_map content="0 1000000000 65536": EPERM ` +
+      "(the id map is not allowed: a rootless caller may map only its own uid and gid)",
+  );
+  assert.deepEqual(sys.format().slice(-4), [
+    `kill(${Deno.pid}, 9)`,
+    "close(4)",
+    "close(5)",
+    `waitpid(${Deno.pid})`,
+  ]);
 });
