@@ -233,6 +233,8 @@ async function start(
       copyWindowSize(sys, master);
       continue;
     }
+    // Only the console record may carry an fd; anything else passed along is closed.
+    if (got.fd >= 0) sys.close(got.fd);
     if (got.n === 8 && record[0] === READY_RECORD) {
       ready = true;
       continue;
@@ -242,7 +244,13 @@ async function start(
     if (master >= 0) sys.close(master);
     if (got.n === 0) {
       // EOF without READY: the child died before execve.
-      const { status } = await sys.waitpid(pid);
+      const { pid: reaped, status } = await sys.waitpid(pid);
+      if (reaped < 0) {
+        throw new MicroError(`the container's first process vanished before exec`, {
+          phase: "clone",
+          plugin: "engine",
+        });
+      }
       const r = decodeStatus(status);
       if (r.signal) {
         throw new FailedStart(
