@@ -1,0 +1,275 @@
+/**
+ * State, clean-up after a killed micro, rootless runs, errors, and `micro plan`.
+ */
+import assert from "node:assert/strict";
+import {
+  Background,
+  IMAGE,
+  lacking,
+  MICRO,
+  microTest,
+  NEEDS,
+  ok,
+  pidAlive,
+  run,
+  type RunResult,
+  show,
+  snapshot,
+  stateEntries,
+  waitFor,
+  waitForContainer,
+  withTempDir,
+} from "./_helpers.ts";
+
+function exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+for (const profile of ["default", "hardened"]) {
+  microTest(
+    `kill -9 of micro (${profile}): the container dies, the next command sweeps`,
+    async () => {
+      const before = snapshot();
+      const bg = new Background(["run", "--profile", profile, IMAGE, "sleep", "100"]);
+      try {
+        const st = await waitForContainer(bg.pid);
+        assert.ok(st?.containerPid, `no state.json with containerPid for micro ${bg.pid}`);
+        assert.ok(pidAlive(st.containerPid), "the container is not running");
+        bg.kill("SIGKILL");
+        await bg.result();
+        assert.ok(
+          await waitFor(() => !pidAlive(st.containerPid!), 2000),
+          `container pid ${st.containerPid} outlived micro`,
+        );
+        // the host's mounts are as before (the wrapper checks again at the end)
+        assert.deepEqual(snapshot().mounts, before.mounts);
+        assert.ok(exists(st.dir), "the state dir should be left for the next command to sweep");
+        // `plan` runs the sweep like every command but `version`
+        ok(await run(["plan", IMAGE, "true"]));
+        assert.equal(exists(st.dir), false, `${st.dir} survived the next micro command`);
+      } finally {
+        bg.kill("SIGKILL");
+        await bg.result();
+        await run(["plan", IMAGE, "true"]);
+      }
+    },
+  );
+}
+
+microTest("a leftover state dir is swept by the next `micro run` too", async () => {
+  const bg = new Background(["run", IMAGE, "sleep", "100"]);
+  try {
+    const st = await waitForContainer(bg.pid);
+    assert.ok(st?.containerPid);
+    bg.kill("SIGKILL");
+    await bg.result();
+    assert.ok(await waitFor(() => !pidAlive(st.containerPid!), 2000));
+    ok(await run(["run", IMAGE, "true"]));
+    assert.equal(exists(st.dir), false, `${st.dir} survived micro run`);
+  } finally {
+    bg.kill("SIGKILL");
+    await bg.result();
+    await run(["plan", IMAGE, "true"]);
+  }
+});
+
+microTest("state: a run's dir exists while it runs and is removed afterwards", async () => {
+  const bg = new Background(["run", IMAGE, "sh", "-c", "echo ready; exec sleep 100"]);
+  try {
+    // once it runs: killed before execve, micro would retry (DESIGN.md §4)
+    assert.ok(await bg.waitForStdout("ready\n"), bg.stderr);
+    const st = await waitForContainer(bg.pid);
+    assert.ok(st?.containerPid);
+    assert.ok(stateEntries().includes(st.dir.split("/").pop()!));
+    const mode = Deno.statSync(st.dir).mode! & 0o777;
+    assert.equal(mode & 0o022, 0, `state dir ${st.dir} is group/world writable`);
+    Deno.kill(st.containerPid, "SIGKILL");
+    await bg.result();
+    assert.equal(exists(st.dir), false);
+  } finally {
+    bg.kill("SIGKILL");
+    await bg.result();
+  }
+});
+
+// --- rootless ------------------------------------------------------------------------------
+
+const NOBODY = 65534;
+
+/** Why uid 65534 cannot run the binary and image in place, or undefined. */
+function rootlessReason(): string | undefined {
+  const base = lacking(NEEDS.setpriv);
+  if (base) return base;
+  const out = new Deno.Command("setpriv", {
+    args: [
+      `--reuid=${NOBODY}`,
+      `--regid=${NOBODY}`,
+      "--clear-groups",
+      "sh",
+      "-c",
+      `test -r "$0" && test -x "$0" && test -x "$1/bin/sh" && test -r "$1/etc/passwd"`,
+      MICRO,
+      IMAGE,
+    ],
+  }).outputSync();
+  return out.success
+    ? undefined
+    : `uid ${NOBODY} cannot read/traverse ${MICRO} or ${IMAGE} (e.g. /work not traversable)`;
+}
+
+microTest("rootless: an unprivileged caller gets a user namespace mapping it to root", async () => {
+  await withTempDir(async (home) => {
+    Deno.chmodSync(home, 0o755);
+    Deno.chownSync(home, NOBODY, NOBODY);
+    const runtime = `${home}/run`;
+    Deno.mkdirSync(runtime, { mode: 0o700 });
+    Deno.chownSync(runtime, NOBODY, NOBODY);
+    const env = { HOME: home, XDG_RUNTIME_DIR: runtime, PATH: "/usr/bin:/bin" };
+    const r = await run(
+      ["run", IMAGE, "sh", "-c", "id -u; cat /proc/self/uid_map /proc/self/gid_map; echo $$"],
+      { user: { uid: NOBODY, gid: NOBODY }, env, clearEnv: true, timeoutMs: 60_000 },
+    );
+    assert.equal(r.code, 0, show(r));
+    const lines = r.stdout.trim().split("\n").map((l) => l.trim().split(/\s+/).join(" "));
+    assert.deepEqual(lines, ["0", "0 65534 1", "0 65534 1", "1"]);
+    // the rootless state root is under $XDG_RUNTIME_DIR and is left empty
+    assert.deepEqual(stateEntries(`${runtime}/micro`), []);
+  }, "micro-rootless-");
+}, { ignore: rootlessReason() });
+
+microTest("rootless: --user other than 0 fails cleanly (only one id is mapped)", async () => {
+  await withTempDir(async (home) => {
+    Deno.chmodSync(home, 0o755);
+    Deno.chownSync(home, NOBODY, NOBODY);
+    const env = { HOME: home, XDG_RUNTIME_DIR: home, PATH: "/usr/bin:/bin" };
+    const r = await run(["run", "-u", "1000", IMAGE, "id", "-u"], {
+      user: { uid: NOBODY, gid: NOBODY },
+      env,
+      clearEnv: true,
+      timeoutMs: 60_000,
+    });
+    assert.equal(r.code, 125, show(r));
+    assert.equal(r.stderr.trimEnd().split("\n").length, 1, show(r));
+    assert.doesNotMatch(r.stderr, /^\s+at /m);
+  }, "micro-rootless-");
+}, { ignore: rootlessReason() });
+
+// --- errors --------------------------------------------------------------------------------
+
+function assertOneLineError(r: RunResult, re: RegExp) {
+  assert.equal(r.code, 125, show(r));
+  const lines = r.stderr.trimEnd().split("\n");
+  assert.equal(lines.length, 1, `not one line:\n${r.stderr}`);
+  assert.match(lines[0], /^micro: /);
+  assert.match(lines[0], re);
+  assert.doesNotMatch(r.stderr, /\bat .*:\d+:\d+/, "a stack trace was printed");
+}
+
+microTest("error: a profile path that does not exist", async () => {
+  const r = await run(["run", "--profile", "/nonexistent.yaml", IMAGE, "true"]);
+  assertOneLineError(r, /\/nonexistent\.yaml/);
+});
+
+microTest("error: an unknown option", async () => {
+  assertOneLineError(await run(["run", "--bogus", IMAGE, "true"]), /--bogus/);
+  assertOneLineError(await run(["run", "-Z", IMAGE, "true"]), /-Z/);
+});
+
+microTest("error: a profile with an unknown key names the file, key path and line", async () => {
+  await withTempDir(async (dir) => {
+    const file = `${dir}/bad.yaml`;
+    Deno.writeTextFileSync(
+      file,
+      "extends: default\nprocess:\n  env:\n    A: b\n  bogus: 1\n",
+    );
+    const r = await run(["run", "--profile", file, IMAGE, "true"]);
+    assertOneLineError(r, new RegExp(`${file}.*process\\.bogus.*line 5`));
+    // plan validates the same way
+    assertOneLineError(
+      await run(["plan", "--profile", file, IMAGE, "true"]),
+      new RegExp(`${file}.*process\\.bogus.*line 5`),
+    );
+  });
+});
+
+microTest("error: invalid YAML names the file and line", async () => {
+  await withTempDir(async (dir) => {
+    const file = `${dir}/broken.yaml`;
+    Deno.writeTextFileSync(file, "extends: default\nprocess: [\n");
+    assertOneLineError(
+      await run(["run", "--profile", file, IMAGE, "true"]),
+      new RegExp(`${file}.*line 2`),
+    );
+  });
+});
+
+microTest("error: an image that does not exist", async () => {
+  const r = await run(["run", "/nonexistent-micro-image", "true"]);
+  assertOneLineError(r, /\/nonexistent-micro-image/);
+});
+
+microTest("error: bad flag values", async () => {
+  assertOneLineError(await run(["run", "--network", "bridge", IMAGE, "true"]), /bridge/);
+  assertOneLineError(await run(["run", "--ulimit", "nofile=x", IMAGE, "true"]), /nofile/);
+  assertOneLineError(await run(["run", "-w", "relative", IMAGE, "true"]), /relative/);
+});
+
+// --- plan, profile, version ----------------------------------------------------------------
+
+microTest("micro plan prints ops in phase order and creates nothing", async () => {
+  const before = stateEntries();
+  const r = await run(["plan", "--profile", "hardened", IMAGE, "true"]);
+  assert.equal(r.code, 0, show(r));
+  const phases = r.stdout.trim().split("\n").map((l) => l.trim().split(/\s+/)[1]);
+  const order = ["clone", "attach", "rootfs", "identity", "credentials", "restrict", "exec"];
+  for (const p of order) assert.ok(phases.includes(p), `phase ${p} missing:\n${r.stdout}`);
+  const ranks = phases.map((p) => order.indexOf(p)).filter((i) => i >= 0);
+  assert.deepEqual(ranks, [...ranks].sort((a, b) => a - b), "phases out of order");
+  assert.match(r.stdout, /CLONE_NEWUSER/);
+  assert.match(r.stdout, /uid_map.*0 1000000000 65536/);
+  assert.match(r.stdout, /no-new-privs/);
+  assert.match(r.stdout, /execve/);
+  assert.deepEqual(stateEntries(), before);
+});
+
+microTest("run --json prints id, exit code and signal on stderr", async () => {
+  const r = await run(["run", "--json", IMAGE, "sh", "-c", "echo out; exit 3"]);
+  assert.equal(r.code, 3, show(r));
+  assert.equal(r.stdout, "out\n");
+  const last = r.stderr.trimEnd().split("\n").pop()!;
+  const j = JSON.parse(last);
+  assert.match(j.id, /^[0-9a-f]{12}$/);
+  assert.equal(j.exitCode, 3);
+  assert.equal(j.signal, null);
+});
+
+microTest("--name names the run: state dir, hostname, and a second run with it fails", async () => {
+  const name = `micro-test-${crypto.randomUUID().slice(0, 8)}`;
+  const bg = new Background(["run", "--name", name, IMAGE, "sh", "-c", "hostname; sleep 100"]);
+  try {
+    const st = await waitForContainer(bg.pid);
+    assert.equal(st?.dir, `/run/micro/${name}`);
+    assert.ok(await bg.waitForStdout(`${name}\n`), bg.stdout);
+    const second = await run(["run", "--name", name, IMAGE, "true"]);
+    assertOneLineError(second, new RegExp(name));
+  } finally {
+    bg.kill("SIGKILL");
+    await bg.result();
+    await run(["plan", IMAGE, "true"]);
+  }
+});
+
+microTest("micro profile list / show, micro version", async () => {
+  const list = ok(await run(["profile", "list"]));
+  assert.match(list, /^default\b/m);
+  assert.match(list, /^hardened\b/m);
+  const show_ = ok(await run(["profile", "show", "hardened"]));
+  assert.match(show_, /noNewPrivileges: true/);
+  assertOneLineError(await run(["profile", "show", "nosuchprofile"]), /nosuchprofile/);
+  assert.match(ok(await run(["version"])), /^micro \d+\.\d+\.\d+/);
+});
