@@ -24,7 +24,12 @@ export function resolveInRoot(root: string, path: string): string {
     try {
       info = Deno.lstatSync(host);
     } catch {
-      done.push(name, ...parts);
+      // Missing from here on: the rest is taken as written, `..` included.
+      done.push(name);
+      for (const rest of parts.splice(0)) {
+        if (rest === "..") done.pop();
+        else done.push(rest);
+      }
       break;
     }
     if (info.isSymlink) {

@@ -6,10 +6,11 @@ import { parseRun, type Request } from "./cli.ts";
 import { runChecks } from "./checks.ts";
 import { execute } from "./engine/mod.ts";
 import { MicroError, MicroErrors } from "./errors.ts";
-import { probeHost, resolveInRoot } from "./host.ts";
+import { probeHost } from "./host.ts";
+import { resolveTargets } from "./engine/resolve.ts";
 import type { Op } from "./ops.ts";
 import { buildSpec, formatPlan, planRun } from "./plan.ts";
-import { resolveProfile } from "./profile.ts";
+import { loadYamlFor, resolveProfile } from "./profile.ts";
 import type { Spec } from "./spec.ts";
 import {
   createRunDir,
@@ -31,9 +32,10 @@ export interface Prepared {
   stateDir: string;
 }
 
-/** Everything up to the plan; no side effects. */
-export function prepare(argv: string[]): Prepared {
+/** Everything up to the plan; no side effects (but loading the yaml library if needed). */
+export async function prepare(argv: string[]): Promise<Prepared> {
   const req = parseRun(argv);
+  await loadYamlFor(req.profiles);
   const { profile } = resolveProfile(req.profiles, req.layer, PLUGINS);
   // Without root, namespaces other than user need a user namespace of their own.
   const uid = Deno.uid() ?? 0;
@@ -52,40 +54,14 @@ export function prepare(argv: string[]): Prepared {
   return { req, spec, ops: planRun(spec, host, PLUGINS), id, stateDir };
 }
 
-export function planCommand(argv: string[]): number {
-  const p = prepare(argv);
+export async function planCommand(argv: string[]): Promise<number> {
+  const p = await prepare(argv);
   console.log(formatPlan(p.ops).trimEnd());
   return 0;
 }
 
-/**
- * Mount points a run will create inside the image, parent first, so cleanup can remove
- * them (only while still empty) and nothing the run made outlives it.
- */
-export function missingMountPoints(ops: Op[], image: string | null): string[] {
-  if (image === null) return [];
-  const out: string[] = [];
-  for (const o of ops) {
-    if (o.kind !== "mount" && o.kind !== "mkdir" && o.kind !== "symlink") continue;
-    const target = o.kind === "mount" ? o.args.target : o.args.path;
-    if (target.startsWith("/dev/") || target.startsWith("/proc/") || target.startsWith("/sys/")) {
-      continue;
-    }
-    const parts = target.split("/").filter((x) => x);
-    for (let i = 1; i <= parts.length; i++) {
-      const host = resolveInRoot(image, "/" + parts.slice(0, i).join("/"));
-      try {
-        Deno.lstatSync(host);
-      } catch {
-        if (!out.includes(host)) out.push(host);
-      }
-    }
-  }
-  return out;
-}
-
 export async function runCommand(argv: string[]): Promise<number> {
-  const p = prepare(argv);
+  const p = await prepare(argv);
   const uid = Deno.uid() ?? 0;
   const sys = openLibc();
   let dir: string;
@@ -101,19 +77,20 @@ export async function runCommand(argv: string[]): Promise<number> {
       `cannot create the state directory ${stateRoot(uid)}/${p.id}: ${(e as Error).message}`,
     );
   }
+  const resolved = resolveTargets(p.ops);
   const state: RunState = {
     id: p.id,
     pid: Deno.pid,
     startTime: processStartTime(Deno.pid),
     image: p.spec.root.path,
-    createdDirs: missingMountPoints(p.ops, p.spec.root.path),
+    createdDirs: resolved.created,
     created: new Date().toISOString(),
   };
   const removeOnExit = () => removeRun(dir, state);
   try {
     writeState(dir, state);
     Deno.mkdirSync(`${dir}/root`, { mode: 0o755 });
-    const result = await execute(p.ops, {
+    const result = await execute(resolved.ops, {
       rootPath: `${dir}/root`,
       terminal: p.req.terminal,
       stdin: p.req.stdin || p.req.terminal,

@@ -8,6 +8,7 @@ import { type MountFlag, type Op, op } from "../core/ops.ts";
 import type { HostInfo, Plugin } from "../core/plugin.ts";
 import { hasNamespace, type Mount, type Spec } from "../core/spec.ts";
 import { addNamespace } from "./_ns.ts";
+import { cleanPath } from "../core/paths.ts";
 
 export interface MountOptions {
   masked?: string[];
@@ -35,6 +36,11 @@ const absPath = (v: string) =>
     ? undefined
     : "must be an absolute path without '..'";
 
+/** A mount destination: absolute, and never the root itself (that would replace it). */
+const destPath = (v: string) =>
+  absPath(v) ??
+    (cleanPath(v) === "/" ? "a mount on / would replace the container's root" : undefined);
+
 /** `HOST:CTR[:ro|rw]` as Docker spells it. */
 export function parseBind(v: string): Mount | string {
   const parts = v.split(":");
@@ -42,10 +48,11 @@ export function parseBind(v: string): Mount | string {
   const [source, destination, mode = "rw"] = parts;
   if (absPath(source)) return `the host path "${source}" must be absolute`;
   if (absPath(destination)) return `the container path "${destination}" must be absolute`;
+  if (destPath(destination)) return `the container path "${destination}": ${destPath(destination)}`;
   if (mode !== "ro" && mode !== "rw") return `the mode "${mode}" must be ro or rw`;
   const options = ["rbind"];
   if (mode === "ro") options.push("ro");
-  return { destination, type: "bind", source, options };
+  return { destination: cleanPath(destination), type: "bind", source, options };
 }
 
 const bindCheck = (v: string) => {
@@ -67,7 +74,11 @@ export const mount: Plugin<MountOptions> = {
         items: { type: "string", check: bindCheck },
         doc: "HOST:CONTAINER[:ro|rw]",
       },
-      tmpfs: { ...pathList, doc: "empty tmpfs mounts" },
+      tmpfs: {
+        type: "list",
+        items: { type: "string", check: destPath },
+        doc: "empty tmpfs mounts",
+      },
       devices: {
         type: "list",
         items: {
@@ -91,7 +102,7 @@ export const mount: Plugin<MountOptions> = {
     }
     for (const t of o.tmpfs ?? []) {
       spec.mounts.push({
-        destination: t,
+        destination: cleanPath(t),
         type: "tmpfs",
         source: "tmpfs",
         options: ["nosuid", "nodev", "mode=1777"],
