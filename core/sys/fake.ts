@@ -111,6 +111,8 @@ export class RecordingSys implements Sys {
   private readonly recvs = new Map<number, { record: [number, number]; fd?: number }[]>();
   private readonly waits: number[] = [];
   private nextFd = 3;
+  /** What capget reports: [effective, permitted, inheritable] as lo,hi pairs. */
+  caps = new Uint32Array([0xffffffff, 0x1ff, 0xffffffff, 0x1ff, 0, 0]);
 
   constructor(opts: RecordingSysOptions = {}) {
     this.arch = opts.arch ?? "x86_64";
@@ -306,6 +308,36 @@ export class RecordingSys implements Sys {
   }
   prctl(option: number, arg2: number, arg3: number, arg4: number, arg5: number) {
     return this.record("prctl", [option, arg2, arg3, arg4, arg5], () => 0);
+  }
+  /** Reports every capability held unless scripted otherwise. */
+  capget(sets: Uint32Array) {
+    return this.record("capget", [], () => {
+      sets.set(this.caps);
+      return 0;
+    });
+  }
+  capset(sets: Uint32Array) {
+    return this.record("capset", [Array.from(sets, (v) => "0x" + v.toString(16))], () => 0);
+  }
+  seccompFilter(filter: Uint8Array, flags: number) {
+    return this.record("seccompFilter", [`${filter.length / 8} instructions`, flags], () => 0);
+  }
+  landlockCreateRuleset(handledFs: number, flags: number) {
+    return this.record(
+      "landlockCreateRuleset",
+      ["0x" + handledFs.toString(16), flags],
+      () => (flags & 1 ? 7 : this.nextFd++),
+    );
+  }
+  landlockAddPathRule(ruleset: number, allowed: number, parentFd: number) {
+    return this.record(
+      "landlockAddPathRule",
+      [ruleset, "0x" + allowed.toString(16), parentFd],
+      () => 0,
+    );
+  }
+  landlockRestrictSelf(ruleset: number) {
+    return this.record("landlockRestrictSelf", [ruleset], () => 0);
   }
   setsid() {
     return this.record("setsid", [], () => this.pid);

@@ -11,6 +11,12 @@ import type { Arch, Sys } from "./mod.ts";
  */
 const NR = {
   x86_64: {
+    capget: 125,
+    capset: 126,
+    seccomp: 317,
+    landlock_create_ruleset: 444,
+    landlock_add_rule: 445,
+    landlock_restrict_self: 446,
     read: 0,
     write: 1,
     close: 3,
@@ -51,6 +57,12 @@ const NR = {
     openat2: 437,
   },
   aarch64: {
+    capget: 90,
+    capset: 91,
+    seccomp: 277,
+    landlock_create_ruleset: 444,
+    landlock_add_rule: 445,
+    landlock_restrict_self: 446,
     read: 63,
     write: 64,
     close: 57,
@@ -106,12 +118,14 @@ const SYMBOLS = {
   i: sc(I, I, I, I, I),
   b: sc(B),
   bi: sc(B, I),
+  bii: sc(B, I, I),
   ib: sc(I, B),
   bb: sc(B, B),
   bbb: sc(B, B, B),
   ibi: sc(I, B, I),
   bib: sc(B, I, B),
   iib: sc(I, I, B),
+  iibi: sc(I, I, B, I),
   ibii: sc(I, B, I, I),
   iiib: sc(I, I, I, B),
   ibbi: sc(I, B, B, I),
@@ -176,6 +190,17 @@ export function openLibc(): Sys {
   };
   let sweep: Float64Array | null = null;
   const send = messageBuffer();
+  // struct __user_cap_header_struct {version 3, pid 0} and two data structs.
+  const capHeader = new Uint32Array([0x20080522, 0]);
+  const capHeaderBytes = new Uint8Array(capHeader.buffer);
+  const capData = new Uint32Array(6);
+  const capDataBytes = new Uint8Array(capData.buffer);
+  const fprog = new Uint32Array(4); // {u16 len, pad, filter pointer}
+  const fprogBytes = new Uint8Array(fprog.buffer);
+  const ruleset = new Uint32Array(2); // {u64 handled_access_fs}
+  const rulesetBytes = new Uint8Array(ruleset.buffer);
+  const beneath = new Uint8Array(16); // packed {u64 allowed_access; s32 parent_fd}
+  const beneathView = new DataView(beneath.buffer);
 
   const sys: Sys = {
     arch,
@@ -212,6 +237,44 @@ export function openLibc(): Sys {
     },
     prctl: (o, a, b, c, d) => r(lib.i(nr.prctl, o, a, b, c, d)),
     setsid: () => r(lib.i(nr.setsid, 0, 0, 0, 0, 0)),
+    capget(sets) {
+      const rc = r(lib.bb(nr.capget, capHeaderBytes, capDataBytes));
+      // The kernel's layout is per 32-bit half: {eff, perm, inh}[2]; ours is per set.
+      for (let i = 0; i < 3; i++) {
+        sets[i * 2] = capData[i];
+        sets[i * 2 + 1] = capData[3 + i];
+      }
+      return rc;
+    },
+    capset(sets) {
+      capHeader[0] = 0x20080522;
+      for (let i = 0; i < 3; i++) {
+        capData[i] = sets[i * 2];
+        capData[3 + i] = sets[i * 2 + 1];
+      }
+      return r(lib.bb(nr.capset, capHeaderBytes, capDataBytes));
+    },
+    seccompFilter(filter, flags) {
+      const ptr = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(filter)));
+      fprog[0] = filter.length / 8;
+      fprog[1] = 0;
+      fprog[2] = ptr >>> 0;
+      fprog[3] = Math.floor(ptr / 0x100000000);
+      return r(lib.iib(nr.seccomp, 1, flags, fprogBytes)); // SECCOMP_SET_MODE_FILTER
+    },
+    landlockCreateRuleset(handledFs, flags) {
+      setU64(ruleset, 0, handledFs);
+      return flags & 1
+        ? r(lib.bii(nr.landlock_create_ruleset, null, 0, flags))
+        : r(lib.bii(nr.landlock_create_ruleset, rulesetBytes, 8, flags));
+    },
+    landlockAddPathRule(fd, allowed, parentFd) {
+      beneathView.setUint32(0, allowed >>> 0, true);
+      beneathView.setUint32(4, Math.floor(allowed / 0x100000000), true);
+      beneathView.setInt32(8, parentFd, true);
+      return r(lib.iibi(nr.landlock_add_rule, fd, 1, beneath, 0)); // LANDLOCK_RULE_PATH_BENEATH
+    },
+    landlockRestrictSelf: (fd) => r(lib.i(nr.landlock_restrict_self, fd, 0, 0, 0, 0)),
     read: (fd, buf, len) => r(lib.ibi(nr.read, fd, buf, len)),
     write: (fd, buf, len) => r(lib.ibi(nr.write, fd, buf, len)),
     pipe2: (fds, flags) =>

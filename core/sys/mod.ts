@@ -63,6 +63,16 @@ export interface Sys {
   setgroups(gids: Uint32Array): number;
   setrlimit(resource: number, soft: number, hard: number): number;
   prctl(option: number, arg2: number, arg3: number, arg4: number, arg5: number): number;
+  /** capget/capset (v3): `sets` is [effective, permitted, inheritable] as lo,hi pairs. */
+  capget(sets: Uint32Array): number;
+  capset(sets: Uint32Array): number;
+  /** seccomp(SECCOMP_SET_MODE_FILTER, flags, {len, filter}); `filter` holds sock_filters. */
+  seccompFilter(filter: Uint8Array, flags: number): number;
+  /** landlock_create_ruleset with only handled_access_fs; flags 1 asks for the ABI version. */
+  landlockCreateRuleset(handledFs: number, flags: number): number;
+  /** landlock_add_rule(LANDLOCK_RULE_PATH_BENEATH, {allowed_access, parent_fd}). */
+  landlockAddPathRule(ruleset: number, allowed: number, parentFd: number): number;
+  landlockRestrictSelf(ruleset: number): number;
   setsid(): number;
   // I/O
   read(fd: number, buf: Uint8Array, len: number): number;
@@ -138,6 +148,11 @@ export const C = {
   PR_SET_PDEATHSIG: 1,
   PR_SET_DUMPABLE: 4,
   PR_SET_NO_NEW_PRIVS: 38,
+  PR_SET_KEEPCAPS: 8,
+  PR_CAPBSET_DROP: 24,
+  PR_CAP_AMBIENT: 47,
+  PR_CAP_AMBIENT_RAISE: 2,
+  PR_CAP_AMBIENT_CLEAR_ALL: 4,
   SIGKILL: 9,
   TIOCSCTTY: 0x540e,
   TIOCGWINSZ: 0x5413,
