@@ -39,7 +39,7 @@ async function main(argv: string[]): Promise<number> {
     return cmd === "run" ? await run.runCommand(argv) : run.planCommand(argv);
   }
   if (cmd === "profile") {
-    const { listProfiles, showProfile } = await import("./core/profile.ts");
+    const { listProfiles, loadYaml, showProfile } = await import("./core/profile.ts");
     const { PLUGINS } = await import("./plugins/mod.ts");
     if (argv[1] === "list") {
       const all = listProfiles();
@@ -48,6 +48,7 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     if (argv[1] === "show" && argv.length > 2) {
+      await loadYaml();
       console.log(showProfile(argv.slice(2), PLUGINS).trimEnd());
       return 0;
     }

@@ -8,11 +8,11 @@
  * lists and scalars are replaced, except that the command-line layer appends to
  * `mount.binds` and `mount.tmpfs` (like Docker's `-v`).
  *
- * Built-in profiles are embedded (`profiles/_embedded.ts`); files are read only when named.
- * This is the only module that imports `yaml`; main.ts loads it lazily.
+ * Built-in profiles are embedded (`profiles/_embedded.ts`), parsed already: resolving them
+ * needs no YAML parser. Files are read only when named, and parsing them needs the `yaml`
+ * library, which is loaded on demand (`core/yaml.ts`): `loadYamlFor(refs)` before
+ * `resolveProfile(refs)`, `loadYaml()` before `showProfile`.
  */
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, stringify } from "yaml";
-import type { Document } from "yaml";
 import { MicroError, MicroErrors } from "./errors.ts";
 import type { Plugin } from "./plugin.ts";
 import {
@@ -24,7 +24,10 @@ import {
   validate,
 } from "./schema.ts";
 import type { ObjectSchema, Schema } from "./schema_types.ts";
-import { EMBEDDED } from "../profiles/_embedded.ts";
+import { lineAt, type LineTree, loadYaml, type ParsedYaml, parseYaml, yaml } from "./yaml.ts";
+import { EMBEDDED, EMBEDDED_PARSED } from "../profiles/_embedded.ts";
+
+export { loadYaml };
 
 /** What this module needs of a plugin: its name and the schema of its options. */
 export type PluginSchema = Pick<Plugin, "name" | "schema">;
@@ -98,7 +101,10 @@ export interface Resolved {
 export interface ResolveOptions {
   /** Reads a profile file; `Deno.readTextFileSync` unless a test passes another. */
   readFile?: (path: string) => string;
-  /** The built-in profiles, name → YAML; the embedded ones unless a test passes others. */
+  /**
+   * The built-in profiles, name → YAML; the embedded ones unless a test passes others (only
+   * the embedded ones come parsed already).
+   */
   builtins?: Record<string, string>;
 }
 
@@ -255,26 +261,23 @@ interface Source {
   /** Directory that relative `extends` paths start from. */
   dir: string;
   text: string;
+  /** The text parsed already (JSON of a `ParsedYaml`): the embedded built-ins. */
+  parsed?: string;
 }
 
 /** The line (1-based) of the node at a key path: the key's line for a map entry. */
-function locator(doc: Document, lc: LineCounter): Locate {
+function locator(lines: LineTree): Locate {
   return (path: KeyPath) => {
-    let node: unknown = doc.contents;
-    let offset: number | undefined = (node as { range?: number[] } | null)?.range?.[0];
-    for (const seg of path) {
-      if (isMap(node)) {
-        const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === seg);
-        if (!pair) break;
-        offset = (pair.key as { range?: number[] }).range?.[0] ?? offset;
-        node = pair.value;
-      } else if (isSeq(node) && typeof seg === "number" && node.items[seg]) {
-        node = node.items[seg];
-        offset = (node as { range?: number[] }).range?.[0] ?? offset;
-      } else break;
-    }
-    return offset === undefined ? undefined : { line: lc.linePos(offset).line };
+    const line = lineAt(lines, path);
+    return line === undefined ? undefined : { line };
   };
+}
+
+/** The embedded parse of a built-in (JSON of a `ParsedYaml`), when there is one. */
+function preparsed(builtins: Record<string, string>, name: string): string | undefined {
+  return builtins === EMBEDDED && Object.hasOwn(EMBEDDED_PARSED, name)
+    ? EMBEDDED_PARSED[name]
+    : undefined;
 }
 
 function readError(e: unknown): string {
@@ -315,7 +318,8 @@ class Loader {
         fail(`${what}: expected one of ${known}`);
         return null;
       }
-      return { label: `builtin:${ref}`, id: `builtin:${ref}`, dir: ".", text };
+      const parsed = preparsed(this.#builtins, ref);
+      return { label: `builtin:${ref}`, id: `builtin:${ref}`, dir: ".", text, parsed };
     }
     const label = from ? joinPath(from.dir, ref) : ref;
     try {
@@ -331,24 +335,18 @@ class Loader {
   load(src: Source, chain: Source[]): void {
     if (this.#done.has(src.id)) return;
     const label = `profile ${src.label}`;
-    const lc = new LineCounter();
-    const doc = parseDocument(src.text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
-    if (doc.errors.length > 0) {
-      for (const err of doc.errors) {
-        // An error found at the end of the text belongs to its last line.
-        const end = Math.max(0, src.text.trimEnd().length - 1);
-        const line = lc.linePos(Math.min(err.pos[0], end)).line;
-        const reason = err.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "")
-          .replace(/\.$/, "");
-        this.errors.push(
-          new MicroError(`${label} (line ${line}): invalid yaml: ${lowerFirst(reason)}`),
-        );
+    const parsed: ParsedYaml = src.parsed !== undefined
+      ? JSON.parse(src.parsed)
+      : parseYaml(src.text);
+    if ("errors" in parsed) {
+      for (const { line, reason } of parsed.errors) {
+        this.errors.push(new MicroError(`${label} (line ${line}): invalid yaml: ${reason}`));
       }
       this.#done.add(src.id);
       return;
     }
-    const locate = locator(doc, lc);
-    let data: unknown = doc.toJS({ maxAliasCount: 1000 });
+    const locate = locator(parsed.lines);
+    let data: unknown = parsed.data;
     if (data === null || data === undefined) data = {};
     if (isPlainObject(data)) data = this.#normalize(data);
     const found = validate(data, this.#schema, label, locate);
@@ -402,10 +400,6 @@ class Loader {
   }
 }
 
-function lowerFirst(s: string): string {
-  return s.charAt(0).toLowerCase() + s.slice(1);
-}
-
 // --- merging ---------------------------------------------------------------------------
 
 /** Lists the command-line layer appends to instead of replacing. */
@@ -452,6 +446,36 @@ function toProcess(raw: unknown): ProcessOptions {
 }
 
 // --- the API ---------------------------------------------------------------------------
+
+/**
+ * Whether resolving these references needs the yaml library: a file, or a built-in that
+ * has no embedded parse or extends (at any depth) one of those.
+ */
+export function needsYaml(refs: readonly string[], opts: ResolveOptions = {}): boolean {
+  const builtins = opts.builtins ?? EMBEDDED;
+  const seen = new Set<string>();
+  const needs = (ref: string): boolean => {
+    if (!isBuiltinName(ref)) return true;
+    if (seen.has(ref) || !Object.hasOwn(builtins, ref)) return false;
+    seen.add(ref);
+    const json = preparsed(builtins, ref);
+    if (json === undefined) return true;
+    const parsed: ParsedYaml = JSON.parse(json);
+    const data = "data" in parsed && isPlainObject(parsed.data) ? parsed.data : {};
+    const ext = data.extends;
+    const next = typeof ext === "string" ? [ext] : Array.isArray(ext) ? ext : [];
+    return next.some((r) => typeof r === "string" && needs(r));
+  };
+  return (refs.length > 0 ? refs : [DEFAULT_PROFILE]).some(needs);
+}
+
+/** Loads the yaml library when `resolveProfile(refs)` needs it (see `needsYaml`). */
+export async function loadYamlFor(
+  refs: readonly string[],
+  opts: ResolveOptions = {},
+): Promise<void> {
+  if (needsYaml(refs, opts)) await loadYaml();
+}
 
 /**
  * Resolves `--profile` references (left to right; `default` when there are none) and the
@@ -501,7 +525,10 @@ export function listProfiles(
   builtins: Record<string, string> = EMBEDDED,
 ): { name: string; description: string }[] {
   return Object.keys(builtins).sort().map((name) => {
-    const data = parseDocument(builtins[name]).toJS();
+    const json = preparsed(builtins, name);
+    const data = json !== undefined
+      ? (JSON.parse(json) as { data?: unknown }).data
+      : yaml().parseDocument(builtins[name]).toJS();
     const description = isPlainObject(data) && typeof data.description === "string"
       ? data.description
       : "";
@@ -514,7 +541,10 @@ function rlimitText(r: Rlimit): string {
   return r.soft === r.hard ? t(r.soft) : `${t(r.soft)}:${t(r.hard)}`;
 }
 
-/** A resolved profile as YAML, itself a valid profile (for `micro profile show`). */
+/**
+ * A resolved profile as YAML, itself a valid profile (for `micro profile show`; the yaml
+ * library must be loaded).
+ */
 export function profileToYaml(resolved: Resolved): string {
   const { profile, sources } = resolved;
   const p = profile.process;
@@ -539,7 +569,7 @@ export function profileToYaml(resolved: Resolved): string {
   }
   let text = `# resolved from: ${sources.join(", ")}\n`;
   if (off.length > 0) text += `# disabled: ${off.join(", ")}\n`;
-  return text + stringify(doc, { lineWidth: 0 });
+  return text + yaml().stringify(doc, { lineWidth: 0 });
 }
 
 /** `micro profile show NAME...`: the resolved profile as YAML text. */

@@ -39,3 +39,11 @@ process:
 user: {}
 `,
 };
+
+/** The built-ins parsed (`parseYaml` of core/yaml.ts) as JSON, when they parse. */
+export const EMBEDDED_PARSED: Record<string, string> = {
+  "default":
+    `{"data":{"description":"every namespace but user, an isolated network, runc's masked and read-only paths (what docker run gives)","process":{"env":{"PATH":"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}},"mount":{"masked":["/proc/asound","/proc/acpi","/proc/kcore","/proc/keys","/proc/latency_stats","/proc/timer_list","/proc/timer_stats","/proc/sched_debug","/proc/scsi","/sys/firmware","/sys/devices/virtual/powercap"],"readonly":["/proc/bus","/proc/fs","/proc/irq","/proc/sys","/proc/sysrq-trigger"]},"pid":{},"uts":{},"ipc":{},"net":{"mode":"none"},"cgroupns":{}},"lines":[2,{"description":[2],"process":[3,{"env":[4,{"PATH":[5]}]}],"mount":[6,{"masked":[7,[[8],[9],[10],[11],[12],[13],[14],[15],[16],[17],[18]]],"readonly":[19,[[20],[21],[22],[23],[24]]]}],"pid":[25],"uts":[26],"ipc":[27],"net":[28,{"mode":[29]}],"cgroupns":[30]}]}`,
+  "hardened":
+    `{"data":{"description":"every namespace including user (container root is an unprivileged host uid), no network, no new privileges","extends":"default","process":{"noNewPrivileges":true},"user":{}},"lines":[2,{"description":[2],"extends":[3],"process":[4,{"noNewPrivileges":[5]}],"user":[6]}]}`,
+};
