@@ -91,8 +91,33 @@ export interface OpArgs {
   setresgid: { gid: number };
   setresuid: { uid: number };
   setrlimit: { resource: string; soft: number; hard: number };
+  /**
+   * restrict: the five capability sets. Every capability up to `lastCap` that is not in
+   * `bounding` is dropped from the bounding set; then capset and the ambient set.
+   */
+  capabilities: {
+    bounding: string[];
+    effective: string[];
+    permitted: string[];
+    inheritable: string[];
+    ambient: string[];
+    lastCap: number;
+  };
+  /** restrict: the LSM label the command gets at exec (/proc/thread-self/attr/...). */
+  "lsm-label": { file: string; value: string };
   /** restrict */
   "no-new-privs": Record<never, never>;
+  /**
+   * restrict: confine the container's own file system access (Landlock). Paths that are
+   * missing are skipped; `abi` decides which access rights the kernel can handle.
+   */
+  landlock: { abi: number; rules: { path: string; access: ("read" | "write" | "execute")[] }[] };
+  /**
+   * A compiled classic-BPF program (base64 of its sock_filters) loaded with seccomp(2):
+   * last in restrict under no_new_privs; without it, first in credentials, while the
+   * process still has CAP_SYS_ADMIN (as runc does).
+   */
+  seccomp: { arch: string; instructions: number; policy: string; flags: number; program: string };
   /** exec */
   chdir: { path: string };
   execve: { args: string[]; env: string[]; path: string[] };

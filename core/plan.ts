@@ -40,10 +40,23 @@ export function buildSpec(input: RunInput, profile: Sections, plugins: AnyPlugin
   return spec;
 }
 
+/**
+ * Within restrict, the order the kernel imposes: capabilities while CAP_SETPCAP is there,
+ * the exec label, no_new_privs (Landlock needs it), Landlock, and seccomp last.
+ */
+const RESTRICT_ORDER: readonly string[] = [
+  "capabilities",
+  "lsm-label",
+  "no-new-privs",
+  "landlock",
+  "seccomp",
+];
+
 export function planRun(spec: Spec, host: HostInfo, plugins: AnyPlugin[]): Op[] {
   const enabled = plugins.filter((p) => spec.micro.plugins.includes(p.name));
   const ops = [...enabled.flatMap((p) => p.plan(spec, host)), ...processOps(spec, host)];
-  const rank = (o: Op) => PHASES.indexOf(o.phase);
+  const rank = (o: Op) =>
+    PHASES.indexOf(o.phase) * 100 + (o.phase === "restrict" ? RESTRICT_ORDER.indexOf(o.kind) : 0);
   // Array.prototype.sort is stable: within a phase, plugin order then op order stand.
   return ops.sort((a, b) => rank(a) - rank(b));
 }

@@ -6,6 +6,7 @@
  * socket and exits; EOF there (the socket is O_CLOEXEC) tells the parent execve succeeded.
  */
 import { C, type CStr, cstr, cstrArray, RLIMITS, type Sys } from "../sys/mod.ts";
+import { capMask, capNumber, CAPS } from "../caps.ts";
 import type { MountFlag, Op } from "../ops.ts";
 
 /** What a step is, for the error the parent builds from a child's report. */
@@ -19,6 +20,48 @@ export interface StepInfo {
 export interface ChildProgram {
   info: StepInfo[];
   run: (() => number)[];
+}
+
+/** Landlock access rights (linux/landlock.h) and what each ABI version handles. */
+const LL = {
+  EXECUTE: 1,
+  WRITE_FILE: 2,
+  READ_FILE: 4,
+  READ_DIR: 8,
+  REMOVE_DIR: 16,
+  REMOVE_FILE: 32,
+  MAKE_CHAR: 64,
+  MAKE_DIR: 128,
+  MAKE_REG: 256,
+  MAKE_SOCK: 512,
+  MAKE_FIFO: 1024,
+  MAKE_BLOCK: 2048,
+  MAKE_SYM: 4096,
+  REFER: 8192,
+  TRUNCATE: 16384,
+  IOCTL_DEV: 32768,
+};
+const LANDLOCK_FILE_RIGHTS = LL.EXECUTE | LL.WRITE_FILE | LL.READ_FILE | LL.TRUNCATE |
+  LL.IOCTL_DEV;
+
+export function landlockHandled(abi: number): number {
+  let h = 0x1fff; // ABI 1: EXECUTE .. MAKE_SYM
+  if (abi >= 2) h |= LL.REFER;
+  if (abi >= 3) h |= LL.TRUNCATE;
+  if (abi >= 5) h |= LL.IOCTL_DEV;
+  return h;
+}
+
+export function landlockRights(access: readonly string[]): number {
+  let r = 0;
+  if (access.includes("read")) r |= LL.READ_FILE | LL.READ_DIR;
+  if (access.includes("execute")) r |= LL.EXECUTE;
+  if (access.includes("write")) {
+    r |= LL.WRITE_FILE | LL.REMOVE_DIR | LL.REMOVE_FILE | LL.MAKE_CHAR | LL.MAKE_DIR |
+      LL.MAKE_REG | LL.MAKE_SOCK | LL.MAKE_FIFO | LL.MAKE_BLOCK | LL.MAKE_SYM | LL.REFER |
+      LL.TRUNCATE | LL.IOCTL_DEV;
+  }
+  return r;
 }
 
 /** The record a child sends with the terminal's master fd attached. */
@@ -399,7 +442,15 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
       case "setresuid": {
         i.paths = { uid: String(o.args.uid) };
         const u = o.args.uid;
+        // With a capabilities op to come, keep the permitted set across the switch.
+        const keep = ops.some((x) => x.kind === "capabilities");
+        if (keep) {
+          step(engine("prctl(PR_SET_KEEPCAPS)"), () => sys.prctl(C.PR_SET_KEEPCAPS, 1, 0, 0, 0));
+        }
         step(i, () => sys.setresuid(u, u, u));
+        if (keep) {
+          step(engine("prctl(PR_SET_KEEPCAPS)"), () => sys.prctl(C.PR_SET_KEEPCAPS, 0, 0, 0, 0));
+        }
         // A credential change clears the parent-death signal: set it again.
         step(
           engine("prctl(PR_SET_PDEATHSIG)"),
@@ -412,6 +463,102 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         i.paths = { resource: a.resource, soft: String(a.soft), hard: String(a.hard) };
         const res = RLIMITS[a.resource];
         step(i, () => sys.setrlimit(res, a.soft, a.hard));
+        break;
+      }
+      case "capabilities": {
+        const a = o.args;
+        i.paths = {
+          bounding: a.bounding.join(",") || "none",
+          effective: a.effective.join(",") || "none",
+          ambient: a.ambient.join(",") || "none",
+        };
+        const drop: number[] = [];
+        for (let c = 0; c <= a.lastCap; c++) {
+          if (c >= CAPS.length || !a.bounding.includes(CAPS[c])) drop.push(c);
+        }
+        const final = new Uint32Array([
+          ...capMask(a.effective),
+          ...capMask(a.permitted),
+          ...capMask(a.inheritable),
+        ]);
+        const ambient = a.ambient.map(capNumber);
+        const cur = new Uint32Array(6);
+        step(i, () => {
+          // Effective = permitted first: dropping from the bounding set needs CAP_SETPCAP.
+          let rc = sys.capget(cur);
+          if (rc < 0) return rc;
+          cur[0] = cur[2];
+          cur[1] = cur[3];
+          rc = sys.capset(cur);
+          if (rc < 0) return rc;
+          for (const c of drop) {
+            rc = sys.prctl(C.PR_CAPBSET_DROP, c, 0, 0, 0);
+            if (rc < 0 && rc !== -22) return rc; // EINVAL: the kernel does not know it
+          }
+          rc = sys.capset(final);
+          if (rc < 0) return rc;
+          rc = sys.prctl(C.PR_CAP_AMBIENT, C.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+          for (const c of ambient) {
+            if (rc >= 0) rc = sys.prctl(C.PR_CAP_AMBIENT, C.PR_CAP_AMBIENT_RAISE, c, 0, 0);
+          }
+          return rc;
+        });
+        break;
+      }
+      case "lsm-label": {
+        i.paths = { file: o.args.file, label: o.args.value };
+        const file = cstr(o.args.file);
+        const value = new TextEncoder().encode(o.args.value);
+        step(i, () => {
+          const fd = sys.open(file, C.O_WRONLY | C.O_CLOEXEC, 0);
+          if (fd < 0) return fd;
+          const rc = sys.write(fd, value, value.length);
+          sys.close(fd);
+          return rc < 0 ? rc : 0;
+        });
+        break;
+      }
+      case "landlock": {
+        const a = o.args;
+        i.paths = { abi: String(a.abi), rules: String(a.rules.length) };
+        const handled = landlockHandled(a.abi);
+        const rules = a.rules.map((r) => ({
+          path: cstr(r.path),
+          allowed: landlockRights(r.access) & handled,
+        }));
+        step(i, () => {
+          const rs = sys.landlockCreateRuleset(handled, 0);
+          if (rs < 0) return rs;
+          let rc = 0;
+          for (const r of rules) {
+            const fd = sys.open(r.path, C.O_PATH | C.O_CLOEXEC, 0);
+            if (fd === -2) continue; // not in this container: nothing to allow
+            if (fd < 0) {
+              rc = fd;
+              break;
+            }
+            const dir = sys.openat2(fd, DOT, C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0, 0);
+            if (dir >= 0) sys.close(dir);
+            // A file takes only the rights that apply to files.
+            const allowed = dir >= 0 ? r.allowed : r.allowed & LANDLOCK_FILE_RIGHTS;
+            rc = allowed ? sys.landlockAddPathRule(rs, allowed, fd) : 0;
+            sys.close(fd);
+            if (rc < 0) break;
+          }
+          if (rc >= 0) rc = sys.landlockRestrictSelf(rs);
+          sys.close(rs);
+          return rc;
+        });
+        break;
+      }
+      case "seccomp": {
+        const a = o.args;
+        i.paths = { policy: a.policy, arch: a.arch, instructions: String(a.instructions) };
+        const bin = atob(a.program);
+        // At least a page, so the backing store V8 gives it never moves.
+        const filter = new Uint8Array(Math.max(bin.length, 4096)).subarray(0, bin.length);
+        for (let k = 0; k < bin.length; k++) filter[k] = bin.charCodeAt(k);
+        step(i, () => sys.seccompFilter(filter, a.flags));
         break;
       }
       case "no-new-privs": {
