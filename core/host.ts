@@ -52,6 +52,15 @@ function readOr(path: string, fallback: string): string {
   }
 }
 
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function subRange(file: string): { start: number; count: number } | undefined {
   for (const line of readOr(file, "").split("\n")) {
     const [name, start, count] = line.trim().split(":");
@@ -62,7 +71,16 @@ function subRange(file: string): { start: number; count: number } | undefined {
   return undefined;
 }
 
-export function probeHost(spec: Spec, id: string, stateDir: string): HostInfo {
+/**
+ * Reads every host fact the plan needs. `landlockAbi` asks the kernel (a syscall, so it
+ * comes from the caller's Sys) and is called only when the spec uses Landlock.
+ */
+export function probeHost(
+  spec: Spec,
+  id: string,
+  stateDir: string,
+  landlockAbi: () => number = () => 0,
+): HostInfo {
   const hostView: HostInfo["hostView"] = [];
   for (const path of spec.micro.hostView) {
     try {
@@ -110,5 +128,11 @@ export function probeHost(spec: Spec, id: string, stateDir: string): HostInfo {
     group: readOr(etc("/etc/group"), ""),
     sourceKinds,
     image,
+    capLastCap: Number(readOr("/proc/sys/kernel/cap_last_cap", "40").trim()) || 40,
+    lsm: {
+      apparmor: readOr("/sys/module/apparmor/parameters/enabled", "N").trim() === "Y",
+      selinux: exists("/sys/fs/selinux/enforce"),
+      landlock: spec.micro.landlock ? Math.max(0, landlockAbi()) : 0,
+    },
   };
 }

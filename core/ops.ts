@@ -103,6 +103,8 @@ export interface OpArgs {
     ambient: string[];
     lastCap: number;
   };
+  /** Any phase: something the profile asked for that this host lacks and marked optional. */
+  skipped: { what: string; reason: string };
   /** restrict: the LSM label the command gets at exec (/proc/thread-self/attr/...). */
   "lsm-label": { file: string; value: string };
   /** restrict */

@@ -1,4 +1,5 @@
 /** The plugin contract (DESIGN.md §2). */
+import type { MicroError } from "./errors.ts";
 import type { Op } from "./ops.ts";
 import type { ObjectSchema } from "./schema_types.ts";
 import type { Spec } from "./spec.ts";
@@ -22,6 +23,10 @@ export interface HostInfo {
   /** The image's /etc/passwd and /etc/group (the host's with no image), for `--user`. */
   passwd: string;
   group: string;
+  /** The highest capability number the kernel knows (/proc/sys/kernel/cap_last_cap). */
+  capLastCap: number;
+  /** Security modules this kernel has enabled; `landlock` is its ABI version, 0 if none. */
+  lsm: { apparmor: boolean; selinux: boolean; landlock: number };
   /** What the image path is on the host; null when there is no image. */
   image: "dir" | "other" | "missing" | null;
   /** What each bind source in the spec is on the host (absent: it does not exist). */
@@ -38,4 +43,6 @@ export interface Plugin<O = Record<string, unknown>> {
   configure(options: O, spec: Spec): void;
   /** Its part of the spec to ops in phases. No I/O, no syscalls. */
   plan(spec: Spec, host: HostInfo): Op[];
+  /** Problems the host cannot honour, found before anything runs. Pure. */
+  check?(spec: Spec, host: HostInfo): MicroError[];
 }

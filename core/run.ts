@@ -47,8 +47,13 @@ export async function prepare(argv: string[]): Promise<Prepared> {
   );
   const id = req.name ?? newId();
   const stateDir = `${stateRoot(uid)}/${id}`;
-  const host = probeHost(spec, id, stateDir);
-  const problems = runChecks(spec, host);
+  const host = probeHost(spec, id, stateDir, () => openLibc().landlockCreateRuleset(0, 1));
+  const problems = [
+    ...runChecks(spec, host),
+    ...PLUGINS.filter((p) => spec.micro.plugins.includes(p.name)).flatMap((p) =>
+      p.check?.(spec, host) ?? []
+    ),
+  ];
   if (problems.length === 1) throw problems[0];
   if (problems.length > 1) throw new MicroErrors(problems);
   return { req, spec, ops: planRun(spec, host, PLUGINS), id, stateDir };

@@ -39,6 +39,17 @@ export interface ProcessSpec {
   stdin: boolean;
   rlimits: Rlimit[];
   noNewPrivileges: boolean;
+  /** Set by the caps plugin; without it the process keeps what its uid gives it. */
+  capabilities?: {
+    bounding: string[];
+    effective: string[];
+    permitted: string[];
+    inheritable: string[];
+    ambient: string[];
+  };
+  /** Set by the lsm plugin (OCI names). */
+  apparmorProfile?: string;
+  selinuxLabel?: string;
 }
 
 export interface Spec {
@@ -53,6 +64,8 @@ export interface Spec {
     gidMappings: IdMapping[];
     maskedPaths: string[];
     readonlyPaths: string[];
+    /** SELinux context for the container's own mounts (tmpfs, devpts, mqueue). */
+    mountLabel?: string;
   };
   micro: {
     /** Host directories bound read-only into a tmpfs root when there is no image. */
@@ -62,6 +75,12 @@ export interface Spec {
     network: "none" | "host";
     /** The enabled plugins, in plugin order. */
     plugins: string[];
+    /** Landlock rules (lsm plugin). */
+    landlock?: { path: string; access: ("read" | "write" | "execute")[] }[];
+    /** LSMs the profile marks optional: skipped on a host without them. */
+    lsmOptional?: { apparmor: boolean; selinux: boolean; landlock: boolean };
+    /** Added capabilities a non-root user gets as ambient ones (caps plugin). */
+    ambientCaps?: string[];
     /** How many ids the user plugin maps (as root). */
     userSize?: number;
   };

@@ -3,7 +3,10 @@
  * must become root of its user namespace before it creates anything.
  */
 import type { Plugin } from "../core/plugin.ts";
+import { caps } from "./caps.ts";
 import { cgroupns } from "./cgroupns.ts";
+import { lsm } from "./lsm.ts";
+import { readonly } from "./readonly.ts";
 import { ipc } from "./ipc.ts";
 import { mount } from "./mount.ts";
 import { net } from "./net.ts";
@@ -12,4 +15,15 @@ import { user } from "./user.ts";
 import { uts } from "./uts.ts";
 
 // deno-lint-ignore no-explicit-any
-export const PLUGINS: Plugin<any>[] = [user, mount, pid, uts, ipc, net, cgroupns];
+export const PLUGINS: Plugin<any>[] = [
+  user,
+  mount,
+  pid,
+  uts,
+  ipc,
+  net,
+  cgroupns,
+  readonly,
+  caps,
+  lsm,
+];

@@ -134,8 +134,14 @@ export function splitOptions(options: string[]): { flags: MountFlag[]; data?: st
   return data.length ? { flags, data: data.join(",") } : { flags };
 }
 
-function mountOp(m: Mount, host?: HostInfo): Op {
-  const { flags, data } = splitOptions(m.options);
+/** SELinux labels what the container mounts itself; binds keep their own labels. */
+const LABELLED = ["tmpfs", "devpts", "mqueue"];
+
+function mountOp(m: Mount, spec: Spec, host?: HostInfo): Op {
+  const label = spec.linux.mountLabel && LABELLED.includes(m.type)
+    ? [`context="${spec.linux.mountLabel}"`]
+    : [];
+  const { flags, data } = splitOptions([...m.options, ...label]);
   const fileSource = m.type === "bind" &&
     (m.options.includes("file") || host?.sourceKinds[m.source] === "file");
   return op("rootfs", "mount", "mount", {
@@ -169,15 +175,17 @@ function planMounts(spec: Spec, host: HostInfo): Op[] {
           type: "bind",
           source: h.path,
           options: ["rbind", "ro", "nosuid", "nodev"],
-        }));
+        }, spec));
       }
     }
-    ops.push(mountOp({
-      destination: "/tmp",
-      type: "tmpfs",
-      source: "tmpfs",
-      options: ["nosuid", "nodev", "mode=1777"],
-    }));
+    if (!spec.mounts.some((m) => m.destination === "/tmp")) {
+      ops.push(mountOp({
+        destination: "/tmp",
+        type: "tmpfs",
+        source: "tmpfs",
+        options: ["nosuid", "nodev", "mode=1777"],
+      }, spec));
+    }
   }
 
   // /proc belongs to the pid namespace; without one, the host's is bound instead.
@@ -195,6 +203,7 @@ function planMounts(spec: Spec, host: HostInfo): Op[] {
         source: "/proc",
         options: ["rbind", "nosuid", "noexec", "nodev"],
       },
+    spec,
   ));
 
   // A minimal /dev: a tmpfs with the host's harmless nodes bound in, and its own devpts.
@@ -203,7 +212,7 @@ function planMounts(spec: Spec, host: HostInfo): Op[] {
     type: "tmpfs",
     source: "tmpfs",
     options: ["nosuid", "strictatime", "mode=755", "size=65536k"],
-  }));
+  }, spec));
   for (const d of spec.micro.devices.filter((d) => host.devices.includes(d))) {
     ops.push(
       mountOp({
@@ -211,7 +220,7 @@ function planMounts(spec: Spec, host: HostInfo): Op[] {
         type: "bind",
         source: `/dev/${d}`,
         options: ["bind", "file"],
-      }),
+      }, spec),
     );
   }
   // gid=5 (tty) only when that gid exists inside; a rootless map has just gid 0.
@@ -222,14 +231,14 @@ function planMounts(spec: Spec, host: HostInfo): Op[] {
       type: "devpts",
       source: "devpts",
       options: ["nosuid", "noexec", `newinstance,ptmxmode=0666,mode=0620${ttyGid}`],
-    }),
+    }, spec),
     rootfs("symlink", { target: "pts/ptmx", path: "/dev/ptmx" }),
     mountOp({
       destination: "/dev/shm",
       type: "tmpfs",
       source: "shm",
       options: ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
-    }),
+    }, spec),
     rootfs("symlink", { target: "/proc/self/fd", path: "/dev/fd" }),
     rootfs("symlink", { target: "/proc/self/fd/0", path: "/dev/stdin" }),
     rootfs("symlink", { target: "/proc/self/fd/1", path: "/dev/stdout" }),
@@ -251,10 +260,11 @@ function planMounts(spec: Spec, host: HostInfo): Op[] {
         source: "/sys",
         options: ["rbind", "ro", "nosuid", "noexec", "nodev"],
       },
+    spec,
   ));
 
   // What the user and the other plugins asked for, in order.
-  for (const m of spec.mounts) ops.push(mountOp(m, host));
+  for (const m of spec.mounts) ops.push(mountOp(m, spec, host));
 
   for (const p of spec.linux.maskedPaths) ops.push(rootfs("mask", { path: p }));
   for (const p of spec.linux.readonlyPaths) ops.push(rootfs("readonly-path", { path: p }));

@@ -593,6 +593,8 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         });
         break;
       }
+      case "skipped":
+        break;
       case "namespace":
       case "proc-write":
         throw new Error(`op ${o.kind} does not run in the child`);

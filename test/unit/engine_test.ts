@@ -507,6 +507,8 @@ const HOST: HostInfo = {
   passwd: "root:x:0:0:root:/root:/bin/sh\n",
   group: "root:x:0:\n",
   sourceKinds: {},
+  capLastCap: 40,
+  lsm: { apparmor: false, selinux: false, landlock: 0 },
 };
 
 function realPlan(sections: Sections["sections"]): Op[] {
