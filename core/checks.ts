@@ -4,7 +4,7 @@
  */
 import { MicroError } from "./errors.ts";
 import type { HostInfo } from "./plugin.ts";
-import { resolveUser } from "./process.ts";
+import { processUser } from "./process.ts";
 import { hasNamespace, type Spec } from "./spec.ts";
 
 export interface Check {
@@ -73,12 +73,7 @@ export const CHECKS: Check[] = [
     name: "user",
     run(spec, host) {
       try {
-        const who = resolveUser(
-          spec.process.userSpec,
-          spec.process.groupSpecs ?? [],
-          host.passwd,
-          host.group,
-        );
+        const who = processUser(spec, host);
         if (hasNamespace(spec, "user") && host.uid !== 0 && (who.uid !== 0 || who.gid !== 0)) {
           return [err(
             `user ${who.uid}:${who.gid} is not mapped in a rootless container`,

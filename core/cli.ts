@@ -36,11 +36,14 @@ export interface Request {
 export interface CliIO {
   getEnv(name: string): string | undefined;
   readFile(path: string): string;
+  /** For relative file arguments (`--security-opt seccomp=FILE`). */
+  cwd(): string;
 }
 
 const DENO_IO: CliIO = {
   getEnv: (name) => Deno.env.get(name),
   readFile: (path) => Deno.readTextFileSync(path),
+  cwd: () => Deno.cwd(),
 };
 
 export const RUN_HELP = `usage: micro run [OPTIONS] [IMAGE] [--] COMMAND [ARG...]
@@ -66,6 +69,12 @@ Options:
   -v, --volume HOST:CTR[:ro|rw]
                             bind a host path into the container (repeatable)
       --tmpfs PATH          mount a tmpfs at PATH in the container (repeatable)
+      --cap-add CAP         add a capability, or ALL (repeatable; CAP_ prefix optional)
+      --cap-drop CAP        drop a capability, or ALL (repeatable)
+      --read-only           read-only root, with tmpfs on /tmp and /run
+      --security-opt OPT    no-new-privileges[=true|false], seccomp=FILE|unconfined,
+                            apparmor=PROFILE, label=user:U|role:R|type:T|level:L
+                            (repeatable)
       --name NAME           name the container
       --json                print machine-readable output
       --rm                  accepted for Docker compatibility (micro always removes)
@@ -94,6 +103,10 @@ const OPTIONS: OptionDef[] = [
   { long: "network", kind: "value" },
   { long: "volume", short: "v", kind: "value" },
   { long: "tmpfs", kind: "value" },
+  { long: "cap-add", kind: "value" },
+  { long: "cap-drop", kind: "value" },
+  { long: "read-only", kind: "flag" },
+  { long: "security-opt", kind: "value" },
   { long: "name", kind: "value" },
   { long: "json", kind: "flag" },
   { long: "rm", kind: "flag" },
@@ -174,6 +187,46 @@ function scan(argv: readonly string[]) {
     args = rest[0] === "--" ? rest.slice(1) : rest;
   }
   return { given, image, args };
+}
+
+/**
+ * Docker's `--security-opt` forms (`key=value` or `key:value`) as profile options:
+ * no-new-privileges, seccomp=FILE|unconfined, apparmor=PROFILE, label=PART:VALUE.
+ */
+function securityOpt(layer: ProfileLayer, spelled: string, text: string, io: CliIO): void {
+  const m = /^([a-z-]+)(?:[=:](.*))?$/.exec(text);
+  const key = m?.[1] ?? "";
+  const value = m?.[2];
+  const bad = (why: string): never => fail(`option "${spelled}": ${why}: "${text}"`);
+  switch (key) {
+    case "no-new-privileges":
+      if (value !== undefined && value !== "true" && value !== "false") {
+        bad("no-new-privileges takes true or false");
+      }
+      section(layer, "process").noNewPrivileges = value !== "false";
+      return;
+    case "seccomp":
+      if (!value) bad("seccomp needs a file or unconfined");
+      if (value === "unconfined") section(layer, "seccomp").enabled = false;
+      else section(layer, "seccomp").file = value!.startsWith("/") ? value : `${io.cwd()}/${value}`;
+      return;
+    case "apparmor":
+      if (!value) bad("apparmor needs a profile name");
+      section(section(layer, "lsm"), "apparmor").profile = value;
+      return;
+    case "label": {
+      const [part, v] = (value ?? "").split(":", 2).concat([""]).slice(0, 2);
+      if (value === "disable") bad("label=disable is not supported: use a profile without selinux");
+      if (!["user", "role", "type", "level"].includes(part) || v === "") {
+        bad("label takes user:USER, role:ROLE, type:TYPE or level:LEVEL");
+      }
+      // The level keeps its own colons (s0:c1,c2).
+      section(section(layer, "lsm"), "selinux")[part] = value!.slice(part.length + 1);
+      return;
+    }
+    default:
+      bad("unknown security option (no-new-privileges, seccomp, apparmor, label)");
+  }
 }
 
 /** `KEY=VALUE`, or `KEY` alone for micro's own value (skipped when micro has none). */
@@ -273,6 +326,8 @@ export function parseRun(argv: readonly string[], io: CliIO = DENO_IO): Request 
   const rlimits: Record<string, string> = {};
   const binds: string[] = [];
   const tmpfs: string[] = [];
+  const capAdd: string[] = [];
+  const capDrop: string[] = [];
   const process = () => section(layer, "process");
 
   for (const { opt, spelled, value } of given) {
@@ -337,6 +392,18 @@ export function parseRun(argv: readonly string[], io: CliIO = DENO_IO): Request 
         if (!value.startsWith("/")) fail(`option "${spelled}": path "${value}" is not absolute`);
         tmpfs.push(value);
         break;
+      case "cap-add":
+        capAdd.push(value);
+        break;
+      case "cap-drop":
+        capDrop.push(value);
+        break;
+      case "read-only":
+        section(layer, "readonly").enabled = on;
+        break;
+      case "security-opt":
+        securityOpt(layer, spelled, value, io);
+        break;
       case "name":
         req.name = value;
         break;
@@ -358,6 +425,8 @@ export function parseRun(argv: readonly string[], io: CliIO = DENO_IO): Request 
   if (Object.keys(rlimits).length > 0) process().rlimits = rlimits;
   if (binds.length > 0) section(layer, "mount").binds = binds;
   if (tmpfs.length > 0) section(layer, "mount").tmpfs = tmpfs;
+  if (capAdd.length > 0) section(layer, "caps").add = capAdd;
+  if (capDrop.length > 0) section(layer, "caps").drop = capDrop;
 
   if (!req.help && req.image === null && req.args.length === 0) {
     fail(`${command}: no command given`, `usage: micro ${command} [OPTIONS] [IMAGE] [--] COMMAND`);

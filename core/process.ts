@@ -12,6 +12,7 @@ import { hasNamespace, type Spec } from "./spec.ts";
 export interface ProcessOptions {
   env?: Record<string, string>;
   user?: string;
+  defaultUser?: string;
   groups?: string[];
   cwd?: string;
   noNewPrivileges?: boolean;
@@ -91,10 +92,25 @@ export function resolveUser(
   };
 }
 
+/**
+ * The user the process runs as: `--user` or the profile's `user`; else the profile's
+ * `defaultUser` when the image's /etc/passwd names it; else root.
+ */
+export function processUser(spec: Spec, host: HostInfo): ReturnType<typeof resolveUser> {
+  const p = spec.process;
+  let user = p.userSpec;
+  if (user === undefined && p.defaultUser !== undefined) {
+    const name = p.defaultUser.split(":")[0];
+    if (parsePasswd(host.passwd).some((e) => e.name === name)) user = p.defaultUser;
+  }
+  return resolveUser(user, p.groupSpecs ?? [], host.passwd, host.group);
+}
+
 /** Fills `spec.process` from the profile's `process` section and the request. */
 export function configureProcess(o: ProcessOptions, spec: Spec): void {
   const p = spec.process;
   p.userSpec = o.user;
+  p.defaultUser = o.defaultUser;
   p.groupSpecs = o.groups ?? [];
   p.cwd = o.cwd ?? p.cwd;
   p.noNewPrivileges = o.noNewPrivileges ?? false;
@@ -109,7 +125,7 @@ export function configureProcess(o: ProcessOptions, spec: Spec): void {
 /** The core's ops: credentials, rlimits, no_new_privs, chdir and execve. */
 export function processOps(spec: Spec, host: HostInfo): Op[] {
   const p = spec.process;
-  const who = resolveUser(p.userSpec, p.groupSpecs ?? [], host.passwd, host.group);
+  const who = processUser(spec, host);
   const hostname = hasNamespace(spec, "uts") ? (spec.hostname || host.id) : undefined;
   const env: Record<string, string> = { ...(p.envMap ?? {}) };
   env.HOME ??= who.home;

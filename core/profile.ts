@@ -71,6 +71,8 @@ export interface ProcessOptions {
   env: Record<string, string>;
   /** As written: `1000`, `1000:1000`, `app`, `app:staff`; resolved against the image later. */
   user?: string;
+  /** Used when `user` is not set and the image's /etc/passwd has this name. */
+  defaultUser?: string;
   /** Supplementary groups, names or numbers, as written. */
   groups: string[];
   cwd?: string;
@@ -174,6 +176,11 @@ export const PROCESS_SCHEMA: ObjectSchema = {
       type: "oneOf",
       doc: "UID[:GID] or NAME[:GROUP]",
       options: [{ type: "string", check: checkUser }, { type: "integer", min: 0, max: MAX_ID }],
+    },
+    defaultUser: {
+      type: "string",
+      doc: "user to run as when no user is given and the image has this name",
+      check: checkUser,
     },
     groups: { type: "list", doc: "supplementary groups, names or numbers", items: ID_VALUE },
     cwd: {
@@ -403,7 +410,7 @@ class Loader {
 // --- merging ---------------------------------------------------------------------------
 
 /** Lists the command-line layer appends to instead of replacing. */
-const APPENDED = new Set(["mount.binds", "mount.tmpfs"]);
+const APPENDED = new Set(["mount.binds", "mount.tmpfs", "caps.add", "caps.drop"]);
 
 function clone<T>(v: T): T {
   return structuredClone(v);
@@ -441,6 +448,7 @@ function toProcess(raw: unknown): ProcessOptions {
     rlimits,
   };
   if (p.user !== undefined) out.user = String(p.user);
+  if (p.defaultUser !== undefined) out.defaultUser = String(p.defaultUser);
   if (p.cwd !== undefined) out.cwd = p.cwd as string;
   return out;
 }
@@ -551,6 +559,7 @@ export function profileToYaml(resolved: Resolved): string {
   const process: Record<string, unknown> = {};
   if (Object.keys(p.env).length > 0) process.env = p.env;
   if (p.user !== undefined) process.user = p.user;
+  if (p.defaultUser !== undefined) process.defaultUser = p.defaultUser;
   if (p.groups.length > 0) process.groups = p.groups;
   if (p.cwd !== undefined) process.cwd = p.cwd;
   if (p.noNewPrivileges) process.noNewPrivileges = true;

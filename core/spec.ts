@@ -32,6 +32,8 @@ export interface ProcessSpec {
   user: { uid: number; gid: number; additionalGids: number[] };
   /** `--user` and `--group-add` as given; resolved against the image's files at plan time. */
   userSpec?: string;
+  /** The profile's fallback user, taken only when the image names it. */
+  defaultUser?: string;
   groupSpecs?: string[];
   /** The environment before the defaults that depend on the user and hostname. */
   envMap?: Record<string, string>;
@@ -77,6 +79,8 @@ export interface Spec {
     plugins: string[];
     /** Landlock rules (lsm plugin). */
     landlock?: { path: string; access: ("read" | "write" | "execute")[] }[];
+    /** Whether the container's volumes and tmpfs mounts join the Landlock rules. */
+    landlockMounts?: boolean;
     /** LSMs the profile marks optional: skipped on a host without them. */
     lsmOptional?: { apparmor: boolean; selinux: boolean; landlock: boolean };
     /** Added capabilities a non-root user gets as ambient ones (caps plugin). */

@@ -7,7 +7,7 @@
 import { capName, CAPS, DOCKER_DEFAULT_CAPS } from "../core/caps.ts";
 import { type Op, op } from "../core/ops.ts";
 import type { Plugin } from "../core/plugin.ts";
-import { resolveUser } from "../core/process.ts";
+import { processUser } from "../core/process.ts";
 import type { Spec } from "../core/spec.ts";
 
 export interface CapsOptions {
@@ -63,12 +63,7 @@ export const caps: Plugin<CapsOptions> = {
   },
   plan(spec: Spec, host): Op[] {
     const c = spec.process.capabilities!;
-    const who = resolveUser(
-      spec.process.userSpec,
-      spec.process.groupSpecs ?? [],
-      host.passwd,
-      host.group,
-    );
+    const who = processUser(spec, host);
     // Ambient capabilities must be permitted and inheritable too.
     const ambient = who.uid !== 0 ? spec.micro.ambientCaps ?? [] : [];
     return [op("restrict", "caps", "capabilities", {

@@ -22,7 +22,7 @@ export interface LsmOptions {
     level?: string;
     optional?: boolean;
   };
-  landlock?: { paths: { path: string; access: Access[] }[]; optional?: boolean };
+  landlock?: { paths: { path: string; access: Access[] }[]; mounts?: boolean; optional?: boolean };
 }
 
 const LABEL_PART = /^[A-Za-z0-9_.:,-]+$/;
@@ -39,6 +39,18 @@ export function selinuxLabels(o: NonNullable<LsmOptions["selinux"]>) {
     process: `${user}:${o.role ?? "system_r"}:${o.type ?? "container_t"}:${level}`,
     mount: `${user}:object_r:container_file_t:${level}`,
   };
+}
+
+/** Volumes as their mode allows (binds keep execute), tmpfs read and write only. */
+function mountRules(spec: Spec): { path: string; access: Access[] }[] {
+  return spec.mounts.filter((m) => m.type === "bind" || m.type === "tmpfs").map((m) => ({
+    path: m.destination,
+    access: m.type === "tmpfs"
+      ? ["read", "write"]
+      : m.options.includes("ro")
+      ? ["read", "execute"]
+      : ["read", "write", "execute"],
+  }));
 }
 
 export const lsm: Plugin<LsmOptions> = {
@@ -89,6 +101,10 @@ export const lsm: Plugin<LsmOptions> = {
               },
             },
           },
+          mounts: {
+            type: "boolean",
+            doc: "also allow the container's volumes and tmpfs mounts (default true)",
+          },
           optional: { type: "boolean" },
         },
       },
@@ -103,6 +119,7 @@ export const lsm: Plugin<LsmOptions> = {
     }
     if (o.landlock) {
       spec.micro.landlock = o.landlock.paths.map((p) => ({ path: p.path, access: p.access ?? [] }));
+      spec.micro.landlockMounts = o.landlock.mounts ?? true;
       // An unprivileged process may restrict itself only under no_new_privs.
       spec.process.noNewPrivileges = true;
     }
@@ -170,7 +187,13 @@ export const lsm: Plugin<LsmOptions> = {
     if (spec.micro.landlock) {
       if (host.lsm.landlock > 0) {
         ops.push(
-          op("restrict", "lsm", "landlock", { abi: host.lsm.landlock, rules: spec.micro.landlock }),
+          op("restrict", "lsm", "landlock", {
+            abi: host.lsm.landlock,
+            rules: [
+              ...spec.micro.landlock,
+              ...(spec.micro.landlockMounts ? mountRules(spec) : []),
+            ],
+          }),
         );
       } else skipped("landlock", "Landlock is not available on this host (optional)");
     }

@@ -30,20 +30,47 @@ ipc: {}
 net:
   mode: none
 cgroupns: {}
+# Docker's default capability set.
+caps: {}
 `,
-  "hardened": `# The default plus a user namespace and no_new_privs.
-description: every namespace including user (container root is an unprivileged host uid), no network, no new privileges
+  "hardened": `# The default plus every protection micro has: what \`micro run --profile hardened\` gives.
+description: every namespace including user, no capabilities, no new privileges, a read-only root, Landlock
 extends: default
 process:
   noNewPrivileges: true
+  # A non-root user where the image has one.
+  defaultUser: nobody
 user: {}
+caps:
+  drop: [ALL]
+  # --cap-add gives a non-root user the capability for real (ambient), and nothing more.
+  ambient: true
+readonly: {}
+lsm:
+  landlock:
+    # Read and execute the system, write only to tmpfs and volumes; nothing else is visible.
+    paths:
+      - { path: /bin, access: [read, execute] }
+      - { path: /sbin, access: [read, execute] }
+      - { path: /usr, access: [read, execute] }
+      - { path: /lib, access: [read, execute] }
+      - { path: /lib64, access: [read, execute] }
+      - { path: /lib32, access: [read, execute] }
+      - { path: /libx32, access: [read, execute] }
+      - { path: /etc, access: [read] }
+      - { path: /var, access: [read] }
+      - { path: /sys, access: [read] }
+      - { path: /proc, access: [read, write] }
+      - { path: /dev, access: [read, write] }
+      - { path: /tmp, access: [read, write] }
+    optional: true
 `,
 };
 
 /** The built-ins parsed (`parseYaml` of core/yaml.ts) as JSON, when they parse. */
 export const EMBEDDED_PARSED: Record<string, string> = {
   "default":
-    `{"data":{"description":"every namespace but user, an isolated network, runc's masked and read-only paths (what docker run gives)","process":{"env":{"PATH":"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}},"mount":{"masked":["/proc/asound","/proc/acpi","/proc/kcore","/proc/keys","/proc/latency_stats","/proc/timer_list","/proc/timer_stats","/proc/sched_debug","/proc/scsi","/sys/firmware","/sys/devices/virtual/powercap"],"readonly":["/proc/bus","/proc/fs","/proc/irq","/proc/sys","/proc/sysrq-trigger"]},"pid":{},"uts":{},"ipc":{},"net":{"mode":"none"},"cgroupns":{}},"lines":[2,{"description":[2],"process":[3,{"env":[4,{"PATH":[5]}]}],"mount":[6,{"masked":[7,[[8],[9],[10],[11],[12],[13],[14],[15],[16],[17],[18]]],"readonly":[19,[[20],[21],[22],[23],[24]]]}],"pid":[25],"uts":[26],"ipc":[27],"net":[28,{"mode":[29]}],"cgroupns":[30]}]}`,
+    `{"data":{"description":"every namespace but user, an isolated network, runc's masked and read-only paths (what docker run gives)","process":{"env":{"PATH":"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}},"mount":{"masked":["/proc/asound","/proc/acpi","/proc/kcore","/proc/keys","/proc/latency_stats","/proc/timer_list","/proc/timer_stats","/proc/sched_debug","/proc/scsi","/sys/firmware","/sys/devices/virtual/powercap"],"readonly":["/proc/bus","/proc/fs","/proc/irq","/proc/sys","/proc/sysrq-trigger"]},"pid":{},"uts":{},"ipc":{},"net":{"mode":"none"},"cgroupns":{},"caps":{}},"lines":[2,{"description":[2],"process":[3,{"env":[4,{"PATH":[5]}]}],"mount":[6,{"masked":[7,[[8],[9],[10],[11],[12],[13],[14],[15],[16],[17],[18]]],"readonly":[19,[[20],[21],[22],[23],[24]]]}],"pid":[25],"uts":[26],"ipc":[27],"net":[28,{"mode":[29]}],"cgroupns":[30],"caps":[32]}]}`,
   "hardened":
-    `{"data":{"description":"every namespace including user (container root is an unprivileged host uid), no network, no new privileges","extends":"default","process":{"noNewPrivileges":true},"user":{}},"lines":[2,{"description":[2],"extends":[3],"process":[4,{"noNewPrivileges":[5]}],"user":[6]}]}`,
+    `{"data":{"description":"every namespace including user, no capabilities, no new privileges, a read-only root, Landlock","extends":"default","process":{"noNewPrivileges":true,"defaultUser":"nobody"},"user":{},"caps":{"drop":["ALL"],"ambient":true},"readonly":{},"lsm":{"landlock":{"paths":[{"path":"/bin","access":["read","execute"]},{"path":"/sbin","access":["read","execute"]},{"path":"/usr","access":["read","execute"]},{"path":"/lib","access":["read","execute"]},{"path":"/lib64","access":["read","execute"]},{"path":"/lib32","access":["read","execute"]},{"path":"/libx32","access":["read","execute"]},{"path":"/etc","access":["read"]},{"path":"/var","access":["read"]},{"path":"/sys","access":["read"]},{"path":"/proc","access":["read","write"]},{"path":"/dev","access":["read","write"]},{"path":"/tmp","access":["read","write"]}],"optional":true}}},"lines":[2,{"description":[2],"extends":[3],"process":[4,{"noNewPrivileges":[5],"defaultUser":[7]}],"user":[8],"caps":[9,{"drop":[10,[[10]]],"ambient":[12]}],"readonly":[13],"lsm":[14,{"landlock":[15,{"paths":[17,[[18,{"path":[18],"access":[18,[[18],[18]]]}],[19,{"path":[19],"access":[19,[[19],[19]]]}],[20,{"path":[20],"access":[20,[[20],[20]]]}],[21,{"path":[21],"access":[21,[[21],[21]]]}],[22,{"path":[22],"access":[22,[[22],[22]]]}],[23,{"path":[23],"access":[23,[[23],[23]]]}],[24,{"path":[24],"access":[24,[[24],[24]]]}],[25,{"path":[25],"access":[25,[[25]]]}],[26,{"path":[26],"access":[26,[[26]]]}],[27,{"path":[27],"access":[27,[[27]]]}],[28,{"path":[28],"access":[28,[[28],[28]]]}],[29,{"path":[29],"access":[29,[[29],[29]]]}],[30,{"path":[30],"access":[30,[[30],[30]]]}]]],"optional":[31]}]}]}]}`,
 };

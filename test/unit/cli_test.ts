@@ -6,6 +6,7 @@ import { MicroError } from "../../core/errors.ts";
 function io(env: Record<string, string> = {}, files: Record<string, string> = {}): CliIO {
   return {
     getEnv: (name) => env[name],
+    cwd: () => "/work",
     readFile: (path) => {
       if (!Object.hasOwn(files, path)) throw new Deno.errors.NotFound(path);
       return files[path];

@@ -9,8 +9,9 @@ import type { HostInfo } from "../../core/plugin.ts";
 import { resolveProfile } from "../../core/profile.ts";
 import { PLUGINS } from "../../plugins/mod.ts";
 
-const PASSWD = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n";
-const GROUP = "root:x:0:\nstaff:x:50:app\napp:x:1000:\n";
+const PASSWD = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n" +
+  "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
+const GROUP = "root:x:0:\nstaff:x:50:app\napp:x:1000:\nnogroup:x:65534:\n";
 
 function host(over: Partial<HostInfo> = {}): HostInfo {
   return {

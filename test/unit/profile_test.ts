@@ -18,6 +18,10 @@ import { EMBEDDED_FILE, readProfiles, render } from "../../tools/embed_profiles.
 const abs = (v: string) => v.startsWith("/") ? undefined : "must be an absolute path";
 const paths: Schema = { type: "list", items: { type: "string", check: abs } };
 
+import { caps } from "../../plugins/caps.ts";
+import { lsm } from "../../plugins/lsm.ts";
+import { readonly } from "../../plugins/readonly.ts";
+
 /** Small stand-ins for the real plugins: the same names and option shapes. */
 const PLUGINS: PluginSchema[] = [
   {
@@ -42,6 +46,10 @@ const PLUGINS: PluginSchema[] = [
     name,
     schema: { type: "object", fields: {} } as const,
   })),
+  // The hardening plugins' own schemas: the built-in profiles use them.
+  caps,
+  readonly,
+  lsm,
 ];
 
 /** Profiles in memory: files by path, plus built-ins. */
@@ -346,9 +354,10 @@ Deno.test("unknown keys name the key path and line", () => {
   assert.deepEqual(errorLines(() => resolveProfile(["web.yaml"], null, PLUGINS, opts)), [
     'profile web.yaml: mount.bindz (line 4): unknown key: did you mean "binds"?',
     'profile web.yaml: network (line 5): unknown key: expected one of "description", ' +
-    '"extends", "process", "mount", "uts", "net", "user", "pid", "ipc", "cgroupns"',
+    '"extends", "process", "mount", "uts", "net", "user", "pid", "ipc", "cgroupns", "caps", ' +
+    '"readonly", "lsm"',
     'profile web.yaml: process.environment (line 7): unknown key: expected one of "env", ' +
-    '"user", "groups", "cwd", "noNewPrivileges", "rlimits"',
+    '"user", "defaultUser", "groups", "cwd", "noNewPrivileges", "rlimits"',
   ]);
 });
 
