@@ -33,7 +33,7 @@ cgroupns: {}
 # Docker's default capability set.
 caps: {}
 `,
-  "hardened": `# The default plus every protection micro has: what \`micro run --profile hardened\` gives.
+  "hardened": `# Every protection micro has: what \`micro run --profile hardened\` gives.
 description: every namespace including user, no capabilities, no new privileges, a read-only root, Landlock
 extends: default
 process:
