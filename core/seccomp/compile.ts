@@ -22,6 +22,7 @@ import {
   assertPolicy,
   ENOSYS,
   EPERM,
+  type FilterFlag,
   SeccompError,
   type SeccompPolicy,
   u64,
@@ -484,6 +485,19 @@ export function compileProgram(
     skipped: [...skipped].sort(),
     intervals: intervals.length,
   };
+}
+
+/** seccomp(2) SECCOMP_FILTER_FLAG_* values. */
+export const FILTER_FLAG_VALUES: Readonly<Record<FilterFlag, number>> = {
+  SECCOMP_FILTER_FLAG_TSYNC: 1,
+  SECCOMP_FILTER_FLAG_LOG: 2,
+  SECCOMP_FILTER_FLAG_SPEC_ALLOW: 4,
+  SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV: 32,
+};
+
+/** The `flags` argument of seccomp(SECCOMP_SET_MODE_FILTER) a policy asks for (0 if none). */
+export function filterFlags(policy: SeccompPolicy): number {
+  return (policy.flags ?? []).reduce((f, name) => f | FILTER_FLAG_VALUES[name], 0);
 }
 
 /** The policy as a seccomp BPF program for `arch` (struct sock_filter[], little-endian). */

@@ -39,6 +39,8 @@ export {
   type CompileOptions,
   compileProgram,
   disassemble,
+  FILTER_FLAG_VALUES,
+  filterFlags,
   longestPath,
   retName,
 } from "./compile.ts";

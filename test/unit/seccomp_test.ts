@@ -21,6 +21,7 @@ import {
   compile,
   compileProgram,
   disassemble,
+  filterFlags,
   longestPath,
   retName,
   SECCOMP_RET_ALLOW,
@@ -764,4 +765,14 @@ Deno.test("disassemble: one readable line per instruction", () => {
   assert.ok(text.includes("and  #0x7e020000"));
   assert.ok(text.includes("ret  ERRNO(38)"));
   assert.match(text, /; socket/);
+});
+
+Deno.test("filterFlags: the seccomp(2) flags a policy asks for", () => {
+  assert.equal(filterFlags(defaultPolicy([])), 0);
+  const p = parseOciSeccomp({
+    defaultAction: "SCMP_ACT_ALLOW",
+    flags: ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW"],
+    syscalls: [],
+  });
+  assert.equal(filterFlags(p), 6);
 });
