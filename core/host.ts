@@ -128,6 +128,15 @@ export function probeHost(
     group: readOr(etc("/etc/group"), ""),
     sourceKinds,
     image,
+    files: Object.fromEntries(
+      [spec.micro.seccompFile].filter((f): f is string => !!f).flatMap((f) => {
+        try {
+          return [[f, Deno.readTextFileSync(f)]];
+        } catch {
+          return [];
+        }
+      }),
+    ),
     capLastCap: Number(readOr("/proc/sys/kernel/cap_last_cap", "40").trim()) || 40,
     lsm: {
       apparmor: readOr("/sys/module/apparmor/parameters/enabled", "N").trim() === "Y",

@@ -65,6 +65,7 @@ export function planRun(spec: Spec, host: HostInfo, plugins: AnyPlugin[]): Op[] 
 export function formatPlan(ops: Op[]): string {
   const lines = ops.map((o, i) => {
     const args = Object.entries(o.args as Record<string, unknown>)
+      .map(([k, v]) => [k, typeof v === "string" && v.length > 120 ? `<${v.length} bytes>` : v])
       .map(([k, v]) =>
         `${k}=${typeof v === "string" && /^[^\s"]*$/.test(v) ? v : JSON.stringify(v)}`
       )

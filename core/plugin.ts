@@ -23,6 +23,8 @@ export interface HostInfo {
   /** The image's /etc/passwd and /etc/group (the host's with no image), for `--user`. */
   passwd: string;
   group: string;
+  /** Files the spec names that plan() reads (a seccomp profile), by path. */
+  files: Record<string, string>;
   /** The highest capability number the kernel knows (/proc/sys/kernel/cap_last_cap). */
   capLastCap: number;
   /** Security modules this kernel has enabled; `landlock` is its ABI version, 0 if none. */

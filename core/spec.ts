@@ -77,6 +77,9 @@ export interface Spec {
     network: "none" | "host";
     /** The enabled plugins, in plugin order. */
     plugins: string[];
+    /** The seccomp plugin is on; with `seccompFile`, its policy comes from that file. */
+    seccomp?: boolean;
+    seccompFile?: string;
     /** Landlock rules (lsm plugin). */
     landlock?: { path: string; access: ("read" | "write" | "execute")[] }[];
     /** Whether the container's volumes and tmpfs mounts join the Landlock rules. */

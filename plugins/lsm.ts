@@ -53,6 +53,18 @@ function mountRules(spec: Spec): { path: string; access: Access[] }[] {
   }));
 }
 
+/** One rule per path, with the rights of every rule naming it. */
+function mergeRules(rules: { path: string; access: Access[] }[]) {
+  const by = new Map<string, Set<Access>>();
+  for (const r of rules) {
+    const set = by.get(r.path) ?? new Set();
+    r.access.forEach((a) => set.add(a));
+    by.set(r.path, set);
+  }
+  const order: Access[] = ["read", "write", "execute"];
+  return [...by].map(([path, set]) => ({ path, access: order.filter((a) => set.has(a)) }));
+}
+
 export const lsm: Plugin<LsmOptions> = {
   name: "lsm",
   description: "AppArmor or SELinux exec label, and Landlock file system confinement",
@@ -189,10 +201,10 @@ export const lsm: Plugin<LsmOptions> = {
         ops.push(
           op("restrict", "lsm", "landlock", {
             abi: host.lsm.landlock,
-            rules: [
+            rules: mergeRules([
               ...spec.micro.landlock,
               ...(spec.micro.landlockMounts ? mountRules(spec) : []),
-            ],
+            ]),
           }),
         );
       } else skipped("landlock", "Landlock is not available on this host (optional)");

@@ -7,6 +7,7 @@ import { caps } from "./caps.ts";
 import { cgroupns } from "./cgroupns.ts";
 import { lsm } from "./lsm.ts";
 import { readonly } from "./readonly.ts";
+import { seccomp } from "./seccomp.ts";
 import { ipc } from "./ipc.ts";
 import { mount } from "./mount.ts";
 import { net } from "./net.ts";
@@ -26,4 +27,5 @@ export const PLUGINS: Plugin<any>[] = [
   readonly,
   caps,
   lsm,
+  seccomp,
 ];

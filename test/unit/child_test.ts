@@ -750,6 +750,7 @@ const HOST: HostInfo = {
   passwd: "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
   group: "root:x:0:\nstaff:x:50:app\napp:x:1000:\n",
   sourceKinds: {},
+  files: {},
   capLastCap: 40,
   lsm: { apparmor: false, selinux: false, landlock: 0 },
 };

@@ -507,6 +507,7 @@ const HOST: HostInfo = {
   passwd: "root:x:0:0:root:/root:/bin/sh\n",
   group: "root:x:0:\n",
   sourceKinds: {},
+  files: {},
   capLastCap: 40,
   lsm: { apparmor: false, selinux: false, landlock: 0 },
 };

@@ -31,6 +31,7 @@ function host(over: Partial<HostInfo> = {}): HostInfo {
     group: GROUP,
     sourceKinds: { "/srv/data": "dir", "/srv/app.conf": "file" },
     image: "dir",
+    files: {},
     capLastCap: 40,
     lsm: { apparmor: false, selinux: false, landlock: 7 },
     ...over,

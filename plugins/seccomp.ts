@@ -1,0 +1,110 @@
+/**
+ * seccomp: a classic BPF filter over system calls, compiled here in the parent (a pure
+ * function of the policy and the architecture) and loaded in the child: last, just before
+ * exec, under no_new_privs; without it, first in the credentials phase while the process
+ * still holds CAP_SYS_ADMIN, as runc does. The built-in `default` policy gives what
+ * Docker's default profile protects; `file` takes an OCI `linux.seccomp` or a Docker
+ * seccomp JSON file (`--security-opt seccomp=FILE`); `--security-opt seccomp=unconfined`
+ * disables the plugin.
+ */
+import { CAPS } from "../core/caps.ts";
+import { MicroError } from "../core/errors.ts";
+import { type Op, op } from "../core/ops.ts";
+import type { HostInfo, Plugin } from "../core/plugin.ts";
+import type { Spec } from "../core/spec.ts";
+import {
+  compileProgram,
+  defaultPolicy,
+  filterFlags,
+  parseDockerSeccomp,
+  parseOciSeccomp,
+  SeccompError,
+  type SeccompPolicy,
+} from "../core/seccomp/mod.ts";
+
+export interface SeccompOptions {
+  /** An OCI or Docker seccomp JSON file; the built-in default policy when absent. */
+  file?: string;
+}
+
+/** Docker's format has `archMap` or per-rule `includes`/`excludes`; OCI's has neither. */
+function isDocker(json: Record<string, unknown>): boolean {
+  const rules = Array.isArray(json.syscalls) ? json.syscalls as Record<string, unknown>[] : [];
+  return "archMap" in json || rules.some((r) => "includes" in r || "excludes" in r);
+}
+
+/** The capabilities the process will hold, which Docker-style policies depend on. */
+function processCaps(spec: Spec): string[] {
+  return spec.process.capabilities?.bounding ?? [...CAPS];
+}
+
+/** The policy this spec asks for, or an error naming the file and what is wrong. */
+export function seccompPolicy(spec: Spec, host: HostInfo): SeccompPolicy {
+  const file = spec.micro.seccompFile;
+  if (!file) return defaultPolicy(processCaps(spec));
+  const text = host.files[file];
+  if (text === undefined) {
+    throw new MicroError(`seccomp profile "${file}" cannot be read`, {
+      phase: "check",
+      plugin: "seccomp",
+      hint: "give an existing OCI or Docker seccomp JSON file",
+    });
+  }
+  try {
+    const json = JSON.parse(text);
+    return isDocker(json)
+      ? parseDockerSeccomp(text, { arch: host.arch, caps: processCaps(spec) })
+      : parseOciSeccomp(json.linux?.seccomp ?? json);
+  } catch (e) {
+    const why = e instanceof SeccompError ? e.problems.join("; ") : (e as Error).message;
+    throw new MicroError(`seccomp profile "${file}": ${why}`, {
+      phase: "check",
+      plugin: "seccomp",
+    });
+  }
+}
+
+function base64(bytes: Uint8Array): string {
+  let s = "";
+  for (const b of bytes) s += String.fromCharCode(b);
+  return btoa(s);
+}
+
+export const seccomp: Plugin<SeccompOptions> = {
+  name: "seccomp",
+  description: "system call filter: Docker's default protection, or an OCI/Docker JSON policy",
+  schema: {
+    type: "object",
+    fields: {
+      file: {
+        type: "string",
+        doc: "an OCI or Docker seccomp JSON file (absolute path)",
+        check: (v) => v.startsWith("/") ? undefined : "must be an absolute path",
+      },
+    },
+  },
+  configure(o, spec) {
+    if (o.file) spec.micro.seccompFile = o.file;
+    spec.micro.seccomp = true;
+  },
+  check(spec, host) {
+    try {
+      seccompPolicy(spec, host);
+      return [];
+    } catch (e) {
+      if (e instanceof MicroError) return [e];
+      throw e;
+    }
+  },
+  plan(spec: Spec, host: HostInfo): Op[] {
+    const policy = seccompPolicy(spec, host);
+    const compiled = compileProgram(policy, host.arch);
+    return [op(spec.process.noNewPrivileges ? "restrict" : "credentials", "seccomp", "seccomp", {
+      arch: host.arch,
+      instructions: compiled.length,
+      policy: spec.micro.seccompFile ?? "default",
+      flags: filterFlags(policy),
+      program: base64(compiled.program),
+    })];
+  },
+};
