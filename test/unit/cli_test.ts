@@ -354,3 +354,192 @@ Deno.test("cli rejects a verb other than run and plan", () => {
     'unknown command "exec": expected "run" or "plan" (see "micro --help")',
   );
 });
+
+// --- hardening flags ----------------------------------------------------------------------
+
+Deno.test("cli --cap-add and --cap-drop fill caps.add and caps.drop in order, as given", () => {
+  const r = parse(
+    "run",
+    "--cap-drop",
+    "ALL",
+    "--cap-add",
+    "NET_BIND_SERVICE",
+    "--cap-add=cap_sys_time",
+    "--cap-drop=mknod",
+    "img",
+    "sh",
+  );
+  assert.deepEqual(r.layer, {
+    caps: { add: ["NET_BIND_SERVICE", "cap_sys_time"], drop: ["ALL", "mknod"] },
+  });
+  assert.deepEqual(parse("run", "--cap-add", "all", "img", "sh").layer, { caps: { add: ["all"] } });
+  assert.deepEqual(parse("run", "--cap-drop", "NET_RAW", "img", "sh").layer, {
+    caps: { drop: ["NET_RAW"] },
+  });
+  // Names are checked against capabilities(7) by the profile schema, not here.
+  assert.deepEqual(parse("run", "--cap-add", "NET_FOO", "img", "sh").layer, {
+    caps: { add: ["NET_FOO"] },
+  });
+  assert.equal(
+    errorLine(() => parse("run", "--cap-add")),
+    'option "--cap-add" needs a value (see "micro run --help")',
+  );
+});
+
+Deno.test("cli --read-only turns the readonly plugin on (or off with =false)", () => {
+  assert.deepEqual(parse("run", "--read-only", "img", "sh").layer, { readonly: { enabled: true } });
+  assert.deepEqual(parse("run", "--read-only=true", "img", "sh").layer, {
+    readonly: { enabled: true },
+  });
+  assert.deepEqual(parse("run", "--read-only=false", "img", "sh").layer, {
+    readonly: { enabled: false },
+  });
+  assert.equal(
+    errorLine(() => parse("run", "--read-only=yes", "img", "sh")),
+    'option "--read-only" takes no value, or "true" or "false": got "yes" ' +
+      '(see "micro run --help")',
+  );
+});
+
+Deno.test("cli --security-opt no-new-privileges[=bool] sets process.noNewPrivileges", () => {
+  const nnp = (...opts: string[]) =>
+    parse("run", ...opts.flatMap((o) => ["--security-opt", o]), "img", "sh").layer;
+  assert.deepEqual(nnp("no-new-privileges"), { process: { noNewPrivileges: true } });
+  assert.deepEqual(nnp("no-new-privileges=true"), { process: { noNewPrivileges: true } });
+  assert.deepEqual(nnp("no-new-privileges:true"), { process: { noNewPrivileges: true } });
+  assert.deepEqual(nnp("no-new-privileges=false"), { process: { noNewPrivileges: false } });
+  assert.deepEqual(nnp("no-new-privileges:false"), { process: { noNewPrivileges: false } });
+  // The last one wins.
+  assert.deepEqual(nnp("no-new-privileges", "no-new-privileges=false"), {
+    process: { noNewPrivileges: false },
+  });
+  assert.deepEqual(
+    parse("run", "--security-opt=no-new-privileges", "-u", "app", "img", "sh").layer,
+    { process: { noNewPrivileges: true, user: "app" } },
+  );
+  for (const bad of ["no-new-privileges=yes", "no-new-privileges=", "no-new-privileges:1"]) {
+    assert.equal(
+      errorLine(() => parse("run", "--security-opt", bad, "img", "sh")),
+      `option "--security-opt": no-new-privileges takes true or false: "${bad}" ` +
+        '(see "micro run --help")',
+    );
+  }
+});
+
+Deno.test("cli --security-opt seccomp=FILE|unconfined configures the seccomp plugin", () => {
+  assert.deepEqual(parse("run", "--security-opt", "seccomp=unconfined", "img", "sh").layer, {
+    seccomp: { enabled: false },
+  });
+  assert.deepEqual(parse("run", "--security-opt", "seccomp=/etc/micro/p.json", "img", "sh").layer, {
+    seccomp: { file: "/etc/micro/p.json" },
+  });
+  assert.deepEqual(parse("run", "--security-opt=seccomp:/etc/micro/p.json", "img", "sh").layer, {
+    seccomp: { file: "/etc/micro/p.json" },
+  });
+  for (const bad of ["seccomp", "seccomp=", "seccomp:"]) {
+    assert.equal(
+      errorLine(() => parse("run", "--security-opt", bad, "img", "sh")),
+      `option "--security-opt": seccomp needs a file or unconfined: "${bad}" ` +
+        '(see "micro run --help")',
+    );
+  }
+});
+
+Deno.test("cli --security-opt seccomp=FILE makes a relative file absolute with the cwd", () => {
+  assert.deepEqual(parse("run", "--security-opt", "seccomp=profiles/p.json", "img", "sh").layer, {
+    seccomp: { file: "/work/profiles/p.json" },
+  });
+  const elsewhere: CliIO = { ...io(), cwd: () => "/home/me" };
+  assert.deepEqual(
+    parseRun(["run", "--security-opt", "seccomp=p.json", "img", "sh"], elsewhere).layer,
+    { seccomp: { file: "/home/me/p.json" } },
+  );
+  // The file is not read here: the host probe reads it, and a check reports it.
+  let reads = 0;
+  const counting: CliIO = {
+    ...io(),
+    readFile: () => {
+      reads++;
+      return "";
+    },
+  };
+  parseRun(["run", "--security-opt", "seccomp=p.json", "img", "sh"], counting);
+  assert.equal(reads, 0);
+});
+
+Deno.test("cli --security-opt apparmor=PROFILE and label=PART:VALUE configure the lsm plugin", () => {
+  const r = parse(
+    "run",
+    "--security-opt",
+    "apparmor=docker-default",
+    "--security-opt",
+    "label=user:system_u",
+    "--security-opt",
+    "label:role:system_r",
+    "--security-opt=label=type:svirt_lxc_net_t",
+    "--security-opt",
+    "label=level:s0:c100,c200",
+    "img",
+    "sh",
+  );
+  assert.deepEqual(r.layer, {
+    lsm: {
+      apparmor: { profile: "docker-default" },
+      selinux: {
+        user: "system_u",
+        role: "system_r",
+        type: "svirt_lxc_net_t",
+        level: "s0:c100,c200",
+      },
+    },
+  });
+  assert.deepEqual(parse("run", "--security-opt", "apparmor:unconfined", "img", "sh").layer, {
+    lsm: { apparmor: { profile: "unconfined" } },
+  });
+  for (const bad of ["apparmor", "apparmor="]) {
+    assert.equal(
+      errorLine(() => parse("run", "--security-opt", bad, "img", "sh")),
+      `option "--security-opt": apparmor needs a profile name: "${bad}" (see "micro run --help")`,
+    );
+  }
+});
+
+Deno.test("cli --security-opt label errors: disable, an unknown part, an empty value", () => {
+  assert.equal(
+    errorLine(() => parse("run", "--security-opt", "label=disable", "img", "sh")),
+    'option "--security-opt": label=disable is not supported: use a profile without selinux: ' +
+      '"label=disable" (see "micro run --help")',
+  );
+  for (const bad of ["label=foo:bar", "label=type:", "label=type", "label", "label=:x"]) {
+    assert.equal(
+      errorLine(() => parse("run", "--security-opt", bad, "img", "sh")),
+      'option "--security-opt": label takes user:USER, role:ROLE, type:TYPE or level:LEVEL: ' +
+        `"${bad}" (see "micro run --help")`,
+      bad,
+    );
+  }
+});
+
+Deno.test("cli --security-opt rejects an unknown key, naming the ones it knows", () => {
+  for (const bad of ["privileged", "systempaths=unconfined", "Seccomp=unconfined", "=x", ""]) {
+    assert.equal(
+      errorLine(() => parse("run", "--security-opt", bad, "img", "sh")),
+      'option "--security-opt": unknown security option (no-new-privileges, seccomp, apparmor, ' +
+        `label): "${bad}" (see "micro run --help")`,
+      bad,
+    );
+  }
+  assert.equal(
+    errorLine(() => parse("run", "--security-opt")),
+    'option "--security-opt" needs a value (see "micro run --help")',
+  );
+});
+
+Deno.test("cli help text lists the hardening options", () => {
+  for (const opt of ["--cap-add", "--cap-drop", "--read-only", "--security-opt"]) {
+    assert.ok(RUN_HELP.includes(opt), opt);
+  }
+  for (const form of ["no-new-privileges", "seccomp=FILE|unconfined", "apparmor=", "label="]) {
+    assert.ok(RUN_HELP.includes(form), form);
+  }
+});
