@@ -60,6 +60,7 @@ bench:
 	tools/install-test-deps.sh
 	$(MAKE) --no-print-directory build image
 	bench/start
+	bench/seccomp
 
 demo:
 	tools/install-test-deps.sh
