@@ -69,6 +69,25 @@ Options:
   -v, --volume HOST:CTR[:ro|rw]
                             bind a host path into the container (repeatable)
       --tmpfs PATH          mount a tmpfs at PATH in the container (repeatable)
+ Resources (cgroups):
+      --cpus N              CPUs the container may use, e.g. 1.5
+      --cpu-shares N        relative CPU weight (cgroup v1 shares, 2-262144)
+      --cpu-weight N        relative CPU weight (cgroup v2, 1-10000)
+      --cpuset-cpus LIST    CPUs to run on, e.g. 0-1
+      --cpuset-mems LIST    memory nodes to use
+  -m, --memory SIZE         memory limit, e.g. 256m
+      --memory-swap SIZE    memory plus swap (-1: unlimited swap)
+      --memory-reservation SIZE
+                            soft memory limit
+      --pids-limit N        most processes at once (-1: unlimited)
+      --blkio-weight N      relative block I/O weight (10-1000)
+      --device-read-bps DEVICE:RATE, --device-write-bps DEVICE:RATE
+      --device-read-iops DEVICE:N, --device-write-iops DEVICE:N
+                            block I/O limits (repeatable)
+      --device HOST[:CTR][:rwm]
+                            add a host device (repeatable)
+      --cgroup-parent PATH  the cgroup to create the container's in (default: micro)
+ Security:
       --cap-add CAP         add a capability, or ALL (repeatable; CAP_ prefix optional)
       --cap-drop CAP        drop a capability, or ALL (repeatable)
       --read-only           read-only root, with tmpfs on /tmp and /run
@@ -103,6 +122,22 @@ const OPTIONS: OptionDef[] = [
   { long: "network", kind: "value" },
   { long: "volume", short: "v", kind: "value" },
   { long: "tmpfs", kind: "value" },
+  { long: "cpus", kind: "value" },
+  { long: "cpu-shares", kind: "value" },
+  { long: "cpu-weight", kind: "value" },
+  { long: "cpuset-cpus", kind: "value" },
+  { long: "cpuset-mems", kind: "value" },
+  { long: "memory", short: "m", kind: "value" },
+  { long: "memory-swap", kind: "value" },
+  { long: "memory-reservation", kind: "value" },
+  { long: "pids-limit", kind: "value" },
+  { long: "blkio-weight", kind: "value" },
+  { long: "device-read-bps", kind: "value" },
+  { long: "device-write-bps", kind: "value" },
+  { long: "device-read-iops", kind: "value" },
+  { long: "device-write-iops", kind: "value" },
+  { long: "device", kind: "value" },
+  { long: "cgroup-parent", kind: "value" },
   { long: "cap-add", kind: "value" },
   { long: "cap-drop", kind: "value" },
   { long: "read-only", kind: "flag" },
@@ -112,6 +147,26 @@ const OPTIONS: OptionDef[] = [
   { long: "rm", kind: "flag" },
   { long: "help", kind: "flag" },
 ];
+
+/** Docker's resource flags to the cgroups plugin's option names. */
+const CGROUP_KEYS: Record<string, string> = {
+  "cpus": "cpus",
+  "cpu-shares": "cpuShares",
+  "cpu-weight": "cpuWeight",
+  "cpuset-cpus": "cpusetCpus",
+  "cpuset-mems": "cpusetMems",
+  "memory": "memory",
+  "memory-swap": "memorySwap",
+  "memory-reservation": "memoryReservation",
+  "pids-limit": "pidsLimit",
+  "blkio-weight": "blkioWeight",
+  "device-read-bps": "deviceReadBps",
+  "device-write-bps": "deviceWriteBps",
+  "device-read-iops": "deviceReadIops",
+  "device-write-iops": "deviceWriteIops",
+  "device": "devices",
+  "cgroup-parent": "parent",
+};
 
 const BY_LONG = new Map(OPTIONS.map((o) => [o.long, o]));
 const BY_SHORT = new Map(OPTIONS.filter((o) => o.short).map((o) => [o.short!, o]));
@@ -392,6 +447,33 @@ export function parseRun(argv: readonly string[], io: CliIO = DENO_IO): Request 
         if (!value.startsWith("/")) fail(`option "${spelled}": path "${value}" is not absolute`);
         tmpfs.push(value);
         break;
+      case "cpus":
+      case "cpuset-cpus":
+      case "cpuset-mems":
+      case "memory":
+      case "memory-swap":
+      case "memory-reservation":
+      case "cgroup-parent":
+        section(layer, "cgroups")[CGROUP_KEYS[opt.long]] =
+          opt.long === "memory-swap" && value === "-1" ? -1 : value;
+        break;
+      case "cpu-shares":
+      case "cpu-weight":
+      case "pids-limit":
+      case "blkio-weight": {
+        if (!/^-?\d+$/.test(value)) fail(`option "${spelled}" takes an integer, got "${value}"`);
+        section(layer, "cgroups")[CGROUP_KEYS[opt.long]] = Number(value);
+        break;
+      }
+      case "device-read-bps":
+      case "device-write-bps":
+      case "device-read-iops":
+      case "device-write-iops":
+      case "device": {
+        const list = (section(layer, "cgroups")[CGROUP_KEYS[opt.long]] ??= []) as string[];
+        list.push(value);
+        break;
+      }
       case "cap-add":
         capAdd.push(value);
         break;

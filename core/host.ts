@@ -2,6 +2,7 @@
  * The host probe: every fact plan() needs from the host, read once before planning, so
  * that plugins stay pure and `micro plan` shows what a run would do.
  */
+import { readLayout } from "./cgroups/layout.ts";
 import type { HostInfo } from "./plugin.ts";
 import type { Spec } from "./spec.ts";
 
@@ -50,6 +51,46 @@ function readOr(path: string, fallback: string): string {
   } catch {
     return fallback;
   }
+}
+
+/** Device numbers from st_rdev (glibc's major()/minor()). */
+function deviceNode(path: string): HostInfo["deviceNodes"][string] | undefined {
+  try {
+    const st = Deno.statSync(path);
+    if (!st.isBlockDevice && !st.isCharDevice) return undefined;
+    const rdev = st.rdev ?? 0;
+    const major = ((rdev >>> 8) & 0xfff) | (Math.floor(rdev / 2 ** 32) & ~0xfff);
+    const minor = (rdev & 0xff) | ((rdev >>> 12) & ~0xff);
+    return { type: st.isBlockDevice ? "b" : "c", major, minor };
+  } catch {
+    return undefined;
+  }
+}
+
+/** What the cgroups plugin needs; nothing is read unless the plugin is on. */
+function cgroupFacts(spec: Spec, uid: number) {
+  const none = { mode: "none", v1: {}, base: "", writable: false } as const;
+  if (!spec.micro.cgroup) {
+    return { cgroup: none, cpus: "", mems: "", swapAccounting: false, deviceNodes: {} };
+  }
+  const cgroup = readLayout(uid);
+  const paths = [
+    ...spec.linux.devices.map((d) => d.hostPath),
+    ...Object.values(spec.micro.cgroup.rates).flat().map((r) => r.path),
+  ];
+  const deviceNodes: HostInfo["deviceNodes"] = {};
+  for (const p of paths) {
+    const n = deviceNode(p);
+    if (n) deviceNodes[p] = n;
+  }
+  return {
+    cgroup,
+    cpus: readOr("/sys/devices/system/cpu/online", "0").trim(),
+    mems: readOr("/sys/devices/system/node/online", "0").trim(),
+    swapAccounting: cgroup.v1.memory !== undefined &&
+      exists(`${cgroup.v1.memory}/memory.memsw.limit_in_bytes`),
+    deviceNodes,
+  };
 }
 
 function exists(path: string): boolean {
@@ -137,6 +178,7 @@ export function probeHost(
         }
       }),
     ),
+    ...cgroupFacts(spec, uid),
     capLastCap: Number(readOr("/proc/sys/kernel/cap_last_cap", "40").trim()) || 40,
     lsm: {
       apparmor: readOr("/sys/module/apparmor/parameters/enabled", "N").trim() === "Y",

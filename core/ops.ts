@@ -1,3 +1,5 @@
+import type { DeviceRule } from "./cgroups/devfilter.ts";
+
 /**
  * Ops are plain data: plugins return them from `plan`, `micro plan` prints them and the
  * engine is the only code that executes them. Each kind names where it runs by its phase.
@@ -44,6 +46,11 @@ export type MountFlag =
 export interface OpArgs {
   /** clone: one namespace flag for the single clone call. */
   namespace: { flag: string };
+  /**
+   * rootfs: a namespace entered by the child itself, after the parent placed it: the
+   * cgroup namespace, so its root is the container's own cgroup (runc does the same).
+   */
+  unshare: { flag: string };
   /** attach: write a file of the child's under /proc/PID (uid_map, gid_map, setgroups). */
   "proc-write": { file: "uid_map" | "gid_map" | "setgroups"; content: string };
   /**
@@ -103,6 +110,20 @@ export interface OpArgs {
     ambient: string[];
     lastCap: number;
   };
+  /** prepare: a cgroup directory (`shared`: a parent other runs may use too). */
+  "cgroup-create": { path: string; shared: boolean };
+  /** prepare: a cgroup file; `ifEmpty`: only when it holds nothing yet (v1 cpuset). */
+  "cgroup-write": { path: string; value: string; option: string; ifEmpty?: boolean };
+  /** prepare (v2): the device allow-list as a BPF_PROG_TYPE_CGROUP_DEVICE program. */
+  "cgroup-devices": { path: string; rules: DeviceRule[] };
+  /** attach: the child joins the cgroup before it may run anything. */
+  "cgroup-join": { path: string };
+  /** supervise: after the exit, whether the OOM killer struck (a counter in `path`). */
+  "cgroup-oom": { path: string; key: string; limit: number };
+  /** cleanup: kill every process left in the cgroup (v2 cgroup.kill, v1 freezer). */
+  "cgroup-kill": { path: string; how: "cgroup.kill" | "freezer" | "signal" };
+  /** cleanup: remove a cgroup directory (a shared parent only once it is empty). */
+  "cgroup-remove": { path: string; shared: boolean };
   /** Any phase: something the profile asked for that this host lacks and marked optional. */
   skipped: { what: string; reason: string };
   /** restrict: the LSM label the command gets at exec (/proc/thread-self/attr/...). */

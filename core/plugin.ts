@@ -1,4 +1,5 @@
 /** The plugin contract (DESIGN.md §2). */
+import type { CgroupLayout } from "./cgroups/layout.ts";
 import type { MicroError } from "./errors.ts";
 import type { Op } from "./ops.ts";
 import type { ObjectSchema } from "./schema_types.ts";
@@ -23,6 +24,15 @@ export interface HostInfo {
   /** The image's /etc/passwd and /etc/group (the host's with no image), for `--user`. */
   passwd: string;
   group: string;
+  /** The cgroup layout and what the cgroups plugin checks limits against. */
+  cgroup: CgroupLayout;
+  /** Online CPUs and memory nodes, as lists (`0-1`). */
+  cpus: string;
+  mems: string;
+  /** Whether v1 accounts swap (memory.memsw.* exists). */
+  swapAccounting: boolean;
+  /** Device nodes the spec names (by host path): block or char, and their numbers. */
+  deviceNodes: Record<string, { type: "b" | "c"; major: number; minor: number }>;
   /** Files the spec names that plan() reads (a seccomp profile), by path. */
   files: Record<string, string>;
   /** The highest capability number the kernel knows (/proc/sys/kernel/cap_last_cap). */

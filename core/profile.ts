@@ -410,7 +410,17 @@ class Loader {
 // --- merging ---------------------------------------------------------------------------
 
 /** Lists the command-line layer appends to instead of replacing. */
-const APPENDED = new Set(["mount.binds", "mount.tmpfs", "caps.add", "caps.drop"]);
+const APPENDED = new Set([
+  "mount.binds",
+  "mount.tmpfs",
+  "caps.add",
+  "caps.drop",
+  "cgroups.devices",
+  "cgroups.deviceReadBps",
+  "cgroups.deviceWriteBps",
+  "cgroups.deviceReadIops",
+  "cgroups.deviceWriteIops",
+]);
 
 function clone<T>(v: T): T {
   return structuredClone(v);

@@ -8,6 +8,7 @@ import { execute } from "./engine/mod.ts";
 import { MicroError, MicroErrors } from "./errors.ts";
 import { probeHost } from "./host.ts";
 import { resolveTargets } from "./engine/resolve.ts";
+import { formatBytes } from "./cgroups/units.ts";
 import type { Op } from "./ops.ts";
 import { buildSpec, formatPlan, planRun } from "./plan.ts";
 import { loadYamlFor, resolveProfile } from "./profile.ts";
@@ -56,7 +57,8 @@ export async function prepare(argv: string[]): Promise<Prepared> {
   ];
   if (problems.length === 1) throw problems[0];
   if (problems.length > 1) throw new MicroErrors(problems);
-  return { req, spec, ops: planRun(spec, host, PLUGINS), id, stateDir };
+  const ops = planRun(spec, host, PLUGINS);
+  return { req, spec, ops, id, stateDir };
 }
 
 export async function planCommand(argv: string[]): Promise<number> {
@@ -68,6 +70,11 @@ export async function planCommand(argv: string[]): Promise<number> {
 export async function runCommand(argv: string[]): Promise<number> {
   const p = await prepare(argv);
   const uid = Deno.uid() ?? 0;
+  for (const o of p.ops) {
+    if (o.kind === "skipped" && o.plugin === "cgroups" && p.spec.micro.cgroupLimits) {
+      console.error(`micro: warning: ${o.args.reason}`);
+    }
+  }
   const sys = openLibc();
   let dir: string;
   try {
@@ -104,13 +111,28 @@ export async function runCommand(argv: string[]): Promise<number> {
         state.containerStartTime = processStartTime(pid);
         writeState(dir, state);
       },
+      onCgroup(c) {
+        (state.cgroups ??= []).push(c);
+        writeState(dir, state);
+      },
+      onCleanupProblem: (m) => console.error(`micro: warning: cleanup: ${m}`),
     }, sys);
-    if (p.req.json) {
+    // The OOM killer's SIGKILL is the container's end, whatever its init reported.
+    const exitCode = result.oomKilled !== undefined ? 137 : result.exitCode;
+    if (result.oomKilled !== undefined) {
       console.error(
-        JSON.stringify({ id: p.id, exitCode: result.exitCode, signal: result.signal ?? null }),
+        `micro: container killed by the OOM killer (memory limit ${formatBytes(result.oomKilled)})`,
       );
     }
-    return result.exitCode;
+    if (p.req.json) {
+      console.error(JSON.stringify({
+        id: p.id,
+        exitCode,
+        signal: result.signal ?? null,
+        oomKilled: result.oomKilled !== undefined,
+      }));
+    }
+    return exitCode;
   } finally {
     removeOnExit();
   }

@@ -49,6 +49,7 @@ const TYPE_NAMES: Record<Schema["type"], string> = {
   boolean: "a boolean",
   string: "a string",
   integer: "an integer",
+  number: "a number",
   list: "a list",
   map: "a map",
   object: "a map",
@@ -72,6 +73,8 @@ function shapeFits(value: unknown, schema: Schema): boolean {
       return typeof value === "string";
     case "integer":
       return typeof value === "number" && Number.isInteger(value);
+    case "number":
+      return typeof value === "number" && Number.isFinite(value);
     case "list":
       return Array.isArray(value);
     case "map":
@@ -140,7 +143,8 @@ export function check(value: unknown, schema: Schema, path: KeyPath = []): Issue
       }
       break;
     }
-    case "integer": {
+    case "integer":
+    case "number": {
       const n = value as number;
       const { min, max } = schema;
       if ((min !== undefined && n < min) || (max !== undefined && n > max)) {
@@ -149,7 +153,7 @@ export function check(value: unknown, schema: Schema, path: KeyPath = []): Issue
           : min !== undefined
           ? `>= ${min}`
           : `<= ${max}`;
-        add(`invalid value ${n}: expected an integer ${range}`);
+        add(`invalid value ${n}: expected ${TYPE_NAMES[schema.type]} ${range}`);
       }
       break;
     }

@@ -12,6 +12,7 @@ export type Schema =
     check?: (v: string) => string | undefined;
   }
   | { type: "integer"; doc?: string; min?: number; max?: number }
+  | { type: "number"; doc?: string; min?: number; max?: number }
   | { type: "list"; doc?: string; items: Schema }
   /** A map with free string keys, every value of one schema. */
   | { type: "map"; doc?: string; values: Schema; keyCheck?: (k: string) => string | undefined }

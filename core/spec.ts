@@ -3,6 +3,8 @@
  * enter here later and share everything below; fields micro adds live under `micro`.
  */
 
+import type { Resources } from "./cgroups/resources.ts";
+
 export type NamespaceType = "mount" | "pid" | "uts" | "ipc" | "network" | "user" | "cgroup";
 
 export interface IdMapping {
@@ -66,6 +68,10 @@ export interface Spec {
     gidMappings: IdMapping[];
     maskedPaths: string[];
     readonlyPaths: string[];
+    /** Resource limits (cgroups plugin), OCI `linux.resources`. */
+    resources?: Resources;
+    /** Devices added to the defaults: bound from the host and allowed by the cgroup. */
+    devices: { path: string; hostPath: string; access: string }[];
     /** SELinux context for the container's own mounts (tmpfs, devpts, mqueue). */
     mountLabel?: string;
   };
@@ -77,6 +83,17 @@ export interface Spec {
     network: "none" | "host";
     /** The enabled plugins, in plugin order. */
     plugins: string[];
+    /** The cgroups plugin's placement and the device rates still named by path. */
+    cgroup?: {
+      parent: string;
+      required: boolean;
+      rates: Record<
+        "readBps" | "writeBps" | "readIops" | "writeIops",
+        { path: string; rate: number }[]
+      >;
+    };
+    /** Whether any limit was asked for (not only the default device list). */
+    cgroupLimits?: boolean;
     /** The seccomp plugin is on; with `seccompFile`, its policy comes from that file. */
     seccomp?: boolean;
     seccompFile?: string;
@@ -113,6 +130,7 @@ export function emptySpec(): Spec {
       gidMappings: [],
       maskedPaths: [],
       readonlyPaths: [],
+      devices: [],
     },
     micro: { plugins: [], hostView: [], devices: [], network: "host" },
   };

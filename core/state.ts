@@ -3,6 +3,7 @@
  * atomically and before anything it lists is created, so a later micro command can clean
  * up after a run that was killed halfway (`gc`).
  */
+import { type RecordedCgroup, removeRecorded } from "./cgroups/fs.ts";
 
 export interface RunState {
   id: string;
@@ -15,6 +16,8 @@ export interface RunState {
   image: string | null;
   /** Host directories the run created inside the image as mount points, parent first. */
   createdDirs: string[];
+  /** Cgroup directories, recorded before each is created, in creation order. */
+  cgroups?: RecordedCgroup[];
   created: string;
 }
 
@@ -74,6 +77,7 @@ function isAlive(pid: number | undefined, start: number | undefined): boolean {
  * still empty), its staging root, then its state dir. Safe to call twice.
  */
 export function removeRun(dir: string, state: RunState | null): void {
+  if (state?.cgroups?.length) removeRecorded(state.cgroups);
   for (const d of [...(state?.createdDirs ?? [])].reverse()) {
     try {
       Deno.removeSync(d);

@@ -26,15 +26,17 @@ const capList = {
 } as const;
 
 /**
- * Docker's rule: start from all (`add: [ALL]`), none (`drop: [ALL]`) or the default set,
- * remove what `drop` names, then put back what `add` names (add wins over drop).
+ * Docker's rule: `add: [ALL]` is everything but what `drop` names; otherwise the default
+ * set (none with `drop: [ALL]`) minus `drop`, plus `add` (add wins over drop).
  */
 export function resolveCaps(add: readonly string[], drop: readonly string[]): string[] {
   const a = add.map((c) => capName(c)!);
   const d = drop.map((c) => capName(c)!);
-  const base = a.includes("ALL") ? CAPS : d.includes("ALL") ? [] : DOCKER_DEFAULT_CAPS;
+  // With ALL added, everything but the drops (moby's TweakCapabilities).
+  if (a.includes("ALL")) return CAPS.filter((c) => !d.includes(c));
+  const base = d.includes("ALL") ? [] : DOCKER_DEFAULT_CAPS;
   const set = new Set(base.filter((c) => !d.includes(c)));
-  for (const c of a) if (c !== "ALL") set.add(c);
+  for (const c of a) set.add(c);
   return CAPS.filter((c) => set.has(c));
 }
 

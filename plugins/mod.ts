@@ -5,6 +5,7 @@
 import type { Plugin } from "../core/plugin.ts";
 import { caps } from "./caps.ts";
 import { cgroupns } from "./cgroupns.ts";
+import { cgroups } from "./cgroups.ts";
 import { lsm } from "./lsm.ts";
 import { readonly } from "./readonly.ts";
 import { seccomp } from "./seccomp.ts";
@@ -24,6 +25,7 @@ export const PLUGINS: Plugin<any>[] = [
   ipc,
   net,
   cgroupns,
+  cgroups,
   readonly,
   caps,
   lsm,

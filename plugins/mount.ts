@@ -137,13 +137,13 @@ export function splitOptions(options: string[]): { flags: MountFlag[]; data?: st
 /** SELinux labels what the container mounts itself; binds keep their own labels. */
 const LABELLED = ["tmpfs", "devpts", "mqueue"];
 
-function mountOp(m: Mount, spec: Spec, host?: HostInfo): Op {
-  const label = spec.linux.mountLabel && LABELLED.includes(m.type)
+function mountOp(m: Mount, spec: Spec, host: HostInfo): Op {
+  const label = spec.linux.mountLabel && host.lsm.selinux && LABELLED.includes(m.type)
     ? [`context="${spec.linux.mountLabel}"`]
     : [];
   const { flags, data } = splitOptions([...m.options, ...label]);
   const fileSource = m.type === "bind" &&
-    (m.options.includes("file") || host?.sourceKinds[m.source] === "file");
+    (m.options.includes("file") || host.sourceKinds[m.source] === "file");
   return op("rootfs", "mount", "mount", {
     source: m.source,
     target: m.destination,
@@ -170,21 +170,29 @@ function planMounts(spec: Spec, host: HostInfo): Op[] {
       if (h.kind === "symlink") {
         ops.push(rootfs("symlink", { target: h.target, path: h.path }));
       } else {
-        ops.push(mountOp({
-          destination: h.path,
-          type: "bind",
-          source: h.path,
-          options: ["rbind", "ro", "nosuid", "nodev"],
-        }, spec));
+        ops.push(mountOp(
+          {
+            destination: h.path,
+            type: "bind",
+            source: h.path,
+            options: ["rbind", "ro", "nosuid", "nodev"],
+          },
+          spec,
+          host,
+        ));
       }
     }
     if (!spec.mounts.some((m) => m.destination === "/tmp")) {
-      ops.push(mountOp({
-        destination: "/tmp",
-        type: "tmpfs",
-        source: "tmpfs",
-        options: ["nosuid", "nodev", "mode=1777"],
-      }, spec));
+      ops.push(mountOp(
+        {
+          destination: "/tmp",
+          type: "tmpfs",
+          source: "tmpfs",
+          options: ["nosuid", "nodev", "mode=1777"],
+        },
+        spec,
+        host,
+      ));
     }
   }
 
@@ -204,41 +212,68 @@ function planMounts(spec: Spec, host: HostInfo): Op[] {
         options: ["rbind", "nosuid", "noexec", "nodev"],
       },
     spec,
+    host,
   ));
 
   // A minimal /dev: a tmpfs with the host's harmless nodes bound in, and its own devpts.
-  ops.push(mountOp({
-    destination: "/dev",
-    type: "tmpfs",
-    source: "tmpfs",
-    options: ["nosuid", "strictatime", "mode=755", "size=65536k"],
-  }, spec));
+  ops.push(mountOp(
+    {
+      destination: "/dev",
+      type: "tmpfs",
+      source: "tmpfs",
+      options: ["nosuid", "strictatime", "mode=755", "size=65536k"],
+    },
+    spec,
+    host,
+  ));
   for (const d of spec.micro.devices.filter((d) => host.devices.includes(d))) {
     ops.push(
-      mountOp({
-        destination: `/dev/${d}`,
-        type: "bind",
-        source: `/dev/${d}`,
-        options: ["bind", "file"],
-      }, spec),
+      mountOp(
+        {
+          destination: `/dev/${d}`,
+          type: "bind",
+          source: `/dev/${d}`,
+          options: ["bind", "file"],
+        },
+        spec,
+        host,
+      ),
+    );
+  }
+  // Devices added with --device: the host's node bound at the container path.
+  for (const d of spec.linux.devices) {
+    ops.push(
+      mountOp(
+        { destination: d.path, type: "bind", source: d.hostPath, options: ["bind", "file"] },
+        spec,
+        host,
+      ),
     );
   }
   // gid=5 (tty) only when that gid exists inside; a rootless map has just gid 0.
   const ttyGid = !userns || !spec.linux.gidMappings.length && host.uid === 0 ? ",gid=5" : "";
   ops.push(
-    mountOp({
-      destination: "/dev/pts",
-      type: "devpts",
-      source: "devpts",
-      options: ["nosuid", "noexec", `newinstance,ptmxmode=0666,mode=0620${ttyGid}`],
-    }, spec),
+    mountOp(
+      {
+        destination: "/dev/pts",
+        type: "devpts",
+        source: "devpts",
+        options: ["nosuid", "noexec", `newinstance,ptmxmode=0666,mode=0620${ttyGid}`],
+      },
+      spec,
+      host,
+    ),
     rootfs("symlink", { target: "pts/ptmx", path: "/dev/ptmx" }),
-    mountOp({
-      destination: "/dev/shm",
-      type: "tmpfs",
-      source: "shm",
-      options: ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
-    }, spec),
+    mountOp(
+      {
+        destination: "/dev/shm",
+        type: "tmpfs",
+        source: "shm",
+        options: ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+      },
+      spec,
+      host,
+    ),
     rootfs("symlink", { target: "/proc/self/fd", path: "/dev/fd" }),
     rootfs("symlink", { target: "/proc/self/fd/0", path: "/dev/stdin" }),
     rootfs("symlink", { target: "/proc/self/fd/1", path: "/dev/stdout" }),
@@ -261,6 +296,7 @@ function planMounts(spec: Spec, host: HostInfo): Op[] {
         options: ["rbind", "ro", "nosuid", "noexec", "nodev"],
       },
     spec,
+    host,
   ));
 
   // What the user and the other plugins asked for, in order.

@@ -38,6 +38,9 @@ function processCaps(spec: Spec): string[] {
   return spec.process.capabilities?.bounding ?? [...CAPS];
 }
 
+/** Compiled once per spec: check() finds the errors, plan() uses the program. */
+const compiled = new WeakMap<Spec, ReturnType<typeof compileProgram> & { policy: SeccompPolicy }>();
+
 /** The policy this spec asks for, or an error naming the file and what is wrong. */
 export function seccompPolicy(spec: Spec, host: HostInfo): SeccompPolicy {
   const file = spec.micro.seccompFile;
@@ -52,16 +55,34 @@ export function seccompPolicy(spec: Spec, host: HostInfo): SeccompPolicy {
   }
   try {
     const json = JSON.parse(text);
-    return isDocker(json)
-      ? parseDockerSeccomp(text, { arch: host.arch, caps: processCaps(spec) })
-      : parseOciSeccomp(json.linux?.seccomp ?? json);
+    if (isDocker(json)) {
+      return parseDockerSeccomp(text, { arch: host.arch, caps: processCaps(spec) });
+    }
+    // The text keeps 64-bit argument values exact; a whole config.json cannot.
+    return json.linux?.seccomp ? parseOciSeccomp(json.linux.seccomp) : parseOciSeccomp(text);
   } catch (e) {
-    const why = e instanceof SeccompError ? e.problems.join("; ") : (e as Error).message;
-    throw new MicroError(`seccomp profile "${file}": ${why}`, {
-      phase: "check",
-      plugin: "seccomp",
-    });
+    throw seccompError(file, e);
   }
+}
+
+function seccompError(file: string, e: unknown): MicroError {
+  const why = e instanceof SeccompError ? e.problems.join("; ") : (e as Error).message;
+  return new MicroError(`seccomp profile "${file}": ${why}`, { phase: "check", plugin: "seccomp" });
+}
+
+/** The compiled program, or an error for a policy the kernel could not take. */
+function program(spec: Spec, host: HostInfo) {
+  let c = compiled.get(spec);
+  if (!c) {
+    const policy = seccompPolicy(spec, host);
+    try {
+      c = { ...compileProgram(policy, host.arch), policy };
+    } catch (e) {
+      throw seccompError(spec.micro.seccompFile ?? "default", e);
+    }
+    compiled.set(spec, c);
+  }
+  return c;
 }
 
 function base64(bytes: Uint8Array): string {
@@ -89,7 +110,7 @@ export const seccomp: Plugin<SeccompOptions> = {
   },
   check(spec, host) {
     try {
-      seccompPolicy(spec, host);
+      program(spec, host);
       return [];
     } catch (e) {
       if (e instanceof MicroError) return [e];
@@ -97,8 +118,7 @@ export const seccomp: Plugin<SeccompOptions> = {
     }
   },
   plan(spec: Spec, host: HostInfo): Op[] {
-    const policy = seccompPolicy(spec, host);
-    const compiled = compileProgram(policy, host.arch);
+    const { policy, ...compiled } = program(spec, host);
     return [op(spec.process.noNewPrivileges ? "restrict" : "credentials", "seccomp", "seccomp", {
       arch: host.arch,
       instructions: compiled.length,

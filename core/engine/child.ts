@@ -22,6 +22,17 @@ export interface ChildProgram {
   run: (() => number)[];
 }
 
+/** Namespace flags by name, for ops that name them. */
+export const CLONE_FLAGS: Record<string, number> = {
+  CLONE_NEWNS: C.CLONE_NEWNS,
+  CLONE_NEWCGROUP: C.CLONE_NEWCGROUP,
+  CLONE_NEWUTS: C.CLONE_NEWUTS,
+  CLONE_NEWIPC: C.CLONE_NEWIPC,
+  CLONE_NEWUSER: C.CLONE_NEWUSER,
+  CLONE_NEWPID: C.CLONE_NEWPID,
+  CLONE_NEWNET: C.CLONE_NEWNET,
+};
+
 /** Landlock access rights (linux/landlock.h) and what each ABI version handles. */
 const LL = {
   EXECUTE: 1,
@@ -591,6 +602,13 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
           }
           return saw || -2;
         });
+        break;
+      }
+      case "unshare": {
+        i.paths = { flag: o.args.flag };
+        const flag = CLONE_FLAGS[o.args.flag];
+        if (flag === undefined) throw new Error(`unknown namespace flag ${o.args.flag}`);
+        step(i, () => sys.unshare(flag));
         break;
       }
       case "skipped":

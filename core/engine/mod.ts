@@ -14,7 +14,16 @@ import {
 } from "../errors.ts";
 import { CHILD_PHASES, type Op } from "../ops.ts";
 import { C, cstr, type Sys } from "../sys/mod.ts";
-import { compileChild, CONSOLE_RECORD, READY_RECORD, runChild, type StepInfo } from "./child.ts";
+import type { RecordedCgroup } from "../cgroups/fs.ts";
+import { ParentOps } from "./parent.ts";
+import {
+  CLONE_FLAGS,
+  compileChild,
+  CONSOLE_RECORD,
+  READY_RECORD,
+  runChild,
+  type StepInfo,
+} from "./child.ts";
 
 export interface EngineOptions {
   /** Host directory the new root is staged on. */
@@ -23,23 +32,19 @@ export interface EngineOptions {
   stdin: boolean;
   /** Called once the child exists, before it is released (to record it in the state). */
   onChild?: (pid: number) => void;
+  /** Called before a cgroup directory is created (to record it in the state). */
+  onCgroup?: (c: RecordedCgroup) => void;
+  /** Told what cleanup could not undo (a warning for the user). */
+  onCleanupProblem?: (message: string) => void;
 }
 
 export interface RunResult {
   exitCode: number;
   /** Set when the command died of a signal. */
   signal?: number;
+  /** The memory limit, when the OOM killer killed in the container's cgroup. */
+  oomKilled?: number;
 }
-
-const CLONE_FLAGS: Record<string, number> = {
-  CLONE_NEWNS: C.CLONE_NEWNS,
-  CLONE_NEWCGROUP: C.CLONE_NEWCGROUP,
-  CLONE_NEWUTS: C.CLONE_NEWUTS,
-  CLONE_NEWIPC: C.CLONE_NEWIPC,
-  CLONE_NEWUSER: C.CLONE_NEWUSER,
-  CLONE_NEWPID: C.CLONE_NEWPID,
-  CLONE_NEWNET: C.CLONE_NEWNET,
-};
 
 export const FORWARDED_SIGNALS: Deno.Signal[] = [
   "SIGINT",
@@ -130,18 +135,26 @@ class FailedStart extends Error {}
 export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promise<RunResult> {
   const flags = cloneFlags(plan) | C.SIGCHLD;
   const childOps = plan.filter((o) => CHILD_PHASES.includes(o.phase));
-  for (let attempt = 0;; attempt++) {
-    try {
-      const { pid, master } = await start(plan, childOps, flags, opts, sys);
-      return await supervise(pid, master, sys);
-    } catch (e) {
-      if (!(e instanceof FailedStart) || attempt > 0) {
-        if (e instanceof FailedStart) {
-          throw new MicroError(e.message, { phase: "clone", plugin: "engine" });
+  const parent = new ParentOps(plan, sys, { onCreate: opts.onCgroup });
+  try {
+    parent.prepare();
+    for (let attempt = 0;; attempt++) {
+      try {
+        const { pid, master } = await start(plan, childOps, flags, opts, sys, parent);
+        const result = await supervise(pid, master, sys);
+        const oom = parent.oomKilled();
+        return oom === undefined ? result : { ...result, oomKilled: oom };
+      } catch (e) {
+        if (!(e instanceof FailedStart) || attempt > 0) {
+          if (e instanceof FailedStart) {
+            throw new MicroError(e.message, { phase: "clone", plugin: "engine" });
+          }
+          throw e;
         }
-        throw e;
       }
     }
+  } finally {
+    for (const p of parent.cleanup()) opts.onCleanupProblem?.(p);
   }
 }
 
@@ -152,6 +165,7 @@ async function start(
   flags: number,
   opts: EngineOptions,
   sys: Sys,
+  parent: ParentOps,
 ): Promise<{ pid: number; master: number }> {
   const fds: number[] = [];
   const closeAll = () => {
@@ -214,6 +228,7 @@ async function start(
   try {
     opts.onChild?.(pid);
     attach(plan, pid);
+    parent.attach(pid);
   } catch (e) {
     await abandon();
     throw e;

@@ -48,6 +48,8 @@ const ALLOW = words(`
   # extended attributes
   fgetxattr flistxattr fremovexattr fsetxattr getxattr getxattrat lgetxattr listxattr listxattrat
   llistxattr lremovexattr lsetxattr removexattr removexattrat setxattr setxattrat
+  # pipes and randomness
+  pipe pipe2 getrandom
   # polling, events, asynchronous I/O
   epoll_create epoll_create1 epoll_ctl epoll_ctl_old epoll_pwait epoll_pwait2 epoll_wait
   epoll_wait_old eventfd eventfd2 fanotify_mark inotify_add_watch inotify_init inotify_init1

@@ -3,6 +3,7 @@
  * OCI bundle's policy needs no conversion; Docker's profile format is converted into it for a
  * given arch and capability set (`parseDockerSeccomp`).
  */
+import { ERRNO } from "../errors.ts";
 import { type Arch, GO_ARCH, knownOnSomeArch, SCMP_ARCH, syscallNumber } from "./arch.ts";
 
 export const ACTIONS = [
@@ -297,6 +298,20 @@ function versionAtLeast(version: string, min: string): boolean {
   return true;
 }
 
+/**
+ * containers-common's profiles (podman) spell errnos by name (`"errno": "EPERM"`) beside or
+ * instead of Docker's numeric `errnoRet`; both are taken.
+ */
+function symbolicErrno(v: unknown, at: string, problems: string[]): number | undefined {
+  const n = typeof v === "string" ? ERRNO_BY_NAME[v] : undefined;
+  if (n === undefined) problems.push(`${at}: unknown errno ${JSON.stringify(v)}`);
+  return n;
+}
+
+const ERRNO_BY_NAME: Record<string, number> = Object.fromEntries(
+  Object.entries(ERRNO).map(([n, name]) => [name, Number(n)]),
+);
+
 export interface DockerOptions {
   arch: Arch;
   /** The container's capabilities (bounding set), any case, with or without `CAP_`. */
@@ -308,6 +323,7 @@ export interface DockerOptions {
 const DOCKER_KEYS = new Set([
   "defaultAction",
   "defaultErrnoRet",
+  "defaultErrno",
   "architectures",
   "archMap",
   "syscalls",
@@ -318,6 +334,7 @@ const DOCKER_RULE_KEYS = new Set([
   "names",
   "action",
   "errnoRet",
+  "errno",
   "args",
   "comment",
   "includes",
@@ -346,6 +363,9 @@ export function parseDockerSeccomp(json: string | unknown, opts: DockerOptions):
 
   const out: Record<string, unknown> = { defaultAction: doc.defaultAction, syscalls: [] };
   if (doc.defaultErrnoRet !== undefined) out.defaultErrnoRet = doc.defaultErrnoRet;
+  else if (doc.defaultErrno !== undefined) {
+    out.defaultErrnoRet = symbolicErrno(doc.defaultErrno, "seccomp profile.defaultErrno", problems);
+  }
   if (doc.flags !== undefined) out.flags = doc.flags;
   if (doc.architectures !== undefined && doc.archMap !== undefined) {
     problems.push(`seccomp profile: use either "architectures" or "archMap", not both`);
@@ -399,6 +419,9 @@ export function parseDockerSeccomp(json: string | unknown, opts: DockerOptions):
       if (inc.minKernel !== undefined && inc.minKernel !== null && !kernelOk(inc.minKernel)) return;
       const rule: Record<string, unknown> = { names, action: r.action };
       if (r.errnoRet !== undefined && r.errnoRet !== null) rule.errnoRet = r.errnoRet;
+      else if (r.errno !== undefined && r.errno !== null && r.errno !== "") {
+        rule.errnoRet = symbolicErrno(r.errno, `${at}.errno`, problems);
+      }
       if (Array.isArray(r.args) && r.args.length) {
         rule.args = r.args.map((a) => {
           if (!isObj(a)) return a;

@@ -336,8 +336,21 @@ export class RecordingSys implements Sys {
       () => 0,
     );
   }
+  bpfProgLoad(progType: number, insns: Uint8Array, _license: Uint8Array, _log: Uint8Array) {
+    return this.record(
+      "bpfProgLoad",
+      [progType, `${insns.length / 8} instructions`],
+      () => this.nextFd++,
+    );
+  }
+  bpfProgAttach(targetFd: number, progFd: number, attachType: number, flags: number) {
+    return this.record("bpfProgAttach", [targetFd, progFd, attachType, flags], () => 0);
+  }
   landlockRestrictSelf(ruleset: number) {
     return this.record("landlockRestrictSelf", [ruleset], () => 0);
+  }
+  unshare(flags: number) {
+    return this.record("unshare", ["0x" + flags.toString(16)], () => 0);
   }
   setsid() {
     return this.record("setsid", [], () => this.pid);

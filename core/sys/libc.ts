@@ -11,6 +11,8 @@ import type { Arch, Sys } from "./mod.ts";
  */
 const NR = {
   x86_64: {
+    bpf: 321,
+    unshare: 272,
     capget: 125,
     capset: 126,
     seccomp: 317,
@@ -57,6 +59,8 @@ const NR = {
     openat2: 437,
   },
   aarch64: {
+    bpf: 280,
+    unshare: 97,
     capget: 90,
     capset: 91,
     seccomp: 277,
@@ -237,6 +241,7 @@ export function openLibc(): Sys {
     },
     prctl: (o, a, b, c, d) => r(lib.i(nr.prctl, o, a, b, c, d)),
     setsid: () => r(lib.i(nr.setsid, 0, 0, 0, 0, 0)),
+    unshare: (flags) => r(lib.i(nr.unshare, flags, 0, 0, 0, 0)),
     capget(sets) {
       const rc = r(lib.bb(nr.capget, capHeaderBytes, capDataBytes));
       // The kernel's layout is per 32-bit half: {eff, perm, inh}[2]; ours is per set.
@@ -273,6 +278,30 @@ export function openLibc(): Sys {
       beneathView.setUint32(4, Math.floor(allowed / 0x100000000), true);
       beneathView.setInt32(8, parentFd, true);
       return r(lib.iibi(nr.landlock_add_rule, fd, 1, beneath, 0)); // LANDLOCK_RULE_PATH_BENEATH
+    },
+    bpfProgLoad(progType, insns, license, log) {
+      // union bpf_attr for BPF_PROG_LOAD: prog_type, insn_cnt, insns, license, log_level,
+      // log_size, log_buf (the rest zero).
+      const attr = new Uint32Array(32);
+      const ptr = (b: Uint8Array) => Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(b)));
+      const put = (i: number, v: number) => {
+        attr[i] = v >>> 0;
+        attr[i + 1] = Math.floor(v / 0x100000000);
+      };
+      attr[0] = progType;
+      attr[1] = insns.length / 8;
+      put(2, ptr(insns));
+      put(4, ptr(license));
+      if (log.length) {
+        attr[6] = 1; // log_level
+        attr[7] = log.length;
+        put(8, ptr(log));
+      }
+      return r(lib.ibi(nr.bpf, 5, new Uint8Array(attr.buffer), 128)); // BPF_PROG_LOAD
+    },
+    bpfProgAttach(targetFd, progFd, attachType, flags) {
+      const attr = new Uint32Array([targetFd, progFd, attachType, flags, 0, 0, 0, 0]);
+      return r(lib.ibi(nr.bpf, 8, new Uint8Array(attr.buffer), 32)); // BPF_PROG_ATTACH
     },
     landlockRestrictSelf: (fd) => r(lib.i(nr.landlock_restrict_self, fd, 0, 0, 0, 0)),
     read: (fd, buf, len) => r(lib.ibi(nr.read, fd, buf, len)),

@@ -73,7 +73,12 @@ export interface Sys {
   /** landlock_add_rule(LANDLOCK_RULE_PATH_BENEATH, {allowed_access, parent_fd}). */
   landlockAddPathRule(ruleset: number, allowed: number, parentFd: number): number;
   landlockRestrictSelf(ruleset: number): number;
+  /** bpf(BPF_PROG_LOAD): eBPF instructions of `progType`; the verifier's log goes to `log`. */
+  bpfProgLoad(progType: number, insns: Uint8Array, license: CStr, log: Uint8Array): number;
+  /** bpf(BPF_PROG_ATTACH) of `progFd` to `targetFd` (a cgroup directory). */
+  bpfProgAttach(targetFd: number, progFd: number, attachType: number, flags: number): number;
   setsid(): number;
+  unshare(flags: number): number;
   // I/O
   read(fd: number, buf: Uint8Array, len: number): number;
   write(fd: number, buf: Uint8Array, len: number): number;

@@ -3,6 +3,7 @@
  * ops into steps in the parent, `runChild` walks them as the cloned child would. Every test
  * asserts the exact calls, so a change to the order of kernel calls shows up here.
  */
+import { CGROUP_FACTS } from "./_host.ts";
 import assert from "node:assert/strict";
 import {
   type ChildContext,
@@ -753,6 +754,7 @@ const HOST: HostInfo = {
   files: {},
   capLastCap: 40,
   lsm: { apparmor: false, selinux: false, landlock: 0 },
+  ...CGROUP_FACTS,
 };
 
 const PROFILE: Sections = {

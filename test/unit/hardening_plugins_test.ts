@@ -4,6 +4,7 @@
  * skipped, SELinux labels, Landlock rules) and seccomp (the policy, its phase, the program,
  * policy files), with the hardened program run through the BPF interpreter.
  */
+import { CGROUP_FACTS } from "./_host.ts";
 import assert from "node:assert/strict";
 import { run } from "./_bpf.ts";
 import { capName, CAPS, DOCKER_DEFAULT_CAPS } from "../../core/caps.ts";
@@ -53,6 +54,7 @@ function host(over: Partial<HostInfo> = {}): HostInfo {
     files: {},
     capLastCap: 40,
     lsm: { apparmor: false, selinux: false, landlock: 7 },
+    ...CGROUP_FACTS,
     ...over,
   };
 }

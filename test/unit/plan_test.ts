@@ -3,6 +3,7 @@
  * Run with UPDATE_GOLDEN=1 to rewrite the files after an intended change, then review
  * the diff like code.
  */
+import { CGROUP_FACTS } from "./_host.ts";
 import assert from "node:assert/strict";
 import { buildSpec, formatPlan, planRun } from "../../core/plan.ts";
 import type { HostInfo } from "../../core/plugin.ts";
@@ -34,6 +35,7 @@ function host(over: Partial<HostInfo> = {}): HostInfo {
     files: {},
     capLastCap: 40,
     lsm: { apparmor: false, selinux: false, landlock: 7 },
+    ...CGROUP_FACTS,
     ...over,
   };
 }
@@ -87,7 +89,18 @@ Deno.test("a rootless plan maps only the caller and denies setgroups first", () 
 });
 
 Deno.test("ops come out in the fixed phase order", () => {
-  const order = ["clone", "attach", "rootfs", "identity", "credentials", "restrict", "exec"];
+  const order = [
+    "prepare",
+    "clone",
+    "attach",
+    "rootfs",
+    "identity",
+    "credentials",
+    "restrict",
+    "exec",
+    "supervise",
+    "cleanup",
+  ];
   const phases = plan(["hardened"], "/img", ["true"]).trim().split("\n").map((l) =>
     l.trim().split(/\s+/)[1]
   );

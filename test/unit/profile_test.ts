@@ -22,6 +22,7 @@ import { caps } from "../../plugins/caps.ts";
 import { lsm } from "../../plugins/lsm.ts";
 import { readonly } from "../../plugins/readonly.ts";
 import { seccomp } from "../../plugins/seccomp.ts";
+import { cgroups } from "../../plugins/cgroups.ts";
 
 /** Small stand-ins for the real plugins: the same names and option shapes. */
 const PLUGINS: PluginSchema[] = [
@@ -52,6 +53,7 @@ const PLUGINS: PluginSchema[] = [
   readonly,
   lsm,
   seccomp,
+  cgroups,
 ];
 
 /** Profiles in memory: files by path, plus built-ins. */
@@ -357,7 +359,7 @@ Deno.test("unknown keys name the key path and line", () => {
     'profile web.yaml: mount.bindz (line 4): unknown key: did you mean "binds"?',
     'profile web.yaml: network (line 5): unknown key: expected one of "description", ' +
     '"extends", "process", "mount", "uts", "net", "user", "pid", "ipc", "cgroupns", "caps", ' +
-    '"readonly", "lsm", "seccomp"',
+    '"readonly", "lsm", "seccomp", "cgroups"',
     'profile web.yaml: process.environment (line 7): unknown key: expected one of "env", ' +
     '"user", "defaultUser", "groups", "cwd", "noNewPrivileges", "rlimits"',
   ]);

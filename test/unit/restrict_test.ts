@@ -4,6 +4,7 @@
  * (handled rights by ABI, rights per rule, files get only file rights), the seccomp program
  * as the plugin encoded it, the LSM exec label, and the order planRun gives these ops.
  */
+import { CGROUP_FACTS } from "./_host.ts";
 import assert from "node:assert/strict";
 import {
   type ChildContext,
@@ -422,6 +423,7 @@ const HOST: HostInfo = {
   files: {},
   capLastCap: 40,
   lsm: { apparmor: true, selinux: false, landlock: 7 },
+  ...CGROUP_FACTS,
 };
 
 function seccompOp(host: HostInfo, file?: string): Op {

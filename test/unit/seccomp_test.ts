@@ -776,3 +776,47 @@ Deno.test("filterFlags: the seccomp(2) flags a policy asks for", () => {
   });
   assert.equal(filterFlags(p), 6);
 });
+
+Deno.test("the default policy allows every system call Docker's default profile allows on x86_64", async () => {
+  const { defaultPolicy } = await import("../../core/seccomp/mod.ts");
+  const { DOCKER_DEFAULT_CAPS } = await import("../../core/caps.ts");
+  // moby's profiles/seccomp/default.json, the unconditional allow-list for 64-bit names.
+  const docker = `accept accept4 access adjtimex alarm bind brk capget capset chdir chmod chown
+    clock_adjtime clock_getres clock_gettime clock_nanosleep close close_range connect
+    copy_file_range creat dup dup2 dup3 epoll_create epoll_create1 epoll_ctl epoll_ctl_old
+    epoll_pwait epoll_pwait2 epoll_wait epoll_wait_old eventfd eventfd2 execve execveat exit
+    exit_group faccessat faccessat2 fadvise64 fallocate fanotify_mark fchdir fchmod fchmodat
+    fchown fchownat fcntl fdatasync fgetxattr flistxattr flock fork fremovexattr fsetxattr fstat
+    fstatfs fsync ftruncate futex futimesat get_robust_list get_thread_area getcpu getcwd getdents
+    getdents64 getegid geteuid getgid getgroups getitimer getpeername getpgid getpgrp getpid
+    getppid getpriority getrandom getresgid getresuid getrlimit getrusage getsid getsockname
+    getsockopt gettid gettimeofday getuid getxattr inotify_add_watch inotify_init inotify_init1
+    inotify_rm_watch io_cancel io_destroy io_getevents io_setup io_submit ioctl ioprio_get
+    ioprio_set ipc kill landlock_add_rule landlock_create_ruleset landlock_restrict_self lchown
+    lgetxattr link linkat listen listxattr llistxattr lremovexattr lseek lsetxattr lstat madvise
+    membarrier memfd_create memfd_secret mincore mkdir mkdirat mknod mknodat mlock mlock2 mlockall
+    mmap mprotect mq_getsetattr mq_notify mq_open mq_timedreceive mq_timedsend mq_unlink mremap
+    msgctl msgget msgrcv msgsnd msync munlock munlockall munmap name_to_handle_at nanosleep
+    newfstatat open openat openat2 pause pidfd_open pidfd_send_signal pipe pipe2 pkey_alloc
+    pkey_free pkey_mprotect poll ppoll prctl pread64 preadv preadv2 prlimit64 process_mrelease
+    pselect6 pwrite64 pwritev pwritev2 read readahead readlink readlinkat readv recvfrom recvmmsg
+    recvmsg remap_file_pages removexattr rename renameat renameat2 restart_syscall rmdir rseq
+    rt_sigaction rt_sigpending rt_sigprocmask rt_sigqueueinfo rt_sigreturn rt_sigsuspend
+    rt_sigtimedwait rt_tgsigqueueinfo sched_get_priority_max sched_get_priority_min
+    sched_getaffinity sched_getattr sched_getparam sched_getscheduler sched_rr_get_interval
+    sched_setaffinity sched_setattr sched_setparam sched_setscheduler sched_yield seccomp select
+    semctl semget semop semtimedop sendfile sendmmsg sendmsg sendto set_robust_list
+    set_thread_area set_tid_address setfsgid setfsuid setgid setgroups setitimer setpgid
+    setpriority setregid setresgid setresuid setreuid setrlimit setsid setsockopt setuid setxattr
+    shmat shmctl shmdt shmget shutdown sigaltstack signalfd signalfd4 socketpair splice stat statfs
+    statx symlink symlinkat sync sync_file_range syncfs sysinfo tee tgkill time timer_create
+    timer_delete timer_getoverrun timer_gettime timer_settime timerfd_create timerfd_gettime
+    timerfd_settime times tkill truncate umask uname unlink unlinkat utime utimensat utimes vfork
+    wait4 waitid write writev arch_prctl modify_ldt`.split(/\s+/).filter(Boolean);
+  const allowed = new Set(
+    defaultPolicy([...DOCKER_DEFAULT_CAPS]).syscalls.filter((r) => r.action === "SCMP_ACT_ALLOW")
+      .flatMap((r) => r.names),
+  );
+  const missing = docker.filter((n) => !allowed.has(n) && n !== "ipc");
+  if (missing.length) throw new Error(`not allowed: ${missing.join(" ")}`);
+});

@@ -1,0 +1,93 @@
+/**
+ * The cgroup file system work shared by the engine's cleanup and by `gc` after a killed
+ * run: kill everything in a cgroup, wait until it is empty, remove it.
+ */
+
+function read(path: string): string | undefined {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+function write(path: string, value: string): boolean {
+  try {
+    Deno.writeTextFileSync(path, value);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function pids(dir: string): number[] {
+  return (read(`${dir}/cgroup.procs`) ?? "").split("\n").filter((l) => l).map(Number);
+}
+
+function killAll(dir: string): void {
+  for (const pid of pids(dir)) {
+    try {
+      Deno.kill(pid, "SIGKILL");
+    } catch { /* already gone */ }
+  }
+}
+
+function sleep(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/** Waits (up to about 2 s) until no process is left in the cgroup. */
+function waitEmpty(dir: string): boolean {
+  for (let i = 0; i < 200; i++) {
+    if (pids(dir).length === 0) return true;
+    sleep(10);
+  }
+  return false;
+}
+
+/**
+ * Kills every process in the cgroup: v2's cgroup.kill when the kernel has it, else (v1)
+ * freeze the cgroup so nothing can fork while it is being emptied, kill, thaw.
+ */
+export function killCgroup(dir: string, how: "cgroup.kill" | "freezer" | "signal"): boolean {
+  if (how === "cgroup.kill" && write(`${dir}/cgroup.kill`, "1")) return waitEmpty(dir);
+  if (how === "freezer" && write(`${dir}/freezer.state`, "FROZEN")) {
+    for (let i = 0; i < 100 && read(`${dir}/freezer.state`)?.trim() !== "FROZEN"; i++) sleep(5);
+    killAll(dir);
+    write(`${dir}/freezer.state`, "THAWED");
+    return waitEmpty(dir);
+  }
+  killAll(dir);
+  return waitEmpty(dir);
+}
+
+/** Removes a cgroup dir; a shared parent only when empty. Returns a reason when it stays. */
+export function removeCgroup(dir: string, shared: boolean): string | undefined {
+  for (let i = 0; i < 50; i++) {
+    try {
+      Deno.removeSync(dir);
+      return undefined;
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return undefined;
+      if (shared) return undefined; // still used by another run: theirs to remove
+      const busy = e instanceof Deno.errors.Busy || (e as { code?: string }).code === "EBUSY";
+      if (!busy) return (e as Error).message;
+      killAll(dir);
+      sleep(20);
+    }
+  }
+  return "still busy after its processes were killed";
+}
+
+export interface RecordedCgroup {
+  path: string;
+  shared: boolean;
+  /** How to kill what is in it, for the dirs a run owns. */
+  kill?: "cgroup.kill" | "freezer" | "signal";
+}
+
+/** Cleans a killed run's cgroups: kill, then remove in reverse order of creation. */
+export function removeRecorded(list: RecordedCgroup[]): void {
+  for (const c of list) if (!c.shared) killCgroup(c.path, c.kill ?? "signal");
+  for (const c of [...list].reverse()) removeCgroup(c.path, c.shared);
+}

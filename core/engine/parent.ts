@@ -1,0 +1,180 @@
+/**
+ * The parent's own ops: cgroups made and filled before the clone (prepare), joined by the
+ * child while it waits (attach), read after the exit (supervise) and removed at the end
+ * (cleanup, in reverse). Each created directory is announced before it exists, so the
+ * caller records it in the run's state and a later `gc` can remove it if micro dies.
+ */
+import { deviceProgram } from "../cgroups/devfilter.ts";
+import { killCgroup, type RecordedCgroup, removeCgroup } from "../cgroups/fs.ts";
+import { ERRNO, hintFor, MicroError } from "../errors.ts";
+import type { Op } from "../ops.ts";
+import { C, cstr, type Sys } from "../sys/mod.ts";
+
+const ERRNO_BY_CODE: Record<string, number> = Object.fromEntries(
+  Object.entries(ERRNO).map(([n, name]) => [name, Number(n)]),
+);
+
+function errnoOf(e: unknown): number {
+  return ERRNO_BY_CODE[(e as { code?: string }).code ?? ""] ?? 5;
+}
+
+const CGROUP_HINTS: Record<number, string> = {
+  22: "the kernel refused this value",
+  16: "the cgroup is busy (v2: a cgroup with processes cannot enable controllers)",
+  2: "the controller or file does not exist on this kernel",
+  13: "not allowed to write this cgroup file",
+  28: "the limit is lower than what the cgroup already uses",
+};
+
+function fail(o: Op, what: string, paths: Record<string, string>, e: unknown): never {
+  const errno = errnoOf(e);
+  const option = "option" in o.args ? ` (--${(o.args as { option: string }).option})` : "";
+  throw new MicroError(option ? `for ${option.slice(2, -1)}` : "", {
+    phase: o.phase,
+    plugin: o.plugin,
+    op: what,
+    paths,
+    errno,
+    hint: CGROUP_HINTS[errno] ?? hintFor(what, errno),
+  });
+}
+
+export interface ParentHooks {
+  /** Called before a directory is created, so it is recorded in the run's state. */
+  onCreate?: (c: RecordedCgroup) => void;
+}
+
+export class ParentOps {
+  private readonly done: Op[] = [];
+  constructor(
+    private readonly plan: Op[],
+    private readonly sys: Sys,
+    private readonly hooks: ParentHooks = {},
+  ) {}
+
+  private killHow(path: string): RecordedCgroup["kill"] {
+    const k = this.plan.find((o) => o.kind === "cgroup-kill" && o.args.path === path);
+    return k?.kind === "cgroup-kill" ? k.args.how : "signal";
+  }
+
+  /** prepare: cgroups created and written; on error, cleanup() undoes what was done. */
+  prepare(): void {
+    for (const o of this.plan) {
+      if (o.phase !== "prepare") continue;
+      switch (o.kind) {
+        case "cgroup-create": {
+          const { path, shared } = o.args;
+          this.hooks.onCreate?.({ path, shared, kill: shared ? undefined : this.killHow(path) });
+          try {
+            Deno.mkdirSync(path, { recursive: shared });
+          } catch (e) {
+            if (!(shared && e instanceof Deno.errors.AlreadyExists)) {
+              fail(o, "mkdir", { path }, e);
+            }
+          }
+          break;
+        }
+        case "cgroup-write": {
+          const { path, value, ifEmpty } = o.args;
+          try {
+            if (ifEmpty && Deno.readTextFileSync(path).trim() !== "") break;
+            Deno.writeTextFileSync(path, value);
+          } catch (e) {
+            fail(o, "write", { path, value: JSON.stringify(value) }, e);
+          }
+          break;
+        }
+        case "cgroup-devices":
+          this.attachDeviceFilter(o);
+          break;
+      }
+      this.done.push(o);
+    }
+  }
+
+  /** The v2 device allow-list: load the eBPF program and attach it to the cgroup. */
+  private attachDeviceFilter(o: Op & { kind: "cgroup-devices" }): void {
+    const insns = deviceProgram(o.args.rules);
+    const license = cstr("GPL");
+    // Without a log first: a big program's log can overflow and fail a valid load.
+    let log = new Uint8Array(0);
+    let prog = this.sys.bpfProgLoad(15, insns, license, log); // CGROUP_DEVICE
+    if (prog < 0) {
+      log = new Uint8Array(1 << 20);
+      prog = this.sys.bpfProgLoad(15, insns, license, log);
+    }
+    if (prog < 0) {
+      const text = new TextDecoder().decode(log.subarray(0, Math.max(0, log.indexOf(0))));
+      throw new MicroError(text ? `verifier: ${text.trim().split("\n").pop()}` : "", {
+        phase: "prepare",
+        plugin: o.plugin,
+        op: "bpf(BPF_PROG_LOAD)",
+        paths: { type: "cgroup_device", insns: String(insns.length / 8) },
+        errno: -prog,
+      });
+    }
+    const dir = this.sys.open(cstr(o.args.path), C.O_RDONLY | C.O_DIRECTORY | C.O_CLOEXEC, 0);
+    const rc = dir < 0 ? dir : this.sys.bpfProgAttach(dir, prog, 6, 2); // DEVICE, ALLOW_MULTI
+    if (dir >= 0) this.sys.close(dir);
+    this.sys.close(prog);
+    if (rc < 0) {
+      throw new MicroError("", {
+        phase: "prepare",
+        plugin: o.plugin,
+        op: "bpf(BPF_PROG_ATTACH)",
+        paths: { cgroup: o.args.path },
+        errno: -rc,
+      });
+    }
+  }
+
+  /** attach: the child joins every cgroup of the run. */
+  attach(pid: number): void {
+    for (const o of this.plan) {
+      if (o.phase !== "attach" || o.kind !== "cgroup-join") continue;
+      const path = `${o.args.path}/cgroup.procs`;
+      try {
+        Deno.writeTextFileSync(path, String(pid));
+      } catch (e) {
+        fail(o, "write", { path, pid: String(pid) }, e);
+      }
+    }
+  }
+
+  /** supervise: the memory limit the OOM killer enforced, if it struck. */
+  oomKilled(): number | undefined {
+    for (const o of this.plan) {
+      if (o.kind !== "cgroup-oom") continue;
+      try {
+        const text = Deno.readTextFileSync(o.args.path);
+        const m = new RegExp(`^${o.args.key} (\\d+)$`, "m").exec(text);
+        if (m && Number(m[1]) > 0) return o.args.limit;
+      } catch { /* the file is not there: no OOM accounting */ }
+    }
+    return undefined;
+  }
+
+  /**
+   * cleanup, in reverse: kill what is left, remove the run's cgroups, then the shared
+   * parents once empty. Problems are returned, not thrown: cleanup always runs to the end.
+   */
+  cleanup(): string[] {
+    const problems: string[] = [];
+    const created = new Set(
+      this.done.filter((o) => o.kind === "cgroup-create").map((o) => o.args.path as string),
+    );
+    const ops = this.plan.filter((o) => o.phase === "cleanup").reverse();
+    for (const o of ops) {
+      if (o.kind === "cgroup-kill" && created.has(o.args.path)) {
+        if (!killCgroup(o.args.path, o.args.how)) {
+          problems.push(`cgroup ${o.args.path}: processes still running after SIGKILL`);
+        }
+      }
+      if (o.kind === "cgroup-remove" && created.has(o.args.path)) {
+        const why = removeCgroup(o.args.path, o.args.shared);
+        if (why) problems.push(`cgroup ${o.args.path} not removed: ${why}`);
+      }
+    }
+    return problems;
+  }
+}

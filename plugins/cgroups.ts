@@ -1,0 +1,433 @@
+/**
+ * cgroups: how much the container may use. Docker's limits (cpu, memory, pids, block I/O)
+ * and a device allow-list, written to a cgroup per run under a shared parent (`micro`),
+ * on whichever layout the host has: cgroup v2, v1, or hybrid (v1 controllers beside an
+ * empty v2 mount). The parent creates the cgroup and joins the child to it while the child
+ * waits, so nothing of the container runs outside its limits; cleanup kills what is left
+ * (cgroup.kill on v2, freeze then kill on v1) and removes it.
+ */
+import { DEFAULT_DEVICES, type DeviceRule, v1Rules } from "../core/cgroups/devfilter.ts";
+import {
+  type Resources,
+  v1Controllers,
+  v1Writes,
+  v2Controllers,
+  v2Writes,
+} from "../core/cgroups/resources.ts";
+import {
+  parseCpuList,
+  parseDevice,
+  parseDeviceRate,
+  parseSize,
+  sizeCheck,
+} from "../core/cgroups/units.ts";
+import { MicroError } from "../core/errors.ts";
+import { type Op, op } from "../core/ops.ts";
+import type { HostInfo, Plugin } from "../core/plugin.ts";
+import type { Spec } from "../core/spec.ts";
+import type { Schema } from "../core/schema_types.ts";
+
+export interface CgroupsOptions {
+  cpus?: number | string;
+  cpuShares?: number;
+  cpuWeight?: number;
+  cpusetCpus?: string;
+  cpusetMems?: string;
+  memory?: string | number;
+  memorySwap?: string | number;
+  memoryReservation?: string | number;
+  pidsLimit?: number;
+  blkioWeight?: number;
+  deviceReadBps?: string[];
+  deviceWriteBps?: string[];
+  deviceReadIops?: string[];
+  deviceWriteIops?: string[];
+  devices?: string[];
+  parent?: string;
+  /** Fail instead of running without limits when this host cannot apply them. */
+  required?: boolean;
+}
+
+const size: Schema = {
+  type: "oneOf",
+  options: [{ type: "string", check: sizeCheck }, { type: "integer", min: 0 }],
+};
+const rateList = (iops: boolean) => ({
+  type: "list",
+  items: {
+    type: "string",
+    check: (v: string) => {
+      const r = parseDeviceRate(v, iops);
+      return typeof r === "string" ? r : undefined;
+    },
+  },
+} as const);
+const cpuList = {
+  type: "string",
+  check: (v: string) => parseCpuList(v) ? undefined : "expected a list like 0-3,5",
+} as const;
+
+const V1_ALWAYS = ["cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids"];
+
+export const cgroups: Plugin<CgroupsOptions> = {
+  name: "cgroups",
+  description: "resource limits: cpu, memory, pids, block I/O and a device allow-list",
+  schema: {
+    type: "object",
+    fields: {
+      cpus: {
+        type: "oneOf",
+        doc: "CPUs the container may use, e.g. 1.5 (quota over period)",
+        options: [
+          { type: "number", min: 0.001 },
+          {
+            type: "string",
+            check: (v) =>
+              /^\d+(\.\d+)?$/.test(v) && Number(v) > 0 ? undefined : "expected a number of CPUs",
+          },
+        ],
+      },
+      cpuShares: { type: "integer", min: 2, max: 262144, doc: "relative CPU weight (v1 shares)" },
+      cpuWeight: { type: "integer", min: 1, max: 10000, doc: "relative CPU weight (v2)" },
+      cpusetCpus: { ...cpuList, doc: "CPUs to run on" },
+      cpusetMems: { ...cpuList, doc: "memory nodes to use" },
+      memory: { ...size, doc: "memory limit" },
+      memorySwap: {
+        type: "oneOf",
+        doc: "memory plus swap limit (-1: unlimited swap)",
+        options: [{ type: "string", check: sizeCheck }, { type: "integer", min: -1 }],
+      },
+      memoryReservation: { ...size, doc: "soft memory limit" },
+      pidsLimit: { type: "integer", min: -1, doc: "most processes at once (-1: unlimited)" },
+      blkioWeight: { type: "integer", min: 10, max: 1000, doc: "relative block I/O weight" },
+      deviceReadBps: { ...rateList(false), doc: "DEVICE:RATE read bytes per second" },
+      deviceWriteBps: { ...rateList(false), doc: "DEVICE:RATE write bytes per second" },
+      deviceReadIops: { ...rateList(true), doc: "DEVICE:RATE read operations per second" },
+      deviceWriteIops: { ...rateList(true), doc: "DEVICE:RATE write operations per second" },
+      devices: {
+        type: "list",
+        doc: "HOST[:CONTAINER][:rwm] devices added to the default ones",
+        items: {
+          type: "string",
+          check: (v) => {
+            const d = parseDevice(v);
+            return typeof d === "string" ? d : undefined;
+          },
+        },
+      },
+      parent: {
+        type: "string",
+        doc: "the cgroup the container's goes under (default micro)",
+        check: (v) =>
+          /^[A-Za-z0-9_.@-]+(\/[A-Za-z0-9_.@-]+)*$/.test(v) && !v.split("/").includes("..")
+            ? undefined
+            : "expected a relative cgroup path like micro or web/api",
+      },
+      required: { type: "boolean", doc: "fail when the host cannot apply the limits" },
+    },
+  },
+  configure(o, spec) {
+    const r: Resources = {};
+    if (o.cpus !== undefined) {
+      const period = 100000;
+      r.cpu = { period, quota: Math.round(Number(o.cpus) * period) };
+    }
+    if (o.cpuShares) r.cpu = { ...r.cpu, shares: o.cpuShares };
+    if (o.cpuWeight) r.cpu = { ...r.cpu, weight: o.cpuWeight };
+    if (o.cpusetCpus) r.cpu = { ...r.cpu, cpus: o.cpusetCpus };
+    if (o.cpusetMems) r.cpu = { ...r.cpu, mems: o.cpusetMems };
+    const mem: NonNullable<Resources["memory"]> = {};
+    if (o.memory !== undefined) mem.limit = parseSize(o.memory);
+    if (o.memorySwap !== undefined) {
+      mem.swap = o.memorySwap === -1 || o.memorySwap === "-1" ? -1 : parseSize(o.memorySwap);
+    }
+    if (o.memoryReservation !== undefined) mem.reservation = parseSize(o.memoryReservation);
+    if (Object.keys(mem).length) r.memory = mem;
+    if (o.pidsLimit !== undefined) r.pids = { limit: o.pidsLimit };
+    if (o.blkioWeight) r.blockIO = { weight: o.blkioWeight };
+    spec.linux.resources = r;
+    spec.micro.cgroupLimits = Object.keys(r).length > 0 ||
+      [o.deviceReadBps, o.deviceWriteBps, o.deviceReadIops, o.deviceWriteIops].some((l) =>
+        l?.length
+      );
+    spec.micro.cgroup = {
+      parent: o.parent ?? "micro",
+      required: o.required ?? false,
+      rates: {
+        readBps: (o.deviceReadBps ?? []).map((v) => parseDeviceRate(v, false) as DevRate),
+        writeBps: (o.deviceWriteBps ?? []).map((v) => parseDeviceRate(v, false) as DevRate),
+        readIops: (o.deviceReadIops ?? []).map((v) => parseDeviceRate(v, true) as DevRate),
+        writeIops: (o.deviceWriteIops ?? []).map((v) => parseDeviceRate(v, true) as DevRate),
+      },
+    };
+    for (const d of o.devices ?? []) {
+      const dev = parseDevice(d);
+      if (typeof dev !== "string") {
+        spec.linux.devices.push({ path: dev.container, hostPath: dev.host, access: dev.access });
+      }
+    }
+  },
+  check: (spec, host) => problems(spec, host).errors,
+  plan(spec: Spec, host: HostInfo): Op[] {
+    const { resources, warning } = problems(spec, host);
+    if (warning) return [op("prepare", "cgroups", "skipped", { what: "cgroups", reason: warning })];
+    return host.cgroup.mode === "v2"
+      ? planV2(spec, host, resources!)
+      : planV1(spec, host, resources!);
+  },
+};
+
+type DevRate = { path: string; rate: number };
+
+/** Everything the host cannot honour, or the resources with device numbers filled in. */
+function problems(
+  spec: Spec,
+  host: HostInfo,
+): { errors: MicroError[]; warning?: string; resources?: Resources } {
+  const c = spec.micro.cgroup!;
+  const errors: MicroError[] = [];
+  const err = (option: string, why: string, hint?: string) =>
+    errors.push(new MicroError(`--${option}: ${why}`, { phase: "check", plugin: "cgroups", hint }));
+  const layout = host.cgroup;
+  if (layout.mode === "none" || !layout.writable) {
+    const why = layout.mode === "none"
+      ? "this host has no cgroup file system"
+      : host.uid !== 0
+      ? "a rootless caller needs a cgroup v2 subtree delegated to it (systemd user slice)"
+      : "the cgroup hierarchy is not writable";
+    if (c.required) {
+      err("cgroup", `resource limits cannot be applied: ${why}`, "run as root, or drop `required`");
+      return { errors };
+    }
+    return { errors, warning: `running without resource limits: ${why}` };
+  }
+  const r: Resources = structuredClone(spec.linux.resources ?? {});
+  // Devices: the default allow-list, then each added device, by its numbers on the host.
+  const devices: DeviceRule[] = [...DEFAULT_DEVICES];
+  for (const d of spec.linux.devices) {
+    const info = host.deviceNodes[d.hostPath];
+    if (!info) {
+      err("device", `"${d.hostPath}" is not a device on this host`);
+      continue;
+    }
+    devices.push({
+      allow: true,
+      type: info.type,
+      major: info.major,
+      minor: info.minor,
+      access: d.access,
+    });
+  }
+  r.devices = devices;
+  const rate = (list: DevRate[], option: string) =>
+    list.flatMap((d) => {
+      const info = host.deviceNodes[d.path];
+      if (!info || info.type !== "b") {
+        err(option, `"${d.path}" is not a block device on this host`);
+        return [];
+      }
+      return [{ major: info.major, minor: info.minor, rate: d.rate }];
+    });
+  const io = { ...(r.blockIO ?? {}) };
+  const rates = c.rates;
+  if (rates.readBps.length) io.throttleReadBpsDevice = rate(rates.readBps, "device-read-bps");
+  if (rates.writeBps.length) io.throttleWriteBpsDevice = rate(rates.writeBps, "device-write-bps");
+  if (rates.readIops.length) io.throttleReadIOPSDevice = rate(rates.readIops, "device-read-iops");
+  if (rates.writeIops.length) {
+    io.throttleWriteIOPSDevice = rate(rates.writeIops, "device-write-iops");
+  }
+  if (Object.keys(io).length) r.blockIO = io;
+  // cpuset within what the host has.
+  for (
+    const [option, list, have] of [
+      ["cpuset-cpus", r.cpu?.cpus, host.cpus],
+      ["cpuset-mems", r.cpu?.mems, host.mems],
+    ] as const
+  ) {
+    if (!list) continue;
+    const want = parseCpuList(list) ?? [];
+    const avail = parseCpuList(have) ?? [];
+    const missing = want.filter((n) => !avail.includes(n));
+    if (missing.length) err(option, `${missing.join(",")} not on this host (it has ${have})`);
+  }
+  // Every limit needs its controller.
+  const names: Record<string, string> = {
+    cpu: "cpus/cpu-shares",
+    cpuset: "cpuset-cpus/cpuset-mems",
+    memory: "memory",
+    pids: "pids-limit",
+    blkio: "blkio-weight/device-*",
+    io: "blkio-weight/device-*",
+  };
+  if (layout.mode === "v2") {
+    for (const ctl of v2Controllers(r)) {
+      if (!layout.v2!.controllers.includes(ctl)) {
+        err(names[ctl] ?? ctl, `the ${ctl} controller is not available in this cgroup v2 tree`);
+      }
+    }
+  } else {
+    for (const ctl of v1Controllers(r)) {
+      if (!layout.v1[ctl]) {
+        err(names[ctl] ?? ctl, `the ${ctl} controller is not mounted (cgroup v1)`);
+      }
+    }
+  }
+  if (r.memory?.swap !== undefined && layout.mode !== "v2" && r.memory.swap > 0) {
+    if (!host.swapAccounting) {
+      err(
+        "memory-swap",
+        "this kernel does not account swap (memory.memsw.*)",
+        "boot with swapaccount=1",
+      );
+    }
+  }
+  return { errors, resources: r };
+}
+
+function planV1(spec: Spec, host: HostInfo, r: Resources): Op[] {
+  const c = spec.micro.cgroup!;
+  const ops: Op[] = [];
+  const cleanup: Op[] = [];
+  const mounts = [...new Set(V1_ALWAYS.filter((ctl) => host.cgroup.v1[ctl]))];
+  const dirOf = (ctl: string) => `${host.cgroup.v1[ctl]}/${c.parent}/${host.id}`;
+  const seen = new Set<string>();
+  for (const ctl of mounts) {
+    const dir = dirOf(ctl);
+    if (seen.has(dir)) continue; // co-mounted controllers (cpu,cpuacct) share a directory
+    seen.add(dir);
+    const parentDir = `${host.cgroup.v1[ctl]}/${c.parent}`;
+    ops.push(op("prepare", "cgroups", "cgroup-create", { path: parentDir, shared: true }));
+    if (ctl === "cpuset") {
+      // A new cpuset cgroup has no CPUs or nodes until given some.
+      for (const [file, value] of [["cpuset.cpus", host.cpus], ["cpuset.mems", host.mems]]) {
+        ops.push(
+          op("prepare", "cgroups", "cgroup-write", {
+            path: `${parentDir}/${file}`,
+            value,
+            option: "cpuset",
+            ifEmpty: true,
+          }),
+        );
+      }
+    }
+    ops.push(op("prepare", "cgroups", "cgroup-create", { path: dir, shared: false }));
+    if (ctl === "cpuset") {
+      for (
+        const [file, value] of [["cpuset.cpus", r.cpu?.cpus ?? host.cpus], [
+          "cpuset.mems",
+          r.cpu?.mems ?? host.mems,
+        ]]
+      ) {
+        ops.push(
+          op("prepare", "cgroups", "cgroup-write", {
+            path: `${dir}/${file}`,
+            value,
+            option: "cpuset",
+          }),
+        );
+      }
+    }
+    if (ctl === "devices") {
+      const { deny, allow } = v1Rules(r.devices ?? []);
+      for (const v of deny) {
+        ops.push(
+          op("prepare", "cgroups", "cgroup-write", {
+            path: `${dir}/devices.deny`,
+            value: v,
+            option: "device",
+          }),
+        );
+      }
+      for (const v of allow) {
+        ops.push(
+          op("prepare", "cgroups", "cgroup-write", {
+            path: `${dir}/devices.allow`,
+            value: v,
+            option: "device",
+          }),
+        );
+      }
+    }
+    cleanup.push(op("cleanup", "cgroups", "cgroup-remove", { path: parentDir, shared: true }));
+    cleanup.push(op("cleanup", "cgroups", "cgroup-remove", { path: dir, shared: false }));
+  }
+  for (const w of v1Writes(r)) {
+    if (w.controller === "cpuset") continue; // written above, before anyone joins
+    ops.push(
+      op("prepare", "cgroups", "cgroup-write", {
+        path: `${dirOf(w.controller)}/${w.file}`,
+        value: w.value,
+        option: w.option,
+      }),
+    );
+  }
+  for (const dir of seen) ops.push(op("attach", "cgroups", "cgroup-join", { path: dir }));
+  if (r.memory?.limit !== undefined) {
+    ops.push(
+      op("supervise", "cgroups", "cgroup-oom", {
+        path: `${dirOf("memory")}/memory.oom_control`,
+        key: "oom_kill",
+        limit: r.memory.limit,
+      }),
+    );
+  }
+  // Run in reverse: kill what is left (freezer), then remove each dir, then the parents.
+  const freezer = host.cgroup.v1.freezer ? dirOf("freezer") : undefined;
+  cleanup.push(
+    op("cleanup", "cgroups", "cgroup-kill", {
+      path: freezer ?? dirOf(mounts[0]),
+      how: freezer ? "freezer" : "signal",
+    }),
+  );
+  return [...ops, ...cleanup];
+}
+
+function planV2(spec: Spec, host: HostInfo, r: Resources): Op[] {
+  const c = spec.micro.cgroup!;
+  const root = `${host.cgroup.v2!.mount}${host.cgroup.base}`;
+  const parentDir = `${root}/${c.parent}`;
+  const dir = `${parentDir}/${host.id}`;
+  const enable = v2Controllers(r).filter((x) => host.cgroup.v2!.controllers.includes(x));
+  const ops: Op[] = [];
+  const cleanup: Op[] = [];
+  // Each level from the root down must pass the controllers on to the next.
+  const levels = [root];
+  for (const part of c.parent.split("/")) levels.push(`${levels[levels.length - 1]}/${part}`);
+  levels.forEach((level, i) => {
+    if (i > 0) {
+      ops.push(op("prepare", "cgroups", "cgroup-create", { path: level, shared: true }));
+      cleanup.push(op("cleanup", "cgroups", "cgroup-remove", { path: level, shared: true }));
+    }
+    if (enable.length) {
+      ops.push(op("prepare", "cgroups", "cgroup-write", {
+        path: `${level}/cgroup.subtree_control`,
+        value: enable.map((x) => `+${x}`).join(" "),
+        option: "cgroup",
+      }));
+    }
+  });
+  ops.push(op("prepare", "cgroups", "cgroup-create", { path: dir, shared: false }));
+  cleanup.push(op("cleanup", "cgroups", "cgroup-remove", { path: dir, shared: false }));
+  for (const w of v2Writes(r)) {
+    ops.push(
+      op("prepare", "cgroups", "cgroup-write", {
+        path: `${dir}/${w.file}`,
+        value: w.value,
+        option: w.option,
+      }),
+    );
+  }
+  ops.push(op("prepare", "cgroups", "cgroup-devices", { path: dir, rules: r.devices ?? [] }));
+  ops.push(op("attach", "cgroups", "cgroup-join", { path: dir }));
+  if (r.memory?.limit !== undefined) {
+    ops.push(
+      op("supervise", "cgroups", "cgroup-oom", {
+        path: `${dir}/memory.events`,
+        key: "oom_kill",
+        limit: r.memory.limit,
+      }),
+    );
+  }
+  cleanup.push(op("cleanup", "cgroups", "cgroup-kill", { path: dir, how: "cgroup.kill" }));
+  return [...ops, ...cleanup];
+}
