@@ -94,12 +94,15 @@ export function resolveUser(
 
 /**
  * The user the process runs as: `--user` or the profile's `user`; else the profile's
- * `defaultUser` when the image's /etc/passwd names it; else root.
+ * `defaultUser` when the image's /etc/passwd names it (and more than root is mapped);
+ * else root.
  */
 export function processUser(spec: Spec, host: HostInfo): ReturnType<typeof resolveUser> {
   const p = spec.process;
   let user = p.userSpec;
-  if (user === undefined && p.defaultUser !== undefined) {
+  // A rootless user namespace maps only root: the fallback user could not exist there.
+  const rootless = hasNamespace(spec, "user") && host.uid !== 0;
+  if (user === undefined && p.defaultUser !== undefined && !rootless) {
     const name = p.defaultUser.split(":")[0];
     if (parsePasswd(host.passwd).some((e) => e.name === name)) user = p.defaultUser;
   }
