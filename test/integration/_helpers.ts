@@ -251,7 +251,7 @@ export interface MicroTestOptions {
  */
 export function microTest(
   name: string,
-  fn: () => Promise<void> | void,
+  fn: (t: Deno.TestContext) => Promise<void> | void,
   opts: MicroTestOptions = {},
 ): void {
   const reason = lacking(NEEDS.root, NEEDS.micro, opts.ignore);
@@ -263,13 +263,22 @@ export function microTest(
     name,
     ignore: reason !== undefined,
     // Subprocess output streams and timers are ours to manage; micro's runs end in the test.
-    fn: async () => {
+    fn: async (t) => {
       const before = snapshot();
+      let failure: unknown;
       try {
-        await fn();
-      } finally {
-        if (!opts.noHostCheck) assertHostUnchanged(before);
+        await fn(t);
+      } catch (e) {
+        failure = e;
       }
+      try {
+        if (!opts.noHostCheck) assertHostUnchanged(before);
+      } catch (e) {
+        if (failure === undefined) throw e;
+        // Both: report the test's own failure first, it usually explains the other.
+        throw new Error(`${String(failure)}\n\nand then: ${String(e)}`, { cause: failure });
+      }
+      if (failure !== undefined) throw failure;
     },
   });
 }

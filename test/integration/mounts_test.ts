@@ -240,33 +240,72 @@ function expectedHostViewRoot(): string[] {
     .sort();
 }
 
-for (const profile of ["default", "hardened"]) {
-  microTest(
-    `no image (${profile}): the host's dirs read-only, an empty writable /tmp`,
-    async () => {
-      const r = await run([
-        "run",
-        "--profile",
-        profile,
-        "--",
-        "sh",
-        "-c",
-        "ls -A / | sort; echo ---; ls -A /tmp | wc -l; touch /tmp/ok && echo tmp-writable; " +
-        "head -c 0 /etc/os-release && echo os-release-readable; " +
-        "touch /usr/micro-test 2>&1; touch /etc/micro-test 2>&1; echo end",
-      ]);
-      assert.equal(r.code, 0, show(r));
-      const [ls, rest] = r.stdout.split("---\n");
-      assert.deepEqual(ls.trim().split("\n"), expectedHostViewRoot());
-      const lines = rest.trim().split("\n");
-      assert.equal(lines[0].trim(), "0", "/tmp is not empty");
-      assert.equal(lines[1], "tmp-writable");
-      assert.equal(lines[2], "os-release-readable");
-      assert.match(lines[3], /\/usr\/micro-test.*Read-only file system/);
-      assert.match(lines[4], /\/etc\/micro-test.*Read-only file system/);
-      assert.equal(lines[5], "end");
-      assert.equal(hostHas("/usr/micro-test"), false);
-      assert.equal(hostHas("/etc/micro-test"), false);
-    },
-  );
-}
+microTest("no image (default): the host's dirs read-only, an empty writable /tmp", async () => {
+  const r = await run([
+    "run",
+    "--profile",
+    "default",
+    "--",
+    "sh",
+    "-c",
+    "ls -A / | sort; echo ---; ls -A /tmp | wc -l; touch /tmp/ok && echo tmp-writable; " +
+    "head -c 0 /etc/os-release && echo os-release-readable; " +
+    "touch /usr/micro-test 2>&1; touch /etc/micro-test 2>&1; echo end",
+  ]);
+  assert.equal(r.code, 0, show(r));
+  const [ls, rest] = r.stdout.split("---\n");
+  assert.deepEqual(ls.trim().split("\n"), expectedHostViewRoot());
+  const lines = rest.trim().split("\n");
+  assert.equal(lines[0].trim(), "0", "/tmp is not empty");
+  assert.equal(lines[1], "tmp-writable");
+  assert.equal(lines[2], "os-release-readable");
+  assert.match(lines[3], /\/usr\/micro-test.*Read-only file system/);
+  assert.match(lines[4], /\/etc\/micro-test.*Read-only file system/);
+  assert.equal(lines[5], "end");
+  assert.equal(hostHas("/usr/micro-test"), false);
+  assert.equal(hostHas("/etc/micro-test"), false);
+});
+
+/** A shell word for `s`. */
+const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
+
+// Under hardened, Landlock leaves / itself out of the allow-list, so `ls /` is refused; each
+// expected entry is checked by name instead, and every other entry of the host's / must be
+// absent. The root is read-only, with the readonly plugin's tmpfs /run next to /tmp.
+microTest(
+  "no image (hardened): the host's dirs read-only, an empty writable /tmp, nothing else of the host's /",
+  async () => {
+    const expected = [...expectedHostViewRoot(), "run"].sort();
+    const others = [...Deno.readDirSync("/")].map((e) => e.name)
+      .filter((n) => !expected.includes(n)).sort();
+    assert.ok(others.length > 0, "the host's / has nothing but what the host view binds");
+    const script = [
+      `for n in ${expected.map(quote).join(" ")}; do ` +
+      `if [ -e "/$n" ] || [ -L "/$n" ]; then echo "present $n"; else echo "missing $n"; fi; done`,
+      `for n in ${others.map(quote).join(" ")}; do ` +
+      `if [ -e "/$n" ] || [ -L "/$n" ]; then echo "leaked $n"; fi; done`,
+      "echo ---",
+      "ls / 2>&1 >/dev/null; echo ---",
+      "ls -A /tmp; echo ---",
+      "touch /tmp/ok && echo tmp-writable",
+      "head -c 0 /etc/os-release && echo os-release-readable",
+      "touch /micro-test 2>&1; touch /usr/micro-test 2>&1; touch /etc/micro-test 2>&1; echo end",
+    ].join("\n");
+    const r = await run(["run", "--profile", "hardened", "--", "sh", "-c", script]);
+    assert.equal(r.code, 0, show(r));
+    const [names, lsRoot, tmp, rest] = r.stdout.split("---\n");
+    assert.deepEqual(names.trim().split("\n"), expected.map((n) => `present ${n}`), show(r));
+    // EACCES from Landlock
+    assert.match(lsRoot, /^ls: .*'\/'.*: Permission denied\n$/, show(r));
+    assert.equal(tmp, "", `/tmp is not empty: ${show(r)}`);
+    const lines = rest.trim().split("\n");
+    assert.equal(lines[0], "tmp-writable", show(r));
+    assert.equal(lines[1], "os-release-readable", show(r));
+    assert.match(lines[2], /\/micro-test.*Read-only file system/, show(r));
+    assert.match(lines[3], /\/usr\/micro-test.*Read-only file system/, show(r));
+    assert.match(lines[4], /\/etc\/micro-test.*Read-only file system/, show(r));
+    assert.equal(lines[5], "end", show(r));
+    assert.equal(hostHas("/usr/micro-test"), false);
+    assert.equal(hostHas("/etc/micro-test"), false);
+  },
+);
