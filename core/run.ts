@@ -7,7 +7,7 @@ import { runChecks } from "./checks.ts";
 import { execute } from "./engine/mod.ts";
 import { MicroError, MicroErrors } from "./errors.ts";
 import { probeHost } from "./host.ts";
-import { resolveTargets } from "./engine/resolve.ts";
+import { createMountPoints, resolveTargets } from "./engine/resolve.ts";
 import { formatBytes } from "./cgroups/units.ts";
 import type { Op } from "./ops.ts";
 import { buildSpec, formatPlan, planRun } from "./plan.ts";
@@ -101,6 +101,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   const removeOnExit = () => removeRun(dir, state);
   try {
     writeState(dir, state);
+    createMountPoints(resolved.created, resolved.files);
     Deno.mkdirSync(`${dir}/root`, { mode: 0o755 });
     const result = await execute(resolved.ops, {
       rootPath: `${dir}/root`,

@@ -136,11 +136,15 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
   const flags = cloneFlags(plan) | C.SIGCHLD;
   const childOps = plan.filter((o) => CHILD_PHASES.includes(o.phase));
   const parent = new ParentOps(plan, sys, { onCreate: opts.onCgroup });
+  // Listening from the start: a signal during set-up must not kill micro halfway; it is
+  // held and delivered once the command runs.
+  const signals = new Forwarder(sys);
   try {
     parent.prepare();
     for (let attempt = 0;; attempt++) {
       try {
         const { pid, master } = await start(plan, childOps, flags, opts, sys, parent);
+        signals.attach(pid, master);
         const result = await supervise(pid, master, sys);
         const oom = parent.oomKilled();
         return oom === undefined ? result : { ...result, oomKilled: oom };
@@ -154,7 +158,47 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
       }
     }
   } finally {
+    signals.remove();
     for (const p of parent.cleanup()) opts.onCleanupProblem?.(p);
+  }
+}
+
+/**
+ * Forwards INT, TERM, HUP, QUIT, USR1, USR2 and WINCH to the container's init; with a
+ * terminal, WINCH resizes the pty instead (the kernel then signals the foreground group).
+ */
+class Forwarder {
+  private pid = 0;
+  private master = -1;
+  private readonly pending: number[] = [];
+  private readonly handlers: [Deno.Signal, () => void][] = [];
+
+  constructor(private readonly sys: Sys) {
+    for (const s of FORWARDED_SIGNALS) {
+      const h = () => this.deliver(s);
+      try {
+        Deno.addSignalListener(s, h);
+        this.handlers.push([s, h]);
+      } catch { /* a signal Deno will not watch: leave it */ }
+    }
+  }
+
+  private deliver(s: Deno.Signal): void {
+    if (s === "SIGWINCH" && this.master >= 0) copyWindowSize(this.sys, this.master);
+    else if (this.pid > 0) this.sys.kill(this.pid, SIGNUM[s]);
+    else this.pending.push(SIGNUM[s]);
+  }
+
+  /** The command runs: signals go to it now, those held first. */
+  attach(pid: number, master: number): void {
+    this.pid = pid;
+    this.master = master;
+    for (const n of this.pending.splice(0)) this.sys.kill(pid, n);
+  }
+
+  remove(): void {
+    for (const [s, h] of this.handlers) Deno.removeSignalListener(s, h);
+    this.handlers.length = 0;
   }
 }
 
@@ -331,17 +375,6 @@ async function supervise(
   master: number,
   sys: Sys,
 ): Promise<RunResult> {
-  const handlers: [Deno.Signal, () => void][] = [];
-  for (const s of FORWARDED_SIGNALS) {
-    // With a terminal, the kernel sends SIGWINCH itself when the pty's size changes.
-    const h = s === "SIGWINCH" && master >= 0
-      ? () => copyWindowSize(sys, master)
-      : () => void sys.kill(pid, SIGNUM[s]);
-    try {
-      Deno.addSignalListener(s, h);
-      handlers.push([s, h]);
-    } catch { /* a signal Deno will not watch: leave it */ }
-  }
   let relay: Promise<void> | null = null;
   let restore = () => {};
   if (master >= 0) {
@@ -360,7 +393,6 @@ async function supervise(
     }
     return decodeStatus(status);
   } finally {
-    for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
     restore();
     if (master >= 0) sys.close(master);
   }

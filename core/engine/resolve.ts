@@ -8,6 +8,7 @@
  * a mount may land.
  */
 import { resolveInRoot } from "../host.ts";
+import { MicroError } from "../errors.ts";
 import type { Op } from "../ops.ts";
 import { cleanPath } from "../paths.ts";
 
@@ -25,12 +26,15 @@ export function realPath(image: string, path: string): string {
  * (not under a file system an earlier op mounted, like /dev or a tmpfs) to their real
  * paths, and returns the host directories that do not exist yet, parent first.
  */
-export function resolveTargets(ops: Op[]): { ops: Op[]; created: string[] } {
+export function resolveTargets(
+  ops: Op[],
+): { ops: Op[]; created: string[]; files: string[] } {
   const root = ops.find((o) => o.kind === "bind-root");
   const image = root?.kind === "bind-root" ? root.args.source : null;
-  if (image === null) return { ops, created: [] };
+  if (image === null) return { ops, created: [], files: [] };
   const mounted: string[] = [];
   const created: string[] = [];
+  const files: string[] = [];
   const out = ops.map((o): Op => {
     if (o.kind !== "mount" && o.kind !== "mkdir" && o.kind !== "symlink") return o;
     const target = cleanPath(o.kind === "mount" ? o.args.target : o.args.path);
@@ -56,6 +60,7 @@ export function resolveTargets(ops: Op[]): { ops: Op[]; created: string[] } {
         Deno.lstatSync(host);
       } catch {
         if (!created.includes(host)) created.push(host);
+        if (i === parts.length && o.kind === "mount" && o.args.create === "file") files.push(host);
       }
     }
     if (o.kind === "mount") {
@@ -64,5 +69,32 @@ export function resolveTargets(ops: Op[]): { ops: Op[]; created: string[] } {
     }
     return { ...o, args: { ...o.args, path: real } } as Op;
   });
-  return { ops: out, created };
+  return { ops: out, created, files };
+}
+
+/**
+ * Creates the missing mount points in the image from the parent, which may write there:
+ * inside a user namespace the container's root often may not (an image owned by host
+ * root). The child then finds them in place and still resolves each one in the root.
+ */
+export function createMountPoints(created: string[], files: string[]): void {
+  for (const path of created) {
+    try {
+      if (files.includes(path)) Deno.writeFileSync(path, new Uint8Array(0), { createNew: true });
+      else Deno.mkdirSync(path, { mode: 0o755 });
+    } catch (e) {
+      if (e instanceof Deno.errors.AlreadyExists) continue;
+      const code = (e as { code?: string }).code;
+      throw new MicroError(code === "EROFS" ? "" : (e as Error).message, {
+        phase: "rootfs",
+        plugin: "mount",
+        op: "mkdir",
+        paths: { path },
+        errno: code === "EROFS" ? 30 : code === "EACCES" ? 13 : undefined,
+        hint: code === "EROFS"
+          ? "the image is read-only, so a missing mount point cannot be created there"
+          : undefined,
+      });
+    }
+  }
 }
