@@ -89,5 +89,5 @@ Deno.test("a destination under an earlier mount is left to the kernel", () => {
 
 Deno.test("without an image nothing is rewritten", () => {
   const ops = [op("rootfs", "mount", "bind-root", { source: null, readonly: false }), bind("/x")];
-  assert.deepEqual(resolveTargets(ops), { ops, created: [] });
+  assert.deepEqual(resolveTargets(ops), { ops, created: [], files: [] });
 });
