@@ -196,7 +196,13 @@ function problems(
       ? "a rootless caller needs a cgroup v2 subtree delegated to it (systemd user slice)"
       : "the cgroup hierarchy is not writable";
     if (c.required) {
-      err("cgroup", `resource limits cannot be applied: ${why}`, "run as root, or drop `required`");
+      errors.push(
+        new MicroError(`resource limits cannot be applied: ${why}`, {
+          phase: "check",
+          plugin: "cgroups",
+          hint: "run as root, or drop `required`",
+        }),
+      );
       return { errors };
     }
     return { errors, warning: `running without resource limits: ${why}` };
@@ -258,6 +264,7 @@ function problems(
     pids: "pids-limit",
     blkio: "blkio-weight/device-*",
     io: "blkio-weight/device-*",
+    devices: "device",
   };
   if (layout.mode === "v2") {
     for (const ctl of v2Controllers(r)) {
@@ -271,6 +278,9 @@ function problems(
         err(names[ctl] ?? ctl, `the ${ctl} controller is not mounted (cgroup v1)`);
       }
     }
+  }
+  if (r.memory?.swap === -1 && layout.mode !== "v2" && !host.swapAccounting) {
+    delete r.memory.swap; // unlimited swap is what such a kernel gives anyway (as Docker)
   }
   if (r.memory?.swap !== undefined && layout.mode !== "v2" && r.memory.swap > 0) {
     if (!host.swapAccounting) {
@@ -295,19 +305,23 @@ function planV1(spec: Spec, host: HostInfo, r: Resources): Op[] {
     const dir = dirOf(ctl);
     if (seen.has(dir)) continue; // co-mounted controllers (cpu,cpuacct) share a directory
     seen.add(dir);
-    const parentDir = `${host.cgroup.v1[ctl]}/${c.parent}`;
-    ops.push(op("prepare", "cgroups", "cgroup-create", { path: parentDir, shared: true }));
-    if (ctl === "cpuset") {
-      // A new cpuset cgroup has no CPUs or nodes until given some.
-      for (const [file, value] of [["cpuset.cpus", host.cpus], ["cpuset.mems", host.mems]]) {
-        ops.push(
-          op("prepare", "cgroups", "cgroup-write", {
-            path: `${parentDir}/${file}`,
+    // Each level of the parent is shared with other runs: created if missing, removed
+    // at the end only once empty.
+    let level = host.cgroup.v1[ctl];
+    for (const part of c.parent.split("/")) {
+      level = `${level}/${part}`;
+      ops.push(op("prepare", "cgroups", "cgroup-create", { path: level, shared: true }));
+      cleanup.push(op("cleanup", "cgroups", "cgroup-remove", { path: level, shared: true }));
+      if (ctl === "cpuset") {
+        // A new cpuset cgroup has no CPUs or nodes until given some.
+        for (const [file, value] of [["cpuset.cpus", host.cpus], ["cpuset.mems", host.mems]]) {
+          ops.push(op("prepare", "cgroups", "cgroup-write", {
+            path: `${level}/${file}`,
             value,
-            option: "cpuset",
+            option: file === "cpuset.cpus" ? "cpuset-cpus" : "cpuset-mems",
             ifEmpty: true,
-          }),
-        );
+          }));
+        }
       }
     }
     ops.push(op("prepare", "cgroups", "cgroup-create", { path: dir, shared: false }));
@@ -322,7 +336,7 @@ function planV1(spec: Spec, host: HostInfo, r: Resources): Op[] {
           op("prepare", "cgroups", "cgroup-write", {
             path: `${dir}/${file}`,
             value,
-            option: "cpuset",
+            option: file === "cpuset.cpus" ? "cpuset-cpus" : "cpuset-mems",
           }),
         );
       }
@@ -348,7 +362,6 @@ function planV1(spec: Spec, host: HostInfo, r: Resources): Op[] {
         );
       }
     }
-    cleanup.push(op("cleanup", "cgroups", "cgroup-remove", { path: parentDir, shared: true }));
     cleanup.push(op("cleanup", "cgroups", "cgroup-remove", { path: dir, shared: false }));
   }
   for (const w of v1Writes(r)) {
@@ -402,7 +415,7 @@ function planV2(spec: Spec, host: HostInfo, r: Resources): Op[] {
       ops.push(op("prepare", "cgroups", "cgroup-write", {
         path: `${level}/cgroup.subtree_control`,
         value: enable.map((x) => `+${x}`).join(" "),
-        option: "cgroup",
+        option: "cgroup-parent",
       }));
     }
   });

@@ -78,9 +78,13 @@ export function detectLayout(input: LayoutInput): CgroupLayout {
   if (mode === "v2" && input.uid !== 0) {
     // A rootless caller may use the subtree it is in if it owns it (systemd delegation).
     const own = /^0::(.*)$/m.exec(input.selfCgroup)?.[1]?.trim() ?? "/";
+    // micro itself sits in a leaf .scope; its parent is the subtree that may be delegated
+    // (v2 forbids enabling controllers in a cgroup that has processes, like our own).
+    const inScope = /\/[^/]+\.scope$/.test(own);
     const dir = own.replace(/\/[^/]+\.scope$/, "");
     const path = `${v2}${dir === "/" ? "" : dir}`;
-    writable = dir.includes("user@") && input.canWrite(`${path}/cgroup.subtree_control`);
+    writable = inScope && dir.includes("user@") &&
+      input.canWrite(`${path}/cgroup.subtree_control`);
     base = writable ? dir : "";
     controllers = (input.read(`${path}/cgroup.controllers`) ?? "").trim().split(/\s+/)
       .filter((c) => c);

@@ -41,13 +41,26 @@ export interface Write {
   option: string;
 }
 
-/** runc's conversion of cpu.shares (2..262144) to cpu.weight (1..10000). */
+/**
+ * cpu.shares (2..262144) to cpu.weight (1..10000) as crun and runc >= 1.3.2 do: a curve
+ * that keeps the default (1024 shares) at the default weight (100).
+ */
 export function sharesToWeight(shares: number): number {
-  return shares === 0 ? 0 : Math.floor(1 + ((shares - 2) * 9999) / 262142);
+  if (shares === 0) return 0;
+  if (shares <= 2) return 1;
+  if (shares >= 262144) return 10000;
+  const l = Math.log2(shares);
+  return Math.ceil(10 ** ((l * l + 125 * l) / 612 - 7 / 34));
 }
 
+/** The inverse of sharesToWeight, for --cpu-weight on a v1 host. */
 export function weightToShares(weight: number): number {
-  return Math.floor(2 + ((weight - 1) * 262142) / 9999);
+  if (weight <= 1) return 2;
+  if (weight >= 10000) return 262144;
+  // Solve (l^2 + 125 l) / 612 - 7/34 = log10(w) for l = log2(shares).
+  const c = (Math.log10(weight) + 7 / 34) * 612;
+  const l = (-125 + Math.sqrt(125 * 125 + 4 * c)) / 2;
+  return Math.round(2 ** l);
 }
 
 /** blkio.weight (10..1000) to io.weight (1..10000), as runc. */
@@ -89,8 +102,9 @@ export function v1Writes(r: Resources): Write[] {
   if (cpu.period) add("cpu", "cpu.cfs_period_us", cpu.period, "cpus");
   if (cpu.quota) add("cpu", "cpu.cfs_quota_us", cpu.quota, "cpus");
   const mem = r.memory ?? {};
-  if (mem.limit !== undefined) add("memory", "memory.limit_in_bytes", mem.limit, "memory");
-  if (mem.swap !== undefined) add("memory", "memory.memsw.limit_in_bytes", mem.swap, "memory-swap");
+  // 0 means no limit, as in Docker (a new cgroup has none); -1 is v1's "unlimited".
+  if (mem.limit) add("memory", "memory.limit_in_bytes", mem.limit, "memory");
+  if (mem.swap) add("memory", "memory.memsw.limit_in_bytes", mem.swap, "memory-swap");
   if (mem.reservation !== undefined) {
     add("memory", "memory.soft_limit_in_bytes", mem.reservation, "memory-reservation");
   }

@@ -59,15 +59,16 @@ export function parseCpuList(text: string): number[] | undefined {
     if (!m) return undefined;
     const a = Number(m[1]);
     const b = m[2] === undefined ? a : Number(m[2]);
-    if (b < a) return undefined;
+    if (b < a || b > 65535) return undefined; // no host has more; refuse huge ranges
     for (let i = a; i <= b; i++) out.push(i);
   }
   return out;
 }
 
+/** A byte count in the largest unit that shows it exactly (`1.5 GiB`, `1025 bytes`). */
 export function formatBytes(n: number): string {
   for (const [unit, size] of [["GiB", 2 ** 30], ["MiB", 2 ** 20], ["KiB", 2 ** 10]] as const) {
-    if (n >= size && n % (size / 1024) === 0) return `${+(n / size).toFixed(2)} ${unit}`;
+    if (n >= size && (n * 100) % size === 0) return `${n / size} ${unit}`;
   }
   return `${n} bytes`;
 }

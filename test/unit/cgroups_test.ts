@@ -158,15 +158,15 @@ Deno.test("formatBytes: the largest exact-enough unit", () => {
 // ---------------------------------------------------------------------------------------------
 // Resources to files
 
-Deno.test("conversions: shares↔weight and blkio weight→io.weight as runc's linear formulas", () => {
-  // runc's ConvertCPUSharesToCgroupV2Value before 1.3.2: 1 + ((shares - 2) * 9999) / 262142.
+Deno.test("conversions: shares↔weight as crun and runc >= 1.3.2, blkio weight→io.weight", () => {
+  // The curve keeps the defaults together: 1024 shares is weight 100.
   assert.equal(sharesToWeight(2), 1);
-  assert.equal(sharesToWeight(512), 20);
-  assert.equal(sharesToWeight(1024), 39);
+  assert.equal(sharesToWeight(512), 59);
+  assert.equal(sharesToWeight(1024), 100);
   assert.equal(sharesToWeight(262144), 10000);
   assert.equal(sharesToWeight(0), 0);
   assert.equal(weightToShares(1), 2);
-  assert.equal(weightToShares(100), 2597);
+  assert.equal(weightToShares(100), 1024);
   assert.equal(weightToShares(10000), 262144);
   // runc's ConvertBlkIOToIOWeightValue: 1 + (weight - 10) * 9999 / 990.
   assert.equal(blkioToIoWeight(10), 1);
@@ -218,7 +218,7 @@ Deno.test("v1Writes: every option to its v1 file", () => {
   assert.deepEqual(
     show(v1Writes({ cpu: { weight: 100 }, memory: { swap: -1 }, pids: { limit: -1 } })),
     [
-      "cpu/cpu.shares=2597 (cpu-weight)",
+      "cpu/cpu.shares=1024 (cpu-weight)",
       "memory/memory.memsw.limit_in_bytes=-1 (memory-swap)",
       "pids/pids.max=max (pids-limit)",
     ],
@@ -231,7 +231,7 @@ Deno.test("v2Writes: every option to its v2 file, with the v2 spellings", () => 
   assert.deepEqual(show(v2Writes(ALL)), [
     "unified/cpuset.cpus=0-1 (cpuset-cpus)",
     "unified/cpuset.mems=0 (cpuset-mems)",
-    "unified/cpu.weight=39 (cpu-shares)",
+    "unified/cpu.weight=100 (cpu-shares)",
     "unified/cpu.max=50000 100000 (cpus)",
     `unified/memory.max=${256 * MiB} (memory)`,
     // Docker's --memory-swap is memory plus swap; memory.swap.max the swap alone.
@@ -835,7 +835,7 @@ Deno.test("v2: prepare enables controllers down from the root, writes every limi
       ["micro/cgroup.subtree_control", enable],
       [`${dir}/cpuset.cpus`, "1"],
       [`${dir}/cpuset.mems`, "0"],
-      [`${dir}/cpu.weight`, "20"], // --cpu-shares 512, converted
+      [`${dir}/cpu.weight`, "59"], // --cpu-shares 512, converted
       [`${dir}/cpu.max`, "150000 100000"],
       [`${dir}/memory.max`, String(256 * MiB)],
       [`${dir}/memory.swap.max`, String(256 * MiB)],
@@ -1018,7 +1018,7 @@ Deno.test("a value the kernel refuses gets the cgroup hint (v1 EINVAL, v2 EBUSY)
       assert.equal(
         e.line(),
         `prepare: cgroups: write path=${fs.abs("cgroup.subtree_control")} value="+memory": ` +
-          "for --cgroup: EBUSY " +
+          "for --cgroup-parent: EBUSY " +
           "(the cgroup is busy (v2: a cgroup with processes cannot enable controllers))",
       );
       return true;
@@ -1181,7 +1181,7 @@ Deno.test("rootless without delegation: a skipped op, unless limits are required
   assert.equal(limited.spec.micro.cgroupLimits, true);
   assert.deepEqual(cgroupOps(limited.plan()).map((o) => o.kind), ["skipped"]);
   assert.deepEqual(setup({ memory: "1g", required: true }, h).errors(), [
-    `check: cgroups: --cgroup: resource limits cannot be applied: ${why} ` +
+    `check: cgroups: resource limits cannot be applied: ${why} ` +
     "(run as root, or drop `required`)",
   ]);
   // Rootless on v1: the same.
@@ -1192,7 +1192,7 @@ Deno.test("rootless without delegation: a skipped op, unless limits are required
     }),
   );
   assert.equal(v1.errors().length, 1);
-  assert.match(v1.errors()[0], /--cgroup: resource limits cannot be applied/);
+  assert.match(v1.errors()[0], /cgroups: resource limits cannot be applied/);
 });
 
 Deno.test("check: --memory-swap needs swap accounting on v1", () => {
