@@ -487,6 +487,13 @@ export function parseRun(argv: readonly string[], io: CliIO = DENO_IO): Request 
         securityOpt(layer, spelled, value, io);
         break;
       case "name":
+        // Docker's rule: the name becomes a directory of micro's (state, cgroup).
+        if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/.test(value)) {
+          fail(
+            `option "${spelled}": invalid name "${value}"`,
+            "a name is letters, digits, _ . and -, starting with a letter or digit",
+          );
+        }
         req.name = value;
         break;
       case "json":

@@ -110,10 +110,20 @@ export interface OpArgs {
     ambient: string[];
     lastCap: number;
   };
-  /** prepare: a cgroup directory (`shared`: a parent other runs may use too). */
-  "cgroup-create": { path: string; shared: boolean };
+  /**
+   * prepare: a cgroup directory. `shared`: a parent other runs may use too, removed at the
+   * end once empty only if this run made it, or if it is micro's own (`owned`).
+   */
+  "cgroup-create": { path: string; shared: boolean; owned?: boolean };
   /** prepare: a cgroup file; `ifEmpty`: only when it holds nothing yet (v1 cpuset). */
-  "cgroup-write": { path: string; value: string; option: string; ifEmpty?: boolean };
+  "cgroup-write": {
+    path: string;
+    value: string;
+    option: string;
+    ifEmpty?: boolean;
+    /** Written instead when `path` does not exist on this kernel. */
+    fallback?: string;
+  };
   /** prepare (v2): the device allow-list as a BPF_PROG_TYPE_CGROUP_DEVICE program. */
   "cgroup-devices": { path: string; rules: DeviceRule[] };
   /** attach: the child joins the cgroup before it may run anything. */

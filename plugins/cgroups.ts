@@ -67,6 +67,8 @@ const cpuList = {
   check: (v: string) => parseCpuList(v) ? undefined : "expected a list like 0-3,5",
 } as const;
 
+const DEFAULT_PARENT = "micro";
+
 const V1_ALWAYS = ["cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids"];
 
 export const cgroups: Plugin<CgroupsOptions> = {
@@ -151,7 +153,7 @@ export const cgroups: Plugin<CgroupsOptions> = {
         l?.length
       );
     spec.micro.cgroup = {
-      parent: o.parent ?? "micro",
+      parent: o.parent ?? DEFAULT_PARENT,
       required: o.required ?? false,
       rates: {
         readBps: (o.deviceReadBps ?? []).map((v) => parseDeviceRate(v, false) as DevRate),
@@ -294,8 +296,12 @@ function problems(
   return { errors, resources: r };
 }
 
+/** micro's own parent is removed once empty; one the user named only if micro made it. */
+const ownedParent = (parent: string) => parent === DEFAULT_PARENT;
+
 function planV1(spec: Spec, host: HostInfo, r: Resources): Op[] {
   const c = spec.micro.cgroup!;
+  const owned = ownedParent(c.parent);
   const ops: Op[] = [];
   const cleanup: Op[] = [];
   const mounts = [...new Set(V1_ALWAYS.filter((ctl) => host.cgroup.v1[ctl]))];
@@ -310,7 +316,7 @@ function planV1(spec: Spec, host: HostInfo, r: Resources): Op[] {
     let level = host.cgroup.v1[ctl];
     for (const part of c.parent.split("/")) {
       level = `${level}/${part}`;
-      ops.push(op("prepare", "cgroups", "cgroup-create", { path: level, shared: true }));
+      ops.push(op("prepare", "cgroups", "cgroup-create", { path: level, shared: true, owned }));
       cleanup.push(op("cleanup", "cgroups", "cgroup-remove", { path: level, shared: true }));
       if (ctl === "cpuset") {
         // A new cpuset cgroup has no CPUs or nodes until given some.
@@ -371,6 +377,10 @@ function planV1(spec: Spec, host: HostInfo, r: Resources): Op[] {
         path: `${dirOf(w.controller)}/${w.file}`,
         value: w.value,
         option: w.option,
+        // Kernels without CFQ have only BFQ's weight file, and only below the root.
+        ...(w.file === "blkio.weight"
+          ? { fallback: `${dirOf(w.controller)}/blkio.bfq.weight` }
+          : {}),
       }),
     );
   }
@@ -397,6 +407,7 @@ function planV1(spec: Spec, host: HostInfo, r: Resources): Op[] {
 
 function planV2(spec: Spec, host: HostInfo, r: Resources): Op[] {
   const c = spec.micro.cgroup!;
+  const owned = ownedParent(c.parent);
   const root = `${host.cgroup.v2!.mount}${host.cgroup.base}`;
   const parentDir = `${root}/${c.parent}`;
   const dir = `${parentDir}/${host.id}`;
@@ -408,7 +419,7 @@ function planV2(spec: Spec, host: HostInfo, r: Resources): Op[] {
   for (const part of c.parent.split("/")) levels.push(`${levels[levels.length - 1]}/${part}`);
   levels.forEach((level, i) => {
     if (i > 0) {
-      ops.push(op("prepare", "cgroups", "cgroup-create", { path: level, shared: true }));
+      ops.push(op("prepare", "cgroups", "cgroup-create", { path: level, shared: true, owned }));
       cleanup.push(op("cleanup", "cgroups", "cgroup-remove", { path: level, shared: true }));
     }
     if (enable.length) {

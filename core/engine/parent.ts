@@ -39,6 +39,15 @@ function fail(o: Op, what: string, paths: Record<string, string>, e: unknown): n
   });
 }
 
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export interface ParentHooks {
   /** Called before a directory is created, so it is recorded in the run's state. */
   onCreate?: (c: RecordedCgroup) => void;
@@ -63,10 +72,12 @@ export class ParentOps {
       if (o.phase !== "prepare") continue;
       switch (o.kind) {
         case "cgroup-create": {
-          const { path, shared } = o.args;
+          const { path, shared, owned } = o.args;
+          // A parent the user made (--cgroup-parent) is used, never removed.
+          if (shared && !owned && exists(path)) continue;
           this.hooks.onCreate?.({ path, shared, kill: shared ? undefined : this.killHow(path) });
           try {
-            Deno.mkdirSync(path, { recursive: shared });
+            Deno.mkdirSync(path);
           } catch (e) {
             if (!(shared && e instanceof Deno.errors.AlreadyExists)) {
               fail(o, "mkdir", { path }, e);
@@ -75,7 +86,10 @@ export class ParentOps {
           break;
         }
         case "cgroup-write": {
-          const { path, value, ifEmpty } = o.args;
+          const { value, ifEmpty, fallback } = o.args;
+          const path = fallback && !exists(o.args.path) && exists(fallback)
+            ? fallback
+            : o.args.path;
           try {
             if (ifEmpty && Deno.readTextFileSync(path).trim() !== "") break;
             Deno.writeTextFileSync(path, value);
