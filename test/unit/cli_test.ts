@@ -543,3 +543,13 @@ Deno.test("cli help text lists the hardening options", () => {
     assert.ok(RUN_HELP.includes(form), form);
   }
 });
+
+Deno.test("--name takes Docker's container names only: it names micro's directories", () => {
+  assert.equal(parseRun(["run", "--name", "web-1.a_b", "img", "true"], io()).name, "web-1.a_b");
+  for (const bad of ["../x", "a/b", "-x", ".x", ""]) {
+    assert.throws(
+      () => parseRun(["run", `--name=${bad}`, "img", "true"], io()),
+      (e: Error) => e.message === `option "--name": invalid name "${bad}"`,
+    );
+  }
+});
