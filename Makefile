@@ -50,6 +50,8 @@ test:
 	tools/install-test-deps.sh
 	$(MAKE) --no-print-directory build image
 	$(TEST_COMMANDS)
+	@echo "== cgroup v2 suite in a QEMU guest (reported apart) =="
+	$(MAKE) --no-print-directory test-vm
 
 # The cgroup v2 suite, in a VM: Debian's kernel under QEMU (TCG), with every v2 controller
 # (tools/vm/run.sh). VM_TESTS runs in the guest as root, in this directory, with
