@@ -2,8 +2,9 @@
 #
 #   make build   dist/micro, one executable file (tools/build.sh)
 #   make image   dist/image, a busybox root filesystem (tools/mkimage.sh)
-#   make test    what CI runs (.ci/run): TEST_COMMANDS below, after build and image
-#   make bench   /bin/true in a container: micro against crun, runc and bubblewrap
+#   make test    what CI runs (.ci/run): TEST_COMMANDS below, after build and image, then
+#                test-vm (the cgroup v2 suite in a QEMU guest), reported apart
+#   make bench   start-up (/bin/true) and seccomp cost: micro against crun, runc and bubblewrap
 #   make demo    one hardened container
 #   make deps    node_modules (npm ci) when missing or when package-lock.json changed
 
