@@ -38,6 +38,16 @@ export const ERRNO: Record<number, string> = {
   95: "EOPNOTSUPP",
 };
 
+/** Errno numbers by name (`EPERM` → 1). */
+export const ERRNO_BY_NAME: Record<string, number> = Object.fromEntries(
+  Object.entries(ERRNO).map(([n, name]) => [name, Number(n)]),
+);
+
+/** The errno of a Deno error (its `code`, like "ENOENT"), or `fallback`. */
+export function errnoOf(e: unknown, fallback: number): number {
+  return ERRNO_BY_NAME[(e as { code?: string }).code ?? ""] ?? fallback;
+}
+
 export function errnoName(errno: number): string {
   return ERRNO[errno] ?? `errno ${errno}`;
 }

@@ -5,8 +5,8 @@
  * supervises and reports the exit status.
  */
 import {
-  ERRNO,
   errnoName,
+  errnoOf,
   EXIT_CANNOT_INVOKE,
   EXIT_NOT_FOUND,
   hintFor,
@@ -67,9 +67,6 @@ const SIGNUM: Record<string, number> = {
 
 const DEV_NULL = cstr("/dev/null");
 const ONE = new Uint8Array([1]);
-const ERRNO_BY_CODE: Record<string, number> = Object.fromEntries(
-  Object.entries(ERRNO).map(([n, name]) => [name, Number(n)]),
-);
 
 export function cloneFlags(plan: Op[]): number {
   let flags = 0;
@@ -111,7 +108,7 @@ function attach(plan: Op[], pid: number): void {
     try {
       Deno.writeTextFileSync(path, o.args.content);
     } catch (e) {
-      const errno = ERRNO_BY_CODE[(e as { code?: string }).code ?? ""] ?? 22;
+      const errno = errnoOf(e, 22);
       throw new MicroError("", {
         phase: "attach",
         plugin: o.plugin,

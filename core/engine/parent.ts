@@ -6,17 +6,9 @@
  */
 import { deviceProgram } from "../cgroups/devfilter.ts";
 import { killCgroup, type RecordedCgroup, removeCgroup } from "../cgroups/fs.ts";
-import { ERRNO, hintFor, MicroError } from "../errors.ts";
+import { errnoOf, hintFor, MicroError } from "../errors.ts";
 import type { Op } from "../ops.ts";
 import { C, cstr, type Sys } from "../sys/mod.ts";
-
-const ERRNO_BY_CODE: Record<string, number> = Object.fromEntries(
-  Object.entries(ERRNO).map(([n, name]) => [name, Number(n)]),
-);
-
-function errnoOf(e: unknown): number {
-  return ERRNO_BY_CODE[(e as { code?: string }).code ?? ""] ?? 5;
-}
 
 const CGROUP_HINTS: Record<number, string> = {
   22: "the kernel refused this value",
@@ -27,7 +19,7 @@ const CGROUP_HINTS: Record<number, string> = {
 };
 
 function fail(o: Op, what: string, paths: Record<string, string>, e: unknown): never {
-  const errno = errnoOf(e);
+  const errno = errnoOf(e, 5);
   const option = "option" in o.args ? ` (--${(o.args as { option: string }).option})` : "";
   throw new MicroError(option ? `for ${option.slice(2, -1)}` : "", {
     phase: o.phase,

@@ -3,7 +3,7 @@
  * OCI bundle's policy needs no conversion; Docker's profile format is converted into it for a
  * given arch and capability set (`parseDockerSeccomp`).
  */
-import { ERRNO } from "../errors.ts";
+import { ERRNO_BY_NAME } from "../errors.ts";
 import { type Arch, GO_ARCH, knownOnSomeArch, SCMP_ARCH, syscallNumber } from "./arch.ts";
 
 export const ACTIONS = [
@@ -307,10 +307,6 @@ function symbolicErrno(v: unknown, at: string, problems: string[]): number | und
   if (n === undefined) problems.push(`${at}: unknown errno ${JSON.stringify(v)}`);
   return n;
 }
-
-const ERRNO_BY_NAME: Record<string, number> = Object.fromEntries(
-  Object.entries(ERRNO).map(([n, name]) => [name, Number(n)]),
-);
 
 export interface DockerOptions {
   arch: Arch;
