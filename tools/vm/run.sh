@@ -95,7 +95,7 @@ quote() {
 
 append="console=ttyS0 quiet lsm=landlock,lockdown,yama,apparmor apparmor=1 security=apparmor"
 append="$append cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1 panic=1"
-append="$append micro.run=$run micro.modules=$modules"
+append="$append micro.run=$run micro.modules=$modules micro.project=$project"
 
 # The serial console on stdio, no display, no monitor: -nographic without its side effect
 # here, SeaBIOS resetting the terminal (ESC c) and turning off its line wrap. The guest
