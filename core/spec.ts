@@ -97,6 +97,8 @@ export interface Spec {
     /** The seccomp plugin is on; with `seccompFile`, its policy comes from that file. */
     seccomp?: boolean;
     seccompFile?: string;
+    /** System calls refused on top of the policy. */
+    seccompDeny?: string[];
     /** Landlock rules (lsm plugin). */
     landlock?: { path: string; access: ("read" | "write" | "execute")[] }[];
     /** Whether the container's volumes and tmpfs mounts join the Landlock rules. */

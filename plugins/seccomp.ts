@@ -12,6 +12,7 @@ import { MicroError } from "../core/errors.ts";
 import { type Op, op } from "../core/ops.ts";
 import type { HostInfo, Plugin } from "../core/plugin.ts";
 import type { Spec } from "../core/spec.ts";
+import { knownOnSomeArch } from "../core/seccomp/arch.ts";
 import {
   compileProgram,
   defaultPolicy,
@@ -25,6 +26,8 @@ import {
 export interface SeccompOptions {
   /** An OCI or Docker seccomp JSON file; the built-in default policy when absent. */
   file?: string;
+  /** System calls refused (EPERM) on top of the policy, whatever it allows. */
+  deny?: string[];
 }
 
 /** Docker's format has `archMap` or per-rule `includes`/`excludes`; OCI's has neither. */
@@ -43,6 +46,18 @@ const compiled = new WeakMap<Spec, ReturnType<typeof compileProgram> & { policy:
 
 /** The policy this spec asks for, or an error naming the file and what is wrong. */
 export function seccompPolicy(spec: Spec, host: HostInfo): SeccompPolicy {
+  const policy = basePolicy(spec, host);
+  const deny = spec.micro.seccompDeny ?? [];
+  // The first rule that matches a call wins, so the refusals go first.
+  return deny.length
+    ? {
+      ...policy,
+      syscalls: [{ names: deny, action: "SCMP_ACT_ERRNO", errnoRet: 1 }, ...policy.syscalls],
+    }
+    : policy;
+}
+
+function basePolicy(spec: Spec, host: HostInfo): SeccompPolicy {
   const file = spec.micro.seccompFile;
   if (!file) return defaultPolicy(processCaps(spec));
   const text = host.files[file];
@@ -102,10 +117,19 @@ export const seccomp: Plugin<SeccompOptions> = {
         doc: "an OCI or Docker seccomp JSON file (absolute path)",
         check: (v) => v.startsWith("/") ? undefined : "must be an absolute path",
       },
+      deny: {
+        type: "list",
+        doc: "system calls refused with EPERM whatever the policy allows",
+        items: {
+          type: "string",
+          check: (v) => knownOnSomeArch(v) ? undefined : `no system call is named "${v}"`,
+        },
+      },
     },
   },
   configure(o, spec) {
     if (o.file) spec.micro.seccompFile = o.file;
+    if (o.deny?.length) spec.micro.seccompDeny = [...o.deny];
     spec.micro.seccomp = true;
   },
   check(spec, host) {

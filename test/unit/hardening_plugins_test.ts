@@ -576,6 +576,18 @@ function call(prog: Uint8Array, arch: Arch, name: string, ...args: (number | big
   return run(prog, { arch: AUDIT_ARCH[arch], nr: nr(arch, name), args }).ret;
 }
 
+/** hardened's `seccomp.deny`, as the plugin puts it in front of the policy. */
+function withHardenedDenials(p: ReturnType<typeof defaultPolicy>) {
+  const names = ["ptrace", "process_vm_readv", "process_vm_writev"];
+  return {
+    ...p,
+    syscalls: [
+      { names, action: "SCMP_ACT_ERRNO" as const, errnoRet: 1 },
+      ...p.syscalls,
+    ],
+  };
+}
+
 function seccompOf(plan: Op[]) {
   return only(plan, "seccomp");
 }
@@ -605,8 +617,8 @@ Deno.test("seccomp plugin: the default policy last in restrict under no_new_priv
     const o = seccompOf(hardened);
     assert.equal(o.phase, "restrict");
     assert.equal(hardened.filter((x) => x.phase === "restrict").at(-1), o);
-    // hardened holds no capabilities: the policy for none.
-    const want = compileProgram(defaultPolicy([]), arch);
+    // hardened holds no capabilities: the policy for none, with its extra refusals first.
+    const want = compileProgram(withHardenedDenials(defaultPolicy([])), arch);
     assert.equal(o.args.instructions, want.length);
     assert.deepEqual(decode64(o.args.program), want.program);
     assert.equal(decode64(o.args.program).length, want.length * 8);
@@ -616,7 +628,10 @@ Deno.test("seccomp plugin: the default policy last in restrict under no_new_priv
 Deno.test("seccomp plugin: the policy follows the capabilities the process keeps", () => {
   const admin = seccompOf(planOf(["hardened"], { caps: { add: ["SYS_ADMIN"] } }));
   const prog = decode64(admin.args.program);
-  assert.deepEqual(prog, compileProgram(defaultPolicy(["CAP_SYS_ADMIN"]), "x86_64").program);
+  assert.deepEqual(
+    prog,
+    compileProgram(withHardenedDenials(defaultPolicy(["CAP_SYS_ADMIN"])), "x86_64").program,
+  );
   assert.equal(call(prog, "x86_64", "mount"), ALLOW);
   // Without the caps plugin, every capability counts.
   const nocaps = seccompOf(planOf([], { caps: { enabled: false } }));
@@ -879,4 +894,25 @@ Deno.test("every call the child makes after loading the filter is allowed by it"
       }
     }
   }
+});
+
+Deno.test("seccomp deny: hardened refuses ptrace and process_vm_* that default allows as Docker", () => {
+  const program = (profiles: string[]) => {
+    const o = seccompOf(planOf(profiles));
+    return Uint8Array.from(atob(o.args.program), (c) => c.charCodeAt(0));
+  };
+  const hardened = program(["hardened"]);
+  const dflt = program([]);
+  for (const name of ["ptrace", "process_vm_readv", "process_vm_writev"]) {
+    assert.equal(call(hardened, "x86_64", name), EPERM, name);
+    assert.equal(call(dflt, "x86_64", name), ALLOW, name);
+  }
+  assert.equal(call(hardened, "x86_64", "read"), ALLOW);
+});
+
+Deno.test("seccomp deny: an unknown system call name is a profile error", () => {
+  assert.throws(
+    () => resolveProfile([], { seccomp: { deny: ["ptraec"] } }, PLUGINS),
+    (e: Error) => /seccomp\.deny\[0\].*no system call is named "ptraec"/.test(e.message),
+  );
 });
