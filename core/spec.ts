@@ -92,6 +92,14 @@ export interface Spec {
         { path: string; rate: number }[]
       >;
     };
+    /** OCI `linux.resources.devices` rules from a profile, after the defaults. */
+    ociDevices?: {
+      allow: boolean;
+      type?: "a" | "b" | "c";
+      major?: number;
+      minor?: number;
+      access?: string;
+    }[];
     /** Whether any limit was asked for (not only the default device list). */
     cgroupLimits?: boolean;
     /** The seccomp plugin is on; with `seccompFile`, its policy comes from that file. */

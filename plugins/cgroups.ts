@@ -46,7 +46,83 @@ export interface CgroupsOptions {
   parent?: string;
   /** Fail instead of running without limits when this host cannot apply them. */
   required?: boolean;
+  /** The same limits in the OCI runtime spec's `linux.resources` form. */
+  resources?: OciResources;
 }
+
+/** OCI `linux.resources`, as far as micro applies it. */
+export interface OciResources {
+  cpu?: { shares?: number; quota?: number; period?: number; cpus?: string; mems?: string };
+  memory?: { limit?: number; reservation?: number; swap?: number };
+  pids?: { limit: number };
+  blockIO?: {
+    weight?: number;
+    throttleReadBpsDevice?: { major: number; minor: number; rate: number }[];
+    throttleWriteBpsDevice?: { major: number; minor: number; rate: number }[];
+    throttleReadIOPSDevice?: { major: number; minor: number; rate: number }[];
+    throttleWriteIOPSDevice?: { major: number; minor: number; rate: number }[];
+  };
+  devices?: {
+    allow: boolean;
+    type?: "a" | "b" | "c";
+    major?: number;
+    minor?: number;
+    access?: string;
+  }[];
+}
+
+const int = (min?: number, max?: number): Schema => ({ type: "integer", min, max });
+const throttle: Schema = {
+  type: "list",
+  items: {
+    type: "object",
+    fields: { major: int(0), minor: int(0), rate: int(1) },
+  },
+};
+const OCI_RESOURCES: Schema = {
+  type: "object",
+  doc: "the OCI runtime spec's linux.resources (cpu, memory, pids, blockIO, devices)",
+  fields: {
+    cpu: {
+      type: "object",
+      fields: {
+        shares: int(2, 262144),
+        quota: int(-1),
+        period: int(1000, 1000000),
+        cpus: { type: "string", check: (v) => parseCpuList(v) ? undefined : "expected 0-3,5" },
+        mems: { type: "string", check: (v) => parseCpuList(v) ? undefined : "expected 0-3,5" },
+      },
+    },
+    memory: { type: "object", fields: { limit: int(-1), reservation: int(-1), swap: int(-1) } },
+    pids: { type: "object", fields: { limit: int(-1) } },
+    blockIO: {
+      type: "object",
+      fields: {
+        weight: int(10, 1000),
+        throttleReadBpsDevice: throttle,
+        throttleWriteBpsDevice: throttle,
+        throttleReadIOPSDevice: throttle,
+        throttleWriteIOPSDevice: throttle,
+      },
+    },
+    devices: {
+      type: "list",
+      items: {
+        type: "object",
+        fields: {
+          allow: { type: "boolean" },
+          type: { type: "string", enum: ["a", "b", "c"] },
+          major: int(0),
+          minor: int(0),
+          access: {
+            type: "string",
+            check: (v) => /^[rwm]{1,3}$/.test(v) ? undefined : "a mix of r, w and m",
+          },
+        },
+      },
+    },
+  },
+};
 
 const size: Schema = {
   type: "oneOf",
@@ -126,6 +202,7 @@ export const cgroups: Plugin<CgroupsOptions> = {
             : "expected a relative cgroup path like micro or web/api",
       },
       required: { type: "boolean", doc: "fail when the host cannot apply the limits" },
+      resources: OCI_RESOURCES,
     },
   },
   configure(o, spec) {
@@ -147,8 +224,15 @@ export const cgroups: Plugin<CgroupsOptions> = {
     if (Object.keys(mem).length) r.memory = mem;
     if (o.pidsLimit !== undefined) r.pids = { limit: o.pidsLimit };
     if (o.blkioWeight) r.blockIO = { weight: o.blkioWeight };
+    // The OCI form, for those who have a config.json's `linux.resources`: it wins.
+    const oci = o.resources ?? {};
+    if (oci.cpu) r.cpu = { ...r.cpu, ...oci.cpu };
+    if (oci.memory) r.memory = { ...r.memory, ...oci.memory };
+    if (oci.pids) r.pids = { ...oci.pids };
+    if (oci.blockIO) r.blockIO = { ...r.blockIO, ...oci.blockIO };
+    if (oci.devices) spec.micro.ociDevices = [...oci.devices];
     spec.linux.resources = r;
-    spec.micro.cgroupLimits = Object.keys(r).length > 0 ||
+    spec.micro.cgroupLimits = Object.keys(r).length > 0 || !!oci.devices?.length ||
       [o.deviceReadBps, o.deviceWriteBps, o.deviceReadIops, o.deviceWriteIops].some((l) =>
         l?.length
       );
@@ -224,6 +308,16 @@ function problems(
       major: info.major,
       minor: info.minor,
       access: d.access,
+    });
+  }
+  // OCI device rules after the defaults and --device: later rules win.
+  for (const d of spec.micro.ociDevices ?? []) {
+    devices.push({
+      allow: d.allow,
+      type: d.type ?? "a",
+      major: d.major ?? null,
+      minor: d.minor ?? null,
+      access: d.access ?? "rwm",
     });
   }
   r.devices = devices;
