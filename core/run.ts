@@ -112,8 +112,8 @@ export async function runCommand(argv: string[]): Promise<number> {
         state.containerStartTime = processStartTime(pid);
         writeState(dir, state);
       },
-      onCgroup(c) {
-        (state.cgroups ??= []).push(c);
+      onCgroups(all) {
+        state.cgroups = all;
         writeState(dir, state);
       },
       onCleanupProblem: (m) => console.error(`micro: warning: cleanup: ${m}`),

@@ -32,8 +32,8 @@ export interface EngineOptions {
   stdin: boolean;
   /** Called once the child exists, before it is released (to record it in the state). */
   onChild?: (pid: number) => void;
-  /** Called before a cgroup directory is created (to record it in the state). */
-  onCgroup?: (c: RecordedCgroup) => void;
+  /** Called with every cgroup directory before the first is created (for the state). */
+  onCgroups?: (all: RecordedCgroup[]) => void;
   /** Told what cleanup could not undo (a warning for the user). */
   onCleanupProblem?: (message: string) => void;
 }
@@ -132,7 +132,7 @@ class FailedStart extends Error {}
 export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promise<RunResult> {
   const flags = cloneFlags(plan) | C.SIGCHLD;
   const childOps = plan.filter((o) => CHILD_PHASES.includes(o.phase));
-  const parent = new ParentOps(plan, sys, { onCreate: opts.onCgroup });
+  const parent = new ParentOps(plan, sys, { onCreate: opts.onCgroups });
   // Listening from the start: a signal during set-up must not kill micro halfway; it is
   // held and delivered once the command runs.
   const signals = new Forwarder(sys);

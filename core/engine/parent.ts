@@ -41,8 +41,11 @@ function exists(path: string): boolean {
 }
 
 export interface ParentHooks {
-  /** Called before a directory is created, so it is recorded in the run's state. */
-  onCreate?: (c: RecordedCgroup) => void;
+  /**
+   * Called once, before any directory is created, with every one prepare() will create,
+   * so they are recorded in the run's state (one write) before the first exists.
+   */
+  onCreate?: (all: RecordedCgroup[]) => void;
 }
 
 export class ParentOps {
@@ -60,14 +63,24 @@ export class ParentOps {
 
   /** prepare: cgroups created and written; on error, cleanup() undoes what was done. */
   prepare(): void {
+    // A parent the user made (--cgroup-parent) is used, never created or removed.
+    const creates = this.plan.filter((o): o is Op & { kind: "cgroup-create" } =>
+      o.phase === "prepare" && o.kind === "cgroup-create" &&
+      !(o.args.shared && !o.args.owned && exists(o.args.path))
+    );
+    if (creates.length) {
+      this.hooks.onCreate?.(creates.map(({ args: { path, shared } }) => ({
+        path,
+        shared,
+        kill: shared ? undefined : this.killHow(path),
+      })));
+    }
     for (const o of this.plan) {
       if (o.phase !== "prepare") continue;
       switch (o.kind) {
         case "cgroup-create": {
-          const { path, shared, owned } = o.args;
-          // A parent the user made (--cgroup-parent) is used, never removed.
-          if (shared && !owned && exists(path)) continue;
-          this.hooks.onCreate?.({ path, shared, kill: shared ? undefined : this.killHow(path) });
+          const { path, shared } = o.args;
+          if (!creates.includes(o)) continue;
           try {
             Deno.mkdirSync(path);
           } catch (e) {

@@ -598,11 +598,13 @@ const FULL_RULES: DeviceRule[] = [...DEFAULT_DEVICES, LOOP7_RW];
 function parentOps(fs: FakeCgroupFs, plan: Op[], sys = new RecordingSys()) {
   const announced: RecordedCgroup[] = [];
   const parent = new ParentOps(plan, sys, {
-    onCreate(c) {
-      // Announced before it exists (a shared parent may be there already).
-      if (!c.shared) assert.ok(!fs.exists(fs.rel(c.path)), `${c.path} exists before mkdir`);
-      announced.push(c);
-      fs.events.push(`announce ${fs.rel(c.path)}${c.shared ? " shared" : ` kill=${c.kill}`}`);
+    onCreate(all) {
+      // Announced all at once, before any exists (a shared parent may be there already).
+      for (const c of all) {
+        if (!c.shared) assert.ok(!fs.exists(fs.rel(c.path)), `${c.path} exists before mkdir`);
+        announced.push(c);
+        fs.events.push(`announce ${fs.rel(c.path)}${c.shared ? " shared" : ` kill=${c.kill}`}`);
+      }
     },
   });
   return { parent, announced, sys };
@@ -621,15 +623,13 @@ Deno.test("v1: prepare creates each hierarchy's dirs, announced first, and write
     parent.prepare();
 
     const runDir = (h: string) => `${h}/micro/${ID}`;
-    assert.deepEqual(
-      fs.events,
-      HYBRID_DIRS.flatMap((h) => [
+    assert.deepEqual(fs.events, [
+      ...HYBRID_DIRS.flatMap((h) => [
         `announce ${h}/micro shared`,
-        `mkdir ${h}/micro`,
         `announce ${runDir(h)} kill=${h === "freezer" ? "freezer" : "signal"}`,
-        `mkdir ${runDir(h)}`,
       ]),
-    );
+      ...HYBRID_DIRS.flatMap((h) => [`mkdir ${h}/micro`, `mkdir ${runDir(h)}`]),
+    ]);
     assert.deepEqual(
       announced,
       HYBRID_DIRS.flatMap((h) => [
@@ -821,8 +821,8 @@ Deno.test("v2: prepare enables controllers down from the root, writes every limi
     const dir = `micro/${ID}`;
     assert.deepEqual(fs.events, [
       "announce micro shared",
-      "mkdir micro",
       `announce ${dir} kill=cgroup.kill`,
+      "mkdir micro",
       `mkdir ${dir}`,
     ]);
     assert.deepEqual(announced, [
