@@ -604,12 +604,16 @@ microTest(
         },
       );
 
-      // ptrace itself is allowed, as in Docker's profile on kernels >= 4.8: a process may
-      // trace another of its own uid (this host has no Yama). What must fail is tracing a
-      // process it does not own, and anything outside the container.
-      await t.step("ptrace of a host process: ESRCH (not in the pid namespace)", async () => {
+      // Docker's profile allows ptrace on kernels >= 4.8; hardened refuses it (and
+      // process_vm_readv/writev) through seccomp.deny, whatever the target.
+      await t.step("ptrace of a host process: EPERM (seccomp deny)", async () => {
         const { r } = await attempt(`probe ptrace ${Deno.pid}`, HARDENED, image);
-        assert.match(r.stdout, /^ptrace ESRCH\n/, show(r));
+        assert.match(r.stdout, /^ptrace EPERM\n/, show(r));
+      });
+
+      await t.step("ptrace of a process of the same uid: EPERM (seccomp deny)", async () => {
+        const { r } = await attempt("sleep 5 & probe ptrace $!", HARDENED, image);
+        assert.match(r.stdout, /^ptrace EPERM\n/, show(r));
       });
 
       await t.step(
