@@ -11,6 +11,9 @@
 #   .cache/vm/VERSION/root/        the kernel .deb unpacked (dpkg -x), with modules.dep
 #   .cache/vm/VERSION/vmlinux      the uncompressed kernel, booted through its PVH entry
 #   .cache/vm/VERSION/initramfs    busybox, the virtio 9p and overlay modules, tools/vm/init
+#   .cache/vm/apparmor/root/       the apparmor .deb unpacked (dpkg -x): the guest runs its
+#                                  sbin/apparmor_parser (test/integration/apparmor_test.ts)
+#   .cache/vm/apparmor/version     the package version unpacked there
 #
 # Measured here: booting vmlinux takes about half the time the bzImage does under TCG (no
 # real-mode setup and no xz decompression in emulation).
@@ -174,6 +177,43 @@ if [ ! -f "$dir/initramfs" ] || [ "$(cat "$dir/initramfs.stamp" 2>/dev/null)" !=
   rm -rf "$tmp"
   trap - EXIT
   say "built $dir/initramfs ($(($(wc -c <"$dir/initramfs") / 1024)) KiB)"
+fi
+
+# 5. apparmor_parser for the guest's AppArmor tests: the apparmor package, downloaded and
+# unpacked, not installed (this host has no AppArmor). The guest sees the project, so it
+# runs .cache/vm/apparmor/root/sbin/apparmor_parser from there; the parser links only libc
+# (checked with ldd below). Fetched again when apt's candidate version changes.
+apparmor_version() {
+  apt-cache policy apparmor 2>/dev/null | sed -n 's/^ *Candidate: *//p' | grep -v '^(none)$' |
+    head -n 1
+}
+aa=$cache/apparmor
+aa_version=$(apparmor_version)
+if [ -z "$aa_version" ]; then
+  apt-get update -qq
+  aa_version=$(apparmor_version)
+fi
+[ -n "$aa_version" ] || die "apt knows no candidate for the package apparmor (apt-cache policy)"
+if [ ! -f "$aa/root/.unpacked" ] || [ "$(cat "$aa/version" 2>/dev/null)" != "$aa_version" ]; then
+  rm -rf "$aa"
+  mkdir -p "$aa/deb"
+  say "downloading apparmor $aa_version"
+  if ! (cd "$aa/deb" && apt-get download -q "apparmor=$aa_version" >/dev/null 2>&1); then
+    apt-get update -qq
+    (cd "$aa/deb" && apt-get download -q "apparmor=$aa_version" >/dev/null) ||
+      die "apt-get download apparmor=$aa_version failed"
+  fi
+  deb=$(find "$aa/deb" -name 'apparmor_*.deb' | head -n 1)
+  [ -n "$deb" ] || die "apt-get download apparmor left no .deb in $aa/deb"
+  dpkg -x "$deb" "$aa/root"
+  rm -rf "$aa/deb"
+  parser=$aa/root/sbin/apparmor_parser
+  [ -x "$parser" ] || die "the apparmor package has no sbin/apparmor_parser"
+  # The guest runs the host's libraries: every one the parser needs must be on the host.
+  lacking=$(ldd "$parser" | sed -n 's/^[[:space:]]*\([^ ]*\) => not found.*/\1/p' | tr '\n' ' ')
+  [ -z "$lacking" ] || die "$parser needs libraries this host lacks: $lacking"
+  echo "$aa_version" >"$aa/version"
+  touch "$aa/root/.unpacked"
 fi
 
 if [ "$(cat "$cache/current" 2>/dev/null)" != "$version" ]; then
