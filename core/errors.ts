@@ -84,7 +84,10 @@ export class MicroError extends Error {
     if (f.phase) parts.push(f.plugin ? `${f.phase}: ${f.plugin}` : f.phase);
     let body = this.message;
     if (f.op) {
-      const paths = Object.entries(f.paths ?? {}).map(([k, v]) => `${k}=${v}`).join(" ");
+      const paths = Object.entries(f.paths ?? {})
+        // Values with spaces are quoted, unless the caller quoted them already.
+        .map(([k, v]) => `${k}=${/\s/.test(v) && !/^".*"$/.test(v) ? JSON.stringify(v) : v}`)
+        .join(" ");
       body = [f.op, paths].filter((s) => s).join(" ");
       if (this.message) body += `: ${this.message}`;
     }

@@ -181,7 +181,10 @@ export function probeHost(
     ...cgroupFacts(spec, uid),
     capLastCap: Number(readOr("/proc/sys/kernel/cap_last_cap", "40").trim()) || 40,
     lsm: {
-      apparmor: readOr("/sys/module/apparmor/parameters/enabled", "N").trim() === "Y",
+      // As runc: the module enabled and its file system there.
+      apparmor: readOr("/sys/module/apparmor/parameters/enabled", "N").trim() === "Y" &&
+        exists("/sys/kernel/security/apparmor"),
+      apparmorAttr: exists("/proc/self/attr/apparmor") ? "apparmor/exec" : "exec",
       selinux: exists("/sys/fs/selinux/enforce"),
       landlock: spec.micro.landlock ? Math.max(0, landlockAbi()) : 0,
     },

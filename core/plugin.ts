@@ -38,7 +38,13 @@ export interface HostInfo {
   /** The highest capability number the kernel knows (/proc/sys/kernel/cap_last_cap). */
   capLastCap: number;
   /** Security modules this kernel has enabled; `landlock` is its ABI version, 0 if none. */
-  lsm: { apparmor: boolean; selinux: boolean; landlock: number };
+  lsm: {
+    apparmor: boolean;
+    selinux: boolean;
+    landlock: number;
+    /** The AppArmor exec attribute under /proc/thread-self/attr (kernels < 5.8: `exec`). */
+    apparmorAttr?: string;
+  };
   /** What the image path is on the host; null when there is no image. */
   image: "dir" | "other" | "missing" | null;
   /** What each bind source in the spec is on the host (absent: it does not exist). */

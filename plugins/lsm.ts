@@ -183,7 +183,7 @@ export const lsm: Plugin<LsmOptions> = {
     if (spec.process.apparmorProfile) {
       if (host.lsm.apparmor) {
         ops.push(op("restrict", "lsm", "lsm-label", {
-          file: "/proc/thread-self/attr/apparmor/exec",
+          file: `/proc/thread-self/attr/${host.lsm.apparmorAttr ?? "apparmor/exec"}`,
           value: `exec ${spec.process.apparmorProfile}`,
         }));
       } else skipped("apparmor", "AppArmor is not enabled on this host (optional)");

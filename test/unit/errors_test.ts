@@ -125,3 +125,18 @@ Deno.test("hintFor prefers the op's own hint, then the errno's, else none", () =
   assert.equal(hintFor("", 2), undefined);
   assert.equal(hintFor("mount", 999), undefined);
 });
+
+Deno.test("a path value with spaces is quoted in the line, once", () => {
+  const e = new MicroError("", {
+    phase: "restrict",
+    plugin: "lsm",
+    op: "lsm-label",
+    paths: { file: "/proc/thread-self/attr/apparmor/exec", label: "exec nope", v: '"a b"' },
+    errno: 2,
+  });
+  assert.equal(
+    e.line(),
+    'restrict: lsm: lsm-label file=/proc/thread-self/attr/apparmor/exec label="exec nope" ' +
+      'v="a b": ENOENT',
+  );
+});
