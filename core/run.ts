@@ -118,11 +118,17 @@ export async function runCommand(argv: string[]): Promise<number> {
       },
       onCleanupProblem: (m) => console.error(`micro: warning: cleanup: ${m}`),
     }, sys);
-    // The OOM killer's SIGKILL is the container's end, whatever its init reported.
-    const exitCode = result.oomKilled !== undefined ? 137 : result.exitCode;
-    if (result.oomKilled !== undefined) {
+    const limit = result.oomKilled === undefined ? "" : formatBytes(result.oomKilled);
+    // The container was killed when its init died of SIGKILL (or a shell init reports 137
+    // for a command the killer took); a process the killer took while init went on is
+    // reported, and the command's own exit code stands.
+    const killed = result.oomKilled !== undefined &&
+      (result.signal === 9 || result.exitCode === 137);
+    const exitCode = killed ? 137 : result.exitCode;
+    if (killed) console.error(`micro: container killed by the OOM killer (memory limit ${limit})`);
+    else if (result.oomKilled !== undefined) {
       console.error(
-        `micro: container killed by the OOM killer (memory limit ${formatBytes(result.oomKilled)})`,
+        `micro: warning: the OOM killer killed a process in the container (memory limit ${limit})`,
       );
     }
     if (p.req.json) {
