@@ -411,6 +411,24 @@ cgTest("--memory 32m: a run under the limit exits 0 with no OOM report", async (
   assertCgroupsGone(idK);
 });
 
+cgTest(
+  "--memory 32m: a process killed under a surviving init is a warning, its code stands",
+  async () => {
+    const id = newId("oomchild");
+    // The hog runs as a child; the init shell goes on and exits 3 by itself.
+    const script =
+      "dd if=/dev/zero of=/dev/shm/hog bs=1M count=100 2>/dev/null; rm -f /dev/shm/hog; exit 3";
+    const r = await sh(script, ["--name", id, "--memory", "32m", "--json"]);
+    assert.equal(r.code, 3, show(r));
+    const lines = r.stderr.trim().split("\n");
+    assert.deepEqual(lines.slice(0, -1), [
+      "micro: warning: the OOM killer killed a process in the container (memory limit 32 MiB)",
+    ], show(r));
+    assert.deepEqual(JSON.parse(lines.at(-1)!), { id, exitCode: 3, signal: null, oomKilled: true });
+    assertCgroupsGone(id);
+  },
+);
+
 // 2. pids -----------------------------------------------------------------------------------
 
 cgTest("--pids-limit 20: a fork bomb is held at the limit, the host unharmed", async () => {
