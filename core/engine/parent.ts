@@ -31,6 +31,20 @@ function fail(o: Op, what: string, paths: Record<string, string>, e: unknown): n
   });
 }
 
+/**
+ * mkdir, once more after a moment if the parent vanished: another run that just ended may
+ * have removed the shared parent (empty at that instant) between its creation and ours.
+ */
+function mkdirRetry(path: string): void {
+  try {
+    Deno.mkdirSync(path);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+    Deno.mkdirSync(path.slice(0, path.lastIndexOf("/")), { recursive: true });
+    Deno.mkdirSync(path);
+  }
+}
+
 function exists(path: string): boolean {
   try {
     Deno.statSync(path);
@@ -82,7 +96,7 @@ export class ParentOps {
           const { path, shared } = o.args;
           if (!creates.includes(o)) continue;
           try {
-            Deno.mkdirSync(path);
+            mkdirRetry(path);
           } catch (e) {
             if (!(shared && e instanceof Deno.errors.AlreadyExists)) {
               fail(o, "mkdir", { path }, e);
