@@ -60,11 +60,13 @@ async function main(argv: string[]): Promise<number> {
 /** Every command first cleans what killed runs left in the state root (DESIGN.md §7). */
 async function collectGarbage(): Promise<void> {
   const { gc, stateRoot } = await import("./core/state.ts");
-  gc(stateRoot(Deno.uid() ?? 0), (pid) => {
+  const { openLibc } = await import("./core/sys/libc.ts");
+  const uid = Deno.uid() ?? 0;
+  gc(stateRoot(uid), uid, (pid) => {
     try {
       Deno.kill(pid, "SIGKILL");
     } catch { /* already gone */ }
-  });
+  }, openLibc);
 }
 
 let code: number;

@@ -43,7 +43,10 @@ function parseGroup(text: string): { name: string; gid: number; members: string[
   }).filter((g) => Number.isInteger(g.gid));
 }
 
-const isId = (s: string) => /^[0-9]+$/.test(s) && Number(s) < 4294967295;
+/** Ids as runc takes them: 0 .. 2^31-1 (-1 and 2^32-1 mean "unchanged" to the kernel). */
+const MAX_ID = 2 ** 31 - 1;
+const validId = (n: number) => Number.isInteger(n) && n >= 0 && n <= MAX_ID;
+const isId = (s: string) => /^[0-9]+$/.test(s) && validId(Number(s));
 
 /**
  * `--user UID[:GID]` or `NAME[:GROUP]` against the image's files, as Docker does: a name
@@ -65,10 +68,21 @@ export function resolveUser(
     });
   }
   const uid = isId(u) ? Number(u) : entry!.uid;
+  if (entry && (!validId(entry.uid) || !validId(entry.gid))) {
+    throw new MicroError(
+      `user "${entry.name}" has ids ${entry.uid}:${entry.gid} in the image's /etc/passwd: out of range`,
+      { hint: `ids go from 0 to ${MAX_ID}` },
+    );
+  }
   if (entry && entry.uid !== uid) entry = undefined;
   const groupId = (name: string): number => {
     if (isId(name)) return Number(name);
     const found = grps.find((x) => x.name === name);
+    if (found && !validId(found.gid)) {
+      throw new MicroError(
+        `group "${name}" has gid ${found.gid} in the image's /etc/group: out of range`,
+      );
+    }
     if (!found) {
       throw new MicroError(`group "${name}" not found in the image's /etc/group`, {
         hint: "use a numeric GID or add the group to the image",
@@ -80,7 +94,7 @@ export function resolveUser(
   const additional = new Set<number>();
   if (entry && g === undefined) {
     for (const x of grps) {
-      if (x.members.includes(entry.name) && x.gid !== gid) additional.add(x.gid);
+      if (x.members.includes(entry.name) && x.gid !== gid && validId(x.gid)) additional.add(x.gid);
     }
   }
   for (const x of groups) additional.add(groupId(x));

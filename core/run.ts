@@ -33,6 +33,18 @@ export interface Prepared {
   stateDir: string;
 }
 
+/**
+ * The image as an absolute path without links: the state records paths in it, and a later
+ * gc may run from another directory.
+ */
+function absoluteImage(path: string): string {
+  try {
+    return Deno.realPathSync(path);
+  } catch {
+    return path.startsWith("/") ? path : `${Deno.cwd()}/${path}`; // the image check reports it
+  }
+}
+
 /** Everything up to the plan; no side effects (but loading the yaml library if needed). */
 export async function prepare(argv: string[]): Promise<Prepared> {
   const req = parseRun(argv);
@@ -42,7 +54,12 @@ export async function prepare(argv: string[]): Promise<Prepared> {
   const uid = Deno.uid() ?? 0;
   if (uid !== 0 && profile.sections.user) profile.sections.user.enabled = true;
   const spec = buildSpec(
-    { image: req.image, args: req.args, terminal: req.terminal, stdin: req.stdin },
+    {
+      image: req.image === null ? null : absoluteImage(req.image),
+      args: req.args,
+      terminal: req.terminal,
+      stdin: req.stdin,
+    },
     profile,
     PLUGINS,
   );
@@ -78,7 +95,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   const sys = openLibc();
   let dir: string;
   try {
-    dir = createRunDir(stateRoot(uid), p.id);
+    dir = createRunDir(stateRoot(uid), p.id, uid);
   } catch (e) {
     if (e instanceof Deno.errors.AlreadyExists) {
       throw new MicroError(`a container named "${p.id}" is already running`, {
@@ -89,19 +106,25 @@ export async function runCommand(argv: string[]): Promise<number> {
       `cannot create the state directory ${stateRoot(uid)}/${p.id}: ${(e as Error).message}`,
     );
   }
-  const resolved = resolveTargets(p.ops);
   const state: RunState = {
     id: p.id,
     pid: Deno.pid,
     startTime: processStartTime(Deno.pid),
     image: p.spec.root.path,
-    createdDirs: resolved.created,
     created: new Date().toISOString(),
   };
-  const removeOnExit = () => removeRun(dir, state);
+  const removeOnExit = () => removeRun(dir, state, () => sys);
   try {
+    const resolved = resolveTargets(p.ops);
+    if (p.spec.root.path !== null) {
+      state.mountPoints = {
+        image: p.spec.root.path,
+        created: resolved.created,
+        files: resolved.files,
+      };
+    }
     writeState(dir, state);
-    createMountPoints(resolved.created, resolved.files);
+    createMountPoints(p.spec.root.path ?? "/", resolved.created, resolved.files, sys);
     Deno.mkdirSync(`${dir}/root`, { mode: 0o755 });
     const result = await execute(resolved.ops, {
       rootPath: `${dir}/root`,

@@ -4,6 +4,8 @@
  * up after a run that was killed halfway (`gc`).
  */
 import { type RecordedCgroup, removeRecorded } from "./cgroups/fs.ts";
+import { removeMountPoints } from "./engine/resolve.ts";
+import type { Sys } from "./sys/mod.ts";
 
 export interface RunState {
   id: string;
@@ -14,8 +16,8 @@ export interface RunState {
   containerPid?: number;
   containerStartTime?: number;
   image: string | null;
-  /** Host directories the run created inside the image as mount points, parent first. */
-  createdDirs: string[];
+  /** Mount points the run creates inside the image (container paths, parent first). */
+  mountPoints?: { image: string; created: string[]; files: string[] };
   /** Cgroup directories, recorded before each is created, in creation order. */
   cgroups?: RecordedCgroup[];
   created: string;
@@ -24,7 +26,26 @@ export interface RunState {
 export function stateRoot(uid: number): string {
   if (uid === 0) return "/run/micro";
   const xdg = Deno.env.get("XDG_RUNTIME_DIR");
-  return xdg ? `${xdg}/micro` : `/tmp/micro-${uid}`;
+  // Not /tmp/micro-<uid>: the launcher may keep its cache there.
+  return xdg ? `${xdg}/micro` : `/tmp/micro-state-${uid}`;
+}
+
+/**
+ * Why the state root cannot be trusted, if it cannot: state.json names paths micro
+ * removes and processes it kills, so only a directory of the caller's that nobody else
+ * may write (and not a symlink, in a shared /tmp) is used.
+ */
+export function untrustedRoot(root: string, uid: number): string | undefined {
+  let st: Deno.FileInfo;
+  try {
+    st = Deno.lstatSync(root);
+  } catch {
+    return undefined; // not there yet: created below, ours
+  }
+  if (st.isSymlink || !st.isDirectory) return `${root} is not a directory`;
+  if (st.uid !== uid) return `${root} belongs to uid ${st.uid}, not to you (${uid})`;
+  if ((st.mode ?? 0) & 0o022) return `${root} may be written by others`;
+  return undefined;
 }
 
 /** Field 22 of /proc/PID/stat, or -1 when the process is gone. */
@@ -58,8 +79,11 @@ export function readState(dir: string): RunState | null {
 }
 
 /** Creates the state root (0711: the container's root must traverse it) and a run dir. */
-export function createRunDir(root: string, id: string): string {
-  Deno.mkdirSync(root, { recursive: true, mode: 0o711 });
+export function createRunDir(root: string, id: string, uid: number): string {
+  const bad = untrustedRoot(root, uid);
+  if (bad) throw new Error(`the state root cannot be trusted: ${bad}`);
+  // root: 0711 so the container's root user can reach its staging dir; rootless: 0700.
+  Deno.mkdirSync(root, { recursive: true, mode: uid === 0 ? 0o711 : 0o700 });
   const dir = `${root}/${id}`;
   Deno.mkdirSync(dir, { mode: 0o711 });
   Deno.chmodSync(dir, 0o711);
@@ -73,16 +97,14 @@ function isAlive(pid: number | undefined, start: number | undefined): boolean {
 }
 
 /**
- * Removes what a run created, in reverse: mount-point dirs it made in the image (only when
- * still empty), its staging root, then its state dir. Safe to call twice.
+ * Removes what a run created, in reverse: its cgroups, the mount points it made in the
+ * image (each resolved inside the image; directories only when empty), then its state
+ * dir. `sys` is opened only when there are mount points to remove. Safe to call twice.
  */
-export function removeRun(dir: string, state: RunState | null): void {
+export function removeRun(dir: string, state: RunState | null, sys: () => Sys): void {
   if (state?.cgroups?.length) removeRecorded(state.cgroups);
-  for (const d of [...(state?.createdDirs ?? [])].reverse()) {
-    try {
-      Deno.removeSync(d);
-    } catch { /* not empty or already gone: leave it */ }
-  }
+  const m = state?.mountPoints;
+  if (m?.created.length) removeMountPoints(m.image, m.created, m.files, sys());
   try {
     Deno.removeSync(dir, { recursive: true });
   } catch (e) {
@@ -94,8 +116,14 @@ export function removeRun(dir: string, state: RunState | null): void {
  * Cleans the state of runs whose micro process is gone (killed with SIGKILL, say). A live
  * container of a dead micro is killed first; its mounts lived only in its namespace.
  */
-export function gc(root: string, kill: (pid: number) => void): string[] {
+export function gc(
+  root: string,
+  uid: number,
+  kill: (pid: number) => void,
+  sys: () => Sys,
+): string[] {
   const cleaned: string[] = [];
+  if (untrustedRoot(root, uid)) return cleaned; // the run itself will refuse it, loudly
   let entries: Deno.DirEntry[];
   try {
     entries = [...Deno.readDirSync(root)];
@@ -119,7 +147,7 @@ export function gc(root: string, kill: (pid: number) => void): string[] {
     if (state && isAlive(state.containerPid, state.containerStartTime)) {
       kill(state.containerPid!);
     }
-    removeRun(dir, state);
+    removeRun(dir, state, sys);
     cleaned.push(e.name);
   }
   return cleaned;

@@ -46,7 +46,9 @@ export function parseDevice(
     else container = parts[1];
   }
   if (!host.startsWith("/")) return `the host device "${host}" must be an absolute path`;
-  if (!container.startsWith("/")) return `the container path "${container}" must be absolute`;
+  if (!container.startsWith("/") || container.split("/").includes("..")) {
+    return `the container path "${container}" must be absolute, without '..'`;
+  }
   if (!/^[rwm]{1,3}$/.test(access)) return `the access "${access}" must be a mix of r, w and m`;
   return { host, container, access };
 }

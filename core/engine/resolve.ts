@@ -3,12 +3,14 @@
  * through symlinks of the image (`/escape -> /srv/x`); the child could not create a
  * dangling link's target, so the parent rewrites each destination into its symlink-free
  * form inside the root, as the container will see it, and lists the directories the run
- * is about to create there so cleanup can remove them. The kernel still resolves every
- * path with RESOLVE_IN_ROOT in the child: this only decides what to create, never where
- * a mount may land.
+ * is about to create there so cleanup can remove them. Creating and removing them goes
+ * through directory fds resolved by the kernel inside the image (RESOLVE_IN_ROOT), as
+ * the child does, so an image's owner swapping in a symlink cannot make micro (root)
+ * write or unlink outside it; this only decides what to create, never where.
  */
 import { resolveInRoot } from "../host.ts";
-import { MicroError } from "../errors.ts";
+import { hintFor, MicroError } from "../errors.ts";
+import { C, type CStr, cstr, type Sys } from "../sys/mod.ts";
 import type { Op } from "../ops.ts";
 import { cleanPath } from "../paths.ts";
 
@@ -24,7 +26,8 @@ export function realPath(image: string, path: string): string {
 /**
  * Rewrites the destinations of mount, mkdir and symlink ops that lie in the image itself
  * (not under a file system an earlier op mounted, like /dev or a tmpfs) to their real
- * paths, and returns the host directories that do not exist yet, parent first.
+ * paths, and returns the paths in the image (container paths) that do not exist yet,
+ * parent first; `files` are those to create as empty files.
  */
 export function resolveTargets(
   ops: Op[],
@@ -44,9 +47,25 @@ export function resolveTargets(
     }
     // A symlink op creates its last component itself; only its parent is resolved.
     const last = target.lastIndexOf("/");
-    const real = o.kind === "symlink"
-      ? cleanPath(realPath(image, target.slice(0, last) || "/") + target.slice(last))
-      : realPath(image, target);
+    let real: string;
+    try {
+      real = o.kind === "symlink"
+        ? cleanPath(realPath(image, target.slice(0, last) || "/") + target.slice(last))
+        : realPath(image, target);
+    } catch (e) {
+      throw new MicroError(`cannot resolve ${target} inside the image: ${(e as Error).message}`, {
+        phase: "rootfs",
+        plugin: o.plugin,
+        hint: "a symlink loop in the image",
+      });
+    }
+    if (real === "/" && o.kind !== "symlink") {
+      throw new MicroError(`the destination ${target} is the image's root (through a symlink)`, {
+        phase: "rootfs",
+        plugin: o.plugin,
+        hint: "a mount there would replace the container's root",
+      });
+    }
     const parts = real.split("/").filter((p) => p);
     // Created on a file system mounted earlier (a link into /dev, say): not the image's.
     const upto = mounted.some((m) => under(real, m))
@@ -55,12 +74,12 @@ export function resolveTargets(
       ? parts.length - 1
       : parts.length;
     for (let i = 1; i <= upto; i++) {
-      const host = `${image}/${parts.slice(0, i).join("/")}`;
+      const path = "/" + parts.slice(0, i).join("/");
       try {
-        Deno.lstatSync(host);
+        Deno.lstatSync(`${image}${path}`);
       } catch {
-        if (!created.includes(host)) created.push(host);
-        if (i === parts.length && o.kind === "mount" && o.args.create === "file") files.push(host);
+        if (!created.includes(path)) created.push(path);
+        if (i === parts.length && o.kind === "mount" && o.args.create === "file") files.push(path);
       }
     }
     if (o.kind === "mount") {
@@ -72,29 +91,89 @@ export function resolveTargets(
   return { ops: out, created, files };
 }
 
+const IN_ROOT = C.RESOLVE_IN_ROOT | C.RESOLVE_NO_MAGICLINKS;
+const AT_REMOVEDIR = 0x200;
+
+/** Opens the parent of `path` inside the image; returns [dirfd, name] or -errno. */
+function openParent(sys: Sys, rootFd: number, path: string): [number, CStr] | number {
+  const cut = path.lastIndexOf("/");
+  const fd = sys.openat2(
+    rootFd,
+    cstr(path.slice(0, cut) || "/"),
+    C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC,
+    0,
+    IN_ROOT,
+  );
+  return fd < 0 ? fd : [fd, cstr(path.slice(cut + 1))];
+}
+
 /**
  * Creates the missing mount points in the image from the parent, which may write there:
  * inside a user namespace the container's root often may not (an image owned by host
  * root). The child then finds them in place and still resolves each one in the root.
  */
-export function createMountPoints(created: string[], files: string[]): void {
-  for (const path of created) {
-    try {
-      if (files.includes(path)) Deno.writeFileSync(path, new Uint8Array(0), { createNew: true });
-      else Deno.mkdirSync(path, { mode: 0o755 });
-    } catch (e) {
-      if (e instanceof Deno.errors.AlreadyExists) continue;
-      const code = (e as { code?: string }).code;
-      throw new MicroError(code === "EROFS" ? "" : (e as Error).message, {
-        phase: "rootfs",
-        plugin: "mount",
-        op: "mkdir",
-        paths: { path },
-        errno: code === "EROFS" ? 30 : code === "EACCES" ? 13 : undefined,
-        hint: code === "EROFS"
-          ? "the image is read-only, so a missing mount point cannot be created there"
-          : undefined,
-      });
+export function createMountPoints(
+  image: string,
+  created: string[],
+  files: string[],
+  sys: Sys,
+): void {
+  if (!created.length) return;
+  const root = sys.open(cstr(image), C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
+  const fail = (path: string, errno: number): never => {
+    throw new MicroError("", {
+      phase: "rootfs",
+      plugin: "mount",
+      op: "mkdir",
+      paths: { image, path },
+      errno,
+      hint: hintFor("mkdir", errno),
+    });
+  };
+  if (root < 0) fail("/", -root);
+  try {
+    for (const path of created) {
+      const p = openParent(sys, root, path);
+      if (typeof p === "number") fail(path, -p);
+      const [dir, name] = p as [number, CStr];
+      let rc: number;
+      if (files.includes(path)) {
+        rc = sys.openat2(
+          dir,
+          name,
+          C.O_CREAT | C.O_EXCL | C.O_WRONLY | C.O_NOFOLLOW | C.O_CLOEXEC,
+          0o644,
+          C.RESOLVE_BENEATH | C.RESOLVE_NO_SYMLINKS,
+        );
+        if (rc >= 0) sys.close(rc);
+      } else rc = sys.mkdirat(dir, name, 0o755);
+      sys.close(dir);
+      if (rc < 0 && rc !== -17) fail(path, -rc); // EEXIST: there already
     }
+  } finally {
+    sys.close(root);
   }
+}
+
+/**
+ * Removes what createMountPoints made, children first, each through its parent resolved
+ * inside the image: directories only when empty. What cannot be removed is left.
+ */
+export function removeMountPoints(
+  image: string,
+  created: string[],
+  files: string[],
+  sys: Sys,
+): void {
+  if (!created.length) return;
+  const root = sys.open(cstr(image), C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
+  if (root < 0) return;
+  for (const path of [...created].reverse()) {
+    const p = openParent(sys, root, path);
+    if (typeof p === "number") continue;
+    const [dir, name] = p;
+    sys.unlinkat(dir, name, files.includes(path) ? 0 : AT_REMOVEDIR);
+    sys.close(dir);
+  }
+  sys.close(root);
 }

@@ -257,6 +257,9 @@ export class RecordingSys implements Sys {
   umount2(target: CStr, flags: number) {
     return this.record("umount2", [this.s(target), flags], () => 0);
   }
+  unlinkat(dirfd: number, path: Uint8Array, flags: number) {
+    return this.record("unlinkat", [dirfd, decodeCStr(path), flags], () => 0);
+  }
   mkdirat(dirfd: number, path: CStr, mode: number) {
     return this.record("mkdirat", [dirfd, this.s(path), mode], () => 0);
   }

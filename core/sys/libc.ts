@@ -12,6 +12,7 @@ import type { Arch, Sys } from "./mod.ts";
 const NR = {
   x86_64: {
     bpf: 321,
+    unlinkat: 263,
     unshare: 272,
     capget: 125,
     capset: 126,
@@ -60,6 +61,7 @@ const NR = {
   },
   aarch64: {
     bpf: 280,
+    unlinkat: 35,
     unshare: 97,
     capget: 90,
     capset: 91,
@@ -211,6 +213,7 @@ export function openLibc(): Sys {
     mount: (s, t, f, flags, d) => r(lib.bbbib(nr.mount, s, t, f, flags, d)),
     umount2: (t, flags) => r(lib.bi(nr.umount2, t, flags)),
     mkdirat: (fd, p, mode) => r(lib.ibi(nr.mkdirat, fd, p, mode)),
+    unlinkat: (fd, p, flags) => r(lib.ibi(nr.unlinkat, fd, p, flags)),
     symlinkat: (t, fd, p) => r(lib.bib(nr.symlinkat, t, fd, p)),
     fstatfsFlags(fd) {
       const rc = r(lib.ib(nr.fstatfs, fd, statfsBuf));

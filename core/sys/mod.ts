@@ -45,6 +45,7 @@ export interface Sys {
   ): number;
   umount2(target: CStr, flags: number): number;
   mkdirat(dirfd: number, path: CStr, mode: number): number;
+  unlinkat(dirfd: number, path: CStr, flags: number): number;
   symlinkat(target: CStr, dirfd: number, name: CStr): number;
   /** The mount flags (ST_*) of the file system holding `fd`, or -errno. */
   fstatfsFlags(fd: number): number;

@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { realPath, resolveTargets } from "../../core/engine/resolve.ts";
+import {
+  createMountPoints,
+  realPath,
+  removeMountPoints,
+  resolveTargets,
+} from "../../core/engine/resolve.ts";
+import { openLibc } from "../../core/sys/libc.ts";
+import type { MicroError } from "../../core/errors.ts";
 import { type Op, op } from "../../core/ops.ts";
 
 function withImage(fn: (image: string) => void) {
@@ -42,7 +49,7 @@ Deno.test("a destination through a dangling link is rewritten and its dirs liste
     ]);
     const m = ops[1];
     assert.equal(m.kind === "mount" && m.args.target, "/tmp/a/b");
-    assert.deepEqual(created, [`${image}/tmp/a`, `${image}/tmp/a/b`]);
+    assert.deepEqual(created, ["/tmp/a", "/tmp/a/b"]);
   });
 });
 
@@ -64,7 +71,7 @@ Deno.test("what lies on an earlier mount is followed through it but not listed f
     // /dev is a link to /elsewhere, so the tmpfs lands there and /dev/shm is on it.
     assert.equal(ops[1].kind === "mount" && ops[1].args.target, "/elsewhere");
     assert.equal(ops[2].kind === "mount" && ops[2].args.target, "/elsewhere/shm");
-    assert.deepEqual(created, [`${image}/elsewhere`]);
+    assert.deepEqual(created, ["/elsewhere"]);
   });
 });
 
@@ -83,11 +90,60 @@ Deno.test("a destination under an earlier mount is left to the kernel", () => {
       bind("/proc/sys/x"),
     ]);
     assert.equal(ops[2].kind === "mount" && ops[2].args.target, "/proc/sys/x");
-    assert.deepEqual(created, [`${image}/proc`]);
+    assert.deepEqual(created, ["/proc"]);
   });
 });
 
 Deno.test("without an image nothing is rewritten", () => {
   const ops = [op("rootfs", "mount", "bind-root", { source: null, readonly: false }), bind("/x")];
   assert.deepEqual(resolveTargets(ops), { ops, created: [], files: [] });
+});
+
+Deno.test("mount points are created and removed inside the image, never through its links", () => {
+  withImage((image) => {
+    const outside = Deno.makeTempDirSync({ prefix: "micro-outside-" });
+    try {
+      const sys = openLibc();
+      Deno.mkdirSync(`${image}/tmp`);
+      createMountPoints(image, ["/tmp/a", "/tmp/a/b", "/tmp/f"], ["/tmp/f"], sys);
+      assert.ok(Deno.statSync(`${image}/tmp/a/b`).isDirectory);
+      assert.ok(Deno.statSync(`${image}/tmp/f`).isFile);
+      // The image's owner swaps /tmp for a link to a host directory before the cleanup:
+      // the removal resolves /tmp inside the image, where the link points nowhere.
+      Deno.writeTextFileSync(`${outside}/f`, "precious");
+      Deno.mkdirSync(`${outside}/a/b`, { recursive: true });
+      Deno.renameSync(`${image}/tmp`, `${image}/tmp.real`);
+      Deno.symlinkSync(outside, `${image}/tmp`);
+      removeMountPoints(image, ["/tmp/a", "/tmp/a/b", "/tmp/f"], ["/tmp/f"], sys);
+      assert.equal(Deno.readTextFileSync(`${outside}/f`), "precious");
+      assert.ok(Deno.statSync(`${outside}/a/b`).isDirectory);
+      // Creating through that link fails inside the image instead of writing outside.
+      assert.throws(
+        () => createMountPoints(image, ["/tmp/new"], [], sys),
+        (e: MicroError) => /mkdir image=.* path=\/tmp\/new: (ENOENT|ELOOP)/.test(e.line()),
+      );
+      assert.throws(() => Deno.statSync(`${outside}/new`));
+      // With the directory back, the same removal cleans up.
+      Deno.removeSync(`${image}/tmp`);
+      Deno.renameSync(`${image}/tmp.real`, `${image}/tmp`);
+      removeMountPoints(image, ["/tmp/a", "/tmp/a/b", "/tmp/f"], ["/tmp/f"], sys);
+      assert.deepEqual([...Deno.readDirSync(`${image}/tmp`)], []);
+    } finally {
+      Deno.removeSync(outside, { recursive: true });
+    }
+  });
+});
+
+Deno.test("a destination that resolves to the image's root is refused", () => {
+  withImage((image) => {
+    Deno.symlinkSync("/", `${image}/dev`);
+    assert.throws(
+      () =>
+        resolveTargets([
+          op("rootfs", "mount", "bind-root", { source: image, readonly: false }),
+          bind("/dev"),
+        ]),
+      /is the image's root/,
+    );
+  });
 });
