@@ -136,6 +136,10 @@ const DEV_NULL = cstr("/dev/null");
 const SLASH = cstr("/");
 const DOT = cstr(".");
 const TMPFS = cstr("tmpfs");
+const EMPTY = cstr("");
+const AT_EMPTY_PATH = 0x1000;
+const AT_RECURSIVE = 0x8000;
+const MOUNT_ATTR_RDONLY = 1;
 const ROOT_TMPFS_DATA = cstr("mode=0755");
 const MASK_TMPFS_DATA = cstr("size=0");
 
@@ -214,6 +218,16 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
     return sys.mount(null, fdPath, null, readonlyRemountFlags(st) | extra, null);
   };
 
+  /**
+   * A bind made read-only with everything mounted below it (mount_setattr AT_RECURSIVE,
+   * Linux 5.12+, as Docker 25 does for `ro` volumes); a kernel without it gets the top
+   * mount remounted read-only.
+   */
+  const bindReadonly = (fdPath: CStr, fd: number, extra: number): number => {
+    const rc = sys.mountSetattr(fd, EMPTY, AT_EMPTY_PATH | AT_RECURSIVE, MOUNT_ATTR_RDONLY, 0);
+    return rc === -38 ? remountReadonly(fdPath, fd, extra) : rc; // ENOSYS
+  };
+
   let pivoted = false;
 
   // Prologue: die with the parent, wait for the parent's attach phase, own session, stdio.
@@ -286,7 +300,7 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
           if (rc >= 0 && isBind && ro) {
             sys.close(FD_TARGET);
             rc = openInRoot(target, FD_TARGET);
-            if (rc >= 0) rc = remountReadonly(PROC_FD_TARGET, FD_TARGET, flags & ST_LOCKED);
+            if (rc >= 0) rc = bindReadonly(PROC_FD_TARGET, FD_TARGET, flags & ST_LOCKED);
           }
           sys.close(FD_TARGET);
           if (a.sourceInRoot) sys.close(FD_SOURCE);
@@ -331,7 +345,7 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
           if (rc < 0) return rc;
           rc = openInRoot(path, FD_TARGET);
           if (rc >= 0) {
-            rc = remountReadonly(PROC_FD_TARGET, FD_TARGET, C.MS_NOSUID | C.MS_NODEV | C.MS_NOEXEC);
+            rc = bindReadonly(PROC_FD_TARGET, FD_TARGET, C.MS_NOSUID | C.MS_NODEV | C.MS_NOEXEC);
           }
           sys.close(FD_TARGET);
           return rc;

@@ -55,6 +55,8 @@ interface Rule {
 /** How `format` prints each argument: d decimal, x hex, o octal, s string, j JSON. */
 const FORMATS: Partial<Record<SysCall, string>> = {
   mount: "ssxxs",
+  mountSetattr: "dsxdd",
+  unlinkat: "dsx",
   umount2: "sx",
   mkdirat: "dso",
   symlinkat: "sds",
@@ -256,6 +258,13 @@ export class RecordingSys implements Sys {
   }
   umount2(target: CStr, flags: number) {
     return this.record("umount2", [this.s(target), flags], () => 0);
+  }
+  mountSetattr(dirfd: number, path: Uint8Array, flags: number, attrSet: number, attrClr: number) {
+    return this.record(
+      "mountSetattr",
+      [dirfd, decodeCStr(path), flags, attrSet, attrClr],
+      () => 0,
+    );
   }
   unlinkat(dirfd: number, path: Uint8Array, flags: number) {
     return this.record("unlinkat", [dirfd, decodeCStr(path), flags], () => 0);

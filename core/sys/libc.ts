@@ -12,6 +12,7 @@ import type { Arch, Sys } from "./mod.ts";
 const NR = {
   x86_64: {
     bpf: 321,
+    mount_setattr: 442,
     unlinkat: 263,
     unshare: 272,
     capget: 125,
@@ -61,6 +62,7 @@ const NR = {
   },
   aarch64: {
     bpf: 280,
+    mount_setattr: 442,
     unlinkat: 35,
     unshare: 97,
     capget: 90,
@@ -132,6 +134,7 @@ const SYMBOLS = {
   bib: sc(B, I, B),
   iib: sc(I, I, B),
   iibi: sc(I, I, B, I),
+  ibibi: sc(I, B, I, B, I),
   ibii: sc(I, B, I, I),
   iiib: sc(I, I, I, B),
   ibbi: sc(I, B, B, I),
@@ -183,6 +186,8 @@ export function openLibc(): Sys {
   const rlimBytes = new Uint8Array(rlim.buffer);
   const sigact = new Uint8Array(32); // sa_handler=SIG_DFL, flags 0, restorer 0, mask 0
   const sigset = new Uint8Array(8);
+  const mountAttr = new Uint32Array(8); // struct mount_attr, 32 bytes
+  const mountAttrBytes = new Uint8Array(mountAttr.buffer);
   const statfsWords = new Uint32Array(32);
   const statfsBuf = new Uint8Array(statfsWords.buffer);
   const setU64 = (arr: Uint32Array, i: number, v: number) => {
@@ -212,6 +217,11 @@ export function openLibc(): Sys {
     arch,
     mount: (s, t, f, flags, d) => r(lib.bbbib(nr.mount, s, t, f, flags, d)),
     umount2: (t, flags) => r(lib.bi(nr.umount2, t, flags)),
+    mountSetattr(fd, path, flags, set, clr) {
+      mountAttr[0] = set;
+      mountAttr[2] = clr;
+      return r(lib.ibibi(nr.mount_setattr, fd, path, flags, mountAttrBytes, 32));
+    },
     mkdirat: (fd, p, mode) => r(lib.ibi(nr.mkdirat, fd, p, mode)),
     unlinkat: (fd, p, flags) => r(lib.ibi(nr.unlinkat, fd, p, flags)),
     symlinkat: (t, fd, p) => r(lib.bib(nr.symlinkat, t, fd, p)),

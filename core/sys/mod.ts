@@ -44,6 +44,8 @@ export interface Sys {
     data: CStr | null,
   ): number;
   umount2(target: CStr, flags: number): number;
+  /** mount_setattr(2) with `struct mount_attr {attr_set, attr_clr, propagation 0, userns 0}`. */
+  mountSetattr(dirfd: number, path: CStr, flags: number, attrSet: number, attrClr: number): number;
   mkdirat(dirfd: number, path: CStr, mode: number): number;
   unlinkat(dirfd: number, path: CStr, flags: number): number;
   symlinkat(target: CStr, dirfd: number, name: CStr): number;

@@ -3,7 +3,7 @@
  * image aimed at host paths, and the host view used when there is no image.
  */
 import assert from "node:assert/strict";
-import { IMAGE, microTest, ok, run, sh, show, withTempDir } from "./_helpers.ts";
+import { IMAGE, MICRO, microTest, ok, run, sh, show, withTempDir } from "./_helpers.ts";
 
 function hostHas(path: string): boolean {
   try {
@@ -309,3 +309,22 @@ microTest(
     assert.equal(hostHas("/etc/micro-test"), false);
   },
 );
+
+microTest("-v :ro is read-only all the way down, submounts of the source included", async () => {
+  await withTempDir(async (dir) => {
+    Deno.mkdirSync(`${dir}/sub`);
+    // The submount lives only in a mount namespace of this test's own.
+    const script = `mount -t tmpfs t ${dir}/sub && ` +
+      `${MICRO} run -v ${dir}:/data:ro ${IMAGE} sh -c ` +
+      `'touch /data/x 2>&1; touch /data/sub/y 2>&1; grep " /data/sub " /proc/self/mountinfo'`;
+    const out = await new Deno.Command("unshare", {
+      args: ["-m", "--propagation", "private", "sh", "-c", script],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout);
+    assert.match(text, /touch: \/data\/x: Read-only file system/, text);
+    assert.match(text, /touch: \/data\/sub\/y: Read-only file system/, text);
+    assert.match(text, / \/data\/sub ro,/, text);
+  });
+});

@@ -156,7 +156,7 @@ Deno.test("compileChild makes no calls; runChild runs every phase's steps in ord
     "close(5) = 0",
     'mount("proc", "/proc/self/fd/1000", "proc", 0xe, null) = 0',
     "close(1000) = 0",
-    // read-only bind: bind (without MS_RDONLY), reopen, remount keeping the locked flags
+    // read-only bind: bind (without MS_RDONLY), reopen, read-only with what is below it
     'openat2(1002, "/srv", 0x280000, 0, 0x12) = 6',
     "dup3(6, 1000, 0x80000) = 1000",
     "close(6) = 0",
@@ -165,8 +165,8 @@ Deno.test("compileChild makes no calls; runChild runs every phase's steps in ord
     'openat2(1002, "/srv", 0x280000, 0, 0x12) = 7',
     "dup3(7, 1000, 0x80000) = 1000",
     "close(7) = 0",
-    "fstatfsFlags(1000) = 4102",
-    'mount(null, "/proc/self/fd/1000", null, 0x201027, null) = 0',
+    // AT_EMPTY_PATH|AT_RECURSIVE, MOUNT_ATTR_RDONLY
+    'mountSetattr(1000, "", 0x9000, 1, 0) = 0',
     "close(1000) = 0",
     // mask of a file: /dev/null bound over it
     'openat2(1002, "/proc/kcore", 0x280000, 0, 0x12) = 8',
@@ -551,10 +551,8 @@ Deno.test("a source inside the root is resolved there too and passed as /proc/se
   ]);
 });
 
-Deno.test("a read-only path is bound onto itself, then remounted ro with the locked flags", () => {
-  const sys = new RecordingSys()
-    .returns("fstatfsFlags", () => true, 1024) // noatime, locked
-    .failOn("openat2", (a) => a[1] === "/proc/absent", 2);
+Deno.test("a read-only path is bound onto itself, then made read-only recursively", () => {
+  const sys = new RecordingSys().failOn("openat2", (a) => a[1] === "/proc/absent", 2);
   runToEnd([
     op("rootfs", "mount", "readonly-path", { path: "/proc/sys" }),
     op("rootfs", "mount", "readonly-path", { path: "/proc/absent" }),
@@ -568,12 +566,24 @@ Deno.test("a read-only path is bound onto itself, then remounted ro with the loc
     'openat2(1002, "/proc/sys", 0x280000, 0, 0x12)',
     "dup3(4, 1000, 0x80000)",
     "close(4)",
+    'mountSetattr(1000, "", 0x9000, 1, 0)',
+    "close(1000)",
+    // a missing read-only path is skipped
+    'openat2(1002, "/proc/absent", 0x280000, 0, 0x12)',
+  ]);
+});
+
+Deno.test("without mount_setattr (ENOSYS), a read-only path is remounted with the locked flags", () => {
+  const sys = new RecordingSys()
+    .failOn("mountSetattr", 38)
+    .returns("fstatfsFlags", () => true, 1024); // noatime, locked
+  runToEnd([op("rootfs", "mount", "readonly-path", { path: "/proc/sys" })], sys);
+  assert.deepEqual(sys.format().slice(PROLOGUE.length + 8, -2), [
+    'mountSetattr(1000, "", 0x9000, 1, 0)',
     "fstatfsFlags(1000)",
     // MS_REMOUNT|MS_BIND|MS_RDONLY|MS_NOSUID|MS_NODEV|MS_NOEXEC|MS_NOATIME
     'mount(null, "/proc/self/fd/1000", null, 0x142f, null)',
     "close(1000)",
-    // a missing read-only path is skipped
-    'openat2(1002, "/proc/absent", 0x280000, 0, 0x12)',
   ]);
 });
 
@@ -662,7 +672,10 @@ Deno.test("readonlyRemountFlags keeps the locked flags and says the atime mode e
 });
 
 Deno.test("a read-only bind over a strictatime mount is remounted with MS_STRICTATIME", () => {
-  const sys = new RecordingSys().returns("fstatfsFlags", () => true, C.MS_NOSUID);
+  // The remount fallback, on a kernel without mount_setattr.
+  const sys = new RecordingSys()
+    .failOn("mountSetattr", 38)
+    .returns("fstatfsFlags", () => true, C.MS_NOSUID);
   runToEnd([
     op("rootfs", "mount", "mount", {
       source: "/data",
@@ -680,6 +693,7 @@ Deno.test("a read-only bind over a strictatime mount is remounted with MS_STRICT
     'openat2(1002, "/srv", 0x280000, 0, 0x12) = 4',
     "dup3(4, 1000, 0x80000) = 1000",
     "close(4) = 0",
+    'mountSetattr(1000, "", 0x9000, 1, 0) = -38',
     "fstatfsFlags(1000) = 2",
     // MS_REMOUNT|MS_BIND|MS_RDONLY|MS_NOSUID|MS_STRICTATIME
     'mount(null, "/proc/self/fd/1000", null, 0x1001023, null) = 0',
@@ -833,8 +847,8 @@ Deno.test("a real plan runs to an execve of the first PATH candidate that exists
   assert.deepEqual(sys.calls().filter((c) => c.call === "mount").map((c) => c.args[1]), [
     "/",
     ROOT,
-    // /proc /dev /dev/null /dev/zero /dev/pts /dev/shm /sys, mask, readonly bind + remount
-    ...Array(10).fill("/proc/self/fd/1000"),
+    // /proc /dev /dev/null /dev/zero /dev/pts /dev/shm /sys, mask, readonly bind
+    ...Array(9).fill("/proc/self/fd/1000"),
   ]);
   const tail = sys.format().slice(sys.names().indexOf("pivotRoot") - 1);
   const lo = sys.results()[sys.names().indexOf("socket")];
