@@ -39,7 +39,10 @@ export function resolveTargets(
   const created: string[] = [];
   const files: string[] = [];
   const out = ops.map((o): Op => {
-    if (o.kind !== "mount" && o.kind !== "mkdir" && o.kind !== "symlink") return o;
+    // The working directory too: like Docker, micro creates it when the image lacks it.
+    if (o.kind !== "mount" && o.kind !== "mkdir" && o.kind !== "symlink" && o.kind !== "chdir") {
+      return o;
+    }
     const target = cleanPath(o.kind === "mount" ? o.args.target : o.args.path);
     if (mounted.some((m) => under(target, m))) {
       if (o.kind === "mount") mounted.push(target);
@@ -59,7 +62,7 @@ export function resolveTargets(
         hint: "a symlink loop in the image",
       });
     }
-    if (real === "/" && o.kind !== "symlink") {
+    if (real === "/" && o.kind !== "symlink" && o.kind !== "chdir") {
       throw new MicroError(`the destination ${target} is the image's root (through a symlink)`, {
         phase: "rootfs",
         plugin: o.plugin,

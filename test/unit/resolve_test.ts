@@ -147,3 +147,14 @@ Deno.test("a destination that resolves to the image's root is refused", () => {
     );
   });
 });
+
+Deno.test("a working directory the image lacks is made like a mount point, and removed after", () => {
+  withImage((image) => {
+    const { ops, created } = resolveTargets([
+      op("rootfs", "mount", "bind-root", { source: image, readonly: false }),
+      op("exec", "process", "chdir", { path: "/srv/app" }),
+    ]);
+    assert.deepEqual(created, ["/srv", "/srv/app"]);
+    assert.equal(ops[1].kind === "chdir" && ops[1].args.path, "/srv/app");
+  });
+});
