@@ -93,7 +93,8 @@ function cgroupFacts(spec: Spec, uid: number) {
   };
 }
 
-function exists(path: string): boolean {
+/** Whether anything is at `path` (following links). */
+export function exists(path: string): boolean {
   try {
     Deno.statSync(path);
     return true;

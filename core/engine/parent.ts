@@ -7,6 +7,7 @@
 import { deviceProgram } from "../cgroups/devfilter.ts";
 import { killCgroup, type RecordedCgroup, removeCgroup } from "../cgroups/fs.ts";
 import { errnoOf, hintFor, MicroError } from "../errors.ts";
+import { exists } from "../host.ts";
 import type { Op } from "../ops.ts";
 import { C, cstr, type Sys } from "../sys/mod.ts";
 
@@ -42,15 +43,6 @@ function mkdirRetry(path: string): void {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
     Deno.mkdirSync(path.slice(0, path.lastIndexOf("/")), { recursive: true });
     Deno.mkdirSync(path);
-  }
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
   }
 }
 
