@@ -13,6 +13,7 @@
  * library, which is loaded on demand (`core/yaml.ts`): `loadYamlFor(refs)` before
  * `resolveProfile(refs)`, `loadYaml()` before `showProfile`.
  */
+import { RLIMITS } from "./sys/mod.ts";
 import { MicroError, MicroErrors } from "./errors.ts";
 import type { Plugin } from "./plugin.ts";
 import {
@@ -42,24 +43,7 @@ export const COMMAND_LINE = "command line";
 export const RLIM_INFINITY = -1;
 
 /** The rlimits a profile may set, by their short names (`nofile` is RLIMIT_NOFILE). */
-export const RLIMIT_NAMES = [
-  "as",
-  "core",
-  "cpu",
-  "data",
-  "fsize",
-  "locks",
-  "memlock",
-  "msgqueue",
-  "nice",
-  "nofile",
-  "nproc",
-  "rss",
-  "rtprio",
-  "rttime",
-  "sigpending",
-  "stack",
-] as const;
+export const RLIMIT_NAMES: readonly string[] = Object.keys(RLIMITS).sort();
 
 export interface Rlimit {
   /** RLIM_INFINITY (-1) for `unlimited`. */
@@ -193,7 +177,7 @@ export const PROCESS_SCHEMA: ObjectSchema = {
       type: "map",
       doc: "resource limits: NAME: SOFT[:HARD] (numbers or unlimited)",
       keyCheck: (k) =>
-        (RLIMIT_NAMES as readonly string[]).includes(k)
+        RLIMIT_NAMES.includes(k)
           ? undefined
           : `unknown rlimit: expected one of ${RLIMIT_NAMES.map((n) => `"${n}"`).join(", ")}`,
       values: {

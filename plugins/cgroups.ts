@@ -443,23 +443,15 @@ function planV1(spec: Spec, host: HostInfo, r: Resources): Op[] {
     }
     if (ctl === "devices") {
       const { deny, allow } = v1Rules(r.devices ?? []);
-      for (const v of deny) {
-        ops.push(
-          op("prepare", "cgroups", "cgroup-write", {
-            path: `${dir}/devices.deny`,
-            value: v,
+      // Deny everything first, then allow each rule (v1's allow-list semantics).
+      for (const [file, lines] of [["devices.deny", deny], ["devices.allow", allow]] as const) {
+        for (const value of lines) {
+          ops.push(op("prepare", "cgroups", "cgroup-write", {
+            path: `${dir}/${file}`,
+            value,
             option: "device",
-          }),
-        );
-      }
-      for (const v of allow) {
-        ops.push(
-          op("prepare", "cgroups", "cgroup-write", {
-            path: `${dir}/devices.allow`,
-            value: v,
-            option: "device",
-          }),
-        );
+          }));
+        }
       }
     }
     cleanup.push(op("cleanup", "cgroups", "cgroup-remove", { path: dir, shared: false }));
