@@ -67,14 +67,26 @@ export interface OpArgs {
     sourceInRoot?: boolean;
     /** Create the target (a directory, or an empty file for `file`) if it is missing. */
     create?: "dir" | "file";
+    /**
+     * The container's /proc or /sys: mounted detached (fsopen/open_tree) onto a real
+     * directory (no symlink on the way), and the mount's root fd kept, so the masks and
+     * read-only paths under it are found in this very file system, never by name again.
+     */
+    kernelFs?: "proc" | "sys";
+    /** A file bound over one of the /proc files runc allows (lxcfs); others are refused. */
+    overProc?: boolean;
   };
   /** rootfs: make the whole tree private so nothing propagates back to the host. */
   "make-private": Record<never, never>;
   /** rootfs: bind the new root onto itself so it is a mount point pivot_root accepts. */
   "bind-root": { source: string | null; readonly: boolean };
-  /** rootfs: hide a path: /dev/null over a file, an empty read-only tmpfs over a directory. */
+  /**
+   * rootfs: hide a path: /dev/null over a file, an empty read-only tmpfs over a directory.
+   * Under /proc or /sys it is looked up in the file system micro just mounted there; a path
+   * that file system lacks (this kernel has no such file) has nothing to hide.
+   */
   mask: { path: string };
-  /** rootfs: bind a path onto itself read-only. A missing path is skipped. */
+  /** rootfs: bind a path onto itself read-only, found as a mask is; a missing one is skipped. */
   "readonly-path": { path: string };
   mkdir: { path: string; mode: number };
   symlink: { target: string; path: string };

@@ -7,7 +7,8 @@ import { runChecks } from "./checks.ts";
 import { execute } from "./engine/mod.ts";
 import { MicroError, MicroErrors } from "./errors.ts";
 import { probeHost } from "./host.ts";
-import { createMountPoints, resolveTargets } from "./engine/resolve.ts";
+import { resolveTargets } from "./engine/resolve.ts";
+import { ImageUse, type OpenedImage, openImage } from "./engine/image.ts";
 import { formatBytes } from "./cgroups/units.ts";
 import type { Op } from "./ops.ts";
 import { buildSpec, formatPlan, planRun } from "./plan.ts";
@@ -23,7 +24,11 @@ import {
   writeState,
 } from "./state.ts";
 import { openLibc } from "./sys/libc.ts";
+import { C, cstr } from "./sys/mod.ts";
 import { PLUGINS } from "../plugins/mod.ts";
+
+const EMPTY = cstr("");
+const TREE_FLAGS = C.OPEN_TREE_CLONE | C.AT_RECURSIVE | C.AT_EMPTY_PATH | C.O_CLOEXEC;
 
 export interface Prepared {
   req: Request;
@@ -31,23 +36,15 @@ export interface Prepared {
   ops: Op[];
   id: string;
   stateDir: string;
-}
-
-/**
- * The image as an absolute path without links: the state records paths in it, and a later
- * gc may run from another directory.
- */
-function absoluteImage(path: string): string {
-  try {
-    return Deno.realPathSync(path);
-  } catch {
-    return path.startsWith("/") ? path : `${Deno.cwd()}/${path}`; // the image check reports it
-  }
+  /** The image directory, opened once; null without an image. */
+  image: OpenedImage | null;
 }
 
 /** Everything up to the plan; no side effects (but loading the yaml library if needed). */
 export async function prepare(argv: string[]): Promise<Prepared> {
   const req = parseRun(argv);
+  // Opened here once, and only used through its fd from now on (never by name again).
+  const image = req.image === null ? null : openImage(req.image, openLibc());
   await loadYamlFor(req.profiles);
   const { profile } = resolveProfile(req.profiles, req.layer, PLUGINS);
   // Without root, namespaces other than user need a user namespace of their own.
@@ -55,7 +52,7 @@ export async function prepare(argv: string[]): Promise<Prepared> {
   if (uid !== 0 && profile.sections.user) profile.sections.user.enabled = true;
   const spec = buildSpec(
     {
-      image: req.image === null ? null : absoluteImage(req.image),
+      image: image === null ? null : image.path,
       args: req.args,
       terminal: req.terminal,
       stdin: req.stdin,
@@ -75,7 +72,7 @@ export async function prepare(argv: string[]): Promise<Prepared> {
   if (problems.length === 1) throw problems[0];
   if (problems.length > 1) throw new MicroErrors(problems);
   const ops = planRun(spec, host, PLUGINS);
-  return { req, spec, ops, id, stateDir };
+  return { req, spec, ops, id, stateDir, image };
 }
 
 export async function planCommand(argv: string[]): Promise<number> {
@@ -113,21 +110,35 @@ export async function runCommand(argv: string[]): Promise<number> {
     image: p.spec.root.path,
     created: new Date().toISOString(),
   };
-  const removeOnExit = () => removeRun(dir, state, () => sys);
-  try {
-    const resolved = resolveTargets(p.ops);
-    if (p.spec.root.path !== null) {
-      state.mountPoints = {
-        image: p.spec.root.path,
-        created: resolved.created,
-        files: resolved.files,
-      };
+  const image = p.image;
+  if (image) state.imageId = { path: image.path, dev: image.dev, ino: image.ino };
+  let use: ImageUse | null = null;
+  let tree = -1;
+  const removeOnExit = () => {
+    if (tree >= 0) sys.close(tree);
+    if (use) {
+      use.release();
+      delete state.imageId;
     }
+    removeRun(dir, state, () => sys);
+  };
+  try {
     writeState(dir, state);
-    createMountPoints(p.spec.root.path ?? "/", resolved.created, resolved.files, sys);
+    let resolved = { ops: p.ops, created: [] as string[], files: [] as string[] };
+    if (image) {
+      use = ImageUse.start(stateRoot(uid), image, sys, () => {
+        resolved = resolveTargets(p.ops, image.dir);
+        return resolved;
+      });
+    }
     Deno.mkdirSync(`${dir}/root`, { mode: 0o755 });
+    // The child's root is a copy of the mount of the very directory opened above; a
+    // rootless parent may not copy mounts, and its child checks what it binds by name.
+    tree = image ? sys.openTree(image.fd, EMPTY, TREE_FLAGS) : -1;
     const result = await execute(resolved.ops, {
       rootPath: `${dir}/root`,
+      imageFd: tree,
+      imageId: image ? { dev: image.dev, ino: image.ino } : undefined,
       terminal: p.req.terminal,
       stdin: p.req.stdin || p.req.terminal,
       onChild(pid) {

@@ -4,7 +4,7 @@
  * up after a run that was killed halfway (`gc`).
  */
 import { type RecordedCgroup, removeRecorded } from "./cgroups/fs.ts";
-import { removeMountPoints } from "./engine/resolve.ts";
+import { type ImageId, releaseImage } from "./engine/image.ts";
 import type { Sys } from "./sys/mod.ts";
 
 export interface RunState {
@@ -16,8 +16,11 @@ export interface RunState {
   containerPid?: number;
   containerStartTime?: number;
   image: string | null;
-  /** Mount points the run creates inside the image (container paths, parent first). */
-  mountPoints?: { image: string; created: string[]; files: string[] };
+  /**
+   * The image directory the run uses (its identity, checked again before gc touches it):
+   * gc leaves it, and the last run to leave it removes the mount points runs made there.
+   */
+  imageId?: ImageId;
   /** Cgroup directories, recorded before each is created, in creation order. */
   cgroups?: RecordedCgroup[];
   created: string;
@@ -97,14 +100,14 @@ function isAlive(pid: number | undefined, start: number | undefined): boolean {
 }
 
 /**
- * Removes what a run created, in reverse: its cgroups, the mount points it made in the
- * image (each resolved inside the image; directories only when empty), then its state
- * dir. `sys` is opened only when there are mount points to remove. Safe to call twice.
+ * Removes what a run created, in reverse: its cgroups, its use of the image (the last
+ * user removes the mount points runs made there, each resolved inside the image;
+ * directories only when empty), then its state dir. `sys` is opened only when there is an
+ * image to leave. Safe to call twice.
  */
 export function removeRun(dir: string, state: RunState | null, sys: () => Sys): void {
   if (state?.cgroups?.length) removeRecorded(state.cgroups);
-  const m = state?.mountPoints;
-  if (m?.created.length) removeMountPoints(m.image, m.created, m.files, sys());
+  if (state?.imageId) releaseImage(dir.slice(0, dir.lastIndexOf("/")), state.imageId, sys());
   try {
     Deno.removeSync(dir, { recursive: true });
   } catch (e) {
@@ -131,7 +134,8 @@ export function gc(
     return cleaned;
   }
   for (const e of entries) {
-    if (!e.isDirectory) continue;
+    // Run ids never start with a dot; `.images` holds the images' shared records.
+    if (!e.isDirectory || e.name.startsWith(".")) continue;
     const dir = `${root}/${e.name}`;
     const state = readState(dir);
     if (state && isAlive(state.pid, state.startTime)) continue;

@@ -154,6 +154,11 @@ function mountOp(m: Mount, spec: Spec, host: HostInfo): Op {
   });
 }
 
+/** Marks the container's own /proc or /sys mount (see OpArgs.mount.kernelFs). */
+function kernelFs(which: "proc" | "sys", o: Op): Op {
+  return o.kind === "mount" ? { ...o, args: { ...o.args, kernelFs: which } } : o;
+}
+
 function planMounts(spec: Spec, host: HostInfo): Op[] {
   const rootfs = (kind: Parameters<typeof op>[2], args: unknown) =>
     op("rootfs", "mount", kind, args as never);
@@ -197,22 +202,25 @@ function planMounts(spec: Spec, host: HostInfo): Op[] {
   }
 
   // /proc belongs to the pid namespace; without one, the host's is bound instead.
-  ops.push(mountOp(
-    hasNamespace(spec, "pid")
-      ? {
-        destination: "/proc",
-        type: "proc",
-        source: "proc",
-        options: ["nosuid", "noexec", "nodev"],
-      }
-      : {
-        destination: "/proc",
-        type: "bind",
-        source: "/proc",
-        options: ["rbind", "nosuid", "noexec", "nodev"],
-      },
-    spec,
-    host,
+  ops.push(kernelFs(
+    "proc",
+    mountOp(
+      hasNamespace(spec, "pid")
+        ? {
+          destination: "/proc",
+          type: "proc",
+          source: "proc",
+          options: ["nosuid", "noexec", "nodev"],
+        }
+        : {
+          destination: "/proc",
+          type: "bind",
+          source: "/proc",
+          options: ["rbind", "nosuid", "noexec", "nodev"],
+        },
+      spec,
+      host,
+    ),
   ));
 
   // A minimal /dev: a tmpfs with the host's harmless nodes bound in, and its own devpts.
@@ -281,22 +289,25 @@ function planMounts(spec: Spec, host: HostInfo): Op[] {
   );
 
   // A fresh sysfs needs a network namespace of our own; otherwise the host's, read-only.
-  ops.push(mountOp(
-    hasNamespace(spec, "network")
-      ? {
-        destination: "/sys",
-        type: "sysfs",
-        source: "sysfs",
-        options: ["ro", "nosuid", "noexec", "nodev"],
-      }
-      : {
-        destination: "/sys",
-        type: "bind",
-        source: "/sys",
-        options: ["rbind", "ro", "nosuid", "noexec", "nodev"],
-      },
-    spec,
-    host,
+  ops.push(kernelFs(
+    "sys",
+    mountOp(
+      hasNamespace(spec, "network")
+        ? {
+          destination: "/sys",
+          type: "sysfs",
+          source: "sysfs",
+          options: ["ro", "nosuid", "noexec", "nodev"],
+        }
+        : {
+          destination: "/sys",
+          type: "bind",
+          source: "/sys",
+          options: ["rbind", "ro", "nosuid", "noexec", "nodev"],
+        },
+      spec,
+      host,
+    ),
   ));
 
   // What the user and the other plugins asked for, in order.

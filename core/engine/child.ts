@@ -7,7 +7,7 @@
  */
 import { C, type CStr, cstr, cstrArray, RLIMITS, type Sys } from "../sys/mod.ts";
 import { capMask, capNumber, CAPS } from "../caps.ts";
-import type { MountFlag, Op } from "../ops.ts";
+import type { MountFlag, Op, OpArgs } from "../ops.ts";
 
 /** What a step is, for the error the parent builds from a child's report. */
 export interface StepInfo {
@@ -15,11 +15,15 @@ export interface StepInfo {
   plugin: string;
   kind: string;
   paths: Record<string, string>;
+  /** What an errno means for this step when the generic hint would mislead. */
+  hints?: Record<number, string>;
 }
 
 export interface ChildProgram {
   info: StepInfo[];
   run: (() => number)[];
+  /** The report socket's fd in the child now: it moves to a fixed number early on. */
+  reportFd: () => number;
 }
 
 /** Namespace flags by name, for ops that name them. */
@@ -80,10 +84,23 @@ export const CONSOLE_RECORD = -2;
 /** The record a child sends right before execve: from here on, death is the command's. */
 export const READY_RECORD = -3;
 
-/** Fixed fd numbers the child moves O_PATH descriptors to, so their /proc paths are known. */
+/**
+ * Fixed fd numbers in the child. O_PATH descriptors go to known numbers so their /proc paths
+ * are known; what the child keeps from the parent moves to FD_KEEP.. and every other fd above
+ * 2 is closed before anything is resolved (an inherited directory fd must never be reachable
+ * through /proc/self/fd: the CVE-2024-21626 class).
+ */
 const FD_TARGET = 1000;
 const FD_SOURCE = 1001;
 const FD_ROOT = 1002;
+/** The root of the container's procfs and sysfs mounts: masks are looked up beneath them. */
+const FD_PROC = 1003;
+const FD_SYS = 1004;
+const FD_KEEP = 1010;
+const FD_REPORT = FD_KEEP;
+const FD_IMAGE = FD_KEEP + 1;
+/** EXDEV is what the child reports for a destination refused by its own checks. */
+const E_REFUSED = 18;
 
 export interface ChildContext {
   /** Host path where the new root is staged (a directory the engine made). */
@@ -94,6 +111,13 @@ export interface ChildContext {
   report: number;
   /** An fd on /dev/null to use as stdin when stdin is not passed, or -1. */
   devNull: number;
+  /**
+   * A detached copy of the image (open_tree of the fd the parent opened once), or -1: no
+   * image, or a rootless parent, which binds the image by name and checks it is `imageId`.
+   */
+  imageFd?: number;
+  /** The image directory the parent opened: st_dev and st_ino. */
+  imageId?: { dev: number; ino: number };
 }
 
 const MS: Record<MountFlag, number> = {
@@ -132,6 +156,30 @@ export function readonlyRemountFlags(st: number): number {
 
 const PROC_FD_TARGET = cstr(`/proc/self/fd/${FD_TARGET}`);
 const PROC_FD_SOURCE = cstr(`/proc/self/fd/${FD_SOURCE}`);
+/** The /proc files runc lets a file be bound over (lxcfs); nothing else under /proc, /sys. */
+export const PROC_FILE_BINDS = [
+  "/proc/cpuinfo",
+  "/proc/diskstats",
+  "/proc/meminfo",
+  "/proc/stat",
+  "/proc/swaps",
+  "/proc/uptime",
+  "/proc/loadavg",
+  "/proc/slabinfo",
+  "/proc/net/dev",
+  "/proc/sys/kernel/ns_last_pid",
+];
+const MOUNT_ATTRS: [number, number][] = [
+  [C.MS_RDONLY, C.MOUNT_ATTR_RDONLY],
+  [C.MS_NOSUID, C.MOUNT_ATTR_NOSUID],
+  [C.MS_NODEV, C.MOUNT_ATTR_NODEV],
+  [C.MS_NOEXEC, C.MOUNT_ATTR_NOEXEC],
+  [C.MS_STRICTATIME, C.MOUNT_ATTR_STRICTATIME],
+];
+/** MS_* flags to the MOUNT_ATTR_* bits of fsmount and mount_setattr. */
+function mountAttrs(flags: number): number {
+  return MOUNT_ATTRS.reduce((acc, [ms, attr]) => flags & ms ? acc | attr : acc, 0);
+}
 const DEV_NULL = cstr("/dev/null");
 const SLASH = cstr("/");
 const DOT = cstr(".");
@@ -142,6 +190,7 @@ const AT_RECURSIVE = 0x8000;
 const MOUNT_ATTR_RDONLY = 1;
 const ROOT_TMPFS_DATA = cstr("mode=0755");
 const MASK_TMPFS_DATA = cstr("size=0");
+const SOURCE = cstr("source");
 
 /** Splits a container path into the prefixes to create, parent first. */
 function components(path: string): string[] {
@@ -228,7 +277,161 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
     return rc === -38 ? remountReadonly(fdPath, fd, extra) : rc; // ENOSYS
   };
 
+  /**
+   * Where a mask or read-only path is looked up: under /proc or /sys, beneath the root of
+   * the file system micro mounted there, following no symlink (a name there cannot be
+   * raced: the container cannot rename inside procfs or sysfs); elsewhere, in the root.
+   * `missing` is what a path that is not there means: nothing to hide (0), except under a
+   * /proc or /sys that micro did not mount itself, where it cannot be told from a race.
+   */
+  const lookupBase = (path: string, i: StepInfo) => {
+    for (const [fs, fd] of [["proc", FD_PROC], ["sys", FD_SYS]] as const) {
+      const top = `/${fs}`;
+      if (path !== top && !path.startsWith(top + "/")) continue;
+      if (!kernelMounts.has(fs)) {
+        i.hints = { 2: `not found, and ${top} is not the file system micro mounted there` };
+        return { dir: FD_ROOT, path: cstr(path), resolve: inRoot, missing: -2 };
+      }
+      i.hints = { 40: `a symlink inside ${top}: masks there follow none` };
+      return {
+        dir: fd,
+        path: cstr(path === top ? "." : path.slice(top.length + 1)),
+        resolve: C.RESOLVE_BENEATH | C.RESOLVE_NO_SYMLINKS | C.RESOLVE_NO_MAGICLINKS,
+        missing: 0,
+      };
+    }
+    return { dir: FD_ROOT, path: cstr(path), resolve: inRoot, missing: 0 };
+  };
+  const openAt = (at: ReturnType<typeof lookupBase>, fixed: number): number => {
+    const fd = sys.openat2(at.dir, at.path, C.O_PATH | C.O_CLOEXEC, 0, at.resolve);
+    if (fd < 0) return fd;
+    const rc = sys.dup3(fd, fixed, C.O_CLOEXEC);
+    sys.close(fd);
+    return rc < 0 ? rc : 0;
+  };
+
+  /**
+   * The container's /proc or /sys (runc's rule: only on a real directory, reached through
+   * no symlink), made as a detached mount whose root fd stays at FD_PROC/FD_SYS: a fresh
+   * procfs or sysfs (fsopen, fsconfig, fsmount), or a recursive copy of the host's
+   * (open_tree) when there is no pid or network namespace of its own; then attached.
+   */
+  const kernelFsMount = (
+    a: OpArgs["mount"],
+    flags: number,
+    create: (() => number) | null,
+    target: CStr,
+    i: StepInfo,
+  ): () => number => {
+    const keepAt = a.kernelFs === "proc" ? FD_PROC : FD_SYS;
+    const attrs = mountAttrs(flags);
+    const isBind = (flags & C.MS_BIND) !== 0;
+    const fstype = cstr(a.fstype);
+    const source = cstr(a.source);
+    const options = (a.data ?? "").split(",").filter((x) => x).map((x) => {
+      const eq = x.indexOf("=");
+      return eq < 0 ? { key: cstr(x), value: null } : {
+        key: cstr(x.slice(0, eq)),
+        value: cstr(x.slice(eq + 1)),
+      };
+    });
+    const dirOnly = C.RESOLVE_IN_ROOT | C.RESOLVE_NO_SYMLINKS | C.RESOLVE_NO_MAGICLINKS;
+    i.hints = {
+      40: `${a.fstype || "the host's " + a.source} must be mounted on an ordinary directory, ` +
+        `and ${a.target} in the image is a symlink or goes through one`,
+      20: `${a.target} in the image is not a directory`,
+    };
+    return () => {
+      if (create) {
+        const rc = create();
+        if (rc < 0) return rc;
+      }
+      const dir = sys.openat2(
+        FD_ROOT,
+        target,
+        C.O_PATH | C.O_DIRECTORY | C.O_NOFOLLOW | C.O_CLOEXEC,
+        0,
+        dirOnly,
+      );
+      if (dir < 0) return dir;
+      let mnt: number;
+      let rc = 0;
+      if (isBind) {
+        mnt = sys.openTree(C.AT_FDCWD, source, C.OPEN_TREE_CLONE | C.AT_RECURSIVE | C.O_CLOEXEC);
+        if (mnt >= 0 && attrs) {
+          rc = sys.mountSetattr(mnt, EMPTY, AT_EMPTY_PATH | AT_RECURSIVE, attrs, 0);
+        }
+      } else {
+        const fs = sys.fsopen(fstype, C.FSOPEN_CLOEXEC);
+        if (fs < 0) {
+          sys.close(dir);
+          return fs;
+        }
+        // The source shown in mountinfo, as mount(2) would record it.
+        rc = sys.fsconfig(fs, C.FSCONFIG_SET_STRING, SOURCE, source, 0);
+        for (const opt of options) {
+          if (rc < 0) break;
+          rc = opt.value === null
+            ? sys.fsconfig(fs, C.FSCONFIG_SET_FLAG, opt.key, null, 0)
+            : sys.fsconfig(fs, C.FSCONFIG_SET_STRING, opt.key, opt.value, 0);
+        }
+        if (rc >= 0) rc = sys.fsconfig(fs, C.FSCONFIG_CMD_CREATE, null, null, 0);
+        mnt = rc < 0 ? rc : sys.fsmount(fs, C.FSMOUNT_CLOEXEC, attrs);
+        sys.close(fs);
+      }
+      if (mnt < 0) rc = mnt;
+      if (rc >= 0) {
+        rc = sys.moveMount(
+          mnt,
+          EMPTY,
+          dir,
+          EMPTY,
+          C.MOVE_MOUNT_F_EMPTY_PATH | C.MOVE_MOUNT_T_EMPTY_PATH,
+        );
+      }
+      if (rc >= 0) rc = sys.dup3(mnt, keepAt, C.O_CLOEXEC);
+      if (mnt >= 0) sys.close(mnt);
+      sys.close(dir);
+      return rc < 0 ? rc : 0;
+    };
+  };
+
+  /**
+   * A read-only bind onto FD_TARGET: a detached copy of the source made read-only with
+   * everything below it, then attached, so the destination is not looked up again between
+   * the bind and the remount (a link swapped in meanwhile would get the remount instead).
+   * A kernel without mount_setattr (before 5.12) binds, then remounts the top mount.
+   */
+  const bindReadonlyAt = (src: CStr, flags: number, target: CStr): number => {
+    const tree = sys.openTree(
+      C.AT_FDCWD,
+      src,
+      C.OPEN_TREE_CLONE | C.O_CLOEXEC | (flags & C.MS_REC ? C.AT_RECURSIVE : 0),
+    );
+    if (tree < 0) return tree;
+    let rc = sys.mountSetattr(tree, EMPTY, AT_EMPTY_PATH | AT_RECURSIVE, mountAttrs(flags), 0);
+    if (rc >= 0) {
+      rc = sys.moveMount(
+        tree,
+        EMPTY,
+        FD_TARGET,
+        EMPTY,
+        C.MOVE_MOUNT_F_EMPTY_PATH | C.MOVE_MOUNT_T_EMPTY_PATH,
+      );
+    }
+    sys.close(tree);
+    if (rc !== -38) return rc; // ENOSYS: no mount_setattr
+    rc = sys.mount(src, PROC_FD_TARGET, null, flags & ~C.MS_RDONLY, null);
+    sys.close(FD_TARGET);
+    if (rc >= 0) rc = openInRoot(target, FD_TARGET);
+    return rc < 0 ? rc : remountReadonly(PROC_FD_TARGET, FD_TARGET, flags & ST_LOCKED);
+  };
+
   let pivoted = false;
+  let reportFd = ctx.report;
+  const imageFd = ctx.imageFd ?? -1;
+  /** The container's /proc and /sys mounts compiled so far (their roots at FD_PROC, FD_SYS). */
+  const kernelMounts = new Set<string>();
 
   // Prologue: die with the parent, wait for the parent's attach phase, own session, stdio.
   step(engine("prctl(PR_SET_PDEATHSIG)"), () => sys.prctl(C.PR_SET_PDEATHSIG, C.SIGKILL, 0, 0, 0));
@@ -244,6 +447,19 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
   if (ctx.devNull >= 0) {
     step(engine("stdin", { path: "/dev/null" }), () => sys.dup3(ctx.devNull, 0, 0));
   }
+  // What the child keeps moves to FD_KEEP..; every other inherited fd above 2 is closed.
+  const keep = [ctx.report, ...(imageFd >= 0 ? [imageFd] : [])];
+  step(engine("close_range", { keep: keep.join(",") }), () => {
+    for (let k = 0; k < keep.length; k++) {
+      if (keep[k] === FD_KEEP + k) continue;
+      const rc = sys.dup3(keep[k], FD_KEEP + k, C.O_CLOEXEC);
+      if (rc < 0) return rc;
+    }
+    reportFd = FD_REPORT;
+    let rc = sys.closeRange(3, FD_KEEP - 1, 0);
+    if (rc >= 0) rc = sys.closeRange(FD_KEEP + keep.length, 0x7fffffff, 0);
+    return rc;
+  });
 
   for (const o of ops) {
     const i: StepInfo = { phase: o.phase, plugin: o.plugin, kind: o.kind, paths: {} };
@@ -256,7 +472,28 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         const root = cstr(ctx.rootPath);
         i.paths = { src: o.args.source ?? "tmpfs", dst: ctx.rootPath };
         const src = o.args.source === null ? null : cstr(o.args.source);
+        const want = ctx.imageId;
+        const id = new Float64Array(2);
+        i.hints = {
+          [E_REFUSED]: "the image directory was replaced while micro started (a symlink " +
+            "swapped in?); nothing was run",
+        };
         step(i, () => {
+          if (src !== null && imageFd >= 0) {
+            // The copy of the image the parent made from the fd it opened (open_tree):
+            // attached at the staging point, its fd is then the new root's.
+            const at = sys.open(root, C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
+            if (at < 0) return at;
+            const rc = sys.moveMount(
+              FD_IMAGE,
+              EMPTY,
+              at,
+              EMPTY,
+              C.MOVE_MOUNT_F_EMPTY_PATH | C.MOVE_MOUNT_T_EMPTY_PATH,
+            );
+            sys.close(at);
+            return rc < 0 ? rc : sys.dup3(FD_IMAGE, FD_ROOT, C.O_CLOEXEC) < 0 ? -9 : 0;
+          }
           const rc = src === null
             ? sys.mount(TMPFS, root, TMPFS, C.MS_NOSUID | C.MS_NODEV, ROOT_TMPFS_DATA)
             : sys.mount(src, root, null, C.MS_BIND | C.MS_REC, null);
@@ -265,7 +502,13 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
           if (fd < 0) return fd;
           const d = sys.dup3(fd, FD_ROOT, C.O_CLOEXEC);
           sys.close(fd);
-          return d < 0 ? d : 0;
+          if (d < 0) return d;
+          // Bound by name (a rootless parent cannot copy a mount): it must be the very
+          // directory the parent opened.
+          if (src === null || !want) return 0;
+          const st = sys.fstatId(FD_ROOT, id);
+          if (st < 0) return st;
+          return id[0] === want.dev && id[1] === want.ino ? 0 : -E_REFUSED;
         });
         break;
       }
@@ -282,6 +525,16 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         const flags = mountFlags(a.flags);
         const isBind = (flags & C.MS_BIND) !== 0;
         const ro = (flags & C.MS_RDONLY) !== 0;
+        if (a.kernelFs) {
+          const attach = kernelFsMount(a, flags, create, target, i);
+          kernelMounts.add(a.kernelFs);
+          step(i, attach);
+          break;
+        }
+        i.hints = {
+          [E_REFUSED]: "the destination is inside /proc or /sys (through a symlink in the " +
+            "image?); micro mounts nothing there but their own file systems",
+        };
         step(i, () => {
           if (create) {
             const rc = create();
@@ -289,19 +542,31 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
           }
           let rc = openInRoot(target, FD_TARGET);
           if (rc < 0) return rc;
+          // Checked on the fd the mount will use: a link swapped in since the parent
+          // resolved it cannot move a volume over procfs or sysfs.
+          if (!a.overProc) {
+            const type = sys.fstatfsType(FD_TARGET);
+            if (type === C.PROC_SUPER_MAGIC || type === C.SYSFS_MAGIC) rc = -E_REFUSED;
+            else if (type < 0) rc = type;
+            if (rc < 0) {
+              sys.close(FD_TARGET);
+              return rc;
+            }
+          }
           let src: CStr = source;
           if (a.sourceInRoot) {
             rc = openInRoot(source, FD_SOURCE);
             if (rc < 0) return rc;
             src = PROC_FD_SOURCE;
           }
-          // A bind ignores MS_RDONLY: bind first, then remount read-only.
-          rc = sys.mount(src, PROC_FD_TARGET, fstype, isBind ? flags & ~C.MS_RDONLY : flags, data);
-          if (rc >= 0 && isBind && ro) {
-            sys.close(FD_TARGET);
-            rc = openInRoot(target, FD_TARGET);
-            if (rc >= 0) rc = bindReadonly(PROC_FD_TARGET, FD_TARGET, flags & ST_LOCKED);
-          }
+          if (isBind && ro) rc = bindReadonlyAt(src, flags, target);
+          else {rc = sys.mount(
+              src,
+              PROC_FD_TARGET,
+              fstype,
+              isBind ? flags & ~C.MS_RDONLY : flags,
+              data,
+            );}
           sys.close(FD_TARGET);
           if (a.sourceInRoot) sys.close(FD_SOURCE);
           return rc;
@@ -310,12 +575,18 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
       }
       case "mask": {
         i.paths = { path: o.args.path };
-        const path = cstr(o.args.path);
+        const at = lookupBase(o.args.path, i);
         step(i, () => {
-          let rc = openInRoot(path, FD_TARGET);
-          if (rc === -2) return 0; // nothing to hide
+          let rc = openAt(at, FD_TARGET);
+          if (rc === -2) return at.missing; // nothing to hide, or an error where it must be
           if (rc < 0) return rc;
-          const dir = sys.openat2(FD_ROOT, path, C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0, inRoot);
+          const dir = sys.openat2(
+            at.dir,
+            at.path,
+            C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC,
+            0,
+            at.resolve,
+          );
           if (dir >= 0) {
             sys.close(dir);
             rc = sys.mount(
@@ -335,15 +606,16 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
       }
       case "readonly-path": {
         i.paths = { path: o.args.path };
-        const path = cstr(o.args.path);
+        const at = lookupBase(o.args.path, i);
         step(i, () => {
-          let rc = openInRoot(path, FD_TARGET);
-          if (rc === -2) return 0;
+          let rc = openAt(at, FD_TARGET);
+          if (rc === -2) return at.missing;
           if (rc < 0) return rc;
           rc = sys.mount(PROC_FD_TARGET, PROC_FD_TARGET, null, C.MS_BIND | C.MS_REC, null);
           sys.close(FD_TARGET);
           if (rc < 0) return rc;
-          rc = openInRoot(path, FD_TARGET);
+          // Found again from the same base: inside procfs or sysfs nothing can be renamed.
+          rc = openAt(at, FD_TARGET);
           if (rc >= 0) {
             rc = bindReadonly(PROC_FD_TARGET, FD_TARGET, C.MS_NOSUID | C.MS_NODEV | C.MS_NOEXEC);
           }
@@ -426,7 +698,7 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
           if (rc >= 0) rc = sys.ioctl(slave, C.TIOCSCTTY, 0);
           for (let fd = 0; fd < 3 && rc >= 0; fd++) rc = sys.dup3(slave, fd, 0);
           if (slave > 2) sys.close(slave);
-          if (rc >= 0) rc = sys.sendRecord(ctx.report, record, master);
+          if (rc >= 0) rc = sys.sendRecord(reportFd, record, master);
           sys.close(master);
           return rc < 0 ? rc : 0;
         });
@@ -592,8 +864,18 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
       }
       case "chdir": {
         i.paths = { path: o.args.path };
+        i.hints = { [E_REFUSED]: "the working directory is outside the container's root" };
         const p = cstr(o.args.path);
-        step(i, () => sys.chdir(p));
+        const cwd = new Uint8Array(4096);
+        step(i, () => {
+          const rc = sys.chdir(p);
+          if (rc < 0) return rc;
+          // As runc: the directory reached must be inside the root (the kernel prefixes
+          // "(unreachable)" otherwise), whatever links led there.
+          const n = sys.getcwd(cwd);
+          if (n < 0) return n;
+          return cwd[0] === 0x2f ? 0 : -E_REFUSED;
+        });
         break;
       }
       case "execve": {
@@ -605,7 +887,7 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         step(engine("close_range"), () => sys.closeRange(3, 0x7fffffff, C.CLOSE_RANGE_CLOEXEC));
         step(engine("reset signals"), () => sys.resetSignals());
         const ready = new Int32Array([READY_RECORD, 0]);
-        step(engine("ready"), () => sys.sendRecord(ctx.report, ready, -1));
+        step(engine("ready"), () => sys.sendRecord(reportFd, ready, -1));
         step(i, () => {
           // execvp's rule: ENOENT moves on, EACCES is remembered, anything else stops.
           let saw = 0;
@@ -632,14 +914,14 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         throw new Error(`op ${o.kind} does not run in the child`);
     }
   }
-  return { info, run };
+  return { info, run, reportFd: () => reportFd };
 }
 
 /**
  * Runs in the cloned child. Sends `[step, errno]` on the report socket on the first failure
  * and leaves; on success the last step is execve and never returns.
  */
-export function runChild(prog: ChildProgram, reportFd: number, sys: Sys): never {
+export function runChild(prog: ChildProgram, sys: Sys): never {
   const report = new Int32Array(2);
   const run = prog.run;
   for (let i = 0; i < run.length; i++) {
@@ -647,12 +929,12 @@ export function runChild(prog: ChildProgram, reportFd: number, sys: Sys): never 
     if (rc < 0) {
       report[0] = i;
       report[1] = -rc;
-      sys.sendRecord(reportFd, report, -1);
+      sys.sendRecord(prog.reportFd(), report, -1);
       sys.exit(1);
     }
   }
   report[0] = -1;
   report[1] = 0;
-  sys.sendRecord(reportFd, report, -1);
+  sys.sendRecord(prog.reportFd(), report, -1);
   sys.exit(1);
 }

@@ -28,6 +28,9 @@ import {
 export interface EngineOptions {
   /** Host directory the new root is staged on. */
   rootPath: string;
+  /** A detached copy of the image's mount (open_tree), or -1; see ChildContext. */
+  imageFd?: number;
+  imageId?: { dev: number; ino: number };
   terminal: boolean;
   stdin: boolean;
   /** Called once the child exists, before it is released (to record it in the state). */
@@ -233,6 +236,8 @@ async function start(
       syncWrite: sync[1],
       report: report[1],
       devNull,
+      imageFd: opts.imageFd ?? -1,
+      imageId: opts.imageId,
     }, sys);
   } catch (e) {
     closeAll();
@@ -242,7 +247,7 @@ async function start(
   // From the sweep to the clone nothing may allocate (DESIGN.md §4).
   sys.prepareFork();
   const pid = sys.clone(flags);
-  if (pid === 0) runChild(prog, report[1], sys);
+  if (pid === 0) runChild(prog, sys);
 
   // The parent keeps only its ends: the sync pipe's write end and the report socket.
   for (const fd of fds.splice(0)) {
@@ -352,7 +357,7 @@ function childError(step: StepInfo, errno: number): MicroError {
     op: step.kind,
     paths: step.paths,
     errno,
-    hint: hintFor(step.kind, errno),
+    hint: step.hints?.[errno] ?? hintFor(step.kind, errno),
   });
 }
 

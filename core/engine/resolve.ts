@@ -13,6 +13,7 @@ import { hintFor, MicroError } from "../errors.ts";
 import { C, type CStr, cstr, type Sys } from "../sys/mod.ts";
 import type { Op } from "../ops.ts";
 import { cleanPath } from "../paths.ts";
+import { PROC_FILE_BINDS } from "./child.ts";
 
 function under(path: string, dir: string): boolean {
   return dir === "/" || path === dir || path.startsWith(dir + "/");
@@ -31,11 +32,36 @@ export function realPath(image: string, path: string): string {
  */
 export function resolveTargets(
   ops: Op[],
+  imageDir?: string,
 ): { ops: Op[]; created: string[]; files: string[] } {
   const root = ops.find((o) => o.kind === "bind-root");
-  const image = root?.kind === "bind-root" ? root.args.source : null;
-  if (image === null) return { ops, created: [], files: [] };
+  const named = root?.kind === "bind-root" ? root.args.source : null;
+  if (named === null) return { ops, created: [], files: [] };
+  // Looked up through the caller's fd of the image (/proc/self/fd/N) when there is one.
+  const image = imageDir ?? named;
   const mounted: string[] = [];
+  /** The container's /proc and /sys: nothing but their own file systems goes there. */
+  const kernelFs: string[] = [];
+  const refuse = (o: Op, target: string, real: string): never => {
+    throw new MicroError(
+      `the destination ${target}${real === target ? "" : ` (${real} in the image)`} is ` +
+        `inside the container's ${kernelFs.find((k) => under(real, k))}`,
+      {
+        phase: "rootfs",
+        plugin: o.plugin,
+        hint: "only proc and sysfs are mounted there (and, as runc allows, a file over " +
+          "/proc/cpuinfo, meminfo, stat and the like); choose another destination",
+      },
+    );
+  };
+  /** A mount whose destination lies in /proc or /sys: refused, or marked allowed. */
+  const overKernelFs = (o: Op, target: string, real: string): Op | null => {
+    if (o.kind !== "mount" || !kernelFs.some((k) => under(real, k))) return null;
+    if (o.args.create === "file" && PROC_FILE_BINDS.includes(real) && real === target) {
+      return { ...o, args: { ...o.args, overProc: true } };
+    }
+    return refuse(o, target, real);
+  };
   const created: string[] = [];
   const files: string[] = [];
   const out = ops.map((o): Op => {
@@ -45,8 +71,9 @@ export function resolveTargets(
     }
     const target = cleanPath(o.kind === "mount" ? o.args.target : o.args.path);
     if (mounted.some((m) => under(target, m))) {
+      const over = overKernelFs(o, target, target);
       if (o.kind === "mount") mounted.push(target);
-      return o;
+      return over ?? o;
     }
     // A symlink op creates its last component itself; only its parent is resolved.
     const last = target.lastIndexOf("/");
@@ -62,6 +89,19 @@ export function resolveTargets(
         hint: "a symlink loop in the image",
       });
     }
+    if (o.kind === "mount" && o.args.kernelFs && real !== target) {
+      throw new MicroError(
+        `${o.args.target} in the image is a symlink (to ${real}): ${
+          o.args.fstype || o.args.source
+        } must be mounted on an ordinary directory`,
+        {
+          phase: "rootfs",
+          plugin: o.plugin,
+          hint: "as runc, micro refuses to mount it through a link; fix the image",
+        },
+      );
+    }
+    const over = overKernelFs(o, target, real);
     if (real === "/" && o.kind !== "symlink" && o.kind !== "chdir") {
       throw new MicroError(`the destination ${target} is the image's root (through a symlink)`, {
         phase: "rootfs",
@@ -87,7 +127,9 @@ export function resolveTargets(
     }
     if (o.kind === "mount") {
       mounted.push(real);
-      return { ...o, args: { ...o.args, target: real } };
+      if (o.args.kernelFs) kernelFs.push(real);
+      const m = over ?? o;
+      return { ...m, args: { ...m.args, target: real } } as Op;
     }
     return { ...o, args: { ...o.args, path: real } } as Op;
   });

@@ -71,6 +71,11 @@ const FORMATS: Partial<Record<SysCall, string>> = {
   sendRecord: "djd",
   closeRange: "dxx",
   socket: "dxd",
+  fsconfig: "ddssd",
+  fsmount: "dxx",
+  moveMount: "dsdsx",
+  openTree: "dsx",
+  fstatfsType: "d",
 };
 
 function formatArg(a: Arg, kind: string): string {
@@ -474,6 +479,47 @@ export class RecordingSys implements Sys {
       return 8;
     });
     return Promise.resolve({ n, fd });
+  }
+
+  fsopen(fstype: CStr, flags: number) {
+    return this.record("fsopen", [this.s(fstype), flags], () => this.fd());
+  }
+  fsconfig(fd: number, cmd: number, key: CStr | null, value: CStr | null, aux: number) {
+    return this.record("fsconfig", [fd, cmd, this.s(key), this.s(value), aux], () => 0);
+  }
+  fsmount(fd: number, flags: number, attrs: number) {
+    return this.record("fsmount", [fd, flags, attrs], () => this.fd());
+  }
+  moveMount(fromFd: number, fromPath: CStr, toFd: number, toPath: CStr, flags: number) {
+    return this.record(
+      "moveMount",
+      [fromFd, this.s(fromPath), toFd, this.s(toPath), flags],
+      () => 0,
+    );
+  }
+  openTree(dirfd: number, path: CStr, flags: number) {
+    return this.record("openTree", [dirfd, this.s(path), flags], () => this.fd());
+  }
+  /** Unscripted: an ordinary file system (ext4), neither procfs nor sysfs. */
+  fstatfsType(fd: number) {
+    return this.record("fstatfsType", [fd], () => 0xef53);
+  }
+  /** Unscripted: the working directory is "/" (inside the root). */
+  getcwd(buf: Uint8Array) {
+    return this.record("getcwd", [buf.length], () => {
+      buf[0] = 0x2f;
+      buf[1] = 0;
+      return 2;
+    });
+  }
+
+  /** Unscripted: dev 2049, ino 2 (what `fakeImageId` says the image is). */
+  fstatId(fd: number, out: Float64Array) {
+    return this.record("fstatId", [fd], () => {
+      out[0] = 2049;
+      out[1] = 2;
+      return 0;
+    });
   }
 
   /** Copies the next scripted chunk for `fd` into `buf`; undefined when none is left. */

@@ -59,6 +59,13 @@ const NR = {
     rt_sigprocmask: 14,
     close_range: 436,
     openat2: 437,
+    open_tree: 428,
+    move_mount: 429,
+    fsopen: 430,
+    fsconfig: 431,
+    fsmount: 432,
+    getcwd: 79,
+    fstat: 5,
   },
   aarch64: {
     bpf: 280,
@@ -109,6 +116,13 @@ const NR = {
     rt_sigprocmask: 135,
     close_range: 436,
     openat2: 437,
+    open_tree: 428,
+    move_mount: 429,
+    fsopen: 430,
+    fsconfig: 431,
+    fsmount: 432,
+    getcwd: 17,
+    fstat: 80,
   },
 } as const;
 
@@ -140,6 +154,7 @@ const SYMBOLS = {
   ibbi: sc(I, B, B, I),
   iibb: sc(I, I, B, B),
   bbbib: sc(B, B, B, I, B),
+  iibbi: sc(I, I, B, B, I),
   ibi_async: { ...sc(I, B, I), nonblocking: true },
   ibib_async: { ...sc(I, B, I, B), nonblocking: true },
 } as const;
@@ -188,6 +203,8 @@ export function openLibc(): Sys {
   const sigset = new Uint8Array(8);
   const mountAttr = new Uint32Array(8); // struct mount_attr, 32 bytes
   const mountAttrBytes = new Uint8Array(mountAttr.buffer);
+  const statWords = new Uint32Array(64); // struct stat: 144 bytes on x86_64, 128 on aarch64
+  const statBuf = new Uint8Array(statWords.buffer);
   const statfsWords = new Uint32Array(32);
   const statfsBuf = new Uint8Array(statfsWords.buffer);
   const setU64 = (arr: Uint32Array, i: number, v: number) => {
@@ -383,6 +400,26 @@ export function openLibc(): Sys {
       if (n > 0) record.set(m.words.subarray(MSG_DATA / 4, MSG_DATA / 4 + 2));
       const withFd = n > 0 && m.words[MSG_CONTROLLEN / 4] >= 20 && m.words[MSG_CMSG / 4 + 3] === 1;
       return { n, fd: withFd ? m.words[MSG_CMSG / 4 + 4] : -1 };
+    },
+    fsopen: (t, flags) => r(lib.bi(nr.fsopen, t, flags)),
+    fsconfig: (fd, cmd, k, v, aux) => r(lib.iibbi(nr.fsconfig, fd, cmd, k, v, aux)),
+    fsmount: (fd, flags, attrs) => r(lib.i(nr.fsmount, fd, flags, attrs, 0, 0)),
+    moveMount: (f, fp, t, tp, flags) => r(lib.ibibi(nr.move_mount, f, fp, t, tp, flags)),
+    openTree: (fd, p, flags) => r(lib.ibi(nr.open_tree, fd, p, flags)),
+    fstatfsType(fd) {
+      const rc = r(lib.ib(nr.fstatfs, fd, statfsBuf));
+      // f_type is the first 8-byte field; every magic fits in 32 bits.
+      return rc < 0 ? rc : statfsWords[0];
+    },
+    getcwd: (buf) => r(lib.bi(nr.getcwd, buf, buf.length)),
+    fstatId(fd, out) {
+      const rc = r(lib.ib(nr.fstat, fd, statBuf));
+      // st_dev and st_ino are the first two 8-byte fields on x86_64 and aarch64 alike.
+      if (rc >= 0) {
+        out[0] = statWords[0] + statWords[1] * 0x100000000;
+        out[1] = statWords[2] + statWords[3] * 0x100000000;
+      }
+      return rc;
     },
   };
   return sys;

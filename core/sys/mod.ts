@@ -112,6 +112,24 @@ export interface Sys {
   sendRecord(sock: number, record: Int32Array, fd: number): number;
   /** Receives one record off the main thread: its length (0 at EOF) and any fd passed. */
   recvRecord(sock: number, record: Int32Array): Promise<{ n: number; fd: number }>;
+  // The mount API (Linux 5.2+): a mount made detached, so the caller holds an fd of its
+  // root before and after attaching it, and nothing is resolved by name twice.
+  /** fsopen(2): a file system context; `flags` FSOPEN_CLOEXEC. */
+  fsopen(fstype: CStr, flags: number): number;
+  /** fsconfig(2): `key`/`value` per `cmd` (FSCONFIG_SET_FLAG, _SET_STRING, _CMD_CREATE). */
+  fsconfig(fd: number, cmd: number, key: CStr | null, value: CStr | null, aux: number): number;
+  /** fsmount(2): the context's root as a detached mount with MOUNT_ATTR_* `attrs`. */
+  fsmount(fd: number, flags: number, attrs: number): number;
+  /** move_mount(2). */
+  moveMount(fromFd: number, fromPath: CStr, toFd: number, toPath: CStr, flags: number): number;
+  /** open_tree(2); with OPEN_TREE_CLONE a detached copy of the mount (tree). */
+  openTree(dirfd: number, path: CStr, flags: number): number;
+  /** The f_type magic of the file system holding `fd` (PROC_SUPER_MAGIC, ...), or -errno. */
+  fstatfsType(fd: number): number;
+  /** getcwd(2), raw: the path written to `buf`; "(unreachable)..." outside the root. */
+  getcwd(buf: Uint8Array): number;
+  /** fstat(2)'s st_dev and st_ino into `out[0]`, `out[1]`: which file an fd is. */
+  fstatId(fd: number, out: Float64Array): number;
 }
 
 /** Flag values shared by the real and the fake Sys (x86_64 and aarch64 agree on these). */
@@ -176,9 +194,27 @@ export const C = {
   IFF_UP: 1,
   IFF_RUNNING: 0x40,
   CLOSE_RANGE_CLOEXEC: 4,
+  LOCK_SH: 1,
   LOCK_EX: 2,
   LOCK_NB: 4,
   LOCK_UN: 8,
+  FSOPEN_CLOEXEC: 1,
+  FSCONFIG_SET_FLAG: 0,
+  FSCONFIG_SET_STRING: 1,
+  FSCONFIG_CMD_CREATE: 6,
+  FSMOUNT_CLOEXEC: 1,
+  MOUNT_ATTR_RDONLY: 1,
+  MOUNT_ATTR_NOSUID: 2,
+  MOUNT_ATTR_NODEV: 4,
+  MOUNT_ATTR_NOEXEC: 8,
+  MOUNT_ATTR_STRICTATIME: 0x20,
+  MOVE_MOUNT_F_EMPTY_PATH: 4,
+  MOVE_MOUNT_T_EMPTY_PATH: 0x40,
+  OPEN_TREE_CLONE: 1,
+  AT_EMPTY_PATH: 0x1000,
+  AT_RECURSIVE: 0x8000,
+  PROC_SUPER_MAGIC: 0x9fa0,
+  SYSFS_MAGIC: 0x62656572,
 } as const;
 
 export const RLIMITS: Record<string, number> = {

@@ -21,7 +21,8 @@ import { C } from "../../core/sys/mod.ts";
 import { PLUGINS } from "../../plugins/mod.ts";
 
 const ROOT = "/run/micro/c1/root";
-const REPORT_FD = 53;
+/** Already at the child's fixed report fd, so the prologue only closes the rest. */
+const REPORT_FD = 1010;
 
 function context(over: Partial<ChildContext> = {}): ChildContext {
   return {
@@ -38,7 +39,7 @@ function context(over: Partial<ChildContext> = {}): ChildContext {
 function runToEnd(ops: Op[], sys: RecordingSys, ctx = context()) {
   const prog = compileChild(ops, ctx, sys);
   try {
-    runChild(prog, ctx.report, sys);
+    runChild(prog, sys);
   } catch (e) {
     if (e instanceof FakeExit || e instanceof FakeExec) return { prog, end: e };
     throw e;
@@ -73,6 +74,8 @@ const PROLOGUE = [
   "close(50)",
   "setsid()",
   "dup3(54, 0, 0x0)",
+  "closeRange(3, 0x3f1, 0x0)",
+  "closeRange(1011, 0x7fffffff, 0x0)",
 ];
 const exitWithReport = (step: number, errno: number) => [
   `sendRecord(${REPORT_FD}, [${step},${errno}], -1)`,
@@ -93,6 +96,7 @@ Deno.test("compileChild makes no calls; runChild runs every phase's steps in ord
       fstype: "proc",
       flags: ["MS_NOSUID", "MS_NOEXEC", "MS_NODEV"],
       create: "dir",
+      kernelFs: "proc",
     }),
     op("rootfs", "mount", "mount", {
       source: "/data",
@@ -119,24 +123,27 @@ Deno.test("compileChild makes no calls; runChild runs every phase's steps in ord
     // /proc/kcore is a file: opening it as a directory fails.
     .failOn(
       "openat2",
-      (a) => a[1] === "/proc/kcore" && ((a[2] as number) & C.O_DIRECTORY) !== 0,
+      (a) => a[1] === "kcore" && ((a[2] as number) & C.O_DIRECTORY) !== 0,
       20,
     )
-    .failOn("openat2", (a) => a[1] === "/proc/nothere", 2)
+    .failOn("openat2", (a) => a[1] === "nothere", 2)
     .failOn("execve", (a) => a[0] === "/bin/sh", 13);
 
   const prog = compileChild(ops, context(), sys);
   assert.deepEqual(sys.calls(), [], "compiling must not touch the kernel");
-  assert.throws(() => runChild(prog, REPORT_FD, sys), FakeExit);
+  assert.throws(() => runChild(prog, sys), FakeExit);
 
   assert.deepEqual(sys.format({ results: true }), [
-    // Prologue: die with the parent, wait for the attach phase, own session, stdin.
+    // Prologue: die with the parent, wait for the attach phase, own session, stdin, and
+    // every inherited fd above 2 closed (the report socket is at 1010 already).
     "prctl(1, 9, 0, 0, 0) = 0",
     "close(51) = 0",
     "read(50, 1) = 1",
     "close(50) = 0",
     "setsid() = 4241",
     "dup3(54, 0, 0x0) = 0",
+    "closeRange(3, 0x3f1, 0x0) = 0",
+    "closeRange(1011, 0x7fffffff, 0x0) = 0",
     // userns-root
     "setresgid(0, 0, 0) = 0",
     "setresuid(0, 0, 0) = 0",
@@ -147,44 +154,51 @@ Deno.test("compileChild makes no calls; runChild runs every phase's steps in ord
     `open("${ROOT}", 0x290000, 0) = 3`,
     "dup3(3, 1002, 0x80000) = 1002",
     "close(3) = 0",
-    // /proc: create the mount point in the root, resolve it in the root, mount on the fd
+    // /proc: create the mount point, find it in the root through no symlink (O_NOFOLLOW,
+    // RESOLVE_NO_SYMLINKS), make a detached procfs, attach it there and keep its root at 1003
     'openat2(1002, "/", 0x290000, 0, 0x12) = 4',
     'mkdirat(4, "proc", 0o755) = 0',
     "close(4) = 0",
-    'openat2(1002, "/proc", 0x280000, 0, 0x12) = 5',
-    "dup3(5, 1000, 0x80000) = 1000",
-    "close(5) = 0",
-    'mount("proc", "/proc/self/fd/1000", "proc", 0xe, null) = 0',
-    "close(1000) = 0",
-    // read-only bind: bind (without MS_RDONLY), reopen, read-only with what is below it
-    'openat2(1002, "/srv", 0x280000, 0, 0x12) = 6',
-    "dup3(6, 1000, 0x80000) = 1000",
+    'openat2(1002, "/proc", 0x2b0000, 0, 0x16) = 5',
+    'fsopen("proc", 1) = 6',
+    'fsconfig(6, 1, "source", "proc", 0) = 0',
+    "fsconfig(6, 6, null, null, 0) = 0",
+    "fsmount(6, 0x1, 0xe) = 7",
     "close(6) = 0",
-    'mount("/data", "/proc/self/fd/1000", null, 0x5000, null) = 0',
-    "close(1000) = 0",
-    'openat2(1002, "/srv", 0x280000, 0, 0x12) = 7',
-    "dup3(7, 1000, 0x80000) = 1000",
+    'moveMount(7, "", 5, "", 0x44) = 0',
+    "dup3(7, 1003, 0x80000) = 1003",
     "close(7) = 0",
-    // AT_EMPTY_PATH|AT_RECURSIVE, MOUNT_ATTR_RDONLY
-    'mountSetattr(1000, "", 0x9000, 1, 0) = 0',
-    "close(1000) = 0",
-    // mask of a file: /dev/null bound over it
-    'openat2(1002, "/proc/kcore", 0x280000, 0, 0x12) = 8',
+    "close(5) = 0",
+    // read-only bind: the target checked not to be procfs or sysfs, then a detached copy of
+    // the source made read-only with what is below it (AT_EMPTY_PATH|AT_RECURSIVE,
+    // MOUNT_ATTR_RDONLY) and attached on the fd: the target is not looked up twice
+    'openat2(1002, "/srv", 0x280000, 0, 0x12) = 8',
     "dup3(8, 1000, 0x80000) = 1000",
     "close(8) = 0",
-    'openat2(1002, "/proc/kcore", 0x290000, 0, 0x12) = -20',
+    "fstatfsType(1000) = 61267",
+    'openTree(-100, "/data", 0x88001) = 9',
+    'mountSetattr(9, "", 0x9000, 1, 0) = 0',
+    'moveMount(9, "", 1000, "", 0x44) = 0',
+    "close(9) = 0",
+    "close(1000) = 0",
+    // mask of a file, found beneath the procfs just mounted (RESOLVE_BENEATH, no symlinks):
+    // /dev/null bound over it
+    'openat2(1003, "kcore", 0x280000, 0, 0xe) = 10',
+    "dup3(10, 1000, 0x80000) = 1000",
+    "close(10) = 0",
+    'openat2(1003, "kcore", 0x290000, 0, 0xe) = -20',
     'mount("/dev/null", "/proc/self/fd/1000", null, 0x1000, null) = 0',
     "close(1000) = 0",
     // mask of a directory: an empty read-only tmpfs
-    'openat2(1002, "/proc/acpi", 0x280000, 0, 0x12) = 9',
-    "dup3(9, 1000, 0x80000) = 1000",
-    "close(9) = 0",
-    'openat2(1002, "/proc/acpi", 0x290000, 0, 0x12) = 10',
-    "close(10) = 0",
+    'openat2(1003, "acpi", 0x280000, 0, 0xe) = 11',
+    "dup3(11, 1000, 0x80000) = 1000",
+    "close(11) = 0",
+    'openat2(1003, "acpi", 0x290000, 0, 0xe) = 12',
+    "close(12) = 0",
     'mount("tmpfs", "/proc/self/fd/1000", "tmpfs", 0xf, "size=0") = 0',
     "close(1000) = 0",
-    // mask of a missing path: skipped
-    'openat2(1002, "/proc/nothere", 0x280000, 0, 0x12) = -2',
+    // a path this procfs lacks: this kernel has nothing to hide there
+    'openat2(1003, "nothere", 0x280000, 0, 0xe) = -2',
     // pivot-root
     "fchdir(1002) = 0",
     'pivotRoot(".", ".") = 0',
@@ -193,9 +207,9 @@ Deno.test("compileChild makes no calls; runChild runs every phase's steps in ord
     "close(1002) = 0",
     // identity
     'sethostname("box") = 0',
-    "socket(2, 0x80002, 0) = 11",
-    "ioctlBuf(11, 0x8914) = 0",
-    "close(11) = 0",
+    "socket(2, 0x80002, 0) = 13",
+    "ioctlBuf(13, 0x8914) = 0",
+    "close(13) = 0",
     // credentials, then the parent-death signal again (a credential change clears it)
     "setgroups([10,20]) = 0",
     "setresgid(1000, 1000, 1000) = 0",
@@ -203,8 +217,9 @@ Deno.test("compileChild makes no calls; runChild runs every phase's steps in ord
     "prctl(1, 9, 0, 0, 0) = 0",
     // restrict
     "prctl(38, 1, 0, 0, 0) = 0",
-    // exec
+    // exec: the working directory, checked to be inside the root
     'chdir("/home") = 0',
+    "getcwd(4096) = 2",
     "closeRange(3, 0x7fffffff, 0x4) = 0",
     "resetSignals() = 0",
     // READY: from here on, the child's death is the command's
@@ -213,16 +228,16 @@ Deno.test("compileChild makes no calls; runChild runs every phase's steps in ord
     'execve("/bin/sh", ["sh","-c","id"], ["PATH=/usr/bin:/bin"]) = -13',
     'execve("/sbin/sh", ["sh","-c","id"], ["PATH=/usr/bin:/bin"]) = -2',
     // ENOENT moved on, EACCES was remembered: the report names the execve step
-    `sendRecord(${REPORT_FD}, [24,13], -1) = 8`,
+    `sendRecord(${REPORT_FD}, [25,13], -1) = 8`,
     "exit(1)",
   ]);
-  assert.deepEqual(execReportOf(sys), [24, 13]);
-  assert.deepEqual(prog.info.slice(21, 24), [
+  assert.deepEqual(execReportOf(sys), [25, 13]);
+  assert.deepEqual(prog.info.slice(22, 25), [
     { phase: "rootfs", plugin: "engine", kind: "close_range", paths: {} },
     { phase: "rootfs", plugin: "engine", kind: "reset signals", paths: {} },
     { phase: "rootfs", plugin: "engine", kind: "ready", paths: {} },
   ]);
-  assert.deepEqual(prog.info[24], {
+  assert.deepEqual(prog.info[25], {
     phase: "exec",
     plugin: "process",
     kind: "execve",
@@ -239,7 +254,7 @@ Deno.test("calls() records decoded arguments and summarized buffers", () => {
   ], sys);
   assert.ok(end instanceof FakeExit);
   const calls = sys.calls();
-  assert.deepEqual(calls[6], {
+  assert.deepEqual(calls[8], {
     call: "mount",
     args: ["tmpfs", ROOT, "tmpfs", C.MS_NOSUID | C.MS_NODEV, "mode=0755"],
   });
@@ -266,7 +281,7 @@ Deno.test("console opens the container's ptmx, makes the peer stdio and sends th
     sys,
     context({ devNull: -1 }),
   );
-  assert.deepEqual(sys.format({ results: true }).slice(10, 20), [
+  assert.deepEqual(sys.format({ results: true }).slice(12, 22), [
     'open("/dev/ptmx", 0x80102, 0) = 3',
     "ioctlBuf(3, 0x40045431) = 0",
     "ioctl(3, 0x5441, 0x102) = 9",
@@ -299,6 +314,9 @@ Deno.test("with stdin passed and no terminal, stdio is left alone", () => {
   runToEnd([execve(["/bin/sh"])], sys, context({ devNull: -1 }));
   assert.deepEqual(sys.names().slice(4), [
     "setsid",
+    // Every fd above 2 but the report socket closed, then the close-on-exec sweep.
+    "closeRange",
+    "closeRange",
     "closeRange",
     "resetSignals",
     "sendRecord",
@@ -383,18 +401,22 @@ Deno.test("a failing mount sends [step, errno] on the report socket and exits 1"
   assert.ok(end instanceof FakeExit);
   assert.equal(end.code, 1);
   const [step, errno] = reportOf(sys);
-  assert.deepEqual([step, errno], [6, 13]);
+  assert.deepEqual([step, errno], [7, 13]);
   assert.deepEqual(prog.info[step], {
     phase: "rootfs",
     plugin: "mount",
     kind: "mount",
     paths: { src: "proc", dst: "/proc", flags: "MS_NOSUID|MS_NOEXEC|MS_NODEV" },
+    hints: {
+      18: "the destination is inside /proc or /sys (through a symlink in the image?); micro " +
+        "mounts nothing there but their own file systems",
+    },
   });
   // Nothing runs after the failing call but the report.
   assert.deepEqual(sys.format().slice(-4), [
     'mount("proc", "/proc/self/fd/1000", "proc", 0xe, null)',
     "close(1000)",
-    ...exitWithReport(6, 13),
+    ...exitWithReport(7, 13),
   ]);
   assert.equal(sys.names().includes("pivotRoot"), false);
 });
@@ -452,6 +474,7 @@ Deno.test("a file bind creates its parents and an empty file inside the root", (
     'openat2(1002, "/dev/null", 0x280000, 0, 0x12)',
     "dup3(6, 1000, 0x80000)",
     "close(6)",
+    "fstatfsType(1000)",
     'mount("/dev/null", "/proc/self/fd/1000", null, 0x1000, null)',
     "close(1000)",
   ]);
@@ -483,6 +506,7 @@ Deno.test("a file bind target that exists already (EEXIST under O_EXCL) is bound
     'openat2(1002, "/dev/null", 0x280000, 0, 0x12) = 5',
     "dup3(5, 1000, 0x80000) = 1000",
     "close(5) = 0",
+    "fstatfsType(1000) = 61267",
     'mount("/dev/null", "/proc/self/fd/1000", null, 0x1000, null) = 0',
     "close(1000) = 0",
   ]);
@@ -501,9 +525,9 @@ Deno.test("creating a file bind target stops at any errno but EEXIST (EISDIR, EL
       'openat2(1002, "/dev", 0x290000, 0, 0x12)',
       "close(4)",
       'openat2(1002, "/dev/null", 0xa00c1, 0o644, 0x12)',
-      ...exitWithReport(4, errno),
+      ...exitWithReport(5, errno),
     ]);
-    assert.deepEqual(prog.info[4].paths, {
+    assert.deepEqual(prog.info[5].paths, {
       src: "/dev/null",
       dst: "/dev/null",
       flags: "MS_BIND",
@@ -542,6 +566,7 @@ Deno.test("a source inside the root is resolved there too and passed as /proc/se
     'openat2(1002, "/srv", 0x280000, 0, 0x12)',
     "dup3(3, 1000, 0x80000)",
     "close(3)",
+    "fstatfsType(1000)",
     'openat2(1002, "/data", 0x280000, 0, 0x12)',
     "dup3(4, 1001, 0x80000)",
     "close(4)",
@@ -620,7 +645,7 @@ Deno.test("remount-root-ro: a failing fstatfs or mount is reported after / is cl
     'open("/", 0x290000, 0)',
     "fstatfsFlags(3)",
     "close(3)",
-    ...exitWithReport(4, 38),
+    ...exitWithReport(5, 38),
   ]);
 
   const mountFails = new RecordingSys()
@@ -632,9 +657,9 @@ Deno.test("remount-root-ro: a failing fstatfs or mount is reported after / is cl
     "fstatfsFlags(3)",
     'mount(null, "/", null, 0x201021, null)',
     "close(3)",
-    ...exitWithReport(4, 1),
+    ...exitWithReport(5, 1),
   ]);
-  assert.deepEqual(prog.info[4], {
+  assert.deepEqual(prog.info[5], {
     phase: "rootfs",
     plugin: "mount",
     kind: "remount-root-ro",
@@ -688,12 +713,15 @@ Deno.test("a read-only bind over a strictatime mount is remounted with MS_STRICT
     'openat2(1002, "/srv", 0x280000, 0, 0x12) = 3',
     "dup3(3, 1000, 0x80000) = 1000",
     "close(3) = 0",
+    "fstatfsType(1000) = 61267",
+    'openTree(-100, "/data", 0x80001) = 4',
+    'mountSetattr(4, "", 0x9000, 1, 0) = -38',
+    "close(4) = 0",
     'mount("/data", "/proc/self/fd/1000", null, 0x1000, null) = 0',
     "close(1000) = 0",
-    'openat2(1002, "/srv", 0x280000, 0, 0x12) = 4',
-    "dup3(4, 1000, 0x80000) = 1000",
-    "close(4) = 0",
-    'mountSetattr(1000, "", 0x9000, 1, 0) = -38',
+    'openat2(1002, "/srv", 0x280000, 0, 0x12) = 5',
+    "dup3(5, 1000, 0x80000) = 1000",
+    "close(5) = 0",
     "fstatfsFlags(1000) = 2",
     // MS_REMOUNT|MS_BIND|MS_RDONLY|MS_NOSUID|MS_STRICTATIME
     'mount(null, "/proc/self/fd/1000", null, 0x1001023, null) = 0',
@@ -799,6 +827,7 @@ Deno.test("a real plan compiles into the expected child steps, phase by phase", 
     "rootfs engine sync ",
     "rootfs engine setsid ",
     "rootfs engine stdin ",
+    "rootfs engine close_range ",
     "rootfs user userns-root ",
     "rootfs mount make-private ",
     "rootfs mount bind-root /run/micro/c1/root",
@@ -847,8 +876,9 @@ Deno.test("a real plan runs to an execve of the first PATH candidate that exists
   assert.deepEqual(sys.calls().filter((c) => c.call === "mount").map((c) => c.args[1]), [
     "/",
     ROOT,
-    // /proc /dev /dev/null /dev/zero /dev/pts /dev/shm /sys, mask, readonly bind
-    ...Array(9).fill("/proc/self/fd/1000"),
+    // /dev /dev/null /dev/zero /dev/pts /dev/shm, mask, readonly bind (/proc and /sys are
+    // attached with move_mount)
+    ...Array(7).fill("/proc/self/fd/1000"),
   ]);
   const tail = sys.format().slice(sys.names().indexOf("pivotRoot") - 1);
   const lo = sys.results()[sys.names().indexOf("socket")];
@@ -868,6 +898,7 @@ Deno.test("a real plan runs to an execve of the first PATH candidate that exists
     "prctl(1, 9, 0, 0, 0)",
     "prctl(38, 1, 0, 0, 0)",
     'chdir("/home/app")',
+    "getcwd(4096)",
     "closeRange(3, 0x7fffffff, 0x4)",
     "resetSignals()",
     `sendRecord(${REPORT_FD}, [-3,0], -1)`,
