@@ -913,3 +913,74 @@ Deno.test("a real plan runs to an execve of the first PATH candidate that exists
   ]);
   assert.deepEqual(sys.sent(REPORT_FD), [READY]);
 });
+
+Deno.test("a working directory outside the root (getcwd's '(unreachable)') is refused", () => {
+  const sys = new RecordingSys().returns("getcwd", () => true, 20);
+  const { prog } = runToEnd([
+    op("exec", "process", "chdir", { path: "/app" }),
+    execve(["/bin/sh"]),
+  ], sys);
+  const [step, errno] = reportOf(sys);
+  assert.equal(errno, 18);
+  assert.equal(prog.info[step].kind, "chdir");
+  assert.match(prog.info[step].hints?.[18] ?? "", /outside the container's root/);
+});
+
+Deno.test("the image copy the parent made is attached and becomes the root fd", () => {
+  const sys = new RecordingSys();
+  runToEnd(
+    [
+      op("rootfs", "mount", "bind-root", { source: "/img", readonly: false }),
+    ],
+    sys,
+    context({ imageFd: 60, imageId: { dev: 2049, ino: 2 } }),
+  );
+  assert.deepEqual(sys.format().slice(6, 15), [
+    // The report socket stays at 1010, the image copy moves to 1011, the rest is closed.
+    "dup3(60, 1011, 0x80000)",
+    "closeRange(3, 0x3f1, 0x0)",
+    "closeRange(1012, 0x7fffffff, 0x0)",
+    `open("${ROOT}", 0x290000, 0)`,
+    'moveMount(1011, "", 3, "", 0x44)',
+    "close(3)",
+    "dup3(1011, 1002, 0x80000)",
+    `sendRecord(${REPORT_FD}, [-1,0], -1)`,
+    "exit(1)",
+  ]);
+});
+
+Deno.test("bound by name (rootless), the image must be the directory the parent opened", () => {
+  const sys = new RecordingSys();
+  const { prog } = runToEnd(
+    [
+      op("rootfs", "mount", "bind-root", { source: "/img", readonly: false }),
+    ],
+    sys,
+    context({ imageFd: -1, imageId: { dev: 2049, ino: 99 } }),
+  );
+  const [step, errno] = reportOf(sys);
+  assert.equal(errno, 18);
+  assert.equal(prog.info[step].kind, "bind-root");
+  assert.ok(sys.names().includes("fstatId"));
+});
+
+Deno.test("a mount target on procfs (a link swapped in after the parent looked) is refused", () => {
+  const sys = new RecordingSys().returns("fstatfsType", () => true, C.PROC_SUPER_MAGIC);
+  runToEnd([
+    op("rootfs", "mount", "mount", {
+      source: "/data",
+      target: "/srv",
+      fstype: "",
+      flags: ["MS_BIND"],
+    }),
+  ], sys);
+  const [, errno] = reportOf(sys);
+  assert.equal(errno, 18);
+  assert.ok(!sys.names().includes("mount"), "nothing was mounted");
+});
+
+Deno.test("a mask under a /proc micro did not mount itself: missing is an error", () => {
+  const sys = new RecordingSys().failOn("openat2", (a) => a[1] === "/proc/kcore", 2);
+  runToEnd([op("rootfs", "mount", "mask", { path: "/proc/kcore" })], sys);
+  assert.deepEqual(reportOf(sys).slice(1), [2]);
+});

@@ -158,3 +158,89 @@ Deno.test("a working directory the image lacks is made like a mount point, and r
     assert.equal(ops[1].kind === "chdir" && ops[1].args.path, "/srv/app");
   });
 });
+
+const procMount = (target = "/proc"): Op =>
+  op("rootfs", "mount", "mount", {
+    source: "proc",
+    target,
+    fstype: "proc",
+    flags: ["MS_NOSUID"],
+    create: "dir",
+    kernelFs: "proc",
+  });
+
+Deno.test("proc on a symlinked /proc is refused before anything runs (runc's rule)", () => {
+  withImage((image) => {
+    Deno.mkdirSync(`${image}/p1`);
+    Deno.symlinkSync("p1", `${image}/proc`);
+    assert.throws(
+      () =>
+        resolveTargets([
+          op("rootfs", "mount", "bind-root", { source: image, readonly: false }),
+          procMount(),
+        ]),
+      (e: MicroError) =>
+        /\/proc in the image is a symlink \(to \/p1\): proc must be mounted on an ordinary/.test(
+          e.line(),
+        ),
+    );
+  });
+});
+
+Deno.test("a mount landing in /proc or /sys, through a link or not, is refused", () => {
+  withImage((image) => {
+    Deno.mkdirSync(`${image}/proc`);
+    Deno.symlinkSync("/proc/sys", `${image}/data`);
+    for (const target of ["/data", "/proc/sys/kernel", "/proc"]) {
+      assert.throws(
+        () =>
+          resolveTargets([
+            op("rootfs", "mount", "bind-root", { source: image, readonly: false }),
+            procMount(),
+            bind(target),
+          ]),
+        (e: MicroError) => /inside the container's \/proc/.test(e.line()),
+        target,
+      );
+    }
+  });
+});
+
+Deno.test("a file over /proc/meminfo is allowed and marked for the child", () => {
+  withImage((image) => {
+    Deno.mkdirSync(`${image}/proc`);
+    const { ops } = resolveTargets([
+      op("rootfs", "mount", "bind-root", { source: image, readonly: false }),
+      procMount(),
+      op("rootfs", "mount", "mount", {
+        source: "/srv/meminfo",
+        target: "/proc/meminfo",
+        fstype: "",
+        flags: ["MS_BIND"],
+        create: "file",
+      }),
+    ]);
+    const m = ops[2];
+    assert.equal(m.kind === "mount" && m.args.overProc, true);
+  });
+});
+
+Deno.test("resolveTargets looks the image up through the directory it is given (the fd)", () => {
+  withImage((image) => {
+    Deno.mkdirSync(`${image}/real`);
+    const fd = Deno.openSync(image, { read: true });
+    try {
+      // The op names a path that does not exist; the lookup goes through the fd's dir.
+      const { created } = resolveTargets(
+        [
+          op("rootfs", "mount", "bind-root", { source: "/nonexistent", readonly: false }),
+          bind("/real/x"),
+        ],
+        image,
+      );
+      assert.deepEqual(created, ["/real/x"]);
+    } finally {
+      fd.close();
+    }
+  });
+});
