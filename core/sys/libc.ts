@@ -59,6 +59,7 @@ const NR = {
     rt_sigprocmask: 14,
     close_range: 436,
     openat2: 437,
+    fstat: 5,
   },
   aarch64: {
     bpf: 280,
@@ -109,6 +110,7 @@ const NR = {
     rt_sigprocmask: 135,
     close_range: 436,
     openat2: 437,
+    fstat: 80,
   },
 } as const;
 
@@ -156,7 +158,14 @@ function detectArch(): Arch {
   return Deno.build.arch === "aarch64" ? "aarch64" : "x86_64";
 }
 
+let opened: Sys | undefined;
+
+/** The process's one `Sys` (binding the symbols costs milliseconds, so it is done once). */
 export function openLibc(): Sys {
+  return opened ??= bindLibc();
+}
+
+function bindLibc(): Sys {
   const lib = Deno.dlopen("libc.so.6", SYMBOLS).symbols as unknown as Lib;
   const arch = detectArch();
   const nr = NR[arch];
@@ -212,6 +221,8 @@ export function openLibc(): Sys {
   const rulesetBytes = new Uint8Array(ruleset.buffer);
   const beneath = new Uint8Array(16); // packed {u64 allowed_access; s32 parent_fd}
   const beneathView = new DataView(beneath.buffer);
+  const statBuf = new Uint8Array(144); // struct stat is 144 (x86_64) or 128 (aarch64) bytes
+  const statView = new DataView(statBuf.buffer);
 
   const sys: Sys = {
     arch,
@@ -383,6 +394,18 @@ export function openLibc(): Sys {
       if (n > 0) record.set(m.words.subarray(MSG_DATA / 4, MSG_DATA / 4 + 2));
       const withFd = n > 0 && m.words[MSG_CONTROLLEN / 4] >= 20 && m.words[MSG_CMSG / 4 + 3] === 1;
       return { n, fd: withFd ? m.words[MSG_CMSG / 4 + 4] : -1 };
+    },
+    fstat(fd, st) {
+      const rc = r(lib.ib(nr.fstat, fd, statBuf));
+      if (rc < 0) return rc;
+      // struct stat: x86_64 has st_nlink (8 bytes) before st_mode; the generic layout
+      // (aarch64) has st_mode, then a 4-byte st_nlink. st_size is at 48 on both.
+      const x86 = arch === "x86_64";
+      st.mode = statView.getUint32(x86 ? 24 : 16, true);
+      st.uid = statView.getUint32(x86 ? 28 : 24, true);
+      st.gid = statView.getUint32(x86 ? 32 : 28, true);
+      st.size = Number(statView.getBigInt64(48, true));
+      return rc;
     },
   };
   return sys;

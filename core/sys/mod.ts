@@ -112,6 +112,17 @@ export interface Sys {
   sendRecord(sock: number, record: Int32Array, fd: number): number;
   /** Receives one record off the main thread: its length (0 at EOF) and any fd passed. */
   recvRecord(sock: number, record: Int32Array): Promise<{ n: number; fd: number }>;
+  /** fstat(2): fills `st` with the fields micro looks at (an O_PATH fd works too). */
+  fstat(fd: number, st: Stat): number;
+}
+
+/** The fields of `struct stat` that micro reads. */
+export interface Stat {
+  /** st_mode: the type (S_IFMT bits) and the permission bits. */
+  mode: number;
+  size: number;
+  uid: number;
+  gid: number;
 }
 
 /** Flag values shared by the real and the fake Sys (x86_64 and aarch64 agree on these). */
@@ -179,6 +190,14 @@ export const C = {
   LOCK_EX: 2,
   LOCK_NB: 4,
   LOCK_UN: 8,
+  S_IFMT: 0o170000,
+  S_IFSOCK: 0o140000,
+  S_IFLNK: 0o120000,
+  S_IFREG: 0o100000,
+  S_IFBLK: 0o60000,
+  S_IFDIR: 0o40000,
+  S_IFCHR: 0o20000,
+  S_IFIFO: 0o10000,
 } as const;
 
 export const RLIMITS: Record<string, number> = {
