@@ -10,6 +10,8 @@
  * image (the host view is used).
  */
 import { MicroError } from "./errors.ts";
+import { FileRefused, formatSize, readRegularFile, TEXT_CAP } from "./files.ts";
+import { openLibc } from "./sys/libc.ts";
 
 /** A plain object shaped like a profile (no `extends`, no line numbers). */
 export type ProfileLayer = Record<string, unknown>;
@@ -42,7 +44,7 @@ export interface CliIO {
 
 const DENO_IO: CliIO = {
   getEnv: (name) => Deno.env.get(name),
-  readFile: (path) => Deno.readTextFileSync(path),
+  readFile: (path) => readRegularFile(openLibc(), path, TEXT_CAP),
   cwd: () => Deno.cwd(),
 };
 
@@ -306,7 +308,15 @@ export function parseEnvFile(path: string, io: CliIO = DENO_IO): Record<string, 
   try {
     text = io.readFile(path);
   } catch (e) {
-    const reason = e instanceof Deno.errors.NotFound
+    if (e instanceof FileRefused && e.errno === undefined) {
+      fail(
+        `env file "${path}": ${e.reason}`,
+        `give a regular file of at most ${formatSize(TEXT_CAP)}`,
+      );
+    }
+    const reason = e instanceof FileRefused
+      ? e.reason
+      : e instanceof Deno.errors.NotFound
       ? "no such file"
       : e instanceof Deno.errors.PermissionDenied
       ? "permission denied"

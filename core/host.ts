@@ -3,8 +3,19 @@
  * that plugins stay pure and `micro plan` shows what a run would do.
  */
 import { readLayout } from "./cgroups/layout.ts";
+import { MicroError } from "./errors.ts";
+import {
+  ACCOUNTS_CAP,
+  FileRefused,
+  formatSize,
+  readInRoot,
+  readRegularFile,
+  SECCOMP_CAP,
+} from "./files.ts";
 import type { HostInfo } from "./plugin.ts";
 import type { Spec } from "./spec.ts";
+import { C, cstr, type Sys } from "./sys/mod.ts";
+import { openLibc } from "./sys/libc.ts";
 
 /**
  * A container path to the host path it names inside `root`, following symlinks as the
@@ -114,15 +125,78 @@ function subRange(file: string): { start: number; count: number } | undefined {
 }
 
 /**
- * Reads every host fact the plan needs. `landlockAbi` asks the kernel (a syscall, so it
- * comes from the caller's Sys) and is called only when the spec uses Landlock.
+ * The image's /etc/passwd and /etc/group, read as the container would see them (through an
+ * fd of the image, links resolved inside it) and only when they are regular files of at
+ * most ACCOUNTS_CAP: the image may be shared with a running container that swaps them for
+ * a FIFO, a device or a link out. Missing files are empty (no users). With no image, the
+ * host's own.
  */
+function accounts(
+  sys: Sys,
+  image: string | null,
+  imageFd: number,
+): { passwd: string; group: string } {
+  const read = (f: string, root?: number) => {
+    try {
+      if (root !== undefined) return readInRoot(sys, root, f, ACCOUNTS_CAP) ?? "";
+      return readRegularFile(sys, f, ACCOUNTS_CAP);
+    } catch (e) {
+      if (!(e instanceof FileRefused)) throw e;
+      if (root === undefined && e.errno === 2) return "";
+      throw new MicroError(
+        `${image === null ? "host" : "image"} file ${image ?? ""}${f}: ${e.reason}`,
+        {
+          hint: `${f} must be a regular file of at most ${formatSize(ACCOUNTS_CAP)}` +
+            (image === null ? "" : "; fix the image"),
+        },
+      );
+    }
+  };
+  if (image === null) return { passwd: read("/etc/passwd"), group: read("/etc/group") };
+  // The fd the caller opened the image with; by name only when it has none.
+  const root = imageFd >= 0
+    ? imageFd
+    : sys.open(cstr(image), C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
+  if (root < 0) return { passwd: "", group: "" }; // not a directory: the image check reports it
+  try {
+    return { passwd: read("/etc/passwd", root), group: read("/etc/group", root) };
+  } finally {
+    if (root !== imageFd) sys.close(root);
+  }
+}
+
+/** A file the spec names (a seccomp profile): its text, or why it could not be read. */
+function specFiles(sys: Sys, paths: string[]) {
+  const files: HostInfo["files"] = {};
+  const fileErrors: Record<string, string> = {};
+  for (const f of paths) {
+    try {
+      files[f] = readRegularFile(sys, f, SECCOMP_CAP);
+    } catch (e) {
+      if (!(e instanceof FileRefused)) throw e;
+      fileErrors[f] = e.reason;
+    }
+  }
+  return { files, fileErrors };
+}
+
+export interface ProbeOptions {
+  /** Asks the kernel for the Landlock ABI; called only when the spec uses Landlock. */
+  landlockAbi?: () => number;
+  sys?: Sys;
+  /** The image directory as the caller opened it (O_PATH): its files are read through it. */
+  imageFd?: number;
+}
+
+/** Reads every host fact the plan needs. */
 export function probeHost(
   spec: Spec,
   id: string,
   stateDir: string,
-  landlockAbi: () => number = () => 0,
+  opts: ProbeOptions = {},
 ): HostInfo {
+  const sys = opts.sys ?? openLibc();
+  const landlockAbi = opts.landlockAbi ?? (() => 0);
   const hostView: HostInfo["hostView"] = [];
   for (const path of spec.micro.hostView) {
     try {
@@ -154,7 +228,6 @@ export function probeHost(
       image = "missing";
     }
   }
-  const etc = (f: string) => spec.root.path === null ? f : resolveInRoot(spec.root.path, f);
   const uid = Deno.uid() ?? 0;
   return {
     arch: Deno.build.arch === "aarch64" ? "aarch64" : "x86_64",
@@ -166,19 +239,10 @@ export function probeHost(
     stateDir,
     hostView,
     devices,
-    passwd: readOr(etc("/etc/passwd"), ""),
-    group: readOr(etc("/etc/group"), ""),
+    ...accounts(sys, spec.root.path, opts.imageFd ?? -1),
     sourceKinds,
     image,
-    files: Object.fromEntries(
-      [spec.micro.seccompFile].filter((f): f is string => !!f).flatMap((f) => {
-        try {
-          return [[f, Deno.readTextFileSync(f)]];
-        } catch {
-          return [];
-        }
-      }),
-    ),
+    ...specFiles(sys, [spec.micro.seccompFile].filter((f): f is string => !!f)),
     ...cgroupFacts(spec, uid),
     capLastCap: Number(readOr("/proc/sys/kernel/cap_last_cap", "40").trim()) || 40,
     lsm: {

@@ -35,6 +35,8 @@ export interface HostInfo {
   deviceNodes: Record<string, { type: "b" | "c"; major: number; minor: number }>;
   /** Files the spec names that plan() reads (a seccomp profile), by path. */
   files: Record<string, string>;
+  /** Why a file the spec names was not read ("is a FIFO, not a regular file"), by path. */
+  fileErrors?: Record<string, string>;
   /** The highest capability number the kernel knows (/proc/sys/kernel/cap_last_cap). */
   capLastCap: number;
   /** Security modules this kernel has enabled; `landlock` is its ABI version, 0 if none. */

@@ -15,6 +15,8 @@
  */
 import { RLIMITS } from "./sys/mod.ts";
 import { MicroError, MicroErrors } from "./errors.ts";
+import { FileRefused, formatSize, readRegularFile, TEXT_CAP } from "./files.ts";
+import { openLibc } from "./sys/libc.ts";
 import type { Plugin } from "./plugin.ts";
 import {
   isPlainObject,
@@ -85,7 +87,10 @@ export interface Resolved {
 }
 
 export interface ResolveOptions {
-  /** Reads a profile file; `Deno.readTextFileSync` unless a test passes another. */
+  /**
+   * Reads a profile file; the bounded regular-file reader (TEXT_CAP) unless a test passes
+   * another.
+   */
   readFile?: (path: string) => string;
   /**
    * The built-in profiles, name → YAML; the embedded ones unless a test passes others (only
@@ -272,6 +277,11 @@ function preparsed(builtins: Record<string, string>, name: string): string | und
 }
 
 function readError(e: unknown): string {
+  if (e instanceof FileRefused) {
+    return e.errno === undefined
+      ? `${e.reason} (give a regular file of at most ${formatSize(TEXT_CAP)})`
+      : e.reason;
+  }
   if (e instanceof Deno.errors.NotFound) return "no such file";
   if (e instanceof Deno.errors.PermissionDenied) return "permission denied";
   if (e instanceof Deno.errors.IsADirectory) return "is a directory";
@@ -290,7 +300,7 @@ class Loader {
   constructor(plugins: readonly PluginSchema[], opts: ResolveOptions) {
     this.#plugins = plugins;
     this.#schema = profileSchema(plugins);
-    this.#readFile = opts.readFile ?? Deno.readTextFileSync;
+    this.#readFile = opts.readFile ?? ((path) => readRegularFile(openLibc(), path, TEXT_CAP));
     this.#builtins = opts.builtins ?? EMBEDDED;
   }
 

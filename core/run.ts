@@ -62,7 +62,10 @@ export async function prepare(argv: string[]): Promise<Prepared> {
   );
   const id = req.name ?? newId();
   const stateDir = `${stateRoot(uid)}/${id}`;
-  const host = probeHost(spec, id, stateDir, () => openLibc().landlockCreateRuleset(0, 1));
+  const host = probeHost(spec, id, stateDir, {
+    landlockAbi: () => openLibc().landlockCreateRuleset(0, 1),
+    imageFd: image?.fd,
+  });
   const problems = [
     ...runChecks(spec, host),
     ...PLUGINS.filter((p) => spec.micro.plugins.includes(p.name)).flatMap((p) =>

@@ -18,6 +18,7 @@ import {
   defaultPolicy,
   filterFlags,
   parseDockerSeccomp,
+  parseJsonU64,
   parseOciSeccomp,
   SeccompError,
   type SeccompPolicy,
@@ -62,26 +63,33 @@ function basePolicy(spec: Spec, host: HostInfo): SeccompPolicy {
   if (!file) return defaultPolicy(processCaps(spec));
   const text = host.files[file];
   if (text === undefined) {
-    throw new MicroError(`seccomp profile "${file}" cannot be read`, {
+    const why = host.fileErrors?.[file];
+    throw new MicroError(`seccomp profile "${file}" cannot be read${why ? `: ${why}` : ""}`, {
       phase: "check",
       plugin: "seccomp",
       hint: "give an existing OCI or Docker seccomp JSON file",
     });
   }
   try {
-    const json = JSON.parse(text);
+    // Parsed once, bounded, with 64-bit argument values kept exact.
+    const json = parseJsonU64(text) as Record<string, unknown>;
+    if (json === null || typeof json !== "object") return parseOciSeccomp(json);
     if (isDocker(json)) {
-      return parseDockerSeccomp(text, { arch: host.arch, caps: processCaps(spec) });
+      return parseDockerSeccomp(json, { arch: host.arch, caps: processCaps(spec) });
     }
-    // The text keeps 64-bit argument values exact; a whole config.json cannot.
-    return json.linux?.seccomp ? parseOciSeccomp(json.linux.seccomp) : parseOciSeccomp(text);
+    const linux = json.linux as { seccomp?: unknown } | undefined;
+    return parseOciSeccomp(linux?.seccomp ?? json);
   } catch (e) {
     throw seccompError(file, e);
   }
 }
 
 function seccompError(file: string, e: unknown): MicroError {
-  const why = e instanceof SeccompError ? e.problems.join("; ") : (e as Error).message;
+  // The first few problems: a file with 100,000 bad rules still gets one readable line.
+  const why = e instanceof SeccompError
+    ? e.problems.slice(0, 3).join("; ") +
+      (e.problems.length > 3 ? ` (and ${e.problems.length - 3} more)` : "")
+    : (e as Error).message;
   return new MicroError(`seccomp profile "${file}": ${why}`, { phase: "check", plugin: "seccomp" });
 }
 

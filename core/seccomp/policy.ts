@@ -151,6 +151,8 @@ const POLICY_KEYS = new Set([
 export function validatePolicy(p: unknown): string[] {
   const out: string[] = [];
   if (!isObj(p)) return ["seccomp: the policy must be an object"];
+  const many = tooMany(p.syscalls, "seccomp.syscalls");
+  if (many) return [many];
   for (const k of Object.keys(p)) {
     if (k === "listenerPath" || k === "listenerMetadata") {
       out.push(`seccomp.${k}: seccomp user notification (SCMP_ACT_NOTIFY) is not supported`);
@@ -258,10 +260,62 @@ export function unheardOfSyscalls(policy: SeccompPolicy): string[] {
 }
 
 /**
+ * Bounds on a policy, checked before any per-rule work so that a hostile file is refused in
+ * milliseconds: Docker's default profile has about 60 rules, 400 names and a depth of 6, and
+ * the kernel takes at most 4096 instructions anyway.
+ */
+export const MAX_JSON_DEPTH = 32;
+export const MAX_RULES = 4096;
+/** Syscall names and argument conditions, over all rules together. */
+export const MAX_NAMES = 16384;
+export const MAX_ARGS = 4096;
+
+/** The first place `text`'s JSON nesting passes `max` (outside strings), or -1. */
+export function jsonTooDeepAt(text: string, max: number): number {
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) { // a string: skip to its closing quote
+      for (i++; i < text.length && text.charCodeAt(i) !== 0x22; i++) {
+        if (text.charCodeAt(i) === 0x5c) i++;
+      }
+    } else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) return i;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return -1;
+}
+
+/** Why the rules list `rules` is too large to look at, or undefined. */
+function tooMany(rules: unknown, at: string): string | undefined {
+  if (!Array.isArray(rules)) return undefined;
+  if (rules.length > MAX_RULES) {
+    return `${at}: ${rules.length} rules, more than the ${MAX_RULES} micro takes`;
+  }
+  let names = 0;
+  let args = 0;
+  for (const r of rules) {
+    if (!isObj(r)) continue;
+    if (Array.isArray(r.names)) names += r.names.length;
+    if (Array.isArray(r.args)) args += r.args.length;
+  }
+  if (names > MAX_NAMES) {
+    return `${at}: ${names} syscall names, more than the ${MAX_NAMES} micro takes`;
+  }
+  if (args > MAX_ARGS) {
+    return `${at}: ${args} argument conditions, more than the ${MAX_ARGS} micro takes`;
+  }
+  return undefined;
+}
+
+/**
  * JSON.parse that keeps integers beyond 2^53 exact as bigints (argument values are u64), using
- * the reviver's source text.
+ * the reviver's source text. Nesting deeper than MAX_JSON_DEPTH is refused before parsing.
  */
 export function parseJsonU64(text: string): unknown {
+  if (jsonTooDeepAt(text, MAX_JSON_DEPTH) >= 0) {
+    throw new SeccompError([`seccomp: nested deeper than ${MAX_JSON_DEPTH} levels`]);
+  }
   type Reviver = (key: string, value: unknown, context?: { source?: string }) => unknown;
   const reviver: Reviver = (_k, v, ctx) => {
     if (typeof v === "number" && !Number.isSafeInteger(v) && ctx?.source) {
@@ -271,7 +325,10 @@ export function parseJsonU64(text: string): unknown {
     return v;
   };
   try {
-    return JSON.parse(text, reviver as (k: string, v: unknown) => unknown);
+    // The reviver costs a call per value; only numbers of 16 digits or more can need it.
+    return /\d{16}/.test(text)
+      ? JSON.parse(text, reviver as (k: string, v: unknown) => unknown)
+      : JSON.parse(text);
   } catch (e) {
     throw new SeccompError([`seccomp: not valid JSON: ${(e as Error).message}`]);
   }
@@ -349,6 +406,8 @@ export function parseDockerSeccomp(json: string | unknown, opts: DockerOptions):
   const doc = typeof json === "string" ? parseJsonU64(json) : json;
   const problems: string[] = [];
   if (!isObj(doc)) throw new SeccompError(["seccomp profile: must be a JSON object"]);
+  const many = tooMany(doc.syscalls, "seccomp profile.syscalls");
+  if (many) throw new SeccompError([many]);
   for (const k of Object.keys(doc)) {
     if (!DOCKER_KEYS.has(k)) problems.push(`seccomp profile.${k}: unknown key`);
   }

@@ -6,7 +6,7 @@
  * Nothing here forks, execs, kills or exits: `clone` returns a pid, `exit` throws
  * `FakeExit`, a scripted successful `execve` throws `FakeExec`.
  */
-import { type Arch, type CStr, type CStrArray, decodeCStr, type Sys } from "./mod.ts";
+import { type Arch, C, type CStr, type CStrArray, decodeCStr, type Stat, type Sys } from "./mod.ts";
 
 /** The name of a `Sys` method. */
 export type SysCall = Exclude<keyof Sys, "arch">;
@@ -117,6 +117,7 @@ export class RecordingSys implements Sys {
   private readonly sends = new Map<number, SentRecord[]>();
   private readonly recvs = new Map<number, { record: [number, number]; fd?: number }[]>();
   private readonly waits: number[] = [];
+  private readonly stats = new Map<number, Stat>();
   private nextFd = 3;
   /** What capget reports: [effective, permitted, inheritable] as lo,hi pairs. */
   caps = new Uint32Array([0xffffffff, 0x1ff, 0xffffffff, 0x1ff, 0, 0]);
@@ -513,11 +514,24 @@ export class RecordingSys implements Sys {
     });
   }
 
-  /** Unscripted: dev 2049, ino 2 (what `fakeImageId` says the image is). */
+  /** Unscripted: dev 2049, ino 2 (any fixed identity). */
   fstatId(fd: number, out: Float64Array) {
     return this.record("fstatId", [fd], () => {
       out[0] = 2049;
       out[1] = 2;
+      return 0;
+    });
+  }
+
+  /** What `fstat` reports for `fd`; unscripted, an empty regular file owned by root. */
+  scriptStat(fd: number, st: Partial<Stat>): this {
+    this.stats.set(fd, { mode: C.S_IFREG | 0o644, size: 0, uid: 0, gid: 0, ...st });
+    return this;
+  }
+
+  fstat(fd: number, st: Stat) {
+    return this.record("fstat", [fd], () => {
+      Object.assign(st, this.stats.get(fd) ?? { mode: C.S_IFREG | 0o644, size: 0, uid: 0, gid: 0 });
       return 0;
     });
   }

@@ -171,7 +171,14 @@ function detectArch(): Arch {
   return Deno.build.arch === "aarch64" ? "aarch64" : "x86_64";
 }
 
+let opened: Sys | undefined;
+
+/** The process's one `Sys` (binding the symbols costs milliseconds, so it is done once). */
 export function openLibc(): Sys {
+  return opened ??= bindLibc();
+}
+
+function bindLibc(): Sys {
   const lib = Deno.dlopen("libc.so.6", SYMBOLS).symbols as unknown as Lib;
   const arch = detectArch();
   const nr = NR[arch];
@@ -229,6 +236,7 @@ export function openLibc(): Sys {
   const rulesetBytes = new Uint8Array(ruleset.buffer);
   const beneath = new Uint8Array(16); // packed {u64 allowed_access; s32 parent_fd}
   const beneathView = new DataView(beneath.buffer);
+  const statView = new DataView(statBuf.buffer);
 
   const sys: Sys = {
     arch,
@@ -419,6 +427,18 @@ export function openLibc(): Sys {
         out[0] = statWords[0] + statWords[1] * 0x100000000;
         out[1] = statWords[2] + statWords[3] * 0x100000000;
       }
+      return rc;
+    },
+    fstat(fd, st) {
+      const rc = r(lib.ib(nr.fstat, fd, statBuf));
+      if (rc < 0) return rc;
+      // struct stat: x86_64 has st_nlink (8 bytes) before st_mode; the generic layout
+      // (aarch64) has st_mode, then a 4-byte st_nlink. st_size is at 48 on both.
+      const x86 = arch === "x86_64";
+      st.mode = statView.getUint32(x86 ? 24 : 16, true);
+      st.uid = statView.getUint32(x86 ? 28 : 24, true);
+      st.gid = statView.getUint32(x86 ? 32 : 28, true);
+      st.size = Number(statView.getBigInt64(48, true));
       return rc;
     },
   };

@@ -130,6 +130,17 @@ export interface Sys {
   getcwd(buf: Uint8Array): number;
   /** fstat(2)'s st_dev and st_ino into `out[0]`, `out[1]`: which file an fd is. */
   fstatId(fd: number, out: Float64Array): number;
+  /** fstat(2): fills `st` with the fields micro looks at (an O_PATH fd works too). */
+  fstat(fd: number, st: Stat): number;
+}
+
+/** The fields of `struct stat` that micro reads. */
+export interface Stat {
+  /** st_mode: the type (S_IFMT bits) and the permission bits. */
+  mode: number;
+  size: number;
+  uid: number;
+  gid: number;
 }
 
 /** Flag values shared by the real and the fake Sys (x86_64 and aarch64 agree on these). */
@@ -215,6 +226,14 @@ export const C = {
   AT_RECURSIVE: 0x8000,
   PROC_SUPER_MAGIC: 0x9fa0,
   SYSFS_MAGIC: 0x62656572,
+  S_IFMT: 0o170000,
+  S_IFSOCK: 0o140000,
+  S_IFLNK: 0o120000,
+  S_IFREG: 0o100000,
+  S_IFBLK: 0o60000,
+  S_IFDIR: 0o40000,
+  S_IFCHR: 0o20000,
+  S_IFIFO: 0o10000,
 } as const;
 
 export const RLIMITS: Record<string, number> = {

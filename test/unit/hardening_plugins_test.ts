@@ -779,6 +779,44 @@ Deno.test("seccomp plugin: a policy too large for the kernel is a check error", 
   );
 });
 
+Deno.test("seccomp plugin: a 100,000-rule file is refused in milliseconds, on one line", () => {
+  const file = "/etc/micro/huge.json";
+  const bogus = { names: ["read"], action: "SCMP_ACT_BOGUS" };
+  const many = { defaultAction: "SCMP_ACT_ERRNO", syscalls: Array(100_000).fill(bogus) };
+  const few = { defaultAction: "SCMP_ACT_ERRNO", syscalls: Array(100).fill(bogus) };
+  const deep = "[".repeat(100_000) + "]".repeat(100_000);
+  const h = host({
+    files: {
+      [file]: JSON.stringify(many),
+      "/few.json": JSON.stringify(few),
+      "/deep.json": deep,
+    },
+    fileErrors: { "/dev/zero": "is a character device, not a regular file" },
+  });
+  const lines = (f: string) => {
+    const t0 = performance.now();
+    const out = seccomp.check!(specOf([], { seccomp: { file: f } }), h).map((e) => e.line());
+    assert.ok(performance.now() - t0 < 1500, `took ${performance.now() - t0} ms`);
+    return out;
+  };
+  assert.deepEqual(lines(file), [
+    'check: seccomp: seccomp profile "/etc/micro/huge.json": seccomp.syscalls: 100000 rules, ' +
+    "more than the 4096 micro takes",
+  ]);
+  assert.deepEqual(lines("/few.json"), [
+    'check: seccomp: seccomp profile "/few.json": seccomp.syscalls[0].action: unknown action ' +
+    '"SCMP_ACT_BOGUS"; seccomp.syscalls[1].action: unknown action "SCMP_ACT_BOGUS"; ' +
+    'seccomp.syscalls[2].action: unknown action "SCMP_ACT_BOGUS" (and 97 more)',
+  ]);
+  assert.deepEqual(lines("/deep.json"), [
+    'check: seccomp: seccomp profile "/deep.json": seccomp: nested deeper than 32 levels',
+  ]);
+  assert.deepEqual(lines("/dev/zero"), [
+    'check: seccomp: seccomp profile "/dev/zero" cannot be read: is a character device, not a ' +
+    "regular file (give an existing OCI or Docker seccomp JSON file)",
+  ]);
+});
+
 Deno.test("seccomp plugin: --security-opt seccomp=unconfined (enabled: false) plans no filter", () => {
   assert.ok(!planOf([], { seccomp: { enabled: false } }).some((o) => o.kind === "seccomp"));
   assert.ok(

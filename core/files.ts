@@ -1,0 +1,135 @@
+/**
+ * Reading a file someone else may control (an image's /etc/passwd, a profile, an env file,
+ * a seccomp JSON file): a regular file only, read through one fd, at most `cap` bytes.
+ *
+ * The file is opened O_PATH first, so opening it has no side effect whatever it is (a FIFO
+ * does not block; a watchdog or tape device is not armed or rewound), then fstat'ed, and
+ * only a regular file within the cap is reopened for reading through /proc/self/fd: the
+ * same inode, so nothing can be swapped in between. The read stops at the cap even when
+ * the file grows meanwhile. No heavy imports: this module is on the start-up path.
+ */
+import { C, cstr, type Stat, type Sys } from "./sys/mod.ts";
+import { errnoName } from "./errors.ts";
+
+export const KiB = 1024;
+export const MiB = 1024 * KiB;
+
+/** Profiles and env files are a few KiB; 1 MiB is generous and bounded. */
+export const TEXT_CAP = MiB;
+/** The image's /etc/passwd and /etc/group. */
+export const ACCOUNTS_CAP = MiB;
+/** Docker's default seccomp profile is about 20 KiB. */
+export const SECCOMP_CAP = 4 * MiB;
+
+/**
+ * Why a file was not read, as a short phrase: "is a FIFO, not a regular file", "is 4 GiB,
+ * over the 1 MiB limit", or with `errno` for a failed call ("no such file").
+ */
+export class FileRefused extends Error {
+  constructor(readonly reason: string, readonly errno?: number) {
+    super(reason);
+    this.name = "FileRefused";
+  }
+}
+
+const KINDS: Record<number, string> = {
+  [C.S_IFIFO]: "a FIFO",
+  [C.S_IFCHR]: "a character device",
+  [C.S_IFBLK]: "a block device",
+  [C.S_IFDIR]: "a directory",
+  [C.S_IFSOCK]: "a socket",
+  [C.S_IFLNK]: "a symbolic link",
+};
+
+const REASONS: Record<number, string> = {
+  2: "no such file",
+  13: "permission denied",
+  20: "a path component is not a directory",
+  40: "too many levels of symbolic links",
+};
+
+function failed(errno: number): FileRefused {
+  return new FileRefused(REASONS[errno] ?? `cannot open: ${errnoName(errno)}`, errno);
+}
+
+/** 1 MiB, 4 GiB, 1.5 KiB, 12 bytes. */
+export function formatSize(n: number): string {
+  for (const [unit, size] of [["GiB", MiB * KiB], ["MiB", MiB], ["KiB", KiB]] as const) {
+    if (n >= size) return `${Number((n / size).toFixed(1))} ${unit}`;
+  }
+  return `${n} bytes`;
+}
+
+/**
+ * A regular file at `path` (relative to the working directory; links followed: the caller
+ * named it), as text. Throws FileRefused.
+ */
+export function readRegularFile(sys: Sys, path: string, cap: number): string {
+  const fd = sys.open(cstr(path), C.O_PATH | C.O_CLOEXEC, 0);
+  if (fd < 0) throw failed(-fd);
+  return readThrough(sys, fd, cap);
+}
+
+/**
+ * A regular file at `path` inside the tree of the directory fd `root`, resolved as if `root`
+ * were `/` (RESOLVE_IN_ROOT: a link, absolute or `..`, never leaves it; no magic links), as
+ * text; null when it does not exist. Throws FileRefused.
+ */
+export function readInRoot(sys: Sys, root: number, path: string, cap: number): string | null {
+  const resolve = C.RESOLVE_IN_ROOT | C.RESOLVE_NO_MAGICLINKS;
+  const fd = sys.openat2(root, cstr(path), C.O_PATH | C.O_CLOEXEC, 0, resolve);
+  if (fd === -2) return null;
+  if (fd < 0) throw failed(-fd);
+  return readThrough(sys, fd, cap);
+}
+
+/** Checks the O_PATH fd `pathFd` (and closes it), then reads at most `cap` bytes. */
+function readThrough(sys: Sys, pathFd: number, cap: number): string {
+  let fd = -1;
+  try {
+    const st: Stat = { mode: 0, size: 0, uid: 0, gid: 0 };
+    const rc = sys.fstat(pathFd, st);
+    if (rc < 0) throw failed(-rc);
+    const type = st.mode & C.S_IFMT;
+    if (type !== C.S_IFREG) {
+      throw new FileRefused(`is ${KINDS[type] ?? "not a regular file"}, not a regular file`);
+    }
+    if (st.size > cap) throw tooBig(cap, st.size);
+    fd = sys.open(
+      cstr(`/proc/self/fd/${pathFd}`),
+      C.O_RDONLY | C.O_NONBLOCK | C.O_NOCTTY | C.O_CLOEXEC,
+      0,
+    );
+    if (fd < 0) throw failed(-fd);
+    return new TextDecoder().decode(readCapped(sys, fd, st.size, cap));
+  } finally {
+    if (fd >= 0) sys.close(fd);
+    sys.close(pathFd);
+  }
+}
+
+function tooBig(cap: number, size?: number): FileRefused {
+  const is = size === undefined ? "is larger than" : `is ${formatSize(size)}, over`;
+  return new FileRefused(`${is} the ${formatSize(cap)} limit`);
+}
+
+/** Reads to EOF, refusing past `cap` bytes; `expected` sizes the first buffer. */
+function readCapped(sys: Sys, fd: number, expected: number, cap: number): Uint8Array {
+  let out = new Uint8Array(Math.min(expected, cap) + 1);
+  let len = 0;
+  const chunk = new Uint8Array(64 * KiB);
+  for (;;) {
+    const n = sys.read(fd, chunk, chunk.length);
+    if (n === -4) continue; // EINTR
+    if (n < 0) throw new FileRefused(`cannot read: ${errnoName(-n)}`, -n);
+    if (n === 0) return out.subarray(0, len);
+    if (len + n > cap) throw tooBig(cap);
+    if (len + n > out.length) {
+      const grown = new Uint8Array(Math.min(Math.max(out.length * 2, len + n), cap));
+      grown.set(out.subarray(0, len));
+      out = grown;
+    }
+    out.set(chunk.subarray(0, n), len);
+    len += n;
+  }
+}
