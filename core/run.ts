@@ -97,6 +97,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   try {
     dir = createRunDir(stateRoot(uid), p.id, uid);
   } catch (e) {
+    if (e instanceof MicroError) throw e;
     if (e instanceof Deno.errors.AlreadyExists) {
       throw new MicroError(`a container named "${p.id}" is already running`, {
         hint: "choose another --name",
