@@ -132,6 +132,9 @@ export async function runCommand(argv: string[]): Promise<number> {
       terminal: p.req.terminal,
       stdin: p.req.stdin || p.req.terminal,
       onChild(pid) {
+        // This write also makes durable which cgroups the run created (marked in
+        // state.cgroups by the engine), before the child joins them: a later gc kills
+        // only those.
         state.containerPid = pid;
         state.containerStartTime = processStartTime(pid);
         writeState(dir, state);

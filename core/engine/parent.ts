@@ -17,6 +17,8 @@ const CGROUP_HINTS: Record<number, string> = {
   2: "the controller or file does not exist on this kernel",
   13: "not allowed to write this cgroup file",
   28: "the limit is lower than what the cgroup already uses",
+  17: "a cgroup of this name exists already, another run's or not micro's, and micro leaves it " +
+    "alone: choose another --name or --cgroup-parent",
 };
 
 function fail(o: Op, what: string, paths: Record<string, string>, e: unknown): never {
@@ -49,7 +51,9 @@ function mkdirRetry(path: string): void {
 export interface ParentHooks {
   /**
    * Called once, before any directory is created, with every one prepare() will create,
-   * so they are recorded in the run's state (one write) before the first exists.
+   * so they are recorded in the run's state (one write) before the first exists. prepare()
+   * then marks each record `created` as its mkdir succeeds; the caller's next state write
+   * (the child's pid, before the child joins any cgroup) makes that ownership durable.
    */
   onCreate?: (all: RecordedCgroup[]) => void;
 }
@@ -74,13 +78,12 @@ export class ParentOps {
       o.phase === "prepare" && o.kind === "cgroup-create" &&
       !(o.args.shared && !o.args.owned && exists(o.args.path))
     );
-    if (creates.length) {
-      this.hooks.onCreate?.(creates.map(({ args: { path, shared } }) => ({
-        path,
-        shared,
-        kill: shared ? undefined : this.killHow(path),
-      })));
-    }
+    const records: RecordedCgroup[] = creates.map(({ args: { path, shared } }) => ({
+      path,
+      shared,
+      kill: shared ? undefined : this.killHow(path),
+    }));
+    if (creates.length) this.hooks.onCreate?.(records);
     for (const o of this.plan) {
       if (o.phase !== "prepare") continue;
       switch (o.kind) {
@@ -89,7 +92,9 @@ export class ParentOps {
           if (!creates.includes(o)) continue;
           try {
             mkdirRetry(path);
+            records[creates.indexOf(o)].created = true;
           } catch (e) {
+            // A run's own dir that exists already is not ours: fail, and never touch it.
             if (!(shared && e instanceof Deno.errors.AlreadyExists)) {
               fail(o, "mkdir", { path }, e);
             }

@@ -797,6 +797,99 @@ cgTest("--cgroup-parent NAME: a parent that existed before is used and kept", as
   }
 });
 
+cgTest(
+  "a run's cgroup that exists already (not micro's): the run fails, its processes live on",
+  async () => {
+    // `--cgroup-parent P --name N` where P/N is someone else's cgroup with a process in it:
+    // the mkdir fails with EEXIST, and neither the failed run's cleanup nor a later gc may
+    // kill that process or remove the cgroup.
+    const parent = newId("victim");
+    const name = newId("svc");
+    const stateDir = `${STATE_ROOT}/${name}`;
+    const made: string[] = [];
+    const victim = new Deno.Command("sleep", { args: ["1000"], stdout: "null", stderr: "null" })
+      .spawn();
+    try {
+      for (const dir of parentDirs(parent)) {
+        for (const d of [dir, `${dir}/${name}`]) {
+          Deno.mkdirSync(d);
+          made.push(d);
+          if (!V2 && d.startsWith(`${LAYOUT.v1.cpuset}/`)) {
+            for (const f of ["cpuset.cpus", "cpuset.mems"]) {
+              const up = read(`${LAYOUT.v1.cpuset}/${f}`)?.trim() ?? "0";
+              Deno.writeTextFileSync(`${d}/${f}`, up);
+            }
+          }
+        }
+        Deno.writeTextFileSync(`${dir}/${name}/cgroup.procs`, String(victim.pid));
+      }
+      const dirs = runDirs(name, parent);
+      const alive = (when: string) => {
+        assert.ok(pidAlive(victim.pid), `the other program's process was killed ${when}`);
+        assert.deepEqual(dirs.filter((d) => !exists(d)), [], `its cgroup was removed ${when}`);
+        for (const d of dirs) {
+          assert.equal(read(`${d}/cgroup.procs`)?.trim(), String(victim.pid), `${d} ${when}`);
+        }
+      };
+      const r = await sh("echo started", ["--cgroup-parent", parent, "--name", name]);
+      await sleep(200);
+      alive("by the failed run");
+      assert.equal(r.code, 125, show(r));
+      assert.equal(r.stdout, "", show(r));
+      const lines = r.stderr.trim().split("\n");
+      assert.equal(lines.length, 1, show(r));
+      assert.match(
+        lines[0],
+        /^micro: prepare: cgroups: mkdir path=.*: EEXIST \(a cgroup of this name/,
+      );
+      assert.match(lines[0], /micro leaves it alone: choose another --name or --cgroup-parent\)$/);
+      // A micro killed right after the failed mkdir leaves a state that names the dirs it
+      // meant to create (the intent) but not as created: the next command's gc must not
+      // kill or empty them either.
+      Deno.mkdirSync(stateDir, { recursive: true });
+      Deno.writeTextFileSync(
+        `${stateDir}/state.json`,
+        JSON.stringify({
+          id: name,
+          pid: Deno.pid,
+          startTime: -1, // not this process's: that micro is gone
+          image: IMAGE,
+          cgroups: dirs.map((path) => ({
+            path,
+            shared: false,
+            kill: V2
+              ? "cgroup.kill"
+              : path.startsWith(`${LAYOUT.v1.freezer}/`)
+              ? "freezer"
+              : "signal",
+          })),
+          created: new Date().toISOString(),
+        }),
+      );
+      const g = await run(["plan", IMAGE, "true"], { timeoutMs: 30_000 * X });
+      assert.equal(g.code, 0, show(g));
+      assert.ok(!exists(stateDir), "the dead run's state was not swept");
+      alive("by the next command's gc");
+    } finally {
+      try {
+        victim.kill("SIGKILL");
+      } catch { /* killed already (the bug this test is about) */ }
+      await victim.status;
+      try {
+        Deno.removeSync(stateDir, { recursive: true });
+      } catch { /* swept, or never made */ }
+      for (const d of made.reverse()) {
+        await waitFor(() => (read(`${d}/cgroup.procs`) ?? "").trim() === "", 2000);
+        try {
+          Deno.removeSync(d);
+        } catch (e) {
+          if (!(e instanceof Deno.errors.NotFound)) console.error(`cannot remove ${d}: ${e}`);
+        }
+      }
+    }
+  },
+);
+
 // 7. limits the host cannot honour ----------------------------------------------------------
 
 cgTest(
