@@ -10,6 +10,7 @@ import { errnoOf, hintFor, MicroError } from "../errors.ts";
 import { exists } from "../host.ts";
 import type { Op } from "../ops.ts";
 import { C, cstr, type Sys } from "../sys/mod.ts";
+import type { KillTarget } from "./watchdog.ts";
 
 const CGROUP_HINTS: Record<number, string> = {
   22: "the kernel refused this value",
@@ -156,6 +157,22 @@ export class ParentOps {
         errno: -rc,
       });
     }
+  }
+
+  /**
+   * What to kill if micro dies (the watchdog): each cgroup-kill op's directory, when this
+   * run created it. Empty when the run has no cgroup of its own.
+   */
+  killTargets(): KillTarget[] {
+    const created = new Set<string>();
+    for (const o of this.done) {
+      if (o.kind === "cgroup-create" && !o.args.shared) created.add(o.args.path);
+    }
+    return this.plan.flatMap((o) =>
+      o.kind === "cgroup-kill" && created.has(o.args.path)
+        ? [{ path: o.args.path, how: o.args.how }]
+        : []
+    );
   }
 
   /** attach: the child joins every cgroup of the run. */

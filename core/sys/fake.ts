@@ -476,6 +476,13 @@ export class RecordingSys implements Sys {
     return Promise.resolve({ n, fd });
   }
 
+  ignoreSignals() {
+    return this.record("ignoreSignals", [], () => 0);
+  }
+  sleep(ms: number) {
+    return this.record("sleep", [ms], () => 0);
+  }
+
   /** Copies the next scripted chunk for `fd` into `buf`; undefined when none is left. */
   private take(fd: number, buf: Uint8Array, len: number): number | undefined {
     const chunk = this.reads.get(fd)?.shift();

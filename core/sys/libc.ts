@@ -59,6 +59,7 @@ const NR = {
     rt_sigprocmask: 14,
     close_range: 436,
     openat2: 437,
+    nanosleep: 35,
   },
   aarch64: {
     bpf: 280,
@@ -109,6 +110,7 @@ const NR = {
     rt_sigprocmask: 135,
     close_range: 436,
     openat2: 437,
+    nanosleep: 101,
   },
 } as const;
 
@@ -186,6 +188,10 @@ export function openLibc(): Sys {
   const rlimBytes = new Uint8Array(rlim.buffer);
   const sigact = new Uint8Array(32); // sa_handler=SIG_DFL, flags 0, restorer 0, mask 0
   const sigset = new Uint8Array(8);
+  const sigIgnore = new Uint8Array(32);
+  sigIgnore[0] = 1; // sa_handler = SIG_IGN
+  const timespec = new Uint32Array(4); // {i64 tv_sec, i64 tv_nsec}
+  const timespecBytes = new Uint8Array(timespec.buffer);
   const mountAttr = new Uint32Array(8); // struct mount_attr, 32 bytes
   const mountAttrBytes = new Uint8Array(mountAttr.buffer);
   const statfsWords = new Uint32Array(32);
@@ -383,6 +389,20 @@ export function openLibc(): Sys {
       if (n > 0) record.set(m.words.subarray(MSG_DATA / 4, MSG_DATA / 4 + 2));
       const withFd = n > 0 && m.words[MSG_CONTROLLEN / 4] >= 20 && m.words[MSG_CMSG / 4 + 3] === 1;
       return { n, fd: withFd ? m.words[MSG_CMSG / 4 + 4] : -1 };
+    },
+    ignoreSignals() {
+      let rc = 0;
+      for (let sig = 1; sig < 65; sig++) {
+        if (sig === 9 || sig === 19 || sig === 32 || sig === 33) continue;
+        rc = r(lib.ibbi(nr.rt_sigaction, sig, sigIgnore, null, 8));
+        if (rc < 0) return rc;
+      }
+      return rc;
+    },
+    sleep(ms) {
+      timespec[0] = Math.floor(ms / 1000);
+      timespec[2] = (ms % 1000) * 1_000_000;
+      return r(lib.bb(nr.nanosleep, timespecBytes, null));
     },
   };
   return sys;

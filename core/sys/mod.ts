@@ -112,6 +112,10 @@ export interface Sys {
   sendRecord(sock: number, record: Int32Array, fd: number): number;
   /** Receives one record off the main thread: its length (0 at EOF) and any fd passed. */
   recvRecord(sock: number, record: Int32Array): Promise<{ n: number; fd: number }>;
+  /** Sets every signal that can be ignored to SIG_IGN (the watchdog). */
+  ignoreSignals(): number;
+  /** nanosleep(2) for `ms` milliseconds, on this thread. */
+  sleep(ms: number): number;
 }
 
 /** Flag values shared by the real and the fake Sys (x86_64 and aarch64 agree on these). */
