@@ -97,6 +97,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   try {
     dir = createRunDir(stateRoot(uid), p.id, uid);
   } catch (e) {
+    if (e instanceof MicroError) throw e;
     if (e instanceof Deno.errors.AlreadyExists) {
       throw new MicroError(`a container named "${p.id}" is already running`, {
         hint: "choose another --name",
@@ -145,6 +146,9 @@ export async function runCommand(argv: string[]): Promise<number> {
       terminal: p.req.terminal,
       stdin: p.req.stdin || p.req.terminal,
       onChild(pid) {
+        // This write also makes durable which cgroups the run created (marked in
+        // state.cgroups by the engine), before the child joins them: a later gc kills
+        // only those.
         state.containerPid = pid;
         state.containerStartTime = processStartTime(pid);
         writeState(dir, state);

@@ -5,6 +5,7 @@
  */
 import { type RecordedCgroup, removeRecorded } from "./cgroups/fs.ts";
 import { type ImageId, releaseImage } from "./engine/image.ts";
+import { MicroError } from "./errors.ts";
 import type { Sys } from "./sys/mod.ts";
 
 export interface RunState {
@@ -51,6 +52,25 @@ export function untrustedRoot(root: string, uid: number): string | undefined {
   return undefined;
 }
 
+/**
+ * The error for a state root micro will not use: what is wrong, that the refusal is on
+ * purpose (whoever controls the directory could make micro kill processes and remove
+ * files), and the way out. Rootless, another user can squat `/tmp/micro-state-UID`.
+ */
+export function untrustedRootError(root: string, uid: number, why: string): MicroError {
+  const yours = why.endsWith("written by others");
+  const fix = yours
+    ? `chmod go-w ${root}`
+    : uid === 0
+    ? `remove ${root}; micro makes it again`
+    : `set XDG_RUNTIME_DIR to a private directory of yours, or have root remove ${root}`;
+  return new MicroError(
+    `state root: ${why}: refused on purpose, since whoever controls it could make micro ` +
+      `kill processes and remove files`,
+    { hint: fix },
+  );
+}
+
 /** Field 22 of /proc/PID/stat, or -1 when the process is gone. */
 export function processStartTime(pid: number): number {
   try {
@@ -81,12 +101,18 @@ export function readState(dir: string): RunState | null {
   }
 }
 
-/** Creates the state root (0711: the container's root must traverse it) and a run dir. */
+/**
+ * Creates the state root (0711: the container's root must traverse it) and a run dir.
+ * The root is checked before (so nothing is made through a link) and again after it
+ * exists: another user may create it between the first look and the mkdir.
+ */
 export function createRunDir(root: string, id: string, uid: number): string {
-  const bad = untrustedRoot(root, uid);
-  if (bad) throw new Error(`the state root cannot be trusted: ${bad}`);
+  let bad = untrustedRoot(root, uid);
+  if (bad) throw untrustedRootError(root, uid, bad);
   // root: 0711 so the container's root user can reach its staging dir; rootless: 0700.
   Deno.mkdirSync(root, { recursive: true, mode: uid === 0 ? 0o711 : 0o700 });
+  bad = untrustedRoot(root, uid);
+  if (bad) throw untrustedRootError(root, uid, bad);
   const dir = `${root}/${id}`;
   Deno.mkdirSync(dir, { mode: 0o711 });
   Deno.chmodSync(dir, 0o711);

@@ -61,15 +61,18 @@ export function killCgroup(dir: string, how: "cgroup.kill" | "freezer" | "signal
   return waitEmpty(dir);
 }
 
-/** Removes a cgroup dir; a shared parent only when empty. Returns a reason when it stays. */
-export function removeCgroup(dir: string, shared: boolean): string | undefined {
+/**
+ * Removes a cgroup dir. A shared parent, or one this run did not create, only when empty
+ * (one rmdir, never a kill). Returns a reason when a dir of the run's own stays.
+ */
+export function removeCgroup(dir: string, onlyIfEmpty: boolean): string | undefined {
   for (let i = 0; i < 50; i++) {
     try {
       Deno.removeSync(dir);
       return undefined;
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) return undefined;
-      if (shared) return undefined; // still used by another run: theirs to remove
+      if (onlyIfEmpty) return undefined; // in use by another run, or not ours: left alone
       const busy = e instanceof Deno.errors.Busy || (e as { code?: string }).code === "EBUSY";
       if (!busy) return (e as Error).message;
       killAll(dir);
@@ -79,15 +82,28 @@ export function removeCgroup(dir: string, shared: boolean): string | undefined {
   return "still busy after its processes were killed";
 }
 
+/**
+ * A cgroup directory in a run's state. It is recorded before the mkdir (the intent), and
+ * `created` is set once this run's mkdir succeeded (the ownership): a directory that was
+ * there already (another run's, or not micro's at all) is never killed or emptied.
+ */
 export interface RecordedCgroup {
   path: string;
   shared: boolean;
   /** How to kill what is in it, for the dirs a run owns. */
   kill?: "cgroup.kill" | "freezer" | "signal";
+  /** This run made it. Absent after a crash between the mkdir and the state write. */
+  created?: boolean;
 }
 
-/** Cleans a killed run's cgroups: kill, then remove in reverse order of creation. */
+/**
+ * Cleans a killed run's cgroups: kill what is in the ones it created, then remove in
+ * reverse order of creation. A dir it only meant to create is removed only if empty: after
+ * a crash between its mkdir and the state write that records the ownership, it is the
+ * run's own and still empty (the container joins only after that write); if it was someone
+ * else's, rmdir fails on its processes or children and it stays.
+ */
 export function removeRecorded(list: RecordedCgroup[]): void {
-  for (const c of list) if (!c.shared) killCgroup(c.path, c.kill ?? "signal");
-  for (const c of [...list].reverse()) removeCgroup(c.path, c.shared);
+  for (const c of list) if (!c.shared && c.created) killCgroup(c.path, c.kill ?? "signal");
+  for (const c of [...list].reverse()) removeCgroup(c.path, c.shared || !c.created);
 }

@@ -16,6 +16,7 @@ import { CHILD_PHASES, type Op } from "../ops.ts";
 import { C, cstr, type Sys } from "../sys/mod.ts";
 import type { RecordedCgroup } from "../cgroups/fs.ts";
 import { ParentOps } from "./parent.ts";
+import { Watchdog } from "./watchdog.ts";
 import {
   CLONE_FLAGS,
   compileChild,
@@ -139,11 +140,16 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
   // Listening from the start: a signal during set-up must not kill micro halfway; it is
   // held and delivered once the command runs.
   const signals = new Forwarder(sys);
+  let watchdog: Watchdog | null = null;
   try {
     parent.prepare();
+    // PDEATHSIG is only a request the container can clear: with a cgroup of its own, a
+    // watchdog kills it when micro dies.
+    const targets = parent.killTargets();
+    if (targets.length) watchdog = Watchdog.prepare(targets, sys);
     for (let attempt = 0;; attempt++) {
       try {
-        const { pid, master } = await start(plan, childOps, flags, opts, sys, parent);
+        const { pid, master } = await start(plan, childOps, flags, opts, sys, parent, watchdog);
         signals.attach(pid, master);
         const result = await supervise(pid, master, sys);
         const oom = parent.oomKilled();
@@ -160,6 +166,7 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
   } finally {
     signals.remove();
     for (const p of parent.cleanup()) opts.onCleanupProblem?.(p);
+    watchdog?.dismiss(sys);
   }
 }
 
@@ -210,6 +217,7 @@ async function start(
   opts: EngineOptions,
   sys: Sys,
   parent: ParentOps,
+  watchdog: Watchdog | null,
 ): Promise<{ pid: number; master: number }> {
   const fds: number[] = [];
   const closeAll = () => {
@@ -244,10 +252,17 @@ async function start(
     throw e;
   }
 
-  // From the sweep to the clone nothing may allocate (DESIGN.md §4).
+  // From the sweep to the clones nothing may allocate (DESIGN.md §4). The watchdog is
+  // forked once per run, right after the first child and before it is released.
   sys.prepareFork();
   const pid = sys.clone(flags);
   if (pid === 0) runChild(prog, sys);
+  let guard = 0;
+  if (pid > 0 && watchdog !== null && watchdog.pid === 0) {
+    guard = sys.clone(C.SIGCHLD);
+    if (guard === 0) watchdog.run(sys);
+    watchdog.forked(guard, sys);
+  }
 
   // The parent keeps only its ends: the sync pipe's write end and the report socket.
   for (const fd of fds.splice(0)) {
@@ -270,6 +285,17 @@ async function start(
     closeAll();
     await sys.waitpid(pid);
   };
+  if (guard < 0) {
+    await abandon();
+    throw new MicroError("", {
+      phase: "clone",
+      plugin: "engine",
+      op: "clone",
+      paths: { flags: "SIGCHLD", for: "the watchdog" },
+      errno: -guard,
+      hint: hintFor("clone", -guard),
+    });
+  }
 
   try {
     opts.onChild?.(pid);

@@ -10,6 +10,7 @@ import { errnoOf, hintFor, MicroError } from "../errors.ts";
 import { exists } from "../host.ts";
 import type { Op } from "../ops.ts";
 import { C, cstr, type Sys } from "../sys/mod.ts";
+import type { KillTarget } from "./watchdog.ts";
 
 const CGROUP_HINTS: Record<number, string> = {
   22: "the kernel refused this value",
@@ -17,6 +18,8 @@ const CGROUP_HINTS: Record<number, string> = {
   2: "the controller or file does not exist on this kernel",
   13: "not allowed to write this cgroup file",
   28: "the limit is lower than what the cgroup already uses",
+  17: "a cgroup of this name exists already, another run's or not micro's, and micro leaves it " +
+    "alone: choose another --name or --cgroup-parent",
 };
 
 function fail(o: Op, what: string, paths: Record<string, string>, e: unknown): never {
@@ -49,7 +52,9 @@ function mkdirRetry(path: string): void {
 export interface ParentHooks {
   /**
    * Called once, before any directory is created, with every one prepare() will create,
-   * so they are recorded in the run's state (one write) before the first exists.
+   * so they are recorded in the run's state (one write) before the first exists. prepare()
+   * then marks each record `created` as its mkdir succeeds; the caller's next state write
+   * (the child's pid, before the child joins any cgroup) makes that ownership durable.
    */
   onCreate?: (all: RecordedCgroup[]) => void;
 }
@@ -74,13 +79,12 @@ export class ParentOps {
       o.phase === "prepare" && o.kind === "cgroup-create" &&
       !(o.args.shared && !o.args.owned && exists(o.args.path))
     );
-    if (creates.length) {
-      this.hooks.onCreate?.(creates.map(({ args: { path, shared } }) => ({
-        path,
-        shared,
-        kill: shared ? undefined : this.killHow(path),
-      })));
-    }
+    const records: RecordedCgroup[] = creates.map(({ args: { path, shared } }) => ({
+      path,
+      shared,
+      kill: shared ? undefined : this.killHow(path),
+    }));
+    if (creates.length) this.hooks.onCreate?.(records);
     for (const o of this.plan) {
       if (o.phase !== "prepare") continue;
       switch (o.kind) {
@@ -89,7 +93,9 @@ export class ParentOps {
           if (!creates.includes(o)) continue;
           try {
             mkdirRetry(path);
+            records[creates.indexOf(o)].created = true;
           } catch (e) {
+            // A run's own dir that exists already is not ours: fail, and never touch it.
             if (!(shared && e instanceof Deno.errors.AlreadyExists)) {
               fail(o, "mkdir", { path }, e);
             }
@@ -151,6 +157,22 @@ export class ParentOps {
         errno: -rc,
       });
     }
+  }
+
+  /**
+   * What to kill if micro dies (the watchdog): each cgroup-kill op's directory, when this
+   * run created it. Empty when the run has no cgroup of its own.
+   */
+  killTargets(): KillTarget[] {
+    const created = new Set<string>();
+    for (const o of this.done) {
+      if (o.kind === "cgroup-create" && !o.args.shared) created.add(o.args.path);
+    }
+    return this.plan.flatMap((o) =>
+      o.kind === "cgroup-kill" && created.has(o.args.path)
+        ? [{ path: o.args.path, how: o.args.how }]
+        : []
+    );
   }
 
   /** attach: the child joins every cgroup of the run. */

@@ -535,6 +535,12 @@ export class RecordingSys implements Sys {
       return 0;
     });
   }
+  ignoreSignals() {
+    return this.record("ignoreSignals", [], () => 0);
+  }
+  sleep(ms: number) {
+    return this.record("sleep", [ms], () => 0);
+  }
 
   /** Copies the next scripted chunk for `fd` into `buf`; undefined when none is left. */
   private take(fd: number, buf: Uint8Array, len: number): number | undefined {

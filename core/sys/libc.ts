@@ -66,6 +66,7 @@ const NR = {
     fsmount: 432,
     getcwd: 79,
     fstat: 5,
+    nanosleep: 35,
   },
   aarch64: {
     bpf: 280,
@@ -123,6 +124,7 @@ const NR = {
     fsmount: 432,
     getcwd: 17,
     fstat: 80,
+    nanosleep: 101,
   },
 } as const;
 
@@ -208,6 +210,10 @@ function bindLibc(): Sys {
   const rlimBytes = new Uint8Array(rlim.buffer);
   const sigact = new Uint8Array(32); // sa_handler=SIG_DFL, flags 0, restorer 0, mask 0
   const sigset = new Uint8Array(8);
+  const sigIgnore = new Uint8Array(32);
+  sigIgnore[0] = 1; // sa_handler = SIG_IGN
+  const timespec = new Uint32Array(4); // {i64 tv_sec, i64 tv_nsec}
+  const timespecBytes = new Uint8Array(timespec.buffer);
   const mountAttr = new Uint32Array(8); // struct mount_attr, 32 bytes
   const mountAttrBytes = new Uint8Array(mountAttr.buffer);
   const statWords = new Uint32Array(64); // struct stat: 144 bytes on x86_64, 128 on aarch64
@@ -440,6 +446,20 @@ function bindLibc(): Sys {
       st.gid = statView.getUint32(x86 ? 32 : 28, true);
       st.size = Number(statView.getBigInt64(48, true));
       return rc;
+    },
+    ignoreSignals() {
+      let rc = 0;
+      for (let sig = 1; sig < 65; sig++) {
+        if (sig === 9 || sig === 19 || sig === 32 || sig === 33) continue;
+        rc = r(lib.ibbi(nr.rt_sigaction, sig, sigIgnore, null, 8));
+        if (rc < 0) return rc;
+      }
+      return rc;
+    },
+    sleep(ms) {
+      timespec[0] = Math.floor(ms / 1000);
+      timespec[2] = (ms % 1000) * 1_000_000;
+      return r(lib.bb(nr.nanosleep, timespecBytes, null));
     },
   };
   return sys;

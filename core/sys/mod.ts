@@ -132,6 +132,10 @@ export interface Sys {
   fstatId(fd: number, out: Float64Array): number;
   /** fstat(2): fills `st` with the fields micro looks at (an O_PATH fd works too). */
   fstat(fd: number, st: Stat): number;
+  /** Sets every signal that can be ignored to SIG_IGN (the watchdog). */
+  ignoreSignals(): number;
+  /** nanosleep(2) for `ms` milliseconds, on this thread. */
+  sleep(ms: number): number;
 }
 
 /** The fields of `struct stat` that micro reads. */

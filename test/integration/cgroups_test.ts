@@ -23,6 +23,7 @@ import assert from "node:assert/strict";
 import {
   Background,
   IMAGE,
+  MICRO,
   microTest,
   pidAlive,
   run,
@@ -797,6 +798,100 @@ cgTest("--cgroup-parent NAME: a parent that existed before is used and kept", as
   }
 });
 
+cgTest(
+  "a run's cgroup that exists already (not micro's): the run fails, its processes live on",
+  async () => {
+    // `--cgroup-parent P --name N` where P/N is someone else's cgroup with a process in it:
+    // the mkdir fails with EEXIST, and neither the failed run's cleanup nor a later gc may
+    // kill that process or remove the cgroup.
+    const parent = newId("victim");
+    const name = newId("svc");
+    const made: string[] = [];
+    const victim = new Deno.Command("sleep", { args: ["1000"], stdout: "null", stderr: "null" })
+      .spawn();
+    try {
+      for (const dir of parentDirs(parent)) {
+        for (const d of [dir, `${dir}/${name}`]) {
+          Deno.mkdirSync(d);
+          made.push(d);
+          if (!V2 && d.startsWith(`${LAYOUT.v1.cpuset}/`)) {
+            for (const f of ["cpuset.cpus", "cpuset.mems"]) {
+              const up = read(`${LAYOUT.v1.cpuset}/${f}`)?.trim() ?? "0";
+              Deno.writeTextFileSync(`${d}/${f}`, up);
+            }
+          }
+        }
+        Deno.writeTextFileSync(`${dir}/${name}/cgroup.procs`, String(victim.pid));
+      }
+      const dirs = runDirs(name, parent);
+      const alive = (when: string) => {
+        assert.ok(pidAlive(victim.pid), `the other program's process was killed ${when}`);
+        assert.deepEqual(dirs.filter((d) => !exists(d)), [], `its cgroup was removed ${when}`);
+        for (const d of dirs) {
+          assert.equal(read(`${d}/cgroup.procs`)?.trim(), String(victim.pid), `${d} ${when}`);
+        }
+      };
+      const r = await sh("echo started", ["--cgroup-parent", parent, "--name", name]);
+      await sleep(200);
+      alive("by the failed run");
+      assert.equal(r.code, 125, show(r));
+      assert.equal(r.stdout, "", show(r));
+      const lines = r.stderr.trim().split("\n");
+      assert.equal(lines.length, 1, show(r));
+      assert.match(
+        lines[0],
+        /^micro: prepare: cgroups: mkdir path=.*: EEXIST \(a cgroup of this name/,
+      );
+      assert.match(lines[0], /micro leaves it alone: choose another --name or --cgroup-parent\)$/);
+      // A micro killed right after the failed mkdir leaves a state that names the dirs it
+      // meant to create (the intent) but not as created: the next command's gc must not
+      // kill or empty them either. That state lives in a tmpfs state root of a private mount
+      // namespace, where only this test's `micro plan` sweeps it (not other micro commands
+      // on this machine, which may be older builds).
+      const state = JSON.stringify({
+        id: name,
+        pid: 1,
+        startTime: -1, // not init's start time: that micro is gone
+        image: null,
+        cgroups: dirs.map((path) => ({
+          path,
+          shared: false,
+          kill: V2
+            ? "cgroup.kill"
+            : path.startsWith(`${LAYOUT.v1.freezer}/`)
+            ? "freezer"
+            : "signal",
+        })),
+        created: new Date().toISOString(),
+      });
+      const script = `mount -t tmpfs -o mode=0711 tmpfs ${STATE_ROOT} || exit 1
+        mkdir ${STATE_ROOT}/${name} && printf %s "$1" > ${STATE_ROOT}/${name}/state.json
+        "$0" plan -- true >/dev/null || exit 1
+        [ ! -e ${STATE_ROOT}/${name} ] && echo swept`;
+      const g = await run(
+        ["-m", "--propagation", "private", "sh", "-c", script, MICRO, state],
+        { cmd: "unshare", timeoutMs: 30_000 * X },
+      );
+      assert.equal(g.code, 0, show(g));
+      assert.equal(g.stdout, "swept\n", show(g));
+      alive("by the next command's gc");
+    } finally {
+      try {
+        victim.kill("SIGKILL");
+      } catch { /* killed already (the bug this test is about) */ }
+      await victim.status;
+      for (const d of made.reverse()) {
+        await waitFor(() => (read(`${d}/cgroup.procs`) ?? "").trim() === "", 2000);
+        try {
+          Deno.removeSync(d);
+        } catch (e) {
+          if (!(e instanceof Deno.errors.NotFound)) console.error(`cannot remove ${d}: ${e}`);
+        }
+      }
+    }
+  },
+);
+
 // 7. limits the host cannot honour ----------------------------------------------------------
 
 cgTest(
@@ -920,6 +1015,190 @@ for (const next of [["plan", IMAGE, "true"], ["run", IMAGE, "true"]]) {
     },
   );
 }
+
+// 8b. the watchdog: the container dies with micro even when it clears PDEATHSIG -----------------
+
+/** The children of process `pid` (every thread's). */
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const t of Deno.readDirSync(`/proc/${pid}/task`)) {
+    const text = read(`/proc/${pid}/task/${t.name}/children`) ?? "";
+    out.push(...text.trim().split(/\s+/).filter((x) => x).map(Number));
+  }
+  return out;
+}
+
+/** Fields of /proc/PID/stat after the command: [state, ppid, pgrp, session, ...]. */
+function statFields(pid: number): string[] {
+  const stat = read(`/proc/${pid}/stat`) ?? "";
+  return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+}
+
+cgTest(
+  "kill -9 of micro whose container cleared PDEATHSIG: the watchdog kills it, gc removes the dirs",
+  async () => {
+    // The host view (no image) has the host's setpriv: the container's init clears its
+    // parent-death signal, so only the watchdog can take it down when micro is killed. The
+    // run's state root is a tmpfs of a private mount namespace, so that no other micro
+    // command on this machine sweeps the dead run (and kills the container) first.
+    const id = newId("pdeath");
+    await withTempDir(async (scratch) => {
+      const script = `mount -t tmpfs -o mode=0711 tmpfs ${STATE_ROOT} || exit 1
+        "$0" run --name ${id} -- /usr/bin/setpriv --pdeathsig clear sleep 1000 &
+        echo "micro=$!"
+        until [ -e "$1/go" ]; do sleep 0.05; done
+        "$0" plan -- true && echo swept`;
+      const bg = new Background(
+        ["-m", "--propagation", "private", "sh", "-c", script, MICRO, scratch],
+        { cmd: "unshare" },
+      );
+      let microPid = 0;
+      try {
+        assert.ok(await bg.waitForStdout("micro=", 10_000 * X), bg.stderr);
+        await waitFor(() => /micro=\d+\n/.test(bg.stdout), 2000);
+        microPid = Number(/micro=(\d+)/.exec(bg.stdout)![1]);
+        const root = `/proc/${bg.pid}/root${STATE_ROOT}`;
+        const st = await waitForContainer(microPid, 20_000 * X, root);
+        assert.ok(st?.containerPid, `no containerPid in state.json: ${bg.stderr}`);
+        const dirs = runDirs(id);
+        // setpriv has exec'd sleep: the parent-death signal is cleared from here on.
+        assert.ok(
+          await waitFor(
+            () => (read(`/proc/${st.containerPid}/comm`) ?? "").trim() === "sleep",
+            10_000 * X,
+          ),
+          "the container never ran sleep",
+        );
+        Deno.kill(microPid, "SIGKILL");
+        // No micro command runs meanwhile: the watchdog alone must do it.
+        assert.ok(
+          await waitFor(() => !pidAlive(st.containerPid!), 3000 * X),
+          `container pid ${st.containerPid} outlived micro (PDEATHSIG cleared)`,
+        );
+        // The watchdog only kills: the directories and the state wait for the next command.
+        assert.ok(exists(`${root}/${id}/state.json`), "the state was removed");
+        assert.deepEqual(dirs.filter(exists), dirs, "cgroup dirs vanished before the next command");
+        for (const d of dirs) assert.equal(read(`${d}/cgroup.procs`)?.trim(), "", d);
+        Deno.writeTextFileSync(`${scratch}/go`, "");
+        const r = await bg.result(30_000 * X);
+        assert.equal(r.code, 0, show(r));
+        assert.match(r.stdout, /swept\n$/, show(r));
+        assertCgroupsGone(id);
+      } finally {
+        Deno.writeTextFileSync(`${scratch}/go`, "");
+        if (microPid) {
+          try {
+            Deno.kill(microPid, "SIGKILL");
+          } catch { /* gone */ }
+        }
+        await bg.result(30_000 * X);
+        // A failed run's leftovers: its state went with the namespace, so no gc will come.
+        for (const d of runDirs(id).filter(exists)) {
+          for (const p of (read(`${d}/cgroup.procs`) ?? "").split("\n").filter((x) => x)) {
+            try {
+              Deno.kill(Number(p), "SIGKILL");
+            } catch { /* gone */ }
+          }
+          await waitFor(() => (read(`${d}/cgroup.procs`) ?? "").trim() === "", 2000);
+          try {
+            Deno.removeSync(d);
+          } catch { /* reported by the assertions above */ }
+        }
+      }
+    }, "micro-cgtest-");
+  },
+);
+
+cgTest(
+  "the watchdog: outside the container, its own session, holding only its pipe and the cgroup; gone after a normal end",
+  async () => {
+    const id = newId("wd");
+    let watchdog = 0;
+    let micro = 0;
+    await withTempDir(async (scratch) => {
+      Deno.chmodSync(scratch, 0o777);
+      const bg = new Background(
+        [
+          "run",
+          "--name",
+          id,
+          "-v",
+          `${scratch}:/scratch`,
+          IMAGE,
+          "sh",
+          "-c",
+          `echo ready; ${WAIT_GO}; echo bye`,
+        ],
+      );
+      micro = bg.pid;
+      try {
+        assert.ok(await bg.waitForStdout("ready\n", 20_000 * X), `never ready: ${bg.stderr}`);
+        const st = await waitForContainer(bg.pid, 10_000 * X);
+        assert.ok(st?.containerPid, "no containerPid in state.json");
+        const others = childrenOf(bg.pid).filter((p) => p !== st.containerPid);
+        assert.equal(others.length, 1, `micro's children: ${childrenOf(bg.pid)}`);
+        watchdog = others[0];
+        // Not in the container's namespaces: the host's pid and mount namespaces.
+        for (const ns of ["pid", "mnt"]) {
+          assert.equal(
+            Deno.readLinkSync(`/proc/${watchdog}/ns/${ns}`),
+            Deno.readLinkSync(`/proc/self/ns/${ns}`),
+            ns,
+          );
+        }
+        // Its own session and process group: a group kill of micro spares it.
+        const [, , pgrp, session] = statFields(watchdog);
+        assert.equal(Number(session), watchdog, "not a session leader");
+        assert.equal(Number(pgrp), watchdog);
+        assert.notEqual(statFields(bg.pid)[3], session);
+        // It ignores the signals a terminal or a group kill sends; it is not dumpable.
+        const status = read(`/proc/${watchdog}/status`) ?? "";
+        const ignored = BigInt(`0x${/^SigIgn:\s*(\w+)/m.exec(status)?.[1] ?? "0"}`);
+        for (const sig of [1, 2, 3, 15]) {
+          assert.ok(ignored & (1n << BigInt(sig - 1)), `signal ${sig}`);
+        }
+        // Its fds: the pipe from micro and the cgroup dir it kills through; no stdio.
+        const fds = [...Deno.readDirSync(`/proc/${watchdog}/fd`)].map((e) =>
+          Deno.readLinkSync(`/proc/${watchdog}/fd/${e.name}`)
+        ).sort();
+        const killDir = V2 ? runDirs(id)[0] : `${LAYOUT.v1.freezer}/micro/${id}`;
+        assert.equal(fds.length, 2, `fds: ${fds}`);
+        assert.match(fds[1], /^pipe:/, `fds: ${fds}`);
+        assert.equal(fds[0], killDir, `fds: ${fds}`);
+        assert.equal(Deno.readLinkSync(`/proc/${watchdog}/cwd`), "/");
+        // Killing the watchdog alone does not disturb the run (no SIGPIPE at the end).
+        Deno.kill(watchdog, "SIGKILL");
+        await sleep(100);
+        Deno.writeTextFileSync(`${scratch}/go`, "");
+        const r = await bg.result(30_000 * X);
+        assert.equal(r.code, 0, show(r));
+        assert.match(r.stdout, /bye\n$/);
+      } finally {
+        bg.kill("SIGKILL");
+        await bg.result();
+      }
+    }, "micro-cgtest-");
+    assertCgroupsGone(id);
+    // And after a normal end, the watchdog of a run that was not disturbed leaves too.
+    const id2 = newId("wd2");
+    const bg2 = new Background(["run", "--name", id2, IMAGE, "sh", "-c", "echo ready; sleep 1"]);
+    let wd2 = 0;
+    try {
+      assert.ok(await bg2.waitForStdout("ready\n", 20_000 * X), bg2.stderr);
+      const st = await waitForContainer(bg2.pid, 10_000 * X);
+      wd2 = childrenOf(bg2.pid).find((p) => p !== st?.containerPid) ?? 0;
+      assert.ok(wd2 > 0, "no watchdog");
+      const r = await bg2.result(30_000 * X);
+      assert.equal(r.code, 0, show(r));
+      assert.ok(await waitFor(() => !pidAlive(wd2), 2000 * X), `watchdog ${wd2} outlived micro`);
+    } finally {
+      bg2.kill("SIGKILL");
+      await bg2.result();
+    }
+    assertCgroupsGone(id2);
+    assert.ok(micro > 0 && watchdog > 0);
+  },
+);
 
 // 9. cgroup namespace -------------------------------------------------------------------------
 

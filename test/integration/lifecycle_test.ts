@@ -159,6 +159,31 @@ microTest("rootless: --user other than 0 fails cleanly (only one id is mapped)",
   }, "micro-rootless-");
 }, { ignore: rootlessReason() });
 
+microTest("rootless: a squatted state root is refused, saying why and the fix", async () => {
+  // Without XDG_RUNTIME_DIR the rootless state root is /tmp/micro-state-UID, which any user
+  // can create first. micro fails closed; the error must say so and how to get past it. The
+  // squat happens in a /tmp of a private mount namespace, so the host's /tmp is untouched.
+  await withTempDir(async (home) => {
+    Deno.chmodSync(home, 0o755);
+    Deno.chownSync(home, NOBODY, NOBODY);
+    const root = `/tmp/micro-state-${NOBODY}`;
+    const script = `mount -t tmpfs tmpfs /tmp && mkdir -m 0755 ${root} && ` +
+      `exec setpriv --reuid=${NOBODY} --regid=${NOBODY} --clear-groups -- ` +
+      `env -i HOME=${home} PATH=/usr/bin:/bin "$0" run "$1" true`;
+    const r = await run(["-m", "--propagation", "private", "sh", "-c", script, MICRO, IMAGE], {
+      cmd: "unshare",
+      timeoutMs: 60_000,
+    });
+    assertOneLineError(r, /belongs to uid 0, not to you \(65534\): refused on purpose/);
+    assert.ok(
+      r.stderr.includes(
+        `(set XDG_RUNTIME_DIR to a private directory of yours, or have root remove ${root})`,
+      ),
+      show(r),
+    );
+  }, "micro-rootless-");
+}, { ignore: rootlessReason() ?? lacking(NEEDS.unshare) });
+
 // --- errors --------------------------------------------------------------------------------
 
 function assertOneLineError(r: RunResult, re: RegExp) {

@@ -12,7 +12,7 @@ import {
   type DeviceRule,
   v1Rules,
 } from "../../core/cgroups/devfilter.ts";
-import type { RecordedCgroup } from "../../core/cgroups/fs.ts";
+import { type RecordedCgroup, removeRecorded } from "../../core/cgroups/fs.ts";
 import type { CgroupLayout } from "../../core/cgroups/layout.ts";
 import {
   blkioToIoWeight,
@@ -596,13 +596,17 @@ const LOOP7_RW: DeviceRule = { allow: true, type: "b", major: 7, minor: 7, acces
 const FULL_RULES: DeviceRule[] = [...DEFAULT_DEVICES, LOOP7_RW];
 
 /** ParentOps over a plan, with every announcement noted in the fake's events. */
-function parentOps(fs: FakeCgroupFs, plan: Op[], sys = new RecordingSys()) {
+function parentOps(fs: FakeCgroupFs, plan: Op[], sys = new RecordingSys(), squatted = false) {
   const announced: RecordedCgroup[] = [];
   const parent = new ParentOps(plan, sys, {
     onCreate(all) {
-      // Announced all at once, before any exists (a shared parent may be there already).
+      // Announced all at once, before any exists (a shared parent may be there already; a
+      // run's own dir only when a test put something in the way).
       for (const c of all) {
-        if (!c.shared) assert.ok(!fs.exists(fs.rel(c.path)), `${c.path} exists before mkdir`);
+        assert.equal(c.created, undefined, `${c.path} announced as created`);
+        if (!c.shared && !squatted) {
+          assert.ok(!fs.exists(fs.rel(c.path)), `${c.path} exists before mkdir`);
+        }
         announced.push(c);
         fs.events.push(`announce ${fs.rel(c.path)}${c.shared ? " shared" : ` kill=${c.kill}`}`);
       }
@@ -634,8 +638,13 @@ Deno.test("v1: prepare creates each hierarchy's dirs, announced first, and write
     assert.deepEqual(
       announced,
       HYBRID_DIRS.flatMap((h) => [
-        { path: fs.abs(`${h}/micro`), shared: true, kill: undefined },
-        { path: fs.abs(runDir(h)), shared: false, kill: h === "freezer" ? "freezer" : "signal" },
+        { path: fs.abs(`${h}/micro`), shared: true, kill: undefined, created: true },
+        {
+          path: fs.abs(runDir(h)),
+          shared: false,
+          kill: h === "freezer" ? "freezer" : "signal",
+          created: true,
+        },
       ]),
     );
     const { deny, allow } = v1Rules(FULL_RULES);
@@ -827,8 +836,8 @@ Deno.test("v2: prepare enables controllers down from the root, writes every limi
       `mkdir ${dir}`,
     ]);
     assert.deepEqual(announced, [
-      { path: fs.abs("micro"), shared: true, kill: undefined },
-      { path: fs.abs(dir), shared: false, kill: "cgroup.kill" },
+      { path: fs.abs("micro"), shared: true, kill: undefined, created: true },
+      { path: fs.abs(dir), shared: false, kill: "cgroup.kill", created: true },
     ]);
     const enable = "+cpu +cpuset +memory +pids +io";
     assert.deepEqual(fs.writes, [
@@ -1287,6 +1296,102 @@ for (const version of ["v1", "v2"] as const) {
       } finally {
         real.removeSync(stateRoot, { recursive: true });
       }
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// A cgroup the run did not create is never killed or emptied (in-process, or by gc)
+
+/** Another program's process, in a cgroup that happens to have the run's path. */
+const VICTIM = NO_SUCH_PID + 1;
+
+/** A state as written at the intent (before any mkdir), read back as gc reads it. */
+function intentOnly(records: RecordedCgroup[]): RecordedCgroup[] {
+  return JSON.parse(JSON.stringify(records.map(({ created: _, ...r }) => r)));
+}
+
+/** Runs gc over one dead run (this process, with another start time) holding `cgroups`. */
+function gcDeadRun(cgroups: RecordedCgroup[]): void {
+  const stateRoot = Deno.makeTempDirSync({ prefix: "micro-state-" });
+  try {
+    const uid = Deno.uid() ?? 0;
+    const dir = createRunDir(stateRoot, ID, uid);
+    writeState(dir, {
+      id: ID,
+      pid: Deno.pid,
+      startTime: -1,
+      image: null,
+      cgroups,
+      created: new Date().toISOString(),
+    });
+    const noSys = () => {
+      throw new Error("no mount points recorded: libc is not needed");
+    };
+    assert.deepEqual(gc(stateRoot, uid, () => assert.fail("no container recorded"), noSys), [ID]);
+  } finally {
+    real.removeSync(stateRoot, { recursive: true });
+  }
+}
+
+for (const version of ["v1", "v2"] as const) {
+  Deno.test(`${version}: a run's cgroup that exists already fails the run and is left alone`, () => {
+    withFs(version, (fs) => {
+      // Not micro's: a cgroup at the run's path (v1: in one hierarchy only) with a process.
+      const victim = version === "v1" ? `memory/micro/${ID}` : `micro/${ID}`;
+      fs.cgroup(victim);
+      fs.put(`${victim}/cgroup.procs`, `${VICTIM}\n`);
+      const { plan } = setup({ memory: "64m" }, host(fs.layout()));
+      const { parent, announced } = parentOps(fs, plan(), new RecordingSys(), true);
+      let line = "";
+      try {
+        parent.prepare();
+      } catch (e) {
+        assert.ok(e instanceof MicroError, String(e));
+        line = e.line();
+      }
+      assert.equal(
+        line,
+        `prepare: cgroups: mkdir path=${fs.abs(victim)}: EEXIST (a cgroup of this name exists ` +
+          "already, another run's or not micro's, and micro leaves it alone: choose another " +
+          "--name or --cgroup-parent)",
+      );
+      const untouched = () => {
+        assert.deepEqual(fs.procs(victim), [VICTIM]);
+        assert.deepEqual(fs.kills, []);
+        assert.deepEqual(fs.writes.filter(([p]) => p.startsWith(`${victim}/`)), []);
+        assert.ok(fs.exists(victim));
+      };
+      // The engine's cleanup, then the run's own (removeRun over the state in memory).
+      assert.deepEqual(parent.cleanup(), []);
+      untouched();
+      assert.deepEqual(announced.filter((c) => c.path === fs.abs(victim)), [
+        { path: fs.abs(victim), shared: false, kill: version === "v1" ? "signal" : "cgroup.kill" },
+      ]);
+      removeRecorded(announced);
+      untouched();
+      // gc after a micro killed right there: its state holds only the intent.
+      gcDeadRun(intentOnly(announced));
+      untouched();
+      // What the run made before it failed is gone (v1: the hierarchies before memory).
+      assert.deepEqual(fs.cgroups().filter((c) => c.includes("micro")), [
+        ...(version === "v1" ? ["memory/micro"] : ["micro"]),
+        victim,
+      ]);
+    });
+  });
+
+  Deno.test(`gc (${version}): dirs a crash left before their ownership was recorded are rmdir'd, never killed`, () => {
+    withFs(version, (fs) => {
+      const { plan } = setup({}, host(fs.layout()));
+      const { parent, announced } = parentOps(fs, plan());
+      parent.prepare();
+      // Killed between the mkdirs and the state write that records them as created: the
+      // dirs are the run's own and empty (the child joins only after that write).
+      gcDeadRun(intentOnly(announced));
+      assert.deepEqual(fs.kills, []);
+      assert.deepEqual(fs.writes.filter(([p]) => /cgroup\.kill|freezer\.state/.test(p)), []);
+      assert.deepEqual(fs.cgroups().filter((c) => c.includes("micro")), []);
     });
   });
 }

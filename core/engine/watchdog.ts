@@ -1,0 +1,196 @@
+/**
+ * The watchdog: the container dies with micro even when its processes clear
+ * PR_SET_PDEATHSIG (`setpriv --pdeathsig clear`), which is only a request.
+ *
+ * A small process, forked from micro like the container's child (a raw clone without
+ * namespace flags; synchronous FFI only, DESIGN.md §4), blocks in read() on a pipe whose
+ * write end only micro holds (O_CLOEXEC: the container's child drops it at execve). When
+ * the run ends normally micro writes one byte and the watchdog leaves without touching
+ * anything. EOF without that byte means micro died (SIGKILL, a crash): the watchdog kills
+ * every process in the cgroups this run created and exits; the next micro command's gc
+ * removes the directories and the state.
+ *
+ * It kills through fds of the cgroup directories opened before the fork, never by name: a
+ * later run that reuses the name has new directories these fds cannot reach. It leaves
+ * micro's session and process group (a group kill of micro spares it), ignores every signal
+ * but SIGKILL and SIGSTOP, is not dumpable (its /proc files and ptrace are closed to the
+ * container's root), holds no fd but the pipe and those directories (so micro's stdout and
+ * stderr reach EOF with micro), and has `/` as its cwd. A container with its own pid
+ * namespace cannot see it.
+ */
+import { MicroError } from "../errors.ts";
+import { C, cstr, type Sys } from "../sys/mod.ts";
+
+export type KillHow = "cgroup.kill" | "freezer" | "signal";
+
+/** A cgroup directory this run created, and how to kill what is in it. */
+export interface KillTarget {
+  path: string;
+  how: KillHow;
+}
+
+const HOW: Record<KillHow, number> = { "cgroup.kill": 0, freezer: 1, signal: 2 };
+
+const ROOT = cstr("/");
+const CGROUP_KILL = cstr("cgroup.kill");
+const CGROUP_PROCS = cstr("cgroup.procs");
+const FREEZER_STATE = cstr("freezer.state");
+const ONE = new TextEncoder().encode("1");
+const FROZEN = new TextEncoder().encode("FROZEN");
+const THAWED = new TextEncoder().encode("THAWED");
+/** Only the named file right in the directory: no links, nothing above. */
+const BENEATH = C.RESOLVE_BENEATH | C.RESOLVE_NO_SYMLINKS;
+
+/** Everything the watchdog needs, made before the fork so that it only walks it. */
+export class Watchdog {
+  /** The watchdog's pid once forked; 0 before. */
+  pid = 0;
+  /** Scratch for cgroup.procs and freezer.state, and the one byte read off the pipe. */
+  private readonly buf = new Uint8Array(4096);
+  private readonly byte = new Uint8Array(1);
+
+  private constructor(
+    private readonly readFd: number,
+    private writeFd: number,
+    private readonly dirs: Int32Array,
+    private readonly how: Uint8Array,
+    /** [first, last] pairs that close every fd but the pipe's read end and the dirs. */
+    private readonly closeRanges: Int32Array,
+  ) {}
+
+  /** The pipe and an fd for each target directory; throws (closing them) on failure. */
+  static prepare(targets: KillTarget[], sys: Sys): Watchdog {
+    const pipe = new Int32Array(2);
+    const rc = sys.pipe2(pipe, C.O_CLOEXEC);
+    if (rc < 0) throw setupError("pipe2", {}, -rc);
+    const dirs = new Int32Array(targets.length);
+    for (let i = 0; i < targets.length; i++) {
+      const fd = sys.open(cstr(targets[i].path), C.O_RDONLY | C.O_DIRECTORY | C.O_CLOEXEC, 0);
+      if (fd < 0) {
+        for (const f of [pipe[0], pipe[1], ...dirs.subarray(0, i)]) sys.close(f);
+        throw setupError("open", { path: targets[i].path }, -fd);
+      }
+      dirs[i] = fd;
+    }
+    const keep = [pipe[0], ...dirs].sort((a, b) => a - b);
+    const ranges: number[] = [];
+    let from = 0;
+    for (const k of keep) {
+      if (k > from) ranges.push(from, k - 1);
+      from = k + 1;
+    }
+    ranges.push(from, 0x7fffffff);
+    return new Watchdog(
+      pipe[0],
+      pipe[1],
+      dirs,
+      Uint8Array.from(targets, (t) => HOW[t.how]),
+      Int32Array.from(ranges),
+    );
+  }
+
+  /** In micro, right after the fork (or a failed one, pid < 0): only the write end stays. */
+  forked(pid: number, sys: Sys): void {
+    this.pid = pid;
+    sys.close(this.readFd);
+    for (const fd of this.dirs) sys.close(fd);
+  }
+
+  /**
+   * The run is over and cleaned up, or never started: the watchdog, if there is one,
+   * leaves without touching anything. Safe to call twice.
+   */
+  dismiss(sys: Sys): void {
+    if (this.writeFd < 0) return;
+    if (this.pid === 0) this.forked(-1, sys);
+    if (this.pid > 0) sys.write(this.writeFd, this.byte, 1);
+    sys.close(this.writeFd);
+    this.writeFd = -1;
+  }
+
+  /** The watchdog itself, in the forked process: it never returns. */
+  run(sys: Sys): never {
+    sys.ignoreSignals();
+    sys.setsid();
+    sys.prctl(C.PR_SET_DUMPABLE, 0, 0, 0, 0);
+    sys.chdir(ROOT);
+    const r = this.closeRanges;
+    for (let i = 0; i < r.length; i += 2) sys.closeRange(r[i], r[i + 1], 0);
+    let n = sys.read(this.readFd, this.byte, 1);
+    while (n === -4) n = sys.read(this.readFd, this.byte, 1); // EINTR
+    if (n !== 0) sys.exit(0); // micro ended normally (or an error no EOF can explain)
+    for (let i = 0; i < this.dirs.length; i++) this.kill(this.dirs[i], this.how[i], sys);
+    sys.exit(0);
+  }
+
+  /** Kills what is in one cgroup, as core/cgroups/fs.ts killCgroup does, through its fd. */
+  private kill(dir: number, how: number, sys: Sys): void {
+    if (how === 0 && this.writeFile(dir, CGROUP_KILL, ONE, sys)) return;
+    if (how === 1 && this.writeFile(dir, FREEZER_STATE, FROZEN, sys)) {
+      // Frozen, nothing can fork while the list is read and killed; the kills land on thaw.
+      for (let i = 0; i < 100 && !this.isFrozen(dir, sys); i++) sys.sleep(5);
+      this.killListed(dir, sys);
+      this.writeFile(dir, FREEZER_STATE, THAWED, sys);
+    }
+    for (let i = 0; i < 20 && this.killListed(dir, sys) > 0; i++) sys.sleep(10);
+  }
+
+  private writeFile(dir: number, name: Uint8Array, value: Uint8Array, sys: Sys): boolean {
+    const fd = sys.openat2(dir, name, C.O_WRONLY | C.O_CLOEXEC, 0, BENEATH);
+    if (fd < 0) return false;
+    const n = sys.write(fd, value, value.length);
+    sys.close(fd);
+    return n === value.length;
+  }
+
+  private isFrozen(dir: number, sys: Sys): boolean {
+    const fd = sys.openat2(dir, FREEZER_STATE, C.O_RDONLY | C.O_CLOEXEC, 0, BENEATH);
+    if (fd < 0) return true; // gone: nothing to wait for
+    const n = sys.read(fd, this.buf, 16);
+    sys.close(fd);
+    if (n < FROZEN.length) return false;
+    for (let i = 0; i < FROZEN.length; i++) if (this.buf[i] !== FROZEN[i]) return false;
+    return true;
+  }
+
+  /** SIGKILL to every pid in the cgroup's cgroup.procs; how many there were. */
+  private killListed(dir: number, sys: Sys): number {
+    const fd = sys.openat2(dir, CGROUP_PROCS, C.O_RDONLY | C.O_CLOEXEC, 0, BENEATH);
+    if (fd < 0) return 0;
+    const buf = this.buf;
+    let killed = 0;
+    let pid = 0;
+    let n = sys.read(fd, buf, buf.length);
+    while (n > 0) {
+      for (let i = 0; i < n; i++) {
+        const b = buf[i];
+        if (b >= 48 && b <= 57) {
+          pid = pid * 10 + b - 48;
+          continue;
+        }
+        if (pid > 0) {
+          sys.kill(pid, C.SIGKILL);
+          killed++;
+        }
+        pid = 0;
+      }
+      n = sys.read(fd, buf, buf.length);
+    }
+    if (pid > 0) {
+      sys.kill(pid, C.SIGKILL);
+      killed++;
+    }
+    sys.close(fd);
+    return killed;
+  }
+}
+
+function setupError(op: string, paths: Record<string, string>, errno: number): MicroError {
+  return new MicroError("for the watchdog", {
+    phase: "prepare",
+    plugin: "engine",
+    op,
+    paths,
+    errno,
+  });
+}

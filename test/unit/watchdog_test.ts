@@ -1,0 +1,269 @@
+/**
+ * The watchdog (core/engine/watchdog.ts) through the recording Sys: what it keeps, how it
+ * leaves when micro ends normally, how it kills a run's cgroups through their fds when micro
+ * died (v2 cgroup.kill, v1 freezer, signals), and how the engine forks it once per run, in
+ * the same sweep as the container's child, and dismisses it after cleanup.
+ */
+import assert from "node:assert/strict";
+import { READY_RECORD } from "../../core/engine/child.ts";
+import { execute } from "../../core/engine/mod.ts";
+import { Watchdog } from "../../core/engine/watchdog.ts";
+import { MicroError } from "../../core/errors.ts";
+import { type Op, op } from "../../core/ops.ts";
+import { FakeExit, RecordingSys } from "../../core/sys/fake.ts";
+import { C } from "../../core/sys/mod.ts";
+
+const enc = new TextEncoder();
+const EOF = new Uint8Array(0);
+const BENEATH = C.RESOLVE_BENEATH | C.RESOLVE_NO_SYMLINKS;
+const WRONLY = C.O_WRONLY | C.O_CLOEXEC;
+const RDONLY = C.O_RDONLY | C.O_CLOEXEC;
+const open = (fd: number, name: string, flags: number) =>
+  `openat2(${fd}, "${name}", 0x${flags.toString(16)}, 0, 0x${BENEATH.toString(16)})`;
+
+/** Runs the watchdog's program on the fake until it exits; returns the exit code. */
+function runIt(w: Watchdog, sys: RecordingSys): number {
+  try {
+    w.run(sys);
+  } catch (e) {
+    if (e instanceof FakeExit) return e.code;
+    throw e;
+  }
+  assert.fail("the watchdog returned");
+}
+
+/** Its prologue, with the pipe's read end 3 and one directory fd 5 kept. */
+const PROLOGUE = [
+  "ignoreSignals()",
+  "setsid()",
+  "prctl(4, 0, 0, 0, 0)",
+  'chdir("/")',
+  "closeRange(0, 0x2, 0x0)",
+  "closeRange(4, 0x4, 0x0)",
+  "closeRange(6, 0x7fffffff, 0x0)",
+  "read(3, 1)",
+];
+
+Deno.test("watchdog: prepare opens a pipe and each cgroup dir; the fork keeps only those", () => {
+  const sys = new RecordingSys();
+  const w = Watchdog.prepare([{ path: "/cg/micro/r1", how: "cgroup.kill" }], sys);
+  assert.deepEqual(sys.format({ results: true }), [
+    "pipe2([3,4], 0x80000) = 0",
+    `open("/cg/micro/r1", 0x${(C.O_DIRECTORY | C.O_CLOEXEC).toString(16)}, 0) = 5`,
+  ]);
+  sys.clear();
+  // micro ends normally: one byte, and the watchdog leaves without touching anything.
+  sys.scriptRead(3, new Uint8Array([0]));
+  assert.equal(runIt(w, sys), 0);
+  assert.deepEqual(sys.format(), [...PROLOGUE, "exit(0)"]);
+});
+
+Deno.test("watchdog: EOF (micro died) kills the v2 cgroup through its fd with cgroup.kill", () => {
+  const sys = new RecordingSys();
+  const w = Watchdog.prepare([{ path: "/cg/micro/r1", how: "cgroup.kill" }], sys);
+  sys.clear();
+  sys.scriptRead(3, EOF);
+  assert.equal(runIt(w, sys), 0);
+  assert.deepEqual(sys.format(), [
+    ...PROLOGUE,
+    open(5, "cgroup.kill", WRONLY),
+    "write(6, 1)",
+    "close(6)",
+    "exit(0)",
+  ]);
+  assert.deepEqual(sys.written(6), enc.encode("1"));
+});
+
+Deno.test("watchdog: without cgroup.kill, the listed pids are killed until none is left", () => {
+  const sys = new RecordingSys().failOn("openat2", (a) => a[1] === "cgroup.kill", 2);
+  const w = Watchdog.prepare([{ path: "/cg/micro/r1", how: "cgroup.kill" }], sys);
+  sys.clear();
+  // cgroup.procs is read in chunks: a pid may be split across two reads.
+  sys.scriptRead(3, EOF).scriptRead(6, enc.encode("12\n3"), enc.encode("45\n"), EOF)
+    .scriptRead(7, EOF);
+  assert.equal(runIt(w, sys), 0);
+  assert.deepEqual(sys.format(), [
+    ...PROLOGUE,
+    open(5, "cgroup.kill", WRONLY),
+    open(5, "cgroup.procs", RDONLY),
+    "read(6, 4096)",
+    "kill(12, 9)",
+    "read(6, 4096)",
+    "kill(345, 9)",
+    "read(6, 4096)",
+    "close(6)",
+    "sleep(10)",
+    open(5, "cgroup.procs", RDONLY),
+    "read(7, 4096)",
+    "close(7)",
+    "exit(0)",
+  ]);
+});
+
+Deno.test("watchdog: v1 freezes the cgroup, kills every pid in it, thaws", () => {
+  const sys = new RecordingSys();
+  const w = Watchdog.prepare([{ path: "/cg/freezer/micro/r1", how: "freezer" }], sys);
+  sys.clear();
+  sys.scriptRead(3, EOF)
+    .scriptRead(7, enc.encode("FREEZING\n"))
+    .scriptRead(8, enc.encode("FROZEN\n"))
+    .scriptRead(9, enc.encode("100\n101"), EOF)
+    .scriptRead(11, EOF);
+  assert.equal(runIt(w, sys), 0);
+  assert.deepEqual(sys.format(), [
+    ...PROLOGUE,
+    open(5, "freezer.state", WRONLY),
+    "write(6, 6)",
+    "close(6)",
+    open(5, "freezer.state", RDONLY),
+    "read(7, 16)",
+    "close(7)",
+    "sleep(5)",
+    open(5, "freezer.state", RDONLY),
+    "read(8, 16)",
+    "close(8)",
+    open(5, "cgroup.procs", RDONLY),
+    "read(9, 4096)",
+    "kill(100, 9)",
+    "read(9, 4096)",
+    "kill(101, 9)",
+    "close(9)",
+    open(5, "freezer.state", WRONLY),
+    "write(10, 6)",
+    "close(10)",
+    open(5, "cgroup.procs", RDONLY),
+    "read(11, 4096)",
+    "close(11)",
+    "exit(0)",
+  ]);
+  assert.deepEqual(sys.written(6), enc.encode("FROZEN"));
+  assert.deepEqual(sys.written(10), enc.encode("THAWED"));
+});
+
+Deno.test("watchdog: a directory that is gone (removed, maybe made again by name) is not touched", () => {
+  // The fd is of the run's own directory: once removed, nothing beneath it opens.
+  const sys = new RecordingSys().failOn("openat2", 2);
+  const w = Watchdog.prepare([{ path: "/cg/micro/r1", how: "cgroup.kill" }], sys);
+  sys.clear();
+  sys.scriptRead(3, EOF);
+  assert.equal(runIt(w, sys), 0);
+  assert.deepEqual(sys.names().filter((n) => n === "kill" || n === "write"), []);
+});
+
+Deno.test("watchdog: in micro, the fork keeps the write end only; dismiss writes one byte, once", () => {
+  const sys = new RecordingSys();
+  const w = Watchdog.prepare(
+    [{ path: "/cg/a", how: "signal" }, { path: "/cg/b", how: "signal" }],
+    sys,
+  );
+  sys.clear();
+  w.forked(777, sys);
+  w.dismiss(sys);
+  w.dismiss(sys);
+  assert.deepEqual(sys.format(), ["close(3)", "close(5)", "close(6)", "write(4, 1)", "close(4)"]);
+  // Never forked: everything is closed, nothing written.
+  const sys2 = new RecordingSys();
+  Watchdog.prepare([{ path: "/cg/a", how: "signal" }], sys2).dismiss(sys2);
+  assert.deepEqual(sys2.format().slice(2), ["close(3)", "close(5)", "close(4)"]);
+});
+
+Deno.test("watchdog: a cgroup dir that cannot be opened fails the run, closing what was open", () => {
+  const sys = new RecordingSys().failOn("open", (a) => a[0] === "/cg/b", 24);
+  let line = "";
+  try {
+    Watchdog.prepare([{ path: "/cg/a", how: "signal" }, { path: "/cg/b", how: "signal" }], sys);
+  } catch (e) {
+    assert.ok(e instanceof MicroError);
+    line = e.line();
+  }
+  assert.equal(line, "prepare: engine: open path=/cg/b: for the watchdog: EMFILE");
+  assert.deepEqual(sys.format().slice(3), ["close(3)", "close(4)", "close(5)"]);
+});
+
+// ---- In the engine -------------------------------------------------------------------------
+
+const READY = { record: [READY_RECORD, 0] as [number, number] };
+
+/** A plan with one cgroup of the run's own (a temp dir stands in for it) and a pid namespace. */
+function cgroupPlan(dir: string): Op[] {
+  return [
+    op("prepare", "cgroups", "cgroup-create", { path: dir, shared: false }),
+    op("clone", "pid", "namespace", { flag: "CLONE_NEWPID" }),
+    op("exec", "process", "execve", { args: ["true"], env: [], path: ["/bin/true"] }),
+    op("cleanup", "cgroups", "cgroup-kill", { path: dir, how: "cgroup.kill" }),
+  ];
+}
+
+async function withCgroupDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const tmp = Deno.makeTempDirSync({ prefix: "micro-watchdog-" });
+  try {
+    await fn(`${tmp}/r1`);
+  } finally {
+    Deno.removeSync(tmp, { recursive: true });
+  }
+}
+
+const OPTS = { rootPath: "/run/micro/r1/root", terminal: false, stdin: false };
+
+Deno.test("execute: the watchdog is forked in the container's sweep, before the release, and dismissed after cleanup", async () => {
+  await withCgroupDir(async (dir) => {
+    const sys = new RecordingSys().scriptRecv(8, READY);
+    assert.deepEqual(await execute(cgroupPlan(dir), OPTS, sys), { exitCode: 0 });
+    const calls = sys.format();
+    // The watchdog's pipe 3,4 and the cgroup's fd 5; the container's pipe 6,7, socket 8,9.
+    assert.deepEqual(calls.slice(0, 2), [
+      "pipe2([3,4], 0x80000)",
+      `open("${dir}", 0x${(C.O_DIRECTORY | C.O_CLOEXEC).toString(16)}, 0)`,
+    ]);
+    const at = calls.indexOf("prepareFork()");
+    assert.deepEqual(calls.slice(at, at + 5), [
+      "prepareFork()",
+      "clone(0x20000011)", // the container's child
+      "clone(0x11)", // the watchdog: no namespace, SIGCHLD
+      "close(3)",
+      "close(5)",
+    ]);
+    assert.ok(calls.indexOf("write(7, 1)") > at, "the child is released after the fork");
+    assert.deepEqual(calls.slice(-2), ["write(4, 1)", "close(4)"]);
+  });
+});
+
+Deno.test("execute: a start retried after a signal death keeps the one watchdog", async () => {
+  await withCgroupDir(async (dir) => {
+    const sys = new RecordingSys({ clonePid: 4243 })
+      .returns("clone", (a) => a[0] !== 0x11, 4242, 1)
+      .scriptWait(9)
+      .scriptRecv(13, READY);
+    assert.deepEqual(await execute(cgroupPlan(dir), OPTS, sys), { exitCode: 0 });
+    const clones = sys.format().filter((c) => c.startsWith("clone("));
+    assert.deepEqual(clones, ["clone(0x20000011)", "clone(0x11)", "clone(0x20000011)"]);
+    assert.deepEqual(sys.written(4), new Uint8Array([0]), "dismissed once");
+  });
+});
+
+Deno.test("execute: a failed watchdog clone kills the child and fails the run", async () => {
+  await withCgroupDir(async (dir) => {
+    const sys = new RecordingSys().failOn("clone", (a) => a[0] === 0x11, 11);
+    let line = "";
+    try {
+      await execute(cgroupPlan(dir), OPTS, sys);
+    } catch (e) {
+      assert.ok(e instanceof MicroError, String(e));
+      line = e.line();
+    }
+    assert.match(line, /^clone: engine: clone flags=SIGCHLD for="the watchdog": EAGAIN/);
+    assert.ok(sys.format().includes("kill(4242, 9)"));
+    assert.deepEqual(sys.written(4), new Uint8Array(0), "nothing to dismiss");
+    assert.ok(sys.format().includes("close(4)"));
+  });
+});
+
+Deno.test("execute: without a cgroup of the run's own there is no watchdog", async () => {
+  const plan: Op[] = [
+    op("clone", "pid", "namespace", { flag: "CLONE_NEWPID" }),
+    op("exec", "process", "execve", { args: ["true"], env: [], path: ["/bin/true"] }),
+  ];
+  const sys = new RecordingSys().scriptRecv(5, READY);
+  assert.deepEqual(await execute(plan, OPTS, sys), { exitCode: 0 });
+  assert.deepEqual(sys.format().filter((c) => c.startsWith("clone(")), ["clone(0x20000011)"]);
+});
