@@ -4,6 +4,12 @@
  * cloned child, where only synchronous FFI calls are safe (DESIGN.md §4): no await, no
  * timers, no console, no Deno.* ops. A failing step sends `{step, errno}` on the report
  * socket and exits; EOF there (the socket is O_CLOEXEC) tells the parent execve succeeded.
+ *
+ * The child never execs the command itself: at that moment its /proc/self/exe is the host's
+ * Deno runtime, and a command that is `/proc/self/exe` (or a `#!/proc/self/exe` script) would
+ * run it, and could write it, as the container's root (CVE-2019-5736). It execs the exec
+ * trampoline instead, a tiny static program in a sealed memfd (tools/trampoline/), which
+ * looks the command up and execs it, or reports EXEC_FAILED_RECORD.
  */
 import { C, type CStr, cstr, cstrArray, RLIMITS, type Sys } from "../sys/mod.ts";
 import { capMask, capNumber, CAPS } from "../caps.ts";
@@ -20,6 +26,8 @@ export interface StepInfo {
 export interface ChildProgram {
   info: StepInfo[];
   run: (() => number)[];
+  /** The command's exec, for the trampoline's EXEC_FAILED_RECORD (absent: no execve op). */
+  exec?: StepInfo;
 }
 
 /** Namespace flags by name, for ops that name them. */
@@ -79,11 +87,17 @@ export function landlockRights(access: readonly string[]): number {
 export const CONSOLE_RECORD = -2;
 /** The record a child sends right before execve: from here on, death is the command's. */
 export const READY_RECORD = -3;
+/** `[EXEC_FAILED_RECORD, errno]`: the trampoline found no candidate it could exec. */
+export const EXEC_FAILED_RECORD = -4;
 
 /** Fixed fd numbers the child moves O_PATH descriptors to, so their /proc paths are known. */
 const FD_TARGET = 1000;
 const FD_SOURCE = 1001;
 const FD_ROOT = 1002;
+/** The sealed memfd holding the exec trampoline (close-on-exec). */
+export const FD_EXE = 1005;
+/** The report socket as the trampoline finds it (inherited; it sets close-on-exec itself). */
+export const FD_TRAMPOLINE_REPORT = 1006;
 
 export interface ChildContext {
   /** Host path where the new root is staged (a directory the engine made). */
@@ -94,6 +108,8 @@ export interface ChildContext {
   report: number;
   /** An fd on /dev/null to use as stdin when stdin is not passed, or -1. */
   devNull: number;
+  /** The sealed memfd holding the exec trampoline (see `trampoline.ts`). */
+  exe: number;
 }
 
 const MS: Record<MountFlag, number> = {
@@ -229,9 +245,15 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
   };
 
   let pivoted = false;
+  let exec: StepInfo | undefined;
 
   // Prologue: die with the parent, wait for the parent's attach phase, own session, stdio.
   step(engine("prctl(PR_SET_PDEATHSIG)"), () => sys.prctl(C.PR_SET_PDEATHSIG, C.SIGKILL, 0, 0, 0));
+  step(engine("dup3", { memfd: "micro-exec" }), () => {
+    const rc = sys.dup3(ctx.exe, FD_EXE, C.O_CLOEXEC);
+    sys.close(ctx.exe);
+    return rc;
+  });
   const one = new Uint8Array(1);
   step(engine("sync"), () => {
     sys.close(ctx.syncWrite);
@@ -240,6 +262,9 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
     sys.close(ctx.syncRead);
     return n < 0 ? n : 0;
   });
+  // Until the exec, this process's /proc/PID/exe is the host's Deno runtime: once the id maps
+  // are written, only CAP_SYS_PTRACE may open it (or its mem) from another container.
+  step(engine("prctl(PR_SET_DUMPABLE)"), () => sys.prctl(C.PR_SET_DUMPABLE, 0, 0, 0, 0));
   step(engine("setsid"), () => sys.setsid());
   if (ctx.devNull >= 0) {
     step(engine("stdin", { path: "/dev/null" }), () => sys.dup3(ctx.devNull, 0, 0));
@@ -599,23 +624,22 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
       case "execve": {
         const a = o.args;
         i.paths = { path: a.args[0] ?? "" };
-        const argv = cstrArray(a.args);
+        // The trampoline's layout: "" CANDIDATES "" ARGV. A candidate always holds a "/"
+        // (core/process.ts), so the empty strings are unambiguous.
+        if (a.path.some((c) => !c.includes("/"))) throw new Error("exec candidate without /");
+        const argv = cstrArray(["", ...a.path, "", ...a.args]);
         const envp = cstrArray(a.env);
-        const candidates = a.path.map(cstr);
         step(engine("close_range"), () => sys.closeRange(3, 0x7fffffff, C.CLOSE_RANGE_CLOEXEC));
         step(engine("reset signals"), () => sys.resetSignals());
         const ready = new Int32Array([READY_RECORD, 0]);
         step(engine("ready"), () => sys.sendRecord(ctx.report, ready, -1));
-        step(i, () => {
-          // execvp's rule: ENOENT moves on, EACCES is remembered, anything else stops.
-          let saw = 0;
-          for (const c of candidates) {
-            const rc = sys.execve(c, argv, envp);
-            if (rc === -13) saw = rc;
-            else if (rc !== -2 && rc !== -20) return rc;
-          }
-          return saw || -2;
-        });
+        const report = { fd: String(FD_TRAMPOLINE_REPORT) };
+        step(engine("dup3", report), () => sys.dup3(ctx.report, FD_TRAMPOLINE_REPORT, 0));
+        step(
+          { phase: "exec", plugin: "engine", kind: "execveat", paths: { memfd: "micro-exec" } },
+          () => sys.execveat(FD_EXE, EMPTY, argv, envp, AT_EMPTY_PATH),
+        );
+        exec = i;
         break;
       }
       case "unshare": {
@@ -632,7 +656,7 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         throw new Error(`op ${o.kind} does not run in the child`);
     }
   }
-  return { info, run };
+  return { info, run, exec };
 }
 
 /**

@@ -32,7 +32,7 @@ const NR = {
     recvmsg: 47,
     socketpair: 53,
     clone: 56,
-    execve: 59,
+    execveat: 322,
     wait4: 61,
     kill: 62,
     flock: 73,
@@ -59,6 +59,8 @@ const NR = {
     rt_sigprocmask: 14,
     close_range: 436,
     openat2: 437,
+    memfd_create: 319,
+    fcntl: 72,
   },
   aarch64: {
     bpf: 280,
@@ -82,7 +84,7 @@ const NR = {
     recvmsg: 212,
     socketpair: 199,
     clone: 220,
-    execve: 221,
+    execveat: 281,
     wait4: 260,
     kill: 129,
     flock: 32,
@@ -109,6 +111,8 @@ const NR = {
     rt_sigprocmask: 135,
     close_range: 436,
     openat2: 437,
+    memfd_create: 279,
+    fcntl: 25,
   },
 } as const;
 
@@ -129,7 +133,7 @@ const SYMBOLS = {
   bii: sc(B, I, I),
   ib: sc(I, B),
   bb: sc(B, B),
-  bbb: sc(B, B, B),
+  ibbbi: sc(I, B, B, B, I),
   ibi: sc(I, B, I),
   bib: sc(B, I, B),
   iib: sc(I, I, B),
@@ -332,12 +336,14 @@ export function openLibc(): Sys {
       }
       return r(lib.ibbi(nr.rt_sigprocmask, 2, sigset, null, 8)); // SIG_SETMASK, empty
     },
-    execve: (path, argv, envp) =>
-      r(lib.bbb(
-        nr.execve,
+    execveat: (dirfd, path, argv, envp, flags) =>
+      r(lib.ibbbi(
+        nr.execveat,
+        dirfd,
         path,
         new Uint8Array(argv.pointers.buffer),
         new Uint8Array(envp.pointers.buffer),
+        flags,
       )),
     exit(code: number): never {
       lib.i(nr.exit_group, code, 0, 0, 0, 0);
@@ -384,6 +390,8 @@ export function openLibc(): Sys {
       const withFd = n > 0 && m.words[MSG_CONTROLLEN / 4] >= 20 && m.words[MSG_CMSG / 4 + 3] === 1;
       return { n, fd: withFd ? m.words[MSG_CMSG / 4 + 4] : -1 };
     },
+    memfdCreate: (name, flags) => r(lib.bi(nr.memfd_create, name, flags)),
+    fcntl: (fd, cmd, arg) => r(lib.i(nr.fcntl, fd, cmd, arg, 0, 0)),
   };
   return sys;
 }

@@ -26,15 +26,28 @@ import { seccomp } from "../../plugins/seccomp.ts";
 
 const REPORT_FD = 53;
 
-/** No /dev/null stdin: the prologue is prctl, sync (close, read, close) and setsid. */
+/**
+ * No /dev/null stdin: the prologue is prctl, the trampoline's fd, sync (close, read, close),
+ * not dumpable and setsid.
+ */
 const CTX: ChildContext = {
   rootPath: "/run/micro/c1/root",
   syncRead: 50,
   syncWrite: 51,
   report: REPORT_FD,
   devNull: -1,
+  exe: 55,
 };
-const PROLOGUE = ["prctl(1, 9, 0, 0, 0)", "close(51)", "read(50, 1)", "close(50)", "setsid()"];
+const PROLOGUE = [
+  "prctl(1, 9, 0, 0, 0)",
+  "dup3(55, 1005, 0x80000)",
+  "close(55)",
+  "close(51)",
+  "read(50, 1)",
+  "close(50)",
+  "prctl(4, 0, 0, 0, 0)",
+  "setsid()",
+];
 const DONE = [`sendRecord(${REPORT_FD}, [-1,0], -1)`, "exit(1)"];
 const failed = (step: number, errno: number) => [
   `sendRecord(${REPORT_FD}, [${step},${errno}], -1)`,
@@ -181,7 +194,7 @@ Deno.test("capabilities: EPERM from capset is reported as the step's errno", () 
   const first = new RecordingSys().failOn("capset", 1);
   const prog = runOps([capsOp({ bounding: CAPS.slice() })], first);
   const step = prog.info.findIndex((s) => s.kind === "capabilities");
-  assert.equal(step, PROLOGUE.length - 2, "prctl, sync, setsid, then capabilities");
+  assert.equal(step, 5, "prctl, dup3, sync, not dumpable, setsid, then capabilities");
   assert.deepEqual(afterPrologue(first), [
     "capget()",
     'capset(["0xffffffff","0x1ff","0xffffffff","0x1ff","0x0","0x0"])',
@@ -202,13 +215,13 @@ Deno.test("capabilities: EPERM from capset is reported as the step's errno", () 
 Deno.test("capabilities: a failing capget or ambient raise is reported", () => {
   const get = new RecordingSys().failOn("capget", 1);
   runOps([capsOp()], get);
-  assert.deepEqual(afterPrologue(get), ["capget()", ...failed(3, 1)]);
+  assert.deepEqual(afterPrologue(get), ["capget()", ...failed(5, 1)]);
 
   const raise = new RecordingSys()
     .failOn("prctl", (a) => a[0] === C.PR_CAP_AMBIENT && a[1] === C.PR_CAP_AMBIENT_RAISE, 1);
   runOps([capsOp({ ambient: ["CAP_KILL", "CAP_CHOWN"] })], raise);
   const tail = afterPrologue(raise).slice(-4);
-  assert.deepEqual(tail, ["prctl(47, 4, 0, 0, 0)", "prctl(47, 2, 5, 0, 0)", ...failed(3, 1)]);
+  assert.deepEqual(tail, ["prctl(47, 4, 0, 0, 0)", "prctl(47, 2, 5, 0, 0)", ...failed(5, 1)]);
 });
 
 // --- keepcaps around setresuid ----------------------------------------------------------
@@ -224,7 +237,7 @@ Deno.test("setresuid is wrapped in PR_SET_KEEPCAPS only when a capabilities op e
     "prctl(1, 9, 0, 0, 0)",
     "capget()",
   ]);
-  assert.deepEqual(prog.info.slice(3, 8).map((i) => `${i.plugin} ${i.kind}`), [
+  assert.deepEqual(prog.info.slice(5, 10).map((i) => `${i.plugin} ${i.kind}`), [
     "engine prctl(PR_SET_KEEPCAPS)",
     "process setresuid",
     "engine prctl(PR_SET_KEEPCAPS)",
@@ -531,7 +544,13 @@ Deno.test("a skipped op compiles to no step", () => {
   const prog = runOps([
     op("restrict", "lsm", "skipped", { what: "apparmor", reason: "not enabled (optional)" }),
   ], sys);
-  assert.deepEqual(prog.info.map((i) => i.kind), ["prctl(PR_SET_PDEATHSIG)", "sync", "setsid"]);
+  assert.deepEqual(prog.info.map((i) => i.kind), [
+    "prctl(PR_SET_PDEATHSIG)",
+    "dup3",
+    "sync",
+    "prctl(PR_SET_DUMPABLE)",
+    "setsid",
+  ]);
   assert.deepEqual(afterPrologue(sys), DONE);
 });
 
@@ -594,7 +613,7 @@ Deno.test("planRun: without no_new_privs, seccomp is the first credentials op", 
 
 Deno.test("a hardened plan compiles to the restrict steps in order and loads seccomp last", () => {
   const plan = hardenedPlan(PLUGINS, HOST, { lsm: { apparmor: { profile: "micro-default" } } });
-  const sys = new FilterSys().execSucceeds("/bin/sh");
+  const sys = new FilterSys().execSucceeds();
   const childOps = plan.filter((o) => !["clone", "attach"].includes(o.phase));
   const prog = runOps(childOps, sys);
   const from = prog.info.findIndex((i) => i.kind === "setresuid") - 1;
@@ -612,16 +631,19 @@ Deno.test("a hardened plan compiles to the restrict steps in order and loads sec
     "engine close_range",
     "engine reset signals",
     "engine ready",
-    "process execve",
+    "engine dup3",
+    "engine execveat",
   ]);
   const names = sys.names();
   const seccompAt = names.indexOf("seccompFilter");
   assert.ok(names.indexOf("landlockRestrictSelf") < seccompAt);
-  assert.deepEqual(names.slice(seccompAt + 1).filter((n) => n !== "execve"), [
+  assert.deepEqual(names.slice(seccompAt + 1), [
     "chdir",
     "closeRange",
     "resetSignals",
     "sendRecord",
+    "dup3",
+    "execveat",
   ]);
   assert.equal(sys.filters.length, 1);
 });
