@@ -28,6 +28,8 @@ export interface ChildProgram {
   run: (() => number)[];
   /** The command's exec, for the trampoline's EXEC_FAILED_RECORD (absent: no execve op). */
   exec?: StepInfo;
+  /** The LSM exec label the trampoline writes, for its LABEL_FAILED_RECORD. */
+  label?: StepInfo;
 }
 
 /** Namespace flags by name, for ops that name them. */
@@ -89,6 +91,8 @@ export const CONSOLE_RECORD = -2;
 export const READY_RECORD = -3;
 /** `[EXEC_FAILED_RECORD, errno]`: the trampoline found no candidate it could exec. */
 export const EXEC_FAILED_RECORD = -4;
+/** `[LABEL_FAILED_RECORD, errno]`: the trampoline could not write the LSM exec label. */
+export const LABEL_FAILED_RECORD = -5;
 
 /** Fixed fd numbers the child moves O_PATH descriptors to, so their /proc paths are known. */
 const FD_TARGET = 1000;
@@ -98,6 +102,11 @@ const FD_ROOT = 1002;
 export const FD_EXE = 1005;
 /** The report socket as the trampoline finds it (inherited; it sets close-on-exec itself). */
 export const FD_TRAMPOLINE_REPORT = 1006;
+/**
+ * The LSM's exec attribute (/proc/thread-self/attr/...), open for the trampoline: it writes
+ * the label, so the label applies at the command's exec, as if the child had exec'd it.
+ */
+export const FD_LABEL = 1007;
 
 export interface ChildContext {
   /** Host path where the new root is staged (a directory the engine made). */
@@ -246,6 +255,7 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
 
   let pivoted = false;
   let exec: StepInfo | undefined;
+  let label: { info: StepInfo; value: string } | undefined;
 
   // Prologue: die with the parent, wait for the parent's attach phase, own session, stdio.
   step(engine("prctl(PR_SET_PDEATHSIG)"), () => sys.prctl(C.PR_SET_PDEATHSIG, C.SIGKILL, 0, 0, 0));
@@ -557,12 +567,15 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
       }
       case "lsm-label": {
         i.paths = { file: o.args.file, label: o.args.value };
+        // Opened here, written by the trampoline right before the command's exec.
+        if (label) throw new Error("more than one LSM exec label planned");
+        if (!o.args.value || o.args.value.includes("\0")) throw new Error("bad LSM exec label");
+        label = { info: i, value: o.args.value };
         const file = cstr(o.args.file);
-        const value = new TextEncoder().encode(o.args.value);
         step(i, () => {
           const fd = sys.open(file, C.O_WRONLY | C.O_CLOEXEC, 0);
           if (fd < 0) return fd;
-          const rc = sys.write(fd, value, value.length);
+          const rc = sys.dup3(fd, FD_LABEL, C.O_CLOEXEC);
           sys.close(fd);
           return rc < 0 ? rc : 0;
         });
@@ -624,10 +637,10 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
       case "execve": {
         const a = o.args;
         i.paths = { path: a.args[0] ?? "" };
-        // The trampoline's layout: "" CANDIDATES "" ARGV. A candidate always holds a "/"
-        // (core/process.ts), so the empty strings are unambiguous.
+        // The trampoline's layout: "" LABEL CANDIDATES "" ARGV. A candidate always holds a
+        // "/" (core/process.ts), so the empty strings are unambiguous.
         if (a.path.some((c) => !c.includes("/"))) throw new Error("exec candidate without /");
-        const argv = cstrArray(["", ...a.path, "", ...a.args]);
+        const argv = cstrArray(["", label?.value ?? "", ...a.path, "", ...a.args]);
         const envp = cstrArray(a.env);
         step(engine("close_range"), () => sys.closeRange(3, 0x7fffffff, C.CLOSE_RANGE_CLOEXEC));
         step(engine("reset signals"), () => sys.resetSignals());
@@ -635,10 +648,12 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         step(engine("ready"), () => sys.sendRecord(ctx.report, ready, -1));
         const report = { fd: String(FD_TRAMPOLINE_REPORT) };
         step(engine("dup3", report), () => sys.dup3(ctx.report, FD_TRAMPOLINE_REPORT, 0));
-        step(
-          { phase: "exec", plugin: "engine", kind: "execveat", paths: { memfd: "micro-exec" } },
-          () => sys.execveat(FD_EXE, EMPTY, argv, envp, AT_EMPTY_PATH),
-        );
+        if (label) {
+          const fd = { fd: String(FD_LABEL) };
+          step(engine("fcntl(F_SETFD)", fd), () => sys.fcntl(FD_LABEL, C.F_SETFD, 0));
+        }
+        // Its failure is the command's exec failing, as far as the user can tell.
+        step(i, () => sys.execveat(FD_EXE, EMPTY, argv, envp, AT_EMPTY_PATH));
         exec = i;
         break;
       }
@@ -656,7 +671,7 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         throw new Error(`op ${o.kind} does not run in the child`);
     }
   }
-  return { info, run, exec };
+  return { info, run, exec, label: label?.info };
 }
 
 /**

@@ -21,6 +21,7 @@ import {
   compileChild,
   CONSOLE_RECORD,
   EXEC_FAILED_RECORD,
+  LABEL_FAILED_RECORD,
   READY_RECORD,
   runChild,
   type StepInfo,
@@ -330,10 +331,18 @@ async function start(
       continue;
     }
     closeAll();
-    if (got.n === 8 && ready && record[0] === EXEC_FAILED_RECORD && prog.exec) {
+    // The trampoline's own records, only after READY and only for what it was given to do.
+    const fromTrampoline = !ready || got.n !== 8
+      ? undefined
+      : record[0] === EXEC_FAILED_RECORD
+      ? prog.exec
+      : record[0] === LABEL_FAILED_RECORD
+      ? prog.label
+      : undefined;
+    if (fromTrampoline) {
       if (master >= 0) sys.close(master);
       await sys.waitpid(pid);
-      throw childError(prog.exec, record[1]);
+      throw childError(fromTrampoline, record[1]);
     }
     if (got.n === 0 && ready) return { pid, master };
     if (master >= 0) sys.close(master);

@@ -85,9 +85,9 @@ const PROLOGUE = [
 /** The step index of the first op after the prologue (with a /dev/null stdin). */
 const FIRST = 6;
 
-/** The exec of the trampoline: its layout is "" CANDIDATES "" ARGV. */
+/** The exec of the trampoline: its layout is "" LABEL CANDIDATES "" ARGV (no label here). */
 const trampoline = (cands: string[], args = SH_ARGS, env = SH_ENV) =>
-  `execveat(1005, "", ${JSON.stringify(["", ...cands, "", ...args])}, ${
+  `execveat(1005, "", ${JSON.stringify(["", "", ...cands, "", ...args])}, ${
     JSON.stringify(env)
   }, 0x1000)`;
 const exitWithReport = (step: number, errno: number) => [
@@ -242,7 +242,8 @@ Deno.test("compileChild makes no calls; runChild runs every phase's steps in ord
     { phase: "rootfs", plugin: "engine", kind: "reset signals", paths: {} },
     { phase: "rootfs", plugin: "engine", kind: "ready", paths: {} },
     { phase: "rootfs", plugin: "engine", kind: "dup3", paths: { fd: "1006" } },
-    { phase: "exec", plugin: "engine", kind: "execveat", paths: { memfd: "micro-exec" } },
+    // The trampoline's exec fails as the command's would (seccomp, LSM, E2BIG).
+    { phase: "exec", plugin: "process", kind: "execve", paths: { path: "sh" } },
   ]);
   assert.equal(prog.info.length, 28);
   // What the parent names when the trampoline reports EXEC_FAILED.
@@ -273,7 +274,7 @@ Deno.test("calls() records decoded arguments and summarized buffers", () => {
   });
   assert.deepEqual(calls.find((c) => c.call === "execveat"), {
     call: "execveat",
-    args: [FD_EXE, "", ["", "/bin/sh", "", "sh", "-c", "id"], ["PATH=/usr/bin:/bin"], 0x1000],
+    args: [FD_EXE, "", ["", "", "/bin/sh", "", "sh", "-c", "id"], ["PATH=/usr/bin:/bin"], 0x1000],
   });
 });
 
@@ -347,7 +348,15 @@ Deno.test("the child execs the trampoline from its memfd: candidates, argv, envp
   assert.ok(end instanceof FakeExec);
   assert.equal(end.dirfd, FD_EXE);
   assert.equal(end.path, "");
-  assert.deepEqual(end.argv, ["", "/usr/local/bin/sh", "/usr/bin/sh", "/bin/sh", "", ...SH_ARGS]);
+  assert.deepEqual(end.argv, [
+    "",
+    "",
+    "/usr/local/bin/sh",
+    "/usr/bin/sh",
+    "/bin/sh",
+    "",
+    ...SH_ARGS,
+  ]);
   assert.deepEqual(end.envp, SH_ENV);
   assert.deepEqual(sys.sent(REPORT_FD), [READY], "only READY is reported when exec succeeds");
   assert.deepEqual(sys.format().slice(-5), [
@@ -367,7 +376,7 @@ Deno.test("an empty command still has an unambiguous trampoline layout", () => {
   const ops = [op("exec", "process", "execve", { args: [], env: [], path: ["/bin/"] })];
   const { end } = runToEnd(ops, sys);
   assert.ok(end instanceof FakeExec);
-  assert.deepEqual(end.argv, ["", "/bin/", ""]);
+  assert.deepEqual(end.argv, ["", "", "/bin/", ""]);
 });
 
 Deno.test("a candidate without a slash is refused at compile time (the layout needs one)", () => {
@@ -377,17 +386,65 @@ Deno.test("a candidate without a slash is refused at compile time (the layout ne
   );
 });
 
-Deno.test("a failing exec of the trampoline is reported against the engine, after READY", () => {
+Deno.test("a failing exec of the trampoline is reported as the command's exec, after READY", () => {
   const sys = new RecordingSys().failOn("execveat", 1);
   const { prog } = runToEnd([execve(["/bin/sh"])], sys);
   const [step, errno] = execReportOf(sys);
   assert.equal(errno, 1);
   assert.deepEqual(prog.info[step], {
     phase: "exec",
-    plugin: "engine",
-    kind: "execveat",
-    paths: { memfd: "micro-exec" },
+    plugin: "process",
+    kind: "execve",
+    paths: { path: "sh" },
   });
+  assert.equal(prog.info[step], prog.exec);
+});
+
+Deno.test("an LSM label is opened at its step and written by the trampoline", () => {
+  const sys = new RecordingSys().execSucceeds();
+  const file = "/proc/thread-self/attr/apparmor/exec";
+  const { end, prog } = runToEnd([
+    op("restrict", "lsm", "lsm-label", { file, value: "exec micro-test" }),
+    execve(["/bin/sh"]),
+  ], sys);
+  assert.ok(end instanceof FakeExec);
+  assert.deepEqual(end.argv, ["", "exec micro-test", "/bin/sh", "", ...SH_ARGS]);
+  assert.deepEqual(sys.format({ results: true }).slice(PROLOGUE.length), [
+    // O_WRONLY|O_CLOEXEC, at its fixed fd; nothing is written here
+    `open("${file}", 0x80001, 0) = 3`,
+    "dup3(3, 1007, 0x80000) = 1007",
+    "close(3) = 0",
+    "closeRange(3, 0x7fffffff, 0x4) = 0",
+    "resetSignals() = 0",
+    `sendRecord(${REPORT_FD}, [-3,0], -1) = 8`,
+    `dup3(${REPORT_FD}, 1006, 0x0) = 1006`,
+    // after close_range: fd 1007 survives into the trampoline
+    "fcntl(1007, 0x2, 0x0) = 0",
+    `execveat(1005, "", ${JSON.stringify(["", "exec micro-test", "/bin/sh", "", ...SH_ARGS])}, ${
+      JSON.stringify(SH_ENV)
+    }, 0x1000)`,
+  ]);
+  assert.equal(sys.names().includes("write"), false);
+  assert.deepEqual(prog.label, {
+    phase: "restrict",
+    plugin: "lsm",
+    kind: "lsm-label",
+    paths: { file, label: "exec micro-test" },
+  });
+});
+
+Deno.test("two LSM labels, or an empty one, are refused at compile time", () => {
+  const label = (value: string) =>
+    op("restrict", "lsm", "lsm-label", { file: "/proc/thread-self/attr/exec", value });
+  assert.throws(
+    () =>
+      compileChild([label("a"), label("b"), execve(["/bin/sh"])], context(), new RecordingSys()),
+    /more than one LSM exec label/,
+  );
+  assert.throws(
+    () => compileChild([label(""), execve(["/bin/sh"])], context(), new RecordingSys()),
+    /bad LSM exec label/,
+  );
 });
 
 Deno.test("a failing dup3 of the memfd to its fixed fd stops the child before the sync", () => {
@@ -869,7 +926,7 @@ Deno.test("a real plan compiles into the expected child steps, phase by phase", 
     "rootfs engine reset signals ",
     "rootfs engine ready ",
     "rootfs engine dup3 ",
-    "exec engine execveat ",
+    "exec process execve ",
   ]);
 });
 
@@ -886,7 +943,7 @@ Deno.test("a real plan runs to the trampoline with every PATH candidate", () => 
     "/sbin/sh",
     "/bin/sh",
   ];
-  assert.deepEqual(end.argv, ["", ...cands, "", "sh", "-c", "id"]);
+  assert.deepEqual(end.argv, ["", "", ...cands, "", "sh", "-c", "id"]);
   assert.deepEqual(end.envp, [
     "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "HOME=/home/app",

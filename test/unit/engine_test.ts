@@ -9,6 +9,7 @@ import {
   compileChild,
   CONSOLE_RECORD,
   EXEC_FAILED_RECORD,
+  LABEL_FAILED_RECORD,
   READY_RECORD,
 } from "../../core/engine/child.ts";
 import { TRAMPOLINE } from "../../core/engine/trampoline.ts";
@@ -266,11 +267,36 @@ Deno.test("execute: EXEC_FAILED before READY is a malformed report (kills the ch
   assert.deepEqual(sys.format(), [...SETUP, ...RELEASE, ...KILLED]);
 });
 
-Deno.test("execute: a failed exec of the trampoline is micro's own failure (125)", async () => {
-  const sys = new RecordingSys().scriptRecv(5, READY, { record: [stepOf(PLAN, "execveat"), 1] });
+Deno.test("execute: a failed exec of the trampoline is the command's exec failing", async () => {
+  const sys = new RecordingSys().scriptRecv(5, READY, { record: [stepOf(PLAN, "execve"), 1] });
   const e = await failure(execute(PLAN, OPTS, sys));
+  assert.equal(e.exitCode, 126);
+  assert.match(e.line(), /^exec: process: execve path=nope: EPERM/);
+});
+
+Deno.test("execute: the trampoline's LABEL_FAILED names the lsm-label op (125)", async () => {
+  const file = "/proc/thread-self/attr/apparmor/exec";
+  const plan = [
+    ...PLAN.slice(0, -2),
+    op("restrict", "lsm", "lsm-label", { file, value: "exec nope" }),
+    ...PLAN.slice(-2),
+  ];
+  const sys = new RecordingSys().scriptRecv(5, READY, { record: [LABEL_FAILED_RECORD, 2] });
+  const e = await failure(execute(plan, OPTS, sys));
   assert.equal(e.exitCode, 125);
-  assert.equal(e.line(), "exec: engine: execveat memfd=micro-exec: EPERM");
+  assert.match(
+    e.line(),
+    /^restrict: lsm: lsm-label file=\/proc\/thread-self\/attr\/apparmor\/exec label="exec nope": ENOENT/,
+  );
+  assert.deepEqual(sys.format().slice(-4), [
+    "recvRecord(5)",
+    "recvRecord(5)",
+    "close(5)",
+    "waitpid(4242)",
+  ]);
+  // Without a label op, the same record is malformed.
+  const none = new RecordingSys().scriptRecv(5, READY, { record: [LABEL_FAILED_RECORD, 2] });
+  assert.match((await failure(execute(PLAN, OPTS, none))).line(), /malformed report/);
 });
 
 // ---- The trampoline's memfd ---------------------------------------------------------------

@@ -788,7 +788,8 @@ Deno.test("seccomp plugin: --security-opt seccomp=unconfined (enabled: false) pl
 
 Deno.test("hardened seccomp program: allows what micro still calls after loading it", () => {
   // After the filter, micro itself still runs the exec steps (chdir, close_range, signal
-  // reset, the ready record, the trampoline's dup3 and execveat, then its fcntl and execve)
+  // reset, the ready record, the trampoline's dup3, fcntl and execveat, then its fcntl, the
+  // label's write and close, and execve)
   // and, on failure, the report and exit; without
   // no_new_privs the filter comes first in credentials, before setresuid, capset, prctl
   // and Landlock.
@@ -853,12 +854,13 @@ const SYSCALLS: Partial<Record<SysCall, string[]>> = {
   resetSignals: ["rt_sigaction", "rt_sigprocmask"],
   sendRecord: ["sendmsg"],
   dup3: ["dup3"],
+  fcntl: ["fcntl"],
   execveat: ["execveat"],
   exit: ["exit_group"],
 };
 
 /** What the exec trampoline calls (tools/trampoline/): under the container's filter, too. */
-const TRAMPOLINE_SYSCALLS = ["fcntl", "execve", "write", "exit_group"];
+const TRAMPOLINE_SYSCALLS = ["fcntl", "write", "close", "execve", "exit_group"];
 
 Deno.test("every call the child makes after loading the filter is allowed by it", () => {
   // Both places the filter goes: first in credentials (default profile, no no_new_privs, so

@@ -499,26 +499,27 @@ Deno.test("seccomp: a failed load is reported with its errno", () => {
 
 // --- lsm-label, skipped -------------------------------------------------------------------
 
-Deno.test("lsm-label: the value is written to the given file, which is then closed", () => {
+Deno.test("lsm-label: the file is opened at its step, kept at fd 1007 for the trampoline", () => {
+  const value = "exec micro-default";
   const sys = new RecordingSys();
-  const value = "exec docker-default";
   const prog = runOps([
     op("restrict", "lsm", "lsm-label", { file: "/proc/thread-self/attr/apparmor/exec", value }),
   ], sys);
+  // The trampoline writes the label right before the command's exec (trampoline_test.ts).
   assert.deepEqual(afterPrologue(sys), [
     `open("/proc/thread-self/attr/apparmor/exec", ${hex(C.O_WRONLY | C.O_CLOEXEC)}, 0)`,
-    `write(3, ${value.length})`,
+    `dup3(3, 1007, ${hex(C.O_CLOEXEC)})`,
     "close(3)",
     ...DONE,
   ]);
-  assert.equal(new TextDecoder().decode(sys.written(3)), value);
-  assert.deepEqual(prog.info.find((i) => i.kind === "lsm-label")!.paths, {
+  assert.deepEqual(prog.label, prog.info.find((i) => i.kind === "lsm-label"));
+  assert.deepEqual(prog.label!.paths, {
     file: "/proc/thread-self/attr/apparmor/exec",
     label: value,
   });
 });
 
-Deno.test("lsm-label: a failing open or write is reported; the fd is closed after a write", () => {
+Deno.test("lsm-label: a failing open or dup3 is reported at its step", () => {
   const label = op("restrict", "lsm", "lsm-label", {
     file: "/proc/thread-self/attr/exec",
     value: "system_u:system_r:container_t:s0",
@@ -530,12 +531,12 @@ Deno.test("lsm-label: a failing open or write is reported; the fd is closed afte
     `open("/proc/thread-self/attr/exec", ${hex(C.O_WRONLY | C.O_CLOEXEC)}, 0)`,
     ...failed(step, 2),
   ]);
-  const write = new RecordingSys().failOn("write", 22);
-  runOps([label], write);
-  assert.deepEqual(afterPrologue(write).slice(1), [
-    "write(3, 32)",
+  const dup = new RecordingSys().failOn("dup3", (a) => a[1] === 1007, 24);
+  runOps([label], dup);
+  assert.deepEqual(afterPrologue(dup).slice(1), [
+    `dup3(3, 1007, ${hex(C.O_CLOEXEC)})`,
     "close(3)",
-    ...failed(step, 22),
+    ...failed(step, 24),
   ]);
 });
 
@@ -632,7 +633,8 @@ Deno.test("a hardened plan compiles to the restrict steps in order and loads sec
     "engine reset signals",
     "engine ready",
     "engine dup3",
-    "engine execveat",
+    "engine fcntl(F_SETFD)",
+    "process execve",
   ]);
   const names = sys.names();
   const seccompAt = names.indexOf("seccompFilter");
@@ -643,6 +645,7 @@ Deno.test("a hardened plan compiles to the restrict steps in order and loads sec
     "resetSignals",
     "sendRecord",
     "dup3",
+    "fcntl",
     "execveat",
   ]);
   assert.equal(sys.filters.length, 1);

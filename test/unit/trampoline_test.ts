@@ -1,12 +1,18 @@
 /**
  * The exec trampoline (tools/trampoline/*.S, bytes in core/engine/trampoline.ts), run for
  * real: natively for the host's architecture, under qemu-user for the other one when it is
- * installed. Each run gets the layout micro passes ("" CANDIDATES "" ARGV, report fd 1006)
- * or a wrong one, through bash's `exec -a` (an empty argv[0]) or qemu's `-0`.
+ * installed. Each run gets the layout micro passes ("" LABEL CANDIDATES "" ARGV, report fd
+ * 1006, label fd 1007) or a wrong one, through bash's `exec -a` (an empty argv[0]) or qemu's
+ * `-0`.
  */
 import assert from "node:assert/strict";
 import { TRAMPOLINE } from "../../core/engine/trampoline.ts";
-import { EXEC_FAILED_RECORD, FD_TRAMPOLINE_REPORT } from "../../core/engine/child.ts";
+import {
+  EXEC_FAILED_RECORD,
+  FD_LABEL,
+  FD_TRAMPOLINE_REPORT,
+  LABEL_FAILED_RECORD,
+} from "../../core/engine/child.ts";
 import {
   assemble,
   OUTPUT,
@@ -69,31 +75,49 @@ interface Ran {
   stderr: string;
   /** What was written to fd 1006, as 32-bit words. */
   record: number[];
+  /** What was written to fd 1007. */
+  label: string;
 }
 
 const SCRIPT = `
 set -e
-bin=$1 rec=$2 a0=$3 fd=$4
-shift 4
+bin=$1 rec=$2 a0=$3 fd=$4 label=$5
+shift 5
 if [ "$fd" = 1 ]; then exec ${FD_TRAMPOLINE_REPORT}>"$rec"; fi
+if [ -n "$label" ]; then exec ${FD_LABEL}>"$label"; fi
 if [ -n "$QEMU" ]; then exec "$QEMU" -0 "$a0" "$bin" "$@"; fi
 exec -a "$a0" "$bin" "$@"
 `;
 
-/** Runs the trampoline with `argv` (argv[0] included), fd 1006 open on a file unless `noFd`. */
+/**
+ * Runs the trampoline with `argv` (argv[0] included), fd 1006 open on a file unless `noFd`,
+ * fd 1007 open on another one with `labelFd`.
+ */
 function runTrampoline(
   arch: TrampolineArch,
   dir: string,
   argv: string[],
-  { noFd = false } = {},
+  { noFd = false, labelFd = false } = {},
 ): Ran {
   const bin = `${dir}/trampoline-${arch}`;
   Deno.writeFileSync(bin, TRAMPOLINE[arch], { mode: 0o755 });
   const rec = `${dir}/record`;
   Deno.writeFileSync(rec, new Uint8Array(0));
+  const label = `${dir}/label`;
+  Deno.writeFileSync(label, new Uint8Array(0));
   const qemu = runner(arch)!;
   const out = new Deno.Command("bash", {
-    args: ["-c", SCRIPT, "bash", bin, rec, argv[0], noFd ? "0" : "1", ...argv.slice(1)],
+    args: [
+      "-c",
+      SCRIPT,
+      "bash",
+      bin,
+      rec,
+      argv[0],
+      noFd ? "0" : "1",
+      labelFd ? label : "",
+      ...argv.slice(1),
+    ],
     env: { QEMU: qemu[0] ?? "" },
     stdout: "piped",
     stderr: "piped",
@@ -106,6 +130,7 @@ function runTrampoline(
     stdout: dec.decode(out.stdout),
     stderr: dec.decode(out.stderr),
     record: Array.from(words),
+    label: Deno.readTextFileSync(label),
   };
 }
 
@@ -125,8 +150,13 @@ function withDir(fn: (dir: string) => void): void {
   }
 }
 
-/** A shell command that says whether fd 1006 reached it. */
-const PROBE = [`[ -e /proc/$$/fd/${FD_TRAMPOLINE_REPORT} ] && echo open || echo closed`];
+/** A shell command that says whether fds 1006 and 1007 reached it. */
+const PROBE = [
+  [FD_TRAMPOLINE_REPORT, FD_LABEL].map((fd) =>
+    `[ -e /proc/$$/fd/${fd} ] && echo open || echo closed`
+  )
+    .join("; "),
+];
 
 for (const arch of TRAMPOLINE_ARCHES) {
   const how = runner(arch);
@@ -145,6 +175,7 @@ for (const arch of TRAMPOLINE_ARCHES) {
     (d) => {
       const r = runTrampoline(arch, d, [
         "",
+        "",
         "/nonexistent/sh",
         "/bin/sh",
         "",
@@ -153,10 +184,10 @@ for (const arch of TRAMPOLINE_ARCHES) {
         ...PROBE,
       ]);
       assert.equal(r.stderr, "");
-      assert.equal(r.stdout, "closed\n");
+      assert.equal(r.stdout, "closed\nclosed\n");
       assert.equal(r.code, 0);
       assert.deepEqual(r.record, [], "nothing is reported when the command runs");
-      const args = runTrampoline(arch, d, ["", "/bin/echo", "", "echo", "a", "", "b c"]);
+      const args = runTrampoline(arch, d, ["", "", "/bin/echo", "", "echo", "a", "", "b c"]);
       assert.equal(
         args.stdout,
         "a  b c\n",
@@ -167,6 +198,7 @@ for (const arch of TRAMPOLINE_ARCHES) {
 
   t("ENOENT and ENOTDIR move on; EACCES is remembered but a later candidate still runs", (d) => {
     const r = runTrampoline(arch, d, [
+      "",
       "",
       "/nonexistent/echo",
       "/etc/passwd/echo",
@@ -181,23 +213,52 @@ for (const arch of TRAMPOLINE_ARCHES) {
   });
 
   t("no candidate at all: [EXEC_FAILED, ENOENT] on fd 1006 and exit 127", (d) => {
-    const r = runTrampoline(arch, d, ["", "/nonexistent/a", "/etc/passwd/b", "", "a"]);
+    const r = runTrampoline(arch, d, ["", "", "/nonexistent/a", "/etc/passwd/b", "", "a"]);
     assert.equal(r.code, 127);
     assert.deepEqual(r.record, [EXEC_FAILED_RECORD, 2]);
     assert.equal(r.stdout + r.stderr, "");
   });
 
   t("only EACCES and ENOENT: the EACCES is reported", (d) => {
-    const r = runTrampoline(arch, d, ["", `${d}/noexec`, "/nonexistent/a", "", "a"]);
+    const r = runTrampoline(arch, d, ["", "", `${d}/noexec`, "/nonexistent/a", "", "a"]);
     assert.equal(r.code, 127);
     assert.deepEqual(r.record, [EXEC_FAILED_RECORD, 13]);
   });
 
   t("any other error stops the search (ENOEXEC): later candidates are not tried", (d) => {
-    const r = runTrampoline(arch, d, ["", `${d}/garbage`, "/bin/echo", "", "echo", "ran"]);
+    const r = runTrampoline(arch, d, ["", "", `${d}/garbage`, "/bin/echo", "", "echo", "ran"]);
     assert.equal(r.code, 127);
     assert.deepEqual(r.record, [EXEC_FAILED_RECORD, 8]);
     assert.equal(r.stdout, "");
+  });
+
+  t("a label is written to fd 1007, which is closed before the command runs", (d) => {
+    const r = runTrampoline(
+      arch,
+      d,
+      ["", "exec micro-test", "/bin/sh", "", "sh", "-c", ...PROBE],
+      { labelFd: true },
+    );
+    assert.equal(r.stderr, "");
+    assert.equal(r.label, "exec micro-test", "the label, without its NUL");
+    assert.equal(r.stdout, "closed\nclosed\n");
+    assert.equal(r.code, 0);
+    assert.deepEqual(r.record, []);
+  });
+
+  t("a label that cannot be written: [LABEL_FAILED, errno], and no candidate is tried", (d) => {
+    // No fd 1007: EBADF.
+    const r = runTrampoline(arch, d, [
+      "",
+      "system_u:system_r:container_t:s0",
+      "/bin/echo",
+      "",
+      "echo",
+      "ran",
+    ]);
+    assert.equal(r.code, 127);
+    assert.deepEqual(r.record, [LABEL_FAILED_RECORD, 9]);
+    assert.equal(r.stdout + r.stderr, "");
   });
 
   t("any other layout does nothing but print one line and exit 126", (d) => {
@@ -205,11 +266,13 @@ for (const arch of TRAMPOLINE_ARCHES) {
       const argv of [
         ["/proc/self/exe"], // `micro run IMG /proc/self/exe`
         ["/proc/self/exe", "/script", "arg"], // the interpreter of a #!/proc/self/exe script
-        ["", "/bin/echo", "x"], // no separator
-        ["", "", "echo", "x"], // no candidate
-        ["x", "/bin/echo", "", "echo", "x"], // argv[0] not empty
+        ["", "", "/bin/echo", "x"], // no separator
+        ["", "", "", "echo", "x"], // no candidate
+        ["", "/bin/echo", "", "echo", "x"], // no label slot: /bin/echo is taken for it
+        ["x", "", "/bin/echo", "", "echo", "x"], // argv[0] not empty
         [""],
         ["", ""],
+        ["", "", ""],
       ]
     ) {
       const r = runTrampoline(arch, d, argv);
@@ -221,7 +284,7 @@ for (const arch of TRAMPOLINE_ARCHES) {
   });
 
   t("without fd 1006 (not started by micro) it refuses even a good layout", (d) => {
-    const r = runTrampoline(arch, d, ["", "/bin/echo", "", "echo", "ran"], { noFd: true });
+    const r = runTrampoline(arch, d, ["", "", "/bin/echo", "", "echo", "ran"], { noFd: true });
     assert.equal(r.code, 126);
     assert.equal(r.stdout, "");
     assert.equal(r.stderr, REFUSAL);
@@ -239,7 +302,7 @@ for (const arch of TRAMPOLINE_ARCHES) {
           mode: 0o755,
         });
         // fd 1006 is close-on-exec by the time the kernel runs the interpreter.
-        const r = runTrampoline(arch, d, ["", script, "", script]);
+        const r = runTrampoline(arch, d, ["", "", script, "", script]);
         assert.equal(r.code, 126);
         assert.equal(r.stderr, REFUSAL);
         assert.equal(r.stdout, "");

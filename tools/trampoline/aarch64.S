@@ -3,11 +3,15 @@
  * runs (execveat of a sealed memfd), so that /proc/self/exe is this file while the
  * container's command is looked up, never the host's cached Deno runtime.
  *
- * Layout micro passes (argv):  "" CAND1 ... CANDn "" ARG0 ... ARGm
+ * Layout micro passes (argv):  "" LABEL CAND1 ... CANDn "" ARG0 ... ARGm
  * Every candidate holds a "/", so it is never empty. The report socket is at fd 1006.
- * The trampoline marks fd 1006 close-on-exec, then tries execve(CAND, ARGS, envp) in
+ * The trampoline marks fd 1006 close-on-exec. A LABEL that is not empty is the LSM exec
+ * label (AppArmor `exec PROFILE`, an SELinux context): it is written to fd 1007 (the
+ * child's /proc/thread-self/attr/.../exec), which is then closed, so the label applies at
+ * the command's exec, not at this program's. Then it tries execve(CAND, ARGS, envp) in
  * order, as execvp does: ENOENT and ENOTDIR move on, EACCES is remembered, anything else
- * stops. If none runs it sends the 8-byte record [-4, errno] on fd 1006 and exits 127.
+ * stops. If none runs it sends the 8-byte record [-4, errno] on fd 1006 and exits 127;
+ * if the label write fails, [-5, errno].
  * Any other layout, or no fd 1006 (for example this file run again as the interpreter of
  * a `#!/proc/self/exe` script), prints one line and exits 126 with no other effect.
  *
@@ -16,8 +20,11 @@
  */
         .set BASE, 0x400000
         .set REPORT_FD, 1006
+        .set LABEL_FD, 1007
         .set EXEC_FAILED, -4
+        .set LABEL_FAILED, -5
         .set SYS_fcntl, 25
+        .set SYS_close, 57
         .set SYS_write, 64
         .set SYS_exit_group, 94
         .set SYS_execve, 221
@@ -48,15 +55,15 @@ _start:
         add     x20, sp, #8                       /* argv */
         add     x21, x20, x19, lsl #3
         add     x21, x21, #8                      /* envp */
-        cmp     x19, #3
+        cmp     x19, #4
         b.lo    bad
         ldr     x0, [x20]                         /* argv[0] is "" */
         ldrb    w0, [x0]
         cbnz    w0, bad
-        ldr     x0, [x20, #8]                     /* at least one candidate */
+        ldr     x0, [x20, #16]                    /* at least one candidate */
         ldrb    w0, [x0]
         cbz     w0, bad
-        mov     x22, #1
+        mov     x22, #2
 find:                                             /* x22: the separator's index */
         add     x22, x22, #1
         cmp     x22, x19
@@ -74,8 +81,27 @@ find:                                             /* x22: the separator's index 
         svc     #0
         tbnz    x0, #63, bad
 
+        ldr     x1, [x20, #8]                     /* the label, if any */
+        ldrb    w0, [x1]
+        cbz     w0, nolabel
+        mov     x2, x1
+2:      add     x2, x2, #1
+        ldrb    w0, [x2]
+        cbnz    w0, 2b
+        sub     x2, x2, x1
+        mov     x0, #LABEL_FD                     /* write(LABEL_FD, label, length) */
+        mov     x8, #SYS_write
+        svc     #0
+        tbz     x0, #63, 3f
+        neg     x24, x0
+        mov     w26, #LABEL_FAILED
+        b       fail
+3:      mov     x0, #LABEL_FD
+        mov     x8, #SYS_close
+        svc     #0
+nolabel:
         mov     w24, #0                           /* w24: EACCES seen */
-        mov     x25, #1                           /* x25: the candidate's index */
+        mov     x25, #2                           /* x25: the candidate's index */
 try:
         cmp     x25, x22
         b.hs    none
@@ -94,14 +120,15 @@ try:
         cmn     x0, #20                           /* ENOTDIR */
         b.eq    try
         neg     x24, x0
-        b       fail
+        b       failexec
 none:
-        cbnz    w24, fail
+        cbnz    w24, failexec
         mov     w24, #2
-fail:
+failexec:
+        mov     w26, #EXEC_FAILED
+fail:                                             /* the record [w26, w24] */
         sub     sp, sp, #16
-        mov     w0, #EXEC_FAILED
-        str     w0, [sp]
+        str     w26, [sp]
         str     w24, [sp, #4]
         mov     x0, #REPORT_FD
         mov     x1, sp

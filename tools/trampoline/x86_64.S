@@ -3,11 +3,15 @@
  * runs (execveat of a sealed memfd), so that /proc/self/exe is this file while the
  * container's command is looked up, never the host's cached Deno runtime.
  *
- * Layout micro passes (argv):  "" CAND1 ... CANDn "" ARG0 ... ARGm
+ * Layout micro passes (argv):  "" LABEL CAND1 ... CANDn "" ARG0 ... ARGm
  * Every candidate holds a "/", so it is never empty. The report socket is at fd 1006.
- * The trampoline marks fd 1006 close-on-exec, then tries execve(CAND, ARGS, envp) in
+ * The trampoline marks fd 1006 close-on-exec. A LABEL that is not empty is the LSM exec
+ * label (AppArmor `exec PROFILE`, an SELinux context): it is written to fd 1007 (the
+ * child's /proc/thread-self/attr/.../exec), which is then closed, so the label applies at
+ * the command's exec, not at this program's. Then it tries execve(CAND, ARGS, envp) in
  * order, as execvp does: ENOENT and ENOTDIR move on, EACCES is remembered, anything else
- * stops. If none runs it sends the 8-byte record [-4, errno] on fd 1006 and exits 127.
+ * stops. If none runs it sends the 8-byte record [-4, errno] on fd 1006 and exits 127;
+ * if the label write fails, [-5, errno].
  * Any other layout, or no fd 1006 (for example this file run again as the interpreter of
  * a `#!/proc/self/exe` script), prints one line and exits 126 with no other effect.
  *
@@ -16,8 +20,11 @@
  */
         .set BASE, 0x400000
         .set REPORT_FD, 1006
+        .set LABEL_FD, 1007
         .set EXEC_FAILED, -4
+        .set LABEL_FAILED, -5
         .set SYS_write, 1
+        .set SYS_close, 3
         .set SYS_execve, 59
         .set SYS_fcntl, 72
         .set SYS_exit_group, 231
@@ -47,15 +54,15 @@ _start:
         mov     (%rsp), %r12                      /* argc */
         lea     8(%rsp), %r13                     /* argv */
         lea     16(%rsp,%r12,8), %r14             /* envp */
-        cmp     $3, %r12
+        cmp     $4, %r12
         jb      bad
         mov     (%r13), %rax                      /* argv[0] is "" */
         cmpb    $0, (%rax)
         jne     bad
-        mov     8(%r13), %rax                     /* at least one candidate */
+        mov     16(%r13), %rax                    /* at least one candidate */
         cmpb    $0, (%rax)
         je      bad
-        mov     $1, %ebx
+        mov     $2, %ebx
 find:                                             /* rbx: the separator's index */
         inc     %rbx
         cmp     %r12, %rbx
@@ -73,8 +80,29 @@ find:                                             /* rbx: the separator's index 
         test    %rax, %rax
         js      bad
 
+        mov     8(%r13), %rsi                     /* the label, if any */
+        cmpb    $0, (%rsi)
+        je      nolabel
+        mov     %rsi, %rdx
+2:      inc     %rdx
+        cmpb    $0, (%rdx)
+        jne     2b
+        sub     %rsi, %rdx
+        mov     $SYS_write, %eax                  /* write(LABEL_FD, label, length) */
+        mov     $LABEL_FD, %edi
+        syscall
+        test    %rax, %rax
+        jns     3f
+        neg     %rax
+        mov     %eax, %ebp
+        mov     $LABEL_FAILED, %ebx
+        jmp     fail
+3:      mov     $SYS_close, %eax
+        mov     $LABEL_FD, %edi
+        syscall
+nolabel:
         xor     %ebp, %ebp                        /* ebp: EACCES seen */
-        mov     $1, %r12d                         /* r12: the candidate's index */
+        mov     $2, %r12d                         /* r12: the candidate's index */
 try:
         cmp     %rbx, %r12
         jae     none
@@ -94,14 +122,16 @@ try:
         je      try
         neg     %rax
         mov     %eax, %ebp
-        jmp     fail
+        jmp     failexec
 none:
         test    %ebp, %ebp
-        jnz     fail
+        jnz     failexec
         mov     $2, %ebp
-fail:
+failexec:
+        mov     $EXEC_FAILED, %ebx
+fail:                                             /* the record [ebx, ebp] */
         sub     $16, %rsp
-        movl    $EXEC_FAILED, (%rsp)
+        mov     %ebx, (%rsp)
         mov     %ebp, 4(%rsp)
         mov     $SYS_write, %eax
         mov     $REPORT_FD, %edi
