@@ -100,13 +100,17 @@ const FD_SOURCE = 1001;
 const FD_ROOT = 1002;
 /** The sealed memfd holding the exec trampoline (close-on-exec). */
 export const FD_EXE = 1005;
-/** The report socket as the trampoline finds it (inherited; it sets close-on-exec itself). */
-export const FD_TRAMPOLINE_REPORT = 1006;
+/**
+ * The report socket as the trampoline finds it (inherited; it sets close-on-exec itself).
+ * Low numbers, placed right before the exec: after the command's RLIMIT_NOFILE is set, no
+ * fd above it can be made.
+ */
+export const FD_TRAMPOLINE_REPORT = 3;
 /**
  * The LSM's exec attribute (/proc/thread-self/attr/...), open for the trampoline: it writes
  * the label, so the label applies at the command's exec, as if the child had exec'd it.
  */
-export const FD_LABEL = 1007;
+export const FD_LABEL = 4;
 
 export interface ChildContext {
   /** Host path where the new root is staged (a directory the engine made). */
@@ -254,8 +258,13 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
   };
 
   let pivoted = false;
+  /** `fd` at `to`, inherited across exec. */
+  const place = (fd: number, to: number) =>
+    fd === to ? sys.fcntl(to, C.F_SETFD, 0) : sys.dup3(fd, to, 0);
   let exec: StepInfo | undefined;
   let label: { info: StepInfo; value: string } | undefined;
+  /** The fd the lsm-label step opened (set when it runs, in the child). */
+  let labelFd = -1;
 
   // Prologue: die with the parent, wait for the parent's attach phase, own session, stdio.
   step(engine("prctl(PR_SET_PDEATHSIG)"), () => sys.prctl(C.PR_SET_PDEATHSIG, C.SIGKILL, 0, 0, 0));
@@ -573,11 +582,8 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         label = { info: i, value: o.args.value };
         const file = cstr(o.args.file);
         step(i, () => {
-          const fd = sys.open(file, C.O_WRONLY | C.O_CLOEXEC, 0);
-          if (fd < 0) return fd;
-          const rc = sys.dup3(fd, FD_LABEL, C.O_CLOEXEC);
-          sys.close(fd);
-          return rc < 0 ? rc : 0;
+          labelFd = sys.open(file, C.O_WRONLY | C.O_CLOEXEC, 0);
+          return labelFd < 0 ? labelFd : 0;
         });
         break;
       }
@@ -646,12 +652,21 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         step(engine("reset signals"), () => sys.resetSignals());
         const ready = new Int32Array([READY_RECORD, 0]);
         step(engine("ready"), () => sys.sendRecord(ctx.report, ready, -1));
-        const report = { fd: String(FD_TRAMPOLINE_REPORT) };
-        step(engine("dup3", report), () => sys.dup3(ctx.report, FD_TRAMPOLINE_REPORT, 0));
-        if (label) {
-          const fd = { fd: String(FD_LABEL) };
-          step(engine("fcntl(F_SETFD)", fd), () => sys.fcntl(FD_LABEL, C.F_SETFD, 0));
-        }
+        const fds: Record<string, string> = { report: String(FD_TRAMPOLINE_REPORT) };
+        if (label) fds.label = String(FD_LABEL);
+        const withLabel = label !== undefined;
+        step(engine("trampoline fds", fds), () => {
+          // Out of each other's way first, then to their numbers without close-on-exec.
+          let l = labelFd;
+          let r = ctx.report;
+          if (withLabel && l === FD_TRAMPOLINE_REPORT) l = sys.fcntl(l, C.F_DUPFD_CLOEXEC, 5);
+          if (l < 0 && withLabel) return l;
+          if (withLabel && r === FD_LABEL) r = sys.fcntl(r, C.F_DUPFD_CLOEXEC, 5);
+          if (r < 0) return r;
+          let rc = place(r, FD_TRAMPOLINE_REPORT);
+          if (rc >= 0 && withLabel) rc = place(l, FD_LABEL);
+          return rc < 0 ? rc : 0;
+        });
         // Its failure is the command's exec failing, as far as the user can tell.
         step(i, () => sys.execveat(FD_EXE, EMPTY, argv, envp, AT_EMPTY_PATH));
         exec = i;

@@ -189,6 +189,7 @@ export const C = {
   /** Linux 6.3+: an executable memfd even under vm.memfd_noexec=1 (older kernels: EINVAL). */
   MFD_EXEC: 0x10,
   F_SETFD: 2,
+  F_DUPFD_CLOEXEC: 1030,
   FD_CLOEXEC: 1,
   F_ADD_SEALS: 1033,
   F_GET_SEALS: 1034,

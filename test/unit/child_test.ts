@@ -233,7 +233,7 @@ Deno.test("compileChild makes no calls; runChild runs every phase's steps in ord
     `sendRecord(${REPORT_FD}, [-3,0], -1) = 8`,
     // The report socket where the trampoline finds it (not close-on-exec), then the
     // trampoline itself: the candidates are tried there.
-    `dup3(${REPORT_FD}, 1006, 0x0) = 1006`,
+    `dup3(${REPORT_FD}, 3, 0x0) = 3`,
     trampoline(["/usr/local/bin/sh", "/bin/sh", "/sbin/sh"]),
   ]);
   assert.deepEqual(sys.sent(REPORT_FD), [READY]);
@@ -241,7 +241,7 @@ Deno.test("compileChild makes no calls; runChild runs every phase's steps in ord
     { phase: "rootfs", plugin: "engine", kind: "close_range", paths: {} },
     { phase: "rootfs", plugin: "engine", kind: "reset signals", paths: {} },
     { phase: "rootfs", plugin: "engine", kind: "ready", paths: {} },
-    { phase: "rootfs", plugin: "engine", kind: "dup3", paths: { fd: "1006" } },
+    { phase: "rootfs", plugin: "engine", kind: "trampoline fds", paths: { report: "3" } },
     // The trampoline's exec fails as the command's would (seccomp, LSM, E2BIG).
     { phase: "exec", plugin: "process", kind: "execve", paths: { path: "sh" } },
   ]);
@@ -308,7 +308,7 @@ Deno.test("console opens the container's ptmx, makes the peer stdio and sends th
   assert.deepEqual(sys.format().slice(-4), [
     "resetSignals()",
     `sendRecord(${REPORT_FD}, [-3,0], -1)`,
-    `dup3(${REPORT_FD}, 1006, 0x0)`,
+    `dup3(${REPORT_FD}, 3, 0x0)`,
     trampoline(["/bin/sh"]),
   ]);
 });
@@ -401,7 +401,8 @@ Deno.test("a failing exec of the trampoline is reported as the command's exec, a
 });
 
 Deno.test("an LSM label is opened at its step and written by the trampoline", () => {
-  const sys = new RecordingSys().execSucceeds();
+  // open() gives fd 3, the report's place: it is moved away first (F_DUPFD_CLOEXEC).
+  const sys = new RecordingSys().execSucceeds().returns("fcntl", (a) => a[1] === 1030, 9);
   const file = "/proc/thread-self/attr/apparmor/exec";
   const { end, prog } = runToEnd([
     op("restrict", "lsm", "lsm-label", { file, value: "exec micro-test" }),
@@ -410,16 +411,15 @@ Deno.test("an LSM label is opened at its step and written by the trampoline", ()
   assert.ok(end instanceof FakeExec);
   assert.deepEqual(end.argv, ["", "exec micro-test", "/bin/sh", "", ...SH_ARGS]);
   assert.deepEqual(sys.format({ results: true }).slice(PROLOGUE.length), [
-    // O_WRONLY|O_CLOEXEC, at its fixed fd; nothing is written here
+    // O_WRONLY|O_CLOEXEC; nothing is written here
     `open("${file}", 0x80001, 0) = 3`,
-    "dup3(3, 1007, 0x80000) = 1007",
-    "close(3) = 0",
     "closeRange(3, 0x7fffffff, 0x4) = 0",
     "resetSignals() = 0",
     `sendRecord(${REPORT_FD}, [-3,0], -1) = 8`,
-    `dup3(${REPORT_FD}, 1006, 0x0) = 1006`,
-    // after close_range: fd 1007 survives into the trampoline
-    "fcntl(1007, 0x2, 0x0) = 0",
+    // F_DUPFD_CLOEXEC from 5, then the report at 3 and the label at 4, inherited
+    "fcntl(3, 0x406, 0x5) = 9",
+    `dup3(${REPORT_FD}, 3, 0x0) = 3`,
+    "dup3(9, 4, 0x0) = 4",
     `execveat(1005, "", ${JSON.stringify(["", "exec micro-test", "/bin/sh", "", ...SH_ARGS])}, ${
       JSON.stringify(SH_ENV)
     }, 0x1000)`,
@@ -431,6 +431,28 @@ Deno.test("an LSM label is opened at its step and written by the trampoline", ()
     kind: "lsm-label",
     paths: { file, label: "exec micro-test" },
   });
+  assert.deepEqual(prog.info[prog.info.length - 2].paths, { report: "3", label: "4" });
+});
+
+Deno.test("the trampoline's fds: a report socket at 4 moves away; ones in place stay", () => {
+  const label = op("restrict", "lsm", "lsm-label", { file: "/x", value: "l" });
+  const tail = (report: number, labelAt: number) => {
+    const sys = new RecordingSys().execSucceeds()
+      .returns("open", () => true, labelAt)
+      .returns("fcntl", (a) => a[1] === 1030, 7);
+    runToEnd([label, execve(["/bin/sh"])], sys, context({ report }));
+    const f = sys.format();
+    return f.slice(f.indexOf(`sendRecord(${report}, [-3,0], -1)`) + 1, -1);
+  };
+  assert.deepEqual(tail(4, 3), [
+    "fcntl(3, 0x406, 0x5)",
+    "fcntl(4, 0x406, 0x5)",
+    "dup3(7, 3, 0x0)",
+    "dup3(7, 4, 0x0)",
+  ]);
+  assert.deepEqual(tail(3, 4), ["fcntl(3, 0x2, 0x0)", "fcntl(4, 0x2, 0x0)"]);
+  assert.deepEqual(tail(4, 9), ["fcntl(4, 0x406, 0x5)", "dup3(7, 3, 0x0)", "dup3(9, 4, 0x0)"]);
+  assert.deepEqual(tail(8, 9), ["dup3(8, 3, 0x0)", "dup3(9, 4, 0x0)"]);
 });
 
 Deno.test("two LSM labels, or an empty one, are refused at compile time", () => {
@@ -925,7 +947,7 @@ Deno.test("a real plan compiles into the expected child steps, phase by phase", 
     "rootfs engine close_range ",
     "rootfs engine reset signals ",
     "rootfs engine ready ",
-    "rootfs engine dup3 ",
+    "rootfs engine trampoline fds ",
     "exec process execve ",
   ]);
 });
@@ -977,7 +999,7 @@ Deno.test("a real plan runs to the trampoline with every PATH candidate", () => 
     "closeRange(3, 0x7fffffff, 0x4)",
     "resetSignals()",
     `sendRecord(${REPORT_FD}, [-3,0], -1)`,
-    `dup3(${REPORT_FD}, 1006, 0x0)`,
+    `dup3(${REPORT_FD}, 3, 0x0)`,
     trampoline(cands, ["sh", "-c", "id"], end.envp),
   ]);
   assert.deepEqual(sys.sent(REPORT_FD), [READY]);

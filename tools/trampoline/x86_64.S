@@ -4,23 +4,24 @@
  * container's command is looked up, never the host's cached Deno runtime.
  *
  * Layout micro passes (argv):  "" LABEL CAND1 ... CANDn "" ARG0 ... ARGm
- * Every candidate holds a "/", so it is never empty. The report socket is at fd 1006.
- * The trampoline marks fd 1006 close-on-exec. A LABEL that is not empty is the LSM exec
- * label (AppArmor `exec PROFILE`, an SELinux context): it is written to fd 1007 (the
+ * Every candidate holds a "/", so it is never empty. The report socket is at fd 3 (low
+ * numbers: no fd above RLIMIT_NOFILE can be made once the command's limits are set).
+ * The trampoline marks fd 3 close-on-exec. A LABEL that is not empty is the LSM exec
+ * label (AppArmor `exec PROFILE`, an SELinux context): it is written to fd 4 (the
  * child's /proc/thread-self/attr/.../exec), which is then closed, so the label applies at
  * the command's exec, not at this program's. Then it tries execve(CAND, ARGS, envp) in
  * order, as execvp does: ENOENT and ENOTDIR move on, EACCES is remembered, anything else
- * stops. If none runs it sends the 8-byte record [-4, errno] on fd 1006 and exits 127;
+ * stops. If none runs it sends the 8-byte record [-4, errno] on fd 3 and exits 127;
  * if the label write fails, [-5, errno].
- * Any other layout, or no fd 1006 (for example this file run again as the interpreter of
+ * Any other layout, or no fd 3 (for example this file run again as the interpreter of
  * a `#!/proc/self/exe` script), prints one line and exits 126 with no other effect.
  *
  * Assembled into core/engine/trampoline.ts by tools/gen_trampoline.ts (a flat binary: the
  * ELF header is written out below, so the bytes depend on nothing but this file).
  */
         .set BASE, 0x400000
-        .set REPORT_FD, 1006
-        .set LABEL_FD, 1007
+        .set REPORT_FD, 3
+        .set LABEL_FD, 4
         .set EXEC_FAILED, -4
         .set LABEL_FAILED, -5
         .set SYS_write, 1
