@@ -315,6 +315,18 @@ Deno.test("execute: a kernel before 6.3 (MFD_EXEC: EINVAL) gets the memfd withou
   assert.deepEqual(openedAndClosed(sys), { opened: fdRange(3, 9), closed: fdRange(3, 9) });
 });
 
+Deno.test("execute: vm.memfd_noexec=2 (EACCES) is named in the error", async () => {
+  const sys = new RecordingSys().failOn("memfdCreate", 13);
+  const e = await failure(execute(PLAN, OPTS, sys));
+  assert.equal(
+    e.line(),
+    "prepare: engine: memfd_create name=micro-exec: EACCES (vm.memfd_noexec=2 forbids the " +
+      "executable memfd micro starts commands from; set it to 1 or 0)",
+  );
+  // MFD_EXEC is refused with EACCES, not EINVAL: no retry without it.
+  assert.equal(sys.names().filter((n) => n === "memfdCreate").length, 1);
+});
+
 Deno.test("execute: the trampoline is the one for the machine's architecture", async () => {
   const sys = new RecordingSys({ arch: "aarch64" }).scriptRecv(5, READY);
   await execute(PLAN, OPTS, sys);
