@@ -2,7 +2,7 @@
  * The exec trampoline (tools/trampoline/*.S, bytes in core/engine/trampoline.ts), run for
  * real: natively for the host's architecture, under qemu-user for the other one when it is
  * installed. Each run gets the layout micro passes ("" LABEL CANDIDATES "" ARGV, report fd
- * 1006, label fd 1007) or a wrong one, through bash's `exec -a` (an empty argv[0]) or qemu's
+ * 1006, label fd 4) or a wrong one, through bash's `exec -a` (an empty argv[0]) or qemu's
  * `-0`.
  */
 import assert from "node:assert/strict";
@@ -73,9 +73,9 @@ interface Ran {
   code: number;
   stdout: string;
   stderr: string;
-  /** What was written to fd 1006, as 32-bit words. */
+  /** What was written to fd 3, as 32-bit words. */
   record: number[];
-  /** What was written to fd 1007. */
+  /** What was written to fd 4. */
   label: string;
 }
 
@@ -90,8 +90,8 @@ exec -a "$a0" "$bin" "$@"
 `;
 
 /**
- * Runs the trampoline with `argv` (argv[0] included), fd 1006 open on a file unless `noFd`,
- * fd 1007 open on another one with `labelFd`.
+ * Runs the trampoline with `argv` (argv[0] included), fd 3 open on a file unless `noFd`,
+ * fd 4 open on another one with `labelFd`.
  */
 function runTrampoline(
   arch: TrampolineArch,
@@ -150,7 +150,7 @@ function withDir(fn: (dir: string) => void): void {
   }
 }
 
-/** A shell command that says whether fds 1006 and 1007 reached it. */
+/** A shell command that says whether fds 3 and 4 reached it. */
 const PROBE = [
   [FD_TRAMPOLINE_REPORT, FD_LABEL].map((fd) =>
     `[ -e /proc/$$/fd/${fd} ] && echo open || echo closed`
@@ -171,7 +171,7 @@ for (const arch of TRAMPOLINE_ARCHES) {
     });
 
   t(
-    "runs the first candidate that exists, with the command's argv; fd 1006 is closed there",
+    "runs the first candidate that exists, with the command's argv; fd 3 is closed there",
     (d) => {
       const r = runTrampoline(arch, d, [
         "",
@@ -212,7 +212,7 @@ for (const arch of TRAMPOLINE_ARCHES) {
     assert.equal(r.code, 0);
   });
 
-  t("no candidate at all: [EXEC_FAILED, ENOENT] on fd 1006 and exit 127", (d) => {
+  t("no candidate at all: [EXEC_FAILED, ENOENT] on fd 3 and exit 127", (d) => {
     const r = runTrampoline(arch, d, ["", "", "/nonexistent/a", "/etc/passwd/b", "", "a"]);
     assert.equal(r.code, 127);
     assert.deepEqual(r.record, [EXEC_FAILED_RECORD, 2]);
@@ -232,7 +232,7 @@ for (const arch of TRAMPOLINE_ARCHES) {
     assert.equal(r.stdout, "");
   });
 
-  t("a label is written to fd 1007, which is closed before the command runs", (d) => {
+  t("a label is written to fd 4, which is closed before the command runs", (d) => {
     const r = runTrampoline(
       arch,
       d,
@@ -247,7 +247,7 @@ for (const arch of TRAMPOLINE_ARCHES) {
   });
 
   t("a label that cannot be written: [LABEL_FAILED, errno], and no candidate is tried", (d) => {
-    // No fd 1007: EBADF.
+    // No fd 4: EBADF.
     const r = runTrampoline(arch, d, [
       "",
       "system_u:system_r:container_t:s0",
@@ -279,11 +279,11 @@ for (const arch of TRAMPOLINE_ARCHES) {
       assert.equal(r.code, 126, JSON.stringify(argv));
       assert.equal(r.stderr, REFUSAL);
       assert.equal(r.stdout, "");
-      assert.deepEqual(r.record, [], "nothing is written to fd 1006");
+      assert.deepEqual(r.record, [], "nothing is written to fd 3");
     }
   });
 
-  t("without fd 1006 (not started by micro) it refuses even a good layout", (d) => {
+  t("without fd 3 (not started by micro) it refuses even a good layout", (d) => {
     const r = runTrampoline(arch, d, ["", "", "/bin/echo", "", "echo", "ran"], { noFd: true });
     assert.equal(r.code, 126);
     assert.equal(r.stdout, "");
@@ -301,7 +301,7 @@ for (const arch of TRAMPOLINE_ARCHES) {
         Deno.writeTextFileSync(script, `#!${d}/trampoline-${arch}\necho should-not-run\n`, {
           mode: 0o755,
         });
-        // fd 1006 is close-on-exec by the time the kernel runs the interpreter.
+        // fd 3 is close-on-exec by the time the kernel runs the interpreter.
         const r = runTrampoline(arch, d, ["", "", script, "", script]);
         assert.equal(r.code, 126);
         assert.equal(r.stderr, REFUSAL);
