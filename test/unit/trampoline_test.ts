@@ -2,7 +2,7 @@
  * The exec trampoline (tools/trampoline/*.S, bytes in core/engine/trampoline.ts), run for
  * real: natively for the host's architecture, under qemu-user for the other one when it is
  * installed. Each run gets the layout micro passes ("" LABEL CANDIDATES "" ARGV, report fd
- * 1006, label fd 4) or a wrong one, through bash's `exec -a` (an empty argv[0]) or qemu's
+ * 3, label fd 4) or a wrong one, through bash's `exec -a` (an empty argv[0]) or qemu's
  * `-0`.
  */
 import assert from "node:assert/strict";
