@@ -134,6 +134,8 @@ const HINTS: Record<string, string> = {
     "creating these namespaces needs root, or a user namespace (unprivileged_userns_clone)",
   "mkdir:EROFS": "the image is read-only, so a missing mount point cannot be created there",
   "setrlimit:EPERM": "raising a hard limit needs CAP_SYS_RESOURCE",
+  "memfd_create:EACCES":
+    "vm.memfd_noexec=2 forbids the executable memfd micro starts commands from; set it to 1 or 0",
   EOVERFLOW: "an id is not mapped into the container's user namespace",
 };
 

@@ -8,7 +8,10 @@ set -eu
 # util-linux: script, unshare, setpriv
 # procps: ps, pgrep
 # python3: helper scripts in tests
+# binutils, binutils-aarch64-linux-gnu: the exec trampoline's committed bytes are checked
+#   against tools/trampoline/*.S; qemu-user-static runs the aarch64 one (test/unit/trampoline_test.ts)
 PACKAGES="busybox-static iproute2 util-linux procps python3"
+PACKAGES="$PACKAGES binutils binutils-aarch64-linux-gnu qemu-user-static"
 
 installed() {
   status=$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) || return 1

@@ -4,6 +4,12 @@
  * cloned child, where only synchronous FFI calls are safe (DESIGN.md §4): no await, no
  * timers, no console, no Deno.* ops. A failing step sends `{step, errno}` on the report
  * socket and exits; EOF there (the socket is O_CLOEXEC) tells the parent execve succeeded.
+ *
+ * The child never execs the command itself: at that moment its /proc/self/exe is the host's
+ * Deno runtime, and a command that is `/proc/self/exe` (or a `#!/proc/self/exe` script) would
+ * run it, and could write it, as the container's root (CVE-2019-5736). It execs the exec
+ * trampoline instead, a tiny static program in a sealed memfd (tools/trampoline/), which
+ * looks the command up and execs it, or reports EXEC_FAILED_RECORD.
  */
 import { C, type CStr, cstr, cstrArray, RLIMITS, type Sys } from "../sys/mod.ts";
 import { capMask, capNumber, CAPS } from "../caps.ts";
@@ -24,6 +30,10 @@ export interface ChildProgram {
   run: (() => number)[];
   /** The report socket's fd in the child now: it moves to a fixed number early on. */
   reportFd: () => number;
+  /** The command's exec, for the trampoline's EXEC_FAILED_RECORD (absent: no execve op). */
+  exec?: StepInfo;
+  /** The LSM exec label the trampoline writes, for its LABEL_FAILED_RECORD. */
+  label?: StepInfo;
 }
 
 /** Namespace flags by name, for ops that name them. */
@@ -83,6 +93,10 @@ export function landlockRights(access: readonly string[]): number {
 export const CONSOLE_RECORD = -2;
 /** The record a child sends right before execve: from here on, death is the command's. */
 export const READY_RECORD = -3;
+/** `[EXEC_FAILED_RECORD, errno]`: the trampoline found no candidate it could exec. */
+export const EXEC_FAILED_RECORD = -4;
+/** `[LABEL_FAILED_RECORD, errno]`: the trampoline could not write the LSM exec label. */
+export const LABEL_FAILED_RECORD = -5;
 
 /**
  * Fixed fd numbers in the child. O_PATH descriptors go to known numbers so their /proc paths
@@ -96,11 +110,26 @@ const FD_ROOT = 1002;
 /** The root of the container's procfs and sysfs mounts: masks are looked up beneath them. */
 const FD_PROC = 1003;
 const FD_SYS = 1004;
+/** What the child keeps from the parent, at fixed numbers; every other fd is closed. */
 const FD_KEEP = 1010;
 const FD_REPORT = FD_KEEP;
 const FD_IMAGE = FD_KEEP + 1;
+/** The sealed memfd holding the exec trampoline (close-on-exec). */
+export const FD_EXE = FD_KEEP + 2;
+const FD_KEEP_LAST = FD_EXE;
 /** EXDEV is what the child reports for a destination refused by its own checks. */
 const E_REFUSED = 18;
+/**
+ * The report socket as the trampoline finds it (inherited; it sets close-on-exec itself).
+ * Low numbers, placed right before the exec: after the command's RLIMIT_NOFILE is set, no
+ * fd above it can be made.
+ */
+export const FD_TRAMPOLINE_REPORT = 3;
+/**
+ * The LSM's exec attribute (/proc/thread-self/attr/...), open for the trampoline: it writes
+ * the label, so the label applies at the command's exec, as if the child had exec'd it.
+ */
+export const FD_LABEL = 4;
 
 export interface ChildContext {
   /** Host path where the new root is staged (a directory the engine made). */
@@ -118,6 +147,8 @@ export interface ChildContext {
   imageFd?: number;
   /** The image directory the parent opened: st_dev and st_ino. */
   imageId?: { dev: number; ino: number };
+  /** The sealed memfd holding the exec trampoline (see `trampoline.ts`). */
+  exe: number;
 }
 
 const MS: Record<MountFlag, number> = {
@@ -432,6 +463,13 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
   const imageFd = ctx.imageFd ?? -1;
   /** The container's /proc and /sys mounts compiled so far (their roots at FD_PROC, FD_SYS). */
   const kernelMounts = new Set<string>();
+  /** `fd` at `to`, inherited across exec. */
+  const place = (fd: number, to: number) =>
+    fd === to ? sys.fcntl(to, C.F_SETFD, 0) : sys.dup3(fd, to, 0);
+  let exec: StepInfo | undefined;
+  let label: { info: StepInfo; value: string } | undefined;
+  /** The fd the lsm-label step opened (set when it runs, in the child). */
+  let labelFd = -1;
 
   // Prologue: die with the parent, wait for the parent's attach phase, own session, stdio.
   step(engine("prctl(PR_SET_PDEATHSIG)"), () => sys.prctl(C.PR_SET_PDEATHSIG, C.SIGKILL, 0, 0, 0));
@@ -443,21 +481,28 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
     sys.close(ctx.syncRead);
     return n < 0 ? n : 0;
   });
+  // Until the exec, this process's /proc/PID/exe is the host's Deno runtime: once the id maps
+  // are written, only CAP_SYS_PTRACE may open it (or its mem) from another container.
+  step(engine("prctl(PR_SET_DUMPABLE)"), () => sys.prctl(C.PR_SET_DUMPABLE, 0, 0, 0, 0));
   step(engine("setsid"), () => sys.setsid());
   if (ctx.devNull >= 0) {
     step(engine("stdin", { path: "/dev/null" }), () => sys.dup3(ctx.devNull, 0, 0));
   }
-  // What the child keeps moves to FD_KEEP..; every other inherited fd above 2 is closed.
-  const keep = [ctx.report, ...(imageFd >= 0 ? [imageFd] : [])];
-  step(engine("close_range", { keep: keep.join(",") }), () => {
+  // What the child keeps moves to its fixed number; every other inherited fd above 2 is
+  // closed, the unused fixed numbers included.
+  const keep = [[ctx.report, FD_REPORT], [imageFd, FD_IMAGE], [ctx.exe, FD_EXE]];
+  const kept = keep.filter(([fd]) => fd >= 0).map(([fd, at]) => `${fd}>${at}`).join(",");
+  step(engine("close_range", { keep: kept }), () => {
     for (let k = 0; k < keep.length; k++) {
-      if (keep[k] === FD_KEEP + k) continue;
-      const rc = sys.dup3(keep[k], FD_KEEP + k, C.O_CLOEXEC);
+      const [fd, at] = keep[k];
+      let rc = 0;
+      if (fd < 0) sys.close(at);
+      else if (fd !== at) rc = sys.dup3(fd, at, C.O_CLOEXEC);
       if (rc < 0) return rc;
     }
     reportFd = FD_REPORT;
     let rc = sys.closeRange(3, FD_KEEP - 1, 0);
-    if (rc >= 0) rc = sys.closeRange(FD_KEEP + keep.length, 0x7fffffff, 0);
+    if (rc >= 0) rc = sys.closeRange(FD_KEEP_LAST + 1, 0x7fffffff, 0);
     return rc;
   });
 
@@ -804,14 +849,14 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
       }
       case "lsm-label": {
         i.paths = { file: o.args.file, label: o.args.value };
+        // Opened here, written by the trampoline right before the command's exec.
+        if (label) throw new Error("more than one LSM exec label planned");
+        if (!o.args.value || o.args.value.includes("\0")) throw new Error("bad LSM exec label");
+        label = { info: i, value: o.args.value };
         const file = cstr(o.args.file);
-        const value = new TextEncoder().encode(o.args.value);
         step(i, () => {
-          const fd = sys.open(file, C.O_WRONLY | C.O_CLOEXEC, 0);
-          if (fd < 0) return fd;
-          const rc = sys.write(fd, value, value.length);
-          sys.close(fd);
-          return rc < 0 ? rc : 0;
+          labelFd = sys.open(file, C.O_WRONLY | C.O_CLOEXEC, 0);
+          return labelFd < 0 ? labelFd : 0;
         });
         break;
       }
@@ -881,23 +926,33 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
       case "execve": {
         const a = o.args;
         i.paths = { path: a.args[0] ?? "" };
-        const argv = cstrArray(a.args);
+        // The trampoline's layout: "" LABEL CANDIDATES "" ARGV. A candidate always holds a
+        // "/" (core/process.ts), so the empty strings are unambiguous.
+        if (a.path.some((c) => !c.includes("/"))) throw new Error("exec candidate without /");
+        const argv = cstrArray(["", label?.value ?? "", ...a.path, "", ...a.args]);
         const envp = cstrArray(a.env);
-        const candidates = a.path.map(cstr);
         step(engine("close_range"), () => sys.closeRange(3, 0x7fffffff, C.CLOSE_RANGE_CLOEXEC));
         step(engine("reset signals"), () => sys.resetSignals());
         const ready = new Int32Array([READY_RECORD, 0]);
         step(engine("ready"), () => sys.sendRecord(reportFd, ready, -1));
-        step(i, () => {
-          // execvp's rule: ENOENT moves on, EACCES is remembered, anything else stops.
-          let saw = 0;
-          for (const c of candidates) {
-            const rc = sys.execve(c, argv, envp);
-            if (rc === -13) saw = rc;
-            else if (rc !== -2 && rc !== -20) return rc;
-          }
-          return saw || -2;
+        const fds: Record<string, string> = { report: String(FD_TRAMPOLINE_REPORT) };
+        if (label) fds.label = String(FD_LABEL);
+        const withLabel = label !== undefined;
+        step(engine("trampoline fds", fds), () => {
+          // Out of each other's way first, then to their numbers without close-on-exec.
+          let l = labelFd;
+          let r = reportFd;
+          if (withLabel && l === FD_TRAMPOLINE_REPORT) l = sys.fcntl(l, C.F_DUPFD_CLOEXEC, 5);
+          if (l < 0 && withLabel) return l;
+          if (withLabel && r === FD_LABEL) r = sys.fcntl(r, C.F_DUPFD_CLOEXEC, 5);
+          if (r < 0) return r;
+          let rc = place(r, FD_TRAMPOLINE_REPORT);
+          if (rc >= 0 && withLabel) rc = place(l, FD_LABEL);
+          return rc < 0 ? rc : 0;
         });
+        // Its failure is the command's exec failing, as far as the user can tell.
+        step(i, () => sys.execveat(FD_EXE, EMPTY, argv, envp, AT_EMPTY_PATH));
+        exec = i;
         break;
       }
       case "unshare": {
@@ -914,7 +969,7 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         throw new Error(`op ${o.kind} does not run in the child`);
     }
   }
-  return { info, run, reportFd: () => reportFd };
+  return { info, run, reportFd: () => reportFd, exec, label: label?.info };
 }
 
 /**

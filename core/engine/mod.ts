@@ -21,10 +21,13 @@ import {
   CLONE_FLAGS,
   compileChild,
   CONSOLE_RECORD,
+  EXEC_FAILED_RECORD,
+  LABEL_FAILED_RECORD,
   READY_RECORD,
   runChild,
   type StepInfo,
 } from "./child.ts";
+import { TRAMPOLINE } from "./trampoline.ts";
 
 export interface EngineOptions {
   /** Host directory the new root is staged on. */
@@ -71,6 +74,8 @@ const SIGNUM: Record<string, number> = {
 
 const DEV_NULL = cstr("/dev/null");
 const ONE = new Uint8Array([1]);
+const MEMFD_NAME = cstr("micro-exec");
+const SEALS = C.F_SEAL_SEAL | C.F_SEAL_SHRINK | C.F_SEAL_GROW | C.F_SEAL_WRITE;
 
 export function cloneFlags(plan: Op[]): number {
   let flags = 0;
@@ -123,6 +128,32 @@ function attach(plan: Op[], pid: number): void {
       });
     }
   }
+}
+
+/**
+ * A memfd holding the exec trampoline, sealed so nobody can change it: the container's first
+ * process execs this instead of its command, so its /proc/self/exe is never the host's Deno
+ * runtime (CVE-2019-5736). About 500 bytes, made per start. MFD_EXEC keeps it executable under
+ * vm.memfd_noexec=1; kernels before 6.3 do not know the flag (EINVAL) and need none.
+ */
+export function sealedTrampoline(sys: Sys): number {
+  const flags = C.MFD_CLOEXEC | C.MFD_ALLOW_SEALING;
+  let fd = sys.memfdCreate(MEMFD_NAME, flags | C.MFD_EXEC);
+  if (fd === -22) fd = sys.memfdCreate(MEMFD_NAME, flags);
+  check(fd, "memfd_create", { name: "micro-exec" });
+  const bytes = TRAMPOLINE[sys.arch];
+  const n = sys.write(fd, bytes, bytes.length);
+  const rc = n < 0 ? n : sys.fcntl(fd, C.F_ADD_SEALS, SEALS);
+  if (n >= 0 && n !== bytes.length) {
+    sys.close(fd);
+    throw new MicroError(`wrote ${n} of ${bytes.length} bytes to the exec trampoline's memfd`, {
+      phase: "prepare",
+      plugin: "engine",
+    });
+  }
+  if (rc < 0) sys.close(fd);
+  check(rc, n < 0 ? "write" : "fcntl(F_ADD_SEALS)", { memfd: "micro-exec" });
+  return fd;
 }
 
 /** The child died of a signal before it reached execve: nothing outside it exists yet. */
@@ -238,6 +269,8 @@ async function start(
       });
       fds.push(devNull);
     }
+    const exe = sealedTrampoline(sys);
+    fds.push(exe);
     prog = compileChild(childOps, {
       rootPath: opts.rootPath,
       syncRead: sync[0],
@@ -246,6 +279,7 @@ async function start(
       devNull,
       imageFd: opts.imageFd ?? -1,
       imageId: opts.imageId,
+      exe,
     }, sys);
   } catch (e) {
     closeAll();
@@ -305,8 +339,9 @@ async function start(
     await abandon();
     throw e;
   }
-  // Release the child. It sends the terminal's master (with -t), then READY just before
-  // execve, then either the execve failure or nothing: EOF once execve closed the socket.
+  // Release the child. It sends the terminal's master (with -t), then READY just before it
+  // execs the trampoline, then either a failure or nothing: EOF once the command's execve
+  // closed the socket. The trampoline sends EXEC_FAILED when no candidate could be run.
   sys.write(sync[1], ONE, 1);
   sys.close(sync[1]);
   fds.splice(fds.indexOf(sync[1]), 1);
@@ -327,6 +362,19 @@ async function start(
       continue;
     }
     closeAll();
+    // The trampoline's own records, only after READY and only for what it was given to do.
+    const fromTrampoline = !ready || got.n !== 8
+      ? undefined
+      : record[0] === EXEC_FAILED_RECORD
+      ? prog.exec
+      : record[0] === LABEL_FAILED_RECORD
+      ? prog.label
+      : undefined;
+    if (fromTrampoline) {
+      if (master >= 0) sys.close(master);
+      await sys.waitpid(pid);
+      throw childError(fromTrampoline, record[1]);
+    }
     if (got.n === 0 && ready) return { pid, master };
     if (master >= 0) sys.close(master);
     if (got.n === 0) {

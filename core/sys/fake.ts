@@ -4,7 +4,7 @@
  * assert the exact call sequence of the engine without root and without a single syscall.
  *
  * Nothing here forks, execs, kills or exits: `clone` returns a pid, `exit` throws
- * `FakeExit`, a scripted successful `execve` throws `FakeExec`.
+ * `FakeExit`, a scripted successful `execveat` throws `FakeExec`.
  */
 import { type Arch, C, type CStr, type CStrArray, decodeCStr, type Stat, type Sys } from "./mod.ts";
 
@@ -27,10 +27,15 @@ export class FakeExit extends Error {
   }
 }
 
-/** Thrown by an `execve` scripted to succeed (a real execve never returns). */
+/** Thrown by an `execveat` scripted to succeed (a real exec never returns). */
 export class FakeExec extends Error {
-  constructor(readonly path: string, readonly argv: string[], readonly envp: string[]) {
-    super(`execve(${JSON.stringify(path)}, ${JSON.stringify(argv)})`);
+  constructor(
+    readonly path: string,
+    readonly argv: string[],
+    readonly envp: string[],
+    readonly dirfd: number,
+  ) {
+    super(`execveat(${dirfd}, ${JSON.stringify(path)}, ${JSON.stringify(argv)})`);
     this.name = "FakeExec";
   }
 }
@@ -76,6 +81,9 @@ const FORMATS: Partial<Record<SysCall, string>> = {
   moveMount: "dsdsx",
   openTree: "dsx",
   fstatfsType: "d",
+  execveat: "dsjjx",
+  memfdCreate: "sx",
+  fcntl: "dxx",
 };
 
 function formatArg(a: Arg, kind: string): string {
@@ -149,9 +157,12 @@ export class RecordingSys implements Sys {
     return this;
   }
 
-  /** Makes `execve` of a matching path (every path by default) "succeed": it throws FakeExec. */
+  /**
+   * Makes a matching `execveat` (every one by default; a string matches the path) "succeed":
+   * it throws FakeExec.
+   */
   execSucceeds(when: Predicate | string = () => true): this {
-    this.execOk.push(typeof when === "string" ? (a) => a[0] === when : when);
+    this.execOk.push(typeof when === "string" ? (a) => a[1] === when : when);
     return this;
   }
 
@@ -411,12 +422,12 @@ export class RecordingSys implements Sys {
   resetSignals() {
     return this.record("resetSignals", [], () => 0);
   }
-  execve(path: CStr, argv: CStrArray, envp: CStrArray) {
+  execveat(dirfd: number, path: CStr, argv: CStrArray, envp: CStrArray, flags: number) {
     const p = this.s(path) ?? "";
-    const args: Arg[] = [p, [...argv.strings], [...envp.strings]];
-    return this.record("execve", args, () => {
+    const args: Arg[] = [dirfd, p, [...argv.strings], [...envp.strings], flags];
+    return this.record("execveat", args, () => {
       if (this.execOk.some((ok) => ok(args))) {
-        throw new FakeExec(p, [...argv.strings], [...envp.strings]);
+        throw new FakeExec(p, [...argv.strings], [...envp.strings], dirfd);
       }
       return -2;
     });
@@ -540,6 +551,12 @@ export class RecordingSys implements Sys {
   }
   sleep(ms: number) {
     return this.record("sleep", [ms], () => 0);
+  }
+  memfdCreate(name: CStr, flags: number) {
+    return this.record("memfdCreate", [this.s(name), flags], () => this.fd());
+  }
+  fcntl(fd: number, cmd: number, arg: number) {
+    return this.record("fcntl", [fd, cmd, arg], () => 0);
   }
 
   /** Copies the next scripted chunk for `fd` into `buf`; undefined when none is left. */

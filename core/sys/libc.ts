@@ -32,7 +32,7 @@ const NR = {
     recvmsg: 47,
     socketpair: 53,
     clone: 56,
-    execve: 59,
+    execveat: 322,
     wait4: 61,
     kill: 62,
     flock: 73,
@@ -67,6 +67,8 @@ const NR = {
     getcwd: 79,
     fstat: 5,
     nanosleep: 35,
+    memfd_create: 319,
+    fcntl: 72,
   },
   aarch64: {
     bpf: 280,
@@ -90,7 +92,7 @@ const NR = {
     recvmsg: 212,
     socketpair: 199,
     clone: 220,
-    execve: 221,
+    execveat: 281,
     wait4: 260,
     kill: 129,
     flock: 32,
@@ -125,6 +127,8 @@ const NR = {
     getcwd: 17,
     fstat: 80,
     nanosleep: 101,
+    memfd_create: 279,
+    fcntl: 25,
   },
 } as const;
 
@@ -145,7 +149,7 @@ const SYMBOLS = {
   bii: sc(B, I, I),
   ib: sc(I, B),
   bb: sc(B, B),
-  bbb: sc(B, B, B),
+  ibbbi: sc(I, B, B, B, I),
   ibi: sc(I, B, I),
   bib: sc(B, I, B),
   iib: sc(I, I, B),
@@ -363,12 +367,14 @@ function bindLibc(): Sys {
       }
       return r(lib.ibbi(nr.rt_sigprocmask, 2, sigset, null, 8)); // SIG_SETMASK, empty
     },
-    execve: (path, argv, envp) =>
-      r(lib.bbb(
-        nr.execve,
+    execveat: (dirfd, path, argv, envp, flags) =>
+      r(lib.ibbbi(
+        nr.execveat,
+        dirfd,
         path,
         new Uint8Array(argv.pointers.buffer),
         new Uint8Array(envp.pointers.buffer),
+        flags,
       )),
     exit(code: number): never {
       lib.i(nr.exit_group, code, 0, 0, 0, 0);
@@ -461,6 +467,8 @@ function bindLibc(): Sys {
       timespec[2] = (ms % 1000) * 1_000_000;
       return r(lib.bb(nr.nanosleep, timespecBytes, null));
     },
+    memfdCreate: (name, flags) => r(lib.bi(nr.memfd_create, name, flags)),
+    fcntl: (fd, cmd, arg) => r(lib.i(nr.fcntl, fd, cmd, arg, 0, 0)),
   };
   return sys;
 }

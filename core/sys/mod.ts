@@ -93,7 +93,8 @@ export interface Sys {
   // Signals and processes
   /** Resets every signal to its default action and unblocks all of them. */
   resetSignals(): number;
-  execve(path: CStr, argv: CStrArray, envp: CStrArray): number;
+  /** execveat(2): with AT_EMPTY_PATH and path "", runs the file open at `dirfd`. */
+  execveat(dirfd: number, path: CStr, argv: CStrArray, envp: CStrArray, flags: number): number;
   /** Leaves the process at once (exit_group), with no atexit handlers. */
   exit(code: number): never;
   /** Raw clone with fork semantics; 0 in the child. */
@@ -136,6 +137,10 @@ export interface Sys {
   ignoreSignals(): number;
   /** nanosleep(2) for `ms` milliseconds, on this thread. */
   sleep(ms: number): number;
+  /** memfd_create(2). */
+  memfdCreate(name: CStr, flags: number): number;
+  /** fcntl(2) with an integer argument (F_SETFD, F_ADD_SEALS, ...). */
+  fcntl(fd: number, cmd: number, arg: number): number;
 }
 
 /** The fields of `struct stat` that micro reads. */
@@ -238,6 +243,19 @@ export const C = {
   S_IFDIR: 0o40000,
   S_IFCHR: 0o20000,
   S_IFIFO: 0o10000,
+  MFD_CLOEXEC: 1,
+  MFD_ALLOW_SEALING: 2,
+  /** Linux 6.3+: an executable memfd even under vm.memfd_noexec=1 (older kernels: EINVAL). */
+  MFD_EXEC: 0x10,
+  F_SETFD: 2,
+  F_DUPFD_CLOEXEC: 1030,
+  FD_CLOEXEC: 1,
+  F_ADD_SEALS: 1033,
+  F_GET_SEALS: 1034,
+  F_SEAL_SEAL: 1,
+  F_SEAL_SHRINK: 2,
+  F_SEAL_GROW: 4,
+  F_SEAL_WRITE: 8,
 } as const;
 
 export const RLIMITS: Record<string, number> = {
@@ -260,7 +278,7 @@ export const RLIMITS: Record<string, number> = {
 };
 
 const ptrEncoder = new TextEncoder();
-/** Packs strings into one buffer with a NULL-terminated pointer array for execve. */
+/** Packs strings into one buffer with a NULL-terminated pointer array for execveat. */
 export function cstrArray(strings: string[]): CStrArray {
   const encoded = strings.map((s) => ptrEncoder.encode(s));
   const total = encoded.reduce((n, b) => n + b.length + 1, 0);

@@ -9,6 +9,8 @@ import {
   type ChildContext,
   compileChild,
   CONSOLE_RECORD,
+  FD_EXE,
+  FD_TRAMPOLINE_REPORT,
   readonlyRemountFlags,
   READY_RECORD,
   runChild,
@@ -31,6 +33,7 @@ function context(over: Partial<ChildContext> = {}): ChildContext {
     syncWrite: 51,
     report: REPORT_FD,
     devNull: 54,
+    exe: 55,
     ...over,
   };
 }
@@ -58,7 +61,7 @@ function reportOf(sys: RecordingSys): number[] {
 /** The READY record the child sends right before execve (no fd). */
 const READY = { record: [READY_RECORD, 0], fd: -1 };
 
-/** The `[step, errno]` of a failed execve: the child sent exactly READY, then that record. */
+/** The `[step, errno]` of a failed exec: the child sent exactly READY, then that record. */
 function execReportOf(sys: RecordingSys): number[] {
   const sent = sys.sent(REPORT_FD);
   assert.equal(sent.length, 2);
@@ -72,17 +75,33 @@ const PROLOGUE = [
   "close(51)",
   "read(50, 1)",
   "close(50)",
+  // Not dumpable: /proc/PID/exe (the host's Deno runtime) is closed to other containers.
+  "prctl(4, 0, 0, 0, 0)",
   "setsid()",
   "dup3(54, 0, 0x0)",
+  // The report socket is at 1010 already, no image fd, the trampoline's memfd to 1012;
+  // every other fd above 2 closed.
+  "close(1011)",
+  "dup3(55, 1012, 0x80000)",
   "closeRange(3, 0x3f1, 0x0)",
-  "closeRange(1011, 0x7fffffff, 0x0)",
+  "closeRange(1013, 0x7fffffff, 0x0)",
 ];
+/** The step index of the first op after the prologue (with a /dev/null stdin). */
+const FIRST = 6;
+
+/** The exec of the trampoline: its layout is "" LABEL CANDIDATES "" ARGV (no label here). */
+const trampoline = (cands: string[], args = SH_ARGS, env = SH_ENV) =>
+  `execveat(1012, "", ${JSON.stringify(["", "", ...cands, "", ...args])}, ${
+    JSON.stringify(env)
+  }, 0x1000)`;
 const exitWithReport = (step: number, errno: number) => [
   `sendRecord(${REPORT_FD}, [${step},${errno}], -1)`,
   "exit(1)",
 ];
 
-const SH = { args: ["sh", "-c", "id"], env: ["PATH=/usr/bin:/bin"] };
+const SH_ARGS = ["sh", "-c", "id"];
+const SH_ENV = ["PATH=/usr/bin:/bin"];
+const SH = { args: SH_ARGS, env: SH_ENV };
 const execve = (path: string[]) => op("exec", "process", "execve", { ...SH, path });
 
 Deno.test("compileChild makes no calls; runChild runs every phase's steps in order", () => {
@@ -127,23 +146,27 @@ Deno.test("compileChild makes no calls; runChild runs every phase's steps in ord
       20,
     )
     .failOn("openat2", (a) => a[1] === "nothere", 2)
-    .failOn("execve", (a) => a[0] === "/bin/sh", 13);
+    .execSucceeds();
 
   const prog = compileChild(ops, context(), sys);
   assert.deepEqual(sys.calls(), [], "compiling must not touch the kernel");
-  assert.throws(() => runChild(prog, sys), FakeExit);
+  assert.throws(() => runChild(prog, sys), FakeExec);
 
   assert.deepEqual(sys.format({ results: true }), [
-    // Prologue: die with the parent, wait for the attach phase, own session, stdin, and
-    // every inherited fd above 2 closed (the report socket is at 1010 already).
+    // Prologue: die with the parent, wait for the attach phase, not dumpable, own session,
+    // stdin; the report socket (at 1010 already) and the trampoline's memfd (to 1012) kept at
+    // fixed numbers, every other fd above 2 closed, the unused image slot included.
     "prctl(1, 9, 0, 0, 0) = 0",
     "close(51) = 0",
     "read(50, 1) = 1",
     "close(50) = 0",
+    "prctl(4, 0, 0, 0, 0) = 0",
     "setsid() = 4241",
     "dup3(54, 0, 0x0) = 0",
+    "close(1011) = 0",
+    "dup3(55, 1012, 0x80000) = 1012",
     "closeRange(3, 0x3f1, 0x0) = 0",
-    "closeRange(1011, 0x7fffffff, 0x0) = 0",
+    "closeRange(1013, 0x7fffffff, 0x0) = 0",
     // userns-root
     "setresgid(0, 0, 0) = 0",
     "setresuid(0, 0, 0) = 0",
@@ -224,20 +247,23 @@ Deno.test("compileChild makes no calls; runChild runs every phase's steps in ord
     "resetSignals() = 0",
     // READY: from here on, the child's death is the command's
     `sendRecord(${REPORT_FD}, [-3,0], -1) = 8`,
-    'execve("/usr/local/bin/sh", ["sh","-c","id"], ["PATH=/usr/bin:/bin"]) = -2',
-    'execve("/bin/sh", ["sh","-c","id"], ["PATH=/usr/bin:/bin"]) = -13',
-    'execve("/sbin/sh", ["sh","-c","id"], ["PATH=/usr/bin:/bin"]) = -2',
-    // ENOENT moved on, EACCES was remembered: the report names the execve step
-    `sendRecord(${REPORT_FD}, [25,13], -1) = 8`,
-    "exit(1)",
+    // The report socket where the trampoline finds it (not close-on-exec), then the
+    // trampoline itself: the candidates are tried there.
+    `dup3(${REPORT_FD}, 3, 0x0) = 3`,
+    trampoline(["/usr/local/bin/sh", "/bin/sh", "/sbin/sh"]),
   ]);
-  assert.deepEqual(execReportOf(sys), [25, 13]);
-  assert.deepEqual(prog.info.slice(22, 25), [
+  assert.deepEqual(sys.sent(REPORT_FD), [READY]);
+  assert.deepEqual(prog.info.slice(23, 28), [
     { phase: "rootfs", plugin: "engine", kind: "close_range", paths: {} },
     { phase: "rootfs", plugin: "engine", kind: "reset signals", paths: {} },
     { phase: "rootfs", plugin: "engine", kind: "ready", paths: {} },
+    { phase: "rootfs", plugin: "engine", kind: "trampoline fds", paths: { report: "3" } },
+    // The trampoline's exec fails as the command's would (seccomp, LSM, E2BIG).
+    { phase: "exec", plugin: "process", kind: "execve", paths: { path: "sh" } },
   ]);
-  assert.deepEqual(prog.info[25], {
+  assert.equal(prog.info.length, 28);
+  // What the parent names when the trampoline reports EXEC_FAILED.
+  assert.deepEqual(prog.exec, {
     phase: "exec",
     plugin: "process",
     kind: "execve",
@@ -254,7 +280,7 @@ Deno.test("calls() records decoded arguments and summarized buffers", () => {
   ], sys);
   assert.ok(end instanceof FakeExit);
   const calls = sys.calls();
-  assert.deepEqual(calls[8], {
+  assert.deepEqual(calls.find((c) => c.call === "mount"), {
     call: "mount",
     args: ["tmpfs", ROOT, "tmpfs", C.MS_NOSUID | C.MS_NODEV, "mode=0755"],
   });
@@ -262,9 +288,9 @@ Deno.test("calls() records decoded arguments and summarized buffers", () => {
     call: "setgroups",
     args: [[5, 7]],
   });
-  assert.deepEqual(calls.find((c) => c.call === "execve"), {
-    call: "execve",
-    args: ["/bin/sh", ["sh", "-c", "id"], ["PATH=/usr/bin:/bin"]],
+  assert.deepEqual(calls.find((c) => c.call === "execveat"), {
+    call: "execveat",
+    args: [FD_EXE, "", ["", "", "/bin/sh", "", "sh", "-c", "id"], ["PATH=/usr/bin:/bin"], 0x1000],
   });
 });
 
@@ -281,7 +307,7 @@ Deno.test("console opens the container's ptmx, makes the peer stdio and sends th
     sys,
     context({ devNull: -1 }),
   );
-  assert.deepEqual(sys.format({ results: true }).slice(12, 22), [
+  assert.deepEqual(sys.format({ results: true }).slice(15, 25), [
     'open("/dev/ptmx", 0x80102, 0) = 3',
     "ioctlBuf(3, 0x40045431) = 0",
     "ioctl(3, 0x5441, 0x102) = 9",
@@ -293,12 +319,13 @@ Deno.test("console opens the container's ptmx, makes the peer stdio and sends th
     `sendRecord(${REPORT_FD}, [-2,0], 3) = 8`,
     "close(3) = 0",
   ]);
-  // The master first, then READY right before the execve.
+  // The master first, then READY right before the exec.
   assert.deepEqual(sys.sent(REPORT_FD), [{ record: [CONSOLE_RECORD, 0], fd: 3 }, READY]);
-  assert.deepEqual(sys.format().slice(-3), [
+  assert.deepEqual(sys.format().slice(-4), [
     "resetSignals()",
     `sendRecord(${REPORT_FD}, [-3,0], -1)`,
-    'execve("/bin/sh", ["sh","-c","id"], ["PATH=/usr/bin:/bin"])',
+    `dup3(${REPORT_FD}, 3, 0x0)`,
+    trampoline(["/bin/sh"]),
   ]);
 });
 
@@ -312,15 +339,19 @@ Deno.test("console planned before pivot-root throws at compile time", () => {
 Deno.test("with stdin passed and no terminal, stdio is left alone", () => {
   const sys = new RecordingSys().execSucceeds();
   runToEnd([execve(["/bin/sh"])], sys, context({ devNull: -1 }));
-  assert.deepEqual(sys.names().slice(4), [
+  assert.deepEqual(sys.names().slice(5), [
     "setsid",
-    // Every fd above 2 but the report socket closed, then the close-on-exec sweep.
+    // No stdin dup: straight to the fds kept and every other one closed, then the
+    // close-on-exec sweep.
+    "close",
+    "dup3",
     "closeRange",
     "closeRange",
     "closeRange",
     "resetSignals",
     "sendRecord",
-    "execve",
+    "dup3",
+    "execveat",
   ]);
 });
 
@@ -329,58 +360,144 @@ Deno.test("EOF on the sync pipe (the parent died) exits without a report", () =>
   const { end } = runToEnd([execve(["/bin/sh"])], sys);
   assert.ok(end instanceof FakeExit);
   assert.equal(end.code, 1);
-  assert.deepEqual(sys.format(), ["prctl(1, 9, 0, 0, 0)", "close(51)", "read(50, 1)", "exit(1)"]);
+  assert.deepEqual(sys.format(), [...PROLOGUE.slice(0, 3), "exit(1)"]);
   assert.deepEqual(sys.sent(REPORT_FD), []);
 });
 
-Deno.test("a successful execve never returns: FakeExec carries path, argv and envp", () => {
-  const sys = new RecordingSys().execSucceeds("/usr/bin/sh");
-  const { end } = runToEnd([execve(["/usr/local/bin/sh", "/usr/bin/sh", "/bin/sh"])], sys);
+Deno.test("the child execs the trampoline from its memfd: candidates, argv, envp", () => {
+  const sys = new RecordingSys().execSucceeds();
+  const { end, prog } = runToEnd([execve(["/usr/local/bin/sh", "/usr/bin/sh", "/bin/sh"])], sys);
   assert.ok(end instanceof FakeExec);
-  assert.equal(end.path, "/usr/bin/sh");
-  assert.deepEqual(end.argv, ["sh", "-c", "id"]);
-  assert.deepEqual(end.envp, ["PATH=/usr/bin:/bin"]);
-  assert.deepEqual(sys.calls().filter((c) => c.call === "execve").map((c) => c.args[0]), [
+  assert.equal(end.dirfd, FD_EXE);
+  assert.equal(end.path, "");
+  assert.deepEqual(end.argv, [
+    "",
+    "",
     "/usr/local/bin/sh",
     "/usr/bin/sh",
+    "/bin/sh",
+    "",
+    ...SH_ARGS,
   ]);
+  assert.deepEqual(end.envp, SH_ENV);
   assert.deepEqual(sys.sent(REPORT_FD), [READY], "only READY is reported when exec succeeds");
-  assert.deepEqual(sys.format().slice(-4), [
+  assert.deepEqual(sys.format().slice(-5), [
+    "closeRange(3, 0x7fffffff, 0x4)",
     "resetSignals()",
     `sendRecord(${REPORT_FD}, [-3,0], -1)`,
-    'execve("/usr/local/bin/sh", ["sh","-c","id"], ["PATH=/usr/bin:/bin"])',
-    'execve("/usr/bin/sh", ["sh","-c","id"], ["PATH=/usr/bin:/bin"])',
+    // After close_range: this one copy of the report socket survives into the trampoline.
+    `dup3(${REPORT_FD}, ${FD_TRAMPOLINE_REPORT}, 0x0)`,
+    trampoline(["/usr/local/bin/sh", "/usr/bin/sh", "/bin/sh"]),
   ]);
+  assert.equal(sys.names().filter((n) => n === "execveat").length, 1);
+  assert.equal(prog.exec?.kind, "execve");
 });
 
-Deno.test("execve after an EACCES still runs a later candidate that works", () => {
-  const sys = new RecordingSys()
-    .failOn("execve", (a) => a[0] === "/a/sh", 13)
-    .execSucceeds("/c/sh");
-  const { end } = runToEnd([execve(["/a/sh", "/b/sh", "/c/sh"])], sys);
+Deno.test("an empty command still has an unambiguous trampoline layout", () => {
+  const sys = new RecordingSys().execSucceeds();
+  const ops = [op("exec", "process", "execve", { args: [], env: [], path: ["/bin/"] })];
+  const { end } = runToEnd(ops, sys);
   assert.ok(end instanceof FakeExec);
-  assert.equal(end.path, "/c/sh");
+  assert.deepEqual(end.argv, ["", "", "/bin/", ""]);
 });
 
-Deno.test("execve reports ENOENT when every candidate is missing", () => {
-  const sys = new RecordingSys();
-  const { prog } = runToEnd([execve(["/a/sh", "/b/sh"])], sys);
-  const [step, errno] = execReportOf(sys);
-  assert.equal(errno, 2);
-  assert.equal(prog.info[step].kind, "execve");
-  assert.equal(sys.names().filter((n) => n === "execve").length, 2);
-});
-
-Deno.test("execve stops at the first error other than ENOENT, ENOTDIR and EACCES", () => {
-  const sys = new RecordingSys()
-    .failOn("execve", (a) => a[0] === "/a/sh", 20)
-    .failOn("execve", (a) => a[0] === "/b/sh", 8);
-  runToEnd([execve(["/a/sh", "/b/sh", "/c/sh"])], sys);
-  assert.deepEqual(execReportOf(sys)[1], 8);
-  assert.deepEqual(
-    sys.calls().filter((c) => c.call === "execve").map((c) => c.args[0]),
-    ["/a/sh", "/b/sh"],
+Deno.test("a candidate without a slash is refused at compile time (the layout needs one)", () => {
+  assert.throws(
+    () => compileChild([execve(["sh"])], context(), new RecordingSys()),
+    /exec candidate without \//,
   );
+});
+
+Deno.test("a failing exec of the trampoline is reported as the command's exec, after READY", () => {
+  const sys = new RecordingSys().failOn("execveat", 1);
+  const { prog } = runToEnd([execve(["/bin/sh"])], sys);
+  const [step, errno] = execReportOf(sys);
+  assert.equal(errno, 1);
+  assert.deepEqual(prog.info[step], {
+    phase: "exec",
+    plugin: "process",
+    kind: "execve",
+    paths: { path: "sh" },
+  });
+  assert.equal(prog.info[step], prog.exec);
+});
+
+Deno.test("an LSM label is opened at its step and written by the trampoline", () => {
+  // open() gives fd 3, the report's place: it is moved away first (F_DUPFD_CLOEXEC).
+  const sys = new RecordingSys().execSucceeds().returns("fcntl", (a) => a[1] === 1030, 9);
+  const file = "/proc/thread-self/attr/apparmor/exec";
+  const { end, prog } = runToEnd([
+    op("restrict", "lsm", "lsm-label", { file, value: "exec micro-test" }),
+    execve(["/bin/sh"]),
+  ], sys);
+  assert.ok(end instanceof FakeExec);
+  assert.deepEqual(end.argv, ["", "exec micro-test", "/bin/sh", "", ...SH_ARGS]);
+  assert.deepEqual(sys.format({ results: true }).slice(PROLOGUE.length), [
+    // O_WRONLY|O_CLOEXEC; nothing is written here
+    `open("${file}", 0x80001, 0) = 3`,
+    "closeRange(3, 0x7fffffff, 0x4) = 0",
+    "resetSignals() = 0",
+    `sendRecord(${REPORT_FD}, [-3,0], -1) = 8`,
+    // F_DUPFD_CLOEXEC from 5, then the report at 3 and the label at 4, inherited
+    "fcntl(3, 0x406, 0x5) = 9",
+    `dup3(${REPORT_FD}, 3, 0x0) = 3`,
+    "dup3(9, 4, 0x0) = 4",
+    `execveat(1012, "", ${JSON.stringify(["", "exec micro-test", "/bin/sh", "", ...SH_ARGS])}, ${
+      JSON.stringify(SH_ENV)
+    }, 0x1000)`,
+  ]);
+  assert.equal(sys.names().includes("write"), false);
+  assert.deepEqual(prog.label, {
+    phase: "restrict",
+    plugin: "lsm",
+    kind: "lsm-label",
+    paths: { file, label: "exec micro-test" },
+  });
+  assert.deepEqual(prog.info[prog.info.length - 2].paths, { report: "3", label: "4" });
+});
+
+Deno.test("the trampoline's fds: a report socket at 4 moves away; ones in place stay", () => {
+  const label = op("restrict", "lsm", "lsm-label", { file: "/x", value: "l" });
+  const tail = (report: number, labelAt: number) => {
+    const sys = new RecordingSys().execSucceeds()
+      .returns("open", () => true, labelAt)
+      .returns("fcntl", (a) => a[1] === 1030, 7);
+    runToEnd([label, execve(["/bin/sh"])], sys, context({ report }));
+    const f = sys.format();
+    return f.slice(f.indexOf(`sendRecord(1010, [-3,0], -1)`) + 1, -1);
+  };
+  // The report socket is at 1010 by then, whatever its number was: only the label moves.
+  assert.deepEqual(tail(4, 3), ["fcntl(3, 0x406, 0x5)", "dup3(1010, 3, 0x0)", "dup3(7, 4, 0x0)"]);
+  assert.deepEqual(tail(3, 4), ["dup3(1010, 3, 0x0)", "fcntl(4, 0x2, 0x0)"]);
+  assert.deepEqual(tail(8, 9), ["dup3(1010, 3, 0x0)", "dup3(9, 4, 0x0)"]);
+});
+
+Deno.test("two LSM labels, or an empty one, are refused at compile time", () => {
+  const label = (value: string) =>
+    op("restrict", "lsm", "lsm-label", { file: "/proc/thread-self/attr/exec", value });
+  assert.throws(
+    () =>
+      compileChild([label("a"), label("b"), execve(["/bin/sh"])], context(), new RecordingSys()),
+    /more than one LSM exec label/,
+  );
+  assert.throws(
+    () => compileChild([label(""), execve(["/bin/sh"])], context(), new RecordingSys()),
+    /bad LSM exec label/,
+  );
+});
+
+Deno.test("a failing dup3 of the memfd to its fixed fd is reported by the close_range step", () => {
+  const sys = new RecordingSys().failOn("dup3", (a) => a[1] === FD_EXE, 9);
+  const { prog } = runToEnd([execve(["/bin/sh"])], sys);
+  const [step, errno] = reportOf(sys);
+  assert.equal(errno, 9);
+  assert.equal(prog.info[step].kind, "close_range");
+  assert.deepEqual(prog.info[step].paths, { keep: "1010>1010,55>1012" });
+  assert.deepEqual(sys.format().slice(-4), [
+    "close(1011)",
+    "dup3(55, 1012, 0x80000)",
+    ...exitWithReport(step, 9),
+  ]);
 });
 
 Deno.test("a failing mount sends [step, errno] on the report socket and exits 1", () => {
@@ -401,7 +518,7 @@ Deno.test("a failing mount sends [step, errno] on the report socket and exits 1"
   assert.ok(end instanceof FakeExit);
   assert.equal(end.code, 1);
   const [step, errno] = reportOf(sys);
-  assert.deepEqual([step, errno], [7, 13]);
+  assert.deepEqual([step, errno], [8, 13]);
   assert.deepEqual(prog.info[step], {
     phase: "rootfs",
     plugin: "mount",
@@ -416,7 +533,7 @@ Deno.test("a failing mount sends [step, errno] on the report socket and exits 1"
   assert.deepEqual(sys.format().slice(-4), [
     'mount("proc", "/proc/self/fd/1000", "proc", 0xe, null)',
     "close(1000)",
-    ...exitWithReport(7, 13),
+    ...exitWithReport(8, 13),
   ]);
   assert.equal(sys.names().includes("pivotRoot"), false);
 });
@@ -425,14 +542,14 @@ Deno.test("a failing prologue step is reported against the engine", () => {
   const sys = new RecordingSys().failOn("setsid", 1);
   const { prog } = runToEnd([execve(["/bin/sh"])], sys);
   const [step, errno] = reportOf(sys);
-  assert.deepEqual([step, errno], [2, 1]);
+  assert.deepEqual([step, errno], [3, 1]);
   assert.deepEqual(prog.info[step], {
     phase: "rootfs",
     plugin: "engine",
     kind: "setsid",
     paths: {},
   });
-  assert.deepEqual(sys.format(), [...PROLOGUE.slice(0, 5), ...exitWithReport(2, 1)]);
+  assert.deepEqual(sys.format(), [...PROLOGUE.slice(0, 6), ...exitWithReport(3, 1)]);
 });
 
 Deno.test("a mount target that resolves outside the root fails with openat2's errno", () => {
@@ -525,9 +642,9 @@ Deno.test("creating a file bind target stops at any errno but EEXIST (EISDIR, EL
       'openat2(1002, "/dev", 0x290000, 0, 0x12)',
       "close(4)",
       'openat2(1002, "/dev/null", 0xa00c1, 0o644, 0x12)',
-      ...exitWithReport(5, errno),
+      ...exitWithReport(FIRST, errno),
     ]);
-    assert.deepEqual(prog.info[5].paths, {
+    assert.deepEqual(prog.info[FIRST].paths, {
       src: "/dev/null",
       dst: "/dev/null",
       flags: "MS_BIND",
@@ -645,7 +762,7 @@ Deno.test("remount-root-ro: a failing fstatfs or mount is reported after / is cl
     'open("/", 0x290000, 0)',
     "fstatfsFlags(3)",
     "close(3)",
-    ...exitWithReport(5, 38),
+    ...exitWithReport(FIRST, 38),
   ]);
 
   const mountFails = new RecordingSys()
@@ -657,9 +774,9 @@ Deno.test("remount-root-ro: a failing fstatfs or mount is reported after / is cl
     "fstatfsFlags(3)",
     'mount(null, "/", null, 0x201021, null)',
     "close(3)",
-    ...exitWithReport(5, 1),
+    ...exitWithReport(FIRST, 1),
   ]);
-  assert.deepEqual(prog.info[5], {
+  assert.deepEqual(prog.info[FIRST], {
     phase: "rootfs",
     plugin: "mount",
     kind: "remount-root-ro",
@@ -825,6 +942,7 @@ Deno.test("a real plan compiles into the expected child steps, phase by phase", 
   assert.deepEqual(prog.info.map((i) => `${i.phase} ${i.plugin} ${i.kind} ${i.paths.dst ?? ""}`), [
     "rootfs engine prctl(PR_SET_PDEATHSIG) ",
     "rootfs engine sync ",
+    "rootfs engine prctl(PR_SET_DUMPABLE) ",
     "rootfs engine setsid ",
     "rootfs engine stdin ",
     "rootfs engine close_range ",
@@ -857,16 +975,25 @@ Deno.test("a real plan compiles into the expected child steps, phase by phase", 
     "rootfs engine close_range ",
     "rootfs engine reset signals ",
     "rootfs engine ready ",
+    "rootfs engine trampoline fds ",
     "exec process execve ",
   ]);
 });
 
-Deno.test("a real plan runs to an execve of the first PATH candidate that exists", () => {
+Deno.test("a real plan runs to the trampoline with every PATH candidate", () => {
   const plan = realPlan();
-  const sys = new RecordingSys().execSucceeds("/bin/sh");
+  const sys = new RecordingSys().execSucceeds();
   const { end } = runToEnd(plan.filter((o) => !["clone", "attach"].includes(o.phase)), sys);
   assert.ok(end instanceof FakeExec);
-  assert.deepEqual(end.argv, ["sh", "-c", "id"]);
+  const cands = [
+    "/usr/local/sbin/sh",
+    "/usr/local/bin/sh",
+    "/usr/sbin/sh",
+    "/usr/bin/sh",
+    "/sbin/sh",
+    "/bin/sh",
+  ];
+  assert.deepEqual(end.argv, ["", "", ...cands, "", "sh", "-c", "id"]);
   assert.deepEqual(end.envp, [
     "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "HOME=/home/app",
@@ -902,14 +1029,8 @@ Deno.test("a real plan runs to an execve of the first PATH candidate that exists
     "closeRange(3, 0x7fffffff, 0x4)",
     "resetSignals()",
     `sendRecord(${REPORT_FD}, [-3,0], -1)`,
-    ...[
-      "/usr/local/sbin/sh",
-      "/usr/local/bin/sh",
-      "/usr/sbin/sh",
-      "/usr/bin/sh",
-      "/sbin/sh",
-      "/bin/sh",
-    ].map((p) => `execve("${p}", ${JSON.stringify(end.argv)}, ${JSON.stringify(end.envp)})`),
+    `dup3(${REPORT_FD}, 3, 0x0)`,
+    trampoline(cands, ["sh", "-c", "id"], end.envp),
   ]);
   assert.deepEqual(sys.sent(REPORT_FD), [READY]);
 });
@@ -935,11 +1056,13 @@ Deno.test("the image copy the parent made is attached and becomes the root fd", 
     sys,
     context({ imageFd: 60, imageId: { dev: 2049, ino: 2 } }),
   );
-  assert.deepEqual(sys.format().slice(6, 15), [
-    // The report socket stays at 1010, the image copy moves to 1011, the rest is closed.
+  assert.deepEqual(sys.format().slice(7, 17), [
+    // The report socket stays at 1010, the image copy moves to 1011, the memfd to 1012, the
+    // rest is closed.
     "dup3(60, 1011, 0x80000)",
+    "dup3(55, 1012, 0x80000)",
     "closeRange(3, 0x3f1, 0x0)",
-    "closeRange(1012, 0x7fffffff, 0x0)",
+    "closeRange(1013, 0x7fffffff, 0x0)",
     `open("${ROOT}", 0x290000, 0)`,
     'moveMount(1011, "", 3, "", 0x44)',
     "close(3)",

@@ -826,7 +826,9 @@ Deno.test("seccomp plugin: --security-opt seccomp=unconfined (enabled: false) pl
 
 Deno.test("hardened seccomp program: allows what micro still calls after loading it", () => {
   // After the filter, micro itself still runs the exec steps (chdir, close_range, signal
-  // reset, the ready record, execve) and, on failure, the report and exit; without
+  // reset, the ready record, the trampoline's dup3, fcntl and execveat, then its fcntl, the
+  // label's write and close, and execve)
+  // and, on failure, the report and exit; without
   // no_new_privs the filter comes first in credentials, before setresuid, capset, prctl
   // and Landlock.
   const CLONE_NEWUSER = 0x10000000;
@@ -838,6 +840,9 @@ Deno.test("hardened seccomp program: allows what micro still calls after loading
         "write",
         "close",
         "execve",
+        "execveat",
+        "fcntl",
+        "dup3",
         "sendmsg",
         "close_range",
         "chdir",
@@ -887,9 +892,14 @@ const SYSCALLS: Partial<Record<SysCall, string[]>> = {
   closeRange: ["close_range"],
   resetSignals: ["rt_sigaction", "rt_sigprocmask"],
   sendRecord: ["sendmsg"],
-  execve: ["execve"],
+  dup3: ["dup3"],
+  fcntl: ["fcntl"],
+  execveat: ["execveat"],
   exit: ["exit_group"],
 };
+
+/** What the exec trampoline calls (tools/trampoline/): under the container's filter, too. */
+const TRAMPOLINE_SYSCALLS = ["fcntl", "write", "close", "execve", "exit_group"];
 
 Deno.test("every call the child makes after loading the filter is allowed by it", () => {
   // Both places the filter goes: first in credentials (default profile, no no_new_privs, so
@@ -904,13 +914,14 @@ Deno.test("every call the child makes after loading the filter is allowed by it"
     syncWrite: 51,
     report: 53,
     devNull: 54,
+    exe: 55,
   };
   for (const arch of ARCHES) {
     for (const profiles of [[], ["hardened"]]) {
       const h = host({ arch, lsm: { apparmor: true, selinux: false, landlock: 7 } });
       const plan = planOf(profiles, layer, h);
       const prog = decode64(seccompOf(plan).args.program);
-      const sys = new RecordingSys().execSucceeds("/bin/sh");
+      const sys = new RecordingSys().execSucceeds();
       const childOps = plan.filter((o) => !["clone", "attach"].includes(o.phase));
       assert.throws(() => runChild(compileChild(childOps, ctx, sys), sys), FakeExec);
       const calls = sys.calls();
@@ -918,6 +929,7 @@ Deno.test("every call the child makes after loading the filter is allowed by it"
       assert.ok(loaded >= 0);
       // What runs after it, and what a failure report would add: sendmsg and exit_group.
       const after = [...calls.slice(loaded + 1), { call: "sendRecord" }, { call: "exit" }];
+      assert.ok(after.some((c) => c.call === "execveat"), "the trampoline's exec comes after it");
       const where = `${arch} ${profiles.join() || "default"}`;
       if (profiles.length === 0) {
         assert.ok(after.some((c) => c.call === "setresuid"), `${where}: credentials after it`);
@@ -930,6 +942,9 @@ Deno.test("every call the child makes after loading the filter is allowed by it"
         for (const name of names) {
           assert.equal(call(prog, arch, name, ...args), ALLOW, `${where}: ${c.call} (${name})`);
         }
+      }
+      for (const name of TRAMPOLINE_SYSCALLS) {
+        assert.equal(call(prog, arch, name), ALLOW, `${where}: the trampoline's ${name}`);
       }
     }
   }

@@ -26,22 +26,30 @@ import { seccomp } from "../../plugins/seccomp.ts";
 
 const REPORT_FD = 1010;
 
-/** No /dev/null stdin: the prologue is prctl, sync (close, read, close) and setsid. */
+/**
+ * No /dev/null stdin: the prologue is prctl, the trampoline's fd, sync (close, read, close),
+ * not dumpable and setsid.
+ */
 const CTX: ChildContext = {
   rootPath: "/run/micro/c1/root",
   syncRead: 50,
   syncWrite: 51,
   report: REPORT_FD,
   devNull: -1,
+  exe: 55,
 };
 const PROLOGUE = [
   "prctl(1, 9, 0, 0, 0)",
   "close(51)",
   "read(50, 1)",
   "close(50)",
+  "prctl(4, 0, 0, 0, 0)",
   "setsid()",
+  // The trampoline's memfd to its fixed fd, no image fd, everything else closed.
+  "close(1011)",
+  "dup3(55, 1012, 0x80000)",
   "closeRange(3, 0x3f1, 0x0)",
-  "closeRange(1011, 0x7fffffff, 0x0)",
+  "closeRange(1013, 0x7fffffff, 0x0)",
 ];
 const DONE = [`sendRecord(${REPORT_FD}, [-1,0], -1)`, "exit(1)"];
 const failed = (step: number, errno: number) => [
@@ -189,7 +197,7 @@ Deno.test("capabilities: EPERM from capset is reported as the step's errno", () 
   const first = new RecordingSys().failOn("capset", 1);
   const prog = runOps([capsOp({ bounding: CAPS.slice() })], first);
   const step = prog.info.findIndex((s) => s.kind === "capabilities");
-  assert.equal(step, PROLOGUE.length - 3, "prctl, sync, setsid, close_range, then capabilities");
+  assert.equal(step, 5, "prctl, dup3, sync, not dumpable, setsid, then capabilities");
   assert.deepEqual(afterPrologue(first), [
     "capget()",
     'capset(["0xffffffff","0x1ff","0xffffffff","0x1ff","0x0","0x0"])',
@@ -210,13 +218,13 @@ Deno.test("capabilities: EPERM from capset is reported as the step's errno", () 
 Deno.test("capabilities: a failing capget or ambient raise is reported", () => {
   const get = new RecordingSys().failOn("capget", 1);
   runOps([capsOp()], get);
-  assert.deepEqual(afterPrologue(get), ["capget()", ...failed(4, 1)]);
+  assert.deepEqual(afterPrologue(get), ["capget()", ...failed(5, 1)]);
 
   const raise = new RecordingSys()
     .failOn("prctl", (a) => a[0] === C.PR_CAP_AMBIENT && a[1] === C.PR_CAP_AMBIENT_RAISE, 1);
   runOps([capsOp({ ambient: ["CAP_KILL", "CAP_CHOWN"] })], raise);
   const tail = afterPrologue(raise).slice(-4);
-  assert.deepEqual(tail, ["prctl(47, 4, 0, 0, 0)", "prctl(47, 2, 5, 0, 0)", ...failed(4, 1)]);
+  assert.deepEqual(tail, ["prctl(47, 4, 0, 0, 0)", "prctl(47, 2, 5, 0, 0)", ...failed(5, 1)]);
 });
 
 // --- keepcaps around setresuid ----------------------------------------------------------
@@ -232,7 +240,7 @@ Deno.test("setresuid is wrapped in PR_SET_KEEPCAPS only when a capabilities op e
     "prctl(1, 9, 0, 0, 0)",
     "capget()",
   ]);
-  assert.deepEqual(prog.info.slice(4, 9).map((i) => `${i.plugin} ${i.kind}`), [
+  assert.deepEqual(prog.info.slice(5, 10).map((i) => `${i.plugin} ${i.kind}`), [
     "engine prctl(PR_SET_KEEPCAPS)",
     "process setresuid",
     "engine prctl(PR_SET_KEEPCAPS)",
@@ -494,26 +502,25 @@ Deno.test("seccomp: a failed load is reported with its errno", () => {
 
 // --- lsm-label, skipped -------------------------------------------------------------------
 
-Deno.test("lsm-label: the value is written to the given file, which is then closed", () => {
+Deno.test("lsm-label: the file is opened at its step and kept for the trampoline", () => {
+  const value = "exec micro-default";
   const sys = new RecordingSys();
-  const value = "exec docker-default";
   const prog = runOps([
     op("restrict", "lsm", "lsm-label", { file: "/proc/thread-self/attr/apparmor/exec", value }),
   ], sys);
+  // The trampoline writes the label right before the command's exec (trampoline_test.ts).
   assert.deepEqual(afterPrologue(sys), [
     `open("/proc/thread-self/attr/apparmor/exec", ${hex(C.O_WRONLY | C.O_CLOEXEC)}, 0)`,
-    `write(3, ${value.length})`,
-    "close(3)",
     ...DONE,
   ]);
-  assert.equal(new TextDecoder().decode(sys.written(3)), value);
-  assert.deepEqual(prog.info.find((i) => i.kind === "lsm-label")!.paths, {
+  assert.deepEqual(prog.label, prog.info.find((i) => i.kind === "lsm-label"));
+  assert.deepEqual(prog.label!.paths, {
     file: "/proc/thread-self/attr/apparmor/exec",
     label: value,
   });
 });
 
-Deno.test("lsm-label: a failing open or write is reported; the fd is closed after a write", () => {
+Deno.test("lsm-label: a failing open is reported at its step", () => {
   const label = op("restrict", "lsm", "lsm-label", {
     file: "/proc/thread-self/attr/exec",
     value: "system_u:system_r:container_t:s0",
@@ -525,13 +532,6 @@ Deno.test("lsm-label: a failing open or write is reported; the fd is closed afte
     `open("/proc/thread-self/attr/exec", ${hex(C.O_WRONLY | C.O_CLOEXEC)}, 0)`,
     ...failed(step, 2),
   ]);
-  const write = new RecordingSys().failOn("write", 22);
-  runOps([label], write);
-  assert.deepEqual(afterPrologue(write).slice(1), [
-    "write(3, 32)",
-    "close(3)",
-    ...failed(step, 22),
-  ]);
 });
 
 Deno.test("a skipped op compiles to no step", () => {
@@ -542,6 +542,7 @@ Deno.test("a skipped op compiles to no step", () => {
   assert.deepEqual(prog.info.map((i) => i.kind), [
     "prctl(PR_SET_PDEATHSIG)",
     "sync",
+    "prctl(PR_SET_DUMPABLE)",
     "setsid",
     "close_range",
   ]);
@@ -607,7 +608,7 @@ Deno.test("planRun: without no_new_privs, seccomp is the first credentials op", 
 
 Deno.test("a hardened plan compiles to the restrict steps in order and loads seccomp last", () => {
   const plan = hardenedPlan(PLUGINS, HOST, { lsm: { apparmor: { profile: "micro-default" } } });
-  const sys = new FilterSys().execSucceeds("/bin/sh");
+  const sys = new FilterSys().execSucceeds();
   const childOps = plan.filter((o) => !["clone", "attach"].includes(o.phase));
   const prog = runOps(childOps, sys);
   const from = prog.info.findIndex((i) => i.kind === "setresuid") - 1;
@@ -625,17 +626,21 @@ Deno.test("a hardened plan compiles to the restrict steps in order and loads sec
     "engine close_range",
     "engine reset signals",
     "engine ready",
+    "engine trampoline fds",
     "process execve",
   ]);
   const names = sys.names();
   const seccompAt = names.indexOf("seccompFilter");
   assert.ok(names.indexOf("landlockRestrictSelf") < seccompAt);
-  assert.deepEqual(names.slice(seccompAt + 1).filter((n) => n !== "execve"), [
+  assert.deepEqual(names.slice(seccompAt + 1), [
     "chdir",
     "getcwd",
     "closeRange",
     "resetSignals",
     "sendRecord",
+    "dup3", // the report socket to fd 3
+    "dup3", // the LSM label's fd to 4
+    "execveat",
   ]);
   assert.equal(sys.filters.length, 1);
 });

@@ -1,0 +1,154 @@
+/*
+ * micro's exec trampoline for aarch64: the first program the container's first process
+ * runs (execveat of a sealed memfd), so that /proc/self/exe is this file while the
+ * container's command is looked up, never the host's cached Deno runtime.
+ *
+ * Layout micro passes (argv):  "" LABEL CAND1 ... CANDn "" ARG0 ... ARGm
+ * Every candidate holds a "/", so it is never empty. The report socket is at fd 3 (low
+ * numbers: no fd above RLIMIT_NOFILE can be made once the command's limits are set).
+ * The trampoline marks fd 3 close-on-exec. A LABEL that is not empty is the LSM exec
+ * label (AppArmor `exec PROFILE`, an SELinux context): it is written to fd 4 (the
+ * child's /proc/thread-self/attr/.../exec), which is then closed, so the label applies at
+ * the command's exec, not at this program's. Then it tries execve(CAND, ARGS, envp) in
+ * order, as execvp does: ENOENT and ENOTDIR move on, EACCES is remembered, anything else
+ * stops. If none runs it sends the 8-byte record [-4, errno] on fd 3 and exits 127;
+ * if the label write fails, [-5, errno].
+ * Any other layout, or no fd 3 (for example this file run again as the interpreter of
+ * a `#!/proc/self/exe` script), prints one line and exits 126 with no other effect.
+ *
+ * Assembled into core/engine/trampoline.ts by tools/gen_trampoline.ts (a flat binary: the
+ * ELF header is written out below, so the bytes depend on nothing but this file).
+ */
+        .set BASE, 0x400000
+        .set REPORT_FD, 3
+        .set LABEL_FD, 4
+        .set EXEC_FAILED, -4
+        .set LABEL_FAILED, -5
+        .set SYS_fcntl, 25
+        .set SYS_close, 57
+        .set SYS_write, 64
+        .set SYS_exit_group, 94
+        .set SYS_execve, 221
+
+        .text
+ehdr:
+        .byte 0x7f, 'E', 'L', 'F', 2, 1, 1, 0     /* ELFCLASS64, little endian, v1, SYSV */
+        .quad 0
+        .short 2                                  /* ET_EXEC */
+        .short 183                                /* EM_AARCH64 */
+        .long 1
+        .quad BASE + _start - ehdr                /* e_entry */
+        .quad phdr - ehdr                         /* e_phoff */
+        .quad 0                                   /* e_shoff */
+        .long 0                                   /* e_flags */
+        .short 64, 56, 2                          /* e_ehsize, e_phentsize, e_phnum */
+        .short 0, 0, 0                            /* no section headers */
+phdr:
+        .long 1, 5                                /* PT_LOAD, PF_R|PF_X */
+        .quad 0, BASE, BASE                       /* p_offset, p_vaddr, p_paddr */
+        .quad end - ehdr, end - ehdr              /* p_filesz, p_memsz */
+        .quad 0x10000                             /* p_align (64 KiB pages too) */
+        .long 0x6474e551, 6                       /* PT_GNU_STACK, PF_R|PF_W */
+        .quad 0, 0, 0, 0, 0, 16
+
+_start:
+        ldr     x19, [sp]                         /* argc */
+        add     x20, sp, #8                       /* argv */
+        add     x21, x20, x19, lsl #3
+        add     x21, x21, #8                      /* envp */
+        cmp     x19, #4
+        b.lo    bad
+        ldr     x0, [x20]                         /* argv[0] is "" */
+        ldrb    w0, [x0]
+        cbnz    w0, bad
+        ldr     x0, [x20, #16]                    /* at least one candidate */
+        ldrb    w0, [x0]
+        cbz     w0, bad
+        mov     x22, #2
+find:                                             /* x22: the separator's index */
+        add     x22, x22, #1
+        cmp     x22, x19
+        b.hs    bad
+        ldr     x0, [x20, x22, lsl #3]
+        ldrb    w0, [x0]
+        cbnz    w0, find
+        add     x23, x20, x22, lsl #3
+        add     x23, x23, #8                      /* the command's argv */
+
+        mov     x0, #REPORT_FD                    /* fcntl(REPORT_FD, F_SETFD, FD_CLOEXEC) */
+        mov     x1, #2
+        mov     x2, #1
+        mov     x8, #SYS_fcntl
+        svc     #0
+        tbnz    x0, #63, bad
+
+        ldr     x1, [x20, #8]                     /* the label, if any */
+        ldrb    w0, [x1]
+        cbz     w0, nolabel
+        mov     x2, x1
+2:      add     x2, x2, #1
+        ldrb    w0, [x2]
+        cbnz    w0, 2b
+        sub     x2, x2, x1
+        mov     x0, #LABEL_FD                     /* write(LABEL_FD, label, length) */
+        mov     x8, #SYS_write
+        svc     #0
+        tbz     x0, #63, 3f
+        neg     x24, x0
+        mov     w26, #LABEL_FAILED
+        b       fail
+3:      mov     x0, #LABEL_FD
+        mov     x8, #SYS_close
+        svc     #0
+nolabel:
+        mov     w24, #0                           /* w24: EACCES seen */
+        mov     x25, #2                           /* x25: the candidate's index */
+try:
+        cmp     x25, x22
+        b.hs    none
+        ldr     x0, [x20, x25, lsl #3]
+        mov     x1, x23
+        mov     x2, x21
+        mov     x8, #SYS_execve
+        svc     #0
+        add     x25, x25, #1
+        cmn     x0, #13                           /* EACCES: remember, go on */
+        b.ne    1f
+        mov     w24, #13
+        b       try
+1:      cmn     x0, #2                            /* ENOENT */
+        b.eq    try
+        cmn     x0, #20                           /* ENOTDIR */
+        b.eq    try
+        neg     x24, x0
+        b       failexec
+none:
+        cbnz    w24, failexec
+        mov     w24, #2
+failexec:
+        mov     w26, #EXEC_FAILED
+fail:                                             /* the record [w26, w24] */
+        sub     sp, sp, #16
+        str     w26, [sp]
+        str     w24, [sp, #4]
+        mov     x0, #REPORT_FD
+        mov     x1, sp
+        mov     x2, #8
+        mov     x8, #SYS_write
+        svc     #0
+        mov     x0, #127
+        b       leave
+bad:
+        mov     x0, #2
+        adr     x1, msg
+        mov     x2, #msglen
+        mov     x8, #SYS_write
+        svc     #0
+        mov     x0, #126
+leave:
+        mov     x8, #SYS_exit_group
+        svc     #0
+msg:
+        .ascii  "micro: exec trampoline: not started by micro\n"
+        .set    msglen, . - msg
+end:

@@ -1,0 +1,157 @@
+/*
+ * micro's exec trampoline for x86_64: the first program the container's first process
+ * runs (execveat of a sealed memfd), so that /proc/self/exe is this file while the
+ * container's command is looked up, never the host's cached Deno runtime.
+ *
+ * Layout micro passes (argv):  "" LABEL CAND1 ... CANDn "" ARG0 ... ARGm
+ * Every candidate holds a "/", so it is never empty. The report socket is at fd 3 (low
+ * numbers: no fd above RLIMIT_NOFILE can be made once the command's limits are set).
+ * The trampoline marks fd 3 close-on-exec. A LABEL that is not empty is the LSM exec
+ * label (AppArmor `exec PROFILE`, an SELinux context): it is written to fd 4 (the
+ * child's /proc/thread-self/attr/.../exec), which is then closed, so the label applies at
+ * the command's exec, not at this program's. Then it tries execve(CAND, ARGS, envp) in
+ * order, as execvp does: ENOENT and ENOTDIR move on, EACCES is remembered, anything else
+ * stops. If none runs it sends the 8-byte record [-4, errno] on fd 3 and exits 127;
+ * if the label write fails, [-5, errno].
+ * Any other layout, or no fd 3 (for example this file run again as the interpreter of
+ * a `#!/proc/self/exe` script), prints one line and exits 126 with no other effect.
+ *
+ * Assembled into core/engine/trampoline.ts by tools/gen_trampoline.ts (a flat binary: the
+ * ELF header is written out below, so the bytes depend on nothing but this file).
+ */
+        .set BASE, 0x400000
+        .set REPORT_FD, 3
+        .set LABEL_FD, 4
+        .set EXEC_FAILED, -4
+        .set LABEL_FAILED, -5
+        .set SYS_write, 1
+        .set SYS_close, 3
+        .set SYS_execve, 59
+        .set SYS_fcntl, 72
+        .set SYS_exit_group, 231
+
+        .text
+ehdr:
+        .byte 0x7f, 'E', 'L', 'F', 2, 1, 1, 0     /* ELFCLASS64, little endian, v1, SYSV */
+        .quad 0
+        .short 2                                  /* ET_EXEC */
+        .short 62                                 /* EM_X86_64 */
+        .long 1
+        .quad BASE + _start - ehdr                /* e_entry */
+        .quad phdr - ehdr                         /* e_phoff */
+        .quad 0                                   /* e_shoff */
+        .long 0                                   /* e_flags */
+        .short 64, 56, 2                          /* e_ehsize, e_phentsize, e_phnum */
+        .short 0, 0, 0                            /* no section headers */
+phdr:
+        .long 1, 5                                /* PT_LOAD, PF_R|PF_X */
+        .quad 0, BASE, BASE                       /* p_offset, p_vaddr, p_paddr */
+        .quad end - ehdr, end - ehdr              /* p_filesz, p_memsz */
+        .quad 0x1000                              /* p_align */
+        .long 0x6474e551, 6                       /* PT_GNU_STACK, PF_R|PF_W */
+        .quad 0, 0, 0, 0, 0, 16
+
+_start:
+        mov     (%rsp), %r12                      /* argc */
+        lea     8(%rsp), %r13                     /* argv */
+        lea     16(%rsp,%r12,8), %r14             /* envp */
+        cmp     $4, %r12
+        jb      bad
+        mov     (%r13), %rax                      /* argv[0] is "" */
+        cmpb    $0, (%rax)
+        jne     bad
+        mov     16(%r13), %rax                    /* at least one candidate */
+        cmpb    $0, (%rax)
+        je      bad
+        mov     $2, %ebx
+find:                                             /* rbx: the separator's index */
+        inc     %rbx
+        cmp     %r12, %rbx
+        jae     bad
+        mov     (%r13,%rbx,8), %rax
+        cmpb    $0, (%rax)
+        jne     find
+        lea     8(%r13,%rbx,8), %r15              /* the command's argv */
+
+        mov     $SYS_fcntl, %eax                  /* fcntl(REPORT_FD, F_SETFD, FD_CLOEXEC) */
+        mov     $REPORT_FD, %edi
+        mov     $2, %esi
+        mov     $1, %edx
+        syscall
+        test    %rax, %rax
+        js      bad
+
+        mov     8(%r13), %rsi                     /* the label, if any */
+        cmpb    $0, (%rsi)
+        je      nolabel
+        mov     %rsi, %rdx
+2:      inc     %rdx
+        cmpb    $0, (%rdx)
+        jne     2b
+        sub     %rsi, %rdx
+        mov     $SYS_write, %eax                  /* write(LABEL_FD, label, length) */
+        mov     $LABEL_FD, %edi
+        syscall
+        test    %rax, %rax
+        jns     3f
+        neg     %rax
+        mov     %eax, %ebp
+        mov     $LABEL_FAILED, %ebx
+        jmp     fail
+3:      mov     $SYS_close, %eax
+        mov     $LABEL_FD, %edi
+        syscall
+nolabel:
+        xor     %ebp, %ebp                        /* ebp: EACCES seen */
+        mov     $2, %r12d                         /* r12: the candidate's index */
+try:
+        cmp     %rbx, %r12
+        jae     none
+        mov     $SYS_execve, %eax
+        mov     (%r13,%r12,8), %rdi
+        mov     %r15, %rsi
+        mov     %r14, %rdx
+        syscall
+        inc     %r12
+        cmp     $-13, %rax                        /* EACCES: remember, go on */
+        jne     1f
+        mov     $13, %ebp
+        jmp     try
+1:      cmp     $-2, %rax                         /* ENOENT */
+        je      try
+        cmp     $-20, %rax                        /* ENOTDIR */
+        je      try
+        neg     %rax
+        mov     %eax, %ebp
+        jmp     failexec
+none:
+        test    %ebp, %ebp
+        jnz     failexec
+        mov     $2, %ebp
+failexec:
+        mov     $EXEC_FAILED, %ebx
+fail:                                             /* the record [ebx, ebp] */
+        sub     $16, %rsp
+        mov     %ebx, (%rsp)
+        mov     %ebp, 4(%rsp)
+        mov     $SYS_write, %eax
+        mov     $REPORT_FD, %edi
+        mov     %rsp, %rsi
+        mov     $8, %edx
+        syscall
+        mov     $127, %edi
+        jmp     leave
+bad:
+        mov     $SYS_write, %eax
+        mov     $2, %edi
+        lea     msg(%rip), %rsi
+        mov     $msglen, %edx
+        syscall
+        mov     $126, %edi
+leave:
+        mov     $SYS_exit_group, %eax
+        syscall
+msg:
+        .ascii  "micro: exec trampoline: not started by micro\n"
+        .set    msglen, . - msg
+end:
