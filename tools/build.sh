@@ -347,7 +347,7 @@ mkbase() {
     return 1
   }
   c=${c%/}
-  chain "$c" top || return 1
+  [ -z "$r" ] || chain "$c" top || return 1
   while [ -n "$r" ]; do
     s=${r%%/*}
     r=${r#*/}
@@ -434,10 +434,10 @@ try() {
   tidy "$B" || return 1
   mkbase "$q" || return 1
   B=$c
-  chain "$B" base || return 1
   if chain "$B" full; then
     launch "$B/$h" "$@"
   fi
+  chain "$B" base || return 1
   [ -z "$tried" ] || warn "unpacking into $B, not $tried"
   extract "$B" || return 1
   chain "$B" full || return 1

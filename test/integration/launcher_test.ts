@@ -41,6 +41,15 @@ const VICTIM = 61235;
 
 const PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/** busybox, for the stub under busybox sh; undefined when the host has none. */
+const BUSYBOX = ["/usr/bin/busybox", "/bin/busybox"].find((p) => {
+  try {
+    return Deno.statSync(p).isFile;
+  } catch {
+    return false;
+  }
+});
+
 /** Runs `sh -ec SCRIPT` as `uid` (gid the same, no groups); fails the test when it fails. */
 async function asUser(uid: number, script: string): Promise<void> {
   const r = await run(["-ec", script], { cmd: "sh", user: { uid, gid: uid } });
@@ -54,15 +63,17 @@ function evil(dir: string, marker: string): string {
 }
 
 /**
- * `micro --version` with only PATH and `env` in the environment, as root or `user`; fails
+ * `micro --version` (through `shell`, e.g. busybox sh, when given) with only PATH and `env` in the environment, as root or `user`; fails
  * the test when the other user's `deno` wrote `marker`.
  */
 async function version(
   marker: string,
   env: Record<string, string>,
   user?: number,
+  shell?: string[],
 ): Promise<RunResult> {
-  const r = await run(["--version"], {
+  const r = await run(shell ? [...shell.slice(1), MICRO, "--version"] : ["--version"], {
+    cmd: shell?.[0],
     clearEnv: true,
     env: { PATH, ...env },
     user: user === undefined ? undefined : { uid: user, gid: user },
@@ -333,4 +344,25 @@ microTest(
     });
   },
   { ignore: NEEDS_STUB },
+);
+
+microTest(
+  "launcher: under busybox sh, the reported attack is refused and the fast path works",
+  async () => {
+    const bb = [BUSYBOX!, "sh"];
+    await scene(async ({ tmp, marker }) => {
+      const bad = `${tmp}/micro-0`;
+      await asUser(
+        ATTACKER,
+        `mkdir '${bad}'; ln -s '${tmp}' '${bad}/${HASH}'; ${evil(tmp, marker)}`,
+      );
+      refused(await version(marker, { MICRO_CACHE_DIR: bad }, undefined, bb), bad);
+      const good = `${tmp}/micro-good`;
+      works(await version(marker, { MICRO_CACHE_DIR: good }, undefined, bb));
+      const ino = Deno.lstatSync(`${good}/${HASH}/deno`).ino;
+      works(await version(marker, { MICRO_CACHE_DIR: good }, undefined, bb));
+      assert.equal(Deno.lstatSync(`${good}/${HASH}/deno`).ino, ino, "unpacked again");
+    });
+  },
+  { ignore: lacking(NEEDS_STUB, BUSYBOX ? undefined : "no busybox") },
 );
