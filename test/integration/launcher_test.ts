@@ -1,0 +1,368 @@
+/**
+ * The offline single-file launcher (the sh stub tools/build.sh writes in front of the payload)
+ * runs Deno only from a cache directory nobody but the caller can change: every path from /
+ * down, checked without following links, on the fast path too. Each test plants what another
+ * user could (a throwaway uid, through setpriv) and a `deno` of theirs that writes a marker;
+ * root runs dist/micro and the marker must never appear: the run works from a safe place or
+ * refuses with one line and exit 125.
+ *
+ * The cache location is steered with MICRO_CACHE_DIR and TMPDIR into a temp dir whose `tmp`
+ * plays /tmp (root's, mode 1777); the default locations are tested in a mount namespace with
+ * tmpfs on /tmp and /var/cache.
+ */
+import assert from "node:assert/strict";
+import { lacking, MICRO, microTest, NEEDS, run, type RunResult, show } from "./_helpers.ts";
+
+/** The stub's cache key (its `h=` line); undefined when MICRO is not the single-file form. */
+const HASH: string | undefined = (() => {
+  try {
+    const f = Deno.openSync(MICRO);
+    try {
+      const buf = new Uint8Array(4096);
+      const n = f.readSync(buf) ?? 0;
+      return /^h=([0-9a-f]{16})$/m.exec(new TextDecoder().decode(buf.subarray(0, n)))?.[1];
+    } finally {
+      f.close();
+    }
+  } catch {
+    return undefined;
+  }
+})();
+
+const NEEDS_STUB = lacking(
+  NEEDS.setpriv,
+  HASH ? undefined : `${MICRO} is not the offline single-file form (no launcher stub)`,
+);
+
+/** The other user: a uid no account has, only ever used through setpriv. */
+const ATTACKER = 61234;
+/** A non-root caller, as throwaway as ATTACKER. */
+const VICTIM = 61235;
+
+const PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/** busybox, for the stub under busybox sh; undefined when the host has none. */
+const BUSYBOX = ["/usr/bin/busybox", "/bin/busybox"].find((p) => {
+  try {
+    return Deno.statSync(p).isFile;
+  } catch {
+    return false;
+  }
+});
+
+/** Runs `sh -ec SCRIPT` as `uid` (gid the same, no groups); fails the test when it fails. */
+async function asUser(uid: number, script: string): Promise<void> {
+  const r = await run(["-ec", script], { cmd: "sh", user: { uid, gid: uid } });
+  assert.equal(r.code, 0, `as uid ${uid}: ${script}\n${show(r)}`);
+}
+
+/** Shell words that make DIR/deno (writing `id` to MARKER), DIR/micro.js, DIR/micro.yaml.js. */
+function evil(dir: string, marker: string): string {
+  return `printf '#!/bin/sh\\nid >%s\\n' '${marker}' >'${dir}/deno'; chmod 755 '${dir}/deno'; ` +
+    `: >'${dir}/micro.js'; : >'${dir}/micro.yaml.js'`;
+}
+
+/**
+ * `micro --version` (through `shell`, e.g. busybox sh, when given) with only PATH and `env` in the environment, as root or `user`; fails
+ * the test when the other user's `deno` wrote `marker`.
+ */
+async function version(
+  marker: string,
+  env: Record<string, string>,
+  user?: number,
+  shell?: string[],
+): Promise<RunResult> {
+  const r = await run(shell ? [...shell.slice(1), MICRO, "--version"] : ["--version"], {
+    cmd: shell?.[0],
+    clearEnv: true,
+    env: { PATH, ...env },
+    user: user === undefined ? undefined : { uid: user, gid: user },
+    timeoutMs: 60_000,
+  });
+  assert.ok(!exists(marker), `the other user's deno ran: ${readMarker(marker)}\n${show(r)}`);
+  return r;
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The run worked: micro printed its version. */
+function works(r: RunResult): void {
+  assert.equal(r.code, 0, show(r));
+  assert.match(r.stdout, /^micro /, show(r));
+}
+
+/** The run refused: exit 125 and one line on stderr that names `path`. */
+function refused(r: RunResult, path: string): void {
+  assert.equal(r.code, 125, show(r));
+  assert.equal(r.stdout, "", show(r));
+  const err = r.stderr.trimEnd();
+  assert.ok(err.startsWith("micro: ") && !err.includes("\n"), `not one line: ${show(r)}`);
+  assert.ok(err.includes(path), `the message does not name ${path}: ${show(r)}`);
+}
+
+/**
+ * A temp dir (0755) holding `tmp` (root's, 1777, the fake /tmp) and `mark` (1777, where the
+ * other user's `deno` writes its marker), removed after `fn`.
+ */
+async function scene(fn: (d: { root: string; tmp: string; marker: string }) => Promise<void>) {
+  const root = Deno.makeTempDirSync({ prefix: "micro-launcher-" });
+  try {
+    Deno.chmodSync(root, 0o755);
+    const tmp = `${root}/tmp`;
+    Deno.mkdirSync(tmp);
+    Deno.chmodSync(tmp, 0o1777);
+    Deno.mkdirSync(`${root}/mark`);
+    Deno.chmodSync(`${root}/mark`, 0o1777);
+    const marker = `${root}/mark/ran`;
+    await fn({ root, tmp, marker });
+    assert.ok(!exists(marker), `the other user's deno ran: ${readMarker(marker)}`);
+  } finally {
+    Deno.removeSync(root, { recursive: true });
+  }
+}
+
+function readMarker(path: string): string {
+  try {
+    return Deno.readTextFileSync(path).trim();
+  } catch {
+    return "(no marker)";
+  }
+}
+
+/** A root-owned private directory (0700). */
+function privateDir(path: string): void {
+  Deno.mkdirSync(path, { mode: 0o700 });
+  Deno.chmodSync(path, 0o700);
+}
+
+microTest(
+  "launcher: another user's base whose HASH links to a sticky root dir (the reported attack) is refused",
+  async () => {
+    await scene(async ({ tmp, marker }) => {
+      const base = `${tmp}/micro-0`;
+      await asUser(
+        ATTACKER,
+        `mkdir '${base}'; ln -s '${tmp}' '${base}/${HASH}'; ${evil(tmp, marker)}`,
+      );
+      const r = await version(marker, { MICRO_CACHE_DIR: base });
+      refused(r, base);
+    });
+  },
+  { ignore: NEEDS_STUB },
+);
+
+microTest(
+  "launcher: a symlinked base is refused, and nothing is made where it points",
+  async () => {
+    await scene(async ({ root, tmp, marker }) => {
+      // to the other user's directory with a complete cache in it
+      const theirs = `${root}/theirs`;
+      await asUser(ATTACKER, `mkdir -p '${tmp}/x/${HASH}'; ${evil(`${tmp}/x/${HASH}`, marker)}`);
+      Deno.renameSync(`${tmp}/x`, theirs);
+      const base = `${tmp}/micro-0`;
+      await asUser(ATTACKER, `ln -s '${theirs}' '${base}'`);
+      refused(await version(marker, { MICRO_CACHE_DIR: base }), base);
+
+      // to a private directory of root's: root must not unpack into it
+      const rootOnly = `${root}/root-only`;
+      privateDir(rootOnly);
+      const base2 = `${tmp}/micro-1`;
+      await asUser(ATTACKER, `ln -s '${rootOnly}' '${base2}'`);
+      refused(await version(marker, { MICRO_CACHE_DIR: base2 }), base2);
+      assert.deepEqual([...Deno.readDirSync(rootOnly)], [], "root unpacked where the link points");
+    });
+  },
+  { ignore: NEEDS_STUB },
+);
+
+microTest("launcher: a symlinked HASH dir in root's own base is not followed", async () => {
+  await scene(async ({ root, tmp, marker }) => {
+    const base = `${root}/base`;
+    privateDir(base);
+    await asUser(ATTACKER, evil(tmp, marker));
+    Deno.symlinkSync(tmp, `${base}/${HASH}`);
+    works(await version(marker, { MICRO_CACHE_DIR: base }));
+    assert.ok(Deno.lstatSync(`${base}/${HASH}`).isDirectory, "the link is still there");
+  });
+}, { ignore: NEEDS_STUB });
+
+microTest("launcher: a HASH dir owned by another user is refused", async () => {
+  await scene(async ({ root, marker }) => {
+    const base = `${root}/base`;
+    privateDir(base);
+    const d = `${base}/${HASH}`;
+    Deno.mkdirSync(d);
+    Deno.chownSync(d, ATTACKER, ATTACKER);
+    Deno.chmodSync(base, 0o755); // for the other user to fill it, then private again
+    await asUser(ATTACKER, evil(d, marker));
+    Deno.chmodSync(base, 0o700);
+    refused(await version(marker, { MICRO_CACHE_DIR: base }), d);
+  });
+}, { ignore: NEEDS_STUB });
+
+microTest("launcher: a base others or the group can write to is refused", async () => {
+  for (const mode of [0o777, 0o770, 0o1777, 0o1770]) {
+    await scene(async ({ root, tmp, marker }) => {
+      const base = `${root}/base`;
+      privateDir(base);
+      Deno.chownSync(base, 0, ATTACKER); // the group: the other user's
+      Deno.chmodSync(base, mode);
+      await asUser(ATTACKER, `${evil(tmp, marker)}; ln -s '${tmp}' '${base}/${HASH}'`);
+      refused(await version(marker, { MICRO_CACHE_DIR: base }), base);
+    });
+  }
+}, { ignore: NEEDS_STUB });
+
+microTest("launcher: a base owned by another user is refused", async () => {
+  await scene(async ({ tmp, marker }) => {
+    const base = `${tmp}/micro-0`;
+    await asUser(
+      ATTACKER,
+      `mkdir -m 700 '${base}' '${base}/${HASH}'; ${evil(`${base}/${HASH}`, marker)}`,
+    );
+    refused(await version(marker, { MICRO_CACHE_DIR: base }), base);
+  });
+}, { ignore: NEEDS_STUB });
+
+microTest(
+  "launcher: a base under a directory others can write to (not sticky) is refused",
+  async () => {
+    await scene(async ({ root, marker }) => {
+      const open = `${root}/open`;
+      Deno.mkdirSync(open);
+      Deno.chmodSync(open, 0o777);
+      refused(await version(marker, { MICRO_CACHE_DIR: `${open}/cache` }), open);
+    });
+  },
+  { ignore: NEEDS_STUB },
+);
+
+microTest("launcher: a symlinked deno in an otherwise good HASH dir is not run", async () => {
+  await scene(async ({ root, tmp, marker }) => {
+    const base = `${root}/base`;
+    privateDir(base);
+    const d = `${base}/${HASH}`;
+    privateDir(d);
+    Deno.writeTextFileSync(`${d}/micro.js`, "", { mode: 0o600 });
+    Deno.writeTextFileSync(`${d}/micro.yaml.js`, "", { mode: 0o600 });
+    await asUser(ATTACKER, evil(tmp, marker));
+    Deno.symlinkSync(`${tmp}/deno`, `${d}/deno`);
+    works(await version(marker, { MICRO_CACHE_DIR: base }));
+    assert.ok(Deno.lstatSync(`${d}/deno`).isFile, "deno is still a link");
+  });
+}, { ignore: NEEDS_STUB });
+
+microTest("launcher: the first run unpacks into a private dir; later runs reuse it", async () => {
+  await scene(async ({ root, tmp, marker }) => {
+    // a base under a sticky directory (as /tmp/micro-UID), with a missing parent
+    for (const base of [`${root}/cache/micro`, `${tmp}/micro-0`]) {
+      works(await version(marker, { MICRO_CACHE_DIR: base }));
+      const d = `${base}/${HASH}`;
+      for (const p of [base, d]) {
+        const st = Deno.lstatSync(p);
+        assert.ok(st.isDirectory && st.uid === 0 && (st.mode! & 0o777) === 0o700, p);
+      }
+      const before = ["", "/deno", "/micro.js", "/micro.yaml.js"].map((f) => {
+        const st = Deno.lstatSync(d + f);
+        assert.ok(st.uid === 0 && (st.mode! & 0o022) === 0, `${d + f} is not private`);
+        return st.ino;
+      });
+      works(await version(marker, { MICRO_CACHE_DIR: base }));
+      const after = ["", "/deno", "/micro.js", "/micro.yaml.js"].map((f) =>
+        Deno.lstatSync(d + f).ino
+      );
+      assert.deepEqual(after, before, "the second run unpacked again");
+      const names = [...Deno.readDirSync(base)].map((e) => e.name).sort();
+      assert.deepEqual(names.filter((n) => n.startsWith(".")), [], "leftovers in the base");
+    }
+  });
+}, { ignore: NEEDS_STUB });
+
+microTest(
+  "launcher: root without HOME, or with another user's (sudo -E), unpacks into /var/cache/micro",
+  async () => {
+    // /tmp and /var/cache are tmpfs in a mount namespace of this test. The other user plants
+    // the reported attack in that /tmp, and a home of theirs with a cache linked the same way.
+    const plant = `mkdir /tmp/micro-0 /tmp/home /tmp/home/.cache /tmp/home/.cache/micro
+ln -s /tmp /tmp/micro-0/${HASH}; ln -s /tmp /tmp/home/.cache/micro/${HASH}
+${evil("/tmp", "/tmp/ran")}`;
+    const script = `set -e
+mount -t tmpfs -o mode=1777 micro-test /tmp
+mount -t tmpfs -o mode=755 micro-test /var/cache
+setpriv --reuid=${ATTACKER} --regid=${ATTACKER} --clear-groups sh -ec "$PLANT"
+for home in '' /tmp/home; do
+  rc=0
+  env -i PATH="$PATH" \${home:+HOME=$home} "$MICRO" --version || rc=$?
+  echo "rc=$rc"
+  if [ -e /tmp/ran ]; then echo "MARKER: $(cat /tmp/ran)"; fi
+done
+if [ -f /var/cache/micro/${HASH}/micro.js ]; then echo CACHED; fi
+`;
+    const r = await run(["-m", "sh", "-c", script], {
+      cmd: "unshare",
+      env: { PLANT: plant, MICRO, PATH },
+      timeoutMs: 60_000,
+    });
+    assert.equal(r.code, 0, show(r));
+    assert.doesNotMatch(r.stdout, /MARKER/, show(r));
+    assert.equal(r.stdout.match(/^micro /gm)?.length, 2, show(r));
+    assert.equal(r.stdout.match(/^rc=0$/gm)?.length, 2, show(r));
+    assert.match(r.stdout, /^CACHED$/m, show(r));
+  },
+  {
+    ignore: lacking(
+      NEEDS_STUB,
+      NEEDS.unshare,
+      /^\/(tmp|var\/cache)\//.test(MICRO) ? `${MICRO} is hidden by the test's tmpfs` : undefined,
+    ),
+  },
+);
+
+microTest(
+  "launcher: a user without HOME unpacks into TMPDIR/micro-UID, only when it is theirs",
+  async () => {
+    await scene(async ({ tmp, marker }) => {
+      const base = `${tmp}/micro-${VICTIM}`;
+      await asUser(
+        ATTACKER,
+        `mkdir '${base}'; ln -s '${tmp}' '${base}/${HASH}'; ${evil(tmp, marker)}`,
+      );
+      const r = await version(marker, { TMPDIR: tmp }, VICTIM);
+      refused(r, base);
+
+      Deno.removeSync(base, { recursive: true });
+      works(await version(marker, { TMPDIR: tmp }, VICTIM));
+      const st = Deno.lstatSync(`${base}/${HASH}`);
+      assert.ok(st.isDirectory && st.uid === VICTIM, "not unpacked into the caller's own dir");
+    });
+  },
+  { ignore: NEEDS_STUB },
+);
+
+microTest(
+  "launcher: under busybox sh, the reported attack is refused and the fast path works",
+  async () => {
+    const bb = [BUSYBOX!, "sh"];
+    await scene(async ({ tmp, marker }) => {
+      const bad = `${tmp}/micro-0`;
+      await asUser(
+        ATTACKER,
+        `mkdir '${bad}'; ln -s '${tmp}' '${bad}/${HASH}'; ${evil(tmp, marker)}`,
+      );
+      refused(await version(marker, { MICRO_CACHE_DIR: bad }, undefined, bb), bad);
+      const good = `${tmp}/micro-good`;
+      works(await version(marker, { MICRO_CACHE_DIR: good }, undefined, bb));
+      const ino = Deno.lstatSync(`${good}/${HASH}/deno`).ino;
+      works(await version(marker, { MICRO_CACHE_DIR: good }, undefined, bb));
+      assert.equal(Deno.lstatSync(`${good}/${HASH}/deno`).ino, ino, "unpacked again");
+    });
+  },
+  { ignore: lacking(NEEDS_STUB, BUSYBOX ? undefined : "no busybox") },
+);
