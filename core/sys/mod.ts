@@ -130,6 +130,44 @@ export interface Sys {
   getcwd(buf: Uint8Array): number;
   /** fstat(2)'s st_dev and st_ino into `out[0]`, `out[1]`: which file an fd is. */
   fstatId(fd: number, out: Float64Array): number;
+  // Layer unpacking (core/image/unpack.ts): every name is one component under a dirfd
+  // reached by openat2, so nothing the archive made is ever followed.
+  /** openat(2). */
+  openat(dirfd: number, path: CStr, flags: number, mode: number): number;
+  /** fchown(2) on an fd opened for reading or writing (not O_PATH). */
+  fchown(fd: number, uid: number, gid: number): number;
+  /** fchownat(2); AT_SYMLINK_NOFOLLOW changes a symlink itself. */
+  fchownat(dirfd: number, path: CStr, uid: number, gid: number, flags: number): number;
+  /** fchmod(2) on an fd opened for reading or writing (not O_PATH). */
+  fchmod(fd: number, mode: number): number;
+  /** fchmodat(2) (follows a final symlink: use only on names just made as non-links). */
+  fchmodat(dirfd: number, path: CStr, mode: number): number;
+  /** utimensat(2) with {atime, mtime} as seconds and nanoseconds; a null path is `dirfd`. */
+  utimensat(
+    dirfd: number,
+    path: CStr | null,
+    atimeSec: number,
+    atimeNsec: number,
+    mtimeSec: number,
+    mtimeNsec: number,
+    flags: number,
+  ): number;
+  /** mknodat(2); the device number is made from `major` and `minor` (makedev). */
+  mknodat(dirfd: number, path: CStr, mode: number, major: number, minor: number): number;
+  /** linkat(2); flags 0 links a symlink itself, never what it points to. */
+  linkat(olddirfd: number, oldpath: CStr, newdirfd: number, newpath: CStr, flags: number): number;
+  /** fsetxattr(2) on an fd opened for reading or writing. */
+  fsetxattr(fd: number, name: CStr, value: Uint8Array, flags: number): number;
+  /** lsetxattr(2): a final symlink is changed itself, not followed. */
+  lsetxattr(path: CStr, name: CStr, value: Uint8Array, flags: number): number;
+  /** renameat2(2); RENAME_NOREPLACE (1) fails with EEXIST instead of replacing. */
+  renameat2(
+    olddirfd: number,
+    oldpath: CStr,
+    newdirfd: number,
+    newpath: CStr,
+    flags: number,
+  ): number;
 }
 
 /** Flag values shared by the real and the fake Sys (x86_64 and aarch64 agree on these). */
@@ -214,6 +252,12 @@ export const C = {
   AT_EMPTY_PATH: 0x1000,
   AT_RECURSIVE: 0x8000,
   PROC_SUPER_MAGIC: 0x9fa0,
+  AT_SYMLINK_NOFOLLOW: 0x100,
+  AT_REMOVEDIR: 0x200,
+  S_IFCHR: 0o020000,
+  S_IFBLK: 0o060000,
+  S_IFIFO: 0o010000,
+  RENAME_NOREPLACE: 1,
   SYSFS_MAGIC: 0x62656572,
 } as const;
 
