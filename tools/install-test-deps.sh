@@ -8,7 +8,8 @@ set -eu
 # util-linux: script, unshare, setpriv
 # procps: ps, pgrep
 # python3: helper scripts in tests
-PACKAGES="busybox-static iproute2 util-linux procps python3"
+# attr, libcap2-bin: getfattr/setfattr, getcap/setcap (layer unpack tests: xattrs, file caps)
+PACKAGES="busybox-static iproute2 util-linux procps python3 attr libcap2-bin"
 
 installed() {
   status=$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) || return 1

@@ -40,7 +40,11 @@ export interface UnpackResult {
 }
 
 const RESOLVE = C.RESOLVE_BENEATH | C.RESOLVE_NO_SYMLINKS | C.RESOLVE_NO_MAGICLINKS;
-const O_PATH_DIR = C.O_PATH | C.O_DIRECTORY | C.O_NOFOLLOW | C.O_CLOEXEC;
+/**
+ * Parents are opened without O_NOFOLLOW: RESOLVE_NO_SYMLINKS refuses a symlink as the last
+ * component too, and says so with ELOOP (O_NOFOLLOW would give ENOTDIR, as for a file).
+ */
+const O_PATH_DIR = C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC;
 const O_READ_DIR = C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW | C.O_CLOEXEC;
 const O_NEW_FILE = C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW | C.O_CLOEXEC;
 const EPERM = 1;
@@ -76,7 +80,7 @@ export async function unpackLayer(
       yield chunk;
     }
   }
-  const root = sys.open(cstr(dest), O_PATH_DIR, 0);
+  const root = sys.open(cstr(dest), O_PATH_DIR | C.O_NOFOLLOW, 0);
   if (root < 0) {
     throw new MicroError("", { phase: "unpack", op: "open", paths: { dest }, errno: -root });
   }
@@ -161,9 +165,9 @@ class Unpacker {
     const paths = [...this.dirs.keys()].sort((a, b) => depth(b) - depth(a));
     for (const path of paths) {
       const m = this.dirs.get(path)!;
-      const fd = this.sys.openat2(this.root, cstr(path || "."), O_READ_DIR, 0, RESOLVE);
+      const fd = this.sys.openat2(this.root, bytesOf(path || "."), O_READ_DIR, 0, RESOLVE);
       if (fd === -ENOENT || fd === -ENOTDIR || fd === -ELOOP) continue; // replaced later on
-      const where = path || ".";
+      const where = displayName(path || ".");
       if (fd < 0) throw dirError("open", where, -fd);
       try {
         let rc = this.sys.fchmod(fd, m.mode);
@@ -384,7 +388,7 @@ class Unpacker {
   private xattrsFd(fd: number, e: TarEntry) {
     for (const [key, value] of e.xattrs) {
       if (this.skipXattr(key, e)) continue;
-      const rc = this.sys.fsetxattr(fd, cstr(key), value, 0);
+      const rc = this.sys.fsetxattr(fd, bytesOf(key), value, 0);
       if (rc < 0) this.xattrFailed(key, e, -rc);
     }
   }
@@ -407,7 +411,7 @@ class Unpacker {
       const path = bytesOf(`/proc/self/fd/${dir}/${decodeBytes(name)}`);
       for (const [key, value] of e.xattrs) {
         if (this.skipXattr(key, e)) continue;
-        const x = this.sys.lsetxattr(path, cstr(key), value, 0);
+        const x = this.sys.lsetxattr(path, bytesOf(key), value, 0);
         if (x < 0) this.xattrFailed(key, e, -x);
       }
     }
@@ -599,8 +603,10 @@ function entryError(
 }
 
 function parentError(e: TarEntry, errno: number): MicroError {
-  const why = errno === ELOOP || errno === ENOTDIR
-    ? "a parent is a symlink or not a directory: writes through links are refused"
+  const why = errno === ELOOP
+    ? "a parent is a symlink: writes through links are refused"
+    : errno === ENOTDIR
+    ? "a parent is not a directory"
     : "cannot reach the parent directory";
   return entryError("resolve", e, why, errno);
 }

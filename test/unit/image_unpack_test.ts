@@ -59,8 +59,8 @@ Deno.test("unpack: a setuid file with capabilities is chowned, then chmodded, th
 Deno.test("unpack: each parent is reached by openat2 beneath the layer, following no symlink", async () => {
   const { sys } = await unpack(tar(dir("a/", { mode: 0o555 }), file("a/f", "x")));
   const opens = sys.format().filter((l) => l.startsWith("openat2"));
-  // RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS; O_PATH|O_DIRECTORY|O_NOFOLLOW.
-  assert.equal(opens[0], 'openat2(3, "a", 0x2b0000, 0, 0xe)');
+  // RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS; O_PATH | O_DIRECTORY.
+  assert.equal(opens[0], 'openat2(3, "a", 0x290000, 0, 0xe)');
   // The directory is made 0700 and gets its mode (and times) only at the end.
   assert.ok(sys.format().includes('mkdirat(3, "a", 0o700)'));
   assert.equal(sys.format().filter((l) => l.startsWith("fchmod(")).pop(), "fchmod(7, 0o555)");
@@ -102,8 +102,7 @@ Deno.test("unpack: a parent that is a symlink is an error naming the entry (ELOO
     (e: MicroError) => {
       assert.equal(
         e.line(),
-        "unpack: resolve entry=a/evil: a parent is a symlink or not a directory: " +
-          "writes through links are refused: ELOOP",
+        "unpack: resolve entry=a/evil: a parent is a symlink: writes through links are refused: ELOOP",
       );
       return true;
     },
