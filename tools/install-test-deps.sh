@@ -10,7 +10,8 @@ set -eu
 # python3: helper scripts in tests
 # binutils, binutils-aarch64-linux-gnu: the exec trampoline's committed bytes are checked
 #   against tools/trampoline/*.S; qemu-user-static runs the aarch64 one (test/unit/trampoline_test.ts)
-PACKAGES="busybox-static iproute2 util-linux procps python3"
+# attr, libcap2-bin: getfattr/setfattr, getcap/setcap (layer unpack tests: xattrs, file caps)
+PACKAGES="busybox-static iproute2 util-linux procps python3 attr libcap2-bin"
 PACKAGES="$PACKAGES binutils binutils-aarch64-linux-gnu qemu-user-static"
 
 installed() {

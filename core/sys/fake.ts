@@ -84,6 +84,14 @@ const FORMATS: Partial<Record<SysCall, string>> = {
   execveat: "dsjjx",
   memfdCreate: "sx",
   fcntl: "dxx",
+  openat: "dsxo",
+  fchmod: "do",
+  fchmodat: "dso",
+  fchownat: "dsddx",
+  mknodat: "dsodd",
+  linkat: "dsdsx",
+  renameat2: "dsdsx",
+  utimensat: "dsddddx",
 };
 
 function formatArg(a: Arg, kind: string): string {
@@ -558,6 +566,64 @@ export class RecordingSys implements Sys {
   fcntl(fd: number, cmd: number, arg: number) {
     return this.record("fcntl", [fd, cmd, arg], () => 0);
   }
+  openat(dirfd: number, path: CStr, flags: number, mode: number) {
+    return this.record("openat", [dirfd, this.s(path), flags, mode], () => this.fd());
+  }
+  fchown(fd: number, uid: number, gid: number) {
+    return this.record("fchown", [fd, uid, gid], () => 0);
+  }
+  fchownat(dirfd: number, path: CStr, uid: number, gid: number, flags: number) {
+    return this.record("fchownat", [dirfd, this.s(path), uid, gid, flags], () => 0);
+  }
+  fchmod(fd: number, mode: number) {
+    return this.record("fchmod", [fd, mode], () => 0);
+  }
+  fchmodat(dirfd: number, path: CStr, mode: number) {
+    return this.record("fchmodat", [dirfd, this.s(path), mode], () => 0);
+  }
+  utimensat(
+    dirfd: number,
+    path: CStr | null,
+    aSec: number,
+    aNsec: number,
+    mSec: number,
+    mNsec: number,
+    flags: number,
+  ) {
+    return this.record(
+      "utimensat",
+      [dirfd, this.s(path), aSec, aNsec, mSec, mNsec, flags],
+      () => 0,
+    );
+  }
+  mknodat(dirfd: number, path: CStr, mode: number, major: number, minor: number) {
+    return this.record("mknodat", [dirfd, this.s(path), mode, major, minor], () => 0);
+  }
+  linkat(olddirfd: number, oldpath: CStr, newdirfd: number, newpath: CStr, flags: number) {
+    return this.record(
+      "linkat",
+      [olddirfd, this.s(oldpath), newdirfd, this.s(newpath), flags],
+      () => 0,
+    );
+  }
+  /** The value is recorded as text when it is printable, else as its length. */
+  fsetxattr(fd: number, name: CStr, value: Uint8Array, flags: number) {
+    return this.record("fsetxattr", [fd, this.s(name), xattrValue(value), flags], () => 0);
+  }
+  lsetxattr(path: CStr, name: CStr, value: Uint8Array, flags: number) {
+    return this.record(
+      "lsetxattr",
+      [this.s(path), this.s(name), xattrValue(value), flags],
+      () => 0,
+    );
+  }
+  renameat2(olddirfd: number, oldpath: CStr, newdirfd: number, newpath: CStr, flags: number) {
+    return this.record(
+      "renameat2",
+      [olddirfd, this.s(oldpath), newdirfd, this.s(newpath), flags],
+      () => 0,
+    );
+  }
 
   /** Copies the next scripted chunk for `fd` into `buf`; undefined when none is left. */
   private take(fd: number, buf: Uint8Array, len: number): number | undefined {
@@ -567,4 +633,8 @@ export class RecordingSys implements Sys {
     buf.set(chunk.subarray(0, n));
     return n;
   }
+}
+
+function xattrValue(v: Uint8Array): string {
+  return v.every((b) => b >= 0x20 && b < 0x7f) ? new TextDecoder().decode(v) : `${v.length} bytes`;
 }

@@ -69,6 +69,16 @@ const NR = {
     nanosleep: 35,
     memfd_create: 319,
     fcntl: 72,
+    fchown: 93,
+    fchownat: 260,
+    fchmod: 91,
+    fchmodat: 268,
+    utimensat: 280,
+    mknodat: 259,
+    linkat: 265,
+    fsetxattr: 190,
+    lsetxattr: 189,
+    renameat2: 316,
   },
   aarch64: {
     bpf: 280,
@@ -129,6 +139,16 @@ const NR = {
     nanosleep: 101,
     memfd_create: 279,
     fcntl: 25,
+    fchown: 55,
+    fchownat: 54,
+    fchmod: 52,
+    fchmodat: 53,
+    utimensat: 88,
+    mknodat: 33,
+    linkat: 37,
+    fsetxattr: 7,
+    lsetxattr: 6,
+    renameat2: 276,
   },
 } as const;
 
@@ -166,12 +186,24 @@ const SYMBOLS = {
 } as const;
 
 /**
+ * Signatures only layer unpacking needs, bound on first use so that a plain `micro run`
+ * does not pay for them at start-up.
+ */
+const FS_SYMBOLS = {
+  ibiii: sc(I, B, I, I, I),
+  ibbii: sc(I, B, B, I, I),
+  bbbii: sc(B, B, B, I, I),
+} as const;
+
+/**
  * Deno's types want bigint for 64-bit parameters; the runtime takes numbers too, and
  * numbers keep the child and the pre-clone sweep free of BigInt allocations.
  */
 type Arg = number | bigint | Uint8Array | null;
 // deno-lint-ignore no-explicit-any
 type Lib = { [K in keyof typeof SYMBOLS]: (...args: Arg[]) => any };
+// deno-lint-ignore no-explicit-any
+type FsLib = { [K in keyof typeof FS_SYMBOLS]: (...args: Arg[]) => any };
 
 function detectArch(): Arch {
   return Deno.build.arch === "aarch64" ? "aarch64" : "x86_64";
@@ -247,6 +279,11 @@ function bindLibc(): Sys {
   const beneath = new Uint8Array(16); // packed {u64 allowed_access; s32 parent_fd}
   const beneathView = new DataView(beneath.buffer);
   const statView = new DataView(statBuf.buffer);
+  let fsLib: FsLib | null = null;
+  const fs = () => fsLib ??= Deno.dlopen("libc.so.6", FS_SYMBOLS).symbols as unknown as FsLib;
+  const timespecs = new Float64Array(4); // struct timespec[2], filled as 64-bit integers
+  const timesBytes = new Uint8Array(timespecs.buffer);
+  const timesView = new DataView(timespecs.buffer);
 
   const sys: Sys = {
     arch,
@@ -469,6 +506,30 @@ function bindLibc(): Sys {
     },
     memfdCreate: (name, flags) => r(lib.bi(nr.memfd_create, name, flags)),
     fcntl: (fd, cmd, arg) => r(lib.i(nr.fcntl, fd, cmd, arg, 0, 0)),
+    openat: (fd, p, flags, mode) => r(lib.ibii(nr.openat, fd, p, flags, mode)),
+    fchown: (fd, uid, gid) => r(lib.i(nr.fchown, fd, uid, gid, 0, 0)),
+    fchownat: (fd, p, uid, gid, flags) => r(fs().ibiii(nr.fchownat, fd, p, uid, gid, flags)),
+    fchmod: (fd, mode) => r(lib.i(nr.fchmod, fd, mode, 0, 0, 0)),
+    fchmodat: (fd, p, mode) => r(lib.ibi(nr.fchmodat, fd, p, mode)),
+    utimensat(fd, p, aSec, aNsec, mSec, mNsec, flags) {
+      timesView.setBigInt64(0, BigInt(aSec), true);
+      timesView.setBigInt64(8, BigInt(aNsec), true);
+      timesView.setBigInt64(16, BigInt(mSec), true);
+      timesView.setBigInt64(24, BigInt(mNsec), true);
+      return r(lib.ibbi(nr.utimensat, fd, p, timesBytes, flags));
+    },
+    mknodat(fd, p, mode, major, minor) {
+      // makedev: the low 8 bits of the minor, 12 of the major, then the rest of the minor.
+      const dev = (minor & 0xff) + (major & 0xfff) * 0x100 + (minor >>> 8) * 0x100000 +
+        (major >>> 12) * 0x100000000;
+      return r(lib.ibii(nr.mknodat, fd, p, mode, dev));
+    },
+    linkat: (ofd, op, nfd, np, flags) => r(lib.ibibi(nr.linkat, ofd, op, nfd, np, flags)),
+    fsetxattr: (fd, name, value, flags) =>
+      r(fs().ibbii(nr.fsetxattr, fd, name, value, value.length, flags)),
+    lsetxattr: (p, name, value, flags) =>
+      r(fs().bbbii(nr.lsetxattr, p, name, value, value.length, flags)),
+    renameat2: (ofd, op, nfd, np, flags) => r(lib.ibibi(nr.renameat2, ofd, op, nfd, np, flags)),
   };
   return sys;
 }

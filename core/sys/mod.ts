@@ -141,6 +141,44 @@ export interface Sys {
   memfdCreate(name: CStr, flags: number): number;
   /** fcntl(2) with an integer argument (F_SETFD, F_ADD_SEALS, ...). */
   fcntl(fd: number, cmd: number, arg: number): number;
+  // Layer unpacking (core/image/unpack.ts): every name is one component under a dirfd
+  // reached by openat2, so nothing the archive made is ever followed.
+  /** openat(2). */
+  openat(dirfd: number, path: CStr, flags: number, mode: number): number;
+  /** fchown(2) on an fd opened for reading or writing (not O_PATH). */
+  fchown(fd: number, uid: number, gid: number): number;
+  /** fchownat(2); AT_SYMLINK_NOFOLLOW changes a symlink itself. */
+  fchownat(dirfd: number, path: CStr, uid: number, gid: number, flags: number): number;
+  /** fchmod(2) on an fd opened for reading or writing (not O_PATH). */
+  fchmod(fd: number, mode: number): number;
+  /** fchmodat(2) (follows a final symlink: use only on names just made as non-links). */
+  fchmodat(dirfd: number, path: CStr, mode: number): number;
+  /** utimensat(2) with {atime, mtime} as seconds and nanoseconds; a null path is `dirfd`. */
+  utimensat(
+    dirfd: number,
+    path: CStr | null,
+    atimeSec: number,
+    atimeNsec: number,
+    mtimeSec: number,
+    mtimeNsec: number,
+    flags: number,
+  ): number;
+  /** mknodat(2); the device number is made from `major` and `minor` (makedev). */
+  mknodat(dirfd: number, path: CStr, mode: number, major: number, minor: number): number;
+  /** linkat(2); flags 0 links a symlink itself, never what it points to. */
+  linkat(olddirfd: number, oldpath: CStr, newdirfd: number, newpath: CStr, flags: number): number;
+  /** fsetxattr(2) on an fd opened for reading or writing. */
+  fsetxattr(fd: number, name: CStr, value: Uint8Array, flags: number): number;
+  /** lsetxattr(2): a final symlink is changed itself, not followed. */
+  lsetxattr(path: CStr, name: CStr, value: Uint8Array, flags: number): number;
+  /** renameat2(2); RENAME_NOREPLACE (1) fails with EEXIST instead of replacing. */
+  renameat2(
+    olddirfd: number,
+    oldpath: CStr,
+    newdirfd: number,
+    newpath: CStr,
+    flags: number,
+  ): number;
 }
 
 /** The fields of `struct stat` that micro reads. */
@@ -234,15 +272,18 @@ export const C = {
   AT_EMPTY_PATH: 0x1000,
   AT_RECURSIVE: 0x8000,
   PROC_SUPER_MAGIC: 0x9fa0,
+  AT_SYMLINK_NOFOLLOW: 0x100,
+  AT_REMOVEDIR: 0x200,
+  S_IFCHR: 0o020000,
+  S_IFBLK: 0o060000,
+  S_IFIFO: 0o010000,
+  RENAME_NOREPLACE: 1,
   SYSFS_MAGIC: 0x62656572,
   S_IFMT: 0o170000,
   S_IFSOCK: 0o140000,
   S_IFLNK: 0o120000,
   S_IFREG: 0o100000,
-  S_IFBLK: 0o60000,
   S_IFDIR: 0o40000,
-  S_IFCHR: 0o20000,
-  S_IFIFO: 0o10000,
   MFD_CLOEXEC: 1,
   MFD_ALLOW_SEALING: 2,
   /** Linux 6.3+: an executable memfd even under vm.memfd_noexec=1 (older kernels: EINVAL). */
