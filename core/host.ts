@@ -122,6 +122,7 @@ export function probeHost(
   id: string,
   stateDir: string,
   landlockAbi: () => number = () => 0,
+  containerDir = "",
 ): HostInfo {
   const hostView: HostInfo["hostView"] = [];
   for (const path of spec.micro.hostView) {
@@ -164,6 +165,7 @@ export function probeHost(
     subgid: uid === 0 ? subRange("/etc/subgid") : undefined,
     id,
     stateDir,
+    containerDir,
     hostView,
     devices,
     passwd: readOr(etc("/etc/passwd"), ""),
