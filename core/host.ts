@@ -186,6 +186,8 @@ export interface ProbeOptions {
   sys?: Sys;
   /** The image directory as the caller opened it (O_PATH): its files are read through it. */
   imageFd?: number;
+  /** The container's own directory in the store (the overlay's upper and work). */
+  containerDir?: string;
 }
 
 /** Reads every host fact the plan needs. */
@@ -237,6 +239,7 @@ export function probeHost(
     subgid: uid === 0 ? subRange("/etc/subgid") : undefined,
     id,
     stateDir,
+    containerDir: opts.containerDir ?? "",
     hostView,
     devices,
     ...accounts(sys, spec.root.path, opts.imageFd ?? -1),

@@ -78,8 +78,24 @@ export interface OpArgs {
   };
   /** rootfs: make the whole tree private so nothing propagates back to the host. */
   "make-private": Record<never, never>;
-  /** rootfs: bind the new root onto itself so it is a mount point pivot_root accepts. */
-  "bind-root": { source: string | null; readonly: boolean };
+  /**
+   * rootfs: the new root: the image (a copy of the mount of the directory the parent
+   * opened), or a tmpfs with no image; with `overlay`, an overlay on top whose lower layer is
+   * that image copy and whose upper and work directories are the container's own, so
+   * nothing is ever written into the image.
+   */
+  "bind-root": {
+    source: string | null;
+    readonly: boolean;
+    overlay?: { upper: string; work: string; userxattr: boolean };
+  };
+  /**
+   * prepare: the container's own directory with `upper` and `work` for the overlay, owned
+   * by the container's root (its host id from the run's uid_map and gid_map).
+   */
+  "overlay-dirs": { dir: string };
+  /** cleanup: remove the container's directory (its writes go with it). */
+  "overlay-remove": { dir: string };
   /**
    * rootfs: hide a path: /dev/null over a file, an empty read-only tmpfs over a directory.
    * Under /proc or /sys it is looked up in the file system micro just mounted there; a path

@@ -17,6 +17,8 @@ export interface HostInfo {
   /** The run's id (also the default hostname) and its directory under the state root. */
   id: string;
   stateDir: string;
+  /** Where containers keep their file system changes (the store's `containers/<id>`). */
+  containerDir: string;
   /** For the no-image root: the host paths to bind, as found (merged /usr makes symlinks). */
   hostView: { path: string; kind: "dir" | "symlink"; target?: string }[];
   /** Device nodes that exist on the host, by name under /dev. */

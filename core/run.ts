@@ -26,6 +26,7 @@ import {
 import { openLibc } from "./sys/libc.ts";
 import { C, cstr } from "./sys/mod.ts";
 import { PLUGINS } from "../plugins/mod.ts";
+import { containerDir, storeRoot } from "./store/paths.ts";
 
 const EMPTY = cstr("");
 const TREE_FLAGS = C.OPEN_TREE_CLONE | C.AT_RECURSIVE | C.AT_EMPTY_PATH | C.O_CLOEXEC;
@@ -65,6 +66,7 @@ export async function prepare(argv: string[]): Promise<Prepared> {
   const host = probeHost(spec, id, stateDir, {
     landlockAbi: () => openLibc().landlockCreateRuleset(0, 1),
     imageFd: image?.fd,
+    containerDir: containerDir(storeRoot(uid), id),
   });
   const problems = [
     ...runChecks(spec, host),
@@ -118,8 +120,10 @@ export async function runCommand(argv: string[]): Promise<number> {
   if (image) state.imageId = { path: image.path, dev: image.dev, ino: image.ino };
   let use: ImageUse | null = null;
   let tree = -1;
+  let engineRan = false;
   const removeOnExit = () => {
     if (tree >= 0) sys.close(tree);
+    if (engineRan) delete state.containerDir; // the engine's cleanup removed what it made
     if (use) {
       use.release();
       delete state.imageId;
@@ -127,9 +131,15 @@ export async function runCommand(argv: string[]): Promise<number> {
     removeRun(dir, state, () => sys);
   };
   try {
+    // The overlay's directory is recorded before it is made (the engine makes and removes it).
+    const overlay = p.ops.find((o) => o.kind === "overlay-dirs");
+    if (overlay?.kind === "overlay-dirs") state.containerDir = overlay.args.dir;
     writeState(dir, state);
     let resolved = { ops: p.ops, created: [] as string[], files: [] as string[] };
-    if (image) {
+    if (image && overlay) {
+      // The image is never written: mount points are made in the container's upper layer.
+      resolved = resolveTargets(p.ops, image.dir);
+    } else if (image) {
       use = ImageUse.start(stateRoot(uid), image, sys, () => {
         resolved = resolveTargets(p.ops, image.dir);
         return resolved;
@@ -139,6 +149,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     // The child's root is a copy of the mount of the very directory opened above; a
     // rootless parent may not copy mounts, and its child checks what it binds by name.
     tree = image ? sys.openTree(image.fd, EMPTY, TREE_FLAGS) : -1;
+    engineRan = true;
     const result = await execute(resolved.ops, {
       rootPath: `${dir}/root`,
       imageFd: tree,

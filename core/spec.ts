@@ -59,7 +59,12 @@ export interface ProcessSpec {
 export interface Spec {
   process: ProcessSpec;
   /** `null` path: the embedded host view (tmpfs root with host dirs bound read-only). */
-  root: { path: string | null; readonly: boolean };
+  root: {
+    path: string | null;
+    readonly: boolean;
+    /** The overlay plugin: the image is the lower layer of a copy-on-write root. */
+    overlay?: boolean;
+  };
   hostname?: string;
   mounts: Mount[];
   linux: {

@@ -6,6 +6,7 @@
 import { type RecordedCgroup, removeRecorded } from "./cgroups/fs.ts";
 import { type ImageId, releaseImage } from "./engine/image.ts";
 import { MicroError } from "./errors.ts";
+import { removeContainerDir } from "./store/containers.ts";
 import type { Sys } from "./sys/mod.ts";
 
 export interface RunState {
@@ -22,6 +23,8 @@ export interface RunState {
    * gc leaves it, and the last run to leave it removes the mount points runs made there.
    */
   imageId?: ImageId;
+  /** The container's own directory (the overlay's upper and work), recorded before it exists. */
+  containerDir?: string;
   /** Cgroup directories, recorded before each is created, in creation order. */
   cgroups?: RecordedCgroup[];
   created: string;
@@ -134,6 +137,7 @@ function isAlive(pid: number | undefined, start: number | undefined): boolean {
 export function removeRun(dir: string, state: RunState | null, sys: () => Sys): void {
   if (state?.cgroups?.length) removeRecorded(state.cgroups);
   if (state?.imageId) releaseImage(dir.slice(0, dir.lastIndexOf("/")), state.imageId, sys());
+  if (state?.containerDir) removeContainerDir(state.containerDir);
   try {
     Deno.removeSync(dir, { recursive: true });
   } catch (e) {

@@ -11,6 +11,7 @@ import { readonly } from "./readonly.ts";
 import { seccomp } from "./seccomp.ts";
 import { ipc } from "./ipc.ts";
 import { mount } from "./mount.ts";
+import { overlay } from "./overlay.ts";
 import { net } from "./net.ts";
 import { pid } from "./pid.ts";
 import { user } from "./user.ts";
@@ -20,6 +21,7 @@ import { uts } from "./uts.ts";
 export const PLUGINS: Plugin<any>[] = [
   user,
   mount,
+  overlay,
   pid,
   uts,
   ipc,

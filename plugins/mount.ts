@@ -166,7 +166,20 @@ function planMounts(spec: Spec, host: HostInfo): Op[] {
   const ops: Op[] = [
     { phase: "clone", plugin: "mount", kind: "namespace", args: { flag: "CLONE_NEWNS" } },
     rootfs("make-private", {}),
-    rootfs("bind-root", { source: spec.root.path, readonly: spec.root.readonly }),
+    rootfs("bind-root", {
+      source: spec.root.path,
+      readonly: spec.root.readonly,
+      // The overlay plugin's copy-on-write root; in a user namespace its xattrs are user.*.
+      ...(spec.root.overlay && spec.root.path !== null
+        ? {
+          overlay: {
+            upper: `${host.containerDir}/upper`,
+            work: `${host.containerDir}/work`,
+            userxattr: userns,
+          },
+        }
+        : {}),
+    }),
   ];
 
   // No image: the host's system directories, read-only, and an empty writable /tmp.
@@ -313,6 +326,11 @@ function planMounts(spec: Spec, host: HostInfo): Op[] {
   // What the user and the other plugins asked for, in order.
   for (const m of spec.mounts) ops.push(mountOp(m, spec, host));
 
+  // The working directory, made when the image lacks it (as Docker), while the root is
+  // still writable and micro still root: in the overlay's upper layer, never in the image.
+  if (spec.root.path !== null && cleanPath(spec.process.cwd) !== "/") {
+    ops.push(rootfs("mkdir", { path: cleanPath(spec.process.cwd), mode: 0o755 }));
+  }
   for (const p of spec.linux.maskedPaths) ops.push(rootfs("mask", { path: p }));
   for (const p of spec.linux.readonlyPaths) ops.push(rootfs("readonly-path", { path: p }));
   ops.push(rootfs("pivot-root", {}));

@@ -222,6 +222,12 @@ const MOUNT_ATTR_RDONLY = 1;
 const ROOT_TMPFS_DATA = cstr("mode=0755");
 const MASK_TMPFS_DATA = cstr("size=0");
 const SOURCE = cstr("source");
+const OVERLAY = cstr("overlay");
+const LOWERDIR = cstr("lowerdir");
+const UPPERDIR = cstr("upperdir");
+const WORKDIR = cstr("workdir");
+const USERXATTR = cstr("userxattr");
+const PROC_FD_ROOT = cstr(`/proc/self/fd/${FD_ROOT}`);
 
 /** Splits a container path into the prefixes to create, parent first. */
 function components(path: string): string[] {
@@ -458,6 +464,52 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
     return rc < 0 ? rc : remountReadonly(PROC_FD_TARGET, FD_TARGET, flags & ST_LOCKED);
   };
 
+  /**
+   * The overlay plugin's root: a detached overlay whose lower layer is the image copy at
+   * FD_ROOT and whose upper and work directories are the container's own, attached on top
+   * of that copy; its fd becomes the root's, so the image is never written.
+   */
+  const overlayRoot = (ov: { upper: string; work: string; userxattr: boolean }): void => {
+    const upper = cstr(ov.upper);
+    const work = cstr(ov.work);
+    const oi: StepInfo = {
+      phase: "rootfs",
+      plugin: "overlay",
+      kind: "overlay",
+      paths: { lower: "image", upper: ov.upper, work: ov.work },
+      hints: {
+        22: ov.userxattr
+          ? "the kernel refused the overlay: in a user namespace it needs Linux 5.11+ " +
+            "(userxattr) and a lower layer it may read"
+          : "the kernel refused the overlay options or the upper directory's file system",
+        1: "mounting an overlay in this user namespace is not allowed (Linux 5.11+)",
+      },
+    };
+    step(oi, () => {
+      const fs = sys.fsopen(OVERLAY, C.FSOPEN_CLOEXEC);
+      if (fs < 0) return fs;
+      let rc = sys.fsconfig(fs, C.FSCONFIG_SET_STRING, SOURCE, OVERLAY, 0);
+      if (rc >= 0) rc = sys.fsconfig(fs, C.FSCONFIG_SET_STRING, LOWERDIR, PROC_FD_ROOT, 0);
+      if (rc >= 0) rc = sys.fsconfig(fs, C.FSCONFIG_SET_STRING, UPPERDIR, upper, 0);
+      if (rc >= 0) rc = sys.fsconfig(fs, C.FSCONFIG_SET_STRING, WORKDIR, work, 0);
+      if (rc >= 0 && ov.userxattr) rc = sys.fsconfig(fs, C.FSCONFIG_SET_FLAG, USERXATTR, null, 0);
+      if (rc >= 0) rc = sys.fsconfig(fs, C.FSCONFIG_CMD_CREATE, null, null, 0);
+      const mnt = rc < 0 ? rc : sys.fsmount(fs, C.FSMOUNT_CLOEXEC, 0);
+      sys.close(fs);
+      if (mnt < 0) return mnt;
+      rc = sys.moveMount(
+        mnt,
+        EMPTY,
+        FD_ROOT,
+        EMPTY,
+        C.MOVE_MOUNT_F_EMPTY_PATH | C.MOVE_MOUNT_T_EMPTY_PATH,
+      );
+      if (rc >= 0) rc = sys.dup3(mnt, FD_ROOT, C.O_CLOEXEC);
+      sys.close(mnt);
+      return rc < 0 ? rc : 0;
+    });
+  };
+
   let pivoted = false;
   let reportFd = ctx.report;
   const imageFd = ctx.imageFd ?? -1;
@@ -555,6 +607,7 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
           if (st < 0) return st;
           return id[0] === want.dev && id[1] === want.ino ? 0 : -E_REFUSED;
         });
+        if (o.args.overlay) overlayRoot(o.args.overlay);
         break;
       }
       case "mount": {

@@ -8,6 +8,7 @@ import { deviceProgram } from "../cgroups/devfilter.ts";
 import { killCgroup, type RecordedCgroup, removeCgroup } from "../cgroups/fs.ts";
 import { errnoOf, hintFor, MicroError } from "../errors.ts";
 import { exists } from "../host.ts";
+import { removeContainerDir } from "../store/containers.ts";
 import type { Op } from "../ops.ts";
 import { C, cstr, type Sys } from "../sys/mod.ts";
 import type { KillTarget } from "./watchdog.ts";
@@ -57,10 +58,24 @@ export interface ParentHooks {
    * (the child's pid, before the child joins any cgroup) makes that ownership durable.
    */
   onCreate?: (all: RecordedCgroup[]) => void;
+  /** Called with the container's directory before it is created (for the state). */
+  onContainerDir?: (dir: string) => void;
+}
+
+/** The host id container id 0 maps to in the run's `uid_map`/`gid_map` op, if any. */
+function rootHostId(plan: Op[], file: "uid_map" | "gid_map"): number | undefined {
+  const o = plan.find((x) => x.kind === "proc-write" && x.args.file === file);
+  if (o?.kind !== "proc-write") return undefined;
+  for (const line of o.args.content.split("\n")) {
+    const [inside, outside] = line.trim().split(/\s+/).map(Number);
+    if (inside === 0 && Number.isInteger(outside)) return outside;
+  }
+  return undefined;
 }
 
 export class ParentOps {
   private readonly done: Op[] = [];
+  private containerDirMade: string | null = null;
   constructor(
     private readonly plan: Op[],
     private readonly sys: Sys,
@@ -118,8 +133,36 @@ export class ParentOps {
         case "cgroup-devices":
           this.attachDeviceFilter(o);
           break;
+        case "overlay-dirs":
+          this.containerDir(o);
+          break;
       }
       this.done.push(o);
+    }
+  }
+
+  /**
+   * The container's directory, with the overlay's upper and work directories owned by the
+   * container's root, who mounts the overlay from inside its user namespace. The store
+   * above it is traversable (0711), not listable, by others.
+   */
+  private containerDir(o: Op & { kind: "overlay-dirs" }): void {
+    const { dir } = o.args;
+    const uid = rootHostId(this.plan, "uid_map") ?? Deno.uid() ?? 0;
+    const gid = rootHostId(this.plan, "gid_map") ?? Deno.gid() ?? 0;
+    const parent = dir.slice(0, dir.lastIndexOf("/"));
+    try {
+      Deno.mkdirSync(parent, { recursive: true, mode: 0o711 });
+      this.hooks.onContainerDir?.(dir);
+      Deno.mkdirSync(dir, { mode: 0o711 });
+      this.containerDirMade = dir; // ours from here on, whatever fails next
+      Deno.chmodSync(dir, 0o711);
+      for (const d of ["upper", "work"]) {
+        Deno.mkdirSync(`${dir}/${d}`, { mode: 0o755 });
+        Deno.chownSync(`${dir}/${d}`, uid, gid);
+      }
+    } catch (e) {
+      fail(o, "mkdir", { path: dir }, e);
     }
   }
 
@@ -216,6 +259,10 @@ export class ParentOps {
         if (!killCgroup(o.args.path, o.args.how)) {
           problems.push(`cgroup ${o.args.path}: processes still running after SIGKILL`);
         }
+      }
+      if (o.kind === "overlay-remove" && this.containerDirMade === o.args.dir) {
+        const why = removeContainerDir(o.args.dir);
+        if (why) problems.push(`container directory ${o.args.dir} not removed: ${why}`);
       }
       if (o.kind === "cgroup-remove" && created.has(o.args.path)) {
         const why = removeCgroup(o.args.path, o.args.shared);

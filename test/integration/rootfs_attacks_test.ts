@@ -28,6 +28,13 @@ function copyImage(dir: string, drop: string[] = []): string {
   return img;
 }
 
+/** A profile like `base` with the overlay plugin off: the image directory is bound itself. */
+function noOverlay(dir: string, base = "default"): string {
+  const p = `${dir}/no-overlay-${base}.yaml`;
+  Deno.writeTextFileSync(p, `extends: ${base}\noverlay: {enabled: false}\n`);
+  return p;
+}
+
 function exists(path: string): boolean {
   try {
     Deno.lstatSync(path);
@@ -172,7 +179,17 @@ microTest("the image swapped for a link at cleanup: micro removes nothing outsid
     // removes it at the end; the host directory the link points to has its own /victim.
     const host = `${dir}/host`;
     Deno.mkdirSync(`${host}/victim`, { recursive: true });
-    const bg = new Background(["run", "-w", "/victim", img, "sh", "-c", "pwd; sleep 1"]);
+    const bg = new Background([
+      "run",
+      "--profile",
+      noOverlay(dir),
+      "-w",
+      "/victim",
+      img,
+      "sh",
+      "-c",
+      "pwd; sleep 1",
+    ]);
     try {
       assert.ok(await waitForContainer(bg.pid), "the container did not start");
       assert.ok(await bg.waitForStdout("/victim\n"));
@@ -190,10 +207,15 @@ microTest("the image swapped for a link at cleanup: micro removes nothing outsid
 
 microTest("runs racing on one image never lose the mount points another run uses", async () => {
   await withTempDir(async (dir) => {
+    // Without the overlay: the mount points are made in the image directory itself.
+    const plain = noOverlay(dir);
+    const hardened = noOverlay(dir, "hardened");
     // No /proc /dev /sys /run /tmp: every run needs them made, and hardened needs /run.
     const img = copyImage(dir, ["/proc", "/dev", "/sys", "/run", "/tmp"]);
     const long = new Background([
       "run",
+      "--profile",
+      plain,
       img,
       "sh",
       "-c",
@@ -207,7 +229,8 @@ microTest("runs racing on one image never lose the mount points another run uses
           (_, i) =>
             run([
               "run",
-              ...(i % 2 ? ["--profile", "hardened"] : []),
+              "--profile",
+              i % 2 ? hardened : plain,
               img,
               "sh",
               "-c",
@@ -252,7 +275,7 @@ microTest("a directory fd leaked by micro's caller is closed before -w is resolv
       ], { cmd: "sh" });
       assert.doesNotMatch(r.stdout, /secret/, `-w ${w}: ${show(r)}`);
       assert.equal(r.code, 125, `-w ${w}: ${show(r)}`);
-      assert.match(r.stderr, /chdir path=.*ENOENT/, `-w ${w}: ${show(r)}`);
+      assert.match(r.stderr, /(chdir|mkdir) path=.*ENOENT/, `-w ${w}: ${show(r)}`);
     }
   });
 });

@@ -12,6 +12,7 @@ const HOST: HostInfo = {
   gid: 0,
   id: "0123456789ab",
   stateDir: "/run/micro/0123456789ab",
+  containerDir: "/var/lib/micro/containers/0123456789ab",
   hostView: [],
   devices: ["null"],
   passwd: "root:x:0:0:root:/root:/bin/sh\n",

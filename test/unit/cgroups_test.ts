@@ -543,6 +543,7 @@ function host(cgroup: CgroupLayout, over: Partial<HostInfo> = {}): HostInfo {
     gid: 0,
     id: ID,
     stateDir: `/run/micro/${ID}`,
+    containerDir: "/var/lib/micro/containers/0123456789ab",
     hostView: [{ path: "/usr", kind: "dir" }],
     devices: ["null", "zero", "full", "random", "urandom", "tty"],
     passwd: "root:x:0:0:root:/root:/bin/sh\n",
@@ -570,7 +571,8 @@ function setup(options: Record<string, unknown>, h: HostInfo) {
   return {
     spec,
     errors: () => cgroups.check!(spec, h).map((e) => e.line()),
-    plan: () => planRun(spec, h, PLUGINS),
+    // Only the cgroups plugin's ops and the rest of the run's, not the overlay's store dirs.
+    plan: () => planRun(spec, h, PLUGINS).filter((o) => o.plugin !== "overlay"),
   };
 }
 

@@ -654,6 +654,7 @@ const HOST: HostInfo = {
   gid: 0,
   id: "c0ffee",
   stateDir: "/run/micro/c0ffee",
+  containerDir: "/var/lib/micro/containers/0123456789ab",
   hostView: [],
   devices: ["null"],
   image: "dir",

@@ -45,6 +45,7 @@ function host(over: Partial<HostInfo> = {}): HostInfo {
     gid: 0,
     id: "0123456789ab",
     stateDir: "/run/micro/0123456789ab",
+    containerDir: "/var/lib/micro/containers/0123456789ab",
     hostView: [],
     devices: ["null", "zero", "full", "random", "urandom", "tty"],
     passwd: PASSWD,
@@ -332,7 +333,15 @@ Deno.test("readonly plugin: the plan remounts / read-only right after pivot-root
   assert.equal(kinds[pivot + 1], "remount-root-ro");
   assert.equal(plan[pivot + 1].plugin, "mount");
   assert.equal(plan[pivot + 1].phase, "rootfs");
-  assert.deepEqual(only(plan, "bind-root").args, { source: "/img", readonly: true });
+  assert.deepEqual(only(plan, "bind-root").args, {
+    source: "/img",
+    readonly: true,
+    overlay: {
+      upper: "/var/lib/micro/containers/0123456789ab/upper",
+      work: "/var/lib/micro/containers/0123456789ab/work",
+      userxattr: false,
+    },
+  });
   const targets = plan.filter((o) => o.kind === "mount").map((o) => o.args.target);
   assert.ok(targets.indexOf("/tmp") >= 0 && targets.indexOf("/run") >= 0);
   assert.ok(!planOf([]).some((o) => o.kind === "remount-root-ro"));

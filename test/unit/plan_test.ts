@@ -21,6 +21,7 @@ function host(over: Partial<HostInfo> = {}): HostInfo {
     gid: 0,
     id: "0123456789ab",
     stateDir: "/run/micro/0123456789ab",
+    containerDir: "/var/lib/micro/containers/0123456789ab",
     hostView: [
       { path: "/usr", kind: "dir" },
       { path: "/bin", kind: "symlink", target: "usr/bin" },

@@ -44,7 +44,7 @@ const PLUGINS: PluginSchema[] = [
     schema: { type: "object", fields: { mode: { type: "string", enum: ["none", "host"] } } },
   },
   { name: "user", schema: { type: "object", fields: { size: { type: "integer", min: 1 } } } },
-  ...["pid", "ipc", "cgroupns"].map((name) => ({
+  ...["pid", "ipc", "cgroupns", "overlay"].map((name) => ({
     name,
     schema: { type: "object", fields: {} } as const,
   })),
@@ -358,7 +358,7 @@ Deno.test("unknown keys name the key path and line", () => {
   assert.deepEqual(errorLines(() => resolveProfile(["web.yaml"], null, PLUGINS, opts)), [
     'profile web.yaml: mount.bindz (line 4): unknown key: did you mean "binds"?',
     'profile web.yaml: network (line 5): unknown key: expected one of "description", ' +
-    '"extends", "process", "mount", "uts", "net", "user", "pid", "ipc", "cgroupns", "caps", ' +
+    '"extends", "process", "mount", "uts", "net", "user", "pid", "ipc", "cgroupns", "overlay", "caps", ' +
     '"readonly", "lsm", "seccomp", "cgroups"',
     'profile web.yaml: process.environment (line 7): unknown key: expected one of "env", ' +
     '"user", "defaultUser", "groups", "cwd", "noNewPrivileges", "rlimits"',

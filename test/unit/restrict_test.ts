@@ -430,6 +430,7 @@ const HOST: HostInfo = {
   gid: 0,
   id: "0123456789ab",
   stateDir: "/run/micro/0123456789ab",
+  containerDir: "/var/lib/micro/containers/0123456789ab",
   hostView: [],
   devices: ["null"],
   passwd: "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/nonexistent:/bin/false\n",

@@ -1,0 +1,163 @@
+/**
+ * The overlay plugin: the image is the read-only lower layer of a copy-on-write root, so a
+ * directory image is never written, by the container or by micro, and containers of one
+ * image do not see each other's writes.
+ */
+import assert from "node:assert/strict";
+import {
+  Background,
+  IMAGE,
+  microTest,
+  ok,
+  run,
+  show,
+  waitForContainer,
+  withTempDir,
+} from "./_helpers.ts";
+
+const CONTAINERS = "/var/lib/micro/containers";
+
+/** A private copy of the test image in `dir`, as `dir/img`, without the `drop` paths. */
+function copyImage(dir: string, drop: string[] = []): string {
+  const img = `${dir}/img`;
+  const cp = new Deno.Command("cp", { args: ["-a", IMAGE, img] }).outputSync();
+  assert.ok(cp.success, new TextDecoder().decode(cp.stderr));
+  for (const d of drop) Deno.removeSync(`${img}${d}`, { recursive: true });
+  return img;
+}
+
+/** Every path in `dir` with its type, mode, owner, size and mtime: what "unchanged" means. */
+function tree(dir: string): string {
+  const out = new Deno.Command("find", {
+    args: [dir, "-printf", "%P %y %m %U:%G %s %T@\\n"],
+  }).outputSync();
+  return new TextDecoder().decode(out.stdout).split("\n").sort().join("\n");
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const name = () => `ov-${crypto.randomUUID().slice(0, 8)}`;
+
+for (const profile of ["default", "hardened"]) {
+  microTest(`${profile}: the image directory is never written, mount points included`, async () => {
+    await withTempDir(async (dir) => {
+      const img = copyImage(dir, ["/proc", "/dev", "/sys", "/run", "/tmp"]);
+      const before = tree(img);
+      const id = name();
+      const script = profile === "default"
+        ? "echo new > /etc/new; rm /etc/hostname; mkdir /srv; pwd"
+        : "pwd; touch /etc/new 2>/dev/null || echo read-only";
+      const out = ok(
+        await run([
+          "run",
+          "--name",
+          id,
+          "--profile",
+          profile,
+          "-w",
+          "/work/here",
+          img,
+          "sh",
+          "-c",
+          script,
+        ]),
+      );
+      assert.match(out, /^\/work\/here\n/);
+      if (profile === "hardened") assert.match(out, /read-only/);
+      assert.equal(tree(img), before, "the image changed");
+      assert.equal(exists(`${CONTAINERS}/${id}`), false, "the container's layer was left");
+    });
+  });
+}
+
+microTest("the container sees its own writes over the image, and only its own", async () => {
+  await withTempDir(async (dir) => {
+    const img = copyImage(dir);
+    const a = new Background([
+      "run",
+      img,
+      "sh",
+      "-c",
+      "echo a > /etc/mine; echo ready; sleep 2; cat /etc/mine; ls /etc/theirs 2>&1",
+    ]);
+    try {
+      assert.ok(await a.waitForStdout("ready\n"));
+      const b = ok(
+        await run(["run", img, "sh", "-c", "echo b > /etc/theirs; cat /etc/mine 2>&1; true"]),
+      );
+      assert.match(b, /No such file/);
+      const r = await a.result();
+      assert.equal(r.code, 1, show(r));
+      assert.match(r.stdout, /ready\na\n.*No such file/s);
+    } finally {
+      a.kill("SIGKILL");
+    }
+    assert.equal(exists(`${img}/etc/mine`) || exists(`${img}/etc/theirs`), false);
+  });
+});
+
+microTest("a deletion in the container hides the image's file (an overlay whiteout)", async () => {
+  const out = ok(
+    await run(["run", IMAGE, "sh", "-c", "rm /etc/hostname; ls /etc/hostname 2>&1; echo done"]),
+  );
+  assert.match(out, /No such file.*\ndone/s);
+  assert.ok(exists(`${IMAGE}/etc/hostname`));
+});
+
+microTest("many runs of one image at once all succeed and leave nothing", async () => {
+  await withTempDir(async (dir) => {
+    const img = copyImage(dir, ["/proc", "/dev", "/sys", "/run", "/tmp"]);
+    const before = tree(img);
+    const ids = Array.from({ length: 40 }, name);
+    const runs = await Promise.all(ids.map((id, i) =>
+      run(
+        [
+          "run",
+          "--name",
+          id,
+          ...(i % 2 ? ["--profile", "hardened"] : []),
+          img,
+          "sh",
+          "-c",
+          "echo ok",
+        ],
+        { timeoutMs: 90_000 },
+      )
+    ));
+    for (const r of runs) assert.equal(r.stdout, "ok\n", show(r));
+    assert.equal(tree(img), before);
+    for (const id of ids) assert.equal(exists(`${CONTAINERS}/${id}`), false, id);
+  });
+});
+
+microTest("a container's layer is removed by the next command after micro is killed", async () => {
+  const id = name();
+  const bg = new Background(["run", "--name", id, IMAGE, "sh", "-c", "echo x > /x; sleep 30"]);
+  try {
+    assert.ok(await waitForContainer(bg.pid));
+    assert.ok(exists(`${CONTAINERS}/${id}/upper`));
+    bg.kill("SIGKILL");
+    await bg.result();
+  } finally {
+    bg.kill("SIGKILL");
+  }
+  // Any micro command collects what a killed run left.
+  ok(await run(["run", IMAGE, "true"]));
+  assert.equal(exists(`${CONTAINERS}/${id}`), false);
+});
+
+microTest("overlay can be turned off: the directory is bound as it is", async () => {
+  await withTempDir(async (dir) => {
+    const img = copyImage(dir);
+    Deno.writeTextFileSync(`${dir}/p.yaml`, "extends: default\noverlay: {enabled: false}\n");
+    ok(await run(["run", "--profile", `${dir}/p.yaml`, img, "sh", "-c", "echo hi > /etc/direct"]));
+    assert.equal(Deno.readTextFileSync(`${img}/etc/direct`), "hi\n");
+  });
+});
