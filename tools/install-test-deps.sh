@@ -8,7 +8,10 @@ set -eu
 # util-linux: script, unshare, setpriv
 # procps: ps, pgrep
 # python3: helper scripts in tests
-PACKAGES="busybox-static iproute2 util-linux procps python3"
+# docker-registry, skopeo: the loopback registry the image pull tests fill and pull from
+# openssl: the test CA, server certs and the token signing key
+# apache2-utils: htpasswd (bcrypt) for the registry's basic auth
+PACKAGES="busybox-static iproute2 util-linux procps python3 docker-registry skopeo openssl apache2-utils"
 
 installed() {
   status=$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) || return 1

@@ -142,8 +142,16 @@ const insecureFetch: Transport = async (url, init) => {
  * innermost cause and say what kind of failure it is.
  */
 export function networkErrorLine(e: unknown): { what: string; hint: string } {
-  const raw = String((e as Error)?.message ?? e).replace(/\s+/g, " ");
-  const inner = raw.replace(/^.*error sending request for url \([^)]*\): /, "");
+  // fetch throws "fetch failed" with the real story in `cause`.
+  let x = e as { message?: string; cause?: unknown } | undefined;
+  let raw = "";
+  for (let depth = 0; x && depth < 5; depth++) {
+    if (x.message && x.message !== "fetch failed") raw = x.message;
+    x = x.cause as typeof x;
+  }
+  raw = (raw || String((e as Error)?.message ?? e)).replace(/\s+/g, " ");
+  const inner = raw.replace(/^.*error sending request for url \([^)]*\): /, "")
+    .replace(/^client error \(Connect\): /, "").replace(/ \(os error \d+\)$/, "");
   if (
     /certificate|UnknownIssuer|CertNotValid|NotValidForName|self.signed|unable to verify/i.test(raw)
   ) {
