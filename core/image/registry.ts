@@ -29,7 +29,7 @@ import {
 } from "./platform.ts";
 import type { Platform, PlatformEntry } from "./platform.ts";
 import { apiHost, formatReference, isLoopback, parseDigest, type Reference } from "./reference.ts";
-import { makeTransport, networkError, type RegistryTransport } from "./transport.ts";
+import { makeTransport, NetworkError, networkError, type RegistryTransport } from "./transport.ts";
 
 export const MEDIA = {
   ociManifest: "application/vnd.oci.image.manifest.v1+json",
@@ -386,11 +386,15 @@ export class RegistryClient {
     if (res.status !== 200) {
       const line = await statusLine(res);
       const bad = res.status === 401 || res.status === 403;
+      if (bad && creds) {
+        throw pullError(
+          `${this.domain}: wrong username or password: the token server ${url.origin}${url.pathname} answered ${line}`,
+          `check them, then micro login ${this.domain}`,
+        );
+      }
       throw pullError(
         `${this.domain}: token from ${url.origin}${url.pathname}: ${line}`,
-        bad && creds
-          ? `wrong username or password for ${this.domain}: micro login ${this.domain}`
-          : hintForStatus(res.status, this.domain),
+        hintForStatus(res.status, this.domain),
       );
     }
     let tok: string | undefined;
@@ -573,10 +577,9 @@ export class RegistryClient {
         res = await this.request(path, { headers, scope, signal });
       } catch (e) {
         if (this.opts.signal?.aborted) throw e;
-        if (e instanceof MicroError && e.fields.hint?.includes("certificate")) {
-          return { error: e, final: true };
-        }
-        return { error: e instanceof MicroError ? e : pullError(String(e)), final: false };
+        // no answer at all is worth another try; an answer (bad token, TLS refusal) is not
+        if (e instanceof NetworkError && !e.tls) return { error: e, final: false };
+        throw e;
       }
       if (res.status === 416 && w.offset > 0) {
         await res.body?.cancel().catch(() => {});
@@ -603,24 +606,44 @@ export class RegistryClient {
         onProgress("downloading", 0);
       }
       if (!res.body) return { error: pullError(`blob ${desc.digest}: empty answer`), final: false };
+      // Chunks are gathered to 1 MiB per write: fewer syscalls and hash calls.
       let last = 0;
+      const pending: Uint8Array[] = [];
+      let pendingBytes = 0;
+      const flush = async () => {
+        if (!pendingBytes) return;
+        const buf = pending.length === 1 ? pending[0] : new Uint8Array(pendingBytes);
+        if (pending.length > 1) {
+          let o = 0;
+          for (const c of pending) {
+            buf.set(c, o);
+            o += c.length;
+          }
+        }
+        pending.length = 0;
+        pendingBytes = 0;
+        await w.write(buf);
+      };
       try {
         for await (const chunk of res.body) {
           kick();
-          await w.write(chunk);
+          pending.push(chunk);
+          pendingBytes += chunk.length;
+          if (pendingBytes >= 1 << 20) await flush();
           const now = Date.now();
           if (now - last > 100) {
             last = now;
-            onProgress("downloading", w.offset);
+            onProgress("downloading", w.offset + pendingBytes);
           }
         }
+        await flush();
       } catch (e) {
         if (this.opts.signal?.aborted) throw this.opts.signal.reason;
         if (e instanceof MicroError) throw e; // too many bytes: refused, not retried
+        await flush(); // what arrived before the break counts for the resume
         const why = ac.signal.aborted
           ? `no data for ${stallMs} ms`
-          : String((e as Error).message ?? e)
-            .replace(/\s+/g, " ");
+          : String((e as Error).message ?? e).replace(/\s+/g, " ");
         return {
           error: pullError(`blob ${desc.digest}: download broke off at byte ${w.offset}: ${why}`),
           final: false,
@@ -868,6 +891,12 @@ export async function login(
   const client = new RegistryClient(domain, { ...opts, credentials: creds, dockerConfig: null });
   try {
     await client.checkLogin();
+  } catch (e) {
+    // the registry client speaks of pulls; this is a login
+    if (e instanceof MicroError && e.fields.phase === "pull") {
+      throw new MicroError(e.message, { ...e.fields, phase: "login" });
+    }
+    throw e;
   } finally {
     client.close();
   }

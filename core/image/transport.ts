@@ -173,8 +173,15 @@ export function networkErrorLine(e: unknown): { what: string; hint: string } {
   return { what: inner, hint: "check the network and the registry's address" };
 }
 
+/** A request that got no answer; `tls` when the certificate was refused (not worth a retry). */
+export class NetworkError extends MicroError {
+  constructor(message: string, hint: string, readonly tls: boolean) {
+    super(message, { phase: "pull", hint });
+  }
+}
+
 /** Wraps a network failure in a one-line error naming the request. */
-export function networkError(method: string, url: URL, e: unknown): MicroError {
+export function networkError(method: string, url: URL, e: unknown): NetworkError {
   const { what, hint } = networkErrorLine(e);
-  return new MicroError(`${method} ${url.href}: ${what}`, { phase: "pull", hint });
+  return new NetworkError(`${method} ${url.href}: ${what}`, hint, what.startsWith("TLS: "));
 }

@@ -338,7 +338,7 @@ test("docker-registry with Bearer tokens: anonymous and credentialed tokens from
     );
     assert.match(
       wrong,
-      /token from http:\/\/127\.0\.0\.1:\d+\/token: 401 .*\(wrong username or password for 127\.0\.0\.1:\d+/,
+      /^login: 127\.0\.0\.1:\d+: wrong username or password: the token server http:\/\/127\.0\.0\.1:\d+\/token answered 401/,
     );
     assert.equal(
       await login(reg.host, { username: "alice", password: "t0ken-pw" }, {
