@@ -15,6 +15,7 @@ import { hostPlatform } from "../../core/image/platform.ts";
 import {
   type Blob,
   enc,
+  freePort,
   makeImage,
   makeIndex,
   makeTlsFiles,
@@ -493,5 +494,46 @@ test("fake registry: a pull killed mid-download leaves the store consistent, the
     assert.deepEqual(await tmpEntries(root), []);
   } finally {
     await fake.stop();
+  }
+});
+
+test("a blob redirect to another host is followed without the registry's credentials", async (dir) => {
+  const image = makeImage([[{ path: "a", data: noise(200_000, 10) }]]);
+  const seen: (string | null)[] = [];
+  const cdnPort = freePort();
+  const cdn = Deno.serve({ hostname: "127.0.0.1", port: cdnPort, onListen() {} }, (req) => {
+    seen.push(req.headers.get("authorization"));
+    const b = image.blobs.find((x) => x.digest === new URL(req.url).pathname.slice(1));
+    return b ? new Response(b.data as Uint8Array<ArrayBuffer>) : new Response("", { status: 404 });
+  });
+  const regPort = freePort();
+  const reg = Deno.serve({ hostname: "127.0.0.1", port: regPort, onListen() {} }, (req) => {
+    const u = new URL(req.url);
+    if (req.headers.get("authorization") !== `Basic ${btoa("u:p")}`) {
+      return new Response("", { status: 401, headers: { "www-authenticate": 'Basic realm="t"' } });
+    }
+    if (u.pathname === "/v2/") return new Response("{}");
+    if (u.pathname.includes("/manifests/")) {
+      return new Response(image.manifest.data as Uint8Array<ArrayBuffer>, {
+        headers: { "content-type": image.manifest.mediaType },
+      });
+    }
+    const d = u.pathname.split("/").at(-1);
+    return new Response(null, {
+      status: 307,
+      headers: { location: `http://localhost:${cdnPort}/${d}` },
+    });
+  });
+  try {
+    const got = await pullImage(
+      parseReference(`127.0.0.1:${regPort}/x/app:1`),
+      isolated(dir, { credentials: { username: "u", password: "p" } }),
+      new BlobStore(`${dir}/store`),
+    );
+    assertPulled(got, image, `127.0.0.1:${regPort}/x/app:1`);
+    assert.deepEqual(seen, [null, null]); // config and layer, neither with the credentials
+  } finally {
+    await reg.shutdown();
+    await cdn.shutdown();
   }
 });
