@@ -11,8 +11,12 @@ set -eu
 # binutils, binutils-aarch64-linux-gnu: the exec trampoline's committed bytes are checked
 #   against tools/trampoline/*.S; qemu-user-static runs the aarch64 one (test/unit/trampoline_test.ts)
 # attr, libcap2-bin: getfattr/setfattr, getcap/setcap (layer unpack tests: xattrs, file caps)
+# docker-registry, skopeo: the loopback registry the image pull tests fill and pull from
+# openssl: the test CA, server certs and the token signing key
+# apache2-utils: htpasswd (bcrypt) for the registry's basic auth
 PACKAGES="busybox-static iproute2 util-linux procps python3 attr libcap2-bin"
 PACKAGES="$PACKAGES binutils binutils-aarch64-linux-gnu qemu-user-static"
+PACKAGES="$PACKAGES docker-registry skopeo openssl apache2-utils"
 
 installed() {
   status=$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) || return 1
