@@ -17,6 +17,16 @@ IMAGE is a root filesystem directory; without one, the root is a tmpfs holding t
 /usr, /bin, /sbin, /lib* and /etc read-only. See "micro run --help" for the options.
 `;
 
+/**
+ * The commands: name → the module (under commands/, one file per command group) and the
+ * function that runs it. Modules are imported only when their command runs.
+ */
+const COMMANDS: Record<string, () => Promise<(argv: string[]) => Promise<number>>> = {
+  run: async () => (await import("./commands/run.ts")).run,
+  plan: async () => (await import("./commands/run.ts")).plan,
+  profile: async () => (await import("./commands/profile.ts")).profile,
+};
+
 async function main(argv: string[]): Promise<number> {
   const cmd = argv[0];
   if (cmd === undefined || cmd === "help" || cmd === "--help" || cmd === "-h") {
@@ -28,45 +38,9 @@ async function main(argv: string[]): Promise<number> {
     console.log(`micro ${VERSION} (deno ${Deno.version.deno}, v8 ${Deno.version.v8})`);
     return 0;
   }
-  await collectGarbage();
-  if (cmd === "run" || cmd === "plan") {
-    if (argv.includes("--help") && argv.indexOf("--help") < (argv.indexOf("--") + 1 || Infinity)) {
-      const { RUN_HELP } = await import("./core/cli.ts");
-      console.log(RUN_HELP.trimEnd());
-      return 0;
-    }
-    const run = await import("./core/run.ts");
-    return cmd === "run" ? await run.runCommand(argv) : run.planCommand(argv);
-  }
-  if (cmd === "profile") {
-    const { listProfiles, loadYaml, showProfile } = await import("./core/profile.ts");
-    const { PLUGINS } = await import("./plugins/mod.ts");
-    if (argv[1] === "list") {
-      const all = listProfiles();
-      const w = Math.max(...all.map((p) => p.name.length));
-      for (const p of all) console.log(`${p.name.padEnd(w)}  ${p.description}`);
-      return 0;
-    }
-    if (argv[1] === "show" && argv.length > 2) {
-      await loadYaml();
-      console.log(showProfile(argv.slice(2), PLUGINS).trimEnd());
-      return 0;
-    }
-    throw new MicroError(`usage: micro profile list | micro profile show NAME|PATH...`);
-  }
-  throw new MicroError(`unknown command "${cmd}"`, { hint: 'see "micro --help"' });
-}
-
-/** Every command first cleans what killed runs left in the state root (DESIGN.md §7). */
-async function collectGarbage(): Promise<void> {
-  const { gc, stateRoot } = await import("./core/state.ts");
-  const { openLibc } = await import("./core/sys/libc.ts");
-  const uid = Deno.uid() ?? 0;
-  gc(stateRoot(uid), uid, (pid) => {
-    try {
-      Deno.kill(pid, "SIGKILL");
-    } catch { /* already gone */ }
-  }, openLibc);
+  const load = Object.hasOwn(COMMANDS, cmd) ? COMMANDS[cmd] : undefined;
+  if (!load) throw new MicroError(`unknown command "${cmd}"`, { hint: 'see "micro --help"' });
+  return await (await load())(argv);
 }
 
 let code: number;
