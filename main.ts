@@ -3,6 +3,7 @@
  * command runs, so `micro version` and `micro --help` stay cheap.
  */
 import { EXIT_MICRO, MicroError, MicroErrors } from "./core/errors.ts";
+import { RunSignals } from "./core/signals.ts";
 
 const HELP = `micro: a Linux container runtime
 
@@ -28,6 +29,8 @@ async function main(argv: string[]): Promise<number> {
     console.log(`micro ${VERSION} (deno ${Deno.version.deno}, v8 ${Deno.version.v8})`);
     return 0;
   }
+  // A run listens to signals before it creates anything (core/signals.ts says what each does).
+  const signals = cmd === "run" ? new RunSignals() : undefined;
   await collectGarbage();
   if (cmd === "run" || cmd === "plan") {
     if (argv.includes("--help") && argv.indexOf("--help") < (argv.indexOf("--") + 1 || Infinity)) {
@@ -36,7 +39,7 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     const run = await import("./core/run.ts");
-    return cmd === "run" ? await run.runCommand(argv) : run.planCommand(argv);
+    return signals ? await run.runCommand(argv, signals) : run.planCommand(argv);
   }
   if (cmd === "profile") {
     const { listProfiles, loadYaml, showProfile } = await import("./core/profile.ts");

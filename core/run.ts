@@ -4,7 +4,8 @@
  */
 import { parseRun, type Request } from "./cli.ts";
 import { runChecks } from "./checks.ts";
-import { execute } from "./engine/mod.ts";
+import { execute, stoppedError } from "./engine/mod.ts";
+import type { RunSignals } from "./signals.ts";
 import { MicroError, MicroErrors } from "./errors.ts";
 import { probeHost } from "./host.ts";
 import { createMountPoints, resolveTargets } from "./engine/resolve.ts";
@@ -84,8 +85,10 @@ export async function planCommand(argv: string[]): Promise<number> {
   return 0;
 }
 
-export async function runCommand(argv: string[]): Promise<number> {
+export async function runCommand(argv: string[], signals: RunSignals): Promise<number> {
   const p = await prepare(argv);
+  // A signal that came during the checks stops the run before anything exists.
+  if (signals.stopSignal) throw stoppedError(signals.stopSignal);
   const uid = Deno.uid() ?? 0;
   for (const o of p.ops) {
     if (o.kind === "skipped" && o.plugin === "cgroups" && p.spec.micro.cgroupLimits) {
@@ -129,7 +132,8 @@ export async function runCommand(argv: string[]): Promise<number> {
     const result = await execute(resolved.ops, {
       rootPath: `${dir}/root`,
       terminal: p.req.terminal,
-      stdin: p.req.stdin || p.req.terminal,
+      stdin: p.req.stdin,
+      signals,
       onChild(pid) {
         state.containerPid = pid;
         state.containerStartTime = processStartTime(pid);

@@ -92,8 +92,11 @@ export interface ChildContext {
   syncWrite: number;
   /** The child's end of the report socket (SOCK_SEQPACKET, close-on-exec). */
   report: number;
-  /** An fd on /dev/null to use as stdin when stdin is not passed, or -1. */
-  devNull: number;
+  /**
+   * The fds that become the command's 0, 1 and 2 (pipes micro relays, or /dev/null), so
+   * that no fd of the host's reaches it; a terminal replaces all three later.
+   */
+  stdio: readonly [number, number, number];
 }
 
 const MS: Record<MountFlag, number> = {
@@ -241,9 +244,13 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
     return n < 0 ? n : 0;
   });
   step(engine("setsid"), () => sys.setsid());
-  if (ctx.devNull >= 0) {
-    step(engine("stdin", { path: "/dev/null" }), () => sys.dup3(ctx.devNull, 0, 0));
-  }
+  const [in0, out1, err2] = ctx.stdio;
+  step(engine("stdio"), () => {
+    let rc = sys.dup3(in0, 0, 0);
+    if (rc >= 0) rc = sys.dup3(out1, 1, 0);
+    if (rc >= 0) rc = sys.dup3(err2, 2, 0);
+    return rc < 0 ? rc : 0;
+  });
 
   for (const o of ops) {
     const i: StepInfo = { phase: o.phase, plugin: o.plugin, kind: o.kind, paths: {} };

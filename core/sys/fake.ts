@@ -476,6 +476,16 @@ export class RecordingSys implements Sys {
     return Promise.resolve({ n, fd });
   }
 
+  writeAsync(fd: number, buf: Uint8Array, len: number) {
+    const bytes = Array.from(buf.subarray(0, len));
+    return Promise.resolve(this.record("writeAsync", [fd, len], () => {
+      const all = this.writes.get(fd) ?? [];
+      all.push(...bytes);
+      this.writes.set(fd, all);
+      return len;
+    }));
+  }
+
   /** Copies the next scripted chunk for `fd` into `buf`; undefined when none is left. */
   private take(fd: number, buf: Uint8Array, len: number): number | undefined {
     const chunk = this.reads.get(fd)?.shift();

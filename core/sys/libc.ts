@@ -384,6 +384,7 @@ export function openLibc(): Sys {
       const withFd = n > 0 && m.words[MSG_CONTROLLEN / 4] >= 20 && m.words[MSG_CMSG / 4 + 3] === 1;
       return { n, fd: withFd ? m.words[MSG_CMSG / 4 + 4] : -1 };
     },
+    writeAsync: (fd, buf, len) => retryAsync(() => lib.ibi_async(nr.write, fd, buf, len), 32),
   };
   return sys;
 }

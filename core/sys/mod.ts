@@ -112,6 +112,11 @@ export interface Sys {
   sendRecord(sock: number, record: Int32Array, fd: number): number;
   /** Receives one record off the main thread: its length (0 at EOF) and any fd passed. */
   recvRecord(sock: number, record: Int32Array): Promise<{ n: number; fd: number }>;
+  /**
+   * A blocking write off the main thread (to a pipe or terminal the container or the user
+   * may never drain): its length, or -errno (EPIPE for any failure: errno is not readable).
+   */
+  writeAsync(fd: number, buf: Uint8Array, len: number): Promise<number>;
 }
 
 /** Flag values shared by the real and the fake Sys (x86_64 and aarch64 agree on these). */
@@ -179,6 +184,8 @@ export const C = {
   LOCK_EX: 2,
   LOCK_NB: 4,
   LOCK_UN: 8,
+  TCGETS: 0x5401,
+  FIONREAD: 0x541b,
 } as const;
 
 export const RLIMITS: Record<string, number> = {

@@ -29,7 +29,7 @@ function context(over: Partial<ChildContext> = {}): ChildContext {
     syncRead: 50,
     syncWrite: 51,
     report: REPORT_FD,
-    devNull: 54,
+    stdio: [54, 55, 56],
     ...over,
   };
 }
@@ -73,6 +73,8 @@ const PROLOGUE = [
   "close(50)",
   "setsid()",
   "dup3(54, 0, 0x0)",
+  "dup3(55, 1, 0x0)",
+  "dup3(56, 2, 0x0)",
 ];
 const exitWithReport = (step: number, errno: number) => [
   `sendRecord(${REPORT_FD}, [${step},${errno}], -1)`,
@@ -130,13 +132,15 @@ Deno.test("compileChild makes no calls; runChild runs every phase's steps in ord
   assert.throws(() => runChild(prog, REPORT_FD, sys), FakeExit);
 
   assert.deepEqual(sys.format({ results: true }), [
-    // Prologue: die with the parent, wait for the attach phase, own session, stdin.
+    // Prologue: die with the parent, wait for the attach phase, own session, stdio.
     "prctl(1, 9, 0, 0, 0) = 0",
     "close(51) = 0",
     "read(50, 1) = 1",
     "close(50) = 0",
     "setsid() = 4241",
     "dup3(54, 0, 0x0) = 0",
+    "dup3(55, 1, 0x0) = 1",
+    "dup3(56, 2, 0x0) = 2",
     // userns-root
     "setresgid(0, 0, 0) = 0",
     "setresuid(0, 0, 0) = 0",
@@ -239,7 +243,7 @@ Deno.test("calls() records decoded arguments and summarized buffers", () => {
   ], sys);
   assert.ok(end instanceof FakeExit);
   const calls = sys.calls();
-  assert.deepEqual(calls[6], {
+  assert.deepEqual(calls[8], {
     call: "mount",
     args: ["tmpfs", ROOT, "tmpfs", C.MS_NOSUID | C.MS_NODEV, "mode=0755"],
   });
@@ -264,9 +268,9 @@ Deno.test("console opens the container's ptmx, makes the peer stdio and sends th
       execve(["/bin/sh"]),
     ],
     sys,
-    context({ devNull: -1 }),
+    context({ stdio: [54, 54, 54] }),
   );
-  assert.deepEqual(sys.format({ results: true }).slice(10, 20), [
+  assert.deepEqual(sys.format({ results: true }).slice(13, 23), [
     'open("/dev/ptmx", 0x80102, 0) = 3',
     "ioctlBuf(3, 0x40045431) = 0",
     "ioctl(3, 0x5441, 0x102) = 9",
@@ -294,16 +298,26 @@ Deno.test("console planned before pivot-root throws at compile time", () => {
   );
 });
 
-Deno.test("with stdin passed and no terminal, stdio is left alone", () => {
+Deno.test("stdio: the given fds become 0, 1 and 2, so no host fd reaches the command", () => {
   const sys = new RecordingSys().execSucceeds();
-  runToEnd([execve(["/bin/sh"])], sys, context({ devNull: -1 }));
-  assert.deepEqual(sys.names().slice(4), [
-    "setsid",
-    "closeRange",
-    "resetSignals",
-    "sendRecord",
-    "execve",
+  runToEnd([execve(["/bin/sh"])], sys, context({ stdio: [60, 61, 62] }));
+  assert.deepEqual(sys.format().slice(4, 9), [
+    "setsid()",
+    "dup3(60, 0, 0x0)",
+    "dup3(61, 1, 0x0)",
+    "dup3(62, 2, 0x0)",
+    "closeRange(3, 0x7fffffff, 0x4)",
   ]);
+});
+
+Deno.test("stdio: a failing dup3 is reported as the engine's stdio step", () => {
+  const sys = new RecordingSys().failOn("dup3", (a) => a[1] === 1, 9);
+  const { prog, end } = runToEnd([execve(["/bin/sh"])], sys);
+  assert.ok(end instanceof FakeExit);
+  const [step, errno] = sys.sent(REPORT_FD)[0].record;
+  assert.equal(prog.info[step].kind, "stdio");
+  assert.equal(errno, 9);
+  assert.ok(!sys.names().includes("execve"));
 });
 
 Deno.test("EOF on the sync pipe (the parent died) exits without a report", () => {
@@ -798,7 +812,7 @@ Deno.test("a real plan compiles into the expected child steps, phase by phase", 
     "rootfs engine prctl(PR_SET_PDEATHSIG) ",
     "rootfs engine sync ",
     "rootfs engine setsid ",
-    "rootfs engine stdin ",
+    "rootfs engine stdio ",
     "rootfs user userns-root ",
     "rootfs mount make-private ",
     "rootfs mount bind-root /run/micro/c1/root",

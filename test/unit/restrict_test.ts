@@ -26,15 +26,24 @@ import { seccomp } from "../../plugins/seccomp.ts";
 
 const REPORT_FD = 53;
 
-/** No /dev/null stdin: the prologue is prctl, sync (close, read, close) and setsid. */
+/** The prologue is prctl, sync (close, read, close), setsid and stdio (three dup3). */
 const CTX: ChildContext = {
   rootPath: "/run/micro/c1/root",
   syncRead: 50,
   syncWrite: 51,
   report: REPORT_FD,
-  devNull: -1,
+  stdio: [54, 55, 56],
 };
-const PROLOGUE = ["prctl(1, 9, 0, 0, 0)", "close(51)", "read(50, 1)", "close(50)", "setsid()"];
+const PROLOGUE = [
+  "prctl(1, 9, 0, 0, 0)",
+  "close(51)",
+  "read(50, 1)",
+  "close(50)",
+  "setsid()",
+  "dup3(54, 0, 0x0)",
+  "dup3(55, 1, 0x0)",
+  "dup3(56, 2, 0x0)",
+];
 const DONE = [`sendRecord(${REPORT_FD}, [-1,0], -1)`, "exit(1)"];
 const failed = (step: number, errno: number) => [
   `sendRecord(${REPORT_FD}, [${step},${errno}], -1)`,
@@ -181,7 +190,7 @@ Deno.test("capabilities: EPERM from capset is reported as the step's errno", () 
   const first = new RecordingSys().failOn("capset", 1);
   const prog = runOps([capsOp({ bounding: CAPS.slice() })], first);
   const step = prog.info.findIndex((s) => s.kind === "capabilities");
-  assert.equal(step, PROLOGUE.length - 2, "prctl, sync, setsid, then capabilities");
+  assert.equal(step, 4, "prctl, sync, setsid, stdio, then capabilities");
   assert.deepEqual(afterPrologue(first), [
     "capget()",
     'capset(["0xffffffff","0x1ff","0xffffffff","0x1ff","0x0","0x0"])',
@@ -202,13 +211,13 @@ Deno.test("capabilities: EPERM from capset is reported as the step's errno", () 
 Deno.test("capabilities: a failing capget or ambient raise is reported", () => {
   const get = new RecordingSys().failOn("capget", 1);
   runOps([capsOp()], get);
-  assert.deepEqual(afterPrologue(get), ["capget()", ...failed(3, 1)]);
+  assert.deepEqual(afterPrologue(get), ["capget()", ...failed(4, 1)]);
 
   const raise = new RecordingSys()
     .failOn("prctl", (a) => a[0] === C.PR_CAP_AMBIENT && a[1] === C.PR_CAP_AMBIENT_RAISE, 1);
   runOps([capsOp({ ambient: ["CAP_KILL", "CAP_CHOWN"] })], raise);
   const tail = afterPrologue(raise).slice(-4);
-  assert.deepEqual(tail, ["prctl(47, 4, 0, 0, 0)", "prctl(47, 2, 5, 0, 0)", ...failed(3, 1)]);
+  assert.deepEqual(tail, ["prctl(47, 4, 0, 0, 0)", "prctl(47, 2, 5, 0, 0)", ...failed(4, 1)]);
 });
 
 // --- keepcaps around setresuid ----------------------------------------------------------
@@ -224,7 +233,7 @@ Deno.test("setresuid is wrapped in PR_SET_KEEPCAPS only when a capabilities op e
     "prctl(1, 9, 0, 0, 0)",
     "capget()",
   ]);
-  assert.deepEqual(prog.info.slice(3, 8).map((i) => `${i.plugin} ${i.kind}`), [
+  assert.deepEqual(prog.info.slice(4, 9).map((i) => `${i.plugin} ${i.kind}`), [
     "engine prctl(PR_SET_KEEPCAPS)",
     "process setresuid",
     "engine prctl(PR_SET_KEEPCAPS)",
@@ -531,7 +540,12 @@ Deno.test("a skipped op compiles to no step", () => {
   const prog = runOps([
     op("restrict", "lsm", "skipped", { what: "apparmor", reason: "not enabled (optional)" }),
   ], sys);
-  assert.deepEqual(prog.info.map((i) => i.kind), ["prctl(PR_SET_PDEATHSIG)", "sync", "setsid"]);
+  assert.deepEqual(prog.info.map((i) => i.kind), [
+    "prctl(PR_SET_PDEATHSIG)",
+    "sync",
+    "setsid",
+    "stdio",
+  ]);
   assert.deepEqual(afterPrologue(sys), DONE);
 });
 
