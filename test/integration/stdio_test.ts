@@ -147,15 +147,22 @@ microTest(
 microTest(
   "without -t, stdout and stderr are pipes; stdin is a pipe with -i, else /dev/null",
   async () => {
-    const probe = "for i in 0 1 2; do readlink /proc/self/fd/$i; done";
-    const plain = ok(await run(["run", IMAGE, "sh", "-c", probe])).trim().split("\n");
-    assert.equal(plain[0], "/dev/null");
-    assert.match(plain[1], /^pipe:\[\d+\]$/);
-    assert.match(plain[2], /^pipe:\[\d+\]$/);
-    assert.notEqual(plain[1], plain[2]);
-    const inter = ok(await run(["run", "-i", IMAGE, "sh", "-c", probe], { stdin: "" }))
-      .trim().split("\n");
-    for (const l of inter) assert.match(l, /^pipe:\[\d+\]$/);
+    await withTempDir(async (dir) => {
+      // micro's own stdout and stderr are files: the container must see pipes, not them.
+      const probe = "for i in 0 1 2; do readlink /proc/self/fd/$i; done";
+      for (const [opt, stdin] of [["", "/dev/null"], ["-i", "pipe"]]) {
+        const r = await host(
+          `echo x | $M run ${opt} "$IMAGE" sh -c '${probe}' > ${dir}/out 2> ${dir}/err`,
+        );
+        assert.equal(r.code, 0, show(r));
+        const [fd0, fd1, fd2] = Deno.readTextFileSync(`${dir}/out`).trim().split("\n");
+        if (stdin === "pipe") assert.match(fd0, /^pipe:\[\d+\]$/);
+        else assert.equal(fd0, "/dev/null");
+        assert.match(fd1, /^pipe:\[\d+\]$/, `fd 1 with ${opt || "no -i"}: ${fd1}`);
+        assert.match(fd2, /^pipe:\[\d+\]$/, `fd 2 with ${opt || "no -i"}: ${fd2}`);
+        assert.notEqual(fd1, fd2);
+      }
+    });
   },
 );
 
@@ -279,16 +286,13 @@ microTest("SIGTERM at any early moment leaves nothing behind and exits 143", asy
       }).spawn();
       await sleep(ms);
       child.kill("SIGTERM");
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const killer = new Promise<void>((r) =>
-        timer = setTimeout(() => {
-          try {
-            child.kill("SIGKILL");
-          } catch { /* gone */ }
-          r();
-        }, 10_000)
-      );
-      const out = await Promise.race([child.output(), killer.then(() => child.output())]);
+      const output = child.output();
+      const timer = setTimeout(() => {
+        try {
+          child.kill("SIGKILL");
+        } catch { /* gone */ }
+      }, 10_000);
+      const out = await output;
       clearTimeout(timer);
       const what = out.signal ? `signal ${out.signal}` : `code ${out.code}`;
       seen.push(`${ms}ms: ${what}`);

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { compileChild, CONSOLE_RECORD, READY_RECORD } from "../../core/engine/child.ts";
 import { cloneFlags, decodeStatus, execute } from "../../core/engine/mod.ts";
 import { MicroError } from "../../core/errors.ts";
+import { RunSignals } from "../../core/signals.ts";
 import { CHILD_PHASES, type Op, op } from "../../core/ops.ts";
 import { buildSpec, planRun, type Sections } from "../../core/plan.ts";
 import type { HostInfo } from "../../core/plugin.ts";
@@ -622,4 +623,72 @@ Deno.test("execute: an id-map write the kernel refuses is EPERM, with the rootle
     ...rest(3),
     `waitpid(${Deno.pid})`,
   ]);
+});
+
+// ---- Signals before the command runs -----------------------------------------------------
+
+Deno.test("execute: TERM before the start stops the run: nothing is cloned, exit 143", async () => {
+  const signals = new RunSignals();
+  try {
+    signals.deliver(15);
+    const sys = new RecordingSys();
+    const e = await failure(execute(PLAN, { ...OPTS, signals }, sys));
+    assert.equal(e.exitCode, 143);
+    assert.equal(e.line(), "stopped by SIGTERM before the command started");
+    assert.deepEqual(sys.calls(), []);
+  } finally {
+    signals.remove();
+  }
+});
+
+Deno.test("execute: TERM while the child starts kills it; no retry; every fd closed", async () => {
+  const signals = new RunSignals();
+  try {
+    // The signal arrives while micro waits for the child's report; the child then dies.
+    const sys = new RecordingSys({ waitStatus: 9 }).returns(
+      "recvRecord",
+      () => {
+        signals.deliver(15);
+        return true;
+      },
+      0,
+      1,
+    );
+    const e = await failure(execute(PLAN, { ...OPTS, signals }, sys));
+    assert.equal(e.exitCode, 143);
+    assert.deepEqual(sys.format().slice(SETUP.length + RELEASE.length), [
+      "recvRecord(5)",
+      "kill(4242, 9)",
+      ...rest(3),
+      "waitpid(4242)",
+    ]);
+    assert.equal(sys.names().filter((n) => n === "clone").length, 1);
+    assert.deepEqual(openedAndClosed(sys), { opened: fdRange(3, 12), closed: fdRange(3, 12) });
+  } finally {
+    signals.remove();
+  }
+});
+
+Deno.test("execute: TERM as the command execs: it is killed and reaped, exit 143", async () => {
+  const signals = new RunSignals();
+  try {
+    const sys = new RecordingSys({ waitStatus: 9 }).scriptRecv(5, READY);
+    sys.returns("recvRecord", () => {
+      if (sys.names().filter((n) => n === "recvRecord").length === 2) signals.deliver(15);
+      return false;
+    }, 0);
+    const e = await failure(execute(PLAN, { ...OPTS, signals }, sys));
+    assert.equal(e.exitCode, 143);
+    assert.deepEqual(sys.format().slice(SETUP.length + RELEASE.length), [
+      "recvRecord(5)",
+      "recvRecord(5)",
+      "kill(4242, 9)",
+      "close(5)",
+      "close(8)",
+      "close(10)",
+      "waitpid(4242)",
+    ]);
+  } finally {
+    signals.remove();
+  }
 });
