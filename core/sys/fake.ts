@@ -486,6 +486,10 @@ export class RecordingSys implements Sys {
     }));
   }
 
+  pollNow(fd: number, events: number) {
+    return this.record("pollNow", [fd, events], () => 0);
+  }
+
   /** Copies the next scripted chunk for `fd` into `buf`; undefined when none is left. */
   private take(fd: number, buf: Uint8Array, len: number): number | undefined {
     const chunk = this.reads.get(fd)?.shift();

@@ -59,6 +59,7 @@ const NR = {
     rt_sigprocmask: 14,
     close_range: 436,
     openat2: 437,
+    ppoll: 271,
   },
   aarch64: {
     bpf: 280,
@@ -109,6 +110,7 @@ const NR = {
     rt_sigprocmask: 135,
     close_range: 436,
     openat2: 437,
+    ppoll: 73,
   },
 } as const;
 
@@ -212,6 +214,10 @@ export function openLibc(): Sys {
   const rulesetBytes = new Uint8Array(ruleset.buffer);
   const beneath = new Uint8Array(16); // packed {u64 allowed_access; s32 parent_fd}
   const beneathView = new DataView(beneath.buffer);
+  // Larger than V8's on-heap limit for typed arrays, so their addresses do not move.
+  const pollBuf = new Uint8Array(128);
+  const pollView = new DataView(pollBuf.buffer);
+  const zeroTime = new Uint8Array(128);
 
   const sys: Sys = {
     arch,
@@ -385,6 +391,16 @@ export function openLibc(): Sys {
       return { n, fd: withFd ? m.words[MSG_CMSG / 4 + 4] : -1 };
     },
     writeAsync: (fd, buf, len) => retryAsync(() => lib.ibi_async(nr.write, fd, buf, len), 32),
+    pollNow(fd, events) {
+      // struct pollfd {int fd; short events, revents} and a zero timespec, passed as
+      // addresses through the all-numbers signature (no extra binding at start-up).
+      pollView.setInt32(0, fd, true);
+      pollView.setInt16(4, events, true);
+      pollView.setInt16(6, 0, true);
+      const at = (b: Uint8Array) => Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(b)));
+      const rc = r(lib.i(nr.ppoll, at(pollBuf), 1, at(zeroTime), 0, 0));
+      return rc < 0 ? rc : pollView.getUint16(6, true);
+    },
   };
   return sys;
 }

@@ -117,6 +117,8 @@ export interface Sys {
    * may never drain): its length, or -errno (EPIPE for any failure: errno is not readable).
    */
   writeAsync(fd: number, buf: Uint8Array, len: number): Promise<number>;
+  /** ppoll(2) of one fd with a zero timeout: the revents (0 when none), or -errno. */
+  pollNow(fd: number, events: number): number;
 }
 
 /** Flag values shared by the real and the fake Sys (x86_64 and aarch64 agree on these). */
@@ -186,6 +188,8 @@ export const C = {
   LOCK_UN: 8,
   TCGETS: 0x5401,
   FIONREAD: 0x541b,
+  POLLIN: 1,
+  POLLHUP: 0x10,
 } as const;
 
 export const RLIMITS: Record<string, number> = {

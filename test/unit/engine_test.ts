@@ -74,13 +74,18 @@ const PER_START = 9;
 const SETUP = setup(3);
 /** A failed start closes the parent's report socket end and its pipe ends. */
 const rest = (fd: number) => [`close(${fd + 2})`, `close(${fd + 5})`, `close(${fd + 7})`];
-/** The relays read stdout and stderr (EOF at once here), init is reaped, the pipes closed. */
+/**
+ * The relays read stdout and stderr (EOF at once here), init is reaped, what is left in each
+ * pipe and whether a writer remains is looked at (the drain), the pipes are closed.
+ */
 const SUPERVISE = [
   "readAsync(8, 65536)",
   "readAsync(10, 65536)",
   "waitpid(4242)",
   "ioctlBuf(8, 0x541b)",
+  "pollNow(8, 1)",
   "ioctlBuf(10, 0x541b)",
+  "pollNow(10, 1)",
   "close(8)",
   "close(10)",
 ];
