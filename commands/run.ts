@@ -1,15 +1,21 @@
 /** `micro run` and `micro plan`: the run pipeline is in core/run.ts. */
 import { gcState } from "./_gc.ts";
+import { RunSignals } from "../core/signals.ts";
 
 function wantsHelp(argv: string[]): boolean {
   return argv.includes("--help") && argv.indexOf("--help") < (argv.indexOf("--") + 1 || Infinity);
 }
 
 export async function run(argv: string[]): Promise<number> {
-  if (wantsHelp(argv)) return await help();
+  // A run listens to signals before it creates anything (core/signals.ts says what each does).
+  const signals = new RunSignals();
+  if (wantsHelp(argv)) {
+    signals.remove();
+    return await help();
+  }
   await gcState();
   const { runCommand } = await import("../core/run.ts");
-  return await runCommand(argv);
+  return await runCommand(argv, signals);
 }
 
 export async function plan(argv: string[]): Promise<number> {

@@ -4,7 +4,8 @@
  */
 import { parseRun, type Request } from "./cli.ts";
 import { runChecks } from "./checks.ts";
-import { execute } from "./engine/mod.ts";
+import { execute, stoppedError } from "./engine/mod.ts";
+import type { RunSignals } from "./signals.ts";
 import { MicroError, MicroErrors } from "./errors.ts";
 import { probeHost } from "./host.ts";
 import { resolveTargets } from "./engine/resolve.ts";
@@ -86,8 +87,10 @@ export async function planCommand(argv: string[]): Promise<number> {
   return 0;
 }
 
-export async function runCommand(argv: string[]): Promise<number> {
+export async function runCommand(argv: string[], signals: RunSignals): Promise<number> {
   const p = await prepare(argv);
+  // A signal that came during the checks stops the run before anything exists.
+  if (signals.stopSignal) throw stoppedError(signals.stopSignal);
   const uid = Deno.uid() ?? 0;
   for (const o of p.ops) {
     if (o.kind === "skipped" && o.plugin === "cgroups" && p.spec.micro.cgroupLimits) {
@@ -155,7 +158,8 @@ export async function runCommand(argv: string[]): Promise<number> {
       imageFd: tree,
       imageId: image ? { dev: image.dev, ino: image.ino } : undefined,
       terminal: p.req.terminal,
-      stdin: p.req.stdin || p.req.terminal,
+      stdin: p.req.stdin,
+      signals,
       onChild(pid) {
         // This write also makes durable which cgroups the run created (marked in
         // state.cgroups by the engine), before the child joins them: a later gc kills

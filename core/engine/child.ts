@@ -138,8 +138,11 @@ export interface ChildContext {
   syncWrite: number;
   /** The child's end of the report socket (SOCK_SEQPACKET, close-on-exec). */
   report: number;
-  /** An fd on /dev/null to use as stdin when stdin is not passed, or -1. */
-  devNull: number;
+  /**
+   * The fds that become the command's 0, 1 and 2 (pipes micro relays, or /dev/null), so
+   * that no fd of the host's reaches it; a terminal replaces all three later.
+   */
+  stdio: readonly [number, number, number];
   /**
    * A detached copy of the image (open_tree of the fd the parent opened once), or -1: no
    * image, or a rootless parent, which binds the image by name and checks it is `imageId`.
@@ -537,9 +540,13 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
   // are written, only CAP_SYS_PTRACE may open it (or its mem) from another container.
   step(engine("prctl(PR_SET_DUMPABLE)"), () => sys.prctl(C.PR_SET_DUMPABLE, 0, 0, 0, 0));
   step(engine("setsid"), () => sys.setsid());
-  if (ctx.devNull >= 0) {
-    step(engine("stdin", { path: "/dev/null" }), () => sys.dup3(ctx.devNull, 0, 0));
-  }
+  const [in0, out1, err2] = ctx.stdio;
+  step(engine("stdio"), () => {
+    let rc = sys.dup3(in0, 0, 0);
+    if (rc >= 0) rc = sys.dup3(out1, 1, 0);
+    if (rc >= 0) rc = sys.dup3(err2, 2, 0);
+    return rc < 0 ? rc : 0;
+  });
   // What the child keeps moves to its fixed number; every other inherited fd above 2 is
   // closed, the unused fixed numbers included.
   const keep = [[ctx.report, FD_REPORT], [imageFd, FD_IMAGE], [ctx.exe, FD_EXE]];

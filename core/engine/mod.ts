@@ -13,6 +13,7 @@ import {
   MicroError,
 } from "../errors.ts";
 import { CHILD_PHASES, type Op } from "../ops.ts";
+import { RunSignals, signalName } from "../signals.ts";
 import { C, cstr, type Sys } from "../sys/mod.ts";
 import type { RecordedCgroup } from "../cgroups/fs.ts";
 import { ParentOps } from "./parent.ts";
@@ -28,6 +29,7 @@ import {
   type StepInfo,
 } from "./child.ts";
 import { TRAMPOLINE } from "./trampoline.ts";
+import { copyWindowSize, Relays, type StdioEnds } from "./stdio.ts";
 
 export interface EngineOptions {
   /** Host directory the new root is staged on. */
@@ -36,7 +38,10 @@ export interface EngineOptions {
   imageFd?: number;
   imageId?: { dev: number; ino: number };
   terminal: boolean;
+  /** Relay micro's stdin to the command (-i); otherwise its stdin is /dev/null. */
   stdin: boolean;
+  /** Signals, listened to since the run began; made here when not given. */
+  signals?: RunSignals;
   /** Called once the child exists, before it is released (to record it in the state). */
   onChild?: (pid: number) => void;
   /** Called with every cgroup directory before the first is created (for the state). */
@@ -52,25 +57,6 @@ export interface RunResult {
   /** The memory limit, when the OOM killer killed in the container's cgroup. */
   oomKilled?: number;
 }
-
-export const FORWARDED_SIGNALS: Deno.Signal[] = [
-  "SIGINT",
-  "SIGTERM",
-  "SIGHUP",
-  "SIGQUIT",
-  "SIGUSR1",
-  "SIGUSR2",
-  "SIGWINCH",
-];
-const SIGNUM: Record<string, number> = {
-  SIGHUP: 1,
-  SIGINT: 2,
-  SIGQUIT: 3,
-  SIGUSR1: 10,
-  SIGUSR2: 12,
-  SIGTERM: 15,
-  SIGWINCH: 28,
-};
 
 const DEV_NULL = cstr("/dev/null");
 const ONE = new Uint8Array([1]);
@@ -159,6 +145,13 @@ export function sealedTrampoline(sys: Sys): number {
 /** The child died of a signal before it reached execve: nothing outside it exists yet. */
 class FailedStart extends Error {}
 
+/** A stopping signal arrived before the command ran: exit 128+N once cleaned up. */
+export function stoppedError(n: number): MicroError {
+  return new MicroError(`stopped by ${signalName(n)} before the command started`, {
+    exitCode: 128 + n,
+  });
+}
+
 /**
  * Runs the plan and returns when the container has exited. Throws MicroError when it
  * could not start; the caller owns state and cleanup. A child that dies of a signal before
@@ -168,24 +161,42 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
   const flags = cloneFlags(plan) | C.SIGCHLD;
   const childOps = plan.filter((o) => CHILD_PHASES.includes(o.phase));
   const parent = new ParentOps(plan, sys, { onCreate: opts.onCgroups });
-  // Listening from the start: a signal during set-up must not kill micro halfway; it is
-  // held and delivered once the command runs.
-  const signals = new Forwarder(sys);
+  const signals = opts.signals ?? new RunSignals();
+  const stopIfSignalled = () => {
+    if (signals.stopSignal) throw stoppedError(signals.stopSignal);
+  };
   let watchdog: Watchdog | null = null;
   try {
+    stopIfSignalled();
     parent.prepare();
     // PDEATHSIG is only a request the container can clear: with a cgroup of its own, a
     // watchdog kills it when micro dies.
     const targets = parent.killTargets();
     if (targets.length) watchdog = Watchdog.prepare(targets, sys);
     for (let attempt = 0;; attempt++) {
+      stopIfSignalled();
       try {
-        const { pid, master } = await start(plan, childOps, flags, opts, sys, parent, watchdog);
-        signals.attach(pid, master);
-        const result = await supervise(pid, master, sys);
+        const { pid, ends } = await start(
+          plan,
+          childOps,
+          flags,
+          opts,
+          sys,
+          parent,
+          signals,
+          watchdog,
+        );
+        if (signals.stopSignal) {
+          // Killed as it started: reap it, and nothing of the run is left.
+          for (const fd of Object.values(ends)) if (fd >= 0) sys.close(fd);
+          await sys.waitpid(pid);
+          stopIfSignalled();
+        }
+        const result = await supervise(pid, ends, opts, signals, sys);
         const oom = parent.oomKilled();
         return oom === undefined ? result : { ...result, oomKilled: oom };
       } catch (e) {
+        stopIfSignalled();
         if (!(e instanceof FailedStart) || attempt > 0) {
           if (e instanceof FailedStart) {
             throw new MicroError(e.message, { phase: "clone", plugin: "engine" });
@@ -195,48 +206,9 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
       }
     }
   } finally {
-    signals.remove();
+    if (!opts.signals) signals.remove();
     for (const p of parent.cleanup()) opts.onCleanupProblem?.(p);
     watchdog?.dismiss(sys);
-  }
-}
-
-/**
- * Forwards INT, TERM, HUP, QUIT, USR1, USR2 and WINCH to the container's init; with a
- * terminal, WINCH resizes the pty instead (the kernel then signals the foreground group).
- */
-class Forwarder {
-  private pid = 0;
-  private master = -1;
-  private readonly pending: number[] = [];
-  private readonly handlers: [Deno.Signal, () => void][] = [];
-
-  constructor(private readonly sys: Sys) {
-    for (const s of FORWARDED_SIGNALS) {
-      const h = () => this.deliver(s);
-      try {
-        Deno.addSignalListener(s, h);
-        this.handlers.push([s, h]);
-      } catch { /* a signal Deno will not watch: leave it */ }
-    }
-  }
-
-  private deliver(s: Deno.Signal): void {
-    if (s === "SIGWINCH" && this.master >= 0) copyWindowSize(this.sys, this.master);
-    else if (this.pid > 0) this.sys.kill(this.pid, SIGNUM[s]);
-    else this.pending.push(SIGNUM[s]);
-  }
-
-  /** The command runs: signals go to it now, those held first. */
-  attach(pid: number, master: number): void {
-    this.pid = pid;
-    this.master = master;
-    for (const n of this.pending.splice(0)) this.sys.kill(pid, n);
-  }
-
-  remove(): void {
-    for (const [s, h] of this.handlers) Deno.removeSignalListener(s, h);
-    this.handlers.length = 0;
   }
 }
 
@@ -248,26 +220,38 @@ async function start(
   opts: EngineOptions,
   sys: Sys,
   parent: ParentOps,
+  signals: RunSignals,
   watchdog: Watchdog | null,
-): Promise<{ pid: number; master: number }> {
+): Promise<{ pid: number; ends: StdioEnds }> {
   const fds: number[] = [];
   const closeAll = () => {
     for (const fd of fds.splice(0)) sys.close(fd);
   };
   const sync = new Int32Array(2);
   const report = new Int32Array(2);
+  const ends: StdioEnds = { stdin: -1, stdout: -1, stderr: -1, master: -1 };
   let prog;
   try {
     check(sys.pipe2(sync, C.O_CLOEXEC), "pipe2");
     fds.push(sync[0], sync[1]);
     check(sys.socketpair(C.AF_UNIX, C.SOCK_SEQPACKET | C.SOCK_CLOEXEC, report), "socketpair");
     fds.push(report[0], report[1]);
-    let devNull = -1;
-    if (!opts.stdin && !opts.terminal) {
-      devNull = check(sys.open(DEV_NULL, C.O_RDONLY | C.O_CLOEXEC, 0), "open", {
-        path: "/dev/null",
-      });
-      fds.push(devNull);
+    const devNull = check(sys.open(DEV_NULL, C.O_RDONLY | C.O_CLOEXEC, 0), "open", {
+      path: "/dev/null",
+    });
+    fds.push(devNull);
+    // Without a terminal: pipes, as Docker (the child's ends first, micro's second).
+    const pipe = (childReads: boolean): [number, number] => {
+      const p = new Int32Array(2);
+      check(sys.pipe2(p, C.O_CLOEXEC), "pipe2");
+      fds.push(p[0], p[1]);
+      return childReads ? [p[0], p[1]] : [p[1], p[0]];
+    };
+    const stdio: [number, number, number] = [devNull, devNull, devNull];
+    if (!opts.terminal) {
+      if (opts.stdin) [stdio[0], ends.stdin] = pipe(true);
+      [stdio[1], ends.stdout] = pipe(false);
+      [stdio[2], ends.stderr] = pipe(false);
     }
     const exe = sealedTrampoline(sys);
     fds.push(exe);
@@ -276,7 +260,7 @@ async function start(
       syncRead: sync[0],
       syncWrite: sync[1],
       report: report[1],
-      devNull,
+      stdio,
       imageFd: opts.imageFd ?? -1,
       imageId: opts.imageId,
       exe,
@@ -298,9 +282,11 @@ async function start(
     watchdog.forked(guard, sys);
   }
 
-  // The parent keeps only its ends: the sync pipe's write end and the report socket.
+  // The parent keeps only its ends: the sync pipe's write end, the report socket, and its
+  // ends of the stdio pipes.
+  const mine = [sync[1], report[0], ends.stdin, ends.stdout, ends.stderr];
   for (const fd of fds.splice(0)) {
-    if (fd === sync[1] || fd === report[0]) fds.push(fd);
+    if (mine.includes(fd)) fds.push(fd);
     else sys.close(fd);
   }
   if (pid < 0) {
@@ -314,7 +300,9 @@ async function start(
       hint: hintFor("clone", -pid),
     });
   }
+  signals.child(pid, (p, n) => sys.kill(p, n));
   const abandon = async () => {
+    signals.settled();
     sys.kill(pid, C.SIGKILL);
     closeAll();
     await sys.waitpid(pid);
@@ -361,6 +349,11 @@ async function start(
       ready = true;
       continue;
     }
+    signals.settled();
+    if (got.n === 0 && ready) {
+      sys.close(report[0]);
+      return { pid, ends: { ...ends, master } };
+    }
     closeAll();
     // The trampoline's own records, only after READY and only for what it was given to do.
     const fromTrampoline = !ready || got.n !== 8
@@ -375,7 +368,6 @@ async function start(
       await sys.waitpid(pid);
       throw childError(fromTrampoline, record[1]);
     }
-    if (got.n === 0 && ready) return { pid, master };
     if (master >= 0) sys.close(master);
     if (got.n === 0) {
       // EOF without READY: the child died before execve.
@@ -435,68 +427,35 @@ function childError(step: StepInfo, errno: number): MicroError {
   });
 }
 
-function copyWindowSize(sys: Sys, master: number): void {
-  const ws = new Uint8Array(8);
-  for (const fd of [0, 1, 2]) {
-    if (sys.ioctlBuf(fd, C.TIOCGWINSZ, ws) === 0) {
-      sys.ioctlBuf(master, C.TIOCSWINSZ, ws);
-      return;
-    }
-  }
-}
-
-/** Forwards signals, relays the terminal and waits for the container's init to exit. */
+/**
+ * Relays stdio and waits for the container's init to exit; then drains its output (bounded)
+ * and restores micro's terminal, on every path.
+ */
 async function supervise(
   pid: number,
-  master: number,
+  ends: StdioEnds,
+  opts: EngineOptions,
+  signals: RunSignals,
   sys: Sys,
 ): Promise<RunResult> {
-  let relay: Promise<void> | null = null;
   let restore = () => {};
-  if (master >= 0) {
-    if (Deno.stdin.isTerminal()) {
+  let relays: Relays | null = null;
+  try {
+    if (ends.master >= 0 && opts.stdin && Deno.stdin.isTerminal()) {
       Deno.stdin.setRaw(true);
       restore = () => Deno.stdin.setRaw(false);
     }
-    relay = relayTerminal(master, sys);
-  }
-  try {
+    relays = new Relays(sys, ends, { stdin: opts.stdin });
+    const master = ends.master;
+    signals.running(master >= 0 ? () => copyWindowSize(sys, master) : null);
     const { pid: got, status } = await sys.waitpid(pid);
     if (got < 0) throw new MicroError(`waitpid ${pid}: ${errnoName(-got)}`);
-    if (relay) {
-      // Output still in the pty buffer is drained; the loop ends with EIO.
-      await Promise.race([relay, new Promise((r) => setTimeout(r, 500))]);
-    }
+    signals.draining();
+    await relays.finish(signals.stopped);
     return decodeStatus(status);
   } finally {
     restore();
-    if (master >= 0) sys.close(master);
+    if (relays) relays.close();
+    else for (const fd of Object.values(ends)) if (fd >= 0) sys.close(fd);
   }
-}
-
-/** Copies stdin to the pty master and the master to stdout until the container closes it. */
-function relayTerminal(master: number, sys: Sys): Promise<void> {
-  const input = (async () => {
-    const buf = new Uint8Array(4096);
-    for (;;) {
-      const n = await Deno.stdin.read(buf).catch(() => null);
-      if (n === null) return;
-      let off = 0;
-      while (off < n) {
-        const w = sys.write(master, buf.subarray(off, n), n - off);
-        if (w < 0) return;
-        off += w;
-      }
-    }
-  })();
-  void input;
-  return (async () => {
-    const buf = new Uint8Array(65536);
-    for (;;) {
-      const n = await sys.readAsync(master, buf, buf.length);
-      if (n <= 0) return;
-      let off = 0;
-      while (off < n) off += Deno.stdout.writeSync(buf.subarray(off, n));
-    }
-  })();
 }

@@ -625,6 +625,20 @@ export class RecordingSys implements Sys {
     );
   }
 
+  writeAsync(fd: number, buf: Uint8Array, len: number) {
+    const bytes = Array.from(buf.subarray(0, len));
+    return Promise.resolve(this.record("writeAsync", [fd, len], () => {
+      const all = this.writes.get(fd) ?? [];
+      all.push(...bytes);
+      this.writes.set(fd, all);
+      return len;
+    }));
+  }
+
+  pollNow(fd: number, events: number) {
+    return this.record("pollNow", [fd, events], () => 0);
+  }
+
   /** Copies the next scripted chunk for `fd` into `buf`; undefined when none is left. */
   private take(fd: number, buf: Uint8Array, len: number): number | undefined {
     const chunk = this.reads.get(fd)?.shift();

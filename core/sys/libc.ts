@@ -79,6 +79,7 @@ const NR = {
     fsetxattr: 190,
     lsetxattr: 189,
     renameat2: 316,
+    ppoll: 271,
   },
   aarch64: {
     bpf: 280,
@@ -149,6 +150,7 @@ const NR = {
     fsetxattr: 7,
     lsetxattr: 6,
     renameat2: 276,
+    ppoll: 73,
   },
 } as const;
 
@@ -284,6 +286,10 @@ function bindLibc(): Sys {
   const timespecs = new Float64Array(4); // struct timespec[2], filled as 64-bit integers
   const timesBytes = new Uint8Array(timespecs.buffer);
   const timesView = new DataView(timespecs.buffer);
+  // Larger than V8's on-heap limit for typed arrays, so their addresses do not move.
+  const pollBuf = new Uint8Array(128);
+  const pollView = new DataView(pollBuf.buffer);
+  const zeroTime = new Uint8Array(128);
 
   const sys: Sys = {
     arch,
@@ -530,6 +536,17 @@ function bindLibc(): Sys {
     lsetxattr: (p, name, value, flags) =>
       r(fs().bbbii(nr.lsetxattr, p, name, value, value.length, flags)),
     renameat2: (ofd, op, nfd, np, flags) => r(lib.ibibi(nr.renameat2, ofd, op, nfd, np, flags)),
+    writeAsync: (fd, buf, len) => retryAsync(() => lib.ibi_async(nr.write, fd, buf, len), 32),
+    pollNow(fd, events) {
+      // struct pollfd {int fd; short events, revents} and a zero timespec, passed as
+      // addresses through the all-numbers signature (no extra binding at start-up).
+      pollView.setInt32(0, fd, true);
+      pollView.setInt16(4, events, true);
+      pollView.setInt16(6, 0, true);
+      const at = (b: Uint8Array) => Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(b)));
+      const rc = r(lib.i(nr.ppoll, at(pollBuf), 1, at(zeroTime), 0, 0));
+      return rc < 0 ? rc : pollView.getUint16(6, true);
+    },
   };
   return sys;
 }

@@ -179,6 +179,13 @@ export interface Sys {
     newpath: CStr,
     flags: number,
   ): number;
+  /**
+   * A blocking write off the main thread (to a pipe or terminal the container or the user
+   * may never drain): its length, or -errno (EPIPE for any failure: errno is not readable).
+   */
+  writeAsync(fd: number, buf: Uint8Array, len: number): Promise<number>;
+  /** ppoll(2) of one fd with a zero timeout: the revents (0 when none), or -errno. */
+  pollNow(fd: number, events: number): number;
 }
 
 /** The fields of `struct stat` that micro reads. */
@@ -297,6 +304,10 @@ export const C = {
   F_SEAL_SHRINK: 2,
   F_SEAL_GROW: 4,
   F_SEAL_WRITE: 8,
+  TCGETS: 0x5401,
+  FIONREAD: 0x541b,
+  POLLIN: 1,
+  POLLHUP: 0x10,
 } as const;
 
 export const RLIMITS: Record<string, number> = {

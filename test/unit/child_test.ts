@@ -32,8 +32,8 @@ function context(over: Partial<ChildContext> = {}): ChildContext {
     syncRead: 50,
     syncWrite: 51,
     report: REPORT_FD,
-    devNull: 54,
-    exe: 55,
+    stdio: [54, 55, 56],
+    exe: 57,
     ...over,
   };
 }
@@ -79,10 +79,12 @@ const PROLOGUE = [
   "prctl(4, 0, 0, 0, 0)",
   "setsid()",
   "dup3(54, 0, 0x0)",
+  "dup3(55, 1, 0x0)",
+  "dup3(56, 2, 0x0)",
   // The report socket is at 1010 already, no image fd, the trampoline's memfd to 1012;
   // every other fd above 2 closed.
   "close(1011)",
-  "dup3(55, 1012, 0x80000)",
+  "dup3(57, 1012, 0x80000)",
   "closeRange(3, 0x3f1, 0x0)",
   "closeRange(1013, 0x7fffffff, 0x0)",
 ];
@@ -154,7 +156,7 @@ Deno.test("compileChild makes no calls; runChild runs every phase's steps in ord
 
   assert.deepEqual(sys.format({ results: true }), [
     // Prologue: die with the parent, wait for the attach phase, not dumpable, own session,
-    // stdin; the report socket (at 1010 already) and the trampoline's memfd (to 1012) kept at
+    // stdio; the report socket (at 1010 already) and the trampoline's memfd (to 1012) kept at
     // fixed numbers, every other fd above 2 closed, the unused image slot included.
     "prctl(1, 9, 0, 0, 0) = 0",
     "close(51) = 0",
@@ -163,8 +165,10 @@ Deno.test("compileChild makes no calls; runChild runs every phase's steps in ord
     "prctl(4, 0, 0, 0, 0) = 0",
     "setsid() = 4241",
     "dup3(54, 0, 0x0) = 0",
+    "dup3(55, 1, 0x0) = 1",
+    "dup3(56, 2, 0x0) = 2",
     "close(1011) = 0",
-    "dup3(55, 1012, 0x80000) = 1012",
+    "dup3(57, 1012, 0x80000) = 1012",
     "closeRange(3, 0x3f1, 0x0) = 0",
     "closeRange(1013, 0x7fffffff, 0x0) = 0",
     // userns-root
@@ -305,9 +309,9 @@ Deno.test("console opens the container's ptmx, makes the peer stdio and sends th
       execve(["/bin/sh"]),
     ],
     sys,
-    context({ devNull: -1 }),
+    context({ stdio: [54, 54, 54] }),
   );
-  assert.deepEqual(sys.format({ results: true }).slice(15, 25), [
+  assert.deepEqual(sys.format({ results: true }).slice(18, 28), [
     'open("/dev/ptmx", 0x80102, 0) = 3',
     "ioctlBuf(3, 0x40045431) = 0",
     "ioctl(3, 0x5441, 0x102) = 9",
@@ -336,23 +340,30 @@ Deno.test("console planned before pivot-root throws at compile time", () => {
   );
 });
 
-Deno.test("with stdin passed and no terminal, stdio is left alone", () => {
+Deno.test("stdio: the given fds become 0, 1 and 2, so no host fd reaches the command", () => {
   const sys = new RecordingSys().execSucceeds();
-  runToEnd([execve(["/bin/sh"])], sys, context({ devNull: -1 }));
-  assert.deepEqual(sys.names().slice(5), [
-    "setsid",
-    // No stdin dup: straight to the fds kept and every other one closed, then the
-    // close-on-exec sweep.
-    "close",
-    "dup3",
-    "closeRange",
-    "closeRange",
-    "closeRange",
-    "resetSignals",
-    "sendRecord",
-    "dup3",
-    "execveat",
+  runToEnd([execve(["/bin/sh"])], sys, context({ stdio: [60, 61, 62] }));
+  assert.deepEqual(sys.format().slice(5, 14), [
+    "setsid()",
+    "dup3(60, 0, 0x0)",
+    "dup3(61, 1, 0x0)",
+    "dup3(62, 2, 0x0)",
+    "close(1011)",
+    "dup3(57, 1012, 0x80000)",
+    "closeRange(3, 0x3f1, 0x0)",
+    "closeRange(1013, 0x7fffffff, 0x0)",
+    "closeRange(3, 0x7fffffff, 0x4)",
   ]);
+});
+
+Deno.test("stdio: a failing dup3 is reported as the engine's stdio step", () => {
+  const sys = new RecordingSys().failOn("dup3", (a) => a[1] === 1, 9);
+  const { prog, end } = runToEnd([execve(["/bin/sh"])], sys);
+  assert.ok(end instanceof FakeExit);
+  const [step, errno] = sys.sent(REPORT_FD)[0].record;
+  assert.equal(prog.info[step].kind, "stdio");
+  assert.equal(errno, 9);
+  assert.ok(!sys.names().includes("execveat"));
 });
 
 Deno.test("EOF on the sync pipe (the parent died) exits without a report", () => {
@@ -492,10 +503,10 @@ Deno.test("a failing dup3 of the memfd to its fixed fd is reported by the close_
   const [step, errno] = reportOf(sys);
   assert.equal(errno, 9);
   assert.equal(prog.info[step].kind, "close_range");
-  assert.deepEqual(prog.info[step].paths, { keep: "1010>1010,55>1012" });
+  assert.deepEqual(prog.info[step].paths, { keep: "1010>1010,57>1012" });
   assert.deepEqual(sys.format().slice(-4), [
     "close(1011)",
-    "dup3(55, 1012, 0x80000)",
+    "dup3(57, 1012, 0x80000)",
     ...exitWithReport(step, 9),
   ]);
 });
@@ -945,7 +956,7 @@ Deno.test("a real plan compiles into the expected child steps, phase by phase", 
     "rootfs engine sync ",
     "rootfs engine prctl(PR_SET_DUMPABLE) ",
     "rootfs engine setsid ",
-    "rootfs engine stdin ",
+    "rootfs engine stdio ",
     "rootfs engine close_range ",
     "rootfs user userns-root ",
     "rootfs mount make-private ",
@@ -1058,11 +1069,11 @@ Deno.test("the image copy the parent made is attached and becomes the root fd", 
     sys,
     context({ imageFd: 60, imageId: { dev: 2049, ino: 2 } }),
   );
-  assert.deepEqual(sys.format().slice(7, 17), [
+  assert.deepEqual(sys.format().slice(9, 19), [
     // The report socket stays at 1010, the image copy moves to 1011, the memfd to 1012, the
     // rest is closed.
     "dup3(60, 1011, 0x80000)",
-    "dup3(55, 1012, 0x80000)",
+    "dup3(57, 1012, 0x80000)",
     "closeRange(3, 0x3f1, 0x0)",
     "closeRange(1013, 0x7fffffff, 0x0)",
     `open("${ROOT}", 0x290000, 0)`,

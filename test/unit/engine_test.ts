@@ -15,6 +15,7 @@ import {
 import { TRAMPOLINE } from "../../core/engine/trampoline.ts";
 import { cloneFlags, decodeStatus, execute } from "../../core/engine/mod.ts";
 import { MicroError } from "../../core/errors.ts";
+import { RunSignals } from "../../core/signals.ts";
 import { CHILD_PHASES, type Op, op } from "../../core/ops.ts";
 import { buildSpec, planRun, type Sections } from "../../core/plan.ts";
 import type { HostInfo } from "../../core/plugin.ts";
@@ -45,19 +46,16 @@ const PLAN: Op[] = [
   op("exec", "process", "execve", { args: ["nope"], env: [], path: ["/usr/bin/nope"] }),
 ];
 
-/**
- * The index of the child step of `kind` as the parent compiles it: with a /dev/null stdin
- * unless `stdinStep` is false (stdin passed, or a terminal).
- */
-function stepOf(plan: Op[], kind: string, stdinStep = true): number {
+/** The index of the child step of `kind` as the parent compiles it. */
+function stepOf(plan: Op[], kind: string): number {
   const ops = plan.filter((o) => CHILD_PHASES.includes(o.phase));
   const ctx = {
     rootPath: ROOT,
     syncRead: 3,
     syncWrite: 4,
     report: 6,
-    devNull: stdinStep ? 7 : -1,
-    exe: stdinStep ? 8 : 7,
+    stdio: [7, 9, 11] as const,
+    exe: 12,
   };
   const i = compileChild(ops, ctx, new RecordingSys()).info.findIndex((s) => s.kind === kind);
   assert.ok(i >= 0, `no ${kind} step`);
@@ -76,23 +74,47 @@ const memfd = (fd: number) => [
 
 /**
  * One start's set-up with the fds the fake hands out from `fd` on: sync pipe fd,fd+1; report
- * socket fd+2,fd+3; /dev/null fd+4; the trampoline's memfd fd+5. The parent keeps the pipe's
- * write end and its socket end.
+ * socket fd+2,fd+3; /dev/null fd+4; the stdout pipe fd+5,fd+6 and the stderr pipe fd+7,fd+8
+ * (the container writes to fd+6 and fd+8); the trampoline's memfd fd+9. The parent keeps the
+ * sync pipe's write end, its socket end and the pipes' read ends.
  */
 const setup = (fd: number) => [
   `pipe2([${fd},${fd + 1}], 0x80000)`,
   `socketpair(1, 0x80005, [${fd + 2},${fd + 3}])`,
   'open("/dev/null", 0x80000, 0)',
-  ...memfd(fd + 5),
+  `pipe2([${fd + 5},${fd + 6}], 0x80000)`,
+  `pipe2([${fd + 7},${fd + 8}], 0x80000)`,
+  ...memfd(fd + 9),
   "prepareFork()",
   "clone(0x24020011)",
   `close(${fd})`,
   `close(${fd + 3})`,
   `close(${fd + 4})`,
-  `close(${fd + 5})`,
+  `close(${fd + 6})`,
+  `close(${fd + 8})`,
+  `close(${fd + 9})`,
 ];
-/** The first start: sync pipe 3,4; report socket 5,6; /dev/null 7; memfd 8. */
+/** The fds one start opens. */
+const PER_START = 10;
+/** The first start: sync pipe 3,4; report socket 5,6; /dev/null 7; pipes 8,9 and 10,11. */
 const SETUP = setup(3);
+/** A failed start closes the parent's report socket end and its pipe ends. */
+const rest = (fd: number) => [`close(${fd + 2})`, `close(${fd + 5})`, `close(${fd + 7})`];
+/**
+ * The relays read stdout and stderr (EOF at once here), init is reaped, what is left in each
+ * pipe and whether a writer remains is looked at (the drain), the pipes are closed.
+ */
+const SUPERVISE = [
+  "readAsync(8, 65536)",
+  "readAsync(10, 65536)",
+  "waitpid(4242)",
+  "ioctlBuf(8, 0x541b)",
+  "pollNow(8, 1)",
+  "ioctlBuf(10, 0x541b)",
+  "pollNow(10, 1)",
+  "close(8)",
+  "close(10)",
+];
 /** The release byte on the sync pipe, whose write end is then closed. */
 const release = (fd: number) => [`write(${fd + 1}, 1)`, `close(${fd + 1})`];
 const RELEASE = release(3);
@@ -101,7 +123,7 @@ const EXECED = ["recvRecord(5)", "recvRecord(5)", "close(5)"];
 /** EOF without READY: the child died before execve. */
 const DIED = (fd: number, pid: number) => [
   `recvRecord(${fd + 2})`,
-  `close(${fd + 2})`,
+  ...rest(fd),
   `waitpid(${pid})`,
 ];
 
@@ -182,41 +204,68 @@ Deno.test("execute: one clone with the flags and SIGCHLD, release, READY then EO
     onChild: (pid) => seen.push({ pid, callsBefore: sys.calls().length }),
   }, sys);
   assert.deepEqual(result, { exitCode: 3 });
-  assert.deepEqual(sys.format(), [...SETUP, ...RELEASE, ...EXECED, "waitpid(4242)"]);
+  assert.deepEqual(sys.format(), [...SETUP, ...RELEASE, ...EXECED, ...SUPERVISE]);
   assert.equal(
-    sys.calls()[7].args[0],
+    sys.calls()[9].args[0],
     C.CLONE_NEWNS | C.CLONE_NEWPID | C.CLONE_NEWUTS | C.SIGCHLD,
   );
   // The sync byte is written once, then the write end is closed.
   assert.deepEqual(sys.written(4), new Uint8Array([1]));
   // onChild sees the pid after the clone and before the child is released.
   assert.deepEqual(seen, [{ pid: 4242, callsBefore: SETUP.length }]);
-  assert.deepEqual(openedAndClosed(sys), { opened: fdRange(3, 9), closed: fdRange(3, 9) });
+  assert.deepEqual(openedAndClosed(sys), { opened: fdRange(3, 13), closed: fdRange(3, 13) });
 });
 
 Deno.test("execute: a command killed by a signal exits 128+N", async () => {
   const sys = new RecordingSys({ waitStatus: 9 }).scriptRecv(5, READY);
   assert.deepEqual(await execute(PLAN, OPTS, sys), { exitCode: 137, signal: 9 });
   // After READY the death is the command's: no second start.
-  assert.deepEqual(sys.format(), [...SETUP, ...RELEASE, ...EXECED, "waitpid(4242)"]);
+  assert.deepEqual(sys.format(), [...SETUP, ...RELEASE, ...EXECED, ...SUPERVISE]);
 });
 
-Deno.test("execute: with stdin passed or a terminal, no /dev/null is opened", async () => {
-  for (const o of [{ stdin: true }, { terminal: true }]) {
-    const sys = new RecordingSys().scriptRecv(5, READY);
-    await execute(PLAN, { ...OPTS, ...o }, sys);
-    assert.deepEqual(sys.format().slice(0, 11), [
-      "pipe2([3,4], 0x80000)",
-      "socketpair(1, 0x80005, [5,6])",
-      ...memfd(7),
-      "prepareFork()",
-      "clone(0x24020011)",
-      "close(3)",
-      "close(6)",
-      "close(7)",
-      "write(4, 1)",
-    ]);
-  }
+Deno.test("execute: with -i stdin is a third pipe; with -t the terminal replaces all three", async () => {
+  const sys = new RecordingSys().scriptRecv(5, READY);
+  await execute(PLAN, { ...OPTS, stdin: true }, sys);
+  assert.deepEqual(sys.format().slice(0, 20), [
+    "pipe2([3,4], 0x80000)",
+    "socketpair(1, 0x80005, [5,6])",
+    'open("/dev/null", 0x80000, 0)',
+    "pipe2([8,9], 0x80000)", // stdin: the container reads 8, micro writes 9
+    "pipe2([10,11], 0x80000)",
+    "pipe2([12,13], 0x80000)",
+    ...memfd(14),
+    "prepareFork()",
+    "clone(0x24020011)",
+    "close(3)",
+    "close(6)",
+    "close(7)",
+    "close(8)",
+    "close(11)",
+    "close(13)",
+    "close(14)",
+    "write(4, 1)",
+    "close(4)",
+  ]);
+  // micro's stdin is read and copied to the pipe; at its EOF the pipe is closed.
+  assert.ok(sys.format().includes("readAsync(0, 65536)"));
+  assert.deepEqual(openedAndClosed(sys), { opened: fdRange(3, 15), closed: fdRange(3, 15) });
+
+  const tty = new RecordingSys().scriptRecv(5, READY);
+  await execute(PLAN, { ...OPTS, terminal: true, stdin: true }, tty);
+  assert.deepEqual(tty.format().slice(0, 14), [
+    "pipe2([3,4], 0x80000)",
+    "socketpair(1, 0x80005, [5,6])",
+    'open("/dev/null", 0x80000, 0)',
+    ...memfd(8),
+    "prepareFork()",
+    "clone(0x24020011)",
+    "close(3)",
+    "close(6)",
+    "close(7)",
+    "close(8)",
+    "write(4, 1)",
+    "close(4)",
+  ]);
 });
 
 /** The trampoline's report that no candidate could be run. */
@@ -235,8 +284,8 @@ Deno.test("execute: the trampoline's ENOENT is a MicroError with exit code 127",
     ...SETUP,
     ...RELEASE,
     "recvRecord(5)", // READY
-    "recvRecord(5)", // [EXEC_FAILED, ENOENT]
-    "close(5)",
+    "recvRecord(5)", // [execve, ENOENT]
+    ...rest(3),
     "waitpid(4242)",
   ]);
 });
@@ -288,10 +337,10 @@ Deno.test("execute: the trampoline's LABEL_FAILED names the lsm-label op (125)",
     e.line(),
     /^restrict: lsm: lsm-label file=\/proc\/thread-self\/attr\/apparmor\/exec label="exec nope": ENOENT/,
   );
-  assert.deepEqual(sys.format().slice(-4), [
+  assert.deepEqual(sys.format().slice(-6), [
     "recvRecord(5)",
     "recvRecord(5)",
-    "close(5)",
+    ...rest(3),
     "waitpid(4242)",
   ]);
   // Without a label op, the same record is malformed.
@@ -306,13 +355,13 @@ Deno.test("execute: a kernel before 6.3 (MFD_EXEC: EINVAL) gets the memfd withou
     .failOn("memfdCreate", (a) => ((a[1] as number) & C.MFD_EXEC) !== 0, 22)
     .scriptRecv(5, READY);
   assert.deepEqual(await execute(PLAN, OPTS, sys), { exitCode: 0 });
-  assert.deepEqual(sys.format({ results: true }).slice(3, 7), [
+  assert.deepEqual(sys.format({ results: true }).slice(5, 9), [
     'memfdCreate("micro-exec", 0x13) = -22',
-    'memfdCreate("micro-exec", 0x3) = 8',
-    `write(8, ${TRAMPOLINE.x86_64.length}) = ${TRAMPOLINE.x86_64.length}`,
-    "fcntl(8, 0x409, 0xf) = 0",
+    'memfdCreate("micro-exec", 0x3) = 12',
+    `write(12, ${TRAMPOLINE.x86_64.length}) = ${TRAMPOLINE.x86_64.length}`,
+    "fcntl(12, 0x409, 0xf) = 0",
   ]);
-  assert.deepEqual(openedAndClosed(sys), { opened: fdRange(3, 9), closed: fdRange(3, 9) });
+  assert.deepEqual(openedAndClosed(sys), { opened: fdRange(3, 13), closed: fdRange(3, 13) });
 });
 
 Deno.test("execute: vm.memfd_noexec=2 (EACCES) is named in the error", async () => {
@@ -330,7 +379,7 @@ Deno.test("execute: vm.memfd_noexec=2 (EACCES) is named in the error", async () 
 Deno.test("execute: the trampoline is the one for the machine's architecture", async () => {
   const sys = new RecordingSys({ arch: "aarch64" }).scriptRecv(5, READY);
   await execute(PLAN, OPTS, sys);
-  assert.ok(sys.format().includes(`write(8, ${TRAMPOLINE.aarch64.length})`));
+  assert.ok(sys.format().includes(`write(12, ${TRAMPOLINE.aarch64.length})`));
   assert.notEqual(TRAMPOLINE.aarch64.length, TRAMPOLINE.x86_64.length);
 });
 
@@ -400,11 +449,11 @@ Deno.test("execute: a console record passes the master, then a failure closes it
   const sys = new RecordingSys().scriptRecv(
     5,
     { record: [-2, 0], fd: 9 },
-    { record: [stepOf(plan, "sethostname", false), 1] },
+    { record: [stepOf(plan, "sethostname"), 1] },
   );
   const e = await failure(execute(plan, { ...OPTS, terminal: true }, sys));
   assert.equal(e.line(), "identity: uts: sethostname name=box: EPERM");
-  assert.deepEqual(sys.format().slice(10), [
+  assert.deepEqual(sys.format().slice(12), [
     "write(4, 1)",
     "close(4)",
     "recvRecord(5)",
@@ -427,8 +476,8 @@ Deno.test("execute: a failed clone closes every fd and names the flags", async (
       "(creating these namespaces needs root, or a user namespace (unprivileged_userns_clone))",
   );
   assert.equal(e.exitCode, 125);
-  assert.deepEqual(sys.format(), [...SETUP, "close(4)", "close(5)"]);
-  assert.deepEqual(openedAndClosed(sys), { opened: fdRange(3, 9), closed: fdRange(3, 9) });
+  assert.deepEqual(sys.format(), [...SETUP, "close(4)", ...rest(3)]);
+  assert.deepEqual(openedAndClosed(sys), { opened: fdRange(3, 13), closed: fdRange(3, 13) });
 });
 
 Deno.test("execute: a failed pipe2 is a prepare-phase engine error", async () => {
@@ -452,11 +501,11 @@ Deno.test("execute: an onChild that throws kills and reaps the child before rele
   assert.deepEqual(sys.format().slice(SETUP.length), [
     "kill(4242, 9)",
     "close(4)",
-    "close(5)",
+    ...rest(3),
     "waitpid(4242)",
   ]);
   assert.deepEqual(sys.written(4), new Uint8Array(0), "the child is never released");
-  assert.deepEqual(openedAndClosed(sys), { opened: fdRange(3, 9), closed: fdRange(3, 9) });
+  assert.deepEqual(openedAndClosed(sys), { opened: fdRange(3, 13), closed: fdRange(3, 13) });
 });
 
 // ---- READY and failed starts -------------------------------------------------------------
@@ -481,33 +530,35 @@ Deno.test("execute: a child that dies of a signal before READY is started again,
     ...setup(3),
     ...release(3),
     ...DIED(3, 4242),
-    ...setup(9),
-    ...release(9),
-    ...DIED(9, 4243),
+    ...setup(3 + PER_START),
+    ...release(3 + PER_START),
+    ...DIED(3 + PER_START, 4243),
   ]);
   assert.equal(sys.names().filter((n) => n === "clone").length, 2);
   assert.deepEqual(pids, [4242, 4243]);
-  assert.deepEqual(openedAndClosed(sys), { opened: fdRange(3, 15), closed: fdRange(3, 15) });
+  const all = fdRange(3, 3 + 2 * PER_START);
+  assert.deepEqual(openedAndClosed(sys), { opened: all, closed: all });
 });
 
 Deno.test("execute: a start retried after a signal death runs normally the second time", async () => {
   const sys = new RecordingSys({ clonePid: 4243 })
     .returns("clone", () => true, 4242, 1)
     .scriptWait(0x80 | 11) // the first child: SIGSEGV, core dumped
-    .scriptRecv(11, READY);
+    .scriptRecv(15, READY);
   assert.deepEqual(await execute(PLAN, OPTS, sys), { exitCode: 0 });
   assert.deepEqual(sys.format(), [
     ...setup(3),
     ...release(3),
     ...DIED(3, 4242),
-    ...setup(9),
-    ...release(9),
-    "recvRecord(11)",
-    "recvRecord(11)",
-    "close(11)",
-    "waitpid(4243)",
+    ...setup(13),
+    ...release(13),
+    "recvRecord(15)",
+    "recvRecord(15)",
+    "close(15)",
+    ...SUPERVISE.map((l) => l.replace("(8", "(18").replace("(10", "(20").replace("4242", "4243")),
   ]);
-  assert.deepEqual(openedAndClosed(sys), { opened: fdRange(3, 15), closed: fdRange(3, 15) });
+  const all = fdRange(3, 3 + 2 * PER_START);
+  assert.deepEqual(openedAndClosed(sys), { opened: all, closed: all });
 });
 
 Deno.test("execute: a failed start closes the console master before the retry", async () => {
@@ -515,22 +566,24 @@ Deno.test("execute: a failed start closes the console master before the retry", 
   const sys = new RecordingSys({ clonePid: 4243, waitStatus: 15 })
     .returns("clone", () => true, 4242, 1)
     .scriptRecv(5, { record: [CONSOLE_RECORD, 0], fd: 99 })
-    .scriptRecv(10, { record: [CONSOLE_RECORD, 0], fd: 98 });
+    .scriptRecv(11, { record: [CONSOLE_RECORD, 0], fd: 98 });
   const e = await failure(execute(plan, { ...OPTS, terminal: true }, sys));
   assert.equal(
     e.line(),
     "clone: engine: the container's first process died of signal 15 before exec",
   );
-  // With a terminal there is no /dev/null: 3..7 (the memfd last), then 8..12.
+  // With a terminal there are no pipes: 3..8 (the memfd last), then 9..14.
   const attempt = (fd: number, pid: number, master: number) => [
     `pipe2([${fd},${fd + 1}], 0x80000)`,
     `socketpair(1, 0x80005, [${fd + 2},${fd + 3}])`,
-    ...memfd(fd + 4),
+    'open("/dev/null", 0x80000, 0)',
+    ...memfd(fd + 5),
     "prepareFork()",
     "clone(0x24020011)",
     `close(${fd})`,
     `close(${fd + 3})`,
     `close(${fd + 4})`,
+    `close(${fd + 5})`,
     ...release(fd),
     `recvRecord(${fd + 2})`,
     "ioctlBuf(0, 0x5413)",
@@ -540,7 +593,7 @@ Deno.test("execute: a failed start closes the console master before the retry", 
     `close(${master})`,
     `waitpid(${pid})`,
   ];
-  assert.deepEqual(sys.format(), [...attempt(3, 4242, 99), ...attempt(8, 4243, 98)]);
+  assert.deepEqual(sys.format(), [...attempt(3, 4242, 99), ...attempt(9, 4243, 98)]);
 });
 
 Deno.test("execute: a child that exits before READY is a clone error, not retried", async () => {
@@ -551,11 +604,11 @@ Deno.test("execute: a child that exits before READY is a clone error, not retrie
   assert.equal(e.exitCode, 125);
   assert.equal(e.line(), "clone: engine: the container's first process exited with 1 before exec");
   assert.deepEqual(sys.format(), [...SETUP, ...RELEASE, ...DIED(3, 4242)]);
-  assert.deepEqual(openedAndClosed(sys), { opened: fdRange(3, 9), closed: fdRange(3, 9) });
+  assert.deepEqual(openedAndClosed(sys), { opened: fdRange(3, 13), closed: fdRange(3, 13) });
 });
 
 /** After a bad report the child is killed, the socket closed and the child reaped. */
-const KILLED = ["recvRecord(5)", "close(5)", "kill(4242, 9)", "waitpid(4242)"];
+const KILLED = ["recvRecord(5)", ...rest(3), "kill(4242, 9)", "waitpid(4242)"];
 
 Deno.test("execute: a report of the wrong length kills the child", async () => {
   const sys = new RecordingSys().returns("recvRecord", () => true, 4, 1);
@@ -564,12 +617,19 @@ Deno.test("execute: a report of the wrong length kills the child", async () => {
   assert.deepEqual(e.fields, { phase: "clone", plugin: "engine" });
   assert.equal(e.exitCode, 125);
   assert.deepEqual(sys.format(), [...SETUP, ...RELEASE, ...KILLED]);
-  assert.deepEqual(openedAndClosed(sys), { opened: fdRange(3, 9), closed: fdRange(3, 9) });
+  assert.deepEqual(openedAndClosed(sys), { opened: fdRange(3, 13), closed: fdRange(3, 13) });
 });
 
 Deno.test("execute: a report naming a step out of range kills the child", async () => {
   const ops = PLAN.filter((o) => CHILD_PHASES.includes(o.phase));
-  const ctx = { rootPath: ROOT, syncRead: 3, syncWrite: 4, report: 6, devNull: 7, exe: 8 };
+  const ctx = {
+    rootPath: ROOT,
+    syncRead: 3,
+    syncWrite: 4,
+    report: 6,
+    stdio: [7, 9, 11] as const,
+    exe: 12,
+  };
   const steps = compileChild(ops, ctx, new RecordingSys()).info.length;
   for (const [step, errno] of [[steps, 1], [999, 13], [-1, 0], [CONSOLE_RECORD, 0]]) {
     const sys = new RecordingSys().scriptRecv(5, { record: [step, errno] });
@@ -592,10 +652,12 @@ Deno.test("execute: a failing recv on the report socket kills the child", async 
     "close(4) = 0",
     "recvRecord(5) = -9",
     "close(5) = 0",
+    "close(8) = 0",
+    "close(10) = 0",
     "kill(4242, 9) = 0",
     "waitpid(4242) = 4242",
   ]);
-  assert.deepEqual(openedAndClosed(sys), { opened: fdRange(3, 9), closed: fdRange(3, 9) });
+  assert.deepEqual(openedAndClosed(sys), { opened: fdRange(3, 13), closed: fdRange(3, 13) });
 });
 
 // ---- Early failures close what was opened ------------------------------------------------
@@ -636,13 +698,10 @@ Deno.test("execute: a plan compileChild refuses closes every fd, and nothing is 
     "pipe2([3,4], 0x80000)",
     "socketpair(1, 0x80005, [5,6])",
     'open("/dev/null", 0x80000, 0)',
-    ...memfd(8),
-    "close(3)",
-    "close(4)",
-    "close(5)",
-    "close(6)",
-    "close(7)",
-    "close(8)",
+    "pipe2([8,9], 0x80000)",
+    "pipe2([10,11], 0x80000)",
+    ...memfd(12),
+    ...fdRange(3, 13).map((fd) => `close(${fd})`),
   ]);
 });
 
@@ -683,7 +742,7 @@ Deno.test("execute: a real plan clones with its flags; the cgroup namespace come
     // CLONE_NEWCGROUP is not here: the child unshares it once it is in its cgroup.
     C.CLONE_NEWNS | C.CLONE_NEWPID | C.CLONE_NEWUTS | C.CLONE_NEWIPC | C.CLONE_NEWNET | C.SIGCHLD,
   );
-  assert.deepEqual(sys.format().slice(SETUP.length), [...RELEASE, ...EXECED, "waitpid(4242)"]);
+  assert.deepEqual(sys.format().slice(SETUP.length), [...RELEASE, ...EXECED, ...SUPERVISE]);
 });
 
 Deno.test("execute: a failed id-map write is an attach error naming the plugin and path", async () => {
@@ -703,10 +762,10 @@ Deno.test("execute: a failed id-map write is an attach error naming the plugin a
     new RegExp(`^attach: user: write path=${path} content="0 1000000000 65536": ENOENT \\(.+\\)$`),
   );
   // The child is killed and reaped, never released.
-  assert.deepEqual(sys.format().slice(-4), [
+  assert.deepEqual(sys.format().slice(-6), [
     `kill(${NO_SUCH_PID}, 9)`,
     "close(4)",
-    "close(5)",
+    ...rest(3),
     `waitpid(${NO_SUCH_PID})`,
   ]);
   assert.equal(sys.calls().some((c) => c.call === "write" && c.args[0] === 4), false);
@@ -723,10 +782,78 @@ Deno.test("execute: an id-map write the kernel refuses is EPERM, with the rootle
     `attach: user: write path=/proc/${Deno.pid}/uid_map content="0 1000000000 65536": EPERM ` +
       "(the id map is not allowed: a rootless caller may map only its own uid and gid)",
   );
-  assert.deepEqual(sys.format().slice(-4), [
+  assert.deepEqual(sys.format().slice(-6), [
     `kill(${Deno.pid}, 9)`,
     "close(4)",
-    "close(5)",
+    ...rest(3),
     `waitpid(${Deno.pid})`,
   ]);
+});
+
+// ---- Signals before the command runs -----------------------------------------------------
+
+Deno.test("execute: TERM before the start stops the run: nothing is cloned, exit 143", async () => {
+  const signals = new RunSignals();
+  try {
+    signals.deliver(15);
+    const sys = new RecordingSys();
+    const e = await failure(execute(PLAN, { ...OPTS, signals }, sys));
+    assert.equal(e.exitCode, 143);
+    assert.equal(e.line(), "stopped by SIGTERM before the command started");
+    assert.deepEqual(sys.calls(), []);
+  } finally {
+    signals.remove();
+  }
+});
+
+Deno.test("execute: TERM while the child starts kills it; no retry; every fd closed", async () => {
+  const signals = new RunSignals();
+  try {
+    // The signal arrives while micro waits for the child's report; the child then dies.
+    const sys = new RecordingSys({ waitStatus: 9 }).returns(
+      "recvRecord",
+      () => {
+        signals.deliver(15);
+        return true;
+      },
+      0,
+      1,
+    );
+    const e = await failure(execute(PLAN, { ...OPTS, signals }, sys));
+    assert.equal(e.exitCode, 143);
+    assert.deepEqual(sys.format().slice(SETUP.length + RELEASE.length), [
+      "recvRecord(5)",
+      "kill(4242, 9)",
+      ...rest(3),
+      "waitpid(4242)",
+    ]);
+    assert.equal(sys.names().filter((n) => n === "clone").length, 1);
+    assert.deepEqual(openedAndClosed(sys), { opened: fdRange(3, 13), closed: fdRange(3, 13) });
+  } finally {
+    signals.remove();
+  }
+});
+
+Deno.test("execute: TERM as the command execs: it is killed and reaped, exit 143", async () => {
+  const signals = new RunSignals();
+  try {
+    const sys = new RecordingSys({ waitStatus: 9 }).scriptRecv(5, READY);
+    sys.returns("recvRecord", () => {
+      if (sys.names().filter((n) => n === "recvRecord").length === 2) signals.deliver(15);
+      return false;
+    }, 0);
+    const e = await failure(execute(PLAN, { ...OPTS, signals }, sys));
+    assert.equal(e.exitCode, 143);
+    assert.deepEqual(sys.format().slice(SETUP.length + RELEASE.length), [
+      "recvRecord(5)",
+      "recvRecord(5)",
+      "kill(4242, 9)",
+      "close(5)",
+      "close(8)",
+      "close(10)",
+      "waitpid(4242)",
+    ]);
+  } finally {
+    signals.remove();
+  }
 });

@@ -922,8 +922,8 @@ Deno.test("every call the child makes after loading the filter is allowed by it"
     syncRead: 50,
     syncWrite: 51,
     report: 53,
-    devNull: 54,
-    exe: 55,
+    stdio: [54, 55, 56] as const,
+    exe: 57,
   };
   for (const arch of ARCHES) {
     for (const profiles of [[], ["hardened"]]) {

@@ -27,16 +27,16 @@ import { seccomp } from "../../plugins/seccomp.ts";
 const REPORT_FD = 1010;
 
 /**
- * No /dev/null stdin: the prologue is prctl, the trampoline's fd, sync (close, read, close),
- * not dumpable and setsid.
+ * The prologue is prctl, sync (close, read, close), not dumpable, setsid, stdio (three dup3)
+ * and the fds kept (the trampoline's memfd to its fixed fd, everything else closed).
  */
 const CTX: ChildContext = {
   rootPath: "/run/micro/c1/root",
   syncRead: 50,
   syncWrite: 51,
   report: REPORT_FD,
-  devNull: -1,
-  exe: 55,
+  stdio: [54, 55, 56],
+  exe: 57,
 };
 const PROLOGUE = [
   "prctl(1, 9, 0, 0, 0)",
@@ -45,9 +45,12 @@ const PROLOGUE = [
   "close(50)",
   "prctl(4, 0, 0, 0, 0)",
   "setsid()",
+  "dup3(54, 0, 0x0)",
+  "dup3(55, 1, 0x0)",
+  "dup3(56, 2, 0x0)",
   // The trampoline's memfd to its fixed fd, no image fd, everything else closed.
   "close(1011)",
-  "dup3(55, 1012, 0x80000)",
+  "dup3(57, 1012, 0x80000)",
   "closeRange(3, 0x3f1, 0x0)",
   "closeRange(1013, 0x7fffffff, 0x0)",
 ];
@@ -197,7 +200,7 @@ Deno.test("capabilities: EPERM from capset is reported as the step's errno", () 
   const first = new RecordingSys().failOn("capset", 1);
   const prog = runOps([capsOp({ bounding: CAPS.slice() })], first);
   const step = prog.info.findIndex((s) => s.kind === "capabilities");
-  assert.equal(step, 5, "prctl, dup3, sync, not dumpable, setsid, then capabilities");
+  assert.equal(step, 6, "prctl, sync, not dumpable, setsid, stdio, close_range, then capabilities");
   assert.deepEqual(afterPrologue(first), [
     "capget()",
     'capset(["0xffffffff","0x1ff","0xffffffff","0x1ff","0x0","0x0"])',
@@ -218,13 +221,13 @@ Deno.test("capabilities: EPERM from capset is reported as the step's errno", () 
 Deno.test("capabilities: a failing capget or ambient raise is reported", () => {
   const get = new RecordingSys().failOn("capget", 1);
   runOps([capsOp()], get);
-  assert.deepEqual(afterPrologue(get), ["capget()", ...failed(5, 1)]);
+  assert.deepEqual(afterPrologue(get), ["capget()", ...failed(6, 1)]);
 
   const raise = new RecordingSys()
     .failOn("prctl", (a) => a[0] === C.PR_CAP_AMBIENT && a[1] === C.PR_CAP_AMBIENT_RAISE, 1);
   runOps([capsOp({ ambient: ["CAP_KILL", "CAP_CHOWN"] })], raise);
   const tail = afterPrologue(raise).slice(-4);
-  assert.deepEqual(tail, ["prctl(47, 4, 0, 0, 0)", "prctl(47, 2, 5, 0, 0)", ...failed(5, 1)]);
+  assert.deepEqual(tail, ["prctl(47, 4, 0, 0, 0)", "prctl(47, 2, 5, 0, 0)", ...failed(6, 1)]);
 });
 
 // --- keepcaps around setresuid ----------------------------------------------------------
@@ -240,7 +243,7 @@ Deno.test("setresuid is wrapped in PR_SET_KEEPCAPS only when a capabilities op e
     "prctl(1, 9, 0, 0, 0)",
     "capget()",
   ]);
-  assert.deepEqual(prog.info.slice(5, 10).map((i) => `${i.plugin} ${i.kind}`), [
+  assert.deepEqual(prog.info.slice(6, 11).map((i) => `${i.plugin} ${i.kind}`), [
     "engine prctl(PR_SET_KEEPCAPS)",
     "process setresuid",
     "engine prctl(PR_SET_KEEPCAPS)",
@@ -545,6 +548,7 @@ Deno.test("a skipped op compiles to no step", () => {
     "sync",
     "prctl(PR_SET_DUMPABLE)",
     "setsid",
+    "stdio",
     "close_range",
   ]);
   assert.deepEqual(afterPrologue(sys), DONE);

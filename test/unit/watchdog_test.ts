@@ -233,7 +233,7 @@ Deno.test("execute: a start retried after a signal death keeps the one watchdog"
     const sys = new RecordingSys({ clonePid: 4243 })
       .returns("clone", (a) => a[0] !== 0x11, 4242, 1)
       .scriptWait(9)
-      .scriptRecv(14, READY);
+      .scriptRecv(18, READY);
     assert.deepEqual(await execute(cgroupPlan(dir), OPTS, sys), { exitCode: 0 });
     const clones = sys.format().filter((c) => c.startsWith("clone("));
     assert.deepEqual(clones, ["clone(0x20000011)", "clone(0x11)", "clone(0x20000011)"]);
