@@ -108,10 +108,10 @@ for (const profile of PROFILES) {
         // A running program cannot be written (ETXTBSY), whoever asks.
         assert.deepEqual(lines.slice(3), ["write=1", "truncate=1"], out);
         if (profile === "default") {
-          // The container's root may chmod its own image's files, as under Docker: the
-          // change lands on the image's busybox, nowhere else.
+          // The container's root may chmod its own files, as under Docker: the change lands
+          // on its copy in the container's own layer (the overlay), not even on the image.
           assert.equal(lines[2], "chmod=0", out);
-          assert.equal(Deno.statSync(`${img}/bin/busybox`).mode! & 0o7777, 0o4777);
+          assert.equal(Deno.statSync(`${img}/bin/busybox`).mode, busybox);
         } else {
           // hardened: a read-only root, in a user namespace that does not own the image.
           assert.equal(lines[2], "chmod=1", out);
