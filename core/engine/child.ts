@@ -32,8 +32,6 @@ export interface ChildProgram {
   reportFd: () => number;
   /** The command's exec, for the trampoline's EXEC_FAILED_RECORD (absent: no execve op). */
   exec?: StepInfo;
-  /** The LSM exec label the trampoline writes, for its LABEL_FAILED_RECORD. */
-  label?: StepInfo;
 }
 
 /** Namespace flags by name, for ops that name them. */
@@ -522,9 +520,6 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
   const place = (fd: number, to: number) =>
     fd === to ? sys.fcntl(to, C.F_SETFD, 0) : sys.dup3(fd, to, 0);
   let exec: StepInfo | undefined;
-  let label: { info: StepInfo; value: string } | undefined;
-  /** The fd the lsm-label step opened (set when it runs, in the child). */
-  let labelFd = -1;
 
   // Prologue: die with the parent, wait for the parent's attach phase, own session, stdio.
   step(engine("prctl(PR_SET_PDEATHSIG)"), () => sys.prctl(C.PR_SET_PDEATHSIG, C.SIGKILL, 0, 0, 0));
@@ -909,14 +904,19 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
       }
       case "lsm-label": {
         i.paths = { file: o.args.file, label: o.args.value };
-        // Opened here, written by the trampoline right before the command's exec.
-        if (label) throw new Error("more than one LSM exec label planned");
+        // Written here, by the child: the kernel takes a write to /proc/PID/attr only from
+        // the credentials that opened it (proc_pid_attr_write's f_cred check, Linux 5.8+),
+        // and an exec makes new ones, so the trampoline could not write it. The label thus
+        // applies at the trampoline's exec; the profile governs the command's exec from there.
         if (!o.args.value || o.args.value.includes("\0")) throw new Error("bad LSM exec label");
-        label = { info: i, value: o.args.value };
         const file = cstr(o.args.file);
+        const value = new TextEncoder().encode(o.args.value);
         step(i, () => {
-          labelFd = sys.open(file, C.O_WRONLY | C.O_CLOEXEC, 0);
-          return labelFd < 0 ? labelFd : 0;
+          const fd = sys.open(file, C.O_WRONLY | C.O_CLOEXEC, 0);
+          if (fd < 0) return fd;
+          const rc = sys.write(fd, value, value.length);
+          sys.close(fd);
+          return rc < 0 ? rc : 0;
         });
         break;
       }
@@ -989,25 +989,18 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         // The trampoline's layout: "" LABEL CANDIDATES "" ARGV. A candidate always holds a
         // "/" (core/process.ts), so the empty strings are unambiguous.
         if (a.path.some((c) => !c.includes("/"))) throw new Error("exec candidate without /");
-        const argv = cstrArray(["", label?.value ?? "", ...a.path, "", ...a.args]);
+        // The trampoline's layout: "", the label it writes (none: the child wrote it), the
+        // candidates, "", the command's argv.
+        const argv = cstrArray(["", "", ...a.path, "", ...a.args]);
         const envp = cstrArray(a.env);
         step(engine("close_range"), () => sys.closeRange(3, 0x7fffffff, C.CLOSE_RANGE_CLOEXEC));
         step(engine("reset signals"), () => sys.resetSignals());
         const ready = new Int32Array([READY_RECORD, 0]);
         step(engine("ready"), () => sys.sendRecord(reportFd, ready, -1));
         const fds: Record<string, string> = { report: String(FD_TRAMPOLINE_REPORT) };
-        if (label) fds.label = String(FD_LABEL);
-        const withLabel = label !== undefined;
+        // The report socket where the trampoline finds it, without close-on-exec.
         step(engine("trampoline fds", fds), () => {
-          // Out of each other's way first, then to their numbers without close-on-exec.
-          let l = labelFd;
-          let r = reportFd;
-          if (withLabel && l === FD_TRAMPOLINE_REPORT) l = sys.fcntl(l, C.F_DUPFD_CLOEXEC, 5);
-          if (l < 0 && withLabel) return l;
-          if (withLabel && r === FD_LABEL) r = sys.fcntl(r, C.F_DUPFD_CLOEXEC, 5);
-          if (r < 0) return r;
-          let rc = place(r, FD_TRAMPOLINE_REPORT);
-          if (rc >= 0 && withLabel) rc = place(l, FD_LABEL);
+          const rc = place(reportFd, FD_TRAMPOLINE_REPORT);
           return rc < 0 ? rc : 0;
         });
         // Its failure is the command's exec failing, as far as the user can tell.
@@ -1029,7 +1022,7 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         throw new Error(`op ${o.kind} does not run in the child`);
     }
   }
-  return { info, run, reportFd: () => reportFd, exec, label: label?.info };
+  return { info, run, reportFd: () => reportFd, exec };
 }
 
 /**

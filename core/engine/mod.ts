@@ -23,7 +23,6 @@ import {
   compileChild,
   CONSOLE_RECORD,
   EXEC_FAILED_RECORD,
-  LABEL_FAILED_RECORD,
   READY_RECORD,
   runChild,
   type StepInfo,
@@ -356,12 +355,8 @@ async function start(
     }
     closeAll();
     // The trampoline's own records, only after READY and only for what it was given to do.
-    const fromTrampoline = !ready || got.n !== 8
-      ? undefined
-      : record[0] === EXEC_FAILED_RECORD
+    const fromTrampoline = ready && got.n === 8 && record[0] === EXEC_FAILED_RECORD
       ? prog.exec
-      : record[0] === LABEL_FAILED_RECORD
-      ? prog.label
       : undefined;
     if (fromTrampoline) {
       if (master >= 0) sys.close(master);

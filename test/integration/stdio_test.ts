@@ -9,7 +9,6 @@ import {
   MICRO,
   microTest,
   NEEDS,
-  ok,
   run,
   show,
   sleep,
