@@ -90,7 +90,8 @@ export async function runCommand(argv: string[]): Promise<number> {
   const p = await prepare(argv);
   const uid = Deno.uid() ?? 0;
   for (const o of p.ops) {
-    if (o.kind === "skipped" && o.plugin === "cgroups" && p.spec.micro.cgroupLimits) {
+    const asked = o.plugin === "cgroups" ? p.spec.micro.cgroupLimits : o.plugin === "user";
+    if (o.kind === "skipped" && asked) {
       console.error(`micro: warning: ${o.args.reason}`);
     }
   }
