@@ -113,7 +113,7 @@ export function rootlessMaps(
   if (!ids.newuidmap || !ids.newgidmap) {
     const which = [ids.newuidmap ? "" : "newuidmap", ids.newgidmap ? "" : "newgidmap"]
       .filter((x) => x).join(" and ");
-    return { reason: `${which} not found setuid root in PATH or /usr/bin` };
+    return { reason: `${which} not found (installed by root) in PATH or /usr/bin` };
   }
   return {
     uid: buildMap(uid, ids.subuid, size),
@@ -163,18 +163,21 @@ export function passwdEntry(text: string, uid: number): { name: string; gid: num
   return null;
 }
 
-/** A setuid-root regular file at `path` that others may run. */
-function setuidRoot(sys: Sys, path: string): boolean {
+/**
+ * A helper installed by root: a regular file owned by root that others may run. Its
+ * privilege is setuid root (Debian) or file capabilities (Fedora); without either it fails
+ * when it writes the map, and says so.
+ */
+function rootHelper(sys: Sys, path: string): boolean {
   const fd = sys.open(cstr(path), C.O_PATH | C.O_CLOEXEC, 0);
   if (fd < 0) return false;
   const st: Stat = { mode: 0, size: 0, uid: 0, gid: 0 };
   const rc = sys.fstat(fd, st);
   sys.close(fd);
-  return rc >= 0 && (st.mode & C.S_IFMT) === C.S_IFREG && st.uid === 0 &&
-    (st.mode & 0o4001) === 0o4001;
+  return rc >= 0 && (st.mode & C.S_IFMT) === C.S_IFREG && st.uid === 0 && (st.mode & 0o001) !== 0;
 }
 
-/** The first setuid-root `name` in PATH's absolute directories, else in /usr/bin. */
+/** The first root-installed `name` in PATH's absolute directories, else in /usr/bin. */
 export function findHelper(
   sys: Sys,
   name: string,
@@ -183,7 +186,7 @@ export function findHelper(
   const dirs = [...path.split(":").filter((d) => d.startsWith("/")), "/usr/bin"];
   for (const d of dirs) {
     const p = `${d.replace(/\/+$/, "")}/${name}`;
-    if (setuidRoot(sys, p)) return p;
+    if (rootHelper(sys, p)) return p;
   }
   return undefined;
 }

@@ -130,7 +130,7 @@ export async function runIdmapHelper(
       errno,
       hint: errno === undefined
         ? `check your ranges in /etc/sub${map === "uid_map" ? "uid" : "gid"} and that ${helper} ` +
-          "is setuid root"
+          "is setuid root (or has file capabilities)"
         : `install newuidmap and newgidmap (Debian: uidmap)`,
     });
   let out: Deno.CommandOutput;

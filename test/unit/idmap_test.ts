@@ -113,7 +113,7 @@ Deno.test("maps: a range and both helpers give the helpers' maps; else one reaso
   );
   assert.equal(
     why({ newgidmap: undefined }),
-    "newgidmap not found setuid root in PATH or /usr/bin",
+    "newgidmap not found (installed by root) in PATH or /usr/bin",
   );
 });
 
@@ -123,9 +123,10 @@ Deno.test("probe: the caller's name from passwd, its ranges, and setuid-root hel
     Deno.writeTextFileSync(`${dir}/passwd`, "root:x:0:0::/root:/bin/sh\nalice:x:1000:1001::/:/\n");
     Deno.writeTextFileSync(`${dir}/subuid`, "alice:100000:65536\n");
     Deno.writeTextFileSync(`${dir}/subgid`, "1000:200000:65536\n");
-    // A helper that is not setuid root does not count.
+    // A helper that root did not install does not count.
     Deno.writeTextFileSync(`${dir}/newuidmap`, "#!/bin/sh\n");
-    Deno.chmodSync(`${dir}/newuidmap`, 0o755);
+    Deno.chmodSync(`${dir}/newuidmap`, 0o4755);
+    if (Deno.uid() === 0) Deno.chownSync(`${dir}/newuidmap`, 1000, 1000);
     const sys = openLibc();
     const files = {
       passwd: `${dir}/passwd`,
@@ -148,9 +149,11 @@ Deno.test("probe: the caller's name from passwd, its ranges, and setuid-root hel
     const map = rootlessIdMap(sys, 1000, 1001, 65536, files);
     assert.deepEqual(map, { reason: 'no range for "alice" in /etc/subgid' });
     if (Deno.uid() === 0) {
-      // As root here: a copy that is setuid root is found first in the PATH given.
-      Deno.chmodSync(`${dir}/newuidmap`, 0o4755);
+      // As root here: one owned by root and executable by others is found first in PATH.
+      Deno.chownSync(`${dir}/newuidmap`, 0, 0);
       assert.equal(findHelper(sys, "newuidmap", `relative:${dir}`), `${dir}/newuidmap`);
+      Deno.chmodSync(`${dir}/newuidmap`, 0o4750);
+      assert.notEqual(findHelper(sys, "newuidmap", dir), `${dir}/newuidmap`);
     }
   } finally {
     Deno.removeSync(dir, { recursive: true });
@@ -302,7 +305,7 @@ Deno.test("engine: the helper gets the pid and the map; a failure is one line", 
       e.line(),
       'attach: user: newuidmap pid=4242 uid_map="1 5 1": exit status 1: newuidmap: uid range ' +
         "[1-2) -> [5-6) not allowed; second line (check your ranges in /etc/subuid and that " +
-        `${helper} is setuid root)`,
+        `${helper} is setuid root (or has file capabilities))`,
     );
     const gone = op("attach", "user", "idmap-helper", {
       helper: `${dir}/missing`,
