@@ -242,14 +242,18 @@ export function rootlessIdMap(
   gid = Deno.gid() ?? 0,
   size = ROOTLESS_SIZE,
   files: IdFiles = {},
-): { uid: IdMapping[]; gid: IdMapping[]; size: number } | { reason: string } {
+): RootlessIdMap | { reason: string } {
   const maps = rootlessMaps(uid, gid, probeRootlessIds(sys, uid, files), size);
   if ("reason" in maps) return maps;
-  return {
-    uid: maps.uid,
-    gid: maps.gid,
-    size: Math.min(mappedCount(maps.uid), mappedCount(maps.gid)),
-  };
+  return { ...maps, size: Math.min(mappedCount(maps.uid), mappedCount(maps.gid)) };
+}
+
+/** A rootless run's maps, their helpers, and how many ids from 0 are mapped. */
+export interface RootlessIdMap {
+  uid: IdMapping[];
+  gid: IdMapping[];
+  helpers: { newuidmap: string; newgidmap: string };
+  size: number;
 }
 
 /**

@@ -9,7 +9,17 @@
  * read them at run time), for a user that exists only there.
  */
 import assert from "node:assert/strict";
-import { IMAGE, lacking, MICRO, microTest, NEEDS, run, type RunResult, show } from "./_helpers.ts";
+import {
+  IMAGE,
+  lacking,
+  MICRO,
+  microTest,
+  NEEDS,
+  REPO,
+  run,
+  type RunResult,
+  show,
+} from "./_helpers.ts";
 
 const UID = 54321;
 const NAME = "microtest";
@@ -54,6 +64,12 @@ interface Setup {
   gid?: number;
   /** Called with the temp dir before the run (to make an image there). */
   prepare?: (dir: string) => void;
+  /** Called with the temp dir after the run, before it is removed. */
+  inspect?: (dir: string) => void;
+  /** The program run as the caller instead of micro (with the args). */
+  cmd?: string;
+  /** More environment for it, NAME=value. */
+  env?: (dir: string) => string[];
 }
 
 /** Runs `micro ARGS` as UID in a private mount namespace with the given account files. */
@@ -76,21 +92,19 @@ async function rootless(args: (dir: string) => string[], s: Setup = {}): Promise
     s.prepare?.(dir);
     const script = `for f in passwd subuid subgid; do mount --bind "$0/$f" "/etc/$f" || exit 99; ` +
       `done; exec setpriv --reuid=${UID} --regid=${s.gid ?? UID} --clear-groups -- env -i ` +
-      `HOME=${home} XDG_RUNTIME_DIR=${runtime} PATH=/usr/bin:/bin "$@"`;
-    return await run([
-      "-m",
-      "--propagation",
-      "private",
-      "sh",
-      "-c",
-      script,
-      dir,
-      MICRO,
-      ...args(dir),
-    ], {
-      cmd: "unshare",
-      timeoutMs: 60_000,
-    });
+      `HOME=${home} XDG_RUNTIME_DIR=${runtime} PATH=/usr/bin:/bin ${
+        (s.env?.(dir) ?? []).join(" ")
+      } "$@"`;
+    const r = await run(
+      ["-m", "--propagation", "private", "sh", "-c", script, dir, s.cmd ?? MICRO, ...args(dir)],
+      { cmd: "unshare", timeoutMs: 60_000 },
+    );
+    try {
+      s.inspect?.(dir);
+    } catch (e) {
+      throw new Error(`${(e as Error).message}\n${show(r)}`);
+    }
+    return r;
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
@@ -207,6 +221,70 @@ microTest(
           "/etc/subuid and that /usr/bin/newuidmap is setuid root",
       ),
     );
+  },
+  { ignore },
+);
+
+microTest(
+  "rootless with a range: a layer unpacked in the user namespace keeps its owners",
+  async () => {
+    const r = await rootless((dir) => [
+      // Deno on a script calling unpackLayerInUserns, which runs `main.ts _unpack-layer` (what
+      // the built micro runs is its own runtime and bundle: a script's main module is not).
+      "-c",
+      `exec "$0" run --quiet --no-lock --no-config -A ${dir}/unpack.ts`,
+      Deno.execPath(),
+    ], {
+      prepare(dir) {
+        const py = `import tarfile, io
+t = tarfile.open("${dir}/layer.tar", "w")
+for name, uid, gid in [("d", 0, 0), ("d/root", 0, 0), ("d/www", 33, 33), ("d/app", 1000, 100)]:
+    i = tarfile.TarInfo(name); i.uid = uid; i.gid = gid
+    if name == "d":
+        i.type = tarfile.DIRTYPE; i.mode = 0o755; t.addfile(i)
+    else:
+        i.mode = 0o4755 if name == "d/app" else 0o644; i.size = 2; t.addfile(i, io.BytesIO(b"hi"))
+t.close()`;
+        const made = new Deno.Command("python3", { args: ["-c", py] }).outputSync();
+        assert.ok(made.success, new TextDecoder().decode(made.stderr));
+        for (const d of ["layer", "deno-dir"]) {
+          Deno.mkdirSync(`${dir}/${d}`);
+          Deno.chownSync(`${dir}/${d}`, UID, UID);
+        }
+        Deno.writeTextFileSync(
+          `${dir}/unpack.ts`,
+          `import { rootlessIdMap, unpackLayerInUserns } from "${REPO}/core/image/mod.ts";
+        import { openLibc } from "${REPO}/core/sys/libc.ts";
+        const sys = openLibc();
+        const maps = rootlessIdMap(sys);
+        if ("reason" in maps) throw new Error(maps.reason);
+        const r = await unpackLayerInUserns(sys, maps, "${dir}/layer.tar", "${dir}/layer", {
+          exe: [Deno.execPath(), "run", "-A", "--quiet", "${REPO}/main.ts"],
+        });
+        console.log(JSON.stringify(r.warnings));`,
+        );
+      },
+      cmd: "sh",
+      env: (dir) => [`DENO_DIR=${dir}/deno-dir`],
+      inspect(dir) {
+        const owner = (p: string) => {
+          const st = Deno.lstatSync(`${dir}/layer/${p}`);
+          return `${st.uid}:${st.gid} ${((st.mode ?? 0) & 0o7777).toString(8)}`;
+        };
+        // Container id N is host id RANGE+N-1; root is the caller; setuid kept after chown.
+        assert.deepEqual(
+          ["d", "d/root", "d/www", "d/app"].map(owner),
+          [
+            `${UID}:${UID} 755`,
+            `${UID}:${UID} 644`,
+            `${RANGE + 32}:${RANGE + 32} 644`,
+            `${RANGE + 999}:${RANGE + 99} 4755`,
+          ],
+        );
+      },
+    });
+    assert.equal(r.code, 0, show(r));
+    assert.equal(r.stdout.trim(), "[]", show(r));
   },
   { ignore },
 );
