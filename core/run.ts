@@ -89,12 +89,6 @@ export async function planCommand(argv: string[]): Promise<number> {
 export async function runCommand(argv: string[]): Promise<number> {
   const p = await prepare(argv);
   const uid = Deno.uid() ?? 0;
-  for (const o of p.ops) {
-    const asked = o.plugin === "cgroups" ? p.spec.micro.cgroupLimits : o.plugin === "user";
-    if (o.kind === "skipped" && asked) {
-      console.error(`micro: warning: ${o.args.reason}`);
-    }
-  }
   const sys = openLibc();
   let dir: string;
   try {
@@ -109,6 +103,13 @@ export async function runCommand(argv: string[]): Promise<number> {
     throw new MicroError(
       `cannot create the state directory ${stateRoot(uid)}/${p.id}: ${(e as Error).message}`,
     );
+  }
+  // Warnings once the run can go ahead (not before an error that stops it).
+  for (const o of p.ops) {
+    const asked = o.plugin === "cgroups" ? p.spec.micro.cgroupLimits : o.plugin === "user";
+    if (o.kind === "skipped" && asked) {
+      console.error(`micro: warning: ${o.args.reason}`);
+    }
   }
   const state: RunState = {
     id: p.id,
