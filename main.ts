@@ -25,6 +25,8 @@ const COMMANDS: Record<string, () => Promise<(argv: string[]) => Promise<number>
   run: async () => (await import("./commands/run.ts")).run,
   plan: async () => (await import("./commands/run.ts")).plan,
   profile: async () => (await import("./commands/profile.ts")).profile,
+  // Internal: a layer unpacked inside a rootless user namespace (core/image/rootless.ts).
+  "_unpack-layer": async () => (await import("./commands/_unpack.ts")).unpackLayer,
 };
 
 async function main(argv: string[]): Promise<number> {

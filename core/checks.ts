@@ -3,6 +3,7 @@
  * Every failing check is reported, all together (runc's validator, our one-line errors).
  */
 import { MicroError } from "./errors.ts";
+import { mappedCount, runRootlessMaps } from "./idmap.ts";
 import type { HostInfo } from "./plugin.ts";
 import { processUser } from "./process.ts";
 import { hasNamespace, type Spec } from "./spec.ts";
@@ -74,11 +75,29 @@ export const CHECKS: Check[] = [
     run(spec, host) {
       try {
         const who = processUser(spec, host);
-        if (hasNamespace(spec, "user") && host.uid !== 0 && (who.uid !== 0 || who.gid !== 0)) {
+        const maps = runRootlessMaps(spec, host);
+        if (maps && "reason" in maps && (who.uid !== 0 || who.gid !== 0)) {
           return [err(
-            `user ${who.uid}:${who.gid} is not mapped in a rootless container`,
-            "a rootless run maps only your own uid as root (0); drop --user",
+            `user ${who.uid}:${who.gid} is not mapped in a rootless container (${maps.reason})`,
+            "a rootless run without subordinate ids maps only your own uid as root (0): drop " +
+              "--user, or add ranges to /etc/subuid and /etc/subgid and install uidmap",
           )];
+        }
+        if (maps && !("reason" in maps)) {
+          const uids = mappedCount(maps.uid);
+          const gids = mappedCount(maps.gid);
+          const bad = [
+            who.uid >= uids ? `uid ${who.uid}` : "",
+            ...[who.gid, ...who.additionalGids].map((g) => g >= gids ? `gid ${g}` : ""),
+          ].filter((x) => x);
+          if (bad.length) {
+            return [err(
+              `${bad.join(", ")} not mapped in this rootless container (ids 0 to ${
+                Math.min(uids, gids) - 1
+              } are)`,
+              "use a lower id, or a larger range in /etc/subuid and /etc/subgid (user plugin size)",
+            )];
+          }
         }
         return [];
       } catch (e) {

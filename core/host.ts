@@ -12,8 +12,9 @@ import {
   readRegularFile,
   SECCOMP_CAP,
 } from "./files.ts";
+import { probeRootlessIds } from "./idmap.ts";
 import type { HostInfo } from "./plugin.ts";
-import type { Spec } from "./spec.ts";
+import { hasNamespace, type Spec } from "./spec.ts";
 import { C, cstr, type Sys } from "./sys/mod.ts";
 import { openLibc } from "./sys/libc.ts";
 
@@ -237,6 +238,7 @@ export function probeHost(
     gid: Deno.gid() ?? 0,
     subuid: uid === 0 ? subRange("/etc/subuid") : undefined,
     subgid: uid === 0 ? subRange("/etc/subgid") : undefined,
+    rootlessIds: uid !== 0 && hasNamespace(spec, "user") ? probeRootlessIds(sys, uid) : undefined,
     id,
     stateDir,
     containerDir: opts.containerDir ?? "",

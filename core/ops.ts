@@ -54,6 +54,11 @@ export interface OpArgs {
   /** attach: write a file of the child's under /proc/PID (uid_map, gid_map, setgroups). */
   "proc-write": { file: "uid_map" | "gid_map" | "setgroups"; content: string };
   /**
+   * attach: a setuid helper (newuidmap, newgidmap) writes the child's `map` from `args`
+   * ("container host count ..."): only it may map the caller's subordinate ids.
+   */
+  "idmap-helper": { helper: string; map: "uid_map" | "gid_map"; args: string };
+  /**
    * rootfs: mount. `target` is a container path; before pivot_root it is resolved inside the
    * new root by the kernel (openat2 RESOLVE_IN_ROOT), so no symlink can move it outside.
    * `source` is a host path, or a container path when `sourceInRoot`.

@@ -1,6 +1,7 @@
 /** The plugin contract (DESIGN.md §2). */
 import type { CgroupLayout } from "./cgroups/layout.ts";
 import type { MicroError } from "./errors.ts";
+import type { RootlessIds } from "./idmap.ts";
 import type { Op } from "./ops.ts";
 import type { ObjectSchema } from "./schema_types.ts";
 import type { Spec } from "./spec.ts";
@@ -14,6 +15,11 @@ export interface HostInfo {
   /** From /etc/subuid and /etc/subgid for the `micro` account, when they name one. */
   subuid?: { start: number; count: number };
   subgid?: { start: number; count: number };
+  /**
+   * A non-root caller with a user namespace: its ranges in /etc/subuid and /etc/subgid and
+   * the newuidmap/newgidmap helpers, for podman's rootless maps (core/idmap.ts).
+   */
+  rootlessIds?: RootlessIds;
   /** The run's id (also the default hostname) and its directory under the state root. */
   id: string;
   stateDir: string;

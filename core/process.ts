@@ -4,6 +4,7 @@
  * no-new-privileges and the execve itself.
  */
 import { MicroError } from "./errors.ts";
+import { mapsOnlyCaller } from "./idmap.ts";
 import { type Op, op } from "./ops.ts";
 import type { HostInfo } from "./plugin.ts";
 import { hasNamespace, type Spec } from "./spec.ts";
@@ -114,8 +115,9 @@ export function resolveUser(
 export function processUser(spec: Spec, host: HostInfo): ReturnType<typeof resolveUser> {
   const p = spec.process;
   let user = p.userSpec;
-  // A rootless user namespace maps only root: the fallback user could not exist there.
-  const rootless = hasNamespace(spec, "user") && host.uid !== 0;
+  // A user namespace that maps only the caller has only root: the fallback user could not
+  // exist there.
+  const rootless = mapsOnlyCaller(spec, host);
   if (user === undefined && p.defaultUser !== undefined && !rootless) {
     const name = p.defaultUser.split(":")[0];
     if (parsePasswd(host.passwd).some((e) => e.name === name)) user = p.defaultUser;
@@ -153,8 +155,9 @@ export function processOps(spec: Spec, host: HostInfo): Op[] {
   const path = cmd.includes("/")
     ? [cmd]
     : (env.PATH ?? DEFAULT_PATH).split(":").filter((d) => d).map((d) => `${d}/${cmd}`);
-  // setgroups is denied in a rootless user namespace; there the list must stay empty.
-  const rootlessUserns = hasNamespace(spec, "user") && host.uid !== 0;
+  // setgroups is denied in a user namespace that maps only the caller; there the list must
+  // stay empty.
+  const rootlessUserns = mapsOnlyCaller(spec, host);
   const ops: Op[] = [];
   if (p.terminal) ops.push(op("rootfs", "process", "console", {}));
   for (const r of p.rlimits) {

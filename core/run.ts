@@ -92,11 +92,6 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
   // A signal that came during the checks stops the run before anything exists.
   if (signals.stopSignal) throw stoppedError(signals.stopSignal);
   const uid = Deno.uid() ?? 0;
-  for (const o of p.ops) {
-    if (o.kind === "skipped" && o.plugin === "cgroups" && p.spec.micro.cgroupLimits) {
-      console.error(`micro: warning: ${o.args.reason}`);
-    }
-  }
   const sys = openLibc();
   let dir: string;
   try {
@@ -111,6 +106,13 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
     throw new MicroError(
       `cannot create the state directory ${stateRoot(uid)}/${p.id}: ${(e as Error).message}`,
     );
+  }
+  // Warnings once the run can go ahead (not before an error that stops it).
+  for (const o of p.ops) {
+    const asked = o.plugin === "cgroups" ? p.spec.micro.cgroupLimits : o.plugin === "user";
+    if (o.kind === "skipped" && asked) {
+      console.error(`micro: warning: ${o.args.reason}`);
+    }
   }
   const state: RunState = {
     id: p.id,

@@ -4,6 +4,7 @@
  * user's binds and tmpfs mounts, runc's masked and read-only paths, then pivot_root.
  * Every destination is resolved inside the new root by the engine, never on the host.
  */
+import { mapsOnlyCaller } from "../core/idmap.ts";
 import { type MountFlag, type Op, op } from "../core/ops.ts";
 import type { HostInfo, Plugin } from "../core/plugin.ts";
 import { hasNamespace, type Mount, type Spec } from "../core/spec.ts";
@@ -271,8 +272,10 @@ function planMounts(spec: Spec, host: HostInfo): Op[] {
       ),
     );
   }
-  // gid=5 (tty) only when that gid exists inside; a rootless map has just gid 0.
-  const ttyGid = !userns || !spec.linux.gidMappings.length && host.uid === 0 ? ",gid=5" : "";
+  // gid=5 (tty) only when that gid exists inside; a map of the caller alone has just gid 0.
+  const ttyGid = !userns || !spec.linux.gidMappings.length && !mapsOnlyCaller(spec, host)
+    ? ",gid=5"
+    : "";
   ops.push(
     mountOp(
       {

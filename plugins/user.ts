@@ -1,8 +1,11 @@
 /**
  * user: root in the container is an unprivileged uid on the host. As root, the range comes
- * from /etc/subuid and /etc/subgid (account `micro`) or the default below; a non-root
- * caller maps only its own uid and gid, so micro runs rootless too.
+ * from /etc/subuid and /etc/subgid (account `micro`) or the default below. A non-root
+ * caller with ranges of its own there and newuidmap/newgidmap installed gets podman's map
+ * (root is the caller, 1..size its subordinate ids, written by the helpers); otherwise it
+ * maps only its own uid and gid, with one warning.
  */
+import { mapText, runRootlessMaps, singleIdWarning } from "../core/idmap.ts";
 import { type Op, op } from "../core/ops.ts";
 import type { HostInfo, Plugin } from "../core/plugin.ts";
 import type { IdMapping, Spec } from "../core/spec.ts";
@@ -19,15 +22,24 @@ export function idMaps(
   spec: Spec,
   host: HostInfo,
   size: number,
-): { uid: IdMapping[]; gid: IdMapping[]; rootless: boolean } {
+): {
+  uid: IdMapping[];
+  gid: IdMapping[];
+  rootless: boolean;
+  helpers?: { newuidmap: string; newgidmap: string };
+  warning?: string;
+} {
   if (spec.linux.uidMappings.length) {
     return { uid: spec.linux.uidMappings, gid: spec.linux.gidMappings, rootless: host.uid !== 0 };
   }
   if (host.uid !== 0) {
+    const maps = runRootlessMaps({ ...spec, micro: { ...spec.micro, userSize: size } }, host);
+    if (maps && !("reason" in maps)) return { ...maps, rootless: true };
     return {
       uid: [{ containerID: 0, hostID: host.uid, size: 1 }],
       gid: [{ containerID: 0, hostID: host.gid, size: 1 }],
       rootless: true,
+      warning: maps && "reason" in maps ? singleIdWarning(maps.reason) : undefined,
     };
   }
   const u = host.subuid ?? DEFAULT_RANGE;
@@ -47,7 +59,12 @@ export const user: Plugin<UserOptions> = {
   schema: {
     type: "object",
     fields: {
-      size: { type: "integer", min: 1, max: 4294967295, doc: "ids to map (as root)" },
+      size: {
+        type: "integer",
+        min: 1,
+        max: 4294967295,
+        doc: "ids to map (as root; rootless: above root, from your subordinate ids)",
+      },
     },
   },
   configure(o, spec) {
@@ -57,6 +74,26 @@ export const user: Plugin<UserOptions> = {
   plan(spec, host): Op[] {
     const maps = idMaps(spec, host, spec.micro.userSize ?? DEFAULT_RANGE.count);
     const ops: Op[] = [cloneOp("user", "user")];
+    if (maps.warning) {
+      ops.push(op("prepare", "user", "skipped", { what: "subordinate ids", reason: maps.warning }));
+    }
+    if (maps.helpers) {
+      // newgidmap leaves setgroups allowed for a range of the caller's own: --group-add works.
+      ops.push(
+        op("attach", "user", "idmap-helper", {
+          helper: maps.helpers.newuidmap,
+          map: "uid_map",
+          args: mapText(maps.uid),
+        }),
+        op("attach", "user", "idmap-helper", {
+          helper: maps.helpers.newgidmap,
+          map: "gid_map",
+          args: mapText(maps.gid),
+        }),
+        op("rootfs", "user", "userns-root", {}),
+      );
+      return ops;
+    }
     // An unprivileged writer of gid_map must deny setgroups first (user_namespaces(7)).
     if (maps.rootless) {
       ops.push(op("attach", "user", "proc-write", { file: "setgroups", content: "deny" }));

@@ -1019,6 +1019,7 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         break;
       case "namespace":
       case "proc-write":
+      case "idmap-helper":
         throw new Error(`op ${o.kind} does not run in the child`);
     }
   }

@@ -94,9 +94,57 @@ export function decodeStatus(status: number): RunResult {
   return { exitCode: 128 + sig, signal: sig };
 }
 
-/** Writes the attach-phase files of the child (uid_map, gid_map, setgroups). */
-function attach(plan: Op[], pid: number): void {
+/**
+ * Runs a setuid id-map helper (newuidmap, newgidmap) on the waiting child, with an empty
+ * environment but for the C locale; a failure is one line naming the helper, its exit status
+ * and what it printed.
+ */
+export async function runIdmapHelper(
+  o: Op & { kind: "idmap-helper" },
+  pid: number,
+): Promise<void> {
+  const { helper, map, args } = o.args;
+  const argv = [String(pid), ...args.split(" ")];
+  const name = helper.slice(helper.lastIndexOf("/") + 1);
+  const fail = (message: string, errno?: number) =>
+    new MicroError(message, {
+      phase: "attach",
+      plugin: o.plugin,
+      op: name,
+      paths: { pid: String(pid), [map]: JSON.stringify(args) },
+      errno,
+      hint: errno === undefined
+        ? `check your ranges in /etc/sub${map === "uid_map" ? "uid" : "gid"} and that ${helper} ` +
+          "is setuid root (or has file capabilities)"
+        : `install newuidmap and newgidmap (Debian: uidmap)`,
+    });
+  let out: Deno.CommandOutput;
+  try {
+    out = await new Deno.Command(helper, {
+      args: argv,
+      clearEnv: true,
+      env: { LC_ALL: "C" },
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+  } catch (e) {
+    throw fail(`cannot run ${helper}`, errnoOf(e, 2));
+  }
+  if (out.success) return;
+  const said = new TextDecoder().decode(out.stderr.subarray(0, 4096)).trim()
+    .split("\n").map((l) => l.trim()).filter((l) => l).join("; ");
+  const status = out.signal ? `killed by ${out.signal}` : `exit status ${out.code}`;
+  throw fail(said ? `${status}: ${said}` : status);
+}
+
+/**
+ * The attach phase's id maps: the child's uid_map, gid_map and setgroups written directly,
+ * or by the setuid helpers for a rootless range, in plan order.
+ */
+async function attach(plan: Op[], pid: number): Promise<void> {
   for (const o of plan) {
+    if (o.phase === "attach" && o.kind === "idmap-helper") await runIdmapHelper(o, pid);
     if (o.phase !== "attach" || o.kind !== "proc-write") continue;
     const path = `/proc/${pid}/${o.args.file}`;
     try {
@@ -320,7 +368,7 @@ async function start(
 
   try {
     opts.onChild?.(pid);
-    attach(plan, pid);
+    await attach(plan, pid);
     parent.attach(pid);
   } catch (e) {
     await abandon();

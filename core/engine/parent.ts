@@ -64,11 +64,18 @@ export interface ParentHooks {
 
 /** The host id container id 0 maps to in the run's `uid_map`/`gid_map` op, if any. */
 function rootHostId(plan: Op[], file: "uid_map" | "gid_map"): number | undefined {
-  const o = plan.find((x) => x.kind === "proc-write" && x.args.file === file);
-  if (o?.kind !== "proc-write") return undefined;
-  for (const line of o.args.content.split("\n")) {
-    const [inside, outside] = line.trim().split(/\s+/).map(Number);
-    if (inside === 0 && Number.isInteger(outside)) return outside;
+  for (const o of plan) {
+    const text = o.kind === "proc-write" && o.args.file === file
+      ? o.args.content
+      : o.kind === "idmap-helper" && o.args.map === file
+      ? o.args.args
+      : undefined;
+    if (text === undefined) continue;
+    const n = text.trim().split(/\s+/).map(Number);
+    for (let i = 0; i + 2 < n.length; i += 3) {
+      if (n[i] === 0 && Number.isInteger(n[i + 1])) return n[i + 1];
+    }
+    return undefined;
   }
   return undefined;
 }

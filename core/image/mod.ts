@@ -15,6 +15,9 @@
  * - `platform.ts`: `parsePlatform`, `hostPlatform`, `choosePlatform` for indexes.
  * - `transport.ts`: CA directories (certs.d) and the HTTP transport for one registry.
  * - `progress.ts`: `progressRenderer`, a bar per layer on a terminal, plain lines otherwise.
+ * - `rootless.ts`: `unpackLayerInUserns`, a layer unpacked as root of a user namespace with
+ *   the caller's subordinate-id maps (owners kept, shifted as the container sees them);
+ *   the maps come from `rootlessIdMap` (core/idmap.ts).
  */
 export { unpackLayer, type UnpackOptions, type UnpackResult } from "./unpack.ts";
 export { displayName, type TarEntry, TarReader, type TarType } from "./tar.ts";
@@ -63,3 +66,5 @@ export {
 export { formatPlatform, hostPlatform, parsePlatform, type Platform } from "./platform.ts";
 export { defaultCertDirs } from "./transport.ts";
 export { type ProgressRenderer, progressRenderer, type RendererOptions } from "./progress.ts";
+export { unpackLayerInUserns, type UsernsUnpackOptions } from "./rootless.ts";
+export { type RootlessIdMap, rootlessIdMap, singleIdWarning } from "../idmap.ts";

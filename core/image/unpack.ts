@@ -10,6 +10,8 @@
  */
 import { createHash } from "node:crypto";
 import { MicroError } from "../errors.ts";
+import { hostIdOf } from "../idmap.ts";
+import type { IdMapping } from "../spec.ts";
 import { C, cstr, type Sys } from "../sys/mod.ts";
 import { decompress } from "./decompress.ts";
 import { bytesOf, displayName, type TarEntry, TarReader } from "./tar.ts";
@@ -24,6 +26,12 @@ export interface UnpackOptions {
    * `size` is an error naming the entry. Wins over `squashTo`.
    */
   idMap?: { uid: number; gid: number; size: number };
+  /**
+   * Owners through id maps, as the kernel maps them (container id → host id): podman's
+   * rootless layout (0 → the caller, 1.. → the subordinate range) is not one uniform shift.
+   * An owner no line maps is an error naming the entry. Wins over `idMap` and `squashTo`.
+   */
+  mapping?: { uid: IdMapping[]; gid: IdMapping[] };
   /** Every owner becomes this (rootless without a range). */
   squashTo?: { uid: number; gid: number };
   /** May make device nodes (CAP_MKNOD); else they are skipped with one warning. */
@@ -361,6 +369,22 @@ class Unpacker {
   // ---- Metadata ---------------------------------------------------------------------
 
   private owner(e: TarEntry): [number, number] {
+    const t = this.opts.mapping;
+    if (t) {
+      const uid = hostIdOf(t.uid, e.uid);
+      const gid = hostIdOf(t.gid, e.gid);
+      if (uid === undefined || gid === undefined) {
+        throw entryError(
+          "chown",
+          e,
+          `owner ${e.uid}:${e.gid} is not in the ids mapped for this user`,
+          undefined,
+          undefined,
+          "add a larger range to /etc/subuid and /etc/subgid",
+        );
+      }
+      return [uid, gid];
+    }
     const m = this.opts.idMap;
     if (m) {
       if (e.uid >= m.size || e.gid >= m.size) {

@@ -81,6 +81,30 @@ Deno.test("unpack: ids are shifted into the range, or squashed, or refused by en
   );
 });
 
+Deno.test("unpack: owners through id maps (podman's rootless layout), refused when unmapped", async () => {
+  // 0 → the caller (1000), 1.. → the subordinate range; symlinks too.
+  const caller = (id: number) => ({ containerID: 0, hostID: id, size: 1 });
+  const range = (start: number) => ({ containerID: 1, hostID: start, size: 65536 });
+  const mapping = { uid: [caller(1000), range(100000)], gid: [caller(1001), range(200000)] };
+  const data = tar(
+    file("root-owned", "", { uid: 0, gid: 0 }),
+    file("app", "", { uid: 1000, gid: 100 }),
+    symlink("link", "app", { uid: 33, gid: 33 }),
+  );
+  // The table wins over the uniform shift.
+  const { sys } = await unpack(data, { mapping, idMap: { uid: 5, gid: 5, size: 65536 } });
+  assert.deepEqual(sys.format().filter((l) => l.startsWith("fchown")), [
+    "fchown(4, 1000, 1001)",
+    "fchown(5, 100999, 200099)",
+    'fchownat(3, "link", 100032, 200032, 0x100)',
+  ]);
+  assert.equal(
+    await refusal(tar(file("big", "", { uid: 65537 })), { mapping }),
+    "unpack: chown entry=big: owner 65537:0 is not in the ids mapped for this user " +
+      "(add a larger range to /etc/subuid and /etc/subgid)",
+  );
+});
+
 Deno.test("unpack: escapes are refused before any call touches the entry", async () => {
   assert.equal(
     await refusal(tar(file("/etc/passwd", "x"))),
