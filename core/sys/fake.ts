@@ -624,6 +624,10 @@ export class RecordingSys implements Sys {
       () => 0,
     );
   }
+  /** Unscripted: no such attribute (ENODATA). */
+  lgetxattr(path: CStr, name: CStr, _buf: Uint8Array) {
+    return this.record("lgetxattr", [this.s(path), this.s(name)], () => -61);
+  }
 
   /** Copies the next scripted chunk for `fd` into `buf`; undefined when none is left. */
   private take(fd: number, buf: Uint8Array, len: number): number | undefined {

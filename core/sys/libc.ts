@@ -79,6 +79,7 @@ const NR = {
     fsetxattr: 190,
     lsetxattr: 189,
     renameat2: 316,
+    lgetxattr: 192,
   },
   aarch64: {
     bpf: 280,
@@ -149,6 +150,7 @@ const NR = {
     fsetxattr: 7,
     lsetxattr: 6,
     renameat2: 276,
+    lgetxattr: 9,
   },
 } as const;
 
@@ -193,6 +195,7 @@ const FS_SYMBOLS = {
   ibiii: sc(I, B, I, I, I),
   ibbii: sc(I, B, B, I, I),
   bbbii: sc(B, B, B, I, I),
+  bbbi: sc(B, B, B, I),
 } as const;
 
 /**
@@ -530,6 +533,7 @@ function bindLibc(): Sys {
     lsetxattr: (p, name, value, flags) =>
       r(fs().bbbii(nr.lsetxattr, p, name, value, value.length, flags)),
     renameat2: (ofd, op, nfd, np, flags) => r(lib.ibibi(nr.renameat2, ofd, op, nfd, np, flags)),
+    lgetxattr: (p, name, buf) => r(fs().bbbi(nr.lgetxattr, p, name, buf, buf.length)),
   };
   return sys;
 }

@@ -179,6 +179,11 @@ export interface Sys {
     newpath: CStr,
     flags: number,
   ): number;
+  /**
+   * lgetxattr(2) into `buf`: the value's length, or -errno (ENODATA when absent). A final
+   * symlink is read itself, not followed.
+   */
+  lgetxattr(path: CStr, name: CStr, buf: Uint8Array): number;
 }
 
 /** The fields of `struct stat` that micro reads. */
