@@ -9,12 +9,17 @@ const HELP = `micro: a Linux container runtime
 usage:
   micro run [OPTIONS] [IMAGE] [--] COMMAND [ARG...]   run COMMAND in a new container
   micro plan [OPTIONS] [IMAGE] [--] COMMAND [ARG...]  print the ops a run would execute
+  micro ps [-a] [-q] [--no-trunc]                     running containers (-a: kept ones too)
+  micro rm [-f] NAME|ID...                            remove containers (-f: running ones too)
+  micro diff NAME|ID                                  a container's changes to its image
   micro profile list                                  the built-in profiles
   micro profile show NAME|PATH...                     a profile, resolved
   micro version                                       micro, Deno and V8 versions
 
 IMAGE is a root filesystem directory; without one, the root is a tmpfs holding the host's
 /usr, /bin, /sbin, /lib* and /etc read-only. See "micro run --help" for the options.
+A run is kept as a container after it exits (micro ps -a, micro diff, micro rm) unless
+it is given --rm.
 `;
 
 /**
@@ -27,6 +32,9 @@ const COMMANDS: Record<string, () => Promise<(argv: string[]) => Promise<number>
   profile: async () => (await import("./commands/profile.ts")).profile,
   // Internal: a layer unpacked inside a rootless user namespace (core/image/rootless.ts).
   "_unpack-layer": async () => (await import("./commands/_unpack.ts")).unpackLayer,
+  ps: async () => (await import("./commands/container.ts")).ps,
+  rm: async () => (await import("./commands/container.ts")).rm,
+  diff: async () => (await import("./commands/container.ts")).diff,
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -29,6 +29,8 @@ export interface Request {
   /** `-i`: keep stdin open. */
   stdin: boolean;
   name?: string;
+  /** `--rm`: remove the container (its layer and record) when it exits, as Docker. */
+  rm: boolean;
   json: boolean;
   /** `--help` was given: print RUN_HELP and do nothing else. */
   help: boolean;
@@ -96,9 +98,10 @@ Options:
       --security-opt OPT    no-new-privileges[=true|false], seccomp=FILE|unconfined,
                             apparmor=PROFILE, label=user:U|role:R|type:T|level:L
                             (repeatable)
-      --name NAME           name the container
+      --name NAME           name the container (unique among containers)
       --json                print machine-readable output
-      --rm                  accepted for Docker compatibility (micro always removes)
+      --rm                  remove the container when it exits (else it is kept:
+                            see micro ps -a, micro diff, micro rm)
       --help                print this help
 `;
 
@@ -381,6 +384,7 @@ export function parseRun(argv: readonly string[], io: CliIO = DENO_IO): Request 
     layer: {},
     terminal: false,
     stdin: false,
+    rm: false,
     json: false,
     help: false,
   };
@@ -510,6 +514,7 @@ export function parseRun(argv: readonly string[], io: CliIO = DENO_IO): Request 
         req.json = on;
         break;
       case "rm":
+        req.rm = on;
         break;
       case "help":
         req.help = on;

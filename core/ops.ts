@@ -95,11 +95,12 @@ export interface OpArgs {
     overlay?: { upper: string; work: string; userxattr: boolean };
   };
   /**
-   * prepare: the container's own directory with `upper` and `work` for the overlay, owned
-   * by the container's root (its host id from the run's uid_map and gid_map).
+   * prepare: `upper` and `work` for the overlay in the container's own directory (which
+   * the run made with its record), owned by the container's root (its host id from the
+   * run's uid_map and gid_map).
    */
   "overlay-dirs": { dir: string };
-  /** cleanup: remove the container's directory (its writes go with it). */
+  /** cleanup, with `--rm` only: remove the container's directory (its writes go with it). */
   "overlay-remove": { dir: string };
   /**
    * rootfs: hide a path: /dev/null over a file, an empty read-only tmpfs over a directory.

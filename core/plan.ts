@@ -17,6 +17,8 @@ export interface RunInput {
   args: string[];
   terminal: boolean;
   stdin: boolean;
+  /** `--rm`: the container is removed when it exits (else its layer and record stay). */
+  remove?: boolean;
 }
 
 // deno-lint-ignore no-explicit-any
@@ -32,6 +34,7 @@ export function buildSpec(input: RunInput, profile: Sections, plugins: AnyPlugin
   spec.process.args = input.args;
   spec.process.terminal = input.terminal;
   spec.process.stdin = input.stdin;
+  if (input.remove) spec.micro.remove = true;
   configureProcess(profile.process, spec);
   for (const p of enabledPlugins(profile, plugins)) {
     p.configure(profile.sections[p.name].options, spec);

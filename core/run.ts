@@ -17,7 +17,6 @@ import { loadYamlFor, resolveProfile } from "./profile.ts";
 import type { Spec } from "./spec.ts";
 import {
   createRunDir,
-  newId,
   processStartTime,
   removeRun,
   type RunState,
@@ -28,6 +27,12 @@ import { openLibc } from "./sys/libc.ts";
 import { C, cstr } from "./sys/mod.ts";
 import { PLUGINS } from "../plugins/mod.ts";
 import { containerDir, storeRoot } from "./store/paths.ts";
+import {
+  type ContainerRecord,
+  ContainerRun,
+  hiddenMountPoints,
+  newContainerId,
+} from "./store/containers.ts";
 
 const EMPTY = cstr("");
 const TREE_FLAGS = C.OPEN_TREE_CLONE | C.AT_RECURSIVE | C.AT_EMPTY_PATH | C.O_CLOEXEC;
@@ -36,7 +41,10 @@ export interface Prepared {
   req: Request;
   spec: Spec;
   ops: Op[];
+  /** The run's id (state dir, cgroup, default hostname): the container's name. */
   id: string;
+  /** The container's id (64 hex digits; its first 12 are the default name). */
+  containerId: string;
   stateDir: string;
   /** The image directory, opened once; null without an image. */
   image: OpenedImage | null;
@@ -58,16 +66,18 @@ export async function prepare(argv: string[]): Promise<Prepared> {
       args: req.args,
       terminal: req.terminal,
       stdin: req.stdin,
+      remove: req.rm,
     },
     profile,
     PLUGINS,
   );
-  const id = req.name ?? newId();
+  const containerId = newContainerId();
+  const id = req.name ?? containerId.slice(0, 12);
   const stateDir = `${stateRoot(uid)}/${id}`;
   const host = probeHost(spec, id, stateDir, {
     landlockAbi: () => openLibc().landlockCreateRuleset(0, 1),
     imageFd: image?.fd,
-    containerDir: containerDir(storeRoot(uid), id),
+    containerDir: containerDir(storeRoot(uid), containerId),
   });
   const problems = [
     ...runChecks(spec, host),
@@ -78,7 +88,7 @@ export async function prepare(argv: string[]): Promise<Prepared> {
   if (problems.length === 1) throw problems[0];
   if (problems.length > 1) throw new MicroErrors(problems);
   const ops = planRun(spec, host, PLUGINS);
-  return { req, spec, ops, id, stateDir, image };
+  return { req, spec, ops, id, containerId, stateDir, image };
 }
 
 export async function planCommand(argv: string[]): Promise<number> {
@@ -123,12 +133,12 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
   };
   const image = p.image;
   if (image) state.imageId = { path: image.path, dev: image.dev, ino: image.ino };
+  const container = new ContainerRun(storeRoot(uid), containerRecord(p, argv, state));
   let use: ImageUse | null = null;
   let tree = -1;
-  let engineRan = false;
   const removeOnExit = () => {
     if (tree >= 0) sys.close(tree);
-    if (engineRan) delete state.containerDir; // the engine's cleanup removed what it made
+    if (!container.made) delete state.containerDir; // not this run's
     if (use) {
       use.release();
       delete state.imageId;
@@ -136,14 +146,21 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
     removeRun(dir, state, () => sys);
   };
   try {
-    // The overlay's directory is recorded before it is made (the engine makes and removes it).
     const overlay = p.ops.find((o) => o.kind === "overlay-dirs");
-    if (overlay?.kind === "overlay-dirs") state.containerDir = overlay.args.dir;
+    // The container's directory (its record, the overlay's layers) is recorded before it is
+    // made when it is to go at the end (--rm); else it is kept, and gc leaves it.
+    if (p.req.rm) state.containerDir = container.dir;
     writeState(dir, state);
+    container.create();
     let resolved = { ops: p.ops, created: [] as string[], files: [] as string[] };
     if (image && overlay) {
       // The image is never written: mount points are made in the container's upper layer.
       resolved = resolveTargets(p.ops, image.dir);
+      container.record.mountPoints = hiddenMountPoints(
+        resolved.ops,
+        resolved.created,
+        resolved.files,
+      );
     } else if (image) {
       use = ImageUse.start(stateRoot(uid), image, sys, () => {
         resolved = resolveTargets(p.ops, image.dir);
@@ -154,7 +171,6 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
     // The child's root is a copy of the mount of the very directory opened above; a
     // rootless parent may not copy mounts, and its child checks what it binds by name.
     tree = image ? sys.openTree(image.fd, EMPTY, TREE_FLAGS) : -1;
-    engineRan = true;
     const result = await execute(resolved.ops, {
       rootPath: `${dir}/root`,
       imageFd: tree,
@@ -169,6 +185,7 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
         state.containerPid = pid;
         state.containerStartTime = processStartTime(pid);
         writeState(dir, state);
+        container.started();
       },
       onCgroups(all) {
         state.cgroups = all;
@@ -197,8 +214,45 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
         oomKilled: result.oomKilled !== undefined,
       }));
     }
+    container.exited(exitCode);
     return exitCode;
+  } catch (e) {
+    container.failed(e);
+    throw e;
   } finally {
     removeOnExit();
   }
+}
+
+/** The container's record as the run makes it (core/store/containers.ts). */
+function containerRecord(p: Prepared, argv: string[], state: RunState): ContainerRecord {
+  const root = p.ops.find((o) => o.kind === "bind-root");
+  const overlay = root?.kind === "bind-root" ? root.args.overlay : undefined;
+  const image = p.image;
+  // The options as typed: argv after the verb, up to IMAGE (or `--`).
+  let end = argv.length - p.req.args.length;
+  if (argv[end - 1] === "--") end--;
+  if (p.req.image !== null) end--;
+  if (argv[end - 1] === "--") end--;
+  return {
+    id: p.containerId,
+    name: p.id,
+    runId: p.id,
+    image: image ? { path: image.path } : null,
+    ...(overlay && image
+      ? {
+        lower: [image.path],
+        lowerIds: [{ dev: image.dev, ino: image.ino }],
+        layer: { userxattr: overlay.userxattr },
+      }
+      : {}),
+    command: p.spec.process.args,
+    profiles: p.req.profiles.length ? p.req.profiles : ["default"],
+    options: argv.slice(1, Math.max(1, end)),
+    rm: p.req.rm,
+    created: state.created,
+    state: "created",
+    pid: state.pid,
+    startTime: state.startTime,
+  };
 }

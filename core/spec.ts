@@ -122,6 +122,8 @@ export interface Spec {
     ambientCaps?: string[];
     /** How many ids the user plugin maps (as root). */
     userSize?: number;
+    /** `--rm`: the container's layer and record are removed when it exits. */
+    remove?: boolean;
   };
 }
 

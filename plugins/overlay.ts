@@ -3,6 +3,8 @@
  * read-only lower layer; the container's writes, and the mount points micro makes, go to an
  * upper directory of its own in the store, so the image is never written and any number of
  * containers share it. `hardened` keeps its read-only root on top (the readonly plugin).
+ * The directory holds the container's record too (core/store/containers.ts); with `--rm`
+ * it is removed at the end, else it stays until `micro rm`.
  */
 import { op } from "../core/ops.ts";
 import type { Plugin } from "../core/plugin.ts";
@@ -17,9 +19,10 @@ export const overlay: Plugin<Record<never, never>> = {
   plan(spec, host) {
     if (!spec.root.overlay || spec.root.path === null) return [];
     const dir = host.containerDir;
+    // Without --rm the container's layer stays, as Docker keeps a container (micro rm).
     return [
       op("prepare", "overlay", "overlay-dirs", { dir }),
-      op("cleanup", "overlay", "overlay-remove", { dir }),
+      ...(spec.micro.remove ? [op("cleanup", "overlay", "overlay-remove", { dir })] : []),
     ];
   },
 };

@@ -161,13 +161,18 @@ export class ParentOps {
     try {
       Deno.mkdirSync(parent, { recursive: true, mode: 0o711 });
       this.hooks.onContainerDir?.(dir);
-      Deno.mkdirSync(dir, { mode: 0o711 });
-      this.containerDirMade = dir; // ours from here on, whatever fails next
-      Deno.chmodSync(dir, 0o711);
-      for (const d of ["upper", "work"]) {
-        Deno.mkdirSync(`${dir}/${d}`, { mode: 0o755 });
-        Deno.chownSync(`${dir}/${d}`, uid, gid);
+      try {
+        Deno.mkdirSync(dir, { mode: 0o711 });
+        Deno.chmodSync(dir, 0o711);
+      } catch (e) {
+        // The run made it already, with the container's record (core/store/containers.ts).
+        if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
       }
+      // A fresh upper is what makes the directory this run's: an existing one is not.
+      Deno.mkdirSync(`${dir}/upper`, { mode: 0o755 });
+      this.containerDirMade = dir; // ours from here on, whatever fails next
+      Deno.mkdirSync(`${dir}/work`, { mode: 0o755 });
+      for (const d of ["upper", "work"]) Deno.chownSync(`${dir}/${d}`, uid, gid);
     } catch (e) {
       fail(o, "mkdir", { path: dir }, e);
     }

@@ -1,12 +1,232 @@
 /**
- * A container's own directory in the store: the overlay's upper and work directories.
+ * Containers as Docker keeps them (DESIGN.md §10). Every run is a container with its own
+ * directory `ROOT/containers/<id>/`: `config.json` (its record) and, with the overlay
+ * plugin, the overlay's `upper` and `work`. With `--rm` the run removes it at exit (and gc
+ * after a killed run); without, it stays, exited, until `micro rm`.
+ *
+ * Names are unique among containers: `ROOT/containers/.names/<name>` is a symlink to the
+ * id, made, checked and removed only under the flock of `ROOT/containers/.lock`. A link
+ * whose container is gone (a crash between the two) is stale and taken over. Removal
+ * renames the directory to `.rm-<id>` first, so a half-removed container never looks like
+ * one; listing clears what a killed removal left.
  */
+import { MicroError } from "../errors.ts";
+import type { Op } from "../ops.ts";
+import { containerDir } from "./paths.ts";
+
+/** What a container runs from: a directory image, or a store image (id and name). */
+export interface ImageRef {
+  /** A root file system directory (its real path). */
+  path?: string;
+  /** A store image: its id (config digest) and the reference it was run by. */
+  id?: string;
+  name?: string;
+}
+
+/** `config.json`: written before the run starts, updated when it starts and ends. */
+export interface ContainerRecord {
+  /** 64 hex digits; the first 12 are the short id shown by `ps` (and the default name). */
+  id: string;
+  name: string;
+  /** The run's id in the state root (its state dir, cgroup, default hostname): the name. */
+  runId: string;
+  /** null: the host view (no image). */
+  image: ImageRef | null;
+  /** The overlay's lower directories, top first: what `diff` compares the upper with. */
+  lower?: string[];
+  /** Their identity when the container was made, checked again before `diff` reads them. */
+  lowerIds?: { dev: number; ino: number }[];
+  /** Set when the container has a layer of its own (`upper`); `userxattr` names its xattrs. */
+  layer?: { userxattr: boolean };
+  /** Mount points micro made in the upper layer: setup, not the container's changes. */
+  mountPoints?: string[];
+  command: string[];
+  profiles: string[];
+  /** The options given to `micro run`, as typed. */
+  options: string[];
+  rm: boolean;
+  created: string;
+  /** created: not started yet (or failed to start); running; exited. */
+  state: "created" | "running" | "exited";
+  /** micro's own pid and start time (clock ticks since boot) for this run. */
+  pid: number;
+  startTime: number;
+  startedAt?: string;
+  /** The exit code `micro run` returned; absent when it did not get to return one. */
+  exitCode?: number;
+  finishedAt?: string;
+  /** Why it failed to start, when it did. */
+  error?: string;
+}
+
+const ID = /^[0-9a-f]{64}$/;
+const RECORD_CAP = 1 << 20;
+
+/** A new container id: 64 random hex digits, as Docker's. */
+export function newContainerId(): string {
+  const b = crypto.getRandomValues(new Uint8Array(32));
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+export function containersDir(root: string): string {
+  return `${root}/containers`;
+}
 
 /**
- * Removes a container's directory. The overlay leaves `work/work` with mode 0 (removable by
- * root; a rootless owner must make it searchable first). Nothing in it is followed.
+ * Runs `fn` holding the exclusive flock of `ROOT/containers/.lock` (made with the directory
+ * when missing): names are chosen, and containers made and removed, one at a time.
  */
-export function removeContainerDir(dir: string): string | undefined {
+export function withContainersLock<T>(root: string, fn: () => T): T {
+  const dir = containersDir(root);
+  Deno.mkdirSync(dir, { recursive: true, mode: 0o711 });
+  const file = Deno.openSync(`${dir}/.lock`, {
+    read: true,
+    write: true,
+    create: true,
+    mode: 0o600,
+  });
+  try {
+    file.lockSync(true);
+    return fn();
+  } finally {
+    file.close(); // releases the lock
+  }
+}
+
+/** Writes the record atomically (a temporary file renamed over it). */
+export function writeRecord(dir: string, rec: ContainerRecord): void {
+  const tmp = `${dir}/.config.json.tmp`;
+  Deno.writeTextFileSync(tmp, JSON.stringify(rec, null, 2) + "\n", { mode: 0o644 });
+  Deno.renameSync(tmp, `${dir}/config.json`);
+}
+
+/** The record in `dir`, or null when there is none (or it is not a regular file we wrote). */
+export function readRecord(dir: string): ContainerRecord | null {
+  let file: Deno.FsFile;
+  try {
+    file = Deno.openSync(`${dir}/config.json`);
+  } catch {
+    return null;
+  }
+  try {
+    const st = file.statSync();
+    if (!st.isFile || st.size > RECORD_CAP) return null;
+    const buf = new Uint8Array(st.size);
+    let n = 0;
+    while (n < buf.length) {
+      const got = file.readSync(buf.subarray(n));
+      if (got === null) break;
+      n += got;
+    }
+    const rec = JSON.parse(new TextDecoder().decode(buf.subarray(0, n)));
+    if (
+      typeof rec !== "object" || rec === null || !ID.test(rec.id) || typeof rec.name !== "string"
+    ) {
+      return null;
+    }
+    return rec as ContainerRecord;
+  } catch {
+    return null;
+  } finally {
+    file.close();
+  }
+}
+
+function namesDir(root: string): string {
+  return `${containersDir(root)}/.names`;
+}
+
+function readLink(path: string): string | null {
+  try {
+    return Deno.readLinkSync(path);
+  } catch {
+    return null;
+  }
+}
+
+/** The error for a name in use, as Docker's "Conflict. The container name ... is in use". */
+export function nameConflict(name: string, other: ContainerRecord): MicroError {
+  return new MicroError(
+    `the container name "${name}" is already in use by container ${other.id.slice(0, 12)}`,
+    { hint: `remove it with "micro rm ${name}", or choose another --name` },
+  );
+}
+
+/**
+ * Makes the container: takes its name, then its directory and record, under the lock.
+ * Throws a MicroError when the name is in use by another container.
+ */
+export function createContainer(root: string, rec: ContainerRecord): void {
+  withContainersLock(root, () => {
+    const names = namesDir(root);
+    Deno.mkdirSync(names, { recursive: true, mode: 0o700 });
+    const link = `${names}/${rec.name}`;
+    const target = readLink(link);
+    if (target !== null) {
+      const other = ID.test(target) ? readRecord(containerDir(root, target)) : null;
+      if (other && other.name === rec.name) throw nameConflict(rec.name, other);
+      Deno.removeSync(link); // stale: its container is gone
+    }
+    Deno.symlinkSync(rec.id, link);
+    const dir = containerDir(root, rec.id);
+    Deno.mkdirSync(dir, { mode: 0o711 });
+    Deno.chmodSync(dir, 0o711);
+    writeRecord(dir, rec);
+  });
+}
+
+/** Every container in the store (records that cannot be read are skipped). */
+export function listContainers(root: string): ContainerRecord[] {
+  const dir = containersDir(root);
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(dir)];
+  } catch {
+    return [];
+  }
+  const out: ContainerRecord[] = [];
+  for (const e of entries) {
+    if (e.name.startsWith(".rm-") && e.isDirectory) {
+      // What a killed `rm` left: renamed away already, so no container's any more.
+      removeTree(`${dir}/${e.name}`);
+      continue;
+    }
+    if (!ID.test(e.name) || !e.isDirectory) continue;
+    const rec = readRecord(`${dir}/${e.name}`);
+    if (rec && rec.id === e.name) out.push(rec);
+  }
+  return out;
+}
+
+/**
+ * The container `ref` names, as Docker resolves it: a full id, else a name, else a unique
+ * prefix of an id. Throws a MicroError when none or several match.
+ */
+export function resolveContainer(root: string, ref: string): ContainerRecord {
+  if (ID.test(ref)) {
+    const rec = readRecord(containerDir(root, ref));
+    if (rec && rec.id === ref) return rec;
+  }
+  if (/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(ref)) {
+    const target = readLink(`${namesDir(root)}/${ref}`);
+    if (target !== null && ID.test(target)) {
+      const rec = readRecord(containerDir(root, target));
+      if (rec && rec.name === ref) return rec;
+    }
+  }
+  if (/^[0-9a-f]+$/.test(ref)) {
+    const found = listContainers(root).filter((r) => r.id.startsWith(ref));
+    if (found.length === 1) return found[0];
+    if (found.length > 1) {
+      throw new MicroError(`container id prefix "${ref}" matches ${found.length} containers`, {
+        hint: "give more of the id, or the name",
+      });
+    }
+  }
+  throw new MicroError(`no such container: ${ref}`, { hint: 'see "micro ps -a"' });
+}
+
+function removeTree(dir: string): string | undefined {
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       Deno.removeSync(dir, { recursive: true });
@@ -16,6 +236,7 @@ export function removeContainerDir(dir: string): string | undefined {
       if (attempt > 0 || !(e instanceof Deno.errors.PermissionDenied)) {
         return (e as Error).message;
       }
+      // The overlay leaves `work/work` with mode 0 (a rootless owner cannot enter it).
       try {
         const work = `${dir}/work/work`;
         if (Deno.lstatSync(work).isDirectory) Deno.chmodSync(work, 0o700);
@@ -23,4 +244,104 @@ export function removeContainerDir(dir: string): string | undefined {
     }
   }
   return undefined;
+}
+
+/**
+ * Removes a container's directory `ROOT/containers/<id>` and its name: renamed to
+ * `.rm-<id>` under the lock (the name link dropped when it still points at this id), then
+ * removed outside it. Nothing in it is followed. Returns why it failed, if it did.
+ */
+export function removeContainerDir(dir: string): string | undefined {
+  const slash = dir.lastIndexOf("/");
+  const parent = dir.slice(0, slash);
+  const id = dir.slice(slash + 1);
+  const trash = `${parent}/.rm-${id}`;
+  const root = parent.slice(0, parent.lastIndexOf("/"));
+  let moved = false;
+  try {
+    Deno.lstatSync(dir);
+  } catch {
+    return removeTree(trash); // gone already (or a killed removal's leftovers)
+  }
+  try {
+    withContainersLock(root, () => {
+      const name = readRecord(dir)?.name;
+      removeTree(trash);
+      Deno.renameSync(dir, trash);
+      moved = true;
+      if (name !== undefined && /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(name)) {
+        const link = `${namesDir(root)}/${name}`;
+        if (readLink(link) === id) Deno.removeSync(link);
+      }
+    });
+  } catch (e) {
+    if (!moved) {
+      if (e instanceof Deno.errors.NotFound) return undefined;
+      // Not a store we can lock or rename in (a read-only parent): remove in place.
+      return removeTree(dir);
+    }
+  }
+  return removeTree(trash);
+}
+
+/**
+ * The mount points to hide from `diff`: those the run made in the upper layer (Docker keeps
+ * them in a layer of their own), but not the working directory, which Docker's diff shows.
+ */
+export function hiddenMountPoints(ops: Op[], created: string[], files: string[]): string[] {
+  const cd = ops.find((o) => o.kind === "chdir");
+  const cwd = cd?.kind === "chdir" ? cd.args.path : null;
+  const shown = (p: string) => cwd !== null && (cwd === p || cwd.startsWith(p + "/"));
+  return [...created, ...files].filter((p) => !shown(p));
+}
+
+/**
+ * A run's container, from the side of the run: made before the engine starts, marked
+ * running when the container's init exists, exited at the end. A `--rm` container's end
+ * is not recorded: the run removes it then.
+ */
+export class ContainerRun {
+  readonly dir: string;
+  /** Set once this run made the directory (and took the name): only then is it ours. */
+  made = false;
+
+  constructor(private readonly root: string, readonly record: ContainerRecord) {
+    this.dir = containerDir(root, record.id);
+  }
+
+  create(): void {
+    createContainer(this.root, this.record);
+    this.made = true;
+  }
+
+  started(): void {
+    this.record.state = "running";
+    this.record.startedAt = new Date().toISOString();
+    this.save(true); // a --rm container too: ps lists it while it runs
+  }
+
+  exited(code: number): void {
+    this.record.state = "exited";
+    this.record.exitCode = code;
+    this.record.finishedAt = new Date().toISOString();
+    this.save();
+  }
+
+  /** The run failed: exited if the container had started, else still "created" (Docker). */
+  failed(e: unknown): void {
+    if (this.record.state === "running") this.record.state = "exited";
+    this.record.exitCode = e instanceof MicroError ? e.exitCode : 125;
+    this.record.finishedAt = new Date().toISOString();
+    this.record.error = e instanceof MicroError ? e.line() : String(e).split("\n")[0];
+    this.save();
+  }
+
+  private save(evenRm = false): void {
+    if (!this.made || (this.record.rm && !evenRm)) return;
+    try {
+      writeRecord(this.dir, this.record);
+    } catch (e) {
+      console.error(`micro: warning: container record ${this.dir}/config.json: ${e}`);
+    }
+  }
 }

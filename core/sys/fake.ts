@@ -624,6 +624,10 @@ export class RecordingSys implements Sys {
       () => 0,
     );
   }
+  /** Unscripted: no such attribute (ENODATA). */
+  lgetxattr(path: CStr, name: CStr, _buf: Uint8Array) {
+    return this.record("lgetxattr", [this.s(path), this.s(name)], () => -61);
+  }
 
   writeAsync(fd: number, buf: Uint8Array, len: number) {
     const bytes = Array.from(buf.subarray(0, len));

@@ -80,6 +80,7 @@ const NR = {
     lsetxattr: 189,
     renameat2: 316,
     ppoll: 271,
+    lgetxattr: 192,
   },
   aarch64: {
     bpf: 280,
@@ -151,6 +152,7 @@ const NR = {
     lsetxattr: 6,
     renameat2: 276,
     ppoll: 73,
+    lgetxattr: 9,
   },
 } as const;
 
@@ -195,6 +197,7 @@ const FS_SYMBOLS = {
   ibiii: sc(I, B, I, I, I),
   ibbii: sc(I, B, B, I, I),
   bbbii: sc(B, B, B, I, I),
+  bbbi: sc(B, B, B, I),
 } as const;
 
 /**
@@ -547,6 +550,7 @@ function bindLibc(): Sys {
       const rc = r(lib.i(nr.ppoll, at(pollBuf), 1, at(zeroTime), 0, 0));
       return rc < 0 ? rc : pollView.getUint16(6, true);
     },
+    lgetxattr: (p, name, buf) => r(fs().bbbi(nr.lgetxattr, p, name, buf, buf.length)),
   };
   return sys;
 }

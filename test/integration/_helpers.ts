@@ -20,6 +20,21 @@ export const STATE_ROOT = "/run/micro";
 export const IS_ROOT = Deno.uid() === 0;
 
 const TEMP_IMAGE_DIRS: string[] = [];
+const TEMP_STORES: string[] = [];
+
+/**
+ * The store (kept containers, images) of every micro this test process runs, through
+ * MICRO_ROOT: a temp dir of its own, removed at exit, so runs without `--rm` leave nothing
+ * on the host and no test sees another process's containers. Traversable (0711): a
+ * hardened container's root mounts its overlay from there.
+ */
+export const STORE_ROOT: string = (() => {
+  const dir = Deno.makeTempDirSync({ prefix: "micro-test-store-" });
+  Deno.chmodSync(dir, 0o711);
+  Deno.env.set("MICRO_ROOT", dir);
+  TEMP_STORES.push(dir);
+  return dir;
+})();
 
 function exists(path: string): boolean {
   try {
@@ -47,7 +62,7 @@ export const IMAGE: string = (() => {
 })();
 
 globalThis.addEventListener("unload", () => {
-  for (const d of TEMP_IMAGE_DIRS) {
+  for (const d of [...TEMP_IMAGE_DIRS, ...TEMP_STORES]) {
     try {
       Deno.removeSync(d, { recursive: true });
     } catch {
@@ -421,4 +436,38 @@ export function pidAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+// ---------------------------------------------------------------------------------------
+// Kept containers (runs without --rm) in STORE_ROOT.
+
+export const CONTAINERS = `${STORE_ROOT}/containers`;
+
+/** The container directory of the container named `name`, or undefined when it has none. */
+export function containerDirOf(name: string): string | undefined {
+  try {
+    const id = Deno.readLinkSync(`${CONTAINERS}/.names/${name}`);
+    return exists(`${CONTAINERS}/${id}/config.json`) ? `${CONTAINERS}/${id}` : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The records of every container in the store: [id, name] pairs. */
+export function containerNames(): { id: string; name: string }[] {
+  const out: { id: string; name: string }[] = [];
+  try {
+    for (const e of Deno.readDirSync(CONTAINERS)) {
+      if (!/^[0-9a-f]{64}$/.test(e.name)) continue;
+      try {
+        const rec = JSON.parse(Deno.readTextFileSync(`${CONTAINERS}/${e.name}/config.json`));
+        out.push({ id: rec.id, name: rec.name });
+      } catch {
+        out.push({ id: e.name, name: "" }); // a directory without a record: a leak
+      }
+    }
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  return out;
 }

@@ -29,6 +29,12 @@
  *   no_new_privs (the default profile) the transition works. runc has the same order and so
  *   the same outcome.
  *
+ * micro's container process moves to PROFILE when it execs micro's exec trampoline, an
+ * in-memory file (memfd) that AppArmor names `/` (a disconnected path): a confined micro's
+ * profile (OUTER) must name the target, `change_profile -> PROFILE,`; the bare
+ * `change_profile,` does not cover that exec, alone or beside the named rule (measured in
+ * the guest: "change_profile onexec" denied, name="/").
+ *
  * Each test loads its profiles with `apparmor_parser -r` from a temp file and removes them
  * with `apparmor_parser -R` at the end, whatever happened. The guest emulates its CPU (30-80
  * times slower), so timeouts are stretched there (env MICRO_CGROUP=v2 marks it).
@@ -140,7 +146,7 @@ profile ${OUTER} flags=(attach_disconnected,mediate_deleted) {
   remount,
   pivot_root,
   unix,
-  change_profile,
+  change_profile -> ${PROFILE},
 }
 `;
 

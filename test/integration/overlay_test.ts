@@ -6,6 +6,8 @@
 import assert from "node:assert/strict";
 import {
   Background,
+  containerDirOf,
+  containerNames,
   IMAGE,
   microTest,
   ok,
@@ -14,8 +16,6 @@ import {
   waitForContainer,
   withTempDir,
 } from "./_helpers.ts";
-
-const CONTAINERS = "/var/lib/micro/containers";
 
 /** A private copy of the test image in `dir`, as `dir/img`, without the `drop` paths. */
 function copyImage(dir: string, drop: string[] = []): string {
@@ -50,6 +50,7 @@ for (const profile of ["default", "hardened"]) {
     await withTempDir(async (dir) => {
       const img = copyImage(dir, ["/proc", "/dev", "/sys", "/run", "/tmp"]);
       const before = tree(img);
+      const before_ = containerNames();
       const id = name();
       const script = profile === "default"
         ? "echo new > /etc/new; rm /etc/hostname; mkdir /srv; pwd"
@@ -57,6 +58,7 @@ for (const profile of ["default", "hardened"]) {
       const out = ok(
         await run([
           "run",
+          "--rm",
           "--name",
           id,
           "--profile",
@@ -72,7 +74,7 @@ for (const profile of ["default", "hardened"]) {
       assert.match(out, /^\/work\/here\n/);
       if (profile === "hardened") assert.match(out, /read-only/);
       assert.equal(tree(img), before, "the image changed");
-      assert.equal(exists(`${CONTAINERS}/${id}`), false, "the container's layer was left");
+      assert.deepEqual(containerNames(), before_, "the container's layer was left");
     });
   });
 }
@@ -115,11 +117,13 @@ microTest("many runs of one image at once all succeed and leave nothing", async 
   await withTempDir(async (dir) => {
     const img = copyImage(dir, ["/proc", "/dev", "/sys", "/run", "/tmp"]);
     const before = tree(img);
+    const kept = containerNames();
     const ids = Array.from({ length: 40 }, name);
     const runs = await Promise.all(ids.map((id, i) =>
       run(
         [
           "run",
+          "--rm",
           "--name",
           id,
           ...(i % 2 ? ["--profile", "hardened"] : []),
@@ -133,25 +137,41 @@ microTest("many runs of one image at once all succeed and leave nothing", async 
     ));
     for (const r of runs) assert.equal(r.stdout, "ok\n", show(r));
     assert.equal(tree(img), before);
-    for (const id of ids) assert.equal(exists(`${CONTAINERS}/${id}`), false, id);
+    assert.deepEqual(containerNames(), kept, "a container's layer was left");
   });
 });
 
-microTest("a container's layer is removed by the next command after micro is killed", async () => {
-  const id = name();
-  const bg = new Background(["run", "--name", id, IMAGE, "sh", "-c", "echo x > /x; sleep 30"]);
-  try {
-    assert.ok(await waitForContainer(bg.pid));
-    assert.ok(exists(`${CONTAINERS}/${id}/upper`));
-    bg.kill("SIGKILL");
-    await bg.result();
-  } finally {
-    bg.kill("SIGKILL");
-  }
-  // Any micro command collects what a killed run left.
-  ok(await run(["run", IMAGE, "true"]));
-  assert.equal(exists(`${CONTAINERS}/${id}`), false);
-});
+microTest(
+  "a --rm container's layer is removed by the next command after micro is killed",
+  async () => {
+    const id = name();
+    const bg = new Background([
+      "run",
+      "--rm",
+      "--name",
+      id,
+      IMAGE,
+      "sh",
+      "-c",
+      "echo x > /x; sleep 30",
+    ]);
+    const dir = () => containerDirOf(id);
+    let made: string | undefined;
+    try {
+      assert.ok(await waitForContainer(bg.pid));
+      made = dir();
+      assert.ok(made && exists(`${made}/upper`));
+      bg.kill("SIGKILL");
+      await bg.result();
+    } finally {
+      bg.kill("SIGKILL");
+    }
+    // Any micro command collects what a killed run left.
+    ok(await run(["run", "--rm", IMAGE, "true"]));
+    assert.equal(exists(made!), false);
+    assert.equal(dir(), undefined);
+  },
+);
 
 microTest("overlay can be turned off: the directory is bound as it is", async () => {
   await withTempDir(async (dir) => {

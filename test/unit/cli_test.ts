@@ -344,8 +344,13 @@ Deno.test("cli rejects a --ulimit without NAME=", () => {
   );
 });
 
-Deno.test("cli --rm is accepted and changes nothing", () => {
-  assert.deepEqual(parse("run", "--rm", "img", "sh"), parse("run", "img", "sh"));
+Deno.test("cli --rm asks for the container's removal at exit; without it the container stays", () => {
+  assert.equal(parse("run", "--rm", "img", "sh").rm, true);
+  assert.equal(parse("run", "img", "sh").rm, false);
+  assert.equal(parse("run", "--rm=false", "img", "sh").rm, false);
+  const { rm: _a, ...withRm } = parse("run", "--rm", "img", "sh");
+  const { rm: _b, ...without } = parse("run", "img", "sh");
+  assert.deepEqual(withRm, without);
 });
 
 Deno.test("cli rejects a verb other than run and plan", () => {

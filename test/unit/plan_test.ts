@@ -109,3 +109,18 @@ Deno.test("ops come out in the fixed phase order", () => {
   assert.ok(ranks.every((r) => r >= 0), phases.join(","));
   assert.deepEqual(ranks, [...ranks].sort((a, b) => a - b));
 });
+
+Deno.test("--rm plans the container directory's removal at the end; a kept one has none", () => {
+  const ops = (remove: boolean) => {
+    const { profile } = resolveProfile([], {}, PLUGINS);
+    const spec = buildSpec(
+      { image: "/images/busybox", args: ["true"], terminal: false, stdin: false, remove },
+      profile,
+      PLUGINS,
+    );
+    return planRun(spec, host(), PLUGINS).filter((o) => o.plugin === "overlay")
+      .map((o) => `${o.phase} ${o.kind}`);
+  };
+  assert.deepEqual(ops(true), ["prepare overlay-dirs", "cleanup overlay-remove"]);
+  assert.deepEqual(ops(false), ["prepare overlay-dirs"]);
+});

@@ -1,0 +1,152 @@
+/**
+ * `micro ps`, `micro rm` and `micro diff`: the containers runs keep without `--rm`
+ * (core/store/containers.ts), shown and removed as Docker does.
+ */
+import { MicroError } from "../core/errors.ts";
+import { gcState } from "./_gc.ts";
+
+/** Splits `-aq`-style flags from operands; `known` maps each short and long form to a key. */
+function parseFlags(
+  argv: string[],
+  known: Record<string, string>,
+  usage: string,
+): { flags: Set<string>; rest: string[] } {
+  const flags = new Set<string>();
+  const rest: string[] = [];
+  let i = 1;
+  for (; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--") {
+      i++;
+      break;
+    }
+    if (!a.startsWith("-") || a === "-") {
+      rest.push(a);
+      continue;
+    }
+    const forms = a.startsWith("--") ? [a] : [...a.slice(1)].map((c) => `-${c}`);
+    for (const f of forms) {
+      if (f === "--help" || f === "-h") throw new HelpRequest(usage);
+      const key = known[f];
+      if (!key) throw new MicroError(`unknown option "${f}"`, { hint: usage });
+      flags.add(key);
+    }
+  }
+  rest.push(...argv.slice(i));
+  return { flags, rest };
+}
+
+class HelpRequest extends Error {}
+
+async function withHelp(fn: () => Promise<number>): Promise<number> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (!(e instanceof HelpRequest)) throw e;
+    console.log(e.message);
+    return 0;
+  }
+}
+
+async function store() {
+  const { storeRoot } = await import("../core/store/paths.ts");
+  const { stateRoot } = await import("../core/state.ts");
+  const uid = Deno.uid() ?? 0;
+  return { root: storeRoot(uid), state: stateRoot(uid), uid };
+}
+
+const PS_USAGE = "usage: micro ps [-a|--all] [-q|--quiet] [--no-trunc]";
+
+/** `micro ps`: running containers; `-a` every kept one too. */
+export function ps(argv: string[]): Promise<number> {
+  return withHelp(async () => {
+    const { flags, rest } = parseFlags(argv, {
+      "-a": "all",
+      "--all": "all",
+      "-q": "quiet",
+      "--quiet": "quiet",
+      "--no-trunc": "noTrunc",
+    }, PS_USAGE);
+    if (rest.length) {
+      throw new MicroError(`ps takes no arguments: "${rest[0]}"`, { hint: PS_USAGE });
+    }
+    await gcState();
+    const { listContainers } = await import("../core/store/containers.ts");
+    const { statusOf } = await import("../core/store/live.ts");
+    const { formatPs } = await import("../core/store/ps.ts");
+    const s = await store();
+    const rows = listContainers(s.root).map((rec) => ({ rec, status: statusOf(rec, s.state) }))
+      .filter((r) => flags.has("all") || r.status.state === "running");
+    const text = formatPs(rows, {
+      quiet: flags.has("quiet"),
+      trunc: !flags.has("noTrunc"),
+      now: Date.now(),
+    });
+    if (text) console.log(text.trimEnd());
+    return 0;
+  });
+}
+
+const RM_USAGE = "usage: micro rm [-f|--force] NAME|ID...";
+
+/** `micro rm`: removes exited containers; `-f` stops a running one first (SIGKILL). */
+export function rm(argv: string[]): Promise<number> {
+  return withHelp(async () => {
+    const { flags, rest } = parseFlags(argv, { "-f": "force", "--force": "force" }, RM_USAGE);
+    if (!rest.length) throw new MicroError("rm needs at least one container", { hint: RM_USAGE });
+    await gcState();
+    const { removeContainerDir, resolveContainer } = await import("../core/store/containers.ts");
+    const { containerDir } = await import("../core/store/paths.ts");
+    const { killContainer, statusOf } = await import("../core/store/live.ts");
+    const s = await store();
+    let failed = false;
+    for (const ref of rest) {
+      try {
+        const rec = resolveContainer(s.root, ref);
+        const status = statusOf(rec, s.state);
+        const live = status.state === "running" ||
+          (status.state === "created" && status.exitCode === null);
+        if (live && !flags.has("force")) {
+          throw new MicroError(`container ${ref} is ${status.state}`, {
+            hint: "stop it first, or remove it with micro rm -f",
+          });
+        }
+        if (live) {
+          await killContainer(rec, s.state, s.uid, (pid) => {
+            try {
+              Deno.kill(pid, "SIGKILL");
+            } catch { /* gone already */ }
+          });
+          await gcState(); // what a micro killed in turn left
+        }
+        const why = removeContainerDir(containerDir(s.root, rec.id));
+        if (why) throw new MicroError(`rm: container ${ref}: ${why}`);
+        console.log(ref);
+      } catch (e) {
+        if (!(e instanceof MicroError)) throw e;
+        console.error(`micro: ${e.line()}`);
+        failed = true;
+      }
+    }
+    return failed ? 125 : 0;
+  });
+}
+
+const DIFF_USAGE = "usage: micro diff NAME|ID";
+
+/** `micro diff`: the container's changes to its image, as `docker diff`. */
+export function diff(argv: string[]): Promise<number> {
+  return withHelp(async () => {
+    const { rest } = parseFlags(argv, {}, DIFF_USAGE);
+    if (rest.length !== 1) throw new MicroError("diff needs one container", { hint: DIFF_USAGE });
+    await gcState();
+    const { resolveContainer } = await import("../core/store/containers.ts");
+    const { containerDiff } = await import("../core/store/diff.ts");
+    const { openLibc } = await import("../core/sys/libc.ts");
+    const s = await store();
+    const rec = resolveContainer(s.root, rest[0]);
+    const out = containerDiff(s.root, rec, openLibc());
+    if (out) await Deno.stdout.write(new TextEncoder().encode(out));
+    return 0;
+  });
+}
