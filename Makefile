@@ -76,7 +76,7 @@ bench:
 demo:
 	tools/install-test-deps.sh
 	$(MAKE) --no-print-directory build image
-	dist/micro run --profile hardened $(IMAGE) /bin/sh -c 'echo hello from $$(hostname); id; cat /proc/self/uid_map'
+	dist/micro run --rm --profile hardened $(IMAGE) /bin/sh -c 'echo hello from $$(hostname); id; cat /proc/self/uid_map'
 
 clean:
 	rm -rf dist
