@@ -221,7 +221,7 @@ Deno.test("diff: mount points micro made count as the image's; what else the con
 
 // --- records and names -------------------------------------------------------------------
 
-function record(root: string, over: Partial<ContainerRecord> = {}): ContainerRecord {
+function record(over: Partial<ContainerRecord> = {}): ContainerRecord {
   const id = newContainerId();
   return {
     id,
@@ -251,11 +251,11 @@ async function withStore(fn: (root: string) => void | Promise<void>): Promise<vo
 
 Deno.test("containers: made with a record and a name; a taken name is refused", () =>
   withStore((root) => {
-    const a = record(root, { name: "web" });
+    const a = record({ name: "web" });
     createContainer(root, a);
     assert.deepEqual(readRecord(containerDir(root, a.id)), a);
     assert.equal(Deno.readLinkSync(`${root}/containers/.names/web`), a.id);
-    const b = record(root, { name: "web" });
+    const b = record({ name: "web" });
     assert.throws(
       () => createContainer(root, b),
       (e) =>
@@ -271,15 +271,15 @@ Deno.test("containers: a name whose container is gone (a crash) is taken over", 
   withStore((root) => {
     Deno.mkdirSync(`${root}/containers/.names`, { recursive: true });
     Deno.symlinkSync("f".repeat(64), `${root}/containers/.names/web`);
-    const a = record(root, { name: "web" });
+    const a = record({ name: "web" });
     createContainer(root, a);
     assert.equal(resolveContainer(root, "web").id, a.id);
   }));
 
 Deno.test("containers: resolved by full id, name or unique id prefix, as Docker", () =>
   withStore((root) => {
-    const a = record(root, { id: "ab" + "0".repeat(62), name: "one" });
-    const b = record(root, { id: "ac" + "0".repeat(62), name: "two" });
+    const a = record({ id: "ab" + "0".repeat(62), name: "one" });
+    const b = record({ id: "ac" + "0".repeat(62), name: "two" });
     createContainer(root, a);
     createContainer(root, b);
     assert.equal(resolveContainer(root, a.id).name, "one");
@@ -292,7 +292,7 @@ Deno.test("containers: resolved by full id, name or unique id prefix, as Docker"
 
 Deno.test("containers: removal takes the directory and the name; leftovers are cleared", () =>
   withStore((root) => {
-    const a = record(root, { name: "web" });
+    const a = record({ name: "web" });
     createContainer(root, a);
     const dir = containerDir(root, a.id);
     Deno.mkdirSync(`${dir}/work/work`, { recursive: true, mode: 0 });
@@ -304,7 +304,7 @@ Deno.test("containers: removal takes the directory and the name; leftovers are c
     assert.deepEqual([...Deno.readDirSync(`${root}/containers/.names`)], []);
     assert.equal(removeContainerDir(dir), undefined, "a second removal is not an error");
     // A name already taken over by another container is left to it.
-    const b = record(root, { name: "api" });
+    const b = record({ name: "api" });
     createContainer(root, b);
     Deno.removeSync(`${root}/containers/.names/api`);
     Deno.symlinkSync("e".repeat(64), `${root}/containers/.names/api`);
@@ -321,7 +321,7 @@ Deno.test("containers: removal takes the directory and the name; leftovers are c
 
 Deno.test("containers: a run's record goes created → running → exited; --rm's end is not written", () =>
   withStore((root) => {
-    const run = new ContainerRun(root, record(root, { name: "job" }));
+    const run = new ContainerRun(root, record({ name: "job" }));
     run.create();
     run.started();
     assert.equal(readRecord(run.dir)?.state, "running");
@@ -331,13 +331,13 @@ Deno.test("containers: a run's record goes created → running → exited; --rm'
     assert.equal(rec.exitCode, 3);
     assert.ok(rec.finishedAt);
 
-    const rm = new ContainerRun(root, record(root, { name: "tmp", rm: true }));
+    const rm = new ContainerRun(root, record({ name: "tmp", rm: true }));
     rm.create();
     rm.started();
     rm.exited(0);
     assert.equal(readRecord(rm.dir)?.state, "running");
 
-    const failed = new ContainerRun(root, record(root, { name: "bad" }));
+    const failed = new ContainerRun(root, record({ name: "bad" }));
     failed.create();
     failed.failed(new MicroError("boom", { exitCode: 127 }));
     const f = readRecord(failed.dir)!;
@@ -348,7 +348,7 @@ Deno.test("containers: a run's record goes created → running → exited; --rm'
 
 Deno.test("containers: a record saying running whose micro is gone is exited, code unknown", () =>
   withStore((root) => {
-    const rec = record(root, { state: "running" });
+    const rec = record({ state: "running" });
     assert.deepEqual(statusOf(rec, `${root}/no-state`), { state: "exited", exitCode: null });
     const done = { ...rec, state: "exited" as const, exitCode: 0, finishedAt: "x" };
     assert.deepEqual(statusOf(done, `${root}/no-state`), {
