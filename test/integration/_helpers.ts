@@ -36,7 +36,8 @@ export const STORE_ROOT: string = (() => {
   return dir;
 })();
 
-function exists(path: string): boolean {
+/** Whether anything is at `path` (a link itself counts; it is not followed). */
+export function exists(path: string): boolean {
   try {
     Deno.lstatSync(path);
     return true;
@@ -94,6 +95,15 @@ export interface RunOptions {
 }
 
 const dec = new TextDecoder();
+
+/** A private copy of the test image in `dir`, as `dir/img`, without the `drop` paths. */
+export function copyImage(dir: string, drop: string[] = []): string {
+  const img = `${dir}/img`;
+  const cp = new Deno.Command("cp", { args: ["-a", IMAGE, img] }).outputSync();
+  assert.ok(cp.success, new TextDecoder().decode(cp.stderr));
+  for (const d of drop) Deno.removeSync(`${img}${d}`, { recursive: true });
+  return img;
+}
 
 /** Runs `micro ARGS...` (or `opts.cmd`) and collects its exit code and output. */
 export async function run(args: string[], opts: RunOptions = {}): Promise<RunResult> {

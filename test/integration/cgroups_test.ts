@@ -22,6 +22,7 @@
 import assert from "node:assert/strict";
 import {
   Background,
+  exists,
   IMAGE,
   MICRO,
   microTest,
@@ -83,15 +84,6 @@ function read(path: string): string | undefined {
     return Deno.readTextFileSync(path);
   } catch {
     return undefined;
-  }
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
   }
 }
 

@@ -10,6 +10,7 @@ import {
   containerDirOf,
   containerNames,
   CONTAINERS,
+  exists,
   IMAGE,
   microTest,
   ok,
@@ -20,15 +21,6 @@ import {
 } from "./_helpers.ts";
 
 const name = () => `ct-${crypto.randomUUID().slice(0, 8)}`;
-
-function exists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** The `micro ps -a` row of the container named `n`, split on runs of 3+ spaces. */
 async function psRow(n: string, flags = ["-a"]): Promise<string[] | undefined> {

@@ -6,7 +6,7 @@
  * /proc/<micro's pid>/exe when the pid namespace is off.
  */
 import assert from "node:assert/strict";
-import { Background, IMAGE, microTest, ok, run, show, withTempDir } from "./_helpers.ts";
+import { Background, copyImage, IMAGE, microTest, ok, run, show, withTempDir } from "./_helpers.ts";
 
 const PROFILES = ["default", "hardened"];
 const REFUSAL = "micro: exec trampoline: not started by micro\n";
@@ -15,12 +15,9 @@ const UNTIL_TERM = "trap 'exit 0' TERM";
 const IDLE = "while :; do sleep 0.1; done";
 
 /** A private copy of the test image (traversable by hardened's mapped root). */
-function copyImage(dir: string): string {
+function copyTraversableImage(dir: string): string {
   Deno.chmodSync(dir, 0o755);
-  const img = `${dir}/img`;
-  const out = new Deno.Command("cp", { args: ["-a", IMAGE, img] }).outputSync();
-  assert.ok(out.success, new TextDecoder().decode(out.stderr));
-  return img;
+  return copyImage(dir);
 }
 
 /** The file micro's process runs from (the launcher's cached Deno runtime). */
@@ -59,7 +56,7 @@ for (const profile of PROFILES) {
     `${profile}: a #!/proc/self/exe script as the command never runs the host runtime`,
     async () => {
       await withTempDir(async (dir) => {
-        const img = copyImage(dir);
+        const img = copyTraversableImage(dir);
         // Deno would take this file for a script (the #! line is a comment in JavaScript).
         Deno.writeTextFileSync(`${img}/evil`, "#!/proc/self/exe\nconsole.log('host runtime');\n", {
           mode: 0o755,
@@ -91,7 +88,7 @@ for (const profile of PROFILES) {
     `${profile}: /proc/1/exe is the command's own file; the host's runtime stays byte- and mode-identical`,
     async () => {
       await withTempDir(async (dir) => {
-        const img = copyImage(dir);
+        const img = copyTraversableImage(dir);
         const runtime = await runtimePath(img);
         const before = await fileId(runtime);
         const busybox = Deno.statSync(`${img}/bin/busybox`).mode!;
@@ -127,7 +124,7 @@ microTest(
   "pid namespace off: /proc/<micro>/exe, mem and fd are refused to the container",
   async () => {
     await withTempDir(async (dir) => {
-      const img = copyImage(dir);
+      const img = copyTraversableImage(dir);
       const profile = `${dir}/nopid.yaml`;
       Deno.writeTextFileSync(profile, "extends: default\npid:\n  enabled: false\n");
       const runtime = await runtimePath(img);

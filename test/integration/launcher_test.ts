@@ -11,7 +11,7 @@
  * tmpfs on /tmp and /var/cache.
  */
 import assert from "node:assert/strict";
-import { lacking, MICRO, microTest, NEEDS, run, type RunResult, show } from "./_helpers.ts";
+import { exists, lacking, MICRO, microTest, NEEDS, run, type RunResult, show } from "./_helpers.ts";
 
 /** The stub's cache key (its `h=` line); undefined when MICRO is not the single-file form. */
 const HASH: string | undefined = (() => {
@@ -81,15 +81,6 @@ async function version(
   });
   assert.ok(!exists(marker), `the other user's deno ran: ${readMarker(marker)}\n${show(r)}`);
   return r;
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** The run worked: micro printed its version. */

@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import {
   Background,
+  exists,
   IMAGE,
   lacking,
   MICRO,
@@ -20,15 +21,6 @@ import {
   waitForContainer,
   withTempDir,
 } from "./_helpers.ts";
-
-function exists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 for (const profile of ["default", "hardened"]) {
   microTest(

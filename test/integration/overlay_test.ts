@@ -8,6 +8,8 @@ import {
   Background,
   containerDirOf,
   containerNames,
+  copyImage,
+  exists,
   IMAGE,
   microTest,
   ok,
@@ -17,30 +19,12 @@ import {
   withTempDir,
 } from "./_helpers.ts";
 
-/** A private copy of the test image in `dir`, as `dir/img`, without the `drop` paths. */
-function copyImage(dir: string, drop: string[] = []): string {
-  const img = `${dir}/img`;
-  const cp = new Deno.Command("cp", { args: ["-a", IMAGE, img] }).outputSync();
-  assert.ok(cp.success, new TextDecoder().decode(cp.stderr));
-  for (const d of drop) Deno.removeSync(`${img}${d}`, { recursive: true });
-  return img;
-}
-
 /** Every path in `dir` with its type, mode, owner, size and mtime: what "unchanged" means. */
 function tree(dir: string): string {
   const out = new Deno.Command("find", {
     args: [dir, "-printf", "%P %y %m %U:%G %s %T@\\n"],
   }).outputSync();
   return new TextDecoder().decode(out.stdout).split("\n").sort().join("\n");
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 const name = () => `ov-${crypto.randomUUID().slice(0, 8)}`;

@@ -8,6 +8,8 @@
 import assert from "node:assert/strict";
 import {
   Background,
+  copyImage,
+  exists,
   IMAGE,
   MICRO,
   microTest,
@@ -19,29 +21,11 @@ import {
   withTempDir,
 } from "./_helpers.ts";
 
-/** A private copy of the test image in `dir`, as `dir/img`. */
-function copyImage(dir: string, drop: string[] = []): string {
-  const img = `${dir}/img`;
-  const cp = new Deno.Command("cp", { args: ["-a", IMAGE, img] }).outputSync();
-  assert.ok(cp.success, new TextDecoder().decode(cp.stderr));
-  for (const d of drop) Deno.removeSync(`${img}${d}`, { recursive: true });
-  return img;
-}
-
 /** A profile like `base` with the overlay plugin off: the image directory is bound itself. */
 function noOverlay(dir: string, base = "default"): string {
   const p = `${dir}/no-overlay-${base}.yaml`;
   Deno.writeTextFileSync(p, `extends: ${base}\noverlay: {enabled: false}\n`);
   return p;
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 microTest(
