@@ -46,18 +46,20 @@ const PLAN: Op[] = [
   op("exec", "process", "execve", { args: ["nope"], env: [], path: ["/usr/bin/nope"] }),
 ];
 
+/** The child's context as the first start hands it out (fds from the fake). */
+const CHILD_CTX = {
+  rootPath: ROOT,
+  syncRead: 3,
+  syncWrite: 4,
+  report: 6,
+  stdio: [7, 9, 11] as const,
+  exe: 12,
+};
+
 /** The index of the child step of `kind` as the parent compiles it. */
 function stepOf(plan: Op[], kind: string): number {
   const ops = plan.filter((o) => CHILD_PHASES.includes(o.phase));
-  const ctx = {
-    rootPath: ROOT,
-    syncRead: 3,
-    syncWrite: 4,
-    report: 6,
-    stdio: [7, 9, 11] as const,
-    exe: 12,
-  };
-  const i = compileChild(ops, ctx, new RecordingSys()).info.findIndex((s) => s.kind === kind);
+  const i = compileChild(ops, CHILD_CTX, new RecordingSys()).info.findIndex((s) => s.kind === kind);
   assert.ok(i >= 0, `no ${kind} step`);
   return i;
 }
@@ -602,15 +604,7 @@ Deno.test("execute: a report of the wrong length kills the child", async () => {
 
 Deno.test("execute: a report naming a step out of range kills the child", async () => {
   const ops = PLAN.filter((o) => CHILD_PHASES.includes(o.phase));
-  const ctx = {
-    rootPath: ROOT,
-    syncRead: 3,
-    syncWrite: 4,
-    report: 6,
-    stdio: [7, 9, 11] as const,
-    exe: 12,
-  };
-  const steps = compileChild(ops, ctx, new RecordingSys()).info.length;
+  const steps = compileChild(ops, CHILD_CTX, new RecordingSys()).info.length;
   for (const [step, errno] of [[steps, 1], [999, 13], [-1, 0], [CONSOLE_RECORD, 0]]) {
     const sys = new RecordingSys().scriptRecv(5, { record: [step, errno] });
     const e = await failure(execute(PLAN, OPTS, sys));
