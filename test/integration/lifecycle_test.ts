@@ -159,12 +159,20 @@ microTest("rootless: a squatted state root is refused, saying why and the fix", 
     Deno.chmodSync(home, 0o755);
     Deno.chownSync(home, NOBODY, NOBODY);
     const root = `/tmp/micro-state-${NOBODY}`;
-    const script = `mount -t tmpfs tmpfs /tmp && mkdir -m 0755 ${root} && ` +
+    // The binary, the image and the home may live under /tmp themselves (a CI checkout):
+    // the old /tmp stays reachable at /mnt (in this namespace only) and those paths are
+    // bound back into the fresh one.
+    const keep = [home, MICRO.slice(0, MICRO.lastIndexOf("/")), IMAGE]
+      .filter((p) => p.startsWith("/tmp/"));
+    const script = `mount --bind /tmp /mnt && mount -t tmpfs tmpfs /tmp && ` +
+      `for p in $KEEP; do mkdir -p "$p" && mount --bind "/mnt\${p#/tmp}" "$p" || exit 1; done && ` +
+      `mkdir -m 0755 ${root} && ` +
       `exec setpriv --reuid=${NOBODY} --regid=${NOBODY} --clear-groups -- ` +
       `env -i HOME=${home} PATH=/usr/bin:/bin "$0" run "$1" true`;
     const r = await run(["-m", "--propagation", "private", "sh", "-c", script, MICRO, IMAGE], {
       cmd: "unshare",
       timeoutMs: 60_000,
+      env: { KEEP: keep.join(" ") },
     });
     assertOneLineError(r, /belongs to uid 0, not to you \(65534\): refused on purpose/);
     assert.ok(
