@@ -9,12 +9,18 @@ const HELP = `micro: a Linux container runtime
 usage:
   micro run [OPTIONS] [IMAGE] [--] COMMAND [ARG...]   run COMMAND in a new container
   micro plan [OPTIONS] [IMAGE] [--] COMMAND [ARG...]  print the ops a run would execute
+  micro pull [OPTIONS] REFERENCE                      pull an image into the image store
+  micro image ls|rm|inspect|prune|import|export       manage the image store
+  micro images, micro rmi IMAGE...                    micro image ls, micro image rm
+  micro login [-u USER] [--password-stdin] [REGISTRY] log in to a registry
+  micro logout [REGISTRY]                             forget a registry's login
   micro profile list                                  the built-in profiles
   micro profile show NAME|PATH...                     a profile, resolved
   micro version                                       micro, Deno and V8 versions
 
-IMAGE is a root filesystem directory; without one, the root is a tmpfs holding the host's
-/usr, /bin, /sbin, /lib* and /etc read-only. See "micro run --help" for the options.
+IMAGE is a root filesystem directory or an image reference (alpine:3.20), pulled into the
+store when missing; without one, the root is a tmpfs holding the host's /usr, /bin, /sbin,
+/lib* and /etc read-only. See "micro run --help" for the options.
 `;
 
 /**
@@ -25,6 +31,12 @@ const COMMANDS: Record<string, () => Promise<(argv: string[]) => Promise<number>
   run: async () => (await import("./commands/run.ts")).run,
   plan: async () => (await import("./commands/run.ts")).plan,
   profile: async () => (await import("./commands/profile.ts")).profile,
+  pull: async () => (await import("./commands/image.ts")).pull,
+  image: async () => (await import("./commands/image.ts")).image,
+  images: async () => (await import("./commands/image.ts")).images,
+  rmi: async () => (await import("./commands/image.ts")).rmi,
+  login: async () => (await import("./commands/login.ts")).login,
+  logout: async () => (await import("./commands/login.ts")).logout,
 };
 
 async function main(argv: string[]): Promise<number> {

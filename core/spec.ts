@@ -64,6 +64,11 @@ export interface Spec {
     readonly: boolean;
     /** The overlay plugin: the image is the lower layer of a copy-on-write root. */
     overlay?: boolean;
+    /**
+     * A store image: its layer directories, top first, the overlay's lower layers (`path`
+     * is then the top one, for display and checks). Needs the overlay plugin.
+     */
+    layers?: string[];
   };
   hostname?: string;
   mounts: Mount[];
@@ -122,6 +127,8 @@ export interface Spec {
     ambientCaps?: string[];
     /** How many ids the user plugin maps (as root). */
     userSize?: number;
+    /** The image's StopSignal (recorded; only forwarded signals stop a container yet). */
+    stopSignal?: string;
   };
 }
 

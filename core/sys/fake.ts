@@ -625,6 +625,11 @@ export class RecordingSys implements Sys {
     );
   }
 
+  /** No xattrs in the fake: ENODATA. */
+  lgetxattr(path: CStr, name: CStr, _value: Uint8Array) {
+    return this.record("lgetxattr", [this.s(path), this.s(name)], () => -61);
+  }
+
   /** Copies the next scripted chunk for `fd` into `buf`; undefined when none is left. */
   private take(fd: number, buf: Uint8Array, len: number): number | undefined {
     const chunk = this.reads.get(fd)?.shift();

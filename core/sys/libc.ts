@@ -79,6 +79,7 @@ const NR = {
     fsetxattr: 190,
     lsetxattr: 189,
     renameat2: 316,
+    lgetxattr: 192,
   },
   aarch64: {
     bpf: 280,
@@ -149,6 +150,7 @@ const NR = {
     fsetxattr: 7,
     lsetxattr: 6,
     renameat2: 276,
+    lgetxattr: 9,
   },
 } as const;
 
@@ -530,6 +532,7 @@ function bindLibc(): Sys {
     lsetxattr: (p, name, value, flags) =>
       r(fs().bbbii(nr.lsetxattr, p, name, value, value.length, flags)),
     renameat2: (ofd, op, nfd, np, flags) => r(lib.ibibi(nr.renameat2, ofd, op, nfd, np, flags)),
+    lgetxattr: (p, name, value) => r(fs().bbbii(nr.lgetxattr, p, name, value, value.length, 0)),
   };
   return sys;
 }

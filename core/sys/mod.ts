@@ -179,6 +179,8 @@ export interface Sys {
     newpath: CStr,
     flags: number,
   ): number;
+  /** lgetxattr(2) into `value`: the value's length, or -errno (ENODATA 61: no such xattr). */
+  lgetxattr(path: CStr, name: CStr, value: Uint8Array): number;
 }
 
 /** The fields of `struct stat` that micro reads. */
