@@ -147,8 +147,15 @@ export async function rmi(argv: string[]): Promise<number> {
 
 /** `micro image COMMAND`. */
 export async function image(argv: string[]): Promise<number> {
-  const sub = argv[1];
-  const rest = argv.slice(2);
+  // Options may come before the subcommand too (`micro image --root DIR ls`).
+  let at = 1;
+  while (
+    at < argv.length && argv[at].startsWith("-") && argv[at] !== "--help" && argv[at] !== "-h"
+  ) {
+    at += argv[at] === "--root" ? 2 : 1;
+  }
+  const sub = argv[at];
+  const rest = [...argv.slice(1, at), ...argv.slice(at + 1)];
   switch (sub) {
     case "ls":
     case "list":
@@ -175,7 +182,8 @@ export async function image(argv: string[]): Promise<number> {
       } catch {
         throw new MicroError(`image ${sub}: not in this build of micro`);
       }
-      return sub === "import" ? await io.imageImport(argv) : await io.imageExport(argv);
+      const given = ["image", sub, ...rest];
+      return sub === "import" ? await io.imageImport(given) : await io.imageExport(given);
     }
     case undefined:
     case "help":
