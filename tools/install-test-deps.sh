@@ -14,9 +14,10 @@ set -eu
 # docker-registry, skopeo: the loopback registry the image pull tests fill and pull from
 # openssl: the test CA, server certs and the token signing key
 # apache2-utils: htpasswd (bcrypt) for the registry's basic auth
+# podman: the reference the image store's unpacked trees are compared with
 PACKAGES="busybox-static iproute2 util-linux procps python3 attr libcap2-bin"
 PACKAGES="$PACKAGES binutils binutils-aarch64-linux-gnu qemu-user-static"
-PACKAGES="$PACKAGES docker-registry skopeo openssl apache2-utils"
+PACKAGES="$PACKAGES docker-registry skopeo openssl apache2-utils podman"
 
 installed() {
   status=$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) || return 1

@@ -600,7 +600,7 @@ export async function removeImage(
           );
         }
         if (used && !force) {
-          throw new MicroError(`image ${found.name ?? short} is used by ${user}`, {
+          throw new MicroError(`image ${found.name ? refOrId : short} is used by ${user}`, {
             hint: "remove the container first, or use -f to take the image's names only",
           });
         }

@@ -22,6 +22,7 @@ import {
 import {
   type Blob,
   enc,
+  makeTlsFiles,
   missingTools,
   noise,
   run as exec,
@@ -364,6 +365,7 @@ storeTest(
     );
     // micro plan shows the image's command and user.
     const plan = ok(await e.micro(["plan", ref]));
+    assert.match(plan, /bind-root .*"lowers":\["[^"]+\/layers\/sha256\/[0-9a-f]{64}"/);
     assert.match(plan, /execve args=\["\/app\/entry.sh","default-arg"\]/);
     assert.match(plan, /setresuid uid=1000/);
   },
@@ -686,3 +688,60 @@ function tree(root: string): string[] {
   walk("");
   return out.sort();
 }
+
+microTest("micro login and logout; a pull from a registry with htpasswd over TLS", async () => {
+  await withTempDir(async (dir) => {
+    const { layout: l } = await layout();
+    const tls = await makeTlsFiles(dir);
+    await exec("htpasswd", ["-Bbc", `${dir}/htpasswd`, "alice", "s3cret"]);
+    const reg = await startRegistry(`${dir}/reg`, { tls, htpasswd: `${dir}/htpasswd` });
+    try {
+      await Deno.mkdir(`${dir}/skopeo-certs`);
+      await Deno.copyFile(tls.ca, `${dir}/skopeo-certs/ca.crt`);
+      await skopeoCopy(l, "app", `${reg.host}/private/app:1`, [
+        `--dest-cert-dir=${dir}/skopeo-certs`,
+        "--dest-creds=alice:s3cret",
+      ]);
+      // micro's auth file and Docker's config in the temp dir, not the real ones.
+      const env = { XDG_CONFIG_HOME: `${dir}/config`, DOCKER_CONFIG: `${dir}/docker` };
+      const m = (args: string[], stdin?: string) => run(args, { env, stdin });
+      const ref = `${reg.host}/private/app:1`;
+      const pull = ["pull", "--root", `${dir}/store`, "--tls-verify=false", ref];
+      const anon = await m(pull);
+      assert.equal(anon.code, 125, show(anon));
+      assert.match(anon.stderr, /401 Unauthorized/);
+      const login = ["login", "-u", "alice", "--password-stdin", "--tls-verify=false", reg.host];
+      const wrong = await m(login, "wrong\n");
+      assert.equal(wrong.code, 125, show(wrong));
+      assert.match(wrong.stderr, /wrong username or password/);
+      assert.doesNotMatch(wrong.stderr + wrong.stdout, /wrong\n|s3cret/);
+      const onCmdLine = await m(["login", "-u", "alice", "-p", "s3cret", reg.host]);
+      assert.equal(onCmdLine.code, 125);
+      assert.match(onCmdLine.stderr, /a password on the command line is not accepted/);
+      const good = await m(login, "s3cret\n");
+      assert.equal(good.code, 0, show(good));
+      assert.match(good.stdout, /^Login Succeeded/);
+      const auth = Deno.statSync(`${dir}/config/micro/auth.json`);
+      assert.equal((auth.mode ?? 0) & 0o777, 0o600);
+      ok(await m(pull));
+      const motd = await m([
+        "run",
+        "--root",
+        `${dir}/store`,
+        "--pull=never",
+        "--entrypoint",
+        "",
+        ref,
+        "cat",
+        "/etc/motd",
+      ]);
+      assert.equal(motd.stdout, "app one\n", show(motd));
+      assert.match(ok(await m(["logout", reg.host])), /Removed login credentials for 127/);
+      assert.match(ok(await m(["logout", reg.host])), /Not logged in to 127/);
+      const after = await m(pull);
+      assert.equal(after.code, 125, show(after));
+    } finally {
+      await reg.stop();
+    }
+  });
+}, { ignore: MISSING });
