@@ -10,7 +10,8 @@
  * unlocked, so the next writer takes it over and resumes after its bytes (which it hashes
  * first), or starts over when they turn out wrong.
  */
-import { createHash, type Hash } from "node:crypto";
+import type { Hash } from "node:crypto";
+import { createHash } from "./_crypto.ts";
 import { MicroError } from "../errors.ts";
 import { parseDigest } from "./reference.ts";
 

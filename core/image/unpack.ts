@@ -8,7 +8,7 @@
  * an earlier entry made), and each name is one component created with O_EXCL|O_NOFOLLOW.
  * No path from the archive is ever joined onto the directory's path and used by name.
  */
-import { createHash } from "node:crypto";
+import { createHash } from "./_crypto.ts";
 import { MicroError } from "../errors.ts";
 import { C, cstr, type Sys } from "../sys/mod.ts";
 import { decompress } from "./decompress.ts";
