@@ -167,6 +167,9 @@ export async function holdStore(root: string): Promise<HeldLock> {
 async function readCapped(path: string, cap: number): Promise<string | null> {
   let f: Deno.FsFile;
   try {
+    // Never opened unless a regular file (a FIFO would block the open); only micro writes
+    // these directories, so the name does not change between the two.
+    if (!(await Deno.lstat(path)).isFile) throw new Error(`${path} is not a regular file`);
     f = await Deno.open(path, { read: true });
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return null;

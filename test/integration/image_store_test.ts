@@ -745,3 +745,46 @@ microTest("micro login and logout; a pull from a registry with htpasswd over TLS
     }
   });
 }, { ignore: MISSING });
+
+storeTest(
+  "rootless: pull and run a store image, every file the caller's, one warning",
+  async (e) => {
+    const root = `${e.dir}/rootless`;
+    Deno.mkdirSync(root);
+    Deno.chownSync(root, 1000, 1000);
+    const as = (args: string[]) =>
+      run(args, { user: { uid: 1000, gid: 1000 }, env: { HOME: root }, timeoutMs: 60_000 });
+    const ref = `${e.repo}app:1`;
+    const pulled = await as(["pull", "--root", `${root}/store`, ref]);
+    assert.equal(pulled.code, 0, show(pulled));
+    assert.equal(
+      pulled.stderr.match(/warning: rootless: every file of the image belongs to you/g)?.length,
+      1,
+    );
+    const out = ok(
+      await as([
+        "run",
+        "--root",
+        `${root}/store`,
+        // The image's User (app, 1000) is not mapped: rootless maps only the caller, as root.
+        "-u",
+        "0",
+        "--entrypoint",
+        "",
+        ref,
+        "sh",
+        "-c",
+        "ls -A /opq; cat /data/del 2>/dev/null || echo deleted; stat -c '%u:%g' /data/repl; " +
+        "echo w > /data/keep && cat /data/keep; id -u",
+      ]),
+    );
+    assert.equal(out, "z\ndeleted\n0:0\nw\n0\n");
+    const layer = `${root}/store/layers/sha256/${entries(`${root}/store/layers/sha256`)[0]}`;
+    assert.equal(Deno.statSync(layer).uid, 1000);
+    assert.equal(
+      ok(await as(["image", "rm", "--root", `${root}/store`, ref])).includes("Deleted"),
+      true,
+    );
+    assert.deepEqual(entries(`${root}/store/layers/sha256`), []);
+  },
+);
