@@ -484,6 +484,7 @@ export interface ImageHold {
  */
 export async function holdImage(root: string, refOrId: string): Promise<ImageHold | "missing"> {
   await ensureRoot(root);
+  await cleanTmp(root);
   const gc = (await gcLock(root, false))!;
   try {
     const found = await findWithName(root, refOrId);

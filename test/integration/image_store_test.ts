@@ -523,22 +523,48 @@ storeTest("image rm refuses what containers use, -f takes the names; prune", asy
   assert.deepEqual(s.blobs, []);
 });
 
-storeTest("a running container holds its image; rm by id; names and ids", async (e) => {
-  const ref = `${e.repo}app:1`;
-  ok(await e.micro(["pull", ref]));
+/**
+ * A container of `ref` that runs until `stop()` (which makes it exit by itself, so micro
+ * cleans up as after any run); `pid` is its init as the host sees it.
+ */
+async function waitingContainer(root: string, ref: string) {
   const bg = new Background([
     "run",
     "--root",
-    e.root,
+    root,
     "--entrypoint",
     "",
     ref,
     "sh",
     "-c",
-    "echo ready; exec sleep 30",
+    "echo ready; while [ ! -e /run/done ]; do sleep 0.05; done",
   ]);
+  let pid = 0;
   try {
-    assert.ok(await bg.waitForStdout("ready"), bg.stderr);
+    assert.ok(await bg.waitForStdout("ready", 30_000), bg.stderr);
+    const state = await waitForContainer(bg.pid);
+    assert.ok(state?.containerPid, "no container pid");
+    pid = state.containerPid;
+  } catch (e) {
+    bg.kill("SIGKILL");
+    await bg.result();
+    throw e;
+  }
+  return {
+    pid,
+    async stop() {
+      Deno.writeTextFileSync(`/proc/${pid}/root/run/done`, "");
+      const r = await bg.result(30_000);
+      assert.equal(r.code, 0, show(r));
+    },
+  };
+}
+
+storeTest("a running container holds its image; rm by id; names and ids", async (e) => {
+  const ref = `${e.repo}app:1`;
+  ok(await e.micro(["pull", ref]));
+  const c = await waitingContainer(e.root, ref);
+  try {
     const busy = await e.micro(["image", "rm", ref]);
     assert.equal(busy.code, 125, show(busy));
     assert.match(busy.stderr, /used by a running container/);
@@ -546,8 +572,7 @@ storeTest("a running container holds its image; rm by id; names and ids", async 
     assert.doesNotMatch(forced, /Deleted/);
     assert.equal(entries(`${e.root}/layers/sha256`).length, 3);
   } finally {
-    bg.kill("SIGKILL");
-    await bg.result();
+    await c.stop();
   }
   // Gone with its last user: prune deletes it.
   ok(await e.micro(["image", "prune"]));
@@ -620,36 +645,20 @@ storeTest("micro's merged root equals podman's unpacked image", async (e) => {
     "--storage-driver",
     "overlay",
   ];
-  await exec("podman", [...podman, "pull", "-q", "--tls-verify=false", ref]);
-  const mounted = (await exec("podman", [...podman, "image", "mount", ref])).trim();
-  const bg = new Background([
-    "run",
-    "--root",
-    e.root,
-    "--entrypoint",
-    "",
-    "-u",
-    "0",
-    ref,
-    "sh",
-    "-c",
-    "echo ready; while [ ! -e /run/done ]; do sleep 0.05; done",
-  ]);
-  let pid = 0;
   try {
-    assert.ok(await bg.waitForStdout("ready"), bg.stderr);
-    const state = await waitForContainer(bg.pid);
-    assert.ok(state?.containerPid, "no container pid");
+    await exec("podman", [...podman, "pull", "-q", "--tls-verify=false", ref]);
+    const mounted = (await exec("podman", [...podman, "image", "mount", ref])).trim();
     const theirs = tree(mounted);
-    pid = state.containerPid;
-    const ours = tree(`/proc/${pid}/root`);
+    const c = await waitingContainer(e.root, ref);
+    let ours: string[];
+    try {
+      ours = tree(`/proc/${c.pid}/root`);
+    } finally {
+      await c.stop();
+    }
     assert.ok(theirs.length > 250, `podman's tree: ${theirs.length} entries`);
     assert.deepEqual(ours, theirs);
   } finally {
-    // The container ends by itself (its init ignores signals), and micro cleans up.
-    if (pid) Deno.writeTextFileSync(`/proc/${pid}/root/run/done`, "");
-    else bg.kill("SIGKILL");
-    await bg.result();
     await exec("podman", [...podman, "image", "unmount", "--all"]).catch(() => "");
     await exec("podman", [...podman, "rmi", "-af"]).catch(() => "");
   }
