@@ -20,7 +20,7 @@ import { BlobStore } from "../image/blobs.ts";
 import type { ImageConfig, ProgressEvent, PulledImage } from "../image/registry.ts";
 import { formatReference, parseDigest, parseReference } from "../image/reference.ts";
 import type { Sys } from "../sys/mod.ts";
-import { type HeldLock, lockFile } from "./lock.ts";
+import { type HeldLock, lockFile, lockFileSync } from "./lock.ts";
 import {
   detachLayer,
   ensureLayer,
@@ -104,28 +104,44 @@ function usersPath(root: string, id: string): string {
 
 /**
  * Makes ROOT (search-only for others: a container's root in a user namespace reaches its
- * layers and its own directory through it) and ROOT/images (micro's alone).
+ * layers and its own directory through it) and ROOT/images (micro's alone). Usually two
+ * lstats.
  */
-export async function ensureRoot(root: string): Promise<void> {
+export function ensureRootSync(root: string): void {
   try {
-    const st = await Deno.lstat(root).catch(() => null);
+    if (Deno.lstatSync(root).isDirectory && Deno.lstatSync(imagesDir(root)).isDirectory) return;
+  } catch { /* made below */ }
+  try {
+    const st = (() => {
+      try {
+        return Deno.lstatSync(root);
+      } catch {
+        return null;
+      }
+    })();
     if (st === null) {
       const parent = root.slice(0, root.lastIndexOf("/"));
-      if (parent) await Deno.mkdir(parent, { recursive: true, mode: 0o755 });
+      if (parent) Deno.mkdirSync(parent, { recursive: true, mode: 0o755 });
       try {
-        await Deno.mkdir(root, { mode: 0o711 });
-        await Deno.chmod(root, 0o711);
+        Deno.mkdirSync(root, { mode: 0o711 });
+        Deno.chmodSync(root, 0o711);
       } catch (e) {
         if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
       }
     } else if (!st.isDirectory) {
       throw storeError(`the store ${root} is not a directory`, "give --root a directory");
     }
-    await Deno.mkdir(imagesDir(root), { recursive: true, mode: 0o700 });
+    Deno.mkdirSync(imagesDir(root), { recursive: true, mode: 0o700 });
   } catch (e) {
     if (e instanceof MicroError) throw e;
     throw storeError(`mkdir ${root}: ${codeOf(e)}`, "check --root (or MICRO_ROOT)");
   }
+}
+
+/** `ensureRootSync` for async callers. */
+// deno-lint-ignore require-await
+export async function ensureRoot(root: string): Promise<void> {
+  ensureRootSync(root);
 }
 
 /**
@@ -164,25 +180,29 @@ export async function holdStore(root: string): Promise<HeldLock> {
 
 // ---- reading ------------------------------------------------------------------------------
 
-async function readCapped(path: string, cap: number): Promise<string | null> {
+/**
+ * A small file of the store, whole: null when missing. Synchronous: these are a few KiB, and
+ * a run reads them on its way to the clone, where every thread hop counts.
+ */
+function readCapped(path: string, cap: number): string | null {
   let f: Deno.FsFile;
   try {
     // Never opened unless a regular file (a FIFO would block the open); only micro writes
     // these directories, so the name does not change between the two.
-    if (!(await Deno.lstat(path)).isFile) throw new Error(`${path} is not a regular file`);
-    f = await Deno.open(path, { read: true });
+    if (!Deno.lstatSync(path).isFile) throw new Error(`${path} is not a regular file`);
+    f = Deno.openSync(path, { read: true });
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return null;
     throw e;
   }
   try {
-    const st = await f.stat();
+    const st = f.statSync();
     if (!st.isFile) throw new Error(`${path} is not a regular file`);
     if (st.size > cap) throw new Error(`${path} is larger than ${cap} bytes`);
     const buf = new Uint8Array(st.size + 1);
     let n = 0;
     while (n < buf.length) {
-      const r = await f.read(buf.subarray(n));
+      const r = f.readSync(buf.subarray(n));
       if (r === null) break;
       n += r;
     }
@@ -206,11 +226,11 @@ async function writeAtomic(path: string, text: string): Promise<void> {
 
 type Names = Record<string, string>;
 
-async function readNames(root: string): Promise<Names> {
+function readNames(root: string): Names {
   const path = `${imagesDir(root)}/names.json`;
   let text: string | null;
   try {
-    text = await readCapped(path, RECORD_CAP);
+    text = readCapped(path, RECORD_CAP);
   } catch (e) {
     throw storeError(`read ${path}: ${(e as Error).message}`);
   }
@@ -249,19 +269,28 @@ function checkRecord(j: unknown, id: string): Omit<StoredImage, "names"> {
   return r;
 }
 
-async function readRecord(root: string, id: string): Promise<Omit<StoredImage, "names"> | null> {
+function readRecord(root: string, id: string): Omit<StoredImage, "names"> | null {
   const path = recordPath(root, id);
   try {
-    const text = await readCapped(path, RECORD_CAP);
+    const text = readCapped(path, RECORD_CAP);
     return text === null ? null : checkRecord(JSON.parse(text), id);
   } catch (e) {
     throw storeError(`image record ${path}: ${(e as Error).message}`, "remove it with -f");
   }
 }
 
-async function recordIds(root: string): Promise<string[]> {
+/** readRecord, null for a damaged one too. */
+function tryRecord(root: string, id: string): Omit<StoredImage, "names"> | null {
   try {
-    return (await Array.fromAsync(Deno.readDir(imagesDir(root))))
+    return readRecord(root, id);
+  } catch {
+    return null;
+  }
+}
+
+function recordIds(root: string): string[] {
+  try {
+    return [...Deno.readDirSync(imagesDir(root))]
       .filter((e) => e.isFile && e.name.endsWith(".json") && HEX64.test(e.name.slice(0, -5)))
       .map((e) => e.name.slice(0, -5));
   } catch {
@@ -278,7 +307,7 @@ export async function listImages(root: string): Promise<StoredImage[]> {
   const names = await readNames(root);
   const out: StoredImage[] = [];
   for (const id of await recordIds(root)) {
-    const r = await readRecord(root, id).catch(() => null);
+    const r = tryRecord(root, id);
     if (r) out.push({ ...r, names: namesOf(names, id) });
   }
   return out.sort((a, b) => b.stored.localeCompare(a.stored));
@@ -299,7 +328,7 @@ export function storeName(refText: string): string {
     : formatReference(ref);
 }
 
-async function find(root: string, refOrId: string, names: Names): Promise<Found | null> {
+function find(root: string, refOrId: string, names: Names): Found | null {
   let ref: ReturnType<typeof parseReference> | undefined;
   try {
     ref = parseReference(refOrId);
@@ -312,21 +341,21 @@ async function find(root: string, refOrId: string, names: Names): Promise<Found 
     for (const n of candidates) {
       const id = names[n];
       if (id) {
-        const r = await readRecord(root, id);
+        const r = readRecord(root, id);
         if (r) return { image: { ...r, names: namesOf(names, id) }, name: n };
       }
     }
     if (ref.digest !== undefined) {
       const want = `${ref.domain}/${ref.path}@${ref.digest}`;
-      for (const id of await recordIds(root)) {
-        const r = await readRecord(root, id).catch(() => null);
+      for (const id of recordIds(root)) {
+        const r = tryRecord(root, id);
         if (r?.repoDigests.includes(want)) return { image: { ...r, names: namesOf(names, id) } };
       }
     }
   }
   const m = /^(?:sha256:)?([0-9a-f]{1,64})$/.exec(refOrId);
   if (!m) return null;
-  const ids = (await recordIds(root)).filter((id) => id.startsWith(m[1]));
+  const ids = recordIds(root).filter((id) => id.startsWith(m[1]));
   if (ids.length > 1) {
     throw storeError(
       `image id prefix "${refOrId}" is ambiguous: ${ids.length} images match`,
@@ -336,7 +365,7 @@ async function find(root: string, refOrId: string, names: Names): Promise<Found 
     );
   }
   if (ids.length === 0) return null;
-  const r = await readRecord(root, ids[0]);
+  const r = readRecord(root, ids[0]);
   return r ? { image: { ...r, names: namesOf(names, ids[0]) } } : null;
 }
 
@@ -346,8 +375,8 @@ export async function findImage(root: string, refOrId: string): Promise<StoredIm
 }
 
 /** `findImage`, and which name matched. */
-export async function findWithName(root: string, refOrId: string): Promise<Found | null> {
-  return await find(root, refOrId, await readNames(root));
+export function findWithName(root: string, refOrId: string): Promise<Found | null> {
+  return Promise.resolve(find(root, refOrId, readNames(root)));
 }
 
 // ---- adding -------------------------------------------------------------------------------
@@ -415,7 +444,7 @@ export async function addImage(
 
     const lock = await indexLock(root);
     try {
-      const old = await readRecord(root, id).catch(() => null);
+      const old = tryRecord(root, id);
       const known = new Map<string, number>();
       for (const l of old?.layers ?? []) {
         if (l.unpacked !== undefined) known.set(l.diffId, l.unpacked);
@@ -483,22 +512,31 @@ export interface ImageHold {
  * layer directory is gone (a pull mends it).
  */
 export async function holdImage(root: string, refOrId: string): Promise<ImageHold | "missing"> {
-  await ensureRoot(root);
-  await cleanTmp(root);
-  const gc = (await gcLock(root, false))!;
+  ensureRootSync(root);
+  // What killed commands left: nothing, almost always (one readdir).
   try {
-    const found = await findWithName(root, refOrId);
+    if ([...Deno.readDirSync(`${root}/tmp`)].some((e) => !e.name.endsWith(".partial"))) {
+      await cleanTmp(root);
+    }
+  } catch { /* no tmp yet */ }
+  const gc = lockFileSync(`${imagesDir(root)}/.gc.lock`, false);
+  try {
+    const found = find(root, refOrId, readNames(root));
     if (!found) return "missing";
     const { image } = found;
-    const users = (await lockFile(usersPath(root, image.id), false))!;
+    const users = lockFileSync(usersPath(root, image.id), false);
     // Removed between the lookup and the lock (a removal takes `users` exclusively).
-    if (!(await readRecord(root, image.id).catch(() => null))) {
+    if (!tryRecord(root, image.id)) {
       users.release();
       return "missing";
     }
     const layers = image.layers.map((l) => layerPath(root, l.diffId)).reverse();
-    for (const l of image.layers) {
-      if (!(await hasLayer(root, l.diffId))) {
+    for (const l of layers) {
+      let ok = false;
+      try {
+        ok = Deno.lstatSync(l).isDirectory;
+      } catch { /* missing */ }
+      if (!ok) {
         users.release();
         return "missing";
       }
@@ -524,7 +562,7 @@ export async function containerImages(root: string): Promise<Map<string, string[
     if (!e.isDirectory) continue;
     let text: string | null;
     try {
-      text = await readCapped(`${root}/containers/${e.name}/config.json`, CONTAINER_RECORD_CAP);
+      text = readCapped(`${root}/containers/${e.name}/config.json`, CONTAINER_RECORD_CAP);
     } catch {
       continue; // not a regular file, too large: not a record of ours
     }
@@ -699,7 +737,7 @@ export async function references(
   const blobs = new Set<string>();
   for (const id of await recordIds(root)) {
     // An unreadable record might reference anything: keep everything.
-    const r = await readRecord(root, id);
+    const r = readRecord(root, id);
     if (!r) continue;
     blobs.add(r.configDigest);
     for (const d of r.digests) blobs.add(d);
