@@ -532,7 +532,8 @@ function bindLibc(): Sys {
     lsetxattr: (p, name, value, flags) =>
       r(fs().bbbii(nr.lsetxattr, p, name, value, value.length, flags)),
     renameat2: (ofd, op, nfd, np, flags) => r(lib.ibibi(nr.renameat2, ofd, op, nfd, np, flags)),
-    lgetxattr: (p, name, value) => r(fs().bbbii(nr.lgetxattr, p, name, value, value.length, 0)),
+    // mount's signature (bound at start-up): a run reads image layers' markers with it.
+    lgetxattr: (p, name, value) => r(lib.bbbib(nr.lgetxattr, p, name, value, value.length, null)),
   };
   return sys;
 }
