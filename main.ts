@@ -12,12 +12,18 @@ usage:
   micro ps [-a] [-q] [--no-trunc]                     running containers (-a: kept ones too)
   micro rm [-f] NAME|ID...                            remove containers (-f: running ones too)
   micro diff NAME|ID                                  a container's changes to its image
+  micro pull [OPTIONS] REFERENCE                      pull an image into the image store
+  micro image ls|rm|inspect|prune|import|export       manage the image store
+  micro images, micro rmi IMAGE...                    micro image ls, micro image rm
+  micro login [-u USER] [--password-stdin] [REGISTRY] log in to a registry
+  micro logout [REGISTRY]                             forget a registry's login
   micro profile list                                  the built-in profiles
   micro profile show NAME|PATH...                     a profile, resolved
   micro version                                       micro, Deno and V8 versions
 
-IMAGE is a root filesystem directory; without one, the root is a tmpfs holding the host's
-/usr, /bin, /sbin, /lib* and /etc read-only. See "micro run --help" for the options.
+IMAGE is a root filesystem directory or an image reference (alpine:3.20), pulled into the
+store when missing; without one, the root is a tmpfs holding the host's /usr, /bin, /sbin,
+/lib* and /etc read-only. See "micro run --help" for the options.
 A run is kept as a container after it exits (micro ps -a, micro diff, micro rm) unless
 it is given --rm.
 `;
@@ -35,6 +41,12 @@ const COMMANDS: Record<string, () => Promise<(argv: string[]) => Promise<number>
   ps: async () => (await import("./commands/container.ts")).ps,
   rm: async () => (await import("./commands/container.ts")).rm,
   diff: async () => (await import("./commands/container.ts")).diff,
+  pull: async () => (await import("./commands/image.ts")).pull,
+  image: async () => (await import("./commands/image.ts")).image,
+  images: async () => (await import("./commands/image.ts")).images,
+  rmi: async () => (await import("./commands/image.ts")).rmi,
+  login: async () => (await import("./commands/login.ts")).login,
+  logout: async () => (await import("./commands/login.ts")).logout,
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -5,20 +5,30 @@
 import { MicroError } from "../core/errors.ts";
 import { gcState } from "./_gc.ts";
 
-/** Splits `-aq`-style flags from operands; `known` maps each short and long form to a key. */
+/**
+ * Splits `-aq`-style flags from operands; `known` maps each short and long form to a key.
+ * `--root DIR` (the store, as `micro run --root`) is taken by every command here.
+ */
 function parseFlags(
   argv: string[],
   known: Record<string, string>,
   usage: string,
-): { flags: Set<string>; rest: string[] } {
+): { flags: Set<string>; rest: string[]; root?: string } {
   const flags = new Set<string>();
   const rest: string[] = [];
+  let root: string | undefined;
   let i = 1;
   for (; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--") {
       i++;
       break;
+    }
+    if (a === "--root" || a.startsWith("--root=")) {
+      root = a === "--root" ? argv[++i] : a.slice(7);
+      if (!root) throw new MicroError(`option "--root" needs a directory`, { hint: usage });
+      if (!root.startsWith("/")) root = `${Deno.cwd()}/${root}`;
+      continue;
     }
     if (!a.startsWith("-") || a === "-") {
       rest.push(a);
@@ -33,7 +43,7 @@ function parseFlags(
     }
   }
   rest.push(...argv.slice(i));
-  return { flags, rest };
+  return { flags, rest, root };
 }
 
 class HelpRequest extends Error {}
@@ -48,19 +58,19 @@ async function withHelp(fn: () => Promise<number>): Promise<number> {
   }
 }
 
-async function store() {
+async function store(root?: string) {
   const { storeRoot } = await import("../core/store/paths.ts");
   const { stateRoot } = await import("../core/state.ts");
   const uid = Deno.uid() ?? 0;
-  return { root: storeRoot(uid), state: stateRoot(uid), uid };
+  return { root: root ?? storeRoot(uid), state: stateRoot(uid), uid };
 }
 
-const PS_USAGE = "usage: micro ps [-a|--all] [-q|--quiet] [--no-trunc]";
+const PS_USAGE = "usage: micro ps [-a|--all] [-q|--quiet] [--no-trunc] [--root DIR]";
 
 /** `micro ps`: running containers; `-a` every kept one too. */
 export function ps(argv: string[]): Promise<number> {
   return withHelp(async () => {
-    const { flags, rest } = parseFlags(argv, {
+    const { flags, rest, root } = parseFlags(argv, {
       "-a": "all",
       "--all": "all",
       "-q": "quiet",
@@ -74,7 +84,7 @@ export function ps(argv: string[]): Promise<number> {
     const { listContainers } = await import("../core/store/containers.ts");
     const { statusOf } = await import("../core/store/live.ts");
     const { formatPs } = await import("../core/store/ps.ts");
-    const s = await store();
+    const s = await store(root);
     const rows = listContainers(s.root).map((rec) => ({ rec, status: statusOf(rec, s.state) }))
       .filter((r) => flags.has("all") || r.status.state === "running");
     const text = formatPs(rows, {
@@ -87,18 +97,22 @@ export function ps(argv: string[]): Promise<number> {
   });
 }
 
-const RM_USAGE = "usage: micro rm [-f|--force] NAME|ID...";
+const RM_USAGE = "usage: micro rm [-f|--force] [--root DIR] NAME|ID...";
 
 /** `micro rm`: removes exited containers; `-f` stops a running one first (SIGKILL). */
 export function rm(argv: string[]): Promise<number> {
   return withHelp(async () => {
-    const { flags, rest } = parseFlags(argv, { "-f": "force", "--force": "force" }, RM_USAGE);
+    const { flags, rest, root } = parseFlags(
+      argv,
+      { "-f": "force", "--force": "force" },
+      RM_USAGE,
+    );
     if (!rest.length) throw new MicroError("rm needs at least one container", { hint: RM_USAGE });
     await gcState();
     const { removeContainerDir, resolveContainer } = await import("../core/store/containers.ts");
     const { containerDir } = await import("../core/store/paths.ts");
     const { killContainer, statusOf } = await import("../core/store/live.ts");
-    const s = await store();
+    const s = await store(root);
     let failed = false;
     for (const ref of rest) {
       try {
@@ -132,18 +146,18 @@ export function rm(argv: string[]): Promise<number> {
   });
 }
 
-const DIFF_USAGE = "usage: micro diff NAME|ID";
+const DIFF_USAGE = "usage: micro diff [--root DIR] NAME|ID";
 
 /** `micro diff`: the container's changes to its image, as `docker diff`. */
 export function diff(argv: string[]): Promise<number> {
   return withHelp(async () => {
-    const { rest } = parseFlags(argv, {}, DIFF_USAGE);
+    const { rest, root } = parseFlags(argv, {}, DIFF_USAGE);
     if (rest.length !== 1) throw new MicroError("diff needs one container", { hint: DIFF_USAGE });
     await gcState();
     const { resolveContainer } = await import("../core/store/containers.ts");
     const { containerDiff } = await import("../core/store/diff.ts");
     const { openLibc } = await import("../core/sys/libc.ts");
-    const s = await store();
+    const s = await store(root);
     const rec = resolveContainer(s.root, rest[0]);
     const out = containerDiff(s.root, rec, openLibc());
     if (out) await Deno.stdout.write(new TextEncoder().encode(out));

@@ -34,6 +34,14 @@ export interface Request {
   json: boolean;
   /** `--help` was given: print RUN_HELP and do nothing else. */
   help: boolean;
+  /** `--pull`: when to pull a store image (default "missing", as Docker). */
+  pull?: "missing" | "always" | "never";
+  /** `--entrypoint`: replaces the image's Entrypoint ("" clears it). */
+  entrypoint?: string;
+  /** `--root`: the image store (default: MICRO_ROOT, else the user's store). */
+  root?: string;
+  /** `--platform`: the platform to pull. */
+  platform?: string;
 }
 
 /** What the parser may read from the outside: micro's environment and `--env-file` files. */
@@ -50,14 +58,22 @@ const DENO_IO: CliIO = {
   cwd: () => Deno.cwd(),
 };
 
-export const RUN_HELP = `usage: micro run [OPTIONS] [IMAGE] [--] COMMAND [ARG...]
-       micro plan [OPTIONS] [IMAGE] [--] COMMAND [ARG...]
+export const RUN_HELP = `usage: micro run [OPTIONS] [IMAGE] [--] [COMMAND [ARG...]]
+       micro plan [OPTIONS] [IMAGE] [--] [COMMAND [ARG...]]
 
-Run COMMAND in a new container. IMAGE is a directory holding a root file system or an OCI
-bundle; without it (\`micro run -- COMMAND\`) the container sees the host's directories
+Run COMMAND in a new container. IMAGE is a directory holding a root file system (a path
+that exists, or starts with / or ./), or an image reference (alpine, alpine:3.20,
+registry.example:5000/app@sha256:...) from the image store, pulled when missing; its
+Entrypoint, Cmd, Env, WorkingDir and User are the defaults the options below override.
+Without IMAGE (\`micro run -- COMMAND\`) the container sees the host's directories
 read-only. \`micro plan\` prints the operations instead of running them.
 
 Options:
+      --pull missing|always|never
+                            when to pull IMAGE from its registry (default: missing)
+      --platform OS/ARCH    the platform to pull, e.g. linux/arm64
+      --entrypoint CMD      replace the image's Entrypoint ("" clears it)
+      --root DIR            the image store (default: $MICRO_ROOT, /var/lib/micro as root)
   -p, --profile NAME|PATH   profile to apply (repeatable, left to right; default: default)
   -e, --env KEY[=VALUE]     set an environment variable (KEY alone copies micro's value)
       --env-file FILE       read KEY=VALUE lines from FILE (repeatable)
@@ -151,6 +167,10 @@ const OPTIONS: OptionDef[] = [
   { long: "json", kind: "flag" },
   { long: "rm", kind: "flag" },
   { long: "help", kind: "flag" },
+  { long: "pull", kind: "value" },
+  { long: "platform", kind: "value" },
+  { long: "entrypoint", kind: "value" },
+  { long: "root", kind: "value" },
 ];
 
 /** Docker's resource flags to the cgroups plugin's option names. */
@@ -518,6 +538,27 @@ export function parseRun(argv: readonly string[], io: CliIO = DENO_IO): Request 
         break;
       case "help":
         req.help = on;
+        break;
+      case "pull":
+        if (value !== "missing" && value !== "always" && value !== "never") {
+          fail(
+            `option "${spelled}": invalid value "${value}": expected "missing", "always" or "never"`,
+          );
+        }
+        req.pull = value;
+        break;
+      case "platform":
+        if (!/^[a-z0-9_]+\/[a-z0-9_]+(\/[a-z0-9_]+)?$/.test(value)) {
+          fail(`option "${spelled}": expected OS/ARCH[/VARIANT], got "${value}"`);
+        }
+        req.platform = value;
+        break;
+      case "entrypoint":
+        req.entrypoint = value;
+        break;
+      case "root":
+        if (value === "") fail(`option "${spelled}" needs a directory`);
+        req.root = value.startsWith("/") ? value : `${io.cwd()}/${value}`;
         break;
     }
   }

@@ -166,6 +166,24 @@ function accounts(
   }
 }
 
+/** `accounts` for a store image: its /etc/passwd and /etc/group through its merged layers. */
+function layeredAccounts(
+  read: (path: string, cap: number) => string | null,
+  image: string,
+): { passwd: string; group: string } {
+  const one = (f: string) => {
+    try {
+      return read(f, ACCOUNTS_CAP) ?? "";
+    } catch (e) {
+      if (!(e instanceof FileRefused)) throw e;
+      throw new MicroError(`image file ${f}: ${e.reason}`, {
+        hint: `${f} must be a regular file of at most ${formatSize(ACCOUNTS_CAP)}; fix ${image}`,
+      });
+    }
+  };
+  return { passwd: one("/etc/passwd"), group: one("/etc/group") };
+}
+
 /** A file the spec names (a seccomp profile): its text, or why it could not be read. */
 function specFiles(sys: Sys, paths: string[]) {
   const files: HostInfo["files"] = {};
@@ -189,6 +207,11 @@ export interface ProbeOptions {
   imageFd?: number;
   /** The container's own directory in the store (the overlay's upper and work). */
   containerDir?: string;
+  /**
+   * Reads a file of a store image (its layers merged): null when missing; throws
+   * FileRefused. Used instead of the image directory for /etc/passwd and /etc/group.
+   */
+  readImageFile?: (path: string, cap: number) => string | null;
 }
 
 /** Reads every host fact the plan needs. */
@@ -244,7 +267,9 @@ export function probeHost(
     containerDir: opts.containerDir ?? "",
     hostView,
     devices,
-    ...accounts(sys, spec.root.path, opts.imageFd ?? -1),
+    ...(opts.readImageFile
+      ? layeredAccounts(opts.readImageFile, spec.root.path ?? "")
+      : accounts(sys, spec.root.path, opts.imageFd ?? -1)),
     sourceKinds,
     image,
     ...specFiles(sys, [spec.micro.seccompFile].filter((f): f is string => !!f)),

@@ -92,7 +92,11 @@ export interface OpArgs {
   "bind-root": {
     source: string | null;
     readonly: boolean;
-    overlay?: { upper: string; work: string; userxattr: boolean };
+    /**
+     * `lowers`: a store image's layer directories, top first: the overlay's lower layers
+     * instead of the image copy (which is then not attached at all).
+     */
+    overlay?: { upper: string; work: string; userxattr: boolean; lowers?: string[] };
   };
   /**
    * prepare: `upper` and `work` for the overlay in the container's own directory (which

@@ -33,6 +33,9 @@ import {
   hiddenMountPoints,
   newContainerId,
 } from "./store/containers.ts";
+import { imageDefaults } from "./store/config.ts";
+import type { ImageHold } from "./store/images.ts";
+import type { MergedRoot } from "./store/merged.ts";
 
 const EMPTY = cstr("");
 const TREE_FLAGS = C.OPEN_TREE_CLONE | C.AT_RECURSIVE | C.AT_EMPTY_PATH | C.O_CLOEXEC;
@@ -48,22 +51,117 @@ export interface Prepared {
   stateDir: string;
   /** The image directory, opened once; null without an image. */
   image: OpenedImage | null;
+  /** A store image, held until the run ends (its layers stay); null otherwise. */
+  stored: StoreImageUse | null;
+}
+
+/** A store image in use: its record, its layers and the view of them merged. */
+export interface StoreImageUse {
+  hold: ImageHold;
+  view: MergedRoot;
+  /** IMAGE as the user typed it. */
+  ref: string;
+}
+
+/**
+ * Whether IMAGE names a root filesystem directory (a path that exists as a directory, or
+ * one that starts with `/`, `./` or `../`) rather than an image reference.
+ */
+export function isDirectoryImage(image: string, isDir = defaultIsDir): boolean {
+  if (image.startsWith("/") || image === "." || image === "..") return true;
+  if (image.startsWith(".") && image.includes("/")) return true;
+  return isDir(image);
+}
+
+function defaultIsDir(path: string): boolean {
+  try {
+    return Deno.statSync(path).isDirectory;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Finds (and, per `--pull`, pulls) a store image and holds it for the run. `micro plan`
+ * never pulls.
+ */
+async function useStoreImage(root: string, req: Request): Promise<StoreImageUse> {
+  const { holdImage } = await import("./store/images.ts");
+  const { MergedRoot } = await import("./store/merged.ts");
+  const ref = req.image!;
+  const policy = req.pull ?? "missing";
+  const use = (hold: ImageHold) => ({ hold, ref, view: new MergedRoot(openLibc(), hold.layers) });
+  if (policy !== "always" || req.command === "plan") {
+    const h = await holdImage(root, ref);
+    if (h !== "missing") return use(h);
+    if (policy === "never" || req.command === "plan") {
+      throw new MicroError(`image "${ref}" is not in the store (${root})`, {
+        hint: req.command === "plan"
+          ? `pull it first: micro pull ${ref}`
+          : `pull it first (micro pull ${ref}), or run with --pull=missing`,
+      });
+    }
+  }
+  const { pullToStore } = await import("./store/pull.ts");
+  await pullToStore(root, ref, {
+    sys: openLibc(),
+    platform: req.platform,
+    warn: (m) => console.error(`micro: warning: ${m}`),
+  });
+  const h = await holdImage(root, ref);
+  if (h === "missing") {
+    throw new MicroError(`image "${ref}" was removed from the store while micro started`, {
+      hint: "run again",
+    });
+  }
+  return use(h);
+}
+
+/**
+ * A store image's config under the request: the command (Entrypoint + Cmd), Env under the
+ * flags, WorkingDir and User unless given, StopSignal (see store/config.ts).
+ */
+function applyImageConfig(
+  spec: Spec,
+  req: Request,
+  profile: { process: { cwd?: string; user?: string } },
+  config: ImageHold["image"]["config"],
+): void {
+  const d = imageDefaults(config.config, { args: req.args, entrypoint: req.entrypoint });
+  spec.process.args = d.args;
+  const flags = (req.layer.process as { env?: Record<string, string> } | undefined)?.env ?? {};
+  spec.process.envMap = { ...spec.process.envMap, ...d.env, ...flags };
+  if (profile.process.cwd === undefined && d.cwd) spec.process.cwd = d.cwd;
+  if (profile.process.user === undefined && d.user) {
+    spec.process.userSpec = d.user;
+    spec.process.defaultUser = undefined;
+  }
+  if (d.stopSignal) spec.micro.stopSignal = d.stopSignal;
 }
 
 /** Everything up to the plan; no side effects (but loading the yaml library if needed). */
 export async function prepare(argv: string[]): Promise<Prepared> {
   const req = parseRun(argv);
+  const uid = Deno.uid() ?? 0;
+  const root = req.root ?? storeRoot(uid);
+  const stored = req.image !== null && !isDirectoryImage(req.image)
+    ? await useStoreImage(root, req)
+    : null;
+  if (req.image !== null && stored === null && req.args.length === 0 && !req.entrypoint) {
+    throw new MicroError(`${req.command}: no command given`, {
+      hint: `usage: micro ${req.command} [OPTIONS] DIRECTORY [--] COMMAND`,
+    });
+  }
   // Opened here once, and only used through its fd from now on (never by name again).
-  const image = req.image === null ? null : openImage(req.image, openLibc());
+  const image = req.image === null || stored ? null : openImage(req.image, openLibc());
   await loadYamlFor(req.profiles);
   const { profile } = resolveProfile(req.profiles, req.layer, PLUGINS);
   // Without root, namespaces other than user need a user namespace of their own.
-  const uid = Deno.uid() ?? 0;
   if (uid !== 0 && profile.sections.user) profile.sections.user.enabled = true;
   const spec = buildSpec(
     {
-      image: image === null ? null : image.path,
-      args: req.args,
+      image: stored ? stored.hold.layers[0] : image === null ? null : image.path,
+      args: req.entrypoint ? [req.entrypoint, ...req.args] : req.args,
       terminal: req.terminal,
       stdin: req.stdin,
       remove: req.rm,
@@ -71,13 +169,24 @@ export async function prepare(argv: string[]): Promise<Prepared> {
     profile,
     PLUGINS,
   );
+  if (stored) {
+    if (!spec.root.overlay) {
+      throw new MicroError(
+        `image "${stored.ref}" is a store image: its layers need the overlay plugin`,
+        { hint: "enable overlay in the profile (overlay: {}), or run a directory" },
+      );
+    }
+    spec.root.layers = stored.hold.layers;
+    applyImageConfig(spec, req, profile, stored.hold.image.config);
+  }
   const containerId = newContainerId();
   const id = req.name ?? containerId.slice(0, 12);
   const stateDir = `${stateRoot(uid)}/${id}`;
   const host = probeHost(spec, id, stateDir, {
     landlockAbi: () => openLibc().landlockCreateRuleset(0, 1),
     imageFd: image?.fd,
-    containerDir: containerDir(storeRoot(uid), containerId),
+    containerDir: containerDir(root, containerId),
+    readImageFile: stored ? (path, cap) => stored.view.readFile(path, cap) : undefined,
   });
   const problems = [
     ...runChecks(spec, host),
@@ -88,11 +197,12 @@ export async function prepare(argv: string[]): Promise<Prepared> {
   if (problems.length === 1) throw problems[0];
   if (problems.length > 1) throw new MicroErrors(problems);
   const ops = planRun(spec, host, PLUGINS);
-  return { req, spec, ops, id, containerId, stateDir, image };
+  return { req, spec, ops, id, containerId, stateDir, image, stored };
 }
 
 export async function planCommand(argv: string[]): Promise<number> {
   const p = await prepare(argv);
+  p.stored?.hold.release();
   console.log(formatPlan(p.ops).trimEnd());
   return 0;
 }
@@ -128,12 +238,12 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
     id: p.id,
     pid: Deno.pid,
     startTime: processStartTime(Deno.pid),
-    image: p.spec.root.path,
+    image: p.stored ? p.stored.ref : p.spec.root.path,
     created: new Date().toISOString(),
   };
   const image = p.image;
   if (image) state.imageId = { path: image.path, dev: image.dev, ino: image.ino };
-  const container = new ContainerRun(storeRoot(uid), containerRecord(p, argv, state));
+  const container = new ContainerRun(p.req.root ?? storeRoot(uid), containerRecord(p, argv, state));
   let use: ImageUse | null = null;
   let tree = -1;
   const removeOnExit = () => {
@@ -144,6 +254,7 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
       delete state.imageId;
     }
     removeRun(dir, state, () => sys);
+    p.stored?.hold.release();
   };
   try {
     const overlay = p.ops.find((o) => o.kind === "overlay-dirs");
@@ -153,7 +264,15 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
     writeState(dir, state);
     container.create();
     let resolved = { ops: p.ops, created: [] as string[], files: [] as string[] };
-    if (image && overlay) {
+    if (p.stored) {
+      // Resolved in the layers merged as the overlay will show them; made in its upper.
+      resolved = resolveTargets(p.ops, p.stored.view);
+      container.record.mountPoints = hiddenMountPoints(
+        resolved.ops,
+        resolved.created,
+        resolved.files,
+      );
+    } else if (image && overlay) {
       // The image is never written: mount points are made in the container's upper layer.
       resolved = resolveTargets(p.ops, image.dir);
       container.record.mountPoints = hiddenMountPoints(
@@ -238,8 +357,15 @@ function containerRecord(p: Prepared, argv: string[], state: RunState): Containe
     id: p.containerId,
     name: p.id,
     runId: p.id,
-    image: image ? { path: image.path } : null,
-    ...(overlay && image
+    image: p.stored
+      ? { id: p.stored.hold.image.id, name: p.stored.ref }
+      : image
+      ? { path: image.path }
+      : null,
+    // A store layer is immutable and named by its digest: its path is its identity.
+    ...(overlay && p.stored
+      ? { lower: p.stored.hold.layers, layer: { userxattr: overlay.userxattr } }
+      : overlay && image
       ? {
         lower: [image.path],
         lowerIds: [{ dev: image.dev, ino: image.ino }],

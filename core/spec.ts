@@ -64,6 +64,11 @@ export interface Spec {
     readonly: boolean;
     /** The overlay plugin: the image is the lower layer of a copy-on-write root. */
     overlay?: boolean;
+    /**
+     * A store image: its layer directories, top first, the overlay's lower layers (`path`
+     * is then the top one, for display and checks). Needs the overlay plugin.
+     */
+    layers?: string[];
   };
   hostname?: string;
   mounts: Mount[];
@@ -124,6 +129,8 @@ export interface Spec {
     userSize?: number;
     /** `--rm`: the container's layer and record are removed when it exits. */
     remove?: boolean;
+    /** The image's StopSignal (recorded; only forwarded signals stop a container yet). */
+    stopSignal?: string;
   };
 }
 

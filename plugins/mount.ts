@@ -177,6 +177,7 @@ function planMounts(spec: Spec, host: HostInfo): Op[] {
             upper: `${host.containerDir}/upper`,
             work: `${host.containerDir}/work`,
             userxattr: userns,
+            ...(spec.root.layers ? { lowers: spec.root.layers } : {}),
           },
         }
         : {}),

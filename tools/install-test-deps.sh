@@ -15,9 +15,10 @@ set -eu
 # openssl: the test CA, server certs and the token signing key
 # apache2-utils: htpasswd (bcrypt) for the registry's basic auth
 # uidmap: newuidmap/newgidmap, the setuid helpers of rootless runs with subordinate ids
+# podman: the reference the image store's unpacked trees are compared with
 PACKAGES="busybox-static iproute2 util-linux procps python3 attr libcap2-bin"
 PACKAGES="$PACKAGES binutils binutils-aarch64-linux-gnu qemu-user-static"
-PACKAGES="$PACKAGES docker-registry skopeo openssl apache2-utils uidmap"
+PACKAGES="$PACKAGES docker-registry skopeo openssl apache2-utils uidmap podman"
 
 installed() {
   status=$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) || return 1

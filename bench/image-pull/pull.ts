@@ -1,5 +1,6 @@
 /**
- * A stand-in for `micro pull` until the CLI is wired: pulls REF into the store at ROOT.
+ * The registry client alone (download and verify into the blob store at ROOT, no unpacking),
+ * for test/integration/image_registry_test.ts's killed pull; `micro pull` does the rest.
  *
  *   deno run -A bench/image-pull/pull.ts REF ROOT [--platform=OS/ARCH] [--tls-verify=false]
  *     [--progress] [--json]

@@ -225,6 +225,23 @@ const MASK_TMPFS_DATA = cstr("size=0");
 const SOURCE = cstr("source");
 const OVERLAY = cstr("overlay");
 const LOWERDIR = cstr("lowerdir");
+const LOWERDIR_PLUS = cstr("lowerdir+");
+/** fsconfig(2) copies at most 255 bytes of a string value (strndup_user(value, 256)). */
+const FSCONFIG_STRING_MAX = 255;
+
+/**
+ * The overlay's lower layers as fsconfig values: the image copy; a store image's layers
+ * joined by ':' (`\` and `:` escaped), or, when that is longer than fsconfig takes, one
+ * `lowerdir+` each (Linux 6.8+). Encoded here, in the parent.
+ */
+export function lowerDirs(lowers?: string[]): { key: CStr; values: CStr[] } {
+  if (lowers === undefined) return { key: LOWERDIR, values: [PROC_FD_ROOT] };
+  const joined = lowers.map((l) => l.replace(/[\\:]/g, (c) => `\\${c}`)).join(":");
+  if (new TextEncoder().encode(joined).length <= FSCONFIG_STRING_MAX) {
+    return { key: LOWERDIR, values: [cstr(joined)] };
+  }
+  return { key: LOWERDIR_PLUS, values: lowers.map((l) => cstr(l)) };
+}
 const UPPERDIR = cstr("upperdir");
 const WORKDIR = cstr("workdir");
 const USERXATTR = cstr("userxattr");
@@ -470,18 +487,28 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
    * FD_ROOT and whose upper and work directories are the container's own, attached on top
    * of that copy; its fd becomes the root's, so the image is never written.
    */
-  const overlayRoot = (ov: { upper: string; work: string; userxattr: boolean }): void => {
+  const overlayRoot = (
+    ov: { upper: string; work: string; userxattr: boolean; lowers?: string[] },
+  ): void => {
     const upper = cstr(ov.upper);
     const work = cstr(ov.work);
+    const lower = lowerDirs(ov.lowers);
+    const staging = ov.lowers ? cstr(ctx.rootPath) : null;
     const oi: StepInfo = {
       phase: "rootfs",
       plugin: "overlay",
       kind: "overlay",
-      paths: { lower: "image", upper: ov.upper, work: ov.work },
+      paths: {
+        lower: ov.lowers ? `${ov.lowers.length} layers` : "image",
+        upper: ov.upper,
+        work: ov.work,
+      },
       hints: {
         22: ov.userxattr
           ? "the kernel refused the overlay: in a user namespace it needs Linux 5.11+ " +
             "(userxattr) and a lower layer it may read"
+          : lower.key === LOWERDIR_PLUS
+          ? "the kernel refused the overlay: this many layers need Linux 6.8+ (lowerdir+)"
           : "the kernel refused the overlay options or the upper directory's file system",
         1: "mounting an overlay in this user namespace is not allowed (Linux 5.11+)",
       },
@@ -490,7 +517,9 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
       const fs = sys.fsopen(OVERLAY, C.FSOPEN_CLOEXEC);
       if (fs < 0) return fs;
       let rc = sys.fsconfig(fs, C.FSCONFIG_SET_STRING, SOURCE, OVERLAY, 0);
-      if (rc >= 0) rc = sys.fsconfig(fs, C.FSCONFIG_SET_STRING, LOWERDIR, PROC_FD_ROOT, 0);
+      for (let k = 0; k < lower.values.length && rc >= 0; k++) {
+        rc = sys.fsconfig(fs, C.FSCONFIG_SET_STRING, lower.key, lower.values[k], 0);
+      }
       if (rc >= 0) rc = sys.fsconfig(fs, C.FSCONFIG_SET_STRING, UPPERDIR, upper, 0);
       if (rc >= 0) rc = sys.fsconfig(fs, C.FSCONFIG_SET_STRING, WORKDIR, work, 0);
       if (rc >= 0 && ov.userxattr) rc = sys.fsconfig(fs, C.FSCONFIG_SET_FLAG, USERXATTR, null, 0);
@@ -498,13 +527,19 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
       const mnt = rc < 0 ? rc : sys.fsmount(fs, C.FSMOUNT_CLOEXEC, 0);
       sys.close(fs);
       if (mnt < 0) return mnt;
-      rc = sys.moveMount(
+      // A store image's overlay goes straight onto the staging directory; a directory
+      // image's on top of the image copy attached there.
+      const at = staging === null
+        ? FD_ROOT
+        : sys.open(staging, C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
+      rc = at < 0 ? at : sys.moveMount(
         mnt,
         EMPTY,
-        FD_ROOT,
+        at,
         EMPTY,
         C.MOVE_MOUNT_F_EMPTY_PATH | C.MOVE_MOUNT_T_EMPTY_PATH,
       );
+      if (staging !== null && at >= 0) sys.close(at);
       if (rc >= 0) rc = sys.dup3(mnt, FD_ROOT, C.O_CLOEXEC);
       sys.close(mnt);
       return rc < 0 ? rc : 0;
@@ -568,6 +603,11 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         break;
       }
       case "bind-root": {
+        // A store image: the overlay of its layers is the root; there is no image copy.
+        if (o.args.overlay?.lowers) {
+          overlayRoot(o.args.overlay);
+          break;
+        }
         const root = cstr(ctx.rootPath);
         i.paths = { src: o.args.source ?? "tmpfs", dst: ctx.rootPath };
         const src = o.args.source === null ? null : cstr(o.args.source);

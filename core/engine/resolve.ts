@@ -25,6 +25,30 @@ export function realPath(image: string, path: string): string {
 }
 
 /**
+ * A root that is not one directory (a store image's layers, merged as the overlay will
+ * show them): how to follow links in it and whether a path exists there.
+ */
+export interface RootView {
+  /** The symlink-free container path `path` names. */
+  resolve(path: string): string;
+  exists(path: string): boolean;
+}
+
+function dirView(image: string): RootView {
+  return {
+    resolve: (path) => realPath(image, path),
+    exists(path) {
+      try {
+        Deno.lstatSync(`${image}${path}`);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+  };
+}
+
+/**
  * Rewrites the destinations of mount, mkdir and symlink ops that lie in the image itself
  * (not under a file system an earlier op mounted, like /dev or a tmpfs) to their real
  * paths, and returns the paths in the image (container paths) that do not exist yet,
@@ -32,13 +56,13 @@ export function realPath(image: string, path: string): string {
  */
 export function resolveTargets(
   ops: Op[],
-  imageDir?: string,
+  imageDir?: string | RootView,
 ): { ops: Op[]; created: string[]; files: string[] } {
   const root = ops.find((o) => o.kind === "bind-root");
   const named = root?.kind === "bind-root" ? root.args.source : null;
   if (named === null) return { ops, created: [], files: [] };
   // Looked up through the caller's fd of the image (/proc/self/fd/N) when there is one.
-  const image = imageDir ?? named;
+  const view = typeof imageDir === "object" ? imageDir : dirView(imageDir ?? named);
   const mounted: string[] = [];
   /** The container's /proc and /sys: nothing but their own file systems goes there. */
   const kernelFs: string[] = [];
@@ -80,8 +104,8 @@ export function resolveTargets(
     let real: string;
     try {
       real = o.kind === "symlink"
-        ? cleanPath(realPath(image, target.slice(0, last) || "/") + target.slice(last))
-        : realPath(image, target);
+        ? cleanPath(view.resolve(target.slice(0, last) || "/") + target.slice(last))
+        : cleanPath(view.resolve(target));
     } catch (e) {
       throw new MicroError(`cannot resolve ${target} inside the image: ${(e as Error).message}`, {
         phase: "rootfs",
@@ -118,9 +142,7 @@ export function resolveTargets(
       : parts.length;
     for (let i = 1; i <= upto; i++) {
       const path = "/" + parts.slice(0, i).join("/");
-      try {
-        Deno.lstatSync(`${image}${path}`);
-      } catch {
+      if (!view.exists(path)) {
         if (!created.includes(path)) created.push(path);
         if (i === parts.length && o.kind === "mount" && o.args.create === "file") files.push(path);
       }

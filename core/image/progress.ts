@@ -40,6 +40,8 @@ const STATE_WORD: Record<ProgressEvent["state"], string> = {
   waiting: "Waiting",
   downloading: "Downloading",
   retrying: "Retrying",
+  downloaded: "Download complete",
+  extracting: "Extracting",
   done: "Pull complete",
   exists: "Already exists",
 };
@@ -52,7 +54,9 @@ export function shortDigest(digest: string): string {
 /** One terminal line: `abcdef123456: Downloading [=====>     ]  12.3MB/45.6MB`. */
 export function formatProgressLine(e: ProgressEvent, columns = 80): string {
   const head = `${shortDigest(e.digest)}: ${STATE_WORD[e.state]}`;
-  if (e.state !== "downloading" || !e.total) return head.slice(0, columns);
+  if ((e.state !== "downloading" && e.state !== "extracting") || !e.total) {
+    return head.slice(0, columns);
+  }
   const counts = `${formatBytes(e.done)}/${formatBytes(e.total)}`;
   const width = Math.max(10, Math.min(50, columns - head.length - counts.length - 5));
   const filled = Math.min(width, Math.floor((e.done / e.total) * width));
@@ -70,6 +74,10 @@ export function formatPlainLine(e: ProgressEvent): string | undefined {
       return `${id}: downloading${size}${e.done > 0 ? ` from ${formatBytes(e.done)}` : ""}`;
     case "retrying":
       return `${id}: retrying after ${formatBytes(e.done)}: ${e.message ?? "error"}`;
+    case "downloaded":
+      return `${id}: downloaded${size}`;
+    case "extracting":
+      return `${id}: extracting`;
     case "done":
       return `${id}: done${size}`;
     case "exists":

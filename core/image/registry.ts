@@ -99,7 +99,18 @@ export interface ImageConfig {
 export interface ProgressEvent {
   digest: string;
   kind: "index" | "manifest" | "config" | "layer";
-  state: "waiting" | "downloading" | "retrying" | "done" | "exists";
+  /**
+   * "downloaded" and "extracting" come from the image store (a layer's blob is in, then
+   * unpacked), which sends a layer's "done" once it is unpacked.
+   */
+  state:
+    | "waiting"
+    | "downloading"
+    | "retrying"
+    | "downloaded"
+    | "extracting"
+    | "done"
+    | "exists";
   done: number;
   total?: number;
   /** Why a retry happens (one line), with state "retrying". */

@@ -22,6 +22,12 @@ export interface UnpackOptions {
   /** Overlay markers in user.overlay.* (overlay's userxattr, rootless) not trusted.overlay.*. */
   userxattr: boolean;
   /**
+   * Marks opaque directories with both trusted.overlay.opaque and user.overlay.opaque, so
+   * one stored layer serves overlays mounted with and without userxattr (root's containers
+   * with and without a user namespace).
+   */
+  bothOpaqueMarkers?: boolean;
+  /**
    * Shifts every owner by +uid/+gid (a rootless range from /etc/subuid); an owner at or above
    * `size` is an error naming the entry. Wins over `squashTo`.
    */
@@ -126,6 +132,7 @@ class Unpacker {
   private firstDevice = "";
   private readonly xattrDropped = new Map<string, { count: number; first: string; why: string }>();
   private readonly opaqueName: Uint8Array;
+  private readonly otherOpaqueName: Uint8Array | null;
 
   constructor(
     private readonly sys: Sys,
@@ -133,6 +140,9 @@ class Unpacker {
     private readonly opts: UnpackOptions,
   ) {
     this.opaqueName = cstr(`${opts.userxattr ? "user" : "trusted"}.overlay.opaque`);
+    this.otherOpaqueName = opts.bothOpaqueMarkers
+      ? cstr(`${opts.userxattr ? "trusted" : "user"}.overlay.opaque`)
+      : null;
   }
 
   async apply(e: TarEntry, tar: TarReader): Promise<void> {
@@ -331,11 +341,14 @@ class Unpacker {
     if (base === ".wh..wh..opq") {
       const fd = this.openDir(parentParts, e);
       try {
-        const rc = this.sys.fsetxattr(fd, this.opaqueName, Y, 0);
-        if (rc < 0) {
-          throw entryError("setxattr", e, "cannot mark the directory opaque", -rc, {
-            xattr: decodeBytes(this.opaqueName),
-          });
+        for (const name of [this.opaqueName, this.otherOpaqueName]) {
+          if (name === null) continue;
+          const rc = this.sys.fsetxattr(fd, name, Y, 0);
+          if (rc < 0) {
+            throw entryError("setxattr", e, "cannot mark the directory opaque", -rc, {
+              xattr: decodeBytes(name),
+            });
+          }
         }
       } finally {
         this.sys.close(fd);

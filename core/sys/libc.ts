@@ -550,7 +550,8 @@ function bindLibc(): Sys {
       const rc = r(lib.i(nr.ppoll, at(pollBuf), 1, at(zeroTime), 0, 0));
       return rc < 0 ? rc : pollView.getUint16(6, true);
     },
-    lgetxattr: (p, name, buf) => r(fs().bbbi(nr.lgetxattr, p, name, buf, buf.length)),
+    // mount's signature (bound at start-up): a run reads image layers' markers with it.
+    lgetxattr: (p, name, value) => r(lib.bbbib(nr.lgetxattr, p, name, value, value.length, null)),
   };
   return sys;
 }

@@ -186,11 +186,8 @@ export interface Sys {
   writeAsync(fd: number, buf: Uint8Array, len: number): Promise<number>;
   /** ppoll(2) of one fd with a zero timeout: the revents (0 when none), or -errno. */
   pollNow(fd: number, events: number): number;
-  /**
-   * lgetxattr(2) into `buf`: the value's length, or -errno (ENODATA when absent). A final
-   * symlink is read itself, not followed.
-   */
-  lgetxattr(path: CStr, name: CStr, buf: Uint8Array): number;
+  /** lgetxattr(2) into `value`: the value's length, or -errno (ENODATA 61: no such xattr). */
+  lgetxattr(path: CStr, name: CStr, value: Uint8Array): number;
 }
 
 /** The fields of `struct stat` that micro reads. */
