@@ -573,7 +573,8 @@ export async function containerImages(root: string): Promise<Map<string, string[
       if (typeof raw !== "string") continue;
       const id = raw.startsWith("sha256:") ? raw.slice(7) : raw;
       if (!HEX64.test(id)) continue;
-      out.set(id, [...(out.get(id) ?? []), e.name]);
+      const name = typeof j.name === "string" ? j.name : e.name.slice(0, 12);
+      out.set(id, [...(out.get(id) ?? []), name]);
     } catch {
       // a half-written or foreign file: it names no image
     }

@@ -225,7 +225,11 @@ function storeTest(name: string, fn: (e: Env) => Promise<void>, ignore?: string)
           images,
           micro: (args, opts) => {
             const [verb, ...rest] = args;
-            return run([verb, "--root", root, ...rest], { timeoutMs: opts?.timeoutMs ?? 60_000 });
+            // Runs are --rm: a kept container would hold its image (tested on its own).
+            const rm = verb === "run" ? ["--rm"] : [];
+            return run([verb, ...rm, "--root", root, ...rest], {
+              timeoutMs: opts?.timeoutMs ?? 60_000,
+            });
           },
         });
       } finally {
@@ -488,6 +492,43 @@ storeTest("a pull killed with SIGKILL, then repeated: the store stays consistent
   }
 });
 
+storeTest(
+  "a kept container of a store image holds it; diff shows its changes; rm frees it",
+  async (e) => {
+    const ref = `${e.repo}app:1`;
+    const kept = await run([
+      "run",
+      "--root",
+      e.root,
+      "--name",
+      "keeper",
+      "-u",
+      "0:0", // the image's User (app) may not write to /
+      "--entrypoint",
+      "",
+      ref,
+      "sh",
+      "-c",
+      "echo added > /added && rm /etc/motd",
+    ]);
+    assert.equal(kept.code, 0, show(kept));
+    const ps = ok(await e.micro(["ps", "-a"]));
+    assert.match(ps, new RegExp(`${e.repo.replace(/[.]/g, "\\.")}app:1 .*keeper`));
+    const diff = ok(await e.micro(["diff", "keeper"]));
+    assert.match(diff, /^A \/added$/m);
+    assert.match(diff, /^C \/etc$/m);
+    assert.match(diff, /^D \/etc\/motd$/m);
+    // The mount points micro made in the layer for the run are not the container's changes.
+    assert.doesNotMatch(diff, /^A \/(proc|sys|dev)$/m);
+    const refused = await e.micro(["rmi", ref]);
+    assert.equal(refused.code, 125, show(refused));
+    assert.match(refused.stderr, /is used by container keeper/);
+    ok(await e.micro(["rm", "keeper"]));
+    const removed = ok(await e.micro(["rmi", ref]));
+    assert.match(removed, /Deleted: sha256:/);
+  },
+);
+
 storeTest("image rm refuses what containers use, -f takes the names; prune", async (e) => {
   const ref = `${e.repo}app:1`;
   ok(await e.micro(["pull", ref]));
@@ -530,6 +571,7 @@ storeTest("image rm refuses what containers use, -f takes the names; prune", asy
 async function waitingContainer(root: string, ref: string) {
   const bg = new Background([
     "run",
+    "--rm",
     "--root",
     root,
     "--entrypoint",
@@ -567,7 +609,7 @@ storeTest("a running container holds its image; rm by id; names and ids", async 
   try {
     const busy = await e.micro(["image", "rm", ref]);
     assert.equal(busy.code, 125, show(busy));
-    assert.match(busy.stderr, /used by a running container/);
+    assert.match(busy.stderr, /is used by container [0-9a-f]{12} /);
     const forced = ok(await e.micro(["image", "rm", "-f", ref]));
     assert.doesNotMatch(forced, /Deleted/);
     assert.equal(entries(`${e.root}/layers/sha256`).length, 3);
@@ -629,7 +671,9 @@ storeTest("100 concurrent runs of one store image all succeed and leave nothing"
     assert.equal(r.code, 0, show(r));
     assert.equal(r.stdout, `${i}\n`);
   });
-  assert.deepEqual(entries(`${e.root}/containers`), []);
+  // Only the store's own bookkeeping stays (its lock, the empty name index).
+  assert.deepEqual(entries(`${e.root}/containers`).filter((n) => !n.startsWith(".")), []);
+  assert.deepEqual(entries(`${e.root}/containers/.names`), []);
   assert.equal(storeContents(e.root).layers.length, 3);
   assert.equal(ok(await e.micro(["run", "--entrypoint", "", ref, "cat", "/data/keep"])), "keep\n");
 });
@@ -773,6 +817,7 @@ storeTest(
     const out = ok(
       await as([
         "run",
+        "--rm",
         "--root",
         `${root}/store`,
         // The image's User (app, 1000) is not mapped: rootless maps only the caller, as root.
