@@ -15,6 +15,10 @@
  * - `platform.ts`: `parsePlatform`, `hostPlatform`, `choosePlatform` for indexes.
  * - `transport.ts`: CA directories (certs.d) and the HTTP transport for one registry.
  * - `progress.ts`: `progressRenderer`, a bar per layer on a terminal, plain lines otherwise.
+ * - `archive.ts`: `readImageSource` reads an OCI layout directory, an OCI archive or a
+ *   `docker save` tarball into the blob store, every blob verified (helpers: `_fd.ts`,
+ *   `_resolve.ts` for index.json and platforms, `_docker.ts` for Docker's format).
+ * - `export.ts`: `exportImage` writes an image as an OCI archive, atomically.
  */
 export { unpackLayer, type UnpackOptions, type UnpackResult } from "./unpack.ts";
 export { displayName, type TarEntry, TarReader, type TarType } from "./tar.ts";
@@ -63,3 +67,5 @@ export {
 export { formatPlatform, hostPlatform, parsePlatform, type Platform } from "./platform.ts";
 export { defaultCertDirs } from "./transport.ts";
 export { type ProgressRenderer, progressRenderer, type RendererOptions } from "./progress.ts";
+export { type ImportedImage, type ImportOptions, readImageSource } from "./archive.ts";
+export { type ExportableImage, exportImage, type ExportOptions } from "./export.ts";
