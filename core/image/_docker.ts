@@ -252,13 +252,13 @@ async function inspectLayer(
       if (r === null) break;
       n += r;
     }
-    const compression = compressionOfBytes(head.subarray(0, n));
-    if (compression === "none") return { compression, diffId: digest };
+    if (compressionOfBytes(head.subarray(0, n)) === "none") {
+      return { compression: "none", diffId: digest };
+    }
   }
+  const compression = compressionOfBytes(head);
   const f = await blobs.open(digest);
   const hash = createHash("sha256");
-  let compression: Compression = "none";
-  compression = compressionOfBytes(head);
   try {
     for await (const chunk of decompress(f.readable, undefined, [])) hash.update(chunk);
   } catch (e) {

@@ -309,11 +309,15 @@ async function readArchive(
     links: new Map(),
   };
   let staging: string | undefined;
+  let lock: Deno.FsFile | undefined;
   try {
     await scanArchive(sys, f, where, blobs, contents, async () => {
       if (!staging) {
         await Deno.mkdir(blobs.tmpDir, { recursive: true, mode: 0o700 });
-        staging = await Deno.makeTempDir({ dir: blobs.tmpDir, prefix: `import-${Deno.pid}-` });
+        await cleanStaging(blobs.tmpDir);
+        staging = await Deno.makeTempDir({ dir: blobs.tmpDir, prefix: STAGING });
+        lock = await Deno.open(`${staging}/${STAGING_LOCK}`, { write: true, createNew: true });
+        await lock.lock(true);
       }
       return staging;
     });
@@ -344,6 +348,44 @@ async function readArchive(
     );
   } finally {
     if (staging) await Deno.remove(staging, { recursive: true }).catch(() => {});
+    lock?.close();
+  }
+}
+
+const STAGING = "import-";
+const STAGING_LOCK = "lock";
+/** A staging directory without its lock file this old was left between mkdir and lock. */
+const STAGING_GRACE_MS = 3600_000;
+
+/**
+ * Removes staging directories their import left behind (killed): each importer holds an
+ * exclusive flock on its directory's lock file while it runs, so one whose lock can be taken
+ * has no owner any more.
+ */
+export async function cleanStaging(tmpDir: string): Promise<void> {
+  let entries: Deno.DirEntry[];
+  try {
+    entries = await Array.fromAsync(Deno.readDir(tmpDir));
+  } catch {
+    return;
+  }
+  for (const e of entries) {
+    if (!e.isDirectory || !e.name.startsWith(STAGING)) continue;
+    const dir = `${tmpDir}/${e.name}`;
+    let f: Deno.FsFile;
+    try {
+      f = await Deno.open(`${dir}/${STAGING_LOCK}`, { read: true });
+    } catch {
+      const st = await Deno.lstat(dir).catch(() => undefined);
+      const age = Date.now() - (st?.mtime?.getTime() ?? Date.now());
+      if (st && age > STAGING_GRACE_MS) await Deno.remove(dir, { recursive: true }).catch(() => {});
+      continue;
+    }
+    try {
+      if (await f.tryLock(true)) await Deno.remove(dir, { recursive: true }).catch(() => {});
+    } finally {
+      f.close();
+    }
   }
 }
 

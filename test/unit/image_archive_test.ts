@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { MicroError } from "../../core/errors.ts";
-import { readImageSource } from "../../core/image/archive.ts";
+import { cleanStaging, readImageSource } from "../../core/image/archive.ts";
 import { BlobStore } from "../../core/image/blobs.ts";
 import { exportImage } from "../../core/image/export.ts";
 import { checkImageManifest } from "../../core/image/registry.ts";
@@ -529,5 +529,42 @@ Deno.test("export: a missing blob or directory leaves nothing behind", async () 
     assert.deepEqual(await Deno.readFile(`${dir}/old.tar`), enc.encode("old"));
     const names = (await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name).sort();
     assert.deepEqual(names, ["layout", "old.tar", "store"]);
+  });
+});
+
+// ---- Concurrency and crashes --------------------------------------------------------------
+
+Deno.test("import: two imports of one archive at once both succeed, each blob stored once", async () => {
+  await withStore(async (dir, blobs) => {
+    const img = makeImage([L1, L2], { compression: "none" });
+    await Deno.writeFile(`${dir}/d.tar`, archiveOf(dockerSave([{ image: img, tags: ["a:1"] }])));
+    const files = layoutFiles(img.blobs, [{ blob: img.manifest, name: "a:1" }]);
+    await Deno.writeFile(`${dir}/o.tar`, archiveOf(files));
+    const [a, b, c] = await Promise.all([
+      imp(`${dir}/d.tar`, blobs),
+      imp(`${dir}/d.tar`, blobs),
+      imp(`${dir}/o.tar`, blobs),
+    ]);
+    assert.equal(a[0].manifestDigest, b[0].manifestDigest);
+    // docker's format holds the same tars uncompressed: the same layer blobs as the OCI one
+    assert.deepEqual(a[0].layers.map((l) => l.digest), c[0].layers.map((l) => l.digest));
+    for (const l of a[0].layers) assert.ok(await blobs.has(l.digest));
+    await tmpIsClean(blobs);
+  });
+});
+
+Deno.test("import: a staging directory a killed import left is removed, a live one kept", async () => {
+  await withStore(async (dir) => {
+    const tmp = `${dir}/tmp`;
+    await Deno.mkdir(`${tmp}/import-dead`, { recursive: true });
+    await Deno.writeFile(`${tmp}/import-dead/lock`, new Uint8Array());
+    await Deno.writeFile(`${tmp}/import-dead/f0`, enc.encode("half a layer"));
+    await Deno.mkdir(`${tmp}/import-live`);
+    using live = await Deno.open(`${tmp}/import-live/lock`, { write: true, create: true });
+    await live.lock(true);
+    await Deno.mkdir(`${tmp}/import-young`); // between mkdir and lock: left alone
+    await cleanStaging(tmp);
+    const left = (await Array.fromAsync(Deno.readDir(tmp))).map((e) => e.name).sort();
+    assert.deepEqual(left, ["import-live", "import-young"]);
   });
 });
