@@ -169,19 +169,8 @@ export async function image(argv: string[]): Promise<number> {
       return await prune(rest);
     case "import":
     case "export": {
-      // The import and export formats live in their own module (OCI layout and archive,
-      // docker save), built on another branch: named through a variable until the branches
-      // meet, so this one bundles without it. On merge, make it the literal "./image_io.ts".
-      const module = "./image_io.ts";
-      let io: {
-        imageImport(argv: string[]): Promise<number>;
-        imageExport(argv: string[]): Promise<number>;
-      };
-      try {
-        io = await import(module);
-      } catch {
-        throw new MicroError(`image ${sub}: not in this build of micro`);
-      }
+      // The archive formats (OCI layout and archive, docker save) load only for these verbs.
+      const io = await import("./image_io.ts");
       const given = ["image", sub, ...rest];
       return sub === "import" ? await io.imageImport(given) : await io.imageExport(given);
     }

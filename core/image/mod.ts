@@ -18,6 +18,10 @@
  * - `rootless.ts`: `unpackLayerInUserns`, a layer unpacked as root of a user namespace with
  *   the caller's subordinate-id maps (owners kept, shifted as the container sees them);
  *   the maps come from `rootlessIdMap` (core/idmap.ts).
+ * - `archive.ts`: `readImageSource` reads an OCI layout directory, an OCI archive or a
+ *   `docker save` tarball into the blob store, every blob verified (helpers: `_fd.ts`,
+ *   `_resolve.ts` for index.json and platforms, `_docker.ts` for Docker's format).
+ * - `export.ts`: `exportImage` writes an image as an OCI archive, atomically.
  */
 export { unpackLayer, type UnpackOptions, type UnpackResult } from "./unpack.ts";
 export { displayName, type TarEntry, TarReader, type TarType } from "./tar.ts";
@@ -68,3 +72,5 @@ export { defaultCertDirs } from "./transport.ts";
 export { type ProgressRenderer, progressRenderer, type RendererOptions } from "./progress.ts";
 export { unpackLayerInUserns, type UsernsUnpackOptions } from "./rootless.ts";
 export { type RootlessIdMap, rootlessIdMap, singleIdWarning } from "../idmap.ts";
+export { type ImportedImage, type ImportOptions, readImageSource } from "./archive.ts";
+export { type ExportableImage, exportImage, type ExportOptions } from "./export.ts";

@@ -132,6 +132,19 @@ class ByteReader {
     }
   }
 
+  /** As `stream`, awaiting `sink` per slice (a sink that writes to a file asynchronously). */
+  async streamAsync(n: number, sink: (b: Uint8Array) => Promise<void>): Promise<void> {
+    while (n > 0) {
+      if (!(await this.fill())) throw tarError("truncated archive", this.offset);
+      const take = Math.min(n, this.chunk.length - this.pos);
+      const slice = this.chunk.subarray(this.pos, this.pos + take);
+      this.pos += take;
+      this.offset += take;
+      n -= take;
+      await sink(slice);
+    }
+  }
+
   /** Reads to the end of the input (so a hash over it covers every byte). */
   async drain(): Promise<void> {
     this.offset += this.chunk.length - this.pos;
@@ -348,6 +361,16 @@ export class TarReader {
     const n = this.left;
     this.left = 0;
     await this.r.stream(n, sink);
+  }
+
+  /**
+   * As `body`, for a sink that writes asynchronously (a blob into the store): each slice is
+   * awaited before the next is read, so a large body never sits in memory.
+   */
+  async bodyAsync(sink: (chunk: Uint8Array) => Promise<void>): Promise<void> {
+    const n = this.left;
+    this.left = 0;
+    await this.r.streamAsync(n, sink);
   }
 
   /** The next entry, or null after the end-of-archive marker (the rest is read and ignored). */
