@@ -242,13 +242,22 @@ microTest(
       const loaded = ok(await m("image", "import", `${dir}/bb.tar`));
       assert.match(loaded, /^Loaded image: bb:1$/m);
       const runArgs = ["run", "--rm", "--root", root];
-      assert.equal(ok(await microRun([...runArgs, "bb:1", "/bin/busybox", "cat", "/etc/motd"])), "hello\n");
+      assert.equal(
+        ok(await microRun([...runArgs, "bb:1", "/bin/busybox", "cat", "/etc/motd"])),
+        "hello\n",
+      );
       assert.match(ok(await m("images")), /^bb\s+1\s+[0-9a-f]{12}\s/m);
       ok(await m("image", "export", "bb:1", `${dir}/out.tar`));
       ok(await m("rmi", "bb:1"));
-      assert.equal((await microRun([...runArgs, "--pull=never", "bb:1", "/bin/busybox", "true"])).code, 125);
+      assert.equal(
+        (await microRun([...runArgs, "--pull=never", "bb:1", "/bin/busybox", "true"])).code,
+        125,
+      );
       ok(await m("image", "import", `${dir}/out.tar`));
-      assert.equal(ok(await microRun([...runArgs, "bb:1", "/bin/busybox", "cat", "/etc/motd"])), "hello\n");
+      assert.equal(
+        ok(await microRun([...runArgs, "bb:1", "/bin/busybox", "cat", "/etc/motd"])),
+        "hello\n",
+      );
       // A corrupt archive: one line, exit 125, nothing left in the store's tmp.
       Deno.writeFileSync(`${dir}/bad.tar`, Deno.readFileSync(`${dir}/out.tar`).slice(0, 3000));
       const bad = await m("image", "import", `${dir}/bad.tar`);
