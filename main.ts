@@ -38,6 +38,8 @@ const COMMANDS: Record<string, () => Promise<(argv: string[]) => Promise<number>
   profile: async () => (await import("./commands/profile.ts")).profile,
   // Internal: a layer unpacked inside a rootless user namespace (core/image/rootless.ts).
   "_unpack-layer": async () => (await import("./commands/_unpack.ts")).unpackLayer,
+  // Internal: a store tree that holds files of the caller's subordinate ids, removed.
+  "_remove-tree": async () => (await import("./commands/_unpack.ts")).removeTree,
   ps: async () => (await import("./commands/container.ts")).ps,
   rm: async () => (await import("./commands/container.ts")).rm,
   diff: async () => (await import("./commands/container.ts")).diff,

@@ -107,7 +107,13 @@ export async function imageImport(argv: string[]): Promise<number> {
   ]);
   const sys = openLibc();
   const blobs = new BlobStore(root);
-  const images = await readImageSource(source, blobs, { sys, platform: p.platform, warn });
+  // The archive's own names are replaced by NAME: what is wrong with them does not matter.
+  const nameWarn = name === undefined ? warn : () => {};
+  const images = await readImageSource(source, blobs, {
+    sys,
+    platform: p.platform,
+    warn: nameWarn,
+  });
   if (name !== undefined) {
     if (images.length > 1) {
       throw new MicroError(

@@ -10,6 +10,7 @@ import { MicroError } from "../errors.ts";
 import { runInUserns, type UsernsMaps } from "../engine/userns.ts";
 import type { Sys } from "../sys/mod.ts";
 import type { UnpackResult } from "./unpack.ts";
+import { microExe } from "../store/rmtree.ts";
 
 export interface UsernsUnpackOptions {
   /** The layer's media type (see unpackLayer). */
@@ -20,24 +21,6 @@ export interface UsernsUnpackOptions {
 
 /** Environment the program keeps: what the launcher and Deno need to find their files. */
 const KEEP_ENV = ["HOME", "PATH", "TMPDIR", "XDG_CACHE_HOME", "MICRO_CACHE_DIR", "DENO_DIR"];
-
-/**
- * This very Deno on this very main module (the launcher's extracted runtime and bundle, or
- * main.ts in a checkout). Not the launcher itself: inside the namespace the host's root
- * is unmapped (nobody), so its checks of who owns the cache directory's parents fail.
- */
-function defaultExe(): string[] {
-  const main = new URL(Deno.mainModule);
-  return [
-    Deno.execPath(),
-    "run",
-    "-A",
-    "--v8-flags=--single-threaded",
-    "--no-prompt",
-    "--quiet",
-    main.protocol === "file:" ? decodeURIComponent(main.pathname) : main.href,
-  ];
-}
 
 /**
  * Unpacks the layer blob at `blob` into `dest` (an empty directory of the caller's, in
@@ -51,7 +34,7 @@ export async function unpackLayerInUserns(
   dest: string,
   opts: UsernsUnpackOptions = {},
 ): Promise<UnpackResult> {
-  const exe = opts.exe ?? defaultExe();
+  const exe = opts.exe ?? microExe();
   const request = JSON.stringify({ blob, dest, mediaType: opts.mediaType });
   const env = KEEP_ENV.flatMap((k) => {
     const v = Deno.env.get(k);
@@ -100,4 +83,62 @@ export async function unpackLayerWorker(argv: string[]): Promise<number> {
     console.log(JSON.stringify({ error: line }));
     return 125;
   }
+}
+
+/**
+ * `micro _remove-tree PATH`, internal: removes a tree of the caller's store that holds files
+ * of its subordinate ids (a layer or a container's layer unpacked or written with them),
+ * which the caller itself may not remove. Run as the caller, it re-runs itself as root of a
+ * user namespace with the caller's maps; there (or with nothing to map) it removes the tree,
+ * never following a link. Prints one line and exits 125 on a failure.
+ */
+export async function removeTreeWorker(argv: string[]): Promise<number> {
+  const path = argv[1] ?? "";
+  try {
+    if (!path.startsWith("/") || argv.length !== 2) {
+      throw new MicroError("usage: micro _remove-tree ABSOLUTE-PATH (internal)");
+    }
+    const { openLibc } = await import("../sys/libc.ts");
+    const sys = openLibc();
+    if ((Deno.uid() ?? 0) !== 0) {
+      const { rootlessIdMap } = await import("../idmap.ts");
+      const maps = rootlessIdMap(sys);
+      if (!("reason" in maps)) {
+        const env = KEEP_ENV.flatMap((k) => {
+          const v = Deno.env.get(k);
+          return v === undefined ? [] : [`${k}=${v}`];
+        });
+        const r = await runInUserns(sys, maps, [...microExe(), "_remove-tree", path], env);
+        if (r.exitCode !== 0) Deno.stderr.writeSync(r.stdout);
+        return r.exitCode === 0 ? 0 : 125;
+      }
+    }
+    await removeAll(path);
+    return 0;
+  } catch (e) {
+    const line = e instanceof MicroError ? e.line() : `remove ${path}: ${(e as Error).message}`;
+    console.log(`micro: ${line}`);
+    return 125;
+  }
+}
+
+/** rm -rf without following links; directories without search permission are opened up. */
+async function removeAll(path: string): Promise<void> {
+  try {
+    await Deno.remove(path, { recursive: true });
+    return;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return;
+    if (!(e instanceof Deno.errors.PermissionDenied)) throw e;
+  }
+  const open = async (dir: string): Promise<void> => {
+    const st = await Deno.lstat(dir);
+    if (!st.isDirectory) return;
+    await Deno.chmod(dir, ((st.mode ?? 0) & 0o7777) | 0o700);
+    for await (const e of Deno.readDir(dir)) {
+      if (e.isDirectory) await open(`${dir}/${e.name}`);
+    }
+  };
+  await open(path);
+  await Deno.remove(path, { recursive: true });
 }

@@ -13,6 +13,7 @@
 import { MicroError } from "../errors.ts";
 import type { Op } from "../ops.ts";
 import { containerDir } from "./paths.ts";
+import { removeTreeAsOwner } from "./rmtree.ts";
 
 /** What a container runs from: a directory image, or a store image (id and name). */
 export interface ImageRef {
@@ -233,9 +234,9 @@ function removeTree(dir: string): string | undefined {
       return undefined;
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) return undefined;
-      if (attempt > 0 || !(e instanceof Deno.errors.PermissionDenied)) {
-        return (e as Error).message;
-      }
+      if (!(e instanceof Deno.errors.PermissionDenied)) return (e as Error).message;
+      // Rootless with a range, the layer holds files of the caller's subordinate ids.
+      if (attempt > 0) return (Deno.uid() ?? 0) === 0 ? e.message : removeTreeAsOwner(dir);
       // The overlay leaves `work/work` with mode 0 (a rootless owner cannot enter it).
       try {
         const work = `${dir}/work/work`;

@@ -20,6 +20,8 @@ import { BlobStore } from "../image/blobs.ts";
 import type { ImageConfig, ProgressEvent, PulledImage } from "../image/registry.ts";
 import { formatReference, parseDigest, parseReference } from "../image/reference.ts";
 import type { Sys } from "../sys/mod.ts";
+import { openLibc } from "../sys/libc.ts";
+import { rootlessIdMap, singleIdWarning } from "../idmap.ts";
 import { type HeldLock, lockFile, lockFileSync } from "./lock.ts";
 import {
   detachLayer,
@@ -146,15 +148,20 @@ export async function ensureRoot(root: string): Promise<void> {
 
 /**
  * How this process unpacks layers. Root keeps every owner and marks opaque directories for
- * overlays with and without a user namespace; rootless, every owner becomes the caller
- * (root in the container) with one warning, until the rootless id ranges are wired in.
+ * overlays with and without a user namespace. Rootless with a range in /etc/subuid and
+ * /etc/subgid, layers are unpacked as root of a user namespace with the maps a rootless run
+ * uses, so owners land where the container sees them (podman's way); without one, every
+ * owner becomes the caller (root in the container), with one warning.
  */
-export function storeFlavor(warn?: (m: string) => void): LayerFlavor {
+export function storeFlavor(warn?: (m: string) => void, sys?: Sys): LayerFlavor {
   const uid = Deno.uid() ?? 0;
   if (uid === 0) return { userxattr: false, bothOpaqueMarkers: true, canMknod: true };
+  const maps = rootlessIdMap(sys ?? openLibc(), uid, Deno.gid() ?? uid);
+  if (!("reason" in maps)) return { userxattr: true, userns: maps, canMknod: false };
   warn?.(
-    "rootless: every file of the image belongs to you (root in the container); " +
-      "files owned by other users in the image are not kept apart",
+    `rootless: every file of the image belongs to you (root in the container): ${
+      singleIdWarning(maps.reason)
+    }`,
   );
   return { userxattr: true, squashTo: { uid, gid: Deno.gid() ?? uid }, canMknod: false };
 }
@@ -420,7 +427,7 @@ export async function addImage(
   try {
     await cleanTmp(root);
     const blobs = new BlobStore(root);
-    const flavor = opts.flavor ?? storeFlavor(opts.warn);
+    const flavor = opts.flavor ?? storeFlavor(opts.warn, opts.sys);
     const sizes = new Map<string, number>();
     // Two at a time: decompressing is CPU work and other layers still download meanwhile.
     let next = 0;

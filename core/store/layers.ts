@@ -14,6 +14,7 @@ import type { ProgressEvent } from "../image/registry.ts";
 import { parseDigest } from "../image/reference.ts";
 import { unpackLayer } from "../image/unpack.ts";
 import type { Sys } from "../sys/mod.ts";
+import type { UsernsMaps } from "../engine/userns.ts";
 import { lockFile } from "./lock.ts";
 import { layerLockPath, randomName, removeTree, tmpDir } from "./tmp.ts";
 
@@ -48,6 +49,8 @@ export interface LayerFlavor {
   bothOpaqueMarkers?: boolean;
   squashTo?: { uid: number; gid: number };
   idMap?: { uid: number; gid: number; size: number };
+  /** Rootless with a range: unpacked as root of a user namespace with these maps. */
+  userns?: UsernsMaps;
   canMknod: boolean;
 }
 
@@ -141,14 +144,16 @@ async function makeLayer(root: string, l: EnsureLayer, o: EnsureOptions): Promis
       }),
     );
     progress("extracting", 0);
-    const result = await unpackLayer(o.sys, counted, work, {
-      mediaType: l.blob.mediaType,
-      userxattr: o.flavor.userxattr,
-      bothOpaqueMarkers: o.flavor.bothOpaqueMarkers,
-      squashTo: o.flavor.squashTo,
-      idMap: o.flavor.idMap,
-      canMknod: o.flavor.canMknod,
-    });
+    const result = o.flavor.userns
+      ? await unpackInUserns(o, l, work, counted)
+      : await unpackLayer(o.sys, counted, work, {
+        mediaType: l.blob.mediaType,
+        userxattr: o.flavor.userxattr,
+        bothOpaqueMarkers: o.flavor.bothOpaqueMarkers,
+        squashTo: o.flavor.squashTo,
+        idMap: o.flavor.idMap,
+        canMknod: o.flavor.canMknod,
+      });
     if (result.diffId !== l.diffId) {
       throw new MicroError(
         `layer ${l.blob.digest}: its content hashes to ${result.diffId}, the image config ` +
@@ -199,4 +204,21 @@ export async function storedLayers(root: string): Promise<string[]> {
   } catch {
     return [];
   }
+}
+
+/**
+ * The layer unpacked by `micro _unpack-layer` as root of a user namespace with the caller's
+ * subordinate-id maps (core/image/rootless.ts): owners land where the container sees them.
+ */
+async function unpackInUserns(
+  o: EnsureOptions,
+  l: EnsureLayer,
+  work: string,
+  stream: ReadableStream<Uint8Array>,
+) {
+  await stream.cancel(); // the worker reads the blob itself (and this closes our fd)
+  const { unpackLayerInUserns } = await import("../image/rootless.ts");
+  return await unpackLayerInUserns(o.sys, o.flavor.userns!, o.blobs.path(l.blob.digest), work, {
+    mediaType: l.blob.mediaType,
+  });
 }

@@ -6,6 +6,7 @@
  * belong to the blob store: a later pull resumes them; `image prune` removes them.
  */
 import { lockFile } from "./lock.ts";
+import { removeTreeAsOwner } from "./rmtree.ts";
 
 export function tmpDir(root: string): string {
   return `${root}/tmp`;
@@ -34,7 +35,11 @@ export async function removeTree(path: string): Promise<string | undefined> {
       return undefined;
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) return undefined;
-      if (attempt === 2) return (e as Error).message;
+      if (attempt === 2) {
+        // Rootless with a range: a layer holding files of the caller's subordinate ids.
+        const denied = e instanceof Deno.errors.PermissionDenied && (Deno.uid() ?? 0) !== 0;
+        return denied ? removeTreeAsOwner(path) : (e as Error).message;
+      }
       if (e instanceof Deno.errors.PermissionDenied) await openUp(path);
     }
   }

@@ -60,9 +60,12 @@ export interface TarFile {
   data?: Uint8Array;
   mode?: number;
   dir?: boolean;
+  /** Owner ids (default 0). */
+  uid?: number;
+  gid?: number;
 }
 
-/** A ustar archive of `files` (paths under 100 bytes), owners 0, mtime fixed. */
+/** A ustar archive of `files` (paths under 100 bytes), owners 0 unless given, mtime fixed. */
 export function tar(files: TarFile[]): Uint8Array {
   const blocks: Uint8Array[] = [];
   for (const f of files) {
@@ -73,8 +76,8 @@ export function tar(files: TarFile[]): Uint8Array {
     const data = f.data ?? new Uint8Array(0);
     put(0, f.dir ? f.path.replace(/\/?$/, "/") : f.path);
     oct(100, 8, f.mode ?? (f.dir ? 0o755 : 0o644));
-    oct(108, 8, 0);
-    oct(116, 8, 0);
+    oct(108, 8, f.uid ?? 0);
+    oct(116, 8, f.gid ?? 0);
     oct(124, 12, f.dir ? 0 : data.length);
     oct(136, 12, 1700000000);
     put(156, f.dir ? "5" : "0");

@@ -20,6 +20,8 @@ import {
   type RunResult,
   show,
 } from "./_helpers.ts";
+import { enc, makeImage, writeLayout } from "./_registry.ts";
+import { hostPlatform } from "../../core/image/platform.ts";
 
 const UID = 54321;
 const NAME = "microtest";
@@ -63,7 +65,7 @@ interface Setup {
   /** The real gid the caller runs with (default: its passwd gid). */
   gid?: number;
   /** Called with the temp dir before the run (to make an image there). */
-  prepare?: (dir: string) => void;
+  prepare?: (dir: string) => void | Promise<void>;
   /** Called with the temp dir after the run, before it is removed. */
   inspect?: (dir: string) => void;
   /** The program run as the caller instead of micro (with the args). */
@@ -89,7 +91,7 @@ async function rootless(args: (dir: string) => string[], s: Setup = {}): Promise
     );
     Deno.writeTextFileSync(`${dir}/subuid`, s.subuid ?? `${NAME}:${RANGE}:65536\n`);
     Deno.writeTextFileSync(`${dir}/subgid`, s.subgid ?? `${UID}:${RANGE}:65536\n`);
-    s.prepare?.(dir);
+    await s.prepare?.(dir);
     const script = `for f in passwd subuid subgid; do mount --bind "$0/$f" "/etc/$f" || exit 99; ` +
       `done; exec setpriv --reuid=${UID} --regid=${s.gid ?? UID} --clear-groups -- env -i ` +
       `HOME=${home} XDG_RUNTIME_DIR=${runtime} PATH=/usr/bin:/bin ${
@@ -285,6 +287,45 @@ t.close()`;
     });
     assert.equal(r.code, 0, show(r));
     assert.equal(r.stdout.trim(), "[]", show(r));
+  },
+  { ignore },
+);
+
+microTest(
+  "rootless with a range: an imported image keeps its owners, --user 1000 writes, rm and rmi leave nothing",
+  async () => {
+    const script = `M="$1"; D="$2"; S="$HOME/.local/share/micro"
+"$M" image import "$D/layout" own:1 >/dev/null || exit 1
+"$M" run --name c1 --user 1000 own:1 /bin/busybox sh -c \\
+  '/bin/busybox stat -c "%u:%g %n" /owners/www /owners/app; /bin/busybox mkdir /tmp/d; echo x > /tmp/d/mine; /bin/busybox stat -c %u /tmp/d/mine' || exit 2
+"$M" rm c1 >/dev/null || exit 3
+"$M" rmi own:1 >/dev/null || exit 4
+ls -A "$S/layers/sha256" "$S/containers" "$S/tmp"`;
+    const r = await rootless((dir) => ["-c", script, MICRO, MICRO, dir], {
+      cmd: "sh",
+      async prepare(dir) {
+        const image = makeImage([
+          [
+            { path: "bin", dir: true },
+            { path: "bin/busybox", data: Deno.readFileSync("/bin/busybox"), mode: 0o755 },
+            { path: "tmp", dir: true, mode: 0o1777 },
+          ],
+          [
+            // A directory of another owner: its entries are not the caller's to unlink.
+            { path: "owners", dir: true, uid: 33, gid: 33 },
+            { path: "owners/www", data: enc.encode("w"), uid: 33, gid: 33 },
+            { path: "owners/app", data: enc.encode("a"), uid: 1000, gid: 100 },
+          ],
+        ], hostPlatform().architecture);
+        await writeLayout(`${dir}/layout`, image.blobs, { own: image.manifest });
+      },
+    });
+    assert.equal(r.code, 0, show(r));
+    const out = lines(r.stdout);
+    assert.deepEqual(out.slice(0, 3), ["33:33 /owners/www", "1000:100 /owners/app", "1000"]);
+    // The store's listing: only the containers' lock and name index; no layer, nothing in tmp.
+    assert.deepEqual(out.slice(3).filter((l) => l !== "" && !l.endsWith(":")), [".lock", ".names"]);
+    assert.doesNotMatch(r.stderr, /warning/, show(r));
   },
   { ignore },
 );
