@@ -16,9 +16,11 @@ set -eu
 # apache2-utils: htpasswd (bcrypt) for the registry's basic auth
 # uidmap: newuidmap/newgidmap, the setuid helpers of rootless runs with subordinate ids
 # podman: the reference the image store's unpacked trees are compared with
+# mmdebstrap: the Debian root (nginx-light) of the real-service test (test/integration/nginx_test.ts)
 PACKAGES="busybox-static iproute2 util-linux procps python3 attr libcap2-bin"
 PACKAGES="$PACKAGES binutils binutils-aarch64-linux-gnu qemu-user-static"
 PACKAGES="$PACKAGES docker-registry skopeo openssl apache2-utils uidmap podman"
+PACKAGES="$PACKAGES mmdebstrap"
 
 installed() {
   status=$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) || return 1
