@@ -194,6 +194,9 @@ export function check(
           ? `>= ${min}`
           : `<= ${max}`;
         add(`invalid value ${n}: expected ${TYPE_NAMES[schema.type]} ${range}`);
+      } else if (schema.type === "integer" && schema.check) {
+        const reason = schema.check(n);
+        if (reason) add(`invalid value ${n}: ${reason}`);
       }
       break;
     }
