@@ -116,7 +116,8 @@ export function landlockExecHint(
     !exec.some((d) => beneath(c, d))
   );
   if (denied === undefined) return undefined;
-  const dir = denied.slice(0, denied.lastIndexOf("/")) || "/";
+  // Its directory; a file right under / is named itself (allowing / would allow everything).
+  const dir = denied.slice(0, denied.lastIndexOf("/")) || denied;
   return `Landlock's rule set does not allow executing ${denied}: add ` +
     `{path: ${dir}, access: [read, execute]} to lsm.landlock.paths+ in a profile that ` +
     `extends this one`;

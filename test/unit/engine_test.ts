@@ -371,7 +371,7 @@ Deno.test("landlockExecHint: the first candidate beneath no execute rule, made a
   const hint = landlockExecHint(["/bin/x", "/etc/x", "/opt/x"], rules);
   assert.match(hint!, /executing \/etc\/x: add \{path: \/etc, access/);
   // Lexical: /binary is not beneath /bin; a relative path starts at the working directory.
-  assert.match(landlockExecHint(["/binary"], rules)!, /executing \/binary: add \{path: \/,/);
+  assert.match(landlockExecHint(["/binary"], rules)!, /executing \/binary: add \{path: \/binary,/);
   assert.match(landlockExecHint(["./run.sh"], rules, "/srv/app")!, /\/srv\/app\/run\.sh/);
   assert.equal(landlockExecHint(["../bin/sh"], rules, "/etc"), undefined);
   assert.equal(landlockExecHint(["/anything"], [{ path: "/", access: ["execute"] }]), undefined);
