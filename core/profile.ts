@@ -5,8 +5,9 @@
  * options) and one section per plugin. A section that is present turns its plugin on unless
  * it says `enabled: false`; an absent section leaves the plugin as the layers below left it
  * (off when no layer names it). Layers merge left to right: maps deep-merge, later wins,
- * lists and scalars are replaced, except that the command-line layer appends to
- * `mount.binds` and `mount.tmpfs` (like Docker's `-v`).
+ * lists and scalars are replaced; `KEY+: [...]` appends to the inherited list `KEY`
+ * instead, and the command-line layer appends to `mount.binds`, `mount.tmpfs` and the
+ * other lists in APPENDED (like Docker's `-v`).
  *
  * Built-in profiles are embedded (`profiles/_embedded.ts`), parsed already: resolving them
  * needs no YAML parser. Files are read only when named, and parsing them needs the `yaml`
@@ -19,6 +20,7 @@ import { FileRefused, formatSize, readRegularFile, TEXT_CAP } from "./files.ts";
 import { openLibc } from "./sys/libc.ts";
 import type { Plugin } from "./plugin.ts";
 import {
+  APPEND_SUFFIX,
   isPlainObject,
   issueLine,
   type KeyPath,
@@ -244,6 +246,12 @@ export function isBuiltinName(ref: string): boolean {
   return !ref.includes("/") && !/\.ya?ml$/.test(ref);
 }
 
+/** Profile layers accept `KEY+` (append to an inherited list). */
+const APPEND = { appendKeys: true };
+
+/** The most profiles one `--profile` may stack through `extends` (itself included). */
+export const MAX_EXTENDS_DEPTH = 16;
+
 interface Layer {
   label: string;
   data: Record<string, unknown>;
@@ -350,7 +358,7 @@ class Loader {
     let data: unknown = parsed.data;
     if (data === null || data === undefined) data = {};
     if (isPlainObject(data)) data = this.#normalize(data);
-    const found = validate(data, this.#schema, label, locate);
+    const found = validate(data, this.#schema, label, locate, [], APPEND);
     this.errors.push(...found);
     if (!isPlainObject(data)) {
       this.#done.add(src.id);
@@ -372,6 +380,14 @@ class Loader {
         fail(`cycle: ${[...names, next.label].join(" -> ")}`);
         return;
       }
+      if (chain.length + 2 > MAX_EXTENDS_DEPTH) {
+        const names = [...chain, src, next].map((s) => s.label);
+        fail(
+          `extends too deep: more than ${MAX_EXTENDS_DEPTH} profiles in a chain ` +
+            `(${names[0]} -> ... -> ${names[names.length - 1]}): flatten some of them`,
+        );
+        return;
+      }
       this.load(next, [...chain, src]);
     });
     this.#done.add(src.id);
@@ -381,7 +397,7 @@ class Loader {
   /** The command-line layer: validated like a profile, with no lines. */
   addFlags(layer: Record<string, unknown>): void {
     const data = this.#normalize(layer);
-    const found = validate(data, this.#schema, COMMAND_LINE);
+    const found = validate(data, this.#schema, COMMAND_LINE, undefined, [], APPEND);
     this.errors.push(...found);
     if (found.length === 0) this.layers.push({ label: COMMAND_LINE, data });
   }
@@ -420,7 +436,12 @@ function clone<T>(v: T): T {
   return structuredClone(v);
 }
 
-/** Deep-merges `over` onto `base`: maps merge, later wins; lists and scalars replace. */
+/**
+ * Deep-merges `over` onto `base`: maps merge, later wins; lists and scalars replace, except
+ * that `KEY+: [...]` appends to the list `KEY` of `base` (validation allows `KEY+` only
+ * beside a list field, so a key ending with `+` whose value is a list is always an append)
+ * and that the lists named in `append` are appended to as well.
+ */
 export function mergeLayers(
   base: Record<string, unknown>,
   over: Record<string, unknown>,
@@ -428,11 +449,14 @@ export function mergeLayers(
   path = "",
 ): Record<string, unknown> {
   const out: Record<string, unknown> = { ...base };
-  for (const [k, v] of Object.entries(over)) {
+  for (const [key, v] of Object.entries(over)) {
+    const adds = key.length > 1 && key.endsWith(APPEND_SUFFIX) && Array.isArray(v);
+    const k = adds ? key.slice(0, -APPEND_SUFFIX.length) : key;
     const at = path ? `${path}.${k}` : k;
     const old = out[k];
-    if (isPlainObject(old) && isPlainObject(v)) out[k] = mergeLayers(old, v, append, at);
-    else if (Array.isArray(old) && Array.isArray(v) && append.has(at)) {
+    // A map replacing nothing (or a scalar) is still walked, so its own `KEY+` lists land.
+    if (isPlainObject(v)) out[k] = mergeLayers(isPlainObject(old) ? old : {}, v, append, at);
+    else if (Array.isArray(old) && Array.isArray(v) && (adds || append.has(at))) {
       out[k] = [...old, ...clone(v)];
     } else out[k] = clone(v);
   }

@@ -19,12 +19,15 @@ export interface Issue {
   reason: string;
 }
 
-/** `mount.binds[2].source`; keys that are not plain words are quoted: `env["A.B"]`. */
+/**
+ * `mount.binds[2].source`; keys that are not plain words are quoted: `env["A.B"]`. An
+ * append key keeps its `+`: `lsm.landlock.paths+`.
+ */
 export function formatPath(path: KeyPath): string {
   let out = "";
   for (const seg of path) {
     if (typeof seg === "number") out += `[${seg}]`;
-    else if (/^[A-Za-z_][A-Za-z0-9_-]*$/.test(seg)) out += out ? `.${seg}` : seg;
+    else if (/^[A-Za-z_][A-Za-z0-9_-]*\+?$/.test(seg)) out += out ? `.${seg}` : seg;
     else out += `[${JSON.stringify(seg)}]`;
   }
   return out;
@@ -122,8 +125,45 @@ function typeReason(value: unknown, schema: Schema): string {
   return reason;
 }
 
+export interface CheckOptions {
+  /**
+   * Accept `KEY+` beside a list field `KEY` of an object: "append to the list the layers
+   * below made" (profiles only; `mergeLayers` applies it).
+   */
+  appendKeys?: boolean;
+}
+
+/** The suffix that makes a profile key append to an inherited list: `paths+: [...]`. */
+export const APPEND_SUFFIX = "+";
+
+/** Why `KEY+` cannot stand here, or undefined when it appends to the list field `KEY`. */
+function appendReason(
+  name: string,
+  fields: Record<string, Schema>,
+  siblings: Record<string, unknown>,
+): string | undefined {
+  const target = Object.hasOwn(fields, name) ? fields[name] : undefined;
+  if (!target) return unknownKeyReason(name, Object.keys(fields));
+  if (target.type === "map" || target.type === "object") {
+    return `cannot append: ${name} is a map, and maps merge key by key: write "${name}:"`;
+  }
+  if (target.type !== "list") {
+    return `cannot append: ${name} is ${typeName(target)}, not a list`;
+  }
+  if (Object.hasOwn(siblings, name)) {
+    return `both ${name} and ${name}${APPEND_SUFFIX}: give one (${name} replaces the ` +
+      `inherited list, ${name}${APPEND_SUFFIX} appends to it)`;
+  }
+  return undefined;
+}
+
 /** Every issue with `value` against `schema`; an empty list means the value is valid. */
-export function check(value: unknown, schema: Schema, path: KeyPath = []): Issue[] {
+export function check(
+  value: unknown,
+  schema: Schema,
+  path: KeyPath = [],
+  opts: CheckOptions = {},
+): Issue[] {
   const issues: Issue[] = [];
   const add = (reason: string, at: KeyPath = path) => issues.push({ path: at, reason });
   if (schema.type !== "oneOf" && !shapeFits(value, schema)) {
@@ -154,27 +194,43 @@ export function check(value: unknown, schema: Schema, path: KeyPath = []): Issue
           ? `>= ${min}`
           : `<= ${max}`;
         add(`invalid value ${n}: expected ${TYPE_NAMES[schema.type]} ${range}`);
+      } else if (schema.type === "integer" && schema.check) {
+        const reason = schema.check(n);
+        if (reason) add(`invalid value ${n}: ${reason}`);
       }
       break;
     }
-    case "list":
+    case "list": {
+      // Items replace whole: nothing inside a list is merged, so nothing there appends.
+      const inner = { ...opts, appendKeys: false };
       (value as unknown[]).forEach((item, i) => {
-        issues.push(...check(item, schema.items, [...path, i]));
+        issues.push(...check(item, schema.items, [...path, i], inner));
       });
       break;
+    }
     case "map":
       for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-        const reason = schema.keyCheck?.(k);
+        // A map of lists would make `KEY+` ambiguous (a key, or an append?): reserved.
+        const reason = opts.appendKeys && schema.values.type === "list" &&
+            k.endsWith(APPEND_SUFFIX)
+          ? `a key ending with "${APPEND_SUFFIX}" is reserved`
+          : schema.keyCheck?.(k);
         if (reason) add(`invalid key ${showValue(k)}: ${reason}`, [...path, k]);
-        else issues.push(...check(v, schema.values, [...path, k]));
+        else issues.push(...check(v, schema.values, [...path, k], opts));
       }
       break;
     case "object": {
       const known = Object.keys(schema.fields);
       for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
         const field = Object.hasOwn(schema.fields, k) ? schema.fields[k] : undefined;
-        if (!field) add(unknownKeyReason(k, known), [...path, k]);
-        else issues.push(...check(v, field, [...path, k]));
+        if (field) {
+          issues.push(...check(v, field, [...path, k], opts));
+        } else if (opts.appendKeys && k.length > 1 && k.endsWith(APPEND_SUFFIX)) {
+          const name = k.slice(0, -APPEND_SUFFIX.length);
+          const reason = appendReason(name, schema.fields, value as Record<string, unknown>);
+          if (reason) add(reason, [...path, k]);
+          else issues.push(...check(v, schema.fields[name], [...path, k], opts));
+        } else add(unknownKeyReason(k, known), [...path, k]);
       }
       break;
     }
@@ -188,7 +244,7 @@ export function check(value: unknown, schema: Schema, path: KeyPath = []): Issue
       }
       let first: Issue[] | undefined;
       for (const option of fitting) {
-        const found = check(value, option, path);
+        const found = check(value, option, path, opts);
         if (found.length === 0) return [];
         first ??= found;
       }
@@ -219,6 +275,9 @@ export function validate(
   label: string,
   locate?: Locate,
   path: KeyPath = [],
+  opts: CheckOptions = {},
 ): MicroError[] {
-  return check(value, schema, path).map((issue) => new MicroError(issueLine(label, issue, locate)));
+  return check(value, schema, path, opts).map((issue) =>
+    new MicroError(issueLine(label, issue, locate))
+  );
 }

@@ -11,7 +11,14 @@ export type Schema =
     /** Returns a reason when the value is bad. */
     check?: (v: string) => string | undefined;
   }
-  | { type: "integer"; doc?: string; min?: number; max?: number }
+  | {
+    type: "integer";
+    doc?: string;
+    min?: number;
+    max?: number;
+    /** Returns a reason when the value is bad (after the range check). */
+    check?: (v: number) => string | undefined;
+  }
   | { type: "number"; doc?: string; min?: number; max?: number }
   | { type: "list"; doc?: string; items: Schema }
   /** A map with free string keys, every value of one schema. */

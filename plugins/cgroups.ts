@@ -15,6 +15,7 @@ import {
   v2Writes,
 } from "../core/cgroups/resources.ts";
 import {
+  memorySizeCheck,
   parseCpuList,
   parseDevice,
   parseDeviceRate,
@@ -124,9 +125,13 @@ const OCI_RESOURCES: Schema = {
   },
 };
 
-const size: Schema = {
+/** A memory limit or reservation: 0 (no limit) or at least 6m (MIN_MEMORY). */
+const memorySize: Schema = {
   type: "oneOf",
-  options: [{ type: "string", check: sizeCheck }, { type: "integer", min: 0 }],
+  options: [
+    { type: "string", check: memorySizeCheck },
+    { type: "integer", min: 0, check: memorySizeCheck },
+  ],
 };
 const rateList = (iops: boolean) => ({
   type: "list",
@@ -169,13 +174,13 @@ export const cgroups: Plugin<CgroupsOptions> = {
       cpuWeight: { type: "integer", min: 1, max: 10000, doc: "relative CPU weight (v2)" },
       cpusetCpus: { ...cpuList, doc: "CPUs to run on" },
       cpusetMems: { ...cpuList, doc: "memory nodes to use" },
-      memory: { ...size, doc: "memory limit" },
+      memory: { ...memorySize, doc: "memory limit (0: none; at least 6m)" },
       memorySwap: {
         type: "oneOf",
         doc: "memory plus swap limit (-1: unlimited swap)",
         options: [{ type: "string", check: sizeCheck }, { type: "integer", min: -1 }],
       },
-      memoryReservation: { ...size, doc: "soft memory limit" },
+      memoryReservation: { ...memorySize, doc: "soft memory limit (0: none; at least 6m)" },
       pidsLimit: { type: "integer", min: -1, doc: "most processes at once (-1: unlimited)" },
       blkioWeight: { type: "integer", min: 10, max: 1000, doc: "relative block I/O weight" },
       deviceReadBps: { ...rateList(false), doc: "DEVICE:RATE read bytes per second" },
@@ -216,11 +221,14 @@ export const cgroups: Plugin<CgroupsOptions> = {
     if (o.cpusetCpus) r.cpu = { ...r.cpu, cpus: o.cpusetCpus };
     if (o.cpusetMems) r.cpu = { ...r.cpu, mems: o.cpusetMems };
     const mem: NonNullable<Resources["memory"]> = {};
-    if (o.memory !== undefined) mem.limit = parseSize(o.memory);
+    // 0 is no limit, as Docker's --memory 0.
+    if (o.memory !== undefined && parseSize(o.memory) !== 0) mem.limit = parseSize(o.memory);
     if (o.memorySwap !== undefined) {
       mem.swap = o.memorySwap === -1 || o.memorySwap === "-1" ? -1 : parseSize(o.memorySwap);
     }
-    if (o.memoryReservation !== undefined) mem.reservation = parseSize(o.memoryReservation);
+    if (o.memoryReservation !== undefined && parseSize(o.memoryReservation) !== 0) {
+      mem.reservation = parseSize(o.memoryReservation);
+    }
     if (Object.keys(mem).length) r.memory = mem;
     if (o.pidsLimit !== undefined) r.pids = { limit: o.pidsLimit };
     if (o.blkioWeight) r.blockIO = { weight: o.blkioWeight };
@@ -351,6 +359,17 @@ function problems(
     const avail = parseCpuList(have) ?? [];
     const missing = want.filter((n) => !avail.includes(n));
     if (missing.length) err(option, `${missing.join(",")} not on this host (it has ${have})`);
+  }
+  // A CPU quota above the host's CPUs could never be used: refused, as Docker does.
+  const quota = r.cpu?.quota ?? -1;
+  const period = r.cpu?.period ?? 100000;
+  const online = (parseCpuList(host.cpus) ?? []).length;
+  if (quota > 0 && period > 0 && online > 0 && quota / period > online) {
+    err(
+      "cpus",
+      `${Number((quota / period).toFixed(3))} is more than the ${online} CPUs this host has`,
+      `give at most ${online}`,
+    );
   }
   // Every limit needs its controller.
   const names: Record<string, string> = {

@@ -14,6 +14,21 @@ export function parseSize(text: string | number): number | undefined {
 export const sizeCheck = (v: string) =>
   parseSize(v) === undefined ? "expected a size like 256m, 1g or 1048576" : undefined;
 
+/**
+ * The least memory limit (and reservation) accepted, Docker's linuxMinMemory: below it the
+ * container's first process dies before exec (killed by the OOM killer, or a mount fails).
+ */
+export const MIN_MEMORY = 6 * 2 ** 20;
+
+/** A memory size: 0 means no limit (as Docker's), else at least MIN_MEMORY. */
+export const memorySizeCheck = (v: string | number) => {
+  const n = parseSize(v);
+  if (n === undefined) return "expected a size like 256m, 1g or 1048576";
+  return n !== 0 && n < MIN_MEMORY
+    ? "below 6m, the least memory a container starts in (0: no limit)"
+    : undefined;
+};
+
 /** `DEVICE:RATE` (`/dev/sda:1mb`); `iops` rates are plain integers. */
 export function parseDeviceRate(
   text: string,

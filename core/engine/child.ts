@@ -87,6 +87,42 @@ export function landlockRights(access: readonly string[]): number {
   return r;
 }
 
+/** A container path made absolute against `cwd` and folded lexically (`.`, `..`). */
+function absolutePath(path: string, cwd: string): string {
+  const out: string[] = [];
+  for (const seg of (path.startsWith("/") ? path : `${cwd}/${path}`).split("/")) {
+    if (seg === "..") out.pop();
+    else if (seg && seg !== ".") out.push(seg);
+  }
+  return `/${out.join("/")}`;
+}
+
+/**
+ * The hint for an exec that failed with EACCES while Landlock is on: the first candidate
+ * that is beneath no path the rules give execute access, named with the profile key that
+ * adds it; undefined when every candidate is beneath one (then the cause is elsewhere).
+ * Lexical, as Landlock's rules are paths: a symlink that leads into an allowed directory
+ * is not followed here, and would not be refused by Landlock either.
+ */
+export function landlockExecHint(
+  candidates: readonly string[],
+  rules: readonly { path: string; access: readonly string[] }[],
+  cwd = "/",
+): string | undefined {
+  const exec = rules.filter((r) => r.access.includes("execute")).map((r) => r.path);
+  const beneath = (p: string, dir: string) =>
+    dir === "/" || p === dir || p.startsWith(dir.endsWith("/") ? dir : `${dir}/`);
+  const denied = candidates.map((c) => absolutePath(c, cwd)).find((c) =>
+    !exec.some((d) => beneath(c, d))
+  );
+  if (denied === undefined) return undefined;
+  // Its directory; a file right under / is named itself (allowing / would allow everything).
+  const dir = denied.slice(0, denied.lastIndexOf("/")) || denied;
+  return `Landlock's rule set does not allow executing ${denied}: add ` +
+    `{path: ${dir}, access: [read, execute]} to lsm.landlock.paths+ in a profile that ` +
+    `extends this one`;
+}
+
 /** The record a child sends with the terminal's master fd attached. */
 export const CONSOLE_RECORD = -2;
 /** The record a child sends right before execve: from here on, death is the command's. */
@@ -266,6 +302,9 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
     paths,
   });
   const inRoot = C.RESOLVE_IN_ROOT | C.RESOLVE_NO_MAGICLINKS;
+  // What the execve step's hint needs from the ops before it (plain data, parent side).
+  let landlock: OpArgs["landlock"]["rules"] | undefined;
+  let workdir = "/";
 
   /** Opens a container path (resolved inside the new root) as O_PATH at a fixed fd. */
   const openInRoot = (path: CStr, fixed: number): number => {
@@ -963,6 +1002,7 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
       case "landlock": {
         const a = o.args;
         i.paths = { abi: String(a.abi), rules: String(a.rules.length) };
+        landlock = a.rules;
         const handled = landlockHandled(a.abi);
         const rules = a.rules.map((r) => ({
           path: cstr(r.path),
@@ -1010,6 +1050,7 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
       case "chdir": {
         i.paths = { path: o.args.path };
         i.hints = { [E_REFUSED]: "the working directory is outside the container's root" };
+        workdir = o.args.path || "/";
         const p = cstr(o.args.path);
         const cwd = new Uint8Array(4096);
         step(i, () => {
@@ -1026,6 +1067,9 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
       case "execve": {
         const a = o.args;
         i.paths = { path: a.args[0] ?? "" };
+        // EACCES under Landlock is most often its rule set, not the file's mode or noexec.
+        const refused = landlock && landlockExecHint(a.path, landlock, workdir);
+        if (refused) i.hints = { 13: refused };
         // The trampoline's layout: "" LABEL CANDIDATES "" ARGV. A candidate always holds a
         // "/" (core/process.ts), so the empty strings are unambiguous.
         if (a.path.some((c) => !c.includes("/"))) throw new Error("exec candidate without /");

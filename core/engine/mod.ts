@@ -456,7 +456,7 @@ function childError(step: StepInfo, errno: number): MicroError {
       op: "execve",
       paths: step.paths,
       errno,
-      hint: hintFor("execve", errno),
+      hint: step.hints?.[errno] ?? hintFor("execve", errno),
       exitCode: notFound ? EXIT_NOT_FOUND : EXIT_CANNOT_INVOKE,
     });
   }

@@ -33,7 +33,7 @@ import {
   sizeCheck,
 } from "../../core/cgroups/units.ts";
 import { ParentOps } from "../../core/engine/parent.ts";
-import { MicroError } from "../../core/errors.ts";
+import { MicroError, MicroErrors } from "../../core/errors.ts";
 import type { Op } from "../../core/ops.ts";
 import { buildSpec, planRun } from "../../core/plan.ts";
 import type { HostInfo } from "../../core/plugin.ts";
@@ -1397,3 +1397,39 @@ for (const version of ["v1", "v2"] as const) {
     });
   });
 }
+
+Deno.test("check: --cpus above the host's CPUs is refused naming the count (Docker's rule)", () => {
+  const two = V1_HOST({ cpus: "0-1" });
+  assert.deepEqual(setup({ cpus: "3" }, two).errors(), [
+    "check: cgroups: --cpus: 3 is more than the 2 CPUs this host has (give at most 2)",
+  ]);
+  assert.deepEqual(setup({ cpus: "2" }, two).errors(), []);
+  assert.deepEqual(setup({ cpus: 1.5 }, two).errors(), []);
+  // The OCI form's quota over period is the same limit.
+  const oci = { resources: { cpu: { quota: 250000, period: 100000 } } };
+  assert.deepEqual(setup(oci, two).errors(), [
+    "check: cgroups: --cpus: 2.5 is more than the 2 CPUs this host has (give at most 2)",
+  ]);
+  assert.deepEqual(setup({ resources: { cpu: { quota: -1 } } }, two).errors(), []);
+});
+
+Deno.test("a memory limit or reservation below 6m is refused in the profile; 0 is no limit", () => {
+  const lines = (options: Record<string, unknown>) => {
+    try {
+      resolveProfile([], { cgroups: options }, PLUGINS);
+    } catch (e) {
+      if (e instanceof MicroErrors) return e.errors.map((x) => x.line());
+      if (e instanceof MicroError) return [e.line()];
+      throw e;
+    }
+    return [];
+  };
+  const why = "below 6m, the least memory a container starts in (0: no limit)";
+  assert.deepEqual(lines({ memory: "100000", memoryReservation: 4 * MiB }), [
+    `command line: cgroups.memory: invalid value "100000": ${why}`,
+    `command line: cgroups.memoryReservation: invalid value ${4 * MiB}: ${why}`,
+  ]);
+  assert.deepEqual(lines({ memory: "6m", memoryReservation: 6 * MiB }), []);
+  const { spec } = setup({ memory: "0", memoryReservation: 0 }, V1_HOST());
+  assert.equal(spec.linux.resources?.memory, undefined);
+});

@@ -10,6 +10,7 @@ import {
   CONSOLE_RECORD,
   EXEC_FAILED_RECORD,
   LABEL_FAILED_RECORD,
+  landlockExecHint,
   READY_RECORD,
 } from "../../core/engine/child.ts";
 import { TRAMPOLINE } from "../../core/engine/trampoline.ts";
@@ -309,6 +310,71 @@ Deno.test("execute: the trampoline's EACCES or ENOEXEC is a MicroError with exit
   const n = await failure(execute(PLAN, OPTS, noexec));
   assert.equal(n.exitCode, 126);
   assert.match(n.line(), /^exec: process: execve path=nope: ENOEXEC/);
+});
+
+/** PLAN under Landlock rules that let the container execute only beneath /bin. */
+function landlockPlan(candidates: string[], cwd = "/"): Op[] {
+  return [
+    ...PLAN.slice(0, -2),
+    op("restrict", "lsm", "landlock", {
+      abi: 3,
+      rules: [
+        { path: "/bin", access: ["read", "execute"] },
+        { path: "/app", access: ["read"] },
+        { path: "/tmp", access: ["read", "write"] },
+      ],
+    }),
+    op("exec", "process", "chdir", { path: cwd }),
+    op("exec", "process", "execve", { args: ["hello.sh"], env: [], path: candidates }),
+  ];
+}
+
+Deno.test("execute: EACCES under Landlock names its rule set and the key that adds the path", async () => {
+  const sys = new RecordingSys().scriptRecv(5, READY, execFailed(13));
+  const e = await failure(execute(landlockPlan(["/app/hello.sh"]), OPTS, sys));
+  assert.equal(e.exitCode, 126);
+  assert.equal(
+    e.line(),
+    "exec: process: execve path=hello.sh: EACCES (Landlock's rule set does not allow " +
+      "executing /app/hello.sh: add {path: /app, access: [read, execute]} to " +
+      "lsm.landlock.paths+ in a profile that extends this one)",
+  );
+  // The trampoline's own exec failing the same way gets the same hint.
+  const plan = landlockPlan(["/app/hello.sh"]);
+  const direct = new RecordingSys().scriptRecv(5, READY, {
+    record: [stepOf(plan, "execve"), 13],
+  });
+  assert.match((await failure(execute(plan, OPTS, direct))).line(), /Landlock's rule set/);
+});
+
+Deno.test("execute: EACCES under Landlock for a path it allows keeps the noexec hint", async () => {
+  const sys = new RecordingSys().scriptRecv(5, READY, execFailed(13));
+  const e = await failure(execute(landlockPlan(["/bin/hello.sh"]), OPTS, sys));
+  assert.match(
+    e.line(),
+    /\(the command is not executable, or its file system is mounted noexec\)$/,
+  );
+  // Another errno under Landlock keeps its own hint.
+  const enoent = new RecordingSys().scriptRecv(5, READY, execFailed(2));
+  const n = await failure(execute(landlockPlan(["/app/hello.sh"]), OPTS, enoent));
+  assert.match(n.line(), /: ENOENT \(command not found/);
+});
+
+Deno.test("landlockExecHint: the first candidate beneath no execute rule, made absolute", () => {
+  const rules = [
+    { path: "/bin", access: ["read", "execute"] },
+    { path: "/usr/", access: ["execute"] },
+    { path: "/etc", access: ["read"] },
+  ];
+  assert.equal(landlockExecHint(["/bin/sh", "/usr/bin/env", "/bin"], rules), undefined);
+  // A PATH search: the first refused candidate is named.
+  const hint = landlockExecHint(["/bin/x", "/etc/x", "/opt/x"], rules);
+  assert.match(hint!, /executing \/etc\/x: add \{path: \/etc, access/);
+  // Lexical: /binary is not beneath /bin; a relative path starts at the working directory.
+  assert.match(landlockExecHint(["/binary"], rules)!, /executing \/binary: add \{path: \/binary,/);
+  assert.match(landlockExecHint(["./run.sh"], rules, "/srv/app")!, /\/srv\/app\/run\.sh/);
+  assert.equal(landlockExecHint(["../bin/sh"], rules, "/etc"), undefined);
+  assert.equal(landlockExecHint(["/anything"], [{ path: "/", access: ["execute"] }]), undefined);
 });
 
 Deno.test("execute: EXEC_FAILED before READY is a malformed report (kills the child)", async () => {

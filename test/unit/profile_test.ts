@@ -3,6 +3,8 @@ import { parseRun } from "../../core/cli.ts";
 import { MicroError, MicroErrors } from "../../core/errors.ts";
 import {
   listProfiles,
+  MAX_EXTENDS_DEPTH,
+  mergeLayers,
   normalizePath,
   type PluginSchema,
   profileToYaml,
@@ -331,6 +333,175 @@ Deno.test("normalizePath folds . and .. segments", () => {
   assert.equal(normalizePath("../x/../../y"), "../../y");
   assert.equal(normalizePath("/a/../../b"), "/b");
   assert.equal(normalizePath("a/.."), ".");
+});
+
+// --- appending to inherited lists (KEY+) ------------------------------------------------
+
+/** hardened's Landlock paths, as the built-in lists them. */
+function hardenedLandlock(): { path: string; access: string[] }[] {
+  const { profile } = resolveProfile(["hardened"], null, PLUGINS, fake({}));
+  const ll = profile.sections.lsm.options.landlock as { paths: { path: string }[] };
+  return ll.paths as { path: string; access: string[] }[];
+}
+
+Deno.test("paths+ appends /app to hardened's Landlock paths and keeps the rest", () => {
+  const inherited = hardenedLandlock();
+  assert.ok(inherited.some((p) => p.path === "/bin"));
+  const opts = fake({
+    "app.yaml": "extends: hardened\nlsm:\n  landlock:\n    paths+:\n" +
+      "      - { path: /app, access: [read, execute] }\n",
+  });
+  const { profile } = resolveProfile(["app.yaml"], null, PLUGINS, opts);
+  assert.deepEqual(profile.sections.lsm.options, {
+    landlock: {
+      paths: [...inherited, { path: "/app", access: ["read", "execute"] }],
+      optional: true,
+    },
+  });
+});
+
+Deno.test("a plain list key still replaces the inherited list", () => {
+  const opts = fake({
+    "app.yaml": "extends: hardened\nlsm: {landlock: {paths: [{path: /app, access: [read]}]}}\n",
+  });
+  const ll = resolveProfile(["app.yaml"], null, PLUGINS, opts).profile.sections.lsm.options;
+  assert.deepEqual(ll, {
+    landlock: { paths: [{ path: "/app", access: ["read"] }], optional: true },
+  });
+});
+
+Deno.test("KEY+ works on every list key, beside maps that merge key by key", () => {
+  const opts = fake({
+    "base.yaml": "mount: {masked: [/a], tmpfs: [/run]}\ncaps: {drop: [ALL]}\n" +
+      "seccomp: {deny: [ptrace]}\nreadonly: {tmpfs: [/tmp]}\n" +
+      "process: {env: {A: '1'}, groups: [audio]}\ncgroups: {devices: ['/dev/null']}\n",
+    "top.yaml": "extends: base.yaml\nmount: {masked+: [/b], tmpfs+: [/srv]}\n" +
+      "caps: {add+: [CHOWN], drop+: [NET_RAW]}\nseccomp: {deny+: [process_vm_readv]}\n" +
+      "readonly: {tmpfs+: [/var/cache]}\nprocess: {env: {B: '2'}, groups+: [video]}\n" +
+      "cgroups: {devices+: ['/dev/zero'], resources: {devices+: [{allow: false}]}}\n",
+  });
+  const { profile } = resolveProfile(["top.yaml"], null, PLUGINS, opts);
+  const s = profile.sections;
+  assert.deepEqual(s.mount.options, { masked: ["/a", "/b"], tmpfs: ["/run", "/srv"] });
+  // Appending to a list no layer below has is the list itself.
+  assert.deepEqual(s.caps.options, { drop: ["ALL", "NET_RAW"], add: ["CHOWN"] });
+  assert.deepEqual(s.seccomp.options, { deny: ["ptrace", "process_vm_readv"] });
+  assert.deepEqual(s.readonly.options, { tmpfs: ["/tmp", "/var/cache"] });
+  assert.deepEqual(s.cgroups.options, {
+    devices: ["/dev/null", "/dev/zero"],
+    resources: { devices: [{ allow: false }] },
+  });
+  assert.deepEqual(profile.process.env, { A: "1", B: "2" });
+  assert.deepEqual(profile.process.groups, ["audio", "video"]);
+});
+
+Deno.test("appends accumulate down an extends chain, in order, and flags append last", () => {
+  const opts = fake({
+    "a.yaml": "extends: b.yaml\nmount: {masked+: [/a]}\n",
+    "b.yaml": "extends: c.yaml\nmount: {masked+: [/b]}\n",
+    "c.yaml": "extends: d.yaml\nmount: {masked: [/c]}\n",
+    "d.yaml": "mount: {masked: [/d], tmpfs: [/run]}\n",
+    "e.yaml": "mount: {masked+: [/e]}\n",
+  });
+  const { profile, sources } = resolveProfile(
+    ["a.yaml", "e.yaml"],
+    {
+      mount: { tmpfs: ["/x"] },
+    },
+    PLUGINS,
+    opts,
+  );
+  assert.deepEqual(sources, ["d.yaml", "c.yaml", "b.yaml", "a.yaml", "e.yaml", "command line"]);
+  // c.yaml's plain key replaced d's list; the appends below it build on c's.
+  assert.deepEqual(profile.sections.mount.options, {
+    masked: ["/c", "/b", "/a", "/e"],
+    tmpfs: ["/run", "/x"],
+  });
+});
+
+Deno.test("mergeLayers: KEY+ appends, KEY replaces, maps merge, the base is not changed", () => {
+  const base = { m: { list: [1], keep: [0], sub: { x: 1 } } };
+  const out = mergeLayers(base, { m: { "list+": [2], keep: [9], sub: { y: 2 } } });
+  assert.deepEqual(out, { m: { list: [1, 2], keep: [9], sub: { x: 1, y: 2 } } });
+  assert.deepEqual(base, { m: { list: [1], keep: [0], sub: { x: 1 } } });
+  assert.deepEqual(mergeLayers({}, { "l+": ["a"] }), { l: ["a"] });
+  // A map key ending with + whose value is not a list is a plain key (env names may).
+  assert.deepEqual(mergeLayers({ env: { A: "1" } }, { env: { "B+": "2" } }), {
+    env: { A: "1", "B+": "2" },
+  });
+});
+
+Deno.test("KEY+ on anything but a list key is an error naming the key and the line", () => {
+  const opts = fake({
+    "bad.yaml": [
+      "extends+: [default]",
+      "process:",
+      "  env+: {A: '1'}",
+      "lsm:",
+      "  landlock:",
+      "    optional+: [true]",
+      "    paths: []",
+      "    paths+: [{path: /app, access+: [read]}]",
+      "uts: {hostname+: [a]}",
+      "mount: {maskd+: [/x]}",
+      "net+: {mode: host}",
+    ].join("\n") + "\n",
+  });
+  assert.deepEqual(errorLines(() => resolveProfile(["bad.yaml"], null, PLUGINS, opts)), [
+    "profile bad.yaml: extends+ (line 1): cannot append: extends is a string or a list, " +
+    "not a list",
+    "profile bad.yaml: process.env+ (line 3): cannot append: env is a map, and maps merge " +
+    'key by key: write "env:"',
+    "profile bad.yaml: lsm.landlock.optional+ (line 6): cannot append: optional is a " +
+    "boolean, not a list",
+    "profile bad.yaml: lsm.landlock.paths+ (line 8): both paths and paths+: give one (paths " +
+    "replaces the inherited list, paths+ appends to it)",
+    "profile bad.yaml: uts.hostname+ (line 9): cannot append: hostname is a string, not a list",
+    'profile bad.yaml: mount.maskd+ (line 10): unknown key: did you mean "masked"?',
+    "profile bad.yaml: net+ (line 11): cannot append: net is a map, and maps merge key by " +
+    'key: write "net:"',
+  ]);
+  // Inside a list item nothing merges, so nothing appends there.
+  const item = fake({
+    "item.yaml": "lsm: {landlock: {paths+: [{path: /app, access+: [read]}]}}\n",
+  });
+  assert.deepEqual(errorLines(() => resolveProfile(["item.yaml"], null, PLUGINS, item)), [
+    "profile item.yaml: lsm.landlock.paths+[0].access+ (line 1): unknown key: did you mean " +
+    '"access"?',
+  ]);
+});
+
+Deno.test("an extends chain deeper than MAX_EXTENDS_DEPTH is an error naming its ends", () => {
+  const chain = (n: number) => {
+    const files: Record<string, string> = {};
+    for (let i = 1; i < n; i++) files[`p${i}.yaml`] = `extends: p${i + 1}.yaml\n`;
+    files[`p${n}.yaml`] = "mount: {masked: [/x]}\n";
+    return fake(files);
+  };
+  const ok = resolveProfile(["p1.yaml"], null, PLUGINS, chain(MAX_EXTENDS_DEPTH));
+  assert.equal(ok.sources.length, MAX_EXTENDS_DEPTH);
+  const n = MAX_EXTENDS_DEPTH;
+  assert.deepEqual(
+    errorLines(() => resolveProfile(["p1.yaml"], null, PLUGINS, chain(n + 1))),
+    [
+      `profile p${n}.yaml: extends (line 1): extends too deep: more than ${n} profiles in a ` +
+      `chain (p1.yaml -> ... -> p${n + 1}.yaml): flatten some of them`,
+    ],
+  );
+});
+
+Deno.test("profile show prints the merged list, without + keys, that resolves the same", () => {
+  const opts = fake({
+    "app.yaml": "extends: hardened\nlsm: {landlock: {paths+: [{path: /app, access: [read, " +
+      "execute]}]}}\n",
+  });
+  const text = showProfile("app.yaml", PLUGINS, opts);
+  assert.ok(!text.includes("+:"), text);
+  assert.match(text, /path: \/bin\n/);
+  assert.match(text, /path: \/app\n/);
+  const first = resolveProfile(["app.yaml"], null, PLUGINS, opts).profile;
+  const again = resolveProfile(["s.yaml"], null, PLUGINS, fake({ "s.yaml": text }));
+  assert.deepEqual(again.profile, first);
 });
 
 // --- errors -----------------------------------------------------------------------------
