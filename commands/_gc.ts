@@ -1,8 +1,13 @@
 /** Every command that touches containers first cleans what killed runs left (DESIGN.md §7). */
 export async function gcState(): Promise<void> {
-  const { gc, stateRoot } = await import("../core/state.ts");
+  const { deadNetworkRuns, gc, stateRoot } = await import("../core/state.ts");
   const { openLibc } = await import("../core/sys/libc.ts");
   const uid = Deno.uid() ?? 0;
+  const networks = deadNetworkRuns(stateRoot(uid), uid);
+  if (networks.length) {
+    const { gcNetworks } = await import("../core/cni/gc.ts");
+    for (const w of await gcNetworks(networks)) console.error(`micro: warning: cleanup: ${w}`);
+  }
   gc(stateRoot(uid), uid, (pid) => {
     try {
       Deno.kill(pid, "SIGKILL");

@@ -12,6 +12,8 @@
 import { MicroError } from "./errors.ts";
 import { FileRefused, formatSize, readRegularFile, TEXT_CAP } from "./files.ts";
 import { openLibc } from "./sys/libc.ts";
+import { parsePublish } from "./cni/ports.ts";
+import { checkAddHost } from "./cni/dns.ts";
 
 /** A plain object shaped like a profile (no `extends`, no line numbers). */
 export type ProfileLayer = Record<string, unknown>;
@@ -74,7 +76,7 @@ Options:
       --platform OS/ARCH    the platform to pull, e.g. linux/arm64
       --entrypoint CMD      replace the image's Entrypoint ("" clears it)
       --root DIR            the image store (default: $MICRO_ROOT, /var/lib/micro as root)
-  -p, --profile NAME|PATH   profile to apply (repeatable, left to right; default: default)
+      --profile NAME|PATH   profile to apply (repeatable, left to right; default: default)
   -e, --env KEY[=VALUE]     set an environment variable (KEY alone copies micro's value)
       --env-file FILE       read KEY=VALUE lines from FILE (repeatable)
   -w, --workdir DIR         working directory inside the container (absolute)
@@ -85,7 +87,16 @@ Options:
   -i, --interactive         keep stdin open
   -t, --tty                 allocate a terminal
       --hostname NAME       container host name
-      --network none|host   none: an isolated network namespace; host: the host's network
+      --network none|host|bridge|NAME
+                            none: only lo; host: the host's network; bridge: micro's own
+                            network (micro0, NAT; the default as root); NAME: a CNI
+                            configuration list in the config dir
+  -p, --publish [HOST_IP:]HOST_PORT:CTR_PORT[/tcp|udp]
+                            publish a container port (ranges: 8080-8081:80-81; repeatable)
+      --dns IP              a name server for /etc/resolv.conf (repeatable)
+      --dns-search DOMAIN   a search domain for /etc/resolv.conf (repeatable)
+      --add-host NAME:IP    an /etc/hosts entry (repeatable)
+      --cni-config-dir DIR  the CNI configuration lists (default: /etc/cni/net.d)
   -v, --volume HOST:CTR[:ro|rw]
                             bind a host path into the container (repeatable)
       --tmpfs PATH          mount a tmpfs at PATH in the container (repeatable)
@@ -130,7 +141,12 @@ interface OptionDef {
 }
 
 const OPTIONS: OptionDef[] = [
-  { long: "profile", short: "p", kind: "value" },
+  { long: "profile", kind: "value" },
+  { long: "publish", short: "p", kind: "value" },
+  { long: "dns", kind: "value" },
+  { long: "dns-search", kind: "value" },
+  { long: "add-host", kind: "value" },
+  { long: "cni-config-dir", kind: "value" },
   { long: "env", short: "e", kind: "value" },
   { long: "env-file", kind: "value" },
   { long: "workdir", short: "w", kind: "value" },
@@ -417,6 +433,10 @@ export function parseRun(argv: readonly string[], io: CliIO = DENO_IO): Request 
   const tmpfs: string[] = [];
   const capAdd: string[] = [];
   const capDrop: string[] = [];
+  const publish: string[] = [];
+  const dns: string[] = [];
+  const dnsSearch: string[] = [];
+  const addHosts: string[] = [];
   const process = () => section(layer, "process");
 
   for (const { opt, spelled, value } of given) {
@@ -463,10 +483,35 @@ export function parseRun(argv: readonly string[], io: CliIO = DENO_IO): Request 
         section(layer, "uts").hostname = value;
         break;
       case "network":
-        if (value !== "none" && value !== "host") {
-          fail(`option "${spelled}": invalid value "${value}": expected "none" or "host"`);
+        if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(value)) {
+          fail(
+            `option "${spelled}": invalid value "${value}": expected "none", "host", "bridge" ` +
+              "or a CNI network's name",
+          );
         }
         section(layer, "net").mode = value;
+        break;
+      case "publish": {
+        const r = parsePublish(value);
+        if (typeof r === "string") fail(`option "${spelled}": ${r}: "${value}"`);
+        publish.push(value);
+        break;
+      }
+      case "dns":
+        dns.push(value);
+        break;
+      case "dns-search":
+        dnsSearch.push(value);
+        break;
+      case "add-host": {
+        const why = checkAddHost(value);
+        if (why) fail(`option "${spelled}": ${why}`);
+        addHosts.push(value);
+        break;
+      }
+      case "cni-config-dir":
+        if (value === "") fail(`option "${spelled}" needs a directory`);
+        section(layer, "net").configDir = value.startsWith("/") ? value : `${io.cwd()}/${value}`;
         break;
       case "volume":
         binds.push(parseVolume(spelled, value));
@@ -572,6 +617,10 @@ export function parseRun(argv: readonly string[], io: CliIO = DENO_IO): Request 
   if (tmpfs.length > 0) section(layer, "mount").tmpfs = tmpfs;
   if (capAdd.length > 0) section(layer, "caps").add = capAdd;
   if (capDrop.length > 0) section(layer, "caps").drop = capDrop;
+  if (publish.length > 0) section(layer, "net").publish = publish;
+  if (dns.length > 0) section(layer, "net").dns = dns;
+  if (dnsSearch.length > 0) section(layer, "net").dnsSearch = dnsSearch;
+  if (addHosts.length > 0) section(layer, "net").addHosts = addHosts;
 
   if (!req.help && req.image === null && req.args.length === 0) {
     fail(`${command}: no command given`, `usage: micro ${command} [OPTIONS] [IMAGE] [--] COMMAND`);

@@ -17,6 +17,7 @@ import type { HostInfo } from "./plugin.ts";
 import { hasNamespace, type Spec } from "./spec.ts";
 import { C, cstr, type Sys } from "./sys/mod.ts";
 import { openLibc } from "./sys/libc.ts";
+import { probeNetwork } from "./cni/probe.ts";
 
 /**
  * A container path to the host path it names inside `root`, following symlinks as the
@@ -283,5 +284,8 @@ export function probeHost(
       selinux: exists("/sys/fs/selinux/enforce"),
       landlock: spec.micro.landlock ? Math.max(0, landlockAbi()) : 0,
     },
+    ...(["bridge", "cni", "auto"].includes(spec.micro.network)
+      ? { net: probeNetwork(spec, sys, uid) }
+      : {}),
   };
 }

@@ -1,4 +1,5 @@
 import type { DeviceRule } from "./cgroups/devfilter.ts";
+import type { PortMapping } from "./cni/ports.ts";
 
 /**
  * Ops are plain data: plugins return them from `plan`, `micro plan` prints them and the
@@ -189,6 +190,24 @@ export interface OpArgs {
    * process still has CAP_SYS_ADMIN (as runc does).
    */
   seccomp: { arch: string; instructions: number; policy: string; flags: number; program: string };
+  /**
+   * attach: ADD the waiting child to a CNI network (core/cni): `config` is the list as JSON,
+   * recorded with the result in `cache` (the run's state dir) before ADD runs; `files`: the
+   * container's hosts, hostname and resolv.conf, written in `files.dir` once the address is
+   * known (the mount plugin binds them).
+   */
+  "cni-add": {
+    network: string;
+    config: string;
+    containerId: string;
+    ifName: string;
+    cniPath: string[];
+    portMappings: PortMapping[];
+    cache: string;
+    files?: { dir: string; hostname: string; resolv: string; addHosts: string[] };
+  };
+  /** cleanup: DEL the container from the networks recorded in `cache`. */
+  "cni-del": { cache: string };
   /** exec */
   chdir: { path: string };
   execve: { args: string[]; env: string[]; path: string[] };

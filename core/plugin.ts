@@ -59,6 +59,24 @@ export interface HostInfo {
   image: "dir" | "other" | "missing" | null;
   /** What each bind source in the spec is on the host (absent: it does not exist). */
   sourceKinds: Record<string, "file" | "dir">;
+  /** For a CNI network (bridge, cni, auto): what the CNI runtime needs, probed then only. */
+  net?: NetFacts;
+}
+
+export interface NetFacts {
+  /** Where plugin binaries are looked for (CNI_PATH, else /usr/lib/cni and /opt/cni/bin). */
+  cniPath: string[];
+  /** What this host lacks for the network, each a phrase with how to get it. */
+  missing: string[];
+  /** The configuration list as JSON (micro's own, made with the subnet chosen here). */
+  config?: string;
+  /** Why there is no list: an unknown network, no free subnet. */
+  configError?: string;
+  /** The host's /etc/resolv.conf and systemd-resolved's upstream list ("" if absent). */
+  resolv: string;
+  resolvUpstream: string;
+  /** MICRO_DEFAULT_NETWORK: what `auto` becomes when set (none or bridge). */
+  defaultNetwork?: string;
 }
 
 export interface Plugin<O = Record<string, unknown>> {

@@ -26,6 +26,7 @@ import {
 import { openLibc } from "./sys/libc.ts";
 import { C, cstr } from "./sys/mod.ts";
 import { PLUGINS } from "../plugins/mod.ts";
+import { resolveAuto } from "../plugins/net.ts";
 import { containerDir, storeRoot } from "./store/paths.ts";
 import {
   type ContainerRecord,
@@ -188,6 +189,7 @@ export async function prepare(argv: string[]): Promise<Prepared> {
     containerDir: containerDir(root, containerId),
     readImageFile: stored ? (path, cap) => stored.view.readFile(path, cap) : undefined,
   });
+  resolveAuto(spec, host);
   const problems = [
     ...runChecks(spec, host),
     ...PLUGINS.filter((p) => spec.micro.plugins.includes(p.name)).flatMap((p) =>
@@ -229,7 +231,9 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
   }
   // Warnings once the run can go ahead (not before an error that stops it).
   for (const o of p.ops) {
-    const asked = o.plugin === "cgroups" ? p.spec.micro.cgroupLimits : o.plugin === "user";
+    const asked = o.plugin === "cgroups"
+      ? p.spec.micro.cgroupLimits
+      : o.plugin === "user" || o.plugin === "net";
     if (o.kind === "skipped" && asked) {
       console.error(`micro: warning: ${o.args.reason}`);
     }

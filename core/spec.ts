@@ -2,8 +2,8 @@
  * The resolved container spec. Shaped like the OCI runtime spec so that an OCI bundle can
  * enter here later and share everything below; fields micro adds live under `micro`.
  */
-
 import type { Resources } from "./cgroups/resources.ts";
+import type { PortMapping } from "./cni/ports.ts";
 
 export type NamespaceType = "mount" | "pid" | "uts" | "ipc" | "network" | "user" | "cgroup";
 
@@ -90,7 +90,26 @@ export interface Spec {
     hostView: string[];
     /** Devices bound from the host into the container's /dev. */
     devices: string[];
-    network: "none" | "host";
+    /**
+     * none, host, bridge (micro's own network), cni (a list in the config dir, `net.name`),
+     * or auto (the default profile's: bridge where the host can, else none), resolved
+     * against the host probe before the checks (core/cni/resolve.ts).
+     */
+    network: "none" | "host" | "bridge" | "cni" | "auto";
+    /** The net plugin's options for a CNI network. */
+    net?: {
+      /** The list's name (`micro` for bridge). */
+      name: string;
+      publish: PortMapping[];
+      dns: string[];
+      dnsSearch: string[];
+      addHosts: string[];
+      configDir: string;
+    };
+    /** Why `auto` became none on this host (one warning); unset when it did not. */
+    networkFallback?: string;
+    /** Files the run writes in its state dir and the mount plugin binds over /etc/NAME. */
+    runFiles?: string[];
     /** The enabled plugins, in plugin order. */
     plugins: string[];
     /** The cgroups plugin's placement and the device rates still named by path. */

@@ -122,7 +122,7 @@ export function createRunDir(root: string, id: string, uid: number): string {
   return dir;
 }
 
-function isAlive(pid: number | undefined, start: number | undefined): boolean {
+export function isAlive(pid: number | undefined, start: number | undefined): boolean {
   if (!pid) return false;
   const now = processStartTime(pid);
   return now >= 0 && now === start;
@@ -178,6 +178,9 @@ export function gc(
         continue;
       }
     }
+    // A CNI record left means DEL has not run (gcNetworks runs first, in the run's own
+    // network namespace only): the run stays until a micro there cleans it.
+    if (hasNetworkRecord(dir)) continue;
     if (state && isAlive(state.containerPid, state.containerStartTime)) {
       kill(state.containerPid!);
     }
@@ -185,4 +188,42 @@ export function gc(
     cleaned.push(e.name);
   }
   return cleaned;
+}
+
+/** The CNI record of a run (core/cni/exec.ts CACHE_FILE): its networks are not yet DELeted. */
+function hasNetworkRecord(dir: string): boolean {
+  try {
+    Deno.lstatSync(`${dir}/cni.json`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Runs whose micro is gone and whose networks are still attached, for gcNetworks (async:
+ * it runs the CNI plugins) before gc; with the container's init when it still runs.
+ */
+export function deadNetworkRuns(
+  root: string,
+  uid: number,
+): { dir: string; containerPid?: number }[] {
+  if (untrustedRoot(root, uid)) return [];
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(root)];
+  } catch {
+    return [];
+  }
+  const out: { dir: string; containerPid?: number }[] = [];
+  for (const e of entries) {
+    if (!e.isDirectory || e.name.startsWith(".")) continue;
+    const dir = `${root}/${e.name}`;
+    if (!hasNetworkRecord(dir)) continue;
+    const state = readState(dir);
+    if (state && isAlive(state.pid, state.startTime)) continue;
+    const live = state && isAlive(state.containerPid, state.containerStartTime);
+    out.push(live ? { dir, containerPid: state!.containerPid } : { dir });
+  }
+  return out;
 }

@@ -327,6 +327,24 @@ function planMounts(spec: Spec, host: HostInfo): Op[] {
     ),
   ));
 
+  // The network's /etc/hosts, /etc/hostname and /etc/resolv.conf, made per container in
+  // the run's state dir (never written into the image), writable as Docker's; the user's
+  // own mounts below may cover them.
+  if (spec.root.path !== null) {
+    for (const name of spec.micro.runFiles ?? []) {
+      ops.push(mountOp(
+        {
+          destination: `/etc/${name}`,
+          type: "bind",
+          source: `${host.stateDir}/${name}`,
+          options: ["bind", "file", "nosuid", "nodev", "noexec"],
+        },
+        spec,
+        host,
+      ));
+    }
+  }
+
   // What the user and the other plugins asked for, in order.
   for (const m of spec.mounts) ops.push(mountOp(m, spec, host));
 

@@ -1,22 +1,211 @@
-/** net: `none` is an own network namespace holding only `lo`, up; `host` shares the host's. */
+/**
+ * net: `none` is an own network namespace holding only `lo`, up; `host` shares the host's;
+ * `bridge` is micro's own CNI network `micro` (bridge micro0, NAT, published ports); a
+ * name is a CNI configuration list in the config directory; `auto` (the default profile)
+ * is bridge as root where the host has what it needs, else none with one warning.
+ */
+import { DEFAULT_CONFIG_DIR, MICRO_NETWORK } from "../core/cni/config.ts";
+import { checkAddHost, resolvConf } from "../core/cni/dns.ts";
+import { isIPv4, parsePublish, type PortMapping } from "../core/cni/ports.ts";
+import { MicroError } from "../core/errors.ts";
 import { type Op, op } from "../core/ops.ts";
 import type { Plugin } from "../core/plugin.ts";
+import type { Spec } from "../core/spec.ts";
 import { addNamespace, cloneOp } from "./_ns.ts";
 
-export const net: Plugin<{ mode?: "none" | "host" }> = {
+const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+
+interface NetOptions {
+  mode?: string;
+  publish?: string[];
+  dns?: string[];
+  dnsSearch?: string[];
+  addHosts?: string[];
+  configDir?: string;
+}
+
+/** The files micro makes per container and binds over /etc (never written into the image). */
+export const RUN_FILES = ["hosts", "hostname", "resolv.conf"];
+
+/** The CNI record's name in the run's state dir (core/cni/exec.ts CACHE_FILE). */
+const CACHE = "cni.json";
+
+export const net: Plugin<NetOptions> = {
   name: "net",
-  description: "network: none (own namespace, only lo, up) or host",
+  description: "network: none (only lo), host, bridge (micro's own CNI network), a CNI list's name",
   schema: {
     type: "object",
-    fields: { mode: { type: "string", enum: ["none", "host"], doc: "none or host" } },
+    fields: {
+      mode: {
+        type: "string",
+        doc: "none, host, bridge, auto (bridge as root when the host can), or a CNI network",
+        check: (v) =>
+          NAME.test(v) ? undefined : "a network is none, host, bridge, auto or a CNI network name",
+      },
+      publish: {
+        type: "list",
+        doc: "published ports: [HOST_IP:]HOST_PORT:CTR_PORT[/tcp|udp]",
+        items: {
+          type: "string",
+          check: (v) => {
+            const r = parsePublish(v);
+            return typeof r === "string" ? r : undefined;
+          },
+        },
+      },
+      dns: {
+        type: "list",
+        doc: "name servers for /etc/resolv.conf",
+        items: {
+          type: "string",
+          check: (v) =>
+            isIPv4(v) || /^[0-9a-fA-F:]+$/.test(v) && v.includes(":")
+              ? undefined
+              : `"${v}" is not an IP address`,
+        },
+      },
+      dnsSearch: {
+        type: "list",
+        doc: "search domains for /etc/resolv.conf",
+        items: {
+          type: "string",
+          check: (v) => /^[A-Za-z0-9.-]+$/.test(v) ? undefined : `"${v}" is not a domain`,
+        },
+      },
+      addHosts: {
+        type: "list",
+        doc: "extra /etc/hosts entries, NAME:IP",
+        items: { type: "string", check: checkAddHost },
+      },
+      configDir: {
+        type: "string",
+        doc: "the CNI configuration directory (default /etc/cni/net.d)",
+        check: (v) => v.startsWith("/") ? undefined : "the directory must be absolute",
+      },
+    },
   },
   configure(o, spec) {
     const mode = o.mode ?? "none";
-    spec.micro.network = mode;
-    if (mode === "none") addNamespace(spec, "network");
+    if (mode !== "host") addNamespace(spec, "network");
+    if (mode === "none" || mode === "host") {
+      spec.micro.network = mode;
+    } else {
+      spec.micro.network = mode === "auto"
+        ? "auto"
+        : mode === "bridge" || mode === MICRO_NETWORK
+        ? "bridge"
+        : "cni";
+      // auto gets them once it is resolved to bridge (resolveAuto).
+      if (mode !== "auto") spec.micro.runFiles = [...RUN_FILES];
+    }
+    const publish: PortMapping[] = [];
+    for (const p of o.publish ?? []) {
+      const r = parsePublish(p);
+      if (typeof r !== "string") publish.push(...r);
+    }
+    spec.micro.net = {
+      name: spec.micro.network === "cni" ? mode : MICRO_NETWORK,
+      publish,
+      dns: [...(o.dns ?? [])],
+      dnsSearch: [...(o.dnsSearch ?? [])],
+      addHosts: [...(o.addHosts ?? [])],
+      configDir: o.configDir ?? DEFAULT_CONFIG_DIR,
+    };
   },
-  plan(spec): Op[] {
-    if (spec.micro.network !== "none") return [];
-    return [cloneOp("net", "network"), op("identity", "net", "loopback-up", {})];
+  plan(spec, host): Op[] {
+    const mode = spec.micro.network;
+    if (mode === "host") return [];
+    const ops = [cloneOp("net", "network"), op("identity", "net", "loopback-up", {})];
+    if (spec.micro.networkFallback) {
+      ops.push(op("prepare", "net", "skipped", {
+        what: "network bridge",
+        reason: spec.micro.networkFallback,
+      }));
+    }
+    if ((mode !== "bridge" && mode !== "cni") || !host.net?.config) return ops;
+    const n = spec.micro.net!;
+    const cache = `${host.stateDir}/${CACHE}`;
+    ops.push(
+      op("attach", "net", "cni-add", {
+        network: n.name,
+        config: host.net.config,
+        containerId: host.id,
+        ifName: "eth0",
+        cniPath: host.net.cniPath,
+        portMappings: n.publish,
+        cache,
+        ...(spec.micro.runFiles?.length
+          ? {
+            files: {
+              dir: host.stateDir,
+              hostname: spec.hostname || host.id,
+              resolv: resolvConf(host.net.resolv, host.net.resolvUpstream, {
+                servers: n.dns,
+                search: n.dnsSearch,
+              }),
+              addHosts: n.addHosts,
+            },
+          }
+          : {}),
+      }),
+      op("cleanup", "net", "cni-del", { cache }),
+    );
+    return ops;
+  },
+  check(spec, host) {
+    const mode = spec.micro.network;
+    const n = spec.micro.net;
+    const errors: MicroError[] = [];
+    if ((mode === "none" || mode === "host") && n?.publish.length) {
+      errors.push(
+        new MicroError(`--publish needs a network with its own address, not "${mode}"`, {
+          phase: "check",
+          plugin: "net",
+          hint: "use --network bridge (or leave --network out), or drop -p",
+        }),
+      );
+    }
+    if (mode !== "bridge" && mode !== "cni") return errors;
+    const what = mode === "bridge" ? "--network bridge" : `--network ${n!.name}`;
+    const net = host.net;
+    if (net?.configError) {
+      errors.push(new MicroError(net.configError, { phase: "check", plugin: "net" }));
+    } else if (net?.missing.length) {
+      errors.push(
+        new MicroError(`${what} needs ${net.missing.join(", and ")}`, {
+          phase: "check",
+          plugin: "net",
+        }),
+      );
+    }
+    return errors;
   },
 };
+
+/**
+ * `auto` against the host probe: bridge as root where nothing is missing; else none, with
+ * the reason kept for one warning (as root) or silently (rootless: pasta comes later). A
+ * run that publishes ports asked for a network, so it is treated as `bridge`.
+ * MICRO_DEFAULT_NETWORK=none|bridge decides instead (a CI host, the test suite).
+ */
+export function resolveAuto(
+  spec: Spec,
+  host: { uid: number; net?: { missing: string[]; configError?: string; defaultNetwork?: string } },
+): void {
+  if (spec.micro.network !== "auto") return;
+  const net = host.net;
+  const chosen = net?.defaultNetwork;
+  const asked = (spec.micro.net?.publish.length ?? 0) > 0;
+  const bridge = () => {
+    spec.micro.network = "bridge";
+    spec.micro.runFiles = [...RUN_FILES];
+  };
+  if (chosen === "bridge" || asked) return bridge();
+  const why = chosen === "none" || host.uid !== 0
+    ? undefined
+    : net?.configError ?? (net?.missing.length ? `needs ${net.missing.join(", and ")}` : undefined);
+  if (chosen !== "none" && host.uid === 0 && why === undefined) return bridge();
+  spec.micro.network = "none";
+  delete spec.micro.runFiles;
+  if (why) spec.micro.networkFallback = `no bridge network, running with --network none: ${why}`;
+}

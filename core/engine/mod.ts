@@ -17,6 +17,7 @@ import { RunSignals, signalName } from "../signals.ts";
 import { C, cstr, type Sys } from "../sys/mod.ts";
 import type { RecordedCgroup } from "../cgroups/fs.ts";
 import { ParentOps } from "./parent.ts";
+import { NetworkOps } from "../cni/attach.ts";
 import { Watchdog } from "./watchdog.ts";
 import {
   CLONE_FLAGS,
@@ -208,6 +209,7 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
   const flags = cloneFlags(plan) | C.SIGCHLD;
   const childOps = plan.filter((o) => CHILD_PHASES.includes(o.phase));
   const parent = new ParentOps(plan, sys, { onCreate: opts.onCgroups });
+  const network = new NetworkOps(plan, sys);
   const signals = opts.signals ?? new RunSignals();
   const stopIfSignalled = () => {
     if (signals.stopSignal) throw stoppedError(signals.stopSignal);
@@ -222,6 +224,8 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
     if (targets.length) watchdog = Watchdog.prepare(targets, sys);
     for (let attempt = 0;; attempt++) {
       stopIfSignalled();
+      // A failed first start may have been attached already: DEL before the retry.
+      for (const p of await network.cleanup()) opts.onCleanupProblem?.(p);
       try {
         const { pid, ends } = await start(
           plan,
@@ -230,6 +234,7 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
           opts,
           sys,
           parent,
+          network,
           signals,
           watchdog,
         );
@@ -254,6 +259,7 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
     }
   } finally {
     if (!opts.signals) signals.remove();
+    for (const p of await network.cleanup()) opts.onCleanupProblem?.(p);
     for (const p of parent.cleanup()) opts.onCleanupProblem?.(p);
     watchdog?.dismiss(sys);
   }
@@ -267,6 +273,7 @@ async function start(
   opts: EngineOptions,
   sys: Sys,
   parent: ParentOps,
+  network: NetworkOps,
   signals: RunSignals,
   watchdog: Watchdog | null,
 ): Promise<{ pid: number; ends: StdioEnds }> {
@@ -370,6 +377,8 @@ async function start(
     opts.onChild?.(pid);
     await attach(plan, pid);
     parent.attach(pid);
+    // In its cgroup, its namespaces made: the network, while it still waits.
+    await network.attach(pid);
   } catch (e) {
     await abandon();
     throw e;

@@ -28,6 +28,15 @@ const TEMP_STORES: string[] = [];
  * on the host and no test sees another process's containers. Traversable (0711): a
  * hardened container's root mounts its overlay from there.
  */
+/**
+ * The default profile's network (`auto`) would be micro's bridge as root: it makes micro0,
+ * iptables rules and routes in the network namespace micro runs in, and these tests run in
+ * the machine's own. Every micro they start gets `none` there (network tests run micro in a
+ * namespace of their own and ask for bridge explicitly: test/integration/network_test.ts).
+ */
+export const SAFE_NETWORK_ENV = { MICRO_DEFAULT_NETWORK: "none" };
+Deno.env.set("MICRO_DEFAULT_NETWORK", "none");
+
 export const STORE_ROOT: string = (() => {
   const dir = Deno.makeTempDirSync({ prefix: "micro-test-store-" });
   Deno.chmodSync(dir, 0o711);
@@ -125,7 +134,8 @@ export async function run(args: string[], opts: RunOptions = {}): Promise<RunRes
     stdin: opts.stdin === undefined ? "null" : "piped",
     stdout: "piped",
     stderr: "piped",
-    env: opts.env,
+    // An empty environment keeps the safe network (see SAFE_NETWORK_ENV) unless told.
+    env: opts.clearEnv ? { ...SAFE_NETWORK_ENV, ...opts.env } : opts.env,
     clearEnv: opts.clearEnv,
     cwd: opts.cwd,
   }).spawn();

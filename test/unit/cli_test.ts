@@ -101,10 +101,10 @@ Deno.test("cli accepts --opt value, --opt=value, -o value, -ovalue and -o=value"
 });
 
 Deno.test("cli combines short flags like -it, with a value option last", () => {
-  const r = parse("run", "-itp", "hardened", "img", "sh");
+  const r = parse("run", "-itp", "8080:80", "img", "sh");
   assert.equal(r.terminal, true);
   assert.equal(r.stdin, true);
-  assert.deepEqual(r.profiles, ["hardened"]);
+  assert.deepEqual(r.layer, { net: { publish: ["8080:80"] } });
 });
 
 Deno.test("cli accepts =true and =false on boolean flags", () => {
@@ -186,7 +186,7 @@ Deno.test("cli help text lists every option", () => {
 Deno.test("cli maps Docker flags onto a profile-shaped layer", () => {
   const r = parse(
     "run",
-    "-p",
+    "--profile",
     "hardened",
     "--profile=./web.yaml",
     "--hostname",
@@ -233,11 +233,52 @@ Deno.test("cli maps Docker flags onto a profile-shaped layer", () => {
 
 Deno.test("cli --network none sets only the net mode", () => {
   assert.deepEqual(parse("run", "--network=none", "--", "true").layer, { net: { mode: "none" } });
+  assert.deepEqual(parse("run", "--network", "bridge", "--", "true").layer, {
+    net: { mode: "bridge" },
+  });
   assert.equal(
-    errorLine(() => parse("run", "--network", "bridge", "--", "true")),
-    'option "--network": invalid value "bridge": expected "none" or "host" ' +
-      '(see "micro run --help")',
+    errorLine(() => parse("run", "--network", "../x", "--", "true")),
+    'option "--network": invalid value "../x": expected "none", "host", "bridge" or a CNI ' +
+      'network\'s name (see "micro run --help")',
   );
+});
+
+Deno.test("cli -p is --publish (Docker's), and the profile is only --profile", () => {
+  const r = parse(
+    "run",
+    "-p",
+    "8080:80",
+    "--publish=127.0.0.1:5353:53/udp",
+    "-p",
+    "9000-9001:90-91",
+    "--dns",
+    "192.0.2.53",
+    "--dns-search",
+    "example.org",
+    "--add-host",
+    "db:192.0.2.7",
+    "--cni-config-dir",
+    "/etc/my-cni",
+    "img",
+    "sh",
+  );
+  assert.deepEqual(r.profiles, []);
+  assert.deepEqual(r.layer, {
+    net: {
+      configDir: "/etc/my-cni",
+      publish: ["8080:80", "127.0.0.1:5353:53/udp", "9000-9001:90-91"],
+      dns: ["192.0.2.53"],
+      dnsSearch: ["example.org"],
+      addHosts: ["db:192.0.2.7"],
+    },
+  });
+  assert.equal(
+    errorLine(() => parse("run", "-p", "hardened", "img", "sh")),
+    'option "-p": expected [HOST_IP:]HOST_PORT:CTR_PORT[/tcp|udp], e.g. 8080:80 (a host port ' +
+      'is required): "hardened" (see "micro run --help")',
+  );
+  assert.match(errorLine(() => parse("run", "-p", "80-81:80", "img", "sh")), /differ in length/);
+  assert.match(errorLine(() => parse("run", "--add-host", "db", "img", "sh")), /NAME:IP/);
 });
 
 Deno.test("cli -e sets variables and a bare KEY copies micro's own value", () => {

@@ -43,7 +43,10 @@ const PLUGINS: PluginSchema[] = [
   { name: "uts", schema: { type: "object", fields: { hostname: { type: "string" } } } },
   {
     name: "net",
-    schema: { type: "object", fields: { mode: { type: "string", enum: ["none", "host"] } } },
+    schema: {
+      type: "object",
+      fields: { mode: { type: "string", enum: ["none", "host", "auto"] } },
+    },
   },
   { name: "user", schema: { type: "object", fields: { size: { type: "integer", min: 1 } } } },
   ...["pid", "ipc", "cgroupns", "overlay"].map((name) => ({
@@ -139,7 +142,7 @@ Deno.test("no --profile resolves the default profile", () => {
     assert.equal(profile.sections[name].enabled, true, name);
   }
   assert.deepEqual(profile.sections.user, { enabled: false, options: {} });
-  assert.deepEqual(profile.sections.net.options, { mode: "none" });
+  assert.deepEqual(profile.sections.net.options, { mode: "auto" });
   assert.ok((profile.sections.mount.options.masked as string[]).includes("/proc/kcore"));
 });
 
@@ -564,7 +567,7 @@ Deno.test("wrong types and bad values are all reported together", () => {
   assert.deepEqual(errorLines(() => resolveProfile(["web.yaml"], null, PLUGINS, opts)), [
     'profile web.yaml: mount.masked[1] (line 2): invalid value "relative": must be an absolute path',
     'profile web.yaml: mount.tmpfs (line 3): expected a list, got "/tmp"',
-    'profile web.yaml: net.mode (line 4): invalid value "bridge": expected one of "none", "host"',
+    'profile web.yaml: net.mode (line 4): invalid value "bridge": expected one of "none", "host", "auto"',
     'profile web.yaml: net.enabled (line 4): expected a boolean, got "no"',
     "profile web.yaml: user.size (line 5): invalid value 0: expected an integer >= 1",
     "profile web.yaml: process.env.A (line 7): expected a string, got 1 (quote it)",
@@ -640,7 +643,7 @@ Deno.test("command-line values are validated and named without a line", () => {
     'command line: process.cwd: invalid value "rel": expected an absolute path',
     'command line: process.rlimits.nofile: invalid value "x": expected SOFT[:HARD], each a ' +
     'number or "unlimited"',
-    'command line: net.mode: invalid value "bridge": expected one of "none", "host"',
+    'command line: net.mode: invalid value "bridge": expected one of "none", "host", "auto"',
   ]);
 });
 

@@ -1,0 +1,216 @@
+/**
+ * The engine's network ops: `cni-add` while the child waits after clone (its network
+ * namespace exists, its command has not started), `cni-del` at cleanup. The namespace is
+ * held open by an fd of micro's until DEL, so DEL finds the container's interface even
+ * though its processes are gone; the CNI record is written before ADD, so a later micro
+ * can DEL what a killed one added (core/cni/gc.ts).
+ */
+import { errnoOf, MicroError } from "../errors.ts";
+import type { Op } from "../ops.ts";
+import { C, cstr, type Sys } from "../sys/mod.ts";
+import type { ConfList } from "./config.ts";
+import { hostsFile } from "./dns.ts";
+import {
+  addNetwork,
+  type Attachment,
+  CACHE_FILE,
+  type CniCache,
+  delNetwork,
+  readCache,
+  resultAddress,
+  writeCache,
+} from "./exec.ts";
+import { isAlive, readState } from "../state.ts";
+import { formatMapping, type PortMapping } from "./ports.ts";
+
+type AddOp = Op & { kind: "cni-add" };
+
+/** This process's network namespace, as `net:[INODE]`. */
+export function currentNetns(): string {
+  try {
+    return Deno.readLinkSync("/proc/self/ns/net");
+  } catch {
+    return "";
+  }
+}
+
+/**
+ * Each published port, bound and let go at once: a port something already holds is a
+ * one-line error before ADD (portmap's DNAT would otherwise hide that service silently).
+ */
+export function checkPorts(ports: PortMapping[]): void {
+  for (const m of ports) {
+    const hostname = m.hostIP === "" ? "0.0.0.0" : m.hostIP;
+    try {
+      if (m.protocol === "tcp") Deno.listen({ hostname, port: m.hostPort }).close();
+      else Deno.listenDatagram({ transport: "udp", hostname, port: m.hostPort }).close();
+    } catch (e) {
+      const inUse = e instanceof Deno.errors.AddrInUse;
+      throw new MicroError(inUse ? "the port is already in use" : (e as Error).message, {
+        phase: "attach",
+        plugin: "net",
+        op: "publish",
+        paths: { port: formatMapping(m) },
+        hint: inUse
+          ? "stop what listens there, or publish another host port"
+          : e instanceof Deno.errors.AddrNotAvailable
+          ? "the host address is not one of this host's"
+          : undefined,
+      });
+    }
+  }
+}
+
+/**
+ * The published ports of other live runs in this network namespace that `ports` would
+ * take over: portmap's DNAT does not listen, so a bind test cannot see them; their CNI
+ * records (next to this run's, under the state root) can.
+ */
+export function portsInUse(ports: PortMapping[], cache: string): string | undefined {
+  if (!ports.length) return undefined;
+  const runDir = cache.slice(0, cache.lastIndexOf("/"));
+  const root = runDir.slice(0, runDir.lastIndexOf("/"));
+  const here = currentNetns();
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(root)];
+  } catch {
+    return undefined;
+  }
+  for (const e of entries) {
+    const dir = `${root}/${e.name}`;
+    if (!e.isDirectory || e.name.startsWith(".") || dir === runDir) continue;
+    let other: CniCache | null;
+    try {
+      other = readCache(`${dir}/${CACHE_FILE}`);
+    } catch {
+      continue;
+    }
+    if (!other || other.hostNetns !== here) continue;
+    const state = readState(dir);
+    if (!state || !isAlive(state.pid, state.startTime)) continue;
+    const theirs = (other.runtimeConfig?.portMappings ?? []) as PortMapping[];
+    for (const m of ports) {
+      const clash = theirs.find((t) =>
+        t.hostPort === m.hostPort && t.protocol === m.protocol &&
+        (t.hostIP === "" || m.hostIP === "" || t.hostIP === m.hostIP)
+      );
+      if (clash) return `${formatMapping(m)} is published by container "${state.id}"`;
+    }
+  }
+  return undefined;
+}
+
+export class NetworkOps {
+  private fd = -1;
+  private added: { list: ConfList; a: Attachment; result: unknown; cache: string } | null = null;
+
+  constructor(private readonly plan: Op[], private readonly sys: Sys) {}
+
+  /** Whether the plan attaches the container to a network at all. */
+  get wanted(): boolean {
+    return this.plan.some((o) => o.kind === "cni-add");
+  }
+
+  /** attach: ADD the waiting child (pid) to each network, then write its DNS files. */
+  async attach(pid: number): Promise<void> {
+    for (const o of this.plan) {
+      if (o.phase === "attach" && o.kind === "cni-add") await this.add(o as AddOp, pid);
+    }
+  }
+
+  private async add(o: AddOp, pid: number): Promise<void> {
+    const args = o.args;
+    checkPorts(args.portMappings);
+    const taken = portsInUse(args.portMappings, args.cache);
+    if (taken) {
+      throw new MicroError(`the port is already in use: ${taken}`, {
+        phase: "attach",
+        plugin: "net",
+        op: "publish",
+        hint: "publish another host port, or stop that container",
+      });
+    }
+    const path = `/proc/${pid}/ns/net`;
+    const fd = this.sys.open(cstr(path), C.O_RDONLY | C.O_CLOEXEC, 0);
+    if (fd < 0) {
+      throw new MicroError("", {
+        phase: "attach",
+        plugin: "net",
+        op: "open",
+        paths: { path },
+        errno: -fd,
+      });
+    }
+    this.fd = fd;
+    const list = JSON.parse(args.config) as ConfList;
+    const a: Attachment = {
+      containerId: args.containerId,
+      netns: `/proc/${Deno.pid}/fd/${fd}`,
+      ifName: args.ifName,
+      cniPath: args.cniPath,
+      ...(args.portMappings.length ? { runtimeConfig: { portMappings: args.portMappings } } : {}),
+    };
+    const cache: CniCache = {
+      kind: "cniCacheV1",
+      containerId: a.containerId,
+      ifName: a.ifName,
+      cniPath: a.cniPath,
+      ...(a.runtimeConfig ? { runtimeConfig: a.runtimeConfig } : {}),
+      config: list,
+      hostNetns: currentNetns(),
+      result: null,
+    };
+    // Recorded before anything exists, so a micro killed during ADD is cleaned up too.
+    writeCache(args.cache, cache);
+    this.added = { list, a, result: null, cache: args.cache };
+    const result = await addNetwork(list, a);
+    this.added.result = result;
+    writeCache(args.cache, { ...cache, result });
+    if (args.files) this.writeFiles(o, resultAddress(result));
+  }
+
+  private writeFiles(o: AddOp, address: string | undefined): void {
+    const f = o.args.files!;
+    const files: [string, string][] = [
+      ["hosts", hostsFile(f.hostname, address, f.addHosts)],
+      ["hostname", f.hostname + "\n"],
+      ["resolv.conf", f.resolv],
+    ];
+    for (const [name, text] of files) {
+      const path = `${f.dir}/${name}`;
+      try {
+        Deno.writeTextFileSync(path, text, { mode: 0o644 });
+        Deno.chmodSync(path, 0o644);
+      } catch (e) {
+        throw new MicroError("", {
+          phase: "attach",
+          plugin: "net",
+          op: "write",
+          paths: { path },
+          errno: errnoOf(e, 5),
+        });
+      }
+    }
+  }
+
+  /** cleanup: DEL what ADD made (even a failed ADD), then let the namespace go. */
+  async cleanup(): Promise<string[]> {
+    const problems: string[] = [];
+    const done = this.added;
+    this.added = null;
+    if (done) {
+      try {
+        await delNetwork(done.list, done.a, done.result);
+        Deno.removeSync(done.cache);
+      } catch (e) {
+        problems.push(
+          `network ${done.list.name}: ${e instanceof MicroError ? e.line() : String(e)}`,
+        );
+      }
+    }
+    if (this.fd >= 0) this.sys.close(this.fd);
+    this.fd = -1;
+    return problems;
+  }
+}

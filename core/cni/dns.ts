@@ -1,0 +1,88 @@
+/**
+ * The container's /etc/resolv.conf, /etc/hosts and /etc/hostname, as Docker makes them:
+ * the host's resolv.conf without loopback resolvers (they would answer inside the
+ * container's own namespace, where nothing listens), `--dns`, `--dns-search`; hosts with
+ * localhost, `--add-host` entries and the container's own name and address.
+ */
+
+/** Docker's fallback when the host has only loopback resolvers and no upstream list. */
+export const FALLBACK_DNS = ["8.8.8.8", "8.8.4.4"];
+
+/** systemd-resolved's list of the upstream servers behind its 127.0.0.53 stub. */
+export const RESOLVED_UPSTREAM = "/run/systemd/resolve/resolv.conf";
+
+function isLoopback(addr: string): boolean {
+  return /^127\./.test(addr) || addr === "::1" || addr === "0:0:0:0:0:0:0:1";
+}
+
+export function nameservers(text: string): string[] {
+  return text.split("\n").map((l) => /^\s*nameserver\s+(\S+)/.exec(l)?.[1])
+    .filter((s): s is string => !!s);
+}
+
+export interface DnsOptions {
+  /** `--dns`: replaces the host's servers. */
+  servers?: string[];
+  /** `--dns-search`: replaces the host's search domains. */
+  search?: string[];
+}
+
+/**
+ * The container's resolv.conf from the host's (`host`) and, for a host whose servers are
+ * all loopback, systemd-resolved's upstream list (`upstream`, "" when absent).
+ */
+export function resolvConf(host: string, upstream: string, o: DnsOptions = {}): string {
+  const lines = host.split("\n").filter((l) => !/^\s*$/.test(l));
+  let servers = nameservers(host).filter((s) => !isLoopback(s));
+  let search: string[] | undefined;
+  const kept: string[] = [];
+  for (const l of lines) {
+    if (/^\s*nameserver\s/.test(l)) continue;
+    const s = /^\s*(?:search|domain)\s+(.*)$/.exec(l);
+    if (s) {
+      search = s[1].trim().split(/\s+/);
+      continue;
+    }
+    if (/^\s*options\s/.test(l)) kept.push(l.trim());
+  }
+  if (servers.length === 0) {
+    const up = nameservers(upstream).filter((s) => !isLoopback(s));
+    servers = up.length ? up : FALLBACK_DNS;
+  }
+  if (o.servers?.length) servers = o.servers;
+  if (o.search?.length) search = o.search.filter((s) => s !== ".");
+  const out = servers.map((s) => `nameserver ${s}`);
+  if (search?.length) out.unshift(`search ${search.join(" ")}`);
+  return [...out, ...kept].join("\n") + "\n";
+}
+
+/** Docker's /etc/hosts: localhost, the IPv6 names, `extra` (NAME:IP), then the container. */
+export function hostsFile(name: string, address: string | undefined, extra: string[]): string {
+  const lines = [
+    "127.0.0.1\tlocalhost",
+    "::1\tlocalhost ip6-localhost ip6-loopback",
+    "fe00::0\tip6-localnet",
+    "ff00::0\tip6-mcastprefix",
+    "ff02::1\tip6-allnodes",
+    "ff02::2\tip6-allrouters",
+  ];
+  for (const e of extra) {
+    const i = e.indexOf(":");
+    lines.push(`${e.slice(i + 1)}\t${e.slice(0, i)}`);
+  }
+  if (address) lines.push(`${address}\t${name}`);
+  return lines.join("\n") + "\n";
+}
+
+/** `--add-host NAME:IP` (the IP may be IPv6, so only the first colon splits). */
+export function checkAddHost(text: string): string | undefined {
+  const i = text.indexOf(":");
+  if (i <= 0 || i === text.length - 1) return `expected NAME:IP, got "${text}"`;
+  const name = text.slice(0, i);
+  const ip = text.slice(i + 1);
+  if (!/^[A-Za-z0-9]([A-Za-z0-9.-]*)$/.test(name)) return `"${name}" is not a host name`;
+  if (!/^(\d{1,3}\.){3}\d{1,3}$/.test(ip) && !/^[0-9a-fA-F:]+$/.test(ip)) {
+    return `"${ip}" is not an IP address`;
+  }
+  return undefined;
+}

@@ -1,0 +1,109 @@
+/**
+ * The host facts a CNI network needs, read once before planning (core/host.ts): where the
+ * plugins are and which are missing, iptables (bridge's masquerade, portmap and firewall
+ * run it), the configuration list (micro's own made with a subnet free on this host), and
+ * the host's resolv.conf.
+ */
+import { FileRefused, KiB, readRegularFile } from "../files.ts";
+import { MicroError } from "../errors.ts";
+import type { NetFacts } from "../plugin.ts";
+import type { Spec } from "../spec.ts";
+import type { Sys } from "../sys/mod.ts";
+import {
+  type ConfList,
+  loadConfList,
+  MICRO_BRIDGE,
+  MICRO_PLUGINS,
+  microConfList,
+} from "./config.ts";
+import { RESOLVED_UPSTREAM } from "./dns.ts";
+import { findPlugin } from "./exec.ts";
+import { chooseSubnet, parseRoutes } from "./subnet.ts";
+
+/** Where the micro network's host-local leases live: with the run state, gone at reboot. */
+export const IPAM_DIR = "/run/micro/.networks";
+
+export const DEFAULT_CNI_PATH = ["/usr/lib/cni", "/opt/cni/bin"];
+
+const PLUGINS_HINT = "Debian: apt install containernetworking-plugins, or set CNI_PATH";
+const BIN_PATH = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
+
+function onPath(name: string): boolean {
+  return BIN_PATH.some((d) => {
+    try {
+      const st = Deno.statSync(`${d}/${name}`);
+      return st.isFile && ((st.mode ?? 0) & 0o111) !== 0;
+    } catch {
+      return false;
+    }
+  });
+}
+
+function readSmall(sys: Sys, path: string): string {
+  try {
+    return readRegularFile(sys, path, 64 * KiB);
+  } catch (e) {
+    if (e instanceof FileRefused) return "";
+    throw e;
+  }
+}
+
+/** The plugin types a list runs, with its IPAM plugins. */
+function pluginTypes(list: ConfList): string[] {
+  const out: string[] = [];
+  for (const p of list.plugins) {
+    out.push(p.type);
+    const ipam = (p as { ipam?: { type?: unknown } }).ipam;
+    if (typeof ipam?.type === "string" && /^[a-zA-Z0-9_.-]+$/.test(ipam.type)) out.push(ipam.type);
+  }
+  return [...new Set(out)];
+}
+
+export function probeNetwork(spec: Spec, sys: Sys, uid: number): NetFacts {
+  const env = Deno.env.get("CNI_PATH");
+  const cniPath = env ? env.split(":").filter((d) => d.startsWith("/")) : DEFAULT_CNI_PATH;
+  const facts: NetFacts = {
+    cniPath,
+    missing: [],
+    resolv: readSmall(sys, "/etc/resolv.conf"),
+    resolvUpstream: readSmall(sys, RESOLVED_UPSTREAM),
+  };
+  const chosen = Deno.env.get("MICRO_DEFAULT_NETWORK");
+  if (chosen) facts.defaultNetwork = chosen;
+  if (uid !== 0) {
+    facts.missing.push("root (rootless networks are not there yet: use --network none or host)");
+    return facts;
+  }
+  let list: ConfList | undefined;
+  if (spec.micro.network === "cni") {
+    try {
+      list = loadConfList(spec.micro.net!.configDir, spec.micro.net!.name);
+    } catch (e) {
+      facts.configError = e instanceof MicroError ? e.line() : String(e);
+      return facts;
+    }
+  } else {
+    let routes = "";
+    try {
+      routes = Deno.readTextFileSync("/proc/net/route");
+    } catch { /* no IPv4 routes to avoid */ }
+    const free = chooseSubnet(parseRoutes(routes), MICRO_BRIDGE);
+    if (!free) {
+      facts.configError = "no private /16 is free of this host's routes for micro's network";
+      return facts;
+    }
+    list = microConfList(free.subnet, free.gateway, IPAM_DIR);
+  }
+  facts.config = JSON.stringify(list);
+  const types = spec.micro.network === "cni" ? pluginTypes(list) : MICRO_PLUGINS;
+  const absent = types.filter((t) => !findPlugin(t, cniPath));
+  if (absent.length) {
+    facts.missing.push(
+      `the CNI plugin${absent.length > 1 ? "s" : ""} ${absent.join(", ")} in ${
+        cniPath.join(":")
+      } (${PLUGINS_HINT})`,
+    );
+  }
+  if (!onPath("iptables")) facts.missing.push("iptables (Debian: apt install iptables)");
+  return facts;
+}
