@@ -102,7 +102,6 @@ export function portsInUse(ports: PortMapping[], cache: string): string | undefi
 }
 
 export class NetworkOps {
-  private fd = -1;
   private added: { list: ConfList; a: Attachment; result: unknown; cache: string } | null = null;
 
   constructor(private readonly plan: Op[], private readonly sys: Sys) {}
@@ -131,22 +130,11 @@ export class NetworkOps {
         hint: "publish another host port, or stop that container",
       });
     }
-    const path = `/proc/${pid}/ns/net`;
-    const fd = this.sys.open(cstr(path), C.O_RDONLY | C.O_CLOEXEC, 0);
-    if (fd < 0) {
-      throw new MicroError("", {
-        phase: "attach",
-        plugin: "net",
-        op: "open",
-        paths: { path },
-        errno: -fd,
-      });
-    }
-    this.fd = fd;
+    const netns = `${args.cache.slice(0, args.cache.lastIndexOf("/"))}/${NETNS_FILE}`;
     const list = JSON.parse(args.config) as ConfList;
     const a: Attachment = {
       containerId: args.containerId,
-      netns: `/proc/${Deno.pid}/fd/${fd}`,
+      netns,
       ifName: args.ifName,
       cniPath: args.cniPath,
       ...(args.portMappings.length ? { runtimeConfig: { portMappings: args.portMappings } } : {}),
@@ -159,11 +147,13 @@ export class NetworkOps {
       ...(a.runtimeConfig ? { runtimeConfig: a.runtimeConfig } : {}),
       config: list,
       hostNetns: currentNetns(),
+      netnsPath: netns,
       result: null,
     };
     // Recorded before anything exists, so a micro killed during ADD is cleaned up too.
     writeCache(args.cache, cache);
     this.added = { list, a, result: null, cache: args.cache };
+    pinNetns(this.sys, `/proc/${pid}/ns/net`, netns);
     const result = await addNetwork(list, a);
     this.added.result = result;
     writeCache(args.cache, { ...cache, result });
@@ -202,15 +192,74 @@ export class NetworkOps {
     if (done) {
       try {
         await delNetwork(done.list, done.a, done.result);
-        Deno.removeSync(done.cache);
       } catch (e) {
         problems.push(
           `network ${done.list.name}: ${e instanceof MicroError ? e.line() : String(e)}`,
         );
       }
+      const why = unpinNetns(this.sys, done.a.netns);
+      if (why) problems.push(why);
+      else {
+        try {
+          Deno.removeSync(done.cache);
+        } catch { /* the run's dir goes next anyway */ }
+      }
     }
-    if (this.fd >= 0) this.sys.close(this.fd);
-    this.fd = -1;
     return problems;
   }
+}
+
+/** The pinned namespace's name in the run's state dir. */
+export const NETNS_FILE = "netns";
+
+/**
+ * Keeps the container's network namespace alive past its processes and past micro itself
+ * (a bind mount of /proc/PID/ns/net, as podman's /run/netns): DEL needs the interface to
+ * find the addresses whose NAT rules it removes, also when gc runs it after a kill -9.
+ */
+function pinNetns(sys: Sys, source: string, target: string): void {
+  try {
+    Deno.writeFileSync(target, new Uint8Array(), { mode: 0o400 });
+  } catch (e) {
+    throw new MicroError("", {
+      phase: "attach",
+      plugin: "net",
+      op: "create",
+      paths: { path: target },
+      errno: errnoOf(e, 5),
+    });
+  }
+  const rc = sys.mount(cstr(source), cstr(target), null, C.MS_BIND, null);
+  if (rc < 0) {
+    throw new MicroError("", {
+      phase: "attach",
+      plugin: "net",
+      op: "mount",
+      paths: { src: source, dst: target, flags: "MS_BIND" },
+      errno: -rc,
+    });
+  }
+}
+
+/** Whether `path` is a mount of a namespace (its device differs from its directory's). */
+export function isPinned(path: string): boolean {
+  try {
+    return Deno.statSync(path).dev !== Deno.statSync(path.slice(0, path.lastIndexOf("/"))).dev;
+  } catch {
+    return false;
+  }
+}
+
+/** Lets the pinned namespace go (lazily: a plugin may still hold it); a problem, or "". */
+export function unpinNetns(sys: Sys, path: string): string {
+  if (isPinned(path)) {
+    const rc = sys.umount2(cstr(path), C.MNT_DETACH);
+    if (rc < 0 && -rc !== 22) return `umount ${path}: errno ${-rc}`;
+  }
+  try {
+    Deno.removeSync(path);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) return `remove ${path}: ${(e as Error).message}`;
+  }
+  return "";
 }

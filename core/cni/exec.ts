@@ -223,6 +223,8 @@ export interface CniCache {
   config: ConfList;
   /** The network namespace micro ran in (`net:[INODE]`): DEL must run there. */
   hostNetns: string;
+  /** The container's namespace, pinned by a bind mount until DEL (core/cni/attach.ts). */
+  netnsPath?: string;
   /** The ADD result; null until ADD succeeded. */
   result: unknown;
 }

@@ -5,7 +5,8 @@
  * micro in its own namespace (state.ts gc keeps a run dir while its record is there).
  */
 import { CACHE_FILE, cachedAttachment, delNetwork, readCache } from "./exec.ts";
-import { currentNetns } from "./attach.ts";
+import { currentNetns, isPinned, NETNS_FILE, unpinNetns } from "./attach.ts";
+import { openLibc } from "../sys/libc.ts";
 import { MicroError } from "../errors.ts";
 
 export interface DeadRun {
@@ -25,18 +26,33 @@ export async function gcNetworks(runs: DeadRun[]): Promise<string[]> {
       cache = readCache(path);
     } catch (e) {
       warnings.push(`${path}: ${(e as Error).message}; removed`);
-      Deno.removeSync(path);
+      removeRecord(path);
       continue;
     }
     if (!cache || cache.hostNetns !== here) continue;
-    const netns = run.containerPid ? `/proc/${run.containerPid}/ns/net` : "";
+    // The pinned namespace outlives the container: DEL finds its interface there.
+    // Only ever the run's own file: the record names no other path micro would unmount.
+    const pin = `${run.dir}/${NETNS_FILE}`;
+    const pinned = isPinned(pin) ? pin : "";
+    const netns = pinned || (run.containerPid ? `/proc/${run.containerPid}/ns/net` : "");
     try {
       await delNetwork(cache.config, cachedAttachment(cache, netns), cache.result);
     } catch (e) {
       const why = e instanceof MicroError ? e.line() : (e as Error).message;
       warnings.push(`network ${cache.config.name} of ${run.dir}: ${why}`);
     }
-    Deno.removeSync(path);
+    const why = unpinNetns(openLibc(), pin);
+    if (why) warnings.push(why);
+    removeRecord(path);
   }
   return warnings;
+}
+
+/** Another micro's gc may have taken it meanwhile: that is fine. */
+function removeRecord(path: string): void {
+  try {
+    Deno.removeSync(path);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
 }
