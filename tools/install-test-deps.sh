@@ -17,10 +17,12 @@ set -eu
 # uidmap: newuidmap/newgidmap, the setuid helpers of rootless runs with subordinate ids
 # podman: the reference the image store's unpacked trees are compared with
 # mmdebstrap: the Debian root (nginx-light) of the real-service test (test/integration/nginx_test.ts)
+# containernetworking-plugins, iptables, curl: micro's bridge network, its NAT and published
+#   ports (test/integration/network_test.ts, inside namespaces the tests make)
 PACKAGES="busybox-static iproute2 util-linux procps python3 attr libcap2-bin"
 PACKAGES="$PACKAGES binutils binutils-aarch64-linux-gnu qemu-user-static"
 PACKAGES="$PACKAGES docker-registry skopeo openssl apache2-utils uidmap podman"
-PACKAGES="$PACKAGES mmdebstrap"
+PACKAGES="$PACKAGES mmdebstrap containernetworking-plugins iptables curl"
 
 installed() {
   status=$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) || return 1
