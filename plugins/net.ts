@@ -185,7 +185,8 @@ export const net: Plugin<NetOptions> = {
 /**
  * `auto` against the host probe: bridge as root where nothing is missing; else none, with
  * the reason kept for one warning (as root) or silently (rootless: pasta comes later). A
- * run that publishes ports asked for a network, so it is treated as `bridge`.
+ * run that publishes ports asked for a network, so it is treated as `bridge` (but under
+ * MICRO_DEFAULT_NETWORK=none).
  * MICRO_DEFAULT_NETWORK=none|bridge decides instead (a CI host, the test suite).
  */
 export function resolveAuto(
@@ -200,7 +201,9 @@ export function resolveAuto(
     spec.micro.network = "bridge";
     spec.micro.runFiles = [...RUN_FILES];
   };
-  if (chosen === "bridge" || asked) return bridge();
+  // MICRO_DEFAULT_NETWORK=none wins even over -p (which the checks then refuse): the test
+  // suite relies on it never to build micro0 in the machine's own namespace.
+  if (chosen === "bridge" || (asked && chosen !== "none")) return bridge();
   const why = chosen === "none" || host.uid !== 0
     ? undefined
     : net?.configError ?? (net?.missing.length ? `needs ${net.missing.join(", and ")}` : undefined);

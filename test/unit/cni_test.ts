@@ -479,6 +479,14 @@ Deno.test("net auto: bridge as root when the host has it, else none with one rea
   resolveAuto(s4, host({}, { defaultNetwork: "none" }));
   assert.equal(s4.micro.network, "none");
   assert.equal(s4.micro.networkFallback, undefined);
+  // -p asks for a network; but MICRO_DEFAULT_NETWORK=none wins, and the check refuses -p
+  const s6 = spec({ net: { publish: ["8080:80"] } });
+  resolveAuto(s6, host({ uid: 0 }, { missing: [] }));
+  assert.equal(s6.micro.network, "bridge");
+  const s7 = spec({ net: { publish: ["8080:80"] } });
+  resolveAuto(s7, host({}, { defaultNetwork: "none" }));
+  assert.equal(s7.micro.network, "none");
+  assert.match(net.check!(s7, host())[0].line(), /--publish needs a network/);
   // hardened keeps none whatever the host has
   const s5 = spec({}, ["hardened"]);
   resolveAuto(s5, host());
