@@ -44,6 +44,9 @@ const NEEDS_NET = lacking(
 
 const dec = new TextDecoder();
 
+/** The environment of micro in a namespace that plays the host: `auto` decides. */
+const AS_A_HOST = { MICRO_DEFAULT_NETWORK: "" };
+
 /** A network namespace held by a sleeping process; gone once it is killed. */
 class Netns {
   private constructor(
@@ -122,13 +125,20 @@ class Netns {
     return dec.decode(out.stdout);
   }
 
-  /** micro ARGS in the namespace. */
-  micro(args: string[], env?: Record<string, string>): Promise<RunResult> {
-    return run([...this.enter, MICRO, ...args], { cmd: "nsenter", env, timeoutMs: 60_000 });
+  /**
+   * micro ARGS in the namespace, as on a real host: the default profile's network is
+   * `auto` here (the suite's MICRO_DEFAULT_NETWORK=none is for the machine's own namespace).
+   */
+  micro(args: string[], env: Record<string, string> = {}): Promise<RunResult> {
+    return run([...this.enter, MICRO, ...args], {
+      cmd: "nsenter",
+      env: { ...AS_A_HOST, ...env },
+      timeoutMs: 60_000,
+    });
   }
 
   background(args: string[], env: Record<string, string> = {}): Background {
-    const set = Object.entries(env).map(([k, v]) => `${k}=${v}`);
+    const set = Object.entries({ ...AS_A_HOST, ...env }).map(([k, v]) => `${k}=${v}`);
     return new Background([...this.enter, "env", ...set, MICRO, ...args], {
       cmd: "nsenter",
     });
@@ -490,7 +500,7 @@ async function killedRun(cniPath: string, log: string): Promise<void> {
 
 microTest("the default profile uses the bridge as root; hardened keeps only lo", async () => {
   await withHosts(async (host) => {
-    const auto = { MICRO_DEFAULT_NETWORK: "" };
+    const auto = AS_A_HOST;
     const d = ok(await host.micro(["run", "--rm", IMAGE, "ip", "-o", "link"], auto));
     assert.match(d, /eth0@/);
     const h = ok(
