@@ -27,6 +27,7 @@ import { openLibc } from "./sys/libc.ts";
 import { C, cstr } from "./sys/mod.ts";
 import { PLUGINS } from "../plugins/mod.ts";
 import { containerDir, storeRoot } from "./store/paths.ts";
+import { idmapImage, type IdmappedImage } from "./engine/idmapped.ts";
 import {
   type ContainerRecord,
   ContainerRun,
@@ -246,8 +247,10 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
   const container = new ContainerRun(p.req.root ?? storeRoot(uid), containerRecord(p, argv, state));
   let use: ImageUse | null = null;
   let tree = -1;
+  let mapped: IdmappedImage | null = null;
   const removeOnExit = () => {
     if (tree >= 0) sys.close(tree);
+    mapped?.close();
     if (!container.made) delete state.containerDir; // not this run's
     if (use) {
       use.release();
@@ -290,9 +293,21 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
     // The child's root is a copy of the mount of the very directory opened above; a
     // rootless parent may not copy mounts, and its child checks what it binds by name.
     tree = image ? sys.openTree(image.fd, EMPTY, TREE_FLAGS) : -1;
-    const result = await execute(resolved.ops, {
+    // Root running a user namespace that shifts ids (hardened): the image idmapped to it.
+    mapped = await idmapImage(
+      sys,
+      resolved.ops,
+      uid,
+      tree,
+      p.stored?.hold.layers,
+      `${dir}/layers`,
+      (m) => console.error(`micro: warning: ${m}`),
+    );
+    const result = await execute(mapped.ops, {
       rootPath: `${dir}/root`,
       imageFd: tree,
+      layerFds: mapped.layerFds,
+      layerMounts: mapped.layerMounts,
       imageId: image ? { dev: image.dev, ino: image.ino } : undefined,
       terminal: p.req.terminal,
       stdin: p.req.stdin,

@@ -151,6 +151,11 @@ const FD_IMAGE = FD_KEEP + 1;
 /** The sealed memfd holding the exec trampoline (close-on-exec). */
 export const FD_EXE = FD_KEEP + 2;
 const FD_KEEP_LAST = FD_EXE;
+/**
+ * Idmapped copies of a store image's layers (see idmapped.ts), kept from here up: the
+ * overlay's lower directories are their /proc/self/fd paths.
+ */
+export const FD_LAYERS = 1100;
 /** EXDEV is what the child reports for a destination refused by its own checks. */
 const E_REFUSED = 18;
 /**
@@ -186,6 +191,13 @@ export interface ChildContext {
   imageId?: { dev: number; ino: number };
   /** The sealed memfd holding the exec trampoline (see `trampoline.ts`). */
   exe: number;
+  /** Idmapped layer trees, kept at FD_LAYERS + k (close-on-exec). */
+  layerFds?: readonly number[];
+  /**
+   * Where each is attached before the overlay is made (overlayfs takes no detached layer):
+   * the overlay's lower directories.
+   */
+  layerMounts?: readonly string[];
 }
 
 const MS: Record<MountFlag, number> = {
@@ -552,6 +564,22 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         1: "mounting an overlay in this user namespace is not allowed (Linux 5.11+)",
       },
     };
+    const attachAt = (ctx.layerMounts ?? []).map((p) => cstr(p));
+    if (attachAt.length) {
+      step(engine("move_mount(idmapped layers)", { at: ctx.layerMounts!.join(":") }), () => {
+        for (let k = 0; k < attachAt.length; k++) {
+          const rc = sys.moveMount(
+            FD_LAYERS + k,
+            EMPTY,
+            C.AT_FDCWD,
+            attachAt[k],
+            C.MOVE_MOUNT_F_EMPTY_PATH,
+          );
+          if (rc < 0) return rc;
+        }
+        return 0;
+      });
+    }
     step(oi, () => {
       const fs = sys.fsopen(OVERLAY, C.FSOPEN_CLOEXEC);
       if (fs < 0) return fs;
@@ -618,7 +646,13 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
   });
   // What the child keeps moves to its fixed number; every other inherited fd above 2 is
   // closed, the unused fixed numbers included.
-  const keep = [[ctx.report, FD_REPORT], [imageFd, FD_IMAGE], [ctx.exe, FD_EXE]];
+  const layers = ctx.layerFds ?? [];
+  const keep = [
+    [ctx.report, FD_REPORT],
+    [imageFd, FD_IMAGE],
+    [ctx.exe, FD_EXE],
+    ...layers.map((fd, k) => [fd, FD_LAYERS + k]),
+  ];
   const kept = keep.filter(([fd]) => fd >= 0).map(([fd, at]) => `${fd}>${at}`).join(",");
   step(engine("close_range", { keep: kept }), () => {
     for (let k = 0; k < keep.length; k++) {
@@ -630,7 +664,11 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
     }
     reportFd = FD_REPORT;
     let rc = sys.closeRange(3, FD_KEEP - 1, 0);
-    if (rc >= 0) rc = sys.closeRange(FD_KEEP_LAST + 1, 0x7fffffff, 0);
+    if (rc >= 0 && layers.length === 0) rc = sys.closeRange(FD_KEEP_LAST + 1, 0x7fffffff, 0);
+    else if (rc >= 0) {
+      rc = sys.closeRange(FD_KEEP_LAST + 1, FD_LAYERS - 1, 0);
+      if (rc >= 0) rc = sys.closeRange(FD_LAYERS + layers.length, 0x7fffffff, 0);
+    }
     return rc;
   });
 

@@ -36,6 +36,10 @@ export interface EngineOptions {
   /** A detached copy of the image's mount (open_tree), or -1; see ChildContext. */
   imageFd?: number;
   imageId?: { dev: number; ino: number };
+  /** Idmapped layer trees the child keeps at FD_LAYERS + k (see idmapped.ts). */
+  layerFds?: readonly number[];
+  /** Where the child attaches them: the overlay's lower directories. */
+  layerMounts?: readonly string[];
   terminal: boolean;
   /** Relay micro's stdin to the command (-i); otherwise its stdin is /dev/null. */
   stdin: boolean;
@@ -311,6 +315,8 @@ async function start(
       imageFd: opts.imageFd ?? -1,
       imageId: opts.imageId,
       exe,
+      layerFds: opts.layerFds,
+      layerMounts: opts.layerMounts,
     }, sys);
   } catch (e) {
     closeAll();

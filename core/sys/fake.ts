@@ -284,10 +284,19 @@ export class RecordingSys implements Sys {
   umount2(target: CStr, flags: number) {
     return this.record("umount2", [this.s(target), flags], () => 0);
   }
-  mountSetattr(dirfd: number, path: Uint8Array, flags: number, attrSet: number, attrClr: number) {
+  mountSetattr(
+    dirfd: number,
+    path: Uint8Array,
+    flags: number,
+    attrSet: number,
+    attrClr: number,
+    usernsFd = 0,
+  ) {
     return this.record(
       "mountSetattr",
-      [dirfd, decodeCStr(path), flags, attrSet, attrClr],
+      usernsFd
+        ? [dirfd, decodeCStr(path), flags, attrSet, attrClr, usernsFd]
+        : [dirfd, decodeCStr(path), flags, attrSet, attrClr],
       () => 0,
     );
   }

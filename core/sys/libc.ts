@@ -298,9 +298,10 @@ function bindLibc(): Sys {
     arch,
     mount: (s, t, f, flags, d) => r(lib.bbbib(nr.mount, s, t, f, flags, d)),
     umount2: (t, flags) => r(lib.bi(nr.umount2, t, flags)),
-    mountSetattr(fd, path, flags, set, clr) {
+    mountSetattr(fd, path, flags, set, clr, userns = 0) {
       mountAttr[0] = set;
       mountAttr[2] = clr;
+      mountAttr[6] = userns;
       return r(lib.ibibi(nr.mount_setattr, fd, path, flags, mountAttrBytes, 32));
     },
     mkdirat: (fd, p, mode) => r(lib.ibi(nr.mkdirat, fd, p, mode)),

@@ -44,8 +44,18 @@ export interface Sys {
     data: CStr | null,
   ): number;
   umount2(target: CStr, flags: number): number;
-  /** mount_setattr(2) with `struct mount_attr {attr_set, attr_clr, propagation 0, userns 0}`. */
-  mountSetattr(dirfd: number, path: CStr, flags: number, attrSet: number, attrClr: number): number;
+  /**
+   * mount_setattr(2) with `struct mount_attr {attr_set, attr_clr, propagation 0, userns_fd}`
+   * (`usernsFd` only with MOUNT_ATTR_IDMAP; 0 otherwise).
+   */
+  mountSetattr(
+    dirfd: number,
+    path: CStr,
+    flags: number,
+    attrSet: number,
+    attrClr: number,
+    usernsFd?: number,
+  ): number;
   mkdirat(dirfd: number, path: CStr, mode: number): number;
   unlinkat(dirfd: number, path: CStr, flags: number): number;
   symlinkat(target: CStr, dirfd: number, name: CStr): number;
@@ -271,6 +281,7 @@ export const C = {
   FSCONFIG_CMD_CREATE: 6,
   FSMOUNT_CLOEXEC: 1,
   MOUNT_ATTR_RDONLY: 1,
+  MOUNT_ATTR_IDMAP: 0x00100000,
   MOUNT_ATTR_NOSUID: 2,
   MOUNT_ATTR_NODEV: 4,
   MOUNT_ATTR_NOEXEC: 8,
