@@ -114,7 +114,16 @@ const FD_REPORT = FD_KEEP;
 const FD_IMAGE = FD_KEEP + 1;
 /** The sealed memfd holding the exec trampoline (close-on-exec). */
 export const FD_EXE = FD_KEEP + 2;
-const FD_KEEP_LAST = FD_EXE;
+/**
+ * Detached copies (open_tree) of the directory holding a store image's layers and of the
+ * container's own directory, from a root parent: attached in the child's mount namespace
+ * on empty directories of the run's state, the overlay names its layers through them, so
+ * its mounter (the root of a user namespace: another host user) never walks the store above
+ * them, which nobody else may search (set-user-ID files and device nodes of images live
+ * below). Gone with the old root at the pivot.
+ */
+const FD_LAYERS = FD_KEEP + 3;
+const FD_CONTAINER = FD_KEEP + 4;
 /** EXDEV is what the child reports for a destination refused by its own checks. */
 const E_REFUSED = 18;
 /**
@@ -150,6 +159,13 @@ export interface ChildContext {
   imageId?: { dev: number; ino: number };
   /** The sealed memfd holding the exec trampoline (see `trampoline.ts`). */
   exe: number;
+  /** A detached copy of the directory holding every lower layer of a store image, or -1. */
+  layersFd?: number;
+  /** A detached copy of the directory holding the overlay's upper and work directories. */
+  containerFd?: number;
+  /** Empty directories the two are attached on (see FD_LAYERS). */
+  layersAt?: string;
+  containerAt?: string;
 }
 
 const MS: Record<MountFlag, number> = {
@@ -490,9 +506,19 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
   const overlayRoot = (
     ov: { upper: string; work: string; userxattr: boolean; lowers?: string[] },
   ): void => {
-    const upper = cstr(ov.upper);
-    const work = cstr(ov.work);
-    const lower = lowerDirs(ov.lowers);
+    // Through the copies of the store's directories when the parent made them (FD_LAYERS).
+    const base = (p: string) => p.slice(p.lastIndexOf("/") + 1);
+    const containerAt = (ctx.containerFd ?? -1) >= 0 ? ctx.containerAt : undefined;
+    const layersAt = ov.lowers && (ctx.layersFd ?? -1) >= 0 ? ctx.layersAt : undefined;
+    const upper = cstr(containerAt ? `${containerAt}/${base(ov.upper)}` : ov.upper);
+    const work = cstr(containerAt ? `${containerAt}/${base(ov.work)}` : ov.work);
+    const lower = lowerDirs(
+      layersAt ? ov.lowers!.map((l) => `${layersAt}/${base(l)}`) : ov.lowers,
+    );
+    const attach = [
+      ...(layersAt ? [[FD_LAYERS, cstr(layersAt)] as const] : []),
+      ...(containerAt ? [[FD_CONTAINER, cstr(containerAt)] as const] : []),
+    ];
     const staging = ov.lowers ? cstr(ctx.rootPath) : null;
     const oi: StepInfo = {
       phase: "rootfs",
@@ -514,6 +540,12 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
       },
     };
     step(oi, () => {
+      for (let k = 0; k < attach.length; k++) {
+        const [fd, at] = attach[k];
+        const m = sys.moveMount(fd, EMPTY, C.AT_FDCWD, at, C.MOVE_MOUNT_F_EMPTY_PATH);
+        sys.close(fd);
+        if (m < 0) return m;
+      }
       const fs = sys.fsopen(OVERLAY, C.FSOPEN_CLOEXEC);
       if (fs < 0) return fs;
       let rc = sys.fsconfig(fs, C.FSCONFIG_SET_STRING, SOURCE, OVERLAY, 0);
@@ -580,6 +612,11 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
   // What the child keeps moves to its fixed number; every other inherited fd above 2 is
   // closed, the unused fixed numbers included.
   const keep = [[ctx.report, FD_REPORT], [imageFd, FD_IMAGE], [ctx.exe, FD_EXE]];
+  // -1 closes the number: nothing inherited may stay below the last one kept.
+  if ((ctx.containerFd ?? -1) >= 0) keep.push([ctx.layersFd ?? -1, FD_LAYERS]);
+  else if ((ctx.layersFd ?? -1) >= 0) keep.push([ctx.layersFd!, FD_LAYERS]);
+  if ((ctx.containerFd ?? -1) >= 0) keep.push([ctx.containerFd!, FD_CONTAINER]);
+  const keepLast = keep[keep.length - 1][1];
   const kept = keep.filter(([fd]) => fd >= 0).map(([fd, at]) => `${fd}>${at}`).join(",");
   step(engine("close_range", { keep: kept }), () => {
     for (let k = 0; k < keep.length; k++) {
@@ -591,7 +628,7 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
     }
     reportFd = FD_REPORT;
     let rc = sys.closeRange(3, FD_KEEP - 1, 0);
-    if (rc >= 0) rc = sys.closeRange(FD_KEEP_LAST + 1, 0x7fffffff, 0);
+    if (rc >= 0) rc = sys.closeRange(keepLast + 1, 0x7fffffff, 0);
     return rc;
   });
 
