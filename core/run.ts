@@ -300,7 +300,7 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
       uid,
       tree,
       p.stored?.hold.layers,
-      `${dir}/layers`,
+      `${dir}/idmapped`,
       (m) => console.error(`micro: warning: ${m}`),
     );
     const result = await execute(mapped.ops, {

@@ -150,12 +150,21 @@ const FD_REPORT = FD_KEEP;
 const FD_IMAGE = FD_KEEP + 1;
 /** The sealed memfd holding the exec trampoline (close-on-exec). */
 export const FD_EXE = FD_KEEP + 2;
-const FD_KEEP_LAST = FD_EXE;
 /**
- * Idmapped copies of a store image's layers (see idmapped.ts), kept from here up: the
- * overlay's lower directories are their /proc/self/fd paths.
+ * Detached copies (open_tree) of the directory holding a store image's layers and of the
+ * container's own directory, from a root parent: attached in the child's mount namespace
+ * on empty directories of the run's state, the overlay names its layers through them, so
+ * its mounter (the root of a user namespace: another host user) never walks the store above
+ * them, which nobody else may search (set-user-ID files and device nodes of images live
+ * below). Gone with the old root at the pivot.
  */
-export const FD_LAYERS = 1100;
+const FD_LAYERS = FD_KEEP + 3;
+const FD_CONTAINER = FD_KEEP + 4;
+/**
+ * Idmapped copies of a store image's layers (see idmapped.ts), kept from here up and
+ * attached on the directories `layerMounts` names (the overlay's lower directories).
+ */
+export const FD_IDMAPPED = 1100;
 /** EXDEV is what the child reports for a destination refused by its own checks. */
 const E_REFUSED = 18;
 /**
@@ -191,13 +200,20 @@ export interface ChildContext {
   imageId?: { dev: number; ino: number };
   /** The sealed memfd holding the exec trampoline (see `trampoline.ts`). */
   exe: number;
-  /** Idmapped layer trees, kept at FD_LAYERS + k (close-on-exec). */
+  /** Idmapped layer trees, kept at FD_IDMAPPED + k (close-on-exec). */
   layerFds?: readonly number[];
   /**
    * Where each is attached before the overlay is made (overlayfs takes no detached layer):
    * the overlay's lower directories.
    */
   layerMounts?: readonly string[];
+  /** A detached copy of the directory holding every lower layer of a store image, or -1. */
+  layersFd?: number;
+  /** A detached copy of the directory holding the overlay's upper and work directories. */
+  containerFd?: number;
+  /** Empty directories the two are attached on (see FD_LAYERS). */
+  layersAt?: string;
+  containerAt?: string;
 }
 
 const MS: Record<MountFlag, number> = {
@@ -541,9 +557,19 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
   const overlayRoot = (
     ov: { upper: string; work: string; userxattr: boolean; lowers?: string[] },
   ): void => {
-    const upper = cstr(ov.upper);
-    const work = cstr(ov.work);
-    const lower = lowerDirs(ov.lowers);
+    // Through the copies of the store's directories when the parent made them (FD_LAYERS).
+    const base = (p: string) => p.slice(p.lastIndexOf("/") + 1);
+    const containerAt = (ctx.containerFd ?? -1) >= 0 ? ctx.containerAt : undefined;
+    const layersAt = ov.lowers && (ctx.layersFd ?? -1) >= 0 ? ctx.layersAt : undefined;
+    const upper = cstr(containerAt ? `${containerAt}/${base(ov.upper)}` : ov.upper);
+    const work = cstr(containerAt ? `${containerAt}/${base(ov.work)}` : ov.work);
+    const lower = lowerDirs(
+      layersAt ? ov.lowers!.map((l) => `${layersAt}/${base(l)}`) : ov.lowers,
+    );
+    const attach = [
+      ...(layersAt ? [[FD_LAYERS, cstr(layersAt)] as const] : []),
+      ...(containerAt ? [[FD_CONTAINER, cstr(containerAt)] as const] : []),
+    ];
     const staging = ov.lowers ? cstr(ctx.rootPath) : null;
     const oi: StepInfo = {
       phase: "rootfs",
@@ -569,7 +595,7 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
       step(engine("move_mount(idmapped layers)", { at: ctx.layerMounts!.join(":") }), () => {
         for (let k = 0; k < attachAt.length; k++) {
           const rc = sys.moveMount(
-            FD_LAYERS + k,
+            FD_IDMAPPED + k,
             EMPTY,
             C.AT_FDCWD,
             attachAt[k],
@@ -581,6 +607,12 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
       });
     }
     step(oi, () => {
+      for (let k = 0; k < attach.length; k++) {
+        const [fd, at] = attach[k];
+        const m = sys.moveMount(fd, EMPTY, C.AT_FDCWD, at, C.MOVE_MOUNT_F_EMPTY_PATH);
+        sys.close(fd);
+        if (m < 0) return m;
+      }
       const fs = sys.fsopen(OVERLAY, C.FSOPEN_CLOEXEC);
       if (fs < 0) return fs;
       let rc = sys.fsconfig(fs, C.FSCONFIG_SET_STRING, SOURCE, OVERLAY, 0);
@@ -646,13 +678,14 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
   });
   // What the child keeps moves to its fixed number; every other inherited fd above 2 is
   // closed, the unused fixed numbers included.
+  const keep = [[ctx.report, FD_REPORT], [imageFd, FD_IMAGE], [ctx.exe, FD_EXE]];
+  // -1 closes the number: nothing inherited may stay below the last one kept.
+  if ((ctx.containerFd ?? -1) >= 0) keep.push([ctx.layersFd ?? -1, FD_LAYERS]);
+  else if ((ctx.layersFd ?? -1) >= 0) keep.push([ctx.layersFd!, FD_LAYERS]);
+  if ((ctx.containerFd ?? -1) >= 0) keep.push([ctx.containerFd!, FD_CONTAINER]);
+  const keepLast = keep[keep.length - 1][1];
   const layers = ctx.layerFds ?? [];
-  const keep = [
-    [ctx.report, FD_REPORT],
-    [imageFd, FD_IMAGE],
-    [ctx.exe, FD_EXE],
-    ...layers.map((fd, k) => [fd, FD_LAYERS + k]),
-  ];
+  for (let k = 0; k < layers.length; k++) keep.push([layers[k], FD_IDMAPPED + k]);
   const kept = keep.filter(([fd]) => fd >= 0).map(([fd, at]) => `${fd}>${at}`).join(",");
   step(engine("close_range", { keep: kept }), () => {
     for (let k = 0; k < keep.length; k++) {
@@ -664,10 +697,10 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
     }
     reportFd = FD_REPORT;
     let rc = sys.closeRange(3, FD_KEEP - 1, 0);
-    if (rc >= 0 && layers.length === 0) rc = sys.closeRange(FD_KEEP_LAST + 1, 0x7fffffff, 0);
+    if (rc >= 0 && layers.length === 0) rc = sys.closeRange(keepLast + 1, 0x7fffffff, 0);
     else if (rc >= 0) {
-      rc = sys.closeRange(FD_KEEP_LAST + 1, FD_LAYERS - 1, 0);
-      if (rc >= 0) rc = sys.closeRange(FD_LAYERS + layers.length, 0x7fffffff, 0);
+      rc = sys.closeRange(keepLast + 1, FD_IDMAPPED - 1, 0);
+      if (rc >= 0) rc = sys.closeRange(FD_IDMAPPED + layers.length, 0x7fffffff, 0);
     }
     return rc;
   });

@@ -93,7 +93,7 @@ function idmapError(what: string, rc: number): MicroError {
 export interface IdmappedImage {
   /** The ops, a store image's lower layers replaced by their idmapped copies' fd paths. */
   ops: Op[];
-  /** The idmapped layer trees (the child keeps them at FD_LAYERS + k). */
+  /** The idmapped layer trees (the child keeps them at FD_IDMAPPED + k). */
   layerFds: number[];
   /** Where the child attaches them (directories made here): the lower directories. */
   layerMounts: string[];

@@ -36,7 +36,7 @@ export interface EngineOptions {
   /** A detached copy of the image's mount (open_tree), or -1; see ChildContext. */
   imageFd?: number;
   imageId?: { dev: number; ino: number };
-  /** Idmapped layer trees the child keeps at FD_LAYERS + k (see idmapped.ts). */
+  /** Idmapped layer trees the child keeps at FD_IDMAPPED + k (see idmapped.ts). */
   layerFds?: readonly number[];
   /** Where the child attaches them: the overlay's lower directories. */
   layerMounts?: readonly string[];
@@ -263,6 +263,46 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
   }
 }
 
+/**
+ * Detached copies of the directories holding the overlay's lower layers (a store image's,
+ * when they share one) and its upper and work directories, with the empty directories of
+ * the run's state the child attaches them on (see FD_LAYERS in child.ts): the store above
+ * them stays closed to other users. Root only: a rootless caller owns its store, and may
+ * not copy mounts.
+ */
+function storeFds(ops: Op[], rootPath: string, sys: Sys, idmappedLayers: boolean) {
+  const out = { layersFd: -1, containerFd: -1, layersAt: "", containerAt: "" };
+  const root = ops.find((o) => o.kind === "bind-root");
+  const ov = root?.kind === "bind-root" ? root.args.overlay : undefined;
+  if (!ov || (Deno.uid() ?? 0) !== 0) return out;
+  const dirOf = (p: string) => p.slice(0, p.lastIndexOf("/")) || "/";
+  const state = dirOf(rootPath);
+  const copy = (dir: string, at: string) => {
+    Deno.mkdirSync(at, { mode: 0o755 });
+    const fd = sys.openTree(C.AT_FDCWD, cstr(dir), C.OPEN_TREE_CLONE | C.O_CLOEXEC);
+    if (fd < 0) {
+      throw new MicroError("", { phase: "rootfs", op: "open_tree", paths: { dir }, errno: -fd });
+    }
+    return fd;
+  };
+  try {
+    if (dirOf(ov.upper) === dirOf(ov.work)) {
+      out.containerAt = `${state}/container`;
+      out.containerFd = copy(dirOf(ov.upper), out.containerAt);
+    }
+    // Idmapped layers are copies already, attached by the child (see idmapped.ts).
+    const lowers = idmappedLayers ? [] : ov.lowers ?? [];
+    if (lowers.length && lowers.every((l) => dirOf(l) === dirOf(lowers[0]))) {
+      out.layersAt = `${state}/layers`;
+      out.layersFd = copy(dirOf(lowers[0]), out.layersAt);
+    }
+  } catch (e) {
+    if (out.containerFd >= 0) sys.close(out.containerFd);
+    throw e;
+  }
+  return out;
+}
+
 /** Clones the child, attaches it and waits until it has exec'd (or failed). */
 async function start(
   plan: Op[],
@@ -306,7 +346,10 @@ async function start(
     }
     const exe = sealedTrampoline(sys);
     fds.push(exe);
+    const store = storeFds(childOps, opts.rootPath, sys, (opts.layerMounts?.length ?? 0) > 0);
+    fds.push(...[store.layersFd, store.containerFd].filter((fd) => fd >= 0));
     prog = compileChild(childOps, {
+      ...store,
       rootPath: opts.rootPath,
       syncRead: sync[0],
       syncWrite: sync[1],

@@ -9,6 +9,7 @@ import { killCgroup, type RecordedCgroup, removeCgroup } from "../cgroups/fs.ts"
 import { errnoOf, hintFor, MicroError } from "../errors.ts";
 import { exists } from "../host.ts";
 import { removeContainerDir } from "../store/containers.ts";
+import { privateDirSync } from "../store/paths.ts";
 import type { Op } from "../ops.ts";
 import { C, cstr, type Sys } from "../sys/mod.ts";
 import type { KillTarget } from "./watchdog.ts";
@@ -150,8 +151,8 @@ export class ParentOps {
 
   /**
    * The container's directory, with the overlay's upper and work directories owned by the
-   * container's root, who mounts the overlay from inside its user namespace. The store
-   * above it is traversable (0711), not listable, by others.
+   * container's root, who mounts the overlay from inside its user namespace, through an
+   * fd of this directory: ROOT/containers above it is the store owner's alone.
    */
   private containerDir(o: Op & { kind: "overlay-dirs" }): void {
     const { dir } = o.args;
@@ -159,7 +160,8 @@ export class ParentOps {
     const gid = rootHostId(this.plan, "gid_map") ?? Deno.gid() ?? 0;
     const parent = dir.slice(0, dir.lastIndexOf("/"));
     try {
-      Deno.mkdirSync(parent, { recursive: true, mode: 0o711 });
+      Deno.mkdirSync(parent, { recursive: true, mode: 0o700 });
+      privateDirSync(parent);
       this.hooks.onContainerDir?.(dir);
       try {
         Deno.mkdirSync(dir, { mode: 0o711 });

@@ -12,7 +12,7 @@
  */
 import { MicroError } from "../errors.ts";
 import type { Op } from "../ops.ts";
-import { containerDir } from "./paths.ts";
+import { containerDir, privateDirSync } from "./paths.ts";
 import { removeTreeAsOwner } from "./rmtree.ts";
 
 /** What a container runs from: a directory image, or a store image (id and name). */
@@ -79,7 +79,8 @@ export function containersDir(root: string): string {
  */
 export function withContainersLock<T>(root: string, fn: () => T): T {
   const dir = containersDir(root);
-  Deno.mkdirSync(dir, { recursive: true, mode: 0o711 });
+  Deno.mkdirSync(root, { recursive: true, mode: 0o700 });
+  privateDirSync(dir);
   const file = Deno.openSync(`${dir}/.lock`, {
     read: true,
     write: true,
