@@ -96,3 +96,26 @@ microTest(
       }
     }),
 );
+
+microTest("micro _remove-tree removes only a store's container and temporary trees", async () => {
+  await withTempDir(async (dir) => {
+    const victim = `${dir}/victim`;
+    Deno.mkdirSync(victim);
+    Deno.writeTextFileSync(`${victim}/keep`, "keep");
+    const id = "a".repeat(64);
+    Deno.mkdirSync(`${dir}/store/containers/${id}/upper`, { recursive: true });
+    Deno.mkdirSync(`${dir}/store/tmp/layer-x`, { recursive: true });
+    // A symlinked tmp leads elsewhere: refused, nothing followed.
+    Deno.mkdirSync(`${dir}/evil`);
+    Deno.symlinkSync(victim, `${dir}/evil/tmp`);
+    for (const bad of [victim, `${dir}/evil/tmp/keep`, `${dir}/store/containers/../../victim`]) {
+      const r = await run(["_remove-tree", bad]);
+      assert.equal(r.code, 125, show(r));
+    }
+    assert.equal(Deno.readTextFileSync(`${victim}/keep`), "keep");
+    ok(await run(["_remove-tree", `${dir}/store/containers/${id}`]));
+    ok(await run(["_remove-tree", `${dir}/store/tmp/layer-x`]));
+    assert.deepEqual([...Deno.readDirSync(`${dir}/store/containers`)], []);
+    assert.deepEqual([...Deno.readDirSync(`${dir}/store/tmp`)], []);
+  });
+});
