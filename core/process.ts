@@ -167,6 +167,8 @@ export function processOps(spec: Spec, host: HostInfo): Op[] {
       hard: r.hard,
     }));
   }
+  // micro's pipes and terminal are the container root's: another user gets them.
+  if (who.uid !== 0) ops.push(op("credentials", "process", "stdio-owner", { uid: who.uid }));
   if (!rootlessUserns || who.additionalGids.length) {
     ops.push(op("credentials", "process", "setgroups", { gids: who.additionalGids }));
   }
