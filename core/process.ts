@@ -145,7 +145,9 @@ export function configureProcess(o: ProcessOptions, spec: Spec): void {
 export function processOps(spec: Spec, host: HostInfo): Op[] {
   const p = spec.process;
   const who = processUser(spec, host);
-  const hostname = hasNamespace(spec, "uts") ? (spec.hostname || host.id) : undefined;
+  const hostname = hasNamespace(spec, "uts")
+    ? (spec.hostname || host.hostname || host.id)
+    : undefined;
   const env: Record<string, string> = { ...(p.envMap ?? {}) };
   env.HOME ??= who.home;
   if (hostname) env.HOSTNAME ??= hostname;
