@@ -12,6 +12,7 @@ import {
   run,
   show,
   sleep,
+  STORE_ROOT,
   withTempDir,
 } from "./_helpers.ts";
 
@@ -35,7 +36,8 @@ function underScript(inner: string, input: string) {
     cmd: "script",
     stdin: input,
     clearEnv: true,
-    env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", MICRO, IMAGE },
+    // The test's own store: a run without --rm leaves its container there, not in the host's.
+    env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", MICRO, IMAGE, MICRO_ROOT: STORE_ROOT },
   });
 }
 
@@ -342,7 +344,7 @@ microTest(
   async () => {
     for (const opts of ["--profile hardened", "--user 1000"]) {
       const r = await underScript(
-        `"$MICRO" run -t ${opts} "$IMAGE" sh -c '${REOPEN}; stat -c %U /proc/self/fd/0'; ` +
+        `"$MICRO" run --rm -t ${opts} "$IMAGE" sh -c '${REOPEN}; stat -c %U /proc/self/fd/0'; ` +
           'echo "status $?"',
         "",
       );
