@@ -207,6 +207,8 @@ export interface ProbeOptions {
   imageFd?: number;
   /** The container's own directory in the store (the overlay's upper and work). */
   containerDir?: string;
+  /** The default hostname (the container's short id). */
+  hostname?: string;
   /**
    * Reads a file of a store image (its layers merged): null when missing; throws
    * FileRefused. Used instead of the image directory for /etc/passwd and /etc/group.
@@ -263,6 +265,7 @@ export function probeHost(
     subgid: uid === 0 ? subRange("/etc/subgid") : undefined,
     rootlessIds: uid !== 0 && hasNamespace(spec, "user") ? probeRootlessIds(sys, uid) : undefined,
     id,
+    ...(opts.hostname ? { hostname: opts.hostname } : {}),
     stateDir,
     containerDir: opts.containerDir ?? "",
     hostView,

@@ -137,6 +137,14 @@ export interface OpArgs {
   setresuid: { uid: number };
   setrlimit: { resource: string; soft: number; hard: number };
   /**
+   * credentials: the container's stdio that micro made (its pipes, the terminal's slave) is
+   * given to a process user that is not root, before it becomes that user, as runc's
+   * fixStdioPermissions does: reopening /dev/stdout (/proc/self/fd/1) checks the pipe's or
+   * the terminal's own permissions, 0600 or 0620 for their owner. (In a user namespace the
+   * engine gives its pipes to the container's root first, see core/engine/mod.ts.)
+   */
+  "stdio-owner": { uid: number };
+  /**
    * restrict: the five capability sets. Every capability up to `lastCap` that is not in
    * `bounding` is dropped from the bounding set; then capset and the ambient set.
    */

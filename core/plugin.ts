@@ -20,8 +20,13 @@ export interface HostInfo {
    * the newuidmap/newgidmap helpers, for podman's rootless maps (core/idmap.ts).
    */
   rootlessIds?: RootlessIds;
-  /** The run's id (also the default hostname) and its directory under the state root. */
+  /** The run's id (the container's name) and its directory under the state root. */
   id: string;
+  /**
+   * The default hostname: the container's short id (12 hex digits), whatever its name, as
+   * Docker's (a name may be longer than the kernel's 64); absent, the run id.
+   */
+  hostname?: string;
   stateDir: string;
   /** Where containers keep their file system changes (the store's `containers/<id>`). */
   containerDir: string;

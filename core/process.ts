@@ -145,7 +145,9 @@ export function configureProcess(o: ProcessOptions, spec: Spec): void {
 export function processOps(spec: Spec, host: HostInfo): Op[] {
   const p = spec.process;
   const who = processUser(spec, host);
-  const hostname = hasNamespace(spec, "uts") ? (spec.hostname || host.id) : undefined;
+  const hostname = hasNamespace(spec, "uts")
+    ? (spec.hostname || host.hostname || host.id)
+    : undefined;
   const env: Record<string, string> = { ...(p.envMap ?? {}) };
   env.HOME ??= who.home;
   if (hostname) env.HOSTNAME ??= hostname;
@@ -167,6 +169,8 @@ export function processOps(spec: Spec, host: HostInfo): Op[] {
       hard: r.hard,
     }));
   }
+  // micro's pipes and terminal are the container root's: another user gets them.
+  if (who.uid !== 0) ops.push(op("credentials", "process", "stdio-owner", { uid: who.uid }));
   if (!rootlessUserns || who.additionalGids.length) {
     ops.push(op("credentials", "process", "setgroups", { gids: who.additionalGids }));
   }

@@ -187,6 +187,7 @@ export async function prepare(argv: string[]): Promise<Prepared> {
     landlockAbi: () => openLibc().landlockCreateRuleset(0, 1),
     imageFd: image?.fd,
     containerDir: containerDir(root, containerId),
+    hostname: containerId.slice(0, 12),
     readImageFile: stored ? (path, cap) => stored.view.readFile(path, cap) : undefined,
   });
   const problems = [

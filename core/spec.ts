@@ -125,6 +125,8 @@ export interface Spec {
     lsmOptional?: { apparmor: boolean; selinux: boolean; landlock: boolean };
     /** Added capabilities a non-root user gets as ambient ones (caps plugin). */
     ambientCaps?: string[];
+    /** Capabilities added by name (not ALL), checked against the namespaces (caps plugin). */
+    addedCaps?: string[];
     /** How many ids the user plugin maps (as root). */
     userSize?: number;
     /** `--rm`: the container's layer and record are removed when it exits. */

@@ -15,7 +15,9 @@ import {
   v2Writes,
 } from "../core/cgroups/resources.ts";
 import {
+  formatBytes,
   memorySizeCheck,
+  MIN_MEMORY,
   parseCpuList,
   parseDevice,
   parseDeviceRate,
@@ -282,6 +284,7 @@ function problems(
   const errors: MicroError[] = [];
   const err = (option: string, why: string, hint?: string) =>
     errors.push(new MicroError(`--${option}: ${why}`, { phase: "check", plugin: "cgroups", hint }));
+  limitValues(spec.linux.resources ?? {}, host, err);
   const layout = host.cgroup;
   if (layout.mode === "none" || !layout.writable) {
     const why = layout.mode === "none"
@@ -360,17 +363,6 @@ function problems(
     const missing = want.filter((n) => !avail.includes(n));
     if (missing.length) err(option, `${missing.join(",")} not on this host (it has ${have})`);
   }
-  // A CPU quota above the host's CPUs could never be used: refused, as Docker does.
-  const quota = r.cpu?.quota ?? -1;
-  const period = r.cpu?.period ?? 100000;
-  const online = (parseCpuList(host.cpus) ?? []).length;
-  if (quota > 0 && period > 0 && online > 0 && quota / period > online) {
-    err(
-      "cpus",
-      `${Number((quota / period).toFixed(3))} is more than the ${online} CPUs this host has`,
-      `give at most ${online}`,
-    );
-  }
   // Every limit needs its controller.
   const names: Record<string, string> = {
     cpu: "cpus/cpu-shares",
@@ -407,6 +399,61 @@ function problems(
     }
   }
   return { errors, resources: r };
+}
+
+/** The kernel's smallest CFS quota (1 ms): 0.01 CPU over micro's 100 ms period. */
+const MIN_QUOTA_US = 1000;
+
+/**
+ * The limits Docker refuses before a run, with its reasons: memory below 6 MiB (the kernel
+ * would kill the container's first process before it execs), a memory-plus-swap limit
+ * without a memory limit or below it, and more CPUs than the host has.
+ */
+function limitValues(
+  r: Resources,
+  host: HostInfo,
+  err: (option: string, why: string, hint?: string) => void,
+): void {
+  const mem = r.memory ?? {};
+  const floors: [string, number | undefined, string][] = [
+    ["memory", mem.limit, ": the container's first process could not start in less"],
+    ["memory-reservation", mem.reservation, ""],
+  ];
+  for (const [option, value, why] of floors) {
+    if (value !== undefined && value > 0 && value < MIN_MEMORY) {
+      err(
+        option,
+        `${formatBytes(value)} is below the minimum of 6 MiB${why}`,
+        "give at least 6m, Docker's minimum too, or 0 for no limit",
+      );
+    }
+  }
+  if (mem.swap !== undefined && mem.swap > 0) {
+    if (!mem.limit || mem.limit < 0) {
+      err("memory-swap", "needs --memory: it is memory plus swap", "set --memory too");
+    } else if (mem.swap < mem.limit) {
+      err(
+        "memory-swap",
+        `${formatBytes(mem.swap)} is below --memory ${formatBytes(mem.limit)}: it is memory ` +
+          "plus swap",
+        "give at least the memory limit, or -1 for unlimited swap",
+      );
+    }
+  }
+  const cpu = r.cpu ?? {};
+  const cpus = parseCpuList(host.cpus)?.length ?? 0;
+  if (cpu.quota !== undefined && cpu.quota > 0 && cpus > 0) {
+    const period = cpu.period && cpu.period > 0 ? cpu.period : 100000;
+    const want = cpu.quota / period;
+    if (want > cpus || cpu.quota < MIN_QUOTA_US) {
+      err(
+        "cpus",
+        `${Number(want.toFixed(3))} is out of range: the range of CPUs is from 0.01 to ` +
+          `${cpus}.00, as there ${cpus === 1 ? "is only 1 CPU" : `are only ${cpus} CPUs`} ` +
+          `available (${host.cpus} online)`,
+      );
+    }
+  }
 }
 
 /** micro's own parent is removed once empty; one the user named only if micro made it. */

@@ -191,6 +191,8 @@ export interface ChildContext {
    * that no fd of the host's reaches it; a terminal replaces all three later.
    */
   stdio: readonly [number, number, number];
+  /** Which of `stdio` are micro's pipes (the others are /dev/null, left to root). */
+  pipes?: readonly [boolean, boolean, boolean];
   /**
    * A detached copy of the image (open_tree of the fd the parent opened once), or -1: no
    * image, or a rootless parent, which binds the image by name and checks it is `imageId`.
@@ -1003,6 +1005,26 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
           engine("prctl(PR_SET_PDEATHSIG)"),
           () => sys.prctl(C.PR_SET_PDEATHSIG, C.SIGKILL, 0, 0, 0),
         );
+        break;
+      }
+      case "stdio-owner": {
+        // The terminal's slave is all three; else micro's pipes. The container's root owns
+        // them (the parent gave it the pipes; it made the terminal): only another user needs
+        // them. The uid only, as runc: the terminal keeps its tty group.
+        const uid = o.args.uid;
+        const terminal = ops.some((x) => x.kind === "console");
+        const fds = terminal ? [0] : [0, 1, 2].filter((k) => ctx.pipes?.[k]);
+        if (uid === 0 || fds.length === 0) break;
+        i.paths = { uid: String(uid), fds: fds.join(",") };
+        i.hints = {
+          1: "the container's root may not change the owner of its stdio (an id outside " +
+            "its user namespace's map?)",
+        };
+        step(i, () => {
+          let rc = 0;
+          for (let k = 0; k < fds.length && rc >= 0; k++) rc = sys.fchown(fds[k], uid, -1);
+          return rc;
+        });
         break;
       }
       case "setrlimit": {

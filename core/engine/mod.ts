@@ -16,7 +16,7 @@ import { CHILD_PHASES, type Op } from "../ops.ts";
 import { RunSignals, signalName } from "../signals.ts";
 import { C, cstr, type Sys } from "../sys/mod.ts";
 import type { RecordedCgroup } from "../cgroups/fs.ts";
-import { ParentOps } from "./parent.ts";
+import { ParentOps, rootHostId } from "./parent.ts";
 import { Watchdog } from "./watchdog.ts";
 import {
   CLONE_FLAGS,
@@ -344,6 +344,21 @@ async function start(
       [stdio[1], ends.stdout] = pipe(false);
       [stdio[2], ends.stderr] = pipe(false);
     }
+    const pipes = stdio.map((fd) => fd !== devNull) as [boolean, boolean, boolean];
+    // In a user namespace the container's root must own the pipes, or it may neither
+    // reopen them (/dev/stdout) nor give them to its user (runc's setupProcessPipes).
+    const rootUid = rootHostId(plan, "uid_map");
+    const rootGid = rootHostId(plan, "gid_map");
+    const mine = rootUid === (Deno.uid() ?? 0) && rootGid === (Deno.gid() ?? 0);
+    if (rootUid !== undefined && rootGid !== undefined && !mine) {
+      for (let k = 0; k < 3; k++) {
+        if (!pipes[k]) continue;
+        check(sys.fchown(stdio[k], rootUid, rootGid), "fchown", {
+          pipe: `the container's ${["stdin", "stdout", "stderr"][k]}`,
+          owner: `${rootUid}:${rootGid}`,
+        });
+      }
+    }
     const exe = sealedTrampoline(sys);
     fds.push(exe);
     const store = storeFds(childOps, opts.rootPath, sys, (opts.layerMounts?.length ?? 0) > 0);
@@ -355,6 +370,7 @@ async function start(
       syncWrite: sync[1],
       report: report[1],
       stdio,
+      pipes,
       imageFd: opts.imageFd ?? -1,
       imageId: opts.imageId,
       exe,

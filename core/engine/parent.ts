@@ -64,7 +64,7 @@ export interface ParentHooks {
 }
 
 /** The host id container id 0 maps to in the run's `uid_map`/`gid_map` op, if any. */
-function rootHostId(plan: Op[], file: "uid_map" | "gid_map"): number | undefined {
+export function rootHostId(plan: Op[], file: "uid_map" | "gid_map"): number | undefined {
   for (const o of plan) {
     const text = o.kind === "proc-write" && o.args.file === file
       ? o.args.content

@@ -340,6 +340,70 @@ Deno.test("console planned before pivot-root throws at compile time", () => {
   );
 });
 
+Deno.test("stdio-owner gives micro's pipes, never /dev/null, to the user before setresuid", () => {
+  const sys = new RecordingSys().execSucceeds();
+  const ops = [
+    op("credentials", "process", "stdio-owner", { uid: 1000 }),
+    op("credentials", "process", "setresgid", { gid: 1000 }),
+    op("credentials", "process", "setresuid", { uid: 1000 }),
+    execve(["/bin/sh"]),
+  ];
+  const { prog } = runToEnd(ops, sys, context({ pipes: [false, true, true] }));
+  const calls = sys.format();
+  // The uid only (a terminal keeps its tty group), while the child is still root.
+  const at = calls.indexOf("fchown(1, 1000, -1)");
+  assert.deepEqual(calls.slice(at, at + 3), [
+    "fchown(1, 1000, -1)",
+    "fchown(2, 1000, -1)",
+    "setresgid(1000, 1000, 1000)",
+  ]);
+  assert.equal(calls.some((c) => c.startsWith("fchown(0,")), false);
+  assert.deepEqual(prog.info[FIRST], {
+    phase: "credentials",
+    plugin: "process",
+    kind: "stdio-owner",
+    paths: { uid: "1000", fds: "1,2" },
+    hints: prog.info[FIRST].hints,
+  });
+
+  // With -i, the stdin pipe too; a refusal is reported as the step's failure.
+  const refused = new RecordingSys().returns("fchown", (a) => a[0] === 0, -1);
+  runToEnd(ops, refused, context({ pipes: [true, true, true] }));
+  assert.deepEqual(reportOf(refused), [FIRST, 1]);
+});
+
+Deno.test("stdio-owner with a terminal gives its slave (all three fds) to the user", () => {
+  const sys = new RecordingSys()
+    .returns("ioctl", (a) => a[1] === C.TIOCGPTPEER, 9)
+    .execSucceeds();
+  runToEnd(
+    [
+      op("rootfs", "mount", "pivot-root", {}),
+      op("rootfs", "process", "console", {}),
+      op("credentials", "process", "stdio-owner", { uid: 33 }),
+      execve(["/bin/sh"]),
+    ],
+    sys,
+    context({ stdio: [54, 54, 54], pipes: [false, false, false] }),
+  );
+  const chowns = sys.format().filter((c) => c.startsWith("fchown"));
+  assert.deepEqual(chowns, ["fchown(0, 33, -1)"]);
+});
+
+Deno.test("stdio-owner for root, or with no pipe of micro's, is no step at all", () => {
+  for (
+    const [uid, pipes] of [[0, [true, true, true]], [1000, [false, false, false]]] as const
+  ) {
+    const sys = new RecordingSys().execSucceeds();
+    runToEnd(
+      [op("credentials", "process", "stdio-owner", { uid }), execve(["/bin/sh"])],
+      sys,
+      context({ pipes }),
+    );
+    assert.equal(sys.calls().some((c) => c.call === "fchown"), false);
+  }
+});
+
 Deno.test("stdio: the given fds become 0, 1 and 2, so no host fd reaches the command", () => {
   const sys = new RecordingSys().execSucceeds();
   runToEnd([execve(["/bin/sh"])], sys, context({ stdio: [60, 61, 62] }));

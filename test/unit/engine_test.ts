@@ -811,6 +811,42 @@ Deno.test("execute: a failed id-map write is an attach error naming the plugin a
   assert.equal(sys.calls().some((c) => c.call === "write" && c.args[0] === 4), false);
 });
 
+Deno.test("execute: in a user namespace the container's root owns micro's pipes, not /dev/null", async () => {
+  const plan = realPlan({ user: ON, mount: ON });
+  const sys = new RecordingSys({ clonePid: NO_SUCH_PID });
+  await failure(execute(plan, { ...OPTS, stdin: true }, sys));
+  const calls = sys.format();
+  // Its host id from the uid_map and gid_map: 1000000000. The container's ends: 8, 11, 13.
+  assert.deepEqual(calls.slice(3, 10), [
+    "pipe2([8,9], 0x80000)",
+    "pipe2([10,11], 0x80000)",
+    "pipe2([12,13], 0x80000)",
+    "fchown(8, 1000000000, 1000000000)",
+    "fchown(11, 1000000000, 1000000000)",
+    "fchown(13, 1000000000, 1000000000)",
+    'memfdCreate("micro-exec", 0x13)',
+  ]);
+  // Without a user namespace, and with a terminal (the child makes it), nothing is chowned.
+  for (const [p, o] of [[PLAN, OPTS], [plan, { ...OPTS, terminal: true }]] as const) {
+    const none = new RecordingSys({ clonePid: NO_SUCH_PID }).scriptRecv(5, READY);
+    await execute(p, o, none).catch(() => {});
+    assert.equal(none.calls().some((c) => c.call === "fchown"), false);
+  }
+});
+
+Deno.test("execute: a pipe the container's root cannot get is a prepare error; nothing is cloned", async () => {
+  const plan = realPlan({ user: ON, mount: ON });
+  const sys = new RecordingSys().returns("fchown", () => true, -1);
+  const e = await failure(execute(plan, OPTS, sys));
+  assert.equal(
+    e.line().split(" (")[0],
+    'prepare: engine: fchown pipe="the container\'s stdout" owner=1000000000:1000000000: EPERM',
+  );
+  assert.equal(sys.calls().some((c) => c.call === "clone"), false);
+  const { opened, closed } = openedAndClosed(sys);
+  assert.deepEqual(closed, opened);
+});
+
 Deno.test("execute: an id-map write the kernel refuses is EPERM, with the rootless hint", async () => {
   // This process's own uid_map is written already: writing it again is EPERM.
   const plan = realPlan({ user: ON, mount: ON });

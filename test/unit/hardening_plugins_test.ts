@@ -227,6 +227,45 @@ Deno.test("caps plugin: a non-root user gets the added capabilities as ambient (
   assert.deepEqual(kept.ambient, ["CAP_KILL"]);
 });
 
+/** The caps plugin's check of `micro run --profile P... IMAGE sh` with `layer`. */
+function capsCheck(profiles: string[], layer: Record<string, unknown>): string[] {
+  const caps = PLUGINS.find((p) => p.name === "caps")!;
+  return caps.check!(specOf(profiles, layer), host()).map((e) => e.line());
+}
+
+Deno.test("caps check: network capabilities with a user namespace and the host's network are refused", () => {
+  const hostNet = (add: string[]) => ({ caps: { add }, net: { mode: "host" } });
+  assert.deepEqual(capsCheck(["hardened"], hostNet(["NET_BIND_SERVICE"])), [
+    "check: added capability NET_BIND_SERVICE cannot work with the host's network namespace: " +
+    "capabilities held in the container's user namespace do not count there (give the " +
+    "container a network namespace of its own with --network none, or run without a user " +
+    "namespace)",
+  ]);
+  const both = capsCheck(["hardened"], hostNet(["net_raw", "NET_ADMIN", "CHOWN"]));
+  assert.equal(both.length, 1);
+  assert.match(both[0], /^check: added capabilities NET_ADMIN, NET_RAW cannot work with/);
+  // Its own network namespace: they count there.
+  assert.deepEqual(capsCheck(["hardened"], { caps: { add: ["NET_BIND_SERVICE"] } }), []);
+  // No user namespace: the host's root holds them.
+  assert.deepEqual(capsCheck([], hostNet(["NET_BIND_SERVICE", "NET_ADMIN"])), []);
+  // ALL is not a request for any one of them; the default set is not either.
+  assert.deepEqual(capsCheck(["hardened"], hostNet(["ALL"])), []);
+  assert.deepEqual(capsCheck([], { user: { enabled: true }, net: { mode: "host" } }), []);
+});
+
+Deno.test("caps check: SYS_TIME and the like never work in a user namespace; IPC_OWNER needs its own IPC", () => {
+  assert.deepEqual(capsCheck(["hardened"], { caps: { add: ["SYS_TIME", "MKNOD", "CHOWN"] } }), [
+    "check: added capabilities SYS_TIME, MKNOD cannot work in a user namespace: the kernel " +
+    "honours them only in the host's (drop it, or use a profile without a user namespace)",
+  ]);
+  assert.deepEqual(capsCheck([], { caps: { add: ["SYS_TIME"] } }), []);
+  assert.match(
+    capsCheck(["hardened"], { caps: { add: ["IPC_OWNER"] }, ipc: { enabled: false } })[0],
+    /^check: added capability IPC_OWNER cannot work with the host's IPC namespace/,
+  );
+  assert.deepEqual(capsCheck(["hardened"], { caps: { add: ["IPC_OWNER"] } }), []);
+});
+
 Deno.test("caps plugin: a non-root user without ambient gets no ambient capabilities", () => {
   const c = capsOf(planOf([], { caps: { add: ["NET_ADMIN"] }, process: { user: "1000" } }));
   assert.ok(c.bounding.includes("CAP_NET_ADMIN"));
