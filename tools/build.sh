@@ -499,8 +499,8 @@ runnable() {
 # $1: a checked BASE. Takes BASE/.lock (flock(1), exclusive), waiting while another run
 # unpacks there. The file is opened only if it is not a link (a link there could only be
 # root's or ours: it is removed), then checked to be our own private regular file and the
-# very file opened. Without flock(1) (util-linux, busybox), runs go unlocked, each unpacking
-# into a temp dir of its own as before.
+# very file opened. Without flock(1) (util-linux, busybox) or when it fails, runs go
+# unlocked, each unpacking into a temp dir of its own.
 lock() {
   command -v flock >/dev/null 2>&1 || return 0
   l=$1/.lock
@@ -527,11 +527,8 @@ lock() {
     why="$l was replaced while being opened"
     return 1
   fi
-  flock -x "$lk" || {
-    unlock
-    why="cannot lock $l"
-    return 1
-  }
+  # A file system without flock (ENOLCK), or a flock(1) that fails: unlocked, as without it.
+  flock -x "$lk" 2>/dev/null || unlock
 }
 
 unlock() {
