@@ -188,9 +188,9 @@ launch() {
   exec "$d/deno" run @FLAGS@ "$d/micro.js" "$@"
 }
 
-# $1: a path; $2: its "uid:hex mode:mtime" from stat; $3: what it must be: a (above BASE), l (the
-# same or a link of root's or ours), d (a directory of ours), f (a regular file of ours),
-# x (an executable of ours). False with why set when it is not.
+# $1: a path; $2: its "uid:hex mode:mtime" from stat; $3: what it must be: a (above BASE),
+# l (the same or a link of root's or ours), d (a directory of ours), f (a regular file of
+# ours), x (an executable of ours). False with why set when it is not.
 judge() {
   u=${2%%:*}
   m=${2#*:}
@@ -334,10 +334,6 @@ if [ -n "$f" ] && tidy "$f"; then
   fi
 fi
 
-# Slow path: first run of this build for this user, or a cache directory that needs a
-# closer look. Read the payload through a descriptor opened now (a free one: the caller's
-# descriptors pass to micro untouched), so that a rebuild replacing this file meanwhile
-# cannot mix two payloads.
 # Sets n to a descriptor number the caller did not pass us (and not $fd); empty if none.
 freefd() {
   for n in 9 8 7 6 5 4 3; do
@@ -346,6 +342,10 @@ freefd() {
   n=
 }
 
+# Slow path: first run of this build for this user, or a cache directory that needs a
+# closer look. Read the payload through a descriptor opened now (a free one: the caller's
+# descriptors pass to micro untouched), so that a rebuild replacing this file meanwhile
+# cannot mix two payloads.
 src=$self
 freefd
 if [ -n "$n" ]; then
@@ -490,7 +490,9 @@ runnable() {
     esac
   done </proc/self/mountinfo 2>/dev/null || :
   case ,$mo, in
-    *,noexec,*) why="$1 is on a file system mounted noexec ($mp): programs cannot run from it" ;;
+    *,noexec,*)
+      why="$1 is on a file system mounted noexec ($mp): programs cannot run from it"
+      ;;
     *) why="files in $1 cannot be executed" ;;
   esac
   return 1
@@ -537,9 +539,9 @@ unlock() {
 }
 
 # $1: a checked BASE, locked, now holding this build's version. Removes what micro made
-# there and no longer needs: only entries named as micro names them, only the caller's, never
-# through a link (rm -r does not follow links), a version only after renaming it aside (a run
-# checking it meanwhile sees it whole or not at all). Kept: versions started from in the
+# there and no longer needs: only entries named as micro names them, only the caller's,
+# never through a link (rm -r does not follow links), a version only after renaming it
+# aside (a run checking it meanwhile sees it whole or not at all). Kept: versions started from in the
 # last GRACE seconds (their mtime, see stamp()) or holding the executable of a running
 # process (a long run; micro also runs its Deno again by path for rootless unpacking), and
 # temp entries whose process (the number at the end) is alive.
