@@ -23,6 +23,7 @@ import {
   compileChild,
   CONSOLE_RECORD,
   EXEC_FAILED_RECORD,
+  INIT_FAILED_RECORD,
   READY_RECORD,
   runChild,
   type StepInfo,
@@ -411,6 +412,11 @@ async function start(
       await sys.waitpid(pid);
       throw childError(fromTrampoline, record[1]);
     }
+    if (ready && got.n === 8 && record[0] === INIT_FAILED_RECORD && prog.init) {
+      if (master >= 0) sys.close(master);
+      await sys.waitpid(pid);
+      throw initError(record[1]);
+    }
     if (master >= 0) sys.close(master);
     if (got.n === 0) {
       // EOF without READY: the child died before execve.
@@ -444,6 +450,17 @@ async function start(
     await sys.waitpid(pid);
     throw childError(prog.info[record[0]], record[1]);
   }
+}
+
+/** The init (`--init`) could not make itself undumpable, block signals or fork. */
+function initError(errno: number): MicroError {
+  return new MicroError("", {
+    phase: "exec",
+    plugin: "process",
+    op: "init",
+    errno,
+    hint: hintFor("init", errno),
+  });
 }
 
 /** The error for a child's `[step, errno]` report. */
