@@ -140,7 +140,7 @@ const HINTS: Record<string, string> = {
   "init:EAGAIN": "the init could not fork the command: the pids limit or RLIMIT_NPROC is reached",
   "init:EPERM":
     "the seccomp policy denies a call the init needs: prctl, rt_sigprocmask, fork, clone, " +
-    "setpgid, ioctl, rt_sigtimedwait, wait4, kill",
+    "setpgid, getpid, ioctl, rt_sigtimedwait, wait4, kill",
 };
 
 export function hintFor(kind: string, errno: number): string | undefined {

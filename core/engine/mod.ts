@@ -167,7 +167,7 @@ async function attach(plan: Op[], pid: number): Promise<void> {
 /**
  * A memfd holding the exec trampoline, sealed so nobody can change it: the container's first
  * process execs this instead of its command, so its /proc/self/exe is never the host's Deno
- * runtime (CVE-2019-5736). About 500 bytes, made per start. MFD_EXEC keeps it executable under
+ * runtime (CVE-2019-5736). Under 1 KiB, made per start. MFD_EXEC keeps it executable under
  * vm.memfd_noexec=1; kernels before 6.3 do not know the flag (EINVAL) and need none.
  */
 export function sealedTrampoline(sys: Sys): number {

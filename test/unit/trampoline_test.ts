@@ -513,7 +513,7 @@ for (const arch of TRAMPOLINE_ARCHES) {
   );
 
   t(
-    "the init is not dumpable (its /proc files are root's, its maps closed); the command is" +
+    "the init is not dumpable (its /proc files are root's, its maps closed); its command is again" +
       (NOBODY.length === 0 || which("setpriv") ? "" : " (skipped: no setpriv)"),
     (d) => {
       const script = [
