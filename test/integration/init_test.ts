@@ -217,3 +217,33 @@ microTest("--init -t: the command's process group is the terminal's foreground",
   assert.equal(r.code, 0, show(r));
   assert.match(r.stdout, /^pid=2 pgrp=2 tpgid=2\r?\n$/, show(r));
 });
+
+microTest(
+  "--init: a policy that denies what the init needs fails at once, in one line (125)",
+  async () => {
+    await withTempDir(async (dir) => {
+      // Each of these would leave the init unable to wait for signals, to reap, or to start
+      // the command; before the init tried them up front, a denied rt_sigtimedwait spun.
+      for (const names of [["rt_sigtimedwait"], ["wait4"], ["fork", "clone"]]) {
+        const policy = `${dir}/policy.json`;
+        Deno.writeTextFileSync(
+          policy,
+          JSON.stringify({
+            defaultAction: "SCMP_ACT_ALLOW",
+            syscalls: [{ names, action: "SCMP_ACT_ERRNO" }],
+          }),
+        );
+        const r = await run(
+          ["run", "--rm", "--init", "--security-opt", `seccomp=${policy}`, IMAGE, "true"],
+          { timeoutMs: 10_000 },
+        );
+        assert.equal(r.code, 125, `${names}: ${show(r)}`);
+        assert.match(
+          r.stderr,
+          /^micro: exec: process: init: EPERM \(the seccomp policy denies a call the init needs: .*\)\n$/,
+          `${names}: ${show(r)}`,
+        );
+      }
+    });
+  },
+);

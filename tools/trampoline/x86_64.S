@@ -178,7 +178,10 @@ fail:                                             /* the record [ebx, ebp] */
         mov     $127, %edi
         jmp     leave
 
-/* Init mode. The frame: 0 every signal, 8 the mask before, 16 a status or pid, 32 siginfo. */
+/*
+ * Init mode. The frame: 0 every signal, 8 the mask before, 16 a status or pid, 24 a signal
+ * taken before the fork, 32 siginfo, 160 a zero timeout.
+ */
 init:
         mov     $SYS_prctl, %eax                  /* prctl(PR_SET_DUMPABLE, 0) */
         mov     $PR_SET_DUMPABLE, %edi
@@ -190,8 +193,10 @@ init:
         mov     $PR_SET_CHILD_SUBREAPER, %edi     /* needed only outside a pid namespace */
         mov     $1, %esi                          /* (qemu-user refuses it): errors ignored */
         syscall
-        sub     $160, %rsp
+        sub     $176, %rsp
         movq    $-1, (%rsp)
+        movq    $0, 160(%rsp)
+        movq    $0, 168(%rsp)
         mov     $SYS_rt_sigprocmask, %eax         /* rt_sigprocmask(SIG_SETMASK, all, old, 8) */
         mov     $2, %edi
         mov     %rsp, %rsi
@@ -200,6 +205,30 @@ init:
         syscall
         test    %rax, %rax
         js      initfail
+        /*
+         * The calls the loop makes, tried once now: refused (a seccomp policy) they would
+         * leave it spinning or unable to reap, so the run fails here with one line instead.
+         * rt_sigtimedwait(all, NULL, zero, 8): EAGAIN, or a signal to pass on after the fork.
+         */
+        mov     $SYS_rt_sigtimedwait, %eax
+        mov     %rsp, %rdi
+        xor     %esi, %esi
+        lea     160(%rsp), %rdx
+        mov     $8, %r10d
+        syscall
+        cmp     $-11, %rax
+        je      1f
+        test    %rax, %rax
+        js      initfail
+1:      mov     %rax, 24(%rsp)
+        mov     $SYS_wait4, %eax                  /* wait4(-1, NULL, WNOHANG, NULL): ECHILD */
+        mov     $-1, %rdi
+        xor     %esi, %esi
+        mov     $1, %edx
+        xor     %r10d, %r10d
+        syscall
+        cmp     $-10, %rax
+        jne     initfail
         mov     $SYS_fork, %eax
         syscall
         test    %rax, %rax
@@ -212,7 +241,13 @@ init:
         mov     $SYS_close, %eax
         mov     $LABEL_FD, %edi
         syscall
-        xor     %ebx, %ebx                        /* ebx: the command was reaped */
+        mov     24(%rsp), %rsi                    /* the signal taken before the fork */
+        test    %rsi, %rsi
+        jle     2f
+        mov     %r12, %rdi
+        mov     $SYS_kill, %eax
+        syscall
+2:      xor     %ebx, %ebx                        /* ebx: the command was reaped */
 waitsig:
         mov     $SYS_rt_sigtimedwait, %eax        /* rt_sigtimedwait(all, info, NULL, 8) */
         mov     %rsp, %rdi
