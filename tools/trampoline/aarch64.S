@@ -20,13 +20,15 @@
  * program then stays the container's first process for its whole life, as Docker's
  * docker-init (tini): it makes itself undumpable (an exec of this readable memfd made it
  * dumpable again) and, where it can, a child subreaper (orphans come to it even without a
- * pid namespace), blocks every signal and forks. The child puts itself in a process group of its own,
- * makes it the terminal's foreground group when fd 0 is one (errors ignored: no terminal),
- * restores the signal mask and goes on as above (label, candidates, [-4, errno] and 127).
+ * pid namespace), blocks every signal and forks. The child puts itself in a process group
+ * of its own, makes it the terminal's foreground group when fd 0 is one (errors ignored: no
+ * terminal), restores the signal mask and goes on as above (label, candidates, [-4, errno]
+ * and 127).
  * The parent closes fds 3 and 4 and waits for signals: SIGCHLD reaps every child that has
  * exited; any other signal is sent on to the command. When the command has been reaped it
- * exits with its code, or 128+N when signal N killed it. If a set-up call fails before the
- * fork, it sends [-6, errno] on fd 3 and exits 127.
+ * exits with its code, or 128+N when signal N killed it. If a set-up call fails (the
+ * dumpable flag, the signal mask, a first try of rt_sigtimedwait and wait4, the fork, or
+ * the child's mask), it sends [-6, errno] on fd 3 and exits 127.
  *
  * Assembled into core/engine/trampoline.ts by tools/gen_trampoline.ts (a flat binary: the
  * ELF header is written out below, so the bytes depend on nothing but this file).
