@@ -84,6 +84,7 @@ Options:
                             set a resource limit, e.g. nofile=1024:4096 (repeatable)
   -i, --interactive         keep stdin open
   -t, --tty                 allocate a terminal
+      --init                run an init as PID 1 that forwards signals and reaps zombies
       --hostname NAME       container host name
       --network none|host   none: an isolated network namespace; host: the host's network
   -v, --volume HOST:CTR[:ro|rw]
@@ -139,6 +140,7 @@ const OPTIONS: OptionDef[] = [
   { long: "ulimit", kind: "value" },
   { long: "interactive", short: "i", kind: "flag" },
   { long: "tty", short: "t", kind: "flag" },
+  { long: "init", kind: "flag" },
   { long: "hostname", kind: "value" },
   { long: "network", kind: "value" },
   { long: "volume", short: "v", kind: "value" },
@@ -458,6 +460,9 @@ export function parseRun(argv: readonly string[], io: CliIO = DENO_IO): Request 
         break;
       case "tty":
         req.terminal = on;
+        break;
+      case "init":
+        process().init = on;
         break;
       case "hostname":
         section(layer, "uts").hostname = value;

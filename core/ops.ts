@@ -199,7 +199,8 @@ export interface OpArgs {
   seccomp: { arch: string; instructions: number; policy: string; flags: number; program: string };
   /** exec */
   chdir: { path: string };
-  execve: { args: string[]; env: string[]; path: string[] };
+  /** `init`: the trampoline stays as the container's init and runs the command in a child. */
+  execve: { args: string[]; env: string[]; path: string[]; init?: boolean };
 }
 
 export type OpKind = keyof OpArgs;

@@ -17,6 +17,7 @@ export interface ProcessOptions {
   groups?: string[];
   cwd?: string;
   noNewPrivileges?: boolean;
+  init?: boolean;
   /** By short name (`nofile`); -1 is unlimited. */
   rlimits?: Record<string, { soft: number; hard: number }>;
 }
@@ -133,6 +134,7 @@ export function configureProcess(o: ProcessOptions, spec: Spec): void {
   p.groupSpecs = o.groups ?? [];
   p.cwd = o.cwd ?? p.cwd;
   p.noNewPrivileges = o.noNewPrivileges ?? false;
+  if (o.init) p.init = true;
   p.envMap = { PATH: DEFAULT_PATH, ...(o.env ?? {}) };
   p.rlimits = Object.entries(o.rlimits ?? {}).map(([name, r]) => ({
     type: `RLIMIT_${name.toUpperCase()}`,
@@ -181,7 +183,12 @@ export function processOps(spec: Spec, host: HostInfo): Op[] {
   if (p.noNewPrivileges) ops.push(op("restrict", "process", "no-new-privs", {}));
   ops.push(
     op("exec", "process", "chdir", { path: p.cwd }),
-    op("exec", "process", "execve", { args: p.args, env: envList, path }),
+    op("exec", "process", "execve", {
+      args: p.args,
+      env: envList,
+      path,
+      ...(p.init ? { init: true } : {}),
+    }),
   );
   return ops;
 }

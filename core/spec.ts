@@ -43,6 +43,11 @@ export interface ProcessSpec {
   stdin: boolean;
   rlimits: Rlimit[];
   noNewPrivileges: boolean;
+  /**
+   * `--init`: PID 1 is micro's init (the exec trampoline in init mode), which forks the
+   * command, forwards signals to it and reaps zombies until it exits.
+   */
+  init?: boolean;
   /** Set by the caps plugin; without it the process keeps what its uid gives it. */
   capabilities?: {
     bounding: string[];

@@ -32,6 +32,8 @@ export interface ChildProgram {
   reportFd: () => number;
   /** The command's exec, for the trampoline's EXEC_FAILED_RECORD (absent: no execve op). */
   exec?: StepInfo;
+  /** The trampoline runs as the container's init (`--init`): it may send INIT_FAILED_RECORD. */
+  init?: boolean;
 }
 
 /** Namespace flags by name, for ops that name them. */
@@ -131,6 +133,10 @@ export const READY_RECORD = -3;
 export const EXEC_FAILED_RECORD = -4;
 /** `[LABEL_FAILED_RECORD, errno]`: the trampoline could not write the LSM exec label. */
 export const LABEL_FAILED_RECORD = -5;
+/** `[INIT_FAILED_RECORD, errno]`: the trampoline in init mode could not set itself up. */
+export const INIT_FAILED_RECORD = -6;
+/** The trampoline's argv[0] that makes it the container's init (`--init`). */
+export const INIT_MODE = "init";
 
 /**
  * Fixed fd numbers in the child. O_PATH descriptors go to known numbers so their /proc paths
@@ -656,6 +662,7 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
   const place = (fd: number, to: number) =>
     fd === to ? sys.fcntl(to, C.F_SETFD, 0) : sys.dup3(fd, to, 0);
   let exec: StepInfo | undefined;
+  let init = false;
 
   // Prologue: die with the parent, wait for the parent's attach phase, own session, stdio.
   step(engine("prctl(PR_SET_PDEATHSIG)"), () => sys.prctl(C.PR_SET_PDEATHSIG, C.SIGKILL, 0, 0, 0));
@@ -1166,9 +1173,9 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         // The trampoline's layout: "" LABEL CANDIDATES "" ARGV. A candidate always holds a
         // "/" (core/process.ts), so the empty strings are unambiguous.
         if (a.path.some((c) => !c.includes("/"))) throw new Error("exec candidate without /");
-        // The trampoline's layout: "", the label it writes (none: the child wrote it), the
-        // candidates, "", the command's argv.
-        const argv = cstrArray(["", "", ...a.path, "", ...a.args]);
+        // The trampoline's layout: "" (or "init": it stays as PID 1 and forks the command),
+        // the label it writes (none: the child wrote it), the candidates, "", the argv.
+        const argv = cstrArray([a.init ? INIT_MODE : "", "", ...a.path, "", ...a.args]);
         const envp = cstrArray(a.env);
         step(engine("close_range"), () => sys.closeRange(3, 0x7fffffff, C.CLOSE_RANGE_CLOEXEC));
         step(engine("reset signals"), () => sys.resetSignals());
@@ -1183,6 +1190,7 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         // Its failure is the command's exec failing, as far as the user can tell.
         step(i, () => sys.execveat(FD_EXE, EMPTY, argv, envp, AT_EMPTY_PATH));
         exec = i;
+        init = a.init === true;
         break;
       }
       case "unshare": {
@@ -1200,7 +1208,7 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         throw new Error(`op ${o.kind} does not run in the child`);
     }
   }
-  return { info, run, reportFd: () => reportFd, exec };
+  return { info, run, reportFd: () => reportFd, exec, init };
 }
 
 /**

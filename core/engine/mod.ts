@@ -23,6 +23,7 @@ import {
   compileChild,
   CONSOLE_RECORD,
   EXEC_FAILED_RECORD,
+  INIT_FAILED_RECORD,
   READY_RECORD,
   runChild,
   type StepInfo,
@@ -170,7 +171,7 @@ async function attach(plan: Op[], pid: number): Promise<void> {
 /**
  * A memfd holding the exec trampoline, sealed so nobody can change it: the container's first
  * process execs this instead of its command, so its /proc/self/exe is never the host's Deno
- * runtime (CVE-2019-5736). About 500 bytes, made per start. MFD_EXEC keeps it executable under
+ * runtime (CVE-2019-5736). Under 1 KiB, made per start. MFD_EXEC keeps it executable under
  * vm.memfd_noexec=1; kernels before 6.3 do not know the flag (EINVAL) and need none.
  */
 export function sealedTrampoline(sys: Sys): number {
@@ -476,6 +477,11 @@ async function start(
       await sys.waitpid(pid);
       throw childError(fromTrampoline, record[1]);
     }
+    if (ready && got.n === 8 && record[0] === INIT_FAILED_RECORD && prog.init) {
+      if (master >= 0) sys.close(master);
+      await sys.waitpid(pid);
+      throw initError(record[1]);
+    }
     if (master >= 0) sys.close(master);
     if (got.n === 0) {
       // EOF without READY: the child died before execve.
@@ -509,6 +515,17 @@ async function start(
     await sys.waitpid(pid);
     throw childError(prog.info[record[0]], record[1]);
   }
+}
+
+/** The init (`--init`) could not make itself undumpable, block signals or fork. */
+function initError(errno: number): MicroError {
+  return new MicroError("", {
+    phase: "exec",
+    plugin: "process",
+    op: "init",
+    errno,
+    hint: hintFor("init", errno),
+  });
 }
 
 /** The error for a child's `[step, errno]` report. */

@@ -333,6 +333,22 @@ Deno.test("console opens the container's ptmx, makes the peer stdio and sends th
   ]);
 });
 
+Deno.test('--init: the trampoline\'s argv[0] is "init" (it stays as PID 1), and only then', () => {
+  const sys = new RecordingSys().execSucceeds();
+  const init = op("exec", "process", "execve", { ...SH, path: ["/bin/sh"], init: true });
+  const { prog } = runToEnd([init], sys);
+  assert.equal(prog.init, true);
+  assert.equal(
+    sys.format().at(-1),
+    `execveat(1012, "", ${JSON.stringify(["init", "", "/bin/sh", "", ...SH_ARGS])}, ${
+      JSON.stringify(SH_ENV)
+    }, 0x1000)`,
+  );
+  const plain = new RecordingSys().execSucceeds();
+  assert.equal(runToEnd([execve(["/bin/sh"])], plain).prog.init, false);
+  assert.equal(plain.format().at(-1), trampoline(["/bin/sh"]));
+});
+
 Deno.test("console planned before pivot-root throws at compile time", () => {
   assert.throws(
     () => compileChild([op("rootfs", "process", "console", {})], context(), new RecordingSys()),

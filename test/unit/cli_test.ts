@@ -391,6 +391,12 @@ Deno.test("cli --cap-add and --cap-drop fill caps.add and caps.drop in order, as
   );
 });
 
+Deno.test("cli --init sets process.init (or clears a profile's with =false)", () => {
+  assert.deepEqual(parse("run", "--init", "img", "sleep", "1").layer, { process: { init: true } });
+  assert.deepEqual(parse("run", "--init=false", "img", "sh").layer, { process: { init: false } });
+  assert.deepEqual(parse("run", "--init", "img", "sh").args, ["sh"]);
+});
+
 Deno.test("cli --read-only turns the readonly plugin on (or off with =false)", () => {
   assert.deepEqual(parse("run", "--read-only", "img", "sh").layer, { readonly: { enabled: true } });
   assert.deepEqual(parse("run", "--read-only=true", "img", "sh").layer, {

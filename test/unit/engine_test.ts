@@ -9,6 +9,7 @@ import {
   compileChild,
   CONSOLE_RECORD,
   EXEC_FAILED_RECORD,
+  INIT_FAILED_RECORD,
   LABEL_FAILED_RECORD,
   landlockExecHint,
   READY_RECORD,
@@ -389,6 +390,35 @@ Deno.test("execute: a failed exec of the trampoline is the command's exec failin
   const e = await failure(execute(PLAN, OPTS, sys));
   assert.equal(e.exitCode, 126);
   assert.match(e.line(), /^exec: process: execve path=nope: EPERM/);
+});
+
+/** PLAN with `--init`: the trampoline stays as the container's init. */
+const INIT_PLAN: Op[] = PLAN.map((o) =>
+  o.kind === "execve" ? { ...o, args: { ...o.args, init: true } } : o
+);
+
+Deno.test("execute: --init's INIT_FAILED is one line naming the init and the errno (125)", async () => {
+  const sys = new RecordingSys().scriptRecv(5, READY, { record: [INIT_FAILED_RECORD, 11] });
+  const e = await failure(execute(INIT_PLAN, OPTS, sys));
+  assert.equal(e.exitCode, 125);
+  assert.equal(
+    e.line(),
+    "exec: process: init: EAGAIN (the init could not fork the command: the pids limit or " +
+      "RLIMIT_NPROC is reached)",
+  );
+  // The init has exited already: it is reaped, not killed.
+  assert.equal(sys.format().at(-1), "waitpid(4242)");
+  assert.ok(!sys.format().some((c) => c.startsWith("kill(")), sys.format().join("\n"));
+  // With --init the command's own exec failure is still the one-line 127.
+  const gone = new RecordingSys().scriptRecv(5, READY, execFailed(2));
+  const g = await failure(execute(INIT_PLAN, OPTS, gone));
+  assert.equal(g.exitCode, 127);
+  assert.match(g.line(), /^exec: process: execve path=nope: ENOENT \(command not found/);
+});
+
+Deno.test("execute: INIT_FAILED without --init is a malformed report", async () => {
+  const sys = new RecordingSys().scriptRecv(5, READY, { record: [INIT_FAILED_RECORD, 11] });
+  assert.match((await failure(execute(PLAN, OPTS, sys))).line(), /malformed report/);
 });
 
 Deno.test("execute: a LABEL_FAILED record is malformed: the child writes the label itself", async () => {

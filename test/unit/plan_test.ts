@@ -110,6 +110,14 @@ Deno.test("ops come out in the fixed phase order", () => {
   assert.deepEqual(ranks, [...ranks].sort((a, b) => a - b));
 });
 
+Deno.test("--init (process.init) marks the execve op, which micro plan shows", () => {
+  const execve = (layer: Record<string, unknown>) =>
+    plan(["default"], "/images/busybox", ["sleep", "1"], host(), layer).split("\n")
+      .find((l) => l.includes(" execve "))!;
+  assert.match(execve({ process: { init: true } }), / init=true$/);
+  assert.doesNotMatch(execve({}), /init=/);
+});
+
 Deno.test("--rm plans the container directory's removal at the end; a kept one has none", () => {
   const ops = (remove: boolean) => {
     const { profile } = resolveProfile([], {}, PLUGINS);
