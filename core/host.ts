@@ -207,6 +207,7 @@ export interface ProbeOptions {
   imageFd?: number;
   /** The container's own directory in the store (the overlay's upper and work). */
   containerDir?: string;
+  volumesDir?: string;
   /**
    * Reads a file of a store image (its layers merged): null when missing; throws
    * FileRefused. Used instead of the image directory for /etc/passwd and /etc/group.
@@ -265,6 +266,7 @@ export function probeHost(
     id,
     stateDir,
     containerDir: opts.containerDir ?? "",
+    ...(opts.volumesDir ? { volumesDir: opts.volumesDir } : {}),
     hostView,
     devices,
     ...(opts.readImageFile

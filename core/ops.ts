@@ -104,6 +104,12 @@ export interface OpArgs {
    * run's uid_map and gid_map).
    */
   "overlay-dirs": { dir: string };
+  /**
+   * prepare: a volume's directory, made when missing (a named volume's on first use),
+   * owned by the container's root; one that exists is used as it is. `dir` is the volume's
+   * own directory (`volumes/NAME` or the container's `volumes/N`), `path` its `_data`.
+   */
+  "volume-dir": { dir: string; path: string };
   /** cleanup, with `--rm` only: remove the container's directory (its writes go with it). */
   "overlay-remove": { dir: string };
   /**

@@ -186,6 +186,7 @@ export async function prepare(argv: string[]): Promise<Prepared> {
     landlockAbi: () => openLibc().landlockCreateRuleset(0, 1),
     imageFd: image?.fd,
     containerDir: containerDir(root, containerId),
+    volumesDir: `${root}/volumes`,
     readImageFile: stored ? (path, cap) => stored.view.readFile(path, cap) : undefined,
   });
   const problems = [

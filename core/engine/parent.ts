@@ -143,6 +143,9 @@ export class ParentOps {
         case "overlay-dirs":
           this.containerDir(o);
           break;
+        case "volume-dir":
+          this.volumeDir(o);
+          break;
       }
       this.done.push(o);
     }
@@ -175,6 +178,34 @@ export class ParentOps {
       for (const d of ["upper", "work"]) Deno.chownSync(`${dir}/${d}`, uid, gid);
     } catch (e) {
       fail(o, "mkdir", { path: dir }, e);
+    }
+  }
+
+  /**
+   * A volume's directory, made on first use: its parents traversable (0711), `_data`
+   * owned by the container's root (as the overlay's upper), so the container's root may
+   * write it. One that exists is the volume's content: left as it is.
+   */
+  private volumeDir(o: Op & { kind: "volume-dir" }): void {
+    const { dir, path } = o.args;
+    try {
+      Deno.mkdirSync(dir.slice(0, dir.lastIndexOf("/")), { recursive: true, mode: 0o711 });
+      try {
+        Deno.mkdirSync(dir, { mode: 0o711 });
+      } catch (e) {
+        if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+      }
+      try {
+        Deno.mkdirSync(path, { mode: 0o755 });
+      } catch (e) {
+        if (e instanceof Deno.errors.AlreadyExists) return;
+        throw e;
+      }
+      const uid = rootHostId(this.plan, "uid_map") ?? Deno.uid() ?? 0;
+      const gid = rootHostId(this.plan, "gid_map") ?? Deno.gid() ?? 0;
+      Deno.chownSync(path, uid, gid);
+    } catch (e) {
+      fail(o, "mkdir", { path }, e);
     }
   }
 
