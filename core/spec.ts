@@ -101,6 +101,8 @@ export interface Spec {
     cgroup?: {
       parent: string;
       required: boolean;
+      /** The container's cgroup at /sys/fs/cgroup: read-only, writable, or not mounted. */
+      mount?: "ro" | "rw" | "none";
       rates: Record<
         "readBps" | "writeBps" | "readIops" | "writeIops",
         { path: string; rate: number }[]

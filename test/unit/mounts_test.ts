@@ -8,7 +8,9 @@ import { parseMountFlag, parseTmpfs, parseVolumeFlag } from "../../core/mounts.t
 import { buildSpec, planRun } from "../../core/plan.ts";
 import type { HostInfo } from "../../core/plugin.ts";
 import { resolveProfile } from "../../core/profile.ts";
-import type { Op } from "../../core/ops.ts";
+import { type Op, op } from "../../core/ops.ts";
+import { compileChild, runChild } from "../../core/engine/child.ts";
+import { FakeExec, FakeExit, RecordingSys } from "../../core/sys/fake.ts";
 import { PLUGINS } from "../../plugins/mod.ts";
 
 function host(over: Partial<HostInfo> = {}): HostInfo {
@@ -158,4 +160,126 @@ Deno.test("mount plugin: --shm-size sizes /dev/shm (Docker's 64m by default)", (
   assert.equal(data(shm(planOf({}))), "mode=1777,size=67108864");
   assert.equal(data(shm(planOf({ mount: { shmSize: "1g" } }))), "mode=1777,size=1073741824");
   assert.equal(data(shm(planOf({ mount: { shmSize: 4096 } }))), "mode=1777,size=4096");
+});
+
+// --- /sys/fs/cgroup ---------------------------------------------------------------------
+
+const cgroupMountOf = (ops: Op[]) => ops.find((o) => o.kind === "cgroup-mount");
+
+Deno.test("cgroups plugin: /sys/fs/cgroup shows the hierarchies the container has a cgroup in", () => {
+  // v1 with cpu and cpuacct co-mounted, and net_cls (no cgroup of the container's) apart.
+  const dir = (d: string) => `/sys/fs/cgroup/${d}`;
+  const v1 = {
+    cpu: dir("cpu,cpuacct"),
+    cpuacct: dir("cpu,cpuacct"),
+    memory: dir("memory"),
+    pids: dir("pids"),
+    net_cls: dir("net_cls"),
+  };
+  const h = host({ cgroup: { ...CGROUP_FACTS.cgroup, v1 } });
+  const m = cgroupMountOf(planOf({}, h));
+  assert.deepEqual(m?.phase, "rootfs");
+  assert.deepEqual(m?.args, {
+    version: 1,
+    hierarchies: [
+      { name: "cpu,cpuacct", controllers: ["cpu", "cpuacct"], links: ["cpu", "cpuacct"] },
+      { name: "memory", controllers: ["memory"], links: [] },
+      { name: "pids", controllers: ["pids"], links: [] },
+    ],
+    readonly: true,
+  });
+  // After the cgroup namespace is entered: its root is the container's cgroup.
+  const ops = planOf({}, h);
+  const at = (kind: string) => ops.findIndex((o) => o.kind === kind);
+  assert.ok(at("unshare") < at("cgroup-mount") && at("pivot-root") < at("cgroup-mount"));
+
+  const v2 = host({
+    cgroup: {
+      mode: "v2",
+      v1: {},
+      v2: { mount: "/sys/fs/cgroup", controllers: ["memory"] },
+      base: "",
+      writable: true,
+    },
+  });
+  assert.deepEqual(cgroupMountOf(planOf({ cgroups: { mount: "rw" } }, v2))?.args, {
+    version: 2,
+    hierarchies: [],
+    readonly: false,
+  });
+  // No cgroup namespace (the mount would show micro's cgroup and the host's above it), no
+  // cgroup of its own (limits skipped), or a profile that says none: nothing is mounted.
+  assert.equal(cgroupMountOf(planOf({ cgroupns: { enabled: false } }, h)), undefined);
+  assert.equal(cgroupMountOf(planOf({ cgroups: { mount: "none" } }, h)), undefined);
+  const unwritable = host({ uid: 1000, cgroup: { ...CGROUP_FACTS.cgroup, writable: false } });
+  assert.equal(cgroupMountOf(planOf({}, unwritable)), undefined);
+});
+
+Deno.test("child: v1 /sys/fs/cgroup is a tmpfs found beneath micro's sysfs, a cgroup mount per hierarchy, then read-only", () => {
+  const sys = new RecordingSys();
+  const ops = [
+    op("rootfs", "mount", "bind-root", { source: "/img", readonly: false }),
+    op("rootfs", "mount", "mount", {
+      source: "sysfs",
+      target: "/sys",
+      fstype: "sysfs",
+      flags: ["MS_RDONLY"],
+      kernelFs: "sys",
+    }),
+    op("rootfs", "cgroups", "cgroup-mount", {
+      version: 1,
+      hierarchies: [{
+        name: "cpu,cpuacct",
+        controllers: ["cpu", "cpuacct"],
+        links: ["cpu", "cpuacct"],
+      }],
+      readonly: true,
+    }),
+  ];
+  const ctx = {
+    rootPath: "/r",
+    syncRead: 50,
+    syncWrite: 51,
+    report: 1010,
+    stdio: [54, 55, 56] as const,
+    exe: 57,
+  };
+  const prog = compileChild(ops, ctx, sys);
+  assert.deepEqual(sys.format(), [], "compiling makes no call");
+  try {
+    runChild(prog, sys);
+  } catch (e) {
+    if (!(e instanceof FakeExit || e instanceof FakeExec)) throw e;
+  }
+  const calls = sys.format({ results: true });
+  const from = calls.findIndex((c) => c.startsWith('openat2(1004, "fs/cgroup"'));
+  assert.deepEqual(calls.slice(from, from + 24), [
+    // beneath the sysfs root (RESOLVE_BENEATH, no symlinks), never by name from the root
+    'openat2(1004, "fs/cgroup", 0x290000, 0, 0xe) = 7',
+    'fsopen("tmpfs", 1) = 8',
+    'fsconfig(8, 1, "source", "tmpfs", 0) = 0',
+    'fsconfig(8, 1, "mode", "755", 0) = 0',
+    "fsconfig(8, 6, null, null, 0) = 0",
+    "fsmount(8, 0x1, 0xe) = 9",
+    "close(8) = 0",
+    'moveMount(9, "", 7, "", 0x44) = 0',
+    "close(7) = 0",
+    'mkdirat(9, "cpu,cpuacct", 0o755) = 0',
+    'openat2(9, "cpu,cpuacct", 0x290000, 0, 0xe) = 10',
+    'fsopen("cgroup", 1) = 11',
+    'fsconfig(11, 1, "source", "cgroup", 0) = 0',
+    'fsconfig(11, 0, "cpu", null, 0) = 0',
+    'fsconfig(11, 0, "cpuacct", null, 0) = 0',
+    "fsconfig(11, 6, null, null, 0) = 0",
+    // read-only, nosuid, nodev, noexec
+    "fsmount(11, 0x1, 0xf) = 12",
+    "close(11) = 0",
+    'moveMount(12, "", 10, "", 0x44) = 0',
+    "close(10) = 0",
+    "close(12) = 0",
+    'symlinkat("cpu,cpuacct", 9, "cpu") = 0',
+    'symlinkat("cpu,cpuacct", 9, "cpuacct") = 0',
+    // the tmpfs itself read-only once its directories are made
+    'mountSetattr(9, "", 0x1000, 1, 0) = 0',
+  ]);
 });
