@@ -9,6 +9,7 @@ import { killCgroup, type RecordedCgroup, removeCgroup } from "../cgroups/fs.ts"
 import { errnoOf, hintFor, MicroError } from "../errors.ts";
 import { exists } from "../host.ts";
 import { removeContainerDir } from "../store/containers.ts";
+import { type HeldLock, lockFileSync } from "../store/lock.ts";
 import type { Op } from "../ops.ts";
 import { C, cstr, type Sys } from "../sys/mod.ts";
 import type { KillTarget } from "./watchdog.ts";
@@ -83,6 +84,8 @@ function rootHostId(plan: Op[], file: "uid_map" | "gid_map"): number | undefined
 export class ParentOps {
   private readonly done: Op[] = [];
   private containerDirMade: string | null = null;
+  /** Shared locks on the volumes this run uses: `micro volume rm` waits for none of them. */
+  private readonly volumeLocks: HeldLock[] = [];
   constructor(
     private readonly plan: Op[],
     private readonly sys: Sys,
@@ -195,6 +198,8 @@ export class ParentOps {
       } catch (e) {
         if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
       }
+      // Held until the run ends: `micro volume rm` refuses a volume in use.
+      this.volumeLocks.push(lockFileSync(`${dir}/lock`, false));
       try {
         Deno.mkdirSync(path, { mode: 0o755 });
       } catch (e) {
@@ -205,6 +210,7 @@ export class ParentOps {
       const gid = rootHostId(this.plan, "gid_map") ?? Deno.gid() ?? 0;
       Deno.chownSync(path, uid, gid);
     } catch (e) {
+      if (e instanceof MicroError) throw e;
       fail(o, "mkdir", { path }, e);
     }
   }
@@ -312,6 +318,7 @@ export class ParentOps {
         if (why) problems.push(`cgroup ${o.args.path} not removed: ${why}`);
       }
     }
+    for (const l of this.volumeLocks.splice(0)) l.release();
     return problems;
   }
 }
