@@ -134,7 +134,16 @@ microTest(
 
       // In use by a running container: refused, and left as it is.
       const child = new Deno.Command(MICRO, {
-        args: ["run", "--rm", "-v", `${name}:/data`, IMAGE, "sh", "-c", "trap 'exit 0' TERM; touch /data/up; sleep 30 & wait"],
+        args: [
+          "run",
+          "--rm",
+          "-v",
+          `${name}:/data`,
+          IMAGE,
+          "sh",
+          "-c",
+          "trap 'exit 0' TERM; touch /data/up; sleep 30 & wait",
+        ],
         stdout: "null",
         stderr: "null",
       }).spawn();
