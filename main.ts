@@ -15,6 +15,7 @@ usage:
   micro pull [OPTIONS] REFERENCE                      pull an image into the image store
   micro image ls|rm|inspect|prune|import|export       manage the image store
   micro images, micro rmi IMAGE...                    micro image ls, micro image rm
+  micro volume ls [-q] | rm NAME...                   named volumes (-v NAME:PATH)
   micro login [-u USER] [--password-stdin] [REGISTRY] log in to a registry
   micro logout [REGISTRY]                             forget a registry's login
   micro profile list                                  the built-in profiles
@@ -47,6 +48,7 @@ const COMMANDS: Record<string, () => Promise<(argv: string[]) => Promise<number>
   image: async () => (await import("./commands/image.ts")).image,
   images: async () => (await import("./commands/image.ts")).images,
   rmi: async () => (await import("./commands/image.ts")).rmi,
+  volume: async () => (await import("./commands/volume.ts")).volume,
   login: async () => (await import("./commands/login.ts")).login,
   logout: async () => (await import("./commands/login.ts")).logout,
 };

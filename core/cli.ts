@@ -12,6 +12,8 @@
 import { MicroError } from "./errors.ts";
 import { FileRefused, formatSize, readRegularFile, TEXT_CAP } from "./files.ts";
 import { openLibc } from "./sys/libc.ts";
+import { parseMountFlag, parseTmpfs, parseVolumeFlag } from "./mounts.ts";
+import { parseSize } from "./cgroups/units.ts";
 
 /** A plain object shaped like a profile (no `extends`, no line numbers). */
 export type ProfileLayer = Record<string, unknown>;
@@ -87,9 +89,15 @@ Options:
       --init                run an init as PID 1 that forwards signals and reaps zombies
       --hostname NAME       container host name
       --network none|host   none: an isolated network namespace; host: the host's network
-  -v, --volume HOST:CTR[:ro|rw]
-                            bind a host path into the container (repeatable)
-      --tmpfs PATH          mount a tmpfs at PATH in the container (repeatable)
+  -v, --volume HOST:CTR[:ro|rw], NAME:CTR[:ro|rw], CTR
+                            bind a host path, or mount a named or anonymous volume
+                            (repeatable; micro volume ls|rm)
+      --mount type=bind|volume|tmpfs,source=..,target=..[,readonly][,...]
+                            Docker's long form of -v and --tmpfs (repeatable)
+      --tmpfs PATH[:OPTS]   mount a tmpfs at PATH; OPTS: size=64m, mode=1777, uid=N,
+                            gid=N, [no]exec, [no]suid, [no]dev, ro, rw
+                            (default noexec,nosuid,nodev, mode 1777; repeatable)
+      --shm-size SIZE       size of /dev/shm (default 64m)
  Resources (cgroups):
       --cpus N              CPUs the container may use, e.g. 1.5
       --cpu-shares N        relative CPU weight (cgroup v1 shares, 2-262144)
@@ -145,6 +153,8 @@ const OPTIONS: OptionDef[] = [
   { long: "network", kind: "value" },
   { long: "volume", short: "v", kind: "value" },
   { long: "tmpfs", kind: "value" },
+  { long: "mount", kind: "value" },
+  { long: "shm-size", kind: "value" },
   { long: "cpus", kind: "value" },
   { long: "cpu-shares", kind: "value" },
   { long: "cpu-weight", kind: "value" },
@@ -360,27 +370,10 @@ export function parseEnvFile(path: string, io: CliIO = DENO_IO): Record<string, 
   return env;
 }
 
-const PATH_HINT = "use -v /abs/host/path:/abs/container/path[:ro]";
-
-/** `-v HOST:CTR[:ro|rw]`, both absolute; returns the string for `mount.binds`. */
-function parseVolume(spelled: string, v: string): string {
-  const parts = v.split(":");
-  if (parts.length < 2 || parts.length > 3) {
-    fail(`option "${spelled}": expected HOST:CTR[:ro|rw], got "${v}"`, PATH_HINT);
-  }
-  const [host, ctr, mode] = parts;
-  if (!host.startsWith("/")) {
-    fail(
-      `option "${spelled}": host path "${host}" is not absolute`,
-      'micro has no named volumes; give an absolute host path, e.g. -v "$PWD/data:/data"',
-    );
-  }
-  if (!ctr.startsWith("/")) {
-    fail(`option "${spelled}": container path "${ctr}" is not absolute`, PATH_HINT);
-  }
-  if (mode !== undefined && mode !== "ro" && mode !== "rw") {
-    fail(`option "${spelled}": invalid mode "${mode}": expected "ro" or "rw"`, PATH_HINT);
-  }
+/** A mount flag checked by the parser its profile key uses (core/mounts.ts). */
+function mountFlag(spelled: string, v: string, parse: (v: string) => unknown): string {
+  const m = parse(v);
+  if (typeof m === "string") fail(`option "${spelled}": ${m}: "${v}"`);
   return v;
 }
 
@@ -417,6 +410,7 @@ export function parseRun(argv: readonly string[], io: CliIO = DENO_IO): Request 
   const rlimits: Record<string, string> = {};
   const binds: string[] = [];
   const tmpfs: string[] = [];
+  const mounts: string[] = [];
   const capAdd: string[] = [];
   const capDrop: string[] = [];
   const process = () => section(layer, "process");
@@ -474,18 +468,22 @@ export function parseRun(argv: readonly string[], io: CliIO = DENO_IO): Request 
         section(layer, "net").mode = value;
         break;
       case "volume":
-        binds.push(parseVolume(spelled, value));
+        binds.push(mountFlag(spelled, value, parseVolumeFlag));
         break;
       case "tmpfs":
-        if (value.includes(":")) {
-          fail(
-            `option "${spelled}": tmpfs options are not supported: "${value}"`,
-            "give only the container path, e.g. --tmpfs /run",
-          );
-        }
-        if (!value.startsWith("/")) fail(`option "${spelled}": path "${value}" is not absolute`);
-        tmpfs.push(value);
+        tmpfs.push(mountFlag(spelled, value, (v) => parseTmpfs(v)));
         break;
+      case "mount":
+        mounts.push(mountFlag(spelled, value, parseMountFlag));
+        break;
+      case "shm-size": {
+        const n = parseSize(value);
+        if (n === undefined || n === 0 || value.includes(".")) {
+          fail(`option "${spelled}": invalid size "${value}": expected e.g. 64m, 1g or 67108864`);
+        }
+        section(layer, "mount").shmSize = value;
+        break;
+      }
       case "cpus":
       case "cpuset-cpus":
       case "cpuset-mems":
@@ -575,6 +573,7 @@ export function parseRun(argv: readonly string[], io: CliIO = DENO_IO): Request 
   if (Object.keys(rlimits).length > 0) process().rlimits = rlimits;
   if (binds.length > 0) section(layer, "mount").binds = binds;
   if (tmpfs.length > 0) section(layer, "mount").tmpfs = tmpfs;
+  if (mounts.length > 0) section(layer, "mount").mounts = mounts;
   if (capAdd.length > 0) section(layer, "caps").add = capAdd;
   if (capDrop.length > 0) section(layer, "caps").drop = capDrop;
 

@@ -209,6 +209,7 @@ export interface ProbeOptions {
   containerDir?: string;
   /** The default hostname (the container's short id). */
   hostname?: string;
+  volumesDir?: string;
   /**
    * Reads a file of a store image (its layers merged): null when missing; throws
    * FileRefused. Used instead of the image directory for /etc/passwd and /etc/group.
@@ -268,6 +269,7 @@ export function probeHost(
     ...(opts.hostname ? { hostname: opts.hostname } : {}),
     stateDir,
     containerDir: opts.containerDir ?? "",
+    ...(opts.volumesDir ? { volumesDir: opts.volumesDir } : {}),
     hostView,
     devices,
     ...(opts.readImageFile

@@ -104,6 +104,12 @@ export interface OpArgs {
    * run's uid_map and gid_map).
    */
   "overlay-dirs": { dir: string };
+  /**
+   * prepare: a volume's directory, made when missing (a named volume's on first use),
+   * owned by the container's root; one that exists is used as it is. `dir` is the volume's
+   * own directory (`volumes/NAME` or the container's `volumes/N`), `path` its `_data`.
+   */
+  "volume-dir": { dir: string; path: string };
   /** cleanup, with `--rm` only: remove the container's directory (its writes go with it). */
   "overlay-remove": { dir: string };
   /**
@@ -174,6 +180,19 @@ export interface OpArgs {
   "cgroup-devices": { path: string; rules: DeviceRule[] };
   /** attach: the child joins the cgroup before it may run anything. */
   "cgroup-join": { path: string };
+  /**
+   * rootfs (after the cgroup namespace is entered): the container's own cgroup at
+   * /sys/fs/cgroup, found beneath the sysfs micro mounted, as Docker shows it: on v2 a
+   * cgroup2 mount; on v1 a tmpfs with one cgroup mount per hierarchy the container has a
+   * cgroup in (`name`: its directory, `controllers`: its mount options, `links`: names of
+   * co-mounted controllers made symlinks to it). In the namespace, each shows the
+   * container's cgroup as its root, so nothing of the host's other cgroups is seen.
+   */
+  "cgroup-mount": {
+    version: 1 | 2;
+    hierarchies: { name: string; controllers: string[]; links: string[] }[];
+    readonly: boolean;
+  };
   /** supervise: after the exit, whether the OOM killer struck (a counter in `path`). */
   "cgroup-oom": { path: string; key: string; limit: number };
   /** cleanup: kill every process left in the cgroup (v2 cgroup.kill, v1 freezer). */

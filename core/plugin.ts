@@ -30,6 +30,8 @@ export interface HostInfo {
   stateDir: string;
   /** Where containers keep their file system changes (the store's `containers/<id>`). */
   containerDir: string;
+  /** Where named volumes live (the store's `volumes`): `NAME/_data` each, as Docker's. */
+  volumesDir?: string;
   /** For the no-image root: the host paths to bind, as found (merged /usr makes symlinks). */
   hostView: { path: string; kind: "dir" | "symlink"; target?: string }[];
   /** Device nodes that exist on the host, by name under /dev. */

@@ -188,6 +188,7 @@ export async function prepare(argv: string[]): Promise<Prepared> {
     imageFd: image?.fd,
     containerDir: containerDir(root, containerId),
     hostname: containerId.slice(0, 12),
+    volumesDir: `${root}/volumes`,
     readImageFile: stored ? (path, cap) => stored.view.readFile(path, cap) : undefined,
   });
   const problems = [

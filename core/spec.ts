@@ -21,7 +21,11 @@ export interface Rlimit {
 
 export interface Mount {
   destination: string;
-  type: "bind" | "tmpfs" | "proc" | "sysfs" | "devpts" | "mqueue";
+  /**
+   * `volume`: a directory micro manages, bound like a `bind`: `source` is its name in the
+   * store's `volumes/NAME/_data`, or "" for an anonymous one in the container's directory.
+   */
+  type: "bind" | "tmpfs" | "proc" | "sysfs" | "devpts" | "mqueue" | "volume";
   source: string;
   options: string[];
 }
@@ -102,6 +106,8 @@ export interface Spec {
     cgroup?: {
       parent: string;
       required: boolean;
+      /** The container's cgroup at /sys/fs/cgroup: read-only, writable, or not mounted. */
+      mount?: "ro" | "rw" | "none";
       rates: Record<
         "readBps" | "writeBps" | "readIops" | "writeIops",
         { path: string; rate: number }[]
@@ -136,6 +142,8 @@ export interface Spec {
     userSize?: number;
     /** `--rm`: the container's layer and record are removed when it exits. */
     remove?: boolean;
+    /** The size of /dev/shm in bytes (mount plugin; Docker's 64m when absent). */
+    shmSize?: number;
     /** The image's StopSignal (recorded; only forwarded signals stop a container yet). */
     stopSignal?: string;
   };

@@ -27,7 +27,7 @@ import {
 import { MicroError } from "../core/errors.ts";
 import { type Op, op } from "../core/ops.ts";
 import type { HostInfo, Plugin } from "../core/plugin.ts";
-import type { Spec } from "../core/spec.ts";
+import { hasNamespace, type Spec } from "../core/spec.ts";
 import type { Schema } from "../core/schema_types.ts";
 
 export interface CgroupsOptions {
@@ -51,6 +51,8 @@ export interface CgroupsOptions {
   required?: boolean;
   /** The same limits in the OCI runtime spec's `linux.resources` form. */
   resources?: OciResources;
+  /** The container's cgroup at /sys/fs/cgroup: ro (default), rw, or none. */
+  mount?: "ro" | "rw" | "none";
 }
 
 /** OCI `linux.resources`, as far as micro applies it. */
@@ -210,6 +212,11 @@ export const cgroups: Plugin<CgroupsOptions> = {
       },
       required: { type: "boolean", doc: "fail when the host cannot apply the limits" },
       resources: OCI_RESOURCES,
+      mount: {
+        type: "string",
+        enum: ["ro", "rw", "none"],
+        doc: "the container's cgroup at /sys/fs/cgroup (with a cgroup namespace): ro, rw, none",
+      },
     },
   },
   configure(o, spec) {
@@ -249,6 +256,7 @@ export const cgroups: Plugin<CgroupsOptions> = {
     spec.micro.cgroup = {
       parent: o.parent ?? DEFAULT_PARENT,
       required: o.required ?? false,
+      mount: o.mount ?? "ro",
       rates: {
         readBps: (o.deviceReadBps ?? []).map((v) => parseDeviceRate(v, false) as DevRate),
         writeBps: (o.deviceWriteBps ?? []).map((v) => parseDeviceRate(v, false) as DevRate),
@@ -267,9 +275,10 @@ export const cgroups: Plugin<CgroupsOptions> = {
   plan(spec: Spec, host: HostInfo): Op[] {
     const { resources, warning } = problems(spec, host);
     if (warning) return [op("prepare", "cgroups", "skipped", { what: "cgroups", reason: warning })];
-    return host.cgroup.mode === "v2"
+    const ops = host.cgroup.mode === "v2"
       ? planV2(spec, host, resources!)
       : planV1(spec, host, resources!);
+    return [...ops, ...sysfsMount(spec, host)];
   },
 };
 
@@ -454,6 +463,34 @@ function limitValues(
       );
     }
   }
+}
+
+/**
+ * /sys/fs/cgroup for programs that read their own limits (the JVM, Go, .NET), as Docker
+ * mounts it: only with a cgroup namespace, whose root is the container's cgroup (else the
+ * mount would show micro's own cgroup and the host's above it), and on v1 only the
+ * hierarchies the container has a cgroup of its own in.
+ */
+function sysfsMount(spec: Spec, host: HostInfo): Op[] {
+  const mode = spec.micro.cgroup?.mount ?? "ro";
+  if (mode === "none" || !hasNamespace(spec, "cgroup") || !hasNamespace(spec, "mount")) return [];
+  const readonly = mode === "ro";
+  if (host.cgroup.mode === "v2") {
+    return [op("rootfs", "cgroups", "cgroup-mount", { version: 2, hierarchies: [], readonly })];
+  }
+  const byDir = new Map<string, string[]>();
+  for (const [ctl, dir] of Object.entries(host.cgroup.v1)) {
+    byDir.set(dir, [...(byDir.get(dir) ?? []), ctl]);
+  }
+  const dirs = [
+    ...new Set(V1_ALWAYS.filter((c) => host.cgroup.v1[c]).map((c) => host.cgroup.v1[c])),
+  ];
+  const hierarchies = dirs.map((dir) => {
+    const name = dir.slice(dir.lastIndexOf("/") + 1);
+    const controllers = byDir.get(dir)!;
+    return { name, controllers, links: controllers.filter((c) => c !== name) };
+  });
+  return [op("rootfs", "cgroups", "cgroup-mount", { version: 1, hierarchies, readonly })];
 }
 
 /** micro's own parent is removed once empty; one the user named only if micro made it. */

@@ -653,6 +653,110 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
     });
   };
 
+  /**
+   * The container's cgroup at /sys/fs/cgroup, found beneath the sysfs micro mounted (no
+   * symlink followed), each file system made detached and attached to a directory fd: on
+   * v2 a cgroup2 mount; on v1 a tmpfs, one directory per hierarchy with a cgroup mount of
+   * it, and symlinks for co-mounted controllers; then the tmpfs is made read-only.
+   */
+  const cgroupMount = (a: OpArgs["cgroup-mount"], i: StepInfo): void => {
+    i.paths = { path: "/sys/fs/cgroup", version: `v${a.version}` };
+    const hasSys = kernelMounts.has("sys");
+    const beneath = C.RESOLVE_BENEATH | C.RESOLVE_NO_SYMLINKS | C.RESOLVE_NO_MAGICLINKS;
+    const fsCgroup = cstr("fs/cgroup");
+    const ro = a.readonly ? C.MOUNT_ATTR_RDONLY : 0;
+    const attrs = C.MOUNT_ATTR_NOSUID | C.MOUNT_ATTR_NODEV | C.MOUNT_ATTR_NOEXEC | ro;
+    const cgroupType = cstr(a.version === 2 ? "cgroup2" : "cgroup");
+    const tmpfsMode = [cstr("mode"), cstr("755")] as const;
+    const levels = a.hierarchies.map((h) => ({
+      name: cstr(h.name),
+      controllers: h.controllers.map((c) => cstr(c)),
+      links: h.links.map((l) => cstr(l)),
+    }));
+    i.hints = {
+      2: hasSys
+        ? "this kernel's sysfs has no fs/cgroup"
+        : "/sys is not the file system micro mounted there",
+      16: "a cgroup v1 hierarchy of the host co-mounts controllers micro does not know; " +
+        "set cgroups.mount: none",
+      1: "the kernel refused to mount the container's cgroup (it needs a cgroup namespace)",
+    };
+    /** A new file system of `type` (with `flags` set) attached onto `at`; its fd or -errno. */
+    const attach = (
+      type: CStr,
+      flags: readonly CStr[],
+      data: readonly (readonly [CStr, CStr])[],
+      at: number,
+      mntAttrs: number,
+    ): number => {
+      const fs = sys.fsopen(type, C.FSOPEN_CLOEXEC);
+      if (fs < 0) return fs;
+      let rc = sys.fsconfig(fs, C.FSCONFIG_SET_STRING, SOURCE, type, 0);
+      for (let k = 0; k < flags.length && rc >= 0; k++) {
+        rc = sys.fsconfig(fs, C.FSCONFIG_SET_FLAG, flags[k], null, 0);
+      }
+      for (let k = 0; k < data.length && rc >= 0; k++) {
+        rc = sys.fsconfig(fs, C.FSCONFIG_SET_STRING, data[k][0], data[k][1], 0);
+      }
+      if (rc >= 0) rc = sys.fsconfig(fs, C.FSCONFIG_CMD_CREATE, null, null, 0);
+      const mnt = rc < 0 ? rc : sys.fsmount(fs, C.FSMOUNT_CLOEXEC, mntAttrs);
+      sys.close(fs);
+      if (mnt < 0) return mnt;
+      rc = sys.moveMount(
+        mnt,
+        EMPTY,
+        at,
+        EMPTY,
+        C.MOVE_MOUNT_F_EMPTY_PATH | C.MOVE_MOUNT_T_EMPTY_PATH,
+      );
+      if (rc < 0) {
+        sys.close(mnt);
+        return rc;
+      }
+      return mnt;
+    };
+    step(i, () => {
+      if (!hasSys) return -2;
+      const dir = sys.openat2(FD_SYS, fsCgroup, C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0, beneath);
+      if (dir < 0) return dir;
+      if (a.version === 2) {
+        const mnt = attach(cgroupType, [], [], dir, attrs);
+        sys.close(dir);
+        if (mnt < 0) return mnt;
+        sys.close(mnt);
+        return 0;
+      }
+      // The tmpfs stays writable until its directories and links are made.
+      const top = attach(TMPFS, [], [tmpfsMode], dir, attrs & ~C.MOUNT_ATTR_RDONLY);
+      sys.close(dir);
+      if (top < 0) return top;
+      let rc = 0;
+      for (let k = 0; k < levels.length && rc >= 0; k++) {
+        const lv = levels[k];
+        rc = sys.mkdirat(top, lv.name, 0o755);
+        if (rc < 0) break;
+        const sub = sys.openat2(top, lv.name, C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0, beneath);
+        if (sub < 0) {
+          rc = sub;
+          break;
+        }
+        const mnt = attach(cgroupType, lv.controllers, [], sub, attrs);
+        sys.close(sub);
+        if (mnt < 0) {
+          rc = mnt;
+          break;
+        }
+        sys.close(mnt);
+        for (let l = 0; l < lv.links.length && rc >= 0; l++) {
+          rc = sys.symlinkat(lv.name, top, lv.links[l]);
+        }
+      }
+      if (rc >= 0 && ro) rc = sys.mountSetattr(top, EMPTY, AT_EMPTY_PATH, ro, 0);
+      sys.close(top);
+      return rc < 0 ? rc : 0;
+    });
+  };
+
   let pivoted = false;
   let reportFd = ctx.report;
   const imageFd = ctx.imageFd ?? -1;
@@ -1200,6 +1304,9 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         step(i, () => sys.unshare(flag));
         break;
       }
+      case "cgroup-mount":
+        cgroupMount(o.args, i);
+        break;
       case "skipped":
         break;
       case "namespace":

@@ -10,6 +10,7 @@ import { errnoOf, hintFor, MicroError } from "../errors.ts";
 import { exists } from "../host.ts";
 import { removeContainerDir } from "../store/containers.ts";
 import { privateDirSync } from "../store/paths.ts";
+import { type HeldLock, lockFileSync } from "../store/lock.ts";
 import type { Op } from "../ops.ts";
 import { C, cstr, type Sys } from "../sys/mod.ts";
 import type { KillTarget } from "./watchdog.ts";
@@ -84,6 +85,8 @@ export function rootHostId(plan: Op[], file: "uid_map" | "gid_map"): number | un
 export class ParentOps {
   private readonly done: Op[] = [];
   private containerDirMade: string | null = null;
+  /** Shared locks on the volumes this run uses: `micro volume rm` waits for none of them. */
+  private readonly volumeLocks: HeldLock[] = [];
   constructor(
     private readonly plan: Op[],
     private readonly sys: Sys,
@@ -144,6 +147,9 @@ export class ParentOps {
         case "overlay-dirs":
           this.containerDir(o);
           break;
+        case "volume-dir":
+          this.volumeDir(o);
+          break;
       }
       this.done.push(o);
     }
@@ -177,6 +183,37 @@ export class ParentOps {
       for (const d of ["upper", "work"]) Deno.chownSync(`${dir}/${d}`, uid, gid);
     } catch (e) {
       fail(o, "mkdir", { path: dir }, e);
+    }
+  }
+
+  /**
+   * A volume's directory, made on first use: its parents traversable (0711), `_data`
+   * owned by the container's root (as the overlay's upper), so the container's root may
+   * write it. One that exists is the volume's content: left as it is.
+   */
+  private volumeDir(o: Op & { kind: "volume-dir" }): void {
+    const { dir, path } = o.args;
+    try {
+      Deno.mkdirSync(dir.slice(0, dir.lastIndexOf("/")), { recursive: true, mode: 0o711 });
+      try {
+        Deno.mkdirSync(dir, { mode: 0o711 });
+      } catch (e) {
+        if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+      }
+      // Held until the run ends: `micro volume rm` refuses a volume in use.
+      this.volumeLocks.push(lockFileSync(`${dir}/lock`, false));
+      try {
+        Deno.mkdirSync(path, { mode: 0o755 });
+      } catch (e) {
+        if (e instanceof Deno.errors.AlreadyExists) return;
+        throw e;
+      }
+      const uid = rootHostId(this.plan, "uid_map") ?? Deno.uid() ?? 0;
+      const gid = rootHostId(this.plan, "gid_map") ?? Deno.gid() ?? 0;
+      Deno.chownSync(path, uid, gid);
+    } catch (e) {
+      if (e instanceof MicroError) throw e;
+      fail(o, "mkdir", { path }, e);
     }
   }
 
@@ -283,6 +320,7 @@ export class ParentOps {
         if (why) problems.push(`cgroup ${o.args.path} not removed: ${why}`);
       }
     }
+    for (const l of this.volumeLocks.splice(0)) l.release();
     return problems;
   }
 }

@@ -313,7 +313,8 @@ Deno.test("readonly plugin: read-only root with tmpfs on /tmp and /run", () => {
       destination: "/run",
       type: "tmpfs",
       source: "tmpfs",
-      options: ["nosuid", "nodev", "mode=755"],
+      // Writable by a container user who is not root (hardened runs as nobody), as podman's.
+      options: ["nosuid", "nodev", "mode=1777"],
     },
   ]);
   assert.deepEqual(readonly.plan(spec, host()), [], "the mount plugin does the work");
@@ -321,24 +322,34 @@ Deno.test("readonly plugin: read-only root with tmpfs on /tmp and /run", () => {
 });
 
 Deno.test("readonly plugin: a custom tmpfs list replaces the default, paths cleaned", () => {
-  const spec = specOf([], { readonly: { tmpfs: ["/var/cache/", "/srv//scratch", "/tmp"] } });
+  const spec = specOf([], {
+    readonly: { tmpfs: ["/var/cache/", "/srv//scratch:mode=0750,uid=1,noexec", "/tmp"] },
+  });
   assert.deepEqual(
-    spec.mounts.filter((m) => m.type === "tmpfs").map((m) => [m.destination, m.options[2]]),
-    [["/var/cache", "mode=755"], ["/srv/scratch", "mode=755"], ["/tmp", "mode=1777"]],
+    spec.mounts.filter((m) => m.type === "tmpfs").map((m) => [m.destination, m.options.join()]),
+    [
+      ["/var/cache", "nosuid,nodev,mode=1777"],
+      ["/srv/scratch", "nosuid,nodev,noexec,mode=750,uid=1"],
+      ["/tmp", "nosuid,nodev,mode=1777"],
+    ],
   );
   assert.deepEqual(
     specOf([], { readonly: { tmpfs: [] } }).mounts.filter((m) => m.type === "tmpfs"),
     [],
   );
   assert.deepEqual(
-    errorLines(() => resolveProfile([], { readonly: { tmpfs: ["/", "run", "/a/../b"] } }, PLUGINS)),
+    errorLines(() =>
+      resolveProfile([], { readonly: { tmpfs: ["/", "run", "/a/../b", "/x:nope"] } }, PLUGINS)
+    ),
     [
-      'command line: readonly.tmpfs[0]: invalid value "/": must be an absolute path below / ' +
-      "without '..'",
-      'command line: readonly.tmpfs[1]: invalid value "run": must be an absolute path below / ' +
-      "without '..'",
-      'command line: readonly.tmpfs[2]: invalid value "/a/../b": must be an absolute path below ' +
-      "/ without '..'",
+      'command line: readonly.tmpfs[0]: invalid value "/": the container path "/": a mount on / ' +
+      "would replace the container's root",
+      'command line: readonly.tmpfs[1]: invalid value "run": the container path "run": must be ' +
+      "an absolute path without '..'",
+      'command line: readonly.tmpfs[2]: invalid value "/a/../b": the container path "/a/../b": ' +
+      "must be an absolute path without '..'",
+      'command line: readonly.tmpfs[3]: invalid value "/x:nope": unknown tmpfs option "nope" ' +
+      "(known: size, mode, uid, gid, ro, rw, exec, noexec, suid, nosuid, dev, nodev)",
     ],
   );
 });
@@ -347,7 +358,8 @@ Deno.test("readonly plugin: no second /tmp over one the mount plugin or the list
   const spec = specOf([], { readonly: {}, mount: { tmpfs: ["/tmp"] } });
   const tmp = spec.mounts.filter((m) => m.destination === "/tmp");
   assert.equal(tmp.length, 1);
-  assert.deepEqual(tmp[0].options, ["nosuid", "nodev", "mode=1777"]);
+  // The mount plugin's, with Docker's --tmpfs defaults.
+  assert.deepEqual(tmp[0].options, ["nosuid", "nodev", "noexec", "mode=1777"]);
   assert.equal(spec.mounts.filter((m) => m.destination === "/run").length, 1);
   const twice = specOf([], { readonly: { tmpfs: ["/tmp", "/tmp/", "/run", "/run/."] } });
   assert.deepEqual(twice.mounts.filter((m) => m.type === "tmpfs").map((m) => m.destination), [
@@ -512,12 +524,12 @@ Deno.test("lsm plugin: SELinux labels the container's tmpfs, devpts and mqueue m
     "/dev/urandom": undefined,
     "/dev/tty": undefined,
     "/dev/pts": `newinstance,ptmxmode=0666,mode=0620,gid=5,${MOUNT_LABEL}`,
-    "/dev/shm": `mode=1777,size=65536k,${MOUNT_LABEL}`,
+    "/dev/shm": `mode=1777,size=67108864,${MOUNT_LABEL}`,
     "/sys": undefined,
     "/data": undefined,
     "/dev/mqueue": MOUNT_LABEL,
     "/tmp": `mode=1777,${MOUNT_LABEL}`,
-    "/run": `mode=755,${MOUNT_LABEL}`,
+    "/run": `mode=1777,${MOUNT_LABEL}`,
   });
   // Without SELinux in the profile, no mount carries a context.
   assert.ok(
