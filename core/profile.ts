@@ -65,6 +65,8 @@ export interface ProcessOptions {
   noNewPrivileges: boolean;
   /** By short name (`nofile`); the kernel's name is `RLIMIT_` + the name upper-cased. */
   rlimits: Record<string, Rlimit>;
+  /** The command's /proc/PID/oom_score_adj (-1000..1000). */
+  oomScoreAdj?: number;
 }
 
 export interface Section {
@@ -178,6 +180,12 @@ export const PROCESS_SCHEMA: ObjectSchema = {
       check: (v) => v.startsWith("/") ? undefined : "expected an absolute path",
     },
     noNewPrivileges: { type: "boolean", doc: "set no_new_privs before exec" },
+    oomScoreAdj: {
+      type: "integer",
+      min: -1000,
+      max: 1000,
+      doc: "the command's oom_score_adj (lowering it needs CAP_SYS_RESOURCE)",
+    },
     rlimits: {
       type: "map",
       doc: "resource limits: NAME: SOFT[:HARD] (numbers or unlimited)",
@@ -454,6 +462,7 @@ function toProcess(raw: unknown): ProcessOptions {
   if (p.user !== undefined) out.user = String(p.user);
   if (p.defaultUser !== undefined) out.defaultUser = String(p.defaultUser);
   if (p.cwd !== undefined) out.cwd = p.cwd as string;
+  if (p.oomScoreAdj !== undefined) out.oomScoreAdj = p.oomScoreAdj as number;
   return out;
 }
 
