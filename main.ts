@@ -9,7 +9,7 @@ const HELP = `micro: a Linux container runtime
 usage:
   micro run [OPTIONS] [IMAGE] [--] COMMAND [ARG...]   run COMMAND in a new container
   micro plan [OPTIONS] [IMAGE] [--] COMMAND [ARG...]  print the ops a run would execute
-  micro ps [-a] [-q] [--no-trunc]                     running containers (-a: kept ones too)
+  micro ps [-a] [-q] [--no-trunc] [-f label=K[=V]]    running containers (-a: kept ones too)
   micro rm [-f] NAME|ID...                            remove containers (-f: running ones too)
   micro diff NAME|ID                                  a container's changes to its image
   micro pull [OPTIONS] REFERENCE                      pull an image into the image store
