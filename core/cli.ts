@@ -469,8 +469,8 @@ function namespaceMode(layer: ProfileLayer, spelled: string, flag: string, value
  * allowed by the cgroup. It wins over the options given with it.
  */
 function applyPrivileged(layer: ProfileLayer): void {
-  section(layer, "caps").add = ["ALL"];
-  delete section(layer, "caps").drop;
+  // An empty drop list replaces any a profile below has.
+  Object.assign(section(layer, "caps"), { add: ["ALL"], drop: [] });
   section(layer, "seccomp").enabled = false;
   section(layer, "lsm").enabled = false;
   Object.assign(section(layer, "mount"), { masked: [], readonly: [], hostDevices: true });

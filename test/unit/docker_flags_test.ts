@@ -160,7 +160,7 @@ Deno.test("--privileged: all caps micro holds, no seccomp, no LSM, no masks, hos
   const devices = ["null", "kmsg", "vda"];
   const { spec, ops } = planFor(
     ["--privileged", "--cap-drop", "ALL", "--security-opt", "seccomp=unconfined"],
-    [],
+    ["hardened"],
     host({ capBounding: bounding, devices }),
   );
   assert.equal(spec.micro.capsAll, true);
