@@ -9,7 +9,7 @@ const HELP = `micro: a Linux container runtime
 usage:
   micro run [OPTIONS] [IMAGE] [--] COMMAND [ARG...]   run COMMAND in a new container
   micro plan [OPTIONS] [IMAGE] [--] COMMAND [ARG...]  print the ops a run would execute
-  micro ps [-a] [-q] [--no-trunc]                     running containers (-a: kept ones too)
+  micro ps [-a] [-q] [--no-trunc] [-f label=K[=V]]    running containers (-a: kept ones too)
   micro rm [-f] NAME|ID...                            remove containers (-f: running ones too)
   micro diff NAME|ID                                  a container's changes to its image
   micro pull [OPTIONS] REFERENCE                      pull an image into the image store
@@ -20,7 +20,7 @@ usage:
   micro logout [REGISTRY]                             forget a registry's login
   micro profile list                                  the built-in profiles
   micro profile show NAME|PATH...                     a profile, resolved
-  micro version                                       micro, Deno and V8 versions
+  micro version (-v, --version)                       micro, Deno and V8 versions
 
 IMAGE is a root filesystem directory or an image reference (alpine:3.20), pulled into the
 store when missing; without one, the root is a tmpfs holding the host's /usr, /bin, /sbin,
@@ -59,7 +59,7 @@ async function main(argv: string[]): Promise<number> {
     console.log(HELP.trimEnd());
     return cmd === undefined ? EXIT_MICRO : 0;
   }
-  if (cmd === "version" || cmd === "--version") {
+  if (cmd === "version" || cmd === "--version" || cmd === "-v") {
     const { VERSION } = await import("./core/version.ts");
     console.log(`micro ${VERSION} (deno ${Deno.version.deno}, v8 ${Deno.version.v8})`);
     return 0;

@@ -2,6 +2,7 @@
  * The host probe: every fact plan() needs from the host, read once before planning, so
  * that plugins stay pure and `micro plan` shows what a run would do.
  */
+import { CAPS } from "./caps.ts";
 import { readLayout } from "./cgroups/layout.ts";
 import { MicroError } from "./errors.ts";
 import {
@@ -234,7 +235,7 @@ export function probeHost(
       else if (st.isDirectory) hostView.push({ path, kind: "dir" });
     } catch { /* not on this host: skipped */ }
   }
-  const devices = spec.micro.devices.filter((d) => {
+  const devices = spec.micro.hostDevices ? hostDeviceNodes() : spec.micro.devices.filter((d) => {
     try {
       Deno.statSync(`/dev/${d}`);
       return true;
@@ -280,6 +281,7 @@ export function probeHost(
     ...specFiles(sys, [spec.micro.seccompFile].filter((f): f is string => !!f)),
     ...cgroupFacts(spec, uid),
     capLastCap: Number(readOr("/proc/sys/kernel/cap_last_cap", "40").trim()) || 40,
+    ...(spec.micro.capsAll ? { capBounding: ownBoundingSet() } : {}),
     lsm: {
       // As runc: the module enabled and its file system there.
       apparmor: readOr("/sys/module/apparmor/parameters/enabled", "N").trim() === "Y" &&
@@ -289,4 +291,31 @@ export function probeHost(
       landlock: spec.micro.landlock ? Math.max(0, landlockAbi()) : 0,
     },
   };
+}
+
+/**
+ * `--privileged`: the character and block devices at the top of the host's /dev (not
+ * symlinks; not ptmx, which the container's own devpts provides), by name.
+ */
+function hostDeviceNodes(): string[] {
+  const names: string[] = [];
+  try {
+    for (const e of Deno.readDirSync("/dev")) {
+      if (!e.isFile && !e.isDirectory && !e.isSymlink && e.name !== "ptmx") {
+        try {
+          const st = Deno.lstatSync(`/dev/${e.name}`);
+          if (st.isBlockDevice || st.isCharDevice) names.push(e.name);
+        } catch { /* gone meanwhile */ }
+      }
+    }
+  } catch { /* no /dev: none */ }
+  return names.sort();
+}
+
+/** micro's own bounding set, by name (the CapBnd mask of /proc/self/status). */
+function ownBoundingSet(): string[] | undefined {
+  const m = /^CapBnd:\s*([0-9a-f]+)$/m.exec(readOr("/proc/self/status", ""));
+  if (!m) return undefined;
+  const mask = BigInt(`0x${m[1]}`);
+  return CAPS.filter((_c, i) => (mask >> BigInt(i)) & 1n);
 }

@@ -47,12 +47,21 @@ export interface OpArgs {
   /** clone: one namespace flag for the single clone call. */
   namespace: { flag: string };
   /**
+   * clone: instead of a new namespace, the one of the running micro container `container`
+   * (its init, found through micro's state and opened once as a pidfd): micro enters it
+   * with setns right before the clone, and its own again right after.
+   */
+  join: { flag: string; container: string };
+  /**
    * rootfs: a namespace entered by the child itself, after the parent placed it: the
    * cgroup namespace, so its root is the container's own cgroup (runc does the same).
    */
   unshare: { flag: string };
   /** attach: write a file of the child's under /proc/PID (uid_map, gid_map, setgroups). */
-  "proc-write": { file: "uid_map" | "gid_map" | "setgroups"; content: string };
+  "proc-write": {
+    file: "uid_map" | "gid_map" | "setgroups" | "oom_score_adj";
+    content: string;
+  };
   /**
    * attach: a setuid helper (newuidmap, newgidmap) writes the child's `map` from `args`
    * ("container host count ..."): only it may map the caller's subordinate ids.
@@ -216,6 +225,16 @@ export interface OpArgs {
    * process still has CAP_SYS_ADMIN (as runc does).
    */
   seccomp: { arch: string; instructions: number; policy: string; flags: number; program: string };
+  /**
+   * supervise: what SIGTERM to micro does while the command runs: `signal` (its `number`) to
+   * the container's init, then SIGKILL after `timeout` seconds (-1: never).
+   */
+  stop: { signal: string; number: number; timeout: number };
+  /**
+   * rootfs, right after the container's /proc is mounted (before its read-only paths): a
+   * namespaced sysctl, written to /proc/sys/KEY beneath that very mount.
+   */
+  sysctl: { key: string; value: string };
   /** exec */
   chdir: { path: string };
   /** `init`: the trampoline stays as the container's init and runs the command in a child. */

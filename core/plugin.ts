@@ -54,6 +54,11 @@ export interface HostInfo {
   fileErrors?: Record<string, string>;
   /** The highest capability number the kernel knows (/proc/sys/kernel/cap_last_cap). */
   capLastCap: number;
+  /**
+   * micro's own bounding set (CapBnd of /proc/self/status), by name, when `ALL` was added:
+   * a capability outside it cannot be given to anyone.
+   */
+  capBounding?: string[];
   /** Security modules this kernel has enabled; `landlock` is its ABI version, 0 if none. */
   lsm: {
     apparmor: boolean;

@@ -69,6 +69,8 @@ export interface ProcessOptions {
   init: boolean;
   /** By short name (`nofile`); the kernel's name is `RLIMIT_` + the name upper-cased. */
   rlimits: Record<string, Rlimit>;
+  /** The command's /proc/PID/oom_score_adj (-1000..1000). */
+  oomScoreAdj?: number;
 }
 
 export interface Section {
@@ -185,6 +187,12 @@ export const PROCESS_SCHEMA: ObjectSchema = {
     init: {
       type: "boolean",
       doc: "run an init as PID 1 that forwards signals to the command and reaps zombies",
+    },
+    oomScoreAdj: {
+      type: "integer",
+      min: -1000,
+      max: 1000,
+      doc: "the command's oom_score_adj (lowering it needs CAP_SYS_RESOURCE)",
     },
     rlimits: {
       type: "map",
@@ -485,6 +493,7 @@ function toProcess(raw: unknown): ProcessOptions {
   if (p.user !== undefined) out.user = String(p.user);
   if (p.defaultUser !== undefined) out.defaultUser = String(p.defaultUser);
   if (p.cwd !== undefined) out.cwd = p.cwd as string;
+  if (p.oomScoreAdj !== undefined) out.oomScoreAdj = p.oomScoreAdj as number;
   return out;
 }
 

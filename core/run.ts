@@ -6,7 +6,7 @@ import { parseRun, type Request } from "./cli.ts";
 import { runChecks } from "./checks.ts";
 import { execute, stoppedError } from "./engine/mod.ts";
 import type { RunSignals } from "./signals.ts";
-import { MicroError, MicroErrors } from "./errors.ts";
+import { errnoOf, MicroError, MicroErrors } from "./errors.ts";
 import { probeHost } from "./host.ts";
 import { resolveTargets } from "./engine/resolve.ts";
 import { ImageUse, type OpenedImage, openImage } from "./engine/image.ts";
@@ -18,13 +18,17 @@ import type { Spec } from "./spec.ts";
 import {
   createRunDir,
   processStartTime,
+  readState,
   removeRun,
   type RunState,
   stateRoot,
+  untrustedRoot,
+  untrustedRootError,
   writeState,
 } from "./state.ts";
 import { openLibc } from "./sys/libc.ts";
-import { C, cstr } from "./sys/mod.ts";
+import { C, cstr, type Sys } from "./sys/mod.ts";
+import { CLONE_FLAGS } from "./engine/child.ts";
 import { PLUGINS } from "../plugins/mod.ts";
 import { containerDir, storeRoot } from "./store/paths.ts";
 import { idmapImage, type IdmappedImage } from "./engine/idmapped.ts";
@@ -158,6 +162,11 @@ export async function prepare(argv: string[]): Promise<Prepared> {
   await loadYamlFor(req.profiles);
   const { profile } = resolveProfile(req.profiles, req.layer, PLUGINS);
   // Without root, namespaces other than user need a user namespace of their own.
+  if (uid !== 0 && (req.layer.user as { enabled?: boolean } | undefined)?.enabled === false) {
+    throw new MicroError(`option "--userns host" needs root`, {
+      hint: "a rootless container always has a user namespace of its own: drop --userns host",
+    });
+  }
   if (uid !== 0 && profile.sections.user) profile.sections.user.enabled = true;
   const spec = buildSpec(
     {
@@ -180,6 +189,8 @@ export async function prepare(argv: string[]): Promise<Prepared> {
     spec.root.layers = stored.hold.layers;
     applyImageConfig(spec, req, profile, stored.hold.image.config);
   }
+  if (req.stopSignal !== undefined) spec.micro.stopSignal = req.stopSignal;
+  if (req.stopTimeout !== undefined) spec.micro.stopTimeout = req.stopTimeout;
   const containerId = newContainerId();
   const id = req.name ?? containerId.slice(0, 12);
   const stateDir = `${stateRoot(uid)}/${id}`;
@@ -230,6 +241,19 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
       `cannot create the state directory ${stateRoot(uid)}/${p.id}: ${(e as Error).message}`,
     );
   }
+  // Docker's --cidfile: made exclusively once the run can go ahead; left behind at the end.
+  if (p.req.cidfile) {
+    try {
+      writeCidfile(p.req.cidfile, p.containerId);
+    } catch (e) {
+      removeRun(dir, null, () => sys);
+      p.stored?.hold.release();
+      throw e;
+    }
+  }
+  // What SIGTERM to micro does while the command runs (docker stop).
+  const stop = p.ops.find((o) => o.kind === "stop");
+  if (stop?.kind === "stop") signals.stopWith(stop.args.number, stop.args.timeout);
   // Warnings once the run can go ahead (not before an error that stops it).
   for (const o of p.ops) {
     const asked = o.plugin === "cgroups" ? p.spec.micro.cgroupLimits : o.plugin === "user";
@@ -250,9 +274,12 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
   let use: ImageUse | null = null;
   let tree = -1;
   let mapped: IdmappedImage | null = null;
+  /** The containers joined (--pid/--ipc container:NAME), by name. */
+  const joins = new Map<string, { pidfd: number; flags: number }>();
   const removeOnExit = () => {
     if (tree >= 0) sys.close(tree);
     mapped?.close();
+    for (const j of joins.values()) sys.close(j.pidfd);
     if (!container.made) delete state.containerDir; // not this run's
     if (use) {
       use.release();
@@ -291,6 +318,13 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
         return resolved;
       });
     }
+    // --pid/--ipc container:NAME: each container's init opened once, as a pidfd.
+    for (const o of p.ops) {
+      if (o.kind !== "join") continue;
+      const name = o.args.container;
+      if (!joins.has(name)) joins.set(name, { pidfd: openJoinTarget(name, uid, sys), flags: 0 });
+      joins.get(name)!.flags |= CLONE_FLAGS[o.args.flag];
+    }
     Deno.mkdirSync(`${dir}/root`, { mode: 0o755 });
     // The child's root is a copy of the mount of the very directory opened above; a
     // rootless parent may not copy mounts, and its child checks what it binds by name.
@@ -315,6 +349,8 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
       imageId: image ? { dev: image.dev, ino: image.ino } : undefined,
       terminal: p.req.terminal,
       stdin: p.req.stdin,
+      ...(p.req.attach ? { attach: p.req.attach } : {}),
+      ...(joins.size ? { join: [...joins.values()] } : {}),
       signals,
       onChild(pid) {
         // This write also makes durable which cgroups the run created (marked in
@@ -395,9 +431,75 @@ function containerRecord(p: Prepared, argv: string[], state: RunState): Containe
     profiles: p.req.profiles.length ? p.req.profiles : ["default"],
     options: argv.slice(1, Math.max(1, end)),
     rm: p.req.rm,
+    ...(p.req.labels ? { labels: p.req.labels } : {}),
+    ...(p.spec.micro.stopSignal !== undefined ? { stopSignal: p.spec.micro.stopSignal } : {}),
+    ...(p.spec.micro.stopTimeout !== undefined ? { stopTimeout: p.spec.micro.stopTimeout } : {}),
     created: state.created,
     state: "created",
     pid: state.pid,
     startTime: state.startTime,
   };
+}
+
+/**
+ * Writes the container id to `path`, created exclusively (O_CREAT|O_EXCL: never through a
+ * symlink, never over a file), as Docker refuses an existing cidfile.
+ */
+export function writeCidfile(path: string, id: string): void {
+  let file: Deno.FsFile;
+  try {
+    file = Deno.openSync(path, { write: true, createNew: true, mode: 0o644 });
+  } catch (e) {
+    const errno = errnoOf(e, 5);
+    throw new MicroError("", {
+      phase: "prepare",
+      plugin: "engine",
+      op: "open(cidfile)",
+      paths: { path },
+      errno,
+      hint: errno === 17
+        ? "the container id file exists: is another container using it? remove it first"
+        : undefined,
+    });
+  }
+  try {
+    file.writeSync(new TextEncoder().encode(id));
+  } finally {
+    file.close();
+  }
+}
+
+/**
+ * `--pid`/`--ipc container:NAME`: the running container's init, from micro's state root,
+ * opened as a pidfd; its start time is checked after the pidfd exists, so the fd is that
+ * very process and not a later one that got its pid.
+ */
+export function openJoinTarget(name: string, uid: number, sys: Sys): number {
+  const root = stateRoot(uid);
+  const bad = untrustedRoot(root, uid);
+  if (bad) throw untrustedRootError(root, uid, bad);
+  const notRunning = () =>
+    new MicroError(`container "${name}" is not running: there is no namespace of it to join`, {
+      hint: "start it first (micro run --name NAME ...), then join it",
+    });
+  const st = readState(`${root}/${name}`);
+  if (!st || !st.containerPid || st.containerStartTime === undefined) throw notRunning();
+  if (processStartTime(st.pid) !== st.startTime) throw notRunning();
+  const fd = sys.pidfdOpen(st.containerPid, 0);
+  if (fd === -3) throw notRunning(); // ESRCH
+  if (fd < 0) {
+    throw new MicroError("", {
+      phase: "prepare",
+      plugin: "engine",
+      op: "pidfd_open",
+      paths: { container: name, pid: String(st.containerPid) },
+      errno: -fd,
+      hint: fd === -38 ? "joining a container's namespaces needs Linux 5.8+" : undefined,
+    });
+  }
+  if (processStartTime(st.containerPid) !== st.containerStartTime) {
+    sys.close(fd);
+    throw notRunning();
+  }
+  return fd;
 }

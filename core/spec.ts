@@ -52,6 +52,8 @@ export interface ProcessSpec {
    * command, forwards signals to it and reaps zombies until it exits.
    */
   init?: boolean;
+  /** Written to /proc/PID/oom_score_adj before the command starts. */
+  oomScoreAdj?: number;
   /** Set by the caps plugin; without it the process keeps what its uid gives it. */
   capabilities?: {
     bounding: string[];
@@ -93,6 +95,8 @@ export interface Spec {
     devices: { path: string; hostPath: string; access: string }[];
     /** SELinux context for the container's own mounts (tmpfs, devpts, mqueue). */
     mountLabel?: string;
+    /** Namespaced sysctls (sysctl plugin), written under the container's /proc/sys. */
+    sysctl?: Record<string, string>;
   };
   micro: {
     /** Host directories bound read-only into a tmpfs root when there is no image. */
@@ -144,8 +148,18 @@ export interface Spec {
     remove?: boolean;
     /** The size of /dev/shm in bytes (mount plugin; Docker's 64m when absent). */
     shmSize?: number;
-    /** The image's StopSignal (recorded; only forwarded signals stop a container yet). */
+    /** `--stop-signal`, else the image's StopSignal: what SIGTERM to micro sends init. */
     stopSignal?: string;
+    /** `--stop-timeout`: seconds from the stop signal to SIGKILL (-1: never; default 10). */
+    stopTimeout?: number;
+    /** The mount plugin's `hostDevices` (--privileged): every host device in /dev. */
+    hostDevices?: boolean;
+    /** `ALL` was added (caps plugin): the set is cut to what micro's bounding set holds. */
+    capsAll?: boolean;
+    /** The cgroups plugin's `oomKillDisable`. */
+    oomKillDisable?: boolean;
+    /** Namespaces joined from running containers (`--ipc container:NAME`), by type. */
+    join?: Partial<Record<NamespaceType, string>>;
   };
 }
 

@@ -142,12 +142,22 @@ export const caps: Plugin<CapsOptions> = {
       ambient: [],
     };
     const added = (o.add ?? []).map((c) => capName(c)!).filter((c) => c !== "ALL");
+    if ((o.add ?? []).some((c) => capName(c) === "ALL")) spec.micro.capsAll = true;
     spec.micro.ambientCaps = o.ambient ? added.filter((c) => set.includes(c)) : [];
     spec.micro.addedCaps = set.filter((c) => added.includes(c));
   },
   check: uselessCaps,
   plan(spec: Spec, host): Op[] {
-    const c = spec.process.capabilities!;
+    // ALL means every capability micro itself may hand out (as moby's privileged set).
+    const held = (s: string[]) =>
+      spec.micro.capsAll && host.capBounding ? s.filter((x) => host.capBounding!.includes(x)) : s;
+    const all = spec.process.capabilities!;
+    const c = {
+      ...all,
+      bounding: held(all.bounding),
+      effective: held(all.effective),
+      permitted: held(all.permitted),
+    };
     const who = processUser(spec, host);
     // Ambient capabilities must be permitted and inheritable too.
     const ambient = who.uid !== 0 ? spec.micro.ambientCaps ?? [] : [];

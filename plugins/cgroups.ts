@@ -49,6 +49,8 @@ export interface CgroupsOptions {
   parent?: string;
   /** Fail instead of running without limits when this host cannot apply them. */
   required?: boolean;
+  /** No OOM killer in the container's memory cgroup (v1 only; v2 has no such switch). */
+  oomKillDisable?: boolean;
   /** The same limits in the OCI runtime spec's `linux.resources` form. */
   resources?: OciResources;
   /** The container's cgroup at /sys/fs/cgroup: ro (default), rw, or none. */
@@ -211,6 +213,10 @@ export const cgroups: Plugin<CgroupsOptions> = {
             : "expected a relative cgroup path like micro or web/api",
       },
       required: { type: "boolean", doc: "fail when the host cannot apply the limits" },
+      oomKillDisable: {
+        type: "boolean",
+        doc: "no OOM killer for the container (cgroup v1; v2 has none: a warning)",
+      },
       resources: OCI_RESOURCES,
       mount: {
         type: "string",
@@ -249,7 +255,9 @@ export const cgroups: Plugin<CgroupsOptions> = {
     if (oci.blockIO) r.blockIO = { ...r.blockIO, ...oci.blockIO };
     if (oci.devices) spec.micro.ociDevices = [...oci.devices];
     spec.linux.resources = r;
-    spec.micro.cgroupLimits = Object.keys(r).length > 0 || !!oci.devices?.length ||
+    if (o.oomKillDisable) spec.micro.oomKillDisable = true;
+    spec.micro.cgroupLimits = !!o.oomKillDisable || Object.keys(r).length > 0 ||
+      !!oci.devices?.length ||
       [o.deviceReadBps, o.deviceWriteBps, o.deviceReadIops, o.deviceWriteIops].some((l) =>
         l?.length
       );
@@ -573,6 +581,14 @@ function planV1(spec: Spec, host: HostInfo, r: Resources): Op[] {
       }),
     );
   }
+  // Docker's --oom-kill-disable: tasks wait for memory instead of being killed.
+  if (spec.micro.oomKillDisable && host.cgroup.v1.memory) {
+    ops.push(op("prepare", "cgroups", "cgroup-write", {
+      path: `${dirOf("memory")}/memory.oom_control`,
+      value: "1",
+      option: "oom-kill-disable",
+    }));
+  }
   for (const dir of seen) ops.push(op("attach", "cgroups", "cgroup-join", { path: dir }));
   if (r.memory?.limit !== undefined) {
     ops.push(
@@ -631,6 +647,13 @@ function planV2(spec: Spec, host: HostInfo, r: Resources): Op[] {
     );
   }
   ops.push(op("prepare", "cgroups", "cgroup-devices", { path: dir, rules: r.devices ?? [] }));
+  if (spec.micro.oomKillDisable) {
+    // As Docker on v2: the option is dropped with a warning.
+    ops.push(op("prepare", "cgroups", "skipped", {
+      what: "oom-kill-disable",
+      reason: "--oom-kill-disable: cgroup v2 has no switch for the OOM killer: ignored",
+    }));
+  }
   ops.push(op("attach", "cgroups", "cgroup-join", { path: dir }));
   if (r.memory?.limit !== undefined) {
     ops.push(

@@ -28,6 +28,8 @@ export interface MountOptions {
   shmSize?: string | number;
   devices?: string[];
   hostView?: string[];
+  /** Every device node of the host's /dev (`--privileged`). */
+  hostDevices?: boolean;
 }
 
 export const DEFAULT_DEVICES = ["null", "zero", "full", "random", "urandom", "tty"];
@@ -93,6 +95,10 @@ export const mount: Plugin<MountOptions> = {
         doc: "device nodes bound from the host's /dev",
       },
       hostView: { ...pathList, doc: "host dirs bound read-only when there is no image" },
+      hostDevices: {
+        type: "boolean",
+        doc: "bind every device node of the host's /dev (--privileged: unsafe)",
+      },
     },
   },
   configure(o, spec) {
@@ -100,6 +106,7 @@ export const mount: Plugin<MountOptions> = {
     spec.linux.maskedPaths = [...(o.masked ?? [])];
     spec.linux.readonlyPaths = [...(o.readonly ?? [])];
     spec.micro.devices = [...(o.devices ?? DEFAULT_DEVICES)];
+    if (o.hostDevices) spec.micro.hostDevices = true;
     if (spec.root.path === null) spec.micro.hostView = [...(o.hostView ?? DEFAULT_HOST_VIEW)];
     if (o.shmSize !== undefined) spec.micro.shmSize = parseSize(o.shmSize);
     for (const b of o.binds ?? []) {
@@ -256,11 +263,12 @@ function planMounts(spec: Spec, host: HostInfo): Op[] {
     }
   }
 
-  // /proc belongs to the pid namespace; without one, the host's is bound instead.
+  // /proc belongs to the pid namespace (an own one, or the one joined); without one, the
+  // host's is bound instead.
   ops.push(kernelFs(
     "proc",
     mountOp(
-      hasNamespace(spec, "pid")
+      hasNamespace(spec, "pid") || spec.micro.join?.pid
         ? {
           destination: "/proc",
           type: "proc",
@@ -277,6 +285,10 @@ function planMounts(spec: Spec, host: HostInfo): Op[] {
       host,
     ),
   ));
+  // Namespaced sysctls, beneath this very /proc, before /proc/sys is made read-only.
+  for (const [key, value] of Object.entries(spec.linux.sysctl ?? {})) {
+    ops.push(op("rootfs", "sysctl", "sysctl", { key, value }));
+  }
 
   // A minimal /dev: a tmpfs with the host's harmless nodes bound in, and its own devpts.
   ops.push(mountOp(
@@ -289,7 +301,11 @@ function planMounts(spec: Spec, host: HostInfo): Op[] {
     spec,
     host,
   ));
-  for (const d of spec.micro.devices.filter((d) => host.devices.includes(d))) {
+  // With hostDevices the probe found every device node in the host's /dev.
+  const devices = spec.micro.hostDevices
+    ? host.devices
+    : spec.micro.devices.filter((d) => host.devices.includes(d));
+  for (const d of devices) {
     ops.push(
       mountOp(
         {

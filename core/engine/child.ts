@@ -1297,6 +1297,32 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         init = a.init === true;
         break;
       }
+      case "sysctl": {
+        // Beneath the container's own /proc (whose root fd micro kept), following no symlink.
+        if (!kernelMounts.has("proc")) throw new Error("sysctl planned before the /proc mount");
+        const file = `sys/${o.args.key.replaceAll(".", "/")}`;
+        i.paths = { path: `/proc/${file}`, value: o.args.value };
+        i.hints = {
+          2: "this kernel has no such sysctl",
+          30: "/proc/sys is read-only there",
+        };
+        const name = cstr(file);
+        const value = new TextEncoder().encode(o.args.value);
+        step(i, () => {
+          const fd = sys.openat2(
+            FD_PROC,
+            name,
+            C.O_WRONLY | C.O_CLOEXEC | C.O_NOFOLLOW,
+            0,
+            C.RESOLVE_BENEATH | C.RESOLVE_NO_SYMLINKS | C.RESOLVE_NO_MAGICLINKS,
+          );
+          if (fd < 0) return fd;
+          const n = sys.write(fd, value, value.length);
+          sys.close(fd);
+          return n < 0 ? n : 0;
+        });
+        break;
+      }
       case "unshare": {
         i.paths = { flag: o.args.flag };
         const flag = CLONE_FLAGS[o.args.flag];

@@ -14,7 +14,7 @@ import {
 } from "../errors.ts";
 import { CHILD_PHASES, type Op } from "../ops.ts";
 import { RunSignals, signalName } from "../signals.ts";
-import { C, cstr, type Sys } from "../sys/mod.ts";
+import { C, type CStr, cstr, type Sys } from "../sys/mod.ts";
 import type { RecordedCgroup } from "../cgroups/fs.ts";
 import { ParentOps, rootHostId } from "./parent.ts";
 import { Watchdog } from "./watchdog.ts";
@@ -44,6 +44,13 @@ export interface EngineOptions {
   terminal: boolean;
   /** Relay micro's stdin to the command (-i); otherwise its stdin is /dev/null. */
   stdin: boolean;
+  /**
+   * `--pid`/`--ipc container:NAME`: a pidfd of that container's init and the CLONE_NEW*
+   * flags of its namespaces to join (entered right before the clone, left right after).
+   */
+  join?: { pidfd: number; flags: number }[];
+  /** `-a`: the output streams relayed (without a terminal); one not named is /dev/null. */
+  attach?: { stdout: boolean; stderr: boolean };
   /** Signals, listened to since the run began; made here when not given. */
   signals?: RunSignals;
   /** Called once the child exists, before it is released (to record it in the state). */
@@ -66,6 +73,58 @@ const DEV_NULL = cstr("/dev/null");
 const ONE = new Uint8Array([1]);
 const MEMFD_NAME = cstr("micro-exec");
 const SEALS = C.F_SEAL_SEAL | C.F_SEAL_SHRINK | C.F_SEAL_GROW | C.F_SEAL_WRITE;
+
+/** This thread's own namespaces, by the flag that names them, to come back to after a join. */
+const OWN_NS: { flag: number; name: string; path: CStr }[] = [
+  [C.CLONE_NEWPID, "/proc/thread-self/ns/pid_for_children"] as const,
+  [C.CLONE_NEWIPC, "/proc/thread-self/ns/ipc"] as const,
+].map(([flag, name]) => ({ flag, name, path: cstr(name) }));
+
+/**
+ * Enters the namespaces of `join` for the clone: setns with the pidfd (one call for all of
+ * them, Linux 5.8+). A pid namespace entered so only decides where children go; the
+ * returned fds take this thread back to its own (`leaveJoined`).
+ */
+function enterJoined(joins: { pidfd: number; flags: number }[], sys: Sys): [number, number][] {
+  const back: [number, number][] = [];
+  const all = joins.reduce((f, j) => f | j.flags, 0);
+  for (const { flag, name, path } of OWN_NS) {
+    if (!(all & flag)) continue;
+    const fd = sys.open(path, C.O_RDONLY | C.O_CLOEXEC, 0);
+    if (fd < 0) {
+      for (const [f] of back) sys.close(f);
+      check(fd, "open", { path: name });
+    }
+    back.push([fd, flag]);
+  }
+  for (const join of joins) {
+    const rc = sys.setns(join.pidfd, join.flags);
+    if (rc >= 0) continue;
+    leaveJoined(back, sys);
+    throw new MicroError("", {
+      phase: "clone",
+      plugin: "engine",
+      op: "setns",
+      paths: { flags: "0x" + join.flags.toString(16), into: "the joined container's init" },
+      errno: -rc,
+      hint: rc === -22
+        ? "this kernel cannot setns with a pidfd (Linux 5.8+)"
+        : "micro needs CAP_SYS_ADMIN over the joined container's namespaces",
+    });
+  }
+  return back;
+}
+
+/** Back to this thread's own namespaces; the first error (as -errno), or 0. */
+function leaveJoined(back: [number, number][], sys: Sys): number {
+  let err = 0;
+  for (const [fd, flag] of back) {
+    const rc = sys.setns(fd, flag);
+    if (rc < 0 && err === 0) err = rc;
+    sys.close(fd);
+  }
+  return err;
+}
 
 export function cloneFlags(plan: Op[]): number {
   let flags = 0;
@@ -156,13 +215,17 @@ async function attach(plan: Op[], pid: number): Promise<void> {
       Deno.writeTextFileSync(path, o.args.content);
     } catch (e) {
       const errno = errnoOf(e, 22);
+      const lowering = o.args.file === "oom_score_adj" && (errno === 13 || errno === 1);
       throw new MicroError("", {
         phase: "attach",
         plugin: o.plugin,
         op: "write",
         paths: { path, content: JSON.stringify(o.args.content.trim()) },
         errno,
-        hint: hintFor("proc-write", errno) ?? (e as Error).message,
+        hint: lowering
+          ? "lowering oom_score_adj needs CAP_SYS_RESOURCE, which micro does not have here: " +
+            "give a value at or above micro's own (/proc/self/oom_score_adj)"
+          : hintFor("proc-write", errno) ?? (e as Error).message,
       });
     }
   }
@@ -340,10 +403,18 @@ async function start(
       return childReads ? [p[0], p[1]] : [p[1], p[0]];
     };
     const stdio: [number, number, number] = [devNull, devNull, devNull];
+    // -a without stdout or stderr: that stream is /dev/null, open for writing.
+    if (!opts.terminal && (opts.attach?.stdout === false || opts.attach?.stderr === false)) {
+      const w = check(sys.open(DEV_NULL, C.O_WRONLY | C.O_CLOEXEC, 0), "open", {
+        path: "/dev/null",
+      });
+      fds.push(w);
+      stdio[1] = stdio[2] = w;
+    }
     if (!opts.terminal) {
       if (opts.stdin) [stdio[0], ends.stdin] = pipe(true);
-      [stdio[1], ends.stdout] = pipe(false);
-      [stdio[2], ends.stderr] = pipe(false);
+      if (opts.attach?.stdout !== false) [stdio[1], ends.stdout] = pipe(false);
+      if (opts.attach?.stderr !== false) [stdio[2], ends.stderr] = pipe(false);
     }
     const pipes = stdio.map((fd) => fd !== devNull) as [boolean, boolean, boolean];
     // In a user namespace the container's root must own the pipes, or it may neither
@@ -383,13 +454,24 @@ async function start(
     throw e;
   }
 
+  let joined: [number, number][] = [];
+  if (opts.join?.length) {
+    try {
+      joined = enterJoined(opts.join, sys);
+    } catch (e) {
+      closeAll();
+      throw e;
+    }
+  }
   // From the sweep to the clones nothing may allocate (DESIGN.md §4). The watchdog is
-  // forked once per run, right after the first child and before it is released.
+  // forked once per run, right after the first child and before it is released, and
+  // after micro has left any namespace it joined for the child.
   sys.prepareFork();
   const pid = sys.clone(flags);
   if (pid === 0) runChild(prog, sys);
+  const left = joined.length ? leaveJoined(joined, sys) : 0;
   let guard = 0;
-  if (pid > 0 && watchdog !== null && watchdog.pid === 0) {
+  if (pid > 0 && left === 0 && watchdog !== null && watchdog.pid === 0) {
     guard = sys.clone(C.SIGCHLD);
     if (guard === 0) watchdog.run(sys);
     watchdog.forked(guard, sys);
@@ -420,6 +502,16 @@ async function start(
     closeAll();
     await sys.waitpid(pid);
   };
+  if (left < 0) {
+    await abandon();
+    throw new MicroError("", {
+      phase: "clone",
+      plugin: "engine",
+      op: "setns",
+      paths: { to: "micro's own namespaces" },
+      errno: -left,
+    });
+  }
   if (guard < 0) {
     await abandon();
     throw new MicroError("", {

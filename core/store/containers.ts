@@ -46,6 +46,11 @@ export interface ContainerRecord {
   /** The options given to `micro run`, as typed. */
   options: string[];
   rm: boolean;
+  /** `--label`, `--label-file`: what `micro ps --filter label=` matches. */
+  labels?: Record<string, string>;
+  /** `--stop-signal` (else the image's) and `--stop-timeout`, as the run used them. */
+  stopSignal?: string;
+  stopTimeout?: number;
   created: string;
   /** created: not started yet (or failed to start); running; exited. */
   state: "created" | "running" | "exited";

@@ -652,6 +652,14 @@ export class RecordingSys implements Sys {
     return this.record("pollNow", [fd, events], () => 0);
   }
 
+  setns(fd: number, nstype: number) {
+    return this.record("setns", [fd, "0x" + nstype.toString(16)], () => 0);
+  }
+
+  pidfdOpen(pid: number, flags: number) {
+    return this.record("pidfdOpen", [pid, flags], () => this.fd());
+  }
+
   /** Copies the next scripted chunk for `fd` into `buf`; undefined when none is left. */
   private take(fd: number, buf: Uint8Array, len: number): number | undefined {
     const chunk = this.reads.get(fd)?.shift();

@@ -81,6 +81,8 @@ const NR = {
     renameat2: 316,
     ppoll: 271,
     lgetxattr: 192,
+    setns: 308,
+    pidfd_open: 434,
   },
   aarch64: {
     bpf: 280,
@@ -153,6 +155,8 @@ const NR = {
     renameat2: 276,
     ppoll: 73,
     lgetxattr: 9,
+    setns: 268,
+    pidfd_open: 434,
   },
 } as const;
 
@@ -553,6 +557,8 @@ function bindLibc(): Sys {
     },
     // mount's signature (bound at start-up): a run reads image layers' markers with it.
     lgetxattr: (p, name, value) => r(lib.bbbib(nr.lgetxattr, p, name, value, value.length, null)),
+    setns: (fd, nstype) => r(lib.i(nr.setns, fd, nstype, 0, 0, 0)),
+    pidfdOpen: (pid, flags) => r(lib.i(nr.pidfd_open, pid, flags, 0, 0, 0)),
   };
   return sys;
 }

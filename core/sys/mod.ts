@@ -198,6 +198,10 @@ export interface Sys {
   pollNow(fd: number, events: number): number;
   /** lgetxattr(2) into `value`: the value's length, or -errno (ENODATA 61: no such xattr). */
   lgetxattr(path: CStr, name: CStr, value: Uint8Array): number;
+  /** setns(2): `fd` a namespace file or a pidfd (Linux 5.8+: several CLONE_NEW* at once). */
+  setns(fd: number, nstype: number): number;
+  /** pidfd_open(2): an fd that stays bound to this very process (Linux 5.3+). */
+  pidfdOpen(pid: number, flags: number): number;
 }
 
 /** The fields of `struct stat` that micro reads. */

@@ -548,7 +548,7 @@ Deno.test("unknown keys name the key path and line", () => {
     '"extends", "process", "mount", "uts", "net", "user", "pid", "ipc", "cgroupns", "overlay", "caps", ' +
     '"readonly", "lsm", "seccomp", "cgroups"',
     'profile web.yaml: process.environment (line 7): unknown key: expected one of "env", ' +
-    '"user", "defaultUser", "groups", "cwd", "noNewPrivileges", "init", "rlimits"',
+    '"user", "defaultUser", "groups", "cwd", "noNewPrivileges", "init", "oomScoreAdj", "rlimits"',
   ]);
 });
 
