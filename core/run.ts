@@ -24,6 +24,7 @@ import {
   writeState,
 } from "./state.ts";
 import { openLibc } from "./sys/libc.ts";
+import { mark } from "./trace.ts";
 import { C, cstr } from "./sys/mod.ts";
 import { PLUGINS } from "../plugins/mod.ts";
 import { containerDir, storeRoot } from "./store/paths.ts";
@@ -142,6 +143,7 @@ function applyImageConfig(
 /** Everything up to the plan; no side effects (but loading the yaml library if needed). */
 export async function prepare(argv: string[]): Promise<Prepared> {
   const req = parseRun(argv);
+  mark("parse args");
   const uid = Deno.uid() ?? 0;
   const root = req.root ?? storeRoot(uid);
   const stored = req.image !== null && !isDirectoryImage(req.image)
@@ -154,8 +156,10 @@ export async function prepare(argv: string[]): Promise<Prepared> {
   }
   // Opened here once, and only used through its fd from now on (never by name again).
   const image = req.image === null || stored ? null : openImage(req.image, openLibc());
+  mark("open image");
   await loadYamlFor(req.profiles);
   const { profile } = resolveProfile(req.profiles, req.layer, PLUGINS);
+  mark("profile");
   // Without root, namespaces other than user need a user namespace of their own.
   if (uid !== 0 && profile.sections.user) profile.sections.user.enabled = true;
   const spec = buildSpec(
@@ -179,6 +183,7 @@ export async function prepare(argv: string[]): Promise<Prepared> {
     spec.root.layers = stored.hold.layers;
     applyImageConfig(spec, req, profile, stored.hold.image.config);
   }
+  mark("spec");
   const containerId = newContainerId();
   const id = req.name ?? containerId.slice(0, 12);
   const stateDir = `${stateRoot(uid)}/${id}`;
@@ -188,6 +193,7 @@ export async function prepare(argv: string[]): Promise<Prepared> {
     containerDir: containerDir(root, containerId),
     readImageFile: stored ? (path, cap) => stored.view.readFile(path, cap) : undefined,
   });
+  mark("host probe");
   const problems = [
     ...runChecks(spec, host),
     ...PLUGINS.filter((p) => spec.micro.plugins.includes(p.name)).flatMap((p) =>
@@ -196,7 +202,9 @@ export async function prepare(argv: string[]): Promise<Prepared> {
   ];
   if (problems.length === 1) throw problems[0];
   if (problems.length > 1) throw new MicroErrors(problems);
+  mark("checks");
   const ops = planRun(spec, host, PLUGINS);
+  mark("plan");
   return { req, spec, ops, id, containerId, stateDir, image, stored };
 }
 
@@ -227,6 +235,7 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
       `cannot create the state directory ${stateRoot(uid)}/${p.id}: ${(e as Error).message}`,
     );
   }
+  mark("state dir");
   // Warnings once the run can go ahead (not before an error that stops it).
   for (const o of p.ops) {
     const asked = o.plugin === "cgroups" ? p.spec.micro.cgroupLimits : o.plugin === "user";
@@ -263,6 +272,7 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
     if (p.req.rm) state.containerDir = container.dir;
     writeState(dir, state);
     container.create();
+    mark("container record");
     let resolved = { ops: p.ops, created: [] as string[], files: [] as string[] };
     if (p.stored) {
       // Resolved in the layers merged as the overlay will show them; made in its upper.
@@ -290,6 +300,7 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
     // The child's root is a copy of the mount of the very directory opened above; a
     // rootless parent may not copy mounts, and its child checks what it binds by name.
     tree = image ? sys.openTree(image.fd, EMPTY, TREE_FLAGS) : -1;
+    mark("mount targets, root tree");
     const result = await execute(resolved.ops, {
       rootPath: `${dir}/root`,
       imageFd: tree,
@@ -340,6 +351,7 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
     throw e;
   } finally {
     removeOnExit();
+    mark("run cleanup (state, record)");
   }
 }
 

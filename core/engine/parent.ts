@@ -12,6 +12,7 @@ import { removeContainerDir } from "../store/containers.ts";
 import type { Op } from "../ops.ts";
 import { C, cstr, type Sys } from "../sys/mod.ts";
 import type { KillTarget } from "./watchdog.ts";
+import { now, span } from "../trace.ts";
 
 const CGROUP_HINTS: Record<number, string> = {
   22: "the kernel refused this value",
@@ -232,14 +233,19 @@ export class ParentOps {
 
   /** attach: the child joins every cgroup of the run. */
   attach(pid: number): void {
+    let first = true;
     for (const o of this.plan) {
       if (o.phase !== "attach" || o.kind !== "cgroup-join") continue;
       const path = `${o.args.path}/cgroup.procs`;
+      const t = now();
       try {
         Deno.writeTextFileSync(path, String(pid));
       } catch (e) {
         fail(o, "write", { path, pid: String(pid) }, e);
       }
+      // The first attach of a v1 hierarchy waits for an RCU grace period (bench/README.md).
+      if (first) span("first cgroup.procs write", t);
+      first = false;
     }
   }
 

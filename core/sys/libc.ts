@@ -3,6 +3,7 @@
  * Symbols are bound once per process; binding costs ~0.3 ms each, so only what micro uses.
  */
 import type { Arch, Sys } from "./mod.ts";
+import { now, span } from "../trace.ts";
 
 /**
  * Syscall numbers. Every call goes through libc's `syscall(2)` under a handful of
@@ -210,6 +211,13 @@ type Lib = { [K in keyof typeof SYMBOLS]: (...args: Arg[]) => any };
 // deno-lint-ignore no-explicit-any
 type FsLib = { [K in keyof typeof FS_SYMBOLS]: (...args: Arg[]) => any };
 
+function bindFs(): FsLib {
+  const t = now();
+  const lib = Deno.dlopen("libc.so.6", FS_SYMBOLS).symbols as unknown as FsLib;
+  span("libc bind (file symbols)", t);
+  return lib;
+}
+
 function detectArch(): Arch {
   return Deno.build.arch === "aarch64" ? "aarch64" : "x86_64";
 }
@@ -222,7 +230,9 @@ export function openLibc(): Sys {
 }
 
 function bindLibc(): Sys {
+  const t = now();
   const lib = Deno.dlopen("libc.so.6", SYMBOLS).symbols as unknown as Lib;
+  span("libc bind", t);
   const arch = detectArch();
   const nr = NR[arch];
   const errnoView = new Deno.UnsafePointerView(lib.__errno_location()!);
@@ -285,7 +295,7 @@ function bindLibc(): Sys {
   const beneathView = new DataView(beneath.buffer);
   const statView = new DataView(statBuf.buffer);
   let fsLib: FsLib | null = null;
-  const fs = () => fsLib ??= Deno.dlopen("libc.so.6", FS_SYMBOLS).symbols as unknown as FsLib;
+  const fs = () => fsLib ??= bindFs();
   const timespecs = new Float64Array(4); // struct timespec[2], filled as 64-bit integers
   const timesBytes = new Uint8Array(timespecs.buffer);
   const timesView = new DataView(timespecs.buffer);

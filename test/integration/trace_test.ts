@@ -1,0 +1,80 @@
+/**
+ * MICRO_TRACE=1: each phase's milliseconds on stderr when micro exits (core/trace.ts).
+ */
+import assert from "node:assert/strict";
+import { IMAGE, microTest, run, show } from "./_helpers.ts";
+
+const TRACE = /^micro: trace: (.+?)\s+(\d+\.\d\d) ms$/;
+
+function phases(stderr: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of stderr.split("\n")) {
+    const m = TRACE.exec(line);
+    if (m) out.set(m[1], (out.get(m[1]) ?? 0) + Number(m[2]));
+  }
+  return out;
+}
+
+microTest("trace: MICRO_TRACE=1 prints every phase of a run, adding up to the total", async () => {
+  for (const profile of ["default", "hardened"]) {
+    const r = await run(["run", "--rm", "--profile", profile, IMAGE, "/bin/true"], {
+      env: { MICRO_TRACE: "1" },
+    });
+    assert.equal(r.code, 0, show(r));
+    const p = phases(r.stderr);
+    for (
+      const name of [
+        "deno start to main",
+        "parse args",
+        "profile",
+        "checks",
+        "plan",
+        "libc bind",
+        "state write",
+        "clone (child, watchdog)",
+        "first cgroup.procs write",
+        "child set-up until exec",
+        "wait (command runs)",
+        "engine cleanup",
+        "exit",
+        "total",
+      ]
+    ) {
+      assert.ok(p.has(name), `${profile}: no "${name}" in:\n${r.stderr}`);
+    }
+    // A built-in profile's seccomp program was compiled at build time.
+    assert.ok(!p.has("seccomp compile"), `${profile}: compiled at run time:\n${r.stderr}`);
+    let sum = 0;
+    for (const [name, ms] of p) if (name !== "total") sum += ms;
+    assert.ok(
+      Math.abs(sum - p.get("total")!) < 1,
+      `${profile}: phases do not add up:\n${r.stderr}`,
+    );
+  }
+});
+
+microTest(
+  "trace: off without MICRO_TRACE=1, and a policy file is compiled at run time",
+  async () => {
+    const r = await run(["run", "--rm", IMAGE, "/bin/true"], { env: { MICRO_TRACE: "0" } });
+    assert.equal(r.code, 0, show(r));
+    assert.doesNotMatch(r.stderr, /trace/, show(r));
+    const flags = [
+      "run",
+      "--rm",
+      "--security-opt",
+      "seccomp=unconfined",
+      "--cap-add",
+      "SYS_PTRACE",
+    ];
+    const capAdd = await run([
+      ...flags.filter((f) => !f.startsWith("seccomp") && f !== "--security-opt"),
+      IMAGE,
+      "/bin/true",
+    ], {
+      env: { MICRO_TRACE: "1" },
+    });
+    assert.equal(capAdd.code, 0, show(capAdd));
+    assert.ok(phases(capAdd.stderr).has("seccomp compile"), show(capAdd));
+  },
+);
