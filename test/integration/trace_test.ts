@@ -54,24 +54,13 @@ microTest("trace: MICRO_TRACE=1 prints every phase of a run, adding up to the to
 });
 
 microTest(
-  "trace: off without MICRO_TRACE=1, and a policy file is compiled at run time",
+  "trace: off without MICRO_TRACE=1; other capabilities compile seccomp at run time",
   async () => {
     const r = await run(["run", "--rm", IMAGE, "/bin/true"], { env: { MICRO_TRACE: "0" } });
     assert.equal(r.code, 0, show(r));
     assert.doesNotMatch(r.stderr, /trace/, show(r));
-    const flags = [
-      "run",
-      "--rm",
-      "--security-opt",
-      "seccomp=unconfined",
-      "--cap-add",
-      "SYS_PTRACE",
-    ];
-    const capAdd = await run([
-      ...flags.filter((f) => !f.startsWith("seccomp") && f !== "--security-opt"),
-      IMAGE,
-      "/bin/true",
-    ], {
+    // Other capabilities than the profile's: a program the build did not make.
+    const capAdd = await run(["run", "--rm", "--cap-add", "SYS_PTRACE", IMAGE, "/bin/true"], {
       env: { MICRO_TRACE: "1" },
     });
     assert.equal(capAdd.code, 0, show(capAdd));
