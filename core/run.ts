@@ -24,6 +24,7 @@ import {
   writeState,
 } from "./state.ts";
 import { openLibc } from "./sys/libc.ts";
+import { plannedCgroups } from "./engine/parent.ts";
 import { mark } from "./trace.ts";
 import { C, cstr } from "./sys/mod.ts";
 import { PLUGINS } from "../plugins/mod.ts";
@@ -255,8 +256,11 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
   const container = new ContainerRun(p.req.root ?? storeRoot(uid), containerRecord(p, argv, state));
   let use: ImageUse | null = null;
   let tree = -1;
+  /** The engine ran and its cleanup removed every cgroup: removeRun need not try again. */
+  let engineCleaned = false;
   const removeOnExit = () => {
     if (tree >= 0) sys.close(tree);
+    if (engineCleaned) delete state.cgroups;
     if (!container.made) delete state.containerDir; // not this run's
     if (use) {
       use.release();
@@ -270,6 +274,9 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
     // The container's directory (its record, the overlay's layers) is recorded before it is
     // made when it is to go at the end (--rm); else it is kept, and gc leaves it.
     if (p.req.rm) state.containerDir = container.dir;
+    // The cgroups the engine will create, recorded in this same write (before any exists).
+    const { records } = plannedCgroups(p.ops);
+    if (records.length) state.cgroups = records;
     writeState(dir, state);
     container.create();
     mark("container record");
@@ -301,6 +308,8 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
     // rootless parent may not copy mounts, and its child checks what it binds by name.
     tree = image ? sys.openTree(image.fd, EMPTY, TREE_FLAGS) : -1;
     mark("mount targets, root tree");
+    // execute() always ends with its cleanup, which removes the cgroups it created.
+    engineCleaned = true;
     const result = await execute(resolved.ops, {
       rootPath: `${dir}/root`,
       imageFd: tree,
@@ -318,10 +327,16 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
         container.started();
       },
       onCgroups(all) {
+        // The engine's own records (it marks them created); written again only when they
+        // are not the ones the first write made durable.
+        const same = JSON.stringify(all) === JSON.stringify(state.cgroups ?? []);
         state.cgroups = all;
-        writeState(dir, state);
+        if (!same) writeState(dir, state);
       },
-      onCleanupProblem: (m) => console.error(`micro: warning: cleanup: ${m}`),
+      onCleanupProblem: (m) => {
+        engineCleaned = false;
+        console.error(`micro: warning: cleanup: ${m}`);
+      },
     }, sys);
     const limit = result.oomKilled === undefined ? "" : formatBytes(result.oomKilled);
     // The container was killed when its init died of SIGKILL (or a shell init reports 137

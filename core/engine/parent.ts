@@ -81,6 +81,33 @@ function rootHostId(plan: Op[], file: "uid_map" | "gid_map"): number | undefined
   return undefined;
 }
 
+/**
+ * The cgroup-create ops of the plan that prepare() will carry out, and their records for the
+ * run's state: a shared parent that exists already (not one the run owns) is used, never
+ * created or removed. The run writes these into its first state write, so that prepare()
+ * needs no write of its own when they are the same then.
+ */
+export function plannedCgroups(plan: Op[]): {
+  creates: (Op & { kind: "cgroup-create" })[];
+  records: RecordedCgroup[];
+} {
+  const creates = plan.filter((o): o is Op & { kind: "cgroup-create" } =>
+    o.phase === "prepare" && o.kind === "cgroup-create" &&
+    !(o.args.shared && !o.args.owned && exists(o.args.path))
+  );
+  const records: RecordedCgroup[] = creates.map(({ args: { path, shared } }) => ({
+    path,
+    shared,
+    kill: shared ? undefined : killHow(plan, path),
+  }));
+  return { creates, records };
+}
+
+function killHow(plan: Op[], path: string): RecordedCgroup["kill"] {
+  const k = plan.find((o) => o.kind === "cgroup-kill" && o.args.path === path);
+  return k?.kind === "cgroup-kill" ? k.args.how : "signal";
+}
+
 export class ParentOps {
   private readonly done: Op[] = [];
   private containerDirMade: string | null = null;
@@ -90,23 +117,10 @@ export class ParentOps {
     private readonly hooks: ParentHooks = {},
   ) {}
 
-  private killHow(path: string): RecordedCgroup["kill"] {
-    const k = this.plan.find((o) => o.kind === "cgroup-kill" && o.args.path === path);
-    return k?.kind === "cgroup-kill" ? k.args.how : "signal";
-  }
-
   /** prepare: cgroups created and written; on error, cleanup() undoes what was done. */
   prepare(): void {
     // A parent the user made (--cgroup-parent) is used, never created or removed.
-    const creates = this.plan.filter((o): o is Op & { kind: "cgroup-create" } =>
-      o.phase === "prepare" && o.kind === "cgroup-create" &&
-      !(o.args.shared && !o.args.owned && exists(o.args.path))
-    );
-    const records: RecordedCgroup[] = creates.map(({ args: { path, shared } }) => ({
-      path,
-      shared,
-      kill: shared ? undefined : this.killHow(path),
-    }));
+    const { creates, records } = plannedCgroups(this.plan);
     if (creates.length) this.hooks.onCreate?.(records);
     for (const o of this.plan) {
       if (o.phase !== "prepare") continue;

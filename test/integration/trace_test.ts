@@ -42,6 +42,9 @@ microTest("trace: MICRO_TRACE=1 prints every phase of a run, adding up to the to
     ) {
       assert.ok(p.has(name), `${profile}: no "${name}" in:\n${r.stderr}`);
     }
+    // Before anything exists (cgroups, container dir), then with the child's pid.
+    const writes = r.stderr.split("\n").filter((l) => TRACE.exec(l)?.[1] === "state write");
+    assert.equal(writes.length, 2, `${profile}: state writes:\n${r.stderr}`);
     // A built-in profile's seccomp program was compiled at build time.
     assert.ok(!p.has("seccomp compile"), `${profile}: compiled at run time:\n${r.stderr}`);
     let sum = 0;
