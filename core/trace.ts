@@ -20,6 +20,8 @@ function readFlag(): boolean {
 }
 
 const rows: [string, number][] = [];
+/** Spans of the current phase, by name: [ms, count]. */
+const spans = new Map<string, [number, number]>();
 let last = 0;
 let inner = 0;
 
@@ -28,10 +30,15 @@ export function now(): number {
   return TRACING ? performance.now() : 0;
 }
 
-/** Ends the current phase, naming it. */
+/**
+ * Ends the current phase, naming it: its spans first (one line per name, `×N` when there
+ * were several), then the phase itself without them.
+ */
 export function mark(name: string): void {
   if (!TRACING) return;
   const t = performance.now();
+  for (const [span, [ms, n]] of spans) rows.push([n > 1 ? `${span} ×${n}` : span, ms]);
+  spans.clear();
   rows.push([name, t - last - inner]);
   last = t;
   inner = 0;
@@ -41,7 +48,11 @@ export function mark(name: string): void {
 export function span(name: string, start: number): void {
   if (!TRACING) return;
   const d = performance.now() - start;
-  rows.push([name, d]);
+  const s = spans.get(name);
+  if (s) {
+    s[0] += d;
+    s[1]++;
+  } else spans.set(name, [d, 1]);
   inner += d;
 }
 
