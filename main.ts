@@ -3,6 +3,7 @@
  * command runs, so `micro version` and `micro --help` stay cheap.
  */
 import { EXIT_MICRO, MicroError, MicroErrors } from "./core/errors.ts";
+import { mark, printTrace } from "./core/trace.ts";
 
 const HELP = `micro: a Linux container runtime
 
@@ -54,6 +55,7 @@ const COMMANDS: Record<string, () => Promise<(argv: string[]) => Promise<number>
 };
 
 async function main(argv: string[]): Promise<number> {
+  mark("deno start to main");
   const cmd = argv[0];
   if (cmd === undefined || cmd === "help" || cmd === "--help" || cmd === "-h") {
     console.log(HELP.trimEnd());
@@ -84,4 +86,5 @@ try {
     code = EXIT_MICRO;
   }
 }
+printTrace();
 Deno.exit(code);

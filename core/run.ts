@@ -29,6 +29,8 @@ import {
 import { openLibc } from "./sys/libc.ts";
 import { C, cstr, type Sys } from "./sys/mod.ts";
 import { CLONE_FLAGS } from "./engine/child.ts";
+import { plannedCgroups } from "./engine/parent.ts";
+import { mark } from "./trace.ts";
 import { PLUGINS } from "../plugins/mod.ts";
 import { containerDir, storeRoot } from "./store/paths.ts";
 import { idmapImage, type IdmappedImage } from "./engine/idmapped.ts";
@@ -147,6 +149,7 @@ function applyImageConfig(
 /** Everything up to the plan; no side effects (but loading the yaml library if needed). */
 export async function prepare(argv: string[]): Promise<Prepared> {
   const req = parseRun(argv);
+  mark("parse args");
   const uid = Deno.uid() ?? 0;
   const root = req.root ?? storeRoot(uid);
   const stored = req.image !== null && !isDirectoryImage(req.image)
@@ -159,8 +162,10 @@ export async function prepare(argv: string[]): Promise<Prepared> {
   }
   // Opened here once, and only used through its fd from now on (never by name again).
   const image = req.image === null || stored ? null : openImage(req.image, openLibc());
+  mark("open image");
   await loadYamlFor(req.profiles);
   const { profile } = resolveProfile(req.profiles, req.layer, PLUGINS);
+  mark("profile");
   // Without root, namespaces other than user need a user namespace of their own.
   if (uid !== 0 && (req.layer.user as { enabled?: boolean } | undefined)?.enabled === false) {
     throw new MicroError(`option "--userns host" needs root`, {
@@ -191,6 +196,7 @@ export async function prepare(argv: string[]): Promise<Prepared> {
   }
   if (req.stopSignal !== undefined) spec.micro.stopSignal = req.stopSignal;
   if (req.stopTimeout !== undefined) spec.micro.stopTimeout = req.stopTimeout;
+  mark("spec");
   const containerId = newContainerId();
   const id = req.name ?? containerId.slice(0, 12);
   const stateDir = `${stateRoot(uid)}/${id}`;
@@ -202,6 +208,7 @@ export async function prepare(argv: string[]): Promise<Prepared> {
     volumesDir: `${root}/volumes`,
     readImageFile: stored ? (path, cap) => stored.view.readFile(path, cap) : undefined,
   });
+  mark("host probe");
   const problems = [
     ...runChecks(spec, host),
     ...PLUGINS.filter((p) => spec.micro.plugins.includes(p.name)).flatMap((p) =>
@@ -210,7 +217,9 @@ export async function prepare(argv: string[]): Promise<Prepared> {
   ];
   if (problems.length === 1) throw problems[0];
   if (problems.length > 1) throw new MicroErrors(problems);
+  mark("checks");
   const ops = planRun(spec, host, PLUGINS);
+  mark("plan");
   return { req, spec, ops, id, containerId, stateDir, image, stored };
 }
 
@@ -254,6 +263,7 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
   // What SIGTERM to micro does while the command runs (docker stop).
   const stop = p.ops.find((o) => o.kind === "stop");
   if (stop?.kind === "stop") signals.stopWith(stop.args.number, stop.args.timeout);
+  mark("state dir");
   // Warnings once the run can go ahead (not before an error that stops it).
   for (const o of p.ops) {
     const asked = o.plugin === "cgroups" ? p.spec.micro.cgroupLimits : o.plugin === "user";
@@ -276,10 +286,13 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
   let mapped: IdmappedImage | null = null;
   /** The containers joined (--pid/--ipc container:NAME), by name. */
   const joins = new Map<string, { pidfd: number; flags: number }>();
+  /** The engine ran and its cleanup removed every cgroup: removeRun need not try again. */
+  let engineCleaned = false;
   const removeOnExit = () => {
     if (tree >= 0) sys.close(tree);
     mapped?.close();
     for (const j of joins.values()) sys.close(j.pidfd);
+    if (engineCleaned) delete state.cgroups;
     if (!container.made) delete state.containerDir; // not this run's
     if (use) {
       use.release();
@@ -293,8 +306,12 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
     // The container's directory (its record, the overlay's layers) is recorded before it is
     // made when it is to go at the end (--rm); else it is kept, and gc leaves it.
     if (p.req.rm) state.containerDir = container.dir;
+    // The cgroups the engine will create, recorded in this same write (before any exists).
+    const { records } = plannedCgroups(p.ops);
+    if (records.length) state.cgroups = records;
     writeState(dir, state);
     container.create();
+    mark("container record");
     let resolved = { ops: p.ops, created: [] as string[], files: [] as string[] };
     if (p.stored) {
       // Resolved in the layers merged as the overlay will show them; made in its upper.
@@ -329,6 +346,7 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
     // The child's root is a copy of the mount of the very directory opened above; a
     // rootless parent may not copy mounts, and its child checks what it binds by name.
     tree = image ? sys.openTree(image.fd, EMPTY, TREE_FLAGS) : -1;
+    mark("mount targets, root tree");
     // Root running a user namespace that shifts ids (hardened): the image idmapped to it.
     mapped = await idmapImage(
       sys,
@@ -341,6 +359,8 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
       // as before them, quietly (a warning on every hardened run there helps nobody).
       () => {},
     );
+    // execute() always ends with its cleanup, which removes the cgroups it created.
+    engineCleaned = true;
     const result = await execute(mapped.ops, {
       rootPath: `${dir}/root`,
       imageFd: tree,
@@ -362,10 +382,16 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
         container.started();
       },
       onCgroups(all) {
+        // The engine's own records (it marks them created); written again only when they
+        // are not the ones the first write made durable.
+        const same = JSON.stringify(all) === JSON.stringify(state.cgroups ?? []);
         state.cgroups = all;
-        writeState(dir, state);
+        if (!same) writeState(dir, state);
       },
-      onCleanupProblem: (m) => console.error(`micro: warning: cleanup: ${m}`),
+      onCleanupProblem: (m) => {
+        engineCleaned = false;
+        console.error(`micro: warning: cleanup: ${m}`);
+      },
     }, sys);
     const limit = result.oomKilled === undefined ? "" : formatBytes(result.oomKilled);
     // The container was killed when its init died of SIGKILL (or a shell init reports 137
@@ -395,6 +421,7 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
     throw e;
   } finally {
     removeOnExit();
+    mark("run cleanup (state, record)");
   }
 }
 

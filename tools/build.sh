@@ -54,6 +54,11 @@ mkdir -p dist
 work=$(mktemp -d dist/.build.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
+# 0. The built-in profiles' seccomp programs, compiled now into core/seccomp/_precompiled.ts
+# (rewritten only when the compiler, the default policy or a built-in profile changed), so
+# a run of a built-in profile loads a program instead of compiling one.
+"$deno" run --quiet --config deno.json -A tools/gen_seccomp.ts
+
 # 1. The bundle: every module, npm packages from node_modules included, in one file; but
 # yaml, which core/yaml.ts imports at run time from micro.yaml.js next to the bundle
 # (YAML_BUNDLE there), as the default export of a bundle of its own.

@@ -30,6 +30,7 @@ import {
 } from "./child.ts";
 import { TRAMPOLINE } from "./trampoline.ts";
 import { copyWindowSize, Relays, type StdioEnds } from "./stdio.ts";
+import { mark } from "../trace.ts";
 
 export interface EngineOptions {
   /** Host directory the new root is staged on. */
@@ -288,6 +289,7 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
     // watchdog kills it when micro dies.
     const targets = parent.killTargets();
     if (targets.length) watchdog = Watchdog.prepare(targets, sys);
+    mark("cgroups, watchdog prepare");
     for (let attempt = 0;; attempt++) {
       stopIfSignalled();
       try {
@@ -308,6 +310,7 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
           stopIfSignalled();
         }
         const result = await supervise(pid, ends, opts, signals, sys);
+        mark("wait (command runs)");
         const oom = parent.oomKilled();
         return oom === undefined ? result : { ...result, oomKilled: oom };
       } catch (e) {
@@ -324,6 +327,7 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
     if (!opts.signals) signals.remove();
     for (const p of parent.cleanup()) opts.onCleanupProblem?.(p);
     watchdog?.dismiss(sys);
+    mark("engine cleanup");
   }
 }
 
@@ -453,6 +457,7 @@ async function start(
     closeAll();
     throw e;
   }
+  mark("fds, trampoline, child program");
 
   let joined: [number, number][] = [];
   if (opts.join?.length) {
@@ -495,6 +500,7 @@ async function start(
       hint: hintFor("clone", -pid),
     });
   }
+  mark("clone (child, watchdog)");
   signals.child(pid, (p, n) => sys.kill(p, n));
   const abandon = async () => {
     signals.settled();
@@ -532,6 +538,7 @@ async function start(
     await abandon();
     throw e;
   }
+  mark("attach (state, id maps, cgroups)");
   // Release the child. It sends the terminal's master (with -t), then READY just before it
   // execs the trampoline, then either a failure or nothing: EOF once the command's execve
   // closed the socket. The trampoline sends EXEC_FAILED when no candidate could be run.
@@ -556,6 +563,7 @@ async function start(
     }
     signals.settled();
     if (got.n === 0 && ready) {
+      mark("child set-up until exec");
       sys.close(report[0]);
       return { pid, ends: { ...ends, master } };
     }

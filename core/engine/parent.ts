@@ -14,6 +14,7 @@ import { type HeldLock, lockFileSync } from "../store/lock.ts";
 import type { Op } from "../ops.ts";
 import { C, cstr, type Sys } from "../sys/mod.ts";
 import type { KillTarget } from "./watchdog.ts";
+import { now, span } from "../trace.ts";
 
 const CGROUP_HINTS: Record<number, string> = {
   22: "the kernel refused this value",
@@ -82,6 +83,33 @@ export function rootHostId(plan: Op[], file: "uid_map" | "gid_map"): number | un
   return undefined;
 }
 
+/**
+ * The cgroup-create ops of the plan that prepare() will carry out, and their records for the
+ * run's state: a shared parent that exists already (not one the run owns) is used, never
+ * created or removed. The run writes these into its first state write, so that prepare()
+ * needs no write of its own when they are the same then.
+ */
+export function plannedCgroups(plan: Op[]): {
+  creates: (Op & { kind: "cgroup-create" })[];
+  records: RecordedCgroup[];
+} {
+  const creates = plan.filter((o): o is Op & { kind: "cgroup-create" } =>
+    o.phase === "prepare" && o.kind === "cgroup-create" &&
+    !(o.args.shared && !o.args.owned && exists(o.args.path))
+  );
+  const records: RecordedCgroup[] = creates.map(({ args: { path, shared } }) => ({
+    path,
+    shared,
+    kill: shared ? undefined : killHow(plan, path),
+  }));
+  return { creates, records };
+}
+
+function killHow(plan: Op[], path: string): RecordedCgroup["kill"] {
+  const k = plan.find((o) => o.kind === "cgroup-kill" && o.args.path === path);
+  return k?.kind === "cgroup-kill" ? k.args.how : "signal";
+}
+
 export class ParentOps {
   private readonly done: Op[] = [];
   private containerDirMade: string | null = null;
@@ -93,23 +121,10 @@ export class ParentOps {
     private readonly hooks: ParentHooks = {},
   ) {}
 
-  private killHow(path: string): RecordedCgroup["kill"] {
-    const k = this.plan.find((o) => o.kind === "cgroup-kill" && o.args.path === path);
-    return k?.kind === "cgroup-kill" ? k.args.how : "signal";
-  }
-
   /** prepare: cgroups created and written; on error, cleanup() undoes what was done. */
   prepare(): void {
     // A parent the user made (--cgroup-parent) is used, never created or removed.
-    const creates = this.plan.filter((o): o is Op & { kind: "cgroup-create" } =>
-      o.phase === "prepare" && o.kind === "cgroup-create" &&
-      !(o.args.shared && !o.args.owned && exists(o.args.path))
-    );
-    const records: RecordedCgroup[] = creates.map(({ args: { path, shared } }) => ({
-      path,
-      shared,
-      kill: shared ? undefined : this.killHow(path),
-    }));
+    const { creates, records } = plannedCgroups(this.plan);
     if (creates.length) this.hooks.onCreate?.(records);
     for (const o of this.plan) {
       if (o.phase !== "prepare") continue;
@@ -271,14 +286,19 @@ export class ParentOps {
 
   /** attach: the child joins every cgroup of the run. */
   attach(pid: number): void {
+    let first = true;
     for (const o of this.plan) {
       if (o.phase !== "attach" || o.kind !== "cgroup-join") continue;
       const path = `${o.args.path}/cgroup.procs`;
+      const t = now();
       try {
         Deno.writeTextFileSync(path, String(pid));
       } catch (e) {
         fail(o, "write", { path, pid: String(pid) }, e);
       }
+      // The first attach of a v1 hierarchy waits for an RCU grace period (bench/README.md).
+      if (first) span("first cgroup.procs write", t);
+      first = false;
     }
   }
 

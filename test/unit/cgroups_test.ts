@@ -32,7 +32,7 @@ import {
   parseSize,
   sizeCheck,
 } from "../../core/cgroups/units.ts";
-import { ParentOps } from "../../core/engine/parent.ts";
+import { ParentOps, plannedCgroups } from "../../core/engine/parent.ts";
 import { MicroError, MicroErrors } from "../../core/errors.ts";
 import type { Op } from "../../core/ops.ts";
 import { buildSpec, planRun } from "../../core/plan.ts";
@@ -1487,4 +1487,22 @@ Deno.test("a memory limit or reservation below 6m is refused in the profile; 0 i
   assert.deepEqual(lines({ memory: "6m", memoryReservation: 6 * MiB }), []);
   const { spec } = setup({ memory: "0", memoryReservation: 0 }, V1_HOST());
   assert.equal(spec.linux.resources?.memory, undefined);
+});
+
+Deno.test("plannedCgroups: the records prepare() announces, so the run's first state write covers them", () => {
+  for (const version of ["v1", "v2"] as const) {
+    withFs(version, (fs) => {
+      const { errors, plan } = setup(FULL, host(fs.layout()));
+      assert.deepEqual(errors(), []);
+      const ops = plan();
+      const planned = plannedCgroups(ops).records;
+      assert.ok(planned.length > 0);
+      const { parent, announced } = parentOps(fs, ops);
+      // Taken before prepare(), as the run does, and compared as the run compares them.
+      const before = JSON.stringify(planned);
+      parent.prepare();
+      assert.equal(JSON.stringify(announced.map((c) => ({ ...c, created: undefined }))), before);
+      assert.ok(announced.every((c) => c.created), `${version}: not all created`);
+    });
+  }
 });

@@ -11,6 +11,7 @@ import {
   CONSOLE_RECORD,
   FD_EXE,
   FD_TRAMPOLINE_REPORT,
+  fromBase64,
   readonlyRemountFlags,
   READY_RECORD,
   runChild,
@@ -1170,4 +1171,17 @@ Deno.test("a mask under a /proc micro did not mount itself: missing is an error"
   const sys = new RecordingSys().failOn("openat2", (a) => a[1] === "/proc/kcore", 2);
   runToEnd([op("rootfs", "mount", "mask", { path: "/proc/kcore" })], sys);
   assert.deepEqual(reportOf(sys).slice(1), [2]);
+});
+
+Deno.test("fromBase64: what atob gives, in a buffer of at least the size asked", () => {
+  for (
+    const bytes of [[], [0], [0, 255], [1, 2, 3], [250, 251, 252, 253], [...Array(300).keys()]]
+  ) {
+    const b = new Uint8Array(bytes.map((x) => x & 0xff));
+    const text = btoa(String.fromCharCode(...b));
+    const got = fromBase64(text, 64);
+    assert.deepEqual([...got], [...b]);
+    assert.ok(got.buffer.byteLength >= 64);
+  }
+  assert.throws(() => fromBase64("a*b="), /invalid base64/);
 });
