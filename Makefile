@@ -58,7 +58,8 @@ test:
 # (tools/vm/run.sh). VM_TESTS runs in the guest as root, in this directory, with
 # MICRO_CGROUP=v2; --no-check as type checking under emulation takes a minute and the
 # host's tests already do it.
-VM_TESTS ?= $(DENO) test -A --no-check test/integration/cgroups_test.ts test/integration/apparmor_test.ts
+VM_TESTS ?= $(DENO) test -A --no-check test/integration/cgroups_test.ts test/integration/apparmor_test.ts \
+	test/integration/cgroupfs_test.ts
 test-vm:
 	tools/vm/prepare.sh && tools/vm/run.sh $(VM_TESTS)
 

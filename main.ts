@@ -3,23 +3,25 @@
  * command runs, so `micro version` and `micro --help` stay cheap.
  */
 import { EXIT_MICRO, MicroError, MicroErrors } from "./core/errors.ts";
+import { mark, printTrace } from "./core/trace.ts";
 
 const HELP = `micro: a Linux container runtime
 
 usage:
   micro run [OPTIONS] [IMAGE] [--] COMMAND [ARG...]   run COMMAND in a new container
   micro plan [OPTIONS] [IMAGE] [--] COMMAND [ARG...]  print the ops a run would execute
-  micro ps [-a] [-q] [--no-trunc]                     running containers (-a: kept ones too)
+  micro ps [-a] [-q] [--no-trunc] [-f label=K[=V]]    running containers (-a: kept ones too)
   micro rm [-f] NAME|ID...                            remove containers (-f: running ones too)
   micro diff NAME|ID                                  a container's changes to its image
   micro pull [OPTIONS] REFERENCE                      pull an image into the image store
   micro image ls|rm|inspect|prune|import|export       manage the image store
   micro images, micro rmi IMAGE...                    micro image ls, micro image rm
+  micro volume ls [-q] | rm NAME...                   named volumes (-v NAME:PATH)
   micro login [-u USER] [--password-stdin] [REGISTRY] log in to a registry
   micro logout [REGISTRY]                             forget a registry's login
   micro profile list                                  the built-in profiles
   micro profile show NAME|PATH...                     a profile, resolved
-  micro version                                       micro, Deno and V8 versions
+  micro version (-v, --version)                       micro, Deno and V8 versions
 
 IMAGE is a root filesystem directory or an image reference (alpine:3.20), pulled into the
 store when missing; without one, the root is a tmpfs holding the host's /usr, /bin, /sbin,
@@ -47,17 +49,19 @@ const COMMANDS: Record<string, () => Promise<(argv: string[]) => Promise<number>
   image: async () => (await import("./commands/image.ts")).image,
   images: async () => (await import("./commands/image.ts")).images,
   rmi: async () => (await import("./commands/image.ts")).rmi,
+  volume: async () => (await import("./commands/volume.ts")).volume,
   login: async () => (await import("./commands/login.ts")).login,
   logout: async () => (await import("./commands/login.ts")).logout,
 };
 
 async function main(argv: string[]): Promise<number> {
+  mark("deno start to main");
   const cmd = argv[0];
   if (cmd === undefined || cmd === "help" || cmd === "--help" || cmd === "-h") {
     console.log(HELP.trimEnd());
     return cmd === undefined ? EXIT_MICRO : 0;
   }
-  if (cmd === "version" || cmd === "--version") {
+  if (cmd === "version" || cmd === "--version" || cmd === "-v") {
     const { VERSION } = await import("./core/version.ts");
     console.log(`micro ${VERSION} (deno ${Deno.version.deno}, v8 ${Deno.version.v8})`);
     return 0;
@@ -82,4 +86,5 @@ try {
     code = EXIT_MICRO;
   }
 }
+printTrace();
 Deno.exit(code);

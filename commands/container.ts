@@ -65,11 +65,36 @@ async function store(root?: string) {
   return { root: root ?? storeRoot(uid), state: stateRoot(uid), uid };
 }
 
-const PS_USAGE = "usage: micro ps [-a|--all] [-q|--quiet] [--no-trunc] [--root DIR]";
+const PS_USAGE =
+  "usage: micro ps [-a|--all] [-q|--quiet] [--no-trunc] [-f|--filter label=KEY[=VALUE]] [--root DIR]";
+
+/** Takes `-f F`, `--filter F`, `--filter=F` out of argv (repeatable): the filters given. */
+function takeFilters(argv: string[]): { argv: string[]; filters: string[] } {
+  const out: string[] = [];
+  const filters: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--") {
+      out.push(...argv.slice(i));
+      break;
+    }
+    if (a === "-f" || a === "--filter") {
+      if (i + 1 >= argv.length) {
+        throw new MicroError(`option "${a}" needs a filter`, { hint: PS_USAGE });
+      }
+      filters.push(argv[++i]);
+    } else if (a.startsWith("--filter=")) filters.push(a.slice(9));
+    else out.push(a);
+  }
+  return { argv: out, filters };
+}
 
 /** `micro ps`: running containers; `-a` every kept one too. */
-export function ps(argv: string[]): Promise<number> {
+export function ps(args: string[]): Promise<number> {
   return withHelp(async () => {
+    const { argv, filters } = takeFilters(args);
+    const { labelFilter } = await import("../core/store/ps.ts");
+    const matches = filters.map((f) => labelFilter(f));
     const { flags, rest, root } = parseFlags(argv, {
       "-a": "all",
       "--all": "all",
@@ -86,7 +111,8 @@ export function ps(argv: string[]): Promise<number> {
     const { formatPs } = await import("../core/store/ps.ts");
     const s = await store(root);
     const rows = listContainers(s.root).map((rec) => ({ rec, status: statusOf(rec, s.state) }))
-      .filter((r) => flags.has("all") || r.status.state === "running");
+      .filter((r) => flags.has("all") || r.status.state === "running")
+      .filter((r) => matches.every((m) => m(r.rec)));
     const text = formatPs(rows, {
       quiet: flags.has("quiet"),
       trunc: !flags.has("noTrunc"),

@@ -1,6 +1,7 @@
 /** `micro run` and `micro plan`: the run pipeline is in core/run.ts. */
 import { gcState } from "./_gc.ts";
 import { RunSignals } from "../core/signals.ts";
+import { mark } from "../core/trace.ts";
 
 function wantsHelp(argv: string[]): boolean {
   return argv.includes("--help") && argv.indexOf("--help") < (argv.indexOf("--") + 1 || Infinity);
@@ -14,14 +15,18 @@ export async function run(argv: string[]): Promise<number> {
     return await help();
   }
   await gcState();
+  mark("state gc");
   const { runCommand } = await import("../core/run.ts");
+  mark("load run modules");
   return await runCommand(argv, signals);
 }
 
 export async function plan(argv: string[]): Promise<number> {
   if (wantsHelp(argv)) return await help();
   await gcState();
+  mark("state gc");
   const { planCommand } = await import("../core/run.ts");
+  mark("load run modules");
   return await planCommand(argv);
 }
 

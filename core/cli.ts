@@ -14,6 +14,9 @@ import { FileRefused, formatSize, readRegularFile, TEXT_CAP } from "./files.ts";
 import { openLibc } from "./sys/libc.ts";
 import { parsePublish } from "./cni/ports.ts";
 import { checkAddHost } from "./cni/dns.ts";
+import { parseMountFlag, parseTmpfs, parseVolumeFlag } from "./mounts.ts";
+import { parseSize } from "./cgroups/units.ts";
+import { parseSignal } from "./signals.ts";
 
 /** A plain object shaped like a profile (no `extends`, no line numbers). */
 export type ProfileLayer = Record<string, unknown>;
@@ -44,6 +47,16 @@ export interface Request {
   root?: string;
   /** `--platform`: the platform to pull. */
   platform?: string;
+  /** `--cidfile`: a file to create (exclusively) holding the container id. */
+  cidfile?: string;
+  /** `--label` and `--label-file`: stored in the container record (`micro ps --filter`). */
+  labels?: Record<string, string>;
+  /** `--stop-signal` as typed (checked): sent to init when micro gets SIGTERM. */
+  stopSignal?: string;
+  /** `--stop-timeout`: seconds from the stop signal to SIGKILL (-1: never). */
+  stopTimeout?: number;
+  /** `-a`: the streams attached (the others are /dev/null); absent: Docker's default. */
+  attach?: { stdin: boolean; stdout: boolean; stderr: boolean };
 }
 
 /** What the parser may read from the outside: micro's environment and `--env-file` files. */
@@ -86,6 +99,7 @@ Options:
                             set a resource limit, e.g. nofile=1024:4096 (repeatable)
   -i, --interactive         keep stdin open
   -t, --tty                 allocate a terminal
+      --init                run an init as PID 1 that forwards signals and reaps zombies
       --hostname NAME       container host name
       --network none|host|bridge|NAME
                             none: only lo; host: the host's network; bridge: micro's own
@@ -97,9 +111,15 @@ Options:
       --dns-search DOMAIN   a search domain for /etc/resolv.conf (repeatable)
       --add-host NAME:IP    an /etc/hosts entry (repeatable)
       --cni-config-dir DIR  the CNI configuration lists (default: /etc/cni/net.d)
-  -v, --volume HOST:CTR[:ro|rw]
-                            bind a host path into the container (repeatable)
-      --tmpfs PATH          mount a tmpfs at PATH in the container (repeatable)
+  -v, --volume HOST:CTR[:ro|rw], NAME:CTR[:ro|rw], CTR
+                            bind a host path, or mount a named or anonymous volume
+                            (repeatable; micro volume ls|rm)
+      --mount type=bind|volume|tmpfs,source=..,target=..[,readonly][,...]
+                            Docker's long form of -v and --tmpfs (repeatable)
+      --tmpfs PATH[:OPTS]   mount a tmpfs at PATH; OPTS: size=64m, mode=1777, uid=N,
+                            gid=N, [no]exec, [no]suid, [no]dev, ro, rw
+                            (default noexec,nosuid,nodev, mode 1777; repeatable)
+      --shm-size SIZE       size of /dev/shm (default 64m)
  Resources (cgroups):
       --cpus N              CPUs the container may use, e.g. 1.5
       --cpu-shares N        relative CPU weight (cgroup v1 shares, 2-262144)
@@ -125,7 +145,28 @@ Options:
       --security-opt OPT    no-new-privileges[=true|false], seccomp=FILE|unconfined,
                             apparmor=PROFILE, label=user:U|role:R|type:T|level:L
                             (repeatable)
+      --privileged          every capability, no seccomp, no LSM, no masked or read-only
+                            paths, the host's devices: UNSAFE, root on the host in all
+                            but name
+      --pid host|container:NAME
+      --ipc host|shareable|private|container:NAME
+      --uts host
+      --userns host         share the host's namespace of that kind (container:NAME: join
+                            the running micro container's)
+      --sysctl KEY=VALUE    a namespaced sysctl, written before the command starts
+                            (repeatable)
+      --oom-kill-disable    no OOM killer for the container (cgroup v1 only)
+      --oom-score-adj N     the command's oom_score_adj (-1000..1000)
+      --stop-signal SIG     what SIGTERM to micro sends the container (default: the
+                            image's StopSignal, else SIGTERM)
+      --stop-timeout N      seconds from the stop signal to SIGKILL (default 10; -1: never)
+ Other:
       --name NAME           name the container (unique among containers)
+      --label KEY=VALUE     a label in the container's record (repeatable)
+      --label-file FILE     read KEY=VALUE lines from FILE (repeatable)
+      --cidfile FILE        write the container id to FILE (which must not exist)
+  -a, --attach STREAM       attach only stdin, stdout or stderr (repeatable); the others
+                            are /dev/null
       --json                print machine-readable output
       --rm                  remove the container when it exits (else it is kept:
                             see micro ps -a, micro diff, micro rm)
@@ -155,10 +196,13 @@ const OPTIONS: OptionDef[] = [
   { long: "ulimit", kind: "value" },
   { long: "interactive", short: "i", kind: "flag" },
   { long: "tty", short: "t", kind: "flag" },
+  { long: "init", kind: "flag" },
   { long: "hostname", kind: "value" },
   { long: "network", kind: "value" },
   { long: "volume", short: "v", kind: "value" },
   { long: "tmpfs", kind: "value" },
+  { long: "mount", kind: "value" },
+  { long: "shm-size", kind: "value" },
   { long: "cpus", kind: "value" },
   { long: "cpu-shares", kind: "value" },
   { long: "cpu-weight", kind: "value" },
@@ -187,6 +231,20 @@ const OPTIONS: OptionDef[] = [
   { long: "platform", kind: "value" },
   { long: "entrypoint", kind: "value" },
   { long: "root", kind: "value" },
+  { long: "privileged", kind: "flag" },
+  { long: "pid", kind: "value" },
+  { long: "ipc", kind: "value" },
+  { long: "uts", kind: "value" },
+  { long: "userns", kind: "value" },
+  { long: "sysctl", kind: "value" },
+  { long: "oom-kill-disable", kind: "flag" },
+  { long: "oom-score-adj", kind: "value" },
+  { long: "stop-signal", kind: "value" },
+  { long: "stop-timeout", kind: "value" },
+  { long: "label", short: "l", kind: "value" },
+  { long: "label-file", kind: "value" },
+  { long: "cidfile", kind: "value" },
+  { long: "attach", short: "a", kind: "value" },
 ];
 
 /** Docker's resource flags to the cgroups plugin's option names. */
@@ -374,28 +432,98 @@ export function parseEnvFile(path: string, io: CliIO = DENO_IO): Record<string, 
   return env;
 }
 
-const PATH_HINT = "use -v /abs/host/path:/abs/container/path[:ro]";
+/** A mount flag checked by the parser its profile key uses (core/mounts.ts). */
+function mountFlag(spelled: string, v: string, parse: (v: string) => unknown): string {
+  const m = parse(v);
+  if (typeof m === "string") fail(`option "${spelled}": ${m}: "${v}"`);
+  return v;
+}
 
-/** `-v HOST:CTR[:ro|rw]`, both absolute; returns the string for `mount.binds`. */
-function parseVolume(spelled: string, v: string): string {
-  const parts = v.split(":");
-  if (parts.length < 2 || parts.length > 3) {
-    fail(`option "${spelled}": expected HOST:CTR[:ro|rw], got "${v}"`, PATH_HINT);
+/** The flags that name a namespace mode, and the plugin each one's namespace belongs to. */
+const NAMESPACE_FLAGS: Record<string, { plugin: string; modes: string[]; join: boolean }> = {
+  pid: { plugin: "pid", modes: ["host"], join: true },
+  ipc: { plugin: "ipc", modes: ["host", "shareable", "private"], join: true },
+  uts: { plugin: "uts", modes: ["host"], join: false },
+  userns: { plugin: "user", modes: ["host"], join: false },
+};
+
+/**
+ * `--pid`, `--ipc`, `--uts`, `--userns`: `host` turns the namespace's plugin off (no new
+ * namespace of that kind); `container:NAME` joins a running micro container's (`join`);
+ * `shareable` and `private` are an own ipc namespace, which is what micro always makes
+ * (any process allowed to may join it through /proc).
+ */
+function namespaceMode(layer: ProfileLayer, spelled: string, flag: string, value: string): void {
+  const ns = NAMESPACE_FLAGS[flag];
+  const join = ns.join && value.startsWith("container:") ? value.slice(10) : undefined;
+  if (join !== undefined) {
+    if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/.test(join)) {
+      fail(`option "${spelled}": invalid container name "${join}"`);
+    }
+    Object.assign(section(layer, ns.plugin), { enabled: true, join });
+    return;
   }
-  const [host, ctr, mode] = parts;
-  if (!host.startsWith("/")) {
+  if (!ns.modes.includes(value)) {
+    const modes = [...ns.modes, ...(ns.join ? ["container:NAME"] : [])];
     fail(
-      `option "${spelled}": host path "${host}" is not absolute`,
-      'micro has no named volumes; give an absolute host path, e.g. -v "$PWD/data:/data"',
+      `option "${spelled}": invalid value "${value}": expected ${
+        modes.map((m) => `"${m}"`).join(", ")
+      }`,
     );
   }
-  if (!ctr.startsWith("/")) {
-    fail(`option "${spelled}": container path "${ctr}" is not absolute`, PATH_HINT);
+  section(layer, ns.plugin).enabled = value !== "host";
+}
+
+/**
+ * `--privileged`, as Docker defines it: every capability, no seccomp filter, no LSM (nor
+ * Landlock), no masked or read-only paths, the host's devices in /dev and every device
+ * allowed by the cgroup. It wins over the options given with it.
+ */
+function applyPrivileged(layer: ProfileLayer): void {
+  // An empty drop list replaces any a profile below has.
+  Object.assign(section(layer, "caps"), { add: ["ALL"], drop: [] });
+  section(layer, "seccomp").enabled = false;
+  section(layer, "lsm").enabled = false;
+  Object.assign(section(layer, "mount"), { masked: [], readonly: [], hostDevices: true });
+  const cgroups = section(layer, "cgroups");
+  const resources = (cgroups.resources ??= {}) as Record<string, unknown>;
+  resources.devices = [{ allow: true, access: "rwm" }];
+}
+
+/** `KEY=VALUE`, or `KEY` alone for an empty value (as Docker). */
+function labelEntry(text: string, where: string, hint: string | null): [string, string] {
+  const eq = text.indexOf("=");
+  const key = eq < 0 ? text : text.slice(0, eq);
+  if (key === "" || /\s/.test(key)) {
+    fail(`${where}: invalid label "${text}": expected KEY=VALUE`, hint);
   }
-  if (mode !== undefined && mode !== "ro" && mode !== "rw") {
-    fail(`option "${spelled}": invalid mode "${mode}": expected "ro" or "rw"`, PATH_HINT);
+  return [key, eq < 0 ? "" : text.slice(eq + 1)];
+}
+
+/** Docker's label-file format: `KEY=VALUE` lines, `#` comments, blank lines. */
+export function parseLabelFile(path: string, io: CliIO = DENO_IO): Record<string, string> {
+  let text: string;
+  try {
+    text = io.readFile(path);
+  } catch (e) {
+    const reason = e instanceof FileRefused
+      ? e.reason
+      : e instanceof Deno.errors.NotFound
+      ? "no such file"
+      : String(e instanceof Error ? e.message : e).split("\n")[0];
+    fail(
+      `label file "${path}": cannot read: ${reason}`,
+      `give a regular file of at most ${formatSize(TEXT_CAP)}`,
+    );
   }
-  return v;
+  const labels: Record<string, string> = {};
+  text.split(/\r?\n/).forEach((raw, n) => {
+    const line = raw.trim();
+    if (line === "" || line.startsWith("#")) return;
+    const [k, v] = labelEntry(line, `label file "${path}" (line ${n + 1})`, null);
+    labels[k] = v;
+  });
+  return labels;
 }
 
 function section(layer: ProfileLayer, name: string): Record<string, unknown> {
@@ -431,12 +559,16 @@ export function parseRun(argv: readonly string[], io: CliIO = DENO_IO): Request 
   const rlimits: Record<string, string> = {};
   const binds: string[] = [];
   const tmpfs: string[] = [];
+  const mounts: string[] = [];
   const capAdd: string[] = [];
   const capDrop: string[] = [];
   const publish: string[] = [];
   const dns: string[] = [];
   const dnsSearch: string[] = [];
   const addHosts: string[] = [];
+  const fileLabels: Record<string, string> = {};
+  const flagLabels: Record<string, string> = {};
+  let privileged = false;
   const process = () => section(layer, "process");
 
   for (const { opt, spelled, value } of given) {
@@ -479,6 +611,9 @@ export function parseRun(argv: readonly string[], io: CliIO = DENO_IO): Request 
       case "tty":
         req.terminal = on;
         break;
+      case "init":
+        process().init = on;
+        break;
       case "hostname":
         section(layer, "uts").hostname = value;
         break;
@@ -514,18 +649,22 @@ export function parseRun(argv: readonly string[], io: CliIO = DENO_IO): Request 
         section(layer, "net").configDir = value.startsWith("/") ? value : `${io.cwd()}/${value}`;
         break;
       case "volume":
-        binds.push(parseVolume(spelled, value));
+        binds.push(mountFlag(spelled, value, parseVolumeFlag));
         break;
       case "tmpfs":
-        if (value.includes(":")) {
-          fail(
-            `option "${spelled}": tmpfs options are not supported: "${value}"`,
-            "give only the container path, e.g. --tmpfs /run",
-          );
-        }
-        if (!value.startsWith("/")) fail(`option "${spelled}": path "${value}" is not absolute`);
-        tmpfs.push(value);
+        tmpfs.push(mountFlag(spelled, value, (v) => parseTmpfs(v)));
         break;
+      case "mount":
+        mounts.push(mountFlag(spelled, value, parseMountFlag));
+        break;
+      case "shm-size": {
+        const n = parseSize(value);
+        if (n === undefined || n === 0 || value.includes(".")) {
+          fail(`option "${spelled}": invalid size "${value}": expected e.g. 64m, 1g or 67108864`);
+        }
+        section(layer, "mount").shmSize = value;
+        break;
+      }
       case "cpus":
       case "cpuset-cpus":
       case "cpuset-mems":
@@ -605,6 +744,74 @@ export function parseRun(argv: readonly string[], io: CliIO = DENO_IO): Request 
         if (value === "") fail(`option "${spelled}" needs a directory`);
         req.root = value.startsWith("/") ? value : `${io.cwd()}/${value}`;
         break;
+      case "privileged":
+        privileged = on;
+        break;
+      case "pid":
+      case "ipc":
+      case "uts":
+      case "userns":
+        namespaceMode(layer, spelled, opt.long, value);
+        break;
+      case "sysctl": {
+        const eq = value.indexOf("=");
+        const key = eq < 0 ? "" : value.slice(0, eq);
+        if (!/^[a-z0-9_][a-z0-9_.\/-]*$/i.test(key)) {
+          fail(`option "${spelled}": expected KEY=VALUE, got "${value}"`);
+        }
+        // Docker spells the separators as dots or slashes; the profile keeps dots.
+        const values = (section(layer, "sysctl").values ??= {}) as Record<string, string>;
+        values[key.replaceAll("/", ".")] = value.slice(eq + 1);
+        break;
+      }
+      case "oom-kill-disable":
+        section(layer, "cgroups").oomKillDisable = on;
+        break;
+      case "oom-score-adj":
+        if (!/^-?\d+$/.test(value) || Math.abs(Number(value)) > 1000) {
+          fail(`option "${spelled}" takes an integer from -1000 to 1000, got "${value}"`);
+        }
+        process().oomScoreAdj = Number(value);
+        break;
+      case "stop-signal": {
+        if (parseSignal(value) === undefined) {
+          fail(
+            `option "${spelled}": unknown signal "${value}"`,
+            "give a name (SIGTERM, TERM, SIGRTMIN+3) or a number from 1 to 64",
+          );
+        }
+        req.stopSignal = value;
+        break;
+      }
+      case "stop-timeout":
+        if (!/^-?\d+$/.test(value) || Number(value) < -1 || !Number.isSafeInteger(Number(value))) {
+          fail(`option "${spelled}" takes a number of seconds (-1: never kill), got "${value}"`);
+        }
+        req.stopTimeout = Number(value);
+        break;
+      case "label": {
+        const [k, v] = labelEntry(value, `option "${spelled}"`, HELP_HINT);
+        flagLabels[k] = v;
+        break;
+      }
+      case "label-file":
+        Object.assign(fileLabels, parseLabelFile(value, io));
+        break;
+      case "cidfile":
+        if (value === "") fail(`option "${spelled}" needs a file name`);
+        req.cidfile = value.startsWith("/") ? value : `${io.cwd()}/${value}`;
+        break;
+      case "attach": {
+        const stream = value.toLowerCase();
+        if (stream !== "stdin" && stream !== "stdout" && stream !== "stderr") {
+          fail(
+            `option "${spelled}": invalid stream "${value}": expected "stdin", "stdout" or "stderr"`,
+          );
+        }
+        req.attach ??= { stdin: false, stdout: false, stderr: false };
+        req.attach[stream] = true;
+        break;
+      }
     }
   }
 
@@ -615,12 +822,23 @@ export function parseRun(argv: readonly string[], io: CliIO = DENO_IO): Request 
   if (Object.keys(rlimits).length > 0) process().rlimits = rlimits;
   if (binds.length > 0) section(layer, "mount").binds = binds;
   if (tmpfs.length > 0) section(layer, "mount").tmpfs = tmpfs;
+  if (mounts.length > 0) section(layer, "mount").mounts = mounts;
   if (capAdd.length > 0) section(layer, "caps").add = capAdd;
   if (capDrop.length > 0) section(layer, "caps").drop = capDrop;
   if (publish.length > 0) section(layer, "net").publish = publish;
   if (dns.length > 0) section(layer, "net").dns = dns;
   if (dnsSearch.length > 0) section(layer, "net").dnsSearch = dnsSearch;
   if (addHosts.length > 0) section(layer, "net").addHosts = addHosts;
+  // As Docker: --label-file first, then --label.
+  const labels = { ...fileLabels, ...flagLabels };
+  if (Object.keys(labels).length > 0) req.labels = labels;
+  if (privileged) applyPrivileged(layer);
+  // As Docker: with -a, stdin is relayed only when named (and -i keeps it open).
+  if (req.attach && !req.attach.stdin) req.stdin = false;
+  const uts = layer.uts as { enabled?: boolean; hostname?: string } | undefined;
+  if (uts?.enabled === false && uts.hostname !== undefined) {
+    fail(`options "--uts host" and "--hostname" conflict: the host's hostname is shared`);
+  }
 
   if (!req.help && req.image === null && req.args.length === 0) {
     fail(`${command}: no command given`, `usage: micro ${command} [OPTIONS] [IMAGE] [--] COMMAND`);

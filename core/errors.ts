@@ -137,6 +137,10 @@ const HINTS: Record<string, string> = {
   "memfd_create:EACCES":
     "vm.memfd_noexec=2 forbids the executable memfd micro starts commands from; set it to 1 or 0",
   EOVERFLOW: "an id is not mapped into the container's user namespace",
+  "init:EAGAIN": "the init could not fork the command: the pids limit or RLIMIT_NPROC is reached",
+  "init:EPERM":
+    "the seccomp policy denies a call the init needs: prctl, rt_sigprocmask, fork, clone, " +
+    "setpgid, getpid, ioctl, rt_sigtimedwait, wait4, kill",
 };
 
 export function hintFor(kind: string, errno: number): string | undefined {

@@ -2,6 +2,7 @@
  * The host probe: every fact plan() needs from the host, read once before planning, so
  * that plugins stay pure and `micro plan` shows what a run would do.
  */
+import { CAPS } from "./caps.ts";
 import { readLayout } from "./cgroups/layout.ts";
 import { MicroError } from "./errors.ts";
 import {
@@ -208,6 +209,9 @@ export interface ProbeOptions {
   imageFd?: number;
   /** The container's own directory in the store (the overlay's upper and work). */
   containerDir?: string;
+  /** The default hostname (the container's short id). */
+  hostname?: string;
+  volumesDir?: string;
   /**
    * Reads a file of a store image (its layers merged): null when missing; throws
    * FileRefused. Used instead of the image directory for /etc/passwd and /etc/group.
@@ -232,7 +236,7 @@ export function probeHost(
       else if (st.isDirectory) hostView.push({ path, kind: "dir" });
     } catch { /* not on this host: skipped */ }
   }
-  const devices = spec.micro.devices.filter((d) => {
+  const devices = spec.micro.hostDevices ? hostDeviceNodes() : spec.micro.devices.filter((d) => {
     try {
       Deno.statSync(`/dev/${d}`);
       return true;
@@ -264,8 +268,10 @@ export function probeHost(
     subgid: uid === 0 ? subRange("/etc/subgid") : undefined,
     rootlessIds: uid !== 0 && hasNamespace(spec, "user") ? probeRootlessIds(sys, uid) : undefined,
     id,
+    ...(opts.hostname ? { hostname: opts.hostname } : {}),
     stateDir,
     containerDir: opts.containerDir ?? "",
+    ...(opts.volumesDir ? { volumesDir: opts.volumesDir } : {}),
     hostView,
     devices,
     ...(opts.readImageFile
@@ -276,6 +282,7 @@ export function probeHost(
     ...specFiles(sys, [spec.micro.seccompFile].filter((f): f is string => !!f)),
     ...cgroupFacts(spec, uid),
     capLastCap: Number(readOr("/proc/sys/kernel/cap_last_cap", "40").trim()) || 40,
+    ...(spec.micro.capsAll ? { capBounding: ownBoundingSet() } : {}),
     lsm: {
       // As runc: the module enabled and its file system there.
       apparmor: readOr("/sys/module/apparmor/parameters/enabled", "N").trim() === "Y" &&
@@ -288,4 +295,31 @@ export function probeHost(
       ? { net: probeNetwork(spec, sys, uid) }
       : {}),
   };
+}
+
+/**
+ * `--privileged`: the character and block devices at the top of the host's /dev (not
+ * symlinks; not ptmx, which the container's own devpts provides), by name.
+ */
+function hostDeviceNodes(): string[] {
+  const names: string[] = [];
+  try {
+    for (const e of Deno.readDirSync("/dev")) {
+      if (!e.isFile && !e.isDirectory && !e.isSymlink && e.name !== "ptmx") {
+        try {
+          const st = Deno.lstatSync(`/dev/${e.name}`);
+          if (st.isBlockDevice || st.isCharDevice) names.push(e.name);
+        } catch { /* gone meanwhile */ }
+      }
+    }
+  } catch { /* no /dev: none */ }
+  return names.sort();
+}
+
+/** micro's own bounding set, by name (the CapBnd mask of /proc/self/status). */
+function ownBoundingSet(): string[] | undefined {
+  const m = /^CapBnd:\s*([0-9a-f]+)$/m.exec(readOr("/proc/self/status", ""));
+  if (!m) return undefined;
+  const mask = BigInt(`0x${m[1]}`);
+  return CAPS.filter((_c, i) => (mask >> BigInt(i)) & 1n);
 }

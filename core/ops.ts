@@ -48,12 +48,21 @@ export interface OpArgs {
   /** clone: one namespace flag for the single clone call. */
   namespace: { flag: string };
   /**
+   * clone: instead of a new namespace, the one of the running micro container `container`
+   * (its init, found through micro's state and opened once as a pidfd): micro enters it
+   * with setns right before the clone, and its own again right after.
+   */
+  join: { flag: string; container: string };
+  /**
    * rootfs: a namespace entered by the child itself, after the parent placed it: the
    * cgroup namespace, so its root is the container's own cgroup (runc does the same).
    */
   unshare: { flag: string };
   /** attach: write a file of the child's under /proc/PID (uid_map, gid_map, setgroups). */
-  "proc-write": { file: "uid_map" | "gid_map" | "setgroups"; content: string };
+  "proc-write": {
+    file: "uid_map" | "gid_map" | "setgroups" | "oom_score_adj";
+    content: string;
+  };
   /**
    * attach: a setuid helper (newuidmap, newgidmap) writes the child's `map` from `args`
    * ("container host count ..."): only it may map the caller's subordinate ids.
@@ -105,6 +114,12 @@ export interface OpArgs {
    * run's uid_map and gid_map).
    */
   "overlay-dirs": { dir: string };
+  /**
+   * prepare: a volume's directory, made when missing (a named volume's on first use),
+   * owned by the container's root; one that exists is used as it is. `dir` is the volume's
+   * own directory (`volumes/NAME` or the container's `volumes/N`), `path` its `_data`.
+   */
+  "volume-dir": { dir: string; path: string };
   /** cleanup, with `--rm` only: remove the container's directory (its writes go with it). */
   "overlay-remove": { dir: string };
   /**
@@ -138,6 +153,14 @@ export interface OpArgs {
   setresuid: { uid: number };
   setrlimit: { resource: string; soft: number; hard: number };
   /**
+   * credentials: the container's stdio that micro made (its pipes, the terminal's slave) is
+   * given to a process user that is not root, before it becomes that user, as runc's
+   * fixStdioPermissions does: reopening /dev/stdout (/proc/self/fd/1) checks the pipe's or
+   * the terminal's own permissions, 0600 or 0620 for their owner. (In a user namespace the
+   * engine gives its pipes to the container's root first, see core/engine/mod.ts.)
+   */
+  "stdio-owner": { uid: number };
+  /**
    * restrict: the five capability sets. Every capability up to `lastCap` that is not in
    * `bounding` is dropped from the bounding set; then capset and the ambient set.
    */
@@ -167,6 +190,19 @@ export interface OpArgs {
   "cgroup-devices": { path: string; rules: DeviceRule[] };
   /** attach: the child joins the cgroup before it may run anything. */
   "cgroup-join": { path: string };
+  /**
+   * rootfs (after the cgroup namespace is entered): the container's own cgroup at
+   * /sys/fs/cgroup, found beneath the sysfs micro mounted, as Docker shows it: on v2 a
+   * cgroup2 mount; on v1 a tmpfs with one cgroup mount per hierarchy the container has a
+   * cgroup in (`name`: its directory, `controllers`: its mount options, `links`: names of
+   * co-mounted controllers made symlinks to it). In the namespace, each shows the
+   * container's cgroup as its root, so nothing of the host's other cgroups is seen.
+   */
+  "cgroup-mount": {
+    version: 1 | 2;
+    hierarchies: { name: string; controllers: string[]; links: string[] }[];
+    readonly: boolean;
+  };
   /** supervise: after the exit, whether the OOM killer struck (a counter in `path`). */
   "cgroup-oom": { path: string; key: string; limit: number };
   /** cleanup: kill every process left in the cgroup (v2 cgroup.kill, v1 freezer). */
@@ -208,9 +244,20 @@ export interface OpArgs {
   };
   /** cleanup: DEL the container from the networks recorded in `cache`. */
   "cni-del": { cache: string };
+  /**
+   * supervise: what SIGTERM to micro does while the command runs: `signal` (its `number`) to
+   * the container's init, then SIGKILL after `timeout` seconds (-1: never).
+   */
+  stop: { signal: string; number: number; timeout: number };
+  /**
+   * rootfs, right after the container's /proc is mounted (before its read-only paths): a
+   * namespaced sysctl, written to /proc/sys/KEY beneath that very mount.
+   */
+  sysctl: { key: string; value: string };
   /** exec */
   chdir: { path: string };
-  execve: { args: string[]; env: string[]; path: string[] };
+  /** `init`: the trampoline stays as the container's init and runs the command in a child. */
+  execve: { args: string[]; env: string[]; path: string[]; init?: boolean };
 }
 
 export type OpKind = keyof OpArgs;

@@ -20,11 +20,18 @@ export interface HostInfo {
    * the newuidmap/newgidmap helpers, for podman's rootless maps (core/idmap.ts).
    */
   rootlessIds?: RootlessIds;
-  /** The run's id (also the default hostname) and its directory under the state root. */
+  /** The run's id (the container's name) and its directory under the state root. */
   id: string;
+  /**
+   * The default hostname: the container's short id (12 hex digits), whatever its name, as
+   * Docker's (a name may be longer than the kernel's 64); absent, the run id.
+   */
+  hostname?: string;
   stateDir: string;
   /** Where containers keep their file system changes (the store's `containers/<id>`). */
   containerDir: string;
+  /** Where named volumes live (the store's `volumes`): `NAME/_data` each, as Docker's. */
+  volumesDir?: string;
   /** For the no-image root: the host paths to bind, as found (merged /usr makes symlinks). */
   hostView: { path: string; kind: "dir" | "symlink"; target?: string }[];
   /** Device nodes that exist on the host, by name under /dev. */
@@ -47,6 +54,11 @@ export interface HostInfo {
   fileErrors?: Record<string, string>;
   /** The highest capability number the kernel knows (/proc/sys/kernel/cap_last_cap). */
   capLastCap: number;
+  /**
+   * micro's own bounding set (CapBnd of /proc/self/status), by name, when `ALL` was added:
+   * a capability outside it cannot be given to anyone.
+   */
+  capBounding?: string[];
   /** Security modules this kernel has enabled; `landlock` is its ABI version, 0 if none. */
   lsm: {
     apparmor: boolean;

@@ -5,7 +5,8 @@
  */
 import { MicroError } from "./errors.ts";
 import { mapsOnlyCaller } from "./idmap.ts";
-import { type Op, op } from "./ops.ts";
+import { type Op, op, type OpArgs } from "./ops.ts";
+import { DEFAULT_STOP_TIMEOUT, parseSignal } from "./signals.ts";
 import type { HostInfo } from "./plugin.ts";
 import { hasNamespace, type Spec } from "./spec.ts";
 
@@ -17,8 +18,10 @@ export interface ProcessOptions {
   groups?: string[];
   cwd?: string;
   noNewPrivileges?: boolean;
+  init?: boolean;
   /** By short name (`nofile`); -1 is unlimited. */
   rlimits?: Record<string, { soft: number; hard: number }>;
+  oomScoreAdj?: number;
 }
 
 export const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -133,7 +136,9 @@ export function configureProcess(o: ProcessOptions, spec: Spec): void {
   p.groupSpecs = o.groups ?? [];
   p.cwd = o.cwd ?? p.cwd;
   p.noNewPrivileges = o.noNewPrivileges ?? false;
+  if (o.init) p.init = true;
   p.envMap = { PATH: DEFAULT_PATH, ...(o.env ?? {}) };
+  if (o.oomScoreAdj !== undefined) p.oomScoreAdj = o.oomScoreAdj;
   p.rlimits = Object.entries(o.rlimits ?? {}).map(([name, r]) => ({
     type: `RLIMIT_${name.toUpperCase()}`,
     soft: r.soft,
@@ -145,7 +150,9 @@ export function configureProcess(o: ProcessOptions, spec: Spec): void {
 export function processOps(spec: Spec, host: HostInfo): Op[] {
   const p = spec.process;
   const who = processUser(spec, host);
-  const hostname = hasNamespace(spec, "uts") ? (spec.hostname || host.id) : undefined;
+  const hostname = hasNamespace(spec, "uts")
+    ? (spec.hostname || host.hostname || host.id)
+    : undefined;
   const env: Record<string, string> = { ...(p.envMap ?? {}) };
   env.HOME ??= who.home;
   if (hostname) env.HOSTNAME ??= hostname;
@@ -159,6 +166,13 @@ export function processOps(spec: Spec, host: HostInfo): Op[] {
   // stay empty.
   const rootlessUserns = mapsOnlyCaller(spec, host);
   const ops: Op[] = [];
+  // Written by micro into the waiting child's /proc/PID; the command inherits it at exec.
+  if (p.oomScoreAdj !== undefined) {
+    ops.push(op("attach", "process", "proc-write", {
+      file: "oom_score_adj",
+      content: String(p.oomScoreAdj),
+    }));
+  }
   if (p.terminal) ops.push(op("rootfs", "process", "console", {}));
   for (const r of p.rlimits) {
     ops.push(op("credentials", "process", "setrlimit", {
@@ -167,6 +181,8 @@ export function processOps(spec: Spec, host: HostInfo): Op[] {
       hard: r.hard,
     }));
   }
+  // micro's pipes and terminal are the container root's: another user gets them.
+  if (who.uid !== 0) ops.push(op("credentials", "process", "stdio-owner", { uid: who.uid }));
   if (!rootlessUserns || who.additionalGids.length) {
     ops.push(op("credentials", "process", "setgroups", { gids: who.additionalGids }));
   }
@@ -177,7 +193,30 @@ export function processOps(spec: Spec, host: HostInfo): Op[] {
   if (p.noNewPrivileges) ops.push(op("restrict", "process", "no-new-privs", {}));
   ops.push(
     op("exec", "process", "chdir", { path: p.cwd }),
-    op("exec", "process", "execve", { args: p.args, env: envList, path }),
+    op("exec", "process", "execve", {
+      args: p.args,
+      env: envList,
+      path,
+      ...(p.init ? { init: true } : {}),
+    }),
   );
+  // Shown when not Docker's default (SIGTERM, 10 s); the run reads it back from the plan.
+  if (spec.micro.stopSignal !== undefined || spec.micro.stopTimeout !== undefined) {
+    ops.push(op("supervise", "process", "stop", stopOf(spec)));
+  }
   return ops;
+}
+
+/**
+ * What SIGTERM to micro does to the running container (`docker stop`): the signal
+ * (`--stop-signal`, else the image's StopSignal, else SIGTERM) and the seconds until SIGKILL.
+ */
+export function stopOf(spec: Spec): OpArgs["stop"] {
+  const given = spec.micro.stopSignal;
+  const n = given === undefined ? undefined : parseSignal(given);
+  return {
+    signal: n === undefined ? "SIGTERM" : given!,
+    number: n ?? 15,
+    timeout: spec.micro.stopTimeout ?? DEFAULT_STOP_TIMEOUT,
+  };
 }

@@ -65,8 +65,12 @@ export interface ProcessOptions {
   groups: string[];
   cwd?: string;
   noNewPrivileges: boolean;
+  /** Run micro's init as PID 1, which runs the command as its child (`--init`). */
+  init: boolean;
   /** By short name (`nofile`); the kernel's name is `RLIMIT_` + the name upper-cased. */
   rlimits: Record<string, Rlimit>;
+  /** The command's /proc/PID/oom_score_adj (-1000..1000). */
+  oomScoreAdj?: number;
 }
 
 export interface Section {
@@ -180,6 +184,16 @@ export const PROCESS_SCHEMA: ObjectSchema = {
       check: (v) => v.startsWith("/") ? undefined : "expected an absolute path",
     },
     noNewPrivileges: { type: "boolean", doc: "set no_new_privs before exec" },
+    init: {
+      type: "boolean",
+      doc: "run an init as PID 1 that forwards signals to the command and reaps zombies",
+    },
+    oomScoreAdj: {
+      type: "integer",
+      min: -1000,
+      max: 1000,
+      doc: "the command's oom_score_adj (lowering it needs CAP_SYS_RESOURCE)",
+    },
     rlimits: {
       type: "map",
       doc: "resource limits: NAME: SOFT[:HARD] (numbers or unlimited)",
@@ -473,11 +487,13 @@ function toProcess(raw: unknown): ProcessOptions {
     env: { ...(p.env ?? {}) as Record<string, string> },
     groups: ((p.groups ?? []) as (string | number)[]).map(String),
     noNewPrivileges: p.noNewPrivileges === true,
+    init: p.init === true,
     rlimits,
   };
   if (p.user !== undefined) out.user = String(p.user);
   if (p.defaultUser !== undefined) out.defaultUser = String(p.defaultUser);
   if (p.cwd !== undefined) out.cwd = p.cwd as string;
+  if (p.oomScoreAdj !== undefined) out.oomScoreAdj = p.oomScoreAdj as number;
   return out;
 }
 
@@ -591,6 +607,7 @@ export function profileToYaml(resolved: Resolved): string {
   if (p.groups.length > 0) process.groups = p.groups;
   if (p.cwd !== undefined) process.cwd = p.cwd;
   if (p.noNewPrivileges) process.noNewPrivileges = true;
+  if (p.init) process.init = true;
   if (Object.keys(p.rlimits).length > 0) {
     process.rlimits = Object.fromEntries(
       Object.entries(p.rlimits).map(([k, r]) => [k, rlimitText(r)]),

@@ -6,7 +6,7 @@ import { parseRun, type Request } from "./cli.ts";
 import { runChecks } from "./checks.ts";
 import { execute, stoppedError } from "./engine/mod.ts";
 import type { RunSignals } from "./signals.ts";
-import { MicroError, MicroErrors } from "./errors.ts";
+import { errnoOf, MicroError, MicroErrors } from "./errors.ts";
 import { probeHost } from "./host.ts";
 import { resolveTargets } from "./engine/resolve.ts";
 import { ImageUse, type OpenedImage, openImage } from "./engine/image.ts";
@@ -18,16 +18,23 @@ import type { Spec } from "./spec.ts";
 import {
   createRunDir,
   processStartTime,
+  readState,
   removeRun,
   type RunState,
   stateRoot,
+  untrustedRoot,
+  untrustedRootError,
   writeState,
 } from "./state.ts";
 import { openLibc } from "./sys/libc.ts";
-import { C, cstr } from "./sys/mod.ts";
+import { C, cstr, type Sys } from "./sys/mod.ts";
+import { CLONE_FLAGS } from "./engine/child.ts";
+import { plannedCgroups } from "./engine/parent.ts";
+import { mark } from "./trace.ts";
 import { PLUGINS } from "../plugins/mod.ts";
 import { resolveAuto } from "../plugins/net.ts";
 import { containerDir, storeRoot } from "./store/paths.ts";
+import { idmapImage, type IdmappedImage } from "./engine/idmapped.ts";
 import {
   type ContainerRecord,
   ContainerRun,
@@ -143,6 +150,7 @@ function applyImageConfig(
 /** Everything up to the plan; no side effects (but loading the yaml library if needed). */
 export async function prepare(argv: string[]): Promise<Prepared> {
   const req = parseRun(argv);
+  mark("parse args");
   const uid = Deno.uid() ?? 0;
   const root = req.root ?? storeRoot(uid);
   const stored = req.image !== null && !isDirectoryImage(req.image)
@@ -155,9 +163,16 @@ export async function prepare(argv: string[]): Promise<Prepared> {
   }
   // Opened here once, and only used through its fd from now on (never by name again).
   const image = req.image === null || stored ? null : openImage(req.image, openLibc());
+  mark("open image");
   await loadYamlFor(req.profiles);
   const { profile } = resolveProfile(req.profiles, req.layer, PLUGINS);
+  mark("profile");
   // Without root, namespaces other than user need a user namespace of their own.
+  if (uid !== 0 && (req.layer.user as { enabled?: boolean } | undefined)?.enabled === false) {
+    throw new MicroError(`option "--userns host" needs root`, {
+      hint: "a rootless container always has a user namespace of its own: drop --userns host",
+    });
+  }
   if (uid !== 0 && profile.sections.user) profile.sections.user.enabled = true;
   const spec = buildSpec(
     {
@@ -180,6 +195,9 @@ export async function prepare(argv: string[]): Promise<Prepared> {
     spec.root.layers = stored.hold.layers;
     applyImageConfig(spec, req, profile, stored.hold.image.config);
   }
+  if (req.stopSignal !== undefined) spec.micro.stopSignal = req.stopSignal;
+  if (req.stopTimeout !== undefined) spec.micro.stopTimeout = req.stopTimeout;
+  mark("spec");
   const containerId = newContainerId();
   const id = req.name ?? containerId.slice(0, 12);
   const stateDir = `${stateRoot(uid)}/${id}`;
@@ -187,9 +205,12 @@ export async function prepare(argv: string[]): Promise<Prepared> {
     landlockAbi: () => openLibc().landlockCreateRuleset(0, 1),
     imageFd: image?.fd,
     containerDir: containerDir(root, containerId),
+    hostname: containerId.slice(0, 12),
+    volumesDir: `${root}/volumes`,
     readImageFile: stored ? (path, cap) => stored.view.readFile(path, cap) : undefined,
   });
   resolveAuto(spec, host);
+  mark("host probe");
   const problems = [
     ...runChecks(spec, host),
     ...PLUGINS.filter((p) => spec.micro.plugins.includes(p.name)).flatMap((p) =>
@@ -198,7 +219,9 @@ export async function prepare(argv: string[]): Promise<Prepared> {
   ];
   if (problems.length === 1) throw problems[0];
   if (problems.length > 1) throw new MicroErrors(problems);
+  mark("checks");
   const ops = planRun(spec, host, PLUGINS);
+  mark("plan");
   return { req, spec, ops, id, containerId, stateDir, image, stored };
 }
 
@@ -229,6 +252,20 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
       `cannot create the state directory ${stateRoot(uid)}/${p.id}: ${(e as Error).message}`,
     );
   }
+  // Docker's --cidfile: made exclusively once the run can go ahead; left behind at the end.
+  if (p.req.cidfile) {
+    try {
+      writeCidfile(p.req.cidfile, p.containerId);
+    } catch (e) {
+      removeRun(dir, null, () => sys);
+      p.stored?.hold.release();
+      throw e;
+    }
+  }
+  // What SIGTERM to micro does while the command runs (docker stop).
+  const stop = p.ops.find((o) => o.kind === "stop");
+  if (stop?.kind === "stop") signals.stopWith(stop.args.number, stop.args.timeout);
+  mark("state dir");
   // Warnings once the run can go ahead (not before an error that stops it).
   for (const o of p.ops) {
     const asked = o.plugin === "cgroups"
@@ -250,8 +287,16 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
   const container = new ContainerRun(p.req.root ?? storeRoot(uid), containerRecord(p, argv, state));
   let use: ImageUse | null = null;
   let tree = -1;
+  let mapped: IdmappedImage | null = null;
+  /** The containers joined (--pid/--ipc container:NAME), by name. */
+  const joins = new Map<string, { pidfd: number; flags: number }>();
+  /** The engine ran and its cleanup removed every cgroup: removeRun need not try again. */
+  let engineCleaned = false;
   const removeOnExit = () => {
     if (tree >= 0) sys.close(tree);
+    mapped?.close();
+    for (const j of joins.values()) sys.close(j.pidfd);
+    if (engineCleaned) delete state.cgroups;
     if (!container.made) delete state.containerDir; // not this run's
     if (use) {
       use.release();
@@ -265,8 +310,12 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
     // The container's directory (its record, the overlay's layers) is recorded before it is
     // made when it is to go at the end (--rm); else it is kept, and gc leaves it.
     if (p.req.rm) state.containerDir = container.dir;
+    // The cgroups the engine will create, recorded in this same write (before any exists).
+    const { records } = plannedCgroups(p.ops);
+    if (records.length) state.cgroups = records;
     writeState(dir, state);
     container.create();
+    mark("container record");
     let resolved = { ops: p.ops, created: [] as string[], files: [] as string[] };
     if (p.stored) {
       // Resolved in the layers merged as the overlay will show them; made in its upper.
@@ -290,16 +339,42 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
         return resolved;
       });
     }
+    // --pid/--ipc container:NAME: each container's init opened once, as a pidfd.
+    for (const o of p.ops) {
+      if (o.kind !== "join") continue;
+      const name = o.args.container;
+      if (!joins.has(name)) joins.set(name, { pidfd: openJoinTarget(name, uid, sys), flags: 0 });
+      joins.get(name)!.flags |= CLONE_FLAGS[o.args.flag];
+    }
     Deno.mkdirSync(`${dir}/root`, { mode: 0o755 });
     // The child's root is a copy of the mount of the very directory opened above; a
     // rootless parent may not copy mounts, and its child checks what it binds by name.
     tree = image ? sys.openTree(image.fd, EMPTY, TREE_FLAGS) : -1;
-    const result = await execute(resolved.ops, {
+    mark("mount targets, root tree");
+    // Root running a user namespace that shifts ids (hardened): the image idmapped to it.
+    mapped = await idmapImage(
+      sys,
+      resolved.ops,
+      uid,
+      tree,
+      p.stored?.hold.layers,
+      `${dir}/idmapped`,
+      // A file system without idmapped mounts (tmpfs before Linux 6.3, 9p): the run goes on
+      // as before them, quietly (a warning on every hardened run there helps nobody).
+      () => {},
+    );
+    // execute() always ends with its cleanup, which removes the cgroups it created.
+    engineCleaned = true;
+    const result = await execute(mapped.ops, {
       rootPath: `${dir}/root`,
       imageFd: tree,
+      layerFds: mapped.layerFds,
+      layerMounts: mapped.layerMounts,
       imageId: image ? { dev: image.dev, ino: image.ino } : undefined,
       terminal: p.req.terminal,
       stdin: p.req.stdin,
+      ...(p.req.attach ? { attach: p.req.attach } : {}),
+      ...(joins.size ? { join: [...joins.values()] } : {}),
       signals,
       onChild(pid) {
         // This write also makes durable which cgroups the run created (marked in
@@ -311,10 +386,16 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
         container.started();
       },
       onCgroups(all) {
+        // The engine's own records (it marks them created); written again only when they
+        // are not the ones the first write made durable.
+        const same = JSON.stringify(all) === JSON.stringify(state.cgroups ?? []);
         state.cgroups = all;
-        writeState(dir, state);
+        if (!same) writeState(dir, state);
       },
-      onCleanupProblem: (m) => console.error(`micro: warning: cleanup: ${m}`),
+      onCleanupProblem: (m) => {
+        engineCleaned = false;
+        console.error(`micro: warning: cleanup: ${m}`);
+      },
     }, sys);
     const limit = result.oomKilled === undefined ? "" : formatBytes(result.oomKilled);
     // The container was killed when its init died of SIGKILL (or a shell init reports 137
@@ -344,6 +425,7 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
     throw e;
   } finally {
     removeOnExit();
+    mark("run cleanup (state, record)");
   }
 }
 
@@ -380,9 +462,75 @@ function containerRecord(p: Prepared, argv: string[], state: RunState): Containe
     profiles: p.req.profiles.length ? p.req.profiles : ["default"],
     options: argv.slice(1, Math.max(1, end)),
     rm: p.req.rm,
+    ...(p.req.labels ? { labels: p.req.labels } : {}),
+    ...(p.spec.micro.stopSignal !== undefined ? { stopSignal: p.spec.micro.stopSignal } : {}),
+    ...(p.spec.micro.stopTimeout !== undefined ? { stopTimeout: p.spec.micro.stopTimeout } : {}),
     created: state.created,
     state: "created",
     pid: state.pid,
     startTime: state.startTime,
   };
+}
+
+/**
+ * Writes the container id to `path`, created exclusively (O_CREAT|O_EXCL: never through a
+ * symlink, never over a file), as Docker refuses an existing cidfile.
+ */
+export function writeCidfile(path: string, id: string): void {
+  let file: Deno.FsFile;
+  try {
+    file = Deno.openSync(path, { write: true, createNew: true, mode: 0o644 });
+  } catch (e) {
+    const errno = errnoOf(e, 5);
+    throw new MicroError("", {
+      phase: "prepare",
+      plugin: "engine",
+      op: "open(cidfile)",
+      paths: { path },
+      errno,
+      hint: errno === 17
+        ? "the container id file exists: is another container using it? remove it first"
+        : undefined,
+    });
+  }
+  try {
+    file.writeSync(new TextEncoder().encode(id));
+  } finally {
+    file.close();
+  }
+}
+
+/**
+ * `--pid`/`--ipc container:NAME`: the running container's init, from micro's state root,
+ * opened as a pidfd; its start time is checked after the pidfd exists, so the fd is that
+ * very process and not a later one that got its pid.
+ */
+export function openJoinTarget(name: string, uid: number, sys: Sys): number {
+  const root = stateRoot(uid);
+  const bad = untrustedRoot(root, uid);
+  if (bad) throw untrustedRootError(root, uid, bad);
+  const notRunning = () =>
+    new MicroError(`container "${name}" is not running: there is no namespace of it to join`, {
+      hint: "start it first (micro run --name NAME ...), then join it",
+    });
+  const st = readState(`${root}/${name}`);
+  if (!st || !st.containerPid || st.containerStartTime === undefined) throw notRunning();
+  if (processStartTime(st.pid) !== st.startTime) throw notRunning();
+  const fd = sys.pidfdOpen(st.containerPid, 0);
+  if (fd === -3) throw notRunning(); // ESRCH
+  if (fd < 0) {
+    throw new MicroError("", {
+      phase: "prepare",
+      plugin: "engine",
+      op: "pidfd_open",
+      paths: { container: name, pid: String(st.containerPid) },
+      errno: -fd,
+      hint: fd === -38 ? "joining a container's namespaces needs Linux 5.8+" : undefined,
+    });
+  }
+  if (processStartTime(st.containerPid) !== st.containerStartTime) {
+    sys.close(fd);
+    throw notRunning();
+  }
+  return fd;
 }

@@ -21,7 +21,11 @@ export interface Rlimit {
 
 export interface Mount {
   destination: string;
-  type: "bind" | "tmpfs" | "proc" | "sysfs" | "devpts" | "mqueue";
+  /**
+   * `volume`: a directory micro manages, bound like a `bind`: `source` is its name in the
+   * store's `volumes/NAME/_data`, or "" for an anonymous one in the container's directory.
+   */
+  type: "bind" | "tmpfs" | "proc" | "sysfs" | "devpts" | "mqueue" | "volume";
   source: string;
   options: string[];
 }
@@ -43,6 +47,13 @@ export interface ProcessSpec {
   stdin: boolean;
   rlimits: Rlimit[];
   noNewPrivileges: boolean;
+  /**
+   * `--init`: PID 1 is micro's init (the exec trampoline in init mode), which forks the
+   * command, forwards signals to it and reaps zombies until it exits.
+   */
+  init?: boolean;
+  /** Written to /proc/PID/oom_score_adj before the command starts. */
+  oomScoreAdj?: number;
   /** Set by the caps plugin; without it the process keeps what its uid gives it. */
   capabilities?: {
     bounding: string[];
@@ -84,6 +95,8 @@ export interface Spec {
     devices: { path: string; hostPath: string; access: string }[];
     /** SELinux context for the container's own mounts (tmpfs, devpts, mqueue). */
     mountLabel?: string;
+    /** Namespaced sysctls (sysctl plugin), written under the container's /proc/sys. */
+    sysctl?: Record<string, string>;
   };
   micro: {
     /** Host directories bound read-only into a tmpfs root when there is no image. */
@@ -116,6 +129,8 @@ export interface Spec {
     cgroup?: {
       parent: string;
       required: boolean;
+      /** The container's cgroup at /sys/fs/cgroup: read-only, writable, or not mounted. */
+      mount?: "ro" | "rw" | "none";
       rates: Record<
         "readBps" | "writeBps" | "readIops" | "writeIops",
         { path: string; rate: number }[]
@@ -144,12 +159,26 @@ export interface Spec {
     lsmOptional?: { apparmor: boolean; selinux: boolean; landlock: boolean };
     /** Added capabilities a non-root user gets as ambient ones (caps plugin). */
     ambientCaps?: string[];
+    /** Capabilities added by name (not ALL), checked against the namespaces (caps plugin). */
+    addedCaps?: string[];
     /** How many ids the user plugin maps (as root). */
     userSize?: number;
     /** `--rm`: the container's layer and record are removed when it exits. */
     remove?: boolean;
-    /** The image's StopSignal (recorded; only forwarded signals stop a container yet). */
+    /** The size of /dev/shm in bytes (mount plugin; Docker's 64m when absent). */
+    shmSize?: number;
+    /** `--stop-signal`, else the image's StopSignal: what SIGTERM to micro sends init. */
     stopSignal?: string;
+    /** `--stop-timeout`: seconds from the stop signal to SIGKILL (-1: never; default 10). */
+    stopTimeout?: number;
+    /** The mount plugin's `hostDevices` (--privileged): every host device in /dev. */
+    hostDevices?: boolean;
+    /** `ALL` was added (caps plugin): the set is cut to what micro's bounding set holds. */
+    capsAll?: boolean;
+    /** The cgroups plugin's `oomKillDisable`. */
+    oomKillDisable?: boolean;
+    /** Namespaces joined from running containers (`--ipc container:NAME`), by type. */
+    join?: Partial<Record<NamespaceType, string>>;
   };
 }
 

@@ -8,6 +8,7 @@ import { type ImageId, releaseImage } from "./engine/image.ts";
 import { MicroError } from "./errors.ts";
 import { removeContainerDir } from "./store/containers.ts";
 import type { Sys } from "./sys/mod.ts";
+import { now, span } from "./trace.ts";
 
 export interface RunState {
   id: string;
@@ -91,9 +92,11 @@ export function newId(): string {
 }
 
 export function writeState(dir: string, state: RunState): void {
+  const t = now();
   const tmp = `${dir}/.state.json.tmp`;
   Deno.writeTextFileSync(tmp, JSON.stringify(state, null, 2) + "\n");
   Deno.renameSync(tmp, `${dir}/state.json`);
+  span("state write", t);
 }
 
 export function readState(dir: string): RunState | null {

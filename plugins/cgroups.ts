@@ -15,7 +15,9 @@ import {
   v2Writes,
 } from "../core/cgroups/resources.ts";
 import {
+  formatBytes,
   memorySizeCheck,
+  MIN_MEMORY,
   parseCpuList,
   parseDevice,
   parseDeviceRate,
@@ -25,7 +27,7 @@ import {
 import { MicroError } from "../core/errors.ts";
 import { type Op, op } from "../core/ops.ts";
 import type { HostInfo, Plugin } from "../core/plugin.ts";
-import type { Spec } from "../core/spec.ts";
+import { hasNamespace, type Spec } from "../core/spec.ts";
 import type { Schema } from "../core/schema_types.ts";
 
 export interface CgroupsOptions {
@@ -47,8 +49,12 @@ export interface CgroupsOptions {
   parent?: string;
   /** Fail instead of running without limits when this host cannot apply them. */
   required?: boolean;
+  /** No OOM killer in the container's memory cgroup (v1 only; v2 has no such switch). */
+  oomKillDisable?: boolean;
   /** The same limits in the OCI runtime spec's `linux.resources` form. */
   resources?: OciResources;
+  /** The container's cgroup at /sys/fs/cgroup: ro (default), rw, or none. */
+  mount?: "ro" | "rw" | "none";
 }
 
 /** OCI `linux.resources`, as far as micro applies it. */
@@ -207,7 +213,16 @@ export const cgroups: Plugin<CgroupsOptions> = {
             : "expected a relative cgroup path like micro or web/api",
       },
       required: { type: "boolean", doc: "fail when the host cannot apply the limits" },
+      oomKillDisable: {
+        type: "boolean",
+        doc: "no OOM killer for the container (cgroup v1; v2 has none: a warning)",
+      },
       resources: OCI_RESOURCES,
+      mount: {
+        type: "string",
+        enum: ["ro", "rw", "none"],
+        doc: "the container's cgroup at /sys/fs/cgroup (with a cgroup namespace): ro, rw, none",
+      },
     },
   },
   configure(o, spec) {
@@ -240,13 +255,16 @@ export const cgroups: Plugin<CgroupsOptions> = {
     if (oci.blockIO) r.blockIO = { ...r.blockIO, ...oci.blockIO };
     if (oci.devices) spec.micro.ociDevices = [...oci.devices];
     spec.linux.resources = r;
-    spec.micro.cgroupLimits = Object.keys(r).length > 0 || !!oci.devices?.length ||
+    if (o.oomKillDisable) spec.micro.oomKillDisable = true;
+    spec.micro.cgroupLimits = !!o.oomKillDisable || Object.keys(r).length > 0 ||
+      !!oci.devices?.length ||
       [o.deviceReadBps, o.deviceWriteBps, o.deviceReadIops, o.deviceWriteIops].some((l) =>
         l?.length
       );
     spec.micro.cgroup = {
       parent: o.parent ?? DEFAULT_PARENT,
       required: o.required ?? false,
+      mount: o.mount ?? "ro",
       rates: {
         readBps: (o.deviceReadBps ?? []).map((v) => parseDeviceRate(v, false) as DevRate),
         writeBps: (o.deviceWriteBps ?? []).map((v) => parseDeviceRate(v, false) as DevRate),
@@ -265,9 +283,10 @@ export const cgroups: Plugin<CgroupsOptions> = {
   plan(spec: Spec, host: HostInfo): Op[] {
     const { resources, warning } = problems(spec, host);
     if (warning) return [op("prepare", "cgroups", "skipped", { what: "cgroups", reason: warning })];
-    return host.cgroup.mode === "v2"
+    const ops = host.cgroup.mode === "v2"
       ? planV2(spec, host, resources!)
       : planV1(spec, host, resources!);
+    return [...ops, ...sysfsMount(spec, host)];
   },
 };
 
@@ -282,6 +301,7 @@ function problems(
   const errors: MicroError[] = [];
   const err = (option: string, why: string, hint?: string) =>
     errors.push(new MicroError(`--${option}: ${why}`, { phase: "check", plugin: "cgroups", hint }));
+  limitValues(spec.linux.resources ?? {}, host, err);
   const layout = host.cgroup;
   if (layout.mode === "none" || !layout.writable) {
     const why = layout.mode === "none"
@@ -360,17 +380,6 @@ function problems(
     const missing = want.filter((n) => !avail.includes(n));
     if (missing.length) err(option, `${missing.join(",")} not on this host (it has ${have})`);
   }
-  // A CPU quota above the host's CPUs could never be used: refused, as Docker does.
-  const quota = r.cpu?.quota ?? -1;
-  const period = r.cpu?.period ?? 100000;
-  const online = (parseCpuList(host.cpus) ?? []).length;
-  if (quota > 0 && period > 0 && online > 0 && quota / period > online) {
-    err(
-      "cpus",
-      `${Number((quota / period).toFixed(3))} is more than the ${online} CPUs this host has`,
-      `give at most ${online}`,
-    );
-  }
   // Every limit needs its controller.
   const names: Record<string, string> = {
     cpu: "cpus/cpu-shares",
@@ -407,6 +416,89 @@ function problems(
     }
   }
   return { errors, resources: r };
+}
+
+/** The kernel's smallest CFS quota (1 ms): 0.01 CPU over micro's 100 ms period. */
+const MIN_QUOTA_US = 1000;
+
+/**
+ * The limits Docker refuses before a run, with its reasons: memory below 6 MiB (the kernel
+ * would kill the container's first process before it execs), a memory-plus-swap limit
+ * without a memory limit or below it, and more CPUs than the host has.
+ */
+function limitValues(
+  r: Resources,
+  host: HostInfo,
+  err: (option: string, why: string, hint?: string) => void,
+): void {
+  const mem = r.memory ?? {};
+  const floors: [string, number | undefined, string][] = [
+    ["memory", mem.limit, ": the container's first process could not start in less"],
+    ["memory-reservation", mem.reservation, ""],
+  ];
+  for (const [option, value, why] of floors) {
+    if (value !== undefined && value > 0 && value < MIN_MEMORY) {
+      err(
+        option,
+        `${formatBytes(value)} is below the minimum of 6 MiB${why}`,
+        "give at least 6m, Docker's minimum too, or 0 for no limit",
+      );
+    }
+  }
+  if (mem.swap !== undefined && mem.swap > 0) {
+    if (!mem.limit || mem.limit < 0) {
+      err("memory-swap", "needs --memory: it is memory plus swap", "set --memory too");
+    } else if (mem.swap < mem.limit) {
+      err(
+        "memory-swap",
+        `${formatBytes(mem.swap)} is below --memory ${formatBytes(mem.limit)}: it is memory ` +
+          "plus swap",
+        "give at least the memory limit, or -1 for unlimited swap",
+      );
+    }
+  }
+  const cpu = r.cpu ?? {};
+  const cpus = parseCpuList(host.cpus)?.length ?? 0;
+  if (cpu.quota !== undefined && cpu.quota > 0 && cpus > 0) {
+    const period = cpu.period && cpu.period > 0 ? cpu.period : 100000;
+    const want = cpu.quota / period;
+    if (want > cpus || cpu.quota < MIN_QUOTA_US) {
+      err(
+        "cpus",
+        `${Number(want.toFixed(3))} is out of range: the range of CPUs is from 0.01 to ` +
+          `${cpus}.00, as there ${cpus === 1 ? "is only 1 CPU" : `are only ${cpus} CPUs`} ` +
+          `available (${host.cpus} online)`,
+      );
+    }
+  }
+}
+
+/**
+ * /sys/fs/cgroup for programs that read their own limits (the JVM, Go, .NET), as Docker
+ * mounts it: only with a cgroup namespace, whose root is the container's cgroup (else the
+ * mount would show micro's own cgroup and the host's above it), and on v1 only the
+ * hierarchies the container has a cgroup of its own in.
+ */
+function sysfsMount(spec: Spec, host: HostInfo): Op[] {
+  const mode = spec.micro.cgroup?.mount ?? "ro";
+  if (mode === "none" || !hasNamespace(spec, "cgroup") || !hasNamespace(spec, "mount")) return [];
+  const readonly = mode === "ro";
+  if (host.cgroup.mode === "v2") {
+    return [op("rootfs", "cgroups", "cgroup-mount", { version: 2, hierarchies: [], readonly })];
+  }
+  const byDir = new Map<string, string[]>();
+  for (const [ctl, dir] of Object.entries(host.cgroup.v1)) {
+    byDir.set(dir, [...(byDir.get(dir) ?? []), ctl]);
+  }
+  const dirs = [
+    ...new Set(V1_ALWAYS.filter((c) => host.cgroup.v1[c]).map((c) => host.cgroup.v1[c])),
+  ];
+  const hierarchies = dirs.map((dir) => {
+    const name = dir.slice(dir.lastIndexOf("/") + 1);
+    const controllers = byDir.get(dir)!;
+    return { name, controllers, links: controllers.filter((c) => c !== name) };
+  });
+  return [op("rootfs", "cgroups", "cgroup-mount", { version: 1, hierarchies, readonly })];
 }
 
 /** micro's own parent is removed once empty; one the user named only if micro made it. */
@@ -489,6 +581,14 @@ function planV1(spec: Spec, host: HostInfo, r: Resources): Op[] {
       }),
     );
   }
+  // Docker's --oom-kill-disable: tasks wait for memory instead of being killed.
+  if (spec.micro.oomKillDisable && host.cgroup.v1.memory) {
+    ops.push(op("prepare", "cgroups", "cgroup-write", {
+      path: `${dirOf("memory")}/memory.oom_control`,
+      value: "1",
+      option: "oom-kill-disable",
+    }));
+  }
   for (const dir of seen) ops.push(op("attach", "cgroups", "cgroup-join", { path: dir }));
   if (r.memory?.limit !== undefined) {
     ops.push(
@@ -547,6 +647,13 @@ function planV2(spec: Spec, host: HostInfo, r: Resources): Op[] {
     );
   }
   ops.push(op("prepare", "cgroups", "cgroup-devices", { path: dir, rules: r.devices ?? [] }));
+  if (spec.micro.oomKillDisable) {
+    // As Docker on v2: the option is dropped with a warning.
+    ops.push(op("prepare", "cgroups", "skipped", {
+      what: "oom-kill-disable",
+      reason: "--oom-kill-disable: cgroup v2 has no switch for the OOM killer: ignored",
+    }));
+  }
   ops.push(op("attach", "cgroups", "cgroup-join", { path: dir }));
   if (r.memory?.limit !== undefined) {
     ops.push(

@@ -1,13 +1,17 @@
-/** ipc: own System V IPC objects and POSIX message queues (with its own /dev/mqueue). */
+/**
+ * ipc: own System V IPC objects and POSIX message queues (with its own /dev/mqueue). With
+ * `join` (`--ipc container:NAME`) those of a running micro container instead.
+ */
 import type { Plugin } from "../core/plugin.ts";
-import { addNamespace, cloneOp } from "./_ns.ts";
+import { addNamespace, cloneOp, JOIN_SCHEMA, joinOp, joinProblems } from "./_ns.ts";
 
-export const ipc: Plugin = {
+export const ipc: Plugin<{ join?: string }> = {
   name: "ipc",
   description: "own System V IPC and POSIX message queues, with /dev/mqueue",
-  schema: { type: "object", fields: {} },
-  configure(_o, spec) {
-    addNamespace(spec, "ipc");
+  schema: { type: "object", fields: { join: JOIN_SCHEMA } },
+  configure(o, spec) {
+    if (o.join) (spec.micro.join ??= {}).ipc = o.join;
+    else addNamespace(spec, "ipc");
     spec.mounts.push({
       destination: "/dev/mqueue",
       type: "mqueue",
@@ -15,5 +19,6 @@ export const ipc: Plugin = {
       options: ["nosuid", "nodev", "noexec"],
     });
   },
-  plan: () => [cloneOp("ipc", "ipc")],
+  check: (spec) => joinProblems("ipc", "ipc", spec),
+  plan: (spec) => spec.micro.join?.ipc ? [joinOp("ipc", "ipc", spec)] : [cloneOp("ipc", "ipc")],
 };

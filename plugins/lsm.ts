@@ -43,7 +43,7 @@ export function selinuxLabels(o: NonNullable<LsmOptions["selinux"]>) {
 
 /** Volumes as their mode allows (binds keep execute), tmpfs read and write only. */
 function mountRules(spec: Spec): { path: string; access: Access[] }[] {
-  return spec.mounts.filter((m) => m.type === "bind" || m.type === "tmpfs").map((m) => ({
+  return spec.mounts.filter((m) => ["bind", "tmpfs", "volume"].includes(m.type)).map((m) => ({
     path: m.destination,
     access: m.type === "tmpfs"
       ? ["read", "write"]

@@ -16,6 +16,7 @@ import { net } from "./net.ts";
 import { pid } from "./pid.ts";
 import { user } from "./user.ts";
 import { uts } from "./uts.ts";
+import { sysctl } from "./sysctl.ts";
 
 // deno-lint-ignore no-explicit-any
 export const PLUGINS: Plugin<any>[] = [
@@ -32,4 +33,5 @@ export const PLUGINS: Plugin<any>[] = [
   caps,
   lsm,
   seccomp,
+  sysctl,
 ];

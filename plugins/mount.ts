@@ -10,14 +10,26 @@ import type { HostInfo, Plugin } from "../core/plugin.ts";
 import { hasNamespace, type Mount, type Spec } from "../core/spec.ts";
 import { addNamespace } from "./_ns.ts";
 import { cleanPath } from "../core/paths.ts";
+import { MicroError } from "../core/errors.ts";
+import { parseMountFlag, parseTmpfs, parseVolumeFlag } from "../core/mounts.ts";
+import { parseSize } from "../core/cgroups/units.ts";
+
+const shmCheck = (v: string) =>
+  parseSize(v) === undefined || parseSize(v) === 0 || /\./.test(v)
+    ? "expected a size like 64m, 1g or 67108864"
+    : undefined;
 
 export interface MountOptions {
   masked?: string[];
   readonly?: string[];
   binds?: string[];
   tmpfs?: string[];
+  mounts?: string[];
+  shmSize?: string | number;
   devices?: string[];
   hostView?: string[];
+  /** Every device node of the host's /dev (`--privileged`). */
+  hostDevices?: boolean;
 }
 
 export const DEFAULT_DEVICES = ["null", "zero", "full", "random", "urandom", "tty"];
@@ -37,29 +49,13 @@ const absPath = (v: string) =>
     ? undefined
     : "must be an absolute path without '..'";
 
-/** A mount destination: absolute, and never the root itself (that would replace it). */
-const destPath = (v: string) =>
-  absPath(v) ??
-    (cleanPath(v) === "/" ? "a mount on / would replace the container's root" : undefined);
-
-/** `HOST:CTR[:ro|rw]` as Docker spells it. */
-export function parseBind(v: string): Mount | string {
-  const parts = v.split(":");
-  if (parts.length < 2 || parts.length > 3) return "a bind is HOST:CONTAINER[:ro|rw]";
-  const [source, destination, mode = "rw"] = parts;
-  if (absPath(source)) return `the host path "${source}" must be absolute`;
-  if (absPath(destination)) return `the container path "${destination}" must be absolute`;
-  if (destPath(destination)) return `the container path "${destination}": ${destPath(destination)}`;
-  if (mode !== "ro" && mode !== "rw") return `the mode "${mode}" must be ro or rw`;
-  const options = ["rbind"];
-  if (mode === "ro") options.push("ro");
-  return { destination: cleanPath(destination), type: "bind", source, options };
-}
-
-const bindCheck = (v: string) => {
-  const m = parseBind(v);
+/** A check from one of core/mounts.ts's parsers: its reason, or nothing. */
+const reasonOf = (parse: (v: string) => Mount | string) => (v: string) => {
+  const m = parse(v);
   return typeof m === "string" ? m : undefined;
 };
+/** Docker's /dev/shm size. */
+export const DEFAULT_SHM_SIZE = 64 * 1024 * 1024;
 const pathList = { type: "list", items: { type: "string", check: absPath } } as const;
 
 export const mount: Plugin<MountOptions> = {
@@ -72,13 +68,23 @@ export const mount: Plugin<MountOptions> = {
       readonly: { ...pathList, doc: "paths bound read-only" },
       binds: {
         type: "list",
-        items: { type: "string", check: bindCheck },
-        doc: "HOST:CONTAINER[:ro|rw]",
+        items: { type: "string", check: reasonOf(parseVolumeFlag) },
+        doc: "HOST:CONTAINER[:ro|rw], NAME:CONTAINER[:ro|rw] (a volume) or CONTAINER (-v)",
       },
       tmpfs: {
         type: "list",
-        items: { type: "string", check: destPath },
-        doc: "empty tmpfs mounts",
+        items: { type: "string", check: reasonOf((v) => parseTmpfs(v)) },
+        doc: "PATH[:OPTIONS]: empty tmpfs mounts, Docker's options (--tmpfs)",
+      },
+      mounts: {
+        type: "list",
+        items: { type: "string", check: reasonOf(parseMountFlag) },
+        doc: "type=bind|volume|tmpfs,... as Docker's --mount",
+      },
+      shmSize: {
+        type: "oneOf",
+        options: [{ type: "integer", min: 1 }, { type: "string", check: shmCheck }],
+        doc: "size of /dev/shm (default 64m, --shm-size)",
       },
       devices: {
         type: "list",
@@ -89,6 +95,10 @@ export const mount: Plugin<MountOptions> = {
         doc: "device nodes bound from the host's /dev",
       },
       hostView: { ...pathList, doc: "host dirs bound read-only when there is no image" },
+      hostDevices: {
+        type: "boolean",
+        doc: "bind every device node of the host's /dev (--privileged: unsafe)",
+      },
     },
   },
   configure(o, spec) {
@@ -96,21 +106,46 @@ export const mount: Plugin<MountOptions> = {
     spec.linux.maskedPaths = [...(o.masked ?? [])];
     spec.linux.readonlyPaths = [...(o.readonly ?? [])];
     spec.micro.devices = [...(o.devices ?? DEFAULT_DEVICES)];
+    if (o.hostDevices) spec.micro.hostDevices = true;
     if (spec.root.path === null) spec.micro.hostView = [...(o.hostView ?? DEFAULT_HOST_VIEW)];
+    if (o.shmSize !== undefined) spec.micro.shmSize = parseSize(o.shmSize);
     for (const b of o.binds ?? []) {
-      const m = parseBind(b);
+      const m = parseVolumeFlag(b);
       if (typeof m !== "string") spec.mounts.push(m);
     }
     for (const t of o.tmpfs ?? []) {
-      spec.mounts.push({
-        destination: cleanPath(t),
-        type: "tmpfs",
-        source: "tmpfs",
-        options: ["nosuid", "nodev", "mode=1777"],
-      });
+      const m = parseTmpfs(t);
+      if (typeof m !== "string") spec.mounts.push(m);
+    }
+    for (const t of o.mounts ?? []) {
+      const m = parseMountFlag(t);
+      if (typeof m !== "string") spec.mounts.push(m);
     }
   },
   plan: planMounts,
+  check(spec, host) {
+    const vols = spec.mounts.filter((m) => m.type === "volume");
+    const named = vols.find((m) => m.source !== "");
+    if (named && !host.volumesDir) {
+      return [
+        new MicroError(`volume "${named.source}": there is no image store to keep it in`, {
+          hint: "give --root DIR, or bind a host directory instead",
+        }),
+      ];
+    }
+    const anon = vols.find((m) => m.source === "");
+    if (anon && !host.containerDir) {
+      return [
+        new MicroError(
+          `anonymous volume at ${anon.destination}: the run has no container directory`,
+          {
+            hint: "name the volume (-v NAME:PATH) or bind a host directory",
+          },
+        ),
+      ];
+    }
+    return [];
+  },
 };
 
 const OPTION_FLAGS: Record<string, MountFlag[]> = {
@@ -137,6 +172,18 @@ export function splitOptions(options: string[]): { flags: MountFlag[]; data?: st
 
 /** SELinux labels what the container mounts itself; binds keep their own labels. */
 const LABELLED = ["tmpfs", "devpts", "mqueue"];
+
+/**
+ * A volume's directory: a named one in the store's `volumes/NAME/_data` (as Docker's
+ * `/var/lib/docker/volumes`), an anonymous one in the container's own directory, so it goes
+ * with the container (`--rm`, `micro rm`).
+ */
+export function volumePaths(m: Mount, n: number, host: HostInfo): { dir: string; path: string } {
+  const dir = m.source !== ""
+    ? `${host.volumesDir}/${m.source}`
+    : `${host.containerDir}/volumes/${n}`;
+  return { dir, path: `${dir}/_data` };
+}
 
 function mountOp(m: Mount, spec: Spec, host: HostInfo): Op {
   const label = spec.linux.mountLabel && host.lsm.selinux && LABELLED.includes(m.type)
@@ -216,11 +263,12 @@ function planMounts(spec: Spec, host: HostInfo): Op[] {
     }
   }
 
-  // /proc belongs to the pid namespace; without one, the host's is bound instead.
+  // /proc belongs to the pid namespace (an own one, or the one joined); without one, the
+  // host's is bound instead.
   ops.push(kernelFs(
     "proc",
     mountOp(
-      hasNamespace(spec, "pid")
+      hasNamespace(spec, "pid") || spec.micro.join?.pid
         ? {
           destination: "/proc",
           type: "proc",
@@ -237,6 +285,10 @@ function planMounts(spec: Spec, host: HostInfo): Op[] {
       host,
     ),
   ));
+  // Namespaced sysctls, beneath this very /proc, before /proc/sys is made read-only.
+  for (const [key, value] of Object.entries(spec.linux.sysctl ?? {})) {
+    ops.push(op("rootfs", "sysctl", "sysctl", { key, value }));
+  }
 
   // A minimal /dev: a tmpfs with the host's harmless nodes bound in, and its own devpts.
   ops.push(mountOp(
@@ -249,7 +301,11 @@ function planMounts(spec: Spec, host: HostInfo): Op[] {
     spec,
     host,
   ));
-  for (const d of spec.micro.devices.filter((d) => host.devices.includes(d))) {
+  // With hostDevices the probe found every device node in the host's /dev.
+  const devices = spec.micro.hostDevices
+    ? host.devices
+    : spec.micro.devices.filter((d) => host.devices.includes(d));
+  for (const d of devices) {
     ops.push(
       mountOp(
         {
@@ -294,7 +350,13 @@ function planMounts(spec: Spec, host: HostInfo): Op[] {
         destination: "/dev/shm",
         type: "tmpfs",
         source: "shm",
-        options: ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        options: [
+          "nosuid",
+          "noexec",
+          "nodev",
+          "mode=1777",
+          `size=${spec.micro.shmSize ?? DEFAULT_SHM_SIZE}`,
+        ],
       },
       spec,
       host,
@@ -345,8 +407,22 @@ function planMounts(spec: Spec, host: HostInfo): Op[] {
     }
   }
 
-  // What the user and the other plugins asked for, in order.
-  for (const m of spec.mounts) ops.push(mountOp(m, spec, host));
+  // What the user and the other plugins asked for: parents before what is mounted inside
+  // them (as Docker sorts them), else in the order given.
+  const depth = (p: string) => p.split("/").filter((c) => c).length;
+  const sorted = spec.mounts.map((m, k) => ({ m, k })).sort((a, b) =>
+    depth(a.m.destination) - depth(b.m.destination) || a.k - b.k
+  );
+  let anonymous = 0;
+  for (const { m } of sorted) {
+    if (m.type !== "volume") {
+      ops.push(mountOp(m, spec, host));
+      continue;
+    }
+    const v = volumePaths(m, m.source === "" ? anonymous++ : 0, host);
+    ops.push(op("prepare", "mount", "volume-dir", v));
+    ops.push(mountOp({ ...m, type: "bind", source: v.path }, spec, host));
+  }
 
   // The working directory, made when the image lacks it (as Docker), while the root is
   // still writable and micro still root: in the overlay's upper layer, never in the image.

@@ -138,7 +138,7 @@ export const net: Plugin<NetOptions> = {
           ? {
             files: {
               dir: host.stateDir,
-              hostname: spec.hostname || host.id,
+              hostname: spec.hostname || host.hostname || host.id,
               resolv: resolvConf(host.net.resolv, host.net.resolvUpstream, {
                 servers: n.dns,
                 search: n.dnsSearch,

@@ -12,7 +12,9 @@ import { MicroError } from "../core/errors.ts";
 import { type Op, op } from "../core/ops.ts";
 import type { HostInfo, Plugin } from "../core/plugin.ts";
 import type { Spec } from "../core/spec.ts";
-import { knownOnSomeArch } from "../core/seccomp/arch.ts";
+import { now, span } from "../core/trace.ts";
+import { type Arch, knownOnSomeArch } from "../core/seccomp/arch.ts";
+import { PRECOMPILED } from "../core/seccomp/_precompiled.ts";
 import {
   compileProgram,
   defaultPolicy,
@@ -42,8 +44,36 @@ function processCaps(spec: Spec): string[] {
   return spec.process.capabilities?.bounding ?? [...CAPS];
 }
 
-/** Compiled once per spec: check() finds the errors, plan() uses the program. */
-const compiled = new WeakMap<Spec, ReturnType<typeof compileProgram> & { policy: SeccompPolicy }>();
+/** A compiled program as the plan carries it. */
+export interface Program {
+  /** struct sock_filter[] in base64. */
+  program: string;
+  instructions: number;
+  /** seccomp(2) flags. */
+  flags: number;
+}
+
+/** Compiled (or found precompiled) once per spec: check() finds the errors, plan() uses it. */
+const compiled = new WeakMap<Spec, Program>();
+
+/**
+ * The key of this spec's program in the precompiled table: every input the compiler's
+ * output depends on (the default policy is a function of the capabilities; `deny` adds a
+ * rule; the syscall table is the architecture's). Undefined with a policy file, whose
+ * program is always compiled at run time.
+ */
+export function seccompKey(spec: Spec, arch: Arch): string | undefined {
+  if (spec.micro.seccompFile) return undefined;
+  const deny = spec.micro.seccompDeny ?? [];
+  return `default ${arch} caps=${processCaps(spec).join(",")} deny=${deny.join(",")}`;
+}
+
+/** The default policy's program for this spec, compiled now (tools/gen_seccomp.ts). */
+export function compileFresh(spec: Spec, arch: Arch): Program {
+  const policy = seccompPolicy(spec, { arch, files: {} } as unknown as HostInfo);
+  const c = compileProgram(policy, arch);
+  return { program: base64(c.program), instructions: c.length, flags: filterFlags(policy) };
+}
 
 /** The policy this spec asks for, or an error naming the file and what is wrong. */
 export function seccompPolicy(spec: Spec, host: HostInfo): SeccompPolicy {
@@ -94,17 +124,23 @@ function seccompError(file: string, e: unknown): MicroError {
 }
 
 /** The compiled program, or an error for a policy the kernel could not take. */
-function program(spec: Spec, host: HostInfo) {
+function program(spec: Spec, host: HostInfo): Program {
   let c = compiled.get(spec);
+  if (c) return c;
+  const key = seccompKey(spec, host.arch);
+  c = key === undefined ? undefined : PRECOMPILED[key];
   if (!c) {
+    const t = now();
     const policy = seccompPolicy(spec, host);
     try {
-      c = { ...compileProgram(policy, host.arch), policy };
+      const p = compileProgram(policy, host.arch);
+      c = { program: base64(p.program), instructions: p.length, flags: filterFlags(policy) };
     } catch (e) {
       throw seccompError(spec.micro.seccompFile ?? "default", e);
     }
-    compiled.set(spec, c);
+    span("seccomp compile", t);
   }
+  compiled.set(spec, c);
   return c;
 }
 
@@ -150,13 +186,13 @@ export const seccomp: Plugin<SeccompOptions> = {
     }
   },
   plan(spec: Spec, host: HostInfo): Op[] {
-    const { policy, ...compiled } = program(spec, host);
+    const c = program(spec, host);
     return [op(spec.process.noNewPrivileges ? "restrict" : "credentials", "seccomp", "seccomp", {
       arch: host.arch,
-      instructions: compiled.length,
+      instructions: c.instructions,
       policy: spec.micro.seccompFile ?? "default",
-      flags: filterFlags(policy),
-      program: base64(compiled.program),
+      flags: c.flags,
+      program: c.program,
     })];
   },
 };

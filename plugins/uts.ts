@@ -1,13 +1,17 @@
-/** uts: own hostname; a short random one (the run id) unless `--hostname` names one. */
+/**
+ * uts: own hostname: `--hostname`, else the container's short id as Docker gives it (not its
+ * name, which may be longer than a hostname can be).
+ */
 import { op } from "../core/ops.ts";
 import type { Plugin } from "../core/plugin.ts";
 import { addNamespace, cloneOp } from "./_ns.ts";
 
-const HOSTNAME = /^[A-Za-z0-9]([A-Za-z0-9.-]{0,62})$/;
+/** At most HOST_NAME_MAX (64) bytes: sethostname(2) refuses more with EINVAL. */
+const HOSTNAME = /^[A-Za-z0-9]([A-Za-z0-9.-]{0,63})$/;
 
 export const uts: Plugin<{ hostname?: string }> = {
   name: "uts",
-  description: "own hostname and domain name (--hostname, else the run id)",
+  description: "own hostname and domain name (--hostname, else the short container id)",
   schema: {
     type: "object",
     fields: {
@@ -17,7 +21,7 @@ export const uts: Plugin<{ hostname?: string }> = {
         check: (v) =>
           v === "" || HOSTNAME.test(v)
             ? undefined
-            : "a hostname is 1 to 63 letters, digits, dots and dashes",
+            : "a hostname is 1 to 64 letters, digits, dots and dashes",
       },
     },
   },
@@ -27,6 +31,6 @@ export const uts: Plugin<{ hostname?: string }> = {
   },
   plan: (spec, host) => [
     cloneOp("uts", "uts"),
-    op("identity", "uts", "sethostname", { name: spec.hostname || host.id }),
+    op("identity", "uts", "sethostname", { name: spec.hostname || host.hostname || host.id }),
   ],
 };

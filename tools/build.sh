@@ -54,6 +54,11 @@ mkdir -p dist
 work=$(mktemp -d dist/.build.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
+# 0. The built-in profiles' seccomp programs, compiled now into core/seccomp/_precompiled.ts
+# (rewritten only when the compiler, the default policy or a built-in profile changed), so
+# a run of a built-in profile loads a program instead of compiling one.
+"$deno" run --quiet --config deno.json -A tools/gen_seccomp.ts
+
 # 1. The bundle: every module, npm packages from node_modules included, in one file; but
 # yaml, which core/yaml.ts imports at run time from micro.yaml.js next to the bundle
 # (YAML_BUNDLE there), as the default export of a bundle of its own.
@@ -116,7 +121,7 @@ bundle_blocks=$(($(wc -c <"$work/micro.js") / BLOCK))
 bundle_sha=$(sha "$work/micro.js")
 yaml_blocks=$(($(wc -c <"$work/micro.yaml.js") / BLOCK))
 yaml_sha=$(sha "$work/micro.yaml.js")
-hash=$(printf '%s\n' "$deno_sha" "$bundle_sha" "$yaml_sha" "$FLAGS" "stub 2" |
+hash=$(printf '%s\n' "$deno_sha" "$bundle_sha" "$yaml_sha" "$FLAGS" "stub 3" |
   sha256sum | cut -c1-16)
 rt=$(printf '%s' "$deno_sha" | cut -c1-16)
 
@@ -130,7 +135,18 @@ cat >"$work/stub.in" <<'STUB'
 # BASE/HASH (HASH: of the payload), BASE being the first safe one of
 #   $MICRO_CACHE_DIR (when set, only it), $XDG_CACHE_HOME/micro or $HOME/.cache/micro,
 #   /var/cache/micro (root only), ${TMPDIR:-/tmp}/micro-UID (last resort)
-# and every run then execs Deno on the bundle. Remove BASE to reclaim the space.
+# and every run then execs Deno on the bundle.
+#
+# Concurrent first runs: one unpacks, holding flock(1) on BASE/.lock (opened only when
+# BASE is checked, verified to be our own regular file), the others wait and use its result.
+# Unpacking goes to a temp dir renamed into place, so a killed run never leaves a version
+# that is used. A BASE where files cannot be executed (noexec) is refused before unpacking.
+# Cleanup: after unpacking a version (under the lock), sweep() removes what micro made in
+# BASE and no longer needs: other versions (16 hex digits) not started from in the last
+# GRACE seconds and not the executable of a running process, runtimes (deno-16 hex) no
+# version links, and temp entries of dead processes; never anything else, never through a
+# link. The fast path refreshes its version's mtime (the "last started" stamp) when older
+# than STAMP seconds: a touch(1) at most that often, nothing on the other runs.
 #
 # Why it is safe: Deno runs as the caller, often root, so what it is exec'd or loaded from
 # must be files nobody else can change. chain() stats every path from / down to the files
@@ -148,7 +164,9 @@ cat >"$work/stub.in" <<'STUB'
 # when those links are root's or the caller's (so nobody can point us at another place).
 set -eu
 h=@HASH@
-fd= um= me= why=
+fd= lk= um= me= why= only=
+now=0 vt=0
+STAMP=600 GRACE=3600
 nl='
 '
 b=
@@ -174,17 +192,19 @@ launch() {
   d=$1
   shift
   [ -z "$fd" ] || eval "exec $fd<&-"
+  [ -z "$lk" ] || eval "exec $lk>&-"
   [ -z "$um" ] || umask "$um"
   export DENO_DIR="$d/deno_dir" DENO_NO_UPDATE_CHECK=1 MICRO_EXE="$self"
   exec "$d/deno" run @FLAGS@ "$d/micro.js" "$@"
 }
 
-# $1: a path; $2: its "uid:hex mode" from stat; $3: what it must be: a (above BASE), l (the
-# same or a link of root's or ours), d (a directory of ours), f (a regular file of ours),
-# x (an executable of ours). False with why set when it is not.
+# $1: a path; $2: its "uid:hex mode:mtime" from stat; $3: what it must be: a (above BASE),
+# l (the same or a link of root's or ours), d (a directory of ours), f (a regular file of
+# ours), x (an executable of ours). False with why set when it is not.
 judge() {
   u=${2%%:*}
-  m=$((0x${2#*:}))
+  m=${2#*:}
+  m=$((0x${m%%:*}))
   t=$((m & 61440))
   if [ $3 = l ] && [ $t = 40960 ]; then
     [ "$u" = "$me" ] || [ "$u" = 0 ] || {
@@ -229,10 +249,17 @@ judge() {
   }
 }
 
+# $1: a checked BASE whose $h chain() just accepted (vt, now). Stamps the version as started
+# from, at most every STAMP seconds, so that sweep() in another build's run leaves it alone.
+stamp() {
+  [ $((now - vt)) -lt $STAMP ] || touch -c "$1/$h" 2>/dev/null || :
+}
+
 # $1: an absolute path without //, . or .. (BASE); $2: full (BASE/HASH and its files too),
 # base, top (every path is above BASE) or link (top, but links of root's or ours pass);
-# $3: a path whose owner is the caller (the fast path's /proc/PID), else $me is the caller.
-# True when every path from / down is as judge() wants.
+# $3: a path whose owner is the caller and whose mtime is now (/proc/$$), else $me is the
+# caller. True when every path from / down is as judge() wants; with full, vt is then the
+# mtime of BASE/HASH (when it was last started from).
 chain() {
   c=$1 p=$1 k=$2 i=${3:-}
   set --
@@ -244,7 +271,7 @@ chain() {
   n=$#
   [ $k != full ] || set -- "$@" "$c/$h" "$c/$h/deno" "$c/$h/micro.js" "$c/$h/micro.yaml.js"
   # shellcheck disable=SC2086 # $i: empty or one word
-  if ! o=$(stat -c '%u:%f' $i "$@" 2>/dev/null); then
+  if ! o=$(stat -c '%u:%f:%Y' $i "$@" 2>/dev/null); then
     for p; do
       [ -e "$p" ] || [ -L "$p" ] || break
     done
@@ -253,6 +280,8 @@ chain() {
   fi
   if [ -n "$i" ]; then
     me=${o%%:*}
+    l=${o%%"$nl"*}
+    now=${l##*:}
     o=${o#*"$nl"}
   fi
   x=0
@@ -268,6 +297,7 @@ chain() {
           want=a
         elif [ $x -le $((n + 1)) ]; then
           want=d
+          vt=${l##*:}
         elif [ $x = $((n + 2)) ]; then
           want=x
         else
@@ -304,26 +334,35 @@ tidy() {
 # root when $HOME is not root's, as under sudo -E).
 if [ -n "$f" ] && tidy "$f"; then
   if chain "$q" full "/proc/$$"; then
+    stamp "$q"
     launch "$q/$h" "$@"
   fi
   if [ -z "${MICRO_CACHE_DIR:-}" ] && [ "$q" != /var/cache/micro ] && [ -O / ] &&
     chain /var/cache/micro full "/proc/$$"; then
+    stamp /var/cache/micro
     launch /var/cache/micro/$h "$@"
   fi
 fi
+
+# Sets n to a descriptor number the caller did not pass us (and not $fd); empty if none.
+freefd() {
+  for n in 9 8 7 6 5 4 3; do
+    [ "$n" = "$fd" ] || [ -e "/dev/fd/$n" ] || return 0
+  done
+  n=
+}
 
 # Slow path: first run of this build for this user, or a cache directory that needs a
 # closer look. Read the payload through a descriptor opened now (a free one: the caller's
 # descriptors pass to micro untouched), so that a rebuild replacing this file meanwhile
 # cannot mix two payloads.
 src=$self
-for n in 9 8 7 6 5 4 3; do
-  if [ ! -e "/dev/fd/$n" ]; then
-    eval "exec $n<\"\$self\"" && [ -r "/dev/fd/$n" ] && fd=$n src=/dev/fd/$n
-    break
-  fi
-done
+freefd
+if [ -n "$n" ]; then
+  eval "exec $n<\"\$self\"" && [ -r "/dev/fd/$n" ] && fd=$n src=/dev/fd/$n
+fi
 me=$(id -u)
+now=$(stat -c %Y "/proc/$$" 2>/dev/null) || now=0
 um=$(umask)
 umask 077
 tried=
@@ -334,7 +373,9 @@ warn() {
 
 # $1: an absolute path. Creates its missing directories (mode 0700), each in a directory
 # chain() accepted first, so that no link another user planted makes us create one
-# elsewhere; sets c to the path with links, . and .. resolved.
+# elsewhere; sets c to the path with links, . and .. resolved. With only set
+# ($MICRO_CACHE_DIR), only the last one: a missing parent is more likely a typo or an
+# unmounted disk than a wish.
 mkbase() {
   p=$1 r=
   while [ -n "$p" ] && [ ! -e "$p" ]; do
@@ -345,6 +386,12 @@ mkbase() {
     r=${p##*/}/$r
     p=${p%/*}
   done
+  case $only$r in
+    1*?/?*)
+      why="${p:-/}/${r%%/*} does not exist"
+      return 1
+      ;;
+  esac
   q=$p
   chain "$q" link || return 1
   c=$(cd -P "${q:-/}" && pwd -P) || {
@@ -372,7 +419,7 @@ mkbase() {
 # $1: a path in a checked BASE; $2: what it must be (as judge). False with why set when it
 # is missing or not that.
 own() {
-  o=$(stat -c '%u:%f' "$1" 2>/dev/null) || {
+  o=$(stat -c '%u:%f:%Y' "$1" 2>/dev/null) || {
     why="cannot stat $1"
     return 1
   }
@@ -421,10 +468,143 @@ extract() {
       exit 125
     fi
   fi
-  # Atomic publish. If a concurrent first run won, mv moved our copy inside its
-  # directory instead: remove that copy.
+  # Atomic publish. If a concurrent first run won (one without flock(1), or an older
+  # launcher), mv moved our copy inside its directory instead: remove that copy.
   mv "$t" "$d" 2>/dev/null || true
   rm -rf "$t" "$d/${t##*/}"
+}
+
+# $1: a checked BASE. False, with why set, when files there cannot be executed (a noexec
+# mount, or a policy): an empty file of ours is run, which the shell runs as an empty script
+# when the kernel lets it be executed (ENOEXEC) and fails to run when not (EACCES). Checked
+# before unpacking, so that such a BASE is refused at once rather than unpacked into.
+runnable() {
+  e=$1/.exec.$$
+  rm -f "$e"
+  if ! { : >"$e" && chmod 0700 "$e"; } 2>/dev/null; then
+    rm -f "$e"
+    why="cannot write in $1"
+    return 1
+  fi
+  if "$e" 2>/dev/null; then
+    rm -f "$e"
+    return 0
+  fi
+  rm -f "$e"
+  # Name the mount when it is noexec: the longest mount point above $1 (later lines win:
+  # they are mounted on top).
+  mp= mo=
+  while read -r _ _ _ _ m o _; do
+    case $1/ in
+      "${m%/}"/*) [ ${#m} -lt ${#mp} ] || mp=$m mo=$o ;;
+    esac
+  done </proc/self/mountinfo 2>/dev/null || :
+  case ,$mo, in
+    *,noexec,*)
+      why="$1 is on a file system mounted noexec ($mp): programs cannot run from it"
+      ;;
+    *) why="files in $1 cannot be executed" ;;
+  esac
+  return 1
+}
+
+# $1: a checked BASE. Takes BASE/.lock (flock(1), exclusive), waiting while another run
+# unpacks there. The file is opened only if it is not a link (a link there could only be
+# root's or ours: it is removed), then checked to be our own private regular file and the
+# very file opened. Without flock(1) (util-linux, busybox) or when it fails, runs go
+# unlocked, each unpacking into a temp dir of its own.
+lock() {
+  command -v flock >/dev/null 2>&1 || return 0
+  l=$1/.lock
+  if [ -L "$l" ]; then
+    rm -f "$l" || {
+      why="cannot remove the link $l"
+      return 1
+    }
+  fi
+  freefd
+  [ -n "$n" ] || return 0
+  # command: a failed redirection must not end the shell (as it would for plain exec).
+  eval "command exec $n>>\"\$l\"" 2>/dev/null || {
+    why="cannot open $l"
+    return 1
+  }
+  lk=$n
+  if ! own "$l" f; then
+    unlock
+    return 1
+  fi
+  if [ "$(stat -c %d:%i "$l")" != "$(stat -L -c %d:%i "/dev/fd/$lk")" ]; then
+    unlock
+    why="$l was replaced while being opened"
+    return 1
+  fi
+  # A file system without flock (ENOLCK), or a flock(1) that fails: unlocked, as without it.
+  flock -x "$lk" 2>/dev/null || unlock
+}
+
+unlock() {
+  [ -z "$lk" ] || eval "exec $lk>&-"
+  lk=
+}
+
+# $1: a checked BASE, locked, now holding this build's version. Removes what micro made
+# there and no longer needs: only entries named as micro names them, only the caller's,
+# never through a link (rm -r does not follow links), a version only after renaming it
+# aside (a run checking it meanwhile sees it whole or not at all). Kept: versions started from in the
+# last GRACE seconds (their mtime, see stamp()) or holding the executable of a running
+# process (a long run; micro also runs its Deno again by path for rootless unpacking), and
+# temp entries whose process (the number at the end) is alive.
+sweep() {
+  sb=$1
+  x='[0-9a-f]'
+  x=$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x$x
+  set --
+  for e in "$sb"/* "$sb"/.[!.]*; do
+    n=${e##*/}
+    case $n in
+      $x | deno-$x) ;;
+      .new.$x.[0-9]* | .old.$x.[0-9]* | deno-$x.[0-9]* | .exec.[0-9]*)
+        case ${n##*.} in *[!0-9]*) continue ;; esac
+        ;;
+      *) continue ;;
+    esac
+    [ "$n" != "$h" ] && [ "$n" != "deno-@RT@" ] || continue
+    set -- "$@" "$e"
+  done
+  [ $# -gt 0 ] || return 0
+  o=$(stat -c '%u:%f:%Y:%h:%n' "$@" 2>/dev/null) || :
+  busy=$(ls -l /proc/[0-9]*/exe 2>/dev/null) || :
+  runtimes=
+  while [ -n "$o" ]; do
+    l=${o%%"$nl"*}
+    case $o in *"$nl"*) o=${o#*"$nl"} ;; *) o= ;; esac
+    u=${l%%:*} l=${l#*:}
+    m=$((0x${l%%:*})) l=${l#*:}
+    y=${l%%:*} l=${l#*:}
+    k=${l%%:*} e=${l#*:}
+    n=${e##*/}
+    [ "$u" = "$me" ] || continue
+    case $n in
+      $x)
+        [ $((m & 61440)) = 16384 ] && [ $((y + GRACE)) -lt "$now" ] || continue
+        case $busy in *" -> $e/"*) continue ;; esac
+        mv "$e" "$sb/.old.$n.$$" 2>/dev/null && rm -rf "$sb/.old.$n.$$" || :
+        ;;
+      deno-$x)
+        [ $((m & 61440)) = 32768 ] && runtimes="$runtimes $n"
+        ;;
+      *)
+        [ -d "/proc/${n##*.}" ] || rm -rf "$e" || :
+        ;;
+    esac
+  done
+  # A runtime no version links to (once those above are gone). Versions unpacked where
+  # hard links fail have a copy of their own and do not need it either.
+  for n in $runtimes; do
+    l=$(stat -c '%u:%f:%h' "$sb/$n" 2>/dev/null) || continue
+    [ "${l%%:*}" = "$me" ] && [ "${l##*:}" = 1 ] && rm -f "$sb/$n" || :
+  done
 }
 
 # $1: a candidate BASE; the rest: micro's arguments. Launches from it when it is safe, after
@@ -440,17 +620,32 @@ try() {
   mkbase "$q" || return 1
   B=$c
   if chain "$B" full; then
+    stamp "$B"
     launch "$B/$h" "$@"
   fi
   chain "$B" base || return 1
+  runnable "$B" || return 1
+  lock "$B" || return 1
+  # Another run may have unpacked it while we waited.
+  if chain "$B" full; then
+    unlock
+    launch "$B/$h" "$@"
+  fi
   [ -z "$tried" ] || warn "unpacking into $B, not $tried"
-  extract "$B" || return 1
+  extract "$B" || {
+    unlock
+    return 1
+  }
+  sweep "$B"
+  unlock
   chain "$B" full || return 1
   launch "$B/$h" "$@"
 }
 
-fix="set MICRO_CACHE_DIR to a directory of your own that only you can write to"
+fix="set MICRO_CACHE_DIR to a directory of your own that only you can write to,"
+fix="$fix on a file system that allows running programs"
 if [ -n "${MICRO_CACHE_DIR:-}" ]; then
+  only=1
   try "$MICRO_CACHE_DIR" "$@" ||
     warn "cannot use cache directory $MICRO_CACHE_DIR: $why: $fix"
   exit 125

@@ -60,7 +60,8 @@ export function render(bins: Record<TrampolineArch, Uint8Array>): string {
     "",
     "/**",
     " * The exec trampoline, a static ELF per architecture: the container's first process runs",
-    " * it from a sealed memfd, and it execs the command (tools/trampoline/x86_64.S says how).",
+    " * it from a sealed memfd, and it execs the command, or under `--init` stays the container's",
+    " * init and runs the command in a child (tools/trampoline/x86_64.S says how).",
     " */",
     "export const TRAMPOLINE = {",
   ];

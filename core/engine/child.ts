@@ -32,6 +32,8 @@ export interface ChildProgram {
   reportFd: () => number;
   /** The command's exec, for the trampoline's EXEC_FAILED_RECORD (absent: no execve op). */
   exec?: StepInfo;
+  /** The trampoline runs as the container's init (`--init`): it may send INIT_FAILED_RECORD. */
+  init?: boolean;
 }
 
 /** Namespace flags by name, for ops that name them. */
@@ -131,6 +133,10 @@ export const READY_RECORD = -3;
 export const EXEC_FAILED_RECORD = -4;
 /** `[LABEL_FAILED_RECORD, errno]`: the trampoline could not write the LSM exec label. */
 export const LABEL_FAILED_RECORD = -5;
+/** `[INIT_FAILED_RECORD, errno]`: the trampoline in init mode could not set itself up. */
+export const INIT_FAILED_RECORD = -6;
+/** The trampoline's argv[0] that makes it the container's init (`--init`). */
+export const INIT_MODE = "init";
 
 /**
  * Fixed fd numbers in the child. O_PATH descriptors go to known numbers so their /proc paths
@@ -150,7 +156,21 @@ const FD_REPORT = FD_KEEP;
 const FD_IMAGE = FD_KEEP + 1;
 /** The sealed memfd holding the exec trampoline (close-on-exec). */
 export const FD_EXE = FD_KEEP + 2;
-const FD_KEEP_LAST = FD_EXE;
+/**
+ * Detached copies (open_tree) of the directory holding a store image's layers and of the
+ * container's own directory, from a root parent: attached in the child's mount namespace
+ * on empty directories of the run's state, the overlay names its layers through them, so
+ * its mounter (the root of a user namespace: another host user) never walks the store above
+ * them, which nobody else may search (set-user-ID files and device nodes of images live
+ * below). Gone with the old root at the pivot.
+ */
+const FD_LAYERS = FD_KEEP + 3;
+const FD_CONTAINER = FD_KEEP + 4;
+/**
+ * Idmapped copies of a store image's layers (see idmapped.ts), kept from here up and
+ * attached on the directories `layerMounts` names (the overlay's lower directories).
+ */
+export const FD_IDMAPPED = 1100;
 /** EXDEV is what the child reports for a destination refused by its own checks. */
 const E_REFUSED = 18;
 /**
@@ -177,6 +197,8 @@ export interface ChildContext {
    * that no fd of the host's reaches it; a terminal replaces all three later.
    */
   stdio: readonly [number, number, number];
+  /** Which of `stdio` are micro's pipes (the others are /dev/null, left to root). */
+  pipes?: readonly [boolean, boolean, boolean];
   /**
    * A detached copy of the image (open_tree of the fd the parent opened once), or -1: no
    * image, or a rootless parent, which binds the image by name and checks it is `imageId`.
@@ -186,6 +208,20 @@ export interface ChildContext {
   imageId?: { dev: number; ino: number };
   /** The sealed memfd holding the exec trampoline (see `trampoline.ts`). */
   exe: number;
+  /** Idmapped layer trees, kept at FD_IDMAPPED + k (close-on-exec). */
+  layerFds?: readonly number[];
+  /**
+   * Where each is attached before the overlay is made (overlayfs takes no detached layer):
+   * the overlay's lower directories.
+   */
+  layerMounts?: readonly string[];
+  /** A detached copy of the directory holding every lower layer of a store image, or -1. */
+  layersFd?: number;
+  /** A detached copy of the directory holding the overlay's upper and work directories. */
+  containerFd?: number;
+  /** Empty directories the two are attached on (see FD_LAYERS). */
+  layersAt?: string;
+  containerAt?: string;
 }
 
 const MS: Record<MountFlag, number> = {
@@ -529,9 +565,19 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
   const overlayRoot = (
     ov: { upper: string; work: string; userxattr: boolean; lowers?: string[] },
   ): void => {
-    const upper = cstr(ov.upper);
-    const work = cstr(ov.work);
-    const lower = lowerDirs(ov.lowers);
+    // Through the copies of the store's directories when the parent made them (FD_LAYERS).
+    const base = (p: string) => p.slice(p.lastIndexOf("/") + 1);
+    const containerAt = (ctx.containerFd ?? -1) >= 0 ? ctx.containerAt : undefined;
+    const layersAt = ov.lowers && (ctx.layersFd ?? -1) >= 0 ? ctx.layersAt : undefined;
+    const upper = cstr(containerAt ? `${containerAt}/${base(ov.upper)}` : ov.upper);
+    const work = cstr(containerAt ? `${containerAt}/${base(ov.work)}` : ov.work);
+    const lower = lowerDirs(
+      layersAt ? ov.lowers!.map((l) => `${layersAt}/${base(l)}`) : ov.lowers,
+    );
+    const attach = [
+      ...(layersAt ? [[FD_LAYERS, cstr(layersAt)] as const] : []),
+      ...(containerAt ? [[FD_CONTAINER, cstr(containerAt)] as const] : []),
+    ];
     const staging = ov.lowers ? cstr(ctx.rootPath) : null;
     const oi: StepInfo = {
       phase: "rootfs",
@@ -552,7 +598,29 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         1: "mounting an overlay in this user namespace is not allowed (Linux 5.11+)",
       },
     };
+    const attachAt = (ctx.layerMounts ?? []).map((p) => cstr(p));
+    if (attachAt.length) {
+      step(engine("move_mount(idmapped layers)", { at: ctx.layerMounts!.join(":") }), () => {
+        for (let k = 0; k < attachAt.length; k++) {
+          const rc = sys.moveMount(
+            FD_IDMAPPED + k,
+            EMPTY,
+            C.AT_FDCWD,
+            attachAt[k],
+            C.MOVE_MOUNT_F_EMPTY_PATH,
+          );
+          if (rc < 0) return rc;
+        }
+        return 0;
+      });
+    }
     step(oi, () => {
+      for (let k = 0; k < attach.length; k++) {
+        const [fd, at] = attach[k];
+        const m = sys.moveMount(fd, EMPTY, C.AT_FDCWD, at, C.MOVE_MOUNT_F_EMPTY_PATH);
+        sys.close(fd);
+        if (m < 0) return m;
+      }
       const fs = sys.fsopen(OVERLAY, C.FSOPEN_CLOEXEC);
       if (fs < 0) return fs;
       let rc = sys.fsconfig(fs, C.FSCONFIG_SET_STRING, SOURCE, OVERLAY, 0);
@@ -585,6 +653,110 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
     });
   };
 
+  /**
+   * The container's cgroup at /sys/fs/cgroup, found beneath the sysfs micro mounted (no
+   * symlink followed), each file system made detached and attached to a directory fd: on
+   * v2 a cgroup2 mount; on v1 a tmpfs, one directory per hierarchy with a cgroup mount of
+   * it, and symlinks for co-mounted controllers; then the tmpfs is made read-only.
+   */
+  const cgroupMount = (a: OpArgs["cgroup-mount"], i: StepInfo): void => {
+    i.paths = { path: "/sys/fs/cgroup", version: `v${a.version}` };
+    const hasSys = kernelMounts.has("sys");
+    const beneath = C.RESOLVE_BENEATH | C.RESOLVE_NO_SYMLINKS | C.RESOLVE_NO_MAGICLINKS;
+    const fsCgroup = cstr("fs/cgroup");
+    const ro = a.readonly ? C.MOUNT_ATTR_RDONLY : 0;
+    const attrs = C.MOUNT_ATTR_NOSUID | C.MOUNT_ATTR_NODEV | C.MOUNT_ATTR_NOEXEC | ro;
+    const cgroupType = cstr(a.version === 2 ? "cgroup2" : "cgroup");
+    const tmpfsMode = [cstr("mode"), cstr("755")] as const;
+    const levels = a.hierarchies.map((h) => ({
+      name: cstr(h.name),
+      controllers: h.controllers.map((c) => cstr(c)),
+      links: h.links.map((l) => cstr(l)),
+    }));
+    i.hints = {
+      2: hasSys
+        ? "this kernel's sysfs has no fs/cgroup"
+        : "/sys is not the file system micro mounted there",
+      16: "a cgroup v1 hierarchy of the host co-mounts controllers micro does not know; " +
+        "set cgroups.mount: none",
+      1: "the kernel refused to mount the container's cgroup (it needs a cgroup namespace)",
+    };
+    /** A new file system of `type` (with `flags` set) attached onto `at`; its fd or -errno. */
+    const attach = (
+      type: CStr,
+      flags: readonly CStr[],
+      data: readonly (readonly [CStr, CStr])[],
+      at: number,
+      mntAttrs: number,
+    ): number => {
+      const fs = sys.fsopen(type, C.FSOPEN_CLOEXEC);
+      if (fs < 0) return fs;
+      let rc = sys.fsconfig(fs, C.FSCONFIG_SET_STRING, SOURCE, type, 0);
+      for (let k = 0; k < flags.length && rc >= 0; k++) {
+        rc = sys.fsconfig(fs, C.FSCONFIG_SET_FLAG, flags[k], null, 0);
+      }
+      for (let k = 0; k < data.length && rc >= 0; k++) {
+        rc = sys.fsconfig(fs, C.FSCONFIG_SET_STRING, data[k][0], data[k][1], 0);
+      }
+      if (rc >= 0) rc = sys.fsconfig(fs, C.FSCONFIG_CMD_CREATE, null, null, 0);
+      const mnt = rc < 0 ? rc : sys.fsmount(fs, C.FSMOUNT_CLOEXEC, mntAttrs);
+      sys.close(fs);
+      if (mnt < 0) return mnt;
+      rc = sys.moveMount(
+        mnt,
+        EMPTY,
+        at,
+        EMPTY,
+        C.MOVE_MOUNT_F_EMPTY_PATH | C.MOVE_MOUNT_T_EMPTY_PATH,
+      );
+      if (rc < 0) {
+        sys.close(mnt);
+        return rc;
+      }
+      return mnt;
+    };
+    step(i, () => {
+      if (!hasSys) return -2;
+      const dir = sys.openat2(FD_SYS, fsCgroup, C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0, beneath);
+      if (dir < 0) return dir;
+      if (a.version === 2) {
+        const mnt = attach(cgroupType, [], [], dir, attrs);
+        sys.close(dir);
+        if (mnt < 0) return mnt;
+        sys.close(mnt);
+        return 0;
+      }
+      // The tmpfs stays writable until its directories and links are made.
+      const top = attach(TMPFS, [], [tmpfsMode], dir, attrs & ~C.MOUNT_ATTR_RDONLY);
+      sys.close(dir);
+      if (top < 0) return top;
+      let rc = 0;
+      for (let k = 0; k < levels.length && rc >= 0; k++) {
+        const lv = levels[k];
+        rc = sys.mkdirat(top, lv.name, 0o755);
+        if (rc < 0) break;
+        const sub = sys.openat2(top, lv.name, C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0, beneath);
+        if (sub < 0) {
+          rc = sub;
+          break;
+        }
+        const mnt = attach(cgroupType, lv.controllers, [], sub, attrs);
+        sys.close(sub);
+        if (mnt < 0) {
+          rc = mnt;
+          break;
+        }
+        sys.close(mnt);
+        for (let l = 0; l < lv.links.length && rc >= 0; l++) {
+          rc = sys.symlinkat(lv.name, top, lv.links[l]);
+        }
+      }
+      if (rc >= 0 && ro) rc = sys.mountSetattr(top, EMPTY, AT_EMPTY_PATH, ro, 0);
+      sys.close(top);
+      return rc < 0 ? rc : 0;
+    });
+  };
+
   let pivoted = false;
   let reportFd = ctx.report;
   const imageFd = ctx.imageFd ?? -1;
@@ -594,6 +766,7 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
   const place = (fd: number, to: number) =>
     fd === to ? sys.fcntl(to, C.F_SETFD, 0) : sys.dup3(fd, to, 0);
   let exec: StepInfo | undefined;
+  let init = false;
 
   // Prologue: die with the parent, wait for the parent's attach phase, own session, stdio.
   step(engine("prctl(PR_SET_PDEATHSIG)"), () => sys.prctl(C.PR_SET_PDEATHSIG, C.SIGKILL, 0, 0, 0));
@@ -619,6 +792,13 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
   // What the child keeps moves to its fixed number; every other inherited fd above 2 is
   // closed, the unused fixed numbers included.
   const keep = [[ctx.report, FD_REPORT], [imageFd, FD_IMAGE], [ctx.exe, FD_EXE]];
+  // -1 closes the number: nothing inherited may stay below the last one kept.
+  if ((ctx.containerFd ?? -1) >= 0) keep.push([ctx.layersFd ?? -1, FD_LAYERS]);
+  else if ((ctx.layersFd ?? -1) >= 0) keep.push([ctx.layersFd!, FD_LAYERS]);
+  if ((ctx.containerFd ?? -1) >= 0) keep.push([ctx.containerFd!, FD_CONTAINER]);
+  const keepLast = keep[keep.length - 1][1];
+  const layers = ctx.layerFds ?? [];
+  for (let k = 0; k < layers.length; k++) keep.push([layers[k], FD_IDMAPPED + k]);
   const kept = keep.filter(([fd]) => fd >= 0).map(([fd, at]) => `${fd}>${at}`).join(",");
   step(engine("close_range", { keep: kept }), () => {
     for (let k = 0; k < keep.length; k++) {
@@ -630,7 +810,11 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
     }
     reportFd = FD_REPORT;
     let rc = sys.closeRange(3, FD_KEEP - 1, 0);
-    if (rc >= 0) rc = sys.closeRange(FD_KEEP_LAST + 1, 0x7fffffff, 0);
+    if (rc >= 0 && layers.length === 0) rc = sys.closeRange(keepLast + 1, 0x7fffffff, 0);
+    else if (rc >= 0) {
+      rc = sys.closeRange(keepLast + 1, FD_IDMAPPED - 1, 0);
+      if (rc >= 0) rc = sys.closeRange(FD_IDMAPPED + layers.length, 0x7fffffff, 0);
+    }
     return rc;
   });
 
@@ -934,6 +1118,26 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         );
         break;
       }
+      case "stdio-owner": {
+        // The terminal's slave is all three; else micro's pipes. The container's root owns
+        // them (the parent gave it the pipes; it made the terminal): only another user needs
+        // them. The uid only, as runc: the terminal keeps its tty group.
+        const uid = o.args.uid;
+        const terminal = ops.some((x) => x.kind === "console");
+        const fds = terminal ? [0] : [0, 1, 2].filter((k) => ctx.pipes?.[k]);
+        if (uid === 0 || fds.length === 0) break;
+        i.paths = { uid: String(uid), fds: fds.join(",") };
+        i.hints = {
+          1: "the container's root may not change the owner of its stdio (an id outside " +
+            "its user namespace's map?)",
+        };
+        step(i, () => {
+          let rc = 0;
+          for (let k = 0; k < fds.length && rc >= 0; k++) rc = sys.fchown(fds[k], uid, -1);
+          return rc;
+        });
+        break;
+      }
       case "setrlimit": {
         const a = o.args;
         i.paths = { resource: a.resource, soft: String(a.soft), hard: String(a.hard) };
@@ -1036,10 +1240,8 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
       case "seccomp": {
         const a = o.args;
         i.paths = { policy: a.policy, arch: a.arch, instructions: String(a.instructions) };
-        const bin = atob(a.program);
         // At least a page, so the backing store V8 gives it never moves.
-        const filter = new Uint8Array(Math.max(bin.length, 4096)).subarray(0, bin.length);
-        for (let k = 0; k < bin.length; k++) filter[k] = bin.charCodeAt(k);
+        const filter = fromBase64(a.program, 4096);
         step(i, () => sys.seccompFilter(filter, a.flags));
         break;
       }
@@ -1073,9 +1275,9 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         // The trampoline's layout: "" LABEL CANDIDATES "" ARGV. A candidate always holds a
         // "/" (core/process.ts), so the empty strings are unambiguous.
         if (a.path.some((c) => !c.includes("/"))) throw new Error("exec candidate without /");
-        // The trampoline's layout: "", the label it writes (none: the child wrote it), the
-        // candidates, "", the command's argv.
-        const argv = cstrArray(["", "", ...a.path, "", ...a.args]);
+        // The trampoline's layout: "" (or "init": it stays as PID 1 and forks the command),
+        // the label it writes (none: the child wrote it), the candidates, "", the argv.
+        const argv = cstrArray([a.init ? INIT_MODE : "", "", ...a.path, "", ...a.args]);
         const envp = cstrArray(a.env);
         step(engine("close_range"), () => sys.closeRange(3, 0x7fffffff, C.CLOSE_RANGE_CLOEXEC));
         step(engine("reset signals"), () => sys.resetSignals());
@@ -1090,6 +1292,33 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         // Its failure is the command's exec failing, as far as the user can tell.
         step(i, () => sys.execveat(FD_EXE, EMPTY, argv, envp, AT_EMPTY_PATH));
         exec = i;
+        init = a.init === true;
+        break;
+      }
+      case "sysctl": {
+        // Beneath the container's own /proc (whose root fd micro kept), following no symlink.
+        if (!kernelMounts.has("proc")) throw new Error("sysctl planned before the /proc mount");
+        const file = `sys/${o.args.key.replaceAll(".", "/")}`;
+        i.paths = { path: `/proc/${file}`, value: o.args.value };
+        i.hints = {
+          2: "this kernel has no such sysctl",
+          30: "/proc/sys is read-only there",
+        };
+        const name = cstr(file);
+        const value = new TextEncoder().encode(o.args.value);
+        step(i, () => {
+          const fd = sys.openat2(
+            FD_PROC,
+            name,
+            C.O_WRONLY | C.O_CLOEXEC | C.O_NOFOLLOW,
+            0,
+            C.RESOLVE_BENEATH | C.RESOLVE_NO_SYMLINKS | C.RESOLVE_NO_MAGICLINKS,
+          );
+          if (fd < 0) return fd;
+          const n = sys.write(fd, value, value.length);
+          sys.close(fd);
+          return n < 0 ? n : 0;
+        });
         break;
       }
       case "unshare": {
@@ -1099,6 +1328,9 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         step(i, () => sys.unshare(flag));
         break;
       }
+      case "cgroup-mount":
+        cgroupMount(o.args, i);
+        break;
       case "skipped":
         break;
       case "namespace":
@@ -1107,7 +1339,7 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         throw new Error(`op ${o.kind} does not run in the child`);
     }
   }
-  return { info, run, reportFd: () => reportFd, exec };
+  return { info, run, reportFd: () => reportFd, exec, init };
 }
 
 /**
@@ -1130,4 +1362,30 @@ export function runChild(prog: ChildProgram, sys: Sys): never {
   report[1] = 0;
   sys.sendRecord(prog.reportFd(), report, -1);
   sys.exit(1);
+}
+
+const BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/**
+ * Standard base64 to bytes, in a buffer of at least `min` bytes (a subarray of the decoded
+ * length). Not atob: its first use loads a module of Deno's at run time (milliseconds).
+ */
+export function fromBase64(text: string, min = 0): Uint8Array {
+  const clean = text.replace(/=+$/, "");
+  const len = Math.floor(clean.length * 3 / 4);
+  const out = new Uint8Array(Math.max(len, min)).subarray(0, len);
+  let bits = 0;
+  let acc = 0;
+  let j = 0;
+  for (let k = 0; k < clean.length; k++) {
+    const v = BASE64.indexOf(clean[k]);
+    if (v < 0) throw new Error(`invalid base64 at ${k}`);
+    acc = (acc << 6 | v) & 0xffffff;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out[j++] = (acc >> bits) & 0xff;
+    }
+  }
+  return out;
 }

@@ -14,9 +14,9 @@ import {
 } from "../errors.ts";
 import { CHILD_PHASES, type Op } from "../ops.ts";
 import { RunSignals, signalName } from "../signals.ts";
-import { C, cstr, type Sys } from "../sys/mod.ts";
+import { C, type CStr, cstr, type Sys } from "../sys/mod.ts";
 import type { RecordedCgroup } from "../cgroups/fs.ts";
-import { ParentOps } from "./parent.ts";
+import { ParentOps, rootHostId } from "./parent.ts";
 import { NetworkOps } from "../cni/attach.ts";
 import { Watchdog } from "./watchdog.ts";
 import {
@@ -24,12 +24,14 @@ import {
   compileChild,
   CONSOLE_RECORD,
   EXEC_FAILED_RECORD,
+  INIT_FAILED_RECORD,
   READY_RECORD,
   runChild,
   type StepInfo,
 } from "./child.ts";
 import { TRAMPOLINE } from "./trampoline.ts";
 import { copyWindowSize, Relays, type StdioEnds } from "./stdio.ts";
+import { mark } from "../trace.ts";
 
 export interface EngineOptions {
   /** Host directory the new root is staged on. */
@@ -37,9 +39,20 @@ export interface EngineOptions {
   /** A detached copy of the image's mount (open_tree), or -1; see ChildContext. */
   imageFd?: number;
   imageId?: { dev: number; ino: number };
+  /** Idmapped layer trees the child keeps at FD_IDMAPPED + k (see idmapped.ts). */
+  layerFds?: readonly number[];
+  /** Where the child attaches them: the overlay's lower directories. */
+  layerMounts?: readonly string[];
   terminal: boolean;
   /** Relay micro's stdin to the command (-i); otherwise its stdin is /dev/null. */
   stdin: boolean;
+  /**
+   * `--pid`/`--ipc container:NAME`: a pidfd of that container's init and the CLONE_NEW*
+   * flags of its namespaces to join (entered right before the clone, left right after).
+   */
+  join?: { pidfd: number; flags: number }[];
+  /** `-a`: the output streams relayed (without a terminal); one not named is /dev/null. */
+  attach?: { stdout: boolean; stderr: boolean };
   /** Signals, listened to since the run began; made here when not given. */
   signals?: RunSignals;
   /** Called once the child exists, before it is released (to record it in the state). */
@@ -62,6 +75,58 @@ const DEV_NULL = cstr("/dev/null");
 const ONE = new Uint8Array([1]);
 const MEMFD_NAME = cstr("micro-exec");
 const SEALS = C.F_SEAL_SEAL | C.F_SEAL_SHRINK | C.F_SEAL_GROW | C.F_SEAL_WRITE;
+
+/** This thread's own namespaces, by the flag that names them, to come back to after a join. */
+const OWN_NS: { flag: number; name: string; path: CStr }[] = [
+  [C.CLONE_NEWPID, "/proc/thread-self/ns/pid_for_children"] as const,
+  [C.CLONE_NEWIPC, "/proc/thread-self/ns/ipc"] as const,
+].map(([flag, name]) => ({ flag, name, path: cstr(name) }));
+
+/**
+ * Enters the namespaces of `join` for the clone: setns with the pidfd (one call for all of
+ * them, Linux 5.8+). A pid namespace entered so only decides where children go; the
+ * returned fds take this thread back to its own (`leaveJoined`).
+ */
+function enterJoined(joins: { pidfd: number; flags: number }[], sys: Sys): [number, number][] {
+  const back: [number, number][] = [];
+  const all = joins.reduce((f, j) => f | j.flags, 0);
+  for (const { flag, name, path } of OWN_NS) {
+    if (!(all & flag)) continue;
+    const fd = sys.open(path, C.O_RDONLY | C.O_CLOEXEC, 0);
+    if (fd < 0) {
+      for (const [f] of back) sys.close(f);
+      check(fd, "open", { path: name });
+    }
+    back.push([fd, flag]);
+  }
+  for (const join of joins) {
+    const rc = sys.setns(join.pidfd, join.flags);
+    if (rc >= 0) continue;
+    leaveJoined(back, sys);
+    throw new MicroError("", {
+      phase: "clone",
+      plugin: "engine",
+      op: "setns",
+      paths: { flags: "0x" + join.flags.toString(16), into: "the joined container's init" },
+      errno: -rc,
+      hint: rc === -22
+        ? "this kernel cannot setns with a pidfd (Linux 5.8+)"
+        : "micro needs CAP_SYS_ADMIN over the joined container's namespaces",
+    });
+  }
+  return back;
+}
+
+/** Back to this thread's own namespaces; the first error (as -errno), or 0. */
+function leaveJoined(back: [number, number][], sys: Sys): number {
+  let err = 0;
+  for (const [fd, flag] of back) {
+    const rc = sys.setns(fd, flag);
+    if (rc < 0 && err === 0) err = rc;
+    sys.close(fd);
+  }
+  return err;
+}
 
 export function cloneFlags(plan: Op[]): number {
   let flags = 0;
@@ -152,13 +217,17 @@ async function attach(plan: Op[], pid: number): Promise<void> {
       Deno.writeTextFileSync(path, o.args.content);
     } catch (e) {
       const errno = errnoOf(e, 22);
+      const lowering = o.args.file === "oom_score_adj" && (errno === 13 || errno === 1);
       throw new MicroError("", {
         phase: "attach",
         plugin: o.plugin,
         op: "write",
         paths: { path, content: JSON.stringify(o.args.content.trim()) },
         errno,
-        hint: hintFor("proc-write", errno) ?? (e as Error).message,
+        hint: lowering
+          ? "lowering oom_score_adj needs CAP_SYS_RESOURCE, which micro does not have here: " +
+            "give a value at or above micro's own (/proc/self/oom_score_adj)"
+          : hintFor("proc-write", errno) ?? (e as Error).message,
       });
     }
   }
@@ -167,7 +236,7 @@ async function attach(plan: Op[], pid: number): Promise<void> {
 /**
  * A memfd holding the exec trampoline, sealed so nobody can change it: the container's first
  * process execs this instead of its command, so its /proc/self/exe is never the host's Deno
- * runtime (CVE-2019-5736). About 500 bytes, made per start. MFD_EXEC keeps it executable under
+ * runtime (CVE-2019-5736). Under 1 KiB, made per start. MFD_EXEC keeps it executable under
  * vm.memfd_noexec=1; kernels before 6.3 do not know the flag (EINVAL) and need none.
  */
 export function sealedTrampoline(sys: Sys): number {
@@ -222,6 +291,7 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
     // watchdog kills it when micro dies.
     const targets = parent.killTargets();
     if (targets.length) watchdog = Watchdog.prepare(targets, sys);
+    mark("cgroups, watchdog prepare");
     for (let attempt = 0;; attempt++) {
       stopIfSignalled();
       // A failed first start may have been attached already: DEL before the retry.
@@ -245,6 +315,7 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
           stopIfSignalled();
         }
         const result = await supervise(pid, ends, opts, signals, sys);
+        mark("wait (command runs)");
         const oom = parent.oomKilled();
         return oom === undefined ? result : { ...result, oomKilled: oom };
       } catch (e) {
@@ -262,7 +333,48 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
     for (const p of await network.cleanup()) opts.onCleanupProblem?.(p);
     for (const p of parent.cleanup()) opts.onCleanupProblem?.(p);
     watchdog?.dismiss(sys);
+    mark("engine cleanup");
   }
+}
+
+/**
+ * Detached copies of the directories holding the overlay's lower layers (a store image's,
+ * when they share one) and its upper and work directories, with the empty directories of
+ * the run's state the child attaches them on (see FD_LAYERS in child.ts): the store above
+ * them stays closed to other users. Root only: a rootless caller owns its store, and may
+ * not copy mounts.
+ */
+function storeFds(ops: Op[], rootPath: string, sys: Sys, idmappedLayers: boolean) {
+  const out = { layersFd: -1, containerFd: -1, layersAt: "", containerAt: "" };
+  const root = ops.find((o) => o.kind === "bind-root");
+  const ov = root?.kind === "bind-root" ? root.args.overlay : undefined;
+  if (!ov || (Deno.uid() ?? 0) !== 0) return out;
+  const dirOf = (p: string) => p.slice(0, p.lastIndexOf("/")) || "/";
+  const state = dirOf(rootPath);
+  const copy = (dir: string, at: string) => {
+    Deno.mkdirSync(at, { mode: 0o755 });
+    const fd = sys.openTree(C.AT_FDCWD, cstr(dir), C.OPEN_TREE_CLONE | C.O_CLOEXEC);
+    if (fd < 0) {
+      throw new MicroError("", { phase: "rootfs", op: "open_tree", paths: { dir }, errno: -fd });
+    }
+    return fd;
+  };
+  try {
+    if (dirOf(ov.upper) === dirOf(ov.work)) {
+      out.containerAt = `${state}/container`;
+      out.containerFd = copy(dirOf(ov.upper), out.containerAt);
+    }
+    // Idmapped layers are copies already, attached by the child (see idmapped.ts).
+    const lowers = idmappedLayers ? [] : ov.lowers ?? [];
+    if (lowers.length && lowers.every((l) => dirOf(l) === dirOf(lowers[0]))) {
+      out.layersAt = `${state}/layers`;
+      out.layersFd = copy(dirOf(lowers[0]), out.layersAt);
+    }
+  } catch (e) {
+    if (out.containerFd >= 0) sys.close(out.containerFd);
+    throw e;
+  }
+  return out;
 }
 
 /** Clones the child, attaches it and waits until it has exec'd (or failed). */
@@ -302,35 +414,76 @@ async function start(
       return childReads ? [p[0], p[1]] : [p[1], p[0]];
     };
     const stdio: [number, number, number] = [devNull, devNull, devNull];
+    // -a without stdout or stderr: that stream is /dev/null, open for writing.
+    if (!opts.terminal && (opts.attach?.stdout === false || opts.attach?.stderr === false)) {
+      const w = check(sys.open(DEV_NULL, C.O_WRONLY | C.O_CLOEXEC, 0), "open", {
+        path: "/dev/null",
+      });
+      fds.push(w);
+      stdio[1] = stdio[2] = w;
+    }
     if (!opts.terminal) {
       if (opts.stdin) [stdio[0], ends.stdin] = pipe(true);
-      [stdio[1], ends.stdout] = pipe(false);
-      [stdio[2], ends.stderr] = pipe(false);
+      if (opts.attach?.stdout !== false) [stdio[1], ends.stdout] = pipe(false);
+      if (opts.attach?.stderr !== false) [stdio[2], ends.stderr] = pipe(false);
+    }
+    const pipes = stdio.map((fd) => fd !== devNull) as [boolean, boolean, boolean];
+    // In a user namespace the container's root must own the pipes, or it may neither
+    // reopen them (/dev/stdout) nor give them to its user (runc's setupProcessPipes).
+    const rootUid = rootHostId(plan, "uid_map");
+    const rootGid = rootHostId(plan, "gid_map");
+    const mine = rootUid === (Deno.uid() ?? 0) && rootGid === (Deno.gid() ?? 0);
+    if (rootUid !== undefined && rootGid !== undefined && !mine) {
+      for (let k = 0; k < 3; k++) {
+        if (!pipes[k]) continue;
+        check(sys.fchown(stdio[k], rootUid, rootGid), "fchown", {
+          pipe: `the container's ${["stdin", "stdout", "stderr"][k]}`,
+          owner: `${rootUid}:${rootGid}`,
+        });
+      }
     }
     const exe = sealedTrampoline(sys);
     fds.push(exe);
+    const store = storeFds(childOps, opts.rootPath, sys, (opts.layerMounts?.length ?? 0) > 0);
+    fds.push(...[store.layersFd, store.containerFd].filter((fd) => fd >= 0));
     prog = compileChild(childOps, {
+      ...store,
       rootPath: opts.rootPath,
       syncRead: sync[0],
       syncWrite: sync[1],
       report: report[1],
       stdio,
+      pipes,
       imageFd: opts.imageFd ?? -1,
       imageId: opts.imageId,
       exe,
+      layerFds: opts.layerFds,
+      layerMounts: opts.layerMounts,
     }, sys);
   } catch (e) {
     closeAll();
     throw e;
   }
+  mark("fds, trampoline, child program");
 
+  let joined: [number, number][] = [];
+  if (opts.join?.length) {
+    try {
+      joined = enterJoined(opts.join, sys);
+    } catch (e) {
+      closeAll();
+      throw e;
+    }
+  }
   // From the sweep to the clones nothing may allocate (DESIGN.md §4). The watchdog is
-  // forked once per run, right after the first child and before it is released.
+  // forked once per run, right after the first child and before it is released, and
+  // after micro has left any namespace it joined for the child.
   sys.prepareFork();
   const pid = sys.clone(flags);
   if (pid === 0) runChild(prog, sys);
+  const left = joined.length ? leaveJoined(joined, sys) : 0;
   let guard = 0;
-  if (pid > 0 && watchdog !== null && watchdog.pid === 0) {
+  if (pid > 0 && left === 0 && watchdog !== null && watchdog.pid === 0) {
     guard = sys.clone(C.SIGCHLD);
     if (guard === 0) watchdog.run(sys);
     watchdog.forked(guard, sys);
@@ -354,6 +507,7 @@ async function start(
       hint: hintFor("clone", -pid),
     });
   }
+  mark("clone (child, watchdog)");
   signals.child(pid, (p, n) => sys.kill(p, n));
   const abandon = async () => {
     signals.settled();
@@ -361,6 +515,16 @@ async function start(
     closeAll();
     await sys.waitpid(pid);
   };
+  if (left < 0) {
+    await abandon();
+    throw new MicroError("", {
+      phase: "clone",
+      plugin: "engine",
+      op: "setns",
+      paths: { to: "micro's own namespaces" },
+      errno: -left,
+    });
+  }
   if (guard < 0) {
     await abandon();
     throw new MicroError("", {
@@ -383,6 +547,7 @@ async function start(
     await abandon();
     throw e;
   }
+  mark("attach (state, id maps, cgroups)");
   // Release the child. It sends the terminal's master (with -t), then READY just before it
   // execs the trampoline, then either a failure or nothing: EOF once the command's execve
   // closed the socket. The trampoline sends EXEC_FAILED when no candidate could be run.
@@ -407,6 +572,7 @@ async function start(
     }
     signals.settled();
     if (got.n === 0 && ready) {
+      mark("child set-up until exec");
       sys.close(report[0]);
       return { pid, ends: { ...ends, master } };
     }
@@ -419,6 +585,11 @@ async function start(
       if (master >= 0) sys.close(master);
       await sys.waitpid(pid);
       throw childError(fromTrampoline, record[1]);
+    }
+    if (ready && got.n === 8 && record[0] === INIT_FAILED_RECORD && prog.init) {
+      if (master >= 0) sys.close(master);
+      await sys.waitpid(pid);
+      throw initError(record[1]);
     }
     if (master >= 0) sys.close(master);
     if (got.n === 0) {
@@ -453,6 +624,17 @@ async function start(
     await sys.waitpid(pid);
     throw childError(prog.info[record[0]], record[1]);
   }
+}
+
+/** The init (`--init`) could not make itself undumpable, block signals or fork. */
+function initError(errno: number): MicroError {
+  return new MicroError("", {
+    phase: "exec",
+    plugin: "process",
+    op: "init",
+    errno,
+    hint: hintFor("init", errno),
+  });
 }
 
 /** The error for a child's `[step, errno]` report. */

@@ -9,9 +9,12 @@ import { killCgroup, type RecordedCgroup, removeCgroup } from "../cgroups/fs.ts"
 import { errnoOf, hintFor, MicroError } from "../errors.ts";
 import { exists } from "../host.ts";
 import { removeContainerDir } from "../store/containers.ts";
+import { privateDirSync } from "../store/paths.ts";
+import { type HeldLock, lockFileSync } from "../store/lock.ts";
 import type { Op } from "../ops.ts";
 import { C, cstr, type Sys } from "../sys/mod.ts";
 import type { KillTarget } from "./watchdog.ts";
+import { now, span } from "../trace.ts";
 
 const CGROUP_HINTS: Record<number, string> = {
   22: "the kernel refused this value",
@@ -63,7 +66,7 @@ export interface ParentHooks {
 }
 
 /** The host id container id 0 maps to in the run's `uid_map`/`gid_map` op, if any. */
-function rootHostId(plan: Op[], file: "uid_map" | "gid_map"): number | undefined {
+export function rootHostId(plan: Op[], file: "uid_map" | "gid_map"): number | undefined {
   for (const o of plan) {
     const text = o.kind === "proc-write" && o.args.file === file
       ? o.args.content
@@ -80,32 +83,48 @@ function rootHostId(plan: Op[], file: "uid_map" | "gid_map"): number | undefined
   return undefined;
 }
 
+/**
+ * The cgroup-create ops of the plan that prepare() will carry out, and their records for the
+ * run's state: a shared parent that exists already (not one the run owns) is used, never
+ * created or removed. The run writes these into its first state write, so that prepare()
+ * needs no write of its own when they are the same then.
+ */
+export function plannedCgroups(plan: Op[]): {
+  creates: (Op & { kind: "cgroup-create" })[];
+  records: RecordedCgroup[];
+} {
+  const creates = plan.filter((o): o is Op & { kind: "cgroup-create" } =>
+    o.phase === "prepare" && o.kind === "cgroup-create" &&
+    !(o.args.shared && !o.args.owned && exists(o.args.path))
+  );
+  const records: RecordedCgroup[] = creates.map(({ args: { path, shared } }) => ({
+    path,
+    shared,
+    kill: shared ? undefined : killHow(plan, path),
+  }));
+  return { creates, records };
+}
+
+function killHow(plan: Op[], path: string): RecordedCgroup["kill"] {
+  const k = plan.find((o) => o.kind === "cgroup-kill" && o.args.path === path);
+  return k?.kind === "cgroup-kill" ? k.args.how : "signal";
+}
+
 export class ParentOps {
   private readonly done: Op[] = [];
   private containerDirMade: string | null = null;
+  /** Shared locks on the volumes this run uses: `micro volume rm` waits for none of them. */
+  private readonly volumeLocks: HeldLock[] = [];
   constructor(
     private readonly plan: Op[],
     private readonly sys: Sys,
     private readonly hooks: ParentHooks = {},
   ) {}
 
-  private killHow(path: string): RecordedCgroup["kill"] {
-    const k = this.plan.find((o) => o.kind === "cgroup-kill" && o.args.path === path);
-    return k?.kind === "cgroup-kill" ? k.args.how : "signal";
-  }
-
   /** prepare: cgroups created and written; on error, cleanup() undoes what was done. */
   prepare(): void {
     // A parent the user made (--cgroup-parent) is used, never created or removed.
-    const creates = this.plan.filter((o): o is Op & { kind: "cgroup-create" } =>
-      o.phase === "prepare" && o.kind === "cgroup-create" &&
-      !(o.args.shared && !o.args.owned && exists(o.args.path))
-    );
-    const records: RecordedCgroup[] = creates.map(({ args: { path, shared } }) => ({
-      path,
-      shared,
-      kill: shared ? undefined : this.killHow(path),
-    }));
+    const { creates, records } = plannedCgroups(this.plan);
     if (creates.length) this.hooks.onCreate?.(records);
     for (const o of this.plan) {
       if (o.phase !== "prepare") continue;
@@ -143,6 +162,9 @@ export class ParentOps {
         case "overlay-dirs":
           this.containerDir(o);
           break;
+        case "volume-dir":
+          this.volumeDir(o);
+          break;
       }
       this.done.push(o);
     }
@@ -150,8 +172,8 @@ export class ParentOps {
 
   /**
    * The container's directory, with the overlay's upper and work directories owned by the
-   * container's root, who mounts the overlay from inside its user namespace. The store
-   * above it is traversable (0711), not listable, by others.
+   * container's root, who mounts the overlay from inside its user namespace, through an
+   * fd of this directory: ROOT/containers above it is the store owner's alone.
    */
   private containerDir(o: Op & { kind: "overlay-dirs" }): void {
     const { dir } = o.args;
@@ -159,7 +181,8 @@ export class ParentOps {
     const gid = rootHostId(this.plan, "gid_map") ?? Deno.gid() ?? 0;
     const parent = dir.slice(0, dir.lastIndexOf("/"));
     try {
-      Deno.mkdirSync(parent, { recursive: true, mode: 0o711 });
+      Deno.mkdirSync(parent, { recursive: true, mode: 0o700 });
+      privateDirSync(parent);
       this.hooks.onContainerDir?.(dir);
       try {
         Deno.mkdirSync(dir, { mode: 0o711 });
@@ -175,6 +198,37 @@ export class ParentOps {
       for (const d of ["upper", "work"]) Deno.chownSync(`${dir}/${d}`, uid, gid);
     } catch (e) {
       fail(o, "mkdir", { path: dir }, e);
+    }
+  }
+
+  /**
+   * A volume's directory, made on first use: its parents traversable (0711), `_data`
+   * owned by the container's root (as the overlay's upper), so the container's root may
+   * write it. One that exists is the volume's content: left as it is.
+   */
+  private volumeDir(o: Op & { kind: "volume-dir" }): void {
+    const { dir, path } = o.args;
+    try {
+      Deno.mkdirSync(dir.slice(0, dir.lastIndexOf("/")), { recursive: true, mode: 0o711 });
+      try {
+        Deno.mkdirSync(dir, { mode: 0o711 });
+      } catch (e) {
+        if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+      }
+      // Held until the run ends: `micro volume rm` refuses a volume in use.
+      this.volumeLocks.push(lockFileSync(`${dir}/lock`, false));
+      try {
+        Deno.mkdirSync(path, { mode: 0o755 });
+      } catch (e) {
+        if (e instanceof Deno.errors.AlreadyExists) return;
+        throw e;
+      }
+      const uid = rootHostId(this.plan, "uid_map") ?? Deno.uid() ?? 0;
+      const gid = rootHostId(this.plan, "gid_map") ?? Deno.gid() ?? 0;
+      Deno.chownSync(path, uid, gid);
+    } catch (e) {
+      if (e instanceof MicroError) throw e;
+      fail(o, "mkdir", { path }, e);
     }
   }
 
@@ -232,14 +286,19 @@ export class ParentOps {
 
   /** attach: the child joins every cgroup of the run. */
   attach(pid: number): void {
+    let first = true;
     for (const o of this.plan) {
       if (o.phase !== "attach" || o.kind !== "cgroup-join") continue;
       const path = `${o.args.path}/cgroup.procs`;
+      const t = now();
       try {
         Deno.writeTextFileSync(path, String(pid));
       } catch (e) {
         fail(o, "write", { path, pid: String(pid) }, e);
       }
+      // The first attach of a v1 hierarchy waits for an RCU grace period (bench/README.md).
+      if (first) span("first cgroup.procs write", t);
+      first = false;
     }
   }
 
@@ -281,6 +340,7 @@ export class ParentOps {
         if (why) problems.push(`cgroup ${o.args.path} not removed: ${why}`);
       }
     }
+    for (const l of this.volumeLocks.splice(0)) l.release();
     return problems;
   }
 }

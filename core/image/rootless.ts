@@ -98,6 +98,7 @@ export async function removeTreeWorker(argv: string[]): Promise<number> {
     if (!path.startsWith("/") || argv.length !== 2) {
       throw new MicroError("usage: micro _remove-tree ABSOLUTE-PATH (internal)");
     }
+    checkStoreTree(path);
     const { openLibc } = await import("../sys/libc.ts");
     const sys = openLibc();
     if ((Deno.uid() ?? 0) !== 0) {
@@ -141,4 +142,31 @@ async function removeAll(path: string): Promise<void> {
   };
   await open(path);
   await Deno.remove(path, { recursive: true });
+}
+
+/**
+ * Only what micro removes this way: `ROOT/tmp/NAME` (partial layers, detached layers) and
+ * `ROOT/containers/[.rm-]ID`, in a store the caller owns, reached without a symlink.
+ */
+function checkStoreTree(path: string): void {
+  const m = /^(\/.+)\/(?:tmp\/[^/]+|containers\/(?:\.rm-)?[0-9a-f]{64})$/.exec(path);
+  const refuse = (why: string) =>
+    new MicroError(`_remove-tree ${path}: ${why}`, {
+      hint: "an internal command: it removes only micro's own store trees",
+    });
+  if (!m || path.split("/").some((c) => c === "." || c === "..")) {
+    throw refuse("not a container or temporary tree of a store");
+  }
+  const uid = Deno.uid() ?? 0;
+  for (const dir of [m[1], path.slice(0, path.lastIndexOf("/")), path]) {
+    let st: Deno.FileInfo;
+    try {
+      st = Deno.lstatSync(dir);
+    } catch (e) {
+      if (dir === path && e instanceof Deno.errors.NotFound) return;
+      throw refuse(`${dir}: ${(e as Error).message}`);
+    }
+    if (!st.isDirectory) throw refuse(`${dir} is not a directory (a symlink?)`);
+    if (dir !== path && st.uid !== uid) throw refuse(`${dir} is not yours`);
+  }
 }

@@ -12,7 +12,7 @@
  */
 import { MicroError } from "../errors.ts";
 import type { Op } from "../ops.ts";
-import { containerDir } from "./paths.ts";
+import { containerDir, privateDirSync } from "./paths.ts";
 import { removeTreeAsOwner } from "./rmtree.ts";
 
 /** What a container runs from: a directory image, or a store image (id and name). */
@@ -46,6 +46,11 @@ export interface ContainerRecord {
   /** The options given to `micro run`, as typed. */
   options: string[];
   rm: boolean;
+  /** `--label`, `--label-file`: what `micro ps --filter label=` matches. */
+  labels?: Record<string, string>;
+  /** `--stop-signal` (else the image's) and `--stop-timeout`, as the run used them. */
+  stopSignal?: string;
+  stopTimeout?: number;
   created: string;
   /** created: not started yet (or failed to start); running; exited. */
   state: "created" | "running" | "exited";
@@ -79,7 +84,8 @@ export function containersDir(root: string): string {
  */
 export function withContainersLock<T>(root: string, fn: () => T): T {
   const dir = containersDir(root);
-  Deno.mkdirSync(dir, { recursive: true, mode: 0o711 });
+  Deno.mkdirSync(root, { recursive: true, mode: 0o700 });
+  privateDirSync(dir);
   const file = Deno.openSync(`${dir}/.lock`, {
     read: true,
     write: true,

@@ -33,6 +33,7 @@ import {
   unpackedSize,
 } from "./layers.ts";
 import { cleanTmp, randomName, removeTree } from "./tmp.ts";
+import { privateDirSync } from "./paths.ts";
 
 export interface StoredLayer {
   /** The compressed blob's digest, media type and size (as the manifest lists it). */
@@ -105,13 +106,17 @@ function usersPath(root: string, id: string): string {
 }
 
 /**
- * Makes ROOT (search-only for others: a container's root in a user namespace reaches its
- * layers and its own directory through it) and ROOT/images (micro's alone). Usually two
- * lstats.
+ * Makes ROOT and ROOT/images (micro's alone), and ROOT/layers and ROOT/containers private
+ * (see privateDirSync: a user namespace's root reaches layers through fds, not this path).
+ * Usually four lstats.
  */
 export function ensureRootSync(root: string): void {
   try {
-    if (Deno.lstatSync(root).isDirectory && Deno.lstatSync(imagesDir(root)).isDirectory) return;
+    if (
+      Deno.lstatSync(root).isDirectory && Deno.lstatSync(imagesDir(root)).isDirectory &&
+      !((Deno.lstatSync(`${root}/layers`).mode ?? 0) & 0o077) &&
+      !((Deno.lstatSync(`${root}/containers`).mode ?? 0) & 0o077)
+    ) return;
   } catch { /* made below */ }
   try {
     const st = (() => {
@@ -125,8 +130,7 @@ export function ensureRootSync(root: string): void {
       const parent = root.slice(0, root.lastIndexOf("/"));
       if (parent) Deno.mkdirSync(parent, { recursive: true, mode: 0o755 });
       try {
-        Deno.mkdirSync(root, { mode: 0o711 });
-        Deno.chmodSync(root, 0o711);
+        Deno.mkdirSync(root, { mode: 0o700 });
       } catch (e) {
         if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
       }
@@ -134,6 +138,8 @@ export function ensureRootSync(root: string): void {
       throw storeError(`the store ${root} is not a directory`, "give --root a directory");
     }
     Deno.mkdirSync(imagesDir(root), { recursive: true, mode: 0o700 });
+    privateDirSync(`${root}/layers`);
+    privateDirSync(`${root}/containers`);
   } catch (e) {
     if (e instanceof MicroError) throw e;
     throw storeError(`mkdir ${root}: ${codeOf(e)}`, "check --root (or MICRO_ROOT)");

@@ -16,6 +16,7 @@ import { unpackLayer } from "../image/unpack.ts";
 import type { Sys } from "../sys/mod.ts";
 import type { UsernsMaps } from "../engine/userns.ts";
 import { lockFile } from "./lock.ts";
+import { privateDirSync } from "./paths.ts";
 import { layerLockPath, randomName, removeTree, tmpDir } from "./tmp.ts";
 
 export function layersDir(root: string): string {
@@ -111,11 +112,11 @@ async function makeLayer(root: string, l: EnsureLayer, o: EnsureOptions): Promis
     progress("exists");
     return { state: "exists" };
   }
-  // Search-only for others: a container's root in a user namespace reaches its lower
-  // directories through these, and lists nothing.
-  for (const d of [`${root}/layers`, layersDir(root)]) {
-    await mkdirs(d, 0o711);
-  }
+  // ROOT/layers is the owner's alone (privateDirSync); below it, search-only for others: a
+  // container's root in a user namespace reaches its layers through an fd of layersDir.
+  await mkdirs(root, 0o700);
+  privateDirSync(`${root}/layers`);
+  await mkdirs(layersDir(root), 0o711);
   await mkdirs(tmpDir(root), 0o700);
   const lock = await lockFile(layerLockPath(root, hex), true);
   if (!lock) throw new Error("unreachable: a waiting lock returned nothing");

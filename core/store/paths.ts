@@ -17,3 +17,24 @@ export function storeRoot(uid: number): string {
 export function containerDir(root: string, id: string): string {
   return `${root}/containers/${id}`;
 }
+
+/**
+ * Makes `path` (ROOT/layers, ROOT/containers) the owner's alone, 0700, an existing one
+ * included (older stores made them searchable): images' set-user-ID programs and device
+ * nodes, and what containers write in their layers, live below, and another host user who
+ * could reach them would run them as their owner (the CVE-2021-41091 class). Overlays reach
+ * them through directory fds (core/engine/child.ts), never by walking this path.
+ */
+export function privateDirSync(path: string): void {
+  try {
+    if ((Deno.lstatSync(path).mode ?? 0) & 0o077) Deno.chmodSync(path, 0o700);
+    return;
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  try {
+    Deno.mkdirSync(path, { mode: 0o700 });
+  } catch (e) {
+    if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+  }
+}

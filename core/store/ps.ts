@@ -3,6 +3,7 @@
  * (Go's tabwriter, minimum width 10), times as Docker's HumanDuration, the command quoted
  * and cut to 20 characters unless `--no-trunc`.
  */
+import { MicroError } from "../errors.ts";
 import type { ContainerRecord } from "./containers.ts";
 import type { Status } from "./live.ts";
 
@@ -83,4 +84,22 @@ export function formatPs(
     )
       .join("") + "\n"
   ).join("");
+}
+
+/**
+ * `micro ps --filter label=KEY` (the label is set) or `label=KEY=VALUE` (set to VALUE), as
+ * Docker's; several filters must all match. Other filters are refused.
+ */
+export function labelFilter(filter: string): (rec: ContainerRecord) => boolean {
+  const m = /^label=([^=]+)(?:=(.*))?$/s.exec(filter);
+  if (!m) {
+    throw new MicroError(`unsupported filter "${filter}": expected label=KEY or label=KEY=VALUE`, {
+      hint: 'see "micro ps --help"',
+    });
+  }
+  const [, key, value] = m;
+  return (rec) => {
+    const labels = rec.labels ?? {};
+    return Object.hasOwn(labels, key) && (value === undefined || labels[key] === value);
+  };
 }

@@ -284,10 +284,19 @@ export class RecordingSys implements Sys {
   umount2(target: CStr, flags: number) {
     return this.record("umount2", [this.s(target), flags], () => 0);
   }
-  mountSetattr(dirfd: number, path: Uint8Array, flags: number, attrSet: number, attrClr: number) {
+  mountSetattr(
+    dirfd: number,
+    path: Uint8Array,
+    flags: number,
+    attrSet: number,
+    attrClr: number,
+    usernsFd = 0,
+  ) {
     return this.record(
       "mountSetattr",
-      [dirfd, decodeCStr(path), flags, attrSet, attrClr],
+      usernsFd
+        ? [dirfd, decodeCStr(path), flags, attrSet, attrClr, usernsFd]
+        : [dirfd, decodeCStr(path), flags, attrSet, attrClr],
       () => 0,
     );
   }
@@ -641,6 +650,14 @@ export class RecordingSys implements Sys {
 
   pollNow(fd: number, events: number) {
     return this.record("pollNow", [fd, events], () => 0);
+  }
+
+  setns(fd: number, nstype: number) {
+    return this.record("setns", [fd, "0x" + nstype.toString(16)], () => 0);
+  }
+
+  pidfdOpen(pid: number, flags: number) {
+    return this.record("pidfdOpen", [pid, flags], () => this.fd());
   }
 
   /** Copies the next scripted chunk for `fd` into `buf`; undefined when none is left. */

@@ -1,8 +1,9 @@
 /**
  * The real `Sys`: libc through `Deno.dlopen`. The only file that opens a library.
- * Symbols are bound once per process; binding costs ~0.3 ms each, so only what micro uses.
+ * Symbols are bound once per process, each on first use (binding costs 0.2 to 0.5 ms each).
  */
 import type { Arch, Sys } from "./mod.ts";
+import { now, span } from "../trace.ts";
 
 /**
  * Syscall numbers. Every call goes through libc's `syscall(2)` under a handful of
@@ -81,6 +82,8 @@ const NR = {
     renameat2: 316,
     ppoll: 271,
     lgetxattr: 192,
+    setns: 308,
+    pidfd_open: 434,
   },
   aarch64: {
     bpf: 280,
@@ -153,6 +156,8 @@ const NR = {
     renameat2: 276,
     ppoll: 73,
     lgetxattr: 9,
+    setns: 268,
+    pidfd_open: 434,
   },
 } as const;
 
@@ -164,40 +169,30 @@ const sc = (...parameters: ("i64" | "buffer")[]) => ({
   result: "i64",
 } as const);
 
-/** syscall(2) by signature: i = a number, b = a buffer (or null); every argument 64-bit. */
+/**
+ * syscall(2) by signature: i = a number, b = a buffer (or null); every argument 64-bit.
+ * Binding a synchronous symbol costs 0.2 to 0.5 ms (more with buffers), so there are few:
+ * a call whose signature is the start of a longer one uses the longer one, with zeros and
+ * nulls after its own arguments (the kernel ignores a syscall's unused registers). Each is
+ * bound the first time it is called; `prepareFork` binds the rest, as the cloned child
+ * must not bind anything.
+ */
 const SYMBOLS = {
   __errno_location: { parameters: [], result: "pointer" },
   i: sc(I, I, I, I, I),
-  b: sc(B),
-  bi: sc(B, I),
   bii: sc(B, I, I),
-  ib: sc(I, B),
-  bb: sc(B, B),
-  ibbbi: sc(I, B, B, B, I),
-  ibi: sc(I, B, I),
   bib: sc(B, I, B),
-  iib: sc(I, I, B),
-  iibi: sc(I, I, B, I),
   ibibi: sc(I, B, I, B, I),
-  ibii: sc(I, B, I, I),
-  iiib: sc(I, I, I, B),
-  ibbi: sc(I, B, B, I),
-  iibb: sc(I, I, B, B),
-  bbbib: sc(B, B, B, I, B),
-  iibbi: sc(I, I, B, B, I),
-  ibi_async: { ...sc(I, B, I), nonblocking: true },
-  ibib_async: { ...sc(I, B, I, B), nonblocking: true },
-} as const;
-
-/**
- * Signatures only layer unpacking needs, bound on first use so that a plain `micro run`
- * does not pay for them at start-up.
- */
-const FS_SYMBOLS = {
   ibiii: sc(I, B, I, I, I),
   ibbii: sc(I, B, B, I, I),
+  ibbbi: sc(I, B, B, B, I),
+  iibi: sc(I, I, B, I),
+  iiib: sc(I, I, I, B),
+  iibbi: sc(I, I, B, B, I),
+  bbbib: sc(B, B, B, I, B),
   bbbii: sc(B, B, B, I, I),
-  bbbi: sc(B, B, B, I),
+  ibi_async: { ...sc(I, B, I), nonblocking: true },
+  ibib_async: { ...sc(I, B, I, B), nonblocking: true },
 } as const;
 
 /**
@@ -205,10 +200,65 @@ const FS_SYMBOLS = {
  * numbers keep the child and the pre-clone sweep free of BigInt allocations.
  */
 type Arg = number | bigint | Uint8Array | null;
+type Name = keyof typeof SYMBOLS;
 // deno-lint-ignore no-explicit-any
-type Lib = { [K in keyof typeof SYMBOLS]: (...args: Arg[]) => any };
-// deno-lint-ignore no-explicit-any
-type FsLib = { [K in keyof typeof FS_SYMBOLS]: (...args: Arg[]) => any };
+type Raw = { [K in Name]: (...args: Arg[]) => any };
+
+/**
+ * The symbols, each bound on its first call (one `Deno.dlopen` of libc per symbol: libc is
+ * loaded once, and dlopen only counts a reference). `bindAll` binds the ones not yet used.
+ */
+function lazySymbols(): { raw: Raw; bindAll: () => void } {
+  const raw = {} as Raw;
+  const bind = (name: Name) => {
+    const t = now();
+    const f = Deno.dlopen("libc.so.6", { [name]: SYMBOLS[name] } as Pick<typeof SYMBOLS, Name>)
+      .symbols[name] as unknown as Raw[Name];
+    Object.defineProperty(raw, name, { value: f });
+    span("libc bind", t);
+    return f;
+  };
+  for (const name of Object.keys(SYMBOLS) as Name[]) {
+    Object.defineProperty(raw, name, { get: () => bind(name), configurable: true });
+  }
+  const bindAll = () => {
+    for (const name of Object.keys(SYMBOLS) as Name[]) raw[name];
+  };
+  return { raw, bindAll };
+}
+
+/**
+ * The signatures the calls below are written with, each on the base symbol it starts.
+ * Fixed arity and no rest parameters: a call allocates nothing (the child calls these).
+ */
+function signatures(raw: Raw) {
+  return {
+    i: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg, e: Arg) => raw.i(n, a, b, c, d, e),
+    b: (n: Arg, a: Arg) => raw.bii(n, a, 0, 0),
+    bi: (n: Arg, a: Arg, b: Arg) => raw.bii(n, a, b, 0),
+    bii: (n: Arg, a: Arg, b: Arg, c: Arg) => raw.bii(n, a, b, c),
+    bib: (n: Arg, a: Arg, b: Arg, c: Arg) => raw.bib(n, a, b, c),
+    bb: (n: Arg, a: Arg, b: Arg) => raw.bbbib(n, a, b, null, 0, null),
+    bbbi: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg) => raw.bbbib(n, a, b, c, d, null),
+    bbbib: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg, e: Arg) => raw.bbbib(n, a, b, c, d, e),
+    bbbii: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg, e: Arg) => raw.bbbii(n, a, b, c, d, e),
+    ib: (n: Arg, a: Arg, b: Arg) => raw.ibibi(n, a, b, 0, null, 0),
+    ibi: (n: Arg, a: Arg, b: Arg, c: Arg) => raw.ibibi(n, a, b, c, null, 0),
+    ibibi: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg, e: Arg) => raw.ibibi(n, a, b, c, d, e),
+    ibii: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg) => raw.ibiii(n, a, b, c, d, 0),
+    ibiii: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg, e: Arg) => raw.ibiii(n, a, b, c, d, e),
+    ibbi: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg) => raw.ibbii(n, a, b, c, d, 0),
+    ibbii: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg, e: Arg) => raw.ibbii(n, a, b, c, d, e),
+    ibbbi: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg, e: Arg) => raw.ibbbi(n, a, b, c, d, e),
+    iib: (n: Arg, a: Arg, b: Arg, c: Arg) => raw.iibbi(n, a, b, c, null, 0),
+    iibb: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg) => raw.iibbi(n, a, b, c, d, 0),
+    iibbi: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg, e: Arg) => raw.iibbi(n, a, b, c, d, e),
+    iibi: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg) => raw.iibi(n, a, b, c, d),
+    iiib: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg) => raw.iiib(n, a, b, c, d),
+    ibi_async: (n: Arg, a: Arg, b: Arg, c: Arg) => raw.ibi_async(n, a, b, c),
+    ibib_async: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg) => raw.ibib_async(n, a, b, c, d),
+  };
+}
 
 function detectArch(): Arch {
   return Deno.build.arch === "aarch64" ? "aarch64" : "x86_64";
@@ -222,11 +272,14 @@ export function openLibc(): Sys {
 }
 
 function bindLibc(): Sys {
-  const lib = Deno.dlopen("libc.so.6", SYMBOLS).symbols as unknown as Lib;
+  const { raw, bindAll } = lazySymbols();
+  const lib = signatures(raw);
   const arch = detectArch();
   const nr = NR[arch];
-  const errnoView = new Deno.UnsafePointerView(lib.__errno_location()!);
-  const errno = () => errnoView.getInt32(0);
+  // errno's address in this thread (the same in the cloned child), found on the first failure.
+  let errnoView: Deno.UnsafePointerView | null = null;
+  const errno = () =>
+    (errnoView ??= new Deno.UnsafePointerView(raw.__errno_location()!)).getInt32(0);
   /** libc's convention (-1 and errno) to ours (-errno); results fit in a number. */
   const r = (v: number | bigint) => {
     const n = Number(v);
@@ -284,8 +337,6 @@ function bindLibc(): Sys {
   const beneath = new Uint8Array(16); // packed {u64 allowed_access; s32 parent_fd}
   const beneathView = new DataView(beneath.buffer);
   const statView = new DataView(statBuf.buffer);
-  let fsLib: FsLib | null = null;
-  const fs = () => fsLib ??= Deno.dlopen("libc.so.6", FS_SYMBOLS).symbols as unknown as FsLib;
   const timespecs = new Float64Array(4); // struct timespec[2], filled as 64-bit integers
   const timesBytes = new Uint8Array(timespecs.buffer);
   const timesView = new DataView(timespecs.buffer);
@@ -298,9 +349,10 @@ function bindLibc(): Sys {
     arch,
     mount: (s, t, f, flags, d) => r(lib.bbbib(nr.mount, s, t, f, flags, d)),
     umount2: (t, flags) => r(lib.bi(nr.umount2, t, flags)),
-    mountSetattr(fd, path, flags, set, clr) {
+    mountSetattr(fd, path, flags, set, clr, userns = 0) {
       mountAttr[0] = set;
       mountAttr[2] = clr;
+      mountAttr[6] = userns;
       return r(lib.ibibi(nr.mount_setattr, fd, path, flags, mountAttrBytes, 32));
     },
     mkdirat: (fd, p, mode) => r(lib.ibi(nr.mkdirat, fd, p, mode)),
@@ -431,6 +483,9 @@ function bindLibc(): Sys {
       // The whole user address space, holes included (madvise skips them with ENOMEM but
       // still marks every mapping), so pages V8 maps after reading /proc/self/maps are
       // covered too. Only the VM_IO mappings, which never move, are stepped around.
+      // Everything the child may call is bound now: it cannot bind (DESIGN.md §4).
+      bindAll();
+      errno();
       if (sweep === null) sweep = sweepRanges(arch);
       const m = sweep;
       for (let i = 0; i < m.length; i += 2) lib.i(nr.madvise, m[i], m[i + 1] - m[i], 11, 0, 0);
@@ -517,7 +572,7 @@ function bindLibc(): Sys {
     fcntl: (fd, cmd, arg) => r(lib.i(nr.fcntl, fd, cmd, arg, 0, 0)),
     openat: (fd, p, flags, mode) => r(lib.ibii(nr.openat, fd, p, flags, mode)),
     fchown: (fd, uid, gid) => r(lib.i(nr.fchown, fd, uid, gid, 0, 0)),
-    fchownat: (fd, p, uid, gid, flags) => r(fs().ibiii(nr.fchownat, fd, p, uid, gid, flags)),
+    fchownat: (fd, p, uid, gid, flags) => r(lib.ibiii(nr.fchownat, fd, p, uid, gid, flags)),
     fchmod: (fd, mode) => r(lib.i(nr.fchmod, fd, mode, 0, 0, 0)),
     fchmodat: (fd, p, mode) => r(lib.ibi(nr.fchmodat, fd, p, mode)),
     utimensat(fd, p, aSec, aNsec, mSec, mNsec, flags) {
@@ -535,9 +590,9 @@ function bindLibc(): Sys {
     },
     linkat: (ofd, op, nfd, np, flags) => r(lib.ibibi(nr.linkat, ofd, op, nfd, np, flags)),
     fsetxattr: (fd, name, value, flags) =>
-      r(fs().ibbii(nr.fsetxattr, fd, name, value, value.length, flags)),
+      r(lib.ibbii(nr.fsetxattr, fd, name, value, value.length, flags)),
     lsetxattr: (p, name, value, flags) =>
-      r(fs().bbbii(nr.lsetxattr, p, name, value, value.length, flags)),
+      r(lib.bbbii(nr.lsetxattr, p, name, value, value.length, flags)),
     renameat2: (ofd, op, nfd, np, flags) => r(lib.ibibi(nr.renameat2, ofd, op, nfd, np, flags)),
     writeAsync: (fd, buf, len) => retryAsync(() => lib.ibi_async(nr.write, fd, buf, len), 32),
     pollNow(fd, events) {
@@ -552,6 +607,8 @@ function bindLibc(): Sys {
     },
     // mount's signature (bound at start-up): a run reads image layers' markers with it.
     lgetxattr: (p, name, value) => r(lib.bbbib(nr.lgetxattr, p, name, value, value.length, null)),
+    setns: (fd, nstype) => r(lib.i(nr.setns, fd, nstype, 0, 0, 0)),
+    pidfdOpen: (pid, flags) => r(lib.i(nr.pidfd_open, pid, flags, 0, 0, 0)),
   };
   return sys;
 }

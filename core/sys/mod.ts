@@ -44,8 +44,18 @@ export interface Sys {
     data: CStr | null,
   ): number;
   umount2(target: CStr, flags: number): number;
-  /** mount_setattr(2) with `struct mount_attr {attr_set, attr_clr, propagation 0, userns 0}`. */
-  mountSetattr(dirfd: number, path: CStr, flags: number, attrSet: number, attrClr: number): number;
+  /**
+   * mount_setattr(2) with `struct mount_attr {attr_set, attr_clr, propagation 0, userns_fd}`
+   * (`usernsFd` only with MOUNT_ATTR_IDMAP; 0 otherwise).
+   */
+  mountSetattr(
+    dirfd: number,
+    path: CStr,
+    flags: number,
+    attrSet: number,
+    attrClr: number,
+    usernsFd?: number,
+  ): number;
   mkdirat(dirfd: number, path: CStr, mode: number): number;
   unlinkat(dirfd: number, path: CStr, flags: number): number;
   symlinkat(target: CStr, dirfd: number, name: CStr): number;
@@ -188,6 +198,10 @@ export interface Sys {
   pollNow(fd: number, events: number): number;
   /** lgetxattr(2) into `value`: the value's length, or -errno (ENODATA 61: no such xattr). */
   lgetxattr(path: CStr, name: CStr, value: Uint8Array): number;
+  /** setns(2): `fd` a namespace file or a pidfd (Linux 5.8+: several CLONE_NEW* at once). */
+  setns(fd: number, nstype: number): number;
+  /** pidfd_open(2): an fd that stays bound to this very process (Linux 5.3+). */
+  pidfdOpen(pid: number, flags: number): number;
 }
 
 /** The fields of `struct stat` that micro reads. */
@@ -271,6 +285,7 @@ export const C = {
   FSCONFIG_CMD_CREATE: 6,
   FSMOUNT_CLOEXEC: 1,
   MOUNT_ATTR_RDONLY: 1,
+  MOUNT_ATTR_IDMAP: 0x00100000,
   MOUNT_ATTR_NOSUID: 2,
   MOUNT_ATTR_NODEV: 4,
   MOUNT_ATTR_NOEXEC: 8,

@@ -913,6 +913,55 @@ cgTest(
   },
 );
 
+cgTest(
+  "limits Docker refuses: exit 125 before the start, one line saying why",
+  async () => {
+    const cpus = (Deno.readTextFileSync("/sys/devices/system/cpu/online").trim().split(","))
+      .reduce((n, r) => {
+        const [a, b = a] = r.split("-").map(Number);
+        return n + b - a + 1;
+      }, 0);
+    const profile = `memory-${crypto.randomUUID()}.yaml`;
+    const cases: [string[], RegExp][] = [
+      // Before: "the container's first process died of signal 9 before exec".
+      [["-m", "100000"], /--memory: 100000 bytes is below the minimum of 6 MiB/],
+      [["--memory-reservation", "1k"], /--memory-reservation: 1 KiB is below the minimum/],
+      [["-m", "8m", "--memory-swap", "7m"], /--memory-swap: 7 MiB is below --memory 8 MiB/],
+      [["--memory-swap", "64m"], /--memory-swap: needs --memory/],
+      [
+        ["--cpus", String(cpus + 1)],
+        new RegExp(
+          `--cpus: ${cpus + 1} is out of range: the range of CPUs is from 0\\.01 ` +
+            `to ${cpus}\\.00, as there (is|are) only ${cpus} CPUs? available`,
+        ),
+      ],
+      [["--cpus", "0.001"], /--cpus: 0.001 is out of range/],
+      [["--profile", profile], /--memory: 1 MiB is below the minimum of 6 MiB/],
+    ];
+    await withTempDir(async (dir) => {
+      Deno.writeTextFileSync(`${dir}/${profile}`, "extends: default\ncgroups:\n  memory: 1m\n");
+      for (const [opts, why] of cases) {
+        const id = newId("docker-refused");
+        const args = opts.map((o) => o === profile ? `${dir}/${profile}` : o);
+        const r = await sh("echo started", ["--name", id, ...args]);
+        const what = `${opts.join(" ")}: ${show(r)}`;
+        assert.equal(r.code, 125, what);
+        assert.equal(r.stdout, "", what);
+        const lines = r.stderr.trim().split("\n");
+        assert.equal(lines.length, 1, what);
+        assert.match(lines[0], /^micro: check: cgroups: /, what);
+        assert.match(lines[0], why, what);
+        assertCgroupsGone(id);
+      }
+    });
+    // At the limits, it runs.
+    for (const opts of [["-m", "6m"], ["--cpus", String(cpus)]]) {
+      const r = await sh("echo started", ["--rm", ...opts]);
+      assert.equal(r.stdout, "started\n", `${opts.join(" ")}: ${show(r)}`);
+    }
+  },
+);
+
 cgTest("--name is a plain name: not a path out of the state root or micro's cgroup", async () => {
   // Docker allows [a-zA-Z0-9][a-zA-Z0-9_.-]*. The run's name is a path component of its
   // state dir (/run/micro/NAME) and of each of its cgroups (.../micro/NAME): "../x" would

@@ -136,6 +136,31 @@ microTest(
   },
 );
 
+microTest(
+  "hardened --network host --cap-add NET_BIND_SERVICE: exit 125 before the run, one line saying why",
+  async () => {
+    const opts = [...HARDENED, "--network", "host", "--cap-add", "NET_BIND_SERVICE"];
+    const r = await sh("echo ran", opts);
+    assert.equal(r.code, 125, show(r));
+    assert.equal(r.stdout, "", show(r));
+    assert.equal(
+      r.stderr,
+      "micro: check: added capability NET_BIND_SERVICE cannot work with the host's network " +
+        "namespace: capabilities held in the container's user namespace do not count there " +
+        "(give the container a network namespace of its own with --network none, or run " +
+        "without a user namespace)\n",
+    );
+    // In a network namespace of its own the capability works: root and nobody bind port 80.
+    for (const user of ["0", "65534"]) {
+      const bound = await sh(
+        "nc -l -p 80 & sleep 0.3; netstat -ltn | grep -c ':80 '; kill %1",
+        [...HARDENED, "--cap-add", "NET_BIND_SERVICE", "--user", user],
+      );
+      assert.equal(ok(bound).trim(), "1", show(bound));
+    }
+  },
+);
+
 microTest("--security-opt seccomp=unconfined: Seccomp 0 under default and hardened", async () => {
   for (const [opts, nnp] of [[[], "0"], [HARDENED, "1"]] as const) {
     const s = await securityStatus([...opts, "--security-opt", "seccomp=unconfined"]);

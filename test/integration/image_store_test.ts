@@ -367,6 +367,19 @@ storeTest(
       await line("--profile", "hardened", "--entrypoint", "/bin/id", ref),
       /^uid=1000\(app\) gid=1000\(app\)/,
     );
+    // Hardened's user namespace shifts ids (0 -> 1000000000): the layers are idmapped to it,
+    // so the image's owners show as themselves and its user reads its own 0600 file.
+    // (Landlock lets it read /data too: a profile that adds it to hardened's paths.)
+    const prof = `${e.dir}/data.yaml`;
+    Deno.writeTextFileSync(
+      prof,
+      "extends: [hardened]\nlsm:\n  landlock:\n    paths+:\n      - {path: /data, access: [read]}\n",
+    );
+    const hardenedCat = ["--profile", prof, "--entrypoint", "/bin/sh", ref, "-c"];
+    assert.equal(
+      await line(...hardenedCat, "stat -c %u:%g /data/repl /data/owned /bin/sh; cat /data/owned"),
+      "123:456\n1000:1000\n0:0\nmine",
+    );
     // micro plan shows the image's command and user.
     const plan = ok(await e.micro(["plan", ref]));
     assert.match(plan, /bind-root .*"lowers":\["[^"]+\/layers\/sha256\/[0-9a-f]{64}"/);

@@ -252,8 +252,8 @@ microTest("launcher: a symlinked deno in an otherwise good HASH dir is not run",
 
 microTest("launcher: the first run unpacks into a private dir; later runs reuse it", async () => {
   await scene(async ({ root, tmp, marker }) => {
-    // a base under a sticky directory (as /tmp/micro-UID), with a missing parent
-    for (const base of [`${root}/cache/micro`, `${tmp}/micro-0`]) {
+    // a base under a sticky directory (as /tmp/micro-UID), and a missing one (made)
+    for (const base of [`${root}/cache`, `${tmp}/micro-0`]) {
       works(await version(marker, { MICRO_CACHE_DIR: base }));
       const d = `${base}/${HASH}`;
       for (const p of [base, d]) {
@@ -271,7 +271,11 @@ microTest("launcher: the first run unpacks into a private dir; later runs reuse 
       );
       assert.deepEqual(after, before, "the second run unpacked again");
       const names = [...Deno.readDirSync(base)].map((e) => e.name).sort();
-      assert.deepEqual(names.filter((n) => n.startsWith(".")), [], "leftovers in the base");
+      assert.deepEqual(
+        names.filter((n) => n.startsWith(".") && n !== ".lock"),
+        [],
+        "leftovers in the base",
+      );
     }
   });
 }, { ignore: NEEDS_STUB });
@@ -356,4 +360,199 @@ microTest(
     });
   },
   { ignore: lacking(NEEDS_STUB, BUSYBOX ? undefined : "no busybox") },
+);
+
+/** The names in `dir`, sorted. */
+function names(dir: string): string[] {
+  return [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+}
+
+/** A micro-made-looking version name that is not this build's. */
+function otherHash(seed: string): string {
+  return seed.repeat(16).slice(0, 16);
+}
+
+microTest(
+  "launcher: ten concurrent first runs unpack once, the others wait for it, all ten run",
+  async () => {
+    await scene(async ({ root, marker }) => {
+      // gzip(1), which the launcher runs to unpack the Deno runtime, through a wrapper that
+      // logs each call and is slow enough that the ten runs surely overlap.
+      const bin = `${root}/bin`;
+      Deno.mkdirSync(bin);
+      const log = `${root}/gzip.log`;
+      const real = ["/usr/bin/gzip", "/bin/gzip"].find(exists)!;
+      Deno.writeTextFileSync(
+        `${bin}/gzip`,
+        `#!/bin/sh\necho "$$" >>'${log}'\nsleep 0.5\nexec ${real} "$@"\n`,
+        { mode: 0o755 },
+      );
+      const base = `${root}/cache`;
+      const env = { MICRO_CACHE_DIR: base, PATH: `${bin}:${PATH}` };
+      const results = await Promise.all(
+        Array.from({ length: 10 }, () => version(marker, env)),
+      );
+      for (const r of results) works(r);
+      const calls = Deno.readTextFileSync(log).trim().split("\n");
+      assert.equal(calls.length, 1, `the runtime was unpacked ${calls.length} times`);
+      const left = names(base);
+      const runtimes = left.filter((n) => n.startsWith("deno-"));
+      assert.equal(runtimes.length, 1, `runtimes: ${left}`);
+      assert.deepEqual(left, [".lock", HASH!, ...runtimes].sort(), "one version, no leftovers");
+    });
+  },
+  { ignore: NEEDS_STUB },
+);
+
+microTest(
+  "launcher: a cache directory on a noexec file system is refused in one line, not unpacked into",
+  async () => {
+    await scene(async ({ root, tmp, marker }) => {
+      // In a mount namespace of the test: $root/nx a tmpfs mounted noexec; /var/cache a
+      // tmpfs (root's next place when its home cache cannot be used).
+      const nx = `${root}/nx`;
+      Deno.mkdirSync(nx);
+      const script = `set -e
+mount -t tmpfs -o noexec,mode=755 micro-test '${nx}'
+mount -t tmpfs -o mode=755 micro-test /var/cache
+mkdir -m 700 '${nx}/cache' '${nx}/home'
+for i in 1 2; do
+  rc=0
+  env -i PATH="$PATH" MICRO_CACHE_DIR='${nx}/cache' "$MICRO" --version 2>'${root}/err' || rc=$?
+  echo "rc=$rc"
+  echo "err=$(cat '${root}/err')"
+  echo "left=$(ls -A '${nx}/cache')"
+done
+rc=0
+env -i PATH="$PATH" HOME='${nx}/home' TMPDIR='${tmp}' "$MICRO" --version 2>'${root}/err' || rc=$?
+echo "home rc=$rc"
+echo "home err=$(cat '${root}/err')"
+if [ -f /var/cache/micro/${HASH}/micro.js ]; then echo CACHED; fi
+`;
+      const r = await run(["-m", "sh", "-c", script], {
+        cmd: "unshare",
+        env: { MICRO, PATH },
+        timeoutMs: 60_000,
+      });
+      assert.equal(r.code, 0, show(r));
+      const runs = r.stdout.split(/^rc=/m).slice(1);
+      assert.equal(runs.length, 2, show(r));
+      for (const out of runs) {
+        assert.match(out, /^125\n/, show(r));
+        const err = /^err=(.*)$/m.exec(out)?.[1] ?? "";
+        assert.ok(err.startsWith("micro: "), `not micro's line: ${show(r)}`);
+        assert.ok(err.includes(`${nx}/cache`) && err.includes("noexec"), show(r));
+        assert.ok(err.includes("MICRO_CACHE_DIR"), `no way out given: ${show(r)}`);
+        assert.match(out, /^left=$/m, `unpacked into the noexec dir: ${show(r)}`);
+        // one line: the err= line is followed by left=
+        assert.match(out, /^err=.*\nleft=/m, `not one line: ${show(r)}`);
+      }
+      // The default place on noexec: the next one is used, and the line says why.
+      assert.match(r.stdout, /^home rc=0$/m, show(r));
+      assert.match(r.stdout, /^home err=micro: unpacking into \/var\/cache\/micro, not .*noexec/m);
+      assert.match(r.stdout, /^CACHED$/m, show(r));
+      assert.ok(!exists(marker));
+    });
+  },
+  {
+    ignore: lacking(
+      NEEDS_STUB,
+      NEEDS.unshare,
+      /^\/var\/cache\//.test(MICRO) ? `${MICRO} is hidden by the test's tmpfs` : undefined,
+    ),
+  },
+);
+
+microTest(
+  "launcher: an unusable MICRO_CACHE_DIR is refused in one line (exit 125), never replaced by another place",
+  async () => {
+    await scene(async ({ root, tmp, marker }) => {
+      const env = (dir: string) => ({ MICRO_CACHE_DIR: dir, TMPDIR: tmp, HOME: `${root}/home` });
+      // a missing parent (a typo, an unmounted disk): not made
+      refused(await version(marker, env(`${root}/nope/cache`)), `${root}/nope`);
+      assert.ok(!exists(`${root}/nope`), "the missing parent was made");
+      // a regular file
+      Deno.writeTextFileSync(`${root}/file`, "");
+      refused(await version(marker, env(`${root}/file`)), `${root}/file`);
+      // another user's
+      const theirs = `${tmp}/theirs`;
+      await asUser(ATTACKER, `mkdir -m 700 '${theirs}'`);
+      refused(await version(marker, env(theirs)), theirs);
+      // nothing was unpacked anywhere else
+      assert.ok(!exists(`${root}/home`) && !exists(`${tmp}/micro-0`), "unpacked elsewhere");
+    });
+  },
+  { ignore: NEEDS_STUB },
+);
+
+microTest(
+  "launcher: unpacking a new version removes micro's old ones, and nothing that is not micro's",
+  async () => {
+    await scene(async ({ root, tmp, marker }) => {
+      const base = `${root}/cache`;
+      privateDir(base);
+      const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
+      /** A version dir as an older build left it, last started from two hours ago. */
+      const oldVersion = (name: string, deno = "") => {
+        const d = `${base}/${name}`;
+        privateDir(d);
+        for (const f of ["micro.js", "micro.yaml.js"]) Deno.writeTextFileSync(`${d}/${f}`, "");
+        if (deno) Deno.copyFileSync(deno, `${d}/deno`);
+        Deno.utimeSync(d, twoHoursAgo, twoHoursAgo);
+        return d;
+      };
+      const old = oldVersion(otherHash("a"));
+      Deno.writeTextFileSync(`${base}/deno-${otherHash("b")}`, "", { mode: 0o755 });
+      Deno.mkdirSync(`${base}/.new.${otherHash("c")}.999999999`); // a dead run's temp dir
+      // kept: not micro's names, a link, another user's, recent, in use
+      const foreign = [`${base}/foreign`, `${base}/${otherHash("d")}x`, `${base}/deno-x`];
+      for (const f of foreign) privateDir(f);
+      Deno.symlinkSync(tmp, `${base}/${otherHash("e")}`);
+      Deno.writeTextFileSync(`${tmp}/keep`, "");
+      const other = `${base}/${otherHash("f")}`;
+      privateDir(other);
+      Deno.chownSync(other, ATTACKER, ATTACKER);
+      Deno.utimeSync(other, twoHoursAgo, twoHoursAgo);
+      const recent = `${base}/${otherHash("1")}`;
+      privateDir(recent);
+      const sleep = ["/usr/bin/sleep", "/bin/sleep"].find(exists)!;
+      const busy = oldVersion(otherHash("2"), sleep);
+      const running = new Deno.Command(`${busy}/deno`, { args: ["60"], stdin: "null" })
+        .spawn();
+      try {
+        Deno.utimeSync(busy, twoHoursAgo, twoHoursAgo);
+        works(await version(marker, { MICRO_CACHE_DIR: base }));
+        const left = names(base);
+        assert.ok(!left.includes(otherHash("a")), `the old version is still there: ${left}`);
+        assert.ok(!exists(old), old);
+        assert.ok(!left.includes(`deno-${otherHash("b")}`), `the unused runtime: ${left}`);
+        assert.ok(!left.some((n) => n.startsWith(".new.")), `the dead run's temp: ${left}`);
+        for (const f of [...foreign, other, recent, busy]) assert.ok(exists(f), `removed ${f}`);
+        assert.ok(Deno.lstatSync(`${base}/${otherHash("e")}`).isSymlink, "the link was removed");
+        assert.ok(exists(`${tmp}/keep`), "removed through the link");
+        assert.ok(left.includes(HASH!), `this build's version is missing: ${left}`);
+      } finally {
+        running.kill("SIGKILL");
+        await running.status;
+      }
+    });
+  },
+  { ignore: NEEDS_STUB },
+);
+
+microTest(
+  "launcher: a run from an extracted version stamps it as started (so another build keeps it)",
+  async () => {
+    await scene(async ({ root, marker }) => {
+      const base = `${root}/cache`;
+      works(await version(marker, { MICRO_CACHE_DIR: base }));
+      const d = `${base}/${HASH}`;
+      const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
+      Deno.utimeSync(d, twoHoursAgo, twoHoursAgo);
+      works(await version(marker, { MICRO_CACHE_DIR: base }));
+      const age = Date.now() - Deno.statSync(d).mtime!.getTime();
+      assert.ok(age < 600_000, `not stamped: last started ${age / 1000} s ago`);
+    });
+  },
+  { ignore: NEEDS_STUB },
 );

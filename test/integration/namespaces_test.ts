@@ -3,7 +3,7 @@
  * network namespace's interfaces.
  */
 import assert from "node:assert/strict";
-import { hostNs, microTest, ok, sh } from "./_helpers.ts";
+import { hostNs, IMAGE, microTest, ok, run, sh, show } from "./_helpers.ts";
 
 microTest("the command is PID 1 of a new pid namespace", async () => {
   assert.equal(ok(await sh("echo $$")).trim(), "1");
@@ -29,6 +29,31 @@ microTest(
     );
     assert.deepEqual(out.trim().split("\n"), ["web1", "web1", "web1"]);
     assert.notEqual(Deno.hostname(), "web1", "the host's name must not change");
+  },
+);
+
+microTest(
+  "hostname: the short container id, as Docker's, even with a 100-character --name",
+  async () => {
+    const name = `n${Date.now()}${"x".repeat(100)}`.slice(0, 100);
+    try {
+      const r = await run(["run", "--name", name, IMAGE, "hostname"]);
+      const hostname = ok(r).trim();
+      assert.match(hostname, /^[0-9a-f]{12}$/, show(r));
+      // The container's id, as ps shows it, begins with it.
+      const ps = ok(await run(["ps", "-a", "--no-trunc"]));
+      const line = ps.split("\n").find((l) => l.trimEnd().endsWith(` ${name}`)) ?? "";
+      assert.ok(line.startsWith(hostname), `${hostname} is not the id of ${name}:\n${ps}`);
+    } finally {
+      await run(["rm", name]);
+    }
+    // --hostname: up to 64 characters (HOST_NAME_MAX); more is refused in one line.
+    const h64 = "h".repeat(64);
+    assert.equal(ok(await sh("hostname", ["--hostname", h64])).trim(), h64);
+    const long = await sh("hostname", ["--hostname", "h".repeat(65)]);
+    assert.equal(long.code, 125, show(long));
+    assert.equal(long.stderr.trim().split("\n").length, 1, show(long));
+    assert.match(long.stderr, /a hostname is 1 to 64 letters/, show(long));
   },
 );
 

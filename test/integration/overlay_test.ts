@@ -165,3 +165,44 @@ microTest("overlay can be turned off: the directory is bound as it is", async ()
     assert.equal(Deno.readTextFileSync(`${img}/etc/direct`), "hi\n");
   });
 });
+
+microTest(
+  "root with a user namespace that shifts ids: the image is idmapped, copy-up of its files works",
+  async () => {
+    await withTempDir(async (dir) => {
+      const img = copyImage(dir);
+      Deno.writeTextFileSync(`${img}/etc/owned`, "mine\n");
+      Deno.chownSync(`${img}/etc/owned`, 1000, 1000);
+      Deno.chmodSync(`${img}/etc/owned`, 0o600);
+      const before = tree(img);
+      // hardened's user namespace (0 -> 1000000000), with a writable root Landlock allows
+      const prof = `${dir}/rw.yaml`;
+      Deno.writeTextFileSync(
+        prof,
+        "extends: [hardened]\nreadonly: {enabled: false}\nlsm: {enabled: false}\n",
+      );
+      const out = ok(
+        await run([
+          "run",
+          "--rm",
+          "--profile",
+          prof,
+          "-u",
+          "0",
+          img,
+          "sh",
+          "-c",
+          "stat -c %u:%g /etc/passwd /etc/owned; echo x >> /etc/passwd && tail -n 1 /etc/passwd; " +
+          "stat -c %u:%g /etc/passwd; head -n 1 /proc/self/uid_map | tr -s ' '",
+        ]),
+      );
+      assert.equal(out, "0:0\n1000:1000\nx\n0:0\n 0 1000000000 65536\n");
+      // The image's user reads its own 0600 file (--user 1000 under the same map).
+      const as1000 = ok(
+        await run(["run", "--rm", "--profile", prof, "-u", "1000", img, "cat", "/etc/owned"]),
+      );
+      assert.equal(as1000, "mine\n");
+      assert.equal(tree(img), before, "the image changed");
+    });
+  },
+);

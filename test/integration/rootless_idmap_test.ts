@@ -329,3 +329,23 @@ ls -A "$S/layers/sha256" "$S/containers" "$S/tmp"`;
   },
   { ignore },
 );
+
+microTest(
+  "rootless with a range: --user 1000 reopens /dev/stdout and /dev/stderr (micro's pipes)",
+  async () => {
+    for (const opts of [["--user", "1000"], ["--profile", "hardened"], []]) {
+      const r = await rootless(() => [
+        "run",
+        ...opts,
+        IMAGE,
+        "sh",
+        "-c",
+        "echo out >/dev/stdout; echo err >/dev/stderr",
+      ]);
+      assert.equal(r.code, 0, show(r));
+      assert.equal(r.stdout, "out\n", show(r));
+      assert.match(r.stderr, /(^|\n)err\n$/, show(r));
+    }
+  },
+  { ignore },
+);

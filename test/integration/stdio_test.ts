@@ -12,6 +12,7 @@ import {
   run,
   show,
   sleep,
+  STORE_ROOT,
   withTempDir,
 } from "./_helpers.ts";
 
@@ -35,7 +36,8 @@ function underScript(inner: string, input: string) {
     cmd: "script",
     stdin: input,
     clearEnv: true,
-    env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", MICRO, IMAGE },
+    // The test's own store: a run without --rm leaves its container there, not in the host's.
+    env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", MICRO, IMAGE, MICRO_ROOT: STORE_ROOT },
   });
 }
 
@@ -303,3 +305,54 @@ microTest("SIGTERM at any early moment leaves nothing behind and exits 143", asy
   }
   console.log(seen.join(", "));
 });
+
+// --- issue 9, bug 1: a user that is not root writes its own stdio ---------------------------
+
+/** Writes through /dev/stdout and /dev/stderr (reopened: the pipe's own permissions count). */
+const REOPEN = "id -u; echo out >/dev/stdout; echo err >/dev/stderr";
+
+microTest(
+  "a user that is not root reopens /dev/stdout and /dev/stderr: pipes, a file, hardened too",
+  async () => {
+    await withTempDir(async (dir) => {
+      for (const opts of ["--profile hardened", "--profile hardened --user 0", "--user 1000"]) {
+        // micro's stdout and stderr are pipes here ...
+        const r = await host(`$M run ${opts} "$IMAGE" sh -c '${REOPEN}'`);
+        assert.equal(r.code, 0, `${opts}: ${show(r)}`);
+        assert.match(r.stdout, /^\d+\nout\n$/, `${opts}: ${show(r)}`);
+        assert.equal(r.stderr, "err\n", `${opts}: ${show(r)}`);
+        // ... and files here (the container still gets micro's pipes) ...
+        const f = await host(
+          `$M run ${opts} "$IMAGE" sh -c '${REOPEN}' >${dir}/out 2>${dir}/err; echo "status $?"`,
+        );
+        assert.equal(f.stdout, "status 0\n", `${opts}: ${show(f)}`);
+        assert.match(Deno.readTextFileSync(`${dir}/out`), /^\d+\nout\n$/, opts);
+        assert.equal(Deno.readTextFileSync(`${dir}/err`), "err\n", opts);
+        // ... and with -i, /dev/stdin is micro's pipe too.
+        const i = await host(`echo in | $M run -i ${opts} "$IMAGE" cat /dev/stdin`);
+        assert.equal(i.stdout, "in\n", `${opts}: ${show(i)}`);
+      }
+      // The file micro's output goes to is left as it was (micro writes it, not the user).
+      const st = Deno.statSync(`${dir}/out`);
+      assert.equal(st.uid, 0);
+    });
+  },
+);
+
+microTest(
+  "-t: a user that is not root reopens /dev/stdout and /dev/stderr (the terminal is its own)",
+  async () => {
+    for (const opts of ["--profile hardened", "--user 1000"]) {
+      const r = await underScript(
+        `"$MICRO" run --rm -t ${opts} "$IMAGE" sh -c '${REOPEN}; stat -c %U /proc/self/fd/0'; ` +
+          'echo "status $?"',
+        "",
+      );
+      assert.match(r.stdout, /^out\r*$/m, `${opts}: ${show(r)}`);
+      assert.match(r.stdout, /^err\r*$/m, `${opts}: ${show(r)}`);
+      assert.doesNotMatch(r.stdout, /denied/, `${opts}: ${show(r)}`);
+      assert.match(r.stdout, /status 0/, `${opts}: ${show(r)}`);
+    }
+  },
+  { ignore: lacking(NEEDS.script) },
+);

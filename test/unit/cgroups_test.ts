@@ -32,7 +32,7 @@ import {
   parseSize,
   sizeCheck,
 } from "../../core/cgroups/units.ts";
-import { ParentOps } from "../../core/engine/parent.ts";
+import { ParentOps, plannedCgroups } from "../../core/engine/parent.ts";
 import { MicroError, MicroErrors } from "../../core/errors.ts";
 import type { Op } from "../../core/ops.ts";
 import { buildSpec, planRun } from "../../core/plan.ts";
@@ -1216,6 +1216,59 @@ Deno.test("check: --memory-swap needs swap accounting on v1", () => {
   assert.deepEqual(setup({ memory: "256m", memorySwap: "512m" }, V1_HOST()).errors(), []);
 });
 
+Deno.test("check: memory limits below Docker's 6 MiB minimum are refused in one line", () => {
+  // The flag and profile forms are refused by the schema (profile_test); the OCI form here.
+  // The OCI form (a profile's resources) is held to the same floor; v2 too.
+  const oci = setup({ resources: { memory: { limit: 4096 } } }, V1_HOST()).errors();
+  assert.match(oci[0], /^check: cgroups: --memory: 4 KiB is below the minimum of 6 MiB/);
+  const v2 = host({
+    mode: "v2",
+    v1: {},
+    v2: { mount: "/sys/fs/cgroup", controllers: ["memory"] },
+    base: "",
+    writable: true,
+  });
+  assert.equal(setup({ resources: { memory: { limit: 5 << 20 } } }, v2).errors().length, 1);
+  // 6 MiB, no limit (0) and unlimited (-1) pass.
+  for (const memory of ["6m", 0, "0"]) {
+    assert.deepEqual(setup({ memory }, V1_HOST()).errors(), [], String(memory));
+  }
+  assert.deepEqual(setup({ resources: { memory: { limit: -1 } } }, V1_HOST()).errors(), []);
+});
+
+Deno.test("check: --memory-swap is memory plus swap: it needs --memory and at least as much", () => {
+  assert.deepEqual(setup({ memory: "8m", memorySwap: "7m" }, V1_HOST()).errors(), [
+    "check: cgroups: --memory-swap: 7 MiB is below --memory 8 MiB: it is memory plus swap " +
+    "(give at least the memory limit, or -1 for unlimited swap)",
+  ]);
+  assert.deepEqual(setup({ memorySwap: "1g" }, V1_HOST()).errors(), [
+    "check: cgroups: --memory-swap: needs --memory: it is memory plus swap (set --memory too)",
+  ]);
+  for (const memorySwap of ["8m", "1g", -1]) {
+    assert.deepEqual(setup({ memory: "8m", memorySwap }, V1_HOST()).errors(), []);
+  }
+});
+
+Deno.test("check: --cpus beyond the host's CPUs, or below 0.01, is refused as Docker does", () => {
+  const two = V1_HOST({ cpus: "0-1" });
+  assert.deepEqual(setup({ cpus: "3" }, two).errors(), [
+    "check: cgroups: --cpus: 3 is out of range: the range of CPUs is from 0.01 to 2.00, as " +
+    "there are only 2 CPUs available (0-1 online)",
+  ]);
+  assert.match(setup({ cpus: 2.5 }, two).errors()[0], /--cpus: 2.5 is out of range/);
+  assert.match(setup({ cpus: 0.001 }, two).errors()[0], /--cpus: 0.001 is out of range/);
+  assert.match(
+    setup({ cpus: "1.5" }, V1_HOST({ cpus: "3" })).errors()[0],
+    /from 0.01 to 1.00, as there is only 1 CPU available \(3 online\)$/,
+  );
+  // The OCI form: quota over period.
+  const oci = setup({ resources: { cpu: { quota: 500000, period: 100000 } } }, two);
+  assert.match(oci.errors()[0], /--cpus: 5 is out of range/);
+  for (const cpus of ["2", "0.01", 1.5]) assert.deepEqual(setup({ cpus }, two).errors(), []);
+  assert.deepEqual(setup({ resources: { cpu: { quota: -1 } } }, two).errors(), []);
+  assert.deepEqual(setup({ cpus: "6" }, V1_HOST({ cpus: "0-3,8-9" })).errors(), []);
+});
+
 Deno.test("--memory-swap -1 without swap accounting on v1 is refused or not written", () => {
   // BUG (plugins/cgroups.ts problems(), the `r.memory.swap > 0` test): -1 skips the
   // swap-accounting check, but v1Writes still writes memory.memsw.limit_in_bytes = -1, a file
@@ -1401,14 +1454,16 @@ for (const version of ["v1", "v2"] as const) {
 Deno.test("check: --cpus above the host's CPUs is refused naming the count (Docker's rule)", () => {
   const two = V1_HOST({ cpus: "0-1" });
   assert.deepEqual(setup({ cpus: "3" }, two).errors(), [
-    "check: cgroups: --cpus: 3 is more than the 2 CPUs this host has (give at most 2)",
+    "check: cgroups: --cpus: 3 is out of range: the range of CPUs is from 0.01 to 2.00, as " +
+    "there are only 2 CPUs available (0-1 online)",
   ]);
   assert.deepEqual(setup({ cpus: "2" }, two).errors(), []);
   assert.deepEqual(setup({ cpus: 1.5 }, two).errors(), []);
   // The OCI form's quota over period is the same limit.
   const oci = { resources: { cpu: { quota: 250000, period: 100000 } } };
   assert.deepEqual(setup(oci, two).errors(), [
-    "check: cgroups: --cpus: 2.5 is more than the 2 CPUs this host has (give at most 2)",
+    "check: cgroups: --cpus: 2.5 is out of range: the range of CPUs is from 0.01 to 2.00, as " +
+    "there are only 2 CPUs available (0-1 online)",
   ]);
   assert.deepEqual(setup({ resources: { cpu: { quota: -1 } } }, two).errors(), []);
 });
@@ -1432,4 +1487,22 @@ Deno.test("a memory limit or reservation below 6m is refused in the profile; 0 i
   assert.deepEqual(lines({ memory: "6m", memoryReservation: 6 * MiB }), []);
   const { spec } = setup({ memory: "0", memoryReservation: 0 }, V1_HOST());
   assert.equal(spec.linux.resources?.memory, undefined);
+});
+
+Deno.test("plannedCgroups: the records prepare() announces, so the run's first state write covers them", () => {
+  for (const version of ["v1", "v2"] as const) {
+    withFs(version, (fs) => {
+      const { errors, plan } = setup(FULL, host(fs.layout()));
+      assert.deepEqual(errors(), []);
+      const ops = plan();
+      const planned = plannedCgroups(ops).records;
+      assert.ok(planned.length > 0);
+      const { parent, announced } = parentOps(fs, ops);
+      // Taken before prepare(), as the run does, and compared as the run compares them.
+      const before = JSON.stringify(planned);
+      parent.prepare();
+      assert.equal(JSON.stringify(announced.map((c) => ({ ...c, created: undefined }))), before);
+      assert.ok(announced.every((c) => c.created), `${version}: not all created`);
+    });
+  }
 });

@@ -11,6 +11,7 @@ import {
   CONSOLE_RECORD,
   FD_EXE,
   FD_TRAMPOLINE_REPORT,
+  fromBase64,
   readonlyRemountFlags,
   READY_RECORD,
   runChild,
@@ -333,11 +334,91 @@ Deno.test("console opens the container's ptmx, makes the peer stdio and sends th
   ]);
 });
 
+Deno.test('--init: the trampoline\'s argv[0] is "init" (it stays as PID 1), and only then', () => {
+  const sys = new RecordingSys().execSucceeds();
+  const init = op("exec", "process", "execve", { ...SH, path: ["/bin/sh"], init: true });
+  const { prog } = runToEnd([init], sys);
+  assert.equal(prog.init, true);
+  assert.equal(
+    sys.format().at(-1),
+    `execveat(1012, "", ${JSON.stringify(["init", "", "/bin/sh", "", ...SH_ARGS])}, ${
+      JSON.stringify(SH_ENV)
+    }, 0x1000)`,
+  );
+  const plain = new RecordingSys().execSucceeds();
+  assert.equal(runToEnd([execve(["/bin/sh"])], plain).prog.init, false);
+  assert.equal(plain.format().at(-1), trampoline(["/bin/sh"]));
+});
+
 Deno.test("console planned before pivot-root throws at compile time", () => {
   assert.throws(
     () => compileChild([op("rootfs", "process", "console", {})], context(), new RecordingSys()),
     /console planned before pivot-root/,
   );
+});
+
+Deno.test("stdio-owner gives micro's pipes, never /dev/null, to the user before setresuid", () => {
+  const sys = new RecordingSys().execSucceeds();
+  const ops = [
+    op("credentials", "process", "stdio-owner", { uid: 1000 }),
+    op("credentials", "process", "setresgid", { gid: 1000 }),
+    op("credentials", "process", "setresuid", { uid: 1000 }),
+    execve(["/bin/sh"]),
+  ];
+  const { prog } = runToEnd(ops, sys, context({ pipes: [false, true, true] }));
+  const calls = sys.format();
+  // The uid only (a terminal keeps its tty group), while the child is still root.
+  const at = calls.indexOf("fchown(1, 1000, -1)");
+  assert.deepEqual(calls.slice(at, at + 3), [
+    "fchown(1, 1000, -1)",
+    "fchown(2, 1000, -1)",
+    "setresgid(1000, 1000, 1000)",
+  ]);
+  assert.equal(calls.some((c) => c.startsWith("fchown(0,")), false);
+  assert.deepEqual(prog.info[FIRST], {
+    phase: "credentials",
+    plugin: "process",
+    kind: "stdio-owner",
+    paths: { uid: "1000", fds: "1,2" },
+    hints: prog.info[FIRST].hints,
+  });
+
+  // With -i, the stdin pipe too; a refusal is reported as the step's failure.
+  const refused = new RecordingSys().returns("fchown", (a) => a[0] === 0, -1);
+  runToEnd(ops, refused, context({ pipes: [true, true, true] }));
+  assert.deepEqual(reportOf(refused), [FIRST, 1]);
+});
+
+Deno.test("stdio-owner with a terminal gives its slave (all three fds) to the user", () => {
+  const sys = new RecordingSys()
+    .returns("ioctl", (a) => a[1] === C.TIOCGPTPEER, 9)
+    .execSucceeds();
+  runToEnd(
+    [
+      op("rootfs", "mount", "pivot-root", {}),
+      op("rootfs", "process", "console", {}),
+      op("credentials", "process", "stdio-owner", { uid: 33 }),
+      execve(["/bin/sh"]),
+    ],
+    sys,
+    context({ stdio: [54, 54, 54], pipes: [false, false, false] }),
+  );
+  const chowns = sys.format().filter((c) => c.startsWith("fchown"));
+  assert.deepEqual(chowns, ["fchown(0, 33, -1)"]);
+});
+
+Deno.test("stdio-owner for root, or with no pipe of micro's, is no step at all", () => {
+  for (
+    const [uid, pipes] of [[0, [true, true, true]], [1000, [false, false, false]]] as const
+  ) {
+    const sys = new RecordingSys().execSucceeds();
+    runToEnd(
+      [op("credentials", "process", "stdio-owner", { uid }), execve(["/bin/sh"])],
+      sys,
+      context({ pipes }),
+    );
+    assert.equal(sys.calls().some((c) => c.call === "fchown"), false);
+  }
 });
 
 Deno.test("stdio: the given fds become 0, 1 and 2, so no host fd reaches the command", () => {
@@ -1090,4 +1171,17 @@ Deno.test("a mask under a /proc micro did not mount itself: missing is an error"
   const sys = new RecordingSys().failOn("openat2", (a) => a[1] === "/proc/kcore", 2);
   runToEnd([op("rootfs", "mount", "mask", { path: "/proc/kcore" })], sys);
   assert.deepEqual(reportOf(sys).slice(1), [2]);
+});
+
+Deno.test("fromBase64: what atob gives, in a buffer of at least the size asked", () => {
+  for (
+    const bytes of [[], [0], [0, 255], [1, 2, 3], [250, 251, 252, 253], [...Array(300).keys()]]
+  ) {
+    const b = new Uint8Array(bytes.map((x) => x & 0xff));
+    const text = btoa(String.fromCharCode(...b));
+    const got = fromBase64(text, 64);
+    assert.deepEqual([...got], [...b]);
+    assert.ok(got.buffer.byteLength >= 64);
+  }
+  assert.throws(() => fromBase64("a*b="), /invalid base64/);
 });

@@ -120,8 +120,8 @@ Deno.test("cli accepts =true and =false on boolean flags", () => {
 
 Deno.test("cli rejects an unknown option with a hint to --help", () => {
   assert.equal(
-    errorLine(() => parse("run", "--privileged", "img", "sh")),
-    'unknown option "--privileged" (see "micro run --help")',
+    errorLine(() => parse("run", "--bogus", "img", "sh")),
+    'unknown option "--bogus" (see "micro run --help")',
   );
   assert.equal(
     errorLine(() => parse("run", "-itx", "img", "sh")),
@@ -339,42 +339,88 @@ Deno.test("parseEnvFile reads a real file", () => {
   }
 });
 
-Deno.test("cli rejects a volume whose paths are not absolute, with a hint", () => {
-  assert.equal(
-    errorLine(() => parse("run", "-v", "data:/data", "img", "sh")),
-    'option "-v": host path "data" is not absolute (micro has no named volumes; give an ' +
-      'absolute host path, e.g. -v "$PWD/data:/data")',
-  );
+Deno.test("cli: -v takes a bind, a named volume or an anonymous one; bad ones are one line", () => {
+  assert.deepEqual(parse("run", "-v", "data:/data", "-v", "/cache", "img", "sh").layer, {
+    mount: { binds: ["data:/data", "/cache"] },
+  });
   assert.equal(
     errorLine(() => parse("run", "--volume", "/data:data", "img", "sh")),
-    'option "--volume": container path "data" is not absolute ' +
-      "(use -v /abs/host/path:/abs/container/path[:ro])",
+    'option "--volume": the container path "data": must be an absolute path without \'..\': ' +
+      '"/data:data" (see "micro run --help")',
   );
   assert.equal(
-    errorLine(() => parse("run", "-v", "/data", "img", "sh")),
-    'option "-v": expected HOST:CTR[:ro|rw], got "/data" ' +
-      "(use -v /abs/host/path:/abs/container/path[:ro])",
+    errorLine(() => parse("run", "-v", "da ta:/data", "img", "sh")),
+    'option "-v": invalid volume name "da ta": letters, digits, _ . and -, starting with a ' +
+      'letter or digit (a host path must be absolute): "da ta:/data" (see "micro run --help")',
   );
   assert.equal(
     errorLine(() => parse("run", "-v", "/a:/b:z", "img", "sh")),
-    'option "-v": invalid mode "z": expected "ro" or "rw" ' +
-      "(use -v /abs/host/path:/abs/container/path[:ro])",
+    'option "-v": the mode "z" must be ro or rw: "/a:/b:z" (see "micro run --help")',
   );
 });
 
-Deno.test("cli rejects a relative --workdir or --tmpfs and tmpfs options", () => {
+Deno.test("cli rejects a relative --workdir or --tmpfs and unknown tmpfs options", () => {
   assert.equal(
     errorLine(() => parse("run", "-w", "srv", "img", "sh")),
     'option "-w": working directory "srv" is not absolute (see "micro run --help")',
   );
   assert.equal(
     errorLine(() => parse("run", "--tmpfs", "run", "img", "sh")),
-    'option "--tmpfs": path "run" is not absolute (see "micro run --help")',
+    'option "--tmpfs": the container path "run": must be an absolute path without \'..\': ' +
+      '"run" (see "micro run --help")',
   );
   assert.equal(
-    errorLine(() => parse("run", "--tmpfs", "/run:size=1m", "img", "sh")),
-    'option "--tmpfs": tmpfs options are not supported: "/run:size=1m" ' +
-      "(give only the container path, e.g. --tmpfs /run)",
+    errorLine(() => parse("run", "--tmpfs", "/run:size=1m,bogus", "img", "sh")),
+    'option "--tmpfs": unknown tmpfs option "bogus" (known: size, mode, uid, gid, ro, rw, ' +
+      'exec, noexec, suid, nosuid, dev, nodev): "/run:size=1m,bogus" (see "micro run --help")',
+  );
+  for (const bad of ["size=1x", "size=0", "mode=999", "uid=-1", "gid=a", "size"]) {
+    assert.match(
+      errorLine(() => parse("run", "--tmpfs", `/run:${bad}`, "img", "sh")),
+      /^option "--tmpfs": (invalid|unknown) tmpfs/,
+      bad,
+    );
+  }
+  assert.match(
+    errorLine(() => parse("run", "--shm-size", "64q", "img", "sh")),
+    /^option "--shm-size": invalid size "64q"/,
+  );
+});
+
+Deno.test("cli: --tmpfs options, --mount and --shm-size become the mount plugin's keys", () => {
+  const r = parse(
+    "run",
+    "--tmpfs",
+    "/run:size=1m,mode=0700,uid=65534,gid=65534,exec",
+    "--mount",
+    "type=bind,src=/srv,dst=/srv,ro",
+    "--mount",
+    "type=volume,source=cache,target=/cache",
+    "--shm-size",
+    "128m",
+    "img",
+    "sh",
+  );
+  assert.deepEqual(r.layer, {
+    mount: {
+      tmpfs: ["/run:size=1m,mode=0700,uid=65534,gid=65534,exec"],
+      mounts: ["type=bind,src=/srv,dst=/srv,ro", "type=volume,source=cache,target=/cache"],
+      shmSize: "128m",
+    },
+  });
+  assert.match(
+    errorLine(() =>
+      parse("run", "--mount", "type=bind,src=/a,dst=/b,bind-propagation=rshared", "img", "sh")
+    ),
+    /^option "--mount": bind-propagation=rshared is not supported: micro makes every mount private/,
+  );
+  assert.match(
+    errorLine(() => parse("run", "--mount", "type=tmpfs,dst=/b,src=/x", "img", "sh")),
+    /^option "--mount": unknown key "source" for type=tmpfs/,
+  );
+  assert.match(
+    errorLine(() => parse("run", "--mount", "type=bind,src=/a", "img", "sh")),
+    /^option "--mount": a mount needs target=PATH/,
   );
 });
 
@@ -430,6 +476,12 @@ Deno.test("cli --cap-add and --cap-drop fill caps.add and caps.drop in order, as
     errorLine(() => parse("run", "--cap-add")),
     'option "--cap-add" needs a value (see "micro run --help")',
   );
+});
+
+Deno.test("cli --init sets process.init (or clears a profile's with =false)", () => {
+  assert.deepEqual(parse("run", "--init", "img", "sleep", "1").layer, { process: { init: true } });
+  assert.deepEqual(parse("run", "--init=false", "img", "sh").layer, { process: { init: false } });
+  assert.deepEqual(parse("run", "--init", "img", "sh").args, ["sh"]);
 });
 
 Deno.test("cli --read-only turns the readonly plugin on (or off with =false)", () => {

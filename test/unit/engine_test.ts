@@ -9,6 +9,7 @@ import {
   compileChild,
   CONSOLE_RECORD,
   EXEC_FAILED_RECORD,
+  INIT_FAILED_RECORD,
   LABEL_FAILED_RECORD,
   landlockExecHint,
   READY_RECORD,
@@ -389,6 +390,35 @@ Deno.test("execute: a failed exec of the trampoline is the command's exec failin
   const e = await failure(execute(PLAN, OPTS, sys));
   assert.equal(e.exitCode, 126);
   assert.match(e.line(), /^exec: process: execve path=nope: EPERM/);
+});
+
+/** PLAN with `--init`: the trampoline stays as the container's init. */
+const INIT_PLAN: Op[] = PLAN.map((o) =>
+  o.kind === "execve" ? { ...o, args: { ...o.args, init: true } } : o
+);
+
+Deno.test("execute: --init's INIT_FAILED is one line naming the init and the errno (125)", async () => {
+  const sys = new RecordingSys().scriptRecv(5, READY, { record: [INIT_FAILED_RECORD, 11] });
+  const e = await failure(execute(INIT_PLAN, OPTS, sys));
+  assert.equal(e.exitCode, 125);
+  assert.equal(
+    e.line(),
+    "exec: process: init: EAGAIN (the init could not fork the command: the pids limit or " +
+      "RLIMIT_NPROC is reached)",
+  );
+  // The init has exited already: it is reaped, not killed.
+  assert.equal(sys.format().at(-1), "waitpid(4242)");
+  assert.ok(!sys.format().some((c) => c.startsWith("kill(")), sys.format().join("\n"));
+  // With --init the command's own exec failure is still the one-line 127.
+  const gone = new RecordingSys().scriptRecv(5, READY, execFailed(2));
+  const g = await failure(execute(INIT_PLAN, OPTS, gone));
+  assert.equal(g.exitCode, 127);
+  assert.match(g.line(), /^exec: process: execve path=nope: ENOENT \(command not found/);
+});
+
+Deno.test("execute: INIT_FAILED without --init is a malformed report", async () => {
+  const sys = new RecordingSys().scriptRecv(5, READY, { record: [INIT_FAILED_RECORD, 11] });
+  assert.match((await failure(execute(PLAN, OPTS, sys))).line(), /malformed report/);
 });
 
 Deno.test("execute: a LABEL_FAILED record is malformed: the child writes the label itself", async () => {
@@ -809,6 +839,42 @@ Deno.test("execute: a failed id-map write is an attach error naming the plugin a
     `waitpid(${NO_SUCH_PID})`,
   ]);
   assert.equal(sys.calls().some((c) => c.call === "write" && c.args[0] === 4), false);
+});
+
+Deno.test("execute: in a user namespace the container's root owns micro's pipes, not /dev/null", async () => {
+  const plan = realPlan({ user: ON, mount: ON });
+  const sys = new RecordingSys({ clonePid: NO_SUCH_PID });
+  await failure(execute(plan, { ...OPTS, stdin: true }, sys));
+  const calls = sys.format();
+  // Its host id from the uid_map and gid_map: 1000000000. The container's ends: 8, 11, 13.
+  assert.deepEqual(calls.slice(3, 10), [
+    "pipe2([8,9], 0x80000)",
+    "pipe2([10,11], 0x80000)",
+    "pipe2([12,13], 0x80000)",
+    "fchown(8, 1000000000, 1000000000)",
+    "fchown(11, 1000000000, 1000000000)",
+    "fchown(13, 1000000000, 1000000000)",
+    'memfdCreate("micro-exec", 0x13)',
+  ]);
+  // Without a user namespace, and with a terminal (the child makes it), nothing is chowned.
+  for (const [p, o] of [[PLAN, OPTS], [plan, { ...OPTS, terminal: true }]] as const) {
+    const none = new RecordingSys({ clonePid: NO_SUCH_PID }).scriptRecv(5, READY);
+    await execute(p, o, none).catch(() => {});
+    assert.equal(none.calls().some((c) => c.call === "fchown"), false);
+  }
+});
+
+Deno.test("execute: a pipe the container's root cannot get is a prepare error; nothing is cloned", async () => {
+  const plan = realPlan({ user: ON, mount: ON });
+  const sys = new RecordingSys().returns("fchown", () => true, -1);
+  const e = await failure(execute(plan, OPTS, sys));
+  assert.equal(
+    e.line().split(" (")[0],
+    'prepare: engine: fchown pipe="the container\'s stdout" owner=1000000000:1000000000: EPERM',
+  );
+  assert.equal(sys.calls().some((c) => c.call === "clone"), false);
+  const { opened, closed } = openedAndClosed(sys);
+  assert.deepEqual(closed, opened);
 });
 
 Deno.test("execute: an id-map write the kernel refuses is EPERM, with the rootless hint", async () => {

@@ -227,6 +227,45 @@ Deno.test("caps plugin: a non-root user gets the added capabilities as ambient (
   assert.deepEqual(kept.ambient, ["CAP_KILL"]);
 });
 
+/** The caps plugin's check of `micro run --profile P... IMAGE sh` with `layer`. */
+function capsCheck(profiles: string[], layer: Record<string, unknown>): string[] {
+  const caps = PLUGINS.find((p) => p.name === "caps")!;
+  return caps.check!(specOf(profiles, layer), host()).map((e) => e.line());
+}
+
+Deno.test("caps check: network capabilities with a user namespace and the host's network are refused", () => {
+  const hostNet = (add: string[]) => ({ caps: { add }, net: { mode: "host" } });
+  assert.deepEqual(capsCheck(["hardened"], hostNet(["NET_BIND_SERVICE"])), [
+    "check: added capability NET_BIND_SERVICE cannot work with the host's network namespace: " +
+    "capabilities held in the container's user namespace do not count there (give the " +
+    "container a network namespace of its own with --network none, or run without a user " +
+    "namespace)",
+  ]);
+  const both = capsCheck(["hardened"], hostNet(["net_raw", "NET_ADMIN", "CHOWN"]));
+  assert.equal(both.length, 1);
+  assert.match(both[0], /^check: added capabilities NET_ADMIN, NET_RAW cannot work with/);
+  // Its own network namespace: they count there.
+  assert.deepEqual(capsCheck(["hardened"], { caps: { add: ["NET_BIND_SERVICE"] } }), []);
+  // No user namespace: the host's root holds them.
+  assert.deepEqual(capsCheck([], hostNet(["NET_BIND_SERVICE", "NET_ADMIN"])), []);
+  // ALL is not a request for any one of them; the default set is not either.
+  assert.deepEqual(capsCheck(["hardened"], hostNet(["ALL"])), []);
+  assert.deepEqual(capsCheck([], { user: { enabled: true }, net: { mode: "host" } }), []);
+});
+
+Deno.test("caps check: SYS_TIME and the like never work in a user namespace; IPC_OWNER needs its own IPC", () => {
+  assert.deepEqual(capsCheck(["hardened"], { caps: { add: ["SYS_TIME", "MKNOD", "CHOWN"] } }), [
+    "check: added capabilities SYS_TIME, MKNOD cannot work in a user namespace: the kernel " +
+    "honours them only in the host's (drop it, or use a profile without a user namespace)",
+  ]);
+  assert.deepEqual(capsCheck([], { caps: { add: ["SYS_TIME"] } }), []);
+  assert.match(
+    capsCheck(["hardened"], { caps: { add: ["IPC_OWNER"] }, ipc: { enabled: false } })[0],
+    /^check: added capability IPC_OWNER cannot work with the host's IPC namespace/,
+  );
+  assert.deepEqual(capsCheck(["hardened"], { caps: { add: ["IPC_OWNER"] } }), []);
+});
+
 Deno.test("caps plugin: a non-root user without ambient gets no ambient capabilities", () => {
   const c = capsOf(planOf([], { caps: { add: ["NET_ADMIN"] }, process: { user: "1000" } }));
   assert.ok(c.bounding.includes("CAP_NET_ADMIN"));
@@ -274,7 +313,8 @@ Deno.test("readonly plugin: read-only root with tmpfs on /tmp and /run", () => {
       destination: "/run",
       type: "tmpfs",
       source: "tmpfs",
-      options: ["nosuid", "nodev", "mode=755"],
+      // Writable by a container user who is not root (hardened runs as nobody), as podman's.
+      options: ["nosuid", "nodev", "mode=1777"],
     },
   ]);
   assert.deepEqual(readonly.plan(spec, host()), [], "the mount plugin does the work");
@@ -282,24 +322,34 @@ Deno.test("readonly plugin: read-only root with tmpfs on /tmp and /run", () => {
 });
 
 Deno.test("readonly plugin: a custom tmpfs list replaces the default, paths cleaned", () => {
-  const spec = specOf([], { readonly: { tmpfs: ["/var/cache/", "/srv//scratch", "/tmp"] } });
+  const spec = specOf([], {
+    readonly: { tmpfs: ["/var/cache/", "/srv//scratch:mode=0750,uid=1,noexec", "/tmp"] },
+  });
   assert.deepEqual(
-    spec.mounts.filter((m) => m.type === "tmpfs").map((m) => [m.destination, m.options[2]]),
-    [["/var/cache", "mode=755"], ["/srv/scratch", "mode=755"], ["/tmp", "mode=1777"]],
+    spec.mounts.filter((m) => m.type === "tmpfs").map((m) => [m.destination, m.options.join()]),
+    [
+      ["/var/cache", "nosuid,nodev,mode=1777"],
+      ["/srv/scratch", "nosuid,nodev,noexec,mode=750,uid=1"],
+      ["/tmp", "nosuid,nodev,mode=1777"],
+    ],
   );
   assert.deepEqual(
     specOf([], { readonly: { tmpfs: [] } }).mounts.filter((m) => m.type === "tmpfs"),
     [],
   );
   assert.deepEqual(
-    errorLines(() => resolveProfile([], { readonly: { tmpfs: ["/", "run", "/a/../b"] } }, PLUGINS)),
+    errorLines(() =>
+      resolveProfile([], { readonly: { tmpfs: ["/", "run", "/a/../b", "/x:nope"] } }, PLUGINS)
+    ),
     [
-      'command line: readonly.tmpfs[0]: invalid value "/": must be an absolute path below / ' +
-      "without '..'",
-      'command line: readonly.tmpfs[1]: invalid value "run": must be an absolute path below / ' +
-      "without '..'",
-      'command line: readonly.tmpfs[2]: invalid value "/a/../b": must be an absolute path below ' +
-      "/ without '..'",
+      'command line: readonly.tmpfs[0]: invalid value "/": the container path "/": a mount on / ' +
+      "would replace the container's root",
+      'command line: readonly.tmpfs[1]: invalid value "run": the container path "run": must be ' +
+      "an absolute path without '..'",
+      'command line: readonly.tmpfs[2]: invalid value "/a/../b": the container path "/a/../b": ' +
+      "must be an absolute path without '..'",
+      'command line: readonly.tmpfs[3]: invalid value "/x:nope": unknown tmpfs option "nope" ' +
+      "(known: size, mode, uid, gid, ro, rw, exec, noexec, suid, nosuid, dev, nodev)",
     ],
   );
 });
@@ -308,7 +358,8 @@ Deno.test("readonly plugin: no second /tmp over one the mount plugin or the list
   const spec = specOf([], { readonly: {}, mount: { tmpfs: ["/tmp"] } });
   const tmp = spec.mounts.filter((m) => m.destination === "/tmp");
   assert.equal(tmp.length, 1);
-  assert.deepEqual(tmp[0].options, ["nosuid", "nodev", "mode=1777"]);
+  // The mount plugin's, with Docker's --tmpfs defaults.
+  assert.deepEqual(tmp[0].options, ["nosuid", "nodev", "noexec", "mode=1777"]);
   assert.equal(spec.mounts.filter((m) => m.destination === "/run").length, 1);
   const twice = specOf([], { readonly: { tmpfs: ["/tmp", "/tmp/", "/run", "/run/."] } });
   assert.deepEqual(twice.mounts.filter((m) => m.type === "tmpfs").map((m) => m.destination), [
@@ -473,12 +524,12 @@ Deno.test("lsm plugin: SELinux labels the container's tmpfs, devpts and mqueue m
     "/dev/urandom": undefined,
     "/dev/tty": undefined,
     "/dev/pts": `newinstance,ptmxmode=0666,mode=0620,gid=5,${MOUNT_LABEL}`,
-    "/dev/shm": `mode=1777,size=65536k,${MOUNT_LABEL}`,
+    "/dev/shm": `mode=1777,size=67108864,${MOUNT_LABEL}`,
     "/sys": undefined,
     "/data": undefined,
     "/dev/mqueue": MOUNT_LABEL,
     "/tmp": `mode=1777,${MOUNT_LABEL}`,
-    "/run": `mode=755,${MOUNT_LABEL}`,
+    "/run": `mode=1777,${MOUNT_LABEL}`,
   });
   // Without SELinux in the profile, no mount carries a context.
   assert.ok(

@@ -110,6 +110,14 @@ Deno.test("ops come out in the fixed phase order", () => {
   assert.deepEqual(ranks, [...ranks].sort((a, b) => a - b));
 });
 
+Deno.test("--init (process.init) marks the execve op, which micro plan shows", () => {
+  const execve = (layer: Record<string, unknown>) =>
+    plan(["default"], "/images/busybox", ["sleep", "1"], host(), layer).split("\n")
+      .find((l) => l.includes(" execve "))!;
+  assert.match(execve({ process: { init: true } }), / init=true$/);
+  assert.doesNotMatch(execve({}), /init=/);
+});
+
 Deno.test("--rm plans the container directory's removal at the end; a kept one has none", () => {
   const ops = (remove: boolean) => {
     const { profile } = resolveProfile([], {}, PLUGINS);
@@ -123,4 +131,22 @@ Deno.test("--rm plans the container directory's removal at the end; a kept one h
   };
   assert.deepEqual(ops(true), ["prepare overlay-dirs", "cleanup overlay-remove"]);
   assert.deepEqual(ops(false), ["prepare overlay-dirs"]);
+});
+
+Deno.test("the default hostname is the short container id, as Docker's, whatever the name", () => {
+  // A name may be 128 characters; a hostname at most 64 (sethostname: EINVAL beyond).
+  const name = "a".repeat(100);
+  const named = host({ id: name, stateDir: `/run/micro/${name}`, hostname: "3f4e5d6c7b8a" });
+  const out = plan([], "/images/busybox", ["sh"], named);
+  assert.match(out, /sethostname name=3f4e5d6c7b8a\n/);
+  assert.match(out, /"HOSTNAME=3f4e5d6c7b8a"/);
+  assert.doesNotMatch(out, /sethostname name=a{100}/);
+  // --hostname wins; up to 64 characters.
+  const h64 = "h".repeat(64);
+  const given = plan([], "/images/busybox", ["sh"], named, { uts: { hostname: h64 } });
+  assert.match(given, new RegExp(`sethostname name=${h64}\\n`));
+  assert.throws(
+    () => resolveProfile([], { uts: { hostname: "h".repeat(65) } }, PLUGINS),
+    /a hostname is 1 to 64 letters, digits, dots and dashes/,
+  );
 });

@@ -318,6 +318,25 @@ Deno.test("process values are normalized: numeric user and groups, parsed rlimit
   });
 });
 
+Deno.test("process.init resolves, is inherited and is shown", () => {
+  const opts = fake({
+    "a.yaml": "process:\n  init: true\n",
+    "b.yaml": "extends: a.yaml\n",
+    "bad.yaml": "process:\n  init: yes please\n",
+  });
+  assert.equal(resolveProfile(["b.yaml"], null, PLUGINS, opts).profile.process.init, true);
+  assert.equal(resolveProfile([], null, PLUGINS, opts).profile.process.init, false);
+  assert.equal(
+    resolveProfile(["b.yaml"], { process: { init: false } }, PLUGINS, opts).profile.process.init,
+    false,
+  );
+  assert.match(
+    profileToYaml(resolveProfile(["b.yaml"], null, PLUGINS, opts)),
+    /\n {2}init: true\n/,
+  );
+  assert.equal(errorLines(() => resolveProfile(["bad.yaml"], null, PLUGINS, opts)).length, 1);
+});
+
 Deno.test("showProfile prints YAML that resolves to the same profile", () => {
   const text = showProfile("hardened", PLUGINS, fake({}));
   assert.match(text, /^# resolved from: builtin:default, builtin:hardened\n/);
@@ -535,7 +554,7 @@ Deno.test("unknown keys name the key path and line", () => {
     '"extends", "process", "mount", "uts", "net", "user", "pid", "ipc", "cgroupns", "overlay", "caps", ' +
     '"readonly", "lsm", "seccomp", "cgroups"',
     'profile web.yaml: process.environment (line 7): unknown key: expected one of "env", ' +
-    '"user", "defaultUser", "groups", "cwd", "noNewPrivileges", "rlimits"',
+    '"user", "defaultUser", "groups", "cwd", "noNewPrivileges", "init", "oomScoreAdj", "rlimits"',
   ]);
 });
 

@@ -3,7 +3,7 @@
  * real: natively for the host's architecture, under qemu-user for the other one when it is
  * installed. Each run gets the layout micro passes ("" LABEL CANDIDATES "" ARGV, report fd
  * 3, label fd 4) or a wrong one, through bash's `exec -a` (an empty argv[0]) or qemu's
- * `-0`.
+ * `-0`; in init mode (`--init`) argv[0] is "init".
  */
 import assert from "node:assert/strict";
 import { TRAMPOLINE } from "../../core/engine/trampoline.ts";
@@ -11,6 +11,7 @@ import {
   EXEC_FAILED_RECORD,
   FD_LABEL,
   FD_TRAMPOLINE_REPORT,
+  INIT_MODE,
   LABEL_FAILED_RECORD,
 } from "../../core/engine/child.ts";
 import {
@@ -89,25 +90,39 @@ if [ -n "$QEMU" ]; then exec "$QEMU" -0 "$a0" "$bin" "$@"; fi
 exec -a "$a0" "$bin" "$@"
 `;
 
-/**
- * Runs the trampoline with `argv` (argv[0] included), fd 3 open on a file unless `noFd`,
- * fd 4 open on another one with `labelFd`.
- */
-function runTrampoline(
+interface RunOptions {
+  /** No fd 3. */
+  noFd?: boolean;
+  /** fd 4 open on a file. */
+  labelFd?: boolean;
+  /** Run as nobody (when this test runs as root), through setpriv. */
+  nobody?: boolean;
+}
+
+/** As root, setpriv drops to nobody; otherwise this user already is no root. */
+const NOBODY = Deno.uid() === 0
+  ? ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+  : [];
+
+/** The command that runs the trampoline with `argv` (argv[0] included); see `RunOptions`. */
+function trampolineCommand(
   arch: TrampolineArch,
   dir: string,
   argv: string[],
-  { noFd = false, labelFd = false } = {},
-): Ran {
+  { noFd = false, labelFd = false, nobody = false }: RunOptions,
+): Deno.Command {
   const bin = `${dir}/trampoline-${arch}`;
   Deno.writeFileSync(bin, TRAMPOLINE[arch], { mode: 0o755 });
   const rec = `${dir}/record`;
-  Deno.writeFileSync(rec, new Uint8Array(0));
+  Deno.writeFileSync(rec, new Uint8Array(0), { mode: 0o666 });
   const label = `${dir}/label`;
-  Deno.writeFileSync(label, new Uint8Array(0));
+  Deno.writeFileSync(label, new Uint8Array(0), { mode: 0o666 });
+  if (nobody) Deno.chmodSync(dir, 0o755);
   const qemu = runner(arch)!;
-  const out = new Deno.Command("bash", {
+  const prefix = nobody ? NOBODY : [];
+  return new Deno.Command(prefix[0] ?? "bash", {
     args: [
+      ...(prefix.length ? [...prefix.slice(1), "bash"] : []),
       "-c",
       SCRIPT,
       "bash",
@@ -119,10 +134,14 @@ function runTrampoline(
       ...argv.slice(1),
     ],
     env: { QEMU: qemu[0] ?? "" },
+    stdin: "null",
     stdout: "piped",
     stderr: "piped",
-  }).outputSync();
-  const bytes = Deno.readFileSync(rec);
+  });
+}
+
+function ran(dir: string, out: Deno.CommandOutput): Ran {
+  const bytes = Deno.readFileSync(`${dir}/record`);
   const words = new Int32Array(bytes.buffer, 0, Math.floor(bytes.length / 4));
   const dec = new TextDecoder();
   return {
@@ -130,8 +149,18 @@ function runTrampoline(
     stdout: dec.decode(out.stdout),
     stderr: dec.decode(out.stderr),
     record: Array.from(words),
-    label: Deno.readTextFileSync(label),
+    label: Deno.readTextFileSync(`${dir}/label`),
   };
+}
+
+/** Runs the trampoline with `argv` (argv[0] included) to its end; see `RunOptions`. */
+function runTrampoline(
+  arch: TrampolineArch,
+  dir: string,
+  argv: string[],
+  opts: RunOptions = {},
+): Ran {
+  return ran(dir, trampolineCommand(arch, dir, argv, opts).outputSync());
 }
 
 const REFUSAL = "micro: exec trampoline: not started by micro\n";
@@ -309,4 +338,206 @@ for (const arch of TRAMPOLINE_ARCHES) {
         assert.deepEqual(r.record, []);
       }),
   });
+}
+
+// ---- Init mode (`micro run --init`) ------------------------------------------------------
+
+/** Waits until `path` holds a line (a pid the command wrote), up to 10 s. */
+async function waitForFile(path: string): Promise<string> {
+  for (let i = 0; i < 1000; i++) {
+    try {
+      const text = Deno.readTextFileSync(path);
+      if (text.endsWith("\n")) return text.trim();
+    } catch { /* not yet */ }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`${path} was never written`);
+}
+
+for (const arch of TRAMPOLINE_ARCHES) {
+  const how = runner(arch);
+  const native = how?.length === 0;
+  const skip = how === null
+    ? ` (skipped: no qemu-${arch}-static or qemu-${arch}; install qemu-user-static)`
+    : "";
+  const t = (name: string, fn: (dir: string) => void | Promise<void>, ignore = false) =>
+    Deno.test({
+      name: `trampoline ${arch} init: ${name}${ignore ? "" : skip}`,
+      ignore: how === null || ignore,
+      fn: async () => {
+        const dir = Deno.makeTempDirSync({ prefix: "micro-trampoline-test-" });
+        try {
+          await fn(dir);
+        } finally {
+          Deno.removeSync(dir, { recursive: true });
+        }
+      },
+    });
+  const init = (...rest: string[]) => [INIT_MODE, "", ...rest];
+
+  t(
+    "runs the command as its child, in a process group of its own, and exits with its code",
+    async (d) => {
+      const script = [
+        "read x x x x pgrp x < /proc/self/stat",
+        'echo "$$ $PPID $pgrp"',
+        ...PROBE,
+        // The init keeps neither the report socket nor the label fd (qemu has fds of its own).
+        native ? "[ -e /proc/$PPID/fd/3 ] || [ -e /proc/$PPID/fd/4 ] && echo init-holds-fds" : ":",
+        "exit 7",
+      ].join("; ");
+      const child = trampolineCommand(
+        arch,
+        d,
+        init("/nonexistent/sh", "/bin/sh", "", "sh", "-c", script),
+        {},
+      ).spawn();
+      const r = ran(d, await child.output());
+      assert.equal(r.stderr, "");
+      const [ids, ...rest] = r.stdout.split("\n");
+      const [pid, ppid, pgrp] = ids.split(" ").map(Number);
+      assert.equal(ppid, child.pid, "the command's parent is the init");
+      assert.notEqual(pid, child.pid);
+      assert.equal(pgrp, pid, "the command leads its own process group");
+      assert.deepEqual(rest, ["closed", "closed", ""], "fds 3 and 4 do not reach the command");
+      assert.equal(r.code, 7);
+      assert.deepEqual(r.record, []);
+    },
+  );
+
+  t("a command killed by signal N: exit 128+N, as Docker's init", (d) => {
+    const r = runTrampoline(arch, d, init("/bin/sh", "", "sh", "-c", "kill -KILL $$"));
+    assert.equal(r.code, 137);
+    const s = runTrampoline(arch, d, init("/bin/sh", "", "sh", "-c", "kill -SEGV $$"));
+    assert.equal(s.code, 128 + 11);
+  });
+
+  t("no candidate: the command's [EXEC_FAILED, errno] on fd 3 and exit 127", (d) => {
+    const r = runTrampoline(arch, d, init("/nonexistent/a", `${d}/nope`, "", "a"));
+    assert.equal(r.code, 127);
+    assert.deepEqual(r.record, [EXEC_FAILED_RECORD, 2]);
+    assert.equal(r.stdout + r.stderr, "");
+    const l = runTrampoline(arch, d, ["init", "some-label", "/bin/echo", "", "echo", "ran"]);
+    assert.equal(l.code, 127);
+    assert.deepEqual(l.record, [LABEL_FAILED_RECORD, 9], "no fd 4: EBADF");
+    assert.equal(l.stdout, "");
+  });
+
+  t("other spellings of init, or no fd 3, are refused as any bad layout", (d) => {
+    for (const a0 of ["ini", "initx", "Init", "init "]) {
+      const r = runTrampoline(arch, d, [a0, "", "/bin/echo", "", "echo", "ran"]);
+      assert.equal(r.code, 126, a0);
+      assert.equal(r.stderr, REFUSAL, a0);
+      assert.equal(r.stdout, "", a0);
+    }
+    const r = runTrampoline(arch, d, init("/bin/echo", "", "echo", "ran"), { noFd: true });
+    assert.equal(r.code, 126);
+    assert.equal(r.stderr, REFUSAL);
+    assert.equal(r.stdout, "");
+  });
+
+  t(
+    "TERM to the init goes to the command; killed by it, the command makes the init exit 143",
+    async (d) => {
+      // The command is a plain sleep: it has no handler, so TERM kills it; the init then
+      // exits 143 itself (it is not killed: it blocks every signal).
+      const ready = `${d}/ready`;
+      const child = trampolineCommand(
+        arch,
+        d,
+        init("/bin/sh", "", "sh", "-c", `echo $$ > ${ready}; exec sleep 30`),
+        {},
+      ).spawn();
+      const pid = await waitForFile(ready);
+      await new Promise((r) => setTimeout(r, 100)); // the exec of sleep
+      Deno.kill(child.pid, "SIGTERM");
+      const out = await child.output();
+      assert.equal(out.signal, null, "the init was not killed itself");
+      assert.equal(out.code, 143);
+      assert.ok(!exists(`/proc/${pid}`), "the command is gone");
+    },
+  );
+
+  t("USR1, HUP and INT are forwarded too", async (d) => {
+    for (const sig of ["SIGUSR1", "SIGHUP", "SIGINT"] as const) {
+      const ready = `${d}/ready`;
+      try {
+        Deno.removeSync(ready);
+      } catch { /* first round */ }
+      const name = sig.slice(3);
+      const child = trampolineCommand(
+        arch,
+        d,
+        init(
+          "/bin/sh",
+          "",
+          "sh",
+          "-c",
+          `trap 'echo got ${name}; exit 3' ${name}; echo $$ > ${ready}; ` +
+            "while :; do sleep 0.05; done",
+        ),
+        {},
+      ).spawn();
+      await waitForFile(ready);
+      Deno.kill(child.pid, sig);
+      const out = await child.output();
+      assert.equal(new TextDecoder().decode(out.stdout), `got ${name}\n`, sig);
+      assert.equal(out.code, 3, sig);
+    }
+  });
+
+  // qemu-user refuses PR_SET_CHILD_SUBREAPER, so orphans go past the emulated init there.
+  t(
+    "an orphan is reparented to the init (a subreaper) and reaped when it exits" +
+      (native ? "" : " (skipped: needs this machine's architecture)"),
+    (d) => {
+      // The subshell leaves `sleep 0.5` orphaned at once; while it runs its parent is the
+      // init; after it exits nothing of it is left (it would stay a zombie, state Z, if the
+      // init did not reap it).
+      const script = [
+        "(sleep 0.5 & echo $! > " + `${d}/orphan)`,
+        "o=$(cat " + `${d}/orphan)`,
+        "sleep 0.2",
+        "read x x s pp x < /proc/$o/stat",
+        'echo "state=$s parent=$([ $pp = $PPID ] && echo init)"',
+        "sleep 0.8",
+        "if [ -e /proc/$o ]; then read x x s x < /proc/$o/stat; echo after=$s; " +
+        "else echo after=gone; fi",
+      ].join("; ");
+      const r = runTrampoline(arch, d, init("/bin/sh", "", "sh", "-c", script));
+      assert.equal(r.stderr, "");
+      assert.equal(r.stdout, "state=S parent=init\nafter=gone\n");
+      assert.equal(r.code, 0);
+    },
+    !native,
+  );
+
+  t(
+    "the init is not dumpable (its /proc files are root's, its maps closed); its command is again" +
+      (NOBODY.length === 0 || which("setpriv") ? "" : " (skipped: no setpriv)"),
+    (d) => {
+      const script = [
+        "me=$(id -u)",
+        'echo "init=$(stat -c %u /proc/$PPID/status) command=$(stat -c %u /proc/$$/status)' +
+        ' me=$me"',
+        "cat /proc/$PPID/maps >/dev/null 2>&1; echo maps=$?",
+        "cat /proc/$$/maps >/dev/null 2>&1; echo own=$?",
+      ].join("; ");
+      const r = runTrampoline(arch, d, init("/bin/sh", "", "sh", "-c", script), { nobody: true });
+      assert.equal(r.stderr, "");
+      const me = NOBODY.length ? 65534 : Deno.uid();
+      assert.equal(r.stdout, `init=0 command=${me} me=${me}\nmaps=1\nown=0\n`);
+      assert.equal(r.code, 0);
+    },
+    NOBODY.length > 0 && !which("setpriv"),
+  );
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
 }

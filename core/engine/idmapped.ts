@@ -1,0 +1,165 @@
+/**
+ * Idmapped image mounts for a root-run container with a user namespace (hardened): the
+ * image's files are owned by host ids (root is 0, an image's app user 1000), which the
+ * container's map (0 -> 1000000000, ...) does not cover, so in the container they would all
+ * show as nobody, its own user could not read its 0700 files and a copy-up of them would
+ * fail. A mount idmapped with a user namespace of the container's maps shows on-disk id N as
+ * the container's N (DESIGN.md §10). The namespace must exist before the clone, so that the
+ * trees are made in the parent and inherited: a throwaway process is cloned into a new user
+ * namespace, given the container's maps, and held by fd (crun does the same).
+ */
+import { MicroError } from "../errors.ts";
+import type { Op } from "../ops.ts";
+import { C, cstr, type Sys } from "../sys/mod.ts";
+
+const EMPTY = cstr("");
+
+/** The container's uid and gid maps when root runs it in a user namespace that shifts ids. */
+export function shiftedMaps(ops: Op[], uid: number): { uid: string; gid: string } | null {
+  if (uid !== 0) return null; // rootless: its layers are stored shifted already
+  let u: string | undefined;
+  let g: string | undefined;
+  for (const o of ops) {
+    if (o.kind !== "proc-write") continue;
+    if (o.args.file === "uid_map") u = o.args.content;
+    if (o.args.file === "gid_map") g = o.args.content;
+  }
+  if (u === undefined || g === undefined) return null;
+  const identity = (m: string) => /^\s*0\s+0\s+4294967295\s*$/.test(m);
+  return identity(u) && identity(g) ? null : { uid: u, gid: g };
+}
+
+/** A user namespace with these maps, held by the returned fd (O_CLOEXEC). */
+export async function mappedUserns(sys: Sys, maps: { uid: string; gid: string }): Promise<number> {
+  const sync = new Int32Array(2);
+  const rc = sys.pipe2(sync, C.O_CLOEXEC);
+  if (rc < 0) throw idmapError("pipe2", rc);
+  const one = new Uint8Array(1);
+  sys.prepareFork();
+  const pid = sys.clone(C.CLONE_NEWUSER | C.SIGCHLD);
+  if (pid === 0) {
+    // Nothing but waiting: the namespace lives while this process does.
+    sys.prctl(C.PR_SET_PDEATHSIG, C.SIGKILL, 0, 0, 0);
+    sys.close(sync[1]);
+    sys.read(sync[0], one, 1);
+    sys.exit(0);
+  }
+  sys.close(sync[0]);
+  if (pid < 0) {
+    sys.close(sync[1]);
+    throw idmapError("clone(CLONE_NEWUSER)", pid);
+  }
+  let fd = -1;
+  try {
+    Deno.writeTextFileSync(`/proc/${pid}/uid_map`, maps.uid);
+    Deno.writeTextFileSync(`/proc/${pid}/gid_map`, maps.gid);
+    fd = sys.open(cstr(`/proc/${pid}/ns/user`), C.O_RDONLY | C.O_CLOEXEC, 0);
+    if (fd < 0) throw idmapError(`open /proc/${pid}/ns/user`, fd);
+  } catch (e) {
+    if (e instanceof MicroError) throw e;
+    throw new MicroError(`idmapped image: write the id maps of ${pid}: ${(e as Error).message}`);
+  } finally {
+    sys.close(sync[1]); // the process exits
+    await sys.waitpid(pid);
+  }
+  return fd;
+}
+
+/**
+ * Idmaps the detached tree `fd` (from open_tree OPEN_TREE_CLONE) with `userns`: 0, or
+ * -errno (EINVAL: a kernel or file system without idmapped mounts).
+ */
+export function idmapTree(sys: Sys, fd: number, userns: number): number {
+  return sys.mountSetattr(
+    fd,
+    EMPTY,
+    C.AT_EMPTY_PATH | C.AT_RECURSIVE,
+    C.MOUNT_ATTR_IDMAP,
+    0,
+    userns,
+  );
+}
+
+/** What to tell the user when the kernel refused (warned once; the run goes on unmapped). */
+export function idmapWarning(rc: number): string {
+  return `the image's files show as nobody in the container's user namespace: idmapping its ` +
+    `mount failed (errno ${-rc}; Linux 5.19+ idmaps overlay layers)`;
+}
+
+function idmapError(what: string, rc: number): MicroError {
+  return new MicroError("", { phase: "prepare", plugin: "user", op: what, errno: -rc });
+}
+
+export interface IdmappedImage {
+  /** The ops, a store image's lower layers replaced by their idmapped copies' fd paths. */
+  ops: Op[];
+  /** The idmapped layer trees (the child keeps them at FD_IDMAPPED + k). */
+  layerFds: number[];
+  /** Where the child attaches them (directories made here): the lower directories. */
+  layerMounts: string[];
+  /** Closes the layer trees (after the child has them). */
+  close(): void;
+}
+
+/**
+ * Idmaps the image for a root-run container whose user namespace shifts ids: the
+ * directory image's detached tree `tree` in place, or a store image's `layers` each as a
+ * detached idmapped copy. When the kernel cannot, the run goes on unmapped with one warning.
+ */
+export async function idmapImage(
+  sys: Sys,
+  ops: Op[],
+  uid: number,
+  tree: number,
+  layers: readonly string[] | undefined,
+  stageDir: string,
+  warn: (m: string) => void,
+): Promise<IdmappedImage> {
+  const none: IdmappedImage = { ops, layerFds: [], layerMounts: [], close() {} };
+  const maps = shiftedMaps(ops, uid);
+  if (maps === null || (tree < 0 && !layers?.length)) return none;
+  const userns = await mappedUserns(sys, maps);
+  const fds: number[] = [];
+  const closeAll = () => {
+    for (const fd of fds.splice(0)) sys.close(fd);
+  };
+  try {
+    if (tree >= 0) {
+      const rc = idmapTree(sys, tree, userns);
+      if (rc < 0) {
+        warn(idmapWarning(rc));
+        return none;
+      }
+    }
+    if (!layers?.length) return none;
+    for (const path of layers) {
+      const fd = sys.openTree(C.AT_FDCWD, cstr(path), C.OPEN_TREE_CLONE | C.O_CLOEXEC);
+      if (fd < 0) throw idmapError(`open_tree ${path}`, fd);
+      fds.push(fd);
+      const rc = idmapTree(sys, fd, userns);
+      if (rc < 0) {
+        closeAll();
+        warn(idmapWarning(rc));
+        return none;
+      }
+    }
+    // In the run's state directory: the child's mounts there go with its mount namespace.
+    const lowers = layers.map((_, k) => `${stageDir}/${k}`);
+    for (const d of [stageDir, ...lowers]) Deno.mkdirSync(d, { mode: 0o755 });
+    return {
+      ops: ops.map((o) =>
+        o.kind === "bind-root" && o.args.overlay?.lowers
+          ? { ...o, args: { ...o.args, overlay: { ...o.args.overlay, lowers } } }
+          : o
+      ),
+      layerFds: fds,
+      layerMounts: lowers,
+      close: closeAll,
+    };
+  } catch (e) {
+    closeAll();
+    throw e;
+  } finally {
+    sys.close(userns);
+  }
+}

@@ -1,0 +1,73 @@
+/**
+ * MICRO_TRACE=1: each phase's milliseconds on stderr when micro exits (core/trace.ts).
+ */
+import assert from "node:assert/strict";
+import { IMAGE, microTest, run, show } from "./_helpers.ts";
+
+const TRACE = /^micro: trace: (.+?)(?: ×(\d+))?\s+(\d+\.\d\d) ms$/;
+
+function phases(stderr: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of stderr.split("\n")) {
+    const m = TRACE.exec(line);
+    if (m) out.set(m[1], (out.get(m[1]) ?? 0) + Number(m[3]));
+  }
+  return out;
+}
+
+microTest("trace: MICRO_TRACE=1 prints every phase of a run, adding up to the total", async () => {
+  for (const profile of ["default", "hardened"]) {
+    const r = await run(["run", "--rm", "--profile", profile, IMAGE, "/bin/true"], {
+      env: { MICRO_TRACE: "1" },
+    });
+    assert.equal(r.code, 0, show(r));
+    const p = phases(r.stderr);
+    for (
+      const name of [
+        "deno start to main",
+        "parse args",
+        "profile",
+        "checks",
+        "plan",
+        "libc bind",
+        "state write",
+        "clone (child, watchdog)",
+        "first cgroup.procs write",
+        "child set-up until exec",
+        "wait (command runs)",
+        "engine cleanup",
+        "exit",
+        "total",
+      ]
+    ) {
+      assert.ok(p.has(name), `${profile}: no "${name}" in:\n${r.stderr}`);
+    }
+    // Before anything exists (cgroups, container dir), then with the child's pid.
+    const writes = r.stderr.split("\n").map((l) => TRACE.exec(l))
+      .filter((m) => m?.[1] === "state write").reduce((n, m) => n + Number(m![2] ?? 1), 0);
+    assert.equal(writes, 2, `${profile}: state writes:\n${r.stderr}`);
+    // A built-in profile's seccomp program was compiled at build time.
+    assert.ok(!p.has("seccomp compile"), `${profile}: compiled at run time:\n${r.stderr}`);
+    let sum = 0;
+    for (const [name, ms] of p) if (name !== "total") sum += ms;
+    assert.ok(
+      Math.abs(sum - p.get("total")!) < 1,
+      `${profile}: phases do not add up:\n${r.stderr}`,
+    );
+  }
+});
+
+microTest(
+  "trace: off without MICRO_TRACE=1; other capabilities compile seccomp at run time",
+  async () => {
+    const r = await run(["run", "--rm", IMAGE, "/bin/true"], { env: { MICRO_TRACE: "0" } });
+    assert.equal(r.code, 0, show(r));
+    assert.doesNotMatch(r.stderr, /trace/, show(r));
+    // Other capabilities than the profile's: a program the build did not make.
+    const capAdd = await run(["run", "--rm", "--cap-add", "SYS_PTRACE", IMAGE, "/bin/true"], {
+      env: { MICRO_TRACE: "1" },
+    });
+    assert.equal(capAdd.code, 0, show(capAdd));
+    assert.ok(phases(capAdd.stderr).has("seccomp compile"), show(capAdd));
+  },
+);

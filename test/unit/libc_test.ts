@@ -1,0 +1,72 @@
+/**
+ * The real libc `Sys` (core/sys/libc.ts): a call made through a longer signature than its
+ * own (zero-padded) reaches the kernel with the same arguments, and failures are -errno.
+ * Runs unprivileged: only calls on the test's own files, pipes and process.
+ */
+import assert from "node:assert/strict";
+import { openLibc } from "../../core/sys/libc.ts";
+import { C, cstr } from "../../core/sys/mod.ts";
+
+const text = (b: Uint8Array) => new TextDecoder().decode(b.subarray(0, b.indexOf(0)));
+
+Deno.test("libc: one Sys per process", () => {
+  assert.equal(openLibc(), openLibc());
+});
+
+Deno.test("libc: calls through the shared signatures, with -errno on failure", () => {
+  const sys = openLibc();
+  const dir = Deno.makeTempDirSync({ prefix: "micro-libc-" });
+  try {
+    Deno.writeTextFileSync(`${dir}/f`, "hello");
+    // b → bii (chdir), bi → bii (getcwd)
+    const cwd = Deno.cwd();
+    try {
+      assert.equal(sys.chdir(cstr(dir)), 0);
+      const buf = new Uint8Array(4096);
+      assert.ok(sys.getcwd(buf) > 0);
+      assert.equal(text(buf), Deno.realPathSync(dir));
+    } finally {
+      Deno.chdir(cwd);
+    }
+    // ibii → ibiii (open), ib → ibibi (fstat), ibi → ibibi (read)
+    const fd = sys.open(cstr(`${dir}/f`), C.O_RDONLY | C.O_CLOEXEC, 0);
+    assert.ok(fd >= 0);
+    const st = { mode: 0, uid: -1, gid: -1, size: -1 };
+    assert.equal(sys.fstat(fd, st), 0);
+    assert.equal(st.size, 5);
+    assert.equal(st.uid, Deno.uid());
+    const data = new Uint8Array(16);
+    assert.equal(sys.read(fd, data, 16), 5);
+    assert.equal(new TextDecoder().decode(data.subarray(0, 5)), "hello");
+    assert.equal(sys.close(fd), 0);
+    // ibbi → ibbii (openat2 beneath a dir fd)
+    const d = sys.open(cstr(dir), C.O_RDONLY | C.O_DIRECTORY | C.O_CLOEXEC, 0);
+    const f2 = sys.openat2(d, cstr("f"), C.O_RDONLY | C.O_CLOEXEC, 0, C.RESOLVE_BENEATH);
+    assert.ok(f2 >= 0, `openat2: ${f2}`);
+    assert.equal(sys.openat2(d, cstr("../x"), C.O_RDONLY, 0, C.RESOLVE_BENEATH), -18); // EXDEV
+    sys.close(f2);
+    sys.close(d);
+    // failures: -errno (ENOENT, EBADF)
+    assert.equal(sys.open(cstr(`${dir}/missing`), C.O_RDONLY, 0), -2);
+    assert.equal(sys.close(-1), -9);
+    // iib → iibbi (ioctl FIONREAD on a pipe), iiib (socketpair)
+    const p = new Int32Array(2);
+    assert.equal(sys.pipe2(p, C.O_CLOEXEC), 0);
+    assert.equal(sys.write(p[1], data, 3), 3);
+    const n = new Int32Array(1);
+    assert.equal(sys.ioctlBuf(p[0], C.FIONREAD, new Uint8Array(n.buffer)), 0);
+    assert.equal(n[0], 3);
+    sys.close(p[0]);
+    sys.close(p[1]);
+    const s = new Int32Array(2);
+    assert.equal(sys.socketpair(C.AF_UNIX, C.SOCK_SEQPACKET | C.SOCK_CLOEXEC, s), 0);
+    sys.close(s[0]);
+    sys.close(s[1]);
+    // bb → bbbib (capget, nanosleep)
+    const sets = new Uint32Array(6);
+    assert.equal(sys.capget(sets), 0);
+    assert.equal(sys.sleep(1), 0);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
