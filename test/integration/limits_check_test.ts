@@ -44,8 +44,9 @@ microTest("--cpus above the host's CPU count is refused naming the count", async
   assert.equal(r.stdout, "", show(r));
   assert.equal(
     r.stderr,
-    `micro: check: cgroups: --cpus: ${n + 1} is more than the ${n} CPUs this host has ` +
-      `(give at most ${n})\n`,
+    `micro: check: cgroups: --cpus: ${n + 1} is out of range: the range of CPUs is from 0.01 ` +
+      `to ${n}.00, as there ${n === 1 ? "is only 1 CPU" : `are only ${n} CPUs`} available ` +
+      `(${online} online)\n`,
   );
   assert.equal(ok(await run(["run", "--rm", "--cpus", String(n), IMAGE, "echo", "ran"])), "ran\n");
 });
