@@ -68,10 +68,10 @@ microTest("--uts host shows the host's hostname; with --hostname it is refused",
 
 microTest("--userns host under hardened: no user namespace of its own", async () => {
   const out = ok(
-    await sh("readlink /proc/self/ns/user", ["--rm", "-p", "hardened", "--userns", "host"]),
+    await sh("readlink /proc/self/ns/user", ["--rm", "--profile", "hardened", "--userns", "host"]),
   );
   assert.equal(out.trim(), hostNs("user"));
-  const own = ok(await sh("readlink /proc/self/ns/user", ["--rm", "-p", "hardened"]));
+  const own = ok(await sh("readlink /proc/self/ns/user", ["--rm", "--profile", "hardened"]));
   assert.notEqual(own.trim(), hostNs("user"));
 });
 
@@ -306,7 +306,7 @@ microTest("--pid and --ipc container:NAME join a running container's namespaces"
     // One line for a container that is not running, and for a user namespace of its own.
     for (
       const extra of [["--pid", "container:nosuch"], [
-        "-p",
+        "--profile",
         "hardened",
         "--pid",
         "container:jointgt",
