@@ -10,7 +10,7 @@
 # last. MICRO_BIN, MICRO_IMAGE, DENO_DIR, NO_COLOR and the variables named in VM_ENV pass
 # through from this environment. The console (kernel messages and CMD's output) streams to
 # stdout; the exit status is CMD's, or 125 when the VM failed (no status came back, or
-# VM_TIMEOUT seconds passed: default 900). VM_MEMORY (MiB, 2048) and VM_CPUS (2) size it.
+# VM_TIMEOUT seconds passed: default 1500). VM_MEMORY (MiB, 2048) and VM_CPUS (2) size it.
 #
 # The guest has: cgroup2 alone at /sys/fs/cgroup with +cpu +cpuset +memory +pids +io in
 # the root's subtree_control, AppArmor (securityfs mounted), the loop module loaded, fresh
@@ -26,7 +26,7 @@
 # kernel. Expect 30 to 80 times native for CPU-bound work.
 set -eu
 
-TIMEOUT=${VM_TIMEOUT:-900}
+TIMEOUT=${VM_TIMEOUT:-1500}
 MEMORY=${VM_MEMORY:-2048}
 CPUS=${VM_CPUS:-2}
 PASS_ENV="MICRO_BIN MICRO_IMAGE DENO_DIR NO_COLOR ${VM_ENV:-}"
