@@ -22,6 +22,14 @@ export interface UsernsUnpackOptions {
 /** Environment the program keeps: what the launcher and Deno need to find their files. */
 const KEEP_ENV = ["HOME", "PATH", "TMPDIR", "XDG_CACHE_HOME", "MICRO_CACHE_DIR", "DENO_DIR"];
 
+/** KEEP_ENV as NAME=value, for the program run in the user namespace. */
+function keptEnv(): string[] {
+  return KEEP_ENV.flatMap((k) => {
+    const v = Deno.env.get(k);
+    return v === undefined ? [] : [`${k}=${v}`];
+  });
+}
+
 /**
  * Unpacks the layer blob at `blob` into `dest` (an empty directory of the caller's, in
  * ROOT/tmp) inside a user namespace with `maps`: overlay markers in user.overlay.*, device
@@ -36,10 +44,7 @@ export async function unpackLayerInUserns(
 ): Promise<UnpackResult> {
   const exe = opts.exe ?? microExe();
   const request = JSON.stringify({ blob, dest, mediaType: opts.mediaType });
-  const env = KEEP_ENV.flatMap((k) => {
-    const v = Deno.env.get(k);
-    return v === undefined ? [] : [`${k}=${v}`];
-  });
+  const env = keptEnv();
   const r = await runInUserns(sys, maps, [...exe, "_unpack-layer", request], env);
   const text = new TextDecoder().decode(r.stdout).trim();
   let reply: { diffId?: string; size?: number; warnings?: string[]; error?: string } = {};
@@ -105,43 +110,21 @@ export async function removeTreeWorker(argv: string[]): Promise<number> {
       const { rootlessIdMap } = await import("../idmap.ts");
       const maps = rootlessIdMap(sys);
       if (!("reason" in maps)) {
-        const env = KEEP_ENV.flatMap((k) => {
-          const v = Deno.env.get(k);
-          return v === undefined ? [] : [`${k}=${v}`];
-        });
-        const r = await runInUserns(sys, maps, [...microExe(), "_remove-tree", path], env);
+        const r = await runInUserns(sys, maps, [...microExe(), "_remove-tree", path], keptEnv());
         if (r.exitCode !== 0) Deno.stderr.writeSync(r.stdout);
         return r.exitCode === 0 ? 0 : 125;
       }
     }
-    await removeAll(path);
+    // Here (root of the namespace, or nothing to map) a refusal is final: no asking again.
+    const { removeTree } = await import("../store/tmp.ts");
+    const why = await removeTree(path, false);
+    if (why) throw new MicroError(`_remove-tree ${path}: ${why}`);
     return 0;
   } catch (e) {
     const line = e instanceof MicroError ? e.line() : `remove ${path}: ${(e as Error).message}`;
     console.log(`micro: ${line}`);
     return 125;
   }
-}
-
-/** rm -rf without following links; directories without search permission are opened up. */
-async function removeAll(path: string): Promise<void> {
-  try {
-    await Deno.remove(path, { recursive: true });
-    return;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return;
-    if (!(e instanceof Deno.errors.PermissionDenied)) throw e;
-  }
-  const open = async (dir: string): Promise<void> => {
-    const st = await Deno.lstat(dir);
-    if (!st.isDirectory) return;
-    await Deno.chmod(dir, ((st.mode ?? 0) & 0o7777) | 0o700);
-    for await (const e of Deno.readDir(dir)) {
-      if (e.isDirectory) await open(`${dir}/${e.name}`);
-    }
-  };
-  await open(path);
-  await Deno.remove(path, { recursive: true });
 }
 
 /**

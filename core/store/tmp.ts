@@ -26,9 +26,10 @@ export function layerLockPath(root: string, hex: string): string {
 /**
  * Removes a directory tree, also one whose directories lost their write or search bits (a
  * partial layer; rootless, the owner must give them back first). Missing is fine; returns
- * the error message when something stays.
+ * the error message when something stays. `asOwner`: a rootless caller refused at the end
+ * asks `micro _remove-tree` (which itself calls this without it).
  */
-export async function removeTree(path: string): Promise<string | undefined> {
+export async function removeTree(path: string, asOwner = true): Promise<string | undefined> {
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       await Deno.remove(path, { recursive: true });
@@ -37,7 +38,8 @@ export async function removeTree(path: string): Promise<string | undefined> {
       if (e instanceof Deno.errors.NotFound) return undefined;
       if (attempt === 2) {
         // Rootless with a range: a layer holding files of the caller's subordinate ids.
-        const denied = e instanceof Deno.errors.PermissionDenied && (Deno.uid() ?? 0) !== 0;
+        const denied = asOwner && e instanceof Deno.errors.PermissionDenied &&
+          (Deno.uid() ?? 0) !== 0;
         return denied ? removeTreeAsOwner(path) : (e as Error).message;
       }
       if (e instanceof Deno.errors.PermissionDenied) await openUp(path);
