@@ -320,6 +320,7 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
         return oom === undefined ? result : { ...result, oomKilled: oom };
       } catch (e) {
         stopIfSignalled();
+        if (e instanceof FailedStart) mark(`failed start: ${e.message}`);
         if (!(e instanceof FailedStart) || attempt > 0) {
           if (e instanceof FailedStart) {
             throw new MicroError(e.message, { phase: "clone", plugin: "engine" });
@@ -352,7 +353,12 @@ function storeFds(ops: Op[], rootPath: string, sys: Sys, idmappedLayers: boolean
   const dirOf = (p: string) => p.slice(0, p.lastIndexOf("/")) || "/";
   const state = dirOf(rootPath);
   const copy = (dir: string, at: string) => {
-    Deno.mkdirSync(at, { mode: 0o755 });
+    try {
+      Deno.mkdirSync(at, { mode: 0o755 });
+    } catch (e) {
+      // A retried start (a failed first child) made it: the state dir is this run's own.
+      if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+    }
     const fd = sys.openTree(C.AT_FDCWD, cstr(dir), C.OPEN_TREE_CLONE | C.O_CLOEXEC);
     if (fd < 0) {
       throw new MicroError("", { phase: "rootfs", op: "open_tree", paths: { dir }, errno: -fd });

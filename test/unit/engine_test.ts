@@ -963,3 +963,35 @@ Deno.test("execute: TERM as the command execs: it is killed and reaped, exit 143
     signals.remove();
   }
 });
+
+Deno.test({
+  name: "execute: a retried start with an overlay root copies the container's directory again",
+  // The detached copies of the store are root's (storeFds): as another user there are none.
+  ignore: Deno.uid() !== 0,
+  fn: async () => {
+    const state = Deno.makeTempDirSync({ prefix: "micro-engine-" });
+    try {
+      const overlay = { upper: "/s/containers/c1/upper", work: "/s/containers/c1/work" };
+      const plan = PLAN.map((o) =>
+        o.kind === "bind-root"
+          ? op("rootfs", "mount", "bind-root", {
+            source: "/img",
+            readonly: false,
+            overlay: { ...overlay, userxattr: false },
+          })
+          : o
+      );
+      const sys = new RecordingSys({ clonePid: 4243 })
+        .returns("clone", () => true, 4242, 1)
+        .scriptWait(0x80 | 11) // the first child: SIGSEGV
+        .scriptRecv(16, READY); // the second start's report socket (one more fd per start)
+      const r = await execute(plan, { ...OPTS, rootPath: `${state}/root` }, sys);
+      assert.deepEqual(r, { exitCode: 0 });
+      const copies = sys.format().filter((l) => l.startsWith("openTree"));
+      assert.equal(copies.length, 2, copies.join("\n"));
+      assert.ok(copies.every((l) => l.includes('"/s/containers/c1"')), copies.join("\n"));
+    } finally {
+      Deno.removeSync(state, { recursive: true });
+    }
+  },
+});
