@@ -164,6 +164,20 @@ export function nameConflict(name: string, other: ContainerRecord): MicroError {
  * Throws a MicroError when the name is in use by another container.
  */
 export function createContainer(root: string, rec: ContainerRecord): void {
+  try {
+    makeContainer(root, rec);
+  } catch (e) {
+    if (e instanceof MicroError) throw e;
+    // An unwritable --root (a rootless MICRO_ROOT under a directory of root's, say): one
+    // line naming the call, the path and the errno, not a stack trace.
+    throw new MicroError(
+      `container store ${containersDir(root)}: ${String((e as Error).message).split("\n")[0]}`,
+      { hint: "check --root (or MICRO_ROOT): micro must be able to write it" },
+    );
+  }
+}
+
+function makeContainer(root: string, rec: ContainerRecord): void {
   withContainersLock(root, () => {
     const names = namesDir(root);
     Deno.mkdirSync(names, { recursive: true, mode: 0o700 });

@@ -349,3 +349,21 @@ microTest(
   },
   { ignore },
 );
+
+microTest(
+  "rootless with an unwritable MICRO_ROOT: one line naming the path and the errno",
+  async () => {
+    const r = await rootless(() => ["run", IMAGE, "true"], {
+      prepare: (dir) => Deno.mkdirSync(`${dir}/ro`, { mode: 0o555 }),
+      env: (dir) => [`MICRO_ROOT=${dir}/ro/store`],
+    });
+    assert.equal(r.code, 125, show(r));
+    const errors = r.stderr.split("\n").filter((l) => l && !l.includes("warning"));
+    assert.equal(errors.length, 1, show(r));
+    assert.match(
+      errors[0],
+      /^micro: container store .*\/ro\/store\/containers: .*os error 13.*mkdir/,
+    );
+  },
+  { ignore },
+);

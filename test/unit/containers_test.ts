@@ -267,6 +267,22 @@ Deno.test("containers: made with a record and a name; a taken name is refused", 
     assert.deepEqual(listContainers(root).map((r) => r.id), [a.id]);
   }));
 
+Deno.test("containers: a store that cannot be made is a one-line error, not a stack trace", () =>
+  withStore((root) => {
+    // A --root beneath a regular file: mkdir fails (ENOTDIR), as under a directory the
+    // caller cannot write (EACCES, rootless).
+    Deno.writeTextFileSync(`${root}/file`, "");
+    const store = `${root}/file/store`;
+    assert.throws(
+      () => createContainer(store, record({ name: "web" })),
+      (e) =>
+        e instanceof MicroError && e.exitCode === 125 &&
+        e.line().startsWith(`container store ${store}/containers: `) &&
+        e.line().includes(`mkdir '${store}'`) && !e.line().includes("\n") &&
+        e.line().endsWith("(check --root (or MICRO_ROOT): micro must be able to write it)"),
+    );
+  }));
+
 Deno.test("containers: a name whose container is gone (a crash) is taken over", () =>
   withStore((root) => {
     Deno.mkdirSync(`${root}/containers/.names`, { recursive: true });
