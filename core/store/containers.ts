@@ -13,7 +13,7 @@
 import { MicroError } from "../errors.ts";
 import type { Op } from "../ops.ts";
 import { containerDir, privateDirSync } from "./paths.ts";
-import { removeTreeAsOwner } from "./rmtree.ts";
+import { removeTreeSync as removeTree } from "./tmp.ts";
 
 /** What a container runs from: a directory image, or a store image (id and name). */
 export interface ImageRef {
@@ -245,26 +245,6 @@ export function resolveContainer(root: string, ref: string): ContainerRecord {
     }
   }
   throw new MicroError(`no such container: ${ref}`, { hint: 'see "micro ps -a"' });
-}
-
-function removeTree(dir: string): string | undefined {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      Deno.removeSync(dir, { recursive: true });
-      return undefined;
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound) return undefined;
-      if (!(e instanceof Deno.errors.PermissionDenied)) return (e as Error).message;
-      // Rootless with a range, the layer holds files of the caller's subordinate ids.
-      if (attempt > 0) return (Deno.uid() ?? 0) === 0 ? e.message : removeTreeAsOwner(dir);
-      // The overlay leaves `work/work` with mode 0 (a rootless owner cannot enter it).
-      try {
-        const work = `${dir}/work/work`;
-        if (Deno.lstatSync(work).isDirectory) Deno.chmodSync(work, 0o700);
-      } catch { /* not there */ }
-    }
-  }
-  return undefined;
 }
 
 /**

@@ -7,6 +7,8 @@
  */
 import { lockFile } from "./lock.ts";
 import { removeTreeAsOwner } from "./rmtree.ts";
+import { C, cstr, type Stat, type Sys } from "../sys/mod.ts";
+import { openLibc } from "../sys/libc.ts";
 
 export function tmpDir(root: string): string {
   return `${root}/tmp`;
@@ -25,46 +27,106 @@ export function layerLockPath(root: string, hex: string): string {
 
 /**
  * Removes a directory tree, also one whose directories lost their write or search bits (a
- * partial layer; rootless, the owner must give them back first). Missing is fine; returns
- * the error message when something stays. `asOwner`: a rootless caller refused at the end
- * asks `micro _remove-tree` (which itself calls this without it).
+ * partial layer; the overlay's `work/work`, mode 0; rootless, the owner must give them
+ * back first). Missing is fine; returns the error message when something stays. `asOwner`:
+ * a rootless caller refused at the end asks `micro _remove-tree` (which itself calls this
+ * without it).
  */
 export async function removeTree(path: string, asOwner = true): Promise<string | undefined> {
-  for (let attempt = 0; attempt < 3; attempt++) {
+  for (let attempt = 0;; attempt++) {
     try {
       await Deno.remove(path, { recursive: true });
       return undefined;
     } catch (e) {
-      if (e instanceof Deno.errors.NotFound) return undefined;
-      if (attempt === 2) {
-        // Rootless with a range: a layer holding files of the caller's subordinate ids.
-        const denied = asOwner && e instanceof Deno.errors.PermissionDenied &&
-          (Deno.uid() ?? 0) !== 0;
-        return denied ? removeTreeAsOwner(path) : (e as Error).message;
-      }
-      if (e instanceof Deno.errors.PermissionDenied) await openUp(path);
+      const next = afterRefusal(path, e, attempt, asOwner);
+      if (next !== RETRY) return next;
     }
   }
-  return undefined;
 }
 
-/** chmod u+rwx on every directory below `path` (never following a link). */
-async function openUp(path: string): Promise<void> {
-  let st: Deno.FileInfo;
-  try {
-    st = await Deno.lstat(path);
-  } catch {
-    return;
-  }
-  if (!st.isDirectory) return;
-  try {
-    await Deno.chmod(path, ((st.mode ?? 0) & 0o7777) | 0o700);
-  } catch { /* not ours */ }
-  try {
-    for await (const e of Deno.readDir(path)) {
-      if (e.isDirectory) await openUp(`${path}/${e.name}`);
+/** `removeTree` for synchronous callers (the container store), with the very same steps. */
+export function removeTreeSync(path: string, asOwner = true): string | undefined {
+  for (let attempt = 0;; attempt++) {
+    try {
+      Deno.removeSync(path, { recursive: true });
+      return undefined;
+    } catch (e) {
+      const next = afterRefusal(path, e, attempt, asOwner);
+      if (next !== RETRY) return next;
     }
-  } catch { /* unreadable */ }
+  }
+}
+
+const RETRY = Symbol("retry");
+
+/** What a failed removal does next: done (the outcome), or RETRY after opening up. */
+function afterRefusal(
+  path: string,
+  e: unknown,
+  attempt: number,
+  asOwner: boolean,
+): string | undefined | typeof RETRY {
+  if (e instanceof Deno.errors.NotFound) return undefined;
+  const denied = e instanceof Deno.errors.PermissionDenied;
+  if (attempt === 2) {
+    // Rootless with a range: a layer holding files of the caller's subordinate ids.
+    return denied && asOwner && (Deno.uid() ?? 0) !== 0
+      ? removeTreeAsOwner(path)
+      : (e as Error).message;
+  }
+  if (denied) openUp(openLibc(), path);
+  return RETRY;
+}
+
+/** Directories deeper than this are left as they are (one fd is open per level). */
+const OPEN_UP_DEPTH = 256;
+
+/**
+ * chmod u+rwx on `path` and every directory below it, through fds, never by name: each
+ * directory is opened O_PATH|O_NOFOLLOW|O_DIRECTORY beneath the fd of the one above (a
+ * symlink swapped in is refused, not followed), its mode read with fstat, and changed
+ * through `/proc/self/fd/N` (fchmod takes no O_PATH fd, and a directory with mode 0 cannot
+ * be opened otherwise by its owner). `list` names a directory's subdirectories (a seam).
+ */
+export function openUp(sys: Sys, path: string, list = listDirs): void {
+  const fd = sys.open(cstr(path), DIR_PATH, 0);
+  if (fd < 0) return;
+  try {
+    openUpAt(sys, fd, list, 0);
+  } finally {
+    sys.close(fd);
+  }
+}
+
+const DIR_PATH = C.O_PATH | C.O_DIRECTORY | C.O_NOFOLLOW | C.O_CLOEXEC;
+
+function openUpAt(sys: Sys, fd: number, list: (fd: number) => string[], depth: number): void {
+  const st: Stat = { mode: 0, size: 0, uid: 0, gid: 0 };
+  if (sys.fstat(fd, st) < 0 || (st.mode & C.S_IFMT) !== C.S_IFDIR) return;
+  if ((st.mode & 0o700) !== 0o700) {
+    // Not ours (another owner's, under root's store): the removal reports it.
+    sys.fchmodat(C.AT_FDCWD, cstr(`/proc/self/fd/${fd}`), (st.mode & 0o7777) | 0o700);
+  }
+  if (depth >= OPEN_UP_DEPTH) return;
+  for (const name of list(fd)) {
+    const child = sys.openat(fd, cstr(name), DIR_PATH, 0);
+    if (child < 0) continue; // gone, or not a directory any more
+    try {
+      openUpAt(sys, child, list, depth + 1);
+    } finally {
+      sys.close(child);
+    }
+  }
+}
+
+/** The subdirectories of the directory at `fd` (read through its /proc/self/fd link). */
+function listDirs(fd: number): string[] {
+  try {
+    return [...Deno.readDirSync(`/proc/self/fd/${fd}`)].filter((e) => e.isDirectory)
+      .map((e) => e.name);
+  } catch {
+    return []; // unreadable: nothing below is opened up
+  }
 }
 
 const LAYER_DIR = /^layer-([0-9a-f]{64})-[0-9a-f]{16}$/;
