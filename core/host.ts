@@ -16,6 +16,7 @@ import {
 import { probeRootlessIds } from "./idmap.ts";
 import type { HostInfo } from "./plugin.ts";
 import { hasNamespace, type Spec } from "./spec.ts";
+import { resolveLinks } from "./paths.ts";
 import { C, cstr, type Sys } from "./sys/mod.ts";
 import { openLibc } from "./sys/libc.ts";
 import { probeNetwork } from "./cni/probe.ts";
@@ -25,38 +26,15 @@ import { probeNetwork } from "./cni/probe.ts";
  * container would see them: an absolute link or `..` never leaves the root.
  */
 export function resolveInRoot(root: string, path: string): string {
-  const parts = path.split("/").filter((p) => p && p !== ".");
-  const done: string[] = [];
-  let links = 0;
-  while (parts.length) {
-    const name = parts.shift()!;
-    if (name === "..") {
-      done.pop();
-      continue;
-    }
-    const host = `${root}/${[...done, name].join("/")}`;
+  return root + resolveLinks(path, (p) => {
     let info: Deno.FileInfo;
     try {
-      info = Deno.lstatSync(host);
+      info = Deno.lstatSync(root + p);
     } catch {
-      // Missing from here on: the rest is taken as written, `..` included.
-      done.push(name);
-      for (const rest of parts.splice(0)) {
-        if (rest === "..") done.pop();
-        else done.push(rest);
-      }
-      break;
+      return null;
     }
-    if (info.isSymlink) {
-      if (++links > 40) throw new Error(`too many symlinks resolving ${path}`);
-      const target = Deno.readLinkSync(host);
-      if (target.startsWith("/")) done.length = 0;
-      parts.unshift(...target.split("/").filter((p) => p && p !== "."));
-      continue;
-    }
-    done.push(name);
-  }
-  return `${root}/${done.join("/")}`;
+    return info.isSymlink ? Deno.readLinkSync(root + p) : undefined;
+  });
 }
 
 function readOr(path: string, fallback: string): string {

@@ -10,12 +10,11 @@
  * directories (written once by micro and never changed), so looking them up by name is
  * safe; files are still opened through the layer's fd and read with a size cap.
  */
-import { cleanPath } from "../paths.ts";
+import { cleanPath, resolveLinks } from "../paths.ts";
 import { FileRefused, readInRoot } from "../files.ts";
 import { C, cstr, type Sys } from "../sys/mod.ts";
 
 const OPAQUE = [cstr("trusted.overlay.opaque"), cstr("user.overlay.opaque")];
-const MAX_LINKS = 40;
 
 export interface Found {
   /** Index of the layer that holds the entry (0 is the top). */
@@ -88,36 +87,11 @@ export class MergedRoot {
    * missing part and the rest are taken as written (as `resolveInRoot` does).
    */
   resolve(path: string): string {
-    const parts = path.split("/").filter((p) => p && p !== ".");
-    const done: string[] = [];
-    let links = 0;
-    while (parts.length) {
-      const name = parts.shift()!;
-      if (name === "..") {
-        done.pop();
-        continue;
-      }
-      const found = this.lookup("/" + [...done, name].join("/"));
-      if (found === null) {
-        done.push(name);
-        for (const rest of parts.splice(0)) {
-          if (rest === "..") done.pop();
-          else done.push(rest);
-        }
-        break;
-      }
-      if (found.info.isSymlink) {
-        if (++links > MAX_LINKS) throw new Error(`too many symlinks resolving ${path}`);
-        const target = Deno.readLinkSync(
-          `${this.layers[found.layer]}/${[...done, name].join("/")}`,
-        );
-        if (target.startsWith("/")) done.length = 0;
-        parts.unshift(...target.split("/").filter((p) => p && p !== "."));
-        continue;
-      }
-      done.push(name);
-    }
-    return "/" + done.join("/");
+    return resolveLinks(path, (p) => {
+      const found = this.lookup(p);
+      if (found === null) return null;
+      return found.info.isSymlink ? Deno.readLinkSync(this.layers[found.layer] + p) : undefined;
+    });
   }
 
   /** Whether anything is at the symlink-free `path`. */
