@@ -17,6 +17,7 @@ import { loadYamlFor, resolveProfile } from "./profile.ts";
 import type { Spec } from "./spec.ts";
 import {
   createRunDir,
+  lockRun,
   processStartTime,
   readState,
   removeRun,
@@ -252,15 +253,17 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
       `cannot create the state directory ${stateRoot(uid)}/${p.id}: ${(e as Error).message}`,
     );
   }
-  // Docker's --cidfile: made exclusively once the run can go ahead; left behind at the end.
-  if (p.req.cidfile) {
-    try {
-      writeCidfile(p.req.cidfile, p.containerId);
-    } catch (e) {
-      removeRun(dir, null, () => sys);
-      p.stored?.hold.release();
-      throw e;
-    }
+  // Held to the end of the cleanup: gc leaves a run whose lock is held (state.ts lockRun).
+  let runLock = -1;
+  try {
+    runLock = lockRun(dir, sys);
+    // Docker's --cidfile: made exclusively once the run can go ahead; left behind at the end.
+    if (p.req.cidfile) writeCidfile(p.req.cidfile, p.containerId);
+  } catch (e) {
+    removeRun(dir, null, () => sys);
+    if (runLock >= 0) sys.close(runLock);
+    p.stored?.hold.release();
+    throw e;
   }
   // What SIGTERM to micro does while the command runs (docker stop).
   const stop = p.ops.find((o) => o.kind === "stop");
@@ -303,6 +306,8 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
       delete state.imageId;
     }
     removeRun(dir, state, () => sys);
+    if (runLock >= 0) sys.close(runLock);
+    runLock = -1;
     p.stored?.hold.release();
   };
   try {

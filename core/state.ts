@@ -7,7 +7,7 @@ import { type RecordedCgroup, removeRecorded } from "./cgroups/fs.ts";
 import { type ImageId, releaseImage } from "./engine/image.ts";
 import { MicroError } from "./errors.ts";
 import { removeContainerDir } from "./store/containers.ts";
-import type { Sys } from "./sys/mod.ts";
+import { C, cstr, type Sys } from "./sys/mod.ts";
 import { now, span } from "./trace.ts";
 
 export interface RunState {
@@ -148,15 +148,85 @@ export function removeRun(dir: string, state: RunState | null, sys: () => Sys): 
   }
 }
 
+/** The run's lock file in its state dir (see lockRun). */
+export const RUN_LOCK = "lock";
+
+/**
+ * Takes the run's lock: an flock on `DIR/lock`, held by the run's micro from just after its
+ * state dir exists to the end of its cleanup, and let go by the kernel however micro ends.
+ * gc cleans only runs whose lock it can take, so a run that is cleaning up is not dead
+ * whatever its pid says (a micro in another pid namespace shows another pid), and two gcs
+ * never clean one run at once. Returns the fd (O_CLOEXEC: no child inherits it).
+ */
+export function lockRun(dir: string, sys: Sys): number {
+  const path = `${dir}/${RUN_LOCK}`;
+  const fd = sys.open(
+    cstr(path),
+    C.O_RDWR | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW | C.O_CLOEXEC,
+    0o600,
+  );
+  const rc = fd < 0 ? fd : sys.flock(fd, C.LOCK_EX | C.LOCK_NB);
+  if (rc < 0) {
+    if (fd >= 0) sys.close(fd);
+    throw new MicroError("", {
+      phase: "prepare",
+      plugin: "engine",
+      op: fd < 0 ? "create" : "flock",
+      paths: { path },
+      errno: -rc,
+    });
+  }
+  return fd;
+}
+
+/**
+ * gc's side of the run's lock: the fd holding it (this process now owns the run's cleanup),
+ * "busy" when its micro (or another gc) holds it or it went meanwhile, or "none" when the
+ * run has no lock file (a run dir a moment old, or a micro before the lock).
+ */
+function tryLockRun(dir: string, getSys: () => Sys): number | "busy" | "none" {
+  const path = `${dir}/${RUN_LOCK}`;
+  try {
+    Deno.lstatSync(path); // no libc for runs without one (the open below decides)
+  } catch {
+    return "none";
+  }
+  const sys = getSys();
+  const name = cstr(path);
+  const fd = sys.open(name, C.O_RDONLY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+  if (fd === -2) return "none"; // ENOENT
+  if (fd < 0) return "busy"; // not a file micro made: left alone
+  if (sys.flock(fd, C.LOCK_EX | C.LOCK_NB) < 0) {
+    sys.close(fd);
+    return "busy";
+  }
+  // Still the file at that name: a holder that finished removes the run dir, lock included.
+  const held = new Float64Array(2);
+  const now = new Float64Array(2);
+  const again = sys.open(name, C.O_PATH | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+  const same = again >= 0 && sys.fstatId(fd, held) >= 0 && sys.fstatId(again, now) >= 0 &&
+    held[0] === now[0] && held[1] === now[1];
+  if (again >= 0) sys.close(again);
+  if (!same) {
+    sys.close(fd);
+    return "busy";
+  }
+  return fd;
+}
+
 /**
  * Cleans the state of runs whose micro process is gone (killed with SIGKILL, say). A live
- * container of a dead micro is killed first; its mounts lived only in its namespace.
+ * container of a dead micro is killed first; its mounts lived only in its namespace. A
+ * run whose cleanup fails is one `warn` line (it stays for the next gc), never an error of
+ * the command that happened to run gc.
  */
 export function gc(
   root: string,
   uid: number,
   kill: (pid: number) => void,
   sys: () => Sys,
+  warn: (message: string) => void = (m) => console.error(`micro: warning: cleanup: ${m}`),
+  remove: typeof removeRun = removeRun,
 ): string[] {
   const cleaned: string[] = [];
   if (untrustedRoot(root, uid)) return cleaned; // the run itself will refuse it, loudly
@@ -170,7 +240,7 @@ export function gc(
     // Run ids never start with a dot; `.images` holds the images' shared records.
     if (!e.isDirectory || e.name.startsWith(".")) continue;
     const dir = `${root}/${e.name}`;
-    const state = readState(dir);
+    let state = readState(dir);
     if (state && isAlive(state.pid, state.startTime)) continue;
     if (!state) {
       // A run dir is created a moment before its state.json; skip very young ones.
@@ -184,11 +254,23 @@ export function gc(
     // A CNI record left means DEL has not run (gcNetworks runs first, in the run's own
     // network namespace only): the run stays until a micro there cleans it.
     if (hasNetworkRecord(dir)) continue;
-    if (state && isAlive(state.containerPid, state.containerStartTime)) {
-      kill(state.containerPid!);
+    const lock = tryLockRun(dir, sys);
+    if (lock === "busy") continue; // its micro is starting or cleaning up, or another gc is
+    try {
+      // Read again under the lock: what the run wrote last before it died.
+      if (lock !== "none") state = readState(dir);
+      if (state && isAlive(state.containerPid, state.containerStartTime)) {
+        kill(state.containerPid!);
+      }
+      remove(dir, state, sys);
+      cleaned.push(e.name);
+    } catch (err) {
+      warn(
+        `${dir}: ${String((err as Error)?.message ?? err).split("\n")[0]}; left for the next gc`,
+      );
+    } finally {
+      if (lock !== "none") sys().close(lock);
     }
-    removeRun(dir, state, sys);
-    cleaned.push(e.name);
   }
   return cleaned;
 }

@@ -305,3 +305,27 @@ microTest("micro profile list / show, micro version", async () => {
   assertOneLineError(await run(["profile", "show", "nosuchprofile"]), /nosuchprofile/);
   assert.match(ok(await run(["version"])), /^micro \d+\.\d+\.\d+/);
 });
+
+microTest(
+  "a run whose micro is in another pid namespace is not swept by a gc outside it",
+  async () => {
+    // A private state root (a tmpfs in this mount namespace); the run's micro is pid 1-ish
+    // of a pid namespace of its own, so its recorded pid names another process out here.
+    // Before the run's lock, the gc below took it for dead: it removed its state and
+    // killed its container through its cgroups.
+    const script = `mount -t tmpfs -o mode=0711 tmpfs /run/micro || exit 1
+      unshare -p -f -m --mount-proc "$0" run --name pidns "$1" sleep 3 >/dev/null 2>&1 &
+      for i in $(seq 100); do grep -qs containerPid /run/micro/pidns/state.json && break; sleep 0.1; done
+      grep -qs containerPid /run/micro/pidns/state.json || { echo "no state"; exit 1; }
+      "$0" plan -- true >/dev/null || exit 1
+      test -e /run/micro/pidns/state.json && echo kept
+      wait # the run ends by itself, and cleans up after itself`;
+    const r = await run(["-m", "--propagation", "private", "sh", "-c", script, MICRO, IMAGE], {
+      cmd: "unshare",
+      timeoutMs: 60_000,
+    });
+    assert.equal(r.code, 0, show(r));
+    assert.equal(r.stdout, "kept\n", show(r));
+  },
+  { ignore: lacking(NEEDS.unshare) },
+);

@@ -5,7 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { MicroError } from "../../core/errors.ts";
-import { createRunDir } from "../../core/state.ts";
+import { createRunDir, gc, lockRun, type RunState, writeState } from "../../core/state.ts";
+import { openLibc } from "../../core/sys/libc.ts";
+import { RecordingSys } from "../../core/sys/fake.ts";
 
 function withTemp(fn: (dir: string) => void): void {
   const dir = Deno.makeTempDirSync({ prefix: "micro-state-test-" });
@@ -98,5 +100,87 @@ Deno.test("createRunDir: a fresh root is made private and holds the run dir", ()
     assert.equal(dir, `${tmp}/micro/r1`);
     const mode = Deno.statSync(`${tmp}/micro`).mode! & 0o777;
     assert.equal(mode, me === 0 ? 0o711 : 0o700);
+  });
+});
+
+/** A run whose micro looks dead to this process (its start time is not this pid's). */
+function deadRun(root: string, id: string): string {
+  const dir = createRunDir(root, id, me);
+  const state: RunState = {
+    id,
+    pid: Deno.pid, // as a micro in another pid namespace: a pid that is not its own here
+    startTime: -1,
+    image: null,
+    created: new Date().toISOString(),
+  };
+  writeState(dir, state);
+  return dir;
+}
+
+const noKill = () => assert.fail("no container recorded");
+
+Deno.test("gc: a run whose lock is held is not dead, whatever its pid says; then it is", () => {
+  withTemp((tmp) => {
+    const root = `${tmp}/state`;
+    const dir = deadRun(root, "cleaning");
+    const sys = openLibc();
+    // Its micro holds the lock (here: this process, through another open file description).
+    const fd = lockRun(dir, sys);
+    try {
+      assert.deepEqual(gc(root, me, noKill, () => sys, () => assert.fail("warned")), []);
+      assert.ok(Deno.statSync(`${dir}/state.json`).isFile, "a run cleaning up was removed");
+    } finally {
+      sys.close(fd);
+    }
+    // Its micro is gone (the kernel let the lock go): the next gc cleans it.
+    assert.deepEqual(gc(root, me, noKill, () => sys, () => assert.fail("warned")), ["cleaning"]);
+    assert.throws(() => Deno.statSync(dir), Deno.errors.NotFound);
+  });
+});
+
+Deno.test("gc: a run that cannot be removed (EBUSY) is one warning, not a failed command", () => {
+  withTemp((tmp) => {
+    const root = `${tmp}/state`;
+    deadRun(root, "stuck");
+    deadRun(root, "fine");
+    const warnings: string[] = [];
+    const removed: string[] = [];
+    const cleaned = gc(root, me, noKill, () => openLibc(), (m) => warnings.push(m), (d) => {
+      if (d.endsWith("/stuck")) {
+        throw new Deno.errors.Busy(`Device or resource busy (os error 16): remove '${d}/netns'`);
+      }
+      removed.push(d);
+    });
+    assert.deepEqual(cleaned, ["fine"]);
+    assert.deepEqual(removed, [`${root}/fine`]);
+    assert.deepEqual(warnings, [
+      `${root}/stuck: Device or resource busy (os error 16): remove '${root}/stuck/netns'; ` +
+      "left for the next gc",
+    ]);
+  });
+});
+
+Deno.test("gc: the run's lock is taken without blocking, and a busy one is left (recording Sys)", () => {
+  withTemp((tmp) => {
+    const root = `${tmp}/state`;
+    const dir = deadRun(root, "r");
+    Deno.writeFileSync(`${dir}/lock`, new Uint8Array());
+    const sys = new RecordingSys();
+    sys.failOn("flock", 11); // EWOULDBLOCK: held by the run's micro
+    assert.deepEqual(gc(root, me, noKill, () => sys, () => assert.fail("warned")), []);
+    assert.deepEqual(sys.format(), [
+      `open("${dir}/lock", 0xa0000, 0)`, // O_RDONLY|O_NOFOLLOW|O_CLOEXEC
+      "flock(3, 6)",
+      "close(3)",
+    ]);
+  });
+});
+
+Deno.test("lockRun: a lock file that exists already is refused (O_EXCL), one line", () => {
+  withTemp((tmp) => {
+    const dir = createRunDir(`${tmp}/state`, "r", me);
+    Deno.writeFileSync(`${dir}/lock`, new Uint8Array());
+    const line = refusal(() => lockRun(dir, openLibc()));
+    assert.match(line, /create path=.*\/r\/lock: EEXIST/);
   });
 });
