@@ -3,7 +3,7 @@ export async function gcState(): Promise<void> {
   const { deadNetworkRuns, gc, stateRoot } = await import("../core/state.ts");
   const { openLibc } = await import("../core/sys/libc.ts");
   const uid = Deno.uid() ?? 0;
-  const networks = deadNetworkRuns(stateRoot(uid), uid);
+  const networks = deadNetworkRuns(stateRoot(uid), uid, openLibc);
   if (networks.length) {
     const { gcNetworks } = await import("../core/cni/gc.ts");
     for (const w of await gcNetworks(networks)) console.error(`micro: warning: cleanup: ${w}`);

@@ -287,12 +287,15 @@ function hasNetworkRecord(dir: string): boolean {
 
 /**
  * Runs whose micro is gone and whose networks are still attached, for gcNetworks (async:
- * it runs the CNI plugins) before gc; with the container's init when it still runs.
+ * it runs the CNI plugins) before gc; with the container's init when it still runs. Each
+ * comes with the run's lock when it has one (see lockRun), which the caller closes once
+ * DEL is done: a run whose lock is held is not dead, and two gcs never DEL it together.
  */
 export function deadNetworkRuns(
   root: string,
   uid: number,
-): { dir: string; containerPid?: number }[] {
+  sys: () => Sys,
+): { dir: string; containerPid?: number; lock?: number }[] {
   if (untrustedRoot(root, uid)) return [];
   let entries: Deno.DirEntry[];
   try {
@@ -300,15 +303,22 @@ export function deadNetworkRuns(
   } catch {
     return [];
   }
-  const out: { dir: string; containerPid?: number }[] = [];
+  const out: { dir: string; containerPid?: number; lock?: number }[] = [];
   for (const e of entries) {
     if (!e.isDirectory || e.name.startsWith(".")) continue;
     const dir = `${root}/${e.name}`;
     if (!hasNetworkRecord(dir)) continue;
-    const state = readState(dir);
+    let state = readState(dir);
     if (state && isAlive(state.pid, state.startTime)) continue;
+    const lock = tryLockRun(dir, sys);
+    if (lock === "busy") continue;
+    if (lock !== "none") state = readState(dir);
     const live = state && isAlive(state.containerPid, state.containerStartTime);
-    out.push(live ? { dir, containerPid: state!.containerPid } : { dir });
+    out.push({
+      dir,
+      ...(live ? { containerPid: state!.containerPid } : {}),
+      ...(lock !== "none" ? { lock } : {}),
+    });
   }
   return out;
 }

@@ -13,6 +13,8 @@ export interface DeadRun {
   dir: string;
   /** The container's init when it still runs (its namespace is then still there). */
   containerPid?: number;
+  /** The run's lock (core/state.ts lockRun), held through DEL and closed here. */
+  lock?: number;
 }
 
 /** DELs each dead run's networks; returns warnings. A failed DEL still drops the record. */
@@ -20,32 +22,40 @@ export async function gcNetworks(runs: DeadRun[]): Promise<string[]> {
   const warnings: string[] = [];
   const here = currentNetns();
   for (const run of runs) {
-    const path = `${run.dir}/${CACHE_FILE}`;
-    let cache;
     try {
-      cache = readCache(path);
-    } catch (e) {
-      warnings.push(`${path}: ${(e as Error).message}; removed`);
-      removeRecord(path);
-      continue;
+      await gcRun(run, here, warnings);
+    } finally {
+      if (run.lock !== undefined) openLibc().close(run.lock);
     }
-    if (!cache || cache.hostNetns !== here) continue;
-    // The pinned namespace outlives the container: DEL finds its interface there.
-    // Only ever the run's own file: the record names no other path micro would unmount.
-    const pin = `${run.dir}/${NETNS_FILE}`;
-    const pinned = isPinned(pin) ? pin : "";
-    const netns = pinned || (run.containerPid ? `/proc/${run.containerPid}/ns/net` : "");
-    try {
-      await delNetwork(cache.config, cachedAttachment(cache, netns), cache.result);
-    } catch (e) {
-      const why = e instanceof MicroError ? e.line() : (e as Error).message;
-      warnings.push(`network ${cache.config.name} of ${run.dir}: ${why}`);
-    }
-    const why = unpinNetns(openLibc(), pin);
-    if (why) warnings.push(why);
-    removeRecord(path);
   }
   return warnings;
+}
+
+async function gcRun(run: DeadRun, here: string, warnings: string[]): Promise<void> {
+  const path = `${run.dir}/${CACHE_FILE}`;
+  let cache;
+  try {
+    cache = readCache(path);
+  } catch (e) {
+    warnings.push(`${path}: ${(e as Error).message}; removed`);
+    removeRecord(path);
+    return;
+  }
+  if (!cache || cache.hostNetns !== here) return;
+  // The pinned namespace outlives the container: DEL finds its interface there.
+  // Only ever the run's own file: the record names no other path micro would unmount.
+  const pin = `${run.dir}/${NETNS_FILE}`;
+  const pinned = isPinned(pin) ? pin : "";
+  const netns = pinned || (run.containerPid ? `/proc/${run.containerPid}/ns/net` : "");
+  try {
+    await delNetwork(cache.config, cachedAttachment(cache, netns), cache.result);
+  } catch (e) {
+    const why = e instanceof MicroError ? e.line() : (e as Error).message;
+    warnings.push(`network ${cache.config.name} of ${run.dir}: ${why}`);
+  }
+  const why = unpinNetns(openLibc(), pin);
+  if (why) warnings.push(why);
+  removeRecord(path);
 }
 
 /** Another micro's gc may have taken it meanwhile: that is fine. */

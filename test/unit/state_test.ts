@@ -5,7 +5,14 @@
  */
 import assert from "node:assert/strict";
 import { MicroError } from "../../core/errors.ts";
-import { createRunDir, gc, lockRun, type RunState, writeState } from "../../core/state.ts";
+import {
+  createRunDir,
+  deadNetworkRuns,
+  gc,
+  lockRun,
+  type RunState,
+  writeState,
+} from "../../core/state.ts";
 import { openLibc } from "../../core/sys/libc.ts";
 import { RecordingSys } from "../../core/sys/fake.ts";
 
@@ -182,5 +189,27 @@ Deno.test("lockRun: a lock file that exists already is refused (O_EXCL), one lin
     Deno.writeFileSync(`${dir}/lock`, new Uint8Array());
     const line = refusal(() => lockRun(dir, openLibc()));
     assert.match(line, /create path=.*\/r\/lock: EEXIST/);
+  });
+});
+
+Deno.test("deadNetworkRuns: a run whose lock is held is not DELeted; a dead one comes with its lock", () => {
+  withTemp((tmp) => {
+    const root = `${tmp}/state`;
+    const dir = deadRun(root, "net");
+    Deno.writeTextFileSync(`${dir}/cni.json`, "{}");
+    const sys = openLibc();
+    const fd = lockRun(dir, sys);
+    try {
+      assert.deepEqual(deadNetworkRuns(root, me, () => sys), []);
+    } finally {
+      sys.close(fd);
+    }
+    const runs = deadNetworkRuns(root, me, () => sys);
+    assert.equal(runs.length, 1);
+    assert.equal(runs[0].dir, dir);
+    assert.ok((runs[0].lock ?? -1) >= 0, "DEL must run holding the run's lock");
+    // Held: another gc meanwhile leaves the run to this one.
+    assert.deepEqual(deadNetworkRuns(root, me, () => sys), []);
+    sys.close(runs[0].lock!);
   });
 });
