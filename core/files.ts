@@ -64,10 +64,16 @@ export function formatSize(n: number): string {
  * A regular file at `path` (relative to the working directory; links followed: the caller
  * named it), as text. Throws FileRefused.
  */
-export function readRegularFile(sys: Sys, path: string, cap: number): string {
+export function readRegularFile(
+  sys: Sys,
+  path: string,
+  cap: number,
+  /** Why the file (its fstat, after the open) is refused, if it is. */
+  check?: (st: Stat) => string | undefined,
+): string {
   const fd = sys.open(cstr(path), C.O_PATH | C.O_CLOEXEC, 0);
   if (fd < 0) throw failed(-fd);
-  return readThrough(sys, fd, cap);
+  return readThrough(sys, fd, cap, check);
 }
 
 /**
@@ -84,7 +90,12 @@ export function readInRoot(sys: Sys, root: number, path: string, cap: number): s
 }
 
 /** Checks the O_PATH fd `pathFd` (and closes it), then reads at most `cap` bytes. */
-function readThrough(sys: Sys, pathFd: number, cap: number): string {
+function readThrough(
+  sys: Sys,
+  pathFd: number,
+  cap: number,
+  check?: (st: Stat) => string | undefined,
+): string {
   let fd = -1;
   try {
     const st: Stat = { mode: 0, size: 0, uid: 0, gid: 0 };
@@ -95,6 +106,8 @@ function readThrough(sys: Sys, pathFd: number, cap: number): string {
       throw new FileRefused(`is ${KINDS[type] ?? "not a regular file"}, not a regular file`);
     }
     if (st.size > cap) throw tooBig(cap, st.size);
+    const refused = check?.(st);
+    if (refused) throw new FileRefused(refused);
     fd = sys.open(
       cstr(`/proc/self/fd/${pathFd}`),
       C.O_RDONLY | C.O_NONBLOCK | C.O_NOCTTY | C.O_CLOEXEC,

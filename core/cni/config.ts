@@ -84,17 +84,58 @@ export function parseConfList(text: string, single = false): ConfList {
   };
 }
 
-/** How the loader reads a file (a seam for tests). */
+/**
+ * Why a file or directory that decides what micro runs as root (a CNI configuration, a
+ * plugin binary, the directories they are in) cannot be trusted: another owner than root
+ * or the caller, or writable by group or others. Whoever may write it chooses the program
+ * root runs, or its configuration (host-local's `dataDir`: files made as root anywhere).
+ */
+export function untrusted(st: { uid: number; mode: number }, me: number): string | undefined {
+  if (st.uid !== 0 && st.uid !== me) return `belongs to uid ${st.uid}`;
+  if (st.mode & 0o022) return "may be written by others";
+  return undefined;
+}
+
+/** `untrusted` for a directory by name (links followed: the user named it). */
+export function untrustedDir(dir: string, me: number): string | undefined {
+  try {
+    const st = Deno.statSync(dir);
+    return untrusted({ uid: st.uid ?? -1, mode: st.mode ?? 0o777 }, me);
+  } catch {
+    return undefined; // not there: listing or running from it fails on its own
+  }
+}
+
+/** How the loader reads a file (a seam for tests): trusted, regular, capped. */
 export type ReadFile = (path: string, cap: number) => string;
 
-const readFile: ReadFile = (path, cap) => readRegularFile(openLibc(), path, cap);
+const readFile: ReadFile = (path, cap) => {
+  const me = Deno.uid() ?? 0;
+  return readRegularFile(openLibc(), path, cap, (st) => {
+    const why = untrusted(st, me);
+    return why && `${why}: refused, whoever writes it chooses what micro runs as root`;
+  });
+};
 
 /**
  * The configuration list named `name` in `dir`: files ending in .conflist, .conf or .json,
  * in name order, the first whose network name matches (as libcni). Files that cannot be read
  * or parsed are skipped, and named in the error when nothing matches.
  */
-export function loadConfList(dir: string, name: string, read: ReadFile = readFile): ConfList {
+export function loadConfList(
+  dir: string,
+  name: string,
+  read: ReadFile = readFile,
+  me = Deno.uid() ?? 0,
+): ConfList {
+  const bad = untrustedDir(dir, me);
+  if (bad) {
+    throw new MicroError(
+      `network "${name}": the CNI config directory ${dir} ${bad}: refused on purpose, ` +
+        `since whoever writes there chooses the plugins micro runs as root and their configuration`,
+      { hint: `chmod go-w ${dir} (owned by root), or give another with --cni-config-dir` },
+    );
+  }
   let names: string[];
   try {
     names = [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) =>

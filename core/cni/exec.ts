@@ -8,7 +8,13 @@
 import { MicroError } from "../errors.ts";
 import { FileRefused, MiB, readRegularFile } from "../files.ts";
 import { openLibc } from "../sys/libc.ts";
-import type { ConfList, PluginConf } from "./config.ts";
+import {
+  type ConfList,
+  parseConfList,
+  type PluginConf,
+  untrusted,
+  untrustedDir,
+} from "./config.ts";
 import { parseJsonLimited } from "./json.ts";
 
 /** A plugin's stdout or stderr beyond this is cut (results are a few KiB). */
@@ -43,6 +49,23 @@ export function findPlugin(type: string, cniPath: string[]): string | undefined 
     } catch { /* next directory */ }
   }
   return undefined;
+}
+
+/**
+ * Why the plugin binary at `path` may not be run as root: it, or its directory, can be
+ * written by another user than root or the caller (whoever can replace it runs as root).
+ */
+export function untrustedPlugin(path: string, me = Deno.uid() ?? 0): string | undefined {
+  const dir = path.slice(0, path.lastIndexOf("/")) || "/";
+  try {
+    const st = Deno.statSync(path);
+    const why = untrusted({ uid: st.uid ?? -1, mode: st.mode ?? 0o777 }, me);
+    if (why) return `${path} ${why}`;
+  } catch (e) {
+    return `${path}: ${(e as Error).message.split("\n")[0]}`;
+  }
+  const why = untrustedDir(dir, me);
+  return why && `its directory ${dir} ${why}`;
 }
 
 /** The environment a plugin runs with (CNI spec section 3), and nothing of micro's. */
@@ -126,6 +149,13 @@ export async function execPlugin(
     throw fail(
       `no plugin binary "${plugin.type}" in ${a.cniPath.join(":")}`,
       "install the CNI plugins (Debian: apt install containernetworking-plugins) or set CNI_PATH",
+    );
+  }
+  const refused = untrustedPlugin(path);
+  if (refused) {
+    throw fail(
+      `refused to run the plugin: ${refused}`,
+      "plugins run as root: keep them, and CNI_PATH's directories, writable by root only",
     );
   }
   const stdin = new TextEncoder().encode(
@@ -250,6 +280,17 @@ export function readCache(path: string): CniCache | null {
   const c = parseJsonLimited(text) as CniCache;
   if (c?.kind !== "cniCacheV1" || typeof c.containerId !== "string" || !c.config) {
     throw new Error("not a CNI cache record");
+  }
+  // What gc runs as root comes from here: the same rules as a config file's (plugin types
+  // are bare names), and plugin directories absolute, as ADD had them.
+  c.config = parseConfList(JSON.stringify(c.config));
+  const strings = (v: unknown) => Array.isArray(v) && v.every((x) => typeof x === "string");
+  if (
+    typeof c.ifName !== "string" || !/^[a-zA-Z0-9_.-]{1,15}$/.test(c.ifName) ||
+    !strings(c.cniPath) || !c.cniPath.every((d) => d.startsWith("/")) ||
+    (c.args !== undefined && !(Array.isArray(c.args) && c.args.every(strings)))
+  ) {
+    throw new Error("not a CNI cache record (its interface, plugin path or args)");
   }
   return c;
 }

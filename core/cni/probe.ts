@@ -17,7 +17,7 @@ import {
   microConfList,
 } from "./config.ts";
 import { RESOLVED_UPSTREAM } from "./dns.ts";
-import { findPlugin } from "./exec.ts";
+import { findPlugin, untrustedPlugin } from "./exec.ts";
 import { chooseSubnet, parseRoutes } from "./subnet.ts";
 
 /** Where the micro network's host-local leases live: with the run state, gone at reboot. */
@@ -97,6 +97,11 @@ export function probeNetwork(spec: Spec, sys: Sys, uid: number): NetFacts {
   facts.config = JSON.stringify(list);
   const types = spec.micro.network === "cni" ? pluginTypes(list) : MICRO_PLUGINS;
   const absent = types.filter((t) => !findPlugin(t, cniPath));
+  for (const t of types) {
+    const path = findPlugin(t, cniPath);
+    const why = path && untrustedPlugin(path);
+    if (why) facts.missing.push(`a CNI plugin ${t} only root may write: ${why}`);
+  }
   if (absent.length) {
     facts.missing.push(
       `the CNI plugin${absent.length > 1 ? "s" : ""} ${absent.join(", ")} in ${

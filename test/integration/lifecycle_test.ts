@@ -250,6 +250,33 @@ microTest("error: bad flag values", async () => {
   assertOneLineError(await run(["run", "-w", "relative", IMAGE, "true"]), /relative/);
 });
 
+microTest(
+  "error: a CNI config directory others may write is refused before any plugin runs",
+  async () => {
+    await withTempDir(async (dir) => {
+      // Another user could put a conflist here whose host-local `dataDir` makes root write
+      // files anywhere, or that picks any plugin of CNI_PATH. The only plugin on CNI_PATH is
+      // a fake that leaves a mark (never a real one: this is the machine's own namespace).
+      const nets = `${dir}/nets`;
+      Deno.mkdirSync(nets);
+      Deno.chmodSync(nets, 0o777);
+      Deno.mkdirSync(`${dir}/bin`);
+      Deno.writeTextFileSync(`${dir}/bin/mark`, `#!/bin/sh\ntouch ${dir}/ran\nexit 1\n`, {
+        mode: 0o755,
+      });
+      Deno.writeTextFileSync(
+        `${nets}/10-web.conflist`,
+        JSON.stringify({ cniVersion: "1.0.0", name: "web", plugins: [{ type: "mark" }] }),
+      );
+      const r = await run(["run", "--network", "web", "--cni-config-dir", nets, IMAGE, "true"], {
+        env: { CNI_PATH: `${dir}/bin` },
+      });
+      assertOneLineError(r, /CNI config directory .* may be written by others: refused on purpose/);
+      assert.ok(!exists(`${dir}/ran`), "a plugin ran");
+    });
+  },
+);
+
 // --- plan, profile, version ----------------------------------------------------------------
 
 microTest("micro plan prints ops in phase order and creates nothing", async () => {

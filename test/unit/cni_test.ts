@@ -5,7 +5,13 @@
  * plugin's plan and checks.
  */
 import assert from "node:assert/strict";
-import { CONFIG_CAP, loadConfList, microConfList, parseConfList } from "../../core/cni/config.ts";
+import {
+  CONFIG_CAP,
+  loadConfList,
+  microConfList,
+  parseConfList,
+  untrusted,
+} from "../../core/cni/config.ts";
 import { checkAddHost, hostsFile, resolvConf } from "../../core/cni/dns.ts";
 import {
   addNetwork,
@@ -16,6 +22,7 @@ import {
   pluginEnv,
   readCache,
   resultAddress,
+  untrustedPlugin,
   writeCache,
 } from "../../core/cni/exec.ts";
 import { gcNetworks } from "../../core/cni/gc.ts";
@@ -542,4 +549,88 @@ Deno.test("net checks: a missing piece is one line naming it; -p needs a network
   ]);
   const h = spec({ net: { mode: "host", publish: ["80:80"] } });
   assert.match(net.check!(h, host())[0].line(), /--publish needs a network with its own address/);
+});
+
+// --- what micro runs as root: only what root (or the caller) alone may write ------------
+
+Deno.test("cni: a config directory or file others may write is refused (they would choose root's plugins)", async () => {
+  await withDir((dir) => {
+    const list = JSON.stringify({ cniVersion: "1.0.0", name: "web", plugins: [{ type: "x" }] });
+    const nets = `${dir}/nets`;
+    Deno.mkdirSync(nets, { mode: 0o755 });
+    Deno.writeTextFileSync(`${nets}/10-web.conflist`, list, { mode: 0o644 });
+    assert.equal(loadConfList(nets, "web").plugins[0].type, "x");
+    // A file another user may write: skipped, and named with why.
+    Deno.chmodSync(`${nets}/10-web.conflist`, 0o666);
+    assert.throws(
+      () => loadConfList(nets, "web"),
+      (e) =>
+        e instanceof MicroError &&
+        /skipped 10-web\.conflist: may be written by others: refused/.test(e.line()),
+    );
+    Deno.chmodSync(`${nets}/10-web.conflist`, 0o644);
+    // A directory others may write (a sticky /tmp as well): files could be swapped in.
+    Deno.chmodSync(nets, 0o1777);
+    assert.throws(
+      () => loadConfList(nets, "web"),
+      (e) =>
+        e instanceof MicroError &&
+        e.line() ===
+          `network "web": the CNI config directory ${nets} may be written by others: refused ` +
+            "on purpose, since whoever writes there chooses the plugins micro runs as root and " +
+            `their configuration (chmod go-w ${nets} (owned by root), or give another with ` +
+            "--cni-config-dir)",
+    );
+  });
+});
+
+Deno.test("cni: untrusted: another owner than root or the caller, or group/world write", () => {
+  assert.equal(untrusted({ uid: 0, mode: 0o100755 }, 0), undefined);
+  assert.equal(untrusted({ uid: 1000, mode: 0o100755 }, 1000), undefined);
+  assert.equal(untrusted({ uid: 1000, mode: 0o100755 }, 0), "belongs to uid 1000");
+  assert.equal(untrusted({ uid: 0, mode: 0o100775 }, 0), "may be written by others");
+  assert.equal(untrusted({ uid: 0, mode: 0o040757 }, 0), "may be written by others");
+});
+
+Deno.test("cni: a plugin binary, or its CNI_PATH directory, others may write is not run", async () => {
+  await withDir(async (dir) => {
+    const log = fakePlugins(dir, ["one"]);
+    const list = parseConfList(
+      JSON.stringify({ cniVersion: "1.0.0", name: "web", plugins: [{ type: "one" }] }),
+    );
+    const a = { containerId: "c1", netns: "/proc/self/ns/net", ifName: "eth0", cniPath: [dir] };
+    for (
+      const [what, mode, why] of [
+        ["binary", 0o757, `${dir}/one may be written by others`],
+        ["directory", 0o777, `its directory ${dir} may be written by others`],
+      ] as const
+    ) {
+      Deno.chmodSync(what === "binary" ? `${dir}/one` : dir, mode);
+      assert.equal(untrustedPlugin(`${dir}/one`), why);
+      await assert.rejects(
+        () => addNetwork(list, a),
+        (e) => e instanceof MicroError && e.line().includes(`refused to run the plugin: ${why}`),
+      );
+      assert.throws(() => Deno.statSync(log), "the plugin ran");
+      Deno.chmodSync(what === "binary" ? `${dir}/one` : dir, what === "binary" ? 0o755 : 0o700);
+    }
+    assert.equal(untrustedPlugin(`${dir}/one`), undefined);
+  });
+});
+
+Deno.test("cni: a cache record whose plugins or paths a config file could not have is refused", async () => {
+  await withDir((dir) => {
+    const path = `${dir}/${CACHE_FILE}`;
+    const good = cacheFor(dir, "net:[1]");
+    for (
+      const bad of [
+        { config: { ...good.config, plugins: [{ type: "../../tmp/evil" }] } },
+        { cniPath: ["bin"] },
+        { ifName: "eth0/../x" },
+      ]
+    ) {
+      writeCache(path, { ...good, ...bad } as typeof good);
+      assert.throws(() => readCache(path), /plugins\[0\]\.type|not a CNI cache record/);
+    }
+  });
 });
