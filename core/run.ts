@@ -305,9 +305,17 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
       use.release();
       delete state.imageId;
     }
-    removeRun(dir, state, () => sys);
-    if (runLock >= 0) sys.close(runLock);
-    runLock = -1;
+    try {
+      removeRun(dir, state, () => sys);
+    } catch (e) {
+      // A state dir that cannot go (a mount left in it: EBUSY) does not turn the command's
+      // own exit code into micro's failure; the next micro's gc tries again.
+      const why = String((e as Error)?.message ?? e).split("\n")[0];
+      console.error(`micro: warning: cleanup: ${dir}: ${why}; left for the next micro's gc`);
+    } finally {
+      if (runLock >= 0) sys.close(runLock);
+      runLock = -1;
+    }
     p.stored?.hold.release();
   };
   try {
