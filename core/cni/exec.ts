@@ -56,16 +56,23 @@ export function findPlugin(type: string, cniPath: string[]): string | undefined 
  * written by another user than root or the caller (whoever can replace it runs as root).
  */
 export function untrustedPlugin(path: string, me = Deno.uid() ?? 0): string | undefined {
-  const dir = path.slice(0, path.lastIndexOf("/")) || "/";
+  let real: string;
   try {
     const st = Deno.statSync(path);
     const why = untrusted({ uid: st.uid ?? -1, mode: st.mode ?? 0o777 }, me);
     if (why) return `${path} ${why}`;
+    real = Deno.realPathSync(path);
   } catch (e) {
     return `${path}: ${(e as Error).message.split("\n")[0]}`;
   }
-  const why = untrustedDir(dir, me);
-  return why && `its directory ${dir} ${why}`;
+  // Where the binary really is (a link in CNI_PATH may point elsewhere), and the
+  // directory of the name micro runs: whoever may write either can swap the file.
+  for (const file of new Set([path, real])) {
+    const dir = file.slice(0, file.lastIndexOf("/")) || "/";
+    const why = untrustedDir(dir, me);
+    if (why) return `its directory ${dir} ${why}`;
+  }
+  return undefined;
 }
 
 /** The environment a plugin runs with (CNI spec section 3), and nothing of micro's. */

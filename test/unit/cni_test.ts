@@ -615,6 +615,16 @@ Deno.test("cni: a plugin binary, or its CNI_PATH directory, others may write is 
       Deno.chmodSync(what === "binary" ? `${dir}/one` : dir, what === "binary" ? 0o755 : 0o700);
     }
     assert.equal(untrustedPlugin(`${dir}/one`), undefined);
+    // A link in CNI_PATH to a binary in a directory others may write.
+    Deno.mkdirSync(`${dir}/open`, { mode: 0o777 });
+    Deno.chmodSync(`${dir}/open`, 0o777);
+    Deno.copyFileSync(`${dir}/one`, `${dir}/open/two`);
+    Deno.chmodSync(`${dir}/open/two`, 0o755);
+    Deno.symlinkSync(`${dir}/open/two`, `${dir}/two`);
+    assert.equal(
+      untrustedPlugin(`${dir}/two`),
+      `its directory ${Deno.realPathSync(dir)}/open may be written by others`,
+    );
   });
 });
 
