@@ -359,6 +359,9 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
       if (!joins.has(name)) joins.set(name, { pidfd: openJoinTarget(name, uid, sys), flags: 0 });
       joins.get(name)!.flags |= CLONE_FLAGS[o.args.flag];
     }
+    for (const [name, j] of joins) {
+      if (j.flags & CLONE_FLAGS.CLONE_NEWPID) refusePtracers(name, pidOfPidfd(j.pidfd));
+    }
     Deno.mkdirSync(`${dir}/root`, { mode: 0o755 });
     // The child's root is a copy of the mount of the very directory opened above; a
     // rootless parent may not copy mounts, and its child checks what it binds by name.
@@ -546,4 +549,64 @@ export function openJoinTarget(name: string, uid: number, sys: Sys): number {
     throw notRunning();
   }
   return fd;
+}
+
+/** The pid a pidfd refers to (its fdinfo), or -1 when that process is gone. */
+export function pidOfPidfd(pidfd: number, proc = "/proc"): number {
+  try {
+    const m = /^Pid:\s*(-?\d+)$/m.exec(Deno.readTextFileSync(`${proc}/self/fdinfo/${pidfd}`));
+    return m ? Number(m[1]) : -1;
+  } catch {
+    return -1;
+  }
+}
+
+/** CAP_SYS_PTRACE, bit 19 of a capability set. */
+const CAP_SYS_PTRACE = 19n;
+
+/**
+ * The processes in the pid namespace of `pid` that may hold CAP_SYS_PTRACE (in their
+ * bounding set): from the host's user namespace that capability passes every ptrace
+ * check, the dumpable flag included. `proc` is a seam for tests.
+ */
+export function ptracersIn(pid: number, proc = "/proc"): number[] {
+  let ns: string;
+  try {
+    ns = Deno.readLinkSync(`${proc}/${pid}/ns/pid`);
+  } catch {
+    return [];
+  }
+  const out: number[] = [];
+  for (const e of Deno.readDirSync(proc)) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      if (Deno.readLinkSync(`${proc}/${e.name}/ns/pid`) !== ns) continue;
+      const m = /^CapBnd:\s*([0-9a-f]+)$/m.exec(Deno.readTextFileSync(`${proc}/${e.name}/status`));
+      if (m && (BigInt(`0x${m[1]}`) >> CAP_SYS_PTRACE) & 1n) out.push(Number(e.name));
+    } catch { /* gone meanwhile */ }
+  }
+  return out.sort((a, b) => a - b);
+}
+
+/**
+ * `--pid container:NAME`: micro's child is in that pid namespace from its clone to its
+ * exec, as root with every capability, holding micro's memory and fds (the image, the
+ * store's layers) in the host's mount namespace. A process there that may hold
+ * CAP_SYS_PTRACE could attach to it in that window (non-dumpable does not stop it) and
+ * act as micro on the host: such a join is refused.
+ */
+function refusePtracers(name: string, pid: number): void {
+  const found = pid > 0 ? ptracersIn(pid) : [];
+  if (!found.length) return;
+  throw new MicroError(
+    `--pid container:${name}: refused: process${found.length > 1 ? "es" : ""} ` +
+      `${found.slice(0, 5).join(", ")} in its pid namespace may hold CAP_SYS_PTRACE, and ` +
+      `could take over micro's process while it sets this container up`,
+    {
+      phase: "check",
+      plugin: "pid",
+      hint: "run those without SYS_PTRACE (no --cap-add SYS_PTRACE, no --privileged), or " +
+        "do not share their pid namespace",
+    },
+  );
 }

@@ -323,6 +323,44 @@ microTest("--pid and --ipc container:NAME join a running container's namespaces"
   }
 });
 
+microTest(
+  "--pid container:NAME is refused when a process there may hold CAP_SYS_PTRACE",
+  async () => {
+    // From there it could attach to micro's child (root, every capability, micro's fds and
+    // memory, the host's mounts) between its clone and its exec.
+    const bg = new Background([
+      "run",
+      "--rm",
+      "--name",
+      "ptracer",
+      "--cap-add",
+      "SYS_PTRACE",
+      "--stop-timeout",
+      "0",
+      IMAGE,
+      "sh",
+      "-c",
+      "echo ready; sleep 20",
+    ]);
+    try {
+      assert.ok(await bg.waitForStdout("ready"), bg.stderr);
+      const r = await sh("echo joined", ["--rm", "--pid", "container:ptracer"]);
+      assert.equal(r.code, 125, show(r));
+      assert.equal(r.stdout, "", show(r));
+      assert.match(r.stderr, ONE_LINE);
+      assert.match(
+        r.stderr,
+        /--pid container:ptracer: refused: process .* may hold CAP_SYS_PTRACE/,
+      );
+      // Its ipc namespace shows no process: that join stays allowed.
+      assert.equal(ok(await sh("echo joined", ["--rm", "--ipc", "container:ptracer"])), "joined\n");
+    } finally {
+      bg.kill("SIGTERM");
+      await bg.result();
+    }
+  },
+);
+
 microTest("-a stdout: only stdout is relayed; stderr goes to /dev/null", async () => {
   const r = await sh("echo out; echo err >&2", ["--rm", "-a", "stdout"]);
   assert.equal(r.code, 0, show(r));

@@ -14,6 +14,7 @@ import {
   writeState,
 } from "../../core/state.ts";
 import { openLibc } from "../../core/sys/libc.ts";
+import { pidOfPidfd, ptracersIn } from "../../core/run.ts";
 import { RecordingSys } from "../../core/sys/fake.ts";
 
 function withTemp(fn: (dir: string) => void): void {
@@ -211,5 +212,26 @@ Deno.test("deadNetworkRuns: a run whose lock is held is not DELeted; a dead one 
     // Held: another gc meanwhile leaves the run to this one.
     assert.deepEqual(deadNetworkRuns(root, me, () => sys), []);
     sys.close(runs[0].lock!);
+  });
+});
+
+Deno.test("ptracersIn: the processes of that pid namespace whose bounding set has SYS_PTRACE", () => {
+  withTemp((proc) => {
+    const task = (pid: number, ns: string, capBnd: string) => {
+      Deno.mkdirSync(`${proc}/${pid}/ns`, { recursive: true });
+      Deno.symlinkSync(ns, `${proc}/${pid}/ns/pid`);
+      Deno.writeTextFileSync(`${proc}/${pid}/status`, `Name:\tx\nCapBnd:\t${capBnd}\n`);
+    };
+    task(1, "pid:[7]", "00000000a80425fb"); // the target's init: Docker's default set
+    task(20, "pid:[7]", "00000000a80c25fb"); // a process there with SYS_PTRACE (bit 19)
+    task(30, "pid:[8]", "000001ffffffffff"); // another namespace: not seen from there
+    Deno.mkdirSync(`${proc}/self`);
+    assert.deepEqual(ptracersIn(1, proc), [20]);
+    assert.deepEqual(ptracersIn(30, proc), [30]);
+    assert.deepEqual(ptracersIn(99, proc), []); // gone
+    Deno.mkdirSync(`${proc}/self/fdinfo`);
+    Deno.writeTextFileSync(`${proc}/self/fdinfo/5`, "pos:\t0\nflags:\t02000002\nPid:\t20\n");
+    assert.equal(pidOfPidfd(5, proc), 20);
+    assert.equal(pidOfPidfd(6, proc), -1);
   });
 });
