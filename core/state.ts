@@ -138,7 +138,12 @@ export function isAlive(pid: number | undefined, start: number | undefined): boo
  * image to leave. Safe to call twice.
  */
 export function removeRun(dir: string, state: RunState | null, sys: () => Sys): void {
-  if (state?.cgroups?.length) removeRecorded(state.cgroups);
+  if (state?.cgroups?.length) {
+    // A cgroup of the run's own that stays keeps the state that records it: without the
+    // record nothing would ever remove it (the next gc tries again).
+    const left = removeRecorded(state.cgroups);
+    if (left.length) throw new Error(`cgroup ${left[0]}; the run's state is kept`);
+  }
   if (state?.imageId) releaseImage(dir.slice(0, dir.lastIndexOf("/")), state.imageId, sys());
   if (state?.containerDir) removeContainerDir(state.containerDir);
   try {

@@ -103,7 +103,12 @@ export interface RecordedCgroup {
  * run's own and still empty (the container joins only after that write); if it was someone
  * else's, rmdir fails on its processes or children and it stays.
  */
-export function removeRecorded(list: RecordedCgroup[]): void {
+export function removeRecorded(list: RecordedCgroup[]): string[] {
   for (const c of list) if (!c.shared && c.created) killCgroup(c.path, c.kill ?? "signal");
-  for (const c of [...list].reverse()) removeCgroup(c.path, c.shared || !c.created);
+  const left: string[] = [];
+  for (const c of [...list].reverse()) {
+    const why = removeCgroup(c.path, c.shared || !c.created);
+    if (why) left.push(`${c.path}: ${why}`);
+  }
+  return left; // the run's own dirs that stay, with why
 }

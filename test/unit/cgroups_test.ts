@@ -1055,6 +1055,45 @@ Deno.test("cleanup returns a dir it cannot remove as a problem, and goes on", ()
   });
 });
 
+Deno.test("gc keeps a dead run's state while a cgroup of its own stays (the record is all that finds it)", () => {
+  withFs("v2", (fs) => {
+    const stateRoot = Deno.makeTempDirSync({ prefix: "micro-state-" });
+    try {
+      const { plan } = setup({}, host(fs.layout()));
+      const { parent, announced } = parentOps(fs, plan());
+      parent.prepare();
+      // micro was killed; a child cgroup nobody removes keeps the run's busy.
+      fs.cgroup(`micro/${ID}/stuck`);
+      const uid = Deno.uid() ?? 0;
+      const dir = createRunDir(stateRoot, ID, uid);
+      writeState(dir, {
+        id: ID,
+        pid: Deno.pid,
+        startTime: -1,
+        image: null,
+        cgroups: announced,
+        created: new Date().toISOString(),
+      });
+      const noSys = () => {
+        throw new Error("no mount points recorded: libc is not needed");
+      };
+      const warnings: string[] = [];
+      assert.deepEqual(gc(stateRoot, uid, () => {}, noSys, (m) => warnings.push(m)), []);
+      assert.deepEqual(warnings, [
+        `${dir}: cgroup ${fs.abs(`micro/${ID}`)}: still busy after its processes were killed; ` +
+        "the run's state is kept; left for the next gc",
+      ]);
+      assert.ok(Deno.lstatSync(`${dir}/state.json`).isFile, "the record went, the cgroup stays");
+      // Once it can go, the next gc removes both.
+      real.removeSync(fs.abs(`micro/${ID}/stuck`), { recursive: true });
+      assert.deepEqual(gc(stateRoot, uid, () => {}, noSys, (m) => warnings.push(m)), [ID]);
+      assert.deepEqual(fs.cgroups().filter((c) => c.includes(ID)), []);
+    } finally {
+      real.removeSync(stateRoot, { recursive: true });
+    }
+  });
+});
+
 Deno.test("a device program the kernel refuses is one line with the instruction count", () => {
   withFs("v2", (fs) => {
     const { plan } = setup({}, host(fs.layout()));
