@@ -21,9 +21,10 @@ export async function run(argv: string[]): Promise<number> {
   return await runCommand(argv, signals);
 }
 
-/** Creates and touches nothing of the state: what killed runs left is for the next run. */
 export async function plan(argv: string[]): Promise<number> {
   if (wantsHelp(argv)) return await help();
+  await gcState();
+  mark("state gc");
   const { planCommand } = await import("../core/run.ts");
   mark("load run modules");
   return await planCommand(argv);
