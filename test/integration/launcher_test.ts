@@ -56,10 +56,13 @@ async function asUser(uid: number, script: string): Promise<void> {
   assert.equal(r.code, 0, `as uid ${uid}: ${script}\n${show(r)}`);
 }
 
-/** Shell words that make DIR/deno (writing `id` to MARKER), DIR/micro.js, DIR/micro.yaml.js. */
+/**
+ * Shell words that make DIR/deno (writing `id` to MARKER), DIR/micro.js, DIR/micro.main.js,
+ * DIR/micro.yaml.js.
+ */
 function evil(dir: string, marker: string): string {
   return `printf '#!/bin/sh\\nid >%s\\n' '${marker}' >'${dir}/deno'; chmod 755 '${dir}/deno'; ` +
-    `: >'${dir}/micro.js'; : >'${dir}/micro.yaml.js'`;
+    `: >'${dir}/micro.js'; : >'${dir}/micro.main.js'; : >'${dir}/micro.yaml.js'`;
 }
 
 /**
@@ -241,8 +244,9 @@ microTest("launcher: a symlinked deno in an otherwise good HASH dir is not run",
     privateDir(base);
     const d = `${base}/${HASH}`;
     privateDir(d);
-    Deno.writeTextFileSync(`${d}/micro.js`, "", { mode: 0o600 });
-    Deno.writeTextFileSync(`${d}/micro.yaml.js`, "", { mode: 0o600 });
+    for (const f of ["micro.js", "micro.main.js", "micro.yaml.js"]) {
+      Deno.writeTextFileSync(`${d}/${f}`, "", { mode: 0o600 });
+    }
     await asUser(ATTACKER, evil(tmp, marker));
     Deno.symlinkSync(`${tmp}/deno`, `${d}/deno`);
     works(await version(marker, { MICRO_CACHE_DIR: base }));
@@ -260,13 +264,13 @@ microTest("launcher: the first run unpacks into a private dir; later runs reuse 
         const st = Deno.lstatSync(p);
         assert.ok(st.isDirectory && st.uid === 0 && (st.mode! & 0o777) === 0o700, p);
       }
-      const before = ["", "/deno", "/micro.js", "/micro.yaml.js"].map((f) => {
+      const before = ["", "/deno", "/micro.js", "/micro.main.js", "/micro.yaml.js"].map((f) => {
         const st = Deno.lstatSync(d + f);
         assert.ok(st.uid === 0 && (st.mode! & 0o022) === 0, `${d + f} is not private`);
         return st.ino;
       });
       works(await version(marker, { MICRO_CACHE_DIR: base }));
-      const after = ["", "/deno", "/micro.js", "/micro.yaml.js"].map((f) =>
+      const after = ["", "/deno", "/micro.js", "/micro.main.js", "/micro.yaml.js"].map((f) =>
         Deno.lstatSync(d + f).ino
       );
       assert.deepEqual(after, before, "the second run unpacked again");
@@ -496,7 +500,9 @@ microTest(
       const oldVersion = (name: string, deno = "") => {
         const d = `${base}/${name}`;
         privateDir(d);
-        for (const f of ["micro.js", "micro.yaml.js"]) Deno.writeTextFileSync(`${d}/${f}`, "");
+        for (const f of ["micro.js", "micro.main.js", "micro.yaml.js"]) {
+          Deno.writeTextFileSync(`${d}/${f}`, "");
+        }
         if (deno) Deno.copyFileSync(deno, `${d}/deno`);
         Deno.utimeSync(d, twoHoursAgo, twoHoursAgo);
         return d;

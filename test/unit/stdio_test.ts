@@ -107,6 +107,37 @@ Deno.test("after init is reaped, a read that never returns ends the drain; its f
   assert.ok(sys.format().includes("close(10)"));
 });
 
+Deno.test("a drain whose writers are all gone (POLLHUP at the reap) sets no timer", async () => {
+  // The common end of a run: init exited, its pipes hung up. A first setTimeout costs Deno
+  // milliseconds (its timers layer loads): none on this path, the EOF ends the read.
+  let eof = (_n: number) => {};
+  class PendingSys extends RecordingSys {
+    override readAsync(fd: number, buf: Uint8Array, len: number): Promise<number> {
+      super.readAsync(-1, buf, 0);
+      return fd === 8 ? new Promise((r) => eof = r) : Promise.resolve(0);
+    }
+  }
+  const sys = new PendingSys().returns("pollNow", () => true, C.POLLIN | C.POLLHUP);
+  const relays = new Relays(sys, { ...NONE, stdout: 8 }, { stdin: false });
+  await Promise.resolve();
+  const real = globalThis.setTimeout;
+  let timers = 0;
+  globalThis.setTimeout = ((...a: Parameters<typeof setTimeout>) => {
+    timers++;
+    return real(...a);
+  }) as typeof setTimeout;
+  try {
+    const done = relays.finish(never);
+    eof(0);
+    await done;
+  } finally {
+    globalThis.setTimeout = real;
+  }
+  relays.close();
+  assert.equal(timers, 0, "a timer was set");
+  assert.ok(sys.format().includes("close(8)"), sys.format().join("\n"));
+});
+
 Deno.test("a signal during the drain ends it at once", async () => {
   const sys = new StuckSys([8]);
   const relays = new Relays(sys, { ...NONE, stdout: 8 }, { stdin: false });

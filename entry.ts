@@ -1,0 +1,28 @@
+/**
+ * The bundle's entry (tools/build.sh): `micro version` answered without loading the rest.
+ * V8 reads the whole of a bundle before it runs any of it (about 700 KB here, a few
+ * milliseconds even from the code cache), so main.ts is bundled on its own into
+ * `micro.main.js`, next to this one, and imported here for every other command. Its
+ * specifier is computed so that `deno bundle` does not inline it. From source, main.ts is
+ * the entry and this file is not used.
+ */
+import { VERSION } from "./core/version.ts";
+
+/** The file next to this bundle that holds main.ts's bundle. */
+export const MAIN_BUNDLE = "micro.main.js";
+
+const first = Deno.args[0];
+if ((first === "version" || first === "--version" || first === "-v") && !traced()) {
+  console.log(`micro ${VERSION} (deno ${Deno.version.deno}, v8 ${Deno.version.v8})`);
+  Deno.exit(0);
+}
+await import(new URL(`./${MAIN_BUNDLE}`, import.meta.url).href);
+
+/** With MICRO_TRACE=1, main.ts answers (it prints the phase trace). */
+function traced(): boolean {
+  try {
+    return Deno.env.get("MICRO_TRACE") === "1";
+  } catch {
+    return false;
+  }
+}
