@@ -8,6 +8,8 @@ import { CACHE_FILE, cachedAttachment, delNetwork, readCache } from "./exec.ts";
 import { currentNetns, isPinned, NETNS_FILE, unpinNetns } from "./attach.ts";
 import { openLibc } from "../sys/libc.ts";
 import { MicroError } from "../errors.ts";
+import { MICRO_BRIDGE, MICRO_NETWORK } from "./config.ts";
+import { removeBridgeIfUnused } from "./bridge.ts";
 
 export interface DeadRun {
   dir: string;
@@ -44,6 +46,11 @@ export async function gcNetworks(runs: DeadRun[]): Promise<string[]> {
     const why = unpinNetns(openLibc(), pin);
     if (why) warnings.push(why);
     removeRecord(path);
+    // micro's default network: its bridge goes with the last container, a killed run's too.
+    const bridge = (cache.config.plugins[0] as { bridge?: unknown })?.bridge;
+    if (cache.config.name === MICRO_NETWORK && bridge === MICRO_BRIDGE) {
+      warnings.push(...await removeBridgeIfUnused(MICRO_NETWORK, MICRO_BRIDGE));
+    }
   }
   return warnings;
 }
