@@ -80,5 +80,7 @@ export function exposedPorts(
     if (!m || Number(m[1]) < 1 || Number(m[1]) > 65535) continue;
     out.push({ containerPort: Number(m[1]), protocol: (m[2] ?? "tcp") as "tcp" | "udp" });
   }
-  return out;
+  return out.sort((a, b) =>
+    a.containerPort - b.containerPort || a.protocol.localeCompare(b.protocol)
+  );
 }
