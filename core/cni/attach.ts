@@ -22,7 +22,7 @@ import {
 } from "./exec.ts";
 import { isAlive, readState } from "../state.ts";
 import { formatMapping, type PortMapping } from "./ports.ts";
-import { holdNetwork, removeBridgeIfUnused } from "./bridge.ts";
+import { holdNetwork, removeBridgeIfUnused, withCniLock } from "./bridge.ts";
 import type { HeldLock } from "../store/lock.ts";
 
 type AddOp = Op & { kind: "cni-add" };
@@ -212,7 +212,7 @@ export class NetworkOps {
       ...(args.transientBridge ? { transientBridge: args.transientBridge } : {}),
     };
     pinNetns(this.sys, `/proc/${pid}/ns/net`, netns);
-    const result = await addNetwork(list, a);
+    const result = await withCniLock(() => addNetwork(list, a));
     this.added.result = result;
     writeCache(args.cache, { ...cache, result });
     if (args.files) this.writeFiles(o, resultAddress(result));
@@ -249,7 +249,7 @@ export class NetworkOps {
     this.added = null;
     if (done) {
       try {
-        await delNetwork(done.list, done.a, done.result);
+        await withCniLock(() => delNetwork(done.list, done.a, done.result));
       } catch (e) {
         problems.push(
           `network ${done.list.name}: ${e instanceof MicroError ? e.line() : String(e)}`,

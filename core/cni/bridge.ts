@@ -111,3 +111,18 @@ export async function removeBridgeIfUnused(network: string, bridge: string): Pro
     own.release();
   }
 }
+
+/**
+ * Runs `fn` (a CNI ADD or DEL) holding the host's CNI lock exclusively: the firewall plugin
+ * creates its chains by check-then-create, so two ADDs at once fail with "chain exists"
+ * (seen with 10 concurrent runs here); one plugin chain at a time, as libcni's users do.
+ */
+export async function withCniLock<T>(fn: () => Promise<T>): Promise<T> {
+  Deno.mkdirSync(IPAM_DIR, { recursive: true, mode: 0o700 });
+  const lock = (await lockFile(`${IPAM_DIR}/cni.lock`, true, true))!;
+  try {
+    return await fn();
+  } finally {
+    lock.release();
+  }
+}

@@ -9,7 +9,7 @@ import { currentNetns, isPinned, NETNS_FILE, unpinNetns } from "./attach.ts";
 import { openLibc } from "../sys/libc.ts";
 import { MicroError } from "../errors.ts";
 import { MICRO_BRIDGE, MICRO_NETWORK } from "./config.ts";
-import { removeBridgeIfUnused } from "./bridge.ts";
+import { removeBridgeIfUnused, withCniLock } from "./bridge.ts";
 
 export interface DeadRun {
   dir: string;
@@ -38,7 +38,9 @@ export async function gcNetworks(runs: DeadRun[]): Promise<string[]> {
     const pinned = isPinned(pin) ? pin : "";
     const netns = pinned || (run.containerPid ? `/proc/${run.containerPid}/ns/net` : "");
     try {
-      await delNetwork(cache.config, cachedAttachment(cache, netns), cache.result);
+      await withCniLock(() =>
+        delNetwork(cache.config, cachedAttachment(cache, netns), cache.result)
+      );
     } catch (e) {
       const why = e instanceof MicroError ? e.line() : (e as Error).message;
       warnings.push(`network ${cache.config.name} of ${run.dir}: ${why}`);
