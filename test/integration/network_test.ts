@@ -494,6 +494,8 @@ async function killedRun(cniPath: string, log: string): Promise<void> {
         `DEL host-local ${name}`,
       ]);
       await assertClean(host, name);
+      // It was micro0's last container: gc takes the bridge too.
+      assert.equal(await host.sh("ip -o link show micro0 2>/dev/null || true"), "");
     } finally {
       bg.kill("SIGKILL");
       await bg.result();
