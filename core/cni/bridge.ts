@@ -117,9 +117,9 @@ export async function removeBridgeIfUnused(network: string, bridge: string): Pro
  * creates its chains by check-then-create, so two ADDs at once fail with "chain exists"
  * (seen with 10 concurrent runs here); one plugin chain at a time, as libcni's users do.
  */
-export async function withCniLock<T>(fn: () => Promise<T>): Promise<T> {
-  Deno.mkdirSync(IPAM_DIR, { recursive: true, mode: 0o700 });
-  const lock = (await lockFile(`${IPAM_DIR}/cni.lock`, true, true))!;
+export async function withCniLock<T>(fn: () => Promise<T>, dir = IPAM_DIR): Promise<T> {
+  Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const lock = (await lockFile(`${dir}/cni.lock`, true, true))!;
   try {
     return await fn();
   } finally {

@@ -10,6 +10,7 @@ import { openLibc } from "../sys/libc.ts";
 import { MicroError } from "../errors.ts";
 import { MICRO_BRIDGE, MICRO_NETWORK } from "./config.ts";
 import { removeBridgeIfUnused, withCniLock } from "./bridge.ts";
+import { IPAM_DIR } from "./probe.ts";
 
 export interface DeadRun {
   dir: string;
@@ -18,7 +19,7 @@ export interface DeadRun {
 }
 
 /** DELs each dead run's networks; returns warnings. A failed DEL still drops the record. */
-export async function gcNetworks(runs: DeadRun[]): Promise<string[]> {
+export async function gcNetworks(runs: DeadRun[], lockDir = IPAM_DIR): Promise<string[]> {
   const warnings: string[] = [];
   const here = currentNetns();
   for (const run of runs) {
@@ -38,8 +39,9 @@ export async function gcNetworks(runs: DeadRun[]): Promise<string[]> {
     const pinned = isPinned(pin) ? pin : "";
     const netns = pinned || (run.containerPid ? `/proc/${run.containerPid}/ns/net` : "");
     try {
-      await withCniLock(() =>
-        delNetwork(cache.config, cachedAttachment(cache, netns), cache.result)
+      await withCniLock(
+        () => delNetwork(cache.config, cachedAttachment(cache, netns), cache.result),
+        lockDir,
       );
     } catch (e) {
       const why = e instanceof MicroError ? e.line() : (e as Error).message;
