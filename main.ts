@@ -17,6 +17,7 @@ usage:
   micro image ls|rm|inspect|prune|import|export       manage the image store
   micro images, micro rmi IMAGE...                    micro image ls, micro image rm
   micro volume ls [-q] | rm NAME...                   named volumes (-v NAME:PATH)
+  micro network create|ls|rm|inspect                  bridge networks (--network NAME)
   micro login [-u USER] [--password-stdin] [REGISTRY] log in to a registry
   micro logout [REGISTRY]                             forget a registry's login
   micro profile list                                  the built-in profiles
@@ -50,6 +51,7 @@ const COMMANDS: Record<string, () => Promise<(argv: string[]) => Promise<number>
   images: async () => (await import("./commands/image.ts")).images,
   rmi: async () => (await import("./commands/image.ts")).rmi,
   volume: async () => (await import("./commands/volume.ts")).volume,
+  network: async () => (await import("./commands/network.ts")).network,
   login: async () => (await import("./commands/login.ts")).login,
   logout: async () => (await import("./commands/login.ts")).logout,
 };

@@ -12,7 +12,7 @@
 import { MicroError } from "./errors.ts";
 import { FileRefused, formatSize, readRegularFile, TEXT_CAP } from "./files.ts";
 import { openLibc } from "./sys/libc.ts";
-import { parsePublish } from "./cni/ports.ts";
+import { isIPv4, parsePublish } from "./cni/ports.ts";
 import { checkAddHost } from "./cni/dns.ts";
 import { parseMountFlag, parseTmpfs, parseVolumeFlag } from "./mounts.ts";
 import { parseSize } from "./cgroups/units.ts";
@@ -110,6 +110,8 @@ Options:
       --dns IP              a name server for /etc/resolv.conf (repeatable)
       --dns-search DOMAIN   a search domain for /etc/resolv.conf (repeatable)
       --add-host NAME:IP    an /etc/hosts entry (repeatable)
+      --ip ADDR             the container's IPv4 address on its network
+  -P, --publish-all         publish the image's exposed ports on free host ports
       --cni-config-dir DIR  the CNI configuration lists (default: /etc/cni/net.d)
   -v, --volume HOST:CTR[:ro|rw], NAME:CTR[:ro|rw], CTR
                             bind a host path, or mount a named or anonymous volume
@@ -184,6 +186,8 @@ interface OptionDef {
 const OPTIONS: OptionDef[] = [
   { long: "profile", kind: "value" },
   { long: "publish", short: "p", kind: "value" },
+  { long: "publish-all", short: "P", kind: "flag" },
+  { long: "ip", kind: "value" },
   { long: "dns", kind: "value" },
   { long: "dns-search", kind: "value" },
   { long: "add-host", kind: "value" },
@@ -632,6 +636,13 @@ export function parseRun(argv: readonly string[], io: CliIO = DENO_IO): Request 
         publish.push(value);
         break;
       }
+      case "publish-all":
+        section(layer, "net").publishAll = on;
+        break;
+      case "ip":
+        if (!isIPv4(value)) fail(`option "${spelled}": "${value}" is not an IPv4 address`);
+        section(layer, "net").ip = value;
+        break;
       case "dns":
         dns.push(value);
         break;

@@ -240,6 +240,12 @@ export interface OpArgs {
     cniPath: string[];
     portMappings: PortMapping[];
     cache: string;
+    /** --ip: the `ips` capability argument. */
+    ip?: string;
+    /** -P: container ports published on free host ports, chosen right before ADD. */
+    publishAll?: { containerPort: number; protocol: "tcp" | "udp" }[];
+    /** The bridge to delete after DEL when no other run holds the network. */
+    transientBridge?: string;
     files?: { dir: string; hostname: string; resolv: string; addHosts: string[] };
   };
   /** cleanup: DEL the container from the networks recorded in `cache`. */

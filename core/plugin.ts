@@ -89,6 +89,12 @@ export interface NetFacts {
   resolvUpstream: string;
   /** MICRO_DEFAULT_NETWORK: what `auto` becomes when set (none or bridge). */
   defaultNetwork?: string;
+  /** The network's IPv4 subnet when micro knows it (its own and created networks). */
+  subnet?: string;
+  /** Whether a plugin of the list takes the `ips` capability (--ip). */
+  ips?: boolean;
+  /** The bridge that goes with the network's last container (micro's default network). */
+  transientBridge?: string;
 }
 
 export interface Plugin<O = Record<string, unknown>> {

@@ -2,6 +2,7 @@
  * `micro run` and `micro plan`: request → profile → spec → checks → plan → engine.
  * Everything before the engine is shared, so `micro plan` shows exactly what a run does.
  */
+import { exposedPorts } from "./cni/ports.ts";
 import { parseRun, type Request } from "./cli.ts";
 import { runChecks } from "./checks.ts";
 import { execute, stoppedError } from "./engine/mod.ts";
@@ -146,6 +147,7 @@ function applyImageConfig(
     spec.process.defaultUser = undefined;
   }
   if (d.stopSignal) spec.micro.stopSignal = d.stopSignal;
+  if (spec.micro.net?.publishAll) spec.micro.net.exposed = exposedPorts(config.config);
 }
 
 /** Everything up to the plan; no side effects (but loading the yaml library if needed). */

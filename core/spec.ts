@@ -118,6 +118,11 @@ export interface Spec {
       dnsSearch: string[];
       addHosts: string[];
       configDir: string;
+      /** --ip: the address asked of host-local (the `ips` capability). */
+      ip?: string;
+      /** -P: publish the image's exposed ports (`exposed`, from its config) on free ports. */
+      publishAll?: boolean;
+      exposed?: { containerPort: number; protocol: "tcp" | "udp" }[];
     };
     /** Why `auto` became none on this host (one warning); unset when it did not. */
     networkFallback?: string;

@@ -7,6 +7,7 @@
 import { DEFAULT_CONFIG_DIR, MICRO_NETWORK } from "../core/cni/config.ts";
 import { checkAddHost, resolvConf } from "../core/cni/dns.ts";
 import { isIPv4, parsePublish, type PortMapping } from "../core/cni/ports.ts";
+import { hostOf, parseCidr } from "../core/cni/subnet.ts";
 import { MicroError } from "../core/errors.ts";
 import { type Op, op } from "../core/ops.ts";
 import type { Plugin } from "../core/plugin.ts";
@@ -22,6 +23,8 @@ interface NetOptions {
   dnsSearch?: string[];
   addHosts?: string[];
   configDir?: string;
+  ip?: string;
+  publishAll?: boolean;
 }
 
 /** The files micro makes per container and binds over /etc (never written into the image). */
@@ -82,6 +85,15 @@ export const net: Plugin<NetOptions> = {
         doc: "the CNI configuration directory (default /etc/cni/net.d)",
         check: (v) => v.startsWith("/") ? undefined : "the directory must be absolute",
       },
+      ip: {
+        type: "string",
+        doc: "the container's IPv4 address on its network (host-local's ips capability)",
+        check: (v) => isIPv4(v) ? undefined : `"${v}" is not an IPv4 address`,
+      },
+      publishAll: {
+        type: "boolean",
+        doc: "publish the image's exposed ports on free host ports (-P)",
+      },
     },
   },
   configure(o, spec) {
@@ -110,6 +122,8 @@ export const net: Plugin<NetOptions> = {
       dnsSearch: [...(o.dnsSearch ?? [])],
       addHosts: [...(o.addHosts ?? [])],
       configDir: o.configDir ?? DEFAULT_CONFIG_DIR,
+      ...(o.ip !== undefined ? { ip: o.ip } : {}),
+      ...(o.publishAll ? { publishAll: true } : {}),
     };
   },
   plan(spec, host): Op[] {
@@ -134,6 +148,9 @@ export const net: Plugin<NetOptions> = {
         cniPath: host.net.cniPath,
         portMappings: n.publish,
         cache,
+        ...(n.ip !== undefined ? { ip: n.ip } : {}),
+        ...(n.publishAll && n.exposed?.length ? { publishAll: n.exposed } : {}),
+        ...(host.net.transientBridge ? { transientBridge: host.net.transientBridge } : {}),
         ...(spec.micro.runFiles?.length
           ? {
             files: {
@@ -165,6 +182,15 @@ export const net: Plugin<NetOptions> = {
         }),
       );
     }
+    if ((mode === "none" || mode === "host") && n?.ip !== undefined) {
+      errors.push(
+        new MicroError(`--ip needs a network with its own address, not "${mode}"`, {
+          phase: "check",
+          plugin: "net",
+          hint: "use --network bridge or a network of micro network create, or drop --ip",
+        }),
+      );
+    }
     if (mode !== "bridge" && mode !== "cni") return errors;
     const what = mode === "bridge" ? "--network bridge" : `--network ${n!.name}`;
     const net = host.net;
@@ -177,6 +203,28 @@ export const net: Plugin<NetOptions> = {
           plugin: "net",
         }),
       );
+    } else if (n?.ip !== undefined && net) {
+      const c = net.subnet ? parseCidr(net.subnet) : undefined;
+      if (!net.ips) {
+        errors.push(
+          new MicroError(`--ip ${n.ip}: network "${n.name}" takes no ips capability`, {
+            phase: "check",
+            plugin: "net",
+            hint: 'add "capabilities": {"ips": true} to its IPAM plugin\'s entry, or drop --ip',
+          }),
+        );
+      } else if (c && typeof c !== "string" && !hostOf(c, n.ip)) {
+        errors.push(
+          new MicroError(
+            `--ip ${n.ip} is not a host address of network "${n.name}" (${net.subnet})`,
+            {
+              phase: "check",
+              plugin: "net",
+              hint: "choose an address inside the subnet (micro network inspect)",
+            },
+          ),
+        );
+      }
     }
     return errors;
   },
@@ -196,7 +244,7 @@ export function resolveAuto(
   if (spec.micro.network !== "auto") return;
   const net = host.net;
   const chosen = net?.defaultNetwork;
-  const asked = (spec.micro.net?.publish.length ?? 0) > 0;
+  const asked = (spec.micro.net?.publish.length ?? 0) > 0 || spec.micro.net?.ip !== undefined;
   const bridge = () => {
     spec.micro.network = "bridge";
     spec.micro.runFiles = [...RUN_FILES];

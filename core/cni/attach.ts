@@ -22,6 +22,8 @@ import {
 } from "./exec.ts";
 import { isAlive, readState } from "../state.ts";
 import { formatMapping, type PortMapping } from "./ports.ts";
+import { holdNetwork, removeBridgeIfUnused, withCniLock } from "./bridge.ts";
+import type { HeldLock } from "../store/lock.ts";
 
 type AddOp = Op & { kind: "cni-add" };
 
@@ -101,8 +103,43 @@ export function portsInUse(ports: PortMapping[], cache: string): string | undefi
   return undefined;
 }
 
+/**
+ * -P: a free host port for each exposed container port (the kernel's choice for port 0,
+ * let go at once, as Docker takes one from the ephemeral range).
+ */
+export function freePorts(
+  exposed: { containerPort: number; protocol: "tcp" | "udp" }[],
+  taken: PortMapping[],
+): PortMapping[] {
+  const out: PortMapping[] = [];
+  for (const e of exposed) {
+    if (taken.some((t) => t.containerPort === e.containerPort && t.protocol === e.protocol)) {
+      continue; // -p for that port wins, as Docker
+    }
+    let port: number;
+    if (e.protocol === "tcp") {
+      const l = Deno.listen({ hostname: "0.0.0.0", port: 0 });
+      port = (l.addr as Deno.NetAddr).port;
+      l.close();
+    } else {
+      const l = Deno.listenDatagram({ transport: "udp", hostname: "0.0.0.0", port: 0 });
+      port = (l.addr as Deno.NetAddr).port;
+      l.close();
+    }
+    out.push({ hostPort: port, containerPort: e.containerPort, protocol: e.protocol, hostIP: "" });
+  }
+  return out;
+}
+
 export class NetworkOps {
-  private added: { list: ConfList; a: Attachment; result: unknown; cache: string } | null = null;
+  private added: {
+    list: ConfList;
+    a: Attachment;
+    result: unknown;
+    cache: string;
+    hold: HeldLock;
+    transientBridge?: string;
+  } | null = null;
 
   constructor(private readonly plan: Op[], private readonly sys: Sys) {}
 
@@ -120,8 +157,12 @@ export class NetworkOps {
 
   private async add(o: AddOp, pid: number): Promise<void> {
     const args = o.args;
-    checkPorts(args.portMappings);
-    const taken = portsInUse(args.portMappings, args.cache);
+    const ports = [
+      ...args.portMappings,
+      ...freePorts(args.publishAll ?? [], args.portMappings),
+    ];
+    checkPorts(ports);
+    const taken = portsInUse(ports, args.cache);
     if (taken) {
       throw new MicroError(`the port is already in use: ${taken}`, {
         phase: "attach",
@@ -132,12 +173,15 @@ export class NetworkOps {
     }
     const netns = `${args.cache.slice(0, args.cache.lastIndexOf("/"))}/${NETNS_FILE}`;
     const list = JSON.parse(args.config) as ConfList;
+    const runtimeConfig: Record<string, unknown> = {};
+    if (ports.length) runtimeConfig.portMappings = ports;
+    if (args.ip !== undefined) runtimeConfig.ips = [args.ip];
     const a: Attachment = {
       containerId: args.containerId,
       netns,
       ifName: args.ifName,
       cniPath: args.cniPath,
-      ...(args.portMappings.length ? { runtimeConfig: { portMappings: args.portMappings } } : {}),
+      ...(Object.keys(runtimeConfig).length ? { runtimeConfig } : {}),
     };
     const cache: CniCache = {
       kind: "cniCacheV1",
@@ -150,11 +194,25 @@ export class NetworkOps {
       netnsPath: netns,
       result: null,
     };
+    // Held until after DEL: no bridge removal (core/cni/bridge.ts) while this run is attached.
+    const hold = await holdNetwork(list.name);
     // Recorded before anything exists, so a micro killed during ADD is cleaned up too.
-    writeCache(args.cache, cache);
-    this.added = { list, a, result: null, cache: args.cache };
+    try {
+      writeCache(args.cache, cache);
+    } catch (e) {
+      hold.release();
+      throw e;
+    }
+    this.added = {
+      list,
+      a,
+      result: null,
+      cache: args.cache,
+      hold,
+      ...(args.transientBridge ? { transientBridge: args.transientBridge } : {}),
+    };
     pinNetns(this.sys, `/proc/${pid}/ns/net`, netns);
-    const result = await addNetwork(list, a);
+    const result = await withCniLock(() => addNetwork(list, a));
     this.added.result = result;
     writeCache(args.cache, { ...cache, result });
     if (args.files) this.writeFiles(o, resultAddress(result));
@@ -191,7 +249,7 @@ export class NetworkOps {
     this.added = null;
     if (done) {
       try {
-        await delNetwork(done.list, done.a, done.result);
+        await withCniLock(() => delNetwork(done.list, done.a, done.result));
       } catch (e) {
         problems.push(
           `network ${done.list.name}: ${e instanceof MicroError ? e.line() : String(e)}`,
@@ -203,6 +261,10 @@ export class NetworkOps {
         try {
           Deno.removeSync(done.cache);
         } catch { /* the run's dir goes next anyway */ }
+      }
+      done.hold.release();
+      if (done.transientBridge) {
+        problems.push(...await removeBridgeIfUnused(done.list.name, done.transientBridge));
       }
     }
     return problems;

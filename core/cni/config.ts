@@ -175,8 +175,8 @@ export const MICRO_PLUGINS = ["bridge", "host-local", "portmap", "firewall"];
 
 /**
  * micro's own network, as podman's default one: a bridge acting as the gateway, addresses
- * from host-local (leases under `dataDir`), outgoing traffic masqueraded, published ports
- * through portmap, and the firewall plugin's forward rules.
+ * from host-local (leases under `dataDir`; `ips` for --ip), outgoing traffic masqueraded,
+ * published ports through portmap, and the firewall plugin's forward and isolation rules.
  */
 export function microConfList(subnet: string, gateway: string, dataDir: string): ConfList {
   return {
@@ -189,6 +189,7 @@ export function microConfList(subnet: string, gateway: string, dataDir: string):
         isGateway: true,
         ipMasq: true,
         hairpinMode: true,
+        capabilities: { ips: true },
         ipam: {
           type: "host-local",
           dataDir,
@@ -197,7 +198,8 @@ export function microConfList(subnet: string, gateway: string, dataDir: string):
         },
       },
       { type: "portmap", capabilities: { portMappings: true } },
-      { type: "firewall" },
+      // same-bridge: isolated from micro's created networks, as Docker's DOCKER-ISOLATION.
+      { type: "firewall", backend: "iptables", ingressPolicy: "same-bridge" },
     ],
   };
 }

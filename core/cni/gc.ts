@@ -8,6 +8,9 @@ import { CACHE_FILE, cachedAttachment, delNetwork, readCache } from "./exec.ts";
 import { currentNetns, isPinned, NETNS_FILE, unpinNetns } from "./attach.ts";
 import { openLibc } from "../sys/libc.ts";
 import { MicroError } from "../errors.ts";
+import { MICRO_BRIDGE, MICRO_NETWORK } from "./config.ts";
+import { removeBridgeIfUnused, withCniLock } from "./bridge.ts";
+import { IPAM_DIR } from "./probe.ts";
 
 export interface DeadRun {
   dir: string;
@@ -18,12 +21,12 @@ export interface DeadRun {
 }
 
 /** DELs each dead run's networks; returns warnings. A failed DEL still drops the record. */
-export async function gcNetworks(runs: DeadRun[]): Promise<string[]> {
+export async function gcNetworks(runs: DeadRun[], lockDir = IPAM_DIR): Promise<string[]> {
   const warnings: string[] = [];
   const here = currentNetns();
   for (const run of runs) {
     try {
-      await gcRun(run, here, warnings);
+      await gcRun(run, here, warnings, lockDir);
     } finally {
       if (run.lock !== undefined) openLibc().close(run.lock);
     }
@@ -31,7 +34,12 @@ export async function gcNetworks(runs: DeadRun[]): Promise<string[]> {
   return warnings;
 }
 
-async function gcRun(run: DeadRun, here: string, warnings: string[]): Promise<void> {
+async function gcRun(
+  run: DeadRun,
+  here: string,
+  warnings: string[],
+  lockDir: string,
+): Promise<void> {
   const path = `${run.dir}/${CACHE_FILE}`;
   let cache;
   try {
@@ -48,7 +56,10 @@ async function gcRun(run: DeadRun, here: string, warnings: string[]): Promise<vo
   const pinned = isPinned(pin) ? pin : "";
   const netns = pinned || (run.containerPid ? `/proc/${run.containerPid}/ns/net` : "");
   try {
-    await delNetwork(cache.config, cachedAttachment(cache, netns), cache.result);
+    await withCniLock(
+      () => delNetwork(cache.config, cachedAttachment(cache, netns), cache.result),
+      lockDir,
+    );
   } catch (e) {
     const why = e instanceof MicroError ? e.line() : (e as Error).message;
     warnings.push(`network ${cache.config.name} of ${run.dir}: ${why}`);
@@ -56,6 +67,11 @@ async function gcRun(run: DeadRun, here: string, warnings: string[]): Promise<vo
   const why = unpinNetns(openLibc(), pin);
   if (why) warnings.push(why);
   removeRecord(path);
+  // micro's default network: its bridge goes with the last container, a killed run's too.
+  const bridge = (cache.config.plugins[0] as { bridge?: unknown })?.bridge;
+  if (cache.config.name === MICRO_NETWORK && bridge === MICRO_BRIDGE) {
+    warnings.push(...await removeBridgeIfUnused(MICRO_NETWORK, MICRO_BRIDGE));
+  }
 }
 
 /** Another micro's gc may have taken it meanwhile: that is fine. */

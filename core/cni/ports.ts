@@ -67,3 +67,20 @@ export function formatMapping(m: PortMapping): string {
   const ip = m.hostIP === "" ? "0.0.0.0" : m.hostIP.includes(":") ? `[${m.hostIP}]` : m.hostIP;
   return `${ip}:${m.hostPort}/${m.protocol}`;
 }
+
+/** An image config's ExposedPorts (`"80/tcp": {}`) as container ports; others skipped. */
+export function exposedPorts(
+  config: Record<string, unknown> | undefined,
+): { containerPort: number; protocol: "tcp" | "udp" }[] {
+  const e = config?.ExposedPorts;
+  if (typeof e !== "object" || e === null || Array.isArray(e)) return [];
+  const out: { containerPort: number; protocol: "tcp" | "udp" }[] = [];
+  for (const key of Object.keys(e).slice(0, 1024)) {
+    const m = /^(\d{1,5})(?:\/(tcp|udp))?$/.exec(key);
+    if (!m || Number(m[1]) < 1 || Number(m[1]) > 65535) continue;
+    out.push({ containerPort: Number(m[1]), protocol: (m[2] ?? "tcp") as "tcp" | "udp" });
+  }
+  return out.sort((a, b) =>
+    a.containerPort - b.containerPort || a.protocol.localeCompare(b.protocol)
+  );
+}

@@ -18,7 +18,9 @@ import {
 } from "./config.ts";
 import { RESOLVED_UPSTREAM } from "./dns.ts";
 import { findPlugin, untrustedPlugin } from "./exec.ts";
-import { chooseSubnet, parseRoutes } from "./subnet.ts";
+import { chooseSubnet, parseCidr } from "./subnet.ts";
+import { hostRoutes, listNetworks, loadNetwork, networksDir } from "./networks.ts";
+import { storeRoot } from "../store/paths.ts";
 
 /** Where the micro network's host-local leases live: with the run state, gone at reboot. */
 export const IPAM_DIR = "/run/micro/.networks";
@@ -76,24 +78,36 @@ export function probeNetwork(spec: Spec, sys: Sys, uid: number): NetFacts {
   }
   let list: ConfList | undefined;
   if (spec.micro.network === "cni") {
+    // A network micro created wins over a conf-dir list of the same name.
     try {
-      list = loadConfList(spec.micro.net!.configDir, spec.micro.net!.name);
+      const name = spec.micro.net!.name;
+      const created = loadNetwork(networksDir(storeRoot(uid)), name);
+      if (created) {
+        list = created.list;
+        facts.subnet = created.subnet;
+      } else list = loadConfList(spec.micro.net!.configDir, name);
     } catch (e) {
       facts.configError = e instanceof MicroError ? e.line() : String(e);
       return facts;
     }
   } else {
-    let routes = "";
-    try {
-      routes = Deno.readTextFileSync("/proc/net/route");
-    } catch { /* no IPv4 routes to avoid */ }
-    const free = chooseSubnet(parseRoutes(routes), MICRO_BRIDGE);
+    const routes = hostRoutes();
+    // Created networks' subnets are avoided even while their bridges do not exist.
+    const mine = routes.some((r) => r.iface === MICRO_BRIDGE && r.prefix > 0);
+    const taken = mine ? [] : listNetworks(networksDir(storeRoot(uid))).flatMap((n) => {
+      const c = parseCidr(n.subnet);
+      return typeof c === "string" ? [] : [c];
+    });
+    const free = chooseSubnet(routes, MICRO_BRIDGE, taken);
     if (!free) {
       facts.configError = "no private /16 is free of this host's routes for micro's network";
       return facts;
     }
     list = microConfList(free.subnet, free.gateway, IPAM_DIR);
+    facts.subnet = free.subnet;
+    facts.transientBridge = MICRO_BRIDGE;
   }
+  facts.ips = list.plugins.some((p) => p.capabilities?.ips === true);
   facts.config = JSON.stringify(list);
   const types = spec.micro.network === "cni" ? pluginTypes(list) : MICRO_PLUGINS;
   const absent = types.filter((t) => !findPlugin(t, cniPath));

@@ -38,7 +38,7 @@ export const CANDIDATES = [
   "192.168.0.0/16",
 ];
 
-function ip(text: string): number {
+export function ip(text: string): number {
   return text.split(".").reduce((n, x) => ((n << 8) | Number(x)) >>> 0, 0);
 }
 
@@ -46,7 +46,7 @@ export function formatIp(n: number): string {
   return [24, 16, 8, 0].map((s) => (n >>> s) & 0xff).join(".");
 }
 
-function overlaps(a: number, ap: number, b: number, bp: number): boolean {
+export function overlaps(a: number, ap: number, b: number, bp: number): boolean {
   const p = Math.min(ap, bp);
   const mask = p === 0 ? 0 : (0xffffffff << (32 - p)) >>> 0;
   return ((a & mask) >>> 0) === ((b & mask) >>> 0);
@@ -59,12 +59,13 @@ function overlaps(a: number, ap: number, b: number, bp: number): boolean {
 export function chooseSubnet(
   routes: Route[],
   bridge: string,
+  taken: Cidr[] = [],
 ): { subnet: string; gateway: string } | undefined {
   const mine = routes.find((r) => r.iface === bridge && r.prefix > 0);
   if (mine) {
     return { subnet: `${formatIp(mine.dst)}/${mine.prefix}`, gateway: formatIp(mine.dst + 1) };
   }
-  const others = routes.filter((r) => r.prefix > 0);
+  const others: Cidr[] = [...routes.filter((r) => r.prefix > 0), ...taken];
   for (const c of CANDIDATES) {
     const [net, p] = c.split("/");
     const n = ip(net);
@@ -73,4 +74,48 @@ export function chooseSubnet(
     }
   }
   return undefined;
+}
+
+/** An IPv4 network: its address and prefix length. */
+export interface Cidr {
+  dst: number;
+  prefix: number;
+}
+
+/**
+ * `A.B.C.D/P` (P from 8 to 30: room for a gateway and containers) with no host bits set,
+ * or a reason it is not one.
+ */
+export function parseCidr(text: string): Cidr | string {
+  const m = /^(\d{1,3}(?:\.\d{1,3}){3})\/(\d{1,2})$/.exec(text);
+  if (!m || m[1].split(".").some((x) => Number(x) > 255)) {
+    return `"${text}" is not an IPv4 subnet (A.B.C.D/PREFIX, e.g. 10.90.0.0/16)`;
+  }
+  const prefix = Number(m[2]);
+  if (prefix < 8 || prefix > 30) return `subnet "${text}": the prefix must be 8 to 30`;
+  const dst = ip(m[1]);
+  if ((dst & ~maskOf(prefix)) >>> 0) {
+    return `subnet "${text}" has host bits set (the network is ${
+      formatIp((dst & maskOf(prefix)) >>> 0)
+    }/${prefix})`;
+  }
+  return { dst, prefix };
+}
+
+export function maskOf(prefix: number): number {
+  return prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+}
+
+export function formatCidr(c: Cidr): string {
+  return `${formatIp(c.dst)}/${c.prefix}`;
+}
+
+/** Whether `addr` (dotted) is a usable host address of `c`: not its network or broadcast. */
+export function hostOf(c: Cidr, addr: string): boolean {
+  if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(addr) || addr.split(".").some((x) => Number(x) > 255)) {
+    return false;
+  }
+  const n = ip(addr);
+  const m = maskOf(c.prefix);
+  return ((n & m) >>> 0) === c.dst && n !== c.dst && ((n | ~m) >>> 0) !== n;
 }

@@ -138,14 +138,19 @@ export interface TestImage {
 const LAYER_GZ = "application/vnd.oci.image.layer.v1.tar+gzip";
 
 /** One OCI image from layer file lists (each gzipped), for `architecture`. */
-export function makeImage(layers: TarFile[][], architecture = "amd64"): TestImage {
+export function makeImage(
+  layers: TarFile[][],
+  architecture = "amd64",
+  /** More of the image's `config` (ExposedPorts, ...). */
+  extra: Record<string, unknown> = {},
+): TestImage {
   const layerBlobs = layers.map((files) => blobOf(gzipSync(tar(files), { level: 1 }), LAYER_GZ));
   const diffIds = layers.map((files) => sha256(tar(files)));
   const config = blobOf(
     enc.encode(JSON.stringify({
       architecture,
       os: "linux",
-      config: { Env: ["PATH=/bin"], Cmd: ["/bin/sh"], WorkingDir: "/" },
+      config: { Env: ["PATH=/bin"], Cmd: ["/bin/sh"], WorkingDir: "/", ...extra },
       rootfs: { type: "layers", diff_ids: diffIds },
     })),
     "application/vnd.oci.image.config.v1+json",

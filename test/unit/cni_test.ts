@@ -320,7 +320,7 @@ Deno.test("cni gc: a dead run's networks are DELeted from its cache, then the re
     const run = `${dir}/run1`;
     Deno.mkdirSync(run);
     writeCache(`${run}/${CACHE_FILE}`, cacheFor(dir, currentNetns()));
-    assert.deepEqual(await gcNetworks([{ dir: run }]), []);
+    assert.deepEqual(await gcNetworks([{ dir: run }], dir), []);
     const e = entries(log);
     assert.deepEqual(e.map((x) => x.head), ["two DEL", "one DEL"]);
     assert.equal(e[0].env.CNI_CONTAINERID, "dead1");
@@ -336,7 +336,7 @@ Deno.test("cni gc: a run of another network namespace is left alone", async () =
     const run = `${dir}/run1`;
     Deno.mkdirSync(run);
     writeCache(`${run}/${CACHE_FILE}`, cacheFor(dir, "net:[1]"));
-    assert.deepEqual(await gcNetworks([{ dir: run }]), []);
+    assert.deepEqual(await gcNetworks([{ dir: run }], dir), []);
     assert.throws(() => Deno.statSync(`${dir}/log`), "a plugin ran");
     assert.ok(Deno.statSync(`${run}/${CACHE_FILE}`).isFile);
   });

@@ -1,0 +1,328 @@
+/**
+ * Created networks (core/cni/networks.ts): subnets parsed and chosen, overlaps refused, the
+ * list micro writes and reads back defensively, the firewall rules found for a bridge, and
+ * the net plugin's --ip and -P in plan and checks.
+ */
+import assert from "node:assert/strict";
+import { FileRefused } from "../../core/files.ts";
+import { microConfList } from "../../core/cni/config.ts";
+import { bridgeRules, ruleWords } from "../../core/cni/bridge.ts";
+import { freePorts } from "../../core/cni/attach.ts";
+import {
+  bridgeName,
+  createdConfList,
+  listNetworks,
+  loadNetwork,
+  type Network,
+  planSubnet,
+} from "../../core/cni/networks.ts";
+import { exposedPorts } from "../../core/cni/ports.ts";
+import { hostOf, parseCidr, parseRoutes } from "../../core/cni/subnet.ts";
+import { MicroError } from "../../core/errors.ts";
+import { buildSpec, planRun } from "../../core/plan.ts";
+import type { HostInfo, NetFacts } from "../../core/plugin.ts";
+import { resolveProfile } from "../../core/profile.ts";
+import { PLUGINS } from "../../plugins/mod.ts";
+import { net } from "../../plugins/net.ts";
+import { CGROUP_FACTS } from "./_host.ts";
+
+const ID = "ab".repeat(32);
+
+Deno.test("subnet: CIDRs parsed; host bits, bad prefixes and junk refused with a reason", () => {
+  assert.deepEqual(parseCidr("10.90.0.0/16"), { dst: 0x0a5a0000, prefix: 16 });
+  assert.match(
+    parseCidr("10.90.0.1/16") as string,
+    /host bits set \(the network is 10\.90\.0\.0\/16\)/,
+  );
+  assert.match(parseCidr("10.300.0.0/16") as string, /is not an IPv4 subnet/);
+  assert.match(parseCidr("10.0.0.0/31") as string, /prefix must be 8 to 30/);
+  assert.match(parseCidr("10.0.0.0") as string, /is not an IPv4 subnet/);
+  assert.match(parseCidr("fd00::/64") as string, /is not an IPv4 subnet/);
+  const c = parseCidr("10.200.0.0/24") as { dst: number; prefix: number };
+  assert.ok(hostOf(c, "10.200.0.77"));
+  assert.ok(!hostOf(c, "10.200.0.0"), "the network address");
+  assert.ok(!hostOf(c, "10.200.0.255"), "the broadcast address");
+  assert.ok(!hostOf(c, "10.201.0.7"));
+  assert.ok(!hostOf(c, "10.200.0.999"));
+});
+
+function netOf(name: string, subnet: string): Network {
+  const [net] = subnet.split("/");
+  const gateway = net.replace(/\.0$/, ".1");
+  const list = createdConfList(
+    { name, id: ID, created: "", subnet, gateway },
+    false,
+    "/run/micro/.networks",
+  );
+  return { name, id: ID, created: "", subnet, gateway, internal: false, bridge: "x", list };
+}
+
+/** /proc/net/route with a default route, a LAN 192.168.1.0/24 and a VPN's 10.0.0.0/8. */
+const ROUTES = parseRoutes(
+  "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n" +
+    "eth0\t00000000\t0101A8C0\t0003\t0\t0\t0\t00000000\n" +
+    "eth0\t0001A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\n",
+);
+
+Deno.test("network create: a free /16 avoids the host's routes, micro0's and the others'", () => {
+  // 10.88 is what micro's own network would take: a created one starts at 10.89.
+  assert.deepEqual(planSubnet({ name: "a", internal: false }, ROUTES, []), {
+    subnet: "10.89.0.0/16",
+    gateway: "10.89.0.1",
+  });
+  const others = [netOf("a", "10.89.0.0/16"), netOf("b", "10.90.0.0/24")];
+  assert.equal(planSubnet({ name: "c", internal: false }, ROUTES, others).subnet, "10.91.0.0/16");
+  // micro0 exists on 10.88: a created network may not take it, and 10.88 stays taken.
+  const withBridge = parseRoutes(
+    "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n" +
+      "micro0\t0000580A\t00000000\t0001\t0\t0\t0\t0000FFFF\n",
+  );
+  assert.equal(planSubnet({ name: "d", internal: false }, withBridge, []).subnet, "10.89.0.0/16");
+  assert.throws(
+    () => planSubnet({ name: "d", subnet: "10.88.4.0/24", internal: false }, withBridge, []),
+    /subnet 10\.88\.4\.0\/24 overlaps micro's default network "micro"/,
+  );
+});
+
+Deno.test("network create: a subnet that overlaps a route or a network, or a bad gateway, is one line", () => {
+  const line = (f: () => unknown) => {
+    try {
+      f();
+    } catch (e) {
+      assert.ok(e instanceof MicroError);
+      return e.line();
+    }
+    assert.fail("no error");
+  };
+  assert.equal(
+    line(() => planSubnet({ name: "x", subnet: "192.168.0.0/16", internal: false }, ROUTES, [])),
+    "network create: subnet 192.168.0.0/16 overlaps the host's route 192.168.1.0/24 on eth0 " +
+      "(choose another --subnet)",
+  );
+  assert.equal(
+    line(() =>
+      planSubnet({ name: "x", subnet: "10.90.0.128/25", internal: false }, ROUTES, [
+        netOf("b", "10.90.0.0/24"),
+      ])
+    ),
+    'network create: subnet 10.90.0.128/25 overlaps network "b" (choose another --subnet)',
+  );
+  assert.match(
+    line(() => planSubnet({ name: "x", subnet: "10.1.2.3/8", internal: false }, ROUTES, [])),
+    /^network create: subnet "10\.1\.2\.3\/8" has host bits set/,
+  );
+  assert.equal(
+    line(() =>
+      planSubnet(
+        { name: "x", subnet: "10.70.0.0/24", gateway: "10.71.0.1", internal: false },
+        ROUTES,
+        [],
+      )
+    ),
+    "network create: gateway 10.71.0.1 is not a host address of 10.70.0.0/24",
+  );
+  assert.deepEqual(
+    planSubnet(
+      { name: "x", subnet: "10.70.0.0/24", gateway: "10.70.0.254", internal: false },
+      ROUTES,
+      [],
+    ),
+    { subnet: "10.70.0.0/24", gateway: "10.70.0.254" },
+  );
+});
+
+Deno.test("network create: the list: a bridge of its own, ips, isolation; internal has no NAT or route", () => {
+  const n = { name: "back", id: ID, created: "t", subnet: "10.70.0.0/24", gateway: "10.70.0.1" };
+  const l = createdConfList(n, false, "/run/micro/.networks");
+  assert.equal(bridgeName(ID), "mbr-ababababab" + "a");
+  assert.equal(bridgeName(ID).length, 15, "IFNAMSIZ");
+  assert.deepEqual(l.plugins.map((p) => p.type), ["bridge", "portmap", "firewall"]);
+  const br = l.plugins[0] as Record<string, unknown>;
+  assert.equal(br.bridge, bridgeName(ID));
+  assert.equal(br.ipMasq, true);
+  assert.deepEqual(br.capabilities, { ips: true });
+  assert.deepEqual((br.ipam as { routes: unknown }).routes, [{ dst: "0.0.0.0/0" }]);
+  assert.equal(l.plugins[2].ingressPolicy, "same-bridge");
+  const i = createdConfList(n, true, "/run/micro/.networks");
+  const ib = i.plugins[0] as Record<string, unknown>;
+  assert.equal(ib.ipMasq, false);
+  assert.deepEqual((ib.ipam as { routes: unknown }).routes, []);
+  assert.equal(i.microInternal, true);
+  // micro's default network is isolated from created ones too, and takes --ip.
+  const m = microConfList("10.88.0.0/16", "10.88.0.1", "/run/micro/.networks");
+  assert.deepEqual(m.plugins[0].capabilities, { ips: true });
+  assert.equal(m.plugins[2].ingressPolicy, "same-bridge");
+});
+
+Deno.test("network files: read back as micro's; another's list, a renamed one or junk is refused", () => {
+  const n = { name: "back", id: ID, created: "t", subnet: "10.70.0.0/24", gateway: "10.70.0.1" };
+  const good = JSON.stringify(createdConfList(n, true, "/d"));
+  const files: Record<string, string> = {
+    "/n/back.conflist": good,
+    "/n/other.conflist": good, // names "back" inside
+    "/n/foreign.conflist": JSON.stringify({
+      cniVersion: "1.0.0",
+      name: "foreign",
+      plugins: [{ type: "bridge", bridge: "cni0" }],
+    }),
+    "/n/deep.conflist": "[".repeat(100) + "]".repeat(100),
+  };
+  const read = (path: string) => {
+    if (path in files) return files[path];
+    throw new FileRefused(`${path}: no such file`, 2);
+  };
+  const b = loadNetwork("/n", "back", read)!;
+  assert.equal(b.subnet, "10.70.0.0/24");
+  assert.equal(b.gateway, "10.70.0.1");
+  assert.equal(b.internal, true);
+  assert.equal(b.bridge, bridgeName(ID));
+  assert.equal(loadNetwork("/n", "missing", read), null);
+  assert.equal(loadNetwork("/n", "../etc/x", read), null, "never a path");
+  assert.throws(() => loadNetwork("/n", "other", read), /it names network "back"/);
+  assert.throws(() => loadNetwork("/n", "foreign", read), /not a network micro created/);
+  assert.throws(() => loadNetwork("/n", "deep", read), /nested deeper than/);
+  const refused = () => {
+    throw new FileRefused("not a regular file", 40);
+  };
+  assert.throws(() => loadNetwork("/n", "x", refused), /not a regular file/);
+});
+
+Deno.test("network ls: the lists of a directory, bad ones skipped with a warning", () => {
+  const dir = Deno.makeTempDirSync({ prefix: "micro-net-test-" });
+  try {
+    const n = { name: "back", id: ID, created: "t", subnet: "10.70.0.0/24", gateway: "10.70.0.1" };
+    Deno.writeTextFileSync(`${dir}/back.conflist`, JSON.stringify(createdConfList(n, false, "/d")));
+    Deno.writeTextFileSync(`${dir}/junk.conflist`, "{");
+    Deno.writeTextFileSync(`${dir}/notes.txt`, "x");
+    const warnings: string[] = [];
+    const got = listNetworks(dir, (m) => warnings.push(m));
+    assert.deepEqual(got.map((x) => x.name), ["back"]);
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0], /network "junk": .*junk\.conflist: not valid JSON/);
+    assert.deepEqual(listNetworks(`${dir}/absent`), []);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("network rm: the isolation rules that name the bridge, quoted comments kept whole", () => {
+  const saved = "-N CNI-ISOLATION-STAGE-1\n" +
+    '-A CNI-ISOLATION-STAGE-1 -i mbr-1 ! -o mbr-1 -m comment --comment "CNI firewall plugin rules ' +
+    '(ingressPolicy: same-bridge)" -j CNI-ISOLATION-STAGE-2\n' +
+    '-A CNI-ISOLATION-STAGE-1 -i mbr-10 ! -o mbr-10 -m comment --comment "x" -j CNI-ISOLATION-STAGE-2\n' +
+    '-A CNI-ISOLATION-STAGE-1 -m comment --comment "x" -j RETURN\n';
+  assert.deepEqual(bridgeRules(saved, "mbr-1"), [[
+    "CNI-ISOLATION-STAGE-1",
+    "-i",
+    "mbr-1",
+    "!",
+    "-o",
+    "mbr-1",
+    "-m",
+    "comment",
+    "--comment",
+    "CNI firewall plugin rules (ingressPolicy: same-bridge)",
+    "-j",
+    "CNI-ISOLATION-STAGE-2",
+  ]]);
+  assert.deepEqual(ruleWords('a "b \\"c\\"" d'), ["a", 'b "c"', "d"]);
+});
+
+Deno.test("-P: the image's ExposedPorts, junk skipped; -p for the same port wins", () => {
+  assert.deepEqual(exposedPorts({ ExposedPorts: { "80/tcp": {}, "53/udp": {}, "8080": {} } }), [
+    { containerPort: 53, protocol: "udp" },
+    { containerPort: 80, protocol: "tcp" },
+    { containerPort: 8080, protocol: "tcp" },
+  ]);
+  assert.deepEqual(exposedPorts({ ExposedPorts: { "0/tcp": {}, "x": {}, "80/sctp": {} } }), []);
+  assert.deepEqual(exposedPorts({ ExposedPorts: ["80/tcp"] }), []);
+  assert.deepEqual(exposedPorts(undefined), []);
+  const taken = [{ hostPort: 8080, containerPort: 80, protocol: "tcp" as const, hostIP: "" }];
+  const got = freePorts([{ containerPort: 80, protocol: "tcp" }, {
+    containerPort: 443,
+    protocol: "tcp",
+  }], taken);
+  assert.equal(got.length, 1);
+  assert.equal(got[0].containerPort, 443);
+  assert.ok(got[0].hostPort > 0 && got[0].hostPort !== 8080);
+});
+
+// --- the net plugin ------------------------------------------------------------------------
+
+function host(net: Partial<NetFacts> = {}): HostInfo {
+  return {
+    arch: "x86_64",
+    uid: 0,
+    gid: 0,
+    id: "web",
+    stateDir: "/run/micro/web",
+    containerDir: "/var/lib/micro/containers/web",
+    hostView: [],
+    devices: [],
+    passwd: "root:x:0:0::/root:/bin/sh\n",
+    group: "root:x:0:\n",
+    sourceKinds: {},
+    image: "dir",
+    files: {},
+    capLastCap: 40,
+    lsm: { apparmor: false, selinux: false, landlock: 0 },
+    ...CGROUP_FACTS,
+    net: {
+      cniPath: ["/usr/lib/cni"],
+      missing: [],
+      config: JSON.stringify(microConfList("10.88.0.0/16", "10.88.0.1", "/run/micro/.networks")),
+      resolv: "nameserver 192.0.2.53\n",
+      resolvUpstream: "",
+      subnet: "10.88.0.0/16",
+      ips: true,
+      transientBridge: "micro0",
+      ...net,
+    },
+  };
+}
+
+function spec(layer: Record<string, unknown>) {
+  const { profile } = resolveProfile([], layer, PLUGINS);
+  return buildSpec(
+    { image: "/images/busybox", args: ["true"], terminal: false, stdin: false },
+    profile,
+    PLUGINS,
+  );
+}
+
+Deno.test("net --ip and -P: in the ADD op, with the bridge that goes with the last container", () => {
+  const s = spec({ net: { mode: "bridge", ip: "10.88.0.9", publishAll: true } });
+  s.micro.net!.exposed = [{ containerPort: 80, protocol: "tcp" }];
+  const add = planRun(s, host(), PLUGINS).find((o) => o.kind === "cni-add");
+  assert.ok(add && add.kind === "cni-add");
+  assert.equal(add.args.ip, "10.88.0.9");
+  assert.deepEqual(add.args.publishAll, [{ containerPort: 80, protocol: "tcp" }]);
+  assert.equal(add.args.transientBridge, "micro0");
+  // a created network's bridge stays: no transientBridge from the probe
+  const c = spec({ net: { mode: "back" } });
+  const add2 = planRun(c, host({ transientBridge: undefined }), PLUGINS).find((o) =>
+    o.kind === "cni-add"
+  );
+  assert.ok(add2 && add2.kind === "cni-add");
+  assert.equal(add2.args.transientBridge, undefined);
+  assert.equal(add2.args.network, "back");
+});
+
+Deno.test("net checks: --ip outside the subnet, on none or host, or without ips: one line each", () => {
+  const lines = (layer: Record<string, unknown>, facts: Partial<NetFacts> = {}) =>
+    net.check!(spec(layer), host(facts)).map((e) => e.line());
+  assert.deepEqual(lines({ net: { mode: "bridge", ip: "10.88.3.4" } }), []);
+  assert.deepEqual(lines({ net: { mode: "bridge", ip: "10.99.0.4" } }), [
+    'check: net: --ip 10.99.0.4 is not a host address of network "micro" (10.88.0.0/16) ' +
+    "(choose an address inside the subnet (micro network inspect))",
+  ]);
+  assert.match(
+    lines({ net: { mode: "none", ip: "10.88.0.4" } })[0],
+    /--ip needs a network with its own address, not "none"/,
+  );
+  assert.match(lines({ net: { mode: "host", ip: "10.88.0.4" } })[0], /not "host"/);
+  assert.match(
+    lines({ net: { mode: "theirs", ip: "10.0.0.4" } }, { ips: false, subnet: undefined })[0],
+    /--ip 10\.0\.0\.4: network "theirs" takes no ips capability/,
+  );
+});
