@@ -14,6 +14,7 @@ import { FileRefused, formatSize, readRegularFile, TEXT_CAP } from "./files.ts";
 import { openLibc } from "./sys/libc.ts";
 import { parsePublish } from "./cni/ports.ts";
 import { checkAddHost } from "./cni/dns.ts";
+import { parseBurst, parseRate } from "./cni/rate.ts";
 import { parseMountFlag, parseTmpfs, parseVolumeFlag } from "./mounts.ts";
 import { parseSize } from "./cgroups/units.ts";
 import { parseSignal } from "./signals.ts";
@@ -111,6 +112,12 @@ Options:
       --dns-search DOMAIN   a search domain for /etc/resolv.conf (repeatable)
       --add-host NAME:IP    an /etc/hosts entry (repeatable)
       --cni-config-dir DIR  the CNI configuration lists (default: /etc/cni/net.d)
+      --egress-rate RATE    limit traffic out of the container: 10mbit, 512kbit, 1gbit
+                            (tc units; a bare number is bit/s)
+      --ingress-rate RATE   limit traffic into the container, as --egress-rate
+      --egress-burst SIZE, --ingress-burst SIZE
+                            the limit's bucket: 32kb, 256kbit (default: 100 ms of the
+                            rate, at least 32kb)
   -v, --volume HOST:CTR[:ro|rw], NAME:CTR[:ro|rw], CTR
                             bind a host path, or mount a named or anonymous volume
                             (repeatable; micro volume ls|rm)
@@ -188,6 +195,10 @@ const OPTIONS: OptionDef[] = [
   { long: "dns-search", kind: "value" },
   { long: "add-host", kind: "value" },
   { long: "cni-config-dir", kind: "value" },
+  { long: "egress-rate", kind: "value" },
+  { long: "ingress-rate", kind: "value" },
+  { long: "egress-burst", kind: "value" },
+  { long: "ingress-burst", kind: "value" },
   { long: "env", short: "e", kind: "value" },
   { long: "env-file", kind: "value" },
   { long: "workdir", short: "w", kind: "value" },
@@ -648,6 +659,17 @@ export function parseRun(argv: readonly string[], io: CliIO = DENO_IO): Request 
         if (value === "") fail(`option "${spelled}" needs a directory`);
         section(layer, "net").configDir = value.startsWith("/") ? value : `${io.cwd()}/${value}`;
         break;
+      case "egress-rate":
+      case "ingress-rate":
+      case "egress-burst":
+      case "ingress-burst": {
+        const burst = opt.long.endsWith("burst");
+        const r = burst ? parseBurst(value) : parseRate(value);
+        if (typeof r === "string") fail(`option "${spelled}": ${r}`);
+        const key = opt.long.startsWith("egress") ? "egress" : "ingress";
+        section(layer, "bandwidth")[burst ? `${key}Burst` : key] = value;
+        break;
+      }
       case "volume":
         binds.push(mountFlag(spelled, value, parseVolumeFlag));
         break;

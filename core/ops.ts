@@ -239,6 +239,13 @@ export interface OpArgs {
     ifName: string;
     cniPath: string[];
     portMappings: PortMapping[];
+    /** The `bandwidth` capability's limits (plugins/bandwidth.ts), in bit/s and bits. */
+    bandwidth?: {
+      ingressRate: number;
+      ingressBurst: number;
+      egressRate: number;
+      egressBurst: number;
+    };
     cache: string;
     files?: { dir: string; hostname: string; resolv: string; addHosts: string[] };
   };

@@ -119,6 +119,16 @@ export interface Spec {
       addHosts: string[];
       configDir: string;
     };
+    /**
+     * The bandwidth plugin's limits, as the CNI `bandwidth` capability takes them (bit/s and
+     * bits; 0: no limit that way). Ingress is traffic into the container, egress out of it.
+     */
+    bandwidth?: {
+      ingressRate: number;
+      ingressBurst: number;
+      egressRate: number;
+      egressBurst: number;
+    };
     /** Why `auto` became none on this host (one warning); unset when it did not. */
     networkFallback?: string;
     /** Files the run writes in its state dir and the mount plugin binds over /etc/NAME. */

@@ -27,6 +27,12 @@ interface NetOptions {
 /** The files micro makes per container and binds over /etc (never written into the image). */
 export const RUN_FILES = ["hosts", "hostname", "resolv.conf"];
 
+/** Whether the bandwidth plugin asked for a limit (through the spec). */
+function limits(spec: Spec): boolean {
+  const bw = spec.micro.bandwidth;
+  return !!bw && (bw.ingressRate > 0 || bw.egressRate > 0);
+}
+
 /** The CNI record's name in the run's state dir (core/cni/exec.ts CACHE_FILE). */
 const CACHE = "cni.json";
 
@@ -133,6 +139,7 @@ export const net: Plugin<NetOptions> = {
         ifName: "eth0",
         cniPath: host.net.cniPath,
         portMappings: n.publish,
+        ...(limits(spec) ? { bandwidth: { ...spec.micro.bandwidth! } } : {}),
         cache,
         ...(spec.micro.runFiles?.length
           ? {
@@ -185,7 +192,8 @@ export const net: Plugin<NetOptions> = {
 /**
  * `auto` against the host probe: bridge as root where nothing is missing; else none, with
  * the reason kept for one warning (as root) or silently (rootless: pasta comes later). A
- * run that publishes ports asked for a network, so it is treated as `bridge` (but under
+ * run that publishes ports or limits its rate asked for a network, so it is treated as
+ * `bridge` (but under
  * MICRO_DEFAULT_NETWORK=none).
  * MICRO_DEFAULT_NETWORK=none|bridge decides instead (a CI host, the test suite).
  */
@@ -196,7 +204,7 @@ export function resolveAuto(
   if (spec.micro.network !== "auto") return;
   const net = host.net;
   const chosen = net?.defaultNetwork;
-  const asked = (spec.micro.net?.publish.length ?? 0) > 0;
+  const asked = (spec.micro.net?.publish.length ?? 0) > 0 || limits(spec);
   const bridge = () => {
     spec.micro.network = "bridge";
     spec.micro.runFiles = [...RUN_FILES];

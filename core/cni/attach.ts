@@ -137,7 +137,14 @@ export class NetworkOps {
       netns,
       ifName: args.ifName,
       cniPath: args.cniPath,
-      ...(args.portMappings.length ? { runtimeConfig: { portMappings: args.portMappings } } : {}),
+      ...(args.portMappings.length || args.bandwidth
+        ? {
+          runtimeConfig: {
+            ...(args.portMappings.length ? { portMappings: args.portMappings } : {}),
+            ...(args.bandwidth ? { bandwidth: args.bandwidth } : {}),
+          },
+        }
+        : {}),
     };
     const cache: CniCache = {
       kind: "cniCacheV1",

@@ -10,6 +10,7 @@ import type { NetFacts } from "../plugin.ts";
 import type { Spec } from "../spec.ts";
 import type { Sys } from "../sys/mod.ts";
 import {
+  BANDWIDTH_PLUGIN,
   type ConfList,
   loadConfList,
   MICRO_BRIDGE,
@@ -59,6 +60,12 @@ function pluginTypes(list: ConfList): string[] {
   return [...new Set(out)];
 }
 
+/** Whether the run asks for a rate limit (the bandwidth plugin). */
+function limited(spec: Spec): boolean {
+  const bw = spec.micro.bandwidth;
+  return !!bw && (bw.ingressRate > 0 || bw.egressRate > 0);
+}
+
 export function probeNetwork(spec: Spec, sys: Sys, uid: number): NetFacts {
   const env = Deno.env.get("CNI_PATH");
   const cniPath = env ? env.split(":").filter((d) => d.startsWith("/")) : DEFAULT_CNI_PATH;
@@ -93,9 +100,12 @@ export function probeNetwork(spec: Spec, sys: Sys, uid: number): NetFacts {
       return facts;
     }
     list = microConfList(free.subnet, free.gateway, IPAM_DIR);
+    if (limited(spec)) list.plugins.push(BANDWIDTH_PLUGIN);
   }
   facts.config = JSON.stringify(list);
-  const types = spec.micro.network === "cni" ? pluginTypes(list) : MICRO_PLUGINS;
+  const types = spec.micro.network === "cni"
+    ? pluginTypes(list)
+    : [...MICRO_PLUGINS, ...(limited(spec) ? [BANDWIDTH_PLUGIN.type] : [])];
   const absent = types.filter((t) => !findPlugin(t, cniPath));
   if (absent.length) {
     facts.missing.push(
