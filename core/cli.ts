@@ -102,10 +102,11 @@ Options:
   -t, --tty                 allocate a terminal
       --init                run an init as PID 1 that forwards signals and reaps zombies
       --hostname NAME       container host name
-      --network none|host|bridge|NAME
+      --network none|host|bridge|pasta|slirp4netns|NAME
                             none: only lo; host: the host's network; bridge: micro's own
-                            network (micro0, NAT; the default as root); NAME: a CNI
-                            configuration list in the config dir
+                            network (micro0, NAT; the default as root); pasta, slirp4netns:
+                            rootless networks (pasta is the rootless default where
+                            installed); NAME: a CNI configuration list in the config dir
   -p, --publish [HOST_IP:]HOST_PORT:CTR_PORT[/tcp|udp]
                             publish a container port (ranges: 8080-8081:80-81; repeatable)
       --dns IP              a name server for /etc/resolv.conf (repeatable)

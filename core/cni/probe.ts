@@ -30,9 +30,14 @@ const PLUGINS_HINT = "Debian: apt install containernetworking-plugins, or set CN
 const BIN_PATH = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
 
 function onPath(name: string): boolean {
-  return BIN_PATH.some((d) => {
+  return findOnPath(name) !== undefined;
+}
+
+/** The first executable regular file of that name in the fixed PATH. */
+function findOnPath(name: string): string | undefined {
+  return BIN_PATH.map((d) => `${d}/${name}`).find((p) => {
     try {
-      const st = Deno.statSync(`${d}/${name}`);
+      const st = Deno.statSync(p);
       return st.isFile && ((st.mode ?? 0) & 0o111) !== 0;
     } catch {
       return false;
@@ -77,8 +82,19 @@ export function probeNetwork(spec: Spec, sys: Sys, uid: number): NetFacts {
   };
   const chosen = Deno.env.get("MICRO_DEFAULT_NETWORK");
   if (chosen) facts.defaultNetwork = chosen;
+  const mode = spec.micro.network;
+  if (mode === "pasta" || mode === "slirp4netns" || (mode === "auto" && uid !== 0)) {
+    // Rootless networks (core/usernet): only the helper's binary matters.
+    const helpers: NonNullable<NetFacts["helpers"]> = {};
+    for (const tool of mode === "auto" ? ["pasta" as const] : [mode]) {
+      const path = findOnPath(tool);
+      if (path) helpers[tool] = path;
+    }
+    facts.helpers = helpers;
+    if (mode !== "auto") return facts;
+  }
   if (uid !== 0) {
-    facts.missing.push("root (rootless networks are not there yet: use --network none or host)");
+    facts.missing.push("root (rootless: use --network pasta or slirp4netns)");
     return facts;
   }
   let list: ConfList | undefined;
