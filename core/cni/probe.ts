@@ -33,6 +33,16 @@ function onPath(name: string): boolean {
   return findOnPath(name) !== undefined;
 }
 
+/** Whether this user may open /dev/net/tun (opened and closed: nothing is created). */
+function tunUsable(): boolean {
+  try {
+    Deno.openSync("/dev/net/tun", { read: true, write: true }).close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** The first executable regular file of that name in the fixed PATH. */
 function findOnPath(name: string): string | undefined {
   return BIN_PATH.map((d) => `${d}/${name}`).find((p) => {
@@ -88,7 +98,9 @@ export function probeNetwork(spec: Spec, sys: Sys, uid: number): NetFacts {
     const helpers: NonNullable<NetFacts["helpers"]> = {};
     for (const tool of mode === "auto" ? ["pasta" as const] : [mode]) {
       const path = findOnPath(tool);
-      if (path) helpers[tool] = path;
+      // `auto` takes pasta only where it can work: /dev/net/tun open to this user (a
+      // host whose node is 0600 keeps none); asked for, pasta's own error says it.
+      if (path && (mode !== "auto" || tunUsable())) helpers[tool] = path;
     }
     facts.helpers = helpers;
     if (mode !== "auto") return facts;
