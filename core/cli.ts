@@ -14,6 +14,7 @@ import { FileRefused, formatSize, readRegularFile, TEXT_CAP } from "./files.ts";
 import { openLibc } from "./sys/libc.ts";
 import { isIPv4, parsePublish } from "./cni/ports.ts";
 import { checkAddHost } from "./cni/dns.ts";
+import { parseBurst, parseRate } from "./cni/rate.ts";
 import { parseMountFlag, parseTmpfs, parseVolumeFlag } from "./mounts.ts";
 import { parseSize } from "./cgroups/units.ts";
 import { parseSignal } from "./signals.ts";
@@ -101,10 +102,11 @@ Options:
   -t, --tty                 allocate a terminal
       --init                run an init as PID 1 that forwards signals and reaps zombies
       --hostname NAME       container host name
-      --network none|host|bridge|NAME
+      --network none|host|bridge|pasta|slirp4netns|NAME
                             none: only lo; host: the host's network; bridge: micro's own
-                            network (micro0, NAT; the default as root); NAME: a CNI
-                            configuration list in the config dir
+                            network (micro0, NAT; the default as root); pasta, slirp4netns:
+                            rootless networks (pasta is the rootless default where
+                            installed); NAME: a CNI configuration list in the config dir
   -p, --publish [HOST_IP:]HOST_PORT:CTR_PORT[/tcp|udp]
                             publish a container port (ranges: 8080-8081:80-81; repeatable)
       --dns IP              a name server for /etc/resolv.conf (repeatable)
@@ -113,6 +115,12 @@ Options:
       --ip ADDR             the container's IPv4 address on its network
   -P, --publish-all         publish the image's exposed ports on free host ports
       --cni-config-dir DIR  the CNI configuration lists (default: /etc/cni/net.d)
+      --egress-rate RATE    limit traffic out of the container: 10mbit, 512kbit, 1gbit
+                            (tc units; a bare number is bit/s)
+      --ingress-rate RATE   limit traffic into the container, as --egress-rate
+      --egress-burst SIZE, --ingress-burst SIZE
+                            the limit's bucket: 32kb, 256kbit (default: 100 ms of the
+                            rate, at least 32kb)
   -v, --volume HOST:CTR[:ro|rw], NAME:CTR[:ro|rw], CTR
                             bind a host path, or mount a named or anonymous volume
                             (repeatable; micro volume ls|rm)
@@ -192,6 +200,10 @@ const OPTIONS: OptionDef[] = [
   { long: "dns-search", kind: "value" },
   { long: "add-host", kind: "value" },
   { long: "cni-config-dir", kind: "value" },
+  { long: "egress-rate", kind: "value" },
+  { long: "ingress-rate", kind: "value" },
+  { long: "egress-burst", kind: "value" },
+  { long: "ingress-burst", kind: "value" },
   { long: "env", short: "e", kind: "value" },
   { long: "env-file", kind: "value" },
   { long: "workdir", short: "w", kind: "value" },
@@ -659,6 +671,17 @@ export function parseRun(argv: readonly string[], io: CliIO = DENO_IO): Request 
         if (value === "") fail(`option "${spelled}" needs a directory`);
         section(layer, "net").configDir = value.startsWith("/") ? value : `${io.cwd()}/${value}`;
         break;
+      case "egress-rate":
+      case "ingress-rate":
+      case "egress-burst":
+      case "ingress-burst": {
+        const burst = opt.long.endsWith("burst");
+        const r = burst ? parseBurst(value) : parseRate(value);
+        if (typeof r === "string") fail(`option "${spelled}": ${r}`);
+        const key = opt.long.startsWith("egress") ? "egress" : "ingress";
+        section(layer, "bandwidth")[burst ? `${key}Burst` : key] = value;
+        break;
+      }
       case "volume":
         binds.push(mountFlag(spelled, value, parseVolumeFlag));
         break;

@@ -269,7 +269,7 @@ export function probeHost(
       selinux: exists("/sys/fs/selinux/enforce"),
       landlock: spec.micro.landlock ? Math.max(0, landlockAbi()) : 0,
     },
-    ...(["bridge", "cni", "auto"].includes(spec.micro.network)
+    ...(["bridge", "cni", "auto", "pasta", "slirp4netns"].includes(spec.micro.network)
       ? { net: probeNetwork(spec, sys, uid) }
       : {}),
   };

@@ -239,6 +239,13 @@ export interface OpArgs {
     ifName: string;
     cniPath: string[];
     portMappings: PortMapping[];
+    /** The `bandwidth` capability's limits (plugins/bandwidth.ts), in bit/s and bits. */
+    bandwidth?: {
+      ingressRate: number;
+      ingressBurst: number;
+      egressRate: number;
+      egressBurst: number;
+    };
     cache: string;
     /** --ip: the `ips` capability argument. */
     ip?: string;
@@ -250,6 +257,25 @@ export interface OpArgs {
   };
   /** cleanup: DEL the container from the networks recorded in `cache`. */
   "cni-del": { cache: string };
+  /**
+   * attach: start a rootless network's helper (core/usernet: pasta or slirp4netns at
+   * `path`) for the waiting child, its records in `dir` (the run's state dir); `files` as
+   * cni-add's, `address` the container's when it is known before the helper runs.
+   */
+  "usernet-start": {
+    tool: "pasta" | "slirp4netns";
+    path: string;
+    publish: PortMapping[];
+    dir: string;
+    files?: {
+      hostname: string;
+      address?: string;
+      resolv: string;
+      addHosts: string[];
+    };
+  };
+  /** cleanup: stop the helper recorded in `dir`. */
+  "usernet-stop": { tool: "pasta" | "slirp4netns"; dir: string };
   /**
    * supervise: what SIGTERM to micro does while the command runs: `signal` (its `number`) to
    * the container's init, then SIGKILL after `timeout` seconds (-1: never).

@@ -87,6 +87,8 @@ export interface NetFacts {
   /** The host's /etc/resolv.conf and systemd-resolved's upstream list ("" if absent). */
   resolv: string;
   resolvUpstream: string;
+  /** The rootless networks' helpers found on this host (core/usernet), by path. */
+  helpers?: Partial<Record<"pasta" | "slirp4netns", string>>;
   /** MICRO_DEFAULT_NETWORK: what `auto` becomes when set (none or bridge). */
   defaultNetwork?: string;
   /** The network's IPv4 subnet when micro knows it (its own and created networks). */

@@ -108,7 +108,7 @@ export interface Spec {
      * or auto (the default profile's: bridge where the host can, else none), resolved
      * against the host probe before the checks (core/cni/resolve.ts).
      */
-    network: "none" | "host" | "bridge" | "cni" | "auto";
+    network: "none" | "host" | "bridge" | "cni" | "auto" | "pasta" | "slirp4netns";
     /** The net plugin's options for a CNI network. */
     net?: {
       /** The list's name (`micro` for bridge). */
@@ -123,6 +123,16 @@ export interface Spec {
       /** -P: publish the image's exposed ports (`exposed`, from its config) on free ports. */
       publishAll?: boolean;
       exposed?: { containerPort: number; protocol: "tcp" | "udp" }[];
+    };
+    /**
+     * The bandwidth plugin's limits, as the CNI `bandwidth` capability takes them (bit/s and
+     * bits; 0: no limit that way). Ingress is traffic into the container, egress out of it.
+     */
+    bandwidth?: {
+      ingressRate: number;
+      ingressBurst: number;
+      egressRate: number;
+      egressBurst: number;
     };
     /** Why `auto` became none on this host (one warning); unset when it did not. */
     networkFallback?: string;

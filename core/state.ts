@@ -3,6 +3,7 @@
  * atomically and before anything it lists is created, so a later micro command can clean
  * up after a run that was killed halfway (`gc`).
  */
+import { stopLeftHelper } from "./usernet/record.ts";
 import { type RecordedCgroup, removeRecorded } from "./cgroups/fs.ts";
 import { type ImageId, releaseImage } from "./engine/image.ts";
 import { MicroError } from "./errors.ts";
@@ -267,6 +268,8 @@ export function gc(
       if (state && isAlive(state.containerPid, state.containerStartTime)) {
         kill(state.containerPid!);
       }
+      // A rootless network's helper (pasta daemonizes) outlives a killed micro.
+      stopLeftHelper(dir, kill);
       remove(dir, state, sys);
       cleaned.push(e.name);
     } catch (err) {

@@ -13,6 +13,7 @@ import { ipc } from "./ipc.ts";
 import { mount } from "./mount.ts";
 import { overlay } from "./overlay.ts";
 import { net } from "./net.ts";
+import { bandwidth } from "./bandwidth.ts";
 import { pid } from "./pid.ts";
 import { user } from "./user.ts";
 import { uts } from "./uts.ts";
@@ -27,6 +28,7 @@ export const PLUGINS: Plugin<any>[] = [
   uts,
   ipc,
   net,
+  bandwidth,
   cgroupns,
   cgroups,
   readonly,

@@ -2,7 +2,9 @@
  * net: `none` is an own network namespace holding only `lo`, up; `host` shares the host's;
  * `bridge` is micro's own CNI network `micro` (bridge micro0, NAT, published ports); a
  * name is a CNI configuration list in the config directory; `auto` (the default profile)
- * is bridge as root where the host has what it needs, else none with one warning.
+ * is bridge as root where the host has what it needs, else none with one warning;
+ * rootless, it is pasta where installed. `pasta` and `slirp4netns` are the rootless
+ * networks (core/usernet): a helper process of the caller's gives the namespace a tap.
  */
 import { DEFAULT_CONFIG_DIR, MICRO_NETWORK } from "../core/cni/config.ts";
 import { checkAddHost, resolvConf } from "../core/cni/dns.ts";
@@ -10,7 +12,8 @@ import { isIPv4, parsePublish, type PortMapping } from "../core/cni/ports.ts";
 import { hostOf, parseCidr } from "../core/cni/subnet.ts";
 import { MicroError } from "../core/errors.ts";
 import { type Op, op } from "../core/ops.ts";
-import type { Plugin } from "../core/plugin.ts";
+import { PACKAGE, SLIRP_ADDRESS, SLIRP_DNS, type Tool } from "../core/usernet/args.ts";
+import type { HostInfo, Plugin } from "../core/plugin.ts";
 import type { Spec } from "../core/spec.ts";
 import { addNamespace, cloneOp } from "./_ns.ts";
 
@@ -30,6 +33,36 @@ interface NetOptions {
 /** The files micro makes per container and binds over /etc (never written into the image). */
 export const RUN_FILES = ["hosts", "hostname", "resolv.conf"];
 
+/** The rootless helper's start (attach) and stop (cleanup), with the DNS files. */
+function usernetOps(spec: Spec, host: HostInfo, tool: Tool, path: string): Op[] {
+  const n = spec.micro.net!;
+  const resolv = resolvConf(host.net!.resolv, host.net!.resolvUpstream, {
+    servers: n.dns.length ? n.dns : tool === "slirp4netns" ? [SLIRP_DNS] : [],
+    search: n.dnsSearch,
+  });
+  return [
+    op("attach", "net", "usernet-start", {
+      tool,
+      path,
+      publish: n.publish,
+      dir: host.stateDir,
+      files: {
+        hostname: spec.hostname || host.hostname || host.id,
+        ...(tool === "slirp4netns" ? { address: SLIRP_ADDRESS } : {}),
+        resolv,
+        addHosts: n.addHosts,
+      },
+    }),
+    op("cleanup", "net", "usernet-stop", { tool, dir: host.stateDir }),
+  ];
+}
+
+/** Whether the bandwidth plugin asked for a limit (through the spec). */
+function limits(spec: Spec): boolean {
+  const bw = spec.micro.bandwidth;
+  return !!bw && (bw.ingressRate > 0 || bw.egressRate > 0);
+}
+
 /** The CNI record's name in the run's state dir (core/cni/exec.ts CACHE_FILE). */
 const CACHE = "cni.json";
 
@@ -41,9 +74,12 @@ export const net: Plugin<NetOptions> = {
     fields: {
       mode: {
         type: "string",
-        doc: "none, host, bridge, auto (bridge as root when the host can), or a CNI network",
+        doc: "none, host, bridge, auto (bridge as root when the host can, rootless pasta when " +
+          "installed), pasta, slirp4netns (rootless), or a CNI network",
         check: (v) =>
-          NAME.test(v) ? undefined : "a network is none, host, bridge, auto or a CNI network name",
+          NAME.test(v)
+            ? undefined
+            : "a network is none, host, bridge, auto, pasta, slirp4netns or a CNI network name",
       },
       publish: {
         type: "list",
@@ -101,6 +137,9 @@ export const net: Plugin<NetOptions> = {
     if (mode !== "host") addNamespace(spec, "network");
     if (mode === "none" || mode === "host") {
       spec.micro.network = mode;
+    } else if (mode === "pasta" || mode === "slirp4netns") {
+      spec.micro.network = mode;
+      spec.micro.runFiles = [...RUN_FILES];
     } else {
       spec.micro.network = mode === "auto"
         ? "auto"
@@ -136,6 +175,9 @@ export const net: Plugin<NetOptions> = {
         reason: spec.micro.networkFallback,
       }));
     }
+    if ((mode === "pasta" || mode === "slirp4netns") && host.net?.helpers?.[mode]) {
+      return [...ops, ...usernetOps(spec, host, mode, host.net.helpers[mode]!)];
+    }
     if ((mode !== "bridge" && mode !== "cni") || !host.net?.config) return ops;
     const n = spec.micro.net!;
     const cache = `${host.stateDir}/${CACHE}`;
@@ -147,6 +189,7 @@ export const net: Plugin<NetOptions> = {
         ifName: "eth0",
         cniPath: host.net.cniPath,
         portMappings: n.publish,
+        ...(limits(spec) ? { bandwidth: { ...spec.micro.bandwidth! } } : {}),
         cache,
         ...(n.ip !== undefined ? { ip: n.ip } : {}),
         ...(n.publishAll && n.exposed?.length ? { publishAll: n.exposed } : {}),
@@ -191,6 +234,26 @@ export const net: Plugin<NetOptions> = {
         }),
       );
     }
+    if (mode === "pasta" || mode === "slirp4netns") {
+      if (host.uid === 0) {
+        errors.push(
+          new MicroError(`--network ${mode} is a rootless network: root runs use bridge`, {
+            phase: "check",
+            plugin: "net",
+            hint: "use --network bridge (or leave --network out), or run micro as your own user",
+          }),
+        );
+      } else if (!host.net?.helpers?.[mode]) {
+        errors.push(
+          new MicroError(`--network ${mode} needs ${mode}, which is not installed`, {
+            phase: "check",
+            plugin: "net",
+            hint: `Debian: apt install ${PACKAGE[mode]}`,
+          }),
+        );
+      }
+      return errors;
+    }
     if (mode !== "bridge" && mode !== "cni") return errors;
     const what = mode === "bridge" ? "--network bridge" : `--network ${n!.name}`;
     const net = host.net;
@@ -233,22 +296,38 @@ export const net: Plugin<NetOptions> = {
 /**
  * `auto` against the host probe: bridge as root where nothing is missing; else none, with
  * the reason kept for one warning (as root) or silently (rootless: pasta comes later). A
- * run that publishes ports asked for a network, so it is treated as `bridge` (but under
+ * run that publishes ports or limits its rate asked for a network, so it is treated as
+ * `bridge` (but under
  * MICRO_DEFAULT_NETWORK=none).
  * MICRO_DEFAULT_NETWORK=none|bridge decides instead (a CI host, the test suite).
  */
 export function resolveAuto(
   spec: Spec,
-  host: { uid: number; net?: { missing: string[]; configError?: string; defaultNetwork?: string } },
+  host: {
+    uid: number;
+    net?: {
+      missing: string[];
+      configError?: string;
+      defaultNetwork?: string;
+      helpers?: Partial<Record<Tool, string>>;
+    };
+  },
 ): void {
   if (spec.micro.network !== "auto") return;
   const net = host.net;
   const chosen = net?.defaultNetwork;
-  const asked = (spec.micro.net?.publish.length ?? 0) > 0 || spec.micro.net?.ip !== undefined;
+  const asked = (spec.micro.net?.publish.length ?? 0) > 0 || spec.micro.net?.ip !== undefined ||
+    limits(spec);
   const bridge = () => {
     spec.micro.network = "bridge";
     spec.micro.runFiles = [...RUN_FILES];
   };
+  // Rootless: pasta where it is installed (as podman), else none, silently.
+  if (host.uid !== 0 && chosen !== "none" && chosen !== "bridge" && net?.helpers?.pasta) {
+    spec.micro.network = "pasta";
+    spec.micro.runFiles = [...RUN_FILES];
+    return;
+  }
   // MICRO_DEFAULT_NETWORK=none wins even over -p (which the checks then refuse): the test
   // suite relies on it never to build micro0 in the machine's own namespace.
   if (chosen === "bridge" || (asked && chosen !== "none")) return bridge();

@@ -19,10 +19,12 @@ set -eu
 # mmdebstrap: the Debian root (nginx-light) of the real-service test (test/integration/nginx_test.ts)
 # containernetworking-plugins, iptables, curl: micro's bridge network, its NAT and published
 #   ports (test/integration/network_test.ts, inside namespaces the tests make)
+# iperf3: the bandwidth plugin's measured rates (test/integration/bandwidth_test.ts)
+# passt, slirp4netns: the rootless networks pasta and slirp4netns (test/integration/usernet_test.ts)
 PACKAGES="busybox-static iproute2 util-linux procps python3 attr libcap2-bin"
 PACKAGES="$PACKAGES binutils binutils-aarch64-linux-gnu qemu-user-static"
 PACKAGES="$PACKAGES docker-registry skopeo openssl apache2-utils uidmap podman"
-PACKAGES="$PACKAGES mmdebstrap containernetworking-plugins iptables curl"
+PACKAGES="$PACKAGES mmdebstrap containernetworking-plugins iptables curl iperf3 passt slirp4netns"
 
 installed() {
   status=$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) || return 1

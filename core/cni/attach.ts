@@ -176,6 +176,7 @@ export class NetworkOps {
     const runtimeConfig: Record<string, unknown> = {};
     if (ports.length) runtimeConfig.portMappings = ports;
     if (args.ip !== undefined) runtimeConfig.ips = [args.ip];
+    if (args.bandwidth) runtimeConfig.bandwidth = args.bandwidth;
     const a: Attachment = {
       containerId: args.containerId,
       netns,

@@ -170,6 +170,15 @@ export function loadConfList(
 export const MICRO_BRIDGE = "micro0";
 export const MICRO_NETWORK = "micro";
 
+/**
+ * The rate limiter chained after micro's own network's plugins when a run asks for a limit
+ * (plugins/bandwidth.ts): only then, so a run without one does not exec one more plugin.
+ */
+export const BANDWIDTH_PLUGIN: PluginConf = {
+  type: "bandwidth",
+  capabilities: { bandwidth: true },
+};
+
 /** The plugins micro's own network runs, in order (what a host needs for it). */
 export const MICRO_PLUGINS = ["bridge", "host-local", "portmap", "firewall"];
 

@@ -10,6 +10,7 @@ import type { NetFacts } from "../plugin.ts";
 import type { Spec } from "../spec.ts";
 import type { Sys } from "../sys/mod.ts";
 import {
+  BANDWIDTH_PLUGIN,
   type ConfList,
   loadConfList,
   MICRO_BRIDGE,
@@ -31,9 +32,24 @@ const PLUGINS_HINT = "Debian: apt install containernetworking-plugins, or set CN
 const BIN_PATH = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
 
 function onPath(name: string): boolean {
-  return BIN_PATH.some((d) => {
+  return findOnPath(name) !== undefined;
+}
+
+/** Whether this user may open /dev/net/tun (opened and closed: nothing is created). */
+function tunUsable(): boolean {
+  try {
+    Deno.openSync("/dev/net/tun", { read: true, write: true }).close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The first executable regular file of that name in the fixed PATH. */
+function findOnPath(name: string): string | undefined {
+  return BIN_PATH.map((d) => `${d}/${name}`).find((p) => {
     try {
-      const st = Deno.statSync(`${d}/${name}`);
+      const st = Deno.statSync(p);
       return st.isFile && ((st.mode ?? 0) & 0o111) !== 0;
     } catch {
       return false;
@@ -61,6 +77,12 @@ function pluginTypes(list: ConfList): string[] {
   return [...new Set(out)];
 }
 
+/** Whether the run asks for a rate limit (the bandwidth plugin). */
+function limited(spec: Spec): boolean {
+  const bw = spec.micro.bandwidth;
+  return !!bw && (bw.ingressRate > 0 || bw.egressRate > 0);
+}
+
 export function probeNetwork(spec: Spec, sys: Sys, uid: number): NetFacts {
   const env = Deno.env.get("CNI_PATH");
   const cniPath = env ? env.split(":").filter((d) => d.startsWith("/")) : DEFAULT_CNI_PATH;
@@ -72,8 +94,21 @@ export function probeNetwork(spec: Spec, sys: Sys, uid: number): NetFacts {
   };
   const chosen = Deno.env.get("MICRO_DEFAULT_NETWORK");
   if (chosen) facts.defaultNetwork = chosen;
+  const mode = spec.micro.network;
+  if (mode === "pasta" || mode === "slirp4netns" || (mode === "auto" && uid !== 0)) {
+    // Rootless networks (core/usernet): only the helper's binary matters.
+    const helpers: NonNullable<NetFacts["helpers"]> = {};
+    for (const tool of mode === "auto" ? ["pasta" as const] : [mode]) {
+      const path = findOnPath(tool);
+      // `auto` takes pasta only where it can work: /dev/net/tun open to this user (a
+      // host whose node is 0600 keeps none); asked for, pasta's own error says it.
+      if (path && (mode !== "auto" || tunUsable())) helpers[tool] = path;
+    }
+    facts.helpers = helpers;
+    if (mode !== "auto") return facts;
+  }
   if (uid !== 0) {
-    facts.missing.push("root (rootless networks are not there yet: use --network none or host)");
+    facts.missing.push("root (rootless: use --network pasta or slirp4netns)");
     return facts;
   }
   let list: ConfList | undefined;
@@ -85,6 +120,8 @@ export function probeNetwork(spec: Spec, sys: Sys, uid: number): NetFacts {
       if (created) {
         list = created.list;
         facts.subnet = created.subnet;
+        // micro's own lists, as its default network: the limiter is chained when asked.
+        if (limited(spec)) list.plugins.push(BANDWIDTH_PLUGIN);
       } else list = loadConfList(spec.micro.net!.configDir, name);
     } catch (e) {
       facts.configError = e instanceof MicroError ? e.line() : String(e);
@@ -106,10 +143,13 @@ export function probeNetwork(spec: Spec, sys: Sys, uid: number): NetFacts {
     list = microConfList(free.subnet, free.gateway, IPAM_DIR);
     facts.subnet = free.subnet;
     facts.transientBridge = MICRO_BRIDGE;
+    if (limited(spec)) list.plugins.push(BANDWIDTH_PLUGIN);
   }
   facts.ips = list.plugins.some((p) => p.capabilities?.ips === true);
   facts.config = JSON.stringify(list);
-  const types = spec.micro.network === "cni" ? pluginTypes(list) : MICRO_PLUGINS;
+  const types = spec.micro.network === "cni"
+    ? pluginTypes(list)
+    : [...MICRO_PLUGINS, ...(limited(spec) ? [BANDWIDTH_PLUGIN.type] : [])];
   const absent = types.filter((t) => !findPlugin(t, cniPath));
   for (const t of types) {
     const path = findPlugin(t, cniPath);

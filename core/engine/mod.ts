@@ -18,6 +18,7 @@ import { C, type CStr, cstr, type Sys } from "../sys/mod.ts";
 import type { RecordedCgroup } from "../cgroups/fs.ts";
 import { ParentOps, rootHostId } from "./parent.ts";
 import { NetworkOps } from "../cni/attach.ts";
+import { UsernetOps } from "../usernet/mod.ts";
 import { Watchdog } from "./watchdog.ts";
 import {
   CLONE_FLAGS,
@@ -278,7 +279,7 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
   const flags = cloneFlags(plan) | C.SIGCHLD;
   const childOps = plan.filter((o) => CHILD_PHASES.includes(o.phase));
   const parent = new ParentOps(plan, sys, { onCreate: opts.onCgroups });
-  const network = new NetworkOps(plan, sys);
+  const network = networks(new NetworkOps(plan, sys), new UsernetOps(plan));
   const signals = opts.signals ?? new RunSignals();
   const stopIfSignalled = () => {
     if (signals.stopSignal) throw stoppedError(signals.stopSignal);
@@ -383,6 +384,25 @@ function storeFds(ops: Op[], rootPath: string, sys: Sys, idmappedLayers: boolean
   return out;
 }
 
+/** The run's network set-up: CNI (core/cni) and the rootless helpers (core/usernet). */
+interface Networks {
+  attach(pid: number): Promise<void>;
+  cleanup(): Promise<string[]>;
+}
+
+function networks(...all: Networks[]): Networks {
+  return {
+    async attach(pid) {
+      for (const n of all) await n.attach(pid);
+    },
+    async cleanup() {
+      const problems: string[] = [];
+      for (const n of [...all].reverse()) problems.push(...await n.cleanup());
+      return problems;
+    },
+  };
+}
+
 /** Clones the child, attaches it and waits until it has exec'd (or failed). */
 async function start(
   plan: Op[],
@@ -391,7 +411,7 @@ async function start(
   opts: EngineOptions,
   sys: Sys,
   parent: ParentOps,
-  network: NetworkOps,
+  network: Networks,
   signals: RunSignals,
   watchdog: Watchdog | null,
 ): Promise<{ pid: number; ends: StdioEnds }> {
