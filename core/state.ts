@@ -6,7 +6,7 @@
 import { type RecordedCgroup, removeRecorded } from "./cgroups/fs.ts";
 import { type ImageId, releaseImage } from "./engine/image.ts";
 import { MicroError } from "./errors.ts";
-import { removeContainerDir } from "./store/containers.ts";
+import { readRecord, removeContainerDir, writeRecord } from "./store/containers.ts";
 import type { Sys } from "./sys/mod.ts";
 import { now, span } from "./trace.ts";
 
@@ -29,9 +29,21 @@ export interface RunState {
   /** Cgroup directories, recorded before each is created, in creation order. */
   cgroups?: RecordedCgroup[];
   created: string;
+  /**
+   * `run -d`: `pid` is the supervisor's once it took the container over; the container
+   * outlives it, and gc leaves the run while the container lives (core/supervisor/).
+   */
+  detached?: boolean;
+  /** The container's record directory in its store (`ROOT/containers/<id>`). */
+  record?: string;
+  /** The process holding the read ends of the container's output pipes (supervisor). */
+  keeper?: { pid: number; startTime: number; stdout: number; stderr: number };
 }
 
 export function stateRoot(uid: number): string {
+  // Another state root (tests, a second instance): checked like any other (untrustedRoot).
+  const own = Deno.env.get("MICRO_STATE_ROOT");
+  if (own && own.startsWith("/")) return own;
   if (uid === 0) return "/run/micro";
   const xdg = Deno.env.get("XDG_RUNTIME_DIR");
   // Not /tmp/micro-<uid>: the launcher may keep its cache there.
@@ -185,12 +197,37 @@ export function gc(
     // network namespace only): the run stays until a micro there cleans it.
     if (hasNetworkRecord(dir)) continue;
     if (state && isAlive(state.containerPid, state.containerStartTime)) {
+      // A detached container outlives its supervisor: the next one takes it over.
+      if (state.detached) continue;
       kill(state.containerPid!);
+    }
+    if (state?.detached) {
+      // Ended while nothing supervised it: what it leaves is cleaned, its end recorded.
+      if (state.keeper && isAlive(state.keeper.pid, state.keeper.startTime)) {
+        kill(state.keeper.pid);
+      }
+      if (state.record) detachedEnded(state.record, state.pid);
     }
     removeRun(dir, state, sys);
     cleaned.push(e.name);
   }
   return cleaned;
+}
+
+/**
+ * A detached container's record after it ended unseen: exited, its exit code unknown
+ * (null), unless a supervisor recorded the end already.
+ */
+function detachedEnded(recordDir: string, owner: number): void {
+  const rec = readRecord(recordDir);
+  if (!rec || rec.state === "exited" || rec.pid !== owner) return;
+  rec.state = "exited";
+  delete rec.exitCode;
+  rec.finishedAt = new Date().toISOString();
+  rec.error = "ended while no supervisor ran: its exit code is unknown";
+  try {
+    writeRecord(recordDir, rec);
+  } catch { /* the store is gone: nothing to record */ }
 }
 
 /** The CNI record of a run (core/cni/exec.ts CACHE_FILE): its networks are not yet DELeted. */
@@ -226,7 +263,29 @@ export function deadNetworkRuns(
     const state = readState(dir);
     if (state && isAlive(state.pid, state.startTime)) continue;
     const live = state && isAlive(state.containerPid, state.containerStartTime);
+    if (live && state.detached) continue; // the next supervisor takes it over
     out.push(live ? { dir, containerPid: state!.containerPid } : { dir });
   }
   return out;
+}
+
+/**
+ * Whether a detached container runs with no supervisor (it was killed): the next command
+ * starts one, which takes it over (core/supervisor/).
+ */
+export function unsupervised(root: string, uid: number): boolean {
+  if (untrustedRoot(root, uid)) return false;
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(root)];
+  } catch {
+    return false;
+  }
+  for (const e of entries) {
+    if (!e.isDirectory || e.name.startsWith(".")) continue;
+    const state = readState(`${root}/${e.name}`);
+    if (!state?.detached || isAlive(state.pid, state.startTime)) continue;
+    if (isAlive(state.containerPid, state.containerStartTime)) return true;
+  }
+  return false;
 }

@@ -1,0 +1,513 @@
+/**
+ * Long-running containers, as Docker's commands: `run -d`, `logs`, `stop`, `kill`, `wait`,
+ * `start`, `restart`, `inspect`, `boot`, and the internal `_supervise`, `_run-detached`
+ * and `_start-detached`. Detached containers are supervised by one process per state root
+ * (core/supervisor/server.ts); these commands ask it over its socket, and read logs and
+ * records from the store themselves.
+ */
+import { MicroError } from "../core/errors.ts";
+import { gcState } from "./_gc.ts";
+import type { ContainerRecord } from "../core/store/containers.ts";
+
+async function where(root?: string) {
+  const { storeRoot } = await import("../core/store/paths.ts");
+  const { stateRoot } = await import("../core/state.ts");
+  const uid = Deno.uid() ?? 0;
+  return { root: root ?? storeRoot(uid), state: stateRoot(uid), uid };
+}
+
+/** Options of these commands: `known` maps a flag to [key, takes a value]. */
+function parse(
+  argv: string[],
+  known: Record<string, [string, boolean]>,
+  usage: string,
+): { opts: Map<string, string[]>; rest: string[]; root?: string } {
+  const opts = new Map<string, string[]>();
+  const rest: string[] = [];
+  let root: string | undefined;
+  let i = 1;
+  for (; i < argv.length; i++) {
+    let a = argv[i];
+    if (a === "--") {
+      i++;
+      break;
+    }
+    if (!a.startsWith("-") || a === "-") {
+      rest.push(a);
+      continue;
+    }
+    let value: string | undefined;
+    const eq = a.indexOf("=");
+    if (a.startsWith("--") && eq > 0) {
+      value = a.slice(eq + 1);
+      a = a.slice(0, eq);
+    }
+    if (a === "--help" || a === "-h") throw new Help(usage);
+    if (a === "--root") {
+      root = value ?? argv[++i];
+      if (!root) throw new MicroError(`option "--root" needs a directory`, { hint: usage });
+      if (!root.startsWith("/")) root = `${Deno.cwd()}/${root}`;
+      continue;
+    }
+    // -ft: several short flags at once.
+    const forms = !a.startsWith("--") && a.length > 2 && known[a] === undefined
+      ? [...a.slice(1)].map((c) => `-${c}`)
+      : [a];
+    for (const f of forms) {
+      const k = known[f];
+      if (!k) throw new MicroError(`unknown option "${f}"`, { hint: usage });
+      const [key, takes] = k;
+      let v = "true";
+      if (takes) {
+        v = value ?? argv[++i];
+        if (v === undefined) throw new MicroError(`option "${f}" needs a value`, { hint: usage });
+      }
+      opts.set(key, [...(opts.get(key) ?? []), v]);
+    }
+  }
+  rest.push(...argv.slice(i));
+  return { opts, rest, root };
+}
+
+class Help extends Error {}
+
+async function withHelp(fn: () => Promise<number>): Promise<number> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (!(e instanceof Help)) throw e;
+    console.log(e.message);
+    return 0;
+  }
+}
+
+const enc = new TextEncoder();
+
+async function writeAll(to: typeof Deno.stdout, text: string | Uint8Array): Promise<void> {
+  const bytes = typeof text === "string" ? enc.encode(text) : text;
+  for (let off = 0; off < bytes.length;) off += await to.write(bytes.subarray(off));
+}
+
+// ---------------------------------------------------------------------------------------
+// run -d, and the supervisor's side of it
+
+/** `micro run -d`: checked here, run by the supervisor; prints the id once the command runs. */
+export async function runDetached(argv: string[]): Promise<number> {
+  const { parseRun } = await import("../core/cli.ts");
+  const req = parseRun(argv);
+  if (req.terminal || req.stdin || req.attach) {
+    throw new MicroError(`run -d: -t, -i and -a are not supported with -d yet`, {
+      hint: "drop them, and read the output with micro logs",
+    });
+  }
+  const { parseLogOpts } = await import("../core/supervisor/logs.ts");
+  const { parseRestart } = await import("../core/supervisor/policy.ts");
+  parseLogOpts(req.logOpts ?? []);
+  const policy = parseRestart(req.restart ?? "no");
+  if (policy.name !== "no" && req.rm) {
+    throw new MicroError(`options "--restart ${req.restart}" and "--rm" conflict`, {
+      hint: "a container removed at its end cannot be restarted: drop one",
+    });
+  }
+  const s = await where(req.root);
+  const { ask } = await import("../core/supervisor/client.ts");
+  const reply = await ask(s.state, s.uid, {
+    op: "run",
+    argv,
+    cwd: Deno.cwd(),
+    env: Deno.env.toObject(),
+  });
+  if (reply.stderr) await writeAll(Deno.stderr, reply.stderr);
+  if (!reply.ok) {
+    console.error(`micro: ${reply.error}`);
+    return reply.code ?? 125;
+  }
+  if (reply.stdout) await writeAll(Deno.stdout, reply.stdout);
+  return reply.code ?? 0;
+}
+
+/** `micro _supervise`: the supervisor of this user's state root (core/supervisor/server.ts). */
+export async function supervise(_argv: string[]): Promise<number> {
+  const { stateRoot } = await import("../core/state.ts");
+  const { Supervisor } = await import("../core/supervisor/server.ts");
+  const uid = Deno.uid() ?? 0;
+  return await new Supervisor(stateRoot(uid), uid).serve();
+}
+
+/**
+ * The runner's side of the handover: the container's pid and pipes as one JSON line on
+ * stdout, then "ok" from the supervisor on stdin (anything else: it did not take it).
+ */
+async function handover(
+  run: import("../core/run.ts").DetachedRun,
+  req: import("../core/cli.ts").Request,
+): Promise<void> {
+  const { parseLogOpts } = await import("../core/supervisor/logs.ts");
+  const { parseRestart } = await import("../core/supervisor/policy.ts");
+  const line = {
+    ...run,
+    log: parseLogOpts(req.logOpts ?? []),
+    restart: parseRestart(req.restart ?? "no"),
+  };
+  await writeAll(Deno.stdout, JSON.stringify(line) + "\n");
+  const buf = new Uint8Array(16);
+  let got = "";
+  for (;;) {
+    const n = await Deno.stdin.read(buf);
+    if (n === null) break;
+    got += new TextDecoder().decode(buf.subarray(0, n));
+    if (got.includes("\n")) break;
+  }
+  if (got.trim() !== "ok") {
+    throw new MicroError(`run -d: the supervisor did not take the container`, {
+      hint: "see the error above; the container was stopped",
+    });
+  }
+}
+
+/** `micro _run-detached ARGV...`: `micro run ARGV` as the supervisor's child. */
+export async function runDetachedWorker(argv: string[]): Promise<number> {
+  const { RunSignals } = await import("../core/signals.ts");
+  const signals = new RunSignals();
+  await gcState();
+  const { runCommand } = await import("../core/run.ts");
+  try {
+    return await runCommand(["run", ...argv.slice(1)], signals, { handover });
+  } finally {
+    signals.remove();
+  }
+}
+
+/**
+ * `micro _start-detached RECORD_DIR [--restarting]`: a kept container run again from its
+ * record, on its own layer (`micro start`, restart policies).
+ */
+export async function startDetachedWorker(argv: string[]): Promise<number> {
+  const { readRecord, writeRecord } = await import("../core/store/containers.ts");
+  const dir = argv[1];
+  const rec = dir ? readRecord(dir) : null;
+  if (!rec) throw new MicroError(`start: no container record in ${dir}`);
+  if (argv.includes("--restarting")) {
+    const r = rec as ContainerRecord & { restartCount?: number };
+    r.restartCount = (r.restartCount ?? 0) + 1;
+    writeRecord(dir, rec);
+  }
+  const { RunSignals } = await import("../core/signals.ts");
+  const signals = new RunSignals();
+  await gcState();
+  const { runCommand } = await import("../core/run.ts");
+  try {
+    return await runCommand(startArgv(rec), signals, { handover, restart: rec });
+  } finally {
+    signals.remove();
+  }
+}
+
+/**
+ * The `micro run` arguments that make `rec` again: its options as typed (with -d), its
+ * image and its command (the image's Entrypoint is replaced by the command as it ran).
+ */
+export function startArgv(rec: ContainerRecord): string[] {
+  const opts = rec.options.filter((o) => o !== "--rm");
+  if (!opts.some((o) => o === "-d" || o === "--detach")) opts.push("-d");
+  const image = rec.image?.name ?? rec.image?.path;
+  if (!image) {
+    return ["run", ...opts, "--", ...rec.command];
+  }
+  if (rec.image?.name) {
+    return ["run", ...opts, "--entrypoint", rec.command[0] ?? "", image, ...rec.command.slice(1)];
+  }
+  return ["run", ...opts, image, ...rec.command];
+}
+
+// ---------------------------------------------------------------------------------------
+// The commands on a container
+
+/** The container `ref` names (name, full id or unique prefix), or a one-line error. */
+async function resolve(root: string, ref: string): Promise<ContainerRecord> {
+  const { resolveContainer } = await import("../core/store/containers.ts");
+  return resolveContainer(root, ref);
+}
+
+/** Its run in the state root while it runs detached; null when it does not run. */
+async function running(rec: ContainerRecord, state: string) {
+  const { liveRun } = await import("../core/store/live.ts");
+  return liveRun(rec, state);
+}
+
+/** Each ref in turn; a failure is one line, and the exit code 1 (Docker's). */
+async function each(
+  refs: string[],
+  fn: (ref: string) => Promise<void>,
+): Promise<number> {
+  let failed = false;
+  for (const ref of refs) {
+    try {
+      await fn(ref);
+    } catch (e) {
+      if (!(e instanceof MicroError)) throw e;
+      console.error(`micro: ${e.line()}`);
+      failed = true;
+    }
+  }
+  return failed ? 1 : 0;
+}
+
+function notDetached(ref: string): MicroError {
+  return new MicroError(`container ${ref} runs in the foreground of its micro run`, {
+    hint: "stop it there (Ctrl-C or SIGTERM to its micro), or remove it with micro rm -f",
+  });
+}
+
+const STOP_USAGE = "usage: micro stop [-t|--time SECONDS] [-s|--signal SIGNAL] NAME|ID...";
+
+/** `micro stop`: the stop signal, then SIGKILL after the timeout (default 10 s). */
+export function stop(argv: string[]): Promise<number> {
+  return withHelp(async () => {
+    const { opts, rest, root } = parse(argv, {
+      "-t": ["time", true],
+      "--time": ["time", true],
+      "--timeout": ["time", true],
+      "-s": ["signal", true],
+      "--signal": ["signal", true],
+    }, STOP_USAGE);
+    if (!rest.length) {
+      throw new MicroError("stop needs at least one container", { hint: STOP_USAGE });
+    }
+    const time = opts.get("time")?.at(-1);
+    if (time !== undefined && !/^-?\d+$/.test(time)) {
+      throw new MicroError(`option "-t": not a number of seconds: "${time}"`, { hint: STOP_USAGE });
+    }
+    const { parseSignal, DEFAULT_STOP_TIMEOUT } = await import("../core/signals.ts");
+    const given = opts.get("signal")?.at(-1);
+    const sig = given === undefined ? undefined : parseSignal(given);
+    if (given !== undefined && sig === undefined) {
+      throw new MicroError(`option "-s": not a signal: "${given}"`, { hint: STOP_USAGE });
+    }
+    await gcState();
+    const s = await where(root);
+    const { ask } = await import("../core/supervisor/client.ts");
+    return await each(rest, async (ref) => {
+      const rec = await resolve(s.root, ref);
+      const st = await running(rec, s.state);
+      if (!st) return void console.log(ref); // stopped already: Docker says nothing else
+      if (!st.detached) throw notDetached(ref);
+      const signal = sig ?? (rec.stopSignal ? parseSignal(rec.stopSignal) : undefined) ?? 15;
+      const timeout = time !== undefined ? Number(time) : rec.stopTimeout ?? DEFAULT_STOP_TIMEOUT;
+      const reply = await ask(s.state, s.uid, { op: "stop", runId: rec.runId, signal, timeout });
+      if (!reply.ok) throw new MicroError(reply.error ?? "stop failed");
+      console.log(ref);
+    });
+  });
+}
+
+const KILL_USAGE = "usage: micro kill [-s|--signal SIGNAL] NAME|ID...";
+
+/** `micro kill`: a signal (default SIGKILL) to the container's init. */
+export function kill(argv: string[]): Promise<number> {
+  return withHelp(async () => {
+    const { opts, rest, root } = parse(argv, {
+      "-s": ["signal", true],
+      "--signal": ["signal", true],
+    }, KILL_USAGE);
+    if (!rest.length) {
+      throw new MicroError("kill needs at least one container", { hint: KILL_USAGE });
+    }
+    const { parseSignal } = await import("../core/signals.ts");
+    const given = opts.get("signal")?.at(-1) ?? "KILL";
+    const signal = parseSignal(given);
+    if (signal === undefined) {
+      throw new MicroError(`option "-s": not a signal: "${given}"`, { hint: KILL_USAGE });
+    }
+    await gcState();
+    const s = await where(root);
+    const { ask } = await import("../core/supervisor/client.ts");
+    return await each(rest, async (ref) => {
+      const rec = await resolve(s.root, ref);
+      const st = await running(rec, s.state);
+      if (!st) {
+        throw new MicroError(`container ${ref} is not running`, { hint: "start it first" });
+      }
+      if (!st.detached) throw notDetached(ref);
+      const reply = await ask(s.state, s.uid, { op: "kill", runId: rec.runId, signal });
+      if (!reply.ok) throw new MicroError(reply.error ?? "kill failed");
+      console.log(ref);
+    });
+  });
+}
+
+const WAIT_USAGE = "usage: micro wait NAME|ID...";
+
+/** `micro wait`: blocks until each container ends; prints its exit code. */
+export function wait(argv: string[]): Promise<number> {
+  return withHelp(async () => {
+    const { rest, root } = parse(argv, {}, WAIT_USAGE);
+    if (!rest.length) {
+      throw new MicroError("wait needs at least one container", { hint: WAIT_USAGE });
+    }
+    await gcState();
+    const s = await where(root);
+    const { ask } = await import("../core/supervisor/client.ts");
+    const { readRecord } = await import("../core/store/containers.ts");
+    const { containerDir } = await import("../core/store/paths.ts");
+    return await each(rest, async (ref) => {
+      const rec = await resolve(s.root, ref);
+      const st = await running(rec, s.state);
+      if (st && !st.detached) {
+        // A foreground run: its micro records the end.
+        const { isAlive } = await import("../core/state.ts");
+        while (isAlive(st.pid, st.startTime)) await new Promise((r) => setTimeout(r, 100));
+      } else if (st) {
+        const reply = await ask(s.state, s.uid, { op: "wait", runId: rec.runId });
+        if (!reply.ok) throw new MicroError(reply.error ?? "wait failed");
+      }
+      const now = readRecord(containerDir(s.root, rec.id));
+      if (!now) {
+        // --rm: removed at its end; Docker still prints the code it knew.
+        console.log("0");
+        return;
+      }
+      console.log(now.exitCode === undefined ? "-1" : String(now.exitCode));
+    });
+  });
+}
+
+const LOGS_USAGE =
+  "usage: micro logs [-f|--follow] [-n|--tail N|all] [--since TIME] [--until TIME] [-t|--timestamps] NAME|ID";
+
+/** Docker's --since: RFC 3339, a Unix time (seconds), or a duration before now (10m, 1h30m). */
+export function parseSince(text: string, now: number): number {
+  if (/^\d+(\.\d+)?$/.test(text)) return Number(text) * 1000;
+  const d = /^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?$/.exec(text);
+  if (d && text) {
+    return now - ((Number(d[1] ?? 0) * 60 + Number(d[2] ?? 0)) * 60 + Number(d[3] ?? 0)) * 1000;
+  }
+  const t = Date.parse(text);
+  if (Number.isNaN(t)) {
+    throw new MicroError(`not a time: "${text}"`, {
+      hint: "give RFC 3339 (2026-01-02T15:04:05Z), Unix seconds, or a duration (10m)",
+    });
+  }
+  return t;
+}
+
+/** `micro logs`: the container's json-file log, as `docker logs` prints it. */
+export function logs(argv: string[]): Promise<number> {
+  return withHelp(async () => {
+    const { opts, rest, root } = parse(argv, {
+      "-f": ["follow", false],
+      "--follow": ["follow", false],
+      "-n": ["tail", true],
+      "--tail": ["tail", true],
+      "--since": ["since", true],
+      "--until": ["until", true],
+      "-t": ["timestamps", false],
+      "--timestamps": ["timestamps", false],
+    }, LOGS_USAGE);
+    if (rest.length !== 1) throw new MicroError("logs needs one container", { hint: LOGS_USAGE });
+    const tailText = opts.get("tail")?.at(-1) ?? "all";
+    if (tailText !== "all" && !/^\d+$/.test(tailText)) {
+      throw new MicroError(`option "--tail": not a number: "${tailText}"`, { hint: LOGS_USAGE });
+    }
+    const tail = tailText === "all" ? Infinity : Number(tailText);
+    const now = Date.now();
+    const since = opts.has("since") ? parseSince(opts.get("since")!.at(-1)!, now) : -Infinity;
+    const until = opts.has("until") ? parseSince(opts.get("until")!.at(-1)!, now) : Infinity;
+    const stamps = opts.has("timestamps");
+    const s = await where(root);
+    const rec = await resolve(s.root, rest[0]);
+    const { containerDir } = await import("../core/store/paths.ts");
+    const { logFiles, logPath, parseEntry, readLines } = await import(
+      "../core/supervisor/logs.ts"
+    );
+    const path = logPath(containerDir(s.root, rec.id));
+    const show = (e: { log: string; stream: string; time: string }) => {
+      const t = Date.parse(e.time);
+      if (t < since || t > until) return null;
+      const text = stamps ? `${e.time} ${e.log}` : e.log;
+      return { err: e.stream === "stderr", text };
+    };
+    // The last `tail` entries of every file, oldest first (a bounded ring).
+    const ring: { err: boolean; text: string }[] = [];
+    let offset = 0;
+    let ino = -1;
+    for (const file of logFiles(path)) {
+      let f: Deno.FsFile;
+      try {
+        f = Deno.openSync(file);
+      } catch {
+        continue;
+      }
+      try {
+        const st = f.statSync();
+        if (!st.isFile) continue;
+        const end = readLines(f, 0, (line) => {
+          const e = parseEntry(line);
+          const out = e && show(e);
+          if (!out || tail === 0) return;
+          ring.push(out);
+          if (ring.length > tail) ring.shift();
+        });
+        if (file === path) {
+          offset = end;
+          ino = st.ino ?? -1;
+        }
+      } finally {
+        f.close();
+      }
+    }
+    const print = async (o: { err: boolean; text: string }) => {
+      await writeAll(o.err ? Deno.stderr : Deno.stdout, o.text);
+    };
+    for (const o of ring) await print(o);
+    if (!opts.has("follow")) return 0;
+    // -f: new entries as they come, across rotations, until the container ends.
+    const { liveRun } = await import("../core/store/live.ts");
+    const { readRecord } = await import("../core/store/containers.ts");
+    let ended = 0;
+    for (;;) {
+      let f: Deno.FsFile | null = null;
+      const pending: { err: boolean; text: string }[] = [];
+      try {
+        f = Deno.openSync(path);
+        const st = f.statSync();
+        if ((st.ino ?? -1) !== ino) {
+          // Rotated: what was left in the old file is read from its new name first.
+          if (ino !== -1) {
+            try {
+              const old = Deno.openSync(`${path}.1`);
+              if ((old.statSync().ino ?? -1) === ino) {
+                readLines(old, offset, (line) => {
+                  const e = parseEntry(line);
+                  const out = e && show(e);
+                  if (out) pending.push(out);
+                });
+              }
+              old.close();
+            } catch { /* kept no rotated file (max-file=1) */ }
+          }
+          ino = st.ino ?? -1;
+          offset = 0;
+        }
+        if (st.size < offset) offset = 0; // truncated (max-file=1)
+        offset = readLines(f, offset, (line) => {
+          const e = parseEntry(line);
+          const out = e && show(e);
+          if (out) pending.push(out);
+        });
+        for (const o of pending) await print(o);
+      } catch {
+        /* not there yet */
+      } finally {
+        f?.close();
+      }
+      if (ended) {
+        if (ended++ > 2) return 0;
+      } else {
+        const now = readRecord(containerDir(s.root, rec.id));
+        if (!now || !liveRun(now, s.state)) ended = 1;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  });
+}
