@@ -235,7 +235,7 @@ async function running(rec: ContainerRecord, state: string) {
   return liveRun(rec, state);
 }
 
-/** Each ref in turn; a failure is one line, and the exit code 1 (Docker's). */
+/** Each ref in turn; a failure is one line, and the exit code 125. */
 async function each(
   refs: string[],
   fn: (ref: string) => Promise<void>,
@@ -250,7 +250,7 @@ async function each(
       failed = true;
     }
   }
-  return failed ? 1 : 0;
+  return failed ? 125 : 0;
 }
 
 function notDetached(ref: string): MicroError {

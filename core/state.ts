@@ -87,11 +87,15 @@ export function untrustedRootError(root: string, uid: number, why: string): Micr
   );
 }
 
-/** Field 22 of /proc/PID/stat, or -1 when the process is gone. */
+/**
+ * Field 22 of /proc/PID/stat, or -1 when the process is gone: a zombie is gone too (its
+ * parent may be slow to reap it: a killed supervisor's parent is init).
+ */
 export function processStartTime(pid: number): number {
   try {
     const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
     const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (rest[0] === "Z" || rest[0] === "X") return -1;
     return Number(rest[19]);
   } catch {
     return -1;

@@ -120,6 +120,8 @@ export class Supervisor {
     }
     // One supervisor per state root: the lock is held for its whole life.
     if (!(await tryLock(`${dir}/lock`, this.sys))) return 0;
+    // Who supervises (tests, and a person looking): written under the lock.
+    Deno.writeTextFileSync(`${dir}/pid`, `${Deno.pid}\n`, { mode: 0o600 });
     this.sys.prctl(C.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     // Its cwd is not a directory anyone may want to unmount; signals that would end it do not.
     Deno.chdir("/");

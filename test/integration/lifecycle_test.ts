@@ -15,6 +15,7 @@ import {
   run,
   type RunResult,
   show,
+  sleep,
   snapshot,
   stateEntries,
   waitFor,
@@ -305,3 +306,313 @@ microTest("micro profile list / show, micro version", async () => {
   assertOneLineError(await run(["profile", "show", "nosuchprofile"]), /nosuchprofile/);
   assert.match(ok(await run(["version"])), /^micro \d+\.\d+\.\d+/);
 });
+
+// --- detached containers (micro run -d) and their supervisor -------------------------------
+
+/**
+ * A state root of the test's own (MICRO_STATE_ROOT), so the supervisor and its runs never
+ * touch /run/micro. At the end, whatever the test did: every container in it is killed
+ * (init and keeper, by pid and start time), the supervisor is killed, and the root removed;
+ * the test fails when a supervisor was still running then and `expectIdle` said none should.
+ */
+async function withDetached(
+  fn: (env: Record<string, string>, root: string) => Promise<void>,
+  user?: { uid: number; gid: number },
+): Promise<void> {
+  await withTempDir(async (dir) => {
+    Deno.chmodSync(dir, 0o711);
+    const root = `${dir}/state`;
+    Deno.mkdirSync(root, { mode: 0o711 });
+    const env: Record<string, string> = { MICRO_STATE_ROOT: root };
+    if (user) {
+      const home = `${dir}/home`;
+      Deno.mkdirSync(home, { mode: 0o755 });
+      Deno.chownSync(dir, user.uid, user.gid);
+      Deno.chownSync(root, user.uid, user.gid);
+      Deno.chownSync(home, user.uid, user.gid);
+      Object.assign(env, { HOME: home, PATH: "/usr/bin:/bin", MICRO_ROOT: `${home}/store` });
+    }
+    try {
+      await fn(env, root);
+    } finally {
+      killAllDetached(root);
+    }
+  }, "micro-detached-");
+}
+
+function startTime(pid: number): number {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
+  } catch {
+    return -1;
+  }
+}
+
+function killPid(pid: number | undefined, start?: number): void {
+  if (!pid || (start !== undefined && startTime(pid) !== start)) return;
+  try {
+    Deno.kill(pid, "SIGKILL");
+  } catch { /* gone */ }
+}
+
+function supervisorPid(root: string): number | undefined {
+  try {
+    const pid = Number(Deno.readTextFileSync(`${root}/.supervisor/pid`).trim());
+    const cmd = Deno.readTextFileSync(`/proc/${pid}/cmdline`);
+    return cmd.includes("_supervise") ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function killAllDetached(root: string): void {
+  killPid(supervisorPid(root));
+  try {
+    for (const e of Deno.readDirSync(root)) {
+      if (!e.isDirectory || e.name.startsWith(".")) continue;
+      try {
+        const st = JSON.parse(Deno.readTextFileSync(`${root}/${e.name}/state.json`));
+        killPid(st.containerPid, st.containerStartTime);
+        killPid(st.keeper?.pid, st.keeper?.startTime);
+      } catch { /* no state */ }
+    }
+  } catch { /* no root */ }
+  // A micro command that ran later may have started a new one meanwhile: once more.
+  killPid(supervisorPid(root));
+}
+
+/** Waits until the supervisor of `root` has left (it leaves when it supervises nothing). */
+async function supervisorGone(root: string): Promise<boolean> {
+  return await waitFor(() => supervisorPid(root) === undefined, 5000);
+}
+
+microTest(
+  "run -d: prints the id once the command runs; ps, logs, stop with a handler",
+  async () => {
+    await withDetached(async (env, root) => {
+      const script = 'trap "echo got TERM; exit 7" TERM; echo started; ' +
+        "while :; do sleep 0.1; done";
+      const r = await run(["run", "-d", "--name", "web", IMAGE, "sh", "-c", script], { env });
+      assert.equal(r.code, 0, show(r));
+      const id = r.stdout.trim();
+      assert.match(id, /^[0-9a-f]{64}$/);
+      assert.ok(supervisorPid(root), "no supervisor runs");
+      const ps = ok(await run(["ps"], { env }));
+      assert.match(ps, /web/);
+      const json = ok(await run(["ps", "--format", "json"], { env })).trim().split("\n")
+        .map((l) => JSON.parse(l));
+      assert.equal(json.length, 1);
+      assert.equal(json[0].Names, "web");
+      assert.equal(json[0].State, "running");
+      assert.equal(json[0].ID, id.slice(0, 12));
+      assert.ok(
+        await waitFor(() => Deno.readTextFileSync(logOf(id)).includes("started"), 5000),
+        "the log has no output",
+      );
+      const logs = await run(["logs", id.slice(0, 8)], { env });
+      assert.equal(logs.stdout, "started\n", show(logs));
+      // Docker's json-file format
+      const line = JSON.parse(Deno.readTextFileSync(logOf(id)).split("\n")[0]);
+      assert.deepEqual(Object.keys(line).sort(), ["log", "stream", "time"]);
+      assert.equal(line.stream, "stdout");
+      const t0 = Date.now();
+      const stop = await run(["stop", "web"], { env });
+      assert.equal(stop.code, 0, show(stop));
+      assert.ok(Date.now() - t0 < 5000, "stop waited for the timeout despite the handler");
+      assert.equal(ok(await run(["wait", "web"], { env })).trim(), "7");
+      assert.match(ok(await run(["ps", "-a"], { env })), /Exited \(7\)/);
+      assert.match(ok(await run(["logs", "web"], { env })), /got TERM/);
+      assert.ok(await supervisorGone(root), "the supervisor outlived its last container");
+      ok(await run(["rm", "web"], { env }));
+    });
+  },
+);
+
+/** The json-file log of container `id` in the test store. */
+function logOf(id: string): string {
+  return `${Deno.env.get("MICRO_ROOT")}/containers/${id}/${id}-json.log`;
+}
+
+microTest("stop without a handler: SIGKILL after -t; kill -s; wait; rm -f; errors", async () => {
+  await withDetached(async (env) => {
+    // sh as PID 1 ignores SIGTERM it has no handler for (the kernel's rule for init)
+    const a = ok(await run(["run", "-d", "--name", "deaf", IMAGE, "sleep", "100"], { env }))
+      .trim();
+    const t0 = Date.now();
+    ok(await run(["stop", "-t", "1", "deaf"], { env }));
+    const took = Date.now() - t0;
+    assert.ok(took >= 900 && took < 6000, `stop took ${took} ms`);
+    assert.equal(ok(await run(["wait", a], { env })).trim(), "137");
+    const b = ok(
+      await run([
+        "run",
+        "-d",
+        "--name",
+        "usr",
+        IMAGE,
+        "sh",
+        "-c",
+        'trap "exit 42" USR1; while :; do sleep 0.1; done',
+      ], { env }),
+    ).trim();
+    await sleep(300);
+    ok(await run(["kill", "-s", "USR1", b.slice(0, 12)], { env }));
+    assert.equal(ok(await run(["wait", "usr"], { env })).trim(), "42");
+    ok(await run(["run", "-d", "--name", "busy", IMAGE, "sleep", "100"], { env }));
+    const rm = await run(["rm", "busy"], { env });
+    assert.equal(rm.code, 125, show(rm));
+    assert.equal(rm.stderr.trim().split("\n").length, 1, show(rm));
+    ok(await run(["rm", "-f", "busy"], { env }));
+    const missing = await run(["stop", "nosuch"], { env });
+    assert.equal(missing.code, 125);
+    assert.match(missing.stderr, /^micro: no such container: nosuch/);
+    assert.equal(missing.stderr.trim().split("\n").length, 1);
+    const notRunning = await run(["kill", "deaf"], { env });
+    assert.equal(notRunning.code, 125);
+    assert.match(notRunning.stderr, /is not running/);
+    // an ambiguous prefix: the empty-ish one every id starts with, among two containers
+    const common = [...a].findIndex((c, i) => b[i] !== c);
+    if (common > 0) {
+      const amb = await run(["logs", a.slice(0, common)], { env });
+      assert.equal(amb.code, 125);
+      assert.match(amb.stderr, /matches 2 containers/);
+    }
+    ok(await run(["rm", "deaf", "usr"], { env }));
+  });
+});
+
+microTest("run -d: a failing start is reported by run -d itself (exit 125/127)", async () => {
+  await withDetached(async (env, root) => {
+    const r = await run(["run", "-d", IMAGE, "/no/such/command"], { env });
+    assert.equal(r.code, 127, show(r));
+    assert.match(r.stderr, /execve/);
+    assert.equal(r.stdout, "");
+    const bad = await run(["run", "-d", "--log-opt", "max-size=lots", IMAGE, "true"], { env });
+    assert.equal(bad.code, 125, show(bad));
+    assert.ok(await supervisorGone(root));
+  });
+});
+
+microTest("logs -f follows while the container writes; rotation at max-size", async () => {
+  await withDetached(async (env) => {
+    const id = ok(
+      await run([
+        "run",
+        "-d",
+        "--log-opt",
+        "max-size=4k",
+        "--log-opt",
+        "max-file=3",
+        IMAGE,
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 400 ]; do echo line$i; i=$((i+1)); " +
+        "[ $((i % 50)) = 0 ] && sleep 0.1; done; sleep 0.5; echo last",
+      ], { env }),
+    ).trim();
+    const follow = await run(["logs", "-f", id], { env, timeoutMs: 20_000 });
+    assert.equal(follow.code, 0, show(follow));
+    assert.match(follow.stdout, /last\n$/);
+    assert.equal(ok(await run(["wait", id], { env })).trim(), "0");
+    const dir = `${Deno.env.get("MICRO_ROOT")}/containers/${id}`;
+    const files = [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) =>
+      n.includes("json.log")
+    )
+      .sort();
+    assert.deepEqual(files, [`${id}-json.log`, `${id}-json.log.1`, `${id}-json.log.2`]);
+    for (const n of files) assert.ok(Deno.statSync(`${dir}/${n}`).size <= 4096, n);
+    // what is kept is the newest, in order, ending with "last"
+    const all = ok(await run(["logs", id], { env })).trim().split("\n");
+    assert.equal(all.at(-1), "last");
+    assert.equal(all.at(-2), "line399");
+    const tail = ok(await run(["logs", "--tail", "2", id], { env }));
+    assert.equal(tail, "line399\nlast\n");
+    ok(await run(["rm", id], { env }));
+  });
+});
+
+microTest(
+  "kill -9 of the supervisor: the container lives on, the next command takes it over",
+  async () => {
+    await withDetached(async (env, root) => {
+      const id = ok(
+        await run([
+          "run",
+          "-d",
+          IMAGE,
+          "sh",
+          "-c",
+          "i=0; while :; do echo n$i; i=$((i+1)); sleep 0.05; done",
+        ], { env }),
+      ).trim();
+      await sleep(500);
+      const sup = supervisorPid(root);
+      assert.ok(sup);
+      const st = JSON.parse(Deno.readTextFileSync(`${root}/${id.slice(0, 12)}/state.json`));
+      Deno.kill(sup, "SIGKILL");
+      await waitFor(() => !pidAlive(sup), 2000);
+      await sleep(500);
+      assert.ok(pidAlive(st.containerPid), "the container died with its supervisor");
+      // the next command (ps) starts a supervisor that takes the container over
+      assert.match(ok(await run(["ps"], { env })), /Up/);
+      const again = supervisorPid(root);
+      assert.ok(again && again !== sup, "no new supervisor");
+      const before = ok(await run(["logs", id], { env })).split("\n").length;
+      await sleep(800);
+      const after = ok(await run(["logs", id], { env })).split("\n").length;
+      assert.ok(after > before + 5, `the log stopped growing (${before} → ${after})`);
+      ok(await run(["stop", "-t", "1", id], { env }));
+      // its exit code is unknown (it was not the new supervisor's child)
+      assert.equal(ok(await run(["wait", id], { env })).trim(), "-1");
+      assert.match(ok(await run(["ps", "-a"], { env })), /Exited \(unknown\)/);
+      assert.ok(await supervisorGone(root));
+      assert.equal(pidAlive(st.keeper.pid), false, "the keeper outlived the container");
+      ok(await run(["rm", id], { env }));
+    });
+  },
+);
+
+microTest("50 detached containers started concurrently", async () => {
+  await withDetached(async (env, root) => {
+    const rs = await Promise.all(
+      Array.from(
+        { length: 50 },
+        (_, i) =>
+          run(["run", "-d", "--name", `c${i}`, IMAGE, "sleep", "100"], { env, timeoutMs: 120_000 }),
+      ),
+    );
+    for (const r of rs) assert.equal(r.code, 0, show(r));
+    const ps = ok(await run(["ps", "-q"], { env })).trim().split("\n");
+    assert.equal(ps.length, 50);
+    const stops = ok(
+      await run(["rm", "-f", ...rs.map((_, i) => `c${i}`)], { env, timeoutMs: 120_000 }),
+    );
+    assert.equal(stops.trim().split("\n").length, 50);
+    assert.ok(await supervisorGone(root));
+  });
+});
+
+microTest("rootless: run -d, logs, stop", async () => {
+  await withDetached(async (env, root) => {
+    const user = { uid: NOBODY, gid: NOBODY };
+    const o = { env, clearEnv: true, user, timeoutMs: 60_000 };
+    const r = await run([
+      "run",
+      "-d",
+      "--name",
+      "rl",
+      IMAGE,
+      "sh",
+      "-c",
+      "id -u; while :; do sleep 0.1; done",
+    ], o);
+    assert.equal(r.code, 0, show(r));
+    await sleep(500);
+    assert.equal(ok(await run(["logs", "rl"], o)), "0\n");
+    ok(await run(["stop", "-t", "1", "rl"], o));
+    assert.equal(ok(await run(["wait", "rl"], o)).trim(), "137");
+    ok(await run(["rm", "rl"], o));
+    assert.ok(await supervisorGone(root));
+  }, { uid: NOBODY, gid: NOBODY });
+}, { ignore: rootlessReason() });
