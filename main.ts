@@ -18,6 +18,9 @@ usage:
   micro stop [-t SECONDS] NAME...                     stop signal, then SIGKILL
   micro kill [-s SIGNAL] NAME...                      signal a detached container
   micro wait NAME...                                  wait for the end; print the exit code
+  micro start [-a] NAME... | restart NAME...          a kept container again (detached)
+  micro inspect NAME...                               containers as JSON
+  micro boot                                          start --restart always/unless-stopped
   micro pull [OPTIONS] REFERENCE                      pull an image into the image store
   micro image ls|rm|inspect|prune|import|export       manage the image store
   micro images, micro rmi IMAGE...                    micro image ls, micro image rm
@@ -54,6 +57,10 @@ const COMMANDS: Record<string, () => Promise<(argv: string[]) => Promise<number>
   stop: async () => (await import("./commands/lifecycle.ts")).stop,
   kill: async () => (await import("./commands/lifecycle.ts")).kill,
   wait: async () => (await import("./commands/lifecycle.ts")).wait,
+  start: async () => (await import("./commands/lifecycle.ts")).start,
+  restart: async () => (await import("./commands/lifecycle.ts")).restart,
+  inspect: async () => (await import("./commands/lifecycle.ts")).inspect,
+  boot: async () => (await import("./commands/lifecycle.ts")).boot,
   // Internal: the supervisor of detached containers, and its runners (core/supervisor/).
   _supervise: async () => (await import("./commands/lifecycle.ts")).supervise,
   "_run-detached": async () => (await import("./commands/lifecycle.ts")).runDetachedWorker,

@@ -187,11 +187,10 @@ export async function startDetachedWorker(argv: string[]): Promise<number> {
   const dir = argv[1];
   const rec = dir ? readRecord(dir) : null;
   if (!rec) throw new MicroError(`start: no container record in ${dir}`);
-  if (argv.includes("--restarting")) {
-    const r = rec as ContainerRecord & { restartCount?: number };
-    r.restartCount = (r.restartCount ?? 0) + 1;
-    writeRecord(dir, rec);
-  }
+  const r = rec as ContainerRecord & { restartCount?: number; stoppedByUser?: boolean };
+  if (argv.includes("--restarting")) r.restartCount = (r.restartCount ?? 0) + 1;
+  else delete r.stoppedByUser;
+  writeRecord(dir, rec);
   const { RunSignals } = await import("../core/signals.ts");
   const signals = new RunSignals();
   await gcState();
@@ -290,7 +289,12 @@ export function stop(argv: string[]): Promise<number> {
     return await each(rest, async (ref) => {
       const rec = await resolve(s.root, ref);
       const st = await running(rec, s.state);
-      if (!st) return void console.log(ref); // stopped already: Docker says nothing else
+      if (!st) {
+        // Stopped already, but perhaps waiting for a restart (its policy's back-off): no more.
+        const { askRunning } = await import("../core/supervisor/client.ts");
+        await askRunning(s.state, { op: "stop", runId: rec.runId, signal: 9, timeout: 0 });
+        return void console.log(ref);
+      }
       if (!st.detached) throw notDetached(ref);
       const signal = sig ?? (rec.stopSignal ? parseSignal(rec.stopSignal) : undefined) ?? 15;
       const timeout = time !== undefined ? Number(time) : rec.stopTimeout ?? DEFAULT_STOP_TIMEOUT;
@@ -509,5 +513,246 @@ export function logs(argv: string[]): Promise<number> {
       }
       await new Promise((r) => setTimeout(r, 100));
     }
+  });
+}
+
+/** The restart policy a container was run with (`--restart` among its options). */
+export function policyOf(rec: ContainerRecord): string {
+  let policy = "no";
+  for (let i = 0; i < rec.options.length; i++) {
+    const o = rec.options[i];
+    if (o === "--restart" && i + 1 < rec.options.length) policy = rec.options[++i];
+    else if (o.startsWith("--restart=")) policy = o.slice(10);
+  }
+  return policy;
+}
+
+/** `--log-opt` values among a container's options. */
+function logOptsOf(rec: ContainerRecord): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < rec.options.length; i++) {
+    const o = rec.options[i];
+    if (o === "--log-opt" && i + 1 < rec.options.length) out.push(rec.options[++i]);
+    else if (o.startsWith("--log-opt=")) out.push(o.slice(10));
+  }
+  return out;
+}
+
+/** Starts the kept container `rec` detached, through the supervisor; throws its error. */
+async function startOne(
+  s: { root: string; state: string; uid: number },
+  rec: ContainerRecord,
+): Promise<void> {
+  const { containerDir } = await import("../core/store/paths.ts");
+  const { ask } = await import("../core/supervisor/client.ts");
+  const reply = await ask(s.state, s.uid, {
+    op: "start",
+    recordDir: containerDir(s.root, rec.id),
+    argv: [],
+    cwd: "/",
+    env: Deno.env.toObject(),
+  });
+  if (!reply.ok) throw new MicroError(reply.error ?? "start failed");
+  if (reply.code !== 0) {
+    const said = (reply.stderr ?? "").trim().split("\n").filter((l) => l).at(-1) ?? "";
+    throw new MicroError(
+      `start ${rec.name}: ${said.replace(/^micro: /, "") || `exit ${reply.code}`}`,
+      {
+        exitCode: reply.code ?? 125,
+      },
+    );
+  }
+}
+
+const START_USAGE = "usage: micro start [-a|--attach] NAME|ID...";
+
+/** `micro start`: kept containers run again, on their own layer; detached unless -a. */
+export function start(argv: string[]): Promise<number> {
+  return withHelp(async () => {
+    const { opts, rest, root } = parse(argv, {
+      "-a": ["attach", false],
+      "--attach": ["attach", false],
+    }, START_USAGE);
+    if (!rest.length) {
+      throw new MicroError("start needs at least one container", { hint: START_USAGE });
+    }
+    if (opts.has("attach") && rest.length > 1) {
+      throw new MicroError("start -a takes one container", { hint: START_USAGE });
+    }
+    await gcState();
+    const s = await where(root);
+    let last: ContainerRecord | null = null;
+    const code = await each(rest, async (ref) => {
+      const rec = await resolve(s.root, ref);
+      last = rec;
+      if (await running(rec, s.state)) return void (!opts.has("attach") && console.log(ref));
+      if (rec.rm) throw new MicroError(`container ${ref} is removed at its end (--rm)`);
+      await startOne(s, rec);
+      if (!opts.has("attach")) console.log(ref);
+    });
+    if (code !== 0 || !opts.has("attach") || !last) return code;
+    // -a: its output from this start on, until it ends; then its exit code.
+    const rec = last as ContainerRecord;
+    const since = String((Date.now() - 1000) / 1000);
+    await logs(["logs", "-f", "--since", since, ...(root ? ["--root", root] : []), rec.id]);
+    const { readRecord } = await import("../core/store/containers.ts");
+    const { containerDir } = await import("../core/store/paths.ts");
+    return readRecord(containerDir(s.root, rec.id))?.exitCode ?? 125;
+  });
+}
+
+const RESTART_USAGE = "usage: micro restart [-t|--time SECONDS] NAME|ID...";
+
+/** `micro restart`: stop (as `micro stop`), then start detached. */
+export function restart(argv: string[]): Promise<number> {
+  return withHelp(async () => {
+    const { opts, rest, root } = parse(argv, {
+      "-t": ["time", true],
+      "--time": ["time", true],
+    }, RESTART_USAGE);
+    if (!rest.length) {
+      throw new MicroError("restart needs at least one container", { hint: RESTART_USAGE });
+    }
+    const time = opts.get("time")?.at(-1);
+    const s = await where(root);
+    return await each(rest, async (ref) => {
+      const rec = await resolve(s.root, ref);
+      if (await running(rec, s.state)) {
+        const { DEFAULT_STOP_TIMEOUT, parseSignal } = await import("../core/signals.ts");
+        const st = await running(rec, s.state);
+        if (st && !st.detached) throw notDetached(ref);
+        const { ask } = await import("../core/supervisor/client.ts");
+        const reply = await ask(s.state, s.uid, {
+          op: "stop",
+          runId: rec.runId,
+          signal: (rec.stopSignal ? parseSignal(rec.stopSignal) : undefined) ?? 15,
+          timeout: time !== undefined ? Number(time) : rec.stopTimeout ?? DEFAULT_STOP_TIMEOUT,
+        });
+        if (!reply.ok) throw new MicroError(reply.error ?? "restart: stop failed");
+      }
+      await gcState();
+      const { readRecord } = await import("../core/store/containers.ts");
+      const { containerDir } = await import("../core/store/paths.ts");
+      await startOne(s, readRecord(containerDir(s.root, rec.id)) ?? rec);
+      console.log(ref);
+    });
+  });
+}
+
+const INSPECT_USAGE = "usage: micro inspect NAME|ID...";
+
+/** `micro inspect`: containers as JSON (Docker's field names where they apply). */
+export function inspect(argv: string[]): Promise<number> {
+  return withHelp(async () => {
+    const { rest, root } = parse(argv, {}, INSPECT_USAGE);
+    if (!rest.length) {
+      throw new MicroError("inspect needs at least one container", { hint: INSPECT_USAGE });
+    }
+    await gcState();
+    const s = await where(root);
+    const { statusOf } = await import("../core/store/live.ts");
+    const { containerDir } = await import("../core/store/paths.ts");
+    const { logPath } = await import("../core/supervisor/logs.ts");
+    const out: unknown[] = [];
+    const code = await each(rest, async (ref) => {
+      const rec = await resolve(s.root, ref);
+      const live = await running(rec, s.state);
+      const status = statusOf(rec, s.state);
+      const more = rec as ContainerRecord & {
+        restartCount?: number;
+        oomKilled?: boolean;
+        stoppedByUser?: boolean;
+      };
+      const mounts: { Type: string; Spec: string }[] = [];
+      let network = "default";
+      for (let i = 0; i < rec.options.length; i++) {
+        const o = rec.options[i];
+        const v = rec.options[i + 1];
+        if ((o === "-v" || o === "--volume") && v) mounts.push({ Type: "volume", Spec: v });
+        else if (o === "--mount" && v) mounts.push({ Type: "mount", Spec: v });
+        else if (o === "--tmpfs" && v) mounts.push({ Type: "tmpfs", Spec: v });
+        else if (o === "--network" && v) network = v;
+        else if (o.startsWith("--network=")) network = o.slice(10);
+      }
+      const dir = containerDir(s.root, rec.id);
+      out.push({
+        Id: rec.id,
+        Name: rec.name,
+        Created: rec.created,
+        Path: rec.command[0] ?? "",
+        Args: rec.command.slice(1),
+        State: {
+          Status: status.state,
+          Running: status.state === "running",
+          Paused: false,
+          OOMKilled: more.oomKilled === true,
+          Pid: live?.containerPid ?? 0,
+          ExitCode: status.exitCode,
+          StartedAt: rec.startedAt ?? null,
+          FinishedAt: status.state === "running" ? null : rec.finishedAt ?? null,
+          Error: rec.error ?? "",
+        },
+        Image: rec.image?.id ?? rec.image?.path ?? null,
+        ImageName: rec.image?.name ?? rec.image?.path ?? null,
+        RestartCount: more.restartCount ?? 0,
+        Config: {
+          Cmd: rec.command,
+          Profiles: rec.profiles,
+          Options: rec.options,
+          Labels: rec.labels ?? {},
+          StopSignal: rec.stopSignal ?? null,
+          StopTimeout: rec.stopTimeout ?? null,
+        },
+        HostConfig: {
+          RestartPolicy: policyOf(rec),
+          LogConfig: { Type: "json-file", Config: logOptsOf(rec) },
+          AutoRemove: rec.rm,
+          Detached: live?.detached === true || rec.options.includes("-d") ||
+            rec.options.includes("--detach"),
+        },
+        Mounts: mounts,
+        NetworkSettings: { Network: network },
+        LogPath: logPath(dir),
+        StoppedByUser: more.stoppedByUser === true,
+      });
+    });
+    console.log(JSON.stringify(out, null, 2));
+    return code;
+  });
+}
+
+const BOOT_USAGE = "usage: micro boot [--root DIR]";
+
+/**
+ * `micro boot`: at boot, starts every kept container whose policy is `always`, or
+ * `unless-stopped` unless a user stopped it (a systemd unit or an init script runs this).
+ */
+export function boot(argv: string[]): Promise<number> {
+  return withHelp(async () => {
+    const { rest, root } = parse(argv, {}, BOOT_USAGE);
+    if (rest.length) {
+      throw new MicroError(`boot takes no arguments: "${rest[0]}"`, { hint: BOOT_USAGE });
+    }
+    await gcState();
+    const s = await where(root);
+    const { listContainers } = await import("../core/store/containers.ts");
+    const wanted = listContainers(s.root).filter((rec) => {
+      const p = policyOf(rec);
+      const stopped = (rec as ContainerRecord & { stoppedByUser?: boolean }).stoppedByUser;
+      return !rec.rm && (p === "always" || (p === "unless-stopped" && !stopped));
+    });
+    let failed = false;
+    for (const rec of wanted) {
+      if (await running(rec, s.state)) continue;
+      try {
+        await startOne(s, rec);
+        console.log(rec.name);
+      } catch (e) {
+        if (!(e instanceof MicroError)) throw e;
+        console.error(`micro: ${e.line()}`);
+        failed = true;
+      }
+    }
+    return failed ? 125 : 0;
   });
 }

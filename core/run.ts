@@ -431,6 +431,7 @@ export async function runCommand(
         console.error(`micro: warning: cleanup: ${m}`);
       },
       detach: !!detach,
+      reuseContainerDir: !!detach?.restart,
     }, sys);
     if (detach && result.detached) {
       const { pid, ends } = result.detached;

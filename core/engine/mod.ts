@@ -67,6 +67,8 @@ export interface EngineOptions {
    * supervisor waits for it and cleans up through the state, core/supervisor/).
    */
   detach?: boolean;
+  /** `micro start`: the container's layer (upper, work) is its last run's, kept. */
+  reuseContainerDir?: boolean;
 }
 
 export interface RunResult {
@@ -285,7 +287,10 @@ export function stoppedError(n: number): MicroError {
 export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promise<RunResult> {
   const flags = cloneFlags(plan) | C.SIGCHLD;
   const childOps = plan.filter((o) => CHILD_PHASES.includes(o.phase));
-  const parent = new ParentOps(plan, sys, { onCreate: opts.onCgroups });
+  const parent = new ParentOps(plan, sys, {
+    onCreate: opts.onCgroups,
+    reuseContainerDir: opts.reuseContainerDir,
+  });
   const network = new NetworkOps(plan, sys);
   const signals = opts.signals ?? new RunSignals();
   const stopIfSignalled = () => {

@@ -94,6 +94,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class Supervisor {
   readonly containers = new Map<string, Supervised>();
+  /** Restarts waiting for their back-off (or starting): a stop cancels them. */
+  private readonly restarting = new Map<string, { cancelled: boolean }>();
   private pending = 0;
   private readonly sys: Sys;
   private readonly startTime: number;
@@ -197,8 +199,12 @@ export class Supervisor {
         if (rc < 0 && rc !== -3) throw new MicroError(`kill ${c.runId}: errno ${-rc}`);
         return { ok: true };
       }
-      case "stop":
+      case "stop": {
+        const pending = this.restarting.get(req.runId);
+        if (pending) pending.cancelled = true;
+        if (pending && !this.containers.has(req.runId)) return { ok: true };
         return await this.stop(this.find(req.runId), req.signal, req.timeout);
+      }
       case "wait": {
         const c = this.containers.get(req.runId);
         if (!c) return { ok: true, exitCode: undefined };
@@ -464,7 +470,11 @@ export class Supervisor {
         rec.error = "ended while no supervisor watched it: its exit code is unknown";
       } else rec.exitCode = oom && signal === 9 ? 137 : exitCode;
       rec.finishedAt = new Date().toISOString();
-      if (oom) (rec as typeof rec & { oomKilled?: boolean }).oomKilled = true;
+      const more = rec as typeof rec & { oomKilled?: boolean; stoppedByUser?: boolean };
+      if (oom) more.oomKilled = true;
+      else delete more.oomKilled;
+      // unless-stopped: not brought back at boot after a stop by a user.
+      if (c.stopped) more.stoppedByUser = true;
       try {
         writeRecord(recordDir, rec);
       } catch { /* the store is gone */ }
@@ -472,18 +482,29 @@ export class Supervisor {
     this.containers.delete(c.runId);
     c.end({ exitCode });
     // Restart policies (Docker's): not after a stop by a user.
-    if (rec && policy && !c.stopped && shouldRestart(policy, exitCode, rec)) {
+    if (rec && !rec.rm && policy && !c.stopped && shouldRestart(policy, exitCode, rec)) {
       const delay = nextDelay(rec);
+      const pending = { cancelled: false };
+      this.restarting.set(c.runId, pending);
+      try {
+        writeRecord(recordDir, rec); // the back-off moved on
+      } catch { /* the store is gone: the restart finds no record */ }
       this.pending++;
       void (async () => {
         try {
           await sleep(delay);
           const again = readRecord(recordDir);
-          if (!again || again.state !== "exited" || again.id !== rec.id) return;
+          if (pending.cancelled || !again || again.state !== "exited" || again.id !== rec.id) {
+            return;
+          }
           await this.run(["_start", recordDir, "--restarting"], "/", restartEnv(c.state));
+          // Stopped while it was being started: it stops now.
+          const now = this.containers.get(c.runId);
+          if (pending.cancelled && now) await this.stop(now, 9, 0);
         } catch {
           /* recorded by the runner */
         } finally {
+          if (this.restarting.get(c.runId) === pending) this.restarting.delete(c.runId);
           this.pending--;
           this.checkIdle();
         }

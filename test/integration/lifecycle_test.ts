@@ -309,6 +309,9 @@ microTest("micro profile list / show, micro version", async () => {
 
 // --- detached containers (micro run -d) and their supervisor -------------------------------
 
+/** Names unique to this test process: cgroups are named after containers, host-wide. */
+const U = crypto.randomUUID().slice(0, 6);
+
 /**
  * A state root of the test's own (MICRO_STATE_ROOT), so the supervisor and its runs never
  * touch /run/micro. At the end, whatever the test did: every container in it is killed
@@ -335,6 +338,9 @@ async function withDetached(
     try {
       await fn(env, root);
     } finally {
+      killAllDetached(root);
+      // The next command's gc removes what the killed runs left (cgroups, state dirs).
+      await run(["ps", "-a"], user ? { env, clearEnv: true, user } : { env });
       killAllDetached(root);
     }
   }, "micro-detached-");
@@ -393,7 +399,7 @@ microTest(
     await withDetached(async (env, root) => {
       const script = 'trap "echo got TERM; exit 7" TERM; echo started; ' +
         "while :; do sleep 0.1; done";
-      const r = await run(["run", "-d", "--name", "web", IMAGE, "sh", "-c", script], { env });
+      const r = await run(["run", "-d", "--name", `web-${U}`, IMAGE, "sh", "-c", script], { env });
       assert.equal(r.code, 0, show(r));
       const id = r.stdout.trim();
       assert.match(id, /^[0-9a-f]{64}$/);
@@ -403,7 +409,7 @@ microTest(
       const json = ok(await run(["ps", "--format", "json"], { env })).trim().split("\n")
         .map((l) => JSON.parse(l));
       assert.equal(json.length, 1);
-      assert.equal(json[0].Names, "web");
+      assert.equal(json[0].Names, `web-${U}`);
       assert.equal(json[0].State, "running");
       assert.equal(json[0].ID, id.slice(0, 12));
       assert.ok(
@@ -417,14 +423,14 @@ microTest(
       assert.deepEqual(Object.keys(line).sort(), ["log", "stream", "time"]);
       assert.equal(line.stream, "stdout");
       const t0 = Date.now();
-      const stop = await run(["stop", "web"], { env });
+      const stop = await run(["stop", `web-${U}`], { env });
       assert.equal(stop.code, 0, show(stop));
       assert.ok(Date.now() - t0 < 5000, "stop waited for the timeout despite the handler");
-      assert.equal(ok(await run(["wait", "web"], { env })).trim(), "7");
+      assert.equal(ok(await run(["wait", `web-${U}`], { env })).trim(), "7");
       assert.match(ok(await run(["ps", "-a"], { env })), /Exited \(7\)/);
-      assert.match(ok(await run(["logs", "web"], { env })), /got TERM/);
+      assert.match(ok(await run(["logs", `web-${U}`], { env })), /got TERM/);
       assert.ok(await supervisorGone(root), "the supervisor outlived its last container");
-      ok(await run(["rm", "web"], { env }));
+      ok(await run(["rm", `web-${U}`], { env }));
     });
   },
 );
@@ -437,10 +443,10 @@ function logOf(id: string): string {
 microTest("stop without a handler: SIGKILL after -t; kill -s; wait; rm -f; errors", async () => {
   await withDetached(async (env) => {
     // sh as PID 1 ignores SIGTERM it has no handler for (the kernel's rule for init)
-    const a = ok(await run(["run", "-d", "--name", "deaf", IMAGE, "sleep", "100"], { env }))
+    const a = ok(await run(["run", "-d", "--name", `deaf-${U}`, IMAGE, "sleep", "100"], { env }))
       .trim();
     const t0 = Date.now();
-    ok(await run(["stop", "-t", "1", "deaf"], { env }));
+    ok(await run(["stop", "-t", "1", `deaf-${U}`], { env }));
     const took = Date.now() - t0;
     assert.ok(took >= 900 && took < 6000, `stop took ${took} ms`);
     assert.equal(ok(await run(["wait", a], { env })).trim(), "137");
@@ -449,7 +455,7 @@ microTest("stop without a handler: SIGKILL after -t; kill -s; wait; rm -f; error
         "run",
         "-d",
         "--name",
-        "usr",
+        `usr-${U}`,
         IMAGE,
         "sh",
         "-c",
@@ -458,17 +464,17 @@ microTest("stop without a handler: SIGKILL after -t; kill -s; wait; rm -f; error
     ).trim();
     await sleep(300);
     ok(await run(["kill", "-s", "USR1", b.slice(0, 12)], { env }));
-    assert.equal(ok(await run(["wait", "usr"], { env })).trim(), "42");
-    ok(await run(["run", "-d", "--name", "busy", IMAGE, "sleep", "100"], { env }));
-    const rm = await run(["rm", "busy"], { env });
+    assert.equal(ok(await run(["wait", `usr-${U}`], { env })).trim(), "42");
+    ok(await run(["run", "-d", "--name", `busy-${U}`, IMAGE, "sleep", "100"], { env }));
+    const rm = await run(["rm", `busy-${U}`], { env });
     assert.equal(rm.code, 125, show(rm));
     assert.equal(rm.stderr.trim().split("\n").length, 1, show(rm));
-    ok(await run(["rm", "-f", "busy"], { env }));
+    ok(await run(["rm", "-f", `busy-${U}`], { env }));
     const missing = await run(["stop", "nosuch"], { env });
     assert.equal(missing.code, 125);
     assert.match(missing.stderr, /^micro: no such container: nosuch/);
     assert.equal(missing.stderr.trim().split("\n").length, 1);
-    const notRunning = await run(["kill", "deaf"], { env });
+    const notRunning = await run(["kill", `deaf-${U}`], { env });
     assert.equal(notRunning.code, 125);
     assert.match(notRunning.stderr, /is not running/);
     // an ambiguous prefix: the empty-ish one every id starts with, among two containers
@@ -478,7 +484,7 @@ microTest("stop without a handler: SIGKILL after -t; kill -s; wait; rm -f; error
       assert.equal(amb.code, 125);
       assert.match(amb.stderr, /matches 2 containers/);
     }
-    ok(await run(["rm", "deaf", "usr"], { env }));
+    ok(await run(["rm", `deaf-${U}`, `usr-${U}`], { env }));
   });
 });
 
@@ -579,14 +585,17 @@ microTest("50 detached containers started concurrently", async () => {
       Array.from(
         { length: 50 },
         (_, i) =>
-          run(["run", "-d", "--name", `c${i}`, IMAGE, "sleep", "100"], { env, timeoutMs: 120_000 }),
+          run(["run", "-d", "--name", `c${i}-${U}`, IMAGE, "sleep", "100"], {
+            env,
+            timeoutMs: 120_000,
+          }),
       ),
     );
     for (const r of rs) assert.equal(r.code, 0, show(r));
     const ps = ok(await run(["ps", "-q"], { env })).trim().split("\n");
     assert.equal(ps.length, 50);
     const stops = ok(
-      await run(["rm", "-f", ...rs.map((_, i) => `c${i}`)], { env, timeoutMs: 120_000 }),
+      await run(["rm", "-f", ...rs.map((_, i) => `c${i}-${U}`)], { env, timeoutMs: 120_000 }),
     );
     assert.equal(stops.trim().split("\n").length, 50);
     assert.ok(await supervisorGone(root));
@@ -601,7 +610,7 @@ microTest("rootless: run -d, logs, stop", async () => {
       "run",
       "-d",
       "--name",
-      "rl",
+      `rl-${U}`,
       IMAGE,
       "sh",
       "-c",
@@ -609,10 +618,117 @@ microTest("rootless: run -d, logs, stop", async () => {
     ], o);
     assert.equal(r.code, 0, show(r));
     await sleep(500);
-    assert.equal(ok(await run(["logs", "rl"], o)), "0\n");
-    ok(await run(["stop", "-t", "1", "rl"], o));
-    assert.equal(ok(await run(["wait", "rl"], o)).trim(), "137");
-    ok(await run(["rm", "rl"], o));
+    assert.equal(ok(await run(["logs", `rl-${U}`], o)), "0\n");
+    ok(await run(["stop", "-t", "1", `rl-${U}`], o));
+    assert.equal(ok(await run(["wait", `rl-${U}`], o)).trim(), "137");
+    ok(await run(["rm", `rl-${U}`], o));
     assert.ok(await supervisorGone(root));
   }, { uid: NOBODY, gid: NOBODY });
 }, { ignore: rootlessReason() });
+
+/** The container's `micro inspect` object. */
+async function inspectOf(ref: string, env: Record<string, string>) {
+  return JSON.parse(ok(await run(["inspect", ref], { env })))[0];
+}
+
+microTest("start on the kept layer, restart, inspect", async () => {
+  await withDetached(async (env, root) => {
+    const script = "echo x >> /runs; wc -l < /runs; while :; do sleep 0.1; done";
+    ok(await run(["run", "-d", "--name", `again-${U}`, IMAGE, "sh", "-c", script], { env }));
+    ok(await run(["stop", "-t", "1", `again-${U}`], { env }));
+    assert.equal((await inspectOf(`again-${U}`, env)).State.Running, false);
+    ok(await run(["start", `again-${U}`], { env }));
+    const i = await inspectOf(`again-${U}`, env);
+    assert.equal(i.State.Running, true);
+    assert.ok(i.State.Pid > 0 && pidAlive(i.State.Pid));
+    assert.equal(i.HostConfig.LogConfig.Type, "json-file");
+    ok(await run(["restart", "-t", "1", `again-${U}`], { env }));
+    await waitFor(() => false, 500);
+    // the layer is kept: the file grows by one line per start
+    assert.deepEqual(ok(await run(["logs", `again-${U}`], { env })).trim().split("\n"), [
+      "1",
+      "2",
+      "3",
+    ]);
+    ok(await run(["rm", "-f", `again-${U}`], { env }));
+    assert.ok(await supervisorGone(root));
+  });
+});
+
+microTest("restart policies: on-failure:3 counted, always after a crash until stop", async () => {
+  await withDetached(async (env, root) => {
+    ok(
+      await run([
+        "run",
+        "-d",
+        "--restart",
+        "on-failure:3",
+        "--name",
+        `flaky-${U}`,
+        IMAGE,
+        "sh",
+        "-c",
+        "echo try; exit 1",
+      ], { env }),
+    );
+    // 3 restarts, back-off 100 + 200 + 400 ms, then it stays exited
+    assert.ok(
+      await waitFor(() => {
+        const i = JSON.parse(
+          new TextDecoder().decode(
+            new Deno.Command(MICRO, { args: ["inspect", `flaky-${U}`], env, stdout: "piped" })
+              .outputSync().stdout,
+          ),
+        )[0];
+        return i.RestartCount === 3 && i.State.Status === "exited";
+      }, 20_000),
+      "no third restart",
+    );
+    await sleep(1500);
+    const i = await inspectOf(`flaky-${U}`, env);
+    assert.equal(i.RestartCount, 3);
+    assert.equal(i.State.ExitCode, 1);
+    assert.equal(ok(await run(["logs", `flaky-${U}`], { env })), "try\n".repeat(4));
+    ok(
+      await run([
+        "run",
+        "-d",
+        "--restart",
+        "always",
+        "--name",
+        `crash-${U}`,
+        IMAGE,
+        "sh",
+        "-c",
+        "echo up; sleep 0.2; exit 3",
+      ], { env }),
+    );
+    assert.ok(
+      await waitFor(() => {
+        const r = new Deno.Command(MICRO, { args: ["logs", `crash-${U}`], env, stdout: "piped" })
+          .outputSync();
+        return new TextDecoder().decode(r.stdout).split("up").length > 3;
+      }, 20_000),
+      "always did not restart it",
+    );
+    ok(await run(["stop", "-t", "1", `crash-${U}`], { env }));
+    const count = (await inspectOf(`crash-${U}`, env)).RestartCount;
+    await sleep(1500);
+    const after = await inspectOf(`crash-${U}`, env);
+    assert.equal(after.RestartCount, count, "restarted after a stop");
+    assert.equal(after.State.Running, false);
+    // boot brings back `always` containers (a user's stop counts only for unless-stopped)
+    const ups = ok(await run(["logs", `crash-${U}`], { env })).split("up").length;
+    assert.match(ok(await run(["boot"], { env })), new RegExp(`crash-${U}`));
+    assert.ok(
+      await waitFor(() => {
+        const r = new Deno.Command(MICRO, { args: ["logs", `crash-${U}`], env, stdout: "piped" })
+          .outputSync();
+        return new TextDecoder().decode(r.stdout).split("up").length > ups;
+      }, 10_000),
+      "boot did not start it",
+    );
+    ok(await run(["rm", "-f", `crash-${U}`, `flaky-${U}`], { env }));
+    assert.ok(await supervisorGone(root));
+  });
+});
