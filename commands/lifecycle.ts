@@ -185,7 +185,7 @@ export async function runDetachedWorker(argv: string[]): Promise<number> {
 export async function startDetachedWorker(argv: string[]): Promise<number> {
   const { readRecord, writeRecord } = await import("../core/store/containers.ts");
   const dir = argv[1];
-  const rec = dir ? readRecord(dir) : null;
+  const rec = dir?.includes("/containers/") ? readRecord(dir) : null;
   if (!rec) throw new MicroError(`start: no container record in ${dir}`);
   const r = rec as ContainerRecord & { restartCount?: number; stoppedByUser?: boolean };
   if (argv.includes("--restarting")) r.restartCount = (r.restartCount ?? 0) + 1;
@@ -196,7 +196,8 @@ export async function startDetachedWorker(argv: string[]): Promise<number> {
   await gcState();
   const { runCommand } = await import("../core/run.ts");
   try {
-    return await runCommand(startArgv(rec), signals, { handover, restart: rec });
+    const root = dir.slice(0, dir.lastIndexOf("/containers/"));
+    return await runCommand(startArgv(rec, root), signals, { handover, restart: rec });
   } finally {
     signals.remove();
   }
@@ -206,9 +207,11 @@ export async function startDetachedWorker(argv: string[]): Promise<number> {
  * The `micro run` arguments that make `rec` again: its options as typed (with -d), its
  * image and its command (the image's Entrypoint is replaced by the command as it ran).
  */
-export function startArgv(rec: ContainerRecord): string[] {
+export function startArgv(rec: ContainerRecord, root?: string): string[] {
   const opts = rec.options.filter((o) => o !== "--rm");
   if (!opts.some((o) => o === "-d" || o === "--detach")) opts.push("-d");
+  // Its own store, whatever MICRO_ROOT the supervisor (or the caller) has: the last wins.
+  if (root) opts.push("--root", root);
   const image = rec.image?.name ?? rec.image?.path;
   if (!image) {
     return ["run", ...opts, "--", ...rec.command];
@@ -250,6 +253,35 @@ async function each(
     }
   }
   return failed ? 125 : 0;
+}
+
+/**
+ * `stop` of a foreground run: its first process gets the signal, SIGKILL after the timeout,
+ * and the run's micro records the end (as when it gets SIGTERM, core/signals.ts).
+ */
+async function stopForeground(
+  ref: string,
+  st: import("../core/state.ts").RunState,
+  signal: number,
+  timeout: number,
+): Promise<void> {
+  const { isAlive } = await import("../core/state.ts");
+  const { openLibc } = await import("../core/sys/libc.ts");
+  const sys = openLibc();
+  const gone = () => !isAlive(st.containerPid, st.containerStartTime);
+  const send = (n: number) => {
+    if (!gone()) sys.kill(st.containerPid!, n);
+  };
+  send(signal);
+  const end = timeout < 0 ? Infinity : Date.now() + timeout * 1000;
+  while (!gone() && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+  send(9);
+  // Its micro records the end and cleans up; a few seconds for it.
+  const until = Date.now() + 5000;
+  while (isAlive(st.pid, st.startTime) && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  console.log(ref);
 }
 
 function notDetached(ref: string): MicroError {
@@ -295,9 +327,9 @@ export function stop(argv: string[]): Promise<number> {
         await askRunning(s.state, { op: "stop", runId: rec.runId, signal: 9, timeout: 0 });
         return void console.log(ref);
       }
-      if (!st.detached) throw notDetached(ref);
       const signal = sig ?? (rec.stopSignal ? parseSignal(rec.stopSignal) : undefined) ?? 15;
       const timeout = time !== undefined ? Number(time) : rec.stopTimeout ?? DEFAULT_STOP_TIMEOUT;
+      if (!st.detached) return await stopForeground(ref, st, signal, timeout);
       const reply = await ask(s.state, s.uid, { op: "stop", runId: rec.runId, signal, timeout });
       if (!reply.ok) throw new MicroError(reply.error ?? "stop failed");
       console.log(ref);
@@ -332,7 +364,15 @@ export function kill(argv: string[]): Promise<number> {
       if (!st) {
         throw new MicroError(`container ${ref} is not running`, { hint: "start it first" });
       }
-      if (!st.detached) throw notDetached(ref);
+      if (!st.detached) {
+        // A foreground run: straight to its first process (its micro records the end).
+        const { isAlive } = await import("../core/state.ts");
+        const { openLibc } = await import("../core/sys/libc.ts");
+        if (isAlive(st.containerPid, st.containerStartTime)) {
+          openLibc().kill(st.containerPid!, signal);
+        }
+        return void console.log(ref);
+      }
       const reply = await ask(s.state, s.uid, { op: "kill", runId: rec.runId, signal });
       if (!reply.ok) throw new MicroError(reply.error ?? "kill failed");
       console.log(ref);

@@ -732,3 +732,27 @@ microTest("restart policies: on-failure:3 counted, always after a crash until st
     assert.ok(await supervisorGone(root));
   });
 });
+
+microTest("stop and kill of a foreground run: its micro records the end", async () => {
+  const name = `fg-${U}`;
+  const bg = new Background([
+    "run",
+    "--name",
+    name,
+    IMAGE,
+    "sh",
+    "-c",
+    'trap "exit 5" TERM; echo ready; while :; do sleep 0.1; done',
+  ], {});
+  try {
+    assert.ok(await bg.waitForStdout("ready"), "the run did not start");
+    ok(await run(["stop", "-t", "5", name]));
+    const r = await bg.result();
+    assert.equal(r.code, 5, show(r));
+    assert.match(ok(await run(["ps", "-a"])), new RegExp(`Exited \\(5\\).*${name}`));
+  } finally {
+    bg.kill("SIGKILL");
+    await bg.result();
+    await run(["rm", "-f", name]);
+  }
+});

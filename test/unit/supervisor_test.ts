@@ -189,4 +189,9 @@ Deno.test("start: the run that makes a kept container again (detached, its comma
     ),
     ["run", "-d", "--entrypoint", "/bin/sh", "alpine", "-c", "x"],
   );
+  // its own store, after the options as typed (the last --root wins)
+  assert.deepEqual(
+    startArgv(rec({ image: { path: "/img" }, options: ["--root", "rel"], command: ["sh"] }), "/s"),
+    ["run", "--root", "rel", "-d", "--root", "/s", "/img", "sh"],
+  );
 });
