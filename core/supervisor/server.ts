@@ -519,16 +519,18 @@ function restartEnv(_state: RunState): Record<string, string> {
   return Deno.env.toObject();
 }
 
-/** Whether the container's cgroup saw an OOM kill (memory.events, cgroup v2). */
+/** Whether the container's cgroup saw an OOM kill. */
 function oomKilled(state: RunState): boolean {
   for (const cg of state.cgroups ?? []) {
     const path = (cg as unknown as { path?: string }).path;
     if (!path) continue;
-    try {
-      const text = Deno.readTextFileSync(`${path}/memory.events`);
-      const m = /^oom_kill (\d+)$/m.exec(text);
-      if (m && Number(m[1]) > 0) return true;
-    } catch { /* not v2, or gone */ }
+    // v2: memory.events; v1: memory.oom_control (oom_kill since Linux 4.13).
+    for (const file of ["memory.events", "memory.oom_control"]) {
+      try {
+        const m = /^oom_kill (\d+)$/m.exec(Deno.readTextFileSync(`${path}/${file}`));
+        if (m && Number(m[1]) > 0) return true;
+      } catch { /* not this version's file, or gone */ }
+    }
   }
   return false;
 }
