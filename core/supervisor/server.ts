@@ -202,7 +202,8 @@ export class Supervisor {
       case "stop": {
         const pending = this.restarting.get(req.runId);
         if (pending) pending.cancelled = true;
-        if (pending && !this.containers.has(req.runId)) return { ok: true };
+        // Ended already (and recorded: a container leaves the map last): nothing to stop.
+        if (!this.containers.has(req.runId)) return { ok: true };
         return await this.stop(this.find(req.runId), req.signal, req.timeout);
       }
       case "wait": {

@@ -585,7 +585,7 @@ microTest("50 detached containers started concurrently", async () => {
       Array.from(
         { length: 50 },
         (_, i) =>
-          run(["run", "-d", "--name", `c${i}-${U}`, IMAGE, "sleep", "100"], {
+          run(["run", "-d", "--name", `c${i}-${U}`, IMAGE, "sleep", "1000"], {
             env,
             timeoutMs: 120_000,
           }),
