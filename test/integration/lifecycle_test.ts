@@ -587,7 +587,7 @@ microTest("50 detached containers started concurrently", async () => {
         (_, i) =>
           run(["run", "-d", "--name", `c${i}-${U}`, IMAGE, "sleep", "1000"], {
             env,
-            timeoutMs: 120_000,
+            timeoutMs: 300_000,
           }),
       ),
     );
@@ -595,7 +595,7 @@ microTest("50 detached containers started concurrently", async () => {
     const ps = ok(await run(["ps", "-q"], { env })).trim().split("\n");
     assert.equal(ps.length, 50);
     const stops = ok(
-      await run(["rm", "-f", ...rs.map((_, i) => `c${i}-${U}`)], { env, timeoutMs: 120_000 }),
+      await run(["rm", "-f", ...rs.map((_, i) => `c${i}-${U}`)], { env, timeoutMs: 300_000 }),
     );
     assert.equal(stops.trim().split("\n").length, 50);
     assert.ok(await supervisorGone(root));
