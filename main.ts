@@ -13,6 +13,14 @@ usage:
   micro ps [-a] [-q] [--no-trunc] [-f label=K[=V]]    running containers (-a: kept ones too)
   micro rm [-f] NAME|ID...                            remove containers (-f: running ones too)
   micro diff NAME|ID                                  a container's changes to its image
+  micro run -d [OPTIONS] IMAGE COMMAND...             run in the background (supervised)
+  micro logs [-f] [--tail N] [--since T] [-t] NAME    a detached container's output
+  micro stop [-t SECONDS] NAME...                     stop signal, then SIGKILL
+  micro kill [-s SIGNAL] NAME...                      signal a detached container
+  micro wait NAME...                                  wait for the end; print the exit code
+  micro start [-a] NAME... | restart NAME...          a kept container again (detached)
+  micro inspect NAME...                               containers as JSON
+  micro boot                                          start --restart always/unless-stopped
   micro pull [OPTIONS] REFERENCE                      pull an image into the image store
   micro image ls|rm|inspect|prune|import|export       manage the image store
   micro images, micro rmi IMAGE...                    micro image ls, micro image rm
@@ -46,6 +54,18 @@ const COMMANDS: Record<string, () => Promise<(argv: string[]) => Promise<number>
   ps: async () => (await import("./commands/container.ts")).ps,
   rm: async () => (await import("./commands/container.ts")).rm,
   diff: async () => (await import("./commands/container.ts")).diff,
+  logs: async () => (await import("./commands/lifecycle.ts")).logs,
+  stop: async () => (await import("./commands/lifecycle.ts")).stop,
+  kill: async () => (await import("./commands/lifecycle.ts")).kill,
+  wait: async () => (await import("./commands/lifecycle.ts")).wait,
+  start: async () => (await import("./commands/lifecycle.ts")).start,
+  restart: async () => (await import("./commands/lifecycle.ts")).restart,
+  inspect: async () => (await import("./commands/lifecycle.ts")).inspect,
+  boot: async () => (await import("./commands/lifecycle.ts")).boot,
+  // Internal: the supervisor of detached containers, and its runners (core/supervisor/).
+  _supervise: async () => (await import("./commands/lifecycle.ts")).supervise,
+  "_run-detached": async () => (await import("./commands/lifecycle.ts")).runDetachedWorker,
+  "_start-detached": async () => (await import("./commands/lifecycle.ts")).startDetachedWorker,
   pull: async () => (await import("./commands/image.ts")).pull,
   image: async () => (await import("./commands/image.ts")).image,
   images: async () => (await import("./commands/image.ts")).images,

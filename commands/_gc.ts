@@ -1,6 +1,6 @@
 /** Every command that touches containers first cleans what killed runs left (DESIGN.md §7). */
 export async function gcState(): Promise<void> {
-  const { deadNetworkRuns, gc, stateRoot } = await import("../core/state.ts");
+  const { deadNetworkRuns, gc, stateRoot, unsupervised } = await import("../core/state.ts");
   const { openLibc } = await import("../core/sys/libc.ts");
   const uid = Deno.uid() ?? 0;
   const networks = deadNetworkRuns(stateRoot(uid), uid, openLibc);
@@ -13,4 +13,9 @@ export async function gcState(): Promise<void> {
       Deno.kill(pid, "SIGKILL");
     } catch { /* already gone */ }
   }, openLibc);
+  // Detached containers whose supervisor was killed: a new one takes them over.
+  if (unsupervised(stateRoot(uid), uid)) {
+    const { ask } = await import("../core/supervisor/client.ts");
+    await ask(stateRoot(uid), uid, { op: "ping" });
+  }
 }

@@ -65,13 +65,19 @@ async function store(root?: string) {
   return { root: root ?? storeRoot(uid), state: stateRoot(uid), uid };
 }
 
-const PS_USAGE =
-  "usage: micro ps [-a|--all] [-q|--quiet] [--no-trunc] [-f|--filter label=KEY[=VALUE]] [--root DIR]";
+const PS_USAGE = "usage: micro ps [-a|--all] [-q|--quiet] [--no-trunc] " +
+  "[-f|--filter label=KEY[=VALUE]] [--format table|json] [--root DIR]";
 
-/** Takes `-f F`, `--filter F`, `--filter=F` out of argv (repeatable): the filters given. */
-function takeFilters(argv: string[]): { argv: string[]; filters: string[] } {
+/**
+ * Takes `-f F`, `--filter F`, `--filter=F` out of argv (repeatable): the filters given; and
+ * `--format json|table`.
+ */
+function takeFilters(
+  argv: string[],
+): { argv: string[]; filters: string[]; format?: string } {
   const out: string[] = [];
   const filters: string[] = [];
+  let format: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--") {
@@ -84,15 +90,22 @@ function takeFilters(argv: string[]): { argv: string[]; filters: string[] } {
       }
       filters.push(argv[++i]);
     } else if (a.startsWith("--filter=")) filters.push(a.slice(9));
-    else out.push(a);
+    else if (a === "--format" || a.startsWith("--format=")) {
+      format = a === "--format" ? argv[++i] : a.slice(9);
+      if (format !== "json" && format !== "table") {
+        throw new MicroError(`option "--format": "${format ?? ""}" is not json or table`, {
+          hint: PS_USAGE,
+        });
+      }
+    } else out.push(a);
   }
-  return { argv: out, filters };
+  return { argv: out, filters, format };
 }
 
 /** `micro ps`: running containers; `-a` every kept one too. */
 export function ps(args: string[]): Promise<number> {
   return withHelp(async () => {
-    const { argv, filters } = takeFilters(args);
+    const { argv, filters, format } = takeFilters(args);
     const { labelFilter } = await import("../core/store/ps.ts");
     const matches = filters.map((f) => labelFilter(f));
     const { flags, rest, root } = parseFlags(argv, {
@@ -113,6 +126,12 @@ export function ps(args: string[]): Promise<number> {
     const rows = listContainers(s.root).map((rec) => ({ rec, status: statusOf(rec, s.state) }))
       .filter((r) => flags.has("all") || r.status.state === "running")
       .filter((r) => matches.every((m) => m(r.rec)));
+    if (format === "json" && !flags.has("quiet")) {
+      const { formatPsJson } = await import("../core/store/ps.ts");
+      const json = formatPsJson(rows, { trunc: !flags.has("noTrunc"), now: Date.now() });
+      if (json) console.log(json.trimEnd());
+      return 0;
+    }
     const text = formatPs(rows, {
       quiet: flags.has("quiet"),
       trunc: !flags.has("noTrunc"),
@@ -151,7 +170,19 @@ export function rm(argv: string[]): Promise<number> {
             hint: "stop it first, or remove it with micro rm -f",
           });
         }
-        if (live) {
+        const { liveRun } = await import("../core/store/live.ts");
+        const run = live ? liveRun(rec, s.state) : null;
+        if (run?.detached) {
+          // The supervisor's: it kills it, records the end and cleans up.
+          const { ask } = await import("../core/supervisor/client.ts");
+          const r = await ask(s.state, s.uid, {
+            op: "stop",
+            runId: rec.runId,
+            signal: 9,
+            timeout: 10,
+          });
+          if (!r.ok) throw new MicroError(r.error ?? `rm: container ${ref}: not stopped`);
+        } else if (live) {
           await killContainer(rec, s.state, s.uid, (pid) => {
             try {
               Deno.kill(pid, "SIGKILL");

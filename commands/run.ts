@@ -2,6 +2,7 @@
 import { gcState } from "./_gc.ts";
 import { RunSignals } from "../core/signals.ts";
 import { mark } from "../core/trace.ts";
+import { parseRun } from "../core/cli.ts";
 
 function wantsHelp(argv: string[]): boolean {
   return argv.includes("--help") && argv.indexOf("--help") < (argv.indexOf("--") + 1 || Infinity);
@@ -14,11 +15,24 @@ export async function run(argv: string[]): Promise<number> {
     signals.remove();
     return await help();
   }
+  if (detaches(argv)) {
+    signals.remove();
+    return await (await import("./lifecycle.ts")).runDetached(argv);
+  }
   await gcState();
   mark("state gc");
   const { runCommand } = await import("../core/run.ts");
   mark("load run modules");
   return await runCommand(argv, signals);
+}
+
+/**
+ * Whether `micro run` is given -d (--detach): parsed in full, as the run would, so that the
+ * answer is the parser's (an option's value that looks like -d is no -d).
+ */
+function detaches(argv: string[]): boolean {
+  if (!argv.some((a) => a === "-d" || a === "--detach" || /^-[a-zA-Z]*d/.test(a))) return false;
+  return !!parseRun(argv).detach;
 }
 
 export async function plan(argv: string[]): Promise<number> {

@@ -58,6 +58,12 @@ export interface Request {
   stopTimeout?: number;
   /** `-a`: the streams attached (the others are /dev/null); absent: Docker's default. */
   attach?: { stdin: boolean; stdout: boolean; stderr: boolean };
+  /** `-d`: run in the background, supervised (core/supervisor/). */
+  detach?: boolean;
+  /** `--log-opt KEY=VALUE` as typed (checked by core/supervisor/logs.ts parseLogOpts). */
+  logOpts?: string[];
+  /** `--restart` as typed (checked by core/supervisor/policy.ts parseRestart). */
+  restart?: string;
 }
 
 /** What the parser may read from the outside: micro's environment and `--env-file` files. */
@@ -180,6 +186,10 @@ Options:
       --json                print machine-readable output
       --rm                  remove the container when it exits (else it is kept:
                             see micro ps -a, micro diff, micro rm)
+  -d, --detach              run in the background: print the id once the command runs
+                            (micro ps, logs, stop, kill, wait, start, rm -f)
+      --log-opt KEY=VALUE   -d's json-file log: max-size=SIZE, max-file=N (repeatable)
+      --restart POLICY      -d: no, on-failure[:N], always or unless-stopped
       --help                print this help
 `;
 
@@ -261,6 +271,9 @@ const OPTIONS: OptionDef[] = [
   { long: "label-file", kind: "value" },
   { long: "cidfile", kind: "value" },
   { long: "attach", short: "a", kind: "value" },
+  { long: "detach", short: "d", kind: "flag" },
+  { long: "log-opt", kind: "value" },
+  { long: "restart", kind: "value" },
 ];
 
 /** Docker's resource flags to the cgroups plugin's option names. */
@@ -753,6 +766,15 @@ export function parseRun(argv: readonly string[], io: CliIO = DENO_IO): Request 
         break;
       case "rm":
         req.rm = on;
+        break;
+      case "detach":
+        req.detach = on;
+        break;
+      case "log-opt":
+        (req.logOpts ??= []).push(value);
+        break;
+      case "restart":
+        req.restart = value;
         break;
       case "help":
         req.help = on;

@@ -151,7 +151,7 @@ function applyImageConfig(
 }
 
 /** Everything up to the plan; no side effects (but loading the yaml library if needed). */
-export async function prepare(argv: string[]): Promise<Prepared> {
+export async function prepare(argv: string[], again?: ContainerRecord): Promise<Prepared> {
   const req = parseRun(argv);
   mark("parse args");
   const uid = Deno.uid() ?? 0;
@@ -201,8 +201,8 @@ export async function prepare(argv: string[]): Promise<Prepared> {
   if (req.stopSignal !== undefined) spec.micro.stopSignal = req.stopSignal;
   if (req.stopTimeout !== undefined) spec.micro.stopTimeout = req.stopTimeout;
   mark("spec");
-  const containerId = newContainerId();
-  const id = req.name ?? containerId.slice(0, 12);
+  const containerId = again?.id ?? newContainerId();
+  const id = again?.runId ?? req.name ?? containerId.slice(0, 12);
   const stateDir = `${stateRoot(uid)}/${id}`;
   const host = probeHost(spec, id, stateDir, {
     landlockAbi: () => openLibc().landlockCreateRuleset(0, 1),
@@ -235,8 +235,34 @@ export async function planCommand(argv: string[]): Promise<number> {
   return 0;
 }
 
-export async function runCommand(argv: string[], signals: RunSignals): Promise<number> {
-  const p = await prepare(argv);
+/** What a detached run hands to the supervisor (core/supervisor/server.ts Handover). */
+export interface DetachedRun {
+  runId: string;
+  stateDir: string;
+  recordDir: string;
+  pid: number;
+  startTime: number;
+  stdout: number;
+  stderr: number;
+}
+
+/**
+ * `run -d`'s runner (commands/lifecycle.ts): once the command runs, `handover` gives the
+ * container to the supervisor; it throws when the supervisor did not take it.
+ */
+export interface Detach {
+  handover(run: DetachedRun, req: Request): Promise<void>;
+  /** `micro start`: this container again (its id, name and layer), not a new one. */
+  restart?: ContainerRecord;
+}
+
+export async function runCommand(
+  argv: string[],
+  signals: RunSignals,
+  detach?: Detach,
+): Promise<number> {
+  const p = await prepare(argv, detach?.restart);
+  if (p.req.detach && !detach) throw new MicroError("internal: run -d without a supervisor");
   // A signal that came during the checks stops the run before anything exists.
   if (signals.stopSignal) throw stoppedError(signals.stopSignal);
   const uid = Deno.uid() ?? 0;
@@ -290,6 +316,13 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
   const image = p.image;
   if (image) state.imageId = { path: image.path, dev: image.dev, ino: image.ino };
   const container = new ContainerRun(p.req.root ?? storeRoot(uid), containerRecord(p, argv, state));
+  if (detach?.restart) container.again(detach.restart);
+  if (detach) {
+    state.detached = true;
+    state.record = container.dir;
+  }
+  /** The supervisor took the container: nothing of the run is undone here. */
+  let handed = false;
   let use: ImageUse | null = null;
   let tree = -1;
   let mapped: IdmappedImage | null = null;
@@ -329,7 +362,8 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
     const { records } = plannedCgroups(p.ops);
     if (records.length) state.cgroups = records;
     writeState(dir, state);
-    container.create();
+    if (detach?.restart) container.reuse();
+    else container.create();
     mark("container record");
     let resolved = { ops: p.ops, created: [] as string[], files: [] as string[] };
     if (p.stored) {
@@ -414,7 +448,30 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
         engineCleaned = false;
         console.error(`micro: warning: cleanup: ${m}`);
       },
+      detach: !!detach,
+      reuseContainerDir: !!detach?.restart,
     }, sys);
+    if (detach && result.detached) {
+      const { pid, ends } = result.detached;
+      try {
+        await detach.handover({
+          runId: p.id,
+          stateDir: dir,
+          recordDir: container.dir,
+          pid,
+          startTime: state.containerStartTime ?? processStartTime(pid),
+          stdout: ends.stdout,
+          stderr: ends.stderr,
+        }, p.req);
+      } catch (e) {
+        // Nobody supervises it: it ends here, and the run is undone as any other.
+        sys.kill(pid, 9);
+        await sys.waitpid(pid);
+        throw e;
+      }
+      handed = true;
+      return 0;
+    }
     const limit = result.oomKilled === undefined ? "" : formatBytes(result.oomKilled);
     // The container was killed when its init died of SIGKILL (or a shell init reports 137
     // for a command the killer took); a process the killer took while init went on is
@@ -442,7 +499,11 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
     container.failed(e);
     throw e;
   } finally {
-    removeOnExit();
+    if (handed) {
+      if (tree >= 0) sys.close(tree);
+      mapped?.close();
+      for (const j of joins.values()) sys.close(j.pidfd);
+    } else removeOnExit();
     mark("run cleanup (state, record)");
   }
 }

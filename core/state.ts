@@ -7,7 +7,7 @@ import { stopLeftHelper } from "./usernet/record.ts";
 import { type RecordedCgroup, removeRecorded } from "./cgroups/fs.ts";
 import { type ImageId, releaseImage } from "./engine/image.ts";
 import { MicroError } from "./errors.ts";
-import { removeContainerDir } from "./store/containers.ts";
+import { readRecord, removeContainerDir, writeRecord } from "./store/containers.ts";
 import { C, cstr, type Sys } from "./sys/mod.ts";
 import { now, span } from "./trace.ts";
 
@@ -30,9 +30,21 @@ export interface RunState {
   /** Cgroup directories, recorded before each is created, in creation order. */
   cgroups?: RecordedCgroup[];
   created: string;
+  /**
+   * `run -d`: `pid` is the supervisor's once it took the container over; the container
+   * outlives it, and gc leaves the run while the container lives (core/supervisor/).
+   */
+  detached?: boolean;
+  /** The container's record directory in its store (`ROOT/containers/<id>`). */
+  record?: string;
+  /** The process holding the read ends of the container's output pipes (supervisor). */
+  keeper?: { pid: number; startTime: number; stdout: number; stderr: number };
 }
 
 export function stateRoot(uid: number): string {
+  // Another state root (tests, a second instance): checked like any other (untrustedRoot).
+  const own = Deno.env.get("MICRO_STATE_ROOT");
+  if (own && own.startsWith("/")) return own;
   if (uid === 0) return "/run/micro";
   const xdg = Deno.env.get("XDG_RUNTIME_DIR");
   // Not /tmp/micro-<uid>: the launcher may keep its cache there.
@@ -76,11 +88,15 @@ export function untrustedRootError(root: string, uid: number, why: string): Micr
   );
 }
 
-/** Field 22 of /proc/PID/stat, or -1 when the process is gone. */
+/**
+ * Field 22 of /proc/PID/stat, or -1 when the process is gone: a zombie is gone too (its
+ * parent may be slow to reap it: a killed supervisor's parent is init).
+ */
 export function processStartTime(pid: number): number {
   try {
     const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
     const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (rest[0] === "Z" || rest[0] === "X") return -1;
     return Number(rest[19]);
   } catch {
     return -1;
@@ -266,7 +282,16 @@ export function gc(
       // Read again under the lock: what the run wrote last before it died.
       if (lock !== "none") state = readState(dir);
       if (state && isAlive(state.containerPid, state.containerStartTime)) {
+        // A detached container outlives its supervisor: the next one takes it over.
+        if (state.detached) continue;
         kill(state.containerPid!);
+      }
+      if (state?.detached) {
+        // Ended while nothing supervised it: what it leaves is cleaned, its end recorded.
+        if (state.keeper && isAlive(state.keeper.pid, state.keeper.startTime)) {
+          kill(state.keeper.pid);
+        }
+        if (state.record) detachedEnded(state.record, state.pid);
       }
       // A rootless network's helper (pasta daemonizes) outlives a killed micro.
       stopLeftHelper(dir, kill);
@@ -281,6 +306,22 @@ export function gc(
     }
   }
   return cleaned;
+}
+
+/**
+ * A detached container's record after it ended unseen: exited, its exit code unknown
+ * (null), unless a supervisor recorded the end already.
+ */
+function detachedEnded(recordDir: string, owner: number): void {
+  const rec = readRecord(recordDir);
+  if (!rec || rec.state === "exited" || rec.pid !== owner) return;
+  rec.state = "exited";
+  delete rec.exitCode;
+  rec.finishedAt = new Date().toISOString();
+  rec.error = "ended while no supervisor ran: its exit code is unknown";
+  try {
+    writeRecord(recordDir, rec);
+  } catch { /* the store is gone: nothing to record */ }
 }
 
 /** The CNI record of a run (core/cni/exec.ts CACHE_FILE): its networks are not yet DELeted. */
@@ -322,6 +363,11 @@ export function deadNetworkRuns(
     if (lock === "busy") continue;
     if (lock !== "none") state = readState(dir);
     const live = state && isAlive(state.containerPid, state.containerStartTime);
+    if (live && state!.detached) {
+      // The next supervisor takes it over.
+      if (lock !== "none") sys().close(lock);
+      continue;
+    }
     out.push({
       dir,
       ...(live ? { containerPid: state!.containerPid } : {}),
@@ -329,4 +375,25 @@ export function deadNetworkRuns(
     });
   }
   return out;
+}
+
+/**
+ * Whether a detached container runs with no supervisor (it was killed): the next command
+ * starts one, which takes it over (core/supervisor/).
+ */
+export function unsupervised(root: string, uid: number): boolean {
+  if (untrustedRoot(root, uid)) return false;
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(root)];
+  } catch {
+    return false;
+  }
+  for (const e of entries) {
+    if (!e.isDirectory || e.name.startsWith(".")) continue;
+    const state = readState(`${root}/${e.name}`);
+    if (!state?.detached || isAlive(state.pid, state.startTime)) continue;
+    if (isAlive(state.containerPid, state.containerStartTime)) return true;
+  }
+  return false;
 }

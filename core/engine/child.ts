@@ -208,6 +208,11 @@ export interface ChildContext {
   imageId?: { dev: number; ino: number };
   /** The sealed memfd holding the exec trampoline (see `trampoline.ts`). */
   exe: number;
+  /**
+   * `run -d`: the parent-death signal is cleared right before exec (the runner hands the
+   * command to the supervisor and exits); until then it dies with the runner as any child.
+   */
+  detached?: boolean;
   /** Idmapped layer trees, kept at FD_IDMAPPED + k (close-on-exec). */
   layerFds?: readonly number[];
   /**
@@ -1279,6 +1284,12 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         // the label it writes (none: the child wrote it), the candidates, "", the argv.
         const argv = cstrArray([a.init ? INIT_MODE : "", "", ...a.path, "", ...a.args]);
         const envp = cstrArray(a.env);
+        if (ctx.detached) {
+          step(
+            engine("prctl(PR_SET_PDEATHSIG, 0)"),
+            () => sys.prctl(C.PR_SET_PDEATHSIG, 0, 0, 0, 0),
+          );
+        }
         step(engine("close_range"), () => sys.closeRange(3, 0x7fffffff, C.CLOSE_RANGE_CLOEXEC));
         step(engine("reset signals"), () => sys.resetSignals());
         const ready = new Int32Array([READY_RECORD, 0]);

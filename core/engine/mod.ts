@@ -62,6 +62,14 @@ export interface EngineOptions {
   onCgroups?: (all: RecordedCgroup[]) => void;
   /** Told what cleanup could not undo (a warning for the user). */
   onCleanupProblem?: (message: string) => void;
+  /**
+   * `run -d`: return as soon as the command runs, with its pid and micro's ends of its
+   * stdio, leaving everything in place (no watchdog: the container outlives micro; the
+   * supervisor waits for it and cleans up through the state, core/supervisor/).
+   */
+  detach?: boolean;
+  /** `micro start`: the container's layer (upper, work) is its last run's, kept. */
+  reuseContainerDir?: boolean;
 }
 
 export interface RunResult {
@@ -70,6 +78,8 @@ export interface RunResult {
   signal?: number;
   /** The memory limit, when the OOM killer killed in the container's cgroup. */
   oomKilled?: number;
+  /** With `detach`: the running command, and micro's ends of its stdio (the caller's now). */
+  detached?: { pid: number; ends: StdioEnds };
 }
 
 const DEV_NULL = cstr("/dev/null");
@@ -278,19 +288,24 @@ export function stoppedError(n: number): MicroError {
 export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promise<RunResult> {
   const flags = cloneFlags(plan) | C.SIGCHLD;
   const childOps = plan.filter((o) => CHILD_PHASES.includes(o.phase));
-  const parent = new ParentOps(plan, sys, { onCreate: opts.onCgroups });
+  const parent = new ParentOps(plan, sys, {
+    onCreate: opts.onCgroups,
+    reuseContainerDir: opts.reuseContainerDir,
+  });
   const network = networks(new NetworkOps(plan, sys), new UsernetOps(plan));
   const signals = opts.signals ?? new RunSignals();
   const stopIfSignalled = () => {
     if (signals.stopSignal) throw stoppedError(signals.stopSignal);
   };
   let watchdog: Watchdog | null = null;
+  /** Detached and running: nothing is undone here (the supervisor owns it now). */
+  let handed = false;
   try {
     stopIfSignalled();
     parent.prepare();
     // PDEATHSIG is only a request the container can clear: with a cgroup of its own, a
-    // watchdog kills it when micro dies.
-    const targets = parent.killTargets();
+    // watchdog kills it when micro dies. A detached container must outlive micro.
+    const targets = opts.detach ? [] : parent.killTargets();
     if (targets.length) watchdog = Watchdog.prepare(targets, sys);
     mark("cgroups, watchdog prepare");
     for (let attempt = 0;; attempt++) {
@@ -315,6 +330,10 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
           await sys.waitpid(pid);
           stopIfSignalled();
         }
+        if (opts.detach) {
+          handed = true;
+          return { exitCode: 0, detached: { pid, ends } };
+        }
         const result = await supervise(pid, ends, opts, signals, sys);
         mark("wait (command runs)");
         const oom = parent.oomKilled();
@@ -332,10 +351,12 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
     }
   } finally {
     if (!opts.signals) signals.remove();
-    for (const p of await network.cleanup()) opts.onCleanupProblem?.(p);
-    for (const p of parent.cleanup()) opts.onCleanupProblem?.(p);
-    watchdog?.dismiss(sys);
-    mark("engine cleanup");
+    if (!handed) {
+      for (const p of await network.cleanup()) opts.onCleanupProblem?.(p);
+      for (const p of parent.cleanup()) opts.onCleanupProblem?.(p);
+      watchdog?.dismiss(sys);
+      mark("engine cleanup");
+    }
   }
 }
 
@@ -485,6 +506,7 @@ async function start(
       exe,
       layerFds: opts.layerFds,
       layerMounts: opts.layerMounts,
+      detached: opts.detach,
     }, sys);
   } catch (e) {
     closeAll();

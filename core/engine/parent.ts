@@ -54,6 +54,8 @@ function mkdirRetry(path: string): void {
 }
 
 export interface ParentHooks {
+  /** `micro start`: the overlay's upper and work exist already and are kept. */
+  reuseContainerDir?: boolean;
   /**
    * Called once, before any directory is created, with every one prepare() will create,
    * so they are recorded in the run's state (one write) before the first exists. prepare()
@@ -191,6 +193,9 @@ export class ParentOps {
         // The run made it already, with the container's record (core/store/containers.ts).
         if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
       }
+      // `micro start`: the container's own upper and work, kept from its last run (not
+      // this run's to remove).
+      if (this.hooks.reuseContainerDir && isDir(`${dir}/upper`) && isDir(`${dir}/work`)) return;
       // A fresh upper is what makes the directory this run's: an existing one is not.
       Deno.mkdirSync(`${dir}/upper`, { mode: 0o755 });
       this.containerDirMade = dir; // ours from here on, whatever fails next
@@ -342,5 +347,13 @@ export class ParentOps {
     }
     for (const l of this.volumeLocks.splice(0)) l.release();
     return problems;
+  }
+}
+
+function isDir(path: string): boolean {
+  try {
+    return Deno.lstatSync(path).isDirectory;
+  } catch {
+    return false;
   }
 }

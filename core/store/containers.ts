@@ -315,6 +315,30 @@ export class ContainerRun {
     this.made = true;
   }
 
+  /**
+   * `micro start`: the kept container `prev` runs again with its id, name, creation time
+   * and restart counts (its directory and layer are kept; `reuse` instead of `create`).
+   */
+  again(prev: ContainerRecord): void {
+    const keep = prev as ContainerRecord & { restartCount?: number; backoff?: number };
+    const rec = this.record as ContainerRecord & { restartCount?: number; backoff?: number };
+    rec.created = prev.created;
+    rec.options = prev.options;
+    rec.command = prev.command;
+    if (prev.mountPoints) rec.mountPoints = prev.mountPoints;
+    if (keep.restartCount !== undefined) rec.restartCount = keep.restartCount;
+    if (keep.backoff !== undefined) rec.backoff = keep.backoff;
+  }
+
+  /** The container's directory exists (`again`): the record is rewritten, and ours. */
+  reuse(): void {
+    this.made = true;
+    delete this.record.exitCode;
+    delete this.record.finishedAt;
+    delete this.record.error;
+    this.save(true);
+  }
+
   started(): void {
     this.record.state = "running";
     this.record.startedAt = new Date().toISOString();

@@ -31,6 +31,8 @@ export function liveRun(rec: ContainerRecord, stateRoot: string): RunState | nul
   if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(rec.runId ?? "")) return null;
   const st = readState(`${stateRoot}/${rec.runId}`);
   if (!st || st.pid !== rec.pid || st.startTime !== rec.startTime) return null;
+  // A detached container lives on while no supervisor runs (the next one takes it over).
+  if (st.detached && alive(st.containerPid, st.containerStartTime)) return st;
   return alive(st.pid, st.startTime) ? st : null;
 }
 

@@ -87,6 +87,30 @@ export function formatPs(
 }
 
 /**
+ * `micro ps --format json`: one JSON object per container and line, with Docker's field
+ * names (`docker ps --format json`), newest first.
+ */
+export function formatPsJson(rows: PsRow[], opts: { trunc: boolean; now: number }): string {
+  const sorted = [...rows].sort((a, b) =>
+    (Date.parse(b.rec.created) || 0) - (Date.parse(a.rec.created) || 0)
+  );
+  return sorted.map((r) =>
+    JSON.stringify({
+      ID: opts.trunc ? r.rec.id.slice(0, 12) : r.rec.id,
+      Names: r.rec.name,
+      Image: r.rec.image?.name ?? r.rec.image?.path ?? "",
+      Command: JSON.stringify(r.rec.command.join(" ")),
+      CreatedAt: r.rec.created,
+      RunningFor: ago(r.rec.created, opts.now),
+      State: r.status.state,
+      Status: statusText(r, opts.now),
+      ExitCode: r.status.exitCode,
+      Labels: Object.entries(r.rec.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(","),
+    }) + "\n"
+  ).join("");
+}
+
+/**
  * `micro ps --filter label=KEY` (the label is set) or `label=KEY=VALUE` (set to VALUE), as
  * Docker's; several filters must all match. Other filters are refused.
  */

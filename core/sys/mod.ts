@@ -325,6 +325,10 @@ export const C = {
   FIONREAD: 0x541b,
   POLLIN: 1,
   POLLHUP: 0x10,
+  // The supervisor (core/supervisor/): adopts detached containers; reads their pipes.
+  PR_SET_CHILD_SUBREAPER: 36,
+  F_GETFL: 3,
+  F_SETFL: 4,
 } as const;
 
 export const RLIMITS: Record<string, number> = {

@@ -15,6 +15,7 @@ import {
   run,
   type RunResult,
   show,
+  sleep,
   snapshot,
   stateEntries,
   waitFor,
@@ -382,3 +383,452 @@ microTest(
   },
   { ignore: lacking(NEEDS.unshare) },
 );
+// --- detached containers (micro run -d) and their supervisor -------------------------------
+
+/** Names unique to this test process: cgroups are named after containers, host-wide. */
+const U = crypto.randomUUID().slice(0, 6);
+
+/**
+ * A state root of the test's own (MICRO_STATE_ROOT), so the supervisor and its runs never
+ * touch /run/micro. At the end, whatever the test did: every container in it is killed
+ * (init and keeper, by pid and start time), the supervisor is killed, and the root removed;
+ * the test fails when a supervisor was still running then and `expectIdle` said none should.
+ */
+async function withDetached(
+  fn: (env: Record<string, string>, root: string) => Promise<void>,
+  user?: { uid: number; gid: number },
+): Promise<void> {
+  await withTempDir(async (dir) => {
+    Deno.chmodSync(dir, 0o711);
+    const root = `${dir}/state`;
+    Deno.mkdirSync(root, { mode: 0o711 });
+    const env: Record<string, string> = { MICRO_STATE_ROOT: root };
+    if (user) {
+      const home = `${dir}/home`;
+      Deno.mkdirSync(home, { mode: 0o755 });
+      Deno.chownSync(dir, user.uid, user.gid);
+      Deno.chownSync(root, user.uid, user.gid);
+      Deno.chownSync(home, user.uid, user.gid);
+      Object.assign(env, { HOME: home, PATH: "/usr/bin:/bin", MICRO_ROOT: `${home}/store` });
+    }
+    try {
+      await fn(env, root);
+    } finally {
+      killAllDetached(root);
+      // The next command's gc removes what the killed runs left (cgroups, state dirs).
+      await run(["ps", "-a"], user ? { env, clearEnv: true, user } : { env });
+      killAllDetached(root);
+    }
+  }, "micro-detached-");
+}
+
+function startTime(pid: number): number {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
+  } catch {
+    return -1;
+  }
+}
+
+function killPid(pid: number | undefined, start?: number): void {
+  if (!pid || (start !== undefined && startTime(pid) !== start)) return;
+  try {
+    Deno.kill(pid, "SIGKILL");
+  } catch { /* gone */ }
+}
+
+function supervisorPid(root: string): number | undefined {
+  try {
+    const pid = Number(Deno.readTextFileSync(`${root}/.supervisor/pid`).trim());
+    const cmd = Deno.readTextFileSync(`/proc/${pid}/cmdline`);
+    return cmd.includes("_supervise") ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function killAllDetached(root: string): void {
+  killPid(supervisorPid(root));
+  try {
+    for (const e of Deno.readDirSync(root)) {
+      if (!e.isDirectory || e.name.startsWith(".")) continue;
+      try {
+        const st = JSON.parse(Deno.readTextFileSync(`${root}/${e.name}/state.json`));
+        killPid(st.containerPid, st.containerStartTime);
+        killPid(st.keeper?.pid, st.keeper?.startTime);
+      } catch { /* no state */ }
+    }
+  } catch { /* no root */ }
+  // A micro command that ran later may have started a new one meanwhile: once more.
+  killPid(supervisorPid(root));
+}
+
+/** Waits until the supervisor of `root` has left (it leaves when it supervises nothing). */
+async function supervisorGone(root: string): Promise<boolean> {
+  return await waitFor(() => supervisorPid(root) === undefined, 5000);
+}
+
+microTest(
+  "run -d: prints the id once the command runs; ps, logs, stop with a handler",
+  async () => {
+    await withDetached(async (env, root) => {
+      const script = 'trap "echo got TERM; exit 7" TERM; echo started; ' +
+        "while :; do sleep 0.1; done";
+      const r = await run(["run", "-d", "--name", `web-${U}`, IMAGE, "sh", "-c", script], { env });
+      assert.equal(r.code, 0, show(r));
+      const id = r.stdout.trim();
+      assert.match(id, /^[0-9a-f]{64}$/);
+      assert.ok(supervisorPid(root), "no supervisor runs");
+      const ps = ok(await run(["ps"], { env }));
+      assert.match(ps, /web/);
+      const json = ok(await run(["ps", "--format", "json"], { env })).trim().split("\n")
+        .map((l) => JSON.parse(l));
+      assert.equal(json.length, 1);
+      assert.equal(json[0].Names, `web-${U}`);
+      assert.equal(json[0].State, "running");
+      assert.equal(json[0].ID, id.slice(0, 12));
+      assert.ok(
+        await waitFor(() => Deno.readTextFileSync(logOf(id)).includes("started"), 5000),
+        "the log has no output",
+      );
+      const logs = await run(["logs", id.slice(0, 8)], { env });
+      assert.equal(logs.stdout, "started\n", show(logs));
+      // Docker's json-file format
+      const line = JSON.parse(Deno.readTextFileSync(logOf(id)).split("\n")[0]);
+      assert.deepEqual(Object.keys(line).sort(), ["log", "stream", "time"]);
+      assert.equal(line.stream, "stdout");
+      const t0 = Date.now();
+      const stop = await run(["stop", `web-${U}`], { env });
+      assert.equal(stop.code, 0, show(stop));
+      assert.ok(Date.now() - t0 < 5000, "stop waited for the timeout despite the handler");
+      assert.equal(ok(await run(["wait", `web-${U}`], { env })).trim(), "7");
+      assert.match(ok(await run(["ps", "-a"], { env })), /Exited \(7\)/);
+      assert.match(ok(await run(["logs", `web-${U}`], { env })), /got TERM/);
+      assert.ok(await supervisorGone(root), "the supervisor outlived its last container");
+      ok(await run(["rm", `web-${U}`], { env }));
+    });
+  },
+);
+
+/** The json-file log of container `id` in the test store. */
+function logOf(id: string): string {
+  return `${Deno.env.get("MICRO_ROOT")}/containers/${id}/${id}-json.log`;
+}
+
+microTest("stop without a handler: SIGKILL after -t; kill -s; wait; rm -f; errors", async () => {
+  await withDetached(async (env) => {
+    // sh as PID 1 ignores SIGTERM it has no handler for (the kernel's rule for init)
+    const a = ok(await run(["run", "-d", "--name", `deaf-${U}`, IMAGE, "sleep", "100"], { env }))
+      .trim();
+    const t0 = Date.now();
+    ok(await run(["stop", "-t", "1", `deaf-${U}`], { env }));
+    const took = Date.now() - t0;
+    assert.ok(took >= 900 && took < 6000, `stop took ${took} ms`);
+    assert.equal(ok(await run(["wait", a], { env })).trim(), "137");
+    const b = ok(
+      await run([
+        "run",
+        "-d",
+        "--name",
+        `usr-${U}`,
+        IMAGE,
+        "sh",
+        "-c",
+        'trap "exit 42" USR1; while :; do sleep 0.1; done',
+      ], { env }),
+    ).trim();
+    await sleep(300);
+    ok(await run(["kill", "-s", "USR1", b.slice(0, 12)], { env }));
+    assert.equal(ok(await run(["wait", `usr-${U}`], { env })).trim(), "42");
+    ok(await run(["run", "-d", "--name", `busy-${U}`, IMAGE, "sleep", "100"], { env }));
+    const rm = await run(["rm", `busy-${U}`], { env });
+    assert.equal(rm.code, 125, show(rm));
+    assert.equal(rm.stderr.trim().split("\n").length, 1, show(rm));
+    ok(await run(["rm", "-f", `busy-${U}`], { env }));
+    const missing = await run(["stop", "nosuch"], { env });
+    assert.equal(missing.code, 125);
+    assert.match(missing.stderr, /^micro: no such container: nosuch/);
+    assert.equal(missing.stderr.trim().split("\n").length, 1);
+    const notRunning = await run(["kill", `deaf-${U}`], { env });
+    assert.equal(notRunning.code, 125);
+    assert.match(notRunning.stderr, /is not running/);
+    // an ambiguous prefix: the empty-ish one every id starts with, among two containers
+    const common = [...a].findIndex((c, i) => b[i] !== c);
+    if (common > 0) {
+      const amb = await run(["logs", a.slice(0, common)], { env });
+      assert.equal(amb.code, 125);
+      assert.match(amb.stderr, /matches 2 containers/);
+    }
+    ok(await run(["rm", `deaf-${U}`, `usr-${U}`], { env }));
+  });
+});
+
+microTest("run -d: a failing start is reported by run -d itself (exit 125/127)", async () => {
+  await withDetached(async (env, root) => {
+    const r = await run(["run", "-d", IMAGE, "/no/such/command"], { env });
+    assert.equal(r.code, 127, show(r));
+    assert.match(r.stderr, /execve/);
+    assert.equal(r.stdout, "");
+    const bad = await run(["run", "-d", "--log-opt", "max-size=lots", IMAGE, "true"], { env });
+    assert.equal(bad.code, 125, show(bad));
+    assert.ok(await supervisorGone(root));
+  });
+});
+
+microTest("logs -f follows while the container writes; rotation at max-size", async () => {
+  await withDetached(async (env) => {
+    const id = ok(
+      await run([
+        "run",
+        "-d",
+        "--log-opt",
+        "max-size=4k",
+        "--log-opt",
+        "max-file=3",
+        IMAGE,
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 400 ]; do echo line$i; i=$((i+1)); " +
+        "[ $((i % 50)) = 0 ] && sleep 0.1; done; sleep 0.5; echo last",
+      ], { env }),
+    ).trim();
+    const follow = await run(["logs", "-f", id], { env, timeoutMs: 20_000 });
+    assert.equal(follow.code, 0, show(follow));
+    assert.match(follow.stdout, /last\n$/);
+    assert.equal(ok(await run(["wait", id], { env })).trim(), "0");
+    const dir = `${Deno.env.get("MICRO_ROOT")}/containers/${id}`;
+    const files = [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) =>
+      n.includes("json.log")
+    )
+      .sort();
+    assert.deepEqual(files, [`${id}-json.log`, `${id}-json.log.1`, `${id}-json.log.2`]);
+    for (const n of files) assert.ok(Deno.statSync(`${dir}/${n}`).size <= 4096, n);
+    // what is kept is the newest, in order, ending with "last"
+    const all = ok(await run(["logs", id], { env })).trim().split("\n");
+    assert.equal(all.at(-1), "last");
+    assert.equal(all.at(-2), "line399");
+    const tail = ok(await run(["logs", "--tail", "2", id], { env }));
+    assert.equal(tail, "line399\nlast\n");
+    ok(await run(["rm", id], { env }));
+  });
+});
+
+microTest(
+  "kill -9 of the supervisor: the container lives on, the next command takes it over",
+  async () => {
+    await withDetached(async (env, root) => {
+      const id = ok(
+        await run([
+          "run",
+          "-d",
+          IMAGE,
+          "sh",
+          "-c",
+          "i=0; while :; do echo n$i; i=$((i+1)); sleep 0.05; done",
+        ], { env }),
+      ).trim();
+      await sleep(500);
+      const sup = supervisorPid(root);
+      assert.ok(sup);
+      const st = JSON.parse(Deno.readTextFileSync(`${root}/${id.slice(0, 12)}/state.json`));
+      Deno.kill(sup, "SIGKILL");
+      await waitFor(() => !pidAlive(sup), 2000);
+      await sleep(500);
+      assert.ok(pidAlive(st.containerPid), "the container died with its supervisor");
+      // the next command (ps) starts a supervisor that takes the container over
+      assert.match(ok(await run(["ps"], { env })), /Up/);
+      const again = supervisorPid(root);
+      assert.ok(again && again !== sup, "no new supervisor");
+      const before = ok(await run(["logs", id], { env })).split("\n").length;
+      await sleep(800);
+      const after = ok(await run(["logs", id], { env })).split("\n").length;
+      assert.ok(after > before + 5, `the log stopped growing (${before} → ${after})`);
+      ok(await run(["stop", "-t", "1", id], { env }));
+      // its exit code is unknown (it was not the new supervisor's child)
+      assert.equal(ok(await run(["wait", id], { env })).trim(), "-1");
+      assert.match(ok(await run(["ps", "-a"], { env })), /Exited \(unknown\)/);
+      assert.ok(await supervisorGone(root));
+      assert.equal(pidAlive(st.keeper.pid), false, "the keeper outlived the container");
+      ok(await run(["rm", id], { env }));
+    });
+  },
+);
+
+microTest("50 detached containers started concurrently", async () => {
+  await withDetached(async (env, root) => {
+    const rs = await Promise.all(
+      Array.from(
+        { length: 50 },
+        (_, i) =>
+          run(["run", "-d", "--name", `c${i}-${U}`, IMAGE, "sleep", "1000"], {
+            env,
+            timeoutMs: 300_000,
+          }),
+      ),
+    );
+    for (const r of rs) assert.equal(r.code, 0, show(r));
+    const ps = ok(await run(["ps", "-q"], { env })).trim().split("\n");
+    assert.equal(ps.length, 50);
+    const stops = ok(
+      await run(["rm", "-f", ...rs.map((_, i) => `c${i}-${U}`)], { env, timeoutMs: 300_000 }),
+    );
+    assert.equal(stops.trim().split("\n").length, 50);
+    assert.ok(await supervisorGone(root));
+  });
+});
+
+microTest("rootless: run -d, logs, stop", async () => {
+  await withDetached(async (env, root) => {
+    const user = { uid: NOBODY, gid: NOBODY };
+    const o = { env, clearEnv: true, user, timeoutMs: 60_000 };
+    const r = await run([
+      "run",
+      "-d",
+      "--name",
+      `rl-${U}`,
+      IMAGE,
+      "sh",
+      "-c",
+      "id -u; while :; do sleep 0.1; done",
+    ], o);
+    assert.equal(r.code, 0, show(r));
+    await sleep(500);
+    assert.equal(ok(await run(["logs", `rl-${U}`], o)), "0\n");
+    ok(await run(["stop", "-t", "1", `rl-${U}`], o));
+    assert.equal(ok(await run(["wait", `rl-${U}`], o)).trim(), "137");
+    ok(await run(["rm", `rl-${U}`], o));
+    assert.ok(await supervisorGone(root));
+  }, { uid: NOBODY, gid: NOBODY });
+}, { ignore: rootlessReason() });
+
+/** The container's `micro inspect` object. */
+async function inspectOf(ref: string, env: Record<string, string>) {
+  return JSON.parse(ok(await run(["inspect", ref], { env })))[0];
+}
+
+microTest("start on the kept layer, restart, inspect", async () => {
+  await withDetached(async (env, root) => {
+    const script = "echo x >> /runs; wc -l < /runs; while :; do sleep 0.1; done";
+    ok(await run(["run", "-d", "--name", `again-${U}`, IMAGE, "sh", "-c", script], { env }));
+    ok(await run(["stop", "-t", "1", `again-${U}`], { env }));
+    assert.equal((await inspectOf(`again-${U}`, env)).State.Running, false);
+    ok(await run(["start", `again-${U}`], { env }));
+    const i = await inspectOf(`again-${U}`, env);
+    assert.equal(i.State.Running, true);
+    assert.ok(i.State.Pid > 0 && pidAlive(i.State.Pid));
+    assert.equal(i.HostConfig.LogConfig.Type, "json-file");
+    ok(await run(["restart", "-t", "1", `again-${U}`], { env }));
+    await waitFor(() => false, 500);
+    // the layer is kept: the file grows by one line per start
+    assert.deepEqual(ok(await run(["logs", `again-${U}`], { env })).trim().split("\n"), [
+      "1",
+      "2",
+      "3",
+    ]);
+    ok(await run(["rm", "-f", `again-${U}`], { env }));
+    assert.ok(await supervisorGone(root));
+  });
+});
+
+microTest("restart policies: on-failure:3 counted, always after a crash until stop", async () => {
+  await withDetached(async (env, root) => {
+    ok(
+      await run([
+        "run",
+        "-d",
+        "--restart",
+        "on-failure:3",
+        "--name",
+        `flaky-${U}`,
+        IMAGE,
+        "sh",
+        "-c",
+        "echo try; exit 1",
+      ], { env }),
+    );
+    // 3 restarts, back-off 100 + 200 + 400 ms, then it stays exited
+    assert.ok(
+      await waitFor(() => {
+        const i = JSON.parse(
+          new TextDecoder().decode(
+            new Deno.Command(MICRO, { args: ["inspect", `flaky-${U}`], env, stdout: "piped" })
+              .outputSync().stdout,
+          ),
+        )[0];
+        return i.RestartCount === 3 && i.State.Status === "exited";
+      }, 20_000),
+      "no third restart",
+    );
+    await sleep(1500);
+    const i = await inspectOf(`flaky-${U}`, env);
+    assert.equal(i.RestartCount, 3);
+    assert.equal(i.State.ExitCode, 1);
+    assert.equal(ok(await run(["logs", `flaky-${U}`], { env })), "try\n".repeat(4));
+    ok(
+      await run([
+        "run",
+        "-d",
+        "--restart",
+        "always",
+        "--name",
+        `crash-${U}`,
+        IMAGE,
+        "sh",
+        "-c",
+        "echo up; sleep 0.2; exit 3",
+      ], { env }),
+    );
+    assert.ok(
+      await waitFor(() => {
+        const r = new Deno.Command(MICRO, { args: ["logs", `crash-${U}`], env, stdout: "piped" })
+          .outputSync();
+        return new TextDecoder().decode(r.stdout).split("up").length > 3;
+      }, 20_000),
+      "always did not restart it",
+    );
+    ok(await run(["stop", "-t", "1", `crash-${U}`], { env }));
+    const count = (await inspectOf(`crash-${U}`, env)).RestartCount;
+    await sleep(1500);
+    const after = await inspectOf(`crash-${U}`, env);
+    assert.equal(after.RestartCount, count, "restarted after a stop");
+    assert.equal(after.State.Running, false);
+    // boot brings back `always` containers (a user's stop counts only for unless-stopped)
+    const ups = ok(await run(["logs", `crash-${U}`], { env })).split("up").length;
+    assert.match(ok(await run(["boot"], { env })), new RegExp(`crash-${U}`));
+    assert.ok(
+      await waitFor(() => {
+        const r = new Deno.Command(MICRO, { args: ["logs", `crash-${U}`], env, stdout: "piped" })
+          .outputSync();
+        return new TextDecoder().decode(r.stdout).split("up").length > ups;
+      }, 10_000),
+      "boot did not start it",
+    );
+    ok(await run(["rm", "-f", `crash-${U}`, `flaky-${U}`], { env }));
+    assert.ok(await supervisorGone(root));
+  });
+});
+
+microTest("stop and kill of a foreground run: its micro records the end", async () => {
+  const name = `fg-${U}`;
+  const bg = new Background([
+    "run",
+    "--name",
+    name,
+    IMAGE,
+    "sh",
+    "-c",
+    'trap "exit 5" TERM; echo ready; while :; do sleep 0.1; done',
+  ], {});
+  try {
+    assert.ok(await bg.waitForStdout("ready"), "the run did not start");
+    ok(await run(["stop", "-t", "5", name]));
+    const r = await bg.result();
+    assert.equal(r.code, 5, show(r));
+    assert.match(ok(await run(["ps", "-a"])), new RegExp(`Exited \\(5\\).*${name}`));
+  } finally {
+    bg.kill("SIGKILL");
+    await bg.result();
+    await run(["rm", "-f", name]);
+  }
+});

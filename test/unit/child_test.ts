@@ -1185,3 +1185,21 @@ Deno.test("fromBase64: what atob gives, in a buffer of at least the size asked",
   }
   assert.throws(() => fromBase64("a*b="), /invalid base64/);
 });
+
+Deno.test("run -d: the parent-death signal is cleared right before the exec, not before", () => {
+  for (const detached of [false, true]) {
+    const sys = new RecordingSys();
+    runToEnd([execve(["/bin/sh"])], sys, context({ detached }));
+    const calls = sys.format();
+    const prctls = calls.filter((c) => c.startsWith("prctl(1,"));
+    // PR_SET_PDEATHSIG = 1: SIGKILL in the prologue (set-up dies with the runner) ...
+    assert.equal(prctls[0], "prctl(1, 9, 0, 0, 0)");
+    // ... and, detached, 0 after everything else but the exec (the runner then exits)
+    if (!detached) assert.equal(prctls.length, 1);
+    else {
+      assert.equal(prctls.at(-1), "prctl(1, 0, 0, 0, 0)");
+      const at = calls.lastIndexOf("prctl(1, 0, 0, 0, 0)");
+      assert.ok(calls.slice(at).some((c) => c.startsWith("execveat(")), calls.join("\n"));
+    }
+  }
+});

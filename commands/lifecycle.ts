@@ -1,0 +1,798 @@
+/**
+ * Long-running containers, as Docker's commands: `run -d`, `logs`, `stop`, `kill`, `wait`,
+ * `start`, `restart`, `inspect`, `boot`, and the internal `_supervise`, `_run-detached`
+ * and `_start-detached`. Detached containers are supervised by one process per state root
+ * (core/supervisor/server.ts); these commands ask it over its socket, and read logs and
+ * records from the store themselves.
+ */
+import { MicroError } from "../core/errors.ts";
+import { gcState } from "./_gc.ts";
+import type { ContainerRecord } from "../core/store/containers.ts";
+
+async function where(root?: string) {
+  const { storeRoot } = await import("../core/store/paths.ts");
+  const { stateRoot } = await import("../core/state.ts");
+  const uid = Deno.uid() ?? 0;
+  return { root: root ?? storeRoot(uid), state: stateRoot(uid), uid };
+}
+
+/** Options of these commands: `known` maps a flag to [key, takes a value]. */
+function parse(
+  argv: string[],
+  known: Record<string, [string, boolean]>,
+  usage: string,
+): { opts: Map<string, string[]>; rest: string[]; root?: string } {
+  const opts = new Map<string, string[]>();
+  const rest: string[] = [];
+  let root: string | undefined;
+  let i = 1;
+  for (; i < argv.length; i++) {
+    let a = argv[i];
+    if (a === "--") {
+      i++;
+      break;
+    }
+    if (!a.startsWith("-") || a === "-") {
+      rest.push(a);
+      continue;
+    }
+    let value: string | undefined;
+    const eq = a.indexOf("=");
+    if (a.startsWith("--") && eq > 0) {
+      value = a.slice(eq + 1);
+      a = a.slice(0, eq);
+    }
+    if (a === "--help" || a === "-h") throw new Help(usage);
+    if (a === "--root") {
+      root = value ?? argv[++i];
+      if (!root) throw new MicroError(`option "--root" needs a directory`, { hint: usage });
+      if (!root.startsWith("/")) root = `${Deno.cwd()}/${root}`;
+      continue;
+    }
+    // -ft: several short flags at once.
+    const forms = !a.startsWith("--") && a.length > 2 && known[a] === undefined
+      ? [...a.slice(1)].map((c) => `-${c}`)
+      : [a];
+    for (const f of forms) {
+      const k = known[f];
+      if (!k) throw new MicroError(`unknown option "${f}"`, { hint: usage });
+      const [key, takes] = k;
+      let v = "true";
+      if (takes) {
+        v = value ?? argv[++i];
+        if (v === undefined) throw new MicroError(`option "${f}" needs a value`, { hint: usage });
+      }
+      opts.set(key, [...(opts.get(key) ?? []), v]);
+    }
+  }
+  rest.push(...argv.slice(i));
+  return { opts, rest, root };
+}
+
+class Help extends Error {}
+
+async function withHelp(fn: () => Promise<number>): Promise<number> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (!(e instanceof Help)) throw e;
+    console.log(e.message);
+    return 0;
+  }
+}
+
+const enc = new TextEncoder();
+
+async function writeAll(to: typeof Deno.stdout, text: string | Uint8Array): Promise<void> {
+  const bytes = typeof text === "string" ? enc.encode(text) : text;
+  for (let off = 0; off < bytes.length;) off += await to.write(bytes.subarray(off));
+}
+
+// ---------------------------------------------------------------------------------------
+// run -d, and the supervisor's side of it
+
+/** `micro run -d`: checked here, run by the supervisor; prints the id once the command runs. */
+export async function runDetached(argv: string[]): Promise<number> {
+  const { parseRun } = await import("../core/cli.ts");
+  const req = parseRun(argv);
+  if (req.terminal || req.stdin || req.attach) {
+    throw new MicroError(`run -d: -t, -i and -a are not supported with -d yet`, {
+      hint: "drop them, and read the output with micro logs",
+    });
+  }
+  const { parseLogOpts } = await import("../core/supervisor/logs.ts");
+  const { parseRestart } = await import("../core/supervisor/policy.ts");
+  parseLogOpts(req.logOpts ?? []);
+  const policy = parseRestart(req.restart ?? "no");
+  if (policy.name !== "no" && req.rm) {
+    throw new MicroError(`options "--restart ${req.restart}" and "--rm" conflict`, {
+      hint: "a container removed at its end cannot be restarted: drop one",
+    });
+  }
+  const s = await where(req.root);
+  const { ask } = await import("../core/supervisor/client.ts");
+  const reply = await ask(s.state, s.uid, {
+    op: "run",
+    argv,
+    cwd: Deno.cwd(),
+    env: Deno.env.toObject(),
+  });
+  if (reply.stderr) await writeAll(Deno.stderr, reply.stderr);
+  if (!reply.ok) {
+    console.error(`micro: ${reply.error}`);
+    return reply.code ?? 125;
+  }
+  if (reply.stdout) await writeAll(Deno.stdout, reply.stdout);
+  return reply.code ?? 0;
+}
+
+/** `micro _supervise`: the supervisor of this user's state root (core/supervisor/server.ts). */
+export async function supervise(_argv: string[]): Promise<number> {
+  const { stateRoot } = await import("../core/state.ts");
+  const { Supervisor } = await import("../core/supervisor/server.ts");
+  const uid = Deno.uid() ?? 0;
+  return await new Supervisor(stateRoot(uid), uid).serve();
+}
+
+/**
+ * The runner's side of the handover: the container's pid and pipes as one JSON line on
+ * stdout, then "ok" from the supervisor on stdin (anything else: it did not take it).
+ */
+async function handover(
+  run: import("../core/run.ts").DetachedRun,
+  req: import("../core/cli.ts").Request,
+): Promise<void> {
+  const { parseLogOpts } = await import("../core/supervisor/logs.ts");
+  const { parseRestart } = await import("../core/supervisor/policy.ts");
+  const line = {
+    ...run,
+    log: parseLogOpts(req.logOpts ?? []),
+    restart: parseRestart(req.restart ?? "no"),
+  };
+  await writeAll(Deno.stdout, JSON.stringify(line) + "\n");
+  const buf = new Uint8Array(16);
+  let got = "";
+  for (;;) {
+    const n = await Deno.stdin.read(buf);
+    if (n === null) break;
+    got += new TextDecoder().decode(buf.subarray(0, n));
+    if (got.includes("\n")) break;
+  }
+  if (got.trim() !== "ok") {
+    throw new MicroError(`run -d: the supervisor did not take the container`, {
+      hint: "see the error above; the container was stopped",
+    });
+  }
+}
+
+/** `micro _run-detached ARGV...`: `micro run ARGV` as the supervisor's child. */
+export async function runDetachedWorker(argv: string[]): Promise<number> {
+  const { RunSignals } = await import("../core/signals.ts");
+  const signals = new RunSignals();
+  await gcState();
+  const { runCommand } = await import("../core/run.ts");
+  try {
+    return await runCommand(["run", ...argv.slice(1)], signals, { handover });
+  } finally {
+    signals.remove();
+  }
+}
+
+/**
+ * `micro _start-detached RECORD_DIR [--restarting]`: a kept container run again from its
+ * record, on its own layer (`micro start`, restart policies).
+ */
+export async function startDetachedWorker(argv: string[]): Promise<number> {
+  const { readRecord, writeRecord } = await import("../core/store/containers.ts");
+  const dir = argv[1];
+  const rec = dir?.includes("/containers/") ? readRecord(dir) : null;
+  if (!rec) throw new MicroError(`start: no container record in ${dir}`);
+  const r = rec as ContainerRecord & { restartCount?: number; stoppedByUser?: boolean };
+  if (argv.includes("--restarting")) r.restartCount = (r.restartCount ?? 0) + 1;
+  else delete r.stoppedByUser;
+  writeRecord(dir, rec);
+  const { RunSignals } = await import("../core/signals.ts");
+  const signals = new RunSignals();
+  await gcState();
+  const { runCommand } = await import("../core/run.ts");
+  try {
+    const root = dir.slice(0, dir.lastIndexOf("/containers/"));
+    return await runCommand(startArgv(rec, root), signals, { handover, restart: rec });
+  } finally {
+    signals.remove();
+  }
+}
+
+/**
+ * The `micro run` arguments that make `rec` again: its options as typed (with -d), its
+ * image and its command (the image's Entrypoint is replaced by the command as it ran).
+ */
+export function startArgv(rec: ContainerRecord, root?: string): string[] {
+  const opts = rec.options.filter((o) => o !== "--rm");
+  if (!opts.some((o) => o === "-d" || o === "--detach")) opts.push("-d");
+  // Its own store, whatever MICRO_ROOT the supervisor (or the caller) has: the last wins.
+  if (root) opts.push("--root", root);
+  const image = rec.image?.name ?? rec.image?.path;
+  if (!image) {
+    return ["run", ...opts, "--", ...rec.command];
+  }
+  if (rec.image?.name) {
+    return ["run", ...opts, "--entrypoint", rec.command[0] ?? "", image, ...rec.command.slice(1)];
+  }
+  return ["run", ...opts, image, ...rec.command];
+}
+
+// ---------------------------------------------------------------------------------------
+// The commands on a container
+
+/** The container `ref` names (name, full id or unique prefix), or a one-line error. */
+async function resolve(root: string, ref: string): Promise<ContainerRecord> {
+  const { resolveContainer } = await import("../core/store/containers.ts");
+  return resolveContainer(root, ref);
+}
+
+/** Its run in the state root while it runs detached; null when it does not run. */
+async function running(rec: ContainerRecord, state: string) {
+  const { liveRun } = await import("../core/store/live.ts");
+  return liveRun(rec, state);
+}
+
+/** Each ref in turn; a failure is one line, and the exit code 125. */
+async function each(
+  refs: string[],
+  fn: (ref: string) => Promise<void>,
+): Promise<number> {
+  let failed = false;
+  for (const ref of refs) {
+    try {
+      await fn(ref);
+    } catch (e) {
+      if (!(e instanceof MicroError)) throw e;
+      console.error(`micro: ${e.line()}`);
+      failed = true;
+    }
+  }
+  return failed ? 125 : 0;
+}
+
+/**
+ * `stop` of a foreground run: its first process gets the signal, SIGKILL after the timeout,
+ * and the run's micro records the end (as when it gets SIGTERM, core/signals.ts).
+ */
+async function stopForeground(
+  ref: string,
+  st: import("../core/state.ts").RunState,
+  signal: number,
+  timeout: number,
+): Promise<void> {
+  const { isAlive } = await import("../core/state.ts");
+  const { openLibc } = await import("../core/sys/libc.ts");
+  const sys = openLibc();
+  const gone = () => !isAlive(st.containerPid, st.containerStartTime);
+  const send = (n: number) => {
+    if (!gone()) sys.kill(st.containerPid!, n);
+  };
+  send(signal);
+  const end = timeout < 0 ? Infinity : Date.now() + timeout * 1000;
+  while (!gone() && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+  send(9);
+  // Its micro records the end and cleans up; a few seconds for it.
+  const until = Date.now() + 5000;
+  while (isAlive(st.pid, st.startTime) && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  console.log(ref);
+}
+
+function notDetached(ref: string): MicroError {
+  return new MicroError(`container ${ref} runs in the foreground of its micro run`, {
+    hint: "stop it there (Ctrl-C or SIGTERM to its micro), or remove it with micro rm -f",
+  });
+}
+
+const STOP_USAGE = "usage: micro stop [-t|--time SECONDS] [-s|--signal SIGNAL] NAME|ID...";
+
+/** `micro stop`: the stop signal, then SIGKILL after the timeout (default 10 s). */
+export function stop(argv: string[]): Promise<number> {
+  return withHelp(async () => {
+    const { opts, rest, root } = parse(argv, {
+      "-t": ["time", true],
+      "--time": ["time", true],
+      "--timeout": ["time", true],
+      "-s": ["signal", true],
+      "--signal": ["signal", true],
+    }, STOP_USAGE);
+    if (!rest.length) {
+      throw new MicroError("stop needs at least one container", { hint: STOP_USAGE });
+    }
+    const time = opts.get("time")?.at(-1);
+    if (time !== undefined && !/^-?\d+$/.test(time)) {
+      throw new MicroError(`option "-t": not a number of seconds: "${time}"`, { hint: STOP_USAGE });
+    }
+    const { parseSignal, DEFAULT_STOP_TIMEOUT } = await import("../core/signals.ts");
+    const given = opts.get("signal")?.at(-1);
+    const sig = given === undefined ? undefined : parseSignal(given);
+    if (given !== undefined && sig === undefined) {
+      throw new MicroError(`option "-s": not a signal: "${given}"`, { hint: STOP_USAGE });
+    }
+    await gcState();
+    const s = await where(root);
+    const { ask } = await import("../core/supervisor/client.ts");
+    return await each(rest, async (ref) => {
+      const rec = await resolve(s.root, ref);
+      const st = await running(rec, s.state);
+      if (!st) {
+        // Stopped already, but perhaps waiting for a restart (its policy's back-off): no more.
+        const { askRunning } = await import("../core/supervisor/client.ts");
+        await askRunning(s.state, { op: "stop", runId: rec.runId, signal: 9, timeout: 0 });
+        return void console.log(ref);
+      }
+      const signal = sig ?? (rec.stopSignal ? parseSignal(rec.stopSignal) : undefined) ?? 15;
+      const timeout = time !== undefined ? Number(time) : rec.stopTimeout ?? DEFAULT_STOP_TIMEOUT;
+      if (!st.detached) return await stopForeground(ref, st, signal, timeout);
+      const reply = await ask(s.state, s.uid, { op: "stop", runId: rec.runId, signal, timeout });
+      if (!reply.ok) throw new MicroError(reply.error ?? "stop failed");
+      console.log(ref);
+    });
+  });
+}
+
+const KILL_USAGE = "usage: micro kill [-s|--signal SIGNAL] NAME|ID...";
+
+/** `micro kill`: a signal (default SIGKILL) to the container's init. */
+export function kill(argv: string[]): Promise<number> {
+  return withHelp(async () => {
+    const { opts, rest, root } = parse(argv, {
+      "-s": ["signal", true],
+      "--signal": ["signal", true],
+    }, KILL_USAGE);
+    if (!rest.length) {
+      throw new MicroError("kill needs at least one container", { hint: KILL_USAGE });
+    }
+    const { parseSignal } = await import("../core/signals.ts");
+    const given = opts.get("signal")?.at(-1) ?? "KILL";
+    const signal = parseSignal(given);
+    if (signal === undefined) {
+      throw new MicroError(`option "-s": not a signal: "${given}"`, { hint: KILL_USAGE });
+    }
+    await gcState();
+    const s = await where(root);
+    const { ask } = await import("../core/supervisor/client.ts");
+    return await each(rest, async (ref) => {
+      const rec = await resolve(s.root, ref);
+      const st = await running(rec, s.state);
+      if (!st) {
+        throw new MicroError(`container ${ref} is not running`, { hint: "start it first" });
+      }
+      if (!st.detached) {
+        // A foreground run: straight to its first process (its micro records the end).
+        const { isAlive } = await import("../core/state.ts");
+        const { openLibc } = await import("../core/sys/libc.ts");
+        if (isAlive(st.containerPid, st.containerStartTime)) {
+          openLibc().kill(st.containerPid!, signal);
+        }
+        return void console.log(ref);
+      }
+      const reply = await ask(s.state, s.uid, { op: "kill", runId: rec.runId, signal });
+      if (!reply.ok) throw new MicroError(reply.error ?? "kill failed");
+      console.log(ref);
+    });
+  });
+}
+
+const WAIT_USAGE = "usage: micro wait NAME|ID...";
+
+/** `micro wait`: blocks until each container ends; prints its exit code. */
+export function wait(argv: string[]): Promise<number> {
+  return withHelp(async () => {
+    const { rest, root } = parse(argv, {}, WAIT_USAGE);
+    if (!rest.length) {
+      throw new MicroError("wait needs at least one container", { hint: WAIT_USAGE });
+    }
+    await gcState();
+    const s = await where(root);
+    const { ask } = await import("../core/supervisor/client.ts");
+    const { readRecord } = await import("../core/store/containers.ts");
+    const { containerDir } = await import("../core/store/paths.ts");
+    return await each(rest, async (ref) => {
+      const rec = await resolve(s.root, ref);
+      const st = await running(rec, s.state);
+      if (st && !st.detached) {
+        // A foreground run: its micro records the end.
+        const { isAlive } = await import("../core/state.ts");
+        while (isAlive(st.pid, st.startTime)) await new Promise((r) => setTimeout(r, 100));
+      } else if (st) {
+        const reply = await ask(s.state, s.uid, { op: "wait", runId: rec.runId });
+        if (!reply.ok) throw new MicroError(reply.error ?? "wait failed");
+      }
+      const now = readRecord(containerDir(s.root, rec.id));
+      if (!now) {
+        // --rm: removed at its end; Docker still prints the code it knew.
+        console.log("0");
+        return;
+      }
+      console.log(now.exitCode === undefined ? "-1" : String(now.exitCode));
+    });
+  });
+}
+
+const LOGS_USAGE =
+  "usage: micro logs [-f|--follow] [-n|--tail N|all] [--since TIME] [--until TIME] [-t|--timestamps] NAME|ID";
+
+/** Docker's --since: RFC 3339, a Unix time (seconds), or a duration before now (10m, 1h30m). */
+export function parseSince(text: string, now: number): number {
+  if (/^\d+(\.\d+)?$/.test(text)) return Number(text) * 1000;
+  const d = /^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?$/.exec(text);
+  if (d && text) {
+    return now - ((Number(d[1] ?? 0) * 60 + Number(d[2] ?? 0)) * 60 + Number(d[3] ?? 0)) * 1000;
+  }
+  const t = Date.parse(text);
+  if (Number.isNaN(t)) {
+    throw new MicroError(`not a time: "${text}"`, {
+      hint: "give RFC 3339 (2026-01-02T15:04:05Z), Unix seconds, or a duration (10m)",
+    });
+  }
+  return t;
+}
+
+/** `micro logs`: the container's json-file log, as `docker logs` prints it. */
+export function logs(argv: string[]): Promise<number> {
+  return withHelp(async () => {
+    const { opts, rest, root } = parse(argv, {
+      "-f": ["follow", false],
+      "--follow": ["follow", false],
+      "-n": ["tail", true],
+      "--tail": ["tail", true],
+      "--since": ["since", true],
+      "--until": ["until", true],
+      "-t": ["timestamps", false],
+      "--timestamps": ["timestamps", false],
+    }, LOGS_USAGE);
+    if (rest.length !== 1) throw new MicroError("logs needs one container", { hint: LOGS_USAGE });
+    const tailText = opts.get("tail")?.at(-1) ?? "all";
+    if (tailText !== "all" && !/^\d+$/.test(tailText)) {
+      throw new MicroError(`option "--tail": not a number: "${tailText}"`, { hint: LOGS_USAGE });
+    }
+    const tail = tailText === "all" ? Infinity : Number(tailText);
+    const now = Date.now();
+    const since = opts.has("since") ? parseSince(opts.get("since")!.at(-1)!, now) : -Infinity;
+    const until = opts.has("until") ? parseSince(opts.get("until")!.at(-1)!, now) : Infinity;
+    const stamps = opts.has("timestamps");
+    const s = await where(root);
+    const rec = await resolve(s.root, rest[0]);
+    const { containerDir } = await import("../core/store/paths.ts");
+    const { logFiles, logPath, parseEntry, readLines } = await import(
+      "../core/supervisor/logs.ts"
+    );
+    const path = logPath(containerDir(s.root, rec.id));
+    const show = (e: { log: string; stream: string; time: string }) => {
+      const t = Date.parse(e.time);
+      if (t < since || t > until) return null;
+      const text = stamps ? `${e.time} ${e.log}` : e.log;
+      return { err: e.stream === "stderr", text };
+    };
+    // The last `tail` entries of every file, oldest first (a bounded ring).
+    const ring: { err: boolean; text: string }[] = [];
+    let offset = 0;
+    let ino = -1;
+    for (const file of logFiles(path)) {
+      let f: Deno.FsFile;
+      try {
+        f = Deno.openSync(file);
+      } catch {
+        continue;
+      }
+      try {
+        const st = f.statSync();
+        if (!st.isFile) continue;
+        const end = readLines(f, 0, (line) => {
+          const e = parseEntry(line);
+          const out = e && show(e);
+          if (!out || tail === 0) return;
+          ring.push(out);
+          if (ring.length > tail) ring.shift();
+        });
+        if (file === path) {
+          offset = end;
+          ino = st.ino ?? -1;
+        }
+      } finally {
+        f.close();
+      }
+    }
+    const print = async (o: { err: boolean; text: string }) => {
+      await writeAll(o.err ? Deno.stderr : Deno.stdout, o.text);
+    };
+    for (const o of ring) await print(o);
+    if (!opts.has("follow")) return 0;
+    // -f: new entries as they come, across rotations, until the container ends.
+    const { liveRun } = await import("../core/store/live.ts");
+    const { readRecord } = await import("../core/store/containers.ts");
+    let ended = 0;
+    for (;;) {
+      let f: Deno.FsFile | null = null;
+      const pending: { err: boolean; text: string }[] = [];
+      try {
+        f = Deno.openSync(path);
+        const st = f.statSync();
+        if ((st.ino ?? -1) !== ino) {
+          // Rotated: what was left in the old file is read from its new name first.
+          if (ino !== -1) {
+            try {
+              const old = Deno.openSync(`${path}.1`);
+              if ((old.statSync().ino ?? -1) === ino) {
+                readLines(old, offset, (line) => {
+                  const e = parseEntry(line);
+                  const out = e && show(e);
+                  if (out) pending.push(out);
+                });
+              }
+              old.close();
+            } catch { /* kept no rotated file (max-file=1) */ }
+          }
+          ino = st.ino ?? -1;
+          offset = 0;
+        }
+        if (st.size < offset) offset = 0; // truncated (max-file=1)
+        offset = readLines(f, offset, (line) => {
+          const e = parseEntry(line);
+          const out = e && show(e);
+          if (out) pending.push(out);
+        });
+        for (const o of pending) await print(o);
+      } catch {
+        /* not there yet */
+      } finally {
+        f?.close();
+      }
+      if (ended) {
+        if (ended++ > 2) return 0;
+      } else {
+        const now = readRecord(containerDir(s.root, rec.id));
+        if (!now || !liveRun(now, s.state)) ended = 1;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  });
+}
+
+/** The restart policy a container was run with (`--restart` among its options). */
+export function policyOf(rec: ContainerRecord): string {
+  let policy = "no";
+  for (let i = 0; i < rec.options.length; i++) {
+    const o = rec.options[i];
+    if (o === "--restart" && i + 1 < rec.options.length) policy = rec.options[++i];
+    else if (o.startsWith("--restart=")) policy = o.slice(10);
+  }
+  return policy;
+}
+
+/** `--log-opt` values among a container's options. */
+function logOptsOf(rec: ContainerRecord): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < rec.options.length; i++) {
+    const o = rec.options[i];
+    if (o === "--log-opt" && i + 1 < rec.options.length) out.push(rec.options[++i]);
+    else if (o.startsWith("--log-opt=")) out.push(o.slice(10));
+  }
+  return out;
+}
+
+/** Starts the kept container `rec` detached, through the supervisor; throws its error. */
+async function startOne(
+  s: { root: string; state: string; uid: number },
+  rec: ContainerRecord,
+): Promise<void> {
+  const { containerDir } = await import("../core/store/paths.ts");
+  const { ask } = await import("../core/supervisor/client.ts");
+  const reply = await ask(s.state, s.uid, {
+    op: "start",
+    recordDir: containerDir(s.root, rec.id),
+    argv: [],
+    cwd: "/",
+    env: Deno.env.toObject(),
+  });
+  if (!reply.ok) throw new MicroError(reply.error ?? "start failed");
+  if (reply.code !== 0) {
+    const said = (reply.stderr ?? "").trim().split("\n").filter((l) => l).at(-1) ?? "";
+    throw new MicroError(
+      `start ${rec.name}: ${said.replace(/^micro: /, "") || `exit ${reply.code}`}`,
+      {
+        exitCode: reply.code ?? 125,
+      },
+    );
+  }
+}
+
+const START_USAGE = "usage: micro start [-a|--attach] NAME|ID...";
+
+/** `micro start`: kept containers run again, on their own layer; detached unless -a. */
+export function start(argv: string[]): Promise<number> {
+  return withHelp(async () => {
+    const { opts, rest, root } = parse(argv, {
+      "-a": ["attach", false],
+      "--attach": ["attach", false],
+    }, START_USAGE);
+    if (!rest.length) {
+      throw new MicroError("start needs at least one container", { hint: START_USAGE });
+    }
+    if (opts.has("attach") && rest.length > 1) {
+      throw new MicroError("start -a takes one container", { hint: START_USAGE });
+    }
+    await gcState();
+    const s = await where(root);
+    let last: ContainerRecord | null = null;
+    const code = await each(rest, async (ref) => {
+      const rec = await resolve(s.root, ref);
+      last = rec;
+      if (await running(rec, s.state)) return void (!opts.has("attach") && console.log(ref));
+      if (rec.rm) throw new MicroError(`container ${ref} is removed at its end (--rm)`);
+      await startOne(s, rec);
+      if (!opts.has("attach")) console.log(ref);
+    });
+    if (code !== 0 || !opts.has("attach") || !last) return code;
+    // -a: its output from this start on, until it ends; then its exit code.
+    const rec = last as ContainerRecord;
+    const since = String((Date.now() - 1000) / 1000);
+    await logs(["logs", "-f", "--since", since, ...(root ? ["--root", root] : []), rec.id]);
+    const { readRecord } = await import("../core/store/containers.ts");
+    const { containerDir } = await import("../core/store/paths.ts");
+    return readRecord(containerDir(s.root, rec.id))?.exitCode ?? 125;
+  });
+}
+
+const RESTART_USAGE = "usage: micro restart [-t|--time SECONDS] NAME|ID...";
+
+/** `micro restart`: stop (as `micro stop`), then start detached. */
+export function restart(argv: string[]): Promise<number> {
+  return withHelp(async () => {
+    const { opts, rest, root } = parse(argv, {
+      "-t": ["time", true],
+      "--time": ["time", true],
+    }, RESTART_USAGE);
+    if (!rest.length) {
+      throw new MicroError("restart needs at least one container", { hint: RESTART_USAGE });
+    }
+    const time = opts.get("time")?.at(-1);
+    const s = await where(root);
+    return await each(rest, async (ref) => {
+      const rec = await resolve(s.root, ref);
+      if (await running(rec, s.state)) {
+        const { DEFAULT_STOP_TIMEOUT, parseSignal } = await import("../core/signals.ts");
+        const st = await running(rec, s.state);
+        if (st && !st.detached) throw notDetached(ref);
+        const { ask } = await import("../core/supervisor/client.ts");
+        const reply = await ask(s.state, s.uid, {
+          op: "stop",
+          runId: rec.runId,
+          signal: (rec.stopSignal ? parseSignal(rec.stopSignal) : undefined) ?? 15,
+          timeout: time !== undefined ? Number(time) : rec.stopTimeout ?? DEFAULT_STOP_TIMEOUT,
+        });
+        if (!reply.ok) throw new MicroError(reply.error ?? "restart: stop failed");
+      }
+      await gcState();
+      const { readRecord } = await import("../core/store/containers.ts");
+      const { containerDir } = await import("../core/store/paths.ts");
+      await startOne(s, readRecord(containerDir(s.root, rec.id)) ?? rec);
+      console.log(ref);
+    });
+  });
+}
+
+const INSPECT_USAGE = "usage: micro inspect NAME|ID...";
+
+/** `micro inspect`: containers as JSON (Docker's field names where they apply). */
+export function inspect(argv: string[]): Promise<number> {
+  return withHelp(async () => {
+    const { rest, root } = parse(argv, {}, INSPECT_USAGE);
+    if (!rest.length) {
+      throw new MicroError("inspect needs at least one container", { hint: INSPECT_USAGE });
+    }
+    await gcState();
+    const s = await where(root);
+    const { statusOf } = await import("../core/store/live.ts");
+    const { containerDir } = await import("../core/store/paths.ts");
+    const { logPath } = await import("../core/supervisor/logs.ts");
+    const out: unknown[] = [];
+    const code = await each(rest, async (ref) => {
+      const rec = await resolve(s.root, ref);
+      const live = await running(rec, s.state);
+      const status = statusOf(rec, s.state);
+      const more = rec as ContainerRecord & {
+        restartCount?: number;
+        oomKilled?: boolean;
+        stoppedByUser?: boolean;
+      };
+      const mounts: { Type: string; Spec: string }[] = [];
+      let network = "default";
+      for (let i = 0; i < rec.options.length; i++) {
+        const o = rec.options[i];
+        const v = rec.options[i + 1];
+        if ((o === "-v" || o === "--volume") && v) mounts.push({ Type: "volume", Spec: v });
+        else if (o === "--mount" && v) mounts.push({ Type: "mount", Spec: v });
+        else if (o === "--tmpfs" && v) mounts.push({ Type: "tmpfs", Spec: v });
+        else if (o === "--network" && v) network = v;
+        else if (o.startsWith("--network=")) network = o.slice(10);
+      }
+      const dir = containerDir(s.root, rec.id);
+      out.push({
+        Id: rec.id,
+        Name: rec.name,
+        Created: rec.created,
+        Path: rec.command[0] ?? "",
+        Args: rec.command.slice(1),
+        State: {
+          Status: status.state,
+          Running: status.state === "running",
+          Paused: false,
+          OOMKilled: more.oomKilled === true,
+          Pid: live?.containerPid ?? 0,
+          ExitCode: status.exitCode,
+          StartedAt: rec.startedAt ?? null,
+          FinishedAt: status.state === "running" ? null : rec.finishedAt ?? null,
+          Error: rec.error ?? "",
+        },
+        Image: rec.image?.id ?? rec.image?.path ?? null,
+        ImageName: rec.image?.name ?? rec.image?.path ?? null,
+        RestartCount: more.restartCount ?? 0,
+        Config: {
+          Cmd: rec.command,
+          Profiles: rec.profiles,
+          Options: rec.options,
+          Labels: rec.labels ?? {},
+          StopSignal: rec.stopSignal ?? null,
+          StopTimeout: rec.stopTimeout ?? null,
+        },
+        HostConfig: {
+          RestartPolicy: policyOf(rec),
+          LogConfig: { Type: "json-file", Config: logOptsOf(rec) },
+          AutoRemove: rec.rm,
+          Detached: live?.detached === true || rec.options.includes("-d") ||
+            rec.options.includes("--detach"),
+        },
+        Mounts: mounts,
+        NetworkSettings: { Network: network },
+        LogPath: logPath(dir),
+        StoppedByUser: more.stoppedByUser === true,
+      });
+    });
+    console.log(JSON.stringify(out, null, 2));
+    return code;
+  });
+}
+
+const BOOT_USAGE = "usage: micro boot [--root DIR]";
+
+/**
+ * `micro boot`: at boot, starts every kept container whose policy is `always`, or
+ * `unless-stopped` unless a user stopped it (a systemd unit or an init script runs this).
+ */
+export function boot(argv: string[]): Promise<number> {
+  return withHelp(async () => {
+    const { rest, root } = parse(argv, {}, BOOT_USAGE);
+    if (rest.length) {
+      throw new MicroError(`boot takes no arguments: "${rest[0]}"`, { hint: BOOT_USAGE });
+    }
+    await gcState();
+    const s = await where(root);
+    const { listContainers } = await import("../core/store/containers.ts");
+    const wanted = listContainers(s.root).filter((rec) => {
+      const p = policyOf(rec);
+      const stopped = (rec as ContainerRecord & { stoppedByUser?: boolean }).stoppedByUser;
+      return !rec.rm && (p === "always" || (p === "unless-stopped" && !stopped));
+    });
+    let failed = false;
+    for (const rec of wanted) {
+      if (await running(rec, s.state)) continue;
+      try {
+        await startOne(s, rec);
+        console.log(rec.name);
+      } catch (e) {
+        if (!(e instanceof MicroError)) throw e;
+        console.error(`micro: ${e.line()}`);
+        failed = true;
+      }
+    }
+    return failed ? 125 : 0;
+  });
+}

@@ -1,0 +1,125 @@
+/**
+ * Talking to the supervisor of a state root (server.ts): a unix socket in
+ * `<state root>/.supervisor/` (a directory of mode 0700: only the owner reaches it), one
+ * JSON request per connection, answered by one JSON line. A command that finds no
+ * supervisor starts one (`micro _supervise`, in a session of its own) and waits for its
+ * socket; two commands starting one at once are fine (the second supervisor finds the
+ * first one's lock and leaves).
+ */
+import { MicroError } from "../errors.ts";
+import { microExe } from "../store/rmtree.ts";
+import { untrustedRoot, untrustedRootError } from "../state.ts";
+
+export function supervisorDir(stateRoot: string): string {
+  return `${stateRoot}/.supervisor`;
+}
+
+export function socketPath(stateRoot: string): string {
+  return `${supervisorDir(stateRoot)}/sock`;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export type Request =
+  | { op: "ping" }
+  | { op: "run"; argv: string[]; cwd: string; env: Record<string, string> }
+  | { op: "start"; recordDir: string; argv: string[]; cwd: string; env: Record<string, string> }
+  | { op: "kill"; runId: string; signal: number }
+  | { op: "stop"; runId: string; signal: number; timeout: number }
+  | { op: "wait"; runId: string };
+
+export interface Reply {
+  ok: boolean;
+  /** A one-line error (ok false). */
+  error?: string;
+  code?: number;
+  stdout?: string;
+  stderr?: string;
+  exitCode?: number | null;
+}
+
+async function connect(stateRoot: string): Promise<Deno.UnixConn | null> {
+  try {
+    return await Deno.connect({ transport: "unix", path: socketPath(stateRoot) });
+  } catch {
+    return null;
+  }
+}
+
+/** Sends one request and reads the answer; null when the supervisor went away first. */
+async function exchange(conn: Deno.UnixConn, req: Request): Promise<Reply | null> {
+  try {
+    await conn.write(new TextEncoder().encode(JSON.stringify(req) + "\n"));
+    const chunks: Uint8Array[] = [];
+    let total = 0;
+    const buf = new Uint8Array(65536);
+    for (;;) {
+      const n = await conn.read(buf);
+      if (n === null) break;
+      chunks.push(buf.slice(0, n));
+      total += n;
+      if (buf[n - 1] === 10 || total > 4 << 20) break;
+    }
+    const all = new Uint8Array(total);
+    let off = 0;
+    for (const c of chunks) {
+      all.set(c, off);
+      off += c.length;
+    }
+    const text = new TextDecoder().decode(all).trim();
+    return text ? JSON.parse(text) as Reply : null;
+  } catch {
+    return null;
+  } finally {
+    try {
+      conn.close();
+    } catch { /* closed */ }
+  }
+}
+
+/** Starts a supervisor for `stateRoot` in its own session; it outlives this command. */
+function spawnSupervisor(): void {
+  const exe = microExe();
+  const child = new Deno.Command(exe[0], {
+    args: [...exe.slice(1), "_supervise"],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+    detached: true,
+  }).spawn();
+  child.unref();
+}
+
+/**
+ * The supervisor's answer to `req`, starting the supervisor when none runs. A supervisor
+ * that leaves as the request arrives (it had nothing left) is started again once.
+ */
+export async function ask(stateRoot: string, uid: number, req: Request): Promise<Reply> {
+  const bad = untrustedRoot(stateRoot, uid);
+  if (bad) throw untrustedRootError(stateRoot, uid, bad);
+  for (let attempt = 0; attempt < 3; attempt++) {
+    let conn = await connect(stateRoot);
+    if (!conn) {
+      spawnSupervisor();
+      const end = Date.now() + 10_000;
+      while (!conn && Date.now() < end) {
+        await sleep(20);
+        conn = await connect(stateRoot);
+      }
+    }
+    if (!conn) break;
+    const reply = await exchange(conn, req);
+    if (reply) return reply;
+    if (req.op !== "ping" && req.op !== "wait" && req.op !== "start" && req.op !== "run") break;
+    await sleep(50);
+  }
+  throw new MicroError(`supervisor: no answer on ${socketPath(stateRoot)}`, {
+    hint: `see if "micro _supervise" can run here (MICRO_STATE_ROOT=${stateRoot})`,
+  });
+}
+
+/** The supervisor's answer when one runs; null when none does (nothing is started). */
+export async function askRunning(stateRoot: string, req: Request): Promise<Reply | null> {
+  const conn = await connect(stateRoot);
+  return conn ? await exchange(conn, req) : null;
+}

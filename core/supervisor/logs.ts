@@ -1,0 +1,261 @@
+/**
+ * A detached container's logs in Docker's json-file format: one JSON object per line,
+ * `{"log":"text\n","stream":"stdout","time":"2026-01-02T03:04:05.678Z"}`, in
+ * `ROOT/containers/<id>/<id>-json.log`, rotated at `max-size` into `.1` ... `.N-1`
+ * (`max-file` files in all), as Docker's `--log-opt max-size=10m --log-opt max-file=3`.
+ *
+ * Memory is bounded: a line longer than LINE_MAX is written as partial entries (no newline
+ * in "log", as Docker's 16 KiB split), and the supervisor reads the next chunk of a pipe
+ * only after the last one is written, so a container that writes faster than the disk
+ * blocks on its full pipe instead of growing micro.
+ */
+import { MicroError } from "../errors.ts";
+
+export interface LogOptions {
+  /** Bytes before rotation; 0: never rotated. */
+  maxSize: number;
+  /** Files kept, the current one included (1: truncated at max-size). */
+  maxFile: number;
+}
+
+/** A partial line longer than this is written as an entry of its own (Docker: 16 KiB). */
+export const LINE_MAX = 16 * 1024;
+
+const UNITS: Record<string, number> = { "": 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
+
+/** `--log-opt KEY=VALUE` (repeatable): max-size and max-file, as Docker's json-file. */
+export function parseLogOpts(opts: string[]): LogOptions {
+  const out: LogOptions = { maxSize: 0, maxFile: 1 };
+  let fileGiven = false;
+  for (const o of opts) {
+    const eq = o.indexOf("=");
+    const key = eq < 0 ? o : o.slice(0, eq);
+    const value = eq < 0 ? "" : o.slice(eq + 1);
+    if (key === "max-size") {
+      const m = /^(\d+)([bkmg]?)$/i.exec(value);
+      if (!m || Number(m[1]) <= 0) {
+        throw new MicroError(`option "--log-opt max-size=${value}": not a size`, {
+          hint: "give a positive size such as 10m, 512k or 1g",
+        });
+      }
+      out.maxSize = Number(m[1]) * UNITS[m[2].toLowerCase()];
+    } else if (key === "max-file") {
+      if (!/^\d+$/.test(value) || Number(value) < 1) {
+        throw new MicroError(`option "--log-opt max-file=${value}": not a count`, {
+          hint: "give a whole number of files, 1 or more",
+        });
+      }
+      out.maxFile = Number(value);
+      fileGiven = true;
+    } else {
+      throw new MicroError(`option "--log-opt ${o}": unknown log option "${key}"`, {
+        hint: "micro's json-file logs take max-size=SIZE and max-file=N",
+      });
+    }
+  }
+  if (fileGiven && out.maxFile > 1 && out.maxSize === 0) {
+    throw new MicroError(`option "--log-opt max-file" needs max-size`, {
+      hint: "add --log-opt max-size=10m (as Docker)",
+    });
+  }
+  return out;
+}
+
+export function logPath(recordDir: string): string {
+  const id = recordDir.slice(recordDir.lastIndexOf("/") + 1);
+  return `${recordDir}/${id}-json.log`;
+}
+
+const enc = new TextEncoder();
+
+/** One JSON line of the log. */
+export function entry(stream: string, text: string, time: Date): string {
+  return JSON.stringify({ log: text, stream, time: time.toISOString() }) + "\n";
+}
+
+/** The writer: entries appended to the current file, rotated before one would overflow it. */
+export class JsonLog {
+  private file: Deno.FsFile;
+  private size: number;
+  /** The unfinished line of each stream (at most LINE_MAX bytes). */
+  private readonly carry = new Map<string, Uint8Array>();
+  private readonly decoder = new TextDecoder();
+  /** Writes in order, one at a time (stdout and stderr share the file). */
+  private queue: Promise<void> = Promise.resolve();
+
+  constructor(
+    readonly path: string,
+    private readonly opts: LogOptions,
+    private clock = () => new Date(),
+  ) {
+    this.file = Deno.openSync(path, { append: true, create: true, mode: 0o600 });
+    this.size = this.file.statSync().size;
+  }
+
+  /** Appends a chunk of `stream`'s bytes; resolves once it is written. */
+  write(stream: string, chunk: Uint8Array): Promise<void> {
+    const lines = this.split(stream, chunk);
+    const run = this.queue.then(() => this.append(lines));
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  /** What is left of each stream's last line, as partial entries (at the end). */
+  flush(): Promise<void> {
+    const lines: string[] = [];
+    for (const [stream, rest] of this.carry) {
+      if (rest.length) lines.push(entry(stream, this.decoder.decode(rest), this.clock()));
+    }
+    this.carry.clear();
+    const run = this.queue.then(() => this.append(lines));
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  private split(stream: string, chunk: Uint8Array): string[] {
+    const out: string[] = [];
+    const time = this.clock();
+    let rest: Uint8Array = this.carry.get(stream) ?? new Uint8Array(0);
+    let from = 0;
+    for (;;) {
+      const nl = chunk.indexOf(10, from);
+      const end = nl < 0 ? chunk.length : nl + 1;
+      const piece = chunk.subarray(from, end);
+      const joined = rest.length ? concat(rest, piece) : piece;
+      if (nl < 0) {
+        // An unfinished line waits for its end, up to LINE_MAX bytes.
+        let k = 0;
+        while (joined.length - k >= LINE_MAX) {
+          out.push(entry(stream, this.decoder.decode(joined.subarray(k, k + LINE_MAX)), time));
+          k += LINE_MAX;
+        }
+        rest = joined.slice(k);
+        break;
+      }
+      for (let k = 0; k < joined.length; k += LINE_MAX) {
+        out.push(entry(stream, this.decoder.decode(joined.subarray(k, k + LINE_MAX)), time));
+      }
+      rest = new Uint8Array(0);
+      from = end;
+      if (from >= chunk.length) break;
+    }
+    this.carry.set(stream, rest);
+    return out;
+  }
+
+  private async append(lines: string[]): Promise<void> {
+    for (const line of lines) {
+      const bytes = enc.encode(line);
+      if (this.opts.maxSize > 0 && this.size > 0 && this.size + bytes.length > this.opts.maxSize) {
+        this.rotate();
+      }
+      for (let off = 0; off < bytes.length;) off += await this.file.write(bytes.subarray(off));
+      this.size += bytes.length;
+    }
+  }
+
+  /** path.N-2 → path.N-1, ..., path → path.1, and a new empty path (or path truncated). */
+  private rotate(): void {
+    this.file.close();
+    const n = this.opts.maxFile;
+    if (n > 1) {
+      for (let k = n - 1; k >= 1; k--) {
+        const from = k === 1 ? this.path : `${this.path}.${k - 1}`;
+        try {
+          Deno.renameSync(from, `${this.path}.${k}`);
+        } catch (e) {
+          if (!(e instanceof Deno.errors.NotFound)) throw e;
+        }
+      }
+    }
+    this.file = Deno.openSync(this.path, {
+      write: true,
+      append: n > 1,
+      truncate: n === 1,
+      create: true,
+      mode: 0o600,
+    });
+    this.size = 0;
+  }
+
+  async close(): Promise<void> {
+    await this.flush().catch(() => {});
+    await this.queue;
+    this.file.close();
+  }
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+/** An entry read back. */
+export interface LogEntry {
+  log: string;
+  stream: string;
+  time: string;
+}
+
+/** The files of a log, oldest first (the rotated ones, then the current one). */
+export function logFiles(path: string): string[] {
+  const rotated: [number, string][] = [];
+  const dir = path.slice(0, path.lastIndexOf("/"));
+  const base = path.slice(path.lastIndexOf("/") + 1);
+  try {
+    for (const e of Deno.readDirSync(dir)) {
+      const m = e.isFile && e.name.startsWith(base + ".")
+        ? /^\.(\d+)$/.exec(e.name.slice(base.length))
+        : null;
+      if (m) rotated.push([Number(m[1]), `${dir}/${e.name}`]);
+    }
+  } catch { /* no directory: no logs */ }
+  rotated.sort((a, b) => b[0] - a[0]);
+  return [...rotated.map(([, p]) => p), path];
+}
+
+/** Parses one line of a log file; null for a line that is not an entry. */
+export function parseEntry(line: string): LogEntry | null {
+  try {
+    const e = JSON.parse(line);
+    if (typeof e?.log !== "string" || typeof e.stream !== "string" || typeof e.time !== "string") {
+      return null;
+    }
+    return e as LogEntry;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Reads a file from `offset` in chunks, calling `each` per complete line; returns the
+ * offset after the last complete line (a line being written is read again next time).
+ */
+export function readLines(file: Deno.FsFile, offset: number, each: (line: string) => void): number {
+  const buf = new Uint8Array(65536);
+  const dec = new TextDecoder();
+  let carry: Uint8Array = new Uint8Array(0);
+  let pos = offset;
+  let done = offset;
+  file.seekSync(offset, Deno.SeekMode.Start);
+  for (;;) {
+    const n = file.readSync(buf);
+    if (n === null || n === 0) break;
+    pos += n;
+    let data: Uint8Array = carry.length ? concat(carry, buf.subarray(0, n)) : buf.subarray(0, n);
+    let from = 0;
+    for (;;) {
+      const nl = data.indexOf(10, from);
+      if (nl < 0) break;
+      each(dec.decode(data.subarray(from, nl)));
+      from = nl + 1;
+    }
+    done = pos - (data.length - from);
+    data = data.slice(from);
+    // A line longer than a megabyte is no entry of ours: skipped.
+    carry = data.length > 1 << 20 ? new Uint8Array(0) : data;
+  }
+  return done;
+}

@@ -1,0 +1,600 @@
+/**
+ * The supervisor: one process per state root that supervises every detached container
+ * (`micro run -d`). Why one process and not one per container: a Deno process costs about
+ * 10.7 MB of private memory idle; here a container costs its state, two log pipes read in
+ * turn, and a `sleep` (about 0.1 MB) holding their read ends (below).
+ *
+ * - A run: the supervisor starts `micro _run-detached ARGV` (the caller's cwd and
+ *   environment) as its child; it runs the whole run pipeline, and once the command runs it
+ *   hands the container over (its pid and the fd numbers of its output pipes, which the
+ *   supervisor opens through /proc/RUNNER/fd/N) and exits. The supervisor is a child
+ *   subreaper, so the container becomes its child: it waits for it (wait4: the exit code),
+ *   writes its logs, cleans up (server-side what `micro run` does at the end) and records
+ *   the end in the container's record.
+ * - No watchdog, no PDEATHSIG: a container outlives a killed supervisor. Its output pipes
+ *   would lose their last reader with the supervisor (the container's next write: SIGPIPE),
+ *   so a keeper (`sleep`, spawned with the pipes' read ends) holds them as well; a new
+ *   supervisor reopens them through /proc/KEEPER/fd/3 and 4 and goes on reading. While no
+ *   supervisor runs, a container that fills its pipe (64 KiB) waits.
+ * - The next micro command starts a supervisor when none runs; it takes over every detached
+ *   container whose init still runs (pid plus start time in state.json), but cannot learn
+ *   their exit codes (they are no longer its children): those end as "exited, code unknown".
+ * - It leaves when it supervises nothing and no request is pending.
+ */
+import { MicroError } from "../errors.ts";
+import {
+  isAlive,
+  processStartTime,
+  readState,
+  removeRun,
+  type RunState,
+  untrustedRoot,
+  untrustedRootError,
+  writeState,
+} from "../state.ts";
+import { readRecord, writeRecord } from "../store/containers.ts";
+import { openLibc } from "../sys/libc.ts";
+import { C, cstr, type Sys } from "../sys/mod.ts";
+import { microExe } from "../store/rmtree.ts";
+import type { Reply, Request } from "./client.ts";
+import { socketPath, supervisorDir } from "./client.ts";
+import { JsonLog, type LogOptions, logPath } from "./logs.ts";
+import { decodeStatus } from "../engine/mod.ts";
+import { nextDelay, type RestartPolicy, shouldRestart } from "./policy.ts";
+
+/** What a run hands over (one JSON line on the runner's stdout). */
+export interface Handover {
+  runId: string;
+  stateDir: string;
+  recordDir: string;
+  pid: number;
+  startTime: number;
+  /** The runner's fd numbers of the read ends of the container's stdout and stderr. */
+  stdout: number;
+  stderr: number;
+  log: LogOptions;
+  restart: RestartPolicy;
+}
+
+interface Ended {
+  exitCode: number | null;
+}
+
+/** One supervised container. */
+class Supervised {
+  /** Resolves when the container ended and its end was recorded. */
+  readonly done: Promise<Ended>;
+  private resolve: (e: Ended) => void = () => {};
+  /** A command works on it (stop, restart): another is refused. */
+  busy = "";
+  /** Stopped by a user (stop, kill -9 by rm): no restart. */
+  stopped = false;
+  pumps: Promise<void>[] = [];
+  log: JsonLog | null = null;
+  fds: number[] = [];
+
+  constructor(
+    readonly runId: string,
+    readonly stateDir: string,
+    public state: RunState,
+  ) {
+    this.done = new Promise((r) => this.resolve = r);
+  }
+
+  end(e: Ended) {
+    this.resolve(e);
+  }
+
+  get pid(): number {
+    return this.state.containerPid ?? 0;
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Runners at once: 50 concurrent `run -d` on 2 cores thrashed with one Deno each. */
+const MAX_RUNNERS = 4;
+
+export class Supervisor {
+  readonly containers = new Map<string, Supervised>();
+  /** Restarts waiting for their back-off (or starting): a stop cancels them. */
+  private readonly restarting = new Map<string, { cancelled: boolean }>();
+  private pending = 0;
+  private readonly sys: Sys;
+  private readonly startTime: number;
+  private listener: Deno.Listener | null = null;
+  private idleTimer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(readonly root: string, readonly uid: number) {
+    this.sys = openLibc();
+    this.startTime = processStartTime(Deno.pid);
+  }
+
+  /** Runs until it has nothing to supervise; returns micro's exit code. */
+  async serve(): Promise<number> {
+    const bad = untrustedRoot(this.root, this.uid);
+    if (bad) throw untrustedRootError(this.root, this.uid, bad);
+    Deno.mkdirSync(this.root, { recursive: true, mode: this.uid === 0 ? 0o711 : 0o700 });
+    const dir = supervisorDir(this.root);
+    Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const st = Deno.lstatSync(dir);
+    if (!st.isDirectory || st.uid !== this.uid || (st.mode ?? 0) & 0o077) {
+      throw new MicroError(`supervisor: ${dir} is not a private directory of yours`, {
+        hint: `remove ${dir}; micro makes it again`,
+      });
+    }
+    // One supervisor per state root: the lock is held for its whole life.
+    if (!(await tryLock(`${dir}/lock`, this.sys))) return 0;
+    // Who supervises (tests, and a person looking): written under the lock.
+    Deno.writeTextFileSync(`${dir}/pid`, `${Deno.pid}\n`, { mode: 0o600 });
+    this.sys.prctl(C.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    // Its cwd is not a directory anyone may want to unmount; signals that would end it do not.
+    Deno.chdir("/");
+    for (const s of ["SIGINT", "SIGHUP", "SIGPIPE"] as const) {
+      try {
+        Deno.addSignalListener(s, () => {});
+      } catch { /* not watchable */ }
+    }
+    const path = socketPath(this.root);
+    try {
+      Deno.removeSync(path);
+    } catch { /* none */ }
+    this.listener = Deno.listen({ transport: "unix", path });
+    Deno.chmodSync(path, 0o600);
+    this.adoptAll();
+    this.checkIdle();
+    for await (const conn of this.listener) {
+      this.pending++;
+      this.checkIdle();
+      void this.handle(conn as Deno.UnixConn).finally(() => {
+        this.pending--;
+        this.checkIdle();
+      });
+    }
+    return 0;
+  }
+
+  /** Leaves after a second with nothing supervised and no request. */
+  private checkIdle(): void {
+    clearTimeout(this.idleTimer);
+    if (this.containers.size || this.pending) return;
+    this.idleTimer = setTimeout(() => {
+      if (this.containers.size || this.pending) return;
+      try {
+        Deno.removeSync(socketPath(this.root));
+      } catch { /* gone */ }
+      this.listener?.close();
+    }, 1000);
+  }
+
+  private async handle(conn: Deno.UnixConn): Promise<void> {
+    let reply: Reply;
+    try {
+      const req = await readRequest(conn);
+      reply = await this.dispatch(req);
+    } catch (e) {
+      reply = {
+        ok: false,
+        error: e instanceof MicroError ? e.line() : String(e).split("\n")[0],
+        code: e instanceof MicroError ? e.exitCode : 125,
+      };
+    }
+    try {
+      await conn.write(new TextEncoder().encode(JSON.stringify(reply) + "\n"));
+    } catch { /* the caller left */ }
+    try {
+      conn.close();
+    } catch { /* closed */ }
+  }
+
+  private async dispatch(req: Request): Promise<Reply> {
+    switch (req.op) {
+      case "ping":
+        return { ok: true };
+      case "run":
+        return await this.run(["run", ...req.argv.slice(1)], req.cwd, req.env);
+      case "start":
+        return await this.run(["_start", req.recordDir, ...req.argv], req.cwd, req.env);
+      case "kill": {
+        const c = this.find(req.runId);
+        if (req.signal === 9) c.stopped = true;
+        const rc = this.sys.kill(c.pid, req.signal);
+        if (rc < 0 && rc !== -3) throw new MicroError(`kill ${c.runId}: errno ${-rc}`);
+        return { ok: true };
+      }
+      case "stop": {
+        const pending = this.restarting.get(req.runId);
+        if (pending) pending.cancelled = true;
+        // Ended already (and recorded: a container leaves the map last): nothing to stop.
+        if (!this.containers.has(req.runId)) return { ok: true };
+        return await this.stop(this.find(req.runId), req.signal, req.timeout);
+      }
+      case "wait": {
+        const c = this.containers.get(req.runId);
+        if (!c) return { ok: true, exitCode: undefined };
+        const e = await c.done;
+        return { ok: true, exitCode: e.exitCode };
+      }
+    }
+    throw new MicroError(`supervisor: unknown request`);
+  }
+
+  private find(runId: string): Supervised {
+    const c = this.containers.get(runId);
+    if (!c) {
+      throw new MicroError(`container ${runId} is not running`, { hint: 'see "micro ps -a"' });
+    }
+    return c;
+  }
+
+  private async stop(c: Supervised, signal: number, timeout: number): Promise<Reply> {
+    if (c.busy) {
+      throw new MicroError(`container ${c.runId} is busy: another micro command is ${c.busy} it`, {
+        hint: "wait for it, then try again",
+      });
+    }
+    c.busy = "stopping";
+    c.stopped = true;
+    try {
+      this.sys.kill(c.pid, signal);
+      const ended = await Promise.race([
+        c.done,
+        timeout < 0 ? new Promise<never>(() => {}) : sleep(timeout * 1000).then(() => null),
+      ]);
+      if (ended) return { ok: true, exitCode: ended.exitCode };
+      this.sys.kill(c.pid, 9);
+      return { ok: true, exitCode: (await c.done).exitCode };
+    } finally {
+      c.busy = "";
+    }
+  }
+
+  /** Runners at work, and those waiting for a turn (a few at once: each is a Deno process). */
+  private runners = 0;
+  private readonly turns: (() => void)[] = [];
+
+  /** Starts a runner (`micro _run-detached`) and takes its container over. */
+  private async run(argv: string[], cwd: string, env: Record<string, string>): Promise<Reply> {
+    if (this.runners >= MAX_RUNNERS) await new Promise<void>((r) => this.turns.push(r));
+    this.runners++;
+    try {
+      return await this.runOne(argv, cwd, env);
+    } finally {
+      this.runners--;
+      this.turns.shift()?.();
+    }
+  }
+
+  private async runOne(argv: string[], cwd: string, env: Record<string, string>): Promise<Reply> {
+    const exe = microExe();
+    const verb = argv[0] === "_start" ? "_start-detached" : "_run-detached";
+    const child = new Deno.Command(exe[0], {
+      args: [...exe.slice(1), verb, ...argv.slice(1)],
+      cwd,
+      env,
+      clearEnv: true,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const stderr = collect(child.stderr, 64 * 1024);
+    const reader = child.stdout.getReader();
+    let line = "";
+    const dec = new TextDecoder();
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      line += dec.decode(value, { stream: true });
+      if (line.includes("\n") || line.length > 1 << 20) break;
+    }
+    let handed: Handover | null = null;
+    try {
+      handed = line.trim() ? JSON.parse(line.trim()) as Handover : null;
+    } catch {
+      handed = null;
+    }
+    const writer = child.stdin.getWriter();
+    if (handed) {
+      try {
+        await this.adopt(handed, child.pid);
+        await writer.write(new TextEncoder().encode("ok\n"));
+      } catch (e) {
+        // The runner kills the container and cleans up when it gets no "ok".
+        await writer.close().catch(() => {});
+        await child.status;
+        reader.releaseLock();
+        throw e;
+      }
+    }
+    await writer.close().catch(() => {});
+    const status = await child.status;
+    reader.releaseLock();
+    await child.stdout.cancel().catch(() => {});
+    const err = await stderr;
+    if (handed) {
+      // Now the container's parent is this process (a subreaper): wait4 gets its status.
+      const c = this.containers.get(handed.runId);
+      if (c) void this.watch(c, true);
+      const id = readRecord(handed.recordDir)?.id ?? handed.runId;
+      return { ok: true, code: 0, stdout: id + "\n", stderr: err };
+    }
+    return { ok: true, code: status.code, stderr: err };
+  }
+
+  /** Takes a handed-over container: its pipes, a keeper for them, the state and record. */
+  private async adopt(h: Handover, runner: number): Promise<void> {
+    const out = this.openPipe(runner, h.stdout);
+    const err = this.openPipe(runner, h.stderr);
+    const state = readState(h.stateDir);
+    if (!state) throw new MicroError(`supervisor: ${h.stateDir}/state.json is gone`);
+    const c = new Supervised(h.runId, h.stateDir, state);
+    c.fds = [out, err];
+    state.keeper = await this.keeper(out, err);
+    state.record = h.recordDir;
+    (state as RunState & { log?: LogOptions }).log = h.log;
+    (state as RunState & { restart?: RestartPolicy }).restart = h.restart;
+    this.own(c, h.recordDir);
+    this.containers.set(h.runId, c);
+    this.pump(c, h.recordDir, h.log);
+  }
+
+  /** This supervisor as the owner of the run: in its state and its record. */
+  private own(c: Supervised, recordDir: string): void {
+    c.state.pid = Deno.pid;
+    c.state.startTime = this.startTime;
+    writeState(c.stateDir, c.state);
+    const rec = readRecord(recordDir);
+    if (rec) {
+      rec.pid = Deno.pid;
+      rec.startTime = this.startTime;
+      writeRecord(recordDir, rec);
+    }
+  }
+
+  /** A pipe of another process of ours, opened through /proc (the same pipe, read end). */
+  private openPipe(pid: number, fd: number): number {
+    const path = `/proc/${pid}/fd/${fd}`;
+    const got = this.sys.open(cstr(path), C.O_RDONLY | C.O_CLOEXEC | C.O_NONBLOCK, 0);
+    if (got < 0) {
+      throw new MicroError("", {
+        phase: "supervise",
+        plugin: "supervisor",
+        op: "open",
+        paths: { path },
+        errno: -got,
+      });
+    }
+    // Blocking reads from here on (they run in Deno's blocking pool).
+    this.sys.fcntl(got, C.F_SETFL, 0);
+    return got;
+  }
+
+  /** `sleep` holding the pipes' read ends as its fds 3 and 4: they outlive this process. */
+  private async keeper(out: number, err: number): Promise<RunState["keeper"]> {
+    const child = new Deno.Command("/bin/sh", {
+      args: [
+        "-c",
+        `exec sleep 2147483647 3</proc/${Deno.pid}/fd/${out} 4</proc/${Deno.pid}/fd/${err}`,
+      ],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+      clearEnv: true,
+      env: { PATH: "/usr/bin:/bin" },
+    }).spawn();
+    child.unref();
+    void child.status.catch(() => {});
+    // Until sh has opened them, its fds 3 and 4 are not the pipes yet.
+    for (let k = 0; k < 100; k++) {
+      if (isPipe(child.pid, 3) && isPipe(child.pid, 4)) break;
+      await sleep(5);
+    }
+    return { pid: child.pid, startTime: processStartTime(child.pid), stdout: 3, stderr: 4 };
+  }
+
+  /** Copies the container's output to its json-file log, one chunk at a time. */
+  private pump(c: Supervised, recordDir: string, opts: LogOptions): void {
+    const log = new JsonLog(logPath(recordDir), opts);
+    c.log = log;
+    const one = async (fd: number, stream: string) => {
+      const buf = new Uint8Array(16 * 1024);
+      for (;;) {
+        const n = await this.sys.readAsync(fd, buf, buf.length);
+        if (n <= 0) break;
+        // The next read only after this chunk is on disk: back-pressure to the container.
+        await log.write(stream, buf.subarray(0, n)).catch(() => {});
+      }
+    };
+    c.pumps = [one(c.fds[0], "stdout"), one(c.fds[1], "stderr")];
+  }
+
+  /** Every detached container of the state root whose init still runs, taken over. */
+  private adoptAll(): void {
+    let entries: Deno.DirEntry[];
+    try {
+      entries = [...Deno.readDirSync(this.root)];
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      if (!e.isDirectory || e.name.startsWith(".")) continue;
+      const dir = `${this.root}/${e.name}`;
+      const state = readState(dir);
+      if (!state?.detached || !state.record) continue;
+      if (!isAlive(state.containerPid, state.containerStartTime)) continue;
+      if (isAlive(state.pid, state.startTime) && state.pid !== Deno.pid) continue;
+      const c = new Supervised(e.name, dir, state);
+      const k = state.keeper;
+      if (k && isAlive(k.pid, k.startTime)) {
+        try {
+          c.fds = [this.openPipe(k.pid, k.stdout), this.openPipe(k.pid, k.stderr)];
+        } catch {
+          c.fds = [];
+        }
+      }
+      this.own(c, state.record);
+      this.containers.set(e.name, c);
+      const opts = (state as RunState & { log?: LogOptions }).log ?? { maxSize: 0, maxFile: 1 };
+      if (c.fds.length === 2) this.pump(c, state.record, opts);
+      void this.watch(c, false);
+    }
+  }
+
+  /**
+   * Waits for the container's end: wait4 when it is our child (the exit code), else by
+   * polling its pid and start time (the code is unknown). Then records it and cleans up.
+   */
+  private async watch(c: Supervised, child: boolean): Promise<void> {
+    let exitCode: number | null = null;
+    let signal: number | undefined;
+    if (child) {
+      const { pid, status } = await this.sys.waitpid(c.pid);
+      if (pid > 0) {
+        const r = decodeStatus(status);
+        exitCode = r.exitCode;
+        signal = r.signal;
+      } else {
+        while (isAlive(c.state.containerPid, c.state.containerStartTime)) await sleep(500);
+      }
+    } else {
+      while (isAlive(c.state.containerPid, c.state.containerStartTime)) await sleep(500);
+    }
+    await this.finish(c, exitCode, signal);
+  }
+
+  private async finish(c: Supervised, exitCode: number | null, signal?: number): Promise<void> {
+    // What it wrote last: read until EOF, at most two seconds more.
+    await Promise.race([Promise.all(c.pumps), sleep(2000)]);
+    const k = c.state.keeper;
+    if (k && isAlive(k.pid, k.startTime)) this.sys.kill(k.pid, 9);
+    await c.log?.close().catch(() => {});
+    for (const fd of c.fds) this.sys.close(fd);
+    const recordDir = c.state.record!;
+    const oom = oomKilled(c.state);
+    // The cleanup `micro run` does at its end: networks, cgroups, image use, state dir.
+    try {
+      const { gcNetworks } = await import("../cni/gc.ts");
+      try {
+        Deno.lstatSync(`${c.stateDir}/cni.json`);
+        await gcNetworks([{ dir: c.stateDir }]);
+      } catch { /* no network record */ }
+      removeRun(c.stateDir, c.state, () => this.sys);
+    } catch { /* the next command's gc tries again */ }
+    const rec = readRecord(recordDir);
+    const policy = (c.state as RunState & { restart?: RestartPolicy }).restart;
+    if (rec && !rec.rm) {
+      rec.state = "exited";
+      if (exitCode === null) {
+        delete rec.exitCode;
+        rec.error = "ended while no supervisor watched it: its exit code is unknown";
+      } else rec.exitCode = oom && signal === 9 ? 137 : exitCode;
+      rec.finishedAt = new Date().toISOString();
+      const more = rec as typeof rec & { oomKilled?: boolean; stoppedByUser?: boolean };
+      if (oom) more.oomKilled = true;
+      else delete more.oomKilled;
+      // unless-stopped: not brought back at boot after a stop by a user.
+      if (c.stopped) more.stoppedByUser = true;
+      try {
+        writeRecord(recordDir, rec);
+      } catch { /* the store is gone */ }
+    }
+    this.containers.delete(c.runId);
+    c.end({ exitCode });
+    // Restart policies (Docker's): not after a stop by a user.
+    if (rec && !rec.rm && policy && !c.stopped && shouldRestart(policy, exitCode, rec)) {
+      const delay = nextDelay(rec);
+      const pending = { cancelled: false };
+      this.restarting.set(c.runId, pending);
+      try {
+        writeRecord(recordDir, rec); // the back-off moved on
+      } catch { /* the store is gone: the restart finds no record */ }
+      this.pending++;
+      void (async () => {
+        try {
+          await sleep(delay);
+          const again = readRecord(recordDir);
+          if (pending.cancelled || !again || again.state !== "exited" || again.id !== rec.id) {
+            return;
+          }
+          await this.run(["_start", recordDir, "--restarting"], "/", restartEnv(c.state));
+          // Stopped while it was being started: it stops now.
+          const now = this.containers.get(c.runId);
+          if (pending.cancelled && now) await this.stop(now, 9, 0);
+        } catch {
+          /* recorded by the runner */
+        } finally {
+          if (this.restarting.get(c.runId) === pending) this.restarting.delete(c.runId);
+          this.pending--;
+          this.checkIdle();
+        }
+      })();
+    }
+    this.checkIdle();
+  }
+}
+
+/** The environment a restart runs in: the supervisor's own (the first caller's). */
+function restartEnv(_state: RunState): Record<string, string> {
+  return Deno.env.toObject();
+}
+
+/** Whether the container's cgroup saw an OOM kill. */
+function oomKilled(state: RunState): boolean {
+  for (const cg of state.cgroups ?? []) {
+    const path = (cg as unknown as { path?: string }).path;
+    if (!path) continue;
+    // v2: memory.events; v1: memory.oom_control (oom_kill since Linux 4.13).
+    for (const file of ["memory.events", "memory.oom_control"]) {
+      try {
+        const m = /^oom_kill (\d+)$/m.exec(Deno.readTextFileSync(`${path}/${file}`));
+        if (m && Number(m[1]) > 0) return true;
+      } catch { /* not this version's file, or gone */ }
+    }
+  }
+  return false;
+}
+
+function isPipe(pid: number, fd: number): boolean {
+  try {
+    return Deno.readLinkSync(`/proc/${pid}/fd/${fd}`).startsWith("pipe:");
+  } catch {
+    return false;
+  }
+}
+
+/** The supervisor's lock, taken without waiting long: false when another one holds it. */
+async function tryLock(path: string, sys: Sys): Promise<boolean> {
+  const fd = sys.open(cstr(path), C.O_RDWR | C.O_CREAT | C.O_CLOEXEC, 0o600);
+  if (fd < 0) throw new MicroError(`supervisor: open ${path}: errno ${-fd}`);
+  // A supervisor that is leaving still holds it for a moment: wait a little for it.
+  const end = Date.now() + 3000;
+  for (;;) {
+    if (sys.flock(fd, 2 | 4) === 0) return true; // LOCK_EX | LOCK_NB; held until exit
+    if (Date.now() > end) {
+      sys.close(fd);
+      return false;
+    }
+    await sleep(50);
+  }
+}
+
+async function readRequest(conn: Deno.UnixConn): Promise<Request> {
+  const buf = new Uint8Array(1 << 20);
+  let n = 0;
+  for (;;) {
+    const got = await conn.read(buf.subarray(n));
+    if (got === null) break;
+    n += got;
+    if (buf[n - 1] === 10 || n === buf.length) break;
+  }
+  return JSON.parse(new TextDecoder().decode(buf.subarray(0, n))) as Request;
+}
+
+async function collect(stream: ReadableStream<Uint8Array>, cap: number): Promise<string> {
+  const dec = new TextDecoder();
+  let out = "";
+  for await (const chunk of stream) {
+    if (out.length < cap) out += dec.decode(chunk, { stream: true });
+  }
+  return out.slice(0, cap);
+}

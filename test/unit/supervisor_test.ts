@@ -1,0 +1,197 @@
+/** The supervisor's pure parts: json-file logs and rotation, restart policies, back-off. */
+import assert from "node:assert/strict";
+import {
+  JsonLog,
+  LINE_MAX,
+  logFiles,
+  parseEntry,
+  parseLogOpts,
+  readLines,
+} from "../../core/supervisor/logs.ts";
+import {
+  nextDelay,
+  parseRestart,
+  type RestartRecord,
+  shouldRestart,
+} from "../../core/supervisor/policy.ts";
+import type { ContainerRecord } from "../../core/store/containers.ts";
+import { parseSince, startArgv } from "../../commands/lifecycle.ts";
+import { MicroError } from "../../core/errors.ts";
+
+const enc = new TextEncoder();
+const T = new Date("2026-01-02T03:04:05.678Z");
+
+function entries(path: string): { log: string; stream: string; time: string }[] {
+  return Deno.readTextFileSync(path).split("\n").filter((l) => l).map((l) => parseEntry(l)!);
+}
+
+Deno.test("json-file: lines as Docker writes them, partial lines joined, streams apart", async () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const log = new JsonLog(`${dir}/x-json.log`, { maxSize: 0, maxFile: 1 }, () => T);
+    await log.write("stdout", enc.encode("one\ntw"));
+    await log.write("stderr", enc.encode("err\n"));
+    await log.write("stdout", enc.encode("o\nthree"));
+    await log.close();
+    assert.deepEqual(entries(`${dir}/x-json.log`), [
+      { log: "one\n", stream: "stdout", time: T.toISOString() },
+      { log: "err\n", stream: "stderr", time: T.toISOString() },
+      { log: "two\n", stream: "stdout", time: T.toISOString() },
+      // the unfinished last line, written at the end without its newline
+      { log: "three", stream: "stdout", time: T.toISOString() },
+    ]);
+    assert.equal(
+      Deno.readTextFileSync(`${dir}/x-json.log`).split("\n")[0],
+      '{"log":"one\\n","stream":"stdout","time":"2026-01-02T03:04:05.678Z"}',
+    );
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("json-file: a line without end is cut at 16 KiB (memory is bounded)", async () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const log = new JsonLog(`${dir}/x-json.log`, { maxSize: 0, maxFile: 1 }, () => T);
+    const big = new Uint8Array(LINE_MAX * 3 + 5).fill(97);
+    for (let k = 0; k < big.length; k += 1000) {
+      await log.write("stdout", big.subarray(k, k + 1000));
+    }
+    const got = entries(`${dir}/x-json.log`);
+    assert.equal(got.length, 3);
+    assert.ok(got.every((e) => e.log.length === LINE_MAX));
+    await log.close();
+    assert.equal(entries(`${dir}/x-json.log`).at(-1)!.log.length, 5);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("json-file: rotation at max-size keeps max-file files, newest in the plain name", async () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const path = `${dir}/x-json.log`;
+    const log = new JsonLog(path, { maxSize: 1000, maxFile: 3 }, () => T);
+    for (let i = 0; i < 100; i++) await log.write("stdout", enc.encode(`line ${i}\n`));
+    await log.close();
+    const files = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+    assert.deepEqual(files, ["x-json.log", "x-json.log.1", "x-json.log.2"]);
+    for (const f of files) assert.ok(Deno.statSync(`${dir}/${f}`).size <= 1000, f);
+    const all = logFiles(path).flatMap((f) => entries(f).map((e) => e.log));
+    assert.equal(all.at(-1), "line 99\n");
+    // in order, without a gap
+    const n = all.map((l) => Number(l.split(" ")[1]));
+    assert.deepEqual(n, n.map((_, k) => n[0] + k));
+    // max-file=1: truncated in place
+    const one = new JsonLog(`${dir}/y-json.log`, { maxSize: 500, maxFile: 1 }, () => T);
+    for (let i = 0; i < 50; i++) await one.write("stdout", enc.encode(`line ${i}\n`));
+    await one.close();
+    assert.ok(Deno.statSync(`${dir}/y-json.log`).size <= 500);
+    assert.equal(logFiles(`${dir}/y-json.log`).length, 1);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("readLines: whole lines only; the offset after the last one", () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    Deno.writeTextFileSync(`${dir}/f`, "a\nb\npart");
+    const f = Deno.openSync(`${dir}/f`);
+    const got: string[] = [];
+    assert.equal(readLines(f, 0, (l) => got.push(l)), 4);
+    assert.deepEqual(got, ["a", "b"]);
+    f.close();
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("--log-opt: Docker's sizes and counts; errors are one line", () => {
+  assert.deepEqual(parseLogOpts(["max-size=10m", "max-file=3"]), {
+    maxSize: 10 * 1024 * 1024,
+    maxFile: 3,
+  });
+  assert.deepEqual(parseLogOpts([]), { maxSize: 0, maxFile: 1 });
+  assert.deepEqual(parseLogOpts(["max-size=4k"]), { maxSize: 4096, maxFile: 1 });
+  for (const bad of [["max-size=lots"], ["max-file=0"], ["mode=non-blocking"], ["max-file=3"]]) {
+    assert.throws(() => parseLogOpts(bad), MicroError, bad.join(" "));
+  }
+});
+
+function rec(
+  extra: Partial<ContainerRecord & RestartRecord> = {},
+): ContainerRecord & RestartRecord {
+  return {
+    id: "a".repeat(64),
+    name: "x",
+    runId: "x",
+    image: null,
+    command: ["true"],
+    profiles: ["default"],
+    options: [],
+    rm: false,
+    created: "2026-01-01T00:00:00Z",
+    state: "exited",
+    pid: 1,
+    startTime: 1,
+    ...extra,
+  };
+}
+
+Deno.test("restart policies: on-failure:N counts, always, unless-stopped, no", () => {
+  assert.deepEqual(parseRestart("on-failure:3"), { name: "on-failure", max: 3 });
+  assert.deepEqual(parseRestart("always"), { name: "always", max: 0 });
+  assert.throws(() => parseRestart("always:3"), MicroError);
+  assert.throws(() => parseRestart("sometimes"), MicroError);
+  const three = parseRestart("on-failure:3");
+  assert.equal(shouldRestart(three, 1, rec({ restartCount: 2 })), true);
+  assert.equal(shouldRestart(three, 1, rec({ restartCount: 3 })), false);
+  assert.equal(shouldRestart(three, 0, rec()), false);
+  assert.equal(shouldRestart(parseRestart("on-failure"), 1, rec({ restartCount: 99 })), true);
+  assert.equal(shouldRestart(parseRestart("always"), 0, rec()), true);
+  assert.equal(shouldRestart(parseRestart("unless-stopped"), 0, rec()), true);
+  assert.equal(shouldRestart(parseRestart("no"), 1, rec()), false);
+});
+
+Deno.test("back-off: 100 ms doubling, back to 100 ms after 10 s up", () => {
+  const r = rec({ startedAt: "2026-01-01T00:00:00.000Z", finishedAt: "2026-01-01T00:00:01.000Z" });
+  assert.deepEqual([nextDelay(r), nextDelay(r), nextDelay(r), nextDelay(r)], [100, 200, 400, 800]);
+  r.finishedAt = "2026-01-01T00:00:10.000Z";
+  assert.equal(nextDelay(r), 100);
+  r.finishedAt = "2026-01-01T00:00:01.000Z";
+  assert.equal(nextDelay(r), 200);
+  r.backoff = 30;
+  assert.equal(nextDelay(r), 60_000);
+});
+
+Deno.test("logs --since: RFC 3339, Unix seconds, durations", () => {
+  const now = Date.parse("2026-01-02T00:00:00Z");
+  assert.equal(parseSince("2026-01-01T23:00:00Z", now), now - 3_600_000);
+  assert.equal(parseSince("1767312000", now), 1767312000_000);
+  assert.equal(parseSince("10m", now), now - 600_000);
+  assert.equal(parseSince("1h30m", now), now - 5_400_000);
+  assert.throws(() => parseSince("yesterday", now), MicroError);
+});
+
+Deno.test("start: the run that makes a kept container again (detached, its command)", () => {
+  assert.deepEqual(
+    startArgv(rec({ image: { path: "/img" }, options: ["--rm", "--name", "x"], command: ["sh"] })),
+    ["run", "--name", "x", "-d", "/img", "sh"],
+  );
+  assert.deepEqual(
+    startArgv(
+      rec({
+        image: { id: "sha256:1", name: "alpine" },
+        options: ["-d"],
+        command: ["/bin/sh", "-c", "x"],
+      }),
+    ),
+    ["run", "-d", "--entrypoint", "/bin/sh", "alpine", "-c", "x"],
+  );
+  // its own store, after the options as typed (the last --root wins)
+  assert.deepEqual(
+    startArgv(rec({ image: { path: "/img" }, options: ["--root", "rel"], command: ["sh"] }), "/s"),
+    ["run", "--root", "rel", "-d", "--root", "/s", "/img", "sh"],
+  );
+});
