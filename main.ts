@@ -13,6 +13,8 @@ usage:
   micro ps [-a] [-q] [--no-trunc] [-f label=K[=V]]    running containers (-a: kept ones too)
   micro rm [-f] NAME|ID...                            remove containers (-f: running ones too)
   micro diff NAME|ID                                  a container's changes to its image
+  micro exec [-i] [-t] [-u USER] [-w DIR] [-e K=V] [-d] NAME|ID COMMAND...
+                                                      run COMMAND in a running container
   micro pull [OPTIONS] REFERENCE                      pull an image into the image store
   micro image ls|rm|inspect|prune|import|export       manage the image store
   micro images, micro rmi IMAGE...                    micro image ls, micro image rm
@@ -45,6 +47,7 @@ const COMMANDS: Record<string, () => Promise<(argv: string[]) => Promise<number>
   ps: async () => (await import("./commands/container.ts")).ps,
   rm: async () => (await import("./commands/container.ts")).rm,
   diff: async () => (await import("./commands/container.ts")).diff,
+  exec: async () => (await import("./commands/exec.ts")).exec,
   pull: async () => (await import("./commands/image.ts")).pull,
   image: async () => (await import("./commands/image.ts")).image,
   images: async () => (await import("./commands/image.ts")).images,

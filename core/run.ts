@@ -29,6 +29,7 @@ import {
 import { openLibc } from "./sys/libc.ts";
 import { C, cstr, type Sys } from "./sys/mod.ts";
 import { CLONE_FLAGS } from "./engine/child.ts";
+import { execRecord } from "./exec/record.ts";
 import { plannedCgroups } from "./engine/parent.ts";
 import { mark } from "./trace.ts";
 import { PLUGINS } from "../plugins/mod.ts";
@@ -281,6 +282,8 @@ export async function runCommand(argv: string[], signals: RunSignals): Promise<n
     startTime: processStartTime(Deno.pid),
     image: p.stored ? p.stored.ref : p.spec.root.path,
     created: new Date().toISOString(),
+    containerId: p.containerId,
+    exec: execRecord(p.ops),
   };
   const image = p.image;
   if (image) state.imageId = { path: image.path, dev: image.dev, ino: image.ino };

@@ -5,6 +5,7 @@
  */
 import { type RecordedCgroup, removeRecorded } from "./cgroups/fs.ts";
 import { type ImageId, releaseImage } from "./engine/image.ts";
+import type { ExecRecord } from "./exec/record.ts";
 import { MicroError } from "./errors.ts";
 import { removeContainerDir } from "./store/containers.ts";
 import type { Sys } from "./sys/mod.ts";
@@ -29,6 +30,10 @@ export interface RunState {
   /** Cgroup directories, recorded before each is created, in creation order. */
   cgroups?: RecordedCgroup[];
   created: string;
+  /** The container's id (64 hex digits): commands find a container by it or a prefix. */
+  containerId?: string;
+  /** What `micro exec` repeats of the command's process (core/exec/record.ts). */
+  exec?: ExecRecord;
 }
 
 export function stateRoot(uid: number): string {

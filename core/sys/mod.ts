@@ -325,6 +325,8 @@ export const C = {
   FIONREAD: 0x541b,
   POLLIN: 1,
   POLLHUP: 0x10,
+  /** The new process is the caller's sibling: its parent's child (micro exec's second fork). */
+  CLONE_PARENT: 0x00008000,
 } as const;
 
 export const RLIMITS: Record<string, number> = {
