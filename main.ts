@@ -15,6 +15,9 @@ usage:
   micro diff NAME|ID                                  a container's changes to its image
   micro exec [-i] [-t] [-u USER] [-w DIR] [-e K=V] [-d] NAME|ID COMMAND...
                                                       run COMMAND in a running container
+  micro stats [--no-stream] [--format json] [NAME...] CPU, memory, I/O, pids (live)
+  micro top NAME|ID [ps OPTIONS]                      a container's processes
+  micro pause|unpause NAME|ID...                      freeze or thaw a container
   micro pull [OPTIONS] REFERENCE                      pull an image into the image store
   micro image ls|rm|inspect|prune|import|export       manage the image store
   micro images, micro rmi IMAGE...                    micro image ls, micro image rm
@@ -48,6 +51,10 @@ const COMMANDS: Record<string, () => Promise<(argv: string[]) => Promise<number>
   rm: async () => (await import("./commands/container.ts")).rm,
   diff: async () => (await import("./commands/container.ts")).diff,
   exec: async () => (await import("./commands/exec.ts")).exec,
+  stats: async () => (await import("./commands/stats.ts")).stats,
+  top: async () => (await import("./commands/stats.ts")).top,
+  pause: async () => (await import("./commands/stats.ts")).pause,
+  unpause: async () => (await import("./commands/stats.ts")).unpause,
   pull: async () => (await import("./commands/image.ts")).pull,
   image: async () => (await import("./commands/image.ts")).image,
   images: async () => (await import("./commands/image.ts")).images,

@@ -230,6 +230,13 @@ export async function execCommand(argv: string[], signals: RunSignals): Promise<
       hint: "restart it with this micro",
     });
   }
+  // A frozen cgroup would freeze the exec'd child before it could run (Docker refuses too).
+  const { isPaused } = await import("../stats/mod.ts");
+  if (isPaused(found)) {
+    throw new MicroError(`container "${req.container}" is paused`, {
+      hint: `unpause it first: micro unpause ${req.container}`,
+    });
+  }
   const pidfd = openInit(found, sys);
   try {
     const pid = found.state.containerPid!;
