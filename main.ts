@@ -18,6 +18,7 @@ usage:
   micro stats [--no-stream] [--format json] [NAME...] CPU, memory, I/O, pids (live)
   micro top NAME|ID [ps OPTIONS]                      a container's processes
   micro pause|unpause NAME|ID...                      freeze or thaw a container
+  micro doctor [--format json]                        what this host supports; which profiles run
   micro pull [OPTIONS] REFERENCE                      pull an image into the image store
   micro image ls|rm|inspect|prune|import|export       manage the image store
   micro images, micro rmi IMAGE...                    micro image ls, micro image rm
@@ -55,6 +56,7 @@ const COMMANDS: Record<string, () => Promise<(argv: string[]) => Promise<number>
   top: async () => (await import("./commands/stats.ts")).top,
   pause: async () => (await import("./commands/stats.ts")).pause,
   unpause: async () => (await import("./commands/stats.ts")).unpause,
+  doctor: async () => (await import("./commands/doctor.ts")).doctor,
   pull: async () => (await import("./commands/image.ts")).pull,
   image: async () => (await import("./commands/image.ts")).image,
   images: async () => (await import("./commands/image.ts")).images,

@@ -144,3 +144,10 @@ Deno.test("sizes as Docker prints them; the table; ps filtered by its PID column
   assert.equal(filterPs(ps, [20, 21]), "UID PID PPID CMD\nroot 20 1 sh\nroot 21 20 sleep\n");
   assert.throws(() => filterPs("USER COMMAND\n", [1]), /no PID column/);
 });
+
+Deno.test("doctor reads the kernel version from the release string", async () => {
+  const { kernelVersion } = await import("../../core/doctor/mod.ts");
+  assert.deepEqual(kernelVersion("6.18.44-fc-v1252"), [6, 18]);
+  assert.deepEqual(kernelVersion("5.4.0-150-generic"), [5, 4]);
+  assert.deepEqual(kernelVersion("weird"), [0, 0]);
+});
