@@ -98,6 +98,9 @@ microTest(
       const a = counter(pid);
       await sleep(300);
       assert.equal(counter(pid), a, "the counter advanced while paused");
+      // ps shows it, as Docker does.
+      const ps = ok(await run(["ps"]));
+      assert.match(ps, new RegExp(`Up .* \\(Paused\\)\\s+${c.name}$`, "m"), ps);
       const refused = await run(["exec", c.name, "true"]);
       assert.equal(refused.code, 125);
       assert.match(refused.stderr, /is paused/);
@@ -105,6 +108,7 @@ microTest(
       assert.equal(again.code, 125);
       assert.match(again.stderr, /already paused/);
       ok(await run(["unpause", c.name]));
+      assert.doesNotMatch(ok(await run(["ps"])), /Paused/);
       await sleep(300);
       assert.ok(counter(pid) > a, "the counter did not go on after unpause");
     });
