@@ -125,6 +125,24 @@ microTest(
       assert.match(seen, /^NoNewPrivs:\s+1$/m);
       assert.match(seen, /^CapEff:\s+0+$/m);
       assert.match(seen, /uid=65534/);
+      // Root of the container's user namespace gets no more: its bounding set is empty.
+      const root = ok(
+        await exec([
+          "-u",
+          "0",
+          name,
+          "sh",
+          "-c",
+          "id -u; grep -E '^Cap(Eff|Bnd)' /proc/self/status",
+        ]),
+      );
+      assert.match(root, /^0\nCapEff:\s+0+\nCapBnd:\s+0+\n$/);
+      // stdin with -i.
+      const c = as(undefined, undefined, ["exec", "-i", name, "cat"]);
+      assert.equal(
+        ok(await run(c.args, { cmd: c.cmd, stdin: "through stdin\n" })),
+        "through stdin\n",
+      );
     });
   },
 );
