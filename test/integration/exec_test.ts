@@ -174,6 +174,11 @@ microTest("exec -u, -w, -e, --env-file and the command's exit code", async () =>
       ]);
       assert.match(r.stdout, /CapEff:\s+0+\n/);
       assert.equal((await exec([name, "sh", "-c", "kill -9 $$"])).code, 137);
+      // A name, looked up in the container's own /etc/passwd.
+      assert.equal(ok(await exec(["-u", "app", name, "id", "-un"])), "app\n");
+      const nobody = await exec(["-u", "nosuchuser", name, "true"]);
+      assert.equal(nobody.code, 125);
+      assert.match(nobody.stderr, /user "nosuchuser" not found/);
       const missing = await exec([name, "/no/such/command"]);
       assert.equal(missing.code, 127, show(missing));
       assert.equal(missing.stderr.trim().split("\n").length, 1, missing.stderr);
