@@ -99,7 +99,8 @@ export function newId(): string {
 export function writeState(dir: string, state: RunState): void {
   const t = now();
   const tmp = `${dir}/.state.json.tmp`;
-  Deno.writeTextFileSync(tmp, JSON.stringify(state, null, 2) + "\n");
+  // Owner only: it holds the command's environment (for micro exec), which may hold secrets.
+  Deno.writeTextFileSync(tmp, JSON.stringify(state, null, 2) + "\n", { mode: 0o600 });
   Deno.renameSync(tmp, `${dir}/state.json`);
   span("state write", t);
 }

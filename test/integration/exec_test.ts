@@ -238,7 +238,10 @@ microTest(
 
 microTest("exec finds a container by a unique prefix of its id", async () => {
   await withContainer([], async (name, exec) => {
-    const st = JSON.parse(Deno.readTextFileSync(`/run/micro/${name}/state.json`));
+    const file = `/run/micro/${name}/state.json`;
+    const st = JSON.parse(Deno.readTextFileSync(file));
+    // It holds the command's environment: its owner's alone.
+    assert.equal(Deno.statSync(file).mode! & 0o777, 0o600);
     assert.match(st.containerId, /^[0-9a-f]{64}$/);
     assert.equal(
       ok(await exec([st.containerId.slice(0, 10), "hostname"])),
