@@ -168,8 +168,12 @@ export async function statsCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const uid = Deno.uid() ?? 0;
+  // The names given must run at the start; one that ends while streaming leaves the table.
+  const named = o.names.map((n) => findRunning(n, uid));
   const pick = () =>
-    o.names.length ? o.names.map((n) => findRunning(n, uid)) : runningContainers(uid);
+    o.names.length
+      ? named.filter((f) => isAlive(f.state.containerPid, f.state.containerStartTime))
+      : runningContainers(uid);
   let stop = false;
   const onInt = () => stop = true;
   if (o.stream) Deno.addSignalListener("SIGINT", onInt);
