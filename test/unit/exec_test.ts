@@ -281,3 +281,35 @@ Deno.test("execute with an enter op: the forked child's pid is waited for, the f
   // The caller's pidfd is the caller's to close.
   assert.ok(!sys.format().includes("close(60)"));
 });
+
+Deno.test("foreignNamespaces: none for micro's own process", async () => {
+  const { foreignNamespaces } = await import("../../core/exec/mod.ts");
+  assert.deepEqual(foreignNamespaces(Deno.pid), []);
+});
+
+Deno.test("findContainer: by name, full id or unique prefix; one-line errors otherwise", async () => {
+  const { findContainer, findRunning } = await import("../../core/exec/find.ts");
+  const root = Deno.makeTempDirSync();
+  try {
+    const put = (name: string, containerId: string) => {
+      Deno.mkdirSync(`${root}/${name}`);
+      Deno.writeTextFileSync(
+        `${root}/${name}/state.json`,
+        JSON.stringify({ id: name, pid: 1, startTime: 1, image: null, created: "", containerId }),
+      );
+    };
+    put("web", "abc123" + "0".repeat(58));
+    put("db", "abd999" + "0".repeat(58));
+    const uid = Deno.uid()!;
+    assert.equal(findContainer("web", uid, root).name, "web");
+    assert.equal(findContainer("abc1", uid, root).name, "web");
+    assert.equal(findContainer("abd999" + "0".repeat(58), uid, root).name, "db");
+    assert.throws(() => findContainer("ab", uid, root), /prefix of 2 containers' ids/);
+    assert.throws(() => findContainer("zzz", uid, root), /no such container: "zzz"/);
+    assert.throws(() => findContainer("../etc", uid, root), /no such container/);
+    // Its init is not running (no containerPid): not running, one line.
+    assert.throws(() => findRunning("web", uid, root), /container "web" is not running/);
+  } finally {
+    Deno.removeSync(root, { recursive: true });
+  }
+});
