@@ -3,7 +3,18 @@
  * cgroup files, read on the host.
  */
 import assert from "node:assert/strict";
-import { Background, IMAGE, microTest, ok, run, show, sleep } from "./_helpers.ts";
+import {
+  Background,
+  IMAGE,
+  MICRO,
+  microTest,
+  NEEDS,
+  ok,
+  run,
+  show,
+  sleep,
+  withTempDir,
+} from "./_helpers.ts";
 
 /** PID 1 counts in /tmp/count (renamed into place: never seen half written) until /tmp/stop. */
 const COUNTER = "i=0; echo ready; while [ ! -e /tmp/stop ]; do i=$((i+1)); " +
@@ -122,3 +133,46 @@ microTest("stats, top, pause of a container that is not running: one line, exit 
     assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
   }
 });
+
+microTest("rootless: stats, top and pause of a container without a cgroup of its own", async () => {
+  await withTempDir(async (dir) => {
+    Deno.chownSync(dir, 1000, 1000);
+    const asUser = (args: string[]) => [
+      "--reuid=1000",
+      "--regid=1000",
+      "--clear-groups",
+      "--",
+      "env",
+      "-u",
+      "XDG_RUNTIME_DIR",
+      `MICRO_ROOT=${dir}`,
+      "HOME=/tmp",
+      MICRO,
+      ...args,
+    ];
+    const name = `stats-rl-${crypto.randomUUID().slice(0, 8)}`;
+    const bg = new Background(
+      asUser(["run", "--rm", "--name", name, "--tmpfs", "/tmp", IMAGE, "sh", "-c", COUNTER]),
+      { cmd: "setpriv" },
+    );
+    const micro = (args: string[]) => run(asUser(args), { cmd: "setpriv" });
+    try {
+      assert.ok(await bg.waitForStdout("ready"), bg.stderr);
+      const row = JSON.parse(ok(await micro(["stats", "--no-stream", "--format", "json", name])));
+      assert.equal(row.Name, name);
+      assert.equal(row.NetIO, "0B / 0B");
+      const top = ok(await micro(["top", name, "-o", "pid,comm"]));
+      assert.match(top, /\bsh\n/);
+      const paused = await micro(["pause", name]);
+      if (paused.code !== 0) {
+        // Without a delegated cgroup there is no freezer: one line saying so.
+        assert.equal(paused.code, 125, show(paused));
+        assert.match(paused.stderr, /no freezer cgroup/);
+      } else ok(await micro(["unpause", name]));
+    } finally {
+      await micro(["exec", name, "touch", "/tmp/stop"]);
+      const r = await bg.result();
+      assert.equal(r.code, 0, show(r));
+    }
+  });
+}, { ignore: NEEDS.setpriv });
