@@ -21,6 +21,12 @@ usage:
   micro start [-a] NAME... | restart NAME...          a kept container again (detached)
   micro inspect NAME...                               containers as JSON
   micro boot                                          start --restart always/unless-stopped
+  micro exec [-i] [-t] [-u USER] [-w DIR] [-e K=V] [-d] NAME|ID COMMAND...
+                                                      run COMMAND in a running container
+  micro stats [--no-stream] [--format json] [NAME...] CPU, memory, I/O, pids (live)
+  micro top NAME|ID [ps OPTIONS]                      a container's processes
+  micro pause|unpause NAME|ID...                      freeze or thaw a container
+  micro doctor [--format json]                        what this host supports; which profiles run
   micro pull [OPTIONS] REFERENCE                      pull an image into the image store
   micro image ls|rm|inspect|prune|import|export       manage the image store
   micro images, micro rmi IMAGE...                    micro image ls, micro image rm
@@ -66,6 +72,12 @@ const COMMANDS: Record<string, () => Promise<(argv: string[]) => Promise<number>
   _supervise: async () => (await import("./commands/lifecycle.ts")).supervise,
   "_run-detached": async () => (await import("./commands/lifecycle.ts")).runDetachedWorker,
   "_start-detached": async () => (await import("./commands/lifecycle.ts")).startDetachedWorker,
+  exec: async () => (await import("./commands/exec.ts")).exec,
+  stats: async () => (await import("./commands/stats.ts")).stats,
+  top: async () => (await import("./commands/stats.ts")).top,
+  pause: async () => (await import("./commands/stats.ts")).pause,
+  unpause: async () => (await import("./commands/stats.ts")).unpause,
+  doctor: async () => (await import("./commands/doctor.ts")).doctor,
   pull: async () => (await import("./commands/image.ts")).pull,
   image: async () => (await import("./commands/image.ts")).image,
   images: async () => (await import("./commands/image.ts")).images,

@@ -54,6 +54,13 @@ export interface OpArgs {
    */
   join: { flag: string; container: string };
   /**
+   * rootfs (`micro exec`): every namespace of the running container `container` that is not
+   * micro's own, entered by the child in one setns through the pidfd of the container's
+   * init (the kernel enters the user namespace first, as runc does). With the pid namespace
+   * the child forks once more (CLONE_PARENT: micro's child), so the process itself is in it.
+   */
+  enter: { container: string; flags: string[] };
+  /**
    * rootfs: a namespace entered by the child itself, after the parent placed it: the
    * cgroup namespace, so its root is the container's own cgroup (runc does the same).
    */

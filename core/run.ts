@@ -31,6 +31,7 @@ import {
 import { openLibc } from "./sys/libc.ts";
 import { C, cstr, type Sys } from "./sys/mod.ts";
 import { CLONE_FLAGS } from "./engine/child.ts";
+import { execRecord } from "./exec/record.ts";
 import { plannedCgroups } from "./engine/parent.ts";
 import { mark } from "./trace.ts";
 import { PLUGINS } from "../plugins/mod.ts";
@@ -312,6 +313,8 @@ export async function runCommand(
     startTime: processStartTime(Deno.pid),
     image: p.stored ? p.stored.ref : p.spec.root.path,
     created: new Date().toISOString(),
+    containerId: p.containerId,
+    exec: execRecord(p.ops),
   };
   const image = p.image;
   if (image) state.imageId = { path: image.path, dev: image.dev, ino: image.ino };

@@ -6,6 +6,7 @@
 import { stopLeftHelper } from "./usernet/record.ts";
 import { type RecordedCgroup, removeRecorded } from "./cgroups/fs.ts";
 import { type ImageId, releaseImage } from "./engine/image.ts";
+import type { ExecRecord } from "./exec/record.ts";
 import { MicroError } from "./errors.ts";
 import { readRecord, removeContainerDir, writeRecord } from "./store/containers.ts";
 import { C, cstr, type Sys } from "./sys/mod.ts";
@@ -39,6 +40,10 @@ export interface RunState {
   record?: string;
   /** The process holding the read ends of the container's output pipes (supervisor). */
   keeper?: { pid: number; startTime: number; stdout: number; stderr: number };
+  /** The container's id (64 hex digits): commands find a container by it or a prefix. */
+  containerId?: string;
+  /** What `micro exec` repeats of the command's process (core/exec/record.ts). */
+  exec?: ExecRecord;
 }
 
 export function stateRoot(uid: number): string {
@@ -111,7 +116,8 @@ export function newId(): string {
 export function writeState(dir: string, state: RunState): void {
   const t = now();
   const tmp = `${dir}/.state.json.tmp`;
-  Deno.writeTextFileSync(tmp, JSON.stringify(state, null, 2) + "\n");
+  // Owner only: it holds the command's environment (for micro exec), which may hold secrets.
+  Deno.writeTextFileSync(tmp, JSON.stringify(state, null, 2) + "\n", { mode: 0o600 });
   Deno.renameSync(tmp, `${dir}/state.json`);
   span("state write", t);
 }

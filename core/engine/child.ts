@@ -135,6 +135,11 @@ export const EXEC_FAILED_RECORD = -4;
 export const LABEL_FAILED_RECORD = -5;
 /** `[INIT_FAILED_RECORD, errno]`: the trampoline in init mode could not set itself up. */
 export const INIT_FAILED_RECORD = -6;
+/**
+ * `[PID_RECORD, pid]`: the child of an `enter` op forked into the container's pid namespace;
+ * this pid (micro's child too, by CLONE_PARENT) goes on, the first child leaves.
+ */
+export const PID_RECORD = -7;
 /** The trampoline's argv[0] that makes it the container's init (`--init`). */
 export const INIT_MODE = "init";
 
@@ -166,6 +171,8 @@ export const FD_EXE = FD_KEEP + 2;
  */
 const FD_LAYERS = FD_KEEP + 3;
 const FD_CONTAINER = FD_KEEP + 4;
+/** The pidfd of a running container's init, for an `enter` op (`micro exec`). */
+const FD_ENTER = FD_KEEP + 5;
 /**
  * Idmapped copies of a store image's layers (see idmapped.ts), kept from here up and
  * attached on the directories `layerMounts` names (the overlay's lower directories).
@@ -211,6 +218,7 @@ export interface ChildContext {
   /**
    * `run -d`: the parent-death signal is cleared right before exec (the runner hands the
    * command to the supervisor and exits); until then it dies with the runner as any child.
+   * `micro exec -d` too: the command outlives micro (its second fork has none either).
    */
   detached?: boolean;
   /** Idmapped layer trees, kept at FD_IDMAPPED + k (close-on-exec). */
@@ -227,6 +235,8 @@ export interface ChildContext {
   /** Empty directories the two are attached on (see FD_LAYERS). */
   layersAt?: string;
   containerAt?: string;
+  /** A pidfd of the container an `enter` op joins (`micro exec`), or -1. */
+  enterFd?: number;
 }
 
 const MS: Record<MountFlag, number> = {
@@ -772,6 +782,8 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
     fd === to ? sys.fcntl(to, C.F_SETFD, 0) : sys.dup3(fd, to, 0);
   let exec: StepInfo | undefined;
   let init = false;
+  /** What the process gets when micro dies; none for a detached exec, once it is entered. */
+  let deathSignal: number = C.SIGKILL;
 
   // Prologue: die with the parent, wait for the parent's attach phase, own session, stdio.
   step(engine("prctl(PR_SET_PDEATHSIG)"), () => sys.prctl(C.PR_SET_PDEATHSIG, C.SIGKILL, 0, 0, 0));
@@ -798,9 +810,13 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
   // closed, the unused fixed numbers included.
   const keep = [[ctx.report, FD_REPORT], [imageFd, FD_IMAGE], [ctx.exe, FD_EXE]];
   // -1 closes the number: nothing inherited may stay below the last one kept.
-  if ((ctx.containerFd ?? -1) >= 0) keep.push([ctx.layersFd ?? -1, FD_LAYERS]);
+  const enterFd = ctx.enterFd ?? -1;
+  if ((ctx.containerFd ?? -1) >= 0 || enterFd >= 0) keep.push([ctx.layersFd ?? -1, FD_LAYERS]);
   else if ((ctx.layersFd ?? -1) >= 0) keep.push([ctx.layersFd!, FD_LAYERS]);
-  if ((ctx.containerFd ?? -1) >= 0) keep.push([ctx.containerFd!, FD_CONTAINER]);
+  if ((ctx.containerFd ?? -1) >= 0 || enterFd >= 0) {
+    keep.push([ctx.containerFd ?? -1, FD_CONTAINER]);
+  }
+  if (enterFd >= 0) keep.push([enterFd, FD_ENTER]);
   const keepLast = keep[keep.length - 1][1];
   const layers = ctx.layerFds ?? [];
   for (let k = 0; k < layers.length; k++) keep.push([layers[k], FD_IDMAPPED + k]);
@@ -1052,7 +1068,7 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         break;
       }
       case "console": {
-        if (!pivoted) throw new Error("console planned before pivot-root");
+        if (!pivoted) throw new Error("console planned before pivot-root or enter");
         i.paths = { path: "/dev/ptmx" };
         const ptmx = cstr("/dev/ptmx");
         const unlock = new Uint8Array(4);
@@ -1119,7 +1135,7 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         // A credential change clears the parent-death signal: set it again.
         step(
           engine("prctl(PR_SET_PDEATHSIG)"),
-          () => sys.prctl(C.PR_SET_PDEATHSIG, C.SIGKILL, 0, 0, 0),
+          () => sys.prctl(C.PR_SET_PDEATHSIG, deathSignal, 0, 0, 0),
         );
         break;
       }
@@ -1329,6 +1345,46 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
           const n = sys.write(fd, value, value.length);
           sys.close(fd);
           return n < 0 ? n : 0;
+        });
+        break;
+      }
+      case "enter": {
+        if (enterFd < 0) throw new Error("enter planned without the container's pidfd");
+        let flags = 0;
+        for (const name of o.args.flags) {
+          const f = CLONE_FLAGS[name];
+          if (f === undefined) throw new Error(`unknown namespace flag ${name}`);
+          flags |= f;
+        }
+        i.paths = { container: o.args.container, namespaces: o.args.flags.join(",") || "none" };
+        i.hints = {
+          1: "micro may not enter this container's namespaces (another user's container?)",
+          22: "this kernel cannot setns with a pidfd (Linux 5.8+)",
+        };
+        // Its root and cwd are the container's now: a terminal is made there as after a pivot.
+        if (flags & C.CLONE_NEWNS) pivoted = true;
+        const forks = (flags & C.CLONE_NEWPID) !== 0;
+        const record = new Int32Array([PID_RECORD, 0]);
+        if (ctx.detached) deathSignal = 0;
+        step(i, () => {
+          const rc = flags ? sys.setns(FD_ENTER, flags) : 0;
+          sys.close(FD_ENTER);
+          if (rc < 0) return rc;
+          if (forks) {
+            // Only the children of a process that entered a pid namespace are in it.
+            sys.prepareFork();
+            const pid = sys.clone(C.CLONE_PARENT);
+            if (pid < 0) return pid;
+            if (pid > 0) {
+              record[1] = pid;
+              sys.sendRecord(reportFd, record, -1);
+              sys.exit(0);
+            }
+            // The fork's child: its own session (a terminal needs one), not yet dumpable.
+            const s = sys.setsid();
+            if (s < 0) return s;
+          }
+          return sys.prctl(C.PR_SET_PDEATHSIG, deathSignal, 0, 0, 0);
         });
         break;
       }

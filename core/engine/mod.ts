@@ -26,6 +26,7 @@ import {
   CONSOLE_RECORD,
   EXEC_FAILED_RECORD,
   INIT_FAILED_RECORD,
+  PID_RECORD,
   READY_RECORD,
   runChild,
   type StepInfo,
@@ -52,6 +53,16 @@ export interface EngineOptions {
    * flags of its namespaces to join (entered right before the clone, left right after).
    */
   join?: { pidfd: number; flags: number }[];
+  /**
+   * `micro exec`: a pidfd of the running container's init, which the plan's `enter` op
+   * joins from the child (the caller opened it and checked its start time; it closes it).
+   */
+  enter?: number;
+  /**
+   * `micro exec`: the host ids of the container's root, read from its init's maps (the plan
+   * has no id map op of its own): the owner of the pipes micro gives the command.
+   */
+  rootIds?: { uid: number; gid: number };
   /** `-a`: the output streams relayed (without a terminal); one not named is /dev/null. */
   attach?: { stdout: boolean; stderr: boolean };
   /** Signals, listened to since the run began; made here when not given. */
@@ -65,7 +76,8 @@ export interface EngineOptions {
   /**
    * `run -d`: return as soon as the command runs, with its pid and micro's ends of its
    * stdio, leaving everything in place (no watchdog: the container outlives micro; the
-   * supervisor waits for it and cleans up through the state, core/supervisor/).
+   * supervisor waits for it and cleans up through the state, core/supervisor/). `micro exec
+   * -d` too: the caller closes the ends; the command outlives micro.
    */
   detach?: boolean;
   /** `micro start`: the container's layer (upper, work) is its last run's, kept. */
@@ -477,8 +489,8 @@ async function start(
     const pipes = stdio.map((fd) => fd !== devNull) as [boolean, boolean, boolean];
     // In a user namespace the container's root must own the pipes, or it may neither
     // reopen them (/dev/stdout) nor give them to its user (runc's setupProcessPipes).
-    const rootUid = rootHostId(plan, "uid_map");
-    const rootGid = rootHostId(plan, "gid_map");
+    const rootUid = rootHostId(plan, "uid_map") ?? opts.rootIds?.uid;
+    const rootGid = rootHostId(plan, "gid_map") ?? opts.rootIds?.gid;
     const mine = rootUid === (Deno.uid() ?? 0) && rootGid === (Deno.gid() ?? 0);
     if (rootUid !== undefined && rootGid !== undefined && !mine) {
       for (let k = 0; k < 3; k++) {
@@ -506,6 +518,7 @@ async function start(
       exe,
       layerFds: opts.layerFds,
       layerMounts: opts.layerMounts,
+      enterFd: opts.enter ?? -1,
       detached: opts.detach,
     }, sys);
   } catch (e) {
@@ -527,7 +540,7 @@ async function start(
   // forked once per run, right after the first child and before it is released, and
   // after micro has left any namespace it joined for the child.
   sys.prepareFork();
-  const pid = sys.clone(flags);
+  let pid = sys.clone(flags);
   if (pid === 0) runChild(prog, sys);
   const left = joined.length ? leaveJoined(joined, sys) : 0;
   let guard = 0;
@@ -614,6 +627,14 @@ async function start(
     }
     // Only the console record may carry an fd; anything else passed along is closed.
     if (got.fd >= 0) sys.close(got.fd);
+    // An `enter` op's fork into the container's pid namespace: that child goes on, micro's
+    // too (CLONE_PARENT); the first one has left.
+    if (got.n === 8 && record[0] === PID_RECORD && !ready && record[1] > 0) {
+      await sys.waitpid(pid);
+      pid = record[1];
+      signals.child(pid, (p, n) => sys.kill(p, n));
+      continue;
+    }
     if (got.n === 8 && record[0] === READY_RECORD) {
       ready = true;
       continue;

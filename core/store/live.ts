@@ -12,6 +12,7 @@ import {
   untrustedRootError,
 } from "../state.ts";
 import type { ContainerRecord } from "./containers.ts";
+import { isPaused } from "../stats/mod.ts";
 
 export interface Status {
   state: "created" | "running" | "exited";
@@ -19,6 +20,8 @@ export interface Status {
   exitCode: number | null;
   /** When it exited, if known. */
   finishedAt?: string;
+  /** Running, but frozen by `micro pause`. */
+  paused?: boolean;
 }
 
 function alive(pid: number | undefined, start: number | undefined): boolean {
@@ -40,7 +43,13 @@ export function statusOf(rec: ContainerRecord, stateRoot: string): Status {
   if (rec.state === "exited") {
     return { state: "exited", exitCode: rec.exitCode ?? null, finishedAt: rec.finishedAt };
   }
-  if (liveRun(rec, stateRoot)) return { state: rec.state, exitCode: null };
+  const live = liveRun(rec, stateRoot);
+  if (live) {
+    const found = { name: rec.runId, dir: `${stateRoot}/${rec.runId}`, state: live };
+    return isPaused(found)
+      ? { state: rec.state, exitCode: null, paused: true }
+      : { state: rec.state, exitCode: null };
+  }
   // A start that failed keeps "created" with the code micro returned, as Docker does.
   if (rec.state === "created" && rec.exitCode !== undefined) {
     return { state: "created", exitCode: rec.exitCode, finishedAt: rec.finishedAt };

@@ -39,7 +39,8 @@ function ago(iso: string | undefined, now: number): string {
 export function statusText(row: PsRow, now: number): string {
   const { status, rec } = row;
   if (status.state === "running") {
-    return `Up ${humanDuration(Math.max(0, now - Date.parse(rec.startedAt ?? rec.created)))}`;
+    const up = `Up ${humanDuration(Math.max(0, now - Date.parse(rec.startedAt ?? rec.created)))}`;
+    return status.paused ? `${up} (Paused)` : up;
   }
   if (status.state === "created") return "Created";
   if (status.exitCode === null) return "Exited (unknown)";

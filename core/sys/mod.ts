@@ -329,6 +329,8 @@ export const C = {
   PR_SET_CHILD_SUBREAPER: 36,
   F_GETFL: 3,
   F_SETFL: 4,
+  /** The new process is the caller's sibling: its parent's child (micro exec's second fork). */
+  CLONE_PARENT: 0x00008000,
 } as const;
 
 export const RLIMITS: Record<string, number> = {

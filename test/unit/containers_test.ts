@@ -415,6 +415,13 @@ Deno.test("ps: Docker's durations, status and table layout", () => {
     "Up 2 minutes",
   );
   assert.equal(
+    statusText({
+      rec: { ...rec, startedAt: "2025-01-01T11:58:00Z" },
+      status: { state: "running", exitCode: null, paused: true },
+    }, now),
+    "Up 2 minutes (Paused)",
+  );
+  assert.equal(
     statusText({ rec, status: { state: "exited", exitCode: null } }, now),
     "Exited (unknown)",
   );
