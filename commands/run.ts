@@ -2,6 +2,7 @@
 import { gcState } from "./_gc.ts";
 import { RunSignals } from "../core/signals.ts";
 import { mark } from "../core/trace.ts";
+import { usageError } from "../core/errors.ts";
 
 function wantsHelp(argv: string[]): boolean {
   return argv.includes("--help") && argv.indexOf("--help") < (argv.indexOf("--") + 1 || Infinity);
@@ -23,6 +24,16 @@ export async function run(argv: string[]): Promise<number> {
 
 export async function plan(argv: string[]): Promise<number> {
   if (wantsHelp(argv)) return await help();
+  // `micro plan --bundle DIR`: the ops `micro oci create` would run for that bundle.
+  const b = argv.findIndex((a) => a === "--bundle" || a === "-b" || a.startsWith("--bundle="));
+  if (b > 0) {
+    const dir = argv[b].startsWith("--bundle=") ? argv[b].slice(9) : argv[b + 1];
+    if (!dir) throw usageError('option "--bundle" needs a directory');
+    const { planBundle } = await import("../core/oci/runtime.ts");
+    const { formatPlan } = await import("../core/plan.ts");
+    console.log(formatPlan(planBundle(dir)).trimEnd());
+    return 0;
+  }
   await gcState();
   mark("state gc");
   const { planCommand } = await import("../core/run.ts");

@@ -167,6 +167,13 @@ export const FD_EXE = FD_KEEP + 2;
 const FD_LAYERS = FD_KEEP + 3;
 const FD_CONTAINER = FD_KEEP + 4;
 /**
+ * The OCI runtime's exec fifo (an O_PATH fd of `exec.fifo` in the container's state dir):
+ * right before the exec the child opens it for writing, which blocks until `start` opens
+ * it for reading (runc's design: `create` returns with the process waiting there).
+ */
+const FD_FIFO = FD_KEEP + 5;
+const FIFO_PATH = cstr(`/proc/self/fd/${FD_FIFO}`);
+/**
  * Idmapped copies of a store image's layers (see idmapped.ts), kept from here up and
  * attached on the directories `layerMounts` names (the overlay's lower directories).
  */
@@ -222,6 +229,13 @@ export interface ChildContext {
   /** Empty directories the two are attached on (see FD_LAYERS). */
   layersAt?: string;
   containerAt?: string;
+  /** An O_PATH fd of the OCI exec fifo: the child blocks on it before the exec (FD_FIFO). */
+  execFifo?: number;
+  /**
+   * The container outlives micro (OCI `create`): no PR_SET_PDEATHSIG, since the micro
+   * process that cloned it exits while the container waits; its caller supervises it.
+   */
+  detached?: boolean;
 }
 
 const MS: Record<MountFlag, number> = {
@@ -769,7 +783,12 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
   let init = false;
 
   // Prologue: die with the parent, wait for the parent's attach phase, own session, stdio.
-  step(engine("prctl(PR_SET_PDEATHSIG)"), () => sys.prctl(C.PR_SET_PDEATHSIG, C.SIGKILL, 0, 0, 0));
+  if (!ctx.detached) {
+    step(
+      engine("prctl(PR_SET_PDEATHSIG)"),
+      () => sys.prctl(C.PR_SET_PDEATHSIG, C.SIGKILL, 0, 0, 0),
+    );
+  }
   const one = new Uint8Array(1);
   step(engine("sync"), () => {
     sys.close(ctx.syncWrite);
@@ -796,6 +815,13 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
   if ((ctx.containerFd ?? -1) >= 0) keep.push([ctx.layersFd ?? -1, FD_LAYERS]);
   else if ((ctx.layersFd ?? -1) >= 0) keep.push([ctx.layersFd!, FD_LAYERS]);
   if ((ctx.containerFd ?? -1) >= 0) keep.push([ctx.containerFd!, FD_CONTAINER]);
+  if ((ctx.execFifo ?? -1) >= 0) {
+    // The numbers below it that hold nothing are closed, as above.
+    for (const at of [FD_LAYERS, FD_CONTAINER]) {
+      if (!keep.some(([, n]) => n === at)) keep.push([-1, at]);
+    }
+    keep.push([ctx.execFifo!, FD_FIFO]);
+  }
   const keepLast = keep[keep.length - 1][1];
   const layers = ctx.layerFds ?? [];
   for (let k = 0; k < layers.length; k++) keep.push([layers[k], FD_IDMAPPED + k]);
@@ -1112,10 +1138,12 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
           step(engine("prctl(PR_SET_KEEPCAPS)"), () => sys.prctl(C.PR_SET_KEEPCAPS, 0, 0, 0, 0));
         }
         // A credential change clears the parent-death signal: set it again.
-        step(
-          engine("prctl(PR_SET_PDEATHSIG)"),
-          () => sys.prctl(C.PR_SET_PDEATHSIG, C.SIGKILL, 0, 0, 0),
-        );
+        if (!ctx.detached) {
+          step(
+            engine("prctl(PR_SET_PDEATHSIG)"),
+            () => sys.prctl(C.PR_SET_PDEATHSIG, C.SIGKILL, 0, 0, 0),
+          );
+        }
         break;
       }
       case "stdio-owner": {
@@ -1283,6 +1311,18 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         step(engine("reset signals"), () => sys.resetSignals());
         const ready = new Int32Array([READY_RECORD, 0]);
         step(engine("ready"), () => sys.sendRecord(reportFd, ready, -1));
+        if ((ctx.execFifo ?? -1) >= 0) {
+          // Blocks until `start` opens the fifo for reading; through the container's /proc.
+          const byte = new Uint8Array(1);
+          step(engine("exec fifo", { path: `/proc/self/fd/${FD_FIFO}` }), () => {
+            const fd = sys.open(FIFO_PATH, C.O_WRONLY | C.O_CLOEXEC, 0);
+            if (fd < 0) return fd;
+            const n = sys.write(fd, byte, 1);
+            sys.close(fd);
+            sys.close(FD_FIFO);
+            return n < 0 ? n : 0;
+          });
+        }
         const fds: Record<string, string> = { report: String(FD_TRAMPOLINE_REPORT) };
         // The report socket where the trampoline finds it, without close-on-exec.
         step(engine("trampoline fds", fds), () => {
