@@ -1,0 +1,269 @@
+/**
+ * micro as an OCI runtime: bundles made with `micro oci spec` and the test image, driven
+ * through create/start/state/kill/delete and run, as podman's conmon and containerd's shim
+ * drive runc. Every test keeps its state under a --root in its own temp dir.
+ */
+import assert from "node:assert/strict";
+import {
+  IMAGE,
+  MICRO,
+  microTest,
+  ok,
+  pidAlive,
+  run,
+  type RunOptions,
+  show,
+  sleep,
+  waitFor,
+  withTempDir,
+} from "./_helpers.ts";
+
+// deno-lint-ignore no-explicit-any
+type Config = Record<string, any>;
+
+/** A bundle in `dir`: `micro oci spec`'s config.json (edited by `edit`), the image as rootfs. */
+async function bundle(dir: string, edit: (c: Config) => void): Promise<string> {
+  const b = `${dir}/bundle`;
+  Deno.mkdirSync(b);
+  ok(await run(["oci", "spec"], { cwd: b }));
+  const cp = new Deno.Command("cp", { args: ["-a", IMAGE, `${b}/rootfs`] }).outputSync();
+  assert.ok(cp.success, new TextDecoder().decode(cp.stderr));
+  const c = JSON.parse(Deno.readTextFileSync(`${b}/config.json`));
+  c.process.terminal = false;
+  edit(c);
+  Deno.writeTextFileSync(`${b}/config.json`, JSON.stringify(c));
+  return b;
+}
+
+/**
+ * `micro --root ROOT ARGS`: create's container keeps the caller's stdout and stderr, so
+ * they go to files here (a pipe would stay open as long as the container runs).
+ */
+async function oci(root: string, args: string[], opts: RunOptions = {}) {
+  const out = `${root.slice(0, root.lastIndexOf("/"))}/out-${crypto.randomUUID()}`;
+  const cmd = new Deno.Command("sh", {
+    args: ["-c", `exec "$0" "$@" >"${out}.1" 2>"${out}.2"`, MICRO, "--root", root, ...args],
+    stdin: "null",
+    cwd: opts.cwd,
+  });
+  const r = await cmd.output();
+  const read = (p: string) => {
+    const t = Deno.readTextFileSync(p);
+    Deno.removeSync(p);
+    return t;
+  };
+  return { code: r.code, signal: null, stdout: read(`${out}.1`), stderr: read(`${out}.2`) };
+}
+
+function state(json: string): { status: string; pid: number; id: string; bundle: string } {
+  return JSON.parse(json);
+}
+
+function cgroupDirs(id: string): string[] {
+  const out: string[] = [];
+  for (const e of Deno.readDirSync("/sys/fs/cgroup")) {
+    for (
+      const p of [`/sys/fs/cgroup/${e.name}/micro-oci/${id}`, `/sys/fs/cgroup/micro-oci/${id}`]
+    ) {
+      try {
+        Deno.statSync(p);
+        out.push(p);
+      } catch {
+        // not there
+      }
+    }
+  }
+  return out;
+}
+
+function exe(pid: number): string {
+  try {
+    return Deno.readLinkSync(`/proc/${pid}/exe`);
+  } catch {
+    return "";
+  }
+}
+
+const uniq = () => `t${crypto.randomUUID().slice(0, 8)}`;
+
+microTest("oci: create leaves the process waiting before its exec; start runs it", async () => {
+  await withTempDir(async (dir) => {
+    const root = `${dir}/state`;
+    const b = await bundle(dir, (c) => (c.process.args = ["sleep", "60"]));
+    const id = uniq();
+    try {
+      ok(await oci(root, ["create", "--bundle", b, "--pid-file", `${dir}/pid`, id]));
+      const s = state(ok(await oci(root, ["state", id])));
+      assert.equal(s.status, "created");
+      assert.equal(s.id, id);
+      assert.equal(s.bundle, b);
+      assert.ok(s.pid > 0);
+      assert.equal(Deno.readTextFileSync(`${dir}/pid`), String(s.pid));
+      // Not exec'd yet: its executable is still micro's runtime, not the command.
+      assert.ok(pidAlive(s.pid));
+      assert.doesNotMatch(exe(s.pid), /busybox|sleep/);
+      assert.ok(cgroupDirs(id).length > 0, "the cgroup exists at create");
+      const list = ok(await oci(root, ["list", "--format", "json"]));
+      assert.equal(JSON.parse(list)[0].status, "created");
+
+      ok(await oci(root, ["start", id]));
+      assert.ok(await waitFor(() => /busybox|sleep/.test(exe(s.pid)), 5000), exe(s.pid));
+      assert.equal(state(ok(await oci(root, ["state", id]))).status, "running");
+      const again = await oci(root, ["start", id]);
+      assert.equal(again.code, 125, show(again));
+
+      ok(await oci(root, ["kill", id, "KILL"]));
+      assert.ok(await waitFor(() => !pidAlive(s.pid), 5000));
+      assert.equal(state(ok(await oci(root, ["state", id]))).status, "stopped");
+      ok(await oci(root, ["delete", id]));
+      assert.deepEqual(cgroupDirs(id), []);
+      assert.deepEqual([...Deno.readDirSync(root)], []);
+      const gone = await oci(root, ["state", id]);
+      assert.equal(gone.code, 125, show(gone));
+      assert.match(gone.stderr, /does not exist/);
+    } finally {
+      await oci(root, ["delete", "--force", id]);
+    }
+  });
+});
+
+microTest("oci: delete refuses a running container; --force kills and removes it", async () => {
+  await withTempDir(async (dir) => {
+    const root = `${dir}/state`;
+    const b = await bundle(dir, (c) => (c.process.args = ["sleep", "60"]));
+    const id = uniq();
+    try {
+      ok(await oci(root, ["create", "-b", b, id]));
+      ok(await oci(root, ["start", id]));
+      const { pid } = state(ok(await oci(root, ["state", id])));
+      const refused = await oci(root, ["delete", id]);
+      assert.equal(refused.code, 125, show(refused));
+      assert.match(refused.stderr, /running/);
+      ok(await oci(root, ["delete", "--force", id]));
+      assert.ok(await waitFor(() => !pidAlive(pid), 5000));
+      assert.deepEqual(cgroupDirs(id), []);
+      assert.deepEqual([...Deno.readDirSync(root)], []);
+      // Deleting what is not there with --force is not an error (containerd relies on it).
+      ok(await oci(root, ["delete", "--force", id]));
+    } finally {
+      await oci(root, ["delete", "--force", id]);
+    }
+  });
+});
+
+microTest("oci: delete of a created container kills its waiting process", async () => {
+  await withTempDir(async (dir) => {
+    const root = `${dir}/state`;
+    const b = await bundle(dir, (c) => (c.process.args = ["sleep", "60"]));
+    const id = uniq();
+    ok(await oci(root, ["create", "-b", b, id]));
+    const { pid } = state(ok(await oci(root, ["state", id])));
+    ok(await oci(root, ["delete", id]));
+    assert.ok(await waitFor(() => !pidAlive(pid), 5000));
+    assert.deepEqual(cgroupDirs(id), []);
+  });
+});
+
+microTest(
+  "oci: run -b: the command's output and exit code, config fields seen inside",
+  async () => {
+    await withTempDir(async (dir) => {
+      const root = `${dir}/state`;
+      const script = [
+        "id",
+        "pwd",
+        "hostname",
+        'echo "FOO=$FOO"',
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max",
+        "grep CapEff /proc/self/status",
+        "touch /rootfile 2>&1 || true",
+        "grep ' /scratch ' /proc/mounts",
+        "echo x > /scratch/f && echo scratch-ok",
+        "exit 7",
+      ].join("; ");
+      const b = await bundle(dir, (c) => {
+        c.process.args = ["sh", "-c", script];
+        c.process.env.push("FOO=bar");
+        c.process.cwd = "/tmp";
+        c.process.user = { uid: 1000, gid: 1000, additionalGids: [5] };
+        c.hostname = "oci-test";
+        c.mounts.push({
+          destination: "/scratch",
+          type: "tmpfs",
+          source: "tmpfs",
+          options: ["nosuid", "size=1m"],
+        });
+        c.linux.resources.memory = { limit: 64 * 1024 * 1024 };
+      });
+      const id = uniq();
+      const r = await oci(root, ["run", "-b", b, id]);
+      assert.equal(r.code, 7, show(r));
+      assert.match(r.stdout, /uid=1000\(app\) gid=1000\(app\) groups=5/);
+      assert.match(r.stdout, /^\/tmp$/m);
+      assert.match(r.stdout, /^oci-test$/m);
+      assert.match(r.stdout, /^FOO=bar$/m);
+      assert.match(r.stdout, /^67108864$/m);
+      // runc's spec: CAP_AUDIT_WRITE, CAP_KILL, CAP_NET_BIND_SERVICE.
+      assert.match(r.stdout, /CapEff:\s+0000000020000420/);
+      assert.match(r.stdout, /Read-only file system/);
+      assert.match(r.stdout, /tmpfs \/scratch tmpfs rw,nosuid/);
+      assert.match(r.stdout, /scratch-ok/);
+      assert.deepEqual(cgroupDirs(id), []);
+      assert.deepEqual([...Deno.readDirSync(root)], []);
+    });
+  },
+);
+
+microTest(
+  "oci: runc-style invocations reach the OCI verbs (global flag, -b, a runc link)",
+  async () => {
+    await withTempDir(async (dir) => {
+      const root = `${dir}/state`;
+      const b = await bundle(dir, (c) => (c.process.args = ["true"]));
+      // micro run -b BUNDLE ID, with no "oci": the bundle flag routes it.
+      const r = await run(["--root", root, "run", "-b", b, uniq()], { stdin: "" });
+      assert.equal(r.code, 0, show(r));
+      const direct = await run(["run", "--bundle", b, uniq()], {
+        env: { XDG_RUNTIME_DIR: dir },
+        stdin: "",
+      });
+      assert.equal(direct.code, 0, show(direct));
+      // A link named runc: `runc --version` and `runc list` are runc's.
+      Deno.symlinkSync(MICRO, `${dir}/runc`);
+      const v = await run(["--version"], { cmd: `${dir}/runc` });
+      assert.match(ok(v), /^micro version .*\ncommit: .*\nspec: 1\.2\.0/);
+      const l = await run(["--root", root, "list"], { cmd: `${dir}/runc` });
+      assert.match(ok(l), /^ID\s+PID\s+STATUS\s+BUNDLE/);
+      // runc's error log: --log with --log-format json gets the error as JSON.
+      const bad = await run([
+        "--root",
+        root,
+        "--log",
+        `${dir}/log`,
+        "--log-format",
+        "json",
+        "state",
+        "nope",
+      ]);
+      assert.equal(bad.code, 125, show(bad));
+      const line = JSON.parse(Deno.readTextFileSync(`${dir}/log`).trim());
+      assert.equal(line.level, "error");
+      assert.match(line.msg, /does not exist/);
+    });
+  },
+);
+
+microTest("oci: a bad config.json is one error line, and nothing is left", async () => {
+  await withTempDir(async (dir) => {
+    const root = `${dir}/state`;
+    const b = await bundle(dir, (c) => (c.process.bogus = 1));
+    const r = await oci(root, ["create", "-b", b, uniq()]);
+    assert.equal(r.code, 125, show(r));
+    assert.match(r.stderr, /config\.json: process\.bogus: unknown field/);
+    Deno.writeTextFileSync(`${b}/config.json`, "{");
+    const r2 = await oci(root, ["create", "-b", b, uniq()]);
+    assert.match(r2.stderr, /not valid JSON/);
+    assert.deepEqual([...Deno.readDirSync(root)], []);
+    await sleep(0);
+  });
+});
