@@ -1185,3 +1185,27 @@ Deno.test("fromBase64: what atob gives, in a buffer of at least the size asked",
   }
   assert.throws(() => fromBase64("a*b="), /invalid base64/);
 });
+
+Deno.test("OCI create: no parent-death signal; the exec fifo is opened and written after READY", () => {
+  const sys = new RecordingSys().scriptRead(50, new Uint8Array([1])).execSucceeds();
+  const ops = [
+    op("credentials", "process", "setresuid", { uid: 1000 }),
+    execve(["/bin/sh"]),
+  ];
+  runToEnd(ops, sys, context({ execFifo: 60, detached: true }));
+  const calls = sys.format();
+  assert.ok(!calls.some((c) => c.startsWith("prctl(1,")), calls.join("\n"));
+  // The fifo kept at 1015, the unused numbers below it closed.
+  assert.ok(calls.includes("dup3(60, 1015, 0x80000)"), calls.join("\n"));
+  assert.ok(calls.includes("close(1013)") && calls.includes("close(1014)"), calls.join("\n"));
+  const ready = calls.indexOf(`sendRecord(${REPORT_FD}, [${READY_RECORD},0], -1)`);
+  const open = calls.findIndex((c) => c.startsWith('open("/proc/self/fd/1015", 0x80001'));
+  const exec = calls.findIndex((c) => c.startsWith("execveat("));
+  assert.ok(ready >= 0 && open > ready && exec > open, calls.join("\n"));
+  // Without it (micro run), the child dies with micro and there is no fifo.
+  const plain = new RecordingSys().scriptRead(50, new Uint8Array([1])).execSucceeds();
+  runToEnd(ops, plain);
+  const p = plain.format();
+  assert.equal(p.filter((c) => c.startsWith("prctl(1, 9")).length, 2);
+  assert.ok(!p.some((c) => c.includes("/proc/self/fd/1015")));
+});
