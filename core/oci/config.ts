@@ -180,11 +180,23 @@ const FLAG_OPTIONS = new Set([
   "relatime",
 ]);
 /** The kernel's default for a new mount: nothing to do. */
-const DEFAULT_OPTIONS = new Set(["suid", "dev", "exec", "async", "atime", "diratime", "defaults"]);
-/** Propagation and atime flags micro does not apply yet: a warning names them. */
-const UNAPPLIED_OPTIONS = new Set([
+const DEFAULT_OPTIONS = new Set([
+  "suid",
+  "dev",
+  "exec",
+  "async",
+  "atime",
+  "diratime",
+  "defaults",
+  // Every mount in the container's namespace is private (the root is made rprivate first).
   "private",
   "rprivate",
+]);
+/** Propagation and atime flags micro does not apply yet: a warning names them. */
+const UNAPPLIED_OPTIONS = new Set([
+  // runc's and crun's extension: the tmpfs starts with what the image had there.
+  "tmpcopyup",
+  "notmpcopyup",
   "slave",
   "rslave",
   "shared",
@@ -577,6 +589,13 @@ export function configToSpec(config: OciConfig, bundle: string, id: string): Tra
       source,
       options: data.length ? [...kept, data.join(",")] : kept,
     });
+  }
+  if (cgroupMount !== "none" && !spec.linux.namespaces.some((n) => n.type === "cgroup")) {
+    warn(
+      "config.json: the cgroup mount at /sys/fs/cgroup is not made without a cgroup namespace " +
+        "of the container's own (micro shows only the container's cgroup there)",
+    );
+    cgroupMount = "none";
   }
   if (c.hooks !== undefined && isPlainObject(c.hooks) && Object.keys(c.hooks).length) {
     throw bad("hooks", "not supported by micro yet", "remove hooks");

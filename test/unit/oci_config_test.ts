@@ -146,7 +146,7 @@ Deno.test("oci config: what micro cannot honour is an error (MUST) or a warning 
     /"nfs" is not supported/,
   );
   const { warnings, spec } = translate((c) => {
-    c.mounts.push({ destination: "/data", source: "data", options: ["rbind", "rprivate"] });
+    c.mounts.push({ destination: "/data", source: "data", options: ["rbind", "rslave"] });
     c.process.user.umask = 0o077;
     c.linux.resources.memory = { limit: 1 << 26, swappiness: 0 };
   });
