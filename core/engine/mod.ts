@@ -350,7 +350,8 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
 
 /**
  * OCI `create`: prepares (cgroups), clones and attaches the child, releases it, and returns
- * once it has sent READY and waits on the exec fifo (`opts.execFifo`). Nothing of micro
+ * once it has sent READY and waits on the exec fifo (`opts.execFifo`), with the terminal's
+ * master when it made one (the caller's to pass on and close). Nothing of micro
  * stays: no watchdog, no supervision; the caller (conmon, containerd's shim) reaps it. On
  * failure everything made is undone; on success the cgroups stay (`delete` removes them,
  * from the records `onCgroups` gave).
@@ -359,7 +360,7 @@ export async function createDetached(
   plan: Op[],
   opts: EngineOptions,
   sys: Sys,
-): Promise<{ pid: number }> {
+): Promise<{ pid: number; master: number }> {
   if ((opts.execFifo ?? -1) < 0) throw new Error("createDetached without an exec fifo");
   const flags = cloneFlags(plan) | C.SIGCHLD;
   const childOps = plan.filter((o) => CHILD_PHASES.includes(o.phase));
@@ -373,7 +374,7 @@ export async function createDetached(
       if (signals.stopSignal) throw stoppedError(signals.stopSignal);
       for (const p of await network.cleanup()) opts.onCleanupProblem?.(p);
       try {
-        const { pid } = await start(
+        const { pid, ends } = await start(
           plan,
           childOps,
           flags,
@@ -385,7 +386,7 @@ export async function createDetached(
           null,
         );
         ok = true;
-        return { pid };
+        return { pid, master: ends.master };
       } catch (e) {
         if (!(e instanceof FailedStart)) throw e;
         if (attempt > 0) throw new MicroError(e.message, { phase: "clone", plugin: "engine" });
@@ -651,8 +652,7 @@ async function start(
       if ((opts.execFifo ?? -1) >= 0) {
         signals.settled();
         closeAll();
-        if (master >= 0) sys.close(master);
-        return { pid, ends: { ...ends, master: -1 } };
+        return { pid, ends: { ...ends, master } };
       }
       continue;
     }

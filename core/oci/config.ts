@@ -37,6 +37,8 @@ export interface Translated {
   cgroup: { parent: string; name: string };
   /** The raw config, for the seccomp plugin (it parses `linux.seccomp` with exact u64s). */
   raw: string;
+  /** `process.consoleSize`: set on the terminal create makes. */
+  consoleSize?: { height: number; width: number };
 }
 
 function bad(field: string, why: string, hint?: string): MicroError {
@@ -299,6 +301,15 @@ export function configToSpec(config: OciConfig, bundle: string, id: string): Tra
   if (!args?.length) throw bad("process.args", "missing or empty");
   spec.process.args = args;
   spec.process.terminal = bool(p.terminal, "process.terminal") ?? false;
+  const size = obj(p.consoleSize, "process.consoleSize");
+  let consoleSize: Translated["consoleSize"];
+  if (size) {
+    known(size, ["height", "width"], "process.consoleSize");
+    consoleSize = {
+      height: int(size.height, "process.consoleSize.height", 0, 65535) ?? 0,
+      width: int(size.width, "process.consoleSize.width", 0, 65535) ?? 0,
+    };
+  }
   spec.process.stdin = true;
   spec.process.cwd = absolute(str(p.cwd, "process.cwd") ?? "", "process.cwd");
   const env: Record<string, string> = {};
@@ -619,7 +630,14 @@ export function configToSpec(config: OciConfig, bundle: string, id: string): Tra
   if (!spec.process.envMap.PATH && !args[0].includes("/")) {
     warn(`config.json: process.env has no PATH: ${args[0]} is looked up in ${DEFAULT_PATH}`);
   }
-  return { spec, warnings, joins, cgroup, raw: config.raw };
+  return {
+    spec,
+    warnings,
+    joins,
+    cgroup,
+    raw: config.raw,
+    ...(consoleSize ? { consoleSize } : {}),
+  };
 }
 
 /** plugins/mod.ts's order (kept here so this module does not load every plugin). */

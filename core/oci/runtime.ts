@@ -32,6 +32,7 @@ import {
 } from "./state.ts";
 
 const EMPTY = cstr("");
+const SOCK_STREAM = 1;
 const TREE_FLAGS = C.OPEN_TREE_CLONE | C.AT_RECURSIVE | C.AT_EMPTY_PATH | C.O_CLOEXEC;
 
 export interface Prepared {
@@ -110,20 +111,20 @@ function writePidFile(path: string, pid: number): void {
 export async function create(o: CreateOptions, sys = openLibc()): Promise<number> {
   const uid = Deno.uid() ?? 0;
   checkId(o.id);
-  if (o.consoleSocket) {
-    throw new MicroError("--console-socket is not supported by micro yet", {
-      hint: 'set process.terminal to false in config.json (podman: run without "-t")',
-    });
-  }
   const root = ociRoot(o.root, uid, true);
   const dir = `${root}/${o.id}`;
   const p = prepareBundle(o.bundle, o.id, dir, sys);
-  if (p.t.spec.process.terminal) {
+  if (p.t.spec.process.terminal !== (o.consoleSocket !== undefined)) {
     sys.close(p.image.fd);
-    throw new MicroError("config.json: process.terminal: a terminal needs --console-socket", {
-      hint: "set process.terminal to false, or give --console-socket (not supported yet)",
-    });
+    throw new MicroError(
+      p.t.spec.process.terminal
+        ? "config.json: process.terminal: a terminal needs --console-socket"
+        : "--console-socket given, but config.json's process.terminal is false",
+      { hint: "give both (the terminal's master is sent to the socket) or neither" },
+    );
   }
+  // Connected before anything is made: a wrong path fails early.
+  const consoleFd = o.consoleSocket === undefined ? -1 : connectConsole(o.consoleSocket, sys);
   try {
     Deno.mkdirSync(dir, { mode: 0o711 });
   } catch (e) {
@@ -148,7 +149,7 @@ export async function create(o: CreateOptions, sys = openLibc()): Promise<number
     // The cgroups the engine will create, recorded before any exists.
     cgroups: plannedCgroups(p.ops).records,
   };
-  const fds: number[] = [p.image.fd];
+  const fds: number[] = [p.image.fd, ...(consoleFd >= 0 ? [consoleFd] : [])];
   let done = false;
   try {
     writeOciState(dir, state);
@@ -185,11 +186,11 @@ export async function create(o: CreateOptions, sys = openLibc()): Promise<number
     fds.push(tree);
     const join = openJoins(p.t, sys);
     fds.push(...join.map((j) => j.pidfd));
-    const { pid } = await createDetached(ops, {
+    const { pid, master } = await createDetached(ops, {
       rootPath: `${dir}/root`,
       imageFd: tree,
       imageId: { dev: p.image.dev, ino: p.image.ino },
-      terminal: false,
+      terminal: p.t.spec.process.terminal,
       stdin: true,
       execFifo: fifoFd,
       ...(join.length ? { join } : {}),
@@ -200,6 +201,15 @@ export async function create(o: CreateOptions, sys = openLibc()): Promise<number
       onCleanupProblem: (m) => console.error(`micro: warning: cleanup: ${m}`),
     }, sys);
     state.pid = pid;
+    if (master >= 0) {
+      fds.push(master);
+      const size = p.t.consoleSize;
+      if (size) {
+        const ws = new Uint16Array([size.height, size.width, 0, 0]);
+        sys.ioctlBuf(master, C.TIOCSWINSZ, new Uint8Array(ws.buffer));
+      }
+      sendMaster(consoleFd, master, o.consoleSocket!, sys);
+    }
     state.startTime = processStartTime(pid);
     writeOciState(dir, state);
     if (o.pidFile) writePidFile(o.pidFile, pid);
@@ -212,6 +222,48 @@ export async function create(o: CreateOptions, sys = openLibc()): Promise<number
       removeRecorded(state.cgroups.filter((c) => c.created));
       Deno.removeSync(dir, { recursive: true });
     }
+  }
+}
+
+/** A stream socket connected to the caller's console socket (`struct sockaddr_un`). */
+function connectConsole(path: string, sys: Sys): number {
+  const bytes = new TextEncoder().encode(path);
+  if (bytes.length >= 108) {
+    throw new MicroError(`--console-socket ${path}: longer than a socket path may be (107 bytes)`);
+  }
+  const fd = sys.socket(C.AF_UNIX, SOCK_STREAM | C.SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    throw new MicroError("", { phase: "prepare", plugin: "oci", op: "socket", errno: -fd });
+  }
+  const addr = new Uint8Array(2 + bytes.length + 1);
+  addr[0] = C.AF_UNIX; // sa_family, little-endian u16
+  addr.set(bytes, 2);
+  const rc = sys.connect(fd, addr);
+  if (rc < 0) {
+    sys.close(fd);
+    throw new MicroError("", {
+      phase: "prepare",
+      plugin: "oci",
+      op: "connect",
+      paths: { "console-socket": path },
+      errno: -rc,
+      hint: "the caller listens on the console socket before create",
+    });
+  }
+  return fd;
+}
+
+/** The terminal's master to the console socket (SCM_RIGHTS), as runc sends it. */
+function sendMaster(sock: number, master: number, path: string, sys: Sys): void {
+  const rc = sys.sendRecord(sock, new Int32Array([0, 0]), master);
+  if (rc < 0) {
+    throw new MicroError("", {
+      phase: "start",
+      plugin: "oci",
+      op: "sendmsg",
+      paths: { "console-socket": path },
+      errno: -rc,
+    });
   }
 }
 

@@ -267,3 +267,61 @@ microTest("oci: a bad config.json is one error line, and nothing is left", async
     await sleep(0);
   });
 });
+
+/** Receives the terminal's master on a console socket, starts the container, reads it. */
+const RECVTTY = `
+import socket, array, subprocess, os, sys, time
+micro, root, bundle, sock, cid = sys.argv[1:6]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.bind(sock); s.listen(1)
+p = subprocess.Popen([micro, "oci", "--root", root, "create", "-b", bundle, "--console-socket", sock, cid])
+c, _ = s.accept()
+fds = array.array("i")
+msg, anc, flags, addr = c.recvmsg(16, socket.CMSG_LEN(4))
+for lvl, typ, data in anc: fds.frombytes(data[:4])
+if p.wait() != 0: sys.exit("create failed")
+subprocess.run([micro, "oci", "--root", root, "start", cid], check=True)
+out = b""
+try:
+    while True:
+        d = os.read(fds[0], 4096)
+        if not d: break
+        out += d
+except OSError:
+    pass
+sys.stdout.write(out.decode())
+`;
+
+const NO_PYTHON = (() => {
+  try {
+    return new Deno.Command("python3", { args: ["-c", "1"] }).outputSync().success
+      ? undefined
+      : "python3 does not run";
+  } catch {
+    return "no python3 (the console socket's receiver)";
+  }
+})();
+
+microTest("oci: --console-socket gets the terminal's master (SCM_RIGHTS), sized", async () => {
+  await withTempDir(async (dir) => {
+    const root = `${dir}/state`;
+    const b = await bundle(dir, (c) => {
+      c.process.terminal = true;
+      c.process.consoleSize = { height: 30, width: 100 };
+      c.process.args = ["sh", "-c", "tty; stty size; echo done"];
+    });
+    const id = uniq();
+    try {
+      const out = await new Deno.Command("python3", {
+        args: ["-c", RECVTTY, MICRO, root, b, `${dir}/console.sock`, id],
+        stdin: "null",
+      }).output();
+      const text = new TextDecoder().decode(out.stdout);
+      assert.ok(out.success, new TextDecoder().decode(out.stderr));
+      assert.match(text, /^\/dev\/pts\/0\r?$/m);
+      assert.match(text, /^30 100\r?$/m);
+      assert.match(text, /done/);
+    } finally {
+      await oci(root, ["delete", "--force", id]);
+    }
+  });
+}, { ignore: NO_PYTHON });
