@@ -67,6 +67,11 @@ export interface EngineOptions {
    * returns once it is there (see `createDetached`).
    */
   execFifo?: number;
+  /**
+   * Called with the child's pid once it is attached (namespaces made, id maps written, in its
+   * cgroups) and before it is released: the OCI prestart and createRuntime hooks.
+   */
+  beforeRelease?: (pid: number) => Promise<void>;
 }
 
 export interface RunResult {
@@ -623,6 +628,7 @@ async function start(
     parent.attach(pid);
     // In its cgroup, its namespaces made: the network, while it still waits.
     await network.attach(pid);
+    await opts.beforeRelease?.(pid);
   } catch (e) {
     await abandon();
     throw e;

@@ -14,6 +14,7 @@ import type { Sys } from "../sys/mod.ts";
 import { cleanPath } from "../paths.ts";
 import { DEFAULT_PATH } from "../process.ts";
 import { OCI_RESOURCES } from "../../plugins/cgroups.ts";
+import { type Hook, type HookKind, parseHooks } from "./hooks.ts";
 
 /** runc refuses nothing below this; a config.json is a few KiB. */
 export const CONFIG_CAP = 4 * MiB;
@@ -37,6 +38,8 @@ export interface Translated {
   cgroup: { parent: string; name: string };
   /** The raw config, for the seccomp plugin (it parses `linux.seccomp` with exact u64s). */
   raw: string;
+  /** The hooks micro runs (hooks.ts). */
+  hooks: Partial<Record<HookKind, Hook[]>>;
   /** `process.consoleSize`: set on the terminal create makes. */
   consoleSize?: { height: number; width: number };
 }
@@ -608,9 +611,7 @@ export function configToSpec(config: OciConfig, bundle: string, id: string): Tra
     );
     cgroupMount = "none";
   }
-  if (c.hooks !== undefined && isPlainObject(c.hooks) && Object.keys(c.hooks).length) {
-    throw bad("hooks", "not supported by micro yet", "remove hooks");
-  }
+  const hooks = parseHooks(c.hooks);
 
   // plugins, in micro's plugin order (plugins/mod.ts); their micro.* fields set as a
   // profile would
@@ -636,6 +637,7 @@ export function configToSpec(config: OciConfig, bundle: string, id: string): Tra
     joins,
     cgroup,
     raw: config.raw,
+    hooks,
     ...(consoleSize ? { consoleSize } : {}),
   };
 }

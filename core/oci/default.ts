@@ -117,7 +117,7 @@ export function features(): Record<string, unknown> {
   return {
     ociVersionMin: "1.0.0",
     ociVersionMax: OCI_VERSION,
-    hooks: [],
+    hooks: ["prestart", "createRuntime", "poststart", "poststop"],
     mountOptions: [
       "bind",
       "rbind",

@@ -21,10 +21,12 @@ import { processStartTime } from "../state.ts";
 import { parseSignal } from "../signals.ts";
 import { PLUGINS } from "../../plugins/mod.ts";
 import { configToSpec, readConfig, type Translated } from "./config.ts";
+import { runHooks } from "./hooks.ts";
 import {
   alive,
   checkId,
   loadOciState,
+  OCI_VERSION,
   ociRoot,
   type OciState,
   statusOf,
@@ -149,6 +151,10 @@ export async function create(o: CreateOptions, sys = openLibc()): Promise<number
     // The cgroups the engine will create, recorded before any exists.
     cgroups: plannedCgroups(p.ops).records,
   };
+  const { poststart, poststop } = p.t.hooks;
+  if (poststart || poststop) {
+    state.hooks = { ...(poststart ? { poststart } : {}), ...(poststop ? { poststop } : {}) };
+  }
   const fds: number[] = [p.image.fd, ...(consoleFd >= 0 ? [consoleFd] : [])];
   let done = false;
   try {
@@ -199,6 +205,12 @@ export async function create(o: CreateOptions, sys = openLibc()): Promise<number
         writeOciState(dir, state);
       },
       onCleanupProblem: (m) => console.error(`micro: warning: cleanup: ${m}`),
+      // In the runtime's namespaces, the container's made and waiting (a failure fails create).
+      beforeRelease: async (pid) => {
+        const st = hookState(state, "creating", pid);
+        await runHooks("prestart", p.t.hooks.prestart ?? [], st);
+        await runHooks("createRuntime", p.t.hooks.createRuntime ?? [], st);
+      },
     }, sys);
     state.pid = pid;
     if (master >= 0) {
@@ -324,6 +336,24 @@ export async function start(root: string, id: string, sys = openLibc()): Promise
     sys.close(fd);
   }
   Deno.removeSync(fifo);
+  // A poststart hook's failure is a warning: the container runs (runtime spec).
+  try {
+    await runHooks("poststart", state.hooks?.poststart ?? [], hookState(state, "running"));
+  } catch (e) {
+    console.error(`micro: warning: ${(e as Error).message}`);
+  }
+}
+
+/** The state JSON a hook reads on stdin. */
+function hookState(st: OciState, status: string, pid = st.pid): Record<string, unknown> {
+  return {
+    ociVersion: OCI_VERSION,
+    id: st.id,
+    status,
+    pid,
+    bundle: st.bundle,
+    ...(Object.keys(st.annotations).length ? { annotations: st.annotations } : {}),
+  };
 }
 
 /** Every process in the container's own cgroup (for `kill --all`). */
@@ -406,6 +436,11 @@ export async function remove(root: string, id: string, force: boolean, sys = ope
   }
   removeRecorded(state.cgroups.filter((c) => c.created));
   Deno.removeSync(dir, { recursive: true });
+  try {
+    await runHooks("poststop", state.hooks?.poststop ?? [], hookState(state, "stopped", 0));
+  } catch (e) {
+    console.error(`micro: warning: ${(e as Error).message}`);
+  }
 }
 
 /** `run`: create, start, wait (micro is the container's parent here), delete. */

@@ -5,6 +5,7 @@
  */
 import { MicroError } from "../errors.ts";
 import type { RecordedCgroup } from "../cgroups/fs.ts";
+import type { Hook } from "./hooks.ts";
 import { processStartTime, untrustedRoot, untrustedRootError } from "../state.ts";
 
 export const OCI_VERSION = "1.2.0";
@@ -21,6 +22,8 @@ export interface OciState {
   annotations: Record<string, string>;
   /** The cgroups create made (removed by delete). */
   cgroups: RecordedCgroup[];
+  /** config.json's poststart and poststop hooks, run by start and delete. */
+  hooks?: Partial<Record<"poststart" | "poststop", Hook[]>>;
 }
 
 export type Status = "creating" | "created" | "running" | "stopped";

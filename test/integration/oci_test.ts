@@ -325,3 +325,74 @@ microTest("oci: --console-socket gets the terminal's master (SCM_RIGHTS), sized"
     }
   });
 }, { ignore: NO_PYTHON });
+
+microTest("oci: hooks run with the state on stdin, at create, start and delete", async () => {
+  await withTempDir(async (dir) => {
+    const root = `${dir}/state`;
+    const log = `${dir}/hooks.log`;
+    // Each hook logs its name, the state it read, and the namespace it runs in beside the
+    // container's (runtime hooks run in micro's, the host's here).
+    Deno.writeTextFileSync(
+      `${dir}/hook.sh`,
+      `#!/bin/sh
+st=$(cat)
+pid=$(echo "$st" | sed 's/.*"pid":\\([0-9]*\\).*/\\1/')
+echo "$1 $HOOK_ENV $st self=$(readlink /proc/self/ns/net) ct=$(readlink /proc/$pid/ns/net 2>/dev/null)" >> ${log}
+`,
+      { mode: 0o755 },
+    );
+    const hook = (name: string) => ({
+      path: `${dir}/hook.sh`,
+      args: ["hook.sh", name],
+      env: ["HOOK_ENV=yes"],
+      timeout: 10,
+    });
+    const b = await bundle(dir, (c) => {
+      c.process.args = ["sleep", "60"];
+      c.hooks = {
+        prestart: [hook("prestart")],
+        createRuntime: [hook("createRuntime")],
+        poststart: [hook("poststart")],
+        poststop: [hook("poststop")],
+      };
+    });
+    const id = uniq();
+    try {
+      ok(await oci(root, ["create", "-b", b, id]));
+      const { pid } = state(ok(await oci(root, ["state", id])));
+      const lines = () => Deno.readTextFileSync(log).trim().split("\n");
+      assert.equal(lines().length, 2, lines().join("\n"));
+      const host = Deno.readLinkSync("/proc/self/ns/net");
+      for (const [k, name] of ["prestart", "createRuntime"].entries()) {
+        const l = lines()[k];
+        assert.ok(l.startsWith(`${name} yes {`), l);
+        assert.match(l, new RegExp(`"status":"creating","pid":${pid}`));
+        assert.match(l, new RegExp(`self=${host.replace(/[[\]]/g, "\\$&")}`));
+        assert.doesNotMatch(l, new RegExp(`ct=${host.replace(/[[\]]/g, "\\$&")}`));
+        assert.match(l, /ct=net:\[/);
+      }
+      ok(await oci(root, ["start", id]));
+      assert.match(lines()[2], /^poststart yes .*"status":"running"/);
+      ok(await oci(root, ["delete", "--force", id]));
+      assert.match(lines()[3], /^poststop yes .*"status":"stopped"/);
+    } finally {
+      await oci(root, ["delete", "--force", id]);
+    }
+  });
+});
+
+microTest("oci: a failing prestart hook fails create, and nothing is left", async () => {
+  await withTempDir(async (dir) => {
+    const root = `${dir}/state`;
+    const b = await bundle(dir, (c) => {
+      c.process.args = ["sleep", "60"];
+      c.hooks = { prestart: [{ path: "/bin/sh", args: ["sh", "-c", "echo nope >&2; exit 3"] }] };
+    });
+    const id = uniq();
+    const r = await oci(root, ["create", "-b", b, id]);
+    assert.equal(r.code, 125, show(r));
+    assert.match(r.stderr, /hooks\.prestart\[0\] \/bin\/sh: exit status 3: nope/);
+    assert.deepEqual([...Deno.readDirSync(root)], []);
+    assert.deepEqual(cgroupDirs(id), []);
+  });
+});

@@ -136,7 +136,11 @@ Deno.test("oci config: namespace paths join what one thread may enter; others ar
 Deno.test("oci config: what micro cannot honour is an error (MUST) or a warning (SHOULD)", () => {
   throwsLine(() => translate((c) => (c.process.scheduler = { policy: "SCHED_OTHER" })), /sched/);
   throwsLine(() => translate((c) => (c.domainname = "x")), /domainname: not supported/);
-  throwsLine(() => translate((c) => (c.hooks = { prestart: [{ path: "/x" }] })), /hooks/);
+  throwsLine(
+    () => translate((c) => (c.hooks = { createContainer: [{ path: "/x" }] })),
+    /hooks\.createContainer: hooks run inside the container are not supported/,
+  );
+  throwsLine(() => translate((c) => (c.hooks = { prestart: [{ path: "x" }] })), /absolute path/);
   throwsLine(
     () => translate((c) => (c.linux.resources.hugepageLimits = [])),
     /linux\.resources\.hugepageLimits: not supported/,
