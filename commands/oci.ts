@@ -11,6 +11,7 @@ usage: micro oci [GLOBAL OPTIONS] COMMAND [OPTIONS] ...
   create [--bundle DIR] [--pid-file F] ID   set up the container; its process waits
   start ID                                  let a created container run its process
   run [--bundle DIR] [--pid-file F] [-d] ID create, start, wait, delete
+  exec [OPTIONS] ID CMD... | --process F ID  run a process in the container
   state ID                                  the state JSON of the runtime spec
   kill [--all] ID [SIGNAL]                  signal the container (default TERM)
   delete [--force] ID                       remove a stopped (--force: any) container
@@ -34,6 +35,7 @@ interface Globals {
 
 interface Parsed {
   flags: Record<string, string | boolean>;
+  lists: Record<string, string[]>;
   args: string[];
 }
 
@@ -45,8 +47,10 @@ function parseVerb(
   argv: string[],
   values: Record<string, string>,
   bools: Record<string, string>,
+  stopAtArg = false,
 ): Parsed {
   const flags: Record<string, string | boolean> = {};
+  const lists: Record<string, string[]> = {};
   const args: string[] = [];
   for (let k = 0; k < argv.length; k++) {
     const a = argv[k];
@@ -55,7 +59,9 @@ function parseVerb(
       break;
     }
     if (!a.startsWith("-") || a === "-") {
-      args.push(a);
+      // The first argument ends the options (exec ID CMD -x: -x is the command's).
+      args.push(...(stopAtArg ? argv.slice(k) : [a]));
+      if (stopAtArg) break;
       continue;
     }
     const eq = a.indexOf("=");
@@ -63,14 +69,17 @@ function parseVerb(
     if (Object.hasOwn(values, name)) {
       const v = eq > 0 ? a.slice(eq + 1) : argv[++k];
       if (v === undefined) throw usageError(`option "${name}" needs a value`);
-      flags[values[name]] = v;
+      const key = values[name];
+      // A repeatable option (`env[]`) collects every value.
+      if (key.endsWith("[]")) lists[key] = [...(lists[key] ?? []), v];
+      else flags[key] = v;
     } else if (Object.hasOwn(bools, name)) {
       flags[bools[name]] = eq > 0 ? a.slice(eq + 1) !== "false" : true;
     } else {
       throw usageError(`unknown option "${name}"`, 'see "micro oci --help"');
     }
   }
-  return { flags, args };
+  return { flags, lists, args };
 }
 
 function parseGlobals(argv: string[]): { g: Globals; rest: string[] } {
@@ -253,7 +262,68 @@ async function verb(g: Globals, argv: string[]): Promise<number> {
       console.log(JSON.stringify(features(), null, 2));
       return 0;
     }
-    case "exec":
+    case "exec": {
+      const { flags, lists, args } = parseVerb(
+        rest,
+        {
+          "--process": "process",
+          "-p": "process",
+          "--cwd": "cwd",
+          "--env": "env[]",
+          "-e": "env[]",
+          "--user": "user",
+          "-u": "user",
+          "--cap": "cap[]",
+          "-c": "cap[]",
+          "--pid-file": "pidFile",
+          "--console-socket": "consoleSocket",
+          "--preserve-fds": "preserveFds",
+          "--apparmor": "apparmor",
+          "--process-label": "processLabel",
+          "--additional-gids": "gids[]",
+          "-g": "gids[]",
+          "--cgroup": "cgroup",
+        },
+        {
+          "--tty": "tty",
+          "-t": "tty",
+          "--detach": "detach",
+          "-d": "detach",
+          "--no-new-privs": "noNewPrivs",
+          "--ignore-paused": "ignorePaused",
+        },
+        true,
+      );
+      for (const f of ["apparmor", "processLabel", "cgroup"]) {
+        if (flags[f] !== undefined) {
+          throw new MicroError(`exec: --${f} is not supported by micro yet`, {
+            hint: "give the process in --process process.json",
+          });
+        }
+      }
+      if (lists["gids[]"]?.length || (flags.preserveFds ?? "0") !== "0") {
+        throw new MicroError("exec: --additional-gids and --preserve-fds are not supported yet", {
+          hint: "give the process in --process process.json (user.additionalGids)",
+        });
+      }
+      const [id, ...cmd] = args;
+      const { exec } = await import("../core/oci/exec.ts");
+      return await exec({
+        root,
+        id,
+        process: flags.process as string | undefined,
+        args: cmd,
+        tty: flags.tty === true,
+        cwd: flags.cwd as string | undefined,
+        env: lists["env[]"] ?? [],
+        user: flags.user as string | undefined,
+        caps: lists["cap[]"] ?? [],
+        noNewPrivs: flags.noNewPrivs === true,
+        detach: flags.detach === true,
+        pidFile: flags.pidFile as string | undefined,
+        consoleSocket: flags.consoleSocket as string | undefined,
+      });
+    }
     case "ps":
     case "pause":
     case "resume":

@@ -172,6 +172,8 @@ const FD_CONTAINER = FD_KEEP + 4;
  * it for reading (runc's design: `create` returns with the process waiting there).
  */
 const FD_FIFO = FD_KEEP + 5;
+/** OCI exec: a pidfd of the container's first process, for the `setns` op. */
+const FD_NS = FD_KEEP + 6;
 const FIFO_PATH = cstr(`/proc/self/fd/${FD_FIFO}`);
 /**
  * Idmapped copies of a store image's layers (see idmapped.ts), kept from here up and
@@ -231,6 +233,8 @@ export interface ChildContext {
   containerAt?: string;
   /** An O_PATH fd of the OCI exec fifo: the child blocks on it before the exec (FD_FIFO). */
   execFifo?: number;
+  /** OCI exec: a pidfd of the container's first process, kept at FD_NS for `setns`. */
+  nsFd?: number;
   /**
    * The container outlives micro (OCI `create`): no PR_SET_PDEATHSIG, since the micro
    * process that cloned it exits while the container waits; its caller supervises it.
@@ -815,12 +819,13 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
   if ((ctx.containerFd ?? -1) >= 0) keep.push([ctx.layersFd ?? -1, FD_LAYERS]);
   else if ((ctx.layersFd ?? -1) >= 0) keep.push([ctx.layersFd!, FD_LAYERS]);
   if ((ctx.containerFd ?? -1) >= 0) keep.push([ctx.containerFd!, FD_CONTAINER]);
-  if ((ctx.execFifo ?? -1) >= 0) {
-    // The numbers below it that hold nothing are closed, as above.
+  if ((ctx.execFifo ?? -1) >= 0 || (ctx.nsFd ?? -1) >= 0) {
+    // The numbers below them that hold nothing are closed, as above.
     for (const at of [FD_LAYERS, FD_CONTAINER]) {
       if (!keep.some(([, n]) => n === at)) keep.push([-1, at]);
     }
-    keep.push([ctx.execFifo!, FD_FIFO]);
+    keep.push([ctx.execFifo ?? -1, FD_FIFO]);
+    if ((ctx.nsFd ?? -1) >= 0) keep.push([ctx.nsFd!, FD_NS]);
   }
   const keepLast = keep[keep.length - 1][1];
   const layers = ctx.layerFds ?? [];
@@ -1358,6 +1363,22 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
           const n = sys.write(fd, value, value.length);
           sys.close(fd);
           return n < 0 ? n : 0;
+        });
+        break;
+      }
+      case "setns": {
+        i.paths = { flags: o.args.flags.join("|") };
+        let flags = 0;
+        for (const f of o.args.flags) {
+          if (CLONE_FLAGS[f] === undefined) throw new Error(`unknown namespace flag ${f}`);
+          flags |= CLONE_FLAGS[f];
+        }
+        if ((ctx.nsFd ?? -1) < 0) throw new Error("setns without a pidfd");
+        step(i, () => {
+          const rc = sys.setns(FD_NS, flags);
+          if (rc < 0) return rc;
+          sys.close(FD_NS);
+          return 0;
         });
         break;
       }

@@ -68,6 +68,13 @@ export interface EngineOptions {
    */
   execFifo?: number;
   /**
+   * OCI exec: the caller's stdio and no PDEATHSIG (as `execFifo`), but the engine returns
+   * once the command has exec'd.
+   */
+  detached?: boolean;
+  /** OCI exec: a pidfd of the container's first process, for the child's `setns` op. */
+  nsFd?: number;
+  /**
    * Called with the child's pid once it is attached (namespaces made, id maps written, in its
    * cgroups) and before it is released: the OCI prestart and createRuntime hooks.
    */
@@ -366,7 +373,9 @@ export async function createDetached(
   opts: EngineOptions,
   sys: Sys,
 ): Promise<{ pid: number; master: number }> {
-  if ((opts.execFifo ?? -1) < 0) throw new Error("createDetached without an exec fifo");
+  if ((opts.execFifo ?? -1) < 0 && !opts.detached) {
+    throw new Error("createDetached without an exec fifo or detached");
+  }
   const flags = cloneFlags(plan) | C.SIGCHLD;
   const childOps = plan.filter((o) => CHILD_PHASES.includes(o.phase));
   const parent = new ParentOps(plan, sys, { onCreate: opts.onCgroups });
@@ -488,7 +497,7 @@ async function start(
       return childReads ? [p[0], p[1]] : [p[1], p[0]];
     };
     const stdio: [number, number, number] = [devNull, devNull, devNull];
-    const detached = (opts.execFifo ?? -1) >= 0;
+    const detached = (opts.execFifo ?? -1) >= 0 || opts.detached === true;
     // OCI: the caller's own stdio (conmon's pipes, the shim's fifos) is the container's.
     if (detached) {
       for (let k = 0; k < 3; k++) {
@@ -544,6 +553,7 @@ async function start(
       layerFds: opts.layerFds,
       layerMounts: opts.layerMounts,
       ...(detached ? { execFifo: opts.execFifo, detached: true } : {}),
+      ...((opts.nsFd ?? -1) >= 0 ? { nsFd: opts.nsFd } : {}),
     }, sys);
   } catch (e) {
     closeAll();
@@ -665,6 +675,11 @@ async function start(
     signals.settled();
     if (got.n === 0 && ready) {
       mark("child set-up until exec");
+      // OCI exec: micro's own ends are the caller's; it keeps none.
+      if (opts.detached) {
+        closeAll();
+        return { pid, ends: { ...ends, master } };
+      }
       sys.close(report[0]);
       return { pid, ends: { ...ends, master } };
     }

@@ -49,6 +49,11 @@ export function prepareBundle(bundle: string, id: string, stateDir: string, sys:
   const config = readConfig(sys, abs);
   const t = configToSpec(config, abs, id);
   for (const w of t.warnings) console.error(`micro: warning: ${w}`);
+  return planTranslated(t, id, stateDir, sys);
+}
+
+/** A translated config through the host probe, the checks and the plan. */
+export function planTranslated(t: Translated, id: string, stateDir: string, sys: Sys): Prepared {
   const image = openImage(t.spec.root.path!, sys);
   const host = probeHost(t.spec, t.cgroup.name, stateDir, {
     sys,
@@ -98,7 +103,7 @@ function openJoins(t: Translated, sys: Sys): { pidfd: number; flags: number }[] 
 }
 
 /** Writes `pid` to `path` atomically (a temp file renamed), as runc does. */
-function writePidFile(path: string, pid: number): void {
+export function writePidFile(path: string, pid: number): void {
   const abs = path.startsWith("/") ? path : `${Deno.cwd()}/${path}`;
   const dir = abs.slice(0, abs.lastIndexOf("/")) || "/";
   const tmp = `${dir}/.${abs.slice(abs.lastIndexOf("/") + 1)}.micro-tmp`;
@@ -159,6 +164,8 @@ export async function create(o: CreateOptions, sys = openLibc()): Promise<number
   let done = false;
   try {
     writeOciState(dir, state);
+    // The config as create read it: exec takes the container's restrictions from it.
+    Deno.writeTextFileSync(`${dir}/config.json`, p.t.raw, { mode: 0o600 });
     const fifo = `${dir}/exec.fifo`;
     const rc = sys.mknodat(C.AT_FDCWD, cstr(fifo), C.S_IFIFO | 0o622, 0, 0);
     if (rc < 0) {
@@ -238,7 +245,7 @@ export async function create(o: CreateOptions, sys = openLibc()): Promise<number
 }
 
 /** A stream socket connected to the caller's console socket (`struct sockaddr_un`). */
-function connectConsole(path: string, sys: Sys): number {
+export function connectConsole(path: string, sys: Sys): number {
   const bytes = new TextEncoder().encode(path);
   if (bytes.length >= 108) {
     throw new MicroError(`--console-socket ${path}: longer than a socket path may be (107 bytes)`);
@@ -266,7 +273,7 @@ function connectConsole(path: string, sys: Sys): number {
 }
 
 /** The terminal's master to the console socket (SCM_RIGHTS), as runc sends it. */
-function sendMaster(sock: number, master: number, path: string, sys: Sys): void {
+export function sendMaster(sock: number, master: number, path: string, sys: Sys): void {
   const rc = sys.sendRecord(sock, new Int32Array([0, 0]), master);
   if (rc < 0) {
     throw new MicroError("", {

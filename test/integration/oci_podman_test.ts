@@ -90,8 +90,6 @@ async function withPodman(fn: (dir: string) => Promise<void>): Promise<void> {
   } finally {
     await podman(dir, ["rm", "-af", "-t", "0"]);
     await podman(dir, ["rmi", "-af"]);
-    // vfs layers may hold read-only dirs; podman's own reset removes its storage.
-    await podman(dir, ["system", "reset", "-f"]);
     Deno.removeSync(dir, { recursive: true });
   }
 }

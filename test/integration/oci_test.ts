@@ -396,3 +396,85 @@ microTest("oci: a failing prestart hook fails create, and nothing is left", asyn
     assert.deepEqual(cgroupDirs(id), []);
   });
 });
+
+microTest(
+  "oci: exec runs a process in the container's namespaces, cgroup and restrictions",
+  async () => {
+    await withTempDir(async (dir) => {
+      const root = `${dir}/state`;
+      const b = await bundle(dir, (c) => {
+        c.process.args = ["sleep", "60"];
+        c.hostname = "exec-test";
+      });
+      Deno.writeTextFileSync(`${b}/rootfs/only-in-rootfs`, "yes\n");
+      const id = uniq();
+      try {
+        ok(await oci(root, ["create", "-b", b, id]));
+        ok(await oci(root, ["start", id]));
+        const { pid } = state(ok(await oci(root, ["state", id])));
+        const r = await oci(root, [
+          "exec",
+          id,
+          "sh",
+          "-c",
+          "hostname; cat /only-in-rootfs; ps -o pid,comm | grep ' 1 '; grep CapEff /proc/self/status; " +
+          "cat /proc/self/cgroup | grep pids; exit 5",
+        ]);
+        assert.equal(r.code, 5, show(r));
+        assert.match(r.stdout, /^exec-test$/m);
+        assert.match(r.stdout, /^yes$/m);
+        assert.match(r.stdout, /^\s*1 sleep$/m, "PID 1 of its pid namespace is the container's");
+        assert.match(r.stdout, /CapEff:\s+0000000020000420/);
+        assert.match(r.stdout, /pids:\/$/m, "in the container's cgroup (its namespace's root)");
+        for (const ns of ["mnt", "pid", "uts", "net", "ipc"]) {
+          assert.notEqual(
+            Deno.readLinkSync(`/proc/${pid}/ns/${ns}`),
+            Deno.readLinkSync(`/proc/self/ns/${ns}`),
+          );
+        }
+        const flags = await oci(root, [
+          "exec",
+          "--user",
+          "1000:1000",
+          "--env",
+          "X=1",
+          "--cwd",
+          "/tmp",
+          id,
+          "sh",
+          "-c",
+          'id -u; pwd; echo "X=$X"',
+        ]);
+        assert.equal(ok(flags), "1000\n/tmp\nX=1\n");
+        Deno.writeTextFileSync(
+          `${dir}/process.json`,
+          JSON.stringify({
+            args: ["sh", "-c", "id -u; echo $P"],
+            env: ["P=from-json", "PATH=/bin:/usr/bin"],
+            cwd: "/",
+            user: { uid: 1000, gid: 1000 },
+          }),
+        );
+        assert.equal(
+          ok(await oci(root, ["exec", "--process", `${dir}/process.json`, id])),
+          "1000\nfrom-json\n",
+        );
+        // --detach with --pid-file: exec returns once the process runs.
+        ok(await oci(root, ["exec", "-d", "--pid-file", `${dir}/exec.pid`, id, "sleep", "30"]));
+        const epid = Number(Deno.readTextFileSync(`${dir}/exec.pid`));
+        assert.ok(pidAlive(epid));
+        assert.equal(
+          Deno.readLinkSync(`/proc/${epid}/ns/pid`),
+          Deno.readLinkSync(`/proc/${pid}/ns/pid`),
+        );
+        // kill --all reaches it through the cgroup.
+        ok(await oci(root, ["kill", "--all", id, "KILL"]));
+        assert.ok(await waitFor(() => !pidAlive(epid) && !pidAlive(pid), 5000));
+        ok(await oci(root, ["delete", id]));
+        assert.deepEqual(cgroupDirs(id), []);
+      } finally {
+        await oci(root, ["delete", "--force", id]);
+      }
+    });
+  },
+);

@@ -1209,3 +1209,19 @@ Deno.test("OCI create: no parent-death signal; the exec fifo is opened and writt
   assert.equal(p.filter((c) => c.startsWith("prctl(1, 9")).length, 2);
   assert.ok(!p.some((c) => c.includes("/proc/self/fd/1015")));
 });
+
+Deno.test("OCI exec: the child keeps the container's pidfd at 1016 and enters user and mount", () => {
+  const sys = new RecordingSys().scriptRead(50, new Uint8Array([1])).execSucceeds();
+  const ops = [
+    op("rootfs", "oci", "setns", { flags: ["CLONE_NEWUSER", "CLONE_NEWNS"] }),
+    execve(["/bin/sh"]),
+  ];
+  runToEnd(ops, sys, context({ nsFd: 61, detached: true }));
+  const calls = sys.format();
+  assert.ok(calls.includes("dup3(61, 1016, 0x80000)"), calls.join("\n"));
+  // No fifo: its number is closed like every unused one below the last kept.
+  assert.ok(calls.includes("close(1015)"), calls.join("\n"));
+  const setns = calls.indexOf(`setns(1016, "0x${(C.CLONE_NEWUSER | C.CLONE_NEWNS).toString(16)}")`);
+  assert.ok(setns > 0 && calls[setns + 1] === "close(1016)", calls.join("\n"));
+  assert.ok(!calls.some((c) => c.includes("/proc/self/fd/1015")));
+});
