@@ -42,8 +42,12 @@ const AROUND_CLONE = C.CLONE_NEWPID | C.CLONE_NEWIPC | C.CLONE_NEWUTS | C.CLONE_
 export async function exec(o: ExecOptions, sys: Sys = openLibc()): Promise<number> {
   const { dir, state } = loadOciState(o.root, o.id);
   const status = statusOf(dir, state);
-  if (status !== "created" && status !== "running") {
-    throw new MicroError(`container "${o.id}" is ${status}: there is nothing to exec in`);
+  // Not into a created container: its first process is still micro's runtime (the host's
+  // Deno, not dumpable) until start, and nothing of micro may be reachable from inside.
+  if (status !== "running") {
+    throw new MicroError(`container "${o.id}" is ${status}: exec needs a running container`, {
+      hint: status === "created" ? `start it first: micro oci start ${o.id}` : undefined,
+    });
   }
   const config = readConfig(sys, dir);
   const json = structuredClone(config.json) as Record<string, unknown>;

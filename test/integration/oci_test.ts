@@ -478,3 +478,22 @@ microTest(
     });
   },
 );
+
+microTest(
+  "oci: exec into a created container is refused (micro's runtime is still there)",
+  async () => {
+    await withTempDir(async (dir) => {
+      const root = `${dir}/state`;
+      const b = await bundle(dir, (c) => (c.process.args = ["sleep", "60"]));
+      const id = uniq();
+      try {
+        ok(await oci(root, ["create", "-b", b, id]));
+        const r = await oci(root, ["exec", id, "cat", "/proc/1/cmdline"]);
+        assert.equal(r.code, 125, show(r));
+        assert.match(r.stderr, /is created: exec needs a running container/);
+      } finally {
+        await oci(root, ["delete", "--force", id]);
+      }
+    });
+  },
+);
