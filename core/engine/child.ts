@@ -1374,6 +1374,8 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
           flags |= CLONE_FLAGS[f];
         }
         if ((ctx.nsFd ?? -1) < 0) throw new Error("setns without a pidfd");
+        // Entering the container's mount namespace puts the child at its root, as a pivot.
+        if (o.args.flags.includes("CLONE_NEWNS")) pivoted = true;
         step(i, () => {
           const rc = sys.setns(FD_NS, flags);
           if (rc < 0) return rc;

@@ -184,3 +184,60 @@ microTest("podman --runtime micro: resource and security flags reach the contain
     assert.match(r.stdout, /Read-only file system/);
   });
 }, opts);
+
+const NO_SCRIPT = which("script") ? undefined : "no `script` binary (util-linux)";
+
+microTest("podman --runtime micro: exec, and -it through script (console socket)", async () => {
+  await withPodman(async (dir) => {
+    const d = await podman(dir, [
+      "run",
+      "-d",
+      "--name",
+      "box",
+      ...RUN,
+      "localhost/busy:1",
+      "sleep",
+      "100",
+    ]);
+    assert.equal(d.code, 0, show(d));
+    const e = await podman(dir, ["exec", "box", "sh", "-c", "ps -o pid,comm | grep ' 1 '; exit 6"]);
+    assert.equal(e.code, 6, show(e));
+    assert.match(e.stdout, /^\s*1 sleep$/m);
+    // A terminal: podman's conmon passes --console-socket and relays the master.
+    const args = (xs: string[]) => xs.map((x) => `'${x}'`).join(" ");
+    const base = [
+      "podman",
+      "--root",
+      `${dir}/storage`,
+      "--runroot",
+      `${dir}/run`,
+      "--tmpdir",
+      `${dir}/tmp`,
+      "--storage-driver",
+      "vfs",
+      "--cgroup-manager",
+      "cgroupfs",
+      "--events-backend",
+      "file",
+      "--runtime",
+      `${dir}/micro-runc`,
+    ];
+    for (
+      const cmd of [
+        [...base, "exec", "-it", "box", "sh", "-c", "tty; echo tty-ok"],
+        [...base, "run", "--rm", "-it", ...RUN, "localhost/busy:1", "sh", "-c", "tty; echo tty-ok"],
+      ]
+    ) {
+      const out = await new Deno.Command("script", {
+        args: ["-qec", args(cmd), "/dev/null"],
+        stdin: "null",
+        env: { CONTAINERS_CONF: `${dir}/containers.conf` },
+      }).output();
+      const text = dec.decode(out.stdout);
+      assert.ok(out.success, text + dec.decode(out.stderr));
+      assert.match(text, /\/dev\/pts\/0\r?\n/);
+      assert.match(text, /tty-ok/);
+    }
+    await podman(dir, ["rm", "-f", "-t", "0", "box"]);
+  });
+}, { ignore: lacking(NO_PODMAN, NO_SCRIPT) });
