@@ -16,6 +16,7 @@ usage: micro oci [GLOBAL OPTIONS] COMMAND [OPTIONS] ...
   kill [--all] ID [SIGNAL]                  signal the container (default TERM)
   delete [--force] ID                       remove a stopped (--force: any) container
   list [--format table|json] [-q]           the containers
+  ps [--format table|json] ID [PS ARGS]     the container's processes
   spec [--rootless] [--bundle DIR]          write a default config.json
   features                                  what this runtime supports (JSON)
 global options: --root DIR (default /run/micro-oci as root), --log FILE,
@@ -324,7 +325,39 @@ async function verb(g: Globals, argv: string[]): Promise<number> {
         consoleSocket: flags.consoleSocket as string | undefined,
       });
     }
-    case "ps":
+    case "ps": {
+      // runc's ps: the pids of the container's cgroup as JSON, or the host's ps(1) output
+      // (ARGS, default -ef) cut to them.
+      const { flags, args } = parseVerb(rest, { "--format": "format", "-f": "format" }, {}, true);
+      const [id, ...psArgs] = args;
+      const st = await import("../core/oci/state.ts");
+      const rt = await import("../core/oci/runtime.ts");
+      const { dir, state } = st.loadOciState(root, one(id ? [id] : [], "ps"));
+      const status = st.statusOf(dir, state);
+      if (status !== "created" && status !== "running") {
+        throw new MicroError(`container "${id}" is ${status}: it has no processes`);
+      }
+      const pids = rt.cgroupPids(state);
+      const format = (flags.format as string | undefined) ?? "table";
+      if (format === "json") {
+        console.log(JSON.stringify(pids));
+        return 0;
+      }
+      if (format !== "table") throw usageError(`--format: "${format}" (table or json)`);
+      const out = await new Deno.Command("ps", {
+        args: psArgs.length ? psArgs : ["-ef"],
+        stdout: "piped",
+        stderr: "inherit",
+      }).output();
+      const lines = new TextDecoder().decode(out.stdout).split("\n");
+      const col = lines[0].trim().split(/\s+/).indexOf("PID");
+      if (col < 0) throw new MicroError("ps: the output of ps(1) has no PID column");
+      console.log(lines[0]);
+      for (const l of lines.slice(1)) {
+        if (pids.includes(Number(l.trim().split(/\s+/)[col]))) console.log(l);
+      }
+      return 0;
+    }
     case "pause":
     case "resume":
     case "update":

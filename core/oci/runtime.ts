@@ -363,8 +363,8 @@ function hookState(st: OciState, status: string, pid = st.pid): Record<string, u
   };
 }
 
-/** Every process in the container's own cgroup (for `kill --all`). */
-function cgroupPids(state: OciState): number[] {
+/** Every process in the container's own cgroup (for `kill --all` and `ps`). */
+export function cgroupPids(state: OciState): number[] {
   const own = state.cgroups.find((c) => !c.shared && c.created);
   if (!own) return [];
   try {

@@ -467,6 +467,12 @@ microTest(
           Deno.readLinkSync(`/proc/${epid}/ns/pid`),
           Deno.readLinkSync(`/proc/${pid}/ns/pid`),
         );
+        // ps: the container's processes (runc's JSON of pids, and ps(1) cut to them).
+        const pids = JSON.parse(ok(await oci(root, ["ps", "--format", "json", id])));
+        assert.deepEqual([...pids].sort(), [pid, epid].sort());
+        const table = ok(await oci(root, ["ps", id]));
+        assert.match(table, /^UID\s+PID/);
+        assert.equal(table.trim().split("\n").length, 3, table);
         // kill --all reaches it through the cgroup.
         ok(await oci(root, ["kill", "--all", id, "KILL"]));
         assert.ok(await waitFor(() => !pidAlive(epid) && !pidAlive(pid), 5000));
