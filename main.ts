@@ -37,6 +37,7 @@ usage:
   micro profile list                                  the built-in profiles
   micro profile show NAME|PATH...                     a profile, resolved
   micro version (-v, --version)                       micro, Deno and V8 versions
+  micro oci create|start|state|kill|delete|run|...    micro as an OCI runtime (runc's CLI)
 
 IMAGE is a root filesystem directory or an image reference (alpine:3.20), pulled into the
 store when missing; without one, the root is a tmpfs holding the host's /usr, /bin, /sbin,
@@ -86,10 +87,46 @@ const COMMANDS: Record<string, () => Promise<(argv: string[]) => Promise<number>
   network: async () => (await import("./commands/network.ts")).network,
   login: async () => (await import("./commands/login.ts")).login,
   logout: async () => (await import("./commands/login.ts")).logout,
+  oci: async () => (await import("./commands/oci.ts")).oci,
 };
+
+/** runc's global flags: given before the verb, the invocation is runc's (podman, containerd). */
+const RUNC_GLOBALS = [
+  "--root",
+  "--log",
+  "--log-format",
+  "--debug",
+  "--systemd-cgroup",
+  "--rootless",
+];
+
+/**
+ * Whether argv is an OCI runtime invocation for `micro oci`: the binary called by a name
+ * ending in "runc" (a link `runc` or `micro-runc`: the launcher exports the name it was
+ * called by as MICRO_EXE), a runc global flag first, or `--bundle`/`-b` (micro's own
+ * commands have neither).
+ */
+function looksLikeRunc(argv: string[]): boolean {
+  const exe = Deno.env.get("MICRO_EXE") ?? "";
+  if (/runc$/.test(exe.slice(exe.lastIndexOf("/") + 1))) return true;
+  const first = argv[0] ?? "";
+  if (RUNC_GLOBALS.some((g) => first === g || first.startsWith(`${g}=`))) return true;
+  if (first === "plan") return false; // micro plan --bundle DIR: the ops of a bundle
+  // Among the verb's leading options only (`micro run IMAGE ls -b` is a command's flag).
+  for (let k = 1; k < argv.length && argv[k].startsWith("-"); k++) {
+    const a = argv[k];
+    if (a === "-b" || a === "--bundle" || a.startsWith("--bundle=")) return true;
+    if (RUNC_VALUE_FLAGS.includes(a)) k++;
+  }
+  return false;
+}
+
+/** runc's create and run flags that take a value (skipped over by looksLikeRunc). */
+const RUNC_VALUE_FLAGS = ["--pid-file", "--console-socket", "--preserve-fds"];
 
 async function main(argv: string[]): Promise<number> {
   mark("deno start to main");
+  if (argv[0] !== "oci" && looksLikeRunc(argv)) argv = ["oci", ...argv];
   const cmd = argv[0];
   if (cmd === undefined || cmd === "help" || cmd === "--help" || cmd === "-h") {
     console.log(HELP.trimEnd());

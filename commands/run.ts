@@ -3,6 +3,7 @@ import { gcState } from "./_gc.ts";
 import { RunSignals } from "../core/signals.ts";
 import { mark } from "../core/trace.ts";
 import { parseRun } from "../core/cli.ts";
+import { usageError } from "../core/errors.ts";
 
 function wantsHelp(argv: string[]): boolean {
   return argv.includes("--help") && argv.indexOf("--help") < (argv.indexOf("--") + 1 || Infinity);
@@ -37,6 +38,16 @@ function detaches(argv: string[]): boolean {
 
 export async function plan(argv: string[]): Promise<number> {
   if (wantsHelp(argv)) return await help();
+  // `micro plan --bundle DIR`: the ops `micro oci create` would run for that bundle.
+  const b = argv.findIndex((a) => a === "--bundle" || a === "-b" || a.startsWith("--bundle="));
+  if (b > 0) {
+    const dir = argv[b].startsWith("--bundle=") ? argv[b].slice(9) : argv[b + 1];
+    if (!dir) throw usageError('option "--bundle" needs a directory');
+    const { planBundle } = await import("../core/oci/runtime.ts");
+    const { formatPlan } = await import("../core/plan.ts");
+    console.log(formatPlan(planBundle(dir)).trimEnd());
+    return 0;
+  }
   await gcState();
   mark("state gc");
   const { planCommand } = await import("../core/run.ts");

@@ -65,6 +65,11 @@ export interface OpArgs {
    * cgroup namespace, so its root is the container's own cgroup (runc does the same).
    */
   unshare: { flag: string };
+  /**
+   * OCI exec: the child enters the container's namespaces that only a single-threaded
+   * process may (mount, user) through the container's pidfd (ChildContext.nsFd).
+   */
+  setns: { flags: string[] };
   /** attach: write a file of the child's under /proc/PID (uid_map, gid_map, setgroups). */
   "proc-write": {
     file: "uid_map" | "gid_map" | "setgroups" | "oom_score_adj";

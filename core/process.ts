@@ -155,8 +155,9 @@ export function processOps(spec: Spec, host: HostInfo): Op[] {
     : undefined;
   const env: Record<string, string> = { ...(p.envMap ?? {}) };
   env.HOME ??= who.home;
-  if (hostname) env.HOSTNAME ??= hostname;
-  if (p.terminal) env.TERM ??= "xterm";
+  // An OCI config.json's environment is the caller's (runc adds only HOME).
+  if (hostname && !spec.micro.oci) env.HOSTNAME ??= hostname;
+  if (p.terminal && !spec.micro.oci) env.TERM ??= "xterm";
   const envList = Object.entries(env).map(([k, v]) => `${k}=${v}`);
   const cmd = p.args[0] ?? "";
   const path = cmd.includes("/")

@@ -192,6 +192,11 @@ export interface Spec {
     capsAll?: boolean;
     /** The cgroups plugin's `oomKillDisable`. */
     oomKillDisable?: boolean;
+    /**
+     * An OCI bundle's config.json is the spec (core/oci/): its mounts are taken as given, in
+     * order (the mount plugin adds none of its own), and its environment as given.
+     */
+    oci?: { bundle: string };
     /** Namespaces joined from running containers (`--ipc container:NAME`), by type. */
     join?: Partial<Record<NamespaceType, string>>;
   };

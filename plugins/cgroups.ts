@@ -86,7 +86,7 @@ const throttle: Schema = {
     fields: { major: int(0), minor: int(0), rate: int(1) },
   },
 };
-const OCI_RESOURCES: Schema = {
+export const OCI_RESOURCES: Schema = {
   type: "object",
   doc: "the OCI runtime spec's linux.resources (cpu, memory, pids, blockIO, devices)",
   fields: {
@@ -347,6 +347,12 @@ function problems(
       minor: d.minor ?? null,
       access: d.access ?? "rwm",
     });
+  }
+  // An OCI config.json's rules come first (runc's order): the defaults and its own devices
+  // stay usable after its usual "deny all".
+  if (spec.micro.oci) {
+    const own = devices.length - (spec.micro.ociDevices?.length ?? 0);
+    devices.unshift(...devices.splice(own));
   }
   r.devices = devices;
   const rate = (list: DevRate[], option: string) =>

@@ -207,7 +207,66 @@ function kernelFs(which: "proc" | "sys", o: Op): Op {
   return o.kind === "mount" ? { ...o, args: { ...o.args, kernelFs: which } } : o;
 }
 
+/**
+ * An OCI config.json's mounts, as given and in order (runc's way): the default devices and
+ * /dev's links follow a tmpfs at /dev; sysctls follow the container's /proc.
+ */
+function planOciMounts(spec: Spec, host: HostInfo): Op[] {
+  const rootfs = (kind: Parameters<typeof op>[2], args: unknown) =>
+    op("rootfs", "mount", kind, args as never);
+  const ops: Op[] = [
+    { phase: "clone", plugin: "mount", kind: "namespace", args: { flag: "CLONE_NEWNS" } },
+    rootfs("make-private", {}),
+    rootfs("bind-root", { source: spec.root.path, readonly: spec.root.readonly }),
+  ];
+  let proc = false;
+  for (const m of spec.mounts) {
+    const o = mountOp(m, spec, host);
+    if (m.type === "proc" && !proc) {
+      proc = true;
+      ops.push(kernelFs("proc", o));
+      for (const [key, value] of Object.entries(spec.linux.sysctl ?? {})) {
+        ops.push(op("rootfs", "sysctl", "sysctl", { key, value }));
+      }
+      continue;
+    }
+    ops.push(m.type === "sysfs" ? kernelFs("sys", o) : o);
+    if (m.destination !== "/dev" || m.type !== "tmpfs") continue;
+    const devices = spec.micro.devices.filter((d) => host.devices.includes(d));
+    const nodes = [
+      ...devices.map((d) => ({ path: `/dev/${d}`, hostPath: `/dev/${d}` })),
+      ...spec.linux.devices.filter((d) => !devices.includes(d.path.slice(5))),
+    ];
+    for (const d of nodes) {
+      ops.push(mountOp(
+        { destination: d.path, type: "bind", source: d.hostPath, options: ["bind", "file"] },
+        spec,
+        host,
+      ));
+    }
+    ops.push(
+      rootfs("symlink", { target: "pts/ptmx", path: "/dev/ptmx" }),
+      rootfs("symlink", { target: "/proc/self/fd", path: "/dev/fd" }),
+      rootfs("symlink", { target: "/proc/self/fd/0", path: "/dev/stdin" }),
+      rootfs("symlink", { target: "/proc/self/fd/1", path: "/dev/stdout" }),
+      rootfs("symlink", { target: "/proc/self/fd/2", path: "/dev/stderr" }),
+    );
+  }
+  if (!proc && Object.keys(spec.linux.sysctl ?? {}).length) {
+    throw new MicroError("config.json: linux.sysctl needs a proc mount in mounts", {
+      phase: "check",
+      plugin: "mount",
+    });
+  }
+  for (const p of spec.linux.maskedPaths) ops.push(rootfs("mask", { path: p }));
+  for (const p of spec.linux.readonlyPaths) ops.push(rootfs("readonly-path", { path: p }));
+  ops.push(rootfs("pivot-root", {}));
+  if (spec.root.readonly) ops.push(rootfs("remount-root-ro", {}));
+  return ops;
+}
+
 function planMounts(spec: Spec, host: HostInfo): Op[] {
+  if (spec.micro.oci) return planOciMounts(spec, host);
   const rootfs = (kind: Parameters<typeof op>[2], args: unknown) =>
     op("rootfs", "mount", kind, args as never);
   const userns = hasNamespace(spec, "user");

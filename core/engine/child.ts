@@ -174,6 +174,15 @@ const FD_CONTAINER = FD_KEEP + 4;
 /** The pidfd of a running container's init, for an `enter` op (`micro exec`). */
 const FD_ENTER = FD_KEEP + 5;
 /**
+ * The OCI runtime's exec fifo (an O_PATH fd of `exec.fifo` in the container's state dir):
+ * right before the exec the child opens it for writing, which blocks until `start` opens
+ * it for reading (runc's design: `create` returns with the process waiting there).
+ */
+const FD_FIFO = FD_KEEP + 5;
+/** OCI exec: a pidfd of the container's first process, for the `setns` op. */
+const FD_NS = FD_KEEP + 6;
+const FIFO_PATH = cstr(`/proc/self/fd/${FD_FIFO}`);
+/**
  * Idmapped copies of a store image's layers (see idmapped.ts), kept from here up and
  * attached on the directories `layerMounts` names (the overlay's lower directories).
  */
@@ -237,6 +246,10 @@ export interface ChildContext {
   containerAt?: string;
   /** A pidfd of the container an `enter` op joins (`micro exec`), or -1. */
   enterFd?: number;
+  /** An O_PATH fd of the OCI exec fifo: the child blocks on it before the exec (FD_FIFO). */
+  execFifo?: number;
+  /** OCI exec: a pidfd of the container's first process, kept at FD_NS for `setns`. */
+  nsFd?: number;
 }
 
 const MS: Record<MountFlag, number> = {
@@ -786,6 +799,8 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
   let deathSignal: number = C.SIGKILL;
 
   // Prologue: die with the parent, wait for the parent's attach phase, own session, stdio.
+  // A detached child (run -d, OCI create and exec) too, until it is set up: the signal is
+  // cleared right before its READY (see the execve op).
   step(engine("prctl(PR_SET_PDEATHSIG)"), () => sys.prctl(C.PR_SET_PDEATHSIG, C.SIGKILL, 0, 0, 0));
   const one = new Uint8Array(1);
   step(engine("sync"), () => {
@@ -816,7 +831,16 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
   if ((ctx.containerFd ?? -1) >= 0 || enterFd >= 0) {
     keep.push([ctx.containerFd ?? -1, FD_CONTAINER]);
   }
+  // FD_ENTER and FD_FIFO share a number: `micro exec` never meets an OCI create.
   if (enterFd >= 0) keep.push([enterFd, FD_ENTER]);
+  else if ((ctx.execFifo ?? -1) >= 0 || (ctx.nsFd ?? -1) >= 0) {
+    // The numbers below them that hold nothing are closed, as above.
+    for (const at of [FD_LAYERS, FD_CONTAINER]) {
+      if (!keep.some(([, n]) => n === at)) keep.push([-1, at]);
+    }
+    keep.push([ctx.execFifo ?? -1, FD_FIFO]);
+    if ((ctx.nsFd ?? -1) >= 0) keep.push([ctx.nsFd!, FD_NS]);
+  }
   const keepLast = keep[keep.length - 1][1];
   const layers = ctx.layerFds ?? [];
   for (let k = 0; k < layers.length; k++) keep.push([layers[k], FD_IDMAPPED + k]);
@@ -1310,6 +1334,18 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         step(engine("reset signals"), () => sys.resetSignals());
         const ready = new Int32Array([READY_RECORD, 0]);
         step(engine("ready"), () => sys.sendRecord(reportFd, ready, -1));
+        if ((ctx.execFifo ?? -1) >= 0) {
+          // Blocks until `start` opens the fifo for reading; through the container's /proc.
+          const byte = new Uint8Array(1);
+          step(engine("exec fifo", { path: `/proc/self/fd/${FD_FIFO}` }), () => {
+            const fd = sys.open(FIFO_PATH, C.O_WRONLY | C.O_CLOEXEC, 0);
+            if (fd < 0) return fd;
+            const n = sys.write(fd, byte, 1);
+            sys.close(fd);
+            sys.close(FD_FIFO);
+            return n < 0 ? n : 0;
+          });
+        }
         const fds: Record<string, string> = { report: String(FD_TRAMPOLINE_REPORT) };
         // The report socket where the trampoline finds it, without close-on-exec.
         step(engine("trampoline fds", fds), () => {
@@ -1385,6 +1421,24 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
             if (s < 0) return s;
           }
           return sys.prctl(C.PR_SET_PDEATHSIG, deathSignal, 0, 0, 0);
+        });
+        break;
+      }
+      case "setns": {
+        i.paths = { flags: o.args.flags.join("|") };
+        let flags = 0;
+        for (const f of o.args.flags) {
+          if (CLONE_FLAGS[f] === undefined) throw new Error(`unknown namespace flag ${f}`);
+          flags |= CLONE_FLAGS[f];
+        }
+        if ((ctx.nsFd ?? -1) < 0) throw new Error("setns without a pidfd");
+        // Entering the container's mount namespace puts the child at its root, as a pivot.
+        if (o.args.flags.includes("CLONE_NEWNS")) pivoted = true;
+        step(i, () => {
+          const rc = sys.setns(FD_NS, flags);
+          if (rc < 0) return rc;
+          sys.close(FD_NS);
+          return 0;
         });
         break;
       }

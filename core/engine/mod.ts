@@ -82,6 +82,24 @@ export interface EngineOptions {
   detach?: boolean;
   /** `micro start`: the container's layer (upper, work) is its last run's, kept. */
   reuseContainerDir?: boolean;
+  /**
+   * OCI `create`: the child gets micro's own stdin, stdout and stderr (the caller's), no
+   * PDEATHSIG, and waits on this exec fifo (an O_PATH fd) before the exec; the engine
+   * returns once it is there (see `createDetached`).
+   */
+  execFifo?: number;
+  /**
+   * OCI exec: the caller's stdio and no PDEATHSIG (as `execFifo`), but the engine returns
+   * once the command has exec'd.
+   */
+  detached?: boolean;
+  /** OCI exec: a pidfd of the container's first process, for the child's `setns` op. */
+  nsFd?: number;
+  /**
+   * Called with the child's pid once it is attached (namespaces made, id maps written, in its
+   * cgroups) and before it is released: the OCI prestart and createRuntime hooks.
+   */
+  beforeRelease?: (pid: number) => Promise<void>;
 }
 
 export interface RunResult {
@@ -103,6 +121,10 @@ const SEALS = C.F_SEAL_SEAL | C.F_SEAL_SHRINK | C.F_SEAL_GROW | C.F_SEAL_WRITE;
 const OWN_NS: { flag: number; name: string; path: CStr }[] = [
   [C.CLONE_NEWPID, "/proc/thread-self/ns/pid_for_children"] as const,
   [C.CLONE_NEWIPC, "/proc/thread-self/ns/ipc"] as const,
+  // OCI `linux.namespaces[].path`: namespaces one thread may enter and leave.
+  [C.CLONE_NEWNET, "/proc/thread-self/ns/net"] as const,
+  [C.CLONE_NEWUTS, "/proc/thread-self/ns/uts"] as const,
+  [C.CLONE_NEWCGROUP, "/proc/thread-self/ns/cgroup"] as const,
 ].map(([flag, name]) => ({ flag, name, path: cstr(name) }));
 
 /**
@@ -373,6 +395,61 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
 }
 
 /**
+ * OCI `create`: prepares (cgroups), clones and attaches the child, releases it, and returns
+ * once it has sent READY and waits on the exec fifo (`opts.execFifo`), with the terminal's
+ * master when it made one (the caller's to pass on and close). Nothing of micro
+ * stays: no watchdog, no supervision; the caller (conmon, containerd's shim) reaps it. On
+ * failure everything made is undone; on success the cgroups stay (`delete` removes them,
+ * from the records `onCgroups` gave).
+ */
+export async function createDetached(
+  plan: Op[],
+  opts: EngineOptions,
+  sys: Sys,
+): Promise<{ pid: number; master: number }> {
+  if ((opts.execFifo ?? -1) < 0 && !opts.detached) {
+    throw new Error("createDetached without an exec fifo or detached");
+  }
+  const flags = cloneFlags(plan) | C.SIGCHLD;
+  const childOps = plan.filter((o) => CHILD_PHASES.includes(o.phase));
+  const parent = new ParentOps(plan, sys, { onCreate: opts.onCgroups });
+  const network = new NetworkOps(plan, sys);
+  const signals = opts.signals ?? new RunSignals();
+  let ok = false;
+  try {
+    parent.prepare();
+    for (let attempt = 0;; attempt++) {
+      if (signals.stopSignal) throw stoppedError(signals.stopSignal);
+      for (const p of await network.cleanup()) opts.onCleanupProblem?.(p);
+      try {
+        const { pid, ends } = await start(
+          plan,
+          childOps,
+          flags,
+          opts,
+          sys,
+          parent,
+          network,
+          signals,
+          null,
+        );
+        ok = true;
+        return { pid, master: ends.master };
+      } catch (e) {
+        if (!(e instanceof FailedStart)) throw e;
+        if (attempt > 0) throw new MicroError(e.message, { phase: "clone", plugin: "engine" });
+      }
+    }
+  } finally {
+    if (!opts.signals) signals.remove();
+    if (!ok) {
+      for (const p of await network.cleanup()) opts.onCleanupProblem?.(p);
+      for (const p of parent.cleanup()) opts.onCleanupProblem?.(p);
+    }
+  }
+}
+
+/**
  * Detached copies of the directories holding the overlay's lower layers (a store image's,
  * when they share one) and its upper and work directories, with the empty directories of
  * the run's state the child attaches them on (see FD_LAYERS in child.ts): the store above
@@ -473,6 +550,16 @@ async function start(
       return childReads ? [p[0], p[1]] : [p[1], p[0]];
     };
     const stdio: [number, number, number] = [devNull, devNull, devNull];
+    const detached = (opts.execFifo ?? -1) >= 0 || opts.detached === true;
+    // OCI: the caller's own stdio (conmon's pipes, the shim's fifos) is the container's.
+    if (detached) {
+      for (let k = 0; k < 3; k++) {
+        stdio[k] = check(sys.fcntl(k, C.F_DUPFD_CLOEXEC, 3), "fcntl(F_DUPFD_CLOEXEC)", {
+          fd: String(k),
+        });
+        fds.push(stdio[k]);
+      }
+    }
     // -a without stdout or stderr: that stream is /dev/null, open for writing.
     if (!opts.terminal && (opts.attach?.stdout === false || opts.attach?.stderr === false)) {
       const w = check(sys.open(DEV_NULL, C.O_WRONLY | C.O_CLOEXEC, 0), "open", {
@@ -481,12 +568,12 @@ async function start(
       fds.push(w);
       stdio[1] = stdio[2] = w;
     }
-    if (!opts.terminal) {
+    if (!opts.terminal && !detached) {
       if (opts.stdin) [stdio[0], ends.stdin] = pipe(true);
       if (opts.attach?.stdout !== false) [stdio[1], ends.stdout] = pipe(false);
       if (opts.attach?.stderr !== false) [stdio[2], ends.stderr] = pipe(false);
     }
-    const pipes = stdio.map((fd) => fd !== devNull) as [boolean, boolean, boolean];
+    const pipes = stdio.map((fd) => !detached && fd !== devNull) as [boolean, boolean, boolean];
     // In a user namespace the container's root must own the pipes, or it may neither
     // reopen them (/dev/stdout) nor give them to its user (runc's setupProcessPipes).
     const rootUid = rootHostId(plan, "uid_map") ?? opts.rootIds?.uid;
@@ -519,7 +606,9 @@ async function start(
       layerFds: opts.layerFds,
       layerMounts: opts.layerMounts,
       enterFd: opts.enter ?? -1,
-      detached: opts.detach,
+      detached: opts.detach || detached,
+      ...(detached ? { execFifo: opts.execFifo } : {}),
+      ...((opts.nsFd ?? -1) >= 0 ? { nsFd: opts.nsFd } : {}),
     }, sys);
   } catch (e) {
     closeAll();
@@ -604,6 +693,7 @@ async function start(
     parent.attach(pid);
     // In its cgroup, its namespaces made: the network, while it still waits.
     await network.attach(pid);
+    await opts.beforeRelease?.(pid);
   } catch (e) {
     await abandon();
     throw e;
@@ -637,11 +727,22 @@ async function start(
     }
     if (got.n === 8 && record[0] === READY_RECORD) {
       ready = true;
+      // OCI create: the child now waits on the exec fifo; what follows is `start`'s.
+      if ((opts.execFifo ?? -1) >= 0) {
+        signals.settled();
+        closeAll();
+        return { pid, ends: { ...ends, master } };
+      }
       continue;
     }
     signals.settled();
     if (got.n === 0 && ready) {
       mark("child set-up until exec");
+      // OCI exec: micro's own ends are the caller's; it keeps none.
+      if (opts.detached) {
+        closeAll();
+        return { pid, ends: { ...ends, master } };
+      }
       sys.close(report[0]);
       return { pid, ends: { ...ends, master } };
     }

@@ -660,6 +660,10 @@ export class RecordingSys implements Sys {
     return this.record("pidfdOpen", [pid, flags], () => this.fd());
   }
 
+  connect(fd: number, addr: Uint8Array) {
+    return this.record("connect", [fd, addr.length], () => 0);
+  }
+
   /** Copies the next scripted chunk for `fd` into `buf`; undefined when none is left. */
   private take(fd: number, buf: Uint8Array, len: number): number | undefined {
     const chunk = this.reads.get(fd)?.shift();

@@ -84,6 +84,7 @@ const NR = {
     lgetxattr: 192,
     setns: 308,
     pidfd_open: 434,
+    connect: 42,
   },
   aarch64: {
     bpf: 280,
@@ -158,6 +159,7 @@ const NR = {
     lgetxattr: 9,
     setns: 268,
     pidfd_open: 434,
+    connect: 203,
   },
 } as const;
 
@@ -609,6 +611,7 @@ function bindLibc(): Sys {
     lgetxattr: (p, name, value) => r(lib.bbbib(nr.lgetxattr, p, name, value, value.length, null)),
     setns: (fd, nstype) => r(lib.i(nr.setns, fd, nstype, 0, 0, 0)),
     pidfdOpen: (pid, flags) => r(lib.i(nr.pidfd_open, pid, flags, 0, 0, 0)),
+    connect: (fd, addr) => r(lib.ibi(nr.connect, fd, addr, addr.length)),
   };
   return sys;
 }

@@ -202,6 +202,8 @@ export interface Sys {
   setns(fd: number, nstype: number): number;
   /** pidfd_open(2): an fd that stays bound to this very process (Linux 5.3+). */
   pidfdOpen(pid: number, flags: number): number;
+  /** connect(2) with a raw sockaddr (`struct sockaddr_un` for a unix socket path). */
+  connect(fd: number, addr: Uint8Array): number;
 }
 
 /** The fields of `struct stat` that micro reads. */

@@ -1203,3 +1203,47 @@ Deno.test("run -d: the parent-death signal is cleared right before the exec, not
     }
   }
 });
+
+Deno.test("OCI create: the parent-death signal cleared before READY; the exec fifo is opened and written after READY", () => {
+  const sys = new RecordingSys().scriptRead(50, new Uint8Array([1])).execSucceeds();
+  const ops = [
+    op("credentials", "process", "setresuid", { uid: 1000 }),
+    execve(["/bin/sh"]),
+  ];
+  runToEnd(ops, sys, context({ execFifo: 60, detached: true }));
+  const calls = sys.format();
+  // Set while it is set up (create waits for READY), cleared before READY: create then exits.
+  const prctls = calls.filter((c) => c.startsWith("prctl(1,"));
+  assert.equal(prctls.at(-1), "prctl(1, 0, 0, 0, 0)", calls.join("\n"));
+  const cleared = calls.lastIndexOf("prctl(1, 0, 0, 0, 0)");
+  // The fifo kept at 1015, the unused numbers below it closed.
+  assert.ok(calls.includes("dup3(60, 1015, 0x80000)"), calls.join("\n"));
+  assert.ok(calls.includes("close(1013)") && calls.includes("close(1014)"), calls.join("\n"));
+  const ready = calls.indexOf(`sendRecord(${REPORT_FD}, [${READY_RECORD},0], -1)`);
+  const open = calls.findIndex((c) => c.startsWith('open("/proc/self/fd/1015", 0x80001'));
+  const exec = calls.findIndex((c) => c.startsWith("execveat("));
+  assert.ok(ready >= 0 && open > ready && exec > open, calls.join("\n"));
+  assert.ok(cleared < ready, calls.join("\n"));
+  // Without it (micro run), the child dies with micro and there is no fifo.
+  const plain = new RecordingSys().scriptRead(50, new Uint8Array([1])).execSucceeds();
+  runToEnd(ops, plain);
+  const p = plain.format();
+  assert.equal(p.filter((c) => c.startsWith("prctl(1, 9")).length, 2);
+  assert.ok(!p.some((c) => c.includes("/proc/self/fd/1015")));
+});
+
+Deno.test("OCI exec: the child keeps the container's pidfd at 1016 and enters user and mount", () => {
+  const sys = new RecordingSys().scriptRead(50, new Uint8Array([1])).execSucceeds();
+  const ops = [
+    op("rootfs", "oci", "setns", { flags: ["CLONE_NEWUSER", "CLONE_NEWNS"] }),
+    execve(["/bin/sh"]),
+  ];
+  runToEnd(ops, sys, context({ nsFd: 61, detached: true }));
+  const calls = sys.format();
+  assert.ok(calls.includes("dup3(61, 1016, 0x80000)"), calls.join("\n"));
+  // No fifo: its number is closed like every unused one below the last kept.
+  assert.ok(calls.includes("close(1015)"), calls.join("\n"));
+  const setns = calls.indexOf(`setns(1016, "0x${(C.CLONE_NEWUSER | C.CLONE_NEWNS).toString(16)}")`);
+  assert.ok(setns > 0 && calls[setns + 1] === "close(1016)", calls.join("\n"));
+  assert.ok(!calls.some((c) => c.includes("/proc/self/fd/1015")));
+});

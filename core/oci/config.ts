@@ -1,0 +1,684 @@
+/**
+ * An OCI bundle's `config.json` as micro's Spec (DESIGN.md §13): read with the project's
+ * rules (a regular file, a size cap, a depth limit), checked field by field, and turned into
+ * the same Spec a profile makes, so checks, plan and engine are the ones `micro run` uses.
+ * A field micro cannot honour is an error where the runtime spec says MUST, a warning where
+ * it says SHOULD (or where ignoring it loses nothing the container could notice).
+ */
+import { MicroError } from "../errors.ts";
+import { FileRefused, MiB, readRegularFile } from "../files.ts";
+import { check, formatPath, isPlainObject } from "../schema.ts";
+import { capName } from "../caps.ts";
+import { emptySpec, type Mount, type NamespaceType, type Spec } from "../spec.ts";
+import type { Sys } from "../sys/mod.ts";
+import { cleanPath } from "../paths.ts";
+import { DEFAULT_PATH } from "../process.ts";
+import { OCI_RESOURCES } from "../../plugins/cgroups.ts";
+import { type Hook, type HookKind, parseHooks } from "./hooks.ts";
+
+/** runc refuses nothing below this; a config.json is a few KiB. */
+export const CONFIG_CAP = 4 * MiB;
+/** Nesting of a real config.json stays under 10 (seccomp args); deeper is an attack. */
+export const CONFIG_DEPTH = 32;
+
+export interface OciConfig {
+  raw: string;
+  json: Record<string, unknown>;
+}
+
+/** The namespaces micro joins by path (one thread may setns into them; see engine/mod.ts). */
+export const JOINABLE: readonly NamespaceType[] = ["network", "ipc", "uts", "pid", "cgroup"];
+
+export interface Translated {
+  spec: Spec;
+  warnings: string[];
+  /** `linux.namespaces[].path`: namespaces to enter for the clone, by type. */
+  joins: { type: NamespaceType; path: string }[];
+  /** The cgroup: parent (relative) and leaf name. */
+  cgroup: { parent: string; name: string };
+  /** The raw config, for the seccomp plugin (it parses `linux.seccomp` with exact u64s). */
+  raw: string;
+  /** The hooks micro runs (hooks.ts). */
+  hooks: Partial<Record<HookKind, Hook[]>>;
+  /** `process.consoleSize`: set on the terminal create makes. */
+  consoleSize?: { height: number; width: number };
+}
+
+function bad(field: string, why: string, hint?: string): MicroError {
+  return new MicroError(`config.json: ${field}: ${why}`, {
+    phase: "check",
+    plugin: "oci",
+    hint: hint ?? "fix the bundle's config.json (see the OCI runtime spec)",
+  });
+}
+
+/** Deepest nesting of arrays and objects (iterative: no stack to overflow). */
+export function depthOf(v: unknown, limit: number): number {
+  let max = 0;
+  const stack: [unknown, number][] = [[v, 1]];
+  while (stack.length) {
+    const [x, d] = stack.pop()!;
+    if (x === null || typeof x !== "object") continue;
+    if (d > max) max = d;
+    if (max > limit) return max;
+    for (const y of Object.values(x as Record<string, unknown>)) stack.push([y, d + 1]);
+  }
+  return max;
+}
+
+/** Parses config.json text: JSON, an object, nesting bounded. */
+export function parseConfig(text: string): OciConfig {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw bad("the file", `not valid JSON: ${(e as Error).message}`);
+  }
+  if (!isPlainObject(json)) throw bad("the file", "the top level is not an object");
+  if (depthOf(json, CONFIG_DEPTH) > CONFIG_DEPTH) {
+    throw bad("the file", `nested deeper than ${CONFIG_DEPTH} levels`);
+  }
+  return { raw: text, json };
+}
+
+/** `BUNDLE/config.json`, a regular file under CONFIG_CAP, parsed. */
+export function readConfig(sys: Sys, bundle: string): OciConfig {
+  const path = `${bundle}/config.json`;
+  let text: string;
+  try {
+    text = readRegularFile(sys, path, CONFIG_CAP);
+  } catch (e) {
+    if (e instanceof FileRefused) {
+      throw new MicroError(`cannot read ${path}: ${e.reason}`, {
+        phase: "prepare",
+        plugin: "oci",
+        hint: "give the bundle directory (--bundle DIR) holding config.json",
+      });
+    }
+    throw e;
+  }
+  return parseConfig(text);
+}
+
+// ---- small typed readers: each names the field it refuses ----
+
+type Obj = Record<string, unknown>;
+
+function obj(v: unknown, field: string): Obj | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (!isPlainObject(v)) throw bad(field, "expected an object");
+  return v;
+}
+function str(v: unknown, field: string): string | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "string") throw bad(field, "expected a string");
+  return v;
+}
+function bool(v: unknown, field: string): boolean | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "boolean") throw bad(field, "expected true or false");
+  return v;
+}
+function int(v: unknown, field: string, min = 0, max = 2 ** 32 - 1): number | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
+    throw bad(field, `expected an integer from ${min} to ${max}`);
+  }
+  return v;
+}
+function strs(v: unknown, field: string): string[] | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (!Array.isArray(v) || v.some((x) => typeof x !== "string")) {
+    throw bad(field, "expected a list of strings");
+  }
+  return v as string[];
+}
+function list(v: unknown, field: string): unknown[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) throw bad(field, "expected a list");
+  return v;
+}
+function absolute(p: string, field: string): string {
+  if (!p.startsWith("/")) throw bad(field, `"${p}" is not an absolute path`);
+  return cleanPath(p);
+}
+
+/** Keys of `o` outside `known`: an error (a typo would be silently ignored otherwise). */
+function known(o: Obj, keys: readonly string[], field: string): void {
+  for (const k of Object.keys(o)) {
+    if (!keys.includes(k)) throw bad(`${field}.${k}`, "unknown field");
+  }
+}
+
+const NS_TYPES: Record<string, NamespaceType | "time"> = {
+  pid: "pid",
+  network: "network",
+  mount: "mount",
+  ipc: "ipc",
+  uts: "uts",
+  user: "user",
+  cgroup: "cgroup",
+  time: "time",
+};
+
+/** The plugin that makes each namespace. */
+const NS_PLUGIN: Record<NamespaceType, string> = {
+  mount: "mount",
+  pid: "pid",
+  uts: "uts",
+  ipc: "ipc",
+  network: "net",
+  user: "user",
+  cgroup: "cgroupns",
+};
+
+/** Mount options micro applies as the mount's flags or leaves at their default. */
+const FLAG_OPTIONS = new Set([
+  "ro",
+  "rw",
+  "nosuid",
+  "nodev",
+  "noexec",
+  "bind",
+  "rbind",
+  "strictatime",
+  "relatime",
+]);
+/** The kernel's default for a new mount: nothing to do. */
+const DEFAULT_OPTIONS = new Set([
+  "suid",
+  "dev",
+  "exec",
+  "async",
+  "atime",
+  "diratime",
+  "defaults",
+  // Every mount in the container's namespace is private (the root is made rprivate first).
+  "private",
+  "rprivate",
+]);
+/** Propagation and atime flags micro does not apply yet: a warning names them. */
+const UNAPPLIED_OPTIONS = new Set([
+  // runc's and crun's extension: the tmpfs starts with what the image had there.
+  "tmpcopyup",
+  "notmpcopyup",
+  "slave",
+  "rslave",
+  "shared",
+  "rshared",
+  "unbindable",
+  "runbindable",
+  "noatime",
+  "nodiratime",
+  "norelatime",
+  "nostrictatime",
+  "sync",
+  "dirsync",
+  "mand",
+  "nomand",
+  "lazytime",
+  "nolazytime",
+  "iversion",
+  "noiversion",
+  "silent",
+  "loud",
+]);
+
+const MOUNT_TYPES = ["bind", "tmpfs", "proc", "sysfs", "devpts", "mqueue", "cgroup", "cgroup2"];
+
+const RESOURCE_UNSUPPORTED: Record<string, readonly string[]> = {
+  memory: ["kernel", "kernelTCP", "swappiness", "useHierarchy", "checkBeforeUpdate"],
+  cpu: ["realtimeRuntime", "realtimePeriod", "idle", "burst"],
+  blockIO: ["leafWeight", "weightDevice"],
+};
+
+const RLIMITS = [
+  "CPU",
+  "FSIZE",
+  "DATA",
+  "STACK",
+  "CORE",
+  "RSS",
+  "NPROC",
+  "NOFILE",
+  "MEMLOCK",
+  "AS",
+  "LOCKS",
+  "SIGPENDING",
+  "MSGQUEUE",
+  "NICE",
+  "RTPRIO",
+  "RTTIME",
+];
+
+/**
+ * config.json → Spec. `bundle` is the bundle's absolute path (root.path and relative bind
+ * sources are resolved against it); `id` the container's id.
+ */
+export function configToSpec(config: OciConfig, bundle: string, id: string): Translated {
+  const c = config.json;
+  const warnings: string[] = [];
+  const warn = (m: string) => warnings.push(m);
+  known(c, [
+    "ociVersion",
+    "process",
+    "root",
+    "hostname",
+    "domainname",
+    "mounts",
+    "hooks",
+    "annotations",
+    "linux",
+  ], "config");
+  const version = str(c.ociVersion, "ociVersion");
+  if (version === undefined) throw bad("ociVersion", "missing");
+  if (!/^1\.[0-9]+\.[0-9]+/.test(version)) {
+    warn(`config.json: ociVersion "${version}": micro implements 1.x (1.2.0)`);
+  }
+  const spec = emptySpec();
+  spec.micro.oci = { bundle };
+  const plugins = new Set<string>(["mount", "cgroups"]);
+
+  // process
+  const p = obj(c.process, "process");
+  if (!p) throw bad("process", "missing", "create and run need a process to start");
+  known(p, [
+    "terminal",
+    "consoleSize",
+    "cwd",
+    "env",
+    "args",
+    "commandLine",
+    "rlimits",
+    "apparmorProfile",
+    "capabilities",
+    "noNewPrivileges",
+    "oomScoreAdj",
+    "scheduler",
+    "selinuxLabel",
+    "ioPriority",
+    "execCPUAffinity",
+    "user",
+  ], "process");
+  const args = strs(p.args, "process.args");
+  if (!args?.length) throw bad("process.args", "missing or empty");
+  spec.process.args = args;
+  spec.process.terminal = bool(p.terminal, "process.terminal") ?? false;
+  const size = obj(p.consoleSize, "process.consoleSize");
+  let consoleSize: Translated["consoleSize"];
+  if (size) {
+    known(size, ["height", "width"], "process.consoleSize");
+    consoleSize = {
+      height: int(size.height, "process.consoleSize.height", 0, 65535) ?? 0,
+      width: int(size.width, "process.consoleSize.width", 0, 65535) ?? 0,
+    };
+  }
+  spec.process.stdin = true;
+  spec.process.cwd = absolute(str(p.cwd, "process.cwd") ?? "", "process.cwd");
+  const env: Record<string, string> = {};
+  for (const e of strs(p.env, "process.env") ?? []) {
+    const k = e.indexOf("=");
+    if (k <= 0) throw bad("process.env", `"${e}" is not KEY=VALUE`);
+    env[e.slice(0, k)] = e.slice(k + 1);
+  }
+  spec.process.envMap = env;
+  if (p.commandLine !== undefined) throw bad("process.commandLine", "Windows only");
+  for (const f of ["scheduler", "ioPriority", "execCPUAffinity"]) {
+    if (p[f] !== undefined) {
+      throw bad(`process.${f}`, "not supported by micro yet", `remove process.${f}`);
+    }
+  }
+  const u = obj(p.user, "process.user");
+  if (!u) throw bad("process.user", "missing");
+  known(u, ["uid", "gid", "umask", "additionalGids", "username"], "process.user");
+  const uid = int(u.uid, "process.user.uid") ?? 0;
+  const gid = int(u.gid, "process.user.gid") ?? 0;
+  const groups = list(u.additionalGids, "process.user.additionalGids").map((g, k) =>
+    int(g, `process.user.additionalGids[${k}]`)!
+  );
+  spec.process.userSpec = `${uid}:${gid}`;
+  spec.process.groupSpecs = groups.map(String);
+  const umask = int(u.umask, "process.user.umask", 0, 0o777);
+  if (umask !== undefined && umask !== 0o022) {
+    warn(`config.json: process.user.umask ${umask.toString(8)}: not applied (micro keeps 022)`);
+  }
+  spec.process.rlimits = list(p.rlimits, "process.rlimits").map((r, k) => {
+    const f = `process.rlimits[${k}]`;
+    const o = obj(r, f)!;
+    known(o, ["type", "soft", "hard"], f);
+    const type = str(o.type, `${f}.type`) ?? "";
+    if (!RLIMITS.includes(type.replace(/^RLIMIT_/, ""))) throw bad(`${f}.type`, `"${type}"`);
+    const max = Number.MAX_SAFE_INTEGER;
+    return {
+      type,
+      soft: int(o.soft, `${f}.soft`, 0, max)!,
+      hard: int(o.hard, `${f}.hard`, 0, max)!,
+    };
+  });
+  spec.process.noNewPrivileges = bool(p.noNewPrivileges, "process.noNewPrivileges") ?? false;
+  const oom = int(p.oomScoreAdj, "process.oomScoreAdj", -1000, 1000);
+  if (oom !== undefined) spec.process.oomScoreAdj = oom;
+  const aa = str(p.apparmorProfile, "process.apparmorProfile");
+  const se = str(p.selinuxLabel, "process.selinuxLabel");
+  if (aa) spec.process.apparmorProfile = aa;
+  if (se) spec.process.selinuxLabel = se;
+  if (aa || se) plugins.add("lsm");
+  const caps = obj(p.capabilities, "process.capabilities");
+  if (caps) {
+    known(caps, ["bounding", "effective", "permitted", "inheritable", "ambient"], "process.caps");
+    const set = (k: string) =>
+      (strs(caps[k], `process.capabilities.${k}`) ?? []).map((n) => {
+        const name = capName(n);
+        if (!name) throw bad(`process.capabilities.${k}`, `unknown capability "${n}"`);
+        return name;
+      });
+    spec.process.capabilities = {
+      bounding: set("bounding"),
+      effective: set("effective"),
+      permitted: set("permitted"),
+      inheritable: set("inheritable"),
+      ambient: set("ambient"),
+    };
+    spec.micro.ambientCaps = spec.process.capabilities.ambient;
+    spec.micro.addedCaps = [];
+    plugins.add("caps");
+  }
+
+  // root
+  const root = obj(c.root, "root");
+  if (!root) throw bad("root", "missing");
+  known(root, ["path", "readonly"], "root");
+  const rootPath = str(root.path, "root.path");
+  if (!rootPath) throw bad("root.path", "missing");
+  spec.root.path = cleanPath(rootPath.startsWith("/") ? rootPath : `${bundle}/${rootPath}`);
+  spec.root.readonly = bool(root.readonly, "root.readonly") ?? false;
+
+  // hostname, domainname
+  const hostname = str(c.hostname, "hostname");
+  if (hostname) spec.hostname = hostname;
+  if (str(c.domainname, "domainname")) {
+    throw bad("domainname", "not supported by micro yet", "remove domainname");
+  }
+
+  // linux
+  const l = obj(c.linux, "linux") ?? {};
+  known(l, [
+    "namespaces",
+    "uidMappings",
+    "gidMappings",
+    "timeOffsets",
+    "devices",
+    "cgroupsPath",
+    "rootfsPropagation",
+    "resources",
+    "intelRdt",
+    "sysctl",
+    "seccomp",
+    "maskedPaths",
+    "readonlyPaths",
+    "mountLabel",
+    "personality",
+    "memoryPolicy",
+  ], "linux");
+  const joins: Translated["joins"] = [];
+  for (const [k, n] of list(l.namespaces, "linux.namespaces").entries()) {
+    const f = `linux.namespaces[${k}]`;
+    const o = obj(n, f)!;
+    known(o, ["type", "path"], f);
+    const type = NS_TYPES[str(o.type, `${f}.type`) ?? ""];
+    if (!type) throw bad(`${f}.type`, `unknown namespace type "${o.type}"`);
+    if (type === "time") throw bad(f, "time namespaces are not supported by micro yet");
+    if (spec.linux.namespaces.some((x) => x.type === type) || joins.some((j) => j.type === type)) {
+      throw bad(f, `namespace "${type}" given twice`);
+    }
+    const path = str(o.path, `${f}.path`);
+    if (path) {
+      if (!JOINABLE.includes(type)) {
+        throw bad(
+          `${f}.path`,
+          `joining a ${type} namespace by path is not supported by micro`,
+          "micro's parent is multi-threaded: the kernel refuses setns into mount and user " +
+            "namespaces there; leave out the path",
+        );
+      }
+      joins.push({ type, path: absolute(path, `${f}.path`) });
+      continue;
+    }
+    spec.linux.namespaces.push({ type });
+    plugins.add(NS_PLUGIN[type]);
+  }
+  if (!spec.linux.namespaces.some((n) => n.type === "mount")) {
+    throw bad("linux.namespaces", "no mount namespace", "micro needs a mount namespace of its own");
+  }
+  if (hostname && !spec.linux.namespaces.some((n) => n.type === "uts")) {
+    throw bad("hostname", "set without a uts namespace of the container's own");
+  }
+  const maps = (v: unknown, f: string) =>
+    list(v, f).map((m, k) => {
+      const o = obj(m, `${f}[${k}]`)!;
+      known(o, ["containerID", "hostID", "size"], `${f}[${k}]`);
+      return {
+        containerID: int(o.containerID, `${f}[${k}].containerID`)!,
+        hostID: int(o.hostID, `${f}[${k}].hostID`)!,
+        size: int(o.size, `${f}[${k}].size`, 1)!,
+      };
+    });
+  spec.linux.uidMappings = maps(l.uidMappings, "linux.uidMappings");
+  spec.linux.gidMappings = maps(l.gidMappings, "linux.gidMappings");
+  const userns = spec.linux.namespaces.some((n) => n.type === "user");
+  if (userns && (!spec.linux.uidMappings.length || !spec.linux.gidMappings.length)) {
+    throw bad("linux.uidMappings", "a user namespace needs uidMappings and gidMappings");
+  }
+  if (!userns && (spec.linux.uidMappings.length || spec.linux.gidMappings.length)) {
+    throw bad("linux.uidMappings", "given without a user namespace");
+  }
+  for (const f of ["timeOffsets", "intelRdt", "personality", "memoryPolicy"]) {
+    if (l[f] !== undefined) throw bad(`linux.${f}`, "not supported by micro yet");
+  }
+  const propagation = str(l.rootfsPropagation, "linux.rootfsPropagation");
+  if (propagation && !["private", "rprivate", "slave", "rslave"].includes(propagation)) {
+    throw bad("linux.rootfsPropagation", `"${propagation}": micro makes the root private`);
+  }
+  const mountLabel = str(l.mountLabel, "linux.mountLabel");
+  if (mountLabel) spec.linux.mountLabel = mountLabel;
+
+  // devices: bound from the host's node of the same path (micro does not mknod)
+  for (const [k, d] of list(l.devices, "linux.devices").entries()) {
+    const f = `linux.devices[${k}]`;
+    const o = obj(d, f)!;
+    known(o, ["type", "path", "major", "minor", "fileMode", "uid", "gid"], f);
+    const path = absolute(str(o.path, `${f}.path`) ?? "", `${f}.path`);
+    if (!path.startsWith("/dev/")) throw bad(`${f}.path`, "micro adds devices under /dev only");
+    spec.linux.devices.push({ path, hostPath: path, access: "rwm" });
+  }
+
+  // resources, cgroupsPath
+  const res = obj(l.resources, "linux.resources") ?? {};
+  const r: Obj = {};
+  for (const [k, v] of Object.entries(res)) {
+    if (v === null || v === undefined) continue;
+    if (!["memory", "cpu", "pids", "blockIO", "devices"].includes(k)) {
+      if (k === "unified" && isPlainObject(v) && Object.keys(v).length === 0) continue;
+      throw bad(`linux.resources.${k}`, "not supported by micro yet");
+    }
+    if (k === "devices") {
+      // OCI's wildcard is an absent major/minor; runc's default writes them as null.
+      r.devices = list(v, "linux.resources.devices").map((x) =>
+        isPlainObject(x)
+          ? Object.fromEntries(Object.entries(x).filter(([, y]) => y !== null && y !== -1))
+          : x
+      );
+      continue;
+    }
+    const o = obj(v, `linux.resources.${k}`)!;
+    const kept: Obj = {};
+    for (const [kk, vv] of Object.entries(o)) {
+      if (vv === null || vv === undefined) continue;
+      if (k === "memory" && kk === "disableOOMKiller") {
+        if (vv === true) spec.micro.oomKillDisable = true;
+        continue;
+      }
+      if (RESOURCE_UNSUPPORTED[k]?.includes(kk)) {
+        warn(`config.json: linux.resources.${k}.${kk}: not applied by micro yet`);
+        continue;
+      }
+      kept[kk] = vv;
+    }
+    r[k] = kept;
+  }
+  const issues = check(r, OCI_RESOURCES);
+  if (issues.length) {
+    const i = issues[0];
+    throw bad(`linux.resources${i.path.length ? "." + formatPath(i.path) : ""}`, i.reason);
+  }
+  const cgroupsPath = str(l.cgroupsPath, "linux.cgroupsPath");
+  const cgroup = cgroupOf(cgroupsPath, id);
+
+  // sysctl
+  const sysctl = obj(l.sysctl, "linux.sysctl");
+  if (sysctl && Object.keys(sysctl).length) {
+    spec.linux.sysctl = {};
+    for (const [k, v] of Object.entries(sysctl)) {
+      spec.linux.sysctl[k] = str(v, `linux.sysctl.${k}`)!;
+    }
+    plugins.add("sysctl");
+  }
+
+  // seccomp: the seccomp plugin reads linux.seccomp from the raw text (exact 64-bit values)
+  if (l.seccomp !== undefined && l.seccomp !== null) {
+    obj(l.seccomp, "linux.seccomp");
+    spec.micro.seccomp = true;
+    spec.micro.seccompFile = `${bundle}/config.json`;
+    plugins.add("seccomp");
+  }
+
+  spec.linux.maskedPaths = (strs(l.maskedPaths, "linux.maskedPaths") ?? []).map((x) =>
+    absolute(x, "linux.maskedPaths")
+  );
+  spec.linux.readonlyPaths = (strs(l.readonlyPaths, "linux.readonlyPaths") ?? []).map((x) =>
+    absolute(x, "linux.readonlyPaths")
+  );
+
+  // mounts, in order
+  let cgroupMount: "ro" | "rw" | "none" = "none";
+  for (const [k, m] of list(c.mounts, "mounts").entries()) {
+    const f = `mounts[${k}]`;
+    const o = obj(m, f)!;
+    known(o, ["destination", "source", "options", "type", "uidMappings", "gidMappings"], f);
+    if (o.uidMappings !== undefined || o.gidMappings !== undefined) {
+      throw bad(f, "idmapped mounts are not supported by micro yet");
+    }
+    const destination = absolute(str(o.destination, `${f}.destination`) ?? "", `${f}.destination`);
+    const options = strs(o.options, `${f}.options`) ?? [];
+    const isBind = options.includes("bind") || options.includes("rbind");
+    let type = str(o.type, `${f}.type`) ?? (isBind ? "bind" : "");
+    if (isBind || type === "none") type = "bind";
+    if (!MOUNT_TYPES.includes(type)) {
+      throw bad(`${f}.type`, `"${type}" is not supported by micro (${MOUNT_TYPES.join(", ")})`);
+    }
+    if (type === "cgroup" || type === "cgroup2") {
+      if (destination !== "/sys/fs/cgroup") {
+        throw bad(`${f}.destination`, "micro mounts the cgroup tree only at /sys/fs/cgroup");
+      }
+      cgroupMount = options.includes("rw") && !options.includes("ro") ? "rw" : "ro";
+      continue;
+    }
+    let source = str(o.source, `${f}.source`) ?? type;
+    if (type === "bind" && !source.startsWith("/")) source = cleanPath(`${bundle}/${source}`);
+    const kept: string[] = [];
+    const data: string[] = [];
+    for (const opt of options) {
+      if (FLAG_OPTIONS.has(opt)) kept.push(opt);
+      else if (DEFAULT_OPTIONS.has(opt)) continue;
+      else if (UNAPPLIED_OPTIONS.has(opt)) {
+        warn(`config.json: ${f} (${destination}): option "${opt}" not applied by micro yet`);
+      } else if (type === "bind") {
+        throw bad(`${f}.options`, `"${opt}" is not a bind mount option micro knows`);
+      } else data.push(opt);
+    }
+    if (type === "bind" && !kept.includes("bind") && !kept.includes("rbind")) kept.push("rbind");
+    spec.mounts.push({
+      destination,
+      type: type as Mount["type"],
+      source,
+      options: data.length ? [...kept, data.join(",")] : kept,
+    });
+  }
+  if (cgroupMount !== "none" && !spec.linux.namespaces.some((n) => n.type === "cgroup")) {
+    warn(
+      "config.json: the cgroup mount at /sys/fs/cgroup is not made without a cgroup namespace " +
+        "of the container's own (micro shows only the container's cgroup there)",
+    );
+    cgroupMount = "none";
+  }
+  const hooks = parseHooks(c.hooks);
+
+  // plugins, in micro's plugin order (plugins/mod.ts); their micro.* fields set as a
+  // profile would
+  spec.micro.network = "none";
+  spec.micro.devices = ["null", "zero", "full", "random", "urandom", "tty"];
+  spec.linux.resources = r as Spec["linux"]["resources"];
+  if (r.devices) spec.micro.ociDevices = r.devices as NonNullable<Spec["micro"]["ociDevices"]>;
+  spec.micro.cgroupLimits = Object.keys(r).length > 0;
+  spec.micro.cgroup = {
+    parent: cgroup.parent,
+    // A config.json's limits are MUSTs: the run fails where the host cannot apply them.
+    required: true,
+    mount: cgroupMount,
+    rates: { readBps: [], writeBps: [], readIops: [], writeIops: [] },
+  };
+  spec.micro.plugins = ORDER.filter((n) => plugins.has(n));
+  if (!spec.process.envMap.PATH && !args[0].includes("/")) {
+    warn(`config.json: process.env has no PATH: ${args[0]} is looked up in ${DEFAULT_PATH}`);
+  }
+  return {
+    spec,
+    warnings,
+    joins,
+    cgroup,
+    raw: config.raw,
+    hooks,
+    ...(consoleSize ? { consoleSize } : {}),
+  };
+}
+
+/** plugins/mod.ts's order (kept here so this module does not load every plugin). */
+const ORDER = [
+  "mount",
+  "overlay",
+  "user",
+  "pid",
+  "uts",
+  "ipc",
+  "net",
+  "cgroupns",
+  "cgroups",
+  "caps",
+  "lsm",
+  "readonly",
+  "sysctl",
+  "seccomp",
+];
+
+/**
+ * `linux.cgroupsPath` ("/a/b/leaf" or "a/b/leaf") as a parent and a leaf; none: micro's
+ * own parent (`micro-oci`) and the container's id. systemd's "slice:prefix:name" form
+ * needs --systemd-cgroup, which micro refuses.
+ */
+export function cgroupOf(path: string | undefined, id: string): { parent: string; name: string } {
+  if (!path) return { parent: "micro-oci", name: id };
+  if (path.includes(":")) {
+    throw bad(
+      "linux.cgroupsPath",
+      `"${path}" is a systemd cgroup path: micro manages cgroupfs itself`,
+      'configure the caller for cgroupfs (podman: cgroup_manager = "cgroupfs")',
+    );
+  }
+  const parts = path.split("/").filter((x) => x);
+  const ok = /^[A-Za-z0-9_.@-]+$/;
+  if (!parts.length || parts.some((x) => !ok.test(x) || x === "." || x === "..")) {
+    throw bad("linux.cgroupsPath", `"${path}" is not a cgroup path micro accepts`);
+  }
+  const name = parts.pop()!;
+  return { parent: parts.length ? parts.join("/") : "micro-oci", name };
+}

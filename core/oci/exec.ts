@@ -1,0 +1,147 @@
+/**
+ * `exec`: a new process in a created or running container (DESIGN.md §12). micro enters
+ * the container's pid, ipc, uts, network and cgroup namespaces around the clone (through a
+ * pidfd of the container's first process); the child, single-threaded, enters its user and
+ * mount namespaces, joins nothing else, and applies the container's own credentials and
+ * restrictions (capabilities, seccomp, LSM label, no_new_privs) from the config create read,
+ * with the process of `--process` or the flags instead of the container's.
+ */
+import { MicroError } from "../errors.ts";
+import { openLibc } from "../sys/libc.ts";
+import { C, type Sys } from "../sys/mod.ts";
+import { createDetached, decodeStatus } from "../engine/mod.ts";
+import { type Op, op } from "../ops.ts";
+import { capName } from "../caps.ts";
+import { configToSpec, parseConfig, readConfig } from "./config.ts";
+import { alive, loadOciState, statusOf } from "./state.ts";
+import { connectConsole, planTranslated, sendMaster, writePidFile } from "./runtime.ts";
+import { readRegularFile } from "../files.ts";
+
+export interface ExecOptions {
+  root: string;
+  id: string;
+  /** `--process FILE`: the process JSON (the config's `process` shape). */
+  process?: string;
+  args: string[];
+  tty: boolean;
+  cwd?: string;
+  env: string[];
+  user?: string;
+  caps: string[];
+  noNewPrivs: boolean;
+  detach: boolean;
+  pidFile?: string;
+  consoleSocket?: string;
+}
+
+/** The namespaces entered from micro's thread, around the clone. */
+const AROUND_CLONE = C.CLONE_NEWPID | C.CLONE_NEWIPC | C.CLONE_NEWUTS | C.CLONE_NEWNET |
+  C.CLONE_NEWCGROUP;
+
+/** Runs the exec; its exit code (0 at once with `detach`). */
+export async function exec(o: ExecOptions, sys: Sys = openLibc()): Promise<number> {
+  const { dir, state } = loadOciState(o.root, o.id);
+  const status = statusOf(dir, state);
+  // Not into a created container: its first process is still micro's runtime (the host's
+  // Deno, not dumpable) until start, and nothing of micro may be reachable from inside.
+  if (status !== "running") {
+    throw new MicroError(`container "${o.id}" is ${status}: exec needs a running container`, {
+      hint: status === "created" ? `start it first: micro oci start ${o.id}` : undefined,
+    });
+  }
+  const config = readConfig(sys, dir);
+  const json = structuredClone(config.json) as Record<string, unknown>;
+  const proc = { ...(json.process as Record<string, unknown>) };
+  if (o.process) {
+    let text: string;
+    try {
+      text = readRegularFile(sys, o.process, 1024 * 1024);
+    } catch (e) {
+      throw new MicroError(`--process ${o.process}: cannot read: ${(e as Error).message}`);
+    }
+    const p = parseConfig(text).json;
+    for (const k of Object.keys(proc)) delete proc[k];
+    Object.assign(proc, p);
+  } else {
+    if (!o.args.length) {
+      throw new MicroError("exec: no command given", {
+        hint: "micro oci exec ID COMMAND [ARG...]",
+      });
+    }
+    proc.args = o.args;
+    proc.terminal = o.tty;
+    delete proc.consoleSize;
+  }
+  if (o.cwd) proc.cwd = o.cwd;
+  if (o.env.length) proc.env = [...((proc.env as string[] | undefined) ?? []), ...o.env];
+  if (o.user) {
+    const [u, g] = o.user.split(":");
+    if (!/^[0-9]+$/.test(u) || (g !== undefined && !/^[0-9]+$/.test(g))) {
+      throw new MicroError(`--user "${o.user}": expected UID[:GID]`);
+    }
+    proc.user = { ...(proc.user as object), uid: Number(u), gid: Number(g ?? 0) };
+  }
+  if (o.noNewPrivs) proc.noNewPrivileges = true;
+  if (o.caps.length) {
+    const c = { ...(proc.capabilities as Record<string, string[]> | undefined) };
+    for (const cap of o.caps) {
+      const name = capName(cap);
+      if (!name) throw new MicroError(`--cap "${cap}": unknown capability`);
+      for (const set of ["bounding", "effective", "permitted", "inheritable", "ambient"]) {
+        c[set] = [...new Set([...(c[set] ?? []), name])];
+      }
+    }
+    proc.capabilities = c;
+  }
+  json.process = proc;
+  const t = configToSpec(parseConfig(JSON.stringify(json)), state.bundle, o.id);
+  // The config's seccomp is read from the text create saved (exact 64-bit values).
+  t.raw = config.raw;
+  const terminal = t.spec.process.terminal;
+  if (terminal !== (o.consoleSocket !== undefined)) {
+    throw new MicroError(
+      terminal ? "exec: a terminal needs --console-socket" : "--console-socket without --tty",
+    );
+  }
+  const p = planTranslated(t, o.id, dir, sys);
+  sys.close(p.image.fd);
+  const userns = t.spec.linux.namespaces.some((n) => n.type === "user");
+  const ops: Op[] = [
+    op("rootfs", "oci", "setns", { flags: [...(userns ? ["CLONE_NEWUSER"] : []), "CLONE_NEWNS"] }),
+    ...p.ops.filter((x) =>
+      (x.phase === "attach" && x.kind === "cgroup-join") ||
+      (x.phase === "rootfs" && x.kind === "console") ||
+      ["credentials", "restrict", "exec"].includes(x.phase)
+    ),
+  ];
+  const pidfd = sys.pidfdOpen(state.pid, 0);
+  if (pidfd < 0 || !alive(state)) {
+    if (pidfd >= 0) sys.close(pidfd);
+    throw new MicroError(`container "${o.id}": its process is gone`);
+  }
+  const consoleFd = o.consoleSocket ? connectConsole(o.consoleSocket, sys) : -1;
+  let pid: number;
+  let master: number;
+  try {
+    ({ pid, master } = await createDetached(ops, {
+      rootPath: `${dir}/root`,
+      terminal,
+      stdin: true,
+      detached: true,
+      nsFd: pidfd,
+      join: [{ pidfd, flags: AROUND_CLONE }],
+    }, sys));
+  } finally {
+    sys.close(pidfd);
+  }
+  try {
+    if (master >= 0) sendMaster(consoleFd, master, o.consoleSocket!, sys);
+  } finally {
+    if (master >= 0) sys.close(master);
+    if (consoleFd >= 0) sys.close(consoleFd);
+  }
+  if (o.pidFile) writePidFile(o.pidFile, pid);
+  if (o.detach) return 0;
+  const { status: st } = await sys.waitpid(pid);
+  return decodeStatus(st).exitCode;
+}

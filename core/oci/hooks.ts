@@ -1,0 +1,141 @@
+/**
+ * OCI hooks: programs the caller names in config.json, run by the runtime at fixed points
+ * with the container's state JSON on stdin. micro runs prestart and createRuntime once the
+ * container's process exists in its namespaces and cgroups (before its mounts and
+ * pivot_root), poststart after `start`, poststop at `delete`. createContainer and
+ * startContainer run inside the container; micro refuses them (config.ts).
+ */
+import { MicroError } from "../errors.ts";
+
+export interface Hook {
+  path: string;
+  args?: string[];
+  env?: string[];
+  timeout?: number;
+}
+
+export type HookKind = "prestart" | "createRuntime" | "poststart" | "poststop";
+
+/**
+ * Runs each hook in order with `state` on stdin; the first failure (exit status, signal,
+ * timeout) is an error naming the hook.
+ */
+export async function runHooks(
+  kind: HookKind,
+  hooks: Hook[],
+  state: Record<string, unknown>,
+): Promise<void> {
+  const input = new TextEncoder().encode(JSON.stringify(state));
+  for (const [k, h] of hooks.entries()) {
+    const name = `hooks.${kind}[${k}] ${h.path}`;
+    const env = Object.fromEntries((h.env ?? []).map((e) => {
+      const i = e.indexOf("=");
+      return i < 0 ? [e, ""] : [e.slice(0, i), e.slice(i + 1)];
+    }));
+    let child: Deno.ChildProcess;
+    try {
+      // args[0] is the hook's argv[0]; Deno runs it as the path (a limitation noted here).
+      child = new Deno.Command(h.path, {
+        args: (h.args ?? []).slice(1),
+        env,
+        clearEnv: true,
+        stdin: "piped",
+        stdout: "null",
+        stderr: "piped",
+      }).spawn();
+    } catch (e) {
+      throw new MicroError(`${name}: cannot run: ${(e as Error).message}`, {
+        phase: "hook",
+        plugin: "oci",
+        hint: "hooks[].path must be an absolute path to an executable on the host",
+      });
+    }
+    let timedOut = false;
+    const timer = h.timeout
+      ? setTimeout(() => {
+        timedOut = true;
+        try {
+          child.kill("SIGKILL");
+        } catch {
+          // gone
+        }
+      }, h.timeout * 1000)
+      : undefined;
+    try {
+      const w = child.stdin.getWriter();
+      await w.write(input).catch(() => {});
+      await w.close().catch(() => {});
+      const out = await child.output();
+      if (timedOut) {
+        throw new MicroError(`${name}: timed out after ${h.timeout} s`, {
+          phase: "hook",
+          plugin: "oci",
+        });
+      }
+      if (!out.success) {
+        const said = new TextDecoder().decode(out.stderr.subarray(0, 2048)).trim();
+        const how = out.signal ? `killed by ${out.signal}` : `exit status ${out.code}`;
+        throw new MicroError(`${name}: ${how}${said ? `: ${said.split("\n")[0]}` : ""}`, {
+          phase: "hook",
+          plugin: "oci",
+        });
+      }
+    } finally {
+      if (timer !== undefined) clearTimeout(timer);
+    }
+  }
+}
+
+/** `hooks` from config.json, checked: the ones micro runs, by kind. */
+export function parseHooks(v: unknown): Partial<Record<HookKind, Hook[]>> {
+  const bad = (f: string, why: string) =>
+    new MicroError(`config.json: ${f}: ${why}`, {
+      phase: "check",
+      plugin: "oci",
+      hint: "fix the bundle's config.json (see the OCI runtime spec)",
+    });
+  if (v === undefined || v === null) return {};
+  if (typeof v !== "object" || Array.isArray(v)) throw bad("hooks", "expected an object");
+  const out: Partial<Record<HookKind, Hook[]>> = {};
+  for (const [kind, list] of Object.entries(v as Record<string, unknown>)) {
+    if (kind === "createContainer" || kind === "startContainer") {
+      if (Array.isArray(list) && list.length === 0) continue;
+      throw bad(`hooks.${kind}`, "hooks run inside the container are not supported by micro yet");
+    }
+    if (!["prestart", "createRuntime", "poststart", "poststop"].includes(kind)) {
+      throw bad(`hooks.${kind}`, "unknown field");
+    }
+    if (!Array.isArray(list)) throw bad(`hooks.${kind}`, "expected a list");
+    out[kind as HookKind] = list.map((h, k) => {
+      const f = `hooks.${kind}[${k}]`;
+      if (!h || typeof h !== "object" || Array.isArray(h)) throw bad(f, "expected an object");
+      const o = h as Record<string, unknown>;
+      for (const key of Object.keys(o)) {
+        if (!["path", "args", "env", "timeout"].includes(key)) {
+          throw bad(`${f}.${key}`, "unknown field");
+        }
+      }
+      if (typeof o.path !== "string" || !o.path.startsWith("/")) {
+        throw bad(`${f}.path`, "expected an absolute path");
+      }
+      const strs = (x: unknown, g: string) => {
+        if (x === undefined) return undefined;
+        if (!Array.isArray(x) || x.some((y) => typeof y !== "string")) {
+          throw bad(`${f}.${g}`, "expected a list of strings");
+        }
+        return x as string[];
+      };
+      const timeout = o.timeout;
+      if (timeout !== undefined && (!Number.isInteger(timeout) || (timeout as number) <= 0)) {
+        throw bad(`${f}.timeout`, "expected a whole number of seconds above 0");
+      }
+      return {
+        path: o.path,
+        ...(strs(o.args, "args") ? { args: strs(o.args, "args") } : {}),
+        ...(strs(o.env, "env") ? { env: strs(o.env, "env") } : {}),
+        ...(timeout !== undefined ? { timeout: timeout as number } : {}),
+      };
+    });
+  }
+  return out;
+}

@@ -1,0 +1,503 @@
+/**
+ * The OCI verbs that touch containers: create (the bundle through checks, plan and the
+ * engine, the process left waiting on the exec fifo), start, kill, delete, and run (all
+ * three). The command line is commands/oci.ts.
+ */
+import { MicroError, MicroErrors } from "../errors.ts";
+import { runChecks } from "../checks.ts";
+import { probeHost } from "../host.ts";
+import { planRun } from "../plan.ts";
+import type { Op } from "../ops.ts";
+import { openLibc } from "../sys/libc.ts";
+import { C, cstr, type Sys } from "../sys/mod.ts";
+import { createDetached, decodeStatus } from "../engine/mod.ts";
+import { openImage } from "../engine/image.ts";
+import { resolveTargets } from "../engine/resolve.ts";
+import { plannedCgroups } from "../engine/parent.ts";
+import { CLONE_FLAGS } from "../engine/child.ts";
+import { CLONE_FLAG } from "../../plugins/_ns.ts";
+import { removeRecorded } from "../cgroups/fs.ts";
+import { processStartTime } from "../state.ts";
+import { parseSignal } from "../signals.ts";
+import { PLUGINS } from "../../plugins/mod.ts";
+import { configToSpec, readConfig, type Translated } from "./config.ts";
+import { runHooks } from "./hooks.ts";
+import {
+  alive,
+  checkId,
+  loadOciState,
+  OCI_VERSION,
+  ociRoot,
+  type OciState,
+  statusOf,
+  writeOciState,
+} from "./state.ts";
+
+const EMPTY = cstr("");
+const SOCK_STREAM = 1;
+const TREE_FLAGS = C.OPEN_TREE_CLONE | C.AT_RECURSIVE | C.AT_EMPTY_PATH | C.O_CLOEXEC;
+
+export interface Prepared {
+  t: Translated;
+  ops: Op[];
+  image: { fd: number; dir: string; path: string; dev: number; ino: number };
+}
+
+/** Bundle → spec → checks → plan: what `create` runs and `micro plan --bundle` prints. */
+export function prepareBundle(bundle: string, id: string, stateDir: string, sys: Sys): Prepared {
+  const abs = bundle.startsWith("/") ? bundle : `${Deno.cwd()}/${bundle}`;
+  const config = readConfig(sys, abs);
+  const t = configToSpec(config, abs, id);
+  for (const w of t.warnings) console.error(`micro: warning: ${w}`);
+  return planTranslated(t, id, stateDir, sys);
+}
+
+/** A translated config through the host probe, the checks and the plan. */
+export function planTranslated(t: Translated, id: string, stateDir: string, sys: Sys): Prepared {
+  const image = openImage(t.spec.root.path!, sys);
+  const host = probeHost(t.spec, t.cgroup.name, stateDir, {
+    sys,
+    imageFd: image.fd,
+    hostname: id,
+  });
+  // The seccomp plugin reads linux.seccomp from the text parsed here (not the file again).
+  if (t.spec.micro.seccompFile) host.files[t.spec.micro.seccompFile] = t.raw;
+  const problems = [
+    ...runChecks(t.spec, host),
+    ...PLUGINS.filter((p) => t.spec.micro.plugins.includes(p.name)).flatMap((p) =>
+      p.check?.(t.spec, host) ?? []
+    ),
+  ];
+  if (problems.length === 1) throw problems[0];
+  if (problems.length > 1) throw new MicroErrors(problems);
+  return { t, ops: planRun(t.spec, host, PLUGINS), image };
+}
+
+export interface CreateOptions {
+  root: string;
+  id: string;
+  bundle: string;
+  pidFile?: string;
+  consoleSocket?: string;
+}
+
+/** Opens `linux.namespaces[].path` for the clone (setns around it, see engine/mod.ts). */
+function openJoins(t: Translated, sys: Sys): { pidfd: number; flags: number }[] {
+  const out: { pidfd: number; flags: number }[] = [];
+  for (const j of t.joins) {
+    const fd = sys.open(cstr(j.path), C.O_RDONLY | C.O_CLOEXEC, 0);
+    if (fd < 0) {
+      for (const o of out) sys.close(o.pidfd);
+      throw new MicroError("", {
+        phase: "prepare",
+        plugin: "oci",
+        op: "open",
+        paths: { namespace: j.type, path: j.path },
+        errno: -fd,
+        hint: "linux.namespaces[].path must name an existing namespace (/proc/PID/ns/...)",
+      });
+    }
+    out.push({ pidfd: fd, flags: CLONE_FLAGS[CLONE_FLAG[j.type]] });
+  }
+  return out;
+}
+
+/** Writes `pid` to `path` atomically (a temp file renamed), as runc does. */
+export function writePidFile(path: string, pid: number): void {
+  const abs = path.startsWith("/") ? path : `${Deno.cwd()}/${path}`;
+  const dir = abs.slice(0, abs.lastIndexOf("/")) || "/";
+  const tmp = `${dir}/.${abs.slice(abs.lastIndexOf("/") + 1)}.micro-tmp`;
+  Deno.writeTextFileSync(tmp, String(pid), { mode: 0o644 });
+  Deno.renameSync(tmp, abs);
+}
+
+/**
+ * `create`: every namespace, mount, cgroup and restriction in place, the process waiting on
+ * the exec fifo; returns its pid. On failure, nothing stays.
+ */
+export async function create(o: CreateOptions, sys = openLibc()): Promise<number> {
+  const uid = Deno.uid() ?? 0;
+  checkId(o.id);
+  const root = ociRoot(o.root, uid, true);
+  const dir = `${root}/${o.id}`;
+  const p = prepareBundle(o.bundle, o.id, dir, sys);
+  if (p.t.spec.process.terminal !== (o.consoleSocket !== undefined)) {
+    sys.close(p.image.fd);
+    throw new MicroError(
+      p.t.spec.process.terminal
+        ? "config.json: process.terminal: a terminal needs --console-socket"
+        : "--console-socket given, but config.json's process.terminal is false",
+      { hint: "give both (the terminal's master is sent to the socket) or neither" },
+    );
+  }
+  // Connected before anything is made: a wrong path fails early.
+  const consoleFd = o.consoleSocket === undefined ? -1 : connectConsole(o.consoleSocket, sys);
+  try {
+    Deno.mkdirSync(dir, { mode: 0o711 });
+  } catch (e) {
+    sys.close(p.image.fd);
+    if (e instanceof Deno.errors.AlreadyExists) {
+      throw new MicroError(`container "${o.id}" already exists`, {
+        hint: `delete it first: micro oci delete ${o.id}`,
+      });
+    }
+    throw e;
+  }
+  const annotations = (p.t.spec.micro.oci && readAnnotations(p.t)) || {};
+  const state: OciState = {
+    id: o.id,
+    pid: 0,
+    startTime: 0,
+    bundle: p.t.spec.micro.oci!.bundle,
+    rootfs: p.t.spec.root.path!,
+    created: new Date().toISOString(),
+    owner: uid === 0 ? "root" : String(uid),
+    annotations,
+    // The cgroups the engine will create, recorded before any exists.
+    cgroups: plannedCgroups(p.ops).records,
+  };
+  const { poststart, poststop } = p.t.hooks;
+  if (poststart || poststop) {
+    state.hooks = { ...(poststart ? { poststart } : {}), ...(poststop ? { poststop } : {}) };
+  }
+  const fds: number[] = [p.image.fd, ...(consoleFd >= 0 ? [consoleFd] : [])];
+  let done = false;
+  try {
+    writeOciState(dir, state);
+    // The config as create read it: exec takes the container's restrictions from it.
+    Deno.writeTextFileSync(`${dir}/config.json`, p.t.raw, { mode: 0o600 });
+    const fifo = `${dir}/exec.fifo`;
+    const rc = sys.mknodat(C.AT_FDCWD, cstr(fifo), C.S_IFIFO | 0o622, 0, 0);
+    if (rc < 0) {
+      throw new MicroError("", {
+        phase: "prepare",
+        plugin: "oci",
+        op: "mknod",
+        paths: { fifo },
+        errno: -rc,
+      });
+    }
+    // mknod applies the umask: the container's user (any uid) must be able to write it.
+    Deno.chmodSync(fifo, 0o622);
+    const fifoFd = sys.open(cstr(fifo), C.O_PATH | C.O_CLOEXEC, 0);
+    if (fifoFd < 0) {
+      throw new MicroError("", { phase: "prepare", plugin: "oci", op: "open", paths: { fifo } });
+    }
+    fds.push(fifoFd);
+    const { ops } = resolveTargets(p.ops, p.image.dir);
+    Deno.mkdirSync(`${dir}/root`, { mode: 0o755 });
+    const tree = sys.openTree(p.image.fd, EMPTY, TREE_FLAGS);
+    if (tree < 0) {
+      throw new MicroError("", {
+        phase: "prepare",
+        plugin: "oci",
+        op: "open_tree",
+        paths: { rootfs: p.image.path },
+        errno: -tree,
+      });
+    }
+    fds.push(tree);
+    const join = openJoins(p.t, sys);
+    fds.push(...join.map((j) => j.pidfd));
+    const { pid, master } = await createDetached(ops, {
+      rootPath: `${dir}/root`,
+      imageFd: tree,
+      imageId: { dev: p.image.dev, ino: p.image.ino },
+      terminal: p.t.spec.process.terminal,
+      stdin: true,
+      execFifo: fifoFd,
+      ...(join.length ? { join } : {}),
+      onCgroups(all) {
+        state.cgroups = all;
+        writeOciState(dir, state);
+      },
+      onCleanupProblem: (m) => console.error(`micro: warning: cleanup: ${m}`),
+      // In the runtime's namespaces, the container's made and waiting (a failure fails create).
+      beforeRelease: async (pid) => {
+        const st = hookState(state, "creating", pid);
+        await runHooks("prestart", p.t.hooks.prestart ?? [], st);
+        await runHooks("createRuntime", p.t.hooks.createRuntime ?? [], st);
+      },
+    }, sys);
+    state.pid = pid;
+    if (master >= 0) {
+      fds.push(master);
+      const size = p.t.consoleSize;
+      if (size) {
+        const ws = new Uint16Array([size.height, size.width, 0, 0]);
+        sys.ioctlBuf(master, C.TIOCSWINSZ, new Uint8Array(ws.buffer));
+      }
+      sendMaster(consoleFd, master, o.consoleSocket!, sys);
+    }
+    state.startTime = processStartTime(pid);
+    writeOciState(dir, state);
+    if (o.pidFile) writePidFile(o.pidFile, pid);
+    done = true;
+    return pid;
+  } finally {
+    for (const fd of fds) sys.close(fd);
+    if (!done) {
+      if (state.pid) sys.kill(state.pid, C.SIGKILL);
+      removeRecorded(state.cgroups.filter((c) => c.created));
+      Deno.removeSync(dir, { recursive: true });
+    }
+  }
+}
+
+/** A stream socket connected to the caller's console socket (`struct sockaddr_un`). */
+export function connectConsole(path: string, sys: Sys): number {
+  const bytes = new TextEncoder().encode(path);
+  if (bytes.length >= 108) {
+    throw new MicroError(`--console-socket ${path}: longer than a socket path may be (107 bytes)`);
+  }
+  const fd = sys.socket(C.AF_UNIX, SOCK_STREAM | C.SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    throw new MicroError("", { phase: "prepare", plugin: "oci", op: "socket", errno: -fd });
+  }
+  const addr = new Uint8Array(2 + bytes.length + 1);
+  addr[0] = C.AF_UNIX; // sa_family, little-endian u16
+  addr.set(bytes, 2);
+  const rc = sys.connect(fd, addr);
+  if (rc < 0) {
+    sys.close(fd);
+    throw new MicroError("", {
+      phase: "prepare",
+      plugin: "oci",
+      op: "connect",
+      paths: { "console-socket": path },
+      errno: -rc,
+      hint: "the caller listens on the console socket before create",
+    });
+  }
+  return fd;
+}
+
+/** The terminal's master to the console socket (SCM_RIGHTS), as runc sends it. */
+export function sendMaster(sock: number, master: number, path: string, sys: Sys): void {
+  const rc = sys.sendRecord(sock, new Int32Array([0, 0]), master);
+  if (rc < 0) {
+    throw new MicroError("", {
+      phase: "start",
+      plugin: "oci",
+      op: "sendmsg",
+      paths: { "console-socket": path },
+      errno: -rc,
+    });
+  }
+}
+
+function readAnnotations(t: Translated): Record<string, string> {
+  try {
+    const a = (JSON.parse(t.raw) as { annotations?: unknown }).annotations;
+    if (a && typeof a === "object" && !Array.isArray(a)) {
+      return Object.fromEntries(
+        Object.entries(a as Record<string, unknown>).filter(([, v]) => typeof v === "string"),
+      ) as Record<string, string>;
+    }
+  } catch {
+    // parsed before: cannot fail
+  }
+  return {};
+}
+
+/**
+ * `start`: opens the exec fifo for reading, which lets the waiting process go on to its
+ * exec, reads its byte and removes the fifo. Fails when the container is not `created`.
+ */
+export async function start(root: string, id: string, sys = openLibc()): Promise<void> {
+  const { dir, state } = loadOciState(root, id);
+  const status = statusOf(dir, state);
+  if (status !== "created") {
+    throw new MicroError(`container "${id}" is ${status}, not created: it cannot be started`, {
+      hint: status === "stopped" ? `delete it: micro oci delete ${id}` : undefined,
+    });
+  }
+  const fifo = `${dir}/exec.fifo`;
+  const fd = sys.open(cstr(fifo), C.O_RDONLY | C.O_NONBLOCK | C.O_CLOEXEC, 0);
+  if (fd < 0) {
+    throw new MicroError("", { phase: "start", plugin: "oci", op: "open", paths: { fifo } });
+  }
+  const byte = new Uint8Array(1);
+  try {
+    for (;;) {
+      const n = sys.read(fd, byte, 1);
+      if (n === 1) break;
+      // 0: the writer has not opened it yet; EAGAIN: not written yet.
+      if (n < 0 && n !== -11 && n !== -4) {
+        throw new MicroError("", {
+          phase: "start",
+          plugin: "oci",
+          op: "read",
+          paths: { fifo },
+          errno: -n,
+        });
+      }
+      if (!alive(state)) {
+        throw new MicroError(`container "${id}": its process exited before it was started`, {
+          hint: `delete it: micro oci delete ${id}`,
+        });
+      }
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  } finally {
+    sys.close(fd);
+  }
+  Deno.removeSync(fifo);
+  // A poststart hook's failure is a warning: the container runs (runtime spec).
+  try {
+    await runHooks("poststart", state.hooks?.poststart ?? [], hookState(state, "running"));
+  } catch (e) {
+    console.error(`micro: warning: ${(e as Error).message}`);
+  }
+}
+
+/** The state JSON a hook reads on stdin. */
+function hookState(st: OciState, status: string, pid = st.pid): Record<string, unknown> {
+  return {
+    ociVersion: OCI_VERSION,
+    id: st.id,
+    status,
+    pid,
+    bundle: st.bundle,
+    ...(Object.keys(st.annotations).length ? { annotations: st.annotations } : {}),
+  };
+}
+
+/** Every process in the container's own cgroup (for `kill --all` and `ps`). */
+export function cgroupPids(state: OciState): number[] {
+  const own = state.cgroups.find((c) => !c.shared && c.created);
+  if (!own) return [];
+  try {
+    return Deno.readTextFileSync(`${own.path}/cgroup.procs`).split("\n").filter((x) => x)
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+export function signalNumber(text: string | undefined): number {
+  if (text === undefined) return 15;
+  if (/^[0-9]+$/.test(text)) {
+    const n = Number(text);
+    if (n >= 1 && n <= 64) return n;
+  }
+  const n = parseSignal(text.toUpperCase().startsWith("SIG") ? text : `SIG${text}`) ??
+    parseSignal(text);
+  if (n === undefined) {
+    throw new MicroError(`unknown signal "${text}"`, {
+      hint: "give a name (TERM, SIGKILL) or 1-64",
+    });
+  }
+  return n;
+}
+
+/** `kill ID [SIGNAL]`: the container's process (or, with all, every one in its cgroup). */
+export function kill(root: string, id: string, signal: number, all: boolean, sys = openLibc()) {
+  const { dir, state } = loadOciState(root, id);
+  const status = statusOf(dir, state);
+  if (status !== "created" && status !== "running") {
+    throw new MicroError(`container "${id}" is ${status}: there is nothing to signal`);
+  }
+  const pids = all ? [...new Set([state.pid, ...cgroupPids(state)])] : [state.pid];
+  for (const pid of pids) {
+    // The pid is checked to be the one create made (its start time) right before.
+    if (pid === state.pid && !alive(state)) continue;
+    const rc = sys.kill(pid, signal);
+    if (rc < 0 && rc !== -3) {
+      throw new MicroError("", {
+        phase: "kill",
+        plugin: "oci",
+        op: "kill",
+        paths: { pid: String(pid), signal: String(signal) },
+        errno: -rc,
+      });
+    }
+  }
+}
+
+/**
+ * `delete`: the container's cgroups and state. A created container's waiting process is
+ * killed first (as runc does); a running one only with `force`.
+ */
+export async function remove(root: string, id: string, force: boolean, sys = openLibc()) {
+  let loaded;
+  try {
+    loaded = loadOciState(root, id);
+  } catch (e) {
+    // --force of a container that is not there is not an error (runc, containerd rely on it).
+    if (force && e instanceof MicroError && /does not exist/.test(e.message)) return;
+    throw e;
+  }
+  const { dir, state } = loaded;
+  const status = statusOf(dir, state);
+  if (status === "running" && !force) {
+    throw new MicroError(`container "${id}" is running: it cannot be deleted`, {
+      hint: `stop it first (micro oci kill ${id} KILL), or use --force`,
+    });
+  }
+  if (status === "created" || status === "running" || status === "creating") {
+    for (const pid of [state.pid, ...cgroupPids(state)]) {
+      if (pid && (pid !== state.pid || alive(state))) sys.kill(pid, C.SIGKILL);
+    }
+    for (let k = 0; k < 500 && alive(state); k++) await new Promise((r) => setTimeout(r, 10));
+  }
+  removeRecorded(state.cgroups.filter((c) => c.created));
+  Deno.removeSync(dir, { recursive: true });
+  try {
+    await runHooks("poststop", state.hooks?.poststop ?? [], hookState(state, "stopped", 0));
+  } catch (e) {
+    console.error(`micro: warning: ${(e as Error).message}`);
+  }
+}
+
+/** `run`: create, start, wait (micro is the container's parent here), delete. */
+export async function run(o: CreateOptions, detach: boolean, sys = openLibc()): Promise<number> {
+  const pid = await create(o, sys);
+  try {
+    await start(o.root, o.id, sys);
+  } catch (e) {
+    await remove(o.root, o.id, true, sys);
+    throw e;
+  }
+  if (detach) return 0;
+  const forward = (n: number) => () => sys.kill(pid, n);
+  const handlers: [Deno.Signal, () => void][] = [
+    ["SIGTERM", forward(15)],
+    ["SIGINT", forward(2)],
+    ["SIGHUP", forward(1)],
+  ];
+  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
+  try {
+    const { status } = await sys.waitpid(pid);
+    return decodeStatus(status).exitCode;
+  } finally {
+    for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
+    await remove(o.root, o.id, true, sys);
+  }
+}
+
+/** For list: every container under the root. */
+export function listAll(root: string): { dir: string; state: OciState }[] {
+  const out: { dir: string; state: OciState }[] = [];
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(root)];
+  } catch {
+    return out;
+  }
+  for (const e of entries.filter((e) => e.isDirectory).sort((a, b) => a.name < b.name ? -1 : 1)) {
+    try {
+      out.push(loadOciState(root, e.name));
+    } catch {
+      // not a container's directory
+    }
+  }
+  return out;
+}
+
+/** `micro plan --bundle DIR`: the ops create would run. */
+export function planBundle(bundle: string, sys = openLibc()): Op[] {
+  const p = prepareBundle(bundle, "plan", "/run/micro-oci/plan", sys);
+  sys.close(p.image.fd);
+  return p.ops;
+}

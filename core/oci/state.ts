@@ -1,0 +1,128 @@
+/**
+ * The OCI runtime's state: one directory per container under the root (`--root`, default
+ * /run/micro-oci as root, `$XDG_RUNTIME_DIR/micro-oci` rootless), holding `state.json` and,
+ * between `create` and `start`, the exec fifo the container's process waits on.
+ */
+import { MicroError } from "../errors.ts";
+import type { RecordedCgroup } from "../cgroups/fs.ts";
+import type { Hook } from "./hooks.ts";
+import { processStartTime, untrustedRoot, untrustedRootError } from "../state.ts";
+
+export const OCI_VERSION = "1.2.0";
+
+export interface OciState {
+  id: string;
+  /** The container's first process (the command after `start`), and its start time. */
+  pid: number;
+  startTime: number;
+  bundle: string;
+  rootfs: string;
+  created: string;
+  owner: string;
+  annotations: Record<string, string>;
+  /** The cgroups create made (removed by delete). */
+  cgroups: RecordedCgroup[];
+  /** config.json's poststart and poststop hooks, run by start and delete. */
+  hooks?: Partial<Record<"poststart" | "poststop", Hook[]>>;
+}
+
+export type Status = "creating" | "created" | "running" | "stopped";
+
+export function defaultOciRoot(uid: number): string {
+  if (uid === 0) return "/run/micro-oci";
+  const xdg = Deno.env.get("XDG_RUNTIME_DIR");
+  return xdg ? `${xdg}/micro-oci` : `/tmp/micro-oci-${uid}`;
+}
+
+/** runc's rule for ids: they name a directory, so no `/`, no `..`. */
+export function checkId(id: string | undefined): string {
+  if (!id) throw new MicroError("no container id given", { hint: "give the container's ID" });
+  if (!/^[A-Za-z0-9][A-Za-z0-9_+.-]{0,1023}$/.test(id)) {
+    throw new MicroError(`invalid container id "${id}"`, {
+      hint: "an id is letters, digits, _ + . - (not starting with a punctuation mark)",
+    });
+  }
+  return id;
+}
+
+/** The state root, made (0700) when missing, and refused when others could write it. */
+export function ociRoot(root: string, uid: number, make: boolean): string {
+  let bad = untrustedRoot(root, uid);
+  if (bad) throw untrustedRootError(root, uid, bad);
+  if (make) {
+    Deno.mkdirSync(root, { recursive: true, mode: 0o700 });
+    bad = untrustedRoot(root, uid);
+    if (bad) throw untrustedRootError(root, uid, bad);
+  }
+  return root;
+}
+
+export function writeOciState(dir: string, st: OciState): void {
+  const tmp = `${dir}/.state.json.tmp`;
+  Deno.writeTextFileSync(tmp, JSON.stringify(st) + "\n", { mode: 0o600 });
+  Deno.renameSync(tmp, `${dir}/state.json`);
+}
+
+/** The state of container `id`, or an error naming it when it does not exist. */
+export function loadOciState(root: string, id: string): { dir: string; state: OciState } {
+  const dir = `${root}/${checkId(id)}`;
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(`${dir}/state.json`);
+  } catch {
+    throw new MicroError(`container "${id}" does not exist`, {
+      hint: `see "micro oci list" (state root ${root})`,
+    });
+  }
+  try {
+    return { dir, state: JSON.parse(text) as OciState };
+  } catch {
+    throw new MicroError(`container "${id}": ${dir}/state.json is damaged`, {
+      hint: `remove it with "micro oci delete --force ${id}"`,
+    });
+  }
+}
+
+/** /proc/PID/stat's state letter, or "" when the process is gone. */
+function procState(pid: number): string {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+  } catch {
+    return "";
+  }
+}
+
+/** The container's process is the one create started (same start time) and not a zombie. */
+export function alive(st: OciState): boolean {
+  if (!st.pid) return false;
+  const s = procState(st.pid);
+  return s !== "" && s !== "Z" && s !== "X" && processStartTime(st.pid) === st.startTime;
+}
+
+export function statusOf(dir: string, st: OciState): Status {
+  if (!st.pid) return "creating";
+  if (!alive(st)) return "stopped";
+  try {
+    Deno.lstatSync(`${dir}/exec.fifo`);
+    return "created";
+  } catch {
+    return "running";
+  }
+}
+
+/** The state JSON of the runtime spec (what `state` prints). */
+export function specState(dir: string, st: OciState): Record<string, unknown> {
+  const status = statusOf(dir, st);
+  return {
+    ociVersion: OCI_VERSION,
+    id: st.id,
+    pid: status === "stopped" ? 0 : st.pid,
+    status,
+    bundle: st.bundle,
+    rootfs: st.rootfs,
+    created: st.created,
+    owner: st.owner,
+    ...(Object.keys(st.annotations).length ? { annotations: st.annotations } : {}),
+  };
+}
