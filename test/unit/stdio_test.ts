@@ -112,7 +112,7 @@ Deno.test("a drain whose writers are all gone (POLLHUP at the reap) sets no time
   // milliseconds (its timers layer loads): none on this path, the EOF ends the read.
   let eof = (_n: number) => {};
   class PendingSys extends RecordingSys {
-    override readAsync(fd: number, buf: Uint8Array, len: number): Promise<number> {
+    override readAsync(fd: number, buf: Uint8Array, _len: number): Promise<number> {
       super.readAsync(-1, buf, 0);
       return fd === 8 ? new Promise((r) => eof = r) : Promise.resolve(0);
     }
