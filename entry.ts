@@ -12,11 +12,21 @@ import { VERSION } from "./core/version.ts";
 export const MAIN_BUNDLE = "micro.main.js";
 
 const first = Deno.args[0];
-if ((first === "version" || first === "--version" || first === "-v") && !traced()) {
+if ((first === "version" || first === "--version" || first === "-v") && !traced() && !asRunc()) {
   console.log(`micro ${VERSION} (deno ${Deno.version.deno}, v8 ${Deno.version.v8})`);
   Deno.exit(0);
 }
 await import(new URL(`./${MAIN_BUNDLE}`, import.meta.url).href);
+
+/** Called by a runc name (main.ts looksLikeRunc): runc's `--version` is main.ts's to print. */
+function asRunc(): boolean {
+  try {
+    const exe = Deno.env.get("MICRO_EXE") ?? "";
+    return /runc$/.test(exe.slice(exe.lastIndexOf("/") + 1));
+  } catch {
+    return false;
+  }
+}
 
 /** With MICRO_TRACE=1, main.ts answers (it prints the phase trace). */
 function traced(): boolean {
