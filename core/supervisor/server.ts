@@ -448,7 +448,7 @@ export class Supervisor {
     let exitCode: number | null = null;
     let signal: number | undefined;
     if (child) {
-      const { pid, status } = await this.sys.waitpid(c.pid);
+      const { pid, status } = await this.reaped(c.pid);
       if (pid > 0) {
         const r = decodeStatus(status);
         exitCode = r.exitCode;
@@ -460,6 +460,43 @@ export class Supervisor {
       while (isAlive(c.state.containerPid, c.state.containerStartTime)) await sleep(500);
     }
     await this.finish(c, exitCode, signal);
+  }
+
+  /** Children waited for by the reaper, by pid. */
+  private readonly waiting = new Map<number, (r: { pid: number; status: number }) => void>();
+  private reaper: ReturnType<typeof setInterval> | undefined;
+
+  /**
+   * The end of a child, through wait4(WNOHANG) on SIGCHLD and every second (a signal can
+   * be merged with another): no thread per container (an async waitpid each starved Deno's
+   * blocking pool with 50 containers and their log pipes, and a stop waited forever).
+   */
+  private reaped(pid: number): Promise<{ pid: number; status: number }> {
+    const p = new Promise<{ pid: number; status: number }>((r) => this.waiting.set(pid, r));
+    if (!this.reaper) {
+      const sweep = () => {
+        for (const [child, resolve] of this.waiting) {
+          const got = this.sys.reap(child);
+          if (got.pid === 0) continue; // it runs
+          this.waiting.delete(child);
+          resolve(got.pid > 0 ? got : { pid: -10, status: 0 });
+        }
+        if (!this.waiting.size) {
+          clearInterval(this.reaper);
+          Deno.removeSignalListener("SIGCHLD", sweep);
+          this.reaper = undefined;
+        }
+      };
+      Deno.addSignalListener("SIGCHLD", sweep);
+      this.reaper = setInterval(sweep, 1000);
+      queueMicrotask(sweep);
+    } else {queueMicrotask(() => {
+        const got = this.sys.reap(pid);
+        if (got.pid === 0 || !this.waiting.has(pid)) return;
+        this.waiting.get(pid)!(got.pid > 0 ? got : { pid: -10, status: 0 });
+        this.waiting.delete(pid);
+      });}
+    return p;
   }
 
   private async finish(c: Supervised, exitCode: number | null, signal?: number): Promise<void> {

@@ -470,6 +470,10 @@ export class RecordingSys implements Sys {
     const status = got < 0 ? 0 : this.waits.shift() ?? this.waitStatus;
     return Promise.resolve({ pid: got, status });
   }
+  reap(pid: number) {
+    const got = this.record("reap", [pid], () => pid);
+    return { pid: got, status: got > 0 ? this.waits.shift() ?? this.waitStatus : 0 };
+  }
   readAsync(fd: number, buf: Uint8Array, len: number) {
     // Unscripted: EOF (a pty master whose slave side is gone).
     return Promise.resolve(

@@ -504,6 +504,12 @@ function bindLibc(): Sys {
         if (sys.kill(pid, 0) === -3) return { pid: -10, status: 0 };
       }
     },
+    reap(pid) {
+      const st = new Int32Array(1);
+      // WNOHANG | __WALL
+      const got = r(lib.ibibi(nr.wait4, pid, new Uint8Array(st.buffer), 0x40000001, null, 0));
+      return { pid: got, status: got > 0 ? st[0] : 0 };
+    },
     readAsync: (fd, buf, len) => retryAsync(() => lib.ibi_async(nr.read, fd, buf, len), 5),
     flock: (fd, op) => r(lib.i(nr.flock, fd, op, 0, 0, 0)),
     socketpair: (d, t, fds) =>

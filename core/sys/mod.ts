@@ -115,6 +115,12 @@ export interface Sys {
   getpid(): number;
   /** waitpid(pid, 0) off the main thread; resolves with the raw status. */
   waitpid(pid: number): Promise<{ pid: number; status: number }>;
+  /**
+   * wait4(pid, WNOHANG) on the calling thread: pid 0 while it runs, -errno on failure. For
+   * a process that waits for many children: an async waitpid holds a thread of Deno's
+   * blocking pool per child, and the pool is small (the supervisor starved on it).
+   */
+  reap(pid: number): { pid: number; status: number };
   /** A blocking read off the main thread (for pipes and pty masters). */
   readAsync(fd: number, buf: Uint8Array, len: number): Promise<number>;
   flock(fd: number, op: number): number;
