@@ -358,7 +358,7 @@ fi
 # Sets n to a descriptor number the caller did not pass us (and not $fd); empty if none.
 freefd() {
   for n in 9 8 7 6 5 4 3; do
-    [ "$n" = "$fd" ] || [ -e "/dev/fd/$n" ] || return 0
+    [ "$n" = "$fd" ] || [ -e "/proc/self/fd/$n" ] || return 0
   done
   n=
 }
@@ -370,7 +370,7 @@ freefd() {
 src=$self
 freefd
 if [ -n "$n" ]; then
-  eval "exec $n<\"\$self\"" && [ -r "/dev/fd/$n" ] && fd=$n src=/dev/fd/$n
+  eval "exec $n<\"\$self\"" && [ -r "/proc/self/fd/$n" ] && fd=$n src=/proc/self/fd/$n
 fi
 me=$(id -u)
 now=$(stat -c %Y "/proc/$$" 2>/dev/null) || now=0
@@ -547,7 +547,7 @@ lock() {
     unlock
     return 1
   fi
-  if [ "$(stat -c %d:%i "$l")" != "$(stat -L -c %d:%i "/dev/fd/$lk")" ]; then
+  if [ "$(stat -c %d:%i "$l")" != "$(stat -L -c %d:%i "/proc/self/fd/$lk")" ]; then
     unlock
     why="$l was replaced while being opened"
     return 1
