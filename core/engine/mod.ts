@@ -695,6 +695,18 @@ async function start(
     await network.attach(pid);
     await opts.beforeRelease?.(pid);
   } catch (e) {
+    // The child died of a signal while it waited (the fork's failed start, DESIGN.md §4):
+    // what failed was only a step that needs it (its namespace is gone): start again.
+    const gone = sys.reap(pid);
+    if (gone.pid === pid && decodeStatus(gone.status).signal) {
+      signals.settled();
+      closeAll();
+      throw new FailedStart(
+        `the container's first process died of signal ${
+          decodeStatus(gone.status).signal
+        } before exec`,
+      );
+    }
     await abandon();
     throw e;
   }

@@ -577,6 +577,7 @@ Deno.test("execute: an onChild that throws kills and reaps the child before rele
     /state dir is gone/,
   );
   assert.deepEqual(sys.format().slice(SETUP.length), [
+    "reap(4242)",
     "kill(4242, 9)",
     "close(4)",
     ...rest(3),
@@ -994,4 +995,21 @@ Deno.test({
       Deno.removeSync(state, { recursive: true });
     }
   },
+});
+
+Deno.test("execute: a child that died of a signal before an attach step is a failed start, retried", async () => {
+  let calls = 0;
+  const sys = new RecordingSys({ clonePid: 4243 })
+    .returns("clone", () => true, 4242, 1)
+    .scriptWait(11) // the first child: SIGSEGV, seen when the attach step fails
+    .scriptRecv(15, READY);
+  const r = await execute(PLAN, {
+    ...OPTS,
+    onChild: () => {
+      if (calls++ === 0) throw new Error("/proc/4242/ns/net: ENOENT");
+    },
+  }, sys);
+  assert.deepEqual(r, { exitCode: 0 });
+  assert.equal(sys.names().filter((n) => n === "clone").length, 2);
+  assert.ok(!sys.format().includes("kill(4242, 9)"), "a dead child is not killed");
 });
