@@ -302,9 +302,7 @@ export function stop(argv: string[]): Promise<number> {
       "-s": ["signal", true],
       "--signal": ["signal", true],
     }, STOP_USAGE);
-    if (!rest.length) {
-      throw new MicroError("stop needs at least one container", { hint: STOP_USAGE });
-    }
+    needContainers(rest, "stop", STOP_USAGE);
     const time = opts.get("time")?.at(-1);
     if (time !== undefined && !/^-?\d+$/.test(time)) {
       throw new MicroError(`option "-t": not a number of seconds: "${time}"`, { hint: STOP_USAGE });
@@ -346,9 +344,7 @@ export function kill(argv: string[]): Promise<number> {
       "-s": ["signal", true],
       "--signal": ["signal", true],
     }, KILL_USAGE);
-    if (!rest.length) {
-      throw new MicroError("kill needs at least one container", { hint: KILL_USAGE });
-    }
+    needContainers(rest, "kill", KILL_USAGE);
     const { parseSignal } = await import("../core/signals.ts");
     const given = opts.get("signal")?.at(-1) ?? "KILL";
     const signal = parseSignal(given);
@@ -382,13 +378,16 @@ export function kill(argv: string[]): Promise<number> {
 
 const WAIT_USAGE = "usage: micro wait NAME|ID...";
 
+/** Every verb here takes one container or more. */
+function needContainers(rest: string[], verb: string, usage: string): void {
+  if (!rest.length) throw new MicroError(`${verb} needs at least one container`, { hint: usage });
+}
+
 /** `micro wait`: blocks until each container ends; prints its exit code. */
 export function wait(argv: string[]): Promise<number> {
   return withHelp(async () => {
     const { rest, root } = parse(argv, {}, WAIT_USAGE);
-    if (!rest.length) {
-      throw new MicroError("wait needs at least one container", { hint: WAIT_USAGE });
-    }
+    needContainers(rest, "wait", WAIT_USAGE);
     await gcState();
     const s = await where(root);
     const { ask } = await import("../core/supervisor/client.ts");
@@ -613,9 +612,7 @@ export function start(argv: string[]): Promise<number> {
       "-a": ["attach", false],
       "--attach": ["attach", false],
     }, START_USAGE);
-    if (!rest.length) {
-      throw new MicroError("start needs at least one container", { hint: START_USAGE });
-    }
+    needContainers(rest, "start", START_USAGE);
     if (opts.has("attach") && rest.length > 1) {
       throw new MicroError("start -a takes one container", { hint: START_USAGE });
     }
@@ -650,9 +647,7 @@ export function restart(argv: string[]): Promise<number> {
       "-t": ["time", true],
       "--time": ["time", true],
     }, RESTART_USAGE);
-    if (!rest.length) {
-      throw new MicroError("restart needs at least one container", { hint: RESTART_USAGE });
-    }
+    needContainers(rest, "restart", RESTART_USAGE);
     const time = opts.get("time")?.at(-1);
     const s = await where(root);
     return await each(rest, async (ref) => {
@@ -685,9 +680,7 @@ const INSPECT_USAGE = "usage: micro inspect NAME|ID...";
 export function inspect(argv: string[]): Promise<number> {
   return withHelp(async () => {
     const { rest, root } = parse(argv, {}, INSPECT_USAGE);
-    if (!rest.length) {
-      throw new MicroError("inspect needs at least one container", { hint: INSPECT_USAGE });
-    }
+    needContainers(rest, "inspect", INSPECT_USAGE);
     await gcState();
     const s = await where(root);
     const { statusOf } = await import("../core/store/live.ts");
