@@ -396,9 +396,7 @@ export function configToSpec(config: OciConfig, bundle: string, id: string): Tra
   // hostname, domainname
   const hostname = str(c.hostname, "hostname");
   if (hostname) spec.hostname = hostname;
-  if (str(c.domainname, "domainname")) {
-    throw bad("domainname", "not supported by micro yet", "remove domainname");
-  }
+  const domainname = str(c.domainname, "domainname");
 
   // linux
   const l = obj(c.linux, "linux") ?? {};
@@ -452,6 +450,9 @@ export function configToSpec(config: OciConfig, bundle: string, id: string): Tra
   }
   if (hostname && !spec.linux.namespaces.some((n) => n.type === "uts")) {
     throw bad("hostname", "set without a uts namespace of the container's own");
+  }
+  if (domainname && !spec.linux.namespaces.some((n) => n.type === "uts")) {
+    throw bad("domainname", "set without a uts namespace of the container's own");
   }
   const maps = (v: unknown, f: string) =>
     list(v, f).map((m, k) => {
@@ -541,6 +542,12 @@ export function configToSpec(config: OciConfig, bundle: string, id: string): Tra
     for (const [k, v] of Object.entries(sysctl)) {
       spec.linux.sysctl[k] = str(v, `linux.sysctl.${k}`)!;
     }
+    plugins.add("sysctl");
+  }
+  // domainname: the uts namespace's kernel.domainname, written by the sysctl plugin (the
+  // only place micro writes it; the field wins over a sysctl of the same name, as in runc).
+  if (domainname) {
+    spec.linux.sysctl = { ...spec.linux.sysctl, "kernel.domainname": domainname };
     plugins.add("sysctl");
   }
 

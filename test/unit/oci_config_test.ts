@@ -135,7 +135,6 @@ Deno.test("oci config: namespace paths join what one thread may enter; others ar
 
 Deno.test("oci config: what micro cannot honour is an error (MUST) or a warning (SHOULD)", () => {
   throwsLine(() => translate((c) => (c.process.scheduler = { policy: "SCHED_OTHER" })), /sched/);
-  throwsLine(() => translate((c) => (c.domainname = "x")), /domainname: not supported/);
   throwsLine(
     () => translate((c) => (c.hooks = { createContainer: [{ path: "/x" }] })),
     /hooks\.createContainer: hooks run inside the container are not supported/,
@@ -168,4 +167,25 @@ Deno.test("oci config: cgroupsPath is a parent and a leaf; systemd's form is ref
   assert.deepEqual(cgroupOf("/abc", "id"), { parent: "micro-oci", name: "abc" });
   throwsLine(() => cgroupOf("system.slice:libpod:abc", "id"), /systemd cgroup path/);
   throwsLine(() => cgroupOf("/a/../b", "id"), /not a cgroup path/);
+});
+
+Deno.test("oci config: domainname is the uts namespace's kernel.domainname, via sysctl", () => {
+  const t = translate((c) => {
+    c.domainname = "example.org";
+    c.linux.sysctl = { "kernel.domainname": "other", "kernel.shmmax": "1" };
+  });
+  assert.deepEqual(t.spec.linux.sysctl, {
+    "kernel.domainname": "example.org",
+    "kernel.shmmax": "1",
+  });
+  assert.ok(t.spec.micro.plugins.includes("sysctl"));
+  throwsLine(
+    () =>
+      translate((c) => {
+        c.domainname = "x";
+        delete c.hostname;
+        c.linux.namespaces = [{ type: "mount" }];
+      }),
+    /domainname: set without a uts namespace/,
+  );
 });

@@ -1,0 +1,202 @@
+/**
+ * config.json field by field (README "OCI runtime: config.json fields"): a bundle made by
+ * `micro oci spec`, edited, run with `micro run -b`, each field read back from inside the
+ * container (/proc/self/*, mountinfo, the uts names); the fields micro cannot honour are one
+ * error line and exit 125; `micro plan --bundle` prints the bundle's ops.
+ */
+import assert from "node:assert/strict";
+import { IMAGE, MICRO, microTest, ok, run, show, withTempDir } from "./_helpers.ts";
+
+// deno-lint-ignore no-explicit-any
+type Config = Record<string, any>;
+
+const uniq = () => `t${crypto.randomUUID().slice(0, 8)}`;
+
+/** A bundle in `dir`: `micro oci spec`'s config.json (edited by `edit`), the image as rootfs. */
+async function bundle(dir: string, edit: (c: Config) => void): Promise<string> {
+  const b = `${dir}/bundle`;
+  Deno.mkdirSync(b);
+  ok(await run(["oci", "spec"], { cwd: b }));
+  const cp = new Deno.Command("cp", { args: ["-a", IMAGE, `${b}/rootfs`] }).outputSync();
+  assert.ok(cp.success, new TextDecoder().decode(cp.stderr));
+  const c = JSON.parse(Deno.readTextFileSync(`${b}/config.json`));
+  c.process.terminal = false;
+  edit(c);
+  Deno.writeTextFileSync(`${b}/config.json`, JSON.stringify(c));
+  return b;
+}
+
+/** `micro --root ROOT run -b B ID`, its output through files (see oci_test.ts). */
+async function runBundle(root: string, b: string) {
+  const out = `${root}-out-${crypto.randomUUID()}`;
+  const cmd = new Deno.Command("sh", {
+    args: [
+      "-c",
+      `exec "$0" "$@" >"${out}.1" 2>"${out}.2"`,
+      MICRO,
+      "--root",
+      root,
+      "run",
+      "-b",
+      b,
+      uniq(),
+    ],
+    stdin: "null",
+  });
+  const r = await cmd.output();
+  const read = (p: string) => {
+    const t = Deno.readTextFileSync(p);
+    Deno.removeSync(p);
+    return t;
+  };
+  return { code: r.code, signal: null, stdout: read(`${out}.1`), stderr: read(`${out}.2`) };
+}
+
+microTest("oci config: each honoured field is seen from inside the container", async () => {
+  await withTempDir(async (dir) => {
+    const root = `${dir}/state`;
+    const host = `${dir}/host`;
+    Deno.mkdirSync(host);
+    Deno.writeTextFileSync(`${host}/f`, "from-host\n");
+    const b = await bundle(dir, (c) => {
+      c.hostname = "cfg-host";
+      c.domainname = "cfg.example";
+      c.process.user = { uid: 0, gid: 0, additionalGids: [5, 7] };
+      c.process.rlimits = [{ type: "RLIMIT_NOFILE", soft: 1234, hard: 2345 }];
+      c.process.oomScoreAdj = 321;
+      c.process.noNewPrivileges = true;
+      c.linux.sysctl = { "kernel.shmmax": "4096000" };
+      c.linux.maskedPaths = [...(c.linux.maskedPaths ?? []), "/etc/secret", "/secretdir"];
+      c.linux.readonlyPaths = [...(c.linux.readonlyPaths ?? []), "/data"];
+      c.mounts.push(
+        {
+          destination: "/scratch",
+          type: "tmpfs",
+          source: "tmpfs",
+          options: ["nodev", "noexec", "nosuid", "size=1m", "mode=700"],
+        },
+        { destination: "/hostro", type: "bind", source: host, options: ["rbind", "ro"] },
+      );
+      c.process.args = [
+        "sh",
+        "-c",
+        [
+          "hostname",
+          "cat /proc/sys/kernel/domainname",
+          "grep -E '^(Groups|NoNewPrivs):' /proc/self/status",
+          "grep 'Max open files' /proc/self/limits",
+          "echo oom=$(cat /proc/self/oom_score_adj)",
+          "echo shmmax=$(cat /proc/sys/kernel/shmmax)",
+          "echo secret=[$(cat /etc/secret)] dir=[$(ls /secretdir)]",
+          "touch /data/x 2>&1 || true",
+          "grep -E ' /(scratch|hostro) ' /proc/self/mountinfo",
+          "stat -c 'scratch-mode=%a' /scratch",
+          "cat /hostro/f",
+        ].join("; "),
+      ];
+    });
+    Deno.writeTextFileSync(`${b}/rootfs/etc/secret`, "hidden\n");
+    Deno.mkdirSync(`${b}/rootfs/secretdir`);
+    Deno.writeTextFileSync(`${b}/rootfs/secretdir/inner`, "hidden\n");
+    Deno.mkdirSync(`${b}/rootfs/data`);
+    const r = await runBundle(root, b);
+    assert.equal(r.code, 0, show(r));
+    const o = r.stdout;
+    assert.match(o, /^cfg-host$/m);
+    assert.match(o, /^cfg\.example$/m);
+    assert.match(o, /^Groups:\s+5 7\s*$/m);
+    assert.match(o, /^NoNewPrivs:\s+1$/m);
+    assert.match(o, /Max open files\s+1234\s+2345\s+files/);
+    assert.match(o, /^oom=321$/m);
+    assert.match(o, /^shmmax=4096000$/m);
+    assert.match(o, /^secret=\[\] dir=\[\]$/m);
+    assert.match(o, /Read-only file system/);
+    const scratch = o.split("\n").find((l) => / \/scratch /.test(l)) ?? "";
+    assert.match(scratch, /\bnosuid\b/, o);
+    assert.match(scratch, /\bnodev\b/, o);
+    assert.match(scratch, /\bnoexec\b/, o);
+    assert.match(scratch, /size=1024k/, o);
+    assert.match(o, /^scratch-mode=700$/m);
+    const hostro = o.split("\n").find((l) => / \/hostro /.test(l)) ?? "";
+    assert.match(hostro, / \/hostro ro,/, o);
+    assert.match(o, /^from-host$/m);
+    assert.deepEqual([...Deno.readDirSync(root)], []);
+  });
+});
+
+microTest("oci config: a field micro cannot honour is one error line, exit 125", async () => {
+  await withTempDir(async (dir) => {
+    const cases: [string, (c: Config) => void, RegExp][] = [
+      ["personality", (c) => (c.linux.personality = { domain: "LINUX32" }), /linux\.personality/],
+      ["timeOffsets", (c) => (c.linux.timeOffsets = { monotonic: { secs: 1 } }), /timeOffsets/],
+      [
+        "scheduler",
+        (c) => (c.process.scheduler = { policy: "SCHED_BATCH" }),
+        /process\.scheduler/,
+      ],
+      [
+        "ioPriority",
+        (c) => (c.process.ioPriority = { class: "IOPRIO_CLASS_IDLE" }),
+        /process\.ioPriority/,
+      ],
+      [
+        "idmapped mount",
+        (c) =>
+          c.mounts.push({
+            destination: "/m",
+            type: "bind",
+            source: "/tmp",
+            options: ["rbind"],
+            uidMappings: [{ containerID: 0, hostID: 1000, size: 1 }],
+            gidMappings: [{ containerID: 0, hostID: 1000, size: 1 }],
+          }),
+        /idmapped mounts/,
+      ],
+      [
+        "shared rootfs",
+        (c) => (c.linux.rootfsPropagation = "shared"),
+        /linux\.rootfsPropagation/,
+      ],
+    ];
+    for (const [name, edit, re] of cases) {
+      const d = `${dir}/${name.replace(/ /g, "-")}`;
+      Deno.mkdirSync(d);
+      const b = await bundle(d, (c) => {
+        c.process.args = ["true"];
+        edit(c);
+      });
+      const r = await runBundle(`${d}/state`, b);
+      assert.equal(r.code, 125, `${name}: ${show(r)}`);
+      assert.match(r.stderr, re, name);
+      assert.equal(r.stderr.trim().split("\n").length, 1, `${name}: ${r.stderr}`);
+    }
+  });
+});
+
+microTest(
+  "oci config: a SHOULD micro does not apply is a warning, and the run goes on",
+  async () => {
+    await withTempDir(async (dir) => {
+      const b = await bundle(dir, (c) => {
+        c.process.user = { uid: 0, gid: 0, umask: 0o077 };
+        c.process.args = ["true"];
+      });
+      const r = await runBundle(`${dir}/state`, b);
+      assert.equal(r.code, 0, show(r));
+      assert.match(r.stderr, /process\.user\.umask 77: not applied/);
+    });
+  },
+);
+
+microTest("oci config: `micro plan --bundle` prints the ops of the bundle's run", async () => {
+  await withTempDir(async (dir) => {
+    const b = await bundle(dir, (c) => {
+      c.hostname = "plan-host";
+      c.linux.sysctl = { "kernel.shmmax": "4096000" };
+    });
+    const out = ok(await run(["plan", "--bundle", b]));
+    assert.match(out, /plan-host/);
+    assert.match(out, /shmmax/);
+    assert.match(out, /rootfs/);
+  });
+});
