@@ -164,6 +164,10 @@ export interface OpArgs {
   setresgid: { gid: number };
   setresuid: { uid: number };
   setrlimit: { resource: string; soft: number; hard: number };
+  /** credentials: the command's umask (it keeps it across execve). */
+  umask: { mask: number };
+  /** credentials: the command's execution domain (kept across execve; PER_LINUX32: 0x8). */
+  personality: { persona: number };
   /**
    * credentials: the container's stdio that micro made (its pipes, the terminal's slave) is
    * given to a process user that is not root, before it becomes that user, as runc's

@@ -182,6 +182,10 @@ export function processOps(spec: Spec, host: HostInfo): Op[] {
       hard: r.hard,
     }));
   }
+  if (p.umask !== undefined) ops.push(op("credentials", "process", "umask", { mask: p.umask }));
+  if (p.personality !== undefined) {
+    ops.push(op("credentials", "process", "personality", { persona: p.personality }));
+  }
   // micro's pipes and terminal are the container root's: another user gets them.
   if (who.uid !== 0) ops.push(op("credentials", "process", "stdio-owner", { uid: who.uid }));
   if (!rootlessUserns || who.additionalGids.length) {

@@ -54,6 +54,10 @@ export interface ProcessSpec {
   init?: boolean;
   /** Written to /proc/PID/oom_score_adj before the command starts. */
   oomScoreAdj?: number;
+  /** The file mode creation mask the command starts with (OCI process.user.umask). */
+  umask?: number;
+  /** personality(2) persona the command starts with (OCI linux.personality). */
+  personality?: number;
   /** Set by the caps plugin; without it the process keeps what its uid gives it. */
   capabilities?: {
     bounding: string[];

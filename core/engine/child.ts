@@ -1190,6 +1190,19 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         step(i, () => sys.setrlimit(res, a.soft, a.hard));
         break;
       }
+      case "umask": {
+        i.paths = { mask: "0" + o.args.mask.toString(8) };
+        step(i, () => {
+          sys.umask(o.args.mask);
+          return 0;
+        });
+        break;
+      }
+      case "personality": {
+        i.paths = { persona: "0x" + o.args.persona.toString(16) };
+        step(i, () => sys.personality(o.args.persona));
+        break;
+      }
       case "capabilities": {
         const a = o.args;
         i.paths = {

@@ -15,7 +15,16 @@ export interface ExecRecord {
 /** The kinds exec repeats, by phase; everything else made the container, not its process. */
 const KEPT: Record<string, readonly string[]> = {
   attach: ["cgroup-join"],
-  credentials: ["setgroups", "setresgid", "setresuid", "setrlimit", "stdio-owner", "seccomp"],
+  credentials: [
+    "setgroups",
+    "setresgid",
+    "setresuid",
+    "setrlimit",
+    "umask",
+    "personality",
+    "stdio-owner",
+    "seccomp",
+  ],
   restrict: ["capabilities", "no-new-privs", "lsm-label", "landlock", "seccomp"],
   exec: ["chdir", "execve"],
 };

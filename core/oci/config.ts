@@ -224,6 +224,9 @@ const UNAPPLIED_OPTIONS = new Set([
   "loud",
 ]);
 
+/** linux.personality.domain → personality(2)'s persona (PER_LINUX, PER_LINUX32). */
+const PERSONALITY: Record<string, number> = { LINUX: 0, LINUX32: 0x0008 };
+
 const MOUNT_TYPES = ["bind", "tmpfs", "proc", "sysfs", "devpts", "mqueue", "cgroup", "cgroup2"];
 
 const RESOURCE_UNSUPPORTED: Record<string, readonly string[]> = {
@@ -339,9 +342,7 @@ export function configToSpec(config: OciConfig, bundle: string, id: string): Tra
   spec.process.userSpec = `${uid}:${gid}`;
   spec.process.groupSpecs = groups.map(String);
   const umask = int(u.umask, "process.user.umask", 0, 0o777);
-  if (umask !== undefined && umask !== 0o022) {
-    warn(`config.json: process.user.umask ${umask.toString(8)}: not applied (micro keeps 022)`);
-  }
+  if (umask !== undefined) spec.process.umask = umask;
   spec.process.rlimits = list(p.rlimits, "process.rlimits").map((r, k) => {
     const f = `process.rlimits[${k}]`;
     const o = obj(r, f)!;
@@ -473,7 +474,20 @@ export function configToSpec(config: OciConfig, bundle: string, id: string): Tra
   if (!userns && (spec.linux.uidMappings.length || spec.linux.gidMappings.length)) {
     throw bad("linux.uidMappings", "given without a user namespace");
   }
-  for (const f of ["timeOffsets", "intelRdt", "personality", "memoryPolicy"]) {
+  const persona = obj(l.personality, "linux.personality");
+  if (persona) {
+    known(persona, ["domain", "flags"], "linux.personality");
+    const domain = str(persona.domain, "linux.personality.domain");
+    if (!domain || !(domain in PERSONALITY)) {
+      throw bad("linux.personality.domain", `"${domain}": expected LINUX or LINUX32`);
+    }
+    // The spec names no flag values; runc refuses any too.
+    if ((strs(persona.flags, "linux.personality.flags") ?? []).length) {
+      throw bad("linux.personality.flags", "not supported by micro", "leave flags empty");
+    }
+    spec.process.personality = PERSONALITY[domain];
+  }
+  for (const f of ["timeOffsets", "intelRdt", "memoryPolicy"]) {
     if (l[f] !== undefined) throw bad(`linux.${f}`, "not supported by micro yet");
   }
   const propagation = str(l.rootfsPropagation, "linux.rootfsPropagation");

@@ -668,6 +668,14 @@ export class RecordingSys implements Sys {
     return this.record("connect", [fd, addr.length], () => 0);
   }
 
+  umask(mask: number) {
+    return this.record("umask", ["0" + mask.toString(8)], () => 0o022);
+  }
+
+  personality(persona: number) {
+    return this.record("personality", ["0x" + persona.toString(16)], () => 0);
+  }
+
   /** Copies the next scripted chunk for `fd` into `buf`; undefined when none is left. */
   private take(fd: number, buf: Uint8Array, len: number): number | undefined {
     const chunk = this.reads.get(fd)?.shift();

@@ -85,6 +85,8 @@ const NR = {
     setns: 308,
     pidfd_open: 434,
     connect: 42,
+    umask: 95,
+    personality: 135,
   },
   aarch64: {
     bpf: 280,
@@ -160,6 +162,8 @@ const NR = {
     setns: 268,
     pidfd_open: 434,
     connect: 203,
+    umask: 166,
+    personality: 92,
   },
 } as const;
 
@@ -618,6 +622,8 @@ function bindLibc(): Sys {
     setns: (fd, nstype) => r(lib.i(nr.setns, fd, nstype, 0, 0, 0)),
     pidfdOpen: (pid, flags) => r(lib.i(nr.pidfd_open, pid, flags, 0, 0, 0)),
     connect: (fd, addr) => r(lib.ibi(nr.connect, fd, addr, addr.length)),
+    umask: (mask) => r(lib.i(nr.umask, mask, 0, 0, 0, 0)),
+    personality: (persona) => r(lib.i(nr.personality, persona, 0, 0, 0, 0)),
   };
   return sys;
 }

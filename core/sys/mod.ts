@@ -210,6 +210,10 @@ export interface Sys {
   pidfdOpen(pid: number, flags: number): number;
   /** connect(2) with a raw sockaddr (`struct sockaddr_un` for a unix socket path). */
   connect(fd: number, addr: Uint8Array): number;
+  /** umask(2): the previous mask (never fails). */
+  umask(mask: number): number;
+  /** personality(2): the previous persona, or -errno. */
+  personality(persona: number): number;
 }
 
 /** The fields of `struct stat` that micro reads. */

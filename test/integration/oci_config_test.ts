@@ -61,7 +61,8 @@ microTest("oci config: each honoured field is seen from inside the container", a
     const b = await bundle(dir, (c) => {
       c.hostname = "cfg-host";
       c.domainname = "cfg.example";
-      c.process.user = { uid: 0, gid: 0, additionalGids: [5, 7] };
+      c.process.user = { uid: 0, gid: 0, additionalGids: [5, 7], umask: 0o027 };
+      c.linux.personality = { domain: "LINUX32" };
       c.process.rlimits = [{ type: "RLIMIT_NOFILE", soft: 1234, hard: 2345 }];
       c.process.oomScoreAdj = 321;
       c.process.noNewPrivileges = true;
@@ -82,6 +83,8 @@ microTest("oci config: each honoured field is seen from inside the container", a
         "-c",
         [
           "hostname",
+          "echo umask=$(umask)",
+          "echo persona=$(cat /proc/self/personality)",
           "cat /proc/sys/kernel/domainname",
           "grep -E '^(Groups|NoNewPrivs):' /proc/self/status",
           "grep 'Max open files' /proc/self/limits",
@@ -104,6 +107,8 @@ microTest("oci config: each honoured field is seen from inside the container", a
     const o = r.stdout;
     assert.match(o, /^cfg-host$/m);
     assert.match(o, /^cfg\.example$/m);
+    assert.match(o, /^umask=0027$/m);
+    assert.match(o, /^persona=00000008$/m);
     assert.match(o, /^Groups:\s+5 7\s*$/m);
     assert.match(o, /^NoNewPrivs:\s+1$/m);
     assert.match(o, /Max open files\s+1234\s+2345\s+files/);
@@ -127,7 +132,11 @@ microTest("oci config: each honoured field is seen from inside the container", a
 microTest("oci config: a field micro cannot honour is one error line, exit 125", async () => {
   await withTempDir(async (dir) => {
     const cases: [string, (c: Config) => void, RegExp][] = [
-      ["personality", (c) => (c.linux.personality = { domain: "LINUX32" }), /linux\.personality/],
+      [
+        "personality flags",
+        (c) => (c.linux.personality = { domain: "LINUX", flags: ["SHORT_INODE"] }),
+        /linux\.personality\.flags/,
+      ],
       ["timeOffsets", (c) => (c.linux.timeOffsets = { monotonic: { secs: 1 } }), /timeOffsets/],
       [
         "scheduler",
@@ -178,12 +187,12 @@ microTest(
   async () => {
     await withTempDir(async (dir) => {
       const b = await bundle(dir, (c) => {
-        c.process.user = { uid: 0, gid: 0, umask: 0o077 };
+        c.mounts.push({ destination: "/m", type: "tmpfs", source: "tmpfs", options: ["rslave"] });
         c.process.args = ["true"];
       });
       const r = await runBundle(`${dir}/state`, b);
       assert.equal(r.code, 0, show(r));
-      assert.match(r.stderr, /process\.user\.umask 77: not applied/);
+      assert.match(r.stderr, /\(\/m\): option "rslave" not applied/);
     });
   },
 );
@@ -192,11 +201,15 @@ microTest("oci config: `micro plan --bundle` prints the ops of the bundle's run"
   await withTempDir(async (dir) => {
     const b = await bundle(dir, (c) => {
       c.hostname = "plan-host";
+      c.process.user.umask = 0o027;
+      c.linux.personality = { domain: "LINUX32" };
       c.linux.sysctl = { "kernel.shmmax": "4096000" };
     });
     const out = ok(await run(["plan", "--bundle", b]));
     assert.match(out, /plan-host/);
     assert.match(out, /shmmax/);
+    assert.match(out, /umask.*mask=23\b/);
+    assert.match(out, /personality.*persona=8\b/);
     assert.match(out, /rootfs/);
   });
 });

@@ -150,10 +150,9 @@ Deno.test("oci config: what micro cannot honour is an error (MUST) or a warning 
   );
   const { warnings, spec } = translate((c) => {
     c.mounts.push({ destination: "/data", source: "data", options: ["rbind", "rslave"] });
-    c.process.user.umask = 0o077;
     c.linux.resources.memory = { limit: 1 << 26, swappiness: 0 };
   });
-  assert.equal(warnings.length, 3, warnings.join("\n"));
+  assert.equal(warnings.length, 2, warnings.join("\n"));
   const data = spec.mounts.find((m) => m.destination === "/data")!;
   assert.equal(data.type, "bind");
   assert.equal(data.source, "/b/data");
@@ -187,5 +186,26 @@ Deno.test("oci config: domainname is the uts namespace's kernel.domainname, via 
         c.linux.namespaces = [{ type: "mount" }];
       }),
     /domainname: set without a uts namespace/,
+  );
+});
+
+Deno.test("oci config: umask and personality reach the process (LINUX32 is 0x8)", () => {
+  const { spec } = translate((c) => {
+    c.process.user.umask = 0o077;
+    c.linux.personality = { domain: "LINUX32" };
+  });
+  assert.equal(spec.process.umask, 0o077);
+  assert.equal(spec.process.personality, 8);
+  assert.equal(
+    translate((c) => (c.linux.personality = { domain: "LINUX" })).spec.process.personality,
+    0,
+  );
+  throwsLine(
+    () => translate((c) => (c.linux.personality = { domain: "SVR4" })),
+    /linux\.personality\.domain: "SVR4"/,
+  );
+  throwsLine(
+    () => translate((c) => (c.linux.personality = { domain: "LINUX", flags: ["x"] })),
+    /linux\.personality\.flags: not supported/,
   );
 });
