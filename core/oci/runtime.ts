@@ -425,7 +425,10 @@ export async function remove(root: string, id: string, force: boolean, sys = ope
     loaded = loadOciState(root, id);
   } catch (e) {
     // --force of a container that is not there is not an error (runc, containerd rely on it).
-    if (force && e instanceof MicroError && /does not exist/.test(e.message)) return;
+    if (force && e instanceof MicroError && /does not exist/.test(e.message)) {
+      removeUnrecorded(`${root}/${id}`);
+      return;
+    }
     throw e;
   }
   const { dir, state } = loaded;
@@ -441,12 +444,32 @@ export async function remove(root: string, id: string, force: boolean, sys = ope
     }
     for (let k = 0; k < 500 && alive(state); k++) await new Promise((r) => setTimeout(r, 10));
   }
-  removeRecorded(state.cgroups.filter((c) => c.created));
+  // Every recorded dir, as micro's own gc does: one whose mkdir create did not live to record
+  // (killed in between) is removed only if empty (removeRecorded).
+  removeRecorded(state.cgroups);
   Deno.removeSync(dir, { recursive: true });
   try {
     await runHooks("poststop", state.hooks?.poststop ?? [], hookState(state, "stopped", 0));
   } catch (e) {
     console.error(`micro: warning: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * A create killed between its mkdir and its first state.json leaves a dir holding nothing
+ * or the state's temp file (create writes the state before making anything else): removed
+ * by name, and rmdir refuses a dir holding anything more.
+ */
+function removeUnrecorded(dir: string): void {
+  try {
+    Deno.removeSync(`${dir}/.state.json.tmp`);
+  } catch {
+    // not there
+  }
+  try {
+    Deno.removeSync(dir);
+  } catch {
+    // not there, or not a create's leftover
   }
 }
 
