@@ -61,11 +61,14 @@ export async function runHooks(
         }
       }, h.timeout * 1000)
       : undefined;
+    // stderr is read beside the wait, not waited for: a process the hook left behind (its
+    // own child) keeps the pipe open, and the timeout must still end the hook's turn.
+    const said = readCapped(child.stderr, 2048);
     try {
       const w = child.stdin.getWriter();
       await w.write(input).catch(() => {});
       await w.close().catch(() => {});
-      const out = await child.output();
+      const out = await child.status;
       if (timedOut) {
         throw new MicroError(`${name}: timed out after ${h.timeout} s`, {
           phase: "hook",
@@ -73,17 +76,50 @@ export async function runHooks(
         });
       }
       if (!out.success) {
-        const said = new TextDecoder().decode(out.stderr.subarray(0, 2048)).trim();
+        const text = await Promise.race([said.text, delay(200).then(() => "")]);
         const how = out.signal ? `killed by ${out.signal}` : `exit status ${out.code}`;
-        throw new MicroError(`${name}: ${how}${said ? `: ${said.split("\n")[0]}` : ""}`, {
+        throw new MicroError(`${name}: ${how}${text ? `: ${text.split("\n")[0]}` : ""}`, {
           phase: "hook",
           plugin: "oci",
         });
       }
     } finally {
       if (timer !== undefined) clearTimeout(timer);
+      said.cancel();
     }
   }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/**
+ * The first `cap` bytes of `stream` as text once it ends (or is cancelled); `cancel` stops
+ * reading, so a pipe a hook's leftover child holds does not keep micro waiting.
+ */
+function readCapped(
+  stream: ReadableStream<Uint8Array>,
+  cap: number,
+): { text: Promise<string>; cancel: () => void } {
+  const reader = stream.getReader();
+  const buf = new Uint8Array(cap);
+  let n = 0;
+  const text = (async () => {
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        const take = Math.min(value.length, cap - n);
+        buf.set(value.subarray(0, take), n);
+        n += take;
+      }
+    } catch {
+      // cancelled
+    }
+    return new TextDecoder().decode(buf.subarray(0, n)).trim();
+  })();
+  return { text, cancel: () => void reader.cancel().catch(() => {}) };
 }
 
 /** `hooks` from config.json, checked: the ones micro runs, by kind. */
