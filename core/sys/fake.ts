@@ -92,6 +92,8 @@ const FORMATS: Partial<Record<SysCall, string>> = {
   linkat: "dsdsx",
   renameat2: "dsdsx",
   utimensat: "dsddddx",
+  umask: "o",
+  personality: "x",
 };
 
 function formatArg(a: Arg, kind: string): string {
@@ -669,11 +671,11 @@ export class RecordingSys implements Sys {
   }
 
   umask(mask: number) {
-    return this.record("umask", ["0" + mask.toString(8)], () => 0o022);
+    return this.record("umask", [mask], () => 0o022);
   }
 
   personality(persona: number) {
-    return this.record("personality", ["0x" + persona.toString(16)], () => 0);
+    return this.record("personality", [persona], () => 0);
   }
 
   /** Copies the next scripted chunk for `fd` into `buf`; undefined when none is left. */

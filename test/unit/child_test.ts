@@ -931,6 +931,19 @@ Deno.test("mkdir, symlink and setrlimit run inside the root; EEXIST is fine", ()
   ]);
 });
 
+Deno.test("umask and personality (OCI process.user.umask, linux.personality) are set", () => {
+  const sys = new RecordingSys();
+  runToEnd([
+    op("credentials", "process", "umask", { mask: 0o027 }),
+    op("credentials", "process", "personality", { persona: 8 }),
+  ], sys);
+  assert.deepEqual(sys.format().slice(PROLOGUE.length), [
+    "umask(0o27)",
+    "personality(0x8)",
+    ...exitWithReport(-1, 0),
+  ]);
+});
+
 Deno.test("a mount op planned after pivot-root throws at compile time", () => {
   const ops: Op[] = [
     op("rootfs", "mount", "pivot-root", {}),
