@@ -17,6 +17,7 @@ usage: micro oci [GLOBAL OPTIONS] COMMAND [OPTIONS] ...
   delete [--force] ID                       remove a stopped (--force: any) container
   list [--format table|json] [-q]           the containers
   ps [--format table|json] ID [PS ARGS]     the container's processes
+  pause ID | resume ID                      freeze or thaw the container's cgroup
   spec [--rootless] [--bundle DIR]          write a default config.json
   features                                  what this runtime supports (JSON)
 global options: --root DIR (default /run/micro-oci as root), --log FILE,
@@ -359,7 +360,19 @@ async function verb(g: Globals, argv: string[]): Promise<number> {
       return 0;
     }
     case "pause":
-    case "resume":
+    case "resume": {
+      const { args } = parseVerb(rest, {}, {});
+      const id = one(args, cmd);
+      const st = await import("../core/oci/state.ts");
+      const { dir, state } = st.loadOciState(root, id);
+      const status = st.statusOf(dir, state);
+      if (status !== "running" && status !== "paused") {
+        throw new MicroError(`${cmd} ${id}: the container is ${status}, not running or paused`);
+      }
+      const { setFrozen } = await import("../core/stats/mod.ts");
+      await setFrozen(st.ownCgroups(state), `container "${id}"`, cmd === "pause");
+      return 0;
+    }
     case "update":
     case "checkpoint":
     case "restore":

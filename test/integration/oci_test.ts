@@ -503,3 +503,43 @@ microTest(
     });
   },
 );
+
+microTest("oci: pause freezes the container's cgroup (state paused), resume thaws it", async () => {
+  await withTempDir(async (dir) => {
+    const root = `${dir}/state`;
+    const b = await bundle(dir, (c) => (c.process.args = ["sleep", "60"]));
+    const id = uniq();
+    try {
+      ok(await oci(root, ["create", "-b", b, id]));
+      const early = await oci(root, ["pause", id]);
+      assert.equal(early.code, 125, show(early));
+      assert.match(early.stderr, /is created, not running/);
+      ok(await oci(root, ["start", id]));
+      const { pid } = state(ok(await oci(root, ["state", id])));
+      ok(await oci(root, ["pause", id]));
+      assert.equal(state(ok(await oci(root, ["state", id]))).status, "paused");
+      // The kernel's own view: cgroup.events (v2) or freezer.state (v1).
+      const read = (p: string) => {
+        try {
+          return Deno.readTextFileSync(p);
+        } catch {
+          return "";
+        }
+      };
+      const frozen = cgroupDirs(id).some((d) =>
+        /frozen 1/.test(read(`${d}/cgroup.events`)) || read(`${d}/freezer.state`) === "FROZEN\n"
+      );
+      assert.ok(frozen, "the container's cgroup is frozen");
+      const twice = await oci(root, ["pause", id]);
+      assert.equal(twice.code, 125, show(twice));
+      assert.match(twice.stderr, /already paused/);
+      ok(await oci(root, ["resume", id]));
+      assert.equal(state(ok(await oci(root, ["state", id]))).status, "running");
+      ok(await oci(root, ["kill", id, "KILL"]));
+      assert.ok(await waitFor(() => !pidAlive(pid), 5000));
+      ok(await oci(root, ["delete", id]));
+    } finally {
+      await oci(root, ["delete", "--force", id]);
+    }
+  });
+});
