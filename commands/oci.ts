@@ -18,6 +18,7 @@ usage: micro oci [GLOBAL OPTIONS] COMMAND [OPTIONS] ...
   list [--format table|json] [-q]           the containers
   ps [--format table|json] ID [PS ARGS]     the container's processes
   pause ID | resume ID                      freeze or thaw the container's cgroup
+  update [-r FILE|-] [--memory N] [--cpu-quota N] [--pids-limit N] ... ID  live resources
   spec [--rootless] [--bundle DIR]          write a default config.json
   features                                  what this runtime supports (JSON)
 global options: --root DIR (default /run/micro-oci as root), --log FILE,
@@ -373,7 +374,25 @@ async function verb(g: Globals, argv: string[]): Promise<number> {
       await setFrozen(st.ownCgroups(state), `container "${id}"`, cmd === "pause");
       return 0;
     }
-    case "update":
+    case "update": {
+      const up = await import("../core/oci/update.ts");
+      const values: Record<string, string> = { "-r": "file", "--resources": "file" };
+      for (const f of Object.keys(up.UPDATE_FLAGS)) values[f] = f;
+      const { flags, args } = parseVerb(rest, values, {});
+      const id = one(args, cmd);
+      const { file, ...set } = flags as Record<string, string>;
+      let json: string | undefined;
+      if (file !== undefined) {
+        json = file === "-"
+          ? await new Response(Deno.stdin.readable).text()
+          : Deno.readTextFileSync(file);
+      } else if (!Object.keys(set).length) {
+        // runc reads the JSON from stdin when no flag is given.
+        json = await new Response(Deno.stdin.readable).text();
+      }
+      up.update(root, id, up.updateResources(json, set));
+      return 0;
+    }
     case "checkpoint":
     case "restore":
     case "events":
