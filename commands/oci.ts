@@ -104,7 +104,17 @@ function parseGlobals(argv: string[]): { g: Globals; rest: string[] } {
       }
     } else if (name === "--debug") g.debug = true;
     else if (name === "--systemd-cgroup") {
-      throw new MicroError("--systemd-cgroup: micro manages cgroupfs itself, not through systemd", {
+      // systemd's own marker that it is the running init (sd_booted()).
+      let booted = false;
+      try {
+        booted = Deno.lstatSync("/run/systemd/system").isDirectory;
+      } catch {
+        // not booted with systemd
+      }
+      const why = booted
+        ? "micro manages cgroupfs itself, not through systemd"
+        : "there is no systemd on this host (no /run/systemd/system), and micro manages cgroupfs itself";
+      throw new MicroError(`--systemd-cgroup: ${why}`, {
         hint: 'configure the caller for cgroupfs (podman: cgroup_manager = "cgroupfs" in ' +
           "containers.conf; containerd: SystemdCgroup = false)",
       });
