@@ -602,3 +602,21 @@ microTest(
     });
   },
 );
+
+microTest(
+  "oci: --systemd-cgroup is one line naming why (no systemd here, or cgroupfs only)",
+  async () => {
+    await withTempDir(async (dir) => {
+      const r = await oci(`${dir}/state`, ["--systemd-cgroup", "state", "x"]);
+      assert.equal(r.code, 125, show(r));
+      let booted = false;
+      try {
+        booted = Deno.statSync("/run/systemd/system").isDirectory;
+      } catch {
+        // no systemd
+      }
+      assert.match(r.stderr, booted ? /micro manages cgroupfs itself/ : /there is no systemd/);
+      assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+    });
+  },
+);
