@@ -17,6 +17,8 @@ usage: micro oci [GLOBAL OPTIONS] COMMAND [OPTIONS] ...
   delete [--force] ID                       remove a stopped (--force: any) container
   list [--format table|json] [-q]           the containers
   ps [--format table|json] ID [PS ARGS]     the container's processes
+  pause ID | resume ID                      freeze or thaw the container's cgroup
+  update [-r FILE|-] [--memory N] [--cpu-quota N] [--pids-limit N] ... ID  live resources
   spec [--rootless] [--bundle DIR]          write a default config.json
   features                                  what this runtime supports (JSON)
 global options: --root DIR (default /run/micro-oci as root), --log FILE,
@@ -102,7 +104,17 @@ function parseGlobals(argv: string[]): { g: Globals; rest: string[] } {
       }
     } else if (name === "--debug") g.debug = true;
     else if (name === "--systemd-cgroup") {
-      throw new MicroError("--systemd-cgroup: micro manages cgroupfs itself, not through systemd", {
+      // systemd's own marker that it is the running init (sd_booted()).
+      let booted = false;
+      try {
+        booted = Deno.lstatSync("/run/systemd/system").isDirectory;
+      } catch {
+        // not booted with systemd
+      }
+      const why = booted
+        ? "micro manages cgroupfs itself, not through systemd"
+        : "there is no systemd on this host (no /run/systemd/system), and micro manages cgroupfs itself";
+      throw new MicroError(`--systemd-cgroup: ${why}`, {
         hint: 'configure the caller for cgroupfs (podman: cgroup_manager = "cgroupfs" in ' +
           "containers.conf; containerd: SystemdCgroup = false)",
       });
@@ -359,8 +371,38 @@ async function verb(g: Globals, argv: string[]): Promise<number> {
       return 0;
     }
     case "pause":
-    case "resume":
-    case "update":
+    case "resume": {
+      const { args } = parseVerb(rest, {}, {});
+      const id = one(args, cmd);
+      const st = await import("../core/oci/state.ts");
+      const { dir, state } = st.loadOciState(root, id);
+      const status = st.statusOf(dir, state);
+      if (status !== "running" && status !== "paused") {
+        throw new MicroError(`${cmd} ${id}: the container is ${status}, not running or paused`);
+      }
+      const { setFrozen } = await import("../core/stats/mod.ts");
+      await setFrozen(st.ownCgroups(state), `container "${id}"`, cmd === "pause");
+      return 0;
+    }
+    case "update": {
+      const up = await import("../core/oci/update.ts");
+      const values: Record<string, string> = { "-r": "file", "--resources": "file" };
+      for (const f of Object.keys(up.UPDATE_FLAGS)) values[f] = f;
+      const { flags, args } = parseVerb(rest, values, {});
+      const id = one(args, cmd);
+      const { file, ...set } = flags as Record<string, string>;
+      let json: string | undefined;
+      if (file !== undefined) {
+        json = file === "-"
+          ? await new Response(Deno.stdin.readable).text()
+          : Deno.readTextFileSync(file);
+      } else if (!Object.keys(set).length) {
+        // runc reads the JSON from stdin when no flag is given.
+        json = await new Response(Deno.stdin.readable).text();
+      }
+      up.update(root, id, up.updateResources(json, set));
+      return 0;
+    }
     case "checkpoint":
     case "restore":
     case "events":

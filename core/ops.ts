@@ -68,6 +68,10 @@ export interface OpArgs {
   /**
    * OCI exec: the child enters the container's namespaces that only a single-threaded
    * process may (mount, user) through the container's pidfd (ChildContext.nsFd).
+   * Not `enter`: OCI exec joins the other namespaces (pid included) in the parent before the
+   * clone (`join`, so the child is born in the pid namespace and needs no second fork), and
+   * the OCI container is no micro run (no state to find by name, no death signal or detach
+   * handling); `enter` enters all at once in the child and forks for the pid namespace.
    */
   setns: { flags: string[] };
   /** attach: write a file of the child's under /proc/PID (uid_map, gid_map, setgroups). */

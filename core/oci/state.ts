@@ -7,6 +7,7 @@ import { MicroError } from "../errors.ts";
 import type { RecordedCgroup } from "../cgroups/fs.ts";
 import type { Hook } from "./hooks.ts";
 import { processStartTime, untrustedRoot, untrustedRootError } from "../state.ts";
+import { freezerOf, isFrozen } from "../stats/cgroup.ts";
 
 export const OCI_VERSION = "1.2.0";
 
@@ -26,7 +27,7 @@ export interface OciState {
   hooks?: Partial<Record<"poststart" | "poststop", Hook[]>>;
 }
 
-export type Status = "creating" | "created" | "running" | "stopped";
+export type Status = "creating" | "created" | "running" | "paused" | "stopped";
 
 export function defaultOciRoot(uid: number): string {
   if (uid === 0) return "/run/micro-oci";
@@ -107,8 +108,26 @@ export function statusOf(dir: string, st: OciState): Status {
     Deno.lstatSync(`${dir}/exec.fifo`);
     return "created";
   } catch {
-    return "running";
+    return isFrozen0(ownCgroups(st)) ? "paused" : "running";
   }
+}
+
+/** The container's own cgroup directories (not a shared parent), for its freezer. */
+export function ownCgroups(st: OciState): string[] {
+  return st.cgroups.filter((c) => !c.shared && c.created).map((c) => c.path);
+}
+
+function readFile(path: string): string | undefined {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+function isFrozen0(dirs: string[]): boolean {
+  const f = freezerOf(dirs, readFile);
+  return f !== undefined && isFrozen(f, readFile);
 }
 
 /** The state JSON of the runtime spec (what `state` prints). */

@@ -295,40 +295,48 @@ export async function freezeCommand(argv: string[], freeze: boolean): Promise<nu
   }
   const uid = Deno.uid() ?? 0;
   for (const name of names) {
-    const found = findRunning(name, uid);
-    const f = freezerOf(containerCgroups(found), readKernelFile);
-    if (!f) {
-      throw new MicroError(`container "${name}" has no freezer cgroup to ${verb} it with`, {
-        hint: "run it with a cgroup of its own (root, or a delegated cgroup v2 subtree)",
-      });
-    }
-    const frozen = isFrozen(f, readKernelFile);
-    if (frozen === freeze) {
-      throw new MicroError(`container "${name}" is ${freeze ? "already paused" : "not paused"}`);
-    }
-    const [file, value] = f.version === 2
-      ? ["cgroup.freeze", freeze ? "1" : "0"]
-      : ["freezer.state", freeze ? "FROZEN" : "THAWED"];
-    try {
-      Deno.writeTextFileSync(`${f.dir}/${file}`, value);
-    } catch (e) {
-      throw new MicroError(
-        `${verb}: write ${f.dir}/${file} ${JSON.stringify(value)}: ${(e as Error).message}`,
-        {
-          hint: "micro needs write access to the container's cgroup",
-        },
-      );
-    }
-    // v1 goes through FREEZING; v2 reports frozen in cgroup.events once every task stopped.
-    for (let i = 0; i < 200; i++) {
-      const s = f.version === 1 ? readKernelFile(`${f.dir}/freezer.state`)?.trim() : undefined;
-      const done = f.version === 1
-        ? s === (freeze ? "FROZEN" : "THAWED")
-        : isFrozen(f, readKernelFile) === freeze;
-      if (done) break;
-      await sleep(10);
-    }
+    await setFrozen(containerCgroups(findRunning(name, uid)), `container "${name}"`, freeze);
     console.log(name);
   }
   return 0;
+}
+
+/**
+ * Freeze (or thaw) the cgroup among dirs that has a freezer, v1 or v2, and wait until the
+ * kernel reports it done; shared by `micro pause` and the OCI `pause`/`resume`.
+ */
+export async function setFrozen(dirs: string[], what: string, freeze: boolean): Promise<void> {
+  const verb = freeze ? "pause" : "unpause";
+  const f = freezerOf(dirs, readKernelFile);
+  if (!f) {
+    throw new MicroError(`${what} has no freezer cgroup to ${verb} it with`, {
+      hint: "run it with a cgroup of its own (root, or a delegated cgroup v2 subtree)",
+    });
+  }
+  const frozen = isFrozen(f, readKernelFile);
+  if (frozen === freeze) {
+    throw new MicroError(`${what} is ${freeze ? "already paused" : "not paused"}`);
+  }
+  const [file, value] = f.version === 2
+    ? ["cgroup.freeze", freeze ? "1" : "0"]
+    : ["freezer.state", freeze ? "FROZEN" : "THAWED"];
+  try {
+    Deno.writeTextFileSync(`${f.dir}/${file}`, value);
+  } catch (e) {
+    throw new MicroError(
+      `${verb}: write ${f.dir}/${file} ${JSON.stringify(value)}: ${(e as Error).message}`,
+      {
+        hint: "micro needs write access to the container's cgroup",
+      },
+    );
+  }
+  // v1 goes through FREEZING; v2 reports frozen in cgroup.events once every task stopped.
+  for (let i = 0; i < 200; i++) {
+    const s = f.version === 1 ? readKernelFile(`${f.dir}/freezer.state`)?.trim() : undefined;
+    const done = f.version === 1
+      ? s === (freeze ? "FROZEN" : "THAWED")
+      : isFrozen(f, readKernelFile) === freeze;
+    if (done) break;
+    await sleep(10);
+  }
 }

@@ -503,3 +503,120 @@ microTest(
     });
   },
 );
+
+microTest("oci: pause freezes the container's cgroup (state paused), resume thaws it", async () => {
+  await withTempDir(async (dir) => {
+    const root = `${dir}/state`;
+    const b = await bundle(dir, (c) => (c.process.args = ["sleep", "60"]));
+    const id = uniq();
+    try {
+      ok(await oci(root, ["create", "-b", b, id]));
+      const early = await oci(root, ["pause", id]);
+      assert.equal(early.code, 125, show(early));
+      assert.match(early.stderr, /is created, not running/);
+      ok(await oci(root, ["start", id]));
+      const { pid } = state(ok(await oci(root, ["state", id])));
+      ok(await oci(root, ["pause", id]));
+      assert.equal(state(ok(await oci(root, ["state", id]))).status, "paused");
+      // The kernel's own view: cgroup.events (v2) or freezer.state (v1).
+      const read = (p: string) => {
+        try {
+          return Deno.readTextFileSync(p);
+        } catch {
+          return "";
+        }
+      };
+      const frozen = cgroupDirs(id).some((d) =>
+        /frozen 1/.test(read(`${d}/cgroup.events`)) || read(`${d}/freezer.state`) === "FROZEN\n"
+      );
+      assert.ok(frozen, "the container's cgroup is frozen");
+      const twice = await oci(root, ["pause", id]);
+      assert.equal(twice.code, 125, show(twice));
+      assert.match(twice.stderr, /already paused/);
+      ok(await oci(root, ["resume", id]));
+      assert.equal(state(ok(await oci(root, ["state", id]))).status, "running");
+      ok(await oci(root, ["kill", id, "KILL"]));
+      assert.ok(await waitFor(() => !pidAlive(pid), 5000));
+      ok(await oci(root, ["delete", id]));
+    } finally {
+      await oci(root, ["delete", "--force", id]);
+    }
+  });
+});
+
+microTest(
+  "oci: update writes flags and the resources JSON (stdin or -r) to the live cgroup",
+  async () => {
+    await withTempDir(async (dir) => {
+      const root = `${dir}/state`;
+      const b = await bundle(dir, (c) => (c.process.args = ["sleep", "60"]));
+      const id = uniq();
+      const file = (name: string) => {
+        for (const d of cgroupDirs(id)) {
+          try {
+            return Deno.readTextFileSync(`${d}/${name}`).trim();
+          } catch {
+            // another hierarchy
+          }
+        }
+        return "";
+      };
+      // A v2 host has its unified hierarchy at the top (a hybrid one has it at unified/).
+      const v2 = (() => {
+        try {
+          return Deno.statSync("/sys/fs/cgroup/cgroup.controllers").isFile;
+        } catch {
+          return false;
+        }
+      })();
+      try {
+        ok(await oci(root, ["create", "-b", b, id]));
+        ok(await oci(root, ["start", id]));
+        ok(
+          await oci(root, [
+            "update",
+            "--memory",
+            "64m",
+            "--pids-limit",
+            "33",
+            "--cpu-quota",
+            "50000",
+            id,
+          ]),
+        );
+        assert.equal(file(v2 ? "memory.max" : "memory.limit_in_bytes"), String(64 << 20));
+        assert.equal(file("pids.max"), "33");
+        if (v2) assert.match(file("cpu.max"), /^50000 /);
+        else assert.equal(file("cpu.cfs_quota_us"), "50000");
+        Deno.writeTextFileSync(`${dir}/r.json`, '{"pids":{"limit":44}}');
+        ok(await oci(root, ["update", "-r", `${dir}/r.json`, id]));
+        assert.equal(file("pids.max"), "44");
+        const bad = await oci(root, ["update", "--memory", "lots", id]);
+        assert.equal(bad.code, 125, show(bad));
+        assert.match(bad.stderr, /--memory: "lots" is not a number or size/);
+        const other = await oci(root, ["update", "-r", `${dir}/n.json`, id]);
+        assert.equal(other.code, 125, show(other));
+      } finally {
+        await oci(root, ["delete", "--force", id]);
+      }
+    });
+  },
+);
+
+microTest(
+  "oci: --systemd-cgroup is one line naming why (no systemd here, or cgroupfs only)",
+  async () => {
+    await withTempDir(async (dir) => {
+      const r = await oci(`${dir}/state`, ["--systemd-cgroup", "state", "x"]);
+      assert.equal(r.code, 125, show(r));
+      let booted = false;
+      try {
+        booted = Deno.statSync("/run/systemd/system").isDirectory;
+      } catch {
+        // no systemd
+      }
+      assert.match(r.stderr, booted ? /micro manages cgroupfs itself/ : /there is no systemd/);
+      assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+    });
+  },
+);
