@@ -7,7 +7,8 @@
 import { MicroError } from "../core/errors.ts";
 
 const USAGE = "usage: micro network create [--subnet CIDR] [--gateway IP] [--internal] NAME | " +
-  "micro network ls [-q] | micro network rm NAME... | micro network inspect NAME...";
+  "micro network ls [-q] | micro network rm NAME... | micro network inspect NAME... | " +
+  "micro network check CONTAINER...";
 
 interface Args {
   verb: string;
@@ -58,7 +59,7 @@ export async function network(argv: string[]): Promise<number> {
     console.log(USAGE);
     return a.verb === "" ? 125 : 0;
   }
-  if (!["create", "ls", "list", "rm", "remove", "inspect"].includes(a.verb)) {
+  if (!["create", "ls", "list", "rm", "remove", "inspect", "check"].includes(a.verb)) {
     throw new MicroError(`unknown network command "${a.verb}"`, { hint: USAGE });
   }
   if ((Deno.uid() ?? 0) !== 0) {
@@ -66,6 +67,7 @@ export async function network(argv: string[]): Promise<number> {
       hint: "bridge networks live in the host's network namespace: run it as root",
     });
   }
+  if (a.verb === "check") return await check(a);
   const { storeRoot } = await import("../core/store/paths.ts");
   const { networksDir } = await import("../core/cni/networks.ts");
   const dir = networksDir(storeRoot(0));
@@ -282,5 +284,30 @@ async function inspect(dir: string, a: Args): Promise<number> {
     });
   }
   console.log(JSON.stringify(out, null, 4));
+  return failed ? 125 : 0;
+}
+
+/**
+ * CNI CHECK of running containers: each plugin of each container's network, with the
+ * cached ADD result as prevResult, in the pinned namespace; "ok" or one line per failure
+ * (a veth gone, an address moved, a firewall rule flushed by hand).
+ */
+async function check(a: Args): Promise<number> {
+  if (!a.names.length) {
+    throw new MicroError("micro network check needs a container name", { hint: USAGE });
+  }
+  const { findRunning } = await import("../core/exec/find.ts");
+  const { checkCached } = await import("../core/cni/attach.ts");
+  let failed = 0;
+  for (const ref of a.names) {
+    try {
+      const found = findRunning(ref, 0);
+      console.log(`${found.name}: ${await checkCached(found.dir)}`);
+    } catch (e) {
+      if (!(e instanceof MicroError)) throw e;
+      console.error(`micro: ${e.line()}`);
+      failed++;
+    }
+  }
   return failed ? 125 : 0;
 }

@@ -265,6 +265,8 @@ export interface OpArgs {
     publishAll?: { containerPort: number; protocol: "tcp" | "udp" }[];
     /** The bridge to delete after DEL when no other run holds the network. */
     transientBridge?: string;
+    /** A created `--internal` network's bridge (core/cni/bridge.ts ensureInternalRules). */
+    internalBridge?: string;
     files?: { dir: string; hostname: string; resolv: string; addHosts: string[] };
   };
   /** cleanup: DEL the container from the networks recorded in `cache`. */

@@ -194,6 +194,7 @@ export const net: Plugin<NetOptions> = {
         ...(n.ip !== undefined ? { ip: n.ip } : {}),
         ...(n.publishAll && n.exposed?.length ? { publishAll: n.exposed } : {}),
         ...(host.net.transientBridge ? { transientBridge: host.net.transientBridge } : {}),
+        ...(host.net.internalBridge ? { internalBridge: host.net.internalBridge } : {}),
         ...(spec.micro.runFiles?.length
           ? {
             files: {

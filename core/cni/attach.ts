@@ -14,6 +14,8 @@ import {
   addNetwork,
   type Attachment,
   CACHE_FILE,
+  cachedAttachment,
+  checkNetwork,
   type CniCache,
   delNetwork,
   readCache,
@@ -22,7 +24,7 @@ import {
 } from "./exec.ts";
 import { isAlive, readState } from "../state.ts";
 import { formatMapping, type PortMapping } from "./ports.ts";
-import { holdNetwork, removeBridgeIfUnused, withCniLock } from "./bridge.ts";
+import { ensureInternalRules, holdNetwork, removeBridgeIfUnused, withCniLock } from "./bridge.ts";
 import type { HeldLock } from "../store/lock.ts";
 
 type AddOp = Op & { kind: "cni-add" };
@@ -213,7 +215,25 @@ export class NetworkOps {
       ...(args.transientBridge ? { transientBridge: args.transientBridge } : {}),
     };
     pinNetns(this.sys, `/proc/${pid}/ns/net`, netns);
-    const result = await withCniLock(() => addNetwork(list, a));
+    const result = await withCniLock(async () => {
+      const r = await addNetwork(list, a);
+      if (args.internalBridge) {
+        try {
+          await ensureInternalRules(args.internalBridge);
+        } catch (e) {
+          // Its rules could not be made: the container does not run on a leaky network.
+          this.added!.result = r;
+          throw new MicroError((e as Error).message, {
+            phase: "attach",
+            plugin: "net",
+            op: "internal",
+            paths: { network: list.name },
+            hint: "check the host's iptables (micro doctor)",
+          });
+        }
+      }
+      return r;
+    });
     this.added.result = result;
     writeCache(args.cache, { ...cache, result });
     if (args.files) this.writeFiles(o, resultAddress(result));
@@ -325,4 +345,33 @@ export function unpinNetns(sys: Sys, path: string): string {
     if (!(e instanceof Deno.errors.NotFound)) return `remove ${path}: ${(e as Error).message}`;
   }
   return "";
+}
+
+/**
+ * CHECK the run in `runDir` against its CNI record: what `micro network check` reports.
+ * Only from the network namespace ADD ran in (elsewhere the plugins would look at another
+ * host's bridge and rules); "ok", "no network" (none, host, pasta), or a one-line error.
+ */
+export async function checkCached(runDir: string): Promise<string> {
+  const path = `${runDir}/${CACHE_FILE}`;
+  const fail = (message: string, hint?: string) =>
+    new MicroError(message, { plugin: "net", op: "CNI CHECK", paths: { path }, hint });
+  let cache: CniCache | null;
+  try {
+    cache = readCache(path);
+  } catch (e) {
+    throw fail((e as Error).message);
+  }
+  if (!cache) return "no CNI network";
+  if (cache.result === null) throw fail("its ADD did not finish", "restart the container");
+  if (cache.hostNetns !== currentNetns()) {
+    throw fail(
+      `the container was attached from network namespace ${cache.hostNetns}`,
+      "run micro network check in that namespace",
+    );
+  }
+  const pin = `${runDir}/${NETNS_FILE}`;
+  if (!isPinned(pin)) throw fail("its network namespace is not pinned", "restart the container");
+  await checkNetwork(cache.config, cachedAttachment(cache, pin), cache.result);
+  return "ok";
 }

@@ -82,7 +82,7 @@ export async function removeIsolationRules(bridge: string): Promise<string[]> {
   return problems;
 }
 
-/** Deletes the bridge device and its isolation rules; returns problems. */
+/** Deletes the bridge device, its isolation and internal rules; returns problems. */
 export async function removeBridge(bridge: string): Promise<string[]> {
   const problems: string[] = [];
   const r = await tool("ip", ["link", "del", "dev", bridge]);
@@ -90,6 +90,71 @@ export async function removeBridge(bridge: string): Promise<string[]> {
     problems.push(`ip link del ${bridge}: ${r.out.trim().split("\n")[0]}`);
   }
   problems.push(...await removeIsolationRules(bridge));
+  problems.push(...await removeInternalRules(bridge));
+  return problems;
+}
+
+/**
+ * micro's own chain for `--internal` networks, first in FORWARD: whatever crosses the
+ * bridge's edge is dropped (the firewall plugin's CNI-FORWARD accepts the container's
+ * address in both directions, so the missing default route alone would not stop a
+ * container that sets one). The bridge itself (the gateway) and traffic inside the bridge stay.
+ */
+export const INTERNAL_CHAIN = "MICRO-INTERNAL";
+const JUMP = ["FORWARD", "-j", INTERNAL_CHAIN];
+
+/** The two DROP rules of an internal network's bridge, as `iptables -A` words. */
+export function internalRules(bridge: string): string[][] {
+  return [
+    [INTERNAL_CHAIN, "-i", bridge, "!", "-o", bridge, "-j", "DROP"],
+    [INTERNAL_CHAIN, "-o", bridge, "!", "-i", bridge, "-j", "DROP"],
+  ];
+}
+
+/**
+ * Makes the internal network's drop rules (after each ADD, under the CNI lock): the chain,
+ * its jump as FORWARD's first rule (the firewall plugin inserts CNI-FORWARD first too), and
+ * the rules, each only when missing. Throws a one-line Error.
+ */
+export async function ensureInternalRules(bridge: string): Promise<void> {
+  const must = async (args: string[]) => {
+    const r = await tool("iptables", ["-w", ...args]);
+    if (!r.ok) throw new Error(`iptables ${args.join(" ")}: ${r.out.trim().split("\n")[0]}`);
+  };
+  if (!(await tool("iptables", ["-w", "-S", INTERNAL_CHAIN])).ok) {
+    await must(["-N", INTERNAL_CHAIN]);
+  }
+  const forward = await tool("iptables", ["-w", "-S", "FORWARD"]);
+  const first = forward.out.split("\n").find((l) => l.startsWith("-A "));
+  if (first?.trim() !== `-A ${JUMP.join(" ")}`) {
+    while ((await tool("iptables", ["-w", "-D", ...JUMP])).ok) { /* moved to the front */ }
+    await must(["-I", "FORWARD", "1", "-j", INTERNAL_CHAIN]);
+  }
+  for (const rule of internalRules(bridge)) {
+    if (!(await tool("iptables", ["-w", "-C", ...rule])).ok) await must(["-A", ...rule]);
+  }
+}
+
+/** Removes the bridge's internal rules; the chain and its jump go when it is empty. */
+export function removeInternalRules(bridge: string, lockDir = IPAM_DIR): Promise<string[]> {
+  // Under the CNI lock: an internal network's ADD may be making the chain meanwhile.
+  return withCniLock(() => dropInternalRules(bridge), lockDir);
+}
+
+async function dropInternalRules(bridge: string): Promise<string[]> {
+  const saved = await tool("iptables", ["-w", "-S", INTERNAL_CHAIN]);
+  if (!saved.ok) return []; // no such chain: no internal network was ever attached
+  const problems: string[] = [];
+  for (const rule of bridgeRules(saved.out, bridge)) {
+    const r = await tool("iptables", ["-w", "-D", ...rule]);
+    if (!r.ok) problems.push(`iptables -D ${rule.join(" ")}: ${r.out.trim().split("\n")[0]}`);
+  }
+  const left = await tool("iptables", ["-w", "-S", INTERNAL_CHAIN]);
+  if (left.ok && !left.out.split("\n").some((l) => l.startsWith("-A "))) {
+    while ((await tool("iptables", ["-w", "-D", ...JUMP])).ok) { /* every jump */ }
+    const x = await tool("iptables", ["-w", "-X", INTERNAL_CHAIN]);
+    if (!x.ok) problems.push(`iptables -X ${INTERNAL_CHAIN}: ${x.out.trim().split("\n")[0]}`);
+  }
   return problems;
 }
 

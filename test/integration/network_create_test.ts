@@ -341,6 +341,89 @@ microTest(
   { ignore: NEEDS_NET },
 );
 
+microTest(
+  "--internal: nothing crosses the bridge's edge, either way, even with a route the container sets",
+  async () => {
+    await withHosts(async (host, internet) => {
+      ok(await host.micro(["network", "create", "--subnet", "10.78.0.0/24", "--internal", "in"]));
+      // "The internet" knows the way back: only the drop rule can stop the traffic.
+      await internet.sh("ip route add 10.78.0.0/24 via 203.0.113.1");
+      const name = uniqueName("internal");
+      const srv = host.background([
+        "run",
+        "--rm",
+        "--name",
+        name,
+        "--network",
+        "in",
+        "--cap-add",
+        "NET_ADMIN",
+        IMAGE,
+        "sh",
+        "-c",
+        "ip route add default via 10.78.0.1; " +
+        "ping -c 1 -W 2 203.0.113.2 >/dev/null 2>&1 && echo OUT || echo NO-OUT; " +
+        "ping -c 1 -W 2 10.78.0.1 >/dev/null 2>&1 && echo GW || echo NO-GW; " + SLEEPER,
+      ]);
+      try {
+        assert.ok(await srv.waitForStdout("up", 30_000), srv.stderr);
+        assert.match(srv.stdout, /^NO-OUT$/m);
+        assert.match(srv.stdout, /^GW$/m);
+        const ip = addressIn(srv.stdout)!;
+        const inbound = await internet.sh(
+          `ping -c 1 -W 2 ${ip} >/dev/null 2>&1 && echo IN || echo NO-IN`,
+        );
+        assert.equal(inbound, "NO-IN\n");
+        assert.match(await host.sh("iptables -S FORWARD"), /^-A FORWARD -j MICRO-INTERNAL$/m);
+      } finally {
+        await host.micro(["stop", "-t", "1", name]).catch(() => {});
+        await srv.result(60_000);
+      }
+      // The rules go with the network, and micro's chain with its last rule.
+      ok(await host.micro(["network", "rm", "in"]));
+      assert.doesNotMatch(await host.sh("iptables-save"), /MICRO-INTERNAL/);
+    });
+  },
+  { ignore: NEEDS_NET },
+);
+
+microTest(
+  "network check: CNI CHECK passes on a healthy container, fails in one line once its veth is gone",
+  async () => {
+    await withHosts(async (host) => {
+      const name = uniqueName("check");
+      const srv = host.background([
+        "run",
+        "--rm",
+        "--name",
+        name,
+        "--network",
+        "bridge",
+        IMAGE,
+        "sh",
+        "-c",
+        SLEEPER,
+      ]);
+      try {
+        assert.ok(await srv.waitForStdout("up", 30_000), srv.stderr);
+        assert.equal(ok(await host.micro(["network", "check", name])), `${name}: ok\n`);
+        // The host side of the container's veth, deleted behind micro's back.
+        const veth = (await host.sh("ip -o link show master micro0 type veth"))
+          .match(/^\d+: ([^@:]+)/m)?.[1];
+        assert.ok(veth, "a veth on micro0");
+        await host.sh(`ip link del ${veth}`);
+        oneLine(await host.micro(["network", "check", name]), /CNI CHECK/);
+        // Not running, unknown: one line too.
+        oneLine(await host.micro(["network", "check", "nosuch"]), /no such container/);
+      } finally {
+        await host.micro(["stop", "-t", "1", name]).catch(() => {});
+        await srv.result(60_000);
+      }
+    });
+  },
+  { ignore: NEEDS_NET },
+);
+
 /** How many containers the concurrency test starts (MICRO_NET_MANY overrides, for a quick run). */
 const MANY = Number(Deno.env.get("MICRO_NET_MANY") ?? "100");
 
