@@ -272,6 +272,11 @@ export interface OpArgs {
   /** cleanup: DEL the container from the networks recorded in `cache`. */
   "cni-del": { cache: string };
   /**
+   * `--network container:NAME`: the joined container's /etc/hosts, /etc/hostname and
+   * /etc/resolv.conf, shared as Docker shares them (hard links in this run's state dir).
+   */
+  "net-join-files": { container: string; dir: string; hostname: string; names: string[] };
+  /**
    * attach: start a rootless network's helper (core/usernet: pasta or slirp4netns at
    * `path`) for the waiting child, its records in `dir` (the run's state dir); `files` as
    * cni-add's, `address` the container's when it is known before the helper runs.

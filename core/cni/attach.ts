@@ -23,6 +23,7 @@ import {
   writeCache,
 } from "./exec.ts";
 import { isAlive, readState } from "../state.ts";
+import { findRunning } from "../exec/find.ts";
 import { formatMapping, type PortMapping } from "./ports.ts";
 import { ensureInternalRules, holdNetwork, removeBridgeIfUnused, withCniLock } from "./bridge.ts";
 import type { HeldLock } from "../store/lock.ts";
@@ -153,7 +154,9 @@ export class NetworkOps {
   /** attach: ADD the waiting child (pid) to each network, then write its DNS files. */
   async attach(pid: number): Promise<void> {
     for (const o of this.plan) {
-      if (o.phase === "attach" && o.kind === "cni-add") await this.add(o as AddOp, pid);
+      if (o.phase !== "attach") continue;
+      if (o.kind === "cni-add") await this.add(o as AddOp, pid);
+      else if (o.kind === "net-join-files") shareFiles(o.args);
     }
   }
 
@@ -289,6 +292,44 @@ export class NetworkOps {
       }
     }
     return problems;
+  }
+}
+
+/**
+ * `--network container:NAME`: the joined container's DNS files, hard links to the very
+ * files it has bind-mounted (Docker bind-mounts the same ones); a container without them
+ * (`none`) gives this one its own: localhost and its hostname, no name servers.
+ */
+export function shareFiles(
+  a: { container: string; dir: string; hostname: string; names: string[] },
+  uid = Deno.uid() ?? 0,
+  root?: string,
+): void {
+  const from = findRunning(a.container, uid, root).dir;
+  for (const name of a.names) {
+    const path = `${a.dir}/${name}`;
+    try {
+      try {
+        Deno.linkSync(`${from}/${name}`, path);
+        continue;
+      } catch (e) {
+        if (!(e instanceof Deno.errors.NotFound)) throw e;
+      }
+      const own = name === "hosts"
+        ? hostsFile(a.hostname, undefined, [])
+        : name === "hostname"
+        ? a.hostname + "\n"
+        : "";
+      Deno.writeTextFileSync(path, own, { mode: 0o644 });
+    } catch (e) {
+      throw new MicroError("", {
+        phase: "attach",
+        plugin: "net",
+        op: "link",
+        paths: { container: a.container, path },
+        errno: errnoOf(e, 5),
+      });
+    }
   }
 }
 

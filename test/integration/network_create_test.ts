@@ -424,6 +424,76 @@ microTest(
   { ignore: NEEDS_NET },
 );
 
+microTest(
+  "--network container:NAME joins a running container's network and its DNS files",
+  async () => {
+    await withHosts(async (host) => {
+      const name = uniqueName("first");
+      const first = host.background([
+        "run",
+        "--rm",
+        "--name",
+        name,
+        "--network",
+        "bridge",
+        "--add-host",
+        "db.example:10.1.2.3",
+        IMAGE,
+        "sh",
+        "-c",
+        HTTPD,
+      ]);
+      try {
+        assert.ok(await first.waitForStdout("up", 30_000), first.stderr);
+        const ip = addressIn(first.stdout)!;
+        // By id prefix too, as the lifecycle commands take it.
+        const ps = ok(await host.micro(["ps"])).split("\n").find((l) => l.endsWith(name));
+        const prefix = ps?.split(" ")[0].slice(0, 8) ?? "";
+        assert.match(prefix, /^[0-9a-f]{8}$/, ps);
+        for (const ref of [name, prefix]) {
+          const out = ok(
+            await host.micro([
+              "run",
+              "--rm",
+              "--network",
+              `container:${ref}`,
+              IMAGE,
+              "sh",
+              "-c",
+              "ip -4 -o addr show eth0; wget -q -O - http://127.0.0.1/; cat /etc/hosts",
+            ]),
+          );
+          assert.equal(addressIn(out), ip, out);
+          assert.match(out, /^hello from /m);
+          assert.match(out, /^10\.1\.2\.3\s+db\.example$/m);
+        }
+        // Its own choices for a network it does not own: one line, 125.
+        oneLine(
+          await host.micro([
+            "run",
+            "--rm",
+            "--network",
+            `container:${name}`,
+            "-p",
+            "81:80",
+            IMAGE,
+            "true",
+          ]),
+          /--publish cannot be used with --network container:/,
+        );
+      } finally {
+        await host.micro(["stop", "-t", "1", name]).catch(() => {});
+        await first.result(60_000);
+      }
+      oneLine(
+        await host.micro(["run", "--rm", "--network", `container:${name}`, IMAGE, "true"]),
+        /no such container|is not running/,
+      );
+    });
+  },
+  { ignore: NEEDS_NET },
+);
+
 /** How many containers the concurrency test starts (MICRO_NET_MANY overrides, for a quick run). */
 const MANY = Number(Deno.env.get("MICRO_NET_MANY") ?? "100");
 
