@@ -50,7 +50,7 @@ export function joinProblems(plugin: string, type: JoinType, spec: Spec): MicroE
   if (!name || !hasNamespace(spec, "user")) return [];
   return [
     new MicroError(
-      `--${type === "network" ? "network" : type} container:${name} cannot be used with a user namespace of the container's own`,
+      `--${type} container:${name} cannot be used with a user namespace of the container's own`,
       {
         phase: "check",
         plugin,
