@@ -644,3 +644,30 @@ Deno.test("cni: a cache record whose plugins or paths a config file could not ha
     }
   });
 });
+
+Deno.test("net container:NAME: no namespace of its own, a join and the shared files; its own choices refused", () => {
+  const s = spec({ net: { mode: "container:web" } });
+  assert.equal(s.micro.network, "container");
+  assert.deepEqual(s.micro.join, { network: "web" });
+  assert.equal(s.linux.namespaces.some((n) => n.type === "network"), false);
+  assert.deepEqual(net.check!(s, host()), []);
+  const ops = net.plan!(s, host());
+  assert.deepEqual(ops.map((o) => o.kind), ["join", "net-join-files"]);
+  assert.deepEqual(ops[0].args, { flag: "CLONE_NEWNET", container: "web" });
+  assert.deepEqual((ops[1].args as { names: string[] }).names, [
+    "hosts",
+    "hostname",
+    "resolv.conf",
+  ]);
+  const p = spec({ net: { mode: "container:web", publish: ["80:80"], dns: ["1.1.1.1"] } });
+  assert.match(
+    net.check!(p, host())[0].line(),
+    /--publish, --dns cannot be used with --network container:web/,
+  );
+  // A user namespace of the container's own cannot join the host-owned namespace.
+  const h = spec({ net: { mode: "container:web" } }, ["hardened"]);
+  assert.match(
+    net.check!(h, host())[0].line(),
+    /--network container:web cannot be used with a user/,
+  );
+});

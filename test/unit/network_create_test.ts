@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { FileRefused } from "../../core/files.ts";
 import { microConfList } from "../../core/cni/config.ts";
-import { bridgeRules, ruleWords } from "../../core/cni/bridge.ts";
+import { bridgeRules, internalRules, ruleWords } from "../../core/cni/bridge.ts";
 import { freePorts } from "../../core/cni/attach.ts";
 import {
   bridgeName,
@@ -325,4 +325,16 @@ Deno.test("net checks: --ip outside the subnet, on none or host, or without ips:
     lines({ net: { mode: "theirs", ip: "10.0.0.4" } }, { ips: false, subnet: undefined })[0],
     /--ip 10\.0\.0\.4: network "theirs" takes no ips capability/,
   );
+});
+
+Deno.test("network: an internal bridge's drop rules name it both ways and are found again for removal", () => {
+  const rules = internalRules("mbr-1");
+  assert.deepEqual(rules, [
+    ["MICRO-INTERNAL", "-i", "mbr-1", "!", "-o", "mbr-1", "-j", "DROP"],
+    ["MICRO-INTERNAL", "-o", "mbr-1", "!", "-i", "mbr-1", "-j", "DROP"],
+  ]);
+  // As `iptables -S MICRO-INTERNAL` prints them, with another network's rule beside.
+  const saved = "-N MICRO-INTERNAL\n" +
+    [...rules, ...internalRules("mbr-2")].map((r) => `-A ${r.join(" ")}`).join("\n");
+  assert.deepEqual(bridgeRules(saved, "mbr-1"), rules);
 });
