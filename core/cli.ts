@@ -650,7 +650,7 @@ export function parseRun(argv: readonly string[], io: CliIO = DENO_IO): Request 
       case "network":
         if (!/^(container:)?[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(value)) {
           fail(
-            `option "${spelled}": invalid value "${value}": expected "none", "host", "bridge" ` +
+            `option "${spelled}": invalid value "${value}": expected "none", "host", "bridge", ` +
               "container:NAME or a CNI network's name",
           );
         }
