@@ -31,12 +31,11 @@ import { jsonDepth, parseJsonLimited } from "../../core/cni/json.ts";
 import { parsePublish } from "../../core/cni/ports.ts";
 import { chooseSubnet, parseRoutes } from "../../core/cni/subnet.ts";
 import { MicroError } from "../../core/errors.ts";
-import { buildSpec, planRun } from "../../core/plan.ts";
+import { planRun } from "../../core/plan.ts";
 import type { HostInfo, NetFacts } from "../../core/plugin.ts";
-import { resolveProfile } from "../../core/profile.ts";
 import { PLUGINS } from "../../plugins/mod.ts";
 import { net, resolveAuto } from "../../plugins/net.ts";
-import { CGROUP_FACTS } from "./_host.ts";
+import { netHost, netSpec } from "./_net.ts";
 
 async function withDir<T>(fn: (dir: string) => Promise<T> | T): Promise<T> {
   const dir = Deno.makeTempDirSync({ prefix: "micro-cni-test-" });
@@ -422,44 +421,12 @@ Deno.test("subnet: 10.88.0.0/16 unless a host route overlaps it; the bridge's ow
 
 // --- the net plugin: auto, plan and checks ----------------------------------------------
 
+/** The fixture's host, with a loopback resolver (the case resolv.conf handling is about). */
 function host(over: Partial<HostInfo> = {}, net?: Partial<NetFacts>): HostInfo {
-  return {
-    arch: "x86_64",
-    uid: 0,
-    gid: 0,
-    id: "web",
-    stateDir: "/run/micro/web",
-    containerDir: "/var/lib/micro/containers/web",
-    hostView: [],
-    devices: [],
-    passwd: "root:x:0:0::/root:/bin/sh\n",
-    group: "root:x:0:\n",
-    sourceKinds: {},
-    image: "dir",
-    files: {},
-    capLastCap: 40,
-    lsm: { apparmor: false, selinux: false, landlock: 0 },
-    ...CGROUP_FACTS,
-    net: {
-      cniPath: ["/usr/lib/cni"],
-      missing: [],
-      config: JSON.stringify(microConfList("10.88.0.0/16", "10.88.0.1", "/run/micro/.networks")),
-      resolv: "nameserver 127.0.0.53\n",
-      resolvUpstream: "",
-      ...net,
-    },
-    ...over,
-  };
+  return netHost(over, { resolv: "nameserver 127.0.0.53\n", ...net });
 }
 
-function spec(layer: Record<string, unknown> = {}, profiles: string[] = []) {
-  const { profile } = resolveProfile(profiles, layer, PLUGINS);
-  return buildSpec(
-    { image: "/images/busybox", args: ["true"], terminal: false, stdin: false },
-    profile,
-    PLUGINS,
-  );
-}
+const spec = netSpec;
 
 Deno.test("net auto: bridge as root when the host has it, else none with one reason", () => {
   const s1 = spec();

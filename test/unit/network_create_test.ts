@@ -19,12 +19,11 @@ import {
 import { exposedPorts } from "../../core/cni/ports.ts";
 import { hostOf, parseCidr, parseRoutes } from "../../core/cni/subnet.ts";
 import { MicroError } from "../../core/errors.ts";
-import { buildSpec, planRun } from "../../core/plan.ts";
+import { planRun } from "../../core/plan.ts";
 import type { HostInfo, NetFacts } from "../../core/plugin.ts";
-import { resolveProfile } from "../../core/profile.ts";
 import { PLUGINS } from "../../plugins/mod.ts";
 import { net } from "../../plugins/net.ts";
-import { CGROUP_FACTS } from "./_host.ts";
+import { netHost, netSpec } from "./_net.ts";
 
 const ID = "ab".repeat(32);
 
@@ -249,46 +248,17 @@ Deno.test("-P: the image's ExposedPorts, junk skipped; -p for the same port wins
 
 // --- the net plugin ------------------------------------------------------------------------
 
+/** The fixture's host, with what the probe knows of micro's own network. */
 function host(net: Partial<NetFacts> = {}): HostInfo {
-  return {
-    arch: "x86_64",
-    uid: 0,
-    gid: 0,
-    id: "web",
-    stateDir: "/run/micro/web",
-    containerDir: "/var/lib/micro/containers/web",
-    hostView: [],
-    devices: [],
-    passwd: "root:x:0:0::/root:/bin/sh\n",
-    group: "root:x:0:\n",
-    sourceKinds: {},
-    image: "dir",
-    files: {},
-    capLastCap: 40,
-    lsm: { apparmor: false, selinux: false, landlock: 0 },
-    ...CGROUP_FACTS,
-    net: {
-      cniPath: ["/usr/lib/cni"],
-      missing: [],
-      config: JSON.stringify(microConfList("10.88.0.0/16", "10.88.0.1", "/run/micro/.networks")),
-      resolv: "nameserver 192.0.2.53\n",
-      resolvUpstream: "",
-      subnet: "10.88.0.0/16",
-      ips: true,
-      transientBridge: "micro0",
-      ...net,
-    },
-  };
+  return netHost({}, {
+    subnet: "10.88.0.0/16",
+    ips: true,
+    transientBridge: "micro0",
+    ...net,
+  });
 }
 
-function spec(layer: Record<string, unknown>) {
-  const { profile } = resolveProfile([], layer, PLUGINS);
-  return buildSpec(
-    { image: "/images/busybox", args: ["true"], terminal: false, stdin: false },
-    profile,
-    PLUGINS,
-  );
-}
+const spec = (layer: Record<string, unknown>) => netSpec(layer);
 
 Deno.test("net --ip and -P: in the ADD op, with the bridge that goes with the last container", () => {
   const s = spec({ net: { mode: "bridge", ip: "10.88.0.9", publishAll: true } });
