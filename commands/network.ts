@@ -5,6 +5,7 @@
  * bridge, NAT and firewall rules live in the host's network namespace.
  */
 import { MicroError } from "../core/errors.ts";
+import type { Network } from "../core/cni/networks.ts";
 
 const USAGE = "usage: micro network create [--subnet CIDR] [--gateway IP] [--internal] NAME | " +
   "micro network ls [-q] | micro network rm NAME... | micro network inspect NAME... | " +
@@ -152,33 +153,15 @@ async function list(dir: string, a: Args): Promise<number> {
 async function attached(
   network: string,
 ): Promise<{ id: string; name: string; address: string; ports: unknown[] }[]> {
-  const { stateRoot, readState, isAlive } = await import("../core/state.ts");
-  const { readCache, CACHE_FILE } = await import("../core/cni/exec.ts");
-  const { currentNetns } = await import("../core/cni/attach.ts");
-  const root = stateRoot(0);
-  const here = currentNetns();
+  const { stateRoot } = await import("../core/state.ts");
+  const { liveRecords } = await import("../core/cni/attach.ts");
   const out: { id: string; name: string; address: string; ports: unknown[] }[] = [];
-  let entries: Deno.DirEntry[];
-  try {
-    entries = [...Deno.readDirSync(root)];
-  } catch {
-    return out;
-  }
-  for (const e of entries) {
-    if (!e.isDirectory || e.name.startsWith(".")) continue;
-    let c;
-    try {
-      c = readCache(`${root}/${e.name}/${CACHE_FILE}`);
-    } catch {
-      continue;
-    }
-    if (!c || c.config.name !== network || c.hostNetns !== here) continue;
-    const state = readState(`${root}/${e.name}`);
-    if (!state || !isAlive(state.pid, state.startTime)) continue;
+  for (const { name, cache: c, state } of liveRecords(stateRoot(0))) {
+    if (c.config.name !== network) continue;
     const ips = (c.result as { ips?: { address?: string }[] } | null)?.ips;
     const address = Array.isArray(ips) && typeof ips[0]?.address === "string" ? ips[0].address : "";
     const ports = (c.runtimeConfig?.portMappings ?? []) as unknown[];
-    out.push({ id: state.id, name: e.name, address, ports });
+    out.push({ id: state.id, name, address, ports });
   }
   return out.sort((x, y) => x.name.localeCompare(y.name));
 }
@@ -238,14 +221,7 @@ async function inspect(dir: string, a: Args): Promise<number> {
   const out: unknown[] = [];
   let failed = 0;
   for (const name of a.names) {
-    let net: {
-      id: string;
-      created: string;
-      subnet: string;
-      gateway: string;
-      internal: boolean;
-      bridge: string;
-    };
+    let net: Omit<Network, "name" | "list">;
     if (name === c.MICRO_NETWORK || name === "bridge") {
       const { chooseSubnet } = await import("../core/cni/subnet.ts");
       const free = chooseSubnet(n.hostRoutes(), c.MICRO_BRIDGE);

@@ -9,7 +9,7 @@ import { errnoOf, MicroError } from "../errors.ts";
 import type { Op } from "../ops.ts";
 import { C, cstr, type Sys } from "../sys/mod.ts";
 import type { ConfList } from "./config.ts";
-import { hostsFile } from "./dns.ts";
+import { hostsFile, writeDnsFiles } from "./dns.ts";
 import {
   addNetwork,
   type Attachment,
@@ -22,7 +22,7 @@ import {
   resultAddress,
   writeCache,
 } from "./exec.ts";
-import { isAlive, readState } from "../state.ts";
+import { isAlive, readState, type RunState } from "../state.ts";
 import { findRunning } from "../exec/find.ts";
 import { formatMapping, type PortMapping } from "./ports.ts";
 import { ensureInternalRules, holdNetwork, removeBridgeIfUnused, withCniLock } from "./bridge.ts";
@@ -75,25 +75,8 @@ export function portsInUse(ports: PortMapping[], cache: string): string | undefi
   if (!ports.length) return undefined;
   const runDir = cache.slice(0, cache.lastIndexOf("/"));
   const root = runDir.slice(0, runDir.lastIndexOf("/"));
-  const here = currentNetns();
-  let entries: Deno.DirEntry[];
-  try {
-    entries = [...Deno.readDirSync(root)];
-  } catch {
-    return undefined;
-  }
-  for (const e of entries) {
-    const dir = `${root}/${e.name}`;
-    if (!e.isDirectory || e.name.startsWith(".") || dir === runDir) continue;
-    let other: CniCache | null;
-    try {
-      other = readCache(`${dir}/${CACHE_FILE}`);
-    } catch {
-      continue;
-    }
-    if (!other || other.hostNetns !== here) continue;
-    const state = readState(dir);
-    if (!state || !isAlive(state.pid, state.startTime)) continue;
+  for (const { dir, cache: other, state } of liveRecords(root)) {
+    if (dir === runDir) continue;
     const theirs = (other.runtimeConfig?.portMappings ?? []) as PortMapping[];
     for (const m of ports) {
       const clash = theirs.find((t) =>
@@ -104,6 +87,36 @@ export function portsInUse(ports: PortMapping[], cache: string): string | undefi
     }
   }
   return undefined;
+}
+
+/**
+ * The CNI records of the live runs under the state root `root` attached from this network
+ * namespace (a record another namespace's micro wrote names other rules), with their state.
+ */
+export function* liveRecords(
+  root: string,
+): Generator<{ dir: string; name: string; cache: CniCache; state: RunState }> {
+  const here = currentNetns();
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(root)];
+  } catch {
+    return;
+  }
+  for (const e of entries) {
+    const dir = `${root}/${e.name}`;
+    if (!e.isDirectory || e.name.startsWith(".")) continue;
+    let cache: CniCache | null;
+    try {
+      cache = readCache(`${dir}/${CACHE_FILE}`);
+    } catch {
+      continue;
+    }
+    if (!cache || cache.hostNetns !== here) continue;
+    const state = readState(dir);
+    if (!state || !isAlive(state.pid, state.startTime)) continue;
+    yield { dir, name: e.name, cache, state };
+  }
 }
 
 /**
@@ -244,26 +257,7 @@ export class NetworkOps {
 
   private writeFiles(o: AddOp, address: string | undefined): void {
     const f = o.args.files!;
-    const files: [string, string][] = [
-      ["hosts", hostsFile(f.hostname, address, f.addHosts)],
-      ["hostname", f.hostname + "\n"],
-      ["resolv.conf", f.resolv],
-    ];
-    for (const [name, text] of files) {
-      const path = `${f.dir}/${name}`;
-      try {
-        Deno.writeTextFileSync(path, text, { mode: 0o644 });
-        Deno.chmodSync(path, 0o644);
-      } catch (e) {
-        throw new MicroError("", {
-          phase: "attach",
-          plugin: "net",
-          op: "write",
-          paths: { path },
-          errno: errnoOf(e, 5),
-        });
-      }
-    }
+    writeDnsFiles(f.dir, { ...f, address });
   }
 
   /** cleanup: DEL what ADD made (even a failed ADD), then let the namespace go. */
