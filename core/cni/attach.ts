@@ -25,7 +25,14 @@ import {
 import { isAlive, readState, type RunState } from "../state.ts";
 import { findRunning } from "../exec/find.ts";
 import { formatMapping, type PortMapping } from "./ports.ts";
-import { ensureInternalRules, holdNetwork, removeBridgeIfUnused, withCniLock } from "./bridge.ts";
+import {
+  chainsBefore,
+  ensureInternalRules,
+  holdNetwork,
+  recordCreated,
+  removeBridgeIfUnused,
+  withCniLock,
+} from "./bridge.ts";
 import type { HeldLock } from "../store/lock.ts";
 
 type AddOp = Op & { kind: "cni-add" };
@@ -232,7 +239,10 @@ export class NetworkOps {
     };
     pinNetns(this.sys, `/proc/${pid}/ns/net`, netns);
     const result = await withCniLock(async () => {
+      // Which shared chains this ADD makes, recorded once, for their removal (bridge.ts).
+      const before = await chainsBefore();
       const r = await addNetwork(list, a);
+      if (before) await recordCreated(before).catch(() => {});
       if (args.internalBridge) {
         try {
           await ensureInternalRules(args.internalBridge);

@@ -6,7 +6,10 @@
  * network rm` may remove a created one. A run starting meanwhile waits for the shared lock,
  * so it never ADDs to a bridge that is being deleted (its ADD makes the bridge again).
  */
+import { readRegularFile } from "../files.ts";
 import { type HeldLock, lockFile } from "../store/lock.ts";
+import { openLibc } from "../sys/libc.ts";
+import { parseJsonLimited } from "./json.ts";
 import { IPAM_DIR } from "./probe.ts";
 
 /** The firewall plugin's isolation chains (ingressPolicy same-bridge, as Docker's). */
@@ -91,6 +94,7 @@ export async function removeBridge(bridge: string): Promise<string[]> {
   }
   problems.push(...await removeIsolationRules(bridge));
   problems.push(...await removeInternalRules(bridge));
+  problems.push(...await removeSharedChains());
   return problems;
 }
 
@@ -190,4 +194,135 @@ export async function withCniLock<T>(fn: () => Promise<T>, dir = IPAM_DIR): Prom
   } finally {
     lock.release();
   }
+}
+
+/**
+ * The chains the CNI plugins share between containers and never remove (firewall's and
+ * portmap's), by table. micro removes those it made, recorded in CHAINS_FILE, once all of
+ * them hold nothing of any container (all or none: portmap's MASQ serves every network).
+ */
+export const SHARED_CHAINS: Record<"filter" | "nat", string[]> = {
+  filter: ["CNI-FORWARD", "CNI-ADMIN", "CNI-ISOLATION-STAGE-1", "CNI-ISOLATION-STAGE-2"],
+  nat: ["CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-SETMARK", "CNI-HOSTPORT-MASQ"],
+};
+/** The record of the shared chains micro's ADDs made, in the CNI lock's directory. */
+export const CHAINS_FILE = "chains.json";
+type Tables = Record<"filter" | "nat", string[]>;
+
+/** The chains `iptables -S` output declares (`-N NAME`). */
+export function declaredChains(saved: string): string[] {
+  return saved.split("\n").flatMap((l) => /^-N (\S+)$/.exec(l.trim())?.[1] ?? []);
+}
+
+async function sharedPresent(): Promise<Tables> {
+  const out: Tables = { filter: [], nat: [] };
+  for (const table of ["filter", "nat"] as const) {
+    const saved = await tool("iptables", ["-w", "-t", table, "-S"]);
+    const have = new Set(declaredChains(saved.out));
+    out[table] = SHARED_CHAINS[table].filter((c) => have.has(c));
+  }
+  return out;
+}
+
+function readChains(dir: string): Tables | null {
+  try {
+    const text = readRegularFile(openLibc(), `${dir}/${CHAINS_FILE}`, 64 * 1024);
+    const t = parseJsonLimited(text) as Partial<Tables>;
+    const pick = (table: "filter" | "nat") =>
+      Array.isArray(t?.[table])
+        ? SHARED_CHAINS[table].filter((c) => (t[table] as unknown[]).includes(c))
+        : [];
+    return { filter: pick("filter"), nat: pick("nat") };
+  } catch {
+    return null; // none yet (or unreadable: then nothing is removed by micro)
+  }
+}
+
+/**
+ * Around an ADD (under the CNI lock): with no record yet, the shared chains there before it,
+ * so `recordCreated` can note which ADD made. null: the record exists, nothing to do.
+ */
+export async function chainsBefore(dir = IPAM_DIR): Promise<Tables | null> {
+  if (readChains(dir) !== null) return null;
+  return await sharedPresent();
+}
+
+/** Records the shared chains that exist now and were not there `before`. */
+export async function recordCreated(before: Tables, dir = IPAM_DIR): Promise<void> {
+  const now = await sharedPresent();
+  const made: Tables = {
+    filter: now.filter.filter((c) => !before.filter.includes(c)),
+    nat: now.nat.filter((c) => !before.nat.includes(c)),
+  };
+  const path = `${dir}/${CHAINS_FILE}`;
+  Deno.writeTextFileSync(`${path}.tmp`, JSON.stringify(made) + "\n", { mode: 0o600 });
+  Deno.renameSync(`${path}.tmp`, path);
+}
+
+/** Words of a rule without its comment match. */
+function uncommented(words: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < words.length; i++) {
+    if (words[i] === "-m" && words[i + 1] === "comment" && words[i + 2] === "--comment") i += 3;
+    else out.push(words[i]);
+  }
+  return out;
+}
+
+/**
+ * Whether `rules` (a recorded chain's `-A` lines, as words after the chain) hold nothing of
+ * any container: the plugins' fixed rules, and jumps to other recorded chains.
+ */
+export function holdsNothing(rules: string[][], recorded: string[]): boolean {
+  const fixed = [
+    "-j RETURN",
+    "-m mark --mark 0x2000/0x2000 -j MASQUERADE",
+    "-j MARK --set-xmark 0x2000/0x2000",
+  ];
+  return rules.every((r) => {
+    const w = uncommented(r).join(" ");
+    return fixed.includes(w) || (/^-j \S+$/.test(w) && recorded.includes(w.slice(3)));
+  });
+}
+
+/**
+ * Removes the shared chains micro made once none holds anything of a container (after the
+ * last bridge of micro's went); the record goes with them, so the next ADD records anew.
+ */
+export function removeSharedChains(dir = IPAM_DIR): Promise<string[]> {
+  return withCniLock(() => dropSharedChains(dir), dir);
+}
+
+async function dropSharedChains(dir: string): Promise<string[]> {
+  const rec = readChains(dir);
+  if (!rec || (!rec.filter.length && !rec.nat.length)) return [];
+  const saved: Record<string, string[][]> = {};
+  for (const table of ["filter", "nat"] as const) {
+    const out = await tool("iptables", ["-w", "-t", table, "-S"]);
+    if (!out.ok) return [`iptables -t ${table} -S: ${out.out.trim().split("\n")[0]}`];
+    saved[table] = out.out.split("\n").map((l) => ruleWords(l.trim())).filter((w) => w[0] === "-A");
+    for (const chain of rec[table]) {
+      const rules = saved[table].filter((w) => w[1] === chain).map((w) => w.slice(2));
+      if (!holdsNothing(rules, rec[table])) return []; // a container still uses them
+    }
+  }
+  const problems: string[] = [];
+  const run = async (table: string, args: string[]) => {
+    const r = await tool("iptables", ["-w", "-t", table, ...args]);
+    if (!r.ok) problems.push(`iptables -t ${table} ${args.join(" ")}: ${r.out.trim()}`);
+  };
+  for (const table of ["filter", "nat"] as const) {
+    const mine = rec[table];
+    // The jumps into them from other chains (FORWARD, PREROUTING, ...), then the chains.
+    for (const w of saved[table]) {
+      const target = w[w.indexOf("-j") + 1];
+      if (!mine.includes(w[1]) && mine.includes(target)) await run(table, ["-D", ...w.slice(1)]);
+    }
+    for (const chain of mine) await run(table, ["-F", chain]);
+    for (const chain of mine) await run(table, ["-X", chain]);
+  }
+  try {
+    Deno.removeSync(`${dir}/${CHAINS_FILE}`);
+  } catch { /* gone */ }
+  return problems.map((p) => p.split("\n")[0]);
 }

@@ -494,6 +494,30 @@ microTest(
   { ignore: NEEDS_NET },
 );
 
+microTest(
+  "the plugins' shared chains micro made go with its last bridge; a chain that was there stays",
+  async () => {
+    await withHosts(async (host) => {
+      // Someone else's CNI-FORWARD (another runtime's, say) exists before micro's first ADD.
+      await host.sh("iptables -N CNI-FORWARD");
+      ok(await host.micro(["run", "--rm", "--network", "bridge", "-p", "8080:80", IMAGE, "true"]));
+      const saved = await host.sh("iptables-save");
+      assert.match(saved, /^:CNI-FORWARD /m);
+      for (const chain of ["CNI-ADMIN", "CNI-ISOLATION-STAGE-1", "CNI-HOSTPORT-DNAT"]) {
+        assert.doesNotMatch(saved, new RegExp(`${chain}\\b`), saved);
+      }
+      // While a created network keeps its bridge (and its isolation rules), they stay.
+      ok(await host.micro(["network", "create", "kept"]));
+      ok(await host.micro(["run", "--rm", "--network", "kept", IMAGE, "true"]));
+      ok(await host.micro(["run", "--rm", "--network", "bridge", IMAGE, "true"]));
+      assert.match(await host.sh("iptables-save"), /^:CNI-ISOLATION-STAGE-1 /m);
+      ok(await host.micro(["network", "rm", "kept"]));
+      assert.doesNotMatch(await host.sh("iptables-save"), /CNI-ISOLATION/);
+    });
+  },
+  { ignore: NEEDS_NET },
+);
+
 /** How many containers the concurrency test starts (MICRO_NET_MANY overrides, for a quick run). */
 const MANY = Number(Deno.env.get("MICRO_NET_MANY") ?? "100");
 

@@ -6,7 +6,13 @@
 import assert from "node:assert/strict";
 import { FileRefused } from "../../core/files.ts";
 import { microConfList } from "../../core/cni/config.ts";
-import { bridgeRules, internalRules, ruleWords } from "../../core/cni/bridge.ts";
+import {
+  bridgeRules,
+  declaredChains,
+  holdsNothing,
+  internalRules,
+  ruleWords,
+} from "../../core/cni/bridge.ts";
 import { freePorts } from "../../core/cni/attach.ts";
 import {
   bridgeName,
@@ -307,4 +313,26 @@ Deno.test("network: an internal bridge's drop rules name it both ways and are fo
   const saved = "-N MICRO-INTERNAL\n" +
     [...rules, ...internalRules("mbr-2")].map((r) => `-A ${r.join(" ")}`).join("\n");
   assert.deepEqual(bridgeRules(saved, "mbr-1"), rules);
+});
+
+Deno.test("network: shared chains hold nothing only with the plugins' fixed rules and jumps among them", () => {
+  const saved = "-P FORWARD ACCEPT\n-N CNI-ADMIN\n-N CNI-FORWARD\n" +
+    '-A CNI-FORWARD -m comment --comment "CNI firewall plugin admin overrides" -j CNI-ADMIN\n';
+  assert.deepEqual(declaredChains(saved), ["CNI-ADMIN", "CNI-FORWARD"]);
+  const rules = (lines: string[]) => lines.map((l) => ruleWords(l).slice(2));
+  const mine = ["CNI-FORWARD", "CNI-ADMIN", "CNI-HOSTPORT-MASQ"];
+  assert.equal(
+    holdsNothing(
+      rules([
+        '-A CNI-FORWARD -m comment --comment "admin" -j CNI-ADMIN',
+        "-A CNI-HOSTPORT-MASQ -m mark --mark 0x2000/0x2000 -j MASQUERADE",
+        '-A CNI-ISOLATION-STAGE-1 -m comment --comment "x" -j RETURN',
+      ]),
+      mine,
+    ),
+    true,
+  );
+  // A container's rule, or a jump to a chain micro did not make: kept.
+  assert.equal(holdsNothing(rules(["-A CNI-FORWARD -s 10.88.0.2/32 -j ACCEPT"]), mine), false);
+  assert.equal(holdsNothing(rules(["-A CNI-FORWARD -j CNI-OTHER"]), mine), false);
 });
