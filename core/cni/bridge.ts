@@ -209,19 +209,33 @@ export const SHARED_CHAINS: Record<"filter" | "nat", string[]> = {
 export const CHAINS_FILE = "chains.json";
 type Tables = Record<"filter" | "nat", string[]>;
 
-/** The chains `iptables -S` output declares (`-N NAME`). */
-export function declaredChains(saved: string): string[] {
-  return saved.split("\n").flatMap((l) => /^-N (\S+)$/.exec(l.trim())?.[1] ?? []);
+/** `iptables-save` of filter and nat in one call: each table's chains and `-A` lines. */
+async function saveTables(): Promise<
+  Record<"filter" | "nat", { chains: string[]; rules: string[] }>
+> {
+  const out = {
+    filter: { chains: [] as string[], rules: [] as string[] },
+    nat: { chains: [] as string[], rules: [] as string[] },
+  };
+  const saved = await tool("iptables-save", []);
+  if (!saved.ok) throw new Error(`iptables-save: ${saved.out.trim().split("\n")[0]}`);
+  let table: "filter" | "nat" | null = null;
+  for (const raw of saved.out.split("\n")) {
+    const l = raw.trim();
+    if (l.startsWith("*")) table = l === "*filter" ? "filter" : l === "*nat" ? "nat" : null;
+    else if (!table) continue;
+    else if (l.startsWith(":")) out[table].chains.push(l.slice(1).split(" ")[0]);
+    else if (l.startsWith("-A ")) out[table].rules.push(l);
+  }
+  return out;
 }
 
 async function sharedPresent(): Promise<Tables> {
-  const out: Tables = { filter: [], nat: [] };
-  for (const table of ["filter", "nat"] as const) {
-    const saved = await tool("iptables", ["-w", "-t", table, "-S"]);
-    const have = new Set(declaredChains(saved.out));
-    out[table] = SHARED_CHAINS[table].filter((c) => have.has(c));
-  }
-  return out;
+  const t = await saveTables();
+  return {
+    filter: SHARED_CHAINS.filter.filter((c) => t.filter.chains.includes(c)),
+    nat: SHARED_CHAINS.nat.filter((c) => t.nat.chains.includes(c)),
+  };
 }
 
 function readChains(dir: string): Tables | null {
@@ -296,33 +310,62 @@ export function removeSharedChains(dir = IPAM_DIR): Promise<string[]> {
 async function dropSharedChains(dir: string): Promise<string[]> {
   const rec = readChains(dir);
   if (!rec || (!rec.filter.length && !rec.nat.length)) return [];
-  const saved: Record<string, string[][]> = {};
+  let t;
+  try {
+    t = await saveTables();
+  } catch (e) {
+    return [(e as Error).message];
+  }
+  // One iptables-restore for all of it (a call per rule costs a run tens of ms each).
+  let script = "";
   for (const table of ["filter", "nat"] as const) {
-    const out = await tool("iptables", ["-w", "-t", table, "-S"]);
-    if (!out.ok) return [`iptables -t ${table} -S: ${out.out.trim().split("\n")[0]}`];
-    saved[table] = out.out.split("\n").map((l) => ruleWords(l.trim())).filter((w) => w[0] === "-A");
-    for (const chain of rec[table]) {
-      const rules = saved[table].filter((w) => w[1] === chain).map((w) => w.slice(2));
-      if (!holdsNothing(rules, rec[table])) return []; // a container still uses them
+    const mine = rec[table].filter((c) => t[table].chains.includes(c));
+    const words = t[table].rules.map((l) => ruleWords(l));
+    for (const chain of mine) {
+      const rules = words.filter((w) => w[1] === chain).map((w) => w.slice(2));
+      if (!holdsNothing(rules, mine)) return []; // a container still uses them
     }
+    if (!mine.length) continue;
+    script += `*${table}\n`;
+    // The jumps into them from other chains (FORWARD, PREROUTING, ...), then the chains.
+    t[table].rules.forEach((line, i) => {
+      const w = words[i];
+      if (!mine.includes(w[1]) && mine.includes(w[w.indexOf("-j") + 1])) {
+        script += `-D${line.slice(2)}\n`;
+      }
+    });
+    for (const chain of mine) script += `-F ${chain}\n`;
+    for (const chain of mine) script += `-X ${chain}\n`;
+    script += "COMMIT\n";
   }
   const problems: string[] = [];
-  const run = async (table: string, args: string[]) => {
-    const r = await tool("iptables", ["-w", "-t", table, ...args]);
-    if (!r.ok) problems.push(`iptables -t ${table} ${args.join(" ")}: ${r.out.trim()}`);
-  };
-  for (const table of ["filter", "nat"] as const) {
-    const mine = rec[table];
-    // The jumps into them from other chains (FORWARD, PREROUTING, ...), then the chains.
-    for (const w of saved[table]) {
-      const target = w[w.indexOf("-j") + 1];
-      if (!mine.includes(w[1]) && mine.includes(target)) await run(table, ["-D", ...w.slice(1)]);
-    }
-    for (const chain of mine) await run(table, ["-F", chain]);
-    for (const chain of mine) await run(table, ["-X", chain]);
+  if (script) {
+    const r = await restore(script);
+    if (r) problems.push(`iptables-restore --noflush: ${r}`);
   }
   try {
     Deno.removeSync(`${dir}/${CHAINS_FILE}`);
   } catch { /* gone */ }
-  return problems.map((p) => p.split("\n")[0]);
+  return problems;
+}
+
+/** `iptables-restore -w --noflush` of `script`; its one-line error, or "". */
+async function restore(script: string): Promise<string> {
+  try {
+    const child = new Deno.Command("iptables-restore", {
+      args: ["-w", "--noflush"],
+      clearEnv: true,
+      env: { PATH: TOOL_PATH },
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(script));
+    await w.close();
+    const o = await child.output();
+    return o.success ? "" : new TextDecoder().decode(o.stderr).trim().split("\n")[0] || "failed";
+  } catch (e) {
+    return (e as Error).message.split("\n")[0];
+  }
 }
