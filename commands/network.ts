@@ -5,9 +5,11 @@
  * bridge, NAT and firewall rules live in the host's network namespace.
  */
 import { MicroError } from "../core/errors.ts";
+import type { Network } from "../core/cni/networks.ts";
 
 const USAGE = "usage: micro network create [--subnet CIDR] [--gateway IP] [--internal] NAME | " +
-  "micro network ls [-q] | micro network rm NAME... | micro network inspect NAME...";
+  "micro network ls [-q] | micro network rm NAME... | micro network inspect NAME... | " +
+  "micro network check CONTAINER...";
 
 interface Args {
   verb: string;
@@ -58,7 +60,7 @@ export async function network(argv: string[]): Promise<number> {
     console.log(USAGE);
     return a.verb === "" ? 125 : 0;
   }
-  if (!["create", "ls", "list", "rm", "remove", "inspect"].includes(a.verb)) {
+  if (!["create", "ls", "list", "rm", "remove", "inspect", "check"].includes(a.verb)) {
     throw new MicroError(`unknown network command "${a.verb}"`, { hint: USAGE });
   }
   if ((Deno.uid() ?? 0) !== 0) {
@@ -66,6 +68,7 @@ export async function network(argv: string[]): Promise<number> {
       hint: "bridge networks live in the host's network namespace: run it as root",
     });
   }
+  if (a.verb === "check") return await check(a);
   const { storeRoot } = await import("../core/store/paths.ts");
   const { networksDir } = await import("../core/cni/networks.ts");
   const dir = networksDir(storeRoot(0));
@@ -150,33 +153,15 @@ async function list(dir: string, a: Args): Promise<number> {
 async function attached(
   network: string,
 ): Promise<{ id: string; name: string; address: string; ports: unknown[] }[]> {
-  const { stateRoot, readState, isAlive } = await import("../core/state.ts");
-  const { readCache, CACHE_FILE } = await import("../core/cni/exec.ts");
-  const { currentNetns } = await import("../core/cni/attach.ts");
-  const root = stateRoot(0);
-  const here = currentNetns();
+  const { stateRoot } = await import("../core/state.ts");
+  const { liveRecords } = await import("../core/cni/attach.ts");
   const out: { id: string; name: string; address: string; ports: unknown[] }[] = [];
-  let entries: Deno.DirEntry[];
-  try {
-    entries = [...Deno.readDirSync(root)];
-  } catch {
-    return out;
-  }
-  for (const e of entries) {
-    if (!e.isDirectory || e.name.startsWith(".")) continue;
-    let c;
-    try {
-      c = readCache(`${root}/${e.name}/${CACHE_FILE}`);
-    } catch {
-      continue;
-    }
-    if (!c || c.config.name !== network || c.hostNetns !== here) continue;
-    const state = readState(`${root}/${e.name}`);
-    if (!state || !isAlive(state.pid, state.startTime)) continue;
+  for (const { name, cache: c, state } of liveRecords(stateRoot(0))) {
+    if (c.config.name !== network) continue;
     const ips = (c.result as { ips?: { address?: string }[] } | null)?.ips;
     const address = Array.isArray(ips) && typeof ips[0]?.address === "string" ? ips[0].address : "";
     const ports = (c.runtimeConfig?.portMappings ?? []) as unknown[];
-    out.push({ id: state.id, name: e.name, address, ports });
+    out.push({ id: state.id, name, address, ports });
   }
   return out.sort((x, y) => x.name.localeCompare(y.name));
 }
@@ -236,14 +221,7 @@ async function inspect(dir: string, a: Args): Promise<number> {
   const out: unknown[] = [];
   let failed = 0;
   for (const name of a.names) {
-    let net: {
-      id: string;
-      created: string;
-      subnet: string;
-      gateway: string;
-      internal: boolean;
-      bridge: string;
-    };
+    let net: Omit<Network, "name" | "list">;
     if (name === c.MICRO_NETWORK || name === "bridge") {
       const { chooseSubnet } = await import("../core/cni/subnet.ts");
       const free = chooseSubnet(n.hostRoutes(), c.MICRO_BRIDGE);
@@ -282,5 +260,30 @@ async function inspect(dir: string, a: Args): Promise<number> {
     });
   }
   console.log(JSON.stringify(out, null, 4));
+  return failed ? 125 : 0;
+}
+
+/**
+ * CNI CHECK of running containers: each plugin of each container's network, with the
+ * cached ADD result as prevResult, in the pinned namespace; "ok" or one line per failure
+ * (a veth gone, an address moved, a firewall rule flushed by hand).
+ */
+async function check(a: Args): Promise<number> {
+  if (!a.names.length) {
+    throw new MicroError("micro network check needs a container name", { hint: USAGE });
+  }
+  const { findRunning } = await import("../core/exec/find.ts");
+  const { checkCached } = await import("../core/cni/attach.ts");
+  let failed = 0;
+  for (const ref of a.names) {
+    try {
+      const found = findRunning(ref, 0);
+      console.log(`${found.name}: ${await checkCached(found.dir)}`);
+    } catch (e) {
+      if (!(e instanceof MicroError)) throw e;
+      console.error(`micro: ${e.line()}`);
+      failed++;
+    }
+  }
   return failed ? 125 : 0;
 }

@@ -112,7 +112,8 @@ Options:
                             none: only lo; host: the host's network; bridge: micro's own
                             network (micro0, NAT; the default as root); pasta, slirp4netns:
                             rootless networks (pasta is the rootless default where
-                            installed); NAME: a CNI configuration list in the config dir
+                            installed); NAME: a CNI configuration list in the config dir;
+                            container:NAME: join that running container's network
   -p, --publish [HOST_IP:]HOST_PORT:CTR_PORT[/tcp|udp]
                             publish a container port (ranges: 8080-8081:80-81; repeatable)
       --dns IP              a name server for /etc/resolv.conf (repeatable)
@@ -647,10 +648,10 @@ export function parseRun(argv: readonly string[], io: CliIO = DENO_IO): Request 
         section(layer, "uts").hostname = value;
         break;
       case "network":
-        if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(value)) {
+        if (!/^(container:)?[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(value)) {
           fail(
-            `option "${spelled}": invalid value "${value}": expected "none", "host", "bridge" ` +
-              "or a CNI network's name",
+            `option "${spelled}": invalid value "${value}": expected "none", "host", "bridge", ` +
+              "container:NAME or a CNI network's name",
           );
         }
         section(layer, "net").mode = value;

@@ -273,10 +273,17 @@ export interface OpArgs {
     publishAll?: { containerPort: number; protocol: "tcp" | "udp" }[];
     /** The bridge to delete after DEL when no other run holds the network. */
     transientBridge?: string;
+    /** A created `--internal` network's bridge (core/cni/bridge.ts ensureInternalRules). */
+    internalBridge?: string;
     files?: { dir: string; hostname: string; resolv: string; addHosts: string[] };
   };
   /** cleanup: DEL the container from the networks recorded in `cache`. */
   "cni-del": { cache: string };
+  /**
+   * `--network container:NAME`: the joined container's /etc/hosts, /etc/hostname and
+   * /etc/resolv.conf, shared as Docker shares them (hard links in this run's state dir).
+   */
+  "net-join-files": { container: string; dir: string; hostname: string; names: string[] };
   /**
    * attach: start a rootless network's helper (core/usernet: pasta or slirp4netns at
    * `path`) for the waiting child, its records in `dir` (the run's state dir); `files` as

@@ -97,6 +97,8 @@ export interface NetFacts {
   ips?: boolean;
   /** The bridge that goes with the network's last container (micro's default network). */
   transientBridge?: string;
+  /** A created `--internal` network's bridge: its drop rules are made after ADD. */
+  internalBridge?: string;
 }
 
 export interface Plugin<O = Record<string, unknown>> {

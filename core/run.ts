@@ -20,7 +20,6 @@ import {
   createRunDir,
   lockRun,
   processStartTime,
-  readState,
   removeRun,
   type RunState,
   stateRoot,
@@ -32,6 +31,7 @@ import { openLibc } from "./sys/libc.ts";
 import { C, cstr, type Sys } from "./sys/mod.ts";
 import { CLONE_FLAGS } from "./engine/child.ts";
 import { execRecord } from "./exec/record.ts";
+import { findContainer } from "./exec/find.ts";
 import { plannedCgroups } from "./engine/parent.ts";
 import { mark } from "./trace.ts";
 import { PLUGINS } from "../plugins/mod.ts";
@@ -583,7 +583,7 @@ export function writeCidfile(path: string, id: string): void {
 }
 
 /**
- * `--pid`/`--ipc container:NAME`: the running container's init, from micro's state root,
+ * `--pid`/`--ipc`/`--network container:NAME`: the running container's init, from micro's state root,
  * opened as a pidfd; its start time is checked after the pidfd exists, so the fd is that
  * very process and not a later one that got its pid.
  */
@@ -595,8 +595,9 @@ export function openJoinTarget(name: string, uid: number, sys: Sys): number {
     new MicroError(`container "${name}" is not running: there is no namespace of it to join`, {
       hint: "start it first (micro run --name NAME ...), then join it",
     });
-  const st = readState(`${root}/${name}`);
-  if (!st || !st.containerPid || st.containerStartTime === undefined) throw notRunning();
+  // NAME, ID or a unique ID prefix, as the lifecycle commands take it.
+  const st = findContainer(name, uid, root).state;
+  if (!st.containerPid || st.containerStartTime === undefined) throw notRunning();
   if (processStartTime(st.pid) !== st.startTime) throw notRunning();
   const fd = sys.pidfdOpen(st.containerPid, 0);
   if (fd === -3) throw notRunning(); // ESRCH

@@ -112,7 +112,7 @@ export interface Spec {
      * or auto (the default profile's: bridge where the host can, else none), resolved
      * against the host probe before the checks (core/cni/resolve.ts).
      */
-    network: "none" | "host" | "bridge" | "cni" | "auto" | "pasta" | "slirp4netns";
+    network: "none" | "host" | "bridge" | "cni" | "auto" | "pasta" | "slirp4netns" | "container";
     /** The net plugin's options for a CNI network. */
     net?: {
       /** The list's name (`micro` for bridge). */

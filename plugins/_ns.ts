@@ -24,13 +24,16 @@ export function cloneOp(plugin: string, type: NamespaceType): Op {
 /** `join`: the name of a running micro container whose namespace of this kind to join. */
 export const JOIN_SCHEMA = {
   type: "string",
-  doc: "join the namespace of this running micro container (--pid/--ipc container:NAME)",
+  doc: "join the namespace of this running micro container (--pid/--ipc/--network container:NAME)",
   check: (v: string) =>
     /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/.test(v) ? undefined : "expected a container name",
 } as const;
 
+/** The namespaces micro joins from a running container (`container:NAME`). */
+export type JoinType = "pid" | "ipc" | "network";
+
 /** The clone phase's join: the engine enters the container's namespace around the clone. */
-export function joinOp(plugin: string, type: "pid" | "ipc", spec: Spec): Op {
+export function joinOp(plugin: string, type: JoinType, spec: Spec): Op {
   return op("clone", plugin, "join", {
     flag: CLONE_FLAG[type],
     container: spec.micro.join![type]!,
@@ -42,7 +45,7 @@ export function joinOp(plugin: string, type: "pid" | "ipc", spec: Spec): Op {
  * container's own: inside it micro holds no capability over the joined namespace, which
  * belongs to the host's user namespace (its /proc or /dev/mqueue could not be mounted).
  */
-export function joinProblems(plugin: string, type: "pid" | "ipc", spec: Spec): MicroError[] {
+export function joinProblems(plugin: string, type: JoinType, spec: Spec): MicroError[] {
   const name = spec.micro.join?.[type];
   if (!name || !hasNamespace(spec, "user")) return [];
   return [

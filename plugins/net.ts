@@ -15,9 +15,11 @@ import { type Op, op } from "../core/ops.ts";
 import { PACKAGE, SLIRP_ADDRESS, SLIRP_DNS, type Tool } from "../core/usernet/args.ts";
 import type { HostInfo, Plugin } from "../core/plugin.ts";
 import type { Spec } from "../core/spec.ts";
-import { addNamespace, cloneOp } from "./_ns.ts";
+import { addNamespace, cloneOp, joinOp, joinProblems } from "./_ns.ts";
 
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+/** `container:NAME`: a running micro container whose network namespace is joined. */
+const JOIN = /^container:([a-zA-Z0-9][a-zA-Z0-9_.-]{0,127})$/;
 
 interface NetOptions {
   mode?: string;
@@ -66,6 +68,25 @@ function limits(spec: Spec): boolean {
 /** The CNI record's name in the run's state dir (core/cni/exec.ts CACHE_FILE). */
 const CACHE = "cni.json";
 
+/** The network of a mode other than `container:NAME`: its namespace, kind and DNS files. */
+function setMode(spec: Spec, mode: string): void {
+  if (mode !== "host") addNamespace(spec, "network");
+  if (mode === "none" || mode === "host") {
+    spec.micro.network = mode;
+  } else if (mode === "pasta" || mode === "slirp4netns") {
+    spec.micro.network = mode;
+    spec.micro.runFiles = [...RUN_FILES];
+  } else {
+    spec.micro.network = mode === "auto"
+      ? "auto"
+      : mode === "bridge" || mode === MICRO_NETWORK
+      ? "bridge"
+      : "cni";
+    // auto gets them once it is resolved to bridge (resolveAuto).
+    if (mode !== "auto") spec.micro.runFiles = [...RUN_FILES];
+  }
+}
+
 export const net: Plugin<NetOptions> = {
   name: "net",
   description: "network: none (only lo), host, bridge (micro's own CNI network), a CNI list's name",
@@ -77,7 +98,7 @@ export const net: Plugin<NetOptions> = {
         doc: "none, host, bridge, auto (bridge as root when the host can, rootless pasta when " +
           "installed), pasta, slirp4netns (rootless), or a CNI network",
         check: (v) =>
-          NAME.test(v)
+          NAME.test(v) || JOIN.test(v)
             ? undefined
             : "a network is none, host, bridge, auto, pasta, slirp4netns or a CNI network name",
       },
@@ -134,21 +155,13 @@ export const net: Plugin<NetOptions> = {
   },
   configure(o, spec) {
     const mode = o.mode ?? "none";
-    if (mode !== "host") addNamespace(spec, "network");
-    if (mode === "none" || mode === "host") {
-      spec.micro.network = mode;
-    } else if (mode === "pasta" || mode === "slirp4netns") {
-      spec.micro.network = mode;
+    const join = JOIN.exec(mode)?.[1];
+    if (join !== undefined) {
+      // Its namespace, and its DNS files, as Docker's --network container: shares them.
+      spec.micro.network = "container";
+      (spec.micro.join ??= {}).network = join;
       spec.micro.runFiles = [...RUN_FILES];
-    } else {
-      spec.micro.network = mode === "auto"
-        ? "auto"
-        : mode === "bridge" || mode === MICRO_NETWORK
-        ? "bridge"
-        : "cni";
-      // auto gets them once it is resolved to bridge (resolveAuto).
-      if (mode !== "auto") spec.micro.runFiles = [...RUN_FILES];
-    }
+    } else setMode(spec, mode);
     const publish: PortMapping[] = [];
     for (const p of o.publish ?? []) {
       const r = parsePublish(p);
@@ -168,6 +181,18 @@ export const net: Plugin<NetOptions> = {
   plan(spec, host): Op[] {
     const mode = spec.micro.network;
     if (mode === "host") return [];
+    if (mode === "container") {
+      const container = spec.micro.join!.network!;
+      return [
+        joinOp("net", "network", spec),
+        op("attach", "net", "net-join-files", {
+          container,
+          dir: host.stateDir,
+          hostname: spec.hostname || host.hostname || host.id,
+          names: [...RUN_FILES],
+        }),
+      ];
+    }
     const ops = [cloneOp("net", "network"), op("identity", "net", "loopback-up", {})];
     if (spec.micro.networkFallback) {
       ops.push(op("prepare", "net", "skipped", {
@@ -194,6 +219,7 @@ export const net: Plugin<NetOptions> = {
         ...(n.ip !== undefined ? { ip: n.ip } : {}),
         ...(n.publishAll && n.exposed?.length ? { publishAll: n.exposed } : {}),
         ...(host.net.transientBridge ? { transientBridge: host.net.transientBridge } : {}),
+        ...(host.net.internalBridge ? { internalBridge: host.net.internalBridge } : {}),
         ...(spec.micro.runFiles?.length
           ? {
             files: {
@@ -216,6 +242,28 @@ export const net: Plugin<NetOptions> = {
     const mode = spec.micro.network;
     const n = spec.micro.net;
     const errors: MicroError[] = [];
+    if (mode === "container") {
+      // The joined container's network is its own: nothing of it is chosen here (Docker's
+      // "conflicting options" for -p, --ip, --dns, --add-host with container:).
+      const asked = [
+        n?.publish.length || n?.publishAll ? "--publish" : "",
+        n?.ip !== undefined ? "--ip" : "",
+        n?.dns.length ? "--dns" : "",
+        n?.dnsSearch.length ? "--dns-search" : "",
+        n?.addHosts.length ? "--add-host" : "",
+      ].filter((x) => x);
+      if (asked.length) {
+        errors.push(
+          new MicroError(
+            `${asked.join(", ")} cannot be used with --network container:${
+              spec.micro.join!.network
+            }: its network is that container's`,
+            { phase: "check", plugin: "net", hint: "give them to the container that is joined" },
+          ),
+        );
+      }
+      return [...errors, ...joinProblems("net", "network", spec)];
+    }
     if ((mode === "none" || mode === "host") && n?.publish.length) {
       errors.push(
         new MicroError(`--publish needs a network with its own address, not "${mode}"`, {

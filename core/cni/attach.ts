@@ -9,20 +9,30 @@ import { errnoOf, MicroError } from "../errors.ts";
 import type { Op } from "../ops.ts";
 import { C, cstr, type Sys } from "../sys/mod.ts";
 import type { ConfList } from "./config.ts";
-import { hostsFile } from "./dns.ts";
+import { hostsFile, writeDnsFiles } from "./dns.ts";
 import {
   addNetwork,
   type Attachment,
   CACHE_FILE,
+  cachedAttachment,
+  checkNetwork,
   type CniCache,
   delNetwork,
   readCache,
   resultAddress,
   writeCache,
 } from "./exec.ts";
-import { isAlive, readState } from "../state.ts";
+import { isAlive, readState, type RunState } from "../state.ts";
+import { findRunning } from "../exec/find.ts";
 import { formatMapping, type PortMapping } from "./ports.ts";
-import { holdNetwork, removeBridgeIfUnused, withCniLock } from "./bridge.ts";
+import {
+  chainsBefore,
+  ensureInternalRules,
+  holdNetwork,
+  recordCreated,
+  removeBridgeIfUnused,
+  withCniLock,
+} from "./bridge.ts";
 import type { HeldLock } from "../store/lock.ts";
 
 type AddOp = Op & { kind: "cni-add" };
@@ -72,25 +82,8 @@ export function portsInUse(ports: PortMapping[], cache: string): string | undefi
   if (!ports.length) return undefined;
   const runDir = cache.slice(0, cache.lastIndexOf("/"));
   const root = runDir.slice(0, runDir.lastIndexOf("/"));
-  const here = currentNetns();
-  let entries: Deno.DirEntry[];
-  try {
-    entries = [...Deno.readDirSync(root)];
-  } catch {
-    return undefined;
-  }
-  for (const e of entries) {
-    const dir = `${root}/${e.name}`;
-    if (!e.isDirectory || e.name.startsWith(".") || dir === runDir) continue;
-    let other: CniCache | null;
-    try {
-      other = readCache(`${dir}/${CACHE_FILE}`);
-    } catch {
-      continue;
-    }
-    if (!other || other.hostNetns !== here) continue;
-    const state = readState(dir);
-    if (!state || !isAlive(state.pid, state.startTime)) continue;
+  for (const { dir, cache: other, state } of liveRecords(root)) {
+    if (dir === runDir) continue;
     const theirs = (other.runtimeConfig?.portMappings ?? []) as PortMapping[];
     for (const m of ports) {
       const clash = theirs.find((t) =>
@@ -101,6 +94,36 @@ export function portsInUse(ports: PortMapping[], cache: string): string | undefi
     }
   }
   return undefined;
+}
+
+/**
+ * The CNI records of the live runs under the state root `root` attached from this network
+ * namespace (a record another namespace's micro wrote names other rules), with their state.
+ */
+export function* liveRecords(
+  root: string,
+): Generator<{ dir: string; name: string; cache: CniCache; state: RunState }> {
+  const here = currentNetns();
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(root)];
+  } catch {
+    return;
+  }
+  for (const e of entries) {
+    const dir = `${root}/${e.name}`;
+    if (!e.isDirectory || e.name.startsWith(".")) continue;
+    let cache: CniCache | null;
+    try {
+      cache = readCache(`${dir}/${CACHE_FILE}`);
+    } catch {
+      continue;
+    }
+    if (!cache || cache.hostNetns !== here) continue;
+    const state = readState(dir);
+    if (!state || !isAlive(state.pid, state.startTime)) continue;
+    yield { dir, name: e.name, cache, state };
+  }
 }
 
 /**
@@ -151,7 +174,9 @@ export class NetworkOps {
   /** attach: ADD the waiting child (pid) to each network, then write its DNS files. */
   async attach(pid: number): Promise<void> {
     for (const o of this.plan) {
-      if (o.phase === "attach" && o.kind === "cni-add") await this.add(o as AddOp, pid);
+      if (o.phase !== "attach") continue;
+      if (o.kind === "cni-add") await this.add(o as AddOp, pid);
+      else if (o.kind === "net-join-files") shareFiles(o.args);
     }
   }
 
@@ -213,7 +238,28 @@ export class NetworkOps {
       ...(args.transientBridge ? { transientBridge: args.transientBridge } : {}),
     };
     pinNetns(this.sys, `/proc/${pid}/ns/net`, netns);
-    const result = await withCniLock(() => addNetwork(list, a));
+    const result = await withCniLock(async () => {
+      // Which shared chains this ADD makes, recorded once, for their removal (bridge.ts).
+      const before = await chainsBefore();
+      const r = await addNetwork(list, a);
+      if (before) await recordCreated(before).catch(() => {});
+      if (args.internalBridge) {
+        try {
+          await ensureInternalRules(args.internalBridge);
+        } catch (e) {
+          // Its rules could not be made: the container does not run on a leaky network.
+          this.added!.result = r;
+          throw new MicroError((e as Error).message, {
+            phase: "attach",
+            plugin: "net",
+            op: "internal",
+            paths: { network: list.name },
+            hint: "check the host's iptables (micro doctor)",
+          });
+        }
+      }
+      return r;
+    });
     this.added.result = result;
     writeCache(args.cache, { ...cache, result });
     if (args.files) this.writeFiles(o, resultAddress(result));
@@ -221,26 +267,7 @@ export class NetworkOps {
 
   private writeFiles(o: AddOp, address: string | undefined): void {
     const f = o.args.files!;
-    const files: [string, string][] = [
-      ["hosts", hostsFile(f.hostname, address, f.addHosts)],
-      ["hostname", f.hostname + "\n"],
-      ["resolv.conf", f.resolv],
-    ];
-    for (const [name, text] of files) {
-      const path = `${f.dir}/${name}`;
-      try {
-        Deno.writeTextFileSync(path, text, { mode: 0o644 });
-        Deno.chmodSync(path, 0o644);
-      } catch (e) {
-        throw new MicroError("", {
-          phase: "attach",
-          plugin: "net",
-          op: "write",
-          paths: { path },
-          errno: errnoOf(e, 5),
-        });
-      }
-    }
+    writeDnsFiles(f.dir, { ...f, address });
   }
 
   /** cleanup: DEL what ADD made (even a failed ADD), then let the namespace go. */
@@ -269,6 +296,44 @@ export class NetworkOps {
       }
     }
     return problems;
+  }
+}
+
+/**
+ * `--network container:NAME`: the joined container's DNS files, hard links to the very
+ * files it has bind-mounted (Docker bind-mounts the same ones); a container without them
+ * (`none`) gives this one its own: localhost and its hostname, no name servers.
+ */
+export function shareFiles(
+  a: { container: string; dir: string; hostname: string; names: string[] },
+  uid = Deno.uid() ?? 0,
+  root?: string,
+): void {
+  const from = findRunning(a.container, uid, root).dir;
+  for (const name of a.names) {
+    const path = `${a.dir}/${name}`;
+    try {
+      try {
+        Deno.linkSync(`${from}/${name}`, path);
+        continue;
+      } catch (e) {
+        if (!(e instanceof Deno.errors.NotFound)) throw e;
+      }
+      const own = name === "hosts"
+        ? hostsFile(a.hostname, undefined, [])
+        : name === "hostname"
+        ? a.hostname + "\n"
+        : "";
+      Deno.writeTextFileSync(path, own, { mode: 0o644 });
+    } catch (e) {
+      throw new MicroError("", {
+        phase: "attach",
+        plugin: "net",
+        op: "link",
+        paths: { container: a.container, path },
+        errno: errnoOf(e, 5),
+      });
+    }
   }
 }
 
@@ -325,4 +390,33 @@ export function unpinNetns(sys: Sys, path: string): string {
     if (!(e instanceof Deno.errors.NotFound)) return `remove ${path}: ${(e as Error).message}`;
   }
   return "";
+}
+
+/**
+ * CHECK the run in `runDir` against its CNI record: what `micro network check` reports.
+ * Only from the network namespace ADD ran in (elsewhere the plugins would look at another
+ * host's bridge and rules); "ok", "no network" (none, host, pasta), or a one-line error.
+ */
+export async function checkCached(runDir: string): Promise<string> {
+  const path = `${runDir}/${CACHE_FILE}`;
+  const fail = (message: string, hint?: string) =>
+    new MicroError(message, { plugin: "net", op: "CNI CHECK", paths: { path }, hint });
+  let cache: CniCache | null;
+  try {
+    cache = readCache(path);
+  } catch (e) {
+    throw fail((e as Error).message);
+  }
+  if (!cache) return "no CNI network";
+  if (cache.result === null) throw fail("its ADD did not finish", "restart the container");
+  if (cache.hostNetns !== currentNetns()) {
+    throw fail(
+      `the container was attached from network namespace ${cache.hostNetns}`,
+      "run micro network check in that namespace",
+    );
+  }
+  const pin = `${runDir}/${NETNS_FILE}`;
+  if (!isPinned(pin)) throw fail("its network namespace is not pinned", "restart the container");
+  await checkNetwork(cache.config, cachedAttachment(cache, pin), cache.result);
+  return "ok";
 }

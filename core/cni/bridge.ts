@@ -6,7 +6,10 @@
  * network rm` may remove a created one. A run starting meanwhile waits for the shared lock,
  * so it never ADDs to a bridge that is being deleted (its ADD makes the bridge again).
  */
+import { readRegularFile } from "../files.ts";
 import { type HeldLock, lockFile } from "../store/lock.ts";
+import { openLibc } from "../sys/libc.ts";
+import { parseJsonLimited } from "./json.ts";
 import { IPAM_DIR } from "./probe.ts";
 
 /** The firewall plugin's isolation chains (ingressPolicy same-bridge, as Docker's). */
@@ -82,7 +85,7 @@ export async function removeIsolationRules(bridge: string): Promise<string[]> {
   return problems;
 }
 
-/** Deletes the bridge device and its isolation rules; returns problems. */
+/** Deletes the bridge device, its isolation and internal rules; returns problems. */
 export async function removeBridge(bridge: string): Promise<string[]> {
   const problems: string[] = [];
   const r = await tool("ip", ["link", "del", "dev", bridge]);
@@ -90,6 +93,72 @@ export async function removeBridge(bridge: string): Promise<string[]> {
     problems.push(`ip link del ${bridge}: ${r.out.trim().split("\n")[0]}`);
   }
   problems.push(...await removeIsolationRules(bridge));
+  problems.push(...await removeInternalRules(bridge));
+  problems.push(...await removeSharedChains());
+  return problems;
+}
+
+/**
+ * micro's own chain for `--internal` networks, first in FORWARD: whatever crosses the
+ * bridge's edge is dropped (the firewall plugin's CNI-FORWARD accepts the container's
+ * address in both directions, so the missing default route alone would not stop a
+ * container that sets one). The bridge itself (the gateway) and traffic inside the bridge stay.
+ */
+export const INTERNAL_CHAIN = "MICRO-INTERNAL";
+const JUMP = ["FORWARD", "-j", INTERNAL_CHAIN];
+
+/** The two DROP rules of an internal network's bridge, as `iptables -A` words. */
+export function internalRules(bridge: string): string[][] {
+  return [
+    [INTERNAL_CHAIN, "-i", bridge, "!", "-o", bridge, "-j", "DROP"],
+    [INTERNAL_CHAIN, "-o", bridge, "!", "-i", bridge, "-j", "DROP"],
+  ];
+}
+
+/**
+ * Makes the internal network's drop rules (after each ADD, under the CNI lock): the chain,
+ * its jump as FORWARD's first rule (the firewall plugin inserts CNI-FORWARD first too), and
+ * the rules, each only when missing. Throws a one-line Error.
+ */
+export async function ensureInternalRules(bridge: string): Promise<void> {
+  const must = async (args: string[]) => {
+    const r = await tool("iptables", ["-w", ...args]);
+    if (!r.ok) throw new Error(`iptables ${args.join(" ")}: ${r.out.trim().split("\n")[0]}`);
+  };
+  if (!(await tool("iptables", ["-w", "-S", INTERNAL_CHAIN])).ok) {
+    await must(["-N", INTERNAL_CHAIN]);
+  }
+  const forward = await tool("iptables", ["-w", "-S", "FORWARD"]);
+  const first = forward.out.split("\n").find((l) => l.startsWith("-A "));
+  if (first?.trim() !== `-A ${JUMP.join(" ")}`) {
+    while ((await tool("iptables", ["-w", "-D", ...JUMP])).ok) { /* moved to the front */ }
+    await must(["-I", "FORWARD", "1", "-j", INTERNAL_CHAIN]);
+  }
+  for (const rule of internalRules(bridge)) {
+    if (!(await tool("iptables", ["-w", "-C", ...rule])).ok) await must(["-A", ...rule]);
+  }
+}
+
+/** Removes the bridge's internal rules; the chain and its jump go when it is empty. */
+export function removeInternalRules(bridge: string, lockDir = IPAM_DIR): Promise<string[]> {
+  // Under the CNI lock: an internal network's ADD may be making the chain meanwhile.
+  return withCniLock(() => dropInternalRules(bridge), lockDir);
+}
+
+async function dropInternalRules(bridge: string): Promise<string[]> {
+  const saved = await tool("iptables", ["-w", "-S", INTERNAL_CHAIN]);
+  if (!saved.ok) return []; // no such chain: no internal network was ever attached
+  const problems: string[] = [];
+  for (const rule of bridgeRules(saved.out, bridge)) {
+    const r = await tool("iptables", ["-w", "-D", ...rule]);
+    if (!r.ok) problems.push(`iptables -D ${rule.join(" ")}: ${r.out.trim().split("\n")[0]}`);
+  }
+  const left = await tool("iptables", ["-w", "-S", INTERNAL_CHAIN]);
+  if (left.ok && !left.out.split("\n").some((l) => l.startsWith("-A "))) {
+    while ((await tool("iptables", ["-w", "-D", ...JUMP])).ok) { /* every jump */ }
+    const x = await tool("iptables", ["-w", "-X", INTERNAL_CHAIN]);
+    if (!x.ok) problems.push(`iptables -X ${INTERNAL_CHAIN}: ${x.out.trim().split("\n")[0]}`);
+  }
   return problems;
 }
 
@@ -124,5 +193,179 @@ export async function withCniLock<T>(fn: () => Promise<T>, dir = IPAM_DIR): Prom
     return await fn();
   } finally {
     lock.release();
+  }
+}
+
+/**
+ * The chains the CNI plugins share between containers and never remove (firewall's and
+ * portmap's), by table. micro removes those it made, recorded in CHAINS_FILE, once all of
+ * them hold nothing of any container (all or none: portmap's MASQ serves every network).
+ */
+export const SHARED_CHAINS: Record<"filter" | "nat", string[]> = {
+  filter: ["CNI-FORWARD", "CNI-ADMIN", "CNI-ISOLATION-STAGE-1", "CNI-ISOLATION-STAGE-2"],
+  nat: ["CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-SETMARK", "CNI-HOSTPORT-MASQ"],
+};
+/** The record of the shared chains micro's ADDs made, in the CNI lock's directory. */
+export const CHAINS_FILE = "chains.json";
+type Tables = Record<"filter" | "nat", string[]>;
+
+/** `iptables-save` of filter and nat in one call: each table's chains and `-A` lines. */
+async function saveTables(): Promise<
+  Record<"filter" | "nat", { chains: string[]; rules: string[] }>
+> {
+  const out = {
+    filter: { chains: [] as string[], rules: [] as string[] },
+    nat: { chains: [] as string[], rules: [] as string[] },
+  };
+  const saved = await tool("iptables-save", []);
+  if (!saved.ok) throw new Error(`iptables-save: ${saved.out.trim().split("\n")[0]}`);
+  let table: "filter" | "nat" | null = null;
+  for (const raw of saved.out.split("\n")) {
+    const l = raw.trim();
+    if (l.startsWith("*")) table = l === "*filter" ? "filter" : l === "*nat" ? "nat" : null;
+    else if (!table) continue;
+    else if (l.startsWith(":")) out[table].chains.push(l.slice(1).split(" ")[0]);
+    else if (l.startsWith("-A ")) out[table].rules.push(l);
+  }
+  return out;
+}
+
+async function sharedPresent(): Promise<Tables> {
+  const t = await saveTables();
+  return {
+    filter: SHARED_CHAINS.filter.filter((c) => t.filter.chains.includes(c)),
+    nat: SHARED_CHAINS.nat.filter((c) => t.nat.chains.includes(c)),
+  };
+}
+
+function readChains(dir: string): Tables | null {
+  try {
+    const text = readRegularFile(openLibc(), `${dir}/${CHAINS_FILE}`, 64 * 1024);
+    const t = parseJsonLimited(text) as Partial<Tables>;
+    const pick = (table: "filter" | "nat") =>
+      Array.isArray(t?.[table])
+        ? SHARED_CHAINS[table].filter((c) => (t[table] as unknown[]).includes(c))
+        : [];
+    return { filter: pick("filter"), nat: pick("nat") };
+  } catch {
+    return null; // none yet (or unreadable: then nothing is removed by micro)
+  }
+}
+
+/**
+ * Around an ADD (under the CNI lock): with no record yet, the shared chains there before it,
+ * so `recordCreated` can note which ADD made. null: the record exists, nothing to do.
+ */
+export async function chainsBefore(dir = IPAM_DIR): Promise<Tables | null> {
+  if (readChains(dir) !== null) return null;
+  return await sharedPresent();
+}
+
+/** Records the shared chains that exist now and were not there `before`. */
+export async function recordCreated(before: Tables, dir = IPAM_DIR): Promise<void> {
+  const now = await sharedPresent();
+  const made: Tables = {
+    filter: now.filter.filter((c) => !before.filter.includes(c)),
+    nat: now.nat.filter((c) => !before.nat.includes(c)),
+  };
+  const path = `${dir}/${CHAINS_FILE}`;
+  Deno.writeTextFileSync(`${path}.tmp`, JSON.stringify(made) + "\n", { mode: 0o600 });
+  Deno.renameSync(`${path}.tmp`, path);
+}
+
+/** Words of a rule without its comment match. */
+function uncommented(words: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < words.length; i++) {
+    if (words[i] === "-m" && words[i + 1] === "comment" && words[i + 2] === "--comment") i += 3;
+    else out.push(words[i]);
+  }
+  return out;
+}
+
+/**
+ * Whether `rules` (a recorded chain's `-A` lines, as words after the chain) hold nothing of
+ * any container: the plugins' fixed rules, and jumps to other recorded chains.
+ */
+export function holdsNothing(rules: string[][], recorded: string[]): boolean {
+  const fixed = [
+    "-j RETURN",
+    "-m mark --mark 0x2000/0x2000 -j MASQUERADE",
+    "-j MARK --set-xmark 0x2000/0x2000",
+  ];
+  return rules.every((r) => {
+    const w = uncommented(r).join(" ");
+    return fixed.includes(w) || (/^-j \S+$/.test(w) && recorded.includes(w.slice(3)));
+  });
+}
+
+/**
+ * Removes the shared chains micro made once none holds anything of a container (after the
+ * last bridge of micro's went); the record goes with them, so the next ADD records anew.
+ */
+export function removeSharedChains(dir = IPAM_DIR): Promise<string[]> {
+  return withCniLock(() => dropSharedChains(dir), dir);
+}
+
+async function dropSharedChains(dir: string): Promise<string[]> {
+  const rec = readChains(dir);
+  if (!rec || (!rec.filter.length && !rec.nat.length)) return [];
+  let t;
+  try {
+    t = await saveTables();
+  } catch (e) {
+    return [(e as Error).message];
+  }
+  // One iptables-restore for all of it (a call per rule costs a run tens of ms each).
+  let script = "";
+  for (const table of ["filter", "nat"] as const) {
+    const mine = rec[table].filter((c) => t[table].chains.includes(c));
+    const words = t[table].rules.map((l) => ruleWords(l));
+    for (const chain of mine) {
+      const rules = words.filter((w) => w[1] === chain).map((w) => w.slice(2));
+      if (!holdsNothing(rules, mine)) return []; // a container still uses them
+    }
+    if (!mine.length) continue;
+    script += `*${table}\n`;
+    // The jumps into them from other chains (FORWARD, PREROUTING, ...), then the chains.
+    t[table].rules.forEach((line, i) => {
+      const w = words[i];
+      if (!mine.includes(w[1]) && mine.includes(w[w.indexOf("-j") + 1])) {
+        script += `-D${line.slice(2)}\n`;
+      }
+    });
+    for (const chain of mine) script += `-F ${chain}\n`;
+    for (const chain of mine) script += `-X ${chain}\n`;
+    script += "COMMIT\n";
+  }
+  const problems: string[] = [];
+  if (script) {
+    const r = await restore(script);
+    if (r) problems.push(`iptables-restore --noflush: ${r}`);
+  }
+  try {
+    Deno.removeSync(`${dir}/${CHAINS_FILE}`);
+  } catch { /* gone */ }
+  return problems;
+}
+
+/** `iptables-restore -w --noflush` of `script`; its one-line error, or "". */
+async function restore(script: string): Promise<string> {
+  try {
+    const child = new Deno.Command("iptables-restore", {
+      args: ["-w", "--noflush"],
+      clearEnv: true,
+      env: { PATH: TOOL_PATH },
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(script));
+    await w.close();
+    const o = await child.output();
+    return o.success ? "" : new TextDecoder().decode(o.stderr).trim().split("\n")[0] || "failed";
+  } catch (e) {
+    return (e as Error).message.split("\n")[0];
   }
 }

@@ -4,6 +4,7 @@
  * container's own namespace, where nothing listens), `--dns`, `--dns-search`; hosts with
  * localhost, `--add-host` entries and the container's own name and address.
  */
+import { errnoOf, MicroError } from "../errors.ts";
 
 /** Docker's fallback when the host has only loopback resolvers and no upstream list. */
 export const FALLBACK_DNS = ["8.8.8.8", "8.8.4.4"];
@@ -85,4 +86,34 @@ export function checkAddHost(text: string): string | undefined {
     return `"${ip}" is not an IP address`;
   }
   return undefined;
+}
+
+/**
+ * Writes the run's hosts, hostname and resolv.conf into its state dir (`dir`), 0644: what
+ * the mount plugin binds over the image's (CNI networks and the rootless helpers alike).
+ */
+export function writeDnsFiles(
+  dir: string,
+  f: { hostname: string; address: string | undefined; addHosts: string[]; resolv: string },
+): void {
+  const files: [string, string][] = [
+    ["hosts", hostsFile(f.hostname, f.address, f.addHosts)],
+    ["hostname", f.hostname + "\n"],
+    ["resolv.conf", f.resolv],
+  ];
+  for (const [name, text] of files) {
+    const path = `${dir}/${name}`;
+    try {
+      Deno.writeTextFileSync(path, text, { mode: 0o644 });
+      Deno.chmodSync(path, 0o644);
+    } catch (e) {
+      throw new MicroError("", {
+        phase: "attach",
+        plugin: "net",
+        op: "write",
+        paths: { path },
+        errno: errnoOf(e, 5),
+      });
+    }
+  }
 }

@@ -120,6 +120,7 @@ export function probeNetwork(spec: Spec, sys: Sys, uid: number): NetFacts {
       if (created) {
         list = created.list;
         facts.subnet = created.subnet;
+        if (created.internal) facts.internalBridge = created.bridge;
         // micro's own lists, as its default network: the limiter is chained when asked.
         if (limited(spec)) list.plugins.push(BANDWIDTH_PLUGIN);
       } else list = loadConfList(spec.micro.net!.configDir, name);

@@ -5,7 +5,7 @@
  * helper in `attach` (the child waits, its user and network namespaces exist and its id
  * maps are written) against its pid, and stops it in `cleanup`.
  */
-import { hostsFile } from "../cni/dns.ts";
+import { writeDnsFiles } from "../cni/dns.ts";
 import type { PortMapping } from "../cni/ports.ts";
 import { errnoOf, MicroError } from "../errors.ts";
 import type { Op } from "../ops.ts";
@@ -240,24 +240,5 @@ async function hostfwd(socket: string, m: PortMapping): Promise<void> {
 
 function writeFiles(o: StartOp): void {
   const f = o.args.files!;
-  const files: [string, string][] = [
-    ["hosts", hostsFile(f.hostname, f.address, f.addHosts)],
-    ["hostname", f.hostname + "\n"],
-    ["resolv.conf", f.resolv],
-  ];
-  for (const [name, text] of files) {
-    const path = `${o.args.dir}/${name}`;
-    try {
-      Deno.writeTextFileSync(path, text, { mode: 0o644 });
-      Deno.chmodSync(path, 0o644);
-    } catch (e) {
-      throw new MicroError("", {
-        phase: "attach",
-        plugin: "net",
-        op: "write",
-        paths: { path },
-        errno: errnoOf(e, 5),
-      });
-    }
-  }
+  writeDnsFiles(o.args.dir, { ...f, address: f.address });
 }

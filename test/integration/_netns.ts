@@ -1,5 +1,5 @@
 /**
- * A network namespace that plays the host (the pattern of network_test.ts): held by a
+ * The one helper of the network tests: a network namespace that plays the host, held by a
  * sleeping `unshare -n -m` with a private tmpfs on /run/micro, so its runs' state, leases and
  * use locks are seen only by the micro commands run there; micro runs in it through nsenter.
  * "The internet" is a second namespace joined by a veth pair made inside the first. Nothing
@@ -8,6 +8,12 @@
 import { Background, MICRO, run, type RunResult, waitFor } from "./_helpers.ts";
 
 const dec = new TextDecoder();
+
+/**
+ * The environment of micro in a namespace that plays the host: `auto` decides (the suite's
+ * MICRO_DEFAULT_NETWORK=none is for the machine's own namespace).
+ */
+export const AS_A_HOST = { MICRO_DEFAULT_NETWORK: "" };
 
 export class Netns {
   private constructor(
@@ -70,7 +76,7 @@ export class Netns {
   }
 
   private env(extra: Record<string, string>): Record<string, string> {
-    return { MICRO_DEFAULT_NETWORK: "", ...(this.root ? { MICRO_ROOT: this.root } : {}), ...extra };
+    return { ...AS_A_HOST, ...(this.root ? { MICRO_ROOT: this.root } : {}), ...extra };
   }
 
   /** `sh -c script` in the namespace; throws unless it exits 0. */

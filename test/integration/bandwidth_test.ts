@@ -9,7 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { exists, IMAGE, lacking, microTest, ok, show } from "./_helpers.ts";
-import { type Netns, uniqueName, withHosts } from "./_netns_bw.ts";
+import { type Netns, uniqueName, withHosts } from "./_netns.ts";
 
 const CNI_DIR = "/usr/lib/cni";
 

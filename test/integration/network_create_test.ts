@@ -341,6 +341,183 @@ microTest(
   { ignore: NEEDS_NET },
 );
 
+microTest(
+  "--internal: nothing crosses the bridge's edge, either way, even with a route the container sets",
+  async () => {
+    await withHosts(async (host, internet) => {
+      ok(await host.micro(["network", "create", "--subnet", "10.78.0.0/24", "--internal", "in"]));
+      // "The internet" knows the way back: only the drop rule can stop the traffic.
+      await internet.sh("ip route add 10.78.0.0/24 via 203.0.113.1");
+      const name = uniqueName("internal");
+      const srv = host.background([
+        "run",
+        "--rm",
+        "--name",
+        name,
+        "--network",
+        "in",
+        "--cap-add",
+        "NET_ADMIN",
+        IMAGE,
+        "sh",
+        "-c",
+        "ip route add default via 10.78.0.1; " +
+        "ping -c 1 -W 2 203.0.113.2 >/dev/null 2>&1 && echo OUT || echo NO-OUT; " +
+        "ping -c 1 -W 2 10.78.0.1 >/dev/null 2>&1 && echo GW || echo NO-GW; " + SLEEPER,
+      ]);
+      try {
+        assert.ok(await srv.waitForStdout("up", 30_000), srv.stderr);
+        assert.match(srv.stdout, /^NO-OUT$/m);
+        assert.match(srv.stdout, /^GW$/m);
+        const ip = addressIn(srv.stdout)!;
+        const inbound = await internet.sh(
+          `ping -c 1 -W 2 ${ip} >/dev/null 2>&1 && echo IN || echo NO-IN`,
+        );
+        assert.equal(inbound, "NO-IN\n");
+        assert.match(await host.sh("iptables -S FORWARD"), /^-A FORWARD -j MICRO-INTERNAL$/m);
+      } finally {
+        await host.micro(["stop", "-t", "1", name]).catch(() => {});
+        await srv.result(60_000);
+      }
+      // The rules go with the network, and micro's chain with its last rule.
+      ok(await host.micro(["network", "rm", "in"]));
+      assert.doesNotMatch(await host.sh("iptables-save"), /MICRO-INTERNAL/);
+    });
+  },
+  { ignore: NEEDS_NET },
+);
+
+microTest(
+  "network check: CNI CHECK passes on a healthy container, fails in one line once its veth is gone",
+  async () => {
+    await withHosts(async (host) => {
+      const name = uniqueName("check");
+      const srv = host.background([
+        "run",
+        "--rm",
+        "--name",
+        name,
+        "--network",
+        "bridge",
+        IMAGE,
+        "sh",
+        "-c",
+        SLEEPER,
+      ]);
+      try {
+        assert.ok(await srv.waitForStdout("up", 30_000), srv.stderr);
+        assert.equal(ok(await host.micro(["network", "check", name])), `${name}: ok\n`);
+        // The host side of the container's veth, deleted behind micro's back.
+        const veth = (await host.sh("ip -o link show master micro0 type veth"))
+          .match(/^\d+: ([^@:]+)/m)?.[1];
+        assert.ok(veth, "a veth on micro0");
+        await host.sh(`ip link del ${veth}`);
+        oneLine(await host.micro(["network", "check", name]), /CNI CHECK/);
+        // Not running, unknown: one line too.
+        oneLine(await host.micro(["network", "check", "nosuch"]), /no such container/);
+      } finally {
+        await host.micro(["stop", "-t", "1", name]).catch(() => {});
+        await srv.result(60_000);
+      }
+    });
+  },
+  { ignore: NEEDS_NET },
+);
+
+microTest(
+  "--network container:NAME joins a running container's network and its DNS files",
+  async () => {
+    await withHosts(async (host) => {
+      const name = uniqueName("first");
+      const first = host.background([
+        "run",
+        "--rm",
+        "--name",
+        name,
+        "--network",
+        "bridge",
+        "--add-host",
+        "db.example:10.1.2.3",
+        IMAGE,
+        "sh",
+        "-c",
+        HTTPD,
+      ]);
+      try {
+        assert.ok(await first.waitForStdout("up", 30_000), first.stderr);
+        const ip = addressIn(first.stdout)!;
+        // By id prefix too, as the lifecycle commands take it.
+        const ps = ok(await host.micro(["ps"])).split("\n").find((l) => l.endsWith(name));
+        const prefix = ps?.split(" ")[0].slice(0, 8) ?? "";
+        assert.match(prefix, /^[0-9a-f]{8}$/, ps);
+        for (const ref of [name, prefix]) {
+          const out = ok(
+            await host.micro([
+              "run",
+              "--rm",
+              "--network",
+              `container:${ref}`,
+              IMAGE,
+              "sh",
+              "-c",
+              "ip -4 -o addr show eth0; wget -q -O - http://127.0.0.1/; cat /etc/hosts",
+            ]),
+          );
+          assert.equal(addressIn(out), ip, out);
+          assert.match(out, /^hello from /m);
+          assert.match(out, /^10\.1\.2\.3\s+db\.example$/m);
+        }
+        // Its own choices for a network it does not own: one line, 125.
+        oneLine(
+          await host.micro([
+            "run",
+            "--rm",
+            "--network",
+            `container:${name}`,
+            "-p",
+            "81:80",
+            IMAGE,
+            "true",
+          ]),
+          /--publish cannot be used with --network container:/,
+        );
+      } finally {
+        await host.micro(["stop", "-t", "1", name]).catch(() => {});
+        await first.result(60_000);
+      }
+      oneLine(
+        await host.micro(["run", "--rm", "--network", `container:${name}`, IMAGE, "true"]),
+        /no such container|is not running/,
+      );
+    });
+  },
+  { ignore: NEEDS_NET },
+);
+
+microTest(
+  "the plugins' shared chains micro made go with its last bridge; a chain that was there stays",
+  async () => {
+    await withHosts(async (host) => {
+      // Someone else's CNI-FORWARD (another runtime's, say) exists before micro's first ADD.
+      await host.sh("iptables -N CNI-FORWARD");
+      ok(await host.micro(["run", "--rm", "--network", "bridge", "-p", "8080:80", IMAGE, "true"]));
+      const saved = await host.sh("iptables-save");
+      assert.match(saved, /^:CNI-FORWARD /m);
+      for (const chain of ["CNI-ADMIN", "CNI-ISOLATION-STAGE-1", "CNI-HOSTPORT-DNAT"]) {
+        assert.doesNotMatch(saved, new RegExp(`${chain}\\b`), saved);
+      }
+      // While a created network keeps its bridge (and its isolation rules), they stay.
+      ok(await host.micro(["network", "create", "kept"]));
+      ok(await host.micro(["run", "--rm", "--network", "kept", IMAGE, "true"]));
+      ok(await host.micro(["run", "--rm", "--network", "bridge", IMAGE, "true"]));
+      assert.match(await host.sh("iptables-save"), /^:CNI-ISOLATION-STAGE-1 /m);
+      ok(await host.micro(["network", "rm", "kept"]));
+      assert.doesNotMatch(await host.sh("iptables-save"), /CNI-ISOLATION/);
+    });
+  },
+  { ignore: NEEDS_NET },
+);
+
 /** How many containers the concurrency test starts (MICRO_NET_MANY overrides, for a quick run). */
 const MANY = Number(Deno.env.get("MICRO_NET_MANY") ?? "100");
 

@@ -22,7 +22,7 @@ import {
   waitFor,
   withTempDir,
 } from "./_helpers.ts";
-import { type Netns, uniqueName, withHosts } from "./_netns_bw.ts";
+import { type Netns, uniqueName, withHosts } from "./_netns.ts";
 
 const NOBODY = 65534;
 

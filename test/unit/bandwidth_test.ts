@@ -4,18 +4,17 @@
  * when a limit is asked, and the checks (none, host, a list without the capability).
  */
 import assert from "node:assert/strict";
-import { BANDWIDTH_PLUGIN, microConfList } from "../../core/cni/config.ts";
+import { BANDWIDTH_PLUGIN } from "../../core/cni/config.ts";
 import { pluginConfig } from "../../core/cni/exec.ts";
 import { defaultBurst, formatRate, parseBurst, parseRate } from "../../core/cni/rate.ts";
 import { parseRun } from "../../core/cli.ts";
 import { MicroError } from "../../core/errors.ts";
-import { buildSpec, planRun } from "../../core/plan.ts";
+import { planRun } from "../../core/plan.ts";
 import type { HostInfo, NetFacts } from "../../core/plugin.ts";
-import { resolveProfile } from "../../core/profile.ts";
 import { bandwidth } from "../../plugins/bandwidth.ts";
 import { PLUGINS } from "../../plugins/mod.ts";
 import { resolveAuto } from "../../plugins/net.ts";
-import { CGROUP_FACTS } from "./_host.ts";
+import { microList, netHost, netSpec } from "./_net.ts";
 
 Deno.test("bandwidth: rates in tc's units, bare numbers are bit/s; junk and zero refused", () => {
   assert.equal(parseRate("10mbit"), 10_000_000);
@@ -50,46 +49,14 @@ Deno.test("bandwidth: the default burst is 100 ms of the rate, at least 32 KiB",
   assert.equal(formatRate(1234), "1234bit");
 });
 
+/** The fixture's host, micro's list with the rate limiter chained (a limit was asked for). */
 function host(over: Partial<HostInfo> = {}, net?: Partial<NetFacts>): HostInfo {
-  const list = microConfList("10.88.0.0/16", "10.88.0.1", "/run/micro/.networks");
+  const list = microList();
   list.plugins.push(BANDWIDTH_PLUGIN);
-  return {
-    arch: "x86_64",
-    uid: 0,
-    gid: 0,
-    id: "web",
-    stateDir: "/run/micro/web",
-    containerDir: "/var/lib/micro/containers/web",
-    hostView: [],
-    devices: [],
-    passwd: "root:x:0:0::/root:/bin/sh\n",
-    group: "root:x:0:\n",
-    sourceKinds: {},
-    image: "dir",
-    files: {},
-    capLastCap: 40,
-    lsm: { apparmor: false, selinux: false, landlock: 0 },
-    ...CGROUP_FACTS,
-    net: {
-      cniPath: ["/usr/lib/cni"],
-      missing: [],
-      config: JSON.stringify(list),
-      resolv: "nameserver 192.0.2.53\n",
-      resolvUpstream: "",
-      ...net,
-    },
-    ...over,
-  };
+  return netHost(over, { config: JSON.stringify(list), ...net });
 }
 
-function spec(layer: Record<string, unknown> = {}, profiles: string[] = []) {
-  const { profile } = resolveProfile(profiles, layer, PLUGINS);
-  return buildSpec(
-    { image: "/images/busybox", args: ["true"], terminal: false, stdin: false },
-    profile,
-    PLUGINS,
-  );
-}
+const spec = netSpec;
 
 Deno.test("bandwidth: a profile's limits go to ADD as the bandwidth capability, in bits", () => {
   const s = spec({ net: { mode: "bridge" }, bandwidth: { egress: "10mbit", ingress: 5000000 } });

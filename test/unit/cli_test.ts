@@ -238,9 +238,12 @@ Deno.test("cli --network none sets only the net mode", () => {
   });
   assert.equal(
     errorLine(() => parse("run", "--network", "../x", "--", "true")),
-    'option "--network": invalid value "../x": expected "none", "host", "bridge" or a CNI ' +
-      'network\'s name (see "micro run --help")',
+    'option "--network": invalid value "../x": expected "none", "host", "bridge", ' +
+      'container:NAME or a CNI network\'s name (see "micro run --help")',
   );
+  assert.deepEqual(parse("run", "--network", "container:web", "--", "true").layer, {
+    net: { mode: "container:web" },
+  });
 });
 
 Deno.test("cli -p is --publish (Docker's), and the profile is only --profile", () => {

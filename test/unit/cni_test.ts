@@ -31,12 +31,11 @@ import { jsonDepth, parseJsonLimited } from "../../core/cni/json.ts";
 import { parsePublish } from "../../core/cni/ports.ts";
 import { chooseSubnet, parseRoutes } from "../../core/cni/subnet.ts";
 import { MicroError } from "../../core/errors.ts";
-import { buildSpec, planRun } from "../../core/plan.ts";
+import { planRun } from "../../core/plan.ts";
 import type { HostInfo, NetFacts } from "../../core/plugin.ts";
-import { resolveProfile } from "../../core/profile.ts";
 import { PLUGINS } from "../../plugins/mod.ts";
 import { net, resolveAuto } from "../../plugins/net.ts";
-import { CGROUP_FACTS } from "./_host.ts";
+import { netHost, netSpec } from "./_net.ts";
 
 async function withDir<T>(fn: (dir: string) => Promise<T> | T): Promise<T> {
   const dir = Deno.makeTempDirSync({ prefix: "micro-cni-test-" });
@@ -422,44 +421,12 @@ Deno.test("subnet: 10.88.0.0/16 unless a host route overlaps it; the bridge's ow
 
 // --- the net plugin: auto, plan and checks ----------------------------------------------
 
+/** The fixture's host, with a loopback resolver (the case resolv.conf handling is about). */
 function host(over: Partial<HostInfo> = {}, net?: Partial<NetFacts>): HostInfo {
-  return {
-    arch: "x86_64",
-    uid: 0,
-    gid: 0,
-    id: "web",
-    stateDir: "/run/micro/web",
-    containerDir: "/var/lib/micro/containers/web",
-    hostView: [],
-    devices: [],
-    passwd: "root:x:0:0::/root:/bin/sh\n",
-    group: "root:x:0:\n",
-    sourceKinds: {},
-    image: "dir",
-    files: {},
-    capLastCap: 40,
-    lsm: { apparmor: false, selinux: false, landlock: 0 },
-    ...CGROUP_FACTS,
-    net: {
-      cniPath: ["/usr/lib/cni"],
-      missing: [],
-      config: JSON.stringify(microConfList("10.88.0.0/16", "10.88.0.1", "/run/micro/.networks")),
-      resolv: "nameserver 127.0.0.53\n",
-      resolvUpstream: "",
-      ...net,
-    },
-    ...over,
-  };
+  return netHost(over, { resolv: "nameserver 127.0.0.53\n", ...net });
 }
 
-function spec(layer: Record<string, unknown> = {}, profiles: string[] = []) {
-  const { profile } = resolveProfile(profiles, layer, PLUGINS);
-  return buildSpec(
-    { image: "/images/busybox", args: ["true"], terminal: false, stdin: false },
-    profile,
-    PLUGINS,
-  );
-}
+const spec = netSpec;
 
 Deno.test("net auto: bridge as root when the host has it, else none with one reason", () => {
   const s1 = spec();
@@ -643,4 +610,31 @@ Deno.test("cni: a cache record whose plugins or paths a config file could not ha
       assert.throws(() => readCache(path), /plugins\[0\]\.type|not a CNI cache record/);
     }
   });
+});
+
+Deno.test("net container:NAME: no namespace of its own, a join and the shared files; its own choices refused", () => {
+  const s = spec({ net: { mode: "container:web" } });
+  assert.equal(s.micro.network, "container");
+  assert.deepEqual(s.micro.join, { network: "web" });
+  assert.equal(s.linux.namespaces.some((n) => n.type === "network"), false);
+  assert.deepEqual(net.check!(s, host()), []);
+  const ops = net.plan!(s, host());
+  assert.deepEqual(ops.map((o) => o.kind), ["join", "net-join-files"]);
+  assert.deepEqual(ops[0].args, { flag: "CLONE_NEWNET", container: "web" });
+  assert.deepEqual((ops[1].args as { names: string[] }).names, [
+    "hosts",
+    "hostname",
+    "resolv.conf",
+  ]);
+  const p = spec({ net: { mode: "container:web", publish: ["80:80"], dns: ["1.1.1.1"] } });
+  assert.match(
+    net.check!(p, host())[0].line(),
+    /--publish, --dns cannot be used with --network container:web/,
+  );
+  // A user namespace of the container's own cannot join the host-owned namespace.
+  const h = spec({ net: { mode: "container:web" } }, ["hardened"]);
+  assert.match(
+    net.check!(h, host())[0].line(),
+    /--network container:web cannot be used with a user/,
+  );
 });

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { FileRefused } from "../../core/files.ts";
 import { microConfList } from "../../core/cni/config.ts";
-import { bridgeRules, ruleWords } from "../../core/cni/bridge.ts";
+import { bridgeRules, holdsNothing, internalRules, ruleWords } from "../../core/cni/bridge.ts";
 import { freePorts } from "../../core/cni/attach.ts";
 import {
   bridgeName,
@@ -19,12 +19,11 @@ import {
 import { exposedPorts } from "../../core/cni/ports.ts";
 import { hostOf, parseCidr, parseRoutes } from "../../core/cni/subnet.ts";
 import { MicroError } from "../../core/errors.ts";
-import { buildSpec, planRun } from "../../core/plan.ts";
+import { planRun } from "../../core/plan.ts";
 import type { HostInfo, NetFacts } from "../../core/plugin.ts";
-import { resolveProfile } from "../../core/profile.ts";
 import { PLUGINS } from "../../plugins/mod.ts";
 import { net } from "../../plugins/net.ts";
-import { CGROUP_FACTS } from "./_host.ts";
+import { netHost, netSpec } from "./_net.ts";
 
 const ID = "ab".repeat(32);
 
@@ -249,46 +248,17 @@ Deno.test("-P: the image's ExposedPorts, junk skipped; -p for the same port wins
 
 // --- the net plugin ------------------------------------------------------------------------
 
+/** The fixture's host, with what the probe knows of micro's own network. */
 function host(net: Partial<NetFacts> = {}): HostInfo {
-  return {
-    arch: "x86_64",
-    uid: 0,
-    gid: 0,
-    id: "web",
-    stateDir: "/run/micro/web",
-    containerDir: "/var/lib/micro/containers/web",
-    hostView: [],
-    devices: [],
-    passwd: "root:x:0:0::/root:/bin/sh\n",
-    group: "root:x:0:\n",
-    sourceKinds: {},
-    image: "dir",
-    files: {},
-    capLastCap: 40,
-    lsm: { apparmor: false, selinux: false, landlock: 0 },
-    ...CGROUP_FACTS,
-    net: {
-      cniPath: ["/usr/lib/cni"],
-      missing: [],
-      config: JSON.stringify(microConfList("10.88.0.0/16", "10.88.0.1", "/run/micro/.networks")),
-      resolv: "nameserver 192.0.2.53\n",
-      resolvUpstream: "",
-      subnet: "10.88.0.0/16",
-      ips: true,
-      transientBridge: "micro0",
-      ...net,
-    },
-  };
+  return netHost({}, {
+    subnet: "10.88.0.0/16",
+    ips: true,
+    transientBridge: "micro0",
+    ...net,
+  });
 }
 
-function spec(layer: Record<string, unknown>) {
-  const { profile } = resolveProfile([], layer, PLUGINS);
-  return buildSpec(
-    { image: "/images/busybox", args: ["true"], terminal: false, stdin: false },
-    profile,
-    PLUGINS,
-  );
-}
+const spec = (layer: Record<string, unknown>) => netSpec(layer);
 
 Deno.test("net --ip and -P: in the ADD op, with the bridge that goes with the last container", () => {
   const s = spec({ net: { mode: "bridge", ip: "10.88.0.9", publishAll: true } });
@@ -325,4 +295,35 @@ Deno.test("net checks: --ip outside the subnet, on none or host, or without ips:
     lines({ net: { mode: "theirs", ip: "10.0.0.4" } }, { ips: false, subnet: undefined })[0],
     /--ip 10\.0\.0\.4: network "theirs" takes no ips capability/,
   );
+});
+
+Deno.test("network: an internal bridge's drop rules name it both ways and are found again for removal", () => {
+  const rules = internalRules("mbr-1");
+  assert.deepEqual(rules, [
+    ["MICRO-INTERNAL", "-i", "mbr-1", "!", "-o", "mbr-1", "-j", "DROP"],
+    ["MICRO-INTERNAL", "-o", "mbr-1", "!", "-i", "mbr-1", "-j", "DROP"],
+  ]);
+  // As `iptables -S MICRO-INTERNAL` prints them, with another network's rule beside.
+  const saved = "-N MICRO-INTERNAL\n" +
+    [...rules, ...internalRules("mbr-2")].map((r) => `-A ${r.join(" ")}`).join("\n");
+  assert.deepEqual(bridgeRules(saved, "mbr-1"), rules);
+});
+
+Deno.test("network: shared chains hold nothing only with the plugins' fixed rules and jumps among them", () => {
+  const rules = (lines: string[]) => lines.map((l) => ruleWords(l).slice(2));
+  const mine = ["CNI-FORWARD", "CNI-ADMIN", "CNI-HOSTPORT-MASQ"];
+  assert.equal(
+    holdsNothing(
+      rules([
+        '-A CNI-FORWARD -m comment --comment "admin" -j CNI-ADMIN',
+        "-A CNI-HOSTPORT-MASQ -m mark --mark 0x2000/0x2000 -j MASQUERADE",
+        '-A CNI-ISOLATION-STAGE-1 -m comment --comment "x" -j RETURN',
+      ]),
+      mine,
+    ),
+    true,
+  );
+  // A container's rule, or a jump to a chain micro did not make: kept.
+  assert.equal(holdsNothing(rules(["-A CNI-FORWARD -s 10.88.0.2/32 -j ACCEPT"]), mine), false);
+  assert.equal(holdsNothing(rules(["-A CNI-FORWARD -j CNI-OTHER"]), mine), false);
 });
