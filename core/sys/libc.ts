@@ -618,6 +618,21 @@ function bindLibc(): Sys {
     setns: (fd, nstype) => r(lib.i(nr.setns, fd, nstype, 0, 0, 0)),
     pidfdOpen: (pid, flags) => r(lib.i(nr.pidfd_open, pid, flags, 0, 0, 0)),
     connect: (fd, addr) => r(lib.ibi(nr.connect, fd, addr, addr.length)),
+    pollReady(fds, events, revents) {
+      // struct pollfd[] {int fd; short events, revents}, at least 128 bytes (off V8's heap).
+      const buf = new Uint8Array(Math.max(128, fds.length * 8));
+      const view = new DataView(buf.buffer);
+      for (let k = 0; k < fds.length; k++) {
+        view.setInt32(k * 8, fds[k], true);
+        view.setInt16(k * 8 + 4, events, true);
+      }
+      const at = (b: Uint8Array) => Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(b)));
+      const rc = r(lib.i(nr.ppoll, at(buf), fds.length, at(zeroTime), 0, 0));
+      for (let k = 0; k < fds.length; k++) {
+        revents[k] = rc < 0 ? 0 : view.getUint16(k * 8 + 6, true);
+      }
+      return rc;
+    },
   };
   return sys;
 }

@@ -210,6 +210,12 @@ export interface Sys {
   pidfdOpen(pid: number, flags: number): number;
   /** connect(2) with a raw sockaddr (`struct sockaddr_un` for a unix socket path). */
   connect(fd: number, addr: Uint8Array): number;
+  /**
+   * ppoll(2) of many fds with a zero timeout, on the calling thread: each fd's revents in
+   * `revents` (0 when none), the number ready, or -errno. The supervisor's log pumps: one
+   * call for every pipe, no thread per pipe.
+   */
+  pollReady(fds: Int32Array, events: number, revents: Uint16Array): number;
 }
 
 /** The fields of `struct stat` that micro reads. */
