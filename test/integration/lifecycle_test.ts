@@ -678,9 +678,9 @@ microTest("50 detached containers started concurrently", async () => {
   });
 });
 
-/** The supervisor's resident memory in KiB (VmRSS). */
+/** The supervisor's private memory in KiB (Private_Dirty: the binary's shared pages aside). */
 function rssKiB(pid: number): number {
-  const m = Deno.readTextFileSync(`/proc/${pid}/status`).match(/^VmRSS:\s+(\d+)/m);
+  const m = Deno.readTextFileSync(`/proc/${pid}/smaps_rollup`).match(/^Private_Dirty:\s+(\d+)/m);
   return m ? Number(m[1]) : -1;
 }
 
@@ -723,13 +723,48 @@ microTest("40 detached containers writing without pause: every log stays fresh",
     await sleep(2000);
     const rss1 = rssKiB(sup);
     // bounded: one buffer for all pipes, chunks written before the next read
-    assert.ok(rss1 < 200 * 1024 && rss1 - rss0 < 32 * 1024, `supervisor RSS ${rss0} → ${rss1} KiB`);
+    assert.ok(
+      rss1 < 100 * 1024 && rss1 - rss0 < 16 * 1024,
+      `supervisor memory ${rss0} → ${rss1} KiB`,
+    );
     // logs -f still follows (killed after 5 s: its start is slow on a loaded machine)
     const f = await run(["logs", "-f", "--tail", "0", names[0]], { env, timeoutMs: 5000 });
     assert.match(f.stdout, /^n\d+\n/, show(f));
-    console.log(`supervisor RSS ${rss0} → ${rss1} KiB`);
+    console.log(`supervisor Private_Dirty ${rss0} → ${rss1} KiB`);
     ok(await run(["rm", "-f", ...names], { env, timeoutMs: 300_000 }));
     assert.ok(await supervisorGone(root));
+  });
+});
+
+microTest("racing commands on one container: serialized or one line, never a trace", async () => {
+  await withDetached(async (env, root) => {
+    const name = `race-${U}`;
+    ok(await run(["run", "-d", "--name", name, IMAGE, "sleep", "1000"], { env }));
+    const oneLine = (r: RunResult) => {
+      assert.ok(r.code === 0 || r.code === 125, show(r));
+      if (r.code === 125) assert.equal(r.stderr.trimEnd().split("\n").length, 1, show(r));
+      assert.doesNotMatch(r.stderr, /\bat .*:\d+:\d+/, show(r));
+    };
+    // two stops at once: both end with the container stopped
+    const stops = await Promise.all([1, 2].map(() => run(["stop", "-t", "1", name], { env })));
+    stops.forEach(oneLine);
+    assert.ok(stops.some((r) => r.code === 0), stops.map(show).join("\n"));
+    assert.match(ok(await run(["ps", "-a"], { env })), /Exited/);
+    // rm -f racing start: either order, and nothing left behind once it is removed
+    const [rm, start] = await Promise.all([
+      run(["rm", "-f", name], { env }),
+      run(["start", name], { env }),
+    ]);
+    oneLine(rm);
+    oneLine(start);
+    if (start.code === 0 && rm.code === 0) {
+      // the start came first and the rm took it down after, or the rm first: gone either way
+      assert.doesNotMatch(ok(await run(["ps", "-a"], { env })), new RegExp(name));
+    }
+    if (rm.code !== 0) ok(await run(["rm", "-f", name], { env }));
+    assert.doesNotMatch(ok(await run(["ps", "-a"], { env })), new RegExp(name));
+    assert.ok(await supervisorGone(root), "the supervisor outlived its last container");
+    assert.deepEqual(stateEntries(root).filter((e) => !e.startsWith(".")), []);
   });
 });
 

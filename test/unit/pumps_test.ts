@@ -1,4 +1,4 @@
-/** The supervisor's log pumps: one poll over every pipe, bounded reads, EOF ends a pipe. */
+/** The supervisor's log pumps (one poll over every pipe, bounded reads) and the container lock. */
 import assert from "node:assert/strict";
 import { LogPumps } from "../../core/supervisor/pumps.ts";
 import { RecordingSys } from "../../core/sys/fake.ts";
@@ -58,4 +58,29 @@ Deno.test("pumps: EAGAIN ends a pipe's turn, not the pipe; a failing sink keeps 
   pumps.pass(); // read, the sink throws
   assert.equal(pumps.size, 1);
   pumps.remove(10);
+});
+
+Deno.test("container lock: held by another command past the wait, one line saying busy", async () => {
+  const { withContainerLock } = await import("../../core/state.ts");
+  const dir = Deno.makeTempDirSync();
+  try {
+    Deno.writeTextFileSync(`${dir}/config.json`, "{}");
+    const sys = new RecordingSys().failOn("flock", () => true, 11);
+    let ran = false;
+    await assert.rejects(
+      withContainerLock(dir, "web", sys, () => Promise.resolve(ran = true), 120),
+      (e: Error) =>
+        /^container web is busy \(another micro command holds its lock\): retry/.test(e.message),
+    );
+    assert.equal(ran, false);
+    // the fd is closed either way
+    assert.ok(sys.calls().some((c) => c.call === "close"));
+    // free: fn runs; a directory removed meanwhile is reported as gone
+    const free = new RecordingSys();
+    assert.equal(await withContainerLock(dir, "web", free, (gone) => Promise.resolve(gone)), false);
+    Deno.removeSync(`${dir}/config.json`);
+    assert.equal(await withContainerLock(dir, "web", free, (gone) => Promise.resolve(gone)), true);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
 });
