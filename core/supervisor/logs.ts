@@ -140,15 +140,29 @@ export class JsonLog {
     return out;
   }
 
+  /** The lines in as few writes as rotation allows (one per chunk read, mostly). */
   private append(lines: string[]): void {
-    for (const line of lines) {
-      const bytes = enc.encode(line);
-      if (this.opts.maxSize > 0 && this.size > 0 && this.size + bytes.length > this.opts.maxSize) {
-        this.rotate();
-      }
+    let batch = "";
+    let batchSize = 0;
+    const out = () => {
+      if (!batchSize) return;
+      const bytes = enc.encode(batch);
       for (let off = 0; off < bytes.length;) off += this.file.writeSync(bytes.subarray(off));
       this.size += bytes.length;
+      batch = "";
+      batchSize = 0;
+    };
+    for (const line of lines) {
+      const n = enc.encode(line).length;
+      const size = this.size + batchSize;
+      if (this.opts.maxSize > 0 && size > 0 && size + n > this.opts.maxSize) {
+        out();
+        this.rotate();
+      }
+      batch += line;
+      batchSize += n;
     }
+    out();
   }
 
   /** path.N-2 → path.N-1, ..., path → path.1, and a new empty path (or path truncated). */
