@@ -768,7 +768,7 @@ microTest("racing commands on one container: serialized or one line, never a tra
   });
 });
 
-microTest("rootless: run -d, logs, stop", async () => {
+microTest("rootless: run -d, ps, logs, exec, stop, rm", async () => {
   await withDetached(async (env, root) => {
     const user = { uid: NOBODY, gid: NOBODY };
     const o = { env, clearEnv: true, user, timeoutMs: 60_000 };
@@ -785,6 +785,12 @@ microTest("rootless: run -d, logs, stop", async () => {
     assert.equal(r.code, 0, show(r));
     await sleep(500);
     assert.equal(ok(await run(["logs", `rl-${U}`], o)), "0\n");
+    assert.match(ok(await run(["ps"], o)), new RegExp(`rl-${U}`));
+    // exec joins it as the same (mapped) root, in its pid namespace
+    assert.equal(
+      ok(await run(["exec", `rl-${U}`, "sh", "-c", "id -u; cat /proc/1/comm"], o)),
+      "0\nsh\n",
+    );
     ok(await run(["stop", "-t", "1", `rl-${U}`], o));
     assert.equal(ok(await run(["wait", `rl-${U}`], o)).trim(), "137");
     ok(await run(["rm", `rl-${U}`], o));
