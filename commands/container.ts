@@ -154,45 +154,48 @@ export function rm(argv: string[]): Promise<number> {
     );
     if (!rest.length) throw new MicroError("rm needs at least one container", { hint: RM_USAGE });
     await gcState();
-    const { removeContainerDir, resolveContainer } = await import("../core/store/containers.ts");
+    const { removeContainerDir } = await import("../core/store/containers.ts");
+    const { locked } = await import("./lifecycle.ts");
     const { containerDir } = await import("../core/store/paths.ts");
     const { killContainer, statusOf } = await import("../core/store/live.ts");
     const s = await store(root);
     let failed = false;
     for (const ref of rest) {
       try {
-        const rec = resolveContainer(s.root, ref);
-        const status = statusOf(rec, s.state);
-        const live = status.state === "running" ||
-          (status.state === "created" && status.exitCode === null);
-        if (live && !flags.has("force")) {
-          throw new MicroError(`container ${ref} is ${status.state}`, {
-            hint: "stop it first, or remove it with micro rm -f",
-          });
-        }
-        const { liveRun } = await import("../core/store/live.ts");
-        const run = live ? liveRun(rec, s.state) : null;
-        if (run?.detached) {
-          // The supervisor's: it kills it, records the end and cleans up.
-          const { ask } = await import("../core/supervisor/client.ts");
-          const r = await ask(s.state, s.uid, {
-            op: "stop",
-            runId: rec.runId,
-            signal: 9,
-            timeout: 10,
-          });
-          if (!r.ok) throw new MicroError(r.error ?? `rm: container ${ref}: not stopped`);
-        } else if (live) {
-          await killContainer(rec, s.state, s.uid, (pid) => {
-            try {
-              Deno.kill(pid, "SIGKILL");
-            } catch { /* gone already */ }
-          });
-          await gcState(); // what a micro killed in turn left
-        }
-        const why = removeContainerDir(containerDir(s.root, rec.id));
-        if (why) throw new MicroError(`rm: container ${ref}: ${why}`);
-        console.log(ref);
+        // Under the container's lock: a start or stop racing it comes before or after.
+        await locked(s.root, ref, async (rec) => {
+          const status = statusOf(rec, s.state);
+          const live = status.state === "running" ||
+            (status.state === "created" && status.exitCode === null);
+          if (live && !flags.has("force")) {
+            throw new MicroError(`container ${ref} is ${status.state}`, {
+              hint: "stop it first, or remove it with micro rm -f",
+            });
+          }
+          const { liveRun } = await import("../core/store/live.ts");
+          const run = live ? liveRun(rec, s.state) : null;
+          if (run?.detached) {
+            // The supervisor's: it kills it, records the end and cleans up.
+            const { ask } = await import("../core/supervisor/client.ts");
+            const r = await ask(s.state, s.uid, {
+              op: "stop",
+              runId: rec.runId,
+              signal: 9,
+              timeout: 10,
+            });
+            if (!r.ok) throw new MicroError(r.error ?? `rm: container ${ref}: not stopped`);
+          } else if (live) {
+            await killContainer(rec, s.state, s.uid, (pid) => {
+              try {
+                Deno.kill(pid, "SIGKILL");
+              } catch { /* gone already */ }
+            });
+            await gcState(); // what a micro killed in turn left
+          }
+          const why = removeContainerDir(containerDir(s.root, rec.id));
+          if (why) throw new MicroError(`rm: container ${ref}: ${why}`);
+          console.log(ref);
+        });
       } catch (e) {
         if (!(e instanceof MicroError)) throw e;
         console.error(`micro: ${e.line()}`);

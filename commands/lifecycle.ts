@@ -231,6 +231,26 @@ async function resolve(root: string, ref: string): Promise<ContainerRecord> {
   return resolveContainer(root, ref);
 }
 
+/**
+ * `fn` on container `ref` holding its lock (core/state.ts withContainerLock): two commands
+ * on one container run one after the other; the record is read again once the lock is held
+ * (an rm or a start may have come first).
+ */
+export async function locked(
+  root: string,
+  ref: string,
+  fn: (rec: ContainerRecord) => Promise<void>,
+): Promise<void> {
+  const rec = await resolve(root, ref);
+  const { containerDir } = await import("../core/store/paths.ts");
+  const { withContainerLock } = await import("../core/state.ts");
+  const { openLibc } = await import("../core/sys/libc.ts");
+  await withContainerLock(containerDir(root, rec.id), ref, openLibc(), async (gone) => {
+    if (gone) throw new MicroError(`no such container: ${ref}`, { hint: 'see "micro ps -a"' });
+    await fn(await resolve(root, rec.id));
+  });
+}
+
 /** Its run in the state root while it runs detached; null when it does not run. */
 async function running(rec: ContainerRecord, state: string) {
   const { liveRun } = await import("../core/store/live.ts");
@@ -316,22 +336,22 @@ export function stop(argv: string[]): Promise<number> {
     await gcState();
     const s = await where(root);
     const { ask } = await import("../core/supervisor/client.ts");
-    return await each(rest, async (ref) => {
-      const rec = await resolve(s.root, ref);
-      const st = await running(rec, s.state);
-      if (!st) {
-        // Stopped already, but perhaps waiting for a restart (its policy's back-off): no more.
-        const { askRunning } = await import("../core/supervisor/client.ts");
-        await askRunning(s.state, { op: "stop", runId: rec.runId, signal: 9, timeout: 0 });
-        return void console.log(ref);
-      }
-      const signal = sig ?? (rec.stopSignal ? parseSignal(rec.stopSignal) : undefined) ?? 15;
-      const timeout = time !== undefined ? Number(time) : rec.stopTimeout ?? DEFAULT_STOP_TIMEOUT;
-      if (!st.detached) return await stopForeground(ref, st, signal, timeout);
-      const reply = await ask(s.state, s.uid, { op: "stop", runId: rec.runId, signal, timeout });
-      if (!reply.ok) throw new MicroError(reply.error ?? "stop failed");
-      console.log(ref);
-    });
+    return await each(rest, (ref) =>
+      locked(s.root, ref, async (rec) => {
+        const st = await running(rec, s.state);
+        if (!st) {
+          // Stopped already, but perhaps waiting for a restart (its policy's back-off): no more.
+          const { askRunning } = await import("../core/supervisor/client.ts");
+          await askRunning(s.state, { op: "stop", runId: rec.runId, signal: 9, timeout: 0 });
+          return void console.log(ref);
+        }
+        const signal = sig ?? (rec.stopSignal ? parseSignal(rec.stopSignal) : undefined) ?? 15;
+        const timeout = time !== undefined ? Number(time) : rec.stopTimeout ?? DEFAULT_STOP_TIMEOUT;
+        if (!st.detached) return await stopForeground(ref, st, signal, timeout);
+        const reply = await ask(s.state, s.uid, { op: "stop", runId: rec.runId, signal, timeout });
+        if (!reply.ok) throw new MicroError(reply.error ?? "stop failed");
+        console.log(ref);
+      }));
   });
 }
 
@@ -354,25 +374,25 @@ export function kill(argv: string[]): Promise<number> {
     await gcState();
     const s = await where(root);
     const { ask } = await import("../core/supervisor/client.ts");
-    return await each(rest, async (ref) => {
-      const rec = await resolve(s.root, ref);
-      const st = await running(rec, s.state);
-      if (!st) {
-        throw new MicroError(`container ${ref} is not running`, { hint: "start it first" });
-      }
-      if (!st.detached) {
-        // A foreground run: straight to its first process (its micro records the end).
-        const { isAlive } = await import("../core/state.ts");
-        const { openLibc } = await import("../core/sys/libc.ts");
-        if (isAlive(st.containerPid, st.containerStartTime)) {
-          openLibc().kill(st.containerPid!, signal);
+    return await each(rest, (ref) =>
+      locked(s.root, ref, async (rec) => {
+        const st = await running(rec, s.state);
+        if (!st) {
+          throw new MicroError(`container ${ref} is not running`, { hint: "start it first" });
         }
-        return void console.log(ref);
-      }
-      const reply = await ask(s.state, s.uid, { op: "kill", runId: rec.runId, signal });
-      if (!reply.ok) throw new MicroError(reply.error ?? "kill failed");
-      console.log(ref);
-    });
+        if (!st.detached) {
+          // A foreground run: straight to its first process (its micro records the end).
+          const { isAlive } = await import("../core/state.ts");
+          const { openLibc } = await import("../core/sys/libc.ts");
+          if (isAlive(st.containerPid, st.containerStartTime)) {
+            openLibc().kill(st.containerPid!, signal);
+          }
+          return void console.log(ref);
+        }
+        const reply = await ask(s.state, s.uid, { op: "kill", runId: rec.runId, signal });
+        if (!reply.ok) throw new MicroError(reply.error ?? "kill failed");
+        console.log(ref);
+      }));
   });
 }
 
@@ -619,14 +639,14 @@ export function start(argv: string[]): Promise<number> {
     await gcState();
     const s = await where(root);
     let last: ContainerRecord | null = null;
-    const code = await each(rest, async (ref) => {
-      const rec = await resolve(s.root, ref);
-      last = rec;
-      if (await running(rec, s.state)) return void (!opts.has("attach") && console.log(ref));
-      if (rec.rm) throw new MicroError(`container ${ref} is removed at its end (--rm)`);
-      await startOne(s, rec);
-      if (!opts.has("attach")) console.log(ref);
-    });
+    const code = await each(rest, (ref) =>
+      locked(s.root, ref, async (rec) => {
+        last = rec;
+        if (await running(rec, s.state)) return void (!opts.has("attach") && console.log(ref));
+        if (rec.rm) throw new MicroError(`container ${ref} is removed at its end (--rm)`);
+        await startOne(s, rec);
+        if (!opts.has("attach")) console.log(ref);
+      }));
     if (code !== 0 || !opts.has("attach") || !last) return code;
     // -a: its output from this start on, until it ends; then its exit code.
     const rec = last as ContainerRecord;
@@ -650,27 +670,27 @@ export function restart(argv: string[]): Promise<number> {
     needContainers(rest, "restart", RESTART_USAGE);
     const time = opts.get("time")?.at(-1);
     const s = await where(root);
-    return await each(rest, async (ref) => {
-      const rec = await resolve(s.root, ref);
-      if (await running(rec, s.state)) {
-        const { DEFAULT_STOP_TIMEOUT, parseSignal } = await import("../core/signals.ts");
-        const st = await running(rec, s.state);
-        if (st && !st.detached) throw notDetached(ref);
-        const { ask } = await import("../core/supervisor/client.ts");
-        const reply = await ask(s.state, s.uid, {
-          op: "stop",
-          runId: rec.runId,
-          signal: (rec.stopSignal ? parseSignal(rec.stopSignal) : undefined) ?? 15,
-          timeout: time !== undefined ? Number(time) : rec.stopTimeout ?? DEFAULT_STOP_TIMEOUT,
-        });
-        if (!reply.ok) throw new MicroError(reply.error ?? "restart: stop failed");
-      }
-      await gcState();
-      const { readRecord } = await import("../core/store/containers.ts");
-      const { containerDir } = await import("../core/store/paths.ts");
-      await startOne(s, readRecord(containerDir(s.root, rec.id)) ?? rec);
-      console.log(ref);
-    });
+    return await each(rest, (ref) =>
+      locked(s.root, ref, async (rec) => {
+        if (await running(rec, s.state)) {
+          const { DEFAULT_STOP_TIMEOUT, parseSignal } = await import("../core/signals.ts");
+          const st = await running(rec, s.state);
+          if (st && !st.detached) throw notDetached(ref);
+          const { ask } = await import("../core/supervisor/client.ts");
+          const reply = await ask(s.state, s.uid, {
+            op: "stop",
+            runId: rec.runId,
+            signal: (rec.stopSignal ? parseSignal(rec.stopSignal) : undefined) ?? 15,
+            timeout: time !== undefined ? Number(time) : rec.stopTimeout ?? DEFAULT_STOP_TIMEOUT,
+          });
+          if (!reply.ok) throw new MicroError(reply.error ?? "restart: stop failed");
+        }
+        await gcState();
+        const { readRecord } = await import("../core/store/containers.ts");
+        const { containerDir } = await import("../core/store/paths.ts");
+        await startOne(s, readRecord(containerDir(s.root, rec.id)) ?? rec);
+        console.log(ref);
+      }));
   });
 }
 

@@ -403,3 +403,69 @@ export function unsupervised(root: string, uid: number): boolean {
   }
   return false;
 }
+
+/** How long a command waits for another one working on the same container. */
+export const CONTAINER_LOCK_WAIT_MS = 30_000;
+
+/**
+ * Holds the exclusive flock of the container's `lock` file (in its directory
+ * `ROOT/containers/<id>`, opened once, the fd locked) while `fn` runs: stop, kill, start,
+ * restart and rm of one container run one after the other, never interleaved. A command
+ * that waited longer than `waitMs` fails with one line saying the container is busy.
+ * `fn` gets whether the directory is still there once the lock is held (an rm before it).
+ */
+export async function withContainerLock<T>(
+  dir: string,
+  ref: string,
+  sys: Sys,
+  fn: (gone: boolean) => Promise<T>,
+  waitMs = CONTAINER_LOCK_WAIT_MS,
+): Promise<T> {
+  const path = `${dir}/lock`;
+  const fd = sys.open(
+    cstr(path),
+    C.O_RDWR | C.O_CREAT | C.O_CLOEXEC | C.O_NOFOLLOW,
+    0o600,
+  );
+  if (fd === -2) return await fn(true); // ENOENT: the container's directory is gone
+  if (fd < 0) {
+    throw new MicroError("", {
+      phase: "prepare",
+      plugin: "lifecycle",
+      op: "open",
+      paths: { path },
+      errno: -fd,
+    });
+  }
+  try {
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      const rc = sys.flock(fd, C.LOCK_EX | C.LOCK_NB);
+      if (rc === 0) break;
+      if (rc !== -11 && rc !== -4) { // EWOULDBLOCK, EINTR
+        throw new MicroError("", {
+          phase: "prepare",
+          plugin: "lifecycle",
+          op: "flock",
+          paths: { path },
+          errno: -rc,
+        });
+      }
+      if (Date.now() >= deadline) {
+        throw new MicroError(
+          `container ${ref} is busy (another micro command holds its lock): retry`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    let gone = false;
+    try {
+      Deno.lstatSync(`${dir}/config.json`);
+    } catch {
+      gone = true;
+    }
+    return await fn(gone);
+  } finally {
+    sys.close(fd); // releases the lock
+  }
+}

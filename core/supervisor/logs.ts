@@ -6,8 +6,8 @@
  *
  * Memory is bounded: a line longer than LINE_MAX is written as partial entries (no newline
  * in "log", as Docker's 16 KiB split), and the supervisor reads the next chunk of a pipe
- * only after the last one is written, so a container that writes faster than the disk
- * blocks on its full pipe instead of growing micro.
+ * only after the last one is written (pumps.ts), so a container that writes faster than
+ * the disk blocks on its full pipe instead of growing micro.
  */
 import { MicroError } from "../errors.ts";
 
@@ -80,8 +80,6 @@ export class JsonLog {
   /** The unfinished line of each stream (at most LINE_MAX bytes). */
   private readonly carry = new Map<string, Uint8Array>();
   private readonly decoder = new TextDecoder();
-  /** Writes in order, one at a time (stdout and stderr share the file). */
-  private queue: Promise<void> = Promise.resolve();
 
   constructor(
     readonly path: string,
@@ -92,24 +90,23 @@ export class JsonLog {
     this.size = this.file.statSync().size;
   }
 
-  /** Appends a chunk of `stream`'s bytes; resolves once it is written. */
-  write(stream: string, chunk: Uint8Array): Promise<void> {
-    const lines = this.split(stream, chunk);
-    const run = this.queue.then(() => this.append(lines));
-    this.queue = run.catch(() => {});
-    return run;
+  /**
+   * Appends a chunk of `stream`'s bytes, on the calling thread: the supervisor's one loop
+   * writes every container's logs, and an async write would hold a thread of Deno's small
+   * blocking pool per container.
+   */
+  write(stream: string, chunk: Uint8Array): void {
+    this.append(this.split(stream, chunk));
   }
 
   /** What is left of each stream's last line, as partial entries (at the end). */
-  flush(): Promise<void> {
+  flush(): void {
     const lines: string[] = [];
     for (const [stream, rest] of this.carry) {
       if (rest.length) lines.push(entry(stream, this.decoder.decode(rest), this.clock()));
     }
     this.carry.clear();
-    const run = this.queue.then(() => this.append(lines));
-    this.queue = run.catch(() => {});
-    return run;
+    this.append(lines);
   }
 
   private split(stream: string, chunk: Uint8Array): string[] {
@@ -143,15 +140,29 @@ export class JsonLog {
     return out;
   }
 
-  private async append(lines: string[]): Promise<void> {
+  /** The lines in as few writes as rotation allows (one per chunk read, mostly). */
+  private append(lines: string[]): void {
+    let batch = "";
+    let batchSize = 0;
+    const out = () => {
+      if (!batchSize) return;
+      const bytes = enc.encode(batch);
+      for (let off = 0; off < bytes.length;) off += this.file.writeSync(bytes.subarray(off));
+      this.size += bytes.length;
+      batch = "";
+      batchSize = 0;
+    };
     for (const line of lines) {
-      const bytes = enc.encode(line);
-      if (this.opts.maxSize > 0 && this.size > 0 && this.size + bytes.length > this.opts.maxSize) {
+      const n = enc.encode(line).length;
+      const size = this.size + batchSize;
+      if (this.opts.maxSize > 0 && size > 0 && size + n > this.opts.maxSize) {
+        out();
         this.rotate();
       }
-      for (let off = 0; off < bytes.length;) off += await this.file.write(bytes.subarray(off));
-      this.size += bytes.length;
+      batch += line;
+      batchSize += n;
     }
+    out();
   }
 
   /** path.N-2 → path.N-1, ..., path → path.1, and a new empty path (or path truncated). */
@@ -178,10 +189,12 @@ export class JsonLog {
     this.size = 0;
   }
 
-  async close(): Promise<void> {
-    await this.flush().catch(() => {});
-    await this.queue;
-    this.file.close();
+  close(): void {
+    try {
+      this.flush();
+    } finally {
+      this.file.close();
+    }
   }
 }
 

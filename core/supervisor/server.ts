@@ -39,6 +39,7 @@ import { microExe } from "../store/rmtree.ts";
 import type { Reply, Request } from "./client.ts";
 import { socketPath, supervisorDir } from "./client.ts";
 import { JsonLog, type LogOptions, logPath } from "./logs.ts";
+import { LogPumps } from "./pumps.ts";
 import { decodeStatus } from "../engine/mod.ts";
 import { nextDelay, type RestartPolicy, shouldRestart } from "./policy.ts";
 
@@ -69,7 +70,8 @@ class Supervised {
   busy = "";
   /** Stopped by a user (stop, kill -9 by rm): no restart. */
   stopped = false;
-  pumps: Promise<void>[] = [];
+  /** Resolves when both pipes reached EOF (or were taken off the pumps). */
+  drained: Promise<unknown> = Promise.resolve();
   log: JsonLog | null = null;
   fds: number[] = [];
 
@@ -104,9 +106,11 @@ export class Supervisor {
   private readonly startTime: number;
   private listener: Deno.Listener | null = null;
   private idleTimer: ReturnType<typeof setTimeout> | undefined;
+  private readonly pumps: LogPumps;
 
   constructor(readonly root: string, readonly uid: number) {
     this.sys = openLibc();
+    this.pumps = new LogPumps(this.sys);
     this.startTime = processStartTime(Deno.pid);
   }
 
@@ -364,8 +368,7 @@ export class Supervisor {
         errno: -got,
       });
     }
-    // Blocking reads from here on (they run in Deno's blocking pool).
-    this.sys.fcntl(got, C.F_SETFL, 0);
+    // Kept O_NONBLOCK: the pumps' one loop reads it when ppoll says it is ready.
     return got;
   }
 
@@ -392,20 +395,15 @@ export class Supervisor {
     return { pid: child.pid, startTime: processStartTime(child.pid), stdout: 3, stderr: 4 };
   }
 
-  /** Copies the container's output to its json-file log, one chunk at a time. */
+  /** Copies the container's output to its json-file log, through the one pump loop. */
   private pump(c: Supervised, recordDir: string, opts: LogOptions): void {
     const log = new JsonLog(logPath(recordDir), opts);
     c.log = log;
-    const one = async (fd: number, stream: string) => {
-      const buf = new Uint8Array(16 * 1024);
-      for (;;) {
-        const n = await this.sys.readAsync(fd, buf, buf.length);
-        if (n <= 0) break;
-        // The next read only after this chunk is on disk: back-pressure to the container.
-        await log.write(stream, buf.subarray(0, n)).catch(() => {});
-      }
-    };
-    c.pumps = [one(c.fds[0], "stdout"), one(c.fds[1], "stderr")];
+    const sink = (stream: string, chunk: Uint8Array) => log.write(stream, chunk);
+    c.drained = Promise.all([
+      this.pumps.add(c.fds[0], "stdout", sink),
+      this.pumps.add(c.fds[1], "stderr", sink),
+    ]);
   }
 
   /** Every detached container of the state root whose init still runs, taken over. */
@@ -501,10 +499,13 @@ export class Supervisor {
 
   private async finish(c: Supervised, exitCode: number | null, signal?: number): Promise<void> {
     // What it wrote last: read until EOF, at most two seconds more.
-    await Promise.race([Promise.all(c.pumps), sleep(2000)]);
+    await Promise.race([c.drained, sleep(2000)]);
     const k = c.state.keeper;
     if (k && isAlive(k.pid, k.startTime)) this.sys.kill(k.pid, 9);
-    await c.log?.close().catch(() => {});
+    for (const fd of c.fds) this.pumps.remove(fd);
+    try {
+      c.log?.close();
+    } catch { /* the disk is full or gone */ }
     for (const fd of c.fds) this.sys.close(fd);
     const recordDir = c.state.record!;
     const oom = oomKilled(c.state);

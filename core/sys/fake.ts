@@ -658,6 +658,18 @@ export class RecordingSys implements Sys {
     return this.record("pollNow", [fd, events], () => 0);
   }
 
+  /** Ready (POLLIN) when a scripted read waits for the fd. */
+  pollReady(fds: Int32Array, events: number, revents: Uint16Array) {
+    return this.record("pollReady", [Array.from(fds), events], () => {
+      let n = 0;
+      fds.forEach((fd, k) => {
+        revents[k] = this.reads.get(fd)?.length ? 1 : 0;
+        if (revents[k]) n++;
+      });
+      return n;
+    });
+  }
+
   setns(fd: number, nstype: number) {
     return this.record("setns", [fd, "0x" + nstype.toString(16)], () => 0);
   }

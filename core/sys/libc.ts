@@ -624,6 +624,21 @@ function bindLibc(): Sys {
     connect: (fd, addr) => r(lib.ibi(nr.connect, fd, addr, addr.length)),
     umask: (mask) => r(lib.i(nr.umask, mask, 0, 0, 0, 0)),
     personality: (persona) => r(lib.i(nr.personality, persona, 0, 0, 0, 0)),
+    pollReady(fds, events, revents) {
+      // struct pollfd[] {int fd; short events, revents}, at least 128 bytes (off V8's heap).
+      const buf = new Uint8Array(Math.max(128, fds.length * 8));
+      const view = new DataView(buf.buffer);
+      for (let k = 0; k < fds.length; k++) {
+        view.setInt32(k * 8, fds[k], true);
+        view.setInt16(k * 8 + 4, events, true);
+      }
+      const at = (b: Uint8Array) => Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(b)));
+      const rc = r(lib.i(nr.ppoll, at(buf), fds.length, at(zeroTime), 0, 0));
+      for (let k = 0; k < fds.length; k++) {
+        revents[k] = rc < 0 ? 0 : view.getUint16(k * 8 + 6, true);
+      }
+      return rc;
+    },
   };
   return sys;
 }

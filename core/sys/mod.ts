@@ -214,6 +214,12 @@ export interface Sys {
   umask(mask: number): number;
   /** personality(2): the previous persona, or -errno. */
   personality(persona: number): number;
+  /**
+   * ppoll(2) of many fds with a zero timeout, on the calling thread: each fd's revents in
+   * `revents` (0 when none), the number ready, or -errno. The supervisor's log pumps: one
+   * call for every pipe, no thread per pipe.
+   */
+  pollReady(fds: Int32Array, events: number, revents: Uint16Array): number;
 }
 
 /** The fields of `struct stat` that micro reads. */

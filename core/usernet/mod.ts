@@ -7,7 +7,7 @@
  */
 import { writeDnsFiles } from "../cni/dns.ts";
 import type { PortMapping } from "../cni/ports.ts";
-import { errnoOf, MicroError } from "../errors.ts";
+import { MicroError } from "../errors.ts";
 import type { Op } from "../ops.ts";
 import {
   hostfwdRequest,

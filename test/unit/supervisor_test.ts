@@ -25,14 +25,14 @@ function entries(path: string): { log: string; stream: string; time: string }[] 
   return Deno.readTextFileSync(path).split("\n").filter((l) => l).map((l) => parseEntry(l)!);
 }
 
-Deno.test("json-file: lines as Docker writes them, partial lines joined, streams apart", async () => {
+Deno.test("json-file: lines as Docker writes them, partial lines joined, streams apart", () => {
   const dir = Deno.makeTempDirSync();
   try {
     const log = new JsonLog(`${dir}/x-json.log`, { maxSize: 0, maxFile: 1 }, () => T);
-    await log.write("stdout", enc.encode("one\ntw"));
-    await log.write("stderr", enc.encode("err\n"));
-    await log.write("stdout", enc.encode("o\nthree"));
-    await log.close();
+    log.write("stdout", enc.encode("one\ntw"));
+    log.write("stderr", enc.encode("err\n"));
+    log.write("stdout", enc.encode("o\nthree"));
+    log.close();
     assert.deepEqual(entries(`${dir}/x-json.log`), [
       { log: "one\n", stream: "stdout", time: T.toISOString() },
       { log: "err\n", stream: "stderr", time: T.toISOString() },
@@ -49,31 +49,31 @@ Deno.test("json-file: lines as Docker writes them, partial lines joined, streams
   }
 });
 
-Deno.test("json-file: a line without end is cut at 16 KiB (memory is bounded)", async () => {
+Deno.test("json-file: a line without end is cut at 16 KiB (memory is bounded)", () => {
   const dir = Deno.makeTempDirSync();
   try {
     const log = new JsonLog(`${dir}/x-json.log`, { maxSize: 0, maxFile: 1 }, () => T);
     const big = new Uint8Array(LINE_MAX * 3 + 5).fill(97);
     for (let k = 0; k < big.length; k += 1000) {
-      await log.write("stdout", big.subarray(k, k + 1000));
+      log.write("stdout", big.subarray(k, k + 1000));
     }
     const got = entries(`${dir}/x-json.log`);
     assert.equal(got.length, 3);
     assert.ok(got.every((e) => e.log.length === LINE_MAX));
-    await log.close();
+    log.close();
     assert.equal(entries(`${dir}/x-json.log`).at(-1)!.log.length, 5);
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
 });
 
-Deno.test("json-file: rotation at max-size keeps max-file files, newest in the plain name", async () => {
+Deno.test("json-file: rotation at max-size keeps max-file files, newest in the plain name", () => {
   const dir = Deno.makeTempDirSync();
   try {
     const path = `${dir}/x-json.log`;
     const log = new JsonLog(path, { maxSize: 1000, maxFile: 3 }, () => T);
-    for (let i = 0; i < 100; i++) await log.write("stdout", enc.encode(`line ${i}\n`));
-    await log.close();
+    for (let i = 0; i < 100; i++) log.write("stdout", enc.encode(`line ${i}\n`));
+    log.close();
     const files = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
     assert.deepEqual(files, ["x-json.log", "x-json.log.1", "x-json.log.2"]);
     for (const f of files) assert.ok(Deno.statSync(`${dir}/${f}`).size <= 1000, f);
@@ -84,8 +84,8 @@ Deno.test("json-file: rotation at max-size keeps max-file files, newest in the p
     assert.deepEqual(n, n.map((_, k) => n[0] + k));
     // max-file=1: truncated in place
     const one = new JsonLog(`${dir}/y-json.log`, { maxSize: 500, maxFile: 1 }, () => T);
-    for (let i = 0; i < 50; i++) await one.write("stdout", enc.encode(`line ${i}\n`));
-    await one.close();
+    for (let i = 0; i < 50; i++) one.write("stdout", enc.encode(`line ${i}\n`));
+    one.close();
     assert.ok(Deno.statSync(`${dir}/y-json.log`).size <= 500);
     assert.equal(logFiles(`${dir}/y-json.log`).length, 1);
   } finally {
