@@ -86,6 +86,10 @@ function spawnSupervisor(): void {
     stdout: "null",
     stderr: "null",
     detached: true,
+    // Under a stream of short-lived log strings V8 lets its heap grow to what a 24 GB host
+    // allows (measured: 138 MB of Private_Dirty at 10 chatty containers, flat); small
+    // semi-spaces and V8's size-over-speed mode keep it near 47 MB, with no heap cap to hit.
+    env: { DENO_V8_FLAGS: "--max-semi-space-size=1,--optimize-for-size" },
   }).spawn();
   child.unref();
 }
