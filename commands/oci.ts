@@ -210,6 +210,7 @@ async function verb(g: Globals, argv: string[]): Promise<number> {
         bundle: (flags.bundle as string | undefined) ?? ".",
         pidFile: flags.pidFile as string | undefined,
         consoleSocket: flags.consoleSocket as string | undefined,
+        noNewKeyring: flags.noNewKeyring === true,
       };
       if (cmd === "create") {
         await rt.create(o);

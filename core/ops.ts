@@ -247,6 +247,11 @@ export interface OpArgs {
    */
   seccomp: { arch: string; instructions: number; policy: string; flags: number; program: string };
   /**
+   * identity: a new anonymous session keyring, as runc's (unless OCI `--no-new-keyring`):
+   * the container does not share the keys of micro's caller's session.
+   */
+  "session-keyring": Record<string, never>;
+  /**
    * attach: ADD the waiting child to a CNI network (core/cni): `config` is the list as JSON,
    * recorded with the result in `cache` (the run's state dir) before ADD runs; `files`: the
    * container's hosts, hostname and resolv.conf, written in `files.dir` once the address is

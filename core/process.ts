@@ -175,6 +175,7 @@ export function processOps(spec: Spec, host: HostInfo): Op[] {
     }));
   }
   if (p.terminal) ops.push(op("rootfs", "process", "console", {}));
+  if (!spec.micro.noNewKeyring) ops.push(op("identity", "process", "session-keyring", {}));
   for (const r of p.rlimits) {
     ops.push(op("credentials", "process", "setrlimit", {
       resource: r.type.replace(/^RLIMIT_/, "").toLowerCase(),

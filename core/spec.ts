@@ -201,6 +201,8 @@ export interface Spec {
      * order (the mount plugin adds none of its own), and its environment as given.
      */
     oci?: { bundle: string };
+    /** OCI `--no-new-keyring`: the container keeps the caller's session keyring. */
+    noNewKeyring?: boolean;
     /** Namespaces joined from running containers (`--ipc container:NAME`), by type. */
     join?: Partial<Record<NamespaceType, string>>;
   };

@@ -1112,6 +1112,15 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         });
         break;
       }
+      case "session-keyring": {
+        step(i, () => {
+          const rc = sys.joinSessionKeyring();
+          // No keyrings in this kernel, or an outer sandbox's seccomp refuses keyctl (its
+          // own session then is what the container shares): as runc, the run goes on.
+          return rc >= 0 || rc === -38 || rc === -1 ? 0 : rc;
+        });
+        break;
+      }
       case "sethostname": {
         i.paths = { name: o.args.name };
         const name = cstr(o.args.name);

@@ -15,6 +15,7 @@ export interface ExecRecord {
 /** The kinds exec repeats, by phase; everything else made the container, not its process. */
 const KEPT: Record<string, readonly string[]> = {
   attach: ["cgroup-join"],
+  identity: ["session-keyring"],
   credentials: [
     "setgroups",
     "setresgid",

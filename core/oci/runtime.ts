@@ -44,10 +44,17 @@ export interface Prepared {
 }
 
 /** Bundle → spec → checks → plan: what `create` runs and `micro plan --bundle` prints. */
-export function prepareBundle(bundle: string, id: string, stateDir: string, sys: Sys): Prepared {
+export function prepareBundle(
+  bundle: string,
+  id: string,
+  stateDir: string,
+  sys: Sys,
+  noNewKeyring = false,
+): Prepared {
   const abs = bundle.startsWith("/") ? bundle : `${Deno.cwd()}/${bundle}`;
   const config = readConfig(sys, abs);
   const t = configToSpec(config, abs, id);
+  if (noNewKeyring) t.spec.micro.noNewKeyring = true;
   for (const w of t.warnings) console.error(`micro: warning: ${w}`);
   return planTranslated(t, id, stateDir, sys);
 }
@@ -79,6 +86,8 @@ export interface CreateOptions {
   bundle: string;
   pidFile?: string;
   consoleSocket?: string;
+  /** `--no-new-keyring`: keep the caller's session keyring (runc's flag). */
+  noNewKeyring?: boolean;
 }
 
 /** Opens `linux.namespaces[].path` for the clone (setns around it, see engine/mod.ts). */
@@ -120,7 +129,7 @@ export async function create(o: CreateOptions, sys = openLibc()): Promise<number
   checkId(o.id);
   const root = ociRoot(o.root, uid, true);
   const dir = `${root}/${o.id}`;
-  const p = prepareBundle(o.bundle, o.id, dir, sys);
+  const p = prepareBundle(o.bundle, o.id, dir, sys, o.noNewKeyring);
   if (p.t.spec.process.terminal !== (o.consoleSocket !== undefined)) {
     sys.close(p.image.fd);
     throw new MicroError(

@@ -686,6 +686,10 @@ export class RecordingSys implements Sys {
     return this.record("umask", [mask], () => 0o022);
   }
 
+  joinSessionKeyring() {
+    return this.record("joinSessionKeyring", [], () => 7);
+  }
+
   personality(persona: number) {
     return this.record("personality", [persona], () => 0);
   }

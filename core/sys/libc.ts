@@ -87,6 +87,7 @@ const NR = {
     connect: 42,
     umask: 95,
     personality: 135,
+    keyctl: 250,
   },
   aarch64: {
     bpf: 280,
@@ -164,6 +165,7 @@ const NR = {
     connect: 203,
     umask: 166,
     personality: 92,
+    keyctl: 219,
   },
 } as const;
 
@@ -624,6 +626,8 @@ function bindLibc(): Sys {
     connect: (fd, addr) => r(lib.ibi(nr.connect, fd, addr, addr.length)),
     umask: (mask) => r(lib.i(nr.umask, mask, 0, 0, 0, 0)),
     personality: (persona) => r(lib.i(nr.personality, persona, 0, 0, 0, 0)),
+    // KEYCTL_JOIN_SESSION_KEYRING (1) with a NULL name: never an existing keyring by name.
+    joinSessionKeyring: () => r(lib.i(nr.keyctl, 1, 0, 0, 0, 0)),
     pollReady(fds, events, revents) {
       // struct pollfd[] {int fd; short events, revents}, at least 128 bytes (off V8's heap).
       const buf = new Uint8Array(Math.max(128, fds.length * 8));

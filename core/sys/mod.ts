@@ -215,6 +215,11 @@ export interface Sys {
   /** personality(2): the previous persona, or -errno. */
   personality(persona: number): number;
   /**
+   * keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL): a new anonymous session keyring for this
+   * process and its children (not the caller's); its serial, or -errno.
+   */
+  joinSessionKeyring(): number;
+  /**
    * ppoll(2) of many fds with a zero timeout, on the calling thread: each fd's revents in
    * `revents` (0 when none), the number ready, or -errno. The supervisor's log pumps: one
    * call for every pipe, no thread per pipe.

@@ -1044,6 +1044,7 @@ Deno.test("a real plan compiles into the expected child steps, phase by phase", 
     "rootfs mount pivot-root ",
     "identity uts sethostname ",
     "identity net loopback-up ",
+    "identity process session-keyring ",
     "credentials process setgroups ",
     "credentials process setresgid ",
     "credentials process setresuid ",
@@ -1097,6 +1098,7 @@ Deno.test("a real plan runs to the trampoline with every PATH candidate", () => 
     "socket(2, 0x80002, 0)",
     `ioctlBuf(${lo}, 0x8914)`,
     `close(${lo})`,
+    "joinSessionKeyring()",
     "setgroups([50])",
     "setresgid(1000, 1000, 1000)",
     "setresuid(1000, 1000, 1000)",
@@ -1259,4 +1261,29 @@ Deno.test("OCI exec: the child keeps the container's pidfd at 1016 and enters us
   const setns = calls.indexOf(`setns(1016, "0x${(C.CLONE_NEWUSER | C.CLONE_NEWNS).toString(16)}")`);
   assert.ok(setns > 0 && calls[setns + 1] === "close(1016)", calls.join("\n"));
   assert.ok(!calls.some((c) => c.includes("/proc/self/fd/1015")));
+});
+
+Deno.test("session-keyring: a new anonymous one; no keyrings or keyctl refused outside: goes on", () => {
+  const ops = [op("identity", "process", "session-keyring", {})];
+  const sys = new RecordingSys();
+  runToEnd(ops, sys);
+  assert.deepEqual(sys.format().slice(PROLOGUE.length), [
+    "joinSessionKeyring()",
+    ...exitWithReport(-1, 0),
+  ]);
+  for (const errno of [38, 1]) {
+    const s = new RecordingSys().failOn("joinSessionKeyring", errno);
+    runToEnd(ops, s);
+    assert.deepEqual(s.format().slice(PROLOGUE.length), [
+      "joinSessionKeyring()",
+      ...exitWithReport(-1, 0),
+    ]);
+  }
+  // Any other failure (EDQUOT: the user's key quota) fails the run at that step.
+  const s = new RecordingSys().failOn("joinSessionKeyring", 122);
+  runToEnd(ops, s);
+  assert.deepEqual(s.format().slice(PROLOGUE.length), [
+    "joinSessionKeyring()",
+    ...exitWithReport(6, 122), // after the prologue's six steps
+  ]);
 });

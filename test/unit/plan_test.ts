@@ -150,3 +150,20 @@ Deno.test("the default hostname is the short container id, as Docker's, whatever
     /a hostname is 1 to 64 letters, digits, dots and dashes/,
   );
 });
+
+Deno.test("every run joins a new session keyring before its credentials; OCI --no-new-keyring not", () => {
+  const { profile } = resolveProfile(["default"], {}, PLUGINS);
+  const spec = () =>
+    buildSpec(
+      { image: "/images/busybox", args: ["true"], terminal: false, stdin: false },
+      profile,
+      PLUGINS,
+    );
+  const ops = planRun(spec(), host(), PLUGINS);
+  const k = ops.findIndex((o) => o.kind === "session-keyring");
+  assert.ok(k >= 0 && ops[k].phase === "identity");
+  assert.ok(k < ops.findIndex((o) => o.kind === "seccomp"), "before seccomp refuses keyctl");
+  const oci = spec();
+  oci.micro.noNewKeyring = true;
+  assert.ok(!planRun(oci, host(), PLUGINS).some((o) => o.kind === "session-keyring"));
+});
