@@ -24,7 +24,7 @@ set -eu
 PACKAGES="busybox-static iproute2 util-linux procps python3 attr libcap2-bin"
 PACKAGES="$PACKAGES binutils binutils-aarch64-linux-gnu qemu-user-static"
 PACKAGES="$PACKAGES docker-registry skopeo openssl apache2-utils uidmap podman"
-PACKAGES="$PACKAGES containerd"
+PACKAGES="$PACKAGES containerd strace"
 PACKAGES="$PACKAGES mmdebstrap containernetworking-plugins iptables curl iperf3 passt slirp4netns"
 
 installed() {

@@ -2,7 +2,18 @@
  * The process micro starts: user and groups, environment, working directory, limits.
  */
 import assert from "node:assert/strict";
-import { microTest, ok, sh, show, withTempDir } from "./_helpers.ts";
+import {
+  exists,
+  IMAGE,
+  lacking,
+  MICRO,
+  microTest,
+  ok,
+  run,
+  sh,
+  show,
+  withTempDir,
+} from "./_helpers.ts";
 
 const ID = 'echo "$(id -u) $(id -g) $(id -G)"';
 
@@ -120,3 +131,27 @@ microTest("hardened sets no_new_privs; default does not", async () => {
   assert.equal(await nnp(["--profile", "hardened"]), "1");
   assert.equal(await nnp([]), "0");
 });
+
+/** keyctl calls of micro and its children, as strace shows them. */
+async function keyctlCalls(args: string[]): Promise<string> {
+  const dir = Deno.makeTempDirSync({ prefix: "micro-keyring-" });
+  try {
+    const r = await run(["-f", "-e", "trace=keyctl", "-o", `${dir}/trace`, MICRO, ...args], {
+      cmd: "strace",
+    });
+    assert.equal(r.code, 0, show(r));
+    return Deno.readTextFileSync(`${dir}/trace`);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+}
+
+microTest(
+  "a container joins a new anonymous session keyring (as runc), not its caller's",
+  async () => {
+    const trace = await keyctlCalls(["run", "--rm", "--network", "none", IMAGE, "true"]);
+    // NULL: a new keyring, never one found by name.
+    assert.match(trace, /keyctl\(KEYCTL_JOIN_SESSION_KEYRING, NULL\) = \d+/);
+  },
+  { ignore: lacking(exists("/usr/bin/strace") ? undefined : "no strace") },
+);
