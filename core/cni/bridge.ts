@@ -71,30 +71,18 @@ export function bridgeRules(saved: string, bridge: string): string[][] {
   return out;
 }
 
-/** Removes the isolation rules the firewall plugin added for `bridge`; returns problems. */
-export async function removeIsolationRules(bridge: string): Promise<string[]> {
-  const problems: string[] = [];
-  for (const chain of ISOLATION_CHAINS) {
-    const saved = await tool("iptables", ["-w", "-S", chain]);
-    if (!saved.ok) continue; // no such chain: nothing was added
-    for (const rule of bridgeRules(saved.out, bridge)) {
-      const r = await tool("iptables", ["-w", "-D", ...rule]);
-      if (!r.ok) problems.push(`iptables -D ${rule.join(" ")}: ${r.out.trim().split("\n")[0]}`);
-    }
-  }
-  return problems;
-}
-
-/** Deletes the bridge device, its isolation and internal rules; returns problems. */
-export async function removeBridge(bridge: string): Promise<string[]> {
+/**
+ * Deletes the bridge device, then, under the CNI lock, in one iptables-save and one
+ * iptables-restore: its isolation and internal rules, micro's internal chain once empty, and
+ * the shared chains micro made once they hold nothing of a container. Returns problems.
+ */
+export async function removeBridge(bridge: string, dir = IPAM_DIR): Promise<string[]> {
   const problems: string[] = [];
   const r = await tool("ip", ["link", "del", "dev", bridge]);
   if (!r.ok && !/Cannot find device|does not exist/.test(r.out)) {
     problems.push(`ip link del ${bridge}: ${r.out.trim().split("\n")[0]}`);
   }
-  problems.push(...await removeIsolationRules(bridge));
-  problems.push(...await removeInternalRules(bridge));
-  problems.push(...await removeSharedChains());
+  problems.push(...await withCniLock(() => dropBridgeRules(bridge, dir), dir));
   return problems;
 }
 
@@ -137,29 +125,6 @@ export async function ensureInternalRules(bridge: string): Promise<void> {
   for (const rule of internalRules(bridge)) {
     if (!(await tool("iptables", ["-w", "-C", ...rule])).ok) await must(["-A", ...rule]);
   }
-}
-
-/** Removes the bridge's internal rules; the chain and its jump go when it is empty. */
-export function removeInternalRules(bridge: string, lockDir = IPAM_DIR): Promise<string[]> {
-  // Under the CNI lock: an internal network's ADD may be making the chain meanwhile.
-  return withCniLock(() => dropInternalRules(bridge), lockDir);
-}
-
-async function dropInternalRules(bridge: string): Promise<string[]> {
-  const saved = await tool("iptables", ["-w", "-S", INTERNAL_CHAIN]);
-  if (!saved.ok) return []; // no such chain: no internal network was ever attached
-  const problems: string[] = [];
-  for (const rule of bridgeRules(saved.out, bridge)) {
-    const r = await tool("iptables", ["-w", "-D", ...rule]);
-    if (!r.ok) problems.push(`iptables -D ${rule.join(" ")}: ${r.out.trim().split("\n")[0]}`);
-  }
-  const left = await tool("iptables", ["-w", "-S", INTERNAL_CHAIN]);
-  if (left.ok && !left.out.split("\n").some((l) => l.startsWith("-A "))) {
-    while ((await tool("iptables", ["-w", "-D", ...JUMP])).ok) { /* every jump */ }
-    const x = await tool("iptables", ["-w", "-X", INTERNAL_CHAIN]);
-    if (!x.ok) problems.push(`iptables -X ${INTERNAL_CHAIN}: ${x.out.trim().split("\n")[0]}`);
-  }
-  return problems;
 }
 
 /**
@@ -299,53 +264,99 @@ export function holdsNothing(rules: string[][], recorded: string[]): boolean {
   });
 }
 
+type Saved = Record<"filter" | "nat", { chains: string[]; rules: string[] }>;
+
 /**
- * Removes the shared chains micro made once none holds anything of a container (after the
- * last bridge of micro's went); the record goes with them, so the next ADD records anew.
+ * The iptables-restore script that removes `bridge`'s rules from the isolation and internal
+ * chains (`saved`: iptables-save of filter and nat), the internal chain and its jumps once
+ * nothing else is in it, and the `recorded` shared chains micro made once, without those
+ * rules, they hold nothing of a container. `shared`: whether the latter go. Pure.
  */
-export function removeSharedChains(dir = IPAM_DIR): Promise<string[]> {
-  return withCniLock(() => dropSharedChains(dir), dir);
+export function bridgeRulesScript(
+  saved: Saved,
+  bridge: string,
+  recorded: Tables | null,
+): { script: string; shared: boolean } {
+  const words = (table: "filter" | "nat") => saved[table].rules.map((l) => ruleWords(l));
+  const lines: Record<"filter" | "nat", string[]> = { filter: [], nat: [] };
+  const fw = words("filter");
+  const gone = new Set<number>();
+  const del = (i: number) => {
+    if (gone.has(i)) return;
+    gone.add(i);
+    lines.filter.push(`-D${saved.filter.rules[i].slice(2)}`);
+  };
+  const owned = [...ISOLATION_CHAINS, INTERNAL_CHAIN];
+  fw.forEach((w, i) => {
+    if (
+      owned.includes(w[1]) && w.some((x, k) => (x === "-i" || x === "-o") && w[k + 1] === bridge)
+    ) {
+      del(i);
+    }
+  });
+  const target = (w: string[]) => w[w.indexOf("-j") + 1];
+  const dropped: string[] = [];
+  if (
+    saved.filter.chains.includes(INTERNAL_CHAIN) &&
+    fw.every((w, i) => w[1] !== INTERNAL_CHAIN || gone.has(i))
+  ) {
+    fw.forEach((w, i) => {
+      if (w[1] !== INTERNAL_CHAIN && target(w) === INTERNAL_CHAIN) del(i);
+    });
+    lines.filter.push(`-X ${INTERNAL_CHAIN}`);
+    dropped.push(INTERNAL_CHAIN);
+  }
+  let shared = false;
+  if (recorded && (recorded.filter.length || recorded.nat.length)) {
+    const extra: Record<"filter" | "nat", string[]> = { filter: [], nat: [] };
+    shared = true;
+    for (const table of ["filter", "nat"] as const) {
+      const w = table === "filter" ? fw : words(table);
+      const left = (i: number) => table !== "filter" || !gone.has(i);
+      const mine = recorded[table].filter((c) => saved[table].chains.includes(c));
+      for (const chain of mine) {
+        const rules = w.filter((r, i) => left(i) && r[1] === chain).map((r) => r.slice(2));
+        if (!holdsNothing(rules, mine)) shared = false; // a container still uses them
+      }
+      // The jumps into them from other chains (FORWARD, PREROUTING, ...), then the chains.
+      w.forEach((r, i) => {
+        if (left(i) && !mine.includes(r[1]) && mine.includes(target(r))) {
+          extra[table].push(`-D${saved[table].rules[i].slice(2)}`);
+        }
+      });
+      for (const chain of mine) extra[table].push(`-F ${chain}`);
+      for (const chain of mine) extra[table].push(`-X ${chain}`);
+    }
+    if (shared) {
+      lines.filter.push(...extra.filter);
+      lines.nat.push(...extra.nat);
+    }
+  }
+  let script = "";
+  for (const table of ["filter", "nat"] as const) {
+    if (lines[table].length) script += `*${table}\n${lines[table].join("\n")}\nCOMMIT\n`;
+  }
+  return { script, shared };
 }
 
-async function dropSharedChains(dir: string): Promise<string[]> {
-  const rec = readChains(dir);
-  if (!rec || (!rec.filter.length && !rec.nat.length)) return [];
-  let t;
+async function dropBridgeRules(bridge: string, dir: string): Promise<string[]> {
+  let saved: Saved;
   try {
-    t = await saveTables();
+    saved = await saveTables();
   } catch (e) {
     return [(e as Error).message];
   }
-  // One iptables-restore for all of it (a call per rule costs a run tens of ms each).
-  let script = "";
-  for (const table of ["filter", "nat"] as const) {
-    const mine = rec[table].filter((c) => t[table].chains.includes(c));
-    const words = t[table].rules.map((l) => ruleWords(l));
-    for (const chain of mine) {
-      const rules = words.filter((w) => w[1] === chain).map((w) => w.slice(2));
-      if (!holdsNothing(rules, mine)) return []; // a container still uses them
-    }
-    if (!mine.length) continue;
-    script += `*${table}\n`;
-    // The jumps into them from other chains (FORWARD, PREROUTING, ...), then the chains.
-    t[table].rules.forEach((line, i) => {
-      const w = words[i];
-      if (!mine.includes(w[1]) && mine.includes(w[w.indexOf("-j") + 1])) {
-        script += `-D${line.slice(2)}\n`;
-      }
-    });
-    for (const chain of mine) script += `-F ${chain}\n`;
-    for (const chain of mine) script += `-X ${chain}\n`;
-    script += "COMMIT\n";
-  }
+  const { script, shared } = bridgeRulesScript(saved, bridge, readChains(dir));
   const problems: string[] = [];
   if (script) {
     const r = await restore(script);
-    if (r) problems.push(`iptables-restore --noflush: ${r}`);
+    if (r) return [`iptables-restore --noflush: ${r}`];
   }
-  try {
-    Deno.removeSync(`${dir}/${CHAINS_FILE}`);
-  } catch { /* gone */ }
+  if (shared) {
+    try {
+      Deno.removeSync(`${dir}/${CHAINS_FILE}`);
+    } catch { /* gone */ }
+  }
   return problems;
 }
 

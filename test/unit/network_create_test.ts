@@ -6,7 +6,13 @@
 import assert from "node:assert/strict";
 import { FileRefused } from "../../core/files.ts";
 import { microConfList } from "../../core/cni/config.ts";
-import { bridgeRules, holdsNothing, internalRules, ruleWords } from "../../core/cni/bridge.ts";
+import {
+  bridgeRules,
+  bridgeRulesScript,
+  holdsNothing,
+  internalRules,
+  ruleWords,
+} from "../../core/cni/bridge.ts";
 import { freePorts } from "../../core/cni/attach.ts";
 import {
   bridgeName,
@@ -326,4 +332,63 @@ Deno.test("network: shared chains hold nothing only with the plugins' fixed rule
   // A container's rule, or a jump to a chain micro did not make: kept.
   assert.equal(holdsNothing(rules(["-A CNI-FORWARD -s 10.88.0.2/32 -j ACCEPT"]), mine), false);
   assert.equal(holdsNothing(rules(["-A CNI-FORWARD -j CNI-OTHER"]), mine), false);
+});
+
+Deno.test("a bridge's rules, micro's emptied chains and the shared chains go in one restore script", () => {
+  const saved = {
+    filter: {
+      chains: [
+        "FORWARD",
+        "CNI-FORWARD",
+        "CNI-ISOLATION-STAGE-1",
+        "CNI-ISOLATION-STAGE-2",
+        "MICRO-INTERNAL",
+      ],
+      rules: [
+        "-A FORWARD -j MICRO-INTERNAL",
+        '-A FORWARD -m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD',
+        "-A FORWARD -j CNI-ISOLATION-STAGE-1",
+        '-A CNI-ISOLATION-STAGE-1 -i mbr-1 ! -o mbr-1 -m comment --comment "x y" -j CNI-ISOLATION-STAGE-2',
+        "-A CNI-ISOLATION-STAGE-1 -j RETURN",
+        "-A CNI-ISOLATION-STAGE-2 -o mbr-1 -j DROP",
+        "-A CNI-ISOLATION-STAGE-2 -j RETURN",
+        "-A MICRO-INTERNAL -i mbr-1 ! -o mbr-1 -j DROP",
+        "-A MICRO-INTERNAL -o mbr-1 ! -i mbr-1 -j DROP",
+      ],
+    },
+    nat: {
+      chains: ["POSTROUTING", "CNI-HOSTPORT-MASQ"],
+      rules: ["-A POSTROUTING -j CNI-HOSTPORT-MASQ"],
+    },
+  };
+  const recorded = {
+    filter: ["CNI-FORWARD", "CNI-ISOLATION-STAGE-1", "CNI-ISOLATION-STAGE-2"],
+    nat: ["CNI-HOSTPORT-MASQ"],
+  };
+  const { script, shared } = bridgeRulesScript(saved, "mbr-1", recorded);
+  assert.equal(shared, true);
+  assert.equal(
+    script,
+    "*filter\n" +
+      '-D CNI-ISOLATION-STAGE-1 -i mbr-1 ! -o mbr-1 -m comment --comment "x y" -j CNI-ISOLATION-STAGE-2\n' +
+      "-D CNI-ISOLATION-STAGE-2 -o mbr-1 -j DROP\n" +
+      "-D MICRO-INTERNAL -i mbr-1 ! -o mbr-1 -j DROP\n" +
+      "-D MICRO-INTERNAL -o mbr-1 ! -i mbr-1 -j DROP\n" +
+      "-D FORWARD -j MICRO-INTERNAL\n" +
+      "-X MICRO-INTERNAL\n" +
+      '-D FORWARD -m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD\n' +
+      "-D FORWARD -j CNI-ISOLATION-STAGE-1\n" +
+      "-F CNI-FORWARD\n-F CNI-ISOLATION-STAGE-1\n-F CNI-ISOLATION-STAGE-2\n" +
+      "-X CNI-FORWARD\n-X CNI-ISOLATION-STAGE-1\n-X CNI-ISOLATION-STAGE-2\n" +
+      "COMMIT\n" +
+      "*nat\n-D POSTROUTING -j CNI-HOSTPORT-MASQ\n-F CNI-HOSTPORT-MASQ\n-X CNI-HOSTPORT-MASQ\nCOMMIT\n",
+  );
+  // Another bridge's rules stay, and with them the shared chains and the internal chain.
+  saved.filter.rules.push("-A CNI-ISOLATION-STAGE-2 -o mbr-2 -j DROP");
+  saved.filter.rules.push("-A MICRO-INTERNAL -i mbr-2 ! -o mbr-2 -j DROP");
+  const kept = bridgeRulesScript(saved, "mbr-1", recorded);
+  assert.equal(kept.shared, false);
+  assert.doesNotMatch(kept.script, /-X|-F|mbr-2|\*nat/);
+  // Nothing recorded (the chains were there before micro): only the bridge's own rules.
+  assert.doesNotMatch(bridgeRulesScript(saved, "mbr-1", null).script, /CNI-FORWARD/);
 });
