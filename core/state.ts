@@ -148,6 +148,24 @@ export function createRunDir(root: string, id: string, uid: number): string {
   return dir;
 }
 
+/**
+ * Sends `signal` to `pid` only while it is the process that started at `start`: the pid is
+ * opened as a pidfd first and its start time checked after, so a pid the kernel gave to
+ * another process since (an unrelated host process) is never signalled. 0, -3 (ESRCH) when
+ * that process is gone, or -errno.
+ */
+export function signalProcess(sys: Sys, pid: number, start: number, signal: number): number {
+  if (!pid || pid < 0) return -3;
+  const fd = sys.pidfdOpen(pid, 0);
+  if (fd < 0) return fd;
+  try {
+    if (processStartTime(pid) !== start || start < 0) return -3;
+    return sys.pidfdSendSignal(fd, signal);
+  } finally {
+    sys.close(fd);
+  }
+}
+
 export function isAlive(pid: number | undefined, start: number | undefined): boolean {
   if (!pid) return false;
   const now = processStartTime(pid);

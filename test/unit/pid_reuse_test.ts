@@ -1,0 +1,68 @@
+/**
+ * Signals go to a process through a pidfd checked against what micro recorded (its start
+ * time, or its cgroup), never by a pid checked earlier: a pid the kernel gave out again
+ * belongs to an unrelated host process.
+ */
+import assert from "node:assert/strict";
+import { processStartTime, signalProcess } from "../../core/state.ts";
+import { kill, signalMember } from "../../core/oci/runtime.ts";
+import type { OciState } from "../../core/oci/state.ts";
+import { RecordingSys } from "../../core/sys/fake.ts";
+
+const me = Deno.pid;
+const myStart = processStartTime(me);
+
+function ociState(startTime: number): OciState {
+  return {
+    id: "c1",
+    pid: me,
+    startTime,
+    bundle: "/b",
+    rootfs: "/b/rootfs",
+    created: "",
+    owner: "root",
+    annotations: {},
+    cgroups: [],
+  };
+}
+
+Deno.test("signalProcess signals through the pidfd it opened, then closes it", () => {
+  const sys = new RecordingSys();
+  assert.equal(signalProcess(sys, me, myStart, 15), 0);
+  assert.deepEqual(sys.names(), ["pidfdOpen", "pidfdSendSignal", "close"]);
+  assert.ok(!sys.names().includes("kill"));
+});
+
+Deno.test("signalProcess leaves a pid whose start time is not the recorded one", () => {
+  const sys = new RecordingSys();
+  assert.equal(signalProcess(sys, me, myStart + 1, 9), -3);
+  assert.deepEqual(sys.names(), ["pidfdOpen", "close"]);
+});
+
+Deno.test("signalProcess reports a process gone before the pidfd (ESRCH)", () => {
+  const sys = new RecordingSys().failOn("pidfdOpen", 3);
+  assert.equal(signalProcess(sys, me, myStart, 9), -3);
+  assert.deepEqual(sys.names(), ["pidfdOpen"]);
+});
+
+Deno.test("oci kill signals the container's process by pidfd, never kill(2) by pid", () => {
+  const root = Deno.makeTempDirSync();
+  try {
+    Deno.mkdirSync(`${root}/c1`);
+    Deno.writeTextFileSync(`${root}/c1/state.json`, JSON.stringify(ociState(myStart)));
+    const sys = new RecordingSys();
+    kill(root, "c1", 0, false, sys);
+    assert.ok(!sys.names().includes("kill"), sys.names().join(" "));
+    assert.deepEqual(sys.calls().find((c) => c.call === "pidfdSendSignal")?.args.slice(1), [0]);
+  } finally {
+    Deno.removeSync(root, { recursive: true });
+  }
+});
+
+Deno.test("oci signalMember leaves a pid that is no longer in the container's cgroup", () => {
+  const sys = new RecordingSys();
+  // No cgroup of its own: an extra pid is never one of the container's.
+  assert.equal(signalMember(ociState(myStart), 1, 9, sys), -3);
+  assert.ok(!sys.names().includes("pidfdSendSignal"));
+  assert.ok(!sys.names().includes("kill"));
+});
