@@ -4,7 +4,7 @@
  * belongs to an unrelated host process.
  */
 import assert from "node:assert/strict";
-import { processStartTime, signalProcess } from "../../core/state.ts";
+import { killRecorded, processStartTime, signalProcess } from "../../core/state.ts";
 import { kill, signalMember } from "../../core/oci/runtime.ts";
 import type { OciState } from "../../core/oci/state.ts";
 import { RecordingSys } from "../../core/sys/fake.ts";
@@ -65,4 +65,22 @@ Deno.test("oci signalMember leaves a pid that is no longer in the container's cg
   assert.equal(signalMember(ociState(myStart), 1, 9, sys), -3);
   assert.ok(!sys.names().includes("pidfdSendSignal"));
   assert.ok(!sys.names().includes("kill"));
+});
+
+Deno.test("killRecorded (gc, rm -f) kills a pid only while its start time is the recorded one", async () => {
+  const child = new Deno.Command("sleep", { args: ["30"] }).spawn();
+  try {
+    const start = processStartTime(child.pid);
+    assert.ok(start > 0);
+    // Recorded with another start time: the pid now names another process, left alone.
+    killRecorded(child.pid, start + 1);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(processStartTime(child.pid), start);
+    killRecorded(child.pid, start);
+    assert.equal((await child.status).signal, "SIGKILL");
+  } finally {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* gone */ }
+  }
 });
