@@ -17,7 +17,7 @@ import { plannedCgroups } from "../engine/parent.ts";
 import { CLONE_FLAGS } from "../engine/child.ts";
 import { CLONE_FLAG } from "../../plugins/_ns.ts";
 import { removeRecorded } from "../cgroups/fs.ts";
-import { processStartTime, signalProcess } from "../state.ts";
+import { newId, processStartTime, signalProcess } from "../state.ts";
 import { parseSignal } from "../signals.ts";
 import { PLUGINS } from "../../plugins/mod.ts";
 import { configToSpec, readConfig, type Translated } from "./config.ts";
@@ -111,13 +111,22 @@ function openJoins(t: Translated, sys: Sys): { pidfd: number; flags: number }[] 
   return out;
 }
 
-/** Writes `pid` to `path` atomically (a temp file renamed), as runc does. */
+/**
+ * Writes `pid` to `path` atomically (a temp file renamed), as runc does. The temp file is
+ * made new (O_EXCL, so never through a link someone planted in a shared directory such as
+ * /tmp) under a name nobody can guess.
+ */
 export function writePidFile(path: string, pid: number): void {
   const abs = path.startsWith("/") ? path : `${Deno.cwd()}/${path}`;
   const dir = abs.slice(0, abs.lastIndexOf("/")) || "/";
-  const tmp = `${dir}/.${abs.slice(abs.lastIndexOf("/") + 1)}.micro-tmp`;
-  Deno.writeTextFileSync(tmp, String(pid), { mode: 0o644 });
-  Deno.renameSync(tmp, abs);
+  const tmp = `${dir}/.${abs.slice(abs.lastIndexOf("/") + 1)}.${newId()}.micro-tmp`;
+  Deno.writeTextFileSync(tmp, String(pid), { mode: 0o644, createNew: true });
+  try {
+    Deno.renameSync(tmp, abs);
+  } catch (e) {
+    Deno.removeSync(tmp);
+    throw e;
+  }
 }
 
 /**
