@@ -334,7 +334,7 @@ export function gc(
         if (state.record) detachedEnded(state.record, state.pid);
       }
       // A rootless network's helper (pasta daemonizes) outlives a killed micro.
-      stopLeftHelper(dir, kill);
+      stopLeftHelper(dir, sys);
       remove(dir, state, sys);
       cleaned.push(e.name);
     } catch (err) {

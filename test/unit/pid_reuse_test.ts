@@ -8,6 +8,8 @@ import { killRecorded, processStartTime, signalProcess } from "../../core/state.
 import { kill, signalMember } from "../../core/oci/runtime.ts";
 import type { OciState } from "../../core/oci/state.ts";
 import { RecordingSys } from "../../core/sys/fake.ts";
+import { openLibc } from "../../core/sys/libc.ts";
+import { stopLeftHelper } from "../../core/usernet/record.ts";
 
 const me = Deno.pid;
 const myStart = processStartTime(me);
@@ -82,5 +84,35 @@ Deno.test("killRecorded (gc, rm -f) kills a pid only while its start time is the
     try {
       child.kill("SIGKILL");
     } catch { /* gone */ }
+  }
+});
+
+Deno.test("a rootless network helper left behind is killed through a pidfd checked after it is open", async () => {
+  const dir = Deno.makeTempDirSync();
+  // Stands for pasta: its command line names the run's pid file, as micro started it.
+  const child = new Deno.Command("sh", {
+    args: ["-c", "sleep 30; :", "pasta", `${dir}/pasta.pid`],
+  }).spawn();
+  try {
+    Deno.writeTextFileSync(`${dir}/pasta.pid`, String(child.pid));
+    for (
+      let i = 0;
+      i < 100 && !Deno.readTextFileSync(`/proc/${child.pid}/cmdline`).includes(dir);
+      i++
+    ) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const fake = new RecordingSys();
+    assert.equal(stopLeftHelper(dir, () => fake), true);
+    assert.deepEqual(fake.names(), ["pidfdOpen", "pidfdSendSignal", "close"]);
+    assert.ok(stopLeftHelper(dir, openLibc));
+    assert.equal((await child.status).signal, "SIGKILL");
+    // Gone: its pid file names no process with that command line, and libc is not opened.
+    assert.equal(stopLeftHelper(dir, () => assert.fail("no helper: no signal")), false);
+  } finally {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* gone */ }
+    Deno.removeSync(dir, { recursive: true });
   }
 });
