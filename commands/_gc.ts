@@ -1,6 +1,8 @@
 /** Every command that touches containers first cleans what killed runs left (DESIGN.md §7). */
 export async function gcState(): Promise<void> {
-  const { deadNetworkRuns, gc, stateRoot, unsupervised } = await import("../core/state.ts");
+  const { deadNetworkRuns, gc, killRecorded, stateRoot, unsupervised } = await import(
+    "../core/state.ts"
+  );
   const { openLibc } = await import("../core/sys/libc.ts");
   const uid = Deno.uid() ?? 0;
   const networks = deadNetworkRuns(stateRoot(uid), uid, openLibc);
@@ -8,11 +10,7 @@ export async function gcState(): Promise<void> {
     const { gcNetworks } = await import("../core/cni/gc.ts");
     for (const w of await gcNetworks(networks)) console.error(`micro: warning: cleanup: ${w}`);
   }
-  gc(stateRoot(uid), uid, (pid) => {
-    try {
-      Deno.kill(pid, "SIGKILL");
-    } catch { /* already gone */ }
-  }, openLibc);
+  gc(stateRoot(uid), uid, (pid, start) => killRecorded(pid, start), openLibc);
   // Detached containers whose supervisor was killed: a new one takes them over.
   if (unsupervised(stateRoot(uid), uid)) {
     const { ask } = await import("../core/supervisor/client.ts");

@@ -185,11 +185,8 @@ export function rm(argv: string[]): Promise<number> {
             });
             if (!r.ok) throw new MicroError(r.error ?? `rm: container ${ref}: not stopped`);
           } else if (live) {
-            await killContainer(rec, s.state, s.uid, (pid) => {
-              try {
-                Deno.kill(pid, "SIGKILL");
-              } catch { /* gone already */ }
-            });
+            const { killRecorded } = await import("../core/state.ts");
+            await killContainer(rec, s.state, s.uid, killRecorded);
             await gcState(); // what a micro killed in turn left
           }
           const why = removeContainerDir(containerDir(s.root, rec.id));

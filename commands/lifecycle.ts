@@ -285,13 +285,12 @@ async function stopForeground(
   signal: number,
   timeout: number,
 ): Promise<void> {
-  const { isAlive } = await import("../core/state.ts");
+  const { isAlive, signalProcess } = await import("../core/state.ts");
   const { openLibc } = await import("../core/sys/libc.ts");
   const sys = openLibc();
   const gone = () => !isAlive(st.containerPid, st.containerStartTime);
-  const send = (n: number) => {
-    if (!gone()) sys.kill(st.containerPid!, n);
-  };
+  // Through a pidfd checked against the start time: never a pid given out again since.
+  const send = (n: number) => signalProcess(sys, st.containerPid!, st.containerStartTime!, n);
   send(signal);
   const end = timeout < 0 ? Infinity : Date.now() + timeout * 1000;
   while (!gone() && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
@@ -382,11 +381,10 @@ export function kill(argv: string[]): Promise<number> {
         }
         if (!st.detached) {
           // A foreground run: straight to its first process (its micro records the end).
-          const { isAlive } = await import("../core/state.ts");
+          const { signalProcess } = await import("../core/state.ts");
           const { openLibc } = await import("../core/sys/libc.ts");
-          if (isAlive(st.containerPid, st.containerStartTime)) {
-            openLibc().kill(st.containerPid!, signal);
-          }
+          const pid = st.containerPid ?? 0;
+          signalProcess(openLibc(), pid, st.containerStartTime ?? -1, signal);
           return void console.log(ref);
         }
         const reply = await ask(s.state, s.uid, { op: "kill", runId: rec.runId, signal });

@@ -10,6 +10,7 @@ import type { ExecRecord } from "./exec/record.ts";
 import { MicroError } from "./errors.ts";
 import { readRecord, removeContainerDir, writeRecord } from "./store/containers.ts";
 import { C, cstr, type Sys } from "./sys/mod.ts";
+import { openLibc } from "./sys/libc.ts";
 import { now, span } from "./trace.ts";
 
 export interface RunState {
@@ -148,6 +149,38 @@ export function createRunDir(root: string, id: string, uid: number): string {
   return dir;
 }
 
+/**
+ * Sends `signal` to `pid` only while it is the process that started at `start`: the pid is
+ * opened as a pidfd first and its start time checked after, so a pid the kernel gave to
+ * another process since (an unrelated host process) is never signalled. 0, -3 (ESRCH) when
+ * that process is gone, or -errno.
+ */
+export function signalProcess(sys: Sys, pid: number, start: number, signal: number): number {
+  if (!pid || pid < 0) return -3;
+  const fd = sys.pidfdOpen(pid, 0);
+  if (fd < 0) return fd;
+  try {
+    if (processStartTime(pid) !== start || start < 0) return -3;
+    return sys.pidfdSendSignal(fd, signal);
+  } finally {
+    sys.close(fd);
+  }
+}
+
+/**
+ * SIGKILL for gc and `rm -f`: through a checked pidfd when the start time was recorded, else
+ * (a helper found by its command line) by pid.
+ */
+export function killRecorded(pid: number, start?: number): void {
+  if (start !== undefined) {
+    signalProcess(openLibc(), pid, start, 9);
+    return;
+  }
+  try {
+    Deno.kill(pid, "SIGKILL");
+  } catch { /* already gone */ }
+}
+
 export function isAlive(pid: number | undefined, start: number | undefined): boolean {
   if (!pid) return false;
   const now = processStartTime(pid);
@@ -251,7 +284,8 @@ function tryLockRun(dir: string, getSys: () => Sys): number | "busy" | "none" {
 export function gc(
   root: string,
   uid: number,
-  kill: (pid: number) => void,
+  /** SIGKILL to a pid, with the start time it was recorded with (kill it only if still so). */
+  kill: (pid: number, start?: number) => void,
   sys: () => Sys,
   warn: (message: string) => void = (m) => console.error(`micro: warning: cleanup: ${m}`),
   remove: typeof removeRun = removeRun,
@@ -290,17 +324,17 @@ export function gc(
       if (state && isAlive(state.containerPid, state.containerStartTime)) {
         // A detached container outlives its supervisor: the next one takes it over.
         if (state.detached) continue;
-        kill(state.containerPid!);
+        kill(state.containerPid!, state.containerStartTime);
       }
       if (state?.detached) {
         // Ended while nothing supervised it: what it leaves is cleaned, its end recorded.
         if (state.keeper && isAlive(state.keeper.pid, state.keeper.startTime)) {
-          kill(state.keeper.pid);
+          kill(state.keeper.pid, state.keeper.startTime);
         }
         if (state.record) detachedEnded(state.record, state.pid);
       }
       // A rootless network's helper (pasta daemonizes) outlives a killed micro.
-      stopLeftHelper(dir, kill);
+      stopLeftHelper(dir, sys);
       remove(dir, state, sys);
       cleaned.push(e.name);
     } catch (err) {

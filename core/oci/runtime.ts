@@ -17,7 +17,7 @@ import { plannedCgroups } from "../engine/parent.ts";
 import { CLONE_FLAGS } from "../engine/child.ts";
 import { CLONE_FLAG } from "../../plugins/_ns.ts";
 import { removeRecorded } from "../cgroups/fs.ts";
-import { processStartTime } from "../state.ts";
+import { newId, processStartTime, signalProcess } from "../state.ts";
 import { parseSignal } from "../signals.ts";
 import { PLUGINS } from "../../plugins/mod.ts";
 import { configToSpec, readConfig, type Translated } from "./config.ts";
@@ -111,13 +111,22 @@ function openJoins(t: Translated, sys: Sys): { pidfd: number; flags: number }[] 
   return out;
 }
 
-/** Writes `pid` to `path` atomically (a temp file renamed), as runc does. */
+/**
+ * Writes `pid` to `path` atomically (a temp file renamed), as runc does. The temp file is
+ * made new (O_EXCL, so never through a link someone planted in a shared directory such as
+ * /tmp) under a name nobody can guess.
+ */
 export function writePidFile(path: string, pid: number): void {
   const abs = path.startsWith("/") ? path : `${Deno.cwd()}/${path}`;
   const dir = abs.slice(0, abs.lastIndexOf("/")) || "/";
-  const tmp = `${dir}/.${abs.slice(abs.lastIndexOf("/") + 1)}.micro-tmp`;
-  Deno.writeTextFileSync(tmp, String(pid), { mode: 0o644 });
-  Deno.renameSync(tmp, abs);
+  const tmp = `${dir}/.${abs.slice(abs.lastIndexOf("/") + 1)}.${newId()}.micro-tmp`;
+  Deno.writeTextFileSync(tmp, String(pid), { mode: 0o644, createNew: true });
+  try {
+    Deno.renameSync(tmp, abs);
+  } catch (e) {
+    Deno.removeSync(tmp);
+    throw e;
+  }
 }
 
 /**
@@ -384,6 +393,22 @@ export function cgroupPids(state: OciState): number[] {
   }
 }
 
+/**
+ * Signals the container's process (`state.pid`, checked by its start time) or a process of its
+ * cgroup (checked by being listed in cgroup.procs still), each through a pidfd opened before
+ * the check: a pid that ended and was given to a host process is never signalled.
+ */
+export function signalMember(state: OciState, pid: number, signal: number, sys: Sys): number {
+  if (pid === state.pid) return signalProcess(sys, pid, state.startTime, signal);
+  const fd = sys.pidfdOpen(pid, 0);
+  if (fd < 0) return fd;
+  try {
+    return cgroupPids(state).includes(pid) ? sys.pidfdSendSignal(fd, signal) : -3;
+  } finally {
+    sys.close(fd);
+  }
+}
+
 export function signalNumber(text: string | undefined): number {
   if (text === undefined) return 15;
   if (/^[0-9]+$/.test(text)) {
@@ -409,9 +434,8 @@ export function kill(root: string, id: string, signal: number, all: boolean, sys
   }
   const pids = all ? [...new Set([state.pid, ...cgroupPids(state)])] : [state.pid];
   for (const pid of pids) {
-    // The pid is checked to be the one create made (its start time) right before.
-    if (pid === state.pid && !alive(state)) continue;
-    const rc = sys.kill(pid, signal);
+    // Through a pidfd, checked after it is open: never a pid the kernel gave out again.
+    const rc = signalMember(state, pid, signal, sys);
     if (rc < 0 && rc !== -3) {
       throw new MicroError("", {
         phase: "kill",
@@ -448,9 +472,7 @@ export async function remove(root: string, id: string, force: boolean, sys = ope
     });
   }
   if (status === "created" || status === "running" || status === "creating") {
-    for (const pid of [state.pid, ...cgroupPids(state)]) {
-      if (pid && (pid !== state.pid || alive(state))) sys.kill(pid, C.SIGKILL);
-    }
+    for (const pid of [state.pid, ...cgroupPids(state)]) signalMember(state, pid, C.SIGKILL, sys);
     for (let k = 0; k < 500 && alive(state); k++) await new Promise((r) => setTimeout(r, 10));
   }
   // Every recorded dir, as micro's own gc does: one whose mkdir create did not live to record

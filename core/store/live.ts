@@ -77,16 +77,17 @@ export async function killContainer(
   rec: ContainerRecord,
   stateRoot: string,
   uid: number,
-  kill: (pid: number) => void,
+  /** SIGKILL to a pid, with the start time it was recorded with (kill it only if still so). */
+  kill: (pid: number, start?: number) => void,
 ): Promise<void> {
   const st = liveRun(rec, stateRoot);
   if (!st) return;
   const bad = untrustedRoot(stateRoot, uid);
   if (bad) throw untrustedRootError(stateRoot, uid, bad);
   if (alive(st.containerPid, st.containerStartTime)) {
-    kill(st.containerPid!);
+    kill(st.containerPid!, st.containerStartTime);
     if (await waitGone(st.pid, st.startTime, 10_000)) return;
   }
-  if (alive(st.pid, st.startTime)) kill(st.pid);
+  if (alive(st.pid, st.startTime)) kill(st.pid, st.startTime);
   await waitGone(st.pid, st.startTime, 5_000);
 }

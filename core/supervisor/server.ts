@@ -28,6 +28,7 @@ import {
   readState,
   removeRun,
   type RunState,
+  signalProcess,
   untrustedRoot,
   untrustedRootError,
   writeState,
@@ -89,6 +90,15 @@ class Supervised {
 
   get pid(): number {
     return this.state.containerPid ?? 0;
+  }
+
+  /**
+   * Signals the container's init through a pidfd checked against its start time: an adopted
+   * container is not our child, and ours is reaped before it leaves the map, so its pid may
+   * be another process's by now.
+   */
+  signal(sys: Sys, signal: number): number {
+    return signalProcess(sys, this.pid, this.state.containerStartTime ?? -1, signal);
   }
 }
 
@@ -202,7 +212,7 @@ export class Supervisor {
       case "kill": {
         const c = this.find(req.runId);
         if (req.signal === 9) c.stopped = true;
-        const rc = this.sys.kill(c.pid, req.signal);
+        const rc = c.signal(this.sys, req.signal);
         if (rc < 0 && rc !== -3) throw new MicroError(`kill ${c.runId}: errno ${-rc}`);
         return { ok: true };
       }
@@ -240,13 +250,13 @@ export class Supervisor {
     c.busy = "stopping";
     c.stopped = true;
     try {
-      this.sys.kill(c.pid, signal);
+      c.signal(this.sys, signal);
       const ended = await Promise.race([
         c.done,
         timeout < 0 ? new Promise<never>(() => {}) : sleep(timeout * 1000).then(() => null),
       ]);
       if (ended) return { ok: true, exitCode: ended.exitCode };
-      this.sys.kill(c.pid, 9);
+      c.signal(this.sys, 9);
       return { ok: true, exitCode: (await c.done).exitCode };
     } finally {
       c.busy = "";
@@ -501,7 +511,7 @@ export class Supervisor {
     // What it wrote last: read until EOF, at most two seconds more.
     await Promise.race([c.drained, sleep(2000)]);
     const k = c.state.keeper;
-    if (k && isAlive(k.pid, k.startTime)) this.sys.kill(k.pid, 9);
+    if (k) signalProcess(this.sys, k.pid, k.startTime, 9);
     for (const fd of c.fds) this.pumps.remove(fd);
     try {
       c.log?.close();

@@ -694,6 +694,10 @@ export class RecordingSys implements Sys {
     return this.record("personality", [persona], () => 0);
   }
 
+  pidfdSendSignal(pidfd: number, signal: number) {
+    return this.record("pidfdSendSignal", [pidfd, signal], () => 0);
+  }
+
   /** Copies the next scripted chunk for `fd` into `buf`; undefined when none is left. */
   private take(fd: number, buf: Uint8Array, len: number): number | undefined {
     const chunk = this.reads.get(fd)?.shift();

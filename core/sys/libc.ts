@@ -88,6 +88,7 @@ const NR = {
     umask: 95,
     personality: 135,
     keyctl: 250,
+    pidfd_send_signal: 424,
   },
   aarch64: {
     bpf: 280,
@@ -166,6 +167,7 @@ const NR = {
     umask: 166,
     personality: 92,
     keyctl: 219,
+    pidfd_send_signal: 424,
   },
 } as const;
 
@@ -643,6 +645,7 @@ function bindLibc(): Sys {
       }
       return rc;
     },
+    pidfdSendSignal: (pidfd, signal) => r(lib.i(nr.pidfd_send_signal, pidfd, signal, 0, 0, 0)),
   };
   return sys;
 }

@@ -225,6 +225,11 @@ export interface Sys {
    * call for every pipe, no thread per pipe.
    */
   pollReady(fds: Int32Array, events: number, revents: Uint16Array): number;
+  /**
+   * pidfd_send_signal(2): signals the very process a pidfd names (Linux 5.1+), never one that
+   * got its pid later; 0, or -errno (ESRCH 3: it has ended).
+   */
+  pidfdSendSignal(pidfd: number, signal: number): number;
 }
 
 /** The fields of `struct stat` that micro reads. */

@@ -19,7 +19,8 @@ import {
   slirpArgs,
   type Tool,
 } from "./args.ts";
-import { helperPid } from "./record.ts";
+import { helperPid, openHelper } from "./record.ts";
+import { openLibc } from "../sys/libc.ts";
 
 type StartOp = Op & { kind: "usernet-start" };
 
@@ -155,15 +156,16 @@ export class UsernetOps {
       clearTimeout(timer);
     }
     if (dir) {
-      const pid = helperPid(dir);
-      if (pid !== undefined) {
+      // Through a pidfd: the helper's pid may be another process's once it has ended.
+      const sys = openLibc();
+      const pidfd = openHelper(dir, sys);
+      if (pidfd >= 0) {
         try {
-          Deno.kill(pid, "SIGTERM");
-          await gone(pid, 2000) || Deno.kill(pid, "SIGKILL");
-        } catch (e) {
-          if (!(e instanceof Deno.errors.NotFound)) {
-            problems.push(`stop the network helper ${pid}: ${(e as Error).message}`);
-          }
+          let rc = sys.pidfdSendSignal(pidfd, 15);
+          if (rc === 0 && !await gone(dir, 2000)) rc = sys.pidfdSendSignal(pidfd, 9);
+          if (rc < 0 && rc !== -3) problems.push(`stop the network helper: errno ${-rc}`);
+        } finally {
+          sys.close(pidfd);
         }
       }
       for (const f of [PASTA_PIDFILE, SLIRP_RECORD, SLIRP_SOCKET]) {
@@ -176,13 +178,10 @@ export class UsernetOps {
   }
 }
 
-async function gone(pid: number, ms: number): Promise<boolean> {
+/** Whether the helper of the state dir `dir` ended within `ms` (its command line is gone). */
+async function gone(dir: string, ms: number): Promise<boolean> {
   for (let waited = 0; waited < ms; waited += 20) {
-    try {
-      Deno.statSync(`/proc/${pid}`);
-    } catch {
-      return true;
-    }
+    if (helperPid(dir) === undefined) return true;
     await new Promise((r) => setTimeout(r, 20));
   }
   return false;

@@ -5,6 +5,7 @@
  * signalled), which is also what lets gc stop the helper of a killed micro.
  */
 import { PASTA_PIDFILE, SLIRP_RECORD, SLIRP_SOCKET } from "./args.ts";
+import type { Sys } from "../sys/mod.ts";
 
 function readSmall(path: string): string {
   try {
@@ -33,10 +34,30 @@ export function helperPid(dir: string): number | undefined {
   return undefined;
 }
 
-/** Stops the helper a run left (SIGKILL: it keeps no state); whether there was one. */
-export function stopLeftHelper(dir: string, kill: (pid: number) => void): boolean {
+/**
+ * Signals the helper through a pidfd opened before its command line is checked again, so a
+ * pid the kernel gave to another process since is never signalled. The pidfd, or -1 when
+ * there is no helper; the caller closes it (to signal that very process again).
+ */
+export function openHelper(dir: string, sys: Sys): number {
   const pid = helperPid(dir);
-  if (pid === undefined) return false;
-  kill(pid);
+  if (pid === undefined) return -1;
+  const fd = sys.pidfdOpen(pid, 0);
+  if (fd < 0) return -1;
+  if (helperPid(dir) !== pid) {
+    sys.close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/** Stops the helper a run left (SIGKILL: it keeps no state); whether there was one. */
+export function stopLeftHelper(dir: string, sys: () => Sys): boolean {
+  if (helperPid(dir) === undefined) return false;
+  const s = sys();
+  const fd = openHelper(dir, s);
+  if (fd < 0) return false;
+  s.pidfdSendSignal(fd, 9);
+  s.close(fd);
   return true;
 }

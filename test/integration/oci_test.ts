@@ -620,3 +620,29 @@ microTest(
     });
   },
 );
+
+microTest(
+  "oci: --pid-file in a directory others write: a link planted at the temp name is not followed",
+  async () => {
+    await withTempDir(async (dir) => {
+      const root = `${dir}/state`;
+      const b = await bundle(dir, (c) => (c.process.args = ["sleep", "60"]));
+      const id = uniq();
+      const shared = `${dir}/shared`;
+      Deno.mkdirSync(shared, { mode: 0o1777 });
+      Deno.chmodSync(shared, 0o1777);
+      const victim = `${dir}/victim`;
+      Deno.writeTextFileSync(victim, "keep");
+      // The fixed temp name root's write used to go through.
+      Deno.symlinkSync(victim, `${shared}/.pid.micro-tmp`);
+      try {
+        ok(await oci(root, ["create", "--bundle", b, "--pid-file", `${shared}/pid`, id]));
+        assert.equal(Deno.readTextFileSync(victim), "keep");
+        const s = state(ok(await oci(root, ["state", id])));
+        assert.equal(Deno.readTextFileSync(`${shared}/pid`), String(s.pid));
+      } finally {
+        await oci(root, ["delete", "--force", id]);
+      }
+    });
+  },
+);
