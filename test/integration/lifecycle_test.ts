@@ -725,10 +725,10 @@ microTest("40 detached containers writing without pause: every log stays fresh",
       samples.push(rssKiB(sup));
     }
     // bounded: one buffer for all pipes, chunks written before the next read, and V8 run
-    // for size (without its flags: about 130 MB at 40 unthrottled writers). Each sample, not
+    // for size (without its flags: 130 to 160 MB at 40 unthrottled writers; with them 60 to 90). Each sample, not
     // their difference: V8's collections make a sawtooth of 20 MB and more between two.
     assert.ok(
-      samples.every((k) => k < 96 * 1024),
+      samples.every((k) => k < 112 * 1024),
       `supervisor memory over 6 s: ${samples.join(", ")} KiB`,
     );
     // logs -f still follows (killed after 5 s: its start is slow on a loaded machine)
