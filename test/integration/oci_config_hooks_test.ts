@@ -6,26 +6,11 @@
  * create.
  */
 import assert from "node:assert/strict";
-import { IMAGE, MICRO, microTest, ok, run, show, withTempDir } from "./_helpers.ts";
-
-// deno-lint-ignore no-explicit-any
-type Config = Record<string, any>;
+import { MICRO, microTest, show, withTempDir } from "./_helpers.ts";
+import { bundle } from "./_oci.ts";
 
 const uniq = () => `h${crypto.randomUUID().slice(0, 8)}`;
 const ENV = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"];
-
-async function bundle(dir: string, edit: (c: Config) => void): Promise<string> {
-  const b = `${dir}/bundle`;
-  Deno.mkdirSync(b);
-  ok(await run(["oci", "spec"], { cwd: b }));
-  const cp = new Deno.Command("cp", { args: ["-a", IMAGE, `${b}/rootfs`] }).outputSync();
-  assert.ok(cp.success, new TextDecoder().decode(cp.stderr));
-  const c = JSON.parse(Deno.readTextFileSync(`${b}/config.json`));
-  c.process.terminal = false;
-  edit(c);
-  Deno.writeTextFileSync(`${b}/config.json`, JSON.stringify(c));
-  return b;
-}
 
 /** `micro --root ROOT ARGS`, output through files (create's container keeps its stdio). */
 async function oci(root: string, args: string[]) {

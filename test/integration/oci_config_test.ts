@@ -5,26 +5,10 @@
  * error line and exit 125; `micro plan --bundle` prints the bundle's ops.
  */
 import assert from "node:assert/strict";
-import { IMAGE, MICRO, microTest, ok, run, show, withTempDir } from "./_helpers.ts";
-
-// deno-lint-ignore no-explicit-any
-type Config = Record<string, any>;
+import { MICRO, microTest, ok, run, show, withTempDir } from "./_helpers.ts";
+import { bundle, type Config } from "./_oci.ts";
 
 const uniq = () => `t${crypto.randomUUID().slice(0, 8)}`;
-
-/** A bundle in `dir`: `micro oci spec`'s config.json (edited by `edit`), the image as rootfs. */
-async function bundle(dir: string, edit: (c: Config) => void): Promise<string> {
-  const b = `${dir}/bundle`;
-  Deno.mkdirSync(b);
-  ok(await run(["oci", "spec"], { cwd: b }));
-  const cp = new Deno.Command("cp", { args: ["-a", IMAGE, `${b}/rootfs`] }).outputSync();
-  assert.ok(cp.success, new TextDecoder().decode(cp.stderr));
-  const c = JSON.parse(Deno.readTextFileSync(`${b}/config.json`));
-  c.process.terminal = false;
-  edit(c);
-  Deno.writeTextFileSync(`${b}/config.json`, JSON.stringify(c));
-  return b;
-}
 
 /** `micro --root ROOT run -b B ID`, its output through files (see oci_test.ts). */
 async function runBundle(root: string, b: string) {
