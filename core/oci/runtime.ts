@@ -180,6 +180,7 @@ export async function create(o: CreateOptions, sys = openLibc()): Promise<number
   }
   const fds: number[] = [p.image.fd, ...(consoleFd >= 0 ? [consoleFd] : [])];
   let done = false;
+  let handed = 0;
   try {
     writeOciState(dir, state);
     // The config as create read it: exec takes the container's restrictions from it.
@@ -229,6 +230,14 @@ export async function create(o: CreateOptions, sys = openLibc()): Promise<number
         state.cgroups = all;
         writeOciState(dir, state);
       },
+      // Before the child joins its cgroups: the engine has marked the ones it made, and a
+      // delete after micro is killed from here on kills the child and removes them.
+      onChild(pid) {
+        state.pid = pid;
+        state.startTime = processStartTime(pid);
+        state.creating = true;
+        writeOciState(dir, state);
+      },
       onCleanupProblem: (m) => console.error(`micro: warning: cleanup: ${m}`),
       // In the runtime's namespaces, the container's made and waiting (a failure fails create).
       beforeRelease: async (pid) => {
@@ -237,6 +246,7 @@ export async function create(o: CreateOptions, sys = openLibc()): Promise<number
         await runHooks("createRuntime", p.t.hooks.createRuntime ?? [], st);
       },
     }, sys);
+    handed = pid;
     state.pid = pid;
     if (master >= 0) {
       fds.push(master);
@@ -248,6 +258,7 @@ export async function create(o: CreateOptions, sys = openLibc()): Promise<number
       sendMaster(consoleFd, master, o.consoleSocket!, sys);
     }
     state.startTime = processStartTime(pid);
+    delete state.creating;
     writeOciState(dir, state);
     if (o.pidFile) writePidFile(o.pidFile, pid);
     done = true;
@@ -255,7 +266,8 @@ export async function create(o: CreateOptions, sys = openLibc()): Promise<number
   } finally {
     for (const fd of fds) sys.close(fd);
     if (!done) {
-      if (state.pid) sys.kill(state.pid, C.SIGKILL);
+      // Only a child the engine handed over: on the engine's own failure it reaped it.
+      if (handed) sys.kill(handed, C.SIGKILL);
       removeRecorded(state.cgroups.filter((c) => c.created));
       Deno.removeSync(dir, { recursive: true });
     }
@@ -473,11 +485,19 @@ export async function remove(root: string, id: string, force: boolean, sys = ope
   }
   if (status === "created" || status === "running" || status === "creating") {
     for (const pid of [state.pid, ...cgroupPids(state)]) signalMember(state, pid, C.SIGKILL, sys);
-    for (let k = 0; k < 500 && alive(state); k++) await new Promise((r) => setTimeout(r, 10));
+    for (let k = 0; k < 500 && (alive(state) || cgroupPids(state).length); k++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
   }
   // Every recorded dir, as micro's own gc does: one whose mkdir create did not live to record
-  // (killed in between) is removed only if empty (removeRecorded).
-  removeRecorded(state.cgroups);
+  // (killed in between) is removed only if empty (removeRecorded). A dir of its own that
+  // stays keeps the state, so that a later delete can still find and remove it.
+  const left = removeRecorded(state.cgroups);
+  if (left.length) {
+    throw new MicroError(`delete ${id}: its cgroups stay: ${left.join("; ")}`, {
+      hint: `see what is still in them, then run "micro oci delete --force ${id}" again`,
+    });
+  }
   Deno.removeSync(dir, { recursive: true });
   try {
     await runHooks("poststop", state.hooks?.poststop ?? [], hookState(state, "stopped", 0));

@@ -21,6 +21,11 @@ export interface OciState {
   created: string;
   owner: string;
   annotations: Record<string, string>;
+  /**
+   * Set while create runs once the child exists: its pid and the cgroups create made are
+   * durable before the child joins them, so a delete after a killed create finds both.
+   */
+  creating?: boolean;
   /** The cgroups create made (removed by delete). */
   cgroups: RecordedCgroup[];
   /** config.json's poststart and poststop hooks, run by start and delete. */
@@ -102,7 +107,7 @@ export function alive(st: OciState): boolean {
 }
 
 export function statusOf(dir: string, st: OciState): Status {
-  if (!st.pid) return "creating";
+  if (!st.pid || st.creating) return "creating";
   if (!alive(st)) return "stopped";
   try {
     Deno.lstatSync(`${dir}/exec.fifo`);
