@@ -34,6 +34,7 @@ import {
 import { TRAMPOLINE } from "./trampoline.ts";
 import { copyWindowSize, Relays, type StdioEnds } from "./stdio.ts";
 import { mark } from "../trace.ts";
+import { cloneArgs } from "./clone.ts";
 
 export interface EngineOptions {
   /** Host directory the new root is staged on. */
@@ -628,8 +629,16 @@ async function start(
   // From the sweep to the clones nothing may allocate (DESIGN.md §4). The watchdog is
   // forked once per run, right after the first child and before it is released, and
   // after micro has left any namespace it joined for the child.
+  // cgroup v2: the child is born in its cgroup (clone3's CLONE_INTO_CGROUP); a kernel or
+  // a seccomp filter without clone3 fails it, and the plain clone below joins it after.
+  const into = parent.cloneInto();
+  if (into >= 0) fds.push(into);
+  const args = into >= 0 ? cloneArgs(flags, into) : null;
   sys.prepareFork();
-  let pid = sys.clone(flags);
+  let pid = args === null ? -1 : sys.clone3(args);
+  if (pid === 0) runChild(prog, sys);
+  const born = pid > 0;
+  if (!born) pid = sys.clone(flags);
   if (pid === 0) runChild(prog, sys);
   const left = joined.length ? leaveJoined(joined, sys) : 0;
   let guard = 0;
@@ -690,7 +699,7 @@ async function start(
   try {
     opts.onChild?.(pid);
     await attach(plan, pid);
-    parent.attach(pid);
+    parent.attach(pid, born);
     // In its cgroup, its namespaces made: the network, while it still waits.
     await network.attach(pid);
     await opts.beforeRelease?.(pid);

@@ -289,8 +289,27 @@ export class ParentOps {
     );
   }
 
-  /** attach: the child joins every cgroup of the run. */
-  attach(pid: number): void {
+  /**
+   * The one cgroup v2 directory the child joins, open, for clone3's CLONE_INTO_CGROUP: the
+   * child is born in it and no cgroup.procs write (nor its wait for the kernel) is made.
+   * -1 when the run joins none or several (v1's hierarchies), or the dir is not cgroup2.
+   */
+  cloneInto(): number {
+    const joins = this.plan.flatMap((o) =>
+      o.phase === "attach" && o.kind === "cgroup-join" ? [o.args.path] : []
+    );
+    if (joins.length !== 1) return -1;
+    const path = joins[0];
+    const fd = this.sys.open(cstr(path), C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    if (this.sys.fstatfsType(fd) === C.CGROUP2_SUPER_MAGIC) return fd;
+    this.sys.close(fd);
+    return -1;
+  }
+
+  /** attach: the child joins every cgroup of the run (none when it was born in its one). */
+  attach(pid: number, born = false): void {
+    if (born) return;
     let first = true;
     for (const o of this.plan) {
       if (o.phase !== "attach" || o.kind !== "cgroup-join") continue;

@@ -89,6 +89,7 @@ const NR = {
     personality: 135,
     keyctl: 250,
     pidfd_send_signal: 424,
+    clone3: 435,
   },
   aarch64: {
     bpf: 280,
@@ -168,6 +169,7 @@ const NR = {
     personality: 92,
     keyctl: 219,
     pidfd_send_signal: 424,
+    clone3: 435,
   },
 } as const;
 
@@ -489,6 +491,7 @@ function bindLibc(): Sys {
       throw new Error("unreachable");
     },
     clone: (flags) => r(lib.i(nr.clone, flags, 0, 0, 0, 0)),
+    clone3: (args) => r(lib.bi(nr.clone3, args, args.length)),
     prepareFork() {
       // The whole user address space, holes included (madvise skips them with ENOMEM but
       // still marks every mapping), so pages V8 maps after reading /proc/self/maps are

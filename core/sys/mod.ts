@@ -109,6 +109,11 @@ export interface Sys {
   exit(code: number): never;
   /** Raw clone with fork semantics; 0 in the child. */
   clone(flags: number): number;
+  /**
+   * clone3(2) with fork semantics (no stack): `args` is a struct clone_args encoded
+   * before the fork sweep (core/engine/clone.ts); 0 in the child.
+   */
+  clone3(args: Uint8Array): number;
   /** Marks the whole address space MADV_DOFORK (see DESIGN.md §4). */
   prepareFork(): void;
   kill(pid: number, sig: number): number;
@@ -245,6 +250,9 @@ export interface Stat {
 export const C = {
   CLONE_NEWNS: 0x00020000,
   CLONE_NEWCGROUP: 0x02000000,
+  /** clone3's flag (bit 33, above 32-bit flags): born in the cgroup `clone_args.cgroup` names. */
+  CLONE_INTO_CGROUP: 2 ** 33,
+  CGROUP2_SUPER_MAGIC: 0x63677270,
   CLONE_NEWUTS: 0x04000000,
   CLONE_NEWIPC: 0x08000000,
   CLONE_NEWUSER: 0x10000000,

@@ -1271,3 +1271,20 @@ for (const profile of ["default", "hardened"]) {
     },
   );
 }
+
+// 10. joining ---------------------------------------------------------------------------------
+
+cgTest(
+  "v2: the child is born in its cgroup (clone3 CLONE_INTO_CGROUP): no cgroup.procs write; v1 writes one",
+  async () => {
+    const r = await run(["run", "--rm", "--memory", "64m", IMAGE, "/bin/true"], {
+      env: { MICRO_TRACE: "1" },
+      timeoutMs: 30_000 * X,
+    });
+    assert.equal(r.code, 0, show(r));
+    assert.match(r.stderr, /micro: trace: clone \(child, watchdog\)/, show(r));
+    // The phase is traced only when micro writes cgroup.procs (core/engine/parent.ts attach).
+    const wrote = /first cgroup\.procs write/.test(r.stderr);
+    assert.equal(wrote, !V2, show(r));
+  },
+);

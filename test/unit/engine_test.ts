@@ -1013,3 +1013,60 @@ Deno.test("execute: a child that died of a signal before an attach step is a fai
   assert.equal(sys.names().filter((n) => n === "clone").length, 2);
   assert.ok(!sys.format().includes("kill(4242, 9)"), "a dead child is not killed");
 });
+
+/** The plan joining one cgroup dir (a temp dir standing for it) whose cgroup.procs is a file. */
+function withJoin(fn: (plan: Op[], dir: string) => Promise<void>): Promise<void> {
+  const dir = Deno.makeTempDirSync({ prefix: "micro-clone3-" });
+  Deno.writeTextFileSync(`${dir}/cgroup.procs`, "");
+  const plan = [...PLAN, op("attach", "cgroups", "cgroup-join", { path: dir })];
+  return fn(plan, dir).finally(() => Deno.removeSync(dir, { recursive: true }));
+}
+
+/** The fake opens the cgroup dir as `fd` and says it is on `magic`'s file system. */
+function cgroupFs(sys: RecordingSys, dir: string, magic: number): { fd: number } {
+  const at = { fd: -1 };
+  sys.returns("open", (a) => a[0] === dir, () => (at.fd = 99));
+  sys.returns("fstatfsType", (a) => a[0] === 99, magic);
+  return at;
+}
+
+Deno.test("execute: on cgroup v2 the child is born in its cgroup (clone3, CLONE_INTO_CGROUP), no cgroup.procs write", async () => {
+  await withJoin(async (plan, dir) => {
+    const sys = new RecordingSys().scriptRecv(5, READY);
+    const at = cgroupFs(sys, dir, C.CGROUP2_SUPER_MAGIC);
+    assert.deepEqual(await execute(plan, OPTS, sys), { exitCode: 0 });
+    const calls = sys.calls().map((c) => c.call);
+    assert.ok(!calls.includes("clone"), calls.join(" "));
+    const clone3 = sys.calls().find((c) => c.call === "clone3")!;
+    const v = new DataView(new Uint8Array(clone3.args[0] as number[]).buffer);
+    assert.equal(v.byteLength, 88);
+    assert.equal(
+      v.getBigUint64(0, true),
+      BigInt(C.CLONE_NEWNS | C.CLONE_NEWPID | C.CLONE_NEWUTS) | BigInt(C.CLONE_INTO_CGROUP),
+    );
+    assert.equal(v.getBigUint64(32, true), BigInt(C.SIGCHLD)); // exit_signal
+    assert.equal(v.getBigUint64(80, true), BigInt(at.fd)); // cgroup
+    // The fd is open from before the sweep until after the clone, then closed.
+    assert.ok(calls.indexOf("open") < calls.indexOf("prepareFork"));
+    assert.ok(sys.calls().some((c) => c.call === "close" && c.args[0] === at.fd));
+    assert.equal(Deno.readTextFileSync(`${dir}/cgroup.procs`), "");
+  });
+});
+
+Deno.test("execute: without clone3 (ENOSYS) or off cgroup v2, a plain clone and a cgroup.procs write", async () => {
+  await withJoin(async (plan, dir) => {
+    const sys = new RecordingSys().scriptRecv(5, READY).failOn("clone3", 38);
+    cgroupFs(sys, dir, C.CGROUP2_SUPER_MAGIC);
+    assert.deepEqual(await execute(plan, OPTS, sys), { exitCode: 0 });
+    const calls = sys.calls().map((c) => c.call);
+    assert.ok(calls.indexOf("clone3") < calls.indexOf("clone"), calls.join(" "));
+    assert.equal(Deno.readTextFileSync(`${dir}/cgroup.procs`), "4242");
+  });
+  await withJoin(async (plan, dir) => {
+    const sys = new RecordingSys().scriptRecv(5, READY);
+    cgroupFs(sys, dir, 0x27e0eb); // cgroup v1
+    assert.deepEqual(await execute(plan, OPTS, sys), { exitCode: 0 });
+    assert.ok(!sys.calls().some((c) => c.call === "clone3"));
+    assert.equal(Deno.readTextFileSync(`${dir}/cgroup.procs`), "4242");
+  });
+});
