@@ -60,7 +60,10 @@ export interface ParentHooks {
    * Called once, before any directory is created, with every one prepare() will create,
    * so they are recorded in the run's state (one write) before the first exists. prepare()
    * then marks each record `created` as its mkdir succeeds; the caller's next state write
-   * (the child's pid, before the child joins any cgroup) makes that ownership durable.
+   * (the child's pid, before the child joins any cgroup) makes that ownership durable. A
+   * child born in its cgroup (clone3, v2) is in it before that write: micro killed in
+   * between leaves a dir not marked as the run's, which the child (PDEATHSIG) leaves at
+   * once, so gc and `oci delete` find it empty and remove it.
    */
   onCreate?: (all: RecordedCgroup[]) => void;
   /** Called with the container's directory before it is created (for the state). */

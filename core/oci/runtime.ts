@@ -393,16 +393,19 @@ function hookState(st: OciState, status: string, pid = st.pid): Record<string, u
   };
 }
 
-/** Every process in the container's own cgroup (for `kill --all` and `ps`). */
-export function cgroupPids(state: OciState): number[] {
-  const own = state.cgroups.find((c) => !c.shared && c.created);
-  if (!own) return [];
+/** The pids in cgroup dir `path` (none when it is not there). */
+function pidsIn(path: string): string[] {
   try {
-    return Deno.readTextFileSync(`${own.path}/cgroup.procs`).split("\n").filter((x) => x)
-      .map(Number);
+    return Deno.readTextFileSync(`${path}/cgroup.procs`).split("\n").filter((x) => x);
   } catch {
     return [];
   }
+}
+
+/** Every process in the container's own cgroup (for `kill --all` and `ps`). */
+export function cgroupPids(state: OciState): number[] {
+  const own = state.cgroups.find((c) => !c.shared && c.created);
+  return own ? pidsIn(own.path).map(Number) : [];
 }
 
 /**
@@ -488,6 +491,13 @@ export async function remove(root: string, id: string, force: boolean, sys = ope
     for (let k = 0; k < 500 && (alive(state) || cgroupPids(state).length); k++) {
       await new Promise((r) => setTimeout(r, 10));
     }
+  }
+  if (!state.pid) {
+    // create was killed between the clone and its record of the pid: the child dies with it
+    // (PDEATHSIG) but may still be leaving the cgroup it was born in (clone3, cgroup v2),
+    // which is not yet marked as create's: wait for it to empty, killing nothing.
+    const busy = () => state.cgroups.some((c) => !c.shared && pidsIn(c.path).length);
+    for (let k = 0; k < 200 && busy(); k++) await new Promise((r) => setTimeout(r, 10));
   }
   // Every recorded dir, as micro's own gc does: one whose mkdir create did not live to record
   // (killed in between) is removed only if empty (removeRecorded). A dir of its own that
