@@ -134,6 +134,12 @@ const HINTS: Record<string, string> = {
     "creating these namespaces needs root, or a user namespace (unprivileged_userns_clone)",
   "mkdir:EROFS": "the image is read-only, so a missing mount point cannot be created there",
   "setrlimit:EPERM": "raising a hard limit needs CAP_SYS_RESOURCE",
+  "sched-setattr:EPERM": "a real-time policy (SCHED_FIFO, SCHED_RR) needs CPU time for " +
+    "real-time tasks in the container's cpu cgroup (cgroup v1's cpu.rt_runtime_us, 0 for a " +
+    "new cgroup; micro does not set it): use SCHED_OTHER, SCHED_BATCH or SCHED_IDLE",
+  "sched-setattr:EINVAL": "the kernel refused the policy or its values (SCHED_ISO does " +
+    "not exist in Linux; SCHED_DEADLINE needs runtime <= deadline <= period)",
+  "ioprio:EPERM": "the real-time I/O class needs CAP_SYS_ADMIN or CAP_SYS_NICE",
   "memfd_create:EACCES":
     "vm.memfd_noexec=2 forbids the executable memfd micro starts commands from; set it to 1 or 0",
   EOVERFLOW: "an id is not mapped into the container's user namespace",

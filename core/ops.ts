@@ -1,5 +1,6 @@
 import type { DeviceRule } from "./cgroups/devfilter.ts";
 import type { PortMapping } from "./cni/ports.ts";
+import type { SchedAttr } from "./spec.ts";
 
 /**
  * Ops are plain data: plugins return them from `plan`, `micro plan` prints them and the
@@ -172,6 +173,10 @@ export interface OpArgs {
   umask: { mask: number };
   /** credentials: the command's execution domain (kept across execve; PER_LINUX32: 0x8). */
   personality: { persona: number };
+  /** credentials: the command's I/O priority (ioprio_set; kept across execve and fork). */
+  ioprio: { class: number; level: number };
+  /** credentials: the command's scheduling policy (sched_setattr), before caps are dropped. */
+  "sched-setattr": SchedAttr;
   /**
    * credentials: the container's stdio that micro made (its pipes, the terminal's slave) is
    * given to a process user that is not root, before it becomes that user, as runc's

@@ -187,6 +187,10 @@ export function processOps(spec: Spec, host: HostInfo): Op[] {
   if (p.personality !== undefined) {
     ops.push(op("credentials", "process", "personality", { persona: p.personality }));
   }
+  // As runc: while the process is still root with its capabilities (an RT class or policy
+  // needs CAP_SYS_ADMIN or CAP_SYS_NICE), so the command starts with them.
+  if (p.ioPriority) ops.push(op("credentials", "process", "ioprio", { ...p.ioPriority }));
+  if (p.scheduler) ops.push(op("credentials", "process", "sched-setattr", { ...p.scheduler }));
   // micro's pipes and terminal are the container root's: another user gets them.
   if (who.uid !== 0) ops.push(op("credentials", "process", "stdio-owner", { uid: who.uid }));
   if (!rootlessUserns || who.additionalGids.length) {

@@ -58,6 +58,10 @@ export interface ProcessSpec {
   umask?: number;
   /** personality(2) persona the command starts with (OCI linux.personality). */
   personality?: number;
+  /** OCI process.ioPriority: the I/O class (1 RT, 2 BE, 3 IDLE) and level (0-7). */
+  ioPriority?: { class: number; level: number };
+  /** OCI process.scheduler: sched_setattr(2)'s fields, the policy and flags as numbers. */
+  scheduler?: SchedAttr;
   /** Set by the caps plugin; without it the process keeps what its uid gives it. */
   capabilities?: {
     bounding: string[];
@@ -69,6 +73,17 @@ export interface ProcessSpec {
   /** Set by the lsm plugin (OCI names). */
   apparmorProfile?: string;
   selinuxLabel?: string;
+}
+
+/** `struct sched_attr`'s fields (times in nanoseconds, for SCHED_DEADLINE). */
+export interface SchedAttr {
+  policy: number;
+  flags: number;
+  nice: number;
+  priority: number;
+  runtime: number;
+  deadline: number;
+  period: number;
 }
 
 export interface Spec {

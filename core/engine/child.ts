@@ -14,6 +14,7 @@
 import { C, type CStr, cstr, cstrArray, RLIMITS, type Sys } from "../sys/mod.ts";
 import { capMask, capNumber, CAPS } from "../caps.ts";
 import type { MountFlag, Op, OpArgs } from "../ops.ts";
+import { schedAttr } from "../sched.ts";
 
 /** What a step is, for the error the parent builds from a child's report. */
 export interface StepInfo {
@@ -1210,6 +1211,20 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
       case "personality": {
         i.paths = { persona: "0x" + o.args.persona.toString(16) };
         step(i, () => sys.personality(o.args.persona));
+        break;
+      }
+      case "ioprio": {
+        const { class: cls, level } = o.args;
+        i.paths = { class: String(cls), level: String(level) };
+        const prio = cls * 8192 + level; // IOPRIO_PRIO_VALUE: class << 13 | level
+        step(i, () => sys.ioprioSet(prio));
+        break;
+      }
+      case "sched-setattr": {
+        const a = o.args;
+        i.paths = { policy: String(a.policy), nice: String(a.nice), priority: String(a.priority) };
+        const attr = schedAttr(a);
+        step(i, () => sys.schedSetattr(attr));
         break;
       }
       case "capabilities": {

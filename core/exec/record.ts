@@ -23,6 +23,8 @@ const KEPT: Record<string, readonly string[]> = {
     "setrlimit",
     "umask",
     "personality",
+    "ioprio",
+    "sched-setattr",
     "stdio-owner",
     "seccomp",
   ],

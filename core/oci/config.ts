@@ -9,7 +9,15 @@ import { MicroError } from "../errors.ts";
 import { FileRefused, MiB, readRegularFile } from "../files.ts";
 import { check, formatPath, isPlainObject } from "../schema.ts";
 import { capName } from "../caps.ts";
-import { emptySpec, type Mount, type NamespaceType, type Spec } from "../spec.ts";
+import {
+  emptySpec,
+  type Mount,
+  type NamespaceType,
+  type ProcessSpec,
+  type SchedAttr,
+  type Spec,
+} from "../spec.ts";
+import { IOPRIO_CLASSES, SCHED_FLAGS, SCHED_POLICIES } from "../sched.ts";
 import type { Sys } from "../sys/mod.ts";
 import { cleanPath } from "../paths.ts";
 import { DEFAULT_PATH } from "../process.ts";
@@ -133,6 +141,65 @@ function strs(v: unknown, field: string): string[] | undefined {
   }
   return v as string[];
 }
+/** process.ioPriority: a class name and a level 0-7 (runc's validation). */
+function readIoPriority(v: unknown): ProcessSpec["ioPriority"] {
+  const io = obj(v, "process.ioPriority");
+  if (!io) return undefined;
+  known(io, ["class", "priority"], "process.ioPriority");
+  const name = str(io.class, "process.ioPriority.class");
+  const cls = name === undefined ? undefined : IOPRIO_CLASSES[name];
+  if (cls === undefined) {
+    throw bad(
+      "process.ioPriority.class",
+      `"${name ?? ""}" is not an I/O class`,
+      `one of ${Object.keys(IOPRIO_CLASSES).join(", ")}`,
+    );
+  }
+  return { class: cls, level: int(io.priority, "process.ioPriority.priority", 0, 7) ?? 0 };
+}
+
+/** process.scheduler: a policy, its nice or priority, flags, and SCHED_DEADLINE's times. */
+function readScheduler(v: unknown): SchedAttr | undefined {
+  const s = obj(v, "process.scheduler");
+  if (!s) return undefined;
+  const f = "process.scheduler";
+  known(s, ["policy", "nice", "priority", "flags", "runtime", "deadline", "period"], f);
+  const name = str(s.policy, `${f}.policy`);
+  const policy = name === undefined ? undefined : SCHED_POLICIES[name];
+  if (policy === undefined) {
+    throw bad(
+      `${f}.policy`,
+      `"${name ?? ""}" is not a scheduling policy`,
+      `one of ${Object.keys(SCHED_POLICIES).join(", ")}`,
+    );
+  }
+  const nice = s.nice === undefined ? 0 : int(s.nice, `${f}.nice`, -20, 19)!;
+  const priority = int(s.priority, `${f}.priority`, 0, 99) ?? 0;
+  if (priority !== 0 && name !== "SCHED_FIFO" && name !== "SCHED_RR") {
+    throw bad(
+      `${f}.priority`,
+      `a priority is for SCHED_FIFO and SCHED_RR, not ${name}`,
+      "remove it, or use nice",
+    );
+  }
+  let flags = 0;
+  for (const [k, flag] of (strs(s.flags, `${f}.flags`) ?? []).entries()) {
+    const bit = SCHED_FLAGS[flag];
+    if (bit === undefined) throw bad(`${f}.flags[${k}]`, `"${flag}" is not a scheduler flag`);
+    flags |= bit;
+  }
+  const ns = (x: unknown, k: string) => int(x, `${f}.${k}`, 0, Number.MAX_SAFE_INTEGER) ?? 0;
+  return {
+    policy,
+    flags,
+    nice,
+    priority,
+    runtime: ns(s.runtime, "runtime"),
+    deadline: ns(s.deadline, "deadline"),
+    period: ns(s.period, "period"),
+  };
+}
+
 function list(v: unknown, field: string): unknown[] {
   if (v === undefined || v === null) return [];
   if (!Array.isArray(v)) throw bad(field, "expected a list");
@@ -326,11 +393,13 @@ export function configToSpec(config: OciConfig, bundle: string, id: string): Tra
   }
   spec.process.envMap = env;
   if (p.commandLine !== undefined) throw bad("process.commandLine", "Windows only");
-  for (const f of ["scheduler", "ioPriority", "execCPUAffinity"]) {
-    if (p[f] !== undefined) {
-      throw bad(`process.${f}`, "not supported by micro yet", `remove process.${f}`);
-    }
+  if (p.execCPUAffinity !== undefined) {
+    throw bad("process.execCPUAffinity", "not supported by micro yet", "remove it");
   }
+  const ioPriority = readIoPriority(p.ioPriority);
+  if (ioPriority) spec.process.ioPriority = ioPriority;
+  const scheduler = readScheduler(p.scheduler);
+  if (scheduler) spec.process.scheduler = scheduler;
   const u = obj(p.user, "process.user");
   if (!u) throw bad("process.user", "missing");
   known(u, ["uid", "gid", "umask", "additionalGids", "username"], "process.user");

@@ -701,6 +701,14 @@ export class RecordingSys implements Sys {
     return this.record("pidfdSendSignal", [pidfd, signal], () => 0);
   }
 
+  ioprioSet(prio: number) {
+    return this.record("ioprioSet", [prio], () => 0);
+  }
+
+  schedSetattr(attr: Uint8Array) {
+    return this.record("schedSetattr", [[...attr]], () => 0);
+  }
+
   /** Copies the next scripted chunk for `fd` into `buf`; undefined when none is left. */
   private take(fd: number, buf: Uint8Array, len: number): number | undefined {
     const chunk = this.reads.get(fd)?.shift();

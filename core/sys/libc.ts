@@ -90,6 +90,8 @@ const NR = {
     keyctl: 250,
     pidfd_send_signal: 424,
     clone3: 435,
+    ioprio_set: 251,
+    sched_setattr: 314,
   },
   aarch64: {
     bpf: 280,
@@ -170,6 +172,8 @@ const NR = {
     keyctl: 219,
     pidfd_send_signal: 424,
     clone3: 435,
+    ioprio_set: 30,
+    sched_setattr: 274,
   },
 } as const;
 
@@ -649,6 +653,9 @@ function bindLibc(): Sys {
       return rc;
     },
     pidfdSendSignal: (pidfd, signal) => r(lib.i(nr.pidfd_send_signal, pidfd, signal, 0, 0, 0)),
+    // IOPRIO_WHO_PROCESS (1), who 0: the caller.
+    ioprioSet: (prio) => r(lib.i(nr.ioprio_set, 1, 0, prio, 0, 0)),
+    schedSetattr: (attr) => r(lib.ibii(nr.sched_setattr, 0, attr, 0, 0)),
   };
   return sys;
 }

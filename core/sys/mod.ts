@@ -235,6 +235,13 @@ export interface Sys {
    * got its pid later; 0, or -errno (ESRCH 3: it has ended).
    */
   pidfdSendSignal(pidfd: number, signal: number): number;
+  /** ioprio_set(2) of the calling process (IOPRIO_WHO_PROCESS, 0): 0, or -errno. */
+  ioprioSet(prio: number): number;
+  /**
+   * sched_setattr(2) of the calling thread with a `struct sched_attr` encoded before the
+   * fork (core/process.ts schedAttr): 0, or -errno.
+   */
+  schedSetattr(attr: Uint8Array): number;
 }
 
 /** The fields of `struct stat` that micro reads. */

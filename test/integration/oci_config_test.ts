@@ -124,13 +124,13 @@ microTest("oci config: a field micro cannot honour is one error line, exit 125",
       ["timeOffsets", (c) => (c.linux.timeOffsets = { monotonic: { secs: 1 } }), /timeOffsets/],
       [
         "scheduler",
-        (c) => (c.process.scheduler = { policy: "SCHED_BATCH" }),
-        /process\.scheduler/,
+        (c) => (c.process.scheduler = { policy: "SCHED_BOGUS" }),
+        /process\.scheduler\.policy: "SCHED_BOGUS" is not a scheduling policy/,
       ],
       [
         "ioPriority",
-        (c) => (c.process.ioPriority = { class: "IOPRIO_CLASS_IDLE" }),
-        /process\.ioPriority/,
+        (c) => (c.process.ioPriority = { class: "IOPRIO_CLASS_IDLE", priority: 9 }),
+        /process\.ioPriority\.priority/,
       ],
       [
         "idmapped mount",

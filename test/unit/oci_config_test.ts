@@ -13,6 +13,7 @@ import {
 import { defaultConfig } from "../../core/oci/default.ts";
 import { openLibc } from "../../core/sys/libc.ts";
 import { MicroError } from "../../core/errors.ts";
+import { schedAttr } from "../../core/sched.ts";
 
 // deno-lint-ignore no-explicit-any
 type Config = Record<string, any>;
@@ -134,7 +135,10 @@ Deno.test("oci config: namespace paths join what one thread may enter; others ar
 });
 
 Deno.test("oci config: what micro cannot honour is an error (MUST) or a warning (SHOULD)", () => {
-  throwsLine(() => translate((c) => (c.process.scheduler = { policy: "SCHED_OTHER" })), /sched/);
+  throwsLine(
+    () => translate((c) => (c.process.execCPUAffinity = { initial: "0" })),
+    /process\.execCPUAffinity: not supported/,
+  );
   throwsLine(
     () => translate((c) => (c.hooks = { createContainer: [{ path: "/x" }] })),
     /hooks\.createContainer: hooks run inside the container are not supported/,
@@ -208,4 +212,56 @@ Deno.test("oci config: umask and personality reach the process (LINUX32 is 0x8)"
     () => translate((c) => (c.linux.personality = { domain: "LINUX", flags: ["x"] })),
     /linux\.personality\.flags: not supported/,
   );
+});
+
+Deno.test("oci config: process.scheduler and process.ioPriority become sched_setattr and ioprio_set ops", () => {
+  const spec = translate((c) => {
+    c.process.scheduler = {
+      policy: "SCHED_DEADLINE",
+      flags: ["SCHED_FLAG_RESET_ON_FORK", "SCHED_FLAG_DL_OVERRUN"],
+      runtime: 10_000_000,
+      deadline: 30_000_000,
+      period: 30_000_000,
+    };
+    c.process.ioPriority = { class: "IOPRIO_CLASS_IDLE", priority: 7 };
+  }).spec;
+  assert.deepEqual(spec.process.scheduler, {
+    policy: 6,
+    flags: 0x5,
+    nice: 0,
+    priority: 0,
+    runtime: 10_000_000,
+    deadline: 30_000_000,
+    period: 30_000_000,
+  });
+  assert.deepEqual(spec.process.ioPriority, { class: 3, level: 7 });
+  // struct sched_attr (SCHED_ATTR_SIZE_VER0): size, policy, flags, nice, priority, times.
+  const v = new DataView(schedAttr(spec.process.scheduler!).buffer);
+  assert.equal(v.byteLength, 48);
+  assert.deepEqual(
+    [v.getUint32(0, true), v.getUint32(4, true), Number(v.getBigUint64(8, true))],
+    [48, 6, 5],
+  );
+  assert.equal(Number(v.getBigUint64(40, true)), 30_000_000);
+  const batch = translate((c) => (c.process.scheduler = { policy: "SCHED_BATCH", nice: -5 }));
+  assert.equal(
+    new DataView(schedAttr(batch.spec.process.scheduler!).buffer).getInt32(16, true),
+    -5,
+  );
+  for (
+    const [edit, re] of [
+      [(c: Config) => (c.process.scheduler = {}), /scheduler\.policy: "" is not a scheduling/],
+      [
+        (c: Config) => (c.process.scheduler = { policy: "SCHED_OTHER", priority: 5 }),
+        /scheduler\.priority: a priority is for SCHED_FIFO and SCHED_RR, not SCHED_OTHER/,
+      ],
+      [(c: Config) => (c.process.scheduler = { policy: "SCHED_RR", nice: 20 }), /nice/],
+      [
+        (c: Config) => (c.process.scheduler = { policy: "SCHED_RR", flags: ["NOPE"] }),
+        /scheduler\.flags\[0\]: "NOPE"/,
+      ],
+      [(c: Config) => (c.process.ioPriority = { class: "IDLE" }), /ioPriority\.class: "IDLE"/],
+      [(c: Config) => (c.process.ioPriority = { class: "IOPRIO_CLASS_BE", x: 1 }), /ioPriority/],
+    ] as const
+  ) throwsLine(() => translate(edit), re);
 });
