@@ -134,6 +134,8 @@ const HINTS: Record<string, string> = {
     "creating these namespaces needs root, or a user namespace (unprivileged_userns_clone)",
   "mkdir:EROFS": "the image is read-only, so a missing mount point cannot be created there",
   "setrlimit:EPERM": "raising a hard limit needs CAP_SYS_RESOURCE",
+  "unshare:EINVAL": "this kernel lacks that namespace (time namespaces: Linux 5.6+, " +
+    "CONFIG_TIME_NS)",
   "sched-setattr:EPERM": "a real-time policy (SCHED_FIFO, SCHED_RR) needs CPU time for " +
     "real-time tasks in the container's cpu cgroup (cgroup v1's cpu.rt_runtime_us, 0 for a " +
     "new cgroup; micro does not set it): use SCHED_OTHER, SCHED_BATCH or SCHED_IDLE",

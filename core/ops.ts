@@ -173,6 +173,12 @@ export interface OpArgs {
   umask: { mask: number };
   /** credentials: the command's execution domain (kept across execve; PER_LINUX32: 0x8). */
   personality: { persona: number };
+  /**
+   * rootfs: the time namespace's clock offsets, written by the child to its own
+   * /proc/self/timens_offsets right after unshare(CLONE_NEWTIME), before any process is in
+   * the namespace (the command enters it at execve).
+   */
+  "time-offsets": { text: string };
   /** credentials: the command's I/O priority (ioprio_set; kept across execve and fork). */
   ioprio: { class: number; level: number };
   /** credentials: the command's scheduling policy (sched_setattr), before caps are dropped. */

@@ -5,7 +5,18 @@
 import type { Resources } from "./cgroups/resources.ts";
 import type { PortMapping } from "./cni/ports.ts";
 
-export type NamespaceType = "mount" | "pid" | "uts" | "ipc" | "network" | "user" | "cgroup";
+export type NamespaceType =
+  | "mount"
+  | "pid"
+  | "uts"
+  | "ipc"
+  | "network"
+  | "user"
+  | "cgroup"
+  | "time";
+
+/** The clocks a time namespace offsets. */
+export type TimeClock = "monotonic" | "boottime";
 
 export interface IdMapping {
   containerID: number;
@@ -116,6 +127,8 @@ export interface Spec {
     mountLabel?: string;
     /** Namespaced sysctls (sysctl plugin), written under the container's /proc/sys. */
     sysctl?: Record<string, string>;
+    /** The time namespace's clock offsets (timens plugin; OCI linux.timeOffsets). */
+    timeOffsets?: Partial<Record<TimeClock, { secs: number; nanosecs: number }>>;
   };
   micro: {
     /** Host directories bound read-only into a tmpfs root when there is no image. */

@@ -11,6 +11,7 @@ export const CLONE_FLAG: Record<NamespaceType, string> = {
   network: "CLONE_NEWNET",
   user: "CLONE_NEWUSER",
   cgroup: "CLONE_NEWCGROUP",
+  time: "CLONE_NEWTIME",
 };
 
 export function addNamespace(spec: Spec, type: NamespaceType): void {

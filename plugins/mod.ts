@@ -5,6 +5,7 @@
 import type { Plugin } from "../core/plugin.ts";
 import { caps } from "./caps.ts";
 import { cgroupns } from "./cgroupns.ts";
+import { timens } from "./timens.ts";
 import { cgroups } from "./cgroups.ts";
 import { lsm } from "./lsm.ts";
 import { readonly } from "./readonly.ts";
@@ -30,6 +31,7 @@ export const PLUGINS: Plugin<any>[] = [
   net,
   bandwidth,
   cgroupns,
+  timens,
   cgroups,
   readonly,
   caps,

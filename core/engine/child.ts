@@ -46,6 +46,7 @@ export const CLONE_FLAGS: Record<string, number> = {
   CLONE_NEWUSER: C.CLONE_NEWUSER,
   CLONE_NEWPID: C.CLONE_NEWPID,
   CLONE_NEWNET: C.CLONE_NEWNET,
+  CLONE_NEWTIME: C.CLONE_NEWTIME,
 };
 
 /** Landlock access rights (linux/landlock.h) and what each ABI version handles. */
@@ -1211,6 +1212,23 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
       case "personality": {
         i.paths = { persona: "0x" + o.args.persona.toString(16) };
         step(i, () => sys.personality(o.args.persona));
+        break;
+      }
+      case "time-offsets": {
+        i.paths = { offsets: o.args.text.trim().replace(/\n/g, ", ") };
+        i.hints = {
+          2: "the container has no /proc mounted: the offsets are written to /proc/self",
+          13: "a process is in the time namespace already (the offsets go in before any is)",
+        };
+        const file = cstr("/proc/self/timens_offsets");
+        const text = new TextEncoder().encode(o.args.text);
+        step(i, () => {
+          const fd = sys.open(file, C.O_WRONLY | C.O_CLOEXEC, 0);
+          if (fd < 0) return fd;
+          const rc = sys.write(fd, text, text.length);
+          sys.close(fd);
+          return rc < 0 ? rc : 0;
+        });
         break;
       }
       case "ioprio": {

@@ -179,7 +179,10 @@ export function cloneFlags(plan: Op[]): number {
   for (const o of plan) {
     if (o.kind === "namespace") {
       const f = CLONE_FLAGS[o.args.flag];
-      if (f === undefined) throw new Error(`unknown namespace flag ${o.args.flag}`);
+      // CLONE_NEWTIME's bit is clone's exit signal: a time namespace is unshared (timens).
+      if (f === undefined || f === C.CLONE_NEWTIME) {
+        throw new Error(`unknown namespace flag ${o.args.flag}`);
+      }
       flags |= f;
     }
   }

@@ -147,6 +147,7 @@ export function foreignNamespaces(pid: number): string[] {
     ["CLONE_NEWIPC", "ipc"],
     ["CLONE_NEWUTS", "uts"],
     ["CLONE_NEWCGROUP", "cgroup"],
+    ["CLONE_NEWTIME", "time"],
   ];
   for (const [flag, ns] of names) {
     let theirs: Deno.FileInfo;

@@ -158,6 +158,24 @@ function readIoPriority(v: unknown): ProcessSpec["ioPriority"] {
   return { class: cls, level: int(io.priority, "process.ioPriority.priority", 0, 7) ?? 0 };
 }
 
+/** linux.timeOffsets: seconds and nanoseconds per clock (monotonic, boottime), as runc. */
+function readTimeOffsets(v: unknown): Spec["linux"]["timeOffsets"] {
+  const t = obj(v, "linux.timeOffsets");
+  if (!t) return undefined;
+  known(t, ["monotonic", "boottime"], "linux.timeOffsets");
+  const out: NonNullable<Spec["linux"]["timeOffsets"]> = {};
+  for (const clock of ["monotonic", "boottime"] as const) {
+    const f = `linux.timeOffsets.${clock}`;
+    const c = obj(t[clock], f);
+    if (!c) continue;
+    known(c, ["secs", "nanosecs"], f);
+    // The kernel takes offsets of up to about ±146 years (KTIME_SEC_MAX / 2).
+    const secs = int(c.secs, `${f}.secs`, -(2 ** 32), 2 ** 32) ?? 0;
+    out[clock] = { secs, nanosecs: int(c.nanosecs, `${f}.nanosecs`, 0, 999_999_999) ?? 0 };
+  }
+  return out;
+}
+
 /** process.scheduler: a policy, its nice or priority, flags, and SCHED_DEADLINE's times. */
 function readScheduler(v: unknown): SchedAttr | undefined {
   const s = obj(v, "process.scheduler");
@@ -217,7 +235,7 @@ function known(o: Obj, keys: readonly string[], field: string): void {
   }
 }
 
-const NS_TYPES: Record<string, NamespaceType | "time"> = {
+const NS_TYPES: Record<string, NamespaceType> = {
   pid: "pid",
   network: "network",
   mount: "mount",
@@ -237,6 +255,7 @@ const NS_PLUGIN: Record<NamespaceType, string> = {
   network: "net",
   user: "user",
   cgroup: "cgroupns",
+  time: "timens",
 };
 
 /** Mount options micro applies as the mount's flags or leaves at their default. */
@@ -495,7 +514,6 @@ export function configToSpec(config: OciConfig, bundle: string, id: string): Tra
     known(o, ["type", "path"], f);
     const type = NS_TYPES[str(o.type, `${f}.type`) ?? ""];
     if (!type) throw bad(`${f}.type`, `unknown namespace type "${o.type}"`);
-    if (type === "time") throw bad(f, "time namespaces are not supported by micro yet");
     if (spec.linux.namespaces.some((x) => x.type === type) || joins.some((j) => j.type === type)) {
       throw bad(f, `namespace "${type}" given twice`);
     }
@@ -505,8 +523,8 @@ export function configToSpec(config: OciConfig, bundle: string, id: string): Tra
         throw bad(
           `${f}.path`,
           `joining a ${type} namespace by path is not supported by micro`,
-          "micro's parent is multi-threaded: the kernel refuses setns into mount and user " +
-            "namespaces there; leave out the path",
+          "micro's parent is multi-threaded: the kernel refuses setns into mount, user and " +
+            "time namespaces there; leave out the path",
         );
       }
       joins.push({ type, path: absolute(path, `${f}.path`) });
@@ -556,8 +574,15 @@ export function configToSpec(config: OciConfig, bundle: string, id: string): Tra
     }
     spec.process.personality = PERSONALITY[domain];
   }
-  for (const f of ["timeOffsets", "intelRdt", "memoryPolicy"]) {
+  for (const f of ["intelRdt", "memoryPolicy"]) {
     if (l[f] !== undefined) throw bad(`linux.${f}`, "not supported by micro yet");
+  }
+  const offsets = readTimeOffsets(l.timeOffsets);
+  if (offsets) {
+    if (!spec.linux.namespaces.some((n) => n.type === "time")) {
+      throw bad("linux.timeOffsets", "set without a time namespace of the container's own");
+    }
+    spec.linux.timeOffsets = offsets;
   }
   const propagation = str(l.rootfsPropagation, "linux.rootfsPropagation");
   if (propagation && !["private", "rprivate", "slave", "rslave"].includes(propagation)) {
@@ -742,6 +767,7 @@ const ORDER = [
   "ipc",
   "net",
   "cgroupns",
+  "timens",
   "cgroups",
   "caps",
   "lsm",

@@ -107,7 +107,14 @@ export async function exec(o: ExecOptions, sys: Sys = openLibc()): Promise<numbe
   sys.close(p.image.fd);
   const userns = t.spec.linux.namespaces.some((n) => n.type === "user");
   const ops: Op[] = [
-    op("rootfs", "oci", "setns", { flags: [...(userns ? ["CLONE_NEWUSER"] : []), "CLONE_NEWNS"] }),
+    op("rootfs", "oci", "setns", {
+      flags: [
+        ...(userns ? ["CLONE_NEWUSER"] : []),
+        "CLONE_NEWNS",
+        // Entered by the single-threaded child (the kernel refuses a multi-threaded caller).
+        ...(t.spec.linux.namespaces.some((n) => n.type === "time") ? ["CLONE_NEWTIME"] : []),
+      ],
+    }),
     ...p.ops.filter((x) =>
       (x.phase === "attach" && x.kind === "cgroup-join") ||
       (x.phase === "rootfs" && x.kind === "console") ||

@@ -257,6 +257,8 @@ export interface Stat {
 export const C = {
   CLONE_NEWNS: 0x00020000,
   CLONE_NEWCGROUP: 0x02000000,
+  /** unshare and setns only: in clone's flags this bit is the exit signal's. */
+  CLONE_NEWTIME: 0x00000080,
   /** clone3's flag (bit 33, above 32-bit flags): born in the cgroup `clone_args.cgroup` names. */
   CLONE_INTO_CGROUP: 2 ** 33,
   CGROUP2_SUPER_MAGIC: 0x63677270,

@@ -125,8 +125,12 @@ Deno.test("oci config: namespace paths join what one thread may enter; others ar
     /joining a mount namespace by path is not supported/,
   );
   throwsLine(
-    () => translate((c) => c.linux.namespaces.push({ type: "time" })),
-    /time namespaces are not supported/,
+    () => translate((c) => (c.linux.timeOffsets = { boottime: { secs: 1 } })),
+    /linux\.timeOffsets: set without a time namespace/,
+  );
+  throwsLine(
+    () => translate((c) => c.linux.namespaces.push({ type: "time", path: "/proc/1/ns/time" })),
+    /joining a time namespace by path is not supported/,
   );
   throwsLine(
     () => translate((c) => (c.linux.namespaces = [{ type: "mount" }])),
@@ -264,4 +268,28 @@ Deno.test("oci config: process.scheduler and process.ioPriority become sched_set
       [(c: Config) => (c.process.ioPriority = { class: "IOPRIO_CLASS_BE", x: 1 }), /ioPriority/],
     ] as const
   ) throwsLine(() => translate(edit), re);
+});
+
+Deno.test("oci config: a time namespace with linux.timeOffsets: unshared and written by the child", () => {
+  const t = translate((c) => {
+    c.linux.namespaces.push({ type: "time" });
+    c.linux.timeOffsets = { monotonic: { secs: -5, nanosecs: 7 }, boottime: { secs: 86400 } };
+  });
+  assert.deepEqual(t.spec.linux.timeOffsets, {
+    monotonic: { secs: -5, nanosecs: 7 },
+    boottime: { secs: 86400, nanosecs: 0 },
+  });
+  assert.ok(t.spec.micro.plugins?.includes("timens"), String(t.spec.micro.plugins));
+  const bad = [
+    [{ realtime: { secs: 1 } }, /linux\.timeOffsets\.realtime: unknown field/],
+    [{ boottime: { secs: 1.5 } }, /boottime\.secs: expected an integer/],
+    [{ boottime: { nanosecs: 1e9 } }, /boottime\.nanosecs/],
+  ] as const;
+  for (const [offsets, re] of bad) {
+    throwsLine(() =>
+      translate((c) => {
+        c.linux.namespaces.push({ type: "time" });
+        c.linux.timeOffsets = offsets;
+      }), re);
+  }
 });
