@@ -107,6 +107,13 @@ export interface OpArgs {
     kernelFs?: "proc" | "sys";
     /** A file bound over one of the /proc files runc allows (lxcfs); others are refused. */
     overProc?: boolean;
+    /** An idmapped bind: the maps of the user namespace the source's tree is idmapped with. */
+    idmap?: { uid: string; gid: string };
+    /**
+     * Set by the runtime once it made the idmapped tree (core/engine/idmapped.ts): the
+     * index of the detached tree the child attaches at the target instead of binding.
+     */
+    tree?: number;
   };
   /** rootfs: make the whole tree private so nothing propagates back to the host. */
   "make-private": Record<never, never>;

@@ -39,6 +39,11 @@ export interface Mount {
   type: "bind" | "tmpfs" | "proc" | "sysfs" | "devpts" | "mqueue" | "volume";
   source: string;
   options: string[];
+  /**
+   * An idmapped bind (OCI mounts[].uidMappings/gidMappings): a user namespace with these
+   * maps ("containerID hostID size" lines, as runc writes them) idmaps the source's tree.
+   */
+  idmap?: { uid: string; gid: string };
 }
 
 export interface ProcessSpec {

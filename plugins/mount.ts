@@ -199,6 +199,7 @@ function mountOp(m: Mount, spec: Spec, host: HostInfo): Op {
     flags,
     ...(data ? { data } : {}),
     create: fileSource ? "file" : "dir",
+    ...(m.idmap ? { idmap: m.idmap } : {}),
   });
 }
 

@@ -239,6 +239,8 @@ export interface ChildContext {
    * the overlay's lower directories.
    */
   layerMounts?: readonly string[];
+  /** Idmapped bind trees, kept at FD_IDMAPPED + (the layers' count) + k (close-on-exec). */
+  mountTrees?: readonly number[];
   /** A detached copy of the directory holding every lower layer of a store image, or -1. */
   layersFd?: number;
   /** A detached copy of the directory holding the overlay's upper and work directories. */
@@ -311,7 +313,7 @@ const MOUNT_ATTRS: [number, number][] = [
   [C.MS_STRICTATIME, C.MOUNT_ATTR_STRICTATIME],
 ];
 /** MS_* flags to the MOUNT_ATTR_* bits of fsmount and mount_setattr. */
-function mountAttrs(flags: number): number {
+export function mountAttrs(flags: number): number {
   return MOUNT_ATTRS.reduce((acc, [ms, attr]) => flags & ms ? acc | attr : acc, 0);
 }
 const DEV_NULL = cstr("/dev/null");
@@ -844,8 +846,10 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
     if ((ctx.nsFd ?? -1) >= 0) keep.push([ctx.nsFd!, FD_NS]);
   }
   const keepLast = keep[keep.length - 1][1];
-  const layers = ctx.layerFds ?? [];
+  const layers = [...(ctx.layerFds ?? []), ...(ctx.mountTrees ?? [])];
   for (let k = 0; k < layers.length; k++) keep.push([layers[k], FD_IDMAPPED + k]);
+  /** Where a mount op's idmapped tree is kept. */
+  const treeFd = (k: number) => FD_IDMAPPED + (ctx.layerFds?.length ?? 0) + k;
   const kept = keep.filter(([fd]) => fd >= 0).map(([fd, at]) => `${fd}>${at}`).join(",");
   step(engine("close_range", { keep: kept }), () => {
     for (let k = 0; k < keep.length; k++) {
@@ -962,6 +966,20 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
               sys.close(FD_TARGET);
               return rc;
             }
+          }
+          if (a.tree !== undefined) {
+            // Idmapped in the parent with the bind's flags: attached where it belongs.
+            const t = treeFd(a.tree);
+            rc = sys.moveMount(
+              t,
+              EMPTY,
+              FD_TARGET,
+              EMPTY,
+              C.MOVE_MOUNT_F_EMPTY_PATH | C.MOVE_MOUNT_T_EMPTY_PATH,
+            );
+            sys.close(t);
+            sys.close(FD_TARGET);
+            return rc;
           }
           let src: CStr = source;
           if (a.sourceInRoot) {

@@ -11,6 +11,7 @@
 import { MicroError } from "../errors.ts";
 import type { Op } from "../ops.ts";
 import { C, cstr, type Sys } from "../sys/mod.ts";
+import { mountAttrs, mountFlags } from "./child.ts";
 
 const EMPTY = cstr("");
 
@@ -162,4 +163,80 @@ export async function idmapImage(
   } finally {
     sys.close(userns);
   }
+}
+
+export interface IdmappedBinds {
+  /** The ops, each idmapped bind given the index of its tree (`tree`). */
+  ops: Op[];
+  /** The detached idmapped trees, by index (the child attaches them at their targets). */
+  fds: number[];
+  close(): void;
+}
+
+/**
+ * The idmapped binds of a plan (OCI mounts with uidMappings/gidMappings): each source's
+ * tree detached (open_tree, recursive for rbind), idmapped with a user namespace of its
+ * maps and given the bind's flags, all in the parent; the child only attaches it. A kernel
+ * or file system without idmapped mounts is an error naming the source (runc's too).
+ */
+export async function idmapBinds(sys: Sys, ops: Op[]): Promise<IdmappedBinds> {
+  const fds: number[] = [];
+  const userns = new Map<string, number>();
+  const closeAll = () => {
+    for (const fd of fds.splice(0)) sys.close(fd);
+  };
+  const out: Op[] = [];
+  try {
+    for (const o of ops) {
+      if (o.kind !== "mount" || !o.args.idmap) {
+        out.push(o);
+        continue;
+      }
+      const { idmap, source } = o.args;
+      const key = `${idmap.uid}|${idmap.gid}`;
+      let ns = userns.get(key);
+      if (ns === undefined) {
+        ns = await mappedUserns(sys, idmap);
+        userns.set(key, ns);
+      }
+      const flags = mountFlags(o.args.flags);
+      const recursive = (flags & C.MS_REC) !== 0;
+      const fd = sys.openTree(
+        C.AT_FDCWD,
+        cstr(source),
+        C.OPEN_TREE_CLONE | C.O_CLOEXEC | (recursive ? C.AT_RECURSIVE : 0),
+      );
+      if (fd < 0) throw bindError(o, "open_tree", fd);
+      fds.push(fd);
+      const rc = sys.mountSetattr(
+        fd,
+        EMPTY,
+        C.AT_EMPTY_PATH | (recursive ? C.AT_RECURSIVE : 0),
+        C.MOUNT_ATTR_IDMAP | mountAttrs(flags),
+        0,
+        ns,
+      );
+      if (rc < 0) throw bindError(o, "mount_setattr(MOUNT_ATTR_IDMAP)", rc);
+      out.push({ ...o, args: { ...o.args, tree: fds.length - 1 } });
+    }
+    return { ops: out, fds, close: closeAll };
+  } catch (e) {
+    closeAll();
+    throw e;
+  } finally {
+    for (const fd of userns.values()) sys.close(fd);
+  }
+}
+
+function bindError(o: Op & { kind: "mount" }, what: string, rc: number): MicroError {
+  return new MicroError("", {
+    phase: "prepare",
+    plugin: "mount",
+    op: what,
+    paths: { source: o.args.source, target: o.args.target },
+    errno: -rc,
+    hint: rc === -22 || rc === -95
+      ? "the source's file system or this kernel cannot idmap mounts (Linux 5.12+; tmpfs 6.3+)"
+      : undefined,
+  });
 }

@@ -46,6 +46,8 @@ export interface EngineOptions {
   layerFds?: readonly number[];
   /** Where the child attaches them: the overlay's lower directories. */
   layerMounts?: readonly string[];
+  /** Idmapped bind trees (idmapBinds), kept after the layers; mount ops name them (`tree`). */
+  mountTrees?: readonly number[];
   terminal: boolean;
   /** Relay micro's stdin to the command (-i); otherwise its stdin is /dev/null. */
   stdin: boolean;
@@ -609,6 +611,7 @@ async function start(
       exe,
       layerFds: opts.layerFds,
       layerMounts: opts.layerMounts,
+      mountTrees: opts.mountTrees,
       enterFd: opts.enter ?? -1,
       detached: opts.detach || detached,
       ...(detached ? { execFifo: opts.execFifo } : {}),

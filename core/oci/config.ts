@@ -158,6 +158,39 @@ function readIoPriority(v: unknown): ProcessSpec["ioPriority"] {
   return { class: cls, level: int(io.priority, "process.ioPriority.priority", 0, 7) ?? 0 };
 }
 
+/**
+ * mounts[].uidMappings/gidMappings: both or neither, on a bind mount only (runc's rules),
+ * as uid_map/gid_map text. `idmap`/`ridmap` without mappings are refused: micro does not
+ * take the container's own maps for them.
+ */
+function readIdmap(o: Obj, f: string, type: string, options: string[]): Mount["idmap"] {
+  const asked = options.includes("idmap") || options.includes("ridmap");
+  if (o.uidMappings === undefined && o.gidMappings === undefined) {
+    if (asked) {
+      throw bad(`${f}.options`, "idmap without uidMappings and gidMappings", "give both");
+    }
+    return undefined;
+  }
+  if (type !== "bind") throw bad(f, "idmapped mounts are bind mounts only");
+  const text = (v: unknown, field: string) => {
+    const lines = list(v, field).map((m, k) => {
+      const e = obj(m, `${field}[${k}]`)!;
+      known(e, ["containerID", "hostID", "size"], `${field}[${k}]`);
+      // Every field is required: a missing one is not 0 (that would map nothing, or root).
+      const at = (key: string, min: number) => int(e[key] ?? -1, `${field}[${k}].${key}`, min);
+      return `${at("containerID", 0)} ${at("hostID", 0)} ${at("size", 1)}\n`;
+    });
+    if (!lines.length || lines.length > 340) {
+      throw bad(field, "expected 1 to 340 mappings (the kernel's limit)");
+    }
+    return lines.join("");
+  };
+  return {
+    uid: text(o.uidMappings, `${f}.uidMappings`),
+    gid: text(o.gidMappings, `${f}.gidMappings`),
+  };
+}
+
 /** linux.timeOffsets: seconds and nanoseconds per clock (monotonic, boottime), as runc. */
 function readTimeOffsets(v: unknown): Spec["linux"]["timeOffsets"] {
   const t = obj(v, "linux.timeOffsets");
@@ -680,11 +713,11 @@ export function configToSpec(config: OciConfig, bundle: string, id: string): Tra
     const f = `mounts[${k}]`;
     const o = obj(m, f)!;
     known(o, ["destination", "source", "options", "type", "uidMappings", "gidMappings"], f);
-    if (o.uidMappings !== undefined || o.gidMappings !== undefined) {
-      throw bad(f, "idmapped mounts are not supported by micro yet");
-    }
     const destination = absolute(str(o.destination, `${f}.destination`) ?? "", `${f}.destination`);
-    const options = strs(o.options, `${f}.options`) ?? [];
+    const given = strs(o.options, `${f}.options`) ?? [];
+    // runc's idmap (this mount) and ridmap (and those below it): micro idmaps the tree the
+    // bind makes, recursive with rbind, whenever the mappings are given.
+    const options = given.filter((x) => x !== "idmap" && x !== "ridmap");
     const isBind = options.includes("bind") || options.includes("rbind");
     let type = str(o.type, `${f}.type`) ?? (isBind ? "bind" : "");
     if (isBind || type === "none") type = "bind";
@@ -712,11 +745,13 @@ export function configToSpec(config: OciConfig, bundle: string, id: string): Tra
       } else data.push(opt);
     }
     if (type === "bind" && !kept.includes("bind") && !kept.includes("rbind")) kept.push("rbind");
+    const idmap = readIdmap(o, f, type, given);
     spec.mounts.push({
       destination,
       type: type as Mount["type"],
       source,
       options: data.length ? [...kept, data.join(",")] : kept,
+      ...(idmap ? { idmap } : {}),
     });
   }
   if (cgroupMount !== "none" && !spec.linux.namespaces.some((n) => n.type === "cgroup")) {

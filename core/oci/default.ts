@@ -132,6 +132,8 @@ export function features(): Record<string, unknown> {
       "strictatime",
       "relatime",
       "defaults",
+      "idmap",
+      "ridmap",
     ],
     linux: {
       namespaces: ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
@@ -163,7 +165,7 @@ export function features(): Record<string, unknown> {
       apparmor: { enabled: true },
       selinux: { enabled: true },
       intelRdt: { enabled: false },
-      mountExtensions: { idmap: { enabled: false } },
+      mountExtensions: { idmap: { enabled: true } },
     },
     annotations: { "org.opencontainers.runtime.micro.version": VERSION },
   };

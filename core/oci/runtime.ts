@@ -17,6 +17,7 @@ import { plannedCgroups } from "../engine/parent.ts";
 import { CLONE_FLAGS } from "../engine/child.ts";
 import { CLONE_FLAG } from "../../plugins/_ns.ts";
 import { removeRecorded } from "../cgroups/fs.ts";
+import { idmapBinds } from "../engine/idmapped.ts";
 import { newId, processStartTime, signalProcess } from "../state.ts";
 import { parseSignal } from "../signals.ts";
 import { PLUGINS } from "../../plugins/mod.ts";
@@ -203,7 +204,9 @@ export async function create(o: CreateOptions, sys = openLibc()): Promise<number
       throw new MicroError("", { phase: "prepare", plugin: "oci", op: "open", paths: { fifo } });
     }
     fds.push(fifoFd);
-    const { ops } = resolveTargets(p.ops, p.image.dir);
+    const binds = await idmapBinds(sys, resolveTargets(p.ops, p.image.dir).ops);
+    fds.push(...binds.fds);
+    const ops = binds.ops;
     Deno.mkdirSync(`${dir}/root`, { mode: 0o755 });
     const tree = sys.openTree(p.image.fd, EMPTY, TREE_FLAGS);
     if (tree < 0) {
@@ -222,6 +225,7 @@ export async function create(o: CreateOptions, sys = openLibc()): Promise<number
       rootPath: `${dir}/root`,
       imageFd: tree,
       imageId: { dev: p.image.dev, ino: p.image.ino },
+      ...(binds.fds.length ? { mountTrees: binds.fds } : {}),
       terminal: p.t.spec.process.terminal,
       stdin: true,
       execFifo: fifoFd,

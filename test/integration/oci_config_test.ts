@@ -133,7 +133,7 @@ microTest("oci config: a field micro cannot honour is one error line, exit 125",
         /process\.ioPriority\.priority/,
       ],
       [
-        "idmapped mount",
+        "idmapped mount with one side's mappings",
         (c) =>
           c.mounts.push({
             destination: "/m",
@@ -141,9 +141,8 @@ microTest("oci config: a field micro cannot honour is one error line, exit 125",
             source: "/tmp",
             options: ["rbind"],
             uidMappings: [{ containerID: 0, hostID: 1000, size: 1 }],
-            gidMappings: [{ containerID: 0, hostID: 1000, size: 1 }],
           }),
-        /idmapped mounts/,
+        /mounts\[\d+\]\.gidMappings: expected 1 to 340 mappings/,
       ],
       [
         "shared rootfs",

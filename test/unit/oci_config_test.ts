@@ -293,3 +293,38 @@ Deno.test("oci config: a time namespace with linux.timeOffsets: unshared and wri
       }), re);
   }
 });
+
+Deno.test("oci config: idmapped binds carry their maps as uid_map text; others are refused", () => {
+  const map = [{ containerID: 0, hostID: 1000, size: 10 }, {
+    containerID: 10,
+    hostID: 5000,
+    size: 1,
+  }];
+  const t = translate((c) =>
+    c.mounts.push({
+      destination: "/m",
+      type: "bind",
+      source: "/srv",
+      options: ["rbind", "ridmap", "ro"],
+      uidMappings: map,
+      gidMappings: [map[0]],
+    })
+  );
+  const m = t.spec.mounts.find((x) => x.destination === "/m")!;
+  assert.deepEqual(m.idmap, { uid: "0 1000 10\n10 5000 1\n", gid: "0 1000 10\n" });
+  assert.deepEqual(m.options, ["rbind", "ro"]);
+  const bind = (extra: Config) => (c: Config) =>
+    c.mounts.push({
+      destination: "/m",
+      type: "bind",
+      source: "/srv",
+      options: ["rbind"],
+      ...extra,
+    });
+  throwsLine(() => translate(bind({ options: ["idmap"] })), /idmap without uidMappings/);
+  throwsLine(
+    () => translate(bind({ uidMappings: map, gidMappings: [{ containerID: 0, hostID: 1 }] })),
+    /gidMappings\[0\]\.size: expected an integer from 1/,
+  );
+  throwsLine(() => translate(bind({ uidMappings: [], gidMappings: map })), /1 to 340 mappings/);
+});
