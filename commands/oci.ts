@@ -141,6 +141,17 @@ function logTo(g: Globals, level: string, msg: string): void {
   }
 }
 
+/** `--preserve-fds N`: a whole number of fds (runc's limit is the fd table's). */
+function fdCount(v: string | boolean | undefined): number {
+  if (v === undefined) return 0;
+  if (typeof v !== "string" || !/^[0-9]+$/.test(v) || Number(v) > 990) {
+    throw usageError(
+      `--preserve-fds: "${v}" (a number of fds, 0 to 990: micro keeps its own at 1000 and up)`,
+    );
+  }
+  return Number(v);
+}
+
 function one(args: string[], verb: string): string {
   if (args.length !== 1) throw usageError(`${verb} takes exactly one container id`);
   return args[0];
@@ -193,11 +204,6 @@ async function verb(g: Globals, argv: string[]): Promise<number> {
         },
       );
       const id = one(args, cmd);
-      if (flags.preserveFds !== undefined && flags.preserveFds !== "0") {
-        throw new MicroError("--preserve-fds is not supported by micro yet", {
-          hint: "pass the container's data through its mounts instead",
-        });
-      }
       if (flags.noPivot) {
         throw new MicroError("--no-pivot: micro always pivots into the root", {
           hint: "drop --no-pivot (it exists for ramdisk roots, where pivot_root fails)",
@@ -211,6 +217,7 @@ async function verb(g: Globals, argv: string[]): Promise<number> {
         pidFile: flags.pidFile as string | undefined,
         consoleSocket: flags.consoleSocket as string | undefined,
         noNewKeyring: flags.noNewKeyring === true,
+        preserveFds: fdCount(flags.preserveFds),
       };
       if (cmd === "create") {
         await rt.create(o);
@@ -296,7 +303,7 @@ async function verb(g: Globals, argv: string[]): Promise<number> {
           "--process-label": "processLabel",
           "--additional-gids": "gids[]",
           "-g": "gids[]",
-          "--cgroup": "cgroup",
+          "--cgroup": "cgroup[]",
         },
         {
           "--tty": "tty",
@@ -308,18 +315,6 @@ async function verb(g: Globals, argv: string[]): Promise<number> {
         },
         true,
       );
-      for (const f of ["apparmor", "processLabel", "cgroup"]) {
-        if (flags[f] !== undefined) {
-          throw new MicroError(`exec: --${f} is not supported by micro yet`, {
-            hint: "give the process in --process process.json",
-          });
-        }
-      }
-      if (lists["gids[]"]?.length || (flags.preserveFds ?? "0") !== "0") {
-        throw new MicroError("exec: --additional-gids and --preserve-fds are not supported yet", {
-          hint: "give the process in --process process.json (user.additionalGids)",
-        });
-      }
       const [id, ...cmd] = args;
       const { exec } = await import("../core/oci/exec.ts");
       return await exec({
@@ -336,6 +331,11 @@ async function verb(g: Globals, argv: string[]): Promise<number> {
         detach: flags.detach === true,
         pidFile: flags.pidFile as string | undefined,
         consoleSocket: flags.consoleSocket as string | undefined,
+        apparmor: flags.apparmor as string | undefined,
+        processLabel: flags.processLabel as string | undefined,
+        gids: (lists["gids[]"] ?? []).flatMap((g) => g.split(",")),
+        cgroups: lists["cgroup[]"] ?? [],
+        preserveFds: fdCount(flags.preserveFds),
       });
     }
     case "ps": {

@@ -3,7 +3,7 @@
  * engine, the process left waiting on the exec fifo), start, kill, delete, and run (all
  * three). The command line is commands/oci.ts.
  */
-import { MicroError, MicroErrors } from "../errors.ts";
+import { errnoName, MicroError, MicroErrors } from "../errors.ts";
 import { runChecks } from "../checks.ts";
 import { probeHost } from "../host.ts";
 import { planRun } from "../plan.ts";
@@ -88,6 +88,29 @@ export interface CreateOptions {
   consoleSocket?: string;
   /** `--no-new-keyring`: keep the caller's session keyring (runc's flag). */
   noNewKeyring?: boolean;
+  /** `--preserve-fds N`: micro's fds 3 to 2+N go on to the container's process. */
+  preserveFds?: number;
+}
+
+const F_GETFD = 1;
+const FD_CLOEXEC = 1;
+
+/**
+ * `--preserve-fds N`: each of fds 3 to 2+N must be the caller's, checked before anything
+ * is made. An fd micro's runtime opened itself is close-on-exec (Rust opens every fd so)
+ * and one inherited across the exec of micro cannot be: that tells them apart, so the
+ * container is never handed micro's own (its event loop's epoll, a file it read).
+ */
+export function checkPreserved(n: number, sys: Sys): void {
+  for (let fd = 3; fd < 3 + n; fd++) {
+    const rc = sys.fcntl(fd, F_GETFD, 0);
+    const why = rc < 0 ? errnoName(-rc) : rc & FD_CLOEXEC ? "it is micro's own" : "";
+    if (why) {
+      throw new MicroError(`--preserve-fds ${n}: fd ${fd} was not passed to micro: ${why}`, {
+        hint: `pass fds 3 to ${2 + n} to micro (open, without close-on-exec), or fewer`,
+      });
+    }
+  }
 }
 
 /** Opens `linux.namespaces[].path` for the clone (setns around it, see engine/mod.ts). */
@@ -136,6 +159,7 @@ export function writePidFile(path: string, pid: number): void {
 export async function create(o: CreateOptions, sys = openLibc()): Promise<number> {
   const uid = Deno.uid() ?? 0;
   checkId(o.id);
+  if (o.preserveFds) checkPreserved(o.preserveFds, sys);
   const root = ociRoot(o.root, uid, true);
   const dir = `${root}/${o.id}`;
   const p = prepareBundle(o.bundle, o.id, dir, sys, o.noNewKeyring);
@@ -226,6 +250,7 @@ export async function create(o: CreateOptions, sys = openLibc()): Promise<number
       stdin: true,
       execFifo: fifoFd,
       ...(join.length ? { join } : {}),
+      ...(o.preserveFds ? { preserveFds: o.preserveFds } : {}),
       onCgroups(all) {
         state.cgroups = all;
         writeOciState(dir, state);

@@ -485,6 +485,27 @@ Deno.test("the child execs the trampoline from its memfd: candidates, argv, envp
   assert.equal(prog.exec?.kind, "execve");
 });
 
+Deno.test("--preserve-fds 2: fds 3 and 4 stay open across both execs, the report goes to 5", () => {
+  const sys = new RecordingSys().execSucceeds();
+  const { end } = runToEnd([execve(["/bin/sh"])], sys, context({ preserveFds: 2 }));
+  assert.ok(end instanceof FakeExec);
+  // One "+" per preserved fd tells the trampoline where its report fd is.
+  assert.equal(end.argv[0], "++");
+  const calls = sys.format();
+  // Neither close_range touches 3 and 4; their close-on-exec flags are cleared.
+  assert.ok(calls.includes("closeRange(5, 0x3f1, 0x0)"), calls.join("\n"));
+  assert.ok(!calls.some((c) => c.startsWith("closeRange(3,")), calls.join("\n"));
+  assert.deepEqual(calls.slice(-7), [
+    "fcntl(3, 0x2, 0x0)",
+    "fcntl(4, 0x2, 0x0)",
+    "closeRange(5, 0x7fffffff, 0x4)",
+    "resetSignals()",
+    `sendRecord(${REPORT_FD}, [-3,0], -1)`,
+    `dup3(${REPORT_FD}, 5, 0x0)`,
+    trampoline(["/bin/sh"]).replace('[""', '["++"'),
+  ]);
+});
+
 Deno.test("an empty command still has an unambiguous trampoline layout", () => {
   const sys = new RecordingSys().execSucceeds();
   const ops = [op("exec", "process", "execve", { args: [], env: [], path: ["/bin/"] })];

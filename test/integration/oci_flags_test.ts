@@ -1,0 +1,108 @@
+/**
+ * runc's create/run/exec flags beyond the basics: --preserve-fds, --no-pivot, and exec's
+ * --additional-gids, --cgroup, --apparmor and --process-label. Each test keeps its state
+ * under a --root in its own temp dir.
+ */
+import assert from "node:assert/strict";
+import { MICRO, microTest, ok, show, waitFor, withTempDir } from "./_helpers.ts";
+import { bundle } from "./_oci.ts";
+
+/**
+ * `micro --root ROOT ARGS` from a shell that first runs `pre` (`exec 3<FILE`: the fds the
+ * caller passes); stdout and stderr go to files (a container may keep a pipe open).
+ */
+async function oci(root: string, args: string[], pre = "") {
+  const out = `${root.slice(0, root.lastIndexOf("/"))}/out-${crypto.randomUUID()}`;
+  const r = await new Deno.Command("sh", {
+    args: ["-c", `${pre}\nexec "$0" "$@" >"${out}.1" 2>"${out}.2"`, MICRO, "--root", root, ...args],
+    stdin: "null",
+  }).output();
+  const read = (p: string) => {
+    const t = Deno.readTextFileSync(p);
+    Deno.removeSync(p);
+    return t;
+  };
+  return { code: r.code, signal: null, stdout: read(`${out}.1`), stderr: read(`${out}.2`) };
+}
+
+const uniq = () => `t${crypto.randomUUID().slice(0, 8)}`;
+
+/**
+ * The fds the container's shell has open, one a line (ls writes them itself: a pipe would
+ * show its own fds in the shell), then what it reads from fd 3 if open.
+ */
+const FDS_PROBE = [
+  "sh",
+  "-c",
+  "ls /proc/$$/fd; if [ -e /proc/$$/fd/3 ]; then cat <&3; fi",
+];
+
+microTest("oci run --preserve-fds 1: fd 3 reaches the process, fd 4 does not", async () => {
+  await withTempDir(async (dir) => {
+    const root = `${dir}/state`;
+    const b = await bundle(dir, (c) => (c.process.args = FDS_PROBE));
+    Deno.writeTextFileSync(`${dir}/three`, "from fd three\n");
+    Deno.writeTextFileSync(`${dir}/four`, "from fd four\n");
+    const pass = `exec 3<"${dir}/three" 4<"${dir}/four"`;
+    const r = await oci(root, ["run", "--preserve-fds", "1", "-b", b, uniq()], pass);
+    assert.equal(ok(r), "0\n1\n2\n3\nfrom fd three\n", show(r));
+    // Without the flag nothing the caller passed is there.
+    const none = await oci(root, ["run", "-b", b, uniq()], pass);
+    assert.equal(ok(none), "0\n1\n2\n", show(none));
+    // Two: both, at their numbers.
+    const two = await oci(root, ["run", "--preserve-fds=2", "-b", b, uniq()], pass);
+    assert.equal(ok(two), "0\n1\n2\n3\n4\nfrom fd three\n", show(two));
+  });
+});
+
+microTest("oci create --preserve-fds: the fd stays through create and start", async () => {
+  await withTempDir(async (dir) => {
+    const root = `${dir}/state`;
+    const b = await bundle(dir, (c) => {
+      // One redirection for all (busybox sh keeps a copy of fd 1 at 10 around each one).
+      c.process.args = ["sh", "-c", "exec >/out/got; cat <&3; ls /proc/$$/fd; echo"];
+      c.mounts.push({ destination: "/out", type: "bind", source: dir, options: ["rbind"] });
+    });
+    Deno.writeTextFileSync(`${dir}/three`, "created with it\n");
+    const id = uniq();
+    try {
+      ok(await oci(root, ["create", "--preserve-fds", "1", "-b", b, id], `exec 3<"${dir}/three"`));
+      ok(await oci(root, ["start", id]));
+      assert.ok(
+        await waitFor(() => {
+          try {
+            return Deno.readTextFileSync(`${dir}/got`).endsWith("\n\n");
+          } catch {
+            return false;
+          }
+        }, 5000),
+      );
+      assert.equal(Deno.readTextFileSync(`${dir}/got`), "created with it\n0\n1\n2\n3\n\n");
+    } finally {
+      await oci(root, ["delete", "--force", id]);
+    }
+  });
+});
+
+microTest(
+  "oci --preserve-fds: an fd the caller did not pass is refused, nothing stays",
+  async () => {
+    await withTempDir(async (dir) => {
+      const root = `${dir}/state`;
+      const b = await bundle(dir, (c) => (c.process.args = FDS_PROBE));
+      // fd 3 is micro's own here (its runtime's): the container must never get it.
+      const r = await oci(root, ["run", "--preserve-fds", "1", "-b", b, uniq()]);
+      assert.equal(r.code, 125, show(r));
+      assert.match(r.stderr, /--preserve-fds 1: fd 3 was not passed to micro/);
+      const bad = await oci(root, ["run", "--preserve-fds", "x", "-b", b, uniq()]);
+      assert.equal(bad.code, 125, show(bad));
+      let left: string[] = [];
+      try {
+        left = [...Deno.readDirSync(root)].map((e) => e.name);
+      } catch {
+        // never made
+      }
+      assert.deepEqual(left, []);
+    });
+  },
+);
