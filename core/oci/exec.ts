@@ -191,13 +191,18 @@ const CGROUP_ROOT = "/sys/fs/cgroup/";
  * container's own cgroup instead, in every hierarchy, or in CONTROLLER's only (cgroup v1;
  * v2 has one hierarchy and takes PATH alone). PATH must exist: micro makes no cgroup here.
  */
-export function subCgroups(ops: Op[], given: string[], exists = isDir): Op[] {
+export function subCgroups(
+  ops: Op[],
+  given: string[],
+  probe?: { isDir(path: string): boolean; v1: boolean },
+): Op[] {
   if (!given.length) return ops;
+  const host = probe ?? { isDir, v1: isV1() };
   const joins = ops.filter((x) => x.kind === "cgroup-join") as Extract<
     Op,
     { kind: "cgroup-join" }
   >[];
-  const v2 = joins.length > 0 && !isV1(joins[0].args.path);
+  const v2 = !host.v1;
   const sub = new Map<Op, string>();
   for (const g of given) {
     const colon = g.indexOf(":");
@@ -231,7 +236,7 @@ export function subCgroups(ops: Op[], given: string[], exists = isDir): Op[] {
     const path = sub.get(x);
     if (path === undefined || x.kind !== "cgroup-join") return x;
     const dir = `${x.args.path}/${path}`;
-    if (!exists(dir)) {
+    if (!host.isDir(dir)) {
       throw new MicroError(`exec --cgroup: ${dir} does not exist`, {
         hint: "create the sub-cgroup first: micro joins an existing one only, as runc does",
       });
@@ -248,12 +253,13 @@ function hierarchy(path: string): string[] {
   );
 }
 
-function isV1(path: string): boolean {
+/** cgroup v2 mounts one hierarchy at /sys/fs/cgroup, with cgroup.controllers at its root. */
+function isV1(): boolean {
   try {
-    return Deno.statSync(`${CGROUP_ROOT}${path.slice(CGROUP_ROOT.length).split("/")[0]}/tasks`)
-      .isFile;
-  } catch {
+    Deno.statSync(`${CGROUP_ROOT}cgroup.controllers`);
     return false;
+  } catch {
+    return true;
   }
 }
 

@@ -106,3 +106,131 @@ microTest(
     });
   },
 );
+
+/** A running container of `sleep 60` under `root`; `fn` gets its id; deleted after. */
+async function running(
+  dir: string,
+  fn: (root: string, id: string) => Promise<void>,
+  edit: (c: Record<string, unknown>) => void = () => {},
+) {
+  const root = `${dir}/state`;
+  const b = await bundle(dir, (c) => {
+    c.process.args = ["sleep", "60"];
+    edit(c);
+  });
+  const id = uniq();
+  try {
+    ok(await oci(root, ["create", "-b", b, id]));
+    ok(await oci(root, ["start", id]));
+    await fn(root, id);
+  } finally {
+    await oci(root, ["delete", "--force", id]);
+  }
+}
+
+microTest("oci exec --additional-gids: appended to the process's groups", async () => {
+  await withTempDir((dir) =>
+    running(dir, async (root, id) => {
+      const r = await oci(root, ["exec", "--additional-gids", "7", "-g", "9,11", id, "id", "-G"]);
+      assert.equal(ok(r).trim(), "0 7 9 11", show(r));
+      const bad = await oci(root, ["exec", "--additional-gids", "x", id, "true"]);
+      assert.equal(bad.code, 125, show(bad));
+      assert.match(bad.stderr, /--additional-gids "x": expected a group id/);
+    })
+  );
+});
+
+microTest(
+  "oci exec --cgroup: the process joins an existing sub-cgroup of the container",
+  async () => {
+    await withTempDir((dir) =>
+      running(dir, async (root, id) => {
+        const v1 = `/sys/fs/cgroup/memory/micro-oci/${id}`;
+        const v2 = `/sys/fs/cgroup/micro-oci/${id}`;
+        const own = [v1, v2].find((p) => {
+          try {
+            return Deno.statSync(p).isDirectory;
+          } catch {
+            return false;
+          }
+        });
+        assert.ok(own, "the container's cgroup");
+        const missing = await oci(root, ["exec", "--cgroup", "sub", id, "true"]);
+        assert.equal(missing.code, 125, show(missing));
+        assert.match(missing.stderr, /exec --cgroup: .*\/sub does not exist/);
+        Deno.mkdirSync(`${own}/sub`);
+        try {
+          const form = own === v1 ? "memory:sub" : "sub";
+          const r = await oci(root, ["exec", "--cgroup", form, id, "cat", "/proc/self/cgroup"]);
+          // Seen from the container's cgroup namespace when it has one, else the host's path.
+          assert.match(ok(r), own === v1 ? /^\d+:memory:.*\/sub$/m : /^0::.*\/sub$/m, show(r));
+          if (own === v1) assert.doesNotMatch(r.stdout, /^\d+:pids:.*\/sub$/m, "pids stays");
+          const up = await oci(root, ["exec", "--cgroup", "../x", id, "true"]);
+          assert.equal(up.code, 125, show(up));
+        } finally {
+          Deno.removeSync(`${own}/sub`);
+        }
+      })
+    );
+  },
+);
+
+/** The LSM label fields as `create` takes them: honoured where the LSM is enabled. */
+const LSM = [
+  {
+    flag: "--apparmor",
+    field: "apparmorProfile",
+    value: "unconfined",
+    enabled: () => readOr("/sys/module/apparmor/parameters/enabled").trim() === "Y",
+  },
+  {
+    flag: "--process-label",
+    field: "selinuxLabel",
+    value: "system_u:system_r:container_t:s0",
+    enabled: () => readOr("/sys/fs/selinux/enforce") !== "",
+  },
+];
+
+function readOr(path: string): string {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch {
+    return "";
+  }
+}
+
+for (const l of LSM) {
+  microTest(`oci exec ${l.flag}: as create takes process.${l.field}`, async () => {
+    await withTempDir(async (dir) => {
+      await running(dir, async (root, id) => {
+        const r = await oci(root, ["exec", l.flag, l.value, id, "cat", "/proc/self/attr/current"]);
+        if (l.enabled()) {
+          assert.match(ok(r), new RegExp(l.value), show(r));
+          return;
+        }
+        // Without the LSM: the error create gives for the config field.
+        assert.equal(r.code, 125, show(r));
+        const b2 = `${dir}/b2`;
+        Deno.mkdirSync(b2);
+        const c = JSON.parse(Deno.readTextFileSync(`${dir}/bundle/config.json`));
+        c.process[l.field] = l.value;
+        c.root.path = `${dir}/bundle/rootfs`;
+        Deno.writeTextFileSync(`${b2}/config.json`, JSON.stringify(c));
+        const created = await oci(`${dir}/state2`, ["create", "-b", b2, uniq()]);
+        assert.equal(created.code, 125, show(created));
+        assert.equal(r.stderr, created.stderr);
+      });
+    });
+  });
+}
+
+microTest("oci exec --preserve-fds 1: fd 3 reaches the exec'd process", async () => {
+  await withTempDir((dir) =>
+    running(dir, async (root, id) => {
+      Deno.writeTextFileSync(`${dir}/three`, "exec fd\n");
+      const pass = `exec 3<"${dir}/three" 4<"${dir}/three"`;
+      const r = await oci(root, ["exec", "--preserve-fds", "1", id, ...FDS_PROBE], pass);
+      assert.equal(ok(r), "0\n1\n2\n3\nexec fd\n", show(r));
+    })
+  );
+});
