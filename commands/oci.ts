@@ -204,11 +204,6 @@ async function verb(g: Globals, argv: string[]): Promise<number> {
         },
       );
       const id = one(args, cmd);
-      if (flags.noPivot) {
-        throw new MicroError("--no-pivot: micro always pivots into the root", {
-          hint: "drop --no-pivot (it exists for ramdisk roots, where pivot_root fails)",
-        });
-      }
       const rt = await import("../core/oci/runtime.ts");
       const o = {
         root,
@@ -218,6 +213,7 @@ async function verb(g: Globals, argv: string[]): Promise<number> {
         consoleSocket: flags.consoleSocket as string | undefined,
         noNewKeyring: flags.noNewKeyring === true,
         preserveFds: fdCount(flags.preserveFds),
+        noPivot: flags.noPivot === true,
       };
       if (cmd === "create") {
         await rt.create(o);

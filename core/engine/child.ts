@@ -1072,6 +1072,19 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
       case "pivot-root": {
         pivoted = true;
         i.paths = { root: ctx.rootPath };
+        if (o.args.move) {
+          i.paths.how = "MS_MOVE+chroot";
+          // runc's msMoveRoot: the new root's mount moved onto /, then chroot into it.
+          step(i, () => {
+            let rc = sys.fchdir(FD_ROOT);
+            if (rc >= 0) rc = sys.mount(DOT, SLASH, null, C.MS_MOVE, null);
+            if (rc >= 0) rc = sys.chroot(DOT);
+            if (rc >= 0) rc = sys.chdir(SLASH);
+            sys.close(FD_ROOT);
+            return rc;
+          });
+          break;
+        }
         step(i, () => {
           let rc = sys.fchdir(FD_ROOT);
           if (rc >= 0) rc = sys.pivotRoot(DOT, DOT);

@@ -50,11 +50,13 @@ export function prepareBundle(
   stateDir: string,
   sys: Sys,
   noNewKeyring = false,
+  noPivot = false,
 ): Prepared {
   const abs = bundle.startsWith("/") ? bundle : `${Deno.cwd()}/${bundle}`;
   const config = readConfig(sys, abs);
   const t = configToSpec(config, abs, id);
   if (noNewKeyring) t.spec.micro.noNewKeyring = true;
+  if (noPivot) t.spec.micro.noPivot = true;
   for (const w of t.warnings) console.error(`micro: warning: ${w}`);
   return planTranslated(t, id, stateDir, sys);
 }
@@ -90,6 +92,8 @@ export interface CreateOptions {
   noNewKeyring?: boolean;
   /** `--preserve-fds N`: micro's fds 3 to 2+N go on to the container's process. */
   preserveFds?: number;
+  /** `--no-pivot`: MS_MOVE and chroot instead of pivot_root (runc's, for ramfs roots). */
+  noPivot?: boolean;
 }
 
 const F_GETFD = 1;
@@ -162,7 +166,7 @@ export async function create(o: CreateOptions, sys = openLibc()): Promise<number
   if (o.preserveFds) checkPreserved(o.preserveFds, sys);
   const root = ociRoot(o.root, uid, true);
   const dir = `${root}/${o.id}`;
-  const p = prepareBundle(o.bundle, o.id, dir, sys, o.noNewKeyring);
+  const p = prepareBundle(o.bundle, o.id, dir, sys, o.noNewKeyring, o.noPivot);
   if (p.t.spec.process.terminal !== (o.consoleSocket !== undefined)) {
     sys.close(p.image.fd);
     throw new MicroError(

@@ -234,3 +234,66 @@ microTest("oci exec --preserve-fds 1: fd 3 reaches the exec'd process", async ()
     })
   );
 });
+
+microTest(
+  "oci --no-pivot: the root is moved onto / and chrooted into; exec sees it too",
+  async () => {
+    await withTempDir(async (dir) => {
+      const root = `${dir}/state`;
+      const b = await bundle(dir, (c) => {
+        c.process.args = [
+          "sh",
+          "-c",
+          "cat /marker; chroot / /bin/true || echo no chroot; sleep 60",
+        ];
+      });
+      Deno.writeTextFileSync(`${b}/rootfs/marker`, "in the rootfs\n");
+      const id = uniq();
+      try {
+        ok(await oci(root, ["create", "--no-pivot", "-b", b, id]));
+        ok(await oci(root, ["start", id]));
+        const r = await oci(root, ["exec", id, "sh", "-c", "cat /marker; ls /..; cat /marker"]);
+        assert.match(ok(r), /^in the rootfs\n(.*\n)*in the rootfs\n$/, show(r));
+        assert.doesNotMatch(r.stdout, /\bbundle\b|\bstate\b/, "nothing of the host above it");
+      } finally {
+        await oci(root, ["delete", "--force", id]);
+      }
+      // The container's own view, and no way out: CAP_SYS_CHROOT is not kept.
+      const out = `${dir}/run-out`;
+      const id2 = uniq();
+      const run = new Deno.Command("sh", {
+        args: [
+          "-c",
+          `exec "$0" --root "$1" run --no-pivot -b "$2" "$3" >"${out}" 2>&1`,
+          MICRO,
+          root,
+          b,
+          id2,
+        ],
+        stdin: "null",
+      }).spawn();
+      try {
+        const said = await waitFor(() => readOr(out).includes("no chroot"), 10_000);
+        assert.ok(said, readOr(out));
+        assert.match(readOr(out), /^in the rootfs\n.*Operation not permitted/);
+      } finally {
+        await oci(root, ["delete", "--force", id2]);
+        await run.status;
+      }
+    });
+  },
+);
+
+microTest("oci --no-pivot: refused while the container keeps CAP_SYS_CHROOT", async () => {
+  await withTempDir(async (dir) => {
+    const root = `${dir}/state`;
+    const b = await bundle(dir, (c) => {
+      c.process.args = ["true"];
+      c.process.capabilities.bounding.push("CAP_SYS_CHROOT");
+    });
+    const r = await oci(root, ["run", "--no-pivot", "-b", b, uniq()]);
+    assert.equal(r.code, 125, show(r));
+    assert.match(r.stderr, /--no-pivot: the container keeps CAP_SYS_CHROOT, which escape a chroot/);
+    ok(await oci(root, ["run", "-b", b, uniq()]));
+  });
+});

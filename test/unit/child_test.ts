@@ -350,6 +350,26 @@ Deno.test('--init: the trampoline\'s argv[0] is "init" (it stays as PID 1), and 
   assert.equal(plain.format().at(-1), trampoline(["/bin/sh"]));
 });
 
+Deno.test("pivot-root with move (OCI --no-pivot): MS_MOVE onto /, then chroot, no pivot_root", () => {
+  const sys = new RecordingSys().execSucceeds();
+  const { end, prog } = runToEnd(
+    [op("rootfs", "mount", "pivot-root", { move: true }), execve(["/bin/sh"])],
+    sys,
+  );
+  assert.ok(end instanceof FakeExec);
+  const calls = sys.format();
+  const at = calls.indexOf("fchdir(1002)");
+  assert.deepEqual(calls.slice(at, at + 5), [
+    "fchdir(1002)",
+    `mount(".", "/", null, 0x${C.MS_MOVE.toString(16)}, null)`,
+    'chroot(".")',
+    'chdir("/")',
+    "close(1002)",
+  ]);
+  assert.ok(!sys.names().includes("pivotRoot"));
+  assert.ok(prog.info.some((i) => i.kind === "pivot-root" && i.paths.how === "MS_MOVE+chroot"));
+});
+
 Deno.test("console planned before pivot-root throws at compile time", () => {
   assert.throws(
     () => compileChild([op("rootfs", "process", "console", {})], context(), new RecordingSys()),
