@@ -145,9 +145,9 @@ export function parseHooks(v: unknown): Partial<Record<HookKind, Hook[]>> {
           phase: "check",
           plugin: "oci",
           hint: kind === "createContainer"
-            ? "make it a createRuntime hook (the state's pid names the container's process: " +
-              "enter its namespaces with nsenter), or run this bundle with runc or crun"
-            : "make it a poststart hook (it runs once the process has started), or run this " +
+            ? "make it a createRuntime hook, which can enter the namespaces of the state's pid " +
+              "with nsenter, or run this bundle with runc or crun"
+            : "make it a poststart hook, which runs once the process has started, or run this " +
               "bundle with runc or crun",
         },
       );
