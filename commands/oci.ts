@@ -372,13 +372,17 @@ async function verb(g: Globals, argv: string[]): Promise<number> {
       const { args } = parseVerb(rest, {}, {});
       const id = one(args, cmd);
       const st = await import("../core/oci/state.ts");
-      const { dir, state } = st.loadOciState(root, id);
-      const status = st.statusOf(dir, state);
-      if (status !== "running" && status !== "paused") {
-        throw new MicroError(`${cmd} ${id}: the container is ${status}, not running or paused`);
-      }
-      const { setFrozen } = await import("../core/stats/mod.ts");
-      await setFrozen(st.ownCgroups(state), `container "${id}"`, cmd === "pause");
+      const rt = await import("../core/oci/runtime.ts");
+      const { openLibc } = await import("../core/sys/libc.ts");
+      await rt.locked(root, id, openLibc(), async () => {
+        const { dir, state } = st.loadOciState(root, id);
+        const status = st.statusOf(dir, state);
+        if (status !== "running" && status !== "paused") {
+          throw new MicroError(`${cmd} ${id}: the container is ${status}, not running or paused`);
+        }
+        const { setFrozen } = await import("../core/stats/mod.ts");
+        await setFrozen(st.ownCgroups(state), `container "${id}"`, cmd === "pause");
+      });
       return 0;
     }
     case "update": {
@@ -397,7 +401,10 @@ async function verb(g: Globals, argv: string[]): Promise<number> {
         // runc reads the JSON from stdin when no flag is given.
         json = await new Response(Deno.stdin.readable).text();
       }
-      up.update(root, id, up.updateResources(json, set));
+      const resources = up.updateResources(json, set);
+      const rt = await import("../core/oci/runtime.ts");
+      const { openLibc } = await import("../core/sys/libc.ts");
+      await rt.locked(root, id, openLibc(), () => up.update(root, id, resources));
       return 0;
     }
     case "checkpoint":

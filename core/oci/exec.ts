@@ -13,7 +13,7 @@ import { createDetached, decodeStatus } from "../engine/mod.ts";
 import { type Op, op } from "../ops.ts";
 import { capName } from "../caps.ts";
 import { configToSpec, parseConfig, readConfig } from "./config.ts";
-import { alive, loadOciState, statusOf } from "./state.ts";
+import { alive, loadOciState, lockContainer, statusOf } from "./state.ts";
 import {
   checkPreserved,
   connectConsole,
@@ -55,6 +55,22 @@ const AROUND_CLONE = C.CLONE_NEWPID | C.CLONE_NEWIPC | C.CLONE_NEWUTS | C.CLONE_
 
 /** Runs the exec; its exit code (0 at once with `detach`). */
 export async function exec(o: ExecOptions, sys: Sys = openLibc()): Promise<number> {
+  // Held through the set-up (a delete waits until the process is in the container's cgroup,
+  // so it kills it too), not while the process runs.
+  const lock = lockContainer(o.root, o.id, sys);
+  let held = lock >= 0;
+  const release = () => {
+    if (held) sys.close(lock);
+    held = false;
+  };
+  try {
+    return await execLocked(o, sys, release);
+  } finally {
+    release();
+  }
+}
+
+async function execLocked(o: ExecOptions, sys: Sys, release: () => void): Promise<number> {
   const { dir, state } = loadOciState(o.root, o.id);
   const status = statusOf(dir, state);
   // Not into a created container: its first process is still micro's runtime (the host's
@@ -170,6 +186,7 @@ export async function exec(o: ExecOptions, sys: Sys = openLibc()): Promise<numbe
     }, sys));
   } finally {
     sys.close(pidfd);
+    release();
   }
   try {
     if (master >= 0) sendMaster(consoleFd, master, o.consoleSocket!, sys);

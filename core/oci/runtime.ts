@@ -26,6 +26,8 @@ import {
   alive,
   checkId,
   loadOciState,
+  lockContainer,
+  makeLockedDir,
   OCI_VERSION,
   ociRoot,
   type OciState,
@@ -178,16 +180,21 @@ export async function create(o: CreateOptions, sys = openLibc()): Promise<number
   }
   // Connected before anything is made: a wrong path fails early.
   const consoleFd = o.consoleSocket === undefined ? -1 : connectConsole(o.consoleSocket, sys);
+  let lock: number;
   try {
-    Deno.mkdirSync(dir, { mode: 0o711 });
+    // Locked from the moment it has its name: no verb on this id runs until create is done.
+    lock = makeLockedDir(root, o.id, sys);
   } catch (e) {
     sys.close(p.image.fd);
-    if (e instanceof Deno.errors.AlreadyExists) {
-      throw new MicroError(`container "${o.id}" already exists`, {
-        hint: `delete it first: micro oci delete ${o.id}`,
-      });
-    }
+    if (consoleFd >= 0) sys.close(consoleFd);
     throw e;
+  }
+  if (lock < 0) {
+    sys.close(p.image.fd);
+    if (consoleFd >= 0) sys.close(consoleFd);
+    throw new MicroError(`container "${o.id}" already exists`, {
+      hint: `delete it first: micro oci delete ${o.id}`,
+    });
   }
   const annotations = (p.t.spec.micro.oci && readAnnotations(p.t)) || {};
   const state: OciState = {
@@ -300,6 +307,22 @@ export async function create(o: CreateOptions, sys = openLibc()): Promise<number
       removeRecorded(state.cgroups.filter((c) => c.created));
       Deno.removeSync(dir, { recursive: true });
     }
+    sys.close(lock);
+  }
+}
+
+/** Runs `fn` holding the container's lock (state.ts); a missing container is fn's to find. */
+export async function locked<T>(
+  root: string,
+  id: string,
+  sys: Sys,
+  fn: () => T | Promise<T>,
+): Promise<T> {
+  const lock = lockContainer(root, id, sys);
+  try {
+    return await fn();
+  } finally {
+    if (lock >= 0) sys.close(lock);
   }
 }
 
@@ -363,7 +386,11 @@ function readAnnotations(t: Translated): Record<string, string> {
  * `start`: opens the exec fifo for reading, which lets the waiting process go on to its
  * exec, reads its byte and removes the fifo. Fails when the container is not `created`.
  */
-export async function start(root: string, id: string, sys = openLibc()): Promise<void> {
+export function start(root: string, id: string, sys = openLibc()): Promise<void> {
+  return locked(root, id, sys, () => startLocked(root, id, sys));
+}
+
+async function startLocked(root: string, id: string, sys: Sys): Promise<void> {
   const { dir, state } = loadOciState(root, id);
   const status = statusOf(dir, state);
   if (status !== "created") {
@@ -468,6 +495,15 @@ export function signalNumber(text: string | undefined): number {
 
 /** `kill ID [SIGNAL]`: the container's process (or, with all, every one in its cgroup). */
 export function kill(root: string, id: string, signal: number, all: boolean, sys = openLibc()) {
+  const lock = lockContainer(root, id, sys);
+  try {
+    killLocked(root, id, signal, all, sys);
+  } finally {
+    if (lock >= 0) sys.close(lock);
+  }
+}
+
+function killLocked(root: string, id: string, signal: number, all: boolean, sys: Sys) {
   const { dir, state } = loadOciState(root, id);
   const status = statusOf(dir, state);
   if (status !== "created" && status !== "running") {
@@ -493,7 +529,11 @@ export function kill(root: string, id: string, signal: number, all: boolean, sys
  * `delete`: the container's cgroups and state. A created container's waiting process is
  * killed first (as runc does); a running one only with `force`.
  */
-export async function remove(root: string, id: string, force: boolean, sys = openLibc()) {
+export function remove(root: string, id: string, force: boolean, sys = openLibc()) {
+  return locked(root, id, sys, () => removeLocked(root, id, force, sys));
+}
+
+async function removeLocked(root: string, id: string, force: boolean, sys: Sys) {
   let loaded;
   try {
     loaded = loadOciState(root, id);
