@@ -8,10 +8,12 @@ import { MicroError, usageError } from "../core/errors.ts";
 const HELP = `micro oci: micro as an OCI runtime (the runc command line)
 
 usage: micro oci [GLOBAL OPTIONS] COMMAND [OPTIONS] ...
-  create [--bundle DIR] [--pid-file F] ID   set up the container; its process waits
+  create [--bundle DIR] [--pid-file F] [--preserve-fds N] [--no-pivot] ID
+                                            set up the container; its process waits
   start ID                                  let a created container run its process
   run [--bundle DIR] [--pid-file F] [-d] ID create, start, wait, delete
-  exec [OPTIONS] ID CMD... | --process F ID  run a process in the container
+  exec [OPTIONS] ID CMD... | --process F ID  run a process in the container (-g GIDS,
+                                            --cgroup [CTRL:]PATH, --apparmor, --process-label)
   state ID                                  the state JSON of the runtime spec
   kill [--all] ID [SIGNAL]                  signal the container (default TERM)
   delete [--force] ID                       remove a stopped (--force: any) container
