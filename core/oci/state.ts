@@ -121,7 +121,8 @@ export function lockContainer(root: string, id: string, sys: Sys): number {
  */
 export function makeLockedDir(root: string, id: string, sys: Sys): number {
   const dir = `${root}/${checkId(id)}`;
-  const tmp = `${root}/.new-${newId()}`;
+  removeStaleNew(root);
+  const tmp = `${root}/${NEW_PREFIX}${newId()}`;
   Deno.mkdirSync(tmp, { mode: 0o711 });
   Deno.chmodSync(tmp, 0o711);
   const fd = sys.open(cstr(tmp), C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
@@ -138,6 +139,29 @@ export function makeLockedDir(root: string, id: string, sys: Sys): number {
     paths: { from: tmp, to: dir },
     errno: -rc,
   });
+}
+
+const NEW_PREFIX = ".new-";
+
+/**
+ * A create killed between its mkdir and its rename leaves an empty `.new-*` directory: one
+ * older than a minute is removed (rmdir: only while it is still empty, as such a leftover is).
+ */
+function removeStaleNew(root: string): void {
+  const old = Date.now() - 60_000;
+  try {
+    for (const e of Deno.readDirSync(root)) {
+      if (!e.isDirectory || !e.name.startsWith(NEW_PREFIX)) continue;
+      try {
+        const st = Deno.lstatSync(`${root}/${e.name}`);
+        if ((st.mtime?.getTime() ?? Infinity) < old) Deno.removeSync(`${root}/${e.name}`);
+      } catch {
+        // gone meanwhile, or not empty: not a leftover of create
+      }
+    }
+  } catch {
+    // the root cannot be listed: create fails on its own below
+  }
 }
 
 export function writeOciState(dir: string, st: OciState): void {

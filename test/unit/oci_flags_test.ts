@@ -1,4 +1,7 @@
-/** runc's flags that change the plan: exec --cgroup (the sub-cgroup form), --no-pivot. */
+/**
+ * runc's flags that change the plan (exec --cgroup's sub-cgroups, --no-pivot), and the lock
+ * between the verbs on one container.
+ */
 import assert from "node:assert/strict";
 import { op } from "../../core/ops.ts";
 import { subCgroups } from "../../core/oci/exec.ts";
@@ -6,6 +9,9 @@ import { configToSpec, parseConfig } from "../../core/oci/config.ts";
 import { defaultConfig } from "../../core/oci/default.ts";
 import { mount as mountPlugin } from "../../plugins/mount.ts";
 import type { HostInfo } from "../../core/plugin.ts";
+import { lockContainer, makeLockedDir } from "../../core/oci/state.ts";
+import { openLibc } from "../../core/sys/libc.ts";
+import { C, cstr } from "../../core/sys/mod.ts";
 
 const V1 = [
   op("attach", "cgroups", "cgroup-join", { path: "/sys/fs/cgroup/cpu,cpuacct/micro-oci/c1" }),
@@ -66,4 +72,51 @@ Deno.test("--no-pivot: refused while the container keeps CAP_SYS_CHROOT or CAP_S
   const s = spec(["CAP_SYS_ADMIN"]);
   s.micro.noPivot = false;
   assert.deepEqual(check(s), [], "only with --no-pivot");
+});
+
+Deno.test("oci lock: create's directory appears locked; a second create of the id gets -1", () => {
+  const sys = openLibc();
+  const root = Deno.makeTempDirSync();
+  try {
+    const fd = makeLockedDir(root, "c1", sys);
+    assert.ok(fd >= 0);
+    assert.deepEqual([...Deno.readDirSync(root)].map((e) => e.name), ["c1"], "no temp name left");
+    // Held: another open file description cannot take it.
+    const other = sys.open(cstr(`${root}/c1`), C.O_RDONLY | C.O_DIRECTORY | C.O_CLOEXEC, 0);
+    assert.equal(sys.flock(other, C.LOCK_EX | C.LOCK_NB), -11);
+    assert.equal(makeLockedDir(root, "c1", sys), -1);
+    sys.close(fd);
+    assert.equal(sys.flock(other, C.LOCK_EX | C.LOCK_NB), 0, "free once create is done");
+    sys.close(other);
+    const again = lockContainer(root, "c1", sys);
+    assert.ok(again >= 0);
+    sys.close(again);
+    assert.equal(lockContainer(root, "c2", sys), -1, "no such container: nothing to lock");
+  } finally {
+    Deno.removeSync(root, { recursive: true });
+  }
+});
+
+Deno.test("oci lock: a lock taken on a directory since removed is dropped, not returned", () => {
+  const sys = openLibc();
+  const root = Deno.makeTempDirSync();
+  try {
+    Deno.mkdirSync(`${root}/c1`);
+    const held = lockContainer(root, "c1", sys);
+    // What a waiter sees once delete is done: its directory gone, then another made.
+    Deno.removeSync(`${root}/c1`);
+    assert.equal(lockContainer(root, "c1", sys), -1);
+    Deno.mkdirSync(`${root}/c1`);
+    const fresh = lockContainer(root, "c1", sys);
+    assert.ok(fresh >= 0, "the new directory is a different file: locked afresh");
+    sys.close(fresh);
+    sys.close(held);
+    // A create killed before its rename: an old empty temp dir goes at the next create.
+    Deno.mkdirSync(`${root}/.new-x`);
+    Deno.utimeSync(`${root}/.new-x`, new Date(0), new Date(0));
+    sys.close(makeLockedDir(root, "c2", sys));
+    assert.deepEqual([...Deno.readDirSync(root)].map((e) => e.name).sort(), ["c1", "c2"]);
+  } finally {
+    Deno.removeSync(root, { recursive: true });
+  }
 });
