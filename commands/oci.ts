@@ -8,10 +8,12 @@ import { MicroError, usageError } from "../core/errors.ts";
 const HELP = `micro oci: micro as an OCI runtime (the runc command line)
 
 usage: micro oci [GLOBAL OPTIONS] COMMAND [OPTIONS] ...
-  create [--bundle DIR] [--pid-file F] ID   set up the container; its process waits
+  create [--bundle DIR] [--pid-file F] [--preserve-fds N] [--no-pivot] ID
+                                            set up the container; its process waits
   start ID                                  let a created container run its process
   run [--bundle DIR] [--pid-file F] [-d] ID create, start, wait, delete
-  exec [OPTIONS] ID CMD... | --process F ID  run a process in the container
+  exec [OPTIONS] ID CMD... | --process F ID  run a process in the container (-g GIDS,
+                                            --cgroup [CTRL:]PATH, --apparmor, --process-label)
   state ID                                  the state JSON of the runtime spec
   kill [--all] ID [SIGNAL]                  signal the container (default TERM)
   delete [--force] ID                       remove a stopped (--force: any) container
@@ -141,6 +143,17 @@ function logTo(g: Globals, level: string, msg: string): void {
   }
 }
 
+/** `--preserve-fds N`: a whole number of fds (runc's limit is the fd table's). */
+function fdCount(v: string | boolean | undefined): number {
+  if (v === undefined) return 0;
+  if (typeof v !== "string" || !/^[0-9]+$/.test(v) || Number(v) > 990) {
+    throw usageError(
+      `--preserve-fds: "${v}" (a number of fds, 0 to 990: micro keeps its own at 1000 and up)`,
+    );
+  }
+  return Number(v);
+}
+
 function one(args: string[], verb: string): string {
   if (args.length !== 1) throw usageError(`${verb} takes exactly one container id`);
   return args[0];
@@ -193,16 +206,6 @@ async function verb(g: Globals, argv: string[]): Promise<number> {
         },
       );
       const id = one(args, cmd);
-      if (flags.preserveFds !== undefined && flags.preserveFds !== "0") {
-        throw new MicroError("--preserve-fds is not supported by micro yet", {
-          hint: "pass the container's data through its mounts instead",
-        });
-      }
-      if (flags.noPivot) {
-        throw new MicroError("--no-pivot: micro always pivots into the root", {
-          hint: "drop --no-pivot (it exists for ramdisk roots, where pivot_root fails)",
-        });
-      }
       const rt = await import("../core/oci/runtime.ts");
       const o = {
         root,
@@ -211,6 +214,8 @@ async function verb(g: Globals, argv: string[]): Promise<number> {
         pidFile: flags.pidFile as string | undefined,
         consoleSocket: flags.consoleSocket as string | undefined,
         noNewKeyring: flags.noNewKeyring === true,
+        preserveFds: fdCount(flags.preserveFds),
+        noPivot: flags.noPivot === true,
       };
       if (cmd === "create") {
         await rt.create(o);
@@ -296,7 +301,7 @@ async function verb(g: Globals, argv: string[]): Promise<number> {
           "--process-label": "processLabel",
           "--additional-gids": "gids[]",
           "-g": "gids[]",
-          "--cgroup": "cgroup",
+          "--cgroup": "cgroup[]",
         },
         {
           "--tty": "tty",
@@ -308,18 +313,6 @@ async function verb(g: Globals, argv: string[]): Promise<number> {
         },
         true,
       );
-      for (const f of ["apparmor", "processLabel", "cgroup"]) {
-        if (flags[f] !== undefined) {
-          throw new MicroError(`exec: --${f} is not supported by micro yet`, {
-            hint: "give the process in --process process.json",
-          });
-        }
-      }
-      if (lists["gids[]"]?.length || (flags.preserveFds ?? "0") !== "0") {
-        throw new MicroError("exec: --additional-gids and --preserve-fds are not supported yet", {
-          hint: "give the process in --process process.json (user.additionalGids)",
-        });
-      }
       const [id, ...cmd] = args;
       const { exec } = await import("../core/oci/exec.ts");
       return await exec({
@@ -336,6 +329,11 @@ async function verb(g: Globals, argv: string[]): Promise<number> {
         detach: flags.detach === true,
         pidFile: flags.pidFile as string | undefined,
         consoleSocket: flags.consoleSocket as string | undefined,
+        apparmor: flags.apparmor as string | undefined,
+        processLabel: flags.processLabel as string | undefined,
+        gids: (lists["gids[]"] ?? []).flatMap((g) => g.split(",")),
+        cgroups: lists["cgroup[]"] ?? [],
+        preserveFds: fdCount(flags.preserveFds),
       });
     }
     case "ps": {
@@ -376,13 +374,17 @@ async function verb(g: Globals, argv: string[]): Promise<number> {
       const { args } = parseVerb(rest, {}, {});
       const id = one(args, cmd);
       const st = await import("../core/oci/state.ts");
-      const { dir, state } = st.loadOciState(root, id);
-      const status = st.statusOf(dir, state);
-      if (status !== "running" && status !== "paused") {
-        throw new MicroError(`${cmd} ${id}: the container is ${status}, not running or paused`);
-      }
-      const { setFrozen } = await import("../core/stats/mod.ts");
-      await setFrozen(st.ownCgroups(state), `container "${id}"`, cmd === "pause");
+      const rt = await import("../core/oci/runtime.ts");
+      const { openLibc } = await import("../core/sys/libc.ts");
+      await rt.locked(root, id, openLibc(), async () => {
+        const { dir, state } = st.loadOciState(root, id);
+        const status = st.statusOf(dir, state);
+        if (status !== "running" && status !== "paused") {
+          throw new MicroError(`${cmd} ${id}: the container is ${status}, not running or paused`);
+        }
+        const { setFrozen } = await import("../core/stats/mod.ts");
+        await setFrozen(st.ownCgroups(state), `container "${id}"`, cmd === "pause");
+      });
       return 0;
     }
     case "update": {
@@ -401,7 +403,10 @@ async function verb(g: Globals, argv: string[]): Promise<number> {
         // runc reads the JSON from stdin when no flag is given.
         json = await new Response(Deno.stdin.readable).text();
       }
-      up.update(root, id, up.updateResources(json, set));
+      const resources = up.updateResources(json, set);
+      const rt = await import("../core/oci/runtime.ts");
+      const { openLibc } = await import("../core/sys/libc.ts");
+      await rt.locked(root, id, openLibc(), () => up.update(root, id, resources));
       return 0;
     }
     case "checkpoint":

@@ -156,8 +156,12 @@ export interface OpArgs {
   "readonly-path": { path: string };
   mkdir: { path: string; mode: number };
   symlink: { target: string; path: string };
-  /** rootfs: pivot_root into the new root and detach the old one. */
-  "pivot-root": Record<never, never>;
+  /**
+   * rootfs: pivot_root into the new root and detach the old one; with `move` (OCI
+   * `--no-pivot`, for a root pivot_root refuses, such as a ramfs), runc's MS_MOVE of the new
+   * root onto / and chroot instead: the old root stays beneath it in the namespace.
+   */
+  "pivot-root": { move?: boolean };
   /** rootfs: remount / read-only (after pivot_root). */
   "remount-root-ro": Record<never, never>;
   /** rootfs: become root of the new user namespace so created files get mapped owners. */

@@ -236,6 +236,8 @@ export interface Spec {
     oci?: { bundle: string };
     /** OCI `--no-new-keyring`: the container keeps the caller's session keyring. */
     noNewKeyring?: boolean;
+    /** OCI `--no-pivot`: MS_MOVE and chroot instead of pivot_root (the mount plugin). */
+    noPivot?: boolean;
     /** Namespaces joined from running containers (`--ipc container:NAME`), by type. */
     join?: Partial<Record<NamespaceType, string>>;
   };

@@ -124,6 +124,22 @@ export const mount: Plugin<MountOptions> = {
   },
   plan: planMounts,
   check(spec, host) {
+    // Under chroot the old root stays in the namespace: these capabilities reach it
+    // (chroot into a subdirectory and walk up; unmount or move the new root).
+    // No capabilities section: nothing is dropped, so both are kept.
+    const bounding = spec.process.capabilities?.bounding;
+    const escapes = ["CAP_SYS_CHROOT", "CAP_SYS_ADMIN"].filter((c) =>
+      !bounding || bounding.includes(c)
+    );
+    if (spec.micro.noPivot && escapes.length) {
+      return [
+        new MicroError(
+          `--no-pivot: the container keeps ${escapes.join(" and ")}, which escape a chroot ` +
+            "to the host's root",
+          { hint: `drop ${escapes.join(", ")} from process.capabilities, or drop --no-pivot` },
+        ),
+      ];
+    }
     const vols = spec.mounts.filter((m) => m.type === "volume");
     const named = vols.find((m) => m.source !== "");
     if (named && !host.volumesDir) {
@@ -261,7 +277,7 @@ function planOciMounts(spec: Spec, host: HostInfo): Op[] {
   }
   for (const p of spec.linux.maskedPaths) ops.push(rootfs("mask", { path: p }));
   for (const p of spec.linux.readonlyPaths) ops.push(rootfs("readonly-path", { path: p }));
-  ops.push(rootfs("pivot-root", {}));
+  ops.push(rootfs("pivot-root", spec.micro.noPivot ? { move: true } : {}));
   if (spec.root.readonly) ops.push(rootfs("remount-root-ro", {}));
   return ops;
 }

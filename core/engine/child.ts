@@ -254,6 +254,11 @@ export interface ChildContext {
   execFifo?: number;
   /** OCI exec: a pidfd of the container's first process, kept at FD_NS for `setns`. */
   nsFd?: number;
+  /**
+   * OCI `--preserve-fds N`: the parent's fds 3 to 2+N stay where they are and the command
+   * inherits them (socket activation's LISTEN_FDS relies on the numbers).
+   */
+  preserveFds?: number;
 }
 
 const MS: Record<MountFlag, number> = {
@@ -851,7 +856,12 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
   /** Where a mount op's idmapped tree is kept. */
   const treeFd = (k: number) => FD_IDMAPPED + (ctx.layerFds?.length ?? 0) + k;
   const kept = keep.filter(([fd]) => fd >= 0).map(([fd, at]) => `${fd}>${at}`).join(",");
-  step(engine("close_range", { keep: kept }), () => {
+  /** The first fd not preserved for the command (3 unless `--preserve-fds`). */
+  const firstFree = 3 + (ctx.preserveFds ?? 0);
+  const preserved: Record<string, string> = firstFree > 3
+    ? { preserved: `3-${firstFree - 1}` }
+    : {};
+  step(engine("close_range", { keep: kept, ...preserved }), () => {
     for (let k = 0; k < keep.length; k++) {
       const [fd, at] = keep[k];
       let rc = 0;
@@ -860,7 +870,7 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
       if (rc < 0) return rc;
     }
     reportFd = FD_REPORT;
-    let rc = sys.closeRange(3, FD_KEEP - 1, 0);
+    let rc = sys.closeRange(firstFree, FD_KEEP - 1, 0);
     if (rc >= 0 && layers.length === 0) rc = sys.closeRange(keepLast + 1, 0x7fffffff, 0);
     else if (rc >= 0) {
       rc = sys.closeRange(keepLast + 1, FD_IDMAPPED - 1, 0);
@@ -1082,6 +1092,19 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
       case "pivot-root": {
         pivoted = true;
         i.paths = { root: ctx.rootPath };
+        if (o.args.move) {
+          i.paths.how = "MS_MOVE+chroot";
+          // runc's msMoveRoot: the new root's mount moved onto /, then chroot into it.
+          step(i, () => {
+            let rc = sys.fchdir(FD_ROOT);
+            if (rc >= 0) rc = sys.mount(DOT, SLASH, null, C.MS_MOVE, null);
+            if (rc >= 0) rc = sys.chroot(DOT);
+            if (rc >= 0) rc = sys.chdir(SLASH);
+            sys.close(FD_ROOT);
+            return rc;
+          });
+          break;
+        }
         step(i, () => {
           let rc = sys.fchdir(FD_ROOT);
           if (rc >= 0) rc = sys.pivotRoot(DOT, DOT);
@@ -1395,7 +1418,9 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         if (a.path.some((c) => !c.includes("/"))) throw new Error("exec candidate without /");
         // The trampoline's layout: "" (or "init": it stays as PID 1 and forks the command),
         // the label it writes (none: the child wrote it), the candidates, "", the argv.
-        const argv = cstrArray([a.init ? INIT_MODE : "", "", ...a.path, "", ...a.args]);
+        // One "+" per preserved fd moves the report fd above them (trampoline.ts).
+        const mode = (a.init ? INIT_MODE : "") + "+".repeat(firstFree - 3);
+        const argv = cstrArray([mode, "", ...a.path, "", ...a.args]);
         const envp = cstrArray(a.env);
         if (ctx.detached) {
           step(
@@ -1403,7 +1428,15 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
             () => sys.prctl(C.PR_SET_PDEATHSIG, 0, 0, 0, 0),
           );
         }
-        step(engine("close_range"), () => sys.closeRange(3, 0x7fffffff, C.CLOSE_RANGE_CLOEXEC));
+        step(engine("close_range"), () => {
+          // The preserved fds are the command's: open across the exec, whatever the caller
+          // had set.
+          for (let fd = 3; fd < firstFree; fd++) {
+            const rc = sys.fcntl(fd, C.F_SETFD, 0);
+            if (rc < 0) return rc;
+          }
+          return sys.closeRange(firstFree, 0x7fffffff, C.CLOSE_RANGE_CLOEXEC);
+        });
         step(engine("reset signals"), () => sys.resetSignals());
         const ready = new Int32Array([READY_RECORD, 0]);
         step(engine("ready"), () => sys.sendRecord(reportFd, ready, -1));
@@ -1419,10 +1452,11 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
             return n < 0 ? n : 0;
           });
         }
-        const fds: Record<string, string> = { report: String(FD_TRAMPOLINE_REPORT) };
+        const reportAt = FD_TRAMPOLINE_REPORT + firstFree - 3;
+        const fds: Record<string, string> = { report: String(reportAt) };
         // The report socket where the trampoline finds it, without close-on-exec.
         step(engine("trampoline fds", fds), () => {
-          const rc = place(reportFd, FD_TRAMPOLINE_REPORT);
+          const rc = place(reportFd, reportAt);
           return rc < 0 ? rc : 0;
         });
         // Its failure is the command's exec failing, as far as the user can tell.

@@ -98,6 +98,8 @@ export interface EngineOptions {
   detached?: boolean;
   /** OCI exec: a pidfd of the container's first process, for the child's `setns` op. */
   nsFd?: number;
+  /** OCI `--preserve-fds N`: micro's fds 3 to 2+N go on to the command (child.ts). */
+  preserveFds?: number;
   /**
    * Called with the child's pid once it is attached (namespaces made, id maps written, in its
    * cgroups) and before it is released: the OCI prestart and createRuntime hooks.
@@ -616,6 +618,7 @@ async function start(
       detached: opts.detach || detached,
       ...(detached ? { execFifo: opts.execFifo } : {}),
       ...((opts.nsFd ?? -1) >= 0 ? { nsFd: opts.nsFd } : {}),
+      ...(opts.preserveFds ? { preserveFds: opts.preserveFds } : {}),
     }, sys);
   } catch (e) {
     closeAll();

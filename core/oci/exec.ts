@@ -13,8 +13,14 @@ import { createDetached, decodeStatus } from "../engine/mod.ts";
 import { type Op, op } from "../ops.ts";
 import { capName } from "../caps.ts";
 import { configToSpec, parseConfig, readConfig } from "./config.ts";
-import { alive, loadOciState, statusOf } from "./state.ts";
-import { connectConsole, planTranslated, sendMaster, writePidFile } from "./runtime.ts";
+import { alive, loadOciState, lockContainer, statusOf } from "./state.ts";
+import {
+  checkPreserved,
+  connectConsole,
+  planTranslated,
+  sendMaster,
+  writePidFile,
+} from "./runtime.ts";
 import { readRegularFile } from "../files.ts";
 
 export interface ExecOptions {
@@ -32,6 +38,15 @@ export interface ExecOptions {
   detach: boolean;
   pidFile?: string;
   consoleSocket?: string;
+  /** `--apparmor`, `--process-label`: the process's LSM labels, as the config's fields. */
+  apparmor?: string;
+  processLabel?: string;
+  /** `--additional-gids`: added to the process's user.additionalGids (runc appends). */
+  gids?: string[];
+  /** `--cgroup [CONTROLLER:]PATH`: an existing sub-cgroup of the container's to join. */
+  cgroups?: string[];
+  /** `--preserve-fds N`: micro's fds 3 to 2+N go on to the process. */
+  preserveFds?: number;
 }
 
 /** The namespaces entered from micro's thread, around the clone. */
@@ -40,6 +55,22 @@ const AROUND_CLONE = C.CLONE_NEWPID | C.CLONE_NEWIPC | C.CLONE_NEWUTS | C.CLONE_
 
 /** Runs the exec; its exit code (0 at once with `detach`). */
 export async function exec(o: ExecOptions, sys: Sys = openLibc()): Promise<number> {
+  // Held through the set-up (a delete waits until the process is in the container's cgroup,
+  // so it kills it too), not while the process runs.
+  const lock = lockContainer(o.root, o.id, sys);
+  let held = lock >= 0;
+  const release = () => {
+    if (held) sys.close(lock);
+    held = false;
+  };
+  try {
+    return await execLocked(o, sys, release);
+  } finally {
+    release();
+  }
+}
+
+async function execLocked(o: ExecOptions, sys: Sys, release: () => void): Promise<number> {
   const { dir, state } = loadOciState(o.root, o.id);
   const status = statusOf(dir, state);
   // Not into a created container: its first process is still micro's runtime (the host's
@@ -81,6 +112,23 @@ export async function exec(o: ExecOptions, sys: Sys = openLibc()): Promise<numbe
     }
     proc.user = { ...(proc.user as object), uid: Number(u), gid: Number(g ?? 0) };
   }
+  if (o.gids?.length) {
+    const user = { ...(proc.user as Record<string, unknown> | undefined) };
+    const had = (user.additionalGids as unknown[] | undefined) ?? [];
+    user.additionalGids = [
+      ...had,
+      ...o.gids.map((g) => {
+        if (!/^[0-9]+$/.test(g) || Number(g) > 0xfffffffe) {
+          throw new MicroError(`--additional-gids "${g}": expected a group id (a number)`);
+        }
+        return Number(g);
+      }),
+    ];
+    proc.user = user;
+  }
+  // Taken as create takes the config's fields: the lsm plugin's checks and ops apply.
+  if (o.apparmor) proc.apparmorProfile = o.apparmor;
+  if (o.processLabel) proc.selinuxLabel = o.processLabel;
   if (o.noNewPrivs) proc.noNewPrivileges = true;
   if (o.caps.length) {
     const c = { ...(proc.capabilities as Record<string, string[]> | undefined) };
@@ -115,12 +163,16 @@ export async function exec(o: ExecOptions, sys: Sys = openLibc()): Promise<numbe
         ...(t.spec.linux.namespaces.some((n) => n.type === "time") ? ["CLONE_NEWTIME"] : []),
       ],
     }),
-    ...p.ops.filter((x) =>
-      (x.phase === "attach" && x.kind === "cgroup-join") ||
-      (x.phase === "rootfs" && x.kind === "console") ||
-      ["credentials", "restrict", "exec"].includes(x.phase)
+    ...subCgroups(
+      p.ops.filter((x) =>
+        (x.phase === "attach" && x.kind === "cgroup-join") ||
+        (x.phase === "rootfs" && x.kind === "console") ||
+        ["credentials", "restrict", "exec"].includes(x.phase)
+      ),
+      o.cgroups ?? [],
     ),
   ];
+  if (o.preserveFds) checkPreserved(o.preserveFds, sys);
   const pidfd = sys.pidfdOpen(state.pid, 0);
   if (pidfd < 0 || !alive(state)) {
     if (pidfd >= 0) sys.close(pidfd);
@@ -137,9 +189,11 @@ export async function exec(o: ExecOptions, sys: Sys = openLibc()): Promise<numbe
       detached: true,
       nsFd: pidfd,
       join: [{ pidfd, flags: AROUND_CLONE }],
+      ...(o.preserveFds ? { preserveFds: o.preserveFds } : {}),
     }, sys));
   } finally {
     sys.close(pidfd);
+    release();
   }
   try {
     if (master >= 0) sendMaster(consoleFd, master, o.consoleSocket!, sys);
@@ -151,4 +205,92 @@ export async function exec(o: ExecOptions, sys: Sys = openLibc()): Promise<numbe
   if (o.detach) return 0;
   const { status: st } = await sys.waitpid(pid);
   return decodeStatus(st).exitCode;
+}
+
+/** The cgroup mount: a join path below it names its v1 hierarchy ("cpu,cpuacct") first. */
+const CGROUP_ROOT = "/sys/fs/cgroup/";
+
+/**
+ * `--cgroup [CONTROLLER:]PATH` (runc exec's, repeatable): the process joins PATH below the
+ * container's own cgroup instead, in every hierarchy, or in CONTROLLER's only (cgroup v1;
+ * v2 has one hierarchy and takes PATH alone). PATH must exist: micro makes no cgroup here.
+ */
+export function subCgroups(
+  ops: Op[],
+  given: string[],
+  probe?: { isDir(path: string): boolean; v1: boolean },
+): Op[] {
+  if (!given.length) return ops;
+  const host = probe ?? { isDir, v1: isV1() };
+  const joins = ops.filter((x) => x.kind === "cgroup-join") as Extract<
+    Op,
+    { kind: "cgroup-join" }
+  >[];
+  const v2 = !host.v1;
+  const sub = new Map<Op, string>();
+  for (const g of given) {
+    const colon = g.indexOf(":");
+    const controller = colon >= 0 ? g.slice(0, colon) : "";
+    const path = (colon >= 0 ? g.slice(colon + 1) : g).replace(/^\/+|\/+$/g, "");
+    const parts = path.split("/");
+    if (!path || parts.some((x) => !/^[A-Za-z0-9_.@-]+$/.test(x) || x === "." || x === "..")) {
+      throw new MicroError(
+        `exec --cgroup "${g}": expected [CONTROLLER:]PATH below the container's`,
+        {
+          hint: "a relative path of plain names, such as --cgroup sub or --cgroup memory:sub",
+        },
+      );
+    }
+    if (controller && v2) {
+      throw new MicroError(`exec --cgroup "${g}": cgroup v2 has no per-controller paths`, {
+        hint: `give the path alone: --cgroup ${path}`,
+      });
+    }
+    const targets = controller
+      ? joins.filter((j) => hierarchy(j.args.path).includes(controller))
+      : joins;
+    if (!targets.length) {
+      throw new MicroError(`exec --cgroup "${g}": the container has no "${controller}" cgroup`, {
+        hint: "name a controller the container's cgroups have (memory, cpu, pids, ...)",
+      });
+    }
+    for (const j of targets) sub.set(j, path);
+  }
+  return ops.map((x) => {
+    const path = sub.get(x);
+    if (path === undefined || x.kind !== "cgroup-join") return x;
+    const dir = `${x.args.path}/${path}`;
+    if (!host.isDir(dir)) {
+      throw new MicroError(`exec --cgroup: ${dir} does not exist`, {
+        hint: "create the sub-cgroup first: micro joins an existing one only, as runc does",
+      });
+    }
+    return { ...x, args: { ...x.args, path: dir } };
+  });
+}
+
+/** A v1 hierarchy's name(s) from a join path: ["cpu", "cpuacct"] for .../cpu,cpuacct/... */
+function hierarchy(path: string): string[] {
+  if (!path.startsWith(CGROUP_ROOT)) return [];
+  return path.slice(CGROUP_ROOT.length).split("/")[0].split(",").map((n) =>
+    n.replace(/^name=/, "")
+  );
+}
+
+/** cgroup v2 mounts one hierarchy at /sys/fs/cgroup, with cgroup.controllers at its root. */
+function isV1(): boolean {
+  try {
+    Deno.statSync(`${CGROUP_ROOT}cgroup.controllers`);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+function isDir(path: string): boolean {
+  try {
+    return Deno.statSync(path).isDirectory;
+  } catch {
+    return false;
+  }
 }

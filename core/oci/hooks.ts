@@ -3,7 +3,7 @@
  * with the container's state JSON on stdin. micro runs prestart and createRuntime once the
  * container's process exists in its namespaces and cgroups (before its mounts and
  * pivot_root), poststart after `start`, poststop at `delete`. createContainer and
- * startContainer run inside the container; micro refuses them (config.ts).
+ * startContainer run inside the container; micro refuses a config that has them (below).
  */
 import { MicroError } from "../errors.ts";
 
@@ -136,7 +136,21 @@ export function parseHooks(v: unknown): Partial<Record<HookKind, Hook[]>> {
   for (const [kind, list] of Object.entries(v as Record<string, unknown>)) {
     if (kind === "createContainer" || kind === "startContainer") {
       if (Array.isArray(list) && list.length === 0) continue;
-      throw bad(`hooks.${kind}`, "hooks run inside the container are not supported by micro yet");
+      // Refused, never skipped: a hook that silently does not run (a GPU's libraries not
+      // set up, a device not made) is worse than a container that does not start.
+      throw new MicroError(
+        `config.json: hooks.${kind}: hooks run inside the container are not supported by ` +
+          "micro yet",
+        {
+          phase: "check",
+          plugin: "oci",
+          hint: kind === "createContainer"
+            ? "make it a createRuntime hook, which can enter the namespaces of the state's pid " +
+              "with nsenter, or run this bundle with runc or crun"
+            : "make it a poststart hook, which runs once the process has started, or run this " +
+              "bundle with runc or crun",
+        },
+      );
     }
     if (!["prestart", "createRuntime", "poststart", "poststop"].includes(kind)) {
       throw bad(`hooks.${kind}`, "unknown field");

@@ -3,7 +3,7 @@
  * engine, the process left waiting on the exec fifo), start, kill, delete, and run (all
  * three). The command line is commands/oci.ts.
  */
-import { MicroError, MicroErrors } from "../errors.ts";
+import { errnoName, MicroError, MicroErrors } from "../errors.ts";
 import { runChecks } from "../checks.ts";
 import { probeHost } from "../host.ts";
 import { planRun } from "../plan.ts";
@@ -27,6 +27,8 @@ import {
   alive,
   checkId,
   loadOciState,
+  lockContainer,
+  makeLockedDir,
   OCI_VERSION,
   ociRoot,
   type OciState,
@@ -51,11 +53,13 @@ export function prepareBundle(
   stateDir: string,
   sys: Sys,
   noNewKeyring = false,
+  noPivot = false,
 ): Prepared {
   const abs = bundle.startsWith("/") ? bundle : `${Deno.cwd()}/${bundle}`;
   const config = readConfig(sys, abs);
   const t = configToSpec(config, abs, id);
   if (noNewKeyring) t.spec.micro.noNewKeyring = true;
+  if (noPivot) t.spec.micro.noPivot = true;
   for (const w of t.warnings) console.error(`micro: warning: ${w}`);
   return planTranslated(t, id, stateDir, sys);
 }
@@ -89,6 +93,31 @@ export interface CreateOptions {
   consoleSocket?: string;
   /** `--no-new-keyring`: keep the caller's session keyring (runc's flag). */
   noNewKeyring?: boolean;
+  /** `--preserve-fds N`: micro's fds 3 to 2+N go on to the container's process. */
+  preserveFds?: number;
+  /** `--no-pivot`: MS_MOVE and chroot instead of pivot_root (runc's, for ramfs roots). */
+  noPivot?: boolean;
+}
+
+const F_GETFD = 1;
+const FD_CLOEXEC = 1;
+
+/**
+ * `--preserve-fds N`: each of fds 3 to 2+N must be the caller's, checked before anything
+ * is made. An fd micro's runtime opened itself is close-on-exec (Rust opens every fd so)
+ * and one inherited across the exec of micro cannot be: that tells them apart, so the
+ * container is never handed micro's own (its event loop's epoll, a file it read).
+ */
+export function checkPreserved(n: number, sys: Sys): void {
+  for (let fd = 3; fd < 3 + n; fd++) {
+    const rc = sys.fcntl(fd, F_GETFD, 0);
+    const why = rc < 0 ? errnoName(-rc) : rc & FD_CLOEXEC ? "it is micro's own" : "";
+    if (why) {
+      throw new MicroError(`--preserve-fds ${n}: fd ${fd} was not passed to micro: ${why}`, {
+        hint: `pass fds 3 to ${2 + n} to micro (open, without close-on-exec), or fewer`,
+      });
+    }
+  }
 }
 
 /** Opens `linux.namespaces[].path` for the clone (setns around it, see engine/mod.ts). */
@@ -137,9 +166,10 @@ export function writePidFile(path: string, pid: number): void {
 export async function create(o: CreateOptions, sys = openLibc()): Promise<number> {
   const uid = Deno.uid() ?? 0;
   checkId(o.id);
+  if (o.preserveFds) checkPreserved(o.preserveFds, sys);
   const root = ociRoot(o.root, uid, true);
   const dir = `${root}/${o.id}`;
-  const p = prepareBundle(o.bundle, o.id, dir, sys, o.noNewKeyring);
+  const p = prepareBundle(o.bundle, o.id, dir, sys, o.noNewKeyring, o.noPivot);
   if (p.t.spec.process.terminal !== (o.consoleSocket !== undefined)) {
     sys.close(p.image.fd);
     throw new MicroError(
@@ -151,16 +181,21 @@ export async function create(o: CreateOptions, sys = openLibc()): Promise<number
   }
   // Connected before anything is made: a wrong path fails early.
   const consoleFd = o.consoleSocket === undefined ? -1 : connectConsole(o.consoleSocket, sys);
+  let lock: number;
   try {
-    Deno.mkdirSync(dir, { mode: 0o711 });
+    // Locked from the moment it has its name: no verb on this id runs until create is done.
+    lock = makeLockedDir(root, o.id, sys);
   } catch (e) {
     sys.close(p.image.fd);
-    if (e instanceof Deno.errors.AlreadyExists) {
-      throw new MicroError(`container "${o.id}" already exists`, {
-        hint: `delete it first: micro oci delete ${o.id}`,
-      });
-    }
+    if (consoleFd >= 0) sys.close(consoleFd);
     throw e;
+  }
+  if (lock < 0) {
+    sys.close(p.image.fd);
+    if (consoleFd >= 0) sys.close(consoleFd);
+    throw new MicroError(`container "${o.id}" already exists`, {
+      hint: `delete it first: micro oci delete ${o.id}`,
+    });
   }
   const annotations = (p.t.spec.micro.oci && readAnnotations(p.t)) || {};
   const state: OciState = {
@@ -230,6 +265,7 @@ export async function create(o: CreateOptions, sys = openLibc()): Promise<number
       stdin: true,
       execFifo: fifoFd,
       ...(join.length ? { join } : {}),
+      ...(o.preserveFds ? { preserveFds: o.preserveFds } : {}),
       onCgroups(all) {
         state.cgroups = all;
         writeOciState(dir, state);
@@ -275,6 +311,22 @@ export async function create(o: CreateOptions, sys = openLibc()): Promise<number
       removeRecorded(state.cgroups.filter((c) => c.created));
       Deno.removeSync(dir, { recursive: true });
     }
+    sys.close(lock);
+  }
+}
+
+/** Runs `fn` holding the container's lock (state.ts); a missing container is fn's to find. */
+export async function locked<T>(
+  root: string,
+  id: string,
+  sys: Sys,
+  fn: () => T | Promise<T>,
+): Promise<T> {
+  const lock = lockContainer(root, id, sys);
+  try {
+    return await fn();
+  } finally {
+    if (lock >= 0) sys.close(lock);
   }
 }
 
@@ -338,7 +390,11 @@ function readAnnotations(t: Translated): Record<string, string> {
  * `start`: opens the exec fifo for reading, which lets the waiting process go on to its
  * exec, reads its byte and removes the fifo. Fails when the container is not `created`.
  */
-export async function start(root: string, id: string, sys = openLibc()): Promise<void> {
+export function start(root: string, id: string, sys = openLibc()): Promise<void> {
+  return locked(root, id, sys, () => startLocked(root, id, sys));
+}
+
+async function startLocked(root: string, id: string, sys: Sys): Promise<void> {
   const { dir, state } = loadOciState(root, id);
   const status = statusOf(dir, state);
   if (status !== "created") {
@@ -446,6 +502,15 @@ export function signalNumber(text: string | undefined): number {
 
 /** `kill ID [SIGNAL]`: the container's process (or, with all, every one in its cgroup). */
 export function kill(root: string, id: string, signal: number, all: boolean, sys = openLibc()) {
+  const lock = lockContainer(root, id, sys);
+  try {
+    killLocked(root, id, signal, all, sys);
+  } finally {
+    if (lock >= 0) sys.close(lock);
+  }
+}
+
+function killLocked(root: string, id: string, signal: number, all: boolean, sys: Sys) {
   const { dir, state } = loadOciState(root, id);
   const status = statusOf(dir, state);
   if (status !== "created" && status !== "running") {
@@ -471,7 +536,11 @@ export function kill(root: string, id: string, signal: number, all: boolean, sys
  * `delete`: the container's cgroups and state. A created container's waiting process is
  * killed first (as runc does); a running one only with `force`.
  */
-export async function remove(root: string, id: string, force: boolean, sys = openLibc()) {
+export function remove(root: string, id: string, force: boolean, sys = openLibc()) {
+  return locked(root, id, sys, () => removeLocked(root, id, force, sys));
+}
+
+async function removeLocked(root: string, id: string, force: boolean, sys: Sys) {
   let loaded;
   try {
     loaded = loadOciState(root, id);

@@ -6,7 +6,8 @@
 import { MicroError } from "../errors.ts";
 import type { RecordedCgroup } from "../cgroups/fs.ts";
 import type { Hook } from "./hooks.ts";
-import { processStartTime, untrustedRoot, untrustedRootError } from "../state.ts";
+import { newId, processStartTime, untrustedRoot, untrustedRootError } from "../state.ts";
+import { C, cstr, type Sys } from "../sys/mod.ts";
 import { freezerOf, isFrozen } from "../stats/cgroup.ts";
 
 export const OCI_VERSION = "1.2.0";
@@ -61,6 +62,106 @@ export function ociRoot(root: string, uid: number, make: boolean): string {
     if (bad) throw untrustedRootError(root, uid, bad);
   }
   return root;
+}
+
+/**
+ * Serialises the verbs on one container (create, start, kill, delete, pause, resume,
+ * update, exec's set-up), as runc does through its state: an exclusive flock(2) on the
+ * container's directory, held until the verb is done. A delete removes the directory while
+ * holding it, so a verb that waited finds its fd no longer names `ROOT/ID` and looks again:
+ * the container is gone, or another made since. -1 when there is no such container.
+ */
+export function lockContainer(root: string, id: string, sys: Sys): number {
+  const dir = `${root}/${checkId(id)}`;
+  const path = cstr(dir);
+  const here = new Float64Array(2);
+  const there = new Float64Array(2);
+  for (let k = 0; k < 100; k++) {
+    const fd = sys.open(path, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+    if (fd === -2) return -1;
+    if (fd < 0) {
+      throw new MicroError("", {
+        phase: "lock",
+        plugin: "oci",
+        op: "open",
+        paths: { dir },
+        errno: -fd,
+      });
+    }
+    let rc = sys.flock(fd, C.LOCK_EX);
+    while (rc === -4) rc = sys.flock(fd, C.LOCK_EX);
+    if (rc < 0) {
+      sys.close(fd);
+      throw new MicroError("", {
+        phase: "lock",
+        plugin: "oci",
+        op: "flock",
+        paths: { dir },
+        errno: -rc,
+      });
+    }
+    // Still the directory at ROOT/ID (not one a delete removed meanwhile)?
+    const again = sys.open(path, C.O_PATH | C.O_DIRECTORY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+    const same = again >= 0 && sys.fstatId(fd, here) >= 0 && sys.fstatId(again, there) >= 0 &&
+      here[0] === there[0] && here[1] === there[1];
+    if (again >= 0) sys.close(again);
+    if (same) return fd;
+    sys.close(fd);
+    if (again === -2) return -1;
+  }
+  throw new MicroError(`container "${id}": its directory kept being replaced`, {
+    hint: "another program is making and removing it: stop that, then try again",
+  });
+}
+
+/**
+ * `create`'s directory, made and locked before it has its name: a temp directory, locked,
+ * renamed to ROOT/ID without replacing one (so no other verb ever sees it unlocked). The
+ * lock's fd, or -1 when ROOT/ID exists.
+ */
+export function makeLockedDir(root: string, id: string, sys: Sys): number {
+  const dir = `${root}/${checkId(id)}`;
+  removeStaleNew(root);
+  const tmp = `${root}/${NEW_PREFIX}${newId()}`;
+  Deno.mkdirSync(tmp, { mode: 0o711 });
+  Deno.chmodSync(tmp, 0o711);
+  const fd = sys.open(cstr(tmp), C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+  let rc = fd < 0 ? fd : sys.flock(fd, C.LOCK_EX);
+  if (rc >= 0) rc = sys.renameat2(C.AT_FDCWD, cstr(tmp), C.AT_FDCWD, cstr(dir), C.RENAME_NOREPLACE);
+  if (rc >= 0) return fd;
+  if (fd >= 0) sys.close(fd);
+  Deno.removeSync(tmp);
+  if (rc === -17) return -1;
+  throw new MicroError("", {
+    phase: "prepare",
+    plugin: "oci",
+    op: "rename",
+    paths: { from: tmp, to: dir },
+    errno: -rc,
+  });
+}
+
+const NEW_PREFIX = ".new-";
+
+/**
+ * A create killed between its mkdir and its rename leaves an empty `.new-*` directory: one
+ * older than a minute is removed (rmdir: only while it is still empty, as such a leftover is).
+ */
+function removeStaleNew(root: string): void {
+  const old = Date.now() - 60_000;
+  try {
+    for (const e of Deno.readDirSync(root)) {
+      if (!e.isDirectory || !e.name.startsWith(NEW_PREFIX)) continue;
+      try {
+        const st = Deno.lstatSync(`${root}/${e.name}`);
+        if ((st.mtime?.getTime() ?? Infinity) < old) Deno.removeSync(`${root}/${e.name}`);
+      } catch {
+        // gone meanwhile, or not empty: not a leftover of create
+      }
+    }
+  } catch {
+    // the root cannot be listed: create fails on its own below
+  }
 }
 
 export function writeOciState(dir: string, st: OciState): void {

@@ -709,6 +709,10 @@ export class RecordingSys implements Sys {
     return this.record("schedSetattr", [[...attr]], () => 0);
   }
 
+  chroot(path: CStr) {
+    return this.record("chroot", [this.s(path)], () => 0);
+  }
+
   /** Copies the next scripted chunk for `fd` into `buf`; undefined when none is left. */
   private take(fd: number, buf: Uint8Array, len: number): number | undefined {
     const chunk = this.reads.get(fd)?.shift();

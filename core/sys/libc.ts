@@ -92,6 +92,7 @@ const NR = {
     clone3: 435,
     ioprio_set: 251,
     sched_setattr: 314,
+    chroot: 161,
   },
   aarch64: {
     bpf: 280,
@@ -174,6 +175,7 @@ const NR = {
     clone3: 435,
     ioprio_set: 30,
     sched_setattr: 274,
+    chroot: 51,
   },
 } as const;
 
@@ -637,6 +639,7 @@ function bindLibc(): Sys {
     personality: (persona) => r(lib.i(nr.personality, persona, 0, 0, 0, 0)),
     // KEYCTL_JOIN_SESSION_KEYRING (1) with a NULL name: never an existing keyring by name.
     joinSessionKeyring: () => r(lib.i(nr.keyctl, 1, 0, 0, 0, 0)),
+    chroot: (p) => r(lib.b(nr.chroot, p)),
     pollReady(fds, events, revents) {
       // struct pollfd[] {int fd; short events, revents}, at least 128 bytes (off V8's heap).
       const buf = new Uint8Array(Math.max(128, fds.length * 8));

@@ -242,6 +242,8 @@ export interface Sys {
    * fork (core/process.ts schedAttr): 0, or -errno.
    */
   schedSetattr(attr: Uint8Array): number;
+  /** chroot(2): OCI `--no-pivot` jails the container this way after an MS_MOVE of its root. */
+  chroot(path: CStr): number;
 }
 
 /** The fields of `struct stat` that micro reads. */
@@ -376,6 +378,8 @@ export const C = {
   F_SETFL: 4,
   /** The new process is the caller's sibling: its parent's child (micro exec's second fork). */
   CLONE_PARENT: 0x00008000,
+  /** OCI `--no-pivot`: the new root's mount moved onto / (runc's msMoveRoot). */
+  MS_MOVE: 8192,
 } as const;
 
 export const RLIMITS: Record<string, number> = {

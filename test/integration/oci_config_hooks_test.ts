@@ -137,3 +137,31 @@ function exists(p: string): boolean {
     return false;
   }
 }
+
+for (const kind of ["createContainer", "startContainer"]) {
+  microTest(`oci hooks: a ${kind} hook is refused (never skipped), nothing is made`, async () => {
+    await withTempDir(async (dir) => {
+      const root = `${dir}/state`;
+      const ran = `${dir}/ran`;
+      const b = await bundle(dir, (c) => {
+        c.process.args = ["true"];
+        c.hooks = { [kind]: [{ path: hook(dir, "h", `touch "${ran}"`) }] };
+      });
+      const id = uniq();
+      for (const verb of ["create", "run"]) {
+        const r = await oci(root, [verb, "-b", b, id]);
+        assert.equal(r.code, 125, show(r));
+        assert.match(r.stderr, new RegExp(`hooks\\.${kind}: hooks run inside the container`));
+        assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+      }
+      assert.throws(() => Deno.statSync(ran), "the hook never ran");
+      let left: string[] = [];
+      try {
+        left = [...Deno.readDirSync(root)].map((e) => e.name);
+      } catch {
+        // never made
+      }
+      assert.deepEqual(left, []);
+    });
+  });
+}

@@ -350,6 +350,26 @@ Deno.test('--init: the trampoline\'s argv[0] is "init" (it stays as PID 1), and 
   assert.equal(plain.format().at(-1), trampoline(["/bin/sh"]));
 });
 
+Deno.test("pivot-root with move (OCI --no-pivot): MS_MOVE onto /, then chroot, no pivot_root", () => {
+  const sys = new RecordingSys().execSucceeds();
+  const { end, prog } = runToEnd(
+    [op("rootfs", "mount", "pivot-root", { move: true }), execve(["/bin/sh"])],
+    sys,
+  );
+  assert.ok(end instanceof FakeExec);
+  const calls = sys.format();
+  const at = calls.indexOf("fchdir(1002)");
+  assert.deepEqual(calls.slice(at, at + 5), [
+    "fchdir(1002)",
+    `mount(".", "/", null, 0x${C.MS_MOVE.toString(16)}, null)`,
+    'chroot(".")',
+    'chdir("/")',
+    "close(1002)",
+  ]);
+  assert.ok(!sys.names().includes("pivotRoot"));
+  assert.ok(prog.info.some((i) => i.kind === "pivot-root" && i.paths.how === "MS_MOVE+chroot"));
+});
+
 Deno.test("console planned before pivot-root throws at compile time", () => {
   assert.throws(
     () => compileChild([op("rootfs", "process", "console", {})], context(), new RecordingSys()),
@@ -483,6 +503,27 @@ Deno.test("the child execs the trampoline from its memfd: candidates, argv, envp
   ]);
   assert.equal(sys.names().filter((n) => n === "execveat").length, 1);
   assert.equal(prog.exec?.kind, "execve");
+});
+
+Deno.test("--preserve-fds 2: fds 3 and 4 stay open across both execs, the report goes to 5", () => {
+  const sys = new RecordingSys().execSucceeds();
+  const { end } = runToEnd([execve(["/bin/sh"])], sys, context({ preserveFds: 2 }));
+  assert.ok(end instanceof FakeExec);
+  // One "+" per preserved fd tells the trampoline where its report fd is.
+  assert.equal(end.argv[0], "++");
+  const calls = sys.format();
+  // Neither close_range touches 3 and 4; their close-on-exec flags are cleared.
+  assert.ok(calls.includes("closeRange(5, 0x3f1, 0x0)"), calls.join("\n"));
+  assert.ok(!calls.some((c) => c.startsWith("closeRange(3,")), calls.join("\n"));
+  assert.deepEqual(calls.slice(-7), [
+    "fcntl(3, 0x2, 0x0)",
+    "fcntl(4, 0x2, 0x0)",
+    "closeRange(5, 0x7fffffff, 0x4)",
+    "resetSignals()",
+    `sendRecord(${REPORT_FD}, [-3,0], -1)`,
+    `dup3(${REPORT_FD}, 5, 0x0)`,
+    trampoline(["/bin/sh"]).replace('[""', '["++"'),
+  ]);
 });
 
 Deno.test("an empty command still has an unambiguous trampoline layout", () => {

@@ -82,10 +82,11 @@ interface Ran {
 
 const SCRIPT = `
 set -e
-bin=$1 rec=$2 a0=$3 fd=$4 label=$5
-shift 5
-if [ "$fd" = 1 ]; then exec ${FD_TRAMPOLINE_REPORT}>"$rec"; fi
-if [ -n "$label" ]; then exec ${FD_LABEL}>"$label"; fi
+bin=$1 rec=$2 a0=$3 fd=$4 label=$5 pre=$6
+shift 6
+i=3; while [ "$i" -lt $((3 + pre)) ]; do eval "exec $i</dev/null"; i=$((i + 1)); done
+if [ "$fd" = 1 ]; then eval "exec $((${FD_TRAMPOLINE_REPORT} + pre))>\"\$rec\""; fi
+if [ -n "$label" ]; then eval "exec $((${FD_LABEL} + pre))>\"\$label\""; fi
 if [ -n "$QEMU" ]; then exec "$QEMU" -0 "$a0" "$bin" "$@"; fi
 exec -a "$a0" "$bin" "$@"
 `;
@@ -97,6 +98,8 @@ interface RunOptions {
   labelFd?: boolean;
   /** Run as nobody (when this test runs as root), through setpriv. */
   nobody?: boolean;
+  /** Fds 3 to 2+N open on /dev/null (`--preserve-fds`), the report and label fds above. */
+  preserve?: number;
 }
 
 /** As root, setpriv drops to nobody; otherwise this user already is no root. */
@@ -109,7 +112,7 @@ function trampolineCommand(
   arch: TrampolineArch,
   dir: string,
   argv: string[],
-  { noFd = false, labelFd = false, nobody = false }: RunOptions,
+  { noFd = false, labelFd = false, nobody = false, preserve = 0 }: RunOptions,
 ): Deno.Command {
   const bin = `${dir}/trampoline-${arch}`;
   Deno.writeFileSync(bin, TRAMPOLINE[arch], { mode: 0o755 });
@@ -131,6 +134,7 @@ function trampolineCommand(
       argv[0],
       noFd ? "0" : "1",
       labelFd ? label : "",
+      String(preserve),
       ...argv.slice(1),
     ],
     env: { QEMU: qemu[0] ?? "" },
@@ -224,6 +228,23 @@ for (const arch of TRAMPOLINE_ARCHES) {
       );
     },
   );
+
+  t('one "+" per preserved fd: fd 3 reaches the command, the report is fd 4', (d) => {
+    for (const mode of ["+", "init+"]) {
+      const r = runTrampoline(arch, d, [mode, "", "/bin/sh", "", "sh", "-c", ...PROBE], {
+        preserve: 1,
+      });
+      assert.equal(r.stderr, "", mode);
+      assert.equal(r.stdout, "open\nclosed\n", mode);
+      assert.equal(r.code, 0, mode);
+      const none = runTrampoline(arch, d, [mode, "", "/nonexistent/a", "", "a"], { preserve: 1 });
+      assert.equal(none.code, 127, mode);
+      assert.deepEqual(none.record, [EXEC_FAILED_RECORD, 2], mode);
+    }
+    const bad = runTrampoline(arch, d, ["+x", "", "/bin/sh", "", "sh"], { preserve: 1 });
+    assert.equal(bad.stderr, REFUSAL);
+    assert.equal(bad.code, 126);
+  });
 
   t("ENOENT and ENOTDIR move on; EACCES is remembered but a later candidate still runs", (d) => {
     const r = runTrampoline(arch, d, [

@@ -6,7 +6,9 @@
  * Layout micro passes (argv):  "" LABEL CAND1 ... CANDn "" ARG0 ... ARGm
  * Every candidate holds a "/", so it is never empty. The report socket is at fd 3 (low
  * numbers: no fd above RLIMIT_NOFILE can be made once the command's limits are set).
- * The trampoline marks fd 3 close-on-exec. A LABEL that is not empty is the LSM exec
+ * The trampoline marks fd 3 close-on-exec. Each "+" after argv[0]'s mode ("", "init") is
+ * one fd the command inherits (OCI `--preserve-fds`): with N of them, fds 3 to 2+N are the
+ * command's and the report and label fds below are 3+N and 4+N instead of 3 and 4. A LABEL that is not empty is the LSM exec
  * label (AppArmor `exec PROFILE`, an SELinux context): it is written to fd 4 (the
  * child's /proc/thread-self/attr/.../exec), which is then closed, so the label applies at
  * the command's exec, not at this program's. Then it tries execve(CAND, ARGS, envp) in
@@ -87,18 +89,28 @@ _start:
         cmp     x19, #4
         b.lo    bad
         mov     w24, #0                           /* w24: init mode, until nolabel */
-        ldr     x0, [x20]                         /* argv[0] is "" or "init" */
-        ldrb    w1, [x0]
-        cbz     w1, 1f
+        ldr     x0, [x20]                         /* argv[0] is "" or "init", then a "+" */
+        ldrb    w1, [x0]                          /* per preserved fd */
+        cbz     w1, plus
+        cmp     w1, #'+'
+        b.eq    plus
         ldr     w1, [x0]                          /* "init" (argv's strings go on after */
         movz    w2, #0x6e69                       /* it on the stack: 4 bytes are there) */
         movk    w2, #0x7469, lsl #16
         cmp     w1, w2
         b.ne    bad
-        ldrb    w1, [x0, #4]
-        cbnz    w1, bad
+        add     x0, x0, #4
         mov     w24, #1
-1:
+plus:                                             /* x27: the report fd, x28: the label's */
+        mov     x27, #REPORT_FD
+2:      ldrb    w1, [x0]
+        cbz     w1, 1f
+        cmp     w1, #'+'
+        b.ne    bad
+        add     x27, x27, #1
+        add     x0, x0, #1
+        b       2b
+1:      add     x28, x27, #1
         ldr     x0, [x20, #16]                    /* at least one candidate */
         ldrb    w0, [x0]
         cbz     w0, bad
@@ -113,7 +125,7 @@ find:                                             /* x22: the separator's index 
         add     x23, x20, x22, lsl #3
         add     x23, x23, #8                      /* the command's argv */
 
-        mov     x0, #REPORT_FD                    /* fcntl(REPORT_FD, F_SETFD, FD_CLOEXEC) */
+        mov     x0, x27                           /* fcntl(REPORT_FD, F_SETFD, FD_CLOEXEC) */
         mov     x1, #2
         mov     x2, #1
         mov     x8, #SYS_fcntl
@@ -130,14 +142,14 @@ label:
         ldrb    w0, [x2]
         cbnz    w0, 2b
         sub     x2, x2, x1
-        mov     x0, #LABEL_FD                     /* write(LABEL_FD, label, length) */
+        mov     x0, x28                           /* write(LABEL_FD, label, length) */
         mov     x8, #SYS_write
         svc     #0
         tbz     x0, #63, 3f
         neg     x24, x0
         mov     w26, #LABEL_FAILED
         b       fail
-3:      mov     x0, #LABEL_FD
+3:      mov     x0, x28
         mov     x8, #SYS_close
         svc     #0
 nolabel:
@@ -171,7 +183,7 @@ fail:                                             /* the record [w26, w24] */
         sub     sp, sp, #16
         str     w26, [sp]
         str     w24, [sp, #4]
-        mov     x0, #REPORT_FD
+        mov     x0, x27
         mov     x1, sp
         mov     x2, #8
         mov     x8, #SYS_write
@@ -237,10 +249,10 @@ init:
         tbnz    x0, #63, initfail
         cbz     x0, child
         mov     x25, x0                           /* x25: the command's pid */
-        mov     x0, #REPORT_FD
+        mov     x0, x27
         mov     x8, #SYS_close
         svc     #0
-        mov     x0, #LABEL_FD
+        mov     x0, x28
         mov     x8, #SYS_close
         svc     #0
         ldr     x1, [sp, #24]                     /* the signal taken before the fork */

@@ -6,7 +6,9 @@
  * Layout micro passes (argv):  "" LABEL CAND1 ... CANDn "" ARG0 ... ARGm
  * Every candidate holds a "/", so it is never empty. The report socket is at fd 3 (low
  * numbers: no fd above RLIMIT_NOFILE can be made once the command's limits are set).
- * The trampoline marks fd 3 close-on-exec. A LABEL that is not empty is the LSM exec
+ * The trampoline marks fd 3 close-on-exec. Each "+" after argv[0]'s mode ("", "init") is
+ * one fd the command inherits (OCI `--preserve-fds`): with N of them, fds 3 to 2+N are the
+ * command's and the report and label fds below are 3+N and 4+N instead of 3 and 4. A LABEL that is not empty is the LSM exec
  * label (AppArmor `exec PROFILE`, an SELinux context): it is written to fd 4 (the
  * child's /proc/thread-self/attr/.../exec), which is then closed, so the label applies at
  * the command's exec, not at this program's. Then it tries execve(CAND, ARGS, envp) in
@@ -86,15 +88,25 @@ _start:
         cmp     $4, %r12
         jb      bad
         xor     %ebp, %ebp                        /* ebp: init mode, until nolabel */
-        mov     (%r13), %rax                      /* argv[0] is "" or "init" */
-        cmpb    $0, (%rax)
-        je      1f
+        mov     (%r13), %rax                      /* argv[0] is "" or "init", then a "+" */
+        cmpb    $0, (%rax)                        /* per preserved fd */
+        je      plus
+        cmpb    $'+', (%rax)
+        je      plus
         cmpl    $0x74696e69, (%rax)               /* "init" (argv's strings go on after */
         jne     bad                               /* it on the stack: 4 bytes are there) */
-        cmpb    $0, 4(%rax)
-        jne     bad
+        add     $4, %rax
         inc     %ebp
-1:
+plus:                                             /* r9: the report fd, r8: the label's */
+        mov     $REPORT_FD, %r9d                  /* (syscalls keep both) */
+2:      cmpb    $0, (%rax)
+        je      1f
+        cmpb    $'+', (%rax)
+        jne     bad
+        inc     %r9d
+        inc     %rax
+        jmp     2b
+1:      lea     1(%r9), %r8d
         mov     16(%r13), %rax                    /* at least one candidate */
         cmpb    $0, (%rax)
         je      bad
@@ -109,7 +121,7 @@ find:                                             /* rbx: the separator's index 
         lea     8(%r13,%rbx,8), %r15              /* the command's argv */
 
         mov     $SYS_fcntl, %eax                  /* fcntl(REPORT_FD, F_SETFD, FD_CLOEXEC) */
-        mov     $REPORT_FD, %edi
+        mov     %r9d, %edi
         mov     $2, %esi
         mov     $1, %edx
         syscall
@@ -128,7 +140,7 @@ label:
         jne     2b
         sub     %rsi, %rdx
         mov     $SYS_write, %eax                  /* write(LABEL_FD, label, length) */
-        mov     $LABEL_FD, %edi
+        mov     %r8d, %edi
         syscall
         test    %rax, %rax
         jns     3f
@@ -137,7 +149,7 @@ label:
         mov     $LABEL_FAILED, %ebx
         jmp     fail
 3:      mov     $SYS_close, %eax
-        mov     $LABEL_FD, %edi
+        mov     %r8d, %edi
         syscall
 nolabel:
         xor     %ebp, %ebp                        /* ebp: EACCES seen */
@@ -173,7 +185,7 @@ fail:                                             /* the record [ebx, ebp] */
         mov     %ebx, (%rsp)
         mov     %ebp, 4(%rsp)
         mov     $SYS_write, %eax
-        mov     $REPORT_FD, %edi
+        mov     %r9d, %edi
         mov     %rsp, %rsi
         mov     $8, %edx
         syscall
@@ -238,10 +250,10 @@ init:
         jz      child
         mov     %rax, %r12                        /* r12: the command's pid */
         mov     $SYS_close, %eax
-        mov     $REPORT_FD, %edi
+        mov     %r9d, %edi
         syscall
         mov     $SYS_close, %eax
-        mov     $LABEL_FD, %edi
+        mov     %r8d, %edi
         syscall
         mov     24(%rsp), %rsi                    /* the signal taken before the fork */
         test    %rsi, %rsi
