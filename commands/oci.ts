@@ -334,6 +334,7 @@ async function verb(g: Globals, argv: string[]): Promise<number> {
         gids: (lists["gids[]"] ?? []).flatMap((g) => g.split(",")),
         cgroups: lists["cgroup[]"] ?? [],
         preserveFds: fdCount(flags.preserveFds),
+        ignorePaused: flags.ignorePaused === true,
       });
     }
     case "ps": {

@@ -297,3 +297,25 @@ microTest("oci --no-pivot: refused while the container keeps CAP_SYS_CHROOT", as
     ok(await oci(root, ["run", "-b", b, uniq()]));
   });
 });
+
+microTest(
+  "oci exec into a paused container is refused, --ignore-paused too, naming why",
+  async () => {
+    await withTempDir((dir) =>
+      running(dir, async (root, id) => {
+        ok(await oci(root, ["pause", id]));
+        try {
+          const plain = await oci(root, ["exec", id, "true"]);
+          assert.equal(plain.code, 125, show(plain));
+          assert.match(plain.stderr, /is paused: exec needs a running container.*resume it first/);
+          const ignore = await oci(root, ["exec", "--ignore-paused", id, "true"]);
+          assert.equal(ignore.code, 125, show(ignore));
+          assert.match(ignore.stderr, /--ignore-paused: .* its process would freeze/);
+        } finally {
+          ok(await oci(root, ["resume", id]));
+        }
+        ok(await oci(root, ["exec", id, "true"]));
+      })
+    );
+  },
+);
