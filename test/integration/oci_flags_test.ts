@@ -319,3 +319,24 @@ microTest(
     );
   },
 );
+
+microTest("oci run --keep: the stopped container stays for state and delete", async () => {
+  await withTempDir(async (dir) => {
+    const root = `${dir}/state`;
+    const b = await bundle(dir, (c) => (c.process.args = ["sh", "-c", "exit 4"]));
+    const id = uniq();
+    try {
+      const r = await oci(root, ["run", "--keep", "-b", b, id]);
+      assert.equal(r.code, 4, show(r));
+      assert.equal(JSON.parse(ok(await oci(root, ["state", id]))).status, "stopped");
+      ok(await oci(root, ["delete", id]));
+      assert.deepEqual([...Deno.readDirSync(root)], []);
+      // Without it, run deletes the container itself.
+      const gone = await oci(root, ["run", "-b", b, uniq()]);
+      assert.equal(gone.code, 4, show(gone));
+      assert.deepEqual([...Deno.readDirSync(root)], []);
+    } finally {
+      await oci(root, ["delete", "--force", id]);
+    }
+  });
+});
