@@ -221,7 +221,7 @@ async function verb(g: Globals, argv: string[]): Promise<number> {
         await rt.create(o);
         return 0;
       }
-      return await rt.run(o, flags.detach === true);
+      return await rt.run(o, flags.detach === true, undefined, flags.keep === true);
     }
     case "start": {
       const { args } = parseVerb(rest, {}, {});
@@ -334,6 +334,7 @@ async function verb(g: Globals, argv: string[]): Promise<number> {
         gids: (lists["gids[]"] ?? []).flatMap((g) => g.split(",")),
         cgroups: lists["cgroup[]"] ?? [],
         preserveFds: fdCount(flags.preserveFds),
+        ignorePaused: flags.ignorePaused === true,
       });
     }
     case "ps": {

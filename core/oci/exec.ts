@@ -47,6 +47,8 @@ export interface ExecOptions {
   cgroups?: string[];
   /** `--preserve-fds N`: micro's fds 3 to 2+N go on to the process. */
   preserveFds?: number;
+  /** `--ignore-paused`: runc execs into a paused container; micro refuses, saying why. */
+  ignorePaused?: boolean;
 }
 
 /** The namespaces entered from micro's thread, around the clone. */
@@ -75,9 +77,22 @@ async function execLocked(o: ExecOptions, sys: Sys, release: () => void): Promis
   const status = statusOf(dir, state);
   // Not into a created container: its first process is still micro's runtime (the host's
   // Deno, not dumpable) until start, and nothing of micro may be reachable from inside.
+  if (status === "paused" && o.ignorePaused) {
+    // runc lets the process join the frozen cgroup; here it would freeze before its report
+    // that it started, and exec would wait for ever.
+    throw new MicroError(
+      `exec --ignore-paused: container "${o.id}" is paused: its process would freeze in the ` +
+        "container's cgroup before it starts",
+      { hint: `resume it first: micro oci resume ${o.id}` },
+    );
+  }
   if (status !== "running") {
     throw new MicroError(`container "${o.id}" is ${status}: exec needs a running container`, {
-      hint: status === "created" ? `start it first: micro oci start ${o.id}` : undefined,
+      hint: status === "created"
+        ? `start it first: micro oci start ${o.id}`
+        : status === "paused"
+        ? `resume it first: micro oci resume ${o.id}`
+        : undefined,
     });
   }
   const config = readConfig(sys, dir);

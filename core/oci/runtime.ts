@@ -607,8 +607,16 @@ function removeUnrecorded(dir: string): void {
   }
 }
 
-/** `run`: create, start, wait (micro is the container's parent here), delete. */
-export async function run(o: CreateOptions, detach: boolean, sys = openLibc()): Promise<number> {
+/**
+ * `run`: create, start, wait (micro is the container's parent here), delete; with `keep`
+ * (runc's `--keep`) the stopped container stays for `state` and `delete`.
+ */
+export async function run(
+  o: CreateOptions,
+  detach: boolean,
+  sys = openLibc(),
+  keep = false,
+): Promise<number> {
   const pid = await create(o, sys);
   try {
     await start(o.root, o.id, sys);
@@ -629,7 +637,7 @@ export async function run(o: CreateOptions, detach: boolean, sys = openLibc()): 
     return decodeStatus(status).exitCode;
   } finally {
     for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
-    await remove(o.root, o.id, true, sys);
+    if (!keep) await remove(o.root, o.id, true, sys);
   }
 }
 

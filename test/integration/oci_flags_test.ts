@@ -297,3 +297,46 @@ microTest("oci --no-pivot: refused while the container keeps CAP_SYS_CHROOT", as
     ok(await oci(root, ["run", "-b", b, uniq()]));
   });
 });
+
+microTest(
+  "oci exec into a paused container is refused, --ignore-paused too, naming why",
+  async () => {
+    await withTempDir((dir) =>
+      running(dir, async (root, id) => {
+        ok(await oci(root, ["pause", id]));
+        try {
+          const plain = await oci(root, ["exec", id, "true"]);
+          assert.equal(plain.code, 125, show(plain));
+          assert.match(plain.stderr, /is paused: exec needs a running container.*resume it first/);
+          const ignore = await oci(root, ["exec", "--ignore-paused", id, "true"]);
+          assert.equal(ignore.code, 125, show(ignore));
+          assert.match(ignore.stderr, /--ignore-paused: .* its process would freeze/);
+        } finally {
+          ok(await oci(root, ["resume", id]));
+        }
+        ok(await oci(root, ["exec", id, "true"]));
+      })
+    );
+  },
+);
+
+microTest("oci run --keep: the stopped container stays for state and delete", async () => {
+  await withTempDir(async (dir) => {
+    const root = `${dir}/state`;
+    const b = await bundle(dir, (c) => (c.process.args = ["sh", "-c", "exit 4"]));
+    const id = uniq();
+    try {
+      const r = await oci(root, ["run", "--keep", "-b", b, id]);
+      assert.equal(r.code, 4, show(r));
+      assert.equal(JSON.parse(ok(await oci(root, ["state", id]))).status, "stopped");
+      ok(await oci(root, ["delete", id]));
+      assert.deepEqual([...Deno.readDirSync(root)], []);
+      // Without it, run deletes the container itself.
+      const gone = await oci(root, ["run", "-b", b, uniq()]);
+      assert.equal(gone.code, 4, show(gone));
+      assert.deepEqual([...Deno.readDirSync(root)], []);
+    } finally {
+      await oci(root, ["delete", "--force", id]);
+    }
+  });
+});

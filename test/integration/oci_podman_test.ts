@@ -25,10 +25,15 @@ const NO_PODMAN = which("podman") && which("conmon")
 
 const dec = new TextDecoder();
 
-/** podman with its state in `dir` and micro as the runtime. */
-async function podman(dir: string, args: string[], timeoutMs = 60_000) {
-  const child = new Deno.Command("podman", {
+/**
+ * podman with its state in `dir` and micro as the runtime; with `fd3`, podman gets that file
+ * open at fd 3 (through a shell), as a socket-activated service's manager would pass it.
+ */
+async function podman(dir: string, args: string[], timeoutMs = 60_000, fd3?: string) {
+  const shell = fd3 === undefined ? [] : ["-c", 'exec 3<"$0"; exec podman "$@"', fd3];
+  const child = new Deno.Command(fd3 === undefined ? "podman" : "sh", {
     args: [
+      ...shell,
       "--root",
       `${dir}/storage`,
       "--runroot",
@@ -241,3 +246,28 @@ microTest("podman --runtime micro: exec, and -it through script (console socket)
     await podman(dir, ["rm", "-f", "-t", "0", "box"]);
   });
 }, { ignore: lacking(NO_PODMAN, NO_SCRIPT) });
+
+microTest("podman --runtime micro: run --preserve-fds 1 hands fd 3 to the container", async () => {
+  await withPodman(async (dir) => {
+    Deno.writeTextFileSync(`${dir}/three`, "passed by the caller\n");
+    const r = await podman(
+      dir,
+      [
+        "run",
+        "--rm",
+        "--preserve-fds",
+        "1",
+        ...RUN,
+        "localhost/busy:1",
+        "sh",
+        "-c",
+        // ls in a child of its own (not the last command, which the shell would exec).
+        "cat <&3; ls /proc/$$/fd; true",
+      ],
+      60_000,
+      `${dir}/three`,
+    );
+    assert.equal(r.code, 0, show(r));
+    assert.equal(r.stdout, "passed by the caller\n0\n1\n2\n3\n", show(r));
+  });
+}, opts);
