@@ -14,6 +14,7 @@ import {
   type RestartRecord,
   shouldRestart,
 } from "../../core/supervisor/policy.ts";
+import { supervisorEnv } from "../../core/supervisor/client.ts";
 import type { ContainerRecord } from "../../core/store/containers.ts";
 import { parseSince, startArgv } from "../../commands/lifecycle.ts";
 import { MicroError } from "../../core/errors.ts";
@@ -194,4 +195,35 @@ Deno.test("start: the run that makes a kept container again (detached, its comma
     startArgv(rec({ image: { path: "/img" }, options: ["--root", "rel"], command: ["sh"] }), "/s"),
     ["run", "--root", "rel", "-d", "--root", "/s", "/img", "sh"],
   );
+});
+
+Deno.test("supervisor env: built from micro's settings; the caller's loader, Deno and V8 knobs stay out", () => {
+  const env = supervisorEnv(
+    {
+      HOME: "/root",
+      MICRO_ROOT: "/srv/store",
+      MICRO_DEFAULT_NETWORK: "none",
+      PATH: "/home/u/bin:/usr/bin",
+      LD_PRELOAD: "/tmp/evil.so",
+      LD_LIBRARY_PATH: "/tmp",
+      DENO_V8_FLAGS: "--allow-natives-syntax",
+      DENO_DIR: "/tmp/cache",
+      DENO_CERT: "/tmp/ca.pem",
+      NODE_OPTIONS: "--require /tmp/x.js",
+      MICRO_EXE: "/usr/bin/runc",
+      MICRO_STATE_ROOT: "/elsewhere",
+    },
+    "/run/micro",
+    "/var/cache/micro/abc/deno_dir",
+  );
+  assert.deepEqual(env, {
+    HOME: "/root",
+    MICRO_ROOT: "/srv/store",
+    MICRO_DEFAULT_NETWORK: "none",
+    PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    MICRO_STATE_ROOT: "/run/micro",
+    DENO_NO_UPDATE_CHECK: "1",
+    DENO_DIR: "/var/cache/micro/abc/deno_dir",
+    DENO_V8_FLAGS: "--max-semi-space-size=1,--optimize-for-size",
+  });
 });
