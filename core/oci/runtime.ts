@@ -268,7 +268,7 @@ export async function create(o: CreateOptions, sys = openLibc()): Promise<number
     if (!done) {
       // Only a child the engine handed over: on the engine's own failure it reaped it.
       if (handed) sys.kill(handed, C.SIGKILL);
-      removeRecorded(state.cgroups.filter((c) => c.created));
+      removeRecorded(state.cgroups.filter((c) => c.created), () => sys);
       Deno.removeSync(dir, { recursive: true });
     }
   }
@@ -492,7 +492,7 @@ export async function remove(root: string, id: string, force: boolean, sys = ope
   // Every recorded dir, as micro's own gc does: one whose mkdir create did not live to record
   // (killed in between) is removed only if empty (removeRecorded). A dir of its own that
   // stays keeps the state, so that a later delete can still find and remove it.
-  const left = removeRecorded(state.cgroups);
+  const left = removeRecorded(state.cgroups, () => sys);
   if (left.length) {
     throw new MicroError(`delete ${id}: its cgroups stay: ${left.join("; ")}`, {
       hint: `see what is still in them, then run "micro oci delete --force ${id}" again`,
