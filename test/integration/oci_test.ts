@@ -134,6 +134,26 @@ microTest("oci: delete refuses a running container; --force kills and removes it
   });
 });
 
+microTest("oci: an id over NAME_MAX is one line up front; nothing is made", async () => {
+  await withTempDir(async (dir) => {
+    const root = `${dir}/state`;
+    const b = await bundle(dir, (c) => (c.process.args = ["true"]));
+    const id = `${uniq()}${"x".repeat(300)}`;
+    for (const verb of [["create", "-b", b, id], ["run", "-b", b, id], ["state", id]]) {
+      const r = await oci(root, verb);
+      assert.equal(r.code, 125, show(r));
+      assert.equal(r.stderr.trim().split("\n").length, 1, show(r));
+      assert.match(r.stderr, /invalid container id: \d+ characters, over 255/);
+    }
+    let left: string[] = [];
+    try {
+      left = [...Deno.readDirSync(root)].map((e) => e.name);
+    } catch { /* never made */ }
+    assert.deepEqual(left, []);
+    assert.deepEqual(cgroupDirs(id.slice(0, 255)), []);
+  });
+});
+
 microTest("oci: delete of a created container kills its waiting process", async () => {
   await withTempDir(async (dir) => {
     const root = `${dir}/state`;

@@ -463,3 +463,20 @@ Deno.test("a bridge's restore script is not steered by hostile comments, chains 
   assert.equal(bridgeRulesScript(shared, "mbr-1", mine).shared, false);
   assert.equal(bridgeRulesScript(shared, "mbr-1", mine).script, "");
 });
+
+Deno.test("net checks: a --name that makes slirp4netns's API socket path too long is one line", () => {
+  const lines = (stateDir: string) =>
+    net.check!(
+      spec({ net: { mode: "slirp4netns" } }),
+      netHost({ uid: 1000, stateDir }, { helpers: { slirp4netns: "/usr/bin/slirp4netns" } }),
+    ).map((e) => e.line());
+  // /run/user/1000/micro/ and a 128-character --name: 166 bytes with the socket's name.
+  const long = `/run/user/1000/micro/${"n".repeat(128)}`;
+  assert.deepEqual(lines(long), [
+    `check: net: --network slirp4netns: its API socket ${long}/slirp4netns.sock is 166 bytes, ` +
+    "over the 107 a unix socket path can have " +
+    "(give a shorter --name (or a shorter XDG_RUNTIME_DIR), or use pasta)",
+  ]);
+  // 107 bytes fit.
+  assert.deepEqual(lines(`/r/${"n".repeat(107 - 3 - 17)}`), []);
+});

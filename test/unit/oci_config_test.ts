@@ -11,6 +11,7 @@ import {
   readConfig,
 } from "../../core/oci/config.ts";
 import { defaultConfig } from "../../core/oci/default.ts";
+import { checkId } from "../../core/oci/state.ts";
 import { openLibc } from "../../core/sys/libc.ts";
 import { MicroError } from "../../core/errors.ts";
 
@@ -208,4 +209,17 @@ Deno.test("oci config: umask and personality reach the process (LINUX32 is 0x8)"
     () => translate((c) => (c.linux.personality = { domain: "LINUX", flags: ["x"] })),
     /linux\.personality\.flags: not supported/,
   );
+});
+
+Deno.test("oci ids and cgroupsPath: a name over NAME_MAX (255) is refused up front, in one line", () => {
+  assert.equal(checkId("a".repeat(255)), "a".repeat(255));
+  assert.throws(
+    () => checkId("a".repeat(256)),
+    (e: Error) => e.message === "invalid container id: 256 characters, over 255",
+  );
+  assert.throws(() => checkId("a".repeat(1024)), /1024 characters, over 255/);
+  assert.throws(() => checkId("a/b"), /invalid container id "a\/b"/);
+  assert.deepEqual(cgroupOf(undefined, "x"), { parent: "micro-oci", name: "x" });
+  assert.deepEqual(cgroupOf(`/p/${"l".repeat(255)}`, "x"), { parent: "p", name: "l".repeat(255) });
+  assert.throws(() => cgroupOf(`/p/${"l".repeat(256)}`, "x"), /not a cgroup path micro accepts/);
 });
