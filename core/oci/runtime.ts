@@ -478,6 +478,12 @@ export async function remove(root: string, id: string, force: boolean, sys = ope
   }
   const { dir, state } = loaded;
   const status = statusOf(dir, state);
+  if (status === "creating" && !force) {
+    // runc's rule: a create may still be at work on it (or was killed half-way: --force).
+    throw new MicroError(`container "${id}" is being created: it cannot be deleted`, {
+      hint: `wait for create to end, or use --force (a create killed half-way stays so)`,
+    });
+  }
   if (status === "running" && !force) {
     throw new MicroError(`container "${id}" is running: it cannot be deleted`, {
       hint: `stop it first (micro oci kill ${id} KILL), or use --force`,

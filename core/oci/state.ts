@@ -116,8 +116,11 @@ export function alive(st: OciState): boolean {
 }
 
 export function statusOf(dir: string, st: OciState): Status {
-  if (!st.pid || st.creating) return "creating";
+  if (!st.pid) return "creating";
+  // A create that ended half-way (micro killed after the clone): its child, once gone, is
+  // a stopped container for delete to clean up, not one still being created.
   if (!alive(st)) return "stopped";
+  if (st.creating) return "creating";
   try {
     Deno.lstatSync(`${dir}/exec.fifo`);
     return "created";
