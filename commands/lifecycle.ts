@@ -478,10 +478,15 @@ export function logs(argv: string[]): Promise<number> {
     const s = await where(root);
     const rec = await resolve(s.root, rest[0]);
     const { containerDir } = await import("../core/store/paths.ts");
-    const { logFiles, logPath, parseEntry, readLines } = await import(
+    const { logFiles, logPath, openLog, openLogDir, parseEntry, readLines } = await import(
       "../core/supervisor/logs.ts"
     );
+    const { openLibc } = await import("../core/sys/libc.ts");
+    const sys = openLibc();
     const path = logPath(containerDir(s.root, rec.id));
+    // Every log file is opened by its name in this one directory fd (core/supervisor/logs.ts).
+    const dirFd = openLogDir(sys, containerDir(s.root, rec.id));
+    const name = (p: string) => p.slice(p.lastIndexOf("/") + 1);
     const show = (e: { log: string; stream: string; time: string }) => {
       const t = Date.parse(e.time);
       if (t < since || t > until) return null;
@@ -493,15 +498,10 @@ export function logs(argv: string[]): Promise<number> {
     let offset = 0;
     let ino = -1;
     for (const file of logFiles(path)) {
-      let f: Deno.FsFile;
-      try {
-        f = Deno.openSync(file);
-      } catch {
-        continue;
-      }
+      const f = openLog(sys, dirFd, name(file));
+      if (!f) continue;
       try {
         const st = f.statSync();
-        if (!st.isFile) continue;
         const end = readLines(f, 0, (line) => {
           const e = parseEntry(line);
           const out = e && show(e);
@@ -530,21 +530,22 @@ export function logs(argv: string[]): Promise<number> {
       let f: Deno.FsFile | null = null;
       const pending: { err: boolean; text: string }[] = [];
       try {
-        f = Deno.openSync(path);
+        f = openLog(sys, dirFd, name(path));
+        if (!f) throw new Error("not there yet");
         const st = f.statSync();
         if ((st.ino ?? -1) !== ino) {
           // Rotated: what was left in the old file is read from its new name first.
           if (ino !== -1) {
             try {
-              const old = Deno.openSync(`${path}.1`);
-              if ((old.statSync().ino ?? -1) === ino) {
+              const old = openLog(sys, dirFd, `${name(path)}.1`);
+              if (old && (old.statSync().ino ?? -1) === ino) {
                 readLines(old, offset, (line) => {
                   const e = parseEntry(line);
                   const out = e && show(e);
                   if (out) pending.push(out);
                 });
               }
-              old.close();
+              old?.close();
             } catch { /* kept no rotated file (max-file=1) */ }
           }
           ino = st.ino ?? -1;

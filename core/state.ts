@@ -197,7 +197,7 @@ export function removeRun(dir: string, state: RunState | null, sys: () => Sys): 
   if (state?.cgroups?.length) {
     // A cgroup of the run's own that stays keeps the state that records it: without the
     // record nothing would ever remove it (the next gc tries again).
-    const left = removeRecorded(state.cgroups);
+    const left = removeRecorded(state.cgroups, sys);
     if (left.length) throw new Error(`cgroup ${left[0]}; the run's state is kept`);
   }
   if (state?.imageId) releaseImage(dir.slice(0, dir.lastIndexOf("/")), state.imageId, sys());

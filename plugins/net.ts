@@ -12,7 +12,13 @@ import { isIPv4, parsePublish, type PortMapping } from "../core/cni/ports.ts";
 import { hostOf, parseCidr } from "../core/cni/subnet.ts";
 import { MicroError } from "../core/errors.ts";
 import { type Op, op } from "../core/ops.ts";
-import { PACKAGE, SLIRP_ADDRESS, SLIRP_DNS, type Tool } from "../core/usernet/args.ts";
+import {
+  PACKAGE,
+  SLIRP_ADDRESS,
+  SLIRP_DNS,
+  SLIRP_SOCKET,
+  type Tool,
+} from "../core/usernet/args.ts";
 import type { HostInfo, Plugin } from "../core/plugin.ts";
 import type { Spec } from "../core/spec.ts";
 import { addNamespace, cloneOp, joinOp, joinProblems } from "./_ns.ts";
@@ -36,6 +42,9 @@ interface NetOptions {
 export const RUN_FILES = ["hosts", "hostname", "resolv.conf"];
 
 /** The rootless helper's start (attach) and stop (cleanup), with the DNS files. */
+/** A unix socket path's longest length in bytes (sun_path is 108 with its NUL). */
+const SUN_PATH_MAX = 107;
+
 function usernetOps(spec: Spec, host: HostInfo, tool: Tool, path: string): Op[] {
   const n = spec.micro.net!;
   const resolv = resolvConf(host.net!.resolv, host.net!.resolvUpstream, {
@@ -298,6 +307,22 @@ export const net: Plugin<NetOptions> = {
             plugin: "net",
             hint: `Debian: apt install ${PACKAGE[mode]}`,
           }),
+        );
+      }
+      const socket = `${host.stateDir}/${SLIRP_SOCKET}`;
+      const bytes = new TextEncoder().encode(socket).length;
+      if (mode === "slirp4netns" && bytes > SUN_PATH_MAX) {
+        // sockaddr_un's sun_path holds 108 bytes with the NUL: slirp4netns would fail later.
+        errors.push(
+          new MicroError(
+            `--network slirp4netns: its API socket ${socket} is ${bytes} bytes, over the ` +
+              `${SUN_PATH_MAX} a unix socket path can have`,
+            {
+              phase: "check",
+              plugin: "net",
+              hint: "give a shorter --name (or a shorter XDG_RUNTIME_DIR), or use pasta",
+            },
+          ),
         );
       }
       return errors;

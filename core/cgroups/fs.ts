@@ -2,6 +2,8 @@
  * The cgroup file system work shared by the engine's cleanup and by `gc` after a killed
  * run: kill everything in a cgroup, wait until it is empty, remove it.
  */
+import { openLibc } from "../sys/libc.ts";
+import { C, type Sys } from "../sys/mod.ts";
 
 function read(path: string): string | undefined {
   try {
@@ -24,12 +26,34 @@ function pids(dir: string): number[] {
   return (read(`${dir}/cgroup.procs`) ?? "").split("\n").filter((l) => l).map(Number);
 }
 
-function killAll(dir: string): void {
-  for (const pid of pids(dir)) {
-    try {
-      Deno.kill(pid, "SIGKILL");
-    } catch { /* already gone */ }
+/** `sys`: opened only when there is a pid to kill. */
+function killAll(dir: string, sys: () => Sys): void {
+  const listed = pids(dir);
+  if (listed.length) killMembers(sys(), () => listed.length ? listed.splice(0) : pids(dir));
+}
+
+/**
+ * SIGKILL to every pid `listed()` gives (a cgroup's members), each through a pidfd opened
+ * first and signalled only when a second `listed()` still has its pid: a member that ended
+ * after the first read and whose pid the kernel gave to a host process is never signalled
+ * (its pidfd names the host process, which the second read does not list). Without pidfds
+ * (Linux < 5.3: ENOSYS) a pid still listed is killed by number. How many the first read had.
+ */
+export function killMembers(sys: Sys, listed: () => number[]): number {
+  const first = listed();
+  if (!first.length) return 0;
+  const fds = first.map((pid) => sys.pidfdOpen(pid, 0));
+  try {
+    const now = new Set(listed());
+    first.forEach((pid, i) => {
+      if (!now.has(pid)) return;
+      if (fds[i] >= 0) sys.pidfdSendSignal(fds[i], C.SIGKILL);
+      else if (fds[i] === -38) sys.kill(pid, C.SIGKILL);
+    });
+  } finally {
+    for (const fd of fds) if (fd >= 0) sys.close(fd);
   }
+  return first.length;
 }
 
 function sleep(ms: number): void {
@@ -49,15 +73,19 @@ function waitEmpty(dir: string): boolean {
  * Kills every process in the cgroup: v2's cgroup.kill when the kernel has it, else (v1)
  * freeze the cgroup so nothing can fork while it is being emptied, kill, thaw.
  */
-export function killCgroup(dir: string, how: "cgroup.kill" | "freezer" | "signal"): boolean {
+export function killCgroup(
+  dir: string,
+  how: "cgroup.kill" | "freezer" | "signal",
+  sys: () => Sys = openLibc,
+): boolean {
   if (how === "cgroup.kill" && write(`${dir}/cgroup.kill`, "1")) return waitEmpty(dir);
   if (how === "freezer" && write(`${dir}/freezer.state`, "FROZEN")) {
     for (let i = 0; i < 100 && read(`${dir}/freezer.state`)?.trim() !== "FROZEN"; i++) sleep(5);
-    killAll(dir);
+    killAll(dir, sys);
     write(`${dir}/freezer.state`, "THAWED");
     return waitEmpty(dir);
   }
-  killAll(dir);
+  killAll(dir, sys);
   return waitEmpty(dir);
 }
 
@@ -65,7 +93,11 @@ export function killCgroup(dir: string, how: "cgroup.kill" | "freezer" | "signal
  * Removes a cgroup dir. A shared parent, or one this run did not create, only when empty
  * (one rmdir, never a kill). Returns a reason when a dir of the run's own stays.
  */
-export function removeCgroup(dir: string, onlyIfEmpty: boolean): string | undefined {
+export function removeCgroup(
+  dir: string,
+  onlyIfEmpty: boolean,
+  sys: () => Sys = openLibc,
+): string | undefined {
   for (let i = 0; i < 50; i++) {
     try {
       Deno.removeSync(dir);
@@ -75,7 +107,7 @@ export function removeCgroup(dir: string, onlyIfEmpty: boolean): string | undefi
       if (onlyIfEmpty) return undefined; // in use by another run, or not ours: left alone
       const busy = e instanceof Deno.errors.Busy || (e as { code?: string }).code === "EBUSY";
       if (!busy) return (e as Error).message;
-      killAll(dir);
+      killAll(dir, sys);
       sleep(20);
     }
   }
@@ -103,11 +135,11 @@ export interface RecordedCgroup {
  * run's own and still empty (the container joins only after that write); if it was someone
  * else's, rmdir fails on its processes or children and it stays.
  */
-export function removeRecorded(list: RecordedCgroup[]): string[] {
-  for (const c of list) if (!c.shared && c.created) killCgroup(c.path, c.kill ?? "signal");
+export function removeRecorded(list: RecordedCgroup[], sys: () => Sys = openLibc): string[] {
+  for (const c of list) if (!c.shared && c.created) killCgroup(c.path, c.kill ?? "signal", sys);
   const left: string[] = [];
   for (const c of [...list].reverse()) {
-    const why = removeCgroup(c.path, c.shared || !c.created);
+    const why = removeCgroup(c.path, c.shared || !c.created, sys);
     if (why) left.push(`${c.path}: ${why}`);
   }
   return left; // the run's own dirs that stay, with why

@@ -175,24 +175,56 @@ export const CHAINS_FILE = "chains.json";
 type Tables = Record<"filter" | "nat", string[]>;
 
 /** `iptables-save` of filter and nat in one call: each table's chains and `-A` lines. */
-async function saveTables(): Promise<
-  Record<"filter" | "nat", { chains: string[]; rules: string[] }>
-> {
-  const out = {
-    filter: { chains: [] as string[], rules: [] as string[] },
-    nat: { chains: [] as string[], rules: [] as string[] },
-  };
+async function saveTables(): Promise<Saved> {
   const saved = await tool("iptables-save", []);
   if (!saved.ok) throw new Error(`iptables-save: ${saved.out.trim().split("\n")[0]}`);
+  return parseSave(saved.out);
+}
+
+/**
+ * `iptables-save` text → filter's and nat's chains and `-A` rules. iptables-save prints a
+ * comment's newline as it is, inside the quotes, so a rule someone else made with
+ * `--comment "x<newline>-A CHAIN ..."` spans lines: its lines are joined back into one rule
+ * (holding a newline, which bridgeRulesScript never feeds to iptables-restore), and are
+ * never taken for rules, chains or tables of their own. Pure.
+ */
+export function parseSave(text: string): Saved {
+  const out: Saved = {
+    filter: { chains: [], rules: [] },
+    nat: { chains: [], rules: [] },
+  };
   let table: "filter" | "nat" | null = null;
-  for (const raw of saved.out.split("\n")) {
-    const l = raw.trim();
+  let pending: string | null = null;
+  for (const raw of text.split("\n")) {
+    const line: string = pending === null ? raw : `${pending}\n${raw}`;
+    if (openQuote(line)) {
+      pending = line;
+      continue;
+    }
+    pending = null;
+    const l = line.trim();
     if (l.startsWith("*")) table = l === "*filter" ? "filter" : l === "*nat" ? "nat" : null;
     else if (!table) continue;
     else if (l.startsWith(":")) out[table].chains.push(l.slice(1).split(" ")[0]);
     else if (l.startsWith("-A ")) out[table].rules.push(l);
   }
   return out;
+}
+
+/** Whether `line` ends inside a double-quoted string (iptables-save escapes `"` and `\`). */
+function openQuote(line: string): boolean {
+  let open = false;
+  for (let i = 0; i < line.length; i++) {
+    if (line[i] === "\\") i++;
+    else if (line[i] === '"') open = !open;
+  }
+  return open;
+}
+
+/** A saved rule iptables-restore reads back as the same rule: one line, no control bytes. */
+function restorable(rule: string): boolean {
+  // deno-lint-ignore no-control-regex
+  return !/[\x00-\x1f\x7f]/.test(rule);
 }
 
 async function sharedPresent(): Promise<Tables> {
@@ -266,18 +298,30 @@ export function holdsNothing(rules: string[][], recorded: string[]): boolean {
 
 type Saved = Record<"filter" | "nat", { chains: string[]; rules: string[] }>;
 
+/** The jump target of a rule's words (comments left out): `-j X` or `-g X`. */
+function jumpTarget(w: string[]): string | undefined {
+  const k = w.findIndex((x) => x === "-j" || x === "-g");
+  return k < 0 ? undefined : w[k + 1];
+}
+
 /**
  * The iptables-restore script that removes `bridge`'s rules from the isolation and internal
  * chains (`saved`: iptables-save of filter and nat), the internal chain and its jumps once
  * nothing else is in it, and the `recorded` shared chains micro made once, without those
  * rules, they hold nothing of a container. `shared`: whether the latter go. Pure.
+ *
+ * Rules are matched on their words without comments (a comment is free text), and a rule
+ * is deleted only by its own saved line: one whose text iptables-restore could not read
+ * back as the same rule (a comment with a newline) is never deleted, and a chain it keeps
+ * in use is not removed.
  */
 export function bridgeRulesScript(
   saved: Saved,
   bridge: string,
   recorded: Tables | null,
 ): { script: string; shared: boolean } {
-  const words = (table: "filter" | "nat") => saved[table].rules.map((l) => ruleWords(l));
+  const words = (table: "filter" | "nat") =>
+    saved[table].rules.map((l) => uncommented(ruleWords(l)));
   const lines: Record<"filter" | "nat", string[]> = { filter: [], nat: [] };
   const fw = words("filter");
   const gone = new Set<number>();
@@ -286,25 +330,27 @@ export function bridgeRulesScript(
     gone.add(i);
     lines.filter.push(`-D${saved.filter.rules[i].slice(2)}`);
   };
+  const ok = (table: "filter" | "nat", i: number) => restorable(saved[table].rules[i]);
   const owned = [...ISOLATION_CHAINS, INTERNAL_CHAIN];
   fw.forEach((w, i) => {
     if (
-      owned.includes(w[1]) && w.some((x, k) => (x === "-i" || x === "-o") && w[k + 1] === bridge)
+      ok("filter", i) && owned.includes(w[1]) &&
+      w.some((x, k) => (x === "-i" || x === "-o") && w[k + 1] === bridge)
     ) {
       del(i);
     }
   });
-  const target = (w: string[]) => w[w.indexOf("-j") + 1];
-  const dropped: string[] = [];
+  const jumpsIn = (w: string[][], chains: string[]) =>
+    w.flatMap((r, i) => !chains.includes(r[1]) && chains.includes(jumpTarget(r) ?? "") ? [i] : []);
   if (
     saved.filter.chains.includes(INTERNAL_CHAIN) &&
     fw.every((w, i) => w[1] !== INTERNAL_CHAIN || gone.has(i))
   ) {
-    fw.forEach((w, i) => {
-      if (w[1] !== INTERNAL_CHAIN && target(w) === INTERNAL_CHAIN) del(i);
-    });
-    lines.filter.push(`-X ${INTERNAL_CHAIN}`);
-    dropped.push(INTERNAL_CHAIN);
+    const jumps = jumpsIn(fw, [INTERNAL_CHAIN]);
+    if (jumps.every((i) => ok("filter", i))) {
+      jumps.forEach(del);
+      lines.filter.push(`-X ${INTERNAL_CHAIN}`);
+    }
   }
   let shared = false;
   if (recorded && (recorded.filter.length || recorded.nat.length)) {
@@ -318,12 +364,14 @@ export function bridgeRulesScript(
         const rules = w.filter((r, i) => left(i) && r[1] === chain).map((r) => r.slice(2));
         if (!holdsNothing(rules, mine)) shared = false; // a container still uses them
       }
+      // A rule -F would take that no one can name back (its comment spans lines): kept.
+      if (w.some((r, i) => left(i) && mine.includes(r[1]) && !ok(table, i))) shared = false;
       // The jumps into them from other chains (FORWARD, PREROUTING, ...), then the chains.
-      w.forEach((r, i) => {
-        if (left(i) && !mine.includes(r[1]) && mine.includes(target(r))) {
-          extra[table].push(`-D${saved[table].rules[i].slice(2)}`);
-        }
-      });
+      for (const i of jumpsIn(w, mine)) {
+        if (!left(i)) continue;
+        if (!ok(table, i)) shared = false;
+        extra[table].push(`-D${saved[table].rules[i].slice(2)}`);
+      }
       for (const chain of mine) extra[table].push(`-F ${chain}`);
       for (const chain of mine) extra[table].push(`-X ${chain}`);
     }

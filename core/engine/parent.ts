@@ -354,7 +354,7 @@ export class ParentOps {
     const ops = this.plan.filter((o) => o.phase === "cleanup").reverse();
     for (const o of ops) {
       if (o.kind === "cgroup-kill" && created.has(o.args.path)) {
-        if (!killCgroup(o.args.path, o.args.how)) {
+        if (!killCgroup(o.args.path, o.args.how, () => this.sys)) {
           problems.push(`cgroup ${o.args.path}: processes still running after SIGKILL`);
         }
       }
@@ -363,7 +363,7 @@ export class ParentOps {
         if (why) problems.push(`container directory ${o.args.dir} not removed: ${why}`);
       }
       if (o.kind === "cgroup-remove" && created.has(o.args.path)) {
-        const why = removeCgroup(o.args.path, o.args.shared);
+        const why = removeCgroup(o.args.path, o.args.shared, () => this.sys);
         if (why) problems.push(`cgroup ${o.args.path} not removed: ${why}`);
       }
     }

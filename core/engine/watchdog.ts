@@ -38,6 +38,8 @@ const FREEZER_STATE = cstr("freezer.state");
 const ONE = new TextEncoder().encode("1");
 const FROZEN = new TextEncoder().encode("FROZEN");
 const THAWED = new TextEncoder().encode("THAWED");
+/** Pids killed per pass (more: the next pass, while any is left). */
+const MAX_PIDS = 1024;
 /** Only the named file right in the directory: no links, nothing above. */
 const BENEATH = C.RESOLVE_BENEATH | C.RESOLVE_NO_SYMLINKS;
 
@@ -48,6 +50,10 @@ export class Watchdog {
   /** Scratch for cgroup.procs and freezer.state, and the one byte read off the pipe. */
   private readonly buf = new Uint8Array(4096);
   private readonly byte = new Uint8Array(1);
+  /** The pids of one read of cgroup.procs, their pidfds, and the pids of the second read. */
+  private readonly pids = new Int32Array(MAX_PIDS);
+  private readonly pidfds = new Int32Array(MAX_PIDS);
+  private readonly again = new Int32Array(MAX_PIDS);
 
   private constructor(
     private readonly readFd: number,
@@ -153,12 +159,35 @@ export class Watchdog {
     return true;
   }
 
-  /** SIGKILL to every pid in the cgroup's cgroup.procs; how many there were. */
+  /**
+   * SIGKILL to every pid in the cgroup's cgroup.procs; how many there were. Each through a
+   * pidfd opened first and signalled only when a second read still lists its pid: a pid
+   * that ended after the first read and was given to a host process is never signalled
+   * (the pidfd names the host process, which the second read does not list). Without
+   * pidfds (Linux < 5.3) a listed pid is killed by number, as before.
+   */
   private killListed(dir: number, sys: Sys): number {
+    const n = this.readPids(dir, this.pids, sys);
+    if (n === 0) return 0;
+    const fds = this.pidfds;
+    for (let i = 0; i < n; i++) fds[i] = sys.pidfdOpen(this.pids[i], 0);
+    const m = this.readPids(dir, this.again, sys);
+    for (let i = 0; i < n; i++) {
+      let listed = false;
+      for (let k = 0; k < m && !listed; k++) listed = this.again[k] === this.pids[i];
+      if (listed && fds[i] >= 0) sys.pidfdSendSignal(fds[i], C.SIGKILL);
+      else if (listed && fds[i] === -38) sys.kill(this.pids[i], C.SIGKILL); // ENOSYS
+      if (fds[i] >= 0) sys.close(fds[i]);
+    }
+    return n;
+  }
+
+  /** The pids in the cgroup's cgroup.procs into `out` (at most its length); how many. */
+  private readPids(dir: number, out: Int32Array, sys: Sys): number {
     const fd = sys.openat2(dir, CGROUP_PROCS, C.O_RDONLY | C.O_CLOEXEC, 0, BENEATH);
     if (fd < 0) return 0;
     const buf = this.buf;
-    let killed = 0;
+    let count = 0;
     let pid = 0;
     let n = sys.read(fd, buf, buf.length);
     while (n > 0) {
@@ -168,20 +197,14 @@ export class Watchdog {
           pid = pid * 10 + b - 48;
           continue;
         }
-        if (pid > 0) {
-          sys.kill(pid, C.SIGKILL);
-          killed++;
-        }
+        if (pid > 0 && count < out.length) out[count++] = pid;
         pid = 0;
       }
       n = sys.read(fd, buf, buf.length);
     }
-    if (pid > 0) {
-      sys.kill(pid, C.SIGKILL);
-      killed++;
-    }
+    if (pid > 0 && count < out.length) out[count++] = pid;
     sys.close(fd);
-    return killed;
+    return count;
   }
 }
 

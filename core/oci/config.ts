@@ -827,7 +827,9 @@ export function cgroupOf(path: string | undefined, id: string): { parent: string
   }
   const parts = path.split("/").filter((x) => x);
   const ok = /^[A-Za-z0-9_.@-]+$/;
-  if (!parts.length || parts.some((x) => !ok.test(x) || x === "." || x === "..")) {
+  if (
+    !parts.length || parts.some((x) => !ok.test(x) || x === "." || x === ".." || x.length > 255)
+  ) {
     throw bad("linux.cgroupsPath", `"${path}" is not a cgroup path micro accepts`);
   }
   const name = parts.pop()!;

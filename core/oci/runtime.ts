@@ -308,7 +308,7 @@ export async function create(o: CreateOptions, sys = openLibc()): Promise<number
     if (!done) {
       // Only a child the engine handed over: on the engine's own failure it reaped it.
       if (handed) sys.kill(handed, C.SIGKILL);
-      removeRecorded(state.cgroups.filter((c) => c.created));
+      removeRecorded(state.cgroups.filter((c) => c.created), () => sys);
       Deno.removeSync(dir, { recursive: true });
     }
     sys.close(lock);
@@ -554,6 +554,12 @@ async function removeLocked(root: string, id: string, force: boolean, sys: Sys) 
   }
   const { dir, state } = loaded;
   const status = statusOf(dir, state);
+  if (status === "creating" && !force) {
+    // runc's rule: a create may still be at work on it (or was killed half-way: --force).
+    throw new MicroError(`container "${id}" is being created: it cannot be deleted`, {
+      hint: `wait for create to end, or use --force (a create killed half-way stays so)`,
+    });
+  }
   if (status === "running" && !force) {
     throw new MicroError(`container "${id}" is running: it cannot be deleted`, {
       hint: `stop it first (micro oci kill ${id} KILL), or use --force`,
@@ -575,7 +581,7 @@ async function removeLocked(root: string, id: string, force: boolean, sys: Sys) 
   // Every recorded dir, as micro's own gc does: one whose mkdir create did not live to record
   // (killed in between) is removed only if empty (removeRecorded). A dir of its own that
   // stays keeps the state, so that a later delete can still find and remove it.
-  const left = removeRecorded(state.cgroups);
+  const left = removeRecorded(state.cgroups, () => sys);
   if (left.length) {
     throw new MicroError(`delete ${id}: its cgroups stay: ${left.join("; ")}`, {
       hint: `see what is still in them, then run "micro oci delete --force ${id}" again`,

@@ -41,10 +41,19 @@ export function defaultOciRoot(uid: number): string {
   return xdg ? `${xdg}/micro-oci` : `/tmp/micro-oci-${uid}`;
 }
 
-/** runc's rule for ids: they name a directory, so no `/`, no `..`. */
+/**
+ * runc's rule for ids: they name a directory, so no `/`, no `..`. And at most NAME_MAX (255)
+ * characters: the id is the state directory's name and, without `cgroupsPath`, the
+ * cgroup's; a longer one would fail half-way with ENAMETOOLONG.
+ */
 export function checkId(id: string | undefined): string {
   if (!id) throw new MicroError("no container id given", { hint: "give the container's ID" });
-  if (!/^[A-Za-z0-9][A-Za-z0-9_+.-]{0,1023}$/.test(id)) {
+  if (id.length > 255) {
+    throw new MicroError(`invalid container id: ${id.length} characters, over 255`, {
+      hint: "an id names a directory: give one of at most 255 characters",
+    });
+  }
+  if (!/^[A-Za-z0-9][A-Za-z0-9_+.-]*$/.test(id)) {
     throw new MicroError(`invalid container id "${id}"`, {
       hint: "an id is letters, digits, _ + . - (not starting with a punctuation mark)",
     });
@@ -208,8 +217,11 @@ export function alive(st: OciState): boolean {
 }
 
 export function statusOf(dir: string, st: OciState): Status {
-  if (!st.pid || st.creating) return "creating";
+  if (!st.pid) return "creating";
+  // A create that ended half-way (micro killed after the clone): its child, once gone, is
+  // a stopped container for delete to clean up, not one still being created.
   if (!alive(st)) return "stopped";
+  if (st.creating) return "creating";
   try {
     Deno.lstatSync(`${dir}/exec.fifo`);
     return "created";

@@ -77,8 +77,57 @@ async function exchange(conn: Deno.UnixConn, req: Request): Promise<Reply | null
   }
 }
 
+/** The system's directories only: the supervisor outlives the caller's shell and its PATH. */
+const SUPERVISOR_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/** micro's own settings, taken from the first caller: where its stores and networks are. */
+const PASSED = [
+  "HOME",
+  "XDG_RUNTIME_DIR",
+  "XDG_DATA_HOME",
+  "MICRO_ROOT",
+  "MICRO_DEFAULT_NETWORK",
+  "CNI_PATH",
+];
+
+/**
+ * The supervisor's whole environment, built rather than inherited: it outlives the
+ * caller's shell, serves every later command of this state root (as root: every root
+ * session's), and restarts containers in it. So nothing of the caller that steers Deno, V8,
+ * the dynamic loader or micro's own mode gets in (DENO_*, LD_*, NODE_OPTIONS, MICRO_EXE,
+ * MICRO_TRACE...): only micro's settings above, the state root it serves, a system PATH,
+ * and the launcher's own Deno cache when there is one. Pure.
+ */
+export function supervisorEnv(
+  caller: Record<string, string>,
+  stateRoot: string,
+  denoDir?: string,
+): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const k of PASSED) if (caller[k] !== undefined) env[k] = caller[k];
+  env.PATH = SUPERVISOR_PATH;
+  env.MICRO_STATE_ROOT = stateRoot;
+  env.DENO_NO_UPDATE_CHECK = "1";
+  if (denoDir) env.DENO_DIR = denoDir;
+  // Under a stream of short-lived log strings V8 lets its heap grow to what a 24 GB host
+  // allows (measured: 138 MB of Private_Dirty at 10 chatty containers, flat); small
+  // semi-spaces and V8's size-over-speed mode keep it near 47 MB, with no heap cap to hit.
+  env.DENO_V8_FLAGS = "--max-semi-space-size=1,--optimize-for-size";
+  return env;
+}
+
+/** The launcher's Deno cache (tools/build.sh: DENO_DIR is `deno_dir` beside its deno). */
+function launcherDenoDir(): string | undefined {
+  const exe = Deno.execPath();
+  const dir = `${exe.slice(0, exe.lastIndexOf("/"))}/deno_dir`;
+  try {
+    return Deno.lstatSync(dir).isDirectory ? dir : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Starts a supervisor for `stateRoot` in its own session; it outlives this command. */
-function spawnSupervisor(): void {
+function spawnSupervisor(stateRoot: string): void {
   const exe = microExe();
   const child = new Deno.Command(exe[0], {
     args: [...exe.slice(1), "_supervise"],
@@ -86,10 +135,9 @@ function spawnSupervisor(): void {
     stdout: "null",
     stderr: "null",
     detached: true,
-    // Under a stream of short-lived log strings V8 lets its heap grow to what a 24 GB host
-    // allows (measured: 138 MB of Private_Dirty at 10 chatty containers, flat); small
-    // semi-spaces and V8's size-over-speed mode keep it near 47 MB, with no heap cap to hit.
-    env: { DENO_V8_FLAGS: "--max-semi-space-size=1,--optimize-for-size" },
+    cwd: "/",
+    clearEnv: true,
+    env: supervisorEnv(Deno.env.toObject(), stateRoot, launcherDenoDir()),
   }).spawn();
   child.unref();
 }
@@ -104,7 +152,7 @@ export async function ask(stateRoot: string, uid: number, req: Request): Promise
   for (let attempt = 0; attempt < 3; attempt++) {
     let conn = await connect(stateRoot);
     if (!conn) {
-      spawnSupervisor();
+      spawnSupervisor(stateRoot);
       const end = Date.now() + 10_000;
       while (!conn && Date.now() < end) {
         await sleep(20);

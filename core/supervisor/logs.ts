@@ -10,6 +10,7 @@
  * the disk blocks on its full pipe instead of growing micro.
  */
 import { MicroError } from "../errors.ts";
+import { C, cstr, type Stat, type Sys } from "../sys/mod.ts";
 
 export interface LogOptions {
   /** Bytes before rotation; 0: never rotated. */
@@ -271,4 +272,31 @@ export function readLines(file: Deno.FsFile, offset: number, each: (line: string
     carry = data.length > 1 << 20 ? new Uint8Array(0) : data;
   }
   return done;
+}
+
+/**
+ * The log file `name` in the directory `dirFd`, opened once for reading: the name right in
+ * that directory (no link followed, nothing above), and only a regular file (a FIFO there
+ * would block `micro logs`, a link would read whatever it points at). null when it is not
+ * there or is not a regular file. The O_PATH fd is checked, then reopened through
+ * /proc/self/fd: the very file checked, never a name looked up again.
+ */
+export function openLog(sys: Sys, dirFd: number, name: string): Deno.FsFile | null {
+  const resolve = C.RESOLVE_BENEATH | C.RESOLVE_NO_SYMLINKS | C.RESOLVE_NO_MAGICLINKS;
+  const fd = sys.openat2(dirFd, cstr(name), C.O_PATH | C.O_NOFOLLOW | C.O_CLOEXEC, 0, resolve);
+  if (fd < 0) return null;
+  try {
+    const st: Stat = { mode: 0, size: 0, uid: 0, gid: 0 };
+    if (sys.fstat(fd, st) < 0 || (st.mode & C.S_IFMT) !== C.S_IFREG) return null;
+    return Deno.openSync(`/proc/self/fd/${fd}`);
+  } catch {
+    return null;
+  } finally {
+    sys.close(fd);
+  }
+}
+
+/** The directory `dir` as an O_PATH fd for openLog; -errno when it cannot be opened. */
+export function openLogDir(sys: Sys, dir: string): number {
+  return sys.open(cstr(dir), C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
 }

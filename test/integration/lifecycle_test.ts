@@ -511,6 +511,44 @@ microTest(
   },
 );
 
+microTest(
+  "the supervisor's environment is built: the caller's DENO_*, LD_*, NODE_OPTIONS stay out",
+  async () => {
+    await withDetached(async (env, root) => {
+      const hostile = {
+        LD_PRELOAD: "/nonexistent-micro-test.so",
+        LD_LIBRARY_PATH: "/nonexistent-micro-test",
+        DENO_V8_FLAGS: "--stack-size=900",
+        DENO_CERT: "/nonexistent-micro-test.pem",
+        NODE_OPTIONS: "--require=/nonexistent-micro-test.js",
+        MICRO_TRACE: "0",
+        MICRO_EXE: "/nonexistent/runc",
+        MICRO_TEST_MARK: "x",
+      };
+      const r = await run(["run", "-d", "--name", `env-${U}`, IMAGE, "sleep", "100"], {
+        env: { ...env, ...hostile, MICRO_EXE: MICRO },
+      });
+      assert.equal(r.code, 0, show(r));
+      const sup = supervisorPid(root);
+      assert.ok(sup, "no supervisor runs");
+      const environ = Object.fromEntries(
+        Deno.readTextFileSync(`/proc/${sup}/environ`).split("\0").filter((l) => l).map((l) => {
+          const k = l.indexOf("=");
+          return [l.slice(0, k), l.slice(k + 1)];
+        }),
+      );
+      for (const [k, v] of Object.entries(hostile)) {
+        assert.notEqual(environ[k], v, `${k} inherited`);
+        if (k !== "DENO_V8_FLAGS") assert.equal(environ[k], undefined, `${k} inherited`);
+      }
+      assert.equal(environ.DENO_V8_FLAGS, "--max-semi-space-size=1,--optimize-for-size");
+      assert.equal(environ.MICRO_STATE_ROOT, root);
+      assert.equal(Deno.readLinkSync(`/proc/${sup}/cwd`), "/");
+      ok(await run(["rm", "-f", `env-${U}`], { env }));
+    });
+  },
+);
+
 /** The json-file log of container `id` in the test store. */
 function logOf(id: string): string {
   return `${Deno.env.get("MICRO_ROOT")}/containers/${id}/${id}-json.log`;

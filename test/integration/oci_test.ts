@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import {
+  exists,
   MICRO,
   microTest,
   ok,
@@ -133,6 +134,93 @@ microTest("oci: delete refuses a running container; --force kills and removes it
     }
   });
 });
+
+microTest("oci: an id over NAME_MAX is one line up front; nothing is made", async () => {
+  await withTempDir(async (dir) => {
+    const root = `${dir}/state`;
+    const b = await bundle(dir, (c) => (c.process.args = ["true"]));
+    const id = `${uniq()}${"x".repeat(300)}`;
+    for (const verb of [["create", "-b", b, id], ["run", "-b", b, id], ["state", id]]) {
+      const r = await oci(root, verb);
+      assert.equal(r.code, 125, show(r));
+      assert.equal(r.stderr.trim().split("\n").length, 1, show(r));
+      assert.match(r.stderr, /invalid container id: \d+ characters, over 255/);
+    }
+    let left: string[] = [];
+    try {
+      left = [...Deno.readDirSync(root)].map((e) => e.name);
+    } catch { /* never made */ }
+    assert.deepEqual(left, []);
+    assert.deepEqual(cgroupDirs(id.slice(0, 255)), []);
+  });
+});
+
+microTest(
+  "oci: a create killed half-way (state creating): every verb is safe on its stale pid",
+  async () => {
+    await withTempDir(async (dir) => {
+      const root = `${dir}/state`;
+      Deno.mkdirSync(root, { mode: 0o700 });
+      // A host process that has the recorded pid now: start time not the one create recorded.
+      const bystander = new Deno.Command("sleep", { args: ["60"] }).spawn();
+      try {
+        const stat = Deno.readTextFileSync(`/proc/${bystander.pid}/stat`);
+        const start = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
+        const craft = (id: string, startTime: number) => {
+          Deno.mkdirSync(`${root}/${id}`, { mode: 0o711 });
+          Deno.writeTextFileSync(
+            `${root}/${id}/state.json`,
+            JSON.stringify({
+              id,
+              pid: bystander.pid,
+              startTime,
+              bundle: dir,
+              rootfs: `${dir}/rootfs`,
+              created: new Date().toISOString(),
+              owner: "root",
+              annotations: {},
+              cgroups: [],
+              creating: true,
+            }),
+          );
+        };
+        // The pid was given out again: the container is stopped, and nothing signals the pid.
+        const stale = uniq();
+        craft(stale, start + 1);
+        assert.match(ok(await oci(root, ["state", stale])), /"status": ?"stopped"/);
+        for (const verb of [["start", stale], ["kill", stale, "KILL"], ["exec", stale, "true"]]) {
+          const r = await oci(root, verb);
+          assert.equal(r.code, 125, show(r));
+          assert.equal(r.stderr.trim().split("\n").length, 1, show(r));
+        }
+        ok(await oci(root, ["delete", stale]));
+        assert.ok(pidAlive(bystander.pid), "delete killed a process that only had the pid");
+        assert.equal(exists(`${root}/${stale}`), false);
+        // Its own child, still there (the pid and start time match): being created, so
+        // start, kill and exec refuse; delete needs --force, as runc's.
+        const busy = uniq();
+        craft(busy, start);
+        assert.match(ok(await oci(root, ["state", busy])), /"status": ?"creating"/);
+        for (
+          const verb of [["start", busy], ["kill", busy], ["exec", busy, "true"], ["delete", busy]]
+        ) {
+          const r = await oci(root, verb);
+          assert.equal(r.code, 125, show(r));
+          assert.equal(r.stderr.trim().split("\n").length, 1, show(r));
+        }
+        assert.ok(pidAlive(bystander.pid));
+        ok(await oci(root, ["delete", "--force", busy]));
+        assert.ok(await waitFor(() => !pidAlive(bystander.pid), 5000), "--force spared it");
+        assert.equal(exists(`${root}/${busy}`), false);
+      } finally {
+        try {
+          bystander.kill("SIGKILL");
+        } catch { /* gone */ }
+        await bystander.status;
+      }
+    });
+  },
+);
 
 microTest("oci: delete of a created container kills its waiting process", async () => {
   await withTempDir(async (dir) => {

@@ -12,7 +12,7 @@ import {
   type DeviceRule,
   v1Rules,
 } from "../../core/cgroups/devfilter.ts";
-import { type RecordedCgroup, removeRecorded } from "../../core/cgroups/fs.ts";
+import { killMembers, type RecordedCgroup, removeRecorded } from "../../core/cgroups/fs.ts";
 import type { CgroupLayout } from "../../core/cgroups/layout.ts";
 import {
   blkioToIoWeight,
@@ -40,6 +40,7 @@ import type { HostInfo } from "../../core/plugin.ts";
 import { resolveProfile } from "../../core/profile.ts";
 import { createRunDir, gc, processStartTime, type RunState, writeState } from "../../core/state.ts";
 import { RecordingSys } from "../../core/sys/fake.ts";
+import type { Sys } from "../../core/sys/mod.ts";
 import { cgroups } from "../../plugins/cgroups.ts";
 import { PLUGINS } from "../../plugins/mod.ts";
 import { CGROUP_FACTS } from "./_host.ts";
@@ -291,6 +292,8 @@ const real = {
   kill: Deno.kill,
 };
 
+/** The fake pidfds of `FakeCgroupFs.signals`: this plus the pid. */
+const PIDFD_BASE = 1 << 24;
 const V2_CONTROLLERS = "cpuset cpu io memory hugetlb pids rdma misc";
 /** This host's v1 hierarchies: cpu and cpuacct apart. */
 const HYBRID_DIRS = ["cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids"];
@@ -501,6 +504,24 @@ class FakeCgroupFs {
     });
   }
 
+  /**
+   * `sys` with its pidfd calls standing for the kernel's on this fake: pidfd_open of a pid
+   * in some `cgroup.procs` gives an fd, and pidfd_send_signal of it is logged in `kills`
+   * and the process leaves (as `Deno.kill` above).
+   */
+  signals<T extends Sys>(sys: T): T {
+    const procs = () => this.cgroups("").flatMap((c) => this.procs(c));
+    sys.pidfdOpen = (pid: number) => procs().includes(pid) ? PIDFD_BASE + pid : -3;
+    sys.pidfdSendSignal = (fd: number, signal: number) => {
+      this.kills.push([fd - PIDFD_BASE, signal === 9 ? "SIGKILL" : String(signal)]);
+      this.exit(fd - PIDFD_BASE);
+      return 0;
+    };
+    const close = sys.close.bind(sys);
+    sys.close = (fd: number) => fd >= PIDFD_BASE ? 0 : close(fd);
+    return sys;
+  }
+
   dispose(): void {
     Object.assign(Deno, real);
     real.removeSync(this.root, { recursive: true });
@@ -599,6 +620,7 @@ const FULL_RULES: DeviceRule[] = [...DEFAULT_DEVICES, LOOP7_RW];
 
 /** ParentOps over a plan, with every announcement noted in the fake's events. */
 function parentOps(fs: FakeCgroupFs, plan: Op[], sys = new RecordingSys(), squatted = false) {
+  fs.signals(sys);
   const announced: RecordedCgroup[] = [];
   const parent = new ParentOps(plan, sys, {
     onCreate(all) {
@@ -1373,10 +1395,10 @@ for (const version of ["v1", "v2"] as const) {
           cgroups: [{ path: fs.abs("micro-live/run"), shared: false, kill: "signal" }],
         });
         const containerKills: number[] = [];
-        const noSys = () => {
-          throw new Error("no mount points recorded: libc is not needed");
-        };
-        assert.deepEqual(gc(stateRoot, uid, (pid) => containerKills.push(pid), noSys), [ID]);
+        const killer = fs.signals(new RecordingSys());
+        assert.deepEqual(gc(stateRoot, uid, (pid) => containerKills.push(pid), () => killer), [
+          ID,
+        ]);
         assert.deepEqual(containerKills, []); // no containerPid recorded
         // v1: the freezer's SIGKILL; v2: cgroup.kill, no signal needed.
         assert.deepEqual(fs.kills, version === "v1" ? [[NO_SUCH_PID, "SIGKILL"]] : []);
@@ -1544,4 +1566,28 @@ Deno.test("plannedCgroups: the records prepare() announces, so the run's first s
       assert.ok(announced.every((c) => c.created), `${version}: not all created`);
     });
   }
+});
+
+Deno.test("cgroup kill without cgroup.kill: through pidfds, only pids still listed after they are open", () => {
+  const sys = new RecordingSys();
+  const reads = [[12, 345, 7], [12, 7, 99]];
+  // 345 ended between the reads (its pid may be a host process's now): not signalled; 99
+  // came later (the next pass gets it).
+  assert.equal(killMembers(sys, () => reads.shift() ?? []), 3);
+  assert.deepEqual(sys.format({ results: true }), [
+    "pidfdOpen(12, 0) = 3",
+    "pidfdOpen(345, 0) = 4",
+    "pidfdOpen(7, 0) = 5",
+    "pidfdSendSignal(3, 9) = 0",
+    "pidfdSendSignal(5, 9) = 0",
+    "close(3) = 0",
+    "close(4) = 0",
+    "close(5) = 0",
+  ]);
+  // Without pidfds (ENOSYS), a pid still listed is killed by number; an empty cgroup: nothing.
+  const old = new RecordingSys().failOn("pidfdOpen", () => true, 38);
+  const again = [[12, 13], [13]];
+  assert.equal(killMembers(old, () => again.shift() ?? []), 2);
+  assert.deepEqual(old.format().filter((l) => l.startsWith("kill")), ["kill(13, 9)"]);
+  assert.equal(killMembers(old, () => []), 0);
 });

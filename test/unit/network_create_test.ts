@@ -11,6 +11,7 @@ import {
   bridgeRulesScript,
   holdsNothing,
   internalRules,
+  parseSave,
   ruleWords,
 } from "../../core/cni/bridge.ts";
 import { freePorts } from "../../core/cni/attach.ts";
@@ -391,4 +392,91 @@ Deno.test("a bridge's rules, micro's emptied chains and the shared chains go in 
   assert.doesNotMatch(kept.script, /-X|-F|mbr-2|\*nat/);
   // Nothing recorded (the chains were there before micro): only the bridge's own rules.
   assert.doesNotMatch(bridgeRulesScript(saved, "mbr-1", null).script, /CNI-FORWARD/);
+});
+
+Deno.test("a bridge's restore script is not steered by hostile comments, chains or rules of others", () => {
+  const mine = {
+    filter: ["CNI-FORWARD", "CNI-ISOLATION-STAGE-1", "CNI-ISOLATION-STAGE-2"],
+    nat: ["CNI-HOSTPORT-MASQ"],
+  };
+  // A comment with a newline: iptables-save prints it raw, so its second line looks like a
+  // rule (and a table, and a COMMIT) of its own. As printed by iptables v1.8.9 here.
+  const text = [
+    "*filter",
+    ":FORWARD ACCEPT [0:0]",
+    ":CNI-ISOLATION-STAGE-1 - [0:0]",
+    ":MICRO-INTERNAL - [0:0]",
+    '-A FORWARD -m comment --comment "x',
+    "COMMIT",
+    "*nat",
+    '-A CNI-ISOLATION-STAGE-1 -i mbr-1 -j DROP" -j ACCEPT',
+    '-A CNI-ISOLATION-STAGE-1 -i eth9 -m comment --comment "y',
+    '-A MICRO-INTERNAL -i mbr-1 -j DROP" -j MICRO-INTERNAL',
+    "-A MICRO-INTERNAL -i mbr-1 ! -o mbr-1 -j DROP",
+    "COMMIT",
+    "*mangle",
+    ":MICRO-INTERNAL - [0:0]",
+    "-A MICRO-INTERNAL -i mbr-1 -j DROP",
+    "COMMIT",
+    "",
+  ].join("\n");
+  const saved = parseSave(text);
+  assert.deepEqual(saved.filter.chains, ["FORWARD", "CNI-ISOLATION-STAGE-1", "MICRO-INTERNAL"]);
+  assert.equal(saved.filter.rules.length, 3);
+  assert.deepEqual(saved.nat, { chains: [], rules: [] });
+  const { script } = bridgeRulesScript(saved, "mbr-1", null);
+  // Only the bridge's own one-line rule; the chain stays, for a rule that jumps into it is
+  // one no restore line can name.
+  assert.equal(script, "*filter\n-D MICRO-INTERNAL -i mbr-1 ! -o mbr-1 -j DROP\nCOMMIT\n");
+  for (const line of script.split("\n")) assert.doesNotMatch(line, /"/);
+
+  // Words inside a comment are not options: neither `-i BRIDGE` nor a jump.
+  const worded = {
+    filter: {
+      chains: ["FORWARD", "CNI-ISOLATION-STAGE-2", "MICRO-INTERNAL"],
+      rules: [
+        "-A CNI-ISOLATION-STAGE-2 -o eth0 -m comment --comment -o -m comment --comment mbr-1 -j DROP",
+        "-A FORWARD -m comment --comment -j -j MICRO-INTERNAL",
+        "-A FORWARD -g MICRO-INTERNAL",
+      ],
+    },
+    nat: { chains: [], rules: [] },
+  };
+  assert.equal(
+    bridgeRulesScript(worded, "mbr-1", null).script,
+    "*filter\n-D FORWARD -m comment --comment -j -j MICRO-INTERNAL\n-D FORWARD -g MICRO-INTERNAL\n" +
+      "-X MICRO-INTERNAL\nCOMMIT\n",
+  );
+
+  // A shared chain holding a rule no restore line can name is not flushed.
+  const shared = parseSave(
+    [
+      "*filter",
+      ":FORWARD ACCEPT [0:0]",
+      ":CNI-FORWARD - [0:0]",
+      "-A FORWARD -j CNI-FORWARD",
+      '-A CNI-FORWARD -m comment --comment "a',
+      'b" -j RETURN',
+      "COMMIT",
+    ].join("\n"),
+  );
+  assert.equal(bridgeRulesScript(shared, "mbr-1", mine).shared, false);
+  assert.equal(bridgeRulesScript(shared, "mbr-1", mine).script, "");
+});
+
+Deno.test("net checks: a --name that makes slirp4netns's API socket path too long is one line", () => {
+  const lines = (stateDir: string) =>
+    net.check!(
+      spec({ net: { mode: "slirp4netns" } }),
+      netHost({ uid: 1000, stateDir }, { helpers: { slirp4netns: "/usr/bin/slirp4netns" } }),
+    ).map((e) => e.line());
+  // /run/user/1000/micro/ and a 128-character --name: 166 bytes with the socket's name.
+  const long = `/run/user/1000/micro/${"n".repeat(128)}`;
+  assert.deepEqual(lines(long), [
+    `check: net: --network slirp4netns: its API socket ${long}/slirp4netns.sock is 166 bytes, ` +
+    "over the 107 a unix socket path can have " +
+    "(give a shorter --name (or a shorter XDG_RUNTIME_DIR), or use pasta)",
+  ]);
+  // 107 bytes fit.
+  assert.deepEqual(lines(`/r/${"n".repeat(107 - 3 - 17)}`), []);
 });

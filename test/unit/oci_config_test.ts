@@ -11,6 +11,7 @@ import {
   readConfig,
 } from "../../core/oci/config.ts";
 import { defaultConfig } from "../../core/oci/default.ts";
+import { checkId } from "../../core/oci/state.ts";
 import { openLibc } from "../../core/sys/libc.ts";
 import { MicroError } from "../../core/errors.ts";
 import { schedAttr } from "../../core/sched.ts";
@@ -327,4 +328,17 @@ Deno.test("oci config: idmapped binds carry their maps as uid_map text; others a
     /gidMappings\[0\]\.size: expected an integer from 1/,
   );
   throwsLine(() => translate(bind({ uidMappings: [], gidMappings: map })), /1 to 340 mappings/);
+});
+
+Deno.test("oci ids and cgroupsPath: a name over NAME_MAX (255) is refused up front, in one line", () => {
+  assert.equal(checkId("a".repeat(255)), "a".repeat(255));
+  assert.throws(
+    () => checkId("a".repeat(256)),
+    (e: Error) => e.message === "invalid container id: 256 characters, over 255",
+  );
+  assert.throws(() => checkId("a".repeat(1024)), /1024 characters, over 255/);
+  assert.throws(() => checkId("a/b"), /invalid container id "a\/b"/);
+  assert.deepEqual(cgroupOf(undefined, "x"), { parent: "micro-oci", name: "x" });
+  assert.deepEqual(cgroupOf(`/p/${"l".repeat(255)}`, "x"), { parent: "p", name: "l".repeat(255) });
+  assert.throws(() => cgroupOf(`/p/${"l".repeat(256)}`, "x"), /not a cgroup path micro accepts/);
 });

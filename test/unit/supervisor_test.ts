@@ -14,6 +14,9 @@ import {
   type RestartRecord,
   shouldRestart,
 } from "../../core/supervisor/policy.ts";
+import { supervisorEnv } from "../../core/supervisor/client.ts";
+import { openLog, openLogDir } from "../../core/supervisor/logs.ts";
+import { openLibc } from "../../core/sys/libc.ts";
 import type { ContainerRecord } from "../../core/store/containers.ts";
 import { parseSince, startArgv } from "../../commands/lifecycle.ts";
 import { MicroError } from "../../core/errors.ts";
@@ -195,3 +198,66 @@ Deno.test("start: the run that makes a kept container again (detached, its comma
     ["run", "--root", "rel", "-d", "--root", "/s", "/img", "sh"],
   );
 });
+
+Deno.test("supervisor env: built from micro's settings; the caller's loader, Deno and V8 knobs stay out", () => {
+  const env = supervisorEnv(
+    {
+      HOME: "/root",
+      MICRO_ROOT: "/srv/store",
+      MICRO_DEFAULT_NETWORK: "none",
+      PATH: "/home/u/bin:/usr/bin",
+      LD_PRELOAD: "/tmp/evil.so",
+      LD_LIBRARY_PATH: "/tmp",
+      DENO_V8_FLAGS: "--allow-natives-syntax",
+      DENO_DIR: "/tmp/cache",
+      DENO_CERT: "/tmp/ca.pem",
+      NODE_OPTIONS: "--require /tmp/x.js",
+      MICRO_EXE: "/usr/bin/runc",
+      MICRO_STATE_ROOT: "/elsewhere",
+    },
+    "/run/micro",
+    "/var/cache/micro/abc/deno_dir",
+  );
+  assert.deepEqual(env, {
+    HOME: "/root",
+    MICRO_ROOT: "/srv/store",
+    MICRO_DEFAULT_NETWORK: "none",
+    PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    MICRO_STATE_ROOT: "/run/micro",
+    DENO_NO_UPDATE_CHECK: "1",
+    DENO_DIR: "/var/cache/micro/abc/deno_dir",
+    DENO_V8_FLAGS: "--max-semi-space-size=1,--optimize-for-size",
+  });
+});
+
+Deno.test("logs: a log file is opened in its directory fd, only a regular file, no link, no FIFO", () => {
+  const dir = Deno.makeTempDirSync({ prefix: "micro-logs-" });
+  const sys = openLibc();
+  const dirFd = openLogDir(sys, dir);
+  try {
+    Deno.writeTextFileSync(`${dir}/id-json.log`, "line\n");
+    Deno.writeTextFileSync(`${dir}/../micro-logs-secret`, "secret\n");
+    Deno.symlinkSync(`${dir}/../micro-logs-secret`, `${dir}/id-json.log.1`);
+    // A FIFO: opened by name for reading, it would block `micro logs` until a writer came.
+    const mk = new Deno.Command("mkfifo", { args: [`${dir}/id-json.log.2`] }).outputSync();
+    assert.ok(mk.success);
+    Deno.mkdirSync(`${dir}/id-json.log.3`);
+    const f = openLog(sys, dirFd, "id-json.log");
+    assert.ok(f);
+    assert.equal(new TextDecoder().decode(readAll(f)), "line\n");
+    f.close();
+    for (const name of ["id-json.log.1", "id-json.log.2", "id-json.log.3", "none", "../x"]) {
+      assert.equal(openLog(sys, dirFd, name), null, name);
+    }
+  } finally {
+    sys.close(dirFd);
+    Deno.removeSync(`${dir}/../micro-logs-secret`);
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+function readAll(f: Deno.FsFile): Uint8Array {
+  const buf = new Uint8Array(64);
+  const n = f.readSync(buf) ?? 0;
+  return buf.subarray(0, n);
+}
