@@ -772,6 +772,87 @@ microTest("racing commands on one container: serialized or one line, never a tra
   });
 });
 
+/** The cgroup directories a detached container's run recorded (its freezer among them). */
+function cgroupsOf(root: string, name: string): string[] {
+  const st = JSON.parse(Deno.readTextFileSync(`${root}/${name}/state.json`));
+  return (st.cgroups ?? []).filter((c: { shared?: boolean }) => !c.shared)
+    .map((c: { path: string }) => c.path);
+}
+
+/** Thaws whatever a failed test left frozen, so its cleanup can kill it. */
+function thawAll(dirs: string[]): void {
+  for (const d of dirs) {
+    for (const [f, v] of [["freezer.state", "THAWED"], ["cgroup.freeze", "0"]]) {
+      try {
+        Deno.writeTextFileSync(`${d}/${f}`, v);
+      } catch { /* not this kind, or gone */ }
+    }
+  }
+}
+
+microTest("rm -f of a paused container kills it at once and leaves no frozen cgroup", async () => {
+  await withDetached(async (env) => {
+    const name = `frozen-${U}`;
+    ok(await run(["run", "-d", "--name", name, IMAGE, "sleep", "1000"], { env }));
+    const root = env.MICRO_STATE_ROOT;
+    const dirs = cgroupsOf(root, name);
+    try {
+      ok(await run(["pause", name], { env }));
+      assert.match(ok(await run(["ps"], { env })), /\(Paused\)/);
+      // A frozen task holds even SIGKILL (cgroup v1): rm -f waited forever before.
+      const t0 = Date.now();
+      const r = await run(["rm", "-f", name], { env, timeoutMs: 20_000 });
+      assert.equal(r.code, 0, show(r));
+      assert.ok(Date.now() - t0 < 10_000, `rm -f took ${Date.now() - t0} ms`);
+      assert.doesNotMatch(ok(await run(["ps", "-a"], { env })), new RegExp(name));
+      for (const d of dirs) assert.ok(!exists(d), `${d} outlived rm -f`);
+    } finally {
+      thawAll(dirs);
+    }
+  });
+});
+
+microTest("pause and exec racing rm -f: one line or done, never a frozen orphan", async () => {
+  await withDetached(async (env, root) => {
+    const oneLine = (r: RunResult, also: number[] = []) => {
+      assert.ok(r.code === 0 || r.code === 125 || also.includes(r.code), show(r));
+      if (r.code === 125) {
+        assert.equal(r.stderr.trimEnd().split("\n").length, 1, show(r));
+        assert.match(r.stderr, /no such container|is not running|is paused/, show(r));
+      }
+      assert.doesNotMatch(r.stderr, /\bat .*:\d+:\d+|write .*cgroup|freezer/, show(r));
+    };
+    for (let i = 0; i < 4; i++) {
+      const name = `racer${i}-${U}`;
+      ok(await run(["run", "-d", "--name", name, IMAGE, "sleep", "1000"], { env }));
+      const dirs = cgroupsOf(root, name);
+      const pid = JSON.parse(Deno.readTextFileSync(`${root}/${name}/state.json`)).containerPid;
+      try {
+        // The rm first or second, by turns; pause and exec at the same time as it.
+        const rm = () => run(["rm", "-f", name], { env, timeoutMs: 30_000 });
+        const pause = () => run(["pause", name], { env });
+        // killed with its container (137), or run before the rm, or refused in one line
+        const exec = () => run(["exec", name, "sh", "-c", "echo in"], { env });
+        const [r, p, x] = i % 2
+          ? await Promise.all([rm(), pause(), exec()])
+          : await Promise.all([pause(), exec(), rm()]).then(([p, x, r]) => [r, p, x]);
+        assert.equal(r.code, 0, show(r));
+        oneLine(p);
+        oneLine(x, [137]);
+        if (x.code === 0) assert.equal(x.stdout, "in\n");
+        assert.ok(await waitFor(() => !pidAlive(pid), 5000), `container ${name} still runs`);
+        for (const d of dirs) {
+          assert.ok(await waitFor(() => !exists(d), 5000), `${d} outlived rm -f (${show(p)})`);
+        }
+      } finally {
+        thawAll(dirs);
+      }
+    }
+    assert.doesNotMatch(ok(await run(["ps", "-a"], { env })), /racer/);
+    assert.ok(await supervisorGone(root));
+  });
+});
+
 microTest("rootless: run -d, ps, logs, exec, stop, rm", async () => {
   await withDetached(async (env, root) => {
     const user = { uid: NOBODY, gid: NOBODY };
