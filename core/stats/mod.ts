@@ -342,9 +342,17 @@ export async function setFrozen(dirs: string[], what: string, freeze: boolean): 
   const verb = freeze ? "pause" : "unpause";
   const f = freezerOf(dirs, readKernelFile);
   if (!f) {
-    throw new MicroError(`${what} has no freezer cgroup to ${verb} it with`, {
-      hint: "run it with a cgroup of its own (root, or a delegated cgroup v2 subtree)",
-    });
+    const rootless = (Deno.uid() ?? 0) !== 0;
+    throw new MicroError(
+      `${what} has no freezer cgroup to ${verb} it with: it runs without a cgroup of its own` +
+        (rootless ? " (rootless, and no cgroup v2 subtree is delegated to you)" : ""),
+      {
+        hint: rootless
+          ? "run it as root, or where systemd delegates a cgroup v2 subtree to your user: " +
+            "micro doctor shows whether it does"
+          : "run it with a cgroup of its own (the cgroups plugin on)",
+      },
+    );
   }
   const frozen = isFrozen(f, readKernelFile);
   if (frozen === freeze) {

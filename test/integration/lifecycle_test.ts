@@ -883,6 +883,53 @@ microTest("rootless: run -d, ps, logs, exec, stop, rm", async () => {
   }, { uid: NOBODY, gid: NOBODY });
 }, { ignore: rootlessReason() });
 
+microTest("rootless: logs -f, restart, stats --no-stream, pause and unpause", async () => {
+  await withDetached(async (env, root) => {
+    const user = { uid: NOBODY, gid: NOBODY };
+    const o = { env, clearEnv: true, user, timeoutMs: 60_000 };
+    const name = `rlx-${U}`;
+    const script = "i=0; while :; do i=$((i+1)); echo n$i; sleep 0.2; done";
+    ok(await run(["run", "-d", "--name", name, IMAGE, "sh", "-c", script], o));
+    // logs -f while it writes: new lines come (killed after a few seconds)
+    const f = await run(["logs", "-f", name], { ...o, timeoutMs: 4000 });
+    const seen = f.stdout.trim().split("\n");
+    assert.ok(seen.length >= 3 && seen[0] === "n1", show(f));
+    // stats --no-stream: its row (no cgroup of its own without delegation: the rest is 0)
+    const row = JSON.parse(ok(await run(["stats", "--no-stream", "--format", "json", name], o)));
+    assert.equal(row.Name, name);
+    assert.match(ok(await run(["stats", "--no-stream"], o)), new RegExp(`\\s${name}\\s`));
+    // pause: frozen with a freezer it may write, else one line saying why
+    const p = await run(["pause", name], o);
+    console.log(`rootless pause: ${p.code === 0 ? "frozen" : p.stderr.trim()}`);
+    if (p.code === 0) {
+      assert.match(ok(await run(["ps"], o)), /\(Paused\)/);
+      ok(await run(["unpause", name], o));
+    } else {
+      assert.equal(p.code, 125, show(p));
+      assert.equal(p.stderr.trimEnd().split("\n").length, 1, show(p));
+      assert.match(
+        p.stderr,
+        /^micro: container "rlx-.*" has no freezer cgroup to pause it with: .*\(rootless, and no cgroup v2 subtree is delegated to you\)/,
+      );
+      const u = await run(["unpause", name], o);
+      assert.equal(u.code, 125, show(u));
+      assert.equal(u.stderr.trimEnd().split("\n").length, 1, show(u));
+    }
+    // restart: it runs again (its counter starts over on the kept layer), logs go on
+    const pid = JSON.parse(ok(await run(["inspect", name], o)))[0].State.Pid;
+    ok(await run(["restart", "-t", "1", name], o));
+    const i = JSON.parse(ok(await run(["inspect", name], o)))[0];
+    assert.equal(i.State.Running, true, JSON.stringify(i.State));
+    assert.notEqual(i.State.Pid, pid);
+    await sleep(700);
+    const all = ok(await run(["logs", name], o)).trim().split("\n");
+    assert.ok(all.filter((l) => l === "n1").length === 2, all.join(" "));
+    ok(await run(["rm", "-f", name], o));
+    assert.doesNotMatch(ok(await run(["ps", "-a"], o)), new RegExp(name));
+    assert.ok(await supervisorGone(root));
+  }, { uid: NOBODY, gid: NOBODY });
+}, { ignore: rootlessReason() });
+
 /** The container's `micro inspect` object. */
 async function inspectOf(ref: string, env: Record<string, string>) {
   return JSON.parse(ok(await run(["inspect", ref], { env })))[0];
