@@ -350,7 +350,7 @@ export async function setFrozen(dirs: string[], what: string, freeze: boolean): 
         hint: rootless
           ? "run it as root, or where systemd delegates a cgroup v2 subtree to your user: " +
             "micro doctor shows whether it does"
-          : "run it with a cgroup of its own (the cgroups plugin on)",
+          : "run it with a cgroup of its own",
       },
     );
   }
