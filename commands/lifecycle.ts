@@ -246,7 +246,7 @@ export async function locked(
   const { withContainerLock } = await import("../core/state.ts");
   const { openLibc } = await import("../core/sys/libc.ts");
   await withContainerLock(containerDir(root, rec.id), ref, openLibc(), async (gone) => {
-    if (gone) throw new MicroError(`no such container: ${ref}`, { hint: 'see "micro ps -a"' });
+    if (gone) throw (await import("../core/store/resolve.ts")).noSuchContainer(ref);
     await fn(await resolve(root, rec.id));
   });
 }
@@ -290,7 +290,11 @@ async function stopForeground(
   const sys = openLibc();
   const gone = () => !isAlive(st.containerPid, st.containerStartTime);
   // Through a pidfd checked against the start time: never a pid given out again since.
-  const send = (n: number) => signalProcess(sys, st.containerPid!, st.containerStartTime!, n);
+  const { thawKilled } = await import("../core/stats/mod.ts");
+  const send = (n: number) => {
+    signalProcess(sys, st.containerPid!, st.containerStartTime!, n);
+    if (n === 9) thawKilled(st);
+  };
   send(signal);
   const end = timeout < 0 ? Infinity : Date.now() + timeout * 1000;
   while (!gone() && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
@@ -309,32 +313,90 @@ function notDetached(ref: string): MicroError {
   });
 }
 
+/** `-t` of stop and restart: seconds from the stop signal to SIGKILL (Docker's spellings). */
+const TIME_OPTIONS: Record<string, [string, boolean]> = {
+  "-t": ["time", true],
+  "--time": ["time", true],
+  "--timeout": ["time", true],
+};
+
+/** `-s` of stop and kill. */
+const SIGNAL_OPTIONS: Record<string, [string, boolean]> = {
+  "-s": ["signal", true],
+  "--signal": ["signal", true],
+};
+
+/** The `-t` given (seconds; -1: never SIGKILL), or undefined: one parser for every verb. */
+export async function timeOption(
+  opts: Map<string, string[]>,
+  usage: string,
+): Promise<number | undefined> {
+  const text = opts.get("time")?.at(-1);
+  if (text === undefined) return undefined;
+  const { parseStopTimeout } = await import("../core/signals.ts");
+  const n = parseStopTimeout(text);
+  if (n === undefined) {
+    throw new MicroError(`option "-t": not a number of seconds (-1: never kill): "${text}"`, {
+      hint: usage,
+    });
+  }
+  return n;
+}
+
+/** The `-s` given as a number, or undefined. */
+async function signalOption(
+  opts: Map<string, string[]>,
+  usage: string,
+): Promise<number | undefined> {
+  const text = opts.get("signal")?.at(-1);
+  if (text === undefined) return undefined;
+  const { parseSignal } = await import("../core/signals.ts");
+  const n = parseSignal(text);
+  if (n === undefined) {
+    throw new MicroError(`option "-s": not a signal: "${text}"`, { hint: usage });
+  }
+  return n;
+}
+
+/**
+ * How `rec` is stopped: the signal given, else its own stop signal (`--stop-signal`, the
+ * image's StopSignal), else SIGTERM; then SIGKILL after the timeout given, else its own,
+ * else Docker's 10 s.
+ */
+async function stopHow(
+  rec: ContainerRecord,
+  signal?: number,
+  time?: number,
+): Promise<{ signal: number; timeout: number }> {
+  const { DEFAULT_STOP_TIMEOUT, parseSignal } = await import("../core/signals.ts");
+  return {
+    signal: signal ?? (rec.stopSignal ? parseSignal(rec.stopSignal) : undefined) ?? 15,
+    timeout: time ?? rec.stopTimeout ?? DEFAULT_STOP_TIMEOUT,
+  };
+}
+
+/** A detached container stopped by its supervisor; throws its error. */
+async function stopDetached(
+  s: { state: string; uid: number },
+  rec: ContainerRecord,
+  how: { signal: number; timeout: number },
+): Promise<void> {
+  const { ask } = await import("../core/supervisor/client.ts");
+  const reply = await ask(s.state, s.uid, { op: "stop", runId: rec.runId, ...how });
+  if (!reply.ok) throw new MicroError(reply.error ?? "stop failed");
+}
+
 const STOP_USAGE = "usage: micro stop [-t|--time SECONDS] [-s|--signal SIGNAL] NAME|ID...";
 
 /** `micro stop`: the stop signal, then SIGKILL after the timeout (default 10 s). */
 export function stop(argv: string[]): Promise<number> {
   return withHelp(async () => {
-    const { opts, rest, root } = parse(argv, {
-      "-t": ["time", true],
-      "--time": ["time", true],
-      "--timeout": ["time", true],
-      "-s": ["signal", true],
-      "--signal": ["signal", true],
-    }, STOP_USAGE);
+    const { opts, rest, root } = parse(argv, { ...TIME_OPTIONS, ...SIGNAL_OPTIONS }, STOP_USAGE);
     needContainers(rest, "stop", STOP_USAGE);
-    const time = opts.get("time")?.at(-1);
-    if (time !== undefined && !/^-?\d+$/.test(time)) {
-      throw new MicroError(`option "-t": not a number of seconds: "${time}"`, { hint: STOP_USAGE });
-    }
-    const { parseSignal, DEFAULT_STOP_TIMEOUT } = await import("../core/signals.ts");
-    const given = opts.get("signal")?.at(-1);
-    const sig = given === undefined ? undefined : parseSignal(given);
-    if (given !== undefined && sig === undefined) {
-      throw new MicroError(`option "-s": not a signal: "${given}"`, { hint: STOP_USAGE });
-    }
+    const time = await timeOption(opts, STOP_USAGE);
+    const sig = await signalOption(opts, STOP_USAGE);
     await gcState();
     const s = await where(root);
-    const { ask } = await import("../core/supervisor/client.ts");
     return await each(rest, (ref) =>
       locked(s.root, ref, async (rec) => {
         const st = await running(rec, s.state);
@@ -344,11 +406,9 @@ export function stop(argv: string[]): Promise<number> {
           await askRunning(s.state, { op: "stop", runId: rec.runId, signal: 9, timeout: 0 });
           return void console.log(ref);
         }
-        const signal = sig ?? (rec.stopSignal ? parseSignal(rec.stopSignal) : undefined) ?? 15;
-        const timeout = time !== undefined ? Number(time) : rec.stopTimeout ?? DEFAULT_STOP_TIMEOUT;
-        if (!st.detached) return await stopForeground(ref, st, signal, timeout);
-        const reply = await ask(s.state, s.uid, { op: "stop", runId: rec.runId, signal, timeout });
-        if (!reply.ok) throw new MicroError(reply.error ?? "stop failed");
+        const how = await stopHow(rec, sig, time);
+        if (!st.detached) return await stopForeground(ref, st, how.signal, how.timeout);
+        await stopDetached(s, rec, how);
         console.log(ref);
       }));
   });
@@ -359,17 +419,9 @@ const KILL_USAGE = "usage: micro kill [-s|--signal SIGNAL] NAME|ID...";
 /** `micro kill`: a signal (default SIGKILL) to the container's init. */
 export function kill(argv: string[]): Promise<number> {
   return withHelp(async () => {
-    const { opts, rest, root } = parse(argv, {
-      "-s": ["signal", true],
-      "--signal": ["signal", true],
-    }, KILL_USAGE);
+    const { opts, rest, root } = parse(argv, SIGNAL_OPTIONS, KILL_USAGE);
     needContainers(rest, "kill", KILL_USAGE);
-    const { parseSignal } = await import("../core/signals.ts");
-    const given = opts.get("signal")?.at(-1) ?? "KILL";
-    const signal = parseSignal(given);
-    if (signal === undefined) {
-      throw new MicroError(`option "-s": not a signal: "${given}"`, { hint: KILL_USAGE });
-    }
+    const signal = await signalOption(opts, KILL_USAGE) ?? 9;
     await gcState();
     const s = await where(root);
     const { ask } = await import("../core/supervisor/client.ts");
@@ -385,6 +437,7 @@ export function kill(argv: string[]): Promise<number> {
           const { openLibc } = await import("../core/sys/libc.ts");
           const pid = st.containerPid ?? 0;
           signalProcess(openLibc(), pid, st.containerStartTime ?? -1, signal);
+          if (signal === 9) (await import("../core/stats/mod.ts")).thawKilled(st);
           return void console.log(ref);
         }
         const reply = await ask(s.state, s.uid, { op: "kill", runId: rec.runId, signal });
@@ -662,28 +715,15 @@ const RESTART_USAGE = "usage: micro restart [-t|--time SECONDS] NAME|ID...";
 /** `micro restart`: stop (as `micro stop`), then start detached. */
 export function restart(argv: string[]): Promise<number> {
   return withHelp(async () => {
-    const { opts, rest, root } = parse(argv, {
-      "-t": ["time", true],
-      "--time": ["time", true],
-    }, RESTART_USAGE);
+    const { opts, rest, root } = parse(argv, TIME_OPTIONS, RESTART_USAGE);
     needContainers(rest, "restart", RESTART_USAGE);
-    const time = opts.get("time")?.at(-1);
+    const time = await timeOption(opts, RESTART_USAGE);
     const s = await where(root);
     return await each(rest, (ref) =>
       locked(s.root, ref, async (rec) => {
-        if (await running(rec, s.state)) {
-          const { DEFAULT_STOP_TIMEOUT, parseSignal } = await import("../core/signals.ts");
-          const st = await running(rec, s.state);
-          if (st && !st.detached) throw notDetached(ref);
-          const { ask } = await import("../core/supervisor/client.ts");
-          const reply = await ask(s.state, s.uid, {
-            op: "stop",
-            runId: rec.runId,
-            signal: (rec.stopSignal ? parseSignal(rec.stopSignal) : undefined) ?? 15,
-            timeout: time !== undefined ? Number(time) : rec.stopTimeout ?? DEFAULT_STOP_TIMEOUT,
-          });
-          if (!reply.ok) throw new MicroError(reply.error ?? "restart: stop failed");
-        }
+        const st = await running(rec, s.state);
+        if (st && !st.detached) throw notDetached(ref);
+        if (st) await stopDetached(s, rec, await stopHow(rec, undefined, time));
         await gcState();
         const { readRecord } = await import("../core/store/containers.ts");
         const { containerDir } = await import("../core/store/paths.ts");

@@ -17,7 +17,7 @@ import { checkAddHost } from "./cni/dns.ts";
 import { parseBurst, parseRate } from "./cni/rate.ts";
 import { parseMountFlag, parseTmpfs, parseVolumeFlag } from "./mounts.ts";
 import { parseSize } from "./cgroups/units.ts";
-import { parseSignal } from "./signals.ts";
+import { parseSignal, parseStopTimeout } from "./signals.ts";
 
 /** A plain object shaped like a profile (no `extends`, no line numbers). */
 export type ProfileLayer = Record<string, unknown>;
@@ -841,10 +841,8 @@ export function parseRun(argv: readonly string[], io: CliIO = DENO_IO): Request 
         break;
       }
       case "stop-timeout":
-        if (!/^-?\d+$/.test(value) || Number(value) < -1 || !Number.isSafeInteger(Number(value))) {
+        req.stopTimeout = parseStopTimeout(value) ??
           fail(`option "${spelled}" takes a number of seconds (-1: never kill), got "${value}"`);
-        }
-        req.stopTimeout = Number(value);
         break;
       case "label": {
         const [k, v] = labelEntry(value, `option "${spelled}"`, HELP_HINT);

@@ -102,6 +102,16 @@ export function parseSignal(text: string): number | undefined {
 /** Docker's default stop timeout, in seconds. */
 export const DEFAULT_STOP_TIMEOUT = 10;
 
+/**
+ * A stop timeout as `--stop-timeout` and `stop -t`/`restart -t` take it: whole seconds from
+ * the stop signal to SIGKILL, -1 for never; undefined when it is none.
+ */
+export function parseStopTimeout(text: string): number | undefined {
+  if (!/^-?\d+$/.test(text)) return undefined;
+  const n = Number(text);
+  return n >= -1 && Number.isSafeInteger(n) ? n : undefined;
+}
+
 /** Signals that stop a run that has not started, and end a drain. */
 const STOPPING = new Set([1, 2, 3, 15]);
 

@@ -105,6 +105,8 @@ export interface EngineOptions {
    * cgroups) and before it is released: the OCI prestart and createRuntime hooks.
    */
   beforeRelease?: (pid: number) => Promise<void>;
+  /** Called once the command has exec'd (`micro exec` lets go of the container's lock). */
+  onStarted?: (pid: number) => void;
 }
 
 export interface RunResult {
@@ -372,6 +374,7 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
           await sys.waitpid(pid);
           stopIfSignalled();
         }
+        opts.onStarted?.(pid);
         if (opts.detach) {
           handed = true;
           return { exitCode: 0, detached: { pid, ends } };

@@ -12,8 +12,10 @@ import {
   stateRoot,
   untrustedRoot,
   untrustedRootError,
+  withContainerLock,
 } from "../state.ts";
 import type { Sys } from "../sys/mod.ts";
+import { isContainerName, noSuchContainer, resolveRef } from "../store/resolve.ts";
 
 export interface Found {
   /** The name typed, or the name the id led to. */
@@ -22,53 +24,77 @@ export interface Found {
   state: RunState;
 }
 
-/** A container's state by NAME, ID or a unique ID prefix; one-line errors otherwise. */
+/**
+ * A container's run in the state root by NAME, ID or a unique ID prefix, resolved as every
+ * command resolves one (core/store/resolve.ts); one-line errors otherwise.
+ */
 export function findContainer(ref: string, uid: number, root = stateRoot(uid)): Found {
   const bad = untrustedRoot(root, uid);
   if (bad) throw untrustedRootError(root, uid, bad);
-  const missing = () =>
-    new MicroError(`no such container: "${ref}"`, {
-      hint: "see the running ones with micro ps",
-    });
-  if (!ref || ref.includes("/") || ref.startsWith(".")) throw missing();
-  const named = readState(`${root}/${ref}`);
-  if (named) return { name: ref, dir: `${root}/${ref}`, state: named };
-  let entries: Deno.DirEntry[];
-  try {
-    entries = [...Deno.readDirSync(root)];
-  } catch {
-    throw missing();
-  }
-  const hits: Found[] = [];
-  // An id is hex; a prefix of one name's id must not pick another's by accident.
-  if (/^[0-9a-f]+$/.test(ref)) {
-    for (const e of entries) {
-      if (!e.isDirectory || e.name.startsWith(".")) continue;
-      const st = readState(`${root}/${e.name}`);
-      if (st?.containerId?.startsWith(ref)) {
-        hits.push({ name: e.name, dir: `${root}/${e.name}`, state: st });
-      }
+  const at = (name: string): Found | null => {
+    const state = readState(`${root}/${name}`);
+    return state ? { name, dir: `${root}/${name}`, state } : null;
+  };
+  const all = () => {
+    let entries: Deno.DirEntry[];
+    try {
+      entries = [...Deno.readDirSync(root)];
+    } catch {
+      return [];
     }
-  }
-  if (hits.length === 1) return hits[0];
-  if (hits.length > 1) {
-    throw new MicroError(`"${ref}" is a prefix of ${hits.length} containers' ids`, {
-      hint: `give more of the id, or the name (${hits.map((h) => h.name).join(", ")})`,
+    return entries.flatMap((e) => {
+      if (!e.isDirectory || !isContainerName(e.name)) return [];
+      const found = at(e.name);
+      const id = found?.state.containerId;
+      return found && id ? [{ id, name: e.name, value: found }] : [];
     });
-  }
-  throw missing();
+  };
+  return resolveRef(ref, {
+    byId: (id) => all().find((c) => c.id === id)?.value ?? null,
+    byName: at,
+    all,
+  });
 }
 
 /** As findContainer, and its init must still run (same pid, same start time). */
 export function findRunning(ref: string, uid: number, root = stateRoot(uid)): Found {
   const found = findContainer(ref, uid, root);
   const st = found.state;
-  if (!isAlive(st.containerPid, st.containerStartTime)) {
-    throw new MicroError(`container "${ref}" is not running`, {
-      hint: "start it first, or see micro ps -a",
-    });
-  }
+  if (!isAlive(st.containerPid, st.containerStartTime)) throw notRunning(ref);
   return found;
+}
+
+function notRunning(ref: string): MicroError {
+  return new MicroError(`container "${ref}" is not running`, {
+    hint: "start it first, or see micro ps -a",
+  });
+}
+
+/**
+ * `fn` on the running container `ref`, holding the container's lock (core/state.ts
+ * withContainerLock, the one `rm`, `stop`, `kill`, `start` and `restart` hold): the
+ * container is found again once the lock is held, so one that an `rm` removed or a `stop`
+ * ended meanwhile is a one-line error, and nothing of theirs interleaves with `fn`.
+ */
+export async function withRunning<T>(
+  ref: string,
+  uid: number,
+  sys: Sys,
+  fn: (found: Found) => Promise<T>,
+  root = stateRoot(uid),
+  waitMs?: number,
+): Promise<T> {
+  const first = findRunning(ref, uid, root);
+  const record = first.state.record;
+  // A run without a record (a micro before records) has no lock to take.
+  if (!record) return await fn(first);
+  return await withContainerLock(record, ref, sys, async (gone) => {
+    if (gone) throw noSuchContainer(ref);
+    const now = readState(first.dir);
+    if (!now || now.containerId !== first.state.containerId) throw noSuchContainer(ref);
+    if (!isAlive(now.containerPid, now.containerStartTime)) throw notRunning(ref);
+    return await fn({ ...first, state: now });
+  }, waitMs);
 }
 
 /**

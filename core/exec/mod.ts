@@ -4,7 +4,7 @@
  * cgroups, and gets the container command's credentials and restrictions, so it can never
  * hold more than the container.
  */
-import { execute } from "../engine/mod.ts";
+import { execute, type RunResult } from "../engine/mod.ts";
 import { MicroError } from "../errors.ts";
 import { readInRoot, readRegularFile } from "../files.ts";
 import { resolveUser } from "../process.ts";
@@ -12,7 +12,7 @@ import type { RunSignals } from "../signals.ts";
 import { openLibc } from "../sys/libc.ts";
 import { C, cstr, type Sys } from "../sys/mod.ts";
 import { mark } from "../trace.ts";
-import { findRunning, openInit } from "./find.ts";
+import { type Found, openInit, withRunning } from "./find.ts";
 import { execPlan, type ExecRequest, type ExecUser } from "./plan.ts";
 
 export const EXEC_HELP = `usage: micro exec [OPTIONS] NAME|ID COMMAND [ARG...]
@@ -224,7 +224,29 @@ export async function execCommand(argv: string[], signals: RunSignals): Promise<
     return 0;
   }
   const uid = Deno.uid() ?? 0;
-  const found = findRunning(req.container, uid);
+  // The container's lock is held from finding it until the command runs (not while it
+  // runs): an rm or stop of it comes wholly before that or after.
+  let started = () => {};
+  const running = new Promise<void>((r) => started = r);
+  let result: Promise<RunResult> | undefined;
+  await withRunning(req.container, uid, sys, async (found) => {
+    result = startExec(req, found, sys, signals, started);
+    await Promise.race([running, result.then(() => {}, () => {})]);
+  });
+  const r = await result!;
+  // -d: the command runs on; micro's ends of its stdio are not micro's to keep.
+  for (const fd of Object.values(r.detached?.ends ?? {})) if (fd >= 0) sys.close(fd);
+  return r.exitCode;
+}
+
+/** Starts the exec'd command in the container `found`; resolves when it ended (or with -d, runs). */
+async function startExec(
+  req: ExecRequest,
+  found: Found,
+  sys: Sys,
+  signals: RunSignals,
+  onStarted: () => void,
+): Promise<RunResult> {
   const record = found.state.exec;
   if (!record) {
     throw new MicroError(`container "${req.container}" was started by a micro without exec`, {
@@ -245,7 +267,7 @@ export async function execCommand(argv: string[], signals: RunSignals): Promise<
     const user = req.user === undefined ? undefined : containerUser(pid, req.user, sys);
     const ops = execPlan(record, { ...req, container: found.name }, namespaces, user);
     mark("exec plan");
-    const result = await execute(ops, {
+    return await execute(ops, {
       rootPath: found.dir,
       terminal: req.terminal,
       stdin: req.stdin,
@@ -254,10 +276,8 @@ export async function execCommand(argv: string[], signals: RunSignals): Promise<
       detach: req.detach,
       ...(req.detach ? { attach: { stdout: false, stderr: false } } : {}),
       signals,
+      onStarted,
     }, sys);
-    // -d: the command runs on; micro's ends of its stdio are not micro's to keep.
-    for (const fd of Object.values(result.detached?.ends ?? {})) if (fd >= 0) sys.close(fd);
-    return result.exitCode;
   } finally {
     sys.close(pidfd);
   }

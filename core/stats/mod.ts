@@ -4,8 +4,15 @@
  * recorded: every hierarchy's directory it joined (v1), or the one (v2).
  */
 import { MicroError } from "../errors.ts";
-import { findRunning, type Found } from "../exec/find.ts";
-import { isAlive, readState, stateRoot, untrustedRoot, untrustedRootError } from "../state.ts";
+import { findRunning, type Found, withRunning } from "../exec/find.ts";
+import {
+  isAlive,
+  readState,
+  type RunState,
+  stateRoot,
+  untrustedRoot,
+  untrustedRootError,
+} from "../state.ts";
 import {
   cgroupPids,
   cpuPercent,
@@ -294,11 +301,37 @@ export async function freezeCommand(argv: string[], freeze: boolean): Promise<nu
     return names.length ? 0 : 125;
   }
   const uid = Deno.uid() ?? 0;
+  const { openLibc } = await import("../sys/libc.ts");
+  const sys = openLibc();
+  let failed = false;
   for (const name of names) {
-    await setFrozen(containerCgroups(findRunning(name, uid)), `container "${name}"`, freeze);
-    console.log(name);
+    try {
+      // Under the container's lock: an rm or stop of it comes wholly before or after.
+      await withRunning(name, uid, sys, async (found) => {
+        await setFrozen(containerCgroups(found), `container "${name}"`, freeze);
+      });
+      console.log(name);
+    } catch (e) {
+      if (!(e instanceof MicroError) || names.length === 1) throw e;
+      console.error(`micro: ${e.line()}`);
+      failed = true;
+    }
   }
-  return 0;
+  return failed ? 125 : 0;
+}
+
+/**
+ * After a SIGKILL to a container's init: a paused container's processes die only once
+ * thawed (the v1 freezer holds even SIGKILL), so it is thawed, as runc does after a kill;
+ * otherwise `rm -f` or `stop` of a paused container would wait forever on a frozen cgroup.
+ */
+export function thawKilled(state: RunState): void {
+  const f = freezerOf(containerCgroups({ name: "", dir: "", state }), readKernelFile);
+  if (!f || !isFrozen(f, readKernelFile)) return;
+  const [file, value] = f.version === 2 ? ["cgroup.freeze", "0"] : ["freezer.state", "THAWED"];
+  try {
+    Deno.writeTextFileSync(`${f.dir}/${file}`, value);
+  } catch { /* gone with the container */ }
 }
 
 /**
@@ -309,9 +342,17 @@ export async function setFrozen(dirs: string[], what: string, freeze: boolean): 
   const verb = freeze ? "pause" : "unpause";
   const f = freezerOf(dirs, readKernelFile);
   if (!f) {
-    throw new MicroError(`${what} has no freezer cgroup to ${verb} it with`, {
-      hint: "run it with a cgroup of its own (root, or a delegated cgroup v2 subtree)",
-    });
+    const rootless = (Deno.uid() ?? 0) !== 0;
+    throw new MicroError(
+      `${what} has no freezer cgroup to ${verb} it with: it runs without a cgroup of its own` +
+        (rootless ? " (rootless, and no cgroup v2 subtree is delegated to you)" : ""),
+      {
+        hint: rootless
+          ? "run it as root, or where systemd delegates a cgroup v2 subtree to your user: " +
+            "micro doctor shows whether it does"
+          : "run it with a cgroup of its own",
+      },
+    );
   }
   const frozen = isFrozen(f, readKernelFile);
   if (frozen === freeze) {

@@ -13,6 +13,7 @@
 import { MicroError } from "../errors.ts";
 import type { Op } from "../ops.ts";
 import { containerDir, privateDirSync } from "./paths.ts";
+import { resolveRef } from "./resolve.ts";
 import { removeTreeSync as removeTree } from "./tmp.ts";
 
 /** What a container runs from: a directory image, or a store image (id and name). */
@@ -220,31 +221,23 @@ export function listContainers(root: string): ContainerRecord[] {
 }
 
 /**
- * The container `ref` names, as Docker resolves it: a full id, else a name, else a unique
- * prefix of an id. Throws a MicroError when none or several match.
+ * The container `ref` names, as Docker resolves it (core/store/resolve.ts): a full id, else
+ * a name, else a unique prefix of an id. Throws a MicroError when none or several match.
  */
 export function resolveContainer(root: string, ref: string): ContainerRecord {
-  if (ID.test(ref)) {
-    const rec = readRecord(containerDir(root, ref));
-    if (rec && rec.id === ref) return rec;
-  }
-  if (/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(ref)) {
-    const target = readLink(`${namesDir(root)}/${ref}`);
-    if (target !== null && ID.test(target)) {
+  return resolveRef(ref, {
+    byId: (id) => {
+      const rec = readRecord(containerDir(root, id));
+      return rec && rec.id === id ? rec : null;
+    },
+    byName: (name) => {
+      const target = readLink(`${namesDir(root)}/${name}`);
+      if (target === null || !ID.test(target)) return null;
       const rec = readRecord(containerDir(root, target));
-      if (rec && rec.name === ref) return rec;
-    }
-  }
-  if (/^[0-9a-f]+$/.test(ref)) {
-    const found = listContainers(root).filter((r) => r.id.startsWith(ref));
-    if (found.length === 1) return found[0];
-    if (found.length > 1) {
-      throw new MicroError(`container id prefix "${ref}" matches ${found.length} containers`, {
-        hint: "give more of the id, or the name",
-      });
-    }
-  }
-  throw new MicroError(`no such container: ${ref}`, { hint: 'see "micro ps -a"' });
+      return rec && rec.name === name ? rec : null;
+    },
+    all: () => listContainers(root).map((rec) => ({ id: rec.id, name: rec.name, value: rec })),
+  });
 }
 
 /**

@@ -12,7 +12,7 @@ import {
   untrustedRootError,
 } from "../state.ts";
 import type { ContainerRecord } from "./containers.ts";
-import { isPaused } from "../stats/mod.ts";
+import { isPaused, thawKilled } from "../stats/mod.ts";
 
 export interface Status {
   state: "created" | "running" | "exited";
@@ -86,6 +86,7 @@ export async function killContainer(
   if (bad) throw untrustedRootError(stateRoot, uid, bad);
   if (alive(st.containerPid, st.containerStartTime)) {
     kill(st.containerPid!, st.containerStartTime);
+    thawKilled(st);
     if (await waitGone(st.pid, st.startTime, 10_000)) return;
   }
   if (alive(st.pid, st.startTime)) kill(st.pid, st.startTime);

@@ -43,6 +43,7 @@ import { JsonLog, type LogOptions, logPath } from "./logs.ts";
 import { LogPumps } from "./pumps.ts";
 import { decodeStatus } from "../engine/mod.ts";
 import { nextDelay, type RestartPolicy, shouldRestart } from "./policy.ts";
+import { thawKilled } from "../stats/mod.ts";
 
 /** What a run hands over (one JSON line on the runner's stdout). */
 export interface Handover {
@@ -98,7 +99,9 @@ class Supervised {
    * be another process's by now.
    */
   signal(sys: Sys, signal: number): number {
-    return signalProcess(sys, this.pid, this.state.containerStartTime ?? -1, signal);
+    const rc = signalProcess(sys, this.pid, this.state.containerStartTime ?? -1, signal);
+    if (signal === 9) thawKilled(this.state);
+    return rc;
   }
 }
 

@@ -810,6 +810,87 @@ microTest("racing commands on one container: serialized or one line, never a tra
   });
 });
 
+/** The cgroup directories a detached container's run recorded (its freezer among them). */
+function cgroupsOf(root: string, name: string): string[] {
+  const st = JSON.parse(Deno.readTextFileSync(`${root}/${name}/state.json`));
+  return (st.cgroups ?? []).filter((c: { shared?: boolean }) => !c.shared)
+    .map((c: { path: string }) => c.path);
+}
+
+/** Thaws whatever a failed test left frozen, so its cleanup can kill it. */
+function thawAll(dirs: string[]): void {
+  for (const d of dirs) {
+    for (const [f, v] of [["freezer.state", "THAWED"], ["cgroup.freeze", "0"]]) {
+      try {
+        Deno.writeTextFileSync(`${d}/${f}`, v);
+      } catch { /* not this kind, or gone */ }
+    }
+  }
+}
+
+microTest("rm -f of a paused container kills it at once and leaves no frozen cgroup", async () => {
+  await withDetached(async (env) => {
+    const name = `frozen-${U}`;
+    ok(await run(["run", "-d", "--name", name, IMAGE, "sleep", "1000"], { env }));
+    const root = env.MICRO_STATE_ROOT;
+    const dirs = cgroupsOf(root, name);
+    try {
+      ok(await run(["pause", name], { env }));
+      assert.match(ok(await run(["ps"], { env })), /\(Paused\)/);
+      // A frozen task holds even SIGKILL (cgroup v1): rm -f waited forever before.
+      const t0 = Date.now();
+      const r = await run(["rm", "-f", name], { env, timeoutMs: 20_000 });
+      assert.equal(r.code, 0, show(r));
+      assert.ok(Date.now() - t0 < 10_000, `rm -f took ${Date.now() - t0} ms`);
+      assert.doesNotMatch(ok(await run(["ps", "-a"], { env })), new RegExp(name));
+      for (const d of dirs) assert.ok(!exists(d), `${d} outlived rm -f`);
+    } finally {
+      thawAll(dirs);
+    }
+  });
+});
+
+microTest("pause and exec racing rm -f: one line or done, never a frozen orphan", async () => {
+  await withDetached(async (env, root) => {
+    const oneLine = (r: RunResult, also: number[] = []) => {
+      assert.ok(r.code === 0 || r.code === 125 || also.includes(r.code), show(r));
+      if (r.code === 125) {
+        assert.equal(r.stderr.trimEnd().split("\n").length, 1, show(r));
+        assert.match(r.stderr, /no such container|is not running|is paused/, show(r));
+      }
+      assert.doesNotMatch(r.stderr, /\bat .*:\d+:\d+|write .*cgroup|freezer/, show(r));
+    };
+    for (let i = 0; i < 4; i++) {
+      const name = `racer${i}-${U}`;
+      ok(await run(["run", "-d", "--name", name, IMAGE, "sleep", "1000"], { env }));
+      const dirs = cgroupsOf(root, name);
+      const pid = JSON.parse(Deno.readTextFileSync(`${root}/${name}/state.json`)).containerPid;
+      try {
+        // The rm first or second, by turns; pause and exec at the same time as it.
+        const rm = () => run(["rm", "-f", name], { env, timeoutMs: 30_000 });
+        const pause = () => run(["pause", name], { env });
+        // killed with its container (137), or run before the rm, or refused in one line
+        const exec = () => run(["exec", name, "sh", "-c", "echo in"], { env });
+        const [r, p, x] = i % 2
+          ? await Promise.all([rm(), pause(), exec()])
+          : await Promise.all([pause(), exec(), rm()]).then(([p, x, r]) => [r, p, x]);
+        assert.equal(r.code, 0, show(r));
+        oneLine(p);
+        oneLine(x, [137]);
+        if (x.code === 0) assert.equal(x.stdout, "in\n");
+        assert.ok(await waitFor(() => !pidAlive(pid), 5000), `container ${name} still runs`);
+        for (const d of dirs) {
+          assert.ok(await waitFor(() => !exists(d), 5000), `${d} outlived rm -f (${show(p)})`);
+        }
+      } finally {
+        thawAll(dirs);
+      }
+    }
+    assert.doesNotMatch(ok(await run(["ps", "-a"], { env })), /racer/);
+    assert.ok(await supervisorGone(root));
+  });
+});
+
 microTest("rootless: run -d, ps, logs, exec, stop, rm", async () => {
   await withDetached(async (env, root) => {
     const user = { uid: NOBODY, gid: NOBODY };
@@ -836,6 +917,53 @@ microTest("rootless: run -d, ps, logs, exec, stop, rm", async () => {
     ok(await run(["stop", "-t", "1", `rl-${U}`], o));
     assert.equal(ok(await run(["wait", `rl-${U}`], o)).trim(), "137");
     ok(await run(["rm", `rl-${U}`], o));
+    assert.ok(await supervisorGone(root));
+  }, { uid: NOBODY, gid: NOBODY });
+}, { ignore: rootlessReason() });
+
+microTest("rootless: logs -f, restart, stats --no-stream, pause and unpause", async () => {
+  await withDetached(async (env, root) => {
+    const user = { uid: NOBODY, gid: NOBODY };
+    const o = { env, clearEnv: true, user, timeoutMs: 60_000 };
+    const name = `rlx-${U}`;
+    const script = "i=0; while :; do i=$((i+1)); echo n$i; sleep 0.2; done";
+    ok(await run(["run", "-d", "--name", name, IMAGE, "sh", "-c", script], o));
+    // logs -f while it writes: new lines come (killed after a few seconds)
+    const f = await run(["logs", "-f", name], { ...o, timeoutMs: 4000 });
+    const seen = f.stdout.trim().split("\n");
+    assert.ok(seen.length >= 3 && seen[0] === "n1", show(f));
+    // stats --no-stream: its row (no cgroup of its own without delegation: the rest is 0)
+    const row = JSON.parse(ok(await run(["stats", "--no-stream", "--format", "json", name], o)));
+    assert.equal(row.Name, name);
+    assert.match(ok(await run(["stats", "--no-stream"], o)), new RegExp(`\\s${name}\\s`));
+    // pause: frozen with a freezer it may write, else one line saying why
+    const p = await run(["pause", name], o);
+    console.log(`rootless pause: ${p.code === 0 ? "frozen" : p.stderr.trim()}`);
+    if (p.code === 0) {
+      assert.match(ok(await run(["ps"], o)), /\(Paused\)/);
+      ok(await run(["unpause", name], o));
+    } else {
+      assert.equal(p.code, 125, show(p));
+      assert.equal(p.stderr.trimEnd().split("\n").length, 1, show(p));
+      assert.match(
+        p.stderr,
+        /^micro: container "rlx-.*" has no freezer cgroup to pause it with: .*\(rootless, and no cgroup v2 subtree is delegated to you\)/,
+      );
+      const u = await run(["unpause", name], o);
+      assert.equal(u.code, 125, show(u));
+      assert.equal(u.stderr.trimEnd().split("\n").length, 1, show(u));
+    }
+    // restart: it runs again (its counter starts over on the kept layer), logs go on
+    const pid = JSON.parse(ok(await run(["inspect", name], o)))[0].State.Pid;
+    ok(await run(["restart", "-t", "1", name], o));
+    const i = JSON.parse(ok(await run(["inspect", name], o)))[0];
+    assert.equal(i.State.Running, true, JSON.stringify(i.State));
+    assert.notEqual(i.State.Pid, pid);
+    await sleep(700);
+    const all = ok(await run(["logs", name], o)).trim().split("\n");
+    assert.ok(all.filter((l) => l === "n1").length === 2, all.join(" "));
+    ok(await run(["rm", "-f", name], o));
+    assert.doesNotMatch(ok(await run(["ps", "-a"], o)), new RegExp(name));
     assert.ok(await supervisorGone(root));
   }, { uid: NOBODY, gid: NOBODY });
 }, { ignore: rootlessReason() });

@@ -301,7 +301,7 @@ Deno.test("containers: resolved by full id, name or unique id prefix, as Docker"
     assert.equal(resolveContainer(root, a.id).name, "one");
     assert.equal(resolveContainer(root, "two").id, b.id);
     assert.equal(resolveContainer(root, "ab").id, a.id);
-    assert.throws(() => resolveContainer(root, "a"), /matches 2 containers/);
+    assert.throws(() => resolveContainer(root, "a"), /matches 2 containers: one \(ab0+\), two/);
     assert.throws(() => resolveContainer(root, "three"), /no such container: three/);
     assert.throws(() => resolveContainer(root, "../x"), /no such container/);
   }));

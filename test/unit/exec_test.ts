@@ -304,8 +304,11 @@ Deno.test("findContainer: by name, full id or unique prefix; one-line errors oth
     assert.equal(findContainer("web", uid, root).name, "web");
     assert.equal(findContainer("abc1", uid, root).name, "web");
     assert.equal(findContainer("abd999" + "0".repeat(58), uid, root).name, "db");
-    assert.throws(() => findContainer("ab", uid, root), /prefix of 2 containers' ids/);
-    assert.throws(() => findContainer("zzz", uid, root), /no such container: "zzz"/);
+    assert.throws(
+      () => findContainer("ab", uid, root),
+      /id prefix "ab" matches 2 containers: db \(abd999000000\), web \(abc123000000\)/,
+    );
+    assert.throws(() => findContainer("zzz", uid, root), /no such container: zzz/);
     assert.throws(() => findContainer("../etc", uid, root), /no such container/);
     // Its init is not running (no containerPid): not running, one line.
     assert.throws(() => findRunning("web", uid, root), /container "web" is not running/);
