@@ -166,6 +166,8 @@ async function execLocked(o: ExecOptions, sys: Sys, release: () => void): Promis
       terminal ? "exec: a terminal needs --console-socket" : "--console-socket without --tty",
     );
   }
+  // As create: a new session keyring unless create was told --no-new-keyring.
+  if (state.noNewKeyring) t.spec.micro.noNewKeyring = true;
   const p = planTranslated(t, o.id, dir, sys);
   sys.close(p.image.fd);
   const userns = t.spec.linux.namespaces.some((n) => n.type === "user");
@@ -182,6 +184,7 @@ async function execLocked(o: ExecOptions, sys: Sys, release: () => void): Promis
       p.ops.filter((x) =>
         (x.phase === "attach" && x.kind === "cgroup-join") ||
         (x.phase === "rootfs" && x.kind === "console") ||
+        (x.phase === "identity" && x.kind === "session-keyring") ||
         ["credentials", "restrict", "exec"].includes(x.phase)
       ),
       o.cgroups ?? [],

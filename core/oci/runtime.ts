@@ -210,6 +210,7 @@ export async function create(o: CreateOptions, sys = openLibc()): Promise<number
     // The cgroups the engine will create, recorded before any exists.
     cgroups: plannedCgroups(p.ops).records,
   };
+  if (o.noNewKeyring) state.noNewKeyring = true;
   const { poststart, poststop } = p.t.hooks;
   if (poststart || poststop) {
     state.hooks = { ...(poststart ? { poststart } : {}), ...(poststop ? { poststop } : {}) };

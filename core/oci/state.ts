@@ -27,6 +27,8 @@ export interface OciState {
    * durable before the child joins them, so a delete after a killed create finds both.
    */
   creating?: boolean;
+  /** `create --no-new-keyring`: its execs keep the caller's session keyring too. */
+  noNewKeyring?: boolean;
   /** The cgroups create made (removed by delete). */
   cgroups: RecordedCgroup[];
   /** config.json's poststart and poststop hooks, run by start and delete. */

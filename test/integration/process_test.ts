@@ -14,6 +14,7 @@ import {
   show,
   withTempDir,
 } from "./_helpers.ts";
+import { bundle } from "./_oci.ts";
 
 const ID = 'echo "$(id -u) $(id -g) $(id -G)"';
 
@@ -152,6 +153,34 @@ microTest(
     const trace = await keyctlCalls(["run", "--rm", "--network", "none", IMAGE, "true"]);
     // NULL: a new keyring, never one found by name.
     assert.match(trace, /keyctl\(KEYCTL_JOIN_SESSION_KEYRING, NULL\) = \d+/);
+  },
+  { ignore: lacking(exists("/usr/bin/strace") ? undefined : "no strace") },
+);
+
+microTest(
+  "oci exec joins a new session keyring too, unless create had --no-new-keyring",
+  async () => {
+    await withTempDir(async (dir) => {
+      const b = await bundle(dir, (c) => (c.process.args = ["sleep", "30"]));
+      const root = `${dir}/state`;
+      // The container keeps create's stdio: /dev/null, so nothing waits on a pipe it holds.
+      const oci = (...args: string[]) =>
+        run(["-c", 'exec "$0" "$@" >/dev/null 2>&1', MICRO, "--root", root, ...args], {
+          cmd: "sh",
+        });
+      const cases = [["kr1", [], true], ["kr2", ["--no-new-keyring"], false]] as const;
+      for (const [id, extra, joins] of cases) {
+        assert.equal((await oci("create", ...extra, "-b", b, id)).code, 0, id);
+        try {
+          assert.equal((await oci("start", id)).code, 0, id);
+          const trace = await keyctlCalls(["--root", root, "exec", id, "true"]);
+          const joined = /KEYCTL_JOIN_SESSION_KEYRING, NULL\) = \d+/.test(trace);
+          assert.equal(joined, joins, `${id}: ${trace}`);
+        } finally {
+          await oci("delete", "--force", id);
+        }
+      }
+    });
   },
   { ignore: lacking(exists("/usr/bin/strace") ? undefined : "no strace") },
 );
