@@ -156,7 +156,19 @@ export async function run(args: string[], opts: RunOptions = {}): Promise<RunRes
         // the child may exit without reading its stdin
       }
     }
-    const out = await child.output();
+    // A process that kept micro's stdout (a fork of micro hung before it closed its fds)
+    // must fail the test, not hang the suite: give up on the pipes some time after the kill.
+    let hung: ReturnType<typeof setTimeout> | undefined;
+    const out = await Promise.race([
+      child.output(),
+      new Promise<never>((_, reject) => {
+        hung = setTimeout(
+          () =>
+            reject(new Error(`${cmd} ${argv.join(" ")}: its output stayed open after it ended`)),
+          (opts.timeoutMs ?? 30_000) + 30_000,
+        );
+      }),
+    ]).finally(() => clearTimeout(hung));
     return {
       code: out.code,
       signal: out.signal,
