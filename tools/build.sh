@@ -19,15 +19,21 @@
 # reason ENTRY is bundled into micro.main.js, and micro.js is entry.ts: `micro version`
 # without reading the rest, which it imports for every other command.
 #
-# Both forms bake in the same Deno flags; --v8-flags=--single-threaded is required by the
-# fork engine (docs: DESIGN.md, "The fork engine").
+# Both forms bake in the same Deno flags; the V8 flags of core/v8.ts are required by the
+# fork engine (docs: DESIGN.md, "The fork engine", and core/v8.ts).
 #
 # By-products: dist/micro.bundle.js (ENTRY's bundle) and dist/micro.yaml.js (runnable with
 # `deno run dist/micro.bundle.js`) and dist/.runtime/ (the compressed runtime, reused
 # while the Deno binary is unchanged).
 set -eu
 
-FLAGS="--v8-flags=--single-threaded -A --no-prompt --no-config --no-lock --quiet"
+# The V8 flags are core/v8.ts's (why: there), read from it so both stay one list.
+V8_FLAGS=$(sed -n 's/^  "\(--single-threaded[^"]*\)";$/\1/p' "$(dirname "$0")/../core/v8.ts")
+case $V8_FLAGS in
+  --single-threaded*) ;;
+  *) echo "build: no V8_FLAGS in core/v8.ts" >&2 && exit 1 ;;
+esac
+FLAGS="--v8-flags=$V8_FLAGS -A --no-prompt --no-config --no-lock --quiet"
 FLAGS="$FLAGS --cached-only --no-remote --no-npm"
 
 die() {

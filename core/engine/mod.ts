@@ -655,7 +655,9 @@ async function start(
   const left = joined.length ? leaveJoined(joined, sys) : 0;
   let guard = 0;
   if (pid > 0 && left === 0 && watchdog !== null && watchdog.pid === 0) {
-    guard = sys.clone(C.SIGCHLD);
+    // glibc's fork, not a raw clone: the watchdog runs JavaScript that V8 may compile, and
+    // compiling allocates; a raw clone could copy a malloc lock another thread held.
+    guard = sys.fork();
     if (guard === 0) watchdog.run(sys);
     watchdog.forked(guard, sys);
   }
@@ -701,8 +703,8 @@ async function start(
     throw new MicroError("", {
       phase: "clone",
       plugin: "engine",
-      op: "clone",
-      paths: { flags: "SIGCHLD", for: "the watchdog" },
+      op: "fork",
+      paths: { for: "the watchdog" },
       errno: -guard,
       hint: hintFor("clone", -guard),
     });

@@ -2,8 +2,9 @@
  * The watchdog: the container dies with micro even when its processes clear
  * PR_SET_PDEATHSIG (`setpriv --pdeathsig clear`), which is only a request.
  *
- * A small process, forked from micro like the container's child (a raw clone without
- * namespace flags; synchronous FFI only, DESIGN.md §4), blocks in read() on a pipe whose
+ * A small process, forked from micro right after the container's child (glibc's fork, so
+ * that malloc works in it whatever micro's other threads held; synchronous FFI only,
+ * DESIGN.md §4), blocks in read() on a pipe whose
  * write end only micro holds (O_CLOEXEC: the container's child drops it at execve). When
  * the run ends normally micro writes one byte and the watchdog leaves without touching
  * anything. EOF without that byte means micro died (SIGKILL, a crash): the watchdog kills

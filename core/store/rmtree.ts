@@ -4,19 +4,21 @@
  * apart from core/image/rootless.ts so the run's cleanup does not load the user-namespace
  * code unless it needs it.
  */
+import { V8_FLAGS } from "../v8.ts";
 
 /**
  * This very Deno on this very main module (the launcher's extracted runtime and bundle, or
  * main.ts in a checkout). Not the launcher itself: inside the namespace the host's root
  * is unmapped (nobody), so its checks of who owns the cache directory's parents fail.
+ * `v8Flags`: core/v8.ts's, which a process that forks the engine needs.
  */
-export function microExe(): string[] {
+export function microExe(v8Flags = V8_FLAGS): string[] {
   const main = new URL(Deno.mainModule);
   return [
     Deno.execPath(),
     "run",
     "-A",
-    "--v8-flags=--single-threaded",
+    `--v8-flags=${v8Flags}`,
     "--no-prompt",
     "--quiet",
     main.protocol === "file:" ? decodeURIComponent(main.pathname) : main.href,

@@ -128,7 +128,9 @@ function launcherDenoDir(): string | undefined {
 
 /** Starts a supervisor for `stateRoot` in its own session; it outlives this command. */
 function spawnSupervisor(stateRoot: string): void {
-  const exe = microExe();
+  // It never forks the engine (it starts micro processes that do), and it lives long: V8's
+  // compilers are worth their cost here, so not core/v8.ts's flags.
+  const exe = microExe("--single-threaded");
   const child = new Deno.Command(exe[0], {
     args: [...exe.slice(1), "_supervise"],
     stdin: "null",

@@ -458,6 +458,9 @@ export class RecordingSys implements Sys {
   clone(flags: number) {
     return this.record("clone", [flags], () => this.clonePid);
   }
+  fork() {
+    return this.record("fork", [], () => this.clonePid);
+  }
   clone3(args: Uint8Array) {
     return this.record("clone3", [[...args]], () => this.clonePid);
   }

@@ -197,6 +197,7 @@ const sc = (...parameters: ("i64" | "buffer")[]) => ({
  */
 const SYMBOLS = {
   __errno_location: { parameters: [], result: "pointer" },
+  fork: { parameters: [], result: "i32" },
   i: sc(I, I, I, I, I),
   bii: sc(B, I, I),
   bib: sc(B, I, B),
@@ -498,6 +499,7 @@ function bindLibc(): Sys {
     },
     clone: (flags) => r(lib.i(nr.clone, flags, 0, 0, 0, 0)),
     clone3: (args) => r(lib.bi(nr.clone3, args, args.length)),
+    fork: () => r(raw.fork()),
     prepareFork() {
       // The whole user address space, holes included (madvise skips them with ENOMEM but
       // still marks every mapping), so pages V8 maps after reading /proc/self/maps are

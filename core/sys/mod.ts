@@ -114,6 +114,13 @@ export interface Sys {
    * before the fork sweep (core/engine/clone.ts); 0 in the child.
    */
   clone3(args: Uint8Array): number;
+  /**
+   * glibc's fork(3), not the raw syscall: its atfork handlers take malloc's and stdio's
+   * locks around the copy, so the single-threaded child can allocate (and so run
+   * JavaScript that V8 compiles or tiers up) even when another thread of micro held one
+   * of them at that instant. No namespace flags: for the watchdog. 0 in the child.
+   */
+  fork(): number;
   /** Marks the whole address space MADV_DOFORK (see DESIGN.md §4). */
   prepareFork(): void;
   kill(pid: number, sig: number): number;

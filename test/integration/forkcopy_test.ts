@@ -1,0 +1,79 @@
+/**
+ * The container's child and the watchdog are copies of micro that run JavaScript until they
+ * exec or exit (DESIGN.md §4). Nothing may be compiled in them: compiling allocates through
+ * malloc, whose lock another thread of micro may have held at the instant of the copy
+ * (core/v8.ts). V8's own log, turned on through DENO_V8_FLAGS, says which functions each
+ * process parsed or compiled; strace says which process wrote which line.
+ */
+import assert from "node:assert/strict";
+import { IMAGE, MICRO, microTest, run, show, withTempDir } from "./_helpers.ts";
+
+/** Log events that mean a function was parsed or compiled (not just run). */
+const COMPILED = /function,(parse|full-parse|parse-function|interpreter|baseline|maglev|turbofan)/;
+
+/**
+ * The pids of the processes micro copied itself into: clones by micro's main thread (from
+ * its first V8 log line on: the launcher, a shell script that execs Deno in its own pid,
+ * forks too) that are not threads or vforks.
+ */
+function copies(trace: string): number[] {
+  const lines = trace.split("\n");
+  const first = lines.findIndex((l) => l.includes(" write(") && l.includes("function,"));
+  const micro = lines[first]?.split(" ", 1)[0];
+  const out: number[] = [];
+  for (const line of lines.slice(first)) {
+    const m = /^(\d+) +clone3?\((.*)\) = (\d+)$/.exec(line);
+    if (m && m[1] === micro && !/CLONE_THREAD|CLONE_VM/.test(m[2])) out.push(Number(m[3]));
+  }
+  return out;
+}
+
+microTest("fork copies: the container's child and the watchdog compile nothing", async () => {
+  await withTempDir(async (dir) => {
+    for (const profile of ["default", "hardened"]) {
+      const log = `${dir}/${profile}.v8.log`;
+      const trace = `${dir}/${profile}.strace`;
+      const r = await run([
+        "-f",
+        "-qq",
+        "-s",
+        "200",
+        "-e",
+        "trace=write,clone,clone3",
+        "-o",
+        trace,
+        MICRO,
+        "run",
+        "--rm",
+        "--profile",
+        profile,
+        IMAGE,
+        "/bin/true",
+      ], {
+        cmd: "strace",
+        env: {
+          MICRO_DEFAULT_NETWORK: "none",
+          DENO_V8_FLAGS: `--log-function-events,--logfile=${log},--no-logfile-per-isolate`,
+        },
+        timeoutMs: 60_000,
+      });
+      assert.equal(r.code, 0, show(r));
+      const text = Deno.readTextFileSync(trace);
+      const pids = copies(text);
+      // The child, and as root with cgroups of the run's own, the watchdog.
+      assert.ok(pids.length >= 2, `${profile}: copies ${pids} in:\n${text.slice(0, 4000)}`);
+      const byCopy = text.split("\n").filter((l) =>
+        pids.includes(Number(l.split(" ", 1)[0])) && l.includes(" write(")
+      );
+      // The log reaches the copies (else this test could not fail): the container's child
+      // (its first copy with a mount namespace) runs functions, which V8 logs.
+      const child = /^\d+ +clone3?\(.*CLONE_NEWNS.*\) = (\d+)$/m.exec(text)?.[1];
+      assert.ok(
+        byCopy.some((l) => l.startsWith(`${child} `) && l.includes("function,first-execution")),
+        `${profile}: no V8 log line from the child ${child}:\n${byCopy.join("\n")}`,
+      );
+      const compiled = byCopy.filter((l) => COMPILED.test(l));
+      assert.deepEqual(compiled, [], `${profile}: compiled in a copy of micro`);
+    }
+  });
+});
