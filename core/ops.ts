@@ -340,6 +340,26 @@ export interface OpArgs {
    * namespaced sysctl, written to /proc/sys/KEY beneath that very mount.
    */
   sysctl: { key: string; value: string };
+  /**
+   * exec: an OCI hook run inside the container by the child (core/engine/hook.ts):
+   * createContainer right before pivot_root, startContainer after `start`, right before
+   * the command's exec; the state is the container's at that point, its pid the child's.
+   */
+  "oci-hook": {
+    hook: "createContainer" | "startContainer";
+    index: number;
+    path: string;
+    args: string[];
+    env: string[];
+    timeout?: number;
+    state: {
+      ociVersion: string;
+      id: string;
+      status: string;
+      bundle: string;
+      annotations?: Record<string, string>;
+    };
+  };
   /** exec */
   chdir: { path: string };
   /** `init`: the trampoline stays as the container's init and runs the command in a child. */

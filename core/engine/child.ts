@@ -15,6 +15,7 @@ import { C, type CStr, cstr, cstrArray, RLIMITS, type Sys } from "../sys/mod.ts"
 import { capMask, capNumber, CAPS } from "../caps.ts";
 import type { MountFlag, Op, OpArgs } from "../ops.ts";
 import { schedAttr } from "../sched.ts";
+import { hookStep } from "./hook.ts";
 
 /** What a step is, for the error the parent builds from a child's report. */
 export interface StepInfo {
@@ -375,6 +376,29 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
     paths,
   });
   const inRoot = C.RESOLVE_IN_ROOT | C.RESOLVE_NO_MAGICLINKS;
+  // OCI hooks run in the container: createContainer before pivot_root (or, with none, before
+  // the exec's steps), startContainer after the exec fifo (core/engine/hook.ts).
+  const ociHooks = (which: OpArgs["oci-hook"]["hook"], say: boolean) => {
+    for (const o of ops) {
+      if (o.kind !== "oci-hook" || o.args.hook !== which) continue;
+      const at = info.length;
+      step({
+        phase: o.phase,
+        plugin: o.plugin,
+        kind: o.kind,
+        paths: {
+          hook: `${which}[${o.args.index}]`,
+          path: o.args.path,
+          ...(o.args.timeout ? { timeout: String(o.args.timeout) } : {}),
+        },
+      }, hookStep(o.args, at, () => reportFd, sys, say));
+    }
+  };
+  let createHooksRun = false;
+  const createHooks = () => {
+    if (!createHooksRun) ociHooks("createContainer", false);
+    createHooksRun = true;
+  };
   // What the execve step's hint needs from the ops before it (plain data, parent side).
   let landlock: OpArgs["landlock"]["rules"] | undefined;
   let workdir = "/";
@@ -1090,6 +1114,7 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         break;
       }
       case "pivot-root": {
+        createHooks();
         pivoted = true;
         i.paths = { root: ctx.rootPath };
         if (o.args.move) {
@@ -1408,6 +1433,7 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         break;
       }
       case "execve": {
+        createHooks();
         const a = o.args;
         i.paths = { path: a.args[0] ?? "" };
         // EACCES under Landlock is most often its rule set, not the file's mode or noexec.
@@ -1452,6 +1478,8 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
             return n < 0 ? n : 0;
           });
         }
+        // After `start`: a failure is said on the container's stderr (create has returned).
+        ociHooks("startContainer", true);
         const reportAt = FD_TRAMPOLINE_REPORT + firstFree - 3;
         const fds: Record<string, string> = { report: String(reportAt) };
         // The report socket where the trampoline finds it, without close-on-exec.
@@ -1560,6 +1588,7 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         cgroupMount(o.args, i);
         break;
       case "skipped":
+      case "oci-hook": // run where they belong (above)
         break;
       case "namespace":
       case "proc-write":

@@ -19,6 +19,7 @@ import type { RecordedCgroup } from "../cgroups/fs.ts";
 import { ParentOps, rootHostId } from "./parent.ts";
 import { NetworkOps } from "../cni/attach.ts";
 import { UsernetOps } from "../usernet/mod.ts";
+import { hookFailure } from "./hook.ts";
 import { Watchdog } from "./watchdog.ts";
 import {
   CLONE_FLAGS,
@@ -844,6 +845,17 @@ function initError(errno: number): MicroError {
 
 /** The error for a child's `[step, errno]` report. */
 function childError(step: StepInfo, errno: number): MicroError {
+  const hook = step.kind === "oci-hook" ? hookFailure(errno, step.paths.timeout) : undefined;
+  if (hook !== undefined) {
+    return new MicroError(hook, {
+      phase: step.phase,
+      plugin: step.plugin,
+      op: step.kind,
+      paths: step.paths,
+      hint: "the hook runs in the container's namespaces; its own output went to the " +
+        "container's stdout and stderr",
+    });
+  }
   if (step.kind === "execve") {
     const notFound = errno === 2 || errno === 20;
     return new MicroError("", {

@@ -22,7 +22,7 @@ import type { Sys } from "../sys/mod.ts";
 import { cleanPath } from "../paths.ts";
 import { DEFAULT_PATH } from "../process.ts";
 import { OCI_RESOURCES } from "../../plugins/cgroups.ts";
-import { type Hook, type HookKind, parseHooks } from "./hooks.ts";
+import { type Hook, type HookKind, type InContainerHookKind, parseHooks } from "./hooks.ts";
 
 /** runc refuses nothing below this; a config.json is a few KiB. */
 export const CONFIG_CAP = 4 * MiB;
@@ -46,8 +46,8 @@ export interface Translated {
   cgroup: { parent: string; name: string };
   /** The raw config, for the seccomp plugin (it parses `linux.seccomp` with exact u64s). */
   raw: string;
-  /** The hooks micro runs (hooks.ts). */
-  hooks: Partial<Record<HookKind, Hook[]>>;
+  /** The hooks (hooks.ts): micro runs some, the container's child the others. */
+  hooks: Partial<Record<HookKind | InContainerHookKind, Hook[]>>;
   /** `process.consoleSize`: set on the terminal create makes. */
   consoleSize?: { height: number; width: number };
 }

@@ -117,7 +117,14 @@ export function features(): Record<string, unknown> {
   return {
     ociVersionMin: "1.0.0",
     ociVersionMax: OCI_VERSION,
-    hooks: ["prestart", "createRuntime", "poststart", "poststop"],
+    hooks: [
+      "prestart",
+      "createRuntime",
+      "createContainer",
+      "startContainer",
+      "poststart",
+      "poststop",
+    ],
     mountOptions: [
       "bind",
       "rbind",

@@ -3,9 +3,13 @@
  * with the container's state JSON on stdin. micro runs prestart and createRuntime once the
  * container's process exists in its namespaces and cgroups (before its mounts and
  * pivot_root), poststart after `start`, poststop at `delete`. createContainer and
- * startContainer run inside the container; micro refuses a config that has them (below).
+ * startContainer run inside the container: ops the engine's child runs (containerHookOps,
+ * core/engine/hook.ts).
  */
 import { MicroError } from "../errors.ts";
+import { HOOK_STATE_MAX, hookState } from "../engine/hook.ts";
+import { type Op, op } from "../ops.ts";
+import { OCI_VERSION } from "./state.ts";
 
 export interface Hook {
   path: string;
@@ -15,6 +19,61 @@ export interface Hook {
 }
 
 export type HookKind = "prestart" | "createRuntime" | "poststart" | "poststop";
+/** The hooks the container's own process runs (by the engine's child). */
+export type InContainerHookKind = "createContainer" | "startContainer";
+const ALL_KINDS = [
+  "prestart",
+  "createRuntime",
+  "createContainer",
+  "startContainer",
+  "poststart",
+  "poststop",
+];
+
+/**
+ * The ops for createContainer and startContainer hooks: the state each gets (its pid is
+ * filled in by the child). A state over a pipe's buffer is refused (it is written before
+ * the fork).
+ */
+export function containerHookOps(
+  hooks: Partial<Record<HookKind | InContainerHookKind, Hook[]>>,
+  id: string,
+  bundle: string,
+  annotations: Record<string, string>,
+): Op[] {
+  const ops: Op[] = [];
+  const kinds: [InContainerHookKind, string][] = [
+    ["createContainer", "creating"],
+    ["startContainer", "created"],
+  ];
+  for (const [hook, status] of kinds) {
+    for (const [index, h] of (hooks[hook] ?? []).entries()) {
+      const state = {
+        ociVersion: OCI_VERSION,
+        id,
+        status,
+        bundle,
+        ...(Object.keys(annotations).length ? { annotations } : {}),
+      };
+      if (hookState(state).bytes.length > HOOK_STATE_MAX) {
+        throw new MicroError(
+          `config.json: hooks.${hook}[${index}]: the state JSON is over ${HOOK_STATE_MAX} bytes`,
+          { phase: "check", plugin: "oci", hint: "fewer or shorter annotations" },
+        );
+      }
+      ops.push(op("exec", "oci", "oci-hook", {
+        hook,
+        index,
+        path: h.path,
+        args: h.args ?? [],
+        env: h.env ?? [],
+        ...(h.timeout ? { timeout: h.timeout } : {}),
+        state,
+      }));
+    }
+  }
+  return ops;
+}
 
 /**
  * Runs each hook in order with `state` on stdin; the first failure (exit status, signal,
@@ -122,8 +181,10 @@ function readCapped(
   return { text, cancel: () => void reader.cancel().catch(() => {}) };
 }
 
-/** `hooks` from config.json, checked: the ones micro runs, by kind. */
-export function parseHooks(v: unknown): Partial<Record<HookKind, Hook[]>> {
+/** `hooks` from config.json, checked, by kind. */
+export function parseHooks(
+  v: unknown,
+): Partial<Record<HookKind | InContainerHookKind, Hook[]>> {
   const bad = (f: string, why: string) =>
     new MicroError(`config.json: ${f}: ${why}`, {
       phase: "check",
@@ -132,31 +193,13 @@ export function parseHooks(v: unknown): Partial<Record<HookKind, Hook[]>> {
     });
   if (v === undefined || v === null) return {};
   if (typeof v !== "object" || Array.isArray(v)) throw bad("hooks", "expected an object");
-  const out: Partial<Record<HookKind, Hook[]>> = {};
+  const out: Partial<Record<HookKind | InContainerHookKind, Hook[]>> = {};
   for (const [kind, list] of Object.entries(v as Record<string, unknown>)) {
-    if (kind === "createContainer" || kind === "startContainer") {
-      if (Array.isArray(list) && list.length === 0) continue;
-      // Refused, never skipped: a hook that silently does not run (a GPU's libraries not
-      // set up, a device not made) is worse than a container that does not start.
-      throw new MicroError(
-        `config.json: hooks.${kind}: hooks run inside the container are not supported by ` +
-          "micro yet",
-        {
-          phase: "check",
-          plugin: "oci",
-          hint: kind === "createContainer"
-            ? "make it a createRuntime hook, which can enter the namespaces of the state's pid " +
-              "with nsenter, or run this bundle with runc or crun"
-            : "make it a poststart hook, which runs once the process has started, or run this " +
-              "bundle with runc or crun",
-        },
-      );
-    }
-    if (!["prestart", "createRuntime", "poststart", "poststop"].includes(kind)) {
+    if (!ALL_KINDS.includes(kind)) {
       throw bad(`hooks.${kind}`, "unknown field");
     }
     if (!Array.isArray(list)) throw bad(`hooks.${kind}`, "expected a list");
-    out[kind as HookKind] = list.map((h, k) => {
+    out[kind as HookKind | InContainerHookKind] = list.map((h, k) => {
       const f = `hooks.${kind}[${k}]`;
       if (!h || typeof h !== "object" || Array.isArray(h)) throw bad(f, "expected an object");
       const o = h as Record<string, unknown>;

@@ -22,7 +22,7 @@ import { newId, processStartTime, signalProcess } from "../state.ts";
 import { parseSignal } from "../signals.ts";
 import { PLUGINS } from "../../plugins/mod.ts";
 import { configToSpec, readConfig, type Translated } from "./config.ts";
-import { runHooks } from "./hooks.ts";
+import { containerHookOps, runHooks } from "./hooks.ts";
 import {
   alive,
   checkId,
@@ -61,7 +61,24 @@ export function prepareBundle(
   if (noNewKeyring) t.spec.micro.noNewKeyring = true;
   if (noPivot) t.spec.micro.noPivot = true;
   for (const w of t.warnings) console.error(`micro: warning: ${w}`);
-  return planTranslated(t, id, stateDir, sys);
+  const p = planTranslated(t, id, stateDir, sys);
+  // The hooks the container's process runs (not an exec's: oci exec plans on its own).
+  // Where the child runs them is the engine's (before pivot_root, after `start`); listed
+  // before the command's exec, with the exec phase's ops.
+  try {
+    const hooks = containerHookOps(
+      t.hooks,
+      id,
+      t.spec.micro.oci?.bundle ?? abs,
+      readAnnotations(t),
+    );
+    const at = p.ops.findIndex((o) => o.kind === "execve");
+    p.ops.splice(at < 0 ? p.ops.length : at, 0, ...hooks);
+  } catch (e) {
+    sys.close(p.image.fd);
+    throw e;
+  }
+  return p;
 }
 
 /** A translated config through the host probe, the checks and the plan. */

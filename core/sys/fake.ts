@@ -482,6 +482,13 @@ export class RecordingSys implements Sys {
     const got = this.record("reap", [pid], () => pid);
     return { pid: got, status: got > 0 ? this.waits.shift() ?? this.waitStatus : 0 };
   }
+  wait4(pid: number, status: Uint8Array, options: number) {
+    const got = this.record("wait4", [pid, options], () => pid);
+    if (got > 0) {
+      new DataView(status.buffer).setInt32(0, this.waits.shift() ?? this.waitStatus, true);
+    }
+    return got;
+  }
   readAsync(fd: number, buf: Uint8Array, len: number) {
     // Unscripted: EOF (a pty master whose slave side is gone).
     return Promise.resolve(

@@ -529,6 +529,8 @@ function bindLibc(): Sys {
       const got = r(lib.ibibi(nr.wait4, pid, new Uint8Array(st.buffer), 0x40000001, null, 0));
       return { pid: got, status: got > 0 ? st[0] : 0 };
     },
+    wait4: (pid, status, options) =>
+      r(lib.ibibi(nr.wait4, pid, status, options | 0x40000000, null, 0)),
     readAsync: (fd, buf, len) => retryAsync(() => lib.ibi_async(nr.read, fd, buf, len), 5),
     flock: (fd, op) => r(lib.i(nr.flock, fd, op, 0, 0, 0)),
     socketpair: (d, t, fds) =>

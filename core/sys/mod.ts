@@ -133,6 +133,12 @@ export interface Sys {
    * blocking pool per child, and the pool is small (the supervisor starved on it).
    */
   reap(pid: number): { pid: number; status: number };
+  /**
+   * wait4(pid, status, options | __WALL) on the calling thread into the 4 bytes of `status`
+   * the caller made: allocates nothing (the child waits for an OCI hook with it). The pid,
+   * 0 (WNOHANG, still running), or -errno.
+   */
+  wait4(pid: number, status: Uint8Array, options: number): number;
   /** A blocking read off the main thread (for pipes and pty masters). */
   readAsync(fd: number, buf: Uint8Array, len: number): Promise<number>;
   flock(fd: number, op: number): number;

@@ -138,30 +138,142 @@ function exists(p: string): boolean {
   }
 }
 
-for (const kind of ["createContainer", "startContainer"]) {
-  microTest(`oci hooks: a ${kind} hook is refused (never skipped), nothing is made`, async () => {
+/** A script at `path` (a file of the container's root or the host's), mode 755. */
+function script(path: string, body: string): void {
+  Deno.writeTextFileSync(path, `#!/bin/sh\n${body}\n`);
+  Deno.chmodSync(path, 0o755);
+}
+
+/** `oci state ID`'s JSON. */
+async function ociState(root: string, id: string): Promise<{ status: string; pid: number }> {
+  const r = await oci(root, ["state", id]);
+  assert.equal(r.code, 0, show(r));
+  return JSON.parse(r.stdout);
+}
+
+microTest(
+  "oci hooks: createContainer before pivot_root and startContainer after start, in the container",
+  async () => {
     await withTempDir(async (dir) => {
       const root = `${dir}/state`;
-      const ran = `${dir}/ran`;
-      const b = await bundle(dir, (c) => {
-        c.process.args = ["true"];
-        c.hooks = { [kind]: [{ path: hook(dir, "h", `touch "${ran}"`) }] };
-      });
+      const out = `${dir}/out`;
+      Deno.mkdirSync(out);
       const id = uniq();
-      for (const verb of ["create", "run"]) {
-        const r = await oci(root, [verb, "-b", b, id]);
-        assert.equal(r.code, 125, show(r));
-        assert.match(r.stderr, new RegExp(`hooks\\.${kind}: hooks run inside the container`));
-        assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+      const hostMnt = Deno.readLinkSync("/proc/self/ns/mnt");
+      const hostUts = Deno.readLinkSync("/proc/self/ns/uts");
+      // createContainer: a host path (resolved before pivot_root, where the host's files are
+      // still reachable), run in the container's namespaces.
+      const cc = `${dir}/cc.sh`;
+      script(
+        cc,
+        `cat >"${out}/cc.state"\nreadlink /proc/self/ns/mnt >"${out}/cc.mnt"\n` +
+          `readlink /proc/self/ns/uts >"${out}/cc.uts"\necho "$1 $HOOKVAR" >"${out}/cc.argv"`,
+      );
+      const b = await bundle(dir, (c) => {
+        c.process.args = ["sh", "-c", "cat /out/sc.state >/out/cmd.saw; exec sleep 30"];
+        c.mounts.push({ destination: "/out", type: "bind", source: out, options: ["rbind", "rw"] });
+        c.hooks = {
+          createContainer: [{ path: cc, args: ["cc-argv0", "one"], env: ["HOOKVAR=set"] }],
+          // startContainer: a path of the container's (resolved after pivot_root).
+          startContainer: [{ path: "/sc.sh" }],
+        };
+      });
+      script(
+        `${b}/rootfs/sc.sh`,
+        "cat >/out/sc.state\nreadlink /proc/self/ns/mnt >/out/sc.mnt\nls / >/out/sc.root",
+      );
+      const created = await oci(root, ["create", "-b", b, id]);
+      assert.equal(created.code, 0, show(created));
+      const st = JSON.parse(Deno.readTextFileSync(`${out}/cc.state`));
+      assert.equal(st.id, id);
+      assert.equal(st.status, "creating");
+      assert.equal(st.bundle, b);
+      // runc's: the pid the container's first process has in its own pid namespace.
+      assert.equal(st.pid, 1);
+      assert.notEqual(Deno.readTextFileSync(`${out}/cc.mnt`).trim(), hostMnt);
+      assert.notEqual(Deno.readTextFileSync(`${out}/cc.uts`).trim(), hostUts);
+      assert.equal(Deno.readTextFileSync(`${out}/cc.argv`).trim(), "one set");
+      assert.ok(!exists(`${out}/sc.state`), "startContainer ran before start");
+      const { pid } = await ociState(root, id);
+      const ctrMnt = Deno.readLinkSync(`/proc/${pid}/ns/mnt`);
+      assert.equal(Deno.readTextFileSync(`${out}/cc.mnt`).trim(), ctrMnt);
+      const started = await oci(root, ["start", id]);
+      assert.equal(started.code, 0, show(started));
+      // The command ran after the hook: it saw the hook's file.
+      const deadline = Date.now() + 10_000;
+      while (!exists(`${out}/cmd.saw`) && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50));
       }
-      assert.throws(() => Deno.statSync(ran), "the hook never ran");
-      let left: string[] = [];
-      try {
-        left = [...Deno.readDirSync(root)].map((e) => e.name);
-      } catch {
-        // never made
-      }
-      assert.deepEqual(left, []);
+      const sc = JSON.parse(Deno.readTextFileSync(`${out}/cmd.saw`));
+      assert.equal(sc.status, "created");
+      assert.equal(sc.id, id);
+      assert.equal(Deno.readTextFileSync(`${out}/sc.mnt`).trim(), ctrMnt);
+      // The container's root: the image's files, with /out bound in.
+      assert.match(Deno.readTextFileSync(`${out}/sc.root`), /^sc\.sh$/m);
+      const del = await oci(root, ["delete", "--force", id]);
+      assert.equal(del.code, 0, show(del));
     });
-  });
-}
+  },
+);
+
+microTest(
+  "oci hooks: a failing createContainer hook fails create, naming it; nothing is left",
+  async () => {
+    await withTempDir(async (dir) => {
+      const root = `${dir}/state`;
+      const cases: [Record<string, unknown>, RegExp][] = [
+        [{ path: hook(dir, "bad", "exit 3") }, /createContainer\[0\].*: exit status 3/],
+        [{ path: `${dir}/missing` }, /createContainer\[0\].*: ENOENT/],
+        [
+          { path: hook(dir, "slow", "sleep 20"), timeout: 1 },
+          /createContainer\[0\].*: timed out after 1 s/,
+        ],
+      ];
+      for (const [h, want] of cases) {
+        const b = `${dir}/b${uniq()}`;
+        Deno.mkdirSync(b);
+        const made = await bundle(b, (c) => {
+          c.process.args = ["true"];
+          c.hooks = { createContainer: [h] };
+        });
+        const t0 = Date.now();
+        const r = await oci(root, ["create", "-b", made, uniq()]);
+        assert.equal(r.code, 125, show(r));
+        assert.match(r.stderr, want);
+        assert.ok(Date.now() - t0 < 10_000, "the timeout ended the hook");
+        assert.deepEqual([...Deno.readDirSync(root)], []);
+      }
+    });
+  },
+);
+
+microTest(
+  "oci hooks: a failing startContainer hook stops the container before its command",
+  async () => {
+    await withTempDir(async (dir) => {
+      const root = `${dir}/state`;
+      const out = `${dir}/out`;
+      Deno.mkdirSync(out);
+      const id = uniq();
+      const b = await bundle(dir, (c) => {
+        c.process.args = ["touch", "/out/ran"];
+        c.mounts.push({ destination: "/out", type: "bind", source: out, options: ["rbind", "rw"] });
+        c.hooks = { startContainer: [{ path: "/sc.sh" }] };
+      });
+      script(`${b}/rootfs/sc.sh`, "touch /out/hook; exit 4");
+      const created = await oci(root, ["create", "-b", b, id]);
+      assert.equal(created.code, 0, show(created));
+      const started = await oci(root, ["start", id]);
+      assert.equal(started.code, 0, show(started));
+      const deadline = Date.now() + 10_000;
+      while ((await ociState(root, id)).status !== "stopped" && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal((await ociState(root, id)).status, "stopped");
+      assert.ok(exists(`${out}/hook`), "the hook ran");
+      assert.ok(!exists(`${out}/ran`), "the command ran after a failed startContainer hook");
+      const del = await oci(root, ["delete", id]);
+      assert.equal(del.code, 0, show(del));
+    });
+  },
+);

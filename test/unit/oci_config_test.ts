@@ -144,10 +144,6 @@ Deno.test("oci config: what micro cannot honour is an error (MUST) or a warning 
     () => translate((c) => (c.process.execCPUAffinity = { initial: "0" })),
     /process\.execCPUAffinity: not supported/,
   );
-  throwsLine(
-    () => translate((c) => (c.hooks = { createContainer: [{ path: "/x" }] })),
-    /hooks\.createContainer: hooks run inside the container are not supported/,
-  );
   throwsLine(() => translate((c) => (c.hooks = { prestart: [{ path: "x" }] })), /absolute path/);
   throwsLine(
     () => translate((c) => (c.linux.resources.hugepageLimits = [])),
@@ -341,4 +337,17 @@ Deno.test("oci ids and cgroupsPath: a name over NAME_MAX (255) is refused up fro
   assert.deepEqual(cgroupOf(undefined, "x"), { parent: "micro-oci", name: "x" });
   assert.deepEqual(cgroupOf(`/p/${"l".repeat(255)}`, "x"), { parent: "p", name: "l".repeat(255) });
   assert.throws(() => cgroupOf(`/p/${"l".repeat(256)}`, "x"), /not a cgroup path micro accepts/);
+});
+
+Deno.test("oci config: createContainer and startContainer hooks are taken, checked as the others", () => {
+  const t = translate((c) => (c.hooks = {
+    createContainer: [{ path: "/x", args: ["x", "1"], timeout: 2 }],
+    startContainer: [{ path: "/y" }],
+  }));
+  assert.deepEqual(t.hooks.createContainer, [{ path: "/x", args: ["x", "1"], timeout: 2 }]);
+  assert.deepEqual(t.hooks.startContainer, [{ path: "/y" }]);
+  throwsLine(
+    () => translate((c) => (c.hooks = { startContainer: [{ path: "y" }] })),
+    /hooks\.startContainer\[0\]\.path: expected an absolute path/,
+  );
 });

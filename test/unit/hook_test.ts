@@ -1,0 +1,130 @@
+/**
+ * OCI hooks run inside the container by the engine's child (core/engine/hook.ts), driven
+ * through the recording Sys: the state written before the fork with the child's pid, the
+ * wait, each way a hook fails, and where the child runs each kind.
+ */
+import assert from "node:assert/strict";
+import {
+  HOOK_EXIT,
+  HOOK_SIGNAL,
+  HOOK_TIMEOUT,
+  hookFailure,
+  hookState,
+  hookStep,
+} from "../../core/engine/hook.ts";
+import { compileChild } from "../../core/engine/child.ts";
+import { type Op, op, type OpArgs } from "../../core/ops.ts";
+import { RecordingSys } from "../../core/sys/fake.ts";
+
+const STATE = { ociVersion: "1.2.0", id: "c1", status: "creating", bundle: "/b" };
+
+function hook(over: Partial<OpArgs["oci-hook"]> = {}): OpArgs["oci-hook"] {
+  return {
+    hook: "createContainer",
+    index: 0,
+    path: "/bin/hook",
+    args: ["hook", "a"],
+    env: ["K=V"],
+    state: STATE,
+    ...over,
+  };
+}
+
+Deno.test("hook state: valid JSON whatever the pid's width, the pid where the room is", () => {
+  const { bytes, pidAt } = hookState({ ...STATE, annotations: { "é": "x" } });
+  const text = new TextDecoder().decode(bytes);
+  assert.deepEqual(JSON.parse(text), { ...STATE, pid: 0, annotations: { "é": "x" } });
+  for (const pid of [1, 4194304]) {
+    const b = bytes.slice();
+    const digits = new TextEncoder().encode(String(pid).padEnd(10, " "));
+    b.set(digits, pidAt);
+    assert.equal(JSON.parse(new TextDecoder().decode(b)).pid, pid);
+  }
+});
+
+Deno.test("hook step: state with the child's pid into the pipe before the fork; exit 0 is success", () => {
+  const sys = new RecordingSys({ clonePid: 77 });
+  sys.pid = 1;
+  // Running for two polls, then exited 0.
+  sys.returns("wait4", (a) => a[1] === 1, 0, 2);
+  const rc = hookStep(hook(), 5, () => 1010, sys, false)();
+  assert.equal(rc, 0);
+  const calls = sys.format();
+  const at = (p: string) => calls.findIndex((c) => c.startsWith(p));
+  assert.ok(at("pipe2") < at("write(") && at("write(") < at("clone("), calls.join("\n"));
+  const [, w] = JSON.parse(/^pipe2\((\[\d+,\d+\])/.exec(calls[at("pipe2")])![1]);
+  const state = JSON.parse(new TextDecoder().decode(Uint8Array.from(sys.written(w))));
+  assert.equal(state.pid, 1);
+  assert.equal(state.status, "creating");
+  assert.equal(calls.filter((c) => c.startsWith("wait4(77, 1)")).length, 3);
+  assert.equal(calls.filter((c) => c.startsWith("sleep(")).length, 2);
+});
+
+Deno.test("hook step: exit status, signal and timeout come back as their codes", () => {
+  const exit3 = new RecordingSys({ clonePid: 77 }).scriptWait(3 << 8);
+  assert.equal(hookStep(hook(), 0, () => 1010, exit3, false)(), -(HOOK_EXIT + 3));
+  const killed = new RecordingSys({ clonePid: 77 }).scriptWait(9);
+  assert.equal(hookStep(hook(), 0, () => 1010, killed, false)(), -(HOOK_SIGNAL + 9));
+  const slow = new RecordingSys({ clonePid: 77 }).returns("wait4", (a) => a[1] === 1, 0);
+  const rc = hookStep(hook({ timeout: 1 }), 0, () => 1010, slow, false)();
+  assert.equal(rc, -HOOK_TIMEOUT);
+  assert.ok(slow.format().includes("kill(77, 9)"));
+  assert.equal(hookFailure(HOOK_EXIT + 3), "exit status 3");
+  assert.equal(hookFailure(HOOK_SIGNAL + 9), "killed by signal 9");
+  assert.equal(hookFailure(HOOK_TIMEOUT, "1"), "timed out after 1 s");
+  assert.equal(hookFailure(2), undefined);
+});
+
+Deno.test("hook step: a startContainer failure is said on stderr (no micro listens then)", () => {
+  const sys = new RecordingSys({ clonePid: 77 }).scriptWait(4 << 8);
+  hookStep(hook({ hook: "startContainer" }), 0, () => 1010, sys, true)();
+  assert.match(
+    new TextDecoder().decode(Uint8Array.from(sys.written(2))),
+    /hooks\.startContainer\[0\] \/bin\/hook failed/,
+  );
+});
+
+Deno.test("hook step: the fork gets the state as stdin, keeps only the report fd, execs the hook", () => {
+  const sys = new RecordingSys({ clonePid: 0 });
+  try {
+    hookStep(hook(), 9, () => 1010, sys, false)();
+  } catch {
+    // FakeExit: the fork's exit(127) after the (fake) failed exec
+  }
+  const calls = sys.format();
+  const tail = calls.slice(calls.findIndex((c) => c.startsWith("clone(")) + 1);
+  assert.match(tail[0], /^prctl\(1, 9/);
+  assert.match(tail[1], /^dup3\(3, 0, 0x0\)/);
+  assert.match(tail[2], /^closeRange\(3, 0x3f1/);
+  assert.match(tail[3], /^closeRange\(1011,/);
+  assert.match(tail.find((c) => c.startsWith("execveat"))!, /"\/bin\/hook"/);
+  assert.deepEqual(sys.sent(1010)[0].record, [9, 2]);
+});
+
+Deno.test("child: createContainer hooks run right before pivot_root, startContainer after the exec fifo", () => {
+  const ops: Op[] = [
+    op("rootfs", "mount", "pivot-root", {}),
+    op(
+      "exec",
+      "oci",
+      "oci-hook",
+      hook({ hook: "startContainer", state: { ...STATE, status: "created" } }),
+    ),
+    op("exec", "oci", "oci-hook", hook()),
+    op("exec", "process", "execve", { args: ["true"], env: [], path: ["/bin/true"] }),
+  ];
+  const prog = compileChild(ops, {
+    rootPath: "/r",
+    syncRead: 50,
+    syncWrite: 51,
+    report: 1010,
+    stdio: [54, 55, 56],
+    exe: 57,
+    execFifo: 58,
+  }, new RecordingSys());
+  const kinds = prog.info.map((i) => i.kind === "oci-hook" ? i.paths.hook : i.kind);
+  const pivot = kinds.indexOf("pivot-root");
+  assert.equal(kinds[pivot - 1], "createContainer[0]");
+  assert.equal(kinds.indexOf("exec fifo") + 1, kinds.indexOf("startContainer[0]"));
+  assert.equal(kinds.filter((k) => k === "createContainer[0]").length, 1);
+});
