@@ -381,7 +381,6 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
   const ociHooks = (which: OpArgs["oci-hook"]["hook"], say: boolean) => {
     for (const o of ops) {
       if (o.kind !== "oci-hook" || o.args.hook !== which) continue;
-      const at = info.length;
       step({
         phase: o.phase,
         plugin: o.plugin,
@@ -391,7 +390,7 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
           path: o.args.path,
           ...(o.args.timeout ? { timeout: String(o.args.timeout) } : {}),
         },
-      }, hookStep(o.args, at, () => reportFd, sys, say));
+      }, hookStep(o.args, FD_EXE, sys, say));
     }
   };
   let createHooksRun = false;

@@ -7,11 +7,16 @@
  * the hook with the container's state JSON on stdin and the hook's own args and env, and
  * the child waits for it, within its timeout.
  *
+ * The fork execs the exec trampoline (its sealed memfd, as the command's exec does), which
+ * execs the hook: at the fork's exec its /proc/self/exe would be the host's Deno runtime,
+ * and a hook file of the image's that is a `#!/proc/self/exe` script would run it, as root
+ * in the container (CVE-2019-5736). The trampoline's failure record comes back on a pipe.
+ *
  * The child is a single-threaded copy of micro, so a fork of it is too (no lock another
  * thread held; core/v8.ts keeps V8 from compiling in either). Everything is encoded here,
  * in the parent; the step allocates nothing.
  */
-import { C, type CStr, cstr, type CStrArray, cstrArray, type Sys } from "../sys/mod.ts";
+import { C, cstr, type CStrArray, cstrArray, type Sys } from "../sys/mod.ts";
 import type { OpArgs } from "../ops.ts";
 
 /** How a hook failed, as the "errno" of the child's report: these plus its exit code... */
@@ -24,9 +29,12 @@ export const HOOK_TIMEOUT = 0x30000;
 const PID_WIDTH = 10;
 /** The state must fit a pipe's buffer: it is written before the fork, read by the hook. */
 export const HOOK_STATE_MAX = 65536;
-const AT_FDCWD = -100;
+const AT_EMPTY_PATH = 0x1000;
+/** The trampoline's `[EXEC_FAILED, errno]` record (child.ts EXEC_FAILED_RECORD). */
+const EXEC_FAILED = -4;
 const WNOHANG = 1;
 const EIO = 5;
+const EMPTY = cstr("");
 const EINTR = 4;
 
 /** The state JSON with room for the pid, and where that room starts (in bytes). */
@@ -45,7 +53,6 @@ export function hookState(s: OpArgs["oci-hook"]["state"]): { bytes: Uint8Array; 
 }
 
 interface Encoded {
-  path: CStr;
   argv: CStrArray;
   envp: CStrArray;
   state: Uint8Array;
@@ -59,9 +66,10 @@ function encode(a: OpArgs["oci-hook"], say: boolean): Encoded {
   const { bytes, pidAt } = hookState(a.state);
   const name = `hooks.${a.hook}[${a.index}] ${a.path}`;
   return {
-    path: cstr(a.path),
-    // args[0] is the hook's argv[0] (the spec's, as execv); none: the path.
-    argv: cstrArray(a.args.length ? a.args : [a.path]),
+    // The trampoline's layout (tools/trampoline): "" (plain mode), "" (no label), the one
+    // candidate, "", then the hook's argv: args[0] is its argv[0] (the spec's, as execv);
+    // with no args, the path.
+    argv: cstrArray(["", "", a.path, "", ...(a.args.length ? a.args : [a.path])]),
     envp: cstrArray(a.env),
     state: bytes,
     pidAt,
@@ -77,28 +85,27 @@ function encode(a: OpArgs["oci-hook"], say: boolean): Encoded {
 
 /**
  * The child's step that runs one hook: 0 when it exited 0; else -errno (pipe, fork), or
- * -(HOOK_EXIT + status), -(HOOK_SIGNAL + signal), -HOOK_TIMEOUT. An exec failure of the
- * hook is sent by the fork itself as `[at, errno]` on the report socket, before the child's
- * own report, so the parent names the errno. `reportFd` gives the report socket's fd when
- * the step runs (the child moves it early on).
+ * -(HOOK_EXIT + status), -(HOOK_SIGNAL + signal), -HOOK_TIMEOUT, or the hook's exec's
+ * -errno. `exe` is the trampoline's fd in the child.
  */
 export function hookStep(
   a: OpArgs["oci-hook"],
-  at: number,
-  reportFd: () => number,
+  exe: number,
   sys: Sys,
   sayOnFailure: boolean,
 ): () => number {
   const h = encode(a, sayOnFailure);
   const fds = new Int32Array(2);
+  const errFds = new Int32Array(2);
+  const failed = new Int32Array(2);
+  const failedBytes = new Uint8Array(failed.buffer);
   const status = new Uint8Array(4);
   const statusView = new DataView(status.buffer);
-  const record = new Int32Array([at, 0]);
   const fail = (rc: number) => {
     if (h.failLine) sys.write(2, h.failLine, h.failLine.length);
     return rc;
   };
-  return () => {
+  const step = () => {
     // The pid as the container's first process sees itself (runc: its init's getpid()).
     const pid = sys.getpid();
     let digits = 1;
@@ -117,32 +124,57 @@ export function hookStep(
       sys.close(fds[0]);
       return fail(rc < 0 ? rc : -EIO);
     }
+    // Where the trampoline says why no exec happened (close-on-exec here; the fork's copy
+    // at fd 3 is not, and the trampoline marks it so itself).
+    rc = sys.pipe2(errFds, C.O_CLOEXEC);
+    if (rc < 0) {
+      sys.close(fds[0]);
+      return fail(rc);
+    }
     sys.prepareFork();
     const child = sys.clone(C.SIGCHLD);
     if (child === 0) {
-      const report = reportFd();
       let r = sys.prctl(C.PR_SET_PDEATHSIG, C.SIGKILL, 0, 0, 0);
       if (r >= 0) r = sys.dup3(fds[0], 0, 0);
-      // Only stdin, stdout, stderr and the report socket (close-on-exec) reach the hook.
-      if (r >= 0 && report > 3) r = sys.closeRange(3, report - 1, 0);
-      if (r >= 0) r = sys.closeRange(report + 1, 0x7fffffff, 0);
+      if (r >= 0) r = sys.dup3(errFds[1], 3, 0);
+      // Only stdin, stdout, stderr, the trampoline's fd 3 and the trampoline itself
+      // (close-on-exec) reach the hook.
+      if (r >= 0 && exe > 4) r = sys.closeRange(4, exe - 1, 0);
+      if (r >= 0) r = sys.closeRange(exe + 1, 0x7fffffff, 0);
       if (r >= 0) r = sys.resetSignals();
-      if (r >= 0) r = sys.execveat(AT_FDCWD, h.path, h.argv, h.envp, 0);
-      record[1] = -r;
-      sys.sendRecord(report, record, -1);
+      if (r >= 0) r = sys.execveat(exe, EMPTY, h.argv, h.envp, AT_EMPTY_PATH);
+      failed[0] = EXEC_FAILED;
+      failed[1] = -r;
+      sys.write(3, failedBytes, 8);
       sys.exit(127);
     }
     sys.close(fds[0]);
-    if (child < 0) return fail(child);
+    sys.close(errFds[1]);
+    if (child < 0) {
+      sys.close(errFds[0]);
+      return fail(child);
+    }
+    const out = waitFor(child);
+    // Exit 127 with the trampoline's record: the hook could not be run; its errno.
+    if (out === -(HOOK_EXIT + 127)) {
+      const n = sys.read(errFds[0], failedBytes, 8);
+      sys.close(errFds[0]);
+      return fail(n === 8 && failed[0] === EXEC_FAILED ? -failed[1] : out);
+    }
+    sys.close(errFds[0]);
+    return out === 0 ? 0 : fail(out);
+  };
+  /** The hook's end: 0, or its failure code (negative); kills it at its timeout. */
+  const waitFor = (child: number): number => {
     let waited = 0;
     for (let polls = 0;; polls++) {
       const got = sys.wait4(child, status, WNOHANG);
       if (got === child) break;
-      if (got < 0 && got !== -EINTR) return fail(got);
+      if (got < 0 && got !== -EINTR) return got;
       if (h.timeoutMs > 0 && waited >= h.timeoutMs) {
         sys.kill(child, C.SIGKILL);
         sys.wait4(child, status, 0);
-        return fail(-HOOK_TIMEOUT);
+        return -HOOK_TIMEOUT;
       }
       // Quick hooks answer within a few milliseconds; a slow one is polled ten times a second.
       const ms = polls < 20 ? 1 : 10;
@@ -152,10 +184,11 @@ export function hookStep(
     const st = statusView.getInt32(0, true);
     if ((st & 0x7f) === 0) {
       const code = (st >> 8) & 0xff;
-      return code === 0 ? 0 : fail(-(HOOK_EXIT + code));
+      return code === 0 ? 0 : -(HOOK_EXIT + code);
     }
-    return fail(-(HOOK_SIGNAL + (st & 0x7f)));
+    return -(HOOK_SIGNAL + (st & 0x7f));
   };
+  return step;
 }
 
 /** The message for a hook's failure code (the report's errno), or undefined for an errno. */

@@ -144,6 +144,14 @@ function script(path: string, body: string): void {
   Deno.chmodSync(path, 0o755);
 }
 
+/** A hook script run by whatever /proc/self/exe is when it is exec'd. */
+function selfExeScript(dir: string): string {
+  const path = `${dir}/selfexe.sh`;
+  Deno.writeTextFileSync(path, "#!/proc/self/exe\nconsole.log('host runtime reached')\n");
+  Deno.chmodSync(path, 0o755);
+  return path;
+}
+
 /** `oci state ID`'s JSON. */
 async function ociState(root: string, id: string): Promise<{ status: string; pid: number }> {
   const r = await oci(root, ["state", id]);
@@ -228,6 +236,9 @@ microTest(
           { path: hook(dir, "slow", "sleep 20"), timeout: 1 },
           /createContainer\[0\].*: timed out after 1 s/,
         ],
+        // CVE-2019-5736's way in: at the hook's exec /proc/self/exe is micro's trampoline
+        // (it refuses, 126), never the host's Deno runtime.
+        [{ path: selfExeScript(dir) }, /createContainer\[0\].*: exit status 126/],
       ];
       for (const [h, want] of cases) {
         const b = `${dir}/b${uniq()}`;

@@ -47,7 +47,7 @@ Deno.test("hook step: state with the child's pid into the pipe before the fork; 
   sys.pid = 1;
   // Running for two polls, then exited 0.
   sys.returns("wait4", (a) => a[1] === 1, 0, 2);
-  const rc = hookStep(hook(), 5, () => 1010, sys, false)();
+  const rc = hookStep(hook(), 1012, sys, false)();
   assert.equal(rc, 0);
   const calls = sys.format();
   const at = (p: string) => calls.findIndex((c) => c.startsWith(p));
@@ -62,11 +62,11 @@ Deno.test("hook step: state with the child's pid into the pipe before the fork; 
 
 Deno.test("hook step: exit status, signal and timeout come back as their codes", () => {
   const exit3 = new RecordingSys({ clonePid: 77 }).scriptWait(3 << 8);
-  assert.equal(hookStep(hook(), 0, () => 1010, exit3, false)(), -(HOOK_EXIT + 3));
+  assert.equal(hookStep(hook(), 1012, exit3, false)(), -(HOOK_EXIT + 3));
   const killed = new RecordingSys({ clonePid: 77 }).scriptWait(9);
-  assert.equal(hookStep(hook(), 0, () => 1010, killed, false)(), -(HOOK_SIGNAL + 9));
+  assert.equal(hookStep(hook(), 1012, killed, false)(), -(HOOK_SIGNAL + 9));
   const slow = new RecordingSys({ clonePid: 77 }).returns("wait4", (a) => a[1] === 1, 0);
-  const rc = hookStep(hook({ timeout: 1 }), 0, () => 1010, slow, false)();
+  const rc = hookStep(hook({ timeout: 1 }), 1012, slow, false)();
   assert.equal(rc, -HOOK_TIMEOUT);
   assert.ok(slow.format().includes("kill(77, 9)"));
   assert.equal(hookFailure(HOOK_EXIT + 3), "exit status 3");
@@ -77,28 +77,46 @@ Deno.test("hook step: exit status, signal and timeout come back as their codes",
 
 Deno.test("hook step: a startContainer failure is said on stderr (no micro listens then)", () => {
   const sys = new RecordingSys({ clonePid: 77 }).scriptWait(4 << 8);
-  hookStep(hook({ hook: "startContainer" }), 0, () => 1010, sys, true)();
+  hookStep(hook({ hook: "startContainer" }), 1012, sys, true)();
   assert.match(
     new TextDecoder().decode(Uint8Array.from(sys.written(2))),
     /hooks\.startContainer\[0\] \/bin\/hook failed/,
   );
 });
 
-Deno.test("hook step: the fork gets the state as stdin, keeps only the report fd, execs the hook", () => {
+Deno.test("hook step: the fork execs the hook through the trampoline, with only its fds", () => {
   const sys = new RecordingSys({ clonePid: 0 });
   try {
-    hookStep(hook(), 9, () => 1010, sys, false)();
+    hookStep(hook(), 1012, sys, false)();
   } catch {
     // FakeExit: the fork's exit(127) after the (fake) failed exec
   }
   const calls = sys.format();
   const tail = calls.slice(calls.findIndex((c) => c.startsWith("clone(")) + 1);
-  assert.match(tail[0], /^prctl\(1, 9/);
-  assert.match(tail[1], /^dup3\(3, 0, 0x0\)/);
-  assert.match(tail[2], /^closeRange\(3, 0x3f1/);
-  assert.match(tail[3], /^closeRange\(1011,/);
-  assert.match(tail.find((c) => c.startsWith("execveat"))!, /"\/bin\/hook"/);
-  assert.deepEqual(sys.sent(1010)[0].record, [9, 2]);
+  // The state pipe [3,4] and the trampoline's record pipe [5,6].
+  assert.deepEqual(tail.slice(0, 5), [
+    "prctl(1, 9, 0, 0, 0)",
+    "dup3(3, 0, 0x0)",
+    "dup3(6, 3, 0x0)",
+    "closeRange(4, 0x3f3, 0x0)",
+    "closeRange(1013, 0x7fffffff, 0x0)",
+  ]);
+  const exec = tail.find((c) => c.startsWith("execveat"))!;
+  assert.equal(
+    exec,
+    'execveat(1012, "", ["","","/bin/hook","","hook","a"], ["K=V"], 0x1000)',
+  );
+  // The fake's exec fails with ENOENT: the record the trampoline would send, on fd 3.
+  assert.deepEqual([...new Int32Array(Uint8Array.from(sys.written(3)).buffer)], [-4, 2]);
+});
+
+Deno.test("hook step: exit 127 with the trampoline's record is the exec's errno", () => {
+  const sys = new RecordingSys({ clonePid: 77 }).scriptWait(127 << 8);
+  sys.scriptRead(5, new Uint8Array(new Int32Array([-4, 13]).buffer));
+  assert.equal(hookStep(hook(), 1012, sys, false)(), -13);
+  const plain = new RecordingSys({ clonePid: 77 }).scriptWait(127 << 8);
+  plain.scriptRead(5, new Uint8Array(0));
+  assert.equal(hookStep(hook(), 1012, plain, false)(), -(HOOK_EXIT + 127));
 });
 
 Deno.test("child: createContainer hooks run right before pivot_root, startContainer after the exec fifo", () => {
