@@ -53,8 +53,8 @@ export function bridgeName(id: string): string {
 /**
  * A created network's list: a bridge that is the gateway, host-local addresses (`ips`
  * capability for --ip), masquerade and a default route unless internal, published ports
- * through portmap, and the firewall plugin's same-bridge ingress policy (Docker's
- * DOCKER-ISOLATION: traffic from another isolated bridge is dropped).
+ * through portmap, the firewall plugin's forward rules; the same-bridge isolation (Docker's
+ * DOCKER-ISOLATION: traffic from another isolated bridge is dropped) micro makes after ADD.
  */
 export function createdConfList(
   n: { name: string; id: string; created: string; subnet: string; gateway: string },
@@ -83,7 +83,8 @@ export function createdConfList(
         },
       },
       { type: "portmap", capabilities: { portMappings: true } },
-      { type: "firewall", backend: "iptables", ingressPolicy: "same-bridge" },
+      // Isolation: micro's own rules after ADD (core/cni/bridge.ts networkRulesScript).
+      { type: "firewall", backend: "iptables" },
     ],
   };
 }

@@ -121,6 +121,9 @@ export function probeNetwork(spec: Spec, sys: Sys, uid: number): NetFacts {
         list = created.list;
         facts.subnet = created.subnet;
         if (created.internal) facts.internalBridge = created.bridge;
+        facts.isolatedBridge = created.bridge;
+        // A list written before micro made the isolation rules itself: the plugin need not.
+        for (const p of list.plugins) if (p.type === "firewall") delete p.ingressPolicy;
         // micro's own lists, as its default network: the limiter is chained when asked.
         if (limited(spec)) list.plugins.push(BANDWIDTH_PLUGIN);
       } else list = loadConfList(spec.micro.net!.configDir, name);
@@ -144,6 +147,7 @@ export function probeNetwork(spec: Spec, sys: Sys, uid: number): NetFacts {
     list = microConfList(free.subnet, free.gateway, IPAM_DIR);
     facts.subnet = free.subnet;
     facts.transientBridge = MICRO_BRIDGE;
+    facts.isolatedBridge = MICRO_BRIDGE;
     if (limited(spec)) list.plugins.push(BANDWIDTH_PLUGIN);
   }
   facts.ips = list.plugins.some((p) => p.capabilities?.ips === true);

@@ -11,6 +11,8 @@ import {
   bridgeRulesScript,
   holdsNothing,
   internalRules,
+  ISOLATION_COMMENT,
+  networkRulesScript,
   parseSave,
   ruleWords,
 } from "../../core/cni/bridge.ts";
@@ -148,7 +150,8 @@ Deno.test("network create: the list: a bridge of its own, ips, isolation; intern
   assert.equal(br.ipMasq, true);
   assert.deepEqual(br.capabilities, { ips: true });
   assert.deepEqual((br.ipam as { routes: unknown }).routes, [{ dst: "0.0.0.0/0" }]);
-  assert.equal(l.plugins[2].ingressPolicy, "same-bridge");
+  // The isolation is micro's own rules after ADD (networkRulesScript), not the plugin's.
+  assert.equal(l.plugins[2].ingressPolicy, undefined);
   const i = createdConfList(n, true, "/run/micro/.networks");
   const ib = i.plugins[0] as Record<string, unknown>;
   assert.equal(ib.ipMasq, false);
@@ -157,7 +160,7 @@ Deno.test("network create: the list: a bridge of its own, ips, isolation; intern
   // micro's default network is isolated from created ones too, and takes --ip.
   const m = microConfList("10.88.0.0/16", "10.88.0.1", "/run/micro/.networks");
   assert.deepEqual(m.plugins[0].capabilities, { ips: true });
-  assert.equal(m.plugins[2].ingressPolicy, "same-bridge");
+  assert.equal(m.plugins[2].ingressPolicy, undefined);
 });
 
 Deno.test("network files: read back as micro's; another's list, a renamed one or junk is refused", () => {
@@ -261,6 +264,7 @@ function host(net: Partial<NetFacts> = {}): HostInfo {
     subnet: "10.88.0.0/16",
     ips: true,
     transientBridge: "micro0",
+    isolatedBridge: "micro0",
     ...net,
   });
 }
@@ -275,6 +279,7 @@ Deno.test("net --ip and -P: in the ADD op, with the bridge that goes with the la
   assert.equal(add.args.ip, "10.88.0.9");
   assert.deepEqual(add.args.publishAll, [{ containerPort: 80, protocol: "tcp" }]);
   assert.equal(add.args.transientBridge, "micro0");
+  assert.equal(add.args.isolatedBridge, "micro0", "micro makes its isolation rules");
   // a created network's bridge stays: no transientBridge from the probe
   const c = spec({ net: { mode: "back" } });
   const add2 = planRun(c, host({ transientBridge: undefined }), PLUGINS).find((o) =>
@@ -314,6 +319,82 @@ Deno.test("network: an internal bridge's drop rules name it both ways and are fo
   const saved = "-N MICRO-INTERNAL\n" +
     [...rules, ...internalRules("mbr-2")].map((r) => `-A ${r.join(" ")}`).join("\n");
   assert.deepEqual(bridgeRules(saved, "mbr-1"), rules);
+});
+
+Deno.test("network: isolation and internal rules after ADD: only what is missing, in one script", () => {
+  const c = `-m comment --comment "${ISOLATION_COMMENT}"`;
+  // Right after the first ADD: the firewall plugin's CNI-FORWARD jump is FORWARD's first rule.
+  const fresh = {
+    filter: {
+      chains: ["INPUT", "FORWARD", "OUTPUT", "CNI-FORWARD", "CNI-ADMIN"],
+      rules: ['-A FORWARD -m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD'],
+    },
+    nat: { chains: [], rules: [] },
+  };
+  const first = networkRulesScript(fresh, { isolate: "micro0" });
+  assert.deepEqual(first.made, ["CNI-ISOLATION-STAGE-1", "CNI-ISOLATION-STAGE-2"]);
+  assert.equal(
+    first.script,
+    "*filter\n-N CNI-ISOLATION-STAGE-1\n-N CNI-ISOLATION-STAGE-2\n" +
+      `-I FORWARD 1 ${c} -j CNI-ISOLATION-STAGE-1\n` +
+      `-I CNI-ISOLATION-STAGE-1 1 -i micro0 ! -o micro0 ${c} -j CNI-ISOLATION-STAGE-2\n` +
+      `-A CNI-ISOLATION-STAGE-1 ${c} -j RETURN\n` +
+      `-I CNI-ISOLATION-STAGE-2 1 -o micro0 ${c} -j DROP\n` +
+      `-A CNI-ISOLATION-STAGE-2 ${c} -j RETURN\nCOMMIT\n`,
+  );
+  // As iptables-save prints them once made (what the plugin made was the same, word for word).
+  const made = {
+    filter: {
+      chains: [...fresh.filter.chains, "CNI-ISOLATION-STAGE-1", "CNI-ISOLATION-STAGE-2"],
+      rules: [
+        `-A FORWARD ${c} -j CNI-ISOLATION-STAGE-1`,
+        ...fresh.filter.rules,
+        `-A CNI-ISOLATION-STAGE-1 -i micro0 ! -o micro0 ${c} -j CNI-ISOLATION-STAGE-2`,
+        `-A CNI-ISOLATION-STAGE-1 ${c} -j RETURN`,
+        `-A CNI-ISOLATION-STAGE-2 -o micro0 ${c} -j DROP`,
+        `-A CNI-ISOLATION-STAGE-2 ${c} -j RETURN`,
+      ],
+    },
+    nat: { chains: [], rules: [] },
+  };
+  assert.deepEqual(networkRulesScript(made, { isolate: "micro0" }), { script: "", made: [] });
+  // Another bridge: its two rules first in the stages, nothing else.
+  assert.equal(
+    networkRulesScript(made, { isolate: "mbr-1" }).script,
+    `*filter\n-I CNI-ISOLATION-STAGE-1 1 -i mbr-1 ! -o mbr-1 ${c} -j CNI-ISOLATION-STAGE-2\n` +
+      `-I CNI-ISOLATION-STAGE-2 1 -o mbr-1 ${c} -j DROP\nCOMMIT\n`,
+  );
+  // A comment cannot pass for a rule: the rule words are compared without it.
+  const fake = structuredClone(made);
+  fake.filter.rules[4] =
+    '-A CNI-ISOLATION-STAGE-2 -m comment --comment "-o mbr-1 -j DROP" -j RETURN';
+  assert.match(
+    networkRulesScript(fake, { isolate: "mbr-1" }).script,
+    /-I CNI-ISOLATION-STAGE-2 1 -o mbr-1 /,
+  );
+  // Internal: its chain, its jump first in FORWARD (moved when the isolation jump went first).
+  const internal = networkRulesScript(fresh, { isolate: "mbr-1", internal: "mbr-1" });
+  assert.deepEqual(internal.made, [
+    "CNI-ISOLATION-STAGE-1",
+    "CNI-ISOLATION-STAGE-2",
+    "MICRO-INTERNAL",
+  ]);
+  assert.match(
+    internal.script,
+    /-I FORWARD 1 -j MICRO-INTERNAL\n-A MICRO-INTERNAL -i mbr-1 ! -o mbr-1 -j DROP\n-A MICRO-INTERNAL -o mbr-1 ! -i mbr-1 -j DROP\nCOMMIT\n$/,
+  );
+  const ready = structuredClone(made);
+  ready.filter.chains.push("MICRO-INTERNAL");
+  ready.filter.rules.splice(1, 0, "-A FORWARD -j MICRO-INTERNAL");
+  ready.filter.rules.push(...internalRules("mbr-1").map((r) => `-A ${r.join(" ")}`));
+  const moved = networkRulesScript(ready, { isolate: "micro0", internal: "mbr-1" }).script;
+  assert.equal(
+    moved,
+    "*filter\n-D FORWARD -j MICRO-INTERNAL\n-I FORWARD 1 -j MICRO-INTERNAL\nCOMMIT\n",
+  );
+  ready.filter.rules.splice(1, 1);
+  ready.filter.rules.unshift("-A FORWARD -j MICRO-INTERNAL");
+  assert.equal(networkRulesScript(ready, { isolate: "micro0", internal: "mbr-1" }).script, "");
 });
 
 Deno.test("network: shared chains hold nothing only with the plugins' fixed rules and jumps among them", () => {
