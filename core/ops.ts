@@ -302,8 +302,8 @@ export interface OpArgs {
     transientBridge?: string;
     /** A created `--internal` network's bridge (core/cni/bridge.ts networkRulesScript). */
     internalBridge?: string;
-    /** A micro network's bridge: micro makes its isolation rules (networkRulesScript). */
-    isolatedBridge?: string;
+    /** What micro makes itself after ADD for its own networks (bridge.ts takeOwnRules). */
+    ownRules?: { isolate?: string; masquerade?: { bridge: string; subnet: string } };
     files?: { dir: string; hostname: string; resolv: string; addHosts: string[] };
   };
   /** cleanup: DEL the container from the networks recorded in `cache`. */

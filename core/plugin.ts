@@ -5,6 +5,7 @@ import type { RootlessIds } from "./idmap.ts";
 import type { Op } from "./ops.ts";
 import type { ObjectSchema } from "./schema_types.ts";
 import type { Spec } from "./spec.ts";
+import type { OwnRules } from "./cni/bridge.ts";
 
 /** What the host probe found, gathered once before planning so plan() needs no I/O. */
 export interface HostInfo {
@@ -100,11 +101,10 @@ export interface NetFacts {
   /** A created `--internal` network's bridge: its drop rules are made after ADD. */
   internalBridge?: string;
   /**
-   * A micro network's bridge (its own and created ones): micro makes the firewall plugin's
-   * same-bridge isolation rules after ADD, in one iptables-restore, instead of the plugin's
-   * dozen iptables calls a run.
+   * micro's networks (its own and created ones): the isolation and masquerade micro makes
+   * after ADD, once per bridge, in one iptables-restore (core/cni/bridge.ts takeOwnRules).
    */
-  isolatedBridge?: string;
+  ownRules?: OwnRules;
 }
 
 export interface Plugin<O = Record<string, unknown>> {

@@ -242,9 +242,9 @@ export class NetworkOps {
       const before = await chainsBefore();
       const r = await addNetwork(list, a);
       try {
-        // micro's networks' isolation and internal rules, one iptables-restore (bridge.ts).
+        // micro's networks' isolation, masquerade and internal rules: one restore (bridge.ts).
         await afterAdd(before, {
-          ...(args.isolatedBridge ? { isolate: args.isolatedBridge } : {}),
+          ...args.ownRules,
           ...(args.internalBridge ? { internal: args.internalBridge } : {}),
         });
       } catch (e) {

@@ -11,6 +11,7 @@ import { type HeldLock, lockFile } from "../store/lock.ts";
 import { openLibc } from "../sys/libc.ts";
 import { parseJsonLimited } from "./json.ts";
 import { IPAM_DIR } from "./probe.ts";
+import type { ConfList } from "./config.ts";
 
 /** The firewall plugin's isolation chains (ingressPolicy same-bridge, as Docker's). */
 const ISOLATION_CHAINS = ["CNI-ISOLATION-STAGE-1", "CNI-ISOLATION-STAGE-2"];
@@ -310,6 +311,18 @@ export function bridgeRulesScript(
       del(i);
     }
   });
+  // micro's masquerade rule of the bridge (networkRulesScript): its words and its comment.
+  saved.nat.rules.forEach((l, i) => {
+    const w = ruleWords(l);
+    const c = w.indexOf("--comment");
+    const u = uncommented(w);
+    if (
+      ok("nat", i) && u[1] === "POSTROUTING" && c > 0 && w[c + 1] === MASQUERADE_COMMENT &&
+      u[2] === "-s" && u.slice(2).join(" ") === masqueradeSpec(u[3], bridge)
+    ) {
+      lines.nat.push(`-D${l.slice(2)}`);
+    }
+  });
   const jumpsIn = (w: string[][], chains: string[]) =>
     w.flatMap((r, i) => !chains.includes(r[1]) && chains.includes(jumpTarget(r) ?? "") ? [i] : []);
   if (
@@ -399,12 +412,53 @@ async function restore(script: string): Promise<string> {
   }
 }
 
-/** The bridges whose rules micro makes after an ADD (see `networkRulesScript`). */
-export interface WantedRules {
+/** The comment on the masquerade rule micro makes for a network (one per bridge). */
+export const MASQUERADE_COMMENT = "micro masquerade";
+
+/** What micro's own networks ask of the plugins that micro makes itself, once per bridge. */
+export interface OwnRules {
   /** A micro network's bridge: the same-bridge isolation from other networks. */
   isolate?: string;
+  /** Outgoing traffic of the bridge's subnet masqueraded, as Docker's per-bridge rule. */
+  masquerade?: { bridge: string; subnet: string };
+}
+
+/** The bridges whose rules micro makes after an ADD (see `networkRulesScript`). */
+export interface WantedRules extends OwnRules {
   /** An `--internal` network's bridge: nothing crosses its edge. */
   internal?: string;
+}
+
+/**
+ * Takes from micro's own list (a copy: the stored one stays what any CNI runtime can use)
+ * what micro makes itself after ADD, once per bridge, in its one iptables-restore: the
+ * firewall plugin's same-bridge isolation (13 iptables calls an ADD) and the bridge plugin's
+ * masquerade (a chain per container: 8 iptables calls an ADD and 6 a DEL). Pure.
+ */
+export function takeOwnRules(
+  list: ConfList,
+  bridge: string,
+  subnet: string,
+): { list: ConfList; own: OwnRules } {
+  const own: OwnRules = {};
+  const plugins = list.plugins.map((p) => {
+    const q = { ...p };
+    if (q.type === "firewall" && q.ingressPolicy === "same-bridge") {
+      delete q.ingressPolicy;
+      own.isolate = bridge;
+    }
+    if (q.type === "bridge" && q.bridge === bridge && q.ipMasq === true) {
+      q.ipMasq = false;
+      own.masquerade = { bridge, subnet };
+    }
+    return q;
+  });
+  return { list: { ...list, plugins }, own };
+}
+
+/** The masquerade rule's words as iptables-save prints them (its comment left out). */
+function masqueradeSpec(subnet: string, bridge: string): string {
+  return `-s ${subnet} ! -d 224.0.0.0/4 ! -o ${bridge} -j MASQUERADE`;
 }
 
 /**
@@ -462,7 +516,23 @@ export function networkRulesScript(
       if (!has(ch, spec.join(" "))) lines.push(`-A ${ch} ${spec.join(" ")}`);
     }
   }
-  return { script: lines.length ? `*filter\n${lines.join("\n")}\nCOMMIT\n` : "", made };
+  const nat: string[] = [];
+  if (want.masquerade) {
+    // Docker's rule: what leaves the subnet by another interface than the bridge, multicast
+    // aside (the bridge plugin's exception), goes out as the host's address.
+    const { bridge, subnet } = want.masquerade;
+    const spec = masqueradeSpec(subnet, bridge);
+    const natRules = saved.nat.rules.map((l) => uncommented(ruleWords(l)));
+    if (!natRules.some((w) => w[1] === "POSTROUTING" && w.slice(2).join(" ") === spec)) {
+      nat.push(
+        `-A POSTROUTING -s ${subnet} ! -d 224.0.0.0/4 ! -o ${bridge} ` +
+          `-m comment --comment "${MASQUERADE_COMMENT}" -j MASQUERADE`,
+      );
+    }
+  }
+  let script = lines.length ? `*filter\n${lines.join("\n")}\nCOMMIT\n` : "";
+  if (nat.length) script += `*nat\n${nat.join("\n")}\nCOMMIT\n`;
+  return { script, made };
 }
 
 /**

@@ -53,8 +53,9 @@ export function bridgeName(id: string): string {
 /**
  * A created network's list: a bridge that is the gateway, host-local addresses (`ips`
  * capability for --ip), masquerade and a default route unless internal, published ports
- * through portmap, the firewall plugin's forward rules; the same-bridge isolation (Docker's
- * DOCKER-ISOLATION: traffic from another isolated bridge is dropped) micro makes after ADD.
+ * through portmap, and the firewall plugin's same-bridge ingress policy (Docker's
+ * DOCKER-ISOLATION: traffic from another isolated bridge is dropped). A CNI runtime can use
+ * the list as it is; micro makes the isolation and masquerade itself (bridge.ts takeOwnRules).
  */
 export function createdConfList(
   n: { name: string; id: string; created: string; subnet: string; gateway: string },
@@ -83,8 +84,7 @@ export function createdConfList(
         },
       },
       { type: "portmap", capabilities: { portMappings: true } },
-      // Isolation: micro's own rules after ADD (core/cni/bridge.ts networkRulesScript).
-      { type: "firewall", backend: "iptables" },
+      { type: "firewall", backend: "iptables", ingressPolicy: "same-bridge" },
     ],
   };
 }
