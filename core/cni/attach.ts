@@ -253,7 +253,7 @@ export class NetworkOps {
         throw new MicroError((e as Error).message, {
           phase: "attach",
           plugin: "net",
-          op: args.internalBridge ? "internal" : "isolation",
+          op: "network rules",
           paths: { network: list.name },
           hint: "check the host's iptables (micro doctor)",
         });

@@ -75,9 +75,10 @@ export function bridgeRules(saved: string, bridge: string): string[][] {
 }
 
 /**
- * Deletes the bridge device, then, under the CNI lock, in one iptables-save and one
- * iptables-restore: its isolation and internal rules, micro's internal chain once empty, and
- * the shared chains micro made once they hold nothing of a container. Returns problems.
+ * Deletes the bridge device and, meanwhile, under the CNI lock, in one iptables-save and one
+ * iptables-restore: its isolation, masquerade and internal rules, micro's internal chain once
+ * empty, and the shared chains micro made once they hold nothing of a container. Returns
+ * problems.
  */
 export async function removeBridge(bridge: string, dir = IPAM_DIR): Promise<string[]> {
   const problems: string[] = [];
