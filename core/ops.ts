@@ -300,8 +300,10 @@ export interface OpArgs {
     publishAll?: { containerPort: number; protocol: "tcp" | "udp" }[];
     /** The bridge to delete after DEL when no other run holds the network. */
     transientBridge?: string;
-    /** A created `--internal` network's bridge (core/cni/bridge.ts ensureInternalRules). */
+    /** A created `--internal` network's bridge (core/cni/bridge.ts networkRulesScript). */
     internalBridge?: string;
+    /** What micro makes itself after ADD for its own networks (bridge.ts takeOwnRules). */
+    ownRules?: { isolate?: string; masquerade?: { bridge: string; subnet: string } };
     files?: { dir: string; hostname: string; resolv: string; addHosts: string[] };
   };
   /** cleanup: DEL the container from the networks recorded in `cache`. */

@@ -5,6 +5,7 @@ import type { RootlessIds } from "./idmap.ts";
 import type { Op } from "./ops.ts";
 import type { ObjectSchema } from "./schema_types.ts";
 import type { Spec } from "./spec.ts";
+import type { OwnRules } from "./cni/bridge.ts";
 
 /** What the host probe found, gathered once before planning so plan() needs no I/O. */
 export interface HostInfo {
@@ -99,6 +100,11 @@ export interface NetFacts {
   transientBridge?: string;
   /** A created `--internal` network's bridge: its drop rules are made after ADD. */
   internalBridge?: string;
+  /**
+   * micro's networks (its own and created ones): the isolation and masquerade micro makes
+   * after ADD, once per bridge, in one iptables-restore (core/cni/bridge.ts takeOwnRules).
+   */
+  ownRules?: OwnRules;
 }
 
 export interface Plugin<O = Record<string, unknown>> {

@@ -229,6 +229,7 @@ export const net: Plugin<NetOptions> = {
         ...(n.publishAll && n.exposed?.length ? { publishAll: n.exposed } : {}),
         ...(host.net.transientBridge ? { transientBridge: host.net.transientBridge } : {}),
         ...(host.net.internalBridge ? { internalBridge: host.net.internalBridge } : {}),
+        ...(host.net.ownRules ? { ownRules: host.net.ownRules } : {}),
         ...(spec.micro.runFiles?.length
           ? {
             files: {

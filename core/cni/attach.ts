@@ -26,10 +26,9 @@ import { isAlive, readState, type RunState } from "../state.ts";
 import { findRunning } from "../exec/find.ts";
 import { formatMapping, type PortMapping } from "./ports.ts";
 import {
+  afterAdd,
   chainsBefore,
-  ensureInternalRules,
   holdNetwork,
-  recordCreated,
   removeBridgeIfUnused,
   withCniLock,
 } from "./bridge.ts";
@@ -242,21 +241,22 @@ export class NetworkOps {
       // Which shared chains this ADD makes, recorded once, for their removal (bridge.ts).
       const before = await chainsBefore();
       const r = await addNetwork(list, a);
-      if (before) await recordCreated(before).catch(() => {});
-      if (args.internalBridge) {
-        try {
-          await ensureInternalRules(args.internalBridge);
-        } catch (e) {
-          // Its rules could not be made: the container does not run on a leaky network.
-          this.added!.result = r;
-          throw new MicroError((e as Error).message, {
-            phase: "attach",
-            plugin: "net",
-            op: "internal",
-            paths: { network: list.name },
-            hint: "check the host's iptables (micro doctor)",
-          });
-        }
+      try {
+        // micro's networks' isolation, masquerade and internal rules: one restore (bridge.ts).
+        await afterAdd(before, {
+          ...args.ownRules,
+          ...(args.internalBridge ? { internal: args.internalBridge } : {}),
+        });
+      } catch (e) {
+        // Its rules could not be made: the container does not run on a leaky network.
+        this.added!.result = r;
+        throw new MicroError((e as Error).message, {
+          phase: "attach",
+          plugin: "net",
+          op: "network rules",
+          paths: { network: list.name },
+          hint: "check the host's iptables (micro doctor)",
+        });
       }
       return r;
     });

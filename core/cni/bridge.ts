@@ -11,9 +11,12 @@ import { type HeldLock, lockFile } from "../store/lock.ts";
 import { openLibc } from "../sys/libc.ts";
 import { parseJsonLimited } from "./json.ts";
 import { IPAM_DIR } from "./probe.ts";
+import type { ConfList } from "./config.ts";
 
 /** The firewall plugin's isolation chains (ingressPolicy same-bridge, as Docker's). */
 const ISOLATION_CHAINS = ["CNI-ISOLATION-STAGE-1", "CNI-ISOLATION-STAGE-2"];
+/** The comment the firewall plugin puts on those rules: micro makes the very same ones. */
+export const ISOLATION_COMMENT = "CNI firewall plugin rules (ingressPolicy: same-bridge)";
 const TOOL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 export function useLockPath(network: string): string {
@@ -72,17 +75,23 @@ export function bridgeRules(saved: string, bridge: string): string[][] {
 }
 
 /**
- * Deletes the bridge device, then, under the CNI lock, in one iptables-save and one
- * iptables-restore: its isolation and internal rules, micro's internal chain once empty, and
- * the shared chains micro made once they hold nothing of a container. Returns problems.
+ * Deletes the bridge device and, meanwhile, under the CNI lock, in one iptables-save and one
+ * iptables-restore: its isolation, masquerade and internal rules, micro's internal chain once
+ * empty, and the shared chains micro made once they hold nothing of a container. Returns
+ * problems.
  */
 export async function removeBridge(bridge: string, dir = IPAM_DIR): Promise<string[]> {
   const problems: string[] = [];
-  const r = await tool("ip", ["link", "del", "dev", bridge]);
+  // At once: the device's removal waits on the kernel (RCU grace periods, tens of ms), and
+  // the rules name the bridge only by its name, so neither needs the other done first.
+  const [r, dropped] = await Promise.all([
+    tool("ip", ["link", "del", "dev", bridge]),
+    withCniLock(() => dropBridgeRules(bridge, dir), dir),
+  ]);
   if (!r.ok && !/Cannot find device|does not exist/.test(r.out)) {
     problems.push(`ip link del ${bridge}: ${r.out.trim().split("\n")[0]}`);
   }
-  problems.push(...await withCniLock(() => dropBridgeRules(bridge, dir), dir));
+  problems.push(...dropped);
   return problems;
 }
 
@@ -93,7 +102,6 @@ export async function removeBridge(bridge: string, dir = IPAM_DIR): Promise<stri
  * container that sets one). The bridge itself (the gateway) and traffic inside the bridge stay.
  */
 export const INTERNAL_CHAIN = "MICRO-INTERNAL";
-const JUMP = ["FORWARD", "-j", INTERNAL_CHAIN];
 
 /** The two DROP rules of an internal network's bridge, as `iptables -A` words. */
 export function internalRules(bridge: string): string[][] {
@@ -101,30 +109,6 @@ export function internalRules(bridge: string): string[][] {
     [INTERNAL_CHAIN, "-i", bridge, "!", "-o", bridge, "-j", "DROP"],
     [INTERNAL_CHAIN, "-o", bridge, "!", "-i", bridge, "-j", "DROP"],
   ];
-}
-
-/**
- * Makes the internal network's drop rules (after each ADD, under the CNI lock): the chain,
- * its jump as FORWARD's first rule (the firewall plugin inserts CNI-FORWARD first too), and
- * the rules, each only when missing. Throws a one-line Error.
- */
-export async function ensureInternalRules(bridge: string): Promise<void> {
-  const must = async (args: string[]) => {
-    const r = await tool("iptables", ["-w", ...args]);
-    if (!r.ok) throw new Error(`iptables ${args.join(" ")}: ${r.out.trim().split("\n")[0]}`);
-  };
-  if (!(await tool("iptables", ["-w", "-S", INTERNAL_CHAIN])).ok) {
-    await must(["-N", INTERNAL_CHAIN]);
-  }
-  const forward = await tool("iptables", ["-w", "-S", "FORWARD"]);
-  const first = forward.out.split("\n").find((l) => l.startsWith("-A "));
-  if (first?.trim() !== `-A ${JUMP.join(" ")}`) {
-    while ((await tool("iptables", ["-w", "-D", ...JUMP])).ok) { /* moved to the front */ }
-    await must(["-I", "FORWARD", "1", "-j", INTERNAL_CHAIN]);
-  }
-  for (const rule of internalRules(bridge)) {
-    if (!(await tool("iptables", ["-w", "-C", ...rule])).ok) await must(["-A", ...rule]);
-  }
 }
 
 /**
@@ -251,23 +235,11 @@ function readChains(dir: string): Tables | null {
 
 /**
  * Around an ADD (under the CNI lock): with no record yet, the shared chains there before it,
- * so `recordCreated` can note which ADD made. null: the record exists, nothing to do.
+ * so `afterAdd` can note which ADD made. null: the record exists, nothing to do.
  */
 export async function chainsBefore(dir = IPAM_DIR): Promise<Tables | null> {
   if (readChains(dir) !== null) return null;
   return await sharedPresent();
-}
-
-/** Records the shared chains that exist now and were not there `before`. */
-export async function recordCreated(before: Tables, dir = IPAM_DIR): Promise<void> {
-  const now = await sharedPresent();
-  const made: Tables = {
-    filter: now.filter.filter((c) => !before.filter.includes(c)),
-    nat: now.nat.filter((c) => !before.nat.includes(c)),
-  };
-  const path = `${dir}/${CHAINS_FILE}`;
-  Deno.writeTextFileSync(`${path}.tmp`, JSON.stringify(made) + "\n", { mode: 0o600 });
-  Deno.renameSync(`${path}.tmp`, path);
 }
 
 /** Words of a rule without its comment match. */
@@ -338,6 +310,18 @@ export function bridgeRulesScript(
       w.some((x, k) => (x === "-i" || x === "-o") && w[k + 1] === bridge)
     ) {
       del(i);
+    }
+  });
+  // micro's masquerade rule of the bridge (networkRulesScript): its words and its comment.
+  saved.nat.rules.forEach((l, i) => {
+    const w = ruleWords(l);
+    const c = w.indexOf("--comment");
+    const u = uncommented(w);
+    if (
+      ok("nat", i) && u[1] === "POSTROUTING" && c > 0 && w[c + 1] === MASQUERADE_COMMENT &&
+      u[2] === "-s" && u.slice(2).join(" ") === masqueradeSpec(u[3], bridge)
+    ) {
+      lines.nat.push(`-D${l.slice(2)}`);
     }
   });
   const jumpsIn = (w: string[][], chains: string[]) =>
@@ -427,4 +411,164 @@ async function restore(script: string): Promise<string> {
   } catch (e) {
     return (e as Error).message.split("\n")[0];
   }
+}
+
+/** The comment on the masquerade rule micro makes for a network (one per bridge). */
+export const MASQUERADE_COMMENT = "micro masquerade";
+
+/** What micro's own networks ask of the plugins that micro makes itself, once per bridge. */
+export interface OwnRules {
+  /** A micro network's bridge: the same-bridge isolation from other networks. */
+  isolate?: string;
+  /** Outgoing traffic of the bridge's subnet masqueraded, as Docker's per-bridge rule. */
+  masquerade?: { bridge: string; subnet: string };
+}
+
+/** The bridges whose rules micro makes after an ADD (see `networkRulesScript`). */
+export interface WantedRules extends OwnRules {
+  /** An `--internal` network's bridge: nothing crosses its edge. */
+  internal?: string;
+}
+
+/**
+ * Takes from micro's own list (a copy: the stored one stays what any CNI runtime can use)
+ * what micro makes itself after ADD, once per bridge, in its one iptables-restore: the
+ * firewall plugin's same-bridge isolation (13 iptables calls an ADD) and the bridge plugin's
+ * masquerade (a chain per container: 8 iptables calls an ADD and 6 a DEL). Pure.
+ */
+export function takeOwnRules(
+  list: ConfList,
+  bridge: string,
+  subnet: string,
+): { list: ConfList; own: OwnRules } {
+  const own: OwnRules = {};
+  const plugins = list.plugins.map((p) => {
+    const q = { ...p };
+    if (q.type === "firewall" && q.ingressPolicy === "same-bridge") {
+      delete q.ingressPolicy;
+      own.isolate = bridge;
+    }
+    if (q.type === "bridge" && q.bridge === bridge && q.ipMasq === true) {
+      q.ipMasq = false;
+      own.masquerade = { bridge, subnet };
+    }
+    return q;
+  });
+  return { list: { ...list, plugins }, own };
+}
+
+/** The masquerade rule's words as iptables-save prints them (its comment left out). */
+function masqueradeSpec(subnet: string, bridge: string): string {
+  return `-s ${subnet} ! -d 224.0.0.0/4 ! -o ${bridge} -j MASQUERADE`;
+}
+
+/**
+ * The iptables-restore script that makes what `want` asks for and `saved` (iptables-save
+ * after the ADD) lacks, and the chains it creates. Isolation: the firewall plugin's
+ * `ingressPolicy: same-bridge` rules, word for word (Docker's DOCKER-ISOLATION): its jump
+ * first in FORWARD, ahead of CNI-FORWARD, whose accept of the container's address would
+ * otherwise let it out to another bridge. Internal: micro's chain, its jump first of all,
+ * and the bridge's two drop rules. Chains are made with `-N`, which fails on one that exists
+ * (a `:CHAIN` line would flush it). Pure.
+ */
+export function networkRulesScript(
+  saved: Saved,
+  want: WantedRules,
+): { script: string; made: string[] } {
+  const lines: string[] = [];
+  const made: string[] = [];
+  const rules = saved.filter.rules.map((l) => uncommented(ruleWords(l)));
+  const has = (chain: string, spec: string) =>
+    rules.some((w) => w[1] === chain && w.slice(2).join(" ") === spec);
+  const chain = (c: string) => {
+    if (saved.filter.chains.includes(c) || made.includes(c)) return;
+    lines.push(`-N ${c}`);
+    made.push(c);
+  };
+  let newFirst = false;
+  if (want.isolate) {
+    const [s1, s2] = ISOLATION_CHAINS;
+    const b = want.isolate;
+    const c = `-m comment --comment "${ISOLATION_COMMENT}"`;
+    chain(s1);
+    chain(s2);
+    if (!rules.some((w) => w[1] === "FORWARD" && jumpTarget(w) === s1)) {
+      lines.push(`-I FORWARD 1 ${c} -j ${s1}`);
+      newFirst = true;
+    }
+    if (!has(s1, `-i ${b} ! -o ${b} -j ${s2}`)) {
+      lines.push(`-I ${s1} 1 -i ${b} ! -o ${b} ${c} -j ${s2}`);
+    }
+    if (!has(s1, "-j RETURN")) lines.push(`-A ${s1} ${c} -j RETURN`);
+    if (!has(s2, `-o ${b} -j DROP`)) lines.push(`-I ${s2} 1 -o ${b} ${c} -j DROP`);
+    if (!has(s2, "-j RETURN")) lines.push(`-A ${s2} ${c} -j RETURN`);
+  }
+  if (want.internal) {
+    chain(INTERNAL_CHAIN);
+    const jump = `-j ${INTERNAL_CHAIN}`;
+    const first = rules.find((w) => w[1] === "FORWARD");
+    if (newFirst || first?.slice(2).join(" ") !== jump) {
+      for (const w of rules) {
+        if (w[1] === "FORWARD" && w.slice(2).join(" ") === jump) lines.push(`-D FORWARD ${jump}`);
+      }
+      lines.push(`-I FORWARD 1 ${jump}`);
+    }
+    for (const [ch, ...spec] of internalRules(want.internal)) {
+      if (!has(ch, spec.join(" "))) lines.push(`-A ${ch} ${spec.join(" ")}`);
+    }
+  }
+  const nat: string[] = [];
+  if (want.masquerade) {
+    // Docker's rule: what leaves the subnet by another interface than the bridge, multicast
+    // aside (the bridge plugin's exception), goes out as the host's address.
+    const { bridge, subnet } = want.masquerade;
+    const spec = masqueradeSpec(subnet, bridge);
+    const natRules = saved.nat.rules.map((l) => uncommented(ruleWords(l)));
+    if (!natRules.some((w) => w[1] === "POSTROUTING" && w.slice(2).join(" ") === spec)) {
+      nat.push(
+        `-A POSTROUTING -s ${subnet} ! -d 224.0.0.0/4 ! -o ${bridge} ` +
+          `-m comment --comment "${MASQUERADE_COMMENT}" -j MASQUERADE`,
+      );
+    }
+  }
+  let script = lines.length ? `*filter\n${lines.join("\n")}\nCOMMIT\n` : "";
+  if (nat.length) script += `*nat\n${nat.join("\n")}\nCOMMIT\n`;
+  return { script, made };
+}
+
+/**
+ * After an ADD, under the CNI lock, in one iptables-save and at most one iptables-restore:
+ * the rules `want` asks for (networkRulesScript), and, when `before` is given (no record
+ * yet), the record of the shared chains made since. Throws a one-line Error when the rules
+ * cannot be made; the record is best effort, as before (without it micro removes nothing).
+ */
+export async function afterAdd(
+  before: Tables | null,
+  want: WantedRules,
+  dir = IPAM_DIR,
+): Promise<void> {
+  const needed = want.isolate !== undefined || want.internal !== undefined;
+  if (!before && !needed) return;
+  let saved: Saved;
+  try {
+    saved = await saveTables();
+  } catch (e) {
+    if (needed) throw e;
+    return;
+  }
+  const { script, made } = networkRulesScript(saved, want);
+  const failed = script ? await restore(script) : "";
+  if (before) {
+    const now = [...saved.filter.chains, ...(failed ? [] : made)];
+    const record: Tables = {
+      filter: SHARED_CHAINS.filter.filter((c) => now.includes(c) && !before.filter.includes(c)),
+      nat: SHARED_CHAINS.nat.filter((c) => saved.nat.chains.includes(c) && !before.nat.includes(c)),
+    };
+    const path = `${dir}/${CHAINS_FILE}`;
+    try {
+      Deno.writeTextFileSync(`${path}.tmp`, JSON.stringify(record) + "\n", { mode: 0o600 });
+      Deno.renameSync(`${path}.tmp`, path);
+    } catch { /* best effort: without a record, micro removes none of them */ }
+  }
+  if (failed) throw new Error(`iptables-restore --noflush: ${failed}`);
 }

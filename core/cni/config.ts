@@ -185,7 +185,8 @@ export const MICRO_PLUGINS = ["bridge", "host-local", "portmap", "firewall"];
 /**
  * micro's own network, as podman's default one: a bridge acting as the gateway, addresses
  * from host-local (leases under `dataDir`; `ips` for --ip), outgoing traffic masqueraded,
- * published ports through portmap, and the firewall plugin's forward and isolation rules.
+ * published ports through portmap, and the firewall plugin's forward and isolation rules
+ * (the masquerade and isolation made by micro itself: core/cni/bridge.ts takeOwnRules).
  */
 export function microConfList(subnet: string, gateway: string, dataDir: string): ConfList {
   return {
@@ -208,6 +209,7 @@ export function microConfList(subnet: string, gateway: string, dataDir: string):
       },
       { type: "portmap", capabilities: { portMappings: true } },
       // same-bridge: isolated from micro's created networks, as Docker's DOCKER-ISOLATION.
+      // micro makes these rules and the masquerade itself (core/cni/bridge.ts takeOwnRules).
       { type: "firewall", backend: "iptables", ingressPolicy: "same-bridge" },
     ],
   };

@@ -54,7 +54,8 @@ export function bridgeName(id: string): string {
  * A created network's list: a bridge that is the gateway, host-local addresses (`ips`
  * capability for --ip), masquerade and a default route unless internal, published ports
  * through portmap, and the firewall plugin's same-bridge ingress policy (Docker's
- * DOCKER-ISOLATION: traffic from another isolated bridge is dropped).
+ * DOCKER-ISOLATION: traffic from another isolated bridge is dropped). A CNI runtime can use
+ * the list as it is; micro makes the isolation and masquerade itself (bridge.ts takeOwnRules).
  */
 export function createdConfList(
   n: { name: string; id: string; created: string; subnet: string; gateway: string },

@@ -21,6 +21,7 @@ import { RESOLVED_UPSTREAM } from "./dns.ts";
 import { findPlugin, untrustedPlugin } from "./exec.ts";
 import { chooseSubnet, parseCidr } from "./subnet.ts";
 import { hostRoutes, listNetworks, loadNetwork, networksDir } from "./networks.ts";
+import { takeOwnRules } from "./bridge.ts";
 import { storeRoot } from "../store/paths.ts";
 
 /** Where the micro network's host-local leases live: with the run state, gone at reboot. */
@@ -121,6 +122,9 @@ export function probeNetwork(spec: Spec, sys: Sys, uid: number): NetFacts {
         list = created.list;
         facts.subnet = created.subnet;
         if (created.internal) facts.internalBridge = created.bridge;
+        const taken = takeOwnRules(list, created.bridge, created.subnet);
+        list = taken.list;
+        facts.ownRules = taken.own;
         // micro's own lists, as its default network: the limiter is chained when asked.
         if (limited(spec)) list.plugins.push(BANDWIDTH_PLUGIN);
       } else list = loadConfList(spec.micro.net!.configDir, name);
@@ -141,7 +145,13 @@ export function probeNetwork(spec: Spec, sys: Sys, uid: number): NetFacts {
       facts.configError = "no private /16 is free of this host's routes for micro's network";
       return facts;
     }
-    list = microConfList(free.subnet, free.gateway, IPAM_DIR);
+    const own = takeOwnRules(
+      microConfList(free.subnet, free.gateway, IPAM_DIR),
+      MICRO_BRIDGE,
+      free.subnet,
+    );
+    list = own.list;
+    facts.ownRules = own.own;
     facts.subnet = free.subnet;
     facts.transientBridge = MICRO_BRIDGE;
     if (limited(spec)) list.plugins.push(BANDWIDTH_PLUGIN);

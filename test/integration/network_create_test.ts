@@ -171,6 +171,8 @@ microTest(
       // The created bridge stays after its last container, until rm.
       assert.match(await host.sh(`ip -o link show mbr-${front.slice(0, 11)}`), /mbr-/);
       assert.match(await host.sh("iptables -S CNI-ISOLATION-STAGE-2"), /-o mbr-/);
+      // micro's masquerade, one rule per bridge, stays with it too (and goes with rm below).
+      assert.match(await host.sh("iptables -t nat -S POSTROUTING"), /! -o mbr-\S+ .*MASQUERADE/);
       assert.equal(ok(await host.micro(["network", "rm", "front", "back"])), "front\nback\n");
       assert.equal(await host.sh("ip -o link show type bridge"), "");
       assert.doesNotMatch(await host.sh("iptables-save"), /mbr-/);

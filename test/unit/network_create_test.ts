@@ -11,8 +11,12 @@ import {
   bridgeRulesScript,
   holdsNothing,
   internalRules,
+  ISOLATION_COMMENT,
+  MASQUERADE_COMMENT,
+  networkRulesScript,
   parseSave,
   ruleWords,
+  takeOwnRules,
 } from "../../core/cni/bridge.ts";
 import { freePorts } from "../../core/cni/attach.ts";
 import {
@@ -158,6 +162,20 @@ Deno.test("network create: the list: a bridge of its own, ips, isolation; intern
   const m = microConfList("10.88.0.0/16", "10.88.0.1", "/run/micro/.networks");
   assert.deepEqual(m.plugins[0].capabilities, { ips: true });
   assert.equal(m.plugins[2].ingressPolicy, "same-bridge");
+  // What a run gives the plugins: micro makes the isolation and masquerade itself, once per
+  // bridge; the stored list stays whole (any CNI runtime can use it).
+  const { list, own } = takeOwnRules(l, bridgeName(ID), n.subnet);
+  assert.deepEqual(own, {
+    isolate: bridgeName(ID),
+    masquerade: { bridge: bridgeName(ID), subnet: "10.70.0.0/24" },
+  });
+  assert.equal(list.plugins[0].ipMasq, false);
+  assert.equal(list.plugins[2].ingressPolicy, undefined);
+  assert.equal(l.plugins[0].ipMasq, true);
+  assert.equal(l.plugins[2].ingressPolicy, "same-bridge");
+  // internal: no masquerade to make; another bridge's list (not micro's own): nothing taken.
+  assert.deepEqual(takeOwnRules(i, bridgeName(ID), n.subnet).own, { isolate: bridgeName(ID) });
+  assert.deepEqual(takeOwnRules(l, "cni0", n.subnet).own, { isolate: "cni0" });
 });
 
 Deno.test("network files: read back as micro's; another's list, a renamed one or junk is refused", () => {
@@ -261,6 +279,7 @@ function host(net: Partial<NetFacts> = {}): HostInfo {
     subnet: "10.88.0.0/16",
     ips: true,
     transientBridge: "micro0",
+    ownRules: { isolate: "micro0", masquerade: { bridge: "micro0", subnet: "10.88.0.0/16" } },
     ...net,
   });
 }
@@ -275,6 +294,10 @@ Deno.test("net --ip and -P: in the ADD op, with the bridge that goes with the la
   assert.equal(add.args.ip, "10.88.0.9");
   assert.deepEqual(add.args.publishAll, [{ containerPort: 80, protocol: "tcp" }]);
   assert.equal(add.args.transientBridge, "micro0");
+  assert.deepEqual(add.args.ownRules, {
+    isolate: "micro0",
+    masquerade: { bridge: "micro0", subnet: "10.88.0.0/16" },
+  });
   // a created network's bridge stays: no transientBridge from the probe
   const c = spec({ net: { mode: "back" } });
   const add2 = planRun(c, host({ transientBridge: undefined }), PLUGINS).find((o) =>
@@ -316,6 +339,94 @@ Deno.test("network: an internal bridge's drop rules name it both ways and are fo
   assert.deepEqual(bridgeRules(saved, "mbr-1"), rules);
 });
 
+Deno.test("network: isolation and internal rules after ADD: only what is missing, in one script", () => {
+  const c = `-m comment --comment "${ISOLATION_COMMENT}"`;
+  // Right after the first ADD: the firewall plugin's CNI-FORWARD jump is FORWARD's first rule.
+  const fresh = {
+    filter: {
+      chains: ["INPUT", "FORWARD", "OUTPUT", "CNI-FORWARD", "CNI-ADMIN"],
+      rules: ['-A FORWARD -m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD'],
+    },
+    nat: { chains: [] as string[], rules: [] as string[] },
+  };
+  const first = networkRulesScript(fresh, { isolate: "micro0" });
+  assert.deepEqual(first.made, ["CNI-ISOLATION-STAGE-1", "CNI-ISOLATION-STAGE-2"]);
+  assert.equal(
+    first.script,
+    "*filter\n-N CNI-ISOLATION-STAGE-1\n-N CNI-ISOLATION-STAGE-2\n" +
+      `-I FORWARD 1 ${c} -j CNI-ISOLATION-STAGE-1\n` +
+      `-I CNI-ISOLATION-STAGE-1 1 -i micro0 ! -o micro0 ${c} -j CNI-ISOLATION-STAGE-2\n` +
+      `-A CNI-ISOLATION-STAGE-1 ${c} -j RETURN\n` +
+      `-I CNI-ISOLATION-STAGE-2 1 -o micro0 ${c} -j DROP\n` +
+      `-A CNI-ISOLATION-STAGE-2 ${c} -j RETURN\nCOMMIT\n`,
+  );
+  // As iptables-save prints them once made (what the plugin made was the same, word for word).
+  const made = {
+    filter: {
+      chains: [...fresh.filter.chains, "CNI-ISOLATION-STAGE-1", "CNI-ISOLATION-STAGE-2"],
+      rules: [
+        `-A FORWARD ${c} -j CNI-ISOLATION-STAGE-1`,
+        ...fresh.filter.rules,
+        `-A CNI-ISOLATION-STAGE-1 -i micro0 ! -o micro0 ${c} -j CNI-ISOLATION-STAGE-2`,
+        `-A CNI-ISOLATION-STAGE-1 ${c} -j RETURN`,
+        `-A CNI-ISOLATION-STAGE-2 -o micro0 ${c} -j DROP`,
+        `-A CNI-ISOLATION-STAGE-2 ${c} -j RETURN`,
+      ],
+    },
+    nat: { chains: [] as string[], rules: [] as string[] },
+  };
+  assert.deepEqual(networkRulesScript(made, { isolate: "micro0" }), { script: "", made: [] });
+  // Another bridge: its two rules first in the stages, nothing else.
+  assert.equal(
+    networkRulesScript(made, { isolate: "mbr-1" }).script,
+    `*filter\n-I CNI-ISOLATION-STAGE-1 1 -i mbr-1 ! -o mbr-1 ${c} -j CNI-ISOLATION-STAGE-2\n` +
+      `-I CNI-ISOLATION-STAGE-2 1 -o mbr-1 ${c} -j DROP\nCOMMIT\n`,
+  );
+  // A comment cannot pass for a rule: the rule words are compared without it.
+  const fake = structuredClone(made);
+  fake.filter.rules[4] =
+    '-A CNI-ISOLATION-STAGE-2 -m comment --comment "-o mbr-1 -j DROP" -j RETURN';
+  assert.match(
+    networkRulesScript(fake, { isolate: "mbr-1" }).script,
+    /-I CNI-ISOLATION-STAGE-2 1 -o mbr-1 /,
+  );
+  // Internal: its chain, its jump first in FORWARD (moved when the isolation jump went first).
+  const internal = networkRulesScript(fresh, { isolate: "mbr-1", internal: "mbr-1" });
+  assert.deepEqual(internal.made, [
+    "CNI-ISOLATION-STAGE-1",
+    "CNI-ISOLATION-STAGE-2",
+    "MICRO-INTERNAL",
+  ]);
+  assert.match(
+    internal.script,
+    /-I FORWARD 1 -j MICRO-INTERNAL\n-A MICRO-INTERNAL -i mbr-1 ! -o mbr-1 -j DROP\n-A MICRO-INTERNAL -o mbr-1 ! -i mbr-1 -j DROP\nCOMMIT\n$/,
+  );
+  const ready = structuredClone(made);
+  ready.filter.chains.push("MICRO-INTERNAL");
+  ready.filter.rules.splice(1, 0, "-A FORWARD -j MICRO-INTERNAL");
+  ready.filter.rules.push(...internalRules("mbr-1").map((r) => `-A ${r.join(" ")}`));
+  const moved = networkRulesScript(ready, { isolate: "micro0", internal: "mbr-1" }).script;
+  assert.equal(
+    moved,
+    "*filter\n-D FORWARD -j MICRO-INTERNAL\n-I FORWARD 1 -j MICRO-INTERNAL\nCOMMIT\n",
+  );
+  // The masquerade: once per bridge, in the nat table, found again (its comment aside).
+  const m = `-m comment --comment "${MASQUERADE_COMMENT}"`;
+  const masq = { bridge: "micro0", subnet: "10.88.0.0/16" };
+  assert.equal(
+    networkRulesScript(made, { isolate: "micro0", masquerade: masq }).script,
+    `*nat\n-A POSTROUTING -s 10.88.0.0/16 ! -d 224.0.0.0/4 ! -o micro0 ${m} -j MASQUERADE\nCOMMIT\n`,
+  );
+  const masqed = structuredClone(made);
+  masqed.nat.rules.push(
+    '-A POSTROUTING -s 10.88.0.0/16 ! -d 224.0.0.0/4 ! -o micro0 -m comment --comment "x" -j MASQUERADE',
+  );
+  assert.equal(networkRulesScript(masqed, { masquerade: masq }).script, "");
+  ready.filter.rules.splice(1, 1);
+  ready.filter.rules.unshift("-A FORWARD -j MICRO-INTERNAL");
+  assert.equal(networkRulesScript(ready, { isolate: "micro0", internal: "mbr-1" }).script, "");
+});
+
 Deno.test("network: shared chains hold nothing only with the plugins' fixed rules and jumps among them", () => {
   const rules = (lines: string[]) => lines.map((l) => ruleWords(l).slice(2));
   const mine = ["CNI-FORWARD", "CNI-ADMIN", "CNI-HOSTPORT-MASQ"];
@@ -336,6 +447,7 @@ Deno.test("network: shared chains hold nothing only with the plugins' fixed rule
 });
 
 Deno.test("a bridge's rules, micro's emptied chains and the shared chains go in one restore script", () => {
+  const masq = `-m comment --comment "${MASQUERADE_COMMENT}"`;
   const saved = {
     filter: {
       chains: [
@@ -359,7 +471,13 @@ Deno.test("a bridge's rules, micro's emptied chains and the shared chains go in 
     },
     nat: {
       chains: ["POSTROUTING", "CNI-HOSTPORT-MASQ"],
-      rules: ["-A POSTROUTING -j CNI-HOSTPORT-MASQ"],
+      rules: [
+        "-A POSTROUTING -j CNI-HOSTPORT-MASQ",
+        // micro's masquerade of mbr-1, of mbr-2, and a rule of someone else's like it.
+        `-A POSTROUTING -s 10.70.0.0/24 ! -d 224.0.0.0/4 ! -o mbr-1 ${masq} -j MASQUERADE`,
+        `-A POSTROUTING -s 10.71.0.0/24 ! -d 224.0.0.0/4 ! -o mbr-2 ${masq} -j MASQUERADE`,
+        "-A POSTROUTING -s 10.70.0.0/24 ! -d 224.0.0.0/4 ! -o mbr-1 -j MASQUERADE",
+      ],
     },
   };
   const recorded = {
@@ -382,14 +500,15 @@ Deno.test("a bridge's rules, micro's emptied chains and the shared chains go in 
       "-F CNI-FORWARD\n-F CNI-ISOLATION-STAGE-1\n-F CNI-ISOLATION-STAGE-2\n" +
       "-X CNI-FORWARD\n-X CNI-ISOLATION-STAGE-1\n-X CNI-ISOLATION-STAGE-2\n" +
       "COMMIT\n" +
-      "*nat\n-D POSTROUTING -j CNI-HOSTPORT-MASQ\n-F CNI-HOSTPORT-MASQ\n-X CNI-HOSTPORT-MASQ\nCOMMIT\n",
+      `*nat\n-D POSTROUTING -s 10.70.0.0/24 ! -d 224.0.0.0/4 ! -o mbr-1 ${masq} -j MASQUERADE\n` +
+      "-D POSTROUTING -j CNI-HOSTPORT-MASQ\n-F CNI-HOSTPORT-MASQ\n-X CNI-HOSTPORT-MASQ\nCOMMIT\n",
   );
   // Another bridge's rules stay, and with them the shared chains and the internal chain.
   saved.filter.rules.push("-A CNI-ISOLATION-STAGE-2 -o mbr-2 -j DROP");
   saved.filter.rules.push("-A MICRO-INTERNAL -i mbr-2 ! -o mbr-2 -j DROP");
   const kept = bridgeRulesScript(saved, "mbr-1", recorded);
   assert.equal(kept.shared, false);
-  assert.doesNotMatch(kept.script, /-X|-F|mbr-2|\*nat/);
+  assert.doesNotMatch(kept.script, /-X|-F|mbr-2|CNI-HOSTPORT/);
   // Nothing recorded (the chains were there before micro): only the bridge's own rules.
   assert.doesNotMatch(bridgeRulesScript(saved, "mbr-1", null).script, /CNI-FORWARD/);
 });
@@ -440,7 +559,7 @@ Deno.test("a bridge's restore script is not steered by hostile comments, chains 
         "-A FORWARD -g MICRO-INTERNAL",
       ],
     },
-    nat: { chains: [], rules: [] },
+    nat: { chains: [] as string[], rules: [] as string[] },
   };
   assert.equal(
     bridgeRulesScript(worded, "mbr-1", null).script,
