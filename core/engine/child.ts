@@ -14,7 +14,7 @@
 import { C, type CStr, cstr, cstrArray, RLIMITS, type Sys } from "../sys/mod.ts";
 import { capMask, capNumber, CAPS } from "../caps.ts";
 import type { MountFlag, Op, OpArgs } from "../ops.ts";
-import { schedAttr } from "../sched.ts";
+import { bitmask, MPOL_MODES, schedAttr } from "../sched.ts";
 
 /** What a step is, for the error the parent builds from a child's report. */
 export interface StepInfo {
@@ -1284,6 +1284,21 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         i.paths = { policy: String(a.policy), nice: String(a.nice), priority: String(a.priority) };
         const attr = schedAttr(a);
         step(i, () => sys.schedSetattr(attr));
+        break;
+      }
+      case "mempolicy": {
+        const a = o.args;
+        const mode = Object.keys(MPOL_MODES).find((k) => MPOL_MODES[k] === a.mode);
+        i.paths = { mode: mode ?? String(a.mode), flags: "0x" + a.flags.toString(16) };
+        if (a.nodes.length) i.paths.nodes = a.nodes.join(",");
+        const mask = a.nodes.length ? bitmask(a.nodes) : null;
+        step(i, () => sys.setMempolicy(a.mode | a.flags, mask));
+        break;
+      }
+      case "cpu-affinity": {
+        i.paths = { cpus: o.args.cpus.join(",") };
+        const mask = bitmask(o.args.cpus);
+        step(i, () => sys.schedSetaffinity(0, mask));
         break;
       }
       case "capabilities": {

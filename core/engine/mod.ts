@@ -35,6 +35,7 @@ import { TRAMPOLINE } from "./trampoline.ts";
 import { copyWindowSize, Relays, type StdioEnds } from "./stdio.ts";
 import { mark } from "../trace.ts";
 import { cloneArgs } from "./clone.ts";
+import { bitmask } from "../sched.ts";
 
 export interface EngineOptions {
   /** Host directory the new root is staged on. */
@@ -263,9 +264,24 @@ export async function runIdmapHelper(
  * The attach phase's id maps: the child's uid_map, gid_map and setgroups written directly,
  * or by the setuid helpers for a rootless range, in plan order.
  */
-async function attach(plan: Op[], pid: number): Promise<void> {
+async function attach(plan: Op[], pid: number, sys: Sys): Promise<void> {
   for (const o of plan) {
     if (o.phase === "attach" && o.kind === "idmap-helper") await runIdmapHelper(o, pid);
+    if (o.phase === "attach" && o.kind === "cpu-affinity") {
+      // Before the child joins its cgroup (ParentOps.attach, after this): the CPUs it runs
+      // on as it moves there (OCI execCPUAffinity.initial, as runc).
+      const rc = sys.schedSetaffinity(pid, bitmask(o.args.cpus));
+      if (rc < 0) {
+        throw new MicroError("", {
+          phase: "attach",
+          plugin: o.plugin,
+          op: "sched_setaffinity",
+          paths: { pid: String(pid), cpus: o.args.cpus.join(",") },
+          errno: -rc,
+          hint: hintFor("cpu-affinity", -rc),
+        });
+      }
+    }
     if (o.phase !== "attach" || o.kind !== "proc-write") continue;
     const path = `/proc/${pid}/${o.args.file}`;
     try {
@@ -710,7 +726,7 @@ async function start(
 
   try {
     opts.onChild?.(pid);
-    await attach(plan, pid);
+    await attach(plan, pid, sys);
     parent.attach(pid, born);
     // In its cgroup, its namespaces made: the network, while it still waits.
     await network.attach(pid);

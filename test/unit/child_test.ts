@@ -1328,3 +1328,42 @@ Deno.test("session-keyring: a new anonymous one; no keyrings or keyctl refused o
     ...exitWithReport(6, 122), // after the prologue's six steps
   ]);
 });
+
+Deno.test("mempolicy: set_mempolicy with the mode or'ed with its flags and the node bitmap", () => {
+  const sys = new RecordingSys().execSucceeds();
+  runToEnd([
+    op("credentials", "process", "mempolicy", { mode: 2, flags: 1 << 15, nodes: [0, 65] }),
+    op("credentials", "process", "mempolicy", { mode: 4, flags: 0, nodes: [] }),
+    execve(["/bin/sh"]),
+  ], sys);
+  const set = sys.calls().filter((c) => c.call === "setMempolicy");
+  // Two 64-bit words: node 0 in the first, node 65 (bit 1) in the second.
+  assert.deepEqual(set[0].args, [2 | 1 << 15, [1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0]]);
+  // MPOL_LOCAL takes no nodes: a null mask.
+  assert.deepEqual(set[1].args, [4, null]);
+});
+
+Deno.test("mempolicy: EINVAL (a node that is not online) is reported as the step with its nodes", () => {
+  const sys = new RecordingSys().failOn("setMempolicy", 22);
+  const { prog } = runToEnd([
+    op("credentials", "process", "mempolicy", { mode: 2, flags: 0, nodes: [1] }),
+    execve(["/bin/sh"]),
+  ], sys);
+  const [step, errno] = reportOf(sys);
+  assert.equal(errno, 22);
+  assert.equal(prog.info[step].kind, "mempolicy");
+  assert.deepEqual(prog.info[step].paths, { mode: "MPOL_BIND", flags: "0x0", nodes: "1" });
+});
+
+Deno.test("cpu-affinity in exec: the child sets its own CPUs right before the exec's steps", () => {
+  const sys = new RecordingSys().execSucceeds();
+  runToEnd([
+    op("exec", "process", "cpu-affinity", { cpus: [0, 1, 8] }),
+    op("exec", "process", "chdir", { path: "/" }),
+    execve(["/bin/sh"]),
+  ], sys);
+  const calls = sys.format();
+  const at = calls.findIndex((c) => c.startsWith("schedSetaffinity"));
+  assert.equal(calls[at], "schedSetaffinity(0, [3,1,0,0,0,0,0,0])");
+  assert.ok(calls[at + 1].startsWith('chdir("/")'), calls.slice(at).join(" "));
+});

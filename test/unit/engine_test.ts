@@ -1070,3 +1070,33 @@ Deno.test("execute: without clone3 (ENOSYS) or off cgroup v2, a plain clone and 
     assert.equal(Deno.readTextFileSync(`${dir}/cgroup.procs`), "4242");
   });
 });
+
+Deno.test("execute: an initial CPU affinity (OCI exec) is set on the waiting child before its cgroup.procs write, never clone3", async () => {
+  await withJoin(async (plan, dir) => {
+    const sys = new RecordingSys().scriptRecv(5, READY);
+    cgroupFs(sys, dir, C.CGROUP2_SUPER_MAGIC);
+    let procs = "unread";
+    sys.returns("schedSetaffinity", () => {
+      procs = Deno.readTextFileSync(`${dir}/cgroup.procs`);
+      return true;
+    }, 0);
+    const affinity = op("attach", "process", "cpu-affinity", { cpus: [1] });
+    assert.deepEqual(await execute([...plan, affinity], OPTS, sys), { exitCode: 0 });
+    const calls = sys.calls();
+    assert.ok(!calls.some((c) => c.call === "clone3"), "born in the cgroup: no moment before");
+    const set = calls.find((c) => c.call === "schedSetaffinity")!;
+    assert.deepEqual(set.args, [4242, [2, 0, 0, 0, 0, 0, 0, 0]]);
+    assert.equal(procs, "", "set before the child joined");
+    assert.equal(Deno.readTextFileSync(`${dir}/cgroup.procs`), "4242");
+  });
+});
+
+Deno.test("execute: a refused initial CPU affinity is an attach error naming the CPUs", async () => {
+  const sys = new RecordingSys().scriptRecv(5, READY).failOn("schedSetaffinity", 22);
+  const e = await failure(
+    execute([...PLAN, op("attach", "process", "cpu-affinity", { cpus: [7] })], OPTS, sys),
+  );
+  assert.match(e.line(), /attach: .*sched_setaffinity .*cpus=7: EINVAL/);
+  assert.match(e.line(), /none of the CPUs is online/);
+  assert.ok(sys.format().includes("kill(4242, 9)"), "the child is killed");
+});
