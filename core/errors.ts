@@ -30,12 +30,14 @@ export const ERRNO: Record<number, string> = {
   26: "ETXTBSY",
   28: "ENOSPC",
   30: "EROFS",
+  32: "EPIPE",
   36: "ENAMETOOLONG",
   38: "ENOSYS",
   39: "ENOTEMPTY",
   40: "ELOOP",
   75: "EOVERFLOW",
   95: "EOPNOTSUPP",
+  111: "ECONNREFUSED",
 };
 
 /** Errno numbers by name (`EPERM` → 1). */

@@ -275,7 +275,18 @@ export interface OpArgs {
    * last in restrict under no_new_privs; without it, first in credentials, while the
    * process still has CAP_SYS_ADMIN (as runc does).
    */
-  seccomp: { arch: string; instructions: number; policy: string; flags: number; program: string };
+  seccomp: {
+    arch: string;
+    instructions: number;
+    policy: string;
+    flags: number;
+    program: string;
+    /**
+     * SCMP_ACT_NOTIFY rules: the child sends the filter's listener fd to micro, which sends
+     * it to `path` (a unix socket) with the container process state, then lets it go on.
+     */
+    listener?: { path: string; metadata: string };
+  };
   /**
    * identity: a new anonymous session keyring, as runc's (unless OCI `--no-new-keyring`):
    * the container does not share the keys of micro's caller's session.

@@ -29,6 +29,7 @@ import {
   PID_RECORD,
   READY_RECORD,
   runChild,
+  SECCOMP_RECORD,
   type StepInfo,
 } from "./child.ts";
 import { TRAMPOLINE } from "./trampoline.ts";
@@ -106,6 +107,12 @@ export interface EngineOptions {
    * cgroups) and before it is released: the OCI prestart and createRuntime hooks.
    */
   beforeRelease?: (pid: number) => Promise<void>;
+  /**
+   * The listener fd of the child's seccomp filter (SCMP_ACT_NOTIFY), with the child's pid:
+   * the OCI runtime sends it to listenerPath. The child waits until this returns; a throw
+   * kills it and fails the start. The fd is closed by the engine after.
+   */
+  onSeccompListener?: (fd: number, pid: number) => Promise<void> | void;
   /** Called once the command has exec'd (`micro exec` lets go of the container's lock). */
   onStarted?: (pid: number) => void;
 }
@@ -122,6 +129,8 @@ export interface RunResult {
 
 const DEV_NULL = cstr("/dev/null");
 const ONE = new Uint8Array([1]);
+/** micro's word to a child waiting after it sent its seccomp listener (SECCOMP_RECORD). */
+const ACK = new Uint8Array(8);
 const MEMFD_NAME = cstr("micro-exec");
 const SEALS = C.F_SEAL_SEAL | C.F_SEAL_SHRINK | C.F_SEAL_GROW | C.F_SEAL_WRITE;
 
@@ -762,6 +771,27 @@ async function start(
     if (got.n === 8 && record[0] === CONSOLE_RECORD && got.fd >= 0 && master < 0) {
       master = got.fd;
       copyWindowSize(sys, master);
+      continue;
+    }
+    if (got.n === 8 && record[0] === SECCOMP_RECORD && got.fd >= 0 && !ready) {
+      try {
+        if (!opts.onSeccompListener) {
+          throw new MicroError("the seccomp filter has a listener and nothing to send it to", {
+            phase: "restrict",
+            plugin: "seccomp",
+            hint: "SCMP_ACT_NOTIFY needs the OCI runtime's listenerPath",
+          });
+        }
+        await opts.onSeccompListener(got.fd, pid);
+      } catch (e) {
+        sys.close(got.fd);
+        if (master >= 0) sys.close(master);
+        await abandon();
+        throw e;
+      }
+      sys.close(got.fd);
+      // The child waits for these 8 bytes before its next call.
+      sys.write(report[0], ACK, 8);
       continue;
     }
     // Only the console record may carry an fd; anything else passed along is closed.

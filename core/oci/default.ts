@@ -149,6 +149,7 @@ export function features(): Record<string, unknown> {
           "SCMP_ACT_KILL_PROCESS",
           "SCMP_ACT_KILL_THREAD",
           "SCMP_ACT_LOG",
+          "SCMP_ACT_NOTIFY",
           "SCMP_ACT_TRACE",
           "SCMP_ACT_TRAP",
         ],

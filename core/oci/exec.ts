@@ -13,7 +13,8 @@ import { createDetached, decodeStatus } from "../engine/mod.ts";
 import { type Op, op } from "../ops.ts";
 import { capName } from "../caps.ts";
 import { configToSpec, parseConfig, readConfig } from "./config.ts";
-import { alive, loadOciState, lockContainer, statusOf } from "./state.ts";
+import { alive, loadOciState, lockContainer, OCI_VERSION, statusOf } from "./state.ts";
+import { seccompAgent } from "./listener.ts";
 import {
   checkPreserved,
   connectConsole,
@@ -207,6 +208,15 @@ async function execLocked(o: ExecOptions, sys: Sys, release: () => void): Promis
       detached: true,
       nsFd: pidfd,
       join: [{ pidfd, flags: AROUND_CLONE }],
+      // The container's state, as `state` shows it; `pid` in the message is this process.
+      onSeccompListener: seccompAgent(ops, () => ({
+        ociVersion: OCI_VERSION,
+        id: o.id,
+        status: "running",
+        pid: state.pid,
+        bundle: state.bundle,
+        ...(Object.keys(state.annotations).length ? { annotations: state.annotations } : {}),
+      }), sys),
       ...(o.preserveFds ? { preserveFds: o.preserveFds } : {}),
     }, sys));
   } finally {

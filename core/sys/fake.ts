@@ -717,6 +717,14 @@ export class RecordingSys implements Sys {
     return this.record("schedSetaffinity", [pid, [...mask]], () => 0);
   }
 
+  sendWithFd(sock: number, data: Uint8Array, fd: number) {
+    return this.record(
+      "sendWithFd",
+      [sock, new TextDecoder().decode(data), fd],
+      () => data.length,
+    );
+  }
+
   setMempolicy(mode: number, mask: Uint8Array | null) {
     return this.record("setMempolicy", [mode, mask && [...mask]], () => 0);
   }

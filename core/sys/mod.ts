@@ -254,6 +254,11 @@ export interface Sys {
    * (null: none), every bit of it read: 0, or -errno.
    */
   setMempolicy(mode: number, mask: Uint8Array | null): number;
+  /**
+   * sendmsg(2) of `data` with one fd (SCM_RIGHTS) on a connected socket, as the OCI seccomp
+   * agent protocol wants it (the state JSON and the listener together): bytes sent, or -errno.
+   */
+  sendWithFd(sock: number, data: Uint8Array, fd: number): number;
 }
 
 /** The fields of `struct stat` that micro reads. */

@@ -15,6 +15,7 @@ import {
   readonlyRemountFlags,
   READY_RECORD,
   runChild,
+  SECCOMP_RECORD,
 } from "../../core/engine/child.ts";
 import { type Op, op } from "../../core/ops.ts";
 import { buildSpec, planRun, type Sections } from "../../core/plan.ts";
@@ -1366,4 +1367,35 @@ Deno.test("cpu-affinity in exec: the child sets its own CPUs right before the ex
   const at = calls.findIndex((c) => c.startsWith("schedSetaffinity"));
   assert.equal(calls[at], "schedSetaffinity(0, [3,1,0,0,0,0,0,0])");
   assert.ok(calls[at + 1].startsWith('chdir("/")'), calls.slice(at).join(" "));
+});
+
+Deno.test("seccomp with a listener: the fd goes to micro on the report socket, the child waits for 8 bytes, closes it", () => {
+  const sys = new RecordingSys().execSucceeds();
+  sys.returns("seccompFilter", () => true, 33);
+  const seccomp = op("restrict", "seccomp", "seccomp", {
+    arch: "x86_64",
+    instructions: 1,
+    policy: "/b/config.json",
+    flags: 8,
+    program: "BgAAAAAA/38=",
+    listener: { path: "/run/agent.sock", metadata: "m" },
+  });
+  runToEnd([seccomp, execve(["/bin/sh"])], sys);
+  const calls = sys.format();
+  const at = calls.findIndex((c) => c.startsWith("seccompFilter"));
+  assert.deepEqual(calls.slice(at, at + 4), [
+    'seccompFilter("1 instructions", 8)',
+    `sendRecord(${REPORT_FD}, [${SECCOMP_RECORD},0], 33)`,
+    `read(${REPORT_FD}, 8)`,
+    "close(33)",
+  ]);
+  // micro never answers (it died, or refused): EPIPE, the step named with its listener.
+  const gone = new RecordingSys().scriptRead(REPORT_FD, new Uint8Array(0));
+  gone.returns("seccompFilter", () => true, 33);
+  const { prog } = runToEnd([seccomp, execve(["/bin/sh"])], gone);
+  const sent = gone.sent(REPORT_FD);
+  assert.deepEqual(sent[0], { record: [SECCOMP_RECORD, 0], fd: 33 });
+  const [step, errno] = sent[1].record;
+  assert.equal(errno, 32);
+  assert.equal(prog.info[step].paths.listener, "/run/agent.sock");
 });

@@ -13,6 +13,7 @@ import {
   LABEL_FAILED_RECORD,
   landlockExecHint,
   READY_RECORD,
+  SECCOMP_RECORD,
 } from "../../core/engine/child.ts";
 import { TRAMPOLINE } from "../../core/engine/trampoline.ts";
 import { cloneFlags, decodeStatus, execute } from "../../core/engine/mod.ts";
@@ -1099,4 +1100,46 @@ Deno.test("execute: a refused initial CPU affinity is an attach error naming the
   assert.match(e.line(), /attach: .*sched_setaffinity .*cpus=7: EINVAL/);
   assert.match(e.line(), /none of the CPUs is online/);
   assert.ok(sys.format().includes("kill(4242, 9)"), "the child is killed");
+});
+
+Deno.test("execute: a seccomp listener record goes to onSeccompListener with the pid, then the child hears 8 bytes", async () => {
+  const sys = new RecordingSys().scriptRecv(5, { record: [SECCOMP_RECORD, 0], fd: 77 }, READY);
+  const seen: number[][] = [];
+  const r = await execute(PLAN, {
+    ...OPTS,
+    onSeccompListener: (fd, pid) => {
+      seen.push([
+        fd,
+        pid,
+        sys.calls().filter((c) => c.call === "close" && c.args[0] === 77).length,
+      ]);
+    },
+  }, sys);
+  assert.deepEqual(r, { exitCode: 0 });
+  // Called while the fd is still open; closed after, then the child is let go.
+  assert.deepEqual(seen, [[77, 4242, 0]]);
+  const calls = sys.format();
+  const at = calls.indexOf("close(77)");
+  assert.ok(at > 0, calls.join(" "));
+  assert.equal(calls[at + 1], "write(5, 8)");
+  assert.deepEqual(sys.written(5), new Uint8Array(8));
+});
+
+Deno.test("execute: a seccomp listener nobody takes, or an agent that fails, kills the child", async () => {
+  const none = new RecordingSys().scriptRecv(5, { record: [SECCOMP_RECORD, 0], fd: 77 }, READY);
+  const e = await failure(execute(PLAN, OPTS, none));
+  assert.match(e.line(), /seccomp: the seccomp filter has a listener and nothing to send it to/);
+  assert.ok(none.format().includes("close(77)"));
+  assert.ok(none.format().includes("kill(4242, 9)"));
+  assert.ok(!none.format().includes("write(5, 8)"), "never let go");
+  const failing = new RecordingSys().scriptRecv(5, { record: [SECCOMP_RECORD, 0], fd: 77 }, READY);
+  const f = await failure(execute(PLAN, {
+    ...OPTS,
+    onSeccompListener: () => {
+      throw new MicroError("connect listenerPath: ECONNREFUSED");
+    },
+  }, failing));
+  assert.match(f.line(), /ECONNREFUSED/);
+  assert.ok(failing.format().includes("close(77)"));
+  assert.ok(failing.format().includes("kill(4242, 9)"));
 });
