@@ -30,12 +30,14 @@ export const ERRNO: Record<number, string> = {
   26: "ETXTBSY",
   28: "ENOSPC",
   30: "EROFS",
+  32: "EPIPE",
   36: "ENAMETOOLONG",
   38: "ENOSYS",
   39: "ENOTEMPTY",
   40: "ELOOP",
   75: "EOVERFLOW",
   95: "EOPNOTSUPP",
+  111: "ECONNREFUSED",
 };
 
 /** Errno numbers by name (`EPERM` → 1). */
@@ -142,6 +144,11 @@ const HINTS: Record<string, string> = {
   "sched-setattr:EINVAL": "the kernel refused the policy or its values (SCHED_ISO does " +
     "not exist in Linux; SCHED_DEADLINE needs runtime <= deadline <= period)",
   "ioprio:EPERM": "the real-time I/O class needs CAP_SYS_ADMIN or CAP_SYS_NICE",
+  "mempolicy:EINVAL": "the kernel refused the memory policy: a node is not online " +
+    "(/sys/devices/system/node/online) or not in the container's cpuset.mems, or the flags " +
+    "do not go with the mode (MPOL_F_NUMA_BALANCING needs MPOL_BIND or MPOL_PREFERRED_MANY)",
+  "cpu-affinity:EINVAL": "none of the CPUs is online (/sys/devices/system/cpu/online) or in " +
+    "the container's cpuset.cpus: name CPUs the container may run on",
   "memfd_create:EACCES":
     "vm.memfd_noexec=2 forbids the executable memfd micro starts commands from; set it to 1 or 0",
   EOVERFLOW: "an id is not mapped into the container's user namespace",

@@ -195,6 +195,14 @@ export interface OpArgs {
   /** credentials: the command's scheduling policy (sched_setattr), before caps are dropped. */
   "sched-setattr": SchedAttr;
   /**
+   * The CPUs a process may run on (sched_setaffinity). attach: the parent sets the waiting
+   * child's before it joins the container's cgroup (OCI execCPUAffinity.initial); exec: the
+   * child sets its own right before its execve (execCPUAffinity.final).
+   */
+  "cpu-affinity": { cpus: number[] };
+  /** credentials: the command's NUMA memory policy (set_mempolicy; kept across execve). */
+  mempolicy: { mode: number; flags: number; nodes: number[] };
+  /**
    * credentials: the container's stdio that micro made (its pipes, the terminal's slave) is
    * given to a process user that is not root, before it becomes that user, as runc's
    * fixStdioPermissions does: reopening /dev/stdout (/proc/self/fd/1) checks the pipe's or
@@ -267,7 +275,18 @@ export interface OpArgs {
    * last in restrict under no_new_privs; without it, first in credentials, while the
    * process still has CAP_SYS_ADMIN (as runc does).
    */
-  seccomp: { arch: string; instructions: number; policy: string; flags: number; program: string };
+  seccomp: {
+    arch: string;
+    instructions: number;
+    policy: string;
+    flags: number;
+    program: string;
+    /**
+     * SCMP_ACT_NOTIFY rules: the child sends the filter's listener fd to micro, which sends
+     * it to `path` (a unix socket) with the container process state, then lets it go on.
+     */
+    listener?: { path: string; metadata: string };
+  };
   /**
    * identity: a new anonymous session keyring, as runc's (unless OCI `--no-new-keyring`):
    * the container does not share the keys of micro's caller's session.

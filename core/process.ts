@@ -191,6 +191,13 @@ export function processOps(spec: Spec, host: HostInfo): Op[] {
   // needs CAP_SYS_ADMIN or CAP_SYS_NICE), so the command starts with them.
   if (p.ioPriority) ops.push(op("credentials", "process", "ioprio", { ...p.ioPriority }));
   if (p.scheduler) ops.push(op("credentials", "process", "sched-setattr", { ...p.scheduler }));
+  // Inherited across fork and kept across execve: the command allocates under it.
+  if (p.memoryPolicy) {
+    ops.push(op("credentials", "process", "mempolicy", {
+      ...p.memoryPolicy,
+      nodes: [...p.memoryPolicy.nodes],
+    }));
+  }
   // micro's pipes and terminal are the container root's: another user gets them.
   if (who.uid !== 0) ops.push(op("credentials", "process", "stdio-owner", { uid: who.uid }));
   if (!rootlessUserns || who.additionalGids.length) {

@@ -78,6 +78,13 @@ export interface ProcessSpec {
   ioPriority?: { class: number; level: number };
   /** OCI process.scheduler: sched_setattr(2)'s fields, the policy and flags as numbers. */
   scheduler?: SchedAttr;
+  /**
+   * OCI process.execCPUAffinity, for `oci exec` only (the spec: not the container's first
+   * process): CPUs the process runs on as it joins the container's cgroup, and from its exec.
+   */
+  execCPUAffinity?: { initial?: number[]; final?: number[] };
+  /** OCI linux.memoryPolicy: set_mempolicy(2)'s mode, flags and nodes (kept across execve). */
+  memoryPolicy?: { mode: number; flags: number; nodes: number[] };
   /** Set by the caps plugin; without it the process keeps what its uid gives it. */
   capabilities?: {
     bounding: string[];

@@ -22,6 +22,7 @@ import {
   parseDockerSeccomp,
   parseJsonU64,
   parseOciSeccomp,
+  SECCOMP_FILTER_FLAG_NEW_LISTENER,
   SeccompError,
   type SeccompPolicy,
 } from "../core/seccomp/mod.ts";
@@ -51,6 +52,8 @@ export interface Program {
   instructions: number;
   /** seccomp(2) flags. */
   flags: number;
+  /** Where the listener of SCMP_ACT_NOTIFY rules goes (OCI listenerPath), and its metadata. */
+  listener?: { path: string; metadata: string };
 }
 
 /** Compiled (or found precompiled) once per spec: check() finds the errors, plan() uses it. */
@@ -135,6 +138,15 @@ function program(spec: Spec, host: HostInfo): Program {
     try {
       const p = compileProgram(policy, host.arch);
       c = { program: base64(p.program), instructions: p.length, flags: filterFlags(policy) };
+      if (c.flags & SECCOMP_FILTER_FLAG_NEW_LISTENER) {
+        // Only micro's OCI runtime has a caller's agent to hand the listener to.
+        if (!spec.micro.oci) {
+          throw new SeccompError([
+            "SCMP_ACT_NOTIFY: only the OCI runtime (micro oci create, run) sends the listener",
+          ]);
+        }
+        c.listener = { path: policy.listenerPath!, metadata: policy.listenerMetadata ?? "" };
+      }
     } catch (e) {
       throw seccompError(spec.micro.seccompFile ?? "default", e);
     }
@@ -193,6 +205,7 @@ export const seccomp: Plugin<SeccompOptions> = {
       policy: spec.micro.seccompFile ?? "default",
       flags: c.flags,
       program: c.program,
+      ...(c.listener ? { listener: { ...c.listener } } : {}),
     })];
   },
 };

@@ -14,7 +14,7 @@
 import { C, type CStr, cstr, cstrArray, RLIMITS, type Sys } from "../sys/mod.ts";
 import { capMask, capNumber, CAPS } from "../caps.ts";
 import type { MountFlag, Op, OpArgs } from "../ops.ts";
-import { schedAttr } from "../sched.ts";
+import { bitmask, MPOL_MODES, schedAttr } from "../sched.ts";
 import { hookStep } from "./hook.ts";
 
 /** What a step is, for the error the parent builds from a child's report. */
@@ -143,6 +143,11 @@ export const INIT_FAILED_RECORD = -6;
  * this pid (micro's child too, by CLONE_PARENT) goes on, the first child leaves.
  */
 export const PID_RECORD = -7;
+/**
+ * `[SECCOMP_RECORD, 0]` with the listener fd of a filter with SCMP_ACT_NOTIFY rules: micro
+ * sends it on to the OCI listenerPath, then writes 8 bytes back for the child to go on.
+ */
+export const SECCOMP_RECORD = -8;
 /** The trampoline's argv[0] that makes it the container's init (`--init`). */
 export const INIT_MODE = "init";
 
@@ -1310,6 +1315,21 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         step(i, () => sys.schedSetattr(attr));
         break;
       }
+      case "mempolicy": {
+        const a = o.args;
+        const mode = Object.keys(MPOL_MODES).find((k) => MPOL_MODES[k] === a.mode);
+        i.paths = { mode: mode ?? String(a.mode), flags: "0x" + a.flags.toString(16) };
+        if (a.nodes.length) i.paths.nodes = a.nodes.join(",");
+        const mask = a.nodes.length ? bitmask(a.nodes) : null;
+        step(i, () => sys.setMempolicy(a.mode | a.flags, mask));
+        break;
+      }
+      case "cpu-affinity": {
+        i.paths = { cpus: o.args.cpus.join(",") };
+        const mask = bitmask(o.args.cpus);
+        step(i, () => sys.schedSetaffinity(0, mask));
+        break;
+      }
       case "capabilities": {
         const a = o.args;
         i.paths = {
@@ -1407,7 +1427,26 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         i.paths = { policy: a.policy, arch: a.arch, instructions: String(a.instructions) };
         // At least a page, so the backing store V8 gives it never moves.
         const filter = fromBase64(a.program, 4096);
-        step(i, () => sys.seccompFilter(filter, a.flags));
+        if (!a.listener) {
+          step(i, () => sys.seccompFilter(filter, a.flags));
+          break;
+        }
+        // SCMP_ACT_NOTIFY: the listener goes to micro, which hands it to the caller's agent
+        // at listenerPath; the child waits for micro's word that it has, so no notified call
+        // is made before anyone can answer it (read and sendmsg may not be notified).
+        i.paths.listener = a.listener.path;
+        i.hints = { 32: "micro could not hand the listener to listenerPath (see its error)" };
+        const record = new Int32Array([SECCOMP_RECORD, 0]);
+        const ack = new Uint8Array(8);
+        step(i, () => {
+          const fd = sys.seccompFilter(filter, a.flags);
+          if (fd < 0) return fd;
+          let rc = sys.sendRecord(reportFd, record, fd);
+          if (rc >= 0) rc = sys.read(reportFd, ack, 8);
+          sys.close(fd);
+          if (rc < 0) return rc;
+          return rc === 8 ? 0 : -32; // EPIPE: micro is gone or refused
+        });
         break;
       }
       case "no-new-privs": {

@@ -30,12 +30,14 @@ import {
   PID_RECORD,
   READY_RECORD,
   runChild,
+  SECCOMP_RECORD,
   type StepInfo,
 } from "./child.ts";
 import { TRAMPOLINE } from "./trampoline.ts";
 import { copyWindowSize, Relays, type StdioEnds } from "./stdio.ts";
 import { mark } from "../trace.ts";
 import { cloneArgs } from "./clone.ts";
+import { bitmask } from "../sched.ts";
 
 export interface EngineOptions {
   /** Host directory the new root is staged on. */
@@ -106,6 +108,12 @@ export interface EngineOptions {
    * cgroups) and before it is released: the OCI prestart and createRuntime hooks.
    */
   beforeRelease?: (pid: number) => Promise<void>;
+  /**
+   * The listener fd of the child's seccomp filter (SCMP_ACT_NOTIFY), with the child's pid:
+   * the OCI runtime sends it to listenerPath. The child waits until this returns; a throw
+   * kills it and fails the start. The fd is closed by the engine after.
+   */
+  onSeccompListener?: (fd: number, pid: number) => Promise<void> | void;
   /** Called once the command has exec'd (`micro exec` lets go of the container's lock). */
   onStarted?: (pid: number) => void;
 }
@@ -122,6 +130,8 @@ export interface RunResult {
 
 const DEV_NULL = cstr("/dev/null");
 const ONE = new Uint8Array([1]);
+/** micro's word to a child waiting after it sent its seccomp listener (SECCOMP_RECORD). */
+const ACK = new Uint8Array(8);
 const MEMFD_NAME = cstr("micro-exec");
 const SEALS = C.F_SEAL_SEAL | C.F_SEAL_SHRINK | C.F_SEAL_GROW | C.F_SEAL_WRITE;
 
@@ -264,9 +274,24 @@ export async function runIdmapHelper(
  * The attach phase's id maps: the child's uid_map, gid_map and setgroups written directly,
  * or by the setuid helpers for a rootless range, in plan order.
  */
-async function attach(plan: Op[], pid: number): Promise<void> {
+async function attach(plan: Op[], pid: number, sys: Sys): Promise<void> {
   for (const o of plan) {
     if (o.phase === "attach" && o.kind === "idmap-helper") await runIdmapHelper(o, pid);
+    if (o.phase === "attach" && o.kind === "cpu-affinity") {
+      // Before the child joins its cgroup (ParentOps.attach, after this): the CPUs it runs
+      // on as it moves there (OCI execCPUAffinity.initial, as runc).
+      const rc = sys.schedSetaffinity(pid, bitmask(o.args.cpus));
+      if (rc < 0) {
+        throw new MicroError("", {
+          phase: "attach",
+          plugin: o.plugin,
+          op: "sched_setaffinity",
+          paths: { pid: String(pid), cpus: o.args.cpus.join(",") },
+          errno: -rc,
+          hint: hintFor("cpu-affinity", -rc),
+        });
+      }
+    }
     if (o.phase !== "attach" || o.kind !== "proc-write") continue;
     const path = `/proc/${pid}/${o.args.file}`;
     try {
@@ -713,7 +738,7 @@ async function start(
 
   try {
     opts.onChild?.(pid);
-    await attach(plan, pid);
+    await attach(plan, pid, sys);
     parent.attach(pid, born);
     // In its cgroup, its namespaces made: the network, while it still waits.
     await network.attach(pid);
@@ -749,6 +774,27 @@ async function start(
     if (got.n === 8 && record[0] === CONSOLE_RECORD && got.fd >= 0 && master < 0) {
       master = got.fd;
       copyWindowSize(sys, master);
+      continue;
+    }
+    if (got.n === 8 && record[0] === SECCOMP_RECORD && got.fd >= 0 && !ready) {
+      try {
+        if (!opts.onSeccompListener) {
+          throw new MicroError("the seccomp filter has a listener and nothing to send it to", {
+            phase: "restrict",
+            plugin: "seccomp",
+            hint: "SCMP_ACT_NOTIFY needs the OCI runtime's listenerPath",
+          });
+        }
+        await opts.onSeccompListener(got.fd, pid);
+      } catch (e) {
+        sys.close(got.fd);
+        if (master >= 0) sys.close(master);
+        await abandon();
+        throw e;
+      }
+      sys.close(got.fd);
+      // The child waits for these 8 bytes before its next call.
+      sys.write(report[0], ACK, 8);
       continue;
     }
     // Only the console record may carry an fd; anything else passed along is closed.

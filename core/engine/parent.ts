@@ -302,6 +302,9 @@ export class ParentOps {
       o.phase === "attach" && o.kind === "cgroup-join" ? [o.args.path] : []
     );
     if (joins.length !== 1) return -1;
+    // An affinity to set before the child joins (OCI execCPUAffinity.initial): clone, then
+    // set it, then join by cgroup.procs, as runc.
+    if (this.plan.some((o) => o.phase === "attach" && o.kind === "cpu-affinity")) return -1;
     const path = joins[0];
     const fd = this.sys.open(cstr(path), C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
     if (fd < 0) return -1;

@@ -25,6 +25,7 @@ const KEPT: Record<string, readonly string[]> = {
     "personality",
     "ioprio",
     "sched-setattr",
+    "mempolicy",
     "stdio-owner",
     "seccomp",
   ],

@@ -17,7 +17,15 @@ import {
   type SchedAttr,
   type Spec,
 } from "../spec.ts";
-import { IOPRIO_CLASSES, SCHED_FLAGS, SCHED_POLICIES } from "../sched.ts";
+import {
+  IOPRIO_CLASSES,
+  MPOL_FLAGS,
+  MPOL_MODES,
+  NUMA_NODES_MAX,
+  parseCpuList,
+  SCHED_FLAGS,
+  SCHED_POLICIES,
+} from "../sched.ts";
 import type { Sys } from "../sys/mod.ts";
 import { cleanPath } from "../paths.ts";
 import { DEFAULT_PATH } from "../process.ts";
@@ -156,6 +164,81 @@ function readIoPriority(v: unknown): ProcessSpec["ioPriority"] {
     );
   }
   return { class: cls, level: int(io.priority, "process.ioPriority.priority", 0, 7) ?? 0 };
+}
+
+/**
+ * process.execCPUAffinity: `initial` and `final` CPU lists (runc's syntax, "0-3,7"); an empty
+ * or absent one is not set. For `oci exec` only: the spec does not apply it to the
+ * container's first process, and runc does not either.
+ */
+function readAffinity(v: unknown): ProcessSpec["execCPUAffinity"] {
+  const a = obj(v, "process.execCPUAffinity");
+  if (!a) return undefined;
+  known(a, ["initial", "final"], "process.execCPUAffinity");
+  const out: NonNullable<ProcessSpec["execCPUAffinity"]> = {};
+  for (const k of ["initial", "final"] as const) {
+    const f = `process.execCPUAffinity.${k}`;
+    const text = str(a[k], f);
+    if (!text) continue;
+    const cpus = parseCpuList(text);
+    if (typeof cpus === "string") throw bad(f, cpus, 'a CPU list such as "0-3,7"');
+    out[k] = cpus;
+  }
+  return out.initial || out.final ? out : undefined;
+}
+
+/**
+ * linux.memoryPolicy: set_mempolicy(2)'s mode, flags and nodes, as runc 1.3 takes them,
+ * with the combinations the kernel always refuses named here rather than as EINVAL.
+ */
+function readMemoryPolicy(v: unknown): ProcessSpec["memoryPolicy"] {
+  const m = obj(v, "linux.memoryPolicy");
+  if (!m) return undefined;
+  const f = "linux.memoryPolicy";
+  known(m, ["mode", "nodes", "flags"], f);
+  const name = str(m.mode, `${f}.mode`);
+  const mode = name === undefined ? undefined : MPOL_MODES[name];
+  if (mode === undefined) {
+    throw bad(
+      `${f}.mode`,
+      `"${name ?? ""}" is not a memory policy mode`,
+      Object.keys(MPOL_MODES).join(", "),
+    );
+  }
+  let flags = 0;
+  for (const [k, flag] of (strs(m.flags, `${f}.flags`) ?? []).entries()) {
+    const bit = MPOL_FLAGS[flag];
+    if (bit === undefined) {
+      throw bad(
+        `${f}.flags[${k}]`,
+        `"${flag}" is not a memory policy flag`,
+        Object.keys(MPOL_FLAGS).join(", "),
+      );
+    }
+    flags |= bit;
+  }
+  if ((flags & MPOL_FLAGS.MPOL_F_STATIC_NODES) && (flags & MPOL_FLAGS.MPOL_F_RELATIVE_NODES)) {
+    throw bad(`${f}.flags`, "MPOL_F_STATIC_NODES and MPOL_F_RELATIVE_NODES exclude each other");
+  }
+  const text = str(m.nodes, `${f}.nodes`) ?? "";
+  let nodes: number[] = [];
+  if (text.trim()) {
+    const parsed = parseCpuList(text, NUMA_NODES_MAX - 1);
+    if (typeof parsed === "string") throw bad(`${f}.nodes`, parsed, 'a node list such as "0-1,3"');
+    nodes = parsed;
+  }
+  if ((name === "MPOL_DEFAULT" || name === "MPOL_LOCAL") && nodes.length) {
+    throw bad(`${f}.nodes`, `${name} takes no nodes`, "leave nodes empty");
+  }
+  if (name === "MPOL_DEFAULT" && flags) {
+    throw bad(`${f}.flags`, "MPOL_DEFAULT takes no flags", "leave flags empty");
+  }
+  if (
+    !nodes.length && name !== "MPOL_DEFAULT" && name !== "MPOL_LOCAL" && name !== "MPOL_PREFERRED"
+  ) {
+    throw bad(`${f}.nodes`, `${name} needs at least one node`, 'a node list such as "0"');
+  }
+  return { mode, flags, nodes };
 }
 
 /**
@@ -445,9 +528,8 @@ export function configToSpec(config: OciConfig, bundle: string, id: string): Tra
   }
   spec.process.envMap = env;
   if (p.commandLine !== undefined) throw bad("process.commandLine", "Windows only");
-  if (p.execCPUAffinity !== undefined) {
-    throw bad("process.execCPUAffinity", "not supported by micro yet", "remove it");
-  }
+  const affinity = readAffinity(p.execCPUAffinity);
+  if (affinity) spec.process.execCPUAffinity = affinity;
   const ioPriority = readIoPriority(p.ioPriority);
   if (ioPriority) spec.process.ioPriority = ioPriority;
   const scheduler = readScheduler(p.scheduler);
@@ -607,9 +689,9 @@ export function configToSpec(config: OciConfig, bundle: string, id: string): Tra
     }
     spec.process.personality = PERSONALITY[domain];
   }
-  for (const f of ["intelRdt", "memoryPolicy"]) {
-    if (l[f] !== undefined) throw bad(`linux.${f}`, "not supported by micro yet");
-  }
+  if (l.intelRdt !== undefined) throw bad("linux.intelRdt", "not supported by micro yet");
+  const mpol = readMemoryPolicy(l.memoryPolicy);
+  if (mpol) spec.process.memoryPolicy = mpol;
   const offsets = readTimeOffsets(l.timeOffsets);
   if (offsets) {
     if (!spec.linux.namespaces.some((n) => n.type === "time")) {

@@ -5,6 +5,7 @@
 import { CAPS } from "../caps.ts";
 import { OCI_VERSION } from "./state.ts";
 import { VERSION } from "../version.ts";
+import { MPOL_FLAGS, MPOL_MODES } from "../sched.ts";
 
 /** runc's default capabilities for `spec`. */
 const SPEC_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
@@ -155,6 +156,7 @@ export function features(): Record<string, unknown> {
           "SCMP_ACT_KILL_PROCESS",
           "SCMP_ACT_KILL_THREAD",
           "SCMP_ACT_LOG",
+          "SCMP_ACT_NOTIFY",
           "SCMP_ACT_TRACE",
           "SCMP_ACT_TRAP",
         ],
@@ -172,6 +174,7 @@ export function features(): Record<string, unknown> {
       apparmor: { enabled: true },
       selinux: { enabled: true },
       intelRdt: { enabled: false },
+      memoryPolicy: { modes: Object.keys(MPOL_MODES), flags: Object.keys(MPOL_FLAGS) },
       mountExtensions: { idmap: { enabled: true } },
     },
     annotations: { "org.opencontainers.runtime.micro.version": VERSION },

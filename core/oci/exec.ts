@@ -13,7 +13,8 @@ import { createDetached, decodeStatus } from "../engine/mod.ts";
 import { type Op, op } from "../ops.ts";
 import { capName } from "../caps.ts";
 import { configToSpec, parseConfig, readConfig } from "./config.ts";
-import { alive, loadOciState, lockContainer, statusOf } from "./state.ts";
+import { alive, loadOciState, lockContainer, OCI_VERSION, statusOf } from "./state.ts";
+import { seccompAgent } from "./listener.ts";
 import {
   checkPreserved,
   connectConsole,
@@ -171,7 +172,7 @@ async function execLocked(o: ExecOptions, sys: Sys, release: () => void): Promis
   const p = planTranslated(t, o.id, dir, sys);
   sys.close(p.image.fd);
   const userns = t.spec.linux.namespaces.some((n) => n.type === "user");
-  const ops: Op[] = [
+  const ops: Op[] = withAffinity([
     op("rootfs", "oci", "setns", {
       flags: [
         ...(userns ? ["CLONE_NEWUSER"] : []),
@@ -189,7 +190,7 @@ async function execLocked(o: ExecOptions, sys: Sys, release: () => void): Promis
       ),
       o.cgroups ?? [],
     ),
-  ];
+  ], t.spec.process.execCPUAffinity);
   if (o.preserveFds) checkPreserved(o.preserveFds, sys);
   const pidfd = sys.pidfdOpen(state.pid, 0);
   if (pidfd < 0 || !alive(state)) {
@@ -207,6 +208,15 @@ async function execLocked(o: ExecOptions, sys: Sys, release: () => void): Promis
       detached: true,
       nsFd: pidfd,
       join: [{ pidfd, flags: AROUND_CLONE }],
+      // The container's state, as `state` shows it; `pid` in the message is this process.
+      onSeccompListener: seccompAgent(ops, () => ({
+        ociVersion: OCI_VERSION,
+        id: o.id,
+        status: "running",
+        pid: state.pid,
+        bundle: state.bundle,
+        ...(Object.keys(state.annotations).length ? { annotations: state.annotations } : {}),
+      }), sys),
       ...(o.preserveFds ? { preserveFds: o.preserveFds } : {}),
     }, sys));
   } finally {
@@ -223,6 +233,22 @@ async function execLocked(o: ExecOptions, sys: Sys, release: () => void): Promis
   if (o.detach) return 0;
   const { status: st } = await sys.waitpid(pid);
   return decodeStatus(st).exitCode;
+}
+
+/**
+ * process.execCPUAffinity (runc 1.2's): `initial` set by micro on the waiting process before
+ * it joins the container's cgroup, `final` by the process itself right before its exec.
+ */
+export function withAffinity(ops: Op[], a: { initial?: number[]; final?: number[] } = {}): Op[] {
+  const out = [...ops];
+  if (a.initial) out.unshift(op("attach", "process", "cpu-affinity", { cpus: [...a.initial] }));
+  if (a.final) {
+    const at = out.findIndex((x) => x.phase === "exec");
+    const final = op("exec", "process", "cpu-affinity", { cpus: [...a.final] });
+    if (at < 0) out.push(final);
+    else out.splice(at, 0, final);
+  }
+  return out;
 }
 
 /** The cgroup mount: a join path below it names its v1 hierarchy ("cpu,cpuacct") first. */

@@ -23,6 +23,7 @@ import { parseSignal } from "../signals.ts";
 import { PLUGINS } from "../../plugins/mod.ts";
 import { configToSpec, readConfig, type Translated } from "./config.ts";
 import { containerHookOps, runHooks } from "./hooks.ts";
+import { seccompAgent } from "./listener.ts";
 import {
   alive,
   checkId,
@@ -297,6 +298,7 @@ export async function create(o: CreateOptions, sys = openLibc()): Promise<number
         writeOciState(dir, state);
       },
       onCleanupProblem: (m) => console.error(`micro: warning: cleanup: ${m}`),
+      onSeccompListener: seccompAgent(ops, (pid) => hookState(state, "creating", pid), sys),
       // In the runtime's namespaces, the container's made and waiting (a failure fails create).
       beforeRelease: async (pid) => {
         const st = hookState(state, "creating", pid);

@@ -33,6 +33,7 @@ export const SECCOMP_RET_KILL_THREAD = 0x00000000;
 export const SECCOMP_RET_TRAP = 0x00030000;
 export const SECCOMP_RET_ERRNO = 0x00050000;
 export const SECCOMP_RET_LOG = 0x7ffc0000;
+export const SECCOMP_RET_USER_NOTIF = 0x7fc00000;
 export const SECCOMP_RET_ALLOW = 0x7fff0000;
 export const SECCOMP_RET_ACTION_FULL = 0xffff0000;
 export const SECCOMP_RET_DATA = 0x0000ffff;
@@ -74,6 +75,8 @@ export function actionValue(action: Action, errno: number = EPERM): number {
       return SECCOMP_RET_TRAP;
     case "SCMP_ACT_LOG":
       return SECCOMP_RET_LOG;
+    case "SCMP_ACT_NOTIFY":
+      return SECCOMP_RET_USER_NOTIF;
   }
 }
 
@@ -92,6 +95,8 @@ export function retName(k: number): string {
       return `ERRNO(${data})`;
     case SECCOMP_RET_LOG:
       return "LOG";
+    case SECCOMP_RET_USER_NOTIF:
+      return "USER_NOTIF";
     case SECCOMP_RET_ALLOW:
       return "ALLOW";
     default:
@@ -497,8 +502,20 @@ export const FILTER_FLAG_VALUES: Readonly<Record<FilterFlag, number>> = {
 
 /** The `flags` argument of seccomp(SECCOMP_SET_MODE_FILTER) a policy asks for (0 if none). */
 export function filterFlags(policy: SeccompPolicy): number {
-  return (policy.flags ?? []).reduce((f, name) => f | FILTER_FLAG_VALUES[name], 0);
+  let flags = (policy.flags ?? []).reduce((f, name) => f | FILTER_FLAG_VALUES[name], 0);
+  if (policy.syscalls.some((r) => r.action === "SCMP_ACT_NOTIFY")) {
+    flags |= SECCOMP_FILTER_FLAG_NEW_LISTENER;
+    // TSYNC with a listener: the kernel wants TSYNC_ESRCH too (Linux 5.7+).
+    if (flags & FILTER_FLAG_VALUES.SECCOMP_FILTER_FLAG_TSYNC) {
+      flags |= SECCOMP_FILTER_FLAG_TSYNC_ESRCH;
+    }
+  }
+  return flags;
 }
+
+/** seccomp(2) returns the filter's listener fd (SCMP_ACT_NOTIFY rules): Linux 5.0+. */
+export const SECCOMP_FILTER_FLAG_NEW_LISTENER = 8;
+const SECCOMP_FILTER_FLAG_TSYNC_ESRCH = 16;
 
 /** The policy as a seccomp BPF program for `arch` (struct sock_filter[], little-endian). */
 export function compile(policy: SeccompPolicy, arch: Arch, opts: CompileOptions = {}): Uint8Array {

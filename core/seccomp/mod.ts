@@ -43,4 +43,5 @@ export {
   filterFlags,
   longestPath,
   retName,
+  SECCOMP_FILTER_FLAG_NEW_LISTENER,
 } from "./compile.ts";

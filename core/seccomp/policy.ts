@@ -14,6 +14,8 @@ export const ACTIONS = [
   "SCMP_ACT_KILL_PROCESS",
   "SCMP_ACT_TRAP",
   "SCMP_ACT_LOG",
+  // Only with `listenerPath` (micro's OCI runtime sends the listener there).
+  "SCMP_ACT_NOTIFY",
 ] as const;
 export type Action = typeof ACTIONS[number];
 
@@ -92,7 +94,21 @@ export interface SeccompPolicy {
   architectures?: string[];
   flags?: FilterFlag[];
   syscalls: SyscallRule[];
+  /**
+   * The unix socket the filter's listener fd goes to, with the container process state
+   * (OCI: the SCMP_ACT_NOTIFY rules' supervisor), and the state's `metadata`.
+   */
+  listenerPath?: string;
+  listenerMetadata?: string;
 }
+
+/**
+ * The calls the container's process makes between loading a filter with a listener and
+ * knowing the listener is at `listenerPath`: sending the fd to micro, reading its answer.
+ * Notified, they would wait for a supervisor that cannot have the fd yet (runc refuses
+ * `write` for the same reason).
+ */
+export const NOTIFY_REFUSED = ["sendmsg", "read"];
 
 export const EPERM = 1;
 export const ENOSYS = 38;
@@ -141,6 +157,8 @@ const POLICY_KEYS = new Set([
   "architectures",
   "flags",
   "syscalls",
+  "listenerPath",
+  "listenerMetadata",
 ]);
 
 /**
@@ -154,12 +172,23 @@ export function validatePolicy(p: unknown): string[] {
   const many = tooMany(p.syscalls, "seccomp.syscalls");
   if (many) return [many];
   for (const k of Object.keys(p)) {
-    if (k === "listenerPath" || k === "listenerMetadata") {
-      out.push(`seccomp.${k}: seccomp user notification (SCMP_ACT_NOTIFY) is not supported`);
-    } else if (!POLICY_KEYS.has(k)) out.push(`seccomp.${k}: unknown key`);
+    if (!POLICY_KEYS.has(k)) out.push(`seccomp.${k}: unknown key`);
   }
   if (!(ACTIONS as readonly unknown[]).includes(p.defaultAction)) {
     out.push(`seccomp.defaultAction: unknown action ${q(p.defaultAction)}`);
+  } else if (p.defaultAction === "SCMP_ACT_NOTIFY") {
+    out.push("seccomp.defaultAction: SCMP_ACT_NOTIFY cannot be the default (runc's rule too)");
+  }
+  for (const k of ["listenerPath", "listenerMetadata"]) {
+    if (p[k] !== undefined && typeof p[k] !== "string") out.push(`seccomp.${k}: must be a string`);
+  }
+  if (typeof p.listenerPath === "string" && p.listenerPath && !p.listenerPath.startsWith("/")) {
+    out.push(`seccomp.listenerPath: ${q(p.listenerPath)} is not an absolute path`);
+  }
+  const notify = Array.isArray(p.syscalls) &&
+    p.syscalls.some((r) => isObj(r) && r.action === "SCMP_ACT_NOTIFY");
+  if (notify && !p.listenerPath) {
+    out.push("seccomp.listenerPath: SCMP_ACT_NOTIFY needs a listenerPath to send the fd to");
   }
   if (p.defaultErrnoRet !== undefined) {
     checkErrno(p.defaultErrnoRet, "seccomp.defaultErrnoRet", out);
@@ -193,8 +222,15 @@ export function validatePolicy(p: unknown): string[] {
     const at = `seccomp.syscalls[${i}]`;
     if (!isObj(r)) return void out.push(`${at}: must be an object`);
     for (const k of Object.keys(r)) {
-      if (k === "action" && r.action === "SCMP_ACT_NOTIFY") continue;
       if (!RULE_KEYS.has(k)) out.push(`${at}.${k}: unknown key`);
+    }
+    if (r.action === "SCMP_ACT_NOTIFY" && Array.isArray(r.names)) {
+      for (const n of r.names.filter((n) => NOTIFY_REFUSED.includes(n as string))) {
+        out.push(
+          `${at}: SCMP_ACT_NOTIFY for ${n}: micro's set-up needs ${n} before the listener ` +
+            "has the fd",
+        );
+      }
     }
     if (!Array.isArray(r.names) || r.names.length === 0) {
       out.push(`${at}.names: must be a non-empty list of syscall names`);
@@ -205,7 +241,7 @@ export function validatePolicy(p: unknown): string[] {
         }
       });
     }
-    if (r.action === "SCMP_ACT_NOTIFY" || r.action === "SCMP_ACT_TRACE") {
+    if (r.action === "SCMP_ACT_TRACE") {
       out.push(`${at}.action: ${r.action} is not supported`);
     } else if (!(ACTIONS as readonly unknown[]).includes(r.action)) {
       out.push(`${at}.action: unknown action ${q(r.action)}`);

@@ -723,6 +723,22 @@ export class RecordingSys implements Sys {
     return this.record("chroot", [this.s(path)], () => 0);
   }
 
+  schedSetaffinity(pid: number, mask: Uint8Array) {
+    return this.record("schedSetaffinity", [pid, [...mask]], () => 0);
+  }
+
+  sendWithFd(sock: number, data: Uint8Array, fd: number) {
+    return this.record(
+      "sendWithFd",
+      [sock, new TextDecoder().decode(data), fd],
+      () => data.length,
+    );
+  }
+
+  setMempolicy(mode: number, mask: Uint8Array | null) {
+    return this.record("setMempolicy", [mode, mask && [...mask]], () => 0);
+  }
+
   /** Copies the next scripted chunk for `fd` into `buf`; undefined when none is left. */
   private take(fd: number, buf: Uint8Array, len: number): number | undefined {
     const chunk = this.reads.get(fd)?.shift();

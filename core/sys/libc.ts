@@ -93,6 +93,8 @@ const NR = {
     ioprio_set: 251,
     sched_setattr: 314,
     chroot: 161,
+    sched_setaffinity: 203,
+    set_mempolicy: 238,
   },
   aarch64: {
     bpf: 280,
@@ -176,6 +178,8 @@ const NR = {
     ioprio_set: 30,
     sched_setattr: 274,
     chroot: 51,
+    sched_setaffinity: 122,
+    set_mempolicy: 237,
   },
 } as const;
 
@@ -663,6 +667,20 @@ function bindLibc(): Sys {
     // IOPRIO_WHO_PROCESS (1), who 0: the caller.
     ioprioSet: (prio) => r(lib.i(nr.ioprio_set, 1, 0, prio, 0, 0)),
     schedSetattr: (attr) => r(lib.ibii(nr.sched_setattr, 0, attr, 0, 0)),
+    schedSetaffinity: (pid, mask) => r(lib.iib(nr.sched_setaffinity, pid, mask.length, mask)),
+    // maxnode counts one past the mask's bits: the kernel takes maxnode - 1 of them.
+    sendWithFd(sock, data, fd) {
+      const m = messageBuffer();
+      // At least a page: a backing store V8 does not move while the kernel reads it.
+      const copy = new Uint8Array(Math.max(data.length, 4096)).subarray(0, data.length);
+      copy.set(data);
+      m.set(MSG_IOV, Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(copy))));
+      m.set(MSG_IOV + 8, data.length);
+      m.words[MSG_CMSG / 4 + 4] = fd;
+      return r(lib.ibi(nr.sendmsg, sock, m.bytes, 0x4000)); // MSG_NOSIGNAL
+    },
+    setMempolicy: (mode, mask) =>
+      r(lib.ibi(nr.set_mempolicy, mode, mask, mask === null ? 0 : mask.length * 8 + 1)),
   };
   return sys;
 }

@@ -257,6 +257,21 @@ export interface Sys {
   schedSetattr(attr: Uint8Array): number;
   /** chroot(2): OCI `--no-pivot` jails the container this way after an MS_MOVE of its root. */
   chroot(path: CStr): number;
+  /**
+   * sched_setaffinity(2) of `pid` (0: the calling thread) with a CPU bitmap encoded before
+   * the fork (core/sched.ts bitmask): 0, or -errno.
+   */
+  schedSetaffinity(pid: number, mask: Uint8Array): number;
+  /**
+   * set_mempolicy(2) of the calling thread: the mode or'ed with its flags, and a node bitmap
+   * (null: none), every bit of it read: 0, or -errno.
+   */
+  setMempolicy(mode: number, mask: Uint8Array | null): number;
+  /**
+   * sendmsg(2) of `data` with one fd (SCM_RIGHTS) on a connected socket, as the OCI seccomp
+   * agent protocol wants it (the state JSON and the listener together): bytes sent, or -errno.
+   */
+  sendWithFd(sock: number, data: Uint8Array, fd: number): number;
 }
 
 /** The fields of `struct stat` that micro reads. */

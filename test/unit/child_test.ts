@@ -15,6 +15,7 @@ import {
   readonlyRemountFlags,
   READY_RECORD,
   runChild,
+  SECCOMP_RECORD,
 } from "../../core/engine/child.ts";
 import { type Op, op } from "../../core/ops.ts";
 import { buildSpec, planRun, type Sections } from "../../core/plan.ts";
@@ -1327,4 +1328,74 @@ Deno.test("session-keyring: a new anonymous one; no keyrings or keyctl refused o
     "joinSessionKeyring()",
     ...exitWithReport(6, 122), // after the prologue's six steps
   ]);
+});
+
+Deno.test("mempolicy: set_mempolicy with the mode or'ed with its flags and the node bitmap", () => {
+  const sys = new RecordingSys().execSucceeds();
+  runToEnd([
+    op("credentials", "process", "mempolicy", { mode: 2, flags: 1 << 15, nodes: [0, 65] }),
+    op("credentials", "process", "mempolicy", { mode: 4, flags: 0, nodes: [] }),
+    execve(["/bin/sh"]),
+  ], sys);
+  const set = sys.calls().filter((c) => c.call === "setMempolicy");
+  // Two 64-bit words: node 0 in the first, node 65 (bit 1) in the second.
+  assert.deepEqual(set[0].args, [2 | 1 << 15, [1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0]]);
+  // MPOL_LOCAL takes no nodes: a null mask.
+  assert.deepEqual(set[1].args, [4, null]);
+});
+
+Deno.test("mempolicy: EINVAL (a node that is not online) is reported as the step with its nodes", () => {
+  const sys = new RecordingSys().failOn("setMempolicy", 22);
+  const { prog } = runToEnd([
+    op("credentials", "process", "mempolicy", { mode: 2, flags: 0, nodes: [1] }),
+    execve(["/bin/sh"]),
+  ], sys);
+  const [step, errno] = reportOf(sys);
+  assert.equal(errno, 22);
+  assert.equal(prog.info[step].kind, "mempolicy");
+  assert.deepEqual(prog.info[step].paths, { mode: "MPOL_BIND", flags: "0x0", nodes: "1" });
+});
+
+Deno.test("cpu-affinity in exec: the child sets its own CPUs right before the exec's steps", () => {
+  const sys = new RecordingSys().execSucceeds();
+  runToEnd([
+    op("exec", "process", "cpu-affinity", { cpus: [0, 1, 8] }),
+    op("exec", "process", "chdir", { path: "/" }),
+    execve(["/bin/sh"]),
+  ], sys);
+  const calls = sys.format();
+  const at = calls.findIndex((c) => c.startsWith("schedSetaffinity"));
+  assert.equal(calls[at], "schedSetaffinity(0, [3,1,0,0,0,0,0,0])");
+  assert.ok(calls[at + 1].startsWith('chdir("/")'), calls.slice(at).join(" "));
+});
+
+Deno.test("seccomp with a listener: the fd goes to micro on the report socket, the child waits for 8 bytes, closes it", () => {
+  const sys = new RecordingSys().execSucceeds();
+  sys.returns("seccompFilter", () => true, 33);
+  const seccomp = op("restrict", "seccomp", "seccomp", {
+    arch: "x86_64",
+    instructions: 1,
+    policy: "/b/config.json",
+    flags: 8,
+    program: "BgAAAAAA/38=",
+    listener: { path: "/run/agent.sock", metadata: "m" },
+  });
+  runToEnd([seccomp, execve(["/bin/sh"])], sys);
+  const calls = sys.format();
+  const at = calls.findIndex((c) => c.startsWith("seccompFilter"));
+  assert.deepEqual(calls.slice(at, at + 4), [
+    'seccompFilter("1 instructions", 8)',
+    `sendRecord(${REPORT_FD}, [${SECCOMP_RECORD},0], 33)`,
+    `read(${REPORT_FD}, 8)`,
+    "close(33)",
+  ]);
+  // micro never answers (it died, or refused): EPIPE, the step named with its listener.
+  const gone = new RecordingSys().scriptRead(REPORT_FD, new Uint8Array(0));
+  gone.returns("seccompFilter", () => true, 33);
+  const { prog } = runToEnd([seccomp, execve(["/bin/sh"])], gone);
+  const sent = gone.sent(REPORT_FD);
+  assert.deepEqual(sent[0], { record: [SECCOMP_RECORD, 0], fd: 33 });
+  const [step, errno] = sent[1].record;
+  assert.equal(errno, 32);
+  assert.equal(prog.info[step].paths.listener, "/run/agent.sock");
 });

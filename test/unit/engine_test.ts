@@ -13,6 +13,7 @@ import {
   LABEL_FAILED_RECORD,
   landlockExecHint,
   READY_RECORD,
+  SECCOMP_RECORD,
 } from "../../core/engine/child.ts";
 import { TRAMPOLINE } from "../../core/engine/trampoline.ts";
 import { cloneFlags, decodeStatus, execute } from "../../core/engine/mod.ts";
@@ -1069,4 +1070,76 @@ Deno.test("execute: without clone3 (ENOSYS) or off cgroup v2, a plain clone and 
     assert.ok(!sys.calls().some((c) => c.call === "clone3"));
     assert.equal(Deno.readTextFileSync(`${dir}/cgroup.procs`), "4242");
   });
+});
+
+Deno.test("execute: an initial CPU affinity (OCI exec) is set on the waiting child before its cgroup.procs write, never clone3", async () => {
+  await withJoin(async (plan, dir) => {
+    const sys = new RecordingSys().scriptRecv(5, READY);
+    cgroupFs(sys, dir, C.CGROUP2_SUPER_MAGIC);
+    let procs = "unread";
+    sys.returns("schedSetaffinity", () => {
+      procs = Deno.readTextFileSync(`${dir}/cgroup.procs`);
+      return true;
+    }, 0);
+    const affinity = op("attach", "process", "cpu-affinity", { cpus: [1] });
+    assert.deepEqual(await execute([...plan, affinity], OPTS, sys), { exitCode: 0 });
+    const calls = sys.calls();
+    assert.ok(!calls.some((c) => c.call === "clone3"), "born in the cgroup: no moment before");
+    const set = calls.find((c) => c.call === "schedSetaffinity")!;
+    assert.deepEqual(set.args, [4242, [2, 0, 0, 0, 0, 0, 0, 0]]);
+    assert.equal(procs, "", "set before the child joined");
+    assert.equal(Deno.readTextFileSync(`${dir}/cgroup.procs`), "4242");
+  });
+});
+
+Deno.test("execute: a refused initial CPU affinity is an attach error naming the CPUs", async () => {
+  const sys = new RecordingSys().scriptRecv(5, READY).failOn("schedSetaffinity", 22);
+  const e = await failure(
+    execute([...PLAN, op("attach", "process", "cpu-affinity", { cpus: [7] })], OPTS, sys),
+  );
+  assert.match(e.line(), /attach: .*sched_setaffinity .*cpus=7: EINVAL/);
+  assert.match(e.line(), /none of the CPUs is online/);
+  assert.ok(sys.format().includes("kill(4242, 9)"), "the child is killed");
+});
+
+Deno.test("execute: a seccomp listener record goes to onSeccompListener with the pid, then the child hears 8 bytes", async () => {
+  const sys = new RecordingSys().scriptRecv(5, { record: [SECCOMP_RECORD, 0], fd: 77 }, READY);
+  const seen: number[][] = [];
+  const r = await execute(PLAN, {
+    ...OPTS,
+    onSeccompListener: (fd, pid) => {
+      seen.push([
+        fd,
+        pid,
+        sys.calls().filter((c) => c.call === "close" && c.args[0] === 77).length,
+      ]);
+    },
+  }, sys);
+  assert.deepEqual(r, { exitCode: 0 });
+  // Called while the fd is still open; closed after, then the child is let go.
+  assert.deepEqual(seen, [[77, 4242, 0]]);
+  const calls = sys.format();
+  const at = calls.indexOf("close(77)");
+  assert.ok(at > 0, calls.join(" "));
+  assert.equal(calls[at + 1], "write(5, 8)");
+  assert.deepEqual(sys.written(5), new Uint8Array(8));
+});
+
+Deno.test("execute: a seccomp listener nobody takes, or an agent that fails, kills the child", async () => {
+  const none = new RecordingSys().scriptRecv(5, { record: [SECCOMP_RECORD, 0], fd: 77 }, READY);
+  const e = await failure(execute(PLAN, OPTS, none));
+  assert.match(e.line(), /seccomp: the seccomp filter has a listener and nothing to send it to/);
+  assert.ok(none.format().includes("close(77)"));
+  assert.ok(none.format().includes("kill(4242, 9)"));
+  assert.ok(!none.format().includes("write(5, 8)"), "never let go");
+  const failing = new RecordingSys().scriptRecv(5, { record: [SECCOMP_RECORD, 0], fd: 77 }, READY);
+  const f = await failure(execute(PLAN, {
+    ...OPTS,
+    onSeccompListener: () => {
+      throw new MicroError("connect listenerPath: ECONNREFUSED");
+    },
+  }, failing));
+  assert.match(f.line(), /ECONNREFUSED/);
+  assert.ok(failing.format().includes("close(77)"));
+  assert.ok(failing.format().includes("kill(4242, 9)"));
 });

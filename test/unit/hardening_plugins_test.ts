@@ -1030,3 +1030,25 @@ Deno.test("seccomp deny: an unknown system call name is a profile error", () => 
     (e: Error) => /seccomp\.deny\[0\].*no system call is named "ptraec"/.test(e.message),
   );
 });
+
+Deno.test("seccomp plugin: SCMP_ACT_NOTIFY is the OCI runtime's only (it has the listenerPath agent)", () => {
+  const file = "/etc/micro/notify.json";
+  const text = JSON.stringify({
+    defaultAction: "SCMP_ACT_ALLOW",
+    listenerPath: "/run/agent.sock",
+    listenerMetadata: "m",
+    syscalls: [{ names: ["mkdir"], action: "SCMP_ACT_NOTIFY" }],
+  });
+  const h = host({ files: { [file]: text } });
+  const spec = specOf([], { seccomp: { file } });
+  assert.deepEqual(seccomp.check!(spec, h).map((e) => e.line()), [
+    `check: seccomp: seccomp profile "${file}": SCMP_ACT_NOTIFY: only the OCI runtime ` +
+    "(micro oci create, run) sends the listener",
+  ]);
+  const oci = specOf([], { seccomp: { file } });
+  oci.micro.oci = { bundle: "/b" };
+  assert.deepEqual(seccomp.check!(oci, h), []);
+  const o = seccompOf(planRun(oci, h, PLUGINS));
+  assert.deepEqual(o.args.listener, { path: "/run/agent.sock", metadata: "m" });
+  assert.equal(o.args.flags & 8, 8, "SECCOMP_FILTER_FLAG_NEW_LISTENER");
+});

@@ -14,7 +14,31 @@ import { defaultConfig } from "../../core/oci/default.ts";
 import { checkId } from "../../core/oci/state.ts";
 import { openLibc } from "../../core/sys/libc.ts";
 import { MicroError } from "../../core/errors.ts";
-import { schedAttr } from "../../core/sched.ts";
+import { bitmask, parseCpuList, schedAttr } from "../../core/sched.ts";
+import { withAffinity } from "../../core/oci/exec.ts";
+import { op } from "../../core/ops.ts";
+import { processOps } from "../../core/process.ts";
+import type { HostInfo } from "../../core/plugin.ts";
+import { CGROUP_FACTS } from "./_host.ts";
+
+const HOST: HostInfo = {
+  arch: "x86_64",
+  uid: 0,
+  gid: 0,
+  id: "id1",
+  stateDir: "/run/micro-oci/id1",
+  containerDir: "/run/micro-oci/id1/c",
+  hostView: [],
+  devices: ["null"],
+  passwd: "root:x:0:0:root:/root:/bin/sh\n",
+  group: "root:x:0:\n",
+  sourceKinds: {},
+  image: "dir",
+  files: {},
+  capLastCap: 40,
+  lsm: { apparmor: false, selinux: false, landlock: 0 },
+  ...CGROUP_FACTS,
+};
 
 // deno-lint-ignore no-explicit-any
 type Config = Record<string, any>;
@@ -141,8 +165,8 @@ Deno.test("oci config: namespace paths join what one thread may enter; others ar
 
 Deno.test("oci config: what micro cannot honour is an error (MUST) or a warning (SHOULD)", () => {
   throwsLine(
-    () => translate((c) => (c.process.execCPUAffinity = { initial: "0" })),
-    /process\.execCPUAffinity: not supported/,
+    () => translate((c) => (c.linux.intelRdt = { closID: "x" })),
+    /linux\.intelRdt: not supported/,
   );
   throwsLine(() => translate((c) => (c.hooks = { prestart: [{ path: "x" }] })), /absolute path/);
   throwsLine(
@@ -350,4 +374,98 @@ Deno.test("oci config: createContainer and startContainer hooks are taken, check
     () => translate((c) => (c.hooks = { startContainer: [{ path: "y" }] })),
     /hooks\.startContainer\[0\]\.path: expected an absolute path/,
   );
+});
+
+Deno.test("oci config: CPU and node lists read as runc's ToCPUSet reads them", () => {
+  const ok: [string, number[]][] = [
+    ["0", [0]],
+    ["0-1", [0, 1]],
+    [",0,1,", [0, 1]],
+    ["0,1,2-3", [0, 1, 2, 3]],
+    ["1, 2, 1-2", [1, 2]],
+    ["    , 1   , 3  ,  5-7,    ", [1, 3, 5, 6, 7]],
+    ["127-129, 1", [1, 127, 128, 129]],
+    ["65536", [65536]],
+  ];
+  for (const [text, cpus] of ok) assert.deepEqual(parseCpuList(text), cpus, text);
+  for (const text of ["-", "1-", "-3", ",", " ", "54-53", "1 - 2", "65537", "0-65537", "a"]) {
+    assert.equal(typeof parseCpuList(text), "string", text);
+  }
+  // Whole 64-bit words, little-endian.
+  assert.deepEqual([...bitmask([0, 9])], [1, 2, 0, 0, 0, 0, 0, 0]);
+  assert.equal(bitmask([64]).length, 16);
+});
+
+Deno.test("oci config: process.execCPUAffinity is kept for exec (not the first process's ops)", () => {
+  const t = translate((c) => (c.process.execCPUAffinity = { initial: "0", final: "0-1" }));
+  assert.deepEqual(t.spec.process.execCPUAffinity, { initial: [0], final: [0, 1] });
+  const only = translate((c) => (c.process.execCPUAffinity = { final: "1", initial: "" }));
+  assert.deepEqual(only.spec.process.execCPUAffinity, { final: [1] });
+  assert.equal(
+    translate((c) => (c.process.execCPUAffinity = {})).spec.process.execCPUAffinity,
+    undefined,
+  );
+  throwsLine(
+    () => translate((c) => (c.process.execCPUAffinity = { initial: "3-1" })),
+    /process\.execCPUAffinity\.initial: "3-1": the range ends before it starts/,
+  );
+  throwsLine(
+    () => translate((c) => (c.process.execCPUAffinity = { later: "1" })),
+    /process\.execCPUAffinity\.later: unknown field/,
+  );
+  // exec: initial in attach (the parent, before the cgroup join), final right before chdir.
+  const ops = withAffinity([
+    op("attach", "cgroups", "cgroup-join", { path: "/sys/fs/cgroup/x" }),
+    op("credentials", "process", "setresuid", { uid: 0 }),
+    op("exec", "process", "chdir", { path: "/" }),
+    op("exec", "process", "execve", { args: ["sh"], env: [], path: ["/bin/sh"] }),
+  ], t.spec.process.execCPUAffinity);
+  assert.deepEqual(ops.map((o) => `${o.phase}:${o.kind}`), [
+    "attach:cpu-affinity",
+    "attach:cgroup-join",
+    "credentials:setresuid",
+    "exec:cpu-affinity",
+    "exec:chdir",
+    "exec:execve",
+  ]);
+  assert.deepEqual(ops[0].args, { cpus: [0] });
+  assert.deepEqual(ops[3].args, { cpus: [0, 1] });
+});
+
+Deno.test("oci config: linux.memoryPolicy becomes one set_mempolicy op; what the kernel always refuses is named", () => {
+  const t = translate((c) =>
+    c.linux.memoryPolicy = { mode: "MPOL_BIND", nodes: "0", flags: ["MPOL_F_STATIC_NODES"] }
+  );
+  assert.deepEqual(t.spec.process.memoryPolicy, { mode: 2, flags: 1 << 15, nodes: [0] });
+  const ops = processOps(t.spec, HOST).filter((o) => o.kind === "mempolicy");
+  assert.deepEqual(ops.map((o) => [o.phase, o.args]), [
+    ["credentials", { mode: 2, flags: 1 << 15, nodes: [0] }],
+  ]);
+  assert.deepEqual(
+    translate((c) => (c.linux.memoryPolicy = { mode: "MPOL_LOCAL" })).spec.process.memoryPolicy,
+    { mode: 4, flags: 0, nodes: [] },
+  );
+  assert.deepEqual(
+    translate((c) => (c.linux.memoryPolicy = { mode: "MPOL_PREFERRED", nodes: "" })).spec
+      .process.memoryPolicy,
+    { mode: 1, flags: 0, nodes: [] },
+  );
+  const bad: [Config, RegExp][] = [
+    [{ mode: "MPOL_NOPE", nodes: "0" }, /memoryPolicy\.mode: "MPOL_NOPE" is not a memory/],
+    [{ mode: "MPOL_BIND", nodes: "0", flags: ["X"] }, /memoryPolicy\.flags\[0\]: "X"/],
+    [{ mode: "MPOL_BIND" }, /memoryPolicy\.nodes: MPOL_BIND needs at least one node/],
+    [{ mode: "MPOL_INTERLEAVE", nodes: "0-" }, /memoryPolicy\.nodes: "0-" is not/],
+    [{ mode: "MPOL_BIND", nodes: "1024" }, /memoryPolicy\.nodes: 1024 is above 1023/],
+    [{ mode: "MPOL_DEFAULT", nodes: "0" }, /memoryPolicy\.nodes: MPOL_DEFAULT takes no nodes/],
+    [{ mode: "MPOL_LOCAL", nodes: "0" }, /MPOL_LOCAL takes no nodes/],
+    [{ mode: "MPOL_DEFAULT", flags: ["MPOL_F_STATIC_NODES"] }, /MPOL_DEFAULT takes no flags/],
+    [
+      { mode: "MPOL_BIND", nodes: "0", flags: ["MPOL_F_STATIC_NODES", "MPOL_F_RELATIVE_NODES"] },
+      /exclude each other/,
+    ],
+    [{ mode: "MPOL_BIND", nodes: "0", policy: 1 }, /memoryPolicy\.policy: unknown field/],
+  ];
+  for (const [mpol, re] of bad) {
+    throwsLine(() => translate((c) => (c.linux.memoryPolicy = mpol)), re);
+  }
 });

@@ -30,6 +30,7 @@ import {
   SECCOMP_RET_KILL_THREAD,
   SECCOMP_RET_LOG,
   SECCOMP_RET_TRAP,
+  SECCOMP_RET_USER_NOTIF,
 } from "../../core/seccomp/compile.ts";
 import { defaultPolicy } from "../../core/seccomp/default.ts";
 import {
@@ -708,6 +709,7 @@ Deno.test("OCI policy: validation errors name the path, one line each", () => {
   });
   assert.deepEqual(errs, [
     `seccomp.defaultAction: unknown action "SCMP_ACT_DENY"`,
+    `seccomp.listenerPath: SCMP_ACT_NOTIFY needs a listenerPath to send the fd to`,
     `seccomp.architectures[1]: unknown architecture "SCMP_ARCH_VAX"`,
     `seccomp.flags[1]: unknown flag "SECCOMP_FILTER_FLAG_FAST"`,
     `seccomp.syscalls[0].errnoRet: only meaningful with SCMP_ACT_ERRNO`,
@@ -715,7 +717,6 @@ Deno.test("OCI policy: validation errors name the path, one line each", () => {
     `seccomp.syscalls[2].args[0].index: must be an argument index from 0 to 5, got 6`,
     `seccomp.syscalls[3].args[0].op: unknown op "SCMP_CMP_LIKE"`,
     `seccomp.syscalls[3].args[0].value: -1 is not an unsigned integer`,
-    `seccomp.syscalls[4].action: SCMP_ACT_NOTIFY is not supported`,
     `seccomp.syscalls[5].names[0]: "Not A Name" is not a syscall name`,
     `seccomp.syscalls[5].errnoRet: must be an errno from 0 to 4095, got 5000`,
   ]);
@@ -819,4 +820,47 @@ Deno.test("the default policy allows every system call Docker's default profile 
   );
   const missing = docker.filter((n) => !allowed.has(n) && n !== "ipc");
   if (missing.length) throw new Error(`not allowed: ${missing.join(" ")}`);
+});
+
+Deno.test("SCMP_ACT_NOTIFY: USER_NOTIF in the program, a listener flag, and the rules runc and micro need", () => {
+  const policy = parseOciSeccomp({
+    defaultAction: "SCMP_ACT_ALLOW",
+    listenerPath: "/run/agent.sock",
+    listenerMetadata: "m",
+    flags: ["SECCOMP_FILTER_FLAG_TSYNC"],
+    syscalls: [{ names: ["mkdir", "mkdirat"], action: "SCMP_ACT_NOTIFY" }],
+  });
+  assert.equal(policy.listenerPath, "/run/agent.sock");
+  assert.equal(policy.listenerMetadata, "m");
+  for (const arch of ["x86_64", "aarch64"] as const) {
+    const prog = compile(policy, arch);
+    assert.equal(call(prog, arch, "mkdirat"), SECCOMP_RET_USER_NOTIF);
+    assert.equal(call(prog, arch, "getpid"), SECCOMP_RET_ALLOW);
+  }
+  assert.equal(retName(SECCOMP_RET_USER_NOTIF), "USER_NOTIF");
+  // NEW_LISTENER (8); with TSYNC (1) the kernel wants TSYNC_ESRCH (16) too.
+  assert.equal(filterFlags(policy), 1 | 8 | 16);
+  assert.equal(filterFlags({ ...policy, flags: [] }), 8);
+  assert.equal(filterFlags({ ...policy, syscalls: [] }), 1);
+  const rule = { names: ["mkdir"], action: "SCMP_ACT_NOTIFY" };
+  assert.deepEqual(validatePolicy({ defaultAction: "SCMP_ACT_ALLOW", syscalls: [rule] }), [
+    "seccomp.listenerPath: SCMP_ACT_NOTIFY needs a listenerPath to send the fd to",
+  ]);
+  assert.deepEqual(
+    validatePolicy({
+      defaultAction: "SCMP_ACT_NOTIFY",
+      listenerPath: "agent.sock",
+      listenerMetadata: 5,
+      syscalls: [rule, { names: ["read", "sendmsg", "write"], action: "SCMP_ACT_NOTIFY" }],
+    }),
+    [
+      "seccomp.defaultAction: SCMP_ACT_NOTIFY cannot be the default (runc's rule too)",
+      "seccomp.listenerMetadata: must be a string",
+      'seccomp.listenerPath: "agent.sock" is not an absolute path',
+      "seccomp.syscalls[1]: SCMP_ACT_NOTIFY for read: micro's set-up needs read before the " +
+      "listener has the fd",
+      "seccomp.syscalls[1]: SCMP_ACT_NOTIFY for sendmsg: micro's set-up needs sendmsg before " +
+      "the listener has the fd",
+    ],
+  );
 });
