@@ -1070,3 +1070,16 @@ Deno.test("execute: without clone3 (ENOSYS) or off cgroup v2, a plain clone and 
     assert.equal(Deno.readTextFileSync(`${dir}/cgroup.procs`), "4242");
   });
 });
+
+Deno.test("execute: a cgroup refusing clone3's child (EAGAIN at pids.max) fails the run, no plain clone moved in past it", async () => {
+  await withJoin(async (plan, dir) => {
+    const sys = new RecordingSys().scriptRecv(5, READY).failOn("clone3", 11);
+    cgroupFs(sys, dir, C.CGROUP2_SUPER_MAGIC);
+    await assert.rejects(
+      () => execute(plan, OPTS, sys),
+      (e) => e instanceof MicroError && e.fields.op === "clone" && e.fields.errno === 11,
+    );
+    assert.ok(!sys.calls().some((c) => c.call === "clone"), sys.names().join(" "));
+    assert.equal(Deno.readTextFileSync(`${dir}/cgroup.procs`), "");
+  });
+});
