@@ -1289,12 +1289,21 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         i.hints = {
           2: "the container has no /proc mounted: the offsets are written to /proc/self",
           13: "a process is in the time namespace already (the offsets go in before any is)",
+          [E_REFUSED]: "/proc/self/timens_offsets is not procfs's (the image's /proc without " +
+            "a proc mount?): mount proc at /proc",
         };
         const file = cstr("/proc/self/timens_offsets");
         const text = new TextEncoder().encode(o.args.text);
         step(i, () => {
           const fd = sys.open(file, C.O_WRONLY | C.O_CLOEXEC, 0);
           if (fd < 0) return fd;
+          // An image's own /proc (no proc mount) may hold that file or a link to one: the
+          // offsets would go into it and the clocks would silently stay unshifted.
+          const type = sys.fstatfsType(fd);
+          if (type !== C.PROC_SUPER_MAGIC) {
+            sys.close(fd);
+            return type < 0 ? type : -E_REFUSED;
+          }
           const rc = sys.write(fd, text, text.length);
           sys.close(fd);
           return rc < 0 ? rc : 0;

@@ -668,7 +668,10 @@ async function start(
   // forked once per run, right after the first child and before it is released, and
   // after micro has left any namespace it joined for the child.
   // cgroup v2: the child is born in its cgroup (clone3's CLONE_INTO_CGROUP); a kernel or
-  // a seccomp filter without clone3 fails it, and the plain clone below joins it after.
+  // a seccomp filter without clone3 (ENOSYS, EPERM) or without CLONE_INTO_CGROUP (E2BIG,
+  // EINVAL) fails it, and the plain clone below joins it after. The cgroup's own refusal
+  // (EAGAIN at pids.max, EBUSY, EOPNOTSUPP) is the run's error: a cgroup.procs write would
+  // move the child in past pids.max, which limits forks, not migrations.
   const into = parent.cloneInto();
   if (into >= 0) fds.push(into);
   const args = into >= 0 ? cloneArgs(flags, into) : null;
@@ -676,7 +679,9 @@ async function start(
   let pid = args === null ? -1 : sys.clone3(args);
   if (pid === 0) runChild(prog, sys);
   const born = pid > 0;
-  if (!born) pid = sys.clone(flags);
+  if (args === null || pid === -38 || pid === -1 || pid === -7 || pid === -22) {
+    pid = sys.clone(flags);
+  }
   if (pid === 0) runChild(prog, sys);
   const left = joined.length ? leaveJoined(joined, sys) : 0;
   let guard = 0;

@@ -320,7 +320,17 @@ function readScheduler(v: unknown): SchedAttr | undefined {
   for (const [k, flag] of (strs(s.flags, `${f}.flags`) ?? []).entries()) {
     const bit = SCHED_FLAGS[flag];
     if (bit === undefined) throw bad(`${f}.flags[${k}]`, `"${flag}" is not a scheduler flag`);
+    // The kernel reads util_min/util_max only from a larger struct sched_attr than the OCI
+    // fields fill: the run would fail with EINVAL in the child.
+    if (bit & (SCHED_FLAGS.SCHED_FLAG_UTIL_CLAMP_MIN | SCHED_FLAGS.SCHED_FLAG_UTIL_CLAMP_MAX)) {
+      throw bad(`${f}.flags[${k}]`, `"${flag}" needs clamp values the OCI spec has no field for`);
+    }
     flags |= bit;
+  }
+  // runc's rule: the times are SCHED_DEADLINE's (any other policy would have them ignored).
+  const times = ["runtime", "deadline", "period"].filter((k) => s[k] !== undefined);
+  if (times.length && name !== "SCHED_DEADLINE") {
+    throw bad(`${f}.${times[0]}`, `for SCHED_DEADLINE only, not ${name}`, "remove it");
   }
   const ns = (x: unknown, k: string) => int(x, `${f}.${k}`, 0, Number.MAX_SAFE_INTEGER) ?? 0;
   return {

@@ -79,3 +79,32 @@ microTest("timens: a profile's timens section; micro exec enters the namespace",
     }
   });
 });
+
+microTest(
+  "timens: without a proc mount, an image's own /proc/self/timens_offsets is refused",
+  async () => {
+    await withTempDir(async (dir) => {
+      const b = await bundle(dir, (c) => {
+        c.process.args = ["cat", "/proc/self/timens_offsets"];
+        c.mounts = c.mounts.filter((m: { destination: string }) => m.destination !== "/proc");
+        c.linux.namespaces.push({ type: "time" });
+        c.linux.timeOffsets = { boottime: { secs: DAYS_1000 } };
+        c.linux.maskedPaths = [];
+        c.linux.readonlyPaths = [];
+        c.root.readonly = false;
+      });
+      // A hostile image: a file where procfs's would be, which the offsets must not go into.
+      Deno.mkdirSync(`${b}/rootfs/proc/self`, { recursive: true });
+      Deno.writeTextFileSync(`${b}/rootfs/proc/self/timens_offsets`, "");
+      const root = `${dir}/state`;
+      const r = await run(["--root", root, "run", "-b", b, "tn-noproc"]);
+      try {
+        assert.equal(r.code, 125, show(r));
+        assert.match(r.stderr, /timens_offsets is not procfs's/, show(r));
+        assert.equal(Deno.readTextFileSync(`${b}/rootfs/proc/self/timens_offsets`), "");
+      } finally {
+        await run(["--root", root, "delete", "--force", "tn-noproc"]);
+      }
+    });
+  },
+);

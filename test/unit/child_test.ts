@@ -1399,3 +1399,17 @@ Deno.test("seccomp with a listener: the fd goes to micro on the report socket, t
   assert.equal(errno, 32);
   assert.equal(prog.info[step].paths.listener, "/run/agent.sock");
 });
+
+Deno.test("time-offsets: a /proc/self/timens_offsets that is not procfs's (an image's file) is refused", () => {
+  const offsets = op("rootfs", "timens", "time-offsets", { text: "boottime 5 0\n" });
+  // The fake's fstatfs says ext4: an image's /proc/self link or file, not the kernel's.
+  const sys = new RecordingSys();
+  const { prog } = runToEnd([offsets], sys);
+  const [step, errno] = reportOf(sys);
+  assert.equal(errno, 18);
+  assert.equal(prog.info[step].kind, "time-offsets");
+  assert.equal(sys.names().includes("write"), false);
+  const proc = new RecordingSys().returns("fstatfsType", () => true, C.PROC_SUPER_MAGIC);
+  runToEnd([offsets], proc);
+  assert.equal(proc.names().filter((n) => n === "write").length, 1);
+});

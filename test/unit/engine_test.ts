@@ -1143,3 +1143,16 @@ Deno.test("execute: a seccomp listener nobody takes, or an agent that fails, kil
   assert.ok(failing.format().includes("close(77)"));
   assert.ok(failing.format().includes("kill(4242, 9)"));
 });
+
+Deno.test("execute: a cgroup refusing clone3's child (EAGAIN at pids.max) fails the run, no plain clone moved in past it", async () => {
+  await withJoin(async (plan, dir) => {
+    const sys = new RecordingSys().scriptRecv(5, READY).failOn("clone3", 11);
+    cgroupFs(sys, dir, C.CGROUP2_SUPER_MAGIC);
+    await assert.rejects(
+      () => execute(plan, OPTS, sys),
+      (e) => e instanceof MicroError && e.fields.op === "clone" && e.fields.errno === 11,
+    );
+    assert.ok(!sys.calls().some((c) => c.call === "clone"), sys.names().join(" "));
+    assert.equal(Deno.readTextFileSync(`${dir}/cgroup.procs`), "");
+  });
+});

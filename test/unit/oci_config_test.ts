@@ -285,6 +285,19 @@ Deno.test("oci config: process.scheduler and process.ioPriority become sched_set
         (c: Config) => (c.process.scheduler = { policy: "SCHED_RR", flags: ["NOPE"] }),
         /scheduler\.flags\[0\]: "NOPE"/,
       ],
+      [
+        (
+          c: Config,
+        ) => (c.process.scheduler = {
+          policy: "SCHED_OTHER",
+          flags: ["SCHED_FLAG_UTIL_CLAMP_MIN"],
+        }),
+        /scheduler\.flags\[0\]: "SCHED_FLAG_UTIL_CLAMP_MIN" needs clamp values/,
+      ],
+      [
+        (c: Config) => (c.process.scheduler = { policy: "SCHED_FIFO", priority: 1, period: 5 }),
+        /scheduler\.period: for SCHED_DEADLINE only, not SCHED_FIFO/,
+      ],
       [(c: Config) => (c.process.ioPriority = { class: "IDLE" }), /ioPriority\.class: "IDLE"/],
       [(c: Config) => (c.process.ioPriority = { class: "IOPRIO_CLASS_BE", x: 1 }), /ioPriority/],
     ] as const
