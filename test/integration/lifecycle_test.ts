@@ -23,6 +23,7 @@ import {
   waitForContainer,
   withTempDir,
 } from "./_helpers.ts";
+import { assertSameAsInit, INIT } from "./_probe.ts";
 
 for (const profile of ["default", "hardened"]) {
   microTest(
@@ -1157,6 +1158,34 @@ for (const m of MODES) {
     },
     { ignore: m.ignore },
   );
+}
+
+for (const m of MODES) {
+  for (const profile of ["default", "hardened"]) {
+    microTest(
+      `${m.title}exec into a detached ${profile} container holds what PID 1 holds`,
+      async () => {
+        await withDetached(async (_env, root, o) => {
+          // PID 1 is set up by the supervisor's runner, the exec by `micro exec`: any state
+          // either passes on (signal masks, ids, filters) shows as a difference
+          const name = `ex-${profile}-${U}`;
+          const args = ["--profile", profile, "--tmpfs", "/tmp", IMAGE, "sh", "-c", INIT];
+          ok(await run(["run", "-d", "--name", name, ...args], o));
+          assert.ok(await logHas(name, "ready", o), "the container did not start");
+          const seen = await assertSameAsInit(name, (a) => run(["exec", ...a], o));
+          if (profile === "hardened") {
+            assert.match(seen, /^NoNewPrivs:\s+1$/m);
+            assert.match(seen, /^CapEff:\s+0+$/m);
+          }
+          ok(await run(["exec", name, "touch", "/tmp/stop"], o));
+          assert.equal(ok(await run(["wait", name], o)).trim(), "0");
+          ok(await run(["rm", name], o));
+          assert.ok(await supervisorGone(root));
+        }, m.user);
+      },
+      { ignore: m.ignore },
+    );
+  }
 }
 
 microTest("stop and kill of a foreground run: its micro records the end", async () => {
