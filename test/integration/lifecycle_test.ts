@@ -783,6 +783,72 @@ for (const m of MODES) {
 }
 
 for (const m of MODES) {
+  microTest(
+    `${m.title}kill -9 of the supervisor loses no restart (in its back-off, or a crash unseen)`,
+    async () => {
+      await withDetached(async (_env, root, o) => {
+        // in its back-off (100 ms doubling: soon long enough to be caught in) when killed
+        const loop = `loop-${U}`;
+        const crash = ["sh", "-c", "echo up; exit 3"];
+        ok(await run(["run", "-d", "--restart", "always", "--name", loop, IMAGE, ...crash], o));
+        // exited between two runs, its back-off 800 ms or more by its third restart
+        assert.ok(
+          await waitFor(async () => {
+            const i = await inspectOf(loop, o);
+            return i.State.Status === "exited" && i.RestartCount >= 3;
+          }, 30_000),
+          "never caught in its back-off",
+        );
+        const sup = supervisorPid(root)!;
+        Deno.kill(sup, "SIGKILL");
+        assert.ok(await waitFor(() => !pidAlive(sup), 5000), "the supervisor outlived SIGKILL");
+        const ups = ok(await run(["logs", loop], o)).split("up").length;
+        // the next command's supervisor starts it again
+        ok(await run(["ps"], o));
+        assert.ok(
+          await waitFor(
+            async () => ok(await run(["logs", loop], o)).split("up").length > ups,
+            20_000,
+          ),
+          "the restart waiting when the supervisor was killed was lost",
+        );
+        ok(await run(["stop", "-t", "1", loop], o));
+        // one that crashed while no supervisor ran: the next command's gc records its end
+        // (exit code unknown), its policy starts it again
+        const svc = `svc-${U}`;
+        const up = ["sh", "-c", "echo up; exec sleep 1000"];
+        ok(await run(["run", "-d", "--restart", "always", "--name", svc, IMAGE, ...up], o));
+        const first = await inspectOf(svc, o);
+        const again = supervisorPid(root);
+        assert.ok(again, "no supervisor runs");
+        Deno.kill(again, "SIGKILL");
+        assert.ok(await waitFor(() => !pidAlive(again), 5000), "the supervisor outlived SIGKILL");
+        Deno.kill(first.State.Pid, "SIGKILL");
+        assert.ok(await waitFor(() => !pidAlive(first.State.Pid), 5000), "it outlived SIGKILL");
+        let now = first;
+        assert.ok(
+          await waitFor(async () => {
+            now = await inspectOf(svc, o);
+            return now.State.Running && now.RestartCount === 1;
+          }, 20_000),
+          `not started again: ${JSON.stringify(now.State)}`,
+        );
+        assert.notEqual(now.State.Pid, first.State.Pid);
+        assert.ok(await logHas(svc, "up\nup\n", o), "the second run wrote nothing");
+        ok(await run(["rm", "-f", svc, loop], o));
+        assert.ok(await supervisorGone(root));
+        assert.deepEqual(
+          stateEntries(`${root}/.supervisor/restarts`),
+          [],
+          "a restart note is left",
+        );
+      }, m.user);
+    },
+    { ignore: m.ignore },
+  );
+}
+
+for (const m of MODES) {
   microTest(`${m.title}50 detached containers started concurrently`, async () => {
     await withDetached(async (_env, root, o) => {
       const long = { ...o, timeoutMs: 300_000 };
