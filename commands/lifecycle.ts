@@ -83,9 +83,29 @@ async function withHelp(fn: () => Promise<number>): Promise<number> {
 
 const enc = new TextEncoder();
 
+/** The reader of micro's output went away (`micro logs | head`): nothing more to print. */
+class ReaderGone extends Error {}
+
 async function writeAll(to: typeof Deno.stdout, text: string | Uint8Array): Promise<void> {
   const bytes = typeof text === "string" ? enc.encode(text) : text;
-  for (let off = 0; off < bytes.length;) off += await to.write(bytes.subarray(off));
+  try {
+    for (let off = 0; off < bytes.length;) off += await to.write(bytes.subarray(off));
+  } catch (e) {
+    if (e instanceof Deno.errors.BrokenPipe) throw new ReaderGone();
+    throw e;
+  }
+}
+
+/**
+ * `fn`, ended quietly when its reader leaves, with the status of a process killed by SIGPIPE
+ * (as cat's): not an internal error, and never a follow that goes on printing to nobody.
+ */
+function untilReaderGone(fn: () => Promise<number>): () => Promise<number> {
+  return () =>
+    fn().catch((e) => {
+      if (e instanceof ReaderGone) return 128 + 13;
+      throw e;
+    });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -507,7 +527,7 @@ export function parseSince(text: string, now: number): number {
 
 /** `micro logs`: the container's json-file log, as `docker logs` prints it. */
 export function logs(argv: string[]): Promise<number> {
-  return withHelp(async () => {
+  return withHelp(untilReaderGone(async () => {
     const { opts, rest, root } = parse(argv, {
       "-f": ["follow", false],
       "--follow": ["follow", false],
@@ -610,12 +630,13 @@ export function logs(argv: string[]): Promise<number> {
           const out = e && show(e);
           if (out) pending.push(out);
         });
-        for (const o of pending) await print(o);
       } catch {
         /* not there yet */
       } finally {
         f?.close();
       }
+      // Outside that catch: a reader gone ends the follow (swallowed, it went on to the end).
+      for (const o of pending) await print(o);
       if (ended) {
         if (ended++ > 2) return 0;
       } else {
@@ -624,7 +645,7 @@ export function logs(argv: string[]): Promise<number> {
       }
       await new Promise((r) => setTimeout(r, 100));
     }
-  });
+  }));
 }
 
 /** The restart policy a container was run with (`--restart` among its options). */

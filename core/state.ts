@@ -12,6 +12,8 @@ import { readRecord, removeContainerDir, writeRecord } from "./store/containers.
 import { C, cstr, type Sys } from "./sys/mod.ts";
 import { openLibc } from "./sys/libc.ts";
 import { now, span } from "./trace.ts";
+import { hasPendingRestarts, markRestart } from "./supervisor/pending.ts";
+import { nextDelay, type RestartPolicy, shouldRestart } from "./supervisor/policy.ts";
 
 export interface RunState {
   id: string;
@@ -331,7 +333,7 @@ export function gc(
         if (state.keeper && isAlive(state.keeper.pid, state.keeper.startTime)) {
           kill(state.keeper.pid, state.keeper.startTime);
         }
-        if (state.record) detachedEnded(state.record, state.pid);
+        if (state.record) detachedEnded(root, e.name, state);
       }
       // A rootless network's helper (pasta daemonizes) outlives a killed micro.
       stopLeftHelper(dir, sys);
@@ -350,17 +352,24 @@ export function gc(
 
 /**
  * A detached container's record after it ended unseen: exited, its exit code unknown
- * (null), unless a supervisor recorded the end already.
+ * (null), unless a supervisor recorded the end already. Its restart policy counts that as a
+ * failure: a restart is noted for the supervisor the caller then starts (core/supervisor/
+ * pending.ts), as one that saw the end would have started it.
  */
-function detachedEnded(recordDir: string, owner: number): void {
+function detachedEnded(root: string, runId: string, state: RunState): void {
+  const recordDir = state.record!;
   const rec = readRecord(recordDir);
-  if (!rec || rec.state === "exited" || rec.pid !== owner) return;
+  if (!rec || rec.state === "exited" || rec.pid !== state.pid) return;
   rec.state = "exited";
   delete rec.exitCode;
   rec.finishedAt = new Date().toISOString();
   rec.error = "ended while no supervisor ran: its exit code is unknown";
+  const policy = (state as RunState & { restart?: RestartPolicy }).restart;
+  const again = !rec.rm && policy !== undefined && shouldRestart(policy, null, rec);
+  const delay = again ? nextDelay(rec) : 0;
   try {
     writeRecord(recordDir, rec);
+    if (again) markRestart(root, runId, { recordDir, id: rec.id, due: Date.now() + delay });
   } catch { /* the store is gone: nothing to record */ }
 }
 
@@ -435,7 +444,8 @@ export function unsupervised(root: string, uid: number): boolean {
     if (!state?.detached || isAlive(state.pid, state.startTime)) continue;
     if (isAlive(state.containerPid, state.containerStartTime)) return true;
   }
-  return false;
+  // Restarts noted for a supervisor (its own killed during a back-off, or gc's).
+  return hasPendingRestarts(root);
 }
 
 /** How long a command waits for another one working on the same container. */

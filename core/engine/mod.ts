@@ -751,17 +751,26 @@ async function start(
   } catch (e) {
     // The child died of a signal while it waited (the fork's failed start, DESIGN.md §4):
     // what failed was only a step that needs it (its namespace is gone): start again.
-    const gone = sys.reap(pid);
-    if (gone.pid === pid && decodeStatus(gone.status).signal) {
+    // Not a zombie yet, it may be dying all the same: its memory goes before it is one, and
+    // its /proc/PID files are root's from then on (a rootless id map write: EACCES, seen
+    // after SIGSEGVs under load). It is abandoned either way: killed and reaped here, its
+    // status is its own signal's when it was dying already (a fatal signal fixes the exit
+    // status; a SIGKILL to an exiting task changes nothing), else ours.
+    let gone = sys.reap(pid);
+    const killed = gone.pid === 0;
+    if (killed) {
+      signals.settled();
+      sys.kill(pid, C.SIGKILL);
+      gone = await sys.waitpid(pid);
+    }
+    const died = gone.pid === pid ? decodeStatus(gone.status).signal : undefined;
+    if (died && !(killed && died === C.SIGKILL)) {
       signals.settled();
       closeAll();
-      throw new FailedStart(
-        `the container's first process died of signal ${
-          decodeStatus(gone.status).signal
-        } before exec`,
-      );
+      throw new FailedStart(`the container's first process died of signal ${died} before exec`);
     }
-    await abandon();
+    if (killed) closeAll();
+    else await abandon();
     throw e;
   }
   mark("attach (state, id maps, cgroups)");

@@ -43,6 +43,7 @@ import { JsonLog, type LogOptions, logPath } from "./logs.ts";
 import { LogPumps } from "./pumps.ts";
 import { decodeStatus } from "../engine/mod.ts";
 import { nextDelay, type RestartPolicy, shouldRestart } from "./policy.ts";
+import { clearRestart, markRestart, pendingRestarts } from "./pending.ts";
 import { thawKilled } from "../stats/mod.ts";
 
 /** What a run hands over (one JSON line on the runner's stdout). */
@@ -222,6 +223,7 @@ export class Supervisor {
       case "stop": {
         const pending = this.restarting.get(req.runId);
         if (pending) pending.cancelled = true;
+        clearRestart(this.root, req.runId);
         // Ended already (and recorded: a container leaves the map last): nothing to stop.
         if (!this.containers.has(req.runId)) return { ok: true };
         return await this.stop(this.find(req.runId), req.signal, req.timeout);
@@ -449,6 +451,17 @@ export class Supervisor {
       if (c.fds.length === 2) this.pump(c, state.record, opts);
       void this.watch(c, false);
     }
+    // Restarts a killed supervisor left waiting, or gc noted for a container that ended
+    // while none ran: due now, or when their back-off ends.
+    for (const [runId, p] of pendingRestarts(this.sys, this.root)) {
+      if (this.restarting.has(runId) || this.containers.has(runId)) continue;
+      const rec = readRecord(p.recordDir);
+      if (!rec || rec.id !== p.id || rec.state !== "exited") {
+        clearRestart(this.root, runId);
+        continue;
+      }
+      this.scheduleRestart(runId, p.recordDir, p.id, Math.max(0, p.due - Date.now()));
+    }
   }
 
   /**
@@ -554,38 +567,52 @@ export class Supervisor {
     // Restart policies (Docker's): not after a stop by a user.
     if (rec && !rec.rm && policy && !c.stopped && shouldRestart(policy, exitCode, rec)) {
       const delay = nextDelay(rec);
-      const pending = { cancelled: false };
-      this.restarting.set(c.runId, pending);
       try {
         writeRecord(recordDir, rec); // the back-off moved on
       } catch { /* the store is gone: the restart finds no record */ }
-      this.pending++;
-      void (async () => {
-        try {
-          await sleep(delay);
-          const again = readRecord(recordDir);
-          if (pending.cancelled || !again || again.state !== "exited" || again.id !== rec.id) {
-            return;
-          }
-          await this.run(["_start", recordDir, "--restarting"], "/", restartEnv(c.state));
-          // Stopped while it was being started: it stops now.
-          const now = this.containers.get(c.runId);
-          if (pending.cancelled && now) await this.stop(now, 9, 0);
-        } catch {
-          /* recorded by the runner */
-        } finally {
-          if (this.restarting.get(c.runId) === pending) this.restarting.delete(c.runId);
-          this.pending--;
-          this.checkIdle();
-        }
-      })();
+      this.scheduleRestart(c.runId, recordDir, rec.id, delay);
     }
     this.checkIdle();
+  }
+
+  /**
+   * Starts the container of `recordDir` again after `delay` ms, unless a stop cancels it or
+   * its record changed meanwhile. Noted in the state root until done (core/supervisor/
+   * pending.ts): a supervisor killed during the back-off loses no restart.
+   */
+  private scheduleRestart(runId: string, recordDir: string, id: string, delay: number): void {
+    const pending = { cancelled: false };
+    this.restarting.set(runId, pending);
+    try {
+      markRestart(this.root, runId, { recordDir, id, due: Date.now() + delay });
+    } catch { /* not noted: kept in memory only */ }
+    this.pending++;
+    void (async () => {
+      try {
+        await sleep(delay);
+        const again = readRecord(recordDir);
+        if (pending.cancelled || !again || again.state !== "exited" || again.id !== id) return;
+        await this.run(["_start", recordDir, "--restarting"], "/", restartEnv());
+        // Stopped while it was being started: it stops now.
+        const now = this.containers.get(runId);
+        if (pending.cancelled && now) await this.stop(now, 9, 0);
+      } catch {
+        /* recorded by the runner */
+      } finally {
+        // Started (a detached container a next supervisor adopts), cancelled or moot.
+        if (this.restarting.get(runId) === pending) {
+          this.restarting.delete(runId);
+          clearRestart(this.root, runId);
+        }
+        this.pending--;
+        this.checkIdle();
+      }
+    })();
   }
 }
 
 /** The environment a restart runs in: the supervisor's own (the first caller's). */
-function restartEnv(_state: RunState): Record<string, string> {
+function restartEnv(): Record<string, string> {
   return Deno.env.toObject();
 }
 

@@ -482,8 +482,11 @@ function bindLibc(): Sys {
     socket: (d, t, p) => r(lib.i(nr.socket, d, t, p, 0, 0)),
     closeRange: (a, b, flags) => r(lib.i(nr.close_range, a, b, flags, 0, 0)),
     resetSignals() {
+      // 32 and 33 too (glibc's internal signals, which its sigaction refuses but the kernel
+      // does not): a glibc parent's posix_spawn leaves them ignored, and an ignored signal
+      // stays ignored across execve, into the container's command.
       for (let sig = 1; sig < 65; sig++) {
-        if (sig === 9 || sig === 19 || sig === 32 || sig === 33) continue;
+        if (sig === 9 || sig === 19) continue;
         lib.ibbi(nr.rt_sigaction, sig, sigact, null, 8);
       }
       return r(lib.ibbi(nr.rt_sigprocmask, 2, sigset, null, 8)); // SIG_SETMASK, empty

@@ -356,14 +356,20 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-/** Polls `cond` every 20 ms until true or `ms` elapsed; returns the last value. */
-export async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
+/**
+ * Polls `cond` every 20 ms until true or `ms` elapsed; returns the last value. `cond` may be
+ * async (a micro command per poll): it is awaited, never run twice at once.
+ */
+export async function waitFor(
+  cond: () => boolean | Promise<boolean>,
+  ms: number,
+): Promise<boolean> {
   const end = Date.now() + ms;
   while (Date.now() < end) {
-    if (cond()) return true;
+    if (await cond()) return true;
     await sleep(20);
   }
-  return cond();
+  return await cond();
 }
 
 /** A micro process running in the background whose stdout is read as it arrives. */

@@ -16,15 +16,7 @@ import {
   show,
   withTempDir,
 } from "./_helpers.ts";
-
-/** What a process holds, printed from inside: `probe PID`. */
-const PROBE =
-  `probe() { for n in user mnt pid net ipc uts cgroup; do readlink /proc/$1/ns/$n; done; ` +
-  `grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp):' /proc/$1/status; id; ` +
-  `cat /proc/$1/cgroup; }`;
-/** PID 1 records itself in /tmp/pid1, then waits until /tmp/stop exists. */
-const INIT = `${PROBE}; probe 1 > /tmp/pid1; echo ready; ` +
-  `while [ ! -e /tmp/stop ]; do sleep 0.1; done`;
+import { assertSameAsInit, INIT } from "./_probe.ts";
 
 const ROOTLESS = { uid: 1000, gid: 1000 };
 
@@ -55,7 +47,10 @@ function as(user: typeof ROOTLESS | undefined, store: string | undefined, args: 
  */
 async function withContainer(
   opts: string[],
-  fn: (name: string, exec: (args: string[]) => ReturnType<typeof run>) => Promise<void>,
+  fn: (
+    name: string,
+    exec: (args: string[], stdin?: string) => ReturnType<typeof run>,
+  ) => Promise<void>,
   user?: typeof ROOTLESS,
 ): Promise<void> {
   await withTempDir(async (dir) => {
@@ -75,9 +70,9 @@ async function withContainer(
       INIT,
     ]);
     const bg = new Background(start.args, { cmd: start.cmd });
-    const exec = (args: string[]) => {
+    const exec = (args: string[], stdin?: string) => {
       const c = as(user, dir, ["exec", ...args]);
-      return run(c.args, { cmd: c.cmd });
+      return run(c.args, { cmd: c.cmd, stdin });
     };
     try {
       assert.ok(await bg.waitForStdout("ready"), `container did not start: ${bg.stderr}`);
@@ -88,19 +83,6 @@ async function withContainer(
       assert.equal(r.code, 0, show(r));
     }
   });
-}
-
-/** The exec'd process's view of itself against PID 1's. */
-async function assertSameAsInit(
-  name: string,
-  exec: (args: string[]) => ReturnType<typeof run>,
-): Promise<string> {
-  const mine = ok(await exec([name, "sh", "-c", `${PROBE}; probe $$`]));
-  const init = ok(await exec([name, "cat", "/tmp/pid1"]));
-  assert.equal(mine, init);
-  assert.match(mine, /^Seccomp:\s+2$/m);
-  assert.equal(mine.split("\n").filter((l) => l.includes(":[")).length, 7, mine);
-  return mine;
 }
 
 microTest(
@@ -117,35 +99,36 @@ microTest(
   },
 );
 
-microTest(
-  "exec into a hardened container: no more than PID 1 (user namespace, no_new_privs)",
-  async () => {
-    await withContainer(["--profile", "hardened"], async (name, exec) => {
-      const seen = await assertSameAsInit(name, exec);
-      assert.match(seen, /^NoNewPrivs:\s+1$/m);
-      assert.match(seen, /^CapEff:\s+0+$/m);
-      assert.match(seen, /uid=65534/);
-      // Root of the container's user namespace gets no more: its bounding set is empty.
-      const root = ok(
-        await exec([
-          "-u",
-          "0",
-          name,
-          "sh",
-          "-c",
-          "id -u; grep -E '^Cap(Eff|Bnd)' /proc/self/status",
-        ]),
-      );
-      assert.match(root, /^0\nCapEff:\s+0+\nCapBnd:\s+0+\n$/);
-      // stdin with -i.
-      const c = as(undefined, undefined, ["exec", "-i", name, "cat"]);
-      assert.equal(
-        ok(await run(c.args, { cmd: c.cmd, stdin: "through stdin\n" })),
-        "through stdin\n",
-      );
-    });
-  },
-);
+for (const user of [undefined, ROOTLESS]) {
+  microTest(
+    `${user ? "rootless: " : ""}exec into a hardened container: no more than PID 1 (no_new_privs)`,
+    async () => {
+      await withContainer(["--profile", "hardened"], async (name, exec) => {
+        const seen = await assertSameAsInit(name, exec);
+        assert.match(seen, /^NoNewPrivs:\s+1$/m);
+        assert.match(seen, /^CapEff:\s+0+$/m);
+        // as root: a user namespace of its own, nobody in it; rootless without subordinate
+        // ids only the caller's id is mapped, as root (README "Rootless")
+        assert.match(seen, user ? /uid=0\(root\)/ : /uid=65534/);
+        // Root of the container's user namespace gets no more: its bounding set is empty.
+        const root = ok(
+          await exec([
+            "-u",
+            "0",
+            name,
+            "sh",
+            "-c",
+            "id -u; grep -E '^Cap(Eff|Bnd)' /proc/self/status",
+          ]),
+        );
+        assert.match(root, /^0\nCapEff:\s+0+\nCapBnd:\s+0+\n$/);
+        // stdin with -i.
+        assert.equal(ok(await exec(["-i", name, "cat"], "through stdin\n")), "through stdin\n");
+      }, user);
+    },
+    { ignore: user ? lacking(NEEDS.setpriv) : undefined },
+  );
+}
 
 microTest("exec -u, -w, -e, --env-file and the command's exit code", async () => {
   await withTempDir(async (dir) => {

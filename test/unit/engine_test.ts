@@ -1015,6 +1015,46 @@ Deno.test("execute: a child that died of a signal before an attach step is a fai
   assert.ok(!sys.format().includes("kill(4242, 9)"), "a dead child is not killed");
 });
 
+Deno.test("execute: a child dying of a signal, not yet a zombie, when an attach step fails is a failed start, retried", async () => {
+  // Its memory released, its /proc files root's: the id map write fails (EACCES) before it
+  // can be reaped. Killed and reaped, its status is its own SIGSEGV's.
+  let calls = 0;
+  const sys = new RecordingSys({ clonePid: 4243 })
+    .returns("clone", () => true, 4242, 1)
+    .returns("reap", () => true, 0, 1)
+    .scriptWait(11)
+    .scriptRecv(15, READY);
+  const r = await execute(PLAN, {
+    ...OPTS,
+    onChild: () => {
+      if (calls++ === 0) throw new Error("/proc/4242/setgroups: EACCES");
+    },
+  }, sys);
+  assert.deepEqual(r, { exitCode: 0 });
+  assert.equal(sys.names().filter((n) => n === "clone").length, 2);
+});
+
+Deno.test("execute: a live child when an attach step fails: killed, reaped, the step's error", async () => {
+  const sys = new RecordingSys({ clonePid: 4243 })
+    .returns("clone", () => true, 4242, 1)
+    .returns("reap", () => true, 0, 1)
+    .scriptWait(9); // our SIGKILL
+  await assert.rejects(
+    () =>
+      execute(PLAN, {
+        ...OPTS,
+        onChild: () => {
+          throw new Error("/proc/4242/uid_map: EPERM");
+        },
+      }, sys),
+    /uid_map: EPERM/,
+  );
+  assert.equal(sys.names().filter((n) => n === "clone").length, 1);
+  const log = sys.format();
+  assert.ok(log.includes("kill(4242, 9)"), log.join("\n"));
+  assert.ok(log.some((l) => l.startsWith("waitpid(4242)")), log.join("\n"));
+});
+
 /** The plan joining one cgroup dir (a temp dir standing for it) whose cgroup.procs is a file. */
 function withJoin(fn: (plan: Op[], dir: string) => Promise<void>): Promise<void> {
   const dir = Deno.makeTempDirSync({ prefix: "micro-clone3-" });
