@@ -1,6 +1,6 @@
 /** Shared by the OCI tests: a bundle made by `micro oci spec`, edited, the image as rootfs. */
 import assert from "node:assert/strict";
-import { IMAGE, ok, run } from "./_helpers.ts";
+import { IMAGE, MICRO, ok, run, type RunResult } from "./_helpers.ts";
 
 // deno-lint-ignore no-explicit-any
 export type Config = Record<string, any>;
@@ -17,4 +17,24 @@ export async function bundle(dir: string, edit: (c: Config) => void): Promise<st
   edit(c);
   Deno.writeTextFileSync(`${b}/config.json`, JSON.stringify(c));
   return b;
+}
+
+/**
+ * `micro --root ROOT ARGS` from a shell that first runs `pre` (`exec 3<FILE`: fds the caller
+ * passes); stdout and stderr go to files beside ROOT, read and removed after: a created
+ * container keeps micro's stdio (the caller's, as runc's), and a pipe would stay open as long
+ * as it runs.
+ */
+export async function oci(root: string, args: string[], pre = ""): Promise<RunResult> {
+  const out = `${root.slice(0, root.lastIndexOf("/"))}/out-${crypto.randomUUID()}`;
+  const r = await new Deno.Command("sh", {
+    args: ["-c", `${pre}\nexec "$0" "$@" >"${out}.1" 2>"${out}.2"`, MICRO, "--root", root, ...args],
+    stdin: "null",
+  }).output();
+  const read = (p: string) => {
+    const t = Deno.readTextFileSync(p);
+    Deno.removeSync(p);
+    return t;
+  };
+  return { code: r.code, signal: null, stdout: read(`${out}.1`), stderr: read(`${out}.2`) };
 }

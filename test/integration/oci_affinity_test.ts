@@ -5,26 +5,8 @@
  * Cpus_allowed_list, the policy /proc/self/numa_maps shows for each mapping.
  */
 import assert from "node:assert/strict";
-import { MICRO, microTest, ok, show, withTempDir } from "./_helpers.ts";
-import { bundle, type Config } from "./_oci.ts";
-
-/**
- * `micro --root ROOT ARGS`, its output through files: the container's process gets micro's
- * stdio (the caller's, as runc's), and a pipe would stay open as long as it runs.
- */
-async function oci(root: string, args: string[]) {
-  const out = `${root.slice(0, root.lastIndexOf("/"))}/out-${crypto.randomUUID()}`;
-  const r = await new Deno.Command("sh", {
-    args: ["-c", `exec "$0" "$@" >"${out}.1" 2>"${out}.2"`, MICRO, "--root", root, ...args],
-    stdin: "null",
-  }).output();
-  const read = (p: string) => {
-    const t = Deno.readTextFileSync(p);
-    Deno.removeSync(p);
-    return t;
-  };
-  return { code: r.code, signal: null, stdout: read(`${out}.1`), stderr: read(`${out}.2`) };
-}
+import { microTest, ok, show, withTempDir } from "./_helpers.ts";
+import { bundle, type Config, oci } from "./_oci.ts";
 
 const uniq = () => `a${crypto.randomUUID().slice(0, 8)}`;
 

@@ -6,26 +6,11 @@
  * create.
  */
 import assert from "node:assert/strict";
-import { MICRO, microTest, show, withTempDir } from "./_helpers.ts";
-import { bundle } from "./_oci.ts";
+import { exists, microTest, show, withTempDir } from "./_helpers.ts";
+import { bundle, oci } from "./_oci.ts";
 
 const uniq = () => `h${crypto.randomUUID().slice(0, 8)}`;
 const ENV = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"];
-
-/** `micro --root ROOT ARGS`, output through files (create's container keeps its stdio). */
-async function oci(root: string, args: string[]) {
-  const out = `${root}-out-${crypto.randomUUID()}`;
-  const r = await new Deno.Command("sh", {
-    args: ["-c", `exec "$0" "$@" >"${out}.1" 2>"${out}.2"`, MICRO, "--root", root, ...args],
-    stdin: "null",
-  }).output();
-  const read = (p: string) => {
-    const t = Deno.readTextFileSync(p);
-    Deno.removeSync(p);
-    return t;
-  };
-  return { code: r.code, signal: null, stdout: read(`${out}.1`), stderr: read(`${out}.2`) };
-}
 
 /** A hook script in `dir`: reads the state from stdin into NAME.state, then runs `body`. */
 function hook(dir: string, name: string, body: string): string {
@@ -128,15 +113,6 @@ microTest("oci hooks: a prestart hook past its timeout is killed and fails creat
     }
   });
 });
-
-function exists(p: string): boolean {
-  try {
-    Deno.statSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** A script at `path` (a file of the container's root or the host's), mode 755. */
 function script(path: string, body: string): void {

@@ -5,25 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { MICRO, microTest, ok, show, waitFor, withTempDir } from "./_helpers.ts";
-import { bundle } from "./_oci.ts";
-
-/**
- * `micro --root ROOT ARGS` from a shell that first runs `pre` (`exec 3<FILE`: the fds the
- * caller passes); stdout and stderr go to files (a container may keep a pipe open).
- */
-async function oci(root: string, args: string[], pre = "") {
-  const out = `${root.slice(0, root.lastIndexOf("/"))}/out-${crypto.randomUUID()}`;
-  const r = await new Deno.Command("sh", {
-    args: ["-c", `${pre}\nexec "$0" "$@" >"${out}.1" 2>"${out}.2"`, MICRO, "--root", root, ...args],
-    stdin: "null",
-  }).output();
-  const read = (p: string) => {
-    const t = Deno.readTextFileSync(p);
-    Deno.removeSync(p);
-    return t;
-  };
-  return { code: r.code, signal: null, stdout: read(`${out}.1`), stderr: read(`${out}.2`) };
-}
+import { bundle, oci } from "./_oci.ts";
 
 const uniq = () => `t${crypto.randomUUID().slice(0, 8)}`;
 

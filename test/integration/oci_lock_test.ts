@@ -4,31 +4,8 @@
  * delete killed it), and leave nothing behind either way.
  */
 import assert from "node:assert/strict";
-import { MICRO, microTest, ok, pidAlive, show, sleep, withTempDir } from "./_helpers.ts";
-import { bundle } from "./_oci.ts";
-
-async function oci(root: string, args: string[]) {
-  const out = `${root}-out-${crypto.randomUUID()}`;
-  const r = await new Deno.Command("sh", {
-    args: ["-c", `exec "$0" "$@" >"${out}.1" 2>"${out}.2"`, MICRO, "--root", root, ...args],
-    stdin: "null",
-  }).output();
-  const read = (p: string) => {
-    const t = Deno.readTextFileSync(p);
-    Deno.removeSync(p);
-    return t;
-  };
-  return { code: r.code, signal: null, stdout: read(`${out}.1`), stderr: read(`${out}.2`) };
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { exists, microTest, ok, pidAlive, show, sleep, withTempDir } from "./_helpers.ts";
+import { bundle, oci } from "./_oci.ts";
 
 function cgroupDirs(id: string): string[] {
   const out: string[] = [];

@@ -4,8 +4,8 @@
  * container process state, as runc sends it; the agent answers one notified mkdir.
  */
 import assert from "node:assert/strict";
-import { MICRO, microTest, ok, show, waitFor, withTempDir } from "./_helpers.ts";
-import { bundle, type Config } from "./_oci.ts";
+import { exists, microTest, ok, show, waitFor, withTempDir } from "./_helpers.ts";
+import { bundle, type Config, oci } from "./_oci.ts";
 
 /**
  * Accepts one connection, keeps the state JSON and the number of fds in OUT, then answers the
@@ -72,30 +72,6 @@ async function withAgent<T>(dir: string, errno: number, fn: (out: string) => Pro
     }
     await agent.status;
   }
-}
-
-function exists(p: string): boolean {
-  try {
-    Deno.statSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** `micro --root ROOT ARGS`, output through files (the container keeps micro's stdio). */
-async function oci(root: string, args: string[]) {
-  const out = `${root.slice(0, root.lastIndexOf("/"))}/out-${crypto.randomUUID()}`;
-  const r = await new Deno.Command("sh", {
-    args: ["-c", `exec "$0" "$@" >"${out}.1" 2>"${out}.2"`, MICRO, "--root", root, ...args],
-    stdin: "null",
-  }).output();
-  const read = (p: string) => {
-    const t = Deno.readTextFileSync(p);
-    Deno.removeSync(p);
-    return t;
-  };
-  return { code: r.code, signal: null, stdout: read(`${out}.1`), stderr: read(`${out}.2`) };
 }
 
 const uniq = () => `n${crypto.randomUUID().slice(0, 8)}`;
