@@ -38,7 +38,7 @@ const EMPTY = cstr("");
 const EINTR = 4;
 
 /** The state JSON with room for the pid, and where that room starts (in bytes). */
-export function hookState(s: OpArgs["oci-hook"]["state"]): { bytes: Uint8Array; pidAt: number } {
+export function stateBytes(s: OpArgs["oci-hook"]["state"]): { bytes: Uint8Array; pidAt: number } {
   const J = JSON.stringify;
   const head = `{"ociVersion":${J(s.ociVersion)},"id":${J(s.id)},"status":${J(s.status)},"pid":`;
   const tail = `,"bundle":${J(s.bundle)}` +
@@ -63,7 +63,7 @@ interface Encoded {
 }
 
 function encode(a: OpArgs["oci-hook"], say: boolean): Encoded {
-  const { bytes, pidAt } = hookState(a.state);
+  const { bytes, pidAt } = stateBytes(a.state);
   const name = `hooks.${a.hook}[${a.index}] ${a.path}`;
   return {
     // The trampoline's layout (tools/trampoline): "" (plain mode), "" (no label), the one

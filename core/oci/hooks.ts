@@ -7,7 +7,7 @@
  * core/engine/hook.ts).
  */
 import { MicroError } from "../errors.ts";
-import { HOOK_STATE_MAX, hookState } from "../engine/hook.ts";
+import { HOOK_STATE_MAX, stateBytes } from "../engine/hook.ts";
 import { type Op, op } from "../ops.ts";
 import { OCI_VERSION } from "./state.ts";
 
@@ -55,7 +55,7 @@ export function containerHookOps(
         bundle,
         ...(Object.keys(annotations).length ? { annotations } : {}),
       };
-      if (hookState(state).bytes.length > HOOK_STATE_MAX) {
+      if (stateBytes(state).bytes.length > HOOK_STATE_MAX) {
         throw new MicroError(
           `config.json: hooks.${hook}[${index}]: the state JSON is over ${HOOK_STATE_MAX} bytes`,
           { phase: "check", plugin: "oci", hint: "fewer or shorter annotations" },

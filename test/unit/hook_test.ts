@@ -9,8 +9,8 @@ import {
   HOOK_SIGNAL,
   HOOK_TIMEOUT,
   hookFailure,
-  hookState,
   hookStep,
+  stateBytes,
 } from "../../core/engine/hook.ts";
 import { compileChild } from "../../core/engine/child.ts";
 import { type Op, op, type OpArgs } from "../../core/ops.ts";
@@ -31,7 +31,7 @@ function hook(over: Partial<OpArgs["oci-hook"]> = {}): OpArgs["oci-hook"] {
 }
 
 Deno.test("hook state: valid JSON whatever the pid's width, the pid where the room is", () => {
-  const { bytes, pidAt } = hookState({ ...STATE, annotations: { "é": "x" } });
+  const { bytes, pidAt } = stateBytes({ ...STATE, annotations: { "é": "x" } });
   const text = new TextDecoder().decode(bytes);
   assert.deepEqual(JSON.parse(text), { ...STATE, pid: 0, annotations: { "é": "x" } });
   for (const pid of [1, 4194304]) {
