@@ -13,8 +13,8 @@
  * - `--no-sparkplug`, `--no-maglev`, `--no-turbofan`: no tier-up, which V8 otherwise does
  *   in the child for functions the parent made hot (measured with
  *   `--trace-baseline-batch-compilation` and `--trace-opt`: a batch of six and `r` marked).
- * Measured in one hyperfine run here: `micro run` 7 ms faster (default) and 20 ms faster
- * (hardened), `micro plan` 6 ms slower (bench/README.md).
+ * The cost, measured by bench/start on a quiet host: about 6 ms a run and 18 ms a `plan`
+ * (bench/README.md).
  */
 export const V8_FLAGS =
   "--single-threaded,--no-lazy,--no-flush-bytecode,--no-sparkplug,--no-maglev,--no-turbofan";
