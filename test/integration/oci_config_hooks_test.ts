@@ -154,7 +154,13 @@ microTest(
           `readlink /proc/self/ns/uts >"${out}/cc.uts"\necho "$1 $HOOKVAR" >"${out}/cc.argv"`,
       );
       const b = await bundle(dir, (c) => {
-        c.process.args = ["sh", "-c", "cat /out/sc.state >/out/cmd.saw; exec sleep 30"];
+        // Written aside and renamed, so the test never reads a file the shell has created
+        // but cat has not yet filled.
+        c.process.args = [
+          "sh",
+          "-c",
+          "cat /out/sc.state >/out/cmd.tmp && mv /out/cmd.tmp /out/cmd.saw; exec sleep 30",
+        ];
         c.mounts.push({ destination: "/out", type: "bind", source: out, options: ["rbind", "rw"] });
         c.hooks = {
           createContainer: [{ path: cc, args: ["cc-argv0", "one"], env: ["HOOKVAR=set"] }],
