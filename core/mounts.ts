@@ -5,7 +5,112 @@
  */
 import { parseSize } from "./cgroups/units.ts";
 import { cleanPath } from "./paths.ts";
+import type { MountFlag } from "./ops.ts";
 import type { Mount } from "./spec.ts";
+
+/**
+ * The mount options that are flags (runc's parseMountOptions): what each sets, what each
+ * clears. The r- forms (`rro`, `rnosuid`...) mean the same as the plain ones: micro gives a
+ * bind's flags to every mount below it too (mount_setattr AT_RECURSIVE), and a new file
+ * system has nothing below it yet.
+ */
+const FLAG_TABLE: [names: string[], flag: MountFlag, on: boolean][] = [
+  [["ro", "rro"], "MS_RDONLY", true],
+  [["rw", "rrw"], "MS_RDONLY", false],
+  [["nosuid", "rnosuid"], "MS_NOSUID", true],
+  [["suid", "rsuid"], "MS_NOSUID", false],
+  [["nodev", "rnodev"], "MS_NODEV", true],
+  [["dev", "rdev"], "MS_NODEV", false],
+  [["noexec", "rnoexec"], "MS_NOEXEC", true],
+  [["exec", "rexec"], "MS_NOEXEC", false],
+  [["noatime", "rnoatime"], "MS_NOATIME", true],
+  [["atime", "ratime"], "MS_NOATIME", false],
+  [["nodiratime", "rnodiratime"], "MS_NODIRATIME", true],
+  [["diratime", "rdiratime"], "MS_NODIRATIME", false],
+  [["relatime", "rrelatime"], "MS_RELATIME", true],
+  [["norelatime", "rnorelatime"], "MS_RELATIME", false],
+  [["strictatime", "rstrictatime"], "MS_STRICTATIME", true],
+  [["nostrictatime", "rnostrictatime"], "MS_STRICTATIME", false],
+  [["nosymfollow", "rnosymfollow"], "MS_NOSYMFOLLOW", true],
+  [["symfollow", "rsymfollow"], "MS_NOSYMFOLLOW", false],
+  [["sync"], "MS_SYNCHRONOUS", true],
+  [["async"], "MS_SYNCHRONOUS", false],
+  [["dirsync"], "MS_DIRSYNC", true],
+  [["mand"], "MS_MANDLOCK", true],
+  [["nomand"], "MS_MANDLOCK", false],
+  [["lazytime"], "MS_LAZYTIME", true],
+  [["nolazytime"], "MS_LAZYTIME", false],
+  [["iversion"], "MS_I_VERSION", true],
+  [["noiversion"], "MS_I_VERSION", false],
+  [["silent"], "MS_SILENT", true],
+  [["loud"], "MS_SILENT", false],
+  [["bind"], "MS_BIND", true],
+];
+const FLAG_OPTIONS = new Map<string, [MountFlag, boolean]>(
+  FLAG_TABLE.flatMap(([names, flag, on]) => names.map((n) => [n, [flag, on]] as const)),
+);
+
+/**
+ * Propagation options, applied once the mount is attached. `private` and `rprivate` are
+ * what every mount in the container already is (its root is made rprivate first), so they
+ * cost no call.
+ */
+const PROPAGATION: Record<string, MountFlag[]> = {
+  shared: ["MS_SHARED"],
+  rshared: ["MS_SHARED", "MS_REC"],
+  slave: ["MS_SLAVE"],
+  rslave: ["MS_SLAVE", "MS_REC"],
+  unbindable: ["MS_UNBINDABLE"],
+  runbindable: ["MS_UNBINDABLE", "MS_REC"],
+  private: [],
+  rprivate: [],
+};
+
+/** Whether `o` is a mount option micro applies as a flag or a propagation. */
+export function isFlagOption(o: string): boolean {
+  return FLAG_OPTIONS.has(o) || o in PROPAGATION || o === "rbind" || o === "defaults";
+}
+
+/** Mount options that hold for the whole file system, not for one mount of it. */
+export const SUPERBLOCK_OPTIONS = new Set([
+  "sync",
+  "dirsync",
+  "mand",
+  "lazytime",
+  "iversion",
+  "silent",
+]);
+
+/**
+ * OCI (and Docker) mount options → the mount's flags, its propagation and the data string
+ * the file system gets (what is not a flag). Later options win over earlier ones, as with
+ * mount(8).
+ */
+export function splitMountOptions(
+  options: readonly string[],
+): { flags: MountFlag[]; propagation: MountFlag[]; data: string[] } {
+  const on = new Set<MountFlag>();
+  let propagation: MountFlag[] = [];
+  const data: string[] = [];
+  for (const o of options) {
+    const f = FLAG_OPTIONS.get(o);
+    if (f) {
+      if (f[1]) on.add(f[0]);
+      else on.delete(f[0]);
+      // One atime mode: the last one given.
+      if (f[1] && ATIME.includes(f[0])) { for (const a of ATIME) if (a !== f[0]) on.delete(a); }
+    } else if (o === "rbind") {
+      on.add("MS_BIND").add("MS_REC");
+    } else if (o in PROPAGATION) {
+      propagation = PROPAGATION[o];
+    } else if (o !== "defaults") data.push(o);
+  }
+  return { flags: [...on], propagation, data };
+}
+const ATIME: MountFlag[] = ["MS_NOATIME", "MS_RELATIME", "MS_STRICTATIME"];
+
+/** Docker's `bind-propagation` values (rprivate, its default, is what every mount is). */
+const DOCKER_PROPAGATION = ["private", "rprivate", "shared", "rshared", "slave", "rslave"];
 
 /** A container path: absolute, no `..`, never the root itself. */
 export function destReason(v: string): string | undefined {
@@ -188,12 +293,12 @@ export function parseMountFlag(text: string): Mount | string {
   }
   if (type === "bind") {
     const p = kv["bind-propagation"];
-    if (p !== undefined && p !== "rprivate" && p !== "private") {
-      return `bind-propagation=${p} is not supported: micro makes every mount private ` +
-        `(rprivate, as Docker's default)`;
+    if (p !== undefined && !DOCKER_PROPAGATION.includes(p)) {
+      return `bind-propagation=${p}: expected one of ${DOCKER_PROPAGATION.join(", ")}`;
     }
     if (!kv.source) return "a bind needs source=HOST_PATH";
-    return bindMount(kv.source, kv.target, ro);
+    const m = bindMount(kv.source, kv.target, ro);
+    return typeof m === "string" || !p ? m : { ...m, options: [...m.options, p] };
   }
   // Nothing is copied into a new volume from the image (volume-nocopy is how micro works).
   if (kv["volume-nocopy"] !== undefined && BOOL[kv["volume-nocopy"]] === undefined) {

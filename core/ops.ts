@@ -42,7 +42,18 @@ export type MountFlag =
   | "MS_PRIVATE"
   | "MS_SLAVE"
   | "MS_STRICTATIME"
-  | "MS_RELATIME";
+  | "MS_RELATIME"
+  | "MS_NOATIME"
+  | "MS_NODIRATIME"
+  | "MS_NOSYMFOLLOW"
+  | "MS_SYNCHRONOUS"
+  | "MS_DIRSYNC"
+  | "MS_MANDLOCK"
+  | "MS_LAZYTIME"
+  | "MS_I_VERSION"
+  | "MS_SILENT"
+  | "MS_SHARED"
+  | "MS_UNBINDABLE";
 
 /** The arguments of each op kind. */
 export interface OpArgs {
@@ -96,6 +107,11 @@ export interface OpArgs {
     fstype: string;
     flags: MountFlag[];
     data?: string;
+    /**
+     * The mount's propagation once attached (OCI's shared, rslave, unbindable...): one of
+     * MS_SHARED, MS_SLAVE, MS_PRIVATE, MS_UNBINDABLE, with MS_REC for the r- forms.
+     */
+    propagation?: MountFlag[];
     sourceInRoot?: boolean;
     /** Create the target (a directory, or an empty file for `file`) if it is missing. */
     create?: "dir" | "file";

@@ -11,7 +11,7 @@ import { hasNamespace, type Mount, type Spec } from "../core/spec.ts";
 import { addNamespace } from "./_ns.ts";
 import { cleanPath } from "../core/paths.ts";
 import { MicroError } from "../core/errors.ts";
-import { parseMountFlag, parseTmpfs, parseVolumeFlag } from "../core/mounts.ts";
+import { parseMountFlag, parseTmpfs, parseVolumeFlag, splitMountOptions } from "../core/mounts.ts";
 import { parseSize } from "../core/cgroups/units.ts";
 
 const shmCheck = (v: string) =>
@@ -164,26 +164,16 @@ export const mount: Plugin<MountOptions> = {
   },
 };
 
-const OPTION_FLAGS: Record<string, MountFlag[]> = {
-  ro: ["MS_RDONLY"],
-  nosuid: ["MS_NOSUID"],
-  nodev: ["MS_NODEV"],
-  noexec: ["MS_NOEXEC"],
-  bind: ["MS_BIND"],
-  rbind: ["MS_BIND", "MS_REC"],
-  strictatime: ["MS_STRICTATIME"],
-  relatime: ["MS_RELATIME"],
-};
-
-/** OCI mount options to flags and the data string the kernel gets. */
-export function splitOptions(options: string[]): { flags: MountFlag[]; data?: string } {
-  const flags: MountFlag[] = [];
-  const data: string[] = [];
-  for (const o of options) {
-    if (OPTION_FLAGS[o]) flags.push(...OPTION_FLAGS[o]);
-    else if (o !== "rw" && o !== "file") data.push(o);
-  }
-  return data.length ? { flags, data: data.join(",") } : { flags };
+/** OCI mount options to flags, the propagation, and the data string the kernel gets. */
+export function splitOptions(
+  options: string[],
+): { flags: MountFlag[]; data?: string; propagation?: MountFlag[] } {
+  const { flags, propagation, data } = splitMountOptions(options.filter((o) => o !== "file"));
+  return {
+    flags,
+    ...(data.length ? { data: data.join(",") } : {}),
+    ...(propagation.length ? { propagation } : {}),
+  };
 }
 
 /** SELinux labels what the container mounts itself; binds keep their own labels. */
@@ -205,7 +195,7 @@ function mountOp(m: Mount, spec: Spec, host: HostInfo): Op {
   const label = spec.linux.mountLabel && host.lsm.selinux && LABELLED.includes(m.type)
     ? [`context="${spec.linux.mountLabel}"`]
     : [];
-  const { flags, data } = splitOptions([...m.options, ...label]);
+  const { flags, data, propagation } = splitOptions([...m.options, ...label]);
   const fileSource = m.type === "bind" &&
     (m.options.includes("file") || host.sourceKinds[m.source] === "file");
   return op("rootfs", "mount", "mount", {
@@ -214,6 +204,7 @@ function mountOp(m: Mount, spec: Spec, host: HostInfo): Op {
     fstype: m.type === "bind" ? "" : m.type,
     flags,
     ...(data ? { data } : {}),
+    ...(propagation ? { propagation } : {}),
     create: fileSource ? "file" : "dir",
     ...(m.idmap ? { idmap: m.idmap } : {}),
   });

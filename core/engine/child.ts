@@ -279,7 +279,23 @@ const MS: Record<MountFlag, number> = {
   MS_SLAVE: C.MS_SLAVE,
   MS_STRICTATIME: C.MS_STRICTATIME,
   MS_RELATIME: C.MS_RELATIME,
+  MS_NOATIME: C.MS_NOATIME,
+  MS_NODIRATIME: C.MS_NODIRATIME,
+  MS_NOSYMFOLLOW: C.MS_NOSYMFOLLOW,
+  MS_SYNCHRONOUS: C.MS_SYNCHRONOUS,
+  MS_DIRSYNC: C.MS_DIRSYNC,
+  MS_MANDLOCK: C.MS_MANDLOCK,
+  MS_LAZYTIME: C.MS_LAZYTIME,
+  MS_I_VERSION: C.MS_I_VERSION,
+  MS_SILENT: C.MS_SILENT,
+  MS_SHARED: C.MS_SHARED,
+  MS_UNBINDABLE: C.MS_UNBINDABLE,
 };
+/** The atime modes: at most one is given, and giving one replaces the mount's. */
+const ATIME_FLAGS = C.MS_NOATIME | C.MS_RELATIME | C.MS_STRICTATIME;
+/** Flags of one mount rather than of its file system: what a bind's flags can change. */
+const PER_MOUNT = C.MS_RDONLY | C.MS_NOSUID | C.MS_NODEV | C.MS_NOEXEC | C.MS_NODIRATIME |
+  C.MS_NOSYMFOLLOW | ATIME_FLAGS;
 
 export function mountFlags(flags: readonly MountFlag[]): number {
   return flags.reduce((acc, f) => acc | MS[f], 0);
@@ -295,10 +311,20 @@ const ST_RELATIME = 4096;
  * included: without an explicit one the remount means relatime, refused over strictatime.
  */
 export function readonlyRemountFlags(st: number): number {
-  let flags = C.MS_REMOUNT | C.MS_BIND | C.MS_RDONLY | (st & ST_LOCKED);
-  if (st & ST_RELATIME) flags |= C.MS_RELATIME;
-  else if (!(st & ST_NOATIME)) flags |= C.MS_STRICTATIME;
-  return flags;
+  return bindRemountFlags(st, C.MS_RDONLY);
+}
+
+/**
+ * Flags for the remount that gives a bind its own flags (`flags`' per-mount ones) and keeps
+ * what the kernel locks (`st`, from statfs); the atime mode is `flags`' when it names one,
+ * else the mount's, said explicitly.
+ */
+export function bindRemountFlags(st: number, flags: number): number {
+  let out = C.MS_REMOUNT | C.MS_BIND | (flags & PER_MOUNT) | (st & ST_LOCKED);
+  if (flags & ATIME_FLAGS) return (out & ~ATIME_FLAGS) | (flags & ATIME_FLAGS);
+  if (st & ST_RELATIME) out |= C.MS_RELATIME;
+  else if (!(st & ST_NOATIME)) out |= C.MS_STRICTATIME;
+  return out;
 }
 
 const PROC_FD_TARGET = cstr(`/proc/self/fd/${FD_TARGET}`);
@@ -322,10 +348,17 @@ const MOUNT_ATTRS: [number, number][] = [
   [C.MS_NODEV, C.MOUNT_ATTR_NODEV],
   [C.MS_NOEXEC, C.MOUNT_ATTR_NOEXEC],
   [C.MS_STRICTATIME, C.MOUNT_ATTR_STRICTATIME],
+  [C.MS_NOATIME, C.MOUNT_ATTR_NOATIME],
+  [C.MS_NODIRATIME, C.MOUNT_ATTR_NODIRATIME],
+  [C.MS_NOSYMFOLLOW, C.MOUNT_ATTR_NOSYMFOLLOW],
 ];
 /** MS_* flags to the MOUNT_ATTR_* bits of fsmount and mount_setattr. */
 export function mountAttrs(flags: number): number {
   return MOUNT_ATTRS.reduce((acc, [ms, attr]) => flags & ms ? acc | attr : acc, 0);
+}
+/** The attr_clr mount_setattr needs with `flags`: the atime bits when a mode is set. */
+export function mountAttrsClear(flags: number): number {
+  return flags & ATIME_FLAGS ? C.MOUNT_ATTR__ATIME : 0;
 }
 const DEV_NULL = cstr("/dev/null");
 const SLASH = cstr("/");
@@ -554,7 +587,13 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
       if (isBind) {
         mnt = sys.openTree(C.AT_FDCWD, source, C.OPEN_TREE_CLONE | C.AT_RECURSIVE | C.O_CLOEXEC);
         if (mnt >= 0 && attrs) {
-          rc = sys.mountSetattr(mnt, EMPTY, AT_EMPTY_PATH | AT_RECURSIVE, attrs, 0);
+          rc = sys.mountSetattr(
+            mnt,
+            EMPTY,
+            AT_EMPTY_PATH | AT_RECURSIVE,
+            attrs,
+            mountAttrsClear(flags),
+          );
         }
       } else {
         const fs = sys.fsopen(fstype, C.FSOPEN_CLOEXEC);
@@ -597,14 +636,24 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
    * the bind and the remount (a link swapped in meanwhile would get the remount instead).
    * A kernel without mount_setattr (before 5.12) binds, then remounts the top mount.
    */
-  const bindReadonlyAt = (src: CStr, flags: number, target: CStr): number => {
+  const bindAt = (src: CStr, flags: number, prop: number, target: CStr): number => {
     const tree = sys.openTree(
       C.AT_FDCWD,
       src,
       C.OPEN_TREE_CLONE | C.O_CLOEXEC | (flags & C.MS_REC ? C.AT_RECURSIVE : 0),
     );
     if (tree < 0) return tree;
-    let rc = sys.mountSetattr(tree, EMPTY, AT_EMPTY_PATH | AT_RECURSIVE, mountAttrs(flags), 0);
+    let rc = sys.mountSetattr(
+      tree,
+      EMPTY,
+      AT_EMPTY_PATH | AT_RECURSIVE,
+      mountAttrs(flags),
+      mountAttrsClear(flags),
+    );
+    if (rc === -38) { // ENOSYS: no mount_setattr
+      sys.close(tree);
+      return bindRemountAt(src, flags, prop, target);
+    }
     if (rc >= 0) {
       rc = sys.moveMount(
         tree,
@@ -614,12 +663,34 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         C.MOVE_MOUNT_F_EMPTY_PATH | C.MOVE_MOUNT_T_EMPTY_PATH,
       );
     }
+    // Attached, the tree's fd is the mount itself: its propagation set with no lookup.
+    if (rc >= 0 && prop) rc = propagate(tree, prop);
     sys.close(tree);
-    if (rc !== -38) return rc; // ENOSYS: no mount_setattr
-    rc = sys.mount(src, PROC_FD_TARGET, null, flags & ~C.MS_RDONLY, null);
+    return rc;
+  };
+  /** `prop` (MS_SHARED... with MS_REC for the r- forms) on the mount at `fd`. */
+  const propagate = (fd: number, prop: number): number =>
+    sys.mountSetattr(
+      fd,
+      EMPTY,
+      AT_EMPTY_PATH | (prop & C.MS_REC ? AT_RECURSIVE : 0),
+      0,
+      0,
+      0,
+      prop & ~C.MS_REC,
+    );
+  /** bindAt on a kernel without mount_setattr (before 5.12): bind, then remount the top. */
+  const bindRemountAt = (src: CStr, flags: number, prop: number, target: CStr): number => {
+    let rc = sys.mount(src, PROC_FD_TARGET, null, flags & (C.MS_BIND | C.MS_REC), null);
     sys.close(FD_TARGET);
     if (rc >= 0) rc = openInRoot(target, FD_TARGET);
-    return rc < 0 ? rc : remountReadonly(PROC_FD_TARGET, FD_TARGET, flags & ST_LOCKED);
+    if (rc < 0) return rc;
+    if (flags & PER_MOUNT) {
+      const st = sys.fstatfsFlags(FD_TARGET);
+      rc = st < 0 ? st : sys.mount(null, PROC_FD_TARGET, null, bindRemountFlags(st, flags), null);
+    }
+    if (rc >= 0 && prop) rc = sys.mount(null, PROC_FD_TARGET, null, prop, null);
+    return rc;
   };
 
   /**
@@ -975,8 +1046,8 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         const fstype = a.fstype ? cstr(a.fstype) : null;
         const data = a.data ? cstr(a.data) : null;
         const flags = mountFlags(a.flags);
+        const prop = a.propagation ? mountFlags(a.propagation) : 0;
         const isBind = (flags & C.MS_BIND) !== 0;
-        const ro = (flags & C.MS_RDONLY) !== 0;
         if (a.kernelFs) {
           const attach = kernelFsMount(a, flags, create, target, i);
           kernelMounts.add(a.kernelFs);
@@ -1015,6 +1086,7 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
               EMPTY,
               C.MOVE_MOUNT_F_EMPTY_PATH | C.MOVE_MOUNT_T_EMPTY_PATH,
             );
+            if (rc >= 0 && prop) rc = propagate(t, prop);
             sys.close(t);
             sys.close(FD_TARGET);
             return rc;
@@ -1025,16 +1097,21 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
             if (rc < 0) return rc;
             src = PROC_FD_SOURCE;
           }
-          if (isBind && ro) rc = bindReadonlyAt(src, flags, target);
-          else {rc = sys.mount(
-              src,
-              PROC_FD_TARGET,
-              fstype,
-              isBind ? flags & ~C.MS_RDONLY : flags,
-              data,
-            );}
+          // A bind's own flags (the kernel ignores all but MS_REC on a bind) and its
+          // propagation are set on the detached tree and on the attached mount's fd.
+          if (isBind && (flags & PER_MOUNT || prop)) rc = bindAt(src, flags, prop, target);
+          else rc = sys.mount(src, PROC_FD_TARGET, fstype, flags, data);
           sys.close(FD_TARGET);
           if (a.sourceInRoot) sys.close(FD_SOURCE);
+          if (rc >= 0 && prop && !isBind) {
+            // A new file system: found again in the root (nothing of the container runs
+            // yet), its propagation set on that fd.
+            rc = openInRoot(target, FD_TARGET);
+            if (rc >= 0) {
+              rc = sys.mount(null, PROC_FD_TARGET, null, prop, null);
+              sys.close(FD_TARGET);
+            }
+          }
           return rc;
         });
         break;

@@ -11,7 +11,7 @@
 import { MicroError } from "../errors.ts";
 import type { Op } from "../ops.ts";
 import { C, cstr, type Sys } from "../sys/mod.ts";
-import { mountAttrs, mountFlags } from "./child.ts";
+import { mountAttrs, mountAttrsClear, mountFlags } from "./child.ts";
 
 const EMPTY = cstr("");
 
@@ -213,7 +213,7 @@ export async function idmapBinds(sys: Sys, ops: Op[]): Promise<IdmappedBinds> {
         EMPTY,
         C.AT_EMPTY_PATH | (recursive ? C.AT_RECURSIVE : 0),
         C.MOUNT_ATTR_IDMAP | mountAttrs(flags),
-        0,
+        mountAttrsClear(flags),
         ns,
       );
       if (rc < 0) throw bindError(o, "mount_setattr(MOUNT_ATTR_IDMAP)", rc);

@@ -28,6 +28,7 @@ import {
 } from "../sched.ts";
 import type { Sys } from "../sys/mod.ts";
 import { cleanPath } from "../paths.ts";
+import { isFlagOption, SUPERBLOCK_OPTIONS } from "../mounts.ts";
 import { DEFAULT_PATH } from "../process.ts";
 import { OCI_RESOURCES } from "../../plugins/cgroups.ts";
 import { type Hook, type HookKind, type InContainerHookKind, parseHooks } from "./hooks.ts";
@@ -384,57 +385,10 @@ const NS_PLUGIN: Record<NamespaceType, string> = {
   time: "timens",
 };
 
-/** Mount options micro applies as the mount's flags or leaves at their default. */
-const FLAG_OPTIONS = new Set([
-  "ro",
-  "rw",
-  "nosuid",
-  "nodev",
-  "noexec",
-  "bind",
-  "rbind",
-  "strictatime",
-  "relatime",
-]);
-/** The kernel's default for a new mount: nothing to do. */
-const DEFAULT_OPTIONS = new Set([
-  "suid",
-  "dev",
-  "exec",
-  "async",
-  "atime",
-  "diratime",
-  "defaults",
-  // Every mount in the container's namespace is private (the root is made rprivate first).
-  "private",
-  "rprivate",
-]);
-/** Propagation and atime flags micro does not apply yet: a warning names them. */
-const UNAPPLIED_OPTIONS = new Set([
-  // runc's and crun's extension: the tmpfs starts with what the image had there.
-  "tmpcopyup",
-  "notmpcopyup",
-  "slave",
-  "rslave",
-  "shared",
-  "rshared",
-  "unbindable",
-  "runbindable",
-  "noatime",
-  "nodiratime",
-  "norelatime",
-  "nostrictatime",
-  "sync",
-  "dirsync",
-  "mand",
-  "nomand",
-  "lazytime",
-  "nolazytime",
-  "iversion",
-  "noiversion",
-  "silent",
-  "loud",
-]);
+/** runc's and crun's extension: the tmpfs starts with what the image had there. */
+const TMPCOPYUP = new Set(["tmpcopyup", "notmpcopyup"]);
+/** Propagation options other than the private every mount has. */
+const PROPAGATES = new Set(["shared", "rshared", "slave", "rslave", "unbindable", "runbindable"]);
 
 /** linux.personality.domain → personality(2)'s persona (PER_LINUX, PER_LINUX32). */
 const PERSONALITY: Record<string, number> = { LINUX: 0, LINUX32: 0x0008 };
@@ -828,9 +782,20 @@ export function configToSpec(config: OciConfig, bundle: string, id: string): Tra
     const kept: string[] = [];
     const data: string[] = [];
     for (const opt of options) {
-      if (FLAG_OPTIONS.has(opt)) kept.push(opt);
-      else if (DEFAULT_OPTIONS.has(opt)) continue;
-      else if (UNAPPLIED_OPTIONS.has(opt)) {
+      if (isFlagOption(opt)) {
+        kept.push(opt);
+        // runc's way too: a remount of a bind changes the mount's flags, never its
+        // file system's.
+        if (type === "bind" && SUPERBLOCK_OPTIONS.has(opt)) {
+          warn(
+            `config.json: ${f} (${destination}): "${opt}" is the file system's option: ` +
+              "a bind mount keeps the source's",
+          );
+        }
+        if ((type === "proc" || type === "sysfs") && PROPAGATES.has(opt)) {
+          warn(`config.json: ${f} (${destination}): "${opt}": micro's ${type} mount is private`);
+        }
+      } else if (TMPCOPYUP.has(opt)) {
         warn(`config.json: ${f} (${destination}): option "${opt}" not applied by micro yet`);
       } else if (type === "bind") {
         throw bad(`${f}.options`, `"${opt}" is not a bind mount option micro knows`);

@@ -293,10 +293,13 @@ export class RecordingSys implements Sys {
     attrSet: number,
     attrClr: number,
     usernsFd = 0,
+    propagation = 0,
   ) {
     return this.record(
       "mountSetattr",
-      usernsFd
+      propagation
+        ? [dirfd, decodeCStr(path), flags, attrSet, attrClr, usernsFd, propagation]
+        : usernsFd
         ? [dirfd, decodeCStr(path), flags, attrSet, attrClr, usernsFd]
         : [dirfd, decodeCStr(path), flags, attrSet, attrClr],
       () => 0,

@@ -372,9 +372,10 @@ function bindLibc(): Sys {
     arch,
     mount: (s, t, f, flags, d) => r(lib.bbbib(nr.mount, s, t, f, flags, d)),
     umount2: (t, flags) => r(lib.bi(nr.umount2, t, flags)),
-    mountSetattr(fd, path, flags, set, clr, userns = 0) {
+    mountSetattr(fd, path, flags, set, clr, userns = 0, propagation = 0) {
       mountAttr[0] = set;
       mountAttr[2] = clr;
+      mountAttr[4] = propagation;
       mountAttr[6] = userns;
       return r(lib.ibibi(nr.mount_setattr, fd, path, flags, mountAttrBytes, 32));
     },

@@ -55,6 +55,8 @@ export interface Sys {
     attrSet: number,
     attrClr: number,
     usernsFd?: number,
+    /** MS_SHARED, MS_SLAVE, MS_PRIVATE or MS_UNBINDABLE; 0 leaves propagation alone. */
+    propagation?: number,
   ): number;
   mkdirat(dirfd: number, path: CStr, mode: number): number;
   unlinkat(dirfd: number, path: CStr, flags: number): number;
@@ -309,6 +311,17 @@ export const C = {
   MS_SLAVE: 1 << 19,
   MS_RELATIME: 1 << 21,
   MS_STRICTATIME: 1 << 24,
+  MS_SYNCHRONOUS: 16,
+  MS_MANDLOCK: 64,
+  MS_DIRSYNC: 128,
+  MS_NOSYMFOLLOW: 256,
+  MS_NOATIME: 1024,
+  MS_NODIRATIME: 2048,
+  MS_SILENT: 32768,
+  MS_UNBINDABLE: 1 << 17,
+  MS_SHARED: 1 << 20,
+  MS_I_VERSION: 1 << 23,
+  MS_LAZYTIME: 1 << 25,
   MNT_DETACH: 2,
   O_RDONLY: 0,
   O_WRONLY: 1,
@@ -365,6 +378,11 @@ export const C = {
   MOUNT_ATTR_NODEV: 4,
   MOUNT_ATTR_NOEXEC: 8,
   MOUNT_ATTR_STRICTATIME: 0x20,
+  MOUNT_ATTR_NOATIME: 0x10,
+  /** The atime mode's bits: cleared whenever a mode is set. */
+  MOUNT_ATTR__ATIME: 0x70,
+  MOUNT_ATTR_NODIRATIME: 0x80,
+  MOUNT_ATTR_NOSYMFOLLOW: 0x200000,
   MOVE_MOUNT_F_EMPTY_PATH: 4,
   MOVE_MOUNT_T_EMPTY_PATH: 0x40,
   OPEN_TREE_CLONE: 1,

@@ -6,6 +6,7 @@
 import { CGROUP_FACTS } from "./_host.ts";
 import assert from "node:assert/strict";
 import {
+  bindRemountFlags,
   type ChildContext,
   compileChild,
   CONSOLE_RECORD,
@@ -1412,4 +1413,62 @@ Deno.test("time-offsets: a /proc/self/timens_offsets that is not procfs's (an im
   const proc = new RecordingSys().returns("fstatfsType", () => true, C.PROC_SUPER_MAGIC);
   runToEnd([offsets], proc);
   assert.equal(proc.names().filter((n) => n === "write").length, 1);
+});
+
+Deno.test("a bind's own flags and propagation: set on the detached tree, then on the attached mount", () => {
+  const sys = new RecordingSys();
+  runToEnd([
+    op("rootfs", "mount", "mount", {
+      source: "/data",
+      target: "/srv",
+      fstype: "",
+      // The kernel ignores these on a bind: they must not go to mount(2).
+      flags: ["MS_BIND", "MS_REC", "MS_NOSUID", "MS_NODEV", "MS_NOEXEC", "MS_NOATIME"],
+      propagation: ["MS_SHARED", "MS_REC"],
+    }),
+    op("rootfs", "mount", "mount", {
+      source: "tmpfs",
+      target: "/t",
+      fstype: "tmpfs",
+      flags: ["MS_NOSUID", "MS_NOATIME", "MS_SYNCHRONOUS"],
+      propagation: ["MS_UNBINDABLE"],
+    }),
+  ], sys);
+  assert.deepEqual(sys.format().slice(PROLOGUE.length, -2), [
+    'openat2(1002, "/srv", 0x280000, 0, 0x12)',
+    "dup3(3, 1000, 0x80000)",
+    "close(3)",
+    "fstatfsType(1000)",
+    'openTree(-100, "/data", 0x88001)',
+    // AT_EMPTY_PATH|AT_RECURSIVE; NOSUID|NODEV|NOEXEC|NOATIME set, the atime bits cleared
+    'mountSetattr(4, "", 0x9000, 30, 112)',
+    'moveMount(4, "", 1000, "", 0x44)',
+    // rshared: MS_SHARED on the mount the tree's fd now is, recursively
+    'mountSetattr(4, "", 0x9000, 0, 0, 0, 1048576)',
+    "close(4)",
+    "close(1000)",
+    'openat2(1002, "/t", 0x280000, 0, 0x12)',
+    "dup3(5, 1000, 0x80000)",
+    "close(5)",
+    "fstatfsType(1000)",
+    'mount("tmpfs", "/proc/self/fd/1000", "tmpfs", 0x412, null)',
+    "close(1000)",
+    // a new file system's propagation: on the mount found again in the root
+    'openat2(1002, "/t", 0x280000, 0, 0x12)',
+    "dup3(6, 1000, 0x80000)",
+    "close(6)",
+    'mount(null, "/proc/self/fd/1000", null, 0x20000, null)',
+    "close(1000)",
+  ]);
+});
+
+Deno.test("bindRemountFlags: the bind's own flags, the locked ones kept, one atime mode", () => {
+  const ST_NOATIME = 1024;
+  const RB = C.MS_REMOUNT | C.MS_BIND;
+  assert.equal(bindRemountFlags(0, C.MS_NOSUID), RB | C.MS_NOSUID | C.MS_STRICTATIME);
+  assert.equal(bindRemountFlags(ST_NOATIME, C.MS_RELATIME), RB | C.MS_RELATIME);
+  assert.equal(
+    bindRemountFlags(C.MS_NODEV, C.MS_RDONLY | C.MS_BIND | C.MS_SYNCHRONOUS),
+    RB | C.MS_RDONLY | C.MS_NODEV | C.MS_STRICTATIME,
+  );
 });

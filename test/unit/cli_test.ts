@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { type CliIO, parseEnvFile, parseRun, type Request, RUN_HELP } from "../../core/cli.ts";
 import { MicroError } from "../../core/errors.ts";
+import { parseMountFlag } from "../../core/mounts.ts";
 
 /** A fake environment and file system for `-e KEY` and `--env-file`. */
 function io(env: Record<string, string> = {}, files: Record<string, string> = {}): CliIO {
@@ -411,11 +412,15 @@ Deno.test("cli: --tmpfs options, --mount and --shm-size become the mount plugin'
       shmSize: "128m",
     },
   });
+  assert.deepEqual(
+    parseMountFlag("type=bind,src=/a,dst=/b,bind-propagation=rshared"),
+    { destination: "/b", type: "bind", source: "/a", options: ["rbind", "rshared"] },
+  );
   assert.match(
     errorLine(() =>
-      parse("run", "--mount", "type=bind,src=/a,dst=/b,bind-propagation=rshared", "img", "sh")
+      parse("run", "--mount", "type=bind,src=/a,dst=/b,bind-propagation=up", "img", "sh")
     ),
-    /^option "--mount": bind-propagation=rshared is not supported: micro makes every mount private/,
+    /^option "--mount": bind-propagation=up: expected one of private, rprivate, shared/,
   );
   assert.match(
     errorLine(() => parse("run", "--mount", "type=tmpfs,dst=/b,src=/x", "img", "sh")),

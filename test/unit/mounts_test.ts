@@ -4,7 +4,12 @@
  */
 import assert from "node:assert/strict";
 import { CGROUP_FACTS } from "./_host.ts";
-import { parseMountFlag, parseTmpfs, parseVolumeFlag } from "../../core/mounts.ts";
+import {
+  parseMountFlag,
+  parseTmpfs,
+  parseVolumeFlag,
+  splitMountOptions,
+} from "../../core/mounts.ts";
 import { buildSpec, planRun } from "../../core/plan.ts";
 import type { HostInfo } from "../../core/plugin.ts";
 import { resolveProfile } from "../../core/profile.ts";
@@ -282,4 +287,22 @@ Deno.test("child: v1 /sys/fs/cgroup is a tmpfs found beneath micro's sysfs, a cg
     // the tmpfs itself read-only once its directories are made
     'mountSetattr(9, "", 0x1000, 1, 0) = 0',
   ]);
+});
+
+Deno.test("splitMountOptions: flags set and cleared in order, one atime mode, propagation", () => {
+  assert.deepEqual(
+    splitMountOptions(["rbind", "ro", "nosuid", "rw", "noatime", "strictatime", "rslave", "x=1"]),
+    {
+      flags: ["MS_BIND", "MS_REC", "MS_NOSUID", "MS_STRICTATIME"],
+      propagation: ["MS_SLAVE", "MS_REC"],
+      data: ["x=1"],
+    },
+  );
+  assert.deepEqual(splitMountOptions(["rro", "rnoexec", "sync", "private", "defaults"]), {
+    flags: ["MS_RDONLY", "MS_NOEXEC", "MS_SYNCHRONOUS"],
+    propagation: [],
+    data: [],
+  });
+  assert.deepEqual(splitMountOptions(["shared", "rprivate"]).propagation, []);
+  assert.deepEqual(splitMountOptions(["unbindable"]).propagation, ["MS_UNBINDABLE"]);
 });

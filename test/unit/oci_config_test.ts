@@ -178,14 +178,17 @@ Deno.test("oci config: what micro cannot honour is an error (MUST) or a warning 
     /"nfs" is not supported/,
   );
   const { warnings, spec } = translate((c) => {
-    c.mounts.push({ destination: "/data", source: "data", options: ["rbind", "rslave"] });
+    c.mounts.push({ destination: "/data", source: "data", options: ["rbind", "rslave", "sync"] });
     c.linux.resources.memory = { limit: 1 << 26, swappiness: 0 };
   });
   assert.equal(warnings.length, 2, warnings.join("\n"));
+  assert.ok(
+    warnings.some((w) => /mounts\[\d+\] \(\/data\): "sync" is the file system.s option/.test(w)),
+  );
   const data = spec.mounts.find((m) => m.destination === "/data")!;
   assert.equal(data.type, "bind");
   assert.equal(data.source, "/b/data");
-  assert.deepEqual(data.options, ["rbind"]);
+  assert.deepEqual(data.options, ["rbind", "rslave", "sync"]);
   assert.deepEqual(spec.linux.resources?.memory, { limit: 1 << 26 });
 });
 
@@ -481,4 +484,29 @@ Deno.test("oci config: linux.memoryPolicy becomes one set_mempolicy op; what the
   for (const [mpol, re] of bad) {
     throwsLine(() => translate((c) => (c.linux.memoryPolicy = mpol)), re);
   }
+});
+
+Deno.test("oci config: mount options are flags, propagation or the file system's data", () => {
+  const { warnings, spec } = translate((c) => {
+    c.mounts.push({
+      destination: "/t",
+      type: "tmpfs",
+      source: "tmpfs",
+      options: ["noatime", "nodiratime", "sync", "rshared", "rnosuid", "size=1m", "tmpcopyup"],
+    });
+    c.mounts.push({ destination: "/p", type: "proc", source: "proc", options: ["shared"] });
+  });
+  const t = spec.mounts.find((m) => m.destination === "/t")!;
+  assert.deepEqual(t.options, ["noatime", "nodiratime", "sync", "rshared", "rnosuid", "size=1m"]);
+  assert.deepEqual(warnings, [
+    'config.json: mounts[7] (/t): option "tmpcopyup" not applied by micro yet',
+    'config.json: mounts[8] (/p): "shared": micro\'s proc mount is private',
+  ]);
+  throwsLine(
+    () =>
+      translate((c) =>
+        c.mounts.push({ destination: "/x", type: "bind", source: "/x", options: ["size=1m"] })
+      ),
+    /"size=1m" is not a bind mount option micro knows/,
+  );
 });
