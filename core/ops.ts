@@ -112,6 +112,8 @@ export interface OpArgs {
      * MS_SHARED, MS_SLAVE, MS_PRIVATE, MS_UNBINDABLE, with MS_REC for the r- forms.
      */
     propagation?: MountFlag[];
+    /** A tmpfs that starts with a copy of the image's directory it covers (`tmpcopyup`). */
+    copyUp?: boolean;
     sourceInRoot?: boolean;
     /** Create the target (a directory, or an empty file for `file`) if it is missing. */
     create?: "dir" | "file";

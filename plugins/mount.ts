@@ -167,12 +167,16 @@ export const mount: Plugin<MountOptions> = {
 /** OCI mount options to flags, the propagation, and the data string the kernel gets. */
 export function splitOptions(
   options: string[],
-): { flags: MountFlag[]; data?: string; propagation?: MountFlag[] } {
-  const { flags, propagation, data } = splitMountOptions(options.filter((o) => o !== "file"));
+): { flags: MountFlag[]; data?: string; propagation?: MountFlag[]; copyUp?: boolean } {
+  const copy = options.filter((o) => o === "tmpcopyup" || o === "notmpcopyup").pop();
+  const { flags, propagation, data } = splitMountOptions(
+    options.filter((o) => o !== "file" && o !== "tmpcopyup" && o !== "notmpcopyup"),
+  );
   return {
     flags,
     ...(data.length ? { data: data.join(",") } : {}),
     ...(propagation.length ? { propagation } : {}),
+    ...(copy === "tmpcopyup" ? { copyUp: true } : {}),
   };
 }
 
@@ -195,7 +199,7 @@ function mountOp(m: Mount, spec: Spec, host: HostInfo): Op {
   const label = spec.linux.mountLabel && host.lsm.selinux && LABELLED.includes(m.type)
     ? [`context="${spec.linux.mountLabel}"`]
     : [];
-  const { flags, data, propagation } = splitOptions([...m.options, ...label]);
+  const { flags, data, propagation, copyUp } = splitOptions([...m.options, ...label]);
   const fileSource = m.type === "bind" &&
     (m.options.includes("file") || host.sourceKinds[m.source] === "file");
   return op("rootfs", "mount", "mount", {
@@ -205,6 +209,7 @@ function mountOp(m: Mount, spec: Spec, host: HostInfo): Op {
     flags,
     ...(data ? { data } : {}),
     ...(propagation ? { propagation } : {}),
+    ...(copyUp && m.type === "tmpfs" ? { copyUp } : {}),
     create: fileSource ? "file" : "dir",
     ...(m.idmap ? { idmap: m.idmap } : {}),
   });

@@ -14,6 +14,7 @@
 import { C, type CStr, cstr, cstrArray, RLIMITS, type Sys } from "../sys/mod.ts";
 import { capMask, capNumber, CAPS } from "../caps.ts";
 import type { MountFlag, Op, OpArgs } from "../ops.ts";
+import { CopyUp } from "./copyup.ts";
 import { bitmask, MPOL_MODES, schedAttr } from "../sched.ts";
 import { hookStep } from "./hook.ts";
 
@@ -414,6 +415,8 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
     paths,
   });
   const inRoot = C.RESOLVE_IN_ROOT | C.RESOLVE_NO_MAGICLINKS;
+  // Its buffers made here, before the clone: the child's copy allocates nothing.
+  const copyUp = ops.some((o) => o.kind === "mount" && o.args.copyUp) ? new CopyUp(sys) : null;
   // OCI hooks run in the container: createContainer before pivot_root (or, with none, before
   // the exec's steps), startContainer after the exec fifo (core/engine/hook.ts).
   const ociHooks = (which: OpArgs["oci-hook"]["hook"], say: boolean) => {
@@ -1039,6 +1042,7 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         const a = o.args;
         i.paths = { src: a.source, dst: a.target, flags: a.flags.join("|") || "0" };
         if (a.data) i.paths.data = a.data;
+        if (a.copyUp) i.paths.copyUp = "the image's files at the target, copied into the tmpfs";
         if (pivoted) throw new Error(`mount of ${a.target} planned after pivot-root`);
         const create = a.create ? makeParents(a.target, a.create) : null;
         const target = cstr(a.target);
@@ -1048,6 +1052,7 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         const flags = mountFlags(a.flags);
         const prop = a.propagation ? mountFlags(a.propagation) : 0;
         const isBind = (flags & C.MS_BIND) !== 0;
+        const ro = C.MS_RDONLY;
         if (a.kernelFs) {
           const attach = kernelFsMount(a, flags, create, target, i);
           kernelMounts.add(a.kernelFs);
@@ -1091,6 +1096,14 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
             sys.close(FD_TARGET);
             return rc;
           }
+          // tmpcopyup: the image's directory, opened before the tmpfs covers it.
+          const from = a.copyUp
+            ? sys.openat2(FD_ROOT, target, C.O_RDONLY | C.O_DIRECTORY | C.O_CLOEXEC, 0, inRoot)
+            : -1;
+          if (a.copyUp && from < 0) {
+            sys.close(FD_TARGET);
+            return from;
+          }
           let src: CStr = source;
           if (a.sourceInRoot) {
             rc = openInRoot(source, FD_SOURCE);
@@ -1100,18 +1113,22 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
           // A bind's own flags (the kernel ignores all but MS_REC on a bind) and its
           // propagation are set on the detached tree and on the attached mount's fd.
           if (isBind && (flags & PER_MOUNT || prop)) rc = bindAt(src, flags, prop, target);
-          else rc = sys.mount(src, PROC_FD_TARGET, fstype, flags, data);
+          // A read-only tmpcopyup tmpfs is made read-only once filled.
+          else rc = sys.mount(src, PROC_FD_TARGET, fstype, from >= 0 ? flags & ~ro : flags, data);
           sys.close(FD_TARGET);
           if (a.sourceInRoot) sys.close(FD_SOURCE);
-          if (rc >= 0 && prop && !isBind) {
+          if (rc >= 0 && !isBind && (prop || from >= 0)) {
             // A new file system: found again in the root (nothing of the container runs
-            // yet), its propagation set on that fd.
+            // yet), filled and its propagation set through that fd.
             rc = openInRoot(target, FD_TARGET);
-            if (rc >= 0) {
-              rc = sys.mount(null, PROC_FD_TARGET, null, prop, null);
-              sys.close(FD_TARGET);
+            if (rc >= 0 && from >= 0) rc = copyUp!.copy(from, FD_TARGET);
+            if (rc >= 0 && from >= 0 && flags & ro) {
+              rc = sys.mount(null, PROC_FD_TARGET, null, C.MS_REMOUNT | flags, data);
             }
+            if (rc >= 0 && prop) rc = sys.mount(null, PROC_FD_TARGET, null, prop, null);
+            sys.close(FD_TARGET);
           }
+          if (from >= 0) sys.close(from);
           return rc;
         });
         break;

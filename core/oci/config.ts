@@ -796,7 +796,8 @@ export function configToSpec(config: OciConfig, bundle: string, id: string): Tra
           warn(`config.json: ${f} (${destination}): "${opt}": micro's ${type} mount is private`);
         }
       } else if (TMPCOPYUP.has(opt)) {
-        warn(`config.json: ${f} (${destination}): option "${opt}" not applied by micro yet`);
+        if (type === "tmpfs") kept.push(opt);
+        else warn(`config.json: ${f} (${destination}): "${opt}" applies to a tmpfs only`);
       } else if (type === "bind") {
         throw bad(`${f}.options`, `"${opt}" is not a bind mount option micro knows`);
       } else data.push(opt);

@@ -591,6 +591,21 @@ export class RecordingSys implements Sys {
   sleep(ms: number) {
     return this.record("sleep", [ms], () => 0);
   }
+  fstatat(dirfd: number, path: CStr, flags: number, st: Stat) {
+    return this.record("fstatat", [dirfd, this.s(path), flags], () => {
+      Object.assign(st, { mode: C.S_IFREG | 0o644, size: 0, uid: 0, gid: 0, rdev: 0 });
+      return 0;
+    });
+  }
+  getdents64(fd: number, _buf: Uint8Array) {
+    return this.record("getdents64", [fd], () => 0);
+  }
+  readlinkat(dirfd: number, path: CStr, _buf: Uint8Array) {
+    return this.record("readlinkat", [dirfd, this.s(path)], () => 0);
+  }
+  sendfile(out: number, from: number, count: number) {
+    return this.record("sendfile", [out, from, count], () => 0);
+  }
   memfdCreate(name: CStr, flags: number) {
     return this.record("memfdCreate", [this.s(name), flags], () => this.fd());
   }

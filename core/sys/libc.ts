@@ -95,6 +95,10 @@ const NR = {
     chroot: 161,
     sched_setaffinity: 203,
     set_mempolicy: 238,
+    newfstatat: 262,
+    getdents64: 217,
+    readlinkat: 267,
+    sendfile: 40,
   },
   aarch64: {
     bpf: 280,
@@ -180,6 +184,10 @@ const NR = {
     chroot: 51,
     sched_setaffinity: 122,
     set_mempolicy: 237,
+    newfstatat: 79,
+    getdents64: 61,
+    readlinkat: 78,
+    sendfile: 71,
   },
 } as const;
 
@@ -591,6 +599,21 @@ function bindLibc(): Sys {
       st.size = Number(statView.getBigInt64(48, true));
       return rc;
     },
+    fstatat(fd, p, flags, st) {
+      const rc = r(lib.ibbi(nr.newfstatat, fd, p, statBuf, flags));
+      if (rc < 0) return rc;
+      // Read as 32-bit halves: no BigInt, as the child calls this (copy-up).
+      const x86 = arch === "x86_64";
+      st.mode = statView.getUint32(x86 ? 24 : 16, true);
+      st.uid = statView.getUint32(x86 ? 28 : 24, true);
+      st.gid = statView.getUint32(x86 ? 32 : 28, true);
+      st.rdev = statView.getUint32(x86 ? 40 : 32, true);
+      st.size = statView.getUint32(48, true) + statView.getUint32(52, true) * 0x100000000;
+      return rc;
+    },
+    getdents64: (fd, buf) => r(lib.ibi(nr.getdents64, fd, buf, buf.length)),
+    readlinkat: (fd, p, buf) => r(lib.ibbi(nr.readlinkat, fd, p, buf, buf.length)),
+    sendfile: (out, from, count) => r(lib.i(nr.sendfile, out, from, 0, count, 0)),
     ignoreSignals() {
       let rc = 0;
       for (let sig = 1; sig < 65; sig++) {

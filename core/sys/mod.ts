@@ -169,6 +169,14 @@ export interface Sys {
   fstatId(fd: number, out: Float64Array): number;
   /** fstat(2): fills `st` with the fields micro looks at (an O_PATH fd works too). */
   fstat(fd: number, st: Stat): number;
+  /** fstatat(2) (AT_SYMLINK_NOFOLLOW, AT_EMPTY_PATH): `st` with `rdev` too; allocates nothing. */
+  fstatat(dirfd: number, path: CStr, flags: number, st: Stat): number;
+  /** getdents64(2) into `buf`: the bytes of dirent64 records read, 0 at the end. */
+  getdents64(fd: number, buf: Uint8Array): number;
+  /** readlinkat(2) into `buf` (not NUL-terminated): the target's length. */
+  readlinkat(dirfd: number, path: CStr, buf: Uint8Array): number;
+  /** sendfile(2) from the current offset of `from`: the bytes copied, 0 at its end. */
+  sendfile(out: number, from: number, count: number): number;
   /** Sets every signal that can be ignored to SIG_IGN (the watchdog). */
   ignoreSignals(): number;
   /** nanosleep(2) for `ms` milliseconds, on this thread. */
@@ -283,6 +291,8 @@ export interface Stat {
   size: number;
   uid: number;
   gid: number;
+  /** st_rdev's low 32 bits (a device node's number), from fstatat only. */
+  rdev?: number;
 }
 
 /** Flag values shared by the real and the fake Sys (x86_64 and aarch64 agree on these). */

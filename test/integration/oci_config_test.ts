@@ -5,7 +5,7 @@
  * error line and exit 125; `micro plan --bundle` prints the bundle's ops.
  */
 import assert from "node:assert/strict";
-import { MICRO, microTest, ok, run, show, withTempDir } from "./_helpers.ts";
+import { exists, MICRO, microTest, ok, run, show, withTempDir } from "./_helpers.ts";
 import { bundle, type Config } from "./_oci.ts";
 
 const uniq = () => `t${crypto.randomUUID().slice(0, 8)}`;
@@ -148,6 +148,63 @@ microTest("oci config: mount options: a bind's own flags, atime modes, propagati
     assert.match(line("/t"), / \/t rw,noatime unbindable - tmpfs \S+ rw,sync,dirsync,/, r.stdout);
   });
 });
+
+microTest(
+  "oci config: tmpcopyup: the tmpfs starts with a copy of the image's directory",
+  async () => {
+    await withTempDir(async (dir) => {
+      const root = `${dir}/state`;
+      const b = await bundle(dir, (c) => {
+        c.mounts.push(
+          { destination: "/cu", type: "tmpfs", source: "tmpfs", options: ["tmpcopyup", "size=1m"] },
+          { destination: "/ro", type: "tmpfs", source: "tmpfs", options: ["tmpcopyup", "ro"] },
+        );
+        c.process.args = [
+          "sh",
+          "-c",
+          [
+            "stat -c '%n %F %u:%g %a' /cu/f /cu/sub /cu/sub/deep/x /cu/fifo /cu/lnk",
+            "cat /cu/f /cu/sub/deep/x /ro/r",
+            "readlink /cu/lnk",
+            "echo new >/cu/new && echo wrote",
+            "echo x >/ro/x 2>/dev/null || echo ro-refused",
+            "grep -E ' /(cu|ro) ' /proc/self/mountinfo",
+          ].join("; "),
+        ];
+      });
+      const cu = `${b}/rootfs/cu`;
+      Deno.mkdirSync(`${cu}/sub/deep`, { recursive: true });
+      Deno.writeTextFileSync(`${cu}/f`, "hello\n");
+      Deno.chmodSync(`${cu}/f`, 0o4750);
+      Deno.chownSync(`${cu}/sub`, 12, 34);
+      Deno.chmodSync(`${cu}/sub`, 0o751);
+      Deno.writeTextFileSync(`${cu}/sub/deep/x`, "deep\n");
+      // A link in the image is copied as a link, never followed (here: to the host's file).
+      Deno.symlinkSync(`${dir}/host-secret`, `${cu}/lnk`);
+      Deno.writeTextFileSync(`${dir}/host-secret`, "secret\n");
+      new Deno.Command("mkfifo", { args: [`${cu}/fifo`] }).outputSync();
+      Deno.mkdirSync(`${b}/rootfs/ro`);
+      Deno.writeTextFileSync(`${b}/rootfs/ro/r`, "in-ro\n");
+      const r = await runBundle(root, b);
+      assert.equal(r.code, 0, show(r));
+      const o = r.stdout;
+      assert.match(o, /^\/cu\/f regular file 0:0 4750$/m, o);
+      assert.match(o, /^\/cu\/sub directory 12:34 751$/m, o);
+      assert.match(o, /^\/cu\/sub\/deep\/x regular file 0:0 644$/m, o);
+      assert.match(o, /^\/cu\/fifo fifo 0:0 /m, o);
+      assert.match(o, /^\/cu\/lnk symbolic link /m, o);
+      assert.match(o, /^hello\ndeep\nin-ro$/m, o);
+      assert.match(o, new RegExp(`^${dir}/host-secret$`, "m"));
+      assert.doesNotMatch(o, /secret\n.*secret/s);
+      assert.match(o, /^wrote$/m);
+      assert.match(o, /^ro-refused$/m);
+      assert.match(o, / \/cu rw,\S* - tmpfs /, o);
+      assert.match(o, / \/ro ro,\S* - tmpfs /, o);
+      // The image is not written.
+      assert.equal(exists(`${cu}/new`), false);
+    });
+  },
+);
 
 microTest("oci config: a field micro cannot honour is one error line, exit 125", async () => {
   await withTempDir(async (dir) => {

@@ -497,9 +497,16 @@ Deno.test("oci config: mount options are flags, propagation or the file system's
     c.mounts.push({ destination: "/p", type: "proc", source: "proc", options: ["shared"] });
   });
   const t = spec.mounts.find((m) => m.destination === "/t")!;
-  assert.deepEqual(t.options, ["noatime", "nodiratime", "sync", "rshared", "rnosuid", "size=1m"]);
+  assert.deepEqual(t.options, [
+    "noatime",
+    "nodiratime",
+    "sync",
+    "rshared",
+    "rnosuid",
+    "tmpcopyup",
+    "size=1m",
+  ]);
   assert.deepEqual(warnings, [
-    'config.json: mounts[7] (/t): option "tmpcopyup" not applied by micro yet',
     'config.json: mounts[8] (/p): "shared": micro\'s proc mount is private',
   ]);
   throwsLine(
