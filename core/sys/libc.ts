@@ -602,13 +602,12 @@ function bindLibc(): Sys {
     fstatat(fd, p, flags, st) {
       const rc = r(lib.ibbi(nr.newfstatat, fd, p, statBuf, flags));
       if (rc < 0) return rc;
-      // Read as 32-bit halves: no BigInt, as the child calls this (copy-up).
+      // No BigInt (st_size is left alone), as the child calls this (copy-up).
       const x86 = arch === "x86_64";
       st.mode = statView.getUint32(x86 ? 24 : 16, true);
       st.uid = statView.getUint32(x86 ? 28 : 24, true);
       st.gid = statView.getUint32(x86 ? 32 : 28, true);
       st.rdev = statView.getUint32(x86 ? 40 : 32, true);
-      st.size = statView.getUint32(48, true) + statView.getUint32(52, true) * 0x100000000;
       return rc;
     },
     getdents64: (fd, buf) => r(lib.ibi(nr.getdents64, fd, buf, buf.length)),

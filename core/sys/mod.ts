@@ -169,7 +169,10 @@ export interface Sys {
   fstatId(fd: number, out: Float64Array): number;
   /** fstat(2): fills `st` with the fields micro looks at (an O_PATH fd works too). */
   fstat(fd: number, st: Stat): number;
-  /** fstatat(2) (AT_SYMLINK_NOFOLLOW, AT_EMPTY_PATH): `st` with `rdev` too; allocates nothing. */
+  /**
+   * fstatat(2) (AT_SYMLINK_NOFOLLOW, AT_EMPTY_PATH): `st`'s mode, uid, gid and rdev (not its
+   * size: no BigInt, as the child calls this).
+   */
   fstatat(dirfd: number, path: CStr, flags: number, st: Stat): number;
   /** getdents64(2) into `buf`: the bytes of dirent64 records read, 0 at the end. */
   getdents64(fd: number, buf: Uint8Array): number;
