@@ -133,8 +133,11 @@ export interface OpArgs {
      */
     tree?: number;
   };
-  /** rootfs: make the whole tree private so nothing propagates back to the host. */
-  "make-private": Record<never, never>;
+  /**
+   * rootfs: make the whole tree private so nothing propagates back to the host; with
+   * `slave` (OCI rootfsPropagation rslave), a slave: the host's mount events still come in.
+   */
+  "make-private": { slave?: boolean };
   /**
    * rootfs: the new root: the image (a copy of the mount of the directory the parent
    * opened), or a tmpfs with no image; with `overlay`, an overlay on top whose lower layer is

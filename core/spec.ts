@@ -139,6 +139,11 @@ export interface Spec {
     mountLabel?: string;
     /** Namespaced sysctls (sysctl plugin), written under the container's /proc/sys. */
     sysctl?: Record<string, string>;
+    /**
+     * OCI linux.rootfsPropagation `slave`/`rslave`: the container's mount tree receives the
+     * host's mount events (runc's default); absent, it is private (micro's default).
+     */
+    rootfsSlave?: boolean;
     /** The time namespace's clock offsets (timens plugin; OCI linux.timeOffsets). */
     timeOffsets?: Partial<Record<TimeClock, { secs: number; nanosecs: number }>>;
   };

@@ -229,7 +229,7 @@ function planOciMounts(spec: Spec, host: HostInfo): Op[] {
     op("rootfs", "mount", kind, args as never);
   const ops: Op[] = [
     { phase: "clone", plugin: "mount", kind: "namespace", args: { flag: "CLONE_NEWNS" } },
-    rootfs("make-private", {}),
+    rootfs("make-private", spec.linux.rootfsSlave ? { slave: true } : {}),
     rootfs("bind-root", { source: spec.root.path, readonly: spec.root.readonly }),
   ];
   let proc = false;

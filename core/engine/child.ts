@@ -985,7 +985,8 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
     const i: StepInfo = { phase: o.phase, plugin: o.plugin, kind: o.kind, paths: {} };
     switch (o.kind) {
       case "make-private": {
-        step(i, () => sys.mount(null, SLASH, null, C.MS_REC | C.MS_PRIVATE, null));
+        const how = C.MS_REC | (o.args.slave ? C.MS_SLAVE : C.MS_PRIVATE);
+        step(i, () => sys.mount(null, SLASH, null, how, null));
         break;
       }
       case "bind-root": {

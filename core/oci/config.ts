@@ -665,8 +665,13 @@ export function configToSpec(config: OciConfig, bundle: string, id: string): Tra
   }
   const propagation = str(l.rootfsPropagation, "linux.rootfsPropagation");
   if (propagation && !["private", "rprivate", "slave", "rslave"].includes(propagation)) {
-    throw bad("linux.rootfsPropagation", `"${propagation}": micro makes the root private`);
+    throw bad(
+      "linux.rootfsPropagation",
+      `"${propagation}": micro's root is private or a slave of the host's`,
+      "use rslave (mounts of the host's reach the container) or rprivate",
+    );
   }
+  if (propagation === "slave" || propagation === "rslave") spec.linux.rootfsSlave = true;
   const mountLabel = str(l.mountLabel, "linux.mountLabel");
   if (mountLabel) spec.linux.mountLabel = mountLabel;
 

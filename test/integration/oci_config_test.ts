@@ -206,6 +206,42 @@ microTest(
   },
 );
 
+microTest(
+  "oci config: rootfsPropagation rslave: the host's later mounts reach the container",
+  async () => {
+    await withTempDir(async (dir) => {
+      const h = `${dir}/h`;
+      Deno.mkdirSync(`${h}`);
+      for (const mode of ["rslave", "rprivate"]) {
+        const b = await bundle(`${dir}`, (c) => {
+          c.linux.rootfsPropagation = mode;
+          c.mounts.push({ destination: "/h", type: "bind", source: h, options: ["rbind"] });
+          c.process.args = [
+            "sh",
+            "-c",
+            "touch /h/ready; while [ ! -e /h/go ]; do sleep 0.05; done; " +
+            "grep -c ' /h/sub ' /proc/self/mountinfo || true",
+          ];
+        });
+        // The "host" is a mount namespace of the test's own: a shared tmpfs at h, and a
+        // second tmpfs mounted under it while the container runs.
+        const script = `set -e
+mount -t tmpfs t "${h}"; mount --make-shared "${h}"; mkdir "${h}/sub"
+"${MICRO}" --root "${dir}/state" run -b "${b}" ${uniq()} >"${dir}/out" 2>&1 &
+i=0; while [ ! -e "${h}/ready" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
+mount -t tmpfs t2 "${h}/sub"; touch "${h}/go"; wait $!`;
+        const r = await new Deno.Command("unshare", {
+          args: ["-m", "--propagation", "private", "sh", "-c", script],
+        }).output();
+        const out = Deno.readTextFileSync(`${dir}/out`);
+        assert.equal(r.code, 0, out + new TextDecoder().decode(r.stderr));
+        assert.equal(out.trim(), mode === "rslave" ? "1" : "0", `${mode}: ${out}`);
+        Deno.removeSync(b, { recursive: true });
+      }
+    });
+  },
+);
+
 microTest("oci config: a field micro cannot honour is one error line, exit 125", async () => {
   await withTempDir(async (dir) => {
     const cases: [string, (c: Config) => void, RegExp][] = [
