@@ -72,10 +72,10 @@ export interface Write {
  */
 export function unifiedKeyProblem(k: string): string | undefined {
   if (k.includes("/") || k.includes("\0") || k === "." || k === "..") {
-    return `"${k}" must be a file name of the container's cgroup (no '/', not '..')`;
+    return "must be a file name of the container's cgroup (no '/', not '..')";
   }
   if (!/^[a-z_][a-z0-9_]*\.[A-Za-z0-9_.-]+$/.test(k)) {
-    return `"${k}" must be in the form CONTROLLER.PARAMETER, e.g. memory.high`;
+    return "must be in the form CONTROLLER.PARAMETER, e.g. memory.high";
   }
   return undefined;
 }
