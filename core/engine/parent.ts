@@ -156,7 +156,8 @@ export class ParentOps {
           const value = useFallback ? o.args.fallbackValue ?? o.args.value : o.args.value;
           try {
             if (ifEmpty && Deno.readTextFileSync(path).trim() !== "") break;
-            Deno.writeTextFileSync(path, value);
+            // No O_CREAT: a file this kernel lacks (a unified key, a page size) is ENOENT.
+            Deno.writeTextFileSync(path, value, { create: false });
           } catch (e) {
             fail(o, "write", { path, value: JSON.stringify(value) }, e);
           }
