@@ -76,9 +76,8 @@ export function updateResources(
         { hint: `update ${[...known].join(", ")} only` },
       );
     }
-    // null is "unset" in runc's JSON, as in config.json.
-    if (r[k] === null) delete r[k];
   }
+  r = dropNulls(r) as typeof r;
   const issues = check(r, OCI_RESOURCES);
   if (issues.length) {
     const i = issues[0];
@@ -139,6 +138,15 @@ export function update(root: string, id: string, r: Resources): void {
       );
     }
   }
+}
+
+/** null is "unset" in runc's JSON, as in config.json: dropped at every level. */
+function dropNulls(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(dropNulls);
+  if (typeof v !== "object" || v === null) return v;
+  return Object.fromEntries(
+    Object.entries(v).filter(([, x]) => x !== null).map(([k, x]) => [k, dropNulls(x)]),
+  );
 }
 
 function existsFile(p: string): boolean {

@@ -349,7 +349,11 @@ Deno.test("config.json: every linux.resources field reaches the spec; bad ones a
 
 Deno.test("update: takes the new fields and runc's flags for them; checks them first", () => {
   const r = updateResources(
-    JSON.stringify({ unified: { "memory.high": "1G" }, hugepageLimits: null }),
+    JSON.stringify({
+      unified: { "memory.high": "1G" },
+      hugepageLimits: null,
+      cpu: { shares: null },
+    }),
     { "--cpu-burst": "1000", "--cpu-idle": "1", "--cpu-rt-period": "100", "--cpu-rt-runtime": "5" },
   );
   assert.deepEqual(r, {
