@@ -59,7 +59,8 @@ test:
 # MICRO_CGROUP=v2; --no-check as type checking under emulation takes a minute and the
 # host's tests already do it.
 VM_TESTS ?= $(DENO) test -A --no-check test/integration/cgroups_test.ts test/integration/apparmor_test.ts \
-	test/integration/cgroupfs_test.ts test/integration/trace_test.ts test/integration/oci_sched_test.ts
+	test/integration/cgroupfs_test.ts test/integration/trace_test.ts test/integration/oci_sched_test.ts \
+	test/integration/oci_resources_test.ts
 test-vm:
 	tools/vm/prepare.sh && tools/vm/run.sh $(VM_TESTS)
 

@@ -256,6 +256,10 @@ export interface OpArgs {
     ifEmpty?: boolean;
     /** Written instead when `path` does not exist on this kernel. */
     fallback?: string;
+    /** The value for `fallback`, when it differs (v2 io.weight's scale). */
+    fallbackValue?: string;
+    /** Skipped when `path` does not exist on this kernel (hugetlb's rsvd files). */
+    optional?: boolean;
   };
   /** prepare (v2): the device allow-list as a BPF_PROG_TYPE_CGROUP_DEVICE program. */
   "cgroup-devices": { path: string; rules: DeviceRule[] };

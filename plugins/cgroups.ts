@@ -8,11 +8,16 @@
  */
 import { DEFAULT_DEVICES, type DeviceRule, v1Rules } from "../core/cgroups/devfilter.ts";
 import {
+  PAGE_SIZE,
   type Resources,
+  unifiedControllers,
+  unifiedKeyProblem,
   v1Controllers,
   v1Writes,
   v2Controllers,
+  v2Ignored,
   v2Writes,
+  type Write,
 } from "../core/cgroups/resources.ts";
 import {
   formatBytes,
@@ -59,11 +64,27 @@ export interface CgroupsOptions {
 
 /** OCI `linux.resources`, as far as micro applies it. */
 export interface OciResources {
-  cpu?: { shares?: number; quota?: number; period?: number; cpus?: string; mems?: string };
-  memory?: { limit?: number; reservation?: number; swap?: number };
+  cpu?: {
+    shares?: number;
+    quota?: number;
+    period?: number;
+    cpus?: string;
+    mems?: string;
+    realtimeRuntime?: number;
+    realtimePeriod?: number;
+    idle?: number;
+    burst?: number;
+  };
+  memory?: { limit?: number; reservation?: number; swap?: number; swappiness?: number };
   pids?: { limit: number };
+  hugepageLimits?: { pageSize: string; limit: number }[];
+  network?: { classID?: number; priorities?: { name: string; priority: number }[] };
+  rdma?: Record<string, { hcaHandles?: number; hcaObjects?: number }>;
+  unified?: Record<string, string>;
   blockIO?: {
     weight?: number;
+    leafWeight?: number;
+    weightDevice?: { major: number; minor: number; weight?: number; leafWeight?: number }[];
     throttleReadBpsDevice?: { major: number; minor: number; rate: number }[];
     throttleWriteBpsDevice?: { major: number; minor: number; rate: number }[];
     throttleReadIOPSDevice?: { major: number; minor: number; rate: number }[];
@@ -88,7 +109,8 @@ const throttle: Schema = {
 };
 export const OCI_RESOURCES: Schema = {
   type: "object",
-  doc: "the OCI runtime spec's linux.resources (cpu, memory, pids, blockIO, devices)",
+  doc: "the OCI runtime spec's linux.resources (cpu, memory, pids, blockIO, devices, " +
+    "hugepageLimits, network, rdma, unified)",
   fields: {
     cpu: {
       type: "object",
@@ -98,14 +120,84 @@ export const OCI_RESOURCES: Schema = {
         period: int(1000, 1000000),
         cpus: { type: "string", check: (v) => parseCpuList(v) ? undefined : "expected 0-3,5" },
         mems: { type: "string", check: (v) => parseCpuList(v) ? undefined : "expected 0-3,5" },
+        realtimeRuntime: int(-1),
+        realtimePeriod: int(0),
+        // cpu.idle takes 0 or 1; the kernel's limit on a burst is the quota.
+        idle: int(0, 1),
+        burst: int(0),
       },
     },
-    memory: { type: "object", fields: { limit: int(-1), reservation: int(-1), swap: int(-1) } },
+    memory: {
+      type: "object",
+      // swappiness: runc's range; -1 leaves the kernel's value.
+      fields: { limit: int(-1), reservation: int(-1), swap: int(-1), swappiness: int(-1, 100) },
+    },
     pids: { type: "object", fields: { limit: int(-1) } },
+    hugepageLimits: {
+      type: "list",
+      items: {
+        type: "object",
+        fields: {
+          pageSize: {
+            type: "string",
+            check: (v) => PAGE_SIZE.test(v) ? undefined : "expected a size like 2MB or 1GB",
+          },
+          limit: int(0),
+        },
+      },
+    },
+    network: {
+      type: "object",
+      fields: {
+        classID: int(0, 0xffffffff),
+        priorities: {
+          type: "list",
+          items: {
+            type: "object",
+            fields: {
+              name: {
+                type: "string",
+                check: (v) => /^[^\s/]{1,15}$/.test(v) ? undefined : "expected an interface name",
+              },
+              priority: int(0, 0xffffffff),
+            },
+          },
+        },
+      },
+    },
+    rdma: {
+      type: "map",
+      keyCheck: (k) => /^[^\s/]+$/.test(k) ? undefined : "expected an RDMA device name",
+      values: {
+        type: "object",
+        fields: { hcaHandles: int(0, 0xffffffff), hcaObjects: int(0, 0xffffffff) },
+      },
+    },
+    unified: {
+      type: "map",
+      keyCheck: unifiedKeyProblem,
+      values: {
+        type: "string",
+        check: (v) => v.includes("\0") ? "a NUL byte in the value" : undefined,
+      },
+    },
     blockIO: {
       type: "object",
       fields: {
         weight: int(10, 1000),
+        leafWeight: int(10, 1000),
+        weightDevice: {
+          type: "list",
+          items: {
+            type: "object",
+            fields: {
+              major: int(0),
+              minor: int(0),
+              weight: int(10, 1000),
+              leafWeight: int(10, 1000),
+            },
+          },
+        },
         throttleReadBpsDevice: throttle,
         throttleWriteBpsDevice: throttle,
         throttleReadIOPSDevice: throttle,
@@ -253,6 +345,10 @@ export const cgroups: Plugin<CgroupsOptions> = {
     if (oci.memory) r.memory = { ...r.memory, ...oci.memory };
     if (oci.pids) r.pids = { ...oci.pids };
     if (oci.blockIO) r.blockIO = { ...r.blockIO, ...oci.blockIO };
+    if (oci.hugepageLimits?.length) r.hugepageLimits = [...oci.hugepageLimits];
+    if (oci.network) r.network = { ...oci.network };
+    if (oci.rdma && Object.keys(oci.rdma).length) r.rdma = { ...oci.rdma };
+    if (oci.unified && Object.keys(oci.unified).length) r.unified = { ...oci.unified };
     if (oci.devices) spec.micro.ociDevices = [...oci.devices];
     spec.linux.resources = r;
     if (o.oomKillDisable) spec.micro.oomKillDisable = true;
@@ -395,14 +491,35 @@ function problems(
     blkio: "blkio-weight/device-*",
     io: "blkio-weight/device-*",
     devices: "device",
+    hugetlb: "resources.hugepageLimits",
+    net_cls: "resources.network.classID",
+    net_prio: "resources.network.priorities",
+    rdma: "resources.rdma",
   };
   if (layout.mode === "v2") {
+    const fromUnified = new Set(unifiedControllers(r));
     for (const ctl of v2Controllers(r)) {
       if (!layout.v2!.controllers.includes(ctl)) {
-        err(names[ctl] ?? ctl, `the ${ctl} controller is not available in this cgroup v2 tree`);
+        // A unified key's own controller: named by the key, as runc names it.
+        const key = fromUnified.has(ctl)
+          ? Object.keys(r.unified!).find((k) => k.startsWith(`${ctl}.`))
+          : undefined;
+        err(
+          key ? `resources.unified.${key}` : names[ctl] ?? ctl,
+          `the ${ctl} controller is not available in this cgroup v2 tree`,
+          key ? `${layout.v2!.mount}/cgroup.controllers lists the host's controllers` : undefined,
+        );
       }
     }
   } else {
+    // runc: "cannot use unified on cgroup v1" (a hybrid host's v2 tree has no controllers).
+    if (r.unified && Object.keys(r.unified).length) {
+      err(
+        "resources.unified",
+        `this host is cgroup ${layout.mode}: unified keys need cgroup v2`,
+        "use the v1 fields (memory, cpu, ...) or a cgroup v2 host",
+      );
+    }
     for (const ctl of v1Controllers(r)) {
       if (!layout.v1[ctl]) {
         err(names[ctl] ?? ctl, `the ${ctl} controller is not mounted (cgroup v1)`);
@@ -515,7 +632,10 @@ function planV1(spec: Spec, host: HostInfo, r: Resources): Op[] {
   const owned = ownedParent(c.parent);
   const ops: Op[] = [];
   const cleanup: Op[] = [];
-  const mounts = [...new Set(V1_ALWAYS.filter((ctl) => host.cgroup.v1[ctl]))];
+  // The usual controllers, and those only these limits need (hugetlb, net_cls, ...).
+  const mounts = [...new Set([...V1_ALWAYS, ...v1Controllers(r)])].filter((ctl) =>
+    host.cgroup.v1[ctl]
+  );
   const dirOf = (ctl: string) => `${host.cgroup.v1[ctl]}/${c.parent}/${host.id}`;
   const seen = new Set<string>();
   for (const ctl of mounts) {
@@ -575,17 +695,7 @@ function planV1(spec: Spec, host: HostInfo, r: Resources): Op[] {
   }
   for (const w of v1Writes(r)) {
     if (w.controller === "cpuset") continue; // written above, before anyone joins
-    ops.push(
-      op("prepare", "cgroups", "cgroup-write", {
-        path: `${dirOf(w.controller)}/${w.file}`,
-        value: w.value,
-        option: w.option,
-        // Kernels without CFQ have only BFQ's weight file, and only below the root.
-        ...(w.file === "blkio.weight"
-          ? { fallback: `${dirOf(w.controller)}/blkio.bfq.weight` }
-          : {}),
-      }),
-    );
+    ops.push(writeOp(dirOf(w.controller), w));
   }
   // Docker's --oom-kill-disable: tasks wait for memory instead of being killed.
   if (spec.micro.oomKillDisable && host.cgroup.v1.memory) {
@@ -616,6 +726,19 @@ function planV1(spec: Spec, host: HostInfo, r: Resources): Op[] {
   return [...ops, ...cleanup];
 }
 
+/** One of resources.ts's writes as the op that makes it in `dir`. */
+function writeOp(dir: string, w: Write): Op {
+  return op("prepare", "cgroups", "cgroup-write", {
+    path: `${dir}/${w.file}`,
+    value: w.value,
+    option: w.option,
+    ...(w.fallback
+      ? { fallback: `${dir}/${w.fallback.file}`, fallbackValue: w.fallback.value }
+      : {}),
+    ...(w.optional ? { optional: true } : {}),
+  });
+}
+
 function planV2(spec: Spec, host: HostInfo, r: Resources): Op[] {
   const c = spec.micro.cgroup!;
   const owned = ownedParent(c.parent);
@@ -643,14 +766,13 @@ function planV2(spec: Spec, host: HostInfo, r: Resources): Op[] {
   });
   ops.push(op("prepare", "cgroups", "cgroup-create", { path: dir, shared: false }));
   cleanup.push(op("cleanup", "cgroups", "cgroup-remove", { path: dir, shared: false }));
-  for (const w of v2Writes(r)) {
-    ops.push(
-      op("prepare", "cgroups", "cgroup-write", {
-        path: `${dir}/${w.file}`,
-        value: w.value,
-        option: w.option,
-      }),
-    );
+  for (const w of v2Writes(r)) ops.push(writeOp(dir, w));
+  // As runc's fs2: what v2 has no file for is left unapplied, said here.
+  for (const reason of v2Ignored(r)) {
+    ops.push(op("prepare", "cgroups", "skipped", {
+      what: reason.slice(0, reason.indexOf(":")),
+      reason: `resources.${reason}: ignored (as runc)`,
+    }));
   }
   ops.push(op("prepare", "cgroups", "cgroup-devices", { path: dir, rules: r.devices ?? [] }));
   if (spec.micro.oomKillDisable) {

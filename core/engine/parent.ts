@@ -149,13 +149,15 @@ export class ParentOps {
           break;
         }
         case "cgroup-write": {
-          const { value, ifEmpty, fallback } = o.args;
-          const path = fallback && !exists(o.args.path) && exists(fallback)
-            ? fallback
-            : o.args.path;
+          const { ifEmpty, fallback, optional } = o.args;
+          if (optional && !exists(o.args.path)) break;
+          const useFallback = !!fallback && !exists(o.args.path) && exists(fallback);
+          const path = useFallback ? fallback : o.args.path;
+          const value = useFallback ? o.args.fallbackValue ?? o.args.value : o.args.value;
           try {
             if (ifEmpty && Deno.readTextFileSync(path).trim() !== "") break;
-            Deno.writeTextFileSync(path, value);
+            // No O_CREAT: a file this kernel lacks (a unified key, a page size) is ENOENT.
+            Deno.writeTextFileSync(path, value, { create: false });
           } catch (e) {
             fail(o, "write", { path, value: JSON.stringify(value) }, e);
           }

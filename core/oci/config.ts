@@ -395,11 +395,32 @@ const PERSONALITY: Record<string, number> = { LINUX: 0, LINUX32: 0x0008 };
 
 const MOUNT_TYPES = ["bind", "tmpfs", "proc", "sysfs", "devpts", "mqueue", "cgroup", "cgroup2"];
 
-const RESOURCE_UNSUPPORTED: Record<string, readonly string[]> = {
-  memory: ["kernel", "kernelTCP", "swappiness", "useHierarchy", "checkBeforeUpdate"],
-  cpu: ["realtimeRuntime", "realtimePeriod", "idle", "burst"],
-  blockIO: ["leafWeight", "weightDevice"],
+/**
+ * linux.resources fields runc leaves unapplied, with its reason: kernel memory limits are
+ * deprecated (runc: "Kernel memory settings are ignored and will be removed"); v1's
+ * use_hierarchy is always on in the kernels micro runs on; checkBeforeUpdate is for update.
+ */
+const RESOURCE_IGNORED: Record<string, Record<string, string>> = {
+  memory: {
+    kernel: "kernel memory limits are deprecated and ignored, as runc does",
+    kernelTCP: "kernel memory limits are deprecated and ignored, as runc does",
+    useHierarchy: "ignored: cgroup v2 is always hierarchical, v1 hierarchies are set by the host",
+    checkBeforeUpdate: "ignored: micro's update writes the limit and the kernel checks it",
+  },
 };
+
+/** The linux.resources groups micro applies (see plugins/cgroups.ts's OCI_RESOURCES). */
+const RESOURCE_GROUPS = [
+  "memory",
+  "cpu",
+  "pids",
+  "blockIO",
+  "devices",
+  "hugepageLimits",
+  "network",
+  "rdma",
+  "unified",
+];
 
 const RLIMITS = [
   "CPU",
@@ -690,9 +711,15 @@ export function configToSpec(config: OciConfig, bundle: string, id: string): Tra
   const r: Obj = {};
   for (const [k, v] of Object.entries(res)) {
     if (v === null || v === undefined) continue;
-    if (!["memory", "cpu", "pids", "blockIO", "devices"].includes(k)) {
-      if (k === "unified" && isPlainObject(v) && Object.keys(v).length === 0) continue;
-      throw bad(`linux.resources.${k}`, "not supported by micro yet");
+    if (!RESOURCE_GROUPS.includes(k)) {
+      throw bad(`linux.resources.${k}`, "not a field of the runtime spec's linux.resources");
+    }
+    // An empty unified (runc's and podman's default) asks nothing, on v1 hosts too.
+    if (k === "unified" && isPlainObject(v) && Object.keys(v).length === 0) continue;
+    if (k === "hugepageLimits" || k === "unified" || k === "rdma") {
+      if (Array.isArray(v) ? !v.length : isPlainObject(v) && !Object.keys(v).length) continue;
+      r[k] = v; // checked with the rest below (OCI_RESOURCES)
+      continue;
     }
     if (k === "devices") {
       // OCI's wildcard is an absent major/minor; runc's default writes them as null.
@@ -711,8 +738,9 @@ export function configToSpec(config: OciConfig, bundle: string, id: string): Tra
         if (vv === true) spec.micro.oomKillDisable = true;
         continue;
       }
-      if (RESOURCE_UNSUPPORTED[k]?.includes(kk)) {
-        warn(`config.json: linux.resources.${k}.${kk}: not applied by micro yet`);
+      const ignored = RESOURCE_IGNORED[k]?.[kk];
+      if (ignored) {
+        warn(`config.json: linux.resources.${k}.${kk}: ${ignored}`);
         continue;
       }
       kept[kk] = vv;

@@ -63,6 +63,12 @@ export function prepareBundle(
   if (noPivot) t.spec.micro.noPivot = true;
   for (const w of t.warnings) console.error(`micro: warning: ${w}`);
   const p = planTranslated(t, id, stateDir, sys);
+  // What the host's cgroup version leaves unapplied (runc's fs2 ignores v1-only fields).
+  for (const o of p.ops) {
+    if (o.kind === "skipped" && o.plugin === "cgroups") {
+      console.error(`micro: warning: ${o.args.reason}`);
+    }
+  }
   // The hooks the container's process runs (not an exec's: oci exec plans on its own).
   // Where the child runs them is the engine's (before pivot_root, after `start`); listed
   // before the command's exec, with the exec phase's ops.

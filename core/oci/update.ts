@@ -5,7 +5,9 @@
  */
 import { MicroError, usageError } from "../errors.ts";
 import { parseSize } from "../cgroups/units.ts";
-import { type Resources, v1Writes, v2Writes } from "../cgroups/resources.ts";
+import { type Resources, v1Writes, v2Ignored, v2Writes } from "../cgroups/resources.ts";
+import { check, formatPath } from "../schema.ts";
+import { OCI_RESOURCES } from "../../plugins/cgroups.ts";
 import { loadOciState, ownCgroups, statusOf } from "./state.ts";
 
 /** runc update's flags, to where they go in the resources. */
@@ -16,6 +18,10 @@ export const UPDATE_FLAGS: Record<string, string> = {
   "--cpu-shares": "cpu.shares",
   "--cpu-quota": "cpu.quota",
   "--cpu-period": "cpu.period",
+  "--cpu-burst": "cpu.burst",
+  "--cpu-idle": "cpu.idle",
+  "--cpu-rt-period": "cpu.realtimePeriod",
+  "--cpu-rt-runtime": "cpu.realtimeRuntime",
   "--cpuset-cpus": "cpu.cpus",
   "--cpuset-mems": "cpu.mems",
   "--pids-limit": "pids.limit",
@@ -52,16 +58,32 @@ export function updateResources(
     if (v === undefined) throw usageError(`update ${flag}: "${value}" is not a number or size`);
     r[group] = { ...(r[group] ?? {}), [key]: v };
   }
-  const known = new Set(["memory", "cpu", "pids", "blockIO"]);
+  // devices: runc's update does not change the device rules of a live container either.
+  const known = new Set([
+    "memory",
+    "cpu",
+    "pids",
+    "blockIO",
+    "hugepageLimits",
+    "network",
+    "rdma",
+    "unified",
+  ]);
   for (const k of Object.keys(r)) {
     if (!known.has(k)) {
       throw new MicroError(
         `update: resources.${k} cannot be changed by micro on a live container`,
-        {
-          hint: "update memory, cpu, pids and blockIO only",
-        },
+        { hint: `update ${[...known].join(", ")} only` },
       );
     }
+  }
+  r = dropNulls(r) as typeof r;
+  const issues = check(r, OCI_RESOURCES);
+  if (issues.length) {
+    const i = issues[0];
+    throw usageError(
+      `update: resources${i.path.length ? "." + formatPath(i.path) : ""}: ${i.reason}`,
+    );
   }
   return r as Resources;
 }
@@ -74,6 +96,16 @@ export function update(root: string, id: string, r: Resources): void {
   const dirs = ownCgroups(state);
   // Only a v2 cgroup has cgroup.controllers; v1 dirs sit under their controller's mount.
   const v2 = dirs.length === 1 && existsFile(`${dirs[0]}/cgroup.controllers`);
+  if (!v2 && r.unified && Object.keys(r.unified).length) {
+    throw new MicroError(`update ${id}: resources.unified: the container's cgroups are v1`, {
+      hint: "unified keys need cgroup v2 (runc: cannot use unified on cgroup v1)",
+    });
+  }
+  if (v2) {
+    for (const why of v2Ignored(r)) {
+      console.error(`micro: warning: update ${id}: resources.${why}: ignored (as runc)`);
+    }
+  }
   const writes = v2 ? v2Writes(r) : v1Writes(r);
   for (const w of writes) {
     const target = v2
@@ -87,17 +119,34 @@ export function update(root: string, id: string, r: Resources): void {
         },
       );
     }
+    let file = `${target}/${w.file}`;
+    let value = w.value;
+    if (!existsFile(file)) {
+      if (w.optional) continue;
+      if (w.fallback && existsFile(`${target}/${w.fallback.file}`)) {
+        file = `${target}/${w.fallback.file}`;
+        value = w.fallback.value;
+      }
+    }
     try {
-      Deno.writeTextFileSync(`${target}/${w.file}`, w.value);
+      // No O_CREAT: a file the kernel does not have is ENOENT, never a new file.
+      Deno.writeTextFileSync(file, value, { create: false });
     } catch (e) {
       throw new MicroError(
-        `update ${id}: write ${target}/${w.file} ${JSON.stringify(w.value)}: ${
-          (e as Error).message
-        }`,
+        `update ${id}: write ${file} ${JSON.stringify(value)}: ${(e as Error).message}`,
         { hint: "check the value against the cgroup's limits (and memory.limit before swap)" },
       );
     }
   }
+}
+
+/** null is "unset" in runc's JSON, as in config.json: dropped at every level. */
+function dropNulls(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(dropNulls);
+  if (typeof v !== "object" || v === null) return v;
+  return Object.fromEntries(
+    Object.entries(v).filter(([, x]) => x !== null).map(([k, x]) => [k, dropNulls(x)]),
+  );
 }
 
 function existsFile(p: string): boolean {

@@ -488,7 +488,8 @@ class FakeCgroupFs {
       writeTextFileSync: (path: string | URL, data: string, options?: Deno.WriteFileOptions) => {
         const code = this.under(path) ? this.refuse.get(this.rel(path)) : undefined;
         if (code) throw Object.assign(new Error(`${code}: write '${path}'`), { code });
-        real.writeTextFileSync(path, data, options);
+        // The fake kernel has every file a write names (the engine opens without O_CREAT).
+        real.writeTextFileSync(path, data, this.under(path) ? undefined : options);
         if (!this.under(path)) return;
         const rel = this.rel(path);
         this.writes.push([rel, data]);

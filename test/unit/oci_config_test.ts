@@ -170,8 +170,8 @@ Deno.test("oci config: what micro cannot honour is an error (MUST) or a warning 
   );
   throwsLine(() => translate((c) => (c.hooks = { prestart: [{ path: "x" }] })), /absolute path/);
   throwsLine(
-    () => translate((c) => (c.linux.resources.hugepageLimits = [])),
-    /linux\.resources\.hugepageLimits: not supported/,
+    () => translate((c) => (c.linux.resources.hugepages = [])),
+    /linux\.resources\.hugepages: not a field of the runtime spec's linux\.resources/,
   );
   throwsLine(
     () => translate((c) => c.mounts.push({ destination: "/x", type: "nfs", source: "h:/x" })),
@@ -179,8 +179,13 @@ Deno.test("oci config: what micro cannot honour is an error (MUST) or a warning 
   );
   const { warnings, spec } = translate((c) => {
     c.mounts.push({ destination: "/data", source: "data", options: ["rbind", "rslave", "sync"] });
-    c.linux.resources.memory = { limit: 1 << 26, swappiness: 0 };
+    // runc: "Kernel memory settings are ignored and will be removed".
+    c.linux.resources.memory = { limit: 1 << 26, kernel: 1 << 24 };
   });
+  assert.ok(
+    warnings.some((w) => /memory\.kernel: kernel memory limits are deprecated and ignored/.test(w)),
+    warnings.join("\n"),
+  );
   assert.equal(warnings.length, 2, warnings.join("\n"));
   assert.ok(
     warnings.some((w) => /mounts\[\d+\] \(\/data\): "sync" is the file system.s option/.test(w)),
