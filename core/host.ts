@@ -67,7 +67,7 @@ function cgroupFacts(spec: Spec, uid: number) {
   }
   const cgroup = readLayout(uid);
   const paths = [
-    ...spec.linux.devices.map((d) => d.hostPath),
+    ...spec.linux.devices.filter((d) => !d.node).map((d) => d.hostPath),
     ...Object.values(spec.micro.cgroup.rates).flat().map((r) => r.path),
   ];
   const deviceNodes: HostInfo["deviceNodes"] = {};

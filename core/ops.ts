@@ -134,6 +134,19 @@ export interface OpArgs {
     tree?: number;
   };
   /**
+   * rootfs: a device node made in the root (OCI linux.devices; `u` is a character device), its
+   * owner and mode set; one already there is kept, as runc does.
+   */
+  mknod: {
+    path: string;
+    type: "c" | "b" | "u" | "p";
+    major: number;
+    minor: number;
+    mode: number;
+    uid: number;
+    gid: number;
+  };
+  /**
    * rootfs: make the whole tree private so nothing propagates back to the host; with
    * `slave` (OCI rootfsPropagation rslave), a slave: the host's mount events still come in.
    */

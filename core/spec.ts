@@ -134,7 +134,12 @@ export interface Spec {
     /** Resource limits (cgroups plugin), OCI `linux.resources`. */
     resources?: Resources;
     /** Devices added to the defaults: bound from the host and allowed by the cgroup. */
-    devices: { path: string; hostPath: string; access: string }[];
+    /**
+     * Device nodes in the container: the host's node at `hostPath` bound there (`--device`),
+     * or, with `node` (OCI linux.devices), a node made with those numbers (bound from the
+     * same path on the host in a user namespace, where mknod is not allowed, as runc does).
+     */
+    devices: { path: string; hostPath: string; access: string; node?: DeviceNode }[];
     /** SELinux context for the container's own mounts (tmpfs, devpts, mqueue). */
     mountLabel?: string;
     /** Namespaced sysctls (sysctl plugin), written under the container's /proc/sys. */
@@ -279,6 +284,16 @@ export function emptySpec(): Spec {
     },
     micro: { plugins: [], hostView: [], devices: [], network: "host" },
   };
+}
+
+/** An OCI device node: its type, numbers, mode and owner (as seen in the container). */
+export interface DeviceNode {
+  type: "c" | "b" | "u" | "p";
+  major: number;
+  minor: number;
+  mode: number;
+  uid: number;
+  gid: number;
 }
 
 export function hasNamespace(spec: Spec, type: NamespaceType): boolean {

@@ -421,6 +421,7 @@ function problems(
   // Devices: the default allow-list, then each added device, by its numbers on the host.
   const devices: DeviceRule[] = [...DEFAULT_DEVICES];
   for (const d of spec.linux.devices) {
+    if (d.node) continue; // OCI's: allowed by its linux.resources.devices, if at all
     const info = host.deviceNodes[d.hostPath];
     if (!info) {
       err("device", `"${d.hostPath}" is not a device on this host`);

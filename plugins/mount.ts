@@ -251,6 +251,12 @@ function planOciMounts(spec: Spec, host: HostInfo): Op[] {
       ...spec.linux.devices.filter((d) => !devices.includes(d.path.slice(5))),
     ];
     for (const d of nodes) {
+      // runc's way: a node of the config's numbers, but bound from the host in a user
+      // namespace, where mknod makes nothing usable.
+      if ("node" in d && d.node && !hasNamespace(spec, "user")) {
+        ops.push(rootfs("mknod", { path: d.path, ...d.node }));
+        continue;
+      }
       ops.push(mountOp(
         { destination: d.path, type: "bind", source: d.hostPath, options: ["bind", "file"] },
         spec,

@@ -1212,6 +1212,38 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         });
         break;
       }
+      case "mknod": {
+        const a = o.args;
+        i.paths = { path: a.path, node: `${a.type} ${a.major}:${a.minor}` };
+        const parts = components(a.path);
+        const parentPath = "/" + parts.slice(0, -1).join("/");
+        const mkParent = parts.length > 2 ? makeParents(parentPath, "dir") : null;
+        const parent = cstr(parentPath);
+        const name = cstr(parts[parts.length - 1]);
+        const mode = (a.type === "b" ? C.S_IFBLK : a.type === "p" ? C.S_IFIFO : C.S_IFCHR) |
+          (a.mode & 0o7777);
+        step(i, () => {
+          if (mkParent) {
+            const rc = mkParent();
+            if (rc < 0) return rc;
+          }
+          const dir = sys.openat2(
+            FD_ROOT,
+            parent,
+            C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC,
+            0,
+            inRoot,
+          );
+          if (dir < 0) return dir;
+          let rc = sys.mknodat(dir, name, mode, a.major, a.minor);
+          if (rc >= 0) rc = sys.fchownat(dir, name, a.uid, a.gid, C.AT_SYMLINK_NOFOLLOW);
+          // The mode again: mknod's was reduced by the umask. On the node just made: no link.
+          if (rc >= 0) rc = sys.fchmodat(dir, name, a.mode & 0o7777);
+          sys.close(dir);
+          return rc === -17 ? 0 : rc; // EEXIST: the node there is kept, as runc does
+        });
+        break;
+      }
       case "pivot-root": {
         createHooks();
         pivoted = true;

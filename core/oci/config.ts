@@ -696,14 +696,36 @@ export function configToSpec(config: OciConfig, bundle: string, id: string): Tra
   const mountLabel = str(l.mountLabel, "linux.mountLabel");
   if (mountLabel) spec.linux.mountLabel = mountLabel;
 
-  // devices: bound from the host's node of the same path (micro does not mknod)
+  // devices: made with mknod (in a user namespace, bound from the host's node of the same
+  // path, as runc); the cgroup's rules come from linux.resources.devices only, as runc's.
   for (const [k, d] of list(l.devices, "linux.devices").entries()) {
     const f = `linux.devices[${k}]`;
     const o = obj(d, f)!;
     known(o, ["type", "path", "major", "minor", "fileMode", "uid", "gid"], f);
     const path = absolute(str(o.path, `${f}.path`) ?? "", `${f}.path`);
     if (!path.startsWith("/dev/")) throw bad(`${f}.path`, "micro adds devices under /dev only");
-    spec.linux.devices.push({ path, hostPath: path, access: "rwm" });
+    const type = str(o.type, `${f}.type`) ?? "";
+    if (!["c", "b", "u", "p"].includes(type)) {
+      throw bad(`${f}.type`, `"${type}": expected c, b, u or p`);
+    }
+    const number = (key: "major" | "minor", max: number) => {
+      const n = int(o[key], `${f}.${key}`, 0, max);
+      if (n === undefined && type !== "p") throw bad(`${f}.${key}`, `required for type ${type}`);
+      return n ?? 0;
+    };
+    spec.linux.devices.push({
+      path,
+      hostPath: path,
+      access: "rwm",
+      node: {
+        type: type as "c" | "b" | "u" | "p",
+        major: number("major", 0xfff),
+        minor: number("minor", 0xfffff),
+        mode: int(o.fileMode, `${f}.fileMode`, 0, 0o7777) ?? 0o666,
+        uid: int(o.uid, `${f}.uid`) ?? 0,
+        gid: int(o.gid, `${f}.gid`) ?? 0,
+      },
+    });
   }
 
   // resources, cgroupsPath

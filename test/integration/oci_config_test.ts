@@ -242,6 +242,43 @@ mount -t tmpfs t2 "${h}/sub"; touch "${h}/go"; wait $!`;
   },
 );
 
+microTest(
+  "oci config: linux.devices: nodes of the config's numbers, mode and owner; the cgroup's rules decide",
+  async () => {
+    await withTempDir(async (dir) => {
+      const b = await bundle(dir, (c) => {
+        c.linux.devices = [
+          // A path the host lacks, as podman's --device /dev/null:/dev/mynull gives it.
+          { path: "/dev/mynull", type: "c", major: 1, minor: 3, fileMode: 0o666, uid: 5, gid: 6 },
+          // kmsg: not among the devices every container may use.
+          { path: "/dev/sub/kmsg", type: "c", major: 1, minor: 11, fileMode: 0o640 },
+          { path: "/dev/fifo", type: "p" },
+        ];
+        c.linux.resources.devices = [
+          { allow: false, access: "rwm" },
+          { allow: true, type: "c", major: 1, minor: 3, access: "rwm" },
+        ];
+        c.process.args = [
+          "sh",
+          "-c",
+          "stat -c '%n %F %t:%T %u:%g %a' /dev/mynull /dev/sub/kmsg /dev/fifo; " +
+          "echo x >/dev/mynull && echo wrote; head -c1 /dev/sub/kmsg || echo kmsg-denied",
+        ];
+      });
+      const r = await runBundle(`${dir}/state`, b);
+      assert.equal(r.code, 0, show(r));
+      const o = r.stdout;
+      assert.match(o, /^\/dev\/mynull character special file 1:3 5:6 666$/m, o);
+      assert.match(o, /^\/dev\/sub\/kmsg character special file 1:b 0:0 640$/m, o);
+      assert.match(o, /^\/dev\/fifo fifo 0:0 0:0 666$/m, o);
+      assert.match(o, /^wrote$/m);
+      // Not in linux.resources.devices: the device cgroup refuses it (runc's way).
+      assert.match(o, /^kmsg-denied$/m);
+      assert.match(r.stderr, /Operation not permitted/);
+    });
+  },
+);
+
 microTest("oci config: a field micro cannot honour is one error line, exit 125", async () => {
   await withTempDir(async (dir) => {
     const cases: [string, (c: Config) => void, RegExp][] = [

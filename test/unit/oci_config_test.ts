@@ -522,3 +522,23 @@ Deno.test("oci config: mount options are flags, propagation or the file system's
     /"size=1m" is not a bind mount option micro knows/,
   );
 });
+
+Deno.test("oci config: linux.devices need a type and, but for p, their numbers", () => {
+  const { spec } = translate((c) => {
+    c.linux.devices = [{ path: "/dev/x", type: "b", major: 8, minor: 16, fileMode: 0o600 }];
+  });
+  assert.deepEqual(spec.linux.devices, [{
+    path: "/dev/x",
+    hostPath: "/dev/x",
+    access: "rwm",
+    node: { type: "b", major: 8, minor: 16, mode: 0o600, uid: 0, gid: 0 },
+  }]);
+  throwsLine(
+    () => translate((c) => c.linux.devices = [{ path: "/dev/x", type: "q", major: 1, minor: 1 }]),
+    /linux\.devices\[0\]\.type.*"q": expected c, b, u or p/,
+  );
+  throwsLine(
+    () => translate((c) => c.linux.devices = [{ path: "/dev/x", type: "c", minor: 1 }]),
+    /linux\.devices\[0\]\.major.*required for type c/,
+  );
+});
