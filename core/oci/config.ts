@@ -143,6 +143,24 @@ function int(v: unknown, field: string, min = 0, max = 2 ** 32 - 1): number | un
   }
   return v;
 }
+/**
+ * linux.intelRdt (resctrl) is not applied by micro: no host it was built on has resctrl (the
+ * kernel needs Intel RDT or AMD QoS hardware), so it could not be tested. runc fails too
+ * where resctrl is missing; the error says which case this host is.
+ */
+function intelRdtError(): MicroError {
+  let has = false;
+  try {
+    has = /\sresctrl$/m.test(Deno.readTextFileSync("/proc/filesystems"));
+  } catch { /* no /proc: say the general case */ }
+  return has
+    ? bad("linux.intelRdt", "resctrl groups are not applied by micro", "remove linux.intelRdt")
+    : bad(
+      "linux.intelRdt",
+      "this kernel has no resctrl file system (Intel RDT or AMD QoS)",
+      "remove linux.intelRdt, or run on a host with resctrl and a runtime that applies it",
+    );
+}
 function strs(v: unknown, field: string): string[] | undefined {
   if (v === undefined || v === null) return undefined;
   if (!Array.isArray(v) || v.some((x) => typeof x !== "string")) {
@@ -674,7 +692,7 @@ export function configToSpec(config: OciConfig, bundle: string, id: string): Tra
     }
     spec.process.personality = PERSONALITY[domain];
   }
-  if (l.intelRdt !== undefined) throw bad("linux.intelRdt", "not supported by micro yet");
+  if (l.intelRdt !== undefined && l.intelRdt !== null) throw intelRdtError();
   const mpol = readMemoryPolicy(l.memoryPolicy);
   if (mpol) spec.process.memoryPolicy = mpol;
   const offsets = readTimeOffsets(l.timeOffsets);
