@@ -1,15 +1,16 @@
 /**
  * The bundle's entry (tools/build.sh): `micro version` answered without loading the rest.
  * V8 reads the whole of a bundle before it runs any of it (about 700 KB here, a few
- * milliseconds even from the code cache), so main.ts is bundled on its own into
- * `micro.main.js`, next to this one, and imported here for every other command. Its
- * specifier is computed so that `deno bundle` does not inline it. From source, main.ts is
- * the entry and this file is not used.
+ * milliseconds even from the code cache), so main.ts is bundled on its own into `lib/`
+ * (main.js and its chunks, each loaded by the commands that need it), next to this one,
+ * and imported here for every other command. Its specifier is computed so that
+ * `deno bundle` does not inline it. From source, main.ts is the entry and this file is not
+ * used.
  */
 import { VERSION } from "./core/version.ts";
 
-/** The file next to this bundle that holds main.ts's bundle. */
-export const MAIN_BUNDLE = "micro.main.js";
+/** main.ts's bundle, next to this one: lib/main.js, which imports its chunks. */
+export const MAIN_BUNDLE = "lib/main.js";
 
 const first = Deno.args[0];
 if ((first === "version" || first === "--version" || first === "-v") && !traced() && !asRunc()) {

@@ -5,7 +5,7 @@
  * The library is large (about 260 KB) and V8 parses whatever is in the bundle at start-up,
  * used or not, so it is not in the bundle: the built-in profiles come parsed already
  * (`profiles/_embedded.ts`), and `tools/build.sh` bundles the library on its own into
- * `micro.yaml.js`, next to the main bundle, which `loadYaml()` imports. Its specifier is
+ * `micro.yaml.js`, in the main bundle's lib/, which `loadYaml()` imports. Its specifier is
  * computed so that `deno bundle` does not inline it.
  *
  * From source (`deno run main.ts`, `deno test`) this module imports the npm package at once,

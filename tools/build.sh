@@ -13,18 +13,18 @@
 #    every path from / to the cached files, checked to be the caller's or root's) and one
 #    exec. See the stub below for the cache rules and why they are safe.
 #
-# The npm package yaml is bundled on its own, into micro.yaml.js next to the bundle: V8
-# parses everything in a bundle at start-up, and only profile files need yaml, which
-# core/yaml.ts then imports from there (deno compile: an --include'd file). For the same
-# reason ENTRY is bundled into micro.main.js, and micro.js is entry.ts: `micro version`
-# without reading the rest, which it imports for every other command.
+# V8 compiles every module it loads (core/v8.ts's --no-lazy) and a command needs only some:
+# ENTRY is bundled with code splitting into lib/ (main.js and a chunk per group of modules
+# that a dynamic import loads: `micro ps` loads none of the engine's), and micro.js is
+# entry.ts's bundle: `micro version` without reading the rest, which it imports for every
+# other command. The npm package yaml is bundled on its own, into lib/micro.yaml.js, which
+# core/yaml.ts imports when a profile file needs it.
 #
 # Both forms bake in the same Deno flags; the V8 flags of core/v8.ts are required by the
 # fork engine (docs: DESIGN.md, "The fork engine", and core/v8.ts).
 #
-# By-products: dist/micro.bundle.js (ENTRY's bundle) and dist/micro.yaml.js (runnable with
-# `deno run dist/micro.bundle.js`) and dist/.runtime/ (the compressed runtime, reused
-# while the Deno binary is unchanged).
+# By-products: dist/lib/ (ENTRY's bundle, runnable with `deno run dist/lib/main.js`) and
+# dist/.runtime/ (the compressed runtime, reused while the Deno binary is unchanged).
 set -eu
 
 # The V8 flags are core/v8.ts's (why: there), read from it so both stay one list.
@@ -67,37 +67,40 @@ trap 'rm -rf "$work"' EXIT
 # a run of a built-in profile loads a program instead of compiling one.
 "$deno" run --quiet --config deno.json -A tools/gen_seccomp.ts
 
-# 1. The bundle: every module, npm packages from node_modules included, in one file; but
-# yaml, which core/yaml.ts imports at run time from micro.yaml.js next to the bundle
-# (YAML_BUNDLE there), as the default export of a bundle of its own. micro.js, what Deno
-# runs, is entry.ts's bundle, which imports micro.main.js (MAIN_BUNDLE there).
-"$deno" bundle --quiet --config deno.json --platform deno -o "$work/micro.main.js" "$entry"
+# 1. The bundles: every module, npm packages from node_modules included, in lib/ (main.js,
+# the entry, and its chunks); but yaml, which core/yaml.ts imports at run time from
+# lib/micro.yaml.js (YAML_BUNDLE there), as the default export of a bundle of its own.
+# micro.js, what Deno runs, is entry.ts's bundle, which imports lib/main.js (MAIN_BUNDLE).
+"$deno" bundle --quiet --config deno.json --platform deno --code-splitting \
+  --outdir "$work/lib" "$entry"
+name=$(basename "$entry" .ts).js
+[ "$name" = main.js ] || mv "$work/lib/$name" "$work/lib/main.js"
 "$deno" bundle --quiet --config deno.json --platform deno -o "$work/micro.js" entry.ts
-if grep -q '^// main.ts$' "$work/micro.js" || ! grep -q 'micro.main.js' "$work/micro.js"; then
-  die "entry.ts's bundle holds main.ts, or does not import micro.main.js"
+if grep -q '^// main.ts$' "$work/micro.js" || ! grep -q 'lib/main.js' "$work/micro.js"; then
+  die "entry.ts's bundle holds main.ts, or does not import lib/main.js"
 fi
 printf '%s\n' 'import * as yaml from "yaml";' 'export default yaml;' >"$work/yaml.ts"
-"$deno" bundle --quiet --config deno.json --platform deno -o "$work/micro.yaml.js" "$work/yaml.ts"
-if grep -q 'Excessive alias count' "$work/micro.main.js"; then
+if grep -ql 'Excessive alias count' "$work"/lib/*.js; then
   die "the yaml library is in the main bundle: import it only through core/yaml.ts"
 fi
-# A static import of a node: module is hoisted to the bundle's top and loads Deno's Node
-# layer at every start (node:crypto: about 40 ms): load them where they are used.
-if grep -qE '^import .* from "node:' "$work/micro.main.js" "$work/micro.js"; then
-  die "a static node: import in the bundle ($(grep -ohE '^import .* from "node:[a-z_/]+"' "$work/micro.main.js" "$work/micro.js" | head -1)): import it lazily"
+# A static import of a node: module is hoisted to a bundle's top and loads Deno's Node
+# layer wherever the bundle loads (node:crypto: about 40 ms): load them where they are used.
+if grep -qE '^import .* from "node:' "$work"/lib/*.js "$work/micro.js"; then
+  die "a static node: import in the bundle ($(grep -ohE '^import .* from "node:[a-z_/]+"' "$work"/lib/*.js "$work/micro.js" | head -1)): import it lazily"
 fi
-cp "$work/micro.yaml.js" "$work/yaml.js"
-mv -f "$work/yaml.js" dist/micro.yaml.js
-cp "$work/micro.main.js" "$work/bundle.js"
-mv -f "$work/bundle.js" dist/micro.bundle.js
+"$deno" bundle --quiet --config deno.json --platform deno -o "$work/lib/micro.yaml.js" \
+  "$work/yaml.ts"
+rm -rf "$work/dist-lib" dist/micro.bundle.js dist/micro.yaml.js
+cp -R "$work/lib" "$work/dist-lib"
+rm -rf dist/lib
+mv -f "$work/dist-lib" dist/lib
 
 # 2a. deno compile, when a denort runtime is at hand.
 if [ -n "${DENORT_BIN:-}" ]; then
   [ -f "$DENORT_BIN" ] || die "DENORT_BIN=$DENORT_BIN is not a file"
   # shellcheck disable=SC2086 # FLAGS is a list of words
   DENORT_BIN=$(abspath "$DENORT_BIN") DENO_NO_UPDATE_CHECK=1 \
-    "$deno" compile $FLAGS --include "$work/micro.main.js" \
-    --include "$work/micro.yaml.js" -o "$work/micro" "$work/micro.js"
+    "$deno" compile $FLAGS --include "$work/lib" -o "$work/micro" "$work/micro.js"
   mv -f "$work/micro" dist/micro
   echo "built dist/micro (deno compile)"
   exit 0
@@ -123,21 +126,26 @@ if [ ! -f dist/.runtime/deno.gz ] || [ "$(cat dist/.runtime/id 2>/dev/null)" != 
 fi
 deno_sha=$(cat dist/.runtime/sha256)
 
-# Pad the bundles with newlines (JavaScript whitespace) to whole blocks.
-for f in micro.js micro.main.js micro.yaml.js; do
+# lib/ as one ustar archive, the same bytes for the same files (names sorted, owner 0, mode
+# 0600, time 0): the stub unpacks it once with tar(1).
+(cd "$work/lib" && LC_ALL=C tar --format=ustar --owner=0 --group=0 --numeric-owner \
+  --mode=0600 --mtime=@0 -cf ../lib.tar $(LC_ALL=C ls))
+# Pad the entry with newlines (JavaScript whitespace), the archive with zeros (tar's end),
+# to whole blocks.
+for f in micro.js lib.tar; do
   size=$(wc -c <"$work/$f")
   pad=$(((BLOCK - size % BLOCK) % BLOCK))
-  if [ "$pad" -gt 0 ]; then
+  if [ "$pad" -gt 0 ] && [ "$f" = micro.js ]; then
     head -c "$pad" /dev/zero | tr '\0' '\n' >>"$work/$f"
+  elif [ "$pad" -gt 0 ]; then
+    head -c "$pad" /dev/zero >>"$work/$f"
   fi
 done
 bundle_blocks=$(($(wc -c <"$work/micro.js") / BLOCK))
 bundle_sha=$(sha "$work/micro.js")
-main_blocks=$(($(wc -c <"$work/micro.main.js") / BLOCK))
-main_sha=$(sha "$work/micro.main.js")
-yaml_blocks=$(($(wc -c <"$work/micro.yaml.js") / BLOCK))
-yaml_sha=$(sha "$work/micro.yaml.js")
-hash=$(printf '%s\n' "$deno_sha" "$bundle_sha" "$main_sha" "$yaml_sha" "$FLAGS" "stub 4" |
+main_blocks=$(($(wc -c <"$work/lib.tar") / BLOCK))
+main_sha=$(sha "$work/lib.tar")
+hash=$(printf '%s\n' "$deno_sha" "$bundle_sha" "$main_sha" "$FLAGS" "stub 5" |
   sha256sum | cut -c1-16)
 rt=$(printf '%s' "$deno_sha" | cut -c1-16)
 
@@ -146,8 +154,8 @@ rt=$(printf '%s' "$deno_sha" | cut -c1-16)
 cat >"$work/stub.in" <<'STUB'
 #!/bin/sh
 # micro: launcher generated by tools/build.sh (offline single-file form; do not edit).
-# This file is this POSIX sh stub followed by a payload: the entry, main and yaml
-# bundles (JavaScript) and a gzip-compressed Deno runtime. The first run extracts them into
+# This file is this POSIX sh stub followed by a payload: the entry bundle (JavaScript), an
+# archive of the program's modules (lib/) and a gzip-compressed Deno runtime. The first run extracts them into
 # BASE/HASH (HASH: of the payload), BASE being the first safe one of
 #   $MICRO_CACHE_DIR (when set, only it), $XDG_CACHE_HOME/micro or $HOME/.cache/micro,
 #   /var/cache/micro (root only), ${TMPDIR:-/tmp}/micro-UID (last resort)
@@ -170,8 +178,10 @@ cat >"$work/stub.in" <<'STUB'
 #  - above BASE: directories owned by root or the caller, not writable by group or others
 #    unless sticky (there others cannot rename or remove entries they do not own, and the
 #    entry below is checked to be root's or the caller's);
-#  - BASE and BASE/HASH: directories; BASE/HASH/deno, micro.js, micro.main.js,
-#    micro.yaml.js: regular files; all owned by the caller and writable by nobody else.
+#  - BASE and BASE/HASH: directories; BASE/HASH/deno, micro.js, lib/main.js: regular
+#    files; all owned by the caller and writable by nobody else; BASE/HASH/lib, which holds
+#    the program's modules: a directory of the caller's that nobody else may even enter
+#    (mode 0700), so that no other user can change what is in it.
 # Checked from / down, each accepted path can be changed from then on only by root or the
 # caller, so the names exec'd and read after the check are the very files checked: another
 # user cannot race the check. The caller's uid is the owner of /proc/$$ in the same stat
@@ -216,7 +226,8 @@ launch() {
 
 # $1: a path; $2: its "uid:hex mode:mtime" from stat; $3: what it must be: a (above BASE),
 # l (the same or a link of root's or ours), d (a directory of ours), f (a regular file of
-# ours), x (an executable of ours). False with why set when it is not.
+# ours), x (an executable of ours), p (a directory of ours that only we may enter). False
+# with why set when it is not.
 judge() {
   u=${2%%:*}
   m=${2#*:}
@@ -229,7 +240,7 @@ judge() {
     }
     return 0
   fi
-  case $3 in a | l | d) w=16384 ;; *) w=32768 ;; esac
+  case $3 in a | l | d | p) w=16384 ;; *) w=32768 ;; esac
   if [ $t != $w ]; then
     if [ $t = 40960 ]; then
       why="$1 is a symbolic link"
@@ -263,6 +274,10 @@ judge() {
     why="$1 is not executable"
     return 1
   }
+  [ $3 != p ] || [ $((m & 63)) = 0 ] || {
+    why="$1 is open to group or others (chmod 0700 it)"
+    return 1
+  }
 }
 
 # $1: a checked BASE whose $h chain() just accepted (vt, now). Stamps the version as started
@@ -286,7 +301,7 @@ chain() {
   [ -z "$c" ] || set -- "$@" "$c"
   n=$#
   [ $k != full ] ||
-    set -- "$@" "$c/$h" "$c/$h/deno" "$c/$h/micro.js" "$c/$h/micro.main.js" "$c/$h/micro.yaml.js"
+    set -- "$@" "$c/$h" "$c/$h/deno" "$c/$h/micro.js" "$c/$h/lib/main.js" "$c/$h/lib"
   # shellcheck disable=SC2086 # $i: empty or one word
   if ! o=$(stat -c '%u:%f:%Y' $i "$@" 2>/dev/null); then
     for p; do
@@ -317,6 +332,8 @@ chain() {
           vt=${l##*:}
         elif [ $x = $((n + 2)) ]; then
           want=x
+        elif [ $x = $((n + 5)) ]; then
+          want=p
         else
           want=f
         fi
@@ -475,18 +492,25 @@ extract() {
   mkdir -m 0700 "$t" || return 1
   ln "$rt" "$t/deno" 2>/dev/null || cp "$rt" "$t/deno" || return 1
   dd if="$src" bs=4096 skip=@BSKIP@ count=@BCOUNT@ 2>/dev/null >"$t/micro.js" || return 1
-  dd if="$src" bs=4096 skip=@MSKIP@ count=@MCOUNT@ 2>/dev/null >"$t/micro.main.js" || return 1
-  dd if="$src" bs=4096 skip=@YSKIP@ count=@YCOUNT@ 2>/dev/null >"$t/micro.yaml.js" || return 1
+  dd if="$src" bs=4096 skip=@MSKIP@ count=@MCOUNT@ 2>/dev/null >"$t/lib.tar" || return 1
   if command -v sha256sum >/dev/null 2>&1; then
     s=$(sha256sum "$t/micro.js")
-    m=$(sha256sum "$t/micro.main.js")
-    y=$(sha256sum "$t/micro.yaml.js")
-    if [ "${s%% *}" != @BSHA@ ] || [ "${m%% *}" != @MSHA@ ] || [ "${y%% *}" != @YSHA@ ]; then
+    m=$(sha256sum "$t/lib.tar")
+    if [ "${s%% *}" != @BSHA@ ] || [ "${m%% *}" != @MSHA@ ]; then
       rm -rf "$t"
       warn "$self is damaged (bundle checksum mismatch): build or download it again"
       exit 125
     fi
   fi
+  command -v tar >/dev/null 2>&1 || {
+    rm -rf "$t"
+    why="tar(1) is needed once, to unpack micro's modules: install tar"
+    return 1
+  }
+  # The archive's files are 0600 and root's (the caller's when root extracts; tar gives
+  # them to the caller otherwise), in a directory only the caller may enter.
+  mkdir -m 0700 "$t/lib" && tar -xf "$t/lib.tar" -C "$t/lib" && rm -f "$t/lib.tar" ||
+    return 1
   # Atomic publish. If a concurrent first run won (one without flock(1), or an older
   # launcher), mv moved our copy inside its directory instead: remove that copy.
   mv "$t" "$d" 2>/dev/null || true
@@ -693,9 +717,7 @@ while :; do
     -e "s|@BSKIP@|$stub_blocks|g" \
     -e "s|@MSHA@|$main_sha|g" -e "s|@MCOUNT@|$main_blocks|g" \
     -e "s|@MSKIP@|$((stub_blocks + bundle_blocks))|g" \
-    -e "s|@YSHA@|$yaml_sha|g" -e "s|@YCOUNT@|$yaml_blocks|g" \
-    -e "s|@YSKIP@|$((stub_blocks + bundle_blocks + main_blocks))|g" \
-    -e "s|@DSKIP@|$((stub_blocks + bundle_blocks + main_blocks + yaml_blocks))|g" \
+    -e "s|@DSKIP@|$((stub_blocks + bundle_blocks + main_blocks))|g" \
     "$work/stub.in" >"$work/stub"
   [ "$(wc -c <"$work/stub")" -le $((stub_blocks * BLOCK)) ] && break
   stub_blocks=$((stub_blocks + 1))
@@ -703,8 +725,7 @@ done
 size=$(wc -c <"$work/stub")
 head -c $((stub_blocks * BLOCK - size)) /dev/zero | tr '\0' '\n' >>"$work/stub"
 
-cat "$work/stub" "$work/micro.js" "$work/micro.main.js" "$work/micro.yaml.js" \
-  dist/.runtime/deno.gz >"$work/micro"
+cat "$work/stub" "$work/micro.js" "$work/lib.tar" dist/.runtime/deno.gz >"$work/micro"
 chmod 0755 "$work/micro"
 mv -f "$work/micro" dist/micro
 echo "built dist/micro (offline single-file form: deno runtime + bundles)"

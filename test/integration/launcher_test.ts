@@ -57,12 +57,11 @@ async function asUser(uid: number, script: string): Promise<void> {
 }
 
 /**
- * Shell words that make DIR/deno (writing `id` to MARKER), DIR/micro.js, DIR/micro.main.js,
- * DIR/micro.yaml.js.
+ * Shell words that make DIR/deno (writing `id` to MARKER), DIR/micro.js, DIR/lib/main.js.
  */
 function evil(dir: string, marker: string): string {
   return `printf '#!/bin/sh\\nid >%s\\n' '${marker}' >'${dir}/deno'; chmod 755 '${dir}/deno'; ` +
-    `: >'${dir}/micro.js'; : >'${dir}/micro.main.js'; : >'${dir}/micro.yaml.js'`;
+    `: >'${dir}/micro.js'; mkdir -p -m 700 '${dir}/lib'; : >'${dir}/lib/main.js'`;
 }
 
 /**
@@ -238,13 +237,35 @@ microTest(
   { ignore: NEEDS_STUB },
 );
 
+microTest(
+  "launcher: a lib dir others may enter is not used: the modules are unpacked again",
+  async () => {
+    await scene(async ({ root, marker }) => {
+      const base = `${root}/cache`;
+      works(await version(marker, { MICRO_CACHE_DIR: base }));
+      const lib = `${base}/${HASH}/lib`;
+      const first = Deno.lstatSync(lib).ino;
+      // Were lib open, a file in it that others may write could be changed by them.
+      Deno.chmodSync(lib, 0o755);
+      Deno.chmodSync(`${lib}/main.js`, 0o666);
+      works(await version(marker, { MICRO_CACHE_DIR: base }));
+      const st = Deno.lstatSync(lib);
+      assert.notEqual(st.ino, first, "the open lib was used");
+      assert.equal(st.mode! & 0o777, 0o700);
+      assert.equal(Deno.lstatSync(`${lib}/main.js`).mode! & 0o777, 0o600);
+    });
+  },
+  { ignore: NEEDS_STUB },
+);
+
 microTest("launcher: a symlinked deno in an otherwise good HASH dir is not run", async () => {
   await scene(async ({ root, tmp, marker }) => {
     const base = `${root}/base`;
     privateDir(base);
     const d = `${base}/${HASH}`;
     privateDir(d);
-    for (const f of ["micro.js", "micro.main.js", "micro.yaml.js"]) {
+    Deno.mkdirSync(`${d}/lib`, { mode: 0o700 });
+    for (const f of ["micro.js", "lib/main.js"]) {
       Deno.writeTextFileSync(`${d}/${f}`, "", { mode: 0o600 });
     }
     await asUser(ATTACKER, evil(tmp, marker));
@@ -264,13 +285,13 @@ microTest("launcher: the first run unpacks into a private dir; later runs reuse 
         const st = Deno.lstatSync(p);
         assert.ok(st.isDirectory && st.uid === 0 && (st.mode! & 0o777) === 0o700, p);
       }
-      const before = ["", "/deno", "/micro.js", "/micro.main.js", "/micro.yaml.js"].map((f) => {
+      const before = ["", "/deno", "/micro.js", "/lib/main.js", "/lib"].map((f) => {
         const st = Deno.lstatSync(d + f);
         assert.ok(st.uid === 0 && (st.mode! & 0o022) === 0, `${d + f} is not private`);
         return st.ino;
       });
       works(await version(marker, { MICRO_CACHE_DIR: base }));
-      const after = ["", "/deno", "/micro.js", "/micro.main.js", "/micro.yaml.js"].map((f) =>
+      const after = ["", "/deno", "/micro.js", "/lib/main.js", "/lib"].map((f) =>
         Deno.lstatSync(d + f).ino
       );
       assert.deepEqual(after, before, "the second run unpacked again");
@@ -500,7 +521,8 @@ microTest(
       const oldVersion = (name: string, deno = "") => {
         const d = `${base}/${name}`;
         privateDir(d);
-        for (const f of ["micro.js", "micro.main.js", "micro.yaml.js"]) {
+        Deno.mkdirSync(`${d}/lib`, { mode: 0o700 });
+        for (const f of ["micro.js", "lib/main.js"]) {
           Deno.writeTextFileSync(`${d}/${f}`, "");
         }
         if (deno) Deno.copyFileSync(deno, `${d}/deno`);
