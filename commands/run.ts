@@ -48,8 +48,7 @@ export async function plan(argv: string[]): Promise<number> {
     console.log(formatPlan(planBundle(dir)).trimEnd());
     return 0;
   }
-  await gcState();
-  mark("state gc");
+  // No state gc: a plan touches no container (and so costs no libc bind for it).
   const { planCommand } = await import("../core/run.ts");
   mark("load run modules");
   return await planCommand(argv);
