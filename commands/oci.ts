@@ -412,9 +412,12 @@ async function verb(g: Globals, argv: string[]): Promise<number> {
     }
     case "checkpoint":
     case "restore":
+      throw new MicroError(`oci ${cmd}: micro does not checkpoint containers (runc drives CRIU)`, {
+        hint: 'use runc for checkpoints; see the README\'s section "micro as an OCI runtime"',
+      });
     case "events":
-      throw new MicroError(`oci ${cmd} is not supported by micro yet`, {
-        hint: 'see the README\'s section "micro as an OCI runtime"',
+      throw new MicroError("oci events: micro does not stream runc's events", {
+        hint: "read the container's cgroup files (its linux.cgroupsPath under /sys/fs/cgroup)",
       });
     default:
       throw usageError(`unknown OCI command "${cmd}"`, 'see "micro oci --help"');
