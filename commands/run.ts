@@ -48,7 +48,8 @@ export async function plan(argv: string[]): Promise<number> {
     console.log(formatPlan(planBundle(dir)).trimEnd());
     return 0;
   }
-  // No state gc: a plan touches no container (and so costs no libc bind for it).
+  await gcState();
+  mark("state gc");
   const { planCommand } = await import("../core/run.ts");
   mark("load run modules");
   return await planCommand(argv);
