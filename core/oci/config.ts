@@ -30,7 +30,13 @@ import type { Sys } from "../sys/mod.ts";
 import { cleanPath } from "../paths.ts";
 import { DEFAULT_PATH } from "../process.ts";
 import { OCI_RESOURCES } from "../../plugins/cgroups.ts";
-import { type Hook, type HookKind, type InContainerHookKind, parseHooks } from "./hooks.ts";
+import {
+  type Hook,
+  type HookKind,
+  type InContainerHookKind,
+  parseHooks,
+  refuseExposedHooks,
+} from "./hooks.ts";
 
 /** runc refuses nothing below this; a config.json is a few KiB. */
 export const CONFIG_CAP = 4 * MiB;
@@ -854,6 +860,11 @@ export function configToSpec(config: OciConfig, bundle: string, id: string): Tra
     cgroupMount = "none";
   }
   const hooks = parseHooks(c.hooks);
+  refuseExposedHooks(
+    hooks,
+    spec.linux.namespaces.some((n) => n.type === "user") || joins.some((j) => j.type === "user"),
+    spec.process.capabilities?.bounding,
+  );
 
   // plugins, in micro's plugin order (plugins/mod.ts); their micro.* fields set as a
   // profile would
