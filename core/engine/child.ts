@@ -1386,11 +1386,22 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         // and an exec makes new ones, so the trampoline could not write it. The label thus
         // applies at the trampoline's exec; the profile governs the command's exec from there.
         if (!o.args.value || o.args.value.includes("\0")) throw new Error("bad LSM exec label");
+        i.hints = {
+          [E_REFUSED]: `${o.args.file} is not procfs's (the image's /proc without a proc ` +
+            "mount?): mount proc at /proc",
+        };
         const file = cstr(o.args.file);
         const value = new TextEncoder().encode(o.args.value);
         step(i, () => {
           const fd = sys.open(file, C.O_WRONLY | C.O_CLOEXEC, 0);
           if (fd < 0) return fd;
+          // An image's own /proc (no proc mount) may hold that file or a link to one: the
+          // label would go into it and the command would run unconfined (CVE-2019-16884).
+          const type = sys.fstatfsType(fd);
+          if (type !== C.PROC_SUPER_MAGIC) {
+            sys.close(fd);
+            return type < 0 ? type : -E_REFUSED;
+          }
           const rc = sys.write(fd, value, value.length);
           sys.close(fd);
           return rc < 0 ? rc : 0;

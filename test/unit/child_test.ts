@@ -557,7 +557,8 @@ Deno.test("a failing exec of the trampoline is reported as the command's exec, a
 });
 
 Deno.test("an LSM label is written by the child at its step; the exec that follows applies it", () => {
-  const sys = new RecordingSys().execSucceeds();
+  const sys = new RecordingSys().execSucceeds()
+    .returns("fstatfsType", () => true, C.PROC_SUPER_MAGIC);
   const file = "/proc/thread-self/attr/apparmor/exec";
   const { end } = runToEnd([
     op("restrict", "lsm", "lsm-label", { file, value: "exec micro-test" }),
@@ -570,6 +571,7 @@ Deno.test("an LSM label is written by the child at its step; the exec that follo
   assert.deepEqual(sys.format({ results: true }).slice(PROLOGUE.length), [
     // O_WRONLY|O_CLOEXEC
     `open("${file}", 0x80001, 0) = 3`,
+    `fstatfsType(3) = ${C.PROC_SUPER_MAGIC}`,
     "write(3, 15) = 15",
     "close(3) = 0",
     "closeRange(3, 0x7fffffff, 0x4) = 0",
@@ -580,6 +582,22 @@ Deno.test("an LSM label is written by the child at its step; the exec that follo
       JSON.stringify(SH_ENV)
     }, 0x1000)`,
   ]);
+});
+
+Deno.test("an LSM label goes only into procfs's attr file: an image's own (no proc mount) is refused", () => {
+  // The fake's fstatfs says ext4: the image's /proc/thread-self/attr/... file or a link in
+  // it. Written there, the label would be lost and the command would run unconfined.
+  const label = op("restrict", "lsm", "lsm-label", {
+    file: "/proc/thread-self/attr/apparmor/exec",
+    value: "exec micro-test",
+  });
+  const sys = new RecordingSys().execSucceeds();
+  const { prog } = runToEnd([label, execve(["/bin/sh"])], sys);
+  const [step, errno] = reportOf(sys);
+  assert.equal(errno, 18);
+  assert.equal(prog.info[step].kind, "lsm-label");
+  assert.equal(sys.names().includes("write"), false);
+  assert.match(prog.info[step].hints?.[18] ?? "", /proc/);
 });
 
 Deno.test("an empty LSM label is refused at compile time", () => {
