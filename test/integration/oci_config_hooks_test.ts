@@ -335,3 +335,53 @@ microTest(
     });
   },
 );
+
+microTest(
+  "oci: joining a pid namespace where a process may hold CAP_SYS_PTRACE is refused (it could take over micro's child)",
+  async () => {
+    await withTempDir(async (dir) => {
+      const root = `${dir}/state`;
+      /** A detached holder of a pid namespace, and a bundle that joins it. */
+      const pair = async (sub: string, ptrace: boolean) => {
+        Deno.mkdirSync(`${dir}/${sub}a`);
+        const a = await bundle(`${dir}/${sub}a`, (c) => {
+          c.process.args = ["sleep", "60"];
+          if (!ptrace) return;
+          for (const k of Object.keys(c.process.capabilities)) {
+            c.process.capabilities[k] = [...c.process.capabilities[k], "CAP_SYS_PTRACE"];
+          }
+        });
+        const holder = uniq();
+        const ran = await oci(root, ["run", "-d", "-b", a, holder]);
+        assert.equal(ran.code, 0, show(ran));
+        const { pid } = await ociState(root, holder);
+        Deno.mkdirSync(`${dir}/${sub}b`);
+        const b = await bundle(`${dir}/${sub}b`, (c) => {
+          c.process.args = ["true"];
+          c.linux.namespaces = c.linux.namespaces.map((n: { type: string }) =>
+            n.type === "pid" ? { type: "pid", path: `/proc/${pid}/ns/pid` } : n
+          );
+        });
+        return { holder, b };
+      };
+      const held: string[] = [];
+      try {
+        const p = await pair("p", true);
+        held.push(p.holder);
+        const joiner = uniq();
+        const r = await oci(root, ["run", "-b", p.b, joiner]);
+        if (r.code === 0) await oci(root, ["delete", "--force", joiner]);
+        assert.equal(r.code, 125, show(r));
+        assert.match(r.stderr, /pid.*CAP_SYS_PTRACE/);
+        assert.equal(r.stderr.trim().split("\n").length, 1, show(r));
+        // Without it there, the join is made.
+        const q = await pair("q", false);
+        held.push(q.holder);
+        const ok = await oci(root, ["run", "-b", q.b, uniq()]);
+        assert.equal(ok.code, 0, show(ok));
+      } finally {
+        for (const h of held) await oci(root, ["delete", "--force", h]);
+      }
+    });
+  },
+);
