@@ -20,6 +20,7 @@ import {
   createRunDir,
   lockRun,
   processStartTime,
+  ptracersInNs,
   removeRun,
   type RunState,
   stateRoot,
@@ -628,9 +629,6 @@ export function pidOfPidfd(pidfd: number, proc = "/proc"): number {
   }
 }
 
-/** CAP_SYS_PTRACE, bit 19 of a capability set. */
-const CAP_SYS_PTRACE = 19n;
-
 /**
  * The processes in the pid namespace of `pid` that may hold CAP_SYS_PTRACE (in their
  * bounding set): from the host's user namespace that capability passes every ptrace
@@ -643,16 +641,7 @@ export function ptracersIn(pid: number, proc = "/proc"): number[] {
   } catch {
     return [];
   }
-  const out: number[] = [];
-  for (const e of Deno.readDirSync(proc)) {
-    if (!/^\d+$/.test(e.name)) continue;
-    try {
-      if (Deno.readLinkSync(`${proc}/${e.name}/ns/pid`) !== ns) continue;
-      const m = /^CapBnd:\s*([0-9a-f]+)$/m.exec(Deno.readTextFileSync(`${proc}/${e.name}/status`));
-      if (m && (BigInt(`0x${m[1]}`) >> CAP_SYS_PTRACE) & 1n) out.push(Number(e.name));
-    } catch { /* gone meanwhile */ }
-  }
-  return out.sort((a, b) => a - b);
+  return ptracersInNs(ns, proc);
 }
 
 /**

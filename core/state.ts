@@ -513,3 +513,20 @@ export async function withContainerLock<T>(
     sys.close(fd); // releases the lock
   }
 }
+
+/** CAP_SYS_PTRACE, bit 19 of a capability set. */
+const CAP_SYS_PTRACE = 19n;
+
+/** ptracersIn for the pid namespace `ns` (as its link reads: `pid:[INODE]`). */
+export function ptracersInNs(ns: string, proc = "/proc"): number[] {
+  const out: number[] = [];
+  for (const e of Deno.readDirSync(proc)) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      if (Deno.readLinkSync(`${proc}/${e.name}/ns/pid`) !== ns) continue;
+      const m = /^CapBnd:\s*([0-9a-f]+)$/m.exec(Deno.readTextFileSync(`${proc}/${e.name}/status`));
+      if (m && (BigInt(`0x${m[1]}`) >> CAP_SYS_PTRACE) & 1n) out.push(Number(e.name));
+    } catch { /* gone meanwhile */ }
+  }
+  return out.sort((a, b) => a - b);
+}

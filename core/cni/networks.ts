@@ -102,6 +102,15 @@ export function networkOf(list: ConfList, raw: Record<string, unknown>): Network
   ) {
     return "not a network micro created";
   }
+  // Both go into iptables-restore's script (the masquerade rule) and the plugins' config:
+  // only a subnet micro would have written, in its own form, and a host address of it.
+  const c = parseCidr(range.subnet);
+  if (typeof c === "string" || formatCidr(c) !== range.subnet) {
+    return `subnet ${JSON.stringify(range.subnet)} is not an IPv4 subnet as micro writes one`;
+  }
+  if (!hostOf(c, range.gateway)) {
+    return `gateway ${JSON.stringify(range.gateway)} is not a host address of ${range.subnet}`;
+  }
   return {
     name: list.name,
     id: l.microID,

@@ -190,7 +190,9 @@ const FD_ENTER = FD_KEEP + 5;
 const FD_FIFO = FD_KEEP + 5;
 /** OCI exec: a pidfd of the container's first process, for the `setns` op. */
 const FD_NS = FD_KEEP + 6;
-const FIFO_PATH = cstr(`/proc/self/fd/${FD_FIFO}`);
+/** The exec fifo reopened through procfs's fd directory (checked), by its number there. */
+const FIFO_DIR = cstr("/proc/self/fd");
+const FIFO_NAME = cstr(String(FD_FIFO));
 /**
  * Idmapped copies of a store image's layers (see idmapped.ts), kept from here up and
  * attached on the directories `layerMounts` names (the overlay's lower directories).
@@ -1513,11 +1515,22 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         // and an exec makes new ones, so the trampoline could not write it. The label thus
         // applies at the trampoline's exec; the profile governs the command's exec from there.
         if (!o.args.value || o.args.value.includes("\0")) throw new Error("bad LSM exec label");
+        i.hints = {
+          [E_REFUSED]: `${o.args.file} is not procfs's (the image's /proc without a proc ` +
+            "mount?): mount proc at /proc",
+        };
         const file = cstr(o.args.file);
         const value = new TextEncoder().encode(o.args.value);
         step(i, () => {
           const fd = sys.open(file, C.O_WRONLY | C.O_CLOEXEC, 0);
           if (fd < 0) return fd;
+          // An image's own /proc (no proc mount) may hold that file or a link to one: the
+          // label would go into it and the command would run unconfined (CVE-2019-16884).
+          const type = sys.fstatfsType(fd);
+          if (type !== C.PROC_SUPER_MAGIC) {
+            sys.close(fd);
+            return type < 0 ? type : -E_REFUSED;
+          }
           const rc = sys.write(fd, value, value.length);
           sys.close(fd);
           return rc < 0 ? rc : 0;
@@ -1641,10 +1654,27 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         const ready = new Int32Array([READY_RECORD, 0]);
         step(engine("ready"), () => sys.sendRecord(reportFd, ready, -1));
         if ((ctx.execFifo ?? -1) >= 0) {
-          // Blocks until `start` opens the fifo for reading; through the container's /proc.
+          // Blocks until `start` opens the fifo for reading; through the container's /proc,
+          // whose fd directory must be procfs's: an image's own /proc (no proc mount) with a
+          // file at self/fd/N would take the byte, and the command would start before `start`.
           const byte = new Uint8Array(1);
-          step(engine("exec fifo", { path: `/proc/self/fd/${FD_FIFO}` }), () => {
-            const fd = sys.open(FIFO_PATH, C.O_WRONLY | C.O_CLOEXEC, 0);
+          const info = engine("exec fifo", { path: `/proc/self/fd/${FD_FIFO}` });
+          step({
+            ...info,
+            hints: {
+              [E_REFUSED]: "/proc/self/fd is not procfs's (the image's /proc without a proc " +
+                "mount?): mount proc at /proc",
+            },
+          }, () => {
+            const dir = sys.open(FIFO_DIR, C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
+            if (dir < 0) return dir;
+            const type = sys.fstatfsType(dir);
+            if (type !== C.PROC_SUPER_MAGIC) {
+              sys.close(dir);
+              return type < 0 ? type : -E_REFUSED;
+            }
+            const fd = sys.openat(dir, FIFO_NAME, C.O_WRONLY | C.O_CLOEXEC, 0);
+            sys.close(dir);
             if (fd < 0) return fd;
             const n = sys.write(fd, byte, 1);
             sys.close(fd);

@@ -117,8 +117,11 @@ export function hookStep(
     let rc = sys.pipe2(fds, C.O_CLOEXEC);
     if (rc < 0) return fail(rc);
     // All of it into the pipe's buffer now: the hook reads it whenever it likes, and one
-    // that never reads cannot block the child or hit it with SIGPIPE.
-    rc = sys.write(fds[1], h.state, h.state.length);
+    // that never reads cannot block the child or hit it with SIGPIPE. Without blocking: a
+    // user over fs.pipe-user-pages-soft gets one-page pipes, and a larger state would block
+    // the child for ever (the reader is not forked yet); a short write fails the hook.
+    rc = sys.fcntl(fds[1], C.F_SETFL, C.O_NONBLOCK);
+    if (rc >= 0) rc = sys.write(fds[1], h.state, h.state.length);
     sys.close(fds[1]);
     if (rc !== h.state.length) {
       sys.close(fds[0]);

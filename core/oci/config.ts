@@ -31,7 +31,13 @@ import { cleanPath } from "../paths.ts";
 import { isFlagOption, SUPERBLOCK_OPTIONS } from "../mounts.ts";
 import { DEFAULT_PATH } from "../process.ts";
 import { OCI_RESOURCES } from "../../plugins/cgroups.ts";
-import { type Hook, type HookKind, type InContainerHookKind, parseHooks } from "./hooks.ts";
+import {
+  type Hook,
+  type HookKind,
+  type InContainerHookKind,
+  parseHooks,
+  refuseExposedHooks,
+} from "./hooks.ts";
 
 /** runc refuses nothing below this; a config.json is a few KiB. */
 export const CONFIG_CAP = 4 * MiB;
@@ -893,6 +899,11 @@ export function configToSpec(config: OciConfig, bundle: string, id: string): Tra
     cgroupMount = "none";
   }
   const hooks = parseHooks(c.hooks);
+  refuseExposedHooks(
+    hooks,
+    spec.linux.namespaces.some((n) => n.type === "user") || joins.some((j) => j.type === "user"),
+    spec.process.capabilities?.bounding,
+  );
 
   // plugins, in micro's plugin order (plugins/mod.ts); their micro.* fields set as a
   // profile would

@@ -181,6 +181,38 @@ function readCapped(
   return { text, cancel: () => void reader.cancel().catch(() => {}) };
 }
 
+/**
+ * startContainer hooks are the container's own files, run while their parent is still a
+ * copy of micro's runtime (its /proc/PID/exe the host's Deno binary; runc and crun run
+ * their init from a sealed memfd copy instead). Not dumpable stops the container's root,
+ * but not CAP_SYS_PTRACE over the host's user namespace: such a hook could open that
+ * binary and rewrite it once no micro runs (CVE-2019-5736), or attach to its parent. So
+ * they are refused where the process may hold it: no user namespace of the container's
+ * (made or joined), and CAP_SYS_PTRACE in its bounding set (or no capabilities given).
+ */
+export function refuseExposedHooks(
+  hooks: Partial<Record<HookKind | InContainerHookKind, Hook[]>>,
+  userns: boolean,
+  bounding: string[] | undefined,
+): void {
+  if (!hooks.startContainer?.length || userns) return;
+  if (bounding && !bounding.includes("CAP_SYS_PTRACE")) return;
+  throw new MicroError(
+    "config.json: hooks.startContainer: refused: the container's process may hold " +
+      `CAP_SYS_PTRACE (${
+        bounding ? "in process.capabilities.bounding" : "no capabilities given"
+      })` +
+      " without a user namespace of its own, and the hook, a file of the container's, would " +
+      "run beside micro's runtime, which it could then open through /proc/PID/exe",
+    {
+      phase: "check",
+      plugin: "oci",
+      hint: "drop CAP_SYS_PTRACE from process.capabilities, add a user namespace, or use a " +
+        "poststart hook",
+    },
+  );
+}
+
 /** `hooks` from config.json, checked, by kind. */
 export function parseHooks(
   v: unknown,

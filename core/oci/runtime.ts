@@ -18,7 +18,7 @@ import { CLONE_FLAGS } from "../engine/child.ts";
 import { CLONE_FLAG } from "../../plugins/_ns.ts";
 import { removeRecorded } from "../cgroups/fs.ts";
 import { idmapBinds } from "../engine/idmapped.ts";
-import { newId, processStartTime, signalProcess } from "../state.ts";
+import { newId, processStartTime, ptracersInNs, signalProcess } from "../state.ts";
 import { parseSignal } from "../signals.ts";
 import { PLUGINS } from "../../plugins/mod.ts";
 import { configToSpec, readConfig, type Translated } from "./config.ts";
@@ -161,6 +161,29 @@ function openJoins(t: Translated, sys: Sys): { pidfd: number; flags: number }[] 
       });
     }
     out.push({ pidfd: fd, flags: CLONE_FLAGS[CLONE_FLAG[j.type]] });
+    // As run's --pid container:NAME: micro's child is in that namespace from its clone to
+    // its exec, root with every capability in the host's mount namespace, holding the
+    // image's and the store's fds; a process there with CAP_SYS_PTRACE could attach to it.
+    let found: number[] = [];
+    if (j.type === "pid") {
+      try {
+        found = ptracersInNs(Deno.readLinkSync(`/proc/self/fd/${fd}`));
+      } catch { /* not a namespace: the clone's setns says so */ }
+    }
+    if (found.length) {
+      for (const o of out) sys.close(o.pidfd);
+      throw new MicroError(
+        `linux.namespaces: the pid namespace ${j.path}: refused: process` +
+          `${found.length > 1 ? "es" : ""} ${found.slice(0, 5).join(", ")} there may hold ` +
+          "CAP_SYS_PTRACE, and could take over micro's process while it sets this container up",
+        {
+          phase: "check",
+          plugin: "oci",
+          hint: "run those without CAP_SYS_PTRACE in their bounding set, or do not share " +
+            "their pid namespace",
+        },
+      );
+    }
   }
   return out;
 }

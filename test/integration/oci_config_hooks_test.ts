@@ -270,3 +270,118 @@ microTest(
     });
   },
 );
+
+microTest(
+  "oci hooks: a startContainer hook never reaches the host's runtime through its parent's /proc/PID/exe",
+  async () => {
+    await withTempDir(async (dir) => {
+      const root = `${dir}/state`;
+      const out = `${dir}/out`;
+      Deno.mkdirSync(out);
+      // The hook is the image's file; its parent is micro's child, still micro's runtime
+      // (the host's Deno binary) until its own exec.
+      const body = "head -c 4 /proc/$PPID/exe >/out/exe.tmp 2>/out/exe.err; " +
+        "mv /out/exe.tmp /out/exe; touch /out/hook";
+      const make = async (sub: string, ptrace: boolean) => {
+        Deno.mkdirSync(`${dir}/${sub}`);
+        const b = await bundle(`${dir}/${sub}`, (c) => {
+          c.process.args = ["touch", "/out/ran"];
+          c.mounts.push({
+            destination: "/out",
+            type: "bind",
+            source: out,
+            options: ["rbind", "rw"],
+          });
+          if (ptrace) {
+            for (const k of Object.keys(c.process.capabilities)) {
+              c.process.capabilities[k].push("CAP_SYS_PTRACE");
+            }
+          }
+          c.hooks = { startContainer: [{ path: "/sc.sh" }] };
+        });
+        script(`${b}/rootfs/sc.sh`, body);
+        return b;
+      };
+      // With CAP_SYS_PTRACE in the host's user namespace the non-dumpable flag stops nothing
+      // (runc and crun run their init from a memfd copy; micro's child is its runtime): refused.
+      const exposed = await make("p", true);
+      const bad = uniq();
+      const r = await oci(root, ["create", "-b", exposed, bad]);
+      if (r.code === 0) await oci(root, ["delete", "--force", bad]);
+      assert.equal(r.code, 125, show(r));
+      assert.match(r.stderr, /startContainer.*CAP_SYS_PTRACE/);
+      assert.equal(r.stderr.trim().split("\n").length, 1, show(r));
+      assert.ok(!exists(`${out}/hook`), "the hook ran");
+      assert.deepEqual([...Deno.readDirSync(root)], []);
+      // Without it the hook runs, and its parent's exe stays closed to it (not dumpable).
+      const id = uniq();
+      const plain = await make("q", false);
+      const created = await oci(root, ["create", "-b", plain, id]);
+      assert.equal(created.code, 0, show(created));
+      try {
+        const started = await oci(root, ["start", id]);
+        assert.equal(started.code, 0, show(started));
+        const deadline = Date.now() + 10_000;
+        while (!exists(`${out}/ran`) && Date.now() < deadline) {
+          await new Promise((res) => setTimeout(res, 50));
+        }
+        assert.ok(exists(`${out}/hook`), "the hook did not run");
+        assert.equal(Deno.readTextFileSync(`${out}/exe`), "", "the hook read micro's runtime");
+        assert.match(Deno.readTextFileSync(`${out}/exe.err`), /denied/i);
+      } finally {
+        const del = await oci(root, ["delete", "--force", id]);
+        assert.equal(del.code, 0, show(del));
+      }
+    });
+  },
+);
+
+microTest(
+  "oci: joining a pid namespace where a process may hold CAP_SYS_PTRACE is refused (it could take over micro's child)",
+  async () => {
+    await withTempDir(async (dir) => {
+      const root = `${dir}/state`;
+      /** A detached holder of a pid namespace, and a bundle that joins it. */
+      const pair = async (sub: string, ptrace: boolean) => {
+        Deno.mkdirSync(`${dir}/${sub}a`);
+        const a = await bundle(`${dir}/${sub}a`, (c) => {
+          c.process.args = ["sleep", "60"];
+          if (!ptrace) return;
+          for (const k of Object.keys(c.process.capabilities)) {
+            c.process.capabilities[k] = [...c.process.capabilities[k], "CAP_SYS_PTRACE"];
+          }
+        });
+        const holder = uniq();
+        const ran = await oci(root, ["run", "-d", "-b", a, holder]);
+        assert.equal(ran.code, 0, show(ran));
+        const { pid } = await ociState(root, holder);
+        Deno.mkdirSync(`${dir}/${sub}b`);
+        const b = await bundle(`${dir}/${sub}b`, (c) => {
+          c.process.args = ["true"];
+          c.linux.namespaces = c.linux.namespaces.map((n: { type: string }) =>
+            n.type === "pid" ? { type: "pid", path: `/proc/${pid}/ns/pid` } : n
+          );
+        });
+        return { holder, b };
+      };
+      const held: string[] = [];
+      try {
+        const p = await pair("p", true);
+        held.push(p.holder);
+        const joiner = uniq();
+        const r = await oci(root, ["run", "-b", p.b, joiner]);
+        if (r.code === 0) await oci(root, ["delete", "--force", joiner]);
+        assert.equal(r.code, 125, show(r));
+        assert.match(r.stderr, /pid.*CAP_SYS_PTRACE/);
+        assert.equal(r.stderr.trim().split("\n").length, 1, show(r));
+        // Without it there, the join is made.
+        const q = await pair("q", false);
+        held.push(q.holder);
+        const ok = await oci(root, ["run", "-b", q.b, uniq()]);
+        assert.equal(ok.code, 0, show(ok));
+      } finally {
+        for (const h of held) await oci(root, ["delete", "--force", h]);
+      }
+    });
+  },
+);

@@ -558,7 +558,8 @@ Deno.test("a failing exec of the trampoline is reported as the command's exec, a
 });
 
 Deno.test("an LSM label is written by the child at its step; the exec that follows applies it", () => {
-  const sys = new RecordingSys().execSucceeds();
+  const sys = new RecordingSys().execSucceeds()
+    .returns("fstatfsType", () => true, C.PROC_SUPER_MAGIC);
   const file = "/proc/thread-self/attr/apparmor/exec";
   const { end } = runToEnd([
     op("restrict", "lsm", "lsm-label", { file, value: "exec micro-test" }),
@@ -571,6 +572,7 @@ Deno.test("an LSM label is written by the child at its step; the exec that follo
   assert.deepEqual(sys.format({ results: true }).slice(PROLOGUE.length), [
     // O_WRONLY|O_CLOEXEC
     `open("${file}", 0x80001, 0) = 3`,
+    `fstatfsType(3) = ${C.PROC_SUPER_MAGIC}`,
     "write(3, 15) = 15",
     "close(3) = 0",
     "closeRange(3, 0x7fffffff, 0x4) = 0",
@@ -581,6 +583,22 @@ Deno.test("an LSM label is written by the child at its step; the exec that follo
       JSON.stringify(SH_ENV)
     }, 0x1000)`,
   ]);
+});
+
+Deno.test("an LSM label goes only into procfs's attr file: an image's own (no proc mount) is refused", () => {
+  // The fake's fstatfs says ext4: the image's /proc/thread-self/attr/... file or a link in
+  // it. Written there, the label would be lost and the command would run unconfined.
+  const label = op("restrict", "lsm", "lsm-label", {
+    file: "/proc/thread-self/attr/apparmor/exec",
+    value: "exec micro-test",
+  });
+  const sys = new RecordingSys().execSucceeds();
+  const { prog } = runToEnd([label, execve(["/bin/sh"])], sys);
+  const [step, errno] = reportOf(sys);
+  assert.equal(errno, 18);
+  assert.equal(prog.info[step].kind, "lsm-label");
+  assert.equal(sys.names().includes("write"), false);
+  assert.match(prog.info[step].hints?.[18] ?? "", /proc/);
 });
 
 Deno.test("an empty LSM label is refused at compile time", () => {
@@ -1263,7 +1281,8 @@ Deno.test("run -d: the parent-death signal is cleared right before the exec, not
 });
 
 Deno.test("OCI create: the parent-death signal cleared before READY; the exec fifo is opened and written after READY", () => {
-  const sys = new RecordingSys().scriptRead(50, new Uint8Array([1])).execSucceeds();
+  const sys = new RecordingSys().scriptRead(50, new Uint8Array([1])).execSucceeds()
+    .returns("fstatfsType", () => true, C.PROC_SUPER_MAGIC);
   const ops = [
     op("credentials", "process", "setresuid", { uid: 1000 }),
     execve(["/bin/sh"]),
@@ -1278,7 +1297,7 @@ Deno.test("OCI create: the parent-death signal cleared before READY; the exec fi
   assert.ok(calls.includes("dup3(60, 1015, 0x80000)"), calls.join("\n"));
   assert.ok(calls.includes("close(1013)") && calls.includes("close(1014)"), calls.join("\n"));
   const ready = calls.indexOf(`sendRecord(${REPORT_FD}, [${READY_RECORD},0], -1)`);
-  const open = calls.findIndex((c) => c.startsWith('open("/proc/self/fd/1015", 0x80001'));
+  const open = calls.findIndex((c) => /^openat\(\d+, "1015", 0x80001/.test(c));
   const exec = calls.findIndex((c) => c.startsWith("execveat("));
   assert.ok(ready >= 0 && open > ready && exec > open, calls.join("\n"));
   assert.ok(cleared < ready, calls.join("\n"));
@@ -1287,7 +1306,28 @@ Deno.test("OCI create: the parent-death signal cleared before READY; the exec fi
   runToEnd(ops, plain);
   const p = plain.format();
   assert.equal(p.filter((c) => c.startsWith("prctl(1, 9")).length, 2);
-  assert.ok(!p.some((c) => c.includes("/proc/self/fd/1015")));
+  assert.ok(!p.some((c) => c.includes("/proc/self/fd") || c.includes('"1015"')));
+});
+
+Deno.test("OCI create: the exec fifo is reopened only through procfs's /proc/self/fd (an image's own file there let the command start before start)", () => {
+  const ops = [execve(["/bin/sh"])];
+  // The fake's fstatfs says ext4: the image's /proc (no proc mount) with a file at self/fd/1015.
+  const sys = new RecordingSys().scriptRead(50, new Uint8Array([1])).execSucceeds();
+  const { prog } = runToEnd(ops, sys, context({ execFifo: 60, detached: true }));
+  const [step, errno] = execReportOf(sys);
+  assert.equal(errno, 18);
+  assert.equal(prog.info[step].kind, "exec fifo");
+  assert.ok(!sys.format().some((c) => /^open(at)?\(.*0x80001/.test(c)), sys.format().join("\n"));
+  assert.equal(sys.names().includes("execveat"), false);
+  // procfs's: the fifo is opened in that directory, written, and the command follows.
+  const proc = new RecordingSys().scriptRead(50, new Uint8Array([1])).execSucceeds()
+    .returns("fstatfsType", () => true, C.PROC_SUPER_MAGIC);
+  runToEnd(ops, proc, context({ execFifo: 60, detached: true }));
+  const calls = proc.format();
+  const dir = calls.findIndex((c) => c.startsWith('open("/proc/self/fd", 0x290000'));
+  const fifo = calls.findIndex((c) => /^openat\(\d+, "1015", 0x80001/.test(c));
+  assert.ok(dir >= 0 && fifo > dir, calls.join("\n"));
+  assert.ok(calls.some((c) => c.startsWith("execveat(")), calls.join("\n"));
 });
 
 Deno.test("OCI exec: the child keeps the container's pidfd at 1016 and enters user and mount", () => {

@@ -28,6 +28,7 @@ import { SYSCALL_TABLES } from "../../core/seccomp/arch.ts";
 import { SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO } from "../../core/seccomp/compile.ts";
 import type { Spec } from "../../core/spec.ts";
 import { FakeExec, RecordingSys, type SysCall } from "../../core/sys/fake.ts";
+import { C } from "../../core/sys/mod.ts";
 import { resolveCaps } from "../../plugins/caps.ts";
 import { lsm, selinuxLabels } from "../../plugins/lsm.ts";
 import { PLUGINS } from "../../plugins/mod.ts";
@@ -942,6 +943,7 @@ const SYSCALLS: Partial<Record<SysCall, string[]>> = {
   capset: ["capset"],
   open: ["openat"],
   openat2: ["openat2"],
+  fstatfsType: ["fstatfs"],
   write: ["write"],
   close: ["close"],
   landlockCreateRuleset: ["landlock_create_ruleset"],
@@ -981,7 +983,8 @@ Deno.test("every call the child makes after loading the filter is allowed by it"
       const h = host({ arch, lsm: { apparmor: true, selinux: false, landlock: 7 } });
       const plan = planOf(profiles, layer, h);
       const prog = decode64(seccompOf(plan).args.program);
-      const sys = new RecordingSys().execSucceeds();
+      // The label's file is procfs's.
+      const sys = labelOnProc(new RecordingSys().execSucceeds());
       const childOps = plan.filter((o) => !["clone", "attach"].includes(o.phase));
       assert.throws(() => runChild(compileChild(childOps, ctx, sys), sys), FakeExec);
       const calls = sys.calls();
@@ -1052,3 +1055,11 @@ Deno.test("seccomp plugin: SCMP_ACT_NOTIFY is the OCI runtime's only (it has the
   assert.deepEqual(o.args.listener, { path: "/run/agent.sock", metadata: "m" });
   assert.equal(o.args.flags & 8, 8, "SECCOMP_FILTER_FLAG_NEW_LISTENER");
 });
+
+/** `sys` with the LSM label's file (the last open before the fstatfs) on procfs. */
+function labelOnProc<T extends RecordingSys>(sys: T): T {
+  return sys.returns("fstatfsType", () => {
+    const before = sys.calls().filter((c) => c.call !== "fstatfsType").at(-1);
+    return before?.call === "open" && String(before.args[0]).includes("/attr/");
+  }, C.PROC_SUPER_MAGIC);
+}

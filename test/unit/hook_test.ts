@@ -60,6 +60,25 @@ Deno.test("hook step: state with the child's pid into the pipe before the fork; 
   assert.equal(calls.filter((c) => c.startsWith("sleep(")).length, 2);
 });
 
+Deno.test("hook step: the state goes into a non-blocking write end: a pipe smaller than the state fails the hook instead of blocking the child for ever", () => {
+  // A user over fs.pipe-user-pages-soft gets one-page pipes: a blocking write of a larger
+  // state would never return (the hook that would read it is not forked yet).
+  const sys = new RecordingSys({ clonePid: 77 });
+  sys.returns("write", () => true, 4096, 1);
+  const big = hook({ state: { ...STATE, annotations: { a: "x".repeat(8000) } } });
+  const rc = hookStep(big, 1012, sys, false)();
+  assert.equal(rc, -5);
+  const calls = sys.format();
+  const pipe = calls.find((c) => c.startsWith("pipe2("))!;
+  const [, w] = JSON.parse(/^pipe2\((\[\d+,\d+\])/.exec(pipe)![1]);
+  const nonblock = calls.indexOf(`fcntl(${w}, 0x4, 0x800)`);
+  assert.ok(
+    nonblock >= 0 && nonblock < calls.findIndex((c) => c.startsWith("write(")),
+    calls.join("\n"),
+  );
+  assert.equal(calls.some((c) => c.startsWith("clone(")), false);
+});
+
 Deno.test("hook step: exit status, signal and timeout come back as their codes", () => {
   const exit3 = new RecordingSys({ clonePid: 77 }).scriptWait(3 << 8);
   assert.equal(hookStep(hook(), 1012, exit3, false)(), -(HOOK_EXIT + 3));

@@ -211,6 +211,35 @@ Deno.test("network files: read back as micro's; another's list, a renamed one or
   assert.throws(() => loadNetwork("/n", "x", refused), /not a regular file/);
 });
 
+Deno.test("network files: a subnet or gateway that is not one is refused (it goes into iptables-restore's script)", () => {
+  const n = { name: "back", id: ID, created: "t", subnet: "10.70.0.0/24", gateway: "10.70.0.1" };
+  const edited = (subnet: string, gateway: string) => {
+    const l = createdConfList(n, false, "/d");
+    // deno-lint-ignore no-explicit-any
+    (l.plugins[0] as any).ipam.ranges = [[{ subnet, gateway }]];
+    return JSON.stringify(l);
+  };
+  const bad: [string, string][] = [
+    ["10.70.0.0/24 -j ACCEPT\n-A INPUT -j DROP", "10.70.0.1"],
+    ["10.70.0.0/24\n", "10.70.0.1"],
+    ["10.70.0.5/24", "10.70.0.1"],
+    ["10.70.0.0/24", "10.80.0.1"],
+    ["10.70.0.0/24", "10.70.0.1\nCOMMIT"],
+  ];
+  for (const [subnet, gateway] of bad) {
+    const read = () => edited(subnet, gateway);
+    assert.throws(
+      () => loadNetwork("/n", "back", read),
+      /back\.conflist: .*(subnet|gateway)/,
+      subnet,
+    );
+  }
+  assert.equal(
+    loadNetwork("/n", "back", () => edited("10.70.0.0/24", "10.70.0.1"))!.subnet,
+    "10.70.0.0/24",
+  );
+});
+
 Deno.test("network ls: the lists of a directory, bad ones skipped with a warning", () => {
   const dir = Deno.makeTempDirSync({ prefix: "micro-net-test-" });
   try {

@@ -397,6 +397,30 @@ Deno.test("oci config: createContainer and startContainer hooks are taken, check
   );
 });
 
+Deno.test("oci config: startContainer hooks refused where they may hold CAP_SYS_PTRACE in the host's user namespace", () => {
+  const sc = { startContainer: [{ path: "/y" }] };
+  const ptrace = (c: Config) => {
+    for (const k of Object.keys(c.process.capabilities)) {
+      c.process.capabilities[k] = [...c.process.capabilities[k], "CAP_SYS_PTRACE"];
+    }
+  };
+  const refused = /hooks\.startContainer: refused: .*CAP_SYS_PTRACE.*user namespace/;
+  throwsLine(() => translate((c) => (ptrace(c), c.hooks = sc)), refused);
+  // No capabilities given: root keeps every one of its own.
+  throwsLine(() => translate((c) => (delete c.process.capabilities, c.hooks = sc)), refused);
+  // Taken: without the capability, in a user namespace of the container's (its
+  // CAP_SYS_PTRACE is over that namespace only), or with no startContainer hook.
+  translate((c) => (c.hooks = sc));
+  translate((c) => {
+    ptrace(c);
+    c.hooks = sc;
+    c.linux.namespaces.push({ type: "user" });
+    c.linux.uidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+    c.linux.gidMappings = [{ containerID: 0, hostID: 100000, size: 65536 }];
+  });
+  translate((c) => (ptrace(c), c.hooks = { createContainer: [{ path: "/x" }] }));
+});
+
 Deno.test("oci config: CPU and node lists read as runc's ToCPUSet reads them", () => {
   const ok: [string, number[]][] = [
     ["0", [0]],

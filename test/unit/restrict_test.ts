@@ -508,12 +508,13 @@ Deno.test("seccomp: a failed load is reported with its errno", () => {
 
 Deno.test("lsm-label: the value is written to the given file, which is then closed", () => {
   const value = "exec micro-default";
-  const sys = new RecordingSys();
+  const sys = new RecordingSys().returns("fstatfsType", () => true, C.PROC_SUPER_MAGIC);
   runOps([
     op("restrict", "lsm", "lsm-label", { file: "/proc/thread-self/attr/apparmor/exec", value }),
   ], sys);
   assert.deepEqual(afterPrologue(sys), [
     `open("/proc/thread-self/attr/apparmor/exec", ${hex(C.O_WRONLY | C.O_CLOEXEC)}, 0)`,
+    "fstatfsType(3)",
     `write(3, ${value.length})`,
     "close(3)",
     ...DONE,
@@ -609,7 +610,7 @@ Deno.test("planRun: without no_new_privs, seccomp is the first credentials op", 
 
 Deno.test("a hardened plan compiles to the restrict steps in order and loads seccomp last", () => {
   const plan = hardenedPlan(PLUGINS, HOST, { lsm: { apparmor: { profile: "micro-default" } } });
-  const sys = new FilterSys().execSucceeds();
+  const sys = labelOnProc(new FilterSys().execSucceeds());
   const childOps = plan.filter((o) => !["clone", "attach"].includes(o.phase));
   const prog = runOps(childOps, sys);
   const from = prog.info.findIndex((i) => i.kind === "setresuid") - 1;
@@ -644,3 +645,11 @@ Deno.test("a hardened plan compiles to the restrict steps in order and loads sec
   ]);
   assert.equal(sys.filters.length, 1);
 });
+
+/** `sys` with the LSM label's file (the last open before the fstatfs) on procfs. */
+function labelOnProc<T extends RecordingSys>(sys: T): T {
+  return sys.returns("fstatfsType", () => {
+    const before = sys.calls().filter((c) => c.call !== "fstatfsType").at(-1);
+    return before?.call === "open" && String(before.args[0]).includes("/attr/");
+  }, C.PROC_SUPER_MAGIC);
+}

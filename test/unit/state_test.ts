@@ -15,6 +15,7 @@ import {
 } from "../../core/state.ts";
 import { openLibc } from "../../core/sys/libc.ts";
 import { pidOfPidfd, ptracersIn } from "../../core/run.ts";
+import { ptracersInNs } from "../../core/state.ts";
 import { RecordingSys } from "../../core/sys/fake.ts";
 
 function withTemp(fn: (dir: string) => void): void {
@@ -229,6 +230,9 @@ Deno.test("ptracersIn: the processes of that pid namespace whose bounding set ha
     assert.deepEqual(ptracersIn(1, proc), [20]);
     assert.deepEqual(ptracersIn(30, proc), [30]);
     assert.deepEqual(ptracersIn(99, proc), []); // gone
+    // By the namespace (an OCI linux.namespaces path's link), as run's by a pid.
+    assert.deepEqual(ptracersInNs("pid:[7]", proc), [20]);
+    assert.deepEqual(ptracersInNs("pid:[9]", proc), []);
     Deno.mkdirSync(`${proc}/self/fdinfo`);
     Deno.writeTextFileSync(`${proc}/self/fdinfo/5`, "pos:\t0\nflags:\t02000002\nPid:\t20\n");
     assert.equal(pidOfPidfd(5, proc), 20);
