@@ -232,11 +232,16 @@ export class Supervisor {
     const c = this.containers.get(runId);
     const line = (r: Record<string, unknown>) =>
       conn.write(new TextEncoder().encode(JSON.stringify(r) + "\n"));
-    if (!c) {
+    // Taken back without its stdio (a killed supervisor's keeper refused pidfd_getfd).
+    const lost = c && !c.fds.length && c.state.keeper?.master !== undefined;
+    if (!c || lost) {
       try {
         await line({
           ok: false,
-          error: `container ${runId} is not running`,
+          error: lost
+            ? `container ${runId}'s terminal was not taken back from its keeper after a ` +
+              `supervisor was killed: it cannot be attached (it runs on; micro stop ends it)`
+            : `container ${runId} is not running`,
           code: 125,
         });
       } catch { /* the caller left */ }
