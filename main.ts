@@ -14,11 +14,12 @@ usage:
   micro rm [-f] NAME|ID...                            remove containers (-f: running ones too)
   micro diff NAME|ID                                  a container's changes to its image
   micro run -d [OPTIONS] IMAGE COMMAND...             run in the background (supervised)
+  micro attach [--detach-keys K] [--no-stdin] NAME    a detached container's stdio, here
   micro logs [-f] [--tail N] [--since T] [-t] NAME    a detached container's output
   micro stop [-t SECONDS] NAME...                     stop signal, then SIGKILL
   micro kill [-s SIGNAL] NAME...                      signal a detached container
   micro wait NAME...                                  wait for the end; print the exit code
-  micro start [-a] NAME... | restart NAME...          a kept container again (detached)
+  micro start [-a [-i]] NAME... | restart NAME...     a kept container again (detached)
   micro inspect NAME...                               containers as JSON
   micro boot                                          start --restart always/unless-stopped
   micro exec [-i] [-t] [-u USER] [-w DIR] [-e K=V] [-d] NAME|ID COMMAND...
@@ -69,6 +70,7 @@ const COMMANDS: Record<string, () => Promise<(argv: string[]) => Promise<number>
   restart: async () => (await import("./commands/lifecycle.ts")).restart,
   inspect: async () => (await import("./commands/lifecycle.ts")).inspect,
   boot: async () => (await import("./commands/lifecycle.ts")).boot,
+  attach: async () => (await import("./commands/attach.ts")).attach,
   // Internal: the supervisor of detached containers, and its runners (core/supervisor/).
   _supervise: async () => (await import("./commands/lifecycle.ts")).supervise,
   "_run-detached": async () => (await import("./commands/lifecycle.ts")).runDetachedWorker,

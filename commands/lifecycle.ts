@@ -115,9 +115,11 @@ function untilReaderGone(fn: () => Promise<number>): () => Promise<number> {
 export async function runDetached(argv: string[]): Promise<number> {
   const { parseRun } = await import("../core/cli.ts");
   const req = parseRun(argv);
-  if (req.terminal || req.stdin || req.attach) {
-    throw new MicroError(`run -d: -t, -i and -a are not supported with -d yet`, {
-      hint: "drop them, and read the output with micro logs",
+  // Docker's refusal: a detached container's output goes to its log; -t and -i are kept
+  // open by the supervisor for `micro attach`.
+  if (req.attach) {
+    throw new MicroError(`conflicting options: -a and -d`, {
+      hint: "drop -a: read the output with micro logs, or attach with micro attach",
     });
   }
   const { parseLogOpts } = await import("../core/supervisor/logs.ts");
@@ -166,6 +168,7 @@ async function handover(
   const { parseRestart } = await import("../core/supervisor/policy.ts");
   const line = {
     ...run,
+    openStdin: req.stdin,
     log: parseLogOpts(req.logOpts ?? []),
     restart: parseRestart(req.restart ?? "no"),
   };
@@ -696,7 +699,19 @@ async function startOne(
   }
 }
 
-const START_USAGE = "usage: micro start [-a|--attach] NAME|ID...";
+const START_USAGE =
+  "usage: micro start [-a|--attach] [-i|--interactive] [--detach-keys KEYS] NAME|ID...";
+
+/** Whether `rec` was run with a terminal (-t) or an open stdin (-i): `start -a` attaches. */
+async function interactiveRun(rec: ContainerRecord): Promise<boolean> {
+  try {
+    const { parseRun } = await import("../core/cli.ts");
+    const req = parseRun(["run", ...rec.options, "--", "true"]);
+    return req.terminal || req.stdin;
+  } catch {
+    return false;
+  }
+}
 
 /** `micro start`: kept containers run again, on their own layer; detached unless -a. */
 export function start(argv: string[]): Promise<number> {
@@ -704,7 +719,19 @@ export function start(argv: string[]): Promise<number> {
     const { opts, rest, root } = parse(argv, {
       "-a": ["attach", false],
       "--attach": ["attach", false],
+      "-i": ["interactive", false],
+      "--interactive": ["interactive", false],
+      "--detach-keys": ["detachKeys", true],
     }, START_USAGE);
+    const { DEFAULT_DETACH_KEYS, parseDetachKeys } = await import(
+      "../core/supervisor/attach.ts"
+    );
+    const detachKeys = opts.get("detachKeys")?.at(-1) ?? DEFAULT_DETACH_KEYS;
+    if (!parseDetachKeys(detachKeys)) {
+      throw new MicroError(`invalid detach keys (${detachKeys}) provided`, {
+        hint: 'give keys as "ctrl-p,ctrl-q" (see micro attach --help)',
+      });
+    }
     needContainers(rest, "start", START_USAGE);
     if (opts.has("attach") && rest.length > 1) {
       throw new MicroError("start -a takes one container", { hint: START_USAGE });
@@ -721,8 +748,20 @@ export function start(argv: string[]): Promise<number> {
         if (!opts.has("attach")) console.log(ref);
       }));
     if (code !== 0 || !opts.has("attach") || !last) return code;
-    // -a: its output from this start on, until it ends; then its exit code.
     const rec = last as ContainerRecord;
+    // -a of a container run with -t or -i, or -a -i: attached (micro attach), as Docker.
+    if (opts.has("interactive") || await interactiveRun(rec)) {
+      const { attachTo } = await import("./attach.ts");
+      const { readRecord } = await import("../core/store/containers.ts");
+      const { containerDir } = await import("../core/store/paths.ts");
+      const now = readRecord(containerDir(s.root, rec.id)) ?? rec;
+      return await attachTo(s, now, rest[0], {
+        stdin: opts.has("interactive"),
+        detachKeys,
+        sigProxy: true,
+      });
+    }
+    // -a: its output from this start on, until it ends; then its exit code.
     const since = String((Date.now() - 1000) / 1000);
     await logs(["logs", "-f", "--since", since, ...(root ? ["--root", root] : []), rec.id]);
     const { readRecord } = await import("../core/store/containers.ts");

@@ -244,8 +244,11 @@ export interface DetachedRun {
   recordDir: string;
   pid: number;
   startTime: number;
+  /** micro's ends of its stdio (core/engine/stdio.ts StdioEnds); -1 where there is none. */
   stdout: number;
   stderr: number;
+  stdin: number;
+  master: number;
 }
 
 /**
@@ -466,6 +469,8 @@ export async function runCommand(
           startTime: state.containerStartTime ?? processStartTime(pid),
           stdout: ends.stdout,
           stderr: ends.stderr,
+          stdin: ends.stdin,
+          master: ends.master,
         }, p.req);
       } catch (e) {
         // Nobody supervises it: it ends here, and the run is undone as any other.

@@ -41,8 +41,21 @@ export interface RunState {
   detached?: boolean;
   /** The container's record directory in its store (`ROOT/containers/<id>`). */
   record?: string;
-  /** The process holding the read ends of the container's output pipes (supervisor). */
-  keeper?: { pid: number; startTime: number; stdout: number; stderr: number };
+  /**
+   * The process holding the supervisor's ends of the container's stdio: the read ends of its
+   * output pipes, the write end of its stdin pipe (-i), its terminal's master (-t). Its fd
+   * numbers; -1 (stdout, stderr) or absent where there is none.
+   */
+  keeper?: {
+    pid: number;
+    startTime: number;
+    stdout: number;
+    stderr: number;
+    stdin?: number;
+    master?: number;
+  };
+  /** A detached container's stdin is open to `micro attach` (-i). */
+  openStdin?: boolean;
   /** The container's id (64 hex digits): commands find a container by it or a prefix. */
   containerId?: string;
   /** What `micro exec` repeats of the command's process (core/exec/record.ts). */

@@ -26,7 +26,8 @@ export type Request =
   | { op: "start"; recordDir: string; argv: string[]; cwd: string; env: Record<string, string> }
   | { op: "kill"; runId: string; signal: number }
   | { op: "stop"; runId: string; signal: number; timeout: number }
-  | { op: "wait"; runId: string };
+  | { op: "wait"; runId: string }
+  | { op: "attach"; runId: string; stdin: boolean };
 
 export interface Reply {
   ok: boolean;
@@ -152,19 +153,80 @@ export async function ask(stateRoot: string, uid: number, req: Request): Promise
   const bad = untrustedRoot(stateRoot, uid);
   if (bad) throw untrustedRootError(stateRoot, uid, bad);
   for (let attempt = 0; attempt < 3; attempt++) {
-    let conn = await connect(stateRoot);
-    if (!conn) {
-      spawnSupervisor(stateRoot);
-      const end = Date.now() + 10_000;
-      while (!conn && Date.now() < end) {
-        await sleep(20);
-        conn = await connect(stateRoot);
-      }
-    }
+    const conn = await connectOrStart(stateRoot);
     if (!conn) break;
     const reply = await exchange(conn, req);
     if (reply) return reply;
     if (req.op !== "ping" && req.op !== "wait" && req.op !== "start" && req.op !== "run") break;
+    await sleep(50);
+  }
+  throw new MicroError(`supervisor: no answer on ${socketPath(stateRoot)}`, {
+    hint: `see if "micro _supervise" can run here (MICRO_STATE_ROOT=${stateRoot})`,
+  });
+}
+
+/** A connection to the supervisor, started when none runs; null when none answers. */
+async function connectOrStart(stateRoot: string): Promise<Deno.UnixConn | null> {
+  let conn = await connect(stateRoot);
+  if (!conn) {
+    spawnSupervisor(stateRoot);
+    const end = Date.now() + 10_000;
+    while (!conn && Date.now() < end) {
+      await sleep(20);
+      conn = await connect(stateRoot);
+    }
+  }
+  return conn;
+}
+
+/** The supervisor's answer to an attach request. */
+export interface AttachReply extends Reply {
+  /** The container has a terminal (-t). */
+  tty?: boolean;
+  /** Its stdin is open (-i). */
+  stdin?: boolean;
+}
+
+/**
+ * `micro attach`: the attach request sent (with ask()'s checks) and the supervisor's answer
+ * line read; the connection then carries frames (attach.ts), the first bytes of which may
+ * have come with the answer (`rest`). A supervisor killed meanwhile is started again once
+ * (it takes the container back).
+ */
+export async function openAttach(
+  stateRoot: string,
+  uid: number,
+  runId: string,
+  stdin: boolean,
+): Promise<{ conn: Deno.UnixConn; reply: AttachReply; rest: Uint8Array }> {
+  const bad = untrustedRoot(stateRoot, uid);
+  if (bad) throw untrustedRootError(stateRoot, uid, bad);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const conn = await connectOrStart(stateRoot);
+    if (!conn) break;
+    try {
+      const req: Request = { op: "attach", runId, stdin };
+      await conn.write(new TextEncoder().encode(JSON.stringify(req) + "\n"));
+      let got = new Uint8Array(0);
+      const buf = new Uint8Array(65536);
+      for (;;) {
+        const n = await conn.read(buf);
+        if (n === null) break;
+        const all = new Uint8Array(got.length + n);
+        all.set(got);
+        all.set(buf.subarray(0, n), got.length);
+        got = all;
+        const nl = got.indexOf(10);
+        if (nl >= 0) {
+          const reply = JSON.parse(new TextDecoder().decode(got.subarray(0, nl))) as AttachReply;
+          return { conn, reply, rest: got.slice(nl + 1) };
+        }
+        if (got.length > 64 * 1024) break;
+      }
+    } catch { /* the supervisor went away */ }
+    try {
+      conn.close();
+    } catch { /* closed */ }
     await sleep(50);
   }
   throw new MicroError(`supervisor: no answer on ${socketPath(stateRoot)}`, {

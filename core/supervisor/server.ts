@@ -45,6 +45,8 @@ import { decodeStatus } from "../engine/mod.ts";
 import { nextDelay, type RestartPolicy, shouldRestart } from "./policy.ts";
 import { clearRestart, markRestart, pendingRestarts } from "./pending.ts";
 import { thawKilled } from "../stats/mod.ts";
+import { Session } from "./sessions.ts";
+import { OUT_STDERR, OUT_STDOUT } from "./attach.ts";
 
 /** What a run hands over (one JSON line on the runner's stdout). */
 export interface Handover {
@@ -53,15 +55,22 @@ export interface Handover {
   recordDir: string;
   pid: number;
   startTime: number;
-  /** The runner's fd numbers of the read ends of the container's stdout and stderr. */
+  /** The runner's fd numbers of the read ends of the container's stdout and stderr (-1: -t). */
   stdout: number;
   stderr: number;
+  /** ... of the write end of its stdin pipe (-i without -t), and of its terminal (-t); or -1. */
+  stdin: number;
+  master: number;
+  /** -i: its stdin is open to `micro attach`. */
+  openStdin: boolean;
   log: LogOptions;
   restart: RestartPolicy;
 }
 
 interface Ended {
   exitCode: number | null;
+  /** The code recorded (137 for an OOM kill): what `micro attach` ends with. */
+  recorded: number | null;
 }
 
 /** One supervised container. */
@@ -76,7 +85,16 @@ class Supervised {
   /** Resolves when both pipes reached EOF (or were taken off the pumps). */
   drained: Promise<unknown> = Promise.resolve();
   log: JsonLog | null = null;
+  /** The output read: its stdout and stderr pipes, or its terminal's master. */
   fds: number[] = [];
+  /** The write end of its stdin pipe (-i without -t), or -1. */
+  stdin = -1;
+  /** Its terminal's master (-t), or -1; also in `fds`. */
+  master = -1;
+  /** -i: input from `micro attach` goes to it. */
+  openStdin = false;
+  /** The clients attached (`micro attach`): each gets its output. */
+  readonly sessions = new Set<Session>();
 
   constructor(
     readonly runId: string,
@@ -189,6 +207,7 @@ export class Supervisor {
     let reply: Reply;
     try {
       const req = await readRequest(conn);
+      if (req.op === "attach") return await this.attach(conn, req.runId, req.stdin);
       reply = await this.dispatch(req);
     } catch (e) {
       reply = {
@@ -203,6 +222,45 @@ export class Supervisor {
     try {
       conn.close();
     } catch { /* closed */ }
+  }
+
+  /**
+   * `micro attach`: the client's connection becomes a session (sessions.ts) until it
+   * leaves or the container ends (then it gets the exit code).
+   */
+  private async attach(conn: Deno.UnixConn, runId: string, stdin: boolean): Promise<void> {
+    const c = this.containers.get(runId);
+    const line = (r: Record<string, unknown>) =>
+      conn.write(new TextEncoder().encode(JSON.stringify(r) + "\n"));
+    // Taken back without its stdio (a killed supervisor's keeper refused pidfd_getfd).
+    const lost = c && !c.fds.length && c.state.keeper?.master !== undefined;
+    if (!c || lost) {
+      try {
+        await line({
+          ok: false,
+          error: lost
+            ? `container ${runId}'s terminal was not taken back from its keeper after a ` +
+              `supervisor was killed: it cannot be attached (it runs on; micro stop ends it)`
+            : `container ${runId} is not running`,
+          code: 125,
+        });
+      } catch { /* the caller left */ }
+      try {
+        conn.close();
+      } catch { /* closed */ }
+      return;
+    }
+    // Added at once (no await before): a container that ends now still tells it its end.
+    const s = new Session(conn);
+    c.sessions.add(s);
+    s.onClose(() => c.sessions.delete(s));
+    try {
+      await line({ ok: true, tty: c.master >= 0, stdin: c.openStdin });
+    } catch {
+      return s.close();
+    }
+    const input = () => stdin && c.openStdin ? (c.master >= 0 ? c.master : c.stdin) : -1;
+    await s.serveInput(this.sys, input, () => c.master);
   }
 
   private async dispatch(req: Request): Promise<Reply> {
@@ -342,13 +400,22 @@ export class Supervisor {
 
   /** Takes a handed-over container: its pipes, a keeper for them, the state and record. */
   private async adopt(h: Handover, runner: number): Promise<void> {
-    const out = this.openPipe(runner, h.stdout);
-    const err = this.openPipe(runner, h.stderr);
     const state = readState(h.stateDir);
     if (!state) throw new MicroError(`supervisor: ${h.stateDir}/state.json is gone`);
     const c = new Supervised(h.runId, h.stateDir, state);
-    c.fds = [out, err];
-    state.keeper = await this.keeper(out, err);
+    try {
+      if (h.master >= 0) {
+        c.master = this.takeFd(runner, h.master);
+        c.fds = [c.master];
+      } else c.fds = [this.openPipe(runner, h.stdout), this.openPipe(runner, h.stderr)];
+      if (h.stdin >= 0) c.stdin = this.openPipe(runner, h.stdin, C.O_WRONLY);
+      c.openStdin = h.openStdin;
+      state.keeper = await this.keeper(c);
+    } catch (e) {
+      for (const fd of [...c.fds, c.stdin]) if (fd >= 0) this.sys.close(fd);
+      throw e;
+    }
+    state.openStdin = h.openStdin;
     state.record = h.recordDir;
     (state as RunState & { log?: LogOptions }).log = h.log;
     (state as RunState & { restart?: RestartPolicy }).restart = h.restart;
@@ -370,10 +437,10 @@ export class Supervisor {
     }
   }
 
-  /** A pipe of another process of ours, opened through /proc (the same pipe, read end). */
-  private openPipe(pid: number, fd: number): number {
+  /** A pipe of another process of ours, opened through /proc (the same pipe, same end). */
+  private openPipe(pid: number, fd: number, mode: number = C.O_RDONLY): number {
     const path = `/proc/${pid}/fd/${fd}`;
-    const got = this.sys.open(cstr(path), C.O_RDONLY | C.O_CLOEXEC | C.O_NONBLOCK, 0);
+    const got = this.sys.open(cstr(path), mode | C.O_CLOEXEC | C.O_NONBLOCK, 0);
     if (got < 0) {
       throw new MicroError("", {
         phase: "supervise",
@@ -387,38 +454,106 @@ export class Supervisor {
     return got;
   }
 
-  /** `sleep` holding the pipes' read ends as its fds 3 and 4: they outlive this process. */
-  private async keeper(out: number, err: number): Promise<RunState["keeper"]> {
-    const child = new Deno.Command("/bin/sh", {
-      args: [
-        "-c",
-        `exec sleep 2147483647 3</proc/${Deno.pid}/fd/${out} 4</proc/${Deno.pid}/fd/${err}`,
-      ],
-      stdin: "null",
-      stdout: "null",
-      stderr: "null",
-      clearEnv: true,
-      env: { PATH: "/usr/bin:/bin" },
-    }).spawn();
+  /**
+   * A terminal's master held by another process of ours (the runner, a keeper), copied with
+   * pidfd_getfd: reopening /proc/PID/fd/N of a master opens /dev/ptmx, a new terminal.
+   * `startTime` checks a keeper is still the process it was (its pid may be reused).
+   */
+  private takeFd(pid: number, fd: number, startTime?: number): number {
+    const fail = (op: string, errno: number) =>
+      new MicroError("", {
+        phase: "supervise",
+        plugin: "supervisor",
+        op,
+        paths: { path: `/proc/${pid}/fd/${fd}` },
+        errno,
+        hint: "pidfd_getfd needs Linux 5.6 and ptrace access to that process (same user, " +
+          "or CAP_SYS_PTRACE; Yama ptrace_scope 0)",
+      });
+    const pidfd = this.sys.pidfdOpen(pid, 0);
+    if (pidfd < 0) throw fail("pidfd_open", -pidfd);
+    try {
+      if (startTime !== undefined && processStartTime(pid) !== startTime) {
+        throw fail("pidfd_open", 3);
+      }
+      const got = this.sys.pidfdGetfd(pidfd, fd);
+      if (got < 0) throw fail("pidfd_getfd", -got);
+      const fl = this.sys.fcntl(got, C.F_GETFL, 0);
+      if (fl >= 0) this.sys.fcntl(got, C.F_SETFL, fl | C.O_NONBLOCK);
+      return got;
+    } finally {
+      this.sys.close(pidfd);
+    }
+  }
+
+  /**
+   * `sleep` holding the supervisor's ends of the container's stdio, so that they outlive
+   * this process: the output pipes' read ends as its fds 3 and 4, the stdin pipe's write end
+   * as 5 (a container's stdin never reaches EOF while it runs detached, as Docker's), the
+   * terminal's master at the number it has here (inherited: dash redirects only fds 0-9).
+   * A killed supervisor so never hangs up a container's terminal.
+   */
+  private async keeper(c: Supervised): Promise<RunState["keeper"]> {
+    const self = `/proc/${Deno.pid}/fd`;
+    const redirs: string[] = [];
+    const want: [number, string][] = [];
+    if (c.master < 0) {
+      redirs.push(`3<${self}/${c.fds[0]}`, `4<${self}/${c.fds[1]}`);
+      want.push([3, "pipe:"], [4, "pipe:"]);
+    }
+    if (c.stdin >= 0) {
+      redirs.push(`5>${self}/${c.stdin}`);
+      want.push([5, "pipe:"]);
+    }
+    // A master cannot be reopened by name: the keeper inherits it (close-on-exec cleared
+    // for the spawn only; nothing else is spawned meanwhile, JavaScript runs on one thread).
+    if (c.master >= 0) {
+      want.push([c.master, "/dev/"]);
+      this.sys.fcntl(c.master, C.F_SETFD, 0);
+    }
+    let child: Deno.ChildProcess;
+    try {
+      child = new Deno.Command("/bin/sh", {
+        args: ["-c", `exec sleep 2147483647 ${redirs.join(" ")}`],
+        stdin: "null",
+        stdout: "null",
+        stderr: "null",
+        clearEnv: true,
+        env: { PATH: "/usr/bin:/bin" },
+      }).spawn();
+    } finally {
+      if (c.master >= 0) this.sys.fcntl(c.master, C.F_SETFD, C.FD_CLOEXEC);
+    }
     child.unref();
     void child.status.catch(() => {});
-    // Until sh has opened them, its fds 3 and 4 are not the pipes yet.
+    // Until sh has opened them, its fds are not the pipes (and the terminal) yet.
     for (let k = 0; k < 100; k++) {
-      if (isPipe(child.pid, 3) && isPipe(child.pid, 4)) break;
+      if (want.every(([fd, kind]) => linkOf(child.pid, fd).startsWith(kind))) break;
       await sleep(5);
     }
-    return { pid: child.pid, startTime: processStartTime(child.pid), stdout: 3, stderr: 4 };
+    return {
+      pid: child.pid,
+      startTime: processStartTime(child.pid),
+      stdout: c.master < 0 ? 3 : -1,
+      stderr: c.master < 0 ? 4 : -1,
+      ...(c.stdin >= 0 ? { stdin: 5 } : {}),
+      ...(c.master >= 0 ? { master: c.master } : {}),
+    };
   }
 
   /** Copies the container's output to its json-file log, through the one pump loop. */
   private pump(c: Supervised, recordDir: string, opts: LogOptions): void {
     const log = new JsonLog(logPath(recordDir), opts);
     c.log = log;
-    const sink = (stream: string, chunk: Uint8Array) => log.write(stream, chunk);
-    c.drained = Promise.all([
-      this.pumps.add(c.fds[0], "stdout", sink),
-      this.pumps.add(c.fds[1], "stderr", sink),
-    ]);
+    // A terminal's output is stdout (Docker's json-file too).
+    const sink = (stream: string, chunk: Uint8Array) => {
+      log.write(stream, chunk);
+      const type = stream === "stderr" ? OUT_STDERR : OUT_STDOUT;
+      for (const s of c.sessions) s.output(type, chunk);
+    };
+    c.drained = Promise.all(
+      c.fds.map((fd, k) => this.pumps.add(fd, k === 1 ? "stderr" : "stdout", sink)),
+    );
   }
 
   /** Every detached container of the state root whose init still runs, taken over. */
@@ -440,15 +575,23 @@ export class Supervisor {
       const k = state.keeper;
       if (k && isAlive(k.pid, k.startTime)) {
         try {
-          c.fds = [this.openPipe(k.pid, k.stdout), this.openPipe(k.pid, k.stderr)];
+          if (k.master !== undefined) {
+            c.master = this.takeFd(k.pid, k.master, k.startTime);
+            c.fds = [c.master];
+          } else c.fds = [this.openPipe(k.pid, k.stdout), this.openPipe(k.pid, k.stderr)];
+          if (k.stdin !== undefined) c.stdin = this.openPipe(k.pid, k.stdin, C.O_WRONLY);
+          c.openStdin = state.openStdin === true;
         } catch {
+          // Not taken back (pidfd_getfd refused): it runs on, unread and not attachable.
+          for (const fd of [...c.fds, c.stdin]) if (fd >= 0) this.sys.close(fd);
           c.fds = [];
+          c.master = c.stdin = -1;
         }
       }
       this.own(c, state.record);
       this.containers.set(e.name, c);
       const opts = (state as RunState & { log?: LogOptions }).log ?? { maxSize: 0, maxFile: 1 };
-      if (c.fds.length === 2) this.pump(c, state.record, opts);
+      if (c.fds.length) this.pump(c, state.record, opts);
       void this.watch(c, false);
     }
     // Restarts a killed supervisor left waiting, or gc noted for a container that ended
@@ -533,6 +676,8 @@ export class Supervisor {
       c.log?.close();
     } catch { /* the disk is full or gone */ }
     for (const fd of c.fds) this.sys.close(fd);
+    if (c.stdin >= 0) this.sys.close(c.stdin);
+    c.stdin = c.master = -1; // attach sessions write no more (the numbers may be reused)
     const recordDir = c.state.record!;
     const oom = oomKilled(c.state);
     // The cleanup `micro run` does at its end: networks, cgroups, image use, state dir.
@@ -563,7 +708,9 @@ export class Supervisor {
       } catch { /* the store is gone */ }
     }
     this.containers.delete(c.runId);
-    c.end({ exitCode });
+    const recorded = rec && !rec.rm ? rec.exitCode ?? null : exitCode;
+    c.end({ exitCode, recorded });
+    for (const s of c.sessions) void s.finish(recorded);
     // Restart policies (Docker's): not after a stop by a user.
     if (rec && !rec.rm && policy && !c.stopped && shouldRestart(policy, exitCode, rec)) {
       const delay = nextDelay(rec);
@@ -632,11 +779,12 @@ function oomKilled(state: RunState): boolean {
   return false;
 }
 
-function isPipe(pid: number, fd: number): boolean {
+/** What /proc/PID/fd/FD links to ("pipe:[N]", "/dev/pts/ptmx"), or "". */
+function linkOf(pid: number, fd: number): string {
   try {
-    return Deno.readLinkSync(`/proc/${pid}/fd/${fd}`).startsWith("pipe:");
+    return Deno.readLinkSync(`/proc/${pid}/fd/${fd}`);
   } catch {
-    return false;
+    return "";
   }
 }
 

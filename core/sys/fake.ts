@@ -709,6 +709,10 @@ export class RecordingSys implements Sys {
     return this.record("pidfdOpen", [pid, flags], () => this.fd());
   }
 
+  pidfdGetfd(pidfd: number, fd: number) {
+    return this.record("pidfdGetfd", [pidfd, fd], () => this.fd());
+  }
+
   connect(fd: number, addr: Uint8Array) {
     return this.record("connect", [fd, addr.length], () => 0);
   }

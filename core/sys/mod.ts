@@ -239,6 +239,11 @@ export interface Sys {
   setns(fd: number, nstype: number): number;
   /** pidfd_open(2): an fd that stays bound to this very process (Linux 5.3+). */
   pidfdOpen(pid: number, flags: number): number;
+  /**
+   * pidfd_getfd(2): a copy of another process's fd (Linux 5.6+; ptrace access to it), close-
+   * on-exec: the one way to take over a pty master, which reopening through /proc cannot.
+   */
+  pidfdGetfd(pidfd: number, fd: number): number;
   /** connect(2) with a raw sockaddr (`struct sockaddr_un` for a unix socket path). */
   connect(fd: number, addr: Uint8Array): number;
   /** umask(2): the previous mask (never fails). */

@@ -1,0 +1,137 @@
+/**
+ * Detached containers' test helpers (lifecycle_test.ts, attach_test.ts): a state root of
+ * the test's own with everything in it killed at the end, and the two modes (root and
+ * rootless) the detached tests run in.
+ */
+import {
+  IMAGE,
+  lacking,
+  MICRO,
+  NEEDS,
+  run,
+  type RunOptions,
+  waitFor,
+  withTempDir,
+} from "./_helpers.ts";
+
+export const NOBODY = 65534;
+
+/** Why uid 65534 cannot run the binary and image in place, or undefined. */
+export function rootlessReason(): string | undefined {
+  const base = lacking(NEEDS.setpriv);
+  if (base) return base;
+  const out = new Deno.Command("setpriv", {
+    args: [
+      `--reuid=${NOBODY}`,
+      `--regid=${NOBODY}`,
+      "--clear-groups",
+      "sh",
+      "-c",
+      `test -r "$0" && test -x "$0" && test -x "$1/bin/sh" && test -r "$1/etc/passwd"`,
+      MICRO,
+      IMAGE,
+    ],
+  }).outputSync();
+  return out.success
+    ? undefined
+    : `uid ${NOBODY} cannot read/traverse ${MICRO} or ${IMAGE} (e.g. /work not traversable)`;
+}
+
+/** Names unique to this test process: cgroups are named after containers, host-wide. */
+export const U = crypto.randomUUID().slice(0, 6);
+
+/**
+ * A state root of the test's own (MICRO_STATE_ROOT), so the supervisor and its runs never
+ * touch /run/micro. `o` runs micro as the test's user: root, or `user` rootless with a
+ * store of its own. At the end, whatever the test did: every container in it is killed
+ * (init and keeper, by pid and start time), the supervisor is killed, and the root removed.
+ */
+export async function withDetached(
+  fn: (env: Record<string, string>, root: string, o: RunOptions) => Promise<void>,
+  user?: { uid: number; gid: number },
+): Promise<void> {
+  await withTempDir(async (dir) => {
+    Deno.chmodSync(dir, 0o711);
+    const root = `${dir}/state`;
+    Deno.mkdirSync(root, { mode: 0o711 });
+    const env: Record<string, string> = { MICRO_STATE_ROOT: root };
+    if (user) {
+      const home = `${dir}/home`;
+      Deno.mkdirSync(home, { mode: 0o755 });
+      Deno.chownSync(dir, user.uid, user.gid);
+      Deno.chownSync(root, user.uid, user.gid);
+      Deno.chownSync(home, user.uid, user.gid);
+      Object.assign(env, { HOME: home, PATH: "/usr/bin:/bin", MICRO_ROOT: `${home}/store` });
+    }
+    const o: RunOptions = user ? { env, clearEnv: true, user, timeoutMs: 60_000 } : { env };
+    try {
+      await fn(env, root, o);
+    } finally {
+      killAllDetached(root);
+      // The next command's gc removes what the killed runs left (cgroups, state dirs).
+      await run(["ps", "-a"], o);
+      killAllDetached(root);
+    }
+  }, "micro-detached-");
+}
+
+/**
+ * The detached containers' tests run in both modes: as root, and rootless as uid 65534 (only
+ * its own id mapped: no subordinate ids on this host) with a store and state root of its own.
+ */
+export const MODES = [
+  { title: "", user: undefined, ignore: undefined },
+  { title: "rootless: ", user: { uid: NOBODY, gid: NOBODY }, ignore: rootlessReason() },
+];
+
+/** Whether the container's log has `text`, polled through `micro logs` (up to `ms`). */
+export async function logHas(name: string, text: string, o: RunOptions, ms = 20_000) {
+  return await waitFor(async () => (await run(["logs", name], o)).stdout.includes(text), ms);
+}
+
+export function startTime(pid: number): number {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
+  } catch {
+    return -1;
+  }
+}
+
+export function killPid(pid: number | undefined, start?: number): void {
+  if (!pid || (start !== undefined && startTime(pid) !== start)) return;
+  try {
+    Deno.kill(pid, "SIGKILL");
+  } catch { /* gone */ }
+}
+
+export function supervisorPid(root: string): number | undefined {
+  try {
+    const pid = Number(Deno.readTextFileSync(`${root}/.supervisor/pid`).trim());
+    const cmd = Deno.readTextFileSync(`/proc/${pid}/cmdline`);
+    return cmd.includes("_supervise") ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function killAllDetached(root: string): void {
+  killPid(supervisorPid(root));
+  try {
+    for (const e of Deno.readDirSync(root)) {
+      if (!e.isDirectory || e.name.startsWith(".")) continue;
+      try {
+        const st = JSON.parse(Deno.readTextFileSync(`${root}/${e.name}/state.json`));
+        killPid(st.containerPid, st.containerStartTime);
+        killPid(st.keeper?.pid, st.keeper?.startTime);
+      } catch { /* no state */ }
+    }
+  } catch { /* no root */ }
+  // A micro command that ran later may have started a new one meanwhile: once more.
+  killPid(supervisorPid(root));
+}
+
+/** Waits until the supervisor of `root` has left (it leaves when it supervises nothing). */
+export async function supervisorGone(root: string): Promise<boolean> {
+  return await waitFor(() => supervisorPid(root) === undefined, 5000);
+}
