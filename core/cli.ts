@@ -188,7 +188,8 @@ Options:
       --rm                  remove the container when it exits (else it is kept:
                             see micro ps -a, micro diff, micro rm)
   -d, --detach              run in the background: print the id once the command runs
-                            (micro ps, logs, stop, kill, wait, start, rm -f)
+                            (micro ps, logs, stop, kill, wait, start, rm -f); with -i
+                            and -t, micro attach connects to it (ctrl-p ctrl-q detaches)
       --log-opt KEY=VALUE   -d's json-file log: max-size=SIZE, max-file=N (repeatable)
       --restart POLICY      -d: no, on-failure[:N], always or unless-stopped
       --help                print this help
