@@ -172,14 +172,21 @@ async function handover(
     log: parseLogOpts(req.logOpts ?? []),
     restart: parseRestart(req.restart ?? "no"),
   };
-  await writeAll(Deno.stdout, JSON.stringify(line) + "\n");
   const buf = new Uint8Array(16);
   let got = "";
-  for (;;) {
-    const n = await Deno.stdin.read(buf);
-    if (n === null) break;
-    got += new TextDecoder().decode(buf.subarray(0, n));
-    if (got.includes("\n")) break;
+  try {
+    await writeAll(Deno.stdout, JSON.stringify(line) + "\n");
+    for (;;) {
+      const n = await Deno.stdin.read(buf);
+      if (n === null) break;
+      got += new TextDecoder().decode(buf.subarray(0, n));
+      if (got.includes("\n")) break;
+    }
+  } catch (e) {
+    // Its pipes broke: the supervisor was killed meanwhile.
+    throw new MicroError(`run -d: the supervisor went away before it took the container`, {
+      hint: `${(e as Error).message}; the container was stopped`,
+    });
   }
   if (got.trim() !== "ok") {
     throw new MicroError(`run -d: the supervisor did not take the container`, {

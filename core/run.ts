@@ -6,6 +6,7 @@ import { exposedPorts } from "./cni/ports.ts";
 import { parseRun, type Request } from "./cli.ts";
 import { runChecks } from "./checks.ts";
 import { execute, stoppedError } from "./engine/mod.ts";
+import type { StdioEnds } from "./engine/stdio.ts";
 import type { RunSignals } from "./signals.ts";
 import { errnoOf, MicroError, MicroErrors } from "./errors.ts";
 import { probeHost } from "./host.ts";
@@ -456,28 +457,25 @@ export async function runCommand(
         console.error(`micro: warning: cleanup: ${m}`);
       },
       detach: !!detach,
+      ...(detach
+        ? {
+          handover: (pid: number, ends: StdioEnds) =>
+            detach.handover({
+              runId: p.id,
+              stateDir: dir,
+              recordDir: container.dir,
+              pid,
+              startTime: state.containerStartTime ?? processStartTime(pid),
+              stdout: ends.stdout,
+              stderr: ends.stderr,
+              stdin: ends.stdin,
+              master: ends.master,
+            }, p.req),
+        }
+        : {}),
       reuseContainerDir: !!detach?.restart,
     }, sys);
     if (detach && result.detached) {
-      const { pid, ends } = result.detached;
-      try {
-        await detach.handover({
-          runId: p.id,
-          stateDir: dir,
-          recordDir: container.dir,
-          pid,
-          startTime: state.containerStartTime ?? processStartTime(pid),
-          stdout: ends.stdout,
-          stderr: ends.stderr,
-          stdin: ends.stdin,
-          master: ends.master,
-        }, p.req);
-      } catch (e) {
-        // Nobody supervises it: it ends here, and the run is undone as any other.
-        sys.kill(pid, 9);
-        await sys.waitpid(pid);
-        throw e;
-      }
       handed = true;
       return 0;
     }

@@ -124,6 +124,10 @@ export async function removeBridgeIfUnused(network: string, bridge: string): Pro
   }
   if (!own) return [];
   try {
+    // A detached container's runner has left (the supervisor holds no lock for it): its
+    // veth, still a port of the bridge, says the network is in use.
+    const ports = await tool("ip", ["-o", "link", "show", "master", bridge]);
+    if (ports.ok && ports.out.trim()) return [];
     return await removeBridge(bridge);
   } finally {
     own.release();

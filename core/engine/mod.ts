@@ -86,6 +86,11 @@ export interface EngineOptions {
    * -d` too: the caller closes the ends; the command outlives micro.
    */
   detach?: boolean;
+  /**
+   * With `detach`: gives the running container away (to the supervisor). When it throws,
+   * the container is killed and the whole run undone here, networks and cgroups too.
+   */
+  handover?: (pid: number, ends: StdioEnds) => Promise<void>;
   /** `micro start`: the container's layer (upper, work) is its last run's, kept. */
   reuseContainerDir?: boolean;
   /**
@@ -402,6 +407,17 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
         }
         opts.onStarted?.(pid);
         if (opts.detach) {
+          if (opts.handover) {
+            try {
+              await opts.handover(pid, ends);
+            } catch (e) {
+              // Nobody took it: it ends here, and the run is undone as any other.
+              sys.kill(pid, 9);
+              await sys.waitpid(pid);
+              for (const fd of Object.values(ends)) if (fd >= 0) sys.close(fd);
+              throw e;
+            }
+          }
           handed = true;
           return { exitCode: 0, detached: { pid, ends } };
         }

@@ -45,6 +45,7 @@ import { decodeStatus } from "../engine/mod.ts";
 import { nextDelay, type RestartPolicy, shouldRestart } from "./policy.ts";
 import { clearRestart, markRestart, pendingRestarts } from "./pending.ts";
 import { thawKilled } from "../stats/mod.ts";
+import { detachedNetworksDown } from "./teardown.ts";
 import { Session } from "./sessions.ts";
 import { OUT_STDERR, OUT_STDOUT } from "./attach.ts";
 
@@ -266,6 +267,9 @@ export class Supervisor {
   private async dispatch(req: Request): Promise<Reply> {
     switch (req.op) {
       case "ping":
+        // A command's gc found a container nothing supervises, or noted a restart: it may
+        // have done so after this supervisor started (and looked).
+        this.adoptAll();
         return { ok: true };
       case "run":
         return await this.run(["run", ...req.argv.slice(1)], req.cwd, req.env);
@@ -565,46 +569,102 @@ export class Supervisor {
       return;
     }
     for (const e of entries) {
-      if (!e.isDirectory || e.name.startsWith(".")) continue;
-      const dir = `${this.root}/${e.name}`;
-      const state = readState(dir);
-      if (!state?.detached || !state.record) continue;
-      if (!isAlive(state.containerPid, state.containerStartTime)) continue;
-      if (isAlive(state.pid, state.startTime) && state.pid !== Deno.pid) continue;
-      const c = new Supervised(e.name, dir, state);
-      const k = state.keeper;
-      if (k && isAlive(k.pid, k.startTime)) {
-        try {
-          if (k.master !== undefined) {
-            c.master = this.takeFd(k.pid, k.master, k.startTime);
-            c.fds = [c.master];
-          } else c.fds = [this.openPipe(k.pid, k.stdout), this.openPipe(k.pid, k.stderr)];
-          if (k.stdin !== undefined) c.stdin = this.openPipe(k.pid, k.stdin, C.O_WRONLY);
-          c.openStdin = state.openStdin === true;
-        } catch {
-          // Not taken back (pidfd_getfd refused): it runs on, unread and not attachable.
-          for (const fd of [...c.fds, c.stdin]) if (fd >= 0) this.sys.close(fd);
-          c.fds = [];
-          c.master = c.stdin = -1;
-        }
-      }
-      this.own(c, state.record);
-      this.containers.set(e.name, c);
-      const opts = (state as RunState & { log?: LogOptions }).log ?? { maxSize: 0, maxFile: 1 };
-      if (c.fds.length) this.pump(c, state.record, opts);
-      void this.watch(c, false);
+      if (e.isDirectory && !e.name.startsWith(".")) this.adoptRun(e.name);
     }
     // Restarts a killed supervisor left waiting, or gc noted for a container that ended
     // while none ran: due now, or when their back-off ends.
     for (const [runId, p] of pendingRestarts(this.sys, this.root)) {
       if (this.restarting.has(runId) || this.containers.has(runId)) continue;
       const rec = readRecord(p.recordDir);
-      if (!rec || rec.id !== p.id || rec.state !== "exited") {
+      if (!rec || rec.id !== p.id) {
         clearRestart(this.root, runId);
         continue;
       }
-      this.scheduleRestart(runId, p.recordDir, p.id, Math.max(0, p.due - Date.now()));
+      // The killed supervisor's runner may be starting it now (its record says so, not
+      // "exited"): what it ends with decides, once it is gone.
+      const runner = startRunner(p.recordDir, this.uid);
+      if (runner) this.afterRunner(runId, p.recordDir, p.id, runner);
+      else if (rec.state === "exited") {
+        this.scheduleRestart(runId, p.recordDir, p.id, Math.max(0, p.due - Date.now()));
+      } else clearRestart(this.root, runId);
     }
+  }
+
+  /** The detached container of run `runId`, if its init runs and nothing supervises it. */
+  private adoptRun(runId: string): void {
+    if (this.containers.has(runId)) return;
+    const dir = `${this.root}/${runId}`;
+    const state = readState(dir);
+    if (!state?.detached || !state.record) return;
+    if (!isAlive(state.containerPid, state.containerStartTime)) return;
+    if (isAlive(state.pid, state.startTime) && state.pid !== Deno.pid) return;
+    const c = new Supervised(runId, dir, state);
+    const k = state.keeper;
+    if (k && isAlive(k.pid, k.startTime)) {
+      try {
+        if (k.master !== undefined) {
+          c.master = this.takeFd(k.pid, k.master, k.startTime);
+          c.fds = [c.master];
+        } else c.fds = [this.openPipe(k.pid, k.stdout), this.openPipe(k.pid, k.stderr)];
+        if (k.stdin !== undefined) c.stdin = this.openPipe(k.pid, k.stdin, C.O_WRONLY);
+        c.openStdin = state.openStdin === true;
+      } catch {
+        // Not taken back (pidfd_getfd refused): it runs on, unread and not attachable.
+        for (const fd of [...c.fds, c.stdin]) if (fd >= 0) this.sys.close(fd);
+        c.fds = [];
+        c.master = c.stdin = -1;
+      }
+    }
+    this.own(c, state.record);
+    this.containers.set(runId, c);
+    const opts = (state as RunState & { log?: LogOptions }).log ?? { maxSize: 0, maxFile: 1 };
+    if (c.fds.length) this.pump(c, state.record, opts);
+    void this.watch(c, false);
+  }
+
+  /**
+   * A restart whose runner outlived the supervisor that started it: that runner cannot hand
+   * the container over (nobody took it: it stops it and records the end), so once it is
+   * gone the restart is done again, unless the container runs (taken over) or a stop came.
+   */
+  private afterRunner(
+    runId: string,
+    recordDir: string,
+    id: string,
+    runner: { pid: number; start: number },
+  ): void {
+    const pending = { cancelled: false };
+    this.restarting.set(runId, pending);
+    this.pending++;
+    void (async () => {
+      try {
+        while (isAlive(runner.pid, runner.start)) await sleep(100);
+        if (this.restarting.get(runId) !== pending) return;
+        this.restarting.delete(runId);
+        // Its runner killed as well, the container may run on: taken over.
+        this.adoptRun(runId);
+        const rec = readRecord(recordDir);
+        if (
+          pending.cancelled || this.containers.has(runId) || !rec || rec.id !== id ||
+          rec.state === "running"
+        ) {
+          clearRestart(this.root, runId);
+          return;
+        }
+        if (rec.state !== "exited") {
+          // Its runner failed before the command ran ("created"): that start failed.
+          rec.state = "exited";
+          rec.finishedAt = new Date().toISOString();
+          writeRecord(recordDir, rec);
+        }
+        this.scheduleRestart(runId, recordDir, id, 0);
+      } catch {
+        clearRestart(this.root, runId); // the store is gone
+      } finally {
+        this.pending--;
+        this.checkIdle();
+      }
+    })();
   }
 
   /**
@@ -682,11 +742,7 @@ export class Supervisor {
     const oom = oomKilled(c.state);
     // The cleanup `micro run` does at its end: networks, cgroups, image use, state dir.
     try {
-      const { gcNetworks } = await import("../cni/gc.ts");
-      try {
-        Deno.lstatSync(`${c.stateDir}/cni.json`);
-        await gcNetworks([{ dir: c.stateDir }]);
-      } catch { /* no network record */ }
+      await detachedNetworksDown(c.stateDir, () => this.sys);
       removeRun(c.stateDir, c.state, () => this.sys);
     } catch { /* the next command's gc tries again */ }
     const rec = readRecord(recordDir);
@@ -761,6 +817,35 @@ export class Supervisor {
 /** The environment a restart runs in: the supervisor's own (the first caller's). */
 function restartEnv(): Record<string, string> {
   return Deno.env.toObject();
+}
+
+/**
+ * A live `micro _start-detached RECORD_DIR` of user `uid` (a restart's or a start's runner),
+ * found by its arguments: a supervisor killed while it ran recorded nothing about it.
+ */
+function startRunner(recordDir: string, uid: number): { pid: number; start: number } | null {
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync("/proc")];
+  } catch {
+    return null;
+  }
+  for (const e of entries) {
+    if (!/^\d+$/.test(e.name)) continue;
+    const pid = Number(e.name);
+    if (pid === Deno.pid) continue;
+    try {
+      const argv = Deno.readTextFileSync(`/proc/${pid}/cmdline`).split("\0");
+      const at = argv.indexOf("_start-detached");
+      if (at < 0 || argv[at + 1] !== recordDir) continue;
+      // Its real uid: a non-dumpable process's /proc entry is root's whoever runs it.
+      const m = /^Uid:\s+(\d+)/m.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
+      if (!m || Number(m[1]) !== uid) continue;
+      const start = processStartTime(pid);
+      if (start >= 0) return { pid, start };
+    } catch { /* gone meanwhile */ }
+  }
+  return null;
 }
 
 /** Whether the container's cgroup saw an OOM kill. */

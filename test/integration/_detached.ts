@@ -54,7 +54,9 @@ export async function withDetached(
     Deno.chmodSync(dir, 0o711);
     const root = `${dir}/state`;
     Deno.mkdirSync(root, { mode: 0o711 });
-    const env: Record<string, string> = { MICRO_STATE_ROOT: root };
+    // A store of its own too: a container the test left behind (it failed halfway) is not
+    // the next test's (`micro boot` starts every kept `always` container of the store).
+    const env: Record<string, string> = { MICRO_STATE_ROOT: root, MICRO_ROOT: `${dir}/store` };
     if (user) {
       const home = `${dir}/home`;
       Deno.mkdirSync(home, { mode: 0o755 });
@@ -67,6 +69,9 @@ export async function withDetached(
     try {
       await fn(env, root, o);
     } finally {
+      // Through micro first: a stop cancels a restart waiting for its back-off.
+      const ids = (await run(["ps", "-aq"], o)).stdout.split("\n").filter((l) => l.trim());
+      if (ids.length) await run(["rm", "-f", ...ids], o);
       killAllDetached(root);
       // The next command's gc removes what the killed runs left (cgroups, state dirs).
       await run(["ps", "-a"], o);

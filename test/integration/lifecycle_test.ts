@@ -700,6 +700,28 @@ for (const m of MODES) {
           ),
           "the restart waiting when the supervisor was killed was lost",
         );
+        // killed while a restart's runner is at work (it cannot hand the container over):
+        // that restart is not lost either, and the failed start leaves nothing behind
+        const rec = `${o.env!.MICRO_ROOT}/containers/${(await inspectOf(loop, o)).Id}`;
+        let runner = 0;
+        assert.ok(
+          await waitFor(() => (runner = startRunnerOf(rec)) > 0, 30_000),
+          "never caught a restart's runner at work",
+        );
+        const sup2 = supervisorPid(root);
+        assert.ok(sup2, "no supervisor runs");
+        Deno.kill(sup2, "SIGKILL");
+        assert.ok(await waitFor(() => !pidAlive(sup2), 5000), "the supervisor outlived SIGKILL");
+        const ups2 = ok(await run(["logs", loop], o)).split("up").length;
+        ok(await run(["ps"], o));
+        assert.ok(
+          await waitFor(
+            async () => ok(await run(["logs", loop], o)).split("up").length > ups2,
+            30_000,
+          ),
+          "the restart whose runner was at work when the supervisor was killed was lost",
+        );
+        assert.equal(pidAlive(runner), false);
         ok(await run(["stop", "-t", "1", loop], o));
         // one that crashed while no supervisor ran: the next command's gc records its end
         // (exit code unknown), its policy starts it again
@@ -1019,6 +1041,19 @@ microTest("rootless: logs -f, restart, stats --no-stream, pause and unpause", as
 }, { ignore: rootlessReason() });
 
 /** The container's `micro inspect` object. */
+/** A live `micro _start-detached RECORD_DIR` (a start's runner) for `recordDir`, or 0. */
+function startRunnerOf(recordDir: string): number {
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      const argv = Deno.readTextFileSync(`/proc/${e.name}/cmdline`).split("\0");
+      const at = argv.indexOf("_start-detached");
+      if (at >= 0 && argv[at + 1] === recordDir) return Number(e.name);
+    } catch { /* gone */ }
+  }
+  return 0;
+}
+
 async function inspectOf(ref: string, o: RunOptions) {
   return JSON.parse(ok(await run(["inspect", ref], o)))[0];
 }

@@ -381,3 +381,79 @@ microTest("the default profile uses the bridge as root; hardened keeps only lo",
     assert.match(e.stderr, /--network bridge needs the CNI plugins .* containernetworking-plugins/);
   });
 }, { ignore: NEEDS_NET });
+
+microTest(
+  "bridge: a detached container keeps its network when other runs end; a run -d nobody took leaves nothing",
+  async () => {
+    await withHosts(async (host) => {
+      const d = uniqueName("det");
+      const supervisor = () => {
+        try {
+          return Number(Deno.readTextFileSync(`${host.stateRoot}/.supervisor/pid`).trim());
+        } catch {
+          return 0;
+        }
+      };
+      try {
+        ok(
+          await host.micro([
+            "run",
+            "-d",
+            "--name",
+            d,
+            "--network",
+            "bridge",
+            IMAGE,
+            "sleep",
+            "1000",
+          ]),
+        );
+        // The detached container's runner has left: its veth still makes the bridge in use.
+        const f = uniqueName("fg");
+        ok(await host.micro(["run", "--rm", "--name", f, "--network", "bridge", IMAGE, "true"]));
+        assert.match(
+          await host.sh("ip -o link show micro0"),
+          /micro0/,
+          "a run's end took the bridge",
+        );
+        const gw = "ip route | awk '/default/ { print $3 }'";
+        ok(await host.micro(["exec", d, "sh", "-c", `ping -c 1 -W 2 $(${gw})`]));
+        ok(await host.micro(["rm", "-f", d]));
+        await assertClean(host, d);
+        assert.ok(
+          await waitFor(async () => !(await host.sh("ip -o link show type bridge")).trim(), 5000),
+          "the bridge outlived the last container",
+        );
+        // The runner of a run -d whose hand-over fails (no supervisor reads it) kills the
+        // container and undoes the whole run: network, cgroups, state.
+        const x = uniqueName("lost");
+        const r = await host.micro([
+          "_run-detached",
+          "-d",
+          "--name",
+          x,
+          "--network",
+          "bridge",
+          IMAGE,
+          "sleep",
+          "1000",
+        ]);
+        assert.equal(r.code, 125, show(r));
+        assert.match(r.stderr, /the supervisor did not take the container/);
+        await assertClean(host, x);
+        assert.equal((await host.sh("ip -o link show type bridge")).trim(), "", "a bridge is left");
+        for (const c of ["pids", "memory", "cpu"]) {
+          assert.ok(!exists(`/sys/fs/cgroup/${c}/micro/${x}`), `its ${c} cgroup is left`);
+        }
+      } finally {
+        await host.micro(["rm", "-f", d]);
+        const pid = supervisor();
+        if (pid) await waitFor(() => !exists(`/proc/${pid}`), 5000);
+        try {
+          if (pid) Deno.kill(pid, "SIGKILL");
+        } catch { /* gone */ }
+      }
+    });
+  },
+  { ignore: NEEDS_NET },
+);
