@@ -830,8 +830,10 @@ async function start(
     // Only the console record may carry an fd; anything else passed along is closed.
     if (got.fd >= 0) sys.close(got.fd);
     // An `enter` op's fork into the container's pid namespace: that child goes on, micro's
-    // too (CLONE_PARENT); the first one has left.
-    if (got.n === 8 && record[0] === PID_RECORD && !ready && record[1] > 0) {
+    // too (CLONE_PARENT); the first one has left. The first one sends this after its fork
+    // returned, so the fork may have sent READY already (a loaded host: CI saw it); EOF
+    // cannot come first (the first one holds the socket until it exits).
+    if (got.n === 8 && record[0] === PID_RECORD && record[1] > 0) {
       await sys.waitpid(pid);
       pid = record[1];
       signals.child(pid, (p, n) => sys.kill(p, n));

@@ -282,6 +282,27 @@ Deno.test("execute with an enter op: the forked child's pid is waited for, the f
   assert.ok(!sys.format().includes("close(60)"));
 });
 
+Deno.test("execute with an enter op: the fork's READY before the first child's pid record", async () => {
+  // The first child sends its record after its fork returned: on a loaded host the fork may
+  // reach READY first (a CI run saw "malformed report (8 bytes, step -7)").
+  const { execute } = await import("../../core/engine/mod.ts");
+  const sys = new RecordingSys({ waitStatus: 5 << 8 }).scriptRecv(
+    5,
+    { record: [-3, 0] }, // READY
+    { record: [PID_RECORD, 5151] },
+  );
+  const ops = execPlan(execRecord(RUN_PLAN.filter((o) => o.phase !== "attach")), REQ, ALL_NS);
+  const result = await execute(ops, {
+    rootPath: "/run/micro/c1",
+    terminal: false,
+    stdin: false,
+    enter: 60,
+  }, sys);
+  assert.deepEqual(result, { exitCode: 5 });
+  const waits = sys.format().filter((l) => l.startsWith("waitpid"));
+  assert.deepEqual(waits, ["waitpid(4242)", "waitpid(5151)"]);
+});
+
 Deno.test("foreignNamespaces: none for micro's own process", async () => {
   const { foreignNamespaces } = await import("../../core/exec/mod.ts");
   assert.deepEqual(foreignNamespaces(Deno.pid), []);
