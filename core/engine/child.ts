@@ -332,19 +332,6 @@ export function bindRemountFlags(st: number, flags: number): number {
 
 const PROC_FD_TARGET = cstr(`/proc/self/fd/${FD_TARGET}`);
 const PROC_FD_SOURCE = cstr(`/proc/self/fd/${FD_SOURCE}`);
-/** The /proc files runc lets a file be bound over (lxcfs); nothing else under /proc, /sys. */
-export const PROC_FILE_BINDS = [
-  "/proc/cpuinfo",
-  "/proc/diskstats",
-  "/proc/meminfo",
-  "/proc/stat",
-  "/proc/swaps",
-  "/proc/uptime",
-  "/proc/loadavg",
-  "/proc/slabinfo",
-  "/proc/net/dev",
-  "/proc/sys/kernel/ns_last_pid",
-];
 const MOUNT_ATTRS: [number, number][] = [
   [C.MS_RDONLY, C.MOUNT_ATTR_RDONLY],
   [C.MS_NOSUID, C.MOUNT_ATTR_NOSUID],

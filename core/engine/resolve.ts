@@ -13,7 +13,7 @@ import { hintFor, MicroError } from "../errors.ts";
 import { C, type CStr, cstr, type Sys } from "../sys/mod.ts";
 import type { Op } from "../ops.ts";
 import { cleanPath } from "../paths.ts";
-import { PROC_FILE_BINDS } from "./child.ts";
+import { PROC_FILE_BINDS } from "./procbinds.ts";
 
 function under(path: string, dir: string): boolean {
   return dir === "/" || path === dir || path.startsWith(dir + "/");

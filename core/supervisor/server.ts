@@ -740,11 +740,6 @@ export class Supervisor {
     c.stdin = c.master = -1; // attach sessions write no more (the numbers may be reused)
     const recordDir = c.state.record!;
     const oom = oomKilled(c.state);
-    // The cleanup `micro run` does at its end: networks, cgroups, image use, state dir.
-    try {
-      await detachedNetworksDown(c.stateDir, () => this.sys);
-      removeRun(c.stateDir, c.state, () => this.sys);
-    } catch { /* the next command's gc tries again */ }
     const rec = readRecord(recordDir);
     const policy = (c.state as RunState & { restart?: RestartPolicy }).restart;
     if (rec && !rec.rm) {
@@ -763,6 +758,13 @@ export class Supervisor {
         writeRecord(recordDir, rec);
       } catch { /* the store is gone */ }
     }
+    // The cleanup `micro run` does at its end: networks, cgroups, image use, state dir. After
+    // the record: a command that finds the state dir gone reads the end from the record
+    // (`micro wait` printed -1 in that gap on CI).
+    try {
+      await detachedNetworksDown(c.stateDir, () => this.sys);
+      removeRun(c.stateDir, c.state, () => this.sys);
+    } catch { /* the next command's gc tries again */ }
     this.containers.delete(c.runId);
     const recorded = rec && !rec.rm ? rec.exitCode ?? null : exitCode;
     c.end({ exitCode, recorded });

@@ -8,7 +8,7 @@
  * is the container's all the same, through its eth0, the veth and micro0.
  */
 import assert from "node:assert/strict";
-import { exists, IMAGE, lacking, microTest, ok, show } from "./_helpers.ts";
+import { exists, IMAGE, lacking, microTest, ok, show, waitFor } from "./_helpers.ts";
 import { type Netns, uniqueName, withHosts } from "./_netns.ts";
 
 const CNI_DIR = "/usr/lib/cni";
@@ -40,8 +40,10 @@ async function measure(host: Netns, name: string, reverse: boolean, seconds = 4)
     const r = JSON.parse(out);
     if (r.end?.sum_received) return r.end.sum_received.bits_per_second / 1e6;
     // The one-client server may still be closing the last test's session (seen on a loaded
-    // host: "unable to receive control message: Connection reset by peer"): try again.
-    if (attempt < 3 && /control message|busy/.test(r.error ?? "")) {
+    // host: "unable to receive control message: Connection reset by peer"), or opening its
+    // listening socket again after it ("unable to connect to server: Connection refused",
+    // seen on CI): try again.
+    if (attempt < 5 && /control message|busy|Connection refused/.test(r.error ?? "")) {
       await new Promise((ok) => setTimeout(ok, 1000));
       continue;
     }
@@ -54,6 +56,8 @@ async function withServer(host: Netns, fn: () => Promise<void>): Promise<void> {
   // Every address of the playing host: micro0 (and its 10.88.0.1) exists only while a
   // container runs on it.
   await host.sh("iperf3 -s -D -p 5201 --pidfile /run/micro/iperf3.pid");
+  // -D returns before the server listens.
+  await waitFor(async () => (await host.sh("ss -Hltn sport = :5201")).trim() !== "", 5000);
   try {
     await fn();
   } finally {
