@@ -184,10 +184,17 @@ export function rm(argv: string[]): Promise<number> {
               timeout: 10,
             });
             if (!r.ok) throw new MicroError(r.error ?? `rm: container ${ref}: not stopped`);
-          } else if (live) {
-            const { killRecorded } = await import("../core/state.ts");
-            await killContainer(rec, s.state, s.uid, killRecorded);
-            await gcState(); // what a micro killed in turn left
+          } else {
+            if (live) {
+              const { killRecorded } = await import("../core/state.ts");
+              await killContainer(rec, s.state, s.uid, killRecorded);
+              await gcState(); // what a micro killed in turn left
+            }
+            // Exited, but perhaps in its restart policy's back-off, or its runner already
+            // starting it (it read the record): cancelled and waited for, else the container
+            // comes back once removed.
+            const { askRunning } = await import("../core/supervisor/client.ts");
+            await askRunning(s.state, { op: "stop", runId: rec.runId, signal: 9, timeout: 0 });
           }
           const why = removeContainerDir(containerDir(s.root, rec.id));
           if (why) throw new MicroError(`rm: container ${ref}: ${why}`);

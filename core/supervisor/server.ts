@@ -127,13 +127,24 @@ class Supervised {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * A restart to come or under way. `done` settles once it is over (its container started and
+ * taken, or not): a stop or an rm waits for it, else a runner that already read the record
+ * brings the container back after `micro rm -f` said it was gone. `wake` ends the back-off.
+ */
+interface Restart {
+  cancelled: boolean;
+  done?: Promise<void>;
+  wake?: () => void;
+}
+
 /** Runners at once: 50 concurrent `run -d` on 2 cores thrashed with one Deno each. */
 const MAX_RUNNERS = 4;
 
 export class Supervisor {
   readonly containers = new Map<string, Supervised>();
   /** Restarts waiting for their back-off (or starting): a stop cancels them. */
-  private readonly restarting = new Map<string, { cancelled: boolean }>();
+  private readonly restarting = new Map<string, Restart>();
   private pending = 0;
   private readonly sys: Sys;
   private readonly startTime: number;
@@ -284,8 +295,13 @@ export class Supervisor {
       }
       case "stop": {
         const pending = this.restarting.get(req.runId);
-        if (pending) pending.cancelled = true;
+        if (pending) {
+          pending.cancelled = true;
+          pending.wake?.();
+        }
         clearRestart(this.root, req.runId);
+        // A restart's runner at work: it ends first (the restart stops what it started).
+        await pending?.done;
         // Ended already (and recorded: a container leaves the map last): nothing to stop.
         if (!this.containers.has(req.runId)) return { ok: true };
         return await this.stop(this.find(req.runId), req.signal, req.timeout);
@@ -633,10 +649,10 @@ export class Supervisor {
     id: string,
     runner: { pid: number; start: number },
   ): void {
-    const pending = { cancelled: false };
+    const pending: Restart = { cancelled: false };
     this.restarting.set(runId, pending);
     this.pending++;
-    void (async () => {
+    pending.done = (async () => {
       try {
         while (isAlive(runner.pid, runner.start)) await sleep(100);
         if (this.restarting.get(runId) !== pending) return;
@@ -644,8 +660,11 @@ export class Supervisor {
         // Its runner killed as well, the container may run on: taken over.
         this.adoptRun(runId);
         const rec = readRecord(recordDir);
+        const now = this.containers.get(runId);
+        // Stopped (or removed) meanwhile: what runs on stops now.
+        if (pending.cancelled && now) await this.stop(now, 9, 0);
         if (
-          pending.cancelled || this.containers.has(runId) || !rec || rec.id !== id ||
+          pending.cancelled || now || !rec || rec.id !== id ||
           rec.state === "running"
         ) {
           clearRestart(this.root, runId);
@@ -786,15 +805,21 @@ export class Supervisor {
    * pending.ts): a supervisor killed during the back-off loses no restart.
    */
   private scheduleRestart(runId: string, recordDir: string, id: string, delay: number): void {
-    const pending = { cancelled: false };
+    const pending: Restart = { cancelled: false };
     this.restarting.set(runId, pending);
     try {
       markRestart(this.root, runId, { recordDir, id, due: Date.now() + delay });
     } catch { /* not noted: kept in memory only */ }
     this.pending++;
-    void (async () => {
+    pending.done = (async () => {
       try {
-        await sleep(delay);
+        await new Promise<void>((wake) => {
+          const t = setTimeout(wake, delay);
+          pending.wake = () => {
+            clearTimeout(t);
+            wake();
+          };
+        });
         const again = readRecord(recordDir);
         if (pending.cancelled || !again || again.state !== "exited" || again.id !== id) return;
         await this.run(["_start", recordDir, "--restarting"], "/", restartEnv());

@@ -1042,6 +1042,28 @@ microTest("rootless: logs -f, restart, stats --no-stream, pause and unpause", as
 
 /** The container's `micro inspect` object. */
 /** A live `micro _start-detached RECORD_DIR` (a start's runner) for `recordDir`, or 0. */
+microTest("rm -f while a restart's runner is at work: the container stays removed", async () => {
+  await withDetached(async (_env, root, o) => {
+    const crash = ["sh", "-c", "exit 1"];
+    for (let k = 0; k < 6; k++) {
+      const name = `gone${k}-${U}`;
+      ok(await run(["run", "-d", "--restart", "always", "--name", name, IMAGE, ...crash], o));
+      const rec = `${o.env!.MICRO_ROOT}/containers/${(await inspectOf(name, o)).Id}`;
+      // the runner has read the record (exited) and starts it again from it
+      assert.ok(
+        await waitFor(() => startRunnerOf(rec) > 0, 30_000),
+        "never caught a restart's runner at work",
+      );
+      ok(await run(["rm", "-f", name], o));
+    }
+    // back-offs of 100 ms doubling: a container brought back would show within 2 s
+    await sleep(2000);
+    assert.equal(ok(await run(["ps", "-a", "-q"], o)), "", "a removed container came back");
+    assert.ok(await supervisorGone(root));
+    assert.deepEqual(stateEntries(`${root}/.supervisor/restarts`), [], "a restart note is left");
+  });
+});
+
 function startRunnerOf(recordDir: string): number {
   for (const e of Deno.readDirSync("/proc")) {
     if (!/^\d+$/.test(e.name)) continue;
