@@ -654,7 +654,9 @@ export class Supervisor {
     this.pending++;
     pending.done = (async () => {
       try {
-        while (isAlive(runner.pid, runner.start)) await sleep(100);
+        // A stop waits for this: it need not wait for that runner (its hand-over fails, it
+        // stops what it started), nor for a process that only looks like one.
+        while (!pending.cancelled && isAlive(runner.pid, runner.start)) await sleep(100);
         if (this.restarting.get(runId) !== pending) return;
         this.restarting.delete(runId);
         // Its runner killed as well, the container may run on: taken over.
