@@ -284,8 +284,21 @@ export class Supervisor {
         return { ok: true };
       case "run":
         return await this.run(["run", ...req.argv.slice(1)], req.cwd, req.env);
-      case "start":
+      case "start": {
+        // Its restart policy's restart, waiting or under way: done now, and that is the start
+        // (two runners for one container: one failed, "already running").
+        const runId = readRecord(req.recordDir)?.runId ?? "";
+        const pending = this.restarting.get(runId);
+        if (pending && !pending.cancelled) {
+          pending.wake?.();
+          await pending.done;
+          const c = this.containers.get(runId);
+          if (c) {
+            return { ok: true, code: 0, stdout: (readRecord(req.recordDir)?.id ?? runId) + "\n" };
+          }
+        }
         return await this.run(["_start", req.recordDir, ...req.argv], req.cwd, req.env);
+      }
       case "kill": {
         const c = this.find(req.runId);
         if (req.signal === 9) c.stopped = true;

@@ -1064,6 +1064,26 @@ microTest("rm -f while a restart's runner is at work: the container stays remove
   });
 });
 
+microTest("start during a restart's back-off or run: that restart is the start", async () => {
+  await withDetached(async (_env, root, o) => {
+    const name = `racing-${U}`;
+    ok(
+      await run(
+        ["run", "-d", "--restart", "always", "--name", name, IMAGE, "sh", "-c", "exit 1"],
+        o,
+      ),
+    );
+    // each start lands in a back-off, or while a restart's runner works (one failed with
+    // "a container named ... is already running" about 1 in 15)
+    for (let k = 0; k < 15; k++) {
+      ok(await run(["start", name], o));
+      await sleep((k % 7) * 100);
+    }
+    ok(await run(["rm", "-f", name], o));
+    assert.ok(await supervisorGone(root));
+  });
+});
+
 function startRunnerOf(recordDir: string): number {
   for (const e of Deno.readDirSync("/proc")) {
     if (!/^\d+$/.test(e.name)) continue;
