@@ -405,15 +405,23 @@ export class Supervisor {
     }
     const writer = child.stdin.getWriter();
     if (handed) {
+      let adopted = false;
       try {
         await this.adopt(handed, child.pid);
+        adopted = true;
         await writer.write(new TextEncoder().encode("ok\n"));
       } catch (e) {
-        // The runner kills the container and cleans up when it gets no "ok".
-        await writer.close().catch(() => {});
-        await child.status;
-        reader.releaseLock();
-        throw e;
+        // The runner died after the hand-over (its "ok" not written): the container is this
+        // supervisor's all the same, and is watched below.
+        if (adopted) {
+          await writer.close().catch(() => {});
+        } else {
+          // The runner kills the container and cleans up when it gets no "ok".
+          await writer.close().catch(() => {});
+          await child.status;
+          reader.releaseLock();
+          throw e;
+        }
       }
     }
     await writer.close().catch(() => {});
