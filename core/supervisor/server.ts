@@ -411,12 +411,9 @@ export class Supervisor {
         adopted = true;
         await writer.write(new TextEncoder().encode("ok\n"));
       } catch (e) {
-        // The runner died after the hand-over (its "ok" not written): the container is this
-        // supervisor's all the same, and is watched below.
-        if (adopted) {
-          await writer.close().catch(() => {});
-        } else {
-          // The runner kills the container and cleans up when it gets no "ok".
+        // Adopted, the runner died before reading "ok": the container is this supervisor's
+        // all the same, and is watched below. Else the runner kills it and cleans up.
+        if (!adopted) {
           await writer.close().catch(() => {});
           await child.status;
           reader.releaseLock();

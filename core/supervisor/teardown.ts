@@ -1,7 +1,7 @@
 /**
- * The network part of a detached run's cleanup. The engine leaves it undone once the
- * container is handed over (it must outlive the runner), so whoever ends the container
- * does it: the supervisor when the container ends, the runner when the hand-over failed.
+ * The network part of a detached run's cleanup, done by the supervisor when the container
+ * ends: the engine leaves it undone once the container is handed over (it must outlive the
+ * runner; a hand-over that fails is undone by the engine's own cleanup).
  */
 import type { Sys } from "../sys/mod.ts";
 import { stopLeftHelper } from "../usernet/record.ts";
