@@ -3,11 +3,13 @@
  * the test's own with everything in it killed at the end, and the two modes (root and
  * rootless) the detached tests run in.
  */
+import assert from "node:assert/strict";
 import {
   IMAGE,
   lacking,
   MICRO,
   NEEDS,
+  pidAlive,
   run,
   type RunOptions,
   waitFor,
@@ -134,6 +136,15 @@ export function killAllDetached(root: string): void {
   } catch { /* no root */ }
   // A micro command that ran later may have started a new one meanwhile: once more.
   killPid(supervisorPid(root));
+}
+
+/** SIGKILLs the supervisor of `root` (one must run), waits until it is gone; its pid. */
+export async function killSupervisor(root: string): Promise<number> {
+  const pid = supervisorPid(root);
+  assert.ok(pid, "no supervisor runs");
+  Deno.kill(pid, "SIGKILL");
+  assert.ok(await waitFor(() => !pidAlive(pid), 5000), "the supervisor outlived SIGKILL");
+  return pid;
 }
 
 /** Waits until the supervisor of `root` has left (it leaves when it supervises nothing). */

@@ -25,6 +25,7 @@ import {
 } from "./_helpers.ts";
 import { assertSameAsInit, INIT } from "./_probe.ts";
 import {
+  killSupervisor,
   logHas,
   MODES,
   NOBODY,
@@ -625,11 +626,8 @@ for (const m of MODES) {
           ], o),
         ).trim();
         assert.ok(await logHas(id, "n3", o), "the container wrote nothing");
-        const sup = supervisorPid(root);
-        assert.ok(sup, "no supervisor runs");
         const st = JSON.parse(Deno.readTextFileSync(`${root}/${id.slice(0, 12)}/state.json`));
-        Deno.kill(sup, "SIGKILL");
-        assert.ok(await waitFor(() => !pidAlive(sup), 5000), "the supervisor outlived SIGKILL");
+        const sup = await killSupervisor(root);
         await sleep(300);
         assert.ok(pidAlive(st.containerPid), "the container died with its supervisor");
         assert.ok(pidAlive(st.keeper.pid), "the keeper died with the supervisor");
@@ -687,9 +685,7 @@ for (const m of MODES) {
           }, 30_000),
           "never caught in its back-off",
         );
-        const sup = supervisorPid(root)!;
-        Deno.kill(sup, "SIGKILL");
-        assert.ok(await waitFor(() => !pidAlive(sup), 5000), "the supervisor outlived SIGKILL");
+        await killSupervisor(root);
         const ups = ok(await run(["logs", loop], o)).split("up").length;
         // the next command's supervisor starts it again
         ok(await run(["ps"], o));
@@ -708,10 +704,7 @@ for (const m of MODES) {
           await waitFor(() => (runner = startRunnerOf(rec)) > 0, 30_000),
           "never caught a restart's runner at work",
         );
-        const sup2 = supervisorPid(root);
-        assert.ok(sup2, "no supervisor runs");
-        Deno.kill(sup2, "SIGKILL");
-        assert.ok(await waitFor(() => !pidAlive(sup2), 5000), "the supervisor outlived SIGKILL");
+        await killSupervisor(root);
         const ups2 = ok(await run(["logs", loop], o)).split("up").length;
         ok(await run(["ps"], o));
         assert.ok(
@@ -729,10 +722,7 @@ for (const m of MODES) {
         const up = ["sh", "-c", "echo up; exec sleep 1000"];
         ok(await run(["run", "-d", "--restart", "always", "--name", svc, IMAGE, ...up], o));
         const first = await inspectOf(svc, o);
-        const again = supervisorPid(root);
-        assert.ok(again, "no supervisor runs");
-        Deno.kill(again, "SIGKILL");
-        assert.ok(await waitFor(() => !pidAlive(again), 5000), "the supervisor outlived SIGKILL");
+        await killSupervisor(root);
         Deno.kill(first.State.Pid, "SIGKILL");
         assert.ok(await waitFor(() => !pidAlive(first.State.Pid), 5000), "it outlived SIGKILL");
         let now = first;

@@ -387,6 +387,11 @@ microTest(
   async () => {
     await withHosts(async (host) => {
       const d = uniqueName("det");
+      /** A detached `sleep` on the bridge, through `verb` (run, or the runner itself). */
+      const sleeper = (
+        verb: string,
+        name: string,
+      ) => [verb, "-d", "--name", name, "--network", "bridge", IMAGE, "sleep", "1000"];
       const supervisor = () => {
         try {
           return Number(Deno.readTextFileSync(`${host.stateRoot}/.supervisor/pid`).trim());
@@ -395,19 +400,7 @@ microTest(
         }
       };
       try {
-        ok(
-          await host.micro([
-            "run",
-            "-d",
-            "--name",
-            d,
-            "--network",
-            "bridge",
-            IMAGE,
-            "sleep",
-            "1000",
-          ]),
-        );
+        ok(await host.micro(sleeper("run", d)));
         // The detached container's runner has left: its veth still makes the bridge in use.
         const f = uniqueName("fg");
         ok(await host.micro(["run", "--rm", "--name", f, "--network", "bridge", IMAGE, "true"]));
@@ -427,17 +420,7 @@ microTest(
         // The runner of a run -d whose hand-over fails (no supervisor reads it) kills the
         // container and undoes the whole run: network, cgroups, state.
         const x = uniqueName("lost");
-        const r = await host.micro([
-          "_run-detached",
-          "-d",
-          "--name",
-          x,
-          "--network",
-          "bridge",
-          IMAGE,
-          "sleep",
-          "1000",
-        ]);
+        const r = await host.micro(sleeper("_run-detached", x));
         assert.equal(r.code, 125, show(r));
         assert.match(r.stderr, /the supervisor did not take the container/);
         await assertClean(host, x);
