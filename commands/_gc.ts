@@ -1,19 +1,21 @@
 /** Every command that touches containers first cleans what killed runs left (DESIGN.md §7). */
 export async function gcState(): Promise<void> {
-  const { deadNetworkRuns, gc, killRecorded, stateRoot, unsupervised } = await import(
-    "../core/state.ts"
-  );
-  const { openLibc } = await import("../core/sys/libc.ts");
+  const { nothingToSweep, stateRoot } = await import("../core/stateroot.ts");
   const uid = Deno.uid() ?? 0;
-  const networks = deadNetworkRuns(stateRoot(uid), uid, openLibc);
+  const root = stateRoot(uid);
+  // The common case (every run alive, or none) loads none of the cleanup code.
+  if (nothingToSweep(root, uid)) return;
+  const { deadNetworkRuns, gc, killRecorded, unsupervised } = await import("../core/state.ts");
+  const { openLibc } = await import("../core/sys/libc.ts");
+  const networks = deadNetworkRuns(root, uid, openLibc);
   if (networks.length) {
     const { gcNetworks } = await import("../core/cni/gc.ts");
     for (const w of await gcNetworks(networks)) console.error(`micro: warning: cleanup: ${w}`);
   }
-  gc(stateRoot(uid), uid, (pid, start) => killRecorded(pid, start), openLibc);
+  gc(root, uid, (pid, start) => killRecorded(pid, start), openLibc);
   // Detached containers whose supervisor was killed: a new one takes them over.
-  if (unsupervised(stateRoot(uid), uid)) {
+  if (unsupervised(root, uid)) {
     const { ask } = await import("../core/supervisor/client.ts");
-    await ask(stateRoot(uid), uid, { op: "ping" });
+    await ask(root, uid, { op: "ping" });
   }
 }

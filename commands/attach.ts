@@ -70,7 +70,7 @@ export async function attach(argv: string[]): Promise<number> {
   const { gcState } = await import("./_gc.ts");
   await gcState();
   const { storeRoot } = await import("../core/store/paths.ts");
-  const { stateRoot } = await import("../core/state.ts");
+  const { stateRoot } = await import("../core/stateroot.ts");
   const uid = Deno.uid() ?? 0;
   const s = { root: root ?? storeRoot(uid), state: stateRoot(uid), uid };
   const { resolveContainer } = await import("../core/store/containers.ts");

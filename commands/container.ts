@@ -60,7 +60,7 @@ async function withHelp(fn: () => Promise<number>): Promise<number> {
 
 async function store(root?: string) {
   const { storeRoot } = await import("../core/store/paths.ts");
-  const { stateRoot } = await import("../core/state.ts");
+  const { stateRoot } = await import("../core/stateroot.ts");
   const uid = Deno.uid() ?? 0;
   return { root: root ?? storeRoot(uid), state: stateRoot(uid), uid };
 }

@@ -11,7 +11,7 @@ import type { ContainerRecord } from "../core/store/containers.ts";
 
 async function where(root?: string) {
   const { storeRoot } = await import("../core/store/paths.ts");
-  const { stateRoot } = await import("../core/state.ts");
+  const { stateRoot } = await import("../core/stateroot.ts");
   const uid = Deno.uid() ?? 0;
   return { root: root ?? storeRoot(uid), state: stateRoot(uid), uid };
 }
@@ -150,7 +150,7 @@ export async function runDetached(argv: string[]): Promise<number> {
 
 /** `micro _supervise`: the supervisor of this user's state root (core/supervisor/server.ts). */
 export async function supervise(_argv: string[]): Promise<number> {
-  const { stateRoot } = await import("../core/state.ts");
+  const { stateRoot } = await import("../core/stateroot.ts");
   const { Supervisor } = await import("../core/supervisor/server.ts");
   const uid = Deno.uid() ?? 0;
   return await new Supervisor(stateRoot(uid), uid).serve();

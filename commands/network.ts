@@ -153,7 +153,7 @@ async function list(dir: string, a: Args): Promise<number> {
 async function attached(
   network: string,
 ): Promise<{ id: string; name: string; address: string; ports: unknown[] }[]> {
-  const { stateRoot } = await import("../core/state.ts");
+  const { stateRoot } = await import("../core/stateroot.ts");
   const { liveRecords } = await import("../core/cni/attach.ts");
   const out: { id: string; name: string; address: string; ports: unknown[] }[] = [];
   for (const { name, cache: c, state } of liveRecords(stateRoot(0))) {

@@ -50,7 +50,7 @@ export async function plan(argv: string[]): Promise<number> {
   }
   await gcState();
   mark("state gc");
-  const { planCommand } = await import("../core/run.ts");
+  const { planCommand } = await import("../core/prepare.ts");
   mark("load run modules");
   return await planCommand(argv);
 }

@@ -14,6 +14,22 @@ import { openLibc } from "./sys/libc.ts";
 import { now, span } from "./trace.ts";
 import { hasPendingRestarts, markRestart } from "./supervisor/pending.ts";
 import { nextDelay, type RestartPolicy, shouldRestart } from "./supervisor/policy.ts";
+import {
+  isAlive,
+  processStartTime,
+  readState,
+  untrustedRoot,
+  untrustedRootError,
+} from "./stateroot.ts";
+
+export {
+  isAlive,
+  processStartTime,
+  readState,
+  stateRoot,
+  untrustedRoot,
+  untrustedRootError,
+} from "./stateroot.ts";
 
 export interface RunState {
   id: string;
@@ -62,68 +78,6 @@ export interface RunState {
   exec?: ExecRecord;
 }
 
-export function stateRoot(uid: number): string {
-  // Another state root (tests, a second instance): checked like any other (untrustedRoot).
-  const own = Deno.env.get("MICRO_STATE_ROOT");
-  if (own && own.startsWith("/")) return own;
-  if (uid === 0) return "/run/micro";
-  const xdg = Deno.env.get("XDG_RUNTIME_DIR");
-  // Not /tmp/micro-<uid>: the launcher may keep its cache there.
-  return xdg ? `${xdg}/micro` : `/tmp/micro-state-${uid}`;
-}
-
-/**
- * Why the state root cannot be trusted, if it cannot: state.json names paths micro
- * removes and processes it kills, so only a directory of the caller's that nobody else
- * may write (and not a symlink, in a shared /tmp) is used.
- */
-export function untrustedRoot(root: string, uid: number): string | undefined {
-  let st: Deno.FileInfo;
-  try {
-    st = Deno.lstatSync(root);
-  } catch {
-    return undefined; // not there yet: created below, ours
-  }
-  if (st.isSymlink || !st.isDirectory) return `${root} is not a directory`;
-  if (st.uid !== uid) return `${root} belongs to uid ${st.uid}, not to you (${uid})`;
-  if ((st.mode ?? 0) & 0o022) return `${root} may be written by others`;
-  return undefined;
-}
-
-/**
- * The error for a state root micro will not use: what is wrong, that the refusal is on
- * purpose (whoever controls the directory could make micro kill processes and remove
- * files), and the way out. Rootless, another user can squat `/tmp/micro-state-UID`.
- */
-export function untrustedRootError(root: string, uid: number, why: string): MicroError {
-  const yours = why.endsWith("written by others");
-  const fix = yours
-    ? `chmod go-w ${root}`
-    : uid === 0
-    ? `remove ${root}; micro makes it again`
-    : `set XDG_RUNTIME_DIR to a private directory of yours, or have root remove ${root}`;
-  return new MicroError(
-    `state root: ${why}: refused on purpose, since whoever controls it could make micro ` +
-      `kill processes and remove files`,
-    { hint: fix },
-  );
-}
-
-/**
- * Field 22 of /proc/PID/stat, or -1 when the process is gone: a zombie is gone too (its
- * parent may be slow to reap it: a killed supervisor's parent is init).
- */
-export function processStartTime(pid: number): number {
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    if (rest[0] === "Z" || rest[0] === "X") return -1;
-    return Number(rest[19]);
-  } catch {
-    return -1;
-  }
-}
-
 export function newId(): string {
   const b = crypto.getRandomValues(new Uint8Array(6));
   return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
@@ -136,14 +90,6 @@ export function writeState(dir: string, state: RunState): void {
   Deno.writeTextFileSync(tmp, JSON.stringify(state, null, 2) + "\n", { mode: 0o600 });
   Deno.renameSync(tmp, `${dir}/state.json`);
   span("state write", t);
-}
-
-export function readState(dir: string): RunState | null {
-  try {
-    return JSON.parse(Deno.readTextFileSync(`${dir}/state.json`)) as RunState;
-  } catch {
-    return null;
-  }
 }
 
 /**
@@ -194,12 +140,6 @@ export function killRecorded(pid: number, start?: number): void {
   try {
     Deno.kill(pid, "SIGKILL");
   } catch { /* already gone */ }
-}
-
-export function isAlive(pid: number | undefined, start: number | undefined): boolean {
-  if (!pid) return false;
-  const now = processStartTime(pid);
-  return now >= 0 && now === start;
 }
 
 /**

@@ -22,7 +22,8 @@ import {
   resultAddress,
   writeCache,
 } from "./exec.ts";
-import { isAlive, readState, type RunState } from "../state.ts";
+import { isAlive, readState } from "../stateroot.ts";
+import type { RunState } from "../state.ts";
 import { findRunning } from "../exec/find.ts";
 import { formatMapping, type PortMapping } from "./ports.ts";
 import {

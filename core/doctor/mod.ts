@@ -189,7 +189,7 @@ export function hostFacts(sys: Sys, uid = Deno.uid() ?? 0): Fact[] {
 export async function profileVerdict(
   name: string,
 ): Promise<{ ok: boolean; problems: string[]; warnings: string[] }> {
-  const { prepare } = await import("../run.ts");
+  const { prepare } = await import("../prepare.ts");
   try {
     const p = await prepare(["plan", "--profile", name, "--", "/bin/true"]);
     const warnings = p.ops.flatMap((o) => o.kind === "skipped" ? [o.args.reason] : []);

@@ -4,13 +4,8 @@
  * the state root (DESIGN.md §7): the run's state dir, with micro's pid and start time, and
  * those processes alive. Only a state root micro trusts names processes to kill.
  */
-import {
-  processStartTime,
-  readState,
-  type RunState,
-  untrustedRoot,
-  untrustedRootError,
-} from "../state.ts";
+import { processStartTime, readState, untrustedRoot, untrustedRootError } from "../stateroot.ts";
+import type { RunState } from "../state.ts";
 import type { ContainerRecord } from "./containers.ts";
 import { isPaused, thawKilled } from "../stats/mod.ts";
 

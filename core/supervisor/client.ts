@@ -8,7 +8,7 @@
  */
 import { MicroError } from "../errors.ts";
 import { microExe } from "../store/rmtree.ts";
-import { untrustedRoot, untrustedRootError } from "../state.ts";
+import { untrustedRoot, untrustedRootError } from "../stateroot.ts";
 
 export function supervisorDir(stateRoot: string): string {
   return `${stateRoot}/.supervisor`;

@@ -15,7 +15,8 @@ import {
 } from "../../core/state.ts";
 import { openLibc } from "../../core/sys/libc.ts";
 import { pidOfPidfd, ptracersIn } from "../../core/run.ts";
-import { ptracersInNs } from "../../core/state.ts";
+import { processStartTime, ptracersInNs } from "../../core/state.ts";
+import { nothingToSweep } from "../../core/stateroot.ts";
 import { RecordingSys } from "../../core/sys/fake.ts";
 
 function withTemp(fn: (dir: string) => void): void {
@@ -237,5 +238,42 @@ Deno.test("ptracersIn: the processes of that pid namespace whose bounding set ha
     Deno.writeTextFileSync(`${proc}/self/fdinfo/5`, "pos:\t0\nflags:\t02000002\nPid:\t20\n");
     assert.equal(pidOfPidfd(5, proc), 20);
     assert.equal(pidOfPidfd(6, proc), -1);
+  });
+});
+
+Deno.test("nothingToSweep: only when every run's micro lives and no restart is noted", () => {
+  withTemp((tmp) => {
+    const root = `${tmp}/state`;
+    assert.ok(nothingToSweep(root, me), "no state root: nothing to sweep");
+    Deno.mkdirSync(root, { mode: 0o700 });
+    assert.ok(nothingToSweep(root, me), "an empty root");
+    // A run of a live micro (this process) is left alone by gc: nothing to sweep.
+    const live = `${root}/live`;
+    Deno.mkdirSync(live);
+    writeState(live, {
+      id: "live",
+      pid: Deno.pid,
+      startTime: processStartTime(Deno.pid),
+      image: null,
+      created: "",
+    } as RunState);
+    assert.ok(nothingToSweep(root, me), "a live run");
+    // A dir with no state yet: the full sweep decides (it skips young ones).
+    Deno.mkdirSync(`${root}/young`);
+    assert.equal(nothingToSweep(root, me), false, "a run dir without a state");
+    Deno.removeSync(`${root}/young`);
+    // A dead run: the sweep has work.
+    deadRun(root, "dead");
+    assert.equal(nothingToSweep(root, me), false, "a dead run");
+    assert.deepEqual(gc(root, me, noKill, openLibc, () => assert.fail("warned")), ["dead"]);
+    assert.ok(nothingToSweep(root, me), "swept");
+    // A restart noted for the supervisor: the sweep pings it.
+    Deno.mkdirSync(`${root}/.supervisor/restarts`, { recursive: true });
+    Deno.writeTextFileSync(`${root}/.supervisor/restarts/abc`, "{}");
+    assert.equal(nothingToSweep(root, me), false, "a noted restart");
+    Deno.removeSync(`${root}/.supervisor`, { recursive: true });
+    // A root micro will not use: the sweep leaves it too (the run refuses it).
+    Deno.chmodSync(root, 0o777);
+    assert.ok(nothingToSweep(root, me), "an untrusted root is never swept");
   });
 });

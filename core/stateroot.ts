@@ -1,0 +1,106 @@
+/**
+ * The state root and the liveness of the runs in it: what every command's sweep reads first
+ * (commands/_gc.ts). Small and with no heavy imports, so a command finds out that nothing
+ * needs cleaning without loading core/state.ts and the cleanup code behind it.
+ */
+import { MicroError } from "./errors.ts";
+import type { RunState } from "./state.ts";
+import { hasPendingRestarts } from "./supervisor/pending.ts";
+
+export function stateRoot(uid: number): string {
+  // Another state root (tests, a second instance): checked like any other (untrustedRoot).
+  const own = Deno.env.get("MICRO_STATE_ROOT");
+  if (own && own.startsWith("/")) return own;
+  if (uid === 0) return "/run/micro";
+  const xdg = Deno.env.get("XDG_RUNTIME_DIR");
+  // Not /tmp/micro-<uid>: the launcher may keep its cache there.
+  return xdg ? `${xdg}/micro` : `/tmp/micro-state-${uid}`;
+}
+
+/**
+ * Why the state root cannot be trusted, if it cannot: state.json names paths micro
+ * removes and processes it kills, so only a directory of the caller's that nobody else
+ * may write (and not a symlink, in a shared /tmp) is used.
+ */
+export function untrustedRoot(root: string, uid: number): string | undefined {
+  let st: Deno.FileInfo;
+  try {
+    st = Deno.lstatSync(root);
+  } catch {
+    return undefined; // not there yet: created below, ours
+  }
+  if (st.isSymlink || !st.isDirectory) return `${root} is not a directory`;
+  if (st.uid !== uid) return `${root} belongs to uid ${st.uid}, not to you (${uid})`;
+  if ((st.mode ?? 0) & 0o022) return `${root} may be written by others`;
+  return undefined;
+}
+
+/**
+ * The error for a state root micro will not use: what is wrong, that the refusal is on
+ * purpose (whoever controls the directory could make micro kill processes and remove
+ * files), and the way out. Rootless, another user can squat `/tmp/micro-state-UID`.
+ */
+export function untrustedRootError(root: string, uid: number, why: string): MicroError {
+  const yours = why.endsWith("written by others");
+  const fix = yours
+    ? `chmod go-w ${root}`
+    : uid === 0
+    ? `remove ${root}; micro makes it again`
+    : `set XDG_RUNTIME_DIR to a private directory of yours, or have root remove ${root}`;
+  return new MicroError(
+    `state root: ${why}: refused on purpose, since whoever controls it could make micro ` +
+      `kill processes and remove files`,
+    { hint: fix },
+  );
+}
+
+/**
+ * Field 22 of /proc/PID/stat, or -1 when the process is gone: a zombie is gone too (its
+ * parent may be slow to reap it: a killed supervisor's parent is init).
+ */
+export function processStartTime(pid: number): number {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (rest[0] === "Z" || rest[0] === "X") return -1;
+    return Number(rest[19]);
+  } catch {
+    return -1;
+  }
+}
+
+export function isAlive(pid: number | undefined, start: number | undefined): boolean {
+  if (!pid) return false;
+  const now = processStartTime(pid);
+  return now >= 0 && now === start;
+}
+
+export function readState(dir: string): RunState | null {
+  try {
+    return JSON.parse(Deno.readTextFileSync(`${dir}/state.json`)) as RunState;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Whether the sweep (core/state.ts gc, deadNetworkRuns, unsupervised) has nothing to do:
+ * every run dir has a state whose micro (or supervisor) is alive, and no restart is noted.
+ * Each of those skips exactly such runs (and a root micro will not use); anything else (a
+ * dead pid, a dir without a state yet) is left to the full sweep to decide.
+ */
+export function nothingToSweep(root: string, uid: number): boolean {
+  if (untrustedRoot(root, uid)) return true; // the sweep leaves it; the run refuses it
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(root)];
+  } catch {
+    return true; // no state root: no runs
+  }
+  for (const e of entries) {
+    if (!e.isDirectory || e.name.startsWith(".")) continue;
+    const state = readState(`${root}/${e.name}`);
+    if (!state || !isAlive(state.pid, state.startTime)) return false;
+  }
+  return !hasPendingRestarts(root);
+}
