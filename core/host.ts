@@ -19,7 +19,7 @@ import { hasNamespace, type Spec } from "./spec.ts";
 import { resolveLinks } from "./paths.ts";
 import { C, cstr, type Sys } from "./sys/mod.ts";
 import { openLibc } from "./sys/libc.ts";
-import { probeNetwork } from "./cni/probe.ts";
+import type { probeNetwork } from "./cni/probe.ts";
 
 /**
  * A container path to the host path it names inside `root`, following symlinks as the
@@ -195,6 +195,21 @@ export interface ProbeOptions {
    * FileRefused. Used instead of the image directory for /etc/passwd and /etc/group.
    */
   readImageFile?: (path: string, cap: number) => string | null;
+  /** core/cni/probe.ts's probe, from networkProbe: required when the spec's network needs it. */
+  probeNetwork?: typeof probeNetwork;
+}
+
+/** The networks whose host facts are probed (CNI plugins, a bridge, the rootless helpers). */
+const PROBED_NETWORKS = ["bridge", "cni", "auto", "pasta", "slirp4netns"];
+
+/**
+ * The network probe for `spec`, loaded only when its network needs one: the CNI modules
+ * behind it are about a tenth of a run's code, and every module loaded is compiled in full
+ * (core/v8.ts), so a run without a network (hardened, --network none) does not load them.
+ */
+export async function networkProbe(spec: Spec): Promise<typeof probeNetwork | undefined> {
+  if (!PROBED_NETWORKS.includes(spec.micro.network)) return undefined;
+  return (await import("./cni/probe.ts")).probeNetwork;
 }
 
 /** Reads every host fact the plan needs. */
@@ -269,10 +284,19 @@ export function probeHost(
       selinux: exists("/sys/fs/selinux/enforce"),
       landlock: spec.micro.landlock ? Math.max(0, landlockAbi()) : 0,
     },
-    ...(["bridge", "cni", "auto", "pasta", "slirp4netns"].includes(spec.micro.network)
-      ? { net: probeNetwork(spec, sys, uid) }
+    ...(PROBED_NETWORKS.includes(spec.micro.network)
+      ? { net: needProbe(opts.probeNetwork, spec.micro.network)(spec, sys, uid) }
       : {}),
   };
+}
+
+/** The probe the caller loaded (networkProbe); a caller that did not is a bug of micro's. */
+function needProbe(
+  probe: typeof probeNetwork | undefined,
+  network: string,
+): typeof probeNetwork {
+  if (!probe) throw new Error(`internal: the host probe of network "${network}" was not loaded`);
+  return probe;
 }
 
 /**

@@ -7,7 +7,7 @@ import { exposedPorts } from "./cni/ports.ts";
 import { parseRun, type Request } from "./cli.ts";
 import { runChecks } from "./checks.ts";
 import { MicroError, MicroErrors } from "./errors.ts";
-import { probeHost } from "./host.ts";
+import { networkProbe, probeHost } from "./host.ts";
 import { type OpenedImage, openImage } from "./engine/image.ts";
 import type { Op } from "./ops.ts";
 import { buildSpec, formatPlan, planRun } from "./plan.ts";
@@ -185,6 +185,7 @@ export async function prepare(argv: string[], again?: ContainerRecord): Promise<
     hostname: containerId.slice(0, 12),
     volumesDir: `${root}/volumes`,
     readImageFile: stored ? (path, cap) => stored.view.readFile(path, cap) : undefined,
+    probeNetwork: await networkProbe(spec),
   });
   resolveAuto(spec, host);
   mark("host probe");

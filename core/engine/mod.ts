@@ -17,8 +17,6 @@ import { RunSignals, signalName } from "../signals.ts";
 import { C, type CStr, cstr, type Sys } from "../sys/mod.ts";
 import type { RecordedCgroup } from "../cgroups/fs.ts";
 import { ParentOps, rootHostId } from "./parent.ts";
-import { NetworkOps } from "../cni/attach.ts";
-import { UsernetOps } from "../usernet/mod.ts";
 import { hookFailure } from "./hook.ts";
 import { Watchdog } from "./watchdog.ts";
 import {
@@ -367,7 +365,7 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
     onCreate: opts.onCgroups,
     reuseContainerDir: opts.reuseContainerDir,
   });
-  const network = networks(new NetworkOps(plan, sys), new UsernetOps(plan));
+  const network = await networksOf(plan, sys, true);
   const signals = opts.signals ?? new RunSignals();
   const stopIfSignalled = () => {
     if (signals.stopSignal) throw stoppedError(signals.stopSignal);
@@ -466,7 +464,7 @@ export async function createDetached(
   const flags = cloneFlags(plan) | C.SIGCHLD;
   const childOps = plan.filter((o) => CHILD_PHASES.includes(o.phase));
   const parent = new ParentOps(plan, sys, { onCreate: opts.onCgroups });
-  const network = new NetworkOps(plan, sys);
+  const network = await networksOf(plan, sys, false);
   const signals = opts.signals ?? new RunSignals();
   let ok = false;
   try {
@@ -551,6 +549,24 @@ function storeFds(ops: Op[], rootPath: string, sys: Sys, idmappedLayers: boolean
 interface Networks {
   attach(pid: number): Promise<void>;
   cleanup(): Promise<string[]>;
+}
+
+/**
+ * The plan's networks: CNI and, with `usernet` (not for OCI `create`, whose caller owns the
+ * network), the rootless helpers. Each module is loaded only when the plan has its ops, and
+ * before the clone (nothing may be compiled after it: core/v8.ts).
+ */
+async function networksOf(plan: Op[], sys: Sys, usernet: boolean): Promise<Networks> {
+  const all: Networks[] = [];
+  if (plan.some((o) => o.kind === "cni-add" || o.kind === "net-join-files")) {
+    const { NetworkOps } = await import("../cni/attach.ts");
+    all.push(new NetworkOps(plan, sys));
+  }
+  if (usernet && plan.some((o) => o.kind === "usernet-start")) {
+    const { UsernetOps } = await import("../usernet/mod.ts");
+    all.push(new UsernetOps(plan));
+  }
+  return networks(...all);
 }
 
 function networks(...all: Networks[]): Networks {

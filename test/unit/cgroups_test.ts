@@ -12,7 +12,12 @@ import {
   type DeviceRule,
   v1Rules,
 } from "../../core/cgroups/devfilter.ts";
-import { killMembers, type RecordedCgroup, removeRecorded } from "../../core/cgroups/fs.ts";
+import {
+  killCgroup,
+  killMembers,
+  type RecordedCgroup,
+  removeRecorded,
+} from "../../core/cgroups/fs.ts";
 import type { CgroupLayout } from "../../core/cgroups/layout.ts";
 import {
   blkioToIoWeight,
@@ -736,7 +741,7 @@ Deno.test("v1: attach joins the child to every hierarchy; oomKilled reads memory
   });
 });
 
-Deno.test("v1: cleanup freezes and removes the run's dirs, and each parent once empty", () => {
+Deno.test("v1: cleanup removes the run's dirs, and each parent once empty", () => {
   withFs("v1", (fs) => {
     fs.cgroup(`memory/micro/other-run`); // another run's, under the shared memory parent
     const { plan } = setup({ memory: "256m", pidsLimit: 10 }, host(fs.layout()));
@@ -747,11 +752,9 @@ Deno.test("v1: cleanup freezes and removes the run's dirs, and each parent once 
     fs.events.length = 0;
     const before = fs.writes.length;
     assert.deepEqual(parent.cleanup(), []);
-    // Freeze, (nothing to kill), thaw; then the dirs in reverse, each parent after its run's.
-    assert.deepEqual(fs.writes.slice(before), [
-      [`freezer/micro/${ID}/freezer.state`, "FROZEN"],
-      [`freezer/micro/${ID}/freezer.state`, "THAWED"],
-    ]);
+    // Empty: no freeze and thaw (the next test has one); the dirs in reverse, each parent
+    // after its run's.
+    assert.deepEqual(fs.writes.slice(before), []);
     assert.deepEqual(fs.kills, []);
     assert.deepEqual(
       fs.events,
@@ -774,8 +777,14 @@ Deno.test("v1: cleanup kills a process left in the cgroup (freezer, SIGKILL, tha
     const { parent } = parentOps(fs, plan());
     parent.prepare();
     parent.attach(NO_SUCH_PID);
+    const before = fs.writes.length;
     assert.deepEqual(parent.cleanup(), []);
     assert.deepEqual(fs.kills, [[NO_SUCH_PID, "SIGKILL"]]);
+    // Frozen while it is listed and killed, then thawed (the kill lands on thaw).
+    assert.deepEqual(fs.writes.slice(before).filter(([p]) => p.endsWith("freezer.state")), [
+      [`freezer/micro/${ID}/freezer.state`, "FROZEN"],
+      [`freezer/micro/${ID}/freezer.state`, "THAWED"],
+    ]);
     assert.deepEqual(fs.cgroups().filter((c) => c.includes("micro")), []);
   });
 });
@@ -1591,4 +1600,19 @@ Deno.test("cgroup kill without cgroup.kill: through pidfds, only pids still list
   assert.equal(killMembers(old, () => again.shift() ?? []), 2);
   assert.deepEqual(old.format().filter((l) => l.startsWith("kill")), ["kill(13, 9)"]);
   assert.equal(killMembers(old, () => []), 0);
+});
+
+Deno.test("killCgroup: an empty cgroup is not frozen and thawed (nothing in it can fork)", () => {
+  const dir = Deno.makeTempDirSync({ prefix: "micro-cg-" });
+  try {
+    Deno.writeTextFileSync(`${dir}/cgroup.procs`, "");
+    Deno.writeTextFileSync(`${dir}/freezer.state`, "THAWED\n");
+    const sys = () => assert.fail("no process to signal: libc is not needed");
+    assert.equal(killCgroup(dir, "freezer", sys), true);
+    assert.equal(Deno.readTextFileSync(`${dir}/freezer.state`), "THAWED\n", "freezer written");
+    assert.equal(killCgroup(dir, "cgroup.kill", sys), true);
+    assert.throws(() => Deno.statSync(`${dir}/cgroup.kill`), Deno.errors.NotFound);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
 });
