@@ -13,9 +13,12 @@ import { formatBytes } from "./cgroups/units.ts";
 import { prepare, type Prepared } from "./prepare.ts";
 import {
   createRunDir,
+  isAlive,
+  killRecorded,
   lockRun,
   processStartTime,
   ptracersInNs,
+  readState,
   removeRun,
   type RunState,
   stateRoot,
@@ -148,6 +151,12 @@ export async function runCommand(
     if (use) {
       use.release();
       delete state.imageId;
+    }
+    // A supervisor that failed or died while taking the container may have recorded its
+    // stdio keeper in the state already: that process goes with the run.
+    if (detach) {
+      const k = readState(dir)?.keeper;
+      if (k && isAlive(k.pid, k.startTime)) killRecorded(k.pid, k.startTime);
     }
     try {
       removeRun(dir, state, () => sys);

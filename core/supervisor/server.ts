@@ -564,12 +564,7 @@ export class Supervisor {
     }
     child.unref();
     void child.status.catch(() => {});
-    // Until sh has opened them, its fds are not the pipes (and the terminal) yet.
-    for (let k = 0; k < 100; k++) {
-      if (want.every(([fd, kind]) => linkOf(child.pid, fd).startsWith(kind))) break;
-      await sleep(5);
-    }
-    return {
+    const kept = {
       pid: child.pid,
       startTime: processStartTime(child.pid),
       stdout: c.master < 0 ? 3 : -1,
@@ -577,6 +572,16 @@ export class Supervisor {
       ...(c.stdin >= 0 ? { stdin: 5 } : {}),
       ...(c.master >= 0 ? { master: c.master } : {}),
     };
+    // Recorded at once: if this supervisor dies before the hand-over ends, the runner's
+    // cleanup (or gc) finds the keeper there and ends it with the run.
+    c.state.keeper = kept;
+    writeState(c.stateDir, c.state);
+    // Until sh has opened them, its fds are not the pipes (and the terminal) yet.
+    for (let k = 0; k < 100; k++) {
+      if (want.every(([fd, kind]) => linkOf(child.pid, fd).startsWith(kind))) break;
+      await sleep(5);
+    }
+    return kept;
   }
 
   /** Copies the container's output to its json-file log, through the one pump loop. */
