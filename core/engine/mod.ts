@@ -32,6 +32,7 @@ import {
   type StepInfo,
 } from "./child.ts";
 import { TRAMPOLINE } from "./trampoline.ts";
+import { sealedProgram } from "./memfd.ts";
 import { copyWindowSize, Relays, type StdioEnds } from "./stdio.ts";
 import { mark } from "../trace.ts";
 import { cloneArgs } from "./clone.ts";
@@ -135,8 +136,6 @@ const DEV_NULL = cstr("/dev/null");
 const ONE = new Uint8Array([1]);
 /** micro's word to a child waiting after it sent its seccomp listener (SECCOMP_RECORD). */
 const ACK = new Uint8Array(8);
-const MEMFD_NAME = cstr("micro-exec");
-const SEALS = C.F_SEAL_SEAL | C.F_SEAL_SHRINK | C.F_SEAL_GROW | C.F_SEAL_WRITE;
 
 /** This thread's own namespaces, by the flag that names them, to come back to after a join. */
 const OWN_NS: { flag: number; name: string; path: CStr }[] = [
@@ -318,29 +317,12 @@ async function attach(plan: Op[], pid: number, sys: Sys): Promise<void> {
 }
 
 /**
- * A memfd holding the exec trampoline, sealed so nobody can change it: the container's first
- * process execs this instead of its command, so its /proc/self/exe is never the host's Deno
- * runtime (CVE-2019-5736). Under 1 KiB, made per start. MFD_EXEC keeps it executable under
- * vm.memfd_noexec=1; kernels before 6.3 do not know the flag (EINVAL) and need none.
+ * A memfd holding the exec trampoline, sealed: the container's first process execs this
+ * instead of its command, so its /proc/self/exe is never the host's Deno runtime
+ * (CVE-2019-5736). Under 1 KiB, made per start.
  */
 export function sealedTrampoline(sys: Sys): number {
-  const flags = C.MFD_CLOEXEC | C.MFD_ALLOW_SEALING;
-  let fd = sys.memfdCreate(MEMFD_NAME, flags | C.MFD_EXEC);
-  if (fd === -22) fd = sys.memfdCreate(MEMFD_NAME, flags);
-  check(fd, "memfd_create", { name: "micro-exec" });
-  const bytes = TRAMPOLINE[sys.arch];
-  const n = sys.write(fd, bytes, bytes.length);
-  const rc = n < 0 ? n : sys.fcntl(fd, C.F_ADD_SEALS, SEALS);
-  if (n >= 0 && n !== bytes.length) {
-    sys.close(fd);
-    throw new MicroError(`wrote ${n} of ${bytes.length} bytes to the exec trampoline's memfd`, {
-      phase: "prepare",
-      plugin: "engine",
-    });
-  }
-  if (rc < 0) sys.close(fd);
-  check(rc, n < 0 ? "write" : "fcntl(F_ADD_SEALS)", { memfd: "micro-exec" });
-  return fd;
+  return sealedProgram(sys, "micro-exec", TRAMPOLINE[sys.arch]);
 }
 
 /** The child died of a signal before it reached execve: nothing outside it exists yet. */

@@ -82,6 +82,7 @@ const FORMATS: Partial<Record<SysCall, string>> = {
   openTree: "dsx",
   fstatfsType: "d",
   execveat: "dsjjx",
+  spawn: "sjjdd",
   memfdCreate: "sx",
   fcntl: "dxx",
   openat: "dsxo",
@@ -124,6 +125,8 @@ export interface RecordingSysOptions {
 export class RecordingSys implements Sys {
   readonly arch: Arch;
   clonePid: number;
+  /** What `spawn` returns (a pid), unless a rule says otherwise. */
+  spawnPid = 4343;
   pid: number;
   waitStatus: number;
   private readonly log: Call[] = [];
@@ -453,6 +456,10 @@ export class RecordingSys implements Sys {
       }
       return -2;
     });
+  }
+  spawn(path: CStr, argv: CStrArray, envp: CStrArray, stdin: number, stdout: number) {
+    const args: Arg[] = [this.s(path) ?? "", [...argv.strings], [...envp.strings], stdin, stdout];
+    return this.record("spawn", args, () => this.spawnPid);
   }
   exit(code: number): never {
     this.record("exit", [code], () => NaN);

@@ -2,7 +2,7 @@
  * The real `Sys`: libc through `Deno.dlopen`. The only file that opens a library.
  * Symbols are bound once per process, each on first use (binding costs 0.2 to 0.5 ms each).
  */
-import type { Arch, Sys } from "./mod.ts";
+import type { Arch, CStr, CStrArray, Sys } from "./mod.ts";
 import { now, span } from "../trace.ts";
 
 /**
@@ -297,6 +297,60 @@ function detectArch(): Arch {
   return Deno.build.arch === "aarch64" ? "aarch64" : "x86_64";
 }
 
+/**
+ * posix_spawn and its file actions, bound together on the first spawn: not in SYMBOLS, so
+ * `prepareFork` never binds them (the cloned child does not spawn, and a run that does not
+ * spawn pays nothing for them).
+ */
+const SPAWN_SYMBOLS = {
+  posix_spawn_file_actions_init: { parameters: ["buffer"], result: "i32" },
+  posix_spawn_file_actions_adddup2: { parameters: ["buffer", "i32", "i32"], result: "i32" },
+  posix_spawn_file_actions_destroy: { parameters: ["buffer"], result: "i32" },
+  posix_spawn: {
+    parameters: ["buffer", "buffer", "buffer", "pointer", "buffer", "buffer"],
+    result: "i32",
+  },
+} as const;
+
+let spawnSymbols: Deno.DynamicLibrary<typeof SPAWN_SYMBOLS>["symbols"] | undefined;
+
+/** posix_spawn(3) with fds 0 and 1 given: the pid, or -errno (posix_spawn returns it). */
+function spawnProcess(
+  path: CStr,
+  argv: CStrArray,
+  envp: CStrArray,
+  stdin: number,
+  stdout: number,
+): number {
+  if (!spawnSymbols) {
+    const t = now();
+    spawnSymbols = Deno.dlopen("libc.so.6", SPAWN_SYMBOLS).symbols;
+    span("libc bind", t);
+  }
+  const s = spawnSymbols;
+  // posix_spawn_file_actions_t is 80 bytes in glibc; a page keeps it off V8's moving heap.
+  const actions = new Uint8Array(4096);
+  let rc = s.posix_spawn_file_actions_init(actions);
+  if (rc !== 0) return -rc;
+  try {
+    rc = s.posix_spawn_file_actions_adddup2(actions, stdin, 0);
+    if (rc === 0) rc = s.posix_spawn_file_actions_adddup2(actions, stdout, 1);
+    if (rc !== 0) return -rc;
+    const pid = new Int32Array(1024);
+    rc = s.posix_spawn(
+      new Uint8Array(pid.buffer),
+      path,
+      actions,
+      null,
+      new Uint8Array(argv.pointers.buffer),
+      new Uint8Array(envp.pointers.buffer),
+    );
+    return rc === 0 ? pid[0] : -rc;
+  } finally {
+    s.posix_spawn_file_actions_destroy(actions);
+  }
+}
+
 let opened: Sys | undefined;
 
 /** The process's one `Sys` (binding the symbols costs milliseconds, so it is done once). */
@@ -502,6 +556,7 @@ function bindLibc(): Sys {
       }
       return r(lib.ibbi(nr.rt_sigprocmask, 2, sigset, null, 8)); // SIG_SETMASK, empty
     },
+    spawn: spawnProcess,
     execveat: (dirfd, path, argv, envp, flags) =>
       r(lib.ibbbi(
         nr.execveat,

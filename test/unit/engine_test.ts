@@ -480,7 +480,7 @@ Deno.test("execute: a failing memfd_create, write or seal closes every fd; nothi
       "close(8)",
     ],
     [
-      "prepare: engine: wrote 100 of 483 bytes to the exec trampoline's memfd",
+      "prepare: engine: wrote 100 of 483 bytes to the memfd micro-exec",
       new RecordingSys().returns("write", () => true, 100),
       "close(8)",
     ],

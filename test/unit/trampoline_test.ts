@@ -6,7 +6,7 @@
  * `-0`; in init mode (`--init`) argv[0] is "init".
  */
 import assert from "node:assert/strict";
-import { TRAMPOLINE } from "../../core/engine/trampoline.ts";
+import { TRAMPOLINE, USERNS_HOLDER } from "../../core/engine/trampoline.ts";
 import {
   EXEC_FAILED_RECORD,
   FD_LABEL,
@@ -16,6 +16,7 @@ import {
 } from "../../core/engine/child.ts";
 import {
   assemble,
+  type Bins,
   OUTPUT,
   render,
   TRAMPOLINE_ARCHES,
@@ -40,23 +41,28 @@ function runner(arch: TrampolineArch): string[] | null {
 
 // ---- The committed bytes are the sources' --------------------------------------------------
 
-const BINS = Object.fromEntries(TRAMPOLINE_ARCHES.map((a) => [a, assemble(a)])) as Record<
-  TrampolineArch,
-  Uint8Array | null
->;
-const missing = TRAMPOLINE_ARCHES.filter((a) => BINS[a] === null);
+const COMMITTED = { TRAMPOLINE, USERNS_HOLDER };
+const BINS = Object.fromEntries(
+  (["TRAMPOLINE", "USERNS_HOLDER"] as const).map((program) => [
+    program,
+    Object.fromEntries(TRAMPOLINE_ARCHES.map((a) => [a, assemble(a, program)])),
+  ]),
+) as Record<keyof typeof COMMITTED, Record<TrampolineArch, Uint8Array | null>>;
+const missing = TRAMPOLINE_ARCHES.filter((a) => BINS.TRAMPOLINE[a] === null);
 
-for (const arch of TRAMPOLINE_ARCHES) {
-  Deno.test({
-    name: `trampoline ${arch}: the committed bytes are what the source assembles to` +
-      (BINS[arch]
-        ? ""
-        : ` (skipped: no assembler for ${arch}; install binutils-${arch}-linux-gnu)`),
-    ignore: BINS[arch] === null,
-    fn() {
-      assert.deepEqual(TRAMPOLINE[arch], BINS[arch]);
-    },
-  });
+for (const program of ["TRAMPOLINE", "USERNS_HOLDER"] as const) {
+  for (const arch of TRAMPOLINE_ARCHES) {
+    Deno.test({
+      name: `${program} ${arch}: the committed bytes are what the source assembles to` +
+        (BINS[program][arch]
+          ? ""
+          : ` (skipped: no assembler for ${arch}; install binutils-${arch}-linux-gnu)`),
+      ignore: BINS[program][arch] === null,
+      fn() {
+        assert.deepEqual(COMMITTED[program][arch], BINS[program][arch]);
+      },
+    });
+  }
 }
 
 Deno.test({
@@ -64,9 +70,62 @@ Deno.test({
     (missing.length ? ` (skipped: no assembler for ${missing.join(", ")})` : ""),
   ignore: missing.length > 0,
   fn() {
-    assert.equal(Deno.readTextFileSync(OUTPUT), render(BINS as Record<TrampolineArch, Uint8Array>));
+    assert.equal(Deno.readTextFileSync(OUTPUT), render(BINS as Bins));
   },
 });
+
+// ---- The user namespace holder, run -----------------------------------------------------------
+
+for (const arch of TRAMPOLINE_ARCHES) {
+  const how = runner(arch);
+  Deno.test({
+    name: `USERNS_HOLDER ${arch}: unshares a user namespace, says so with one byte, waits ` +
+      `for EOF on stdin, exits 0; or exits with the errno having written nothing` +
+      (how === null ? ` (skipped: no qemu-${arch}-static or qemu-${arch})` : ""),
+    ignore: how === null,
+    async fn() {
+      const dir = Deno.makeTempDirSync({ prefix: "micro-holder-test-" });
+      try {
+        const bin = `${dir}/holder-${arch}`;
+        Deno.writeFileSync(bin, USERNS_HOLDER[arch], { mode: 0o755 });
+        const child = new Deno.Command(how![0] ?? bin, {
+          args: how!.length ? [bin] : [],
+          stdin: "piped",
+          stdout: "piped",
+          stderr: "piped",
+        }).spawn();
+        const reader = child.stdout.getReader();
+        const first = await reader.read();
+        if (first.done) {
+          // qemu-user runs threads of its own, and a threaded process cannot unshare a user
+          // namespace: EINVAL. Natively, root can; a user only where the host allows it
+          // (EPERM, or ENOSPC with user.max_user_namespaces=0).
+          assert.ok(how!.length > 0 || Deno.uid() !== 0, "natively, root's unshare failed");
+          const status = await child.status;
+          assert.ok([1, 22, 28].includes(status.code), `exit ${status.code}`);
+          await child.stdin.close();
+        } else {
+          assert.deepEqual([...first.value], [46]); // "."
+          if (!how!.length) {
+            const own = Deno.readLinkSync("/proc/self/ns/user");
+            assert.notEqual(Deno.readLinkSync(`/proc/${child.pid}/ns/user`), own);
+          }
+          // It waits: still there a moment later, until its stdin ends.
+          await new Promise((r) => setTimeout(r, 50));
+          assert.ok(Deno.statSync(`/proc/${child.pid}`).isDirectory, "it did not wait");
+          await child.stdin.close();
+          const status = await child.status;
+          assert.equal(status.code, 0);
+          assert.ok((await reader.read()).done, "it wrote more than one byte");
+        }
+        reader.releaseLock();
+        await child.stderr.cancel();
+      } finally {
+        Deno.removeSync(dir, { recursive: true });
+      }
+    },
+  });
+}
 
 // ---- Running it ------------------------------------------------------------------------------
 
