@@ -61,8 +61,7 @@ export async function mappedUserns(sys: Sys, maps: { uid: string; gid: string })
       cstr(`/proc/self/fd/${memfd}`),
       cstrArray(["micro-userns"]),
       cstrArray([]),
-      input[0],
-      output[1],
+      [input[0], output[1]],
     );
     if (pid < 0) throw idmapError("posix_spawn(micro-userns)", pid);
     // Only micro's ends stay open here: the holder's EOF on stdin is input[1]'s close.

@@ -91,7 +91,7 @@ export async function runInUserns(
       ] as const
     ) {
       const o = op("attach", "userns", "idmap-helper", { helper, map, args: mapText(ids) });
-      await runIdmapHelper(o as typeof o & { kind: "idmap-helper" }, pid);
+      await runIdmapHelper(o as typeof o & { kind: "idmap-helper" }, pid, sys);
     }
   } catch (e) {
     sys.kill(pid, C.SIGKILL);

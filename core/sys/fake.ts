@@ -82,7 +82,7 @@ const FORMATS: Partial<Record<SysCall, string>> = {
   openTree: "dsx",
   fstatfsType: "d",
   execveat: "dsjjx",
-  spawn: "sjjdd",
+  spawn: "sjjj",
   memfdCreate: "sx",
   fcntl: "dxx",
   openat: "dsxo",
@@ -457,8 +457,8 @@ export class RecordingSys implements Sys {
       return -2;
     });
   }
-  spawn(path: CStr, argv: CStrArray, envp: CStrArray, stdin: number, stdout: number) {
-    const args: Arg[] = [this.s(path) ?? "", [...argv.strings], [...envp.strings], stdin, stdout];
+  spawn(path: CStr, argv: CStrArray, envp: CStrArray, fds: number[]) {
+    const args: Arg[] = [this.s(path) ?? "", [...argv.strings], [...envp.strings], [...fds]];
     return this.record("spawn", args, () => this.spawnPid);
   }
   exit(code: number): never {

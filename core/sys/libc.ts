@@ -314,14 +314,8 @@ const SPAWN_SYMBOLS = {
 
 let spawnSymbols: Deno.DynamicLibrary<typeof SPAWN_SYMBOLS>["symbols"] | undefined;
 
-/** posix_spawn(3) with fds 0 and 1 given: the pid, or -errno (posix_spawn returns it). */
-function spawnProcess(
-  path: CStr,
-  argv: CStrArray,
-  envp: CStrArray,
-  stdin: number,
-  stdout: number,
-): number {
+/** posix_spawn(3) with `fds[i]` as fd i: the pid, or -errno (posix_spawn returns it). */
+function spawnProcess(path: CStr, argv: CStrArray, envp: CStrArray, fds: number[]): number {
   if (!spawnSymbols) {
     const t = now();
     spawnSymbols = Deno.dlopen("libc.so.6", SPAWN_SYMBOLS).symbols;
@@ -333,8 +327,9 @@ function spawnProcess(
   let rc = s.posix_spawn_file_actions_init(actions);
   if (rc !== 0) return -rc;
   try {
-    rc = s.posix_spawn_file_actions_adddup2(actions, stdin, 0);
-    if (rc === 0) rc = s.posix_spawn_file_actions_adddup2(actions, stdout, 1);
+    for (let i = 0; i < fds.length && rc === 0; i++) {
+      rc = s.posix_spawn_file_actions_adddup2(actions, fds[i], i);
+    }
     if (rc !== 0) return -rc;
     const pid = new Int32Array(1024);
     rc = s.posix_spawn(

@@ -294,12 +294,12 @@ Deno.test("engine: the helper gets the pid and the map; a failure is one line", 
     );
     Deno.chmodSync(helper, 0o755);
     const ok = op("attach", "user", "idmap-helper", { helper, map: "uid_map", args: "0 1000 1" });
-    await runIdmapHelper(ok as never, 4242);
+    await runIdmapHelper(ok as never, 4242, openLibc());
     assert.equal(Deno.readTextFileSync(`${dir}/args`), "4242 0 1000 1\n");
     // Nothing of micro's environment reaches the setuid helper.
     assert.doesNotMatch(Deno.readTextFileSync(`${dir}/env`), /^HOME=/m);
     const bad = op("attach", "user", "idmap-helper", { helper, map: "uid_map", args: "1 5 1" });
-    const e = await runIdmapHelper(bad as never, 4242).then(() => null, (e) => e);
+    const e = await runIdmapHelper(bad as never, 4242, openLibc()).then(() => null, (e) => e);
     assert.ok(e instanceof MicroError);
     assert.equal(
       e.line(),
@@ -312,7 +312,7 @@ Deno.test("engine: the helper gets the pid and the map; a failure is one line", 
       map: "gid_map",
       args: "0 1000 1",
     });
-    const m = await runIdmapHelper(gone as never, 1).then(() => null, (e) => e);
+    const m = await runIdmapHelper(gone as never, 1, openLibc()).then(() => null, (e) => e);
     assert.match(
       m.line(),
       /^attach: user: missing pid=1 gid_map="0 1000 1": cannot run .*: ENOENT/,

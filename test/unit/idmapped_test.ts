@@ -57,7 +57,7 @@ Deno.test("mappedUserns: the holder is spawned, never cloned; a failed unshare i
   const f = sys.format();
   // memfd 3, stdin pipe 4/5, stdout pipe 6/7: the holder gets 4 and 7.
   assert.ok(f.includes('memfdCreate("micro-userns", 0x13)'), f.join("\n"));
-  assert.ok(f.includes('spawn("/proc/self/fd/3", ["micro-userns"], [], 4, 7)'), f.join("\n"));
+  assert.ok(f.includes('spawn("/proc/self/fd/3", ["micro-userns"], [], [4,7])'), f.join("\n"));
   // Every fd closed, the holder reaped once.
   for (const fd of [3, 4, 5, 6, 7]) assert.ok(f.includes(`close(${fd})`), `fd ${fd} left open`);
   assert.equal(sys.names().filter((n) => n === "waitpid").length, 1);
