@@ -96,6 +96,9 @@ export function probeNetwork(spec: Spec, sys: Sys, uid: number): NetFacts {
   const chosen = Deno.env.get("MICRO_DEFAULT_NETWORK");
   if (chosen) facts.defaultNetwork = chosen;
   const mode = spec.micro.network;
+  // `auto` that MICRO_DEFAULT_NETWORK makes none (plugins/net.ts resolveAuto): nothing else of
+  // the host's networking is used (no routes, subnets or plugins to look at).
+  if (mode === "auto" && chosen === "none") return facts;
   if (mode === "pasta" || mode === "slirp4netns" || (mode === "auto" && uid !== 0)) {
     // Rootless networks (core/usernet): only the helper's binary matters.
     const helpers: NonNullable<NetFacts["helpers"]> = {};
