@@ -1,8 +1,8 @@
 /**
- * Assembles micro's two small static programs for x86_64 and aarch64 and writes their bytes
+ * Assembles micro's small static programs for x86_64 and aarch64 and writes their bytes
  * into core/engine/trampoline.ts, so neither the build nor a run needs an assembler: the exec
- * trampoline (tools/trampoline/ARCH.S) and the user namespace holder
- * (tools/trampoline/userns-ARCH.S). Needs GNU as and objcopy for both targets (Debian:
+ * trampoline (tools/trampoline/ARCH.S), the user namespace holder
+ * (tools/trampoline/userns-ARCH.S) and the watchdog (tools/trampoline/watchdog-ARCH.S). Needs GNU as and objcopy for both targets (Debian:
  * binutils and binutils-aarch64-linux-gnu).
  *
  *   deno run -A tools/gen_trampoline.ts           write core/engine/trampoline.ts
@@ -13,7 +13,11 @@ export type TrampolineArch = "x86_64" | "aarch64";
 export const TRAMPOLINE_ARCHES: TrampolineArch[] = ["x86_64", "aarch64"];
 
 /** The programs: the exported name of each one's bytes, and its sources' file name prefix. */
-export const PROGRAMS = { TRAMPOLINE: "", USERNS_HOLDER: "userns-" } as const;
+export const PROGRAMS = {
+  TRAMPOLINE: "",
+  USERNS_HOLDER: "userns-",
+  WATCHDOG: "watchdog-",
+} as const;
 export type Program = keyof typeof PROGRAMS;
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -83,6 +87,13 @@ export function render(bins: Bins): string {
       " * The user namespace holder, a static ELF per architecture: it unshares a user namespace,",
       " * says so with one byte on stdout and waits for EOF on stdin (core/engine/idmapped.ts;",
       " * tools/trampoline/userns-x86_64.S says how).",
+      " */",
+    ],
+    WATCHDOG: [
+      "/**",
+      " * The watchdog of a container with a pid namespace of its own, a static ELF per",
+      " * architecture: on EOF of its stdin (micro died) it kills the container's init through a",
+      " * pidfd and its cgroup (tools/trampoline/watchdog-x86_64.S says how).",
       " */",
     ],
   };

@@ -381,7 +381,9 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
     // PDEATHSIG is only a request the container can clear: with a cgroup of its own, a
     // watchdog kills it when micro dies. A detached container must outlive micro.
     const targets = opts.detach ? [] : parent.killTargets();
-    if (targets.length) watchdog = Watchdog.prepare(targets, sys);
+    if (targets.length) {
+      watchdog = Watchdog.prepare(targets, sys, (flags & C.CLONE_NEWPID) !== 0);
+    }
     mark("cgroups, watchdog prepare");
     for (let attempt = 0;; attempt++) {
       stopIfSignalled();
@@ -720,11 +722,17 @@ async function start(
   const left = joined.length ? leaveJoined(joined, sys) : 0;
   let guard = 0;
   if (pid > 0 && left === 0 && watchdog !== null && watchdog.pid === 0) {
-    // glibc's fork, not a raw clone: the watchdog runs JavaScript that V8 may compile, and
-    // compiling allocates; a raw clone could copy a malloc lock another thread held.
-    guard = sys.fork();
-    if (guard === 0) watchdog.run(sys);
-    watchdog.forked(guard, sys);
+    if (watchdog.native) {
+      // The static program (a pid namespace of the container's own): spawned, once the
+      // child exists (its init's pidfd), before the child is released.
+      guard = watchdog.spawn(pid, sys);
+    } else {
+      // glibc's fork, not a raw clone: the watchdog runs JavaScript that V8 may compile, and
+      // compiling allocates; a raw clone could copy a malloc lock another thread held.
+      guard = sys.fork();
+      if (guard === 0) watchdog.run(sys);
+      watchdog.forked(guard, sys);
+    }
   }
 
   // The parent keeps only its ends: the sync pipe's write end, the report socket, and its
@@ -768,7 +776,7 @@ async function start(
     throw new MicroError("", {
       phase: "clone",
       plugin: "engine",
-      op: "fork",
+      op: watchdog?.native ? "posix_spawn" : "fork",
       paths: { for: "the watchdog" },
       errno: -guard,
       hint: hintFor("clone", -guard),

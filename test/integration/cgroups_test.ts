@@ -1152,7 +1152,7 @@ cgTest(
 );
 
 cgTest(
-  "the watchdog: outside the container, its own session, holding only its pipe and the cgroup; gone after a normal end",
+  "the watchdog: outside the container, its own session, holding only its pipe, the init's pidfd and the cgroup; gone after a normal end",
   async () => {
     const id = newId("wd");
     let watchdog = 0;
@@ -1199,14 +1199,24 @@ cgTest(
         for (const sig of [1, 2, 3, 15]) {
           assert.ok(ignored & (1n << BigInt(sig - 1)), `signal ${sig}`);
         }
-        // Its fds: the pipe from micro and the cgroup dir it kills through; no stdio.
-        const fds = [...Deno.readDirSync(`/proc/${watchdog}/fd`)].map((e) =>
-          Deno.readLinkSync(`/proc/${watchdog}/fd/${e.name}`)
-        ).sort();
+        // Its fds (the static program: the container has a pid namespace of its own): the
+        // pipe from micro, /dev/null as stdout and stderr, a pidfd of the container's init,
+        // the v2 cgroup dir it writes cgroup.kill in or the v1 freezer dir it thaws; nothing
+        // else of micro's.
+        const fds = Object.fromEntries(
+          [...Deno.readDirSync(`/proc/${watchdog}/fd`)].map((e) => [
+            e.name,
+            Deno.readLinkSync(`/proc/${watchdog}/fd/${e.name}`),
+          ]),
+        );
         const killDir = V2 ? runDirs(id)[0] : `${LAYOUT.v1.freezer}/micro/${id}`;
-        assert.equal(fds.length, 2, `fds: ${fds}`);
-        assert.match(fds[1], /^pipe:/, `fds: ${fds}`);
-        assert.equal(fds[0], killDir, `fds: ${fds}`);
+        assert.deepEqual(Object.keys(fds).sort(), ["0", "1", "2", "3", "4", "5"], `fds: ${fds}`);
+        assert.match(fds[0], /^pipe:/, JSON.stringify(fds));
+        assert.equal(fds[1], "/dev/null");
+        assert.equal(fds[2], "/dev/null");
+        assert.equal(fds[3], "anon_inode:[pidfd]");
+        assert.equal(fds[V2 ? 4 : 5], killDir, JSON.stringify(fds));
+        assert.equal(fds[V2 ? 5 : 4], "/dev/null", JSON.stringify(fds));
         assert.equal(Deno.readLinkSync(`/proc/${watchdog}/cwd`), "/");
         // Killing the watchdog alone does not disturb the run (no SIGPIPE at the end).
         Deno.kill(watchdog, "SIGKILL");

@@ -6,7 +6,9 @@
  * `-0`; in init mode (`--init`) argv[0] is "init".
  */
 import assert from "node:assert/strict";
-import { TRAMPOLINE, USERNS_HOLDER } from "../../core/engine/trampoline.ts";
+import { openLibc } from "../../core/sys/libc.ts";
+import { C, cstr, cstrArray } from "../../core/sys/mod.ts";
+import { TRAMPOLINE, USERNS_HOLDER, WATCHDOG } from "../../core/engine/trampoline.ts";
 import {
   EXEC_FAILED_RECORD,
   FD_LABEL,
@@ -41,16 +43,17 @@ function runner(arch: TrampolineArch): string[] | null {
 
 // ---- The committed bytes are the sources' --------------------------------------------------
 
-const COMMITTED = { TRAMPOLINE, USERNS_HOLDER };
+const COMMITTED = { TRAMPOLINE, USERNS_HOLDER, WATCHDOG };
+const PROGRAM_NAMES = ["TRAMPOLINE", "USERNS_HOLDER", "WATCHDOG"] as const;
 const BINS = Object.fromEntries(
-  (["TRAMPOLINE", "USERNS_HOLDER"] as const).map((program) => [
+  PROGRAM_NAMES.map((program) => [
     program,
     Object.fromEntries(TRAMPOLINE_ARCHES.map((a) => [a, assemble(a, program)])),
   ]),
 ) as Record<keyof typeof COMMITTED, Record<TrampolineArch, Uint8Array | null>>;
 const missing = TRAMPOLINE_ARCHES.filter((a) => BINS.TRAMPOLINE[a] === null);
 
-for (const program of ["TRAMPOLINE", "USERNS_HOLDER"] as const) {
+for (const program of PROGRAM_NAMES) {
   for (const arch of TRAMPOLINE_ARCHES) {
     Deno.test({
       name: `${program} ${arch}: the committed bytes are what the source assembles to` +
@@ -125,6 +128,95 @@ for (const arch of TRAMPOLINE_ARCHES) {
       }
     },
   });
+}
+
+// ---- The watchdog program, run ------------------------------------------------------------------
+
+for (const arch of TRAMPOLINE_ARCHES) {
+  const how = runner(arch);
+  for (const died of [false, true]) {
+    Deno.test({
+      name: `WATCHDOG ${arch}: ` + (died
+        ? "EOF on fd 0 (micro died): SIGKILL through the pidfd on fd 3, cgroup.kill on fd 4's " +
+          "dir, freezer.state THAWED on fd 5's, exit 0"
+        : "a byte on fd 0 (a normal end): exit 0, nothing killed or written") +
+        (how === null ? ` (skipped: no qemu-${arch}-static or qemu-${arch})` : ""),
+      ignore: how === null,
+      async fn() {
+        const dir = Deno.makeTempDirSync({ prefix: "micro-watchdog-prog-" });
+        const sys = openLibc();
+        const victim = new Deno.Command("sleep", { args: ["30"] }).spawn();
+        const fds: number[] = [];
+        try {
+          Deno.writeTextFileSync(`${dir}/cgroup.kill`, "");
+          Deno.writeTextFileSync(`${dir}/freezer.state`, "FROZEN\n");
+          const bin = `${dir}/watchdog-${arch}`;
+          Deno.writeFileSync(bin, WATCHDOG[arch], { mode: 0o755 });
+          const pipe = new Int32Array(2);
+          assert.equal(sys.pipe2(pipe, C.O_CLOEXEC), 0);
+          fds.push(pipe[0], pipe[1]);
+          const pidfd = sys.pidfdOpen(victim.pid, 0);
+          assert.ok(pidfd >= 0, `pidfd_open: ${pidfd}`);
+          fds.push(pidfd);
+          const dirFd = sys.open(cstr(dir), C.O_RDONLY | C.O_DIRECTORY | C.O_CLOEXEC, 0);
+          fds.push(dirFd);
+          const devNull = sys.open(cstr("/dev/null"), C.O_RDWR | C.O_CLOEXEC, 0);
+          fds.push(devNull);
+          // An fd micro inherited without close-on-exec: the program closes it.
+          const stray = sys.open(cstr("/dev/null"), C.O_RDONLY, 0);
+          fds.push(stray);
+          const argv = how!.length ? [how![0], bin] : [bin];
+          const pid = sys.spawn(cstr(argv[0]), cstrArray(argv), cstrArray([]), [
+            pipe[0],
+            devNull,
+            devNull,
+            pidfd,
+            dirFd,
+            dirFd,
+          ]);
+          assert.ok(pid > 0, `spawn: ${pid}`);
+          // Its own session, every catchable signal ignored, / as its cwd (natively: qemu
+          // is the process there).
+          await new Promise((r) =>
+            setTimeout(r, how!.length ? 500 : 100)
+          );
+          if (!how!.length) {
+            const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+            const session = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[3];
+            assert.equal(Number(session), pid, "not a session leader");
+            const ign = /^SigIgn:\s*(\w+)/m.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
+            assert.equal(ign?.[1], "fffffffffffbfeff");
+            assert.equal(Deno.readLinkSync(`/proc/${pid}/cwd`), "/");
+            const open = [...Deno.readDirSync(`/proc/${pid}/fd`)].map((e) => e.name).sort();
+            assert.deepEqual(open, ["0", "1", "2", "3", "4", "5"]);
+          }
+          if (!died) sys.write(pipe[1], new Uint8Array([0]), 1);
+          sys.close(pipe[1]);
+          fds.splice(fds.indexOf(pipe[1]), 1);
+          const { status } = await sys.waitpid(pid);
+          assert.equal(status, 0, `exit status ${status}`);
+          if (died) {
+            const st = await victim.status;
+            assert.equal(st.signal, "SIGKILL");
+          } else {
+            assert.ok(Deno.statSync(`/proc/${victim.pid}`).isDirectory, "the victim was killed");
+          }
+          assert.equal(Deno.readTextFileSync(`${dir}/cgroup.kill`), died ? "1" : "");
+          assert.equal(
+            Deno.readTextFileSync(`${dir}/freezer.state`),
+            died ? "THAWED\n" : "FROZEN\n",
+          );
+        } finally {
+          for (const fd of fds) sys.close(fd);
+          try {
+            victim.kill("SIGKILL");
+          } catch { /* gone */ }
+          await victim.status;
+          Deno.removeSync(dir, { recursive: true });
+        }
+      },
+    });
+  }
 }
 
 // ---- Running it ------------------------------------------------------------------------------

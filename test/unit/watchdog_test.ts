@@ -219,14 +219,24 @@ Deno.test("watchdog: a cgroup dir that cannot be opened fails the run, closing w
 
 const READY = { record: [READY_RECORD, 0] as [number, number] };
 
-/** A plan with one cgroup of the run's own (a temp dir stands in for it) and a pid namespace. */
+/**
+ * A plan with one cgroup of the run's own (a temp dir stands in for it), without a pid
+ * namespace of its own (`--pid host`): the watchdog is a fork of micro.
+ */
 function cgroupPlan(dir: string): Op[] {
   return [
     op("prepare", "cgroups", "cgroup-create", { path: dir, shared: false }),
-    op("clone", "pid", "namespace", { flag: "CLONE_NEWPID" }),
+    op("clone", "uts", "namespace", { flag: "CLONE_NEWUTS" }),
     op("exec", "process", "execve", { args: ["true"], env: [], path: ["/bin/true"] }),
     op("cleanup", "cgroups", "cgroup-kill", { path: dir, how: "cgroup.kill" }),
   ];
+}
+
+/** The same with a pid namespace of its own: the watchdog is the static program. */
+function pidnsPlan(dir: string): Op[] {
+  const plan = cgroupPlan(dir);
+  plan.splice(1, 0, op("clone", "pid", "namespace", { flag: "CLONE_NEWPID" }));
+  return plan;
 }
 
 async function withCgroupDir(fn: (dir: string) => Promise<void>): Promise<void> {
@@ -253,7 +263,7 @@ Deno.test("execute: the watchdog is forked in the container's sweep, before the 
     const at = calls.indexOf("prepareFork()");
     assert.deepEqual(calls.slice(at, at + 5), [
       "prepareFork()",
-      "clone(0x20000011)", // the container's child
+      "clone(0x4000011)", // the container's child
       "fork()", // the watchdog: glibc's fork (its atfork handlers), no namespace
       "close(3)",
       "close(5)",
@@ -271,7 +281,7 @@ Deno.test("execute: a start retried after a signal death keeps the one watchdog"
       .scriptRecv(18, READY);
     assert.deepEqual(await execute(cgroupPlan(dir), OPTS, sys), { exitCode: 0 });
     const clones = sys.format().filter((c) => /^(clone|fork)\(/.test(c));
-    assert.deepEqual(clones, ["clone(0x20000011)", "fork()", "clone(0x20000011)"]);
+    assert.deepEqual(clones, ["clone(0x4000011)", "fork()", "clone(0x4000011)"]);
     assert.deepEqual(sys.written(4), new Uint8Array([0]), "dismissed once");
   });
 });
@@ -300,6 +310,54 @@ Deno.test("execute: without a cgroup of the run's own there is no watchdog", asy
   ];
   const sys = new RecordingSys().scriptRecv(5, READY);
   assert.deepEqual(await execute(plan, OPTS, sys), { exitCode: 0 });
-  const forks = sys.format().filter((c) => /^(clone|fork)\(/.test(c));
+  const forks = sys.format().filter((c) => /^(clone|fork|spawn)\(/.test(c));
   assert.deepEqual(forks, ["clone(0x20000011)"]);
+});
+
+Deno.test("execute: with a pid namespace of its own, the watchdog is the static program, spawned after the clone with its fds", async () => {
+  await withCgroupDir(async (dir) => {
+    const sys = new RecordingSys().scriptRecv(10, READY);
+    assert.deepEqual(await execute(pidnsPlan(dir), OPTS, sys), { exitCode: 0 });
+    const calls = sys.format();
+    // The pipe 3,4, the cgroup's fd 5, the program's memfd 6 and /dev/null 7.
+    assert.deepEqual(calls.filter((c) => /^(pipe2|open|memfdCreate)\(/.test(c)).slice(0, 4), [
+      "pipe2([3,4], 0x80000)",
+      `open("${dir}", 0x${(C.O_DIRECTORY | C.O_CLOEXEC).toString(16)}, 0)`,
+      'memfdCreate("micro-watchdog", 0x13)',
+      'open("/dev/null", 0x80002, 0)',
+    ]);
+    assert.equal(calls.filter((c) => c.startsWith("fork(")).length, 0, "forked");
+    const at = calls.indexOf("clone(0x24000011)");
+    assert.ok(at > 0, calls.join("\n"));
+    // pidfd of the child (fd 13), then the program: 0 the pipe, 1-2 /dev/null, 3 the pidfd,
+    // 4 the v2 cgroup dir, 5 /dev/null (no v1 freezer).
+    const spawn = calls.findIndex((c) => c.startsWith("spawn("));
+    assert.ok(spawn > at, "spawned before the clone");
+    assert.match(
+      calls[spawn],
+      /^spawn\("\/proc\/self\/fd\/6", \["micro-watchdog"\], \[\], \[3,7,7,\d+,5,7\]\)$/,
+    );
+    assert.ok(calls.indexOf("write(9, 1)") > spawn, "the child is released after the spawn");
+    // Only the pipe's write end stays: dismissed after cleanup.
+    for (const fd of [3, 5, 6, 7]) {
+      assert.ok(calls.slice(spawn).includes(`close(${fd})`), `fd ${fd}`);
+    }
+    assert.deepEqual(calls.slice(-2), ["write(4, 1)", "close(4)"]);
+  });
+});
+
+Deno.test("execute: a failed spawn of the watchdog program kills the child and fails the run", async () => {
+  await withCgroupDir(async (dir) => {
+    const sys = new RecordingSys().failOn("spawn", () => true, 11);
+    let line = "";
+    try {
+      await execute(pidnsPlan(dir), OPTS, sys);
+    } catch (e) {
+      assert.ok(e instanceof MicroError, String(e));
+      line = e.line();
+    }
+    assert.match(line, /^clone: engine: posix_spawn for="the watchdog": EAGAIN/);
+    assert.ok(sys.format().includes("kill(4242, 9)"));
+    assert.deepEqual(sys.written(4), new Uint8Array(0), "nothing to dismiss");
+  });
 });
