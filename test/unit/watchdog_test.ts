@@ -361,3 +361,24 @@ Deno.test("execute: a failed spawn of the watchdog program kills the child and f
     assert.deepEqual(sys.written(4), new Uint8Array(0), "nothing to dismiss");
   });
 });
+
+Deno.test("execute: a start retried after a signal death gets a static watchdog of its own (the pidfd of its new child)", async () => {
+  await withCgroupDir(async (dir) => {
+    const sys = new RecordingSys({ clonePid: 4243 })
+      .returns("clone", () => true, 4242, 1)
+      .scriptWait(9)
+      .scriptRecv(26, READY);
+    assert.deepEqual(await execute(pidnsPlan(dir), OPTS, sys), { exitCode: 0 });
+    const calls = sys.format();
+    const spawned = calls.filter((c) => c.startsWith("pidfdOpen(") || c.startsWith("spawn("));
+    assert.equal(spawned.length, 4, calls.join("\n"));
+    assert.deepEqual([spawned[0], spawned[2]], ["pidfdOpen(4242, 0)", "pidfdOpen(4243, 0)"]);
+    // The first one was dismissed before the retry, the second after the run.
+    assert.deepEqual(sys.written(4), new Uint8Array([0]), "the first watchdog not dismissed");
+    assert.ok(
+      calls.indexOf("write(4, 1)") < calls.indexOf("pidfdOpen(4243, 0)"),
+      "dismissed after the second spawn",
+    );
+    assert.deepEqual(sys.written(20), new Uint8Array([0]), "the second watchdog not dismissed");
+  });
+});
