@@ -52,7 +52,8 @@ export function assemble(
   const dir = Deno.makeTempDirSync({ prefix: "micro-trampoline-" });
   try {
     for (const p of prefixes(arch)) {
-      if (!run(`${p}as`, ["-o", `${dir}/t.o`, SOURCE(arch, program)])) continue;
+      const include = `-I${ROOT}tools/trampoline`;
+      if (!run(`${p}as`, [include, "-o", `${dir}/t.o`, SOURCE(arch, program)])) continue;
       if (!run(`${p}objcopy`, ["-O", "binary", "-j", ".text", `${dir}/t.o`, `${dir}/t.bin`])) {
         continue;
       }

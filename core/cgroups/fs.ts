@@ -81,7 +81,7 @@ export function killCgroup(
   how: "cgroup.kill" | "freezer" | "signal",
   sys: () => Sys = openLibc,
 ): boolean {
-  if (read(`${dir}/cgroup.procs`) === "") return true;
+  if (pids(dir).length === 0) return true;
   if (how === "cgroup.kill" && write(`${dir}/cgroup.kill`, "1")) return waitEmpty(dir);
   if (how === "freezer" && write(`${dir}/freezer.state`, "FROZEN")) {
     for (let i = 0; i < 100 && read(`${dir}/freezer.state`)?.trim() !== "FROZEN"; i++) sleep(5);

@@ -10,9 +10,9 @@
  */
 import { MicroError } from "../errors.ts";
 import type { Op } from "../ops.ts";
-import { C, cstr, cstrArray, type Sys } from "../sys/mod.ts";
+import { C, cstr, type Sys } from "../sys/mod.ts";
 import { mountAttrs, mountAttrsClear, mountFlags } from "./child.ts";
-import { sealedProgram } from "./memfd.ts";
+import { sealedProgram, spawnSealed } from "./memfd.ts";
 import { USERNS_HOLDER } from "./trampoline.ts";
 
 const EMPTY = cstr("");
@@ -57,12 +57,7 @@ export async function mappedUserns(sys: Sys, maps: { uid: string; gid: string })
     rc = sys.pipe2(output, C.O_CLOEXEC);
     if (rc < 0) throw idmapError("pipe2", rc);
     fds.push(output[0], output[1]);
-    pid = sys.spawn(
-      cstr(`/proc/self/fd/${memfd}`),
-      cstrArray(["micro-userns"]),
-      cstrArray([]),
-      [input[0], output[1]],
-    );
+    pid = spawnSealed(sys, memfd, "micro-userns", [input[0], output[1]]);
     if (pid < 0) throw idmapError("posix_spawn(micro-userns)", pid);
     // Only micro's ends stay open here: the holder's EOF on stdin is input[1]'s close.
     for (const fd of [memfd, input[0], output[1]]) {

@@ -4,7 +4,7 @@
  * runtime in the process (CVE-2019-5736).
  */
 import { hintFor, MicroError } from "../errors.ts";
-import { C, cstr, type Sys } from "../sys/mod.ts";
+import { C, cstr, cstrArray, type Sys } from "../sys/mod.ts";
 
 const SEALS = C.F_SEAL_SEAL | C.F_SEAL_SHRINK | C.F_SEAL_GROW | C.F_SEAL_WRITE;
 
@@ -42,4 +42,13 @@ export function sealedProgram(sys: Sys, name: string, bytes: Uint8Array): number
     throw fail(n < 0 ? "write" : "fcntl(F_ADD_SEALS)", rc);
   }
   return fd;
+}
+
+/**
+ * Spawns the program in `memfd` (from sealedProgram) as `name`, with `fds[i]` as its fd i and
+ * an empty environment: its pid, or -errno. Its path is /proc/self/fd/N, resolved in the
+ * spawned process, whose fd table is still a copy of micro's when it execs.
+ */
+export function spawnSealed(sys: Sys, memfd: number, name: string, fds: number[]): number {
+  return sys.spawn(cstr(`/proc/self/fd/${memfd}`), cstrArray([name]), cstrArray([]), fds);
 }

@@ -439,7 +439,6 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
         // The static watchdog holds the failed child's pidfd: a new one for the next child.
         if (watchdog?.native && watchdog.pid !== 0) {
           watchdog.dismiss(sys);
-          watchdog = null;
           watchdog = Watchdog.prepare(targets, sys, true);
         }
       }

@@ -27,8 +27,8 @@
  * page micro wrote was copied (copy-on-write, with a TLB shootdown).
  */
 import { MicroError } from "../errors.ts";
-import { C, cstr, cstrArray, type Sys } from "../sys/mod.ts";
-import { sealedProgram } from "./memfd.ts";
+import { C, cstr, type Sys } from "../sys/mod.ts";
+import { sealedProgram, spawnSealed } from "./memfd.ts";
 import { WATCHDOG } from "./trampoline.ts";
 
 export type KillHow = "cgroup.kill" | "freezer" | "signal";
@@ -144,12 +144,14 @@ export class Watchdog {
       return i < 0 ? this.devNull : this.dirs[i];
     };
     const pidfd = sys.pidfdOpen(child, 0);
-    const pid = pidfd < 0 ? pidfd : sys.spawn(
-      cstr(`/proc/self/fd/${this.program}`),
-      cstrArray(["micro-watchdog"]),
-      cstrArray([]),
-      [this.readFd, this.devNull, this.devNull, pidfd, dir(HOW["cgroup.kill"]), dir(HOW.freezer)],
-    );
+    const pid = pidfd < 0 ? pidfd : spawnSealed(sys, this.program, "micro-watchdog", [
+      this.readFd,
+      this.devNull,
+      this.devNull,
+      pidfd,
+      dir(HOW["cgroup.kill"]),
+      dir(HOW.freezer),
+    ]);
     if (pidfd >= 0) sys.close(pidfd);
     this.forked(pid, sys);
     return pid;

@@ -9,7 +9,7 @@
  * process cost about 12 ms.
  *
  * Assembled into core/engine/trampoline.ts by tools/gen_trampoline.ts (a flat binary: the
- * ELF header is written out below, so the bytes depend on nothing but this file).
+ * ELF header is elf-aarch64.inc's, so the bytes depend on nothing but these sources).
  */
         .set BASE, 0x400000
         .set CLONE_NEWUSER, 0x10000000
@@ -19,26 +19,7 @@
         .set SYS_unshare, 97
         .set SYS_exit_group, 94
 
-        .text
-ehdr:
-        .byte 0x7f, 'E', 'L', 'F', 2, 1, 1, 0     /* ELFCLASS64, little endian, v1, SYSV */
-        .quad 0
-        .short 2                                  /* ET_EXEC */
-        .short 183                                /* EM_AARCH64 */
-        .long 1
-        .quad BASE + _start - ehdr                /* e_entry */
-        .quad phdr - ehdr                         /* e_phoff */
-        .quad 0                                   /* e_shoff */
-        .long 0                                   /* e_flags */
-        .short 64, 56, 2                          /* e_ehsize, e_phentsize, e_phnum */
-        .short 0, 0, 0                            /* no section headers */
-phdr:
-        .long 1, 5                                /* PT_LOAD, PF_R|PF_X */
-        .quad 0, BASE, BASE                       /* p_offset, p_vaddr, p_paddr */
-        .quad end - ehdr, end - ehdr              /* p_filesz, p_memsz */
-        .quad 0x10000                             /* p_align (64 KiB pages too) */
-        .long 0x6474e551, 6                       /* PT_GNU_STACK, PF_R|PF_W */
-        .quad 0, 0, 0, 0, 0, 16
+        .include "elf-aarch64.inc"
 
 _start:
         mov     x0, #CLONE_NEWUSER

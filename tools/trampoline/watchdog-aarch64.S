@@ -13,7 +13,7 @@
  * thawed), each opened through its directory's fd, without following links; then exit 0.
  *
  * Assembled into core/engine/trampoline.ts by tools/gen_trampoline.ts (a flat binary: the
- * ELF header is written out below, so the bytes depend on nothing but this file).
+ * ELF header is elf-aarch64.inc's, so the bytes depend on nothing but these sources).
  */
         .set BASE, 0x400000
         .set O_WRONLY_NOFOLLOW_CLOEXEC, 0x80000 | 0x8000 | 1
@@ -30,26 +30,7 @@
         .set SYS_pidfd_send_signal, 424
         .set SYS_close_range, 436
 
-        .text
-ehdr:
-        .byte 0x7f, 'E', 'L', 'F', 2, 1, 1, 0     /* ELFCLASS64, little endian, v1, SYSV */
-        .quad 0
-        .short 2                                  /* ET_EXEC */
-        .short 183                                /* EM_AARCH64 */
-        .long 1
-        .quad BASE + _start - ehdr                /* e_entry */
-        .quad phdr - ehdr                         /* e_phoff */
-        .quad 0                                   /* e_shoff */
-        .long 0                                   /* e_flags */
-        .short 64, 56, 2                          /* e_ehsize, e_phentsize, e_phnum */
-        .short 0, 0, 0                            /* no section headers */
-phdr:
-        .long 1, 5                                /* PT_LOAD, PF_R|PF_X */
-        .quad 0, BASE, BASE                       /* p_offset, p_vaddr, p_paddr */
-        .quad end - ehdr, end - ehdr              /* p_filesz, p_memsz */
-        .quad 0x10000                             /* p_align (64 KiB pages too) */
-        .long 0x6474e551, 6                       /* PT_GNU_STACK, PF_R|PF_W */
-        .quad 0, 0, 0, 0, 0, 16
+        .include "elf-aarch64.inc"
 
 _start:
         mov     x8, #SYS_setsid
