@@ -71,17 +71,19 @@ function waitEmpty(dir: string): boolean {
 
 /**
  * Kills every process in the cgroup: v2's cgroup.kill when the kernel has it, else (v1)
- * freeze the cgroup so nothing can fork while it is being emptied, kill, thaw. An empty
- * cgroup is left as it is: nothing in it can fork, and only a write to its cgroup.procs by
- * someone else could fill it (the usual end of a run: the pid namespace's init was reaped,
- * and the kernel ended everything else in it; each freezer.state write costs milliseconds).
+ * freeze the cgroup so nothing can fork while it is being emptied, kill, thaw. Without
+ * cgroup.kill, an empty cgroup is left as it is: nothing in it can fork, and only a write to
+ * its cgroup.procs by someone else could fill it (the usual end of a run: the pid namespace's
+ * init was reaped, and the kernel ended everything else in it; each freezer.state write costs
+ * milliseconds). cgroup.kill is always written: one cheap write that also reaches cgroups the
+ * container made below its own, which cgroup.procs does not list.
  */
 export function killCgroup(
   dir: string,
   how: "cgroup.kill" | "freezer" | "signal",
   sys: () => Sys = openLibc,
 ): boolean {
-  if (pids(dir).length === 0) return true;
+  if (how !== "cgroup.kill" && pids(dir).length === 0) return true;
   if (how === "cgroup.kill" && write(`${dir}/cgroup.kill`, "1")) return waitEmpty(dir);
   if (how === "freezer" && write(`${dir}/freezer.state`, "FROZEN")) {
     for (let i = 0; i < 100 && read(`${dir}/freezer.state`)?.trim() !== "FROZEN"; i++) sleep(5);
