@@ -46,9 +46,16 @@ export function sealedProgram(sys: Sys, name: string, bytes: Uint8Array): number
 
 /**
  * Spawns the program in `memfd` (from sealedProgram) as `name`, with `fds[i]` as its fd i and
- * an empty environment: its pid, or -errno. Its path is /proc/self/fd/N, resolved in the
+ * an empty environment (`session`: see Sys.spawn): its pid, or -errno. Its path is /proc/self/fd/N, resolved in the
  * spawned process, whose fd table is still a copy of micro's when it execs.
  */
-export function spawnSealed(sys: Sys, memfd: number, name: string, fds: number[]): number {
-  return sys.spawn(cstr(`/proc/self/fd/${memfd}`), cstrArray([name]), cstrArray([]), fds);
+export function spawnSealed(
+  sys: Sys,
+  memfd: number,
+  name: string,
+  fds: number[],
+  session = false,
+): number {
+  const path = cstr(`/proc/self/fd/${memfd}`);
+  return sys.spawn(path, cstrArray([name]), cstrArray([]), fds, session);
 }

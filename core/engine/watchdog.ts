@@ -19,7 +19,8 @@
  * stderr reach EOF with micro), and has `/` as its cwd. A container with its own pid
  * namespace cannot see it.
  *
- * A container with a pid namespace of its own gets the same from a small static program
+ * A container with a pid namespace of its own gets the same, where pidfd_open works (Linux
+ * 5.3+, not refused by a seccomp filter around micro), from a small static program
  * instead (tools/trampoline/watchdog-*.S, spawned from a sealed memfd after the child's
  * clone): killing its init through a pidfd ends every process of that namespace, cgroup v2's
  * cgroup.kill ends the cgroup's, and a v1 freezer is thawed so that a frozen container's
@@ -84,10 +85,12 @@ export class Watchdog {
 
   /**
    * The pipe and an fd for each target directory; throws (closing them) on failure. With
-   * `native` (the container has a pid namespace of its own), the static program's memfd too,
-   * and only the directories it writes to: v2's (cgroup.kill) and v1's freezer.
+   * `native` (the container has a pid namespace of its own) and pidfd_open working here, the
+   * static program's memfd too, and only the directories it writes to: v2's (cgroup.kill) and
+   * v1's freezer.
    */
   static prepare(targets: KillTarget[], sys: Sys, native = false): Watchdog {
+    native &&= pidfdsWork(sys);
     if (native) targets = targets.filter((t) => t.how !== "signal");
     const pipe = new Int32Array(2);
     const rc = sys.pipe2(pipe, C.O_CLOEXEC);
@@ -151,7 +154,7 @@ export class Watchdog {
       pidfd,
       dir(HOW["cgroup.kill"]),
       dir(HOW.freezer),
-    ]);
+    ], true);
     if (pidfd >= 0) sys.close(pidfd);
     this.forked(pid, sys);
     return pid;
@@ -269,6 +272,19 @@ export class Watchdog {
     sys.close(fd);
     return count;
   }
+}
+
+const probed = new WeakMap<Sys, boolean>();
+
+/**
+ * Whether pidfd_open works here (Linux 5.3+, no seccomp filter around micro refusing it), as
+ * the static watchdog kills through a pidfd; where it does not, the forked watchdog serves.
+ * Asked with pid 0, which a kernel that has the call refuses with EINVAL: no fd is made.
+ */
+function pidfdsWork(sys: Sys): boolean {
+  let works = probed.get(sys);
+  if (works === undefined) probed.set(sys, works = sys.pidfdOpen(0, 0) === -22);
+  return works;
 }
 
 function setupError(op: string, paths: Record<string, string>, errno: number): MicroError {

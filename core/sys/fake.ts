@@ -457,8 +457,9 @@ export class RecordingSys implements Sys {
       return -2;
     });
   }
-  spawn(path: CStr, argv: CStrArray, envp: CStrArray, fds: number[]) {
+  spawn(path: CStr, argv: CStrArray, envp: CStrArray, fds: number[], session = false) {
     const args: Arg[] = [this.s(path) ?? "", [...argv.strings], [...envp.strings], [...fds]];
+    if (session) args.push("session");
     return this.record("spawn", args, () => this.spawnPid);
   }
   exit(code: number): never {
@@ -713,7 +714,7 @@ export class RecordingSys implements Sys {
   }
 
   pidfdOpen(pid: number, flags: number) {
-    return this.record("pidfdOpen", [pid, flags], () => this.fd());
+    return this.record("pidfdOpen", [pid, flags], () => pid <= 0 ? -22 : this.fd());
   }
 
   pidfdGetfd(pidfd: number, fd: number) {

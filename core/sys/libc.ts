@@ -298,37 +298,92 @@ function detectArch(): Arch {
 }
 
 /**
- * posix_spawn and its file actions, bound together on the first spawn: not in SYMBOLS, so
- * `prepareFork` never binds them (the cloned child does not spawn, and a run that does not
- * spawn pays nothing for them).
+ * posix_spawn and its file actions, bound together on the first spawn: not in
+ * SYMBOLS, so `prepareFork` never binds them (the cloned child does not spawn, and a run that
+ * does not spawn pays nothing for them).
  */
 const SPAWN_SYMBOLS = {
   posix_spawn_file_actions_init: { parameters: ["buffer"], result: "i32" },
   posix_spawn_file_actions_adddup2: { parameters: ["buffer", "i32", "i32"], result: "i32" },
   posix_spawn_file_actions_destroy: { parameters: ["buffer"], result: "i32" },
   posix_spawn: {
-    parameters: ["buffer", "buffer", "buffer", "pointer", "buffer", "buffer"],
+    parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "buffer"],
     result: "i32",
   },
 } as const;
 
+/**
+ * glibc's posix_spawnattr_t (336 bytes, its layout part of the ABI): short flags at 0, the
+ * signals to default at 8, the mask at 136 (sigset_t: 128 bytes). Filled here rather than
+ * through posix_spawnattr_init and its setters: each bound symbol costs 0.2 ms a run.
+ */
+const ATTR_SIGDEFAULT = 8;
+const ATTR_SIGMASK = 136;
+/** Its flags. */
+const POSIX_SPAWN_SETSIGDEF = 0x04;
+const POSIX_SPAWN_SETSIGMASK = 0x08;
+const POSIX_SPAWN_SETSID = 0x80;
+
 let spawnSymbols: Deno.DynamicLibrary<typeof SPAWN_SYMBOLS>["symbols"] | undefined;
 
-/** posix_spawn(3) with `fds[i]` as fd i: the pid, or -errno (posix_spawn returns it). */
-function spawnProcess(path: CStr, argv: CStrArray, envp: CStrArray, fds: number[]): number {
+/**
+ * posix_spawn(3) with `fds[i]` as fd i: the pid, or -errno (posix_spawn returns it).
+ *
+ * The new process starts as Deno.Command's do: every signal at its default action and none
+ * blocked (micro ignores SIGPIPE, and an ignored signal stays ignored across execve). With
+ * `session`, it leaves micro's session and starts with every signal blocked, so that no
+ * group signal (a terminal's ^C) reaches it before it has ignored them itself.
+ *
+ * The dup2 actions run in order, so a source fd that is also a target (below fds.length) is
+ * first copied above them all by `dupAbove`, and the copy closed after the spawn.
+ */
+function spawnProcess(
+  path: CStr,
+  argv: CStrArray,
+  envp: CStrArray,
+  fds: number[],
+  session: boolean,
+  dupAbove: (fd: number, min: number) => number,
+  close: (fd: number) => void,
+): number {
   if (!spawnSymbols) {
     const t = now();
     spawnSymbols = Deno.dlopen("libc.so.6", SPAWN_SYMBOLS).symbols;
     span("libc bind", t);
   }
   const s = spawnSymbols;
-  // posix_spawn_file_actions_t is 80 bytes in glibc; a page keeps it off V8's moving heap.
+  const copies: number[] = [];
+  const sources = fds.slice();
+  for (let i = 0; i < sources.length; i++) {
+    const fd = sources[i];
+    if (fd === i || fd >= sources.length) continue;
+    const copy = dupAbove(fd, sources.length);
+    if (copy < 0) {
+      for (const c of copies) close(c);
+      return copy;
+    }
+    copies.push(copy);
+    for (let k = i; k < sources.length; k++) if (sources[k] === fd) sources[k] = copy;
+  }
+  // posix_spawn_file_actions_t is 80 bytes in glibc: a page each keeps it and the attributes
+  // off V8's moving heap, with room to spare.
   const actions = new Uint8Array(4096);
+  const attr = new Uint8Array(4096);
+  new DataView(attr.buffer).setInt16(
+    0,
+    POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | (session ? POSIX_SPAWN_SETSID : 0),
+    true,
+  );
+  attr.fill(0xff, ATTR_SIGDEFAULT, ATTR_SIGDEFAULT + 128);
+  if (session) attr.fill(0xff, ATTR_SIGMASK, ATTR_SIGMASK + 128);
   let rc = s.posix_spawn_file_actions_init(actions);
-  if (rc !== 0) return -rc;
+  if (rc !== 0) {
+    for (const c of copies) close(c);
+    return -rc;
+  }
   try {
-    for (let i = 0; i < fds.length && rc === 0; i++) {
-      rc = s.posix_spawn_file_actions_adddup2(actions, fds[i], i);
+    for (let i = 0; i < sources.length && rc === 0; i++) {
+      rc = s.posix_spawn_file_actions_adddup2(actions, sources[i], i);
     }
     if (rc !== 0) return -rc;
     const pid = new Int32Array(1024);
@@ -336,13 +391,14 @@ function spawnProcess(path: CStr, argv: CStrArray, envp: CStrArray, fds: number[
       new Uint8Array(pid.buffer),
       path,
       actions,
-      null,
+      attr,
       new Uint8Array(argv.pointers.buffer),
       new Uint8Array(envp.pointers.buffer),
     );
     return rc === 0 ? pid[0] : -rc;
   } finally {
     s.posix_spawn_file_actions_destroy(actions);
+    for (const c of copies) close(c);
   }
 }
 
@@ -551,7 +607,16 @@ function bindLibc(): Sys {
       }
       return r(lib.ibbi(nr.rt_sigprocmask, 2, sigset, null, 8)); // SIG_SETMASK, empty
     },
-    spawn: spawnProcess,
+    spawn: (path, argv, envp, fds, session = false) =>
+      spawnProcess(
+        path,
+        argv,
+        envp,
+        fds,
+        session,
+        (fd, min) => r(lib.i(nr.fcntl, fd, 1030, min, 0, 0)), // F_DUPFD_CLOEXEC
+        (fd) => lib.i(nr.close, fd, 0, 0, 0, 0),
+      ),
     execveat: (dirfd, path, argv, envp, flags) =>
       r(lib.ibbbi(
         nr.execveat,

@@ -111,9 +111,10 @@ export interface Sys {
    * posix_spawn(3) of `path` with `fds[i]` as its fd i (the rest of fds 0 to 2, and every fd
    * without close-on-exec, inherited): its pid, or -errno. glibc's vfork-like spawn copies
    * none of micro's memory, where Deno.Command's first use costs about 10 ms. Parent only:
-   * the cloned child never spawns.
+   * the cloned child never spawns. It starts with every signal at its default action and
+   * none blocked; with `session`, in a session of its own with every signal blocked.
    */
-  spawn(path: CStr, argv: CStrArray, envp: CStrArray, fds: number[]): number;
+  spawn(path: CStr, argv: CStrArray, envp: CStrArray, fds: number[], session?: boolean): number;
   /** Leaves the process at once (exit_group), with no atexit handlers. */
   exit(code: number): never;
   /** Raw clone with fork semantics; 0 in the child. */

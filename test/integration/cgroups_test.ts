@@ -1076,80 +1076,100 @@ function statFields(pid: number): string[] {
   return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
 }
 
-cgTest(
-  "kill -9 of micro whose container cleared PDEATHSIG: the watchdog kills it, gc removes the dirs",
-  async () => {
-    // The host view (no image) has the host's setpriv: the container's init clears its
-    // parent-death signal, so only the watchdog can take it down when micro is killed. The
-    // run's state root is a tmpfs of a private mount namespace, so that no other micro
-    // command on this machine sweeps the dead run (and kills the container) first.
-    const id = newId("pdeath");
-    await withTempDir(async (scratch) => {
-      const script = `mount -t tmpfs -o mode=0711 tmpfs ${STATE_ROOT} || exit 1
-        "$0" run --name ${id} -- /usr/bin/setpriv --pdeathsig clear sleep 1000 &
+/** Runs a command with some calls refused: `deny_syscalls.py NRS ERRNO -- COMMAND...`. */
+const DENY = new URL("../deny_syscalls.py", import.meta.url).pathname;
+
+for (const noPidfd of [false, true]) {
+  cgTest(
+    "kill -9 of micro whose container cleared PDEATHSIG: the watchdog kills it, gc removes the dirs" +
+      (noPidfd ? " (pidfd_open refused around micro: the forked watchdog)" : ""),
+    async () => {
+      // The host view (no image) has the host's setpriv: the container's init clears its
+      // parent-death signal, so only the watchdog can take it down when micro is killed. The
+      // run's state root is a tmpfs of a private mount namespace, so that no other micro
+      // command on this machine sweeps the dead run (and kills the container) first. With
+      // `noPidfd`, micro runs under a seccomp filter that refuses pidfd_open (an old kernel,
+      // or an old runtime's profile around micro): the static watchdog cannot kill through a
+      // pidfd, so micro forks its own.
+      const id = newId("pdeath");
+      const wrap = noPidfd ? `python3 ${DENY} 434 38 -- ` : "";
+      await withTempDir(async (scratch) => {
+        const script = `mount -t tmpfs -o mode=0711 tmpfs ${STATE_ROOT} || exit 1
+        ${wrap}"$0" run --name ${id} -- /usr/bin/setpriv --pdeathsig clear sleep 1000 &
         echo "micro=$!"
         until [ -e "$1/go" ]; do sleep 0.05; done
         "$0" plan -- true && echo swept`;
-      const bg = new Background(
-        ["-m", "--propagation", "private", "sh", "-c", script, MICRO, scratch],
-        { cmd: "unshare" },
-      );
-      let microPid = 0;
-      try {
-        assert.ok(await bg.waitForStdout("micro=", 10_000 * X), bg.stderr);
-        await waitFor(() => /micro=\d+\n/.test(bg.stdout), 2000);
-        microPid = Number(/micro=(\d+)/.exec(bg.stdout)![1]);
-        const root = `/proc/${bg.pid}/root${STATE_ROOT}`;
-        const st = await waitForContainer(microPid, 20_000 * X, root);
-        assert.ok(st?.containerPid, `no containerPid in state.json: ${bg.stderr}`);
-        const dirs = runDirs(id);
-        // setpriv has exec'd sleep: the parent-death signal is cleared from here on.
-        assert.ok(
-          await waitFor(
-            () => (read(`/proc/${st.containerPid}/comm`) ?? "").trim() === "sleep",
-            10_000 * X,
-          ),
-          "the container never ran sleep",
+        const bg = new Background(
+          ["-m", "--propagation", "private", "sh", "-c", script, MICRO, scratch],
+          { cmd: "unshare" },
         );
-        Deno.kill(microPid, "SIGKILL");
-        // No micro command runs meanwhile: the watchdog alone must do it.
-        assert.ok(
-          await waitFor(() => !pidAlive(st.containerPid!), 3000 * X),
-          `container pid ${st.containerPid} outlived micro (PDEATHSIG cleared)`,
-        );
-        // The watchdog only kills: the directories and the state wait for the next command.
-        assert.ok(exists(`${root}/${id}/state.json`), "the state was removed");
-        assert.deepEqual(dirs.filter(exists), dirs, "cgroup dirs vanished before the next command");
-        for (const d of dirs) assert.equal(read(`${d}/cgroup.procs`)?.trim(), "", d);
-        Deno.writeTextFileSync(`${scratch}/go`, "");
-        const r = await bg.result(30_000 * X);
-        assert.equal(r.code, 0, show(r));
-        assert.match(r.stdout, /swept\n$/, show(r));
-        assertCgroupsGone(id);
-      } finally {
-        Deno.writeTextFileSync(`${scratch}/go`, "");
-        if (microPid) {
-          try {
-            Deno.kill(microPid, "SIGKILL");
-          } catch { /* gone */ }
-        }
-        await bg.result(30_000 * X);
-        // A failed run's leftovers: its state went with the namespace, so no gc will come.
-        for (const d of runDirs(id).filter(exists)) {
-          for (const p of (read(`${d}/cgroup.procs`) ?? "").split("\n").filter((x) => x)) {
+        let microPid = 0;
+        try {
+          assert.ok(await bg.waitForStdout("micro=", 10_000 * X), bg.stderr);
+          await waitFor(() => /micro=\d+\n/.test(bg.stdout), 2000);
+          microPid = Number(/micro=(\d+)/.exec(bg.stdout)![1]);
+          const root = `/proc/${bg.pid}/root${STATE_ROOT}`;
+          const st = await waitForContainer(microPid, 20_000 * X, root);
+          assert.ok(st?.containerPid, `no containerPid in state.json: ${bg.stderr}`);
+          const dirs = runDirs(id);
+          // setpriv has exec'd sleep: the parent-death signal is cleared from here on.
+          assert.ok(
+            await waitFor(
+              () => (read(`/proc/${st.containerPid}/comm`) ?? "").trim() === "sleep",
+              10_000 * X,
+            ),
+            "the container never ran sleep",
+          );
+          // The static program, or (pidfd_open refused) a fork of micro.
+          const guards = childrenOf(microPid).filter((p) => p !== st.containerPid);
+          assert.equal(guards.length, 1, `micro's children: ${childrenOf(microPid)}`);
+          const comm = (pid: number) => (read(`/proc/${pid}/comm`) ?? "").trim();
+          assert.equal(comm(guards[0]) === comm(microPid), noPidfd, comm(guards[0]));
+          Deno.kill(microPid, "SIGKILL");
+          // No micro command runs meanwhile: the watchdog alone must do it.
+          assert.ok(
+            await waitFor(() => !pidAlive(st.containerPid!), 3000 * X),
+            `container pid ${st.containerPid} outlived micro (PDEATHSIG cleared)`,
+          );
+          // The watchdog only kills: the directories and the state wait for the next command.
+          assert.ok(exists(`${root}/${id}/state.json`), "the state was removed");
+          assert.deepEqual(
+            dirs.filter(exists),
+            dirs,
+            "cgroup dirs vanished before the next command",
+          );
+          for (const d of dirs) assert.equal(read(`${d}/cgroup.procs`)?.trim(), "", d);
+          Deno.writeTextFileSync(`${scratch}/go`, "");
+          const r = await bg.result(30_000 * X);
+          assert.equal(r.code, 0, show(r));
+          assert.match(r.stdout, /swept\n$/, show(r));
+          assertCgroupsGone(id);
+        } finally {
+          Deno.writeTextFileSync(`${scratch}/go`, "");
+          if (microPid) {
             try {
-              Deno.kill(Number(p), "SIGKILL");
+              Deno.kill(microPid, "SIGKILL");
             } catch { /* gone */ }
           }
-          await waitFor(() => (read(`${d}/cgroup.procs`) ?? "").trim() === "", 2000);
-          try {
-            Deno.removeSync(d);
-          } catch { /* reported by the assertions above */ }
+          await bg.result(30_000 * X);
+          // A failed run's leftovers: its state went with the namespace, so no gc will come.
+          for (const d of runDirs(id).filter(exists)) {
+            for (const p of (read(`${d}/cgroup.procs`) ?? "").split("\n").filter((x) => x)) {
+              try {
+                Deno.kill(Number(p), "SIGKILL");
+              } catch { /* gone */ }
+            }
+            await waitFor(() => (read(`${d}/cgroup.procs`) ?? "").trim() === "", 2000);
+            try {
+              Deno.removeSync(d);
+            } catch { /* reported by the assertions above */ }
+          }
         }
-      }
-    }, "micro-cgtest-");
-  },
-);
+      }, "micro-cgtest-");
+    },
+    noPidfd && !which("python3") ? "no python3 (the seccomp filter around micro)" : undefined,
+  );
+}
 
 cgTest(
   "the watchdog: outside the container, its own session, holding only its pipe, the init's pidfd and the cgroup; gone after a normal end",

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { openLibc } from "../../core/sys/libc.ts";
-import { C, cstr } from "../../core/sys/mod.ts";
+import { C, cstr, cstrArray } from "../../core/sys/mod.ts";
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b.subarray(0, b.indexOf(0)));
 
@@ -67,6 +67,48 @@ Deno.test("libc: calls through the shared signatures, with -errno on failure", (
     assert.equal(sys.capget(sets), 0);
     assert.equal(sys.sleep(1), 0);
   } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("libc: spawn gives fds[i] as fd i even when a source is another's target; signals at their defaults, or a session with all blocked", async () => {
+  const sys = openLibc();
+  const dir = Deno.makeTempDirSync({ prefix: "micro-libc-" });
+  const devNull = sys.open(cstr("/dev/null"), C.O_RDONLY | C.O_CLOEXEC, 0);
+  /** What `argv` prints, spawned with fds [/dev/null, a file, this process's fd 1]. */
+  const output = async (argv: string[], session: boolean) => {
+    const flags = C.O_WRONLY | C.O_CREAT | 0o1000 | C.O_CLOEXEC; // O_TRUNC
+    const out = sys.open(cstr(`${dir}/out`), flags, 0o600);
+    assert.ok(out >= 3, `open: ${out}`);
+    const pid = sys.spawn(
+      cstr(argv[0]),
+      cstrArray(argv),
+      cstrArray([]),
+      [devNull, out, 1],
+      session,
+    );
+    sys.close(out);
+    assert.ok(pid > 0, `spawn: ${pid}`);
+    assert.equal((await sys.waitpid(pid)).status, 0);
+    return Deno.readTextFileSync(`${dir}/out`).trim().split("\n");
+  };
+  try {
+    // fd 2 is this process's fd 1, which the second action (the file → 1) replaces in the
+    // child before the third runs: the source must have been copied first.
+    assert.deepEqual(await output(["/bin/readlink", "/proc/self/fd/2"], false), [
+      Deno.readLinkSync("/proc/self/fd/1"),
+    ]);
+    for (const session of [false, true]) {
+      const argv = ["/bin/grep", "-E", "^(Sig(Blk|Ign)|NSsid):", "/proc/self/status"];
+      const [sid, blk, ign] = await output(argv, session);
+      // micro ignores SIGPIPE (Deno does); the child starts as Deno.Command's do.
+      assert.equal(ign, "SigIgn:\t0000000000000000");
+      assert.equal(blk, `SigBlk:\t${session ? "fffffffe7ffbfeff" : "0000000000000000"}`);
+      const mine = /^NSsid:\s*(\d+)/m.exec(Deno.readTextFileSync("/proc/self/status"))![1];
+      assert.equal(sid !== `NSsid:\t${mine}`, session, sid);
+    }
+  } finally {
+    sys.close(devNull);
     Deno.removeSync(dir, { recursive: true });
   }
 });

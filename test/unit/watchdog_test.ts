@@ -335,7 +335,7 @@ Deno.test("execute: with a pid namespace of its own, the watchdog is the static 
     assert.ok(spawn > at, "spawned before the clone");
     assert.match(
       calls[spawn],
-      /^spawn\("\/proc\/self\/fd\/6", \["micro-watchdog"\], \[\], \[3,7,7,\d+,5,7\]\)$/,
+      /^spawn\("\/proc\/self\/fd\/6", \["micro-watchdog"\], \[\], \[3,7,7,\d+,5,7\], "session"\)$/,
     );
     assert.ok(calls.indexOf("write(9, 1)") > spawn, "the child is released after the spawn");
     // Only the pipe's write end stays: dismissed after cleanup.
@@ -370,8 +370,11 @@ Deno.test("execute: a start retried after a signal death gets a static watchdog 
       .scriptRecv(26, READY);
     assert.deepEqual(await execute(pidnsPlan(dir), OPTS, sys), { exitCode: 0 });
     const calls = sys.format();
-    const spawned = calls.filter((c) => c.startsWith("pidfdOpen(") || c.startsWith("spawn("));
+    const spawned = calls.filter((c) =>
+      (c.startsWith("pidfdOpen(") && c !== "pidfdOpen(0, 0)") || c.startsWith("spawn(")
+    );
     assert.equal(spawned.length, 4, calls.join("\n"));
+    assert.equal(calls.filter((c) => c === "pidfdOpen(0, 0)").length, 1, "probed once");
     assert.deepEqual([spawned[0], spawned[2]], ["pidfdOpen(4242, 0)", "pidfdOpen(4243, 0)"]);
     // The first one was dismissed before the retry, the second after the run.
     assert.deepEqual(sys.written(4), new Uint8Array([0]), "the first watchdog not dismissed");
@@ -381,4 +384,19 @@ Deno.test("execute: a start retried after a signal death gets a static watchdog 
     );
     assert.deepEqual(sys.written(20), new Uint8Array([0]), "the second watchdog not dismissed");
   });
+});
+
+Deno.test("execute: where pidfd_open fails (Linux < 5.3, a seccomp filter), a pid-namespaced container's watchdog is forked", async () => {
+  for (const errno of [38, 1]) {
+    await withCgroupDir(async (dir) => {
+      const sys = new RecordingSys().failOn("pidfdOpen", () => true, errno).scriptRecv(8, READY);
+      assert.deepEqual(await execute(pidnsPlan(dir), OPTS, sys), { exitCode: 0 });
+      const calls = sys.format();
+      assert.equal(calls[0], "pidfdOpen(0, 0)", "probed first");
+      assert.equal(calls.filter((c) => /^spawn\(|"micro-watchdog"/.test(c)).length, 0);
+      const at = calls.indexOf("prepareFork()");
+      assert.deepEqual(calls.slice(at, at + 3), ["prepareFork()", "clone(0x24000011)", "fork()"]);
+      assert.deepEqual(calls.slice(-2), ["write(4, 1)", "close(4)"]);
+    });
+  }
 });

@@ -29,6 +29,8 @@
         .set SYS_openat, 56
         .set SYS_pidfd_send_signal, 424
         .set SYS_close_range, 436
+        .set SYS_prlimit64, 261
+        .set RLIMIT_NOFILE, 7
 
         .include "elf-aarch64.inc"
 
@@ -62,6 +64,25 @@ ignore:                                           /* SIGSTOP refuse it (EINVAL) 
         mov     x2, #0
         mov     x8, #SYS_close_range
         svc     #0
+        cbz     x0, wait
+        mov     x0, #0                            /* before 5.9 (or refused): close(2) each */
+        mov     x1, #RLIMIT_NOFILE                /* fd from 6 below RLIMIT_NOFILE's soft */
+        mov     x2, #0                            /* limit, which no fd reaches (1024 if */
+        mov     x3, sp                            /* that is not known) */
+        mov     x8, #SYS_prlimit64
+        svc     #0
+        mov     x19, #1024
+        cbnz    x0, 1f
+        ldr     x19, [sp]
+1:      mov     x20, #6
+close1:
+        cmp     x20, x19
+        b.hs    wait
+        mov     x0, x20
+        mov     x8, #SYS_close
+        svc     #0
+        add     x20, x20, #1
+        b       close1
 wait:
         mov     x0, #0
         add     x1, sp, #32

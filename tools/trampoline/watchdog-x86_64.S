@@ -29,6 +29,8 @@
         .set SYS_openat, 257
         .set SYS_pidfd_send_signal, 424
         .set SYS_close_range, 436
+        .set SYS_prlimit64, 302
+        .set RLIMIT_NOFILE, 7
 
         .include "elf-x86_64.inc"
 
@@ -63,6 +65,27 @@ ignore:                                           /* SIGSTOP refuse it (EINVAL) 
         mov     $0xffffffff, %esi
         xor     %edx, %edx
         syscall
+        test    %rax, %rax
+        jz      wait
+        mov     $SYS_prlimit64, %eax              /* before 5.9 (or refused): close(2) each */
+        xor     %edi, %edi                        /* fd from 6 below RLIMIT_NOFILE's soft */
+        mov     $RLIMIT_NOFILE, %esi              /* limit, which no fd reaches (1024 if */
+        xor     %edx, %edx                        /* that is not known) */
+        mov     %rsp, %r10
+        syscall
+        mov     $1024, %r12d
+        test    %rax, %rax
+        jnz     1f
+        mov     (%rsp), %r12
+1:      mov     $6, %r13d
+close1:
+        cmp     %r12, %r13
+        jae     wait
+        mov     $SYS_close, %eax
+        mov     %r13d, %edi
+        syscall
+        inc     %r13
+        jmp     close1
 wait:
         mov     $SYS_read, %eax
         xor     %edi, %edi
