@@ -195,23 +195,34 @@ const NR = {
 
 const I = "i64" as const;
 const B = "buffer" as const;
+/**
+ * A last parameter that changes nothing but the binding's cost: a struct passed by value,
+ * which Deno's fast-call compiler (turbocall) does not take, so binding a symbol skips the
+ * compilation of its fast path (0.25 to 0.6 ms a symbol; 0.03 without). micro never uses
+ * that path: V8 takes it only from optimized code, and micro runs interpreted (core/v8.ts).
+ * Every call passes ZERO, an 8-byte zero, as it: one more integer argument, in a register
+ * or on the stack, that the called function ignores (syscall(2) reads six after the
+ * number, and every signature here supplies the ones its calls need).
+ */
+const Z = { struct: ["u64"] } as const;
+const ZERO = new Uint8Array(8);
 const sc = (...parameters: ("i64" | "buffer")[]) => ({
   name: "syscall",
-  parameters: [I, ...parameters],
+  parameters: [I, ...parameters, Z],
   result: "i64",
 } as const);
 
 /**
  * syscall(2) by signature: i = a number, b = a buffer (or null); every argument 64-bit.
- * Binding a synchronous symbol costs 0.2 to 0.5 ms (more with buffers), so there are few:
- * a call whose signature is the start of a longer one uses the longer one, with zeros and
- * nulls after its own arguments (the kernel ignores a syscall's unused registers). Each is
- * bound the first time it is called; `prepareFork` binds the rest, as the cloned child
- * must not bind anything.
+ * There are few: a call whose signature is the start of a longer one uses the longer one,
+ * with zeros and nulls after its own arguments (the kernel ignores a syscall's unused
+ * registers). Each is bound the first time it is called (about 0.03 ms with `Z`);
+ * `prepareFork` binds the rest, as the cloned child must not bind anything (dlopen
+ * allocates through malloc).
  */
 const SYMBOLS = {
-  __errno_location: { parameters: [], result: "pointer" },
-  fork: { parameters: [], result: "i32" },
+  __errno_location: { parameters: [Z], result: "pointer" },
+  fork: { parameters: [Z], result: "i32" },
   i: sc(I, I, I, I, I),
   bii: sc(B, I, I),
   bib: sc(B, I, B),
@@ -266,30 +277,30 @@ function lazySymbols(): { raw: Raw; bindAll: () => void } {
  */
 function signatures(raw: Raw) {
   return {
-    i: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg, e: Arg) => raw.i(n, a, b, c, d, e),
-    b: (n: Arg, a: Arg) => raw.bii(n, a, 0, 0),
-    bi: (n: Arg, a: Arg, b: Arg) => raw.bii(n, a, b, 0),
-    bii: (n: Arg, a: Arg, b: Arg, c: Arg) => raw.bii(n, a, b, c),
-    bib: (n: Arg, a: Arg, b: Arg, c: Arg) => raw.bib(n, a, b, c),
-    bb: (n: Arg, a: Arg, b: Arg) => raw.bbbib(n, a, b, null, 0, null),
-    bbbi: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg) => raw.bbbib(n, a, b, c, d, null),
-    bbbib: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg, e: Arg) => raw.bbbib(n, a, b, c, d, e),
-    bbbii: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg, e: Arg) => raw.bbbii(n, a, b, c, d, e),
-    ib: (n: Arg, a: Arg, b: Arg) => raw.ibibi(n, a, b, 0, null, 0),
-    ibi: (n: Arg, a: Arg, b: Arg, c: Arg) => raw.ibibi(n, a, b, c, null, 0),
-    ibibi: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg, e: Arg) => raw.ibibi(n, a, b, c, d, e),
-    ibii: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg) => raw.ibiii(n, a, b, c, d, 0),
-    ibiii: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg, e: Arg) => raw.ibiii(n, a, b, c, d, e),
-    ibbi: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg) => raw.ibbii(n, a, b, c, d, 0),
-    ibbii: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg, e: Arg) => raw.ibbii(n, a, b, c, d, e),
-    ibbbi: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg, e: Arg) => raw.ibbbi(n, a, b, c, d, e),
-    iib: (n: Arg, a: Arg, b: Arg, c: Arg) => raw.iibbi(n, a, b, c, null, 0),
-    iibb: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg) => raw.iibbi(n, a, b, c, d, 0),
-    iibbi: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg, e: Arg) => raw.iibbi(n, a, b, c, d, e),
-    iibi: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg) => raw.iibi(n, a, b, c, d),
-    iiib: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg) => raw.iiib(n, a, b, c, d),
-    ibi_async: (n: Arg, a: Arg, b: Arg, c: Arg) => raw.ibi_async(n, a, b, c),
-    ibib_async: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg) => raw.ibib_async(n, a, b, c, d),
+    i: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg, e: Arg) => raw.i(n, a, b, c, d, e, ZERO),
+    b: (n: Arg, a: Arg) => raw.bii(n, a, 0, 0, ZERO),
+    bi: (n: Arg, a: Arg, b: Arg) => raw.bii(n, a, b, 0, ZERO),
+    bii: (n: Arg, a: Arg, b: Arg, c: Arg) => raw.bii(n, a, b, c, ZERO),
+    bib: (n: Arg, a: Arg, b: Arg, c: Arg) => raw.bib(n, a, b, c, ZERO),
+    bb: (n: Arg, a: Arg, b: Arg) => raw.bbbib(n, a, b, null, 0, null, ZERO),
+    bbbi: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg) => raw.bbbib(n, a, b, c, d, null, ZERO),
+    bbbib: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg, e: Arg) => raw.bbbib(n, a, b, c, d, e, ZERO),
+    bbbii: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg, e: Arg) => raw.bbbii(n, a, b, c, d, e, ZERO),
+    ib: (n: Arg, a: Arg, b: Arg) => raw.ibibi(n, a, b, 0, null, 0, ZERO),
+    ibi: (n: Arg, a: Arg, b: Arg, c: Arg) => raw.ibibi(n, a, b, c, null, 0, ZERO),
+    ibibi: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg, e: Arg) => raw.ibibi(n, a, b, c, d, e, ZERO),
+    ibii: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg) => raw.ibiii(n, a, b, c, d, 0, ZERO),
+    ibiii: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg, e: Arg) => raw.ibiii(n, a, b, c, d, e, ZERO),
+    ibbi: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg) => raw.ibbii(n, a, b, c, d, 0, ZERO),
+    ibbii: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg, e: Arg) => raw.ibbii(n, a, b, c, d, e, ZERO),
+    ibbbi: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg, e: Arg) => raw.ibbbi(n, a, b, c, d, e, ZERO),
+    iib: (n: Arg, a: Arg, b: Arg, c: Arg) => raw.iibbi(n, a, b, c, null, 0, ZERO),
+    iibb: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg) => raw.iibbi(n, a, b, c, d, 0, ZERO),
+    iibbi: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg, e: Arg) => raw.iibbi(n, a, b, c, d, e, ZERO),
+    iibi: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg) => raw.iibi(n, a, b, c, d, ZERO),
+    iiib: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg) => raw.iiib(n, a, b, c, d, ZERO),
+    ibi_async: (n: Arg, a: Arg, b: Arg, c: Arg) => raw.ibi_async(n, a, b, c, ZERO),
+    ibib_async: (n: Arg, a: Arg, b: Arg, c: Arg, d: Arg) => raw.ibib_async(n, a, b, c, d, ZERO),
   };
 }
 
@@ -303,11 +314,11 @@ function detectArch(): Arch {
  * does not spawn pays nothing for them).
  */
 const SPAWN_SYMBOLS = {
-  posix_spawn_file_actions_init: { parameters: ["buffer"], result: "i32" },
-  posix_spawn_file_actions_adddup2: { parameters: ["buffer", "i32", "i32"], result: "i32" },
-  posix_spawn_file_actions_destroy: { parameters: ["buffer"], result: "i32" },
+  posix_spawn_file_actions_init: { parameters: ["buffer", Z], result: "i32" },
+  posix_spawn_file_actions_adddup2: { parameters: ["buffer", "i32", "i32", Z], result: "i32" },
+  posix_spawn_file_actions_destroy: { parameters: ["buffer", Z], result: "i32" },
   posix_spawn: {
-    parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "buffer"],
+    parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "buffer", Z],
     result: "i32",
   },
 } as const;
@@ -376,14 +387,14 @@ function spawnProcess(
   );
   attr.fill(0xff, ATTR_SIGDEFAULT, ATTR_SIGDEFAULT + 128);
   if (session) attr.fill(0xff, ATTR_SIGMASK, ATTR_SIGMASK + 128);
-  let rc = s.posix_spawn_file_actions_init(actions);
+  let rc = s.posix_spawn_file_actions_init(actions, ZERO);
   if (rc !== 0) {
     for (const c of copies) close(c);
     return -rc;
   }
   try {
     for (let i = 0; i < sources.length && rc === 0; i++) {
-      rc = s.posix_spawn_file_actions_adddup2(actions, sources[i], i);
+      rc = s.posix_spawn_file_actions_adddup2(actions, sources[i], i, ZERO);
     }
     if (rc !== 0) return -rc;
     const pid = new Int32Array(1024);
@@ -394,10 +405,11 @@ function spawnProcess(
       attr,
       new Uint8Array(argv.pointers.buffer),
       new Uint8Array(envp.pointers.buffer),
+      ZERO,
     );
     return rc === 0 ? pid[0] : -rc;
   } finally {
-    s.posix_spawn_file_actions_destroy(actions);
+    s.posix_spawn_file_actions_destroy(actions, ZERO);
     for (const c of copies) close(c);
   }
 }
@@ -417,7 +429,7 @@ function bindLibc(): Sys {
   // errno's address in this thread (the same in the cloned child), found on the first failure.
   let errnoView: Deno.UnsafePointerView | null = null;
   const errno = () =>
-    (errnoView ??= new Deno.UnsafePointerView(raw.__errno_location()!)).getInt32(0);
+    (errnoView ??= new Deno.UnsafePointerView(raw.__errno_location(ZERO)!)).getInt32(0);
   /** libc's convention (-1 and errno) to ours (-errno); results fit in a number. */
   const r = (v: number | bigint) => {
     const n = Number(v);
@@ -632,7 +644,7 @@ function bindLibc(): Sys {
     },
     clone: (flags) => r(lib.i(nr.clone, flags, 0, 0, 0, 0)),
     clone3: (args) => r(lib.bi(nr.clone3, args, args.length)),
-    fork: () => r(raw.fork()),
+    fork: () => r(raw.fork(ZERO)),
     prepareFork() {
       // The whole user address space, holes included (madvise skips them with ENOMEM but
       // still marks every mapping), so pages V8 maps after reading /proc/self/maps are
