@@ -2,6 +2,7 @@
  * The host probe: every fact plan() needs from the host, read once before planning, so
  * that plugins stay pure and `micro plan` shows what a run would do.
  */
+import { baseFacts, defaultNetwork } from "./cni/facts.ts";
 import { CAPS } from "./caps.ts";
 import { readLayout } from "./cgroups/layout.ts";
 import { MicroError } from "./errors.ts";
@@ -209,6 +210,10 @@ const PROBED_NETWORKS = ["bridge", "cni", "auto", "pasta", "slirp4netns"];
  */
 export async function networkProbe(spec: Spec): Promise<typeof probeNetwork | undefined> {
   if (!PROBED_NETWORKS.includes(spec.micro.network)) return undefined;
+  // `auto` made none: nothing of the host's networking but the base facts is looked at.
+  if (spec.micro.network === "auto" && defaultNetwork() === "none") {
+    return (_spec, sys) => baseFacts(sys);
+  }
   return (await import("./cni/probe.ts")).probeNetwork;
 }
 

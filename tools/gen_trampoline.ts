@@ -65,6 +65,12 @@ export function assemble(
   }
 }
 
+function base64(bytes: Uint8Array): string {
+  let bin = "";
+  for (const b of bytes) bin += String.fromCharCode(b);
+  return btoa(bin);
+}
+
 /** Each program's bytes for every architecture. */
 export type Bins = Record<Program, Record<TrampolineArch, Uint8Array>>;
 
@@ -98,17 +104,32 @@ export function render(bins: Bins): string {
       " */",
     ],
   };
+  lines.push(
+    "",
+    "/**",
+    " * The bytes as base64, decoded when a program is used, for its architecture only: every run",
+    " * loads this module, and loading costs in proportion to size (core/v8.ts compiles it all);",
+    " * as array literals of numbers it was 30 kB and built six arrays at each load.",
+    " */",
+    "type Programs = Readonly<Record<\"x86_64\" | \"aarch64\", Uint8Array>>;",
+    "const decode = (Uint8Array as unknown as { fromBase64(s: string): Uint8Array }).fromBase64;",
+    "function programs(x86_64: string, aarch64: string): Programs {",
+    "  return {",
+    "    get x86_64() {",
+    "      return decode(x86_64);",
+    "    },",
+    "    get aarch64() {",
+    "      return decode(aarch64);",
+    "    },",
+    "  };",
+    "}",
+  );
   for (const program of Object.keys(PROGRAMS) as Program[]) {
-    lines.push("", ...docs[program], `export const ${program} = {`);
+    lines.push("", ...docs[program], `export const ${program}: Programs = programs(`);
     for (const arch of TRAMPOLINE_ARCHES) {
-      lines.push(`  ${arch}: new Uint8Array([`);
-      const b = Array.from(bins[program][arch]);
-      for (let i = 0; i < b.length; i += 16) {
-        lines.push(`    ${b.slice(i, i + 16).join(", ")},`);
-      }
-      lines.push("  ]),");
+      lines.push(`  "${base64(bins[program][arch])}",`);
     }
-    lines.push("};");
+    lines.push(");");
   }
   lines.push("");
   return lines.join("\n");

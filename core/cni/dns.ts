@@ -9,8 +9,7 @@ import { errnoOf, MicroError } from "../errors.ts";
 /** Docker's fallback when the host has only loopback resolvers and no upstream list. */
 export const FALLBACK_DNS = ["8.8.8.8", "8.8.4.4"];
 
-/** systemd-resolved's list of the upstream servers behind its 127.0.0.53 stub. */
-export const RESOLVED_UPSTREAM = "/run/systemd/resolve/resolv.conf";
+export { RESOLVED_UPSTREAM } from "./facts.ts";
 
 function isLoopback(addr: string): boolean {
   return /^127\./.test(addr) || addr === "::1" || addr === "0:0:0:0:0:0:0:1";

@@ -4,7 +4,6 @@
  * run it), the configuration list (micro's own made with a subnet free on this host), and
  * the host's resolv.conf.
  */
-import { FileRefused, KiB, readRegularFile } from "../files.ts";
 import { MicroError } from "../errors.ts";
 import type { NetFacts } from "../plugin.ts";
 import type { Spec } from "../spec.ts";
@@ -17,7 +16,7 @@ import {
   MICRO_PLUGINS,
   microConfList,
 } from "./config.ts";
-import { RESOLVED_UPSTREAM } from "./dns.ts";
+import { baseFacts } from "./facts.ts";
 import { findPlugin, untrustedPlugin } from "./exec.ts";
 import { chooseSubnet, parseCidr } from "./subnet.ts";
 import { hostRoutes, listNetworks, loadNetwork, networksDir } from "./networks.ts";
@@ -26,8 +25,6 @@ import { storeRoot } from "../store/paths.ts";
 
 /** Where the micro network's host-local leases live: with the run state, gone at reboot. */
 export const IPAM_DIR = "/run/micro/.networks";
-
-export const DEFAULT_CNI_PATH = ["/usr/lib/cni", "/opt/cni/bin"];
 
 const PLUGINS_HINT = "Debian: apt install containernetworking-plugins, or set CNI_PATH";
 const BIN_PATH = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
@@ -58,15 +55,6 @@ function findOnPath(name: string): string | undefined {
   });
 }
 
-function readSmall(sys: Sys, path: string): string {
-  try {
-    return readRegularFile(sys, path, 64 * KiB);
-  } catch (e) {
-    if (e instanceof FileRefused) return "";
-    throw e;
-  }
-}
-
 /** The plugin types a list runs, with its IPAM plugins. */
 function pluginTypes(list: ConfList): string[] {
   const out: string[] = [];
@@ -85,16 +73,8 @@ function limited(spec: Spec): boolean {
 }
 
 export function probeNetwork(spec: Spec, sys: Sys, uid: number): NetFacts {
-  const env = Deno.env.get("CNI_PATH");
-  const cniPath = env ? env.split(":").filter((d) => d.startsWith("/")) : DEFAULT_CNI_PATH;
-  const facts: NetFacts = {
-    cniPath,
-    missing: [],
-    resolv: readSmall(sys, "/etc/resolv.conf"),
-    resolvUpstream: readSmall(sys, RESOLVED_UPSTREAM),
-  };
-  const chosen = Deno.env.get("MICRO_DEFAULT_NETWORK");
-  if (chosen) facts.defaultNetwork = chosen;
+  const facts = baseFacts(sys);
+  const { cniPath, defaultNetwork: chosen } = facts;
   const mode = spec.micro.network;
   // `auto` that MICRO_DEFAULT_NETWORK makes none (plugins/net.ts resolveAuto): nothing else of
   // the host's networking is used (no routes, subnets or plugins to look at).

@@ -5,7 +5,7 @@
  * probe, checks, plan) without starting anything.
  */
 import { readLayout } from "../cgroups/layout.ts";
-import { DEFAULT_CNI_PATH } from "../cni/probe.ts";
+import { DEFAULT_CNI_PATH } from "../cni/facts.ts";
 import { MicroError, MicroErrors } from "../errors.ts";
 import { exists } from "../host.ts";
 import { parseSubids } from "../idmap.ts";

@@ -31,6 +31,8 @@ import { jsonDepth, parseJsonLimited } from "../../core/cni/json.ts";
 import { parsePublish } from "../../core/cni/ports.ts";
 import { chooseSubnet, parseRoutes } from "../../core/cni/subnet.ts";
 import { MicroError } from "../../core/errors.ts";
+import { networkProbe } from "../../core/host.ts";
+import { openLibc } from "../../core/sys/libc.ts";
 import { planRun } from "../../core/plan.ts";
 import type { HostInfo, NetFacts } from "../../core/plugin.ts";
 import { PLUGINS } from "../../plugins/mod.ts";
@@ -465,6 +467,26 @@ Deno.test("net auto: bridge as root when the host has it, else none with one rea
   const s5 = spec({}, ["hardened"]);
   resolveAuto(s5, host());
   assert.equal(s5.micro.network, "none");
+});
+
+Deno.test("networkProbe: auto made none by MICRO_DEFAULT_NETWORK gives the same facts without the CNI modules", async () => {
+  const before = Deno.env.get("MICRO_DEFAULT_NETWORK");
+  Deno.env.set("MICRO_DEFAULT_NETWORK", "none");
+  try {
+    const s = spec();
+    assert.equal(s.micro.network, "auto");
+    const probe = await networkProbe(s);
+    const { probeNetwork } = await import("../../core/cni/probe.ts");
+    assert.ok(probe && probe !== probeNetwork, "the CNI probe was used");
+    const sys = openLibc();
+    assert.deepEqual(probe(s, sys, 0), probeNetwork(s, sys, 0));
+    assert.equal(probe(s, sys, 0).defaultNetwork, "none");
+    Deno.env.set("MICRO_DEFAULT_NETWORK", "bridge");
+    assert.equal(await networkProbe(s), probeNetwork);
+  } finally {
+    if (before === undefined) Deno.env.delete("MICRO_DEFAULT_NETWORK");
+    else Deno.env.set("MICRO_DEFAULT_NETWORK", before);
+  }
 });
 
 Deno.test("net bridge: ADD in attach with the ports, the DNS files bound, DEL at cleanup", () => {
