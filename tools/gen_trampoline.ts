@@ -111,7 +111,7 @@ export function render(bins: Bins): string {
     " * loads this module, and loading costs in proportion to size (core/v8.ts compiles it all);",
     " * as array literals of numbers it was 30 kB and built six arrays at each load.",
     " */",
-    "type Programs = Readonly<Record<\"x86_64\" | \"aarch64\", Uint8Array>>;",
+    'type Programs = Readonly<Record<"x86_64" | "aarch64", Uint8Array>>;',
     "const decode = (Uint8Array as unknown as { fromBase64(s: string): Uint8Array }).fromBase64;",
     "function programs(x86_64: string, aarch64: string): Programs {",
     "  return {",
