@@ -1,9 +1,13 @@
 /** Every command that touches containers first cleans what killed runs left (DESIGN.md §7). */
+import { nothingToSweep, stateRoot } from "../core/stateroot.ts";
+
+/**
+ * The common case (every run alive, or none) loads none of the cleanup code. stateroot.ts is
+ * small and loaded with this module: a dynamic import of its own cost a run a load of its own.
+ */
 export async function gcState(): Promise<void> {
-  const { nothingToSweep, stateRoot } = await import("../core/stateroot.ts");
   const uid = Deno.uid() ?? 0;
   const root = stateRoot(uid);
-  // The common case (every run alive, or none) loads none of the cleanup code.
   if (nothingToSweep(root, uid)) return;
   const { deadNetworkRuns, gc, killRecorded, unsupervised } = await import("../core/state.ts");
   const { openLibc } = await import("../core/sys/libc.ts");
