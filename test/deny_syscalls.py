@@ -4,8 +4,9 @@ seccomp filter that refuses them (micro inside a container whose runtime's profi
 
     deny_syscalls.py NR[,NR...] ERRNO -- COMMAND [ARG...]
 
-Numbers, not names (x86_64 and aarch64 share the numbers of every call added since 4.x,
-which are the ones tests deny). The fds the command is given are left as they are.
+Numbers, not names: x86_64 and aarch64 share the numbers of the calls added since Linux 5.1
+(424 and up, pidfd_open is 434), which are the ones tests deny; older calls differ. The fds
+the command is given are left as they are.
 """
 import ctypes
 import os

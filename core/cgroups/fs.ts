@@ -37,7 +37,8 @@ function killAll(dir: string, sys: () => Sys): void {
  * first and signalled only when a second `listed()` still has its pid: a member that ended
  * after the first read and whose pid the kernel gave to a host process is never signalled
  * (its pidfd names the host process, which the second read does not list). Without pidfds
- * (Linux < 5.3: ENOSYS) a pid still listed is killed by number. How many the first read had.
+ * (Linux < 5.3, or refused by a seccomp filter around micro: any error but ESRCH) a pid still
+ * listed is killed by number. How many the first read had.
  */
 export function killMembers(sys: Sys, listed: () => number[]): number {
   const first = listed();
@@ -47,8 +48,8 @@ export function killMembers(sys: Sys, listed: () => number[]): number {
     const now = new Set(listed());
     first.forEach((pid, i) => {
       if (!now.has(pid)) return;
-      if (fds[i] >= 0) sys.pidfdSendSignal(fds[i], C.SIGKILL);
-      else if (fds[i] === -38) sys.kill(pid, C.SIGKILL);
+      const rc = fds[i] >= 0 ? sys.pidfdSendSignal(fds[i], C.SIGKILL) : fds[i];
+      if (rc < 0 && rc !== -3) sys.kill(pid, C.SIGKILL); // no pidfds here; ESRCH: gone
     });
   } finally {
     for (const fd of fds) if (fd >= 0) sys.close(fd);

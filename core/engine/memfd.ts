@@ -56,6 +56,14 @@ export function spawnSealed(
   fds: number[],
   session = false,
 ): number {
-  const path = cstr(`/proc/self/fd/${memfd}`);
-  return sys.spawn(path, cstrArray([name]), cstrArray([]), fds, session);
+  // The path is resolved after the dup2 actions: a memfd numbered below fds.length would be
+  // replaced by then, so a copy above them is exec'd.
+  const fd = memfd < fds.length ? sys.fcntl(memfd, C.F_DUPFD_CLOEXEC, fds.length) : memfd;
+  if (fd < 0) return fd;
+  try {
+    const path = cstr(`/proc/self/fd/${fd}`);
+    return sys.spawn(path, cstrArray([name]), cstrArray([]), fds, session);
+  } finally {
+    if (fd !== memfd) sys.close(fd);
+  }
 }

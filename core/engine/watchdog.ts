@@ -230,7 +230,8 @@ export class Watchdog {
    * pidfd opened first and signalled only when a second read still lists its pid: a pid
    * that ended after the first read and was given to a host process is never signalled
    * (the pidfd names the host process, which the second read does not list). Without
-   * pidfds (Linux < 5.3) a listed pid is killed by number, as before.
+   * pidfds (Linux < 5.3, or refused by a seccomp filter around micro: any error but ESRCH)
+   * a listed pid is killed by number.
    */
   private killListed(dir: number, sys: Sys): number {
     const n = this.readPids(dir, this.pids, sys);
@@ -241,8 +242,8 @@ export class Watchdog {
     for (let i = 0; i < n; i++) {
       let listed = false;
       for (let k = 0; k < m && !listed; k++) listed = this.again[k] === this.pids[i];
-      if (listed && fds[i] >= 0) sys.pidfdSendSignal(fds[i], C.SIGKILL);
-      else if (listed && fds[i] === -38) sys.kill(this.pids[i], C.SIGKILL); // ENOSYS
+      const rc = !listed ? 0 : fds[i] >= 0 ? sys.pidfdSendSignal(fds[i], C.SIGKILL) : fds[i];
+      if (rc < 0 && rc !== -3) sys.kill(this.pids[i], C.SIGKILL); // no pidfds; ESRCH: gone
       if (fds[i] >= 0) sys.close(fds[i]);
     }
     return n;
@@ -277,13 +278,17 @@ export class Watchdog {
 const probed = new WeakMap<Sys, boolean>();
 
 /**
- * Whether pidfd_open works here (Linux 5.3+, no seccomp filter around micro refusing it), as
- * the static watchdog kills through a pidfd; where it does not, the forked watchdog serves.
- * Asked with pid 0, which a kernel that has the call refuses with EINVAL: no fd is made.
+ * Whether pidfd_open and pidfd_send_signal work here (Linux 5.3+, no seccomp filter around
+ * micro refusing them), as the static watchdog kills through a pidfd; where they do not, the
+ * forked watchdog serves. Asked with pid 0 and fd -1, which a kernel that has the calls
+ * refuses with EINVAL and EBADF: no fd is made, nothing is signalled.
  */
 function pidfdsWork(sys: Sys): boolean {
   let works = probed.get(sys);
-  if (works === undefined) probed.set(sys, works = sys.pidfdOpen(0, 0) === -22);
+  if (works === undefined) {
+    works = sys.pidfdOpen(0, 0) === -22 && sys.pidfdSendSignal(-1, 0) === -9; // EBADF
+    probed.set(sys, works);
+  }
   return works;
 }
 

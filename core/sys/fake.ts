@@ -738,7 +738,7 @@ export class RecordingSys implements Sys {
   }
 
   pidfdSendSignal(pidfd: number, signal: number) {
-    return this.record("pidfdSendSignal", [pidfd, signal], () => 0);
+    return this.record("pidfdSendSignal", [pidfd, signal], () => pidfd < 0 ? -9 : 0);
   }
 
   ioprioSet(prio: number) {

@@ -201,8 +201,9 @@ const B = "buffer" as const;
  * compilation of its fast path (0.25 to 0.6 ms a symbol; 0.03 without). micro never uses
  * that path: V8 takes it only from optimized code, and micro runs interpreted (core/v8.ts).
  * Every call passes ZERO, an 8-byte zero, as it: one more integer argument, in a register
- * or on the stack, that the called function ignores (syscall(2) reads six after the
- * number, and every signature here supplies the ones its calls need).
+ * or on the stack, after the real ones. The fixed-argument functions ignore it; syscall(2)
+ * passes it on as the next syscall argument, one the call does not use (every signature
+ * here supplies the arguments its calls need), where there was an undefined value before.
  */
 const Z = { struct: ["u64"] } as const;
 const ZERO = new Uint8Array(8);
@@ -326,7 +327,7 @@ const SPAWN_SYMBOLS = {
 /**
  * glibc's posix_spawnattr_t (336 bytes, its layout part of the ABI): short flags at 0, the
  * signals to default at 8, the mask at 136 (sigset_t: 128 bytes). Filled here rather than
- * through posix_spawnattr_init and its setters: each bound symbol costs 0.2 ms a run.
+ * through posix_spawnattr_init and its setters: fewer symbols to bind.
  */
 const ATTR_SIGDEFAULT = 8;
 const ATTR_SIGMASK = 136;
@@ -340,8 +341,9 @@ let spawnSymbols: Deno.DynamicLibrary<typeof SPAWN_SYMBOLS>["symbols"] | undefin
 /**
  * posix_spawn(3) with `fds[i]` as fd i: the pid, or -errno (posix_spawn returns it).
  *
- * The new process starts as Deno.Command's do: every signal at its default action and none
- * blocked (micro ignores SIGPIPE, and an ignored signal stays ignored across execve). With
+ * The new process starts with every signal at its default action and none blocked (micro
+ * ignores SIGPIPE, and an ignored signal stays ignored across execve; Deno.Command resets
+ * SIGPIPE and the mask, glibc's own signals 32 and 33 stay as they are there). With
  * `session`, it leaves micro's session and starts with every signal blocked, so that no
  * group signal (a terminal's ^C) reaches it before it has ignored them itself.
  *

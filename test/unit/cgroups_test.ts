@@ -1600,6 +1600,11 @@ Deno.test("cgroup kill without cgroup.kill: through pidfds, only pids still list
   assert.equal(killMembers(old, () => again.shift() ?? []), 2);
   assert.deepEqual(old.format().filter((l) => l.startsWith("kill")), ["kill(13, 9)"]);
   assert.equal(killMembers(old, () => []), 0);
+  // A seccomp filter around micro refusing pidfd_open (EPERM): by number too.
+  const filtered = new RecordingSys().failOn("pidfdOpen", () => true, 1);
+  const third = [[12, 13], [13]];
+  assert.equal(killMembers(filtered, () => third.shift() ?? []), 2);
+  assert.deepEqual(filtered.format().filter((l) => l.startsWith("kill")), ["kill(13, 9)"]);
 });
 
 Deno.test("killCgroup: an empty cgroup is not frozen and thawed; cgroup.kill (its subtree too) is written", () => {

@@ -3,6 +3,7 @@
  * and the report socket, one clone with the plan's namespace flags, the release byte, the
  * child's report turned into an error, and the exit status decoded.
  */
+import { spawnSealed } from "../../core/engine/memfd.ts";
 import { CGROUP_FACTS } from "./_host.ts";
 import assert from "node:assert/strict";
 import {
@@ -1195,4 +1196,20 @@ Deno.test("execute: a cgroup refusing clone3's child (EAGAIN at pids.max) fails 
     assert.ok(!sys.calls().some((c) => c.call === "clone"), sys.names().join(" "));
     assert.equal(Deno.readTextFileSync(`${dir}/cgroup.procs`), "");
   });
+});
+
+Deno.test("spawnSealed: a memfd numbered below the fds it hands out is exec'd from a copy above them", () => {
+  const sys = new RecordingSys().returns("fcntl", () => true, 9);
+  assert.equal(spawnSealed(sys, 1, "micro-x", [5, 6, 7]), 4343);
+  assert.deepEqual(sys.format(), [
+    `fcntl(1, 0x${C.F_DUPFD_CLOEXEC.toString(16)}, 0x3)`,
+    'spawn("/proc/self/fd/9", ["micro-x"], [], [5,6,7])',
+    "close(9)",
+  ]);
+  // Numbered above them: used as it is.
+  const high = new RecordingSys();
+  assert.equal(spawnSealed(high, 8, "micro-x", [5, 6, 7], true), 4343);
+  assert.deepEqual(high.format(), [
+    'spawn("/proc/self/fd/8", ["micro-x"], [], [5,6,7], "session")',
+  ]);
 });

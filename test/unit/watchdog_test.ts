@@ -110,19 +110,41 @@ Deno.test("watchdog: without cgroup.kill, the listed pids are killed until none 
   ]);
 });
 
-Deno.test("watchdog: without pidfds (Linux < 5.3) a listed pid is killed by number", () => {
+for (const [errno, why] of [[38, "Linux < 5.3"], [1, "a seccomp filter's EPERM"]] as const) {
+  Deno.test(`watchdog: without pidfds (${why}) a listed pid is killed by number`, () => {
+    const sys = new RecordingSys().failOn("openat2", (a) => a[1] === "cgroup.kill", 2)
+      .failOn("pidfdOpen", () => true, errno);
+    const w = Watchdog.prepare([{ path: "/cg/micro/r1", how: "signal" }], sys);
+    sys.clear();
+    sys.scriptRead(3, EOF).scriptRead(6, enc.encode("12\n13\n"), EOF)
+      .scriptRead(7, enc.encode("13\n"), EOF)
+      .scriptRead(8, EOF);
+    assert.equal(runIt(w, sys), 0);
+    assert.deepEqual(sys.format().filter((l) => /kill|pidfd/.test(l)), [
+      "pidfdOpen(12, 0)",
+      "pidfdOpen(13, 0)",
+      "kill(13, 9)",
+    ]);
+  });
+}
+
+Deno.test("watchdog: a pidfd whose signal is refused (EPERM) is killed by number; one gone (ESRCH) is not", () => {
   const sys = new RecordingSys().failOn("openat2", (a) => a[1] === "cgroup.kill", 2)
-    .failOn("pidfdOpen", () => true, 38);
+    .failOn("pidfdSendSignal", (a) => a[0] === 7, 1)
+    .failOn("pidfdSendSignal", (a) => a[0] === 8, 3);
   const w = Watchdog.prepare([{ path: "/cg/micro/r1", how: "signal" }], sys);
   sys.clear();
+  // cgroup.procs on fd 6, the pidfds 7 and 8, cgroup.procs again on 9; the next pass's on 10.
   sys.scriptRead(3, EOF).scriptRead(6, enc.encode("12\n13\n"), EOF)
-    .scriptRead(7, enc.encode("13\n"), EOF)
-    .scriptRead(8, EOF);
+    .scriptRead(9, enc.encode("12\n13\n"), EOF)
+    .scriptRead(10, EOF);
   assert.equal(runIt(w, sys), 0);
   assert.deepEqual(sys.format().filter((l) => /kill|pidfd/.test(l)), [
     "pidfdOpen(12, 0)",
     "pidfdOpen(13, 0)",
-    "kill(13, 9)",
+    "pidfdSendSignal(7, 9)",
+    "kill(12, 9)",
+    "pidfdSendSignal(8, 9)",
   ]);
 });
 

@@ -4,9 +4,12 @@
  * (posix_spawn, from a sealed memfd) with fd 0 the read end of a pipe only micro writes,
  * fd 3 a pidfd of the container's init, fd 4 the run's cgroup v2 directory (or anything
  * else: then cgroup.kill is not found there) and fd 5 its v1 freezer directory (likewise).
- * It leaves micro's session, ignores every signal it can, makes itself undumpable, moves to
- * / and closes every other fd (whatever micro inherited without close-on-exec), then blocks
- * in read(0). A byte (micro ended normally) or an error: it exits 0 having
+ * micro starts it in a session of its own with every signal blocked, so that none reaches
+ * it before it ignores them: it leaves micro's session (if it is not out of it already),
+ * ignores every signal it can, then unblocks them (an ignored signal that stays blocked
+ * would stay queued), makes itself undumpable, moves to / and closes every other fd
+ * (whatever micro inherited without close-on-exec; close_range is Linux 5.9+, which the
+ * container's own set-up needs as well), then blocks in read(0). A byte (micro ended normally) or an error: it exits 0 having
  * touched nothing. EOF (micro died): SIGKILL to init through the pidfd (the kernel then
  * ends every process of the pid namespace), "1" to cgroup.kill (v2: every process of the
  * cgroup), "THAWED" to freezer.state (v1: a frozen cgroup keeps a kill pending until
@@ -22,6 +25,7 @@
         .set SYS_write, 64
         .set SYS_close, 57
         .set SYS_rt_sigaction, 134
+        .set SYS_rt_sigprocmask, 135
         .set SYS_chdir, 49
         .set SYS_setsid, 157
         .set SYS_prctl, 167
@@ -29,8 +33,6 @@
         .set SYS_openat, 56
         .set SYS_pidfd_send_signal, 424
         .set SYS_close_range, 436
-        .set SYS_prlimit64, 261
-        .set RLIMIT_NOFILE, 7
 
         .include "elf-aarch64.inc"
 
@@ -52,6 +54,12 @@ ignore:                                           /* SIGSTOP refuse it (EINVAL) 
         add     x19, x19, #1
         cmp     x19, #64
         b.ls    ignore
+        mov     x0, #2                            /* rt_sigprocmask(SIG_SETMASK, the */
+        add     x1, sp, #24                       /* sigaction's empty mask, NULL, 8) */
+        mov     x2, #0
+        mov     x3, #8
+        mov     x8, #SYS_rt_sigprocmask
+        svc     #0
         mov     x0, #4                            /* PR_SET_DUMPABLE 0 */
         mov     x1, #0
         mov     x8, #SYS_prctl
@@ -64,25 +72,6 @@ ignore:                                           /* SIGSTOP refuse it (EINVAL) 
         mov     x2, #0
         mov     x8, #SYS_close_range
         svc     #0
-        cbz     x0, wait
-        mov     x0, #0                            /* before 5.9 (or refused): close(2) each */
-        mov     x1, #RLIMIT_NOFILE                /* fd from 6 below RLIMIT_NOFILE's soft */
-        mov     x2, #0                            /* limit, which no fd reaches (1024 if */
-        mov     x3, sp                            /* that is not known) */
-        mov     x8, #SYS_prlimit64
-        svc     #0
-        mov     x19, #1024
-        cbnz    x0, 1f
-        ldr     x19, [sp]
-1:      mov     x20, #6
-close1:
-        cmp     x20, x19
-        b.hs    wait
-        mov     x0, x20
-        mov     x8, #SYS_close
-        svc     #0
-        add     x20, x20, #1
-        b       close1
 wait:
         mov     x0, #0
         add     x1, sp, #32

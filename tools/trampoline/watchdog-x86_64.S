@@ -4,9 +4,12 @@
  * (posix_spawn, from a sealed memfd) with fd 0 the read end of a pipe only micro writes,
  * fd 3 a pidfd of the container's init, fd 4 the run's cgroup v2 directory (or anything
  * else: then cgroup.kill is not found there) and fd 5 its v1 freezer directory (likewise).
- * It leaves micro's session, ignores every signal it can, makes itself undumpable, moves to
- * / and closes every other fd (whatever micro inherited without close-on-exec), then blocks
- * in read(0). A byte (micro ended normally) or an error: it exits 0 having
+ * micro starts it in a session of its own with every signal blocked, so that none reaches
+ * it before it ignores them: it leaves micro's session (if it is not out of it already),
+ * ignores every signal it can, then unblocks them (an ignored signal that stays blocked
+ * would stay queued), makes itself undumpable, moves to / and closes every other fd
+ * (whatever micro inherited without close-on-exec; close_range is Linux 5.9+, which the
+ * container's own set-up needs as well), then blocks in read(0). A byte (micro ended normally) or an error: it exits 0 having
  * touched nothing. EOF (micro died): SIGKILL to init through the pidfd (the kernel then
  * ends every process of the pid namespace), "1" to cgroup.kill (v2: every process of the
  * cgroup), "THAWED" to freezer.state (v1: a frozen cgroup keeps a kill pending until
@@ -22,6 +25,7 @@
         .set SYS_write, 1
         .set SYS_close, 3
         .set SYS_rt_sigaction, 13
+        .set SYS_rt_sigprocmask, 14
         .set SYS_chdir, 80
         .set SYS_setsid, 112
         .set SYS_prctl, 157
@@ -29,8 +33,6 @@
         .set SYS_openat, 257
         .set SYS_pidfd_send_signal, 424
         .set SYS_close_range, 436
-        .set SYS_prlimit64, 302
-        .set RLIMIT_NOFILE, 7
 
         .include "elf-x86_64.inc"
 
@@ -53,6 +55,12 @@ ignore:                                           /* SIGSTOP refuse it (EINVAL) 
         inc     %r12d
         cmp     $64, %r12d
         jbe     ignore
+        mov     $SYS_rt_sigprocmask, %eax         /* rt_sigprocmask(SIG_SETMASK, the */
+        mov     $2, %edi                          /* sigaction's empty mask, NULL, 8) */
+        lea     24(%rsp), %rsi
+        xor     %edx, %edx
+        mov     $8, %r10d
+        syscall
         mov     $SYS_prctl, %eax                  /* PR_SET_DUMPABLE 0 */
         mov     $4, %edi
         xor     %esi, %esi
@@ -65,27 +73,6 @@ ignore:                                           /* SIGSTOP refuse it (EINVAL) 
         mov     $0xffffffff, %esi
         xor     %edx, %edx
         syscall
-        test    %rax, %rax
-        jz      wait
-        mov     $SYS_prlimit64, %eax              /* before 5.9 (or refused): close(2) each */
-        xor     %edi, %edi                        /* fd from 6 below RLIMIT_NOFILE's soft */
-        mov     $RLIMIT_NOFILE, %esi              /* limit, which no fd reaches (1024 if */
-        xor     %edx, %edx                        /* that is not known) */
-        mov     %rsp, %r10
-        syscall
-        mov     $1024, %r12d
-        test    %rax, %rax
-        jnz     1f
-        mov     (%rsp), %r12
-1:      mov     $6, %r13d
-close1:
-        cmp     %r12, %r13
-        jae     wait
-        mov     $SYS_close, %eax
-        mov     %r13d, %edi
-        syscall
-        inc     %r13
-        jmp     close1
 wait:
         mov     $SYS_read, %eax
         xor     %edi, %edi
