@@ -45,7 +45,7 @@ export async function plan(argv: string[]): Promise<number> {
     if (!dir) throw usageError('option "--bundle" needs a directory');
     const { planBundle } = await import("../core/oci/runtime.ts");
     const { formatPlan } = await import("../core/plan.ts");
-    console.log(formatPlan(planBundle(dir)).trimEnd());
+    console.log(formatPlan(await planBundle(dir)).trimEnd());
     return 0;
   }
   await gcState();

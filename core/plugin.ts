@@ -119,4 +119,10 @@ export interface Plugin<O = Record<string, unknown>> {
   plan(spec: Spec, host: HostInfo): Op[];
   /** Problems the host cannot honour, found before anything runs. Pure. */
   check?(spec: Spec, host: HostInfo): MicroError[];
+  /**
+   * Loads the modules check() and plan() need for this spec that a run without it does not
+   * load (every module loaded costs a run in proportion to its size: core/v8.ts). Awaited
+   * before check() and plan() by every caller of theirs (core/prepare.ts, the OCI runtime).
+   */
+  load?(spec: Spec, host: HostInfo): Promise<void>;
 }

@@ -189,11 +189,11 @@ export async function prepare(argv: string[], again?: ContainerRecord): Promise<
   });
   resolveAuto(spec, host);
   mark("host probe");
+  const enabled = PLUGINS.filter((p) => spec.micro.plugins.includes(p.name));
+  for (const p of enabled) await p.load?.(spec, host);
   const problems = [
     ...runChecks(spec, host),
-    ...PLUGINS.filter((p) => spec.micro.plugins.includes(p.name)).flatMap((p) =>
-      p.check?.(spec, host) ?? []
-    ),
+    ...enabled.flatMap((p) => p.check?.(spec, host) ?? []),
   ];
   if (problems.length === 1) throw problems[0];
   if (problems.length > 1) throw new MicroErrors(problems);

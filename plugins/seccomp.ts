@@ -15,17 +15,25 @@ import type { Spec } from "../core/spec.ts";
 import { now, span } from "../core/trace.ts";
 import { type Arch, knownOnSomeArch } from "../core/seccomp/arch.ts";
 import { PRECOMPILED } from "../core/seccomp/_precompiled.ts";
-import {
-  compileProgram,
-  defaultPolicy,
-  filterFlags,
-  parseDockerSeccomp,
-  parseJsonU64,
-  parseOciSeccomp,
-  SECCOMP_FILTER_FLAG_NEW_LISTENER,
-  SeccompError,
-  type SeccompPolicy,
-} from "../core/seccomp/mod.ts";
+import type { SeccompPolicy } from "../core/seccomp/mod.ts";
+
+type Compiler = typeof import("../core/seccomp/mod.ts");
+/**
+ * The compiler and the policy parsers, loaded only for a program that is not precompiled (a
+ * policy file, a capability set no built-in profile has): about 35 kB a run with a
+ * built-in profile does not load.
+ */
+let loaded: Compiler | undefined;
+
+/** Loads the seccomp compiler (every caller that may compile awaits it first). */
+export async function loadSeccompCompiler(): Promise<void> {
+  loaded ??= await import("../core/seccomp/mod.ts");
+}
+
+function compiler(): Compiler {
+  if (!loaded) throw new Error("internal: the seccomp compiler was not loaded");
+  return loaded;
+}
 
 export interface SeccompOptions {
   /** An OCI or Docker seccomp JSON file; the built-in default policy when absent. */
@@ -74,6 +82,7 @@ export function seccompKey(spec: Spec, arch: Arch): string | undefined {
 /** The default policy's program for this spec, compiled now (tools/gen_seccomp.ts). */
 export function compileFresh(spec: Spec, arch: Arch): Program {
   const policy = seccompPolicy(spec, { arch, files: {} } as unknown as HostInfo);
+  const { compileProgram, filterFlags } = compiler();
   const c = compileProgram(policy, arch);
   return { program: base64(c.program), instructions: c.length, flags: filterFlags(policy) };
 }
@@ -92,6 +101,7 @@ export function seccompPolicy(spec: Spec, host: HostInfo): SeccompPolicy {
 }
 
 function basePolicy(spec: Spec, host: HostInfo): SeccompPolicy {
+  const { defaultPolicy, parseDockerSeccomp, parseJsonU64, parseOciSeccomp } = compiler();
   const file = spec.micro.seccompFile;
   if (!file) return defaultPolicy(processCaps(spec));
   const text = host.files[file];
@@ -119,7 +129,7 @@ function basePolicy(spec: Spec, host: HostInfo): SeccompPolicy {
 
 function seccompError(file: string, e: unknown): MicroError {
   // The first few problems: a file with 100,000 bad rules still gets one readable line.
-  const why = e instanceof SeccompError
+  const why = loaded && e instanceof loaded.SeccompError
     ? e.problems.slice(0, 3).join("; ") +
       (e.problems.length > 3 ? ` (and ${e.problems.length - 3} more)` : "")
     : (e as Error).message;
@@ -135,6 +145,8 @@ function program(spec: Spec, host: HostInfo): Program {
   if (!c) {
     const t = now();
     const policy = seccompPolicy(spec, host);
+    const { compileProgram, filterFlags, SECCOMP_FILTER_FLAG_NEW_LISTENER, SeccompError } =
+      compiler();
     try {
       const p = compileProgram(policy, host.arch);
       c = { program: base64(p.program), instructions: p.length, flags: filterFlags(policy) };
@@ -187,6 +199,10 @@ export const seccomp: Plugin<SeccompOptions> = {
     if (o.file) spec.micro.seccompFile = o.file;
     if (o.deny?.length) spec.micro.seccompDeny = [...o.deny];
     spec.micro.seccomp = true;
+  },
+  async load(spec, host) {
+    const key = seccompKey(spec, host.arch);
+    if (key === undefined || !PRECOMPILED[key]) await loadSeccompCompiler();
   },
   check(spec, host) {
     try {

@@ -15,7 +15,7 @@ import { ARCHES } from "../core/seccomp/arch.ts";
 import { buildSpec } from "../core/plan.ts";
 import { resolveProfile } from "../core/profile.ts";
 import { PLUGINS } from "../plugins/mod.ts";
-import { compileFresh, seccompKey } from "../plugins/seccomp.ts";
+import { compileFresh, loadSeccompCompiler, seccompKey } from "../plugins/seccomp.ts";
 import { EMBEDDED } from "../profiles/_embedded.ts";
 
 export const OUTPUT = new URL("../core/seccomp/_precompiled.ts", import.meta.url);
@@ -61,6 +61,9 @@ export function render(table = precompile()): string {
     "export const PRECOMPILED: Record<\n  string,\n" +
     "  { instructions: number; flags: number; program: string }\n> = {\n" + entries + "};\n";
 }
+
+// Whoever renders or precompiles (this tool, its unit test) needs the compiler loaded.
+await loadSeccompCompiler();
 
 if (import.meta.main) {
   const text = render();

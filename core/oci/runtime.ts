@@ -3,6 +3,7 @@
  * engine, the process left waiting on the exec fifo), start, kill, delete, and run (all
  * three). The command line is commands/oci.ts.
  */
+import { loadSeccompCompiler } from "../../plugins/seccomp.ts";
 import { errnoName, MicroError, MicroErrors } from "../errors.ts";
 import { runChecks } from "../checks.ts";
 import { probeHost } from "../host.ts";
@@ -216,6 +217,7 @@ export async function create(o: CreateOptions, sys = openLibc()): Promise<number
   if (o.preserveFds) checkPreserved(o.preserveFds, sys);
   const root = ociRoot(o.root, uid, true);
   const dir = `${root}/${o.id}`;
+  await loadSeccompCompiler(); // a bundle's linux.seccomp is compiled here (planTranslated)
   const p = prepareBundle(o.bundle, o.id, dir, sys, o.noNewKeyring, o.noPivot);
   if (p.t.spec.process.terminal !== (o.consoleSocket !== undefined)) {
     sys.close(p.image.fd);
@@ -716,7 +718,8 @@ export function listAll(root: string): { dir: string; state: OciState }[] {
 }
 
 /** `micro plan --bundle DIR`: the ops create would run. */
-export function planBundle(bundle: string, sys = openLibc()): Op[] {
+export async function planBundle(bundle: string, sys = openLibc()): Promise<Op[]> {
+  await loadSeccompCompiler();
   const p = prepareBundle(bundle, "plan", "/run/micro-oci/plan", sys);
   sys.close(p.image.fd);
   return p.ops;

@@ -33,7 +33,10 @@ import { resolveCaps } from "../../plugins/caps.ts";
 import { lsm, selinuxLabels } from "../../plugins/lsm.ts";
 import { PLUGINS } from "../../plugins/mod.ts";
 import { DEFAULT_WRITABLE, readonly } from "../../plugins/readonly.ts";
-import { seccomp } from "../../plugins/seccomp.ts";
+import { loadSeccompCompiler, seccomp } from "../../plugins/seccomp.ts";
+
+// Programs that are not precompiled are compiled here, as a run compiles them once loaded.
+await loadSeccompCompiler();
 
 const PASSWD = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n" +
   "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";

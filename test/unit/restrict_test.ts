@@ -22,7 +22,10 @@ import { compileProgram, defaultPolicy } from "../../core/seccomp/mod.ts";
 import { FakeExec, FakeExit, RecordingSys } from "../../core/sys/fake.ts";
 import { C } from "../../core/sys/mod.ts";
 import { PLUGINS } from "../../plugins/mod.ts";
-import { seccomp } from "../../plugins/seccomp.ts";
+import { loadSeccompCompiler, seccomp } from "../../plugins/seccomp.ts";
+
+// Programs that are not precompiled are compiled here, as a run compiles them once loaded.
+await loadSeccompCompiler();
 
 const REPORT_FD = 1010;
 
