@@ -46,8 +46,9 @@ export function sealedProgram(sys: Sys, name: string, bytes: Uint8Array): number
 
 /**
  * Spawns the program in `memfd` (from sealedProgram) as `name`, with `fds[i]` as its fd i and
- * an empty environment (`session`: see Sys.spawn): its pid, or -errno. Its path is /proc/self/fd/N, resolved in the
- * spawned process, whose fd table is still a copy of micro's when it execs.
+ * an empty environment (`session`: see Sys.spawn): its pid, or -errno. Its path is
+ * /proc/self/fd/N, resolved in the spawned process, whose fd table is still a copy of
+ * micro's when it execs.
  */
 export function spawnSealed(
   sys: Sys,
@@ -56,14 +57,31 @@ export function spawnSealed(
   fds: number[],
   session = false,
 ): number {
-  // The path is resolved after the dup2 actions: a memfd numbered below fds.length would be
-  // replaced by then, so a copy above them is exec'd.
-  const fd = memfd < fds.length ? sys.fcntl(memfd, C.F_DUPFD_CLOEXEC, fds.length) : memfd;
-  if (fd < 0) return fd;
+  const spawner = sealedSpawner(sys, memfd, name, fds.length);
   try {
-    const path = cstr(`/proc/self/fd/${fd}`);
-    return sys.spawn(path, cstrArray([name]), cstrArray([]), fds, session);
+    return spawner.spawn(fds, session);
   } finally {
-    if (fd !== memfd) sys.close(fd);
+    spawner.close();
   }
+}
+
+/**
+ * spawnSealed in two steps: what a spawn of `memfd` with `nfds` fds needs (its path and
+ * arguments, and a copy of a memfd numbered below them, which the dup2 actions would replace
+ * before the path is resolved), made now; the spawn later. The watchdog makes it before the
+ * clone, because after it, while the child lives, every page micro writes is a copy.
+ */
+export function sealedSpawner(sys: Sys, memfd: number, name: string, nfds: number) {
+  const fd = memfd < nfds ? sys.fcntl(memfd, C.F_DUPFD_CLOEXEC, nfds) : memfd;
+  const path = cstr(`/proc/self/fd/${fd}`);
+  const argv = cstrArray([name]);
+  const envp = cstrArray([]);
+  return {
+    /** The pid, or -errno. */
+    spawn: (fds: number[], session = false) =>
+      fd < 0 ? fd : sys.spawn(path, argv, envp, fds, session),
+    close: () => {
+      if (fd >= 0 && fd !== memfd) sys.close(fd);
+    },
+  };
 }

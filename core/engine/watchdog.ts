@@ -29,7 +29,7 @@
  */
 import { MicroError } from "../errors.ts";
 import { C, cstr, type Sys } from "../sys/mod.ts";
-import { sealedProgram, spawnSealed } from "./memfd.ts";
+import { sealedProgram, sealedSpawner } from "./memfd.ts";
 import { WATCHDOG } from "./trampoline.ts";
 
 export type KillHow = "cgroup.kill" | "freezer" | "signal";
@@ -76,6 +76,9 @@ export class Watchdog {
     /** The static program's memfd and a /dev/null fd: the native watchdog; -1 otherwise. */
     private readonly program = -1,
     private readonly devNull = -1,
+    /** The native watchdog's spawn, made with its fds (but the pidfd, fd 3) before the clone. */
+    private readonly spawner?: ReturnType<typeof sealedSpawner>,
+    private readonly spawnFds: number[] = [],
   ) {}
 
   /** The static program (a container with a pid namespace of its own), not a fork. */
@@ -114,6 +117,9 @@ export class Watchdog {
     ranges.push(from, 0x7fffffff);
     let program = -1;
     let devNull = -1;
+    const how = Uint8Array.from(targets, (t) => HOW[t.how]);
+    let spawner: ReturnType<typeof sealedSpawner> | undefined;
+    let spawnFds: number[] = [];
     if (native) {
       try {
         program = sealedProgram(sys, "micro-watchdog", WATCHDOG[sys.arch]);
@@ -123,15 +129,24 @@ export class Watchdog {
         for (const f of [pipe[0], pipe[1], ...dirs, program]) if (f >= 0) sys.close(f);
         throw e;
       }
+      const dir = (h: number) => {
+        const i = how.indexOf(h);
+        return i < 0 ? devNull : dirs[i];
+      };
+      // fd 3, the init's pidfd, is set after the clone.
+      spawnFds = [pipe[0], devNull, devNull, -1, dir(HOW["cgroup.kill"]), dir(HOW.freezer)];
+      spawner = sealedSpawner(sys, program, "micro-watchdog", spawnFds.length);
     }
     return new Watchdog(
       pipe[0],
       pipe[1],
       dirs,
-      Uint8Array.from(targets, (t) => HOW[t.how]),
+      how,
       Int32Array.from(ranges),
       program,
       devNull,
+      spawner,
+      spawnFds,
     );
   }
 
@@ -142,19 +157,9 @@ export class Watchdog {
    * pid, or -errno; only the pipe's write end stays open here.
    */
   spawn(child: number, sys: Sys): number {
-    const dir = (how: number) => {
-      const i = this.how.indexOf(how);
-      return i < 0 ? this.devNull : this.dirs[i];
-    };
     const pidfd = sys.pidfdOpen(child, 0);
-    const pid = pidfd < 0 ? pidfd : spawnSealed(sys, this.program, "micro-watchdog", [
-      this.readFd,
-      this.devNull,
-      this.devNull,
-      pidfd,
-      dir(HOW["cgroup.kill"]),
-      dir(HOW.freezer),
-    ], true);
+    this.spawnFds[3] = pidfd;
+    const pid = pidfd < 0 ? pidfd : this.spawner!.spawn(this.spawnFds, true);
     if (pidfd >= 0) sys.close(pidfd);
     this.forked(pid, sys);
     return pid;
@@ -165,6 +170,7 @@ export class Watchdog {
     this.pid = pid;
     sys.close(this.readFd);
     for (const fd of this.dirs) sys.close(fd);
+    this.spawner?.close();
     for (const fd of [this.program, this.devNull]) if (fd >= 0) sys.close(fd);
   }
 
