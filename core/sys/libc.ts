@@ -310,9 +310,9 @@ function detectArch(): Arch {
 }
 
 /**
- * posix_spawn and its file actions, bound together on the first spawn: not in
- * SYMBOLS, so `prepareFork` never binds them (the cloned child does not spawn, and a run that
- * does not spawn pays nothing for them).
+ * posix_spawn and its file actions, bound together (bindSpawn) by `prepareFork` or the first
+ * spawn, whichever comes first: not in SYMBOLS, as the cloned child never spawns. A command
+ * that neither forks nor spawns binds none of them.
  */
 const SPAWN_SYMBOLS = {
   posix_spawn_file_actions_init: { parameters: ["buffer", Z], result: "i32" },
