@@ -26,10 +26,25 @@ const CGROUP_HINTS: Record<number, string> = {
     "alone: choose another --name or --cgroup-parent",
 };
 
-function fail(o: Op, what: string, paths: Record<string, string>, e: unknown): never {
+/** The error of a failed cgroup op; thrown unless `raise` is false (then returned). */
+function fail(o: Op, what: string, paths: Record<string, string>, e: unknown): never;
+function fail(
+  o: Op,
+  what: string,
+  paths: Record<string, string>,
+  e: unknown,
+  raise: false,
+): MicroError;
+function fail(
+  o: Op,
+  what: string,
+  paths: Record<string, string>,
+  e: unknown,
+  raise = true,
+): MicroError {
   const errno = errnoOf(e, 5);
   const option = "option" in o.args ? ` (--${(o.args as { option: string }).option})` : "";
-  throw new MicroError(option ? `for ${option.slice(2, -1)}` : "", {
+  const error = new MicroError(option ? `for ${option.slice(2, -1)}` : "", {
     phase: o.phase,
     plugin: o.plugin,
     op: what,
@@ -37,21 +52,23 @@ function fail(o: Op, what: string, paths: Record<string, string>, e: unknown): n
     errno,
     hint: CGROUP_HINTS[errno] ?? hintFor(what, errno),
   });
+  if (raise) throw error;
+  return error;
 }
 
 /**
- * mkdir, once more after a moment if the parent vanished: another run that just ended may
- * have removed the shared parent (empty at that instant) between its creation and ours.
+ * A shared parent cgroup vanished under this run's prepare(): another run that just ended
+ * removed it, empty at that instant, between this run's mkdir of it (or its check that it
+ * exists) and its mkdir of its own dir in it, or a write to one of its files (v1 cpuset).
  */
-function mkdirRetry(path: string): void {
-  try {
-    Deno.mkdirSync(path);
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-    Deno.mkdirSync(path.slice(0, path.lastIndexOf("/")), { recursive: true });
-    Deno.mkdirSync(path);
+class ParentGone extends Error {
+  constructor(readonly error: MicroError) {
+    super("a shared parent cgroup was removed meanwhile");
   }
 }
+
+/** How many times prepare() does its cgroup work again after a ParentGone. */
+const PARENT_GONE_TRIES = 5;
 
 export interface ParentHooks {
   /** `micro start`: the overlay's upper and work exist already and are kept. */
@@ -126,21 +143,46 @@ export class ParentOps {
     private readonly hooks: ParentHooks = {},
   ) {}
 
-  /** prepare: cgroups created and written; on error, cleanup() undoes what was done. */
+  /**
+   * prepare: cgroups created and written; on error, cleanup() undoes what was done. When a
+   * shared parent vanishes meanwhile (ParentGone), the cgroup work is done again from the
+   * start: a shared level's mkdir takes EEXIST, the run's own dirs made already are kept
+   * (a parent with a child cannot be removed), the writes put the same values; the other
+   * ops done already are not redone.
+   */
   prepare(): void {
     // A parent the user made (--cgroup-parent) is used, never created or removed.
     const { creates, records } = plannedCgroups(this.plan);
     if (creates.length) this.hooks.onCreate?.(records);
+    for (let tries = 1;; tries++) {
+      try {
+        this.prepareOnce(creates, records);
+        return;
+      } catch (e) {
+        if (!(e instanceof ParentGone)) throw e;
+        if (tries >= PARENT_GONE_TRIES) throw e.error;
+      }
+    }
+  }
+
+  private prepareOnce(creates: Op[], records: RecordedCgroup[]): void {
     for (const o of this.plan) {
       if (o.phase !== "prepare") continue;
+      const cgroupWork = o.kind === "cgroup-create" || o.kind === "cgroup-write";
+      if (!cgroupWork && this.done.includes(o)) continue;
       switch (o.kind) {
         case "cgroup-create": {
           const { path, shared } = o.args;
           if (!creates.includes(o)) continue;
+          const record = records[creates.indexOf(o)];
+          if (record.created && !shared) break; // made on an earlier try
           try {
-            mkdirRetry(path);
-            records[creates.indexOf(o)].created = true;
+            Deno.mkdirSync(path);
+            record.created = true;
           } catch (e) {
+            if (e instanceof Deno.errors.NotFound) {
+              throw new ParentGone(fail(o, "mkdir", { path }, e, false));
+            }
             // A run's own dir that exists already is not ours: fail, and never touch it.
             if (!(shared && e instanceof Deno.errors.AlreadyExists)) {
               fail(o, "mkdir", { path }, e);
@@ -159,7 +201,11 @@ export class ParentOps {
             // No O_CREAT: a file this kernel lacks (a unified key, a page size) is ENOENT.
             Deno.writeTextFileSync(path, value, { create: false });
           } catch (e) {
-            fail(o, "write", { path, value: JSON.stringify(value) }, e);
+            const error = fail(o, "write", { path, value: JSON.stringify(value) }, e, false);
+            // Its directory gone (not a file this kernel lacks): a shared parent vanished.
+            const gone = e instanceof Deno.errors.NotFound &&
+              !exists(path.slice(0, path.lastIndexOf("/")));
+            throw gone ? new ParentGone(error) : error;
           }
           break;
         }
@@ -173,7 +219,7 @@ export class ParentOps {
           this.volumeDir(o);
           break;
       }
-      this.done.push(o);
+      if (!this.done.includes(o)) this.done.push(o);
     }
   }
 

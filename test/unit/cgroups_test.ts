@@ -336,6 +336,8 @@ class FakeCgroupFs {
   readonly refuse = new Map<string, string>();
   /** Runs after each cgroup directory is made (and filled), with its relative path. */
   onMkdir?: (rel: string) => void;
+  /** Runs after each successful write under the root, with its relative path. */
+  onWrite?: (rel: string) => void;
 
   constructor(readonly version: "v1" | "v2", readonly hierarchies = HYBRID_DIRS) {
     if (version === "v2") {
@@ -498,6 +500,7 @@ class FakeCgroupFs {
         if (!this.under(path)) return;
         const rel = this.rel(path);
         this.writes.push([rel, data]);
+        this.onWrite?.(rel);
         if (rel.endsWith("/cgroup.kill") && data.trim() === "1") {
           const dir = rel.slice(0, rel.lastIndexOf("/"));
           for (const c of this.cgroups(dir)) this.put(`${c}/cgroup.procs`, "");
@@ -998,6 +1001,61 @@ Deno.test("v2 rootless with a delegated subtree: everything goes under it", () =
     fs.exit(4242);
     assert.deepEqual(parent.cleanup(), []);
     assert.ok(!fs.exists(`${at}/micro`));
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Runs at once: a shared parent removed by another run's cleanup meanwhile
+
+for (const at of ["after its mkdir", "after its cpuset writes"] as const) {
+  Deno.test(`v1: a shared parent another run removes ${at} is made again, with its writes`, () => {
+    withFs("v1", (fs) => {
+      // Another run that just ended removes the empty shared parent: once, in the cpuset
+      // hierarchy, right after this run made it (before the cpuset.cpus write, which then
+      // finds no directory), or after its writes (before this run's own mkdir in it).
+      let removed = false;
+      const cpuset = HYBRID_DIRS.find((h) => h.split(",").includes("cpuset"))!;
+      const gone = () => {
+        if (removed) return;
+        removed = true;
+        real.removeSync(fs.abs(`${cpuset}/micro`), { recursive: true });
+      };
+      if (at === "after its mkdir") fs.onMkdir = (rel) => rel === `${cpuset}/micro` && gone();
+      else fs.onWrite = (rel) => rel === `${cpuset}/micro/cpuset.mems` && gone();
+      const { plan } = setup({ cpusetCpus: "0" }, host(fs.layout()));
+      const { parent, announced } = parentOps(fs, plan());
+      parent.prepare();
+      assert.ok(removed, "the race was not staged");
+      // Made again, with the CPUs and nodes its children need; the run's own dir in it.
+      assert.equal(fs.read(`${cpuset}/micro/cpuset.cpus`), "0-1");
+      assert.equal(fs.read(`${cpuset}/micro/cpuset.mems`), "0");
+      assert.ok(fs.exists(`${cpuset}/micro/${ID}`));
+      assert.equal(fs.read(`${cpuset}/micro/${ID}/cpuset.cpus`), "0");
+      assert.ok(announced.every((c) => c.created), "not all marked created");
+      assert.deepEqual(parent.cleanup(), []);
+      assert.deepEqual(fs.cgroups().filter((c) => c.includes("micro")), []);
+    });
+  });
+}
+
+Deno.test("v1: a shared parent that keeps vanishing fails the run after a few tries, naming it", () => {
+  withFs("v1", (fs) => {
+    const cpuset = HYBRID_DIRS.find((h) => h.split(",").includes("cpuset"))!;
+    let times = 0;
+    fs.onMkdir = (rel) => {
+      if (rel !== `${cpuset}/micro`) return;
+      times++;
+      real.removeSync(fs.abs(rel), { recursive: true });
+    };
+    const { plan } = setup({}, host(fs.layout()));
+    const { parent } = parentOps(fs, plan());
+    assert.throws(() => parent.prepare(), (e) => {
+      assert.ok(e instanceof MicroError, String(e));
+      assert.match(e.line(), /cpuset\/micro\/cpuset\.cpus.*ENOENT/);
+      return true;
+    });
+    assert.equal(times, 5);
+    assert.deepEqual(parent.cleanup(), []);
   });
 });
 
