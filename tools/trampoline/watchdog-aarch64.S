@@ -118,14 +118,4 @@ put:
         mov     x8, #SYS_close
         svc     #0
 1:      ret
-root:
-        .asciz  "/"
-kill:
-        .asciz  "cgroup.kill"
-freezer:
-        .asciz  "freezer.state"
-one:
-        .ascii  "1"
-thawed:
-        .ascii  "THAWED"
-end:
+        .include "watchdog-data.inc"

@@ -121,14 +121,4 @@ put:
         mov     %r14d, %edi
         syscall
 1:      ret
-root:
-        .asciz  "/"
-kill:
-        .asciz  "cgroup.kill"
-freezer:
-        .asciz  "freezer.state"
-one:
-        .ascii  "1"
-thawed:
-        .ascii  "THAWED"
-end:
+        .include "watchdog-data.inc"
