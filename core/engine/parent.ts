@@ -26,25 +26,11 @@ const CGROUP_HINTS: Record<number, string> = {
     "alone: choose another --name or --cgroup-parent",
 };
 
-/** The error of a failed cgroup op; thrown unless `raise` is false (then returned). */
-function fail(o: Op, what: string, paths: Record<string, string>, e: unknown): never;
-function fail(
-  o: Op,
-  what: string,
-  paths: Record<string, string>,
-  e: unknown,
-  raise: false,
-): MicroError;
-function fail(
-  o: Op,
-  what: string,
-  paths: Record<string, string>,
-  e: unknown,
-  raise = true,
-): MicroError {
+/** The error of a failed cgroup op. */
+function cgroupError(o: Op, what: string, paths: Record<string, string>, e: unknown): MicroError {
   const errno = errnoOf(e, 5);
   const option = "option" in o.args ? ` (--${(o.args as { option: string }).option})` : "";
-  const error = new MicroError(option ? `for ${option.slice(2, -1)}` : "", {
+  return new MicroError(option ? `for ${option.slice(2, -1)}` : "", {
     phase: o.phase,
     plugin: o.plugin,
     op: what,
@@ -52,8 +38,10 @@ function fail(
     errno,
     hint: CGROUP_HINTS[errno] ?? hintFor(what, errno),
   });
-  if (raise) throw error;
-  return error;
+}
+
+function fail(o: Op, what: string, paths: Record<string, string>, e: unknown): never {
+  throw cgroupError(o, what, paths, e);
 }
 
 /**
@@ -181,7 +169,7 @@ export class ParentOps {
             record.created = true;
           } catch (e) {
             if (e instanceof Deno.errors.NotFound) {
-              throw new ParentGone(fail(o, "mkdir", { path }, e, false));
+              throw new ParentGone(cgroupError(o, "mkdir", { path }, e));
             }
             // A run's own dir that exists already is not ours: fail, and never touch it.
             if (!(shared && e instanceof Deno.errors.AlreadyExists)) {
@@ -201,7 +189,7 @@ export class ParentOps {
             // No O_CREAT: a file this kernel lacks (a unified key, a page size) is ENOENT.
             Deno.writeTextFileSync(path, value, { create: false });
           } catch (e) {
-            const error = fail(o, "write", { path, value: JSON.stringify(value) }, e, false);
+            const error = cgroupError(o, "write", { path, value: JSON.stringify(value) }, e);
             // Its directory gone (not a file this kernel lacks): a shared parent vanished.
             const gone = e instanceof Deno.errors.NotFound &&
               !exists(path.slice(0, path.lastIndexOf("/")));

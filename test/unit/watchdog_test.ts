@@ -272,6 +272,17 @@ async function withCgroupDir(fn: (dir: string) => Promise<void>): Promise<void> 
 
 const OPTS = { rootPath: "/run/micro/r1/root", terminal: false, stdin: false };
 
+/** The one line of the MicroError a run of `plan` fails with. */
+async function failedLine(plan: Op[], sys: RecordingSys): Promise<string> {
+  try {
+    await execute(plan, OPTS, sys);
+  } catch (e) {
+    assert.ok(e instanceof MicroError, String(e));
+    return e.line();
+  }
+  assert.fail("the run did not fail");
+}
+
 Deno.test("execute: the watchdog is forked in the container's sweep, before the release, and dismissed after cleanup", async () => {
   await withCgroupDir(async (dir) => {
     const sys = new RecordingSys().scriptRecv(8, READY);
@@ -311,13 +322,7 @@ Deno.test("execute: a start retried after a signal death keeps the one watchdog"
 Deno.test("execute: a failed watchdog fork kills the child and fails the run", async () => {
   await withCgroupDir(async (dir) => {
     const sys = new RecordingSys().failOn("fork", () => true, 11);
-    let line = "";
-    try {
-      await execute(cgroupPlan(dir), OPTS, sys);
-    } catch (e) {
-      assert.ok(e instanceof MicroError, String(e));
-      line = e.line();
-    }
+    const line = await failedLine(cgroupPlan(dir), sys);
     assert.match(line, /^clone: engine: fork for="the watchdog": EAGAIN/);
     assert.ok(sys.format().includes("kill(4242, 9)"));
     assert.deepEqual(sys.written(4), new Uint8Array(0), "nothing to dismiss");
@@ -351,10 +356,10 @@ Deno.test("execute: with a pid namespace of its own, the watchdog is the static 
     assert.equal(calls.filter((c) => c.startsWith("fork(")).length, 0, "forked");
     const at = calls.indexOf("clone(0x24000011)");
     assert.ok(at > 0, calls.join("\n"));
-    // pidfd of the child (fd 13), then the program: 0 the pipe, 1-2 /dev/null, 3 the pidfd,
-    // 4 the v2 cgroup dir, 5 /dev/null (no v1 freezer).
+    // pidfd of the child, then the program: 0 the pipe, 1-2 /dev/null, 3 the pidfd, 4 the v2
+    // cgroup dir, 5 /dev/null (no v1 freezer).
     const spawn = calls.findIndex((c) => c.startsWith("spawn("));
-    assert.ok(spawn > at, "spawned before the clone");
+    assert.ok(spawn > at, "not spawned after the clone");
     assert.match(
       calls[spawn],
       /^spawn\("\/proc\/self\/fd\/6", \["micro-watchdog"\], \[\], \[3,7,7,\d+,5,7\], "session"\)$/,
@@ -371,13 +376,7 @@ Deno.test("execute: with a pid namespace of its own, the watchdog is the static 
 Deno.test("execute: a failed spawn of the watchdog program kills the child and fails the run", async () => {
   await withCgroupDir(async (dir) => {
     const sys = new RecordingSys().failOn("spawn", () => true, 11);
-    let line = "";
-    try {
-      await execute(pidnsPlan(dir), OPTS, sys);
-    } catch (e) {
-      assert.ok(e instanceof MicroError, String(e));
-      line = e.line();
-    }
+    const line = await failedLine(pidnsPlan(dir), sys);
     assert.match(line, /^clone: engine: posix_spawn for="the watchdog": EAGAIN/);
     assert.ok(sys.format().includes("kill(4242, 9)"));
     assert.deepEqual(sys.written(4), new Uint8Array(0), "nothing to dismiss");
