@@ -51,6 +51,8 @@ const FROZEN = new TextEncoder().encode("FROZEN");
 const THAWED = new TextEncoder().encode("THAWED");
 /** Pids killed per pass (more: the next pass, while any is left). */
 const MAX_PIDS = 1024;
+/** Room for 1,024 CPUs' bits: a host with more is not pinned (sched_getaffinity's EINVAL). */
+const AFFINITY_BYTES = 128;
 /** Only the named file right in the directory: no links, nothing above. */
 const BENEATH = C.RESOLVE_BENEATH | C.RESOLVE_NO_SYMLINKS;
 
@@ -65,6 +67,14 @@ export class Watchdog {
   private readonly pids = new Int32Array(MAX_PIDS);
   private readonly pidfds = new Int32Array(MAX_PIDS);
   private readonly again = new Int32Array(MAX_PIDS);
+  /**
+   * micro's CPUs (read before the clone; empty: not pinned) and a mask of the one it is on
+   * at the spawn, and getcpu's word: see pinned().
+   */
+  private affinity = new Uint8Array(0);
+  private single = new Uint8Array(0);
+  private readonly cpu = new Uint8Array(4);
+  private readonly cpuWord = new Uint32Array(this.cpu.buffer);
 
   private constructor(
     private readonly readFd: number,
@@ -137,7 +147,7 @@ export class Watchdog {
       spawnFds = [pipe[0], devNull, devNull, -1, dir(HOW["cgroup.kill"]), dir(HOW.freezer)];
       spawner = sealedSpawner(sys, program, "micro-watchdog", spawnFds.length);
     }
-    return new Watchdog(
+    const w = new Watchdog(
       pipe[0],
       pipe[1],
       dirs,
@@ -148,6 +158,15 @@ export class Watchdog {
       spawner,
       spawnFds,
     );
+    if (native) {
+      const mask = new Uint8Array(AFFINITY_BYTES);
+      const n = sys.schedGetaffinity(0, mask);
+      if (n > 0) {
+        w.affinity = mask.subarray(0, n);
+        w.single = new Uint8Array(n);
+      }
+    }
+    return w;
   }
 
   /**
@@ -159,10 +178,33 @@ export class Watchdog {
   spawn(child: number, sys: Sys): number {
     const pidfd = sys.pidfdOpen(child, 0);
     this.spawnFds[3] = pidfd;
+    const pinned = pidfd >= 0 && this.pin(sys);
     const pid = pidfd < 0 ? pidfd : this.spawner!.spawn(this.spawnFds, true);
+    if (pinned) {
+      sys.schedSetaffinity(0, this.affinity);
+      if (pid > 0) sys.schedSetaffinity(pid, this.affinity);
+    }
     if (pidfd >= 0) sys.close(pidfd);
     this.forked(pid, sys);
     return pid;
+  }
+
+  /**
+   * Pins micro's thread to the CPU it is on, for the spawn: the new task then runs there as
+   * soon as micro blocks in the spawn's vfork. Unpinned, the kernel may queue it on the other
+   * CPU, busy with the container's child, where it waited a scheduler tick (3.5 ms here, with
+   * micro's own CPU idle: `perf sched timehist`). Both are given micro's mask back after.
+   * False (nothing changed) where the mask or the CPU cannot be read or set.
+   */
+  private pin(sys: Sys): boolean {
+    if (this.affinity.length === 0 || sys.getcpu(this.cpu) < 0) return false;
+    const cpu = this.cpuWord[0];
+    const at = cpu >> 3;
+    const bit = 1 << (cpu & 7);
+    if (at >= this.single.length || (this.affinity[at] & bit) === 0) return false;
+    this.single.fill(0);
+    this.single[at] = bit;
+    return sys.schedSetaffinity(0, this.single) >= 0;
   }
 
   /** In micro, right after the fork (or a failed one, pid < 0): only the write end stays. */

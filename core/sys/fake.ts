@@ -756,6 +756,21 @@ export class RecordingSys implements Sys {
   schedSetaffinity(pid: number, mask: Uint8Array) {
     return this.record("schedSetaffinity", [pid, [...mask]], () => 0);
   }
+  /** Every CPU of the first two allowed, as on a 2-CPU host. */
+  schedGetaffinity(pid: number, mask: Uint8Array) {
+    return this.record("schedGetaffinity", [pid], () => {
+      mask.fill(0);
+      mask[0] = 3;
+      return 8;
+    });
+  }
+  /** CPU 1. */
+  getcpu(cpu: Uint8Array) {
+    return this.record("getcpu", [], () => {
+      new Uint32Array(cpu.buffer, cpu.byteOffset, 1)[0] = 1;
+      return 0;
+    });
+  }
 
   sendWithFd(sock: number, data: Uint8Array, fd: number) {
     return this.record(

@@ -95,6 +95,8 @@ const NR = {
     sched_setattr: 314,
     chroot: 161,
     sched_setaffinity: 203,
+    sched_getaffinity: 204,
+    getcpu: 309,
     set_mempolicy: 238,
     newfstatat: 262,
     getdents64: 217,
@@ -185,6 +187,8 @@ const NR = {
     sched_setattr: 274,
     chroot: 51,
     sched_setaffinity: 122,
+    sched_getaffinity: 123,
+    getcpu: 168,
     set_mempolicy: 237,
     newfstatat: 79,
     getdents64: 61,
@@ -838,6 +842,8 @@ function bindLibc(): Sys {
     ioprioSet: (prio) => r(lib.i(nr.ioprio_set, 1, 0, prio, 0, 0)),
     schedSetattr: (attr) => r(lib.ibii(nr.sched_setattr, 0, attr, 0, 0)),
     schedSetaffinity: (pid, mask) => r(lib.iib(nr.sched_setaffinity, pid, mask.length, mask)),
+    schedGetaffinity: (pid, mask) => r(lib.iib(nr.sched_getaffinity, pid, mask.length, mask)),
+    getcpu: (cpu) => r(lib.b(nr.getcpu, cpu)),
     // maxnode counts one past the mask's bits: the kernel takes maxnode - 1 of them.
     sendWithFd(sock, data, fd) {
       const m = messageBuffer();

@@ -288,6 +288,13 @@ export interface Sys {
    * the fork (core/sched.ts bitmask): 0, or -errno.
    */
   schedSetaffinity(pid: number, mask: Uint8Array): number;
+  /** sched_getaffinity(2) of `pid` into `mask`: the bytes the kernel wrote, or -errno. */
+  schedGetaffinity(pid: number, mask: Uint8Array): number;
+  /**
+   * getcpu(2): the calling thread's CPU, a native-endian u32 in the first 4 bytes of `cpu`
+   * (its node not asked): 0, or -errno.
+   */
+  getcpu(cpu: Uint8Array): number;
   /**
    * set_mempolicy(2) of the calling thread: the mode or'ed with its flags, and a node bitmap
    * (null: none), every bit of it read: 0, or -errno.

@@ -373,6 +373,43 @@ Deno.test("execute: with a pid namespace of its own, the watchdog is the static 
   });
 });
 
+Deno.test("execute: the watchdog program is spawned pinned to micro's CPU, and both get micro's CPUs back after", async () => {
+  await withCgroupDir(async (dir) => {
+    const sys = new RecordingSys().scriptRecv(10, READY);
+    assert.deepEqual(await execute(pidnsPlan(dir), OPTS, sys), { exitCode: 0 });
+    const calls = sys.format();
+    const spawn = calls.findIndex((c) => c.startsWith("spawn("));
+    const get = calls.indexOf("schedGetaffinity(0)");
+    assert.ok(get >= 0 && get < calls.indexOf("clone(0x24000011)"), "mask read before the clone");
+    // The fake: CPUs 0 and 1 allowed (mask 3), micro on CPU 1 (mask 2).
+    const pid = sys.spawnPid;
+    assert.deepEqual(calls.slice(spawn - 2, spawn + 3), [
+      "getcpu()",
+      "schedSetaffinity(0, [2,0,0,0,0,0,0,0])",
+      calls[spawn],
+      "schedSetaffinity(0, [3,0,0,0,0,0,0,0])",
+      `schedSetaffinity(${pid}, [3,0,0,0,0,0,0,0])`,
+    ]);
+  });
+});
+
+Deno.test("execute: where micro's CPUs cannot be read or pinned, the watchdog program is spawned unpinned", async () => {
+  for (const fail of ["schedGetaffinity", "getcpu", "schedSetaffinity"] as const) {
+    await withCgroupDir(async (dir) => {
+      const sys = new RecordingSys().failOn(fail, () => true, 22).scriptRecv(10, READY);
+      assert.deepEqual(await execute(pidnsPlan(dir), OPTS, sys), { exitCode: 0 });
+      const calls = sys.format();
+      const spawn = calls.findIndex((c) => c.startsWith("spawn("));
+      assert.ok(spawn > 0, fail);
+      assert.equal(
+        calls.slice(spawn).filter((c) => c.startsWith("schedSetaffinity(")).length,
+        0,
+        `${fail}: a mask set back that was not changed`,
+      );
+    });
+  }
+});
+
 Deno.test("execute: a failed spawn of the watchdog program kills the child and fails the run", async () => {
   await withCgroupDir(async (dir) => {
     const sys = new RecordingSys().failOn("spawn", () => true, 11);
