@@ -115,6 +115,12 @@ export interface OpArgs {
     /** A tmpfs that starts with a copy of the image's directory it covers (`tmpcopyup`). */
     copyUp?: boolean;
     sourceInRoot?: boolean;
+    /**
+     * The source is made while micro attaches the child (the network's hosts, hostname and
+     * resolv.conf): the child mounts it only after it waited for the attach (child.ts
+     * EARLY_KINDS).
+     */
+    attached?: boolean;
     /** Create the target (a directory, or an empty file for `file`) if it is missing. */
     create?: "dir" | "file";
     /**

@@ -472,7 +472,7 @@ function planMounts(spec: Spec, host: HostInfo): Op[] {
   // own mounts below may cover them.
   if (spec.root.path !== null) {
     for (const name of spec.micro.runFiles ?? []) {
-      ops.push(mountOp(
+      const o = mountOp(
         {
           destination: `/etc/${name}`,
           type: "bind",
@@ -481,7 +481,10 @@ function planMounts(spec: Spec, host: HostInfo): Op[] {
         },
         spec,
         host,
-      ));
+      );
+      // Written by the network's attach, which the child may not have waited for yet.
+      if (o.kind === "mount") o.args.attached = true;
+      ops.push(o);
     }
   }
 

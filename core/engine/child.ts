@@ -190,6 +190,8 @@ const FD_ENTER = FD_KEEP + 5;
 const FD_FIFO = FD_KEEP + 5;
 /** OCI exec: a pidfd of the container's first process, for the `setns` op. */
 const FD_NS = FD_KEEP + 6;
+/** The sync pipe's read end, when the child waits for the parent after its first steps. */
+const FD_SYNC = FD_KEEP + 7;
 /** The exec fifo reopened through procfs's fd directory (checked), by its number there. */
 const FIFO_DIR = cstr("/proc/self/fd");
 const FIFO_NAME = cstr(String(FD_FIFO));
@@ -198,6 +200,28 @@ const FIFO_NAME = cstr(String(FD_FIFO));
  * attached on the directories `layerMounts` names (the overlay's lower directories).
  */
 export const FD_IDMAPPED = 1100;
+
+/**
+ * The ops a child runs before its late wait (ChildContext.sync): becoming root in its user
+ * namespace and making its root, in its own mount namespace from fds and paths the parent
+ * prepared before the clone. Nothing of the container runs before the wait; a mount of what
+ * the attach makes (its `attached` files, a cgroup file system) and everything after the
+ * root (identity, credentials, restrictions, exec) come after it.
+ */
+const EARLY_KINDS: ReadonlySet<string> = new Set([
+  "make-private",
+  "bind-root",
+  "mount",
+  "mask",
+  "readonly-path",
+  "mkdir",
+  "symlink",
+  "mknod",
+  "pivot-root",
+  "remount-root-ro",
+  "userns-root",
+  "skipped",
+]);
 /** EXDEV is what the child reports for a destination refused by its own checks. */
 const E_REFUSED = 18;
 /**
@@ -217,6 +241,17 @@ export interface ChildContext {
   rootPath: string;
   syncRead: number;
   syncWrite: number;
+  /**
+   * When the child waits for the parent (one byte from it each time):
+   * - "first" (the default): before anything but PR_SET_PDEATHSIG, until micro has attached
+   *   it (OCI hooks run before its pivot_root);
+   * - "root": after it made its root (EARLY_KINDS), which needs nothing of the attach (no
+   *   user namespace), so that the two overlap on two CPUs;
+   * - "maps": both, the first until micro wrote its id maps (and did the other /proc and
+   *   affinity work of the attach), the second after its root, until the cgroups and the
+   *   network are attached.
+   */
+  sync?: "first" | "root" | "maps";
   /** The child's end of the report socket (SOCK_SEQPACKET, close-on-exec). */
   report: number;
   /**
@@ -900,19 +935,40 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
 
   // Prologue: die with the parent, wait for the parent's attach phase, own session, stdio.
   // A detached child (run -d, OCI create and exec) too, until it is set up: the signal is
-  // cleared right before its READY (see the execve op).
+  // cleared right before its READY (see the execve op). With `sync` "root" the wait comes
+  // later, before the first op not in EARLY_KINDS; with "maps" there are both.
+  const mode = ctx.sync ?? "first";
+  const late = mode !== "first";
   step(engine("prctl(PR_SET_PDEATHSIG)"), () => sys.prctl(C.PR_SET_PDEATHSIG, C.SIGKILL, 0, 0, 0));
   const one = new Uint8Array(1);
-  step(engine("sync"), () => {
-    sys.close(ctx.syncWrite);
-    const n = sys.read(ctx.syncRead, one, 1);
-    if (n === 0) sys.exit(1); // the parent is gone
-    sys.close(ctx.syncRead);
-    return n < 0 ? n : 0;
-  });
+  /**
+   * One byte from the parent at `fd`, closed after unless the late wait reads it again; the
+   * write end closed first where no step before did.
+   */
+  const wait = (fd: number, close: boolean) => {
+    step(engine("sync"), () => {
+      if (!late) sys.close(ctx.syncWrite);
+      const n = sys.read(fd, one, 1);
+      if (n === 0) sys.exit(1); // the parent is gone
+      if (close) sys.close(fd);
+      return n < 0 ? n : 0;
+    });
+  };
   // Until the exec, this process's /proc/PID/exe is the host's Deno runtime: once the id maps
   // are written, only CAP_SYS_PTRACE may open it (or its mem) from another container.
-  step(engine("prctl(PR_SET_DUMPABLE)"), () => sys.prctl(C.PR_SET_DUMPABLE, 0, 0, 0, 0));
+  const undumpable = () =>
+    step(engine("prctl(PR_SET_DUMPABLE)"), () => sys.prctl(C.PR_SET_DUMPABLE, 0, 0, 0, 0));
+  // Its copy of the write end goes first: EOF at a wait is then the parent's death.
+  if (late) {
+    step(engine("close", { fd: "the sync pipe's write end" }), () => {
+      sys.close(ctx.syncWrite);
+      return 0;
+    });
+  }
+  if (mode !== "root") wait(ctx.syncRead, !late);
+  // Not before the last wait: rootless helpers of the attach (pasta's, slirp4netns's) open its
+  // /proc/PID/ns files, which an undumpable process closes to them.
+  if (!late) undumpable();
   step(engine("setsid"), () => sys.setsid());
   const [in0, out1, err2] = ctx.stdio;
   step(engine("stdio"), () => {
@@ -940,6 +996,11 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
     }
     keep.push([ctx.execFifo ?? -1, FD_FIFO]);
     if ((ctx.nsFd ?? -1) >= 0) keep.push([ctx.nsFd!, FD_NS]);
+  }
+  if (late) {
+    // The sync pipe's read end, last, past numbers closed: the late wait comes after this.
+    for (let at = keep[keep.length - 1][1] + 1; at < FD_SYNC; at++) keep.push([-1, at]);
+    keep.push([ctx.syncRead, FD_SYNC]);
   }
   const keepLast = keep[keep.length - 1][1];
   const layers = [...(ctx.layerFds ?? []), ...(ctx.mountTrees ?? [])];
@@ -970,7 +1031,16 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
     return rc;
   });
 
+  let waited = !late;
+  const lateWait = () => {
+    wait(FD_SYNC, true);
+    undumpable();
+    waited = true;
+  };
   for (const o of ops) {
+    const needsAttach = o.kind === "mount" &&
+      (o.args.attached === true || /^cgroup2?$/.test(o.args.fstype));
+    if (!waited && (!EARLY_KINDS.has(o.kind) || needsAttach)) lateWait();
     const i: StepInfo = { phase: o.phase, plugin: o.plugin, kind: o.kind, paths: {} };
     switch (o.kind) {
       case "make-private": {
@@ -1787,6 +1857,7 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         throw new Error(`op ${o.kind} does not run in the child`);
     }
   }
+  if (!waited) lateWait();
   return { info, run, reportFd: () => reportFd, exec, init };
 }
 

@@ -20,6 +20,7 @@ import { ParentOps, rootHostId } from "./parent.ts";
 import { hookFailure } from "./hook.ts";
 import { Watchdog } from "./watchdog.ts";
 import {
+  type ChildContext,
   CLONE_FLAGS,
   compileChild,
   CONSOLE_RECORD,
@@ -591,6 +592,23 @@ function networks(...all: Networks[]): Networks {
   };
 }
 
+/**
+ * When the child waits for micro (ChildContext.sync): after its root, which it makes while
+ * micro attaches it, unless an OCI runtime's hooks are to run before its pivot_root
+ * (createRuntime, runtime-spec); and first too where the attach writes its id maps or other
+ * /proc files, or sets its CPUs (`attach` below). What the network's attach writes for its
+ * root (the DNS files) the child mounts after its last wait (the mount op's `attached`).
+ */
+export function syncMode(plan: Op[], flags: number, opts: EngineOptions): ChildContext["sync"] {
+  if (opts.beforeRelease || plan.some((o) => o.kind === "oci-hook")) return "first";
+  const first = (flags & C.CLONE_NEWUSER) !== 0 ||
+    plan.some((o) => o.phase === "attach" && FIRST_ATTACH.has(o.kind));
+  return first ? "maps" : "root";
+}
+
+/** The attach ops `attach` runs, before the child's first wait in the "maps" mode. */
+const FIRST_ATTACH: ReadonlySet<string> = new Set(["idmap-helper", "proc-write", "cpu-affinity"]);
+
 /** Clones the child, attaches it and waits until it has exec'd (or failed). */
 async function start(
   plan: Op[],
@@ -609,6 +627,7 @@ async function start(
   };
   const sync = new Int32Array(2);
   const report = new Int32Array(2);
+  const mode = syncMode(plan, flags, opts);
   const ends: StdioEnds = { stdin: -1, stdout: -1, stderr: -1, master: -1 };
   let prog;
   try {
@@ -675,6 +694,7 @@ async function start(
       rootPath: opts.rootPath,
       syncRead: sync[0],
       syncWrite: sync[1],
+      sync: mode,
       report: report[1],
       stdio,
       pipes,
@@ -788,9 +808,12 @@ async function start(
     });
   }
 
+  const record = new Int32Array(2);
   try {
     opts.onChild?.(pid);
     await attach(plan, pid, sys);
+    // Its id maps written: it becomes root there and makes its root while micro goes on.
+    if (mode === "maps") sys.write(sync[1], ONE, 1);
     parent.attach(pid, born);
     // In its cgroup, its namespaces made: the network, while it still waits.
     await network.attach(pid);
@@ -817,7 +840,15 @@ async function start(
       throw new FailedStart(`the container's first process died of signal ${died} before exec`);
     }
     if (killed) closeAll();
-    else await abandon();
+    else if (gone.pid === pid) {
+      // It exited by itself while it was attached: a step it runs before its wait failed
+      // (an early child), and said which; that is the run's error, not what it broke here.
+      signals.settled();
+      const got = await sys.recvRecord(report[0], record);
+      closeAll();
+      const step = got.n === 8 ? prog.info[record[0]] : undefined;
+      if (step) throw childError(step, record[1]);
+    } else await abandon();
     throw e;
   }
   mark("attach (state, id maps, cgroups)");
@@ -829,7 +860,6 @@ async function start(
   fds.splice(fds.indexOf(sync[1]), 1);
   let master = -1;
   let ready = false;
-  const record = new Int32Array(2);
   for (;;) {
     const got = await sys.recvRecord(report[0], record);
     if (got.n === 8 && record[0] === CONSOLE_RECORD && got.fd >= 0 && master < 0) {

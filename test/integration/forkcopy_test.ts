@@ -12,17 +12,41 @@ import { IMAGE, MICRO, microTest, run, show, withTempDir } from "./_helpers.ts";
 const COMPILED = /function,(parse|full-parse|parse-function|interpreter|baseline|maglev|turbofan)/;
 
 /**
+ * strace's lines with each call another process's line interrupted made whole again: strace
+ * splits it into `PID clone(ARGS <unfinished ...>` and `PID <... clone resumed>REST` (the
+ * container's child makes its root while micro forks the watchdog).
+ */
+function merged(trace: string): string[] {
+  const open = new Map<string, string>();
+  const out: string[] = [];
+  for (const line of trace.split("\n")) {
+    const cut = /^(\d+) +(.*) <unfinished \.\.\.>$/.exec(line);
+    if (cut) {
+      open.set(cut[1], cut[2]);
+      continue;
+    }
+    const resumed = /^(\d+) +<\.\.\. [a-z0-9_]+ resumed>(.*)$/.exec(line);
+    if (resumed && open.has(resumed[1])) {
+      out.push(`${resumed[1]} ${open.get(resumed[1])}${resumed[2]}`);
+      open.delete(resumed[1]);
+      continue;
+    }
+    out.push(line);
+  }
+  return out;
+}
+
+/**
  * The pids of the processes micro copied itself into: clones by micro's main thread (from
  * its first V8 log line on: the launcher, a shell script that execs Deno in its own pid,
  * forks too) that are not threads or vforks.
  */
-function copies(trace: string): number[] {
-  const lines = trace.split("\n");
+function copies(lines: string[]): number[] {
   const first = lines.findIndex((l) => l.includes(" write(") && l.includes("function,"));
   const micro = lines[first]?.split(" ", 1)[0];
   const out: number[] = [];
   for (const line of lines.slice(first)) {
-    const m = /^(\d+) +clone3?\((.*)\) = (\d+)$/.exec(line);
+    const m = /^(\d+) +clone3?\((.*)\) += (\d+)$/.exec(line);
     if (m && m[1] === micro && !/CLONE_THREAD|CLONE_VM/.test(m[2])) out.push(Number(m[3]));
   }
   return out;
@@ -65,17 +89,19 @@ microTest("fork copies: the container's child and the watchdog compile nothing",
       });
       assert.equal(r.code, 0, show(r));
       const text = Deno.readTextFileSync(trace);
-      const pids = copies(text);
+      const lines = merged(text);
+      const pids = copies(lines);
       // The child, and with the host's pid namespace (as root, with cgroups of the run's
       // own) the watchdog.
       const want = flags.length ? 2 : 1;
       assert.equal(pids.length, want, `${label}: copies ${pids} in:\n${text.slice(0, 4000)}`);
-      const byCopy = text.split("\n").filter((l) =>
+      const byCopy = lines.filter((l) =>
         pids.includes(Number(l.split(" ", 1)[0])) && l.includes(" write(")
       );
       // The log reaches the copies (else this test could not fail): the container's child
       // (its first copy with a mount namespace) runs functions, which V8 logs.
-      const child = /^\d+ +clone3?\(.*CLONE_NEWNS.*\) = (\d+)$/m.exec(text)?.[1];
+      const child = lines.map((l) => /^\d+ +clone3?\(.*CLONE_NEWNS.*\) += (\d+)$/.exec(l)?.[1])
+        .find((p) => p !== undefined);
       assert.ok(
         byCopy.some((l) => l.startsWith(`${child} `) && l.includes("function,first-execution")),
         `${label}: no V8 log line from the child ${child}:\n${byCopy.join("\n")}`,

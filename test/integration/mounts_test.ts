@@ -3,7 +3,7 @@
  * image aimed at host paths, and the host view used when there is no image.
  */
 import assert from "node:assert/strict";
-import { IMAGE, MICRO, microTest, ok, run, sh, show, withTempDir } from "./_helpers.ts";
+import { copyImage, IMAGE, MICRO, microTest, ok, run, sh, show, withTempDir } from "./_helpers.ts";
 
 function hostHas(path: string): boolean {
   try {
@@ -70,6 +70,34 @@ microTest(
     });
   },
 );
+
+// The child makes its root while micro attaches it (its cgroups, its id maps first in a user
+// namespace): a mount that fails then is the run's error, whatever the attach met after.
+for (const profile of ["default", "hardened"]) {
+  microTest(
+    `${profile}: a mount of the root's set-up that fails is the run's error, nothing left`,
+    async () => {
+      await withTempDir(async (dir) => {
+        const img = copyImage(dir, ["/sys"]);
+        Deno.writeTextFileSync(`${img}/sys`, "not a directory\n");
+        Deno.chmodSync(dir, 0o755); // the hardened profile's mapped root reads the image
+        const cgroups = () =>
+          [...Deno.readDirSync("/sys/fs/cgroup/pids")].filter((e) => e.name === "micro").length;
+        const before = cgroups();
+        for (let i = 0; i < 3; i++) {
+          const r = await run(["run", "--profile", profile, img, "/bin/true"]);
+          assert.equal(r.code, 125, show(r));
+          assert.match(
+            r.stderr,
+            /^micro: rootfs: mount: mount src=sysfs dst=\/sys .*: ENOTDIR \(\/sys in the image is not a directory\)\n$/,
+            show(r),
+          );
+        }
+        assert.equal(cgroups(), before, "a cgroup left");
+      });
+    },
+  );
+}
 
 microTest("-v does not leave the mount point it created in the image", async () => {
   await withTempDir(async (dir) => {

@@ -478,6 +478,129 @@ Deno.test("EOF on the sync pipe (the parent died) exits without a report", () =>
   assert.deepEqual(sys.sent(REPORT_FD), []);
 });
 
+Deno.test("sync root: the child makes its root before it waits for the parent, then the rest", () => {
+  const ops: Op[] = [
+    op("rootfs", "mount", "make-private", {}),
+    op("rootfs", "mount", "mkdir", { path: "/srv", mode: 0o755 }),
+    op("rootfs", "mount", "pivot-root", {}),
+    op("identity", "uts", "sethostname", { name: "box" }),
+    execve(["/bin/sh"]),
+  ];
+  const sys = new RecordingSys().execSucceeds();
+  const { end, prog } = runToEnd(ops, sys, context({ sync: "root" }));
+  assert.ok(end instanceof FakeExec);
+  assert.deepEqual(prog.info.map((i) => i.kind).slice(0, 11), [
+    "prctl(PR_SET_PDEATHSIG)",
+    "close",
+    "setsid",
+    "stdio",
+    "close_range",
+    "make-private",
+    "mkdir",
+    "pivot-root",
+    "sync",
+    "prctl(PR_SET_DUMPABLE)",
+    "sethostname",
+  ]);
+  assert.equal(prog.info.filter((i) => i.kind === "sync").length, 1);
+  const calls = sys.format();
+  // Its copy of the write end first; the read end kept at 1017 across the close_range, the
+  // numbers between the last fd kept (1012) and it closed.
+  assert.deepEqual(calls.slice(0, 3), ["prctl(1, 9, 0, 0, 0)", "close(51)", "setsid()"]);
+  const at = calls.indexOf("dup3(50, 1017, 0x80000)");
+  assert.ok(at > 0, calls.join("\n"));
+  assert.deepEqual(calls.slice(at - 5, at + 3), [
+    "dup3(57, 1012, 0x80000)",
+    "close(1013)",
+    "close(1014)",
+    "close(1015)",
+    "close(1016)",
+    "dup3(50, 1017, 0x80000)",
+    "closeRange(3, 0x3f1, 0x0)",
+    "closeRange(1018, 0x7fffffff, 0x0)",
+  ]);
+  // The wait, then not dumpable, after the root is made and before anything else.
+  const wait = calls.indexOf("read(1017, 1)");
+  assert.ok(wait > calls.findIndex((c) => c.startsWith("pivotRoot(")), calls.join("\n"));
+  assert.deepEqual(calls.slice(wait, wait + 3), [
+    "read(1017, 1)",
+    "close(1017)",
+    "prctl(4, 0, 0, 0, 0)",
+  ]);
+  assert.ok(calls.findIndex((c) => c.startsWith("sethostname(")) > wait);
+});
+
+Deno.test("sync root: a mount of what the attach makes, a cgroup file system, any op but the root's: after the wait", () => {
+  const cgroupFs = op("rootfs", "mount", "mount", {
+    source: "cgroup",
+    target: "/sys/fs/cgroup",
+    fstype: "cgroup2",
+    flags: [],
+  });
+  const runFile = op("rootfs", "mount", "mount", {
+    source: "/run/micro/c1/hosts",
+    target: "/etc/hosts",
+    fstype: "",
+    flags: ["MS_BIND"],
+    attached: true,
+  });
+  const others = [op("identity", "uts", "sethostname", { name: "box" }), runFile];
+  for (const first of [cgroupFs, ...others]) {
+    const ops: Op[] = [op("rootfs", "mount", "make-private", {}), first, execve(["/bin/sh"])];
+    const prog = compileChild(ops, context({ sync: "root" }), new RecordingSys());
+    const kinds = prog.info.map((i) => i.kind);
+    assert.deepEqual(kinds.slice(5, 8), ["make-private", "sync", "prctl(PR_SET_DUMPABLE)"]);
+  }
+});
+
+Deno.test("sync root: EOF at the late wait (the parent died) exits without a report", () => {
+  const sys = new RecordingSys().scriptRead(1017, new Uint8Array(0));
+  const { end } = runToEnd([execve(["/bin/sh"])], sys, context({ sync: "root" }));
+  assert.ok(end instanceof FakeExit);
+  assert.equal(end.code, 1);
+  assert.deepEqual(sys.format().slice(-2), ["read(1017, 1)", "exit(1)"]);
+  assert.deepEqual(sys.sent(REPORT_FD), []);
+});
+
+Deno.test("sync maps: the child waits for its id maps first, then again after its root", () => {
+  const ops: Op[] = [
+    op("rootfs", "user", "userns-root", {}),
+    op("rootfs", "mount", "make-private", {}),
+    op("identity", "uts", "sethostname", { name: "box" }),
+    execve(["/bin/sh"]),
+  ];
+  const sys = new RecordingSys().execSucceeds();
+  const { end, prog } = runToEnd(ops, sys, context({ sync: "maps" }));
+  assert.ok(end instanceof FakeExec);
+  assert.deepEqual(prog.info.map((i) => i.kind).slice(0, 11), [
+    "prctl(PR_SET_PDEATHSIG)",
+    "close",
+    "sync",
+    "setsid",
+    "stdio",
+    "close_range",
+    "userns-root",
+    "make-private",
+    "sync",
+    "prctl(PR_SET_DUMPABLE)",
+    "sethostname",
+  ]);
+  const calls = sys.format();
+  // The first wait keeps the read end, which the close_range moves to 1017 for the second.
+  assert.deepEqual(calls.slice(0, 4), [
+    "prctl(1, 9, 0, 0, 0)",
+    "close(51)",
+    "read(50, 1)",
+    "setsid()",
+  ]);
+  assert.ok(calls.includes("dup3(50, 1017, 0x80000)"), calls.join("\n"));
+  const second = calls.indexOf("read(1017, 1)");
+  assert.ok(second > calls.findIndex((c) => c.startsWith("setresuid(")), calls.join("\n"));
+  // Undumpable after the last wait only: the attach's rootless helpers open its /proc files.
+  assert.deepEqual(calls.slice(second + 1, second + 3), ["close(1017)", "prctl(4, 0, 0, 0, 0)"]);
+  assert.equal(calls.filter((c) => c === "prctl(4, 0, 0, 0, 0)").length, 1);
+});
+
 Deno.test("the child execs the trampoline from its memfd: candidates, argv, envp", () => {
   const sys = new RecordingSys().execSucceeds();
   const { end, prog } = runToEnd([execve(["/usr/local/bin/sh", "/usr/bin/sh", "/bin/sh"])], sys);

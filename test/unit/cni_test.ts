@@ -510,11 +510,12 @@ Deno.test("net bridge: ADD in attach with the ports, the DNS files bound, DEL at
   });
   assert.ok(ops.some((o) => o.kind === "cni-del" && o.phase === "cleanup"));
   const binds = ops.filter((o) => o.kind === "mount" && o.args.source.startsWith("/run/micro/web/"))
-    .map((o) => o.kind === "mount" ? `${o.args.source} ${o.args.target}` : "");
+    .map((o) => o.kind === "mount" ? `${o.args.source} ${o.args.target} ${o.args.attached}` : "");
+  // Written by the attach: the child binds them only after it waited for it.
   assert.deepEqual(binds, [
-    "/run/micro/web/hosts /etc/hosts",
-    "/run/micro/web/hostname /etc/hostname",
-    "/run/micro/web/resolv.conf /etc/resolv.conf",
+    "/run/micro/web/hosts /etc/hosts true",
+    "/run/micro/web/hostname /etc/hostname true",
+    "/run/micro/web/resolv.conf /etc/resolv.conf true",
   ]);
   // before pivot_root, so the state dir is still reachable
   const pivot = ops.findIndex((o) => o.kind === "pivot-root");

@@ -17,7 +17,13 @@ import {
   SECCOMP_RECORD,
 } from "../../core/engine/child.ts";
 import { TRAMPOLINE } from "../../core/engine/trampoline.ts";
-import { cloneFlags, decodeStatus, execute } from "../../core/engine/mod.ts";
+import {
+  cloneFlags,
+  decodeStatus,
+  type EngineOptions,
+  execute,
+  syncMode,
+} from "../../core/engine/mod.ts";
 import { MicroError } from "../../core/errors.ts";
 import { RunSignals } from "../../core/signals.ts";
 import { CHILD_PHASES, type Op, op } from "../../core/ops.ts";
@@ -61,9 +67,11 @@ const CHILD_CTX = {
 };
 
 /** The index of the child step of `kind` as the parent compiles it. */
-function stepOf(plan: Op[], kind: string): number {
+function stepOf(plan: Op[], kind: string, opts: Partial<EngineOptions> = {}): number {
   const ops = plan.filter((o) => CHILD_PHASES.includes(o.phase));
-  const i = compileChild(ops, CHILD_CTX, new RecordingSys()).info.findIndex((s) => s.kind === kind);
+  const sync = syncMode(plan, cloneFlags(plan), { ...OPTS, ...opts });
+  const prog = compileChild(ops, { ...CHILD_CTX, sync }, new RecordingSys());
+  const i = prog.info.findIndex((s) => s.kind === kind);
   assert.ok(i >= 0, `no ${kind} step`);
   return i;
 }
@@ -519,6 +527,63 @@ Deno.test("execute: a mount EACCES report names the phase, plugin, op and paths"
   });
 });
 
+Deno.test("syncMode: the child makes its root while it is attached, unless OCI hooks come first", () => {
+  const mode = (plan: Op[], opts: Partial<EngineOptions> = {}) =>
+    syncMode(plan, cloneFlags(plan), { ...OPTS, ...opts });
+  assert.equal(mode(PLAN), "root");
+  // Its id maps, /proc files or CPUs first, then its root.
+  assert.equal(mode(realPlan({ user: ON, mount: ON })), "maps");
+  assert.equal(mode([...PLAN, op("attach", "process", "cpu-affinity", { cpus: [1] })]), "maps");
+  // The network's attach writes only files the child mounts after its last wait.
+  assert.equal(mode([...PLAN, op("attach", "net", "cni-add", {} as never)]), "root");
+  // An OCI runtime's hooks run before its pivot_root.
+  assert.equal(mode(PLAN, { beforeRelease: () => Promise.resolve() }), "first");
+  const state = { ociVersion: "1.2.0", id: "c", status: "creating", pid: 0, bundle: "/b" };
+  const hook = op("rootfs", "oci", "oci-hook", {
+    hook: "createContainer",
+    index: 0,
+    path: "/bin/true",
+    args: [],
+    env: [],
+    state,
+  } as never);
+  assert.equal(mode([...PLAN, hook]), "first");
+});
+
+Deno.test("execute: with attach work on /proc or CPUs the child hears micro after it, then at the release; else once", async () => {
+  const plan = [...PLAN, op("attach", "process", "cpu-affinity", { cpus: [1] })];
+  const sys = new RecordingSys().scriptRecv(5, READY);
+  assert.deepEqual(await execute(plan, OPTS, sys), { exitCode: 0 });
+  assert.deepEqual(sys.written(4), new Uint8Array([1, 1]));
+  const calls = sys.format();
+  const first = calls.indexOf("write(4, 1)");
+  assert.ok(
+    first > calls.findIndex((c) => c.startsWith("schedSetaffinity(4242")),
+    calls.join("\n"),
+  );
+  assert.ok(calls.indexOf("write(4, 1)", first + 1) > first);
+  const once = new RecordingSys().scriptRecv(5, READY);
+  assert.deepEqual(await execute(PLAN, OPTS, once), { exitCode: 0 });
+  assert.deepEqual(once.written(4), new Uint8Array([1]));
+});
+
+Deno.test("execute: a child that failed a step and exited while it was attached: its step's error, not the attach's", async () => {
+  const sys = new RecordingSys({ waitStatus: 256 }) // exit(1)
+    .scriptRecv(5, { record: [stepOf(PLAN, "mount"), 13] });
+  const e = await failure(execute(PLAN, {
+    ...OPTS,
+    onChild: () => {
+      throw new Error("/proc/4242/ns/net: ENOENT");
+    },
+  }, sys));
+  assert.match(e.line(), /^rootfs: mount: mount src=proc dst=\/proc .*: EACCES/);
+  const calls = sys.format().slice(SETUP.length);
+  assert.deepEqual(calls.slice(0, 2), ["reap(4242)", "recvRecord(5)"]);
+  assert.ok(!calls.some((c) => c.startsWith("kill(")), "a reaped child is not killed");
+  assert.deepEqual(sys.written(4), new Uint8Array(0), "never released");
+  assert.deepEqual(openedAndClosed(sys), { opened: fdRange(3, 13), closed: fdRange(3, 13) });
+});
+
 Deno.test("execute: a report from an engine step names the engine", async () => {
   const sys = new RecordingSys().scriptRecv(5, { record: [stepOf(PLAN, "setsid"), 1] });
   assert.equal((await failure(execute(PLAN, OPTS, sys))).line(), "rootfs: engine: setsid: EPERM");
@@ -568,7 +633,7 @@ Deno.test("execute: a failed pipe2 is a prepare-phase engine error", async () =>
 });
 
 Deno.test("execute: an onChild that throws kills and reaps the child before release", async () => {
-  const sys = new RecordingSys();
+  const sys = new RecordingSys().returns("reap", () => true, 0, 1); // still running
   await assert.rejects(
     execute(PLAN, {
       ...OPTS,
@@ -581,9 +646,9 @@ Deno.test("execute: an onChild that throws kills and reaps the child before rele
   assert.deepEqual(sys.format().slice(SETUP.length), [
     "reap(4242)",
     "kill(4242, 9)",
+    "waitpid(4242)",
     "close(4)",
     ...rest(3),
-    "waitpid(4242)",
   ]);
   assert.deepEqual(sys.written(4), new Uint8Array(0), "the child is never released");
   assert.deepEqual(openedAndClosed(sys), { opened: fdRange(3, 13), closed: fdRange(3, 13) });
@@ -703,7 +768,8 @@ Deno.test("execute: a report of the wrong length kills the child", async () => {
 
 Deno.test("execute: a report naming a step out of range kills the child", async () => {
   const ops = PLAN.filter((o) => CHILD_PHASES.includes(o.phase));
-  const steps = compileChild(ops, CHILD_CTX, new RecordingSys()).info.length;
+  const sync = syncMode(PLAN, cloneFlags(PLAN), OPTS);
+  const steps = compileChild(ops, { ...CHILD_CTX, sync }, new RecordingSys()).info.length;
   for (const [step, errno] of [[steps, 1], [999, 13], [-1, 0], [CONSOLE_RECORD, 0]]) {
     const sys = new RecordingSys().scriptRecv(5, { record: [step, errno] });
     const e = await failure(execute(PLAN, OPTS, sys));
@@ -820,7 +886,7 @@ Deno.test("execute: a real plan clones with its flags; the cgroup namespace come
 
 Deno.test("execute: a failed id-map write is an attach error naming the plugin and path", async () => {
   const plan = realPlan({ user: ON, mount: ON });
-  const sys = new RecordingSys({ clonePid: NO_SUCH_PID });
+  const sys = new RecordingSys({ clonePid: NO_SUCH_PID }).returns("reap", () => true, 0, 1);
   const e = await failure(execute(plan, OPTS, sys));
   const path = `/proc/${NO_SUCH_PID}/uid_map`;
   assert.equal(e.fields.phase, "attach");
@@ -837,9 +903,9 @@ Deno.test("execute: a failed id-map write is an attach error naming the plugin a
   // The child is killed and reaped, never released.
   assert.deepEqual(sys.format().slice(-6), [
     `kill(${NO_SUCH_PID}, 9)`,
+    `waitpid(${NO_SUCH_PID})`,
     "close(4)",
     ...rest(3),
-    `waitpid(${NO_SUCH_PID})`,
   ]);
   assert.equal(sys.calls().some((c) => c.call === "write" && c.args[0] === 4), false);
 });
@@ -883,7 +949,7 @@ Deno.test("execute: a pipe the container's root cannot get is a prepare error; n
 Deno.test("execute: an id-map write the kernel refuses is EPERM, with the rootless hint", async () => {
   // This process's own uid_map is written already: writing it again is EPERM.
   const plan = realPlan({ user: ON, mount: ON });
-  const sys = new RecordingSys({ clonePid: Deno.pid });
+  const sys = new RecordingSys({ clonePid: Deno.pid }).returns("reap", () => true, 0, 1);
   const e = await failure(execute(plan, OPTS, sys));
   assert.equal(e.fields.errno, 1);
   assert.equal(
@@ -893,9 +959,9 @@ Deno.test("execute: an id-map write the kernel refuses is EPERM, with the rootle
   );
   assert.deepEqual(sys.format().slice(-6), [
     `kill(${Deno.pid}, 9)`,
+    `waitpid(${Deno.pid})`,
     "close(4)",
     ...rest(3),
-    `waitpid(${Deno.pid})`,
   ]);
 });
 
@@ -1134,7 +1200,8 @@ Deno.test("execute: an initial CPU affinity (OCI exec) is set on the waiting chi
 });
 
 Deno.test("execute: a refused initial CPU affinity is an attach error naming the CPUs", async () => {
-  const sys = new RecordingSys().scriptRecv(5, READY).failOn("schedSetaffinity", 22);
+  const sys = new RecordingSys().scriptRecv(5, READY).failOn("schedSetaffinity", 22)
+    .returns("reap", () => true, 0, 1);
   const e = await failure(
     execute([...PLAN, op("attach", "process", "cpu-affinity", { cpus: [7] })], OPTS, sys),
   );
