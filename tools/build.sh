@@ -71,7 +71,7 @@ trap 'rm -rf "$work"' EXIT
 # the entry, and its chunks); but yaml, which core/yaml.ts imports at run time from
 # lib/micro.yaml.js (YAML_BUNDLE there), as the default export of a bundle of its own.
 # micro.js, what Deno runs, is entry.ts's bundle, which imports lib/main.js (MAIN_BUNDLE).
-"$deno" bundle --quiet --config deno.json --platform deno ${BUNDLE_FLAGS:-} --code-splitting \
+"$deno" bundle --quiet --config deno.json --platform deno --code-splitting \
   --outdir "$work/lib" "$entry"
 name=$(basename "$entry" .ts).js
 [ "$name" = main.js ] || mv "$work/lib/$name" "$work/lib/main.js"

@@ -277,8 +277,12 @@ export class NetworkOps {
     const done = this.added;
     this.added = null;
     if (done) {
+      // Not pinned: the child was gone before its namespace could be (its set-up failed
+      // while micro attached it), so nothing of ADD is in it: DEL without one (CNI_NETNS
+      // unset, as the spec allows), not with the empty file the pin would have covered.
+      const a = isPinned(done.a.netns) ? done.a : { ...done.a, netns: "" };
       try {
-        await withCniLock(() => delNetwork(done.list, done.a, done.result));
+        await withCniLock(() => delNetwork(done.list, a, done.result));
       } catch (e) {
         problems.push(
           `network ${done.list.name}: ${e instanceof MicroError ? e.line() : String(e)}`,

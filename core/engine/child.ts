@@ -205,8 +205,9 @@ export const FD_IDMAPPED = 1100;
  * The ops a child runs before its late wait (ChildContext.sync): becoming root in its user
  * namespace and making its root, in its own mount namespace from fds and paths the parent
  * prepared before the clone. Nothing of the container runs before the wait; a mount of what
- * the attach makes (its `attached` files, a cgroup file system) and everything after the
- * root (identity, credentials, restrictions, exec) come after it.
+ * the attach makes (its `attached` files, a cgroup file system), a tmpfs filled from the
+ * image, a device node (the cgroup's device rules), a mask where the network is attached, and
+ * everything after the root (identity, credentials, restrictions, exec) come after it.
  */
 const EARLY_KINDS: ReadonlySet<string> = new Set([
   "make-private",
@@ -216,7 +217,6 @@ const EARLY_KINDS: ReadonlySet<string> = new Set([
   "readonly-path",
   "mkdir",
   "symlink",
-  "mknod",
   "pivot-root",
   "remount-root-ro",
   "userns-root",
@@ -252,6 +252,13 @@ export interface ChildContext {
    *   network are attached.
    */
   sync?: "first" | "root" | "maps";
+  /**
+   * "maps": a rootless network helper (pasta, slirp4netns) opens the child's /proc/PID/ns
+   * files after the first wait: the child stays dumpable until the last.
+   */
+  dumpableForAttach?: boolean;
+  /** The attach adds network devices: masks and read-only paths wait for it (see `early`). */
+  networked?: boolean;
   /** The child's end of the report socket (SOCK_SEQPACKET, close-on-exec). */
   report: number;
   /**
@@ -945,8 +952,8 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
    * One byte from the parent at `fd`, closed after unless the late wait reads it again; the
    * write end closed first where no step before did.
    */
-  const wait = (fd: number, close: boolean) => {
-    step(engine("sync"), () => {
+  const wait = (fd: number, close: boolean, after?: string) => {
+    step(engine("sync", after ? { after } : {}), () => {
       if (!late) sys.close(ctx.syncWrite);
       const n = sys.read(fd, one, 1);
       if (n === 0) sys.exit(1); // the parent is gone
@@ -954,8 +961,8 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
       return n < 0 ? n : 0;
     });
   };
-  // Until the exec, this process's /proc/PID/exe is the host's Deno runtime: once the id maps
-  // are written, only CAP_SYS_PTRACE may open it (or its mem) from another container.
+  // Until the exec, this process's /proc/PID/exe is the host's Deno runtime and, before its
+  // pivot_root, /proc/PID/root the host's root: undumpable, only CAP_SYS_PTRACE opens them.
   const undumpable = () =>
     step(engine("prctl(PR_SET_DUMPABLE)"), () => sys.prctl(C.PR_SET_DUMPABLE, 0, 0, 0, 0));
   // Its copy of the write end goes first: EOF at a wait is then the parent's death.
@@ -966,9 +973,10 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
     });
   }
   if (mode !== "root") wait(ctx.syncRead, !late);
-  // Not before the last wait: rootless helpers of the attach (pasta's, slirp4netns's) open its
-  // /proc/PID/ns files, which an undumpable process closes to them.
-  if (!late) undumpable();
+  // Undumpable from the first wait on, but where a rootless network helper of the attach
+  // (pasta, slirp4netns) opens its /proc/PID/ns files after it: then from the last.
+  const dumpableForAttach = mode === "root" || (mode === "maps" && ctx.dumpableForAttach === true);
+  if (!dumpableForAttach) undumpable();
   step(engine("setsid"), () => sys.setsid());
   const [in0, out1, err2] = ctx.stdio;
   step(engine("stdio"), () => {
@@ -1032,15 +1040,25 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
   });
 
   let waited = !late;
+  // The attach makes the network's devices and files: paths masked under them come after.
+  const networked = ctx.networked === true;
+  /** Whether `o` runs before the late wait (EARLY_KINDS, and what needs nothing attached). */
+  const early = (o: Op) => {
+    if (!EARLY_KINDS.has(o.kind)) return false;
+    if (o.kind === "mount") {
+      // What the attach writes, the cgroup file systems; a tmpfs filled from the image:
+      // charged to the cgroup of the task that writes it, the container's only once joined.
+      return !o.args.attached && !o.args.copyUp && !/^cgroup2?$/.test(o.args.fstype);
+    }
+    return !(networked && (o.kind === "mask" || o.kind === "readonly-path"));
+  };
   const lateWait = () => {
-    wait(FD_SYNC, true);
-    undumpable();
+    wait(FD_SYNC, true, "the root");
+    if (dumpableForAttach) undumpable();
     waited = true;
   };
   for (const o of ops) {
-    const needsAttach = o.kind === "mount" &&
-      (o.args.attached === true || /^cgroup2?$/.test(o.args.fstype));
-    if (!waited && (!EARLY_KINDS.has(o.kind) || needsAttach)) lateWait();
+    if (!waited && !early(o)) lateWait();
     const i: StepInfo = { phase: o.phase, plugin: o.plugin, kind: o.kind, paths: {} };
     switch (o.kind) {
       case "make-private": {
@@ -1347,6 +1365,13 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
           if (rc >= 0) rc = sys.setresuid(0, 0, 0);
           return rc;
         });
+        // A credential change clears the parent-death signal (a root-run user namespace's
+        // root is another host uid): set again at once, as the child may not be in its cgroups
+        // (the watchdog's reach) yet.
+        step(
+          engine("prctl(PR_SET_PDEATHSIG)"),
+          () => sys.prctl(C.PR_SET_PDEATHSIG, deathSignal, 0, 0, 0),
+        );
         break;
       }
       case "console": {

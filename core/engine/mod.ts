@@ -695,6 +695,8 @@ async function start(
       syncRead: sync[0],
       syncWrite: sync[1],
       sync: mode,
+      dumpableForAttach: plan.some((o) => o.kind === "usernet-start"),
+      networked: plan.some((o) => o.kind === "cni-add" || o.kind === "usernet-start"),
       report: report[1],
       stdio,
       pipes,
@@ -839,16 +841,17 @@ async function start(
       closeAll();
       throw new FailedStart(`the container's first process died of signal ${died} before exec`);
     }
-    if (killed) closeAll();
-    else if (gone.pid === pid) {
-      // It exited by itself while it was attached: a step it runs before its wait failed
-      // (an early child), and said which; that is the run's error, not what it broke here.
+    if (gone.pid === pid && died === undefined) {
+      // It exited by itself while it was attached (reaped here, or exiting as it was killed):
+      // a step it runs before its wait failed, and it said which; that is the run's error,
+      // not what its exit broke here (its network namespace gone, say).
       signals.settled();
       const got = await sys.recvRecord(report[0], record);
       closeAll();
       const step = got.n === 8 ? prog.info[record[0]] : undefined;
       if (step) throw childError(step, record[1]);
-    } else await abandon();
+    } else if (killed) closeAll();
+    else await abandon();
     throw e;
   }
   mark("attach (state, id maps, cgroups)");

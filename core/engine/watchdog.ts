@@ -27,7 +27,7 @@
  * kill lands. No second copy of micro: its clone cost about 5 ms, and while it lived every
  * page micro wrote was copied (copy-on-write, with a TLB shootdown).
  */
-import { MicroError } from "../errors.ts";
+import { errnoName, MicroError } from "../errors.ts";
 import { C, cstr, type Sys } from "../sys/mod.ts";
 import { sealedProgram, sealedSpawner } from "./memfd.ts";
 import { WATCHDOG } from "./trampoline.ts";
@@ -181,7 +181,15 @@ export class Watchdog {
     const pinned = pidfd >= 0 && this.pin(sys);
     const pid = pidfd < 0 ? pidfd : this.spawner!.spawn(this.spawnFds, true);
     if (pinned) {
-      sys.schedSetaffinity(0, this.affinity);
+      // micro's own mask back cannot fail (the CPU it keeps is in it): if it ever did, its
+      // later helpers (CNI plugins, pasta) would inherit one CPU; said, not fatal.
+      const rc = sys.schedSetaffinity(0, this.affinity);
+      if (rc < 0) {
+        console.error(
+          `micro: warning: sched_setaffinity: micro's CPUs not set back after the watchdog's ` +
+            `spawn: ${errnoName(-rc)}`,
+        );
+      }
       if (pid > 0) sys.schedSetaffinity(pid, this.affinity);
     }
     if (pidfd >= 0) sys.close(pidfd);

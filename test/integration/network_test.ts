@@ -9,7 +9,17 @@
  * inside these namespaces are ever contacted.
  */
 import assert from "node:assert/strict";
-import { exists, IMAGE, lacking, microTest, ok, show, waitFor, withTempDir } from "./_helpers.ts";
+import {
+  copyImage,
+  exists,
+  IMAGE,
+  lacking,
+  microTest,
+  ok,
+  show,
+  waitFor,
+  withTempDir,
+} from "./_helpers.ts";
 import { AS_A_HOST, type Netns, uniqueName, withHosts } from "./_netns.ts";
 
 const dec = new TextDecoder();
@@ -65,6 +75,43 @@ async function assertClean(host: Netns, name: string): Promise<void> {
   assert.ok(!/^-A CNI-DN-/m.test(rules), `a port mapping is left:\n${rules}`);
   assert.ok(!exists(`${host.stateRoot}/${name}`), "the run's state dir is left");
 }
+
+// The container's first process makes its root while micro attaches its network: a mount that
+// fails then (here /sys, a file in the image) is the run's error, whatever the attach met
+// after it (its network namespace going with it), and the network is undone.
+microTest(
+  "bridge: a mount of the root's set-up that fails is the run's error; nothing left after",
+  async () => {
+    await withHosts(async (host) => {
+      await withTempDir(async (dir) => {
+        const img = copyImage(dir, ["/sys"]);
+        Deno.writeTextFileSync(`${img}/sys`, "not a directory\n");
+        for (let i = 0; i < 3; i++) {
+          const name = uniqueName("bad");
+          const r = await host.micro([
+            "run",
+            "--rm",
+            "--name",
+            name,
+            "--network",
+            "bridge",
+            img,
+            "true",
+          ]);
+          assert.equal(r.code, 125, show(r));
+          assert.match(
+            r.stderr,
+            /^micro: rootfs: mount: mount src=sysfs dst=\/sys .*: ENOTDIR \(\/sys in the image is not a directory\)\n$/,
+            show(r),
+          );
+          await assertClean(host, name);
+        }
+        assert.equal(await host.sh("ip -o link show micro0 2>/dev/null || true"), "");
+      });
+    });
+  },
+  { ignore: NEEDS_NET },
+);
 
 microTest(
   "bridge: the address, the default route, and the DNS files; nothing left after",

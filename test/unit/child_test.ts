@@ -177,6 +177,8 @@ Deno.test("compileChild makes no calls; runChild runs every phase's steps in ord
     // userns-root
     "setresgid(0, 0, 0) = 0",
     "setresuid(0, 0, 0) = 0",
+    // Its credentials changed: the parent-death signal again.
+    "prctl(1, 9, 0, 0, 0) = 0",
     // make-private
     'mount(null, "/", null, 0x44000, null) = 0',
     // bind-root: bind the image and keep an O_PATH fd on it at 1002
@@ -260,7 +262,7 @@ Deno.test("compileChild makes no calls; runChild runs every phase's steps in ord
     trampoline(["/usr/local/bin/sh", "/bin/sh", "/sbin/sh"]),
   ]);
   assert.deepEqual(sys.sent(REPORT_FD), [READY]);
-  assert.deepEqual(prog.info.slice(23, 28), [
+  assert.deepEqual(prog.info.slice(24, 29), [
     { phase: "rootfs", plugin: "engine", kind: "close_range", paths: {} },
     { phase: "rootfs", plugin: "engine", kind: "reset signals", paths: {} },
     { phase: "rootfs", plugin: "engine", kind: "ready", paths: {} },
@@ -268,7 +270,7 @@ Deno.test("compileChild makes no calls; runChild runs every phase's steps in ord
     // The trampoline's exec fails as the command's would (seccomp, LSM, E2BIG).
     { phase: "exec", plugin: "process", kind: "execve", paths: { path: "sh" } },
   ]);
-  assert.equal(prog.info.length, 28);
+  assert.equal(prog.info.length, 29);
   // What the parent names when the trampoline reports EXEC_FAILED.
   assert.deepEqual(prog.exec, {
     phase: "exec",
@@ -572,33 +574,80 @@ Deno.test("sync maps: the child waits for its id maps first, then again after it
   const sys = new RecordingSys().execSucceeds();
   const { end, prog } = runToEnd(ops, sys, context({ sync: "maps" }));
   assert.ok(end instanceof FakeExec);
-  assert.deepEqual(prog.info.map((i) => i.kind).slice(0, 11), [
+  assert.deepEqual(prog.info.map((i) => i.kind).slice(0, 12), [
     "prctl(PR_SET_PDEATHSIG)",
     "close",
     "sync",
+    "prctl(PR_SET_DUMPABLE)",
     "setsid",
     "stdio",
     "close_range",
     "userns-root",
+    // Its credentials changed: the parent-death signal again.
+    "prctl(PR_SET_PDEATHSIG)",
     "make-private",
     "sync",
-    "prctl(PR_SET_DUMPABLE)",
     "sethostname",
   ]);
   const calls = sys.format();
   // The first wait keeps the read end, which the close_range moves to 1017 for the second.
-  assert.deepEqual(calls.slice(0, 4), [
+  assert.deepEqual(calls.slice(0, 5), [
     "prctl(1, 9, 0, 0, 0)",
     "close(51)",
     "read(50, 1)",
+    "prctl(4, 0, 0, 0, 0)",
     "setsid()",
   ]);
   assert.ok(calls.includes("dup3(50, 1017, 0x80000)"), calls.join("\n"));
   const second = calls.indexOf("read(1017, 1)");
   assert.ok(second > calls.findIndex((c) => c.startsWith("setresuid(")), calls.join("\n"));
-  // Undumpable after the last wait only: the attach's rootless helpers open its /proc files.
-  assert.deepEqual(calls.slice(second + 1, second + 3), ["close(1017)", "prctl(4, 0, 0, 0, 0)"]);
+  assert.deepEqual(calls.slice(second + 1, second + 2), ["close(1017)"]);
   assert.equal(calls.filter((c) => c === "prctl(4, 0, 0, 0, 0)").length, 1);
+  // A rootless network helper opens its /proc/PID/ns files during the attach: undumpable
+  // only after the last wait.
+  const helper = new RecordingSys().execSucceeds();
+  runToEnd(ops, helper, context({ sync: "maps", dumpableForAttach: true }));
+  const h = helper.format();
+  const last = h.indexOf("read(1017, 1)");
+  assert.deepEqual(h.slice(2, 4), ["read(50, 1)", "setsid()"]);
+  assert.deepEqual(h.slice(last + 1, last + 3), ["close(1017)", "prctl(4, 0, 0, 0, 0)"]);
+  assert.equal(h.filter((c) => c === "prctl(4, 0, 0, 0, 0)").length, 1);
+});
+
+Deno.test("sync root: a tmpfs filled from the image, a device node, and with a network the masks wait for the attach", () => {
+  const copyUp = op("rootfs", "mount", "mount", {
+    source: "tmpfs",
+    target: "/usr",
+    fstype: "tmpfs",
+    flags: [],
+    copyUp: true,
+  });
+  const mknod = op("rootfs", "mount", "mknod", {
+    path: "/dev/fuse",
+    type: "c",
+    major: 10,
+    minor: 229,
+    mode: 0o666,
+    uid: 0,
+    gid: 0,
+  });
+  const mask = op("rootfs", "mount", "mask", { path: "/proc/sys/net" });
+  const cases: [Op, Partial<ChildContext>][] = [[copyUp, {}], [mknod, {}], [mask, {
+    networked: true,
+  }]];
+  for (const [first, ctx] of cases) {
+    const ops: Op[] = [op("rootfs", "mount", "make-private", {}), first, execve(["/bin/sh"])];
+    const prog = compileChild(ops, context({ sync: "root", ...ctx }), new RecordingSys());
+    assert.deepEqual(prog.info.map((i) => i.kind).slice(4, 7), [
+      "close_range",
+      "make-private",
+      "sync",
+    ], first.kind);
+  }
+  // Without a network a mask is early.
+  const ops: Op[] = [op("rootfs", "mount", "make-private", {}), mask, execve(["/bin/sh"])];
+  const prog = compileChild(ops, context({ sync: "root" }), new RecordingSys());
+  assert.deepEqual(prog.info.map((i) => i.kind).slice(5, 8), ["make-private", "mask", "sync"]);
 });
 
 Deno.test("the child execs the trampoline from its memfd: candidates, argv, envp", () => {
@@ -1208,6 +1257,7 @@ Deno.test("a real plan compiles into the expected child steps, phase by phase", 
     "rootfs engine stdio ",
     "rootfs engine close_range ",
     "rootfs user userns-root ",
+    "rootfs engine prctl(PR_SET_PDEATHSIG) ",
     "rootfs mount make-private ",
     "rootfs mount bind-root /run/micro/c1/root",
     "rootfs mount mount /proc",

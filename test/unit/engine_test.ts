@@ -567,6 +567,20 @@ Deno.test("execute: with attach work on /proc or CPUs the child hears micro afte
   assert.deepEqual(once.written(4), new Uint8Array([1]));
 });
 
+Deno.test("execute: an attach that fails after the id maps' byte: one byte only, the child killed", async () => {
+  await withJoin(async (plan, dir) => {
+    // cgroup.procs a directory: the cgroup join (after the first byte) fails.
+    Deno.removeSync(`${dir}/cgroup.procs`);
+    Deno.mkdirSync(`${dir}/cgroup.procs`);
+    const maps = [...plan, op("attach", "process", "cpu-affinity", { cpus: [1] })];
+    const sys = new RecordingSys().returns("reap", () => true, 0, 1).scriptWait(9);
+    await failure(execute(maps, OPTS, sys));
+    assert.deepEqual(sys.written(4), new Uint8Array([1]));
+    const calls = sys.format();
+    assert.ok(calls.indexOf("kill(4242, 9)") > calls.indexOf("write(4, 1)"), calls.join("\n"));
+  });
+});
+
 Deno.test("execute: a child that failed a step and exited while it was attached: its step's error, not the attach's", async () => {
   const sys = new RecordingSys({ waitStatus: 256 }) // exit(1)
     .scriptRecv(5, { record: [stepOf(PLAN, "mount"), 13] });
@@ -582,6 +596,41 @@ Deno.test("execute: a child that failed a step and exited while it was attached:
   assert.ok(!calls.some((c) => c.startsWith("kill(")), "a reaped child is not killed");
   assert.deepEqual(sys.written(4), new Uint8Array(0), "never released");
   assert.deepEqual(openedAndClosed(sys), { opened: fdRange(3, 13), closed: fdRange(3, 13) });
+});
+
+Deno.test("execute: a child that exited by itself with no word while it was attached: the attach's error", async () => {
+  const sys = new RecordingSys({ waitStatus: 256 });
+  await assert.rejects(
+    execute(PLAN, {
+      ...OPTS,
+      onChild: () => {
+        throw new Error("/proc/4242/ns/net: ENOENT");
+      },
+    }, sys),
+    /ns\/net: ENOENT/,
+  );
+  const calls = sys.format().slice(SETUP.length);
+  assert.deepEqual(calls.slice(0, 2), ["reap(4242)", "recvRecord(5)"]);
+  assert.ok(!calls.some((c) => c.startsWith("kill(")), "a reaped child is not killed");
+});
+
+Deno.test("execute: a child exiting by itself as micro kills it (not yet a zombie): its step's error", async () => {
+  const sys = new RecordingSys({ waitStatus: 256 }) // its own exit(1), not our SIGKILL
+    .returns("reap", () => true, 0, 1)
+    .scriptRecv(5, { record: [stepOf(PLAN, "mount"), 13] });
+  const e = await failure(execute(PLAN, {
+    ...OPTS,
+    onChild: () => {
+      throw new Error("/proc/4242/ns/net: ENOENT");
+    },
+  }, sys));
+  assert.match(e.line(), /^rootfs: mount: mount src=proc dst=\/proc .*: EACCES/);
+  assert.deepEqual(sys.format().slice(SETUP.length, SETUP.length + 4), [
+    "reap(4242)",
+    "kill(4242, 9)",
+    "waitpid(4242)",
+    "recvRecord(5)",
+  ]);
 });
 
 Deno.test("execute: a report from an engine step names the engine", async () => {
@@ -633,7 +682,8 @@ Deno.test("execute: a failed pipe2 is a prepare-phase engine error", async () =>
 });
 
 Deno.test("execute: an onChild that throws kills and reaps the child before release", async () => {
-  const sys = new RecordingSys().returns("reap", () => true, 0, 1); // still running
+  // Still running: killed here (its status our SIGKILL).
+  const sys = new RecordingSys().returns("reap", () => true, 0, 1).scriptWait(9);
   await assert.rejects(
     execute(PLAN, {
       ...OPTS,
@@ -886,7 +936,8 @@ Deno.test("execute: a real plan clones with its flags; the cgroup namespace come
 
 Deno.test("execute: a failed id-map write is an attach error naming the plugin and path", async () => {
   const plan = realPlan({ user: ON, mount: ON });
-  const sys = new RecordingSys({ clonePid: NO_SUCH_PID }).returns("reap", () => true, 0, 1);
+  const sys = new RecordingSys({ clonePid: NO_SUCH_PID }).returns("reap", () => true, 0, 1)
+    .scriptWait(9);
   const e = await failure(execute(plan, OPTS, sys));
   const path = `/proc/${NO_SUCH_PID}/uid_map`;
   assert.equal(e.fields.phase, "attach");
@@ -949,7 +1000,8 @@ Deno.test("execute: a pipe the container's root cannot get is a prepare error; n
 Deno.test("execute: an id-map write the kernel refuses is EPERM, with the rootless hint", async () => {
   // This process's own uid_map is written already: writing it again is EPERM.
   const plan = realPlan({ user: ON, mount: ON });
-  const sys = new RecordingSys({ clonePid: Deno.pid }).returns("reap", () => true, 0, 1);
+  const sys = new RecordingSys({ clonePid: Deno.pid }).returns("reap", () => true, 0, 1)
+    .scriptWait(9);
   const e = await failure(execute(plan, OPTS, sys));
   assert.equal(e.fields.errno, 1);
   assert.equal(

@@ -393,6 +393,28 @@ Deno.test("execute: the watchdog program is spawned pinned to micro's CPU, and b
   });
 });
 
+Deno.test("execute: a spawn that fails pinned gives micro its CPUs back; a CPU outside its mask is not pinned", async () => {
+  await withCgroupDir(async (dir) => {
+    const sys = new RecordingSys().failOn("spawn", () => true, 11);
+    await failedLine(pidnsPlan(dir), sys);
+    const calls = sys.format();
+    const spawn = calls.findIndex((c) => c.startsWith("spawn("));
+    assert.deepEqual(calls.slice(spawn + 1).filter((c) => c.startsWith("schedSetaffinity(")), [
+      "schedSetaffinity(0, [3,0,0,0,0,0,0,0])",
+    ]);
+  });
+  await withCgroupDir(async (dir) => {
+    // CPU 9: not among the fake's two.
+    const sys = new RecordingSys().scriptRecv(10, READY);
+    sys.getcpu = (cpu: Uint8Array) => {
+      new Uint32Array(cpu.buffer, cpu.byteOffset, 1)[0] = 9;
+      return 0;
+    };
+    assert.deepEqual(await execute(pidnsPlan(dir), OPTS, sys), { exitCode: 0 });
+    assert.equal(sys.format().filter((c) => c.startsWith("schedSetaffinity(")).length, 0);
+  });
+});
+
 Deno.test("execute: where micro's CPUs cannot be read or pinned, the watchdog program is spawned unpinned", async () => {
   for (const fail of ["schedGetaffinity", "getcpu", "schedSetaffinity"] as const) {
     await withCgroupDir(async (dir) => {
