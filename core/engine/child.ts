@@ -973,9 +973,10 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
     });
   }
   if (mode !== "root") wait(ctx.syncRead, !late);
-  // Undumpable from the first wait on, but where a rootless network helper of the attach
-  // (pasta, slirp4netns) opens its /proc/PID/ns files after it: then from the last.
-  const dumpableForAttach = mode === "root" || (mode === "maps" && ctx.dumpableForAttach === true);
+  // Undumpable from the first wait on ("root": at once, no id maps to write), but where a
+  // rootless network helper of the attach (pasta, slirp4netns) opens its /proc/PID/ns files
+  // after it: then from the last.
+  const dumpableForAttach = mode === "maps" && ctx.dumpableForAttach === true;
   if (!dumpableForAttach) undumpable();
   step(engine("setsid"), () => sys.setsid());
   const [in0, out1, err2] = ctx.stdio;

@@ -494,6 +494,8 @@ Deno.test("sync root: the child makes its root before it waits for the parent, t
   assert.deepEqual(prog.info.map((i) => i.kind).slice(0, 11), [
     "prctl(PR_SET_PDEATHSIG)",
     "close",
+    // No id maps to wait for: undumpable at once.
+    "prctl(PR_SET_DUMPABLE)",
     "setsid",
     "stdio",
     "close_range",
@@ -501,14 +503,18 @@ Deno.test("sync root: the child makes its root before it waits for the parent, t
     "mkdir",
     "pivot-root",
     "sync",
-    "prctl(PR_SET_DUMPABLE)",
     "sethostname",
   ]);
   assert.equal(prog.info.filter((i) => i.kind === "sync").length, 1);
   const calls = sys.format();
   // Its copy of the write end first; the read end kept at 1017 across the close_range, the
   // numbers between the last fd kept (1012) and it closed.
-  assert.deepEqual(calls.slice(0, 3), ["prctl(1, 9, 0, 0, 0)", "close(51)", "setsid()"]);
+  assert.deepEqual(calls.slice(0, 4), [
+    "prctl(1, 9, 0, 0, 0)",
+    "close(51)",
+    "prctl(4, 0, 0, 0, 0)",
+    "setsid()",
+  ]);
   const at = calls.indexOf("dup3(50, 1017, 0x80000)");
   assert.ok(at > 0, calls.join("\n"));
   assert.deepEqual(calls.slice(at - 5, at + 3), [
@@ -521,14 +527,10 @@ Deno.test("sync root: the child makes its root before it waits for the parent, t
     "closeRange(3, 0x3f1, 0x0)",
     "closeRange(1018, 0x7fffffff, 0x0)",
   ]);
-  // The wait, then not dumpable, after the root is made and before anything else.
+  // The wait after the root is made and before anything else.
   const wait = calls.indexOf("read(1017, 1)");
   assert.ok(wait > calls.findIndex((c) => c.startsWith("pivotRoot(")), calls.join("\n"));
-  assert.deepEqual(calls.slice(wait, wait + 3), [
-    "read(1017, 1)",
-    "close(1017)",
-    "prctl(4, 0, 0, 0, 0)",
-  ]);
+  assert.deepEqual(calls.slice(wait, wait + 2), ["read(1017, 1)", "close(1017)"]);
   assert.ok(calls.findIndex((c) => c.startsWith("sethostname(")) > wait);
 });
 
@@ -551,7 +553,7 @@ Deno.test("sync root: a mount of what the attach makes, a cgroup file system, an
     const ops: Op[] = [op("rootfs", "mount", "make-private", {}), first, execve(["/bin/sh"])];
     const prog = compileChild(ops, context({ sync: "root" }), new RecordingSys());
     const kinds = prog.info.map((i) => i.kind);
-    assert.deepEqual(kinds.slice(5, 8), ["make-private", "sync", "prctl(PR_SET_DUMPABLE)"]);
+    assert.deepEqual(kinds.slice(6, 8), ["make-private", "sync"]);
   }
 });
 
@@ -638,7 +640,7 @@ Deno.test("sync root: a tmpfs filled from the image, a device node, and with a n
   for (const [first, ctx] of cases) {
     const ops: Op[] = [op("rootfs", "mount", "make-private", {}), first, execve(["/bin/sh"])];
     const prog = compileChild(ops, context({ sync: "root", ...ctx }), new RecordingSys());
-    assert.deepEqual(prog.info.map((i) => i.kind).slice(4, 7), [
+    assert.deepEqual(prog.info.map((i) => i.kind).slice(5, 8), [
       "close_range",
       "make-private",
       "sync",
@@ -647,7 +649,7 @@ Deno.test("sync root: a tmpfs filled from the image, a device node, and with a n
   // Without a network a mask is early.
   const ops: Op[] = [op("rootfs", "mount", "make-private", {}), mask, execve(["/bin/sh"])];
   const prog = compileChild(ops, context({ sync: "root" }), new RecordingSys());
-  assert.deepEqual(prog.info.map((i) => i.kind).slice(5, 8), ["make-private", "mask", "sync"]);
+  assert.deepEqual(prog.info.map((i) => i.kind).slice(6, 9), ["make-private", "mask", "sync"]);
 });
 
 Deno.test("the child execs the trampoline from its memfd: candidates, argv, envp", () => {
