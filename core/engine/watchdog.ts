@@ -69,7 +69,7 @@ export class Watchdog {
   private readonly again = new Int32Array(MAX_PIDS);
   /**
    * micro's CPUs (read before the clone; empty: not pinned) and a mask of the one it is on
-   * at the spawn, and getcpu's word: see pinned().
+   * at the spawn, and getcpu's word: see pin().
    */
   private affinity = new Uint8Array(0);
   private single = new Uint8Array(0);

@@ -581,15 +581,18 @@ Deno.test("execute: an attach that fails after the id maps' byte: one byte only,
   });
 });
 
+/** An attach that fails as it does when the child is gone: its network namespace with it. */
+const NETNS_GONE = {
+  ...OPTS,
+  onChild: () => {
+    throw new Error("/proc/4242/ns/net: ENOENT");
+  },
+};
+
 Deno.test("execute: a child that failed a step and exited while it was attached: its step's error, not the attach's", async () => {
   const sys = new RecordingSys({ waitStatus: 256 }) // exit(1)
     .scriptRecv(5, { record: [stepOf(PLAN, "mount"), 13] });
-  const e = await failure(execute(PLAN, {
-    ...OPTS,
-    onChild: () => {
-      throw new Error("/proc/4242/ns/net: ENOENT");
-    },
-  }, sys));
+  const e = await failure(execute(PLAN, NETNS_GONE, sys));
   assert.match(e.line(), /^rootfs: mount: mount src=proc dst=\/proc .*: EACCES/);
   const calls = sys.format().slice(SETUP.length);
   assert.deepEqual(calls.slice(0, 2), ["reap(4242)", "recvRecord(5)"]);
@@ -600,15 +603,7 @@ Deno.test("execute: a child that failed a step and exited while it was attached:
 
 Deno.test("execute: a child that exited by itself with no word while it was attached: the attach's error", async () => {
   const sys = new RecordingSys({ waitStatus: 256 });
-  await assert.rejects(
-    execute(PLAN, {
-      ...OPTS,
-      onChild: () => {
-        throw new Error("/proc/4242/ns/net: ENOENT");
-      },
-    }, sys),
-    /ns\/net: ENOENT/,
-  );
+  await assert.rejects(execute(PLAN, NETNS_GONE, sys), /ns\/net: ENOENT/);
   const calls = sys.format().slice(SETUP.length);
   assert.deepEqual(calls.slice(0, 2), ["reap(4242)", "recvRecord(5)"]);
   assert.ok(!calls.some((c) => c.startsWith("kill(")), "a reaped child is not killed");
@@ -618,12 +613,7 @@ Deno.test("execute: a child exiting by itself as micro kills it (not yet a zombi
   const sys = new RecordingSys({ waitStatus: 256 }) // its own exit(1), not our SIGKILL
     .returns("reap", () => true, 0, 1)
     .scriptRecv(5, { record: [stepOf(PLAN, "mount"), 13] });
-  const e = await failure(execute(PLAN, {
-    ...OPTS,
-    onChild: () => {
-      throw new Error("/proc/4242/ns/net: ENOENT");
-    },
-  }, sys));
+  const e = await failure(execute(PLAN, NETNS_GONE, sys));
   assert.match(e.line(), /^rootfs: mount: mount src=proc dst=\/proc .*: EACCES/);
   assert.deepEqual(sys.format().slice(SETUP.length, SETUP.length + 4), [
     "reap(4242)",
