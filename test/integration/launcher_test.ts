@@ -1,7 +1,8 @@
 /**
- * The offline single-file launcher (the sh stub tools/build.sh writes in front of the payload)
- * runs Deno only from a cache directory nobody but the caller can change: every path from /
- * down, checked without following links, on the fast path too. Each test plants what another
+ * The offline single-file launcher (the static program and the sh stub tools/build.sh writes
+ * in front of the payload) runs Deno only from a cache directory nobody but the caller can
+ * change: every path from / down, checked without following links, on the fast path (the
+ * program's) too. Each test plants what another
  * user could (a throwaway uid, through setpriv) and a `deno` of theirs that writes a marker;
  * root runs dist/micro and the marker must never appear: the run works from a safe place or
  * refuses with one line and exit 125.
@@ -18,7 +19,7 @@ const HASH: string | undefined = (() => {
   try {
     const f = Deno.openSync(MICRO);
     try {
-      const buf = new Uint8Array(4096);
+      const buf = new Uint8Array(65536);
       const n = f.readSync(buf) ?? 0;
       return /^h=([0-9a-f]{16})$/m.exec(new TextDecoder().decode(buf.subarray(0, n)))?.[1];
     } finally {
@@ -373,9 +374,17 @@ microTest(
 );
 
 microTest(
-  "launcher: under busybox sh, the reported attack is refused and the fast path works",
+  "launcher: with busybox as /bin/sh, the reported attack is refused and the fast path works",
   async () => {
-    const bb = [BUSYBOX!, "sh"];
+    // The launcher runs the stub with /bin/sh: here busybox, bound over it in a mount
+    // namespace of the run's own.
+    const bb = [
+      "unshare",
+      "-m",
+      "sh",
+      "-ec",
+      `mount --bind '${BUSYBOX}' "$(readlink -f /bin/sh)"; exec "$0" "$@"`,
+    ];
     await scene(async ({ tmp, marker }) => {
       const bad = `${tmp}/micro-0`;
       await asUser(
@@ -390,7 +399,56 @@ microTest(
       assert.equal(Deno.lstatSync(`${good}/${HASH}/deno`).ino, ino, "unpacked again");
     });
   },
-  { ignore: lacking(NEEDS_STUB, BUSYBOX ? undefined : "no busybox") },
+  { ignore: lacking(NEEDS_STUB, NEEDS.unshare, BUSYBOX ? undefined : "no busybox") },
+);
+
+/** Whether MICRO starts with the launcher program (an ELF), not with the stub. */
+const ELF = (() => {
+  try {
+    const f = Deno.openSync(MICRO);
+    try {
+      const b = new Uint8Array(4);
+      f.readSync(b);
+      return b[0] === 0x7f && b[1] === 0x45 && b[2] === 0x4c && b[3] === 0x46;
+    } finally {
+      f.close();
+    }
+  } catch {
+    return false;
+  }
+})();
+
+microTest(
+  "launcher: the fast path execs Deno directly (no shell), with the stub's arguments and environment",
+  async () => {
+    await scene(async ({ root, tmp, marker }) => {
+      const base = `${tmp}/micro-fast`;
+      works(await version(marker, { MICRO_CACHE_DIR: base }));
+      // An old stamp: the fast path refreshes it, as the stub's touch -c does.
+      Deno.utimeSync(`${base}/${HASH}`, 1000, 1000);
+      const log = `${root}/strace`;
+      const r = await run(
+        ["-f", "-qq", "-e", "trace=execve", "-v", "-s", "4096", "-o", log, MICRO, "x", "a b"],
+        {
+          cmd: "strace",
+          clearEnv: true,
+          env: { PATH, MICRO_CACHE_DIR: base, DENO_DIR: "/nowhere", MICRO_EXE: "/bad" },
+        },
+      );
+      assert.notEqual(r.code, 0, show(r)); // "x" is no command
+      const execs = Deno.readTextFileSync(log).split("\n").filter((l) => l.includes("execve("));
+      const d = `${base}/${HASH}`;
+      assert.equal(execs.length, 2, `more than the launcher and Deno ran:\n${execs.join("\n")}`);
+      assert.ok(execs[1].includes(`execve("${d}/deno", ["${d}/deno", "run", "--v8-flags=`));
+      assert.ok(execs[1].includes(`"${d}/micro.js", "x", "a b"]`), execs[1]);
+      for (const v of [`DENO_DIR=${d}/deno_dir`, "DENO_NO_UPDATE_CHECK=1", `MICRO_EXE=${MICRO}`]) {
+        assert.equal(execs[1].split(`"${v}"`).length, 2, `${v} not once in ${execs[1]}`);
+      }
+      assert.ok(!execs[1].includes("/nowhere") && !execs[1].includes('"MICRO_EXE=/bad"'));
+      assert.ok(Deno.statSync(d).mtime!.getTime() > 1_000_000, "the stamp was not refreshed");
+    });
+  },
+  { ignore: lacking(NEEDS_STUB, ELF ? undefined : `${MICRO} has no launcher program`) },
 );
 
 /** The names in `dir`, sorted. */

@@ -1,0 +1,202 @@
+/**
+ * The launcher in front of dist/micro (tools/trampoline/launcher-ARCH.S, composed by
+ * tools/mklauncher.ts), run for real: natively for the host's architecture, under qemu-user
+ * for the other one when it is installed. Its `deno` is a shell script that prints what it
+ * was given, its stub one that says it ran: each case checks which of the two ran and how.
+ * The attacks on the cache directory are test/integration/launcher_test.ts's, on dist/micro.
+ */
+import assert from "node:assert/strict";
+import { compose } from "../../tools/mklauncher.ts";
+import {
+  assemble,
+  LAUNCHER_OUTPUT,
+  renderLauncher,
+  TRAMPOLINE_ARCHES,
+  type TrampolineArch,
+} from "../../tools/gen_trampoline.ts";
+
+const HASH = "0123456789abcdef";
+const FLAGS = ["--v8-flags=--single-threaded", "-A", "--quiet"];
+const STUB = 'echo "stub $0 $*"';
+
+function which(cmd: string): string | null {
+  for (const dir of (Deno.env.get("PATH") ?? "/usr/bin:/bin").split(":")) {
+    try {
+      if (Deno.statSync(`${dir}/${cmd}`).isFile) return `${dir}/${cmd}`;
+    } catch { /* not here */ }
+  }
+  return null;
+}
+
+/** How to run a program of `arch` here: [] natively, [qemu] emulated, null not at all. */
+function runner(arch: TrampolineArch): string[] | null {
+  if (Deno.build.arch === arch) return [];
+  const qemu = which(`qemu-${arch}-static`) ?? which(`qemu-${arch}`);
+  return qemu ? [qemu] : null;
+}
+
+const ROOT = Deno.uid() === 0;
+
+Deno.test({
+  name: "launcher: tools/_launcher.ts is what the sources assemble to",
+  ignore: TRAMPOLINE_ARCHES.some((a) => assemble(a, "LAUNCHER") === null),
+  fn() {
+    const bins = Object.fromEntries(
+      TRAMPOLINE_ARCHES.map((a) => [a, assemble(a, "LAUNCHER")!]),
+    ) as Record<TrampolineArch, Uint8Array>;
+    assert.equal(Deno.readTextFileSync(LAUNCHER_OUTPUT), renderLauncher(bins));
+  },
+});
+
+Deno.test("launcher: compose appends the data and sizes the PT_LOAD to cover it", () => {
+  for (const arch of TRAMPOLINE_ARCHES) {
+    const head = compose(arch, HASH, FLAGS, STUB)!;
+    const v = new DataView(head.buffer);
+    assert.equal(Number(v.getBigUint64(96, true)), head.length);
+    assert.equal(Number(v.getBigUint64(104, true)), head.length);
+    const tail = new TextDecoder().decode(head.subarray(head.length - 200));
+    assert.ok(tail.endsWith(`${HASH}\0${FLAGS.join("\0")}\0\0${STUB}\0`), arch);
+  }
+  assert.equal(compose("riscv64", HASH, FLAGS, STUB), null);
+  assert.throws(() => compose("x86_64", "nothex", FLAGS, STUB));
+  assert.throws(() => compose("x86_64", HASH, [], STUB));
+});
+
+type Out = { code: number; stdout: string; stderr: string };
+
+/** A scene: DIR/micro (the launcher), DIR/cache/HASH complete, the stub and deno echoing. */
+function scene(arch: TrampolineArch) {
+  const dir = Deno.makeTempDirSync({ prefix: "micro-launcher-unit-" });
+  Deno.chmodSync(dir, 0o755);
+  const exe = `${dir}/micro`;
+  Deno.writeFileSync(exe, compose(arch, HASH, FLAGS, STUB)!, { mode: 0o755 });
+  Deno.chmodSync(exe, 0o755);
+  const base = `${dir}/cache`;
+  const d = `${base}/${HASH}`;
+  for (const p of [base, d, `${d}/lib`]) Deno.mkdirSync(p, { mode: 0o700 });
+  for (const p of [base, d, `${d}/lib`]) Deno.chmodSync(p, 0o700);
+  Deno.writeTextFileSync(
+    `${d}/deno`,
+    '#!/bin/sh\necho "deno $0 $*"; echo "env $DENO_DIR $DENO_NO_UPDATE_CHECK $MICRO_EXE $KEEP"\n',
+  );
+  Deno.chmodSync(`${d}/deno`, 0o755);
+  for (const p of [`${d}/micro.js`, `${d}/lib/main.js`]) {
+    Deno.writeTextFileSync(p, "");
+    Deno.chmodSync(p, 0o600);
+  }
+  const run = (env: Record<string, string>, args = ["a b", "c"], cwd = "/"): Out => {
+    const [cmd, ...pre] = [...runner(arch)!, exe];
+    const r = new Deno.Command(cmd, {
+      args: [...pre, ...args],
+      clearEnv: true,
+      env: { PATH: "/usr/bin:/bin", KEEP: "kept", ...env },
+      cwd,
+      stdout: "piped",
+      stderr: "piped",
+    }).outputSync();
+    const t = new TextDecoder();
+    return { code: r.code, stdout: t.decode(r.stdout), stderr: t.decode(r.stderr) };
+  };
+  const clean = () => Deno.removeSync(dir, { recursive: true });
+  return { dir, exe, base, d, run, clean };
+}
+
+for (const arch of TRAMPOLINE_ARCHES) {
+  const how = runner(arch);
+  const skip = how === null ? ` (skipped: no qemu-${arch}-static)` : "";
+  const test = (name: string, fn: (s: ReturnType<typeof scene>) => void) =>
+    Deno.test({
+      name: `launcher ${arch}: ${name}${skip}`,
+      ignore: how === null || !ROOT,
+      fn() {
+        const s = scene(arch);
+        try {
+          fn(s);
+        } finally {
+          s.clean();
+        }
+      },
+    });
+
+  test("a complete cache: Deno exec'd with the flags, micro.js and the arguments", (s) => {
+    const r = s.run({ MICRO_CACHE_DIR: s.base, DENO_DIR: "/x", MICRO_EXE: "/y" });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(
+      r.stdout,
+      `deno ${s.d}/deno run ${FLAGS.join(" ")} ${s.d}/micro.js a b c\n` +
+        `env ${s.d}/deno_dir 1 ${s.exe} kept\n`,
+    );
+  });
+
+  test("XDG_CACHE_HOME/micro, then HOME/.cache/micro", (s) => {
+    Deno.mkdirSync(`${s.dir}/xdg`, { mode: 0o755 });
+    Deno.renameSync(s.base, `${s.dir}/xdg/micro`);
+    const xdg = s.run({ XDG_CACHE_HOME: `${s.dir}/xdg`, HOME: "/nonexistent" });
+    assert.match(xdg.stdout, new RegExp(`^deno ${s.dir}/xdg/micro/${HASH}/deno run `), xdg.stderr);
+    Deno.mkdirSync(`${s.dir}/.cache`, { mode: 0o755 });
+    Deno.renameSync(`${s.dir}/xdg/micro`, `${s.dir}/.cache/micro`);
+    const home = s.run({ HOME: s.dir });
+    assert.match(home.stdout, new RegExp(`^deno ${s.dir}/.cache/micro/${HASH}/deno run `));
+  });
+
+  test("a relative path to it: MICRO_EXE is made absolute (the working directory in front, as the stub's $PWD/$0)", (s) => {
+    const [cmd, ...pre] = [...runner(arch)!, "./micro"];
+    const r = new Deno.Command(cmd, {
+      args: [...pre, "v"],
+      clearEnv: true,
+      env: { PATH: "/usr/bin:/bin", MICRO_CACHE_DIR: s.base },
+      cwd: s.dir,
+      stdout: "piped",
+    }).outputSync();
+    assert.match(
+      new TextDecoder().decode(r.stdout),
+      new RegExp(`^env .* ${s.dir}/(\\./)?micro \n`, "m"),
+    );
+  });
+
+  test("anything not as the stub's fast path wants goes to the stub", (s) => {
+    const stub = (r: Out) => assert.equal(r.stdout, `stub ${s.exe} a b c\n`, r.stderr);
+    stub(s.run({ MICRO_CACHE_DIR: `${s.base}/` })); // not tidy: the stub's to tidy
+    stub(s.run({ MICRO_CACHE_DIR: `${s.dir}//cache` }));
+    stub(s.run({ MICRO_CACHE_DIR: `${s.dir}/./cache` }));
+    stub(s.run({ MICRO_CACHE_DIR: `${s.dir}/../${s.dir.split("/").pop()}/cache` }));
+    stub(s.run({ MICRO_CACHE_DIR: "cache" }, ["a b", "c"], s.dir)); // relative
+    stub(s.run({ MICRO_CACHE_DIR: "/" + "x".repeat(3900) })); // too long for its buffer
+    Deno.chmodSync(s.base, 0o770); // group-writable
+    stub(s.run({ MICRO_CACHE_DIR: s.base }));
+    Deno.chmodSync(s.base, 0o700);
+    Deno.chmodSync(`${s.d}/lib`, 0o750); // lib others may enter
+    stub(s.run({ MICRO_CACHE_DIR: s.base }));
+    Deno.chmodSync(`${s.d}/lib`, 0o700);
+    Deno.chmodSync(`${s.d}/deno`, 0o644); // not executable
+    stub(s.run({ MICRO_CACHE_DIR: s.base }));
+    Deno.chmodSync(`${s.d}/deno`, 0o755);
+    Deno.chownSync(`${s.d}/micro.js`, 61234, 61234); // another user's
+    stub(s.run({ MICRO_CACHE_DIR: s.base }));
+    Deno.chownSync(`${s.d}/micro.js`, 0, 0);
+    Deno.removeSync(`${s.d}/lib/main.js`);
+    Deno.symlinkSync(`${s.d}/micro.js`, `${s.d}/lib/main.js`); // a link
+    stub(s.run({ MICRO_CACHE_DIR: s.base }));
+    Deno.removeSync(`${s.d}/lib/main.js`);
+    Deno.writeTextFileSync(`${s.d}/lib/main.js`, "");
+    Deno.chmodSync(`${s.d}/lib/main.js`, 0o600);
+    Deno.chmodSync(s.dir, 0o777); // a directory above others can write (not sticky)
+    stub(s.run({ MICRO_CACHE_DIR: s.base }));
+    Deno.chmodSync(s.dir, 0o1777); // sticky: fine above the base
+    assert.match(s.run({ MICRO_CACHE_DIR: s.base }).stdout, /^deno /);
+    Deno.chmodSync(s.dir, 0o755);
+  });
+
+  test("an old stamp is refreshed; a recent one is left alone", (s) => {
+    Deno.utimeSync(s.d, 1000, 1000);
+    s.run({ MICRO_CACHE_DIR: s.base });
+    assert.ok(Deno.statSync(s.d).mtime!.getTime() > Date.now() - 60_000, "not refreshed");
+    const recent = new Date(Date.now() - 100_000);
+    Deno.utimeSync(s.d, recent, recent);
+    s.run({ MICRO_CACHE_DIR: s.base });
+    assert.equal(
+      Math.floor(Deno.statSync(s.d).mtime!.getTime() / 1000),
+      Math.floor(+recent / 1000),
+    );
+  });
+}

@@ -1,0 +1,595 @@
+/*
+ * The launcher of micro's offline single-file form for aarch64: the first bytes of dist/micro
+ * on arm64 hosts
+ * (tools/build.sh). A POSIX sh stub in front cost every command a shell and a stat(1), about
+ * 10 ms on a host where fork and exec are slow; this program does the stub's fast path with
+ * system calls only and hands everything else to the stub, which it carries.
+ *
+ * Fast path, the stub's to the letter (tools/build.sh says why each check is there): the
+ * cache base is $MICRO_CACHE_DIR, else $XDG_CACHE_HOME/micro, else $HOME/.cache/micro, else
+ * /var/cache/micro when / is the caller's (root). Every path from / down to the base is
+ * lstat'ed (newfstatat without following links) and must be a directory of root's or the
+ * caller's (euid), not writable by group or others unless sticky; the base and BASE/HASH
+ * directories of the caller's, not writable by group or others; BASE/HASH/deno an executable
+ * regular file, micro.js and lib/main.js regular files, lib a directory nobody else may
+ * enter, all the caller's and writable by nobody else. Then BASE/HASH's mtime is refreshed
+ * when older than 600 s (the "last started" stamp the stub's sweep reads), and Deno is
+ * exec'd as the stub's launch() does: BASE/HASH/deno run FLAGS BASE/HASH/micro.js ARGS, with
+ * DENO_DIR, DENO_NO_UPDATE_CHECK and MICRO_EXE set. For root whose base fails (sudo -E: a
+ * $HOME of another user's), /var/cache/micro is tried next, as by the stub.
+ *
+ * Anything else (a base that is relative, not tidy, missing, or not as above; a failed exec)
+ * goes to the stub: execve("/bin/sh", ["sh", "-c", STUB, SELF, ARGS...]), which checks again,
+ * unpacks when needed and says what is wrong. SELF is this file's path as exec'd (AT_EXECFN,
+ * made absolute with the working directory), what the stub reads the payload from.
+ *
+ * Data, appended by tools/mklauncher.ts after `end` (which also sets the PT_LOAD sizes to
+ * cover it): HASH NUL, each Deno flag NUL, an empty string, the stub NUL.
+ */
+        .set BASE, 0x400000
+        .set SYS_getcwd, 17
+        .set SYS_write, 64
+        .set SYS_newfstatat, 79
+        .set SYS_utimensat, 88
+        .set SYS_exit_group, 94
+        .set SYS_clock_gettime, 113
+        .set SYS_geteuid, 175
+        .set SYS_execve, 221
+        .set AT_SYMLINK_NOFOLLOW, 0x100
+        .set AT_EXECFN, 31
+        .set STAMP, 600
+        .set MAX_BASE, 3800                       /* a longer base goes to the stub */
+        .set MAX_NAME, 4000                       /* so does a longer relative AT_EXECFN */
+
+        /* The frame (x19): slots, then buffers at multiples of 4096 (add's immediates). */
+        .set F_STAT, 0                            /* 256: struct stat (the generic one) */
+        .set F_TS, 256                            /* 16: struct timespec */
+        .set F_VT, 272                            /* the last judged path's mtime */
+        .set F_HVT, 280                           /* BASE/HASH's mtime */
+        .set F_END, 288                           /* where BASE/HASH ends in F_P */
+        .set F_ONLY, 296                          /* 1: $MICRO_CACHE_DIR, the only base */
+        .set F_SELFP, 304                         /* SELF */
+        .set F_FLAGS, 312                         /* the first Deno flag */
+        .set F_NFLAGS, 320                        /* how many */
+        .set F_SCRIPT, 328                        /* the stub */
+        .set F_SELF, 4096                         /* 8192: SELF when made absolute */
+        .set F_Q, 12288                           /* 4096: the base */
+        .set F_P, 16384                           /* 4096: the path being checked */
+        .set F_DENO, 20480                        /* 4096: BASE/HASH/deno */
+        .set F_JS, 24576                          /* 4096: BASE/HASH/micro.js */
+        .set F_DIR, 28672                         /* 4096: DENO_DIR=BASE/HASH/deno_dir */
+        .set F_EXE, 32768                         /* 8192: MICRO_EXE=SELF */
+        .set F_SIZE, 40960
+
+        .include "elf-aarch64.inc"
+
+/*
+ * Registers kept across calls: x19 the frame, x20 the euid, x21 argv, x22 argc, x23 envp;
+ * chain() also x25 to x28. Helpers may change x0 to x17; they answer 0 for yes in x0.
+ */
+_start:
+        ldr     x22, [sp]
+        add     x21, sp, #8
+        add     x23, x21, x22, lsl #3
+        add     x23, x23, #8
+        mov     x0, x23                           /* the auxiliary vector follows envp */
+1:      ldr     x1, [x0], #8
+        cbnz    x1, 1b
+        ldr     x24, [x21]                        /* SELF: AT_EXECFN, else argv[0] */
+2:      ldp     x1, x2, [x0], #16
+        cbz     x1, 3f
+        cmp     x1, #AT_EXECFN
+        b.ne    2b
+        mov     x24, x2
+        b       2b
+3:      sub     sp, sp, #F_SIZE
+        mov     x19, sp
+        mov     x8, #SYS_geteuid
+        svc     #0
+        mov     w20, w0
+        adr     x0, end                           /* the data: HASH, flags, the stub */
+0:      ldrb    w2, [x0], #1
+        cbnz    w2, 0b
+        str     x0, [x19, #F_FLAGS]
+        mov     x3, #0
+6:      ldrb    w2, [x0]
+        cbz     w2, 8f
+        add     x3, x3, #1
+7:      ldrb    w2, [x0], #1
+        cbnz    w2, 7b
+        b       6b
+8:      str     x3, [x19, #F_NFLAGS]
+        add     x0, x0, #1
+        str     x0, [x19, #F_SCRIPT]
+
+        str     x24, [x19, #F_SELFP]              /* a relative SELF: the cwd in front */
+        cbz     x24, slow
+        ldrb    w0, [x24]
+        cmp     w0, #'/'
+        b.eq    5f
+        mov     x0, x24
+        bl      strlen
+        cmp     x0, #MAX_NAME
+        b.hi    5f
+        add     x0, x19, #F_SELF
+        mov     x1, #4096
+        mov     x8, #SYS_getcwd
+        svc     #0
+        cmp     x0, #0
+        b.le    5f
+        add     x1, x19, #F_SELF
+        ldrb    w2, [x1]                          /* "(unreachable)/..." is no path */
+        cmp     w2, #'/'
+        b.ne    5f
+        add     x0, x1, x0                        /* the cwd's NUL: a / there, unless */
+        sub     x0, x0, #1                        /* the cwd is / */
+        ldurb   w2, [x0, #-1]
+        cmp     w2, #'/'
+        b.eq    6f
+        mov     w2, #'/'
+        strb    w2, [x0], #1
+6:      mov     x1, x24
+        bl      stpcpy
+        add     x0, x19, #F_SELF
+        str     x0, [x19, #F_SELFP]
+5:
+        str     xzr, [x19, #F_ONLY]               /* the base */
+        adr     x1, e_cache
+        bl      getenv
+        cbz     x0, 1f
+        ldrb    w2, [x0]
+        cbz     w2, 1f
+        mov     x2, #1
+        str     x2, [x19, #F_ONLY]
+        mov     x1, x0
+        bl      qset
+        b       have
+1:      adr     x1, e_xdg
+        bl      getenv
+        cbz     x0, 2f
+        ldrb    w2, [x0]
+        cbz     w2, 2f
+        mov     x1, x0
+        bl      qset
+        adr     x1, s_micro
+        bl      stpcpy
+        b       have
+2:      adr     x1, e_home
+        bl      getenv
+        cbz     x0, 3f
+        ldrb    w2, [x0]
+        cbz     w2, 3f
+        mov     x1, x0
+        bl      qset
+        adr     x1, s_cache
+        bl      stpcpy
+        b       have
+3:      bl      rootown
+        cbnz    x0, slow
+        adr     x1, varcache
+        bl      qset
+have:
+        add     x1, x19, #F_Q                     /* absolute and tidy, or the stub's */
+        ldrb    w0, [x1]
+        cmp     w0, #'/'
+        b.ne    slow
+4:      ldrb    w0, [x1], #1
+        cbz     w0, 7f
+        cmp     w0, #'/'
+        b.ne    4b
+        ldrb    w0, [x1]                          /* after a /: not /, nor the end, */
+        cbz     w0, slow
+        cmp     w0, #'/'
+        b.eq    slow
+        cmp     w0, #'.'                          /* nor . or .. as a whole name */
+        b.ne    4b
+        ldrb    w0, [x1, #1]
+        cmp     w0, #'.'
+        b.ne    5f
+        ldrb    w0, [x1, #2]
+5:      cbz     w0, slow
+        cmp     w0, #'/'
+        b.eq    slow
+        b       4b
+7:      add     x0, x19, #F_Q
+        bl      chain
+        cbz     x0, launch
+        ldr     x0, [x19, #F_ONLY]                /* root with another user's $HOME */
+        cbnz    x0, slow
+        add     x0, x19, #F_Q
+        adr     x1, varcache
+        bl      hasprefix
+        cbnz    x0, 1f
+        ldrb    w3, [x2]
+        cbz     w3, slow
+1:      bl      rootown
+        cbnz    x0, slow
+        adr     x1, varcache
+        bl      qset
+        add     x0, x19, #F_Q
+        bl      chain
+        cbnz    x0, slow
+
+/* Deno from BASE/HASH (F_Q holds BASE; F_P BASE/HASH/lib, F_END where BASE/HASH ends). */
+launch:
+        ldr     x0, [x19, #F_END]
+        strb    wzr, [x0]
+        mov     x0, #0                            /* the stamp: CLOCK_REALTIME */
+        add     x1, x19, #F_TS
+        mov     x8, #SYS_clock_gettime
+        svc     #0
+        cbnz    x0, 1f
+        ldr     x0, [x19, #F_TS]
+        ldr     x1, [x19, #F_HVT]
+        sub     x0, x0, x1
+        cmp     x0, #STAMP
+        b.lt    1f
+        mov     x0, #-100                         /* AT_FDCWD; failure is no matter: */
+        add     x1, x19, #F_P                     /* the stub's touch -c ... || : */
+        mov     x2, #0
+        mov     x3, #0
+        mov     x8, #SYS_utimensat
+        svc     #0
+1:      add     x0, x19, #F_DENO
+        add     x1, x19, #F_P
+        bl      stpcpy
+        adr     x1, s_deno
+        bl      stpcpy
+        add     x0, x19, #F_JS
+        add     x1, x19, #F_P
+        bl      stpcpy
+        adr     x1, s_js
+        bl      stpcpy
+        add     x0, x19, #F_DIR
+        adr     x1, e_dir
+        bl      stpcpy
+        add     x1, x19, #F_P
+        bl      stpcpy
+        adr     x1, s_denodir
+        bl      stpcpy
+        add     x0, x19, #F_EXE
+        adr     x1, e_exe
+        bl      stpcpy
+        ldr     x1, [x19, #F_SELFP]
+        bl      stpcpy
+
+        mov     x0, x23                           /* 8 bytes a word: envc + 1, argc, the */
+2:      ldr     x1, [x0], #8                      /* flags and 8 more, rounded */
+        cbnz    x1, 2b
+        sub     x0, x0, x23
+        ldr     x1, [x19, #F_NFLAGS]
+        add     x0, x0, x1, lsl #3
+        add     x0, x0, x22, lsl #3
+        add     x0, x0, #8*8+15
+        and     x0, x0, #-16
+        sub     sp, sp, x0
+
+        mov     x9, sp                            /* argv: deno run FLAGS micro.js ARGS */
+        add     x0, x19, #F_DENO
+        adr     x1, s_run
+        stp     x0, x1, [x9], #16
+        ldr     x1, [x19, #F_FLAGS]
+        ldr     x2, [x19, #F_NFLAGS]
+3:      cbz     x2, 5f
+        str     x1, [x9], #8
+4:      ldrb    w3, [x1], #1
+        cbnz    w3, 4b
+        sub     x2, x2, #1
+        b       3b
+5:      add     x0, x19, #F_JS
+        str     x0, [x9], #8
+        bl      args
+        mov     x24, x9                           /* envp: the caller's but DENO_DIR, */
+        mov     x10, x23                          /* DENO_NO_UPDATE_CHECK, MICRO_EXE, */
+6:      ldr     x11, [x10], #8                    /* then those three */
+        cbz     x11, 8f
+        mov     x0, x11
+        adr     x1, e_dir
+        bl      hasprefix
+        cbz     x0, 6b
+        mov     x0, x11
+        adr     x1, e_check
+        bl      hasprefix
+        cbz     x0, 6b
+        mov     x0, x11
+        adr     x1, e_exe
+        bl      hasprefix
+        cbz     x0, 6b
+        str     x11, [x9], #8
+        b       6b
+8:      add     x0, x19, #F_DIR
+        adr     x1, e_nocheck
+        stp     x0, x1, [x9], #16
+        add     x0, x19, #F_EXE
+        stp     x0, xzr, [x9], #16
+        add     x0, x19, #F_DENO
+        mov     x1, sp
+        mov     x2, x24
+        mov     x8, #SYS_execve
+        svc     #0
+        /* the exec failed: the stub says why */
+
+/* The stub: sh -c STUB SELF ARGS, with the caller's environment. */
+slow:
+        lsl     x0, x22, #3
+        add     x0, x0, #4*8+15
+        and     x0, x0, #-16
+        sub     sp, sp, x0
+        mov     x9, sp
+        adr     x0, s_sh
+        adr     x1, s_c
+        stp     x0, x1, [x9], #16
+        ldr     x0, [x19, #F_SCRIPT]
+        ldr     x1, [x19, #F_SELFP]
+        stp     x0, x1, [x9], #16
+        bl      args
+        adr     x0, binsh
+        mov     x1, sp
+        mov     x2, x23
+        mov     x8, #SYS_execve
+        svc     #0
+        mov     x0, #2
+        adr     x1, nosh
+        mov     x2, #nosh_end - nosh
+        mov     x8, #SYS_write
+        svc     #0
+        mov     x0, #125
+        mov     x8, #SYS_exit_group
+        svc     #0
+
+/* At x9: argv[1..argc-1] and a NULL; x9 after the NULL. */
+args:
+        mov     x3, #1
+1:      cmp     x3, x22
+        b.hs    2f
+        ldr     x4, [x21, x3, lsl #3]
+        str     x4, [x9], #8
+        add     x3, x3, #1
+        b       1b
+2:      str     xzr, [x9], #8
+        ret
+
+/* x0: the length of the string at x0. */
+strlen:
+        mov     x1, x0
+1:      ldrb    w2, [x1], #1
+        cbnz    w2, 1b
+        sub     x0, x1, x0
+        sub     x0, x0, #1
+        ret
+
+/* Copies the string at x1 (its NUL too) to x0; x0 then points at the copied NUL. */
+stpcpy:
+1:      ldrb    w2, [x1], #1
+        strb    w2, [x0], #1
+        cbnz    w2, 1b
+        sub     x0, x0, #1
+        ret
+
+/* x0 0 when the string at x0 starts with the one at x1; x2 then after that prefix. */
+hasprefix:
+        mov     x2, x0
+1:      ldrb    w3, [x1], #1
+        cbz     w3, 2f
+        ldrb    w4, [x2], #1
+        cmp     w3, w4
+        b.eq    1b
+        mov     x0, #1
+        ret
+2:      mov     x0, #0
+        ret
+
+/* x0: the value of the environment variable x1 names ("NAME="), or 0. */
+getenv:
+        mov     x5, x30
+        mov     x6, x1
+        mov     x7, x23
+1:      ldr     x0, [x7], #8
+        cbz     x0, 2f
+        mov     x1, x6
+        bl      hasprefix
+        cbnz    x0, 1b
+        mov     x0, x2
+2:      mov     x30, x5
+        ret
+
+/* F_Q = the string at x1 (to the stub when longer than MAX_BASE); x0 at its NUL. */
+qset:
+        mov     x5, x30
+        mov     x6, x1
+        mov     x0, x1
+        bl      strlen
+        cmp     x0, #MAX_BASE
+        b.hi    slow                              /* not returning: the stub's */
+        add     x0, x19, #F_Q
+        mov     x1, x6
+        mov     x30, x5
+        b       stpcpy
+
+/* x0 0 when / is the caller's (the stub's [ -O / ]). */
+rootown:
+        mov     x0, #-100
+        adr     x1, slash
+        add     x2, x19, #F_STAT
+        mov     x3, #0
+        mov     x8, #SYS_newfstatat
+        svc     #0
+        cbnz    x0, 1f
+        ldr     w1, [x19, #F_STAT+24]
+        cmp     w1, w20
+        cset    x0, ne
+1:      ret
+
+/*
+ * x0 0 when the path at x0 is what w1 says ('a' above the base, 'd' and 'p' directories,
+ * 'f' and 'x' files of the caller's: as the stub's judge()); F_VT its mtime.
+ */
+judge:
+        mov     w9, w1
+        mov     x1, x0
+        mov     x0, #-100
+        add     x2, x19, #F_STAT
+        mov     x3, #AT_SYMLINK_NOFOLLOW
+        mov     x8, #SYS_newfstatat
+        svc     #0
+        cbnz    x0, 9f
+        ldr     w10, [x19, #F_STAT+16]            /* st_mode */
+        ldr     w11, [x19, #F_STAT+24]            /* st_uid */
+        ldr     x12, [x19, #F_STAT+88]            /* st_mtime */
+        str     x12, [x19, #F_VT]
+        and     w13, w10, #0xf000
+        mov     w14, #0x4000                      /* a directory, */
+        cmp     w9, #'f'
+        b.eq    1f
+        cmp     w9, #'x'
+        b.ne    2f
+1:      mov     w14, #0x8000                      /* or a regular file */
+2:      cmp     w13, w14
+        b.ne    9f
+        cmp     w9, #'a'                          /* above the base, root's counts as */
+        b.ne    3f                                /* the caller's */
+        cbnz    w11, 3f
+        mov     w11, w20
+3:      cmp     w11, w20
+        b.ne    9f
+        mov     w15, #0x12                        /* group or others may write: only */
+        tst     w10, w15                          /* a sticky directory above the base */
+        b.eq    4f
+        cmp     w9, #'a'
+        b.ne    9f
+        tst     w10, #0x200
+        b.eq    9f
+4:      cmp     w9, #'x'
+        b.ne    5f
+        tst     w10, #0x40
+        b.eq    9f
+5:      cmp     w9, #'p'
+        b.ne    6f
+        tst     w10, #0x3f
+        b.ne    9f
+6:      mov     x0, #0
+        ret
+9:      mov     x0, #1
+        ret
+
+/*
+ * x0 0 when every path from / down to the base at x0 and the files of BASE/HASH are as they
+ * must be (the stub's chain ... full); F_P then holds BASE/HASH/lib, F_END points after
+ * BASE/HASH in it, F_HVT is BASE/HASH's mtime.
+ */
+chain:
+        mov     x27, x30
+        mov     x25, x0
+        adr     x0, slash
+        mov     w1, #'a'
+        bl      judge
+        cbnz    x0, 9f
+        add     x28, x19, #F_P
+        mov     w2, #'/'
+        strb    w2, [x28]
+        mov     x26, #1
+1:      ldrb    w2, [x25, x26]
+        cbz     w2, 3f
+        cmp     w2, #'/'
+        b.ne    2f
+        strb    wzr, [x28, x26]
+        mov     x0, x28
+        mov     w1, #'a'
+        bl      judge
+        cbnz    x0, 9f
+        mov     w2, #'/'
+2:      strb    w2, [x28, x26]
+        add     x26, x26, #1
+        b       1b
+3:      add     x0, x28, x26
+        strb    wzr, [x0]
+        str     x0, [x19, #F_END]
+        mov     x0, x28
+        mov     w1, #'d'
+        bl      judge
+        cbnz    x0, 9f
+        ldr     x0, [x19, #F_END]
+        mov     w2, #'/'
+        strb    w2, [x0], #1
+        adr     x1, end
+        bl      stpcpy
+        str     x0, [x19, #F_END]
+        mov     x0, x28
+        mov     w1, #'d'
+        bl      judge
+        cbnz    x0, 9f
+        ldr     x0, [x19, #F_VT]
+        str     x0, [x19, #F_HVT]
+        adr     x1, s_deno
+        mov     w3, #'x'
+        bl      file
+        cbnz    x0, 9f
+        adr     x1, s_js
+        mov     w3, #'f'
+        bl      file
+        cbnz    x0, 9f
+        adr     x1, s_main
+        mov     w3, #'f'
+        bl      file
+        cbnz    x0, 9f
+        adr     x1, s_lib
+        mov     w3, #'p'
+        bl      file
+9:      mov     x30, x27
+        ret
+
+/* x0 0 when BASE/HASH followed by the string at x1 is what w3 says. */
+file:
+        mov     x17, x30
+        mov     w16, w3
+        ldr     x0, [x19, #F_END]
+        bl      stpcpy
+        add     x0, x19, #F_P
+        mov     w1, w16
+        mov     x30, x17
+        b       judge
+
+slash:
+        .asciz  "/"
+varcache:
+        .asciz  "/var/cache/micro"
+binsh:
+        .asciz  "/bin/sh"
+s_sh:
+        .asciz  "sh"
+s_c:
+        .asciz  "-c"
+s_run:
+        .asciz  "run"
+s_micro:
+        .asciz  "/micro"
+s_cache:
+        .asciz  "/.cache/micro"
+s_deno:
+        .asciz  "/deno"
+s_js:
+        .asciz  "/micro.js"
+s_main:
+        .asciz  "/lib/main.js"
+s_lib:
+        .asciz  "/lib"
+s_denodir:
+        .asciz  "/deno_dir"
+e_cache:
+        .asciz  "MICRO_CACHE_DIR="
+e_xdg:
+        .asciz  "XDG_CACHE_HOME="
+e_home:
+        .asciz  "HOME="
+e_dir:
+        .asciz  "DENO_DIR="
+e_check:
+        .asciz  "DENO_NO_UPDATE_CHECK="
+e_nocheck:
+        .asciz  "DENO_NO_UPDATE_CHECK=1"
+e_exe:
+        .asciz  "MICRO_EXE="
+nosh:
+        .ascii  "micro: cannot run /bin/sh, which the launcher needs to unpack micro\n"
+nosh_end:
+end:

@@ -1,0 +1,623 @@
+/*
+ * The launcher of micro's offline single-file form for x86_64: the first bytes of dist/micro
+ * (tools/build.sh). A POSIX sh stub in front cost every command a shell and a stat(1), about
+ * 10 ms on a host where fork and exec are slow; this program does the stub's fast path with
+ * system calls only and hands everything else to the stub, which it carries.
+ *
+ * Fast path, the stub's to the letter (tools/build.sh says why each check is there): the
+ * cache base is $MICRO_CACHE_DIR, else $XDG_CACHE_HOME/micro, else $HOME/.cache/micro, else
+ * /var/cache/micro when / is the caller's (root). Every path from / down to the base is
+ * lstat'ed (newfstatat without following links) and must be a directory of root's or the
+ * caller's (euid), not writable by group or others unless sticky; the base and BASE/HASH
+ * directories of the caller's, not writable by group or others; BASE/HASH/deno an executable
+ * regular file, micro.js and lib/main.js regular files, lib a directory nobody else may
+ * enter, all the caller's and writable by nobody else. Then BASE/HASH's mtime is refreshed
+ * when older than 600 s (the "last started" stamp the stub's sweep reads), and Deno is
+ * exec'd as the stub's launch() does: BASE/HASH/deno run FLAGS BASE/HASH/micro.js ARGS, with
+ * DENO_DIR, DENO_NO_UPDATE_CHECK and MICRO_EXE set. For root whose base fails (sudo -E: a
+ * $HOME of another user's), /var/cache/micro is tried next, as by the stub.
+ *
+ * Anything else (a base that is relative, not tidy, missing, or not as above; a failed exec)
+ * goes to the stub: execve("/bin/sh", ["sh", "-c", STUB, SELF, ARGS...]), which checks again,
+ * unpacks when needed and says what is wrong. SELF is this file's path as exec'd (AT_EXECFN,
+ * made absolute with the working directory), what the stub reads the payload from.
+ *
+ * Data, appended by tools/mklauncher.ts after `end` (which also sets the PT_LOAD sizes to
+ * cover it): HASH NUL, each Deno flag NUL, an empty string, the stub NUL.
+ */
+        .set BASE, 0x400000
+        .set SYS_write, 1
+        .set SYS_execve, 59
+        .set SYS_getcwd, 79
+        .set SYS_geteuid, 107
+        .set SYS_clock_gettime, 228
+        .set SYS_exit_group, 231
+        .set SYS_newfstatat, 262
+        .set SYS_utimensat, 280
+        .set AT_FDCWD, -100
+        .set AT_SYMLINK_NOFOLLOW, 0x100
+        .set AT_EXECFN, 31
+        .set STAMP, 600
+        .set MAX_BASE, 3800                       /* a longer base goes to the stub */
+        .set MAX_NAME, 4000                       /* so does a longer relative AT_EXECFN */
+
+        /* The frame (%rbx): buffers, then slots. */
+        .set F_SELF, 0                            /* 8192: SELF when made absolute */
+        .set F_Q, 8192                            /* 4096: the base */
+        .set F_P, 12288                           /* 4096: the path being checked */
+        .set F_DENO, 16384                        /* 4096: BASE/HASH/deno */
+        .set F_JS, 20480                          /* 4096: BASE/HASH/micro.js */
+        .set F_DIR, 24576                         /* 4096: DENO_DIR=BASE/HASH/deno_dir */
+        .set F_EXE, 28672                         /* 8192: MICRO_EXE=SELF */
+        .set F_STAT, 36864                        /* 256: struct stat */
+        .set F_TS, 37120                          /* 16: struct timespec */
+        .set F_VT, 37136                          /* the last judged path's mtime */
+        .set F_HVT, 37144                         /* BASE/HASH's mtime */
+        .set F_END, 37152                         /* where BASE/HASH ends in F_P */
+        .set F_ONLY, 37160                        /* 1: $MICRO_CACHE_DIR, the only base */
+        .set F_SELFP, 37168                       /* SELF */
+        .set F_FLAGS, 37176                       /* the first Deno flag */
+        .set F_NFLAGS, 37184                      /* how many */
+        .set F_SCRIPT, 37192                      /* the stub */
+        .set F_SIZE, 37376
+
+        .include "elf-x86_64.inc"
+
+/*
+ * Registers kept across calls: %rbx the frame, %r12 the euid, %r13 argv, %r14 argc, %r15
+ * envp. Helpers may change %rax, %rcx, %rdx, %rsi, %rdi and %r8 to %r11.
+ */
+_start:
+        mov     (%rsp), %r14
+        lea     8(%rsp), %r13
+        lea     16(%rsp,%r14,8), %r15
+        mov     %r15, %rax                        /* the auxiliary vector follows envp */
+1:      cmpq    $0, (%rax)
+        lea     8(%rax), %rax
+        jne     1b
+        mov     (%r13), %rbp                      /* SELF: AT_EXECFN, else argv[0] */
+2:      mov     (%rax), %rcx
+        test    %rcx, %rcx
+        je      3f
+        cmp     $AT_EXECFN, %rcx
+        jne     4f
+        mov     8(%rax), %rbp
+4:      add     $16, %rax
+        jmp     2b
+3:      sub     $F_SIZE, %rsp
+        mov     %rsp, %rbx
+        mov     $SYS_geteuid, %eax
+        syscall
+        mov     %eax, %r12d
+        lea     end(%rip), %rdi                   /* the data: HASH, flags, the stub */
+        call    strlen
+        lea     1(%rdi,%rax), %rsi
+        mov     %rsi, F_FLAGS(%rbx)
+        xor     %ecx, %ecx
+6:      cmpb    $0, (%rsi)
+        je      8f
+        inc     %ecx
+7:      inc     %rsi
+        cmpb    $0, -1(%rsi)
+        jne     7b
+        jmp     6b
+8:      mov     %rcx, F_NFLAGS(%rbx)
+        inc     %rsi
+        mov     %rsi, F_SCRIPT(%rbx)
+
+        mov     %rbp, F_SELFP(%rbx)               /* a relative SELF: the cwd in front */
+        test    %rbp, %rbp
+        je      slow
+        cmpb    $'/', (%rbp)
+        je      5f
+        mov     %rbp, %rdi
+        call    strlen
+        cmp     $MAX_NAME, %rax
+        ja      5f
+        mov     $SYS_getcwd, %eax
+        lea     F_SELF(%rbx), %rdi
+        mov     $4096, %esi
+        syscall
+        test    %rax, %rax
+        jle     5f
+        cmpb    $'/', F_SELF(%rbx)                /* "(unreachable)/..." is no path */
+        jne     5f
+        lea     F_SELF-1(%rbx,%rax), %rdi         /* the cwd's NUL: a / there, unless */
+        cmpb    $'/', -1(%rdi)                    /* the cwd is / */
+        je      6f
+        movb    $'/', (%rdi)
+        inc     %rdi
+6:
+        mov     %rbp, %rsi
+        call    stpcpy
+        lea     F_SELF(%rbx), %rax
+        mov     %rax, F_SELFP(%rbx)
+5:
+
+        movq    $0, F_ONLY(%rbx)                  /* the base */
+        lea     e_cache(%rip), %rsi
+        call    getenv
+        test    %rax, %rax
+        je      1f
+        cmpb    $0, (%rax)
+        je      1f
+        movq    $1, F_ONLY(%rbx)
+        mov     %rax, %rsi
+        call    qset
+        jmp     have
+1:      lea     e_xdg(%rip), %rsi
+        call    getenv
+        test    %rax, %rax
+        je      2f
+        cmpb    $0, (%rax)
+        je      2f
+        mov     %rax, %rsi
+        call    qset
+        lea     s_micro(%rip), %rsi
+        call    stpcpy
+        jmp     have
+2:      lea     e_home(%rip), %rsi
+        call    getenv
+        test    %rax, %rax
+        je      3f
+        cmpb    $0, (%rax)
+        je      3f
+        mov     %rax, %rsi
+        call    qset
+        lea     s_cache(%rip), %rsi
+        call    stpcpy
+        jmp     have
+3:      call    rootown
+        jne     slow
+        lea     varcache(%rip), %rsi
+        call    qset
+have:
+        lea     F_Q(%rbx), %rsi                   /* absolute and tidy, or the stub's */
+        cmpb    $'/', (%rsi)
+        jne     slow
+4:      movb    (%rsi), %al
+        test    %al, %al
+        je      7f
+        inc     %rsi
+        cmp     $'/', %al
+        jne     4b
+        movb    (%rsi), %al                       /* after a /: not /, nor the end, */
+        test    %al, %al
+        je      slow
+        cmp     $'/', %al
+        je      slow
+        cmp     $'.', %al                         /* nor . or .. as a whole name */
+        jne     4b
+        movb    1(%rsi), %al
+        cmp     $'.', %al
+        jne     5f
+        movb    2(%rsi), %al
+5:      test    %al, %al
+        je      slow
+        cmp     $'/', %al
+        je      slow
+        jmp     4b
+7:      lea     F_Q(%rbx), %rdi
+        call    chain
+        je      launch
+        cmpq    $0, F_ONLY(%rbx)                  /* root with another user's $HOME */
+        jne     slow
+        lea     F_Q(%rbx), %rdi
+        lea     varcache(%rip), %rsi
+        call    hasprefix
+        jne     1f
+        cmpb    $0, (%rdi)
+        je      slow
+1:      call    rootown
+        jne     slow
+        lea     varcache(%rip), %rsi
+        call    qset
+        lea     F_Q(%rbx), %rdi
+        call    chain
+        jne     slow
+
+/* Deno from BASE/HASH (F_Q holds BASE; F_P BASE/HASH/lib, F_END where BASE/HASH ends). */
+launch:
+        mov     F_END(%rbx), %rax
+        movb    $0, (%rax)
+        mov     $SYS_clock_gettime, %eax          /* the stamp: CLOCK_REALTIME */
+        xor     %edi, %edi
+        lea     F_TS(%rbx), %rsi
+        syscall
+        test    %rax, %rax
+        jne     1f
+        mov     F_TS(%rbx), %rax
+        sub     F_HVT(%rbx), %rax
+        cmp     $STAMP, %rax
+        jl      1f
+        mov     $SYS_utimensat, %eax              /* failure is no matter: the stub's */
+        mov     $AT_FDCWD, %edi                   /* touch -c ... || : */
+        lea     F_P(%rbx), %rsi
+        xor     %edx, %edx
+        xor     %r10d, %r10d
+        syscall
+1:      lea     F_DENO(%rbx), %rdi
+        lea     F_P(%rbx), %rsi
+        call    stpcpy
+        lea     s_deno(%rip), %rsi
+        call    stpcpy
+        lea     F_JS(%rbx), %rdi
+        lea     F_P(%rbx), %rsi
+        call    stpcpy
+        lea     s_js(%rip), %rsi
+        call    stpcpy
+        lea     F_DIR(%rbx), %rdi
+        lea     e_dir(%rip), %rsi
+        call    stpcpy
+        lea     F_P(%rbx), %rsi
+        call    stpcpy
+        lea     s_denodir(%rip), %rsi
+        call    stpcpy
+        lea     F_EXE(%rbx), %rdi
+        lea     e_exe(%rip), %rsi
+        call    stpcpy
+        mov     F_SELFP(%rbx), %rsi
+        call    stpcpy
+
+        mov     %r15, %rax                        /* envc */
+2:      cmpq    $0, (%rax)
+        lea     8(%rax), %rax
+        jne     2b
+        sub     %r15, %rax                        /* 8 bytes a word: envc + 1, argc, */
+        mov     F_NFLAGS(%rbx), %rcx              /* the flags and 8 more, rounded */
+        lea     (%rax,%rcx,8), %rax
+        lea     (%rax,%r14,8), %rax
+        add     $8*8+15, %rax
+        and     $-16, %rax
+        sub     %rax, %rsp
+
+        mov     %rsp, %rdi                        /* argv: deno run FLAGS micro.js ARGS */
+        lea     F_DENO(%rbx), %rax
+        mov     %rax, (%rdi)
+        lea     s_run(%rip), %rax
+        mov     %rax, 8(%rdi)
+        add     $16, %rdi
+        mov     F_FLAGS(%rbx), %rsi
+        mov     F_NFLAGS(%rbx), %rcx
+3:      test    %rcx, %rcx
+        je      5f
+        mov     %rsi, (%rdi)
+        add     $8, %rdi
+4:      inc     %rsi
+        cmpb    $0, -1(%rsi)
+        jne     4b
+        dec     %rcx
+        jmp     3b
+5:      lea     F_JS(%rbx), %rax
+        mov     %rax, (%rdi)
+        add     $8, %rdi
+        call    args
+        mov     %rdi, %rbp
+        mov     %rdi, %r8                         /* envp: the caller's but DENO_DIR, */
+        mov     %r15, %r9                         /* DENO_NO_UPDATE_CHECK, MICRO_EXE, */
+6:      mov     (%r9), %rdx                       /* then those three */
+        test    %rdx, %rdx
+        je      8f
+        add     $8, %r9
+        mov     %rdx, %rdi
+        lea     e_dir(%rip), %rsi
+        call    hasprefix
+        je      6b
+        mov     %rdx, %rdi
+        lea     e_check(%rip), %rsi
+        call    hasprefix
+        je      6b
+        mov     %rdx, %rdi
+        lea     e_exe(%rip), %rsi
+        call    hasprefix
+        je      6b
+        mov     %rdx, (%r8)
+        add     $8, %r8
+        jmp     6b
+8:      lea     F_DIR(%rbx), %rax
+        mov     %rax, (%r8)
+        lea     e_nocheck(%rip), %rax
+        mov     %rax, 8(%r8)
+        lea     F_EXE(%rbx), %rax
+        mov     %rax, 16(%r8)
+        movq    $0, 24(%r8)
+        mov     %rbp, %rdx                        /* envp starts after argv's NULL */
+        mov     $SYS_execve, %eax
+        lea     F_DENO(%rbx), %rdi
+        mov     %rsp, %rsi
+        syscall
+        /* the exec failed: the stub says why */
+
+/* The stub: sh -c STUB SELF ARGS, with the caller's environment. */
+slow:
+        lea     (,%r14,8), %rax
+        add     $4*8+15, %rax
+        and     $-16, %rax
+        sub     %rax, %rsp
+        mov     %rsp, %rdi
+        lea     s_sh(%rip), %rax
+        mov     %rax, (%rdi)
+        lea     s_c(%rip), %rax
+        mov     %rax, 8(%rdi)
+        mov     F_SCRIPT(%rbx), %rax
+        mov     %rax, 16(%rdi)
+        mov     F_SELFP(%rbx), %rax
+        mov     %rax, 24(%rdi)
+        add     $32, %rdi
+        call    args
+        mov     $SYS_execve, %eax
+        lea     binsh(%rip), %rdi
+        mov     %rsp, %rsi
+        mov     %r15, %rdx
+        syscall
+        mov     $SYS_write, %eax
+        mov     $2, %edi
+        lea     nosh(%rip), %rsi
+        mov     $nosh_end - nosh, %edx
+        syscall
+        mov     $SYS_exit_group, %eax
+        mov     $125, %edi
+        syscall
+
+/* At %rdi: argv[1..argc-1] and a NULL; %rdi after the NULL. */
+args:
+        mov     $1, %ecx
+1:      cmp     %r14, %rcx
+        jae     2f
+        mov     (%r13,%rcx,8), %rax
+        mov     %rax, (%rdi)
+        add     $8, %rdi
+        inc     %rcx
+        jmp     1b
+2:      movq    $0, (%rdi)
+        add     $8, %rdi
+        ret
+
+/* %rax: the length of the string at %rdi. */
+strlen:
+        mov     %rdi, %rax
+1:      cmpb    $0, (%rax)
+        je      2f
+        inc     %rax
+        jmp     1b
+2:      sub     %rdi, %rax
+        ret
+
+/* Copies the string at %rsi (its NUL too) to %rdi; %rdi then points at the copied NUL. */
+stpcpy:
+1:      movb    (%rsi), %al
+        movb    %al, (%rdi)
+        test    %al, %al
+        je      2f
+        inc     %rsi
+        inc     %rdi
+        jmp     1b
+2:      ret
+
+/* ZF set when the string at %rdi starts with the one at %rsi; %rdi then after that prefix. */
+hasprefix:
+1:      movb    (%rsi), %al
+        test    %al, %al
+        je      2f
+        cmpb    (%rdi), %al
+        jne     3f
+        inc     %rsi
+        inc     %rdi
+        jmp     1b
+2:      xor     %eax, %eax
+3:      ret
+
+/* %rax: the value of the environment variable %rsi names ("NAME="), or 0. */
+getenv:
+        mov     %r15, %r8
+1:      mov     (%r8), %rdi
+        test    %rdi, %rdi
+        je      2f
+        add     $8, %r8
+        push    %rsi
+        call    hasprefix
+        pop     %rsi
+        jne     1b
+        mov     %rdi, %rax
+        ret
+2:      xor     %eax, %eax
+        ret
+
+/* F_Q = the string at %rsi (to the stub when longer than MAX_BASE); %rdi at its NUL. */
+qset:
+        mov     %rsi, %rdi
+        call    strlen
+        cmp     $MAX_BASE, %rax
+        ja      1f
+        lea     F_Q(%rbx), %rdi
+        jmp     stpcpy
+1:      add     $8, %rsp                          /* not returning: the stub's */
+        jmp     slow
+
+/* ZF set when / is the caller's (the stub's [ -O / ]). */
+rootown:
+        mov     $SYS_newfstatat, %eax
+        mov     $AT_FDCWD, %edi
+        lea     slash(%rip), %rsi
+        lea     F_STAT(%rbx), %rdx
+        xor     %r10d, %r10d
+        syscall
+        test    %rax, %rax
+        jne     1f
+        cmp     F_STAT+28(%rbx), %r12d
+1:      ret
+
+/*
+ * ZF set when the path at %rdi is what %esi says ('a' above the base, 'd' and 'p'
+ * directories, 'f' and 'x' files of the caller's: as the stub's judge()); F_VT its mtime.
+ */
+judge:
+        mov     %esi, %r9d
+        mov     %rdi, %rsi
+        mov     $SYS_newfstatat, %eax
+        mov     $AT_FDCWD, %edi
+        lea     F_STAT(%rbx), %rdx
+        mov     $AT_SYMLINK_NOFOLLOW, %r10d
+        syscall
+        test    %rax, %rax
+        jne     9f
+        mov     F_STAT+24(%rbx), %ecx             /* st_mode */
+        mov     F_STAT+28(%rbx), %r8d             /* st_uid */
+        mov     F_STAT+88(%rbx), %rax             /* st_mtime */
+        mov     %rax, F_VT(%rbx)
+        mov     %ecx, %edx
+        and     $0xf000, %edx
+        mov     $0x4000, %eax                     /* a directory, */
+        cmp     $'f', %r9d
+        je      1f
+        cmp     $'x', %r9d
+        jne     2f
+1:      mov     $0x8000, %eax                     /* or a regular file */
+2:      cmp     %eax, %edx
+        jne     9f
+        cmp     $'a', %r9d                        /* above the base, root's counts as */
+        jne     3f                                /* the caller's */
+        test    %r8d, %r8d
+        jne     3f
+        mov     %r12d, %r8d
+3:      cmp     %r12d, %r8d
+        jne     9f
+        test    $0x12, %ecx                       /* group or others may write: only */
+        je      4f                                /* a sticky directory above the base */
+        cmp     $'a', %r9d
+        jne     9f
+        test    $0x200, %ecx
+        je      9f
+4:      cmp     $'x', %r9d
+        jne     5f
+        test    $0x40, %ecx
+        je      9f
+5:      cmp     $'p', %r9d
+        jne     6f
+        test    $0x3f, %ecx
+        jne     9f
+6:      xor     %eax, %eax
+        ret
+9:      or      $1, %eax
+        ret
+
+/*
+ * ZF set when every path from / down to the base at %rdi and the files of BASE/HASH are as
+ * they must be (the stub's chain ... full); F_P then holds BASE/HASH/lib, F_END points after
+ * BASE/HASH in it, F_HVT is BASE/HASH's mtime.
+ */
+chain:
+        push    %rbp
+        mov     %rdi, %rbp
+        lea     slash(%rip), %rdi
+        mov     $'a', %esi
+        call    judge
+        jne     9f
+        movb    $'/', F_P(%rbx)
+        mov     $1, %ecx
+1:      movb    (%rbp,%rcx), %al
+        test    %al, %al
+        je      3f
+        cmp     $'/', %al
+        jne     2f
+        movb    $0, F_P(%rbx,%rcx)
+        push    %rcx
+        lea     F_P(%rbx), %rdi
+        mov     $'a', %esi
+        call    judge
+        pop     %rcx
+        jne     9f
+        movb    $'/', %al
+2:      movb    %al, F_P(%rbx,%rcx)
+        inc     %rcx
+        jmp     1b
+3:      lea     F_P(%rbx,%rcx), %rax
+        movb    $0, (%rax)
+        mov     %rax, F_END(%rbx)
+        lea     F_P(%rbx), %rdi
+        mov     $'d', %esi
+        call    judge
+        jne     9f
+        mov     F_END(%rbx), %rdi
+        movb    $'/', (%rdi)
+        inc     %rdi
+        lea     end(%rip), %rsi
+        call    stpcpy
+        mov     %rdi, F_END(%rbx)
+        lea     F_P(%rbx), %rdi
+        mov     $'d', %esi
+        call    judge
+        jne     9f
+        mov     F_VT(%rbx), %rax
+        mov     %rax, F_HVT(%rbx)
+        lea     s_deno(%rip), %rsi
+        mov     $'x', %edx
+        call    file
+        jne     9f
+        lea     s_js(%rip), %rsi
+        mov     $'f', %edx
+        call    file
+        jne     9f
+        lea     s_main(%rip), %rsi
+        mov     $'f', %edx
+        call    file
+        jne     9f
+        lea     s_lib(%rip), %rsi
+        mov     $'p', %edx
+        call    file
+9:      pop     %rbp
+        ret
+
+/* ZF set when BASE/HASH followed by the string at %rsi is what %edx says. */
+file:
+        push    %rdx
+        mov     F_END(%rbx), %rdi
+        call    stpcpy
+        pop     %rsi
+        lea     F_P(%rbx), %rdi
+        jmp     judge
+
+slash:
+        .asciz  "/"
+varcache:
+        .asciz  "/var/cache/micro"
+binsh:
+        .asciz  "/bin/sh"
+s_sh:
+        .asciz  "sh"
+s_c:
+        .asciz  "-c"
+s_run:
+        .asciz  "run"
+s_micro:
+        .asciz  "/micro"
+s_cache:
+        .asciz  "/.cache/micro"
+s_deno:
+        .asciz  "/deno"
+s_js:
+        .asciz  "/micro.js"
+s_main:
+        .asciz  "/lib/main.js"
+s_lib:
+        .asciz  "/lib"
+s_denodir:
+        .asciz  "/deno_dir"
+e_cache:
+        .asciz  "MICRO_CACHE_DIR="
+e_xdg:
+        .asciz  "XDG_CACHE_HOME="
+e_home:
+        .asciz  "HOME="
+e_dir:
+        .asciz  "DENO_DIR="
+e_check:
+        .asciz  "DENO_NO_UPDATE_CHECK="
+e_nocheck:
+        .asciz  "DENO_NO_UPDATE_CHECK=1"
+e_exe:
+        .asciz  "MICRO_EXE="
+nosh:
+        .ascii  "micro: cannot run /bin/sh, which the launcher needs to unpack micro\n"
+nosh_end:
+end:
