@@ -741,9 +741,9 @@ while :; do
     -e "s|@MSKIP@|$((stub_blocks + bundle_blocks))|g" \
     -e "s|@DSKIP@|$((stub_blocks + bundle_blocks + main_blocks))|g" \
     "$work/stub.in" >"$work/stub.sh"
-  # shellcheck disable=SC2086 # FLAGS is a list of words
-  "$deno" run --quiet --config deno.json -A tools/mklauncher.ts "$arch" "$hash" \
-    "$work/stub.sh" "$work/stub" $FLAGS
+  # shellcheck disable=SC2086 # FLAGS is a list of words (not patterns: set -f)
+  (set -f && "$deno" run --quiet --config deno.json -A tools/mklauncher.ts "$arch" "$hash" \
+    "$work/stub.sh" "$work/stub" $FLAGS)
   [ "$(wc -c <"$work/stub")" -le $((stub_blocks * BLOCK)) ] && break
   stub_blocks=$((stub_blocks + 1))
 done

@@ -11,6 +11,8 @@ import { LAUNCHER } from "./_launcher.ts";
 /** Where the ELF header puts the one PT_LOAD's p_filesz and p_memsz (elf-ARCH.inc). */
 const P_FILESZ = 64 + 32;
 const P_MEMSZ = 64 + 40;
+/** MAX_ARG_STRLEN (32 pages), less room to spare. */
+const MAX_STUB = 120 * 1024;
 
 /** The launcher with `hash`, `flags` and `stub` after it; null when `arch` has none. */
 export function compose(
@@ -26,6 +28,8 @@ export function compose(
     throw new Error("mklauncher: the Deno flags must be non-empty strings");
   }
   if (stub.includes("\0")) throw new Error("mklauncher: the stub has a NUL in it");
+  // It is passed as one argument (sh -c STUB): the kernel takes at most 128 KiB in one.
+  if (stub.length > MAX_STUB) throw new Error(`mklauncher: the stub is over ${MAX_STUB} bytes`);
   const code = (Uint8Array as unknown as { fromBase64(s: string): Uint8Array }).fromBase64(b64);
   const view = new DataView(code.buffer);
   // `end` is the image's last label: the data go right after it.

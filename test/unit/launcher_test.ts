@@ -60,6 +60,7 @@ Deno.test("launcher: compose appends the data and sizes the PT_LOAD to cover it"
   assert.equal(compose("riscv64", HASH, FLAGS, STUB), null);
   assert.throws(() => compose("x86_64", "nothex", FLAGS, STUB));
   assert.throws(() => compose("x86_64", HASH, [], STUB));
+  assert.throws(() => compose("x86_64", HASH, FLAGS, "#".repeat(130 * 1024)));
 });
 
 type Out = { code: number; stdout: string; stderr: string };
@@ -187,6 +188,69 @@ for (const arch of TRAMPOLINE_ARCHES) {
     Deno.chmodSync(s.dir, 0o755);
   });
 
+  test("a path to it longer than 4000 bytes (its MAX_NAME): the stub", (s) => {
+    let deep = s.dir;
+    while (deep.length < 4010) { // over MAX_NAME, under PATH_MAX with "/micro"
+      deep += "/" + "d".repeat(Math.min(200, 4040 - deep.length));
+      Deno.mkdirSync(deep);
+    }
+    Deno.copyFileSync(s.exe, `${deep}/micro`);
+    Deno.chmodSync(`${deep}/micro`, 0o755);
+    const [cmd, ...pre] = [...runner(arch)!, `${deep}/micro`];
+    const r = new Deno.Command(cmd, {
+      args: [...pre, "v"],
+      clearEnv: true,
+      env: { PATH: "/usr/bin:/bin", MICRO_CACHE_DIR: s.base },
+      stdout: "piped",
+    }).outputSync();
+    assert.equal(new TextDecoder().decode(r.stdout), `stub ${deep}/micro v\n`);
+  });
+
+  test("as another user: their own cache runs; one of root's goes to the stub", (s) => {
+    const user = 61235;
+    const as = (env: Record<string, string>): string => {
+      const [cmd, ...pre] = [...runner(arch)!, s.exe];
+      const r = new Deno.Command(cmd, {
+        args: [...pre, "a"],
+        clearEnv: true,
+        env: { PATH: "/usr/bin:/bin", ...env },
+        uid: user,
+        gid: user,
+        stdout: "piped",
+      }).outputSync();
+      return new TextDecoder().decode(r.stdout);
+    };
+    assert.equal(as({ MICRO_CACHE_DIR: s.base }), `stub ${s.exe} a\n`); // root's, not theirs
+    for (const p of [s.base, s.d, `${s.d}/lib`, `${s.d}/deno`, `${s.d}/micro.js`]) {
+      Deno.chownSync(p, user, user);
+    }
+    assert.equal(as({ MICRO_CACHE_DIR: s.base }), `stub ${s.exe} a\n`); // lib/main.js root's
+    Deno.chownSync(`${s.d}/lib/main.js`, user, user);
+    assert.match(as({ MICRO_CACHE_DIR: s.base }), /^deno /);
+  });
+
+  test("/bin/sh that cannot run: one line with the errno, exit 125", (s) => {
+    const r = new Deno.Command("unshare", {
+      args: [
+        "-m",
+        "sh",
+        "-c",
+        'mount --bind /dev/null "$(readlink -f /bin/sh)" && exec "$@"',
+        "sh",
+        ...runner(arch)!,
+        s.exe,
+      ],
+      clearEnv: true,
+      env: { PATH: "/usr/bin:/bin", MICRO_CACHE_DIR: `${s.dir}/none` },
+      stderr: "piped",
+    }).outputSync();
+    assert.equal(r.code, 125);
+    assert.match(
+      new TextDecoder().decode(r.stderr),
+      /^micro: launcher: cannot run \/bin\/sh \(errno 13\), [^\n]*\n$/,
+    );
+  });
+
   test("an old stamp is refreshed; a recent one is left alone", (s) => {
     Deno.utimeSync(s.d, 1000, 1000);
     s.run({ MICRO_CACHE_DIR: s.base });
@@ -200,3 +264,28 @@ for (const arch of TRAMPOLINE_ARCHES) {
     );
   });
 }
+
+Deno.test({
+  name: "launcher: set-uid, it refuses to run (the caller's environment would pick what runs)",
+  ignore: !ROOT || runner(Deno.build.arch as TrampolineArch)?.length !== 0,
+  fn() {
+    const s = scene(Deno.build.arch as TrampolineArch);
+    try {
+      Deno.chmodSync(s.exe, 0o4755);
+      const r = new Deno.Command(s.exe, {
+        args: ["a"],
+        clearEnv: true,
+        env: { PATH: "/usr/bin:/bin", MICRO_CACHE_DIR: s.base },
+        uid: 61235,
+        gid: 61235,
+        stdout: "piped",
+        stderr: "piped",
+      }).outputSync();
+      assert.equal(r.code, 125);
+      assert.equal(new TextDecoder().decode(r.stdout), "");
+      assert.match(new TextDecoder().decode(r.stderr), /^micro: launcher: refusing to run set-uid/);
+    } finally {
+      s.clean();
+    }
+  },
+});

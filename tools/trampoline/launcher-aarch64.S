@@ -36,10 +36,11 @@
         .set SYS_geteuid, 175
         .set SYS_execve, 221
         .set AT_SYMLINK_NOFOLLOW, 0x100
+        .set AT_SECURE, 23
         .set AT_EXECFN, 31
         .set STAMP, 600
         .set MAX_BASE, 3800                       /* a longer base goes to the stub */
-        .set MAX_NAME, 4000                       /* so does a longer relative AT_EXECFN */
+        .set MAX_NAME, 4000                       /* and a longer AT_EXECFN */
 
         /* The frame (x19): slots, then buffers at multiples of 4096 (add's immediates). */
         .set F_STAT, 0                            /* 256: struct stat (the generic one) */
@@ -78,7 +79,10 @@ _start:
         ldr     x24, [x21]                        /* SELF: AT_EXECFN, else argv[0] */
 2:      ldp     x1, x2, [x0], #16
         cbz     x1, 3f
-        cmp     x1, #AT_EXECFN
+        cmp     x1, #AT_SECURE                    /* set-uid, set-gid, capabilities */
+        b.ne    5f
+        cbnz    x2, secure
+5:      cmp     x1, #AT_EXECFN
         b.ne    2b
         mov     x24, x2
         b       2b
@@ -104,13 +108,13 @@ _start:
 
         str     x24, [x19, #F_SELFP]              /* a relative SELF: the cwd in front */
         cbz     x24, slow
+        mov     x0, x24                           /* longer than F_EXE holds: the stub's */
+        bl      strlen
+        cmp     x0, #MAX_NAME
+        b.hi    slow
         ldrb    w0, [x24]
         cmp     w0, #'/'
         b.eq    5f
-        mov     x0, x24
-        bl      strlen
-        cmp     x0, #MAX_NAME
-        b.hi    5f
         add     x0, x19, #F_SELF
         mov     x1, #4096
         mov     x8, #SYS_getcwd
@@ -311,8 +315,8 @@ launch:
 
 /* The stub: sh -c STUB SELF ARGS, with the caller's environment. */
 slow:
-        lsl     x0, x22, #3
-        add     x0, x0, #4*8+15
+        lsl     x0, x22, #3                       /* argc + 5 words (argc may be 0) */
+        add     x0, x0, #5*8+15
         and     x0, x0, #-16
         sub     sp, sp, x0
         mov     x9, sp
@@ -328,14 +332,51 @@ slow:
         mov     x2, x23
         mov     x8, #SYS_execve
         svc     #0
-        mov     x0, #2
+        neg     x20, x0                           /* one line with the errno */
+        add     x0, x19, #F_P
         adr     x1, nosh
-        mov     x2, #nosh_end - nosh
+        bl      stpcpy
+        mov     x1, x20
+        bl      utoa
+        adr     x1, nosh2
+        bl      stpcpy
+        add     x1, x19, #F_P
+        sub     x2, x0, x1
+        mov     x0, #2
         mov     x8, #SYS_write
         svc     #0
         mov     x0, #125
         mov     x8, #SYS_exit_group
         svc     #0
+
+/* Set-uid, set-gid or file capabilities: the caller's environment must not pick what runs. */
+secure:
+        mov     x0, #2
+        adr     x1, nosecure
+        mov     x2, #nosecure_end - nosecure
+        mov     x8, #SYS_write
+        svc     #0
+        mov     x0, #125
+        mov     x8, #SYS_exit_group
+        svc     #0
+
+/* x1 (a number) in decimal at x0; x0 after it (F_STAT is the scratch). */
+utoa:
+        add     x3, x19, #F_STAT+32
+        mov     x4, x3
+        mov     x2, #10
+1:      udiv    x5, x1, x2
+        msub    x6, x5, x2, x1
+        add     w6, w6, #'0'
+        strb    w6, [x4, #-1]!
+        mov     x1, x5
+        cbnz    x1, 1b
+2:      ldrb    w6, [x4], #1
+        strb    w6, [x0], #1
+        cmp     x4, x3
+        b.ne    2b
+        strb    wzr, [x0]
+        ret
 
 /* At x9: argv[1..argc-1] and a NULL; x9 after the NULL. */
 args:
@@ -379,18 +420,21 @@ hasprefix:
 2:      mov     x0, #0
         ret
 
-/* x0: the value of the environment variable x1 names ("NAME="), or 0. */
+/* x0: the value of the environment variable x1 names ("NAME="), or 0; of several, the last. */
 getenv:
         mov     x5, x30
         mov     x6, x1
         mov     x7, x23
+        mov     x10, #0
 1:      ldr     x0, [x7], #8
         cbz     x0, 2f
         mov     x1, x6
         bl      hasprefix
         cbnz    x0, 1b
-        mov     x0, x2
-2:      mov     x30, x5
+        mov     x10, x2
+        b       1b
+2:      mov     x0, x10
+        mov     x30, x5
         ret
 
 /* F_Q = the string at x1 (to the stub when longer than MAX_BASE); x0 at its NUL. */
@@ -590,6 +634,12 @@ e_nocheck:
 e_exe:
         .asciz  "MICRO_EXE="
 nosh:
-        .ascii  "micro: cannot run /bin/sh, which the launcher needs to unpack micro\n"
-nosh_end:
+        .asciz  "micro: launcher: cannot run /bin/sh (errno "
+nosh2:
+        .ascii  "), which unpacks micro and checks its cache: make /bin/sh a POSIX shell"
+        .asciz  " (errno 7, E2BIG: a smaller environment)\n"
+nosecure:
+        .ascii  "micro: launcher: refusing to run set-uid, set-gid or with file capabilities"
+        .ascii  " (the caller's environment picks what runs): chmod u-s,g-s it, setcap -r it\n"
+nosecure_end:
 end:

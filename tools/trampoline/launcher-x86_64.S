@@ -36,10 +36,11 @@
         .set SYS_utimensat, 280
         .set AT_FDCWD, -100
         .set AT_SYMLINK_NOFOLLOW, 0x100
+        .set AT_SECURE, 23
         .set AT_EXECFN, 31
         .set STAMP, 600
         .set MAX_BASE, 3800                       /* a longer base goes to the stub */
-        .set MAX_NAME, 4000                       /* so does a longer relative AT_EXECFN */
+        .set MAX_NAME, 4000                       /* and a longer AT_EXECFN */
 
         /* The frame (%rbx): buffers, then slots. */
         .set F_SELF, 0                            /* 8192: SELF when made absolute */
@@ -80,8 +81,12 @@ _start:
         test    %rcx, %rcx
         je      3f
         cmp     $AT_EXECFN, %rcx
-        jne     4f
+        jne     5f
         mov     8(%rax), %rbp
+5:      cmp     $AT_SECURE, %rcx                  /* set-uid, set-gid, capabilities */
+        jne     4f
+        cmpq    $0, 8(%rax)
+        jne     secure
 4:      add     $16, %rax
         jmp     2b
 3:      sub     $F_SIZE, %rsp
@@ -108,12 +113,12 @@ _start:
         mov     %rbp, F_SELFP(%rbx)               /* a relative SELF: the cwd in front */
         test    %rbp, %rbp
         je      slow
-        cmpb    $'/', (%rbp)
-        je      5f
-        mov     %rbp, %rdi
+        mov     %rbp, %rdi                        /* longer than F_EXE holds: the stub's */
         call    strlen
         cmp     $MAX_NAME, %rax
-        ja      5f
+        ja      slow
+        cmpb    $'/', (%rbp)
+        je      5f
         mov     $SYS_getcwd, %eax
         lea     F_SELF(%rbx), %rdi
         mov     $4096, %esi
@@ -330,8 +335,8 @@ launch:
 
 /* The stub: sh -c STUB SELF ARGS, with the caller's environment. */
 slow:
-        lea     (,%r14,8), %rax
-        add     $4*8+15, %rax
+        lea     (,%r14,8), %rax                   /* argc + 5 words (argc may be 0) */
+        add     $5*8+15, %rax
         and     $-16, %rax
         sub     %rax, %rsp
         mov     %rsp, %rdi
@@ -350,14 +355,54 @@ slow:
         mov     %rsp, %rsi
         mov     %r15, %rdx
         syscall
+        neg     %rax                              /* one line with the errno */
+        mov     %rax, %r12
+        lea     F_P(%rbx), %rdi
+        lea     nosh(%rip), %rsi
+        call    stpcpy
+        mov     %r12, %rax
+        call    utoa
+        lea     nosh2(%rip), %rsi
+        call    stpcpy
+        lea     F_P(%rbx), %rsi
+        mov     %rdi, %rdx
+        sub     %rsi, %rdx
         mov     $SYS_write, %eax
         mov     $2, %edi
-        lea     nosh(%rip), %rsi
-        mov     $nosh_end - nosh, %edx
         syscall
         mov     $SYS_exit_group, %eax
         mov     $125, %edi
         syscall
+
+/* Set-uid, set-gid or file capabilities: the caller's environment must not pick what runs. */
+secure:
+        mov     $SYS_write, %eax
+        mov     $2, %edi
+        lea     nosecure(%rip), %rsi
+        mov     $nosecure_end - nosecure, %edx
+        syscall
+        mov     $SYS_exit_group, %eax
+        mov     $125, %edi
+        syscall
+
+/* %rax (a number) in decimal at %rdi; %rdi after it. */
+utoa:
+        mov     $10, %ecx
+        xor     %r8d, %r8d
+1:      xor     %edx, %edx
+        div     %rcx
+        add     $'0', %edx
+        push    %rdx
+        inc     %r8d
+        test    %rax, %rax
+        jne     1b
+2:      pop     %rdx
+        movb    %dl, (%rdi)
+        inc     %rdi
+        dec     %r8d
+        jne     2b
+        movb    $0, (%rdi)
+        ret
 
 /* At %rdi: argv[1..argc-1] and a NULL; %rdi after the NULL. */
 args:
@@ -407,9 +452,13 @@ hasprefix:
 2:      xor     %eax, %eax
 3:      ret
 
-/* %rax: the value of the environment variable %rsi names ("NAME="), or 0. */
+/*
+ * %rax: the value of the environment variable %rsi names ("NAME="), or 0; of several, the
+ * last (as sh takes it).
+ */
 getenv:
         mov     %r15, %r8
+        xor     %r9d, %r9d
 1:      mov     (%r8), %rdi
         test    %rdi, %rdi
         je      2f
@@ -418,9 +467,9 @@ getenv:
         call    hasprefix
         pop     %rsi
         jne     1b
-        mov     %rdi, %rax
-        ret
-2:      xor     %eax, %eax
+        mov     %rdi, %r9
+        jmp     1b
+2:      mov     %r9, %rax
         ret
 
 /* F_Q = the string at %rsi (to the stub when longer than MAX_BASE); %rdi at its NUL. */
@@ -618,6 +667,12 @@ e_nocheck:
 e_exe:
         .asciz  "MICRO_EXE="
 nosh:
-        .ascii  "micro: cannot run /bin/sh, which the launcher needs to unpack micro\n"
-nosh_end:
+        .asciz  "micro: launcher: cannot run /bin/sh (errno "
+nosh2:
+        .ascii  "), which unpacks micro and checks its cache: make /bin/sh a POSIX shell"
+        .asciz  " (errno 7, E2BIG: a smaller environment)\n"
+nosecure:
+        .ascii  "micro: launcher: refusing to run set-uid, set-gid or with file capabilities"
+        .ascii  " (the caller's environment picks what runs): chmod u-s,g-s it, setcap -r it\n"
+nosecure_end:
 end:
