@@ -122,9 +122,7 @@ export interface Plugin<O = Record<string, unknown>> {
   /**
    * Loads the modules check() and plan() need for this spec that a run without it does not
    * load (every module loaded costs a run in proportion to its size: core/v8.ts). Awaited
-   * before check() and plan() by core/prepare.ts. The OCI runtime (core/oci/runtime.ts
-   * planTranslated, synchronous) does not call it: it loads the seccomp compiler itself, and
-   * a plugin that adds a load hook must be loaded there too.
+   * before check() and plan() by core/prepare.ts and by the OCI runtime's planTranslated.
    */
   load?(spec: Spec, host: HostInfo): Promise<void>;
 }

@@ -6,7 +6,6 @@
  * restrictions (capabilities, seccomp, LSM label, no_new_privs) from the config create read,
  * with the process of `--process` or the flags instead of the container's.
  */
-import { loadSeccompCompiler } from "../../plugins/seccomp.ts";
 import { MicroError } from "../errors.ts";
 import { openLibc } from "../sys/libc.ts";
 import { C, type Sys } from "../sys/mod.ts";
@@ -170,8 +169,7 @@ async function execLocked(o: ExecOptions, sys: Sys, release: () => void): Promis
   }
   // As create: a new session keyring unless create was told --no-new-keyring.
   if (state.noNewKeyring) t.spec.micro.noNewKeyring = true;
-  await loadSeccompCompiler();
-  const p = planTranslated(t, o.id, dir, sys);
+  const p = await planTranslated(t, o.id, dir, sys);
   sys.close(p.image.fd);
   const userns = t.spec.linux.namespaces.some((n) => n.type === "user");
   const ops: Op[] = withAffinity([

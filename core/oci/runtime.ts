@@ -3,7 +3,6 @@
  * engine, the process left waiting on the exec fifo), start, kill, delete, and run (all
  * three). The command line is commands/oci.ts.
  */
-import { loadSeccompCompiler } from "../../plugins/seccomp.ts";
 import { errnoName, MicroError, MicroErrors } from "../errors.ts";
 import { runChecks } from "../checks.ts";
 import { probeHost } from "../host.ts";
@@ -49,21 +48,21 @@ export interface Prepared {
 }
 
 /** Bundle → spec → checks → plan: what `create` runs and `micro plan --bundle` prints. */
-export function prepareBundle(
+export async function prepareBundle(
   bundle: string,
   id: string,
   stateDir: string,
   sys: Sys,
   noNewKeyring = false,
   noPivot = false,
-): Prepared {
+): Promise<Prepared> {
   const abs = bundle.startsWith("/") ? bundle : `${Deno.cwd()}/${bundle}`;
   const config = readConfig(sys, abs);
   const t = configToSpec(config, abs, id);
   if (noNewKeyring) t.spec.micro.noNewKeyring = true;
   if (noPivot) t.spec.micro.noPivot = true;
   for (const w of t.warnings) console.error(`micro: warning: ${w}`);
-  const p = planTranslated(t, id, stateDir, sys);
+  const p = await planTranslated(t, id, stateDir, sys);
   // What the host's cgroup version leaves unapplied (runc's fs2 ignores v1-only fields).
   for (const o of p.ops) {
     if (o.kind === "skipped" && o.plugin === "cgroups") {
@@ -89,25 +88,39 @@ export function prepareBundle(
   return p;
 }
 
-/** A translated config through the host probe, the checks and the plan. */
-export function planTranslated(t: Translated, id: string, stateDir: string, sys: Sys): Prepared {
+/**
+ * A translated config through the host probe, the plugins' load hooks (as core/prepare.ts:
+ * the seccomp compiler only for a linux.seccomp no precompiled program answers), the checks
+ * and the plan.
+ */
+export async function planTranslated(
+  t: Translated,
+  id: string,
+  stateDir: string,
+  sys: Sys,
+): Promise<Prepared> {
   const image = openImage(t.spec.root.path!, sys);
-  const host = probeHost(t.spec, t.cgroup.name, stateDir, {
-    sys,
-    imageFd: image.fd,
-    hostname: id,
-  });
-  // The seccomp plugin reads linux.seccomp from the text parsed here (not the file again).
-  if (t.spec.micro.seccompFile) host.files[t.spec.micro.seccompFile] = t.raw;
-  const problems = [
-    ...runChecks(t.spec, host),
-    ...PLUGINS.filter((p) => t.spec.micro.plugins.includes(p.name)).flatMap((p) =>
-      p.check?.(t.spec, host) ?? []
-    ),
-  ];
-  if (problems.length === 1) throw problems[0];
-  if (problems.length > 1) throw new MicroErrors(problems);
-  return { t, ops: planRun(t.spec, host, PLUGINS), image };
+  try {
+    const host = probeHost(t.spec, t.cgroup.name, stateDir, {
+      sys,
+      imageFd: image.fd,
+      hostname: id,
+    });
+    // The seccomp plugin reads linux.seccomp from the text parsed here (not the file again).
+    if (t.spec.micro.seccompFile) host.files[t.spec.micro.seccompFile] = t.raw;
+    const enabled = PLUGINS.filter((p) => t.spec.micro.plugins.includes(p.name));
+    for (const p of enabled) await p.load?.(t.spec, host);
+    const problems = [
+      ...runChecks(t.spec, host),
+      ...enabled.flatMap((p) => p.check?.(t.spec, host) ?? []),
+    ];
+    if (problems.length === 1) throw problems[0];
+    if (problems.length > 1) throw new MicroErrors(problems);
+    return { t, ops: planRun(t.spec, host, PLUGINS), image };
+  } catch (e) {
+    sys.close(image.fd);
+    throw e;
+  }
 }
 
 export interface CreateOptions {
@@ -217,8 +230,7 @@ export async function create(o: CreateOptions, sys = openLibc()): Promise<number
   if (o.preserveFds) checkPreserved(o.preserveFds, sys);
   const root = ociRoot(o.root, uid, true);
   const dir = `${root}/${o.id}`;
-  await loadSeccompCompiler(); // a bundle's linux.seccomp is compiled here (planTranslated)
-  const p = prepareBundle(o.bundle, o.id, dir, sys, o.noNewKeyring, o.noPivot);
+  const p = await prepareBundle(o.bundle, o.id, dir, sys, o.noNewKeyring, o.noPivot);
   if (p.t.spec.process.terminal !== (o.consoleSocket !== undefined)) {
     sys.close(p.image.fd);
     throw new MicroError(
@@ -719,8 +731,7 @@ export function listAll(root: string): { dir: string; state: OciState }[] {
 
 /** `micro plan --bundle DIR`: the ops create would run. */
 export async function planBundle(bundle: string, sys = openLibc()): Promise<Op[]> {
-  await loadSeccompCompiler();
-  const p = prepareBundle(bundle, "plan", "/run/micro-oci/plan", sys);
+  const p = await prepareBundle(bundle, "plan", "/run/micro-oci/plan", sys);
   sys.close(p.image.fd);
   return p.ops;
 }
