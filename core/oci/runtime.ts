@@ -33,6 +33,7 @@ import {
   OCI_VERSION,
   ociRoot,
   type OciState,
+  removeStaleNew,
   statusOf,
   writeOciState,
 } from "./state.ts";
@@ -604,6 +605,7 @@ export function remove(root: string, id: string, force: boolean, sys = openLibc(
 }
 
 async function removeLocked(root: string, id: string, force: boolean, sys: Sys) {
+  removeStaleNew(root);
   let loaded;
   try {
     loaded = loadOciState(root, id);

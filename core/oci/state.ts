@@ -133,7 +133,7 @@ export function lockContainer(root: string, id: string, sys: Sys): number {
 export function makeLockedDir(root: string, id: string, sys: Sys): number {
   const dir = `${root}/${checkId(id)}`;
   removeStaleNew(root);
-  const tmp = `${root}/${NEW_PREFIX}${newId()}`;
+  const tmp = `${root}/${NEW_PREFIX}${Deno.pid}-${newId()}`;
   Deno.mkdirSync(tmp, { mode: 0o711 });
   Deno.chmodSync(tmp, 0o711);
   const fd = sys.open(cstr(tmp), C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
@@ -155,17 +155,22 @@ export function makeLockedDir(root: string, id: string, sys: Sys): number {
 const NEW_PREFIX = ".new-";
 
 /**
- * A create killed between its mkdir and its rename leaves an empty `.new-*` directory: one
- * older than a minute is removed (rmdir: only while it is still empty, as such a leftover is).
+ * A create killed between its mkdir and its rename leaves an empty `.new-PID-*` directory:
+ * removed at once when PID is gone, else (PID reused, or a name without one) when older than
+ * a minute; rmdir only, while it is still empty, as such a leftover is. Create and delete
+ * call it, so a `delete --force` after a killed create leaves nothing.
  */
-function removeStaleNew(root: string): void {
+export function removeStaleNew(root: string): void {
   const old = Date.now() - 60_000;
   try {
     for (const e of Deno.readDirSync(root)) {
       if (!e.isDirectory || !e.name.startsWith(NEW_PREFIX)) continue;
+      const pid = /^(\d+)-/.exec(e.name.slice(NEW_PREFIX.length))?.[1];
       try {
-        const st = Deno.lstatSync(`${root}/${e.name}`);
-        if ((st.mtime?.getTime() ?? Infinity) < old) Deno.removeSync(`${root}/${e.name}`);
+        const gone = pid !== undefined && pid !== String(Deno.pid) &&
+          ["", "Z", "X"].includes(procState(Number(pid)));
+        const st = gone ? undefined : Deno.lstatSync(`${root}/${e.name}`);
+        if (gone || (st?.mtime?.getTime() ?? Infinity) < old) Deno.removeSync(`${root}/${e.name}`);
       } catch {
         // gone meanwhile, or not empty: not a leftover of create
       }

@@ -9,7 +9,7 @@ import { configToSpec, parseConfig } from "../../core/oci/config.ts";
 import { defaultConfig } from "../../core/oci/default.ts";
 import { mount as mountPlugin } from "../../plugins/mount.ts";
 import type { HostInfo } from "../../core/plugin.ts";
-import { lockContainer, makeLockedDir } from "../../core/oci/state.ts";
+import { lockContainer, makeLockedDir, removeStaleNew } from "../../core/oci/state.ts";
 import { openLibc } from "../../core/sys/libc.ts";
 import { C, cstr } from "../../core/sys/mod.ts";
 
@@ -116,6 +116,30 @@ Deno.test("oci lock: a lock taken on a directory since removed is dropped, not r
     Deno.utimeSync(`${root}/.new-x`, new Date(0), new Date(0));
     sys.close(makeLockedDir(root, "c2", sys));
     assert.deepEqual([...Deno.readDirSync(root)].map((e) => e.name).sort(), ["c1", "c2"]);
+  } finally {
+    Deno.removeSync(root, { recursive: true });
+  }
+});
+
+Deno.test("a create killed before its rename: its .new-PID- dir goes at once once PID is gone", async () => {
+  const root = Deno.makeTempDirSync();
+  try {
+    const dead = new Deno.Command("true").spawn();
+    await dead.status; // reaped: that pid is gone (reused meanwhile, the dir would stay a minute)
+    const names = [
+      `.new-${dead.pid}-aaaa`,
+      `.new-${Deno.pid}-bbbb`,
+      ".new-cccc",
+      `.new-${dead.pid}-dddd`,
+    ];
+    for (const n of names) Deno.mkdirSync(`${root}/${n}`);
+    Deno.writeTextFileSync(`${root}/.new-${dead.pid}-dddd/x`, ""); // not empty: not create's leftover
+    removeStaleNew(root);
+    assert.deepEqual(
+      [...Deno.readDirSync(root)].map((e) => e.name).sort(),
+      [`.new-${Deno.pid}-bbbb`, `.new-${dead.pid}-dddd`, ".new-cccc"].sort(),
+      "the dead creator's is gone; a live one's, an old-style recent one and a full one stay",
+    );
   } finally {
     Deno.removeSync(root, { recursive: true });
   }
