@@ -14,26 +14,11 @@ import {
   TRAMPOLINE_ARCHES,
   type TrampolineArch,
 } from "../../tools/gen_trampoline.ts";
+import { runner } from "./_arch.ts";
 
 const HASH = "0123456789abcdef";
 const FLAGS = ["--v8-flags=--single-threaded", "-A", "--quiet"];
 const STUB = 'echo "stub $0 $*"';
-
-function which(cmd: string): string | null {
-  for (const dir of (Deno.env.get("PATH") ?? "/usr/bin:/bin").split(":")) {
-    try {
-      if (Deno.statSync(`${dir}/${cmd}`).isFile) return `${dir}/${cmd}`;
-    } catch { /* not here */ }
-  }
-  return null;
-}
-
-/** How to run a program of `arch` here: [] natively, [qemu] emulated, null not at all. */
-function runner(arch: TrampolineArch): string[] | null {
-  if (Deno.build.arch === arch) return [];
-  const qemu = which(`qemu-${arch}-static`) ?? which(`qemu-${arch}`);
-  return qemu ? [qemu] : null;
-}
 
 const ROOT = Deno.uid() === 0;
 

@@ -24,22 +24,7 @@ import {
   TRAMPOLINE_ARCHES,
   type TrampolineArch,
 } from "../../tools/gen_trampoline.ts";
-
-function which(cmd: string): string | null {
-  for (const dir of (Deno.env.get("PATH") ?? "/usr/bin:/bin").split(":")) {
-    try {
-      if (Deno.statSync(`${dir}/${cmd}`).isFile) return `${dir}/${cmd}`;
-    } catch { /* not here */ }
-  }
-  return null;
-}
-
-/** How to run a program of `arch` here: [] natively, [qemu] emulated, null not at all. */
-function runner(arch: TrampolineArch): string[] | null {
-  if (Deno.build.arch === arch) return [];
-  const qemu = which(`qemu-${arch}-static`) ?? which(`qemu-${arch}`);
-  return qemu ? [qemu] : null;
-}
+import { runner, which } from "./_arch.ts";
 
 // ---- The committed bytes are the sources' --------------------------------------------------
 
