@@ -167,8 +167,7 @@ export function removeStaleNew(root: string): void {
       if (!e.isDirectory || !e.name.startsWith(NEW_PREFIX)) continue;
       const pid = /^(\d+)-/.exec(e.name.slice(NEW_PREFIX.length))?.[1];
       try {
-        const gone = pid !== undefined && pid !== String(Deno.pid) &&
-          ["", "Z", "X"].includes(procState(Number(pid)));
+        const gone = pid !== undefined && ["", "Z", "X"].includes(procState(Number(pid)));
         const st = gone ? undefined : Deno.lstatSync(`${root}/${e.name}`);
         if (gone || (st?.mtime?.getTime() ?? Infinity) < old) Deno.removeSync(`${root}/${e.name}`);
       } catch {
