@@ -561,7 +561,7 @@ export function logs(argv: string[]): Promise<number> {
     const s = await where(root);
     const rec = await resolve(s.root, rest[0]);
     const { containerDir } = await import("../core/store/paths.ts");
-    const { logFiles, logPath, openLog, openLogDir, parseEntry, readLines } = await import(
+    const { logPath, openLog, openLogDir, openLogSet, parseEntry, readLines } = await import(
       "../core/supervisor/logs.ts"
     );
     const { openLibc } = await import("../core/sys/libc.ts");
@@ -576,15 +576,14 @@ export function logs(argv: string[]): Promise<number> {
       const text = stamps ? `${e.time} ${e.log}` : e.log;
       return { err: e.stream === "stderr", text };
     };
-    // The last `tail` entries of every file, oldest first (a bounded ring).
+    // The last `tail` entries of every file, oldest first (a bounded ring), from one set of
+    // files opened together (a rotation between two opens would mix two moments).
     const ring: { err: boolean; text: string }[] = [];
     let offset = 0;
-    let ino = -1;
-    for (const file of logFiles(path)) {
-      const f = openLog(sys, dirFd, name(file));
-      if (!f) continue;
-      try {
-        const st = f.statSync();
+    const set = openLogSet(sys, dirFd, containerDir(s.root, rec.id), name(path));
+    let ino = set.currentIno;
+    try {
+      set.files.forEach((f, k) => {
         const end = readLines(f, 0, (line) => {
           const e = parseEntry(line);
           const out = e && show(e);
@@ -592,13 +591,10 @@ export function logs(argv: string[]): Promise<number> {
           ring.push(out);
           if (ring.length > tail) ring.shift();
         });
-        if (file === path) {
-          offset = end;
-          ino = st.ino ?? -1;
-        }
-      } finally {
-        f.close();
-      }
+        if (k === set.files.length - 1 && ino !== -1) offset = end;
+      });
+    } finally {
+      for (const f of set.files) f.close();
     }
     const print = async (o: { err: boolean; text: string }) => {
       await writeAll(o.err ? Deno.stderr : Deno.stdout, o.text);

@@ -296,6 +296,60 @@ export function openLog(sys: Sys, dirFd: number, name: string): Deno.FsFile | nu
   }
 }
 
+/** A log's files opened at one moment: oldest first, the current one last. */
+export interface LogSet {
+  files: Deno.FsFile[];
+  /** The current file's inode (-1: there is none yet), for `logs -f` to see the next rotation. */
+  currentIno: number;
+}
+
+/**
+ * Every file of the log `base` (in `dirFd`, whose path is `dir`), opened as one consistent
+ * set. Opening them one by one while the supervisor rotates mixed two moments: the rotated
+ * file read before a rotation and the current one opened after it (new, empty) made
+ * `logs --tail 1` print a line older than one printed seconds before. So: the current file
+ * first, then .1, .2, ... (a rotation renames from the oldest down, so an ascending scan
+ * meets each file at least once: the same inode twice is kept once), and then the current
+ * name again: the inode it had, no rotation finished in between and the set is one moment's.
+ * Otherwise everything is opened again (the last try's set is kept: rotations every few
+ * microseconds would be a disk filling at gigabytes a second).
+ */
+export function openLogSet(sys: Sys, dirFd: number, dir: string, base: string): LogSet {
+  const inoOf = (f: Deno.FsFile) => f.statSync().ino ?? -1;
+  let set: LogSet = { files: [], currentIno: -1 };
+  for (let attempt = 0; attempt < 20; attempt++) {
+    for (const f of set.files) f.close();
+    // The highest rotated number now; one more, for a file a rotation under way moves up.
+    const oldest = logFiles(`${dir}/${base}`)[0];
+    const top = Number(/\.(\d+)$/.exec(oldest)?.[1] ?? 0) + 1;
+    const newest: Deno.FsFile[] = [];
+    const seen = new Set<number>();
+    const current = openLog(sys, dirFd, base);
+    const currentIno = current ? inoOf(current) : -1;
+    if (current) {
+      newest.push(current);
+      seen.add(currentIno);
+    }
+    for (let k = 1; k <= top; k++) {
+      const f = openLog(sys, dirFd, `${base}.${k}`);
+      if (!f) continue;
+      const ino = inoOf(f);
+      if (seen.has(ino)) {
+        f.close();
+        continue;
+      }
+      seen.add(ino);
+      newest.push(f);
+    }
+    set = { files: newest.reverse(), currentIno };
+    const again = openLog(sys, dirFd, base);
+    const same = (again ? inoOf(again) : -1) === currentIno;
+    again?.close();
+    if (same) break;
+  }
+  return set;
+}
+
 /** The directory `dir` as an O_PATH fd for openLog; -errno when it cannot be opened. */
 export function openLogDir(sys: Sys, dir: string): number {
   return sys.open(cstr(dir), C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);

@@ -15,7 +15,7 @@ import {
   shouldRestart,
 } from "../../core/supervisor/policy.ts";
 import { supervisorEnv } from "../../core/supervisor/client.ts";
-import { openLog, openLogDir } from "../../core/supervisor/logs.ts";
+import { openLog, openLogDir, openLogSet } from "../../core/supervisor/logs.ts";
 import { openLibc } from "../../core/sys/libc.ts";
 import type { ContainerRecord } from "../../core/store/containers.ts";
 import { parseSince, startArgv } from "../../commands/lifecycle.ts";
@@ -260,4 +260,47 @@ function readAll(f: Deno.FsFile): Uint8Array {
   const buf = new Uint8Array(64);
   const n = f.readSync(buf) ?? 0;
   return buf.subarray(0, n);
+}
+
+for (const maxFile of [2, 3]) {
+  Deno.test(`logs: the files read while another thread rotates them are one moment's (max-file=${maxFile})`, async () => {
+    const dir = Deno.makeTempDirSync({ prefix: "micro-logs-" });
+    const sys = openLibc();
+    const dirFd = openLogDir(sys, dir);
+    const worker = new Worker(new URL("./_log_writer.ts", import.meta.url), { type: "module" });
+    try {
+      const writing = new Promise((r) => worker.onmessage = r);
+      worker.postMessage({ path: `${dir}/id-json.log`, maxFile });
+      await writing;
+      let last = -1;
+      let sets = 0;
+      const until = Date.now() + 1500;
+      while (Date.now() < until) {
+        const set = openLogSet(sys, dirFd, dir, "id-json.log");
+        const got: number[] = [];
+        try {
+          for (const f of set.files) {
+            readLines(f, 0, (line) => got.push(Number(JSON.parse(line).log.slice(1))));
+          }
+        } finally {
+          for (const f of set.files) f.close();
+        }
+        if (!got.length) continue;
+        sets++;
+        // one moment's files: every line from the oldest kept to the newest, none missing
+        got.forEach((n, k) => assert.equal(n, got[0] + k, `set ${sets}: ${got.join(" ")}`));
+        // and never older than what an earlier read already saw
+        assert.ok(got.at(-1)! >= last, `newest line ${got.at(-1)} after ${last}`);
+        last = got.at(-1)!;
+      }
+      assert.ok(sets > 50, `only ${sets} reads`);
+    } finally {
+      const done = new Promise((r) => worker.onmessage = r);
+      worker.postMessage("stop");
+      await done;
+      worker.terminate();
+      sys.close(dirFd);
+      Deno.removeSync(dir, { recursive: true });
+    }
+  });
 }

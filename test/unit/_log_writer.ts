@@ -1,0 +1,30 @@
+/**
+ * A worker for the log rotation test: writes numbered lines into a json-file log with a
+ * tiny max-size as fast as it can, so rotations happen while the test reads, until told
+ * to stop; then answers with the count written.
+ */
+import { JsonLog } from "../../core/supervisor/logs.ts";
+
+const self = globalThis as unknown as {
+  onmessage: (e: MessageEvent) => void;
+  postMessage: (m: unknown) => void;
+};
+const enc = new TextEncoder();
+let stop = false;
+self.onmessage = async (e: MessageEvent) => {
+  if (e.data === "stop") {
+    stop = true;
+    return;
+  }
+  const { path, maxFile } = e.data as { path: string; maxFile: number };
+  const log = new JsonLog(path, { maxSize: 600, maxFile });
+  let i = 0;
+  while (!stop) {
+    for (let k = 0; k < 50; k++) log.write("stdout", enc.encode(`n${i++}\n`));
+    if (i === 50) self.postMessage("writing");
+    // let the stop message in
+    await new Promise((r) => setTimeout(r, 0));
+  }
+  log.close();
+  self.postMessage(i);
+};
