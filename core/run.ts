@@ -19,6 +19,7 @@ import {
   processStartTime,
   ptracersInNs,
   readState,
+  READY_MARKER,
   removeRun,
   type RunState,
   stateRoot,
@@ -252,8 +253,17 @@ export async function runCommand(
         // only those.
         state.containerPid = pid;
         state.containerStartTime = processStartTime(pid);
+        state.readyMarker = true;
         writeState(dir, state);
         container.started();
+      },
+      onReady() {
+        const fd = sys.open(
+          cstr(`${dir}/${READY_MARKER}`),
+          C.O_WRONLY | C.O_CREAT | C.O_NOFOLLOW | C.O_CLOEXEC,
+          0o600,
+        );
+        if (fd >= 0) sys.close(fd);
       },
       onCgroups(all) {
         // The engine's own records (it marks them created); written again only when they

@@ -76,7 +76,16 @@ export interface RunState {
   containerId?: string;
   /** What `micro exec` repeats of the command's process (core/exec/record.ts). */
   exec?: ExecRecord;
+  /**
+   * This run creates READY_MARKER in its directory once the container's init has made its
+   * root (pivot_root done, about to exec): before that, the init is cloned and recorded
+   * but its mount namespace still shows the host's tree, and `micro exec` waits.
+   */
+  readyMarker?: boolean;
 }
+
+/** The file a run creates in its state directory when its container's root is made. */
+export const READY_MARKER = "ready";
 
 export function newId(): string {
   const b = crypto.getRandomValues(new Uint8Array(6));

@@ -75,6 +75,8 @@ export interface EngineOptions {
   signals?: RunSignals;
   /** Called once the child exists, before it is released (to record it in the state). */
   onChild?: (pid: number) => void;
+  /** Called when the child has made its root and is about to exec (READY). */
+  onReady?: (pid: number) => void;
   /** Called with every cgroup directory before the first is created (for the state). */
   onCgroups?: (all: RecordedCgroup[]) => void;
   /** Told what cleanup could not undo (a warning for the user). */
@@ -905,6 +907,7 @@ async function start(
     }
     if (got.n === 8 && record[0] === READY_RECORD) {
       ready = true;
+      opts.onReady?.(pid);
       // OCI create: the child now waits on the exec fifo; what follows is `start`'s.
       if ((opts.execFifo ?? -1) >= 0) {
         signals.settled();

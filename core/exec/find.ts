@@ -8,13 +8,14 @@ import {
   isAlive,
   processStartTime,
   readState,
+  READY_MARKER,
   type RunState,
   stateRoot,
   untrustedRoot,
   untrustedRootError,
   withContainerLock,
 } from "../state.ts";
-import type { Sys } from "../sys/mod.ts";
+import { C, cstr, type Sys } from "../sys/mod.ts";
 import { isContainerName, noSuchContainer, resolveRef } from "../store/resolve.ts";
 
 export interface Found {
@@ -95,6 +96,35 @@ export async function withRunning<T>(
     if (!isAlive(now.containerPid, now.containerStartTime)) throw notRunning(ref);
     return await fn({ ...first, state: now });
   }, waitMs);
+}
+
+/**
+ * Waits until the run `found` has made its container's root. Its init is recorded (and
+ * alive) from its clone on, but until its pivot_root its mount namespace shows the host's
+ * tree: an exec joining it then would run a host binary with the host's /etc/passwd. The
+ * run creates READY_MARKER in its state directory at that point; a run whose state does
+ * not promise the marker (a micro before it) is taken as it is.
+ */
+export async function waitReady(found: Found, sys: Sys, waitMs = 10_000): Promise<void> {
+  if (!found.state.readyMarker) return;
+  const path = cstr(`${found.dir}/${READY_MARKER}`);
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    const fd = sys.open(path, C.O_PATH | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+    if (fd >= 0) {
+      sys.close(fd);
+      return;
+    }
+    if (!isAlive(found.state.containerPid, found.state.containerStartTime)) {
+      throw notRunning(found.name);
+    }
+    if (Date.now() > deadline) {
+      throw new MicroError(`container "${found.name}" is still starting after ${waitMs / 1000} s`, {
+        hint: "try again once its command runs (micro ps shows it)",
+      });
+    }
+    await new Promise((r) => setTimeout(r, 5));
+  }
 }
 
 /**

@@ -12,7 +12,7 @@ import type { RunSignals } from "../signals.ts";
 import { openLibc } from "../sys/libc.ts";
 import { C, cstr, type Sys } from "../sys/mod.ts";
 import { mark } from "../trace.ts";
-import { type Found, openInit, withRunning } from "./find.ts";
+import { type Found, openInit, waitReady, withRunning } from "./find.ts";
 import { execPlan, type ExecRequest, type ExecUser } from "./plan.ts";
 
 export const EXEC_HELP = `usage: micro exec [OPTIONS] NAME|ID COMMAND [ARG...]
@@ -260,6 +260,7 @@ async function startExec(
       hint: `unpause it first: micro unpause ${req.container}`,
     });
   }
+  await waitReady(found, sys);
   const pidfd = openInit(found, sys);
   try {
     const pid = found.state.containerPid!;

@@ -326,3 +326,41 @@ Deno.test("findContainer: by name, full id or unique prefix; one-line errors oth
     Deno.removeSync(root, { recursive: true });
   }
 });
+
+Deno.test("waitReady: exec waits for a run's ready marker; not for a run without one", async () => {
+  const { waitReady } = await import("../../core/exec/find.ts");
+  const { openLibc } = await import("../../core/sys/libc.ts");
+  const { processStartTime, READY_MARKER } = await import("../../core/state.ts");
+  const sys = openLibc();
+  const dir = Deno.makeTempDirSync();
+  try {
+    const state = {
+      id: "x",
+      pid: Deno.pid,
+      startTime: 1,
+      image: null,
+      created: "",
+      containerPid: Deno.pid,
+      containerStartTime: processStartTime(Deno.pid),
+    };
+    // A micro before the marker: taken as it is.
+    await waitReady({ name: "c", dir, state }, sys, 0);
+    // Promised and not there: waits until it is.
+    const found = { name: "c", dir, state: { ...state, readyMarker: true } };
+    let done = false;
+    const waiting = waitReady(found, sys, 10_000).then(() => done = true);
+    await new Promise((r) => setTimeout(r, 60));
+    assert.equal(done, false);
+    Deno.writeTextFileSync(`${dir}/${READY_MARKER}`, "");
+    await waiting;
+    assert.equal(done, true);
+    Deno.removeSync(`${dir}/${READY_MARKER}`);
+    // Not there in time: one line.
+    await assert.rejects(waitReady(found, sys, 50), /container "c" is still starting after 0.05 s/);
+    // Its init gone meanwhile: not running.
+    const gone = { ...found, state: { ...found.state, containerStartTime: 1 } };
+    await assert.rejects(waitReady(gone, sys, 10_000), /container "c" is not running/);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
