@@ -6,7 +6,7 @@ import type { Request } from "./cli.ts";
 import { execute, stoppedError } from "./engine/mod.ts";
 import type { StdioEnds } from "./engine/stdio.ts";
 import type { RunSignals } from "./signals.ts";
-import { errnoOf, MicroError } from "./errors.ts";
+import { errnoName, errnoOf, MicroError } from "./errors.ts";
 import { resolveTargets } from "./engine/resolve.ts";
 import { ImageUse } from "./engine/image.ts";
 import { formatBytes } from "./cgroups/units.ts";
@@ -31,7 +31,7 @@ import { openLibc } from "./sys/libc.ts";
 import { C, cstr, type Sys } from "./sys/mod.ts";
 import { CLONE_FLAGS } from "./engine/child.ts";
 import { execRecord } from "./exec/record.ts";
-import { findContainer } from "./exec/find.ts";
+import { findContainer, waitReady } from "./exec/find.ts";
 import { plannedCgroups } from "./engine/parent.ts";
 import { mark } from "./trace.ts";
 import { idmapImage, type IdmappedImage } from "./engine/idmapped.ts";
@@ -211,7 +211,12 @@ export async function runCommand(
     for (const o of p.ops) {
       if (o.kind !== "join") continue;
       const name = o.args.container;
-      if (!joins.has(name)) joins.set(name, { pidfd: openJoinTarget(name, uid, sys), flags: 0 });
+      if (!joins.has(name)) {
+        // Its set-up done first: before its root is made, its network files and its
+        // bounding set are not yet its own (core/exec/find.ts waitReady).
+        await waitReady(findContainer(name, uid), sys);
+        joins.set(name, { pidfd: openJoinTarget(name, uid, sys), flags: 0 });
+      }
       joins.get(name)!.flags |= CLONE_FLAGS[o.args.flag];
     }
     for (const [name, j] of joins) {
@@ -263,7 +268,19 @@ export async function runCommand(
           C.O_WRONLY | C.O_CREAT | C.O_NOFOLLOW | C.O_CLOEXEC,
           0o600,
         );
-        if (fd >= 0) sys.close(fd);
+        if (fd >= 0) return void sys.close(fd);
+        // Without the marker every exec would wait for it in vain: the promise is taken back.
+        try {
+          delete state.readyMarker;
+          writeState(dir, state);
+        } catch (e) {
+          console.error(
+            `micro: warning: ${dir}/${READY_MARKER}: ${errnoName(-fd)}, and the state not ` +
+              `written again (${
+                (e as Error).message
+              }): micro exec will wait for the marker in vain`,
+          );
+        }
       },
       onCgroups(all) {
         // The engine's own records (it marks them created); written again only when they

@@ -12,7 +12,7 @@ import type { RunSignals } from "../signals.ts";
 import { openLibc } from "../sys/libc.ts";
 import { C, cstr, type Sys } from "../sys/mod.ts";
 import { mark } from "../trace.ts";
-import { type Found, openInit, waitReady, withRunning } from "./find.ts";
+import { findRunning, type Found, openInit, waitReady, withRunning } from "./find.ts";
 import { execPlan, type ExecRequest, type ExecUser } from "./plan.ts";
 
 export const EXEC_HELP = `usage: micro exec [OPTIONS] NAME|ID COMMAND [ARG...]
@@ -229,6 +229,9 @@ export async function execCommand(argv: string[], signals: RunSignals): Promise<
   let started = () => {};
   const running = new Promise<void>((r) => started = r);
   let result: Promise<RunResult> | undefined;
+  // A container still being set up is waited for before its lock is taken (a stop or rm
+  // of it is not held up); startExec checks again under the lock (a restart meanwhile).
+  await waitReady(findRunning(req.container, uid), sys);
   await withRunning(req.container, uid, sys, async (found) => {
     result = startExec(req, found, sys, signals, started);
     await Promise.race([running, result.then(() => {}, () => {})]);
@@ -253,6 +256,7 @@ async function startExec(
       hint: "restart it with this micro",
     });
   }
+  await waitReady(found, sys);
   // A frozen cgroup would freeze the exec'd child before it could run (Docker refuses too).
   const { isPaused } = await import("../stats/mod.ts");
   if (isPaused(found)) {
@@ -260,7 +264,6 @@ async function startExec(
       hint: `unpause it first: micro unpause ${req.container}`,
     });
   }
-  await waitReady(found, sys);
   const pidfd = openInit(found, sys);
   try {
     const pid = found.state.containerPid!;

@@ -3,7 +3,8 @@
  * run's state from its clone on (so cleanup knows it), but it makes its root only once the
  * network is attached; until then its mount namespace shows the host's tree. A CNI plugin
  * that takes seconds holds the run in that window; exec must wait for the root (the run's
- * ready marker), not run a host binary in the host's tree.
+ * ready marker), not run a host binary in the host's tree; a run joining its network waits
+ * too (its hosts file is written after the plugins).
  */
 import assert from "node:assert/strict";
 import { exists, IMAGE, lacking, microTest, show, waitFor } from "./_helpers.ts";
@@ -81,15 +82,30 @@ microTest(
             c.stderr,
           );
           const t0 = Date.now();
-          const r = await host.micro([
-            "exec",
-            name,
-            "sh",
-            "-c",
-            "test -e /usr/bin/python3 && echo host || echo container",
-          ], env);
+          // An exec, and a run joining its network (whose files it shares, written after
+          // the plugins): both wait.
+          const [r, j] = await Promise.all([
+            host.micro([
+              "exec",
+              name,
+              "sh",
+              "-c",
+              "test -e /usr/bin/python3 && echo host || echo container",
+            ], env),
+            host.micro([
+              "run",
+              "--rm",
+              "--network",
+              `container:${name}`,
+              IMAGE,
+              "cat",
+              "/etc/hosts",
+            ], env),
+          ]);
           assert.equal(r.code, 0, show(r));
           assert.equal(r.stdout.trim(), "container", show(r));
+          assert.equal(j.code, 0, show(j));
+          assert.match(j.stdout, /^10\.79\.0\.\d+\s/m, show(j));
           // It waited for the plugin's 3 s (and so for the root).
           assert.ok(Date.now() - t0 > 1000, `exec took ${Date.now() - t0} ms`);
           c.kill("SIGTERM");
