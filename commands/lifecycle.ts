@@ -561,9 +561,16 @@ export function logs(argv: string[]): Promise<number> {
     const s = await where(root);
     const rec = await resolve(s.root, rest[0]);
     const { containerDir } = await import("../core/store/paths.ts");
-    const { logPath, openLog, openLogDir, openLogSet, parseEntry, readLines } = await import(
-      "../core/supervisor/logs.ts"
-    );
+    const {
+      logPath,
+      openLog,
+      openLogDir,
+      openLogSet,
+      parseEntry,
+      parseLogOpts,
+      readLines,
+      underLogLock,
+    } = await import("../core/supervisor/logs.ts");
     const { openLibc } = await import("../core/sys/libc.ts");
     const sys = openLibc();
     const path = logPath(containerDir(s.root, rec.id));
@@ -580,7 +587,11 @@ export function logs(argv: string[]): Promise<number> {
     // files opened together (a rotation between two opens would mix two moments).
     const ring: { err: boolean; text: string }[] = [];
     let offset = 0;
-    const set = openLogSet(sys, dirFd, containerDir(s.root, rec.id), name(path));
+    let maxFile = 1;
+    try {
+      maxFile = parseLogOpts(logOptsOf(rec)).maxFile;
+    } catch { /* checked when it was run */ }
+    const set = openLogSet(sys, dirFd, name(path), maxFile);
     let ino = set.currentIno;
     try {
       set.files.forEach((f, k) => {
@@ -607,30 +618,32 @@ export function logs(argv: string[]): Promise<number> {
     let ended = 0;
     for (;;) {
       let f: Deno.FsFile | null = null;
+      let old: Deno.FsFile | null = null;
       const pending: { err: boolean; text: string }[] = [];
       try {
-        f = openLog(sys, dirFd, name(path));
+        // The current file and, after a rotation, the one it became: opened together.
+        [f, old] = underLogLock(sys, dirFd, () => {
+          const now = openLog(sys, dirFd, name(path));
+          const moved = now && (now.statSync().ino ?? -1) !== ino && ino !== -1 && maxFile > 1
+            ? openLog(sys, dirFd, `${name(path)}.1`)
+            : null;
+          return [now, moved];
+        });
         if (!f) throw new Error("not there yet");
         const st = f.statSync();
         if ((st.ino ?? -1) !== ino) {
-          // Rotated: what was left in the old file is read from its new name first.
-          if (ino !== -1) {
-            try {
-              const old = openLog(sys, dirFd, `${name(path)}.1`);
-              if (old && (old.statSync().ino ?? -1) === ino) {
-                readLines(old, offset, (line) => {
-                  const e = parseEntry(line);
-                  const out = e && show(e);
-                  if (out) pending.push(out);
-                });
-              }
-              old?.close();
-            } catch { /* kept no rotated file (max-file=1) */ }
+          // Rotated: what was left in the old file is read from its new name first (two
+          // rotations since the last look: the lines of the one between are not shown).
+          if (old && (old.statSync().ino ?? -1) === ino) {
+            readLines(old, offset, (line) => {
+              const e = parseEntry(line);
+              const out = e && show(e);
+              if (out) pending.push(out);
+            });
           }
           ino = st.ino ?? -1;
           offset = 0;
         }
-        if (st.size < offset) offset = 0; // truncated (max-file=1)
         offset = readLines(f, offset, (line) => {
           const e = parseEntry(line);
           const out = e && show(e);
@@ -640,6 +653,7 @@ export function logs(argv: string[]): Promise<number> {
         /* not there yet */
       } finally {
         f?.close();
+        old?.close();
       }
       // Outside that catch: a reader gone ends the follow (swallowed, it went on to the end).
       for (const o of pending) await print(o);

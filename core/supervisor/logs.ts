@@ -74,10 +74,22 @@ export function entry(stream: string, text: string, time: Date): string {
   return JSON.stringify({ log: text, stream, time: time.toISOString() }) + "\n";
 }
 
-/** The writer: entries appended to the current file, rotated before one would overflow it. */
+/**
+ * The writer: entries appended to the current file, rotated before one would overflow it.
+ *
+ * Rotation takes the log directory's flock exclusively, without waiting: a reader
+ * (openLogSet) holds it shared while it opens the files, so it never opens some before a
+ * rotation and some after. A rotation a reader holds up waits for the next write (the file
+ * grows past max-size meanwhile); after 2 s, or 16 times max-size (at least 1 MiB), it
+ * rotates regardless: a reader stopped while it holds the lock does not grow the disk.
+ */
 export class JsonLog {
   private file: Deno.FsFile;
   private size: number;
+  /** The directory, read-only, for its flock (-1: no Sys given, no lock). */
+  private readonly dirFd: number;
+  /** When a reader's lock first held up the rotation due (0: none held up). */
+  private heldSince = 0;
   /** The unfinished line of each stream (at most LINE_MAX bytes). */
   private readonly carry = new Map<string, Uint8Array>();
   private readonly decoder = new TextDecoder();
@@ -86,9 +98,11 @@ export class JsonLog {
     readonly path: string,
     private readonly opts: LogOptions,
     private clock = () => new Date(),
+    private readonly sys?: Sys,
   ) {
     this.file = Deno.openSync(path, { append: true, create: true, mode: 0o600 });
     this.size = this.file.statSync().size;
+    this.dirFd = sys ? openLogDir(sys, path.slice(0, path.lastIndexOf("/")) || "/") : -1;
   }
 
   /**
@@ -166,11 +180,25 @@ export class JsonLog {
     out();
   }
 
-  /** path.N-2 → path.N-1, ..., path → path.1, and a new empty path (or path truncated). */
+  /**
+   * path.N-2 → path.N-1, ..., path → path.1, and a new empty path; with max-file=1 a new
+   * empty file renamed over path (not truncated in place: a reader keeps what it opened).
+   * Held up while a reader holds the directory's lock (see the class).
+   */
   private rotate(): void {
-    this.file.close();
-    const n = this.opts.maxFile;
-    if (n > 1) {
+    const sys = this.sys;
+    const locked = !!sys && this.dirFd >= 0 &&
+      sys.flock(this.dirFd, C.LOCK_EX | C.LOCK_NB) === 0;
+    if (!locked && this.dirFd >= 0) {
+      const now = Date.now();
+      if (!this.heldSince) this.heldSince = now;
+      const bound = Math.max(16 * this.opts.maxSize, 1 << 20);
+      if (now - this.heldSince < 2000 && this.size < bound) return;
+    }
+    this.heldSince = 0;
+    try {
+      this.file.close();
+      const n = this.opts.maxFile;
       for (let k = n - 1; k >= 1; k--) {
         const from = k === 1 ? this.path : `${this.path}.${k - 1}`;
         try {
@@ -179,15 +207,16 @@ export class JsonLog {
           if (!(e instanceof Deno.errors.NotFound)) throw e;
         }
       }
+      if (n === 1) {
+        const fresh = `${this.path}.new`;
+        Deno.openSync(fresh, { write: true, create: true, truncate: true, mode: 0o600 }).close();
+        Deno.renameSync(fresh, this.path);
+      }
+      this.file = Deno.openSync(this.path, { append: true, create: true, mode: 0o600 });
+      this.size = 0;
+    } finally {
+      if (locked) sys!.flock(this.dirFd, C.LOCK_UN);
     }
-    this.file = Deno.openSync(this.path, {
-      write: true,
-      append: n > 1,
-      truncate: n === 1,
-      create: true,
-      mode: 0o600,
-    });
-    this.size = 0;
   }
 
   close(): void {
@@ -195,6 +224,7 @@ export class JsonLog {
       this.flush();
     } finally {
       this.file.close();
+      if (this.dirFd >= 0) this.sys!.close(this.dirFd);
     }
   }
 }
@@ -304,53 +334,43 @@ export interface LogSet {
 }
 
 /**
- * Every file of the log `base` (in `dirFd`, whose path is `dir`), opened as one consistent
- * set. Opening them one by one while the supervisor rotates mixed two moments: the rotated
- * file read before a rotation and the current one opened after it (new, empty) made
- * `logs --tail 1` print a line older than one printed seconds before. So: the current file
- * first, then .1, .2, ... (a rotation renames from the oldest down, so an ascending scan
- * meets each file at least once: the same inode twice is kept once), and then the current
- * name again: the inode it had, no rotation finished in between and the set is one moment's.
- * Otherwise everything is opened again (the last try's set is kept: rotations every few
- * microseconds would be a disk filling at gigabytes a second).
+ * Every file of the log `base` in `dirFd` (openLogDir), opened as one set: the current one
+ * and `.1` ... `.maxFile-1`, under the directory's shared flock, which the writer takes
+ * exclusively to rotate (JsonLog). Opened one by one without it, a rotation in between
+ * mixed two moments: the rotated file read before it and the new, empty current one after
+ * it made `logs --tail 1` print a line older than one printed seconds before. The fds keep
+ * what they opened after the lock is let go.
  */
-export function openLogSet(sys: Sys, dirFd: number, dir: string, base: string): LogSet {
-  const inoOf = (f: Deno.FsFile) => f.statSync().ino ?? -1;
-  let set: LogSet = { files: [], currentIno: -1 };
-  for (let attempt = 0; attempt < 20; attempt++) {
-    for (const f of set.files) f.close();
-    // The highest rotated number now; one more, for a file a rotation under way moves up.
-    const oldest = logFiles(`${dir}/${base}`)[0];
-    const top = Number(/\.(\d+)$/.exec(oldest)?.[1] ?? 0) + 1;
-    const newest: Deno.FsFile[] = [];
-    const seen = new Set<number>();
-    const current = openLog(sys, dirFd, base);
-    const currentIno = current ? inoOf(current) : -1;
-    if (current) {
-      newest.push(current);
-      seen.add(currentIno);
-    }
-    for (let k = 1; k <= top; k++) {
+export function openLogSet(sys: Sys, dirFd: number, base: string, maxFile: number): LogSet {
+  return underLogLock(sys, dirFd, () => {
+    const files: Deno.FsFile[] = [];
+    for (let k = Math.max(1, maxFile) - 1; k >= 1; k--) {
       const f = openLog(sys, dirFd, `${base}.${k}`);
-      if (!f) continue;
-      const ino = inoOf(f);
-      if (seen.has(ino)) {
-        f.close();
-        continue;
-      }
-      seen.add(ino);
-      newest.push(f);
+      if (f) files.push(f);
     }
-    set = { files: newest.reverse(), currentIno };
-    const again = openLog(sys, dirFd, base);
-    const same = (again ? inoOf(again) : -1) === currentIno;
-    again?.close();
-    if (same) break;
-  }
-  return set;
+    const current = openLog(sys, dirFd, base);
+    if (current) files.push(current);
+    return { files, currentIno: current ? current.statSync().ino ?? -1 : -1 };
+  });
 }
 
-/** The directory `dir` as an O_PATH fd for openLog; -errno when it cannot be opened. */
+/**
+ * Runs `fn` under the log directory's shared flock (see openLogSet): what it opens is of
+ * one moment, no rotation in between.
+ */
+export function underLogLock<T>(sys: Sys, dirFd: number, fn: () => T): T {
+  const locked = sys.flock(dirFd, C.LOCK_SH) === 0;
+  try {
+    return fn();
+  } finally {
+    if (locked) sys.flock(dirFd, C.LOCK_UN);
+  }
+}
+
+/**
+ * The directory `dir`, read-only (an O_PATH fd cannot be flocked), for openLog and the
+ * rotation lock; -errno when it cannot be opened.
+ */
 export function openLogDir(sys: Sys, dir: string): number {
-  return sys.open(cstr(dir), C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
+  return sys.open(cstr(dir), C.O_RDONLY | C.O_DIRECTORY | C.O_CLOEXEC, 0);
 }

@@ -586,7 +586,7 @@ export class Supervisor {
 
   /** Copies the container's output to its json-file log, through the one pump loop. */
   private pump(c: Supervised, recordDir: string, opts: LogOptions): void {
-    const log = new JsonLog(logPath(recordDir), opts);
+    const log = new JsonLog(logPath(recordDir), opts, () => new Date(), this.sys);
     c.log = log;
     // A terminal's output is stdout (Docker's json-file too).
     const sink = (stream: string, chunk: Uint8Array) => {

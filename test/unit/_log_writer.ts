@@ -4,6 +4,7 @@
  * to stop; then answers with the count written.
  */
 import { JsonLog } from "../../core/supervisor/logs.ts";
+import { openLibc } from "../../core/sys/libc.ts";
 
 const self = globalThis as unknown as {
   onmessage: (e: MessageEvent) => void;
@@ -17,7 +18,7 @@ self.onmessage = async (e: MessageEvent) => {
     return;
   }
   const { path, maxFile } = e.data as { path: string; maxFile: number };
-  const log = new JsonLog(path, { maxSize: 600, maxFile });
+  const log = new JsonLog(path, { maxSize: 600, maxFile }, () => new Date(), openLibc());
   let i = 0;
   while (!stop) {
     for (let k = 0; k < 50; k++) log.write("stdout", enc.encode(`n${i++}\n`));

@@ -262,7 +262,7 @@ function readAll(f: Deno.FsFile): Uint8Array {
   return buf.subarray(0, n);
 }
 
-for (const maxFile of [2, 3]) {
+for (const maxFile of [1, 2, 3]) {
   Deno.test(`logs: the files read while another thread rotates them are one moment's (max-file=${maxFile})`, async () => {
     const dir = Deno.makeTempDirSync({ prefix: "micro-logs-" });
     const sys = openLibc();
@@ -274,14 +274,17 @@ for (const maxFile of [2, 3]) {
       await writing;
       let last = -1;
       let sets = 0;
+      let whole = 0;
       const until = Date.now() + 1500;
       while (Date.now() < until) {
-        const set = openLogSet(sys, dirFd, dir, "id-json.log");
+        const set = openLogSet(sys, dirFd, "id-json.log", maxFile);
         const got: number[] = [];
         try {
           for (const f of set.files) {
             readLines(f, 0, (line) => got.push(Number(JSON.parse(line).log.slice(1))));
           }
+          // every file there once the writer has rotated enough (none missing mid-rotation)
+          if (got.at(-1)! > 200) assert.equal(set.files.length, maxFile, `set ${sets}`);
         } finally {
           for (const f of set.files) f.close();
         }
@@ -292,8 +295,11 @@ for (const maxFile of [2, 3]) {
         // and never older than what an earlier read already saw
         assert.ok(got.at(-1)! >= last, `newest line ${got.at(-1)} after ${last}`);
         last = got.at(-1)!;
+        // the rotated files full: at least max-file - 1 of them (600 bytes, 9 lines or more)
+        if (got.at(-1)! > 200 && got.length >= (maxFile - 1) * 9) whole++;
       }
       assert.ok(sets > 50, `only ${sets} reads`);
+      assert.ok(whole > sets / 2, `${whole} of ${sets} sets had every rotated file full`);
     } finally {
       const done = new Promise((r) => worker.onmessage = r);
       worker.postMessage("stop");
