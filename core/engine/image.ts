@@ -192,6 +192,13 @@ export class ImageUse {
  */
 export function releaseImage(root: string, id: ImageId, sys: Sys, users = -1): void {
   const base = registryBase(root, id);
+  if (users < 0) {
+    // No `lock`: no run ever registered mount points in this image (an overlay run never
+    // does), or the last user removed them; nothing to make only to remove again.
+    const fd = sys.open(cstr(`${base}.lock`), C.O_PATH | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+    if (fd === -2) return;
+    if (fd >= 0) sys.close(fd);
+  }
   let mutex: number;
   try {
     mutex = takeMutex(base, sys);
