@@ -31,7 +31,7 @@ import { openLibc } from "./sys/libc.ts";
 import { C, cstr, type Sys } from "./sys/mod.ts";
 import { CLONE_FLAGS } from "./engine/child.ts";
 import { execRecord } from "./exec/record.ts";
-import { findContainer, waitReady } from "./exec/find.ts";
+import { findContainer, type Found, waitReady } from "./exec/find.ts";
 import { plannedCgroups } from "./engine/parent.ts";
 import { mark } from "./trace.ts";
 import { idmapImage, type IdmappedImage } from "./engine/idmapped.ts";
@@ -214,8 +214,9 @@ export async function runCommand(
       if (!joins.has(name)) {
         // Its set-up done first: before its root is made, its network files and its
         // bounding set are not yet its own (core/exec/find.ts waitReady).
-        await waitReady(findContainer(name, uid), sys);
-        joins.set(name, { pidfd: openJoinTarget(name, uid, sys), flags: 0 });
+        const found = findContainer(name, uid);
+        await waitReady(found, sys, undefined, () => signals.stopSignal !== 0);
+        joins.set(name, { pidfd: openJoinTarget(name, uid, sys, found), flags: 0 });
       }
       joins.get(name)!.flags |= CLONE_FLAGS[o.args.flag];
     }
@@ -428,7 +429,13 @@ export function writeCidfile(path: string, id: string): void {
  * opened as a pidfd; its start time is checked after the pidfd exists, so the fd is that
  * very process and not a later one that got its pid.
  */
-export function openJoinTarget(name: string, uid: number, sys: Sys): number {
+export function openJoinTarget(
+  name: string,
+  uid: number,
+  sys: Sys,
+  /** The container as found already (the one waited for); found again when not given. */
+  found?: Found,
+): number {
   const root = stateRoot(uid);
   const bad = untrustedRoot(root, uid);
   if (bad) throw untrustedRootError(root, uid, bad);
@@ -437,7 +444,7 @@ export function openJoinTarget(name: string, uid: number, sys: Sys): number {
       hint: "start it first (micro run --name NAME ...), then join it",
     });
   // NAME, ID or a unique ID prefix, as the lifecycle commands take it.
-  const st = findContainer(name, uid, root).state;
+  const st = (found ?? findContainer(name, uid, root)).state;
   if (!st.containerPid || st.containerStartTime === undefined) throw notRunning();
   if (processStartTime(st.pid) !== st.startTime) throw notRunning();
   const fd = sys.pidfdOpen(st.containerPid, 0);

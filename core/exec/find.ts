@@ -105,7 +105,13 @@ export async function withRunning<T>(
  * run creates READY_MARKER in its state directory at that point; a run whose state does
  * not promise the marker (a micro before it) is taken as it is.
  */
-export async function waitReady(found: Found, sys: Sys, waitMs = 10_000): Promise<void> {
+export async function waitReady(
+  found: Found,
+  sys: Sys,
+  waitMs = 10_000,
+  /** A stop asked for (a signal): the wait ends, and the caller's next check stops it. */
+  stopped = () => false,
+): Promise<void> {
   if (!found.state.readyMarker) return;
   const path = cstr(`${found.dir}/${READY_MARKER}`);
   const deadline = Date.now() + waitMs;
@@ -118,6 +124,7 @@ export async function waitReady(found: Found, sys: Sys, waitMs = 10_000): Promis
     if (!isAlive(found.state.containerPid, found.state.containerStartTime)) {
       throw notRunning(found.name);
     }
+    if (stopped()) return;
     if (Date.now() > deadline) {
       throw new MicroError(`container "${found.name}" is still starting after ${waitMs / 1000} s`, {
         hint: "try again once its command runs (micro ps shows it)",

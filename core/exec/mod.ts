@@ -231,7 +231,7 @@ export async function execCommand(argv: string[], signals: RunSignals): Promise<
   let result: Promise<RunResult> | undefined;
   // A container still being set up is waited for before its lock is taken (a stop or rm
   // of it is not held up); startExec checks again under the lock (a restart meanwhile).
-  await waitReady(findRunning(req.container, uid), sys);
+  await waitReady(findRunning(req.container, uid), sys, undefined, () => signals.stopSignal !== 0);
   await withRunning(req.container, uid, sys, async (found) => {
     result = startExec(req, found, sys, signals, started);
     await Promise.race([running, result.then(() => {}, () => {})]);
@@ -256,7 +256,7 @@ async function startExec(
       hint: "restart it with this micro",
     });
   }
-  await waitReady(found, sys);
+  await waitReady(found, sys, undefined, () => signals.stopSignal !== 0);
   // A frozen cgroup would freeze the exec'd child before it could run (Docker refuses too).
   const { isPaused } = await import("../stats/mod.ts");
   if (isPaused(found)) {

@@ -88,8 +88,10 @@ export class JsonLog {
   private size: number;
   /** The directory, read-only, for its flock (-1: no Sys given, no lock). */
   private readonly dirFd: number;
-  /** When a reader's lock first held up the rotation due (0: none held up). */
+  /** Since when readers' locks have held up the rotation due (0: none held up). */
   private heldSince = 0;
+  /** The last attempt a reader's lock refused. */
+  private lastRefused = 0;
   /** The unfinished line of each stream (at most LINE_MAX bytes). */
   private readonly carry = new Map<string, Uint8Array>();
   private readonly decoder = new TextDecoder();
@@ -159,6 +161,8 @@ export class JsonLog {
   private append(lines: string[]): void {
     let batch = "";
     let batchSize = 0;
+    // A rotation a reader holds up is tried again at the next chunk, not at every line.
+    let heldUp = false;
     const out = () => {
       if (!batchSize) return;
       const bytes = enc.encode(batch);
@@ -170,9 +174,9 @@ export class JsonLog {
     for (const line of lines) {
       const n = enc.encode(line).length;
       const size = this.size + batchSize;
-      if (this.opts.maxSize > 0 && size > 0 && size + n > this.opts.maxSize) {
+      if (!heldUp && this.opts.maxSize > 0 && size > 0 && size + n > this.opts.maxSize) {
         out();
-        this.rotate();
+        heldUp = !this.rotate();
       }
       batch += line;
       batchSize += n;
@@ -183,21 +187,23 @@ export class JsonLog {
   /**
    * path.N-2 → path.N-1, ..., path → path.1, and a new empty path; with max-file=1 a new
    * empty file renamed over path (not truncated in place: a reader keeps what it opened).
-   * Held up while a reader holds the directory's lock (see the class).
+   * Held up while a reader holds the directory's lock (see the class); false when not done.
    */
-  private rotate(): void {
+  private rotate(): boolean {
     const sys = this.sys;
     const locked = !!sys && this.dirFd >= 0 &&
       sys.flock(this.dirFd, C.LOCK_EX | C.LOCK_NB) === 0;
     if (!locked && this.dirFd >= 0) {
       const now = Date.now();
-      if (!this.heldSince) this.heldSince = now;
+      // Held up since the first refusal of a run of them (a quiet spell starts a new one).
+      if (now - this.lastRefused > 500) this.heldSince = now;
+      this.lastRefused = now;
       const bound = Math.max(16 * this.opts.maxSize, 1 << 20);
-      if (now - this.heldSince < 2000 && this.size < bound) return;
+      if (now - this.heldSince < 2000 && this.size < bound) return false;
     }
-    this.heldSince = 0;
     try {
-      this.file.close();
+      // The full file stays open until its successor is: a disk that has no room for a new
+      // file keeps the log going in the full one (rotated again at the next write).
       const n = this.opts.maxFile;
       for (let k = n - 1; k >= 1; k--) {
         const from = k === 1 ? this.path : `${this.path}.${k - 1}`;
@@ -212,8 +218,14 @@ export class JsonLog {
         Deno.openSync(fresh, { write: true, create: true, truncate: true, mode: 0o600 }).close();
         Deno.renameSync(fresh, this.path);
       }
-      this.file = Deno.openSync(this.path, { append: true, create: true, mode: 0o600 });
+      const next = Deno.openSync(this.path, { append: true, create: true, mode: 0o600 });
+      this.file.close();
+      this.file = next;
       this.size = 0;
+      this.heldSince = this.lastRefused = 0;
+      return true;
+    } catch {
+      return false;
     } finally {
       if (locked) sys!.flock(this.dirFd, C.LOCK_UN);
     }
@@ -223,8 +235,11 @@ export class JsonLog {
     try {
       this.flush();
     } finally {
-      this.file.close();
-      if (this.dirFd >= 0) this.sys!.close(this.dirFd);
+      try {
+        this.file.close();
+      } finally {
+        if (this.dirFd >= 0) this.sys!.close(this.dirFd);
+      }
     }
   }
 }

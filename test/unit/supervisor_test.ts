@@ -17,6 +17,7 @@ import {
 import { supervisorEnv } from "../../core/supervisor/client.ts";
 import { openLog, openLogDir, openLogSet } from "../../core/supervisor/logs.ts";
 import { openLibc } from "../../core/sys/libc.ts";
+import { C } from "../../core/sys/mod.ts";
 import type { ContainerRecord } from "../../core/store/containers.ts";
 import { parseSince, startArgv } from "../../commands/lifecycle.ts";
 import { MicroError } from "../../core/errors.ts";
@@ -309,4 +310,70 @@ for (const maxFile of [1, 2, 3]) {
       Deno.removeSync(dir, { recursive: true });
     }
   });
+}
+
+Deno.test("json-file: a rotation that cannot make the new file keeps logging in the full one", () => {
+  const dir = Deno.makeTempDirSync({ prefix: "micro-logs-" });
+  const sys = openLibc();
+  try {
+    const path = `${dir}/x-json.log`;
+    // max-file=1 makes `.new` and renames it over the log: a directory there fails it
+    Deno.mkdirSync(`${path}.new`);
+    const log = new JsonLog(path, { maxSize: 300, maxFile: 1 }, () => T, sys);
+    for (let i = 0; i < 20; i++) log.write("stdout", enc.encode(`line ${i}\n`));
+    let got = entries(path).map((e) => e.log);
+    assert.equal(got.length, 20, "every line kept, past max-size");
+    Deno.removeSync(`${path}.new`);
+    for (let i = 20; i < 25; i++) log.write("stdout", enc.encode(`line ${i}\n`));
+    log.close();
+    got = entries(path).map((e) => e.log);
+    assert.ok(Deno.statSync(path).size <= 300, "rotated once it could be");
+    assert.equal(got.at(-1), "line 24\n");
+    // the directory's fd closed with the log: nothing of it left open
+    const open = [...Deno.readDirSync("/proc/self/fd")].filter((e) => {
+      try {
+        return Deno.readLinkSync(`/proc/self/fd/${e.name}`) === dir;
+      } catch {
+        return false;
+      }
+    });
+    assert.equal(open.length, 0);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("json-file: a reader's lock holds rotation up; a quiet spell does not end the hold", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "micro-logs-" });
+  const sys = openLibc();
+  const reader = openLogDir(sys, dir);
+  try {
+    const path = `${dir}/x-json.log`;
+    const log = new JsonLog(path, { maxSize: 300, maxFile: 2 }, () => T, sys);
+    assert.equal(sys.flock(reader, C.LOCK_SH), 0);
+    for (let i = 0; i < 20; i++) log.write("stdout", enc.encode(`line ${i}\n`));
+    assert.equal(exists(`${path}.1`), false, "rotated under a reader's lock");
+    // quiet for longer than the hold's bound, then one more line: still held
+    await new Promise((r) => setTimeout(r, 2200));
+    log.write("stdout", enc.encode("line 20\n"));
+    assert.equal(exists(`${path}.1`), false, "a quiet spell counted as a held-up rotation");
+    assert.equal(sys.flock(reader, C.LOCK_UN), 0);
+    log.write("stdout", enc.encode("line 21\n"));
+    log.close();
+    assert.ok(exists(`${path}.1`), "not rotated once the lock was let go");
+    const all = [`${path}.1`, path].flatMap((f) => entries(f).map((e) => e.log));
+    assert.deepEqual(all, Array.from({ length: 22 }, (_, i) => `line ${i}\n`));
+  } finally {
+    sys.close(reader);
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+function exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
