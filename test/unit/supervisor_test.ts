@@ -18,6 +18,7 @@ import { supervisorEnv } from "../../core/supervisor/client.ts";
 import { openLog, openLogDir, openLogSet } from "../../core/supervisor/logs.ts";
 import { openLibc } from "../../core/sys/libc.ts";
 import { C } from "../../core/sys/mod.ts";
+import { exists } from "../../core/host.ts";
 import type { ContainerRecord } from "../../core/store/containers.ts";
 import { parseSince, startArgv } from "../../commands/lifecycle.ts";
 import { MicroError } from "../../core/errors.ts";
@@ -368,12 +369,3 @@ Deno.test("json-file: a reader's lock holds rotation up; a quiet spell does not 
     Deno.removeSync(dir, { recursive: true });
   }
 });
-
-function exists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
