@@ -562,14 +562,13 @@ export function logs(argv: string[]): Promise<number> {
     const rec = await resolve(s.root, rest[0]);
     const { containerDir } = await import("../core/store/paths.ts");
     const {
+      followStep,
       logPath,
-      openLog,
       openLogDir,
       openLogSet,
       parseEntry,
       parseLogOpts,
       readLines,
-      underLogLock,
     } = await import("../core/supervisor/logs.ts");
     const { openLibc } = await import("../core/sys/libc.ts");
     const sys = openLibc();
@@ -586,15 +585,16 @@ export function logs(argv: string[]): Promise<number> {
     // The last `tail` entries of every file, oldest first (a bounded ring), from one set of
     // files opened together (a rotation between two opens would mix two moments).
     const ring: { err: boolean; text: string }[] = [];
-    let offset = 0;
     let maxFile = 1;
     try {
       maxFile = parseLogOpts(logOptsOf(rec)).maxFile;
     } catch { /* checked when it was run */ }
     const set = openLogSet(sys, dirFd, name(path), maxFile);
-    let ino = set.currentIno;
+    // The current file stays open for -f (core/supervisor/logs.ts followStep).
+    const current = set.currentIno !== -1 ? set.files.at(-1)! : null;
+    let pos = { file: current, ino: set.currentIno, offset: 0 };
     try {
-      set.files.forEach((f, k) => {
+      for (const f of set.files) {
         const end = readLines(f, 0, (line) => {
           const e = parseEntry(line);
           const out = e && show(e);
@@ -602,10 +602,10 @@ export function logs(argv: string[]): Promise<number> {
           ring.push(out);
           if (ring.length > tail) ring.shift();
         });
-        if (k === set.files.length - 1 && ino !== -1) offset = end;
-      });
+        if (f === current) pos = { ...pos, offset: end };
+      }
     } finally {
-      for (const f of set.files) f.close();
+      for (const f of set.files) if (f !== current || !opts.has("follow")) f.close();
     }
     const print = async (o: { err: boolean; text: string }) => {
       await writeAll(o.err ? Deno.stderr : Deno.stdout, o.text);
@@ -617,43 +617,15 @@ export function logs(argv: string[]): Promise<number> {
     const { readRecord } = await import("../core/store/containers.ts");
     let ended = 0;
     for (;;) {
-      let f: Deno.FsFile | null = null;
-      let old: Deno.FsFile | null = null;
       const pending: { err: boolean; text: string }[] = [];
       try {
-        // The current file and, after a rotation, the one it became: opened together.
-        [f, old] = underLogLock(sys, dirFd, () => {
-          const now = openLog(sys, dirFd, name(path));
-          const moved = now && (now.statSync().ino ?? -1) !== ino && ino !== -1 && maxFile > 1
-            ? openLog(sys, dirFd, `${name(path)}.1`)
-            : null;
-          return [now, moved];
-        });
-        if (!f) throw new Error("not there yet");
-        const st = f.statSync();
-        if ((st.ino ?? -1) !== ino) {
-          // Rotated: what was left in the old file is read from its new name first (two
-          // rotations since the last look: the lines of the one between are not shown).
-          if (old && (old.statSync().ino ?? -1) === ino) {
-            readLines(old, offset, (line) => {
-              const e = parseEntry(line);
-              const out = e && show(e);
-              if (out) pending.push(out);
-            });
-          }
-          ino = st.ino ?? -1;
-          offset = 0;
-        }
-        offset = readLines(f, offset, (line) => {
+        pos = followStep(sys, dirFd, name(path), maxFile, pos, (line) => {
           const e = parseEntry(line);
           const out = e && show(e);
           if (out) pending.push(out);
         });
       } catch {
         /* not there yet */
-      } finally {
-        f?.close();
-        old?.close();
       }
       // Outside that catch: a reader gone ends the follow (swallowed, it went on to the end).
       for (const o of pending) await print(o);

@@ -19,6 +19,9 @@ export interface LogOptions {
   maxFile: number;
 }
 
+/** How long a rotation waits for readers to let go of the log directory's lock. */
+export const ROTATE_WAIT_MS = 50;
+
 /** A partial line longer than this is written as an entry of its own (Docker: 16 KiB). */
 export const LINE_MAX = 16 * 1024;
 
@@ -77,21 +80,17 @@ export function entry(stream: string, text: string, time: Date): string {
 /**
  * The writer: entries appended to the current file, rotated before one would overflow it.
  *
- * Rotation takes the log directory's flock exclusively, without waiting: a reader
- * (openLogSet) holds it shared while it opens the files, so it never opens some before a
- * rotation and some after. A rotation a reader holds up waits for the next write (the file
- * grows past max-size meanwhile); after 2 s, or 16 times max-size (at least 1 MiB), it
- * rotates regardless: a reader stopped while it holds the lock does not grow the disk.
+ * Rotation takes the log directory's flock exclusively: a reader (openLogSet) holds it
+ * shared while it opens the files, so it never opens some before a rotation and some after.
+ * A reader holds it for the few opens only; the writer tries for up to ROTATE_WAIT_MS (one
+ * loop serves every container's log: it must not wait on a reader stopped while it holds
+ * the lock) and then rotates without it, so max-size always holds.
  */
 export class JsonLog {
   private file: Deno.FsFile;
   private size: number;
   /** The directory, read-only, for its flock (-1: no Sys given, no lock). */
   private readonly dirFd: number;
-  /** Since when readers' locks have held up the rotation due (0: none held up). */
-  private heldSince = 0;
-  /** The last attempt a reader's lock refused. */
-  private lastRefused = 0;
   /** The unfinished line of each stream (at most LINE_MAX bytes). */
   private readonly carry = new Map<string, Uint8Array>();
   private readonly decoder = new TextDecoder();
@@ -161,8 +160,8 @@ export class JsonLog {
   private append(lines: string[]): void {
     let batch = "";
     let batchSize = 0;
-    // A rotation a reader holds up is tried again at the next chunk, not at every line.
-    let heldUp = false;
+    // A rotation that failed (no room for a new file) is tried again at the next chunk.
+    let failed = false;
     const out = () => {
       if (!batchSize) return;
       const bytes = enc.encode(batch);
@@ -174,9 +173,9 @@ export class JsonLog {
     for (const line of lines) {
       const n = enc.encode(line).length;
       const size = this.size + batchSize;
-      if (!heldUp && this.opts.maxSize > 0 && size > 0 && size + n > this.opts.maxSize) {
+      if (!failed && this.opts.maxSize > 0 && size > 0 && size + n > this.opts.maxSize) {
         out();
-        heldUp = !this.rotate();
+        failed = !this.rotate();
       }
       batch += line;
       batchSize += n;
@@ -187,19 +186,15 @@ export class JsonLog {
   /**
    * path.N-2 → path.N-1, ..., path → path.1, and a new empty path; with max-file=1 a new
    * empty file renamed over path (not truncated in place: a reader keeps what it opened).
-   * Held up while a reader holds the directory's lock (see the class); false when not done.
+   * Under the directory's lock (see the class); false when it could not be done.
    */
   private rotate(): boolean {
     const sys = this.sys;
-    const locked = !!sys && this.dirFd >= 0 &&
-      sys.flock(this.dirFd, C.LOCK_EX | C.LOCK_NB) === 0;
-    if (!locked && this.dirFd >= 0) {
-      const now = Date.now();
-      // Held up since the first refusal of a run of them (a quiet spell starts a new one).
-      if (now - this.lastRefused > 500) this.heldSince = now;
-      this.lastRefused = now;
-      const bound = Math.max(16 * this.opts.maxSize, 1 << 20);
-      if (now - this.heldSince < 2000 && this.size < bound) return false;
+    const tryLock = () => !!sys && sys.flock(this.dirFd, C.LOCK_EX | C.LOCK_NB) === 0;
+    let locked = this.dirFd >= 0 && tryLock();
+    for (const until = Date.now() + ROTATE_WAIT_MS; !locked && this.dirFd >= 0;) {
+      if (Date.now() >= until) break;
+      locked = tryLock();
     }
     try {
       // The full file stays open until its successor is: a disk that has no room for a new
@@ -222,7 +217,6 @@ export class JsonLog {
       this.file.close();
       this.file = next;
       this.size = 0;
-      this.heldSince = this.lastRefused = 0;
       return true;
     } catch {
       return false;
@@ -367,6 +361,48 @@ export function openLogSet(sys: Sys, dirFd: number, base: string, maxFile: numbe
     if (current) files.push(current);
     return { files, currentIno: current ? current.statSync().ino ?? -1 : -1 };
   });
+}
+
+/**
+ * Where `logs -f` is: the file it reads, held open (its inode cannot be reused while it is,
+ * and what is left in it stays readable after it is rotated out), and the offset read.
+ */
+export interface FollowPos {
+  file: Deno.FsFile | null;
+  ino: number;
+  offset: number;
+}
+
+/**
+ * One look of `logs -f`: every whole line written since `pos`, oldest first, across any
+ * number of rotations. The set is opened under the lock (one moment); the file that is
+ * `pos`'s is read from `pos.offset` (from `pos.file` itself when it is no longer kept), the
+ * newer ones whole. The returned position holds the newest file open; `pos.file` is closed
+ * when it is not that one.
+ */
+export function followStep(
+  sys: Sys,
+  dirFd: number,
+  base: string,
+  maxFile: number,
+  pos: FollowPos,
+  each: (line: string) => void,
+): FollowPos {
+  const set = openLogSet(sys, dirFd, base, maxFile);
+  let next = pos;
+  try {
+    const inos = set.files.map((f) => f.statSync().ino ?? -1);
+    const at = pos.file ? inos.indexOf(pos.ino) : -1;
+    if (pos.file && at < 0 && set.files.length) readLines(pos.file, pos.offset, each);
+    for (let k = Math.max(at, 0); k < set.files.length; k++) {
+      const offset = readLines(set.files[k], k === at ? pos.offset : 0, each);
+      next = { file: set.files[k], ino: inos[k], offset };
+    }
+  } finally {
+    for (const f of set.files) if (f !== next.file) f.close();
+    if (pos.file && pos.file !== next.file) pos.file.close();
+  }
+  return next;
 }
 
 /**
