@@ -561,15 +561,9 @@ export function logs(argv: string[]): Promise<number> {
     const s = await where(root);
     const rec = await resolve(s.root, rest[0]);
     const { containerDir } = await import("../core/store/paths.ts");
-    const {
-      followStep,
-      logPath,
-      openLogDir,
-      openLogSet,
-      parseEntry,
-      parseLogOpts,
-      readLines,
-    } = await import("../core/supervisor/logs.ts");
+    const { followStep, logPath, openLogDir, parseEntry, parseLogOpts, START } = await import(
+      "../core/supervisor/logs.ts"
+    );
     const { openLibc } = await import("../core/sys/libc.ts");
     const sys = openLibc();
     const path = logPath(containerDir(s.root, rec.id));
@@ -583,30 +577,21 @@ export function logs(argv: string[]): Promise<number> {
       return { err: e.stream === "stderr", text };
     };
     // The last `tail` entries of every file, oldest first (a bounded ring), from one set of
-    // files opened together (a rotation between two opens would mix two moments).
+    // files opened together (a rotation between two opens would mix two moments); the
+    // newest stays open for -f (core/supervisor/logs.ts followStep).
     const ring: { err: boolean; text: string }[] = [];
     let maxFile = 1;
     try {
       maxFile = parseLogOpts(logOptsOf(rec)).maxFile;
     } catch { /* checked when it was run */ }
-    const set = openLogSet(sys, dirFd, name(path), maxFile);
-    // The current file stays open for -f (core/supervisor/logs.ts followStep).
-    const current = set.currentIno !== -1 ? set.files.at(-1)! : null;
-    let pos = { file: current, ino: set.currentIno, offset: 0 };
-    try {
-      for (const f of set.files) {
-        const end = readLines(f, 0, (line) => {
-          const e = parseEntry(line);
-          const out = e && show(e);
-          if (!out || tail === 0) return;
-          ring.push(out);
-          if (ring.length > tail) ring.shift();
-        });
-        if (f === current) pos = { ...pos, offset: end };
-      }
-    } finally {
-      for (const f of set.files) if (f !== current || !opts.has("follow")) f.close();
-    }
+    let pos = followStep(sys, dirFd, name(path), maxFile, START, (line) => {
+      const e = parseEntry(line);
+      const out = e && show(e);
+      if (!out || tail === 0) return;
+      ring.push(out);
+      if (ring.length > tail) ring.shift();
+    });
+    if (!opts.has("follow")) pos.file?.close();
     const print = async (o: { err: boolean; text: string }) => {
       await writeAll(o.err ? Deno.stderr : Deno.stdout, o.text);
     };

@@ -189,12 +189,12 @@ export class JsonLog {
    * Under the directory's lock (see the class); false when it could not be done.
    */
   private rotate(): boolean {
-    const sys = this.sys;
-    const tryLock = () => !!sys && sys.flock(this.dirFd, C.LOCK_EX | C.LOCK_NB) === 0;
-    let locked = this.dirFd >= 0 && tryLock();
-    for (const until = Date.now() + ROTATE_WAIT_MS; !locked && this.dirFd >= 0;) {
-      if (Date.now() >= until) break;
-      locked = tryLock();
+    let locked = false;
+    if (this.dirFd >= 0) {
+      for (const until = Date.now() + ROTATE_WAIT_MS;;) {
+        locked = this.sys!.flock(this.dirFd, C.LOCK_EX | C.LOCK_NB) === 0;
+        if (locked || Date.now() >= until) break;
+      }
     }
     try {
       // The full file stays open until its successor is: a disk that has no room for a new
@@ -221,7 +221,7 @@ export class JsonLog {
     } catch {
       return false;
     } finally {
-      if (locked) sys!.flock(this.dirFd, C.LOCK_UN);
+      if (locked) this.sys!.flock(this.dirFd, C.LOCK_UN);
     }
   }
 
@@ -335,32 +335,26 @@ export function openLog(sys: Sys, dirFd: number, name: string): Deno.FsFile | nu
   }
 }
 
-/** A log's files opened at one moment: oldest first, the current one last. */
-export interface LogSet {
-  files: Deno.FsFile[];
-  /** The current file's inode (-1: there is none yet), for `logs -f` to see the next rotation. */
-  currentIno: number;
-}
-
 /**
- * Every file of the log `base` in `dirFd` (openLogDir), opened as one set: the current one
- * and `.1` ... `.maxFile-1`, under the directory's shared flock, which the writer takes
+ * Every file of the log `base` in `dirFd` (openLogDir), oldest first: `.maxFile-1` ... `.1`
+ * and the current one, opened under the directory's shared flock, which the writer takes
  * exclusively to rotate (JsonLog). Opened one by one without it, a rotation in between
  * mixed two moments: the rotated file read before it and the new, empty current one after
  * it made `logs --tail 1` print a line older than one printed seconds before. The fds keep
  * what they opened after the lock is let go.
  */
-export function openLogSet(sys: Sys, dirFd: number, base: string, maxFile: number): LogSet {
-  return underLogLock(sys, dirFd, () => {
+export function openLogSet(sys: Sys, dirFd: number, base: string, maxFile: number): Deno.FsFile[] {
+  const locked = sys.flock(dirFd, C.LOCK_SH) === 0;
+  try {
     const files: Deno.FsFile[] = [];
-    for (let k = Math.max(1, maxFile) - 1; k >= 1; k--) {
-      const f = openLog(sys, dirFd, `${base}.${k}`);
+    for (let k = Math.max(1, maxFile) - 1; k >= 0; k--) {
+      const f = openLog(sys, dirFd, k ? `${base}.${k}` : base);
       if (f) files.push(f);
     }
-    const current = openLog(sys, dirFd, base);
-    if (current) files.push(current);
-    return { files, currentIno: current ? current.statSync().ino ?? -1 : -1 };
-  });
+    return files;
+  } finally {
+    if (locked) sys.flock(dirFd, C.LOCK_UN);
+  }
 }
 
 /**
@@ -373,9 +367,12 @@ export interface FollowPos {
   offset: number;
 }
 
+/** Nothing read yet. */
+export const START: FollowPos = { file: null, ino: -1, offset: 0 };
+
 /**
- * One look of `logs -f`: every whole line written since `pos`, oldest first, across any
- * number of rotations. The set is opened under the lock (one moment); the file that is
+ * One look of `micro logs` (the first from `START`, then each of `-f`'s): every whole line
+ * written since `pos`, oldest first, across any number of rotations. The set is opened under the lock (one moment); the file that is
  * `pos`'s is read from `pos.offset` (from `pos.file` itself when it is no longer kept), the
  * newer ones whole. The returned position holds the newest file open; `pos.file` is closed
  * when it is not that one.
@@ -388,34 +385,21 @@ export function followStep(
   pos: FollowPos,
   each: (line: string) => void,
 ): FollowPos {
-  const set = openLogSet(sys, dirFd, base, maxFile);
+  const files = openLogSet(sys, dirFd, base, maxFile);
   let next = pos;
   try {
-    const inos = set.files.map((f) => f.statSync().ino ?? -1);
+    const inos = files.map((f) => f.statSync().ino ?? -1);
     const at = pos.file ? inos.indexOf(pos.ino) : -1;
-    if (pos.file && at < 0 && set.files.length) readLines(pos.file, pos.offset, each);
-    for (let k = Math.max(at, 0); k < set.files.length; k++) {
-      const offset = readLines(set.files[k], k === at ? pos.offset : 0, each);
-      next = { file: set.files[k], ino: inos[k], offset };
+    if (pos.file && at < 0 && files.length) readLines(pos.file, pos.offset, each);
+    for (let k = Math.max(at, 0); k < files.length; k++) {
+      const offset = readLines(files[k], k === at ? pos.offset : 0, each);
+      next = { file: files[k], ino: inos[k], offset };
     }
   } finally {
-    for (const f of set.files) if (f !== next.file) f.close();
+    for (const f of files) if (f !== next.file) f.close();
     if (pos.file && pos.file !== next.file) pos.file.close();
   }
   return next;
-}
-
-/**
- * Runs `fn` under the log directory's shared flock (see openLogSet): what it opens is of
- * one moment, no rotation in between.
- */
-export function underLogLock<T>(sys: Sys, dirFd: number, fn: () => T): T {
-  const locked = sys.flock(dirFd, C.LOCK_SH) === 0;
-  try {
-    return fn();
-  } finally {
-    if (locked) sys.flock(dirFd, C.LOCK_UN);
-  }
 }
 
 /**

@@ -22,6 +22,7 @@ import {
   openLog,
   openLogDir,
   openLogSet,
+  START,
 } from "../../core/supervisor/logs.ts";
 import { openLibc } from "../../core/sys/libc.ts";
 import { C } from "../../core/sys/mod.ts";
@@ -286,16 +287,16 @@ for (const maxFile of [1, 2, 3]) {
       let whole = 0;
       const until = Date.now() + 1500;
       while (Date.now() < until) {
-        const set = openLogSet(sys, dirFd, "id-json.log", maxFile);
+        const files = openLogSet(sys, dirFd, "id-json.log", maxFile);
         const got: number[] = [];
         try {
-          for (const f of set.files) {
+          for (const f of files) {
             readLines(f, 0, (line) => got.push(Number(JSON.parse(line).log.slice(1))));
           }
           // every file there once the writer has rotated enough (none missing mid-rotation)
-          if (got.at(-1)! > 200) assert.equal(set.files.length, maxFile, `set ${sets}`);
+          if (got.at(-1)! > 200) assert.equal(files.length, maxFile, `set ${sets}`);
         } finally {
-          for (const f of set.files) f.close();
+          for (const f of files) f.close();
         }
         if (!got.length) continue;
         sets++;
@@ -395,7 +396,7 @@ Deno.test("logs -f: each look reads what came since the last, across two rotatio
         seen.push(Number(JSON.parse(line).log.split(" ")[1]));
       });
     write(3);
-    let pos = look({ file: null, ino: -1, offset: 0 });
+    let pos = look(START);
     assert.deepEqual(seen, [0, 1, 2]);
     // about 5 lines a file: two rotations between two looks, nothing lost or repeated
     write(9);
