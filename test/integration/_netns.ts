@@ -104,6 +104,17 @@ export class Netns {
     return new Background([...this.enter, "env", ...set, MICRO, ...args], { cmd: "nsenter" });
   }
 
+  /**
+   * A CNI network list `NAME.conflist` in the namespace's private /run/micro/net.d; returns
+   * that directory as micro there sees it (for --cni-config-dir).
+   */
+  writeConflist(list: { name: string; cniVersion: string; plugins: unknown[] }): string {
+    const dir = `/proc/${this.pid}/root/run/micro/net.d`;
+    Deno.mkdirSync(dir, { recursive: true });
+    Deno.writeTextFileSync(`${dir}/${list.name}.conflist`, JSON.stringify(list));
+    return "/run/micro/net.d";
+  }
+
   async close(): Promise<void> {
     try {
       this.holder.kill("SIGKILL");

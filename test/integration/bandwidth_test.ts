@@ -212,25 +212,20 @@ microTest(
         assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
         assert.match(r.stderr, new RegExp(`--egress-rate needs a CNI network .*--network ${mode}`));
       }
-      const dir = `/proc/${host.pid}/root/run/micro/net.d`;
-      Deno.mkdirSync(dir, { recursive: true });
-      Deno.writeTextFileSync(
-        `${dir}/lan.conflist`,
-        JSON.stringify({
-          cniVersion: "1.0.0",
-          name: "lan",
-          plugins: [{
-            type: "bridge",
-            bridge: "lan0",
-            ipam: { type: "host-local", subnet: "10.77.0.0/24" },
-          }],
-        }),
-      );
+      const netd = host.writeConflist({
+        cniVersion: "1.0.0",
+        name: "lan",
+        plugins: [{
+          type: "bridge",
+          bridge: "lan0",
+          ipam: { type: "host-local", subnet: "10.77.0.0/24" },
+        }],
+      });
       const r = await host.micro([
         "run",
         "--rm",
         "--cni-config-dir",
-        "/run/micro/net.d",
+        netd,
         "--network",
         "lan",
         "--ingress-rate",

@@ -34,24 +34,19 @@ microTest(
       Deno.chmodSync(plugins, 0o755);
       Deno.writeTextFileSync(`${plugins}/slow`, SLOW, { mode: 0o755 });
       await withHosts(async (host) => {
-        const netd = `/proc/${host.pid}/root/run/micro/net.d`;
-        Deno.mkdirSync(netd, { recursive: true });
-        Deno.writeTextFileSync(
-          `${netd}/slow.conflist`,
-          JSON.stringify({
-            cniVersion: "1.0.0",
-            name: "slow",
-            plugins: [
-              {
-                type: "bridge",
-                bridge: "slow0",
-                isGateway: true,
-                ipam: { type: "host-local", subnet: "10.79.0.0/24" },
-              },
-              { type: "slow" },
-            ],
-          }),
-        );
+        const netd = host.writeConflist({
+          cniVersion: "1.0.0",
+          name: "slow",
+          plugins: [
+            {
+              type: "bridge",
+              bridge: "slow0",
+              isGateway: true,
+              ipam: { type: "host-local", subnet: "10.79.0.0/24" },
+            },
+            { type: "slow" },
+          ],
+        });
         const env = { CNI_PATH: `${plugins}:/usr/lib/cni` };
         const name = uniqueName("ready");
         const c = host.background([
@@ -60,7 +55,7 @@ microTest(
           "--name",
           name,
           "--cni-config-dir",
-          "/run/micro/net.d",
+          netd,
           "--network",
           "slow",
           IMAGE,
