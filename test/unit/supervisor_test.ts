@@ -25,7 +25,7 @@ import {
   START,
 } from "../../core/supervisor/logs.ts";
 import { openLibc } from "../../core/sys/libc.ts";
-import { C } from "../../core/sys/mod.ts";
+import { C, type Sys } from "../../core/sys/mod.ts";
 import { exists } from "../../core/host.ts";
 import type { ContainerRecord } from "../../core/store/containers.ts";
 import { parseSince, startArgv } from "../../commands/lifecycle.ts";
@@ -352,11 +352,8 @@ Deno.test("json-file: a rotation that cannot make the new file keeps logging in 
   }
 });
 
-Deno.test("json-file: a rotation waits for a reader's lock, a bounded time", () => {
-  const dir = Deno.makeTempDirSync({ prefix: "micro-logs-" });
-  const sys = openLibc();
-  const reader = openLogDir(sys, dir);
-  try {
+Deno.test("json-file: a rotation waits for a reader's lock, a bounded time", () =>
+  withLogDir((dir, sys, reader) => {
     const path = `${dir}/x-json.log`;
     const log = new JsonLog(path, { maxSize: 300, maxFile: 2 }, () => T, sys);
     for (let i = 0; i < 4; i++) log.write("stdout", enc.encode(`line ${i}\n`));
@@ -374,17 +371,10 @@ Deno.test("json-file: a rotation waits for a reader's lock, a bounded time", () 
     log.close();
     const all = [`${path}.1`, path].flatMap((f) => entries(f).map((e) => e.log));
     assert.deepEqual(all, Array.from({ length: 8 }, (_, i) => `line ${i}\n`));
-  } finally {
-    sys.close(reader);
-    Deno.removeSync(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("logs -f: each look reads what came since the last, across two rotations and more", () => {
-  const dir = Deno.makeTempDirSync({ prefix: "micro-logs-" });
-  const sys = openLibc();
-  const dirFd = openLogDir(sys, dir);
-  try {
+Deno.test("logs -f: each look reads what came since the last, across two rotations and more", () =>
+  withLogDir((dir, sys, dirFd) => {
     const log = new JsonLog(`${dir}/id-json.log`, { maxSize: 300, maxFile: 3 }, () => T, sys);
     let n = 0;
     const write = (k: number) => {
@@ -415,8 +405,17 @@ Deno.test("logs -f: each look reads what came since the last, across two rotatio
     assert.equal(seen.at(-1), n - 1);
     pos.file?.close();
     log.close();
+  }));
+
+/** A temporary log directory, libc, and the directory's fd (openLogDir); all gone after. */
+function withLogDir(fn: (dir: string, sys: Sys, dirFd: number) => void): void {
+  const dir = Deno.makeTempDirSync({ prefix: "micro-logs-" });
+  const sys = openLibc();
+  const dirFd = openLogDir(sys, dir);
+  try {
+    fn(dir, sys, dirFd);
   } finally {
     sys.close(dirFd);
     Deno.removeSync(dir, { recursive: true });
   }
-});
+}
