@@ -35,7 +35,8 @@ import {
 import { TRAMPOLINE } from "./trampoline.ts";
 import { sealedProgram } from "./memfd.ts";
 import { copyWindowSize, Relays, type StdioEnds } from "./stdio.ts";
-import { mark } from "../trace.ts";
+import { mark, now, span } from "../trace.ts";
+import { COMPACT_AFTER_MS, compactHeap } from "../v8.ts";
 import { cloneArgs } from "./clone.ts";
 import { bitmask } from "../sched.ts";
 
@@ -426,7 +427,9 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
           handed = true;
           return { exitCode: 0, detached: { pid, ends } };
         }
-        const result = await supervise(pid, ends, opts, signals, sys);
+        // A forked watchdog shares micro's pages: compacting would copy them all.
+        const compact = !watchdog || watchdog.native;
+        const result = await supervise(pid, ends, opts, signals, sys, compact);
         mark("wait (command runs)");
         const oom = parent.oomKilled();
         return oom === undefined ? result : { ...result, oomKilled: oom };
@@ -1033,6 +1036,7 @@ async function supervise(
   opts: EngineOptions,
   signals: RunSignals,
   sys: Sys,
+  compact: boolean,
 ): Promise<RunResult> {
   let restore = () => {};
   let relays: Relays | null = null;
@@ -1044,7 +1048,17 @@ async function supervise(
     relays = new Relays(sys, ends, { stdin: opts.stdin });
     const master = ends.master;
     signals.running(master >= 0 ? () => copyWindowSize(sys, master) : null);
-    const { pid: got, status } = await sys.waitpid(pid);
+    // A container that runs on: its start-up garbage is given back (core/v8.ts).
+    let waiting = compact;
+    if (compact) {
+      sys.sleepAsync(COMPACT_AFTER_MS).then(() => {
+        if (!waiting) return;
+        const t = now();
+        const gc = compactHeap(sys);
+        span(gc ? "heap compaction (running)" : "malloc trim (running, no --expose-gc)", t);
+      });
+    }
+    const { pid: got, status } = await sys.waitpid(pid).finally(() => waiting = false);
     if (got < 0) throw new MicroError(`waitpid ${pid}: ${errnoName(-got)}`);
     signals.draining();
     await relays.finish(signals.stopped);

@@ -138,6 +138,8 @@ export class RecordingSys implements Sys {
   private readonly sends = new Map<number, SentRecord[]>();
   private readonly recvs = new Map<number, { record: [number, number]; fd?: number }[]>();
   private readonly waits: number[] = [];
+  /** The pending `sleepAsync` calls' resolvers, oldest first: call one to end its sleep. */
+  readonly timers: (() => void)[] = [];
   private readonly stats = new Map<number, Stat>();
   private nextFd = 3;
   /** What capget reports: [effective, permitted, inheritable] as lo,hi pairs. */
@@ -487,7 +489,18 @@ export class RecordingSys implements Sys {
   waitpid(pid: number) {
     const got = this.record("waitpid", [pid], () => pid);
     const status = got < 0 ? 0 : this.waits.shift() ?? this.waitStatus;
-    return Promise.resolve({ pid: got, status });
+    const result = { pid: got, status };
+    return this.waitGate ? this.waitGate.then(() => result) : Promise.resolve(result);
+  }
+  private waitGate: Promise<void> | null = null;
+  /**
+   * Holds every `waitpid` until the returned function is called (a container that runs on
+   * while a test acts).
+   */
+  holdWaits(): () => void {
+    let release = () => {};
+    this.waitGate = new Promise<void>((r) => release = r);
+    return release;
   }
   reap(pid: number) {
     const got = this.record("reap", [pid], () => pid);
@@ -598,6 +611,16 @@ export class RecordingSys implements Sys {
   }
   sleep(ms: number) {
     return this.record("sleep", [ms], () => 0);
+  }
+  trimMalloc() {
+    this.record("trimMalloc", [], () => 0);
+  }
+  /** Recorded; resolves only when a test calls the resolver it leaves in `timers`. */
+  sleepAsync(ms: number) {
+    return new Promise<number>((resolve) => {
+      this.record("sleepAsync", [ms], () => 0);
+      this.timers.push(() => resolve(0));
+    });
   }
   fstatat(dirfd: number, path: CStr, flags: number, st: Stat) {
     return this.record("fstatat", [dirfd, this.s(path), flags], () => {

@@ -68,6 +68,8 @@ const NR = {
     getcwd: 79,
     fstat: 5,
     nanosleep: 35,
+    timerfd_create: 283,
+    timerfd_settime: 286,
     memfd_create: 319,
     fcntl: 72,
     fchown: 93,
@@ -160,6 +162,8 @@ const NR = {
     getcwd: 17,
     fstat: 80,
     nanosleep: 101,
+    timerfd_create: 85,
+    timerfd_settime: 86,
     memfd_create: 279,
     fcntl: 25,
     fchown: 55,
@@ -773,6 +777,28 @@ function bindLibc(): Sys {
       timespec[0] = Math.floor(ms / 1000);
       timespec[2] = (ms % 1000) * 1_000_000;
       return r(lib.bb(nr.nanosleep, timespecBytes, null));
+    },
+    trimMalloc() {
+      // Not in SYMBOLS: a libc function, not a syscall, that only this calls, once a run.
+      const t = now();
+      const lib = Deno.dlopen("libc.so.6", {
+        malloc_trim: { parameters: ["usize", Z], result: "i32" },
+      });
+      span("libc bind", t);
+      lib.symbols.malloc_trim(0n, ZERO);
+      lib.close();
+    },
+    async sleepAsync(ms) {
+      // CLOCK_MONOTONIC, TFD_CLOEXEC; struct itimerspec {interval, value}, one shot.
+      const fd = r(lib.i(nr.timerfd_create, 1, 0o2000000, 0, 0, 0));
+      if (fd < 0) return fd;
+      const spec = new Uint32Array(8);
+      spec[4] = Math.floor(ms / 1000);
+      spec[6] = (ms % 1000) * 1_000_000;
+      let rc = r(lib.iibb(nr.timerfd_settime, fd, 0, new Uint8Array(spec.buffer), null));
+      if (rc >= 0) rc = await retryAsync(() => lib.ibi_async(nr.read, fd, new Uint8Array(8), 8), 5);
+      sys.close(fd);
+      return rc < 0 ? rc : 0;
     },
     memfdCreate: (name, flags) => r(lib.bi(nr.memfd_create, name, flags)),
     fcntl: (fd, cmd, arg) => r(lib.i(nr.fcntl, fd, cmd, arg, 0, 0)),

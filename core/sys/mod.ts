@@ -192,6 +192,14 @@ export interface Sys {
   ignoreSignals(): number;
   /** nanosleep(2) for `ms` milliseconds, on this thread. */
   sleep(ms: number): number;
+  /**
+   * Resolves after `ms` milliseconds (a timerfd read off the main thread: setTimeout would
+   * load Node's timers layer, bench/README.md ninth session), with 0 or -errno. The read
+   * holds one of Deno's blocking threads until then, even when the caller has moved on.
+   */
+  sleepAsync(ms: number): Promise<number>;
+  /** malloc_trim(3): gives the free memory of malloc's arenas back to the kernel. */
+  trimMalloc(): void;
   /** memfd_create(2). */
   memfdCreate(name: CStr, flags: number): number;
   /** fcntl(2) with an integer argument (F_SETFD, F_ADD_SEALS, ...). */

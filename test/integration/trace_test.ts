@@ -79,3 +79,23 @@ microTest(
     assert.ok(phases(capAdd.stderr).has("seccomp compile"), show(capAdd));
   },
 );
+
+microTest(
+  "trace: a container that runs on has micro's heap compacted once; /bin/true and --pid host not",
+  async () => {
+    const long = await run(["run", "--rm", IMAGE, "/bin/sleep", "1"], {
+      env: { MICRO_TRACE: "1" },
+    });
+    assert.equal(long.code, 0, show(long));
+    assert.equal(phases(long.stderr).has("heap compaction (running)"), true, show(long));
+    const short = await run(["run", "--rm", IMAGE, "/bin/true"], { env: { MICRO_TRACE: "1" } });
+    assert.equal(short.code, 0, show(short));
+    assert.doesNotMatch(short.stderr, /compaction|malloc trim/, show(short));
+    // A forked watchdog shares micro's pages: a compaction would copy them.
+    const host = await run(["run", "--rm", "--pid", "host", IMAGE, "/bin/sleep", "1"], {
+      env: { MICRO_TRACE: "1" },
+    });
+    assert.equal(host.code, 0, show(host));
+    assert.doesNotMatch(host.stderr, /compaction|malloc trim/, show(host));
+  },
+);

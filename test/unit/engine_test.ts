@@ -25,6 +25,7 @@ import {
   syncMode,
 } from "../../core/engine/mod.ts";
 import { MicroError } from "../../core/errors.ts";
+import { COMPACT_AFTER_MS } from "../../core/v8.ts";
 import { RunSignals } from "../../core/signals.ts";
 import { CHILD_PHASES, type Op, op } from "../../core/ops.ts";
 import { buildSpec, planRun, type Sections } from "../../core/plan.ts";
@@ -121,6 +122,7 @@ const rest = (fd: number) => [`close(${fd + 2})`, `close(${fd + 5})`, `close(${f
 const SUPERVISE = [
   "readAsync(8, 65536)",
   "readAsync(10, 65536)",
+  `sleepAsync(${COMPACT_AFTER_MS})`, // the heap compaction's timer (core/v8.ts)
   "waitpid(4242)",
   "ioctlBuf(8, 0x541b)",
   "pollNow(8, 1)",
@@ -228,6 +230,35 @@ Deno.test("execute: one clone with the flags and SIGCHLD, release, READY then EO
   // onChild sees the pid after the clone and before the child is released.
   assert.deepEqual(seen, [{ pid: 4242, callsBefore: SETUP.length }]);
   assert.deepEqual(openedAndClosed(sys), { opened: fdRange(3, 13), closed: fdRange(3, 13) });
+});
+
+/** Lets the engine's pending promise callbacks run (the fake's calls resolve at once). */
+const settle = () => new Promise((r) => setTimeout(r, 0));
+
+Deno.test("execute: a container still running after COMPACT_AFTER_MS: micro's heap is compacted once, then the wait goes on", async () => {
+  const sys = new RecordingSys({ waitStatus: 0 }).scriptRecv(5, READY);
+  const release = sys.holdWaits();
+  const run = execute(PLAN, OPTS, sys);
+  for (let i = 0; i < 50 && sys.timers.length === 0; i++) await settle();
+  assert.deepEqual(sys.format().filter((c) => c.startsWith("sleepAsync")), [
+    `sleepAsync(${COMPACT_AFTER_MS})`,
+  ]);
+  assert.ok(!sys.format().includes("trimMalloc()"));
+  sys.timers[0]();
+  await settle();
+  assert.ok(sys.format().includes("trimMalloc()"), "not compacted while the container runs");
+  release();
+  assert.deepEqual(await run, { exitCode: 0 });
+  assert.equal(sys.format().filter((c) => c === "trimMalloc()").length, 1);
+});
+
+Deno.test("execute: a container that ended before COMPACT_AFTER_MS leaves the heap alone", async () => {
+  const sys = new RecordingSys({ waitStatus: 0 }).scriptRecv(5, READY);
+  assert.deepEqual(await execute(PLAN, OPTS, sys), { exitCode: 0 });
+  assert.equal(sys.timers.length, 1);
+  sys.timers[0](); // the timer's read returns after micro moved on
+  await settle();
+  assert.ok(!sys.format().includes("trimMalloc()"));
 });
 
 Deno.test("execute: a command killed by a signal exits 128+N", async () => {

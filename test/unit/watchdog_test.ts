@@ -306,6 +306,21 @@ Deno.test("execute: the watchdog is forked in the container's sweep, before the 
   });
 });
 
+Deno.test("execute: with a forked watchdog (sharing micro's pages) micro's heap is never compacted", async () => {
+  await withCgroupDir(async (dir) => {
+    const sys = new RecordingSys().scriptRecv(8, READY);
+    assert.deepEqual(await execute(cgroupPlan(dir), OPTS, sys), { exitCode: 0 });
+    assert.ok(sys.format().includes("fork()"));
+    assert.equal(sys.timers.length, 0, "a compaction was timed");
+  });
+  // The static watchdog shares nothing: the compaction is timed.
+  await withCgroupDir(async (dir) => {
+    const sys = new RecordingSys().scriptRecv(10, READY);
+    assert.deepEqual(await execute(pidnsPlan(dir), OPTS, sys), { exitCode: 0 });
+    assert.equal(sys.timers.length, 1);
+  });
+});
+
 Deno.test("execute: a start retried after a signal death keeps the one watchdog", async () => {
   await withCgroupDir(async (dir) => {
     const sys = new RecordingSys({ clonePid: 4243 })
