@@ -4,6 +4,7 @@
  */
 import { EXIT_MICRO, MicroError, MicroErrors } from "./core/errors.ts";
 import { mark, printTrace } from "./core/trace.ts";
+import { cachesToFold, foldCaches } from "./core/denocache.ts";
 
 const HELP = `micro: a Linux container runtime
 
@@ -141,7 +142,14 @@ async function main(argv: string[]): Promise<number> {
   }
   const load = Object.hasOwn(COMMANDS, cmd) ? COMMANDS[cmd] : undefined;
   if (!load) throw new MicroError(`unknown command "${cmd}"`, { hint: 'see "micro --help"' });
-  return await (await load())(argv);
+  const code = await (await load())(argv);
+  // Deno's caches gained pages: folded in for the next command (core/denocache.ts).
+  const caches = cachesToFold();
+  if (caches.length) {
+    await foldCaches(caches);
+    mark("deno cache fold");
+  }
+  return code;
 }
 
 let code: number;

@@ -648,3 +648,37 @@ microTest(
   },
   { ignore: NEEDS_STUB },
 );
+
+microTest(
+  "launcher: Deno's cache logs are folded into their databases by the command after which they hold pages",
+  async () => {
+    await scene(async ({ root }) => {
+      const base = `${root}/cache`;
+      const dir = `${base}/${HASH}/deno_dir`;
+      const wal = (db: string) => {
+        try {
+          return Deno.statSync(`${dir}/${db}-wal`).size;
+        } catch {
+          return 0; // no log
+        }
+      };
+      // The first command compiles its modules (the logs fill) and folds them in as it ends;
+      // one after it finds nothing to fold, and Deno reads its cache from the databases.
+      for (let i = 0; i < 3; i++) {
+        const r = await run(["profile", "list"], {
+          clearEnv: true,
+          env: { PATH, MICRO_CACHE_DIR: base, MICRO_TRACE: "1" },
+          timeoutMs: 60_000,
+        });
+        assert.equal(r.code, 0, show(r));
+        for (const db of ["v8_code_cache_v2", "dep_analysis_cache_v2"]) {
+          assert.equal(wal(db), 0, `${db}'s log after run ${i}:\n${show(r)}`);
+        }
+        if (i === 0) assert.match(r.stderr, /deno cache fold/, show(r));
+        if (i === 2) assert.doesNotMatch(r.stderr, /deno cache fold/, show(r));
+      }
+      assert.ok(Deno.statSync(`${dir}/v8_code_cache_v2`).size > 100_000, "no code cache");
+    });
+  },
+  { ignore: NEEDS_STUB },
+);

@@ -1,0 +1,58 @@
+/**
+ * Deno's own caches (the V8 code cache and the module analysis caches, `$DENO_DIR/*_v2`) are
+ * SQLite databases in write-ahead-log mode, and a Deno process never closes them: nothing
+ * folds the log back into the database, so every later start reads each cached module page by
+ * page out of the log (`pread` into SQLite's page cache: about 1,350 calls a `micro run`, and
+ * 1 MB of malloc'd pages that the attached parent keeps while its container runs), where out
+ * of the database file SQLite maps it (Deno sets `mmap_size`). micro folds them in at the end
+ * of a command that finds a log non-empty: after the first use of each command, once.
+ * Measured in bench/README.md (thirteenth session).
+ */
+
+/** The databases in `$DENO_DIR` (Deno 2.9's names). */
+export const CACHE_DBS = ["v8_code_cache_v2", "dep_analysis_cache_v2", "node_analysis_cache_v2"];
+
+/**
+ * The databases in DENO_DIR (as the launcher sets it) whose log holds pages, as paths: none
+ * when it is unset (under `deno run main.ts` nothing is micro's to fold). One stat each.
+ */
+export function cachesToFold(): string[] {
+  const dir = Deno.env.get("DENO_DIR");
+  if (!dir) return [];
+  return CACHE_DBS.map((db) => `${dir}/${db}`).filter((path) => {
+    try {
+      return Deno.statSync(`${path}-wal`).size > 0;
+    } catch {
+      return false; // no log: nothing to fold
+    }
+  });
+}
+
+/**
+ * Folds each database's log into it and empties the log (`wal_checkpoint(TRUNCATE)`),
+ * waiting for no one: where another micro reads or writes that cache the database is busy,
+ * and left for a later command. Best effort and silent: a cache that cannot be opened
+ * (read-only, damaged) costs speed only, and Deno reports its own problems with it. Only
+ * databases that have a log are given (a log exists only beside its database: none is made).
+ */
+export async function foldCaches(paths: string[]): Promise<void> {
+  let sqlite: typeof import("node:sqlite");
+  try {
+    sqlite = await import("node:sqlite");
+  } catch {
+    return;
+  }
+  for (const path of paths) {
+    let db: InstanceType<typeof sqlite.DatabaseSync> | null = null;
+    try {
+      db = new sqlite.DatabaseSync(path, { timeout: 0 });
+      db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    } catch {
+      /* busy or unreadable: left as it is */
+    } finally {
+      try {
+        db?.close();
+      } catch { /* closed */ }
+    }
+  }
+}
