@@ -30,10 +30,10 @@ export function cachesToFold(): string[] {
 
 /**
  * Folds each database's log into it and empties the log (`wal_checkpoint(TRUNCATE)`),
- * waiting for no one: where another micro reads or writes that cache the database is busy,
- * and left for a later command. Best effort and silent: a cache that cannot be opened
- * (read-only, damaged) costs speed only, and Deno reports its own problems with it. Only
- * databases that have a log are given (a log exists only beside its database: none is made).
+ * waiting for no one (busy timeout 0): where another micro reads that cache the log cannot
+ * be emptied yet, and a later command does it. Best effort and silent: a cache that cannot
+ * be opened (read-only, damaged) costs speed only, and Deno reports its own problems with
+ * it. No database is created.
  */
 export async function foldCaches(paths: string[]): Promise<void> {
   let sqlite: typeof import("node:sqlite");
@@ -45,10 +45,16 @@ export async function foldCaches(paths: string[]): Promise<void> {
   for (const path of paths) {
     let db: InstanceType<typeof sqlite.DatabaseSync> | null = null;
     try {
-      db = new sqlite.DatabaseSync(path, { timeout: 0 });
+      // mode=rw: a database removed since (or a log without one) is not made anew.
+      const url = new URL("file:///");
+      url.pathname = path;
+      url.search = "?mode=rw";
+      db = new sqlite.DatabaseSync(url, { timeout: 0 });
+      // Busy (another connection reads an older snapshot): what it can is copied, the log
+      // stays, and a later command empties it. Nothing else to do here either way.
       db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
     } catch {
-      /* busy or unreadable: left as it is */
+      /* unreadable: left as it is */
     } finally {
       try {
         db?.close();

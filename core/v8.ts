@@ -33,9 +33,9 @@ export const COMPACT_AFTER_MS = 500;
  * Gives back to the kernel what starting a container left in micro's heap (`--expose-gc`
  * above): the young generation a run fills (see `--min-semi-space-size`) and the pages of
  * the modules' garbage. Measured on an attached `sleep`: the parent's `Private_Dirty` 14.8
- * → about 10 MB, an idle Deno script's 8.8 (bench/README.md, thirteenth session); a plain
- * major GC gives back nothing: the "last-resort" flavour shrinks the spaces too. It takes
- * about 12 ms on the one thread, so it runs only once a container has run for
+ * → 13.5 MB (bench/README.md, thirteenth session); a plain major GC gives back nothing: the
+ * "last-resort" flavour shrinks the spaces too. It takes about 30 ms on the one thread, so
+ * it runs only once a container has run for
  * COMPACT_AFTER_MS (a `/bin/true` never pays it), and only from the parent: never in a
  * forked copy, where collecting may wait on a lock another thread held at the clone.
  * False when V8 collected nothing (a micro process started without these flags).

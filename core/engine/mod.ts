@@ -1051,12 +1051,14 @@ async function supervise(
     // A container that runs on: its start-up garbage is given back (core/v8.ts).
     let waiting = compact;
     if (compact) {
-      sys.sleepAsync(COMPACT_AFTER_MS).then(() => {
-        if (!waiting) return;
+      // A timer that could not be made (-errno) compacts nothing; nor may a failure here
+      // reject unhandled (Deno would end micro before its cleanup).
+      sys.sleepAsync(COMPACT_AFTER_MS).then((rc) => {
+        if (rc < 0 || !waiting) return;
         const t = now();
         const gc = compactHeap(sys);
         span(gc ? "heap compaction (running)" : "malloc trim (running, no --expose-gc)", t);
-      });
+      }).catch(() => {});
     }
     const { pid: got, status } = await sys.waitpid(pid).finally(() => waiting = false);
     if (got < 0) throw new MicroError(`waitpid ${pid}: ${errnoName(-got)}`);

@@ -96,7 +96,11 @@ const PASSED = [
  * session's), and restarts containers in it. So nothing of the caller that steers Deno, V8,
  * the dynamic loader or micro's own mode gets in (DENO_*, LD_*, NODE_OPTIONS, MICRO_EXE,
  * MICRO_TRACE...): only micro's settings above, the state root it serves, a system PATH,
- * and the launcher's own Deno cache when there is one. Pure.
+ * and a Deno cache of its own beside the launcher's (`denoDir`) when there is one. Its own:
+ * it runs under other V8 flags than micro's commands, and V8 refuses a code cache made under
+ * other flags, so in one cache each would recompile and rewrite what the other cached
+ * (measured: the next command after a supervisor's start took 139 ms where 38 was usual).
+ * Pure.
  */
 export function supervisorEnv(
   caller: Record<string, string>,
@@ -108,11 +112,30 @@ export function supervisorEnv(
   env.PATH = SUPERVISOR_PATH;
   env.MICRO_STATE_ROOT = stateRoot;
   env.DENO_NO_UPDATE_CHECK = "1";
-  if (denoDir) env.DENO_DIR = denoDir;
+  if (denoDir) env.DENO_DIR = `${denoDir}${SUPERVISOR_CACHE_SUFFIX}`;
   // Under a stream of short-lived log strings V8 lets its heap grow to what a 24 GB host
   // allows (measured: 138 MB of Private_Dirty at 10 chatty containers, flat); small
   // semi-spaces and V8's size-over-speed mode keep it near 47 MB, with no heap cap to hit.
   env.DENO_V8_FLAGS = "--max-semi-space-size=1,--optimize-for-size";
+  return env;
+}
+
+/** What the supervisor's Deno cache adds to the name of the launcher's (supervisorEnv). */
+const SUPERVISOR_CACHE_SUFFIX = "_supervisor";
+
+/**
+ * The environment of a runner the supervisor starts on its own (a restart): its own, as a
+ * command of the first caller's would run, so under micro's V8 flags (core/v8.ts, as
+ * microExe gives them) and with the launcher's Deno cache that those flags fill, not the
+ * supervisor's (see supervisorEnv). Pure.
+ */
+export function runnerEnv(supervisor: Record<string, string>): Record<string, string> {
+  const env = { ...supervisor };
+  delete env.DENO_V8_FLAGS;
+  const dir = env.DENO_DIR;
+  if (dir?.endsWith(SUPERVISOR_CACHE_SUFFIX)) {
+    env.DENO_DIR = dir.slice(0, -SUPERVISOR_CACHE_SUFFIX.length);
+  }
   return env;
 }
 

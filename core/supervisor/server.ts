@@ -38,7 +38,7 @@ import { openLibc } from "../sys/libc.ts";
 import { C, cstr, type Sys } from "../sys/mod.ts";
 import { microExe } from "../store/rmtree.ts";
 import type { Reply, Request } from "./client.ts";
-import { socketPath, supervisorDir } from "./client.ts";
+import { runnerEnv, socketPath, supervisorDir } from "./client.ts";
 import { JsonLog, type LogOptions, logPath } from "./logs.ts";
 import { LogPumps } from "./pumps.ts";
 import { decodeStatus } from "../engine/mod.ts";
@@ -866,9 +866,9 @@ export class Supervisor {
   }
 }
 
-/** The environment a restart runs in: the supervisor's own (the first caller's). */
+/** The environment a restart runs in: the supervisor's own (the first caller's), as a runner's. */
 function restartEnv(): Record<string, string> {
-  return Deno.env.toObject();
+  return runnerEnv(Deno.env.toObject());
 }
 
 /**

@@ -139,7 +139,7 @@ export class RecordingSys implements Sys {
   private readonly recvs = new Map<number, { record: [number, number]; fd?: number }[]>();
   private readonly waits: number[] = [];
   /** The pending `sleepAsync` calls' resolvers, oldest first: call one to end its sleep. */
-  readonly timers: (() => void)[] = [];
+  readonly timers: ((rc?: number) => void)[] = [];
   private readonly stats = new Map<number, Stat>();
   private nextFd = 3;
   /** What capget reports: [effective, permitted, inheritable] as lo,hi pairs. */
@@ -615,11 +615,14 @@ export class RecordingSys implements Sys {
   trimMalloc() {
     this.record("trimMalloc", [], () => 0);
   }
-  /** Recorded; resolves only when a test calls the resolver it leaves in `timers`. */
+  /**
+   * Recorded; resolves only when a test calls the resolver it leaves in `timers`, with 0 or
+   * the -errno given.
+   */
   sleepAsync(ms: number) {
     return new Promise<number>((resolve) => {
       this.record("sleepAsync", [ms], () => 0);
-      this.timers.push(() => resolve(0));
+      this.timers.push((rc = 0) => resolve(rc));
     });
   }
   fstatat(dirfd: number, path: CStr, flags: number, st: Stat) {

@@ -794,9 +794,13 @@ function bindLibc(): Sys {
       if (fd < 0) return fd;
       const spec = new Uint32Array(8);
       spec[4] = Math.floor(ms / 1000);
-      spec[6] = (ms % 1000) * 1_000_000;
+      // An all-zero value disarms the timer (the read would never return): 1 ns at least.
+      spec[6] = Math.max(1, Math.floor(ms % 1000) * 1_000_000);
       let rc = r(lib.iibb(nr.timerfd_settime, fd, 0, new Uint8Array(spec.buffer), null));
-      if (rc >= 0) rc = await retryAsync(() => lib.ibi_async(nr.read, fd, new Uint8Array(8), 8), 5);
+      const expirations = new Uint8Array(8);
+      if (rc >= 0) rc = await retryAsync(() => lib.ibi_async(nr.read, fd, expirations, 8), 5);
+      // The kernel wrote into it from another thread: kept alive until the read is done.
+      expirations[0] |= 0;
       sys.close(fd);
       return rc < 0 ? rc : 0;
     },

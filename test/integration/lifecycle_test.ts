@@ -459,6 +459,38 @@ microTest(
   },
 );
 
+microTest(
+  "a supervisor's start leaves the commands' Deno cache as it was (a cache of its own)",
+  async () => {
+    await withDetached(async (env, root) => {
+      const traced = { ...env, MICRO_TRACE: "1" };
+      // Round 1 compiles what these commands load; in round 2 a new supervisor starts under
+      // its own V8 flags, which in the commands' cache made the next command recompile.
+      for (const round of [1, 2]) {
+        const r = await run(["run", "-d", "--name", `cache-${U}`, IMAGE, "sleep", "100"], {
+          env: traced,
+        });
+        assert.equal(r.code, 0, show(r));
+        const sup = supervisorPid(root);
+        assert.ok(sup, "no supervisor runs");
+        const environ = Deno.readTextFileSync(`/proc/${sup}/environ`).split("\0");
+        const dir = environ.find((l) => l.startsWith("DENO_DIR="));
+        if (dir) assert.match(dir, /\/deno_dir_supervisor$/);
+        for (const argv of [["ps", "-a"], ["rm", "-f", `cache-${U}`]]) {
+          const c = await run(argv, { env: traced });
+          assert.equal(c.code, 0, show(c));
+          if (round === 2) assert.doesNotMatch(c.stderr, /deno cache fold/, show(c));
+        }
+        if (round === 2) assert.doesNotMatch(r.stderr, /deno cache fold/, show(r));
+        // Gone before round 2 (it leaves once it supervises nothing), so that one starts anew.
+        const left = supervisorPid(root);
+        if (left) Deno.kill(left, "SIGKILL");
+        assert.ok(await supervisorGone(root), "the supervisor stayed");
+      }
+    });
+  },
+);
+
 /** The json-file log of container `id` in the test's store (`env`'s, else this process's). */
 function logOf(env: Record<string, string>, id: string): string {
   return `${env.MICRO_ROOT ?? Deno.env.get("MICRO_ROOT")}/containers/${id}/${id}-json.log`;

@@ -57,23 +57,55 @@ Deno.test(
 );
 
 Deno.test(
-  "denocache: a database another connection is reading is left as it is, at once",
+  "denocache: a database another process is reading is not waited for; its log stays for later",
   withCacheDir(async (dir) => {
-    const reader = new DatabaseSync(`${dir}/${CACHE_DBS[0]}`);
+    // A reader in a read transaction of its own, in another process, until its stdin ends.
+    const script = `${dir}/reader.ts`;
+    Deno.writeTextFileSync(
+      script,
+      `import { DatabaseSync } from "node:sqlite";
+       const db = new DatabaseSync(Deno.args[0]);
+       db.exec("BEGIN");
+       db.prepare("SELECT count(*) FROM codecache").get();
+       console.log("reading");
+       await Deno.stdin.readable.pipeTo(new WritableStream());
+       db.exec("COMMIT");`,
+    );
+    const reader = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--no-config", script, `${dir}/${CACHE_DBS[0]}`],
+      stdin: "piped",
+      stdout: "piped",
+    }).spawn();
+    const out = reader.stdout.getReader();
     try {
-      // An open read transaction pins the log: TRUNCATE cannot empty it.
-      reader.exec("BEGIN");
-      reader.prepare("SELECT count(*) FROM codecache").get();
-      const size = walSize(dir);
+      const { value } = await out.read();
+      assert.match(new TextDecoder().decode(value), /reading/);
       const t = performance.now();
       await foldCaches(cachesToFold());
-      assert.ok(performance.now() - t < 2000, "waited for the reader");
-      assert.equal(walSize(dir), size);
-      assert.equal(cachesToFold().length, 1, "left for a later command");
-      reader.exec("COMMIT");
+      // SQLite's busy handler sleeps and retries for as long as a timeout allows.
+      assert.ok(performance.now() - t < 500, "waited for the reader");
+      assert.ok(walSize(dir) > 0, "the log was emptied under a reader");
+      assert.equal(cachesToFold().length, 1, "not left for a later command");
     } finally {
-      reader.close();
+      await reader.stdin.close();
+      out.releaseLock();
+      await reader.stdout.cancel();
+      await reader.status;
     }
+    // The reader gone, the next fold empties it.
+    await foldCaches(cachesToFold());
+    assert.equal(walSize(dir), 0);
+  }),
+);
+
+Deno.test(
+  "denocache: a log whose database is gone does not make a database",
+  withCacheDir(async (dir) => {
+    const lonely = `${dir}/${CACHE_DBS[1]}`;
+    Deno.writeFileSync(`${lonely}-wal`, new Uint8Array(4096).fill(1));
+    assert.ok(cachesToFold().includes(lonely));
+    await foldCaches([lonely]);
+    assert.throws(() => Deno.statSync(lonely), Deno.errors.NotFound);
   }),
 );
 

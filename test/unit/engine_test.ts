@@ -252,6 +252,18 @@ Deno.test("execute: a container still running after COMPACT_AFTER_MS: micro's he
   assert.equal(sys.format().filter((c) => c === "trimMalloc()").length, 1);
 });
 
+Deno.test("execute: a compaction timer that could not be made (EMFILE) compacts nothing", async () => {
+  const sys = new RecordingSys({ waitStatus: 0 }).scriptRecv(5, READY);
+  const release = sys.holdWaits();
+  const run = execute(PLAN, OPTS, sys);
+  for (let i = 0; i < 50 && sys.timers.length === 0; i++) await settle();
+  sys.timers[0](-24);
+  await settle();
+  release();
+  assert.deepEqual(await run, { exitCode: 0 });
+  assert.ok(!sys.format().includes("trimMalloc()"));
+});
+
 Deno.test("execute: a container that ended before COMPACT_AFTER_MS leaves the heap alone", async () => {
   const sys = new RecordingSys({ waitStatus: 0 }).scriptRecv(5, READY);
   assert.deepEqual(await execute(PLAN, OPTS, sys), { exitCode: 0 });

@@ -15,7 +15,7 @@ import {
   type RestartRecord,
   shouldRestart,
 } from "../../core/supervisor/policy.ts";
-import { supervisorEnv } from "../../core/supervisor/client.ts";
+import { runnerEnv, supervisorEnv } from "../../core/supervisor/client.ts";
 import {
   type FollowPos,
   followStep,
@@ -235,9 +235,21 @@ Deno.test("supervisor env: built from micro's settings; the caller's loader, Den
     PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     MICRO_STATE_ROOT: "/run/micro",
     DENO_NO_UPDATE_CHECK: "1",
-    DENO_DIR: "/var/cache/micro/abc/deno_dir",
+    DENO_DIR: "/var/cache/micro/abc/deno_dir_supervisor",
     DENO_V8_FLAGS: "--max-semi-space-size=1,--optimize-for-size",
   });
+});
+
+Deno.test("runner env: a restart runs under micro's own V8 flags, with the launcher's Deno cache", () => {
+  const sup = supervisorEnv({ HOME: "/root" }, "/run/micro", "/var/cache/micro/abc/deno_dir");
+  const env = runnerEnv(sup);
+  assert.equal(env.DENO_V8_FLAGS, undefined);
+  assert.equal(env.DENO_DIR, "/var/cache/micro/abc/deno_dir");
+  assert.deepEqual({ ...env, DENO_DIR: sup.DENO_DIR, DENO_V8_FLAGS: sup.DENO_V8_FLAGS }, sup);
+  // Without the launcher (deno run main.ts) there is no cache to name.
+  assert.equal(runnerEnv(supervisorEnv({}, "/run/micro")).DENO_DIR, undefined);
+  // A supervisor of an earlier micro shared the launcher's cache: kept.
+  assert.equal(runnerEnv({ DENO_DIR: "/c/deno_dir" }).DENO_DIR, "/c/deno_dir");
 });
 
 Deno.test("logs: a log file is opened in its directory fd, only a regular file, no link, no FIFO", () => {
