@@ -47,7 +47,7 @@ export async function foldCaches(paths: string[]): Promise<void> {
     try {
       // mode=rw: a database removed since (or a log without one) is not made anew.
       const url = new URL("file:///");
-      url.pathname = path;
+      url.pathname = path.replaceAll("%", "%25"); // SQLite decodes %HH in a file: URI
       url.search = "?mode=rw";
       db = new sqlite.DatabaseSync(url, { timeout: 0 });
       // Busy (another connection reads an older snapshot): what it can is copied, the log

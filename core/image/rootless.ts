@@ -10,7 +10,7 @@ import { MicroError } from "../errors.ts";
 import { runInUserns, type UsernsMaps } from "../engine/userns.ts";
 import type { Sys } from "../sys/mod.ts";
 import type { UnpackResult } from "./unpack.ts";
-import { microExe } from "../store/rmtree.ts";
+import { microExe, runnerEnv } from "../store/rmtree.ts";
 
 export interface UsernsUnpackOptions {
   /** The layer's media type (see unpackLayer). */
@@ -24,8 +24,10 @@ const KEEP_ENV = ["HOME", "PATH", "TMPDIR", "XDG_CACHE_HOME", "MICRO_CACHE_DIR",
 
 /** KEEP_ENV as NAME=value, for the program run in the user namespace. */
 function keptEnv(): string[] {
+  // DENO_DIR as runnerEnv gives it: the cache of micro's own flags, even from the supervisor.
+  const env = runnerEnv(Deno.env.toObject());
   return KEEP_ENV.flatMap((k) => {
-    const v = Deno.env.get(k);
+    const v = env[k];
     return v === undefined ? [] : [`${k}=${v}`];
   });
 }

@@ -13,16 +13,54 @@ import { V8_FLAGS } from "../v8.ts";
  * `v8Flags`: core/v8.ts's, which a process that forks the engine needs.
  */
 export function microExe(v8Flags = V8_FLAGS): string[] {
-  const main = new URL(Deno.mainModule);
-  return [
-    Deno.execPath(),
-    "run",
-    "-A",
-    `--v8-flags=${v8Flags}`,
-    "--no-prompt",
-    "--quiet",
-    main.protocol === "file:" ? decodeURIComponent(main.pathname) : main.href,
-  ];
+  return denoRunArgs(Deno.execPath(), Deno.mainModule, v8Flags, (p) => {
+    try {
+      return Deno.lstatSync(p).isFile;
+    } catch {
+      return false;
+    }
+  });
+}
+
+/**
+ * `deno run` of `mainModule` with micro's flags. The bundle the launcher runs gets the
+ * launcher's own (tools/build.sh): above all `--no-config`, as Deno otherwise looks for a
+ * deno.json from the bundle's directory up, and a cache under a sticky directory (/tmp)
+ * would take another user's `/tmp/deno.json`, whose import map could put their code in
+ * place of micro's (reproduced). A checkout's main.ts gets its own deno.json, named.
+ */
+export function denoRunArgs(
+  deno: string,
+  mainModule: string,
+  v8Flags: string,
+  isFile: (path: string) => boolean,
+): string[] {
+  const main = new URL(mainModule);
+  const path = main.protocol === "file:" ? decodeURIComponent(main.pathname) : main.href;
+  const config = path.endsWith("/main.ts") ? `${path.slice(0, -"main.ts".length)}deno.json` : "";
+  const source = config && isFile(config)
+    ? ["--config", config]
+    : ["--no-config", "--no-lock", "--cached-only", "--no-remote", "--no-npm"];
+  return [deno, "run", "-A", `--v8-flags=${v8Flags}`, "--no-prompt", "--quiet", ...source, path];
+}
+
+/** What the supervisor's Deno cache adds to the name of the launcher's (supervisorEnv). */
+export const SUPERVISOR_CACHE_SUFFIX = "_supervisor";
+
+/**
+ * The environment of a micro process started by another (`microExe`): the starter's, but
+ * under micro's own V8 flags (the supervisor's `DENO_V8_FLAGS` dropped) and with the
+ * launcher's Deno cache, which those flags fill, not the supervisor's (see supervisorEnv:
+ * V8 refuses a code cache made under other flags). Pure.
+ */
+export function runnerEnv(starter: Record<string, string>): Record<string, string> {
+  const env = { ...starter };
+  delete env.DENO_V8_FLAGS;
+  const dir = env.DENO_DIR;
+  if (dir?.endsWith(SUPERVISOR_CACHE_SUFFIX)) {
+    env.DENO_DIR = dir.slice(0, -SUPERVISOR_CACHE_SUFFIX.length);
+  }
+  return env;
 }
 
 /**
@@ -35,6 +73,8 @@ export function removeTreeAsOwner(path: string): string | undefined {
   try {
     const r = new Deno.Command(exe[0], {
       args: [...exe.slice(1), "_remove-tree", path],
+      clearEnv: true,
+      env: runnerEnv(Deno.env.toObject()),
       stdin: "null",
       stdout: "piped",
       stderr: "piped",

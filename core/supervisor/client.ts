@@ -7,7 +7,7 @@
  * first one's lock and leaves).
  */
 import { MicroError } from "../errors.ts";
-import { microExe } from "../store/rmtree.ts";
+import { microExe, SUPERVISOR_CACHE_SUFFIX } from "../store/rmtree.ts";
 import { untrustedRoot, untrustedRootError } from "../stateroot.ts";
 
 export function supervisorDir(stateRoot: string): string {
@@ -117,25 +117,6 @@ export function supervisorEnv(
   // allows (measured: 138 MB of Private_Dirty at 10 chatty containers, flat); small
   // semi-spaces and V8's size-over-speed mode keep it near 47 MB, with no heap cap to hit.
   env.DENO_V8_FLAGS = "--max-semi-space-size=1,--optimize-for-size";
-  return env;
-}
-
-/** What the supervisor's Deno cache adds to the name of the launcher's (supervisorEnv). */
-const SUPERVISOR_CACHE_SUFFIX = "_supervisor";
-
-/**
- * The environment of a runner the supervisor starts on its own (a restart): its own, as a
- * command of the first caller's would run, so under micro's V8 flags (core/v8.ts, as
- * microExe gives them) and with the launcher's Deno cache that those flags fill, not the
- * supervisor's (see supervisorEnv). Pure.
- */
-export function runnerEnv(supervisor: Record<string, string>): Record<string, string> {
-  const env = { ...supervisor };
-  delete env.DENO_V8_FLAGS;
-  const dir = env.DENO_DIR;
-  if (dir?.endsWith(SUPERVISOR_CACHE_SUFFIX)) {
-    env.DENO_DIR = dir.slice(0, -SUPERVISOR_CACHE_SUFFIX.length);
-  }
   return env;
 }
 

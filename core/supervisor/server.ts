@@ -36,9 +36,9 @@ import {
 import { readRecord, writeRecord } from "../store/containers.ts";
 import { openLibc } from "../sys/libc.ts";
 import { C, cstr, type Sys } from "../sys/mod.ts";
-import { microExe } from "../store/rmtree.ts";
+import { microExe, runnerEnv } from "../store/rmtree.ts";
 import type { Reply, Request } from "./client.ts";
-import { runnerEnv, socketPath, supervisorDir } from "./client.ts";
+import { socketPath, supervisorDir } from "./client.ts";
 import { JsonLog, type LogOptions, logPath } from "./logs.ts";
 import { LogPumps } from "./pumps.ts";
 import { decodeStatus } from "../engine/mod.ts";
@@ -377,6 +377,12 @@ export class Supervisor {
 
   private async runOne(argv: string[], cwd: string, env: Record<string, string>): Promise<Reply> {
     const exe = microExe();
+    // The caller's environment, but the Deno cache of this supervisor's own micro (the caller
+    // may be another version, whose cache holds other code under other flags).
+    env = { ...env };
+    const cache = runnerEnv(Deno.env.toObject()).DENO_DIR;
+    if (cache) env.DENO_DIR = cache;
+    else delete env.DENO_DIR;
     const verb = argv[0] === "_start" ? "_start-detached" : "_run-detached";
     const child = new Deno.Command(exe[0], {
       args: [...exe.slice(1), verb, ...argv.slice(1)],

@@ -12,7 +12,18 @@
  * tmpfs on /tmp and /var/cache.
  */
 import assert from "node:assert/strict";
-import { exists, lacking, MICRO, microTest, NEEDS, run, type RunResult, show } from "./_helpers.ts";
+import {
+  exists,
+  IMAGE,
+  lacking,
+  MICRO,
+  microTest,
+  NEEDS,
+  run,
+  type RunResult,
+  show,
+} from "./_helpers.ts";
+import { killAllDetached } from "./_detached.ts";
 
 /** The stub's cache key (its `h=` line); undefined when MICRO is not the single-file form. */
 const HASH: string | undefined = (() => {
@@ -678,6 +689,47 @@ microTest(
         if (i === 2) assert.doesNotMatch(r.stderr, /deno cache fold/, show(r));
       }
       assert.ok(Deno.statSync(`${dir}/v8_code_cache_v2`).size > 100_000, "no code cache");
+    });
+  },
+  { ignore: NEEDS_STUB },
+);
+
+microTest(
+  "launcher: a deno.json above a cache under /tmp does not steer the processes micro starts (the supervisor)",
+  async () => {
+    await scene(async ({ root, tmp, marker }) => {
+      // The cache in a sticky directory (the last-resort /tmp/micro-UID, or MICRO_CACHE_DIR
+      // there), and another user's deno.json above it whose import map swaps micro's chunks.
+      const base = `${tmp}/micro-0`;
+      Deno.mkdirSync(`${root}/evil`);
+      Deno.writeTextFileSync(
+        `${root}/evil/main.js`,
+        `Deno.writeTextFileSync(${JSON.stringify(marker)}, "hijacked " + Deno.args.join(" "));\n`,
+      );
+      Deno.writeTextFileSync(
+        `${tmp}/deno.json`,
+        JSON.stringify({ imports: { [`file://${base}/${HASH}/lib/`]: `file://${root}/evil/` } }),
+      );
+      const state = `${root}/state`;
+      Deno.mkdirSync(state, { mode: 0o711 });
+      const env = {
+        PATH,
+        MICRO_CACHE_DIR: base,
+        MICRO_STATE_ROOT: state,
+        MICRO_ROOT: `${root}/store`,
+        MICRO_DEFAULT_NETWORK: "none",
+      };
+      try {
+        const r = await run(["run", "-d", "--rm", IMAGE, "true"], {
+          clearEnv: true,
+          env,
+          timeoutMs: 60_000,
+        });
+        assert.equal(r.code, 0, show(r));
+        assert.ok(!exists(marker), `the import map ran: ${readMarker(marker)}`);
+      } finally {
+        killAllDetached(state);
+      }
     });
   },
   { ignore: NEEDS_STUB },

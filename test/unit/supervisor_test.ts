@@ -15,7 +15,8 @@ import {
   type RestartRecord,
   shouldRestart,
 } from "../../core/supervisor/policy.ts";
-import { runnerEnv, supervisorEnv } from "../../core/supervisor/client.ts";
+import { supervisorEnv } from "../../core/supervisor/client.ts";
+import { denoRunArgs, runnerEnv } from "../../core/store/rmtree.ts";
 import {
   type FollowPos,
   followStep,
@@ -248,8 +249,44 @@ Deno.test("runner env: a restart runs under micro's own V8 flags, with the launc
   assert.deepEqual({ ...env, DENO_DIR: sup.DENO_DIR, DENO_V8_FLAGS: sup.DENO_V8_FLAGS }, sup);
   // Without the launcher (deno run main.ts) there is no cache to name.
   assert.equal(runnerEnv(supervisorEnv({}, "/run/micro")).DENO_DIR, undefined);
-  // A supervisor of an earlier micro shared the launcher's cache: kept.
+  // A process outside a supervisor (a command, `micro _supervise` by hand): its cache kept.
   assert.equal(runnerEnv({ DENO_DIR: "/c/deno_dir" }).DENO_DIR, "/c/deno_dir");
+});
+
+Deno.test("micro's own processes: the bundle runs without any deno.json (--no-config); a checkout with its own", () => {
+  const noConfig = ["--no-config", "--no-lock", "--cached-only", "--no-remote", "--no-npm"];
+  // The launcher's bundle in a cache under /tmp: /tmp/deno.json (anyone's) is never read.
+  assert.deepEqual(
+    denoRunArgs(
+      "/tmp/micro-0/h/deno",
+      "file:///tmp/micro-0/h/micro.js",
+      "--single-threaded",
+      () => true,
+    ),
+    [
+      "/tmp/micro-0/h/deno",
+      "run",
+      "-A",
+      "--v8-flags=--single-threaded",
+      "--no-prompt",
+      "--quiet",
+      ...noConfig,
+      "/tmp/micro-0/h/micro.js",
+    ],
+  );
+  assert.deepEqual(
+    denoRunArgs(
+      "/usr/bin/deno",
+      "file:///src/micro/main.ts",
+      "--x",
+      (p) => p === "/src/micro/deno.json",
+    ).slice(6),
+    ["--config", "/src/micro/deno.json", "/src/micro/main.ts"],
+  );
+  // main.ts without a deno.json beside it: nothing is looked for either.
+  assert.deepEqual(denoRunArgs("d", "file:///a/main.ts", "--x", () => false).slice(6, 7), [
+    "--no-config",
+  ]);
 });
 
 Deno.test("logs: a log file is opened in its directory fd, only a regular file, no link, no FIFO", () => {
