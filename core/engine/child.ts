@@ -11,12 +11,13 @@
  * trampoline instead, a tiny static program in a sealed memfd (tools/trampoline/), which
  * looks the command up and execs it, or reports EXEC_FAILED_RECORD.
  */
-import { C, type CStr, cstr, cstrArray, RLIMITS, type Sys } from "../sys/mod.ts";
+import { C, type CStr, cstr, cstrArray, RLIMITS, type Sys, type VforkExec } from "../sys/mod.ts";
 import { capMask, capNumber, CAPS } from "../caps.ts";
 import type { MountFlag, Op, OpArgs } from "../ops.ts";
 import { CopyUp } from "./copyup.ts";
 import { bitmask, MPOL_MODES, schedAttr } from "../sched.ts";
 import { hookStep } from "./hook.ts";
+import { now, span } from "../trace.ts";
 
 /** What a step is, for the error the parent builds from a child's report. */
 export interface StepInfo {
@@ -37,6 +38,11 @@ export interface ChildProgram {
   exec?: StepInfo;
   /** The trampoline runs as the container's init (`--init`): it may send INIT_FAILED_RECORD. */
   init?: boolean;
+  /**
+   * sync "none" (a vfork child, core/engine/vfork.ts): the exec the stub makes once every
+   * step ran; its record names the last step, a no-op that stands for it.
+   */
+  vfork?: Omit<VforkExec, "code">;
 }
 
 /** Namespace flags by name, for ops that name them. */
@@ -250,8 +256,12 @@ export interface ChildContext {
    * - "maps": both, the first until micro wrote its id maps (and did the other /proc and
    *   affinity work of the attach), the second after its root, until the cgroups and the
    *   network are attached.
+   * - "none": never; a vfork child (core/engine/vfork.ts), which nothing is attached to but
+   *   its cgroups, which it joins itself (`cgroupProcs`).
    */
-  sync?: "first" | "root" | "maps";
+  sync?: "first" | "root" | "maps" | "none";
+  /** sync "none": the run's cgroup.procs files, open for writing; the child writes "0". */
+  cgroupProcs?: readonly { fd: number; path: string }[];
   /**
    * "maps": a rootless network helper (pasta, slirp4netns) opens the child's /proc/PID/ns
    * files after the first wait: the child stays dumpable until the last.
@@ -397,6 +407,8 @@ const SLASH = cstr("/");
 const DOT = cstr(".");
 const TMPFS = cstr("tmpfs");
 const EMPTY = cstr("");
+/** cgroup.procs: "0" is the writer itself. */
+const SELF = cstr("0");
 const AT_EMPTY_PATH = 0x1000;
 const AT_RECURSIVE = 0x8000;
 const MOUNT_ATTR_RDONLY = 1;
@@ -937,6 +949,7 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
     fd === to ? sys.fcntl(to, C.F_SETFD, 0) : sys.dup3(fd, to, 0);
   let exec: StepInfo | undefined;
   let init = false;
+  let vfork: ChildProgram["vfork"];
   /** What the process gets when micro dies; none for a detached exec, once it is entered. */
   let deathSignal: number = C.SIGKILL;
 
@@ -945,8 +958,18 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
   // cleared right before its READY (see the execve op). With `sync` "root" the wait comes
   // later, before the first op not in EARLY_KINDS; with "maps" there are both.
   const mode = ctx.sync ?? "first";
-  const late = mode !== "first";
+  const late = mode === "root" || mode === "maps";
   step(engine("prctl(PR_SET_PDEATHSIG)"), () => sys.prctl(C.PR_SET_PDEATHSIG, C.SIGKILL, 0, 0, 0));
+  // A vfork child joins its cgroups first, as one born in its cgroup (clone3) would be. Its
+  // trace span is micro's own (one memory): the first v1 write's RCU wait, as the parent's.
+  (ctx.cgroupProcs ?? []).forEach(({ fd, path }, k) => {
+    step({ phase: "attach", plugin: "cgroups", kind: "cgroup-join", paths: { path } }, () => {
+      const t = now();
+      const n = sys.write(fd, SELF, 1);
+      if (k === 0) span("first cgroup.procs write", t);
+      return n < 0 ? n : 0;
+    });
+  });
   const one = new Uint8Array(1);
   /**
    * One byte from the parent at `fd`, closed after unless the late wait reads it again; the
@@ -972,7 +995,7 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
       return 0;
     });
   }
-  if (mode !== "root") wait(ctx.syncRead, !late);
+  if (mode !== "root" && mode !== "none") wait(ctx.syncRead, !late);
   // Undumpable from the first wait on ("root": at once, no id maps to write), but where a
   // rootless network helper of the attach (pasta, slirp4netns) opens its /proc/PID/ns files
   // after it: then from the last.
@@ -1775,7 +1798,19 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
           return rc < 0 ? rc : 0;
         });
         // Its failure is the command's exec failing, as far as the user can tell.
-        step(i, () => sys.execveat(FD_EXE, EMPTY, argv, envp, AT_EMPTY_PATH));
+        if (ctx.sync === "none") {
+          // The stub execs once this callback has returned (core/engine/vfork.ts).
+          step(i, () => 0);
+          vfork = {
+            dirfd: FD_EXE,
+            path: EMPTY,
+            argv,
+            envp,
+            flags: AT_EMPTY_PATH,
+            reportFd: reportAt,
+            record: new Int32Array([run.length - 1, 0]),
+          };
+        } else step(i, () => sys.execveat(FD_EXE, EMPTY, argv, envp, AT_EMPTY_PATH));
         exec = i;
         init = a.init === true;
         break;
@@ -1884,14 +1919,18 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
     }
   }
   if (!waited) lateWait();
-  return { info, run, reportFd: () => reportFd, exec, init };
+  if (mode === "none" && !vfork) throw new Error("a vfork child without an execve op");
+  return { info, run, reportFd: () => reportFd, exec, init, ...(vfork ? { vfork } : {}) };
 }
 
 /**
- * Runs in the cloned child. Sends `[step, errno]` on the report socket on the first failure
- * and leaves; on success the last step is execve and never returns.
+ * The steps in order: 0 once all ran (in a vfork child, core/engine/vfork.ts, every step but
+ * the exec, which the stub makes after this returns). On the first failure it sends
+ * `[step, errno]` on the report socket and returns 1, the child's exit code: a vfork child
+ * returns rather than exits, so that V8 and Deno leave the callback it runs in as after any
+ * other.
  */
-export function runChild(prog: ChildProgram, sys: Sys): never {
+export function runSteps(prog: ChildProgram, sys: Sys): number {
   const report = new Int32Array(2);
   const run = prog.run;
   for (let i = 0; i < run.length; i++) {
@@ -1900,14 +1939,23 @@ export function runChild(prog: ChildProgram, sys: Sys): never {
       report[0] = i;
       report[1] = -rc;
       sys.sendRecord(prog.reportFd(), report, -1);
-      sys.exit(1);
+      return 1;
     }
   }
-  report[0] = -1;
-  report[1] = 0;
-  sys.sendRecord(prog.reportFd(), report, -1);
+  return 0;
+}
+
+/**
+ * Runs in the cloned child. Sends `[step, errno]` on the report socket on the first failure
+ * and leaves; on success the last step is execve and never returns.
+ */
+export function runChild(prog: ChildProgram, sys: Sys): never {
+  // Every step ran and none exec'd: a program without an execve op.
+  if (runSteps(prog, sys) === 0) sys.sendRecord(prog.reportFd(), NO_EXEC, -1);
   sys.exit(1);
 }
+
+const NO_EXEC = new Int32Array([-1, 0]);
 
 const BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 

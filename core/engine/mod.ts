@@ -29,10 +29,12 @@ import {
   PID_RECORD,
   READY_RECORD,
   runChild,
+  runSteps,
   SECCOMP_RECORD,
   type StepInfo,
 } from "./child.ts";
-import { TRAMPOLINE } from "./trampoline.ts";
+import { TRAMPOLINE, VFORK_X86_64 } from "./trampoline.ts";
+import { canVfork, vforkRefused } from "./vfork.ts";
 import { sealedProgram } from "./memfd.ts";
 import { copyWindowSize, Relays, type StdioEnds } from "./stdio.ts";
 import { mark, now, span } from "../trace.ts";
@@ -597,6 +599,13 @@ function networks(...all: Networks[]): Networks {
   };
 }
 
+/** The vfork stub's machine code (x86_64: core/engine/vfork.ts), decoded once. */
+let vforkCode: Uint8Array | undefined;
+const VFORK_CODE = () =>
+  vforkCode ??= (Uint8Array as unknown as { fromBase64(s: string): Uint8Array }).fromBase64(
+    VFORK_X86_64,
+  );
+
 /**
  * When the child waits for micro (ChildContext.sync): after its root, which it makes while
  * micro attaches it, unless an OCI runtime's hooks are to run before its pivot_root
@@ -635,6 +644,8 @@ async function start(
   const mode = syncMode(plan, flags, opts);
   const ends: StdioEnds = { stdin: -1, stdout: -1, stderr: -1, master: -1 };
   let prog;
+  let into = -1;
+  let vfork = false;
   try {
     check(sys.pipe2(sync, C.O_CLOEXEC), "pipe2");
     fds.push(sync[0], sync[1]);
@@ -694,12 +705,32 @@ async function start(
     fds.push(exe);
     const store = storeFds(childOps, opts.rootPath, sys, (opts.layerMounts?.length ?? 0) > 0);
     fds.push(...[store.layersFd, store.containerFd].filter((fd) => fd >= 0));
+    into = parent.cloneInto();
+    if (into >= 0) fds.push(into);
+    vfork = canVfork({
+      plan,
+      childOps,
+      flags,
+      mode,
+      into,
+      options: {
+        join: (opts.join?.length ?? 0) > 0,
+        enter: (opts.enter ?? -1) >= 0,
+        execFifo: (opts.execFifo ?? -1) >= 0,
+        detached: opts.detach === true || detached,
+        seccompListener: opts.onSeccompListener !== undefined,
+      },
+      forkedWatchdog: watchdog !== null && !watchdog.native,
+    }, sys);
+    const procs = vfork ? parent.openProcs() : [];
+    fds.push(...procs.map((p) => p.fd));
     prog = compileChild(childOps, {
       ...store,
       rootPath: opts.rootPath,
       syncRead: sync[0],
       syncWrite: sync[1],
-      sync: mode,
+      sync: vfork ? "none" : mode,
+      ...(vfork ? { cgroupProcs: procs } : {}),
       dumpableForAttach: plan.some((o) => o.kind === "usernet-start"),
       networked: plan.some((o) => o.kind === "cni-add" || o.kind === "usernet-start"),
       report: report[1],
@@ -740,17 +771,31 @@ async function start(
   // EINVAL) fails it, and the plain clone below joins it after. The cgroup's own refusal
   // (EAGAIN at pids.max, EBUSY, EOPNOTSUPP) is the run's error: a cgroup.procs write would
   // move the child in past pids.max, which limits forks, not migrations.
-  const into = parent.cloneInto();
-  if (into >= 0) fds.push(into);
-  const args = into >= 0 ? cloneArgs(flags, into) : null;
-  sys.prepareFork();
-  let pid = args === null ? -1 : sys.clone3(args);
-  if (pid === 0) runChild(prog, sys);
-  const born = pid > 0;
-  if (args === null || pid === -38 || pid === -1 || pid === -7 || pid === -22) {
-    pid = sys.clone(flags);
+  let pid: number;
+  let born: boolean;
+  if (vfork) {
+    // The child runs its steps in micro's memory while micro sleeps, and has exec'd (or
+    // failed) when this returns (core/engine/vfork.ts); it joined its cgroups itself.
+    const p = prog;
+    pid = sys.vforkExec(flags, () => runSteps(p, sys), { code: VFORK_CODE(), ...p.vfork! });
+    born = true;
+    if (pid === -22 || pid === -38) {
+      // A kernel that takes no CLONE_VM with these flags: the fork path, from the start.
+      vforkRefused(sys);
+      closeAll();
+      throw new FailedStart(`the vfork clone was refused (${errnoName(-pid)})`);
+    }
+  } else {
+    const args = into >= 0 ? cloneArgs(flags, into) : null;
+    sys.prepareFork();
+    pid = args === null ? -1 : sys.clone3(args);
+    if (pid === 0) runChild(prog, sys);
+    born = pid > 0;
+    if (args === null || pid === -38 || pid === -1 || pid === -7 || pid === -22) {
+      pid = sys.clone(flags);
+    }
+    if (pid === 0) runChild(prog, sys);
   }
-  if (pid === 0) runChild(prog, sys);
   const left = joined.length ? leaveJoined(joined, sys) : 0;
   let guard = 0;
   if (pid > 0 && left === 0 && watchdog !== null && watchdog.pid === 0) {
@@ -785,7 +830,7 @@ async function start(
       hint: hintFor("clone", -pid),
     });
   }
-  mark("clone (child, watchdog)");
+  mark(vfork ? "vfork (child set-up until exec), watchdog" : "clone (child, watchdog)");
   signals.child(pid, (p, n) => sys.kill(p, n));
   const abandon = async () => {
     signals.settled();
@@ -863,7 +908,7 @@ async function start(
   // Release the child. It sends the terminal's master (with -t), then READY just before it
   // execs the trampoline, then either a failure or nothing: EOF once the command's execve
   // closed the socket. The trampoline sends EXEC_FAILED when no candidate could be run.
-  sys.write(sync[1], ONE, 1);
+  if (!vfork) sys.write(sync[1], ONE, 1);
   sys.close(sync[1]);
   fds.splice(fds.indexOf(sync[1]), 1);
   let master = -1;

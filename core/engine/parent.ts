@@ -349,6 +349,32 @@ export class ParentOps {
     return -1;
   }
 
+  /**
+   * The run's cgroup.procs files, open for writing, for a vfork child that joins its cgroups
+   * itself (core/engine/vfork.ts). A file that cannot be opened fails as its write would.
+   */
+  openProcs(): { fd: number; path: string }[] {
+    const out: { fd: number; path: string }[] = [];
+    for (const o of this.plan) {
+      if (o.phase !== "attach" || o.kind !== "cgroup-join") continue;
+      const path = `${o.args.path}/cgroup.procs`;
+      const fd = this.sys.open(cstr(path), C.O_WRONLY | C.O_CLOEXEC, 0);
+      if (fd < 0) {
+        for (const p of out) this.sys.close(p.fd);
+        throw new MicroError("", {
+          phase: o.phase,
+          plugin: o.plugin,
+          op: "open",
+          paths: { path },
+          errno: -fd,
+          hint: CGROUP_HINTS[-fd] ?? hintFor("open", -fd),
+        });
+      }
+      out.push({ fd, path });
+    }
+    return out;
+  }
+
   /** attach: the child joins every cgroup of the run (none when it was born in its one). */
   attach(pid: number, born = false): void {
     if (born) return;

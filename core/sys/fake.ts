@@ -6,7 +6,16 @@
  * Nothing here forks, execs, kills or exits: `clone` returns a pid, `exit` throws
  * `FakeExit`, a scripted successful `execveat` throws `FakeExec`.
  */
-import { type Arch, C, type CStr, type CStrArray, decodeCStr, type Stat, type Sys } from "./mod.ts";
+import {
+  type Arch,
+  C,
+  type CStr,
+  type CStrArray,
+  decodeCStr,
+  type Stat,
+  type Sys,
+  type VforkExec,
+} from "./mod.ts";
 
 /** The name of a `Sys` method. */
 export type SysCall = Exclude<keyof Sys, "arch">;
@@ -69,6 +78,7 @@ const FORMATS: Partial<Record<SysCall, string>> = {
   dup3: "ddx",
   openat2: "dsxox",
   clone: "x",
+  vforkExec: "x",
   ioctl: "dxx",
   ioctlBuf: "dx",
   pipe2: "jx",
@@ -120,6 +130,8 @@ export interface RecordingSysOptions {
   pid?: number;
   /** The raw status `waitpid` resolves with (once `scriptWait`'s statuses are used up). */
   waitStatus?: number;
+  /** What `canVfork` says (the engine's vfork path, core/engine/vfork.ts); no by default. */
+  vfork?: boolean;
 }
 
 export class RecordingSys implements Sys {
@@ -129,6 +141,7 @@ export class RecordingSys implements Sys {
   spawnPid = 4343;
   pid: number;
   waitStatus: number;
+  vfork: boolean;
   private readonly log: Call[] = [];
   private readonly resultLog: number[] = [];
   private readonly rules: Rule[] = [];
@@ -150,6 +163,7 @@ export class RecordingSys implements Sys {
     this.clonePid = opts.clonePid ?? 4242;
     this.pid = opts.pid ?? 4241;
     this.waitStatus = opts.waitStatus ?? 0;
+    this.vfork = opts.vfork ?? false;
   }
 
   // ---- Scripting --------------------------------------------------------------------
@@ -479,6 +493,28 @@ export class RecordingSys implements Sys {
   }
   prepareFork() {
     this.record("prepareFork", [], () => NaN);
+  }
+  canVfork() {
+    return this.vfork;
+  }
+  /**
+   * The child's steps run here, recorded in order (micro sleeps in the real one meanwhile),
+   * then the stub's exec, recorded as an `execveat` that returns 0 (the stub's own call).
+   */
+  vforkExec(flags: number, run: () => number, exec: VforkExec) {
+    const pid = this.record("vforkExec", [flags], () => this.clonePid);
+    if (pid < 0) return pid;
+    if (run() === 0) {
+      const args: Arg[] = [
+        exec.dirfd,
+        this.s(exec.path) ?? "",
+        [...exec.argv.strings],
+        [...exec.envp.strings],
+        exec.flags,
+      ];
+      this.record("execveat", args, () => 0);
+    }
+    return pid;
   }
   kill(pid: number, sig: number) {
     return this.record("kill", [pid, sig], () => 0);

@@ -27,6 +27,8 @@ const NR = {
     close: 3,
     ioctl: 16,
     madvise: 28,
+    mmap: 9,
+    mprotect: 10,
     getpid: 39,
     socket: 41,
     sendmsg: 46,
@@ -121,6 +123,8 @@ const NR = {
     close: 57,
     ioctl: 29,
     madvise: 233,
+    mmap: 222,
+    mprotect: 226,
     getpid: 172,
     socket: 198,
     sendmsg: 211,
@@ -435,6 +439,68 @@ function spawnProcess(
   }
 }
 
+const CLONE_VM = 0x100;
+const CLONE_VFORK = 0x4000;
+const allSignals = new Uint8Array(8).fill(0xff);
+const oldMask = new Uint8Array(8);
+/** What the vfork child runs (Sys.vforkExec); the callback below calls it. */
+let vforkRun: (() => number) | null = null;
+
+interface VforkStub {
+  call: (
+    flags: number,
+    run: Deno.PointerValue,
+    arg: null,
+    block: BigUint64Array,
+  ) => number | bigint;
+  callback: Deno.UnsafeCallback<
+    { readonly parameters: readonly ["pointer"]; readonly result: "i32" }
+  >;
+}
+let vforkStubMapped: VforkStub | undefined;
+
+/**
+ * The vfork stub mapped once (read and write to fill, then read and execute) and bound with
+ * `callback: true`: a call that runs JavaScript before it returns cannot be a V8 fast call.
+ * The callback returns 1 (the child exits, having reported nothing) if `run` throws. Any
+ * failure to map it is -ENOSYS: the engine then forks (core/engine/vfork.ts).
+ */
+function vforkStub(
+  code: Uint8Array,
+  sc: (n: number, a: number, b: number, c: number, d: number, e: number) => number,
+  nr: { mmap: number; mprotect: number },
+): VforkStub | number {
+  if (vforkStubMapped) return vforkStubMapped;
+  const size = 4096;
+  if (code.length > size) return -38;
+  const addr = sc(nr.mmap, 0, size, 3, 0x22, -1); // PROT_READ|WRITE, MAP_PRIVATE|ANONYMOUS
+  if (addr < 0) return -38;
+  const ptr = Deno.UnsafePointer.create(BigInt(addr))!;
+  new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(ptr, size)).set(code);
+  // A policy that refuses executable memory (SELinux execmem, say): no stub, the fork path.
+  if (sc(nr.mprotect, addr, size, 5, 0, 0) < 0) return -38; // PROT_READ|EXEC
+  const def = {
+    parameters: ["i64", "pointer", "pointer", "buffer"],
+    result: "i64",
+    callback: true,
+  } as const;
+  const fn = new Deno.UnsafeFnPointer(ptr as Deno.PointerObject<typeof def>, def);
+  const callback = new Deno.UnsafeCallback(
+    { parameters: ["pointer"], result: "i32" } as const,
+    () => {
+      try {
+        return vforkRun ? vforkRun() : 1;
+      } catch {
+        return 1;
+      }
+    },
+  );
+  return vforkStubMapped = {
+    call: (flags, run, arg, block) => fn.call(BigInt(flags), run, arg, block),
+    callback,
+  };
+}
+
 let opened: Sys | undefined;
 
 /** The process's one `Sys` (binding the symbols costs milliseconds, so it is done once). */
@@ -664,6 +730,35 @@ function bindLibc(): Sys {
       throw new Error("unreachable");
     },
     clone: (flags) => r(lib.i(nr.clone, flags, 0, 0, 0, 0)),
+    canVfork: () => arch === "x86_64",
+    vforkExec(flags, run, exec) {
+      if (arch !== "x86_64") return -38; // ENOSYS
+      const stub = vforkStub(exec.code, (n, a, b, c, d, e) => r(lib.i(n, a, b, c, d, e)), nr);
+      if (typeof stub === "number") return stub;
+      const at = (b: Uint8Array | BigUint64Array | Int32Array) =>
+        BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(b)));
+      const block = new BigUint64Array([
+        BigInt.asUintN(64, BigInt(exec.dirfd)),
+        at(exec.path),
+        at(exec.argv.pointers),
+        at(exec.envp.pointers),
+        BigInt(exec.flags),
+        BigInt(exec.reportFd),
+        at(exec.record),
+      ]);
+      // Every signal blocked across the clone: the child starts with none delivered (micro's
+      // handlers are Deno's, in memory it shares), and unblocks them as the exec nears.
+      lib.ibbi(nr.rt_sigprocmask, 0, allSignals, oldMask, 8); // SIG_BLOCK
+      vforkRun = run;
+      try {
+        return Number(
+          stub.call(flags | CLONE_VM | CLONE_VFORK, stub.callback.pointer, null, block),
+        );
+      } finally {
+        vforkRun = null;
+        lib.ibbi(nr.rt_sigprocmask, 2, oldMask, null, 8); // SIG_SETMASK
+      }
+    },
     clone3: (args) => r(lib.bi(nr.clone3, args, args.length)),
     fork: () => r(raw.fork(ZERO)),
     prepareFork() {

@@ -24,6 +24,20 @@ export function decodeCStr(b: CStr | null): string | null {
 }
 
 /** argv or envp: strings in one stable buffer and a NULL-terminated pointer array. */
+/** What a vfork child execs once its `run` returned 0 (Sys.vforkExec). */
+export interface VforkExec {
+  /** The stub's machine code (core/engine/trampoline.ts VFORK_X86_64). */
+  code: Uint8Array;
+  dirfd: number;
+  path: CStr;
+  argv: CStrArray;
+  envp: CStrArray;
+  flags: number;
+  /** Where a failed exec is reported: `record` with the errno in its second word. */
+  reportFd: number;
+  record: Int32Array;
+}
+
 export interface CStrArray {
   strings: string[];
   /** Backing data kept alive for as long as the pointers are used. */
@@ -133,6 +147,14 @@ export interface Sys {
   fork(): number;
   /** Marks the whole address space MADV_DOFORK (see DESIGN.md §4). */
   prepareFork(): void;
+  /**
+   * A child that shares micro's memory (CLONE_VM | CLONE_VFORK with `flags`): it runs `run`
+   * while micro's thread sleeps, then execs `exec` (core/engine/vfork.ts says when and why).
+   * The child's pid, or -errno; -ENOSYS where there is no stub for the architecture.
+   */
+  vforkExec(flags: number, run: () => number, exec: VforkExec): number;
+  /** Whether `vforkExec` has a stub here (x86_64). */
+  canVfork(): boolean;
   kill(pid: number, sig: number): number;
   getpid(): number;
   /** waitpid(pid, 0) off the main thread; resolves with the raw status. */

@@ -1,0 +1,99 @@
+/**
+ * When the container's first process is a vfork child instead of a forked copy of micro.
+ *
+ * A forked child is a copy of micro's whole address space: the clone copies its page tables,
+ * and from then on every page either process writes is a copy-on-write fault (about 10 µs
+ * each on a PVM guest), micro's own for the rest of the run (bench/README.md, fourteenth
+ * session). A vfork child (CLONE_VM | CLONE_VFORK, through the stub of
+ * tools/trampoline/vfork-x86_64.S) shares micro's memory instead: micro's thread sleeps in
+ * the clone while the child runs the same compiled steps (core/engine/child.ts runSteps) in a
+ * JavaScript callback, on micro's heap and below micro's stack, returns from it as from any
+ * other callback, and execs the trampoline from the stub. Nothing is copied, nothing faults.
+ *
+ * The price is that micro cannot work while the child does: nothing may need micro between
+ * the clone and the exec. So a run takes this path only when
+ * - the child never waits for micro: no id maps to write (no user namespace), no /proc file
+ *   or CPU affinity of the attach, no network to attach (CNI, pasta, slirp4netns), no OCI
+ *   hooks, no exec fifo (OCI create), no seccomp listener (the child waits for micro's ack);
+ * - its cgroups are v1 or none: it joins them itself by writing "0" to their cgroup.procs
+ *   (micro opens them before the clone); a v2 cgroup is joined at birth by clone3 on the
+ *   fork path, where micro writes no cgroup.procs at all;
+ * - nothing in the child needs a memory of its own: a user namespace joined or made by
+ *   setns/unshare (the kernel refuses both to a process that shares its memory), an `enter`
+ *   fork into a joined pid namespace, a time namespace (refused with CLONE_VM), and a tmpfs
+ *   copy-up (its pages are charged to the writer's cgroup; the child is in the container's
+ *   from its first step, so they would be, but micro's heap pages the child first touches
+ *   are too, and a memory cgroup's OOM kill takes every process that shares the memory);
+ * - the watchdog, if any, is the static one (a forked watchdog is a copy of micro);
+ * - the run is attached (`run -d` hands its child over, OCI runs have their own protocol);
+ * - and the machine is x86_64 (the only stub so far).
+ *
+ * Everything else takes the fork path as before. MICRO_VFORK=0 turns this path off (a
+ * benchmark compares the two in one build). The child makes itself undumpable, which with a
+ * shared memory makes micro undumpable too: micro runs as root here, so its /proc files were
+ * root's already, and it never dumps core on purpose.
+ */
+import { C, type Sys } from "../sys/mod.ts";
+import type { Op } from "../ops.ts";
+
+/** The kinds of op whose presence sends a run down the fork path (see above). */
+const FORK_ONLY: ReadonlySet<string> = new Set([
+  "cni-add",
+  "net-join-files",
+  "usernet-start",
+  "oci-hook",
+  "idmap-helper",
+  "proc-write",
+  "cpu-affinity",
+  "enter",
+  "setns",
+  "time-offsets",
+]);
+
+/** Where the kernel refused the vfork clone once: that Sys (the process) forks from then on. */
+const refused = new WeakSet<Sys>();
+
+/** Remembers that the kernel refused the vfork clone (the fork path then starts again). */
+export function vforkRefused(sys: Sys): void {
+  refused.add(sys);
+}
+
+export interface VforkQuestion {
+  plan: readonly Op[];
+  childOps: readonly Op[];
+  flags: number;
+  /** The child's sync mode on the fork path (core/engine/mod.ts syncMode). */
+  mode: string | undefined;
+  /** A cgroup v2 directory the fork path would clone into, or -1. */
+  into: number;
+  /** What rules out the path in the engine's own options. */
+  options: {
+    join: boolean;
+    enter: boolean;
+    execFifo: boolean;
+    detached: boolean;
+    seccompListener: boolean;
+  };
+  /** The watchdog is a forked copy of micro (not the static program). */
+  forkedWatchdog: boolean;
+}
+
+/** Whether this run's first process can be a vfork child (see above for why each rule). */
+export function canVfork(q: VforkQuestion, sys: Sys): boolean {
+  if (refused.has(sys) || !sys.canVfork() || Deno.env.get("MICRO_VFORK") === "0") return false;
+  if (q.mode !== "root" || q.into >= 0) return false;
+  if ((q.flags & (C.CLONE_NEWUSER | C.CLONE_NEWTIME)) !== 0) return false;
+  if (q.forkedWatchdog) return false;
+  const o = q.options;
+  if (o.join || o.enter || o.execFifo || o.detached || o.seccompListener) return false;
+  for (const op of [...q.plan, ...q.childOps]) {
+    if (FORK_ONLY.has(op.kind)) return false;
+    const args = op.args as { flag?: string; copyUp?: unknown; listener?: unknown };
+    if (op.kind === "unshare" && args.flag !== "CLONE_NEWCGROUP" && args.flag !== "CLONE_NEWNS") {
+      return false;
+    }
+    if (op.kind === "mount" && args.copyUp) return false;
+    if (op.kind === "seccomp" && args.listener) return false;
+  }
+  return true;
+}

@@ -1,0 +1,240 @@
+/**
+ * The vfork path of the engine (core/engine/vfork.ts): which runs take it, and what the parent
+ * and the child do on it, through the recording Sys (its vforkExec runs the child's steps in
+ * place, as the real child runs them while micro sleeps). The real stub runs in every root
+ * integration test of a default profile (test/integration/).
+ */
+import assert from "node:assert/strict";
+import { compileChild, READY_RECORD } from "../../core/engine/child.ts";
+import { execute } from "../../core/engine/mod.ts";
+import { canVfork, type VforkQuestion } from "../../core/engine/vfork.ts";
+import { MicroError } from "../../core/errors.ts";
+import { type Op, op } from "../../core/ops.ts";
+import { RecordingSys } from "../../core/sys/fake.ts";
+import { C, cstr, cstrArray } from "../../core/sys/mod.ts";
+import { openLibc } from "../../core/sys/libc.ts";
+import { VFORK_X86_64 } from "../../core/engine/trampoline.ts";
+
+const ROOT = "/run/micro/c1/root";
+const OPTS = { rootPath: ROOT, terminal: false, stdin: false };
+
+const PLAN: Op[] = [
+  op("clone", "mount", "namespace", { flag: "CLONE_NEWNS" }),
+  op("clone", "pid", "namespace", { flag: "CLONE_NEWPID" }),
+  op("clone", "uts", "namespace", { flag: "CLONE_NEWUTS" }),
+  op("rootfs", "mount", "make-private", {}),
+  op("rootfs", "mount", "bind-root", { source: "/img", readonly: false }),
+  op("rootfs", "mount", "pivot-root", {}),
+  op("identity", "uts", "sethostname", { name: "box" }),
+  op("exec", "process", "chdir", { path: "/" }),
+  op("exec", "process", "execve", { args: ["nope"], env: [], path: ["/usr/bin/nope"] }),
+];
+const CHILD_OPS = PLAN.filter((o) => o.phase !== "clone");
+/** The child's context on the vfork path (fds as the fake hands them out). */
+const VFORK_CTX = {
+  rootPath: ROOT,
+  syncRead: 3,
+  syncWrite: 4,
+  report: 6,
+  stdio: [7, 9, 11] as const,
+  exe: 12,
+  sync: "none" as const,
+};
+const FLAGS = C.CLONE_NEWNS | C.CLONE_NEWPID | C.CLONE_NEWUTS | C.SIGCHLD;
+const READY = { record: [READY_RECORD, 0] as [number, number] };
+
+const question = (q: Partial<VforkQuestion> = {}): VforkQuestion => ({
+  plan: PLAN,
+  childOps: CHILD_OPS,
+  flags: FLAGS,
+  mode: "root",
+  into: -1,
+  options: { join: false, enter: false, execFifo: false, detached: false, seccompListener: false },
+  forkedWatchdog: false,
+  ...q,
+});
+
+Deno.test("canVfork: a root run that needs nothing of micro between the clone and the exec", () => {
+  assert.equal(canVfork(question(), new RecordingSys({ vfork: true })), true);
+  // No stub for this machine (aarch64, or a Sys without one).
+  assert.equal(canVfork(question(), new RecordingSys()), false);
+});
+
+Deno.test("canVfork: every run that needs micro (or its own memory) before its exec forks", () => {
+  const sys = new RecordingSys({ vfork: true });
+  const no = (q: Partial<VforkQuestion>, why: string) =>
+    assert.equal(canVfork(question(q), sys), false, why);
+  no({ mode: "maps" }, "id maps to write");
+  no({ mode: "first" }, "OCI hooks or a beforeRelease");
+  no({ flags: FLAGS | C.CLONE_NEWUSER }, "a user namespace");
+  no({ flags: FLAGS | C.CLONE_NEWTIME }, "a time namespace");
+  no({ into: 7 }, "a cgroup v2 clone3 joins at birth on the fork path");
+  no({ forkedWatchdog: true }, "a forked watchdog");
+  for (const k of ["join", "enter", "execFifo", "detached", "seccompListener"] as const) {
+    no({ options: { ...question().options, [k]: true } }, k);
+  }
+  const withOp = (o: Op) => ({ plan: [...PLAN, o], childOps: [...PLAN, o] });
+  no(withOp(op("attach", "net", "cni-add", {} as never)), "a CNI network");
+  no(withOp(op("attach", "net", "usernet-start", {} as never)), "pasta or slirp4netns");
+  no(withOp(op("rootfs", "x", "enter", {} as never)), "an enter fork");
+  no(withOp(op("rootfs", "x", "setns", {} as never)), "a setns");
+  no(withOp(op("rootfs", "user", "unshare", { flag: "CLONE_NEWUSER" })), "unshare(NEWUSER)");
+  no(
+    withOp(op("rootfs", "mount", "mount", { copyUp: true } as never)),
+    "a tmpfs copy-up is charged to the container's cgroup",
+  );
+  no(withOp(op("restrict", "seccomp", "seccomp", { listener: true } as never)), "a listener");
+  // A cgroup namespace of its own is fine.
+  assert.equal(
+    canVfork(
+      question(withOp(op("rootfs", "cgroupns", "unshare", { flag: "CLONE_NEWCGROUP" }))),
+      sys,
+    ),
+    true,
+  );
+  const before = Deno.env.get("MICRO_VFORK");
+  Deno.env.set("MICRO_VFORK", "0");
+  try {
+    no({}, "MICRO_VFORK=0");
+  } finally {
+    if (before === undefined) Deno.env.delete("MICRO_VFORK");
+    else Deno.env.set("MICRO_VFORK", before);
+  }
+});
+
+Deno.test('compileChild, sync none: cgroup.procs gets "0" right after PDEATHSIG, no wait, and the exec is the stub\'s', () => {
+  const sys = new RecordingSys();
+  const prog = compileChild(CHILD_OPS, {
+    ...VFORK_CTX,
+    cgroupProcs: [{ fd: 20, path: "/sys/fs/cgroup/pids/micro/c1/cgroup.procs" }],
+  }, sys);
+  assert.deepEqual(prog.info.slice(0, 2).map((s) => s.kind), [
+    "prctl(PR_SET_PDEATHSIG)",
+    "cgroup-join",
+  ]);
+  assert.ok(!prog.info.some((s) => s.kind === "sync"), "a vfork child never waits");
+  // The last step stands for the exec: the stub's failure record names it.
+  assert.equal(prog.vfork?.record[0], prog.run.length - 1);
+  assert.equal(prog.info[prog.run.length - 1].kind, "execve");
+  assert.deepEqual(prog.vfork?.argv.strings, ["", "", "/usr/bin/nope", "", "nope"]);
+  prog.run[1]();
+  assert.deepEqual(sys.written(20), new TextEncoder().encode("0"));
+});
+
+Deno.test("execute on the vfork path: no sweep, no release byte; the steps run inside vforkExec, the stub's exec last", async () => {
+  const sys = new RecordingSys({ vfork: true, waitStatus: 3 << 8 }).scriptRecv(5, READY);
+  const seen: number[] = [];
+  const result = await execute(PLAN, { ...OPTS, onChild: (pid) => seen.push(pid) }, sys);
+  assert.deepEqual(result, { exitCode: 3 });
+  const calls = sys.format();
+  assert.ok(!calls.includes("prepareFork()"));
+  assert.ok(!calls.some((c) => c.startsWith("clone")));
+  const v = calls.indexOf(`vforkExec(0x${FLAGS.toString(16)})`);
+  assert.ok(v > 0, "one vforkExec with the plan's flags and SIGCHLD");
+  const exec = calls.findIndex((c) => c.startsWith("execveat("));
+  assert.ok(exec > v && calls.slice(v + 1, exec).some((c) => c.startsWith("sethostname")));
+  assert.deepEqual(sys.written(4), new Uint8Array(0), "nothing on the sync pipe");
+  assert.deepEqual(seen, [4242]);
+});
+
+Deno.test("execute on the vfork path: a step that failed in the child is the run's error", async () => {
+  const sys = new RecordingSys({ vfork: true }).failOn("sethostname", 1);
+  const prog = compileChild(CHILD_OPS, VFORK_CTX, new RecordingSys());
+  const at = prog.info.findIndex((s) => s.kind === "sethostname");
+  sys.scriptRecv(5, { record: [at, 1] });
+  let error: unknown;
+  try {
+    await execute(PLAN, OPTS, sys);
+  } catch (e) {
+    error = e;
+  }
+  assert.ok(error instanceof MicroError, String(error));
+  assert.match(error.line(), /sethostname.*EPERM/);
+  // The child stopped at the failure: no exec.
+  assert.ok(!sys.format().some((c) => c.startsWith("execveat(")));
+});
+
+Deno.test("execute: a kernel that refuses the vfork clone (EINVAL) starts again on the fork path, and stays there", async () => {
+  const sys = new RecordingSys({ vfork: true }).failOn("vforkExec", 22).scriptRecv(5, READY)
+    .scriptRecv(15, READY);
+  await execute(PLAN, OPTS, sys);
+  const calls = sys.format();
+  assert.equal(calls.filter((c) => c.startsWith("vforkExec")).length, 1);
+  assert.ok(calls.includes("prepareFork()") && calls.some((c) => c.startsWith("clone(")));
+  const again = new RecordingSys({ vfork: true }).scriptRecv(5, READY);
+  await execute(PLAN, OPTS, again);
+  assert.ok(again.format().some((c) => c.startsWith("vforkExec")), "another Sys is asked anew");
+});
+
+// ---- The real stub (x86_64), without namespaces: any user can run these ----------------------
+
+const libc = openLibc();
+const real = libc.canVfork();
+const CODE = (Uint8Array as unknown as { fromBase64(s: string): Uint8Array }).fromBase64(
+  VFORK_X86_64,
+);
+
+/** vforkExec of `path` (argv [path]) with `run`, reporting on a socket: pid, status, record. */
+async function vforkRun(run: () => number, path: string) {
+  const pair = new Int32Array(2);
+  assert.equal(libc.socketpair(C.AF_UNIX, C.SOCK_SEQPACKET | C.SOCK_CLOEXEC, pair), 0);
+  const record = new Int32Array([7, 0]);
+  const pid = libc.vforkExec(C.SIGCHLD, run, {
+    code: CODE,
+    dirfd: -100, // AT_FDCWD
+    path: cstr(path),
+    argv: cstrArray([path]),
+    envp: cstrArray([]),
+    flags: 0,
+    reportFd: pair[1],
+    record,
+  });
+  libc.close(pair[1]);
+  assert.ok(pid > 0, `vforkExec: ${pid}`);
+  const got = new Int32Array(2);
+  const { n } = await libc.recvRecord(pair[0], got);
+  libc.close(pair[0]);
+  const { status } = await libc.waitpid(pid);
+  return { pid, status, n, got };
+}
+
+Deno.test({
+  name: "vforkExec: the callback runs in the child, in micro's memory, and the stub execs",
+  ignore: !real,
+  async fn() {
+    let seen = 0;
+    const r = await vforkRun(() => {
+      seen = libc.getpid();
+      return 0;
+    }, "/bin/true");
+    assert.equal(seen, r.pid, "the child's write is micro's: one memory");
+    assert.equal(r.status, 0);
+    assert.equal(r.n, 0, "nothing reported: the exec closed nothing but succeeded");
+  },
+});
+
+Deno.test({
+  name: "vforkExec: a failed exec sends the record with its errno and exits 1",
+  ignore: !real,
+  async fn() {
+    const r = await vforkRun(() => 0, "/nonexistent/micro-vfork-test");
+    assert.equal(r.n, 8);
+    assert.deepEqual([...r.got], [7, 2]); // ENOENT
+    assert.equal(r.status, 1 << 8);
+  },
+});
+
+Deno.test({
+  name: "vforkExec: a callback that returns non-zero (or throws) is the child's exit code, no exec",
+  ignore: !real,
+  async fn() {
+    assert.equal((await vforkRun(() => 9, "/bin/true")).status, 9 << 8);
+    const thrown = await vforkRun(() => {
+      throw new Error("a bug in a step");
+    }, "/bin/true");
+    assert.equal(thrown.status, 1 << 8);
+    // micro goes on: its heap and its next call are fine.
+    const again = await vforkRun(() => 0, "/bin/true");
+    assert.equal(again.status, 0);
+  },
+});
