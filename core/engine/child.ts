@@ -407,6 +407,9 @@ const SLASH = cstr("/");
 const DOT = cstr(".");
 const TMPFS = cstr("tmpfs");
 const EMPTY = cstr("");
+const POLLERR = 0x8;
+/** The vfork child's "micro is gone". */
+const ESRCH = 3;
 /** cgroup.procs: "0" is the writer itself. */
 const SELF = cstr("0");
 const AT_EMPTY_PATH = 0x1000;
@@ -960,6 +963,17 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
   const mode = ctx.sync ?? "first";
   const late = mode === "root" || mode === "maps";
   step(engine("prctl(PR_SET_PDEATHSIG)"), () => sys.prctl(C.PR_SET_PDEATHSIG, C.SIGKILL, 0, 0, 0));
+  if (mode === "none") {
+    // A vfork child never waits for micro, but micro may have died before the death signal
+    // above was set (its thread sleeps in the clone, not its other threads' killers): the
+    // sync pipe's write end is then closed everywhere once the child's copy is.
+    step(engine("sync", { check: "micro alive" }), () => {
+      sys.close(ctx.syncWrite);
+      const ev = sys.pollNow(ctx.syncRead, C.POLLIN);
+      if (ev < 0) return ev;
+      return ev & (C.POLLHUP | POLLERR) ? -ESRCH : 0;
+    });
+  }
   // A vfork child joins its cgroups first, as one born in its cgroup (clone3) would be. Its
   // trace span is micro's own (one memory): the first v1 write's RCU wait, as the parent's.
   (ctx.cgroupProcs ?? []).forEach(({ fd, path }, k) => {
@@ -1458,6 +1472,9 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         i.paths = { gid: String(o.args.gid) };
         const g = o.args.gid;
         step(i, () => sys.setresgid(g, g, g));
+        // A credential change sets "dumpable" to fs.suid_dumpable, and a vfork child's is
+        // micro's (one memory): not dumpable again, whatever the host's setting.
+        if (mode === "none") undumpable();
         break;
       }
       case "setresuid": {
@@ -1477,6 +1494,7 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
           engine("prctl(PR_SET_PDEATHSIG)"),
           () => sys.prctl(C.PR_SET_PDEATHSIG, deathSignal, 0, 0, 0),
         );
+        if (mode === "none") undumpable();
         break;
       }
       case "stdio-owner": {
@@ -1756,7 +1774,9 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
           }
           return sys.closeRange(firstFree, 0x7fffffff, C.CLOSE_RANGE_CLOEXEC);
         });
-        step(engine("reset signals"), () => sys.resetSignals());
+        // A vfork child keeps every signal blocked: its stub unblocks them at the exec.
+        const unblock = ctx.sync !== "none";
+        step(engine("reset signals"), () => sys.resetSignals(unblock));
         const ready = new Int32Array([READY_RECORD, 0]);
         step(engine("ready"), () => sys.sendRecord(reportFd, ready, -1));
         if ((ctx.execFifo ?? -1) >= 0) {

@@ -353,6 +353,21 @@ export function sealedTrampoline(sys: Sys): number {
 
 /** The child died of a signal before it reached execve: nothing outside it exists yet. */
 class FailedStart extends Error {}
+/** The kernel refused the vfork clone: the fork path from the start, not counted as a try. */
+class VforkRefused extends FailedStart {}
+
+/**
+ * A first process that died before its exec: started again once on the fork path; a vfork
+ * child's death is the run's error (it died inside a call in micro's own memory: nothing is
+ * tried again on a runtime it may have left mid-call).
+ */
+function diedBeforeExec(message: string, vfork: boolean): Error {
+  if (!vfork) return new FailedStart(message);
+  return new MicroError(`${message} (a vfork child: not started again)`, {
+    phase: "clone",
+    plugin: "engine",
+  });
+}
 
 /** A stopping signal arrived before the command ran: exit 128+N once cleaned up. */
 export function stoppedError(n: number): MicroError {
@@ -438,6 +453,10 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
       } catch (e) {
         stopIfSignalled();
         if (e instanceof FailedStart) mark(`failed start: ${e.message}`);
+        if (e instanceof VforkRefused) {
+          attempt--; // the fork path's own try, as if the vfork had not been tried
+          continue;
+        }
         if (!(e instanceof FailedStart) || attempt > 0) {
           if (e instanceof FailedStart) {
             throw new MicroError(e.message, { phase: "clone", plugin: "engine" });
@@ -505,6 +524,10 @@ export async function createDetached(
         return { pid, master: ends.master };
       } catch (e) {
         if (!(e instanceof FailedStart)) throw e;
+        if (e instanceof VforkRefused) {
+          attempt--;
+          continue;
+        }
         if (attempt > 0) throw new MicroError(e.message, { phase: "clone", plugin: "engine" });
       }
     }
@@ -783,7 +806,7 @@ async function start(
       // A kernel that takes no CLONE_VM with these flags: the fork path, from the start.
       vforkRefused(sys);
       closeAll();
-      throw new FailedStart(`the vfork clone was refused (${errnoName(-pid)})`);
+      throw new VforkRefused(`the vfork clone was refused (${errnoName(-pid)})`);
     }
   } else {
     const args = into >= 0 ? cloneArgs(flags, into) : null;
@@ -889,7 +912,10 @@ async function start(
     if (died && !(killed && died === C.SIGKILL)) {
       signals.settled();
       closeAll();
-      throw new FailedStart(`the container's first process died of signal ${died} before exec`);
+      throw diedBeforeExec(
+        `the container's first process died of signal ${died} before exec`,
+        vfork,
+      );
     }
     if (gone.pid === pid && died === undefined) {
       // It exited by itself while it was attached (reaped here, or exiting as it was killed):
@@ -1002,8 +1028,9 @@ async function start(
       }
       const r = decodeStatus(status);
       if (r.signal) {
-        throw new FailedStart(
+        throw diedBeforeExec(
           `the container's first process died of signal ${r.signal} before exec`,
+          vfork,
         );
       }
       throw new MicroError(`the container's first process exited with ${r.exitCode} before exec`, {

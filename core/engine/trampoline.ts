@@ -54,4 +54,4 @@ export const WATCHDOG: Programs = programs(
  * The vfork stub for x86_64, a function micro maps and calls: it clones a child that shares
  * micro's memory, runs a callback there and execs (tools/trampoline/vfork-x86_64.S says how).
  */
-export const VFORK_X86_64 = "U0FUQVVBVkFXSYn0SYnVSYnOMfYx0kUx0kUxwLg4AAAADwVIhcB1TEyJ70H/1IXAdThJiz5Ji3YISYtWEE2LVhhNi0YguEIBAAAPBffYSYt2MIlGBEmLfii6CAAAALgBAAAADwW4AQAAAInHuOcAAAAPBfRBX0FeQV1BXFvD";
+export const VFORK_X86_64 = "U0FUQVVBVkFXSYn0SYnVSYnOMfYx0kUx0kUxwLg4AAAADwVIhcB1ckyJ70H/1D1vZwAAdAuFwHVXuAEAAADrUL8CAAAASY12ODHSQboIAAAAuA4AAAAPBUmLPkmLdghJi1YQTYtWGE2LRiC4QgEAAA8F99hJi3YwiUYESYt+KLoIAAAAuAEAAAAPBbgBAAAAice45wAAAA8F9EFfQV5BXUFcW8M=";

@@ -18,12 +18,16 @@
  * - its cgroups are v1 or none: it joins them itself by writing "0" to their cgroup.procs
  *   (micro opens them before the clone); a v2 cgroup is joined at birth by clone3 on the
  *   fork path, where micro writes no cgroup.procs at all;
- * - nothing in the child needs a memory of its own: a user namespace joined or made by
- *   setns/unshare (the kernel refuses both to a process that shares its memory), an `enter`
- *   fork into a joined pid namespace, a time namespace (refused with CLONE_VM), and a tmpfs
- *   copy-up (its pages are charged to the writer's cgroup; the child is in the container's
- *   from its first step, so they would be, but micro's heap pages the child first touches
- *   are too, and a memory cgroup's OOM kill takes every process that shares the memory);
+ * - nothing the child does acts on the memory it shares with micro, or needs one of its own:
+ *   an `enter` fork into a joined pid namespace or a setns (a joined namespace: and a process
+ *   there could reach micro's memory through the child), an unshare other than the cgroup
+ *   and mount namespaces (kept to what is tested), a tmpfs copy-up (memory cgroups charge the
+ *   memory's owner, micro, not the container), rlimits on the address space, data or stack
+ *   (checked against micro's whole address space: V8 growing its heap in the child would
+ *   fail), a personality (READ_IMPLIES_EXEC would make what micro maps executable), a cpuset
+ *   with other memory nodes than the host's (joining it rebinds the memory's policy, and with
+ *   memory_migrate moves micro's pages), and net_cls or net_prio (joining them re-tags every
+ *   socket in the child's fd table, micro's own among them, before close_range);
  * - the watchdog, if any, is the static one (a forked watchdog is a copy of micro);
  * - the run is attached (`run -d` hands its child over, OCI runs have their own protocol);
  * - and the machine is x86_64 (the only stub so far).
@@ -48,7 +52,11 @@ const FORK_ONLY: ReadonlySet<string> = new Set([
   "enter",
   "setns",
   "time-offsets",
+  "personality",
 ]);
+
+/** Rlimits checked against the whole address space, micro's while the child shares it. */
+const MEMORY_RLIMITS: ReadonlySet<string> = new Set(["as", "data", "stack"]);
 
 /** Where the kernel refused the vfork clone once: that Sys (the process) forks from then on. */
 const refused = new WeakSet<Sys>();
@@ -82,18 +90,36 @@ export interface VforkQuestion {
 export function canVfork(q: VforkQuestion, sys: Sys): boolean {
   if (refused.has(sys) || !sys.canVfork() || Deno.env.get("MICRO_VFORK") === "0") return false;
   if (q.mode !== "root" || q.into >= 0) return false;
-  if ((q.flags & (C.CLONE_NEWUSER | C.CLONE_NEWTIME)) !== 0) return false;
+  if ((q.flags & C.CLONE_NEWUSER) !== 0) return false;
   if (q.forkedWatchdog) return false;
   const o = q.options;
   if (o.join || o.enter || o.execFifo || o.detached || o.seccompListener) return false;
   for (const op of [...q.plan, ...q.childOps]) {
     if (FORK_ONLY.has(op.kind)) return false;
-    const args = op.args as { flag?: string; copyUp?: unknown; listener?: unknown };
+    const args = op.args as {
+      flag?: string;
+      copyUp?: unknown;
+      listener?: unknown;
+      resource?: string;
+      path?: string;
+      value?: string;
+      ifEmpty?: boolean;
+    };
     if (op.kind === "unshare" && args.flag !== "CLONE_NEWCGROUP" && args.flag !== "CLONE_NEWNS") {
       return false;
     }
     if (op.kind === "mount" && args.copyUp) return false;
     if (op.kind === "seccomp" && args.listener) return false;
+    if (op.kind === "setrlimit" && MEMORY_RLIMITS.has(args.resource ?? "")) return false;
+    if (op.kind === "cgroup-join" && /\/net_(cls|prio)[,/]/.test(`${args.path}/`)) return false;
   }
+  // The host's nodes are what a shared cpuset parent gets (ifEmpty); the run's own differ.
+  const mems = q.plan.flatMap((o) =>
+    o.kind === "cgroup-write" && String((o.args as { path: string }).path).endsWith("/cpuset.mems")
+      ? [o.args as { value: string; ifEmpty?: boolean }]
+      : []
+  );
+  const host = mems.find((m) => m.ifEmpty)?.value;
+  if (mems.some((m) => !m.ifEmpty && host !== undefined && m.value !== host)) return false;
   return true;
 }

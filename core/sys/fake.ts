@@ -460,8 +460,8 @@ export class RecordingSys implements Sys {
   closeRange(first: number, last: number, flags: number) {
     return this.record("closeRange", [first, last, flags], () => 0);
   }
-  resetSignals() {
-    return this.record("resetSignals", [], () => 0);
+  resetSignals(unblock = true) {
+    return this.record("resetSignals", unblock ? [] : ["mask kept"], () => 0);
   }
   execveat(dirfd: number, path: CStr, argv: CStrArray, envp: CStrArray, flags: number) {
     const p = this.s(path) ?? "";

@@ -29,6 +29,7 @@ const NR = {
     madvise: 28,
     mmap: 9,
     mprotect: 10,
+    munmap: 11,
     getpid: 39,
     socket: 41,
     sendmsg: 46,
@@ -125,6 +126,7 @@ const NR = {
     madvise: 233,
     mmap: 222,
     mprotect: 226,
+    munmap: 215,
     getpid: 172,
     socket: 198,
     sendmsg: 211,
@@ -441,6 +443,8 @@ function spawnProcess(
 
 const CLONE_VM = 0x100;
 const CLONE_VFORK = 0x4000;
+/** The callback's "every step ran": the stub execs only on this (a throw returns 0). */
+const VFORK_GO = 0x676f;
 const allSignals = new Uint8Array(8).fill(0xff);
 const oldMask = new Uint8Array(8);
 /** What the vfork child runs (Sys.vforkExec); the callback below calls it. */
@@ -468,7 +472,7 @@ let vforkStubMapped: VforkStub | undefined;
 function vforkStub(
   code: Uint8Array,
   sc: (n: number, a: number, b: number, c: number, d: number, e: number) => number,
-  nr: { mmap: number; mprotect: number },
+  nr: { mmap: number; mprotect: number; munmap: number },
 ): VforkStub | number {
   if (vforkStubMapped) return vforkStubMapped;
   const size = 4096;
@@ -478,7 +482,10 @@ function vforkStub(
   const ptr = Deno.UnsafePointer.create(BigInt(addr))!;
   new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(ptr, size)).set(code);
   // A policy that refuses executable memory (SELinux execmem, say): no stub, the fork path.
-  if (sc(nr.mprotect, addr, size, 5, 0, 0) < 0) return -38; // PROT_READ|EXEC
+  if (sc(nr.mprotect, addr, size, 5, 0, 0) < 0) { // PROT_READ|EXEC
+    sc(nr.munmap, addr, size, 0, 0, 0);
+    return -38;
+  }
   const def = {
     parameters: ["i64", "pointer", "pointer", "buffer"],
     result: "i64",
@@ -489,7 +496,8 @@ function vforkStub(
     { parameters: ["pointer"], result: "i32" } as const,
     () => {
       try {
-        return vforkRun ? vforkRun() : 1;
+        const rc = vforkRun ? vforkRun() : 1;
+        return rc === 0 ? VFORK_GO : rc;
       } catch {
         return 1;
       }
@@ -696,7 +704,7 @@ function bindLibc(): Sys {
     ioctlBuf: (fd, req, buf) => r(lib.iib(nr.ioctl, fd, req, buf)),
     socket: (d, t, p) => r(lib.i(nr.socket, d, t, p, 0, 0)),
     closeRange: (a, b, flags) => r(lib.i(nr.close_range, a, b, flags, 0, 0)),
-    resetSignals() {
+    resetSignals(unblock = true) {
       // 32 and 33 too (glibc's internal signals, which its sigaction refuses but the kernel
       // does not): a glibc parent's posix_spawn leaves them ignored, and an ignored signal
       // stays ignored across execve, into the container's command.
@@ -704,6 +712,7 @@ function bindLibc(): Sys {
         if (sig === 9 || sig === 19) continue;
         lib.ibbi(nr.rt_sigaction, sig, sigact, null, 8);
       }
+      if (!unblock) return 0;
       return r(lib.ibbi(nr.rt_sigprocmask, 2, sigset, null, 8)); // SIG_SETMASK, empty
     },
     spawn: (path, argv, envp, fds, session = false) =>
@@ -733,6 +742,10 @@ function bindLibc(): Sys {
     canVfork: () => arch === "x86_64",
     vforkExec(flags, run, exec) {
       if (arch !== "x86_64") return -38; // ENOSYS
+      // Everything the child may call bound now: it must not dlopen libc after its Landlock
+      // rules or seccomp filter are on (nor take the loader's lock another thread holds).
+      bindAll();
+      errno();
       const stub = vforkStub(exec.code, (n, a, b, c, d, e) => r(lib.i(n, a, b, c, d, e)), nr);
       if (typeof stub === "number") return stub;
       const at = (b: Uint8Array | BigUint64Array | Int32Array) =>
@@ -745,6 +758,7 @@ function bindLibc(): Sys {
         BigInt(exec.flags),
         BigInt(exec.reportFd),
         at(exec.record),
+        0n, // the empty signal mask the stub sets before the exec
       ]);
       // Every signal blocked across the clone: the child starts with none delivered (micro's
       // handlers are Deno's, in memory it shares), and unblocks them as the exec nears.

@@ -117,8 +117,11 @@ export interface Sys {
   socket(domain: number, type: number, protocol: number): number;
   closeRange(first: number, last: number, flags: number): number;
   // Signals and processes
-  /** Resets every signal to its default action and unblocks all of them. */
-  resetSignals(): number;
+  /**
+   * Resets every signal to its default action and unblocks all of them; with `unblock` false
+   * the mask stays (a vfork child: its stub unblocks them right before the exec).
+   */
+  resetSignals(unblock?: boolean): number;
   /** execveat(2): with AT_EMPTY_PATH and path "", runs the file open at `dirfd`. */
   execveat(dirfd: number, path: CStr, argv: CStrArray, envp: CStrArray, flags: number): number;
   /**

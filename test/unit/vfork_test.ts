@@ -67,7 +67,6 @@ Deno.test("canVfork: every run that needs micro (or its own memory) before its e
   no({ mode: "maps" }, "id maps to write");
   no({ mode: "first" }, "OCI hooks or a beforeRelease");
   no({ flags: FLAGS | C.CLONE_NEWUSER }, "a user namespace");
-  no({ flags: FLAGS | C.CLONE_NEWTIME }, "a time namespace");
   no({ into: 7 }, "a cgroup v2 clone3 joins at birth on the fork path");
   no({ forkedWatchdog: true }, "a forked watchdog");
   for (const k of ["join", "enter", "execFifo", "detached", "seccompListener"] as const) {
@@ -84,6 +83,32 @@ Deno.test("canVfork: every run that needs micro (or its own memory) before its e
     "a tmpfs copy-up is charged to the container's cgroup",
   );
   no(withOp(op("restrict", "seccomp", "seccomp", { listener: true } as never)), "a listener");
+  no(withOp(op("identity", "rlimits", "setrlimit", { resource: "as" } as never)), "RLIMIT_AS");
+  no(withOp(op("identity", "x", "personality", {} as never)), "a personality");
+  no(
+    withOp(op("attach", "cgroups", "cgroup-join", { path: "/sys/fs/cgroup/net_cls,net_prio/m/c" })),
+    "net_cls re-tags micro's sockets",
+  );
+  const mems = (run: string) => [
+    op("prepare", "cgroups", "cgroup-write", {
+      path: "/sys/fs/cgroup/cpuset/micro/cpuset.mems",
+      value: "0-1",
+      ifEmpty: true,
+    } as never),
+    op("prepare", "cgroups", "cgroup-write", {
+      path: "/sys/fs/cgroup/cpuset/micro/c/cpuset.mems",
+      value: run,
+    } as never),
+  ];
+  no({ plan: [...PLAN, ...mems("1")] }, "--cpuset-mems: other nodes than the host's");
+  assert.equal(canVfork(question({ plan: [...PLAN, ...mems("0-1")] }), sys), true);
+  assert.equal(
+    canVfork(
+      question(withOp(op("identity", "rlimits", "setrlimit", { resource: "nofile" } as never))),
+      sys,
+    ),
+    true,
+  );
   // A cgroup namespace of its own is fine.
   assert.equal(
     canVfork(
@@ -108,17 +133,26 @@ Deno.test('compileChild, sync none: cgroup.procs gets "0" right after PDEATHSIG,
     ...VFORK_CTX,
     cgroupProcs: [{ fd: 20, path: "/sys/fs/cgroup/pids/micro/c1/cgroup.procs" }],
   }, sys);
-  assert.deepEqual(prog.info.slice(0, 2).map((s) => s.kind), [
+  // The death signal, then whether micro is still there (it may have died before it was
+  // set: the sync pipe's write end closed), then the cgroups.
+  assert.deepEqual(prog.info.slice(0, 3).map((s) => s.kind), [
     "prctl(PR_SET_PDEATHSIG)",
+    "sync",
     "cgroup-join",
   ]);
-  assert.ok(!prog.info.some((s) => s.kind === "sync"), "a vfork child never waits");
+  assert.equal(prog.info.filter((s) => s.kind === "sync").length, 1, "it never waits");
   // The last step stands for the exec: the stub's failure record names it.
   assert.equal(prog.vfork?.record[0], prog.run.length - 1);
   assert.equal(prog.info[prog.run.length - 1].kind, "execve");
   assert.deepEqual(prog.vfork?.argv.strings, ["", "", "/usr/bin/nope", "", "nope"]);
-  prog.run[1]();
+  assert.equal(prog.run[1](), 0);
+  assert.deepEqual(sys.format().slice(-2), ["close(4)", "pollNow(3, 1)"]);
+  prog.run[2]();
   assert.deepEqual(sys.written(20), new TextEncoder().encode("0"));
+  // micro gone: the pipe's write end closed everywhere (POLLHUP): ESRCH, nothing else runs.
+  const gone = new RecordingSys().returns("pollNow", () => true, C.POLLHUP);
+  const orphan = compileChild(CHILD_OPS, VFORK_CTX, gone);
+  assert.equal(orphan.run[1](), -3);
 });
 
 Deno.test("execute on the vfork path: no sweep, no release byte; the steps run inside vforkExec, the stub's exec last", async () => {
