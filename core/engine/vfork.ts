@@ -32,6 +32,17 @@
  * - the run is attached (`run -d` hands its child over, OCI runs have their own protocol);
  * - and the machine is x86_64 (the only stub so far).
  *
+ * What the fork path had that this one has not (a review's findings, kept small):
+ * - the static watchdog is spawned once the child has exec'd (it needs the init's pidfd), not
+ *   before: if micro is killed in that half millisecond, the container's death signal (set
+ *   first, and again after each credential change) still ends it, unless its command cleared
+ *   that in its first instants (a set-user-ID exec); the next micro's gc then kills it;
+ * - the child runs JavaScript after its seccomp filter is on (a few steps, then the return
+ *   from the callback): a filter whose default kills and that refuses futex, mmap or madvise
+ *   kills it inside the call (a dynamically linked command could not start under it either);
+ * - a SIGKILL sent to the child from outside while it runs its steps leaves micro's runtime
+ *   mid-call (micro then fails that run).
+ *
  * Everything else takes the fork path as before. MICRO_VFORK=0 turns this path off (a
  * benchmark compares the two in one build). The child makes itself undumpable, which with a
  * shared memory makes micro undumpable too: micro runs as root here, so its /proc files were
