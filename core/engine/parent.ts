@@ -26,9 +26,9 @@ const CGROUP_HINTS: Record<number, string> = {
     "alone: choose another --name or --cgroup-parent",
 };
 
-/** The error of a failed cgroup op. */
+/** The error of a failed cgroup op: `e` is what Deno threw, or the errno of a `Sys` call. */
 function cgroupError(o: Op, what: string, paths: Record<string, string>, e: unknown): MicroError {
-  const errno = errnoOf(e, 5);
+  const errno = typeof e === "number" ? e : errnoOf(e, 5);
   const option = "option" in o.args ? ` (--${(o.args as { option: string }).option})` : "";
   return new MicroError(option ? `for ${option.slice(2, -1)}` : "", {
     phase: o.phase,
@@ -334,9 +334,7 @@ export class ParentOps {
    * -1 when the run joins none or several (v1's hierarchies), or the dir is not cgroup2.
    */
   cloneInto(): number {
-    const joins = this.plan.flatMap((o) =>
-      o.phase === "attach" && o.kind === "cgroup-join" ? [o.args.path] : []
-    );
+    const joins = this.joins().map((o) => o.args.path);
     if (joins.length !== 1) return -1;
     // An affinity to set before the child joins (OCI execCPUAffinity.initial): clone, then
     // set it, then join by cgroup.procs, as runc.
@@ -355,32 +353,28 @@ export class ParentOps {
    */
   openProcs(): { fd: number; path: string }[] {
     const out: { fd: number; path: string }[] = [];
-    for (const o of this.plan) {
-      if (o.phase !== "attach" || o.kind !== "cgroup-join") continue;
+    for (const o of this.joins()) {
       const path = `${o.args.path}/cgroup.procs`;
       const fd = this.sys.open(cstr(path), C.O_WRONLY | C.O_CLOEXEC, 0);
       if (fd < 0) {
         for (const p of out) this.sys.close(p.fd);
-        throw new MicroError("", {
-          phase: o.phase,
-          plugin: o.plugin,
-          op: "open",
-          paths: { path },
-          errno: -fd,
-          hint: CGROUP_HINTS[-fd] ?? hintFor("open", -fd),
-        });
+        fail(o, "open", { path }, -fd);
       }
       out.push({ fd, path });
     }
     return out;
   }
 
+  /** The attach's cgroup joins, in plan order. */
+  private joins() {
+    return this.plan.flatMap((o) => o.phase === "attach" && o.kind === "cgroup-join" ? [o] : []);
+  }
+
   /** attach: the child joins every cgroup of the run (none when it was born in its one). */
   attach(pid: number, born = false): void {
     if (born) return;
     let first = true;
-    for (const o of this.plan) {
-      if (o.phase !== "attach" || o.kind !== "cgroup-join") continue;
+    for (const o of this.joins()) {
       const path = `${o.args.path}/cgroup.procs`;
       const t = now();
       try {

@@ -761,7 +761,7 @@ function bindLibc(): Sys {
         0n, // the empty signal mask the stub sets before the exec
       ]);
       // Every signal blocked across the clone: the child starts with none delivered (micro's
-      // handlers are Deno's, in memory it shares), and unblocks them as the exec nears.
+      // handlers are Deno's, in memory it shares), and the stub unblocks them at its exec.
       lib.ibbi(nr.rt_sigprocmask, 0, allSignals, oldMask, 8); // SIG_BLOCK
       vforkRun = run;
       try {
