@@ -39,7 +39,7 @@ import { sealedProgram } from "./memfd.ts";
 import { copyWindowSize, Relays, type StdioEnds } from "./stdio.ts";
 import { mark, now, span } from "../trace.ts";
 import { COMPACT_AFTER_MS, compactHeap } from "../v8.ts";
-import { cloneArgs } from "./clone.ts";
+import { cloneArgs } from "../sys/clone.ts";
 import { bitmask } from "../sched.ts";
 
 export interface EngineOptions {
@@ -745,7 +745,8 @@ async function start(
       },
       forkedWatchdog: watchdog !== null && !watchdog.native,
     }, sys);
-    const procs = vfork ? parent.openProcs() : [];
+    // Born in its cgroup v2 (into), the vfork child joins none; else it joins its own.
+    const procs = vfork && into < 0 ? parent.openProcs() : [];
     fds.push(...procs.map((p) => p.fd));
     prog = compileChild(childOps, {
       ...store,
@@ -798,12 +799,14 @@ async function start(
   let born: boolean;
   if (vfork) {
     // The child runs its steps in micro's memory while micro sleeps, and has exec'd (or
-    // failed) when this returns (core/engine/vfork.ts); it joined its cgroups itself.
+    // failed) when this returns (core/engine/vfork.ts); it was born in its cgroup v2 (clone3)
+    // or joined its v1 cgroups itself.
     const p = prog;
-    pid = sys.vforkExec(flags, () => runSteps(p, sys), { code: VFORK_CODE(), ...p.vfork! });
+    pid = sys.vforkExec(flags, () => runSteps(p, sys), { code: VFORK_CODE(), into, ...p.vfork! });
     born = true;
-    if (pid === -22 || pid === -38) {
-      // A kernel that takes no CLONE_VM with these flags: the fork path, from the start.
+    // A kernel that takes no CLONE_VM with these flags, or (into a cgroup) no clone3 or no
+    // CLONE_INTO_CGROUP (as above): the fork path, from the start, which has its fallbacks.
+    if (pid === -22 || pid === -38 || (into >= 0 && (pid === -1 || pid === -7))) {
       vforkRefused(sys);
       closeAll();
       throw new VforkRefused(`the vfork clone was refused (${errnoName(-pid)})`);

@@ -54,4 +54,4 @@ export const WATCHDOG: Programs = programs(
  * The vfork stub for x86_64, a function micro maps and calls: it clones a child that shares
  * micro's memory, runs a callback there and execs (tools/trampoline/vfork-x86_64.S says how).
  */
-export const VFORK_X86_64 = "U0FUQVVBVkFXSYn0SYnVSYnOMfYx0kUx0kUxwLg4AAAADwVIhcB1ckyJ70H/1D1vZwAAdAuFwHVXuAEAAADrUL8CAAAASY12ODHSQboIAAAAuA4AAAAPBUmLPkmLdghJi1YQTYtWGE2LRiC4QgEAAA8F99hJi3YwiUYESYt+KLoIAAAAuAEAAAAPBbgBAAAAice45wAAAA8F9EFfQV5BXUFcW8M=";
+export const VFORK_X86_64 = "U0FUQVVBVkFXSYn0SYnVSYnOSYtGQEiFwHUTMfYx0kUx0kUxwLg4AAAADwXrD0iJx75YAAAAuLMBAAAPBUiFwHVyTInvQf/UPW9nAAB0C4XAdVe4AQAAAOtQvwIAAABJjXY4MdJBuggAAAC4DgAAAA8FSYs+SYt2CEmLVhBNi1YYTYtGILhCAQAADwX32EmLdjCJRgRJi34ouggAAAC4AQAAAA8FuAEAAACJx7jnAAAADwX0QV9BXkFdQVxbww==";

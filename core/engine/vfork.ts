@@ -15,9 +15,10 @@
  * - the child never waits for micro: no id maps to write (no user namespace), no /proc file
  *   or CPU affinity of the attach, no network to attach (CNI, pasta, slirp4netns), no OCI
  *   hooks, no exec fifo (OCI create), no seccomp listener (the child waits for micro's ack);
- * - its cgroups are v1 or none: it joins them itself by writing "0" to their cgroup.procs
- *   (micro opens them before the clone); a v2 cgroup is joined at birth by clone3 on the
- *   fork path, where micro writes no cgroup.procs at all;
+ * - its cgroups are joined without micro: a cgroup v2 one at birth (the stub's clone3 with
+ *   CLONE_INTO_CGROUP, as on the fork path: no cgroup.procs write at all; a kernel without
+ *   it refuses the clone and the run forks), v1 ones by the child itself, which writes "0" to
+ *   their cgroup.procs (micro opens them before the clone);
  * - nothing the child does acts on the memory it shares with micro, or needs one of its own:
  *   an `enter` fork into a joined pid namespace or a setns (a joined namespace: and a process
  *   there could reach micro's memory through the child), an unshare other than the cgroup
@@ -26,7 +27,8 @@
  *   (checked against micro's whole address space: V8 growing its heap in the child would
  *   fail), a personality (READ_IMPLIES_EXEC would make what micro maps executable), a cpuset
  *   with other memory nodes than the host's (joining it rebinds the memory's policy, and with
- *   memory_migrate moves micro's pages), and net_cls or net_prio (joining them re-tags every
+ *   memory_migrate moves micro's pages; on cgroup v2 any `--cpuset-mems`, whose attach at
+ *   birth older kernels handled otherwise), and net_cls or net_prio (joining them re-tags every
  *   socket in the child's fd table, micro's own among them, before close_range);
  * - the watchdog, if any, is the static one (a forked watchdog is a copy of micro);
  * - the run is attached (`run -d` hands its child over, OCI runs have their own protocol);
@@ -83,7 +85,7 @@ export interface VforkQuestion {
   flags: number;
   /** The child's sync mode on the fork path (core/engine/mod.ts syncMode). */
   mode: string | undefined;
-  /** A cgroup v2 directory the fork path would clone into, or -1. */
+  /** A cgroup v2 directory the child is cloned into (clone3), or -1. */
   into: number;
   /** What rules out the path in the engine's own options. */
   options: {
@@ -100,7 +102,7 @@ export interface VforkQuestion {
 /** Whether this run's first process can be a vfork child (see above for why each rule). */
 export function canVfork(q: VforkQuestion, sys: Sys): boolean {
   if (refused.has(sys) || !sys.canVfork() || Deno.env.get("MICRO_VFORK") === "0") return false;
-  if (q.mode !== "root" || q.into >= 0) return false;
+  if (q.mode !== "root") return false;
   if ((q.flags & C.CLONE_NEWUSER) !== 0) return false;
   if (q.forkedWatchdog) return false;
   const o = q.options;
@@ -132,5 +134,6 @@ export function canVfork(q: VforkQuestion, sys: Sys): boolean {
   );
   const host = mems.find((m) => m.ifEmpty)?.value;
   if (mems.some((m) => !m.ifEmpty && host !== undefined && m.value !== host)) return false;
+  if (q.into >= 0 && mems.some((m) => !m.ifEmpty)) return false;
   return true;
 }

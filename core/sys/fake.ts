@@ -502,7 +502,8 @@ export class RecordingSys implements Sys {
    * then the stub's exec, recorded as an `execveat` that returns 0 (the stub's own call).
    */
   vforkExec(flags: number, run: () => number, exec: VforkExec) {
-    const pid = this.record("vforkExec", [flags], () => this.clonePid);
+    const into = exec.into ?? -1;
+    const pid = this.record("vforkExec", into >= 0 ? [flags, into] : [flags], () => this.clonePid);
     if (pid < 0) return pid;
     if (run() === 0) {
       const args: Arg[] = [

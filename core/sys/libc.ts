@@ -4,6 +4,7 @@
  */
 import type { Arch, CStr, CStrArray, Sys } from "./mod.ts";
 import { now, span } from "../trace.ts";
+import { cloneArgs } from "./clone.ts";
 
 /**
  * Syscall numbers. Every call goes through libc's `syscall(2)` under a handful of
@@ -750,6 +751,9 @@ function bindLibc(): Sys {
       if (typeof stub === "number") return stub;
       const at = (b: Uint8Array | BigUint64Array | Int32Array) =>
         BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(b)));
+      // clone3 into a cgroup v2 directory (CLONE_INTO_CGROUP), with the stub's own flags.
+      const into = exec.into ?? -1;
+      const args = into >= 0 ? cloneArgs(flags | CLONE_VM | CLONE_VFORK, into) : null;
       const block = new BigUint64Array([
         BigInt.asUintN(64, BigInt(exec.dirfd)),
         at(exec.path),
@@ -759,6 +763,7 @@ function bindLibc(): Sys {
         BigInt(exec.reportFd),
         at(exec.record),
         0n, // the empty signal mask the stub sets before the exec
+        args === null ? 0n : at(args),
       ]);
       // Every signal blocked across the clone: the child starts with none delivered (micro's
       // handlers are Deno's, in memory it shares), and the stub unblocks them at its exec.

@@ -36,6 +36,11 @@ export interface VforkExec {
   /** Where a failed exec is reported: `record` with the errno in its second word. */
   reportFd: number;
   record: Int32Array;
+  /**
+   * A cgroup v2 directory's fd the child is born in (clone3's CLONE_INTO_CGROUP), or -1 (or
+   * absent): a plain clone.
+   */
+  into?: number;
 }
 
 export interface CStrArray {
@@ -153,7 +158,9 @@ export interface Sys {
   /**
    * A child that shares micro's memory (CLONE_VM | CLONE_VFORK with `flags`): it runs `run`
    * while micro's thread sleeps, then execs `exec` (core/engine/vfork.ts says when and why).
-   * The child's pid, or -errno; -ENOSYS where there is no stub for the architecture.
+   * The child's pid, or -errno; -ENOSYS where there is no stub for the architecture. With
+   * `exec.into`, a kernel or filter without clone3 or CLONE_INTO_CGROUP fails it (ENOSYS,
+   * EPERM, E2BIG, EINVAL): nothing falls back to a plain clone here.
    */
   vforkExec(flags: number, run: () => number, exec: VforkExec): number;
   /** Whether `vforkExec` has a stub here (x86_64). */

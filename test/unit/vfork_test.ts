@@ -67,7 +67,8 @@ Deno.test("canVfork: every run that needs micro (or its own memory) before its e
   no({ mode: "maps" }, "id maps to write");
   no({ mode: "first" }, "OCI hooks or a beforeRelease");
   no({ flags: FLAGS | C.CLONE_NEWUSER }, "a user namespace");
-  no({ into: 7 }, "a cgroup v2 clone3 joins at birth on the fork path");
+  // cgroup v2: born in its cgroup by the stub's clone3.
+  assert.equal(canVfork(question({ into: 7 }), sys), true);
   no({ forkedWatchdog: true }, "a forked watchdog");
   for (const k of ["join", "enter", "execFifo", "detached", "seccompListener"] as const) {
     no({ options: { ...question().options, [k]: true } }, k);
@@ -101,6 +102,11 @@ Deno.test("canVfork: every run that needs micro (or its own memory) before its e
     } as never),
   ];
   no({ plan: [...PLAN, ...mems("1")] }, "--cpuset-mems: other nodes than the host's");
+  const v2mems = op("prepare", "cgroups", "cgroup-write", {
+    path: "/sys/fs/cgroup/micro/c/cpuset.mems",
+    value: "0",
+  } as never);
+  no({ into: 7, plan: [...PLAN, v2mems] }, "cgroup v2 --cpuset-mems");
   assert.equal(canVfork(question({ plan: [...PLAN, ...mems("0-1")] }), sys), true);
   assert.equal(
     canVfork(
@@ -200,6 +206,52 @@ Deno.test("execute: a kernel that refuses the vfork clone (EINVAL) starts again 
   assert.ok(again.format().some((c) => c.startsWith("vforkExec")), "another Sys is asked anew");
 });
 
+/** A run joining one cgroup (a temp dir standing for it) the fake says is cgroup v2 (fd 99). */
+async function onCgroupV2(fn: (plan: Op[], sys: RecordingSys, dir: string) => Promise<void>) {
+  const dir = Deno.makeTempDirSync({ prefix: "micro-vfork-v2-" });
+  try {
+    Deno.writeTextFileSync(`${dir}/cgroup.procs`, "");
+    const sys = new RecordingSys({ vfork: true });
+    sys.returns("open", (a) => a[0] === dir, () => 99);
+    sys.returns("fstatfsType", (a) => a[0] === 99, C.CGROUP2_SUPER_MAGIC);
+    await fn([...PLAN, op("attach", "cgroups", "cgroup-join", { path: dir })], sys, dir);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+}
+
+Deno.test("execute on the vfork path, cgroup v2: the stub clones into the cgroup (clone3), nobody writes cgroup.procs", async () => {
+  await onCgroupV2(async (plan, sys, dir) => {
+    sys.scriptRecv(5, READY);
+    assert.deepEqual(await execute(plan, OPTS, sys), { exitCode: 0 });
+    const calls = sys.format();
+    assert.ok(calls.includes(`vforkExec(0x${FLAGS.toString(16)}, 99)`), calls.join("\n"));
+    assert.ok(!calls.some((c) => c.startsWith("clone")), "no fork, no clone3 of the fork path");
+    assert.ok(!calls.some((c) => c.includes("cgroup.procs")), "not opened: born in it");
+    assert.equal(Deno.readTextFileSync(`${dir}/cgroup.procs`), "");
+  });
+});
+
+Deno.test("execute on the vfork path, cgroup v2: a kernel without clone3 or CLONE_INTO_CGROUP forks instead; the cgroup's own refusal is the run's error", async () => {
+  for (const errno of [38, 7, 1, 22]) { // ENOSYS, E2BIG, EPERM (a filter), EINVAL
+    await onCgroupV2(async (plan, sys) => {
+      sys.failOn("vforkExec", errno).scriptRecv(5, READY).scriptRecv(15, READY);
+      assert.deepEqual(await execute(plan, OPTS, sys), { exitCode: 0 });
+      const calls = sys.format();
+      assert.equal(calls.filter((c) => c.startsWith("vforkExec")).length, 1, `errno ${errno}`);
+      assert.ok(calls.some((c) => c.startsWith("clone3(")), `errno ${errno}: the fork path's own`);
+    });
+  }
+  await onCgroupV2(async (plan, sys) => {
+    sys.failOn("vforkExec", 11); // EAGAIN: pids.max
+    await assert.rejects(
+      () => execute(plan, OPTS, sys),
+      (e) => e instanceof MicroError && /clone.*EAGAIN/.test(e.line()),
+    );
+    assert.ok(!sys.format().some((c) => c.startsWith("clone")), "not moved in past pids.max");
+  });
+});
+
 // ---- The real stub (x86_64), without namespaces: any user can run these ----------------------
 
 const libc = openLibc();
@@ -208,8 +260,11 @@ const CODE = (Uint8Array as unknown as { fromBase64(s: string): Uint8Array }).fr
   VFORK_X86_64,
 );
 
-/** vforkExec of `path` (argv [path]) with `run`, reporting on a socket: pid, status, record. */
-async function vforkRun(run: () => number, path: string) {
+/**
+ * vforkExec of `path` (argv [path]) with `run`, reporting on a socket: pid, status, record.
+ * With `into` (a cgroup v2 directory's fd), the child is cloned into that cgroup.
+ */
+async function vforkRun(run: () => number, path: string, into = -1) {
   const pair = new Int32Array(2);
   assert.equal(libc.socketpair(C.AF_UNIX, C.SOCK_SEQPACKET | C.SOCK_CLOEXEC, pair), 0);
   const record = new Int32Array([7, 0]);
@@ -222,6 +277,7 @@ async function vforkRun(run: () => number, path: string) {
     flags: 0,
     reportFd: pair[1],
     record,
+    into,
   });
   libc.close(pair[1]);
   assert.ok(pid > 0, `vforkExec: ${pid}`);
@@ -270,5 +326,51 @@ Deno.test({
     // micro goes on: its heap and its next call are fine.
     const again = await vforkRun(() => 0, "/bin/true");
     assert.equal(again.status, 0);
+  },
+});
+
+/** A cgroup2 mount of this host (the hybrid layout's unified one, or /sys/fs/cgroup), or "". */
+function cgroup2Mount(): string {
+  try {
+    for (const line of Deno.readTextFileSync("/proc/self/mountinfo").split("\n")) {
+      const f = line.split(" ");
+      const sep = f.indexOf("-");
+      if (sep > 0 && f[sep + 1] === "cgroup2") return f[4];
+    }
+  } catch { /* no /proc: none */ }
+  return "";
+}
+const V2 = cgroup2Mount();
+
+Deno.test({
+  name: "vforkExec into a cgroup v2 directory (the stub's clone3): the child is born there",
+  ignore: !real || Deno.uid() !== 0 || V2 === "",
+  async fn() {
+    const name = `micro-vfork-test-${Deno.pid}`;
+    const dir = `${V2}/${name}`;
+    Deno.mkdirSync(dir);
+    const fd = libc.open(cstr(dir), C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
+    try {
+      assert.ok(fd >= 0, `open ${dir}: ${fd}`);
+      const path = cstr("/proc/self/cgroup");
+      const buf = new Uint8Array(4096);
+      let n = -1;
+      const r = await vforkRun(
+        () => {
+          const f = libc.open(path, C.O_RDONLY | C.O_CLOEXEC, 0);
+          n = libc.read(f, buf, buf.length);
+          libc.close(f);
+          return 0;
+        },
+        "/bin/true",
+        fd,
+      );
+      assert.equal(r.status, 0);
+      const seen = new TextDecoder().decode(buf.subarray(0, Math.max(n, 0)));
+      assert.ok(seen.split("\n").some((l) => l.startsWith("0::") && l.endsWith(`/${name}`)), seen);
+    } finally {
+      if (fd >= 0) libc.close(fd);
+      Deno.removeSync(dir);
+    }
   },
 });

@@ -2,10 +2,12 @@
  * micro's vfork stub for x86_64: not a program but one function, which micro maps into its
  * own memory and calls through FFI (core/sys/libc.ts vforkExec):
  *
- *   long vfork_exec(long flags, int (*run)(void *), void *arg, const long block[8]);
+ *   long vfork_exec(long flags, int (*run)(void *), void *arg, const long block[9]);
  *
  * It clones with `flags` (CLONE_VM | CLONE_VFORK, the namespaces, SIGCHLD) on the same
- * stack. The parent sleeps until the child has exec'd or exited, then returns the child's pid
+ * stack; or, when block[8] is not 0, with clone3 and the 88-byte `struct clone_args` it points
+ * to (the same flags, the exit signal apart, and CLONE_INTO_CGROUP with a cgroup v2 fd; its
+ * stack 0: the same stack too). The parent sleeps until the child has exec'd or exited, then returns the child's pid
  * (or -errno). The child calls run(arg), a JavaScript callback that runs the container's
  * set-up steps in micro's own memory (micro's thread is asleep meanwhile) and returns, so that
  * V8 and Deno leave the callback as after any other. It only ever writes below the parent's
@@ -26,6 +28,8 @@
         .set SIG_SETMASK, 2
         .set GO, 0x676f
         .set SYS_clone, 56
+        .set SYS_clone3, 435
+        .set CLONE_ARGS_SIZE, 88
         .set SYS_exit_group, 231
         .set SYS_execveat, 322
 
@@ -39,12 +43,22 @@ vfork_exec:
         mov     %rsi, %r12                        /* run */
         mov     %rdx, %r13                        /* arg */
         mov     %rcx, %r14                        /* block */
+        mov     64(%r14), %rax                    /* clone_args, or 0 */
+        test    %rax, %rax
+        jnz     clone3
         xor     %esi, %esi                        /* the same stack */
         xor     %edx, %edx
         xor     %r10d, %r10d
         xor     %r8d, %r8d
         mov     $SYS_clone, %eax
         syscall
+        jmp     cloned
+clone3:
+        mov     %rax, %rdi
+        mov     $CLONE_ARGS_SIZE, %esi
+        mov     $SYS_clone3, %eax
+        syscall
+cloned:
         test    %rax, %rax
         jnz     parent
         mov     %r13, %rdi

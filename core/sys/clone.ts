@@ -2,7 +2,7 @@
  * clone3's `struct clone_args` (CLONE_ARGS_SIZE_VER2: 88 bytes, up to `cgroup`), encoded
  * before the fork sweep so that the clone allocates nothing (DESIGN.md §4).
  */
-import { C } from "../sys/mod.ts";
+import { C } from "./mod.ts";
 
 const SIZE = 88;
 const FLAGS = 0;
