@@ -828,7 +828,9 @@ async function start(
     if (watchdog.native) {
       // The static program (a pid namespace of the container's own): spawned, once the
       // child exists (its init's pidfd), before the child is released.
+      const t = now();
       guard = watchdog.spawn(pid, sys);
+      span("watchdog spawn", t);
     } else {
       // glibc's fork, not a raw clone: the watchdog runs JavaScript that V8 may compile, and
       // compiling allocates; a raw clone could copy a malloc lock another thread held.
