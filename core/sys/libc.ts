@@ -450,6 +450,11 @@ const allSignals = new Uint8Array(8).fill(0xff);
 const oldMask = new Uint8Array(8);
 /** What the vfork child runs (Sys.vforkExec); the callback below calls it. */
 let vforkRun: (() => number) | null = null;
+/**
+ * The clone_args of a vfork clone3, held here for the call: the stub's block points to it by
+ * address alone, and nothing else would keep it from the collector.
+ */
+let vforkArgs: Uint8Array | null = null;
 
 interface VforkStub {
   call: (
@@ -769,12 +774,14 @@ function bindLibc(): Sys {
       // handlers are Deno's, in memory it shares), and the stub unblocks them at its exec.
       lib.ibbi(nr.rt_sigprocmask, 0, allSignals, oldMask, 8); // SIG_BLOCK
       vforkRun = run;
+      vforkArgs = args;
       try {
         return Number(
           stub.call(flags | CLONE_VM | CLONE_VFORK, stub.callback.pointer, null, block),
         );
       } finally {
         vforkRun = null;
+        vforkArgs = null;
         lib.ibbi(nr.rt_sigprocmask, 2, oldMask, null, 8); // SIG_SETMASK
       }
     },
