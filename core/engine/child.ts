@@ -263,6 +263,12 @@ export interface ChildContext {
   /** sync "none": the run's cgroup.procs files, open for writing; the child writes "0". */
   cgroupProcs?: readonly { fd: number; path: string }[];
   /**
+   * sync "none", in a user namespace: the child's end of the socket micro's writer thread
+   * waits on (Sys.procWrites): the child asks for its id maps there, first, and waits for
+   * them to be written.
+   */
+  procWrites?: number;
+  /**
    * "maps": a rootless network helper (pasta, slirp4netns) opens the child's /proc/PID/ns
    * files after the first wait: the child stays dumpable until the last.
    */
@@ -410,6 +416,7 @@ const EMPTY = cstr("");
 const POLLERR = 0x8;
 /** The vfork child's "micro is gone". */
 const ESRCH = 3;
+const EPIPE = 32;
 /** cgroup.procs: "0" is the writer itself. */
 const SELF = cstr("0");
 const AT_EMPTY_PATH = 0x1000;
@@ -972,6 +979,21 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
       const ev = sys.pollNow(ctx.syncRead, C.POLLIN);
       if (ev < 0) return ev;
       return ev & (C.POLLHUP | POLLERR) ? -ESRCH : 0;
+    });
+  }
+  if (ctx.procWrites !== undefined) {
+    // Its id maps (and the other /proc files of the attach), written by micro's thread.
+    const fd = ctx.procWrites;
+    const ask = new Uint8Array([1]);
+    const ack = new Int32Array(2);
+    const got = new Uint8Array(ack.buffer);
+    step({ phase: "attach", plugin: "user", kind: "proc-write", paths: { by: "micro" } }, () => {
+      const n = sys.write(fd, ask, 1);
+      if (n < 0) return n;
+      const m = sys.read(fd, got, 8);
+      if (m !== 8) return m < 0 ? m : -EPIPE;
+      sys.close(fd);
+      return -ack[0];
     });
   }
   // A vfork child joins its cgroups first, as one born in its cgroup (clone3) would be. Its

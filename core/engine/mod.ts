@@ -140,6 +140,10 @@ export interface RunResult {
 
 const DEV_NULL = cstr("/dev/null");
 const ONE = new Uint8Array([1]);
+/** The id map writer's "running" byte lands here (core/engine/mod.ts start). */
+const ONE_IN = new Uint8Array(1);
+/** How long micro waits for the id map writer thread to run before it forks instead. */
+const WRITER_START_MS = 2000;
 /** micro's word to a child waiting after it sent its seccomp listener (SECCOMP_RECORD). */
 const ACK = new Uint8Array(8);
 
@@ -325,21 +329,38 @@ async function attach(plan: Op[], pid: number, sys: Sys): Promise<void> {
     try {
       Deno.writeTextFileSync(path, o.args.content);
     } catch (e) {
-      const errno = errnoOf(e, 22);
-      const lowering = o.args.file === "oom_score_adj" && (errno === 13 || errno === 1);
-      throw new MicroError("", {
-        phase: "attach",
-        plugin: o.plugin,
-        op: "write",
-        paths: { path, content: JSON.stringify(o.args.content.trim()) },
-        errno,
-        hint: lowering
-          ? "lowering oom_score_adj needs CAP_SYS_RESOURCE, which micro does not have here: " +
-            "give a value at or above micro's own (/proc/self/oom_score_adj)"
-          : hintFor("proc-write", errno) ?? (e as Error).message,
-      });
+      throw procWriteError(o, pid, errnoOf(e, 22), (e as Error).message);
     }
   }
+}
+
+type ProcWrite = Extract<Op, { kind: "proc-write" }>;
+
+/** The attach's /proc/PID writes, in plan order (written by micro, or by its writer thread). */
+function procWriteOps(plan: readonly Op[]): ProcWrite[] {
+  return plan.filter((o): o is ProcWrite => o.phase === "attach" && o.kind === "proc-write");
+}
+
+/** A /proc/PID write that failed (`o` undefined: /proc/PID itself could not be opened). */
+function procWriteError(
+  o: ProcWrite | undefined,
+  pid: number,
+  errno: number,
+  message = "",
+): MicroError {
+  const path = `/proc/${pid}${o ? `/${o.args.file}` : ""}`;
+  const lowering = o?.args.file === "oom_score_adj" && (errno === 13 || errno === 1);
+  return new MicroError("", {
+    phase: "attach",
+    plugin: o?.plugin ?? "user",
+    op: o ? "write" : "open",
+    paths: o ? { path, content: JSON.stringify(o.args.content.trim()) } : { path },
+    errno,
+    hint: lowering
+      ? "lowering oom_score_adj needs CAP_SYS_RESOURCE, which micro does not have here: " +
+        "give a value at or above micro's own (/proc/self/oom_score_adj)"
+      : hintFor("proc-write", errno) ?? (message || undefined),
+  });
 }
 
 /**
@@ -669,6 +690,8 @@ async function start(
   let prog;
   let into = -1;
   let vfork = false;
+  /** A vfork child's id maps: written by micro's thread (Sys.procWrites) while it asks. */
+  const writer = { ops: [] as ProcWrite[], ends: new Int32Array([-1, -1]) };
   try {
     check(sys.pipe2(sync, C.O_CLOEXEC), "pipe2");
     fds.push(sync[0], sync[1]);
@@ -748,6 +771,14 @@ async function start(
     // Born in its cgroup v2 (into), the vfork child joins none; else it joins its own.
     const procs = vfork && into < 0 ? parent.openProcs() : [];
     fds.push(...procs.map((p) => p.fd));
+    writer.ops = vfork && mode === "maps" ? procWriteOps(plan) : [];
+    if (writer.ops.length) {
+      check(
+        sys.socketpair(C.AF_UNIX, C.SOCK_SEQPACKET | C.SOCK_CLOEXEC, writer.ends),
+        "socketpair",
+      );
+      fds.push(writer.ends[0], writer.ends[1]);
+    }
     prog = compileChild(childOps, {
       ...store,
       rootPath: opts.rootPath,
@@ -755,6 +786,7 @@ async function start(
       syncWrite: sync[1],
       sync: vfork ? "none" : mode,
       ...(vfork ? { cgroupProcs: procs } : {}),
+      ...(writer.ends[1] >= 0 ? { procWrites: writer.ends[1] } : {}),
       dumpableForAttach: plan.some((o) => o.kind === "usernet-start"),
       networked: plan.some((o) => o.kind === "cni-add" || o.kind === "usernet-start"),
       report: report[1],
@@ -797,13 +829,55 @@ async function start(
   // move the child in past pids.max, which limits forks, not migrations.
   let pid: number;
   let born: boolean;
+  /** What the writer thread did: 0, ((index + 1) << 16) | errno, or -errno (not asked). */
+  let wrote = 0;
   if (vfork) {
     // The child runs its steps in micro's memory while micro sleeps, and has exec'd (or
     // failed) when this returns (core/engine/vfork.ts); it was born in its cgroup v2 (clone3)
     // or joined its v1 cgroups itself.
     const p = prog;
-    pid = sys.vforkExec(flags, () => runSteps(p, sys), { code: VFORK_CODE(), into, ...p.vfork! });
+    const code = VFORK_CODE();
+    const parentTid = new Int32Array(1);
+    const writes = writer.ops.map((o) => ({
+      file: cstr(o.args.file),
+      content: new TextEncoder().encode(o.args.content),
+    }));
+    // The writer waits for the child's request on a thread of its own (micro's sleeps); it
+    // says it runs before the clone, or the run forks (the child would wait for it forever).
+    let done: Promise<number> | null = null;
+    if (writes.length) {
+      done = sys.procWrites(code, writer.ends[0], writes, parentTid);
+      done.catch(() => {});
+      const running = sys.pollNow(writer.ends[1], C.POLLIN, WRITER_START_MS) > 0 &&
+        sys.read(writer.ends[1], ONE_IN, 1) === 1;
+      if (!running) {
+        vforkRefused(sys);
+        closeAll();
+        throw new VforkRefused("the id map writer thread did not start");
+      }
+    }
+    try {
+      pid = sys.vforkExec(flags, () => runSteps(p, sys), { code, into, parentTid, ...p.vfork! });
+    } finally {
+      // The child has exec'd or is gone: once micro's copy of its end is closed too, the
+      // writer sees the end of the file if the child never asked.
+      if (done) {
+        sys.close(writer.ends[1]);
+        fds.splice(fds.indexOf(writer.ends[1]), 1);
+      }
+    }
     born = true;
+    if (done) {
+      wrote = await done.catch((e) => {
+        throw new MicroError(`the id map writer thread failed: ${e}`, { phase: "attach" });
+      }).catch(async (e) => {
+        signals.settled();
+        sys.kill(pid, C.SIGKILL);
+        closeAll();
+        await sys.waitpid(pid);
+        throw e;
+      });
+    }
     // A kernel that takes no CLONE_VM with these flags, or (into a cgroup) no clone3 or no
     // CLONE_INTO_CGROUP (as above): the fork path, from the start, which has its fallbacks.
     if (pid === -22 || pid === -38 || (into >= 0 && (pid === -1 || pid === -7))) {
@@ -887,13 +961,19 @@ async function start(
       hint: hintFor("clone", -guard),
     });
   }
+  if (wrote > 0) {
+    // The writer thread could not write a file; the child, told so, stopped.
+    await abandon();
+    throw procWriteError(writer.ops[(wrote >> 16) - 1], pid, wrote & 0xffff);
+  }
 
   const record = new Int32Array(2);
   try {
     opts.onChild?.(pid);
-    await attach(plan, pid, sys);
+    // A vfork child has no attach left to wait for: its id maps are written (`wrote`).
+    if (!vfork) await attach(plan, pid, sys);
     // Its id maps written: it becomes root there and makes its root while micro goes on.
-    if (mode === "maps") sys.write(sync[1], ONE, 1);
+    if (mode === "maps" && !vfork) sys.write(sync[1], ONE, 1);
     parent.attach(pid, born);
     // In its cgroup, its namespaces made: the network, while it still waits.
     await network.attach(pid);

@@ -12,9 +12,15 @@
  *
  * The price is that micro cannot work while the child does: nothing may need micro between
  * the clone and the exec. So a run takes this path only when
- * - the child never waits for micro: no id maps to write (no user namespace), no /proc file
- *   or CPU affinity of the attach, no network to attach (CNI, pasta, slirp4netns), no OCI
- *   hooks, no exec fifo (OCI create), no seccomp listener (the child waits for micro's ack);
+ * - the child never waits for micro's own thread: its /proc files of the attach (a user
+ *   namespace's id maps, oom_score_adj) are written by a thread of micro's that the child asks
+ *   (Sys.procWrites: the stub's second function, run through Deno's `nonblocking` FFI on a
+ *   thread of its blocking pool; the clone stores the child's pid for it, CLONE_PARENT_SETTID).
+ *   Only micro, in the parent user namespace with CAP_SETUID, may write them, and the child's
+ *   user and pid namespaces come from the one clone, as on the fork path (the pid namespace is
+ *   the user namespace's). micro runs as root: a rootless run's maps are newuidmap's; no CPU
+ *   affinity of the attach, no network to attach (CNI, pasta, slirp4netns), no OCI hooks, no
+ *   exec fifo (OCI create), no seccomp listener (the child waits for micro's ack);
  * - its cgroups are joined without micro: a cgroup v2 one at birth (the stub's clone3 with
  *   CLONE_INTO_CGROUP, as on the fork path: no cgroup.procs write at all; a kernel without
  *   it refuses the clone and the run forks), v1 ones by the child itself, which writes "0" to
@@ -65,7 +71,6 @@ const FORK_ONLY: ReadonlySet<string> = new Set([
   "usernet-start",
   "oci-hook",
   "idmap-helper",
-  "proc-write",
   "cpu-affinity",
   "enter",
   "setns",
@@ -107,8 +112,9 @@ export interface VforkQuestion {
 /** Whether this run's first process can be a vfork child (see above for why each rule). */
 export function canVfork(q: VforkQuestion, sys: Sys): boolean {
   if (refused.has(sys) || !sys.canVfork() || Deno.env.get("MICRO_VFORK") === "0") return false;
-  if (q.mode !== "root") return false;
-  if ((q.flags & C.CLONE_NEWUSER) !== 0) return false;
+  if (q.mode !== "root" && q.mode !== "maps") return false;
+  // Written by micro's thread, the maps need root's rights in micro's user namespace.
+  if (q.mode === "maps" && (Deno.uid() ?? 0) !== 0) return false;
   if (q.forkedWatchdog) return false;
   const o = q.options;
   if (o.join || o.enter || o.execFifo || o.detached || o.seccompListener) return false;

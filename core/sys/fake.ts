@@ -505,6 +505,7 @@ export class RecordingSys implements Sys {
     const into = exec.into ?? -1;
     const pid = this.record("vforkExec", into >= 0 ? [flags, into] : [flags], () => this.clonePid);
     if (pid < 0) return pid;
+    if (exec.parentTid) exec.parentTid[0] = pid;
     if (run() === 0) {
       const args: Arg[] = [
         exec.dirfd,
@@ -516,6 +517,16 @@ export class RecordingSys implements Sys {
       this.record("execveat", args, () => 0);
     }
     return pid;
+  }
+  /** Recorded as `procWrites(sock, ["file=content", …])`; resolves to what a rule says (0). */
+  procWrites(
+    _code: Uint8Array,
+    sock: number,
+    writes: readonly { file: CStr; content: Uint8Array }[],
+    _pid: Int32Array,
+  ) {
+    const files = writes.map((w) => `${this.s(w.file)}=${new TextDecoder().decode(w.content)}`);
+    return Promise.resolve(this.record("procWrites", [sock, files], () => 0));
   }
   kill(pid: number, sig: number) {
     return this.record("kill", [pid, sig], () => 0);
@@ -756,8 +767,9 @@ export class RecordingSys implements Sys {
     }));
   }
 
-  pollNow(fd: number, events: number) {
-    return this.record("pollNow", [fd, events], () => 0);
+  /** Unscripted: nothing is there now; a wait (`ms`) sees what it waits for. */
+  pollNow(fd: number, events: number, ms = 0) {
+    return this.record("pollNow", ms ? [fd, events, ms] : [fd, events], () => ms ? events : 0);
   }
 
   /** Ready (POLLIN) when a scripted read waits for the fd. */

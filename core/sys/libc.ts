@@ -444,6 +444,7 @@ function spawnProcess(
 
 const CLONE_VM = 0x100;
 const CLONE_VFORK = 0x4000;
+const CLONE_PARENT_SETTID = 0x100000;
 /** The callback's "every step ran": the stub execs only on this (a throw returns 0). */
 const VFORK_GO = 0x676f;
 const allSignals = new Uint8Array(8).fill(0xff);
@@ -463,11 +464,17 @@ interface VforkStub {
     arg: null,
     block: BigUint64Array,
   ) => number | bigint;
+  /** The stub's proc_writes, on a thread of Deno's blocking pool. */
+  procWrites: (block: BigUint64Array) => Promise<number | bigint>;
   callback: Deno.UnsafeCallback<
     { readonly parameters: readonly ["pointer"]; readonly result: "i32" }
   >;
 }
 let vforkStubMapped: VforkStub | undefined;
+
+/** A buffer's address, for the stub's blocks. */
+const at = (b: Uint8Array | BigUint64Array | Int32Array) =>
+  BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(b)));
 
 /**
  * The vfork stub mapped once (read and write to fill, then read and execute) and bound with
@@ -498,6 +505,12 @@ function vforkStub(
     callback: true,
   } as const;
   const fn = new Deno.UnsafeFnPointer(ptr as Deno.PointerObject<typeof def>, def);
+  // The second function, 8 bytes in (a jump at each of the two offsets).
+  const writesDef = { parameters: ["buffer"], result: "i64", nonblocking: true } as const;
+  const writes = new Deno.UnsafeFnPointer(
+    Deno.UnsafePointer.create(BigInt(addr) + 8n) as Deno.PointerObject<typeof writesDef>,
+    writesDef,
+  );
   const callback = new Deno.UnsafeCallback(
     { parameters: ["pointer"], result: "i32" } as const,
     () => {
@@ -511,6 +524,7 @@ function vforkStub(
   );
   return vforkStubMapped = {
     call: (flags, run, arg, block) => fn.call(BigInt(flags), run, arg, block),
+    procWrites: (block) => writes.call(block),
     callback,
   };
 }
@@ -595,6 +609,7 @@ function bindLibc(): Sys {
   const pollBuf = new Uint8Array(128);
   const pollView = new DataView(pollBuf.buffer);
   const zeroTime = new Uint8Array(128);
+  const waitTime = new Uint8Array(16);
 
   const sys: Sys = {
     arch,
@@ -754,11 +769,12 @@ function bindLibc(): Sys {
       errno();
       const stub = vforkStub(exec.code, (n, a, b, c, d, e) => r(lib.i(n, a, b, c, d, e)), nr);
       if (typeof stub === "number") return stub;
-      const at = (b: Uint8Array | BigUint64Array | Int32Array) =>
-        BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(b)));
+      // The child's pid stored by the kernel before the child runs (for proc_writes).
+      const tid = exec.parentTid ? at(exec.parentTid) : 0n;
+      const all = flags | CLONE_VM | CLONE_VFORK | (tid ? CLONE_PARENT_SETTID : 0);
       // clone3 into a cgroup v2 directory (CLONE_INTO_CGROUP), with the stub's own flags.
       const into = exec.into ?? -1;
-      const args = into >= 0 ? cloneArgs(flags | CLONE_VM | CLONE_VFORK, into) : null;
+      const args = into >= 0 ? cloneArgs(all, into, tid) : null;
       const block = new BigUint64Array([
         BigInt.asUintN(64, BigInt(exec.dirfd)),
         at(exec.path),
@@ -769,6 +785,7 @@ function bindLibc(): Sys {
         at(exec.record),
         0n, // the empty signal mask the stub sets before the exec
         args === null ? 0n : at(args),
+        tid,
       ]);
       // Every signal blocked across the clone: the child starts with none delivered (micro's
       // handlers are Deno's, in memory it shares), and the stub unblocks them at its exec.
@@ -777,13 +794,30 @@ function bindLibc(): Sys {
       vforkArgs = args;
       try {
         return Number(
-          stub.call(flags | CLONE_VM | CLONE_VFORK, stub.callback.pointer, null, block),
+          stub.call(all, stub.callback.pointer, null, block),
         );
       } finally {
         vforkRun = null;
         vforkArgs = null;
         lib.ibbi(nr.rt_sigprocmask, 2, oldMask, null, 8); // SIG_SETMASK
       }
+    },
+    procWrites(code, sock, writes, pid) {
+      if (arch !== "x86_64") return Promise.resolve(-38); // ENOSYS
+      const stub = vforkStub(code, (n, a, b, c, d, e) => r(lib.i(n, a, b, c, d, e)), nr);
+      if (typeof stub === "number") return Promise.resolve(stub);
+      const block = new BigUint64Array(3 + 3 * writes.length);
+      block[0] = BigInt(sock);
+      block[1] = at(pid);
+      block[2] = BigInt(writes.length);
+      writes.forEach((w, k) => {
+        block[3 + 3 * k] = at(w.file);
+        block[4 + 3 * k] = at(w.content);
+        block[5 + 3 * k] = BigInt(w.content.length);
+      });
+      // What the thread reads by address alone stays referenced until it is done.
+      const held = [block, writes, pid];
+      return stub.procWrites(block).then((rc) => (held.length, Number(rc)));
     },
     clone3: (args) => r(lib.bi(nr.clone3, args, args.length)),
     fork: () => r(raw.fork(ZERO)),
@@ -952,14 +986,21 @@ function bindLibc(): Sys {
       r(lib.bbbii(nr.lsetxattr, p, name, value, value.length, flags)),
     renameat2: (ofd, op, nfd, np, flags) => r(lib.ibibi(nr.renameat2, ofd, op, nfd, np, flags)),
     writeAsync: (fd, buf, len) => retryAsync(() => lib.ibi_async(nr.write, fd, buf, len), 32),
-    pollNow(fd, events) {
-      // struct pollfd {int fd; short events, revents} and a zero timespec, passed as
-      // addresses through the all-numbers signature (no extra binding at start-up).
+    pollNow(fd, events, ms = 0) {
+      // struct pollfd {int fd; short events, revents} and a timespec, passed as addresses
+      // through the all-numbers signature (no extra binding at start-up).
       pollView.setInt32(0, fd, true);
       pollView.setInt16(4, events, true);
       pollView.setInt16(6, 0, true);
       const at = (b: Uint8Array) => Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(b)));
-      const rc = r(lib.i(nr.ppoll, at(pollBuf), 1, at(zeroTime), 0, 0));
+      let time = zeroTime;
+      if (ms > 0) {
+        const t = new DataView(waitTime.buffer);
+        t.setBigInt64(0, BigInt(Math.floor(ms / 1000)), true);
+        t.setBigInt64(8, BigInt((ms % 1000) * 1_000_000), true);
+        time = waitTime;
+      }
+      const rc = r(lib.i(nr.ppoll, at(pollBuf), 1, at(time), 0, 0));
       return rc < 0 ? rc : pollView.getUint16(6, true);
     },
     // mount's signature (bound at start-up): a run reads image layers' markers with it.

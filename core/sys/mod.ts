@@ -41,6 +41,8 @@ export interface VforkExec {
    * absent): a plain clone.
    */
   into?: number;
+  /** Where the clone stores the child's pid before it runs (CLONE_PARENT_SETTID): procWrites. */
+  parentTid?: Int32Array;
 }
 
 export interface CStrArray {
@@ -165,6 +167,20 @@ export interface Sys {
   vforkExec(flags: number, run: () => number, exec: VforkExec): number;
   /** Whether `vforkExec` has a stub here (x86_64). */
   canVfork(): boolean;
+  /**
+   * Writes the vfork child's /proc/PID files that only micro may write (its id maps), from a
+   * thread of its own while micro's sleeps in `vforkExec`: once the child sends one byte on
+   * `sock`, with the pid `vforkExec` stored in `pid` (VforkExec.parentTid); the child gets 8
+   * bytes back, [errno, index]. Resolves to 0, ((index + 1) << 16) | errno for the file that
+   * failed (index = writes.length: /proc/PID itself), or -errno when no request came (-EPIPE:
+   * the child is gone). The stub is `code`'s (VforkExec.code).
+   */
+  procWrites(
+    code: Uint8Array,
+    sock: number,
+    writes: readonly { file: CStr; content: Uint8Array }[],
+    pid: Int32Array,
+  ): Promise<number>;
   kill(pid: number, sig: number): number;
   getpid(): number;
   /** waitpid(pid, 0) off the main thread; resolves with the raw status. */
@@ -279,8 +295,11 @@ export interface Sys {
    * may never drain): its length, or -errno (EPIPE for any failure: errno is not readable).
    */
   writeAsync(fd: number, buf: Uint8Array, len: number): Promise<number>;
-  /** ppoll(2) of one fd with a zero timeout: the revents (0 when none), or -errno. */
-  pollNow(fd: number, events: number): number;
+  /**
+   * ppoll(2) of one fd, waiting up to `ms` milliseconds (0, the default: not at all): the
+   * revents (0 when none came in time), or -errno.
+   */
+  pollNow(fd: number, events: number, ms?: number): number;
   /** lgetxattr(2) into `value`: the value's length, or -errno (ENODATA 61: no such xattr). */
   lgetxattr(path: CStr, name: CStr, value: Uint8Array): number;
   /** setns(2): `fd` a namespace file or a pidfd (Linux 5.8+: several CLONE_NEW* at once). */

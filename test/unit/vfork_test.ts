@@ -64,9 +64,10 @@ Deno.test("canVfork: every run that needs micro (or its own memory) before its e
   const sys = new RecordingSys({ vfork: true });
   const no = (q: Partial<VforkQuestion>, why: string) =>
     assert.equal(canVfork(question(q), sys), false, why);
-  no({ mode: "maps" }, "id maps to write");
+  // A user namespace: its maps are written by micro's thread, with root's rights.
+  const root = (Deno.uid() ?? 0) === 0;
+  assert.equal(canVfork(question({ mode: "maps", flags: FLAGS | C.CLONE_NEWUSER }), sys), root);
   no({ mode: "first" }, "OCI hooks or a beforeRelease");
-  no({ flags: FLAGS | C.CLONE_NEWUSER }, "a user namespace");
   // cgroup v2: born in its cgroup by the stub's clone3.
   assert.equal(canVfork(question({ into: 7 }), sys), true);
   no({ forkedWatchdog: true }, "a forked watchdog");
@@ -76,6 +77,8 @@ Deno.test("canVfork: every run that needs micro (or its own memory) before its e
   const withOp = (o: Op) => ({ plan: [...PLAN, o], childOps: [...PLAN, o] });
   no(withOp(op("attach", "net", "cni-add", {} as never)), "a CNI network");
   no(withOp(op("attach", "net", "usernet-start", {} as never)), "pasta or slirp4netns");
+  no(withOp(op("attach", "user", "idmap-helper", {} as never)), "newuidmap (rootless)");
+  no(withOp(op("attach", "x", "cpu-affinity", {} as never)), "an initial CPU affinity");
   no(withOp(op("rootfs", "x", "enter", {} as never)), "an enter fork");
   no(withOp(op("rootfs", "x", "setns", {} as never)), "a setns");
   no(withOp(op("rootfs", "user", "unshare", { flag: "CLONE_NEWUSER" })), "unshare(NEWUSER)");
@@ -206,6 +209,72 @@ Deno.test("execute: a kernel that refuses the vfork clone (EINVAL) starts again 
   assert.ok(again.format().some((c) => c.startsWith("vforkExec")), "another Sys is asked anew");
 });
 
+const USERNS_PLAN: Op[] = [
+  op("clone", "user", "namespace", { flag: "CLONE_NEWUSER" }),
+  ...PLAN,
+  op("attach", "user", "proc-write", { file: "uid_map", content: "0 100000 65536\n" }),
+  op("attach", "user", "proc-write", { file: "gid_map", content: "0 100000 65536\n" }),
+];
+
+Deno.test({
+  name:
+    "execute on the vfork path, user namespace: micro's thread writes the maps the child asks for; micro's own writes nothing",
+  ignore: (Deno.uid() ?? 0) !== 0,
+  async fn() {
+    const sys = new RecordingSys({ vfork: true }).scriptRecv(5, READY);
+    assert.deepEqual(await execute(USERNS_PLAN, OPTS, sys), { exitCode: 0 });
+    const calls = sys.format();
+    const writer = calls.findIndex((c) => c.startsWith("procWrites("));
+    const vfork = calls.findIndex((c) => c.startsWith("vforkExec("));
+    assert.ok(writer >= 0 && writer < vfork, calls.join("\n"));
+    assert.match(calls[writer], /uid_map=0 100000 65536.*gid_map=0 100000 65536/);
+    const sock = sys.calls()[writer].args[0] as number;
+    // The child's first step after the death signal and the liveness check: it asks on the
+    // other end of the writer's socket and reads the 8-byte answer, before its hostname.
+    const pair = sys.calls().find((c) =>
+      c.call === "socketpair" && (c.args[2] as number[])[0] === sock
+    )!;
+    const child = (pair.args[2] as number[])[1];
+    const ask = calls.indexOf(`write(${child}, 1)`);
+    assert.ok(ask > vfork && calls[ask + 1] === `read(${child}, 8)`, calls.join("\n"));
+    assert.ok(ask < calls.findIndex((c) => c.startsWith("sethostname")));
+    assert.ok(!calls.some((c) => c.startsWith("write(4, 1)")), "no release byte");
+  },
+});
+
+Deno.test({
+  name:
+    "execute on the vfork path, user namespace: a map the writer could not write is the run's error, naming the file",
+  ignore: (Deno.uid() ?? 0) !== 0,
+  async fn() {
+    // gid_map (index 1) refused with EPERM.
+    const sys = new RecordingSys({ vfork: true }).returns("procWrites", () => true, (2 << 16) | 1);
+    await assert.rejects(
+      () => execute(USERNS_PLAN, OPTS, sys),
+      (e) => e instanceof MicroError && /\/proc\/4242\/gid_map.*EPERM/.test(e.line()),
+    );
+    assert.ok(sys.format().some((c) => c.startsWith("kill(4242, 9)")), "the child abandoned");
+  },
+});
+
+Deno.test({
+  name:
+    "execute on the vfork path, user namespace: a writer thread that does not run in time sends the run down the fork path",
+  ignore: (Deno.uid() ?? 0) !== 0,
+  async fn() {
+    const sys = new RecordingSys({ vfork: true }).returns("pollNow", (a) => a.length === 3, 0)
+      .scriptRecv(5, READY).scriptRecv(17, READY);
+    // The fork path writes the maps itself, into /proc/4242 (no such process here).
+    await assert.rejects(
+      () => execute(USERNS_PLAN, OPTS, sys),
+      (e) => e instanceof MicroError && /\/proc\/4242\/uid_map/.test(e.line()),
+    );
+    const calls = sys.format();
+    assert.ok(!calls.some((c) => c.startsWith("vforkExec")), "no vfork without the writer");
+    assert.ok(calls.some((c) => c.startsWith("clone(")), calls.join("\n"));
+  },
+});
+
 /** A run joining one cgroup (a temp dir standing for it) the fake says is cgroup v2 (fd 99). */
 async function onCgroupV2(fn: (plan: Op[], sys: RecordingSys, dir: string) => Promise<void>) {
   const dir = Deno.makeTempDirSync({ prefix: "micro-vfork-v2-" });
@@ -262,13 +331,20 @@ const CODE = (Uint8Array as unknown as { fromBase64(s: string): Uint8Array }).fr
 
 /**
  * vforkExec of `path` (argv [path]) with `run`, reporting on a socket: pid, status, record.
- * With `into` (a cgroup v2 directory's fd), the child is cloned into that cgroup.
+ * With `into` (a cgroup v2 directory's fd), the child is cloned into that cgroup; `flags` are
+ * the clone's; `parentTid` gets the child's pid before it runs.
  */
-async function vforkRun(run: () => number, path: string, into = -1) {
+async function vforkRun(
+  run: () => number,
+  path: string,
+  into = -1,
+  flags: number = C.SIGCHLD,
+  parentTid?: Int32Array,
+) {
   const pair = new Int32Array(2);
   assert.equal(libc.socketpair(C.AF_UNIX, C.SOCK_SEQPACKET | C.SOCK_CLOEXEC, pair), 0);
   const record = new Int32Array([7, 0]);
-  const pid = libc.vforkExec(C.SIGCHLD, run, {
+  const pid = libc.vforkExec(flags, run, {
     code: CODE,
     dirfd: -100, // AT_FDCWD
     path: cstr(path),
@@ -278,6 +354,7 @@ async function vforkRun(run: () => number, path: string, into = -1) {
     reportFd: pair[1],
     record,
     into,
+    parentTid,
   });
   libc.close(pair[1]);
   assert.ok(pid > 0, `vforkExec: ${pid}`);
@@ -372,5 +449,105 @@ Deno.test({
       if (fd >= 0) libc.close(fd);
       Deno.removeSync(dir);
     }
+  },
+});
+
+/** The writer's first byte, "running", read off the child's end (micro does so before it clones). */
+function running(end: number): Promise<void> {
+  assert.ok(libc.pollNow(end, C.POLLIN, 2000) & C.POLLIN, "the writer thread runs");
+  assert.equal(libc.read(end, new Uint8Array(1), 1), 1);
+  return Promise.resolve();
+}
+
+Deno.test({
+  name:
+    "procWrites: a thread of micro's writes a vfork child's id maps while micro sleeps in the clone",
+  ignore: !real || Deno.uid() !== 0,
+  async fn() {
+    const pair = new Int32Array(2);
+    assert.equal(libc.socketpair(C.AF_UNIX, C.SOCK_SEQPACKET | C.SOCK_CLOEXEC, pair), 0);
+    const pid = new Int32Array(1);
+    const enc = (s: string) => new TextEncoder().encode(s);
+    const done = libc.procWrites(CODE, pair[0], [
+      { file: cstr("uid_map"), content: enc("0 1000000000 1\n") },
+      { file: cstr("gid_map"), content: enc("0 1000000000 1\n") },
+    ], pid);
+    await running(pair[1]);
+    const ask = new Uint8Array([1]);
+    const ack = new Int32Array([-1, -1]);
+    const seen = new Uint8Array(256);
+    const path = cstr("/proc/self/uid_map");
+    let asked = 0;
+    let n = -1;
+    const r = await vforkRun(
+      () => {
+        asked = libc.write(pair[1], ask, 1);
+        libc.read(pair[1], new Uint8Array(ack.buffer), 8);
+        const f = libc.open(path, C.O_RDONLY | C.O_CLOEXEC, 0);
+        n = libc.read(f, seen, seen.length);
+        libc.close(f);
+        return 0;
+      },
+      "/bin/true",
+      -1,
+      C.CLONE_NEWUSER | C.SIGCHLD,
+      pid,
+    );
+    libc.close(pair[1]);
+    assert.equal(await done, 0);
+    libc.close(pair[0]);
+    assert.equal(r.status, 0);
+    assert.equal(pid[0], r.pid, "the kernel stored the child's pid before it ran");
+    assert.equal(asked, 1);
+    assert.deepEqual([...ack], [0, 2], "errno 0, both files");
+    const text = new TextDecoder().decode(seen.subarray(0, Math.max(n, 0)));
+    assert.match(text, /^\s*0\s+1000000000\s+1\s*$/, text);
+  },
+});
+
+Deno.test({
+  name:
+    "procWrites: a write the kernel refuses is [errno, index] to the child and the result; no request is -EPIPE",
+  ignore: !real || Deno.uid() !== 0,
+  async fn() {
+    const pair = new Int32Array(2);
+    assert.equal(libc.socketpair(C.AF_UNIX, C.SOCK_SEQPACKET | C.SOCK_CLOEXEC, pair), 0);
+    const pid = new Int32Array(1);
+    const enc = (s: string) => new TextEncoder().encode(s);
+    // uid_map twice: a map is written once; the second write is EPERM.
+    const done = libc.procWrites(CODE, pair[0], [
+      { file: cstr("uid_map"), content: enc("0 1000000000 1\n") },
+      { file: cstr("uid_map"), content: enc("0 1000000000 1\n") },
+    ], pid);
+    await running(pair[1]);
+    const ack = new Int32Array([-1, -1]);
+    const r = await vforkRun(
+      () => {
+        libc.write(pair[1], new Uint8Array([1]), 1);
+        libc.read(pair[1], new Uint8Array(ack.buffer), 8);
+        return ack[0] === 0 ? 0 : 3;
+      },
+      "/bin/true",
+      -1,
+      C.CLONE_NEWUSER | C.SIGCHLD,
+      pid,
+    );
+    libc.close(pair[1]);
+    const rc = await done;
+    libc.close(pair[0]);
+    assert.equal(r.status, 3 << 8, "told, it stopped");
+    assert.deepEqual([...ack], [1, 1], "EPERM at index 1");
+    assert.equal(rc, (2 << 16) | 1);
+    // A child that never asks: the writer sees the end of the file.
+    const quiet = new Int32Array(2);
+    assert.equal(libc.socketpair(C.AF_UNIX, C.SOCK_SEQPACKET | C.SOCK_CLOEXEC, quiet), 0);
+    const idle = libc.procWrites(CODE, quiet[0], [
+      { file: cstr("uid_map"), content: enc("0 1000000000 1\n") },
+    ], pid);
+    await running(quiet[1]);
+    await vforkRun(() => 0, "/bin/true", -1, C.CLONE_NEWUSER | C.SIGCHLD, pid);
+    libc.close(quiet[1]);
+    assert.equal(await idle, -32);
+    libc.close(quiet[0]);
   },
 });

@@ -2,12 +2,16 @@
  * micro's vfork stub for x86_64: not a program but one function, which micro maps into its
  * own memory and calls through FFI (core/sys/libc.ts vforkExec):
  *
- *   long vfork_exec(long flags, int (*run)(void *), void *arg, const long block[9]);
+ * Two functions, each reached through a jump at the start of the page: vfork_exec at offset 0,
+ * proc_writes at offset 8.
+ *
+ *   long vfork_exec(long flags, int (*run)(void *), void *arg, const long block[10]);
  *
  * It clones with `flags` (CLONE_VM | CLONE_VFORK, the namespaces, SIGCHLD) on the same
  * stack; or, when block[8] is not 0, with clone3 and the 88-byte `struct clone_args` it points
  * to (the same flags, the exit signal apart, and CLONE_INTO_CGROUP with a cgroup v2 fd; its
- * stack 0: the same stack too). The parent sleeps until the child has exec'd or exited, then returns the child's pid
+ * stack 0: the same stack too). block[9] is clone's parent_tid (CLONE_PARENT_SETTID: the
+ * kernel stores the child's pid there before the child runs). The parent sleeps until the child has exec'd or exited, then returns the child's pid
  * (or -errno). The child calls run(arg), a JavaScript callback that runs the container's
  * set-up steps in micro's own memory (micro's thread is asleep meanwhile) and returns, so that
  * V8 and Deno leave the callback as after any other. It only ever writes below the parent's
@@ -20,10 +24,39 @@
  * Anything else is the child's exit code; 0 (what Deno returns for a callback that threw)
  * exits 1: only GO execs.
  *
+ *   long proc_writes(const long block[]);
+ *
+ * Run on a thread of its own (Deno's `nonblocking` FFI) while micro's thread sleeps in
+ * vfork_exec: it writes the vfork child's /proc/PID files that only micro may write (its id
+ * maps: the child is in a user namespace of its own and has no rights in micro's). block[0]
+ * is a socket; block[1] points to the int32 pid (vfork_exec's parent_tid); block[2] the count
+ * of files, then for each one its NUL-terminated name, its content and the content's length.
+ * It first sends one byte on the socket (it runs: micro waits for that before it clones), then
+ * waits for one byte (the child's request: it has been cloned, the pid is there), opens
+ * /proc/PID and writes each file whole, in order, then sends the child 8 bytes [errno, index]
+ * (0 and the count when every write succeeded). It returns 0, or ((index + 1) << 16) | errno
+ * for the file that failed (index = count: /proc/PID itself), or -errno when no request came
+ * (-EPIPE: end of file, the child gone without asking); then it shuts the socket down, so
+ * that a child that asks later reads the end of the file instead of waiting. Sends are
+ * MSG_NOSIGNAL: a peer gone is EPIPE, not a SIGPIPE.
+ *
  * Assembled into core/engine/trampoline.ts by tools/gen_trampoline.ts (no ELF header: the
  * bytes are a function).
  */
+        .set SYS_read, 0
         .set SYS_write, 1
+        .set SYS_close, 3
+        .set SYS_openat, 257
+        .set SYS_sendto, 44
+        .set SYS_shutdown, 48
+        .set SHUT_RDWR, 2
+        .set MSG_NOSIGNAL, 0x4000
+        .set EINTR, 4
+        .set AT_FDCWD, -100
+        .set O_WRONLY_CLOEXEC, 0x80001
+        .set O_PATH_DIRECTORY_CLOEXEC, 0x290000
+        .set EPIPE, 32
+        .set EIO, 5
         .set SYS_rt_sigprocmask, 14
         .set SIG_SETMASK, 2
         .set GO, 0x676f
@@ -34,6 +67,10 @@
         .set SYS_execveat, 322
 
         .text
+        jmp     vfork_exec                        /* offset 0 */
+        .balign 8
+        jmp     proc_writes                       /* offset 8 */
+        .balign 8
 vfork_exec:
         push    %rbx
         push    %r12
@@ -47,7 +84,7 @@ vfork_exec:
         test    %rax, %rax
         jnz     clone3
         xor     %esi, %esi                        /* the same stack */
-        xor     %edx, %edx
+        mov     72(%r14), %rdx                    /* parent_tid */
         xor     %r10d, %r10d
         xor     %r8d, %r8d
         mov     $SYS_clone, %eax
@@ -97,6 +134,150 @@ leave:
         syscall
         hlt
 parent:
+        pop     %r15
+        pop     %r14
+        pop     %r13
+        pop     %r12
+        pop     %rbx
+        ret
+
+/* The frame: iovec-free reads; the path "/proc/PID" built backwards from 40(%rsp); the ack at
+   48(%rsp); the request byte at 56(%rsp). r12 block, r13 dirfd, r14 file index, r15 result,
+   rbx the current file's slot. */
+proc_writes:
+        push    %rbx
+        push    %r12
+        push    %r13
+        push    %r14
+        push    %r15
+        sub     $64, %rsp
+        mov     %rdi, %r12
+        movb    $1, 56(%rsp)                      /* "running" */
+        mov     (%r12), %rdi
+        lea     56(%rsp), %rsi
+        mov     $1, %edx
+        mov     $MSG_NOSIGNAL, %r10d
+        xor     %r8d, %r8d
+        xor     %r9d, %r9d
+        mov     $SYS_sendto, %eax
+        syscall
+request:
+        mov     (%r12), %rdi                      /* the request: one byte */
+        lea     56(%rsp), %rsi
+        mov     $1, %edx
+        mov     $SYS_read, %eax
+        syscall
+        cmp     $-EINTR, %rax
+        je      request
+        test    %rax, %rax
+        jg      asked
+        jl      unasked
+        mov     $-EPIPE, %rax
+unasked:
+        mov     %rax, %r15
+        mov     (%r12), %rdi
+        mov     $SHUT_RDWR, %esi
+        mov     $SYS_shutdown, %eax
+        syscall
+        jmp     pw_return
+asked:
+        mov     8(%r12), %rax                     /* the pid, as the kernel stored it */
+        mov     (%rax), %eax
+        lea     40(%rsp), %rsi
+        movb    $0, (%rsi)
+        mov     $10, %ecx
+digit:
+        xor     %edx, %edx
+        div     %ecx
+        add     $'0', %dl
+        dec     %rsi
+        mov     %dl, (%rsi)
+        test    %eax, %eax
+        jnz     digit
+        sub     $6, %rsi
+        movl    $0x6f72702f, (%rsi)               /* "/pro" */
+        movw    $0x2f63, 4(%rsi)                  /* "c/" */
+        mov     $AT_FDCWD, %rdi
+        xor     %edx, %edx
+        mov     $O_PATH_DIRECTORY_CLOEXEC, %edx
+        xor     %r10d, %r10d
+        mov     $SYS_openat, %eax
+        syscall
+        mov     16(%r12), %r14                    /* index = count: /proc/PID */
+        test    %rax, %rax
+        js      failed
+        mov     %rax, %r13
+        xor     %r14d, %r14d
+        lea     24(%r12), %rbx
+next:
+        cmp     16(%r12), %r14
+        jae     written
+        mov     %r13, %rdi
+        mov     (%rbx), %rsi
+        mov     $O_WRONLY_CLOEXEC, %edx
+        xor     %r10d, %r10d
+        mov     $SYS_openat, %eax
+        syscall
+        test    %rax, %rax
+        js      failed_dir
+        mov     %rax, %r15                        /* the file's fd */
+        mov     %rax, %rdi
+        mov     8(%rbx), %rsi
+        mov     16(%rbx), %rdx
+        mov     $SYS_write, %eax
+        syscall
+        push    %rax
+        push    %rax
+        mov     %r15, %rdi
+        mov     $SYS_close, %eax
+        syscall
+        pop     %rax
+        pop     %rax
+        test    %rax, %rax
+        js      failed_dir
+        cmp     16(%rbx), %rax
+        mov     $-EIO, %rcx
+        cmovne  %rcx, %rax
+        jne     failed_dir
+        inc     %r14
+        add     $24, %rbx
+        jmp     next
+written:
+        mov     %r13, %rdi
+        mov     $SYS_close, %eax
+        syscall
+        xor     %eax, %eax                        /* errno 0, index = count */
+        mov     %r14, %rcx
+        xor     %r15d, %r15d
+        jmp     ack
+failed_dir:
+        push    %rax
+        push    %rax
+        mov     %r13, %rdi
+        mov     $SYS_close, %eax
+        syscall
+        pop     %rax
+        pop     %rax
+failed:
+        neg     %rax                              /* errno */
+        mov     %r14, %rcx
+        lea     1(%r14), %r15
+        shl     $16, %r15
+        or      %rax, %r15
+ack:
+        mov     %eax, 48(%rsp)
+        mov     %ecx, 52(%rsp)
+        mov     (%r12), %rdi
+        lea     48(%rsp), %rsi
+        mov     $8, %edx
+        mov     $MSG_NOSIGNAL, %r10d
+        xor     %r8d, %r8d
+        xor     %r9d, %r9d
+        mov     $SYS_sendto, %eax
+        syscall
+pw_return:
+        mov     %r15, %rax
+        add     $64, %rsp
         pop     %r15
         pop     %r14
         pop     %r13
