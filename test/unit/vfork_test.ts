@@ -452,11 +452,18 @@ Deno.test({
   },
 });
 
-/** The writer's first byte, "running", read off the child's end (micro does so before it clones). */
-function running(end: number): Promise<void> {
-  assert.ok(libc.pollNow(end, C.POLLIN, 2000) & C.POLLIN, "the writer thread runs");
-  assert.equal(libc.read(end, new Uint8Array(1), 1), 1);
-  return Promise.resolve();
+/**
+ * A writer of `files` (name, content) on a new socket pair, running: its first byte, read off
+ * the child's end as micro does before it clones. The pid slot is the clone's parent_tid.
+ */
+function writer(files: [string, string][], pid = new Int32Array(1)) {
+  const pair = new Int32Array(2);
+  assert.equal(libc.socketpair(C.AF_UNIX, C.SOCK_SEQPACKET | C.SOCK_CLOEXEC, pair), 0);
+  const writes = files.map(([f, c]) => ({ file: cstr(f), content: new TextEncoder().encode(c) }));
+  const done = libc.procWrites(CODE, pair[0], writes, pid);
+  assert.ok(libc.pollNow(pair[1], C.POLLIN, 2000) & C.POLLIN, "the writer thread runs");
+  assert.equal(libc.read(pair[1], new Uint8Array(1), 1), 1);
+  return { mine: pair[0], child: pair[1], pid, done };
 }
 
 Deno.test({
@@ -464,15 +471,10 @@ Deno.test({
     "procWrites: a thread of micro's writes a vfork child's id maps while micro sleeps in the clone",
   ignore: !real || Deno.uid() !== 0,
   async fn() {
-    const pair = new Int32Array(2);
-    assert.equal(libc.socketpair(C.AF_UNIX, C.SOCK_SEQPACKET | C.SOCK_CLOEXEC, pair), 0);
-    const pid = new Int32Array(1);
-    const enc = (s: string) => new TextEncoder().encode(s);
-    const done = libc.procWrites(CODE, pair[0], [
-      { file: cstr("uid_map"), content: enc("0 1000000000 1\n") },
-      { file: cstr("gid_map"), content: enc("0 1000000000 1\n") },
-    ], pid);
-    await running(pair[1]);
+    const { mine, child, pid, done } = writer([
+      ["uid_map", "0 1000000000 1\n"],
+      ["gid_map", "0 1000000000 1\n"],
+    ]);
     const ask = new Uint8Array([1]);
     const ack = new Int32Array([-1, -1]);
     const seen = new Uint8Array(256);
@@ -481,8 +483,8 @@ Deno.test({
     let n = -1;
     const r = await vforkRun(
       () => {
-        asked = libc.write(pair[1], ask, 1);
-        libc.read(pair[1], new Uint8Array(ack.buffer), 8);
+        asked = libc.write(child, ask, 1);
+        libc.read(child, new Uint8Array(ack.buffer), 8);
         const f = libc.open(path, C.O_RDONLY | C.O_CLOEXEC, 0);
         n = libc.read(f, seen, seen.length);
         libc.close(f);
@@ -493,9 +495,9 @@ Deno.test({
       C.CLONE_NEWUSER | C.SIGCHLD,
       pid,
     );
-    libc.close(pair[1]);
+    libc.close(child);
     assert.equal(await done, 0);
-    libc.close(pair[0]);
+    libc.close(mine);
     assert.equal(r.status, 0);
     assert.equal(pid[0], r.pid, "the kernel stored the child's pid before it ran");
     assert.equal(asked, 1);
@@ -510,21 +512,16 @@ Deno.test({
     "procWrites: a write the kernel refuses is [errno, index] to the child and the result; no request is -EPIPE",
   ignore: !real || Deno.uid() !== 0,
   async fn() {
-    const pair = new Int32Array(2);
-    assert.equal(libc.socketpair(C.AF_UNIX, C.SOCK_SEQPACKET | C.SOCK_CLOEXEC, pair), 0);
-    const pid = new Int32Array(1);
-    const enc = (s: string) => new TextEncoder().encode(s);
     // uid_map twice: a map is written once; the second write is EPERM.
-    const done = libc.procWrites(CODE, pair[0], [
-      { file: cstr("uid_map"), content: enc("0 1000000000 1\n") },
-      { file: cstr("uid_map"), content: enc("0 1000000000 1\n") },
-    ], pid);
-    await running(pair[1]);
+    const { mine, child, pid, done } = writer([
+      ["uid_map", "0 1000000000 1\n"],
+      ["uid_map", "0 1000000000 1\n"],
+    ]);
     const ack = new Int32Array([-1, -1]);
     const r = await vforkRun(
       () => {
-        libc.write(pair[1], new Uint8Array([1]), 1);
-        libc.read(pair[1], new Uint8Array(ack.buffer), 8);
+        libc.write(child, new Uint8Array([1]), 1);
+        libc.read(child, new Uint8Array(ack.buffer), 8);
         return ack[0] === 0 ? 0 : 3;
       },
       "/bin/true",
@@ -532,22 +529,17 @@ Deno.test({
       C.CLONE_NEWUSER | C.SIGCHLD,
       pid,
     );
-    libc.close(pair[1]);
+    libc.close(child);
     const rc = await done;
-    libc.close(pair[0]);
+    libc.close(mine);
     assert.equal(r.status, 3 << 8, "told, it stopped");
     assert.deepEqual([...ack], [1, 1], "EPERM at index 1");
     assert.equal(rc, (2 << 16) | 1);
     // A child that never asks: the writer sees the end of the file.
-    const quiet = new Int32Array(2);
-    assert.equal(libc.socketpair(C.AF_UNIX, C.SOCK_SEQPACKET | C.SOCK_CLOEXEC, quiet), 0);
-    const idle = libc.procWrites(CODE, quiet[0], [
-      { file: cstr("uid_map"), content: enc("0 1000000000 1\n") },
-    ], pid);
-    await running(quiet[1]);
-    await vforkRun(() => 0, "/bin/true", -1, C.CLONE_NEWUSER | C.SIGCHLD, pid);
-    libc.close(quiet[1]);
-    assert.equal(await idle, -32);
-    libc.close(quiet[0]);
+    const quiet = writer([["uid_map", "0 1000000000 1\n"]]);
+    await vforkRun(() => 0, "/bin/true", -1, C.CLONE_NEWUSER | C.SIGCHLD, quiet.pid);
+    libc.close(quiet.child);
+    assert.equal(await quiet.done, -32);
+    libc.close(quiet.mine);
   },
 });
