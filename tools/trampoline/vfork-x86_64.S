@@ -153,14 +153,9 @@ proc_writes:
         sub     $64, %rsp
         mov     %rdi, %r12
         movb    $1, 56(%rsp)                      /* "running" */
-        mov     (%r12), %rdi
         lea     56(%rsp), %rsi
         mov     $1, %edx
-        mov     $MSG_NOSIGNAL, %r10d
-        xor     %r8d, %r8d
-        xor     %r9d, %r9d
-        mov     $SYS_sendto, %eax
-        syscall
+        call    send
 request:
         mov     (%r12), %rdi                      /* the request: one byte */
         lea     56(%rsp), %rsi
@@ -267,14 +262,9 @@ failed:
 ack:
         mov     %eax, 48(%rsp)
         mov     %ecx, 52(%rsp)
-        mov     (%r12), %rdi
         lea     48(%rsp), %rsi
         mov     $8, %edx
-        mov     $MSG_NOSIGNAL, %r10d
-        xor     %r8d, %r8d
-        xor     %r9d, %r9d
-        mov     $SYS_sendto, %eax
-        syscall
+        call    send
 pw_return:
         mov     %r15, %rax
         add     $64, %rsp
@@ -283,4 +273,14 @@ pw_return:
         pop     %r13
         pop     %r12
         pop     %rbx
+        ret
+
+/* send(rsi buf, rdx len) on the socket (block[0] in r12), MSG_NOSIGNAL; clobbers rdi, r8-r11. */
+send:
+        mov     (%r12), %rdi
+        mov     $MSG_NOSIGNAL, %r10d
+        xor     %r8d, %r8d
+        xor     %r9d, %r9d
+        mov     $SYS_sendto, %eax
+        syscall
         ret
