@@ -868,15 +868,18 @@ async function start(
     }
     born = true;
     if (done) {
-      wrote = await done.catch((e) => {
-        throw new MicroError(`the id map writer thread failed: ${e}`, { phase: "attach" });
-      }).catch(async (e) => {
-        signals.settled();
-        sys.kill(pid, C.SIGKILL);
+      try {
+        wrote = await done;
+      } catch (e) {
+        // Deno could not run the thread's call (Deno's own failure, not the writes').
         closeAll();
-        await sys.waitpid(pid);
-        throw e;
-      });
+        if (pid > 0) {
+          signals.settled();
+          sys.kill(pid, C.SIGKILL);
+          await sys.waitpid(pid);
+        }
+        throw new MicroError(`the id map writer thread failed: ${e}`, { phase: "attach" });
+      }
     }
     // A kernel that takes no CLONE_VM with these flags, or (into a cgroup) no clone3 or no
     // CLONE_INTO_CGROUP (as above): the fork path, from the start, which has its fallbacks.
