@@ -61,7 +61,7 @@
  * shared memory makes micro undumpable too: micro runs as root here, so its /proc files were
  * root's already, and it never dumps core on purpose.
  */
-import { C, type Sys } from "../sys/mod.ts";
+import type { Sys } from "../sys/mod.ts";
 import type { Op } from "../ops.ts";
 
 /** The kinds of op whose presence sends a run down the fork path (see above). */

@@ -455,7 +455,7 @@ let vforkRun: (() => number) | null = null;
  * The clone_args of a vfork clone3, held here for the call: the stub's block points to it by
  * address alone, and nothing else would keep it from the collector.
  */
-let vforkArgs: Uint8Array | null = null;
+const vforkHeld = new Set<Uint8Array>();
 
 interface VforkStub {
   call: (
@@ -791,14 +791,14 @@ function bindLibc(): Sys {
       // handlers are Deno's, in memory it shares), and the stub unblocks them at its exec.
       lib.ibbi(nr.rt_sigprocmask, 0, allSignals, oldMask, 8); // SIG_BLOCK
       vforkRun = run;
-      vforkArgs = args;
+      if (args) vforkHeld.add(args);
       try {
         return Number(
           stub.call(all, stub.callback.pointer, null, block),
         );
       } finally {
         vforkRun = null;
-        vforkArgs = null;
+        if (args) vforkHeld.delete(args);
         lib.ibbi(nr.rt_sigprocmask, 2, oldMask, null, 8); // SIG_SETMASK
       }
     },
