@@ -34,7 +34,7 @@ import { execRecord } from "./exec/record.ts";
 import { findContainer, type Found, waitReady } from "./exec/find.ts";
 import { plannedCgroups } from "./engine/parent.ts";
 import { mark } from "./trace.ts";
-import { idmapImage, type IdmappedImage } from "./engine/idmapped.ts";
+import { idmapImage, type IdmappedImage, shiftedMaps } from "./engine/idmapped.ts";
 import { type ContainerRecord, ContainerRun, hiddenMountPoints } from "./store/containers.ts";
 import { storeRoot } from "./store/paths.ts";
 
@@ -240,6 +240,7 @@ export async function runCommand(
       // as before them, quietly (a warning on every hardened run there helps nobody).
       () => {},
     );
+    if (shiftedMaps(resolved.ops, uid)) mark("idmapped image");
     // execute() always ends with its cleanup, which removes the cgroups it created.
     engineCleaned = true;
     const result = await execute(mapped.ops, {

@@ -61,6 +61,8 @@ microTest("trace: MICRO_TRACE=1 prints every phase of a run, adding up to the to
     // A built-in profile's seccomp program was compiled at build time.
     assert.ok(!p.has("seccomp compile"), `${profile}: compiled at run time:\n${r.stderr}`);
     if (V2) assert.ok(!p.has("first cgroup.procs write"), `${profile}:\n${r.stderr}`);
+    // Its own line where the image is idmapped for a user namespace (hardened, as root).
+    assert.equal(p.has("idmapped image"), profile === "hardened", `${profile}:\n${r.stderr}`);
     let sum = 0;
     for (const [name, ms] of p) if (name !== "total") sum += ms;
     assert.ok(
