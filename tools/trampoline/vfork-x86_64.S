@@ -134,6 +134,7 @@ leave:
         syscall
         hlt
 parent:
+restore:                                          /* both functions' epilogue */
         pop     %r15
         pop     %r14
         pop     %r13
@@ -268,12 +269,7 @@ ack:
 pw_return:
         mov     %r15, %rax
         add     $64, %rsp
-        pop     %r15
-        pop     %r14
-        pop     %r13
-        pop     %r12
-        pop     %rbx
-        ret
+        jmp     restore
 
 /* send(rsi buf, rdx len) on the socket (block[0] in r12), MSG_NOSIGNAL; clobbers rdi, r8-r11. */
 send:
