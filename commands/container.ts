@@ -155,6 +155,7 @@ export function rm(argv: string[]): Promise<number> {
     if (!rest.length) throw new MicroError("rm needs at least one container", { hint: RM_USAGE });
     await gcState();
     const { removeContainerDir } = await import("../core/store/containers.ts");
+    const { openLibc } = await import("../core/sys/libc.ts");
     const { locked } = await import("./lifecycle.ts");
     const { containerDir } = await import("../core/store/paths.ts");
     const { killContainer, statusOf } = await import("../core/store/live.ts");
@@ -196,7 +197,7 @@ export function rm(argv: string[]): Promise<number> {
             const { askRunning } = await import("../core/supervisor/client.ts");
             await askRunning(s.state, { op: "stop", runId: rec.runId, signal: 9, timeout: 0 });
           }
-          const why = removeContainerDir(containerDir(s.root, rec.id));
+          const why = removeContainerDir(containerDir(s.root, rec.id), openLibc());
           if (why) throw new MicroError(`rm: container ${ref}: ${why}`);
           console.log(ref);
         });

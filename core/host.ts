@@ -10,9 +10,13 @@ import {
   ACCOUNTS_CAP,
   FileRefused,
   formatSize,
+  MiB,
   readInRoot,
+  readQuiet,
   readRegularFile,
+  readRegularFileIfThere,
   SECCOMP_CAP,
+  typeAt,
 } from "./files.ts";
 import { probeRootlessIds } from "./idmap.ts";
 import type { HostInfo } from "./plugin.ts";
@@ -38,12 +42,9 @@ export function resolveInRoot(root: string, path: string): string {
   });
 }
 
-function readOr(path: string, fallback: string): string {
-  try {
-    return Deno.readTextFileSync(path);
-  } catch {
-    return fallback;
-  }
+/** A kernel or small host file's text, or `fallback` when it cannot be read (no Deno error). */
+function readOr(path: string, fallback: string, sys: Sys = openLibc()): string {
+  return readQuiet(sys, path) ?? fallback;
 }
 
 /** Device numbers from st_rdev (glibc's major()/minor()). */
@@ -86,18 +87,14 @@ function cgroupFacts(spec: Spec, uid: number) {
   };
 }
 
-/** Whether anything is at `path` (following links). */
-export function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
+/** Whether anything is at `path` (following links); a missing one costs no Deno error. */
+export function exists(path: string, sys: Sys = openLibc()): boolean {
+  return typeAt(sys, path) !== 0;
 }
 
 function subRange(file: string): { start: number; count: number } | undefined {
-  for (const line of readOr(file, "").split("\n")) {
+  // A host with many users has a long file: a generous cap, still a cap.
+  for (const line of (readQuiet(openLibc(), file, 64 * MiB) ?? "").split("\n")) {
     const [name, start, count] = line.trim().split(":");
     if (name === "micro" && /^[0-9]+$/.test(start) && /^[0-9]+$/.test(count)) {
       return { start: Number(start), count: Number(count) };
@@ -121,7 +118,7 @@ function accounts(
   const read = (f: string, root?: number) => {
     try {
       if (root !== undefined) return readInRoot(sys, root, f, ACCOUNTS_CAP) ?? "";
-      return readRegularFile(sys, f, ACCOUNTS_CAP);
+      return readRegularFileIfThere(sys, f, ACCOUNTS_CAP) ?? "";
     } catch (e) {
       if (!(e instanceof FileRefused)) throw e;
       if (root === undefined && e.errno === 2) return "";
@@ -227,35 +224,29 @@ export function probeHost(
   const sys = opts.sys ?? openLibc();
   const landlockAbi = opts.landlockAbi ?? (() => 0);
   const hostView: HostInfo["hostView"] = [];
+  // Looked at through sys: what is missing costs no Deno error (readQuiet says why).
   for (const path of spec.micro.hostView) {
+    const type = typeAt(sys, path, false);
     try {
-      const st = Deno.lstatSync(path);
-      if (st.isSymlink) hostView.push({ path, kind: "symlink", target: Deno.readLinkSync(path) });
-      else if (st.isDirectory) hostView.push({ path, kind: "dir" });
-    } catch { /* not on this host: skipped */ }
+      if (type === C.S_IFLNK) {
+        hostView.push({ path, kind: "symlink", target: Deno.readLinkSync(path) });
+      } else if (type === C.S_IFDIR) hostView.push({ path, kind: "dir" });
+    } catch { /* gone meanwhile: skipped */ }
   }
-  const devices = spec.micro.hostDevices ? hostDeviceNodes() : spec.micro.devices.filter((d) => {
-    try {
-      Deno.statSync(`/dev/${d}`);
-      return true;
-    } catch {
-      return false;
-    }
-  });
+  const devices = spec.micro.hostDevices
+    ? hostDeviceNodes()
+    : spec.micro.devices.filter((d) => exists(`/dev/${d}`, sys));
   const sourceKinds: HostInfo["sourceKinds"] = {};
   for (const m of spec.mounts) {
     if (m.type !== "bind") continue;
-    try {
-      sourceKinds[m.source] = Deno.statSync(m.source).isDirectory ? "dir" : "file";
-    } catch { /* missing: a check reports it */ }
+    const type = typeAt(sys, m.source);
+    if (type !== 0) sourceKinds[m.source] = type === C.S_IFDIR ? "dir" : "file";
+    // missing: a check reports it
   }
   let image: HostInfo["image"] = null;
   if (spec.root.path !== null) {
-    try {
-      image = Deno.statSync(spec.root.path).isDirectory ? "dir" : "other";
-    } catch {
-      image = "missing";
-    }
+    const type = typeAt(sys, spec.root.path);
+    image = type === 0 ? "missing" : type === C.S_IFDIR ? "dir" : "other";
   }
   const uid = Deno.uid() ?? 0;
   return {
@@ -279,14 +270,14 @@ export function probeHost(
     image,
     ...specFiles(sys, [spec.micro.seccompFile].filter((f): f is string => !!f)),
     ...cgroupFacts(spec, uid),
-    capLastCap: Number(readOr("/proc/sys/kernel/cap_last_cap", "40").trim()) || 40,
+    capLastCap: Number(readOr("/proc/sys/kernel/cap_last_cap", "40", sys).trim()) || 40,
     ...(spec.micro.capsAll ? { capBounding: ownBoundingSet() } : {}),
     lsm: {
       // As runc: the module enabled and its file system there.
-      apparmor: readOr("/sys/module/apparmor/parameters/enabled", "N").trim() === "Y" &&
-        exists("/sys/kernel/security/apparmor"),
-      apparmorAttr: exists("/proc/self/attr/apparmor") ? "apparmor/exec" : "exec",
-      selinux: exists("/sys/fs/selinux/enforce"),
+      apparmor: readOr("/sys/module/apparmor/parameters/enabled", "N", sys).trim() === "Y" &&
+        exists("/sys/kernel/security/apparmor", sys),
+      apparmorAttr: exists("/proc/self/attr/apparmor", sys) ? "apparmor/exec" : "exec",
+      selinux: exists("/sys/fs/selinux/enforce", sys),
       landlock: spec.micro.landlock ? Math.max(0, landlockAbi()) : 0,
     },
     ...(PROBED_NETWORKS.includes(spec.micro.network)

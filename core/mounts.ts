@@ -46,9 +46,8 @@ const FLAG_TABLE: [names: string[], flag: MountFlag, on: boolean][] = [
   [["loud"], "MS_SILENT", false],
   [["bind"], "MS_BIND", true],
 ];
-const FLAG_OPTIONS = new Map<string, [MountFlag, boolean]>(
-  FLAG_TABLE.flatMap(([names, flag, on]) => names.map((n) => [n, [flag, on]] as const)),
-);
+const FLAG_OPTIONS = new Map<string, [MountFlag, boolean]>();
+for (const [names, flag, on] of FLAG_TABLE) for (const n of names) FLAG_OPTIONS.set(n, [flag, on]);
 
 /**
  * Propagation options, applied once the mount is attached. `private` and `rprivate` are

@@ -165,7 +165,7 @@ export function removeRun(dir: string, state: RunState | null, sys: () => Sys): 
     if (left.length) throw new Error(`cgroup ${left[0]}; the run's state is kept`);
   }
   if (state?.imageId) releaseImage(dir.slice(0, dir.lastIndexOf("/")), state.imageId, sys());
-  if (state?.containerDir) removeContainerDir(state.containerDir);
+  if (state?.containerDir) removeContainerDir(state.containerDir, sys());
   try {
     Deno.removeSync(dir, { recursive: true });
   } catch (e) {

@@ -3,7 +3,7 @@
  * `auto` that MICRO_DEFAULT_NETWORK makes none needs only these, and a run that needs no
  * more does not load the rest (loading costs in proportion to size: core/v8.ts).
  */
-import { FileRefused, KiB, readRegularFile } from "../files.ts";
+import { FileRefused, KiB, readRegularFileIfThere } from "../files.ts";
 import type { NetFacts } from "../plugin.ts";
 import type { Sys } from "../sys/mod.ts";
 
@@ -20,7 +20,7 @@ export function defaultNetwork(): string | undefined {
 /** A small host file's text; "" when it is missing or refused. */
 export function readSmall(sys: Sys, path: string): string {
   try {
-    return readRegularFile(sys, path, 64 * KiB);
+    return readRegularFileIfThere(sys, path, 64 * KiB) ?? "";
   } catch (e) {
     if (e instanceof FileRefused) return "";
     throw e;

@@ -3,7 +3,7 @@
  * OCI bundle's policy needs no conversion; Docker's profile format is converted into it for a
  * given arch and capability set (`parseDockerSeccomp`).
  */
-import { ERRNO_BY_NAME } from "../errors.ts";
+import { errnoByName } from "../errors.ts";
 import { type Arch, GO_ARCH, knownOnSomeArch, SCMP_ARCH, syscallNumber } from "./arch.ts";
 
 export const ACTIONS = [
@@ -396,7 +396,7 @@ function versionAtLeast(version: string, min: string): boolean {
  * instead of Docker's numeric `errnoRet`; both are taken.
  */
 function symbolicErrno(v: unknown, at: string, problems: string[]): number | undefined {
-  const n = typeof v === "string" ? ERRNO_BY_NAME[v] : undefined;
+  const n = typeof v === "string" ? errnoByName(v) : undefined;
   if (n === undefined) problems.push(`${at}: unknown errno ${JSON.stringify(v)}`);
   return n;
 }

@@ -45,7 +45,8 @@ import type { HostInfo } from "../../core/plugin.ts";
 import { resolveProfile } from "../../core/profile.ts";
 import { createRunDir, gc, processStartTime, type RunState, writeState } from "../../core/state.ts";
 import { RecordingSys } from "../../core/sys/fake.ts";
-import type { Sys } from "../../core/sys/mod.ts";
+import { C, type CStr, type Sys } from "../../core/sys/mod.ts";
+import { openLibc } from "../../core/sys/libc.ts";
 import { cgroups } from "../../plugins/cgroups.ts";
 import { PLUGINS } from "../../plugins/mod.ts";
 import { CGROUP_FACTS } from "./_host.ts";
@@ -461,7 +462,11 @@ class FakeCgroupFs {
     for (const [name, text] of Object.entries(files)) this.put(`${rel}/${name}`, text);
   }
 
+  private restoreLibc?: () => void;
+
   install(): void {
+    // Callers that default to the real libc (gc's removeRecorded) see this fake too.
+    this.restoreLibc = this.fsCalls(openLibc());
     Object.assign(Deno, {
       mkdirSync: (path: string | URL, options?: Deno.MkdirOptions) => {
         if (!this.under(path)) return real.mkdirSync(path, options);
@@ -528,10 +533,52 @@ class FakeCgroupFs {
     };
     const close = sys.close.bind(sys);
     sys.close = (fd: number) => fd >= PIDFD_BASE ? 0 : close(fd);
+    this.fsCalls(sys);
     return sys;
   }
 
+  /**
+   * `sys`'s mkdirat and rmdir (unlinkat with AT_REMOVEDIR) on this fake go through the fake
+   * Deno calls above (the engine makes and removes shared parents through sys), as -errno.
+   */
+  fsCalls<T extends Sys>(sys: T): () => void {
+    const { mkdirat, unlinkat } = sys;
+    const name = (path: CStr) => new TextDecoder().decode(path.subarray(0, path.indexOf(0)));
+    const errno = (e: unknown) =>
+      e instanceof Deno.errors.AlreadyExists
+        ? -17
+        : e instanceof Deno.errors.NotFound
+        ? -2
+        : e instanceof Deno.errors.Busy
+        ? -16
+        : -5;
+    sys.mkdirat = (dirfd: number, path: CStr, mode: number) => {
+      if (dirfd !== C.AT_FDCWD || !this.under(name(path))) {
+        return mkdirat.call(sys, dirfd, path, mode);
+      }
+      try {
+        Deno.mkdirSync(name(path));
+        return 0;
+      } catch (e) {
+        return errno(e);
+      }
+    };
+    sys.unlinkat = (dirfd: number, path: CStr, flags: number) => {
+      if (dirfd !== C.AT_FDCWD || !this.under(name(path)) || flags !== C.AT_REMOVEDIR) {
+        return unlinkat.call(sys, dirfd, path, flags);
+      }
+      try {
+        Deno.removeSync(name(path));
+        return 0;
+      } catch (e) {
+        return errno(e);
+      }
+    };
+    return () => Object.assign(sys, { mkdirat, unlinkat });
+  }
+
   dispose(): void {
+    this.restoreLibc?.();
     Object.assign(Deno, real);
     real.removeSync(this.root, { recursive: true });
   }

@@ -20,6 +20,7 @@ import { formatPs, humanDuration, statusText } from "../../core/store/ps.ts";
 import { statusOf } from "../../core/store/live.ts";
 import { MicroError } from "../../core/errors.ts";
 import { op } from "../../core/ops.ts";
+import { openLibc } from "../../core/sys/libc.ts";
 
 // --- the diff walker ---------------------------------------------------------------------
 
@@ -267,6 +268,18 @@ Deno.test("containers: made with a record and a name; a taken name is refused", 
     assert.deepEqual(listContainers(root).map((r) => r.id), [a.id]);
   }));
 
+Deno.test("containers: a name whose container is gone is taken over", () =>
+  withStore((root) => {
+    const a = record({ name: "web" });
+    createContainer(root, a);
+    // a's directory gone behind the store's back (a killed rm): its name link is stale.
+    Deno.removeSync(containerDir(root, a.id), { recursive: true });
+    const b = record({ name: "web" });
+    createContainer(root, b);
+    assert.equal(Deno.readLinkSync(`${root}/containers/.names/web`), b.id);
+    assert.deepEqual(readRecord(containerDir(root, b.id)), b);
+  }));
+
 Deno.test("containers: a store that cannot be made is a one-line error, not a stack trace", () =>
   withStore((root) => {
     // A --root beneath a regular file: mkdir fails (ENOTDIR), as under a directory the
@@ -312,19 +325,23 @@ Deno.test("containers: removal takes the directory and the name; leftovers are c
     createContainer(root, a);
     const dir = containerDir(root, a.id);
     Deno.mkdirSync(`${dir}/work/work`, { recursive: true, mode: 0 });
-    assert.equal(removeContainerDir(dir), undefined);
+    assert.equal(removeContainerDir(dir, openLibc()), undefined);
     assert.deepEqual([...Deno.readDirSync(`${root}/containers`)].map((e) => e.name).sort(), [
       ".lock",
       ".names",
     ]);
     assert.deepEqual([...Deno.readDirSync(`${root}/containers/.names`)], []);
-    assert.equal(removeContainerDir(dir), undefined, "a second removal is not an error");
+    assert.equal(
+      removeContainerDir(dir, openLibc()),
+      undefined,
+      "a second removal is not an error",
+    );
     // A name already taken over by another container is left to it.
     const b = record({ name: "api" });
     createContainer(root, b);
     Deno.removeSync(`${root}/containers/.names/api`);
     Deno.symlinkSync("e".repeat(64), `${root}/containers/.names/api`);
-    removeContainerDir(containerDir(root, b.id));
+    removeContainerDir(containerDir(root, b.id), openLibc());
     assert.equal(Deno.readLinkSync(`${root}/containers/.names/api`), "e".repeat(64));
     // What a killed removal left behind goes with the next listing.
     Deno.mkdirSync(`${root}/containers/.rm-${"d".repeat(64)}/upper`, { recursive: true });

@@ -10,8 +10,11 @@ import {
   formatSize,
   MiB,
   readInRoot,
+  readQuiet,
   readRegularFile,
+  readRegularFileIfThere,
   TEXT_CAP,
+  typeAt,
 } from "../../core/files.ts";
 import { type PluginSchema, resolveProfile } from "../../core/profile.ts";
 import { RecordingSys } from "../../core/sys/fake.ts";
@@ -267,6 +270,39 @@ Deno.test("profile: a FIFO, a 4 GiB sparse file and a 60 MB file are refused fas
     assert.match(
       oneLine(() => resolveProfile([`${dir}/top.yaml`], null, NO_PLUGINS)),
       /cannot read "\S+fifo\.yaml": is a FIFO, not a regular file/,
+    );
+  });
+});
+
+Deno.test("files: the quiet readers answer null or 0 for what is missing, and throw for nothing", () => {
+  withTemp((dir) => {
+    Deno.writeTextFileSync(`${dir}/f`, "x".repeat(10_000));
+    Deno.mkdirSync(`${dir}/d`);
+    Deno.symlinkSync("f", `${dir}/l`);
+    Deno.symlinkSync("nowhere", `${dir}/dangling`);
+    // readQuiet: the whole text (past its first 4 KiB buffer), null when missing or over cap.
+    assert.equal(readQuiet(sys, `${dir}/f`), "x".repeat(10_000));
+    assert.equal(readQuiet(sys, `${dir}/missing`), null);
+    assert.equal(readQuiet(sys, `${dir}/f`, 8192), null);
+    assert.equal(readQuiet(sys, "/proc/sys/kernel/cap_last_cap")?.trim().length! > 0, true);
+    // typeAt: follows a final link unless told not to; 0 for nothing (a dangling link too).
+    assert.equal(typeAt(sys, `${dir}/f`), C.S_IFREG);
+    assert.equal(typeAt(sys, `${dir}/d`), C.S_IFDIR);
+    assert.equal(typeAt(sys, `${dir}/l`), C.S_IFREG);
+    assert.equal(typeAt(sys, `${dir}/l`, false), C.S_IFLNK);
+    assert.equal(typeAt(sys, `${dir}/dangling`), 0);
+    assert.equal(typeAt(sys, `${dir}/dangling`, false), C.S_IFLNK);
+    assert.equal(typeAt(sys, `${dir}/missing`), 0);
+    // readRegularFileIfThere: null for ENOENT only; a refused file still throws.
+    assert.equal(readRegularFileIfThere(sys, `${dir}/missing`, TEXT_CAP), null);
+    assert.equal(readRegularFileIfThere(sys, `${dir}/f`, TEXT_CAP)?.length, 10_000);
+    assert.match(
+      refused(() => readRegularFileIfThere(sys, `${dir}/d`, TEXT_CAP)).reason,
+      /is a directory/,
+    );
+    assert.match(
+      refused(() => readRegularFileIfThere(sys, `${dir}/f/x`, TEXT_CAP)).reason,
+      /not a directory/,
     );
   });
 });
