@@ -31,7 +31,7 @@ import { openLibc } from "./sys/libc.ts";
 import { C, cstr, type Sys } from "./sys/mod.ts";
 import { CLONE_FLAGS } from "./engine/child.ts";
 import { execRecord } from "./exec/record.ts";
-import { findContainer, type Found, waitReady } from "./exec/find.ts";
+import type { Found } from "./exec/find.ts";
 import { plannedCgroups } from "./engine/parent.ts";
 import { mark } from "./trace.ts";
 import { idmapImage, type IdmappedImage, shiftedMaps } from "./engine/idmapped.ts";
@@ -214,6 +214,8 @@ export async function runCommand(
       if (!joins.has(name)) {
         // Its set-up done first: before its root is made, its network files and its
         // bounding set are not yet its own (core/exec/find.ts waitReady).
+        // Loaded only by a run that joins (as the rest of core/exec: not on a plain run's path).
+        const { findContainer, waitReady } = await import("./exec/find.ts");
         const found = findContainer(name, uid);
         await waitReady(found, sys, undefined, () => signals.stopSignal !== 0);
         joins.set(name, { pidfd: openJoinTarget(name, uid, sys, found), flags: 0 });
@@ -434,8 +436,8 @@ export function openJoinTarget(
   name: string,
   uid: number,
   sys: Sys,
-  /** The container as found already (the one waited for); found again when not given. */
-  found?: Found,
+  /** The container as found (and waited for) already. */
+  found: Found,
 ): number {
   const root = stateRoot(uid);
   const bad = untrustedRoot(root, uid);
@@ -445,7 +447,7 @@ export function openJoinTarget(
       hint: "start it first (micro run --name NAME ...), then join it",
     });
   // NAME, ID or a unique ID prefix, as the lifecycle commands take it.
-  const st = (found ?? findContainer(name, uid, root)).state;
+  const st = found.state;
   if (!st.containerPid || st.containerStartTime === undefined) throw notRunning();
   if (processStartTime(st.pid) !== st.startTime) throw notRunning();
   const fd = sys.pidfdOpen(st.containerPid, 0);
