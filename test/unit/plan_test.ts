@@ -7,6 +7,7 @@ import { CGROUP_FACTS } from "./_host.ts";
 import assert from "node:assert/strict";
 import { buildSpec, formatPlan, planRun } from "../../core/plan.ts";
 import type { HostInfo } from "../../core/plugin.ts";
+import type { Op } from "../../core/ops.ts";
 import { resolveProfile } from "../../core/profile.ts";
 import { PLUGINS } from "../../plugins/mod.ts";
 
@@ -166,4 +167,21 @@ Deno.test("every run joins a new session keyring before its credentials; OCI --n
   const oci = spec();
   oci.micro.noNewKeyring = true;
   assert.ok(!planRun(oci, host(), PLUGINS).some((o) => o.kind === "session-keyring"));
+});
+
+Deno.test("formatPlan: one line per op; plain strings bare, others as JSON, long ones by size", () => {
+  const long = "x".repeat(121);
+  const op = (phase: string, plugin: string, kind: string, args: Record<string, unknown>) =>
+    ({ phase, plugin, kind, args }) as unknown as Op;
+  const text = formatPlan([
+    op("rootfs", "mount", "mount", { target: "/proc", flags: ["MS_NOSUID"], data: "a b" }),
+    op("exec", "process", "execve", { args: ["sh", "-c", "echo hi"], env: [], n: 3, u: undefined }),
+    op("restrict", "seccomp", "seccomp", { program: long, empty: "" }),
+  ]);
+  assert.equal(
+    text,
+    '  1  rootfs      mount    mount target=/proc flags=["MS_NOSUID"] data="a b"\n' +
+      '  2  exec        process  execve args=["sh","-c","echo hi"] env=[] n=3 u=undefined\n' +
+      '  3  restrict    seccomp  seccomp program="<121 bytes>" empty=\n',
+  );
 });
