@@ -187,12 +187,13 @@ export function readQuiet(sys: Sys, path: string, cap = TEXT_CAP): string | null
   const fd = sys.open(cstr(path), C.O_RDONLY | C.O_NONBLOCK | C.O_NOCTTY | C.O_CLOEXEC, 0);
   if (fd < 0) return null;
   try {
-    let out = new Uint8Array(4 * KiB);
+    // One byte over `cap` of room: a file of exactly `cap` bytes is read to its end.
+    let out = new Uint8Array(Math.min(4 * KiB, cap + 1));
     let len = 0;
     for (;;) {
       if (len === out.length) {
-        if (len >= cap) return null;
-        const grown = new Uint8Array(Math.min(out.length * 2, cap));
+        if (len > cap) return null;
+        const grown = new Uint8Array(Math.min(out.length * 2, cap + 1));
         grown.set(out);
         out = grown;
       }

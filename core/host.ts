@@ -180,6 +180,10 @@ function specFiles(sys: Sys, paths: string[]) {
 export interface ProbeOptions {
   /** Asks the kernel for the Landlock ABI; called only when the spec uses Landlock. */
   landlockAbi?: () => number;
+  /**
+   * The libc the probe reads and stats through (what exists, what kind it is): the real
+   * one (the default), as a recording fake answers every stat with a regular file.
+   */
   sys?: Sys;
   /** The image directory as the caller opened it (O_PATH): its files are read through it. */
   imageFd?: number;

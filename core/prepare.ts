@@ -15,6 +15,8 @@ import { loadYamlFor, resolveProfile } from "./profile.ts";
 import type { Spec } from "./spec.ts";
 import { stateRoot } from "./stateroot.ts";
 import { openLibc } from "./sys/libc.ts";
+import { C } from "./sys/mod.ts";
+import { typeAt } from "./files.ts";
 import { mark } from "./trace.ts";
 import { PLUGINS } from "../plugins/mod.ts";
 import { resolveAuto } from "../plugins/net.ts";
@@ -57,12 +59,9 @@ export function isDirectoryImage(image: string, isDir = defaultIsDir): boolean {
   return isDir(image);
 }
 
+/** Through sys: a reference (alpine:3.20) is not there, and Deno's stat would throw. */
 function defaultIsDir(path: string): boolean {
-  try {
-    return Deno.statSync(path).isDirectory;
-  } catch {
-    return false;
-  }
+  return typeAt(openLibc(), path) === C.S_IFDIR;
 }
 
 /**

@@ -104,7 +104,8 @@ export function nothingToSweep(root: string, uid: number): boolean {
     const state = readState(`${root}/${e.name}`);
     if (!state || !isAlive(state.pid, state.startTime)) return false;
   }
-  // Restarts are noted under .supervisor only: where no supervisor ever ran, not looked for
-  // (a Deno call that fails costs the process's first error, about 1 ms, measured).
+  // Restarts are noted under .supervisor only (core/supervisor/pending.ts): where none was
+  // ever noted, not looked for (a Deno call that fails costs the process's first error,
+  // about 1 ms, measured).
   return !supervised || !hasPendingRestarts(root);
 }

@@ -254,6 +254,7 @@ export function resolveContainer(root: string, ref: string): ContainerRecord {
  * `.rm-<id>` under the lock (the name link dropped when it still points at this id), then
  * removed outside it. Nothing in it is followed. Returns why it failed, if it did.
  */
+/** `sys` answers whether the directory (and a trash of it) is there: the real libc's. */
 export function removeContainerDir(dir: string, sys: Sys): string | undefined {
   const slash = dir.lastIndexOf("/");
   const parent = dir.slice(0, slash);
@@ -264,7 +265,8 @@ export function removeContainerDir(dir: string, sys: Sys): string | undefined {
   // Looked at through sys: what is not there costs no Deno error (the usual case for both).
   const trashThere = () => typeAt(sys, trash, false) !== 0;
   if (typeAt(sys, dir, false) === 0) {
-    return trashThere() ? removeTree(trash) : undefined; // gone already (or a killed removal's leftovers)
+    // Gone already (or a killed removal's leftovers).
+    return trashThere() ? removeTree(trash) : undefined;
   }
   try {
     withContainersLock(root, () => {

@@ -46,7 +46,6 @@ import { resolveProfile } from "../../core/profile.ts";
 import { createRunDir, gc, processStartTime, type RunState, writeState } from "../../core/state.ts";
 import { RecordingSys } from "../../core/sys/fake.ts";
 import { C, type CStr, type Sys } from "../../core/sys/mod.ts";
-import { openLibc } from "../../core/sys/libc.ts";
 import { cgroups } from "../../plugins/cgroups.ts";
 import { PLUGINS } from "../../plugins/mod.ts";
 import { CGROUP_FACTS } from "./_host.ts";
@@ -462,11 +461,7 @@ class FakeCgroupFs {
     for (const [name, text] of Object.entries(files)) this.put(`${rel}/${name}`, text);
   }
 
-  private restoreLibc?: () => void;
-
   install(): void {
-    // Callers that default to the real libc (gc's removeRecorded) see this fake too.
-    this.restoreLibc = this.fsCalls(openLibc());
     Object.assign(Deno, {
       mkdirSync: (path: string | URL, options?: Deno.MkdirOptions) => {
         if (!this.under(path)) return real.mkdirSync(path, options);
@@ -541,7 +536,7 @@ class FakeCgroupFs {
    * `sys`'s mkdirat and rmdir (unlinkat with AT_REMOVEDIR) on this fake go through the fake
    * Deno calls above (the engine makes and removes shared parents through sys), as -errno.
    */
-  fsCalls<T extends Sys>(sys: T): () => void {
+  fsCalls(sys: Sys): void {
     const { mkdirat, unlinkat } = sys;
     const name = (path: CStr) => new TextDecoder().decode(path.subarray(0, path.indexOf(0)));
     const errno = (e: unknown) =>
@@ -574,11 +569,9 @@ class FakeCgroupFs {
         return errno(e);
       }
     };
-    return () => Object.assign(sys, { mkdirat, unlinkat });
   }
 
   dispose(): void {
-    this.restoreLibc?.();
     Object.assign(Deno, real);
     real.removeSync(this.root, { recursive: true });
   }

@@ -284,6 +284,9 @@ Deno.test("files: the quiet readers answer null or 0 for what is missing, and th
     assert.equal(readQuiet(sys, `${dir}/f`), "x".repeat(10_000));
     assert.equal(readQuiet(sys, `${dir}/missing`), null);
     assert.equal(readQuiet(sys, `${dir}/f`, 8192), null);
+    assert.equal(readQuiet(sys, `${dir}/f`, 10_000)?.length, 10_000, "exactly the cap");
+    assert.equal(readQuiet(sys, `${dir}/f`, 9_999), null, "one byte over");
+    assert.equal(readQuiet(sys, `${dir}/f`, 100), null, "a cap under the first buffer");
     assert.equal(readQuiet(sys, "/proc/sys/kernel/cap_last_cap")?.trim().length! > 0, true);
     // typeAt: follows a final link unless told not to; 0 for nothing (a dangling link too).
     assert.equal(typeAt(sys, `${dir}/f`), C.S_IFREG);
