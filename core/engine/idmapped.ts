@@ -6,7 +6,8 @@
  * fail. A mount idmapped with a user namespace of the container's maps shows on-disk id N as
  * the container's N (DESIGN.md §10). The namespace must exist before the clone, so that the
  * trees are made in the parent and inherited: a throwaway process makes a new user namespace,
- * is given the container's maps, and the namespace is held by fd (crun does the same).
+ * is given the container's maps, and the namespace is held by fd (crun does the same; here
+ * a child cloned in micro's memory, or a small holder program where that cannot be had).
  */
 import { MicroError } from "../errors.ts";
 import type { Op } from "../ops.ts";
@@ -14,6 +15,7 @@ import { C, cstr, type Sys } from "../sys/mod.ts";
 import { mountAttrs, mountAttrsClear, mountFlags } from "./child.ts";
 import { sealedProgram, spawnSealed } from "./memfd.ts";
 import { USERNS_HOLDER } from "./trampoline.ts";
+import { VFORK_CODE, vforkUsable } from "./vfork.ts";
 
 const EMPTY = cstr("");
 
@@ -33,14 +35,63 @@ export function shiftedMaps(ops: Op[], uid: number): { uid: string; gid: string 
 }
 
 /**
- * A user namespace with these maps, held by the returned fd (O_CLOEXEC). micro's holder
- * program (tools/trampoline/userns-ARCH.S) is spawned from a sealed memfd with pipes as its
- * stdin and stdout: it unshares one and says so with a byte, its maps are written and its
- * namespace opened, and the end of its stdin lets it go. A spawn (posix_spawn: vfork and
- * exec) copies none of micro's memory; cloning micro's process for it, as before, cost
- * about 12 ms of a hardened run, and Deno.Command's first use about 10.
+ * A user namespace with these maps, held by the returned fd (O_CLOEXEC): from a child cloned
+ * in micro's memory where the vfork stub is (x86_64), else from micro's holder program.
  */
 export async function mappedUserns(sys: Sys, maps: { uid: string; gid: string }): Promise<number> {
+  return clonedUserns(sys, maps) ?? await heldUserns(sys, maps);
+}
+
+/**
+ * The same from a child that micro clones sharing its memory (the vfork stub's userns_hold,
+ * core/sys/mod.ts usernsHold) instead of a spawned holder program: no exec, no thread, no
+ * event-loop turn. The child is in its user namespace when the clone returns; micro writes
+ * its maps and opens its namespace while it waits on a pipe, then lets it go. The idmapped
+ * image took 3.2 ms of a hardened run with the holder, 1.9 ms so (n=25, the stub's one-time
+ * set-up, moved here from the container's clone, included). null where it cannot be had (no stub,
+ * MICRO_VFORK=0, the clone refused): the holder then.
+ */
+function clonedUserns(sys: Sys, maps: { uid: string; gid: string }): number | null {
+  if (!vforkUsable(sys)) return null;
+  const pipe = new Int32Array(2);
+  if (sys.pipe2(pipe, C.O_CLOEXEC) < 0) return null;
+  // Its stack: off V8's moving heap (a backing store this size), alive until it is reaped.
+  const stack = new Uint8Array(16 * 1024);
+  const pid = sys.usernsHold(VFORK_CODE(), C.CLONE_NEWUSER | C.SIGCHLD, stack, pipe[0], pipe[1]);
+  sys.close(pipe[0]);
+  if (pid < 0) {
+    sys.close(pipe[1]);
+    return null; // refused (a kernel or filter without CLONE_VM here): the holder
+  }
+  try {
+    for (const [file, content] of [["uid_map", maps.uid], ["gid_map", maps.gid]]) {
+      const fd = sys.open(cstr(`/proc/${pid}/${file}`), C.O_WRONLY | C.O_CLOEXEC, 0);
+      if (fd < 0) throw idmapError(`open /proc/${pid}/${file}`, fd);
+      const bytes = new TextEncoder().encode(content);
+      const n = sys.write(fd, bytes, bytes.length);
+      sys.close(fd);
+      if (n !== bytes.length) throw idmapError(`write /proc/${pid}/${file}`, n < 0 ? n : -5);
+    }
+    const ns = sys.open(cstr(`/proc/${pid}/ns/user`), C.O_RDONLY | C.O_CLOEXEC, 0);
+    if (ns < 0) throw idmapError(`open /proc/${pid}/ns/user`, ns);
+    return ns;
+  } finally {
+    sys.close(pipe[1]); // the child reads the end of the pipe and exits
+    // Reaped when it has: nothing of the run waits for that. Its stack stays referenced
+    // until then.
+    sys.waitpid(pid).then(() => stack.length, () => {});
+  }
+}
+
+/**
+ * The same from micro's holder program (tools/trampoline/userns-ARCH.S), where there is no
+ * vfork stub: spawned from a sealed memfd with pipes as its stdin and stdout, it unshares one
+ * and says so with a byte, its maps are written and its namespace opened, and the end of its
+ * stdin lets it go. A spawn (posix_spawn: vfork and exec) copies none of micro's memory;
+ * cloning micro's process for it, as before, cost about 12 ms of a hardened run, and
+ * Deno.Command's first use about 10.
+ */
+async function heldUserns(sys: Sys, maps: { uid: string; gid: string }): Promise<number> {
   const input = new Int32Array(2);
   const output = new Int32Array(2);
   const fds: number[] = [];

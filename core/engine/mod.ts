@@ -33,8 +33,8 @@ import {
   SECCOMP_RECORD,
   type StepInfo,
 } from "./child.ts";
-import { TRAMPOLINE, VFORK_X86_64 } from "./trampoline.ts";
-import { canVfork, vforkRefused } from "./vfork.ts";
+import { TRAMPOLINE } from "./trampoline.ts";
+import { canVfork, VFORK_CODE, vforkRefused, WRITER_START_MS } from "./vfork.ts";
 import { sealedProgram } from "./memfd.ts";
 import { copyWindowSize, Relays, type StdioEnds } from "./stdio.ts";
 import { mark, now, span } from "../trace.ts";
@@ -142,8 +142,6 @@ const DEV_NULL = cstr("/dev/null");
 const ONE = new Uint8Array([1]);
 /** The id map writer's "running" byte lands here (core/engine/mod.ts start). */
 const ONE_IN = new Uint8Array(1);
-/** How long micro waits for the id map writer thread to run before it forks instead. */
-const WRITER_START_MS = 2000;
 /** micro's word to a child waiting after it sent its seccomp listener (SECCOMP_RECORD). */
 const ACK = new Uint8Array(8);
 
@@ -642,13 +640,6 @@ function networks(...all: Networks[]): Networks {
     },
   };
 }
-
-/** The vfork stub's machine code (x86_64: core/engine/vfork.ts), decoded once. */
-let vforkCode: Uint8Array | undefined;
-const VFORK_CODE = () =>
-  vforkCode ??= (Uint8Array as unknown as { fromBase64(s: string): Uint8Array }).fromBase64(
-    VFORK_X86_64,
-  );
 
 /**
  * When the child waits for micro (ChildContext.sync): after its root, which it makes while

@@ -63,6 +63,17 @@
  */
 import type { Sys } from "../sys/mod.ts";
 import type { Op } from "../ops.ts";
+import { VFORK_X86_64 } from "./trampoline.ts";
+
+/** The vfork stub's machine code (x86_64), decoded once. */
+let vforkCode: Uint8Array | undefined;
+export const VFORK_CODE = (): Uint8Array =>
+  vforkCode ??= (Uint8Array as unknown as { fromBase64(s: string): Uint8Array }).fromBase64(
+    VFORK_X86_64,
+  );
+
+/** How long micro waits for its writer thread to say it runs before it clones (ms). */
+export const WRITER_START_MS = 2000;
 
 /** The kinds of op whose presence sends a run down the fork path (see above). */
 const FORK_ONLY: ReadonlySet<string> = new Set([
@@ -83,6 +94,14 @@ const MEMORY_RLIMITS: ReadonlySet<string> = new Set(["as", "data", "stack"]);
 
 /** Where the kernel refused the vfork clone once: that Sys (the process) forks from then on. */
 const refused = new WeakSet<Sys>();
+
+/**
+ * Whether a vfork child may be tried at all here: a stub for this architecture, not refused
+ * by the kernel before, not turned off (MICRO_VFORK=0).
+ */
+export function vforkUsable(sys: Sys): boolean {
+  return !refused.has(sys) && sys.canVfork() && Deno.env.get("MICRO_VFORK") !== "0";
+}
 
 /** Remembers that the kernel refused the vfork clone (the fork path then starts again). */
 export function vforkRefused(sys: Sys): void {
@@ -111,7 +130,7 @@ export interface VforkQuestion {
 
 /** Whether this run's first process can be a vfork child (see above for why each rule). */
 export function canVfork(q: VforkQuestion, sys: Sys): boolean {
-  if (refused.has(sys) || !sys.canVfork() || Deno.env.get("MICRO_VFORK") === "0") return false;
+  if (!vforkUsable(sys)) return false;
   if (q.mode !== "root" && q.mode !== "maps") return false;
   // Written by micro's thread, the maps need root's rights in micro's user namespace.
   if (q.mode === "maps" && (Deno.uid() ?? 0) !== 0) return false;

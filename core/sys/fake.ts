@@ -518,6 +518,9 @@ export class RecordingSys implements Sys {
     }
     return pid;
   }
+  usernsHold(_code: Uint8Array, flags: number, _stack: Uint8Array, rfd: number, wfd: number) {
+    return this.record("usernsHold", [flags, rfd, wfd], () => this.clonePid);
+  }
   /** Recorded as `procWrites(sock, ["file=content", …])`; resolves to what a rule says (0). */
   procWrites(
     _code: Uint8Array,

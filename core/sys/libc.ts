@@ -466,6 +466,8 @@ interface VforkStub {
   ) => number | bigint;
   /** The stub's proc_writes, on a thread of Deno's blocking pool. */
   procWrites: (block: BigUint64Array) => Promise<number | bigint>;
+  /** The stub's userns_hold. */
+  hold: (flags: bigint, stackTop: bigint, rfd: bigint, wfd: bigint) => number | bigint;
   callback: Deno.UnsafeCallback<
     { readonly parameters: readonly ["pointer"]; readonly result: "i32" }
   >;
@@ -511,6 +513,12 @@ function vforkStub(
     Deno.UnsafePointer.create(BigInt(addr) + 8n) as Deno.PointerObject<typeof writesDef>,
     writesDef,
   );
+  // The third, 16 bytes in.
+  const holdDef = { parameters: ["i64", "i64", "i64", "i64"], result: "i64" } as const;
+  const hold = new Deno.UnsafeFnPointer(
+    Deno.UnsafePointer.create(BigInt(addr) + 16n) as Deno.PointerObject<typeof holdDef>,
+    holdDef,
+  );
   const callback = new Deno.UnsafeCallback(
     { parameters: ["pointer"], result: "i32" } as const,
     () => {
@@ -525,6 +533,7 @@ function vforkStub(
   return vforkStubMapped = {
     call: (flags, run, arg, block) => fn.call(BigInt(flags), run, arg, block),
     procWrites: (block) => writes.call(block),
+    hold: (flags, stackTop, rfd, wfd) => hold.call(flags, stackTop, rfd, wfd),
     callback,
   };
 }
@@ -799,6 +808,20 @@ function bindLibc(): Sys {
       } finally {
         vforkRun = null;
         if (args) vforkHeld.delete(args);
+        lib.ibbi(nr.rt_sigprocmask, 2, oldMask, null, 8); // SIG_SETMASK
+      }
+    },
+    usernsHold(code, flags, stack, rfd, wfd) {
+      if (arch !== "x86_64") return -38; // ENOSYS
+      const stub = vforkStub(code, (n, a, b, c, d, e) => r(lib.i(n, a, b, c, d, e)), nr);
+      if (typeof stub === "number") return stub;
+      // Every signal blocked across the clone: the child keeps them so (no handler of micro's
+      // may run on its stack); micro's own mask is back right after.
+      lib.ibbi(nr.rt_sigprocmask, 0, allSignals, oldMask, 8); // SIG_BLOCK
+      try {
+        const top = at(stack) + BigInt(stack.length & ~15);
+        return Number(stub.hold(BigInt(flags | CLONE_VM), top, BigInt(rfd), BigInt(wfd)));
+      } finally {
         lib.ibbi(nr.rt_sigprocmask, 2, oldMask, null, 8); // SIG_SETMASK
       }
     },

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { compileChild, READY_RECORD } from "../../core/engine/child.ts";
 import { execute } from "../../core/engine/mod.ts";
 import { canVfork, type VforkQuestion } from "../../core/engine/vfork.ts";
+import { idmapTree, mappedUserns } from "../../core/engine/idmapped.ts";
 import { MicroError } from "../../core/errors.ts";
 import { type Op, op } from "../../core/ops.ts";
 import { RecordingSys } from "../../core/sys/fake.ts";
@@ -541,5 +542,72 @@ Deno.test({
     libc.close(quiet.child);
     assert.equal(await quiet.done, -32);
     libc.close(quiet.mine);
+  },
+});
+
+Deno.test({
+  name:
+    "usernsHold: a child in a new user namespace, holding it while micro writes its maps, gone once let go",
+  ignore: !real || Deno.uid() !== 0,
+  async fn() {
+    const pipe = new Int32Array(2);
+    assert.equal(libc.pipe2(pipe, C.O_CLOEXEC), 0);
+    const stack = new Uint8Array(16 * 1024);
+    const pid = libc.usernsHold(CODE, C.CLONE_NEWUSER | C.SIGCHLD, stack, pipe[0], pipe[1]);
+    libc.close(pipe[0]);
+    assert.ok(pid > 0, `usernsHold: ${pid}`);
+    try {
+      // Micro went on at once: the child waits, in a namespace that is not micro's.
+      const mine = Deno.readLinkSync("/proc/self/ns/user");
+      assert.notEqual(Deno.readLinkSync(`/proc/${pid}/ns/user`), mine);
+      assert.match(Deno.readTextFileSync(`/proc/${pid}/stat`), /^\d+ \([^)]*\) S /);
+      Deno.writeTextFileSync(`/proc/${pid}/uid_map`, "0 1000000000 1\n");
+      assert.match(Deno.readTextFileSync(`/proc/${pid}/uid_map`), /^\s*0\s+1000000000\s+1\s*$/);
+      // Its copy of the write end closed: micro's close is its end of the file.
+      const has = (fd: number) => {
+        try {
+          Deno.lstatSync(`/proc/${pid}/fd/${fd}`);
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      assert.equal(has(pipe[0]), true, "the child's read end");
+      assert.equal(has(pipe[1]), false, "the child's copy of the write end");
+    } finally {
+      libc.close(pipe[1]);
+    }
+    const { status } = await libc.waitpid(pid);
+    assert.equal(status, 0, "it exits 0 at the end of its pipe");
+    assert.ok(stack.length > 0);
+  },
+});
+
+Deno.test({
+  name:
+    "mappedUserns (held by the stub's child): an idmapped tree shows an on-disk root file as the map's host id",
+  ignore: !real || Deno.uid() !== 0,
+  async fn() {
+    const dir = Deno.makeTempDirSync({ prefix: "micro-userns-" });
+    let ns = -1;
+    let tree = -1;
+    try {
+      Deno.writeTextFileSync(`${dir}/f`, "");
+      Deno.chownSync(`${dir}/f`, 0, 0);
+      ns = await mappedUserns(libc, { uid: "0 1000000000 65536\n", gid: "0 1000000000 65536\n" });
+      assert.ok(ns >= 0, `mappedUserns: ${ns}`);
+      tree = libc.openTree(C.AT_FDCWD, cstr(dir), C.OPEN_TREE_CLONE | C.O_CLOEXEC);
+      assert.ok(tree >= 0, `open_tree: ${tree}`);
+      const rc = idmapTree(libc, tree, ns);
+      if (rc === -22) return; // this file system has no idmapped mounts (tmpfs before 6.3)
+      assert.equal(rc, 0);
+      const st = { mode: 0, size: 0, uid: -1, gid: -1 };
+      assert.equal(libc.fstatat(tree, cstr("f"), 0, st), 0);
+      assert.deepEqual([st.uid, st.gid], [1000000000, 1000000000]);
+    } finally {
+      if (tree >= 0) libc.close(tree);
+      if (ns >= 0) libc.close(ns);
+      Deno.removeSync(dir, { recursive: true });
+    }
   },
 });

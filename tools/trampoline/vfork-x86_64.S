@@ -2,8 +2,8 @@
  * micro's vfork stub for x86_64: not a program but one function, which micro maps into its
  * own memory and calls through FFI (core/sys/libc.ts vforkExec):
  *
- * Two functions, each reached through a jump at the start of the page: vfork_exec at offset 0,
- * proc_writes at offset 8.
+ * Three functions, each reached through a jump at the start of the page: vfork_exec at offset
+ * 0, proc_writes at offset 8, userns_hold at offset 16.
  *
  *   long vfork_exec(long flags, int (*run)(void *), void *arg, const long block[10]);
  *
@@ -40,6 +40,17 @@
  * that a child that asks later reads the end of the file instead of waiting. Sends are
  * MSG_NOSIGNAL: a peer gone is EPIPE, not a SIGPIPE.
  *
+ *   long userns_hold(long flags, void *stack_top, long rfd, long wfd);
+ *
+ * Clones with `flags` (CLONE_VM, CLONE_NEWUSER, SIGCHLD: no CLONE_VFORK, so micro goes on at
+ * once) onto the stack that ends at `stack_top`, and returns the child's pid (or -errno). The
+ * child closes its copy of the pipe's write end `wfd`, reads `rfd` until its end (EINTR
+ * retried) and exits 0: it holds a new user namespace for micro, which writes its id maps and
+ * opens its /proc/PID/ns/user meanwhile, then closes `wfd` (micro's death closes it too). It
+ * touches nothing but its own stack and registers; micro blocks every signal across the
+ * call, so that the child starts (and stays) with all of them blocked: no handler of micro's
+ * runs on its stack.
+ *
  * Assembled into core/engine/trampoline.ts by tools/gen_trampoline.ts (no ELF header: the
  * bytes are a function).
  */
@@ -64,12 +75,15 @@
         .set SYS_clone3, 435
         .set CLONE_ARGS_SIZE, 88
         .set SYS_exit_group, 231
+        .set SYS_exit, 60
         .set SYS_execveat, 322
 
         .text
         jmp     vfork_exec                        /* offset 0 */
         .balign 8
         jmp     proc_writes                       /* offset 8 */
+        .balign 8
+        jmp     userns_hold                       /* offset 16 */
         .balign 8
 vfork_exec:
         push    %rbx
@@ -279,4 +293,34 @@ send:
         xor     %r9d, %r9d
         mov     $SYS_sendto, %eax
         syscall
+        ret
+
+userns_hold:
+        push    %rbx
+        mov     %rdx, %r9                         /* rfd: the child has r9 too */
+        mov     %rcx, %rbx                        /* wfd: and rbx (syscall clobbers rcx) */
+        xor     %edx, %edx                        /* no parent_tid */
+        xor     %r10d, %r10d                      /* no child_tid */
+        xor     %r8d, %r8d                        /* no tls */
+        mov     $SYS_clone, %eax                  /* rdi flags, rsi the child's stack */
+        syscall
+        test    %rax, %rax
+        jnz     held                              /* micro: the pid, or -errno */
+        mov     %rbx, %rdi                        /* the child, on its own stack: */
+        mov     $SYS_close, %eax                  /* its copy of the write end closed */
+        syscall
+hold:
+        mov     %r9, %rdi
+        lea     -8(%rsp), %rsi
+        mov     $1, %edx
+        xor     %eax, %eax                        /* SYS_read */
+        syscall
+        cmp     $-EINTR, %rax
+        je      hold
+        xor     %edi, %edi
+        mov     $SYS_exit, %eax
+        syscall
+        hlt
+held:
+        pop     %rbx
         ret
