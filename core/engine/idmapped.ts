@@ -70,7 +70,10 @@ function clonedUserns(sys: Sys, maps: { uid: string; gid: string }): number | nu
       const bytes = new TextEncoder().encode(content);
       const n = sys.write(fd, bytes, bytes.length);
       sys.close(fd);
-      if (n !== bytes.length) throw idmapError(`write /proc/${pid}/${file}`, n < 0 ? n : -5);
+      if (n < 0) throw idmapError(`write /proc/${pid}/${file}`, n);
+      if (n !== bytes.length) {
+        throw new MicroError(`idmapped image: /proc/${pid}/${file}: a short write (${n} bytes)`);
+      }
     }
     const ns = sys.open(cstr(`/proc/${pid}/ns/user`), C.O_RDONLY | C.O_CLOEXEC, 0);
     if (ns < 0) throw idmapError(`open /proc/${pid}/ns/user`, ns);

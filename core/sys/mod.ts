@@ -184,8 +184,8 @@ export interface Sys {
   /**
    * A child that holds a new user namespace for micro (CLONE_VM | CLONE_NEWUSER with `flags`,
    * no CLONE_VFORK: micro goes on at once) on `stack` (kept alive until it is reaped): it
-   * closes its copy of the pipe's write end `wfd` and waits for the end of `rfd`, which
-   * micro's close of `wfd` (or its death) brings; then it exits 0. The child's pid, or
+   * closes every fd but `rfd` (its copy of the pipe's write end `wfd` above all) and waits in
+   * a read of `rfd`, which micro's close of `wfd` (or its death) ends; then it exits 0. The child's pid, or
    * -errno; -ENOSYS where there is no stub (the stub's third function: `code`).
    */
   usernsHold(code: Uint8Array, flags: number, stack: Uint8Array, rfd: number, wfd: number): number;
@@ -397,8 +397,6 @@ export const C = {
   CLONE_NEWUTS: 0x04000000,
   CLONE_NEWIPC: 0x08000000,
   CLONE_NEWUSER: 0x10000000,
-  /** One fd table with the parent (an fd the child opens is the parent's too). */
-  CLONE_FILES: 0x400,
   CLONE_NEWPID: 0x20000000,
   CLONE_NEWNET: 0x40000000,
   SIGCHLD: 17,

@@ -545,6 +545,20 @@ Deno.test({
   },
 });
 
+/** `SigBlk` of /proc/PID/status (or of this thread), as a bigint. */
+function sigBlk(status: string): bigint {
+  return BigInt(`0x${/^SigBlk:\s*([0-9a-f]+)$/m.exec(status)![1]}`);
+}
+
+/** Waits (up to 2 s) until `ok` holds. */
+async function until(ok: () => boolean, what: string): Promise<void> {
+  const end = Date.now() + 2000;
+  while (!ok()) {
+    if (Date.now() > end) assert.fail(`not within 2 s: ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 Deno.test({
   name:
     "usernsHold: a child in a new user namespace, holding it while micro writes its maps, gone once let go",
@@ -552,30 +566,41 @@ Deno.test({
   async fn() {
     const pipe = new Int32Array(2);
     assert.equal(libc.pipe2(pipe, C.O_CLOEXEC), 0);
+    const extra = libc.open(cstr("/dev/null"), C.O_RDONLY | C.O_CLOEXEC, 0);
     const stack = new Uint8Array(16 * 1024);
+    const before = sigBlk(Deno.readTextFileSync("/proc/thread-self/status"));
     const pid = libc.usernsHold(CODE, C.CLONE_NEWUSER | C.SIGCHLD, stack, pipe[0], pipe[1]);
+    assert.equal(sigBlk(Deno.readTextFileSync("/proc/thread-self/status")), before);
     libc.close(pipe[0]);
     assert.ok(pid > 0, `usernsHold: ${pid}`);
+    const has = (fd: number) => {
+      try {
+        Deno.lstatSync(`/proc/${pid}/fd/${fd}`);
+        return true;
+      } catch {
+        return false;
+      }
+    };
     try {
-      // Micro went on at once: the child waits, in a namespace that is not micro's.
+      // Micro went on at once; the child waits in its read, holding only its end of the pipe.
+      await until(
+        () => / S /.test(Deno.readTextFileSync(`/proc/${pid}/stat`)) && !has(pipe[1]),
+        "the child asleep, its copy of the write end closed",
+      );
+      assert.equal(has(pipe[0]), true, "the child's read end");
+      assert.equal(has(extra), false, "micro's other fds closed in the child");
+      // Every signal blocked but the two that cannot be.
+      const blocked = sigBlk(Deno.readTextFileSync(`/proc/${pid}/status`));
+      const all = (1n << 64n) - 1n;
+      assert.equal(blocked | (1n << 8n) | (1n << 18n), all, blocked.toString(16));
+      // In a namespace that is not micro's, whose map micro writes.
       const mine = Deno.readLinkSync("/proc/self/ns/user");
       assert.notEqual(Deno.readLinkSync(`/proc/${pid}/ns/user`), mine);
-      assert.match(Deno.readTextFileSync(`/proc/${pid}/stat`), /^\d+ \([^)]*\) S /);
       Deno.writeTextFileSync(`/proc/${pid}/uid_map`, "0 1000000000 1\n");
       assert.match(Deno.readTextFileSync(`/proc/${pid}/uid_map`), /^\s*0\s+1000000000\s+1\s*$/);
-      // Its copy of the write end closed: micro's close is its end of the file.
-      const has = (fd: number) => {
-        try {
-          Deno.lstatSync(`/proc/${pid}/fd/${fd}`);
-          return true;
-        } catch {
-          return false;
-        }
-      };
-      assert.equal(has(pipe[0]), true, "the child's read end");
-      assert.equal(has(pipe[1]), false, "the child's copy of the write end");
     } finally {
       libc.close(pipe[1]);
+      libc.close(extra);
     }
     const { status } = await libc.waitpid(pid);
     assert.equal(status, 0, "it exits 0 at the end of its pipe");
@@ -585,29 +610,84 @@ Deno.test({
 
 Deno.test({
   name:
-    "mappedUserns (held by the stub's child): an idmapped tree shows an on-disk root file as the map's host id",
+    "mappedUserns, held by the stub's child: an idmapped tree shows an on-disk root file as the map's host id",
   ignore: !real || Deno.uid() !== 0,
   async fn() {
     const dir = Deno.makeTempDirSync({ prefix: "micro-userns-" });
     let ns = -1;
     let tree = -1;
+    // libc, with the child's pid noted: the stub's child it was, not the holder program.
+    const held: number[] = [];
+    const sys = Object.create(libc) as typeof libc;
+    sys.usernsHold = (...a) => {
+      const pid = libc.usernsHold(...a);
+      held.push(pid);
+      return pid;
+    };
     try {
       Deno.writeTextFileSync(`${dir}/f`, "");
       Deno.chownSync(`${dir}/f`, 0, 0);
-      ns = await mappedUserns(libc, { uid: "0 1000000000 65536\n", gid: "0 1000000000 65536\n" });
+      ns = await mappedUserns(sys, { uid: "0 1000000000 65536\n", gid: "0 1000000000 65536\n" });
       assert.ok(ns >= 0, `mappedUserns: ${ns}`);
+      assert.equal(held.length, 1);
+      assert.ok(held[0] > 0, `usernsHold: ${held[0]}`);
       tree = libc.openTree(C.AT_FDCWD, cstr(dir), C.OPEN_TREE_CLONE | C.O_CLOEXEC);
       assert.ok(tree >= 0, `open_tree: ${tree}`);
       const rc = idmapTree(libc, tree, ns);
-      if (rc === -22) return; // this file system has no idmapped mounts (tmpfs before 6.3)
-      assert.equal(rc, 0);
-      const st = { mode: 0, size: 0, uid: -1, gid: -1 };
-      assert.equal(libc.fstatat(tree, cstr("f"), 0, st), 0);
-      assert.deepEqual([st.uid, st.gid], [1000000000, 1000000000]);
+      if (rc !== -22) { // -22: this file system has no idmapped mounts (tmpfs before 6.3)
+        assert.equal(rc, 0);
+        const st = { mode: 0, size: 0, uid: -1, gid: -1 };
+        assert.equal(libc.fstatat(tree, cstr("f"), 0, st), 0);
+        assert.deepEqual([st.uid, st.gid], [1000000000, 1000000000]);
+      }
     } finally {
       if (tree >= 0) libc.close(tree);
       if (ns >= 0) libc.close(ns);
       Deno.removeSync(dir, { recursive: true });
+      // Reaped by micro meanwhile (not awaited there): its wait ends before the test does.
+      if (held[0] > 0) {
+        await until(() => {
+          try {
+            Deno.statSync(`/proc/${held[0]}`);
+            return false;
+          } catch {
+            return true;
+          }
+        }, "the child reaped");
+        await new Promise((r) => setTimeout(r, 20));
+      }
     }
   },
+});
+
+Deno.test("mappedUserns where the stub's clone is refused: its pipe closed, the holder spawned", async () => {
+  const sys = new RecordingSys({ vfork: true }).failOn("usernsHold", 22);
+  sys.waitStatus = 22 << 8; // the holder fails in turn: the test needs only its start
+  await mappedUserns(sys, { uid: "0 1 1\n", gid: "0 1 1\n" }).catch(() => {});
+  const f = sys.format();
+  const at = f.findIndex((c) => c.startsWith("usernsHold("));
+  assert.ok(at >= 0, f.join("\n"));
+  // pipe 3/4: the read end closed at once, the write end after the refusal; then the holder.
+  assert.deepEqual(f.slice(at + 1, at + 3), ["close(3)", "close(4)"]);
+  assert.ok(f.slice(at).some((c) => c.startsWith('memfdCreate("micro-userns"')), f.join("\n"));
+});
+
+Deno.test("mappedUserns, the stub's child: a map micro cannot open is one line naming it; the child let go and reaped", async () => {
+  const sys = new RecordingSys({ vfork: true }).failOn(
+    "open",
+    (a) => String(a[0]).endsWith("/uid_map"),
+    1,
+  );
+  let err: unknown;
+  try {
+    await mappedUserns(sys, { uid: "0 1 1\n", gid: "0 1 1\n" });
+  } catch (e) {
+    err = e;
+  }
+  assert.ok(err instanceof MicroError, String(err));
+  assert.equal(err.line(), "prepare: user: open /proc/4242/uid_map: EPERM");
+  const f = sys.format();
+  assert.ok(f.includes("close(4)"), "the write end: the child let go");
+  assert.equal(sys.names().filter((n) => n === "waitpid").length, 1);
+  assert.equal(sys.names().includes("memfdCreate"), false, "no holder after a child that ran");
 });

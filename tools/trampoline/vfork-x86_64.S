@@ -44,9 +44,11 @@
  *
  * Clones with `flags` (CLONE_VM, CLONE_NEWUSER, SIGCHLD: no CLONE_VFORK, so micro goes on at
  * once) onto the stack that ends at `stack_top`, and returns the child's pid (or -errno). The
- * child closes its copy of the pipe's write end `wfd`, reads `rfd` until its end (EINTR
- * retried) and exits 0: it holds a new user namespace for micro, which writes its id maps and
- * opens its /proc/PID/ns/user meanwhile, then closes `wfd` (micro's death closes it too). It
+ * child closes every fd it got but `rfd` (close_range; before Linux 5.9 only its copy of the
+ * pipe's write end `wfd`), waits in a read of `rfd` (EINTR retried; nobody writes to the pipe:
+ * it returns at its end) and exits 0: it holds a new user namespace for micro, which writes
+ * its id maps and opens its /proc/PID/ns/user meanwhile, then closes `wfd` (micro's death
+ * closes it too). It
  * touches nothing but its own stack and registers; micro blocks every signal across the
  * call, so that the child starts (and stays) with all of them blocked: no handler of micro's
  * runs on its stack.
@@ -76,6 +78,7 @@
         .set CLONE_ARGS_SIZE, 88
         .set SYS_exit_group, 231
         .set SYS_exit, 60
+        .set SYS_close_range, 436
         .set SYS_execveat, 322
 
         .text
@@ -306,8 +309,24 @@ userns_hold:
         syscall
         test    %rax, %rax
         jnz     held                              /* micro: the pid, or -errno */
-        mov     %rbx, %rdi                        /* the child, on its own stack: */
-        mov     $SYS_close, %eax                  /* its copy of the write end closed */
+        /* The child, on its own stack: every fd it got closed but rfd (none of micro's files,
+           locks or pipe ends held a moment longer by it); its copy of the write end in any
+           case (a kernel without close_range). */
+        test    %r9, %r9
+        jz      above
+        xor     %edi, %edi
+        lea     -1(%r9), %rsi
+        xor     %edx, %edx
+        mov     $SYS_close_range, %eax
+        syscall
+above:
+        lea     1(%r9), %rdi
+        mov     $0xffffffff, %esi
+        xor     %edx, %edx
+        mov     $SYS_close_range, %eax
+        syscall
+        mov     %rbx, %rdi
+        mov     $SYS_close, %eax
         syscall
 hold:
         mov     %r9, %rdi
