@@ -691,3 +691,70 @@ Deno.test("mappedUserns, the stub's child: a map micro cannot open is one line n
   assert.equal(sys.names().filter((n) => n === "waitpid").length, 1);
   assert.equal(sys.names().includes("memfdCreate"), false, "no holder after a child that ran");
 });
+
+for (const died of [false, true]) {
+  Deno.test({
+    name: "watchdogClone: the watchdog's body in a child cloned in micro's memory: " +
+      (died
+        ? "EOF (micro died): SIGKILL through fd 3, cgroup.kill and freezer.state written, exit 0"
+        : "a byte (a normal end): exit 0, nothing killed or written"),
+    ignore: !real,
+    async fn() {
+      const dir = Deno.makeTempDirSync({ prefix: "micro-watchdog-clone-" });
+      const victim = new Deno.Command("sleep", { args: ["30"] }).spawn();
+      const fds: number[] = [];
+      try {
+        Deno.writeTextFileSync(`${dir}/cgroup.kill`, "");
+        Deno.writeTextFileSync(`${dir}/freezer.state`, "FROZEN\n");
+        const pipe = new Int32Array(2);
+        assert.equal(libc.pipe2(pipe, C.O_CLOEXEC), 0);
+        fds.push(pipe[0], pipe[1]);
+        const pidfd = libc.pidfdOpen(victim.pid, 0);
+        assert.ok(pidfd >= 0, `pidfd_open: ${pidfd}`);
+        fds.push(pidfd);
+        const dirFd = libc.open(cstr(dir), C.O_RDONLY | C.O_DIRECTORY | C.O_CLOEXEC, 0);
+        const devNull = libc.open(cstr("/dev/null"), C.O_RDWR | C.O_CLOEXEC, 0);
+        fds.push(dirFd, devNull);
+        // Sources that are each other's targets: pipe[0] may be 3, pidfd 5, and so on.
+        const list = Int32Array.from([pipe[0], devNull, devNull, pidfd, dirFd, dirFd]);
+        const pid = libc.watchdogClone(CODE, C.SIGCHLD, list);
+        assert.ok(pid > 0, `watchdogClone: ${pid}`);
+        await until(() => {
+          const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+          return /^SigBlk:\s*0+$/m.test(status) && / S /.test(
+            Deno.readTextFileSync(`/proc/${pid}/stat`),
+          );
+        }, "the watchdog waiting on fd 0, its signals ignored and unblocked");
+        assert.equal(Deno.readTextFileSync(`/proc/${pid}/comm`).trim(), "micro-watchdog");
+        const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+        assert.equal(Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[3]), pid, "session");
+        const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+        assert.equal(/^SigIgn:\s*(\w+)/m.exec(status)?.[1], "fffffffffffbfeff");
+        assert.equal(Deno.readLinkSync(`/proc/${pid}/cwd`), "/");
+        // fds 0 to 5 are the list's files, in order; nothing else of micro's is open there.
+        const open = [...Deno.readDirSync(`/proc/${pid}/fd`)].map((e) => e.name).sort();
+        assert.deepEqual(open, ["0", "1", "2", "3", "4", "5"]);
+        const target = (fd: number) => Deno.readLinkSync(`/proc/${pid}/fd/${fd}`);
+        const mine = (fd: number) => Deno.readLinkSync(`/proc/self/fd/${fd}`);
+        for (let k = 0; k < 6; k++) assert.equal(target(k), mine(list[k]), `fd ${k}`);
+        assert.equal(Deno.readLinkSync(`/proc/self/cwd`) !== "/", true, "micro's cwd is its own");
+        if (!died) libc.write(pipe[1], new Uint8Array([0]), 1);
+        libc.close(pipe[1]);
+        fds.splice(fds.indexOf(pipe[1]), 1);
+        const { status: code } = await libc.waitpid(pid);
+        assert.equal(code, 0, `exit status ${code}`);
+        if (died) assert.equal((await victim.status).signal, "SIGKILL");
+        else assert.ok(Deno.statSync(`/proc/${victim.pid}`).isDirectory, "the victim was killed");
+        assert.equal(Deno.readTextFileSync(`${dir}/cgroup.kill`), died ? "1" : "");
+        assert.equal(Deno.readTextFileSync(`${dir}/freezer.state`), died ? "THAWED\n" : "FROZEN\n");
+      } finally {
+        for (const fd of fds) libc.close(fd);
+        try {
+          victim.kill("SIGKILL");
+        } catch { /* gone */ }
+        await victim.status;
+        Deno.removeSync(dir, { recursive: true });
+      }
+    },
+  });
+}
