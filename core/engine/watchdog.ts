@@ -22,8 +22,7 @@
  * A container with a pid namespace of its own gets the same, where pidfd_open works (Linux
  * 5.3+, not refused by a seccomp filter around micro), from a small static program
  * instead (tools/trampoline/watchdog-*.S, spawned from a sealed memfd after the child's
- * clone; on x86_64 its body run by a child cloned in micro's memory, the vfork stub's
- * watchdog_clone, which needs no exec and that micro does not wait for): killing its init through a pidfd ends every process of that namespace, cgroup v2's
+ * clone): killing its init through a pidfd ends every process of that namespace, cgroup v2's
  * cgroup.kill ends the cgroup's, and a v1 freezer is thawed so that a frozen container's
  * kill lands. No second copy of micro: its clone cost about 5 ms, and while it lived every
  * page micro wrote was copied (copy-on-write, with a TLB shootdown).
@@ -32,7 +31,6 @@ import { errnoName, MicroError } from "../errors.ts";
 import { C, cstr, type Sys } from "../sys/mod.ts";
 import { sealedProgram, sealedSpawner } from "./memfd.ts";
 import { WATCHDOG } from "./trampoline.ts";
-import { VFORK_CODE, vforkUsable } from "./vfork.ts";
 
 export type KillHow = "cgroup.kill" | "freezer" | "signal";
 
@@ -180,17 +178,6 @@ export class Watchdog {
   spawn(child: number, sys: Sys): number {
     const pidfd = sys.pidfdOpen(child, 0);
     this.spawnFds[3] = pidfd;
-    // Where the vfork stub is: the same program's body in a child cloned in micro's memory,
-    // which micro does not wait for (no exec, no pin).
-    if (pidfd >= 0 && vforkUsable(sys)) {
-      const pid = sys.watchdogClone(VFORK_CODE(), C.SIGCHLD, Int32Array.from(this.spawnFds));
-      if (pid > 0) {
-        sys.close(pidfd);
-        this.forked(pid, sys);
-        return pid;
-      }
-      // Refused (a kernel or filter without CLONE_VM here): spawned as below.
-    }
     const pinned = pidfd >= 0 && this.pin(sys);
     const pid = pidfd < 0 ? pidfd : this.spawner!.spawn(this.spawnFds, true);
     if (pinned) {

@@ -521,9 +521,6 @@ export class RecordingSys implements Sys {
   usernsHold(_code: Uint8Array, flags: number, _stack: Uint8Array, rfd: number, wfd: number) {
     return this.record("usernsHold", [flags, rfd, wfd], () => this.clonePid);
   }
-  watchdogClone(_code: Uint8Array, flags: number, fds: Int32Array) {
-    return this.record("watchdogClone", [flags, [...fds]], () => this.spawnPid);
-  }
   /** Recorded as `procWrites(sock, ["file=content", …])`; resolves to what a rule says (0). */
   procWrites(
     _code: Uint8Array,

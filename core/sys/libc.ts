@@ -468,8 +468,6 @@ interface VforkStub {
   procWrites: (block: BigUint64Array) => Promise<number | bigint>;
   /** The stub's userns_hold. */
   hold: (flags: bigint, stackTop: bigint, rfd: bigint, wfd: bigint) => number | bigint;
-  /** The stub's watchdog_clone. */
-  watchdog: (flags: bigint, stackTop: bigint, fds: bigint) => number | bigint;
   callback: Deno.UnsafeCallback<
     { readonly parameters: readonly ["pointer"]; readonly result: "i32" }
   >;
@@ -521,12 +519,6 @@ function vforkStub(
     Deno.UnsafePointer.create(BigInt(addr) + 16n) as Deno.PointerObject<typeof holdDef>,
     holdDef,
   );
-  // The fourth, 24 bytes in.
-  const watchdogDef = { parameters: ["i64", "i64", "i64"], result: "i64" } as const;
-  const watchdog = new Deno.UnsafeFnPointer(
-    Deno.UnsafePointer.create(BigInt(addr) + 24n) as Deno.PointerObject<typeof watchdogDef>,
-    watchdogDef,
-  );
   const callback = new Deno.UnsafeCallback(
     { parameters: ["pointer"], result: "i32" } as const,
     () => {
@@ -542,7 +534,6 @@ function vforkStub(
     call: (flags, run, arg, block) => fn.call(BigInt(flags), run, arg, block),
     procWrites: (block) => writes.call(block),
     hold: (flags, stackTop, rfd, wfd) => hold.call(flags, stackTop, rfd, wfd),
-    watchdog: (flags, stackTop, fds) => watchdog.call(flags, stackTop, fds),
     callback,
   };
 }
@@ -830,34 +821,6 @@ function bindLibc(): Sys {
       try {
         const top = at(stack) + BigInt(stack.length & ~15);
         return Number(stub.hold(BigInt(flags | CLONE_VM), top, BigInt(rfd), BigInt(wfd)));
-      } finally {
-        lib.ibbi(nr.rt_sigprocmask, 2, oldMask, null, 8); // SIG_SETMASK
-      }
-    },
-    watchdogClone(code, flags, fds) {
-      if (arch !== "x86_64") return -38; // ENOSYS
-      const sc = (n: number, a: number, b: number, c: number, d: number, e: number) =>
-        r(lib.i(n, a, b, c, d, e));
-      const stub = vforkStub(code, sc, nr);
-      if (typeof stub === "number") return stub;
-      // Its stack and its fd list in a mapping of their own, never unmapped: the watchdog runs
-      // in micro's memory for as long as it lives, which may be past micro's last use of
-      // anything (16 KiB a run).
-      const size = 16 * 1024;
-      const addr = sc(nr.mmap, 0, size, 3, 0x22, -1); // PROT_READ|WRITE, MAP_PRIVATE|ANONYMOUS
-      if (addr < 0) return addr;
-      const view = new Int32Array(
-        Deno.UnsafePointerView.getArrayBuffer(Deno.UnsafePointer.create(BigInt(addr))!, size),
-      );
-      view.set(fds.subarray(0, 6));
-      // Every signal blocked across the clone: the watchdog ignores them all, then unblocks.
-      lib.ibbi(nr.rt_sigprocmask, 0, allSignals, oldMask, 8); // SIG_BLOCK
-      try {
-        const pid = Number(
-          stub.watchdog(BigInt(flags | CLONE_VM), BigInt(addr + size), BigInt(addr)),
-        );
-        if (pid < 0) sc(nr.munmap, addr, size, 0, 0, 0);
-        return pid;
       } finally {
         lib.ibbi(nr.rt_sigprocmask, 2, oldMask, null, 8); // SIG_SETMASK
       }

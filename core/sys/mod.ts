@@ -189,14 +189,6 @@ export interface Sys {
    * -errno; -ENOSYS where there is no stub (the stub's third function: `code`).
    */
   usernsHold(code: Uint8Array, flags: number, stack: Uint8Array, rfd: number, wfd: number): number;
-  /**
-   * The watchdog program's body (tools/trampoline/watchdog-x86_64.S) in a child cloned in
-   * micro's memory (CLONE_VM with `flags`, no CLONE_VFORK: micro goes on at once) on a stack
-   * of its own that is never unmapped: `fds` (six) become its fds 0 to 5, every other one
-   * closed. The child's pid, or -errno; -ENOSYS where there is no stub (its fourth function:
-   * `code`).
-   */
-  watchdogClone(code: Uint8Array, flags: number, fds: Int32Array): number;
   kill(pid: number, sig: number): number;
   getpid(): number;
   /** waitpid(pid, 0) off the main thread; resolves with the raw status. */

@@ -495,27 +495,3 @@ Deno.test("execute: where pidfd_open fails (Linux < 5.3, a seccomp filter), a pi
     });
   }
 });
-
-Deno.test("Watchdog.spawn where the vfork stub is: the program's body cloned in micro's memory with the same fds, not spawned, not pinned", () => {
-  const sys = new RecordingSys({ vfork: true });
-  const w = Watchdog.prepare([{ path: "/sys/fs/cgroup/micro/r1", how: "cgroup.kill" }], sys, true);
-  assert.equal(w.spawn(4242, sys), 4343);
-  const calls = sys.format();
-  const clone = calls.findIndex((c) => c.startsWith("watchdogClone("));
-  assert.ok(clone > 0, calls.join("\n"));
-  // 0 the pipe, 1-2 /dev/null, 3 the child's pidfd, 4 the v2 cgroup dir, 5 /dev/null.
-  assert.match(calls[clone], /^watchdogClone\(17, \[3,7,7,\d+,5,7\]\)$/);
-  assert.equal(calls.some((c) => /^(spawn|schedSetaffinity|getcpu)\(/.test(c)), false);
-  // Only the pipe's write end stays open here.
-  for (const fd of [3, 5, 6, 7]) assert.ok(calls.slice(clone).includes(`close(${fd})`), `fd ${fd}`);
-  assert.equal(w.pid, 4343);
-});
-
-Deno.test("Watchdog.spawn: a clone the kernel refuses falls back to the spawn", () => {
-  const sys = new RecordingSys({ vfork: true }).failOn("watchdogClone", 22);
-  const w = Watchdog.prepare([{ path: "/sys/fs/cgroup/micro/r1", how: "cgroup.kill" }], sys, true);
-  assert.equal(w.spawn(4242, sys), 4343);
-  const calls = sys.format();
-  assert.ok(calls.some((c) => c.startsWith("watchdogClone(")));
-  assert.ok(calls.some((c) => c.startsWith('spawn("/proc/self/fd/6", ["micro-watchdog"]')));
-});

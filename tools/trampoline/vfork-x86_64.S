@@ -2,8 +2,8 @@
  * micro's vfork stub for x86_64: not a program but one function, which micro maps into its
  * own memory and calls through FFI (core/sys/libc.ts vforkExec):
  *
- * Four functions, each reached through a jump at the start of the page: vfork_exec at offset
- * 0, proc_writes at offset 8, userns_hold at offset 16, watchdog_clone at offset 24.
+ * Three functions, each reached through a jump at the start of the page: vfork_exec at offset
+ * 0, proc_writes at offset 8, userns_hold at offset 16.
  *
  *   long vfork_exec(long flags, int (*run)(void *), void *arg, const long block[10]);
  *
@@ -53,18 +53,6 @@
  * call, so that the child starts (and stays) with all of them blocked: no handler of micro's
  * runs on its stack.
  *
- *   long watchdog_clone(long flags, void *stack_top, const int fds[6]);
- *
- * The watchdog program (watchdog-x86_64.S) without a spawn: clones with `flags` (CLONE_VM,
- * SIGCHLD: its own fd table, signal handlers and cwd, no CLONE_VFORK) onto the stack that ends
- * at `stack_top` and returns the child's pid (or -errno). The child puts fds[k] at fd k (0 the
- * pipe's read end, 1 and 2 /dev/null, 3 the init's pidfd, 4 the v2 cgroup's directory, 5 the
- * v1 freezer's), each copied above 99 first (a source may be another's target), closes fds 6
- * to 99 and every one below (watchdog_main closes the rest), names itself micro-watchdog and
- * runs watchdog_main, the program's own body (watchdog-body-x86_64.inc), which never
- * returns. A failed dup exits 127. micro blocks every signal across the call; the body
- * ignores them all before it unblocks them. Its stack must outlive it (micro never frees it).
- *
  * Assembled into core/engine/trampoline.ts by tools/gen_trampoline.ts (no ELF header: the
  * bytes are a function).
  */
@@ -91,10 +79,6 @@
         .set SYS_exit_group, 231
         .set SYS_exit, 60
         .set SYS_close_range, 436
-        .set SYS_fcntl, 72
-        .set SYS_dup3, 292
-        .set SYS_prctl, 157
-        .set PR_SET_NAME, 15
         .set SYS_execveat, 322
 
         .text
@@ -103,8 +87,6 @@
         jmp     proc_writes                       /* offset 8 */
         .balign 8
         jmp     userns_hold                       /* offset 16 */
-        .balign 8
-        jmp     watchdog_clone                    /* offset 24 */
         .balign 8
 vfork_exec:
         push    %rbx
@@ -361,64 +343,3 @@ hold:
 held:
         pop     %rbx
         ret
-
-watchdog_clone:
-        push    %rbx
-        mov     %rdx, %rbx                        /* fds: the child has rbx too */
-        xor     %edx, %edx                        /* no parent_tid */
-        xor     %r10d, %r10d                      /* no child_tid */
-        xor     %r8d, %r8d                        /* no tls */
-        mov     $SYS_clone, %eax                  /* rdi flags, rsi the child's stack */
-        syscall
-        test    %rax, %rax
-        jnz     wd_parent                         /* micro: the pid, or -errno */
-        sub     $48, %rsp                         /* the child: six copies' numbers */
-        xor     %r12d, %r12d
-wd_up:
-        movslq  (%rbx,%r12,4), %rdi               /* fcntl(fds[k], F_DUPFD, 100) */
-        xor     %esi, %esi
-        mov     $100, %edx
-        mov     $SYS_fcntl, %eax
-        syscall
-        test    %rax, %rax
-        js      wd_fail
-        mov     %rax, (%rsp,%r12,8)
-        inc     %r12
-        cmp     $6, %r12
-        jb      wd_up
-        xor     %edi, %edi                        /* close_range(0, 99, 0) */
-        mov     $99, %esi
-        xor     %edx, %edx
-        mov     $SYS_close_range, %eax
-        syscall
-        xor     %r12d, %r12d
-wd_down:
-        mov     (%rsp,%r12,8), %rdi               /* dup3(copy k, k, 0) */
-        mov     %r12, %rsi
-        xor     %edx, %edx
-        mov     $SYS_dup3, %eax
-        syscall
-        test    %rax, %rax
-        js      wd_fail
-        inc     %r12
-        cmp     $6, %r12
-        jb      wd_down
-        add     $48, %rsp
-        mov     $PR_SET_NAME, %edi
-        lea     wd_name(%rip), %rsi
-        mov     $SYS_prctl, %eax
-        syscall
-        jmp     watchdog_main
-wd_fail:
-        mov     $127, %edi
-        mov     $SYS_exit_group, %eax
-        syscall
-        hlt
-wd_parent:
-        pop     %rbx
-        ret
-wd_name:
-        .asciz  "micro-watchdog"
-
-        .include "watchdog-body-x86_64.inc"
-
