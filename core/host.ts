@@ -118,10 +118,9 @@ function accounts(
   const read = (f: string, root?: number) => {
     try {
       if (root !== undefined) return readInRoot(sys, root, f, ACCOUNTS_CAP) ?? "";
-      return readRegularFileIfThere(sys, f, ACCOUNTS_CAP) ?? "";
+      return readRegularFileIfThere(sys, f, ACCOUNTS_CAP) ?? ""; // missing: no users
     } catch (e) {
       if (!(e instanceof FileRefused)) throw e;
-      if (root === undefined && e.errno === 2) return "";
       throw new MicroError(
         `${image === null ? "host" : "image"} file ${image ?? ""}${f}: ${e.reason}`,
         {

@@ -64,26 +64,34 @@ function clonedUserns(sys: Sys, maps: { uid: string; gid: string }): number | nu
     return null; // refused (a kernel or filter without CLONE_VM here): the holder
   }
   try {
-    for (const [file, content] of [["uid_map", maps.uid], ["gid_map", maps.gid]]) {
-      const fd = sys.open(cstr(`/proc/${pid}/${file}`), C.O_WRONLY | C.O_CLOEXEC, 0);
-      if (fd < 0) throw idmapError(`open /proc/${pid}/${file}`, fd);
-      const bytes = new TextEncoder().encode(content);
-      const n = sys.write(fd, bytes, bytes.length);
-      sys.close(fd);
-      if (n < 0) throw idmapError(`write /proc/${pid}/${file}`, n);
-      if (n !== bytes.length) {
-        throw new MicroError(`idmapped image: /proc/${pid}/${file}: a short write (${n} bytes)`);
-      }
-    }
-    const ns = sys.open(cstr(`/proc/${pid}/ns/user`), C.O_RDONLY | C.O_CLOEXEC, 0);
-    if (ns < 0) throw idmapError(`open /proc/${pid}/ns/user`, ns);
-    return ns;
+    return mapAndOpen(sys, pid, maps);
   } finally {
     sys.close(pipe[1]); // the child reads the end of the pipe and exits
     // Reaped when it has: nothing of the run waits for that. Its stack stays referenced
     // until then.
     sys.waitpid(pid).then(() => stack.length, () => {});
   }
+}
+
+/**
+ * Writes the maps of `pid`'s user namespace (each file in one write, as the kernel wants)
+ * and opens that namespace: its fd. Both holders' last step.
+ */
+function mapAndOpen(sys: Sys, pid: number, maps: { uid: string; gid: string }): number {
+  for (const [file, content] of [["uid_map", maps.uid], ["gid_map", maps.gid]]) {
+    const fd = sys.open(cstr(`/proc/${pid}/${file}`), C.O_WRONLY | C.O_CLOEXEC, 0);
+    if (fd < 0) throw idmapError(`open /proc/${pid}/${file}`, fd);
+    const bytes = new TextEncoder().encode(content);
+    const n = sys.write(fd, bytes, bytes.length);
+    sys.close(fd);
+    if (n < 0) throw idmapError(`write /proc/${pid}/${file}`, n);
+    if (n !== bytes.length) {
+      throw new MicroError(`idmapped image: /proc/${pid}/${file}: a short write (${n} bytes)`);
+    }
+  }
+  const ns = sys.open(cstr(`/proc/${pid}/ns/user`), C.O_RDONLY | C.O_CLOEXEC, 0);
+  if (ns < 0) throw idmapError(`open /proc/${pid}/ns/user`, ns);
+  return ns;
 }
 
 /**
@@ -125,15 +133,7 @@ async function heldUserns(sys: Sys, maps: { uid: string; gid: string }): Promise
       pid = -1;
       throw idmapError("unshare(CLONE_NEWUSER)", -((status >> 8) & 0xff));
     }
-    try {
-      Deno.writeTextFileSync(`/proc/${pid}/uid_map`, maps.uid);
-      Deno.writeTextFileSync(`/proc/${pid}/gid_map`, maps.gid);
-    } catch (e) {
-      throw new MicroError(`idmapped image: write the id maps of ${pid}: ${(e as Error).message}`);
-    }
-    const fd = sys.open(cstr(`/proc/${pid}/ns/user`), C.O_RDONLY | C.O_CLOEXEC, 0);
-    if (fd < 0) throw idmapError(`open /proc/${pid}/ns/user`, fd);
-    return fd;
+    return mapAndOpen(sys, pid, maps);
   } finally {
     closeAll(); // the holder reads EOF and exits
     // Reaped when it has (about 0.45 ms later here): nothing of the run waits for that.

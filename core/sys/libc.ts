@@ -559,6 +559,21 @@ function bindLibc(): Sys {
     const n = Number(v);
     return n < 0 ? -errno() : n;
   };
+  /** The vfork stub (x86_64), mapped once a process; -ENOSYS where there is none. */
+  const stubFor = (code: Uint8Array) =>
+    arch !== "x86_64" ? -38 : vforkStub(code, (n, a, b, c, d, e) => r(lib.i(n, a, b, c, d, e)), nr);
+  /**
+   * `fn` with every signal blocked, micro's own mask back after: a child cloned meanwhile
+   * starts with them all blocked (no handler of micro's runs in it).
+   */
+  const signalsBlocked = <T>(fn: () => T): T => {
+    lib.ibbi(nr.rt_sigprocmask, 0, allSignals, oldMask, 8); // SIG_BLOCK
+    try {
+      return fn();
+    } finally {
+      lib.ibbi(nr.rt_sigprocmask, 2, oldMask, null, 8); // SIG_SETMASK
+    }
+  };
   /**
    * Calls made off the main thread set errno in another thread, so it cannot be read:
    * a failure is retried a few times (EINTR) and then reported as `fallback`.
@@ -776,7 +791,7 @@ function bindLibc(): Sys {
       // rules or seccomp filter are on (nor take the loader's lock another thread holds).
       bindAll();
       errno();
-      const stub = vforkStub(exec.code, (n, a, b, c, d, e) => r(lib.i(n, a, b, c, d, e)), nr);
+      const stub = stubFor(exec.code);
       if (typeof stub === "number") return stub;
       // The child's pid stored by the kernel before the child runs (for proc_writes).
       const tid = exec.parentTid ? at(exec.parentTid) : 0n;
@@ -798,36 +813,28 @@ function bindLibc(): Sys {
       ]);
       // Every signal blocked across the clone: the child starts with none delivered (micro's
       // handlers are Deno's, in memory it shares), and the stub unblocks them at its exec.
-      lib.ibbi(nr.rt_sigprocmask, 0, allSignals, oldMask, 8); // SIG_BLOCK
-      vforkRun = run;
-      if (args) vforkHeld.add(args);
-      try {
-        return Number(
-          stub.call(all, stub.callback.pointer, null, block),
-        );
-      } finally {
-        vforkRun = null;
-        if (args) vforkHeld.delete(args);
-        lib.ibbi(nr.rt_sigprocmask, 2, oldMask, null, 8); // SIG_SETMASK
-      }
+      return signalsBlocked(() => {
+        vforkRun = run;
+        if (args) vforkHeld.add(args);
+        try {
+          return Number(stub.call(all, stub.callback.pointer, null, block));
+        } finally {
+          vforkRun = null;
+          if (args) vforkHeld.delete(args);
+        }
+      });
     },
     usernsHold(code, flags, stack, rfd, wfd) {
-      if (arch !== "x86_64") return -38; // ENOSYS
-      const stub = vforkStub(code, (n, a, b, c, d, e) => r(lib.i(n, a, b, c, d, e)), nr);
+      const stub = stubFor(code);
       if (typeof stub === "number") return stub;
-      // Every signal blocked across the clone: the child keeps them so (no handler of micro's
-      // may run on its stack); micro's own mask is back right after.
-      lib.ibbi(nr.rt_sigprocmask, 0, allSignals, oldMask, 8); // SIG_BLOCK
-      try {
-        const top = at(stack) + BigInt(stack.length & ~15);
-        return Number(stub.hold(BigInt(flags | CLONE_VM), top, BigInt(rfd), BigInt(wfd)));
-      } finally {
-        lib.ibbi(nr.rt_sigprocmask, 2, oldMask, null, 8); // SIG_SETMASK
-      }
+      // The child keeps every signal blocked (no handler of micro's may run on its stack).
+      const top = at(stack) + BigInt(stack.length & ~15);
+      return signalsBlocked(() =>
+        Number(stub.hold(BigInt(flags | CLONE_VM), top, BigInt(rfd), BigInt(wfd)))
+      );
     },
     procWrites(code, sock, writes, pid) {
-      if (arch !== "x86_64") return Promise.resolve(-38); // ENOSYS
-      const stub = vforkStub(code, (n, a, b, c, d, e) => r(lib.i(n, a, b, c, d, e)), nr);
+      const stub = stubFor(code);
       if (typeof stub === "number") return Promise.resolve(stub);
       const block = new BigUint64Array(3 + 3 * writes.length);
       block[0] = BigInt(sock);

@@ -539,36 +539,29 @@ class FakeCgroupFs {
   fsCalls(sys: Sys): void {
     const { mkdirat, unlinkat } = sys;
     const name = (path: CStr) => new TextDecoder().decode(path.subarray(0, path.indexOf(0)));
-    const errno = (e: unknown) =>
-      e instanceof Deno.errors.AlreadyExists
-        ? -17
-        : e instanceof Deno.errors.NotFound
-        ? -2
-        : e instanceof Deno.errors.Busy
-        ? -16
-        : -5;
-    sys.mkdirat = (dirfd: number, path: CStr, mode: number) => {
-      if (dirfd !== C.AT_FDCWD || !this.under(name(path))) {
-        return mkdirat.call(sys, dirfd, path, mode);
-      }
+    /** The fake Deno call's outcome as a syscall's: 0 or -errno. */
+    const rc = (call: () => void) => {
       try {
-        Deno.mkdirSync(name(path));
+        call();
         return 0;
       } catch (e) {
-        return errno(e);
+        return e instanceof Deno.errors.AlreadyExists
+          ? -17
+          : e instanceof Deno.errors.NotFound
+          ? -2
+          : e instanceof Deno.errors.Busy
+          ? -16
+          : -5;
       }
     };
-    sys.unlinkat = (dirfd: number, path: CStr, flags: number) => {
-      if (dirfd !== C.AT_FDCWD || !this.under(name(path)) || flags !== C.AT_REMOVEDIR) {
-        return unlinkat.call(sys, dirfd, path, flags);
-      }
-      try {
-        Deno.removeSync(name(path));
-        return 0;
-      } catch (e) {
-        return errno(e);
-      }
-    };
+    sys.mkdirat = (dirfd: number, path: CStr, mode: number) =>
+      dirfd !== C.AT_FDCWD || !this.under(name(path))
+        ? mkdirat.call(sys, dirfd, path, mode)
+        : rc(() => Deno.mkdirSync(name(path)));
+    sys.unlinkat = (dirfd: number, path: CStr, flags: number) =>
+      dirfd !== C.AT_FDCWD || !this.under(name(path)) || flags !== C.AT_REMOVEDIR
+        ? unlinkat.call(sys, dirfd, path, flags)
+        : rc(() => Deno.removeSync(name(path)));
   }
 
   dispose(): void {
