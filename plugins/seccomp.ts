@@ -13,7 +13,8 @@ import { type Op, op } from "../core/ops.ts";
 import type { HostInfo, Plugin } from "../core/plugin.ts";
 import type { Spec } from "../core/spec.ts";
 import { now, span } from "../core/trace.ts";
-import { type Arch, knownOnSomeArch } from "../core/seccomp/arch.ts";
+import type { Arch } from "../core/seccomp/arch.ts";
+import { knownOnSomeArch } from "../core/seccomp/names.ts";
 import { PRECOMPILED } from "../core/seccomp/_precompiled.ts";
 import type { SeccompPolicy } from "../core/seccomp/mod.ts";
 

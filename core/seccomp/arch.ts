@@ -49,6 +49,4 @@ export function syscallName(arch: Arch, nr: number): string | undefined {
 }
 
 /** True when `name` is a syscall on any arch we know (so it is not a typo). */
-export function knownOnSomeArch(name: string): boolean {
-  return ARCHES.some((a) => syscallNumber(a, name) !== undefined);
-}
+export { knownOnSomeArch } from "./names.ts";

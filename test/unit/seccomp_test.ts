@@ -45,6 +45,7 @@ import {
   unknownSyscalls,
   validatePolicy,
 } from "../../core/seccomp/policy.ts";
+import { knownOnSomeArch, SYSCALL_NAMES } from "../../core/seccomp/names.ts";
 import {
   ARM64_DEFINES,
   parseArm64Abis,
@@ -173,6 +174,15 @@ Deno.test("syscall tables: x86_64 leaves out the x32 entries", () => {
   assert.ok(nums.every((n) => n < 512));
   assert.equal(new Set(nums).size, nums.length, "numbers are unique");
   assert.equal(syscallName("x86_64", 19), "readv");
+});
+
+Deno.test("syscall names: every name of the tables, and only those (a stale list fails here)", () => {
+  const names = [...new Set(Object.values(SYSCALL_TABLES).flatMap((t) => Object.keys(t)))];
+  assert.deepEqual(SYSCALL_NAMES.split(",").filter((n) => n).sort(), names.sort());
+  assert.ok(knownOnSomeArch("openat2") && knownOnSomeArch("arch_prctl"));
+  for (const bad of ["", "open,close", "opn", "toString", ",open", "OPEN"]) {
+    assert.equal(knownOnSomeArch(bad), false, bad);
+  }
 });
 
 Deno.test("gen_syscalls: keeps only the ABIs asked for", () => {
