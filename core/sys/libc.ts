@@ -507,18 +507,13 @@ function vforkStub(
     callback: true,
   } as const;
   const fn = new Deno.UnsafeFnPointer(ptr as Deno.PointerObject<typeof def>, def);
-  // The second function, 8 bytes in (a jump at each of the two offsets).
+  // The second function, 8 bytes in (a jump at each of the three offsets), and the third,
+  // 16 bytes in: bound on first use (each binding costs about 0.1 ms; a default run needs
+  // neither).
   const writesDef = { parameters: ["buffer"], result: "i64", nonblocking: true } as const;
-  const writes = new Deno.UnsafeFnPointer(
-    Deno.UnsafePointer.create(BigInt(addr) + 8n) as Deno.PointerObject<typeof writesDef>,
-    writesDef,
-  );
-  // The third, 16 bytes in.
+  let writes: Deno.UnsafeFnPointer<typeof writesDef> | undefined;
   const holdDef = { parameters: ["i64", "i64", "i64", "i64"], result: "i64" } as const;
-  const hold = new Deno.UnsafeFnPointer(
-    Deno.UnsafePointer.create(BigInt(addr) + 16n) as Deno.PointerObject<typeof holdDef>,
-    holdDef,
-  );
+  let hold: Deno.UnsafeFnPointer<typeof holdDef> | undefined;
   const callback = new Deno.UnsafeCallback(
     { parameters: ["pointer"], result: "i32" } as const,
     () => {
@@ -532,8 +527,16 @@ function vforkStub(
   );
   return vforkStubMapped = {
     call: (flags, run, arg, block) => fn.call(BigInt(flags), run, arg, block),
-    procWrites: (block) => writes.call(block),
-    hold: (flags, stackTop, rfd, wfd) => hold.call(flags, stackTop, rfd, wfd),
+    procWrites: (block) =>
+      (writes ??= new Deno.UnsafeFnPointer(
+        Deno.UnsafePointer.create(BigInt(addr) + 8n) as Deno.PointerObject<typeof writesDef>,
+        writesDef,
+      )).call(block),
+    hold: (flags, stackTop, rfd, wfd) =>
+      (hold ??= new Deno.UnsafeFnPointer(
+        Deno.UnsafePointer.create(BigInt(addr) + 16n) as Deno.PointerObject<typeof holdDef>,
+        holdDef,
+      )).call(flags, stackTop, rfd, wfd),
     callback,
   };
 }
