@@ -6,7 +6,8 @@ import assert from "node:assert/strict";
 import { MicroError, MicroErrors } from "../../core/errors.ts";
 import { type PluginSchema, resolveProfile } from "../../core/profile.ts";
 import { parseDockerSeccomp, parseJsonU64, parseOciSeccomp } from "../../core/seccomp/mod.ts";
-import { parseYaml, tooDeepAt } from "../../core/yaml.ts";
+import { parseYaml } from "../../core/yaml.ts";
+import { tooDeepAt } from "../../core/yaml_parse.ts";
 import { EMBEDDED } from "../../profiles/_embedded.ts";
 
 const NO_PLUGINS: PluginSchema[] = [];
