@@ -9,7 +9,8 @@ export async function gcState(): Promise<void> {
   const uid = Deno.uid() ?? 0;
   const root = stateRoot(uid);
   if (nothingToSweep(root, uid)) return;
-  const { deadNetworkRuns, gc, killRecorded, unsupervised } = await import("../core/state.ts");
+  const { deadNetworkRuns, gc, unsupervised } = await import("../core/gc.ts");
+  const { killRecorded } = await import("../core/state.ts");
   const { openLibc } = await import("../core/sys/libc.ts");
   const networks = deadNetworkRuns(root, uid, openLibc);
   if (networks.length) {

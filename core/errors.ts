@@ -138,6 +138,9 @@ const HINTS: Record<string, string> = {
   "chdir:ENOENT": "the working directory does not exist in the container",
   "proc-write:EPERM":
     "the id map is not allowed: a rootless caller may map only its own uid and gid",
+  "proc-write:ENOENT":
+    "the container's first process ended before micro could set it up; run again, and " +
+    "look for a kernel message (dmesg) if it keeps happening",
   "clone:EINVAL":
     "the kernel refused a namespace flag; user namespaces may be disabled (user.max_user_namespaces)",
   "clone:ENOSPC": "a namespace limit is reached (/proc/sys/user/max_*_namespaces)",

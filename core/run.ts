@@ -28,7 +28,9 @@ import {
   writeState,
 } from "./state.ts";
 import { openLibc } from "./sys/libc.ts";
-import { C, cstr, type Sys } from "./sys/mod.ts";
+import { FileError } from "./files.ts";
+import { statLogsWith } from "./denocache.ts";
+import { C, cstr, type Stat, type Sys } from "./sys/mod.ts";
 import { CLONE_FLAGS } from "./engine/child.ts";
 import { execRecord } from "./exec/record.ts";
 import type { Found } from "./exec/find.ts";
@@ -78,19 +80,26 @@ export async function runCommand(
   if (signals.stopSignal) throw stoppedError(signals.stopSignal);
   const uid = Deno.uid() ?? 0;
   const sys = openLibc();
+  statLogsWith((path) => {
+    const fd = sys.open(cstr(path), C.O_PATH | C.O_CLOEXEC, 0);
+    const st: Stat = { mode: 0, size: 0, uid: 0, gid: 0 };
+    if (fd >= 0) {
+      sys.fstat(fd, st); // fstatat leaves st_size alone (core/sys/libc.ts)
+      sys.close(fd);
+    }
+    return st.size;
+  });
   let dir: string;
   try {
     dir = createRunDir(stateRoot(uid), p.id, uid);
   } catch (e) {
-    if (e instanceof MicroError) throw e;
-    if (e instanceof Deno.errors.AlreadyExists) {
+    if (e instanceof FileError && e.errno === 17 && e.path.endsWith(`/${p.id}`)) {
       throw new MicroError(`a container named "${p.id}" is already running`, {
         hint: "choose another --name",
       });
     }
-    throw new MicroError(
-      `cannot create the state directory ${stateRoot(uid)}/${p.id}: ${(e as Error).message}`,
-    );
+    if (e instanceof MicroError) throw e;
+    throw new MicroError(`the state directory: ${(e as Error).message}`);
   }
   // Held to the end of the cleanup: gc leaves a run whose lock is held (state.ts lockRun).
   let runLock = -1;
@@ -160,7 +169,7 @@ export async function runCommand(
       if (k && isAlive(k.pid, k.startTime)) killRecorded(k.pid, k.startTime);
     }
     try {
-      removeRun(dir, state, () => sys);
+      removeRun(dir, state, () => sys, true);
     } catch (e) {
       // A state dir that cannot go (a mount left in it: EBUSY) does not turn the command's
       // own exit code into micro's failure; the next micro's gc tries again.
@@ -225,7 +234,8 @@ export async function runCommand(
     for (const [name, j] of joins) {
       if (j.flags & CLONE_FLAGS.CLONE_NEWPID) refusePtracers(name, pidOfPidfd(j.pidfd));
     }
-    Deno.mkdirSync(`${dir}/root`, { mode: 0o755 });
+    const madeRoot = sys.mkdirat(C.AT_FDCWD, cstr(`${dir}/root`), 0o755);
+    if (madeRoot < 0) throw new FileError("create", `${dir}/root`, -madeRoot);
     // The child's root is a copy of the mount of the very directory opened above; a
     // rootless parent may not copy mounts, and its child checks what it binds by name.
     tree = image ? sys.openTree(image.fd, EMPTY, TREE_FLAGS) : -1;

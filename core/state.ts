@@ -3,24 +3,17 @@
  * atomically and before anything it lists is created, so a later micro command can clean
  * up after a run that was killed halfway (`gc`).
  */
-import { stopLeftHelper } from "./usernet/record.ts";
 import { type RecordedCgroup, removeRecorded } from "./cgroups/fs.ts";
 import { type ImageId, releaseImage } from "./engine/image.ts";
 import type { ExecRecord } from "./exec/record.ts";
 import { MicroError } from "./errors.ts";
-import { readRecord, removeContainerDir, writeRecord } from "./store/containers.ts";
+import { removeContainerDir } from "./store/containers.ts";
+import { removeTreeAt } from "./store/tmp.ts";
+import { FileError, mkdirAt, replaceTextAt } from "./files.ts";
 import { C, cstr, type Sys } from "./sys/mod.ts";
 import { openLibc } from "./sys/libc.ts";
 import { now, span } from "./trace.ts";
-import { hasPendingRestarts, markRestart } from "./supervisor/pending.ts";
-import { nextDelay, type RestartPolicy, shouldRestart } from "./supervisor/policy.ts";
-import {
-  isAlive,
-  processStartTime,
-  readState,
-  untrustedRoot,
-  untrustedRootError,
-} from "./stateroot.ts";
+import { processStartTime, untrustedRoot, untrustedRootError } from "./stateroot.ts";
 
 export {
   isAlive,
@@ -94,10 +87,8 @@ export function newId(): string {
 
 export function writeState(dir: string, state: RunState): void {
   const t = now();
-  const tmp = `${dir}/.state.json.tmp`;
   // Owner only: it holds the command's environment (for micro exec), which may hold secrets.
-  Deno.writeTextFileSync(tmp, JSON.stringify(state, null, 2) + "\n", { mode: 0o600 });
-  Deno.renameSync(tmp, `${dir}/state.json`);
+  replaceTextAt(openLibc(), `${dir}/state.json`, JSON.stringify(state, null, 2) + "\n", 0o600);
   span("state write", t);
 }
 
@@ -106,16 +97,17 @@ export function writeState(dir: string, state: RunState): void {
  * The root is checked before (so nothing is made through a link) and again after it
  * exists: another user may create it between the first look and the mkdir.
  */
-export function createRunDir(root: string, id: string, uid: number): string {
-  let bad = untrustedRoot(root, uid);
+export function createRunDir(root: string, id: string, uid: number, sys = openLibc()): string {
+  let bad = untrustedRoot(root, uid, sys);
   if (bad) throw untrustedRootError(root, uid, bad);
   // root: 0711 so the container's root user can reach its staging dir; rootless: 0700.
-  Deno.mkdirSync(root, { recursive: true, mode: uid === 0 ? 0o711 : 0o700 });
-  bad = untrustedRoot(root, uid);
+  const made = mkdirAt(sys, root, uid === 0 ? 0o711 : 0o700, true);
+  if (made < 0 && made !== -17) throw new FileError("create", root, -made);
+  bad = untrustedRoot(root, uid, sys);
   if (bad) throw untrustedRootError(root, uid, bad);
   const dir = `${root}/${id}`;
-  Deno.mkdirSync(dir, { mode: 0o711 });
-  Deno.chmodSync(dir, 0o711);
+  const rc = mkdirAt(sys, dir, 0o711);
+  if (rc < 0) throw new FileError("create", dir, -rc); // EEXIST: a run of this id
   return dir;
 }
 
@@ -157,7 +149,13 @@ export function killRecorded(pid: number, start?: number): void {
  * directories only when empty), then its state dir. `sys` is opened only when there is an
  * image to leave. Safe to call twice.
  */
-export function removeRun(dir: string, state: RunState | null, sys: () => Sys): void {
+export function removeRun(
+  dir: string,
+  state: RunState | null,
+  sys: () => Sys,
+  /** The run's own cleanup, libc bound already: its dir through sys first (gc: Deno's). */
+  own = false,
+): void {
   if (state?.cgroups?.length) {
     // A cgroup of the run's own that stays keeps the state that records it: without the
     // record nothing would ever remove it (the next gc tries again).
@@ -166,6 +164,8 @@ export function removeRun(dir: string, state: RunState | null, sys: () => Sys): 
   }
   if (state?.imageId) releaseImage(dir.slice(0, dir.lastIndexOf("/")), state.imageId, sys());
   if (state?.containerDir) removeContainerDir(state.containerDir, sys());
+  // Through sys first (core/files.ts says why); Deno's remover where it stopped.
+  if (own && removeTreeAt(sys(), dir) === 0) return;
   try {
     Deno.removeSync(dir, { recursive: true });
   } catch (e) {
@@ -202,212 +202,6 @@ export function lockRun(dir: string, sys: Sys): number {
     });
   }
   return fd;
-}
-
-/**
- * gc's side of the run's lock: the fd holding it (this process now owns the run's cleanup),
- * "busy" when its micro (or another gc) holds it or it went meanwhile, or "none" when the
- * run has no lock file (a run dir a moment old, or a micro before the lock).
- */
-function tryLockRun(dir: string, getSys: () => Sys): number | "busy" | "none" {
-  const path = `${dir}/${RUN_LOCK}`;
-  try {
-    Deno.lstatSync(path); // no libc for runs without one (the open below decides)
-  } catch {
-    return "none";
-  }
-  const sys = getSys();
-  const name = cstr(path);
-  const fd = sys.open(name, C.O_RDONLY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
-  if (fd === -2) return "none"; // ENOENT
-  if (fd < 0) return "busy"; // not a file micro made: left alone
-  if (sys.flock(fd, C.LOCK_EX | C.LOCK_NB) < 0) {
-    sys.close(fd);
-    return "busy";
-  }
-  // Still the file at that name: a holder that finished removes the run dir, lock included.
-  const held = new Float64Array(2);
-  const now = new Float64Array(2);
-  const again = sys.open(name, C.O_PATH | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
-  const same = again >= 0 && sys.fstatId(fd, held) >= 0 && sys.fstatId(again, now) >= 0 &&
-    held[0] === now[0] && held[1] === now[1];
-  if (again >= 0) sys.close(again);
-  if (!same) {
-    sys.close(fd);
-    return "busy";
-  }
-  return fd;
-}
-
-/**
- * Cleans the state of runs whose micro process is gone (killed with SIGKILL, say). A live
- * container of a dead micro is killed first; its mounts lived only in its namespace. A
- * run whose cleanup fails is one `warn` line (it stays for the next gc), never an error of
- * the command that happened to run gc.
- */
-export function gc(
-  root: string,
-  uid: number,
-  /** SIGKILL to a pid, with the start time it was recorded with (kill it only if still so). */
-  kill: (pid: number, start?: number) => void,
-  sys: () => Sys,
-  warn: (message: string) => void = (m) => console.error(`micro: warning: cleanup: ${m}`),
-  remove: typeof removeRun = removeRun,
-): string[] {
-  const cleaned: string[] = [];
-  if (untrustedRoot(root, uid)) return cleaned; // the run itself will refuse it, loudly
-  let entries: Deno.DirEntry[];
-  try {
-    entries = [...Deno.readDirSync(root)];
-  } catch {
-    return cleaned;
-  }
-  for (const e of entries) {
-    // Run ids never start with a dot; `.images` holds the images' shared records.
-    if (!e.isDirectory || e.name.startsWith(".")) continue;
-    const dir = `${root}/${e.name}`;
-    let state = readState(dir);
-    if (state && isAlive(state.pid, state.startTime)) continue;
-    if (!state) {
-      // A run dir is created a moment before its state.json; skip very young ones.
-      try {
-        const age = Date.now() - (Deno.statSync(dir).mtime?.getTime() ?? 0);
-        if (age < 10_000) continue;
-      } catch {
-        continue;
-      }
-    }
-    // A CNI record left means DEL has not run (gcNetworks runs first, in the run's own
-    // network namespace only): the run stays until a micro there cleans it.
-    if (hasNetworkRecord(dir)) continue;
-    const lock = tryLockRun(dir, sys);
-    if (lock === "busy") continue; // its micro is starting or cleaning up, or another gc is
-    try {
-      // Read again under the lock: what the run wrote last before it died.
-      if (lock !== "none") state = readState(dir);
-      if (state && isAlive(state.containerPid, state.containerStartTime)) {
-        // A detached container outlives its supervisor: the next one takes it over.
-        if (state.detached) continue;
-        kill(state.containerPid!, state.containerStartTime);
-      }
-      if (state?.detached) {
-        // Ended while nothing supervised it: what it leaves is cleaned, its end recorded.
-        if (state.keeper && isAlive(state.keeper.pid, state.keeper.startTime)) {
-          kill(state.keeper.pid, state.keeper.startTime);
-        }
-        if (state.record) detachedEnded(root, e.name, state);
-      }
-      // A rootless network's helper (pasta daemonizes) outlives a killed micro.
-      stopLeftHelper(dir, sys);
-      remove(dir, state, sys);
-      cleaned.push(e.name);
-    } catch (err) {
-      warn(
-        `${dir}: ${String((err as Error)?.message ?? err).split("\n")[0]}; left for the next gc`,
-      );
-    } finally {
-      if (lock !== "none") sys().close(lock);
-    }
-  }
-  return cleaned;
-}
-
-/**
- * A detached container's record after it ended unseen: exited, its exit code unknown
- * (null), unless a supervisor recorded the end already. Its restart policy counts that as a
- * failure: a restart is noted for the supervisor the caller then starts (core/supervisor/
- * pending.ts), as one that saw the end would have started it.
- */
-function detachedEnded(root: string, runId: string, state: RunState): void {
-  const recordDir = state.record!;
-  const rec = readRecord(recordDir);
-  if (!rec || rec.state === "exited" || rec.pid !== state.pid) return;
-  rec.state = "exited";
-  delete rec.exitCode;
-  rec.finishedAt = new Date().toISOString();
-  rec.error = "ended while no supervisor ran: its exit code is unknown";
-  const policy = (state as RunState & { restart?: RestartPolicy }).restart;
-  const again = !rec.rm && policy !== undefined && shouldRestart(policy, null, rec);
-  const delay = again ? nextDelay(rec) : 0;
-  try {
-    writeRecord(recordDir, rec);
-    if (again) markRestart(root, runId, { recordDir, id: rec.id, due: Date.now() + delay });
-  } catch { /* the store is gone: nothing to record */ }
-}
-
-/** The CNI record of a run (core/cni/exec.ts CACHE_FILE): its networks are not yet DELeted. */
-function hasNetworkRecord(dir: string): boolean {
-  try {
-    Deno.lstatSync(`${dir}/cni.json`);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * Runs whose micro is gone and whose networks are still attached, for gcNetworks (async:
- * it runs the CNI plugins) before gc; with the container's init when it still runs. Each
- * comes with the run's lock when it has one (see lockRun), which the caller closes once
- * DEL is done: a run whose lock is held is not dead, and two gcs never DEL it together.
- */
-export function deadNetworkRuns(
-  root: string,
-  uid: number,
-  sys: () => Sys,
-): { dir: string; containerPid?: number; lock?: number }[] {
-  if (untrustedRoot(root, uid)) return [];
-  let entries: Deno.DirEntry[];
-  try {
-    entries = [...Deno.readDirSync(root)];
-  } catch {
-    return [];
-  }
-  const out: { dir: string; containerPid?: number; lock?: number }[] = [];
-  for (const e of entries) {
-    if (!e.isDirectory || e.name.startsWith(".")) continue;
-    const dir = `${root}/${e.name}`;
-    if (!hasNetworkRecord(dir)) continue;
-    let state = readState(dir);
-    if (state && isAlive(state.pid, state.startTime)) continue;
-    const lock = tryLockRun(dir, sys);
-    if (lock === "busy") continue;
-    if (lock !== "none") state = readState(dir);
-    const live = state && isAlive(state.containerPid, state.containerStartTime);
-    if (live && state!.detached) {
-      // The next supervisor takes it over.
-      if (lock !== "none") sys().close(lock);
-      continue;
-    }
-    out.push({
-      dir,
-      ...(live ? { containerPid: state!.containerPid } : {}),
-      ...(lock !== "none" ? { lock } : {}),
-    });
-  }
-  return out;
-}
-
-/**
- * Whether a detached container runs with no supervisor (it was killed): the next command
- * starts one, which takes it over (core/supervisor/).
- */
-export function unsupervised(root: string, uid: number): boolean {
-  if (untrustedRoot(root, uid)) return false;
-  let entries: Deno.DirEntry[];
-  try {
-    entries = [...Deno.readDirSync(root)];
-  } catch {
-    return false;
-  }
-  for (const e of entries) {
-    if (!e.isDirectory || e.name.startsWith(".")) continue;
-    const state = readState(`${root}/${e.name}`);
-    if (!state?.detached || isAlive(state.pid, state.startTime)) continue;
-    if (isAlive(state.containerPid, state.containerStartTime)) return true;
-  }
-  // Restarts noted for a supervisor (its own killed during a back-off, or gc's).
-  return hasPendingRestarts(root);
 }
 
 /** How long a command waits for another one working on the same container. */

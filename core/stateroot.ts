@@ -6,6 +6,9 @@
 import { MicroError } from "./errors.ts";
 import type { RunState } from "./state.ts";
 import { hasPendingRestarts } from "./supervisor/pending.ts";
+import { DT_DIR, listDirAt, readQuiet, statAt, typeAt } from "./files.ts";
+import { openLibc } from "./sys/libc.ts";
+import { C } from "./sys/mod.ts";
 
 export function stateRoot(uid: number): string {
   // Another state root (tests, a second instance): checked like any other (untrustedRoot).
@@ -22,16 +25,12 @@ export function stateRoot(uid: number): string {
  * removes and processes it kills, so only a directory of the caller's that nobody else
  * may write (and not a symlink, in a shared /tmp) is used.
  */
-export function untrustedRoot(root: string, uid: number): string | undefined {
-  let st: Deno.FileInfo;
-  try {
-    st = Deno.lstatSync(root);
-  } catch {
-    return undefined; // not there yet: created below, ours
-  }
-  if (st.isSymlink || !st.isDirectory) return `${root} is not a directory`;
+export function untrustedRoot(root: string, uid: number, sys = openLibc()): string | undefined {
+  const st = statAt(sys, root, false);
+  if (typeof st === "number") return undefined; // not there yet: created below, ours
+  if ((st.mode & C.S_IFMT) !== C.S_IFDIR) return `${root} is not a directory`;
   if (st.uid !== uid) return `${root} belongs to uid ${st.uid}, not to you (${uid})`;
-  if ((st.mode ?? 0) & 0o022) return `${root} may be written by others`;
+  if (st.mode & 0o022) return `${root} may be written by others`;
   return undefined;
 }
 
@@ -59,14 +58,11 @@ export function untrustedRootError(root: string, uid: number, why: string): Micr
  * parent may be slow to reap it: a killed supervisor's parent is init).
  */
 export function processStartTime(pid: number): number {
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    if (rest[0] === "Z" || rest[0] === "X") return -1;
-    return Number(rest[19]);
-  } catch {
-    return -1;
-  }
+  const stat = readQuiet(openLibc(), `/proc/${pid}/stat`);
+  if (stat === null) return -1;
+  const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  if (rest[0] === "Z" || rest[0] === "X") return -1;
+  return Number(rest[19]);
 }
 
 export function isAlive(pid: number | undefined, start: number | undefined): boolean {
@@ -76,8 +72,9 @@ export function isAlive(pid: number | undefined, start: number | undefined): boo
 }
 
 export function readState(dir: string): RunState | null {
+  const text = readQuiet(openLibc(), `${dir}/state.json`);
   try {
-    return JSON.parse(Deno.readTextFileSync(`${dir}/state.json`)) as RunState;
+    return text === null ? null : JSON.parse(text) as RunState;
   } catch {
     return null;
   }
@@ -91,16 +88,15 @@ export function readState(dir: string): RunState | null {
  */
 export function nothingToSweep(root: string, uid: number): boolean {
   if (untrustedRoot(root, uid)) return true; // the sweep leaves it; the run refuses it
-  let entries: Deno.DirEntry[];
-  try {
-    entries = [...Deno.readDirSync(root)];
-  } catch {
-    return true; // no state root: no runs
-  }
+  const sys = openLibc();
+  const entries = listDirAt(sys, root);
+  if (typeof entries === "number") return true; // no state root: no runs
   let supervised = false;
   for (const e of entries) {
     if (e.name === ".supervisor") supervised = true;
-    if (!e.isDirectory || e.name.startsWith(".")) continue;
+    if (e.name.startsWith(".")) continue;
+    const type = e.type || typeAt(sys, `${root}/${e.name}`, false) >> 12; // DT_UNKNOWN
+    if (type !== DT_DIR) continue;
     const state = readState(`${root}/${e.name}`);
     if (!state || !isAlive(state.pid, state.startTime)) return false;
   }

@@ -2,10 +2,17 @@
  * The cgroup file system work shared by the engine's cleanup and by `gc` after a killed
  * run: kill everything in a cgroup, wait until it is empty, remove it.
  */
+import { errnoName, errnoOf } from "../errors.ts";
+import { readQuiet, writeTextAt } from "../files.ts";
 import { openLibc } from "../sys/libc.ts";
-import { C, type Sys } from "../sys/mod.ts";
+import { C, cstr, type Sys } from "../sys/mod.ts";
 
-function read(path: string): string | undefined {
+/**
+ * The `via` of the functions below: a run's cleanup reads, writes and removes through its
+ * Sys (core/files.ts says why); gc, before it knows it needs libc, through Deno's calls.
+ */
+function read(path: string, via?: Sys): string | undefined {
+  if (via) return readQuiet(via, path) ?? undefined;
   try {
     return Deno.readTextFileSync(path);
   } catch {
@@ -13,7 +20,8 @@ function read(path: string): string | undefined {
   }
 }
 
-function write(path: string, value: string): boolean {
+function write(path: string, value: string, via?: Sys): boolean {
+  if (via) return writeTextAt(via, path, value) === 0;
   try {
     Deno.writeTextFileSync(path, value);
     return true;
@@ -22,14 +30,29 @@ function write(path: string, value: string): boolean {
   }
 }
 
-function pids(dir: string): number[] {
-  return (read(`${dir}/cgroup.procs`) ?? "").split("\n").filter((l) => l).map(Number);
+/** rmdir(2): 0 or -errno. */
+function rmdir(path: string, via?: Sys): number {
+  if (via) return via.unlinkat(C.AT_FDCWD, cstr(path), C.AT_REMOVEDIR);
+  try {
+    Deno.removeSync(path);
+    return 0;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return -2;
+    if (e instanceof Deno.errors.Busy) return -16;
+    return -errnoOf(e, 5);
+  }
+}
+
+function pids(dir: string, via?: Sys): number[] {
+  return (read(`${dir}/cgroup.procs`, via) ?? "").split("\n").filter((l) => l).map(Number);
 }
 
 /** `sys`: opened only when there is a pid to kill. */
-function killAll(dir: string, sys: () => Sys): void {
-  const listed = pids(dir);
-  if (listed.length) killMembers(sys(), () => listed.length ? listed.splice(0) : pids(dir));
+function killAll(dir: string, sys: () => Sys, via?: Sys): void {
+  const listed = pids(dir, via);
+  if (listed.length) {
+    killMembers(sys(), () => listed.length ? listed.splice(0) : pids(dir, via));
+  }
 }
 
 /**
@@ -62,9 +85,9 @@ function sleep(ms: number): void {
 }
 
 /** Waits (up to about 2 s) until no process is left in the cgroup. */
-function waitEmpty(dir: string): boolean {
+function waitEmpty(dir: string, via?: Sys): boolean {
   for (let i = 0; i < 200; i++) {
-    if (pids(dir).length === 0) return true;
+    if (pids(dir, via).length === 0) return true;
     sleep(10);
   }
   return false;
@@ -83,17 +106,20 @@ export function killCgroup(
   dir: string,
   how: "cgroup.kill" | "freezer" | "signal",
   sys: () => Sys = openLibc,
+  via?: Sys,
 ): boolean {
-  if (how !== "cgroup.kill" && pids(dir).length === 0) return true;
-  if (how === "cgroup.kill" && write(`${dir}/cgroup.kill`, "1")) return waitEmpty(dir);
-  if (how === "freezer" && write(`${dir}/freezer.state`, "FROZEN")) {
-    for (let i = 0; i < 100 && read(`${dir}/freezer.state`)?.trim() !== "FROZEN"; i++) sleep(5);
-    killAll(dir, sys);
-    write(`${dir}/freezer.state`, "THAWED");
-    return waitEmpty(dir);
+  if (how !== "cgroup.kill" && pids(dir, via).length === 0) return true;
+  if (how === "cgroup.kill" && write(`${dir}/cgroup.kill`, "1", via)) return waitEmpty(dir, via);
+  if (how === "freezer" && write(`${dir}/freezer.state`, "FROZEN", via)) {
+    for (let i = 0; i < 100 && read(`${dir}/freezer.state`, via)?.trim() !== "FROZEN"; i++) {
+      sleep(5);
+    }
+    killAll(dir, sys, via);
+    write(`${dir}/freezer.state`, "THAWED", via);
+    return waitEmpty(dir, via);
   }
-  killAll(dir, sys);
-  return waitEmpty(dir);
+  killAll(dir, sys, via);
+  return waitEmpty(dir, via);
 }
 
 /**
@@ -104,19 +130,15 @@ export function removeCgroup(
   dir: string,
   onlyIfEmpty: boolean,
   sys: () => Sys = openLibc,
+  via?: Sys,
 ): string | undefined {
   for (let i = 0; i < 50; i++) {
-    try {
-      Deno.removeSync(dir);
-      return undefined;
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound) return undefined;
-      if (onlyIfEmpty) return undefined; // in use by another run, or not ours: left alone
-      const busy = e instanceof Deno.errors.Busy || (e as { code?: string }).code === "EBUSY";
-      if (!busy) return (e as Error).message;
-      killAll(dir, sys);
-      sleep(20);
-    }
+    const rc = rmdir(dir, via);
+    if (rc === 0 || rc === -2) return undefined; // removed, or gone
+    if (onlyIfEmpty) return undefined; // in use by another run, or not ours: left alone
+    if (rc !== -16) return `rmdir: ${errnoName(-rc)}`; // not EBUSY
+    killAll(dir, sys, via);
+    sleep(20);
   }
   return "still busy after its processes were killed";
 }

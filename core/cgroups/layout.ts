@@ -4,6 +4,9 @@
  * empty v2 mount, like this project's build hosts). Also where a non-root caller may create
  * cgroups: a subtree systemd delegated to it, when there is one.
  */
+import { MiB, readQuiet } from "../files.ts";
+import { openLibc } from "../sys/libc.ts";
+import { C, cstr, type Sys } from "../sys/mod.ts";
 
 export interface CgroupLayout {
   mode: "v2" | "v1" | "hybrid" | "none";
@@ -99,26 +102,21 @@ export function detectLayout(input: LayoutInput): CgroupLayout {
   };
 }
 
-export function readLayout(uid: number): CgroupLayout {
-  const read = (p: string) => {
-    try {
-      return Deno.readTextFileSync(p);
-    } catch {
-      return undefined;
-    }
-  };
+/** This host's layout, read through `sys` (core/files.ts says why). */
+export function readLayout(uid: number, sys: Sys = openLibc()): CgroupLayout {
+  const read = (p: string) => readQuiet(sys, p, MOUNTINFO_CAP) ?? undefined;
   return detectLayout({
     mountinfo: read("/proc/self/mountinfo") ?? "",
     selfCgroup: read("/proc/self/cgroup") ?? "",
     uid,
     read,
     canWrite: (p) => {
-      try {
-        Deno.openSync(p, { write: true }).close();
-        return true;
-      } catch {
-        return false;
-      }
+      const fd = sys.open(cstr(p), C.O_WRONLY | C.O_NONBLOCK | C.O_NOCTTY | C.O_CLOEXEC, 0);
+      if (fd >= 0) sys.close(fd);
+      return fd >= 0;
     },
   });
 }
+
+/** /proc/self/mountinfo of a host with thousands of mounts is still far below this. */
+const MOUNTINFO_CAP = 64 * MiB;

@@ -4,14 +4,7 @@
  * flag; the parent then attaches (id maps), releases the child, reads its error pipe,
  * supervises and reports the exit status.
  */
-import {
-  errnoName,
-  errnoOf,
-  EXIT_CANNOT_INVOKE,
-  EXIT_NOT_FOUND,
-  hintFor,
-  MicroError,
-} from "../errors.ts";
+import { errnoName, EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, hintFor, MicroError } from "../errors.ts";
 import { CHILD_PHASES, type Op } from "../ops.ts";
 import { RunSignals, signalName } from "../signals.ts";
 import { C, type CStr, cstr, cstrArray, type Sys } from "../sys/mod.ts";
@@ -36,6 +29,7 @@ import {
 import { TRAMPOLINE } from "./trampoline.ts";
 import { canVfork, VFORK_CODE, vforkRefused, WRITER_START_MS } from "./vfork.ts";
 import { sealedProgram } from "./memfd.ts";
+import { FileError, writeTextAt } from "../files.ts";
 import { copyWindowSize, Relays, type StdioEnds } from "./stdio.ts";
 import { mark, now, span } from "../trace.ts";
 import { COMPACT_AFTER_MS, compactHeap } from "../v8.ts";
@@ -323,12 +317,8 @@ async function attach(plan: Op[], pid: number, sys: Sys): Promise<void> {
       }
     }
     if (o.phase !== "attach" || o.kind !== "proc-write") continue;
-    const path = `/proc/${pid}/${o.args.file}`;
-    try {
-      Deno.writeTextFileSync(path, o.args.content);
-    } catch (e) {
-      throw procWriteError(o, pid, errnoOf(e, 22), (e as Error).message);
-    }
+    const rc = writeTextAt(sys, `/proc/${pid}/${o.args.file}`, o.args.content);
+    if (rc < 0) throw procWriteError(o, pid, -rc);
   }
 }
 
@@ -574,12 +564,9 @@ function storeFds(ops: Op[], rootPath: string, sys: Sys, idmappedLayers: boolean
   const dirOf = (p: string) => p.slice(0, p.lastIndexOf("/")) || "/";
   const state = dirOf(rootPath);
   const copy = (dir: string, at: string) => {
-    try {
-      Deno.mkdirSync(at, { mode: 0o755 });
-    } catch (e) {
-      // A retried start (a failed first child) made it: the state dir is this run's own.
-      if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
-    }
+    // EEXIST: a retried start (a failed first child) made it: the state dir is this run's.
+    const made = sys.mkdirat(C.AT_FDCWD, cstr(at), 0o755);
+    if (made < 0 && made !== -17) throw new FileError("create", at, -made);
     const fd = sys.openTree(C.AT_FDCWD, cstr(dir), C.OPEN_TREE_CLONE | C.O_CLOEXEC);
     if (fd < 0) {
       throw new MicroError("", { phase: "rootfs", op: "open_tree", paths: { dir }, errno: -fd });

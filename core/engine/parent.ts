@@ -8,8 +8,9 @@ import { deviceProgram } from "../cgroups/devfilter.ts";
 import { killCgroup, type RecordedCgroup, removeCgroup } from "../cgroups/fs.ts";
 import { errnoOf, hintFor, MicroError } from "../errors.ts";
 import { exists } from "../host.ts";
+import { type FileError, mkdirAt, readQuiet, readTextAt, typeAt, writeTextAt } from "../files.ts";
 import { removeContainerDir } from "../store/containers.ts";
-import { privateDirSync } from "../store/paths.ts";
+import { privateDirAt } from "../store/paths.ts";
 import { type HeldLock, lockFileSync } from "../store/lock.ts";
 import type { Op } from "../ops.ts";
 import { C, cstr, type Sys } from "../sys/mod.ts";
@@ -173,18 +174,11 @@ export class ParentOps {
             else if (rc !== -17) fail(o, "mkdir", { path }, -rc);
             break;
           }
-          try {
-            Deno.mkdirSync(path);
-            record.created = true;
-          } catch (e) {
-            if (e instanceof Deno.errors.NotFound) {
-              throw new ParentGone(cgroupError(o, "mkdir", { path }, e));
-            }
-            // A run's own dir that exists already is not ours: fail, and never touch it.
-            if (!(shared && e instanceof Deno.errors.AlreadyExists)) {
-              fail(o, "mkdir", { path }, e);
-            }
-          }
+          const made = this.sys.mkdirat(C.AT_FDCWD, cstr(path), 0o777);
+          if (made === -2) throw new ParentGone(cgroupError(o, "mkdir", { path }, 2));
+          // A run's own dir that exists already is not ours: fail, and never touch it.
+          if (made < 0) fail(o, "mkdir", { path }, -made);
+          record.created = true;
           break;
         }
         case "cgroup-write": {
@@ -193,15 +187,14 @@ export class ParentOps {
           const useFallback = !!fallback && !exists(o.args.path) && exists(fallback);
           const path = useFallback ? fallback : o.args.path;
           const value = useFallback ? o.args.fallbackValue ?? o.args.value : o.args.value;
-          try {
-            if (ifEmpty && Deno.readTextFileSync(path).trim() !== "") break;
-            // No O_CREAT: a file this kernel lacks (a unified key, a page size) is ENOENT.
-            Deno.writeTextFileSync(path, value, { create: false });
-          } catch (e) {
-            const error = cgroupError(o, "write", { path, value: JSON.stringify(value) }, e);
+          const held = ifEmpty ? readTextAt(this.sys, path) : "";
+          if (typeof held === "string" && held.trim() !== "") break;
+          // No O_CREAT: a file this kernel lacks (a unified key, a page size) is ENOENT.
+          const rc = typeof held === "number" ? held : writeTextAt(this.sys, path, value);
+          if (rc < 0) {
+            const error = cgroupError(o, "write", { path, value: JSON.stringify(value) }, -rc);
             // Its directory gone (not a file this kernel lacks): a shared parent vanished.
-            const gone = e instanceof Deno.errors.NotFound &&
-              !exists(path.slice(0, path.lastIndexOf("/")));
+            const gone = rc === -2 && !exists(path.slice(0, path.lastIndexOf("/")));
             throw gone ? new ParentGone(error) : error;
           }
           break;
@@ -230,27 +223,35 @@ export class ParentOps {
     const uid = rootHostId(this.plan, "uid_map") ?? Deno.uid() ?? 0;
     const gid = rootHostId(this.plan, "gid_map") ?? Deno.gid() ?? 0;
     const parent = dir.slice(0, dir.lastIndexOf("/"));
+    // Through sys (core/files.ts says why). The run made `dir` already, with the container's
+    // record (core/store/containers.ts): EEXIST is the usual answer.
+    const sys = this.sys;
+    const up = mkdirAt(sys, parent, 0o700, true);
+    if (up < 0 && up !== -17) fail(o, "mkdir", { path: parent }, -up);
     try {
-      Deno.mkdirSync(parent, { recursive: true, mode: 0o700 });
-      privateDirSync(parent);
-      this.hooks.onContainerDir?.(dir);
-      // Made through sys: the run made it already, with the container's record
-      // (core/store/containers.ts), and Deno's mkdir would throw EEXIST, the process's
-      // first error (about 1 ms, measured).
-      const rc = this.sys.mkdirat(C.AT_FDCWD, cstr(dir), 0o711);
-      if (rc === 0) Deno.chmodSync(dir, 0o711);
-      else if (rc !== -17) fail(o, "mkdir", { path: dir }, -rc);
-      // `micro start`: the container's own upper and work, kept from its last run (not
-      // this run's to remove).
-      if (this.hooks.reuseContainerDir && isDir(`${dir}/upper`) && isDir(`${dir}/work`)) return;
-      // A fresh upper is what makes the directory this run's: an existing one is not.
-      Deno.mkdirSync(`${dir}/upper`, { mode: 0o755 });
-      this.containerDirMade = dir; // ours from here on, whatever fails next
-      Deno.mkdirSync(`${dir}/work`, { mode: 0o755 });
-      for (const d of ["upper", "work"]) Deno.chownSync(`${dir}/${d}`, uid, gid);
+      privateDirAt(sys, parent);
     } catch (e) {
-      if (e instanceof MicroError) throw e;
-      fail(o, "mkdir", { path: dir }, e);
+      const f = e as FileError;
+      fail(o, f.step, { path: f.path }, f.errno);
+    }
+    this.hooks.onContainerDir?.(dir);
+    const rc = mkdirAt(sys, dir, 0o711);
+    if (rc < 0 && rc !== -17) fail(o, "mkdir", { path: dir }, -rc);
+    // `micro start`: the container's own upper and work, kept from its last run (not
+    // this run's to remove).
+    const isDir = (p: string) => typeAt(sys, p, false) === C.S_IFDIR;
+    if (this.hooks.reuseContainerDir && isDir(`${dir}/upper`) && isDir(`${dir}/work`)) return;
+    // A fresh upper is what makes the directory this run's: an existing one is not.
+    for (const d of ["upper", "work"]) {
+      const path = `${dir}/${d}`;
+      const made = sys.mkdirat(C.AT_FDCWD, cstr(path), 0o755);
+      if (made < 0) fail(o, "mkdir", { path }, -made);
+      if (d === "upper") this.containerDirMade = dir; // ours from here on, whatever fails next
+    }
+    for (const d of ["upper", "work"]) {
+      const path = `${dir}/${d}`;
+      const rc = sys.fchownat(C.AT_FDCWD, cstr(path), uid, gid, C.AT_SYMLINK_NOFOLLOW);
+      if (rc < 0) fail(o, "chown", { path, uid: String(uid), gid: String(gid) }, -rc);
     }
   }
 
@@ -386,11 +387,8 @@ export class ParentOps {
     for (const o of this.joins()) {
       const path = `${o.args.path}/cgroup.procs`;
       const t = now();
-      try {
-        Deno.writeTextFileSync(path, String(pid));
-      } catch (e) {
-        fail(o, "write", { path, pid: String(pid) }, e);
-      }
+      const rc = writeTextAt(this.sys, path, String(pid));
+      if (rc < 0) fail(o, "write", { path, pid: String(pid) }, -rc);
       // The first attach of a v1 hierarchy waits for an RCU grace period (bench/README.md).
       if (first) span("first cgroup.procs write", t);
       first = false;
@@ -401,11 +399,9 @@ export class ParentOps {
   oomKilled(): number | undefined {
     for (const o of this.plan) {
       if (o.kind !== "cgroup-oom") continue;
-      try {
-        const text = Deno.readTextFileSync(o.args.path);
-        const m = new RegExp(`^${o.args.key} (\\d+)$`, "m").exec(text);
-        if (m && Number(m[1]) > 0) return o.args.limit;
-      } catch { /* the file is not there: no OOM accounting */ }
+      const text = readQuiet(this.sys, o.args.path); // none: no OOM accounting
+      const m = text === null ? null : new RegExp(`^${o.args.key} (\\d+)$`, "m").exec(text);
+      if (m && Number(m[1]) > 0) return o.args.limit;
     }
     return undefined;
   }
@@ -422,7 +418,7 @@ export class ParentOps {
     const ops = this.plan.filter((o) => o.phase === "cleanup").reverse();
     for (const o of ops) {
       if (o.kind === "cgroup-kill" && created.has(o.args.path)) {
-        if (!killCgroup(o.args.path, o.args.how, () => this.sys)) {
+        if (!killCgroup(o.args.path, o.args.how, () => this.sys, this.sys)) {
           problems.push(`cgroup ${o.args.path}: processes still running after SIGKILL`);
         }
       }
@@ -435,19 +431,11 @@ export class ParentOps {
         // answer there, where Deno's would throw the process's first error (about 1 ms).
         this.sys.unlinkat(C.AT_FDCWD, cstr(o.args.path), C.AT_REMOVEDIR);
       } else if (o.kind === "cgroup-remove" && created.has(o.args.path)) {
-        const why = removeCgroup(o.args.path, false, () => this.sys);
+        const why = removeCgroup(o.args.path, false, () => this.sys, this.sys);
         if (why) problems.push(`cgroup ${o.args.path} not removed: ${why}`);
       }
     }
     for (const l of this.volumeLocks.splice(0)) l.release();
     return problems;
-  }
-}
-
-function isDir(path: string): boolean {
-  try {
-    return Deno.lstatSync(path).isDirectory;
-  } catch {
-    return false;
   }
 }

@@ -9,6 +9,8 @@
  * write or unlink outside it; this only decides what to create, never where.
  */
 import { resolveInRoot } from "../host.ts";
+import { typeAt } from "../files.ts";
+import { openLibc } from "../sys/libc.ts";
 import { hintFor, MicroError } from "../errors.ts";
 import { C, type CStr, cstr, type Sys } from "../sys/mod.ts";
 import type { Op } from "../ops.ts";
@@ -37,14 +39,7 @@ export interface RootView {
 function dirView(image: string): RootView {
   return {
     resolve: (path) => realPath(image, path),
-    exists(path) {
-      try {
-        Deno.lstatSync(`${image}${path}`);
-        return true;
-      } catch {
-        return false;
-      }
-    },
+    exists: (path) => typeAt(openLibc(), `${image}${path}`, false) !== 0,
   };
 }
 

@@ -12,11 +12,12 @@
  */
 import { MicroError } from "../errors.ts";
 import type { Op } from "../ops.ts";
-import { containerDir, privateDirSync } from "./paths.ts";
+import { containerDir, privateDirAt } from "./paths.ts";
 import { resolveRef } from "./resolve.ts";
 import { removeTreeSync as removeTree } from "./tmp.ts";
-import { typeAt } from "../files.ts";
-import type { Sys } from "../sys/mod.ts";
+import { FileError, mkdirAt, readQuiet, replaceTextAt, typeAt } from "../files.ts";
+import { openLibc } from "../sys/libc.ts";
+import { C, cstr, type Sys } from "../sys/mod.ts";
 
 /** What a container runs from: a directory image, or a store image (id and name). */
 export interface ImageRef {
@@ -85,29 +86,27 @@ export function containersDir(root: string): string {
  * Runs `fn` holding the exclusive flock of `ROOT/containers/.lock` (made with the directory
  * when missing): names are chosen, and containers made and removed, one at a time.
  */
-export function withContainersLock<T>(root: string, fn: () => T): T {
+export function withContainersLock<T>(root: string, fn: () => T, sys = openLibc()): T {
   const dir = containersDir(root);
-  Deno.mkdirSync(root, { recursive: true, mode: 0o700 });
-  privateDirSync(dir);
-  const file = Deno.openSync(`${dir}/.lock`, {
-    read: true,
-    write: true,
-    create: true,
-    mode: 0o600,
-  });
+  const made = mkdirAt(sys, root, 0o700, true);
+  if (made < 0 && made !== -17) throw new FileError("create", root, -made);
+  privateDirAt(sys, dir);
+  const path = `${dir}/.lock`;
+  const lock = sys.open(cstr(path), LOCK_OPEN, 0o600);
+  if (lock < 0) throw new FileError("open", path, -lock);
   try {
-    file.lockSync(true);
+    let rc: number;
+    do rc = sys.flock(lock, C.LOCK_EX); while (rc === -4); // EINTR
+    if (rc < 0) throw new FileError("lock", path, -rc);
     return fn();
   } finally {
-    file.close(); // releases the lock
+    sys.close(lock); // releases the lock
   }
 }
 
 /** Writes the record atomically (a temporary file renamed over it). */
-export function writeRecord(dir: string, rec: ContainerRecord): void {
-  const tmp = `${dir}/.config.json.tmp`;
-  Deno.writeTextFileSync(tmp, JSON.stringify(rec, null, 2) + "\n", { mode: 0o644 });
-  Deno.renameSync(tmp, `${dir}/config.json`);
+export function writeRecord(dir: string, rec: ContainerRecord, sys = openLibc()): void {
+  replaceTextAt(sys, `${dir}/config.json`, JSON.stringify(rec, null, 2) + "\n", 0o644);
 }
 
 /** The record in `dir`, or null when there is none (or it is not a regular file we wrote). */
@@ -170,7 +169,7 @@ export function createContainer(root: string, rec: ContainerRecord): void {
   try {
     makeContainer(root, rec);
   } catch (e) {
-    if (e instanceof MicroError) throw e;
+    if (e instanceof MicroError && !(e instanceof FileError)) throw e;
     // An unwritable --root (a rootless MICRO_ROOT under a directory of root's, say): one
     // line naming the call, the path and the errno, not a stack trace.
     throw new MicroError(
@@ -181,29 +180,30 @@ export function createContainer(root: string, rec: ContainerRecord): void {
 }
 
 function makeContainer(root: string, rec: ContainerRecord): void {
+  const sys = openLibc();
   withContainersLock(root, () => {
     const names = namesDir(root);
-    Deno.mkdirSync(names, { recursive: true, mode: 0o700 });
+    const made = mkdirAt(sys, names, 0o700, true);
+    if (made < 0 && made !== -17) throw new FileError("create", names, -made);
     const link = `${names}/${rec.name}`;
-    // The name taken first, looked at only when taken already: a free name costs no
-    // failed Deno call (a process's first costs about 1 ms).
-    try {
-      Deno.symlinkSync(rec.id, link);
-    } catch (e) {
-      if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
-      const target = readLink(link);
+    // The name taken first, looked at only when taken already (through sys, as the rest).
+    const id = cstr(rec.id);
+    let rc = sys.symlinkat(id, C.AT_FDCWD, cstr(link));
+    if (rc === -17) {
+      const target = linkTarget(sys, cstr(link));
       if (target !== null) {
         const other = ID.test(target) ? readRecord(containerDir(root, target)) : null;
         if (other && other.name === rec.name) throw nameConflict(rec.name, other);
-        Deno.removeSync(link); // stale: its container is gone
+        sys.unlinkat(C.AT_FDCWD, cstr(link), 0); // stale: its container is gone
       }
-      Deno.symlinkSync(rec.id, link);
+      rc = sys.symlinkat(id, C.AT_FDCWD, cstr(link));
     }
+    if (rc < 0) throw new FileError("link", link, -rc);
     const dir = containerDir(root, rec.id);
-    Deno.mkdirSync(dir, { mode: 0o711 });
-    Deno.chmodSync(dir, 0o711);
-    writeRecord(dir, rec);
-  });
+    rc = mkdirAt(sys, dir, 0o711);
+    if (rc < 0) throw new FileError("create", dir, -rc);
+    writeRecord(dir, rec, sys);
+  }, sys);
 }
 
 /** Every container in the store (records that cannot be read are skipped). */
@@ -253,40 +253,65 @@ export function resolveContainer(root: string, ref: string): ContainerRecord {
  * Removes a container's directory `ROOT/containers/<id>` and its name: renamed to
  * `.rm-<id>` under the lock (the name link dropped when it still points at this id), then
  * removed outside it. Nothing in it is followed. Returns why it failed, if it did.
+ *
+ * Through `sys` (the real libc's), as a run's last steps: the lock, the record's name, the
+ * rename and the link each take a call or two and no Deno error when something is gone; the
+ * tree goes through `removeTreeAt` first. The store exists (the directory is in it), so the
+ * lock file is opened, not made with its directory as `withContainersLock` does.
  */
-/** `sys` answers whether the directory (and a trash of it) is there: the real libc's. */
 export function removeContainerDir(dir: string, sys: Sys): string | undefined {
   const slash = dir.lastIndexOf("/");
   const parent = dir.slice(0, slash);
   const id = dir.slice(slash + 1);
   const trash = `${parent}/.rm-${id}`;
-  const root = parent.slice(0, parent.lastIndexOf("/"));
-  let moved = false;
-  // Looked at through sys: what is not there costs no Deno error (the usual case for both).
   const trashThere = () => typeAt(sys, trash, false) !== 0;
   if (typeAt(sys, dir, false) === 0) {
     // Gone already (or a killed removal's leftovers).
-    return trashThere() ? removeTree(trash) : undefined;
+    return trashThere() ? removeTree(trash, true, sys) : undefined;
   }
+  const lock = sys.open(cstr(`${parent}/.lock`), LOCK_OPEN, 0o600);
+  if (lock === -2) return undefined; // its store is gone, and it with it
+  // Not a store we can lock (a read-only parent): removed in place.
+  if (lock < 0) return removeTree(dir, true, sys);
+  let rc: number;
   try {
-    withContainersLock(root, () => {
-      const name = readRecord(dir)?.name;
-      if (trashThere()) removeTree(trash);
-      Deno.renameSync(dir, trash);
-      moved = true;
-      if (name !== undefined && /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(name)) {
-        const link = `${namesDir(root)}/${name}`;
-        if (readLink(link) === id) Deno.removeSync(link);
+    do rc = sys.flock(lock, C.LOCK_EX); while (rc === -4); // EINTR
+    if (rc === 0) {
+      const name = recordName(sys, dir, id);
+      if (trashThere()) removeTree(trash, true, sys);
+      rc = sys.renameat2(C.AT_FDCWD, cstr(dir), C.AT_FDCWD, cstr(trash), 0);
+      if (rc === 0 && name !== undefined && /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(name)) {
+        const link = cstr(`${namesDir(parent.slice(0, parent.lastIndexOf("/")))}/${name}`);
+        if (linkTarget(sys, link) === id) sys.unlinkat(C.AT_FDCWD, link, 0);
       }
-    });
-  } catch (e) {
-    if (!moved) {
-      if (e instanceof Deno.errors.NotFound) return undefined;
-      // Not a store we can lock or rename in (a read-only parent): remove in place.
-      return removeTree(dir);
     }
+  } finally {
+    sys.close(lock); // releases the lock
   }
-  return removeTree(trash);
+  if (rc === -2) return undefined; // removed meanwhile
+  // Not renamed (a store we cannot rename in): removed in place.
+  return removeTree(rc === 0 ? trash : dir, true, sys);
+}
+
+const LOCK_OPEN = C.O_RDWR | C.O_CREAT | C.O_NOFOLLOW | C.O_CLOEXEC;
+
+/** The name in a container's record (through `sys`), when it is the record of `id`. */
+function recordName(sys: Sys, dir: string, id: string): string | undefined {
+  const text = readQuiet(sys, `${dir}/config.json`, RECORD_CAP);
+  if (text === null) return undefined;
+  try {
+    const rec = JSON.parse(text);
+    return rec?.id === id && typeof rec.name === "string" ? rec.name : undefined;
+  } catch {
+    return undefined; // not a record micro wrote
+  }
+}
+
+/** A symlink's target through `sys`, or null. */
+function linkTarget(sys: Sys, link: Uint8Array): string | null {
+  const buf = new Uint8Array(256);
+  const n = sys.readlinkat(C.AT_FDCWD, link, buf);
+  return n < 0 || n >= buf.length ? null : new TextDecoder().decode(buf.subarray(0, n));
 }
 
 /**

@@ -1,3 +1,6 @@
+import { FileError, statAt } from "../files.ts";
+import { C, cstr, type Sys } from "../sys/mod.ts";
+
 /**
  * Where micro keeps what outlives a run: images, layers and containers (DESIGN.md §10).
  * As root `/var/lib/micro`; rootless `$XDG_DATA_HOME/micro`, else `~/.local/share/micro`;
@@ -37,4 +40,22 @@ export function privateDirSync(path: string): void {
   } catch (e) {
     if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
   }
+}
+
+/**
+ * privateDirSync through `sys`, for a run's path (core/files.ts says why); throws FileError.
+ * A link to a directory is followed, as privateDirSync's chmod does; anything else there is
+ * refused.
+ */
+export function privateDirAt(sys: Sys, path: string): void {
+  const st = statAt(sys, path);
+  if (typeof st !== "number") {
+    if ((st.mode & C.S_IFMT) !== C.S_IFDIR) throw new FileError("use", path, 20); // ENOTDIR
+    const rc = st.mode & 0o077 ? sys.fchmodat(C.AT_FDCWD, cstr(path), 0o700) : 0;
+    if (rc < 0) throw new FileError("chmod", path, -rc);
+    return;
+  }
+  if (st !== -2) throw new FileError("stat", path, -st);
+  const rc = sys.mkdirat(C.AT_FDCWD, cstr(path), 0o700);
+  if (rc < 0 && rc !== -17) throw new FileError("mkdir", path, -rc);
 }

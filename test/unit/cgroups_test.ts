@@ -38,12 +38,13 @@ import {
   sizeCheck,
 } from "../../core/cgroups/units.ts";
 import { ParentOps, plannedCgroups } from "../../core/engine/parent.ts";
-import { MicroError, MicroErrors } from "../../core/errors.ts";
+import { errnoOf, MicroError, MicroErrors } from "../../core/errors.ts";
 import type { Op } from "../../core/ops.ts";
 import { buildSpec, planRun } from "../../core/plan.ts";
 import type { HostInfo } from "../../core/plugin.ts";
 import { resolveProfile } from "../../core/profile.ts";
-import { createRunDir, gc, processStartTime, type RunState, writeState } from "../../core/state.ts";
+import { createRunDir, processStartTime, type RunState, writeState } from "../../core/state.ts";
+import { gc } from "../../core/gc.ts";
 import { RecordingSys } from "../../core/sys/fake.ts";
 import { C, type CStr, type Sys } from "../../core/sys/mod.ts";
 import { cgroups } from "../../plugins/cgroups.ts";
@@ -551,7 +552,7 @@ class FakeCgroupFs {
           ? -2
           : e instanceof Deno.errors.Busy
           ? -16
-          : -5;
+          : -errnoOf(e, 5);
       }
     };
     sys.mkdirat = (dirfd: number, path: CStr, mode: number) =>
@@ -562,6 +563,50 @@ class FakeCgroupFs {
       dirfd !== C.AT_FDCWD || !this.under(name(path)) || flags !== C.AT_REMOVEDIR
         ? unlinkat.call(sys, dirfd, path, flags)
         : rc(() => Deno.removeSync(name(path)));
+    // The engine reads and writes cgroup files through sys (core/files.ts): an fd of the
+    // fake's own for each file under its root, read from the file as it is at the open, and
+    // each write one fake Deno write (logged, refused as the test asks).
+    const { open, read, write, close } = sys;
+    const files = new Map<number, { path: string; data?: Uint8Array; pos: number }>();
+    let next = FILE_FD_BASE;
+    const isDir = (p: string) => {
+      try {
+        return Deno.statSync(p).isDirectory;
+      } catch {
+        return false;
+      }
+    };
+    sys.open = (path: CStr, flags: number, mode: number) => {
+      const p = name(path);
+      if (!this.under(p) || (flags & C.O_DIRECTORY) !== 0) return open.call(sys, path, flags, mode);
+      if (isDir(p)) return (flags & 3) === C.O_RDONLY ? open.call(sys, path, flags, mode) : -21;
+      const reading = (flags & 3) === C.O_RDONLY;
+      // The fake kernel has every file a write names, in a directory that is there.
+      const there = reading ? this.rel(p) : this.rel(p.slice(0, p.lastIndexOf("/")));
+      if (!this.exists(there)) return -2;
+      files.set(next, {
+        path: p,
+        data: reading ? Deno.readFileSync(p) : undefined,
+        pos: 0,
+      });
+      return next++;
+    };
+    sys.read = (fd: number, buf: Uint8Array, len: number) => {
+      const f = files.get(fd);
+      if (!f?.data) return f ? -9 : read.call(sys, fd, buf, len); // EBADF: opened to write
+      const n = Math.min(len, f.data.length - f.pos);
+      buf.set(f.data.subarray(f.pos, f.pos + n));
+      f.pos += n;
+      return n;
+    };
+    sys.write = (fd: number, buf: Uint8Array, len: number) => {
+      const f = files.get(fd);
+      if (!f || f.data) return f ? -9 : write.call(sys, fd, buf, len);
+      const text = new TextDecoder().decode(buf.subarray(0, len));
+      const r = rc(() => Deno.writeTextFileSync(f.path, text));
+      return r < 0 ? r : len;
+    };
+    sys.close = (fd: number) => files.delete(fd) ? 0 : close.call(sys, fd);
   }
 
   dispose(): void {
@@ -589,6 +634,8 @@ function withFs(
 // Plans
 
 const ID = "0123456789ab";
+/** The fake's fds for cgroup files (FakeCgroupFs.fsCalls), above any real one. */
+const FILE_FD_BASE = 1 << 20;
 /** A pid no process can have (above PID_MAX_LIMIT), for processes "left" in a cgroup. */
 const NO_SUCH_PID = 2 ** 22 + 1;
 

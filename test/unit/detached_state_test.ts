@@ -1,13 +1,7 @@
 /** gc and detached runs: a container outlives its killed supervisor and is not swept. */
 import assert from "node:assert/strict";
-import {
-  createRunDir,
-  gc,
-  processStartTime,
-  readState,
-  unsupervised,
-  writeState,
-} from "../../core/state.ts";
+import { createRunDir, processStartTime, readState, writeState } from "../../core/state.ts";
+import { gc, unsupervised } from "../../core/gc.ts";
 import { createContainer, readRecord } from "../../core/store/containers.ts";
 import { clearRestart, markRestart, pendingRestarts } from "../../core/supervisor/pending.ts";
 import type { RestartPolicy } from "../../core/supervisor/policy.ts";

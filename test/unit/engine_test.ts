@@ -613,10 +613,9 @@ Deno.test("execute: with attach work on /proc or CPUs the child hears micro afte
 Deno.test("execute: an attach that fails after the id maps' byte: one byte only, the child killed", async () => {
   await withJoin(async (plan, dir) => {
     // cgroup.procs a directory: the cgroup join (after the first byte) fails.
-    Deno.removeSync(`${dir}/cgroup.procs`);
-    Deno.mkdirSync(`${dir}/cgroup.procs`);
     const maps = [...plan, op("attach", "process", "cpu-affinity", { cpus: [1] })];
-    const sys = new RecordingSys().returns("reap", () => true, 0, 1).scriptWait(9);
+    const sys = new RecordingSys().returns("reap", () => true, 0, 1).scriptWait(9)
+      .failOn("open", (a) => a[0] === `${dir}/cgroup.procs`, 21);
     await failure(execute(maps, OPTS, sys));
     assert.deepEqual(sys.written(4), new Uint8Array([1]));
     const calls = sys.format();
@@ -969,15 +968,15 @@ Deno.test("execute: a real plan clones with its flags; the cgroup namespace come
 
 Deno.test("execute: a failed id-map write is an attach error naming the plugin and path", async () => {
   const plan = realPlan({ user: ON, mount: ON });
-  const sys = new RecordingSys({ clonePid: NO_SUCH_PID }).returns("reap", () => true, 0, 1)
-    .scriptWait(9);
-  const e = await failure(execute(plan, OPTS, sys));
   const path = `/proc/${NO_SUCH_PID}/uid_map`;
+  // The kernel's answer for a process that is gone (the write goes through sys).
+  const sys = new RecordingSys({ clonePid: NO_SUCH_PID }).returns("reap", () => true, 0, 1)
+    .scriptWait(9).failOn("open", (a) => a[0] === path, 2);
+  const e = await failure(execute(plan, OPTS, sys));
   assert.equal(e.fields.phase, "attach");
   assert.equal(e.fields.plugin, "user");
   assert.equal(e.fields.op, "write");
   assert.deepEqual(e.fields.paths, { path, content: '"0 1000000000 65536"' });
-  // The Deno error's code is mapped to its errno: a missing /proc/PID is ENOENT.
   assert.equal(e.fields.errno, 2);
   assert.equal(e.exitCode, 125);
   assert.match(
@@ -1031,10 +1030,10 @@ Deno.test("execute: a pipe the container's root cannot get is a prepare error; n
 });
 
 Deno.test("execute: an id-map write the kernel refuses is EPERM, with the rootless hint", async () => {
-  // This process's own uid_map is written already: writing it again is EPERM.
+  // A uid_map written already: writing it again is EPERM (the kernel's answer, scripted).
   const plan = realPlan({ user: ON, mount: ON });
   const sys = new RecordingSys({ clonePid: Deno.pid }).returns("reap", () => true, 0, 1)
-    .scriptWait(9);
+    .scriptWait(9).failOn("open", (a) => a[0] === `/proc/${Deno.pid}/uid_map`, 1);
   const e = await failure(execute(plan, OPTS, sys));
   assert.equal(e.fields.errno, 1);
   assert.equal(
@@ -1215,13 +1214,20 @@ function withJoin(fn: (plan: Op[], dir: string) => Promise<void>): Promise<void>
   return fn(plan, dir).finally(() => Deno.removeSync(dir, { recursive: true }));
 }
 
-/** The fake opens the cgroup dir as `fd` and says it is on `magic`'s file system. */
+/**
+ * The fake opens the cgroup dir as `fd` and says it is on `magic`'s file system; its
+ * cgroup.procs opens as PROCS_FD (what the parent writes there: `sys.written(PROCS_FD)`).
+ */
 function cgroupFs(sys: RecordingSys, dir: string, magic: number): { fd: number } {
   const at = { fd: -1 };
   sys.returns("open", (a) => a[0] === dir, () => (at.fd = 99));
+  sys.returns("open", (a) => a[0] === `${dir}/cgroup.procs`, PROCS_FD);
   sys.returns("fstatfsType", (a) => a[0] === 99, magic);
   return at;
 }
+
+const PROCS_FD = 98;
+const procsWritten = (sys: RecordingSys) => new TextDecoder().decode(sys.written(PROCS_FD));
 
 Deno.test("execute: on cgroup v2 the child is born in its cgroup (clone3, CLONE_INTO_CGROUP), no cgroup.procs write", async () => {
   await withJoin(async (plan, dir) => {
@@ -1242,7 +1248,8 @@ Deno.test("execute: on cgroup v2 the child is born in its cgroup (clone3, CLONE_
     // The fd is open from before the sweep until after the clone, then closed.
     assert.ok(calls.indexOf("open") < calls.indexOf("prepareFork"));
     assert.ok(sys.calls().some((c) => c.call === "close" && c.args[0] === at.fd));
-    assert.equal(Deno.readTextFileSync(`${dir}/cgroup.procs`), "");
+    assert.equal(procsWritten(sys), "");
+    assert.ok(!sys.format().some((c) => c.includes("cgroup.procs")), "never opened");
   });
 });
 
@@ -1253,14 +1260,14 @@ Deno.test("execute: without clone3 (ENOSYS) or off cgroup v2, a plain clone and 
     assert.deepEqual(await execute(plan, OPTS, sys), { exitCode: 0 });
     const calls = sys.calls().map((c) => c.call);
     assert.ok(calls.indexOf("clone3") < calls.indexOf("clone"), calls.join(" "));
-    assert.equal(Deno.readTextFileSync(`${dir}/cgroup.procs`), "4242");
+    assert.equal(procsWritten(sys), "4242");
   });
   await withJoin(async (plan, dir) => {
     const sys = new RecordingSys().scriptRecv(5, READY);
     cgroupFs(sys, dir, 0x27e0eb); // cgroup v1
     assert.deepEqual(await execute(plan, OPTS, sys), { exitCode: 0 });
     assert.ok(!sys.calls().some((c) => c.call === "clone3"));
-    assert.equal(Deno.readTextFileSync(`${dir}/cgroup.procs`), "4242");
+    assert.equal(procsWritten(sys), "4242");
   });
 });
 
@@ -1270,7 +1277,7 @@ Deno.test("execute: an initial CPU affinity (OCI exec) is set on the waiting chi
     cgroupFs(sys, dir, C.CGROUP2_SUPER_MAGIC);
     let procs = "unread";
     sys.returns("schedSetaffinity", () => {
-      procs = Deno.readTextFileSync(`${dir}/cgroup.procs`);
+      procs = procsWritten(sys);
       return true;
     }, 0);
     const affinity = op("attach", "process", "cpu-affinity", { cpus: [1] });
@@ -1280,7 +1287,7 @@ Deno.test("execute: an initial CPU affinity (OCI exec) is set on the waiting chi
     const set = calls.find((c) => c.call === "schedSetaffinity")!;
     assert.deepEqual(set.args, [4242, [2, 0, 0, 0, 0, 0, 0, 0]]);
     assert.equal(procs, "", "set before the child joined");
-    assert.equal(Deno.readTextFileSync(`${dir}/cgroup.procs`), "4242");
+    assert.equal(procsWritten(sys), "4242");
   });
 });
 
@@ -1346,7 +1353,7 @@ Deno.test("execute: a cgroup refusing clone3's child (EAGAIN at pids.max) fails 
       (e) => e instanceof MicroError && e.fields.op === "clone" && e.fields.errno === 11,
     );
     assert.ok(!sys.calls().some((c) => c.call === "clone"), sys.names().join(" "));
-    assert.equal(Deno.readTextFileSync(`${dir}/cgroup.procs`), "");
+    assert.ok(!sys.format().some((c) => c.includes("cgroup.procs")), "never opened");
   });
 });
 

@@ -5,14 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { MicroError } from "../../core/errors.ts";
-import {
-  createRunDir,
-  deadNetworkRuns,
-  gc,
-  lockRun,
-  type RunState,
-  writeState,
-} from "../../core/state.ts";
+import { createRunDir, lockRun, type RunState, writeState } from "../../core/state.ts";
+import { deadNetworkRuns, gc } from "../../core/gc.ts";
 import { openLibc } from "../../core/sys/libc.ts";
 import { pidOfPidfd, ptracersIn } from "../../core/run.ts";
 import { processStartTime, ptracersInNs } from "../../core/state.ts";
@@ -85,21 +79,22 @@ Deno.test("createRunDir: a root squatted between the first look and the mkdir is
     const root = `${tmp}/micro`;
     // The squatter wins the race: the directory appears, world-writable, as micro's
     // recursive mkdir (which accepts a directory that exists) runs.
-    const mkdir = Deno.mkdirSync;
-    Deno.mkdirSync = (path: string | URL, options?: Deno.MkdirOptions) => {
-      if (path === root) {
-        Deno.mkdirSync = mkdir;
-        mkdir(root);
-        Deno.chmodSync(root, 0o777);
-      }
-      return mkdir(path, options);
+    const real = openLibc();
+    let squatted = false;
+    const sys = {
+      ...real,
+      mkdirat(dirfd: number, path: Uint8Array, mode: number) {
+        if (!squatted && new TextDecoder().decode(path.subarray(0, -1)) === root) {
+          squatted = true;
+          Deno.mkdirSync(root);
+          Deno.chmodSync(root, 0o777);
+        }
+        return real.mkdirat(dirfd, path, mode);
+      },
     };
-    try {
-      const line = refusal(() => createRunDir(root, "r1", me));
-      assert.match(line, /may be written by others: refused on purpose/);
-    } finally {
-      Deno.mkdirSync = mkdir;
-    }
+    const line = refusal(() => createRunDir(root, "r1", me, sys));
+    assert.match(line, /may be written by others: refused on purpose/);
+    assert.ok(squatted);
     assert.deepEqual([...Deno.readDirSync(root)], [], "a run dir was made in it");
   });
 });

@@ -3,7 +3,7 @@
  * overlay's `work/work`) are reached through fds, never by name again.
  */
 import assert from "node:assert/strict";
-import { openUp, removeTreeSync } from "../../core/store/tmp.ts";
+import { openUp, removeTreeAt, removeTreeSync } from "../../core/store/tmp.ts";
 import { RecordingSys } from "../../core/sys/fake.ts";
 import { C } from "../../core/sys/mod.ts";
 import { openLibc } from "../../core/sys/libc.ts";
@@ -58,6 +58,49 @@ Deno.test("removeTreeSync: removes a tree whose directories lost their bits; lin
     assert.throws(() => Deno.lstatSync(tree), Deno.errors.NotFound);
     assert.equal(Deno.statSync(outside).mode! & 0o777, 0o500, "a link was followed");
     assert.equal(removeTreeSync(tree), undefined, "missing is fine");
+  } finally {
+    Deno.removeSync(root, { recursive: true });
+  }
+});
+
+Deno.test("removeTreeAt: removes a run's tree through fds; links, missing paths, deep trees", () => {
+  const root = Deno.makeTempDirSync({ prefix: "micro-unit-rmat-" });
+  const sys = openLibc();
+  try {
+    const outside = `${root}/outside`;
+    Deno.mkdirSync(`${outside}/kept`, { recursive: true });
+    Deno.writeTextFileSync(`${outside}/file`, "x");
+    const tree = `${root}/tree`;
+    Deno.mkdirSync(`${tree}/upper/etc`, { recursive: true });
+    Deno.mkdirSync(`${tree}/work/work`, { recursive: true });
+    Deno.writeTextFileSync(`${tree}/config.json`, "{}");
+    Deno.writeTextFileSync(`${tree}/upper/etc/hosts`, "127.0.0.1 x\n");
+    Deno.symlinkSync(outside, `${tree}/upper/dirlink`);
+    Deno.symlinkSync(`${outside}/file`, `${tree}/upper/filelink`);
+    // More entries than one getdents64 call returns.
+    for (let i = 0; i < 1500; i++) {
+      Deno.writeTextFileSync(`${tree}/upper/f-${i}-${"n".repeat(20)}`, "");
+    }
+    Deno.chmodSync(`${tree}/work/work`, 0); // the overlay's work/work (root opens it anyway)
+    assert.equal(removeTreeAt(sys, tree), 0);
+    assert.throws(() => Deno.lstatSync(tree), Deno.errors.NotFound);
+    assert.deepEqual([...Deno.readDirSync(outside)].map((e) => e.name).sort(), ["file", "kept"]);
+    assert.equal(removeTreeAt(sys, tree), 0, "missing is fine");
+
+    // A symlink named as the tree: the link goes, never what it points to.
+    Deno.symlinkSync(outside, `${root}/link`);
+    assert.equal(removeTreeAt(sys, `${root}/link`), 0);
+    assert.throws(() => Deno.lstatSync(`${root}/link`), Deno.errors.NotFound);
+    assert.equal(Deno.statSync(`${outside}/kept`).isDirectory, true);
+
+    // Deeper than it goes: it stops with an errno, and removeTreeSync finishes with Deno's.
+    let deep = `${root}/deep`;
+    for (let i = 0; i < 40; i++) deep += "/d";
+    Deno.mkdirSync(deep, { recursive: true });
+    assert.notEqual(removeTreeAt(sys, `${root}/deep`), 0);
+    assert.equal(Deno.statSync(`${root}/deep`).isDirectory, true, "stopped, not gone");
+    assert.equal(removeTreeSync(`${root}/deep`, true, sys), undefined);
+    assert.throws(() => Deno.lstatSync(`${root}/deep`), Deno.errors.NotFound);
   } finally {
     Deno.removeSync(root, { recursive: true });
   }

@@ -263,9 +263,10 @@ Deno.test({
     "execute on the vfork path, user namespace: a writer thread that does not run in time sends the run down the fork path",
   ignore: (Deno.uid() ?? 0) !== 0,
   async fn() {
+    // The fork path writes the maps itself, into /proc/4242 (no such process: ENOENT).
     const sys = new RecordingSys({ vfork: true }).returns("pollNow", (a) => a.length === 3, 0)
-      .scriptRecv(5, READY).scriptRecv(17, READY);
-    // The fork path writes the maps itself, into /proc/4242 (no such process here).
+      .scriptRecv(5, READY).scriptRecv(17, READY)
+      .failOn("open", (a) => a[0] === "/proc/4242/uid_map", 2);
     await assert.rejects(
       () => execute(USERNS_PLAN, OPTS, sys),
       (e) => e instanceof MicroError && /\/proc\/4242\/uid_map/.test(e.line()),
