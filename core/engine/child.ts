@@ -14,10 +14,36 @@
 import { C, type CStr, cstr, cstrArray, RLIMITS, type Sys, type VforkExec } from "../sys/mod.ts";
 import { capMask, capNumber, CAPS } from "../caps.ts";
 import type { MountFlag, Op, OpArgs } from "../ops.ts";
-import { CopyUp } from "./copyup.ts";
+import type { CopyUp } from "./copyup.ts";
 import { bitmask, MPOL_MODES, schedAttr } from "../sched.ts";
-import { hookStep } from "./hook.ts";
 import { now, span } from "../trace.ts";
+
+/**
+ * The steps of OCI hooks and of copy-up (core/engine/hook.ts, copyup.ts: about 9 kB that a
+ * plan without them never calls), loaded by `loadChildSteps` for a plan that has them, in
+ * the parent before anything is cloned (nothing may compile in the child).
+ */
+let hookSteps: typeof import("./hook.ts") | undefined;
+let copyUpSteps: typeof import("./copyup.ts") | undefined;
+
+/** Loads what compileChild needs for `ops` beyond this module; awaited before it. */
+export async function loadChildSteps(ops: readonly Op[]): Promise<void> {
+  if (!hookSteps && ops.some((o) => o.kind === "oci-hook")) hookSteps = await import("./hook.ts");
+  if (!copyUpSteps && ops.some((o) => o.kind === "mount" && o.args.copyUp)) {
+    copyUpSteps = await import("./copyup.ts");
+  }
+}
+
+/** A loaded step module (loadChildSteps), or the internal error of a caller that did not. */
+function loadedSteps<T>(mod: T | undefined, what: string): T {
+  if (!mod) throw new Error(`internal: ${what} ops compiled before loadChildSteps`);
+  return mod;
+}
+
+/** Why an OCI hook failed, from its step's errno (for the run's error; core/engine/hook.ts). */
+export function hookFailure(code: number, timeout?: string): string | undefined {
+  return hookSteps?.hookFailure(code, timeout);
+}
 
 /** What a step is, for the error the parent builds from a child's report. */
 export interface StepInfo {
@@ -469,7 +495,9 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
   });
   const inRoot = C.RESOLVE_IN_ROOT | C.RESOLVE_NO_MAGICLINKS;
   // Its buffers made here, before the clone: the child's copy allocates nothing.
-  const copyUp = ops.some((o) => o.kind === "mount" && o.args.copyUp) ? new CopyUp(sys) : null;
+  const copyUp: CopyUp | null = ops.some((o) => o.kind === "mount" && o.args.copyUp)
+    ? new (loadedSteps(copyUpSteps, "copy-up").CopyUp)(sys)
+    : null;
   // OCI hooks run in the container: createContainer before pivot_root (or, with none, before
   // the exec's steps), startContainer after the exec fifo (core/engine/hook.ts).
   const ociHooks = (which: OpArgs["oci-hook"]["hook"], say: boolean) => {
@@ -484,7 +512,7 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
           path: o.args.path,
           ...(o.args.timeout ? { timeout: String(o.args.timeout) } : {}),
         },
-      }, hookStep(o.args, FD_EXE, sys, say));
+      }, loadedSteps(hookSteps, "oci-hook").hookStep(o.args, FD_EXE, sys, say));
     }
   };
   let createHooksRun = false;

@@ -10,7 +10,6 @@ import { RunSignals, signalName } from "../signals.ts";
 import { C, type CStr, cstr, cstrArray, type Sys } from "../sys/mod.ts";
 import type { RecordedCgroup } from "../cgroups/fs.ts";
 import { ParentOps, rootHostId } from "./parent.ts";
-import { hookFailure } from "./hook.ts";
 import { Watchdog } from "./watchdog.ts";
 import {
   type ChildContext,
@@ -18,7 +17,9 @@ import {
   compileChild,
   CONSOLE_RECORD,
   EXEC_FAILED_RECORD,
+  hookFailure,
   INIT_FAILED_RECORD,
+  loadChildSteps,
   PID_RECORD,
   READY_RECORD,
   runChild,
@@ -393,6 +394,7 @@ export function stoppedError(n: number): MicroError {
 export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promise<RunResult> {
   const flags = cloneFlags(plan) | C.SIGCHLD;
   const childOps = plan.filter((o) => CHILD_PHASES.includes(o.phase));
+  await loadChildSteps(childOps);
   const parent = new ParentOps(plan, sys, {
     onCreate: opts.onCgroups,
     reuseContainerDir: opts.reuseContainerDir,
@@ -508,6 +510,7 @@ export async function createDetached(
   }
   const flags = cloneFlags(plan) | C.SIGCHLD;
   const childOps = plan.filter((o) => CHILD_PHASES.includes(o.phase));
+  await loadChildSteps(childOps);
   const parent = new ParentOps(plan, sys, { onCreate: opts.onCgroups });
   const network = await networksOf(plan, sys, false);
   const signals = opts.signals ?? new RunSignals();

@@ -13,6 +13,7 @@ import {
   FD_EXE,
   FD_TRAMPOLINE_REPORT,
   fromBase64,
+  loadChildSteps,
   readonlyRemountFlags,
   READY_RECORD,
   runChild,
@@ -616,7 +617,7 @@ Deno.test("sync maps: the child waits for its id maps first, then again after it
   assert.equal(h.filter((c) => c === "prctl(4, 0, 0, 0, 0)").length, 1);
 });
 
-Deno.test("sync root: a tmpfs filled from the image, a device node, and with a network the masks wait for the attach", () => {
+Deno.test("sync root: a tmpfs filled from the image, a device node, and with a network the masks wait for the attach", async () => {
   const copyUp = op("rootfs", "mount", "mount", {
     source: "tmpfs",
     target: "/usr",
@@ -637,6 +638,7 @@ Deno.test("sync root: a tmpfs filled from the image, a device node, and with a n
   const cases: [Op, Partial<ChildContext>][] = [[copyUp, {}], [mknod, {}], [mask, {
     networked: true,
   }]];
+  await loadChildSteps([copyUp]);
   for (const [first, ctx] of cases) {
     const ops: Op[] = [op("rootfs", "mount", "make-private", {}), first, execve(["/bin/sh"])];
     const prog = compileChild(ops, context({ sync: "root", ...ctx }), new RecordingSys());

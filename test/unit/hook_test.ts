@@ -12,7 +12,7 @@ import {
   hookStep,
   stateBytes,
 } from "../../core/engine/hook.ts";
-import { compileChild } from "../../core/engine/child.ts";
+import { compileChild, loadChildSteps } from "../../core/engine/child.ts";
 import { type Op, op, type OpArgs } from "../../core/ops.ts";
 import { RecordingSys } from "../../core/sys/fake.ts";
 
@@ -138,7 +138,7 @@ Deno.test("hook step: exit 127 with the trampoline's record is the exec's errno"
   assert.equal(hookStep(hook(), 1012, plain, false)(), -(HOOK_EXIT + 127));
 });
 
-Deno.test("child: createContainer hooks run right before pivot_root, startContainer after the exec fifo", () => {
+Deno.test("child: createContainer hooks run right before pivot_root, startContainer after the exec fifo", async () => {
   const ops: Op[] = [
     op("rootfs", "mount", "pivot-root", {}),
     op(
@@ -150,6 +150,7 @@ Deno.test("child: createContainer hooks run right before pivot_root, startContai
     op("exec", "oci", "oci-hook", hook()),
     op("exec", "process", "execve", { args: ["true"], env: [], path: ["/bin/true"] }),
   ];
+  await loadChildSteps(ops);
   const prog = compileChild(ops, {
     rootPath: "/r",
     syncRead: 50,
