@@ -227,31 +227,39 @@ export function writeTextAt(
 ): number {
   const fd = sys.open(cstr(path), C.O_WRONLY | C.O_NOCTTY | C.O_CLOEXEC | flags, mode);
   if (fd < 0) return fd;
-  const bytes = encoder.encode(text);
-  let rc = 0;
-  for (let off = 0; off < bytes.length;) {
-    const n = sys.write(fd, off ? bytes.subarray(off) : bytes, bytes.length - off);
-    if (n === -4) continue; // EINTR
-    if (n <= 0) {
-      rc = n < 0 ? n : -5; // EIO: a write that took nothing
-      break;
-    }
-    off += n;
-  }
+  const rc = writeAll(sys, fd, text);
   const closed = sys.close(fd);
   return rc < 0 ? rc : closed < 0 ? closed : 0;
 }
 
+/** Writes all of `text` to `fd`: 0, or -errno (EIO for a write that took nothing). */
+function writeAll(sys: Sys, fd: number, text: string): number {
+  const bytes = encoder.encode(text);
+  for (let off = 0; off < bytes.length;) {
+    const n = sys.write(fd, off ? bytes.subarray(off) : bytes, bytes.length - off);
+    if (n === -4) continue; // EINTR
+    if (n <= 0) return n < 0 ? n : -5;
+    off += n;
+  }
+  return 0;
+}
+
 /**
  * Replaces `path` with a file holding `text` at once: written as `.NAME.tmp` beside it
- * (O_NOFOLLOW: not through a link) and renamed over it, so a reader sees the old file or
- * the new one. Throws naming the step, the path and the errno.
+ * (O_NOFOLLOW: not through a link; its mode set to `mode` exactly, whatever the umask or a
+ * stale file's) and renamed over it, so a reader sees the old file or the new one. Throws
+ * naming the step, the path and the errno.
  */
 export function replaceTextAt(sys: Sys, path: string, text: string, mode: number): void {
   const slash = path.lastIndexOf("/");
   const tmp = `${path.slice(0, slash + 1)}.${path.slice(slash + 1)}.tmp`;
-  const rc = writeTextAt(sys, tmp, text, C.O_CREAT | C.O_TRUNC | C.O_NOFOLLOW, mode);
-  if (rc < 0) throw new FileError("write", tmp, -rc);
+  const flags = C.O_WRONLY | C.O_CREAT | C.O_TRUNC | C.O_NOFOLLOW | C.O_NOCTTY | C.O_CLOEXEC;
+  const fd = sys.open(cstr(tmp), flags, mode);
+  if (fd < 0) throw new FileError("create", tmp, -fd);
+  let rc = sys.fchmod(fd, mode);
+  if (rc === 0) rc = writeAll(sys, fd, text);
+  const closed = sys.close(fd);
+  if (rc < 0 || closed < 0) throw new FileError("write", tmp, -(rc < 0 ? rc : closed));
   const moved = sys.renameat2(C.AT_FDCWD, cstr(tmp), C.AT_FDCWD, cstr(path), 0);
   if (moved < 0) throw new FileError("rename", `${tmp} to ${path}`, -moved);
 }
@@ -264,7 +272,10 @@ export class FileError extends MicroError {
   }
 }
 
-/** stat(2) (`follow`) or lstat(2) of `path` into a new Stat, or -errno. */
+/**
+ * stat(2) (`follow`) or lstat(2) of `path`: its mode, uid and gid (not its size, which the
+ * fstatat of core/sys/libc.ts leaves at 0: fstat an fd for that), or -errno.
+ */
 export function statAt(sys: Sys, path: string, follow = true): Stat | number {
   const st: Stat = { mode: 0, size: 0, uid: 0, gid: 0 };
   const rc = sys.fstatat(C.AT_FDCWD, cstr(path), follow ? 0 : C.AT_SYMLINK_NOFOLLOW, st);
@@ -286,7 +297,11 @@ export function mkdirAt(sys: Sys, path: string, mode: number, parents = false): 
     rc = sys.mkdirat(C.AT_FDCWD, name, mode);
   }
   if (rc < 0) return rc;
-  const chmod = sys.fchmodat(C.AT_FDCWD, name, mode);
+  // The chmod through an fd of what was made (O_NOFOLLOW): a link swapped in is not followed.
+  const fd = sys.open(name, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+  if (fd < 0) return fd;
+  const chmod = sys.fchmod(fd, mode);
+  sys.close(fd);
   return chmod < 0 ? chmod : 0;
 }
 

@@ -98,8 +98,11 @@ export async function runCommand(
         hint: "choose another --name",
       });
     }
+    const hint = "micro keeps a run's state there: set MICRO_STATE_ROOT (or, rootless, " +
+      "XDG_RUNTIME_DIR) to a directory micro may write";
+    if (e instanceof FileError) throw new MicroError(`the state directory: ${e.message}`, { hint });
     if (e instanceof MicroError) throw e;
-    throw new MicroError(`the state directory: ${(e as Error).message}`);
+    throw new MicroError(`the state directory: ${(e as Error).message}`, { hint });
   }
   // Held to the end of the cleanup: gc leaves a run whose lock is held (state.ts lockRun).
   let runLock = -1;

@@ -6,7 +6,7 @@
 import { MicroError } from "./errors.ts";
 import type { RunState } from "./state.ts";
 import { hasPendingRestarts } from "./supervisor/pending.ts";
-import { DT_DIR, listDirAt, readQuiet, statAt, typeAt } from "./files.ts";
+import { DT_DIR, listDirAt, MiB, readQuiet, statAt, typeAt } from "./files.ts";
 import { openLibc } from "./sys/libc.ts";
 import { C } from "./sys/mod.ts";
 
@@ -72,7 +72,8 @@ export function isAlive(pid: number | undefined, start: number | undefined): boo
 }
 
 export function readState(dir: string): RunState | null {
-  const text = readQuiet(openLibc(), `${dir}/state.json`);
+  // It holds the command's environment, which may be large: 64 MiB is generous, and bounded.
+  const text = readQuiet(openLibc(), `${dir}/state.json`, 64 * MiB);
   try {
     return text === null ? null : JSON.parse(text) as RunState;
   } catch {

@@ -309,7 +309,7 @@ function recordName(sys: Sys, dir: string, id: string): string | undefined {
 
 /** A symlink's target through `sys`, or null. */
 function linkTarget(sys: Sys, link: Uint8Array): string | null {
-  const buf = new Uint8Array(256);
+  const buf = new Uint8Array(4096); // PATH_MAX
   const n = sys.readlinkat(C.AT_FDCWD, link, buf);
   return n < 0 || n >= buf.length ? null : new TextDecoder().decode(buf.subarray(0, n));
 }

@@ -1,5 +1,5 @@
-import { FileError, statAt } from "../files.ts";
-import { C, cstr, type Sys } from "../sys/mod.ts";
+import { FileError } from "../files.ts";
+import { C, cstr, type Stat, type Sys } from "../sys/mod.ts";
 
 /**
  * Where micro keeps what outlives a run: images, layers and containers (DESIGN.md §10).
@@ -44,18 +44,24 @@ export function privateDirSync(path: string): void {
 
 /**
  * privateDirSync through `sys`, for a run's path (core/files.ts says why); throws FileError.
- * A link to a directory is followed, as privateDirSync's chmod does; anything else there is
- * refused.
+ * A link to a directory is followed, as privateDirSync's chmod does, and the directory is
+ * looked at and changed through one fd; anything else there is refused.
  */
 export function privateDirAt(sys: Sys, path: string): void {
-  const st = statAt(sys, path);
-  if (typeof st !== "number") {
-    if ((st.mode & C.S_IFMT) !== C.S_IFDIR) throw new FileError("use", path, 20); // ENOTDIR
-    const rc = st.mode & 0o077 ? sys.fchmodat(C.AT_FDCWD, cstr(path), 0o700) : 0;
-    if (rc < 0) throw new FileError("chmod", path, -rc);
+  const name = cstr(path);
+  const fd = sys.open(name, C.O_RDONLY | C.O_DIRECTORY | C.O_CLOEXEC, 0);
+  if (fd === -2) {
+    const rc = sys.mkdirat(C.AT_FDCWD, name, 0o700);
+    if (rc < 0 && rc !== -17) throw new FileError("create", path, -rc);
     return;
   }
-  if (st !== -2) throw new FileError("stat", path, -st);
-  const rc = sys.mkdirat(C.AT_FDCWD, cstr(path), 0o700);
-  if (rc < 0 && rc !== -17) throw new FileError("mkdir", path, -rc);
+  if (fd < 0) throw new FileError("open", path, -fd); // ENOTDIR: not a directory
+  try {
+    const st: Stat = { mode: 0, size: 0, uid: 0, gid: 0 };
+    let rc = sys.fstat(fd, st);
+    if (rc === 0 && st.mode & 0o077) rc = sys.fchmod(fd, 0o700);
+    if (rc < 0) throw new FileError("chmod", path, -rc);
+  } finally {
+    sys.close(fd);
+  }
 }

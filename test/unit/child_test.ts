@@ -617,6 +617,27 @@ Deno.test("sync maps: the child waits for its id maps first, then again after it
   assert.equal(h.filter((c) => c === "prctl(4, 0, 0, 0, 0)").length, 1);
 });
 
+Deno.test("compileChild: copy-up or hook ops before loadChildSteps are an internal error, not a child that compiles", async () => {
+  // A module instance of its own: another test may have loaded the steps in this one.
+  const fresh = await import(
+    "../../core/engine/child.ts?fresh"
+  ) as typeof import("../../core/engine/child.ts");
+  const copyUp = op("rootfs", "mount", "mount", {
+    source: "tmpfs",
+    target: "/usr",
+    fstype: "tmpfs",
+    flags: [],
+    copyUp: true,
+  });
+  const ops: Op[] = [copyUp, execve(["/bin/sh"])];
+  assert.throws(
+    () => fresh.compileChild(ops, context({ sync: "root" }), new RecordingSys()),
+    /internal: copy-up ops compiled before loadChildSteps/,
+  );
+  await fresh.loadChildSteps(ops);
+  assert.ok(fresh.compileChild(ops, context({ sync: "root" }), new RecordingSys()).run.length);
+});
+
 Deno.test("sync root: a tmpfs filled from the image, a device node, and with a network the masks wait for the attach", async () => {
   const copyUp = op("rootfs", "mount", "mount", {
     source: "tmpfs",

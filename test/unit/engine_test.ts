@@ -1030,10 +1030,12 @@ Deno.test("execute: a pipe the container's root cannot get is a prepare error; n
 });
 
 Deno.test("execute: an id-map write the kernel refuses is EPERM, with the rootless hint", async () => {
-  // A uid_map written already: writing it again is EPERM (the kernel's answer, scripted).
+  // A uid_map written already: writing it again is EPERM (the kernel's answer to the write,
+  // scripted on the fd the fake opens it as).
   const plan = realPlan({ user: ON, mount: ON });
   const sys = new RecordingSys({ clonePid: Deno.pid }).returns("reap", () => true, 0, 1)
-    .scriptWait(9).failOn("open", (a) => a[0] === `/proc/${Deno.pid}/uid_map`, 1);
+    .scriptWait(9).returns("open", (a) => a[0] === `/proc/${Deno.pid}/uid_map`, 97)
+    .failOn("write", (a) => a[0] === 97, 1);
   const e = await failure(execute(plan, OPTS, sys));
   assert.equal(e.fields.errno, 1);
   assert.equal(
