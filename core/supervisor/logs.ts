@@ -21,6 +21,8 @@ export interface LogOptions {
 
 /** How long a rotation waits for readers to let go of the log directory's lock. */
 export const ROTATE_WAIT_MS = 50;
+/** What the rotation waits on between its tries (nothing wakes it: a 1 ms sleep). */
+const PAUSE = new Int32Array(new SharedArrayBuffer(4));
 
 /** A partial line longer than this is written as an entry of its own (Docker: 16 KiB). */
 export const LINE_MAX = 16 * 1024;
@@ -194,6 +196,10 @@ export class JsonLog {
       for (const until = Date.now() + ROTATE_WAIT_MS;;) {
         locked = this.sys!.flock(this.dirFd, C.LOCK_EX | C.LOCK_NB) === 0;
         if (locked || Date.now() >= until) break;
+        // Asleep, not spinning: on a busy host the reader holding the lock needs a CPU to
+        // finish its opens (a spin that took it made the rotation go ahead without the lock,
+        // and the reader see two moments).
+        Atomics.wait(PAUSE, 0, 0, 1);
       }
     }
     try {
