@@ -8,7 +8,7 @@
  * same inode, so nothing can be swapped in between. The read stops at the cap even when
  * the file grows meanwhile. No heavy imports: this module is on the start-up path.
  */
-import { C, cstr, type Stat, type Sys } from "./sys/mod.ts";
+import { C, type CStr, cstr, type Stat, type Sys } from "./sys/mod.ts";
 import { errnoName, MicroError } from "./errors.ts";
 
 export const KiB = 1024;
@@ -256,9 +256,10 @@ export function replaceTextAt(sys: Sys, path: string, text: string, mode: number
   const flags = C.O_WRONLY | C.O_CREAT | C.O_TRUNC | C.O_NOFOLLOW | C.O_NOCTTY | C.O_CLOEXEC;
   const fd = sys.open(cstr(tmp), flags, mode);
   if (fd < 0) throw new FileError("create", tmp, -fd);
-  let rc = sys.fchmod(fd, mode);
-  if (rc === 0) rc = writeAll(sys, fd, text);
+  const chmod = sys.fchmod(fd, mode);
+  const rc = chmod < 0 ? chmod : writeAll(sys, fd, text);
   const closed = sys.close(fd);
+  if (chmod < 0) throw new FileError("chmod", tmp, -chmod);
   if (rc < 0 || closed < 0) throw new FileError("write", tmp, -(rc < 0 ? rc : closed));
   const moved = sys.renameat2(C.AT_FDCWD, cstr(tmp), C.AT_FDCWD, cstr(path), 0);
   if (moved < 0) throw new FileError("rename", `${tmp} to ${path}`, -moved);
@@ -297,12 +298,21 @@ export function mkdirAt(sys: Sys, path: string, mode: number, parents = false): 
     rc = sys.mkdirat(C.AT_FDCWD, name, mode);
   }
   if (rc < 0) return rc;
-  // The chmod through an fd of what was made (O_NOFOLLOW): a link swapped in is not followed.
-  const fd = sys.open(name, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+  return chmodThrough(sys, name, C.O_NOFOLLOW, mode);
+}
+
+/**
+ * chmod of the directory at `name` through an O_PATH fd of it (`follow` 0: a final link is
+ * followed; O_NOFOLLOW: refused): what is changed is what was opened, and no read permission
+ * is needed to open it (a directory whose umask-cut mode lacks the owner's read bit). fchmod
+ * takes no O_PATH fd; its /proc/self/fd link names that very inode. 0 or -errno.
+ */
+export function chmodThrough(sys: Sys, name: CStr, follow: number, mode: number): number {
+  const fd = sys.open(name, C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC | follow, 0);
   if (fd < 0) return fd;
-  const chmod = sys.fchmod(fd, mode);
+  const rc = sys.fchmodat(C.AT_FDCWD, cstr(`/proc/self/fd/${fd}`), mode);
   sys.close(fd);
-  return chmod < 0 ? chmod : 0;
+  return rc;
 }
 
 /** A directory's entries (without `.` and `..`), or -errno: through an fd of its own. */

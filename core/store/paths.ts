@@ -45,23 +45,29 @@ export function privateDirSync(path: string): void {
 /**
  * privateDirSync through `sys`, for a run's path (core/files.ts says why); throws FileError.
  * A link to a directory is followed, as privateDirSync's chmod does, and the directory is
- * looked at and changed through one fd; anything else there is refused.
+ * looked at and changed through one O_PATH fd (no read permission needed); anything else
+ * there, a dangling link included, is refused.
  */
 export function privateDirAt(sys: Sys, path: string): void {
   const name = cstr(path);
-  const fd = sys.open(name, C.O_RDONLY | C.O_DIRECTORY | C.O_CLOEXEC, 0);
+  let fd = sys.open(name, DIR_PATH, 0);
   if (fd === -2) {
     const rc = sys.mkdirat(C.AT_FDCWD, name, 0o700);
-    if (rc < 0 && rc !== -17) throw new FileError("create", path, -rc);
-    return;
+    if (rc === 0) return; // made: 0700 at most, whatever the umask
+    if (rc !== -17) throw new FileError("create", path, -rc);
+    fd = sys.open(name, DIR_PATH, 0); // another's, made meanwhile; or a dangling link: ENOENT
   }
   if (fd < 0) throw new FileError("open", path, -fd); // ENOTDIR: not a directory
   try {
     const st: Stat = { mode: 0, size: 0, uid: 0, gid: 0 };
     let rc = sys.fstat(fd, st);
-    if (rc === 0 && st.mode & 0o077) rc = sys.fchmod(fd, 0o700);
+    if (rc === 0 && st.mode & 0o077) {
+      rc = sys.fchmodat(C.AT_FDCWD, cstr(`/proc/self/fd/${fd}`), 0o700);
+    }
     if (rc < 0) throw new FileError("chmod", path, -rc);
   } finally {
     sys.close(fd);
   }
 }
+
+const DIR_PATH = C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC;

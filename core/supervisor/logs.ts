@@ -193,9 +193,10 @@ export class JsonLog {
   private rotate(): boolean {
     let locked = false;
     if (this.dirFd >= 0) {
-      for (const until = Date.now() + ROTATE_WAIT_MS;;) {
+      // performance.now(): a wall clock stepped back does not lengthen the wait.
+      for (const until = performance.now() + ROTATE_WAIT_MS;;) {
         locked = this.sys!.flock(this.dirFd, C.LOCK_EX | C.LOCK_NB) === 0;
-        if (locked || Date.now() >= until) break;
+        if (locked || performance.now() >= until) break;
         // Asleep, not spinning: on a busy host the reader holding the lock needs a CPU to
         // finish its opens (a spin that took it made the rotation go ahead without the lock,
         // and the reader see two moments).

@@ -5,14 +5,18 @@
 import assert from "node:assert/strict";
 import { parseEnvFile } from "../../core/cli.ts";
 import { MicroError, MicroErrors } from "../../core/errors.ts";
+import { privateDirAt } from "../../core/store/paths.ts";
 import {
   FileRefused,
   formatSize,
   MiB,
+  mkdirAt,
   readInRoot,
   readQuiet,
   readRegularFile,
   readRegularFileIfThere,
+  readTextAt,
+  replaceTextAt,
   TEXT_CAP,
   typeAt,
 } from "../../core/files.ts";
@@ -308,4 +312,51 @@ Deno.test("files: the quiet readers answer null or 0 for what is missing, and th
       /not a directory/,
     );
   });
+});
+
+Deno.test("micro's own files through Sys: exact modes, links, dangling links, replaced whole", () => {
+  const tmp = Deno.makeTempDirSync({ prefix: "micro-unit-ownfiles-" });
+  const sys = openLibc();
+  const mode = (p: string) => Deno.statSync(p).mode! & 0o777;
+  try {
+    // mkdirAt: parents made, every level at the mode exactly; EEXIST for what is there.
+    assert.equal(mkdirAt(sys, `${tmp}/a/b/c`, 0o711, true), 0);
+    assert.deepEqual([mode(`${tmp}/a`), mode(`${tmp}/a/b`), mode(`${tmp}/a/b/c`)], [
+      0o711,
+      0o711,
+      0o711,
+    ]);
+    assert.equal(mkdirAt(sys, `${tmp}/a/b/c`, 0o700), -17);
+    // privateDirAt: made 0700; an open directory closed to others; a link to a directory
+    // followed; a dangling link and a file refused.
+    privateDirAt(sys, `${tmp}/p1`);
+    assert.equal(mode(`${tmp}/p1`), 0o700);
+    Deno.mkdirSync(`${tmp}/p2`);
+    Deno.chmodSync(`${tmp}/p2`, 0o755);
+    Deno.symlinkSync(`${tmp}/p2`, `${tmp}/link`);
+    privateDirAt(sys, `${tmp}/link`);
+    assert.equal(mode(`${tmp}/p2`), 0o700);
+    Deno.symlinkSync(`${tmp}/nowhere`, `${tmp}/dangling`);
+    assert.throws(() => privateDirAt(sys, `${tmp}/dangling`), /cannot open .*dangling: ENOENT/);
+    assert.throws(() => Deno.lstatSync(`${tmp}/nowhere`), Deno.errors.NotFound);
+    Deno.writeTextFileSync(`${tmp}/file`, "");
+    assert.throws(() => privateDirAt(sys, `${tmp}/file`), /cannot open .*file: ENOTDIR/);
+    // replaceTextAt: the new text at the mode asked, whatever a stale tmp file's was.
+    Deno.writeTextFileSync(`${tmp}/.state.json.tmp`, "stale", { mode: 0o666 });
+    Deno.chmodSync(`${tmp}/.state.json.tmp`, 0o666);
+    replaceTextAt(sys, `${tmp}/state.json`, "{}\n", 0o600);
+    assert.equal(Deno.readTextFileSync(`${tmp}/state.json`), "{}\n");
+    assert.equal(mode(`${tmp}/state.json`), 0o600);
+    assert.throws(() => Deno.lstatSync(`${tmp}/.state.json.tmp`), Deno.errors.NotFound);
+    assert.throws(
+      () => replaceTextAt(sys, `${tmp}/none/state.json`, "", 0o600),
+      /cannot create .*\/none\/\.state\.json\.tmp: ENOENT/,
+    );
+    // readTextAt: text, or -errno.
+    assert.equal(readTextAt(sys, `${tmp}/state.json`), "{}\n");
+    assert.equal(readTextAt(sys, `${tmp}/missing`), -2);
+    assert.equal(readTextAt(sys, `${tmp}/state.json`, 2), -27); // EFBIG: over the cap
+  } finally {
+    Deno.removeSync(tmp, { recursive: true });
+  }
 });
