@@ -8,7 +8,7 @@
  * same inode, so nothing can be swapped in between. The read stops at the cap even when
  * the file grows meanwhile. No heavy imports: this module is on the start-up path.
  */
-import { C, type CStr, cstr, type Stat, type Sys } from "./sys/mod.ts";
+import { C, cstr, type Stat, type Sys } from "./sys/mod.ts";
 import { errnoName, MicroError } from "./errors.ts";
 
 export const KiB = 1024;
@@ -298,21 +298,28 @@ export function mkdirAt(sys: Sys, path: string, mode: number, parents = false): 
     rc = sys.mkdirat(C.AT_FDCWD, name, mode);
   }
   if (rc < 0) return rc;
-  return chmodThrough(sys, name, C.O_NOFOLLOW, mode);
+  // Through an O_PATH fd of what was made (O_NOFOLLOW: a link swapped in is refused), which
+  // needs no read permission (a directory whose umask-cut mode lacks the owner's read bit).
+  const fd = sys.open(name, C.O_PATH | C.O_DIRECTORY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+  if (fd < 0) return fd;
+  rc = chmodFd(sys, fd, mode);
+  sys.close(fd);
+  return rc;
 }
 
 /**
- * chmod of the directory at `name` through an O_PATH fd of it (`follow` 0: a final link is
- * followed; O_NOFOLLOW: refused): what is changed is what was opened, and no read permission
- * is needed to open it (a directory whose umask-cut mode lacks the owner's read bit). fchmod
- * takes no O_PATH fd; its /proc/self/fd link names that very inode. 0 or -errno.
+ * chmod of what the fd `fd` holds, an O_PATH fd included (fchmod takes none): through its
+ * /proc/self/fd link, which names that very inode. 0 or -errno.
  */
-export function chmodThrough(sys: Sys, name: CStr, follow: number, mode: number): number {
-  const fd = sys.open(name, C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC | follow, 0);
-  if (fd < 0) return fd;
-  const rc = sys.fchmodat(C.AT_FDCWD, cstr(`/proc/self/fd/${fd}`), mode);
-  sys.close(fd);
-  return rc;
+export function chmodFd(sys: Sys, fd: number, mode: number): number {
+  return sys.fchmodat(C.AT_FDCWD, cstr(`/proc/self/fd/${fd}`), mode);
+}
+
+/** The target of the symlink at `path` (not followed), or null when it is none or too long. */
+export function readLinkAt(sys: Sys, path: string): string | null {
+  const buf = new Uint8Array(4096); // PATH_MAX
+  const n = sys.readlinkat(C.AT_FDCWD, cstr(path), buf);
+  return n < 0 || n >= buf.length ? null : new TextDecoder().decode(buf.subarray(0, n));
 }
 
 /** A directory's entries (without `.` and `..`), or -errno: through an fd of its own. */
@@ -371,7 +378,6 @@ export const DT_DIR = 4;
  * the reason readQuiet gives.
  */
 export function typeAt(sys: Sys, path: string, follow = true): number {
-  const st: Stat = { mode: 0, size: 0, uid: 0, gid: 0 };
-  const rc = sys.fstatat(C.AT_FDCWD, cstr(path), follow ? 0 : C.AT_SYMLINK_NOFOLLOW, st);
-  return rc < 0 ? 0 : st.mode & C.S_IFMT;
+  const st = statAt(sys, path, follow);
+  return typeof st === "number" ? 0 : st.mode & C.S_IFMT;
 }

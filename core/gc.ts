@@ -9,7 +9,7 @@ import { C, cstr } from "./sys/mod.ts";
 import { readRecord, writeRecord } from "./store/containers.ts";
 import { hasPendingRestarts, markRestart } from "./supervisor/pending.ts";
 import { nextDelay, type RestartPolicy, shouldRestart } from "./supervisor/policy.ts";
-import { isAlive, readState, untrustedRoot } from "./stateroot.ts";
+import { isAlive, readState, runDirs } from "./stateroot.ts";
 import { removeRun, RUN_LOCK, type RunState } from "./state.ts";
 
 /**
@@ -63,17 +63,8 @@ export function gc(
   remove: typeof removeRun = removeRun,
 ): string[] {
   const cleaned: string[] = [];
-  if (untrustedRoot(root, uid)) return cleaned; // the run itself will refuse it, loudly
-  let entries: Deno.DirEntry[];
-  try {
-    entries = [...Deno.readDirSync(root)];
-  } catch {
-    return cleaned;
-  }
-  for (const e of entries) {
-    // Run ids never start with a dot; `.images` holds the images' shared records.
-    if (!e.isDirectory || e.name.startsWith(".")) continue;
-    const dir = `${root}/${e.name}`;
+  for (const name of runDirs(root, uid) ?? []) {
+    const dir = `${root}/${name}`;
     let state = readState(dir);
     if (state && isAlive(state.pid, state.startTime)) continue;
     if (!state) {
@@ -103,12 +94,12 @@ export function gc(
         if (state.keeper && isAlive(state.keeper.pid, state.keeper.startTime)) {
           kill(state.keeper.pid, state.keeper.startTime);
         }
-        if (state.record) detachedEnded(root, e.name, state);
+        if (state.record) detachedEnded(root, name, state);
       }
       // A rootless network's helper (pasta daemonizes) outlives a killed micro.
       stopLeftHelper(dir, sys);
       remove(dir, state, sys);
-      cleaned.push(e.name);
+      cleaned.push(name);
     } catch (err) {
       warn(
         `${dir}: ${String((err as Error)?.message ?? err).split("\n")[0]}; left for the next gc`,
@@ -164,17 +155,9 @@ export function deadNetworkRuns(
   uid: number,
   sys: () => Sys,
 ): { dir: string; containerPid?: number; lock?: number }[] {
-  if (untrustedRoot(root, uid)) return [];
-  let entries: Deno.DirEntry[];
-  try {
-    entries = [...Deno.readDirSync(root)];
-  } catch {
-    return [];
-  }
   const out: { dir: string; containerPid?: number; lock?: number }[] = [];
-  for (const e of entries) {
-    if (!e.isDirectory || e.name.startsWith(".")) continue;
-    const dir = `${root}/${e.name}`;
+  for (const name of runDirs(root, uid) ?? []) {
+    const dir = `${root}/${name}`;
     if (!hasNetworkRecord(dir)) continue;
     let state = readState(dir);
     if (state && isAlive(state.pid, state.startTime)) continue;
@@ -201,16 +184,10 @@ export function deadNetworkRuns(
  * starts one, which takes it over (core/supervisor/).
  */
 export function unsupervised(root: string, uid: number): boolean {
-  if (untrustedRoot(root, uid)) return false;
-  let entries: Deno.DirEntry[];
-  try {
-    entries = [...Deno.readDirSync(root)];
-  } catch {
-    return false;
-  }
-  for (const e of entries) {
-    if (!e.isDirectory || e.name.startsWith(".")) continue;
-    const state = readState(`${root}/${e.name}`);
+  const names = runDirs(root, uid);
+  if (names === null) return false;
+  for (const name of names) {
+    const state = readState(`${root}/${name}`);
     if (!state?.detached || isAlive(state.pid, state.startTime)) continue;
     if (isAlive(state.containerPid, state.containerStartTime)) return true;
   }

@@ -12,6 +12,7 @@ import {
   formatSize,
   MiB,
   readInRoot,
+  readLinkAt,
   readQuiet,
   readRegularFile,
   readRegularFileIfThere,
@@ -22,7 +23,7 @@ import { probeRootlessIds } from "./idmap.ts";
 import type { HostInfo } from "./plugin.ts";
 import { hasNamespace, type Spec } from "./spec.ts";
 import { resolveLinks } from "./paths.ts";
-import { C, cstr, type Stat, type Sys } from "./sys/mod.ts";
+import { C, cstr, type Sys } from "./sys/mod.ts";
 import { openLibc } from "./sys/libc.ts";
 import type { probeNetwork } from "./cni/probe.ts";
 
@@ -32,13 +33,9 @@ import type { probeNetwork } from "./cni/probe.ts";
  */
 export function resolveInRoot(root: string, path: string, sys = openLibc()): string {
   return root + resolveLinks(path, (p) => {
-    const name = cstr(root + p);
-    const st: Stat = { mode: 0, size: 0, uid: 0, gid: 0 };
-    if (sys.fstatat(C.AT_FDCWD, name, C.AT_SYMLINK_NOFOLLOW, st) < 0) return null;
-    if ((st.mode & C.S_IFMT) !== C.S_IFLNK) return undefined;
-    const buf = new Uint8Array(4096); // PATH_MAX
-    const n = sys.readlinkat(C.AT_FDCWD, name, buf);
-    return n < 0 ? null : new TextDecoder().decode(buf.subarray(0, n));
+    const type = typeAt(sys, root + p, false);
+    if (type === 0) return null;
+    return type === C.S_IFLNK ? readLinkAt(sys, root + p) : undefined;
   });
 }
 

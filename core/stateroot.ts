@@ -8,7 +8,7 @@ import type { RunState } from "./state.ts";
 import { hasPendingRestarts } from "./supervisor/pending.ts";
 import { DT_DIR, listDirAt, MiB, readQuiet, statAt, typeAt } from "./files.ts";
 import { openLibc } from "./sys/libc.ts";
-import { C } from "./sys/mod.ts";
+import { C, type Sys } from "./sys/mod.ts";
 
 export function stateRoot(uid: number): string {
   // Another state root (tests, a second instance): checked like any other (untrustedRoot).
@@ -89,20 +89,34 @@ export function readState(dir: string): RunState | null {
  */
 export function nothingToSweep(root: string, uid: number): boolean {
   if (untrustedRoot(root, uid)) return true; // the sweep leaves it; the run refuses it
-  const sys = openLibc();
-  const entries = listDirAt(sys, root);
-  if (typeof entries === "number") return true; // no state root: no runs
-  let supervised = false;
-  for (const e of entries) {
-    if (e.name === ".supervisor") supervised = true;
-    if (e.name.startsWith(".")) continue;
-    const type = e.type || typeAt(sys, `${root}/${e.name}`, false) >> 12; // DT_UNKNOWN
-    if (type !== DT_DIR) continue;
-    const state = readState(`${root}/${e.name}`);
+  const dirs = dirsIn(openLibc(), root);
+  if (dirs === null) return true; // no state root: no runs
+  for (const name of dirs) {
+    if (name.startsWith(".")) continue;
+    const state = readState(`${root}/${name}`);
     if (!state || !isAlive(state.pid, state.startTime)) return false;
   }
+  const supervised = dirs.includes(".supervisor");
   // Restarts are noted under .supervisor only (core/supervisor/pending.ts): where none was
   // ever noted, not looked for (a Deno call that fails costs the process's first error,
   // about 1 ms, measured).
   return !supervised || !hasPendingRestarts(root);
+}
+
+/**
+ * The state root's run directories (run ids never start with a dot; `.images` holds the
+ * images' shared records), or null when the root is not micro's to trust (the run itself
+ * refuses it, loudly) or cannot be listed.
+ */
+export function runDirs(root: string, uid: number): string[] | null {
+  if (untrustedRoot(root, uid)) return null;
+  return dirsIn(openLibc(), root)?.filter((name) => !name.startsWith(".")) ?? null;
+}
+
+/** The names of the directories in `dir` (links are not), or null when it cannot be listed. */
+function dirsIn(sys: Sys, dir: string): string[] | null {
+  const entries = listDirAt(sys, dir);
+  if (typeof entries === "number") return null;
+  return entries.filter((e) => (e.type || typeAt(sys, `${dir}/${e.name}`, false) >> 12) === DT_DIR // DT_UNKNOWN: a stat
+  ).map((e) => e.name);
 }

@@ -15,7 +15,7 @@ import type { Op } from "../ops.ts";
 import { containerDir, privateDirAt } from "./paths.ts";
 import { resolveRef } from "./resolve.ts";
 import { removeTreeSync as removeTree } from "./tmp.ts";
-import { FileError, mkdirAt, readQuiet, replaceTextAt, typeAt } from "../files.ts";
+import { FileError, mkdirAt, readLinkAt, readQuiet, replaceTextAt, typeAt } from "../files.ts";
 import { openLibc } from "../sys/libc.ts";
 import { C, cstr, type Sys } from "../sys/mod.ts";
 
@@ -190,7 +190,7 @@ function makeContainer(root: string, rec: ContainerRecord): void {
     const id = cstr(rec.id);
     let rc = sys.symlinkat(id, C.AT_FDCWD, cstr(link));
     if (rc === -17) {
-      const target = linkTarget(sys, cstr(link));
+      const target = readLinkAt(sys, link);
       if (target !== null) {
         const other = ID.test(target) ? readRecord(containerDir(root, target)) : null;
         if (other && other.name === rec.name) throw nameConflict(rec.name, other);
@@ -281,8 +281,8 @@ export function removeContainerDir(dir: string, sys: Sys): string | undefined {
       if (trashThere()) removeTree(trash, true, sys);
       rc = sys.renameat2(C.AT_FDCWD, cstr(dir), C.AT_FDCWD, cstr(trash), 0);
       if (rc === 0 && name !== undefined && /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(name)) {
-        const link = cstr(`${namesDir(parent.slice(0, parent.lastIndexOf("/")))}/${name}`);
-        if (linkTarget(sys, link) === id) sys.unlinkat(C.AT_FDCWD, link, 0);
+        const link = `${namesDir(parent.slice(0, parent.lastIndexOf("/")))}/${name}`;
+        if (readLinkAt(sys, link) === id) sys.unlinkat(C.AT_FDCWD, cstr(link), 0);
       }
     }
   } finally {
@@ -305,13 +305,6 @@ function recordName(sys: Sys, dir: string, id: string): string | undefined {
   } catch {
     return undefined; // not a record micro wrote
   }
-}
-
-/** A symlink's target through `sys`, or null. */
-function linkTarget(sys: Sys, link: Uint8Array): string | null {
-  const buf = new Uint8Array(4096); // PATH_MAX
-  const n = sys.readlinkat(C.AT_FDCWD, link, buf);
-  return n < 0 || n >= buf.length ? null : new TextDecoder().decode(buf.subarray(0, n));
 }
 
 /**

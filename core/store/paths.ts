@@ -1,4 +1,4 @@
-import { FileError } from "../files.ts";
+import { chmodFd, FileError } from "../files.ts";
 import { C, cstr, type Stat, type Sys } from "../sys/mod.ts";
 
 /**
@@ -62,7 +62,7 @@ export function privateDirAt(sys: Sys, path: string): void {
     const st: Stat = { mode: 0, size: 0, uid: 0, gid: 0 };
     let rc = sys.fstat(fd, st);
     if (rc === 0 && st.mode & 0o077) {
-      rc = sys.fchmodat(C.AT_FDCWD, cstr(`/proc/self/fd/${fd}`), 0o700);
+      rc = chmodFd(sys, fd, 0o700);
     }
     if (rc < 0) throw new FileError("chmod", path, -rc);
   } finally {

@@ -9,7 +9,7 @@ import { lockFile } from "./lock.ts";
 import { removeTreeAsOwner } from "./rmtree.ts";
 import { C, cstr, type Stat, type Sys } from "../sys/mod.ts";
 import { openLibc } from "../sys/libc.ts";
-import { direntsAt, DT_DIR } from "../files.ts";
+import { chmodFd, direntsAt, DT_DIR } from "../files.ts";
 
 export function tmpDir(root: string): string {
   return `${root}/tmp`;
@@ -168,7 +168,7 @@ function openUpAt(sys: Sys, fd: number, list: (fd: number) => string[], depth: n
   if (sys.fstat(fd, st) < 0 || (st.mode & C.S_IFMT) !== C.S_IFDIR) return;
   if ((st.mode & 0o700) !== 0o700) {
     // Not ours (another owner's, under root's store): the removal reports it.
-    sys.fchmodat(C.AT_FDCWD, cstr(`/proc/self/fd/${fd}`), (st.mode & 0o7777) | 0o700);
+    chmodFd(sys, fd, (st.mode & 0o7777) | 0o700);
   }
   if (depth >= OPEN_UP_DEPTH) return;
   for (const name of list(fd)) {

@@ -617,18 +617,23 @@ Deno.test("sync maps: the child waits for its id maps first, then again after it
   assert.equal(h.filter((c) => c === "prctl(4, 0, 0, 0, 0)").length, 1);
 });
 
-Deno.test("compileChild: copy-up or hook ops before loadChildSteps are an internal error, not a child that compiles", async () => {
-  // A module instance of its own: another test may have loaded the steps in this one.
-  const fresh = await import(
-    "../../core/engine/child.ts?fresh"
-  ) as typeof import("../../core/engine/child.ts");
-  const copyUp = op("rootfs", "mount", "mount", {
+/** A tmpfs on /usr filled from the image (a copy-up mount op). */
+function copyUpUsr(): Op {
+  return op("rootfs", "mount", "mount", {
     source: "tmpfs",
     target: "/usr",
     fstype: "tmpfs",
     flags: [],
     copyUp: true,
   });
+}
+
+Deno.test("compileChild: copy-up or hook ops before loadChildSteps are an internal error, not a child that compiles", async () => {
+  // A module instance of its own: another test may have loaded the steps in this one.
+  const fresh = await import(
+    "../../core/engine/child.ts?fresh"
+  ) as typeof import("../../core/engine/child.ts");
+  const copyUp = copyUpUsr();
   const ops: Op[] = [copyUp, execve(["/bin/sh"])];
   assert.throws(
     () => fresh.compileChild(ops, context({ sync: "root" }), new RecordingSys()),
@@ -639,13 +644,7 @@ Deno.test("compileChild: copy-up or hook ops before loadChildSteps are an intern
 });
 
 Deno.test("sync root: a tmpfs filled from the image, a device node, and with a network the masks wait for the attach", async () => {
-  const copyUp = op("rootfs", "mount", "mount", {
-    source: "tmpfs",
-    target: "/usr",
-    fstype: "tmpfs",
-    flags: [],
-    copyUp: true,
-  });
+  const copyUp = copyUpUsr();
   const mknod = op("rootfs", "mount", "mknod", {
     path: "/dev/fuse",
     type: "c",
