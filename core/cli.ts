@@ -12,8 +12,7 @@
 import { MicroError } from "./errors.ts";
 import { FileRefused, formatSize, readRegularFile, TEXT_CAP } from "./files.ts";
 import { openLibc } from "./sys/libc.ts";
-import { isIPv4, parsePublish } from "./cni/ports.ts";
-import { checkAddHost } from "./cni/dns.ts";
+import { checkAddHost, isIPv4, parsePublish } from "./cni/ports.ts";
 import { parseBurst, parseRate } from "./cni/rate.ts";
 import { parseMountFlag, parseTmpfs, parseVolumeFlag } from "./mounts.ts";
 import { parseSize } from "./cgroups/units.ts";

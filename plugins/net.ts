@@ -6,24 +6,31 @@
  * rootless, it is pasta where installed. `pasta` and `slirp4netns` are the rootless
  * networks (core/usernet): a helper process of the caller's gives the namespace a tap.
  */
-import { DEFAULT_CONFIG_DIR, MICRO_NETWORK } from "../core/cni/config.ts";
-import { checkAddHost, resolvConf } from "../core/cni/dns.ts";
-import { isIPv4, parsePublish, type PortMapping } from "../core/cni/ports.ts";
-import { hostOf, parseCidr } from "../core/cni/subnet.ts";
+import { DEFAULT_CONFIG_DIR, MICRO_NETWORK } from "../core/cni/facts.ts";
+import { checkAddHost, isIPv4, parsePublish, type PortMapping } from "../core/cni/ports.ts";
 import { MicroError } from "../core/errors.ts";
 import { type Op, op } from "../core/ops.ts";
-import {
-  PACKAGE,
-  SLIRP_ADDRESS,
-  SLIRP_DNS,
-  SLIRP_SOCKET,
-  type Tool,
-} from "../core/usernet/args.ts";
+import type { Tool } from "../core/usernet/args.ts";
 import type { HostInfo, Plugin } from "../core/plugin.ts";
 import type { Spec } from "../core/spec.ts";
 import { addNamespace, cloneOp, joinOp, joinProblems } from "./_ns.ts";
 
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+
+/** The networks whose check and plan need core/cni/netplan.ts. */
+const NEEDS_HELPERS = ["bridge", "cni", "pasta", "slirp4netns"];
+
+let helpers: typeof import("../core/cni/netplan.ts") | undefined;
+
+/** Loads what check() and plan() need for a bridge, CNI or rootless network. */
+export async function loadNetHelpers(): Promise<void> {
+  helpers ??= await import("../core/cni/netplan.ts");
+}
+
+function need(): typeof import("../core/cni/netplan.ts") {
+  if (!helpers) throw new Error("internal: the network plugin's helpers were not loaded");
+  return helpers;
+}
 /** `container:NAME`: a running micro container whose network namespace is joined. */
 const JOIN = /^container:([a-zA-Z0-9][a-zA-Z0-9_.-]{0,127})$/;
 
@@ -47,6 +54,7 @@ const SUN_PATH_MAX = 107;
 
 function usernetOps(spec: Spec, host: HostInfo, tool: Tool, path: string): Op[] {
   const n = spec.micro.net!;
+  const { resolvConf, SLIRP_ADDRESS, SLIRP_DNS } = need();
   const resolv = resolvConf(host.net!.resolv, host.net!.resolvUpstream, {
     servers: n.dns.length ? n.dns : tool === "slirp4netns" ? [SLIRP_DNS] : [],
     search: n.dnsSearch,
@@ -187,6 +195,9 @@ export const net: Plugin<NetOptions> = {
       ...(o.publishAll ? { publishAll: true } : {}),
     };
   },
+  async load(spec) {
+    if (NEEDS_HELPERS.includes(spec.micro.network)) await loadNetHelpers();
+  },
   plan(spec, host): Op[] {
     const mode = spec.micro.network;
     if (mode === "host") return [];
@@ -235,7 +246,7 @@ export const net: Plugin<NetOptions> = {
             files: {
               dir: host.stateDir,
               hostname: spec.hostname || host.hostname || host.id,
-              resolv: resolvConf(host.net.resolv, host.net.resolvUpstream, {
+              resolv: need().resolvConf(host.net.resolv, host.net.resolvUpstream, {
                 servers: n.dns,
                 search: n.dnsSearch,
               }),
@@ -306,11 +317,11 @@ export const net: Plugin<NetOptions> = {
           new MicroError(`--network ${mode} needs ${mode}, which is not installed`, {
             phase: "check",
             plugin: "net",
-            hint: `Debian: apt install ${PACKAGE[mode]}`,
+            hint: `Debian: apt install ${need().PACKAGE[mode]}`,
           }),
         );
       }
-      const socket = `${host.stateDir}/${SLIRP_SOCKET}`;
+      const socket = `${host.stateDir}/${need().SLIRP_SOCKET}`;
       const bytes = new TextEncoder().encode(socket).length;
       if (mode === "slirp4netns" && bytes > SUN_PATH_MAX) {
         // sockaddr_un's sun_path holds 108 bytes with the NUL: slirp4netns would fail later.
@@ -341,6 +352,7 @@ export const net: Plugin<NetOptions> = {
         }),
       );
     } else if (n?.ip !== undefined && net) {
+      const { hostOf, parseCidr } = need();
       const c = net.subnet ? parseCidr(net.subnet) : undefined;
       if (!net.ips) {
         errors.push(

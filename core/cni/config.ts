@@ -8,6 +8,7 @@ import { MicroError } from "../errors.ts";
 import { FileRefused, MiB, readRegularFile } from "../files.ts";
 import { openLibc } from "../sys/libc.ts";
 import { parseJsonLimited } from "./json.ts";
+import { MICRO_NETWORK } from "./facts.ts";
 
 /** What a configuration file may weigh; real ones are a few hundred bytes. */
 export const CONFIG_CAP = MiB;
@@ -31,8 +32,8 @@ export interface ConfList {
 /** Network and plugin names: what libcni accepts, and never a path. */
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 
-/** The default config directory, as every CNI runtime's. */
-export const DEFAULT_CONFIG_DIR = "/etc/cni/net.d";
+export { DEFAULT_CONFIG_DIR } from "./facts.ts";
+export { MICRO_NETWORK };
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
@@ -166,9 +167,8 @@ export function loadConfList(
   });
 }
 
-/** The bridge of micro's own network, and the network's name. */
+/** The bridge of micro's own network (its name: MICRO_NETWORK). */
 export const MICRO_BRIDGE = "micro0";
-export const MICRO_NETWORK = "micro";
 
 /**
  * The rate limiter chained after micro's own network's plugins when a run asks for a limit

@@ -74,19 +74,6 @@ export function hostsFile(name: string, address: string | undefined, extra: stri
   return lines.join("\n") + "\n";
 }
 
-/** `--add-host NAME:IP` (the IP may be IPv6, so only the first colon splits). */
-export function checkAddHost(text: string): string | undefined {
-  const i = text.indexOf(":");
-  if (i <= 0 || i === text.length - 1) return `expected NAME:IP, got "${text}"`;
-  const name = text.slice(0, i);
-  const ip = text.slice(i + 1);
-  if (!/^[A-Za-z0-9]([A-Za-z0-9.-]*)$/.test(name)) return `"${name}" is not a host name`;
-  if (!/^(\d{1,3}\.){3}\d{1,3}$/.test(ip) && !/^[0-9a-fA-F:]+$/.test(ip)) {
-    return `"${ip}" is not an IP address`;
-  }
-  return undefined;
-}
-
 /**
  * Writes the run's hosts, hostname and resolv.conf into its state dir (`dir`), 0644: what
  * the mount plugin binds over the image's (CNI networks and the rootless helpers alike).

@@ -9,6 +9,12 @@ import type { Sys } from "../sys/mod.ts";
 
 export const DEFAULT_CNI_PATH = ["/usr/lib/cni", "/opt/cni/bin"];
 
+/** The default config directory, as every CNI runtime's. */
+export const DEFAULT_CONFIG_DIR = "/etc/cni/net.d";
+
+/** micro's own network's name (its bridge: MICRO_BRIDGE, core/cni/config.ts). */
+export const MICRO_NETWORK = "micro";
+
 /** systemd-resolved's list of the upstream servers behind its 127.0.0.53 stub. */
 export const RESOLVED_UPSTREAM = "/run/systemd/resolve/resolv.conf";
 

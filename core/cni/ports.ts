@@ -1,6 +1,8 @@
 /**
  * `-p, --publish [HOST_IP:]HOST_PORT:CTR_PORT[/tcp|udp]`, ranges too (`8080-8081:80-81`),
- * as Docker; turned into the portmap plugin's `portMappings` capability argument.
+ * as Docker; turned into the portmap plugin's `portMappings` capability argument. With the
+ * other syntax checks of the network flags (`--ip`, `--add-host`) that run before a network
+ * is chosen: the rest of core/cni loads only for a network (plugins/net.ts `load`).
  */
 
 export interface PortMapping {
@@ -60,6 +62,19 @@ export function parsePublish(text: string): PortMapping[] | string {
 export function isIPv4(s: string): boolean {
   const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
   return m !== null && m.slice(1).every((x) => Number(x) <= 255);
+}
+
+/** `--add-host NAME:IP` (the IP may be IPv6, so only the first colon splits). */
+export function checkAddHost(text: string): string | undefined {
+  const i = text.indexOf(":");
+  if (i <= 0 || i === text.length - 1) return `expected NAME:IP, got "${text}"`;
+  const name = text.slice(0, i);
+  const ip = text.slice(i + 1);
+  if (!/^[A-Za-z0-9]([A-Za-z0-9.-]*)$/.test(name)) return `"${name}" is not a host name`;
+  if (!/^(\d{1,3}\.){3}\d{1,3}$/.test(ip) && !/^[0-9a-fA-F:]+$/.test(ip)) {
+    return `"${ip}" is not an IP address`;
+  }
+  return undefined;
 }
 
 /** `0.0.0.0:8080/tcp`: how a mapping is named in messages. */

@@ -13,8 +13,11 @@ import { planRun } from "../../core/plan.ts";
 import type { HostInfo, NetFacts } from "../../core/plugin.ts";
 import { bandwidth } from "../../plugins/bandwidth.ts";
 import { PLUGINS } from "../../plugins/mod.ts";
-import { resolveAuto } from "../../plugins/net.ts";
+import { loadNetHelpers, resolveAuto } from "../../plugins/net.ts";
 import { microList, netHost, netSpec } from "./_net.ts";
+
+// What plugins/net.ts loads for a network in a run (its load()), before any plan here.
+await loadNetHelpers();
 
 Deno.test("bandwidth: rates in tc's units, bare numbers are bit/s; junk and zero refused", () => {
   assert.equal(parseRate("10mbit"), 10_000_000);

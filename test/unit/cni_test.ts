@@ -12,7 +12,7 @@ import {
   parseConfList,
   untrusted,
 } from "../../core/cni/config.ts";
-import { checkAddHost, hostsFile, resolvConf } from "../../core/cni/dns.ts";
+import { hostsFile, resolvConf } from "../../core/cni/dns.ts";
 import {
   addNetwork,
   CACHE_FILE,
@@ -28,7 +28,7 @@ import {
 import { gcNetworks } from "../../core/cni/gc.ts";
 import { currentNetns } from "../../core/cni/attach.ts";
 import { jsonDepth, parseJsonLimited } from "../../core/cni/json.ts";
-import { parsePublish } from "../../core/cni/ports.ts";
+import { checkAddHost, parsePublish } from "../../core/cni/ports.ts";
 import { chooseSubnet, parseRoutes } from "../../core/cni/subnet.ts";
 import { MicroError } from "../../core/errors.ts";
 import { networkProbe } from "../../core/host.ts";
@@ -36,8 +36,11 @@ import { openLibc } from "../../core/sys/libc.ts";
 import { planRun } from "../../core/plan.ts";
 import type { HostInfo, NetFacts } from "../../core/plugin.ts";
 import { PLUGINS } from "../../plugins/mod.ts";
-import { net, resolveAuto } from "../../plugins/net.ts";
+import { loadNetHelpers, net, resolveAuto } from "../../plugins/net.ts";
 import { netHost, netSpec } from "./_net.ts";
+
+// What plugins/net.ts loads for a network in a run (its load()), before any plan here.
+await loadNetHelpers();
 
 async function withDir<T>(fn: (dir: string) => Promise<T> | T): Promise<T> {
   const dir = Deno.makeTempDirSync({ prefix: "micro-cni-test-" });

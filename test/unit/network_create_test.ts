@@ -33,8 +33,11 @@ import { MicroError } from "../../core/errors.ts";
 import { planRun } from "../../core/plan.ts";
 import type { HostInfo, NetFacts } from "../../core/plugin.ts";
 import { PLUGINS } from "../../plugins/mod.ts";
-import { net } from "../../plugins/net.ts";
+import { loadNetHelpers, net } from "../../plugins/net.ts";
 import { netHost, netSpec } from "./_net.ts";
+
+// What plugins/net.ts loads for a network in a run (its load()), before any plan here.
+await loadNetHelpers();
 
 const ID = "ab".repeat(32);
 

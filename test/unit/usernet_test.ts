@@ -7,7 +7,10 @@ import { hostfwdRequest, pastaArgs, slirpArgs } from "../../core/usernet/args.ts
 import { buildSpec } from "../../core/plan.ts";
 import { resolveProfile } from "../../core/profile.ts";
 import { PLUGINS } from "../../plugins/mod.ts";
-import { resolveAuto } from "../../plugins/net.ts";
+import { loadNetHelpers, resolveAuto } from "../../plugins/net.ts";
+
+// What plugins/net.ts loads for a network in a run (its load()), before any plan here.
+await loadNetHelpers();
 
 const WEB = { hostPort: 8080, containerPort: 80, protocol: "tcp" as const, hostIP: "" };
 
