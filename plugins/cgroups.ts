@@ -248,6 +248,9 @@ const cpuList = {
 
 const DEFAULT_PARENT = "micro";
 
+/** The OCI runtime's parent for a container whose config names no cgroupsPath. */
+export const OCI_PARENT = "micro-oci";
+
 const V1_ALWAYS = ["cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids"];
 
 export const cgroups: Plugin<CgroupsOptions> = {
@@ -625,8 +628,11 @@ function sysfsMount(spec: Spec, host: HostInfo): Op[] {
   return [op("rootfs", "cgroups", "cgroup-mount", { version: 1, hierarchies, readonly })];
 }
 
-/** micro's own parent is removed once empty; one the user named only if micro made it. */
-const ownedParent = (parent: string) => parent === DEFAULT_PARENT;
+/**
+ * micro's own parents (a run's, and the OCI runtime's default) are removed once empty; one
+ * the user named only if micro made it.
+ */
+const ownedParent = (parent: string) => parent === DEFAULT_PARENT || parent === OCI_PARENT;
 
 function planV1(spec: Spec, host: HostInfo, r: Resources): Op[] {
   const c = spec.micro.cgroup!;

@@ -30,7 +30,7 @@ import type { Sys } from "../sys/mod.ts";
 import { cleanPath } from "../paths.ts";
 import { isFlagOption, SUPERBLOCK_OPTIONS } from "../mounts.ts";
 import { DEFAULT_PATH } from "../process.ts";
-import { OCI_RESOURCES } from "../../plugins/cgroups.ts";
+import { OCI_PARENT, OCI_RESOURCES } from "../../plugins/cgroups.ts";
 import {
   type Hook,
   type HookKind,
@@ -955,11 +955,11 @@ const ORDER = [
 
 /**
  * `linux.cgroupsPath` ("/a/b/leaf" or "a/b/leaf") as a parent and a leaf; none: micro's
- * own parent (`micro-oci`) and the container's id. systemd's "slice:prefix:name" form
+ * own parent (`micro-oci`, removed once empty as a run's `micro` is) and the container's id. systemd's "slice:prefix:name" form
  * needs --systemd-cgroup, which micro refuses.
  */
 export function cgroupOf(path: string | undefined, id: string): { parent: string; name: string } {
-  if (!path) return { parent: "micro-oci", name: id };
+  if (!path) return { parent: OCI_PARENT, name: id };
   if (path.includes(":")) {
     throw bad(
       "linux.cgroupsPath",
@@ -975,5 +975,5 @@ export function cgroupOf(path: string | undefined, id: string): { parent: string
     throw bad("linux.cgroupsPath", `"${path}" is not a cgroup path micro accepts`);
   }
   const name = parts.pop()!;
-  return { parent: parts.length ? parts.join("/") : "micro-oci", name };
+  return { parent: parts.length ? parts.join("/") : OCI_PARENT, name };
 }

@@ -73,3 +73,19 @@ Deno.test("an OCI resources key micro does not know is a profile error with its 
     (e: Error) => /cgroups\.resources\.memory\.kernel.*unknown key/.test(e.message),
   );
 });
+
+Deno.test("cgroups: micro's own parents (micro, the OCI runtime's micro-oci) go once empty; a user's stays", () => {
+  const owned = (parent: string) => {
+    const { profile } = resolveProfile([], { cgroups: { parent } }, PLUGINS);
+    const input = { image: "/img", args: ["true"], terminal: false, stdin: false };
+    const spec = buildSpec(input, profile, PLUGINS);
+    const levels = planRun(spec, HOST, PLUGINS).flatMap((o) =>
+      o.kind === "cgroup-create" && o.args.shared ? [o.args.owned] : []
+    );
+    assert.ok(levels.length > 0, parent);
+    return [...new Set(levels)];
+  };
+  assert.deepEqual(owned("micro"), [true]);
+  assert.deepEqual(owned("micro-oci"), [true]);
+  assert.deepEqual(owned("system.slice"), [false]);
+});
