@@ -19,7 +19,9 @@ $(DENO) fmt --check
 $(DENO) lint
 $(DENO) check main.ts
 $(DENO) test -A test/unit/
+$(SUDO)tools/leftovers.sh list >dist/.leftovers
 $(SUDO)$(DENO) test -A test/integration/
+$(SUDO)tools/leftovers.sh check dist/.leftovers
 endef
 
 # The integration tests find the binary and the image here.
