@@ -7,7 +7,7 @@
 import { errnoName, EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, hintFor, MicroError } from "../errors.ts";
 import { CHILD_PHASES, type Op } from "../ops.ts";
 import { RunSignals, signalName } from "../signals.ts";
-import { C, type CStr, cstr, cstrArray, type Sys } from "../sys/mod.ts";
+import { C, type CStr, cstr, type Sys } from "../sys/mod.ts";
 import type { RecordedCgroup } from "../cgroups/fs.ts";
 import { ParentOps, rootHostId } from "./parent.ts";
 import { Watchdog } from "./watchdog.ts";
@@ -232,76 +232,14 @@ export function decodeStatus(status: number): RunResult {
 }
 
 /**
- * Runs a setuid id-map helper (newuidmap, newgidmap) on the waiting child, with an empty
- * environment but for the C locale; a failure is one line naming the helper, its exit status
- * and what it printed. Spawned through `sys.spawn` (posix_spawn): the child waits meanwhile,
- * and Deno.Command's first use in a process costs about 10 ms.
- */
-export async function runIdmapHelper(
-  o: Op & { kind: "idmap-helper" },
-  pid: number,
-  sys: Sys,
-): Promise<void> {
-  const { helper, map, args } = o.args;
-  const argv = [helper, String(pid), ...args.split(" ")];
-  const name = helper.slice(helper.lastIndexOf("/") + 1);
-  const fail = (message: string, errno?: number) =>
-    new MicroError(message, {
-      phase: "attach",
-      plugin: o.plugin,
-      op: name,
-      paths: { pid: String(pid), [map]: JSON.stringify(args) },
-      errno,
-      hint: errno === undefined
-        ? `check your ranges in /etc/sub${map === "uid_map" ? "uid" : "gid"} and that ${helper} ` +
-          "is setuid root (or has file capabilities)"
-        : `install newuidmap and newgidmap (Debian: uidmap)`,
-    });
-  const err = new Int32Array(2);
-  let rc = sys.pipe2(err, C.O_CLOEXEC);
-  if (rc < 0) throw fail(`cannot run ${helper}: pipe2`, -rc);
-  const devNull = sys.open(DEV_NULL, C.O_RDWR | C.O_CLOEXEC, 0);
-  const child = devNull < 0
-    ? devNull
-    : sys.spawn(cstr(helper), cstrArray(argv), cstrArray(["LC_ALL=C"]), [devNull, devNull, err[1]]);
-  if (devNull >= 0) sys.close(devNull);
-  sys.close(err[1]);
-  if (child < 0) {
-    sys.close(err[0]);
-    throw fail(`cannot run ${helper}`, -child);
-  }
-  // What it says on stderr (the first 4 KiB), until it ends.
-  const said = new Uint8Array(4096);
-  const chunk = new Uint8Array(4096);
-  let size = 0;
-  try {
-    for (;;) {
-      const n = await sys.readAsync(err[0], chunk, chunk.length);
-      if (n <= 0) break;
-      const keep = Math.min(n, said.length - size);
-      said.set(chunk.subarray(0, keep), size);
-      size += keep;
-    }
-  } finally {
-    sys.close(err[0]);
-  }
-  const { pid: got, status } = await sys.waitpid(child);
-  rc = got < 0 ? 1 << 8 : status;
-  if (rc === 0) return;
-  const text = new TextDecoder().decode(said.subarray(0, size)).trim()
-    .split("\n").map((l) => l.trim()).filter((l) => l).join("; ");
-  const sig = rc & 0x7f;
-  const how = sig ? `killed by ${signalName(sig)}` : `exit status ${(rc >> 8) & 0xff}`;
-  throw fail(text ? `${how}: ${text}` : how);
-}
-
-/**
  * The attach phase's id maps: the child's uid_map, gid_map and setgroups written directly,
  * or by the setuid helpers for a rootless range, in plan order.
  */
 async function attach(plan: Op[], pid: number, sys: Sys): Promise<void> {
   for (const o of plan) {
-    if (o.phase === "attach" && o.kind === "idmap-helper") await runIdmapHelper(o, pid, sys);
+    if (o.phase === "attach" && o.kind === "idmap-helper") {
+      await (await import("./idmap_helper.ts")).runIdmapHelper(o, pid, sys);
+    }
     if (o.phase === "attach" && o.kind === "cpu-affinity") {
       // Before the child joins its cgroup (ParentOps.attach, after this): the CPUs it runs
       // on as it moves there (OCI execCPUAffinity.initial, as runc).
@@ -362,9 +300,9 @@ export function sealedTrampoline(sys: Sys): number {
 }
 
 /** The child died of a signal before it reached execve: nothing outside it exists yet. */
-class FailedStart extends Error {}
+export class FailedStart extends Error {}
 /** The kernel refused the vfork clone: the fork path from the start, not counted as a try. */
-class VforkRefused extends FailedStart {}
+export class VforkRefused extends FailedStart {}
 
 /**
  * A first process that died before its exec: started again once on the fork path; a vfork
@@ -493,66 +431,6 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
 }
 
 /**
- * OCI `create`: prepares (cgroups), clones and attaches the child, releases it, and returns
- * once it has sent READY and waits on the exec fifo (`opts.execFifo`), with the terminal's
- * master when it made one (the caller's to pass on and close). Nothing of micro
- * stays: no watchdog, no supervision; the caller (conmon, containerd's shim) reaps it. On
- * failure everything made is undone; on success the cgroups stay (`delete` removes them,
- * from the records `onCgroups` gave).
- */
-export async function createDetached(
-  plan: Op[],
-  opts: EngineOptions,
-  sys: Sys,
-): Promise<{ pid: number; master: number }> {
-  if ((opts.execFifo ?? -1) < 0 && !opts.detached) {
-    throw new Error("createDetached without an exec fifo or detached");
-  }
-  const flags = cloneFlags(plan) | C.SIGCHLD;
-  const childOps = plan.filter((o) => CHILD_PHASES.includes(o.phase));
-  await loadChildSteps(childOps);
-  const parent = new ParentOps(plan, sys, { onCreate: opts.onCgroups });
-  const network = await networksOf(plan, sys, false);
-  const signals = opts.signals ?? new RunSignals();
-  let ok = false;
-  try {
-    parent.prepare();
-    for (let attempt = 0;; attempt++) {
-      if (signals.stopSignal) throw stoppedError(signals.stopSignal);
-      for (const p of await network.cleanup()) opts.onCleanupProblem?.(p);
-      try {
-        const { pid, ends } = await start(
-          plan,
-          childOps,
-          flags,
-          opts,
-          sys,
-          parent,
-          network,
-          signals,
-          null,
-        );
-        ok = true;
-        return { pid, master: ends.master };
-      } catch (e) {
-        if (!(e instanceof FailedStart)) throw e;
-        if (e instanceof VforkRefused) {
-          attempt--;
-          continue;
-        }
-        if (attempt > 0) throw new MicroError(e.message, { phase: "clone", plugin: "engine" });
-      }
-    }
-  } finally {
-    if (!opts.signals) signals.remove();
-    if (!ok) {
-      for (const p of await network.cleanup()) opts.onCleanupProblem?.(p);
-      for (const p of parent.cleanup()) opts.onCleanupProblem?.(p);
-    }
-  }
-}
-
-/**
  * Detached copies of the directories holding the overlay's lower layers (a store image's,
  * when they share one) and its upper and work directories, with the empty directories of
  * the run's state the child attaches them on (see FD_LAYERS in child.ts): the store above
@@ -605,7 +483,7 @@ interface Networks {
  * network), the rootless helpers. Each module is loaded only when the plan has its ops, and
  * before the clone (nothing may be compiled after it: core/v8.ts).
  */
-async function networksOf(plan: Op[], sys: Sys, usernet: boolean): Promise<Networks> {
+export async function networksOf(plan: Op[], sys: Sys, usernet: boolean): Promise<Networks> {
   const all: Networks[] = [];
   if (plan.some((o) => o.kind === "cni-add" || o.kind === "net-join-files")) {
     const { NetworkOps } = await import("../cni/attach.ts");
@@ -649,7 +527,7 @@ export function syncMode(plan: Op[], flags: number, opts: EngineOptions): ChildC
 const FIRST_ATTACH: ReadonlySet<string> = new Set(["idmap-helper", "proc-write", "cpu-affinity"]);
 
 /** Clones the child, attaches it and waits until it has exec'd (or failed). */
-async function start(
+export async function start(
   plan: Op[],
   childOps: Op[],
   flags: number,

@@ -10,7 +10,8 @@ import { MicroError } from "../errors.ts";
 import { op } from "../ops.ts";
 import type { IdMapping } from "../spec.ts";
 import { C, cstr, cstrArray, type Sys } from "../sys/mod.ts";
-import { decodeStatus, runIdmapHelper } from "./mod.ts";
+import { decodeStatus } from "./mod.ts";
+import { runIdmapHelper } from "./idmap_helper.ts";
 import { mapText } from "../idmap.ts";
 
 export interface UsernsMaps {

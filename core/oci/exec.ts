@@ -9,7 +9,8 @@
 import { MicroError } from "../errors.ts";
 import { openLibc } from "../sys/libc.ts";
 import { C, type Sys } from "../sys/mod.ts";
-import { createDetached, decodeStatus } from "../engine/mod.ts";
+import { decodeStatus } from "../engine/mod.ts";
+import { createDetached } from "../engine/detached.ts";
 import { type Op, op } from "../ops.ts";
 import { capName } from "../caps.ts";
 import { configToSpec, parseConfig, readConfig } from "./config.ts";

@@ -19,7 +19,7 @@ import {
   rootlessMaps,
 } from "../../core/idmap.ts";
 import { runChecks } from "../../core/checks.ts";
-import { runIdmapHelper } from "../../core/engine/mod.ts";
+import { runIdmapHelper } from "../../core/engine/idmap_helper.ts";
 import { MicroError } from "../../core/errors.ts";
 import { op } from "../../core/ops.ts";
 import { buildSpec, formatPlan, planRun } from "../../core/plan.ts";
