@@ -4,7 +4,8 @@ import { gcState } from "./_gc.ts";
 
 export async function profile(argv: string[]): Promise<number> {
   await gcState();
-  const { listProfiles, loadYaml, showProfile } = await import("../core/profile.ts");
+  const { loadYaml } = await import("../core/profile.ts");
+  const { listProfiles, showProfile } = await import("../core/profile_show.ts");
   const { PLUGINS } = await import("../plugins/mod.ts");
   if (argv[1] === "list") {
     const all = listProfiles();

@@ -29,7 +29,7 @@ import {
   validate,
 } from "./schema.ts";
 import type { ObjectSchema, Schema } from "./schema_types.ts";
-import { lineAt, type LineTree, loadYaml, type ParsedYaml, parseYaml, yaml } from "./yaml.ts";
+import { lineAt, type LineTree, loadYaml, type ParsedYaml, parseYaml } from "./yaml.ts";
 import { EMBEDDED, EMBEDDED_PARSED } from "../profiles/_embedded.ts";
 
 export { loadYaml };
@@ -292,7 +292,7 @@ function locator(lines: LineTree): Locate {
 }
 
 /** The embedded parse of a built-in (JSON of a `ParsedYaml`), when there is one. */
-function preparsed(builtins: Record<string, string>, name: string): string | undefined {
+export function preparsed(builtins: Record<string, string>, name: string): string | undefined {
   return builtins === EMBEDDED && Object.hasOwn(EMBEDDED_PARSED, name)
     ? EMBEDDED_PARSED[name]
     : undefined;
@@ -570,69 +570,4 @@ export function resolveProfile(
     ? { description: merged.description, process: toProcess(merged.process), sections }
     : { process: toProcess(merged.process), sections };
   return { profile, sources: loader.layers.map((l) => l.label) };
-}
-
-/** The built-in profiles with their descriptions, by name. */
-export function listProfiles(
-  builtins: Record<string, string> = EMBEDDED,
-): { name: string; description: string }[] {
-  return Object.keys(builtins).sort().map((name) => {
-    const json = preparsed(builtins, name);
-    const data = json !== undefined
-      ? (JSON.parse(json) as { data?: unknown }).data
-      : yaml().parseDocument(builtins[name]).toJS();
-    const description = isPlainObject(data) && typeof data.description === "string"
-      ? data.description
-      : "";
-    return { name, description };
-  });
-}
-
-function rlimitText(r: Rlimit): string {
-  const t = (n: number) => n === RLIM_INFINITY ? "unlimited" : String(n);
-  return r.soft === r.hard ? t(r.soft) : `${t(r.soft)}:${t(r.hard)}`;
-}
-
-/**
- * A resolved profile as YAML, itself a valid profile (for `micro profile show`; the yaml
- * library must be loaded).
- */
-export function profileToYaml(resolved: Resolved): string {
-  const { profile, sources } = resolved;
-  const p = profile.process;
-  const process: Record<string, unknown> = {};
-  if (Object.keys(p.env).length > 0) process.env = p.env;
-  if (p.user !== undefined) process.user = p.user;
-  if (p.defaultUser !== undefined) process.defaultUser = p.defaultUser;
-  if (p.groups.length > 0) process.groups = p.groups;
-  if (p.cwd !== undefined) process.cwd = p.cwd;
-  if (p.noNewPrivileges) process.noNewPrivileges = true;
-  if (p.init) process.init = true;
-  if (Object.keys(p.rlimits).length > 0) {
-    process.rlimits = Object.fromEntries(
-      Object.entries(p.rlimits).map(([k, r]) => [k, rlimitText(r)]),
-    );
-  }
-  const doc: Record<string, unknown> = {};
-  if (profile.description !== undefined) doc.description = profile.description;
-  doc.process = process;
-  const off: string[] = [];
-  for (const [name, s] of Object.entries(profile.sections)) {
-    if (s.enabled) doc[name] = s.options;
-    else off.push(name);
-  }
-  let text = `# resolved from: ${sources.join(", ")}\n`;
-  if (off.length > 0) text += `# disabled: ${off.join(", ")}\n`;
-  return text + yaml().stringify(doc, { lineWidth: 0 });
-}
-
-/** `micro profile show NAME...`: the resolved profile as YAML text. */
-export function showProfile(
-  refs: string | readonly string[],
-  plugins: readonly PluginSchema[],
-  opts: ResolveOptions = {},
-): string {
-  return profileToYaml(
-    resolveProfile(typeof refs === "string" ? [refs] : refs, null, plugins, opts),
-  );
 }

@@ -9,7 +9,7 @@ import { DEFAULT_CNI_PATH } from "../cni/facts.ts";
 import { MicroError, MicroErrors } from "../errors.ts";
 import { exists } from "../host.ts";
 import { parseSubids } from "../idmap.ts";
-import { listProfiles } from "../profile.ts";
+import { listProfiles } from "../profile_show.ts";
 import { openLibc } from "../sys/libc.ts";
 import type { Sys } from "../sys/mod.ts";
 

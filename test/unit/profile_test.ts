@@ -2,17 +2,15 @@ import assert from "node:assert/strict";
 import { parseRun } from "../../core/cli.ts";
 import { MicroError, MicroErrors } from "../../core/errors.ts";
 import {
-  listProfiles,
   MAX_EXTENDS_DEPTH,
   mergeLayers,
   normalizePath,
   type PluginSchema,
-  profileToYaml,
   type ResolveOptions,
   resolveProfile,
   RLIM_INFINITY,
-  showProfile,
 } from "../../core/profile.ts";
+import { listProfiles, profileToYaml, showProfile } from "../../core/profile_show.ts";
 import type { Schema } from "../../core/schema_types.ts";
 import { EMBEDDED } from "../../profiles/_embedded.ts";
 import { EMBEDDED_FILE, readProfiles, render } from "../../tools/embed_profiles.ts";
