@@ -197,6 +197,8 @@ export interface Spec {
     /** The cgroups plugin's placement and the device rates still named by path. */
     cgroup?: {
       parent: string;
+      /** The parent is micro's choice (the OCI runtime's default): removed once empty. */
+      ownParent?: boolean;
       required: boolean;
       /** The container's cgroup at /sys/fs/cgroup: read-only, writable, or not mounted. */
       mount?: "ro" | "rw" | "none";

@@ -629,14 +629,15 @@ function sysfsMount(spec: Spec, host: HostInfo): Op[] {
 }
 
 /**
- * micro's own parents (a run's, and the OCI runtime's default) are removed once empty; one
- * the user named only if micro made it.
+ * micro's own parents (a run's `micro`, and `micro-oci` where the OCI runtime chose it for a
+ * config that names none) are removed once empty; one the user named only if micro made it.
  */
-const ownedParent = (parent: string) => parent === DEFAULT_PARENT || parent === OCI_PARENT;
+const ownedParent = (c: { parent: string; ownParent?: boolean }) =>
+  c.parent === DEFAULT_PARENT || c.ownParent === true;
 
 function planV1(spec: Spec, host: HostInfo, r: Resources): Op[] {
   const c = spec.micro.cgroup!;
-  const owned = ownedParent(c.parent);
+  const owned = ownedParent(c);
   const ops: Op[] = [];
   const cleanup: Op[] = [];
   // The usual controllers, and those only these limits need (hugetlb, net_cls, ...).
@@ -748,7 +749,7 @@ function writeOp(dir: string, w: Write): Op {
 
 function planV2(spec: Spec, host: HostInfo, r: Resources): Op[] {
   const c = spec.micro.cgroup!;
-  const owned = ownedParent(c.parent);
+  const owned = ownedParent(c);
   const root = `${host.cgroup.v2!.mount}${host.cgroup.base}`;
   const parentDir = `${root}/${c.parent}`;
   const dir = `${parentDir}/${host.id}`;

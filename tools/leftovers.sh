@@ -4,14 +4,19 @@
 # hierarchy), the entries of the default state roots (/run/micro, /run/micro-oci), the
 # mounts under them, and links named micro*.
 #
-#   tools/leftovers.sh list           prints them, one per line, sorted
-#   tools/leftovers.sh check BEFORE   fails, naming each, if any is new since BEFORE (a list
-#                                     printed earlier: `make test` takes one before the
-#                                     integration suite and checks after it)
+#   tools/leftovers.sh list                  prints them, one per line, sorted
+#   tools/leftovers.sh around FILE CMD...    lists them into FILE, runs CMD, then fails naming
+#                                            each one that is new (`make test` runs the
+#                                            integration suite so); exits with CMD's status
+#                                            when it failed, else 1 for a leftover
 #
-# A test that leaks shows here even when it passed; see the test's cleanup, and remove the
+# A cleanup that is still finishing (a killed run's cgroup emptying) gets 5 seconds. What
+# another user starts on the host meanwhile shows too: run the suite on a host of its own.
+# A test that leaks shows here even when it passed: see the test's cleanup, and remove the
 # leftover by hand (rmdir for an empty cgroup, `micro rm -f` for a run).
 set -eu
+LC_ALL=C
+export LC_ALL
 
 list() {
   {
@@ -19,7 +24,7 @@ list() {
       [ -d "$root" ] || continue
       for parent in micro micro-oci; do
         [ -d "$root/$parent" ] || continue
-        echo "cgroup $root/$parent"
+        printf 'cgroup %s\n' "$root/$parent"
         find "$root/$parent" -mindepth 1 -maxdepth 2 -type d 2>/dev/null | sed 's/^/cgroup /'
       done
     done
@@ -34,23 +39,41 @@ list() {
   } | sort -u
 }
 
+# $1: a list printed earlier. Prints what is there now and was not then.
+new_since() {
+  list | comm -13 "$1" -
+}
+
 case ${1:-} in
   list) list ;;
-  check)
-    [ -f "${2:-}" ] || {
-      echo "leftovers: no list to compare with: ${2:-}" >&2
+  around)
+    [ $# -ge 3 ] || {
+      echo "usage: tools/leftovers.sh around FILE CMD..." >&2
       exit 2
     }
-    new=$(list | comm -13 "$2" -)
+    before=$2
+    shift 2
+    list >"$before"
+    status=0
+    "$@" || status=$?
+    new=$(new_since "$before")
+    tries=0
+    while [ -n "$new" ] && [ $tries -lt 10 ]; do
+      sleep 0.5
+      tries=$((tries + 1))
+      new=$(new_since "$before")
+    done
     if [ -n "$new" ]; then
-      echo "leftovers: the tests left these on the host:" >&2
+      echo "leftovers: these stayed on the host after: $*" >&2
       printf '%s\n' "$new" | sed 's/^/  /' >&2
-      exit 1
+      [ $status -ne 0 ] || status=1
+    else
+      echo "leftovers: none"
     fi
-    echo "leftovers: none"
+    exit $status
     ;;
   *)
-    echo "usage: tools/leftovers.sh list | check BEFORE" >&2
+    echo "usage: tools/leftovers.sh list | around FILE CMD..." >&2
     exit 2
     ;;
 esac

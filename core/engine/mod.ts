@@ -231,6 +231,9 @@ export function decodeStatus(status: number): RunResult {
   return { exitCode: 128 + sig, signal: sig };
 }
 
+/** The setuid id-map helpers' runner: loaded by `start`, before the clone, for a plan with them. */
+let idmapHelper: typeof import("./idmap_helper.ts") | undefined;
+
 /**
  * The attach phase's id maps: the child's uid_map, gid_map and setgroups written directly,
  * or by the setuid helpers for a rootless range, in plan order.
@@ -238,7 +241,8 @@ export function decodeStatus(status: number): RunResult {
 async function attach(plan: Op[], pid: number, sys: Sys): Promise<void> {
   for (const o of plan) {
     if (o.phase === "attach" && o.kind === "idmap-helper") {
-      await (await import("./idmap_helper.ts")).runIdmapHelper(o, pid, sys);
+      if (!idmapHelper) throw new Error("internal: the id-map helpers' runner was not loaded");
+      await idmapHelper.runIdmapHelper(o, pid, sys);
     }
     if (o.phase === "attach" && o.kind === "cpu-affinity") {
       // Before the child joins its cgroup (ParentOps.attach, after this): the CPUs it runs
@@ -538,6 +542,10 @@ export async function start(
   signals: RunSignals,
   watchdog: Watchdog | null,
 ): Promise<{ pid: number; ends: StdioEnds }> {
+  // Nothing may be compiled after the clone (core/v8.ts): what attach needs is loaded now.
+  if (plan.some((o) => o.phase === "attach" && o.kind === "idmap-helper")) {
+    idmapHelper ??= await import("./idmap_helper.ts");
+  }
   const fds: number[] = [];
   const closeAll = () => {
     for (const fd of fds.splice(0)) sys.close(fd);

@@ -914,6 +914,7 @@ export function configToSpec(config: OciConfig, bundle: string, id: string): Tra
   spec.micro.cgroupLimits = Object.keys(r).length > 0;
   spec.micro.cgroup = {
     parent: cgroup.parent,
+    ...(cgroup.own ? { ownParent: true } : {}),
     // A config.json's limits are MUSTs: the run fails where the host cannot apply them.
     required: true,
     mount: cgroupMount,
@@ -954,12 +955,16 @@ const ORDER = [
 ];
 
 /**
- * `linux.cgroupsPath` ("/a/b/leaf" or "a/b/leaf") as a parent and a leaf; none: micro's
- * own parent (`micro-oci`, removed once empty as a run's `micro` is) and the container's id. systemd's "slice:prefix:name" form
- * needs --systemd-cgroup, which micro refuses.
+ * `linux.cgroupsPath` ("/a/b/leaf" or "a/b/leaf") as a parent and a leaf; none, or a leaf
+ * alone: micro's own parent (`micro-oci`, `own`: removed once empty, as a run's `micro` is)
+ * and the container's id or the leaf. systemd's "slice:prefix:name" form needs
+ * --systemd-cgroup, which micro refuses.
  */
-export function cgroupOf(path: string | undefined, id: string): { parent: string; name: string } {
-  if (!path) return { parent: OCI_PARENT, name: id };
+export function cgroupOf(
+  path: string | undefined,
+  id: string,
+): { parent: string; name: string; own?: true } {
+  if (!path) return { parent: OCI_PARENT, name: id, own: true };
   if (path.includes(":")) {
     throw bad(
       "linux.cgroupsPath",
@@ -975,5 +980,5 @@ export function cgroupOf(path: string | undefined, id: string): { parent: string
     throw bad("linux.cgroupsPath", `"${path}" is not a cgroup path micro accepts`);
   }
   const name = parts.pop()!;
-  return { parent: parts.length ? parts.join("/") : OCI_PARENT, name };
+  return parts.length ? { parent: parts.join("/"), name } : { parent: OCI_PARENT, name, own: true };
 }

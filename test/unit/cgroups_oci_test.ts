@@ -74,18 +74,21 @@ Deno.test("an OCI resources key micro does not know is a profile error with its 
   );
 });
 
-Deno.test("cgroups: micro's own parents (micro, the OCI runtime's micro-oci) go once empty; a user's stays", () => {
-  const owned = (parent: string) => {
-    const { profile } = resolveProfile([], { cgroups: { parent } }, PLUGINS);
+Deno.test("cgroups: micro's own parents (micro; micro-oci where the OCI runtime chose it) go once empty; a user's stays", () => {
+  const owned = (cgroups: Record<string, unknown>, own = false) => {
+    const { profile } = resolveProfile([], { cgroups }, PLUGINS);
     const input = { image: "/img", args: ["true"], terminal: false, stdin: false };
     const spec = buildSpec(input, profile, PLUGINS);
+    if (own) spec.micro.cgroup!.ownParent = true;
     const levels = planRun(spec, HOST, PLUGINS).flatMap((o) =>
       o.kind === "cgroup-create" && o.args.shared ? [o.args.owned] : []
     );
-    assert.ok(levels.length > 0, parent);
+    assert.ok(levels.length > 0);
     return [...new Set(levels)];
   };
-  assert.deepEqual(owned("micro"), [true]);
-  assert.deepEqual(owned("micro-oci"), [true]);
-  assert.deepEqual(owned("system.slice"), [false]);
+  assert.deepEqual(owned({}), [true]);
+  assert.deepEqual(owned({ parent: "micro-oci" }, true), [true]);
+  // Named by the user (--cgroup-parent, a config's cgroupsPath): left, even as micro-oci.
+  assert.deepEqual(owned({ parent: "micro-oci" }), [false]);
+  assert.deepEqual(owned({ parent: "system.slice" }), [false]);
 });

@@ -127,7 +127,7 @@ Deno.test("oci config: runc's default spec becomes micro's spec", () => {
     "caps",
   ]);
   assert.deepEqual(joins, []);
-  assert.deepEqual(cgroup, { parent: "micro-oci", name: "id1" });
+  assert.deepEqual(cgroup, { parent: "micro-oci", name: "id1", own: true });
   // relatime on the cgroup mount is dropped with it; nothing else is unapplied.
   assert.deepEqual(warnings, []);
 });
@@ -200,7 +200,7 @@ Deno.test("oci config: what micro cannot honour is an error (MUST) or a warning 
 Deno.test("oci config: cgroupsPath is a parent and a leaf; systemd's form is refused", () => {
   assert.deepEqual(cgroupOf("/machine/abc", "id"), { parent: "machine", name: "abc" });
   assert.deepEqual(cgroupOf("a/b/c", "id"), { parent: "a/b", name: "c" });
-  assert.deepEqual(cgroupOf("/abc", "id"), { parent: "micro-oci", name: "abc" });
+  assert.deepEqual(cgroupOf("/abc", "id"), { parent: "micro-oci", name: "abc", own: true });
   throwsLine(() => cgroupOf("system.slice:libpod:abc", "id"), /systemd cgroup path/);
   throwsLine(() => cgroupOf("/a/../b", "id"), /not a cgroup path/);
 });
@@ -379,7 +379,7 @@ Deno.test("oci ids and cgroupsPath: a name over NAME_MAX (255) is refused up fro
   );
   assert.throws(() => checkId("a".repeat(1024)), /1024 characters, over 255/);
   assert.throws(() => checkId("a/b"), /invalid container id "a\/b"/);
-  assert.deepEqual(cgroupOf(undefined, "x"), { parent: "micro-oci", name: "x" });
+  assert.deepEqual(cgroupOf(undefined, "x"), { parent: "micro-oci", name: "x", own: true });
   assert.deepEqual(cgroupOf(`/p/${"l".repeat(255)}`, "x"), { parent: "p", name: "l".repeat(255) });
   assert.throws(() => cgroupOf(`/p/${"l".repeat(256)}`, "x"), /not a cgroup path micro accepts/);
 });
