@@ -2,7 +2,8 @@
 # What a micro run or test leaves on the host, which nothing may: the cgroup directories
 # micro makes (its parents `micro` and `micro-oci` and the runs under them, in every
 # hierarchy), the entries of the default state roots (/run/micro, /run/micro-oci), the
-# mounts under them, and links named micro*.
+# mounts under them, links named micro*, and the containers and volumes of the default
+# store (/var/lib/micro: a test's run without --rm is kept there).
 #
 #   tools/leftovers.sh list                  prints them, one per line, sorted
 #   tools/leftovers.sh around FILE CMD...    lists them into FILE, runs CMD, then fails naming
@@ -31,6 +32,10 @@ list() {
     for dir in /run/micro /run/micro-oci; do
       [ -d "$dir" ] || continue
       find "$dir" -mindepth 1 -maxdepth 1 2>/dev/null | sed 's/^/state /'
+    done
+    for dir in /var/lib/micro/containers /var/lib/micro/volumes; do
+      [ -d "$dir" ] || continue
+      find "$dir" -mindepth 1 -maxdepth 1 ! -name '.*' 2>/dev/null | sed 's/^/store /'
     done
     awk '$5 ~ /^\/run\/micro(-oci)?\// { print "mount " $5 }' /proc/self/mountinfo
     if command -v ip >/dev/null 2>&1; then

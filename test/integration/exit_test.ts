@@ -116,7 +116,7 @@ microTest(
   "-it through a real terminal: window size, TERM, tty, exit code",
   async () => {
     const r = await scriptRun(
-      `stty rows 33 cols 99; exec ${MICRO} run -it ${IMAGE} sh`,
+      `stty rows 33 cols 99; exec ${MICRO} run --rm -it ${IMAGE} sh`,
       'stty size; echo "T=$TERM"; tty; exit 7\n',
     );
     assert.equal(r.code, 7, show(r));
@@ -132,7 +132,7 @@ microTest(
   "-it under hardened: the terminal works through the user namespace",
   async () => {
     const r = await scriptRun(
-      `stty rows 20 cols 70; exec ${MICRO} run -it --profile hardened ${IMAGE} sh`,
+      `stty rows 20 cols 70; exec ${MICRO} run --rm -it --profile hardened ${IMAGE} sh`,
       "stty size; ls -l $(tty) | cut -c1-10; exit 5\n",
     );
     assert.equal(r.code, 5, show(r));
