@@ -75,8 +75,10 @@ trap 'rm -rf "$work"' EXIT
 # the entry, and its chunks); but yaml, which core/yaml.ts imports at run time from
 # lib/micro.yaml.js (YAML_BUNDLE there), as the default export of a bundle of its own.
 # micro.js, what Deno runs, is entry.ts's bundle, which imports lib/main.js (MAIN_BUNDLE).
-"$deno" bundle --quiet --config deno.json --platform deno --code-splitting \
-  --outdir "$work/lib" "$entry"
+# Minified (with source maps, below): V8 compiles every function a run loads, and the
+# smaller text costs a run about 1.5 ms and its attached parent 0.25 MB (bench/README.md).
+"$deno" bundle --quiet --config deno.json --platform deno --code-splitting --minify \
+  --sourcemap=linked --outdir "$work/lib" "$entry"
 name=$(basename "$entry" .ts).js
 [ "$name" = main.js ] || mv "$work/lib/$name" "$work/lib/main.js"
 "$deno" bundle --quiet --config deno.json --platform deno -o "$work/micro.js" entry.ts
@@ -89,13 +91,17 @@ if grep -ql 'Excessive alias count' "$work"/lib/*.js; then
 fi
 # A static import of a node: module is hoisted to a bundle's top and loads Deno's Node
 # layer wherever the bundle loads (node:crypto: about 40 ms): load them where they are used.
-if grep -qE '^import .* from "node:' "$work"/lib/*.js "$work/micro.js"; then
-  die "a static node: import in the bundle ($(grep -ohE '^import .* from "node:[a-z_/]+"' "$work"/lib/*.js "$work/micro.js" | head -1)): import it lazily"
+# (Minified: `import{a as b}from"node:x"`, after a `;` or at a line's start.)
+node_import='(^|[;}])import ?([{*][^;(]*|[A-Za-z_$][^;(]*)?from ?"node:[a-z_/]+"'
+if grep -qE "$node_import" "$work"/lib/*.js "$work/micro.js"; then
+  die "a static node: import in the bundle ($(grep -ohE "$node_import" "$work"/lib/*.js "$work/micro.js" | head -1)): import it lazily"
 fi
 # Deno reads at start every module a literal `import("./x.js")` names, transitively: every
 # command's chunks (125 files, where `micro ps` loads 35). Made non-literal, a chunk is read
-# when a command imports it (resolved against the importing chunk, as before).
-sed -i -E 's/import\("(\.\/[A-Za-z0-9_.-]+\.js)"\)/import(["\1"][0])/g' "$work"/lib/*.js
+# when a command imports it (resolved against the importing chunk, as before). The source
+# maps follow the columns that moved, keep no sources (the repository has them) and name
+# each `micro:PATH`, so a stack trace points into the repository (tools/finish_lib.ts).
+"$deno" run --quiet --no-config -A tools/finish_lib.ts "$work/lib"
 if grep -qE 'import\("\./' "$work"/lib/*.js; then
   die "a literal dynamic import is left in lib/ ($(grep -ohE 'import\("\./[^)]*\)' "$work"/lib/*.js | head -1))"
 fi
