@@ -80,7 +80,11 @@ trap 'rm -rf "$work"' EXIT
 "$deno" bundle --quiet --config deno.json --platform deno --code-splitting --minify \
   --sourcemap=linked --outdir "$work/lib" "$entry"
 name=$(basename "$entry" .ts).js
-[ "$name" = main.js ] || mv "$work/lib/$name" "$work/lib/main.js"
+if [ "$name" != main.js ]; then
+  mv "$work/lib/$name" "$work/lib/main.js"
+  mv "$work/lib/$name.map" "$work/lib/main.js.map"
+  sed -i "s|^//# sourceMappingURL=$name.map\$|//# sourceMappingURL=main.js.map|" "$work/lib/main.js"
+fi
 "$deno" bundle --quiet --config deno.json --platform deno -o "$work/micro.js" entry.ts
 if grep -q '^// main.ts$' "$work/micro.js" || ! grep -q 'lib/main.js' "$work/micro.js"; then
   die "entry.ts's bundle holds main.ts, or does not import lib/main.js"
@@ -91,16 +95,18 @@ if grep -ql 'Excessive alias count' "$work"/lib/*.js; then
 fi
 # A static import of a node: module is hoisted to a bundle's top and loads Deno's Node
 # layer wherever the bundle loads (node:crypto: about 40 ms): load them where they are used.
-# (Minified: `import{a as b}from"node:x"`, after a `;` or at a line's start.)
-node_import='(^|[;}])import ?([{*][^;(]*|[A-Za-z_$][^;(]*)?from ?"node:[a-z_/]+"'
+# (Minified: `import{a as b}from"node:x"`, `export*from"node:x"`, `import"node:x"`, after a
+# `;` or `}` or at a line's start.)
+node_import='(^|[;}])(import ?([{*][^;(]*|[A-Za-z_$][^;(]*)?from ?|export ?[{*][^;(]*from ?|import ?)"node:[a-z_/]+"'
 if grep -qE "$node_import" "$work"/lib/*.js "$work/micro.js"; then
   die "a static node: import in the bundle ($(grep -ohE "$node_import" "$work"/lib/*.js "$work/micro.js" | head -1)): import it lazily"
 fi
 # Deno reads at start every module a literal `import("./x.js")` names, transitively: every
 # command's chunks (125 files, where `micro ps` loads 35). Made non-literal, a chunk is read
 # when a command imports it (resolved against the importing chunk, as before). The source
-# maps follow the columns that moved, keep no sources (the repository has them) and name
-# each `micro:PATH`, so a stack trace points into the repository (tools/finish_lib.ts).
+# maps follow the columns that moved (most minified chunks are one line), keep no sources
+# (the repository has them) and name each `micro:PATH`, so a stack trace points into the
+# repository (tools/finish_lib.ts).
 "$deno" run --quiet --no-config -A tools/finish_lib.ts "$work/lib"
 if grep -qE 'import\("\./' "$work"/lib/*.js; then
   die "a literal dynamic import is left in lib/ ($(grep -ohE 'import\("\./[^)]*\)' "$work"/lib/*.js | head -1))"

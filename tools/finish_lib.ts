@@ -4,8 +4,8 @@
  * - a literal dynamic import of a chunk, `import("./x.js")`, becomes `import(["./x.js"][0])`:
  *   Deno reads at start every module a literal one names, transitively (every command's
  *   chunks), and a non-literal one only when it runs;
- * - each source map follows: the columns of what the rewrite moved shifted (the minified
- *   chunks are a line or two, so a shift moves the rest of the line), `sourcesContent`
+ * - each source map follows: the columns of what the rewrite moved shifted (most minified
+ *   chunks are one line, so a shift moves the rest of the line), `sourcesContent`
  *   dropped (the sources are not shipped: a map only places a stack frame), and each source
  *   named `micro:PATH` by its path in the repository, so an internal error's stack reads
  *   `at f (micro:core/engine/mod.ts:412:9)` wherever the bundle was unpacked.
@@ -18,6 +18,7 @@ const DIGIT = new Map([...B64].map((c, i) => [c, i]));
 
 /** One segment's fields (Base64 VLQ, as the source map format has them). */
 export function decodeSegment(text: string): number[] {
+  if (!text) throw new Error("source map: an empty segment");
   const out: number[] = [];
   let value = 0;
   let shift = 0;
@@ -82,12 +83,15 @@ export function rewriteImports(text: string): {
   text: string;
   shifts: Map<number, [number, number][]>;
 } {
+  // Source maps count these as line breaks too; esbuild's ASCII output has none.
+  if (/[\r\u2028\u2029]/.test(text)) throw new Error("a chunk holds a line break other than \\n");
   const shifts = new Map<number, [number, number][]>();
   const lines = text.split("\n").map((line, n) =>
     line.replace(DYNAMIC, (_m, path: string, at: number) => {
-      // Said at the column of the import, as the line was (a later match's `at` is too).
+      // In the line's columns before any rewrite (a later match's `at` is too): the string
+      // after `import(` moves by the `[` (1), what follows its closing quote by `][0]` too.
       const list = shifts.get(n) ?? [];
-      list.push([at, 5]);
+      list.push([at + 6, 1], [at + 8 + path.length, 4]);
       shifts.set(n, list);
       return `import(["${path}"][0])`;
     })

@@ -18,6 +18,7 @@ Deno.test("finish_lib: Base64 VLQ segments decode what they encode", () => {
   }
   assert.equal(encodeSegment([0, 0, 16, 1]), "AAgBC"); // the format's own example values
   assert.throws(() => decodeSegment("g"), /ends inside a number/);
+  assert.throws(() => decodeSegment(""), /an empty segment/);
 });
 
 Deno.test("finish_lib: a rewrite moves the columns after it on its line, not before or elsewhere", () => {
@@ -25,16 +26,22 @@ Deno.test("finish_lib: a rewrite moves the columns after it on its line, not bef
     'a;import("./x.js");b;import("./y.js");c\nimport("./z.js")',
   );
   assert.equal(text, 'a;import(["./x.js"][0]);b;import(["./y.js"][0]);c\nimport(["./z.js"][0])');
-  assert.deepEqual([...shifts], [[0, [[2, 5], [21, 5]]], [1, [[0, 5]]]]);
-  // Line 0: segments at columns 0 ("a"), 19 ("b"), 38 ("c"); line 1: one at 0.
+  assert.deepEqual([...shifts], [[0, [[8, 1], [16, 4], [27, 1], [35, 4]]], [1, [[6, 1], [14, 4]]]]);
+  // Line 0: segments at columns 0 ("a"), 9 (the first string), 19 ("b"), 38 ("c"); line 1:
+  // at 0 (the import) and 7 (its string).
   const seg = (col: number) => encodeSegment([col, 0, 0, 0]);
-  const mappings = [seg(0), seg(19), seg(19)].join(",") + ";" + seg(0);
-  const moved = shiftColumns(mappings, shifts).split(";").map((line) =>
-    line.split(",").map((s) => decodeSegment(s)[0])
-  );
-  // Absolute columns 0, 19 (+5: after the first import), 38 (+10): deltas 0, 24, 24.
-  assert.deepEqual(moved, [[0, 24, 24], [0]]);
+  const mappings = [seg(0), seg(9), seg(10), seg(19)].join(",") + ";" + [seg(0), seg(7)].join(",");
+  const moved = shiftColumns(mappings, shifts).split(";").map((line) => {
+    let col = 0;
+    return line.split(",").map((s) => col += decodeSegment(s)[0]);
+  });
+  // The string moves by its "[" (1); what follows an import by 5; "c" by 10.
+  assert.deepEqual(moved, [[0, 10, 24, 48], [0, 8]]);
+  // ... to where those characters are in the rewritten text.
+  const [l0, l1] = text.split("\n");
+  assert.deepEqual([l0[10], l0[24], l0[48], l1[8]], ['"', "b", "c", '"']);
   assert.equal(sourceName("../../../core/run.ts"), "micro:core/run.ts");
+  assert.throws(() => rewriteImports("a;\r\nb"), /line break other than/);
 });
 
 Deno.test("finish_lib: a minified, split bundle's stack trace names the source's line and column", async () => {
