@@ -132,7 +132,7 @@ function warn(m: string): void {
 async function list(dir: string, a: Args): Promise<number> {
   if (a.names.length) throw new MicroError("micro network ls takes no names", { hint: USAGE });
   const n = await import("../core/cni/networks.ts");
-  const { MICRO_NETWORK } = await import("../core/cni/config.ts");
+  const { MICRO_NETWORK } = await import("../core/cni/facts.ts");
   const rows = [
     { id: await n.defaultNetworkId(), name: MICRO_NETWORK },
     ...n.listNetworks(dir, warn),
@@ -218,11 +218,12 @@ async function inspect(dir: string, a: Args): Promise<number> {
   }
   const n = await import("../core/cni/networks.ts");
   const c = await import("../core/cni/config.ts");
+  const { MICRO_NETWORK } = await import("../core/cni/facts.ts");
   const out: unknown[] = [];
   let failed = 0;
   for (const name of a.names) {
     let net: Omit<Network, "name" | "list">;
-    if (name === c.MICRO_NETWORK || name === "bridge") {
+    if (name === MICRO_NETWORK || name === "bridge") {
       const { chooseSubnet } = await import("../core/cni/subnet.ts");
       const free = chooseSubnet(n.hostRoutes(), c.MICRO_BRIDGE);
       net = {
@@ -242,7 +243,7 @@ async function inspect(dir: string, a: Args): Promise<number> {
       }
       net = found;
     }
-    const listName = name === "bridge" ? c.MICRO_NETWORK : name;
+    const listName = name === "bridge" ? MICRO_NETWORK : name;
     const containers: Record<string, unknown> = {};
     for (const x of await attached(listName)) {
       containers[x.id] = { Name: x.name, IPv4Address: x.address, Ports: x.ports };

@@ -31,6 +31,7 @@ function need(): typeof import("../core/cni/netplan.ts") {
   if (!helpers) throw new Error("internal: the network plugin's helpers were not loaded");
   return helpers;
 }
+
 /** `container:NAME`: a running micro container whose network namespace is joined. */
 const JOIN = /^container:([a-zA-Z0-9][a-zA-Z0-9_.-]{0,127})$/;
 

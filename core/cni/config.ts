@@ -32,9 +32,6 @@ export interface ConfList {
 /** Network and plugin names: what libcni accepts, and never a path. */
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 
-export { DEFAULT_CONFIG_DIR } from "./facts.ts";
-export { MICRO_NETWORK };
-
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }

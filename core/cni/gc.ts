@@ -8,7 +8,8 @@ import { CACHE_FILE, cachedAttachment, delNetwork, readCache } from "./exec.ts";
 import { currentNetns, isPinned, NETNS_FILE, unpinNetns } from "./attach.ts";
 import { openLibc } from "../sys/libc.ts";
 import { MicroError } from "../errors.ts";
-import { MICRO_BRIDGE, MICRO_NETWORK } from "./config.ts";
+import { MICRO_BRIDGE } from "./config.ts";
+import { MICRO_NETWORK } from "./facts.ts";
 import { removeBridgeIfUnused, withCniLock } from "./bridge.ts";
 import { IPAM_DIR } from "./probe.ts";
 

@@ -10,7 +10,8 @@ import { MicroError } from "../errors.ts";
 import { FileRefused, readRegularFile } from "../files.ts";
 import { openLibc } from "../sys/libc.ts";
 import { parseJsonLimited } from "./json.ts";
-import { CONFIG_CAP, type ConfList, MICRO_BRIDGE, MICRO_NETWORK, parseConfList } from "./config.ts";
+import { CONFIG_CAP, type ConfList, MICRO_BRIDGE, parseConfList } from "./config.ts";
+import { MICRO_NETWORK } from "./facts.ts";
 import {
   chooseSubnet,
   type Cidr,
