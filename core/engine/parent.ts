@@ -163,18 +163,20 @@ export class ParentOps {
         case "cgroup-create": {
           const { path, shared } = o.args;
           if (!creates.includes(o)) continue;
+          // 0755 at most, even under umask 0: a cgroup others may write is one they may fill,
+          // or make a future run's directory in (runc makes them 0755 too).
           const record = records[creates.indexOf(o)];
           if (record.created && !shared) break; // made on an earlier try
           if (shared) {
             // Through sys: a parent there already (another container runs) is EEXIST, an
             // answer, where Deno's mkdir would throw the process's first error (about 1 ms).
-            const rc = this.sys.mkdirat(C.AT_FDCWD, cstr(path), 0o777);
+            const rc = this.sys.mkdirat(C.AT_FDCWD, cstr(path), 0o755);
             if (rc === 0) record.created = true;
             else if (rc === -2) throw new ParentGone(cgroupError(o, "mkdir", { path }, 2));
             else if (rc !== -17) fail(o, "mkdir", { path }, -rc);
             break;
           }
-          const made = this.sys.mkdirat(C.AT_FDCWD, cstr(path), 0o777);
+          const made = this.sys.mkdirat(C.AT_FDCWD, cstr(path), 0o755);
           if (made === -2) throw new ParentGone(cgroupError(o, "mkdir", { path }, 2));
           // A run's own dir that exists already is not ours: fail, and never touch it.
           if (made < 0) fail(o, "mkdir", { path }, -made);

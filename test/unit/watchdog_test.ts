@@ -291,7 +291,7 @@ Deno.test("execute: the watchdog is forked in the container's sweep, before the 
     // The run's cgroup made (through sys), the watchdog's pipe 3,4 and the cgroup's fd 5; the
     // container's pipe 6,7, socket 8,9.
     assert.deepEqual(calls.slice(0, 3), [
-      `mkdirat(-100, "${dir}", 0o777)`,
+      `mkdirat(-100, "${dir}", 0o755)`,
       "pipe2([3,4], 0x80000)",
       `open("${dir}", 0x${(C.O_DIRECTORY | C.O_CLOEXEC).toString(16)}, 0)`,
     ]);
