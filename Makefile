@@ -19,7 +19,7 @@ $(DENO) fmt --check
 $(DENO) lint
 $(DENO) check main.ts
 $(DENO) test -A test/unit/
-$(SUDO)tools/leftovers.sh around dist/.leftovers $(DENO) test -A test/integration/
+$(SUDO)tools/leftovers.sh around $(DENO) test -A test/integration/
 endef
 
 # The integration tests find the binary and the image here.

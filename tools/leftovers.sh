@@ -5,11 +5,13 @@
 # mounts under them, links named micro*, and the containers and volumes of the default
 # store (/var/lib/micro: a test's run without --rm is kept there).
 #
-#   tools/leftovers.sh list                  prints them, one per line, sorted
-#   tools/leftovers.sh around FILE CMD...    lists them into FILE, runs CMD, then fails naming
-#                                            each one that is new (`make test` runs the
-#                                            integration suite so); exits with CMD's status
-#                                            when it failed, else 1 for a leftover
+#   tools/leftovers.sh list              prints them, one per line, sorted
+#   tools/leftovers.sh around CMD...     lists them, runs CMD, then fails naming each one that
+#                                        is new (`make test` runs the integration suite so);
+#                                        exits with CMD's status when it failed, else 1 for a
+#                                        leftover. The list before is kept in a file of its
+#                                        own (mktemp), never in one the checkout's owner could
+#                                        have made a link or a FIFO (this runs as root)
 #
 # A cleanup that is still finishing (a killed run's cgroup emptying) gets 5 seconds. What
 # another user starts on the host meanwhile shows too: run the suite on a host of its own.
@@ -52,12 +54,13 @@ new_since() {
 case ${1:-} in
   list) list ;;
   around)
-    [ $# -ge 3 ] || {
-      echo "usage: tools/leftovers.sh around FILE CMD..." >&2
+    [ $# -ge 2 ] || {
+      echo "usage: tools/leftovers.sh around CMD..." >&2
       exit 2
     }
-    before=$2
-    shift 2
+    shift
+    before=$(mktemp)
+    trap 'rm -f "$before"' EXIT
     list >"$before"
     status=0
     "$@" || status=$?
@@ -78,7 +81,7 @@ case ${1:-} in
     exit $status
     ;;
   *)
-    echo "usage: tools/leftovers.sh list | around FILE CMD..." >&2
+    echo "usage: tools/leftovers.sh list | around CMD..." >&2
     exit 2
     ;;
 esac
