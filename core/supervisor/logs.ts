@@ -321,19 +321,32 @@ export function readLines(file: Deno.FsFile, offset: number, each: (line: string
 }
 
 /**
- * The log file `name` in the directory `dirFd`, opened once for reading: the name right in
- * that directory (no link followed, nothing above), and only a regular file (a FIFO there
- * would block `micro logs`, a link would read whatever it points at). null when it is not
- * there or is not a regular file. The O_PATH fd is checked, then reopened through
- * /proc/self/fd: the very file checked, never a name looked up again.
+ * The log file `name` in the directory `dirFd` as an O_PATH fd: the name right in that
+ * directory (no link followed, nothing above), and only a regular file (a FIFO there
+ * would block `micro logs`, a link would read whatever it points at). -1 when it is not
+ * there or is not a regular file.
  */
-export function openLog(sys: Sys, dirFd: number, name: string): Deno.FsFile | null {
+function findLog(sys: Sys, dirFd: number, name: string): number {
   const resolve = C.RESOLVE_BENEATH | C.RESOLVE_NO_SYMLINKS | C.RESOLVE_NO_MAGICLINKS;
   const fd = sys.openat2(dirFd, cstr(name), C.O_PATH | C.O_NOFOLLOW | C.O_CLOEXEC, 0, resolve);
+  if (fd < 0) return -1;
+  const st: Stat = { mode: 0, size: 0, uid: 0, gid: 0 };
+  if (sys.fstat(fd, st) < 0 || (st.mode & C.S_IFMT) !== C.S_IFREG) {
+    sys.close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/**
+ * The log file `name` in `dirFd` (findLog), opened once for reading: the O_PATH fd checked
+ * is reopened through /proc/self/fd, the very file checked, never a name looked up again.
+ * null when it is not there or is not a regular file.
+ */
+export function openLog(sys: Sys, dirFd: number, name: string): Deno.FsFile | null {
+  const fd = findLog(sys, dirFd, name);
   if (fd < 0) return null;
   try {
-    const st: Stat = { mode: 0, size: 0, uid: 0, gid: 0 };
-    if (sys.fstat(fd, st) < 0 || (st.mode & C.S_IFMT) !== C.S_IFREG) return null;
     return Deno.openSync(`/proc/self/fd/${fd}`);
   } catch {
     return null;
@@ -342,26 +355,71 @@ export function openLog(sys: Sys, dirFd: number, name: string): Deno.FsFile | nu
   }
 }
 
+/** The inode that `name` in `dirFd` is now (findLog); -1 for none. */
+function logIno(sys: Sys, dirFd: number, name: string): number {
+  const fd = findLog(sys, dirFd, name);
+  if (fd < 0) return -1;
+  const id = new Float64Array(2);
+  try {
+    return sys.fstatId(fd, id) < 0 ? -2 : id[1];
+  } finally {
+    sys.close(fd);
+  }
+}
+
+/** How many times openLogSet opens the set again when a rotation moved it meanwhile. */
+export const SNAPSHOT_TRIES = 20;
+
 /**
  * Every file of the log `base` in `dirFd` (openLogDir), oldest first: `.maxFile-1` ... `.1`
- * and the current one, opened under the directory's shared flock, which the writer takes
- * exclusively to rotate (JsonLog). Opened one by one without it, a rotation in between
+ * and the current one, one moment's. Opened one by one while a rotation happens, the set
  * mixed two moments: the rotated file read before it and the new, empty current one after
- * it made `logs --tail 1` print a line older than one printed seconds before. The fds keep
- * what they opened after the lock is let go.
+ * it made `logs --tail 1` print a line older than one printed seconds before.
+ *
+ * So each name is looked up again once all are open, and the set opened again when any
+ * is another file now (a rotation renames every name forward, and the fds held keep their
+ * inodes from reuse, so names unchanged mean no rotation in between), or when the set is
+ * one a rotation leaves halfway (whole). The directory's
+ * shared flock, which the writer takes exclusively to rotate (JsonLog), makes a retry
+ * rare; it cannot be relied on alone: the writer waits only ROTATE_WAIT_MS for it (one
+ * loop serves every container's log), and a reader on a busy host can be off its CPU
+ * longer than that while it holds it. The fds keep what they opened after the lock.
  */
 export function openLogSet(sys: Sys, dirFd: number, base: string, maxFile: number): Deno.FsFile[] {
-  const locked = sys.flock(dirFd, C.LOCK_SH) === 0;
-  try {
-    const files: Deno.FsFile[] = [];
-    for (let k = Math.max(1, maxFile) - 1; k >= 0; k--) {
-      const f = openLog(sys, dirFd, k ? `${base}.${k}` : base);
-      if (f) files.push(f);
+  const names: string[] = [];
+  for (let k = Math.max(1, maxFile) - 1; k >= 0; k--) names.push(k ? `${base}.${k}` : base);
+  for (let tries = 1;; tries++) {
+    const files: (Deno.FsFile | null)[] = [];
+    const locked = sys.flock(dirFd, C.LOCK_SH) === 0;
+    try {
+      for (const name of names) files.push(openLog(sys, dirFd, name));
+    } finally {
+      if (locked) sys.flock(dirFd, C.LOCK_UN);
     }
-    return files;
-  } finally {
-    if (locked) sys.flock(dirFd, C.LOCK_UN);
+    const opened = files.filter((f): f is Deno.FsFile => f !== null);
+    // (the last try keeps what it has: a log rotated this fast, or a file removed by hand)
+    if (tries >= SNAPSHOT_TRIES || (whole(files) && unmoved(sys, dirFd, names, files))) {
+      return opened;
+    }
+    for (const f of opened) f.close();
+    // a rotation under way: let it finish
+    sys.sleep(1);
   }
+}
+
+/**
+ * No file missing between two that are there, nor the current one: what a rotation makes
+ * halfway (its renames done one by one, the new current file made last). Only the oldest
+ * names may be missing, those of a log not rotated that often yet.
+ */
+function whole(files: (Deno.FsFile | null)[]): boolean {
+  const first = files.findIndex((f) => f !== null);
+  return first >= 0 && files.slice(first).every((f) => f !== null);
+}
+
+/** Every name still the file opened for it (or still none). */
+function unmoved(sys: Sys, dirFd: number, names: string[], files: (Deno.FsFile | null)[]) {
+  return names.every((name, i) => logIno(sys, dirFd, name) === (files[i]?.statSync().ino ?? -1));
 }
 
 /**

@@ -1,7 +1,8 @@
 /**
  * A worker for the log rotation test: writes numbered lines into a json-file log with a
  * tiny max-size as fast as it can, so rotations happen while the test reads, until told
- * to stop; then answers with the count written.
+ * to stop; then answers with the count written. `lock: false` rotates without the
+ * directory's lock, as the writer does once a reader held it past ROTATE_WAIT_MS.
  */
 import { JsonLog } from "../../core/supervisor/logs.ts";
 import { openLibc } from "../../core/sys/libc.ts";
@@ -17,8 +18,9 @@ self.onmessage = async (e: MessageEvent) => {
     stop = true;
     return;
   }
-  const { path, maxFile } = e.data as { path: string; maxFile: number };
-  const log = new JsonLog(path, { maxSize: 600, maxFile }, () => new Date(), openLibc());
+  const { path, maxFile, lock } = e.data as { path: string; maxFile: number; lock: boolean };
+  const sys = lock ? openLibc() : undefined;
+  const log = new JsonLog(path, { maxSize: 600, maxFile }, () => new Date(), sys);
   let i = 0;
   while (!stop) {
     for (let k = 0; k < 50; k++) log.write("stdout", enc.encode(`n${i++}\n`));

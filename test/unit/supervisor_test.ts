@@ -321,15 +321,16 @@ function readAll(f: Deno.FsFile): Uint8Array {
   return buf.subarray(0, n);
 }
 
-for (const maxFile of [1, 2, 3]) {
-  Deno.test(`logs: the files read while another thread rotates them are one moment's (max-file=${maxFile})`, async () => {
+for (const [maxFile, lock] of [[1, true], [2, true], [3, true], [2, false], [3, false]] as const) {
+  const how = lock ? "" : ", the writer not waiting for the lock";
+  Deno.test(`logs: the files read while another thread rotates them are one moment's (max-file=${maxFile}${how})`, async () => {
     const dir = Deno.makeTempDirSync({ prefix: "micro-logs-" });
     const sys = openLibc();
     const dirFd = openLogDir(sys, dir);
     const worker = new Worker(new URL("./_log_writer.ts", import.meta.url), { type: "module" });
     try {
       const writing = new Promise((r) => worker.onmessage = r);
-      worker.postMessage({ path: `${dir}/id-json.log`, maxFile });
+      worker.postMessage({ path: `${dir}/id-json.log`, maxFile, lock });
       await writing;
       let last = -1;
       let sets = 0;
