@@ -33,11 +33,11 @@ export class FileRefused extends Error {
 }
 
 /**
- * What a file of this type (`st_mode & S_IFMT`) is, in words. A switch: an object literal
+ * What a file of this mode (its `st_mode`) is, in words. A switch: an object literal
  * keyed by these numbers cost 0.5 to 0.9 ms at load (V8 sizes its elements by the keys).
  */
-function kind(type: number): string {
-  switch (type) {
+export function fileKind(mode: number): string {
+  switch (mode & C.S_IFMT) {
     case C.S_IFIFO:
       return "a FIFO";
     case C.S_IFCHR:
@@ -49,7 +49,7 @@ function kind(type: number): string {
     case C.S_IFSOCK:
       return "a socket";
     case C.S_IFLNK:
-      return "a symbolic link";
+      return "a symlink";
     default:
       return "not a regular file";
   }
@@ -133,7 +133,7 @@ function readThrough(
     if (rc < 0) throw failed(-rc);
     const type = st.mode & C.S_IFMT;
     if (type !== C.S_IFREG) {
-      throw new FileRefused(`is ${kind(type)}, not a regular file`);
+      throw new FileRefused(`is ${fileKind(type)}, not a regular file`);
     }
     if (st.size > cap) throw tooBig(cap, st.size);
     const refused = check?.(st);

@@ -5,6 +5,7 @@
  * opened), and read through that fd with a size cap where it is read whole.
  */
 import { MicroError } from "../errors.ts";
+import { fileKind } from "../files.ts";
 import { C, cstr, type Stat, type Sys } from "../sys/mod.ts";
 
 const ENOENT = 2;
@@ -23,25 +24,6 @@ export function importError(
   fields: { op?: string; paths?: Record<string, string>; errno?: number } = {},
 ): MicroError {
   return new MicroError(message, { phase: "import", hint, ...fields });
-}
-
-function typeName(mode: number): string {
-  switch (mode & C.S_IFMT) {
-    case C.S_IFDIR:
-      return "a directory";
-    case C.S_IFLNK:
-      return "a symlink";
-    case C.S_IFCHR:
-      return "a character device";
-    case C.S_IFBLK:
-      return "a block device";
-    case C.S_IFIFO:
-      return "a FIFO";
-    case C.S_IFSOCK:
-      return "a socket";
-    default:
-      return "not a regular file";
-  }
 }
 
 /** An open regular file and its size. */
@@ -97,7 +79,7 @@ export function reopenRegular(sys: Sys, pathFd: number, what: string): OpenFile 
   if (rc < 0) throw importError("", undefined, { op: "fstat", paths: { file: what }, errno: -rc });
   if ((st.mode & C.S_IFMT) !== C.S_IFREG) {
     throw importError(
-      `${what}: ${typeName(st.mode)} where a regular file must be`,
+      `${what}: ${fileKind(st.mode)} where a regular file must be`,
       "refused: an image's files must be regular files",
     );
   }
