@@ -144,6 +144,28 @@ export function removeCgroup(
 }
 
 /**
+ * The attribute micro sets on a shared parent it made (`micro`, `micro-oci`): trusted.* on
+ * every cgroup hierarchy for root, user.* where trusted.* is refused (a delegated cgroup v2
+ * subtree, Linux 5.7 and later). A parent without it was made by someone else (an admin's,
+ * with limits of their own) and is never removed, even when empty.
+ */
+const MARKS = [cstr("trusted.micro"), cstr("user.micro")];
+const MARK_VALUE = new TextEncoder().encode("made");
+
+/** Marks a shared parent this run just made as micro's (best effort: unmarked, it stays). */
+export function markMade(sys: Sys, dir: string): void {
+  const path = cstr(dir);
+  for (const name of MARKS) if (sys.lsetxattr(path, name, MARK_VALUE, 0) === 0) return;
+}
+
+/** Whether micro made this shared parent (markMade): only then may a run remove it. */
+export function madeByMicro(sys: Sys, dir: string): boolean {
+  const path = cstr(dir);
+  const buf = new Uint8Array(8);
+  return MARKS.some((name) => sys.lgetxattr(path, name, buf) >= 0);
+}
+
+/**
  * A cgroup directory in a run's state. It is recorded before the mkdir (the intent), and
  * `created` is set once this run's mkdir succeeded (the ownership): a directory that was
  * there already (another run's, or not micro's at all) is never killed or emptied.
@@ -162,12 +184,15 @@ export interface RecordedCgroup {
  * reverse order of creation. A dir it only meant to create is removed only if empty: after
  * a crash between its mkdir and the state write that records the ownership, it is the
  * run's own and still empty (the container joins only after that write); if it was someone
- * else's, rmdir fails on its processes or children and it stays.
+ * else's, rmdir fails on its processes or children and it stays. A shared parent it did not
+ * make is removed only when micro made it (madeByMicro): never an admin's, empty or not.
  */
 export function removeRecorded(list: RecordedCgroup[], sys: () => Sys = openLibc): string[] {
   for (const c of list) if (!c.shared && c.created) killCgroup(c.path, c.kill ?? "signal", sys);
   const left: string[] = [];
   for (const c of [...list].reverse()) {
+    // A shared parent this run did not make: micro's own only when marked so.
+    if (c.shared && !c.created && !madeByMicro(sys(), c.path)) continue;
     const why = removeCgroup(c.path, c.shared || !c.created, sys);
     if (why) left.push(`${c.path}: ${why}`);
   }

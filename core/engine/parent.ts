@@ -5,7 +5,13 @@
  * caller records it in the run's state and a later `gc` can remove it if micro dies.
  */
 import { deviceProgram } from "../cgroups/devfilter.ts";
-import { killCgroup, type RecordedCgroup, removeCgroup } from "../cgroups/fs.ts";
+import {
+  killCgroup,
+  madeByMicro,
+  markMade,
+  type RecordedCgroup,
+  removeCgroup,
+} from "../cgroups/fs.ts";
 import { errnoOf, hintFor, MicroError } from "../errors.ts";
 import { exists } from "../host.ts";
 import { type FileError, mkdirAt, readQuiet, readTextAt, typeAt, writeTextAt } from "../files.ts";
@@ -124,6 +130,8 @@ function killHow(plan: Op[], path: string): RecordedCgroup["kill"] {
 export class ParentOps {
   private readonly done: Op[] = [];
   private containerDirMade: string | null = null;
+  /** The shared parents this run's mkdir made (and marked: markMade). */
+  private readonly madeShared = new Set<string>();
   /** Shared locks on the volumes this run uses: `micro volume rm` waits for none of them. */
   private readonly volumeLocks: HeldLock[] = [];
   constructor(
@@ -171,8 +179,11 @@ export class ParentOps {
             // Through sys: a parent there already (another container runs) is EEXIST, an
             // answer, where Deno's mkdir would throw the process's first error (about 1 ms).
             const rc = this.sys.mkdirat(C.AT_FDCWD, cstr(path), 0o755);
-            if (rc === 0) record.created = true;
-            else if (rc === -2) throw new ParentGone(cgroupError(o, "mkdir", { path }, 2));
+            if (rc === 0) {
+              record.created = true;
+              this.madeShared.add(path);
+              markMade(this.sys, path);
+            } else if (rc === -2) throw new ParentGone(cgroupError(o, "mkdir", { path }, 2));
             else if (rc !== -17) fail(o, "mkdir", { path }, -rc);
             break;
           }
@@ -429,9 +440,12 @@ export class ParentOps {
         if (why) problems.push(`container directory ${o.args.dir} not removed: ${why}`);
       }
       if (o.kind === "cgroup-remove" && o.args.shared && created.has(o.args.path)) {
-        // Once empty: one rmdir through sys, as in use (EBUSY: another container's) is an
-        // answer there, where Deno's would throw the process's first error (about 1 ms).
-        this.sys.unlinkat(C.AT_FDCWD, cstr(o.args.path), C.AT_REMOVEDIR);
+        // Once empty, and only micro's (one it found there unmarked is an admin's): one rmdir
+        // through sys, as in use (EBUSY: another container's) is an answer there, where
+        // Deno's would throw the process's first error (about 1 ms).
+        if (this.madeShared.has(o.args.path) || madeByMicro(this.sys, o.args.path)) {
+          this.sys.unlinkat(C.AT_FDCWD, cstr(o.args.path), C.AT_REMOVEDIR);
+        }
       } else if (o.kind === "cgroup-remove" && created.has(o.args.path)) {
         const why = removeCgroup(o.args.path, false, () => this.sys, this.sys);
         if (why) problems.push(`cgroup ${o.args.path} not removed: ${why}`);

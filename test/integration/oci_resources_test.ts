@@ -242,6 +242,51 @@ test ! -e "${net}/micro-oci/${id}" && echo removed
   { ignore: ONLY_V1 ?? NEEDS.unshare },
 );
 
+microTest(
+  "oci v1: micro-oci made by micro goes with the last delete; one an admin made (with a limit) stays",
+  async () => {
+    await withTempDir(async (dir) => {
+      // A hierarchy of the test's own (hugetlb, mounted in its mount namespace): what is in
+      // its micro-oci is the test's alone, whatever else runs on the host.
+      const pages = `${dir}/hugetlb`;
+      Deno.mkdirSync(pages);
+      const b = await resBundle(dir, { hugepageLimits: [{ pageSize: "2MB", limit: 4 << 20 }] });
+      const root = `${dir}/state`;
+      const [a, c] = [uniq(), uniq()];
+      const script = `set -e
+mount -t cgroup -o hugetlb none "${pages}"
+trap '"$M" --root "${root}" delete --force ${a} >/dev/null 2>&1 || true
+  "$M" --root "${root}" delete --force ${c} >/dev/null 2>&1 || true
+  rmdir "${pages}/micro-oci" 2>/dev/null || true
+  umount "${pages}"' EXIT
+"$M" --root "${root}" create -b "${b}" ${a}
+"$M" --root "${root}" delete --force ${a}
+test ! -e "${pages}/micro-oci" && echo "micro's removed"
+mkdir "${pages}/micro-oci"
+echo $((8 << 20)) > "${pages}/micro-oci/hugetlb.2MB.limit_in_bytes"
+"$M" --root "${root}" create -b "${b}" ${c}
+"$M" --root "${root}" delete --force ${c}
+test ! -e "${pages}/micro-oci/${c}" && echo "container's removed"
+echo "admin's limit=$(cat "${pages}/micro-oci/hugetlb.2MB.limit_in_bytes")"
+`;
+      const r = await new Deno.Command("unshare", {
+        args: ["-m", "--propagation", "private", "sh", "-c", script],
+        env: { M: MICRO },
+        stdin: "null",
+      }).output();
+      const out = new TextDecoder().decode(r.stdout);
+      const err = new TextDecoder().decode(r.stderr);
+      assert.equal(r.code, 0, `${out}\n${err}`);
+      assert.equal(
+        out,
+        `micro's removed\ncontainer's removed\nadmin's limit=${8 << 20}\n`,
+        `${out}\n${err}`,
+      );
+    });
+  },
+  { ignore: ONLY_V1 ?? NEEDS.unshare },
+);
+
 // ---------------------------------------------------------------------------------------------
 // cgroup v2 (the guest)
 

@@ -335,6 +335,8 @@ class FakeCgroupFs {
   readonly kills: [number, string][] = [];
   /** Files whose writes the kernel refuses, with the errno's code (`EINVAL`, `EBUSY`). */
   readonly refuse = new Map<string, string>();
+  /** The xattr micro's mark set on a dir (relative path → its name), as the kernel keeps it. */
+  readonly marks = new Map<string, string>();
   /** Runs after each cgroup directory is made (and filled), with its relative path. */
   onMkdir?: (rel: string) => void;
   /** Runs after each successful write under the root, with its relative path. */
@@ -559,10 +561,26 @@ class FakeCgroupFs {
       dirfd !== C.AT_FDCWD || !this.under(name(path))
         ? mkdirat.call(sys, dirfd, path, mode)
         : rc(() => Deno.mkdirSync(name(path)));
-    sys.unlinkat = (dirfd: number, path: CStr, flags: number) =>
-      dirfd !== C.AT_FDCWD || !this.under(name(path)) || flags !== C.AT_REMOVEDIR
-        ? unlinkat.call(sys, dirfd, path, flags)
-        : rc(() => Deno.removeSync(name(path)));
+    sys.unlinkat = (dirfd: number, path: CStr, flags: number) => {
+      if (dirfd !== C.AT_FDCWD || !this.under(name(path)) || flags !== C.AT_REMOVEDIR) {
+        return unlinkat.call(sys, dirfd, path, flags);
+      }
+      const r = rc(() => Deno.removeSync(name(path)));
+      if (r === 0) this.marks.delete(this.rel(name(path)));
+      return r;
+    };
+    // micro's mark on the shared parents it made (core/cgroups/fs.ts markMade), by dir.
+    const { lsetxattr, lgetxattr } = sys;
+    sys.lsetxattr = (path: CStr, attr: CStr, value: Uint8Array, flags: number) => {
+      if (!this.under(name(path))) return lsetxattr.call(sys, path, attr, value, flags);
+      if (!this.exists(this.rel(name(path)))) return -2;
+      this.marks.set(this.rel(name(path)), name(attr));
+      return 0;
+    };
+    sys.lgetxattr = (path: CStr, attr: CStr, buf: Uint8Array) => {
+      if (!this.under(name(path))) return lgetxattr.call(sys, path, attr, buf);
+      return this.marks.get(this.rel(name(path))) === name(attr) ? 4 : -61;
+    };
     // The engine reads and writes cgroup files through sys (core/files.ts): an fd of the
     // fake's own for each file under its root, read from the file as it is at the open, and
     // each write one fake Deno write (logged, refused as the test asks).
@@ -1576,7 +1594,7 @@ function intentOnly(records: RecordedCgroup[]): RecordedCgroup[] {
 }
 
 /** Runs gc over one dead run (this process, with another start time) holding `cgroups`. */
-function gcDeadRun(cgroups: RecordedCgroup[]): void {
+function gcDeadRun(cgroups: RecordedCgroup[], sys: Sys): void {
   const stateRoot = Deno.makeTempDirSync({ prefix: "micro-state-" });
   try {
     const uid = Deno.uid() ?? 0;
@@ -1589,10 +1607,11 @@ function gcDeadRun(cgroups: RecordedCgroup[]): void {
       cgroups,
       created: new Date().toISOString(),
     });
-    const noSys = () => {
-      throw new Error("no mount points recorded: libc is not needed");
-    };
-    assert.deepEqual(gc(stateRoot, uid, () => assert.fail("no container recorded"), noSys), [ID]);
+    // (the fake's: a shared parent the state does not say the run made is checked for
+    // micro's mark)
+    assert.deepEqual(gc(stateRoot, uid, () => assert.fail("no container recorded"), () => sys), [
+      ID,
+    ]);
   } finally {
     real.removeSync(stateRoot, { recursive: true });
   }
@@ -1606,7 +1625,7 @@ for (const version of ["v1", "v2"] as const) {
       fs.cgroup(victim);
       fs.put(`${victim}/cgroup.procs`, `${VICTIM}\n`);
       const { plan } = setup({ memory: "64m" }, host(fs.layout()));
-      const { parent, announced } = parentOps(fs, plan(), new RecordingSys(), true);
+      const { parent, announced, sys } = parentOps(fs, plan(), new RecordingSys(), true);
       let line = "";
       try {
         parent.prepare();
@@ -1635,7 +1654,7 @@ for (const version of ["v1", "v2"] as const) {
       removeRecorded(announced);
       untouched();
       // gc after a micro killed right there: its state holds only the intent.
-      gcDeadRun(intentOnly(announced));
+      gcDeadRun(intentOnly(announced), sys);
       untouched();
       // What the run made before it failed is gone (v1: the hierarchies before memory).
       assert.deepEqual(fs.cgroups().filter((c) => c.includes("micro")), [
@@ -1648,13 +1667,53 @@ for (const version of ["v1", "v2"] as const) {
   Deno.test(`gc (${version}): dirs a crash left before their ownership was recorded are rmdir'd, never killed`, () => {
     withFs(version, (fs) => {
       const { plan } = setup({}, host(fs.layout()));
-      const { parent, announced } = parentOps(fs, plan());
+      const { parent, announced, sys } = parentOps(fs, plan());
       parent.prepare();
       // Killed between the mkdirs and the state write that records them as created: the
       // dirs are the run's own and empty (the child joins only after that write).
-      gcDeadRun(intentOnly(announced));
+      gcDeadRun(intentOnly(announced), sys);
       assert.deepEqual(fs.kills, []);
       assert.deepEqual(fs.writes.filter(([p]) => /cgroup\.kill|freezer\.state/.test(p)), []);
+      assert.deepEqual(fs.cgroups().filter((c) => c.includes("micro")), []);
+    });
+  });
+}
+
+for (const version of ["v1", "v2"] as const) {
+  Deno.test(`${version}: micro's parent made by someone else (unmarked) stays; one another run made goes with the last`, () => {
+    withFs(version, (fs) => {
+      const parents = version === "v1" ? HYBRID_DIRS.map((h) => `${h}/micro`) : ["micro"];
+      const plan = (id: string) => setup({}, host(fs.layout(), { id })).plan();
+      // An admin's `micro`, made before any run (with limits of its own): never removed.
+      for (const p of parents) fs.cgroup(p);
+      const run = parentOps(fs, plan(ID));
+      run.parent.prepare();
+      assert.deepEqual(fs.marks.size, 0, "an existing parent is not marked");
+      assert.deepEqual(run.parent.cleanup(), []);
+      for (const p of parents) assert.ok(fs.exists(p), `${p} removed by the run`);
+      // nor by gc after a run killed halfway, whose state recorded them
+      gcDeadRun(intentOnly(run.announced), run.sys);
+      for (const p of parents) assert.ok(fs.exists(p), `${p} removed by gc`);
+      assert.deepEqual(fs.cgroups().filter((c) => c.includes(ID)), []);
+
+      // micro's own: made (and marked) by a first run, removed by the last one to end,
+      // which found it there.
+      for (const p of parents) real.removeSync(fs.abs(p), { recursive: true });
+      const first = parentOps(fs, plan(ID));
+      first.parent.prepare();
+      assert.deepEqual([...fs.marks.keys()].sort(), [...parents].sort());
+      const other = "ba9876543210";
+      const second = parentOps(fs, plan(other));
+      second.parent.prepare();
+      assert.deepEqual(first.parent.cleanup(), []);
+      for (const p of parents) assert.ok(fs.exists(p), `${p} removed while in use`);
+      assert.deepEqual(second.parent.cleanup(), []);
+      for (const p of parents) assert.equal(fs.exists(p), false, `${p} left`);
+
+      // and by gc, from a dead run's record that only meant to make them
+      const third = parentOps(fs, plan(ID));
+      third.parent.prepare();
+      gcDeadRun(intentOnly(third.announced), third.sys);
       assert.deepEqual(fs.cgroups().filter((c) => c.includes("micro")), []);
     });
   });
