@@ -86,7 +86,8 @@ export function entry(stream: string, text: string, time: Date): string {
  * shared while it opens the files, so it never opens some before a rotation and some after.
  * A reader holds it for the few opens only; the writer tries for up to ROTATE_WAIT_MS (one
  * loop serves every container's log: it must not wait on a reader stopped while it holds
- * the lock) and then rotates without it, so max-size always holds.
+ * the lock) and then rotates without it, so max-size always holds; such a reader finds the
+ * names moved once it runs again and opens the set anew (openLogSet).
  */
 export class JsonLog {
   private file: Deno.FsFile;
