@@ -5,7 +5,7 @@
 import { errnoName, errnoOf } from "../errors.ts";
 import { readQuiet, writeTextAt } from "../files.ts";
 import { openLibc } from "../sys/libc.ts";
-import { C, cstr, type Sys } from "../sys/mod.ts";
+import { C, cstr, type Stat, type Sys } from "../sys/mod.ts";
 
 /**
  * The `via` of the functions below: a run's cleanup reads, writes and removes through its
@@ -147,22 +147,34 @@ export function removeCgroup(
  * The attribute micro sets on a shared parent it made (`micro`, `micro-oci`): trusted.* on
  * every cgroup hierarchy for root, user.* where trusted.* is refused (a delegated cgroup v2
  * subtree, Linux 5.7 and later). A parent without it was made by someone else (an admin's,
- * with limits of their own) and is never removed, even when empty.
+ * with limits of their own) and is never removed, even when empty; so is one where neither
+ * can be set (older kernels' delegated v2), but by the run that made it.
  */
-const MARKS = [cstr("trusted.micro"), cstr("user.micro")];
+const TRUSTED = cstr("trusted.micro");
+const USER = cstr("user.micro");
 const MARK_VALUE = new TextEncoder().encode("made");
 
 /** Marks a shared parent this run just made as micro's (best effort: unmarked, it stays). */
 export function markMade(sys: Sys, dir: string): void {
   const path = cstr(dir);
-  for (const name of MARKS) if (sys.lsetxattr(path, name, MARK_VALUE, 0) === 0) return;
+  if (sys.lsetxattr(path, TRUSTED, MARK_VALUE, 0) === 0) return;
+  sys.lsetxattr(path, USER, MARK_VALUE, 0);
 }
 
-/** Whether micro made this shared parent (markMade): only then may a run remove it. */
+/**
+ * Whether micro made this shared parent (markMade): only then may a run remove it. user.*
+ * counts only on a directory of this user's own: whoever may write the directory may set
+ * it (a user an admin delegated `micro` to), and root's micro must not take that for its
+ * own mark.
+ */
 export function madeByMicro(sys: Sys, dir: string): boolean {
   const path = cstr(dir);
   const buf = new Uint8Array(8);
-  return MARKS.some((name) => sys.lgetxattr(path, name, buf) >= 0);
+  if (sys.lgetxattr(path, TRUSTED, buf) >= 0) return true;
+  if (sys.lgetxattr(path, USER, buf) < 0) return false;
+  const st: Stat = { mode: 0, size: 0, uid: 0, gid: 0 };
+  return sys.fstatat(C.AT_FDCWD, path, C.AT_SYMLINK_NOFOLLOW, st) === 0 &&
+    st.uid === (Deno.uid() ?? 0);
 }
 
 /**

@@ -183,6 +183,11 @@ export class ParentOps {
               record.created = true;
               this.madeShared.add(path);
               markMade(this.sys, path);
+            } else if (rc === -17 && record.created && !madeByMicro(this.sys, path)) {
+              // Made by an earlier try, gone since, and made again by someone else than
+              // micro: theirs.
+              delete record.created;
+              this.madeShared.delete(path);
             } else if (rc === -2) throw new ParentGone(cgroupError(o, "mkdir", { path }, 2));
             else if (rc !== -17) fail(o, "mkdir", { path }, -rc);
             break;

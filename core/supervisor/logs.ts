@@ -391,31 +391,43 @@ export function openLogSet(sys: Sys, dirFd: number, base: string, maxFile: numbe
   for (let k = Math.max(1, maxFile) - 1; k >= 0; k--) names.push(k ? `${base}.${k}` : base);
   for (let tries = 1;; tries++) {
     const files: (Deno.FsFile | null)[] = [];
+    let still = false;
+    let gapless = false;
     const locked = sys.flock(dirFd, C.LOCK_SH) === 0;
     try {
       for (const name of names) files.push(openLog(sys, dirFd, name));
+      // Looked up again before the lock is let go: a writer that takes it cannot rotate
+      // between the opens and the looks.
+      gapless = whole(files);
+      still = unmoved(sys, dirFd, names, files);
+    } catch (e) {
+      for (const f of files) f?.close();
+      throw e;
     } finally {
       if (locked) sys.flock(dirFd, C.LOCK_UN);
     }
     const opened = files.filter((f): f is Deno.FsFile => f !== null);
-    // (the last try keeps what it has: a log rotated this fast, or a file removed by hand)
-    if (tries >= SNAPSHOT_TRIES || (whole(files) && unmoved(sys, dirFd, names, files))) {
-      return opened;
-    }
+    // The last try keeps what it has: a log rotated this fast is read as it was. A gap that
+    // stays (a file removed by hand, or a rotation that once had no room for its new file)
+    // is one too, after a few tries: a rotation's own gap lasts microseconds.
+    if (still && (gapless || tries >= GAP_TRIES) || tries >= SNAPSHOT_TRIES) return opened;
     for (const f of opened) f.close();
     // a rotation under way: let it finish
     sys.sleep(1);
   }
 }
 
+/** How many times openLogSet opens a set with a gap again before it reads it as it is. */
+const GAP_TRIES = 3;
+
 /**
- * No file missing between two that are there, nor the current one: what a rotation makes
- * halfway (its renames done one by one, the new current file made last). Only the oldest
- * names may be missing, those of a log not rotated that often yet.
+ * No file missing between two that are there, nor the current one while a rotated one is:
+ * what a rotation makes halfway (its renames done one by one, the new current file made
+ * last). A log with no file at all (none written yet) is whole.
  */
 function whole(files: (Deno.FsFile | null)[]): boolean {
   const first = files.findIndex((f) => f !== null);
-  return first >= 0 && files.slice(first).every((f) => f !== null);
+  return first < 0 || files.slice(first).every((f) => f !== null);
 }
 
 /** Every name still the file opened for it (or still none). */
@@ -438,9 +450,9 @@ export const START: FollowPos = { file: null, ino: -1, offset: 0 };
 
 /**
  * One look of `micro logs` (the first from `START`, then each of `-f`'s): every whole line
- * written since `pos`, oldest first, across any number of rotations. The set is opened under the lock (one moment); the file that is
- * `pos`'s is read from `pos.offset` (from `pos.file` itself when it is no longer kept), the
- * newer ones whole. The returned position holds the newest file open; `pos.file` is closed
+ * written since `pos`, oldest first, across any number of rotations. The set is one
+ * moment's (openLogSet); the file that is `pos`'s is read from `pos.offset` (from
+ * `pos.file` itself when it is no longer kept), the newer ones whole. The returned position holds the newest file open; `pos.file` is closed
  * when it is not that one.
  */
 export function followStep(

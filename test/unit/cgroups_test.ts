@@ -15,6 +15,8 @@ import {
 import {
   killCgroup,
   killMembers,
+  madeByMicro,
+  markMade,
   type RecordedCgroup,
   removeRecorded,
 } from "../../core/cgroups/fs.ts";
@@ -493,6 +495,7 @@ class FakeCgroupFs {
         }
         for (const e of entries) real.removeSync(`${path}/${e.name}`, { recursive: true });
         real.removeSync(path);
+        this.marks.delete(rel); // its xattrs go with it, as the kernel's
         this.events.push(`rmdir ${rel}`);
       },
       writeTextFileSync: (path: string | URL, data: string, options?: Deno.WriteFileOptions) => {
@@ -565,9 +568,7 @@ class FakeCgroupFs {
       if (dirfd !== C.AT_FDCWD || !this.under(name(path)) || flags !== C.AT_REMOVEDIR) {
         return unlinkat.call(sys, dirfd, path, flags);
       }
-      const r = rc(() => Deno.removeSync(name(path)));
-      if (r === 0) this.marks.delete(this.rel(name(path)));
-      return r;
+      return rc(() => Deno.removeSync(name(path)));
     };
     // micro's mark on the shared parents it made (core/cgroups/fs.ts markMade), by dir.
     const { lsetxattr, lgetxattr } = sys;
@@ -1135,6 +1136,42 @@ for (const at of ["after its mkdir", "after its cpuset writes"] as const) {
     });
   });
 }
+
+Deno.test("v1: a shared parent this run made, removed and made again by someone else, is theirs: left at the end", () => {
+  withFs("v1", (fs) => {
+    const cpuset = HYBRID_DIRS.find((h) => h.split(",").includes("cpuset"))!;
+    const shared = `${cpuset}/micro`;
+    // Removed after this run made it and wrote its CPUs; an admin makes it again before the
+    // run's next try (unmarked: not micro's).
+    fs.onWrite = (rel) => {
+      if (rel !== `${shared}/cpuset.mems` || !fs.exists(shared)) return;
+      fs.onWrite = undefined;
+      real.removeSync(fs.abs(shared), { recursive: true });
+      fs.marks.delete(shared);
+    };
+    const { plan } = setup({}, host(fs.layout()));
+    const { parent, announced, sys } = parentOps(fs, plan());
+    const mkdirat = sys.mkdirat;
+    let remade = false;
+    sys.mkdirat = (dirfd: number, path: CStr, mode: number) => {
+      const rc = mkdirat.call(sys, dirfd, path, mode);
+      if (rc === -2 && !remade) {
+        remade = true;
+        fs.cgroup(shared);
+      }
+      return rc;
+    };
+    parent.prepare();
+    assert.ok(remade, "the race was not staged");
+    assert.ok(fs.exists(`${shared}/${ID}`));
+    const record = announced.find((c) => c.path === fs.abs(shared))!;
+    assert.equal(record.created, undefined, "still recorded as this run's");
+    assert.deepEqual(parent.cleanup(), []);
+    assert.ok(fs.exists(shared), "the admin's parent was removed");
+    assert.ok(!fs.exists(`${shared}/${ID}`));
+    assert.deepEqual(fs.cgroups().filter((c) => c.includes("micro")), [shared]);
+  });
+});
 
 Deno.test("v1: a shared parent that keeps vanishing fails the run after a few tries, naming it", () => {
   withFs("v1", (fs) => {
@@ -1718,6 +1755,39 @@ for (const version of ["v1", "v2"] as const) {
     });
   });
 }
+
+Deno.test("cgroup marks: trusted.micro, else user.micro; user.micro counts only on a directory of one's own", () => {
+  const attrs = new Set<string>();
+  let owner = Deno.uid() ?? 0;
+  let trusted = true;
+  const text = (b: CStr) => new TextDecoder().decode(b.subarray(0, b.indexOf(0)));
+  const sys = {
+    lsetxattr: (_p: CStr, name: CStr) => {
+      if (text(name) === "trusted.micro" && !trusted) return -1; // EPERM: not root
+      attrs.add(text(name));
+      return 0;
+    },
+    lgetxattr: (_p: CStr, name: CStr) => attrs.has(text(name)) ? 4 : -61,
+    fstatat: (_fd: number, _p: CStr, _flags: number, st: { uid: number }) => {
+      st.uid = owner;
+      return 0;
+    },
+  } as unknown as Sys;
+  markMade(sys, "/cg/micro");
+  assert.deepEqual([...attrs], ["trusted.micro"]);
+  assert.ok(madeByMicro(sys, "/cg/micro"));
+  // a delegated v2 subtree: trusted.* refused, user.* set
+  attrs.clear();
+  trusted = false;
+  markMade(sys, "/cg/micro");
+  assert.deepEqual([...attrs], ["user.micro"]);
+  assert.ok(madeByMicro(sys, "/cg/micro"));
+  // user.micro on a directory someone else owns (an admin delegated it): not micro's mark
+  owner += 1;
+  assert.equal(madeByMicro(sys, "/cg/micro"), false);
+  attrs.clear();
+  assert.equal(madeByMicro(sys, "/cg/micro"), false);
+});
 
 Deno.test("check: --cpus above the host's CPUs is refused naming the count (Docker's rule)", () => {
   const two = V1_HOST({ cpus: "0-1" });
