@@ -10,8 +10,10 @@ function wantsHelp(argv: string[]): boolean {
 }
 
 export async function run(argv: string[]): Promise<number> {
+  mark("load run command");
   // A run listens to signals before it creates anything (core/signals.ts says what each does).
   const signals = new RunSignals();
+  mark("signals");
   if (wantsHelp(argv)) {
     signals.remove();
     return await help();
@@ -37,6 +39,7 @@ function detaches(argv: string[]): boolean {
 }
 
 export async function plan(argv: string[]): Promise<number> {
+  mark("load run command");
   if (wantsHelp(argv)) return await help();
   // `micro plan --bundle DIR`: the ops `micro oci create` would run for that bundle.
   const b = argv.findIndex((a) => a === "--bundle" || a === "-b" || a.startsWith("--bundle="));

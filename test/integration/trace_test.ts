@@ -32,6 +32,10 @@ microTest("trace: MICRO_TRACE=1 prints every phase of a run, adding up to the to
     for (
       const name of [
         "deno start to main",
+        "load run command",
+        "signals",
+        "state gc",
+        "load run modules",
         "parse args",
         "profile",
         "checks",
