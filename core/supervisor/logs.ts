@@ -380,11 +380,11 @@ export const SNAPSHOT_TRIES = 20;
  * So each name is looked up again once all are open, and the set opened again when any
  * is another file now (a rotation renames every name forward, and the fds held keep their
  * inodes from reuse, so names unchanged mean no rotation in between), or when the set is
- * one a rotation leaves halfway (whole). The directory's
- * shared flock, which the writer takes exclusively to rotate (JsonLog), makes a retry
- * rare; it cannot be relied on alone: the writer waits only ROTATE_WAIT_MS for it (one
- * loop serves every container's log), and a reader on a busy host can be off its CPU
- * longer than that while it holds it. The fds keep what they opened after the lock.
+ * one a rotation leaves halfway (whole). The directory's shared flock, which the writer
+ * takes exclusively to rotate (JsonLog), makes a retry rare; it cannot be relied on alone:
+ * the writer waits only ROTATE_WAIT_MS for it (one loop serves every container's log), and
+ * a reader on a busy host can be off its CPU longer than that while it holds it. The fds
+ * keep what they opened after the lock.
  */
 export function openLogSet(sys: Sys, dirFd: number, base: string, maxFile: number): Deno.FsFile[] {
   const names: string[] = [];
