@@ -3,6 +3,7 @@
  * finds it (commands/_gc.ts, which loads this module only then: a run whose state root
  * holds no dead run loads none of it).
  */
+import { isoTime } from "./clock.ts";
 import { stopLeftHelper } from "./usernet/record.ts";
 import type { Sys } from "./sys/mod.ts";
 import { C, cstr } from "./sys/mod.ts";
@@ -123,7 +124,7 @@ function detachedEnded(root: string, runId: string, state: RunState): void {
   if (!rec || rec.state === "exited" || rec.pid !== state.pid) return;
   rec.state = "exited";
   delete rec.exitCode;
-  rec.finishedAt = new Date().toISOString();
+  rec.finishedAt = isoTime();
   rec.error = "ended while no supervisor ran: its exit code is unknown";
   const policy = (state as RunState & { restart?: RestartPolicy }).restart;
   const again = !rec.rm && policy !== undefined && shouldRestart(policy, null, rec);

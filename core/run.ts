@@ -6,6 +6,7 @@ import type { Request } from "./cli.ts";
 import { execute, stoppedError } from "./engine/mod.ts";
 import type { StdioEnds } from "./engine/stdio.ts";
 import type { RunSignals } from "./signals.ts";
+import { isoTime } from "./clock.ts";
 import { errnoName, errnoOf, MicroError } from "./errors.ts";
 import { resolveTargets } from "./engine/resolve.ts";
 import { ImageUse } from "./engine/image.ts";
@@ -134,7 +135,7 @@ export async function runCommand(
     pid: Deno.pid,
     startTime: processStartTime(Deno.pid),
     image: p.stored ? p.stored.ref : p.spec.root.path,
-    created: new Date().toISOString(),
+    created: isoTime(),
     containerId: p.containerId,
     exec: execRecord(p.ops),
   };

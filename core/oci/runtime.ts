@@ -3,6 +3,7 @@
  * engine, the process left waiting on the exec fifo), start, kill, delete, and run (all
  * three). The command line is commands/oci.ts.
  */
+import { isoTime } from "../clock.ts";
 import { errnoName, MicroError, MicroErrors } from "../errors.ts";
 import { runChecks } from "../checks.ts";
 import { probeHost } from "../host.ts";
@@ -267,7 +268,7 @@ export async function create(o: CreateOptions, sys = openLibc()): Promise<number
     startTime: 0,
     bundle: p.t.spec.micro.oci!.bundle,
     rootfs: p.t.spec.root.path!,
-    created: new Date().toISOString(),
+    created: isoTime(),
     owner: uid === 0 ? "root" : String(uid),
     annotations,
     // The cgroups the engine will create, recorded before any exists.

@@ -10,6 +10,7 @@
  * renames the directory to `.rm-<id>` first, so a half-removed container never looks like
  * one; listing clears what a killed removal left.
  */
+import { isoTime } from "../clock.ts";
 import { MicroError } from "../errors.ts";
 import type { Op } from "../ops.ts";
 import { containerDir, privateDirAt } from "./paths.ts";
@@ -363,14 +364,14 @@ export class ContainerRun {
 
   started(): void {
     this.record.state = "running";
-    this.record.startedAt = new Date().toISOString();
+    this.record.startedAt = isoTime();
     this.save(true); // a --rm container too: ps lists it while it runs
   }
 
   exited(code: number): void {
     this.record.state = "exited";
     this.record.exitCode = code;
-    this.record.finishedAt = new Date().toISOString();
+    this.record.finishedAt = isoTime();
     this.save();
   }
 
@@ -378,7 +379,7 @@ export class ContainerRun {
   failed(e: unknown): void {
     if (this.record.state === "running") this.record.state = "exited";
     this.record.exitCode = e instanceof MicroError ? e.exitCode : 125;
-    this.record.finishedAt = new Date().toISOString();
+    this.record.finishedAt = isoTime();
     this.record.error = e instanceof MicroError ? e.line() : String(e).split("\n")[0];
     this.save();
   }
