@@ -130,8 +130,8 @@ function killHow(plan: Op[], path: string): RecordedCgroup["kill"] {
 export class ParentOps {
   private readonly done: Op[] = [];
   private containerDirMade: string | null = null;
-  /** The shared parents this run's mkdir made (and marked: markMade). */
-  private readonly madeShared = new Set<string>();
+  /** The cgroups prepare() meant to create, each marked `created` once its mkdir made it. */
+  private records: RecordedCgroup[] = [];
   /** Shared locks on the volumes this run uses: `micro volume rm` waits for none of them. */
   private readonly volumeLocks: HeldLock[] = [];
   constructor(
@@ -150,6 +150,7 @@ export class ParentOps {
   prepare(): void {
     // A parent the user made (--cgroup-parent) is used, never created or removed.
     const { creates, records } = plannedCgroups(this.plan);
+    this.records = records;
     if (creates.length) this.hooks.onCreate?.(records);
     for (let tries = 1;; tries++) {
       try {
@@ -181,13 +182,11 @@ export class ParentOps {
             const rc = this.sys.mkdirat(C.AT_FDCWD, cstr(path), 0o755);
             if (rc === 0) {
               record.created = true;
-              this.madeShared.add(path);
               markMade(this.sys, path);
             } else if (rc === -17 && record.created && !madeByMicro(this.sys, path)) {
               // Made by an earlier try, gone since, and made again by someone else than
               // micro: theirs.
               delete record.created;
-              this.madeShared.delete(path);
             } else if (rc === -2) throw new ParentGone(cgroupError(o, "mkdir", { path }, 2));
             else if (rc !== -17) fail(o, "mkdir", { path }, -rc);
             break;
@@ -448,7 +447,8 @@ export class ParentOps {
         // Once empty, and only micro's (one it found there unmarked is an admin's): one rmdir
         // through sys, as in use (EBUSY: another container's) is an answer there, where
         // Deno's would throw the process's first error (about 1 ms).
-        if (this.madeShared.has(o.args.path) || madeByMicro(this.sys, o.args.path)) {
+        const made = this.records.some((r) => r.path === o.args.path && r.created);
+        if (made || madeByMicro(this.sys, o.args.path)) {
           this.sys.unlinkat(C.AT_FDCWD, cstr(o.args.path), C.AT_REMOVEDIR);
         }
       } else if (o.kind === "cgroup-remove" && created.has(o.args.path)) {
