@@ -49,6 +49,22 @@ function resBundle(dir: string, resources: Config, edit: (c: Config) => void = (
   });
 }
 
+/**
+ * `script` by sh in a private mount namespace of its own (with micro as `$M`): what it mounts
+ * (a v1 hierarchy the host does not mount) is gone with it.
+ */
+async function inMountNamespace(
+  script: string,
+): Promise<{ code: number; out: string; err: string }> {
+  const r = await new Deno.Command("unshare", {
+    args: ["-m", "--propagation", "private", "sh", "-c", script],
+    env: { M: MICRO },
+    stdin: "null",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: r.code, out: dec.decode(r.stdout), err: dec.decode(r.stderr) };
+}
+
 /** create, `check` while it runs, then delete --force whatever happens. */
 async function created(
   dir: string,
@@ -225,14 +241,8 @@ echo "prio=$(grep '^lo ' "${net}/micro-oci/${id}/net_prio.ifpriomap")"
 "$M" --root "${root}" delete --force ${id}
 test ! -e "${net}/micro-oci/${id}" && echo removed
 `;
-      const r = await new Deno.Command("unshare", {
-        args: ["-m", "--propagation", "private", "sh", "-c", script],
-        env: { M: MICRO },
-        stdin: "null",
-      }).output();
-      const out = new TextDecoder().decode(r.stdout);
-      const err = new TextDecoder().decode(r.stderr);
-      assert.equal(r.code, 0, `${out}\n${err}`);
+      const { code, out, err } = await inMountNamespace(script);
+      assert.equal(code, 0, `${out}\n${err}`);
       assert.match(out, new RegExp(`huge=${4 << 20}\n`));
       assert.match(out, new RegExp(`classid=${0x100002}\n`));
       assert.match(out, /prio=lo 5\n/);
@@ -271,14 +281,8 @@ echo $((8 << 20)) > "${pages}/micro-oci/hugetlb.2MB.limit_in_bytes"
 test ! -e "${pages}/micro-oci/${c}" && echo "container's removed"
 echo "admin's limit=$(cat "${pages}/micro-oci/hugetlb.2MB.limit_in_bytes")"
 `;
-      const r = await new Deno.Command("unshare", {
-        args: ["-m", "--propagation", "private", "sh", "-c", script],
-        env: { M: MICRO },
-        stdin: "null",
-      }).output();
-      const out = new TextDecoder().decode(r.stdout);
-      const err = new TextDecoder().decode(r.stderr);
-      assert.equal(r.code, 0, `${out}\n${err}`);
+      const { code, out, err } = await inMountNamespace(script);
+      assert.equal(code, 0, `${out}\n${err}`);
       if (out === "in use\n") {
         console.log("skipped: this host's hugetlb hierarchy holds cgroups of its own");
         return;
