@@ -19,6 +19,7 @@ import { MicroError, MicroErrors } from "./errors.ts";
 import { FileRefused, formatSize, readRegularFile, TEXT_CAP } from "./files.ts";
 import { openLibc } from "./sys/libc.ts";
 import type { Plugin } from "./plugin.ts";
+import { clonePlain } from "./spec.ts";
 import {
   APPEND_SUFFIX,
   isPlainObject,
@@ -446,10 +447,6 @@ const APPENDED = new Set([
   "cgroups.deviceWriteIops",
 ]);
 
-function clone<T>(v: T): T {
-  return structuredClone(v);
-}
-
 /**
  * Deep-merges `over` onto `base`: maps merge, later wins; lists and scalars replace, except
  * that `KEY+: [...]` appends to the list `KEY` of `base` (validation allows `KEY+` only
@@ -471,8 +468,8 @@ export function mergeLayers(
     // A map replacing nothing (or a scalar) is still walked, so its own `KEY+` lists land.
     if (isPlainObject(v)) out[k] = mergeLayers(isPlainObject(old) ? old : {}, v, append, at);
     else if (Array.isArray(old) && Array.isArray(v) && (adds || append.has(at))) {
-      out[k] = [...old, ...clone(v)];
-    } else out[k] = clone(v);
+      out[k] = [...old, ...clonePlain(v)];
+    } else out[k] = clonePlain(v);
   }
   return out;
 }

@@ -262,6 +262,29 @@ export interface Spec {
   };
 }
 
+/**
+ * A deep copy of plain data (objects, arrays, scalars: what a profile, a spec's resources or
+ * a parsed config holds). Not structuredClone: its first call costs a process about 0.7 ms.
+ */
+export function clonePlain<T>(v: T): T {
+  if (Array.isArray(v)) return v.map(clonePlain) as T;
+  if (v === null || typeof v !== "object") return v;
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(v)) {
+    const c = clonePlain((v as Record<string, unknown>)[k]);
+    // A parsed key "__proto__" stays a key: assigned, it would set the copy's prototype.
+    if (k === "__proto__") {
+      Object.defineProperty(out, k, {
+        value: c,
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
+    } else out[k] = c;
+  }
+  return out as T;
+}
+
 export function emptySpec(): Spec {
   return {
     process: {

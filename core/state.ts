@@ -10,7 +10,7 @@ import { MicroError } from "./errors.ts";
 import { removeContainerDir } from "./store/containers.ts";
 import { removeTreeAt } from "./store/tmp.ts";
 import { FileError, mkdirAt, replaceTextAt } from "./files.ts";
-import { C, cstr, type Sys } from "./sys/mod.ts";
+import { C, cstr, randomHex, type Sys } from "./sys/mod.ts";
 import { openLibc } from "./sys/libc.ts";
 import { now, span } from "./trace.ts";
 import { processStartTime, untrustedRoot, untrustedRootError } from "./stateroot.ts";
@@ -81,8 +81,7 @@ export interface RunState {
 export const READY_MARKER = "ready";
 
 export function newId(): string {
-  const b = crypto.getRandomValues(new Uint8Array(6));
-  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  return randomHex(openLibc(), 6);
 }
 
 export function writeState(dir: string, state: RunState): void {

@@ -32,7 +32,7 @@ import {
 import { MicroError } from "../core/errors.ts";
 import { type Op, op } from "../core/ops.ts";
 import type { HostInfo, Plugin } from "../core/plugin.ts";
-import { hasNamespace, type Spec } from "../core/spec.ts";
+import { clonePlain, hasNamespace, type Spec } from "../core/spec.ts";
 import type { Schema } from "../core/schema_types.ts";
 
 export interface CgroupsOptions {
@@ -420,7 +420,7 @@ function problems(
     }
     return { errors, warning: `running without resource limits: ${why}` };
   }
-  const r: Resources = structuredClone(spec.linux.resources ?? {});
+  const r: Resources = clonePlain(spec.linux.resources ?? {});
   // Devices: the default allow-list, then each added device, by its numbers on the host.
   const devices: DeviceRule[] = [...DEFAULT_DEVICES];
   for (const d of spec.linux.devices) {

@@ -18,7 +18,7 @@ import { resolveRef } from "./resolve.ts";
 import { removeTreeSync as removeTree } from "./tmp.ts";
 import { FileError, mkdirAt, readLinkAt, readQuiet, replaceTextAt, typeAt } from "../files.ts";
 import { openLibc } from "../sys/libc.ts";
-import { C, cstr, type Sys } from "../sys/mod.ts";
+import { C, cstr, randomHex, type Sys } from "../sys/mod.ts";
 
 /** What a container runs from: a directory image, or a store image (id and name). */
 export interface ImageRef {
@@ -75,8 +75,7 @@ const RECORD_CAP = 1 << 20;
 
 /** A new container id: 64 random hex digits, as Docker's. */
 export function newContainerId(): string {
-  const b = crypto.getRandomValues(new Uint8Array(32));
-  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  return randomHex(openLibc(), 32);
 }
 
 export function containersDir(root: string): string {

@@ -425,6 +425,12 @@ export class RecordingSys implements Sys {
   setsid() {
     return this.record("setsid", [], () => this.pid);
   }
+  getrandom(buf: Uint8Array) {
+    return this.record("getrandom", [buf.length], () => {
+      crypto.getRandomValues(buf);
+      return buf.length;
+    });
+  }
   read(fd: number, buf: Uint8Array, len: number) {
     // Unscripted, the bytes "arrive" (the sync pipe's release byte): len is returned.
     return this.record("read", [fd, len], () => this.take(fd, buf, len) ?? len);

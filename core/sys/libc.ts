@@ -24,6 +24,7 @@ const NR = {
     landlock_add_rule: 445,
     landlock_restrict_self: 446,
     read: 0,
+    getrandom: 318,
     write: 1,
     close: 3,
     ioctl: 16,
@@ -121,6 +122,7 @@ const NR = {
     landlock_add_rule: 445,
     landlock_restrict_self: 446,
     read: 63,
+    getrandom: 278,
     write: 64,
     close: 57,
     ioctl: 29,
@@ -752,6 +754,7 @@ function bindLibc(): Sys {
     },
     landlockRestrictSelf: (fd) => r(lib.i(nr.landlock_restrict_self, fd, 0, 0, 0, 0)),
     read: (fd, buf, len) => r(lib.ibi(nr.read, fd, buf, len)),
+    getrandom: (buf) => r(lib.bii(nr.getrandom, buf, buf.length, 0)),
     write: (fd, buf, len) => r(lib.ibi(nr.write, fd, buf, len)),
     pipe2: (fds, flags) =>
       r(lib.bi(nr.pipe2, new Uint8Array(fds.buffer, fds.byteOffset, 8), flags)),
