@@ -11,7 +11,16 @@
  * trampoline instead, a tiny static program in a sealed memfd (tools/trampoline/), which
  * looks the command up and execs it, or reports EXEC_FAILED_RECORD.
  */
-import { C, type CStr, cstr, cstrArray, RLIMITS, type Sys, type VforkExec } from "../sys/mod.ts";
+import {
+  C,
+  type CStr,
+  cstr,
+  cstrArray,
+  RLIMITS,
+  type Sys,
+  SysUnwind,
+  type VforkExec,
+} from "../sys/mod.ts";
 import { capMask, capNumber, CAPS } from "../caps.ts";
 import type { MountFlag, Op, OpArgs } from "../ops.ts";
 import type { CopyUp } from "./copyup.ts";
@@ -181,6 +190,13 @@ export const PID_RECORD = -7;
  * sends it on to the OCI listenerPath, then writes 8 bytes back for the child to go on.
  */
 export const SECCOMP_RECORD = -8;
+/**
+ * `[THREW_RECORD, step]`: a step threw (micro's own bug, not the kernel's refusal). The child
+ * reports it and exits rather than unwind: in a forked copy of micro, an exception that left
+ * the child's code would run micro's own error path and cleanup in the container's
+ * namespaces.
+ */
+export const THREW_RECORD = -9;
 /** The trampoline's argv[0] that makes it the container's init (`--init`). */
 export const INIT_MODE = "init";
 
@@ -2003,14 +2019,23 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
 export function runSteps(prog: ChildProgram, sys: Sys): number {
   const report = new Int32Array(2);
   const run = prog.run;
-  for (let i = 0; i < run.length; i++) {
-    const rc = run[i]();
-    if (rc < 0) {
-      report[0] = i;
-      report[1] = -rc;
-      sys.sendRecord(prog.reportFd(), report, -1);
-      return 1;
+  let i = 0;
+  try {
+    for (; i < run.length; i++) {
+      const rc = run[i]();
+      if (rc < 0) {
+        report[0] = i;
+        report[1] = -rc;
+        sys.sendRecord(prog.reportFd(), report, -1);
+        return 1;
+      }
     }
+  } catch (e) {
+    if (e instanceof SysUnwind) throw e;
+    report[0] = THREW_RECORD;
+    report[1] = i;
+    sys.sendRecord(prog.reportFd(), report, -1);
+    return 1;
   }
   return 0;
 }

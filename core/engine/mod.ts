@@ -13,6 +13,7 @@ import { ParentOps, rootHostId } from "./parent.ts";
 import { Watchdog } from "./watchdog.ts";
 import {
   type ChildContext,
+  type ChildProgram,
   CLONE_FLAGS,
   compileChild,
   CONSOLE_RECORD,
@@ -26,6 +27,7 @@ import {
   runSteps,
   SECCOMP_RECORD,
   type StepInfo,
+  THREW_RECORD,
 } from "./child.ts";
 import { TRAMPOLINE } from "./trampoline.ts";
 import { canVfork, VFORK_CODE, vforkRefused, WRITER_START_MS } from "./vfork.ts";
@@ -879,6 +881,7 @@ export async function start(
       signals.settled();
       const got = await sys.recvRecord(report[0], record);
       closeAll();
+      if (got.n === 8 && record[0] === THREW_RECORD) throw threwError(prog, record[1]);
       const step = got.n === 8 ? prog.info[record[0]] : undefined;
       if (step) throw childError(step, record[1]);
     } else if (killed) closeAll();
@@ -972,6 +975,10 @@ export async function start(
       throw initError(record[1]);
     }
     if (master >= 0) sys.close(master);
+    if (!ready && got.n === 8 && record[0] === THREW_RECORD) {
+      await sys.waitpid(pid);
+      throw threwError(prog, record[1]);
+    }
     if (got.n === 0) {
       // EOF without READY: the child died before execve.
       const { pid: reaped, status } = await sys.waitpid(pid);
@@ -1005,6 +1012,20 @@ export async function start(
     await sys.waitpid(pid);
     throw childError(prog.info[record[0]], record[1]);
   }
+}
+
+/** A step of the child's threw (THREW_RECORD): micro's fault, said as such. */
+function threwError(prog: ChildProgram, step: number): MicroError {
+  const info = prog.info[step];
+  return new MicroError(
+    `the container's set-up failed inside micro itself (an exception in step ${step}` +
+      `${info ? `, ${info.plugin} ${info.kind}` : ""}); nothing was run`,
+    {
+      phase: info?.phase ?? "clone",
+      plugin: info?.plugin ?? "engine",
+      hint: "this is a bug in micro: report it with the command line and MICRO_TRACE=1's output",
+    },
+  );
 }
 
 /** The init (`--init`) could not make itself undumpable, block signals or fork. */

@@ -14,6 +14,7 @@ import {
   decodeCStr,
   type Stat,
   type Sys,
+  SysUnwind,
   type VforkExec,
 } from "./mod.ts";
 
@@ -29,7 +30,7 @@ export interface Call {
 }
 
 /** Thrown by `exit`, carrying the code: the child's program ends here. */
-export class FakeExit extends Error {
+export class FakeExit extends SysUnwind {
   constructor(readonly code: number) {
     super(`exit(${code})`);
     this.name = "FakeExit";
@@ -37,7 +38,7 @@ export class FakeExit extends Error {
 }
 
 /** Thrown by an `execveat` scripted to succeed (a real exec never returns). */
-export class FakeExec extends Error {
+export class FakeExec extends SysUnwind {
   constructor(
     readonly path: string,
     readonly argv: string[],

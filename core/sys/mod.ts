@@ -54,6 +54,13 @@ export interface CStrArray {
 
 export type Arch = "x86_64" | "aarch64";
 
+/**
+ * Thrown by a `Sys` that cannot end a process (the test fake: its `exit` and a successful
+ * exec return into the caller this way). Code that runs in a cloned child catches every
+ * other throw and lets this one pass.
+ */
+export class SysUnwind extends Error {}
+
 export interface Sys {
   readonly arch: Arch;
   // File system

@@ -18,6 +18,7 @@ import {
   READY_RECORD,
   runChild,
   SECCOMP_RECORD,
+  THREW_RECORD,
 } from "../../core/engine/child.ts";
 import { type Op, op } from "../../core/ops.ts";
 import { buildSpec, planRun, type Sections } from "../../core/plan.ts";
@@ -109,6 +110,35 @@ const SH_ARGS = ["sh", "-c", "id"];
 const SH_ENV = ["PATH=/usr/bin:/bin"];
 const SH = { args: SH_ARGS, env: SH_ENV };
 const execve = (path: string[]) => op("exec", "process", "execve", { ...SH, path });
+
+Deno.test("runChild: a step that throws is reported ([THREW_RECORD, step]) and the child exits; nothing of micro's own code runs after it", () => {
+  const ops: Op[] = [
+    op("identity", "uts", "sethostname", { name: "box" }),
+    op("exec", "process", "chdir", { path: "/home" }),
+    execve(["/bin/sh"]),
+  ];
+  const sys = new RecordingSys()
+    .returns("sethostname", () => true, () => {
+      throw new TypeError("a bug in a step");
+    })
+    .execSucceeds();
+  const { prog, end } = runToEnd(ops, sys);
+  // runToEnd saw the child's exit: the TypeError did not leave runChild.
+  assert.ok(end instanceof FakeExit);
+  assert.equal(end.code, 1);
+  const step = prog.info.findIndex((i) => i.kind === "sethostname");
+  assert.ok(step >= 0);
+  assert.deepEqual(reportOf(sys), [THREW_RECORD, step]);
+  const calls = sys.format();
+  assert.deepEqual(calls.slice(-2), [
+    `sendRecord(${REPORT_FD}, [${THREW_RECORD},${step}], -1)`,
+    "exit(1)",
+  ]);
+  assert.ok(
+    !calls.some((c) => c.startsWith("chdir") || c.startsWith("execveat")),
+    calls.join("\n"),
+  );
+});
 
 Deno.test("compileChild makes no calls; runChild runs every phase's steps in order", () => {
   const ops: Op[] = [

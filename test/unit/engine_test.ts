@@ -15,6 +15,7 @@ import {
   landlockExecHint,
   READY_RECORD,
   SECCOMP_RECORD,
+  THREW_RECORD,
 } from "../../core/engine/child.ts";
 import { TRAMPOLINE } from "../../core/engine/trampoline.ts";
 import {
@@ -345,6 +346,14 @@ Deno.test("execute: the trampoline's ENOENT is a MicroError with exit code 127",
     ...rest(3),
     "waitpid(4242)",
   ]);
+});
+
+Deno.test("execute: a child's step that threw (THREW_RECORD) is an error naming micro as at fault, and the child is reaped", async () => {
+  const sys = new RecordingSys().scriptRecv(5, { record: [THREW_RECORD, 1] });
+  const e = await failure(execute(PLAN, OPTS, sys));
+  assert.match(e.line(), /set-up failed inside micro itself \(an exception in step 1, /);
+  assert.match(e.line(), /a bug in micro: report it/);
+  assert.deepEqual(sys.format().slice(-1), ["waitpid(4242)"]);
 });
 
 Deno.test("execute: the trampoline's ENOTDIR is 'not found' too (127)", async () => {
