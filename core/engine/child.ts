@@ -1611,22 +1611,10 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
           [E_REFUSED]: "/proc/self/timens_offsets is not procfs's (the image's /proc without " +
             "a proc mount?): mount proc at /proc",
         };
+        // Into anything but procfs's file, the clocks would silently stay unshifted.
         const file = cstr("/proc/self/timens_offsets");
         const text = new TextEncoder().encode(o.args.text);
-        step(i, () => {
-          const fd = sys.open(file, C.O_WRONLY | C.O_CLOEXEC, 0);
-          if (fd < 0) return fd;
-          // An image's own /proc (no proc mount) may hold that file or a link to one: the
-          // offsets would go into it and the clocks would silently stay unshifted.
-          const type = sys.fstatfsType(fd);
-          if (type !== C.PROC_SUPER_MAGIC) {
-            sys.close(fd);
-            return type < 0 ? type : -E_REFUSED;
-          }
-          const rc = sys.write(fd, text, text.length);
-          sys.close(fd);
-          return rc < 0 ? rc : 0;
-        });
+        step(i, () => writeProcFile(sys, file, text));
         break;
       }
       case "ioprio": {
@@ -1709,22 +1697,10 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
           [E_REFUSED]: `${o.args.file} is not procfs's (the image's /proc without a proc ` +
             "mount?): mount proc at /proc",
         };
+        // Into anything but procfs's file, the command would run unconfined (CVE-2019-16884).
         const file = cstr(o.args.file);
         const value = new TextEncoder().encode(o.args.value);
-        step(i, () => {
-          const fd = sys.open(file, C.O_WRONLY | C.O_CLOEXEC, 0);
-          if (fd < 0) return fd;
-          // An image's own /proc (no proc mount) may hold that file or a link to one: the
-          // label would go into it and the command would run unconfined (CVE-2019-16884).
-          const type = sys.fstatfsType(fd);
-          if (type !== C.PROC_SUPER_MAGIC) {
-            sys.close(fd);
-            return type < 0 ? type : -E_REFUSED;
-          }
-          const rc = sys.write(fd, value, value.length);
-          sys.close(fd);
-          return rc < 0 ? rc : 0;
-        });
+        step(i, () => writeProcFile(sys, file, value));
         break;
       }
       case "landlock": {
@@ -2007,6 +1983,24 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
   if (!waited) lateWait();
   if (mode === "none" && !vfork) throw new Error("a vfork child without an execve op");
   return { info, run, reportFd: () => reportFd, exec, init, ...(vfork ? { vfork } : {}) };
+}
+
+/**
+ * Writes `bytes` to a procfs file the child names (its own /proc/self/...): 0, or -errno;
+ * -E_REFUSED where the file opened is not procfs's. An image's own /proc (no proc mount)
+ * may hold a file of that name or a link to one, and the write would go there unnoticed.
+ */
+function writeProcFile(sys: Sys, file: CStr, bytes: Uint8Array): number {
+  const fd = sys.open(file, C.O_WRONLY | C.O_CLOEXEC, 0);
+  if (fd < 0) return fd;
+  const type = sys.fstatfsType(fd);
+  if (type !== C.PROC_SUPER_MAGIC) {
+    sys.close(fd);
+    return type < 0 ? type : -E_REFUSED;
+  }
+  const rc = sys.write(fd, bytes, bytes.length);
+  sys.close(fd);
+  return rc < 0 ? rc : 0;
 }
 
 /**

@@ -3,20 +3,11 @@
  * for a caller that reaps it. Only the OCI runtime loads it (a module a run loads costs it in
  * proportion to its size: core/v8.ts).
  */
-import { MicroError } from "../errors.ts";
 import { CHILD_PHASES, type Op } from "../ops.ts";
 import { RunSignals } from "../signals.ts";
 import { C, type Sys } from "../sys/mod.ts";
 import { loadChildSteps } from "./child.ts";
-import {
-  cloneFlags,
-  type EngineOptions,
-  FailedStart,
-  networksOf,
-  start,
-  stoppedError,
-  VforkRefused,
-} from "./mod.ts";
+import { cloneFlags, type EngineOptions, networksOf, start, startRetrying } from "./mod.ts";
 import { ParentOps } from "./parent.ts";
 
 /**
@@ -44,32 +35,14 @@ export async function createDetached(
   let ok = false;
   try {
     parent.prepare();
-    for (let attempt = 0;; attempt++) {
-      if (signals.stopSignal) throw stoppedError(signals.stopSignal);
-      for (const p of await network.cleanup()) opts.onCleanupProblem?.(p);
-      try {
-        const { pid, ends } = await start(
-          plan,
-          childOps,
-          flags,
-          opts,
-          sys,
-          parent,
-          network,
-          signals,
-          null,
-        );
-        ok = true;
-        return { pid, master: ends.master };
-      } catch (e) {
-        if (!(e instanceof FailedStart)) throw e;
-        if (e instanceof VforkRefused) {
-          attempt--;
-          continue;
-        }
-        if (attempt > 0) throw new MicroError(e.message, { phase: "clone", plugin: "engine" });
-      }
-    }
+    const { pid, ends } = await startRetrying(
+      network,
+      signals,
+      opts,
+      () => start(plan, childOps, flags, opts, sys, parent, network, signals, null),
+    );
+    ok = true;
+    return { pid, master: ends.master };
   } finally {
     if (!opts.signals) signals.remove();
     if (!ok) {

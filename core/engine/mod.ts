@@ -361,69 +361,52 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
       watchdog = Watchdog.prepare(targets, sys, (flags & C.CLONE_NEWPID) !== 0);
     }
     mark("cgroups, watchdog prepare");
-    for (let attempt = 0;; attempt++) {
-      stopIfSignalled();
-      // A failed first start may have been attached already: DEL before the retry.
-      for (const p of await network.cleanup()) opts.onCleanupProblem?.(p);
-      try {
-        const { pid, ends } = await start(
-          plan,
-          childOps,
-          flags,
-          opts,
-          sys,
-          parent,
-          network,
-          signals,
-          watchdog,
-        );
-        if (signals.stopSignal) {
-          // Killed as it started: reap it, and nothing of the run is left.
-          for (const fd of Object.values(ends)) if (fd >= 0) sys.close(fd);
-          await sys.waitpid(pid);
-          stopIfSignalled();
-        }
-        opts.onStarted?.(pid);
-        if (opts.detach) {
-          if (opts.handover) {
-            try {
-              await opts.handover(pid, ends);
-            } catch (e) {
-              // Nobody took it: it ends here, and the run is undone as any other.
-              sys.kill(pid, 9);
-              await sys.waitpid(pid);
-              for (const fd of Object.values(ends)) if (fd >= 0) sys.close(fd);
-              throw e;
-            }
-          }
-          handed = true;
-          return { exitCode: 0, detached: { pid, ends } };
-        }
-        // A forked watchdog shares micro's pages: compacting would copy them all.
-        const compact = !watchdog || watchdog.native;
-        const result = await supervise(pid, ends, opts, signals, sys, compact);
-        mark("wait (command runs)");
-        const oom = parent.oomKilled();
-        return oom === undefined ? result : { ...result, oomKilled: oom };
-      } catch (e) {
-        stopIfSignalled();
-        if (e instanceof FailedStart) mark(`failed start: ${e.message}`);
-        if (e instanceof VforkRefused) {
-          attempt--; // the fork path's own try, as if the vfork had not been tried
-          continue;
-        }
-        if (!(e instanceof FailedStart) || attempt > 0) {
-          if (e instanceof FailedStart) {
-            throw new MicroError(e.message, { phase: "clone", plugin: "engine" });
-          }
-          throw e;
-        }
+    const { pid, ends } = await startRetrying(
+      network,
+      signals,
+      opts,
+      () => start(plan, childOps, flags, opts, sys, parent, network, signals, watchdog),
+      () => {
         // The static watchdog holds the failed child's pidfd: a new one for the next child.
         if (watchdog?.native && watchdog.pid !== 0) {
           watchdog.dismiss(sys);
           watchdog = Watchdog.prepare(targets, sys, true);
         }
+      },
+    );
+    try {
+      if (signals.stopSignal) {
+        // Killed as it started: reap it, and nothing of the run is left.
+        for (const fd of Object.values(ends)) if (fd >= 0) sys.close(fd);
+        await sys.waitpid(pid);
+        stopIfSignalled();
       }
+      opts.onStarted?.(pid);
+      if (opts.detach) {
+        if (opts.handover) {
+          try {
+            await opts.handover(pid, ends);
+          } catch (e) {
+            // Nobody took it: it ends here, and the run is undone as any other.
+            sys.kill(pid, 9);
+            await sys.waitpid(pid);
+            for (const fd of Object.values(ends)) if (fd >= 0) sys.close(fd);
+            throw e;
+          }
+        }
+        handed = true;
+        return { exitCode: 0, detached: { pid, ends } };
+      }
+      // A forked watchdog shares micro's pages: compacting would copy them all.
+      const compact = !watchdog || watchdog.native;
+      const result = await supervise(pid, ends, opts, signals, sys, compact);
+      mark("wait (command runs)");
+      const oom = parent.oomKilled();
+      return oom === undefined ? result : { ...result, oomKilled: oom };
+    } catch (e) {
+      // A stop signal that came meanwhile is the run's end, whatever else failed.
+      stopIfSignalled();
+      throw e;
     }
   } finally {
     if (!opts.signals) signals.remove();
@@ -432,6 +415,39 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
       for (const p of parent.cleanup()) opts.onCleanupProblem?.(p);
       watchdog?.dismiss(sys);
       mark("engine cleanup");
+    }
+  }
+}
+
+/**
+ * `begin` (a start) under the engine's retry rule, for a run and for OCI create: a vfork the
+ * kernel refused goes the fork path at once, not counted as a try; a first failed start is
+ * tried once more, and a second is the run's error. Before each try, what a failed one
+ * attached to a network is detached (DEL); a stop signal ends it, before a try or after one
+ * failed.
+ */
+export async function startRetrying(
+  network: Networks,
+  signals: RunSignals,
+  opts: EngineOptions,
+  begin: () => Promise<{ pid: number; ends: StdioEnds }>,
+  again?: () => void,
+): Promise<{ pid: number; ends: StdioEnds }> {
+  for (let attempt = 0;; attempt++) {
+    if (signals.stopSignal) throw stoppedError(signals.stopSignal);
+    for (const p of await network.cleanup()) opts.onCleanupProblem?.(p);
+    try {
+      return await begin();
+    } catch (e) {
+      if (signals.stopSignal) throw stoppedError(signals.stopSignal);
+      if (!(e instanceof FailedStart)) throw e;
+      mark(`failed start: ${e.message}`);
+      if (e instanceof VforkRefused) {
+        attempt--; // the fork path's own try, as if the vfork had not been tried
+        continue;
+      }
+      if (attempt > 0) throw new MicroError(e.message, { phase: "clone", plugin: "engine" });
+      again?.();
     }
   }
 }
