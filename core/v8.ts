@@ -26,6 +26,16 @@
 export const V8_FLAGS =
   "--single-threaded,--no-lazy,--no-flush-bytecode,--no-sparkplug,--no-maglev,--no-turbofan,--min-semi-space-size=4,--expose-gc";
 
+/**
+ * Deno's own flags for micro's bundle, one list for the launcher (tools/build.sh reads this
+ * line) and for the micro processes micro starts (core/store/rmtree.ts). Above all
+ * `--no-config`: Deno otherwise looks for a deno.json from the bundle's directory up, and a
+ * cache under a sticky directory (/tmp) would take another user's `/tmp/deno.json`, whose
+ * import map could put their code in place of micro's (reproduced).
+ */
+export const BUNDLE_FLAGS =
+  "--no-prompt --quiet --no-config --no-lock --cached-only --no-remote --no-npm";
+
 /** How long an attached container runs before micro gives back its start-up garbage. */
 export const COMPACT_AFTER_MS = 500;
 

@@ -37,8 +37,13 @@ case $V8_FLAGS in
   --single-threaded*) ;;
   *) echo "build: no V8_FLAGS in core/v8.ts" >&2 && exit 1 ;;
 esac
-FLAGS="--v8-flags=$V8_FLAGS -A --no-prompt --no-config --no-lock --quiet"
-FLAGS="$FLAGS --cached-only --no-remote --no-npm"
+# Deno's flags for the bundle: core/v8.ts's BUNDLE_FLAGS (the processes micro starts use them).
+BUNDLE_FLAGS=$(sed -n '/^export const BUNDLE_FLAGS =$/{n;s/^  "\(--[^"]*\)";$/\1/p;}' "$(dirname "$0")/../core/v8.ts")
+case $BUNDLE_FLAGS in
+  *--no-config*) ;;
+  *) echo "build: no BUNDLE_FLAGS in core/v8.ts" >&2 && exit 1 ;;
+esac
+FLAGS="--v8-flags=$V8_FLAGS -A $BUNDLE_FLAGS"
 
 die() {
   echo "build: $*" >&2

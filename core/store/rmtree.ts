@@ -4,7 +4,7 @@
  * apart from core/image/rootless.ts so the run's cleanup does not load the user-namespace
  * code unless it needs it.
  */
-import { V8_FLAGS } from "../v8.ts";
+import { BUNDLE_FLAGS, V8_FLAGS } from "../v8.ts";
 
 /**
  * This very Deno on this very main module (the launcher's extracted runtime and bundle, or
@@ -23,11 +23,8 @@ export function microExe(v8Flags = V8_FLAGS): string[] {
 }
 
 /**
- * `deno run` of `mainModule` with micro's flags. The bundle the launcher runs gets the
- * launcher's own (tools/build.sh): above all `--no-config`, as Deno otherwise looks for a
- * deno.json from the bundle's directory up, and a cache under a sticky directory (/tmp)
- * would take another user's `/tmp/deno.json`, whose import map could put their code in
- * place of micro's (reproduced). A checkout's main.ts gets its own deno.json, named.
+ * `deno run` of `mainModule` with micro's flags: the bundle the launcher runs gets the
+ * launcher's own (BUNDLE_FLAGS, core/v8.ts); a checkout's main.ts its own deno.json, named.
  */
 export function denoRunArgs(
   deno: string,
@@ -38,10 +35,10 @@ export function denoRunArgs(
   const main = new URL(mainModule);
   const path = main.protocol === "file:" ? decodeURIComponent(main.pathname) : main.href;
   const config = path.endsWith("/main.ts") ? `${path.slice(0, -"main.ts".length)}deno.json` : "";
-  const source = config && isFile(config)
-    ? ["--config", config]
-    : ["--no-config", "--no-lock", "--cached-only", "--no-remote", "--no-npm"];
-  return [deno, "run", "-A", `--v8-flags=${v8Flags}`, "--no-prompt", "--quiet", ...source, path];
+  const flags = config && isFile(config)
+    ? ["--no-prompt", "--quiet", "--config", config]
+    : BUNDLE_FLAGS.split(" ");
+  return [deno, "run", "-A", `--v8-flags=${v8Flags}`, ...flags, path];
 }
 
 /** What the supervisor's Deno cache adds to the name of the launcher's (supervisorEnv). */
