@@ -8,7 +8,7 @@
  * same inode, so nothing can be swapped in between. The read stops at the cap even when
  * the file grows meanwhile. No heavy imports: this module is on the start-up path.
  */
-import { C, cstr, type Stat, type Sys } from "./sys/mod.ts";
+import { C, cstr, decodeText, type Stat, type Sys } from "./sys/mod.ts";
 import { errnoName, MicroError } from "./errors.ts";
 
 export const KiB = 1024;
@@ -144,7 +144,7 @@ function readThrough(
       0,
     );
     if (fd < 0) throw failed(-fd);
-    return new TextDecoder().decode(readCapped(sys, fd, st.size, cap));
+    return decodeText(readCapped(sys, fd, st.size, cap));
   } finally {
     if (fd >= 0) sys.close(fd);
     sys.close(pathFd);
@@ -202,7 +202,7 @@ export function readTextAt(sys: Sys, path: string, cap = TEXT_CAP): string | num
   const fd = sys.open(cstr(path), C.O_RDONLY | C.O_NONBLOCK | C.O_NOCTTY | C.O_CLOEXEC, 0);
   if (fd < 0) return fd;
   try {
-    return new TextDecoder().decode(readCapped(sys, fd, 0, cap));
+    return decodeText(readCapped(sys, fd, 0, cap));
   } catch (e) {
     if (e instanceof FileRefused) return -(e.errno ?? 27); // a failed read, or over `cap`
     throw e;
@@ -319,7 +319,7 @@ export function chmodFd(sys: Sys, fd: number, mode: number): number {
 export function readLinkAt(sys: Sys, path: string): string | null {
   const buf = new Uint8Array(4096); // PATH_MAX
   const n = sys.readlinkat(C.AT_FDCWD, cstr(path), buf);
-  return n < 0 || n >= buf.length ? null : new TextDecoder().decode(buf.subarray(0, n));
+  return n < 0 || n >= buf.length ? null : decodeText(buf.subarray(0, n));
 }
 
 /** A directory's entries (without `.` and `..`), or -errno: through an fd of its own. */
@@ -338,7 +338,6 @@ let direntBuf: Uint8Array | undefined;
 export function direntsAt(sys: Sys, fd: number): DirEntryAt[] | number {
   const out: DirEntryAt[] = [];
   const buf = direntBuf ??= new Uint8Array(32 * KiB);
-  const decoder = new TextDecoder();
   for (;;) {
     const n = sys.getdents64(fd, buf);
     if (n < 0) return n;
@@ -351,7 +350,7 @@ export function direntsAt(sys: Sys, fd: number): DirEntryAt[] | number {
       const dot = buf[off + 19] === 46 && (len === 1 || (len === 2 && buf[off + 20] === 46));
       if (!dot) {
         const raw = buf.slice(off + 19, end + 1);
-        out.push({ name: decoder.decode(raw.subarray(0, len)), type: buf[off + 18], raw });
+        out.push({ name: decodeText(raw.subarray(0, len)), type: buf[off + 18], raw });
       }
       off += reclen;
     }

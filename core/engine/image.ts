@@ -15,7 +15,7 @@
  * starting run waits for `lock` first, so it never sees a half-removed set.
  */
 import { MicroError } from "../errors.ts";
-import { C, cstr, type Sys } from "../sys/mod.ts";
+import { C, cstr, decodeText, type Sys } from "../sys/mod.ts";
 import { createMountPoints, removeMountPoints } from "./resolve.ts";
 
 export interface OpenedImage {
@@ -69,7 +69,7 @@ export function openImage(path: string, sys: Sys): OpenedImage {
       errno: -rc,
     });
   }
-  const real = new TextDecoder().decode(link.subarray(0, n));
+  const real = decodeText(link.subarray(0, n));
   return { fd, dir, path: real, dev: id[0], ino: id[1] };
 }
 

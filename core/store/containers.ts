@@ -18,7 +18,7 @@ import { resolveRef } from "./resolve.ts";
 import { removeTreeSync as removeTree } from "./tmp.ts";
 import { FileError, mkdirAt, readLinkAt, readQuiet, replaceTextAt, typeAt } from "../files.ts";
 import { openLibc } from "../sys/libc.ts";
-import { C, cstr, randomHex, type Sys } from "../sys/mod.ts";
+import { C, cstr, decodeText, randomHex, type Sys } from "../sys/mod.ts";
 
 /** What a container runs from: a directory image, or a store image (id and name). */
 export interface ImageRef {
@@ -127,7 +127,7 @@ export function readRecord(dir: string): ContainerRecord | null {
       if (got === null) break;
       n += got;
     }
-    const rec = JSON.parse(new TextDecoder().decode(buf.subarray(0, n)));
+    const rec = JSON.parse(decodeText(buf.subarray(0, n)));
     if (
       typeof rec !== "object" || rec === null || !ID.test(rec.id) || typeof rec.name !== "string"
     ) {

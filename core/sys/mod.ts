@@ -20,7 +20,25 @@ export function cstr(s: string): CStr {
 export function decodeCStr(b: CStr | null): string | null {
   if (b === null) return null;
   const end = b.indexOf(0);
-  return new TextDecoder().decode(end < 0 ? b : b.subarray(0, end));
+  return decodeText(end < 0 ? b : b.subarray(0, end));
+}
+
+let utf8: TextDecoder | undefined;
+/** Up to this many bytes of ASCII are decoded without a TextDecoder. */
+const ASCII_DIRECT = 4096;
+
+/**
+ * UTF-8 bytes as TextDecoder's `decode` gives them. A process's first TextDecoder costs
+ * about 0.5 ms, and what a run reads (names, links, its state, /proc files) is short ASCII:
+ * that is made into a string directly until something else needed the decoder.
+ */
+export function decodeText(b: Uint8Array): string {
+  if (!utf8 && b.length <= ASCII_DIRECT) {
+    let i = 0;
+    while (i < b.length && b[i] < 0x80) i++;
+    if (i === b.length) return String.fromCharCode.apply(null, b as unknown as number[]);
+  }
+  return (utf8 ??= new TextDecoder()).decode(b);
 }
 
 /** argv or envp: strings in one stable buffer and a NULL-terminated pointer array. */

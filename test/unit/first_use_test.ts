@@ -1,6 +1,7 @@
+/** What a run does without a built-in whose first call costs a process: ids, copies, text. */
 import assert from "node:assert/strict";
 import { clonePlain } from "../../core/spec.ts";
-import { randomHex } from "../../core/sys/mod.ts";
+import { decodeCStr, decodeText, randomHex } from "../../core/sys/mod.ts";
 import { openLibc } from "../../core/sys/libc.ts";
 
 Deno.test("clonePlain copies plain data deeply, as structuredClone did, undefined keys included", () => {
@@ -39,4 +40,21 @@ Deno.test("randomHex: the kernel's bytes as hex; Web Crypto where getrandom is r
   const ids = new Set(Array.from({ length: 50 }, () => randomHex(refused, 6)));
   assert.equal(ids.size, 50);
   for (const id of ids) assert.match(id, /^[0-9a-f]{12}$/);
+});
+
+Deno.test("decodeText decodes as TextDecoder does: ASCII, UTF-8, invalid bytes, a BOM, long input", () => {
+  const enc = new TextEncoder();
+  const cases: Uint8Array[] = [
+    new Uint8Array(0),
+    enc.encode("state.json"),
+    enc.encode('{\n  "id": "abc",\n  "pid": 42\n}\n'),
+    new Uint8Array(Array.from({ length: 128 }, (_, i) => i)), // every ASCII byte, NUL included
+    enc.encode("naïve 日本 🐳"),
+    Uint8Array.of(0x66, 0x80, 0xff, 0xc3), // invalid: replacement characters
+    Uint8Array.of(0xef, 0xbb, 0xbf, 0x61), // a BOM, which TextDecoder drops
+    enc.encode("x".repeat(4096)),
+    enc.encode("y".repeat(4097)),
+  ];
+  for (const c of cases) assert.equal(decodeText(c), new TextDecoder().decode(c));
+  assert.equal(decodeCStr(Uint8Array.of(0x61, 0x62, 0, 0x63)), "ab");
 });
