@@ -464,12 +464,22 @@ export function mergeLayers(
     const adds = key.length > 1 && key.endsWith(APPEND_SUFFIX) && Array.isArray(v);
     const k = adds ? key.slice(0, -APPEND_SUFFIX.length) : key;
     const at = path ? `${path}.${k}` : k;
-    const old = out[k];
+    const old = Object.hasOwn(out, k) ? out[k] : undefined;
+    let merged: unknown;
     // A map replacing nothing (or a scalar) is still walked, so its own `KEY+` lists land.
-    if (isPlainObject(v)) out[k] = mergeLayers(isPlainObject(old) ? old : {}, v, append, at);
+    if (isPlainObject(v)) merged = mergeLayers(isPlainObject(old) ? old : {}, v, append, at);
     else if (Array.isArray(old) && Array.isArray(v) && (adds || append.has(at))) {
-      out[k] = [...old, ...clonePlain(v)];
-    } else out[k] = clonePlain(v);
+      merged = [...old, ...clonePlain(v)];
+    } else merged = clonePlain(v);
+    // A key "__proto__" (a free-key map's, from a profile) stays a key, not the prototype.
+    if (k === "__proto__") {
+      Object.defineProperty(out, k, {
+        value: merged,
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
+    } else out[k] = merged;
   }
   return out;
 }

@@ -2006,7 +2006,8 @@ function writeProcFile(sys: Sys, file: CStr, bytes: Uint8Array): number {
 /**
  * The steps in order: 0 once all ran (in a vfork child, core/engine/vfork.ts, every step but
  * the exec, which the stub makes after this returns). On the first failure it sends
- * `[step, errno]` on the report socket and returns 1, the child's exit code: a vfork child
+ * `[step, errno]` on the report socket (`[THREW_RECORD, step]` for a step that threw) and
+ * returns 1, the child's exit code: a vfork child
  * returns rather than exits, so that V8 and Deno leave the callback it runs in as after any
  * other.
  */
@@ -2039,8 +2040,13 @@ export function runSteps(prog: ChildProgram, sys: Sys): number {
  * and leaves; on success the last step is execve and never returns.
  */
 export function runChild(prog: ChildProgram, sys: Sys): never {
-  // Every step ran and none exec'd: a program without an execve op.
-  if (runSteps(prog, sys) === 0) sys.sendRecord(prog.reportFd(), NO_EXEC, -1);
+  try {
+    // Every step ran and none exec'd: a program without an execve op.
+    if (runSteps(prog, sys) === 0) sys.sendRecord(prog.reportFd(), NO_EXEC, -1);
+  } catch (e) {
+    // Even the report of a throw failed: the child leaves all the same (see THREW_RECORD).
+    if (e instanceof SysUnwind) throw e;
+  }
   sys.exit(1);
 }
 

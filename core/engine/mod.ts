@@ -991,7 +991,7 @@ export async function start(
       throw initError(record[1]);
     }
     if (master >= 0) sys.close(master);
-    if (!ready && got.n === 8 && record[0] === THREW_RECORD) {
+    if (got.n === 8 && record[0] === THREW_RECORD) {
       await sys.waitpid(pid);
       throw threwError(prog, record[1]);
     }

@@ -28,7 +28,7 @@
  * page micro wrote was copied (copy-on-write, with a TLB shootdown).
  */
 import { errnoName, MicroError } from "../errors.ts";
-import { C, cstr, type Sys } from "../sys/mod.ts";
+import { C, cstr, type Sys, SysUnwind } from "../sys/mod.ts";
 import { sealedProgram, sealedSpawner } from "./memfd.ts";
 import { WATCHDOG } from "./trampoline.ts";
 
@@ -236,8 +236,20 @@ export class Watchdog {
     this.writeFd = -1;
   }
 
-  /** The watchdog itself, in the forked process: it never returns. */
+  /**
+   * The watchdog itself, in the forked process: it never returns, nor throws (a throw would
+   * unwind into micro's own code, its cleanup, in this copy of micro).
+   */
   run(sys: Sys): never {
+    try {
+      this.watch(sys);
+    } catch (e) {
+      if (e instanceof SysUnwind) throw e;
+    }
+    sys.exit(1);
+  }
+
+  private watch(sys: Sys): void {
     sys.ignoreSignals();
     sys.setsid();
     sys.prctl(C.PR_SET_DUMPABLE, 0, 0, 0, 0);

@@ -37,7 +37,7 @@ export function denoRunArgs(
   const config = path.endsWith("/main.ts") ? `${path.slice(0, -"main.ts".length)}deno.json` : "";
   const flags = config && isFile(config)
     ? ["--no-prompt", "--quiet", "--config", config]
-    : BUNDLE_FLAGS.split(" ");
+    : BUNDLE_FLAGS.split(/ +/);
   return [deno, "run", "-A", `--v8-flags=${v8Flags}`, ...flags, path];
 }
 

@@ -490,7 +490,8 @@ const at = (b: Uint8Array | BigUint64Array | Int32Array) =>
 /**
  * The vfork stub mapped once (read and write to fill, then read and execute) and bound with
  * `callback: true`: a call that runs JavaScript before it returns cannot be a V8 fast call.
- * The callback returns 1 (the child exits, having reported nothing) if `run` throws. Any
+ * The callback returns 1 (the child exits) if `run` throws all the same (runSteps reports a
+ * step's throw itself: THREW_RECORD, core/engine/child.ts). Any
  * failure to map it is -ENOSYS: the engine then forks (core/engine/vfork.ts).
  */
 function vforkStub(

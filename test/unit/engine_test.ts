@@ -354,6 +354,11 @@ Deno.test("execute: a child's step that threw (THREW_RECORD) is an error naming 
   assert.match(e.line(), /set-up failed inside micro itself \(an exception in step 1, /);
   assert.match(e.line(), /a bug in micro: report it/);
   assert.deepEqual(sys.format().slice(-1), ["waitpid(4242)"]);
+  // After READY too (steps run after it: hooks, the exec fifo's, the trampoline's fds).
+  const late = new RecordingSys().scriptRecv(5, READY, { record: [THREW_RECORD, 2] });
+  const l = await failure(execute(PLAN, OPTS, late));
+  assert.match(l.line(), /set-up failed inside micro itself \(an exception in step 2/);
+  assert.deepEqual(late.format().slice(-1), ["waitpid(4242)"]);
 });
 
 Deno.test("execute: the trampoline's ENOTDIR is 'not found' too (127)", async () => {

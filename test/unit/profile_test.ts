@@ -449,6 +449,12 @@ Deno.test("mergeLayers: KEY+ appends, KEY replaces, maps merge, the base is not 
   assert.deepEqual(mergeLayers({ env: { A: "1" } }, { env: { "B+": "2" } }), {
     env: { A: "1", "B+": "2" },
   });
+  // A key "__proto__" (JSON.parse and YAML make one) is merged as a key, not a prototype.
+  const over = JSON.parse('{"labels": {"__proto__": {"polluted": "1"}, "a": "b"}}');
+  const merged = mergeLayers({ labels: { z: "y" } }, over) as { labels: object };
+  assert.equal(Object.getPrototypeOf(merged.labels), Object.prototype);
+  assert.deepEqual(Object.keys(merged.labels), ["z", "__proto__", "a"]);
+  assert.equal((merged.labels as Record<string, unknown>).polluted, undefined);
 });
 
 Deno.test("KEY+ on anything but a list key is an error naming the key and the line", () => {

@@ -17,6 +17,7 @@ import {
 } from "../../core/supervisor/policy.ts";
 import { supervisorEnv } from "../../core/supervisor/client.ts";
 import { denoRunArgs, runnerEnv } from "../../core/store/rmtree.ts";
+import { BUNDLE_FLAGS, V8_FLAGS } from "../../core/v8.ts";
 import {
   type FollowPos,
   followStep,
@@ -251,6 +252,21 @@ Deno.test("runner env: a restart runs under micro's own V8 flags, with the launc
   assert.equal(runnerEnv(supervisorEnv({}, "/run/micro")).DENO_DIR, undefined);
   // A process outside a supervisor (a command, `micro _supervise` by hand): its cache kept.
   assert.equal(runnerEnv({ DENO_DIR: "/c/deno_dir" }).DENO_DIR, "/c/deno_dir");
+});
+
+Deno.test("tools/build.sh reads core/v8.ts's V8_FLAGS and BUNDLE_FLAGS as they are (its sed lines, run here)", () => {
+  const build = Deno.readTextFileSync(new URL("../../tools/build.sh", import.meta.url));
+  const root = new URL("../..", import.meta.url).pathname;
+  for (const [name, want] of [["V8_FLAGS", V8_FLAGS], ["BUNDLE_FLAGS", BUNDLE_FLAGS]]) {
+    const line = build.split("\n").find((l) => l.startsWith(`${name}=$(`));
+    assert.ok(line, `no ${name}= line in tools/build.sh`);
+    const out = new Deno.Command("sh", {
+      args: ["-c", `${line}\nprintf '%s' "$${name}"`, "tools/build.sh"],
+      cwd: root,
+    }).outputSync();
+    assert.equal(new TextDecoder().decode(out.stdout), want, name);
+  }
+  assert.match(BUNDLE_FLAGS, /(^| )--no-config( |$)/);
 });
 
 Deno.test("micro's own processes: the bundle runs without any deno.json (--no-config); a checkout with its own", () => {

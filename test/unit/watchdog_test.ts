@@ -58,6 +58,17 @@ Deno.test("watchdog: prepare opens a pipe and each cgroup dir; the fork keeps on
   assert.deepEqual(sys.format(), [...PROLOGUE, "exit(0)"]);
 });
 
+Deno.test("watchdog: a throw in the forked watchdog ends it (exit 1); it never unwinds into micro's code", () => {
+  const sys = new RecordingSys();
+  const w = Watchdog.prepare([{ path: "/cg/micro/r1", how: "cgroup.kill" }], sys);
+  sys.clear();
+  sys.returns("chdir", () => true, () => {
+    throw new TypeError("a bug");
+  });
+  assert.equal(runIt(w, sys), 1);
+  assert.deepEqual(sys.format().slice(-2), ['chdir("/")', "exit(1)"]);
+});
+
 Deno.test("watchdog: EOF (micro died) kills the v2 cgroup through its fd with cgroup.kill", () => {
   const sys = new RecordingSys();
   const w = Watchdog.prepare([{ path: "/cg/micro/r1", how: "cgroup.kill" }], sys);
