@@ -159,6 +159,16 @@ function tooBig(cap: number, size?: number): FileRefused {
 /** readCapped's read buffer: one a process (a new one a call cost the host probe 0.75 ms). */
 let readChunk: Uint8Array | undefined;
 
+/**
+ * Lets go of the read and directory buffers kept for the start's many reads (96 KiB), for
+ * a process that goes on long after (an attached run, at its heap compaction: core/v8.ts).
+ * A later read makes them anew.
+ */
+export function releaseScratch(): void {
+  readChunk = undefined;
+  direntBuf = undefined;
+}
+
 /** Reads to EOF, refusing past `cap` bytes; `expected` sizes the first buffer. */
 function readCapped(sys: Sys, fd: number, expected: number, cap: number): Uint8Array {
   let out = new Uint8Array(Math.min(expected, cap) + 1);

@@ -32,7 +32,7 @@ import {
 import { TRAMPOLINE } from "./trampoline.ts";
 import { canVfork, VFORK_CODE, vforkRefused, WRITER_START_MS } from "./vfork.ts";
 import { sealedProgram } from "./memfd.ts";
-import { FileError, writeTextAt } from "../files.ts";
+import { FileError, releaseScratch, writeTextAt } from "../files.ts";
 import { copyWindowSize, Relays, type StdioEnds } from "./stdio.ts";
 import { mark, now, span } from "../trace.ts";
 import { COMPACT_AFTER_MS, compactHeap } from "../v8.ts";
@@ -1120,6 +1120,7 @@ async function supervise(
       sys.sleepAsync(COMPACT_AFTER_MS).then((rc) => {
         if (rc < 0 || !waiting) return;
         const t = now();
+        releaseScratch();
         const gc = compactHeap(sys);
         span(gc ? "heap compaction (running)" : "malloc trim (running, no --expose-gc)", t);
       }).catch(() => {});

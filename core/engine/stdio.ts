@@ -62,6 +62,14 @@ class Fds {
 
 type End = "eof" | "read-error" | "write-error" | "stopped";
 
+/**
+ * A pump's read buffer: 16 KiB, and 64 KiB (a pipe's whole capacity) once a read filled it.
+ * A container that writes little (most, on a long attached run) does not hold 64 KiB a
+ * stream in micro for its whole life.
+ */
+const FIRST_READ = 16 * 1024;
+const BUSY_READ = 64 * 1024;
+
 /** Copies `from` to `to` until EOF, an error, or `stop()`; `drain()` bounds what is left. */
 class Pump {
   readonly done: Promise<End>;
@@ -105,7 +113,7 @@ class Pump {
   }
 
   private async run(): Promise<End> {
-    const buf = new Uint8Array(65536);
+    let buf = new Uint8Array(FIRST_READ);
     for (;;) {
       if (this.stopping) return "stopped";
       if (this.reapAt && this.got >= this.left && Date.now() - this.reapAt > DRAIN_MS) {
@@ -123,6 +131,8 @@ class Pump {
         if (w <= 0) return "write-error";
         off += w;
       }
+      // A read that filled the buffer: a busy stream, read in larger pieces from here on.
+      if (n === buf.length && buf.length < BUSY_READ) buf = new Uint8Array(BUSY_READ);
     }
   }
 

@@ -60,13 +60,17 @@ const BENEATH = C.RESOLVE_BENEATH | C.RESOLVE_NO_SYMLINKS;
 export class Watchdog {
   /** The watchdog's pid once forked; 0 before. */
   pid = 0;
-  /** Scratch for cgroup.procs and freezer.state, and the one byte read off the pipe. */
-  private readonly buf = new Uint8Array(4096);
+  /**
+   * Scratch for cgroup.procs and freezer.state, and the one byte read off the pipe. The
+   * forked watchdog's are made before the fork (nothing may allocate in the copy); the static
+   * program needs none, and a long attached run does not keep 16 KiB for it.
+   */
+  private buf = new Uint8Array(0);
   private readonly byte = new Uint8Array(1);
   /** The pids of one read of cgroup.procs, their pidfds, and the pids of the second read. */
-  private readonly pids = new Int32Array(MAX_PIDS);
-  private readonly pidfds = new Int32Array(MAX_PIDS);
-  private readonly again = new Int32Array(MAX_PIDS);
+  private pids = new Int32Array(0);
+  private pidfds = new Int32Array(0);
+  private again = new Int32Array(0);
   /**
    * micro's CPUs (read before the clone; empty: not pinned) and a mask of the one it is on
    * at the spawn, and getcpu's word: see pin().
@@ -158,6 +162,12 @@ export class Watchdog {
       spawner,
       spawnFds,
     );
+    if (!native) {
+      w.buf = new Uint8Array(4096);
+      w.pids = new Int32Array(MAX_PIDS);
+      w.pidfds = new Int32Array(MAX_PIDS);
+      w.again = new Int32Array(MAX_PIDS);
+    }
     if (native) {
       const mask = new Uint8Array(AFFINITY_BYTES);
       const n = sys.schedGetaffinity(0, mask);

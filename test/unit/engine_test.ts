@@ -121,8 +121,8 @@ const rest = (fd: number) => [`close(${fd + 2})`, `close(${fd + 5})`, `close(${f
  * pipe and whether a writer remains is looked at (the drain), the pipes are closed.
  */
 const SUPERVISE = [
-  "readAsync(8, 65536)",
-  "readAsync(10, 65536)",
+  "readAsync(8, 16384)",
+  "readAsync(10, 16384)",
   `sleepAsync(${COMPACT_AFTER_MS})`, // the heap compaction's timer (core/v8.ts)
   "waitpid(4242)",
   "ioctlBuf(8, 0x541b)",
@@ -305,7 +305,7 @@ Deno.test("execute: with -i stdin is a third pipe; with -t the terminal replaces
     "close(4)",
   ]);
   // micro's stdin is read and copied to the pipe; at its EOF the pipe is closed.
-  assert.ok(sys.format().includes("readAsync(0, 65536)"));
+  assert.ok(sys.format().includes("readAsync(0, 16384)"));
   assert.deepEqual(openedAndClosed(sys), { opened: fdRange(3, 15), closed: fdRange(3, 15) });
 
   const tty = new RecordingSys().scriptRecv(5, READY);

@@ -44,13 +44,31 @@ Deno.test("relays copy stdout and stderr byte for byte, apart, and close the pip
   assert.ok(!sys.names().includes("write"), "no write on the main thread");
 });
 
+Deno.test("a relay reads 16 KiB at a time, and 64 KiB once a read filled its buffer (a busy stream)", async () => {
+  const full = new Uint8Array(16384).fill(120);
+  const big = new Uint8Array(65536).fill(121);
+  const sys = new RecordingSys().scriptRead(8, enc.encode("small"), full, big, enc.encode("end"));
+  const relays = new Relays(sys, { ...NONE, stdout: 8 }, { stdin: false });
+  await settle();
+  await relays.finish(never);
+  relays.close();
+  assert.deepEqual(sys.format().filter((l) => l.startsWith("readAsync")), [
+    "readAsync(8, 16384)",
+    "readAsync(8, 16384)", // filled: larger from here on
+    "readAsync(8, 65536)",
+    "readAsync(8, 65536)",
+    "readAsync(8, 65536)", // EOF
+  ]);
+  assert.equal(sys.written(1).length, 5 + 16384 + 65536 + 3);
+});
+
 Deno.test("a consumer gone (EPIPE on micro's stdout) closes the pipe and reads no more", async () => {
   const sys = new RecordingSys()
     .scriptRead(8, enc.encode("a"), enc.encode("b"))
     .failOn("writeAsync", (a) => a[0] === 1, 32);
   const relays = new Relays(sys, { ...NONE, stdout: 8 }, { stdin: false });
   await settle();
-  assert.deepEqual(sys.format(), ["readAsync(8, 65536)", "writeAsync(1, 1)", "close(8)"]);
+  assert.deepEqual(sys.format(), ["readAsync(8, 16384)", "writeAsync(1, 1)", "close(8)"]);
   await relays.finish(never);
   relays.close();
   assert.equal(sys.format().filter((l) => l === "close(8)").length, 1, "closed once");
