@@ -59,7 +59,7 @@ export async function plan(argv: string[]): Promise<number> {
 }
 
 async function help(): Promise<number> {
-  const { RUN_HELP } = await import("../core/cli.ts");
+  const { RUN_HELP } = await import("../core/run_help.ts");
   console.log(RUN_HELP.trimEnd());
   return 0;
 }

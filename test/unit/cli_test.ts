@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { type CliIO, parseEnvFile, parseRun, type Request, RUN_HELP } from "../../core/cli.ts";
+import { type CliIO, parseEnvFile, parseRun, type Request } from "../../core/cli.ts";
+import { RUN_HELP } from "../../core/run_help.ts";
 import { MicroError } from "../../core/errors.ts";
 import { parseMountFlag } from "../../core/mounts.ts";
 
