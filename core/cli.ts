@@ -37,7 +37,7 @@ export interface Request {
   /** `--rm`: remove the container (its layer and record) when it exits, as Docker. */
   rm: boolean;
   json: boolean;
-  /** `--help` was given: print RUN_HELP and do nothing else. */
+  /** `--help` was given: print core/run_help.ts's text and do nothing else. */
   help: boolean;
   /** `--pull`: when to pull a store image (default "missing", as Docker). */
   pull?: "missing" | "always" | "never";

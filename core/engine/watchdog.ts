@@ -162,7 +162,7 @@ export class Watchdog {
       spawner,
       spawnFds,
     );
-    if (!native) {
+    if (!w.native) {
       w.buf = new Uint8Array(4096);
       w.pids = new Int32Array(MAX_PIDS);
       w.pidfds = new Int32Array(MAX_PIDS);
@@ -296,7 +296,7 @@ export class Watchdog {
   private isFrozen(dir: number, sys: Sys): boolean {
     const fd = sys.openat2(dir, FREEZER_STATE, C.O_RDONLY | C.O_CLOEXEC, 0, BENEATH);
     if (fd < 0) return true; // gone: nothing to wait for
-    const n = sys.read(fd, this.buf, 16);
+    const n = sys.read(fd, this.buf, Math.min(16, this.buf.length));
     sys.close(fd);
     if (n < FROZEN.length) return false;
     for (let i = 0; i < FROZEN.length; i++) if (this.buf[i] !== FROZEN[i]) return false;
