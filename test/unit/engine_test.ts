@@ -1388,3 +1388,39 @@ Deno.test("spawnSealed: a memfd numbered below the fds it hands out is exec'd fr
     'spawn("/proc/self/fd/8", ["micro-x"], [], [5,6,7], "session")',
   ]);
 });
+
+// ---- OCI create (createDetached): the same retry rule ------------------------------------
+
+Deno.test("createDetached: a child that dies of a signal before READY is started again, once", async () => {
+  const { createDetached } = await import("../../core/engine/detached.ts");
+  const sys = new RecordingSys({ clonePid: 4243, waitStatus: 9 })
+    .returns("clone", () => true, 4242, 1);
+  const e = await failure(createDetached(PLAN, { ...OPTS, detached: true }, sys));
+  assert.equal(
+    e.line(),
+    "clone: engine: the container's first process died of signal 9 before exec",
+  );
+  assert.equal(sys.names().filter((n) => n === "clone").length, 2);
+});
+
+Deno.test("createDetached: a stop signal while the child starts ends it: no retry, exit 143", async () => {
+  const { createDetached } = await import("../../core/engine/detached.ts");
+  const signals = new RunSignals();
+  try {
+    const sys = new RecordingSys({ waitStatus: 9 }).returns(
+      "recvRecord",
+      () => {
+        signals.deliver(15);
+        return true;
+      },
+      0,
+      1,
+    );
+    const e = await failure(createDetached(PLAN, { ...OPTS, detached: true, signals }, sys));
+    assert.equal(e.exitCode, 143);
+    assert.equal(e.line(), "stopped by SIGTERM before the command started");
+    assert.equal(sys.names().filter((n) => n === "clone").length, 1);
+  } finally {
+    signals.remove();
+  }
+});
