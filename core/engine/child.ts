@@ -2052,28 +2052,24 @@ export function runChild(prog: ChildProgram, sys: Sys): never {
 
 const NO_EXEC = new Int32Array([-1, 0]);
 
-const BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+const nativeFromBase64 = (Uint8Array as unknown as { fromBase64(s: string): Uint8Array })
+  .fromBase64;
 
 /**
  * Standard base64 to bytes, in a buffer of at least `min` bytes (a subarray of the decoded
- * length). Not atob: its first use loads a module of Deno's at run time (milliseconds).
+ * length). V8's own `Uint8Array.fromBase64` (the trampoline's module pays its first call),
+ * not atob (its first use loads a module of Deno's: milliseconds), nor a loop here (0.25 ms
+ * for a seccomp program, interpreted).
  */
 export function fromBase64(text: string, min = 0): Uint8Array {
-  const clean = text.replace(/=+$/, "");
-  const len = Math.floor(clean.length * 3 / 4);
-  const out = new Uint8Array(Math.max(len, min)).subarray(0, len);
-  let bits = 0;
-  let acc = 0;
-  let j = 0;
-  for (let k = 0; k < clean.length; k++) {
-    const v = BASE64.indexOf(clean[k]);
-    if (v < 0) throw new Error(`invalid base64 at ${k}`);
-    acc = (acc << 6 | v) & 0xffffff;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out[j++] = (acc >> bits) & 0xff;
-    }
+  let bytes: Uint8Array;
+  try {
+    bytes = nativeFromBase64(text);
+  } catch (e) {
+    throw new Error(`invalid base64: ${(e as Error).message}`);
   }
-  return out;
+  if (bytes.buffer.byteLength >= min) return bytes;
+  const out = new Uint8Array(min);
+  out.set(bytes);
+  return out.subarray(0, bytes.length);
 }
