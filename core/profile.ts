@@ -19,7 +19,7 @@ import { MicroError, MicroErrors } from "./errors.ts";
 import { FileRefused, formatSize, readRegularFile, TEXT_CAP } from "./files.ts";
 import { openLibc } from "./sys/libc.ts";
 import type { Plugin } from "./plugin.ts";
-import { clonePlain } from "./spec.ts";
+import { clonePlain, setKey } from "./spec.ts";
 import {
   APPEND_SUFFIX,
   isPlainObject,
@@ -471,15 +471,7 @@ export function mergeLayers(
     else if (Array.isArray(old) && Array.isArray(v) && (adds || append.has(at))) {
       merged = [...old, ...clonePlain(v)];
     } else merged = clonePlain(v);
-    // A key "__proto__" (a free-key map's, from a profile) stays a key, not the prototype.
-    if (k === "__proto__") {
-      Object.defineProperty(out, k, {
-        value: merged,
-        enumerable: true,
-        writable: true,
-        configurable: true,
-      });
-    } else out[k] = merged;
+    setKey(out, k, merged);
   }
   return out;
 }

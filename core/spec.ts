@@ -270,19 +270,23 @@ export function clonePlain<T>(v: T): T {
   if (Array.isArray(v)) return v.map(clonePlain) as T;
   if (v === null || typeof v !== "object") return v;
   const out: Record<string, unknown> = {};
-  for (const k of Object.keys(v)) {
-    const c = clonePlain((v as Record<string, unknown>)[k]);
-    // A parsed key "__proto__" stays a key: assigned, it would set the copy's prototype.
-    if (k === "__proto__") {
-      Object.defineProperty(out, k, {
-        value: c,
-        enumerable: true,
-        writable: true,
-        configurable: true,
-      });
-    } else out[k] = c;
-  }
+  for (const k of Object.keys(v)) setKey(out, k, clonePlain((v as Record<string, unknown>)[k]));
   return out as T;
+}
+
+/**
+ * `out[k] = v`, except that a key "__proto__" (JSON.parse and YAML make one) stays a key:
+ * assigned, it would set `out`'s prototype.
+ */
+export function setKey(out: Record<string, unknown>, k: string, v: unknown): void {
+  if (k === "__proto__") {
+    Object.defineProperty(out, k, {
+      value: v,
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  } else out[k] = v;
 }
 
 export function emptySpec(): Spec {

@@ -25,6 +25,7 @@ import {
   execute,
   syncMode,
 } from "../../core/engine/mod.ts";
+import { createDetached } from "../../core/engine/detached.ts";
 import { MicroError } from "../../core/errors.ts";
 import { COMPACT_AFTER_MS } from "../../core/v8.ts";
 import { RunSignals } from "../../core/signals.ts";
@@ -1081,19 +1082,26 @@ Deno.test("execute: TERM before the start stops the run: nothing is cloned, exit
   }
 });
 
+/**
+ * A Sys on which TERM arrives while micro waits for the child's first report; the child
+ * then dies (SIGKILL's status).
+ */
+function termWhileStarting(signals: RunSignals): RecordingSys {
+  return new RecordingSys({ waitStatus: 9 }).returns(
+    "recvRecord",
+    () => {
+      signals.deliver(15);
+      return true;
+    },
+    0,
+    1,
+  );
+}
+
 Deno.test("execute: TERM while the child starts kills it; no retry; every fd closed", async () => {
   const signals = new RunSignals();
   try {
-    // The signal arrives while micro waits for the child's report; the child then dies.
-    const sys = new RecordingSys({ waitStatus: 9 }).returns(
-      "recvRecord",
-      () => {
-        signals.deliver(15);
-        return true;
-      },
-      0,
-      1,
-    );
+    const sys = termWhileStarting(signals);
     const e = await failure(execute(PLAN, { ...OPTS, signals }, sys));
     assert.equal(e.exitCode, 143);
     assert.deepEqual(sys.format().slice(SETUP.length + RELEASE.length), [
@@ -1392,7 +1400,6 @@ Deno.test("spawnSealed: a memfd numbered below the fds it hands out is exec'd fr
 // ---- OCI create (createDetached): the same retry rule ------------------------------------
 
 Deno.test("createDetached: a child that dies of a signal before READY is started again, once", async () => {
-  const { createDetached } = await import("../../core/engine/detached.ts");
   const sys = new RecordingSys({ clonePid: 4243, waitStatus: 9 })
     .returns("clone", () => true, 4242, 1);
   const e = await failure(createDetached(PLAN, { ...OPTS, detached: true }, sys));
@@ -1404,18 +1411,9 @@ Deno.test("createDetached: a child that dies of a signal before READY is started
 });
 
 Deno.test("createDetached: a stop signal while the child starts ends it: no retry, exit 143", async () => {
-  const { createDetached } = await import("../../core/engine/detached.ts");
   const signals = new RunSignals();
   try {
-    const sys = new RecordingSys({ waitStatus: 9 }).returns(
-      "recvRecord",
-      () => {
-        signals.deliver(15);
-        return true;
-      },
-      0,
-      1,
-    );
+    const sys = termWhileStarting(signals);
     const e = await failure(createDetached(PLAN, { ...OPTS, detached: true, signals }, sys));
     assert.equal(e.exitCode, 143);
     assert.equal(e.line(), "stopped by SIGTERM before the command started");
