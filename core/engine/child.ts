@@ -16,6 +16,7 @@ import {
   type CStr,
   cstr,
   cstrArray,
+  fromBase64,
   RLIMITS,
   type Sys,
   SysUnwind,
@@ -2051,25 +2052,3 @@ export function runChild(prog: ChildProgram, sys: Sys): never {
 }
 
 const NO_EXEC = new Int32Array([-1, 0]);
-
-const nativeFromBase64 = (Uint8Array as unknown as { fromBase64(s: string): Uint8Array })
-  .fromBase64;
-
-/**
- * Standard base64 to bytes, in a buffer of at least `min` bytes (a subarray of the decoded
- * length). V8's own `Uint8Array.fromBase64` (the trampoline's module pays its first call),
- * not atob (its first use loads a module of Deno's: milliseconds), nor a loop here (0.25 ms
- * for a seccomp program, interpreted).
- */
-export function fromBase64(text: string, min = 0): Uint8Array {
-  let bytes: Uint8Array;
-  try {
-    bytes = nativeFromBase64(text);
-  } catch (e) {
-    throw new Error(`invalid base64: ${(e as Error).message}`);
-  }
-  if (bytes.buffer.byteLength >= min) return bytes;
-  const out = new Uint8Array(min);
-  out.set(bytes);
-  return out.subarray(0, bytes.length);
-}

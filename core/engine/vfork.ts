@@ -61,16 +61,13 @@
  * shared memory makes micro undumpable too: micro runs as root here, so its /proc files were
  * root's already, and it never dumps core on purpose.
  */
-import type { Sys } from "../sys/mod.ts";
+import { fromBase64, type Sys } from "../sys/mod.ts";
 import type { Op } from "../ops.ts";
 import { VFORK_X86_64 } from "./trampoline.ts";
 
 /** The vfork stub's machine code (x86_64), decoded once. */
 let vforkCode: Uint8Array | undefined;
-export const VFORK_CODE = (): Uint8Array =>
-  vforkCode ??= (Uint8Array as unknown as { fromBase64(s: string): Uint8Array }).fromBase64(
-    VFORK_X86_64,
-  );
+export const VFORK_CODE = (): Uint8Array => vforkCode ??= fromBase64(VFORK_X86_64);
 
 /** How long micro waits for its writer thread to say it runs before it clones (ms). */
 export const WRITER_START_MS = 2000;

@@ -12,7 +12,6 @@ import {
   CONSOLE_RECORD,
   FD_EXE,
   FD_TRAMPOLINE_REPORT,
-  fromBase64,
   loadChildSteps,
   readonlyRemountFlags,
   READY_RECORD,
@@ -24,7 +23,7 @@ import { type Op, op } from "../../core/ops.ts";
 import { buildSpec, planRun, type Sections } from "../../core/plan.ts";
 import type { HostInfo } from "../../core/plugin.ts";
 import { FakeExec, FakeExit, RecordingSys } from "../../core/sys/fake.ts";
-import { C } from "../../core/sys/mod.ts";
+import { C, fromBase64 } from "../../core/sys/mod.ts";
 import { PLUGINS } from "../../plugins/mod.ts";
 
 const ROOT = "/run/micro/c1/root";

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { openLibc } from "../../core/sys/libc.ts";
-import { C, cstr, cstrArray } from "../../core/sys/mod.ts";
+import { C, cstr, cstrArray, fromBase64 } from "../../core/sys/mod.ts";
 import { TRAMPOLINE, USERNS_HOLDER, VFORK_X86_64, WATCHDOG } from "../../core/engine/trampoline.ts";
 import {
   EXEC_FAILED_RECORD,
@@ -68,8 +68,7 @@ Deno.test({
     (VFORK_BIN ? "" : " (skipped: no assembler for x86_64)"),
   ignore: VFORK_BIN === null,
   fn() {
-    const committed = (Uint8Array as unknown as { fromBase64(s: string): Uint8Array })
-      .fromBase64(VFORK_X86_64);
+    const committed = fromBase64(VFORK_X86_64);
     assert.deepEqual(committed, VFORK_BIN);
   },
 });

@@ -12,7 +12,7 @@ import { idmapTree, mappedUserns } from "../../core/engine/idmapped.ts";
 import { MicroError } from "../../core/errors.ts";
 import { type Op, op } from "../../core/ops.ts";
 import { RecordingSys } from "../../core/sys/fake.ts";
-import { C, cstr, cstrArray } from "../../core/sys/mod.ts";
+import { C, cstr, cstrArray, fromBase64 } from "../../core/sys/mod.ts";
 import { openLibc } from "../../core/sys/libc.ts";
 import { VFORK_X86_64 } from "../../core/engine/trampoline.ts";
 
@@ -326,9 +326,7 @@ Deno.test("execute on the vfork path, cgroup v2: a kernel without clone3 or CLON
 
 const libc = openLibc();
 const real = libc.canVfork();
-const CODE = (Uint8Array as unknown as { fromBase64(s: string): Uint8Array }).fromBase64(
-  VFORK_X86_64,
-);
+const CODE = fromBase64(VFORK_X86_64);
 
 /**
  * vforkExec of `path` (argv [path]) with `run`, reporting on a socket: pid, status, record.
