@@ -992,7 +992,9 @@ export async function start(
     }
     if (master >= 0) sys.close(master);
     if (got.n === 8 && record[0] === THREW_RECORD) {
-      await sys.waitpid(pid);
+      // Killed, not only reaped: a child that threw exits by itself, and a record forged after
+      // READY (by whatever reached the trampoline) must not leave micro waiting on a command.
+      await abandon();
       throw threwError(prog, record[1]);
     }
     if (got.n === 0) {

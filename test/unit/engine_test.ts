@@ -349,17 +349,17 @@ Deno.test("execute: the trampoline's ENOENT is a MicroError with exit code 127",
   ]);
 });
 
-Deno.test("execute: a child's step that threw (THREW_RECORD) is an error naming micro as at fault, and the child is reaped", async () => {
+Deno.test("execute: a child's step that threw (THREW_RECORD) is an error naming micro as at fault, and the child is killed and reaped", async () => {
   const sys = new RecordingSys().scriptRecv(5, { record: [THREW_RECORD, 1] });
   const e = await failure(execute(PLAN, OPTS, sys));
   assert.match(e.line(), /set-up failed inside micro itself \(an exception in step 1, /);
   assert.match(e.line(), /a bug in micro: report it/);
-  assert.deepEqual(sys.format().slice(-1), ["waitpid(4242)"]);
+  assert.deepEqual(sys.format().slice(-2), ["kill(4242, 9)", "waitpid(4242)"]);
   // After READY too (steps run after it: hooks, the exec fifo's, the trampoline's fds).
   const late = new RecordingSys().scriptRecv(5, READY, { record: [THREW_RECORD, 2] });
   const l = await failure(execute(PLAN, OPTS, late));
   assert.match(l.line(), /set-up failed inside micro itself \(an exception in step 2/);
-  assert.deepEqual(late.format().slice(-1), ["waitpid(4242)"]);
+  assert.deepEqual(late.format().slice(-2), ["kill(4242, 9)", "waitpid(4242)"]);
 });
 
 Deno.test("execute: the trampoline's ENOTDIR is 'not found' too (127)", async () => {
