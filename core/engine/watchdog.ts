@@ -269,7 +269,14 @@ export class Watchdog {
     let n = sys.read(this.readFd, this.byte, 1);
     while (n === -4) n = sys.read(this.readFd, this.byte, 1); // EINTR
     if (n !== 0) sys.exit(0); // micro ended normally (or an error no EOF can explain)
-    for (let i = 0; i < this.dirs.length; i++) this.kill(this.dirs[i], this.how[i], sys);
+    for (let i = 0; i < this.dirs.length; i++) {
+      // One cgroup's failure (a throw is micro's bug) does not spare the others.
+      try {
+        this.kill(this.dirs[i], this.how[i], sys);
+      } catch (e) {
+        if (e instanceof SysUnwind) throw e;
+      }
+    }
     sys.exit(0);
   }
 

@@ -69,6 +69,24 @@ Deno.test("watchdog: a throw in the forked watchdog ends it (exit 1); it never u
   assert.deepEqual(sys.format().slice(-2), ['chdir("/")', "exit(1)"]);
 });
 
+Deno.test("watchdog: a throw while killing one cgroup does not spare the next", () => {
+  const sys = new RecordingSys();
+  const w = Watchdog.prepare([
+    { path: "/cg/micro/r1", how: "cgroup.kill" },
+    { path: "/cg/micro/r2", how: "cgroup.kill" },
+  ], sys);
+  sys.clear();
+  sys.scriptRead(3, EOF);
+  sys.returns("openat2", (a) => a[0] === 5, () => {
+    throw new TypeError("a bug");
+  });
+  assert.equal(runIt(w, sys), 0);
+  const calls = sys.format();
+  assert.ok(calls.includes(open(6, "cgroup.kill", WRONLY)), calls.join("\n"));
+  assert.deepEqual(sys.written(7), enc.encode("1"));
+  assert.equal(calls.at(-1), "exit(0)");
+});
+
 Deno.test("watchdog: EOF (micro died) kills the v2 cgroup through its fd with cgroup.kill", () => {
   const sys = new RecordingSys();
   const w = Watchdog.prepare([{ path: "/cg/micro/r1", how: "cgroup.kill" }], sys);
