@@ -68,9 +68,14 @@ async function measure(
     }
     // The one-client server may still be closing the last test's session (seen on a loaded
     // host: "unable to receive control message: Connection reset by peer"), or opening its
-    // listening socket again after it ("unable to connect to server: Connection refused",
-    // seen on CI): try again.
-    if (attempt < 5 && /control message|busy|Connection refused/.test(r.error ?? "")) {
+    // listening socket again after it ("unable to connect to server: Connection refused", or
+    // "... Connection reset by peer", both seen on CI): try again.
+    if (
+      attempt < 5 &&
+      /control message|busy|Connection refused|connect to server: Connection reset/.test(
+        r.error ?? "",
+      )
+    ) {
       await new Promise((ok) => setTimeout(ok, 1000));
       continue;
     }
