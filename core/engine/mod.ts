@@ -980,20 +980,19 @@ export async function start(
     const fromTrampoline = ready && got.n === 8 && record[0] === EXEC_FAILED_RECORD
       ? prog.exec
       : undefined;
+    // Every record that ends the start kills the child before reaping it: the child (or the
+    // trampoline) exits by itself after sending one, and a record forged after READY (by
+    // whatever reached the trampoline) must not leave micro waiting on a running command.
+    if (master >= 0) sys.close(master);
     if (fromTrampoline) {
-      if (master >= 0) sys.close(master);
-      await sys.waitpid(pid);
+      await abandon();
       throw childError(fromTrampoline, record[1]);
     }
     if (ready && got.n === 8 && record[0] === INIT_FAILED_RECORD && prog.init) {
-      if (master >= 0) sys.close(master);
-      await sys.waitpid(pid);
+      await abandon();
       throw initError(record[1]);
     }
-    if (master >= 0) sys.close(master);
     if (got.n === 8 && record[0] === THREW_RECORD) {
-      // Killed, not only reaped: a child that threw exits by itself, and a record forged after
-      // READY (by whatever reached the trampoline) must not leave micro waiting on a command.
       await abandon();
       throw threwError(prog, record[1]);
     }
@@ -1027,7 +1026,7 @@ export async function start(
         { phase: "clone", plugin: "engine" },
       );
     }
-    await sys.waitpid(pid);
+    await abandon();
     throw childError(prog.info[record[0]], record[1]);
   }
 }

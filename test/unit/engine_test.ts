@@ -338,15 +338,24 @@ Deno.test("execute: the trampoline's ENOENT is a MicroError with exit code 127",
     e.line(),
     "exec: process: execve path=nope: ENOENT (command not found in the container; check the path and PATH)",
   );
-  // The child is reaped; it is not killed (it has exited already).
+  // Killed, then reaped: the trampoline exits by itself after its record, and a record forged
+  // by whatever reached it must not leave micro waiting on a running command.
   assert.deepEqual(sys.format(), [
     ...SETUP,
     ...RELEASE,
     "recvRecord(5)", // READY
     "recvRecord(5)", // [execve, ENOENT]
     ...rest(3),
+    "kill(4242, 9)",
     "waitpid(4242)",
   ]);
+});
+
+Deno.test("execute: a step's [step, errno] after READY kills the child before reaping it", async () => {
+  const sys = new RecordingSys().scriptRecv(5, READY, { record: [stepOf(PLAN, "sethostname"), 1] });
+  const e = await failure(execute(PLAN, OPTS, sys));
+  assert.equal(e.line(), "identity: uts: sethostname name=box: EPERM");
+  assert.deepEqual(sys.format().slice(-2), ["kill(4242, 9)", "waitpid(4242)"]);
 });
 
 Deno.test("execute: a child's step that threw (THREW_RECORD) is an error naming micro as at fault, and the child is killed and reaped", async () => {
@@ -474,9 +483,8 @@ Deno.test("execute: --init's INIT_FAILED is one line naming the init and the err
     "exec: process: init: EAGAIN (the init could not fork the command: the pids limit or " +
       "RLIMIT_NPROC is reached)",
   );
-  // The init has exited already: it is reaped, not killed.
-  assert.equal(sys.format().at(-1), "waitpid(4242)");
-  assert.ok(!sys.format().some((c) => c.startsWith("kill(")), sys.format().join("\n"));
+  // Killed and reaped, as every record that ends the start.
+  assert.deepEqual(sys.format().slice(-2), ["kill(4242, 9)", "waitpid(4242)"]);
   // With --init the command's own exec failure is still the one-line 127.
   const gone = new RecordingSys().scriptRecv(5, READY, execFailed(2));
   const g = await failure(execute(INIT_PLAN, OPTS, gone));
@@ -704,6 +712,7 @@ Deno.test("execute: a console record passes the master, then a failure closes it
     "recvRecord(5)",
     "close(5)",
     "close(9)",
+    "kill(4242, 9)",
     "waitpid(4242)",
   ]);
 });
