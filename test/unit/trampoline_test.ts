@@ -511,6 +511,86 @@ for (const arch of TRAMPOLINE_ARCHES) {
   });
 }
 
+/**
+ * The owner of `/proc/PID/environ`: root for a task that is not dumpable, whatever its uid
+ * (proc(5); the directory itself keeps the task's uid on recent kernels).
+ */
+function procOwner(pid: number): number | null {
+  try {
+    return Deno.statSync(`/proc/${pid}/environ`).uid;
+  } catch {
+    return null;
+  }
+}
+
+// Native and as root only: it runs the trampoline as nobody and reads /proc/PID's owner.
+for (const arch of TRAMPOLINE_ARCHES) {
+  const native = runner(arch)?.length === 0;
+  Deno.test({
+    name: `trampoline ${arch}: makes itself undumpable before the label and the candidates` +
+      (native && Deno.uid() === 0 ? "" : " (skipped: needs root and this machine's architecture)"),
+    ignore: !native || Deno.uid() !== 0,
+    fn: async () => {
+      const d = Deno.makeTempDirSync({ prefix: "micro-trampoline-test-" });
+      let child: Deno.ChildProcess | undefined;
+      try {
+        Deno.chmodSync(d, 0o755);
+        const bin = `${d}/trampoline-${arch}`;
+        Deno.writeFileSync(bin, TRAMPOLINE[arch], { mode: 0o755 });
+        Deno.writeFileSync(`${d}/record`, new Uint8Array(0), { mode: 0o666 });
+        // A label larger than a pipe's 64 KiB, written to a FIFO nobody reads: the trampoline
+        // blocks in that write, after the point where it must have dropped its dumpable flag.
+        const label = "x".repeat(100_000);
+        const fifo = new Deno.Command("mkfifo", { args: ["-m", "666", `${d}/fifo`] }).outputSync();
+        assert.ok(fifo.success, "mkfifo");
+        child = new Deno.Command(NOBODY[0] ?? "bash", {
+          args: [
+            ...NOBODY.slice(1),
+            "bash",
+            "-c",
+            `exec ${FD_LABEL}<>"$1/fifo" ${FD_TRAMPOLINE_REPORT}>"$1/record"; ` +
+            `exec -a "" "$2" "$3" /bin/true "" true`,
+            "bash",
+            d,
+            bin,
+            label,
+          ],
+          stdin: "null",
+          stdout: "null",
+          stderr: "null",
+        }).spawn();
+        const pid = child.pid;
+        let owner: number | null = null;
+        for (let i = 0; i < 500; i++) {
+          const comm = (() => {
+            try {
+              return Deno.readTextFileSync(`/proc/${pid}/comm`).trim();
+            } catch {
+              return "";
+            }
+          })();
+          owner = procOwner(pid);
+          if (comm.startsWith("trampoline") && owner === 0) break;
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        assert.equal(
+          owner,
+          0,
+          "/proc/PID/environ of the blocked trampoline is root's: not dumpable",
+        );
+      } finally {
+        if (child) {
+          try {
+            child.kill("SIGKILL");
+          } catch { /* gone */ }
+          await child.status;
+        }
+        Deno.removeSync(d, { recursive: true });
+      }
+    },
+  });
+}
+
 // ---- Init mode (`micro run --init`) ------------------------------------------------------
 
 /** Waits until `path` holds a line (a pid the command wrote), up to 10 s. */

@@ -6,7 +6,11 @@
  * Layout micro passes (argv):  "" LABEL CAND1 ... CANDn "" ARG0 ... ARGm
  * Every candidate holds a "/", so it is never empty. The report socket is at fd 3 (low
  * numbers: no fd above RLIMIT_NOFILE can be made once the command's limits are set).
- * The trampoline marks fd 3 close-on-exec. Each "+" after argv[0]'s mode ("", "init") is
+ * The trampoline marks fd 3 close-on-exec and makes itself undumpable (errors ignored):
+ * the exec of this readable memfd made it dumpable again, and until the command's exec
+ * nothing in the container may ptrace it (it holds the report socket and writes the LSM
+ * exec label; a tracer could forge a record or skip the label). Each "+" after argv[0]'s
+ * mode ("", "init") is
  * one fd the command inherits (OCI `--preserve-fds`): with N of them, fds 3 to 2+N are the
  * command's and the report and label fds below are 3+N and 4+N instead of 3 and 4. A LABEL that is not empty is the LSM exec
  * label (AppArmor `exec PROFILE`, an SELinux context): it is written to fd 4 (the
@@ -108,6 +112,10 @@ find:                                             /* rbx: the separator's index 
         syscall
         test    %rax, %rax
         js      bad
+        mov     $SYS_prctl, %eax                  /* prctl(PR_SET_DUMPABLE, 0): errors */
+        mov     $PR_SET_DUMPABLE, %edi            /* ignored here (init checks its own) */
+        xor     %esi, %esi
+        syscall
         test    %ebp, %ebp
         jnz     init
 
