@@ -222,8 +222,57 @@ export function stateEntries(root = STATE_ROOT): string[] {
   }
 }
 
-/** Asserts the host's mount table and the state root equal the `before` snapshot. */
-export function assertHostUnchanged(before: { mounts: string[]; state: string[] }): void {
+/**
+ * micro's cgroup directories on the host: its parents (`micro`, `micro-oci`) and what is
+ * below them, two levels deep, in every hierarchy (as tools/leftovers.sh lists them).
+ */
+export function microCgroups(): string[] {
+  const found: string[] = [];
+  const dirs = (path: string): string[] => {
+    try {
+      return [...Deno.readDirSync(path)].filter((e) => e.isDirectory).map((e) =>
+        `${path}/${e.name}`
+      );
+    } catch {
+      return [];
+    }
+  };
+  for (const root of ["/sys/fs/cgroup", ...dirs("/sys/fs/cgroup")]) {
+    for (const parent of ["micro", "micro-oci"]) {
+      const top = `${root}/${parent}`;
+      const runs = dirs(top);
+      if (runs.length === 0 && !existsDir(top)) continue;
+      found.push(top);
+      for (const run of runs) found.push(run, ...dirs(run));
+    }
+  }
+  return found.sort();
+}
+
+function existsDir(path: string): boolean {
+  try {
+    return Deno.statSync(path).isDirectory;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Asserts the host's mount table, the state root and micro's cgroups equal the `before`
+ * snapshot. A new cgroup gets 5 seconds to go (a killed run's cleanup still finishing), as
+ * in tools/leftovers.sh, which would otherwise report it after the whole suite without
+ * naming the test.
+ */
+export async function assertHostUnchanged(
+  before: { mounts: string[]; state: string[]; cgroups: string[] },
+): Promise<void> {
+  let cgroups: string[] = [];
+  for (let i = 0; i < 50; i++) {
+    cgroups = microCgroups().filter((c) => !before.cgroups.includes(c));
+    if (cgroups.length === 0) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.deepEqual(cgroups, [], "micro's cgroups on the host have new directories");
   const mounts = hostMounts();
   const added = mounts.filter((m) => !before.mounts.includes(m));
   const removed = before.mounts.filter((m) => !mounts.includes(m));
@@ -255,8 +304,8 @@ function foreignRun(entry: string): boolean {
   }
 }
 
-export function snapshot(): { mounts: string[]; state: string[] } {
-  return { mounts: hostMounts(), state: stateEntries() };
+export function snapshot(): { mounts: string[]; state: string[]; cgroups: string[] } {
+  return { mounts: hostMounts(), state: stateEntries(), cgroups: microCgroups() };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -323,7 +372,7 @@ export function microTest(
         failure = e;
       }
       try {
-        if (!opts.noHostCheck) assertHostUnchanged(before);
+        if (!opts.noHostCheck) await assertHostUnchanged(before);
       } catch (e) {
         if (failure === undefined) throw e;
         // Both: report the test's own failure first, it usually explains the other.
