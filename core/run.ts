@@ -272,8 +272,9 @@ export async function runCommand(
       signals,
       onChild(pid) {
         // This write also makes durable which cgroups the run created (marked in
-        // state.cgroups by the engine), before the child joins them: a later gc kills
-        // only those.
+        // state.cgroups by the engine): a later gc kills only those. A forked child joins
+        // them after it; a vfork child (v1) or a clone3 one (v2) is in them already, and a
+        // gc after a crash before it waits for them to empty (removeRecorded).
         state.containerPid = pid;
         state.containerStartTime = processStartTime(pid);
         state.readyMarker = true;

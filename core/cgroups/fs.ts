@@ -193,11 +193,14 @@ export interface RecordedCgroup {
 
 /**
  * Cleans a killed run's cgroups: kill what is in the ones it created, then remove in
- * reverse order of creation. A dir it only meant to create is removed only if empty: after
- * a crash between its mkdir and the state write that records the ownership, it is the
- * run's own and still empty (the container joins only after that write); if it was someone
- * else's, rmdir fails on its processes or children and it stays. A shared parent it did not
- * make is removed only when micro made it (madeByMicro): never an admin's, empty or not.
+ * reverse order of creation. A dir it only meant to create is never killed, only removed
+ * once empty: after a crash between its mkdir and the state write that records the
+ * ownership it is the run's own, but not always empty yet (a vfork child joins its v1
+ * cgroups, and a clone3 child is born in its v2 one, before that write: killed by its
+ * parent-death signal, it may still be exiting), so an rmdir refused as busy is tried again
+ * for a moment; if it was someone else's, rmdir keeps failing on its processes or children
+ * and it stays. A shared parent it did not make is removed only when micro made it
+ * (madeByMicro): never an admin's, empty or not.
  */
 export function removeRecorded(list: RecordedCgroup[], sys: () => Sys = openLibc): string[] {
   for (const c of list) if (!c.shared && c.created) killCgroup(c.path, c.kill ?? "signal", sys);
@@ -205,8 +208,17 @@ export function removeRecorded(list: RecordedCgroup[], sys: () => Sys = openLibc
   for (const c of [...list].reverse()) {
     // A shared parent this run did not make: micro's own only when marked so.
     if (c.shared && !c.created && !madeByMicro(sys(), c.path)) continue;
-    const why = removeCgroup(c.path, c.shared || !c.created, sys);
+    if (!c.shared && !c.created) {
+      removeOnceEmpty(c.path);
+      continue;
+    }
+    const why = removeCgroup(c.path, c.shared, sys);
     if (why) left.push(`${c.path}: ${why}`);
   }
   return left; // the run's own dirs that stay, with why
+}
+
+/** rmdir, tried again while busy for up to about 500 ms; nothing in it is signalled. */
+function removeOnceEmpty(dir: string, via?: Sys): void {
+  for (let i = 0; i < 25 && rmdir(dir, via) === -16; i++) sleep(20);
 }

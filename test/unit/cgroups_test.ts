@@ -343,6 +343,8 @@ class FakeCgroupFs {
   onMkdir?: (rel: string) => void;
   /** Runs after each successful write under the root, with its relative path. */
   onWrite?: (rel: string) => void;
+  /** Runs after each rmdir refused as busy (EBUSY), with its relative path. */
+  onBusy?: (rel: string) => void;
 
   constructor(readonly version: "v1" | "v2", readonly hierarchies = HYBRID_DIRS) {
     if (version === "v2") {
@@ -491,6 +493,7 @@ class FakeCgroupFs {
           e.isDirectory && this.exists(`${rel}/${e.name}/cgroup.procs`)
         );
         if (child || (this.exists(`${rel}/cgroup.procs`) && this.procs(rel).length > 0)) {
+          this.onBusy?.(rel);
           throw new Deno.errors.Busy(`Device or resource busy (os error 16): remove '${path}'`);
         }
         for (const e of entries) real.removeSync(`${path}/${e.name}`, { recursive: true });
@@ -1709,6 +1712,28 @@ for (const version of ["v1", "v2"] as const) {
       // Killed between the mkdirs and the state write that records them as created: the
       // dirs are the run's own and empty (the child joins only after that write).
       gcDeadRun(intentOnly(announced), sys);
+      assert.deepEqual(fs.kills, []);
+      assert.deepEqual(fs.writes.filter(([p]) => /cgroup\.kill|freezer\.state/.test(p)), []);
+      assert.deepEqual(fs.cgroups().filter((c) => c.includes("micro")), []);
+    });
+  });
+
+  Deno.test(`gc (${version}): such a dir with the child still exiting in it is rmdir'd once it is empty, never killed`, () => {
+    withFs(version, (fs) => {
+      const { plan } = setup({}, host(fs.layout()));
+      const { parent, announced, sys } = parentOps(fs, plan());
+      parent.prepare();
+      // A vfork child joins its v1 cgroups (a clone3 child is born in its v2 one) before the
+      // write that records them as created; micro killed there, the child dies of its
+      // parent-death signal, a moment after gc looks.
+      const own = announced.filter((c) => !c.shared).map((c) => fs.rel(c.path));
+      for (const rel of own) fs.put(`${rel}/cgroup.procs`, `${VICTIM}\n`);
+      let refused = 0;
+      fs.onBusy = () => {
+        if (++refused === 3) { for (const rel of own) fs.put(`${rel}/cgroup.procs`, ""); }
+      };
+      gcDeadRun(intentOnly(announced), sys);
+      assert.equal(refused, 3);
       assert.deepEqual(fs.kills, []);
       assert.deepEqual(fs.writes.filter(([p]) => /cgroup\.kill|freezer\.state/.test(p)), []);
       assert.deepEqual(fs.cgroups().filter((c) => c.includes("micro")), []);
