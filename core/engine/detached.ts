@@ -7,7 +7,14 @@ import { CHILD_PHASES, type Op } from "../ops.ts";
 import { RunSignals } from "../signals.ts";
 import { C, type Sys } from "../sys/mod.ts";
 import { loadChildSteps } from "./child.ts";
-import { cloneFlags, type EngineOptions, networksOf, start, startRetrying } from "./mod.ts";
+import {
+  cloneFlags,
+  type EngineOptions,
+  networksOf,
+  start,
+  startRetrying,
+  undoStart,
+} from "./mod.ts";
 import { ParentOps } from "./parent.ts";
 
 /**
@@ -45,9 +52,6 @@ export async function createDetached(
     return { pid, master: ends.master };
   } finally {
     if (!opts.signals) signals.remove();
-    if (!ok) {
-      for (const p of await network.cleanup()) opts.onCleanupProblem?.(p);
-      for (const p of parent.cleanup()) opts.onCleanupProblem?.(p);
-    }
+    if (!ok) await undoStart(network, parent, opts.onCleanupProblem);
   }
 }

@@ -411,11 +411,33 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
   } finally {
     if (!opts.signals) signals.remove();
     if (!handed) {
-      for (const p of await network.cleanup()) opts.onCleanupProblem?.(p);
-      for (const p of parent.cleanup()) opts.onCleanupProblem?.(p);
+      await undoStart(network, parent, opts.onCleanupProblem);
       watchdog?.dismiss(sys);
       mark("engine cleanup");
     }
+  }
+}
+
+/**
+ * The engine's cleanup of a start (a run's end, a failed OCI create): the networks, then the
+ * cgroups. Each part runs whatever the one before threw, and a throw is a problem said like
+ * the others: the caller then keeps the cgroups in its state for its own removal.
+ */
+export async function undoStart(
+  network: Networks,
+  parent: ParentOps,
+  problem: ((message: string) => void) | undefined,
+): Promise<void> {
+  const said = (e: unknown) => problem?.(String((e as Error)?.message ?? e).split("\n")[0]);
+  try {
+    for (const p of await network.cleanup()) problem?.(p);
+  } catch (e) {
+    said(e);
+  }
+  try {
+    for (const p of parent.cleanup()) problem?.(p);
+  } catch (e) {
+    said(e);
   }
 }
 

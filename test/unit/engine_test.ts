@@ -24,6 +24,7 @@ import {
   type EngineOptions,
   execute,
   syncMode,
+  undoStart,
 } from "../../core/engine/mod.ts";
 import { createDetached } from "../../core/engine/detached.ts";
 import { MicroError } from "../../core/errors.ts";
@@ -1430,4 +1431,32 @@ Deno.test("createDetached: a stop signal while the child starts ends it: no retr
   } finally {
     signals.remove();
   }
+});
+
+Deno.test("undoStart: the cgroups' cleanup runs when the networks' throws, and each throw is a problem", async () => {
+  const problems: string[] = [];
+  let cgroups = 0;
+  const network = {
+    cleanup: () => Promise.reject(new Error("CNI DEL: boom\nstack")),
+  } as unknown as Parameters<typeof undoStart>[0];
+  const parent = {
+    cleanup: () => {
+      cgroups++;
+      return ["cgroup /x not removed: EBUSY"];
+    },
+  } as unknown as Parameters<typeof undoStart>[1];
+  await undoStart(network, parent, (m) => problems.push(m));
+  assert.equal(cgroups, 1);
+  assert.deepEqual(problems, ["CNI DEL: boom", "cgroup /x not removed: EBUSY"]);
+  const throwing = {
+    cleanup: () => {
+      throw new Error("rmdir threw");
+    },
+  } as unknown as Parameters<typeof undoStart>[1];
+  const more: string[] = [];
+  const quiet = { cleanup: () => Promise.resolve([]) } as unknown as Parameters<
+    typeof undoStart
+  >[0];
+  await undoStart(quiet, throwing, (m) => more.push(m));
+  assert.deepEqual(more, ["rmdir threw"]);
 });
