@@ -71,15 +71,39 @@ export async function withDetached(
     try {
       await fn(env, root, o);
     } finally {
-      // Through micro first: a stop cancels a restart waiting for its back-off.
-      const ids = (await run(["ps", "-aq"], o)).stdout.split("\n").filter((l) => l.trim());
-      if (ids.length) await run(["rm", "-f", ...ids], o);
-      killAllDetached(root);
-      // The next command's gc removes what the killed runs left (cgroups, state dirs).
-      await run(["ps", "-a"], o);
-      killAllDetached(root);
+      await endDetached(root, o);
     }
   }, "micro-detached-");
+}
+
+/**
+ * Ends everything a test's own state root holds, before the test removes it: its containers
+ * through micro (a stop cancels a restart waiting for its back-off), then whatever is left
+ * killed (the supervisor, inits, keepers) and, once those are gone, cleaned by the next
+ * command's gc. A run dir still there after that fails the test: removed with the root, its
+ * cgroups would stay on the host with nothing left that records them.
+ */
+export async function endDetached(root: string, o: RunOptions): Promise<void> {
+  const ids = (await run(["ps", "-aq"], o)).stdout.split("\n").filter((l) => l.trim());
+  if (ids.length) await run(["rm", "-f", ...ids], o);
+  for (let round = 0; round < 3; round++) {
+    const killed = killAllDetached(root);
+    // gc leaves a run whose supervisor or container is still exiting: wait for them first.
+    await waitFor(() => !killed.some(pidAlive), 10_000);
+    await run(["ps", "-a"], o);
+    if (runDirsIn(root).length === 0) return;
+  }
+  assert.deepEqual(runDirsIn(root), [], `runs left in ${root} after their gc`);
+}
+
+/** The run dirs in a state root (dot entries are micro's own records). */
+function runDirsIn(root: string): string[] {
+  try {
+    return [...Deno.readDirSync(root)].filter((e) => e.isDirectory && !e.name.startsWith("."))
+      .map((e) => e.name);
+  } catch {
+    return [];
+  }
 }
 
 /**
@@ -105,11 +129,15 @@ export function startTime(pid: number): number {
   }
 }
 
-export function killPid(pid: number | undefined, start?: number): void {
-  if (!pid || (start !== undefined && startTime(pid) !== start)) return;
+/** SIGKILL to `pid` while it still has start time `start`: whether it was sent. */
+export function killPid(pid: number | undefined, start?: number): boolean {
+  if (!pid || (start !== undefined && startTime(pid) !== start)) return false;
   try {
     Deno.kill(pid, "SIGKILL");
-  } catch { /* gone */ }
+    return true;
+  } catch {
+    return false; // gone
+  }
 }
 
 export function supervisorPid(root: string): number | undefined {
@@ -122,20 +150,26 @@ export function supervisorPid(root: string): number | undefined {
   }
 }
 
-export function killAllDetached(root: string): void {
-  killPid(supervisorPid(root));
+/** Kills the supervisor and every recorded init and keeper of `root`: the pids signalled. */
+export function killAllDetached(root: string): number[] {
+  const killed: number[] = [];
+  const kill = (pid: number | undefined, start?: number) => {
+    if (killPid(pid, start)) killed.push(pid!);
+  };
+  kill(supervisorPid(root));
   try {
     for (const e of Deno.readDirSync(root)) {
       if (!e.isDirectory || e.name.startsWith(".")) continue;
       try {
         const st = JSON.parse(Deno.readTextFileSync(`${root}/${e.name}/state.json`));
-        killPid(st.containerPid, st.containerStartTime);
-        killPid(st.keeper?.pid, st.keeper?.startTime);
+        kill(st.containerPid, st.containerStartTime);
+        kill(st.keeper?.pid, st.keeper?.startTime);
       } catch { /* no state */ }
     }
   } catch { /* no root */ }
   // A micro command that ran later may have started a new one meanwhile: once more.
-  killPid(supervisorPid(root));
+  kill(supervisorPid(root));
+  return killed;
 }
 
 /** SIGKILLs the supervisor of `root` (one must run), waits until it is gone; its pid. */

@@ -23,7 +23,7 @@ import {
   type RunResult,
   show,
 } from "./_helpers.ts";
-import { killAllDetached } from "./_detached.ts";
+import { endDetached } from "./_detached.ts";
 
 /** The stub's cache key (its `h=` line); undefined when MICRO is not the single-file form. */
 const HASH: string | undefined = (() => {
@@ -728,7 +728,7 @@ microTest(
         assert.equal(r.code, 0, show(r));
         assert.ok(!exists(marker), `the import map ran: ${readMarker(marker)}`);
       } finally {
-        killAllDetached(state);
+        await endDetached(state, { clearEnv: true, env, timeoutMs: 60_000 });
       }
     });
   },
