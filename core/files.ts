@@ -293,6 +293,17 @@ export function statAt(sys: Sys, path: string, follow = true): Stat | number {
   return rc < 0 ? rc : st;
 }
 
+/** The size of the file at `path` (an fstat of an O_PATH fd), 0 when there is none. */
+export function sizeAt(sys: Sys, path: string): number {
+  const fd = sys.open(cstr(path), C.O_PATH | C.O_CLOEXEC, 0);
+  const st: Stat = { mode: 0, size: 0, uid: 0, gid: 0 };
+  if (fd >= 0) {
+    sys.fstat(fd, st);
+    sys.close(fd);
+  }
+  return st.size;
+}
+
 /**
  * mkdir(2), then chmod to `mode` exactly (the umask may have taken bits) when it made one:
  * 0, -EEXIST when something is there, or -errno. `parents`: missing parents are made first

@@ -30,8 +30,7 @@ import {
 } from "./state.ts";
 import { openLibc } from "./sys/libc.ts";
 import { FileError } from "./files.ts";
-import { statLogsWith } from "./denocache.ts";
-import { C, cstr, type Stat, type Sys } from "./sys/mod.ts";
+import { C, cstr, type Sys } from "./sys/mod.ts";
 import { CLONE_FLAGS } from "./engine/child.ts";
 import { execRecord } from "./exec/record.ts";
 import type { Found } from "./exec/find.ts";
@@ -81,15 +80,6 @@ export async function runCommand(
   if (signals.stopSignal) throw stoppedError(signals.stopSignal);
   const uid = Deno.uid() ?? 0;
   const sys = openLibc();
-  statLogsWith((path) => {
-    const fd = sys.open(cstr(path), C.O_PATH | C.O_CLOEXEC, 0);
-    const st: Stat = { mode: 0, size: 0, uid: 0, gid: 0 };
-    if (fd >= 0) {
-      sys.fstat(fd, st); // fstatat leaves st_size alone (core/sys/libc.ts)
-      sys.close(fd);
-    }
-    return st.size;
-  });
   let dir: string;
   try {
     dir = createRunDir(stateRoot(uid), p.id, uid);
