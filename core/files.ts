@@ -255,15 +255,18 @@ function writeAll(sys: Sys, fd: number, text: string): number {
 }
 
 /**
- * Replaces `path` with a file holding `text` at once: written as `.NAME.tmp` beside it
- * (O_NOFOLLOW: not through a link; its mode set to `mode` exactly, whatever the umask or a
- * stale file's) and renamed over it, so a reader sees the old file or the new one. Throws
- * naming the step, the path and the errno.
+ * Replaces `path` with a file holding `text` at once: written as `.NAME.tmp` beside it and
+ * renamed over it, so a reader sees the old file or the new one. The tmp file is a new one
+ * (a stale one of a crashed write unlinked first, then O_EXCL: never opened through a link,
+ * never a FIFO that would block, never a hard link whose other name would be truncated),
+ * its mode set to `mode` exactly, whatever the umask. Throws naming the step, the path and
+ * the errno.
  */
 export function replaceTextAt(sys: Sys, path: string, text: string, mode: number): void {
   const slash = path.lastIndexOf("/");
   const tmp = `${path.slice(0, slash + 1)}.${path.slice(slash + 1)}.tmp`;
-  const flags = C.O_WRONLY | C.O_CREAT | C.O_TRUNC | C.O_NOFOLLOW | C.O_NOCTTY | C.O_CLOEXEC;
+  sys.unlinkat(C.AT_FDCWD, cstr(tmp), 0); // ENOENT: none left
+  const flags = C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW | C.O_NOCTTY | C.O_CLOEXEC;
   const fd = sys.open(cstr(tmp), flags, mode);
   if (fd < 0) throw new FileError("create", tmp, -fd);
   const chmod = sys.fchmod(fd, mode);

@@ -348,6 +348,18 @@ Deno.test("micro's own files through Sys: exact modes, links, dangling links, re
     assert.equal(Deno.readTextFileSync(`${tmp}/state.json`), "{}\n");
     assert.equal(mode(`${tmp}/state.json`), 0o600);
     assert.throws(() => Deno.lstatSync(`${tmp}/.state.json.tmp`), Deno.errors.NotFound);
+    // A stale tmp name that is a hard link to another file, or a FIFO: a new file is written,
+    // the other file is not truncated, and no open blocks.
+    Deno.writeTextFileSync(`${tmp}/other`, "keep");
+    Deno.linkSync(`${tmp}/other`, `${tmp}/.state.json.tmp`);
+    replaceTextAt(sys, `${tmp}/state.json`, "{1}\n", 0o600);
+    assert.equal(Deno.readTextFileSync(`${tmp}/other`), "keep");
+    assert.equal(Deno.readTextFileSync(`${tmp}/state.json`), "{1}\n");
+    const fifo = new Deno.Command("mkfifo", { args: [`${tmp}/.state.json.tmp`] }).outputSync();
+    assert.ok(fifo.success);
+    replaceTextAt(sys, `${tmp}/state.json`, "{}\n", 0o600);
+    assert.equal(Deno.readTextFileSync(`${tmp}/state.json`), "{}\n");
+    assert.ok(Deno.lstatSync(`${tmp}/state.json`).isFile);
     assert.throws(
       () => replaceTextAt(sys, `${tmp}/none/state.json`, "", 0o600),
       /cannot create .*\/none\/\.state\.json\.tmp: ENOENT/,
