@@ -935,9 +935,21 @@ export async function start(
   fds.splice(fds.indexOf(sync[1]), 1);
   let master = -1;
   let ready = false;
+  // What the child may send besides its steps' reports, and only as its program says: a
+  // terminal's master once before READY (a console op), a forked `enter`'s pid once, and
+  // that pid only if it is micro's child (CLONE_PARENT). Anything else is malformed: a
+  // record forged by whatever reached the report socket must not hand micro an fd, nor make
+  // it wait on, signal or kill a process of the host's.
+  const sendsConsole = childOps.some((o) => o.kind === "console");
+  let entering = childOps.some((o) =>
+    o.kind === "enter" && (o.args.flags as string[]).includes("CLONE_NEWPID")
+  );
   for (;;) {
     const got = await sys.recvRecord(report[0], record);
-    if (got.n === 8 && record[0] === CONSOLE_RECORD && got.fd >= 0 && master < 0) {
+    if (
+      got.n === 8 && record[0] === CONSOLE_RECORD && got.fd >= 0 && master < 0 && !ready &&
+      sendsConsole
+    ) {
       master = got.fd;
       copyWindowSize(sys, master);
       continue;
@@ -969,7 +981,11 @@ export async function start(
     // too (CLONE_PARENT); the first one has left. The first one sends this after its fork
     // returned, so the fork may have sent READY already (a loaded host: CI saw it); EOF
     // cannot come first (the first one holds the socket until it exits).
-    if (got.n === 8 && record[0] === PID_RECORD && record[1] > 0) {
+    if (
+      got.n === 8 && record[0] === PID_RECORD && record[1] > 0 && entering &&
+      record[1] !== pid && record[1] !== guard && sys.isChild(record[1])
+    ) {
+      entering = false;
       await sys.waitpid(pid);
       pid = record[1];
       signals.child(pid, (p, n) => sys.kill(p, n));

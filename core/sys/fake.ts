@@ -564,6 +564,10 @@ export class RecordingSys implements Sys {
     const got = this.record("reap", [pid], () => pid);
     return { pid: got, status: got > 0 ? this.waits.shift() ?? this.waitStatus : 0 };
   }
+  /** A child unless failOn("isChild", …) says otherwise. */
+  isChild(pid: number) {
+    return this.record("isChild", [pid], () => 0) === 0;
+  }
   wait4(pid: number, status: Uint8Array, options: number) {
     const got = this.record("wait4", [pid, options], () => pid);
     if (got > 0) {

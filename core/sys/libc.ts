@@ -40,6 +40,7 @@ const NR = {
     clone: 56,
     execveat: 322,
     wait4: 61,
+    waitid: 247,
     kill: 62,
     flock: 73,
     chdir: 80,
@@ -138,6 +139,7 @@ const NR = {
     clone: 220,
     execveat: 281,
     wait4: 260,
+    waitid: 95,
     kill: 129,
     flock: 32,
     chdir: 49,
@@ -894,6 +896,12 @@ function bindLibc(): Sys {
       // WNOHANG | __WALL
       const got = r(lib.ibibi(nr.wait4, pid, new Uint8Array(st.buffer), 0x40000001, null, 0));
       return { pid: got, status: got > 0 ? st[0] : 0 };
+    },
+    isChild(pid) {
+      // waitid(P_PID, pid, info, WEXITED | WNOHANG | WNOWAIT | __WALL, NULL): 0 for a
+      // child (exited or not: WNOWAIT leaves it to its waitpid), ECHILD for anyone else.
+      const info = new Uint8Array(128);
+      return r(lib.iibi(nr.waitid, 1, pid, info, 0x41000005)) === 0;
     },
     wait4: (pid, status, options) =>
       r(lib.ibibi(nr.wait4, pid, status, options | 0x40000000, null, 0)),

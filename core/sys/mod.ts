@@ -249,6 +249,11 @@ export interface Sys {
    */
   reap(pid: number): { pid: number; status: number };
   /**
+   * Whether `pid` is a child of this process, running or not yet reaped (waitid with
+   * WNOWAIT: nothing is reaped, no status taken). A pid a child only reported is checked so.
+   */
+  isChild(pid: number): boolean;
+  /**
    * wait4(pid, status, options | __WALL) on the calling thread into the 4 bytes of `status`
    * the caller made: allocates nothing (the child waits for an OCI hook with it). The pid,
    * 0 (WNOHANG, still running), or -errno.

@@ -13,6 +13,7 @@ import {
   INIT_FAILED_RECORD,
   LABEL_FAILED_RECORD,
   landlockExecHint,
+  PID_RECORD,
   READY_RECORD,
   SECCOMP_RECORD,
   THREW_RECORD,
@@ -713,6 +714,34 @@ Deno.test("execute: a console record passes the master, then a failure closes it
     "recvRecord(5)",
     "close(5)",
     "close(9)",
+    "kill(4242, 9)",
+    "waitpid(4242)",
+  ]);
+});
+
+Deno.test("execute: a console record after READY, or without a console op, is malformed and its fd closed", async () => {
+  const plan = [...PLAN.slice(0, 7), op("rootfs", "process", "console", {}), ...PLAN.slice(7)];
+  const late = new RecordingSys().scriptRecv(5, READY, { record: [-2, 0], fd: 9 });
+  const e = await failure(execute(plan, { ...OPTS, terminal: true }, late));
+  assert.match(e.line(), /malformed report \(8 bytes, step -2\)/);
+  assert.deepEqual(late.format().slice(-4), [
+    "close(9)",
+    "close(5)",
+    "kill(4242, 9)",
+    "waitpid(4242)",
+  ]);
+  const none = new RecordingSys().scriptRecv(5, { record: [-2, 0], fd: 9 });
+  const n = await failure(execute(PLAN, OPTS, none));
+  assert.match(n.line(), /malformed report \(8 bytes, step -2\)/);
+  assert.ok(none.format().includes("close(9)"));
+  assert.ok(!none.format().some((c) => c.startsWith("ioctlBuf(9")), "never used as a terminal");
+});
+
+Deno.test("execute: a pid record without an enter op is malformed: nothing of that pid is touched", async () => {
+  const sys = new RecordingSys().scriptRecv(5, READY, { record: [PID_RECORD, 1] });
+  const e = await failure(execute(PLAN, OPTS, sys));
+  assert.match(e.line(), /malformed report \(8 bytes, step -7\)/);
+  assert.deepEqual(sys.format().filter((c) => /^(kill|waitpid|isChild)\(/.test(c)), [
     "kill(4242, 9)",
     "waitpid(4242)",
   ]);

@@ -292,6 +292,34 @@ for (const readyFirst of [false, true]) {
   );
 }
 
+// A pid record is taken once, and only for a pid that is micro's own child: a record forged
+// by whatever reached the report socket must not make micro wait on, signal or kill another.
+for (const forged of ["not micro's child", "a second one", "the watchdog's or the child's own"]) {
+  Deno.test(`execute with an enter op: a pid record naming ${forged} is malformed, and only the child is killed`, async () => {
+    const { execute } = await import("../../core/engine/mod.ts");
+    const ready = { record: [-3, 0] as [number, number] }; // READY
+    const records = forged === "a second one"
+      ? [{ record: [PID_RECORD, 5151] as [number, number] }, {
+        record: [PID_RECORD, 6161] as [number, number],
+      }]
+      : [{ record: [PID_RECORD, forged.startsWith("not") ? 1 : 4242] as [number, number] }];
+    const sys = new RecordingSys({ waitStatus: 5 << 8 }).scriptRecv(5, ready, ...records);
+    if (forged.startsWith("not")) sys.failOn("isChild", 10);
+    const ops = execPlan(execRecord(RUN_PLAN.filter((o) => o.phase !== "attach")), REQ, ALL_NS);
+    await assert.rejects(
+      execute(ops, { rootPath: "/run/micro/c1", terminal: false, stdin: false, enter: 60 }, sys),
+      /malformed report \(8 bytes, step -7\)/,
+    );
+    const calls = sys.format();
+    const killed = forged === "a second one" ? 5151 : 4242;
+    assert.deepEqual(calls.filter((c) => /^(kill|waitpid)\(/.test(c)), [
+      ...(forged === "a second one" ? ["waitpid(4242)"] : []),
+      `kill(${killed}, 9)`,
+      `waitpid(${killed})`,
+    ]);
+  });
+}
+
 Deno.test("foreignNamespaces: none for micro's own process", async () => {
   const { foreignNamespaces } = await import("../../core/exec/mod.ts");
   assert.deepEqual(foreignNamespaces(Deno.pid), []);

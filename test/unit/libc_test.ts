@@ -71,6 +71,19 @@ Deno.test("libc: calls through the shared signatures, with -errno on failure", (
   }
 });
 
+Deno.test("libc: isChild is true for a child, running or exited and not reaped, and for no one else", async () => {
+  const sys = openLibc();
+  const child = new Deno.Command("sh", { args: ["-c", "exit 3"], stdin: "null" }).spawn();
+  try {
+    assert.equal(sys.isChild(child.pid), true);
+    assert.equal(sys.isChild(1), false);
+    assert.equal(sys.isChild(Deno.pid), false);
+  } finally {
+    assert.equal((await child.status).code, 3, "WNOWAIT left the status to its waiter");
+  }
+  assert.equal(sys.isChild(child.pid), false, "reaped: no longer a child");
+});
+
 Deno.test("libc: spawn gives fds[i] as fd i even when a source is another's target; signals at their defaults, or a session with all blocked", async () => {
   const sys = openLibc();
   const dir = Deno.makeTempDirSync({ prefix: "micro-libc-" });
