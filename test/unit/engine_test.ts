@@ -83,11 +83,12 @@ function stepOf(plan: Op[], kind: string, opts: Partial<EngineOptions> = {}): nu
 
 /**
  * The exec trampoline's memfd at `fd`: MFD_CLOEXEC|MFD_ALLOW_SEALING|MFD_EXEC, the program
- * written, then sealed (F_ADD_SEALS: SEAL|SHRINK|GROW|WRITE).
+ * written, made execute-only (0111), then sealed (F_ADD_SEALS: SEAL|SHRINK|GROW|WRITE).
  */
 const memfd = (fd: number) => [
   'memfdCreate("micro-exec", 0x13)',
   `write(${fd}, ${TRAMPOLINE.x86_64.length})`,
+  `fchmod(${fd}, 0o111)`,
   `fcntl(${fd}, 0x409, 0xf)`,
 ];
 
@@ -226,7 +227,7 @@ Deno.test("execute: one clone with the flags and SIGCHLD, release, READY then EO
   assert.deepEqual(result, { exitCode: 3 });
   assert.deepEqual(sys.format(), [...SETUP, ...RELEASE, ...EXECED, ...SUPERVISE]);
   assert.equal(
-    sys.calls()[9].args[0],
+    sys.calls()[10].args[0],
     C.CLONE_NEWNS | C.CLONE_NEWPID | C.CLONE_NEWUTS | C.SIGCHLD,
   );
   // The sync byte is written once, then the write end is closed.
@@ -287,7 +288,7 @@ Deno.test("execute: a command killed by a signal exits 128+N", async () => {
 Deno.test("execute: with -i stdin is a third pipe; with -t the terminal replaces all three", async () => {
   const sys = new RecordingSys().scriptRecv(5, READY);
   await execute(PLAN, { ...OPTS, stdin: true }, sys);
-  assert.deepEqual(sys.format().slice(0, 20), [
+  assert.deepEqual(sys.format().slice(0, 21), [
     "pipe2([3,4], 0x80000)",
     "socketpair(1, 0x80005, [5,6])",
     'open("/dev/null", 0x80000, 0)',
@@ -313,7 +314,7 @@ Deno.test("execute: with -i stdin is a third pipe; with -t the terminal replaces
 
   const tty = new RecordingSys().scriptRecv(5, READY);
   await execute(PLAN, { ...OPTS, terminal: true, stdin: true }, tty);
-  assert.deepEqual(tty.format().slice(0, 14), [
+  assert.deepEqual(tty.format().slice(0, 15), [
     "pipe2([3,4], 0x80000)",
     "socketpair(1, 0x80005, [5,6])",
     'open("/dev/null", 0x80000, 0)',
@@ -511,10 +512,11 @@ Deno.test("execute: a kernel before 6.3 (MFD_EXEC: EINVAL) gets the memfd withou
     .failOn("memfdCreate", (a) => ((a[1] as number) & C.MFD_EXEC) !== 0, 22)
     .scriptRecv(5, READY);
   assert.deepEqual(await execute(PLAN, OPTS, sys), { exitCode: 0 });
-  assert.deepEqual(sys.format({ results: true }).slice(5, 9), [
+  assert.deepEqual(sys.format({ results: true }).slice(5, 10), [
     'memfdCreate("micro-exec", 0x13) = -22',
     'memfdCreate("micro-exec", 0x3) = 12',
     `write(12, ${TRAMPOLINE.x86_64.length}) = ${TRAMPOLINE.x86_64.length}`,
+    "fchmod(12, 0o111) = 0",
     "fcntl(12, 0x409, 0xf) = 0",
   ]);
   assert.deepEqual(openedAndClosed(sys), { opened: fdRange(3, 13), closed: fdRange(3, 13) });
@@ -704,7 +706,7 @@ Deno.test("execute: a console record passes the master, then a failure closes it
   );
   const e = await failure(execute(plan, { ...OPTS, terminal: true }, sys));
   assert.equal(e.line(), "identity: uts: sethostname name=box: EPERM");
-  assert.deepEqual(sys.format().slice(12), [
+  assert.deepEqual(sys.format().slice(13), [
     "write(4, 1)",
     "close(4)",
     "recvRecord(5)",

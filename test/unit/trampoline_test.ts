@@ -591,6 +591,66 @@ for (const arch of TRAMPOLINE_ARCHES) {
   });
 }
 
+Deno.test("sealedProgram: the memfd is execute-only (0111), and such a file's exec leaves its process undumpable from the start", async () => {
+  const { sealedProgram } = await import("../../core/engine/memfd.ts");
+  const sys = openLibc();
+  const fd = sealedProgram(
+    sys,
+    "micro-test",
+    TRAMPOLINE[Deno.build.arch === "aarch64" ? "aarch64" : "x86_64"],
+  );
+  try {
+    const st = { mode: 0, size: 0, uid: 0, gid: 0 };
+    assert.equal(sys.fstat(fd, st), 0);
+    assert.equal(st.mode & 0o7777, 0o111);
+  } finally {
+    sys.close(fd);
+  }
+  if (Deno.uid() !== 0) return; // the kernel's side needs another user to exec as
+  // The kernel's side (would_dump): a file the exec'ing process may not read is exec'd
+  // undumpable, so no tracer of that uid can attach even while the exec runs. Shown with
+  // sleep, no prctl of its own: its /proc/PID/environ is root's at 0111, its user's at 0755.
+  const d = Deno.makeTempDirSync({ prefix: "micro-trampoline-test-" });
+  try {
+    Deno.chmodSync(d, 0o755);
+    const owners: number[] = [];
+    for (const mode of [0o111, 0o755]) {
+      Deno.copyFileSync("/bin/sleep", `${d}/sleep`);
+      Deno.chmodSync(`${d}/sleep`, mode);
+      // Through sh: setpriv itself may still hold capabilities as it execs (its keep-caps),
+      // which let it read any file; sh runs as nobody with none.
+      const child = new Deno.Command(NOBODY[0], {
+        args: [...NOBODY.slice(1), "sh", "-c", 'exec "$0" 5', `${d}/sleep`],
+        stdin: "null",
+      }).spawn();
+      try {
+        let owner: number | null = null;
+        for (let i = 0; i < 500; i++) {
+          const comm = (() => {
+            try {
+              return Deno.readTextFileSync(`/proc/${child.pid}/comm`).trim();
+            } catch {
+              return "";
+            }
+          })();
+          if (comm === "sleep") {
+            owner = procOwner(child.pid);
+            break;
+          }
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        owners.push(owner ?? -1);
+      } finally {
+        child.kill("SIGKILL");
+        await child.status;
+      }
+    }
+    assert.deepEqual(owners, [0, 65534]);
+  } finally {
+    Deno.removeSync(d, { recursive: true });
+  }
+});
+
 // ---- Init mode (`micro run --init`) ------------------------------------------------------
 
 /** Waits until `path` holds a line (a pid the command wrote), up to 10 s. */

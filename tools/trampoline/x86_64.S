@@ -7,9 +7,9 @@
  * Every candidate holds a "/", so it is never empty. The report socket is at fd 3 (low
  * numbers: no fd above RLIMIT_NOFILE can be made once the command's limits are set).
  * The trampoline marks fd 3 close-on-exec and makes itself undumpable (errors ignored):
- * the exec of this readable memfd made it dumpable again, and until the command's exec
- * nothing in the container may ptrace it (it holds the report socket and writes the LSM
- * exec label; a tracer could forge a record or skip the label). Each "+" after argv[0]'s
+ * where the exec'ing process could read this memfd (micro makes it 0111), the exec made it
+ * dumpable again, and until the command's exec nothing in the container may ptrace it (it
+ * holds the report socket: a tracer could forge a record). Each "+" after argv[0]'s
  * mode ("", "init") is
  * one fd the command inherits (OCI `--preserve-fds`): with N of them, fds 3 to 2+N are the
  * command's and the report and label fds below are 3+N and 4+N instead of 3 and 4. A LABEL that is not empty is the LSM exec
