@@ -205,11 +205,19 @@ export interface RecordedCgroup {
 export function removeRecorded(list: RecordedCgroup[], sys: () => Sys = openLibc): string[] {
   for (const c of list) if (!c.shared && c.created) killCgroup(c.path, c.kill ?? "signal", sys);
   const left: string[] = [];
+  let until = 0; // one wait for all of them (they empty together), from the first
   for (const c of [...list].reverse()) {
     // A shared parent this run did not make: micro's own only when marked so.
     if (c.shared && !c.created && !madeByMicro(sys(), c.path)) continue;
     if (!c.shared && !c.created) {
-      removeOnceEmpty(c.path);
+      until ||= Date.now() + 500;
+      if (!removeOnceEmpty(c.path, until)) {
+        // Not recorded as the run's, so its state is not kept for it: said, not hidden.
+        console.error(
+          `micro: warning: cleanup: cgroup ${c.path}: still in use after 500 ms; left ` +
+            "(a crashed run's, or not micro's: remove it with rmdir once it is empty)",
+        );
+      }
       continue;
     }
     const why = removeCgroup(c.path, c.shared, sys);
@@ -218,7 +226,12 @@ export function removeRecorded(list: RecordedCgroup[], sys: () => Sys = openLibc
   return left; // the run's own dirs that stay, with why
 }
 
-/** rmdir, tried again while busy for up to about 500 ms; nothing in it is signalled. */
-function removeOnceEmpty(dir: string, via?: Sys): void {
-  for (let i = 0; i < 25 && rmdir(dir, via) === -16; i++) sleep(20);
+/** rmdir, tried again while busy until `until` (ms); nothing in it is signalled. */
+function removeOnceEmpty(dir: string, until: number, via?: Sys): boolean {
+  for (;;) {
+    const rc = rmdir(dir, via);
+    if (rc !== -16) return true; // removed, gone, or not a dir micro could ever remove
+    if (Date.now() >= until) return false;
+    sleep(20);
+  }
 }

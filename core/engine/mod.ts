@@ -421,21 +421,23 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
 /**
  * The engine's cleanup of a start (a run's end, a failed OCI create): the networks, then the
  * cgroups. Each part runs whatever the one before threw, and a throw is a problem said like
- * the others: the caller then keeps the cgroups in its state for its own removal.
+ * the others (a run then keeps its cgroups in its state for its own removal); without a
+ * caller to hear them, problems go to stderr.
  */
 export async function undoStart(
   network: Networks,
   parent: ParentOps,
   problem: ((message: string) => void) | undefined,
 ): Promise<void> {
-  const said = (e: unknown) => problem?.(String((e as Error)?.message ?? e).split("\n")[0]);
+  const say = problem ?? ((m: string) => console.error(`micro: warning: cleanup: ${m}`));
+  const said = (e: unknown) => say(String((e as Error)?.message ?? e).split("\n")[0]);
   try {
-    for (const p of await network.cleanup()) problem?.(p);
+    for (const p of await network.cleanup()) say(p);
   } catch (e) {
     said(e);
   }
   try {
-    for (const p of parent.cleanup()) problem?.(p);
+    for (const p of parent.cleanup()) say(p);
   } catch (e) {
     said(e);
   }

@@ -68,11 +68,20 @@ export async function withDetached(
       Object.assign(env, { HOME: home, PATH: "/usr/bin:/bin", MICRO_ROOT: `${home}/store` });
     }
     const o: RunOptions = user ? { env, clearEnv: true, user, timeoutMs: 60_000 } : { env };
+    let failure: unknown;
     try {
       await fn(env, root, o);
-    } finally {
-      await endDetached(root, o);
+    } catch (e) {
+      failure = e;
     }
+    try {
+      await endDetached(root, o);
+    } catch (e) {
+      if (failure === undefined) throw e;
+      // Both: the test's own failure first, it usually explains the other.
+      throw new Error(`${String(failure)}\n\nand then: ${String(e)}`, { cause: failure });
+    }
+    if (failure !== undefined) throw failure;
   }, "micro-detached-");
 }
 
