@@ -11,14 +11,20 @@ const SEALS = C.F_SEAL_SEAL | C.F_SEAL_SHRINK | C.F_SEAL_GROW | C.F_SEAL_WRITE;
 /**
  * A memfd named `name` holding `bytes`, sealed so nobody can change it (O_CLOEXEC). MFD_EXEC
  * keeps it executable under vm.memfd_noexec=1; kernels before 6.3 do not know the flag
- * (EINVAL) and need none. Mode 0111, execute only: a process that execs a file it may not
- * read stays undumpable through the exec (the kernel's would_dump), so nothing in the
- * container can ptrace the trampoline from its exec on, not even by attaching while the
- * exec runs, before the trampoline's own prctl (a tracer with CAP_DAC_OVERRIDE over the
- * memfd, as a container's root without a user namespace of its own, could still read it:
- * then only that prctl is left, and micro's checks of what the child reports).
+ * (EINVAL) and need none. `execOnly` (the exec trampoline, which the container's processes
+ * exec): mode 0111, as a process that execs a file it may not read stays undumpable through
+ * the exec (the kernel's would_dump), so nothing in the container can ptrace it from its
+ * exec on, not even by attaching while the exec runs, before the trampoline's own prctl (a
+ * container root with CAP_DAC_OVERRIDE over the memfd, without a user namespace of its own,
+ * may still read it: then only that prctl is left, and micro's checks of the records). The
+ * watchdog and the user namespace holder run as micro's user on the host: one call less.
  */
-export function sealedProgram(sys: Sys, name: string, bytes: Uint8Array): number {
+export function sealedProgram(
+  sys: Sys,
+  name: string,
+  bytes: Uint8Array,
+  execOnly = false,
+): number {
   const fail = (op: string, rc: number) =>
     new MicroError("", {
       phase: "prepare",
@@ -34,7 +40,7 @@ export function sealedProgram(sys: Sys, name: string, bytes: Uint8Array): number
   if (fd === -22) fd = sys.memfdCreate(cname, flags);
   if (fd < 0) throw fail("memfd_create", fd);
   const n = sys.write(fd, bytes, bytes.length);
-  const mode = n < 0 ? n : sys.fchmod(fd, 0o111);
+  const mode = n < 0 || !execOnly ? n : sys.fchmod(fd, 0o111);
   const rc = mode < 0 ? mode : sys.fcntl(fd, C.F_ADD_SEALS, SEALS);
   if (n >= 0 && n !== bytes.length) {
     sys.close(fd);

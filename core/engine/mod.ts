@@ -302,7 +302,7 @@ function procWriteError(
  * (CVE-2019-5736). Under 1 KiB, made per start.
  */
 export function sealedTrampoline(sys: Sys): number {
-  return sealedProgram(sys, "micro-exec", TRAMPOLINE[sys.arch]);
+  return sealedProgram(sys, "micro-exec", TRAMPOLINE[sys.arch], true);
 }
 
 /** The child died of a signal before it reached execve: nothing outside it exists yet. */

@@ -591,13 +591,14 @@ for (const arch of TRAMPOLINE_ARCHES) {
   });
 }
 
-Deno.test("sealedProgram: the memfd is execute-only (0111), and such a file's exec leaves its process undumpable from the start", async () => {
+Deno.test("sealedProgram: the trampoline's memfd is execute-only (0111), and such a file's exec leaves its process undumpable from the start", async () => {
   const { sealedProgram } = await import("../../core/engine/memfd.ts");
   const sys = openLibc();
   const fd = sealedProgram(
     sys,
     "micro-test",
     TRAMPOLINE[Deno.build.arch === "aarch64" ? "aarch64" : "x86_64"],
+    true,
   );
   try {
     const st = { mode: 0, size: 0, uid: 0, gid: 0 };
