@@ -265,16 +265,17 @@ function writeAll(sys: Sys, fd: number, text: string): number {
 export function replaceTextAt(sys: Sys, path: string, text: string, mode: number): void {
   const slash = path.lastIndexOf("/");
   const tmp = `${path.slice(0, slash + 1)}.${path.slice(slash + 1)}.tmp`;
-  sys.unlinkat(C.AT_FDCWD, cstr(tmp), 0); // ENOENT: none left
+  const at = cstr(tmp);
+  sys.unlinkat(C.AT_FDCWD, at, 0); // ENOENT: none left
   const flags = C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW | C.O_NOCTTY | C.O_CLOEXEC;
-  const fd = sys.open(cstr(tmp), flags, mode);
+  const fd = sys.open(at, flags, mode);
   if (fd < 0) throw new FileError("create", tmp, -fd);
   const chmod = sys.fchmod(fd, mode);
   const rc = chmod < 0 ? chmod : writeAll(sys, fd, text);
   const closed = sys.close(fd);
   if (chmod < 0) throw new FileError("chmod", tmp, -chmod);
   if (rc < 0 || closed < 0) throw new FileError("write", tmp, -(rc < 0 ? rc : closed));
-  const moved = sys.renameat2(C.AT_FDCWD, cstr(tmp), C.AT_FDCWD, cstr(path), 0);
+  const moved = sys.renameat2(C.AT_FDCWD, at, C.AT_FDCWD, cstr(path), 0);
   if (moved < 0) throw new FileError("rename", `${tmp} to ${path}`, -moved);
 }
 
