@@ -429,8 +429,8 @@ export async function undoStart(
   parent: ParentOps,
   problem: ((message: string) => void) | undefined,
 ): Promise<void> {
-  const say = problem ?? ((m: string) => console.error(`micro: warning: cleanup: ${m}`));
-  const said = (e: unknown) => say(String((e as Error)?.message ?? e).split("\n")[0]);
+  const say = problem ?? sayCleanupProblem;
+  const said = (e: unknown) => say(firstLine(e));
   try {
     for (const p of await network.cleanup()) say(p);
   } catch (e) {
@@ -443,12 +443,17 @@ export async function undoStart(
   }
 }
 
+/** A cleanup problem where no caller takes it. */
+const sayCleanupProblem = (m: string) => console.error(`micro: warning: cleanup: ${m}`);
+const firstLine = (e: unknown) => String((e as Error)?.message ?? e).split("\n")[0];
+
 /**
  * `begin` (a start) under the engine's retry rule, for a run and for OCI create: a vfork the
  * kernel refused goes the fork path at once, not counted as a try; a first failed start is
  * tried once more, and a second is the run's error. Before each try, what a failed one
  * attached to a network is detached (DEL); a stop signal ends it, before a try or after one
- * failed.
+ * failed. A detach that throws between tries ends it with the failed try's error (the detach's
+ * is a cleanup problem).
  */
 export async function startRetrying(
   network: Networks,
@@ -457,15 +462,25 @@ export async function startRetrying(
   begin: () => Promise<{ pid: number; ends: StdioEnds }>,
   again?: () => void,
 ): Promise<{ pid: number; ends: StdioEnds }> {
+  let failed: FailedStart | undefined;
   for (let attempt = 0;; attempt++) {
     if (signals.stopSignal) throw stoppedError(signals.stopSignal);
-    for (const p of await network.cleanup()) opts.onCleanupProblem?.(p);
+    try {
+      for (const p of await network.cleanup()) opts.onCleanupProblem?.(p);
+    } catch (e) {
+      // No try on a network half detached: the failed try's error is the run's, and the
+      // caller's undoStart detaches what is left.
+      if (!failed) throw e;
+      (opts.onCleanupProblem ?? sayCleanupProblem)(firstLine(e));
+      throw new MicroError(failed.message, { phase: "clone", plugin: "engine" });
+    }
     try {
       return await begin();
     } catch (e) {
       if (signals.stopSignal) throw stoppedError(signals.stopSignal);
       if (!(e instanceof FailedStart)) throw e;
       mark(`failed start: ${e.message}`);
+      failed = e;
       if (e instanceof VforkRefused) {
         attempt--; // the fork path's own try, as if the vfork had not been tried
         continue;

@@ -24,6 +24,8 @@ import {
   decodeStatus,
   type EngineOptions,
   execute,
+  FailedStart,
+  startRetrying,
   syncMode,
   undoStart,
 } from "../../core/engine/mod.ts";
@@ -1490,4 +1492,52 @@ Deno.test("undoStart: the cgroups' cleanup runs when the networks' throws, and e
   >[0];
   await undoStart(quiet, throwing, (m) => more.push(m));
   assert.deepEqual(more, ["rmdir threw"]);
+});
+
+Deno.test("startRetrying: a failed first try is tried again after the networks' detach; a detach that throws between tries ends the start with the try's error", async () => {
+  const signals = { stopSignal: 0 } as RunSignals;
+  const opts = (problems: string[]) =>
+    ({ onCleanupProblem: (m: string) => void problems.push(m) }) as unknown as EngineOptions;
+  const tries = (fails: number) => {
+    let n = 0;
+    return () => {
+      n++;
+      return n <= fails
+        ? Promise.reject(new FailedStart(`the child died (try ${n})`))
+        : Promise.resolve({ pid: 42, ends: {} as never });
+    };
+  };
+  // Detaches fine: the second try's start is the result, the detach ran before each try.
+  let detaches = 0;
+  const fine = {
+    attach: () => Promise.resolve(),
+    cleanup: () => (detaches++, Promise.resolve([])),
+  };
+  const problems: string[] = [];
+  const ok = await startRetrying(fine, signals, opts(problems), tries(1));
+  assert.equal(ok.pid, 42);
+  assert.equal(detaches, 2);
+  assert.deepEqual(problems, []);
+  // The detach throws before the first try: that is the error (nothing failed before it).
+  const throwing = {
+    attach: () => Promise.resolve(),
+    cleanup: () => Promise.reject(new Error("cni DEL: EBUSY\nmore")),
+  };
+  await assert.rejects(
+    startRetrying(throwing, signals, opts([]), tries(0)),
+    /cni DEL: EBUSY/,
+  );
+  // The detach throws between tries: the failed try's error, the detach's a cleanup problem.
+  let calls = 0;
+  const second = {
+    attach: () => Promise.resolve(),
+    cleanup: () =>
+      calls++ === 0 ? Promise.resolve([]) : Promise.reject(new Error("cni DEL: EBUSY\nmore")),
+  };
+  const heard: string[] = [];
+  await assert.rejects(
+    startRetrying(second, signals, opts(heard), tries(5)),
+    (e: Error) => e.message.includes("the child died (try 1)"),
+  );
+  assert.deepEqual(heard, ["cni DEL: EBUSY"]);
 });
