@@ -75,6 +75,7 @@ export async function runInUserns(
     if (r >= 0) r = sys.setresuid(0, 0, 0);
     if (r >= 0) r = sys.dup3(devNull, 0, 0);
     if (r >= 0) r = sys.dup3(out[1], 1, 0);
+    if (r >= 0) r = sys.resetSignals(); // cloned with all blocked: the helper gets none
     if (r >= 0) sys.execveat(C.AT_FDCWD, path, args, envp, 0);
     sys.exit(125);
   }

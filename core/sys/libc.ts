@@ -590,6 +590,16 @@ function bindLibc(): Sys {
     }
   };
   /**
+   * A clone made with every signal blocked (Sys.clone says why): the mask comes back in the
+   * parent only. Nothing here allocates in the child.
+   */
+  const cloneBlocked = (clone: () => number): number => {
+    lib.ibbi(nr.rt_sigprocmask, 0, allSignals, oldMask, 8); // SIG_BLOCK
+    const pid = clone();
+    if (pid !== 0) lib.ibbi(nr.rt_sigprocmask, 2, oldMask, null, 8); // SIG_SETMASK
+    return pid;
+  };
+  /**
    * Calls made off the main thread set errno in another thread, so it cannot be read:
    * a failure is retried a few times (EINTR) and then reported as `fallback`.
    */
@@ -799,7 +809,7 @@ function bindLibc(): Sys {
       lib.i(nr.exit_group, code, 0, 0, 0, 0);
       throw new Error("unreachable");
     },
-    clone: (flags) => r(lib.i(nr.clone, flags, 0, 0, 0, 0)),
+    clone: (flags) => cloneBlocked(() => r(lib.i(nr.clone, flags, 0, 0, 0, 0))),
     canVfork: () => arch === "x86_64",
     vforkExec(flags, run, exec) {
       if (arch !== "x86_64") return -38; // ENOSYS
@@ -865,7 +875,7 @@ function bindLibc(): Sys {
       const held = [block, writes, pid];
       return stub.procWrites(block).then((rc) => (held.length, Number(rc)));
     },
-    clone3: (args) => r(lib.bi(nr.clone3, args, args.length)),
+    clone3: (args) => cloneBlocked(() => r(lib.bi(nr.clone3, args, args.length))),
     fork: () => r(raw.fork(ZERO)),
     prepareFork() {
       // The whole user address space, holes included (madvise skips them with ENOMEM but

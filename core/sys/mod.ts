@@ -190,11 +190,16 @@ export interface Sys {
   spawn(path: CStr, argv: CStrArray, envp: CStrArray, fds: number[], session?: boolean): number;
   /** Leaves the process at once (exit_group), with no atexit handlers. */
   exit(code: number): never;
-  /** Raw clone with fork semantics; 0 in the child. */
+  /**
+   * Raw clone with fork semantics; 0 in the child. Made with every signal blocked: the
+   * parent gets its mask back, the child keeps them all blocked until it resets its
+   * handlers (`resetSignals`), so no handler of micro's runtime runs in the copy (SIGKILL,
+   * the parent-death signal, still ends it).
+   */
   clone(flags: number): number;
   /**
    * clone3(2) with fork semantics (no stack): `args` is a struct clone_args encoded
-   * before the fork sweep (core/engine/clone.ts); 0 in the child.
+   * before the fork sweep (core/engine/clone.ts); 0 in the child. Signals as `clone`.
    */
   clone3(args: Uint8Array): number;
   /**
