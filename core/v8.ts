@@ -27,8 +27,8 @@
  * the strings of numbers it converted in two caches of 128 entries, and at the first
  * collision grows each to its full size, 8192 and 4096 entries (131 and 65 kB), which an
  * attached run then holds for as long as its container runs (and every run has such a
- * collision). 256 (the least above 128 that V8 takes: it checks the full size is larger)
- * keeps them at 4 kB each; a miss only converts the number again.
+ * collision). 256 keeps them at 4 kB each (V8 rounds a size up to a power of two, and
+ * aborts when that is not above 128); a miss only converts the number again.
  */
 export const V8_FLAGS =
   "--single-threaded,--no-lazy,--no-flush-bytecode,--no-sparkplug,--no-maglev,--no-turbofan,--min-semi-space-size=4,--expose-gc,--smi-string-cache-size=256,--double-string-cache-size=256";

@@ -468,8 +468,9 @@ export async function startRetrying(
     try {
       for (const p of await network.cleanup()) opts.onCleanupProblem?.(p);
     } catch (e) {
-      // No try on a network half detached: the failed try's error is the run's, and the
-      // caller's undoStart detaches what is left.
+      // No try on a network half detached: the failed try's error is the run's (a stop
+      // signal's first), and the caller's undoStart detaches what it still can.
+      if (signals.stopSignal) throw stoppedError(signals.stopSignal);
       if (!failed) throw e;
       (opts.onCleanupProblem ?? sayCleanupProblem)(firstLine(e));
       throw new MicroError(failed.message, { phase: "clone", plugin: "engine" });
@@ -480,12 +481,12 @@ export async function startRetrying(
       if (signals.stopSignal) throw stoppedError(signals.stopSignal);
       if (!(e instanceof FailedStart)) throw e;
       mark(`failed start: ${e.message}`);
-      failed = e;
       if (e instanceof VforkRefused) {
         attempt--; // the fork path's own try, as if the vfork had not been tried
         continue;
       }
       if (attempt > 0) throw new MicroError(e.message, { phase: "clone", plugin: "engine" });
+      failed = e;
       again?.();
     }
   }

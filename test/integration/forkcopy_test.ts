@@ -86,7 +86,8 @@ microTest("fork copies: the container's child and the watchdog compile nothing",
           // child closes (close_range), and each failed write of a log line then sets errno
           // between a failing system call and micro's read of errno: a step that failed
           // with ENOENT (a mask's missing path, which is no failure) was read as EBADF and
-          // failed the run (seen 2 runs in 150 of `--pid host` here, once in CI).
+          // failed the run (seen 2 runs in 150 of `--pid host` here, once in CI). Not with
+          // `-t`: the child's stdout is then /dev/null opened read-only until its console.
           DENO_V8_FLAGS: "--log-function-events,--logfile=-,--no-logfile-per-isolate",
         },
         timeoutMs: 60_000,

@@ -28,6 +28,7 @@ import {
   startRetrying,
   syncMode,
   undoStart,
+  VforkRefused,
 } from "../../core/engine/mod.ts";
 import { createDetached } from "../../core/engine/detached.ts";
 import { MicroError } from "../../core/errors.ts";
@@ -1537,7 +1538,35 @@ Deno.test("startRetrying: a failed first try is tried again after the networks' 
   const heard: string[] = [];
   await assert.rejects(
     startRetrying(second, signals, opts(heard), tries(5)),
-    (e: Error) => e.message.includes("the child died (try 1)"),
+    (e: MicroError) => e.message.includes("the child died (try 1)") && e.fields.phase === "clone",
   );
   assert.deepEqual(heard, ["cni DEL: EBUSY"]);
+  // A stop signal that came during that detach is the run's end, not the try's error.
+  calls = 0;
+  const stopping = { stopSignal: 0 } as RunSignals;
+  const stopped = {
+    attach: () => Promise.resolve(),
+    cleanup: () => {
+      if (calls++ === 0) return Promise.resolve([]);
+      stopping.stopSignal = 15;
+      return Promise.reject(new Error("cni DEL: EBUSY"));
+    },
+  };
+  await assert.rejects(
+    startRetrying(stopped, stopping, opts([]), tries(5)),
+    /stopped by SIGTERM before the command started/,
+  );
+  // A refused vfork is no failed try: a detach that throws after it is the detach's error.
+  calls = 0;
+  let n = 0;
+  const refusedThenOk = () =>
+    n++ === 0
+      ? Promise.reject(new VforkRefused("the vfork clone was refused (EINVAL)"))
+      : Promise.resolve({ pid: 7, ends: {} as never });
+  assert.equal((await startRetrying(fine, signals, opts([]), refusedThenOk)).pid, 7);
+  n = 0;
+  await assert.rejects(
+    startRetrying(second, signals, opts([]), refusedThenOk),
+    /cni DEL: EBUSY/,
+  );
 });

@@ -1,21 +1,19 @@
 /**
- * micro's V8 flags (core/v8.ts): the number-string caches' full sizes must be powers of two
- * above V8's initial 128 entries, or V8 fails a CHECK (the process aborts) at the first
- * collision; and they must stay small (what an attached run holds, bench/README.md).
+ * micro's V8 flags (core/v8.ts): the number-string caches' full sizes, rounded up to a power
+ * of two by V8, must be above its initial 128 entries, or V8 fails a CHECK (the process
+ * aborts) at the first collision; and they must stay small (what an attached run holds,
+ * bench/README.md).
  */
 import assert from "node:assert/strict";
 import { V8_FLAGS } from "../../core/v8.ts";
 
-Deno.test("V8 flags: the number-string caches' full sizes are small powers of two above 128", () => {
+Deno.test("V8 flags: the number-string caches' full sizes are above 128 and small", () => {
   const flags = V8_FLAGS.split(",");
   for (const name of ["--smi-string-cache-size", "--double-string-cache-size"]) {
     const flag = flags.find((f) => f.startsWith(`${name}=`));
     assert.ok(flag, `${name} missing in ${V8_FLAGS}`);
     const n = Number(flag.slice(name.length + 1));
-    assert.ok(
-      Number.isInteger(n) && n > 128 && (n & (n - 1)) === 0,
-      `${flag}: a power of two above 128`,
-    );
+    assert.ok(Number.isInteger(n) && n > 128, `${flag}: above 128`);
     assert.ok(n <= 1024, `${flag}: an attached run holds 16 bytes an entry`);
   }
 });
