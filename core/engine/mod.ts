@@ -558,14 +558,28 @@ export async function networksOf(plan: Op[], sys: Sys, usernet: boolean): Promis
   return networks(...all);
 }
 
-function networks(...all: Networks[]): Networks {
+/**
+ * The plan's networks as one: attached in order, detached in reverse. Each is detached
+ * whatever the one before threw (a throw no longer left the next network attached); a throw
+ * is thrown again once all have had their turn, with every problem on its one line, so that
+ * none is lost (each network forgets what it detached as it starts: its cleanup runs once).
+ */
+export function networks(...all: Networks[]): Networks {
   return {
     async attach(pid) {
       for (const n of all) await n.attach(pid);
     },
     async cleanup() {
       const problems: string[] = [];
-      for (const n of [...all].reverse()) problems.push(...await n.cleanup());
+      const threw: string[] = [];
+      for (const n of [...all].reverse()) {
+        try {
+          problems.push(...await n.cleanup());
+        } catch (e) {
+          threw.push(firstLine(e));
+        }
+      }
+      if (threw.length) throw new Error([...threw, ...problems].join("; "));
       return problems;
     },
   };

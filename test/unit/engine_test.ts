@@ -25,6 +25,7 @@ import {
   type EngineOptions,
   execute,
   FailedStart,
+  networks,
   startRetrying,
   syncMode,
   undoStart,
@@ -1569,4 +1570,26 @@ Deno.test("startRetrying: a failed first try is tried again after the networks' 
     startRetrying(second, signals, opts([]), refusedThenOk),
     /cni DEL: EBUSY/,
   );
+});
+
+Deno.test("networks: each is detached whatever another threw, and no problem is lost", async () => {
+  const order: string[] = [];
+  const net = (name: string, result: () => Promise<string[]>) => ({
+    attach: () => Promise.resolve(),
+    cleanup: () => (order.push(name), result()),
+  });
+  const all = networks(
+    net("cni", () => Promise.resolve(["cni: veth left"])),
+    net("usernet", () => Promise.reject(new Error("usernet: kill: EPERM\nmore"))),
+  );
+  await assert.rejects(all.cleanup(), (e: Error) => {
+    assert.equal(e.message, "usernet: kill: EPERM; cni: veth left");
+    return true;
+  });
+  assert.deepEqual(order, ["usernet", "cni"]); // reverse order, the second one still ran
+  const fine = networks(
+    net("a", () => Promise.resolve(["a: x"])),
+    net("b", () => Promise.resolve([])),
+  );
+  assert.deepEqual(await fine.cleanup(), ["a: x"]);
 });
