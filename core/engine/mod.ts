@@ -560,9 +560,9 @@ export async function networksOf(plan: Op[], sys: Sys, usernet: boolean): Promis
 
 /**
  * The plan's networks as one: attached in order, detached in reverse. Each is detached
- * whatever the one before threw (a throw no longer left the next network attached); a throw
- * is thrown again once all have had their turn, with every problem on its one line, so that
- * none is lost (each network forgets what it detached as it starts: its cleanup runs once).
+ * whatever the one before threw; a throw is thrown again once all have had their turn, with
+ * every problem on its one line, so that none is lost (each network forgets what it
+ * detached as it starts: its cleanup runs once).
  */
 export function networks(...all: Networks[]): Networks {
   return {
