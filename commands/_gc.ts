@@ -1,5 +1,6 @@
 /** Every command that touches containers first cleans what killed runs left (DESIGN.md §7). */
 import { nothingToSweep, stateRoot } from "../core/stateroot.ts";
+import { warnCleanup } from "../core/errors.ts";
 
 /**
  * The common case (every run alive, or none) loads none of the cleanup code. stateroot.ts is
@@ -15,7 +16,7 @@ export async function gcState(): Promise<void> {
   const networks = deadNetworkRuns(root, uid, openLibc);
   if (networks.length) {
     const { gcNetworks } = await import("../core/cni/gc.ts");
-    for (const w of await gcNetworks(networks)) console.error(`micro: warning: cleanup: ${w}`);
+    for (const w of await gcNetworks(networks)) warnCleanup(w);
   }
   gc(root, uid, (pid, start) => killRecorded(pid, start), openLibc);
   // Detached containers whose supervisor was killed: a new one takes them over.

@@ -178,3 +178,13 @@ export function hintFor(kind: string, errno: number): string | undefined {
 export function usageError(message: string, hint?: string): MicroError {
   return new MicroError(message, { hint });
 }
+
+/** An error's first line: what a warning shows of it. */
+export function firstLine(e: unknown): string {
+  return String((e as Error)?.message ?? e).split("\n")[0];
+}
+
+/** A cleanup problem, said on stderr where no caller takes it. */
+export function warnCleanup(message: string): void {
+  console.error(`micro: warning: cleanup: ${message}`);
+}

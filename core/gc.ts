@@ -4,6 +4,7 @@
  * holds no dead run loads none of it).
  */
 import { isoTime } from "./clock.ts";
+import { firstLine, warnCleanup } from "./errors.ts";
 import { stopLeftHelper } from "./usernet/record.ts";
 import type { Sys } from "./sys/mod.ts";
 import { C, cstr } from "./sys/mod.ts";
@@ -60,7 +61,7 @@ export function gc(
   /** SIGKILL to a pid, with the start time it was recorded with (kill it only if still so). */
   kill: (pid: number, start?: number) => void,
   sys: () => Sys,
-  warn: (message: string) => void = (m) => console.error(`micro: warning: cleanup: ${m}`),
+  warn: (message: string) => void = warnCleanup,
   remove: typeof removeRun = removeRun,
 ): string[] {
   const cleaned: string[] = [];
@@ -102,9 +103,7 @@ export function gc(
       remove(dir, state, sys);
       cleaned.push(name);
     } catch (err) {
-      warn(
-        `${dir}: ${String((err as Error)?.message ?? err).split("\n")[0]}; left for the next gc`,
-      );
+      warn(`${dir}: ${firstLine(err)}; left for the next gc`);
     } finally {
       if (lock !== "none") sys().close(lock);
     }

@@ -7,7 +7,7 @@ import { execute, stoppedError } from "./engine/mod.ts";
 import type { StdioEnds } from "./engine/stdio.ts";
 import type { RunSignals } from "./signals.ts";
 import { isoTime } from "./clock.ts";
-import { errnoName, errnoOf, MicroError } from "./errors.ts";
+import { errnoName, errnoOf, firstLine, MicroError, warnCleanup } from "./errors.ts";
 import { resolveTargets } from "./engine/resolve.ts";
 import { ImageUse } from "./engine/image.ts";
 import { formatBytes } from "./cgroups/units.ts";
@@ -167,8 +167,7 @@ export async function runCommand(
     } catch (e) {
       // A state dir that cannot go (a mount left in it: EBUSY) does not turn the command's
       // own exit code into micro's failure; the next micro's gc tries again.
-      const why = String((e as Error)?.message ?? e).split("\n")[0];
-      console.error(`micro: warning: cleanup: ${dir}: ${why}; left for the next micro's gc`);
+      warnCleanup(`${dir}: ${firstLine(e)}; left for the next micro's gc`);
     } finally {
       if (runLock >= 0) sys.close(runLock);
       runLock = -1;
@@ -300,7 +299,7 @@ export async function runCommand(
       },
       onCleanupProblem: (m) => {
         engineCleaned = false;
-        console.error(`micro: warning: cleanup: ${m}`);
+        warnCleanup(m);
       },
       detach: !!detach,
       ...(detach

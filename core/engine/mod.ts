@@ -4,7 +4,15 @@
  * flag; the parent then attaches (id maps), releases the child, reads its error pipe,
  * supervises and reports the exit status.
  */
-import { errnoName, EXIT_CANNOT_INVOKE, EXIT_NOT_FOUND, hintFor, MicroError } from "../errors.ts";
+import {
+  errnoName,
+  EXIT_CANNOT_INVOKE,
+  EXIT_NOT_FOUND,
+  firstLine,
+  hintFor,
+  MicroError,
+  warnCleanup,
+} from "../errors.ts";
 import { CHILD_PHASES, type Op } from "../ops.ts";
 import { RunSignals, signalName } from "../signals.ts";
 import { C, type CStr, cstr, type Sys } from "../sys/mod.ts";
@@ -429,7 +437,7 @@ export async function undoStart(
   parent: ParentOps,
   problem: ((message: string) => void) | undefined,
 ): Promise<void> {
-  const say = problem ?? sayCleanupProblem;
+  const say = problem ?? warnCleanup;
   const said = (e: unknown) => say(firstLine(e));
   try {
     for (const p of await network.cleanup()) say(p);
@@ -442,10 +450,6 @@ export async function undoStart(
     said(e);
   }
 }
-
-/** A cleanup problem where no caller takes it. */
-const sayCleanupProblem = (m: string) => console.error(`micro: warning: cleanup: ${m}`);
-const firstLine = (e: unknown) => String((e as Error)?.message ?? e).split("\n")[0];
 
 /**
  * `begin` (a start) under the engine's retry rule, for a run and for OCI create: a vfork the
@@ -472,7 +476,7 @@ export async function startRetrying(
       // signal's first), and the caller's undoStart detaches what it still can.
       if (signals.stopSignal) throw stoppedError(signals.stopSignal);
       if (!failed) throw e;
-      (opts.onCleanupProblem ?? sayCleanupProblem)(firstLine(e));
+      (opts.onCleanupProblem ?? warnCleanup)(firstLine(e));
       throw new MicroError(failed.message, { phase: "clone", plugin: "engine" });
     }
     try {

@@ -4,7 +4,7 @@
  * three). The command line is commands/oci.ts.
  */
 import { isoTime } from "../clock.ts";
-import { errnoName, MicroError, MicroErrors } from "../errors.ts";
+import { errnoName, MicroError, MicroErrors, warnCleanup } from "../errors.ts";
 import { runChecks } from "../checks.ts";
 import { probeHost } from "../host.ts";
 import { planRun } from "../plan.ts";
@@ -343,7 +343,7 @@ export async function create(o: CreateOptions, sys = openLibc()): Promise<number
         state.creating = true;
         writeOciState(dir, state);
       },
-      onCleanupProblem: (m) => console.error(`micro: warning: cleanup: ${m}`),
+      onCleanupProblem: warnCleanup,
       onSeccompListener: seccompAgent(ops, (pid) => hookState(state, "creating", pid), sys),
       // In the runtime's namespaces, the container's made and waiting (a failure fails create).
       beforeRelease: async (pid) => {
