@@ -179,12 +179,27 @@ export function usageError(message: string, hint?: string): MicroError {
   return new MicroError(message, { hint });
 }
 
-/** An error's first line: what a warning shows of it. */
+/** An error's first line: what a warning shows of it (a MicroError's own line). */
 export function firstLine(e: unknown): string {
-  return String((e as Error)?.message ?? e).split("\n")[0];
+  const text = e instanceof MicroError ? e.line() : String((e as Error)?.message ?? e);
+  return text.split("\n")[0];
 }
 
-/** A cleanup problem, said on stderr where no caller takes it. */
+/** What `oneLine` keeps of a text by default: a warning's line, not a plugin's whole output. */
+const ONE_LINE_CAP = 400;
+
+/**
+ * Text from elsewhere (a plugin's message, a file's) made one line for a terminal: control
+ * characters (escapes, newlines) become spaces, runs of spaces one, and it is cut to `cap`.
+ */
+export function oneLine(text: string, cap = ONE_LINE_CAP): string {
+  // deno-lint-ignore no-control-regex
+  const flat = text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, " ")
+    .replace(/ {2,}/g, " ").trim();
+  return flat.length > cap ? `${flat.slice(0, cap - 1)}…` : flat;
+}
+
+/** A cleanup problem, said on stderr where no caller takes it (made one line: see oneLine). */
 export function warnCleanup(message: string): void {
-  console.error(`micro: warning: cleanup: ${message}`);
+  console.error(`micro: warning: cleanup: ${oneLine(message, 1000)}`);
 }

@@ -5,7 +5,7 @@
  * with it too. The result is cached in the run's state directory (with the very list and
  * runtime config ADD used), so DEL works after micro itself was killed.
  */
-import { MicroError } from "../errors.ts";
+import { MicroError, oneLine } from "../errors.ts";
 import { FileRefused, MiB, readRegularFile } from "../files.ts";
 import { openLibc } from "../sys/libc.ts";
 import {
@@ -126,12 +126,34 @@ function pluginFailure(stdout: string, stderr: string, status: string): string {
   try {
     const e = parseJsonLimited(stdout) as { code?: number; msg?: string; details?: string };
     if (e && typeof e.msg === "string") {
-      return [e.msg, e.details].filter((s) => s).join(": ") +
+      const said = [e.msg, typeof e.details === "string" ? e.details : ""].filter((s) => s);
+      return (oneLine(said.join(": ")) || status) +
         (typeof e.code === "number" ? ` (CNI error ${e.code})` : "");
     }
   } catch { /* not the error format */ }
   const said = stderr.trim().split("\n").map((l) => l.trim()).filter((l) => l).join("; ");
-  return said || status;
+  return oneLine(said) || status;
+}
+
+/**
+ * A stream read to its end (or until cancelled), decoded, the bytes beyond `cap` read and
+ * dropped: a plugin that writes more must not block on a full pipe.
+ */
+async function readCapped(r: ReadableStreamDefaultReader<Uint8Array>, cap: number) {
+  const kept: Uint8Array[] = [];
+  let n = 0;
+  try {
+    for (;;) {
+      const { done, value } = await r.read();
+      if (done) break;
+      if (n < cap) kept.push(value.subarray(0, cap - n));
+      n += value.length;
+    }
+  } catch { /* cancelled at the timeout */ }
+  const all = new Uint8Array(Math.min(n, cap));
+  let at = 0;
+  for (const k of kept) all.set(k, at), at += k.length;
+  return new TextDecoder().decode(all);
 }
 
 /** Runs one plugin; returns its parsed stdout (the result) or throws a one-line error. */
@@ -141,6 +163,7 @@ export async function execPlugin(
   plugin: PluginConf,
   a: Attachment,
   prevResult?: unknown,
+  timeoutMs = PLUGIN_TIMEOUT_MS,
 ): Promise<unknown> {
   const where = { network: list.name, plugin: plugin.type };
   const fail = (message: string, hint?: string) =>
@@ -176,31 +199,48 @@ export async function execPlugin(
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",
+      // A session (and process group) of its own: a timeout kills what it started too.
+      detached: true,
     }).spawn();
   } catch (e) {
     throw fail(`cannot run ${path}: ${(e as Error).message.split("\n")[0]}`);
   }
+  const readers = [child.stdout.getReader(), child.stderr.getReader()];
+  let timedOut = false;
+  // A child the plugin left behind holding its stdout would keep the reads open for good:
+  // at the timeout the whole group is killed and the reads end.
   const timer = setTimeout(() => {
+    timedOut = true;
     try {
-      child.kill("SIGKILL");
+      Deno.kill(-child.pid, "SIGKILL");
     } catch { /* gone */ }
-  }, PLUGIN_TIMEOUT_MS);
-  let out: Deno.CommandOutput;
+    for (const r of readers) r.cancel().catch(() => {});
+  }, timeoutMs);
+  let out: { stdout: string; stderr: string; status: Deno.CommandStatus };
   try {
     const w = child.stdin.getWriter();
     try {
       await w.write(stdin);
       await w.close();
     } catch { /* it may exit without reading */ }
-    out = await child.output();
+    const [stdout, stderr] = await Promise.all([
+      readCapped(readers[0], OUTPUT_CAP),
+      readCapped(readers[1], 4096),
+    ]);
+    out = { stdout, stderr, status: await child.status };
   } finally {
     clearTimeout(timer);
   }
-  const dec = new TextDecoder();
-  const stdout = dec.decode(out.stdout.subarray(0, OUTPUT_CAP));
-  const stderr = dec.decode(out.stderr.subarray(0, 4096));
-  if (!out.success) {
-    const status = out.signal ? `killed by ${out.signal}` : `exit status ${out.code}`;
+  const { stdout, stderr } = out;
+  if (timedOut) {
+    throw fail(
+      `it did not finish in ${timeoutMs / 1000} s; killed with what it started`,
+      "a plugin usually waits on a lock (iptables' xtables.lock, say): find who holds it",
+    );
+  }
+  if (!out.status.success) {
+    const st = out.status;
+    const status = st.signal ? `killed by ${st.signal}` : `exit status ${st.code}`;
     throw fail(pluginFailure(stdout, stderr, status));
   }
   if (cmd !== "ADD") return undefined;

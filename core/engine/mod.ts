@@ -11,6 +11,7 @@ import {
   firstLine,
   hintFor,
   MicroError,
+  oneLine,
   warnCleanup,
 } from "../errors.ts";
 import { CHILD_PHASES, type Op } from "../ops.ts";
@@ -455,8 +456,8 @@ export async function undoStart(
  * `begin` (a start) under the engine's retry rule, for a run and for OCI create: a vfork the
  * kernel refused goes the fork path at once, not counted as a try; a first failed start is
  * tried once more, and a second is the run's error. Before each try, what a failed one
- * attached to a network is detached (DEL); a stop signal ends it, before a try or after one
- * failed. A detach that throws between tries ends it with the failed try's error (the detach's
+ * attached to a network is detached (DEL); a stop signal ends it, before a try, after the
+ * detach or after a failed try. A detach that throws between tries ends it with the failed try's error (the detach's
  * is a cleanup problem).
  */
 export async function startRetrying(
@@ -479,6 +480,8 @@ export async function startRetrying(
       (opts.onCleanupProblem ?? warnCleanup)(firstLine(e));
       throw new MicroError(failed.message, { phase: "clone", plugin: "engine" });
     }
+    // A stop that came during a slow detach: no clone, no attach after it.
+    if (signals.stopSignal) throw stoppedError(signals.stopSignal);
     try {
       return await begin();
     } catch (e) {
@@ -583,7 +586,7 @@ export function networks(...all: Networks[]): Networks {
           threw.push(firstLine(e));
         }
       }
-      if (threw.length) throw new Error([...threw, ...problems].join("; "));
+      if (threw.length) throw new Error([...threw, ...problems].map((p) => oneLine(p)).join("; "));
       return problems;
     },
   };

@@ -459,7 +459,10 @@ const CLONE_PARENT_SETTID = 0x100000;
 /** The callback's "every step ran": the stub execs only on this (a throw returns 0). */
 const VFORK_GO = 0x676f;
 const allSignals = new Uint8Array(8).fill(0xff);
+/** micro's mask while `signalsBlocked` runs its function. */
 const oldMask = new Uint8Array(8);
+/** micro's mask across a raw clone: its own, so a clone inside `signalsBlocked` keeps both. */
+const cloneMask = new Uint8Array(8);
 /** What the vfork child runs (Sys.vforkExec); the callback below calls it. */
 let vforkRun: (() => number) | null = null;
 /**
@@ -569,10 +572,13 @@ function bindLibc(): Sys {
   let errnoView: Deno.UnsafePointerView | null = null;
   const errno = () =>
     (errnoView ??= new Deno.UnsafePointerView(raw.__errno_location(ZERO)!)).getInt32(0);
-  /** libc's convention (-1 and errno) to ours (-errno); results fit in a number. */
+  /**
+   * libc's convention (-1 and errno) to ours (-errno); results fit in a number. A failure
+   * whose errno reads 0 (clobbered) is EIO, never -0: a clone's caller takes 0 as the child.
+   */
   const r = (v: number | bigint) => {
     const n = Number(v);
-    return n < 0 ? -errno() : n;
+    return n < 0 ? -(errno() || 5) : n;
   };
   /** The vfork stub (x86_64), mapped once a process; -ENOSYS where there is none. */
   const stubFor = (code: Uint8Array) =>
@@ -594,9 +600,9 @@ function bindLibc(): Sys {
    * parent only. Nothing here allocates in the child.
    */
   const cloneBlocked = (clone: () => number): number => {
-    lib.ibbi(nr.rt_sigprocmask, 0, allSignals, oldMask, 8); // SIG_BLOCK
+    lib.ibbi(nr.rt_sigprocmask, 0, allSignals, cloneMask, 8); // SIG_BLOCK
     const pid = clone();
-    if (pid !== 0) lib.ibbi(nr.rt_sigprocmask, 2, oldMask, null, 8); // SIG_SETMASK
+    if (pid !== 0) lib.ibbi(nr.rt_sigprocmask, 2, cloneMask, null, 8); // SIG_SETMASK
     return pid;
   };
   /**

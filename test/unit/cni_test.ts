@@ -18,6 +18,7 @@ import {
   CACHE_FILE,
   type CniCache,
   delNetwork,
+  execPlugin,
   pluginConfig,
   pluginEnv,
   readCache,
@@ -275,6 +276,70 @@ Deno.test("cni: a failed ADD is one line, and what was added is DELeted again", 
       "two DEL",
       "one DEL",
     ]);
+  });
+});
+
+Deno.test("cni: a plugin's message is one line for the terminal, cut, with no escapes", async () => {
+  await withDir(async (dir) => {
+    const said = { code: 7, msg: "bad\nline\u001b[2J", details: "y".repeat(5000) };
+    Deno.writeTextFileSync(`${dir}/said.json`, JSON.stringify(said));
+    Deno.writeTextFileSync(
+      `${dir}/noisy`,
+      `#!/bin/sh\ncat >/dev/null\ncat ${dir}/said.json\nexit 1\n`,
+      { mode: 0o755 },
+    );
+    const a = { containerId: "c9", netns: "/x", ifName: "eth0", cniPath: [dir] };
+    await assert.rejects(
+      () => execPlugin("ADD", fakeList(["noisy"]), { type: "noisy" }, a),
+      (e: unknown) => {
+        assert.ok(e instanceof MicroError);
+        const line = e.line();
+        assert.ok(!line.includes("\n") && !line.includes("\u001b"), line);
+        assert.match(line, /: bad line \[2J: y+… \(CNI error 7\)$/);
+        assert.ok(line.length < 600, `${line.length}`);
+        return true;
+      },
+    );
+  });
+});
+
+Deno.test("cni: a plugin that hangs, with a child holding its stdout, is killed with the child at the timeout", async () => {
+  await withDir(async (dir) => {
+    Deno.writeTextFileSync(
+      `${dir}/hangs`,
+      `#!/bin/sh
+cat >/dev/null
+sleep 300 &
+echo $! > ${dir}/bg
+exit 0
+`,
+      { mode: 0o755 },
+    );
+    const a = { containerId: "c9", netns: "/x", ifName: "eth0", cniPath: [dir] };
+    const began = Date.now();
+    await assert.rejects(
+      () => execPlugin("ADD", fakeList(["hangs"]), { type: "hangs" }, a, undefined, 500),
+      (e: unknown) => {
+        assert.ok(e instanceof MicroError);
+        assert.match(
+          e.line(),
+          /CNI ADD network=fake plugin=hangs: it did not finish in 0.5 s; killed with what it/,
+        );
+        return true;
+      },
+    );
+    assert.ok(Date.now() - began < 10_000);
+    const bg = Number(Deno.readTextFileSync(`${dir}/bg`).trim());
+    // The background sleep was in the plugin's process group: it is gone (or a zombie of init).
+    for (let i = 0; i < 50; i++) {
+      let state = "";
+      try {
+        state = Deno.readTextFileSync(`/proc/${bg}/stat`).split(") ")[1]?.[0] ?? "";
+      } catch { /* gone */ }
+      if (state === "" || state === "Z") return;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.fail(`the plugin's background child ${bg} still runs`);
   });
 });
 

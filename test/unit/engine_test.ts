@@ -1557,6 +1557,21 @@ Deno.test("startRetrying: a failed first try is tried again after the networks' 
     startRetrying(stopped, stopping, opts([]), tries(5)),
     /stopped by SIGTERM before the command started/,
   );
+  // A stop during a detach that succeeds: no further try.
+  let started = 0;
+  const quietStop = { stopSignal: 0 } as RunSignals;
+  const slow = {
+    attach: () => Promise.resolve(),
+    cleanup: () => {
+      quietStop.stopSignal = 2;
+      return Promise.resolve([]);
+    },
+  };
+  await assert.rejects(
+    startRetrying(slow, quietStop, opts([]), () => (started++, tries(0)())),
+    /stopped by SIGINT before the command started/,
+  );
+  assert.equal(started, 0);
   // A refused vfork is no failed try: a detach that throws after it is the detach's error.
   calls = 0;
   let n = 0;

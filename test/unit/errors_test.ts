@@ -5,9 +5,11 @@ import {
   EXIT_CANNOT_INVOKE,
   EXIT_MICRO,
   EXIT_NOT_FOUND,
+  firstLine,
   hintFor,
   MicroError,
   MicroErrors,
+  oneLine,
   usageError,
 } from "../../core/errors.ts";
 
@@ -139,4 +141,22 @@ Deno.test("a path value with spaces is quoted in the line, once", () => {
     'restrict: lsm: lsm-label file=/proc/thread-self/attr/apparmor/exec label="exec nope" ' +
       'v="a b": ENOENT',
   );
+});
+
+Deno.test("firstLine: a MicroError's own line (one made of fields only too), else the message's first", () => {
+  const fields = new MicroError("", {
+    phase: "rootfs",
+    op: "open_tree",
+    paths: { dir: "/x" },
+    errno: 2,
+  });
+  assert.equal(firstLine(fields), "rootfs: open_tree dir=/x: ENOENT");
+  assert.equal(firstLine(new Error("one\ntwo")), "one");
+  assert.equal(firstLine("plain"), "plain");
+});
+
+Deno.test("oneLine: escapes and newlines become spaces, and a long text is cut", () => {
+  assert.equal(oneLine("a\nb\r\n\x1b[31mred\x1b[0m\tc\u2028d"), "a b [31mred [0m c d");
+  assert.equal(oneLine("x".repeat(1000), 10), "xxxxxxxxx…");
+  assert.equal(oneLine("  fine  "), "fine");
 });
