@@ -49,6 +49,9 @@ const COMMANDS: Record<string, () => Promise<(argv: string[]) => Promise<number>
   login: async () => (await import("./commands/login.ts")).login,
   logout: async () => (await import("./commands/login.ts")).logout,
   oci: async () => (await import("./commands/oci.ts")).oci,
+  serve: async () => (await import("./commands/serve.ts")).serve,
+  // Internal: a warm worker of `micro serve`; it runs its client's command with `guarded`.
+  "_serve-worker": async () => (await import("./commands/serve.ts")).worker(guarded),
 };
 
 /** runc's global flags: given before the verb, the invocation is runc's (podman, containerd). */
@@ -99,10 +102,17 @@ async function main(argv: string[]): Promise<number> {
     console.log(`micro ${VERSION} (deno ${Deno.version.deno}, v8 ${Deno.version.v8})`);
     return 0;
   }
+  // MICRO_SERVE: the command goes to a warm worker (commands/serve.ts), unless it is one.
+  const served = cmd === "run" || cmd === "plan" || cmd === "exec"
+    ? Deno.env.get("MICRO_SERVE")
+    : "";
+  if (served && !isWorker) return await (await import("./commands/serve.ts")).client(served, argv);
   const load = Object.hasOwn(COMMANDS, cmd) ? COMMANDS[cmd] : undefined;
   if (!load) throw new MicroError(`unknown command "${cmd}"`, { hint: 'see "micro --help"' });
   const code = await (await load())(argv);
-  // Deno's caches gained pages: folded in for the next command (core/denocache.ts).
+  // Deno's caches gained pages: folded in for the next command (core/denocache.ts); a serve
+  // worker's once it leaves, not between its client's command and its exit code.
+  if (isWorker && cmd !== "_serve-worker") return code;
   const caches = cachesToFold();
   if (caches.length) {
     await foldCaches(caches);
@@ -111,20 +121,26 @@ async function main(argv: string[]): Promise<number> {
   return code;
 }
 
-let code: number;
-try {
-  code = await main(Deno.args);
-} catch (e) {
-  if (e instanceof MicroErrors) {
-    for (const x of e.errors) console.error(`micro: ${x.line()}`);
-    code = EXIT_MICRO;
-  } else if (e instanceof MicroError) {
-    console.error(`micro: ${e.line()}`);
-    code = e.exitCode;
-  } else {
+/** A worker of `micro serve` runs its client's command here, never sends it on. */
+const isWorker = Deno.args[0] === "_serve-worker";
+
+/** `main`, its errors printed as micro's: the exit code. */
+async function guarded(argv: string[]): Promise<number> {
+  try {
+    return await main(argv);
+  } catch (e) {
+    if (e instanceof MicroErrors) {
+      for (const x of e.errors) console.error(`micro: ${x.line()}`);
+      return EXIT_MICRO;
+    } else if (e instanceof MicroError) {
+      console.error(`micro: ${e.line()}`);
+      return e.exitCode;
+    }
     console.error(`micro: internal error: ${e instanceof Error ? e.stack : e}`);
-    code = EXIT_MICRO;
+    return EXIT_MICRO;
   }
 }
+
+const code = await guarded(Deno.args);
 printTrace();
 Deno.exit(code);

@@ -22,11 +22,16 @@ export async function run(argv: string[]): Promise<number> {
     signals.remove();
     return await (await import("./lifecycle.ts")).runDetached(argv);
   }
-  await gcState();
-  mark("state gc");
-  const { runCommand } = await import("../core/run.ts");
-  mark("load run modules");
-  return await runCommand(argv, signals);
+  try {
+    await gcState();
+    mark("state gc");
+    const { runCommand } = await import("../core/run.ts");
+    mark("load run modules");
+    return await runCommand(argv, signals);
+  } finally {
+    // A serve worker runs the next client's command in this process (core/serve/worker.ts).
+    signals.remove();
+  }
 }
 
 /**

@@ -209,6 +209,7 @@ export async function prepare(argv: string[], again?: ContainerRecord): Promise<
 export async function planCommand(argv: string[]): Promise<number> {
   const p = await prepare(argv);
   p.stored?.hold.release();
+  if (p.image) openLibc().close(p.image.fd);
   console.log(formatPlan(p.ops).trimEnd());
   return 0;
 }

@@ -75,6 +75,20 @@ export async function runCommand(
   detach?: Detach,
 ): Promise<number> {
   const p = await prepare(argv, detach?.restart);
+  try {
+    return await runPrepared(p, argv, signals, detach);
+  } finally {
+    // The image's fd goes with the run, not with the process: a serve worker runs on.
+    if (p.image) openLibc().close(p.image.fd);
+  }
+}
+
+async function runPrepared(
+  p: Prepared,
+  argv: string[],
+  signals: RunSignals,
+  detach?: Detach,
+): Promise<number> {
   if (p.req.detach && !detach) throw new MicroError("internal: run -d without a supervisor");
   // A signal that came during the checks stops the run before anything exists.
   if (signals.stopSignal) throw stoppedError(signals.stopSignal);

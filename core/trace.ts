@@ -56,6 +56,14 @@ export function span(name: string, start: number): void {
   inner += d;
 }
 
+/** Starts the trace anew (a serve worker's next command: core/serve/worker.ts). */
+export function resetTrace(): void {
+  rows.length = 0;
+  spans.clear();
+  last = performance.now();
+  inner = 0;
+}
+
 /** The rows so far (for tests). */
 export function traced(): readonly [string, number][] {
   return rows;

@@ -869,6 +869,38 @@ export class RecordingSys implements Sys {
     );
   }
 
+  bind(fd: number, addr: Uint8Array) {
+    return this.record("bind", [fd, addr.length], () => 0);
+  }
+
+  listen(fd: number, backlog: number) {
+    return this.record("listen", [fd, backlog], () => 0);
+  }
+
+  acceptAsync(fd: number) {
+    return Promise.resolve(this.record("acceptAsync", [fd], () => this.nextFd++));
+  }
+
+  /** The peer is this process: pid 4242, uid and gid 0. */
+  peerCred(fd: number, out: Int32Array) {
+    return this.record("peerCred", [fd], () => (out.set([4242, 0, 0]), 0));
+  }
+
+  /** Every limit unlimited. */
+  getrlimitOf(pid: number, resource: number, out: Float64Array) {
+    return this.record("getrlimitOf", [pid, resource], () => (out.set([Infinity, Infinity]), 0));
+  }
+
+  sendWithFds(sock: number, data: Uint8Array, fds: number[]) {
+    return this.record("sendWithFds", [sock, data.length, [...fds]], () => data.length);
+  }
+
+  /** The next scripted chunk for `sock` (see `reads`), no fds. */
+  recvWithFds(sock: number, buf: Uint8Array) {
+    const n = this.record("recvWithFds", [sock], () => this.take(sock, buf, buf.length) ?? 0);
+    return { n, fds: [] as number[], cut: false };
+  }
+
   setMempolicy(mode: number, mask: Uint8Array | null) {
     return this.record("setMempolicy", [mode, mask && [...mask]], () => 0);
   }

@@ -34,6 +34,10 @@ const NR = {
     munmap: 11,
     getpid: 39,
     socket: 41,
+    bind: 49,
+    listen: 50,
+    accept4: 288,
+    getsockopt: 55,
     sendmsg: 46,
     recvmsg: 47,
     socketpair: 53,
@@ -133,6 +137,10 @@ const NR = {
     munmap: 215,
     getpid: 172,
     socket: 198,
+    bind: 200,
+    listen: 201,
+    accept4: 242,
+    getsockopt: 209,
     sendmsg: 211,
     recvmsg: 212,
     socketpair: 199,
@@ -1115,6 +1123,58 @@ function bindLibc(): Sys {
       m.words[MSG_CMSG / 4 + 4] = fd;
       return r(lib.ibi(nr.sendmsg, sock, m.bytes, 0x4000)); // MSG_NOSIGNAL
     },
+    bind: (fd, addr) => r(lib.ibi(nr.bind, fd, addr, addr.length)),
+    listen: (fd, backlog) => r(lib.i(nr.listen, fd, backlog, 0, 0, 0)),
+    async acceptAsync(fd) {
+      // accept4 with no address and flags 0 (the signature's padding): close-on-exec after,
+      // which nothing in between can miss (this process spawns nothing while it waits).
+      const conn = await retryAsync(() => lib.ibi_async(nr.accept4, fd, null, 0), 22);
+      if (conn >= 0) lib.i(nr.fcntl, conn, 2, 1, 0, 0); // F_SETFD, FD_CLOEXEC
+      return conn;
+    },
+    peerCred(fd, out) {
+      // struct ucred {pid, uid, gid} at 0 and its socklen_t at 16, in a page V8 keeps still.
+      const buf = new Uint8Array(4096);
+      const words = new Int32Array(buf.buffer);
+      words[4] = 12;
+      const base = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf)));
+      const rc = r(lib.i(nr.getsockopt, fd, 1, 17, base, base + 16)); // SOL_SOCKET, SO_PEERCRED
+      if (rc >= 0) out.set(words.subarray(0, 3));
+      return rc;
+    },
+    getrlimitOf(pid, resource, out) {
+      const got = new BigUint64Array(2);
+      const rc = r(lib.iibb(nr.prlimit64, pid, resource, null, new Uint8Array(got.buffer)));
+      if (rc >= 0) {
+        for (let k = 0; k < 2; k++) {
+          out[k] = got[k] === 0xffffffffffffffffn ? Infinity : Number(got[k]);
+        }
+      }
+      return rc;
+    },
+    sendWithFds(sock, data, fds) {
+      if (fds.length > 8) return -22; // EINVAL
+      const m = fdsMessage(data.length);
+      m.data.set(data);
+      m.cmsg(fds.length);
+      for (let k = 0; k < fds.length; k++) m.words[FDS_CMSG / 4 + 4 + k] = fds[k];
+      return r(lib.ibi(nr.sendmsg, sock, m.bytes, 0x4000)); // MSG_NOSIGNAL
+    },
+    recvWithFds(sock, buf) {
+      const m = fdsMessage(buf.length);
+      m.cmsg(8);
+      const n = r(lib.ibi(nr.recvmsg, sock, m.bytes, 0x40000000)); // MSG_CMSG_CLOEXEC
+      if (n < 0) return { n, fds: [], cut: false };
+      buf.set(m.data.subarray(0, n));
+      const fds: number[] = [];
+      const len = m.words[FDS_CONTROLLEN / 4];
+      // One SCM_RIGHTS cmsghdr: its length (16 + 4 per fd), level and type.
+      if (len >= 16 && m.words[FDS_CMSG / 4 + 2] === 1 && m.words[FDS_CMSG / 4 + 3] === 1) {
+        const count = (m.words[FDS_CMSG / 4] - 16) / 4;
+        for (let k = 0; k < count; k++) fds.push(m.words[FDS_CMSG / 4 + 4 + k]);
+      }
+      return { n, fds, cut: (m.words[FDS_FLAGS / 4] & 0x8) !== 0 }; // MSG_CTRUNC
+    },
     setMempolicy: (mode, mask) =>
       r(lib.ibi(nr.set_mempolicy, mode, mask, mask === null ? 0 : mask.length * 8 + 1)),
   };
@@ -1150,6 +1210,45 @@ function messageBuffer() {
   words[MSG_CMSG / 4 + 2] = 1; // SOL_SOCKET
   words[MSG_CMSG / 4 + 3] = 1; // SCM_RIGHTS
   return { bytes, words, set };
+}
+
+// A message with fds: msghdr at 0, its flags at 48, a cmsghdr for 8 fds at 64, iovec at
+// 128, the data from 256.
+const FDS_CONTROLLEN = 40;
+const FDS_FLAGS = 48;
+const FDS_CMSG = 64;
+const FDS_IOV = 128;
+const FDS_DATA = 256;
+
+/**
+ * A msghdr for `size` bytes and up to 8 fds, its pointers filled in: at least a page, a
+ * backing store V8 does not move while the kernel reads it.
+ */
+function fdsMessage(size: number) {
+  const bytes = new Uint8Array(Math.max(4096, (FDS_DATA + size + 7) & ~7));
+  const words = new Uint32Array(bytes.buffer);
+  const base = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(bytes)));
+  const set = (off: number, v: number) => {
+    words[off / 4] = v >>> 0;
+    words[off / 4 + 1] = Math.floor(v / 0x100000000);
+  };
+  set(16, base + FDS_IOV); // msg_iov
+  set(24, 1); // msg_iovlen
+  set(32, base + FDS_CMSG); // msg_control
+  set(FDS_IOV, base + FDS_DATA); // iov_base
+  set(FDS_IOV + 8, size); // iov_len
+  return {
+    bytes,
+    words,
+    data: bytes.subarray(FDS_DATA, FDS_DATA + size),
+    /** The control part for `n` fds (none: no control message). */
+    cmsg(n: number) {
+      set(FDS_CONTROLLEN, n ? 16 + ((4 * n + 7) & ~7) : 0); // CMSG_SPACE
+      set(FDS_CMSG, 16 + 4 * n); // cmsg_len = CMSG_LEN(n ints)
+      words[FDS_CMSG / 4 + 2] = 1; // SOL_SOCKET
+      words[FDS_CMSG / 4 + 3] = 1; // SCM_RIGHTS
+    },
+  };
 }
 
 /** Top of the user address space (48-bit virtual addresses on both architectures). */

@@ -431,6 +431,30 @@ export interface Sys {
    * agent protocol wants it (the state JSON and the listener together): bytes sent, or -errno.
    */
   sendWithFd(sock: number, data: Uint8Array, fd: number): number;
+  /** bind(2) with a raw sockaddr (`struct sockaddr_un` for a unix socket path). */
+  bind(fd: number, addr: Uint8Array): number;
+  /** listen(2). */
+  listen(fd: number, backlog: number): number;
+  /**
+   * accept4(2) off the main thread (the event loop runs meanwhile), the peer's address not
+   * asked: the connection, close-on-exec, or -errno (EINVAL for any failure: errno is not
+   * readable off the main thread).
+   */
+  acceptAsync(fd: number): Promise<number>;
+  /** SO_PEERCRED of a connected unix socket into `out`: [pid, uid, gid]; 0 or -errno. */
+  peerCred(fd: number, out: Int32Array): number;
+  /**
+   * prlimit64(2) read of `pid`'s limit: `out` [soft, hard], RLIM_INFINITY as Infinity;
+   * 0 or -errno.
+   */
+  getrlimitOf(pid: number, resource: number, out: Float64Array): number;
+  /** sendmsg(2) of `data` with `fds` (SCM_RIGHTS, up to 8), MSG_NOSIGNAL: bytes sent or -errno. */
+  sendWithFds(sock: number, data: Uint8Array, fds: number[]): number;
+  /**
+   * recvmsg(2) on the calling thread into `buf`, with up to 8 fds taken close-on-exec: the
+   * bytes read (or -errno), the fds, and `cut` when the kernel dropped some (MSG_CTRUNC).
+   */
+  recvWithFds(sock: number, buf: Uint8Array): { n: number; fds: number[]; cut: boolean };
 }
 
 /** The fields of `struct stat` that micro reads. */
@@ -515,6 +539,7 @@ export const C = {
   SIOCSIFFLAGS: 0x8914,
   AF_INET: 2,
   SOCK_DGRAM: 2,
+  SOCK_STREAM: 1,
   SOCK_SEQPACKET: 5,
   AF_UNIX: 1,
   TIOCSPTLCK: 0x40045431,

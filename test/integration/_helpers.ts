@@ -443,12 +443,13 @@ export class Background {
   stderr = "";
   readonly #done: Promise<RunResult>;
 
-  constructor(args: string[], opts: { cmd?: string } = {}) {
+  constructor(args: string[], opts: { cmd?: string; env?: Record<string, string> } = {}) {
     const child = new Deno.Command(opts.cmd ?? MICRO, {
       args,
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
+      env: opts.env,
     }).spawn();
     this.child = child;
     const pump = async (s: ReadableStream<Uint8Array>, key: "stdout" | "stderr") => {

@@ -125,3 +125,74 @@ Deno.test("libc: spawn gives fds[i] as fd i even when a source is another's targ
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("libc: fds travel with bytes (SCM_RIGHTS), the peer's credentials and limits are read", () => {
+  const sys = openLibc();
+  const s = new Int32Array(2);
+  assert.equal(sys.socketpair(C.AF_UNIX, C.SOCK_STREAM | C.SOCK_CLOEXEC, s), 0);
+  const p = new Int32Array(2);
+  assert.equal(sys.pipe2(p, C.O_CLOEXEC), 0);
+  const got: number[] = [];
+  try {
+    const data = new TextEncoder().encode("hello");
+    assert.equal(sys.sendWithFds(s[0], data, [p[1], p[0], p[1]]), 5);
+    const buf = new Uint8Array(64);
+    const r = sys.recvWithFds(s[1], buf);
+    got.push(...r.fds);
+    assert.equal(r.n, 5);
+    assert.equal(new TextDecoder().decode(buf.subarray(0, 5)), "hello");
+    assert.equal(r.fds.length, 3);
+    assert.equal(r.cut, false);
+    // The first fd received is the pipe's write end: a byte written there reads from p[0].
+    assert.equal(sys.write(r.fds[0], new Uint8Array([7]), 1), 1);
+    const one = new Uint8Array(1);
+    assert.equal(sys.read(p[0], one, 1), 1);
+    assert.equal(one[0], 7);
+    // Close-on-exec (MSG_CMSG_CLOEXEC).
+    assert.equal(sys.fcntl(r.fds[1], 1, 0), 1); // F_GETFD: FD_CLOEXEC
+    // No fds: none received.
+    assert.equal(sys.sendWithFds(s[0], data, []), 5);
+    assert.deepEqual(sys.recvWithFds(s[1], buf).fds, []);
+    assert.equal(sys.sendWithFds(s[0], data, [0, 0, 0, 0, 0, 0, 0, 0, 0]), -22);
+    const cred = new Int32Array(3);
+    assert.equal(sys.peerCred(s[1], cred), 0);
+    assert.deepEqual([...cred], [Deno.pid, Deno.uid(), Deno.gid()]);
+    assert.equal(sys.peerCred(p[0], cred), -88); // ENOTSOCK
+    const lim = new Float64Array(2);
+    assert.equal(sys.getrlimitOf(Deno.pid, 7, lim), 0); // RLIMIT_NOFILE
+    assert.ok(lim[0] > 0 && lim[0] <= lim[1]);
+    assert.equal(sys.getrlimitOf(0, 999, lim), -22);
+  } finally {
+    for (const fd of [...s, ...p, ...got]) sys.close(fd);
+  }
+});
+
+Deno.test("libc: a unix socket bound, listened on and accepted off the main thread, close-on-exec", async () => {
+  const sys = openLibc();
+  const dir = Deno.makeTempDirSync({ prefix: "micro-libc-" });
+  const path = new TextEncoder().encode(`${dir}/s`);
+  const addr = new Uint8Array(3 + path.length);
+  addr[0] = 1; // AF_UNIX
+  addr.set(path, 2);
+  const server = sys.socket(C.AF_UNIX, C.SOCK_STREAM | C.SOCK_CLOEXEC, 0);
+  const client = sys.socket(C.AF_UNIX, C.SOCK_STREAM | C.SOCK_CLOEXEC, 0);
+  let conn = -1;
+  try {
+    assert.equal(sys.bind(server, addr), 0);
+    assert.equal(sys.bind(client, addr), -98); // EADDRINUSE
+    assert.equal(sys.listen(server, 4), 0);
+    const accepted = sys.acceptAsync(server);
+    assert.equal(sys.connect(client, addr), 0);
+    conn = await accepted;
+    assert.ok(conn > 2);
+    assert.equal(sys.fcntl(conn, 1, 0), 1); // FD_CLOEXEC
+    assert.equal(sys.write(client, new Uint8Array([42]), 1), 1);
+    const b = new Uint8Array(1);
+    assert.equal(sys.read(conn, b, 1), 1);
+    assert.equal(b[0], 42);
+    assert.equal(await sys.acceptAsync(client), -22); // not listening: a failure
+  } finally {
+    for (const fd of [server, client, conn]) if (fd >= 0) sys.close(fd);
+    Deno.removeSync(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,46 @@
+/**
+ * `micro serve` (core/serve/server.ts), its internal `_serve-worker`, and the client side of
+ * a served command (MICRO_SERVE), which main.ts calls before it loads the command.
+ */
+import { usageError } from "../core/errors.ts";
+
+const USAGE = "usage: micro serve [--socket PATH]";
+
+export async function serve(argv: string[]): Promise<number> {
+  let socket: string | undefined;
+  for (let i = 1; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--help" || a === "-h") {
+      console.log(`${USAGE}
+
+Keeps micro processes warm for run, plan and exec, so that those commands skip loading
+micro (about 35 ms a command). Commands use it when MICRO_SERVE is set: to 1 for the
+default socket (${"<state root>"}/serve.sock: /run/micro as root), or to the socket's path.
+Only the server's own user may connect; a client in other namespaces, under another root,
+security label or seccomp filter, or with fewer capabilities is refused.`);
+      return 0;
+    }
+    if (a === "--socket" && i + 1 < argv.length) socket = argv[++i];
+    else if (a.startsWith("--socket=")) socket = a.slice(9);
+    else throw usageError(`micro serve: unexpected "${a}"`, USAGE);
+  }
+  const { servePath } = await import("../core/serve/wire.ts");
+  const path = servePath(socket ?? "1", Deno.uid() ?? 0);
+  const { serve } = await import("../core/serve/server.ts");
+  return await serve(path);
+}
+
+/** The internal worker: main.ts gives it its dispatch, errors printed as micro prints them. */
+export function worker(dispatch: (argv: string[]) => Promise<number>) {
+  return async (_argv: string[]): Promise<number> => {
+    const { work } = await import("../core/serve/worker.ts");
+    return await work(dispatch);
+  };
+}
+
+/** A served command: run by the server's worker, this process only its client. */
+export async function client(value: string, argv: string[]): Promise<number> {
+  const { servePath } = await import("../core/serve/wire.ts");
+  const { viaServer } = await import("../core/serve/client.ts");
+  return await viaServer(servePath(value, Deno.uid() ?? 0), argv);
+}

@@ -1,0 +1,208 @@
+/**
+ * `micro serve`: an opt-in server that keeps micro processes warm for `run`, `plan` and
+ * `exec` (clients: MICRO_SERVE). micro stays daemonless by default; this exists because
+ * most of a run's own time is its process's start, not its work (bench/README.md: a run in
+ * a warm process takes 18 to 25 ms, the same run in a process of its own 57 ms above Deno's
+ * floor), and no amount of trimming the cold path closes that gap.
+ *
+ * The server itself does little: it listens on a unix socket only its own user may open
+ * (0600, in the state root, which micro checks like every state root), and keeps at least
+ * one worker process idle, blocked in accept(2) on that socket with its run modules loaded.
+ * A worker takes one client at a time and runs its command as that client's micro would
+ * (core/serve/worker.ts); when none is idle the server starts another. A worker serving a
+ * command no longer depends on the server: stopping the server lets it finish.
+ */
+import { MicroError } from "../errors.ts";
+import { microExe, runnerEnv } from "../store/rmtree.ts";
+import { openLibc } from "../sys/libc.ts";
+import { C, cstr, cstrArray, type Stat, type Sys } from "../sys/mod.ts";
+import { sockaddrUn } from "./wire.ts";
+import { NOTE_IDLE, NOTE_TAKEN } from "./worker.ts";
+
+/** How long a start waits for a busy worker to be idle again (see `refill`). */
+const REFILL_DELAY_MS = 250;
+/** A worker that dies before it takes a client is started again after this (a crash loop's pace). */
+const RESTART_DELAY_MS = 1000;
+
+/** Serves on `path` until SIGINT or SIGTERM; `ready` is called once it listens. */
+export async function serve(
+  path: string,
+  ready?: () => void,
+  sys: Sys = openLibc(),
+): Promise<number> {
+  const slash = path.lastIndexOf("/");
+  const dir = path.slice(0, slash) || "/";
+  const name = path.slice(slash + 1);
+  const dirFd = openOwnDir(sys, dir);
+  let sock = -1;
+  let devNull = -1;
+  const workers = new Map<number, { idle: boolean }>();
+  let stopping = false;
+  try {
+    // Bound through the directory's fd: the path is resolved once, at the open above.
+    const via = `/proc/self/fd/${dirFd}/${name}`;
+    const addr = sockaddrUn(via);
+    if (!addr) throw serveError(path, "bind", undefined, "the name is too long for a unix socket");
+    removeStale(sys, dirFd, name, path, addr);
+    sock = sys.socket(C.AF_UNIX, C.SOCK_STREAM | C.SOCK_CLOEXEC, 0);
+    if (sock < 0) throw serveError(path, "socket", -sock);
+    const old = sys.umask(0o177); // the socket is 0600: only the server's user connects
+    const bound = sys.bind(sock, addr);
+    sys.umask(old);
+    if (bound < 0) throw serveError(path, "bind", -bound);
+    const listening = sys.listen(sock, 64);
+    if (listening < 0) throw serveError(path, "listen", -listening);
+    devNull = sys.open(cstr("/dev/null"), C.O_RDWR | C.O_CLOEXEC, 0);
+    const exe = microExe();
+    const argv = cstrArray([...exe, "_serve-worker"]);
+    const envp = cstrArray(
+      Object.entries(runnerEnv(Deno.env.toObject())).map(([k, v]) => `${k}=${v}`),
+    );
+    /** Idle workers (blocked in accept), and whether a start is on its way. */
+    let idleCount = 0;
+    let starting = false;
+    /**
+     * A worker started when none is idle: at once when there are none at all, else after
+     * REFILL_DELAY_MS if still none is idle (a start takes a core from the command that
+     * took the last idle worker: two cores, measured 10 ms slower; a worker that finished
+     * its command meanwhile is idle again).
+     */
+    const refill = async (): Promise<void> => {
+      if (starting || stopping || idleCount > 0) return;
+      starting = true;
+      try {
+        if (workers.size > 0) await sleep(REFILL_DELAY_MS);
+        if (!stopping && idleCount === 0) await startWorker();
+      } finally {
+        starting = false;
+      }
+    };
+    const startWorker = async (): Promise<void> => {
+      const pipe = new Int32Array(2);
+      const rc = sys.pipe2(pipe, C.O_CLOEXEC);
+      if (rc < 0) throw serveError(path, "pipe2", -rc);
+      const pid = sys.spawn(cstr(exe[0]), argv, envp, [devNull, devNull, 2, sock, pipe[1]]);
+      sys.close(pipe[1]);
+      if (pid < 0) {
+        sys.close(pipe[0]);
+        console.error(`micro: serve: cannot start a worker (${exe[0]}): errno ${-pid}`);
+        await sleep(RESTART_DELAY_MS);
+        return;
+      }
+      workers.set(pid, { idle: false });
+      void follow(pid, pipe[0]);
+      // Ready once it says it is idle (or it died trying: follow starts another).
+      while (!stopping && workers.get(pid)?.idle === false) await sleep(10);
+    };
+    /** A worker's notes until it exits: its idle count, then its reaping. */
+    const follow = async (pid: number, notes: number): Promise<void> => {
+      const reaped = sys.waitpid(pid);
+      const byte = new Uint8Array(1);
+      let everIdle = false;
+      for (;;) {
+        const n = await sys.readAsync(notes, byte, 1);
+        const w = workers.get(pid)!;
+        if (n !== 1) break;
+        if (byte[0] === NOTE_IDLE && !w.idle) {
+          w.idle = true;
+          everIdle = true;
+          idleCount++;
+        } else if (byte[0] === NOTE_TAKEN && w.idle) {
+          w.idle = false;
+          idleCount--;
+          void refill();
+        }
+      }
+      sys.close(notes);
+      if (workers.get(pid)!.idle) idleCount--;
+      workers.delete(pid);
+      const { status } = await reaped;
+      if (!everIdle && !stopping) {
+        console.error(`micro: serve: worker ${pid} ended before it was ready (status ${status})`);
+        await sleep(RESTART_DELAY_MS);
+      }
+      void refill();
+    };
+    const stopped = new Promise<void>((resolve) => {
+      const stop = () => {
+        stopping = true;
+        resolve();
+      };
+      Deno.addSignalListener("SIGINT", stop);
+      Deno.addSignalListener("SIGTERM", stop);
+    });
+    await refill();
+    console.error(`micro: serving run, plan and exec on ${path} (MICRO_SERVE=${path})`);
+    ready?.();
+    await stopped;
+    return 0;
+  } finally {
+    stopping = true;
+    // Idle workers go; one serving a command finishes it (its client waits for it).
+    for (const [pid, w] of workers) if (w.idle) sys.kill(pid, C.SIGKILL);
+    if (sock >= 0) {
+      sys.unlinkat(dirFd, cstr(name), 0);
+      sys.close(sock);
+    }
+    if (devNull >= 0) sys.close(devNull);
+    sys.close(dirFd);
+  }
+}
+
+function serveError(path: string, op: string, errno?: number, hint?: string): MicroError {
+  return new MicroError("", { phase: "serve", op, paths: { socket: path }, errno, hint });
+}
+
+/** The socket's directory, opened once: the caller's, and not writable by others. */
+function openOwnDir(sys: Sys, dir: string): number {
+  const made = sys.mkdirat(C.AT_FDCWD, cstr(dir), 0o700);
+  if (made < 0 && made !== -17) throw serveError(dir, "mkdir", -made);
+  const fd = sys.open(cstr(dir), C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+  if (fd < 0) {
+    throw serveError(dir, "open", -fd, "the socket's directory must be a directory, not a link");
+  }
+  const st: Stat = { mode: 0, size: 0, uid: 0, gid: 0 };
+  const rc = sys.fstat(fd, st);
+  const uid = Deno.uid() ?? 0;
+  const why = rc < 0
+    ? `fstat: errno ${-rc}`
+    : st.uid !== uid
+    ? `it belongs to uid ${st.uid}, not to you (${uid})`
+    : st.mode & 0o022
+    ? "others may write it"
+    : undefined;
+  if (why) {
+    sys.close(fd);
+    throw new MicroError(`the socket's directory ${dir}: ${why}`, {
+      phase: "serve",
+      hint: "serve from a directory of yours that only you may write, with --socket",
+    });
+  }
+  return fd;
+}
+
+/** A socket left by a server that is gone goes; a live server's, or any other file, stays. */
+function removeStale(sys: Sys, dirFd: number, name: string, path: string, addr: Uint8Array): void {
+  const st: Stat = { mode: 0, size: 0, uid: 0, gid: 0 };
+  if (sys.fstatat(dirFd, cstr(name), C.AT_SYMLINK_NOFOLLOW, st) < 0) return;
+  if ((st.mode & C.S_IFMT) !== C.S_IFSOCK) {
+    throw new MicroError(`${path} is there and is not a socket`, {
+      phase: "serve",
+      hint: "remove it, or serve on another path with --socket",
+    });
+  }
+  const probe = sys.socket(C.AF_UNIX, C.SOCK_STREAM | C.SOCK_CLOEXEC, 0);
+  const live = probe >= 0 && sys.connect(probe, addr) === 0;
+  if (probe >= 0) sys.close(probe);
+  if (live) {
+    throw new MicroError(`another micro serve listens on ${path}`, {
+      phase: "serve",
+      hint: "stop it first, or serve on another path with --socket",
+    });
+  }
+  sys.unlinkat(dirFd, cstr(name), 0);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -1,0 +1,82 @@
+/** `micro serve`'s wire format (core/serve/wire.ts) and a worker's checks of its client. */
+import assert from "node:assert/strict";
+import {
+  decodeReply,
+  decodeRequest,
+  encodeReply,
+  encodeRequest,
+  servePath,
+  sockaddrUn,
+} from "../../core/serve/wire.ts";
+import { check } from "../../core/serve/worker.ts";
+import { openLibc } from "../../core/sys/libc.ts";
+import { C, cstr } from "../../core/sys/mod.ts";
+
+const json = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
+
+Deno.test("serve wire: a request goes as its length and JSON, and comes back the same", () => {
+  const req = { argv: ["run", "--rm", "img", "true"], env: { A: "1", PATH: "/bin" }, umask: 0o22 };
+  const bytes = encodeRequest(req);
+  assert.equal(new DataView(bytes.buffer).getUint32(0, true), bytes.length - 4);
+  assert.deepEqual(decodeRequest(bytes.subarray(4)), req);
+});
+
+Deno.test("serve wire: a malformed request is refused with the reason, never thrown", () => {
+  const ok = { argv: ["run", "img"], env: {}, umask: 18 };
+  const refused: [unknown, RegExp][] = [
+    [[1], /not an object/],
+    [{ ...ok, argv: [] }, /argv is not a list of strings/],
+    [{ ...ok, argv: ["run", 3] }, /argv is not a list of strings/],
+    [{ ...ok, argv: ["serve"] }, /"serve" is not a command the server takes/],
+    [{ ...ok, argv: ["oci", "create"] }, /"oci" is not a command the server takes/],
+    [{ ...ok, env: { "A=B": "x" } }, /is not NAME=VALUE/],
+    [{ ...ok, env: { A: 1 } }, /is not NAME=VALUE/],
+    [{ ...ok, env: { A: "x\0y" } }, /is not NAME=VALUE/],
+    [{ ...ok, env: [] }, /env is not an object/],
+    [{ ...ok, umask: 0o1000 }, /umask/],
+    [{ ...ok, umask: 1.5 }, /umask/],
+  ];
+  for (const [v, why] of refused) assert.match(String(decodeRequest(json(v))), why);
+  assert.match(String(decodeRequest(new TextEncoder().encode("{"))), /not JSON/);
+  assert.match(String(decodeRequest(new Uint8Array([0xff, 0xfe]))), /not JSON/);
+});
+
+Deno.test("serve wire: replies are checked lines", () => {
+  for (
+    const r of [{ pid: 7 }, { refused: "no" }, { retry: "limits" }, { exit: 0 }, { exit: 255 }]
+  ) {
+    const line = new TextDecoder().decode(encodeReply(r));
+    assert.ok(line.endsWith("\n"));
+    assert.deepEqual(decodeReply(line.trimEnd()), r);
+  }
+  for (const bad of ["", "{", "null", '{"pid":0}', '{"exit":256}', '{"exit":-1}', '{"x":1}']) {
+    assert.equal(decodeReply(bad), null, bad);
+  }
+});
+
+Deno.test("serve wire: the socket's address and path", () => {
+  const a = sockaddrUn("/run/x.sock")!;
+  assert.equal(a[0], 1);
+  assert.equal(new TextDecoder().decode(a.subarray(2, a.length - 1)), "/run/x.sock");
+  assert.equal(a[a.length - 1], 0);
+  assert.equal(sockaddrUn(`/${"x".repeat(107)}`), null);
+  assert.equal(servePath("/a/b.sock", 0), "/a/b.sock");
+  assert.match(servePath("1", 0), /\/serve\.sock$/);
+  assert.throws(() => servePath("rel.sock", 0), /not "1" or an absolute path/);
+});
+
+Deno.test("serve check: a client is its own /proc directory; another process's is refused", () => {
+  const sys = openLibc();
+  const s = new Int32Array(2);
+  assert.equal(sys.socketpair(C.AF_UNIX, C.SOCK_STREAM | C.SOCK_CLOEXEC, s), 0);
+  const self = sys.open(cstr("/proc/self"), C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
+  const init = sys.open(cstr("/proc/1"), C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
+  try {
+    // The peer of s[1] is this very process: the same in every respect.
+    assert.equal(check(sys, s[1], self), undefined);
+    // /proc/1 passed as the client's own: its pid is not the peer's.
+    assert.equal(check(sys, s[1], init), "the /proc directory passed is not the client's");
+  } finally {
+    for (const fd of [...s, self, init]) sys.close(fd);
+  }
+});
