@@ -90,7 +90,9 @@ const RUNC_VALUE_FLAGS = ["--pid-file", "--console-socket", "--preserve-fds"];
 
 async function main(argv: string[]): Promise<number> {
   mark("deno start to main");
-  if (argv[0] !== "oci" && looksLikeRunc(argv)) argv = ["oci", ...argv];
+  // A serve worker's client command is the one it named (run, plan or exec), never OCI.
+  const client = isWorker && argv[0] !== "_serve-worker";
+  if (!client && argv[0] !== "oci" && looksLikeRunc(argv)) argv = ["oci", ...argv];
   const cmd = argv[0];
   if (cmd === undefined || cmd === "help" || cmd === "--help" || cmd === "-h") {
     const { HELP } = await import("./commands/help.ts");
@@ -102,11 +104,15 @@ async function main(argv: string[]): Promise<number> {
     console.log(`micro ${VERSION} (deno ${Deno.version.deno}, v8 ${Deno.version.v8})`);
     return 0;
   }
-  // MICRO_SERVE: the command goes to a warm worker (commands/serve.ts), unless it is one.
+  // MICRO_SERVE: the command goes to a warm worker (commands/serve.ts), unless it is one; one
+  // that cannot be served (no server, a refusal) runs here.
   const served = cmd === "run" || cmd === "plan" || cmd === "exec"
     ? Deno.env.get("MICRO_SERVE")
     : "";
-  if (served && !isWorker) return await (await import("./commands/serve.ts")).client(served, argv);
+  if (served && !isWorker) {
+    const code = await (await import("./commands/serve.ts")).client(served, argv);
+    if (code !== null) return code;
+  }
   const load = Object.hasOwn(COMMANDS, cmd) ? COMMANDS[cmd] : undefined;
   if (!load) throw new MicroError(`unknown command "${cmd}"`, { hint: 'see "micro --help"' });
   const code = await (await load())(argv);

@@ -34,6 +34,8 @@ usage:
   micro logout [REGISTRY]                             forget a registry's login
   micro profile list                                  the built-in profiles
   micro profile show NAME|PATH...                     a profile, resolved
+  micro serve [--socket PATH]                         keep micro warm for run, plan, exec
+                                                      (clients: MICRO_SERVE=1 or the PATH)
   micro version (-v, --version)                       micro, Deno and V8 versions
   micro oci create|start|state|kill|delete|run|...    micro as an OCI runtime (runc's CLI)
 

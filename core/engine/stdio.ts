@@ -34,6 +34,18 @@ const QUIET_MS = 100;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Calls of relays still pending on micro's own fds 0 to 2 (see `stdioCallsPending`). */
+let ownPending = 0;
+
+/**
+ * Whether a relay left a call pending on micro's stdin, stdout or stderr (a read of stdin
+ * the user never ended, a write the consumer never took): it holds the file it began on.
+ * A process that ends does not care; a serve worker that goes on must (core/serve/worker.ts).
+ */
+export function stdioCallsPending(): boolean {
+  return ownPending > 0;
+}
+
 /** Closes each fd once, and only when no call of ours is pending on it. */
 class Fds {
   private readonly pending = new Map<number, number>();
@@ -43,9 +55,11 @@ class Fds {
 
   async use<T>(fd: number, call: Promise<T>): Promise<T> {
     this.pending.set(fd, (this.pending.get(fd) ?? 0) + 1);
+    if (fd <= 2) ownPending++;
     try {
       return await call;
     } finally {
+      if (fd <= 2) ownPending--;
       const left = this.pending.get(fd)! - 1;
       this.pending.set(fd, left);
       if (left === 0 && this.closing.delete(fd)) this.sys.close(fd);

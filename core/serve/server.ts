@@ -12,7 +12,7 @@
  * (core/serve/worker.ts); when none is idle the server starts another. A worker serving a
  * command no longer depends on the server: stopping the server lets it finish.
  */
-import { MicroError } from "../errors.ts";
+import { errnoName, MicroError } from "../errors.ts";
 import { microExe, runnerEnv } from "../store/rmtree.ts";
 import { openLibc } from "../sys/libc.ts";
 import { C, cstr, cstrArray, type Stat, type Sys } from "../sys/mod.ts";
@@ -21,6 +21,8 @@ import { NOTE_IDLE, NOTE_TAKEN } from "./worker.ts";
 
 /** How long a start waits for a busy worker to be idle again (see `refill`). */
 const REFILL_DELAY_MS = 250;
+/** Workers at most: a client beyond waits in the socket's backlog for one to be idle. */
+const MAX_WORKERS = 64;
 /** A worker that dies before it takes a client is started again after this (a crash loop's pace). */
 const RESTART_DELAY_MS = 1000;
 
@@ -62,40 +64,53 @@ export async function serve(
     let idleCount = 0;
     let starting = false;
     /**
-     * A worker started when none is idle: at once when there are none at all, else after
+     * Workers started while none is idle: at once when there are none at all, else after
      * REFILL_DELAY_MS if still none is idle (a start takes a core from the command that
      * took the last idle worker: two cores, measured 10 ms slower; a worker that finished
-     * its command meanwhile is idle again).
+     * its command meanwhile is idle again). At most MAX_WORKERS; a failure is said and
+     * tried again later, never the server's end.
      */
     const refill = async (): Promise<void> => {
-      if (starting || stopping || idleCount > 0) return;
+      if (starting) return;
       starting = true;
       try {
-        if (workers.size > 0) await sleep(REFILL_DELAY_MS);
-        if (!stopping && idleCount === 0) await startWorker();
+        while (!stopping && idleCount === 0 && workers.size < MAX_WORKERS) {
+          if (workers.size > 0) await sleep(REFILL_DELAY_MS);
+          if (stopping || idleCount > 0) break;
+          if (!await startWorker()) await sleep(RESTART_DELAY_MS);
+        }
+      } catch (e) {
+        console.error(`micro: serve: ${(e as Error).message}`);
       } finally {
         starting = false;
       }
     };
-    const startWorker = async (): Promise<void> => {
+    /** A new worker, waited for until it is ready or gone: whether it became ready. */
+    const startWorker = async (): Promise<boolean> => {
       const pipe = new Int32Array(2);
       const rc = sys.pipe2(pipe, C.O_CLOEXEC);
-      if (rc < 0) throw serveError(path, "pipe2", -rc);
+      if (rc < 0) {
+        console.error(`micro: serve: cannot start a worker: pipe2: ${errnoName(-rc)}`);
+        return false;
+      }
       const pid = sys.spawn(cstr(exe[0]), argv, envp, [devNull, devNull, 2, sock, pipe[1]]);
       sys.close(pipe[1]);
       if (pid < 0) {
         sys.close(pipe[0]);
-        console.error(`micro: serve: cannot start a worker (${exe[0]}): errno ${-pid}`);
-        await sleep(RESTART_DELAY_MS);
-        return;
+        console.error(`micro: serve: cannot start a worker (${exe[0]}): ${errnoName(-pid)}`);
+        return false;
       }
+      let ready!: (ok: boolean) => void;
+      const first = new Promise<boolean>((r) => ready = r);
       workers.set(pid, { idle: false });
-      void follow(pid, pipe[0]);
-      // Ready once it says it is idle (or it died trying: follow starts another).
-      while (!stopping && workers.get(pid)?.idle === false) await sleep(10);
+      void follow(pid, pipe[0], ready);
+      return await first;
     };
-    /** A worker's notes until it exits: its idle count, then its reaping. */
-    const follow = async (pid: number, notes: number): Promise<void> => {
+    /**
+     * A worker's notes until it exits: the idle count, a start when none is idle; `ready`
+     * at its first idle note (true) or its end (false).
+     */
+    const follow = async (pid: number, notes: number, ready: (ok: boolean) => void) => {
       const reaped = sys.waitpid(pid);
       const byte = new Uint8Array(1);
       let everIdle = false;
@@ -105,8 +120,9 @@ export async function serve(
         if (n !== 1) break;
         if (byte[0] === NOTE_IDLE && !w.idle) {
           w.idle = true;
-          everIdle = true;
           idleCount++;
+          if (!everIdle) ready(true);
+          everIdle = true;
         } else if (byte[0] === NOTE_TAKEN && w.idle) {
           w.idle = false;
           idleCount--;
@@ -117,9 +133,11 @@ export async function serve(
       if (workers.get(pid)!.idle) idleCount--;
       workers.delete(pid);
       const { status } = await reaped;
-      if (!everIdle && !stopping) {
-        console.error(`micro: serve: worker ${pid} ended before it was ready (status ${status})`);
-        await sleep(RESTART_DELAY_MS);
+      if (!everIdle) {
+        if (!stopping) {
+          console.error(`micro: serve: worker ${pid} ended before it was ready (status ${status})`);
+        }
+        ready(false);
       }
       void refill();
     };

@@ -4,10 +4,9 @@
  * small: the client loads it on every served command.
  *
  * The client sends one message: a 4-byte little-endian length, then that much JSON (the
- * request), with four fds attached (SCM_RIGHTS): its stdin, stdout and stderr, and its own
- * /proc directory (O_PATH), which the worker checks it against and copies from. The worker
- * answers with JSON lines (Reply); the client sends the signals it gets as one byte each
- * (the signal's number) while the command runs.
+ * request), with its stdin, stdout and stderr attached (SCM_RIGHTS). The worker finds the
+ * client itself (SO_PEERPIDFD) and answers with JSON lines (Reply); the client sends the
+ * signals it gets as one byte each (the signal's number) while the command runs.
  */
 import { MicroError } from "../errors.ts";
 import { stateRoot } from "../stateroot.ts";

@@ -886,6 +886,10 @@ export class RecordingSys implements Sys {
     return this.record("peerCred", [fd], () => (out.set([4242, 0, 0]), 0));
   }
 
+  peerPidfd(fd: number) {
+    return this.record("peerPidfd", [fd], () => this.nextFd++);
+  }
+
   /** Every limit unlimited. */
   getrlimitOf(pid: number, resource: number, out: Float64Array) {
     return this.record("getrlimitOf", [pid, resource], () => (out.set([Infinity, Infinity]), 0));

@@ -1142,6 +1142,15 @@ function bindLibc(): Sys {
       if (rc >= 0) out.set(words.subarray(0, 3));
       return rc;
     },
+    peerPidfd(fd) {
+      // The int at 0, its socklen_t at 16 (a page V8 keeps still, as above).
+      const buf = new Uint8Array(4096);
+      const words = new Int32Array(buf.buffer);
+      words[4] = 4;
+      const base = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf)));
+      const rc = r(lib.i(nr.getsockopt, fd, 1, 77, base, base + 16)); // SOL_SOCKET, SO_PEERPIDFD
+      return rc < 0 ? rc : words[0];
+    },
     getrlimitOf(pid, resource, out) {
       const got = new BigUint64Array(2);
       const rc = r(lib.iibb(nr.prlimit64, pid, resource, null, new Uint8Array(got.buffer)));

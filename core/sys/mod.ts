@@ -444,6 +444,11 @@ export interface Sys {
   /** SO_PEERCRED of a connected unix socket into `out`: [pid, uid, gid]; 0 or -errno. */
   peerCred(fd: number, out: Int32Array): number;
   /**
+   * SO_PEERPIDFD (Linux 6.5+): a pidfd of the process that connected a unix socket, taken by
+   * the kernel at connect (no pid a process passes, nor one reused since); or -errno.
+   */
+  peerPidfd(fd: number): number;
+  /**
    * prlimit64(2) read of `pid`'s limit: `out` [soft, hard], RLIM_INFINITY as Infinity;
    * 0 or -errno.
    */

@@ -22,7 +22,10 @@ import {
 } from "./_helpers.ts";
 
 /** A server on a socket in `dir`, stopped (SIGTERM) after `fn`, with its workers. */
-async function withServer(dir: string, fn: (socket: string) => Promise<void>): Promise<void> {
+async function withServer(
+  dir: string,
+  fn: (socket: string, server: Background) => Promise<void>,
+): Promise<void> {
   Deno.chmodSync(dir, 0o700);
   const socket = `${dir}/serve.sock`;
   const server = new Background(["serve", "--socket", socket]);
@@ -31,7 +34,7 @@ async function withServer(dir: string, fn: (socket: string) => Promise<void>): P
       await waitFor(() => server.stderr.includes("serving"), 20_000),
       `no server: ${server.stderr}`,
     );
-    await fn(socket);
+    await fn(socket, server);
   } finally {
     server.kill("SIGTERM");
     const r = await server.result(10_000);
@@ -68,6 +71,12 @@ microTest(
           { cmd: "sh", env: { MICRO_SERVE: socket }, timeoutMs: 20_000 },
         );
         assert.equal(ok(piped), "through\n");
+        // Served indeed: the client's trace has the worker's phases, not its own run's.
+        const traced = await run(["run", "--rm", IMAGE, "true"], {
+          env: { MICRO_SERVE: socket, MICRO_TRACE: "1" },
+        });
+        assert.doesNotMatch(traced.stderr, /not served|load run modules/, show(traced));
+        assert.match(traced.stderr, /trace: total/);
       });
     });
   },
@@ -120,20 +129,20 @@ microTest(
 );
 
 microTest(
-  "serve: a client in other namespaces is refused; the socket is the user's alone",
+  "serve: a client in other namespaces runs its command itself; the socket is the user's alone",
   async () => {
     await withTempDir(async (dir) => {
       await withServer(dir, async (socket) => {
         assert.equal(Deno.lstatSync(socket).mode! & 0o777, 0o600);
-        const r = await run(["-n", MICRO, "run", "--rm", IMAGE, "true"], {
+        // Not served (the reason in the trace), but run all the same, in its own process.
+        const r = await run(["-n", MICRO, "run", "--rm", IMAGE, "sh", "-c", "echo here; exit 4"], {
           cmd: "unshare",
-          env: { MICRO_SERVE: socket },
+          env: { MICRO_SERVE: socket, MICRO_TRACE: "1" },
         });
-        assert.equal(r.code, 125, show(r));
-        assert.match(
-          r.stderr,
-          /the server refused the command: the client is in another net namespace/,
-        );
+        assert.equal(r.code, 4, show(r));
+        assert.equal(r.stdout, "here\n");
+        assert.match(r.stderr, /serve: not served: the client is in another net namespace/);
+        assert.match(r.stderr, /trace: load run modules/, "not run in the client's own process");
         // A second server on the same socket is refused; the first goes on.
         const second = await run(["serve", "--socket", socket], { timeoutMs: 20_000 });
         assert.equal(second.code, 125, show(second));
@@ -141,15 +150,36 @@ microTest(
         ok(await run(["run", "--rm", IMAGE, "true"], { env: { MICRO_SERVE: socket } }));
       });
       assert.ok(!exists(`${dir}/serve.sock`), "the socket outlived its server");
-      // No server: the error says what to do.
-      const none = await run(["run", "--rm", IMAGE, "true"], {
-        env: { MICRO_SERVE: `${dir}/serve.sock` },
+      // No server: the command runs here.
+      const none = await run(["run", "--rm", IMAGE, "sh", "-c", "exit 5"], {
+        env: { MICRO_SERVE: `${dir}/serve.sock`, MICRO_TRACE: "1" },
       });
-      assert.equal(none.code, 125, show(none));
-      assert.match(
-        none.stderr,
-        /serve: connect socket=.*: ENOENT \(start "micro serve", or unset MICRO_SERVE/,
-      );
+      assert.equal(none.code, 5, show(none));
+      assert.match(none.stderr, /serve: not served: connect .*serve\.sock: ENOENT/);
+    });
+  },
+);
+
+microTest(
+  "serve: a read of the client's stdin left pending ends the worker, not the next client's input",
+  async () => {
+    await withTempDir(async (dir) => {
+      await withServer(dir, async (socket, server) => {
+        // stdin stays open (sleep holds the pipe) and the container never reads it.
+        const r = await run(
+          ["-c", `sleep 2 | ${MICRO} run --rm -i ${IMAGE} true; echo "code $?"`],
+          {
+            cmd: "sh",
+            env: { MICRO_SERVE: socket },
+          },
+        );
+        assert.equal(ok(r), "code 0\n");
+        assert.ok(
+          await waitFor(() => server.stderr.includes("a call left on the client's stdio"), 5000),
+          server.stderr,
+        );
+        ok(await run(["run", "--rm", IMAGE, "true"], { env: { MICRO_SERVE: socket } }));
+      });
     });
   },
 );

@@ -158,6 +158,14 @@ Deno.test("libc: fds travel with bytes (SCM_RIGHTS), the peer's credentials and 
     assert.equal(sys.peerCred(s[1], cred), 0);
     assert.deepEqual([...cred], [Deno.pid, Deno.uid(), Deno.gid()]);
     assert.equal(sys.peerCred(p[0], cred), -88); // ENOTSOCK
+    // SO_PEERPIDFD (Linux 6.5+): a pidfd of this very process.
+    const pidfd = sys.peerPidfd(s[1]);
+    if (pidfd !== -92) { // ENOPROTOOPT: an older kernel
+      assert.ok(pidfd > 2, `${pidfd}`);
+      got.push(pidfd);
+      const info = Deno.readTextFileSync(`/proc/self/fdinfo/${pidfd}`);
+      assert.match(info, new RegExp(`^Pid:\\s*${Deno.pid}$`, "m"));
+    }
     const lim = new Float64Array(2);
     assert.equal(sys.getrlimitOf(Deno.pid, 7, lim), 0); // RLIMIT_NOFILE
     assert.ok(lim[0] > 0 && lim[0] <= lim[1]);

@@ -8,9 +8,9 @@ import {
   servePath,
   sockaddrUn,
 } from "../../core/serve/wire.ts";
-import { check } from "../../core/serve/worker.ts";
+import { check, identify } from "../../core/serve/worker.ts";
 import { openLibc } from "../../core/sys/libc.ts";
-import { C, cstr } from "../../core/sys/mod.ts";
+import { C } from "../../core/sys/mod.ts";
 
 const json = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
 
@@ -65,18 +65,23 @@ Deno.test("serve wire: the socket's address and path", () => {
   assert.throws(() => servePath("rel.sock", 0), /not "1" or an absolute path/);
 });
 
-Deno.test("serve check: a client is its own /proc directory; another process's is refused", () => {
+Deno.test("serve identify and check: the client is the socket's peer, by the kernel's pidfd", () => {
   const sys = openLibc();
   const s = new Int32Array(2);
   assert.equal(sys.socketpair(C.AF_UNIX, C.SOCK_STREAM | C.SOCK_CLOEXEC, s), 0);
-  const self = sys.open(cstr("/proc/self"), C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
-  const init = sys.open(cstr("/proc/1"), C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
   try {
-    // The peer of s[1] is this very process: the same in every respect.
-    assert.equal(check(sys, s[1], self), undefined);
-    // /proc/1 passed as the client's own: its pid is not the peer's.
-    assert.equal(check(sys, s[1], init), "the /proc directory passed is not the client's");
+    const client = identify(sys, s[1]);
+    if (client === "this kernel cannot name a socket's peer (SO_PEERPIDFD, Linux 6.5+)") return;
+    assert.ok(typeof client !== "string", String(client));
+    try {
+      // The peer of s[1] is this very process: the same in every respect.
+      assert.equal(client.pid, Deno.pid);
+      assert.equal(check(sys, s[1], client.proc), undefined);
+    } finally {
+      sys.close(client.proc);
+      sys.close(client.pidfd);
+    }
   } finally {
-    for (const fd of [...s, self, init]) sys.close(fd);
+    for (const fd of s) sys.close(fd);
   }
 });
