@@ -109,7 +109,7 @@ async function main(argv: string[]): Promise<number> {
   const served = cmd === "run" || cmd === "plan" || cmd === "exec"
     ? Deno.env.get("MICRO_SERVE")
     : "";
-  if (served && !isWorker) {
+  if (served && served !== "0" && !isWorker) {
     const code = await (await import("./commands/serve.ts")).client(served, argv);
     if (code !== null) return code;
   }

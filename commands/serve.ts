@@ -32,9 +32,13 @@ security label or seccomp filter, or with fewer capabilities is refused.`);
 
 /** The internal worker: main.ts gives it its dispatch, errors printed as micro prints them. */
 export function worker(dispatch: (argv: string[]) => Promise<number>) {
-  return async (_argv: string[]): Promise<number> => {
+  return async (argv: string[]): Promise<number> => {
+    const server = Number(argv[1]);
+    if (!Number.isInteger(server) || server <= 1) {
+      throw usageError("micro _serve-worker SERVER_PID");
+    }
     const { work } = await import("../core/serve/worker.ts");
-    return await work(dispatch);
+    return await work(dispatch, server);
   };
 }
 

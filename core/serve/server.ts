@@ -21,6 +21,8 @@ import { NOTE_IDLE, NOTE_TAKEN } from "./worker.ts";
 
 /** How long a start waits for a busy worker to be idle again (see `refill`). */
 const REFILL_DELAY_MS = 250;
+/** A worker not ready (warm, blocked in accept) after this is killed and started again. */
+const READY_TIMEOUT_MS = 30_000;
 /** Workers at most: a client beyond waits in the socket's backlog for one to be idle. */
 const MAX_WORKERS = 64;
 /** A worker that dies before it takes a client is started again after this (a crash loop's pace). */
@@ -38,25 +40,36 @@ export async function serve(
   const dirFd = openOwnDir(sys, dir);
   let sock = -1;
   let devNull = -1;
-  const workers = new Map<number, { idle: boolean }>();
+  /** Each worker: idle now, and whether it ever was (one that was not has no client). */
+  const workers = new Map<number, { idle: boolean; ready: boolean }>();
   let stopping = false;
+  /** The socket's name until a worker is ready; then the socket has its own (`named`). */
+  let early = "";
+  let named = false;
   try {
     // Bound through the directory's fd: the path is resolved once, at the open above.
     const via = `/proc/self/fd/${dirFd}/${name}`;
     const addr = sockaddrUn(via);
     if (!addr) throw serveError(path, "bind", undefined, "the name is too long for a unix socket");
     removeStale(sys, dirFd, name, path, addr);
+    // Bound under a name of its own, and given the socket's once a worker is ready: a client
+    // that finds the socket finds a worker.
+    early = `.${name}.${Deno.pid}`;
+    const earlyAddr = sockaddrUn(`/proc/self/fd/${dirFd}/${early}`);
+    if (!earlyAddr) throw serveError(path, "bind", undefined, "the name is too long for a socket");
+    sys.unlinkat(dirFd, cstr(early), 0);
     sock = sys.socket(C.AF_UNIX, C.SOCK_STREAM | C.SOCK_CLOEXEC, 0);
     if (sock < 0) throw serveError(path, "socket", -sock);
     const old = sys.umask(0o177); // the socket is 0600: only the server's user connects
-    const bound = sys.bind(sock, addr);
+    const bound = sys.bind(sock, earlyAddr);
     sys.umask(old);
     if (bound < 0) throw serveError(path, "bind", -bound);
     const listening = sys.listen(sock, 64);
     if (listening < 0) throw serveError(path, "listen", -listening);
     devNull = sys.open(cstr("/dev/null"), C.O_RDWR | C.O_CLOEXEC, 0);
     const exe = microExe();
-    const argv = cstrArray([...exe, "_serve-worker"]);
+    // The server's pid given: a worker that starts after the server ended knows it is orphaned.
+    const argv = cstrArray([...exe, "_serve-worker", String(Deno.pid)]);
     const envp = cstrArray(
       Object.entries(runnerEnv(Deno.env.toObject())).map(([k, v]) => `${k}=${v}`),
     );
@@ -70,17 +83,20 @@ export async function serve(
      * its command meanwhile is idle again). At most MAX_WORKERS; a failure is said and
      * tried again later, never the server's end.
      */
-    const refill = async (): Promise<void> => {
+    const refill = async (tries = Infinity): Promise<void> => {
       if (starting) return;
       starting = true;
       try {
         while (!stopping && idleCount === 0 && workers.size < MAX_WORKERS) {
           if (workers.size > 0) await sleep(REFILL_DELAY_MS);
           if (stopping || idleCount > 0) break;
-          if (!await startWorker()) await sleep(RESTART_DELAY_MS);
+          if (await startWorker()) continue;
+          if (--tries <= 0) break;
+          await sleep(RESTART_DELAY_MS);
         }
       } catch (e) {
         console.error(`micro: serve: ${(e as Error).message}`);
+        setTimeout(() => void refill(), RESTART_DELAY_MS);
       } finally {
         starting = false;
       }
@@ -102,9 +118,15 @@ export async function serve(
       }
       let ready!: (ok: boolean) => void;
       const first = new Promise<boolean>((r) => ready = r);
-      workers.set(pid, { idle: false });
+      workers.set(pid, { idle: false, ready: false });
       void follow(pid, pipe[0], ready);
-      return await first;
+      // One that never gets ready (hung loading) is killed: its end is the answer then.
+      const timer = setTimeout(() => sys.kill(pid, C.SIGKILL), READY_TIMEOUT_MS);
+      try {
+        return await first;
+      } finally {
+        clearTimeout(timer);
+      }
     };
     /**
      * A worker's notes until it exits: the idle count, a start when none is idle; `ready`
@@ -120,6 +142,7 @@ export async function serve(
         if (n !== 1) break;
         if (byte[0] === NOTE_IDLE && !w.idle) {
           w.idle = true;
+          w.ready = true;
           idleCount++;
           if (!everIdle) ready(true);
           everIdle = true;
@@ -149,17 +172,26 @@ export async function serve(
       Deno.addSignalListener("SIGINT", stop);
       Deno.addSignalListener("SIGTERM", stop);
     });
-    await refill();
+    // The first worker, or none: a server that cannot start one says so and ends.
+    await refill(3);
+    if (idleCount === 0) {
+      throw new MicroError("no worker could start (the lines above say why)", { phase: "serve" });
+    }
+    const moved = sys.renameat2(dirFd, cstr(early), dirFd, cstr(name), 0);
+    if (moved < 0) throw serveError(path, "rename", -moved);
+    named = true;
     console.error(`micro: serving run, plan and exec on ${path} (MICRO_SERVE=${path})`);
     ready?.();
     await stopped;
     return 0;
   } finally {
     stopping = true;
-    // Idle workers go; one serving a command finishes it (its client waits for it).
-    for (const [pid, w] of workers) if (w.idle) sys.kill(pid, C.SIGKILL);
+    // Idle workers go with the server (their parent-death signal, which one taking a
+    // command clears before it starts it: no kill here could tell the two apart in time).
+    // One still starting has no client: it goes now (it may not have set that signal yet).
+    for (const [pid, w] of workers) if (!w.ready) sys.kill(pid, C.SIGKILL);
     if (sock >= 0) {
-      sys.unlinkat(dirFd, cstr(name), 0);
+      sys.unlinkat(dirFd, cstr(named ? name : early), 0);
       sys.close(sock);
     }
     if (devNull >= 0) sys.close(devNull);

@@ -24,7 +24,12 @@ export interface Request {
   argv: string[];
   env: Record<string, string>;
   umask: number;
+  /** The client's program (Deno.mainModule: its path names the build): a worker of another refuses. */
+  build: string;
 }
+
+/** What the client sends once it has the worker's pid: the worker may start the command. */
+export const GO = 0xff;
 
 /** The socket a command is sent to: MICRO_SERVE's path, or the state root's for "1". */
 export function servePath(value: string, uid: number): string {
@@ -88,7 +93,8 @@ export function decodeRequest(json: Uint8Array): Request | string {
   if (!Number.isInteger(o.umask) || o.umask! < 0 || o.umask! > 0o777) {
     return "umask is not 0 to 0777";
   }
-  return { argv: o.argv, env: o.env, umask: o.umask! };
+  if (typeof o.build !== "string") return "build is not a string";
+  return { argv: o.argv, env: o.env, umask: o.umask!, build: o.build };
 }
 
 /**

@@ -20,10 +20,11 @@
  */
 import { readLinkAt, readTextAt } from "../files.ts";
 import { stdioCallsPending } from "../engine/stdio.ts";
+import { runSignalsLive } from "../signals.ts";
 import { openLibc } from "../sys/libc.ts";
 import { C, cstr, type Sys } from "../sys/mod.ts";
 import { mark, printTrace, resetTrace, TRACING } from "../trace.ts";
-import { decodeRequest, encodeReply, type Reply, type Request, REQUEST_CAP } from "./wire.ts";
+import { decodeRequest, encodeReply, GO, type Reply, type Request, REQUEST_CAP } from "./wire.ts";
 
 /** The fds a worker is started with (core/serve/server.ts). */
 export const WORKER_LISTEN_FD = 3;
@@ -58,6 +59,17 @@ const RLIMIT_NAMES = [
   "RTTIME",
 ];
 const RLIMIT_CPU = 0;
+/** The environment's proxy settings: a client with others is not served (see `check`). */
+const PROXY_VARS = [
+  "HTTP_PROXY",
+  "HTTPS_PROXY",
+  "NO_PROXY",
+  "ALL_PROXY",
+  "http_proxy",
+  "https_proxy",
+  "no_proxy",
+  "all_proxy",
+];
 const ENOPROTOOPT = 92;
 
 /** What main.ts gives a worker: its dispatch (errors printed as micro prints them). */
@@ -78,9 +90,8 @@ interface Own {
  * A command's own Deno.exit ends the worker too: its code still reaches the client (Deno's
  * unload event).
  */
-export async function work(dispatch: Dispatch): Promise<number> {
+export async function work(dispatch: Dispatch, server: number): Promise<number> {
   const sys = openLibc();
-  const server = Deno.ppid;
   // Nothing a run spawns (watchdog, plugins, a supervisor) may hold the socket or the pipe.
   sys.fcntl(WORKER_LISTEN_FD, 2, 1); // F_SETFD, FD_CLOEXEC
   sys.fcntl(WORKER_NOTIFY_FD, 2, 1);
@@ -91,6 +102,7 @@ export async function work(dispatch: Dispatch): Promise<number> {
   if (Deno.ppid !== server) return 0;
   await warm();
   const devNull = sys.open(cstr("/dev/null"), C.O_RDWR | C.O_CLOEXEC, 0);
+  const nullId = fileId(sys, devNull);
   const serverErr = sys.fcntl(2, 1030, 10); // F_DUPFD_CLOEXEC: the server's stderr, kept
   const own = ownSettings(sys);
   let current: { conn: number; done: boolean } | null = null;
@@ -100,7 +112,11 @@ export async function work(dispatch: Dispatch): Promise<number> {
       reply(sys, current.conn, { exit: Deno.exitCode & 255 });
     }
   });
-  /** The fds open after the first command: what a run keeps a process (Deno's signal pipe). */
+  /**
+   * The fds open after the first command: what a run's process keeps (Deno's signal pipe,
+   * made at its first listener, and the like). A later command that leaves more ends the
+   * worker; any command that leaves one on a client's stdio file, too (`keepsClientFiles`).
+   */
   let fdsKept = -1;
   for (let served = 0; served < MAX_COMMANDS; served++) {
     note(sys, NOTE_IDLE);
@@ -121,7 +137,10 @@ export async function work(dispatch: Dispatch): Promise<number> {
       continue;
     }
     const { req, fds } = taken;
-    const refused = check(sys, conn, client.proc);
+    // The client's stdio files but /dev/null (which this process holds too).
+    const clientFiles = new Set(fds.map((fd) => fileId(sys, fd)));
+    clientFiles.delete(nullId);
+    const refused = check(sys, conn, client.proc, req);
     const unadopted = refused ? undefined : adopt(sys, client, fds, req);
     for (const fd of [...fds, client.proc, client.pidfd]) sys.close(fd);
     if (refused || unadopted) {
@@ -132,9 +151,18 @@ export async function work(dispatch: Dispatch): Promise<number> {
       continue;
     }
     sys.prctl(C.PR_SET_PDEATHSIG, 0, 0, 0, 0);
+    // The command starts only on the client's GO: a client that gave up waiting (and runs
+    // it itself) never sends it.
+    if (!reply(sys, conn, { pid: Deno.pid }) || !heardGo(sys, conn)) {
+      sys.close(conn);
+      const unrestored = restore(sys, own, devNull, serverErr);
+      if (unrestored) return leave(served, unrestored);
+      sys.prctl(C.PR_SET_PDEATHSIG, C.SIGKILL, 0, 0, 0);
+      if (Deno.ppid !== server) return 0;
+      continue;
+    }
     const run = { conn, done: false };
     current = run;
-    reply(sys, conn, { pid: Deno.pid });
     watch(sys, run);
     mark("serve: check and adopt the client");
     const code = await dispatch(req.argv);
@@ -147,13 +175,20 @@ export async function work(dispatch: Dispatch): Promise<number> {
     run.done = true;
     current = null;
     reply(sys, conn, { exit: code & 255 });
-    // A relay call left on the client's stdio holds it until this process ends.
-    if (stdioCallsPending()) return leave(served, "a call left on the client's stdio");
+    // A relay call left on the client's stdio holds it (a read of its terminal would take
+    // the user's next line) until this process ends: it ends now, its caches not folded.
+    if (stdioCallsPending()) {
+      leave(served, "a call left on the client's stdio");
+      Deno.exit(0);
+    }
     if (unrestored) return leave(served, unrestored);
     // This command's connection is open until its client has gone (`watch`): not counted.
     const fdsNow = openFds(sys) - 1;
     if (fdsKept < 0) fdsKept = fdsNow;
     if (fdsNow > fdsKept) return leave(served, `${fdsNow - fdsKept} more fds open`);
+    if (keepsClientFiles(sys, clientFiles, conn)) {
+      return leave(served, "an fd left on the client's stdio");
+    }
     const rss = Deno.memoryUsage().rss;
     if (rss > MAX_RSS) return leave(served, `${rss >> 20} MiB resident`);
     if (processState(sys) !== own.state) {
@@ -263,6 +298,22 @@ function rootId(sys: Sys, path: string): string {
   return rc < 0 || !mnt ? "" : `${mnt}:${id[0]}:${id[1]}`;
 }
 
+/** Which file an fd is (device and inode), "" when it cannot say. */
+function fileId(sys: Sys, fd: number): string {
+  const id = new Float64Array(2);
+  return sys.fstatId(fd, id) < 0 ? "" : `${id[0]}:${id[1]}`;
+}
+
+/** Whether an fd above 2 (but the connection) is one of the client's stdio files. */
+function keepsClientFiles(sys: Sys, files: Set<string>, conn: number): boolean {
+  files.delete("");
+  for (const e of Deno.readDirSync("/proc/self/fd")) {
+    const fd = Number(e.name);
+    if (fd > 2 && fd !== conn && files.has(fileId(sys, fd))) return true;
+  }
+  return false;
+}
+
 /**
  * The fds this process has open (a command that leaves one ends the worker after it), but
  * timers: a run's heap compaction timer (core/engine/mod.ts) closes itself within 500 ms.
@@ -279,10 +330,21 @@ function note(sys: Sys, what: number): void {
   sys.write(WORKER_NOTIFY_FD, new Uint8Array([what]), 1);
 }
 
-function reply(sys: Sys, conn: number, r: Reply): void {
+/** Whether the reply was sent whole. */
+function reply(sys: Sys, conn: number, r: Reply): boolean {
   const b = encodeReply(r);
-  sys.write(conn, b, b.length);
+  return sys.write(conn, b, b.length) === b.length;
 }
+
+/** The client's GO, within REQUEST_TIMEOUT_MS. */
+function heardGo(sys: Sys, conn: number): boolean {
+  if (sys.pollNow(conn, 1, REQUEST_TIMEOUT_MS) <= 0) return false;
+  const b = new Uint8Array(1);
+  return sys.read(conn, b, 1) === 1 && b[0] === GO;
+}
+
+/** INT, TERM, HUP, QUIT: a micro with no listener for them dies of them. */
+const STOPPING_BYTES = new Set([1, 2, 3, 15]);
 
 /** The signals a client forwards (core/signals.ts FORWARDED_SIGNALS); others are ignored. */
 const SIGNAL_NAMES: Record<number, Deno.Signal> = {
@@ -307,7 +369,13 @@ function watch(sys: Sys, run: { conn: number; done: boolean }): void {
     sys.readAsync(run.conn, byte, 1).then((n) => {
       if (n === 1) {
         const name = SIGNAL_NAMES[byte[0]];
-        if (!run.done && name) Deno.kill(Deno.pid, name);
+        if (!run.done && name) {
+          // A run hears it as micro would. With none listening (plan, a run's first steps),
+          // Deno keeps its handler from an earlier command and would drop it: a micro not
+          // listening dies of INT, TERM, HUP or QUIT, and so does this command.
+          if (runSignalsLive() || !STOPPING_BYTES.has(byte[0])) Deno.kill(Deno.pid, name);
+          else Deno.exit(128 + byte[0]);
+        }
         return next();
       }
       // The client gone without a word (killed): as for a micro killed, this process goes
@@ -407,7 +475,19 @@ function statOf(text: string | number): string[] {
  * Why the client (its /proc directory open as `procFd`) may not have this worker run its
  * command, or undefined.
  */
-export function check(sys: Sys, conn: number, procFd: number): string | undefined {
+export function check(
+  sys: Sys,
+  conn: number,
+  procFd: number,
+  req?: Request,
+): string | undefined {
+  if (req && req.build !== Deno.mainModule) return `another build of micro (${req.build})`;
+  // A process's HTTP clients keep the proxy they started with (image pulls).
+  if (req) {
+    for (const k of PROXY_VARS) {
+      if ((req.env[k] ?? "") !== (Deno.env.get(k) ?? "")) return `another ${k}`;
+    }
+  }
   const cred = new Int32Array(3);
   const rc = sys.peerCred(conn, cred);
   if (rc < 0) return `SO_PEERCRED: errno ${-rc}`;
@@ -421,6 +501,7 @@ export function check(sys: Sys, conn: number, procFd: number): string | undefine
   }
   const them = statusOf(text);
   const me = statusOf(mine);
+  if (/^[ZX]/.test(them.get("State") ?? "")) return "the client has gone";
   for (const field of ["Uid", "Gid", "Groups"]) {
     if (them.get(field) !== me.get(field)) {
       return `the client's ${field} (${them.get(field)}) are not the server's`;
@@ -458,6 +539,11 @@ export function check(sys: Sys, conn: number, procFd: number): string | undefine
   if (a[16] !== b[16] || a[38] !== b[38]) return "the client's nice value or scheduling policy";
   if (readTextAt(sys, `${theirs}/personality`) !== readTextAt(sys, "/proc/self/personality")) {
     return "the client's personality";
+  }
+  // Its cgroups confine what it may do (devices, memory, tasks, a service's network rules):
+  // a worker serves only a client in its own.
+  if (readTextAt(sys, `${theirs}/cgroup`) !== readTextAt(sys, "/proc/self/cgroup")) {
+    return "the client is in other cgroups (start micro serve where its clients run)";
   }
   return undefined;
 }

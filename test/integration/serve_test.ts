@@ -37,9 +37,28 @@ async function withServer(
     await fn(socket, server);
   } finally {
     server.kill("SIGTERM");
+    // Its workers go with it: one left would hold the server's stderr (and its socket).
+    const gone = await waitFor(() => workersOf(server.pid).length === 0, 5000);
+    const left = workersOf(server.pid);
+    for (const pid of left) Deno.kill(pid, "SIGKILL");
     const r = await server.result(10_000);
     assert.equal(r.code, 0, show(r));
+    assert.ok(gone, `workers outlived their server: ${left.join(" ")}`);
   }
+}
+
+/** The pids of the workers started by the server `pid` (`_serve-worker PID`). */
+function workersOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      const argv = Deno.readTextFileSync(`/proc/${e.name}/cmdline`).split("\0");
+      const k = argv.indexOf("_serve-worker");
+      if (k >= 0 && argv[k + 1] === String(pid)) out.push(Number(e.name));
+    } catch { /* gone */ }
+  }
+  return out;
 }
 
 microTest(

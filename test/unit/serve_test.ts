@@ -15,14 +15,19 @@ import { C } from "../../core/sys/mod.ts";
 const json = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
 
 Deno.test("serve wire: a request goes as its length and JSON, and comes back the same", () => {
-  const req = { argv: ["run", "--rm", "img", "true"], env: { A: "1", PATH: "/bin" }, umask: 0o22 };
+  const req = {
+    argv: ["run", "--rm", "img", "true"],
+    env: { A: "1", PATH: "/bin" },
+    umask: 0o22,
+    build: "file:///x/main.ts",
+  };
   const bytes = encodeRequest(req);
   assert.equal(new DataView(bytes.buffer).getUint32(0, true), bytes.length - 4);
   assert.deepEqual(decodeRequest(bytes.subarray(4)), req);
 });
 
 Deno.test("serve wire: a malformed request is refused with the reason, never thrown", () => {
-  const ok = { argv: ["run", "img"], env: {}, umask: 18 };
+  const ok = { argv: ["run", "img"], env: {}, umask: 18, build: "b" };
   const refused: [unknown, RegExp][] = [
     [[1], /not an object/],
     [{ ...ok, argv: [] }, /argv is not a list of strings/],
@@ -35,6 +40,7 @@ Deno.test("serve wire: a malformed request is refused with the reason, never thr
     [{ ...ok, env: [] }, /env is not an object/],
     [{ ...ok, umask: 0o1000 }, /umask/],
     [{ ...ok, umask: 1.5 }, /umask/],
+    [{ ...ok, build: 1 }, /build/],
   ];
   for (const [v, why] of refused) assert.match(String(decodeRequest(json(v))), why);
   assert.match(String(decodeRequest(new TextEncoder().encode("{"))), /not JSON/);
