@@ -34,7 +34,7 @@ security label or seccomp filter, or with fewer capabilities is refused.`);
 export function worker(dispatch: (argv: string[]) => Promise<number>) {
   return async (argv: string[]): Promise<number> => {
     const server = Number(argv[1]);
-    if (!Number.isInteger(server) || server <= 1) {
+    if (!Number.isInteger(server) || server < 1) {
       throw usageError("micro _serve-worker SERVER_PID");
     }
     const { work } = await import("../core/serve/worker.ts");

@@ -117,12 +117,15 @@ const STOPPING = new Set([1, 2, 3, 15]);
 
 type Phase = "setup" | "child" | "running" | "draining";
 
-/** RunSignals listening now (a serve worker raises a client's signal only into one). */
-let live = 0;
+/** RunSignals made in this process so far (core/serve/worker.ts). */
+let made = 0;
 
-/** Whether a run's signal listeners are on (core/serve/worker.ts). */
-export function runSignalsLive(): boolean {
-  return live > 0;
+/**
+ * How many RunSignals this process has made: a serve worker that sees none made during a
+ * command knows no listener of the command's took its signals (core/serve/worker.ts).
+ */
+export function runSignalsMade(): number {
+  return made;
 }
 
 /** What signals do is up to the run's phase; the engine moves it along. */
@@ -136,8 +139,6 @@ export class RunSignals {
   private wake: () => void = () => {};
   /** The first stopping signal received while no command ran (0: none). */
   stopSignal = 0;
-  /** Counted in `live` until removed. */
-  private counted = false;
   /** What SIGTERM to micro sends the running container's init, and when SIGKILL follows. */
   private stop = { signal: 15, timeoutMs: DEFAULT_STOP_TIMEOUT * 1000 };
   private killTimer: number | undefined;
@@ -153,8 +154,7 @@ export class RunSignals {
     this.timers = timers ??
       { set: (fn, ms) => setTimeout(fn, ms) as unknown as number, clear: (id) => clearTimeout(id) };
     this.stopped = new Promise((r) => this.wake = r);
-    live++;
-    this.counted = true;
+    made++;
     for (const s of FORWARDED_SIGNALS) {
       const h = () => this.deliver(SIGNUM[s]);
       try {
@@ -235,8 +235,6 @@ export class RunSignals {
 
   remove(): void {
     this.clearTimer();
-    if (this.counted) live--;
-    this.counted = false;
     for (const [s, h] of this.handlers) Deno.removeSignalListener(s, h);
     this.handlers.length = 0;
   }

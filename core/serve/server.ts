@@ -14,6 +14,7 @@
  */
 import { errnoName, MicroError } from "../errors.ts";
 import { microExe, runnerEnv } from "../store/rmtree.ts";
+import { listDirAt } from "../files.ts";
 import { openLibc } from "../sys/libc.ts";
 import { C, cstr, cstrArray, type Stat, type Sys } from "../sys/mod.ts";
 import { sockaddrUn } from "./wire.ts";
@@ -46,6 +47,8 @@ export async function serve(
   /** The socket's name until a worker is ready; then the socket has its own (`named`). */
   let early = "";
   let named = false;
+  /** The socket file's identity once named: at stop, the name goes only if it is still it. */
+  let mine = "";
   try {
     // Bound through the directory's fd: the path is resolved once, at the open above.
     const via = `/proc/self/fd/${dirFd}/${name}`;
@@ -177,9 +180,18 @@ export async function serve(
     if (idleCount === 0) {
       throw new MicroError("no worker could start (the lines above say why)", { phase: "serve" });
     }
-    const moved = sys.renameat2(dirFd, cstr(early), dirFd, cstr(name), 0);
+    if (stopping) return 0;
+    // Never over another server's socket (one that started meanwhile): EEXIST is refused.
+    const moved = sys.renameat2(dirFd, cstr(early), dirFd, cstr(name), 1); // RENAME_NOREPLACE
+    if (moved === -17) {
+      throw new MicroError(`another micro serve listens on ${path}`, {
+        phase: "serve",
+        hint: "stop it first, or serve on another path with --socket",
+      });
+    }
     if (moved < 0) throw serveError(path, "rename", -moved);
     named = true;
+    mine = pathId(sys, dirFd, name);
     console.error(`micro: serving run, plan and exec on ${path} (MICRO_SERVE=${path})`);
     ready?.();
     await stopped;
@@ -191,7 +203,8 @@ export async function serve(
     // One still starting has no client: it goes now (it may not have set that signal yet).
     for (const [pid, w] of workers) if (!w.ready) sys.kill(pid, C.SIGKILL);
     if (sock >= 0) {
-      sys.unlinkat(dirFd, cstr(named ? name : early), 0);
+      if (!named) sys.unlinkat(dirFd, cstr(early), 0);
+      else if (mine && pathId(sys, dirFd, name) === mine) sys.unlinkat(dirFd, cstr(name), 0);
       sys.close(sock);
     }
     if (devNull >= 0) sys.close(devNull);
@@ -231,8 +244,29 @@ function openOwnDir(sys: Sys, dir: string): number {
   return fd;
 }
 
-/** A socket left by a server that is gone goes; a live server's, or any other file, stays. */
+/** Which file a name in `dirFd` is (device and inode), "" when none. */
+function pathId(sys: Sys, dirFd: number, name: string): string {
+  const fd = sys.openat(dirFd, cstr(name), C.O_PATH | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+  if (fd < 0) return "";
+  const id = new Float64Array(2);
+  const rc = sys.fstatId(fd, id);
+  sys.close(fd);
+  return rc < 0 ? "" : `${id[0]}:${id[1]}`;
+}
+
+/**
+ * A socket left by a server that is gone goes, and the temporary names of servers killed
+ * before their first worker was ready (`.NAME.PID`, PID gone); a live server's socket, or
+ * any other file, stays.
+ */
 function removeStale(sys: Sys, dirFd: number, name: string, path: string, addr: Uint8Array): void {
+  const left = listDirAt(sys, `/proc/self/fd/${dirFd}`);
+  if (typeof left !== "number") {
+    for (const e of left) {
+      const pid = e.name.startsWith(`.${name}.`) ? e.name.slice(name.length + 2) : "";
+      if (/^\d+$/.test(pid) && sys.kill(Number(pid), 0) === -3) sys.unlinkat(dirFd, e.raw, 0);
+    }
+  }
   const st: Stat = { mode: 0, size: 0, uid: 0, gid: 0 };
   if (sys.fstatat(dirFd, cstr(name), C.AT_SYMLINK_NOFOLLOW, st) < 0) return;
   if ((st.mode & C.S_IFMT) !== C.S_IFSOCK) {

@@ -20,7 +20,7 @@
  */
 import { readLinkAt, readTextAt } from "../files.ts";
 import { stdioCallsPending } from "../engine/stdio.ts";
-import { runSignalsLive } from "../signals.ts";
+import { runSignalsMade } from "../signals.ts";
 import { openLibc } from "../sys/libc.ts";
 import { C, cstr, type Sys } from "../sys/mod.ts";
 import { mark, printTrace, resetTrace, TRACING } from "../trace.ts";
@@ -105,7 +105,7 @@ export async function work(dispatch: Dispatch, server: number): Promise<number> 
   const nullId = fileId(sys, devNull);
   const serverErr = sys.fcntl(2, 1030, 10); // F_DUPFD_CLOEXEC: the server's stderr, kept
   const own = ownSettings(sys);
-  let current: { conn: number; done: boolean } | null = null;
+  let current: { conn: number; done: boolean; signalsBefore: number } | null = null;
   globalThis.addEventListener("unload", () => {
     if (current && !current.done) {
       current.done = true;
@@ -118,6 +118,8 @@ export async function work(dispatch: Dispatch, server: number): Promise<number> 
    * worker; any command that leaves one on a client's stdio file, too (`keepsClientFiles`).
    */
   let fdsKept = -1;
+  /** The refusals said so far. */
+  const said = new Set<string>();
   for (let served = 0; served < MAX_COMMANDS; served++) {
     note(sys, NOTE_IDLE);
     mark("serve: idle");
@@ -137,13 +139,28 @@ export async function work(dispatch: Dispatch, server: number): Promise<number> 
       continue;
     }
     const { req, fds } = taken;
-    // The client's stdio files but /dev/null (which this process holds too).
+    // The client's stdio files but /dev/null, and the fds open before its command: one the
+    // command leaves on those files ends the worker.
     const clientFiles = new Set(fds.map((fd) => fileId(sys, fd)));
     clientFiles.delete(nullId);
+    const fdsBefore = new Set(fdList());
+    // A client that gave up waiting (3 s) while this connection sat in the backlog.
+    const hup = sys.pollNow(conn, 0x2000, 0);
+    if (hup > 0 && (hup & 0x2011)) { // POLLRDHUP, POLLHUP, POLLERR
+      for (const fd of fds) sys.close(fd);
+      sys.close(conn);
+      continue;
+    }
     const refused = check(sys, conn, client.proc, req);
     const unadopted = refused ? undefined : adopt(sys, client, fds, req);
     for (const fd of [...fds, client.proc, client.pidfd]) sys.close(fd);
     if (refused || unadopted) {
+      // Said on the server's stderr too (once a reason per worker): the client says nothing.
+      const why = (refused ?? unadopted)!;
+      if (!said.has(why)) {
+        said.add(why);
+        console.error(`micro: serve: not serving pid ${client.pid}: ${why}`);
+      }
       reply(sys, conn, refused ? { refused } : { retry: unadopted! });
       sys.close(conn);
       // Half adopted: back to its own, or gone.
@@ -161,7 +178,7 @@ export async function work(dispatch: Dispatch, server: number): Promise<number> 
       if (Deno.ppid !== server) return 0;
       continue;
     }
-    const run = { conn, done: false };
+    const run = { conn, done: false, signalsBefore: runSignalsMade() };
     current = run;
     watch(sys, run);
     mark("serve: check and adopt the client");
@@ -186,7 +203,7 @@ export async function work(dispatch: Dispatch, server: number): Promise<number> 
     const fdsNow = openFds(sys) - 1;
     if (fdsKept < 0) fdsKept = fdsNow;
     if (fdsNow > fdsKept) return leave(served, `${fdsNow - fdsKept} more fds open`);
-    if (keepsClientFiles(sys, clientFiles, conn)) {
+    if (keepsClientFiles(sys, clientFiles, fdsBefore, conn)) {
       return leave(served, "an fd left on the client's stdio");
     }
     const rss = Deno.memoryUsage().rss;
@@ -304,12 +321,16 @@ function fileId(sys: Sys, fd: number): string {
   return sys.fstatId(fd, id) < 0 ? "" : `${id[0]}:${id[1]}`;
 }
 
-/** Whether an fd above 2 (but the connection) is one of the client's stdio files. */
-function keepsClientFiles(sys: Sys, files: Set<string>, conn: number): boolean {
+/** This process's open fds. */
+function fdList(): number[] {
+  return [...Deno.readDirSync("/proc/self/fd")].map((e) => Number(e.name));
+}
+
+/** Whether an fd above 2 opened during the command (not `before`) is on a client's file. */
+function keepsClientFiles(sys: Sys, files: Set<string>, before: Set<number>, conn: number) {
   files.delete("");
-  for (const e of Deno.readDirSync("/proc/self/fd")) {
-    const fd = Number(e.name);
-    if (fd > 2 && fd !== conn && files.has(fileId(sys, fd))) return true;
+  for (const fd of fdList()) {
+    if (fd > 2 && fd !== conn && !before.has(fd) && files.has(fileId(sys, fd))) return true;
   }
   return false;
 }
@@ -338,9 +359,16 @@ function reply(sys: Sys, conn: number, r: Reply): boolean {
 
 /** The client's GO, within REQUEST_TIMEOUT_MS. */
 function heardGo(sys: Sys, conn: number): boolean {
-  if (sys.pollNow(conn, 1, REQUEST_TIMEOUT_MS) <= 0) return false;
-  const b = new Uint8Array(1);
-  return sys.read(conn, b, 1) === 1 && b[0] === GO;
+  const end = Date.now() + REQUEST_TIMEOUT_MS;
+  for (;;) {
+    const left = end - Date.now();
+    if (left <= 0) return false;
+    const rc = sys.pollNow(conn, 1, left); // POLLIN
+    if (rc === -4) continue; // EINTR
+    if (rc <= 0) return false;
+    const b = new Uint8Array(1);
+    return sys.read(conn, b, 1) === 1 && b[0] === GO;
+  }
 }
 
 /** INT, TERM, HUP, QUIT: a micro with no listener for them dies of them. */
@@ -363,18 +391,20 @@ const SIGNAL_NAMES: Record<number, Deno.Signal> = {
  * closed here once the client has closed it: before, a later fd of the same number would be
  * read by this thread.
  */
-function watch(sys: Sys, run: { conn: number; done: boolean }): void {
+function watch(sys: Sys, run: { conn: number; done: boolean; signalsBefore: number }): void {
   const byte = new Uint8Array(1);
   const next = (): Promise<void> =>
     sys.readAsync(run.conn, byte, 1).then((n) => {
       if (n === 1) {
         const name = SIGNAL_NAMES[byte[0]];
         if (!run.done && name) {
-          // A run hears it as micro would. With none listening (plan, a run's first steps),
-          // Deno keeps its handler from an earlier command and would drop it: a micro not
-          // listening dies of INT, TERM, HUP or QUIT, and so does this command.
-          if (runSignalsLive() || !STOPPING_BYTES.has(byte[0])) Deno.kill(Deno.pid, name);
-          else Deno.exit(128 + byte[0]);
+          // A run hears it as micro would (and drops it, as micro does, once its listeners
+          // are gone). A command that made none (plan) would have died of INT, TERM, HUP or
+          // QUIT in a micro of its own, where Deno keeps an earlier command's handler: it
+          // ends here too.
+          if (runSignalsMade() !== run.signalsBefore || !STOPPING_BYTES.has(byte[0])) {
+            Deno.kill(Deno.pid, name);
+          } else Deno.exit(128 + byte[0]);
         }
         return next();
       }
