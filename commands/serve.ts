@@ -14,10 +14,12 @@ export async function serve(argv: string[]): Promise<number> {
       console.log(`${USAGE}
 
 Keeps micro processes warm for run, plan and exec, so that those commands skip loading
-micro (about 35 ms a command). Commands use it when MICRO_SERVE is set: to 1 for the
-default socket (${"<state root>"}/serve.sock: /run/micro as root), or to the socket's path.
-Only the server's own user may connect; a client in other namespaces, under another root,
-security label or seccomp filter, or with fewer capabilities is refused.`);
+micro (about 30 ms a command). Commands use it when MICRO_SERVE is set: to 1 for the
+default socket (<state root>/serve.sock: /run/micro as root), or to the socket's path.
+Only the server's own user may connect. A command the server may not serve (a client in
+other namespaces or cgroups, under another root, label or seccomp filter, with fewer
+capabilities; no server; all workers busy) runs in the client's own process, as without
+MICRO_SERVE; MICRO_TRACE=1 says why. Needs Linux 6.5 or later (SO_PEERPIDFD).`);
       return 0;
     }
     if (a === "--socket" && i + 1 < argv.length) socket = argv[++i];
