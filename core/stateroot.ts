@@ -54,13 +54,21 @@ export function untrustedRootError(root: string, uid: number, why: string): Micr
 }
 
 /**
+ * /proc/PID/stat's fields after the command name (which may hold spaces and parentheses):
+ * index k is field k + 3 (the state first).
+ */
+export function statFields(stat: string): string[] {
+  return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+}
+
+/**
  * Field 22 of /proc/PID/stat, or -1 when the process is gone: a zombie is gone too (its
  * parent may be slow to reap it: a killed supervisor's parent is init).
  */
 export function processStartTime(pid: number): number {
   const stat = readQuiet(openLibc(), `/proc/${pid}/stat`);
   if (stat === null) return -1;
-  const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const rest = statFields(stat);
   if (rest[0] === "Z" || rest[0] === "X") return -1;
   return Number(rest[19]);
 }

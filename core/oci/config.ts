@@ -26,7 +26,7 @@ import {
   SCHED_FLAGS,
   SCHED_POLICIES,
 } from "../sched.ts";
-import type { Sys } from "../sys/mod.ts";
+import { RLIMITS, type Sys } from "../sys/mod.ts";
 import { cleanPath } from "../paths.ts";
 import { isFlagOption, SUPERBLOCK_OPTIONS } from "../mounts.ts";
 import { DEFAULT_PATH } from "../process.ts";
@@ -446,24 +446,8 @@ const RESOURCE_GROUPS = [
   "unified",
 ];
 
-const RLIMITS = [
-  "CPU",
-  "FSIZE",
-  "DATA",
-  "STACK",
-  "CORE",
-  "RSS",
-  "NPROC",
-  "NOFILE",
-  "MEMLOCK",
-  "AS",
-  "LOCKS",
-  "SIGPENDING",
-  "MSGQUEUE",
-  "NICE",
-  "RTPRIO",
-  "RTTIME",
-];
+/** The rlimit types config.json may name (RLIMIT_CPU ...), from core/sys/mod.ts's table. */
+const RLIMIT_TYPES = Object.keys(RLIMITS).map((k) => k.toUpperCase());
 
 /**
  * config.json → Spec. `bundle` is the bundle's absolute path (root.path and relative bind
@@ -560,7 +544,7 @@ export function configToSpec(config: OciConfig, bundle: string, id: string): Tra
     const o = obj(r, f)!;
     known(o, ["type", "soft", "hard"], f);
     const type = str(o.type, `${f}.type`) ?? "";
-    if (!RLIMITS.includes(type.replace(/^RLIMIT_/, ""))) throw bad(`${f}.type`, `"${type}"`);
+    if (!RLIMIT_TYPES.includes(type.replace(/^RLIMIT_/, ""))) throw bad(`${f}.type`, `"${type}"`);
     const max = Number.MAX_SAFE_INTEGER;
     return {
       type,

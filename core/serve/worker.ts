@@ -21,8 +21,9 @@
 import { readLinkAt, readTextAt } from "../files.ts";
 import { stdioCallsPending } from "../engine/stdio.ts";
 import { runSignalsMade } from "../signals.ts";
+import { statFields } from "../stateroot.ts";
 import { openLibc } from "../sys/libc.ts";
-import { C, cstr, type Sys } from "../sys/mod.ts";
+import { C, cstr, RLIMITS, type Sys } from "../sys/mod.ts";
 import { mark, printTrace, resetTrace, TRACING } from "../trace.ts";
 import { decodeRequest, encodeReply, GO, type Reply, type Request, REQUEST_CAP } from "./wire.ts";
 
@@ -40,25 +41,9 @@ const MAX_COMMANDS = 200;
 const MAX_RSS = 160 * 1024 * 1024;
 /** The namespaces a client must share with the worker. */
 const NAMESPACES = ["mnt", "net", "pid", "ipc", "uts", "user", "cgroup", "time"];
-const RLIMIT_NAMES = [
-  "CPU",
-  "FSIZE",
-  "DATA",
-  "STACK",
-  "CORE",
-  "RSS",
-  "NPROC",
-  "NOFILE",
-  "MEMLOCK",
-  "AS",
-  "LOCKS",
-  "SIGPENDING",
-  "MSGQUEUE",
-  "NICE",
-  "RTPRIO",
-  "RTTIME",
-];
-const RLIMIT_CPU = 0;
+/** The limits by number (core/sys/mod.ts RLIMITS, 0 to 15), named as the kernel does. */
+const RLIMIT_NAMES = Object.keys(RLIMITS).map((k) => k.toUpperCase());
+const RLIMIT_CPU = RLIMITS.cpu;
 /** The environment's proxy settings: a client with others is not served (see `check`). */
 const PROXY_VARS = [
   "HTTP_PROXY",
@@ -498,7 +483,7 @@ function statusOf(text: string): Map<string, string> {
 
 /** /proc/PID/stat's fields after the command name (field 3 first). */
 function statOf(text: string | number): string[] {
-  return typeof text === "string" ? text.slice(text.lastIndexOf(")") + 2).split(" ") : [];
+  return typeof text === "string" ? statFields(text) : [];
 }
 
 /**

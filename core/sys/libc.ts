@@ -1198,23 +1198,33 @@ const MSG_CONTROLLEN = 40;
 const CMSG_SPACE_INT = 24;
 
 /**
- * A msghdr for one 8-byte record and one SCM_RIGHTS fd, with its pointers filled in once:
- * the child then only stores numbers into it. A 4 KiB backing store is not moved by V8.
+ * A buffer of `length` bytes (at least a page: a backing store V8 does not move) holding a
+ * msghdr at 0 with one iovec at `iov` over `size` bytes at `data`, and its control part at
+ * `cmsg`; `set` stores a 64-bit field.
  */
-function messageBuffer() {
-  const bytes = new Uint8Array(4096);
+function pinnedMessage(length: number, iov: number, data: number, cmsg: number, size: number) {
+  const bytes = new Uint8Array(length);
   const words = new Uint32Array(bytes.buffer);
   const base = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(bytes)));
   const set = (off: number, v: number) => {
     words[off / 4] = v >>> 0;
     words[off / 4 + 1] = Math.floor(v / 0x100000000);
   };
-  set(16, base + MSG_IOV); // msg_iov
+  set(16, base + iov); // msg_iov
   set(24, 1); // msg_iovlen
-  set(32, base + MSG_CMSG); // msg_control
+  set(32, base + cmsg); // msg_control
+  set(iov, base + data); // iov_base
+  set(iov + 8, size); // iov_len
+  return { bytes, words, set };
+}
+
+/**
+ * A msghdr for one 8-byte record and one SCM_RIGHTS fd, with its pointers filled in once:
+ * the child then only stores numbers into it. A 4 KiB backing store is not moved by V8.
+ */
+function messageBuffer() {
+  const { bytes, words, set } = pinnedMessage(4096, MSG_IOV, MSG_DATA, MSG_CMSG, 8);
   set(MSG_CONTROLLEN, CMSG_SPACE_INT);
-  set(MSG_IOV, base + MSG_DATA); // iov_base
-  set(MSG_IOV + 8, 8); // iov_len
   set(MSG_CMSG, 20); // cmsg_len = CMSG_LEN(sizeof(int))
   words[MSG_CMSG / 4 + 2] = 1; // SOL_SOCKET
   words[MSG_CMSG / 4 + 3] = 1; // SCM_RIGHTS
@@ -1234,18 +1244,8 @@ const FDS_DATA = 256;
  * backing store V8 does not move while the kernel reads it.
  */
 function fdsMessage(size: number) {
-  const bytes = new Uint8Array(Math.max(4096, (FDS_DATA + size + 7) & ~7));
-  const words = new Uint32Array(bytes.buffer);
-  const base = Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(bytes)));
-  const set = (off: number, v: number) => {
-    words[off / 4] = v >>> 0;
-    words[off / 4 + 1] = Math.floor(v / 0x100000000);
-  };
-  set(16, base + FDS_IOV); // msg_iov
-  set(24, 1); // msg_iovlen
-  set(32, base + FDS_CMSG); // msg_control
-  set(FDS_IOV, base + FDS_DATA); // iov_base
-  set(FDS_IOV + 8, size); // iov_len
+  const length = Math.max(4096, (FDS_DATA + size + 7) & ~7);
+  const { bytes, words, set } = pinnedMessage(length, FDS_IOV, FDS_DATA, FDS_CMSG, size);
   return {
     bytes,
     words,
