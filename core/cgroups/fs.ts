@@ -147,34 +147,55 @@ export function removeCgroup(
  * The attribute micro sets on a shared parent it made (`micro`, `micro-oci`): trusted.* on
  * every cgroup hierarchy for root, user.* where trusted.* is refused (a delegated cgroup v2
  * subtree, Linux 5.7 and later). A parent without it was made by someone else (an admin's,
- * with limits of their own) and is never removed, even when empty; so is one where neither
- * can be set (older kernels' delegated v2), but by the run that made it.
+ * with limits of their own) and is never removed, even when empty.
+ *
+ * The mkdir and the attribute are two calls, and a micro killed between them would leave a
+ * parent nobody may remove (every later run finds it there, unmarked). So a shared parent is
+ * made with the sticky bit (MAKING_MODE), atomic with the mkdir, and the bit is cleared only
+ * once the attribute is set: a sticky parent of micro's own user counts as micro's too. Where
+ * no attribute can be set (older kernels' delegated v2), the bit stays as the mark. An admin
+ * does not make a cgroup directory sticky; one who did made it micro's to remove once empty.
  */
 const TRUSTED = cstr("trusted.micro");
 const USER = cstr("user.micro");
 const MARK_VALUE = new TextEncoder().encode("made");
 
-/** Marks a shared parent this run just made as micro's (best effort: unmarked, it stays). */
+/** The mode a shared parent is made with: sticky until marked (see above), 0755 at most. */
+export const MAKING_MODE = C.S_ISVTX | 0o755;
+
+/** Marks a shared parent this run just made as micro's, then clears its sticky bit. */
 export function markMade(sys: Sys, dir: string): void {
   const path = cstr(dir);
-  if (sys.lsetxattr(path, TRUSTED, MARK_VALUE, 0) === 0) return;
-  sys.lsetxattr(path, USER, MARK_VALUE, 0);
+  if (
+    sys.lsetxattr(path, TRUSTED, MARK_VALUE, 0) !== 0 &&
+    sys.lsetxattr(path, USER, MARK_VALUE, 0) !== 0
+  ) return; // the sticky bit is the mark
+  const st: Stat = { mode: 0, size: 0, uid: 0, gid: 0 };
+  // Just made by this run with AT_SYMLINK_NOFOLLOW's answer a directory: chmod by name is
+  // the directory (cgroupfs has no links). Best effort: left sticky, it is still micro's.
+  if (
+    sys.fstatat(C.AT_FDCWD, path, C.AT_SYMLINK_NOFOLLOW, st) === 0 &&
+    (st.mode & C.S_IFMT) === C.S_IFDIR && (st.mode & C.S_ISVTX) !== 0
+  ) sys.fchmodat(C.AT_FDCWD, path, st.mode & 0o777);
 }
 
 /**
  * Whether micro made this shared parent (markMade): only then may a run remove it. user.*
- * counts only on a directory of this user's own: whoever may write the directory may set
- * it (a user an admin delegated `micro` to), and root's micro must not take that for its
- * own mark.
+ * and the sticky bit count only on a directory of this user's own: whoever may write the
+ * directory may set them (a user an admin delegated `micro` to), and root's micro must not
+ * take that for its own mark.
  */
 export function madeByMicro(sys: Sys, dir: string): boolean {
   const path = cstr(dir);
   const buf = new Uint8Array(8);
   if (sys.lgetxattr(path, TRUSTED, buf) >= 0) return true;
-  if (sys.lgetxattr(path, USER, buf) < 0) return false;
   const st: Stat = { mode: 0, size: 0, uid: 0, gid: 0 };
-  return sys.fstatat(C.AT_FDCWD, path, C.AT_SYMLINK_NOFOLLOW, st) === 0 &&
-    st.uid === (Deno.uid() ?? 0);
+  if (
+    sys.fstatat(C.AT_FDCWD, path, C.AT_SYMLINK_NOFOLLOW, st) !== 0 ||
+    st.uid !== (Deno.uid() ?? 0)
+  ) return false;
+  return sys.lgetxattr(path, USER, buf) >= 0 ||
+    ((st.mode & C.S_IFMT) === C.S_IFDIR && (st.mode & C.S_ISVTX) !== 0);
 }
 
 /**

@@ -8,6 +8,7 @@ import { deviceProgram } from "../cgroups/devfilter.ts";
 import {
   killCgroup,
   madeByMicro,
+  MAKING_MODE,
   markMade,
   type RecordedCgroup,
   removeCgroup,
@@ -179,7 +180,7 @@ export class ParentOps {
           if (shared) {
             // Through sys: a parent there already (another container runs) is EEXIST, an
             // answer, where Deno's mkdir would throw the process's first error (about 1 ms).
-            const rc = this.sys.mkdirat(C.AT_FDCWD, cstr(path), 0o755);
+            const rc = this.sys.mkdirat(C.AT_FDCWD, cstr(path), MAKING_MODE);
             if (rc === 0) {
               record.created = true;
               markMade(this.sys, path);

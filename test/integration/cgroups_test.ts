@@ -791,6 +791,44 @@ cgTest("--cgroup-parent NAME: a parent that existed before is used and kept", as
 });
 
 cgTest(
+  "a parent micro was killed while making (sticky, not yet marked) is micro's: removed",
+  async () => {
+    const parent = "micro";
+    const made: string[] = [];
+    const there = parentDirs(parent).filter(exists);
+    assert.deepEqual(there, [], "micro's parent is there before the test: a container runs?");
+    try {
+      // What a micro SIGKILLed between a shared parent's mkdir and its mark leaves: made with
+      // the sticky bit (core/cgroups/fs.ts markMade), no trusted.micro.
+      for (const dir of parentDirs(parent)) {
+        const mk = await new Deno.Command("mkdir", { args: ["-m", "1755", dir] }).output();
+        assert.equal(mk.code, 0, new TextDecoder().decode(mk.stderr));
+        made.push(dir);
+      }
+      if (!V2) {
+        for (const f of ["cpuset.cpus", "cpuset.mems"]) {
+          const up = read(`${LAYOUT.v1.cpuset}/${f}`)?.trim() ?? "0";
+          Deno.writeTextFileSync(`${LAYOUT.v1.cpuset}/${parent}/${f}`, up);
+        }
+      }
+      const id = newId("half");
+      const r = await sh("true", ["--name", id]);
+      assert.equal(r.code, 0, show(r));
+      assertCgroupsGone(id, parent);
+      assert.deepEqual(made.filter(exists), [], "a parent left half-made by micro stays for good");
+    } finally {
+      for (const dir of made.reverse()) {
+        try {
+          Deno.removeSync(dir);
+        } catch (e) {
+          if (!(e instanceof Deno.errors.NotFound)) console.error(`cannot remove ${dir}: ${e}`);
+        }
+      }
+    }
+  },
+);
+
+cgTest(
   "a run's cgroup that exists already (not micro's): the run fails, its processes live on",
   async () => {
     // `--cgroup-parent P --name N` where P/N is someone else's cgroup with a process in it:

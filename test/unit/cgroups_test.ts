@@ -48,7 +48,7 @@ import { resolveProfile } from "../../core/profile.ts";
 import { createRunDir, processStartTime, type RunState, writeState } from "../../core/state.ts";
 import { gc } from "../../core/gc.ts";
 import { RecordingSys } from "../../core/sys/fake.ts";
-import { C, type CStr, type Sys } from "../../core/sys/mod.ts";
+import { C, type CStr, type Stat, type Sys } from "../../core/sys/mod.ts";
 import { cgroups } from "../../plugins/cgroups.ts";
 import { PLUGINS } from "../../plugins/mod.ts";
 import { CGROUP_FACTS } from "./_host.ts";
@@ -339,6 +339,8 @@ class FakeCgroupFs {
   readonly refuse = new Map<string, string>();
   /** The xattr micro's mark set on a dir (relative path → its name), as the kernel keeps it. */
   readonly marks = new Map<string, string>();
+  /** Dirs with the sticky bit set (relative paths): a shared parent until micro marked it. */
+  readonly sticky = new Set<string>();
   /** Runs after each cgroup directory is made (and filled), with its relative path. */
   onMkdir?: (rel: string) => void;
   /** Runs after each successful write under the root, with its relative path. */
@@ -499,6 +501,7 @@ class FakeCgroupFs {
         for (const e of entries) real.removeSync(`${path}/${e.name}`, { recursive: true });
         real.removeSync(path);
         this.marks.delete(rel); // its xattrs go with it, as the kernel's
+        this.sticky.delete(rel);
         this.events.push(`rmdir ${rel}`);
       },
       writeTextFileSync: (path: string | URL, data: string, options?: Deno.WriteFileOptions) => {
@@ -563,10 +566,39 @@ class FakeCgroupFs {
           : -errnoOf(e, 5);
       }
     };
-    sys.mkdirat = (dirfd: number, path: CStr, mode: number) =>
-      dirfd !== C.AT_FDCWD || !this.under(name(path))
-        ? mkdirat.call(sys, dirfd, path, mode)
-        : rc(() => Deno.mkdirSync(name(path)));
+    sys.mkdirat = (dirfd: number, path: CStr, mode: number) => {
+      if (dirfd !== C.AT_FDCWD || !this.under(name(path))) {
+        return mkdirat.call(sys, dirfd, path, mode);
+      }
+      const made = rc(() => Deno.mkdirSync(name(path)));
+      if (made === 0 && (mode & C.S_ISVTX) !== 0) this.sticky.add(this.rel(name(path)));
+      return made;
+    };
+    // A dir's mode as the kernel keeps it: 0755, and sticky as made or chmod'ed.
+    const { fstatat, fchmodat } = sys;
+    sys.fstatat = (dirfd: number, path: CStr, flags: number, st: Stat) => {
+      if (dirfd !== C.AT_FDCWD || !this.under(name(path))) {
+        return fstatat.call(sys, dirfd, path, flags, st);
+      }
+      const rel = this.rel(name(path));
+      if (!this.exists(rel)) return -2;
+      const dir = isDir(name(path));
+      const mode = dir
+        ? C.S_IFDIR | 0o755 | (this.sticky.has(rel) ? C.S_ISVTX : 0)
+        : C.S_IFREG | 0o644;
+      Object.assign(st, { mode, size: 0, uid: Deno.uid() ?? 0, gid: Deno.gid() ?? 0 });
+      return 0;
+    };
+    sys.fchmodat = (dirfd: number, path: CStr, mode: number) => {
+      if (dirfd !== C.AT_FDCWD || !this.under(name(path))) {
+        return fchmodat.call(sys, dirfd, path, mode);
+      }
+      const rel = this.rel(name(path));
+      if (!this.exists(rel)) return -2;
+      if ((mode & C.S_ISVTX) !== 0) this.sticky.add(rel);
+      else this.sticky.delete(rel);
+      return 0;
+    };
     sys.unlinkat = (dirfd: number, path: CStr, flags: number) => {
       if (dirfd !== C.AT_FDCWD || !this.under(name(path)) || flags !== C.AT_REMOVEDIR) {
         return unlinkat.call(sys, dirfd, path, flags);
@@ -1780,6 +1812,85 @@ for (const version of ["v1", "v2"] as const) {
     });
   });
 }
+
+for (const version of ["v1", "v2"] as const) {
+  Deno.test(`${version}: micro killed between a shared parent's mkdir and its mark: the parent is still micro's`, () => {
+    withFs(version, (fs) => {
+      const parents = version === "v1" ? HYBRID_DIRS.map((h) => `${h}/micro`) : ["micro"];
+      const plan = (id: string) => setup({}, host(fs.layout(), { id })).plan();
+      // Made sticky, marked, then the bit cleared: a marked parent is an ordinary 0755 one.
+      const first = parentOps(fs, plan(ID));
+      const modes: number[] = [];
+      const mkdirat = first.sys.mkdirat;
+      first.sys.mkdirat = (dirfd: number, path: CStr, mode: number) => {
+        const rc = mkdirat.call(first.sys, dirfd, path, mode);
+        if (rc === 0 && fs.sticky.has(fs.rel(new TextDecoder().decode(path.subarray(0, -1))))) {
+          modes.push(mode);
+        }
+        return rc;
+      };
+      first.parent.prepare();
+      assert.deepEqual(modes, parents.map(() => 0o1755));
+      assert.deepEqual([...fs.marks.keys()].sort(), [...parents].sort());
+      assert.deepEqual([...fs.sticky], []);
+      assert.deepEqual(first.parent.cleanup(), []);
+      assert.deepEqual(fs.cgroups().filter((c) => c.includes("micro")), []);
+
+      // SIGKILLed right after the first mkdir: no mark, the state says only the intent.
+      const killed = parentOps(fs, plan(ID));
+      killed.sys.lsetxattr = () => {
+        throw new Error("killed");
+      };
+      assert.throws(() => killed.parent.prepare(), /killed/);
+      assert.equal(fs.sticky.size, 1, "the parent made was not left sticky");
+      assert.equal(fs.marks.size, 0);
+      // A later run finds it there (EEXIST) and takes it for micro's: removed at its end.
+      const next = parentOps(fs, plan("ba9876543210"));
+      next.parent.prepare();
+      assert.deepEqual(next.parent.cleanup(), []);
+      gcDeadRun(intentOnly(killed.announced), killed.sys);
+      assert.deepEqual(fs.cgroups().filter((c) => c.includes("micro")), []);
+
+      // and gc alone removes it too
+      const again = parentOps(fs, plan(ID));
+      again.sys.lsetxattr = () => {
+        throw new Error("killed");
+      };
+      assert.throws(() => again.parent.prepare(), /killed/);
+      gcDeadRun(intentOnly(again.announced), again.sys);
+      assert.deepEqual(fs.cgroups().filter((c) => c.includes("micro")), []);
+    });
+  });
+}
+
+Deno.test("cgroup marks: a sticky directory is micro's only when it is micro's user's; no attribute keeps the bit", () => {
+  const attrs = new Set<string>();
+  let mode = C.S_IFDIR | C.S_ISVTX | 0o755;
+  let owner = Deno.uid() ?? 0;
+  const chmods: number[] = [];
+  const text = (c: CStr) => new TextDecoder().decode(c.subarray(0, c.indexOf(0)));
+  const sys = {
+    lsetxattr: () => -95, // EOPNOTSUPP: no attribute at all
+    lgetxattr: (_p: CStr, name: CStr) => attrs.has(text(name)) ? 4 : -61,
+    fstatat: (_fd: number, _p: CStr, _flags: number, st: Stat) => {
+      st.mode = mode;
+      st.uid = owner;
+      return 0;
+    },
+    fchmodat: (_fd: number, _p: CStr, m: number) => {
+      chmods.push(m);
+      return 0;
+    },
+  } as unknown as Sys;
+  markMade(sys, "/cg/micro");
+  assert.deepEqual(chmods, [], "the only mark was cleared");
+  assert.ok(madeByMicro(sys, "/cg/micro"));
+  owner += 1; // another user's sticky directory
+  assert.equal(madeByMicro(sys, "/cg/micro"), false);
+  owner -= 1;
+  mode = C.S_IFDIR | 0o755; // an admin's ordinary one
+  assert.equal(madeByMicro(sys, "/cg/micro"), false);
+});
 
 Deno.test("cgroup marks: trusted.micro, else user.micro; user.micro counts only on a directory of one's own", () => {
   const attrs = new Set<string>();
