@@ -246,11 +246,34 @@ Deno.test("watchdog: in micro, the fork keeps the write end only; dismiss writes
   w.forked(777, sys);
   w.dismiss(sys);
   w.dismiss(sys);
-  assert.deepEqual(sys.format(), ["close(3)", "close(5)", "close(6)", "write(4, 1)", "close(4)"]);
+  // and reaps it once it has left (WNOHANG: here at once)
+  assert.deepEqual(sys.format(), [
+    "close(3)",
+    "close(5)",
+    "close(6)",
+    "write(4, 1)",
+    "close(4)",
+    "reap(777)",
+  ]);
   // Never forked: everything is closed, nothing written.
   const sys2 = new RecordingSys();
   Watchdog.prepare([{ path: "/cg/a", how: "signal" }], sys2).dismiss(sys2);
   assert.deepEqual(sys2.format().slice(2), ["close(3)", "close(5)", "close(4)"]);
+});
+
+Deno.test("watchdog: one not gone yet when dismissed is reaped at the next dismissal (a serve worker keeps no zombies)", () => {
+  const sys = new RecordingSys().returns("reap", (a) => a[0] === 801, 0, 1);
+  const first = Watchdog.prepare([{ path: "/cg/a", how: "signal" }], sys);
+  first.forked(801, sys);
+  first.dismiss(sys); // still exiting: not reaped
+  const second = Watchdog.prepare([{ path: "/cg/a", how: "signal" }], sys);
+  second.forked(802, sys);
+  sys.clear();
+  second.dismiss(sys);
+  assert.deepEqual(sys.format().filter((c) => c.startsWith("reap")), ["reap(802)", "reap(801)"]);
+  sys.clear();
+  Watchdog.prepare([{ path: "/cg/a", how: "signal" }], sys).dismiss(sys);
+  assert.deepEqual(sys.format().filter((c) => c.startsWith("reap")), [], "reaped twice");
 });
 
 Deno.test("watchdog: a cgroup dir that cannot be opened fails the run, closing what was open", () => {
@@ -333,7 +356,8 @@ Deno.test("execute: the watchdog is forked in the container's sweep, before the 
       "close(5)",
     ]);
     assert.ok(calls.indexOf("write(7, 1)") > at, "the child is released after the fork");
-    assert.deepEqual(calls.slice(-2), ["write(4, 1)", "close(4)"]);
+    assert.deepEqual(calls.slice(-3, -1), ["write(4, 1)", "close(4)"]);
+    assert.match(calls.at(-1)!, /^reap\(\d+\)$/); // the dismissed watchdog, once it has left
   });
 });
 
@@ -415,7 +439,8 @@ Deno.test("execute: with a pid namespace of its own, the watchdog is the static 
     for (const fd of [3, 5, 6, 7]) {
       assert.ok(calls.slice(spawn).includes(`close(${fd})`), `fd ${fd}`);
     }
-    assert.deepEqual(calls.slice(-2), ["write(4, 1)", "close(4)"]);
+    assert.deepEqual(calls.slice(-3, -1), ["write(4, 1)", "close(4)"]);
+    assert.match(calls.at(-1)!, /^reap\(\d+\)$/); // the dismissed watchdog, once it has left
   });
 });
 
@@ -522,7 +547,8 @@ Deno.test("execute: where pidfd_open fails (Linux < 5.3, a seccomp filter), a pi
       assert.equal(calls.filter((c) => /^spawn\(|"micro-watchdog"/.test(c)).length, 0);
       const at = calls.indexOf("prepareFork()");
       assert.deepEqual(calls.slice(at, at + 3), ["prepareFork()", "clone(0x24000011)", "fork()"]);
-      assert.deepEqual(calls.slice(-2), ["write(4, 1)", "close(4)"]);
+      assert.deepEqual(calls.slice(-3, -1), ["write(4, 1)", "close(4)"]);
+      assert.match(calls.at(-1)!, /^reap\(\d+\)$/); // the dismissed watchdog, once it has left
     });
   }
 });
