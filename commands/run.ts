@@ -4,6 +4,8 @@ import { RunSignals } from "../core/signals.ts";
 import { mark } from "../core/trace.ts";
 import { parseRun } from "../core/cli.ts";
 import { usageError } from "../core/errors.ts";
+import { warmAttach, warmDone } from "../core/cgroups/warm.ts";
+import { openLibc } from "../core/sys/libc.ts";
 
 function wantsHelp(argv: string[]): boolean {
   return argv.includes("--help") && argv.indexOf("--help") < (argv.indexOf("--") + 1 || Infinity);
@@ -22,7 +24,12 @@ export async function run(argv: string[]): Promise<number> {
     signals.remove();
     return await (await import("./lifecycle.ts")).runDetached(argv);
   }
+  const sys = openLibc();
   try {
+    // The v1 join's grace period, started now to be over by the join (core/cgroups/warm.ts).
+    const { VFORK_CODE, vforkUsable } = await import("../core/engine/vfork.ts");
+    if (vforkUsable(sys)) warmAttach(sys, VFORK_CODE());
+    mark("attach warm-up");
     await gcState();
     mark("state gc");
     const { runCommand } = await import("../core/run.ts");
@@ -31,6 +38,7 @@ export async function run(argv: string[]): Promise<number> {
   } finally {
     // A serve worker runs the next client's command in this process (core/serve/worker.ts).
     signals.remove();
+    void warmDone();
   }
 }
 

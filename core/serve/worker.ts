@@ -18,6 +18,8 @@
  * a command left an fd open, a relay call pending on the client's stdio, or changed its
  * namespaces, credentials or signal mask; or when its memory grew past MAX_RSS.
  */
+import { warmAttach, warmDone } from "../cgroups/warm.ts";
+import { VFORK_CODE, vforkUsable } from "../engine/vfork.ts";
 import { readLinkAt, readTextAt } from "../files.ts";
 import { stdioCallsPending } from "../engine/stdio.ts";
 import { runSignalsMade } from "../signals.ts";
@@ -116,6 +118,10 @@ export async function work(dispatch: Dispatch, server: number): Promise<number> 
       return 125;
     }
     const taken = receive(sys, conn);
+    // The v1 join's grace period, started as a run or an exec arrives (core/cgroups/warm.ts).
+    const joins = typeof taken !== "string" && ["run", "exec"].includes(taken.req.argv[0]);
+    void warmDone(); // a refused client's, if any
+    if (joins && vforkUsable(sys)) warmAttach(sys, VFORK_CODE());
     const client = typeof taken === "string" ? taken : identify(sys, conn);
     if (typeof taken === "string" || typeof client === "string") {
       if (typeof taken !== "string") { for (const fd of taken.fds) sys.close(fd); }
@@ -184,6 +190,7 @@ export async function work(dispatch: Dispatch, server: number): Promise<number> 
       Deno.exit(0);
     }
     if (unrestored) return leave(served, unrestored);
+    await warmDone(); // its file closed, its zombie reaped
     // This command's connection is open until its client has gone (`watch`): not counted.
     const fdsNow = openFds(sys) - 1;
     if (fdsKept < 0) fdsKept = fdsNow;

@@ -568,6 +568,10 @@ export class RecordingSys implements Sys {
   isChild(pid: number) {
     return this.record("isChild", [pid], () => 0) === 0;
   }
+  /** An exited child unless failOn("waitExited", …) says otherwise. */
+  waitExited(pid: number) {
+    return this.record("waitExited", [pid], () => 0) === 0;
+  }
   wait4(pid: number, status: Uint8Array, options: number) {
     const got = this.record("wait4", [pid, options], () => pid);
     if (got > 0) {

@@ -927,6 +927,12 @@ function bindLibc(): Sys {
       const info = new Uint8Array(128);
       return r(lib.iibi(nr.waitid, 1, pid, info, 0x41000005)) === 0;
     },
+    waitExited(pid) {
+      // waitid(P_PID, pid, info, WEXITED | WNOWAIT | __WALL, NULL), blocking.
+      const info = new Int32Array(32);
+      const rc = r(lib.iibi(nr.waitid, 1, pid, new Uint8Array(info.buffer), 0x41000004));
+      return rc === 0 && info[0] === 17; // si_signo: SIGCHLD
+    },
     wait4: (pid, status, options) =>
       r(lib.ibibi(nr.wait4, pid, status, options | 0x40000000, null, 0)),
     readAsync: (fd, buf, len) => retryAsync(() => lib.ibi_async(nr.read, fd, buf, len), 5),

@@ -240,7 +240,9 @@ export interface Sys {
    * no CLONE_VFORK: micro goes on at once) on `stack` (kept alive until it is reaped): it
    * closes every fd but `rfd` (its copy of the pipe's write end `wfd` above all) and waits in
    * a read of `rfd`, which micro's close of `wfd` (or its death) ends; then it exits 0. The child's pid, or
-   * -errno; -ENOSYS where there is no stub (the stub's third function: `code`).
+   * -errno; -ENOSYS where there is no stub (the stub's third function: `code`). With
+   * CLONE_VFORK in `flags` and the pipe's write end closed before, the call returns once the
+   * child has exited (a zombie: core/cgroups/warm.ts).
    */
   usernsHold(code: Uint8Array, flags: number, stack: Uint8Array, rfd: number, wfd: number): number;
   kill(pid: number, sig: number): number;
@@ -258,6 +260,13 @@ export interface Sys {
    * WNOWAIT: nothing is reaped, no status taken). A pid a child only reported is checked so.
    */
   isChild(pid: number): boolean;
+  /**
+   * Waits on this thread until `pid`, a child of this process, has exited, and leaves it
+   * unreaped (waitid WNOWAIT: a zombie, whose pid cannot be reused until this process waits
+   * for it). Whether it did; false for a pid that is not a child. For a child known to be
+   * exiting: nothing bounds the wait.
+   */
+  waitExited(pid: number): boolean;
   /**
    * wait4(pid, status, options | __WALL) on the calling thread into the 4 bytes of `status`
    * the caller made: allocates nothing (the child waits for an OCI hook with it). The pid,
@@ -476,6 +485,7 @@ export interface Stat {
 /** Flag values shared by the real and the fake Sys (x86_64 and aarch64 agree on these). */
 export const C = {
   CLONE_NEWNS: 0x00020000,
+  CLONE_VFORK: 0x00004000,
   CLONE_NEWCGROUP: 0x02000000,
   /** unshare and setns only: in clone's flags this bit is the exit signal's. */
   CLONE_NEWTIME: 0x00000080,

@@ -1,0 +1,98 @@
+/**
+ * The first cgroup v1 attach in a while waits for an RCU grace period: moving a process
+ * takes the kernel's global cgroup_threadgroup_rwsem for writing, whose rcu_sync must first
+ * leave its fast mode (6 to 16 ms on this project's hosts: bench/README.md). Any attach
+ * starts that grace period, and one that comes while it runs, or up to a grace period after
+ * the last ended, waits only for what is left of it. crun and runc pay it in full.
+ *
+ * So a run starts it as early as it can (before its modules load; a serve worker as a
+ * command arrives) on a thread of its own, and the child's join finds the lock ready. What it
+ * attaches must move nothing: a zombie child of its own (a CLONE_VM | CLONE_VFORK child of
+ * the vfork stub that exits at once), written into a cgroup.procs file. The kernel takes the lock before it
+ * looks at the task, and skips an exiting one (cgroup_migrate_add_task); a zombie's pid is
+ * not reused until it is reaped, and it is checked to be this process's exited child right
+ * before the write. micro's own pid ("0") would take the lock too, but would put micro back
+ * where it was had it been moved in between; a pid that does not exist, or a kernel thread's,
+ * fails before the lock (Linux 6.18).
+ *
+ * The write holds the kernel's cgroup_mutex for the grace period (as every first attach
+ * does), so the run's cgroup mkdirs wait for what is left of it there instead. Not needed on
+ * cgroup v2, where a child is born in its cgroup (clone3 CLONE_INTO_CGROUP); nothing where
+ * the file cannot be opened (not root), or without the vfork stub (not x86_64).
+ */
+import { C, cstr, type Sys } from "../sys/mod.ts";
+
+/** cgroup v1's statfs type. */
+const CGROUP_SUPER_MAGIC = 0x27e0eb;
+/** A v1 hierarchy's root at its usual place (any one: the lock is global). */
+const PROCS_FILES = ["pids", "memory", "cpu", "devices", "freezer", "unified"]
+  .map((h) => `/sys/fs/cgroup/${h}/cgroup.procs`);
+
+/** The command's warm-up: started (none other until it is done), its zombie and file. */
+let current: { pid: number; procs: number } | null = null;
+/** The last warm-up's end: its write returned, its zombie reaped, its file closed. */
+let ended: Promise<void> = Promise.resolve();
+
+/**
+ * Starts the grace period unless one of this process is under way (a serve worker started
+ * it as the command arrived). `code` is the vfork stub's (core/engine/vfork.ts VFORK_CODE,
+ * where vforkUsable): passed in, so that this module stays small enough to load before the
+ * run's.
+ */
+export function warmAttach(sys: Sys, code: Uint8Array): void {
+  if (current || Deno.uid() !== 0) return;
+  // cgroup v1 (a tmpfs of hierarchies) only.
+  const top = sys.open(cstr("/sys/fs/cgroup"), C.O_RDONLY | C.O_DIRECTORY | C.O_CLOEXEC, 0);
+  if (top < 0) return;
+  const type = sys.fstatfsType(top);
+  sys.close(top);
+  if (type === C.CGROUP2_SUPER_MAGIC || type < 0) return;
+  let procs = -1;
+  for (const path of PROCS_FILES) {
+    procs = sys.open(cstr(path), C.O_WRONLY | C.O_CLOEXEC | C.O_NOFOLLOW, 0);
+    if (procs < 0) continue;
+    const fs = sys.fstatfsType(procs);
+    if (fs === CGROUP_SUPER_MAGIC || fs === C.CGROUP2_SUPER_MAGIC) break;
+    sys.close(procs);
+    procs = -1;
+  }
+  if (procs < 0) return;
+  const pipe = new Int32Array(2);
+  if (sys.pipe2(pipe, C.O_CLOEXEC) < 0) {
+    sys.close(procs);
+    return;
+  }
+  // The stub's holder, without a namespace and with CLONE_VFORK: it closes its fds, reads
+  // the pipe, whose write end is closed already, and exits 0; the clone returns as it exits
+  // (its memory let go), and a wait without reaping sees it a zombie microseconds later.
+  sys.close(pipe[1]);
+  const stack = new Uint8Array(16 * 1024);
+  const pid = sys.usernsHold(code, C.CLONE_VFORK | C.SIGCHLD, stack, pipe[0], -1);
+  sys.close(pipe[0]);
+  if (pid < 0) {
+    sys.close(procs);
+    return;
+  }
+  const w = { pid, procs };
+  current = w;
+  // Not a zombie of micro's: never written.
+  if (!sys.waitExited(pid)) return finish(sys, w);
+  const text = new TextEncoder().encode(String(pid));
+  // Over as soon as the write returns: an attached run keeps no zombie while it runs.
+  const end = () => finish(sys, w);
+  ended = sys.writeAsync(procs, text, text.length).then(end, end);
+}
+
+/**
+ * After the command: the next may start one. What it returns settles once the last warm-up
+ * is over (a grace period at most): a caller that counts its fds (a serve worker) waits.
+ */
+export function warmDone(): Promise<void> {
+  current = null;
+  return ended;
+}
+
+function finish(sys: Sys, w: { pid: number; procs: number }): void {
+  sys.close(w.procs);
+  sys.reap(w.pid); // exited before the wait above returned
+}

@@ -1,0 +1,119 @@
+/**
+ * core/cgroups/warm.ts: the v1 join's grace period started early, through a zombie of
+ * micro's own written into a cgroup.procs file (never a live process, never micro itself).
+ */
+import assert from "node:assert/strict";
+import { warmAttach, warmDone } from "../../core/cgroups/warm.ts";
+import { RecordingSys } from "../../core/sys/fake.ts";
+import { VFORK_CODE } from "../../core/engine/vfork.ts";
+import { openLibc } from "../../core/sys/libc.ts";
+import { C } from "../../core/sys/mod.ts";
+
+const CODE = new Uint8Array([0xc3]);
+const CGROUP_SUPER_MAGIC = 0x27e0eb;
+const TMPFS_MAGIC = 0x01021994;
+
+/** A cgroup v1 host: /sys/fs/cgroup a tmpfs (fd 3), the hierarchies' files cgroupfs. */
+function v1Host(): RecordingSys {
+  return new RecordingSys({ clonePid: 4242 })
+    .returns("fstatfsType", (a) => a[0] === 3, TMPFS_MAGIC)
+    .returns("fstatfsType", () => true, CGROUP_SUPER_MAGIC);
+}
+
+Deno.test("warm-up: on cgroup v1, a zombie of micro's own is written into a hierarchy's cgroup.procs, then reaped", async () => {
+  const sys = v1Host();
+  warmAttach(sys, CODE);
+  const calls = sys.format();
+  // O_WRONLY | O_CLOEXEC | O_NOFOLLOW
+  assert.ok(
+    calls.includes('open("/sys/fs/cgroup/pids/cgroup.procs", 0xa0001, 0)'),
+    calls.join("\n"),
+  );
+  // CLONE_VFORK: the clone returns once it has exited; the pipe's write end closed before
+  const hold = calls.findIndex((c) => c.startsWith("usernsHold("));
+  assert.equal(calls[hold], `usernsHold(${C.CLONE_VFORK | C.SIGCHLD}, 5, -1)`);
+  assert.equal(calls[hold - 1], "close(6)");
+  const exited = calls.indexOf("waitExited(4242)");
+  const write = calls.findIndex((c) => c.startsWith("writeAsync("));
+  assert.ok(exited >= 0 && write > exited, "written before it was checked to have exited");
+  assert.match(calls[write], /^writeAsync\(4, 4\)/);
+  // One at a time: a second start while it is under way (a worker's, then the run's) does nothing.
+  sys.clear();
+  warmAttach(sys, CODE);
+  assert.deepEqual(sys.format(), []);
+  await warmDone();
+  assert.deepEqual(sys.format(), ["close(4)", "reap(4242)"]);
+  await warmDone();
+  assert.equal(sys.format().length, 2, "ended twice");
+});
+
+Deno.test("warm-up: nothing on cgroup v2 (a child is born in its cgroup), nor where no hierarchy is", async () => {
+  const v2 = new RecordingSys().returns("fstatfsType", () => true, C.CGROUP2_SUPER_MAGIC);
+  warmAttach(v2, CODE);
+  assert.deepEqual(v2.names().filter((n) => n === "usernsHold" || n === "writeAsync"), []);
+  await warmDone();
+  // /sys/fs/cgroup a tmpfs, but no file there is cgroupfs's: each closed, nothing cloned
+  const none = new RecordingSys().returns("fstatfsType", () => true, TMPFS_MAGIC);
+  warmAttach(none, CODE);
+  assert.deepEqual(none.names().filter((n) => n === "usernsHold" || n === "writeAsync"), []);
+  const opened = none.format().filter((c) => c.startsWith("open(")).length;
+  const closed = none.format().filter((c) => c.startsWith("close(")).length;
+  assert.equal(opened, closed);
+  await warmDone();
+});
+
+Deno.test("warm-up: a child that is not an exited one of micro's is never written", async () => {
+  const sys = v1Host().returns("waitExited", () => true, -1);
+  warmAttach(sys, CODE);
+  assert.deepEqual(sys.names().filter((n) => n === "writeAsync"), []);
+  assert.deepEqual(sys.format().slice(-2), ["close(4)", "reap(4242)"]);
+  // and the command's one is done: no other for it
+  sys.clear();
+  warmAttach(sys, CODE);
+  assert.deepEqual(sys.format(), []);
+  await warmDone();
+});
+
+Deno.test("warm-up: a refused clone (no CLONE_VM here) leaves nothing open", async () => {
+  const sys = v1Host().failOn("usernsHold", () => true, 1);
+  warmAttach(sys, CODE);
+  const opened = sys.format().filter((c) => c.startsWith("open(") || c.startsWith("pipe2")).length;
+  assert.equal(sys.names().filter((n) => n === "close").length, opened + 1); // a pipe is two
+  await warmDone();
+  assert.deepEqual(sys.names().filter((n) => n === "reap" || n === "writeAsync"), []);
+});
+
+Deno.test({
+  name: "warm-up on this kernel: nothing moves, no zombie and no fd is left",
+  ignore: Deno.uid() !== 0 || !openLibc().canVfork() ||
+    !isFile("/sys/fs/cgroup/pids/cgroup.procs"),
+  async fn() {
+    const sys = openLibc();
+    // A first one binds what it calls, which keeps an fd (of Deno's binary) for good.
+    warmAttach(sys, VFORK_CODE());
+    await warmDone();
+    const cgroups = Deno.readTextFileSync("/proc/self/cgroup");
+    const fds = [...Deno.readDirSync("/proc/self/fd")].length;
+    const spy = Object.create(sys) as typeof sys;
+    let zombie = 0;
+    let wrote: Promise<number> | undefined;
+    spy.usernsHold = (...a) => zombie = sys.usernsHold(...a);
+    spy.writeAsync = (...a) => wrote = sys.writeAsync(...a);
+    warmAttach(spy, VFORK_CODE());
+    assert.ok(zombie > 0, "no child");
+    assert.ok(wrote, "not written");
+    assert.equal(await wrote, String(zombie).length, "the kernel refused the write");
+    await warmDone();
+    assert.equal(Deno.readTextFileSync("/proc/self/cgroup"), cgroups);
+    assert.equal(sys.isChild(zombie), false, "the zombie is left");
+    assert.equal([...Deno.readDirSync("/proc/self/fd")].length, fds);
+  },
+});
+
+function isFile(path: string): boolean {
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
+}
