@@ -163,24 +163,38 @@ const MARK_VALUE = new TextEncoder().encode("made");
 /** The mode a shared parent is made with: sticky until marked (see above), 0755 at most. */
 export const MAKING_MODE = C.S_ISVTX | 0o755;
 
-/** Marks a shared parent this run just made as micro's, then clears its sticky bit. */
-export function markMade(sys: Sys, dir: string): void {
-  const path = cstr(dir);
-  if (
-    sys.lsetxattr(path, TRUSTED, MARK_VALUE, 0) !== 0 &&
-    sys.lsetxattr(path, USER, MARK_VALUE, 0) !== 0
-  ) return; // the sticky bit is the mark
-  const st: Stat = { mode: 0, size: 0, uid: 0, gid: 0 };
-  // Just made by this run with AT_SYMLINK_NOFOLLOW's answer a directory: chmod by name is
-  // the directory (cgroupfs has no links). Best effort: left sticky, it is still micro's.
-  if (
-    sys.fstatat(C.AT_FDCWD, path, C.AT_SYMLINK_NOFOLLOW, st) === 0 &&
-    (st.mode & C.S_IFMT) === C.S_IFDIR && (st.mode & C.S_ISVTX) !== 0
-  ) sys.fchmodat(C.AT_FDCWD, path, st.mode & 0o777);
+/**
+ * Marks a shared parent this run's mkdir just made as micro's, then clears its sticky bit,
+ * through one fd of it: whether it is still the directory made (sticky and this user's:
+ * another run may have removed it and someone made it again since). Where neither
+ * attribute can be set, the sticky bit stays as the mark.
+ */
+export function claimMade(sys: Sys, dir: string): boolean {
+  const flags = C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW | C.O_CLOEXEC;
+  const fd = sys.open(cstr(dir), flags, 0);
+  if (fd < 0) return false; // gone again
+  try {
+    const st: Stat = { mode: 0, size: 0, uid: 0, gid: 0 };
+    if (sys.fstat(fd, st) < 0 || !stickyOwn(st)) return false;
+    if (
+      sys.fsetxattr(fd, TRUSTED, MARK_VALUE, 0) !== 0 &&
+      sys.fsetxattr(fd, USER, MARK_VALUE, 0) !== 0
+    ) return true; // the sticky bit is the mark
+    sys.fchmod(fd, st.mode & 0o777); // best effort: left sticky, it is still micro's
+    return true;
+  } finally {
+    sys.close(fd);
+  }
+}
+
+/** A directory of this user's with the sticky bit: a parent micro made (see above). */
+function stickyOwn(st: Stat): boolean {
+  return (st.mode & C.S_IFMT) === C.S_IFDIR && (st.mode & C.S_ISVTX) !== 0 &&
+    st.uid === (Deno.uid() ?? 0);
 }
 
 /**
- * Whether micro made this shared parent (markMade): only then may a run remove it. user.*
+ * Whether micro made this shared parent (claimMade): only then may a run remove it. user.*
  * and the sticky bit count only on a directory of this user's own: whoever may write the
  * directory may set them (a user an admin delegated `micro` to), and root's micro must not
  * take that for its own mark.
@@ -194,8 +208,7 @@ export function madeByMicro(sys: Sys, dir: string): boolean {
     sys.fstatat(C.AT_FDCWD, path, C.AT_SYMLINK_NOFOLLOW, st) !== 0 ||
     st.uid !== (Deno.uid() ?? 0)
   ) return false;
-  return sys.lgetxattr(path, USER, buf) >= 0 ||
-    ((st.mode & C.S_IFMT) === C.S_IFDIR && (st.mode & C.S_ISVTX) !== 0);
+  return sys.lgetxattr(path, USER, buf) >= 0 || stickyOwn(st);
 }
 
 /**

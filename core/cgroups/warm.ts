@@ -28,10 +28,10 @@ const CGROUP_SUPER_MAGIC = 0x27e0eb;
 const PROCS_FILES = ["pids", "memory", "cpu", "devices", "freezer", "unified"]
   .map((h) => `/sys/fs/cgroup/${h}/cgroup.procs`);
 
-/** The command's warm-up: started (none other until it is done), its zombie and file. */
-let current: { pid: number; procs: number } | null = null;
-/** The last warm-up's end: its write returned, its zombie reaped, its file closed. */
-let ended: Promise<void> = Promise.resolve();
+/** The command has had its warm-up (none other until warmDone). */
+let started = false;
+/** Warm-ups whose write has not returned: each ends with its zombie reaped, its file closed. */
+const pending = new Set<Promise<void>>();
 
 /**
  * Starts the grace period unless one of this process is under way (a serve worker started
@@ -39,8 +39,9 @@ let ended: Promise<void> = Promise.resolve();
  * where vforkUsable): passed in, so that this module stays small enough to load before the
  * run's.
  */
-export function warmAttach(sys: Sys, code: Uint8Array): void {
-  if (current || Deno.uid() !== 0) return;
+export function warmAttach(sys: Sys, code: Uint8Array, uid = Deno.uid()): void {
+  // One whose write has not returned is in its grace period: this command's join gains too.
+  if (started || pending.size > 0 || uid !== 0) return;
   // cgroup v1 (a tmpfs of hierarchies) only.
   const top = sys.open(cstr("/sys/fs/cgroup"), C.O_RDONLY | C.O_DIRECTORY | C.O_CLOEXEC, 0);
   if (top < 0) return;
@@ -73,26 +74,30 @@ export function warmAttach(sys: Sys, code: Uint8Array): void {
     sys.close(procs);
     return;
   }
-  const w = { pid, procs };
-  current = w;
-  // Not a zombie of micro's: never written.
-  if (!sys.waitExited(pid)) return finish(sys, w);
+  started = true;
+  if (!sys.waitExited(pid)) {
+    // Not a zombie of micro's (the wait failed): never written; reaped once it has exited.
+    sys.close(procs);
+    void sys.waitpid(pid).catch(() => {});
+    return;
+  }
   const text = new TextEncoder().encode(String(pid));
   // Over as soon as the write returns: an attached run keeps no zombie while it runs.
-  const end = () => finish(sys, w);
-  ended = sys.writeAsync(procs, text, text.length).then(end, end);
+  const end = () => {
+    sys.close(procs);
+    sys.reap(pid); // exited before the wait above returned
+    pending.delete(over);
+  };
+  const over: Promise<void> = sys.writeAsync(procs, text, text.length).then(end, end);
+  pending.add(over);
 }
 
 /**
- * After the command: the next may start one. What it returns settles once the last warm-up
- * is over (a grace period at most): a caller that counts its fds (a serve worker) waits.
+ * After the command: the next may have one. What it returns settles once every warm-up's
+ * write has returned (a grace period at most): a caller that counts its fds (a serve
+ * worker) waits for it.
  */
 export function warmDone(): Promise<void> {
-  current = null;
-  return ended;
-}
-
-function finish(sys: Sys, w: { pid: number; procs: number }): void {
-  sys.close(w.procs);
-  sys.reap(w.pid); // exited before the wait above returned
+  started = false;
+  return Promise.all(pending).then(() => {});
 }

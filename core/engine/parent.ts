@@ -6,10 +6,10 @@
  */
 import { deviceProgram } from "../cgroups/devfilter.ts";
 import {
+  claimMade,
   killCgroup,
   madeByMicro,
   MAKING_MODE,
-  markMade,
   type RecordedCgroup,
   removeCgroup,
 } from "../cgroups/fs.ts";
@@ -182,8 +182,9 @@ export class ParentOps {
             // answer, where Deno's mkdir would throw the process's first error (about 1 ms).
             const rc = this.sys.mkdirat(C.AT_FDCWD, cstr(path), MAKING_MODE);
             if (rc === 0) {
-              record.created = true;
-              markMade(this.sys, path);
+              // Still the one made (not removed by another run and made again meanwhile).
+              if (claimMade(this.sys, path)) record.created = true;
+              else delete record.created;
             } else if (rc === -17 && record.created && !madeByMicro(this.sys, path)) {
               // Made by an earlier try, gone since, and made again by someone else than
               // micro: theirs.

@@ -56,7 +56,6 @@ const AFFINITY_BYTES = 128;
 /** Only the named file right in the directory: no links, nothing above. */
 const BENEATH = C.RESOLVE_BENEATH | C.RESOLVE_NO_SYMLINKS;
 
-/** Everything the watchdog needs, made before the fork so that it only walks it. */
 /**
  * Dismissed watchdogs not reaped yet. One leaves a moment after its byte; a micro that
  * exits leaves it to init, but a long-lived one (a serve worker) reaps it at its next
@@ -71,6 +70,7 @@ export function reapDismissed(sys: Sys): void {
   }
 }
 
+/** Everything the watchdog needs, made before the fork so that it only walks it. */
 export class Watchdog {
   /** The watchdog's pid once forked; 0 before. */
   pid = 0;

@@ -928,9 +928,11 @@ function bindLibc(): Sys {
       return r(lib.iibi(nr.waitid, 1, pid, info, 0x41000005)) === 0;
     },
     waitExited(pid) {
-      // waitid(P_PID, pid, info, WEXITED | WNOWAIT | __WALL, NULL), blocking.
+      // waitid(P_PID, pid, info, WEXITED | WNOWAIT | __WALL, NULL), blocking; EINTR retried.
       const info = new Int32Array(32);
-      const rc = r(lib.iibi(nr.waitid, 1, pid, new Uint8Array(info.buffer), 0x41000004));
+      const bytes = new Uint8Array(info.buffer);
+      let rc: number;
+      do rc = r(lib.iibi(nr.waitid, 1, pid, bytes, 0x41000004)); while (rc === -4);
       return rc === 0 && info[0] === 17; // si_signo: SIGCHLD
     },
     wait4: (pid, status, options) =>

@@ -799,7 +799,7 @@ cgTest(
     assert.deepEqual(there, [], "micro's parent is there before the test: a container runs?");
     try {
       // What a micro SIGKILLed between a shared parent's mkdir and its mark leaves: made with
-      // the sticky bit (core/cgroups/fs.ts markMade), no trusted.micro.
+      // the sticky bit (core/cgroups/fs.ts claimMade), no trusted.micro.
       for (const dir of parentDirs(parent)) {
         const mk = await new Deno.Command("mkdir", { args: ["-m", "1755", dir] }).output();
         assert.equal(mk.code, 0, new TextDecoder().decode(mk.stderr));

@@ -13,10 +13,10 @@ import {
   v1Rules,
 } from "../../core/cgroups/devfilter.ts";
 import {
+  claimMade,
   killCgroup,
   killMembers,
   madeByMicro,
-  markMade,
   type RecordedCgroup,
   removeRecorded,
 } from "../../core/cgroups/fs.ts";
@@ -605,8 +605,31 @@ class FakeCgroupFs {
       }
       return rc(() => Deno.removeSync(name(path)));
     };
-    // micro's mark on the shared parents it made (core/cgroups/fs.ts markMade), by dir.
-    const { lsetxattr, lgetxattr } = sys;
+    // micro's mark on the shared parents it made (core/cgroups/fs.ts claimMade), by dir,
+    // set through an fd of the dir (dirFds, below), read by name.
+    const { lsetxattr, lgetxattr, fsetxattr, fstat, fchmod } = sys;
+    const dirFds = new Map<number, string>();
+    sys.fsetxattr = (fd: number, attr: CStr, value: Uint8Array, flags: number) => {
+      const rel = dirFds.get(fd);
+      if (rel === undefined) return fsetxattr.call(sys, fd, attr, value, flags);
+      if (!this.exists(rel)) return -2;
+      this.marks.set(rel, name(attr));
+      return 0;
+    };
+    sys.fstat = (fd: number, st: Stat) => {
+      const rel = dirFds.get(fd);
+      if (rel === undefined) return fstat.call(sys, fd, st);
+      const mode = C.S_IFDIR | 0o755 | (this.sticky.has(rel) ? C.S_ISVTX : 0);
+      Object.assign(st, { mode, size: 0, uid: Deno.uid() ?? 0, gid: Deno.gid() ?? 0 });
+      return 0;
+    };
+    sys.fchmod = (fd: number, mode: number) => {
+      const rel = dirFds.get(fd);
+      if (rel === undefined) return fchmod.call(sys, fd, mode);
+      if ((mode & C.S_ISVTX) !== 0) this.sticky.add(rel);
+      else this.sticky.delete(rel);
+      return 0;
+    };
     sys.lsetxattr = (path: CStr, attr: CStr, value: Uint8Array, flags: number) => {
       if (!this.under(name(path))) return lsetxattr.call(sys, path, attr, value, flags);
       if (!this.exists(this.rel(name(path)))) return -2;
@@ -632,6 +655,12 @@ class FakeCgroupFs {
     };
     sys.open = (path: CStr, flags: number, mode: number) => {
       const p = name(path);
+      // A claim's fd (claimMade: O_NOFOLLOW), not logged; the device attach's is.
+      if (this.under(p) && (flags & C.O_DIRECTORY) !== 0 && (flags & C.O_NOFOLLOW) !== 0) {
+        if (!isDir(p)) return -2;
+        dirFds.set(next, this.rel(p));
+        return next++;
+      }
       if (!this.under(p) || (flags & C.O_DIRECTORY) !== 0) return open.call(sys, path, flags, mode);
       if (isDir(p)) return (flags & 3) === C.O_RDONLY ? open.call(sys, path, flags, mode) : -21;
       const reading = (flags & 3) === C.O_RDONLY;
@@ -660,7 +689,7 @@ class FakeCgroupFs {
       const r = rc(() => Deno.writeTextFileSync(f.path, text));
       return r < 0 ? r : len;
     };
-    sys.close = (fd: number) => files.delete(fd) ? 0 : close.call(sys, fd);
+    sys.close = (fd: number) => files.delete(fd) || dirFds.delete(fd) ? 0 : close.call(sys, fd);
   }
 
   dispose(): void {
@@ -1838,7 +1867,7 @@ for (const version of ["v1", "v2"] as const) {
 
       // SIGKILLed right after the first mkdir: no mark, the state says only the intent.
       const killed = parentOps(fs, plan(ID));
-      killed.sys.lsetxattr = () => {
+      killed.sys.fsetxattr = () => {
         throw new Error("killed");
       };
       assert.throws(() => killed.parent.prepare(), /killed/);
@@ -1853,7 +1882,7 @@ for (const version of ["v1", "v2"] as const) {
 
       // and gc alone removes it too
       const again = parentOps(fs, plan(ID));
-      again.sys.lsetxattr = () => {
+      again.sys.fsetxattr = () => {
         throw new Error("killed");
       };
       assert.throws(() => again.parent.prepare(), /killed/);
@@ -1862,6 +1891,34 @@ for (const version of ["v1", "v2"] as const) {
     });
   });
 }
+
+Deno.test("v1: a shared parent removed and made again by someone else between the mkdir and the mark is theirs: not marked, left", () => {
+  withFs("v1", (fs) => {
+    const parents = HYBRID_DIRS.map((h) => `${h}/micro`);
+    const { plan } = setup({}, host(fs.layout()));
+    const { parent, announced, sys } = parentOps(fs, plan());
+    const mkdirat = sys.mkdirat;
+    sys.mkdirat = (dirfd: number, path: CStr, mode: number) => {
+      const rc = mkdirat.call(sys, dirfd, path, mode);
+      const rel = fs.rel(new TextDecoder().decode(path.subarray(0, -1)));
+      if (rc === 0 && fs.sticky.has(rel)) {
+        // another run's end removed it, an admin made it again (plain 0755)
+        real.removeSync(fs.abs(rel), { recursive: true });
+        fs.sticky.delete(rel);
+        fs.cgroup(rel);
+      }
+      return rc;
+    };
+    parent.prepare();
+    assert.equal(fs.marks.size, 0, "the admin's parent was marked");
+    for (const p of parents) {
+      const record = announced.find((c) => c.path === fs.abs(p))!;
+      assert.equal(record.created, undefined, `${p} recorded as this run's`);
+    }
+    assert.deepEqual(parent.cleanup(), []);
+    for (const p of parents) assert.ok(fs.exists(p), `${p}: the admin's parent was removed`);
+  });
+});
 
 Deno.test("cgroup marks: a sticky directory is micro's only when it is micro's user's; no attribute keeps the bit", () => {
   const attrs = new Set<string>();
@@ -1877,12 +1934,20 @@ Deno.test("cgroup marks: a sticky directory is micro's only when it is micro's u
       st.uid = owner;
       return 0;
     },
-    fchmodat: (_fd: number, _p: CStr, m: number) => {
+    open: () => 9,
+    close: () => 0,
+    fsetxattr: () => -95,
+    fstat: (_fd: number, st: Stat) => {
+      st.mode = mode;
+      st.uid = owner;
+      return 0;
+    },
+    fchmod: (_fd: number, m: number) => {
       chmods.push(m);
       return 0;
     },
   } as unknown as Sys;
-  markMade(sys, "/cg/micro");
+  assert.ok(claimMade(sys, "/cg/micro"));
   assert.deepEqual(chmods, [], "the only mark was cleared");
   assert.ok(madeByMicro(sys, "/cg/micro"));
   owner += 1; // another user's sticky directory
@@ -1908,14 +1973,27 @@ Deno.test("cgroup marks: trusted.micro, else user.micro; user.micro counts only 
       st.uid = owner;
       return 0;
     },
+    open: () => 9,
+    close: () => 0,
+    fsetxattr: (_fd: number, name: CStr) => {
+      if (text(name) === "trusted.micro" && !trusted) return -1; // EPERM: not root
+      attrs.add(text(name));
+      return 0;
+    },
+    fstat: (_fd: number, st: Stat) => {
+      st.mode = C.S_IFDIR | C.S_ISVTX | 0o755; // as made
+      st.uid = owner;
+      return 0;
+    },
+    fchmod: () => 0,
   } as unknown as Sys;
-  markMade(sys, "/cg/micro");
+  assert.ok(claimMade(sys, "/cg/micro"));
   assert.deepEqual([...attrs], ["trusted.micro"]);
   assert.ok(madeByMicro(sys, "/cg/micro"));
   // a delegated v2 subtree: trusted.* refused, user.* set
   attrs.clear();
   trusted = false;
-  markMade(sys, "/cg/micro");
+  assert.ok(claimMade(sys, "/cg/micro"));
   assert.deepEqual([...attrs], ["user.micro"]);
   assert.ok(madeByMicro(sys, "/cg/micro"));
   // user.micro on a directory someone else owns (an admin delegated it): not micro's mark

@@ -22,7 +22,14 @@ function v1Host(): RecordingSys {
 
 Deno.test("warm-up: on cgroup v1, a zombie of micro's own is written into a hierarchy's cgroup.procs, then reaped", async () => {
   const sys = v1Host();
-  warmAttach(sys, CODE);
+  const written: string[] = [];
+  const writeAsync = sys.writeAsync.bind(sys);
+  sys.writeAsync = (fd: number, buf: Uint8Array, len: number) => {
+    written.push(new TextDecoder().decode(buf.subarray(0, len)));
+    return writeAsync(fd, buf, len);
+  };
+  warmAttach(sys, CODE, 0);
+  assert.deepEqual(written, ["4242"], "not the zombie's pid");
   const calls = sys.format();
   // O_WRONLY | O_CLOEXEC | O_NOFOLLOW
   assert.ok(
@@ -39,7 +46,7 @@ Deno.test("warm-up: on cgroup v1, a zombie of micro's own is written into a hier
   assert.match(calls[write], /^writeAsync\(4, 4\)/);
   // One at a time: a second start while it is under way (a worker's, then the run's) does nothing.
   sys.clear();
-  warmAttach(sys, CODE);
+  warmAttach(sys, CODE, 0);
   assert.deepEqual(sys.format(), []);
   await warmDone();
   assert.deepEqual(sys.format(), ["close(4)", "reap(4242)"]);
@@ -49,12 +56,12 @@ Deno.test("warm-up: on cgroup v1, a zombie of micro's own is written into a hier
 
 Deno.test("warm-up: nothing on cgroup v2 (a child is born in its cgroup), nor where no hierarchy is", async () => {
   const v2 = new RecordingSys().returns("fstatfsType", () => true, C.CGROUP2_SUPER_MAGIC);
-  warmAttach(v2, CODE);
+  warmAttach(v2, CODE, 0);
   assert.deepEqual(v2.names().filter((n) => n === "usernsHold" || n === "writeAsync"), []);
   await warmDone();
   // /sys/fs/cgroup a tmpfs, but no file there is cgroupfs's: each closed, nothing cloned
   const none = new RecordingSys().returns("fstatfsType", () => true, TMPFS_MAGIC);
-  warmAttach(none, CODE);
+  warmAttach(none, CODE, 0);
   assert.deepEqual(none.names().filter((n) => n === "usernsHold" || n === "writeAsync"), []);
   const opened = none.format().filter((c) => c.startsWith("open(")).length;
   const closed = none.format().filter((c) => c.startsWith("close(")).length;
@@ -64,19 +71,44 @@ Deno.test("warm-up: nothing on cgroup v2 (a child is born in its cgroup), nor wh
 
 Deno.test("warm-up: a child that is not an exited one of micro's is never written", async () => {
   const sys = v1Host().returns("waitExited", () => true, -1);
-  warmAttach(sys, CODE);
+  warmAttach(sys, CODE, 0);
   assert.deepEqual(sys.names().filter((n) => n === "writeAsync"), []);
-  assert.deepEqual(sys.format().slice(-2), ["close(4)", "reap(4242)"]);
+  assert.deepEqual(sys.format().slice(-2), ["close(4)", "waitpid(4242)"]);
   // and the command's one is done: no other for it
   sys.clear();
-  warmAttach(sys, CODE);
+  warmAttach(sys, CODE, 0);
   assert.deepEqual(sys.format(), []);
+  await warmDone();
+});
+
+Deno.test("warm-up: none while one's write has not returned (a worker's next client); the end waits for all", async () => {
+  const sys = v1Host();
+  let release!: (n: number) => void;
+  sys.writeAsync = () => new Promise<number>((r) => release = r);
+  warmAttach(sys, CODE, 0);
+  const done = warmDone();
+  sys.clear();
+  warmAttach(sys, CODE, 0); // the next command: the first one's grace period covers it
+  assert.deepEqual(sys.format(), []);
+  let over = false;
+  void done.then(() => over = true);
+  await Promise.resolve();
+  assert.equal(over, false, "ended before the write returned");
+  release(4);
+  await done;
+  assert.deepEqual(sys.format(), ["close(4)", "reap(4242)"]);
+  // and then the next may have one
+  await warmDone();
+  sys.clear();
+  warmAttach(sys, CODE, 0);
+  assert.ok(sys.names().includes("usernsHold"));
+  release(4);
   await warmDone();
 });
 
 Deno.test("warm-up: a refused clone (no CLONE_VM here) leaves nothing open", async () => {
   const sys = v1Host().failOn("usernsHold", () => true, 1);
-  warmAttach(sys, CODE);
+  warmAttach(sys, CODE, 0);
   const opened = sys.format().filter((c) => c.startsWith("open(") || c.startsWith("pipe2")).length;
   assert.equal(sys.names().filter((n) => n === "close").length, opened + 1); // a pipe is two
   await warmDone();
@@ -84,7 +116,7 @@ Deno.test("warm-up: a refused clone (no CLONE_VM here) leaves nothing open", asy
 });
 
 Deno.test({
-  name: "warm-up on this kernel: nothing moves, no zombie and no fd is left",
+  name: "warm-up on this kernel: this process stays where it is, no zombie and no fd is left",
   ignore: Deno.uid() !== 0 || !openLibc().canVfork() ||
     !isFile("/sys/fs/cgroup/pids/cgroup.procs"),
   async fn() {
