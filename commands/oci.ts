@@ -159,6 +159,16 @@ function one(args: string[], verb: string): string {
   return args[0];
 }
 
+/** The v1 join's grace period started (core/cgroups/warm.ts): its module, for warmDone. */
+async function warmUp() {
+  const warm = await import("../core/cgroups/warm.ts");
+  const { VFORK_CODE, vforkUsable } = await import("../core/engine/vfork.ts");
+  const { openLibc } = await import("../core/sys/libc.ts");
+  const sys = openLibc();
+  if (vforkUsable(sys)) warm.warmAttach(sys, VFORK_CODE());
+  return warm;
+}
+
 /** `micro oci ...` (argv[0] is "oci"), or a runc-style invocation routed here by main.ts. */
 export async function oci(argv: string[]): Promise<number> {
   const { g, rest } = parseGlobals(argv[0] === "oci" ? argv.slice(1) : argv);
@@ -206,6 +216,8 @@ async function verb(g: Globals, argv: string[]): Promise<number> {
         },
       );
       const id = one(args, cmd);
+      // Its init joins its cgroups: on v1, their wait started now (core/cgroups/warm.ts).
+      const warm = await warmUp();
       const rt = await import("../core/oci/runtime.ts");
       const o = {
         root,
@@ -217,11 +229,15 @@ async function verb(g: Globals, argv: string[]): Promise<number> {
         preserveFds: fdCount(flags.preserveFds),
         noPivot: flags.noPivot === true,
       };
-      if (cmd === "create") {
-        await rt.create(o);
-        return 0;
+      try {
+        if (cmd === "create") {
+          await rt.create(o);
+          return 0;
+        }
+        return await rt.run(o, flags.detach === true, undefined, flags.keep === true);
+      } finally {
+        void warm.warmDone();
       }
-      return await rt.run(o, flags.detach === true, undefined, flags.keep === true);
     }
     case "start": {
       const { args } = parseVerb(rest, {}, {});
