@@ -216,9 +216,6 @@ async function verb(g: Globals, argv: string[]): Promise<number> {
         },
       );
       const id = one(args, cmd);
-      // Its init joins its cgroups: on v1, their wait started now (core/cgroups/warm.ts).
-      const warm = await warmUp();
-      const rt = await import("../core/oci/runtime.ts");
       const o = {
         root,
         id,
@@ -229,7 +226,11 @@ async function verb(g: Globals, argv: string[]): Promise<number> {
         preserveFds: fdCount(flags.preserveFds),
         noPivot: flags.noPivot === true,
       };
+      // Its init joins its cgroups: on v1, their wait started now (core/cgroups/warm.ts),
+      // under the runtime's loading.
+      const warm = await warmUp();
       try {
+        const rt = await import("../core/oci/runtime.ts");
         if (cmd === "create") {
           await rt.create(o);
           return 0;
@@ -330,28 +331,35 @@ async function verb(g: Globals, argv: string[]): Promise<number> {
         true,
       );
       const [id, ...cmd] = args;
-      const { exec } = await import("../core/oci/exec.ts");
-      return await exec({
-        root,
-        id,
-        process: flags.process as string | undefined,
-        args: cmd,
-        tty: flags.tty === true,
-        cwd: flags.cwd as string | undefined,
-        env: lists["env[]"] ?? [],
-        user: flags.user as string | undefined,
-        caps: lists["cap[]"] ?? [],
-        noNewPrivs: flags.noNewPrivs === true,
-        detach: flags.detach === true,
-        pidFile: flags.pidFile as string | undefined,
-        consoleSocket: flags.consoleSocket as string | undefined,
-        apparmor: flags.apparmor as string | undefined,
-        processLabel: flags.processLabel as string | undefined,
-        gids: (lists["gids[]"] ?? []).flatMap((g) => g.split(",")),
-        cgroups: lists["cgroup[]"] ?? [],
-        preserveFds: fdCount(flags.preserveFds),
-        ignorePaused: flags.ignorePaused === true,
-      });
+      const preserveFds = fdCount(flags.preserveFds);
+      // Its process joins the container's cgroups: on v1, their wait started now.
+      const warm = await warmUp();
+      try {
+        const { exec } = await import("../core/oci/exec.ts");
+        return await exec({
+          root,
+          id,
+          process: flags.process as string | undefined,
+          args: cmd,
+          tty: flags.tty === true,
+          cwd: flags.cwd as string | undefined,
+          env: lists["env[]"] ?? [],
+          user: flags.user as string | undefined,
+          caps: lists["cap[]"] ?? [],
+          noNewPrivs: flags.noNewPrivs === true,
+          detach: flags.detach === true,
+          pidFile: flags.pidFile as string | undefined,
+          consoleSocket: flags.consoleSocket as string | undefined,
+          apparmor: flags.apparmor as string | undefined,
+          processLabel: flags.processLabel as string | undefined,
+          gids: (lists["gids[]"] ?? []).flatMap((g) => g.split(",")),
+          cgroups: lists["cgroup[]"] ?? [],
+          preserveFds,
+          ignorePaused: flags.ignorePaused === true,
+        });
+      } finally {
+        void warm.warmDone();
+      }
     }
     case "ps": {
       // runc's ps: the pids of the container's cgroup as JSON, or the host's ps(1) output

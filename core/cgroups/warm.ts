@@ -41,6 +41,8 @@ const pending = new Set<Promise<void>>();
  */
 export function warmAttach(sys: Sys, code: Uint8Array, uid = Deno.uid()): void {
   // One whose write has not returned is in its grace period: this command's join gains too.
+  // (A serve worker asks for its own process, before a client's settings are taken:
+  // MICRO_VFORK and the uid are the worker's, which are the server's.)
   if (started || pending.size > 0 || uid !== 0) return;
   // cgroup v1 (a tmpfs of hierarchies) only.
   const top = sys.open(cstr("/sys/fs/cgroup"), C.O_RDONLY | C.O_DIRECTORY | C.O_CLOEXEC, 0);
@@ -78,7 +80,7 @@ export function warmAttach(sys: Sys, code: Uint8Array, uid = Deno.uid()): void {
   if (!sys.waitExited(pid)) {
     // Not a zombie of micro's (the wait failed): never written; reaped once it has exited.
     sys.close(procs);
-    void sys.waitpid(pid).catch(() => {});
+    if (sys.isChild(pid)) void sys.waitpid(pid).catch(() => {});
     return;
   }
   const text = new TextEncoder().encode(String(pid));

@@ -37,6 +37,8 @@ export const NOTE_IDLE = 0x69; // "i"
 export const NOTE_TAKEN = 0x74; // "t"
 /** A client has this long, in all, to send its request once connected. */
 const REQUEST_TIMEOUT_MS = 5000;
+/** How long a worker waits for its warm-up's write to return after a command (ms). */
+const WARM_WAIT_MS = 1000;
 /** Commands a worker serves before it leaves for a new one. */
 const MAX_COMMANDS = 200;
 /** Resident memory after which a worker leaves (a run's heap is a few MB). */
@@ -117,11 +119,12 @@ export async function work(dispatch: Dispatch, server: number): Promise<number> 
       console.error(`micro: serve: worker ${Deno.pid}: accept: errno ${-conn}`);
       return 125;
     }
-    const taken = receive(sys, conn);
-    // The v1 join's grace period, started as a run or an exec arrives (core/cgroups/warm.ts).
-    const joins = typeof taken !== "string" && ["run", "exec"].includes(taken.req.argv[0]);
+    // The v1 join's grace period, started as a client connects (core/cgroups/warm.ts): before
+    // its request is read, as most commands are runs (one a `plan` did not need costs the
+    // host one grace period's hold of cgroup_mutex, as any container start does).
     void warmDone(); // a refused client's, if any
-    if (joins && vforkUsable(sys)) warmAttach(sys, VFORK_CODE());
+    if (vforkUsable(sys)) warmAttach(sys, VFORK_CODE());
+    const taken = receive(sys, conn);
     const client = typeof taken === "string" ? taken : identify(sys, conn);
     if (typeof taken === "string" || typeof client === "string") {
       if (typeof taken !== "string") { for (const fd of taken.fds) sys.close(fd); }
@@ -134,7 +137,6 @@ export async function work(dispatch: Dispatch, server: number): Promise<number> 
     // command leaves on those files ends the worker.
     const clientFiles = new Set(fds.map((fd) => fileId(sys, fd)));
     clientFiles.delete(nullId);
-    const fdsBefore = new Set(fdList());
     // A client that gave up waiting (3 s) while this connection sat in the backlog.
     const hup = sys.pollNow(conn, 0x2000, 0);
     if (hup > 0 && (hup & 0x2011)) { // POLLRDHUP, POLLHUP, POLLERR
@@ -169,6 +171,8 @@ export async function work(dispatch: Dispatch, server: number): Promise<number> 
       if (Deno.ppid !== server) return 0;
       continue;
     }
+    // What each fd is before the command: one it opens may reuse a number closed since.
+    const fdsBefore = new Map(fdList().map((fd) => [fd, fileId(sys, fd)]));
     const run = { conn, done: false, signalsBefore: runSignalsMade() };
     current = run;
     watch(sys, run);
@@ -190,7 +194,11 @@ export async function work(dispatch: Dispatch, server: number): Promise<number> 
       Deno.exit(0);
     }
     if (unrestored) return leave(served, unrestored);
-    await warmDone(); // its file closed, its zombie reaped
+    // Its file closed, its zombie reaped: a write the kernel holds longer (cgroup_mutex taken
+    // elsewhere) would hang this worker, which leaves instead.
+    if (!await settled(warmDone(), WARM_WAIT_MS)) {
+      return leave(served, "a cgroup.procs write pending");
+    }
     // This command's connection is open until its client has gone (`watch`): not counted.
     const fdsNow = openFds(sys) - 1;
     if (fdsKept < 0) fdsKept = fdsNow;
@@ -318,11 +326,21 @@ function fdList(): number[] {
   return [...Deno.readDirSync("/proc/self/fd")].map((e) => Number(e.name));
 }
 
-/** Whether an fd above 2 opened during the command (not `before`) is on a client's file. */
-function keepsClientFiles(sys: Sys, files: Set<string>, before: Set<number>, conn: number) {
+/**
+ * Whether an fd above 2 opened during the command is on a client's file: one that was not
+ * open before it, or was another file then (`before`: fd to file).
+ */
+function keepsClientFiles(
+  sys: Sys,
+  files: Set<string>,
+  before: Map<number, string>,
+  conn: number,
+) {
   files.delete("");
   for (const fd of fdList()) {
-    if (fd > 2 && fd !== conn && !before.has(fd) && files.has(fileId(sys, fd))) return true;
+    if (fd <= 2 || fd === conn) continue;
+    const id = fileId(sys, fd);
+    if (files.has(id) && before.get(fd) !== id) return true;
   }
   return false;
 }
@@ -622,4 +640,15 @@ export function adopt(sys: Sys, client: Client, fds: number[], req: Request): st
     if (rc < 0) return `cannot take the client's fd ${to}: errno ${-rc}`;
   }
   return undefined;
+}
+
+/** Whether `p` settled within `ms`. */
+async function settled(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<boolean>((r) => timer = setTimeout(() => r(false), ms));
+  try {
+    return await Promise.race([p.then(() => true, () => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

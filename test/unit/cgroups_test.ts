@@ -1949,6 +1949,9 @@ Deno.test("cgroup marks: a sticky directory is micro's only when it is micro's u
   } as unknown as Sys;
   assert.ok(claimMade(sys, "/cg/micro"));
   assert.deepEqual(chmods, [], "the only mark was cleared");
+  owner += 1; // made again meanwhile, sticky, by another user: not claimed
+  assert.equal(claimMade(sys, "/cg/micro"), false);
+  owner -= 1;
   assert.ok(madeByMicro(sys, "/cg/micro"));
   owner += 1; // another user's sticky directory
   assert.equal(madeByMicro(sys, "/cg/micro"), false);
