@@ -6,14 +6,14 @@
  * the last ended, waits only for what is left of it. crun and runc pay it in full.
  *
  * So a run starts it as early as it can (before its modules load; a serve worker as a
- * command arrives) on a thread of its own, and the child's join finds the lock ready. What it
- * attaches must move nothing: a zombie child of its own (a CLONE_VM | CLONE_VFORK child of
- * the vfork stub that exits at once), written into a cgroup.procs file. The kernel takes the lock before it
- * looks at the task, and skips an exiting one (cgroup_migrate_add_task); a zombie's pid is
- * not reused until it is reaped, and it is checked to be this process's exited child right
- * before the write. micro's own pid ("0") would take the lock too, but would put micro back
- * where it was had it been moved in between; a pid that does not exist, or a kernel thread's,
- * fails before the lock (Linux 6.18).
+ * client connects) on a thread of its own, and the child's join finds the lock ready. What
+ * it attaches must move nothing: a zombie child of its own (a CLONE_VM | CLONE_VFORK child
+ * of the vfork stub that exits at once), written into a cgroup.procs file. The kernel takes
+ * the lock before it looks at the task, and skips an exiting one (cgroup_migrate_add_task);
+ * a zombie's pid is not reused until it is reaped, and it is checked to be this process's
+ * exited child right before the write. micro's own pid ("0") would take the lock too, but
+ * would put micro back where it was had it been moved in between; a pid that does not exist,
+ * or a kernel thread's, fails before the lock (Linux 6.18).
  *
  * The write holds the kernel's cgroup_mutex for the grace period (as every first attach
  * does), so the run's cgroup mkdirs wait for what is left of it there instead. Not needed on
@@ -25,8 +25,14 @@ import { C, cstr, type Sys } from "../sys/mod.ts";
 /** cgroup v1's statfs type. */
 const CGROUP_SUPER_MAGIC = 0x27e0eb;
 /** A v1 hierarchy's root at its usual place (any one: the lock is global). */
-const PROCS_FILES = ["pids", "memory", "cpu", "devices", "freezer", "unified"]
-  .map((h) => `/sys/fs/cgroup/${h}/cgroup.procs`);
+const PROCS_FILES = [
+  "/sys/fs/cgroup/pids/cgroup.procs",
+  "/sys/fs/cgroup/memory/cgroup.procs",
+  "/sys/fs/cgroup/cpu/cgroup.procs",
+  "/sys/fs/cgroup/devices/cgroup.procs",
+  "/sys/fs/cgroup/freezer/cgroup.procs",
+  "/sys/fs/cgroup/unified/cgroup.procs",
+];
 
 /** The command has had its warm-up (none other until warmDone). */
 let started = false;
@@ -35,7 +41,7 @@ const pending = new Set<Promise<void>>();
 
 /**
  * Starts the grace period unless one of this process is under way (a serve worker started
- * it as the command arrived). `code` is the vfork stub's (core/engine/vfork.ts VFORK_CODE,
+ * it as the client connected). `code` is the vfork stub's (core/engine/vfork.ts VFORK_CODE,
  * where vforkUsable): passed in, so that this module stays small enough to load before the
  * run's.
  */
