@@ -114,6 +114,25 @@ function parentDirs(parent = "micro"): string[] {
   return runDirs("", parent).map((d) => d.replace(/\/$/, ""));
 }
 
+/** A v1 cpuset cgroup a test made by hand given the root's CPUs and nodes (none until then). */
+function fillCpuset(dir: string): void {
+  for (const f of ["cpuset.cpus", "cpuset.mems"]) {
+    const up = read(`${LAYOUT.v1.cpuset}/${f}`)?.trim() ?? "0";
+    Deno.writeTextFileSync(`${dir}/${f}`, up);
+  }
+}
+
+/** Removes the cgroup dirs a test made, the last made first; one gone already is fine. */
+function removeDirs(made: string[]): void {
+  for (const dir of [...made].reverse()) {
+    try {
+      Deno.removeSync(dir);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) console.error(`cannot remove ${dir}: ${e}`);
+    }
+  }
+}
+
 /** A file of run `id`'s cgroup: `ctl` names the v1 controller (ignored on v2). */
 function cgFile(ctl: string, id: string, file: string, parent = "micro"): string {
   return V2 ? `${LAYOUT.v2}/${parent}/${id}/${file}` : `${LAYOUT.v1[ctl]}/${parent}/${id}/${file}`;
@@ -762,12 +781,7 @@ cgTest("--cgroup-parent NAME: a parent that existed before is used and kept", as
       Deno.mkdirSync(dir);
       made.push(dir);
     }
-    if (!V2) {
-      for (const f of ["cpuset.cpus", "cpuset.mems"]) {
-        const up = read(`${LAYOUT.v1.cpuset}/${f}`)?.trim() ?? "0";
-        Deno.writeTextFileSync(`${LAYOUT.v1.cpuset}/${parent}/${f}`, up);
-      }
-    }
+    if (!V2) fillCpuset(`${LAYOUT.v1.cpuset}/${parent}`);
     const limitFile = V2 ? "memory.max" : "memory.limit_in_bytes";
     const memDir = V2 ? `${LAYOUT.v2}/${parent}` : `${LAYOUT.v1.memory}/${parent}`;
     Deno.writeTextFileSync(`${memDir}/${limitFile}`, String(256 * 2 ** 20));
@@ -780,13 +794,7 @@ cgTest("--cgroup-parent NAME: a parent that existed before is used and kept", as
     assert.deepEqual(gone, [], "micro removed a parent cgroup it did not create");
     assert.equal(read(`${memDir}/${limitFile}`)?.trim(), String(256 * 2 ** 20));
   } finally {
-    for (const dir of made.reverse()) {
-      try {
-        Deno.removeSync(dir);
-      } catch (e) {
-        if (!(e instanceof Deno.errors.NotFound)) console.error(`cannot remove ${dir}: ${e}`);
-      }
-    }
+    removeDirs(made);
   }
 });
 
@@ -805,25 +813,14 @@ cgTest(
         assert.equal(mk.code, 0, new TextDecoder().decode(mk.stderr));
         made.push(dir);
       }
-      if (!V2) {
-        for (const f of ["cpuset.cpus", "cpuset.mems"]) {
-          const up = read(`${LAYOUT.v1.cpuset}/${f}`)?.trim() ?? "0";
-          Deno.writeTextFileSync(`${LAYOUT.v1.cpuset}/${parent}/${f}`, up);
-        }
-      }
+      if (!V2) fillCpuset(`${LAYOUT.v1.cpuset}/${parent}`);
       const id = newId("half");
       const r = await sh("true", ["--name", id]);
       assert.equal(r.code, 0, show(r));
       assertCgroupsGone(id, parent);
       assert.deepEqual(made.filter(exists), [], "a parent left half-made by micro stays for good");
     } finally {
-      for (const dir of made.reverse()) {
-        try {
-          Deno.removeSync(dir);
-        } catch (e) {
-          if (!(e instanceof Deno.errors.NotFound)) console.error(`cannot remove ${dir}: ${e}`);
-        }
-      }
+      removeDirs(made);
     }
   },
 );
@@ -844,12 +841,7 @@ cgTest(
         for (const d of [dir, `${dir}/${name}`]) {
           Deno.mkdirSync(d);
           made.push(d);
-          if (!V2 && d.startsWith(`${LAYOUT.v1.cpuset}/`)) {
-            for (const f of ["cpuset.cpus", "cpuset.mems"]) {
-              const up = read(`${LAYOUT.v1.cpuset}/${f}`)?.trim() ?? "0";
-              Deno.writeTextFileSync(`${d}/${f}`, up);
-            }
-          }
+          if (!V2 && d.startsWith(`${LAYOUT.v1.cpuset}/`)) fillCpuset(d);
         }
         Deno.writeTextFileSync(`${dir}/${name}/cgroup.procs`, String(victim.pid));
       }
@@ -910,14 +902,10 @@ cgTest(
         victim.kill("SIGKILL");
       } catch { /* killed already (the bug this test is about) */ }
       await victim.status;
-      for (const d of made.reverse()) {
+      for (const d of made) {
         await waitFor(() => (read(`${d}/cgroup.procs`) ?? "").trim() === "", 2000);
-        try {
-          Deno.removeSync(d);
-        } catch (e) {
-          if (!(e instanceof Deno.errors.NotFound)) console.error(`cannot remove ${d}: ${e}`);
-        }
       }
+      removeDirs(made);
     }
   },
 );
