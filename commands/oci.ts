@@ -4,6 +4,7 @@
  * main.ts also routes runc-style invocations here (see `looksLikeRunc`).
  */
 import { MicroError, usageError } from "../core/errors.ts";
+import { warmDone, warmUp } from "../core/cgroups/warm.ts";
 
 const HELP = `micro oci: micro as an OCI runtime (the runc command line)
 
@@ -159,16 +160,6 @@ function one(args: string[], verb: string): string {
   return args[0];
 }
 
-/** The v1 join's grace period started (core/cgroups/warm.ts): its module, for warmDone. */
-async function warmUp() {
-  const warm = await import("../core/cgroups/warm.ts");
-  const { VFORK_CODE, vforkUsable } = await import("../core/engine/vfork.ts");
-  const { openLibc } = await import("../core/sys/libc.ts");
-  const sys = openLibc();
-  if (vforkUsable(sys)) warm.warmAttach(sys, VFORK_CODE());
-  return warm;
-}
-
 /** `micro oci ...` (argv[0] is "oci"), or a runc-style invocation routed here by main.ts. */
 export async function oci(argv: string[]): Promise<number> {
   const { g, rest } = parseGlobals(argv[0] === "oci" ? argv.slice(1) : argv);
@@ -228,7 +219,7 @@ async function verb(g: Globals, argv: string[]): Promise<number> {
       };
       // Its init joins its cgroups: on v1, their wait started now (core/cgroups/warm.ts),
       // under the runtime's loading.
-      const warm = await warmUp();
+      await warmUp();
       try {
         const rt = await import("../core/oci/runtime.ts");
         if (cmd === "create") {
@@ -237,7 +228,7 @@ async function verb(g: Globals, argv: string[]): Promise<number> {
         }
         return await rt.run(o, flags.detach === true, undefined, flags.keep === true);
       } finally {
-        void warm.warmDone();
+        void warmDone();
       }
     }
     case "start": {
@@ -333,7 +324,7 @@ async function verb(g: Globals, argv: string[]): Promise<number> {
       const [id, ...cmd] = args;
       const preserveFds = fdCount(flags.preserveFds);
       // Its process joins the container's cgroups: on v1, their wait started now.
-      const warm = await warmUp();
+      await warmUp();
       try {
         const { exec } = await import("../core/oci/exec.ts");
         return await exec({
@@ -358,7 +349,7 @@ async function verb(g: Globals, argv: string[]): Promise<number> {
           ignorePaused: flags.ignorePaused === true,
         });
       } finally {
-        void warm.warmDone();
+        void warmDone();
       }
     }
     case "ps": {

@@ -4,8 +4,7 @@ import { RunSignals } from "../core/signals.ts";
 import { mark } from "../core/trace.ts";
 import { parseRun } from "../core/cli.ts";
 import { usageError } from "../core/errors.ts";
-import { warmAttach, warmDone } from "../core/cgroups/warm.ts";
-import { openLibc } from "../core/sys/libc.ts";
+import { warmDone, warmUp } from "../core/cgroups/warm.ts";
 
 function wantsHelp(argv: string[]): boolean {
   return argv.includes("--help") && argv.indexOf("--help") < (argv.indexOf("--") + 1 || Infinity);
@@ -24,11 +23,9 @@ export async function run(argv: string[]): Promise<number> {
     signals.remove();
     return await (await import("./lifecycle.ts")).runDetached(argv);
   }
-  const sys = openLibc();
   try {
     // The v1 join's grace period, started now to be over by the join (core/cgroups/warm.ts).
-    const { VFORK_CODE, vforkUsable } = await import("../core/engine/vfork.ts");
-    if (vforkUsable(sys)) warmAttach(sys, VFORK_CODE());
+    await warmUp();
     mark("attach warm-up");
     await gcState();
     mark("state gc");

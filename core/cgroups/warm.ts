@@ -42,8 +42,7 @@ const pending = new Set<Promise<void>>();
 /**
  * Starts the grace period unless one of this process is under way (a serve worker started
  * it as the client connected). `code` is the vfork stub's (core/engine/vfork.ts VFORK_CODE,
- * where vforkUsable): passed in, so that this module stays small enough to load before the
- * run's.
+ * where vforkUsable): passed in, as `sys` is, for tests; commands call `warmUp`.
  */
 export function warmAttach(sys: Sys, code: Uint8Array, uid = Deno.uid()): void {
   // One whose write has not returned is in its grace period: this command's join gains too.
@@ -98,6 +97,19 @@ export function warmAttach(sys: Sys, code: Uint8Array, uid = Deno.uid()): void {
   };
   const over: Promise<void> = sys.writeAsync(procs, text, text.length).then(end, end);
   pending.add(over);
+}
+
+/**
+ * warmAttach for this process, where the vfork stub may be used: what commands call. Its
+ * modules are loaded here, so that this one stays small enough to load before a run's.
+ */
+export async function warmUp(): Promise<void> {
+  const [{ openLibc }, { VFORK_CODE, vforkUsable }] = await Promise.all([
+    import("../sys/libc.ts"),
+    import("../engine/vfork.ts"),
+  ]);
+  const sys = openLibc();
+  if (vforkUsable(sys)) warmAttach(sys, VFORK_CODE());
 }
 
 /**

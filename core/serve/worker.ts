@@ -18,8 +18,7 @@
  * a command left an fd open, a relay call pending on the client's stdio, or changed its
  * namespaces, credentials or signal mask; or when its memory grew past MAX_RSS.
  */
-import { warmAttach, warmDone } from "../cgroups/warm.ts";
-import { VFORK_CODE, vforkUsable } from "../engine/vfork.ts";
+import { warmDone, warmUp } from "../cgroups/warm.ts";
 import { readLinkAt, readTextAt } from "../files.ts";
 import { stdioCallsPending } from "../engine/stdio.ts";
 import { runSignalsMade } from "../signals.ts";
@@ -123,7 +122,7 @@ export async function work(dispatch: Dispatch, server: number): Promise<number> 
     // its request is read, as most commands are runs (one a `plan` did not need costs the
     // host one grace period's hold of cgroup_mutex, as any container start does).
     void warmDone(); // a refused client's, if any
-    if (vforkUsable(sys)) warmAttach(sys, VFORK_CODE());
+    await warmUp();
     const taken = receive(sys, conn);
     const client = typeof taken === "string" ? taken : identify(sys, conn);
     if (typeof taken === "string" || typeof client === "string") {
