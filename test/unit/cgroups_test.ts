@@ -574,30 +574,22 @@ class FakeCgroupFs {
       if (made === 0 && (mode & C.S_ISVTX) !== 0) this.sticky.add(this.rel(name(path)));
       return made;
     };
-    // A dir's mode as the kernel keeps it: 0755, and sticky as made or chmod'ed.
-    const { fstatat, fchmodat } = sys;
-    sys.fstatat = (dirfd: number, path: CStr, flags: number, st: Stat) => {
-      if (dirfd !== C.AT_FDCWD || !this.under(name(path))) {
-        return fstatat.call(sys, dirfd, path, flags, st);
-      }
-      const rel = this.rel(name(path));
-      if (!this.exists(rel)) return -2;
-      const dir = isDir(name(path));
-      const mode = dir
+    // A dir's mode as the kernel keeps it: 0755, and sticky as made or chmod'ed; this
+    // user's. By name (madeByMicro) and by a claim's fd (below).
+    const statOf = (rel: string, st: Stat) => {
+      const mode = isDir(this.abs(rel))
         ? C.S_IFDIR | 0o755 | (this.sticky.has(rel) ? C.S_ISVTX : 0)
         : C.S_IFREG | 0o644;
       Object.assign(st, { mode, size: 0, uid: Deno.uid() ?? 0, gid: Deno.gid() ?? 0 });
       return 0;
     };
-    sys.fchmodat = (dirfd: number, path: CStr, mode: number) => {
+    const { fstatat } = sys;
+    sys.fstatat = (dirfd: number, path: CStr, flags: number, st: Stat) => {
       if (dirfd !== C.AT_FDCWD || !this.under(name(path))) {
-        return fchmodat.call(sys, dirfd, path, mode);
+        return fstatat.call(sys, dirfd, path, flags, st);
       }
       const rel = this.rel(name(path));
-      if (!this.exists(rel)) return -2;
-      if ((mode & C.S_ISVTX) !== 0) this.sticky.add(rel);
-      else this.sticky.delete(rel);
-      return 0;
+      return this.exists(rel) ? statOf(rel, st) : -2;
     };
     sys.unlinkat = (dirfd: number, path: CStr, flags: number) => {
       if (dirfd !== C.AT_FDCWD || !this.under(name(path)) || flags !== C.AT_REMOVEDIR) {
@@ -607,7 +599,7 @@ class FakeCgroupFs {
     };
     // micro's mark on the shared parents it made (core/cgroups/fs.ts claimMade), by dir,
     // set through an fd of the dir (dirFds, below), read by name.
-    const { lsetxattr, lgetxattr, fsetxattr, fstat, fchmod } = sys;
+    const { lgetxattr, fsetxattr, fstat, fchmod } = sys;
     const dirFds = new Map<number, string>();
     sys.fsetxattr = (fd: number, attr: CStr, value: Uint8Array, flags: number) => {
       const rel = dirFds.get(fd);
@@ -618,22 +610,13 @@ class FakeCgroupFs {
     };
     sys.fstat = (fd: number, st: Stat) => {
       const rel = dirFds.get(fd);
-      if (rel === undefined) return fstat.call(sys, fd, st);
-      const mode = C.S_IFDIR | 0o755 | (this.sticky.has(rel) ? C.S_ISVTX : 0);
-      Object.assign(st, { mode, size: 0, uid: Deno.uid() ?? 0, gid: Deno.gid() ?? 0 });
-      return 0;
+      return rel === undefined ? fstat.call(sys, fd, st) : statOf(rel, st);
     };
     sys.fchmod = (fd: number, mode: number) => {
       const rel = dirFds.get(fd);
       if (rel === undefined) return fchmod.call(sys, fd, mode);
       if ((mode & C.S_ISVTX) !== 0) this.sticky.add(rel);
       else this.sticky.delete(rel);
-      return 0;
-    };
-    sys.lsetxattr = (path: CStr, attr: CStr, value: Uint8Array, flags: number) => {
-      if (!this.under(name(path))) return lsetxattr.call(sys, path, attr, value, flags);
-      if (!this.exists(this.rel(name(path)))) return -2;
-      this.marks.set(this.rel(name(path)), name(attr));
       return 0;
     };
     sys.lgetxattr = (path: CStr, attr: CStr, buf: Uint8Array) => {
@@ -1927,7 +1910,6 @@ Deno.test("cgroup marks: a sticky directory is micro's only when it is micro's u
   const chmods: number[] = [];
   const text = (c: CStr) => new TextDecoder().decode(c.subarray(0, c.indexOf(0)));
   const sys = {
-    lsetxattr: () => -95, // EOPNOTSUPP: no attribute at all
     lgetxattr: (_p: CStr, name: CStr) => attrs.has(text(name)) ? 4 : -61,
     fstatat: (_fd: number, _p: CStr, _flags: number, st: Stat) => {
       st.mode = mode;
@@ -1936,7 +1918,7 @@ Deno.test("cgroup marks: a sticky directory is micro's only when it is micro's u
     },
     open: () => 9,
     close: () => 0,
-    fsetxattr: () => -95,
+    fsetxattr: () => -95, // EOPNOTSUPP: no attribute at all
     fstat: (_fd: number, st: Stat) => {
       st.mode = mode;
       st.uid = owner;
@@ -1966,11 +1948,6 @@ Deno.test("cgroup marks: trusted.micro, else user.micro; user.micro counts only 
   let trusted = true;
   const text = (b: CStr) => new TextDecoder().decode(b.subarray(0, b.indexOf(0)));
   const sys = {
-    lsetxattr: (_p: CStr, name: CStr) => {
-      if (text(name) === "trusted.micro" && !trusted) return -1; // EPERM: not root
-      attrs.add(text(name));
-      return 0;
-    },
     lgetxattr: (_p: CStr, name: CStr) => attrs.has(text(name)) ? 4 : -61,
     fstatat: (_fd: number, _p: CStr, _flags: number, st: { uid: number }) => {
       st.uid = owner;
