@@ -18,7 +18,7 @@ import { listDirAt } from "../files.ts";
 import { openLibc } from "../sys/libc.ts";
 import { C, cstr, cstrArray, type Stat, type Sys } from "../sys/mod.ts";
 import { sockaddrUn } from "./wire.ts";
-import { NOTE_IDLE, NOTE_TAKEN } from "./worker.ts";
+import { fileId, NOTE_IDLE, NOTE_TAKEN } from "./worker.ts";
 
 /** How long a start waits for a busy worker to be idle again (see `refill`). */
 const REFILL_DELAY_MS = 250;
@@ -248,10 +248,9 @@ function openOwnDir(sys: Sys, dir: string): number {
 function pathId(sys: Sys, dirFd: number, name: string): string {
   const fd = sys.openat(dirFd, cstr(name), C.O_PATH | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
   if (fd < 0) return "";
-  const id = new Float64Array(2);
-  const rc = sys.fstatId(fd, id);
+  const id = fileId(sys, fd);
   sys.close(fd);
-  return rc < 0 ? "" : `${id[0]}:${id[1]}`;
+  return id;
 }
 
 /**

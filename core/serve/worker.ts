@@ -306,16 +306,15 @@ function processState(sys: Sys): string {
 function rootId(sys: Sys, path: string): string {
   const fd = sys.open(cstr(path), C.O_PATH | C.O_CLOEXEC, 0);
   if (fd < 0) return "";
-  const id = new Float64Array(2);
-  const rc = sys.fstatId(fd, id);
+  const file = fileId(sys, fd);
   const info = readTextAt(sys, `/proc/self/fdinfo/${fd}`, 4096);
   sys.close(fd);
   const mnt = typeof info === "string" ? /^mnt_id:\s*(\d+)/m.exec(info)?.[1] : undefined;
-  return rc < 0 || !mnt ? "" : `${mnt}:${id[0]}:${id[1]}`;
+  return !file || !mnt ? "" : `${mnt}:${file}`;
 }
 
 /** Which file an fd is (device and inode), "" when it cannot say. */
-function fileId(sys: Sys, fd: number): string {
+export function fileId(sys: Sys, fd: number): string {
   const id = new Float64Array(2);
   return sys.fstatId(fd, id) < 0 ? "" : `${id[0]}:${id[1]}`;
 }
