@@ -110,7 +110,8 @@ async function main(argv: string[]): Promise<number> {
     ? Deno.env.get("MICRO_SERVE")
     : "";
   if (served && served !== "0" && !isWorker) {
-    const code = await (await import("./commands/serve.ts")).client(served, argv);
+    const serve = await import("./commands/serve.ts");
+    const code = await serve.client(served, argv, warm?.launcherWarming() ?? false);
     if (code !== null) return code;
   }
   const load = Object.hasOwn(COMMANDS, cmd) ? COMMANDS[cmd] : undefined;
@@ -147,6 +148,17 @@ async function guarded(argv: string[]): Promise<number> {
   }
 }
 
+/**
+ * The launcher's warm-up child (MICRO_WARM: core/cgroups/warm.ts), for `run` and `exec`: out
+ * of the environment before anything reads it (a served client's goes to its worker).
+ */
+const launched = isWorker ? undefined : Deno.env.get("MICRO_WARM");
+const warm = launched === undefined ? undefined : await import("./core/cgroups/warm.ts");
+if (warm) {
+  Deno.env.delete("MICRO_WARM");
+  warm.fromLauncher(launched!);
+}
 const code = await guarded(Deno.args);
+await warm?.dropLaunched();
 printTrace();
 Deno.exit(code);

@@ -48,8 +48,12 @@ export function worker(dispatch: (argv: string[]) => Promise<number>) {
  * A served command: run by the server's worker, this process only its client. Null when it
  * is to run here (no server answers, or its worker may not serve this process).
  */
-export async function client(value: string, argv: string[]): Promise<number | null> {
+export async function client(
+  value: string,
+  argv: string[],
+  warmed: boolean,
+): Promise<number | null> {
   const { servePath } = await import("../core/serve/wire.ts");
   const { viaServer } = await import("../core/serve/client.ts");
-  return await viaServer(servePath(value, Deno.uid() ?? 0), argv);
+  return await viaServer(servePath(value, Deno.uid() ?? 0), argv, undefined, warmed);
 }

@@ -15,6 +15,10 @@
  * would put micro back where it was had it been moved in between; a pid that does not exist,
  * or a kernel thread's, fails before the lock (Linux 6.18).
  *
+ * Where micro is started by its launcher (tools/trampoline/launcher-x86_64.S) for `run` or
+ * `exec` as root, the launcher has done this already, ~10 ms earlier, before Deno started:
+ * its child that did is this process's (MICRO_WARM), and is waited for instead.
+ *
  * The write holds the kernel's cgroup_mutex for the grace period (as every first attach
  * does), so the run's cgroup mkdirs wait for what is left of it there instead. Not needed on
  * cgroup v2, where a child is born in its cgroup (clone3 CLONE_INTO_CGROUP); nothing where
@@ -36,6 +40,8 @@ const PROCS_FILES = [
 
 /** The command has had its warm-up (none other until warmDone). */
 let started = false;
+/** The launcher's warm-up child (MICRO_WARM), until a warm-up takes it or the command ends. */
+let launched = 0;
 /** Warm-ups whose write has not returned: each ends with its zombie reaped, its file closed. */
 const pending = new Set<Promise<void>>();
 
@@ -104,12 +110,68 @@ export function warmAttach(sys: Sys, code: Uint8Array, uid = Deno.uid()): void {
  * modules are loaded here, so that this one stays small enough to load before a run's.
  */
 export async function warmUp(): Promise<void> {
+  if (launched) {
+    const { openLibc } = await import("../sys/libc.ts");
+    takeLaunched(openLibc());
+    return;
+  }
   const [{ openLibc }, { VFORK_CODE, vforkUsable }] = await Promise.all([
     import("../sys/libc.ts"),
     import("../engine/vfork.ts"),
   ]);
   const sys = openLibc();
   if (vforkUsable(sys)) warmAttach(sys, VFORK_CODE());
+}
+
+/**
+ * MICRO_WARM's value, which main.ts takes out of the environment at start (nothing micro
+ * starts inherits it): the pid of the launcher's child that started the grace period.
+ */
+export function fromLauncher(value: string): void {
+  launched = /^[1-9][0-9]{0,9}$/.test(value) ? Number(value) : 0;
+}
+
+/** Whether the launcher started one (a served client says so: its worker starts none). */
+export function launcherWarming(): boolean {
+  return launched !== 0;
+}
+
+/**
+ * A served client's launcher started it: this command (a serve worker's) starts none of its
+ * own, until warmDone.
+ */
+export function warmedElsewhere(): void {
+  started = true;
+}
+
+/**
+ * The launcher's child as this command's warm-up: pending until it has exited (its write
+ * returned), then reaped. Not a child of this process (a MICRO_WARM of the caller's, where
+ * no launcher replaced it): nothing.
+ */
+export function takeLaunched(sys: Sys): void {
+  const pid = launched;
+  launched = 0;
+  if (started || !pid || !sys.isChild(pid)) return;
+  started = true;
+  const end = () => {
+    pending.delete(over);
+  };
+  const over: Promise<void> = sys.waitpid(pid).then(end, end);
+  pending.add(over);
+}
+
+/**
+ * At the end of a command that did not take the launcher's child (a served client, `run
+ * --help`): reaped if it has exited; one still writing is left, and its parent's exit
+ * hands it to init.
+ */
+export async function dropLaunched(sys?: Sys): Promise<void> {
+  const pid = launched;
+  launched = 0;
+  if (!pid) return;
+  sys ??= (await import("../sys/libc.ts")).openLibc();
+  if (sys.isChild(pid)) sys.reap(pid);
 }
 
 /**

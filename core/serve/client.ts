@@ -27,9 +27,10 @@ export async function viaServer(
   path: string,
   argv: string[],
   sys: Sys = openLibc(),
+  warmed = false,
 ): Promise<number | null> {
   for (let k = 0; k < TRIES; k++) {
-    const got = await once(path, argv, sys);
+    const got = await once(path, argv, sys, warmed);
     if (typeof got === "number") return got;
     mark(`serve: not served: ${got.why}`);
     if (!got.retry) break;
@@ -42,6 +43,7 @@ async function once(
   path: string,
   argv: string[],
   sys: Sys,
+  warmed: boolean,
 ): Promise<number | { why: string; retry?: boolean }> {
   const addr = sockaddrUn(path);
   if (!addr) return { why: `${path}: longer than a unix socket's 107 bytes` };
@@ -61,7 +63,8 @@ async function once(
     if (cred[1] !== 0 && cred[1] !== uid) return { why: `${path} is served by uid ${cred[1]}` };
     const umask = sys.umask(0o022);
     sys.umask(umask);
-    const req = encodeRequest({ argv, env: Deno.env.toObject(), umask, build: Deno.mainModule });
+    const env = Deno.env.toObject();
+    const req = encodeRequest({ argv, env, umask, build: Deno.mainModule, warmed });
     const sent = sys.sendWithFds(sock, req, [0, 1, 2]);
     if (sent !== req.length) return { why: `sent ${Math.max(sent, 0)} of ${req.length} bytes` };
     const replies = lines(sys, sock);

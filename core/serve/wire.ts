@@ -26,6 +26,11 @@ export interface Request {
   umask: number;
   /** The client's program (Deno.mainModule: its path names the build): a worker of another refuses. */
   build: string;
+  /**
+   * The client's launcher started the v1 join's grace period (core/cgroups/warm.ts): the
+   * worker does not start one of its own.
+   */
+  warmed?: boolean;
 }
 
 /** What the client sends once it has the worker's pid: the worker may start the command. */
@@ -94,7 +99,7 @@ export function decodeRequest(json: Uint8Array): Request | string {
     return "umask is not 0 to 0777";
   }
   if (typeof o.build !== "string") return "build is not a string";
-  return { argv: o.argv, env: o.env, umask: o.umask!, build: o.build };
+  return { argv: o.argv, env: o.env, umask: o.umask!, build: o.build, warmed: o.warmed === true };
 }
 
 /**

@@ -18,7 +18,7 @@
  * a command left an fd open, a relay call pending on the client's stdio, or changed its
  * namespaces, credentials or signal mask; or when its memory grew past MAX_RSS.
  */
-import { warmDone, warmUp } from "../cgroups/warm.ts";
+import { warmDone, warmedElsewhere, warmUp } from "../cgroups/warm.ts";
 import { readLinkAt, readTextAt } from "../files.ts";
 import { stdioCallsPending } from "../engine/stdio.ts";
 import { runSignalsMade } from "../signals.ts";
@@ -118,12 +118,16 @@ export async function work(dispatch: Dispatch, server: number): Promise<number> 
       console.error(`micro: serve: worker ${Deno.pid}: accept: errno ${-conn}`);
       return 125;
     }
-    // The v1 join's grace period, started as a client connects (core/cgroups/warm.ts): before
-    // its request is read, as most commands are runs (one a `plan` did not need costs the
-    // host one grace period's hold of cgroup_mutex, as any container start does).
+    // The v1 join's grace period, started as a client's request comes (core/cgroups/warm.ts)
+    // unless its launcher started it: before the command is known, as most are runs (one a
+    // `plan` did not need costs the host one grace period's hold of cgroup_mutex, as any
+    // container start does).
     void warmDone(); // a refused client's, if any
-    await warmUp();
     const taken = receive(sys, conn);
+    if (typeof taken !== "string") {
+      if (taken.req.warmed) warmedElsewhere();
+      else await warmUp();
+    }
     const client = typeof taken === "string" ? taken : identify(sys, conn);
     if (typeof taken === "string" || typeof client === "string") {
       if (typeof taken !== "string") { for (const fd of taken.fds) sys.close(fd); }

@@ -482,7 +482,16 @@ export interface Stat {
   rdev?: number;
 }
 
-/** Flag values shared by the real and the fake Sys (x86_64 and aarch64 agree on these). */
+/**
+ * arm64's own open flags (arch/arm64/include/uapi/asm/fcntl.h, kept for AArch32): its
+ * O_DIRECTORY and O_NOFOLLOW are x86_64's O_DIRECT and O_LARGEFILE bits shifted down one.
+ */
+const ARM64_OPEN = Deno.build.arch === "aarch64";
+
+/**
+ * Flag values shared by the real and the fake Sys: x86_64 and aarch64 agree on these but
+ * O_DIRECTORY and O_NOFOLLOW, which are this machine's.
+ */
 export const C = {
   CLONE_NEWNS: 0x00020000,
   CLONE_VFORK: 0x00004000,
@@ -529,8 +538,8 @@ export const C = {
   O_TRUNC: 0o1000,
   O_NOCTTY: 0o400,
   O_NONBLOCK: 0o4000,
-  O_DIRECTORY: 0o200000,
-  O_NOFOLLOW: 0o400000,
+  O_DIRECTORY: ARM64_OPEN ? 0o40000 : 0o200000,
+  O_NOFOLLOW: ARM64_OPEN ? 0o100000 : 0o400000,
   O_CLOEXEC: 0o2000000,
   O_PATH: 0o10000000,
   AT_FDCWD: -100,

@@ -16,6 +16,15 @@ import {
 } from "../../tools/gen_trampoline.ts";
 import { runner } from "./_arch.ts";
 
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 const HASH = "0123456789abcdef";
 const FLAGS = ["--v8-flags=--single-threaded", "-A", "--quiet"];
 const STUB = 'echo "stub $0 $*"';
@@ -234,6 +243,61 @@ for (const arch of TRAMPOLINE_ARCHES) {
       new TextDecoder().decode(r.stderr),
       /^micro: launcher: cannot run \/bin\/sh \(errno 13\), [^\n]*\n$/,
     );
+  });
+
+  test("run and exec as root on cgroup v1: MICRO_WARM names its child that started the grace period; nothing else gets one, nor the caller's", (s) => {
+    // The fake Deno runs a script under the real one (the same process) that says whether
+    // MICRO_WARM is its child, waits for it to exit, says how, and reaps it.
+    Deno.writeTextFileSync(
+      `${s.dir}/check.ts`,
+      `import { openLibc } from "${new URL("../../core/sys/libc.ts", import.meta.url).href}";
+const pid = Number(Deno.env.get("MICRO_WARM"));
+const sys = openLibc();
+const mine = sys.isChild(pid) ? "mine" : "not mine";
+const exited = sys.waitExited(pid) ? "exited" : "not exited";
+const status = sys.reap(pid).status;
+console.log(\`warm \${mine} \${exited} \${status}\`);
+`,
+    );
+    Deno.writeTextFileSync(
+      `${s.d}/deno`,
+      `#!/bin/sh
+[ -n "$MICRO_WARM" ] || { echo "warm none"; exit 0; }
+exec "${Deno.execPath()}" run -A --no-config --quiet "${s.dir}/check.ts"
+`,
+    );
+    const warm = (args: string[], env: Record<string, string> = {}, uid?: number) => {
+      const [cmd, ...pre] = [...runner(arch)!, s.exe];
+      const r = new Deno.Command(cmd, {
+        args: [...pre, ...args],
+        clearEnv: true,
+        env: { PATH: "/usr/bin:/bin", MICRO_CACHE_DIR: s.base, ...env },
+        uid,
+        stdout: "piped",
+        stderr: "piped",
+      }).outputSync();
+      const t = new TextDecoder();
+      assert.equal(r.code, 0, t.decode(r.stderr));
+      return t.decode(r.stdout);
+    };
+    const type = new Deno.Command("stat", { args: ["-f", "-c", "%T", "/sys/fs/cgroup"] })
+      .outputSync();
+    const v1 = new TextDecoder().decode(type.stdout).trim() !== "cgroup2fs" &&
+      ["pids", "memory", "cpu"].some((c) => exists(`/sys/fs/cgroup/${c}/cgroup.procs`));
+    const started = v1 ? "warm mine exited 0\n" : "warm none\n";
+    assert.equal(warm(["run", "img", "true"]), started);
+    assert.equal(warm(["exec", "c", "true"]), started);
+    assert.equal(warm(["run", "img"], { MICRO_WARM: "1" }), started); // the caller's replaced
+    for (const other of [["version"], ["runner"], ["ps"], [], ["plan", "run"]]) {
+      assert.equal(warm(other), "warm none\n", other.join(" "));
+    }
+    assert.equal(warm(["version"], { MICRO_WARM: "1" }), "warm none\n"); // never passed on
+    // Not root: nothing (its cache made the user's).
+    for (const p of [s.dir, s.base, s.d, `${s.d}/lib`, `${s.d}/deno`, `${s.d}/micro.js`]) {
+      Deno.chownSync(p, 61235, 61235);
+    }
+    Deno.chownSync(`${s.d}/lib/main.js`, 61235, 61235);
+    assert.equal(warm(["run", "img"], {}, 61235), "warm none\n");
   });
 
   test("an old stamp is refreshed; a recent one is left alone", (s) => {

@@ -20,10 +20,15 @@ Deno.test("serve wire: a request goes as its length and JSON, and comes back the
     env: { A: "1", PATH: "/bin" },
     umask: 0o22,
     build: "file:///x/main.ts",
+    warmed: true,
   };
   const bytes = encodeRequest(req);
   assert.equal(new DataView(bytes.buffer).getUint32(0, true), bytes.length - 4);
   assert.deepEqual(decodeRequest(bytes.subarray(4)), req);
+  // Its launcher's warm-up (core/cgroups/warm.ts): only a true is one.
+  for (const warmed of [undefined, false, "yes", 1]) {
+    assert.equal((decodeRequest(json({ ...req, warmed })) as { warmed: boolean }).warmed, false);
+  }
 });
 
 Deno.test("serve wire: a malformed request is refused with the reason, never thrown", () => {

@@ -3,7 +3,13 @@
  * micro's own written into a cgroup.procs file (never a live process, never micro itself).
  */
 import assert from "node:assert/strict";
-import { warmAttach, warmDone } from "../../core/cgroups/warm.ts";
+import {
+  dropLaunched,
+  fromLauncher,
+  takeLaunched,
+  warmAttach,
+  warmDone,
+} from "../../core/cgroups/warm.ts";
 import { RecordingSys } from "../../core/sys/fake.ts";
 import { VFORK_CODE } from "../../core/engine/vfork.ts";
 import { openLibc } from "../../core/sys/libc.ts";
@@ -169,3 +175,62 @@ function isFile(path: string): boolean {
     return false;
   }
 }
+
+warmTest(
+  "warm-up: the launcher's child (MICRO_WARM) is the command's warm-up: none of its own, done once that child has exited and been reaped",
+  async () => {
+    const sys = v1Host();
+    const release = sys.holdWaits();
+    fromLauncher("4321");
+    takeLaunched(sys);
+    assert.deepEqual(sys.format(), ["isChild(4321)", "waitpid(4321)"]);
+    // Under way: the command's own start does nothing (the worker's or the run's).
+    sys.clear();
+    warmAttach(sys, CODE, 0);
+    assert.deepEqual(sys.format(), []);
+    let done = false;
+    const end = warmDone().then(() => done = true);
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(done, false, "done before the launcher's child exited");
+    release();
+    await end;
+    // Taken once: nothing is left for the end of the command.
+    await dropLaunched();
+    assert.deepEqual(sys.format(), []);
+  },
+);
+
+warmTest(
+  "warm-up: a MICRO_WARM that is no child of this process's (the caller's own, where no launcher replaced it) is not waited for; a malformed one is no pid",
+  async () => {
+    const sys = v1Host().failOn("isChild", 10); // ECHILD
+    fromLauncher("4321");
+    takeLaunched(sys);
+    assert.deepEqual(sys.format(), ["isChild(4321)"]);
+    // Not taken: the command's own warm-up runs.
+    warmAttach(sys, CODE, 0);
+    assert.ok(sys.names().includes("writeAsync"));
+    await warmDone();
+    for (const bad of ["", "0", "-1", "12abc", "1".repeat(11), " 42"]) {
+      const none = new RecordingSys();
+      fromLauncher(bad);
+      takeLaunched(none);
+      assert.deepEqual(none.format(), [], JSON.stringify(bad));
+    }
+  },
+);
+
+warmTest(
+  "warm-up: a command that did not take the launcher's child (a served client, run --help) reaps it at its end (WNOHANG), once; not one that is no child",
+  async () => {
+    const sys = new RecordingSys();
+    fromLauncher("4321");
+    await dropLaunched(sys);
+    await dropLaunched(sys);
+    assert.deepEqual(sys.format(), ["isChild(4321)", "reap(4321)"]);
+    const other = new RecordingSys().failOn("isChild", 10);
+    fromLauncher("4321");
+    await dropLaunched(other);
+    assert.deepEqual(other.format(), ["isChild(4321)"]);
+  },
+);

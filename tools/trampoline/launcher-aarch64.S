@@ -18,6 +18,10 @@
  * DENO_DIR, DENO_NO_UPDATE_CHECK and MICRO_EXE set. For root whose base fails (sudo -E: a
  * $HOME of another user's), /var/cache/micro is tried next, as by the stub.
  *
+ * Right before that exec, for `micro run` and `micro exec` as root on cgroup v1, the v1 join's
+ * grace period is started (`warm` below; core/cgroups/warm.ts says why), and Deno gets the
+ * pid of the child doing it in MICRO_WARM (a caller's MICRO_WARM never reaches it).
+ *
  * Anything else (a base that is relative, not tidy, missing, or not as above; a failed exec)
  * goes to the stub: execve("/bin/sh", ["sh", "-c", STUB, SELF, ARGS...]), which checks again,
  * unpacks when needed and says what is wrong. SELF is this file's path as exec'd (AT_EXECFN,
@@ -28,6 +32,14 @@
  */
         .set BASE, 0x400000
         .set SYS_getcwd, 17
+        .set SYS_statfs, 43
+        .set SYS_fstatfs, 44
+        .set SYS_openat, 56
+        .set SYS_close, 57
+        .set SYS_exit, 93
+        .set SYS_waitid, 95
+        .set SYS_clone, 220
+        .set SYS_wait4, 260
         .set SYS_write, 64
         .set SYS_newfstatat, 79
         .set SYS_utimensat, 88
@@ -53,6 +65,8 @@
         .set F_FLAGS, 312                         /* the first Deno flag */
         .set F_NFLAGS, 320                        /* how many */
         .set F_SCRIPT, 328                        /* the stub */
+        .set F_WARM, 336                          /* the warm-up child's pid, or 0 */
+        .set F_WENV, 344                          /* 48: MICRO_WARM=PID */
         .set F_SELF, 4096                         /* 8192: SELF when made absolute */
         .set F_Q, 12288                           /* 4096: the base */
         .set F_P, 16384                           /* 4096: the path being checked */
@@ -234,7 +248,8 @@ launch:
         mov     x3, #0
         mov     x8, #SYS_utimensat
         svc     #0
-1:      add     x0, x19, #F_DENO
+1:      bl      warm
+        add     x0, x19, #F_DENO
         add     x1, x19, #F_P
         bl      stpcpy
         adr     x1, s_deno
@@ -258,13 +273,13 @@ launch:
         bl      stpcpy
 
         mov     x0, x23                           /* 8 bytes a word: envc + 1, argc, the */
-2:      ldr     x1, [x0], #8                      /* flags and 8 more, rounded */
+2:      ldr     x1, [x0], #8                      /* flags and 9 more, rounded */
         cbnz    x1, 2b
         sub     x0, x0, x23
         ldr     x1, [x19, #F_NFLAGS]
         add     x0, x0, x1, lsl #3
         add     x0, x0, x22, lsl #3
-        add     x0, x0, #8*8+15
+        add     x0, x0, #9*8+15
         and     x0, x0, #-16
         sub     sp, sp, x0
 
@@ -299,13 +314,22 @@ launch:
         adr     x1, e_exe
         bl      hasprefix
         cbz     x0, 6b
+        mov     x0, x11
+        adr     x1, e_warm
+        bl      hasprefix
+        cbz     x0, 6b
         str     x11, [x9], #8
         b       6b
 8:      add     x0, x19, #F_DIR
         adr     x1, e_nocheck
         stp     x0, x1, [x9], #16
         add     x0, x19, #F_EXE
-        stp     x0, xzr, [x9], #16
+        str     x0, [x9], #8
+        ldr     x1, [x19, #F_WARM]                /* and MICRO_WARM, when there is one */
+        cbz     x1, 9f
+        add     x0, x19, #F_WENV
+        str     x0, [x9], #8
+9:      str     xzr, [x9], #8
         add     x0, x19, #F_DENO
         mov     x1, sp
         mov     x2, x24
@@ -360,9 +384,139 @@ secure:
         mov     x8, #SYS_exit_group
         svc     #0
 
-/* x1 (a number) in decimal at x0; x0 after it (F_STAT is the scratch). */
+/*
+ * For `micro run` and `micro exec` as root on cgroup v1: the first v1 attach's RCU grace
+ * period started now (launcher-x86_64.S's warm says how, and core/cgroups/warm.ts why). Z is
+ * cloned with CLONE_VM | CLONE_VFORK (arm64 has no vfork call). F_WARM: W's pid, or 0. Keeps
+ * x13, x15 and x16 from the helpers.
+ */
+warm:
+        str     xzr, [x19, #F_WARM]
+        cbnz    w20, 9f                           /* root */
+        cmp     x22, #2                           /* run or exec */
+        b.lo    9f
+        mov     x16, x30
+        ldr     x0, [x21, #8]
+        adr     x1, s_run
+        bl      hasprefix
+        cbnz    x0, 1f
+        ldrb    w3, [x2]
+        cbz     w3, 2f
+1:      ldr     x0, [x21, #8]
+        adr     x1, s_exec
+        bl      hasprefix
+        cbnz    x0, 8f
+        ldrb    w3, [x2]
+        cbnz    w3, 8f
+2:      adr     x0, cgroupfs                      /* /sys/fs/cgroup is not cgroup2 */
+        add     x1, x19, #F_STAT
+        mov     x8, #SYS_statfs
+        svc     #0
+        cbnz    x0, 8f
+        ldr     x1, [x19, #F_STAT]
+        mov     x2, #0x7270
+        movk    x2, #0x6367, lsl #16
+        cmp     x1, x2
+        b.eq    8f
+        adr     x13, procs                        /* the first root cgroup.procs of */
+3:      ldrb    w3, [x13]                         /* cgroupfs that opens */
+        cbz     w3, 8f
+        mov     x0, #-100                         /* AT_FDCWD */
+        mov     x1, x13
+        mov     x2, #0x8001                       /* O_WRONLY | O_NOFOLLOW (arm64's) */
+        movk    x2, #0x8, lsl #16                 /* | O_CLOEXEC */
+        mov     x3, #0
+        mov     x8, #SYS_openat
+        svc     #0
+        tbnz    x0, #63, 5f
+        mov     x15, x0
+        add     x1, x19, #F_STAT
+        mov     x8, #SYS_fstatfs
+        svc     #0
+        cbnz    x0, 4f
+        ldr     x1, [x19, #F_STAT]
+        mov     x2, #0xe0eb                       /* CGROUP_SUPER_MAGIC */
+        movk    x2, #0x27, lsl #16
+        cmp     x1, x2
+        b.eq    6f
+        mov     x2, #0x7270                       /* CGROUP2_SUPER_MAGIC */
+        movk    x2, #0x6367, lsl #16
+        cmp     x1, x2
+        b.eq    6f
+4:      mov     x0, x15
+        mov     x8, #SYS_close
+        svc     #0
+5:      ldrb    w3, [x13], #1                     /* the next path */
+        cbnz    w3, 5b
+        b       3b
+6:      mov     x0, #17                           /* W: a fork (SIGCHLD), the fd in x15 */
+        mov     x1, #0
+        mov     x2, #0
+        mov     x3, #0
+        mov     x4, #0
+        mov     x8, #SYS_clone
+        svc     #0
+        cbz     x0, wchild
+        tbnz    x0, #63, 7f
+        str     x0, [x19, #F_WARM]
+        add     x0, x19, #F_WENV
+        adr     x1, e_warm
+        bl      stpcpy
+        ldr     x1, [x19, #F_WARM]
+        bl      utoa
+7:      mov     x0, x15
+        mov     x8, #SYS_close
+        svc     #0
+8:      mov     x30, x16
+9:      ret
+
+/* W (see warm): the cgroup.procs fd in x15; never returns. */
+wchild:
+        sub     sp, sp, #512                      /* 0: siginfo, 256: Z's pid in decimal */
+        mov     x0, #0x4111                       /* Z: CLONE_VM | CLONE_VFORK | SIGCHLD */
+        mov     x1, #0
+        mov     x2, #0
+        mov     x3, #0
+        mov     x4, #0
+        mov     x8, #SYS_clone
+        svc     #0
+        cbnz    x0, 1f
+        mov     x8, #SYS_exit                     /* Z: exit(0) */
+        svc     #0
+1:      tbnz    x0, #63, 3f
+        mov     x14, x0
+        mov     x0, #1                            /* P_PID */
+        mov     x1, x14
+        mov     x2, sp
+        mov     x3, #4                            /* WEXITED | WNOWAIT */
+        movk    x3, #0x100, lsl #16
+        mov     x4, #0
+        mov     x8, #SYS_waitid
+        svc     #0
+        cbnz    x0, 2f
+        add     x0, sp, #256
+        mov     x1, x14
+        add     x3, sp, #504
+        bl      utoa3
+        add     x1, sp, #256
+        sub     x2, x0, x1
+        mov     x0, x15
+        mov     x8, #SYS_write
+        svc     #0
+2:      mov     x0, x14
+        mov     x1, #0
+        mov     x2, #0
+        mov     x3, #0
+        mov     x8, #SYS_wait4
+        svc     #0
+3:      mov     x0, #0
+        mov     x8, #SYS_exit
+        svc     #0
+
+/* x1 (a number) in decimal at x0; x0 after it (F_STAT is the scratch; utoa3's ends at x3). */
 utoa:
         add     x3, x19, #F_STAT+32
+utoa3:
         mov     x4, x3
         mov     x2, #10
 1:      udiv    x5, x1, x2

@@ -17,6 +17,10 @@
  * DENO_DIR, DENO_NO_UPDATE_CHECK and MICRO_EXE set. For root whose base fails (sudo -E: a
  * $HOME of another user's), /var/cache/micro is tried next, as by the stub.
  *
+ * Right before that exec, for `micro run` and `micro exec` as root on cgroup v1, the v1 join's
+ * grace period is started (`warm` below; core/cgroups/warm.ts says why), and Deno gets the
+ * pid of the child doing it in MICRO_WARM (a caller's MICRO_WARM never reaches it).
+ *
  * Anything else (a base that is relative, not tidy, missing, or not as above; a failed exec)
  * goes to the stub: execve("/bin/sh", ["sh", "-c", STUB, SELF, ARGS...]), which checks again,
  * unpacks when needed and says what is wrong. SELF is this file's path as exec'd (AT_EXECFN,
@@ -27,7 +31,16 @@
  */
         .set BASE, 0x400000
         .set SYS_write, 1
+        .set SYS_open, 2
+        .set SYS_close, 3
+        .set SYS_clone, 56
+        .set SYS_vfork, 58
         .set SYS_execve, 59
+        .set SYS_exit, 60
+        .set SYS_wait4, 61
+        .set SYS_statfs, 137
+        .set SYS_fstatfs, 138
+        .set SYS_waitid, 247
         .set SYS_getcwd, 79
         .set SYS_geteuid, 107
         .set SYS_clock_gettime, 228
@@ -38,6 +51,12 @@
         .set AT_SYMLINK_NOFOLLOW, 0x100
         .set AT_SECURE, 23
         .set AT_EXECFN, 31
+        .set O_PROCS, 0xa0001                     /* O_WRONLY | O_NOFOLLOW | O_CLOEXEC */
+        .set SIGCHLD, 17
+        .set P_PID, 1
+        .set WEXITED_WNOWAIT, 0x1000004
+        .set CGROUP_MAGIC, 0x27e0eb
+        .set CGROUP2_MAGIC, 0x63677270
         .set STAMP, 600
         .set MAX_BASE, 3800                       /* a longer base goes to the stub */
         .set MAX_NAME, 4000                       /* and a longer AT_EXECFN */
@@ -60,6 +79,8 @@
         .set F_FLAGS, 37176                       /* the first Deno flag */
         .set F_NFLAGS, 37184                      /* how many */
         .set F_SCRIPT, 37192                      /* the stub */
+        .set F_WARM, 37200                        /* the warm-up child's pid, or 0 */
+        .set F_WENV, 37216                        /* 48: MICRO_WARM=PID */
         .set F_SIZE, 37376
 
         .include "elf-x86_64.inc"
@@ -241,7 +262,8 @@ launch:
         xor     %edx, %edx
         xor     %r10d, %r10d
         syscall
-1:      lea     F_DENO(%rbx), %rdi
+1:      call    warm
+        lea     F_DENO(%rbx), %rdi
         lea     F_P(%rbx), %rsi
         call    stpcpy
         lea     s_deno(%rip), %rsi
@@ -269,10 +291,10 @@ launch:
         lea     8(%rax), %rax
         jne     2b
         sub     %r15, %rax                        /* 8 bytes a word: envc + 1, argc, */
-        mov     F_NFLAGS(%rbx), %rcx              /* the flags and 8 more, rounded */
+        mov     F_NFLAGS(%rbx), %rcx              /* the flags and 9 more, rounded */
         lea     (%rax,%rcx,8), %rax
         lea     (%rax,%r14,8), %rax
-        add     $8*8+15, %rax
+        add     $9*8+15, %rax
         and     $-16, %rax
         sub     %rax, %rsp
 
@@ -316,6 +338,10 @@ launch:
         lea     e_exe(%rip), %rsi
         call    hasprefix
         je      6b
+        mov     %rdx, %rdi
+        lea     e_warm(%rip), %rsi
+        call    hasprefix
+        je      6b
         mov     %rdx, (%r8)
         add     $8, %r8
         jmp     6b
@@ -325,7 +351,13 @@ launch:
         mov     %rax, 8(%r8)
         lea     F_EXE(%rbx), %rax
         mov     %rax, 16(%r8)
-        movq    $0, 24(%r8)
+        add     $24, %r8
+        cmpq    $0, F_WARM(%rbx)                  /* and MICRO_WARM, when there is one */
+        je      9f
+        lea     F_WENV(%rbx), %rax
+        mov     %rax, (%r8)
+        add     $8, %r8
+9:      movq    $0, (%r8)
         mov     %rbp, %rdx                        /* envp starts after argv's NULL */
         mov     $SYS_execve, %eax
         lea     F_DENO(%rbx), %rdi
@@ -383,6 +415,133 @@ secure:
         syscall
         mov     $SYS_exit_group, %eax
         mov     $125, %edi
+        syscall
+
+/*
+ * For `micro run` and `micro exec` as root on cgroup v1: the first v1 attach's RCU grace
+ * period started now, ~10 ms before micro could start it (core/cgroups/warm.ts says why a
+ * zombie's pid written into a root cgroup.procs does it, and moves nothing). A child W (a
+ * fork: this process is a few pages) vforks a child Z that exits at once, checks Z is its
+ * unreaped child (waitid WNOWAIT: with SIGCHLD ignored it would be gone, its pid free),
+ * writes Z's pid into the first v1 hierarchy's root cgroup.procs (opened here, O_NOFOLLOW,
+ * statfs-checked), reaps Z and exits. F_WARM: W's pid (micro reaps it: MICRO_WARM), or 0
+ * when not started.
+ */
+warm:
+        movq    $0, F_WARM(%rbx)
+        test    %r12d, %r12d                      /* root */
+        jne     9f
+        cmp     $2, %r14                          /* run or exec */
+        jb      9f
+        mov     8(%r13), %rdi
+        lea     s_run(%rip), %rsi
+        call    hasprefix
+        jne     1f
+        cmpb    $0, (%rdi)
+        je      2f
+1:      mov     8(%r13), %rdi
+        lea     s_exec(%rip), %rsi
+        call    hasprefix
+        jne     9f
+        cmpb    $0, (%rdi)
+        jne     9f
+2:      mov     $SYS_statfs, %eax                 /* /sys/fs/cgroup is not cgroup2 */
+        lea     cgroupfs(%rip), %rdi
+        lea     F_STAT(%rbx), %rsi
+        syscall
+        test    %rax, %rax
+        jne     9f
+        cmpq    $CGROUP2_MAGIC, F_STAT(%rbx)
+        je      9f
+        lea     procs(%rip), %rdx                 /* the first root cgroup.procs of */
+3:      cmpb    $0, (%rdx)                        /* cgroupfs that opens */
+        je      9f
+        push    %rdx
+        mov     $SYS_open, %eax
+        mov     %rdx, %rdi
+        mov     $O_PROCS, %esi
+        xor     %edx, %edx
+        syscall
+        pop     %rdx
+        test    %rax, %rax
+        js      5f
+        mov     %rax, %r9
+        mov     $SYS_fstatfs, %eax
+        mov     %r9, %rdi
+        lea     F_STAT(%rbx), %rsi
+        syscall
+        test    %rax, %rax
+        jne     4f
+        cmpq    $CGROUP_MAGIC, F_STAT(%rbx)
+        je      6f
+        cmpq    $CGROUP2_MAGIC, F_STAT(%rbx)
+        je      6f
+4:      mov     $SYS_close, %eax
+        mov     %r9, %rdi
+        syscall
+5:      inc     %rdx                              /* the next path */
+        cmpb    $0, -1(%rdx)
+        jne     5b
+        jmp     3b
+6:      mov     $SYS_clone, %eax                  /* W: the fd in %r9 */
+        mov     $SIGCHLD, %edi
+        xor     %esi, %esi
+        xor     %edx, %edx
+        xor     %r10d, %r10d
+        xor     %r8d, %r8d
+        syscall
+        test    %rax, %rax
+        je      wchild
+        js      7f
+        mov     %rax, F_WARM(%rbx)
+        lea     F_WENV(%rbx), %rdi
+        lea     e_warm(%rip), %rsi
+        call    stpcpy
+        mov     F_WARM(%rbx), %rax
+        call    utoa
+7:      mov     $SYS_close, %eax
+        mov     %r9, %rdi
+        syscall
+9:      ret
+
+/* W (see warm): the cgroup.procs fd in %r9; never returns. */
+wchild:
+        sub     $512, %rsp                        /* 0: siginfo, 256: Z's pid in decimal */
+        mov     $SYS_vfork, %eax
+        syscall
+        test    %rax, %rax
+        jne     1f
+        mov     $SYS_exit, %eax                   /* Z */
+        xor     %edi, %edi
+        syscall
+1:      js      3f
+        mov     %rax, %r12                        /* Z's pid */
+        mov     $SYS_waitid, %eax
+        mov     $P_PID, %edi
+        mov     %r12, %rsi
+        mov     %rsp, %rdx
+        mov     $WEXITED_WNOWAIT, %r10d
+        xor     %r8d, %r8d
+        syscall
+        test    %rax, %rax
+        jne     2f
+        lea     256(%rsp), %rdi
+        mov     %r12, %rax
+        call    utoa
+        lea     256(%rsp), %rsi
+        mov     %rdi, %rdx
+        sub     %rsi, %rdx
+        mov     $SYS_write, %eax
+        mov     %r9, %rdi
+        syscall
+2:      mov     $SYS_wait4, %eax
+        mov     %r12, %rdi
+        xor     %esi, %esi
+        xor     %edx, %edx
+        xor     %r10d, %r10d
+        syscall
+3:      mov     $SYS_exit, %eax
+        xor     %edi, %edi
         syscall
 
 /* %rax (a number) in decimal at %rdi; %rdi after it. */
