@@ -150,15 +150,15 @@ async function guarded(argv: string[]): Promise<number> {
 
 /**
  * The launcher's warm-up child (MICRO_WARM: core/cgroups/warm.ts), for `run` and `exec`: out
- * of the environment before anything reads it (a served client's goes to its worker).
+ * of the environment before anything reads it (a served client's would go to its worker).
  */
 const launched = isWorker ? undefined : Deno.env.get("MICRO_WARM");
 const warm = launched === undefined ? undefined : await import("./core/cgroups/warm.ts");
 if (warm) {
   Deno.env.delete("MICRO_WARM");
-  warm.fromLauncher(launched!);
+  await warm.fromLauncher(launched!);
 }
 const code = await guarded(Deno.args);
-await warm?.dropLaunched();
+warm?.dropLaunched();
 printTrace();
 Deno.exit(code);

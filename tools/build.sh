@@ -251,6 +251,7 @@ launch() {
   [ -z "$lk" ] || eval "exec $lk>&-"
   [ -z "$um" ] || umask "$um"
   export DENO_DIR="$d/deno_dir" DENO_NO_UPDATE_CHECK=1 MICRO_EXE="$self"
+  unset MICRO_WARM # the launcher's alone (launcher-ARCH.S warm)
   exec "$d/deno" run @FLAGS@ "$d/micro.js" "$@"
 }
 

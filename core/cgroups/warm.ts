@@ -40,8 +40,6 @@ const PROCS_FILES = [
 
 /** The command has had its warm-up (none other until warmDone). */
 let started = false;
-/** The launcher's warm-up child (MICRO_WARM), until a warm-up takes it or the command ends. */
-let launched = 0;
 /** Warm-ups whose write has not returned: each ends with its zombie reaped, its file closed. */
 const pending = new Set<Promise<void>>();
 
@@ -123,17 +121,38 @@ export async function warmUp(): Promise<void> {
   if (vforkUsable(sys)) warmAttach(sys, VFORK_CODE());
 }
 
+/** The launcher's child: its pid, and the pipe's write end whose closing stops it. */
+interface Launched {
+  pid: number;
+  fd: number;
+  sys: Sys;
+}
+/** MICRO_WARM's, until a warm-up takes it or the command ends. */
+let launched: Launched | null = null;
+/** The one taken as this command's warm-up, until joined or warmDone stop it. */
+let running: Launched | null = null;
+
 /**
- * MICRO_WARM's value, which main.ts takes out of the environment at start (nothing micro
- * starts inherits it): the pid of the launcher's child that started the grace period.
+ * MICRO_WARM ("PID,FD"), which main.ts takes out of the environment at start: the
+ * launcher's child that started the grace period and keeps it, and the write end of the pipe
+ * that stops it (tools/trampoline/launcher-x86_64.S). Only a child of this process's counts:
+ * another value (a caller's own, where no launcher replaced it) is dropped, its fd untouched.
+ * The fd made close-on-exec at once: nothing micro starts holds it.
  */
-export function fromLauncher(value: string): void {
-  launched = /^[1-9][0-9]{0,9}$/.test(value) ? Number(value) : 0;
+export async function fromLauncher(value: string, sys?: Sys): Promise<void> {
+  launched = null;
+  const m = /^([1-9][0-9]{0,9}),([0-9]{1,9})$/.exec(value);
+  if (!m) return;
+  const [pid, fd] = [Number(m[1]), Number(m[2])];
+  if (fd < 3) return;
+  sys ??= (await import("../sys/libc.ts")).openLibc();
+  if (!sys.isChild(pid) || sys.fcntl(fd, 2, 1) < 0) return; // F_SETFD, FD_CLOEXEC
+  launched = { pid, fd, sys };
 }
 
 /** Whether the launcher started one (a served client says so: its worker starts none). */
 export function launcherWarming(): boolean {
-  return launched !== 0;
+  return launched !== null;
 }
 
 /**
@@ -145,33 +164,49 @@ export function warmedElsewhere(): void {
 }
 
 /**
- * The launcher's child as this command's warm-up: pending until it has exited (its write
- * returned), then reaped. Not a child of this process (a MICRO_WARM of the caller's, where
- * no launcher replaced it): nothing.
+ * The launcher's child as this command's warm-up: pending until it has exited, then reaped.
+ * It writes on until the container has joined its cgroups (`joined`) or the command ends.
  */
 export function takeLaunched(sys: Sys): void {
-  const pid = launched;
-  launched = 0;
-  if (started || !pid || !sys.isChild(pid)) return;
+  const l = launched;
+  launched = null;
+  if (!l) return;
+  if (started) {
+    stop(l);
+    return;
+  }
   started = true;
+  running = l;
   const end = () => {
     pending.delete(over);
   };
-  const over: Promise<void> = sys.waitpid(pid).then(end, end);
+  const over: Promise<void> = sys.waitpid(l.pid).then(end, end);
   pending.add(over);
+}
+
+/** The container has joined its cgroups (core/engine/mod.ts): the lock is kept no longer. */
+export function joined(): void {
+  if (running) stop(running);
+  running = null;
+}
+
+/** Its pipe closed: it writes no more, reaps its zombie and exits. */
+function stop(l: Launched): void {
+  if (l.fd >= 0) l.sys.close(l.fd);
+  l.fd = -1;
 }
 
 /**
  * At the end of a command that did not take the launcher's child (a served client, `run
- * --help`): reaped if it has exited; one still writing is left, and its parent's exit
- * hands it to init.
+ * --help`): stopped, and reaped if it has exited already; one still writing is left, and
+ * this process's exit hands it to init.
  */
-export async function dropLaunched(sys?: Sys): Promise<void> {
-  const pid = launched;
-  launched = 0;
-  if (!pid) return;
-  sys ??= (await import("../sys/libc.ts")).openLibc();
-  if (sys.isChild(pid)) sys.reap(pid);
+export function dropLaunched(): void {
+  const l = launched;
+  launched = null;
+  if (!l) return;
+  stop(l);
+  l.sys.reap(l.pid);
 }
 
 /**
@@ -180,6 +215,7 @@ export async function dropLaunched(sys?: Sys): Promise<void> {
  * worker) waits for it.
  */
 export function warmDone(): Promise<void> {
+  joined();
   started = false;
   return Promise.all(pending).then(() => {});
 }

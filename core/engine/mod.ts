@@ -18,6 +18,7 @@ import { CHILD_PHASES, type Op } from "../ops.ts";
 import { RunSignals, signalName } from "../signals.ts";
 import { C, type CStr, cstr, type Sys } from "../sys/mod.ts";
 import type { RecordedCgroup } from "../cgroups/fs.ts";
+import { joined } from "../cgroups/warm.ts";
 import { ParentOps, rootHostId } from "./parent.ts";
 import { Watchdog } from "./watchdog.ts";
 import {
@@ -383,6 +384,8 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
         }
       },
     );
+    // Its cgroups joined: the launcher's warm-up keeps the v1 lock ready no longer.
+    joined();
     try {
       if (signals.stopSignal) {
         // Killed as it started: reap it, and nothing of the run is left.

@@ -247,16 +247,20 @@ for (const arch of TRAMPOLINE_ARCHES) {
 
   test("run and exec as root on cgroup v1: MICRO_WARM names its child that started the grace period; nothing else gets one, nor the caller's", (s) => {
     // The fake Deno runs a script under the real one (the same process) that says whether
-    // MICRO_WARM is its child, waits for it to exit, says how, and reaps it.
+    // MICRO_WARM's pid is its child and its fd a pipe's write end, that the child still
+    // writes (a zombie's pid, every 2 ms) until that end is closed, and that it then exits.
     Deno.writeTextFileSync(
       `${s.dir}/check.ts`,
       `import { openLibc } from "${new URL("../../core/sys/libc.ts", import.meta.url).href}";
-const pid = Number(Deno.env.get("MICRO_WARM"));
+const [pid, fd] = Deno.env.get("MICRO_WARM")!.split(",").map(Number);
 const sys = openLibc();
 const mine = sys.isChild(pid) ? "mine" : "not mine";
+const pipe = Deno.readLinkSync(\`/proc/self/fd/\${fd}\`).startsWith("pipe:") ? "pipe" : "not a pipe";
+await new Promise((r) => setTimeout(r, 100));
+const writing = sys.reap(pid).pid === 0 ? "writing" : "gone";
+sys.close(fd);
 const exited = sys.waitExited(pid) ? "exited" : "not exited";
-const status = sys.reap(pid).status;
-console.log(\`warm \${mine} \${exited} \${status}\`);
+console.log(\`warm \${mine} \${pipe} \${writing} \${exited} \${sys.reap(pid).status}\`);
 `,
     );
     Deno.writeTextFileSync(
@@ -284,7 +288,7 @@ exec "${Deno.execPath()}" run -A --no-config --quiet "${s.dir}/check.ts"
       .outputSync();
     const v1 = new TextDecoder().decode(type.stdout).trim() !== "cgroup2fs" &&
       ["pids", "memory", "cpu"].some((c) => exists(`/sys/fs/cgroup/${c}/cgroup.procs`));
-    const started = v1 ? "warm mine exited 0\n" : "warm none\n";
+    const started = v1 ? "warm mine pipe writing exited 0\n" : "warm none\n";
     assert.equal(warm(["run", "img", "true"]), started);
     assert.equal(warm(["exec", "c", "true"]), started);
     assert.equal(warm(["run", "img"], { MICRO_WARM: "1" }), started); // the caller's replaced

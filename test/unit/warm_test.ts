@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import {
   dropLaunched,
   fromLauncher,
+  joined,
   takeLaunched,
   warmAttach,
   warmDone,
@@ -177,17 +178,20 @@ function isFile(path: string): boolean {
 }
 
 warmTest(
-  "warm-up: the launcher's child (MICRO_WARM) is the command's warm-up: none of its own, done once that child has exited and been reaped",
+  "warm-up: the launcher's child (MICRO_WARM=PID,FD) is the command's warm-up: its fd made close-on-exec, none of its own started, stopped (its pipe closed) once the container joined, done once it has exited",
   async () => {
     const sys = v1Host();
     const release = sys.holdWaits();
-    fromLauncher("4321");
+    await fromLauncher("4321,7", sys);
     takeLaunched(sys);
-    assert.deepEqual(sys.format(), ["isChild(4321)", "waitpid(4321)"]);
+    assert.deepEqual(sys.format(), ["isChild(4321)", "fcntl(7, 0x2, 0x1)", "waitpid(4321)"]);
     // Under way: the command's own start does nothing (the worker's or the run's).
     sys.clear();
     warmAttach(sys, CODE, 0);
     assert.deepEqual(sys.format(), []);
+    joined();
+    joined();
+    assert.deepEqual(sys.format(), ["close(7)"], "closed once, at the join");
     let done = false;
     const end = warmDone().then(() => done = true);
     await new Promise((r) => setTimeout(r, 20));
@@ -195,42 +199,64 @@ warmTest(
     release();
     await end;
     // Taken once: nothing is left for the end of the command.
-    await dropLaunched();
-    assert.deepEqual(sys.format(), []);
+    dropLaunched();
+    assert.deepEqual(sys.format(), ["close(7)"]);
   },
 );
 
 warmTest(
-  "warm-up: a MICRO_WARM that is no child of this process's (the caller's own, where no launcher replaced it) is not waited for; a malformed one is no pid",
+  "warm-up: a command that ends before its join (a failed start) stops the launcher's child at its end",
+  async () => {
+    const sys = v1Host();
+    await fromLauncher("4321,7", sys);
+    takeLaunched(sys);
+    sys.clear();
+    await warmDone();
+    assert.deepEqual(sys.format(), ["close(7)"]);
+  },
+);
+
+warmTest(
+  "warm-up: a MICRO_WARM that is no child of this process's (a caller's own) is not waited for and its fd not touched; a malformed one is nothing",
   async () => {
     const sys = v1Host().failOn("isChild", 10); // ECHILD
-    fromLauncher("4321");
+    await fromLauncher("4321,7", sys);
     takeLaunched(sys);
     assert.deepEqual(sys.format(), ["isChild(4321)"]);
     // Not taken: the command's own warm-up runs.
     warmAttach(sys, CODE, 0);
     assert.ok(sys.names().includes("writeAsync"));
     await warmDone();
-    for (const bad of ["", "0", "-1", "12abc", "1".repeat(11), " 42"]) {
+    for (
+      const bad of [
+        "",
+        "4321",
+        "0,7",
+        "-1,7",
+        "4321,2",
+        "4321,",
+        "12abc,7",
+        "1".repeat(11) + ",7",
+        " 42,7",
+      ]
+    ) {
       const none = new RecordingSys();
-      fromLauncher(bad);
+      await fromLauncher(bad, none);
       takeLaunched(none);
+      dropLaunched();
       assert.deepEqual(none.format(), [], JSON.stringify(bad));
     }
   },
 );
 
 warmTest(
-  "warm-up: a command that did not take the launcher's child (a served client, run --help) reaps it at its end (WNOHANG), once; not one that is no child",
+  "warm-up: a command that did not take the launcher's child (a served client, run --help) stops it at its end and reaps it if it has exited, once",
   async () => {
     const sys = new RecordingSys();
-    fromLauncher("4321");
-    await dropLaunched(sys);
-    await dropLaunched(sys);
-    assert.deepEqual(sys.format(), ["isChild(4321)", "reap(4321)"]);
-    const other = new RecordingSys().failOn("isChild", 10);
-    fromLauncher("4321");
-    await dropLaunched(other);
-    assert.deepEqual(other.format(), ["isChild(4321)"]);
+    await fromLauncher("4321,7", sys);
+    sys.clear();
+    dropLaunched();
+    dropLaunched();
+    assert.deepEqual(sys.format(), ["close(7)", "reap(4321)"]);
   },
 );

@@ -19,8 +19,9 @@
  * $HOME of another user's), /var/cache/micro is tried next, as by the stub.
  *
  * Right before that exec, for `micro run` and `micro exec` as root on cgroup v1, the v1 join's
- * grace period is started (`warm` below; core/cgroups/warm.ts says why), and Deno gets the
- * pid of the child doing it in MICRO_WARM (a caller's MICRO_WARM never reaches it).
+ * grace period is started and kept (`warm` below; core/cgroups/warm.ts says why), and Deno
+ * gets the pid of the child doing it and the write end of a pipe that stops it in MICRO_WARM
+ * (a caller's MICRO_WARM never reaches it).
  *
  * Anything else (a base that is relative, not tidy, missing, or not as above; a failed exec)
  * goes to the stub: execve("/bin/sh", ["sh", "-c", STUB, SELF, ARGS...]), which checks again,
@@ -36,6 +37,8 @@
         .set SYS_fstatfs, 44
         .set SYS_openat, 56
         .set SYS_close, 57
+        .set SYS_pipe2, 59
+        .set SYS_ppoll, 73
         .set SYS_exit, 93
         .set SYS_waitid, 95
         .set SYS_clone, 220
@@ -66,7 +69,10 @@
         .set F_NFLAGS, 320                        /* how many */
         .set F_SCRIPT, 328                        /* the stub */
         .set F_WARM, 336                          /* the warm-up child's pid, or 0 */
-        .set F_WENV, 344                          /* 48: MICRO_WARM=PID */
+        .set F_WENV, 344                          /* 48: MICRO_WARM=PID,FD */
+        .set F_PIPE, 392                          /* 8: its pipe (int[2]) */
+        .set WARM_WRITES, 100                     /* launcher-x86_64.S's warm says why */
+        .set WARM_NS, 2000000
         .set F_SELF, 4096                         /* 8192: SELF when made absolute */
         .set F_Q, 12288                           /* 4096: the base */
         .set F_P, 16384                           /* 4096: the path being checked */
@@ -449,7 +455,12 @@ warm:
 5:      ldrb    w3, [x13], #1                     /* the next path */
         cbnz    w3, 5b
         b       3b
-6:      mov     x0, #17                           /* W: a fork (SIGCHLD), the fd in x15 */
+6:      add     x0, x19, #F_PIPE                  /* the pipe: its write end, kept */
+        mov     x1, #0                            /* open across the exec, micro's */
+        mov     x8, #SYS_pipe2
+        svc     #0
+        cbnz    x0, 7f
+        mov     x0, #17                           /* W: a fork (SIGCHLD), the fd in x15 */
         mov     x1, #0
         mov     x2, #0
         mov     x3, #0
@@ -457,22 +468,39 @@ warm:
         mov     x8, #SYS_clone
         svc     #0
         cbz     x0, wchild
-        tbnz    x0, #63, 7f
+        tbnz    x0, #63, 10f
         str     x0, [x19, #F_WARM]
         add     x0, x19, #F_WENV
         adr     x1, e_warm
         bl      stpcpy
         ldr     x1, [x19, #F_WARM]
         bl      utoa
+        mov     w1, #','
+        strb    w1, [x0], #1
+        ldr     w1, [x19, #F_PIPE+4]
+        bl      utoa
+        ldr     w0, [x19, #F_PIPE]                /* the read end is W's */
+        mov     x8, #SYS_close
+        svc     #0
+        b       7f
+10:     ldr     w0, [x19, #F_PIPE]
+        mov     x8, #SYS_close
+        svc     #0
+        ldr     w0, [x19, #F_PIPE+4]
+        mov     x8, #SYS_close
+        svc     #0
 7:      mov     x0, x15
         mov     x8, #SYS_close
         svc     #0
 8:      mov     x30, x16
 9:      ret
 
-/* W (see warm): the cgroup.procs fd in x15; never returns. */
+/* W (see warm): the cgroup.procs fd in x15, F_PIPE its pipe; never returns. */
 wchild:
-        sub     sp, sp, #512                      /* 0: siginfo, 256: Z's pid in decimal */
+        sub     sp, sp, #512                      /* 0: siginfo, 128: pollfd, 144: timespec, */
+        ldr     w0, [x19, #F_PIPE+4]              /* 256: Z's pid; micro's end alone keeps */
+        mov     x8, #SYS_close                    /* the pipe open */
+        svc     #0
         mov     x0, #0x4111                       /* Z: CLONE_VM | CLONE_VFORK | SIGCHLD */
         mov     x1, #0
         mov     x2, #0
@@ -499,10 +527,31 @@ wchild:
         add     x3, sp, #504
         bl      utoa3
         add     x1, sp, #256
-        sub     x2, x0, x1
-        mov     x0, x15
+        sub     x13, x0, x1                       /* its length */
+        mov     x12, #WARM_WRITES
+        ldr     w0, [x19, #F_PIPE]                /* pollfd: the read end, POLLIN */
+        str     w0, [sp, #128]
+        mov     w0, #1
+        str     w0, [sp, #132]
+4:      mov     x0, x15
+        add     x1, sp, #256
+        mov     x2, x13
         mov     x8, #SYS_write
         svc     #0
+        subs    x12, x12, #1
+        b.eq    2f
+        str     xzr, [sp, #144]                   /* timespec: WARM_NS, set each time */
+        mov     x0, #(WARM_NS & 0xffff)           /* (ppoll leaves what was not slept) */
+        movk    x0, #(WARM_NS >> 16), lsl #16
+        str     x0, [sp, #152]
+        add     x0, sp, #128                      /* EOF (micro done), an error or a */
+        mov     x1, #1                            /* signal ends it */
+        add     x2, sp, #144
+        mov     x3, #0
+        mov     x4, #8
+        mov     x8, #SYS_ppoll
+        svc     #0
+        cbz     x0, 4b
 2:      mov     x0, x14
         mov     x1, #0
         mov     x2, #0

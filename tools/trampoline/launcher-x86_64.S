@@ -18,8 +18,9 @@
  * $HOME of another user's), /var/cache/micro is tried next, as by the stub.
  *
  * Right before that exec, for `micro run` and `micro exec` as root on cgroup v1, the v1 join's
- * grace period is started (`warm` below; core/cgroups/warm.ts says why), and Deno gets the
- * pid of the child doing it in MICRO_WARM (a caller's MICRO_WARM never reaches it).
+ * grace period is started and kept (`warm` below; core/cgroups/warm.ts says why), and Deno
+ * gets the pid of the child doing it and the write end of a pipe that stops it in MICRO_WARM
+ * (a caller's MICRO_WARM never reaches it).
  *
  * Anything else (a base that is relative, not tidy, missing, or not as above; a failed exec)
  * goes to the stub: execve("/bin/sh", ["sh", "-c", STUB, SELF, ARGS...]), which checks again,
@@ -33,6 +34,7 @@
         .set SYS_write, 1
         .set SYS_open, 2
         .set SYS_close, 3
+        .set SYS_poll, 7
         .set SYS_clone, 56
         .set SYS_vfork, 58
         .set SYS_execve, 59
@@ -41,6 +43,7 @@
         .set SYS_statfs, 137
         .set SYS_fstatfs, 138
         .set SYS_waitid, 247
+        .set SYS_pipe2, 293
         .set SYS_getcwd, 79
         .set SYS_geteuid, 107
         .set SYS_clock_gettime, 228
@@ -57,6 +60,8 @@
         .set WEXITED_WNOWAIT, 0x1000004
         .set CGROUP_MAGIC, 0x27e0eb
         .set CGROUP2_MAGIC, 0x63677270
+        .set WARM_WRITES, 100                     /* a write, then one every WARM_MS at most */
+        .set WARM_MS, 2                           /* (under any grace period: it stays slow) */
         .set STAMP, 600
         .set MAX_BASE, 3800                       /* a longer base goes to the stub */
         .set MAX_NAME, 4000                       /* and a longer AT_EXECFN */
@@ -80,7 +85,8 @@
         .set F_NFLAGS, 37184                      /* how many */
         .set F_SCRIPT, 37192                      /* the stub */
         .set F_WARM, 37200                        /* the warm-up child's pid, or 0 */
-        .set F_WENV, 37216                        /* 48: MICRO_WARM=PID */
+        .set F_PIPE, 37208                        /* 8: its pipe (int[2]) */
+        .set F_WENV, 37216                        /* 48: MICRO_WARM=PID,FD */
         .set F_SIZE, 37376
 
         .include "elf-x86_64.inc"
@@ -422,10 +428,13 @@ secure:
  * period started now, ~10 ms before micro could start it (core/cgroups/warm.ts says why a
  * zombie's pid written into a root cgroup.procs does it, and moves nothing). A child W (a
  * fork: this process is a few pages) vforks a child Z that exits at once, checks Z is its
- * unreaped child (waitid WNOWAIT: with SIGCHLD ignored it would be gone, its pid free),
+ * unreaped child (waitid WNOWAIT: with SIGCHLD ignored it would be gone, its pid free), and
  * writes Z's pid into the first v1 hierarchy's root cgroup.procs (opened here, O_NOFOLLOW,
- * statfs-checked), reaps Z and exits. F_WARM: W's pid (micro reaps it: MICRO_WARM), or 0
- * when not started.
+ * statfs-checked). The lock goes back to its fast mode a grace period after the last attach
+ * ends, sooner than micro's join comes (its modules load meanwhile): so W writes again every
+ * WARM_MS, each at once, until the pipe's write end, micro's alone, is closed (micro's
+ * warm-up ends, or micro does) or WARM_WRITES are done; then it reaps Z and exits. F_WARM:
+ * W's pid, or 0 when not started; MICRO_WARM=PID,FD (micro reaps W and closes FD).
  */
 warm:
         movq    $0, F_WARM(%rbx)
@@ -483,7 +492,13 @@ warm:
         cmpb    $0, -1(%rdx)
         jne     5b
         jmp     3b
-6:      mov     $SYS_clone, %eax                  /* W: the fd in %r9 */
+6:      mov     $SYS_pipe2, %eax                  /* the pipe: its write end, kept */
+        lea     F_PIPE(%rbx), %rdi                /* open across the exec, micro's */
+        xor     %esi, %esi
+        syscall
+        test    %rax, %rax
+        jne     7f
+        mov     $SYS_clone, %eax                  /* W: the fd in %r9 */
         mov     $SIGCHLD, %edi
         xor     %esi, %esi
         xor     %edx, %edx
@@ -492,21 +507,38 @@ warm:
         syscall
         test    %rax, %rax
         je      wchild
-        js      7f
+        js      8f
         mov     %rax, F_WARM(%rbx)
         lea     F_WENV(%rbx), %rdi
         lea     e_warm(%rip), %rsi
         call    stpcpy
         mov     F_WARM(%rbx), %rax
         call    utoa
+        movb    $',', (%rdi)
+        inc     %rdi
+        movl    F_PIPE+4(%rbx), %eax
+        call    utoa
+        mov     $SYS_close, %eax                  /* the read end is W's */
+        movl    F_PIPE(%rbx), %edi
+        syscall
+        jmp     7f
+8:      mov     $SYS_close, %eax
+        movl    F_PIPE(%rbx), %edi
+        syscall
+        mov     $SYS_close, %eax
+        movl    F_PIPE+4(%rbx), %edi
+        syscall
 7:      mov     $SYS_close, %eax
         mov     %r9, %rdi
         syscall
 9:      ret
 
-/* W (see warm): the cgroup.procs fd in %r9; never returns. */
+/* W (see warm): the cgroup.procs fd in %r9, F_PIPE its pipe; never returns. */
 wchild:
-        sub     $512, %rsp                        /* 0: siginfo, 256: Z's pid in decimal */
+        sub     $512, %rsp                        /* 0: siginfo, 128: pollfd, 256: Z's pid */
+        mov     $SYS_close, %eax                  /* micro's end alone keeps the pipe open */
+        movl    F_PIPE+4(%rbx), %edi
+        syscall
         mov     $SYS_vfork, %eax
         syscall
         test    %rax, %rax
@@ -529,11 +561,26 @@ wchild:
         mov     %r12, %rax
         call    utoa
         lea     256(%rsp), %rsi
-        mov     %rdi, %rdx
-        sub     %rsi, %rdx
-        mov     $SYS_write, %eax
+        mov     %rdi, %r13
+        sub     %rsi, %r13                        /* its length */
+        mov     $WARM_WRITES, %ebp
+4:      mov     $SYS_write, %eax
         mov     %r9, %rdi
+        lea     256(%rsp), %rsi
+        mov     %r13, %rdx
         syscall
+        dec     %ebp
+        je      2f
+        movl    F_PIPE(%rbx), %eax                /* poll the read end: EOF (micro done), */
+        movl    %eax, 128(%rsp)                   /* an error or a signal ends it */
+        movl    $1, 132(%rsp)                     /* POLLIN */
+        mov     $SYS_poll, %eax
+        lea     128(%rsp), %rdi
+        mov     $1, %esi
+        mov     $WARM_MS, %edx
+        syscall
+        test    %rax, %rax
+        je      4b
 2:      mov     $SYS_wait4, %eax
         mov     %r12, %rdi
         xor     %esi, %esi
