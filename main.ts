@@ -111,8 +111,14 @@ async function main(argv: string[]): Promise<number> {
     : "";
   if (served && served !== "0" && !isWorker) {
     const serve = await import("./commands/serve.ts");
-    const code = await serve.client(served, argv, warm?.launcherWarming() ?? false);
-    if (code !== null) return code;
+    const warmed = warm?.launcherWarming() ?? false;
+    // Its launcher's warm-up, for the worker's join: reaped once done, not at this one's end.
+    warm?.takeLaunched();
+    const code = await serve.client(served, argv, warmed);
+    if (code !== null) {
+      warm?.joined(); // the worker's join is done
+      return code;
+    }
   }
   const load = Object.hasOwn(COMMANDS, cmd) ? COMMANDS[cmd] : undefined;
   if (!load) throw new MicroError(`unknown command "${cmd}"`, { hint: 'see "micro --help"' });

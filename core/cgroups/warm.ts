@@ -109,8 +109,7 @@ export function warmAttach(sys: Sys, code: Uint8Array, uid = Deno.uid()): void {
  */
 export async function warmUp(): Promise<void> {
   if (launched) {
-    const { openLibc } = await import("../sys/libc.ts");
-    takeLaunched(openLibc());
+    takeLaunched();
     return;
   }
   const [{ openLibc }, { VFORK_CODE, vforkUsable }] = await Promise.all([
@@ -120,6 +119,9 @@ export async function warmUp(): Promise<void> {
   const sys = openLibc();
   if (vforkUsable(sys)) warmAttach(sys, VFORK_CODE());
 }
+
+/** The kernel's highest pid (PID_MAX_LIMIT on 64-bit). */
+const PID_MAX_LIMIT = 4194304;
 
 /** The launcher's child: its pid, and the pipe's write end whose closing stops it. */
 interface Launched {
@@ -141,10 +143,10 @@ let running: Launched | null = null;
  */
 export async function fromLauncher(value: string, sys?: Sys): Promise<void> {
   launched = null;
-  const m = /^([1-9][0-9]{0,9}),([0-9]{1,9})$/.exec(value);
+  const m = /^([1-9][0-9]{0,6}),([0-9]{1,9})$/.exec(value);
   if (!m) return;
   const [pid, fd] = [Number(m[1]), Number(m[2])];
-  if (fd < 3) return;
+  if (fd < 3 || pid > PID_MAX_LIMIT) return;
   sys ??= (await import("../sys/libc.ts")).openLibc();
   if (!sys.isChild(pid) || sys.fcntl(fd, 2, 1) < 0) return; // F_SETFD, FD_CLOEXEC
   launched = { pid, fd, sys };
@@ -165,9 +167,10 @@ export function warmedElsewhere(): void {
 
 /**
  * The launcher's child as this command's warm-up: pending until it has exited, then reaped.
- * It writes on until the container has joined its cgroups (`joined`) or the command ends.
+ * It writes on until the container has joined its cgroups (`joined`) or the command ends (a
+ * served client's, which never joins: until its 100 writes are done).
  */
-export function takeLaunched(sys: Sys): void {
+export function takeLaunched(): void {
   const l = launched;
   launched = null;
   if (!l) return;
@@ -180,7 +183,7 @@ export function takeLaunched(sys: Sys): void {
   const end = () => {
     pending.delete(over);
   };
-  const over: Promise<void> = sys.waitpid(l.pid).then(end, end);
+  const over: Promise<void> = l.sys.waitpid(l.pid).then(end, end);
   pending.add(over);
 }
 

@@ -484,7 +484,8 @@ export interface Stat {
 
 /**
  * arm64's own open flags (arch/arm64/include/uapi/asm/fcntl.h, kept for AArch32): its
- * O_DIRECTORY and O_NOFOLLOW are x86_64's O_DIRECT and O_LARGEFILE bits shifted down one.
+ * O_DIRECTORY and O_NOFOLLOW are the bits x86_64 uses for O_DIRECT and O_LARGEFILE (with
+ * x86_64's values, an arm64 open followed links and asked for direct I/O).
  */
 const ARM64_OPEN = Deno.build.arch === "aarch64";
 

@@ -256,11 +256,16 @@ const [pid, fd] = Deno.env.get("MICRO_WARM")!.split(",").map(Number);
 const sys = openLibc();
 const mine = sys.isChild(pid) ? "mine" : "not mine";
 const pipe = Deno.readLinkSync(\`/proc/self/fd/\${fd}\`).startsWith("pipe:") ? "pipe" : "not a pipe";
+await new Promise((r) => setTimeout(r, 20));
+// Its fds: cgroup.procs and the pipe's read end, none of the caller's (qemu-user's own aside).
+const fds = [...Deno.readDirSync(\`/proc/\${pid}/fd\`)].map((e) => Deno.readLinkSync(\`/proc/\${pid}/fd/\${e.name}\`));
+const own = fds.filter((l) => l.startsWith("pipe:") || l.endsWith("cgroup.procs")).length;
+const kept = ${runner(arch)!.length} ? own : fds.length;
 await new Promise((r) => setTimeout(r, 100));
 const writing = sys.reap(pid).pid === 0 ? "writing" : "gone";
 sys.close(fd);
 const exited = sys.waitExited(pid) ? "exited" : "not exited";
-console.log(\`warm \${mine} \${pipe} \${writing} \${exited} \${sys.reap(pid).status}\`);
+console.log(\`warm \${mine} \${pipe} \${kept} fds \${writing} \${exited} \${sys.reap(pid).status}\`);
 `,
     );
     Deno.writeTextFileSync(
@@ -288,7 +293,7 @@ exec "${Deno.execPath()}" run -A --no-config --quiet "${s.dir}/check.ts"
       .outputSync();
     const v1 = new TextDecoder().decode(type.stdout).trim() !== "cgroup2fs" &&
       ["pids", "memory", "cpu"].some((c) => exists(`/sys/fs/cgroup/${c}/cgroup.procs`));
-    const started = v1 ? "warm mine pipe writing exited 0\n" : "warm none\n";
+    const started = v1 ? "warm mine pipe 2 fds writing exited 0\n" : "warm none\n";
     assert.equal(warm(["run", "img", "true"]), started);
     assert.equal(warm(["exec", "c", "true"]), started);
     assert.equal(warm(["run", "img"], { MICRO_WARM: "1" }), started); // the caller's replaced

@@ -43,6 +43,7 @@
         .set SYS_waitid, 95
         .set SYS_clone, 220
         .set SYS_wait4, 260
+        .set SYS_close_range, 436
         .set SYS_write, 64
         .set SYS_newfstatat, 79
         .set SYS_utimensat, 88
@@ -495,11 +496,31 @@ warm:
 8:      mov     x30, x16
 9:      ret
 
-/* W (see warm): the cgroup.procs fd in x15, F_PIPE its pipe; never returns. */
+/*
+ * W (see warm): the cgroup.procs fd in x15, F_PIPE its pipe; never returns. It keeps no fd
+ * but those two (launcher-x86_64.S's wchild says why and how).
+ */
 wchild:
         sub     sp, sp, #512                      /* 0: siginfo, 128: pollfd, 144: timespec, */
-        ldr     w0, [x19, #F_PIPE+4]              /* 256: Z's pid; micro's end alone keeps */
-        mov     x8, #SYS_close                    /* the pipe open */
+        ldr     w12, [x19, #F_PIPE]               /* 256: Z's pid. x12 the read end, x13 */
+        cmp     x15, x12                          /* the higher of the two */
+        csel    x13, x15, x12, hi
+        mov     x14, #0
+5:      cmp     x14, x13
+        b.hs    7f
+        cmp     x14, x15
+        b.eq    6f
+        cmp     x14, x12
+        b.eq    6f
+        mov     x0, x14
+        mov     x8, #SYS_close
+        svc     #0
+6:      add     x14, x14, #1
+        b       5b
+7:      add     x0, x13, #1
+        mov     w1, #-1                           /* ~0U */
+        mov     x2, #0
+        mov     x8, #SYS_close_range
         svc     #0
         mov     x0, #0x4111                       /* Z: CLONE_VM | CLONE_VFORK | SIGCHLD */
         mov     x1, #0

@@ -44,6 +44,7 @@
         .set SYS_fstatfs, 138
         .set SYS_waitid, 247
         .set SYS_pipe2, 293
+        .set SYS_close_range, 436
         .set SYS_getcwd, 79
         .set SYS_geteuid, 107
         .set SYS_clock_gettime, 228
@@ -533,11 +534,35 @@ warm:
         syscall
 9:      ret
 
-/* W (see warm): the cgroup.procs fd in %r9, F_PIPE its pipe; never returns. */
+/*
+ * W (see warm): the cgroup.procs fd in %r9, F_PIPE its pipe; never returns. It keeps no fd
+ * but those two (not the caller's stdio: a reader of micro's output would wait for W's end;
+ * not the pipe's write end: micro's alone keeps it open): each below the higher of the two
+ * closed, then the rest (close_range, Linux 5.9; before, they stay open until W exits).
+ */
 wchild:
         sub     $512, %rsp                        /* 0: siginfo, 128: pollfd, 256: Z's pid */
-        mov     $SYS_close, %eax                  /* micro's end alone keeps the pipe open */
-        movl    F_PIPE+4(%rbx), %edi
+        movl    F_PIPE(%rbx), %r12d               /* the read end */
+        mov     %r9, %r13                         /* the higher of the two */
+        cmp     %r12, %r13
+        jae     5f
+        mov     %r12, %r13
+5:      xor     %ebp, %ebp
+6:      cmp     %r13, %rbp
+        jae     7f
+        cmp     %r9, %rbp
+        je      8f
+        cmp     %r12, %rbp
+        je      8f
+        mov     $SYS_close, %eax
+        mov     %rbp, %rdi
+        syscall
+8:      inc     %rbp
+        jmp     6b
+7:      mov     $SYS_close_range, %eax
+        lea     1(%r13), %rdi
+        mov     $-1, %esi                         /* ~0U */
+        xor     %edx, %edx
         syscall
         mov     $SYS_vfork, %eax
         syscall
