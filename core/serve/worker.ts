@@ -93,6 +93,8 @@ export async function work(dispatch: Dispatch, server: number): Promise<number> 
   const nullId = fileId(sys, devNull);
   const serverErr = sys.fcntl(2, 1030, 10); // F_DUPFD_CLOEXEC: the server's stderr, kept
   const own = ownSettings(sys);
+  /** What clients are compared with (`check`): read once, kept true by `processState`. */
+  const me = selfFacts(sys);
   let current: { conn: number; done: boolean; signalsBefore: number } | null = null;
   globalThis.addEventListener("unload", () => {
     if (current && !current.done) {
@@ -126,7 +128,7 @@ export async function work(dispatch: Dispatch, server: number): Promise<number> 
     const taken = receive(sys, conn);
     if (typeof taken !== "string") {
       if (taken.req.warmed) warmedElsewhere();
-      else await warmUp();
+      else if (taken.req.argv[0] !== "plan") await warmUp();
     }
     const client = typeof taken === "string" ? taken : identify(sys, conn);
     if (typeof taken === "string" || typeof client === "string") {
@@ -147,7 +149,7 @@ export async function work(dispatch: Dispatch, server: number): Promise<number> 
       sys.close(conn);
       continue;
     }
-    const refused = check(sys, conn, client.proc, req);
+    const refused = check(sys, conn, client.proc, req, me);
     const unadopted = refused ? undefined : adopt(sys, client, fds, req);
     for (const fd of [...fds, client.proc, client.pidfd]) sys.close(fd);
     if (refused || unadopted) {
@@ -290,20 +292,52 @@ function setEnv(env: Record<string, string>): void {
 /**
  * What a command must leave as it found it for the next client's to run in this process:
  * the namespaces and root (a join enters others for its clone and comes back), the
- * credentials, capabilities, seccomp and no_new_privs, and the main thread's signal mask
- * and ignored signals (the fork engine blocks them all around a clone).
+ * credentials, capabilities, seccomp and no_new_privs, the main thread's signal mask and
+ * ignored signals (the fork engine blocks them all around a clone), and the rest of what
+ * `check` compares a client with (`selfFacts`, read once): security label, scheduling,
+ * personality and cgroups.
  */
 function processState(sys: Sys): string {
-  const parts = NAMESPACES.map((ns) => readLinkAt(sys, `/proc/self/ns/${ns}`));
-  parts.push(rootId(sys, "/proc/self/root"));
-  const status = statusOf(String(readTextAt(sys, "/proc/self/status", 64 * 1024)));
-  for (const f of ["Uid", "Gid", "Groups", "CapEff", "CapPrm", "CapBnd", "CapAmb", "NoNewPrivs"]) {
-    parts.push(status.get(f) ?? "");
-  }
-  for (const f of ["Seccomp", "Seccomp_filters", "SigBlk", "SigIgn"]) {
-    parts.push(status.get(f) ?? "");
+  const me = selfFacts(sys);
+  const parts = [...me.ns.map(String), me.root, me.label, me.nice, me.policy, me.personality];
+  parts.push(me.cgroup);
+  const fields = ["Uid", "Gid", "Groups", "CapEff", "CapPrm", "CapBnd", "CapInh", "CapAmb"];
+  for (const f of [...fields, "NoNewPrivs", "Seccomp", "Seccomp_filters", "SigBlk", "SigIgn"]) {
+    parts.push(me.status.get(f) ?? "");
   }
   return parts.join("\n");
+}
+
+/** This process's side of `check`. */
+export interface SelfFacts {
+  status: Map<string, string>;
+  ns: (string | null)[];
+  root: string;
+  label: string;
+  nice: string;
+  policy: string;
+  personality: string;
+  cgroup: string;
+}
+
+/** This process's facts that `check` compares a client's with. */
+export function selfFacts(sys: Sys): SelfFacts {
+  const dir = "/proc/self";
+  const text = (path: string, cap?: number) => {
+    const t = readTextAt(sys, `${dir}/${path}`, cap);
+    return typeof t === "string" ? t : "";
+  };
+  const stat = statOf(readTextAt(sys, `${dir}/stat`));
+  return {
+    status: statusOf(text("status", 64 * 1024)),
+    ns: NAMESPACES.map((ns) => readLinkAt(sys, `${dir}/ns/${ns}`)),
+    root: rootId(sys, `${dir}/root`),
+    label: text("attr/current", 4096).replace(/\0/g, "").trim(),
+    nice: stat[16] ?? "",
+    policy: stat[38] ?? "",
+    personality: text("personality"),
+    cgroup: text("cgroup"),
+  };
 }
 
 /** A root directory's mount, device and inode: a chroot into a bind mount of / differs. */
@@ -515,13 +549,14 @@ function statOf(text: string | number): string[] {
 
 /**
  * Why the client (its /proc directory open as `procFd`) may not have this worker run its
- * command, or undefined.
+ * command, or undefined. `me`: this worker's own facts (read once by a worker).
  */
 export function check(
   sys: Sys,
   conn: number,
   procFd: number,
   req?: Request,
+  me: SelfFacts = selfFacts(sys),
 ): string | undefined {
   if (req && req.build !== Deno.mainModule) return `another build of micro (${req.build})`;
   // A process's HTTP clients keep the proxy they started with (image pulls).
@@ -537,54 +572,47 @@ export function check(
   if (cred[1] !== own) return `the client is uid ${cred[1]}, the server uid ${own}`;
   const theirs = `/proc/self/fd/${procFd}`;
   const text = readTextAt(sys, `${theirs}/status`, 64 * 1024);
-  const mine = readTextAt(sys, "/proc/self/status", 64 * 1024);
-  if (typeof text !== "string" || typeof mine !== "string") {
-    return "cannot read the client's /proc status";
-  }
+  if (typeof text !== "string" || !me.status.size) return "cannot read the client's /proc status";
   const them = statusOf(text);
-  const me = statusOf(mine);
   if (/^[ZX]/.test(them.get("State") ?? "")) return "the client has gone";
   for (const field of ["Uid", "Gid", "Groups"]) {
-    if (them.get(field) !== me.get(field)) {
+    if (them.get(field) !== me.status.get(field)) {
       return `the client's ${field} (${them.get(field)}) are not the server's`;
     }
   }
   // No more privilege than the client has: capabilities, no_new_privs, seccomp.
   for (const set of ["CapEff", "CapPrm", "CapBnd", "CapInh", "CapAmb"]) {
     const a = BigInt(`0x${them.get(set) ?? "0"}`);
-    const b = BigInt(`0x${me.get(set) ?? "0"}`);
+    const b = BigInt(`0x${me.status.get(set) ?? "0"}`);
     if ((a & b) !== b) return `the client has fewer capabilities (${set} ${them.get(set)})`;
   }
-  if (them.get("NoNewPrivs") !== me.get("NoNewPrivs")) return "the client runs with no_new_privs";
+  if (them.get("NoNewPrivs") !== me.status.get("NoNewPrivs")) {
+    return "the client runs with no_new_privs";
+  }
   // Filters cannot be compared: a client under any is not served.
   if (them.get("Seccomp") !== "0") return "the client runs under a seccomp filter";
-  for (const ns of NAMESPACES) {
+  for (const [k, ns] of NAMESPACES.entries()) {
     const a = readLinkAt(sys, `${theirs}/ns/${ns}`);
-    const b = readLinkAt(sys, `/proc/self/ns/${ns}`);
-    if (a !== b) return `the client is in another ${ns} namespace (${a})`;
+    if (a !== me.ns[k]) return `the client is in another ${ns} namespace (${a})`;
   }
-  if (rootId(sys, `${theirs}/root`) !== rootId(sys, "/proc/self/root")) {
-    return "the client has another root (chroot)";
-  }
-  const label = (path: string) => {
-    const t = readTextAt(sys, path, 4096);
-    return typeof t === "string" ? t.replace(/\0/g, "").trim() : "";
-  };
-  if (label(`${theirs}/attr/current`) !== label("/proc/self/attr/current")) {
+  if (rootId(sys, `${theirs}/root`) !== me.root) return "the client has another root (chroot)";
+  const label = readTextAt(sys, `${theirs}/attr/current`, 4096);
+  if ((typeof label === "string" ? label.replace(/\0/g, "").trim() : "") !== me.label) {
     return "the client runs under another security label (AppArmor, SELinux)";
   }
   // Its scheduling as micro's would be (nice, policy) and its personality: not taken here.
-  const [a, b] = [
-    statOf(readTextAt(sys, `${theirs}/stat`)),
-    statOf(readTextAt(sys, "/proc/self/stat")),
-  ];
-  if (a[16] !== b[16] || a[38] !== b[38]) return "the client's nice value or scheduling policy";
-  if (readTextAt(sys, `${theirs}/personality`) !== readTextAt(sys, "/proc/self/personality")) {
+  const a = statOf(readTextAt(sys, `${theirs}/stat`));
+  if ((a[16] ?? "") !== me.nice || (a[38] ?? "") !== me.policy) {
+    return "the client's nice value or scheduling policy";
+  }
+  const persona = readTextAt(sys, `${theirs}/personality`);
+  if ((typeof persona === "string" ? persona : "") !== me.personality) {
     return "the client's personality";
   }
   // Its cgroups confine what it may do (devices, memory, tasks, a service's network rules):
   // a worker serves only a client in its own.
-  if (readTextAt(sys, `${theirs}/cgroup`) !== readTextAt(sys, "/proc/self/cgroup")) {
+  const cgroup = readTextAt(sys, `${theirs}/cgroup`);
+  if ((typeof cgroup === "string" ? cgroup : "") !== me.cgroup) {
     return "the client is in other cgroups (start micro serve where its clients run)";
   }
   return undefined;

@@ -908,11 +908,12 @@ function bindLibc(): Sys {
     async waitpid(pid) {
       const st = new Int32Array(1);
       const bytes = new Uint8Array(st.buffer);
-      // __WALL; a failure is EINTR unless the child is gone (then ECHILD).
+      // __WALL; a failure is EINTR unless the pid is no child of this process's (any more:
+      // reaped elsewhere), then ECHILD (a live process that is not one is not waited for).
       for (;;) {
         const got = Number(await lib.ibib_async(nr.wait4, pid, bytes, 0x40000000, null));
         if (got >= 0) return { pid: got, status: st[0] };
-        if (sys.kill(pid, 0) === -3) return { pid: -10, status: 0 };
+        if (!sys.isChild(pid)) return { pid: -10, status: 0 };
       }
     },
     reap(pid) {

@@ -8,7 +8,7 @@ import {
   servePath,
   sockaddrUn,
 } from "../../core/serve/wire.ts";
-import { check, identify } from "../../core/serve/worker.ts";
+import { check, identify, selfFacts } from "../../core/serve/worker.ts";
 import { openLibc } from "../../core/sys/libc.ts";
 import { C } from "../../core/sys/mod.ts";
 
@@ -88,6 +88,28 @@ Deno.test("serve identify and check: the client is the socket's peer, by the ker
       // The peer of s[1] is this very process: the same in every respect.
       assert.equal(client.pid, Deno.pid);
       assert.equal(check(sys, s[1], client.proc), undefined);
+      // A worker compares with its own facts, read once (processState keeps them true): each
+      // one that differs refuses the client.
+      const me = selfFacts(sys);
+      assert.equal(check(sys, s[1], client.proc, undefined, me), undefined);
+      const differs: [(f: ReturnType<typeof selfFacts>) => void, RegExp][] = [
+        [(f) => f.status.set("Uid", "1\t1\t1\t1"), /Uid/],
+        [(f) => f.status.set("CapBnd", "ffffffffffffffff"), /fewer capabilities/],
+        [(f) => f.ns[2] = "pid:[1]", /another pid namespace/],
+        [(f) => f.root = "x", /another root/],
+        [(f) => f.label = "unconfined", /security label/],
+        [(f) => f.nice = "-5", /nice value/],
+        [(f) => f.policy = "1", /scheduling policy/],
+        [(f) => f.personality = "00400000", /personality/],
+        [(f) => f.cgroup = "0::/other", /other cgroups/],
+      ];
+      for (const [change, why] of differs) {
+        const other = { ...selfFacts(sys) };
+        other.status = new Map(other.status);
+        other.ns = [...other.ns];
+        change(other);
+        assert.match(String(check(sys, s[1], client.proc, undefined, other)), why);
+      }
     } finally {
       sys.close(client.proc);
       sys.close(client.pidfd);
