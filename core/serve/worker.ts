@@ -13,7 +13,8 @@
  * A worker serves many commands: that is the point (a run in a warm process takes 18 to 25
  * ms, in a new one 57 above Deno's floor: bench/README.md). After each it puts back its
  * own stdio (/dev/null, before the exit code is sent: a pipe's reader sees its end when the
- * client exits), directory, umask, environment, limits, OOM score and CPUs. It leaves (and
+ * client exits), then, while the client exits, its directory, umask, environment, limits,
+ * OOM score and CPUs. It leaves (and
  * the server starts another) after MAX_COMMANDS; when it cannot put one of those back; when
  * a command left an fd open, a relay call pending on the client's stdio, or changed its
  * namespaces, credentials or signal mask; or when its memory grew past MAX_RSS.
@@ -187,11 +188,13 @@ export async function work(dispatch: Dispatch, server: number): Promise<number> 
       printTrace();
       resetTrace();
     }
-    // The client's stdio let go before it hears the code (see the module's comment).
-    const unrestored = restore(sys, own, devNull, serverErr);
+    // The client's stdio let go before it hears the code (see the module's comment); the rest
+    // of the worker's settings put back after, while the client exits.
+    letGoStdio(sys, devNull, serverErr);
     run.done = true;
     current = null;
     reply(sys, conn, { exit: code & 255 });
+    const unrestored = restore(sys, own, devNull, serverErr);
     // A relay call left on the client's stdio holds it (a read of its terminal would take
     // the user's next line) until this process ends: it ends now, its caches not folded.
     if (stdioCallsPending()) {
@@ -260,9 +263,7 @@ function ownSettings(sys: Sys): Own {
  * limit the client's lowered cannot be raised again without CAP_SYS_RESOURCE.
  */
 function restore(sys: Sys, own: Own, devNull: number, serverErr: number): string | undefined {
-  sys.dup3(devNull, 0, 0);
-  sys.dup3(devNull, 1, 0);
-  sys.dup3(serverErr, 2, 0);
+  letGoStdio(sys, devNull, serverErr);
   sys.chdir(cstr("/"));
   sys.umask(own.umask);
   setEnv(own.env);
@@ -280,6 +281,13 @@ function restore(sys: Sys, own: Own, devNull: number, serverErr: number): string
     }
   }
   return undefined;
+}
+
+/** The worker's own stdio back: /dev/null in, the server's stderr. */
+function letGoStdio(sys: Sys, devNull: number, serverErr: number): void {
+  sys.dup3(devNull, 0, 0);
+  sys.dup3(devNull, 1, 0);
+  sys.dup3(serverErr, 2, 0);
 }
 
 /** The environment made `env`: only what differs changes (an op each, 1.3 ms for a shell's). */
