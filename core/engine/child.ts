@@ -306,6 +306,12 @@ export interface ChildContext {
   /** sync "none": the run's cgroup.procs files, open for writing; the child writes "0". */
   cgroupProcs?: readonly { fd: number; path: string }[];
   /**
+   * sync "none": the signals micro ignores (read as the child was made), the only ones its
+   * reset must touch: every signal stays blocked until the exec, which resets the handled
+   * ones itself. Absent: all of them.
+   */
+  ignoredSignals?: readonly number[];
+  /**
    * sync "none", in a user namespace: the child's end of the socket micro's writer thread
    * waits on (Sys.procWrites): the child asks for its id maps there, first, and waits for
    * them to be written.
@@ -1819,7 +1825,8 @@ export function compileChild(ops: Op[], ctx: ChildContext, sys: Sys): ChildProgr
         });
         // A vfork child keeps every signal blocked: its stub unblocks them at the exec.
         const unblock = ctx.sync !== "none";
-        step(engine("reset signals"), () => sys.resetSignals(unblock));
+        const only = unblock ? undefined : ctx.ignoredSignals;
+        step(engine("reset signals"), () => sys.resetSignals(unblock, only));
         const ready = new Int32Array([READY_RECORD, 0]);
         step(engine("ready"), () => sys.sendRecord(reportFd, ready, -1));
         if ((ctx.execFifo ?? -1) >= 0) {

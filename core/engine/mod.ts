@@ -734,7 +734,7 @@ export async function start(
       syncRead: sync[0],
       syncWrite: sync[1],
       sync: vfork ? "none" : mode,
-      ...(vfork ? { cgroupProcs: procs } : {}),
+      ...(vfork ? { cgroupProcs: procs, ...ignored(sys) } : {}),
       ...(writer.ends[1] >= 0 ? { procWrites: writer.ends[1] } : {}),
       dumpableForAttach: plan.some((o) => o.kind === "usernet-start"),
       networked: plan.some((o) => o.kind === "cni-add" || o.kind === "usernet-start"),
@@ -1216,4 +1216,10 @@ async function supervise(
     if (relays) relays.close();
     else for (const fd of Object.values(ends)) if (fd >= 0) sys.close(fd);
   }
+}
+
+/** A vfork child's `ignoredSignals`: absent where this process's cannot be read. */
+function ignored(sys: Sys): { ignoredSignals?: number[] } {
+  const signals = sys.ignoredSignals();
+  return signals ? { ignoredSignals: signals } : {};
 }

@@ -467,8 +467,13 @@ export class RecordingSys implements Sys {
   closeRange(first: number, last: number, flags: number) {
     return this.record("closeRange", [first, last, flags], () => 0);
   }
-  resetSignals(unblock = true) {
-    return this.record("resetSignals", unblock ? [] : ["mask kept"], () => 0);
+  /** Deno's: SIGPIPE. */
+  ignoredSignals(): number[] | null {
+    return this.record("ignoredSignals", [], () => 0) < 0 ? null : [13];
+  }
+  resetSignals(unblock = true, only?: readonly number[]) {
+    const args = [...(unblock ? [] : ["mask kept"]), ...(only ? [`only ${only.join(",")}`] : [])];
+    return this.record("resetSignals", args, () => 0);
   }
   execveat(dirfd: number, path: CStr, argv: CStrArray, envp: CStrArray, flags: number) {
     const p = this.s(path) ?? "";

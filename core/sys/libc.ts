@@ -789,13 +789,47 @@ function bindLibc(): Sys {
     ioctlBuf: (fd, req, buf) => r(lib.iib(nr.ioctl, fd, req, buf)),
     socket: (d, t, p) => r(lib.i(nr.socket, d, t, p, 0, 0)),
     closeRange: (a, b, flags) => r(lib.i(nr.close_range, a, b, flags, 0, 0)),
-    resetSignals(unblock = true) {
+    ignoredSignals() {
+      // /proc/self/status's SigIgn line, found in its bytes (no first TextDecoder here).
+      const path = Uint8Array.from("/proc/self/status\0", (c) => c.charCodeAt(0));
+      const fd = sys.open(path, 0o2000000, 0); // O_RDONLY | O_CLOEXEC
+      if (fd < 0) return null;
+      const buf = new Uint8Array(16 * 1024);
+      let n = 0;
+      for (;;) {
+        const got = sys.read(fd, buf.subarray(n), buf.length - n);
+        if (got <= 0 || (n += got) === buf.length) break;
+      }
+      sys.close(fd);
+      const key = [83, 105, 103, 73, 103, 110, 58]; // "SigIgn:"
+      let at = -1;
+      for (let i = 0; at < 0 && i + key.length < n; i++) {
+        if ((i === 0 || buf[i - 1] === 10) && key.every((b, k) => buf[i + k] === b)) at = i;
+      }
+      if (at < 0) return null;
+      let i = at + key.length;
+      while (buf[i] === 9 || buf[i] === 32) i++;
+      const hex = String.fromCharCode(...buf.subarray(i, i + 16));
+      if (!/^[0-9a-f]{16}$/.test(hex)) return null;
+      const mask = BigInt(`0x${hex}`);
+      const signals: number[] = [];
+      for (let sig = 1; sig < 65; sig++) {
+        if (sig !== 9 && sig !== 19 && (mask >> BigInt(sig - 1)) & 1n) signals.push(sig);
+      }
+      return signals;
+    },
+    resetSignals(unblock = true, only) {
       // 32 and 33 too (glibc's internal signals, which its sigaction refuses but the kernel
       // does not): a glibc parent's posix_spawn leaves them ignored, and an ignored signal
-      // stays ignored across execve, into the container's command.
-      for (let sig = 1; sig < 65; sig++) {
-        if (sig === 9 || sig === 19) continue;
-        lib.ibbi(nr.rt_sigaction, sig, sigact, null, 8);
+      // stays ignored across execve, into the container's command. (Index loops: a cloned
+      // child allocates nothing.)
+      if (only) {
+        for (let i = 0; i < only.length; i++) lib.ibbi(nr.rt_sigaction, only[i], sigact, null, 8);
+      } else {
+        for (let sig = 1; sig < 65; sig++) {
+          if (sig === 9 || sig === 19) continue;
+          lib.ibbi(nr.rt_sigaction, sig, sigact, null, 8);
+        }
       }
       if (!unblock) return 0;
       return r(lib.ibbi(nr.rt_sigprocmask, 2, sigset, null, 8)); // SIG_SETMASK, empty

@@ -175,9 +175,14 @@ export interface Sys {
   // Signals and processes
   /**
    * Resets every signal to its default action and unblocks all of them; with `unblock` false
-   * the mask stays (a vfork child: its stub unblocks them right before the exec).
+   * the mask stays (a vfork child: its stub unblocks them right before the exec). With
+   * `only`, just those signals: a vfork child's, whose handlers no signal reaches before the
+   * exec resets them, need only micro's ignored ones reset (an ignored signal stays ignored
+   * across an exec).
    */
-  resetSignals(unblock?: boolean): number;
+  resetSignals(unblock?: boolean, only?: readonly number[]): number;
+  /** The signals this process ignores (SigIgn), never KILL or STOP; null when /proc cannot say. */
+  ignoredSignals(): number[] | null;
   /** execveat(2): with AT_EMPTY_PATH and path "", runs the file open at `dirfd`. */
   execveat(dirfd: number, path: CStr, argv: CStrArray, envp: CStrArray, flags: number): number;
   /**

@@ -165,6 +165,49 @@ Deno.test('compileChild, sync none: cgroup.procs gets "0" right after PDEATHSIG,
   assert.equal(orphan.run[1](), -3);
 });
 
+Deno.test("compileChild, sync none: the signal reset touches only micro's ignored signals (every one stays blocked until the exec, which resets the handled ones); the fork path's all", () => {
+  const step = (ctx: Parameters<typeof compileChild>[1]) => {
+    const sys = new RecordingSys();
+    const prog = compileChild(CHILD_OPS, ctx, sys);
+    const at = prog.info.findIndex((s) => s.kind === "reset signals");
+    assert.ok(at > 0, "a reset step");
+    sys.clear();
+    prog.run[at]();
+    return sys.format();
+  };
+  assert.deepEqual(step({ ...VFORK_CTX, ignoredSignals: [13] }), [
+    'resetSignals("mask kept", "only 13")',
+  ]);
+  // /proc could not say: all of them.
+  assert.deepEqual(step(VFORK_CTX), ['resetSignals("mask kept")']);
+  assert.deepEqual(step({ ...VFORK_CTX, sync: "first", ignoredSignals: [13] }), ["resetSignals()"]);
+});
+
+Deno.test("Sys.ignoredSignals: this process's SigIgn (Deno ignores SIGPIPE), never KILL or STOP", () => {
+  const got = openLibc().ignoredSignals() ?? [];
+  assert.ok(got.includes(13), String(got));
+  assert.ok(!got.includes(9) && !got.includes(19));
+  const text = Deno.readTextFileSync("/proc/self/status");
+  const mask = BigInt(`0x${/^SigIgn:\s*([0-9a-f]+)/m.exec(text)![1]}`);
+  for (const sig of got) assert.ok((mask >> BigInt(sig - 1)) & 1n, String(sig));
+  assert.equal(got.length, mask.toString(2).split("").filter((b) => b === "1").length);
+});
+
+Deno.test("execute on the vfork path: the child is told micro's ignored signals; none (all reset) when /proc cannot say", async () => {
+  for (
+    const [sys, want] of [
+      [new RecordingSys({ vfork: true }).scriptRecv(5, READY), "only 13"],
+      [new RecordingSys({ vfork: true }).scriptRecv(5, READY).failOn("ignoredSignals", 2), null],
+    ] as const
+  ) {
+    await execute(PLAN, OPTS, sys);
+    const reset = sys.format().find((c) => c.startsWith("resetSignals("));
+    assert.ok(reset, sys.format().join("\n"));
+    assert.equal(reset.includes("only"), want !== null, reset);
+    if (want) assert.ok(reset.includes(want), reset);
+  }
+});
+
 Deno.test("execute on the vfork path: no sweep, no release byte; the steps run inside vforkExec, the stub's exec last", async () => {
   const sys = new RecordingSys({ vfork: true, waitStatus: 3 << 8 }).scriptRecv(5, READY);
   const seen: number[] = [];
