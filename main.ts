@@ -116,7 +116,7 @@ async function main(argv: string[]): Promise<number> {
     warm?.takeLaunched();
     const code = await serve.client(served, argv, warmed);
     if (code !== null) {
-      warm?.joined(); // the worker's join is done
+      warm?.joining(); // the worker's join is done
       return code;
     }
   }

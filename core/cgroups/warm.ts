@@ -131,7 +131,7 @@ interface Launched {
 }
 /** MICRO_WARM's, until a warm-up takes it or the command ends. */
 let launched: Launched | null = null;
-/** The one taken as this command's warm-up, until joined or warmDone stop it. */
+/** The one taken as this command's warm-up, until joining or warmDone stop it. */
 let running: Launched | null = null;
 
 /**
@@ -167,7 +167,7 @@ export function warmedElsewhere(): void {
 
 /**
  * The launcher's child as this command's warm-up: pending until it has exited, then reaped.
- * It writes on until the container has joined its cgroups (`joined`) or the command ends (a
+ * It writes on until the container is about to join its cgroups (`joining`) or the command ends (a
  * served client's, which never joins: until its 100 writes are done).
  */
 export function takeLaunched(): void {
@@ -187,8 +187,13 @@ export function takeLaunched(): void {
   pending.add(over);
 }
 
-/** The container has joined its cgroups (core/engine/mod.ts): the lock is kept no longer. */
-export function joined(): void {
+/**
+ * The container is about to join its cgroups (core/engine/mod.ts, right before the clone):
+ * the launcher's child stops writing. The lock stays ready for a grace period after its
+ * last write, and the join comes within a millisecond or two; its writes would meet the
+ * clone and the child's set-up (each holds the lock for writing, which forks wait on).
+ */
+export function joining(): void {
   if (running) stop(running);
   running = null;
 }
@@ -218,7 +223,7 @@ export function dropLaunched(): void {
  * worker) waits for it.
  */
 export function warmDone(): Promise<void> {
-  joined();
+  joining();
   started = false;
   return Promise.all(pending).then(() => {});
 }

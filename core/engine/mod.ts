@@ -18,7 +18,7 @@ import { CHILD_PHASES, type Op } from "../ops.ts";
 import { RunSignals, signalName } from "../signals.ts";
 import { C, type CStr, cstr, type Sys } from "../sys/mod.ts";
 import type { RecordedCgroup } from "../cgroups/fs.ts";
-import { joined } from "../cgroups/warm.ts";
+import { joining } from "../cgroups/warm.ts";
 import { ParentOps, rootHostId } from "./parent.ts";
 import { Watchdog } from "./watchdog.ts";
 import {
@@ -363,6 +363,11 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
   let handed = false;
   try {
     stopIfSignalled();
+    // The container joins its cgroups within a few milliseconds, inside the grace period
+    // the lock stays ready for after the launcher's last write: its warm-up stops now, so
+    // that its writes (each holds the lock for writing, which forks wait on) and its exit
+    // meet neither the clone nor the child's set-up.
+    joining();
     parent.prepare();
     // PDEATHSIG is only a request the container can clear: with a cgroup of its own, a
     // watchdog kills it when micro dies. A detached container must outlive micro.
@@ -384,8 +389,6 @@ export async function execute(plan: Op[], opts: EngineOptions, sys: Sys): Promis
         }
       },
     );
-    // Its cgroups joined: the launcher's warm-up keeps the v1 lock ready no longer.
-    joined();
     try {
       if (signals.stopSignal) {
         // Killed as it started: reap it, and nothing of the run is left.

@@ -632,6 +632,10 @@ function bindLibc(): Sys {
   const rlimBytes = new Uint8Array(rlim.buffer);
   const sigact = new Uint8Array(32); // sa_handler=SIG_DFL, flags 0, restorer 0, mask 0
   const sigset = new Uint8Array(8);
+  /** "/proc/self/status" as a C string (ignoredSignals), made at its first call. */
+  let statusPath: Uint8Array | undefined;
+  /** ignoredSignals' answer, once read. */
+  let ignoredOnce: number[] | undefined;
   const sigIgnore = new Uint8Array(32);
   sigIgnore[0] = 1; // sa_handler = SIG_IGN
   const timespec = new Uint32Array(4); // {i64 tv_sec, i64 tv_nsec}
@@ -790,33 +794,44 @@ function bindLibc(): Sys {
     socket: (d, t, p) => r(lib.i(nr.socket, d, t, p, 0, 0)),
     closeRange: (a, b, flags) => r(lib.i(nr.close_range, a, b, flags, 0, 0)),
     ignoredSignals() {
-      // /proc/self/status's SigIgn line, found in its bytes (no first TextDecoder here).
-      const path = Uint8Array.from("/proc/self/status\0", (c) => c.charCodeAt(0));
-      const fd = sys.open(path, 0o2000000, 0); // O_RDONLY | O_CLOEXEC
+      // Read once a process: what a process ignores it ignored from its start (Deno's SIGPIPE,
+      // the caller's), as micro ignores none itself but in a forked watchdog. /proc/self/
+      // status's SigIgn line, found in its bytes: no TextDecoder, few steps.
+      if (ignoredOnce) return [...ignoredOnce];
+      statusPath ??= Uint8Array.from("/proc/self/status\0", (c) => c.charCodeAt(0));
+      const fd = sys.open(statusPath, 0o2000000, 0); // O_RDONLY | O_CLOEXEC
       if (fd < 0) return null;
-      const buf = new Uint8Array(16 * 1024);
+      const buf = new Uint8Array(4096);
       let n = 0;
       for (;;) {
         const got = sys.read(fd, buf.subarray(n), buf.length - n);
         if (got <= 0 || (n += got) === buf.length) break;
       }
       sys.close(fd);
-      const key = [83, 105, 103, 73, 103, 110, 58]; // "SigIgn:"
-      let at = -1;
-      for (let i = 0; at < 0 && i + key.length < n; i++) {
-        if ((i === 0 || buf[i - 1] === 10) && key.every((b, k) => buf[i + k] === b)) at = i;
-      }
-      if (at < 0) return null;
-      let i = at + key.length;
+      // "SigIgn:" at a line's start, then tabs and 16 hex digits.
+      let i = 0;
+      while (
+        i >= 0 && i + 24 < n &&
+        !(buf[i] === 83 && buf[i + 3] === 73 && buf[i + 5] === 110 && buf[i + 6] === 58)
+      ) i = buf.indexOf(10, i) + 1 || -1;
+      if (i < 0 || i + 24 >= n) return null;
+      i += 7;
       while (buf[i] === 9 || buf[i] === 32) i++;
-      const hex = String.fromCharCode(...buf.subarray(i, i + 16));
-      if (!/^[0-9a-f]{16}$/.test(hex)) return null;
-      const mask = BigInt(`0x${hex}`);
+      // Two 32-bit halves (no BigInt): the first 8 digits are signals 33 to 64.
+      const half = [0, 0];
+      for (let k = 0; k < 16; k++) {
+        const c = buf[i + k];
+        const d = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : -1;
+        if (d < 0) return null;
+        half[k >> 3] = (half[k >> 3] * 16 + d) >>> 0;
+      }
       const signals: number[] = [];
       for (let sig = 1; sig < 65; sig++) {
-        if (sig !== 9 && sig !== 19 && (mask >> BigInt(sig - 1)) & 1n) signals.push(sig);
+        const bit = (sig <= 32 ? half[1] >>> (sig - 1) : half[0] >>> (sig - 33)) & 1;
+        if (bit && sig !== 9 && sig !== 19) signals.push(sig);
       }
-      return signals;
+      ignoredOnce = signals;
+      return [...signals];
     },
     resetSignals(unblock = true, only) {
       // 32 and 33 too (glibc's internal signals, which its sigaction refuses but the kernel

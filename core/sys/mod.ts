@@ -181,7 +181,11 @@ export interface Sys {
    * across an exec).
    */
   resetSignals(unblock?: boolean, only?: readonly number[]): number;
-  /** The signals this process ignores (SigIgn), never KILL or STOP; null when /proc cannot say. */
+  /**
+   * The signals this process ignores (SigIgn), never KILL or STOP; null when /proc cannot
+   * say. Read once a process: micro ignores no signal itself (but in a forked watchdog), so
+   * the set is Deno's and the caller's, fixed from the start.
+   */
   ignoredSignals(): number[] | null;
   /** execveat(2): with AT_EMPTY_PATH and path "", runs the file open at `dirfd`. */
   execveat(dirfd: number, path: CStr, argv: CStrArray, envp: CStrArray, flags: number): number;

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import {
   dropLaunched,
   fromLauncher,
-  joined,
+  joining,
   takeLaunched,
   warmAttach,
   warmDone,
@@ -178,7 +178,7 @@ function isFile(path: string): boolean {
 }
 
 warmTest(
-  "warm-up: the launcher's child (MICRO_WARM=PID,FD) is the command's warm-up: its fd made close-on-exec, none of its own started, stopped (its pipe closed) once the container joined, done once it has exited",
+  "warm-up: the launcher's child (MICRO_WARM=PID,FD) is the command's warm-up: its fd made close-on-exec, none of its own started, stopped (its pipe closed) as the container is about to join, done once it has exited",
   async () => {
     const sys = v1Host();
     const release = sys.holdWaits();
@@ -189,8 +189,8 @@ warmTest(
     sys.clear();
     warmAttach(sys, CODE, 0);
     assert.deepEqual(sys.format(), []);
-    joined();
-    joined();
+    joining();
+    joining();
     assert.deepEqual(sys.format(), ["close(7)"], "closed once, at the join");
     let done = false;
     const end = warmDone().then(() => done = true);
