@@ -119,6 +119,9 @@ async function main(argv: string[]): Promise<number> {
       warm?.joining(); // the worker's join is done
       return code;
     }
+    // Not served: the command runs here, with a warm-up of its own (the launcher's may have
+    // stopped, its writes used up, while a worker was waited for).
+    void warm?.warmDone();
   }
   const load = Object.hasOwn(COMMANDS, cmd) ? COMMANDS[cmd] : undefined;
   if (!load) throw new MicroError(`unknown command "${cmd}"`, { hint: 'see "micro --help"' });

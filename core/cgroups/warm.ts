@@ -137,9 +137,9 @@ let running: Launched | null = null;
 /**
  * MICRO_WARM ("PID,FD"), which main.ts takes out of the environment at start: the
  * launcher's child that started the grace period and keeps it, and the write end of the pipe
- * that stops it (tools/trampoline/launcher-x86_64.S). Only a child of this process's counts:
- * another value (a caller's own, where no launcher replaced it) is dropped, its fd untouched.
- * The fd made close-on-exec at once: nothing micro starts holds it.
+ * that stops it (tools/trampoline/launcher-x86_64.S). Its fd made close-on-exec at once:
+ * nothing micro starts holds it. Only a child of this process's counts (the launcher's, not
+ * reaped already because the caller ignores SIGCHLD): another pid is not waited for.
  */
 export async function fromLauncher(value: string, sys?: Sys): Promise<void> {
   launched = null;
@@ -148,7 +148,9 @@ export async function fromLauncher(value: string, sys?: Sys): Promise<void> {
   const [pid, fd] = [Number(m[1]), Number(m[2])];
   if (fd < 3 || pid > PID_MAX_LIMIT) return;
   sys ??= (await import("../sys/libc.ts")).openLibc();
-  if (!sys.isChild(pid) || sys.fcntl(fd, 2, 1) < 0) return; // F_SETFD, FD_CLOEXEC
+  // Close-on-exec whatever the pid is: the launcher's pipe reaches no process micro starts
+  // (its child reaped already, where the caller ignores SIGCHLD, is not waited for).
+  if (sys.fcntl(fd, 2, 1) < 0 || !sys.isChild(pid)) return; // F_SETFD, FD_CLOEXEC
   launched = { pid, fd, sys };
 }
 

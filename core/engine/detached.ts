@@ -3,6 +3,7 @@
  * for a caller that reaps it. Only the OCI runtime loads it (a module a run loads costs it in
  * proportion to its size: core/v8.ts).
  */
+import { joining } from "../cgroups/warm.ts";
 import { CHILD_PHASES, type Op } from "../ops.ts";
 import { RunSignals } from "../signals.ts";
 import { C, type Sys } from "../sys/mod.ts";
@@ -41,6 +42,7 @@ export async function createDetached(
   const signals = opts.signals ?? new RunSignals();
   let ok = false;
   try {
+    joining(); // the launcher's warm-up (core/cgroups/warm.ts), as execute does
     parent.prepare();
     const { pid, ends } = await startRetrying(
       network,

@@ -217,7 +217,10 @@ export async function work(dispatch: Dispatch, server: number): Promise<number> 
     const rss = Deno.memoryUsage().rss;
     if (rss > MAX_RSS) return leave(served, `${rss >> 20} MiB resident`);
     if (processState(sys) !== own.state) {
-      return leave(served, "its namespaces, root, credentials or signal mask changed");
+      return leave(
+        served,
+        "its namespaces, root, credentials, signal mask, label, scheduling, personality or cgroups changed",
+      );
     }
     sys.prctl(C.PR_SET_PDEATHSIG, C.SIGKILL, 0, 0, 0);
     if (Deno.ppid !== server) return 0;
@@ -264,7 +267,6 @@ function ownSettings(sys: Sys): Own {
  */
 function restore(sys: Sys, own: Own, devNull: number, serverErr: number): string | undefined {
   letGoStdio(sys, devNull, serverErr);
-  sys.chdir(cstr("/"));
   sys.umask(own.umask);
   setEnv(own.env);
   for (let r = 0; r < own.limits.length; r++) {
@@ -283,11 +285,15 @@ function restore(sys: Sys, own: Own, devNull: number, serverErr: number): string
   return undefined;
 }
 
-/** The worker's own stdio back: /dev/null in, the server's stderr. */
+/**
+ * What the client must find let go once it hears its code: its stdio (/dev/null in, the
+ * server's stderr) and its working directory (an unmount right after would fail, busy).
+ */
 function letGoStdio(sys: Sys, devNull: number, serverErr: number): void {
   sys.dup3(devNull, 0, 0);
   sys.dup3(devNull, 1, 0);
   sys.dup3(serverErr, 2, 0);
+  sys.chdir(cstr("/"));
 }
 
 /** The environment made `env`: only what differs changes (an op each, 1.3 ms for a shell's). */
@@ -580,7 +586,8 @@ export function check(
   if (cred[1] !== own) return `the client is uid ${cred[1]}, the server uid ${own}`;
   const theirs = `/proc/self/fd/${procFd}`;
   const text = readTextAt(sys, `${theirs}/status`, 64 * 1024);
-  if (typeof text !== "string" || !me.status.size) return "cannot read the client's /proc status";
+  if (!me.status.size) return "cannot read the worker's own /proc status";
+  if (typeof text !== "string") return "cannot read the client's /proc status";
   const them = statusOf(text);
   if (/^[ZX]/.test(them.get("State") ?? "")) return "the client has gone";
   for (const field of ["Uid", "Gid", "Groups"]) {
@@ -609,8 +616,10 @@ export function check(
     return "the client runs under another security label (AppArmor, SELinux)";
   }
   // Its scheduling as micro's would be (nice, policy) and its personality: not taken here.
+  // This worker's scheduling and cgroups read again: another process may change them.
   const a = statOf(readTextAt(sys, `${theirs}/stat`));
-  if ((a[16] ?? "") !== me.nice || (a[38] ?? "") !== me.policy) {
+  const b = statOf(readTextAt(sys, "/proc/self/stat"));
+  if ((a[16] ?? "") !== (b[16] ?? me.nice) || (a[38] ?? "") !== (b[38] ?? me.policy)) {
     return "the client's nice value or scheduling policy";
   }
   const persona = readTextAt(sys, `${theirs}/personality`);
@@ -620,7 +629,10 @@ export function check(
   // Its cgroups confine what it may do (devices, memory, tasks, a service's network rules):
   // a worker serves only a client in its own.
   const cgroup = readTextAt(sys, `${theirs}/cgroup`);
-  if ((typeof cgroup === "string" ? cgroup : "") !== me.cgroup) {
+  const mine = readTextAt(sys, "/proc/self/cgroup");
+  if (
+    (typeof cgroup === "string" ? cgroup : "") !== (typeof mine === "string" ? mine : me.cgroup)
+  ) {
     return "the client is in other cgroups (start micro serve where its clients run)";
   }
   return undefined;

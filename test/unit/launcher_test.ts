@@ -309,6 +309,30 @@ exec "${Deno.execPath()}" run -A --no-config --quiet "${s.dir}/check.ts"
     assert.equal(warm(["run", "img"], {}, 61235), "warm none\n");
   });
 
+  test("a caller without stdin, stdout and stderr: no warm-up (its pipe would be Deno's fd 0 to 2)", (s) => {
+    const out = `${s.dir}/out`;
+    Deno.writeTextFileSync(
+      `${s.d}/deno`,
+      `#!/bin/sh\necho "\${MICRO_WARM:-none} $(ls /proc/$$/fd | wc -l)" > ${out}\n`,
+    );
+    const warm = (closed: boolean) => {
+      const [cmd, ...pre] = [...runner(arch)!, s.exe];
+      const close = closed ? "0<&- 1>&- 2>&-" : "";
+      const r = new Deno.Command("sh", {
+        args: ["-c", `exec "$@" ${close}`, "sh", cmd, ...pre, "run", "img"],
+        clearEnv: true,
+        env: { PATH: "/usr/bin:/bin", MICRO_CACHE_DIR: s.base },
+      }).outputSync();
+      assert.equal(r.code, 0);
+      return Deno.readTextFileSync(out).trim();
+    };
+    const type = new Deno.Command("stat", { args: ["-f", "-c", "%T", "/sys/fs/cgroup"] })
+      .outputSync();
+    if (new TextDecoder().decode(type.stdout).trim() === "cgroup2fs") return;
+    assert.match(warm(false), /^[1-9][0-9]*,[3-9][0-9]* /);
+    assert.match(warm(true), /^none /);
+  });
+
   test("an old stamp is refreshed; a recent one is left alone", (s) => {
     Deno.utimeSync(s.d, 1000, 1000);
     s.run({ MICRO_CACHE_DIR: s.base });

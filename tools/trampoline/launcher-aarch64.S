@@ -461,6 +461,9 @@ warm:
         mov     x8, #SYS_pipe2
         svc     #0
         cbnz    x0, 7f
+        ldr     w0, [x19, #F_PIPE+4]              /* a caller without stdio: not as */
+        cmp     w0, #3                            /* Deno's fd 0, 1 or 2 */
+        b.lo    10f
         mov     x0, #17                           /* W: a fork (SIGCHLD), the fd in x15 */
         mov     x1, #0
         mov     x2, #0

@@ -499,6 +499,8 @@ warm:
         syscall
         test    %rax, %rax
         jne     7f
+        cmpl    $3, F_PIPE+4(%rbx)                /* a caller without stdio: not as */
+        jb      8f                                /* Deno's fd 0, 1 or 2 */
         mov     $SYS_clone, %eax                  /* W: the fd in %r9 */
         mov     $SIGCHLD, %edi
         xor     %esi, %esi
