@@ -25,6 +25,7 @@ import type { HostInfo } from "../../core/plugin.ts";
 import { FakeExec, FakeExit, RecordingSys } from "../../core/sys/fake.ts";
 import { C, fromBase64 } from "../../core/sys/mod.ts";
 import { PLUGINS } from "../../plugins/mod.ts";
+import { F } from "./_flags.ts";
 
 const ROOT = "/run/micro/c1/root";
 /** Already at the child's fixed report fd, so the prologue only closes the rest. */
@@ -213,15 +214,15 @@ Deno.test("compileChild makes no calls; runChild runs every phase's steps in ord
     'mount(null, "/", null, 0x44000, null) = 0',
     // bind-root: bind the image and keep an O_PATH fd on it at 1002
     `mount("/img", "${ROOT}", null, 0x5000, null) = 0`,
-    `open("${ROOT}", 0x290000, 0) = 3`,
+    `open("${ROOT}", ${F.PATH_DIR}, 0) = 3`,
     "dup3(3, 1002, 0x80000) = 1002",
     "close(3) = 0",
     // /proc: create the mount point, find it in the root through no symlink (O_NOFOLLOW,
     // RESOLVE_NO_SYMLINKS), make a detached procfs, attach it there and keep its root at 1003
-    'openat2(1002, "/", 0x290000, 0, 0x12) = 4',
+    `openat2(1002, "/", ${F.PATH_DIR}, 0, 0x12) = 4`,
     'mkdirat(4, "proc", 0o755) = 0',
     "close(4) = 0",
-    'openat2(1002, "/proc", 0x2b0000, 0, 0x16) = 5',
+    `openat2(1002, "/proc", ${F.PATH_DIR_NOFOLLOW}, 0, 0x16) = 5`,
     'fsopen("proc", 1) = 6',
     'fsconfig(6, 1, "source", "proc", 0) = 0',
     "fsconfig(6, 6, null, null, 0) = 0",
@@ -248,14 +249,14 @@ Deno.test("compileChild makes no calls; runChild runs every phase's steps in ord
     'openat2(1003, "kcore", 0x280000, 0, 0xe) = 10',
     "dup3(10, 1000, 0x80000) = 1000",
     "close(10) = 0",
-    'openat2(1003, "kcore", 0x290000, 0, 0xe) = -20',
+    `openat2(1003, "kcore", ${F.PATH_DIR}, 0, 0xe) = -20`,
     'mount("/dev/null", "/proc/self/fd/1000", null, 0x1000, null) = 0',
     "close(1000) = 0",
     // mask of a directory: an empty read-only tmpfs
     'openat2(1003, "acpi", 0x280000, 0, 0xe) = 11',
     "dup3(11, 1000, 0x80000) = 1000",
     "close(11) = 0",
-    'openat2(1003, "acpi", 0x290000, 0, 0xe) = 12',
+    `openat2(1003, "acpi", ${F.PATH_DIR}, 0, 0xe) = 12`,
     "close(12) = 0",
     'mount("tmpfs", "/proc/self/fd/1000", "tmpfs", 0xf, "size=0") = 0',
     "close(1000) = 0",
@@ -929,13 +930,13 @@ Deno.test("a file bind creates its parents and an empty file inside the root", (
     }),
   ], sys);
   assert.deepEqual(sys.format().slice(PROLOGUE.length, -2), [
-    'openat2(1002, "/", 0x290000, 0, 0x12)',
+    `openat2(1002, "/", ${F.PATH_DIR}, 0, 0x12)`,
     'mkdirat(3, "dev", 0o755)',
     "close(3)",
-    'openat2(1002, "/dev", 0x290000, 0, 0x12)',
+    `openat2(1002, "/dev", ${F.PATH_DIR}, 0, 0x12)`,
     "close(4)",
     // O_CREAT|O_EXCL|O_WRONLY|O_CLOEXEC|O_NOFOLLOW
-    'openat2(1002, "/dev/null", 0xa00c1, 0o644, 0x12)',
+    `openat2(1002, "/dev/null", ${F.CREATE_NEW}, 0o644, 0x12)`,
     "close(5)",
     'openat2(1002, "/dev/null", 0x280000, 0, 0x12)',
     "dup3(6, 1000, 0x80000)",
@@ -962,13 +963,13 @@ Deno.test("a file bind target that exists already (EEXIST under O_EXCL) is bound
     .failOn("openat2", (a) => a[1] === "/dev/null" && isCreate(a), 17);
   runToEnd([DEV_NULL_BIND], sys);
   assert.deepEqual(sys.format({ results: true }).slice(PROLOGUE.length, -2), [
-    'openat2(1002, "/", 0x290000, 0, 0x12) = 3',
+    `openat2(1002, "/", ${F.PATH_DIR}, 0, 0x12) = 3`,
     'mkdirat(3, "dev", 0o755) = -17',
     "close(3) = 0",
-    'openat2(1002, "/dev", 0x290000, 0, 0x12) = 4',
+    `openat2(1002, "/dev", ${F.PATH_DIR}, 0, 0x12) = 4`,
     "close(4) = 0",
     // Nothing was created, so nothing is closed: the existing target is used as it is.
-    'openat2(1002, "/dev/null", 0xa00c1, 0o644, 0x12) = -17',
+    `openat2(1002, "/dev/null", ${F.CREATE_NEW}, 0o644, 0x12) = -17`,
     'openat2(1002, "/dev/null", 0x280000, 0, 0x12) = 5',
     "dup3(5, 1000, 0x80000) = 1000",
     "close(5) = 0",
@@ -985,12 +986,12 @@ Deno.test("creating a file bind target stops at any errno but EEXIST (EISDIR, EL
       .failOn("openat2", (a) => a[1] === "/dev/null" && isCreate(a), errno);
     const { prog } = runToEnd([DEV_NULL_BIND], sys);
     assert.deepEqual(sys.format().slice(PROLOGUE.length), [
-      'openat2(1002, "/", 0x290000, 0, 0x12)',
+      `openat2(1002, "/", ${F.PATH_DIR}, 0, 0x12)`,
       'mkdirat(3, "dev", 0o755)',
       "close(3)",
-      'openat2(1002, "/dev", 0x290000, 0, 0x12)',
+      `openat2(1002, "/dev", ${F.PATH_DIR}, 0, 0x12)`,
       "close(4)",
-      'openat2(1002, "/dev/null", 0xa00c1, 0o644, 0x12)',
+      `openat2(1002, "/dev/null", ${F.CREATE_NEW}, 0o644, 0x12)`,
       ...exitWithReport(FIRST, errno),
     ]);
     assert.deepEqual(prog.info[FIRST].paths, {
@@ -1082,7 +1083,7 @@ Deno.test("remount-root-ro remounts / read-only keeping relatime and the locked 
   const sys = new RecordingSys().returns("fstatfsFlags", () => true, C.MS_NOSUID | 4096);
   runToEnd([op("rootfs", "mount", "remount-root-ro", {})], sys);
   assert.deepEqual(sys.format().slice(PROLOGUE.length), [
-    'open("/", 0x290000, 0)',
+    `open("/", ${F.PATH_DIR}, 0)`,
     "fstatfsFlags(3)",
     // MS_REMOUNT|MS_BIND|MS_RDONLY|MS_NOSUID|MS_RELATIME
     'mount(null, "/", null, 0x201023, null)',
@@ -1095,7 +1096,7 @@ Deno.test("remount-root-ro over a strictatime root says MS_STRICTATIME (else: re
   const sys = new RecordingSys().returns("fstatfsFlags", () => true, C.MS_NODEV);
   runToEnd([op("rootfs", "mount", "remount-root-ro", {})], sys);
   assert.deepEqual(sys.format().slice(PROLOGUE.length), [
-    'open("/", 0x290000, 0)',
+    `open("/", ${F.PATH_DIR}, 0)`,
     "fstatfsFlags(3)",
     // MS_REMOUNT|MS_BIND|MS_RDONLY|MS_NODEV|MS_STRICTATIME
     'mount(null, "/", null, 0x1001025, null)',
@@ -1108,7 +1109,7 @@ Deno.test("remount-root-ro: a failing fstatfs or mount is reported after / is cl
   const statFails = new RecordingSys().failOn("fstatfsFlags", 38);
   runToEnd([op("rootfs", "mount", "remount-root-ro", {})], statFails);
   assert.deepEqual(statFails.format().slice(PROLOGUE.length), [
-    'open("/", 0x290000, 0)',
+    `open("/", ${F.PATH_DIR}, 0)`,
     "fstatfsFlags(3)",
     "close(3)",
     ...exitWithReport(FIRST, 38),
@@ -1119,7 +1120,7 @@ Deno.test("remount-root-ro: a failing fstatfs or mount is reported after / is cl
     .failOn("mount", 1);
   const { prog } = runToEnd([op("rootfs", "mount", "remount-root-ro", {})], mountFails);
   assert.deepEqual(mountFails.format().slice(PROLOGUE.length), [
-    'open("/", 0x290000, 0)',
+    `open("/", ${F.PATH_DIR}, 0)`,
     "fstatfsFlags(3)",
     'mount(null, "/", null, 0x201021, null)',
     "close(3)",
@@ -1203,13 +1204,13 @@ Deno.test("mkdir, symlink and setrlimit run inside the root; EEXIST is fine", ()
     op("credentials", "process", "setrlimit", { resource: "nofile", soft: 1024, hard: 4096 }),
   ], sys);
   assert.deepEqual(sys.format().slice(PROLOGUE.length), [
-    'openat2(1002, "/", 0x290000, 0, 0x12)',
+    `openat2(1002, "/", ${F.PATH_DIR}, 0, 0x12)`,
     'mkdirat(3, "run", 0o755)',
     "close(3)",
-    'openat2(1002, "/run", 0x290000, 0, 0x12)',
+    `openat2(1002, "/run", ${F.PATH_DIR}, 0, 0x12)`,
     'mkdirat(4, "lock", 0o755)',
     "close(4)",
-    'openat2(1002, "/dev", 0x290000, 0, 0x12)',
+    `openat2(1002, "/dev", ${F.PATH_DIR}, 0, 0x12)`,
     'symlinkat("pts/ptmx", 5, "ptmx")',
     "close(5)",
     "setrlimit(7, 1024, 4096)",
@@ -1430,7 +1431,7 @@ Deno.test("the image copy the parent made is attached and becomes the root fd", 
     "dup3(57, 1012, 0x80000)",
     "closeRange(3, 0x3f1, 0x0)",
     "closeRange(1013, 0x7fffffff, 0x0)",
-    `open("${ROOT}", 0x290000, 0)`,
+    `open("${ROOT}", ${F.PATH_DIR}, 0)`,
     'moveMount(1011, "", 3, "", 0x44)',
     "close(3)",
     "dup3(1011, 1002, 0x80000)",
@@ -1550,7 +1551,7 @@ Deno.test("OCI create: the exec fifo is reopened only through procfs's /proc/sel
     .returns("fstatfsType", () => true, C.PROC_SUPER_MAGIC);
   runToEnd(ops, proc, context({ execFifo: 60, detached: true }));
   const calls = proc.format();
-  const dir = calls.findIndex((c) => c.startsWith('open("/proc/self/fd", 0x290000'));
+  const dir = calls.findIndex((c) => c.startsWith(`open("/proc/self/fd", ${F.PATH_DIR}`));
   const fifo = calls.findIndex((c) => /^openat\(\d+, "1015", 0x80001/.test(c));
   assert.ok(dir >= 0 && fifo > dir, calls.join("\n"));
   assert.ok(calls.some((c) => c.startsWith("execveat(")), calls.join("\n"));

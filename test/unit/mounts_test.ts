@@ -17,6 +17,7 @@ import { type Op, op } from "../../core/ops.ts";
 import { compileChild, runChild } from "../../core/engine/child.ts";
 import { FakeExec, FakeExit, RecordingSys } from "../../core/sys/fake.ts";
 import { PLUGINS } from "../../plugins/mod.ts";
+import { F } from "./_flags.ts";
 
 function host(over: Partial<HostInfo> = {}): HostInfo {
   return {
@@ -260,7 +261,7 @@ Deno.test("child: v1 /sys/fs/cgroup is a tmpfs found beneath micro's sysfs, a cg
   const from = calls.findIndex((c) => c.startsWith('openat2(1004, "fs/cgroup"'));
   assert.deepEqual(calls.slice(from, from + 24), [
     // beneath the sysfs root (RESOLVE_BENEATH, no symlinks), never by name from the root
-    'openat2(1004, "fs/cgroup", 0x290000, 0, 0xe) = 7',
+    `openat2(1004, "fs/cgroup", ${F.PATH_DIR}, 0, 0xe) = 7`,
     'fsopen("tmpfs", 1) = 8',
     'fsconfig(8, 1, "source", "tmpfs", 0) = 0',
     'fsconfig(8, 1, "mode", "755", 0) = 0',
@@ -270,7 +271,7 @@ Deno.test("child: v1 /sys/fs/cgroup is a tmpfs found beneath micro's sysfs, a cg
     'moveMount(9, "", 7, "", 0x44) = 0',
     "close(7) = 0",
     'mkdirat(9, "cpu,cpuacct", 0o755) = 0',
-    'openat2(9, "cpu,cpuacct", 0x290000, 0, 0xe) = 10',
+    `openat2(9, "cpu,cpuacct", ${F.PATH_DIR}, 0, 0xe) = 10`,
     'fsopen("cgroup", 1) = 11',
     'fsconfig(11, 1, "source", "cgroup", 0) = 0',
     'fsconfig(11, 0, "cpu", null, 0) = 0',

@@ -12,6 +12,7 @@ import { pidOfPidfd, ptracersIn } from "../../core/run.ts";
 import { processStartTime, ptracersInNs } from "../../core/state.ts";
 import { nothingToSweep } from "../../core/stateroot.ts";
 import { RecordingSys } from "../../core/sys/fake.ts";
+import { F } from "./_flags.ts";
 
 function withTemp(fn: (dir: string) => void): void {
   const dir = Deno.makeTempDirSync({ prefix: "micro-state-test-" });
@@ -174,7 +175,7 @@ Deno.test("gc: the run's lock is taken without blocking, and a busy one is left 
     sys.failOn("flock", 11); // EWOULDBLOCK: held by the run's micro
     assert.deepEqual(gc(root, me, noKill, () => sys, () => assert.fail("warned")), []);
     assert.deepEqual(sys.format(), [
-      `open("${dir}/lock", 0xa0000, 0)`, // O_RDONLY|O_NOFOLLOW|O_CLOEXEC
+      `open("${dir}/lock", ${F.NOFOLLOW}, 0)`, // O_RDONLY|O_NOFOLLOW|O_CLOEXEC
       "flock(3, 6)",
       "close(3)",
     ]);
