@@ -27,7 +27,8 @@ function exists(path: string): boolean {
 
 const HASH = "0123456789abcdef";
 const FLAGS = ["--v8-flags=--single-threaded", "-A", "--quiet"];
-const STUB = 'echo "stub $0 $*"';
+/** The stub says it ran; with STUB_OUT set, it also lists its fds' targets there. */
+const STUB = 'echo "stub $0 $*"; [ -z "$STUB_OUT" ] || ls -l /proc/$$/fd/ > "$STUB_OUT"';
 
 const ROOT = Deno.uid() === 0;
 
@@ -331,6 +332,29 @@ exec "${Deno.execPath()}" run -A --no-config --quiet "${s.dir}/check.ts"
     if (new TextDecoder().decode(type.stdout).trim() === "cgroup2fs") return;
     assert.match(warm(false), /^[1-9][0-9]*,[3-9][0-9]* /);
     assert.match(warm(true), /^none /);
+  });
+
+  test("a Deno that cannot be exec'd after the warm-up: the stub runs without the warm-up's pipe", (s) => {
+    // No #! and no ELF: execve fails (ENOEXEC) once the cache was judged safe and W started.
+    Deno.writeTextFileSync(`${s.d}/deno`, "not a program\n");
+    const listed = (args: string[]) => {
+      const stub = `${s.dir}/stub-fds`;
+      const [cmd, ...pre] = [...runner(arch)!, s.exe];
+      new Deno.Command(cmd, {
+        args: [...pre, ...args],
+        clearEnv: true,
+        env: { PATH: "/usr/bin:/bin", MICRO_CACHE_DIR: s.base, STUB_OUT: stub },
+        stdin: "null",
+        stdout: "null",
+        stderr: "null",
+      }).outputSync();
+      return Deno.readTextFileSync(stub);
+    };
+    // The stub lists its fds (STUB_OUT): a run's are a `version`'s (no warm-up), no pipe more.
+    const fds = (out: string) => [...out.matchAll(/ (\d+) -> /g)].map((m) => m[1]).sort();
+    const run = listed(["run", "img"]);
+    assert.ok(fds(run).length >= 3, run);
+    assert.deepEqual(fds(run), fds(listed(["version"])), run);
   });
 
   test("an old stamp is refreshed; a recent one is left alone", (s) => {

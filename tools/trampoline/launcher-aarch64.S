@@ -109,6 +109,7 @@ _start:
         b       2b
 3:      sub     sp, sp, #F_SIZE
         mov     x19, sp
+        str     xzr, [x19, #F_WARM]
         mov     x8, #SYS_geteuid
         svc     #0
         mov     w20, w0
@@ -346,7 +347,12 @@ launch:
 
 /* The stub: sh -c STUB SELF ARGS, with the caller's environment. */
 slow:
-        lsl     x0, x22, #3                       /* argc + 5 words (argc may be 0) */
+        ldr     x0, [x19, #F_WARM]                /* Deno's exec failed after the warm-up: */
+        cbz     x0, 1f                            /* its pipe is not the stub's (W stops) */
+        ldr     w0, [x19, #F_PIPE+4]
+        mov     x8, #SYS_close
+        svc     #0
+1:      lsl     x0, x22, #3                       /* argc + 5 words (argc may be 0) */
         add     x0, x0, #5*8+15
         and     x0, x0, #-16
         sub     sp, sp, x0

@@ -119,6 +119,7 @@ _start:
         jmp     2b
 3:      sub     $F_SIZE, %rsp
         mov     %rsp, %rbx
+        movq    $0, F_WARM(%rbx)
         mov     $SYS_geteuid, %eax
         syscall
         mov     %eax, %r12d
@@ -374,7 +375,12 @@ launch:
 
 /* The stub: sh -c STUB SELF ARGS, with the caller's environment. */
 slow:
-        lea     (,%r14,8), %rax                   /* argc + 5 words (argc may be 0) */
+        cmpq    $0, F_WARM(%rbx)                  /* Deno's exec failed after the warm-up: */
+        je      1f                                /* its pipe is not the stub's (W stops) */
+        mov     $SYS_close, %eax
+        movl    F_PIPE+4(%rbx), %edi
+        syscall
+1:      lea     (,%r14,8), %rax                   /* argc + 5 words (argc may be 0) */
         add     $5*8+15, %rax
         and     $-16, %rax
         sub     %rax, %rsp
