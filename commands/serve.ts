@@ -53,7 +53,9 @@ export async function client(
   argv: string[],
   warmed: boolean,
 ): Promise<number | null> {
-  const { servePath } = await import("../core/serve/wire.ts");
-  const { viaServer } = await import("../core/serve/client.ts");
+  const [{ servePath }, { viaServer }] = await Promise.all([
+    import("../core/serve/wire.ts"),
+    import("../core/serve/client.ts"),
+  ]);
   return await viaServer(servePath(value, Deno.uid() ?? 0), argv, undefined, warmed);
 }
