@@ -246,7 +246,7 @@ for (const arch of TRAMPOLINE_ARCHES) {
     );
   });
 
-  test("run and exec as root on cgroup v1: MICRO_WARM names its child that started the grace period; nothing else gets one, nor the caller's", (s) => {
+  test("run, exec and OCI create as root on cgroup v1: MICRO_WARM names its child that started the grace period; nothing else gets one, nor the caller's", (s) => {
     // The fake Deno runs a script under the real one (the same process) that says whether
     // MICRO_WARM's pid is its child and its fd a pipe's write end, that the child still
     // writes (a zombie's pid, every 2 ms) until that end is closed, and that it then exits.
@@ -298,7 +298,32 @@ exec "${Deno.execPath()}" run -A --no-config --quiet "${s.dir}/check.ts"
     assert.equal(warm(["run", "img", "true"]), started);
     assert.equal(warm(["exec", "c", "true"]), started);
     assert.equal(warm(["run", "img"], { MICRO_WARM: "1" }), started); // the caller's replaced
-    for (const other of [["version"], ["runner"], ["ps"], [], ["plan", "run"]]) {
+    // An OCI runtime's verbs, after runc's global flags (a value-taking one's value skipped).
+    for (
+      const oci of [
+        ["create", "id"],
+        ["--root", "/r", "run", "-b", "b", "id"],
+        ["--root=/r", "create", "id"],
+        ["--log", "l", "--log-format", "json", "--debug", "exec", "id"],
+        ["--systemd-cgroup", "--rootless", "false", "create", "id"],
+      ]
+    ) {
+      assert.equal(warm(oci), started, oci.join(" "));
+    }
+    for (
+      const other of [
+        ["version"],
+        ["runner"],
+        ["ps"],
+        [],
+        ["plan", "run"],
+        ["--root", "/r", "ps"],
+        ["--root", "/r"],
+        ["--root"],
+        ["--log", "run"],
+        ["--debug"],
+      ]
+    ) {
       assert.equal(warm(other), "warm none\n", other.join(" "));
     }
     assert.equal(warm(["version"], { MICRO_WARM: "1" }), "warm none\n"); // never passed on

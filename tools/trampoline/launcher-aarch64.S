@@ -18,7 +18,8 @@
  * DENO_DIR, DENO_NO_UPDATE_CHECK and MICRO_EXE set. For root whose base fails (sudo -E: a
  * $HOME of another user's), /var/cache/micro is tried next, as by the stub.
  *
- * Right before that exec, for `micro run` and `micro exec` as root on cgroup v1, the v1 join's
+ * Right before that exec, for `micro run`, `micro exec` and an OCI runtime's `run`, `exec` or
+ * `create` (after runc's global flags) as root on cgroup v1, the v1 join's
  * grace period is started and kept (`warm` below; core/cgroups/warm.ts says why), and Deno
  * gets the pid of the child doing it and the write end of a pipe that stops it in MICRO_WARM
  * (a caller's MICRO_WARM never reaches it).
@@ -406,22 +407,26 @@ secure:
 warm:
         str     xzr, [x19, #F_WARM]
         cbnz    w20, 9f                           /* root */
-        cmp     x22, #2                           /* run or exec */
-        b.lo    9f
         mov     x16, x30
-        ldr     x0, [x21, #8]
-        adr     x1, s_run
-        bl      hasprefix
-        cbnz    x0, 1f
-        ldrb    w3, [x2]
-        cbz     w3, 2f
-1:      ldr     x0, [x21, #8]
-        adr     x1, s_exec
-        bl      hasprefix
+        mov     x10, #1                           /* the verb: after runc's global flags */
+1:      cmp     x10, x22                          /* (OCI callers put them first) */
+        b.hs    8f
+        ldr     x11, [x21, x10, lsl #3]
+        add     x10, x10, #1
+        ldrb    w2, [x11]
+        cmp     w2, #'-'
+        b.ne    2f
+        mov     x0, x11                           /* and one that takes a value, its value */
+        adr     x1, runc_valued
+        bl      oneof
+        cbnz    x0, 1b
+        add     x10, x10, #1
+        b       1b
+2:      mov     x0, x11                           /* run, exec or create */
+        adr     x1, verbs
+        bl      oneof
         cbnz    x0, 8f
-        ldrb    w3, [x2]
-        cbnz    w3, 8f
-2:      adr     x0, cgroupfs                      /* /sys/fs/cgroup is not cgroup2 */
+        adr     x0, cgroupfs                      /* /sys/fs/cgroup is not cgroup2 */
         add     x1, x19, #F_STAT
         mov     x8, #SYS_statfs
         svc     #0
@@ -609,6 +614,25 @@ utoa3:
         cmp     x4, x3
         b.ne    2b
         strb    wzr, [x0]
+        ret
+
+/* x0 0 when the string at x0 is one of the list at x1 (NUL-separated, an empty one last). */
+oneof:
+1:      ldrb    w2, [x1]
+        cbz     w2, 4f
+        mov     x3, x0
+2:      ldrb    w2, [x1], #1
+        ldrb    w4, [x3], #1
+        cmp     w2, w4
+        b.ne    3f
+        cbnz    w2, 2b
+        mov     x0, #0
+        ret
+3:      cbz     w2, 1b                            /* past this one's NUL already */
+5:      ldrb    w2, [x1], #1                      /* the rest of this one */
+        cbnz    w2, 5b
+        b       1b
+4:      mov     x0, #1
         ret
 
 /* At x9: argv[1..argc-1] and a NULL; x9 after the NULL. */

@@ -17,7 +17,8 @@
  * DENO_DIR, DENO_NO_UPDATE_CHECK and MICRO_EXE set. For root whose base fails (sudo -E: a
  * $HOME of another user's), /var/cache/micro is tried next, as by the stub.
  *
- * Right before that exec, for `micro run` and `micro exec` as root on cgroup v1, the v1 join's
+ * Right before that exec, for `micro run`, `micro exec` and an OCI runtime's `run`, `exec` or
+ * `create` (after runc's global flags) as root on cgroup v1, the v1 join's
  * grace period is started and kept (`warm` below; core/cgroups/warm.ts says why), and Deno
  * gets the pid of the child doing it and the write end of a pipe that stops it in MICRO_WARM
  * (a caller's MICRO_WARM never reaches it).
@@ -447,21 +448,22 @@ warm:
         movq    $0, F_WARM(%rbx)
         test    %r12d, %r12d                      /* root */
         jne     9f
-        cmp     $2, %r14                          /* run or exec */
-        jb      9f
-        mov     8(%r13), %rdi
-        lea     s_run(%rip), %rsi
-        call    hasprefix
-        jne     1f
-        cmpb    $0, (%rdi)
-        je      2f
-1:      mov     8(%r13), %rdi
-        lea     s_exec(%rip), %rsi
-        call    hasprefix
+        mov     $1, %ecx                          /* the verb: after runc's global flags */
+1:      cmp     %r14, %rcx                        /* (OCI callers put them first) */
+        jae     9f
+        mov     (%r13,%rcx,8), %rdi
+        inc     %rcx
+        cmpb    $'-', (%rdi)
+        jne     2f
+        lea     runc_valued(%rip), %rsi           /* and one that takes a value, its value */
+        call    oneof
+        jne     1b
+        inc     %rcx
+        jmp     1b
+2:      lea     verbs(%rip), %rsi                 /* run, exec or create */
+        call    oneof
         jne     9f
-        cmpb    $0, (%rdi)
-        jne     9f
-2:      mov     $SYS_statfs, %eax                 /* /sys/fs/cgroup is not cgroup2 */
+        mov     $SYS_statfs, %eax                 /* /sys/fs/cgroup is not cgroup2 */
         lea     cgroupfs(%rip), %rdi
         lea     F_STAT(%rbx), %rsi
         syscall
@@ -623,6 +625,28 @@ wchild:
 3:      mov     $SYS_exit, %eax
         xor     %edi, %edi
         syscall
+
+/* ZF set when the string at %rdi is one of the list at %rsi (NUL-separated, an empty one last). */
+oneof:
+1:      cmpb    $0, (%rsi)
+        je      4f
+        mov     %rdi, %r8
+2:      movb    (%rsi), %al
+        cmpb    (%r8), %al
+        jne     3f
+        test    %al, %al
+        je      5f
+        inc     %rsi
+        inc     %r8
+        jmp     2b
+3:      cmpb    $0, (%rsi)                        /* the rest of this one */
+        je      6f
+        inc     %rsi
+        jmp     3b
+6:      inc     %rsi
+        jmp     1b
+4:      or      $1, %eax
+5:      ret
 
 /* %rax (a number) in decimal at %rdi; %rdi after it. */
 utoa:
