@@ -336,22 +336,28 @@ export interface SelfFacts {
 
 /** This process's facts that `check` compares a client's with. */
 export function selfFacts(sys: Sys): SelfFacts {
-  const dir = "/proc/self";
-  const text = (path: string, cap?: number) => {
-    const t = readTextAt(sys, `${dir}/${path}`, cap);
-    return typeof t === "string" ? t : "";
-  };
-  const stat = statOf(readTextAt(sys, `${dir}/stat`));
+  const stat = statOf(readTextAt(sys, "/proc/self/stat"));
   return {
-    status: statusOf(text("status", 64 * 1024)),
-    ns: NAMESPACES.map((ns) => readLinkAt(sys, `${dir}/ns/${ns}`)),
-    root: rootId(sys, `${dir}/root`),
-    label: text("attr/current", 4096).replace(/\0/g, "").trim(),
+    status: statusOf(textAt(sys, "/proc/self/status", 64 * 1024)),
+    ns: NAMESPACES.map((ns) => readLinkAt(sys, `/proc/self/ns/${ns}`)),
+    root: rootId(sys, "/proc/self/root"),
+    label: labelAt(sys, "/proc/self/attr/current"),
     nice: stat[16] ?? "",
     policy: stat[38] ?? "",
-    personality: text("personality"),
-    cgroup: text("cgroup"),
+    personality: textAt(sys, "/proc/self/personality"),
+    cgroup: textAt(sys, "/proc/self/cgroup"),
   };
+}
+
+/** A /proc file's text, "" when it cannot be read. */
+function textAt(sys: Sys, path: string, cap?: number): string {
+  const t = readTextAt(sys, path, cap);
+  return typeof t === "string" ? t : "";
+}
+
+/** A process's security label (attr/current), without its NUL and newline. */
+function labelAt(sys: Sys, path: string): string {
+  return textAt(sys, path, 4096).replace(/\0/g, "").trim();
 }
 
 /** A root directory's mount, device and inode: a chroot into a bind mount of / differs. */
@@ -611,8 +617,7 @@ export function check(
     if (a !== me.ns[k]) return `the client is in another ${ns} namespace (${a})`;
   }
   if (rootId(sys, `${theirs}/root`) !== me.root) return "the client has another root (chroot)";
-  const label = readTextAt(sys, `${theirs}/attr/current`, 4096);
-  if ((typeof label === "string" ? label.replace(/\0/g, "").trim() : "") !== me.label) {
+  if (labelAt(sys, `${theirs}/attr/current`) !== me.label) {
     return "the client runs under another security label (AppArmor, SELinux)";
   }
   // Its scheduling as micro's would be (nice, policy) and its personality: not taken here.
@@ -622,17 +627,13 @@ export function check(
   if ((a[16] ?? "") !== (b[16] ?? me.nice) || (a[38] ?? "") !== (b[38] ?? me.policy)) {
     return "the client's nice value or scheduling policy";
   }
-  const persona = readTextAt(sys, `${theirs}/personality`);
-  if ((typeof persona === "string" ? persona : "") !== me.personality) {
+  if (textAt(sys, `${theirs}/personality`) !== me.personality) {
     return "the client's personality";
   }
   // Its cgroups confine what it may do (devices, memory, tasks, a service's network rules):
   // a worker serves only a client in its own.
-  const cgroup = readTextAt(sys, `${theirs}/cgroup`);
   const mine = readTextAt(sys, "/proc/self/cgroup");
-  if (
-    (typeof cgroup === "string" ? cgroup : "") !== (typeof mine === "string" ? mine : me.cgroup)
-  ) {
+  if (textAt(sys, `${theirs}/cgroup`) !== (typeof mine === "string" ? mine : me.cgroup)) {
     return "the client is in other cgroups (start micro serve where its clients run)";
   }
   return undefined;

@@ -15,15 +15,18 @@ import {
   type TrampolineArch,
 } from "../../tools/gen_trampoline.ts";
 import { runner } from "./_arch.ts";
+import { exists } from "../../core/host.ts";
 
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
+/**
+ * Whether the launcher starts its warm-up here (root aside): /sys/fs/cgroup not cgroup2, and
+ * a v1 hierarchy's root cgroup.procs there.
+ */
+const V1 = (() => {
+  const type = new Deno.Command("stat", { args: ["-f", "-c", "%T", "/sys/fs/cgroup"] })
+    .outputSync();
+  return new TextDecoder().decode(type.stdout).trim() !== "cgroup2fs" &&
+    ["pids", "memory", "cpu"].some((c) => exists(`/sys/fs/cgroup/${c}/cgroup.procs`));
+})();
 
 const HASH = "0123456789abcdef";
 const FLAGS = ["--v8-flags=--single-threaded", "-A", "--quiet"];
@@ -290,11 +293,7 @@ exec "${Deno.execPath()}" run -A --no-config --quiet "${s.dir}/check.ts"
       assert.equal(r.code, 0, t.decode(r.stderr));
       return t.decode(r.stdout);
     };
-    const type = new Deno.Command("stat", { args: ["-f", "-c", "%T", "/sys/fs/cgroup"] })
-      .outputSync();
-    const v1 = new TextDecoder().decode(type.stdout).trim() !== "cgroup2fs" &&
-      ["pids", "memory", "cpu"].some((c) => exists(`/sys/fs/cgroup/${c}/cgroup.procs`));
-    const started = v1 ? "warm mine pipe 2 fds writing exited 0\n" : "warm none\n";
+    const started = V1 ? "warm mine pipe 2 fds writing exited 0\n" : "warm none\n";
     assert.equal(warm(["run", "img", "true"]), started);
     assert.equal(warm(["exec", "c", "true"]), started);
     assert.equal(warm(["run", "img"], { MICRO_WARM: "1" }), started); // the caller's replaced
@@ -352,9 +351,7 @@ exec "${Deno.execPath()}" run -A --no-config --quiet "${s.dir}/check.ts"
       assert.equal(r.code, 0);
       return Deno.readTextFileSync(out).trim();
     };
-    const type = new Deno.Command("stat", { args: ["-f", "-c", "%T", "/sys/fs/cgroup"] })
-      .outputSync();
-    if (new TextDecoder().decode(type.stdout).trim() === "cgroup2fs") return;
+    if (!V1) return;
     assert.match(warm(false), /^[1-9][0-9]*,[3-9][0-9]* /);
     assert.match(warm(true), /^none /);
   });
